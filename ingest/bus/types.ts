@@ -1,0 +1,64 @@
+import type { Event } from '../event.ts';
+
+/**
+ * The bus between ingest and its consumers (indexer, rules). Two back ends share
+ * this interface: an embedded durable log (SQLite) and Kafka.
+ */
+export type Topic = 'logs' | 'metrics';
+
+/** Metric samples go to `metrics`, everything else to `logs`. */
+export function topicOf(event: Event): Topic {
+  return event['metric.name'] !== undefined ? 'metrics' : 'logs';
+}
+
+export interface PublishResult {
+  /** Indexes (into the published array) the bus made durable. */
+  accepted: number[];
+  /** Indexes it refused, each with the reason; these went to the dead-letter store. */
+  rejected: Array<{ index: number; reason: string }>;
+}
+
+/** Thrown by publish when the bus cannot keep up; ingest answers 429 with Retry-After. */
+export class BusBackpressureError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
+
+export interface BusMessage {
+  topic: Topic;
+  partition: number;
+  /** Position in the partition; strings because Kafka offsets are int64. */
+  offset: string;
+  key: string;
+  event: Event;
+}
+
+export interface BusBatch {
+  topic: Topic;
+  partition: number;
+  messages: BusMessage[];
+}
+
+export interface ConsumeOptions {
+  /** Consumer group: each group sees every message once, and resumes at its committed offset. */
+  group: string;
+  topics: Topic[];
+  /** Processes a batch; offsets are committed only after it resolves. */
+  handler: (batch: BusBatch) => Promise<void>;
+}
+
+export interface Consumer {
+  stop(): Promise<void>;
+}
+
+export interface Bus {
+  readonly kind: 'embedded' | 'kafka';
+  /** Resolves once the accepted events are durable (fsync'd / acks=-1). */
+  publish(events: Event[]): Promise<PublishResult>;
+  consume(options: ConsumeOptions): Promise<Consumer>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,31 @@
+/**
+ * Drover's event model (DESIGN.md §2).
+ *
+ * An event is a flat record keyed by dotted ECS field names: `service.name`, not
+ * `{ service: { name } }`. Flat keys make the hot path a single property read per
+ * field, and they are what Elasticsearch accepts as-is. `@timestamp` is epoch ms.
+ */
+export type Level = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+export const LEVELS: readonly Level[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+export interface Event {
+  '@timestamp': number;
+  message?: string;
+  'log.level'?: Level;
+  'service.name'?: string;
+  'host.name'?: string;
+  'error.type'?: string;
+  'error.message'?: string;
+  'error.stack_trace'?: string;
+  'error.fingerprint'?: string;
+  'metric.name'?: string;
+  'metric.value'?: number;
+  'metric.type'?: string;
+  [field: string]: unknown;
+}
+
+/** Reads a dotted field of an event; events are flat, so this is one lookup. */
+export function field(event: Event, name: string): unknown {
+  return event[name];
+}

@@ -1,0 +1,12 @@
+export { type Event, field, LEVELS, type Level } from './event.ts';
+export { fingerprint, parseStack } from './fingerprint.ts';
+export {
+  flatten,
+  levelFromNumber,
+  levelFromOtlpSeverity,
+  levelFromString,
+  NormalizeError,
+  type NormalizeOptions,
+  normalize,
+  toEpochMs,
+} from './normalize.ts';
