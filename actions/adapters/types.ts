@@ -1,0 +1,73 @@
+/**
+ * The adapter interface (DESIGN.md §4). Adapters are loaded by name from config,
+ * so a third party can ship one as an npm package or a local module.
+ */
+
+export interface ScaleParams {
+  /** Absolute replica count. */
+  to?: number;
+  /** Relative change, may be negative. */
+  by?: number;
+  min?: number;
+  max?: number;
+}
+
+export interface Notification {
+  title: string;
+  text: string;
+  severity: 'info' | 'warning' | 'critical';
+  alert?: Record<string, unknown>;
+}
+
+export interface ActionContext {
+  /** The alert id: the idempotency key for this action. */
+  idempotencyKey: string;
+  rule: string;
+  signal?: AbortSignal;
+}
+
+/** The group a target belongs to, for min-healthy floors and blast radius. */
+export interface GroupHealth {
+  group: string;
+  size: number;
+  healthy: number;
+  /** Desired replicas where the orchestrator has a notion of it. */
+  desired?: number;
+  members?: Array<{ id: string; healthy: boolean }>;
+}
+
+export interface ActionResult {
+  /** What the adapter did, for the journal: ids, old/new counts, API responses. */
+  detail: Record<string, unknown>;
+}
+
+/**
+ * Thrown when the orchestrator itself declines to act (a PodDisruptionBudget, an ASG
+ * in a scaling activity): the journal records a suppression, not a failure.
+ */
+export class AdapterDeclined extends Error {
+  constructor(
+    message: string,
+    readonly reason: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface Adapter {
+  /** The configured instance name rules refer to (`adapter: fleet`). */
+  readonly name: string;
+  /** The adapter type (`process`, `kubernetes`, `aws-asg`, `webhook`, `exec`). */
+  readonly type: string;
+  killAndReplace(target: string, ctx: ActionContext): Promise<ActionResult>;
+  scale(target: string, params: ScaleParams, ctx: ActionContext): Promise<ActionResult>;
+  notify(notification: Notification, ctx: ActionContext): Promise<ActionResult>;
+  describe(target: string): Promise<GroupHealth>;
+  close?(): Promise<void>;
+}
+
+/** What an adapter package exports: `export default { type, create }`. */
+export interface AdapterFactory {
+  type: string;
+  create(name: string, options: Record<string, unknown>): Adapter | Promise<Adapter>;
+}
