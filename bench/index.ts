@@ -1,0 +1,15 @@
+/**
+ * `npm run bench -- NAME [--json]`: Drover's benchmarks. Each compares against its
+ * baseline in the same run, since this kind of machine is shared and noisy.
+ */
+const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<number>>> = {
+  'hot-path': async () => (await import('./hot-path.ts')).hotPath,
+};
+
+const [name, ...args] = process.argv.slice(2);
+const load = name === undefined ? undefined : BENCHMARKS[name];
+if (!load) {
+  process.stderr.write(`usage: npm run bench -- ${Object.keys(BENCHMARKS).join('|')} [--json]\n`);
+  process.exit(2);
+}
+process.exitCode = await (await load())(args);

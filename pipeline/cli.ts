@@ -1,0 +1,114 @@
+import { backtestCommand } from './commands/backtest.ts';
+import { type Command, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
+import { lintCommand, testCommand } from './commands/rules.ts';
+
+const COMMANDS: Command[] = [
+  {
+    name: 'rules lint',
+    summary: 'check rule files against the schema and semantics',
+    usage: `drover rules lint PATHS…
+
+Checks rule files (YAML, one rule per file; folders are searched recursively) against
+rules/schema.json and the semantic checks of the rule language. Prints each problem as
+file:line:col message. Exit 0 when clean, 1 on any error, 2 on usage errors.
+
+Options:
+  --format text|json   output format (default text)
+  -h, --help           this help`,
+    run: lintCommand,
+  },
+  {
+    name: 'rules test',
+    summary: 'run rule unit tests (*.test.yaml)',
+    usage: `drover rules test PATHS…
+
+Runs rule unit tests (*.test.yaml files; folders are searched recursively), in the spirit
+of promtool test rules: input events at offsets, expected alerts with tolerances, and no
+other alerts. Prints each failure and a closing "N passed, N failed" line.
+Exit 0 when all pass, 1 on any failure, 2 on usage errors.
+
+Options:
+  -h, --help           this help`,
+    run: testCommand,
+  },
+  {
+    name: 'backtest',
+    summary: 'replay NDJSON through rules and print the alerts and actions',
+    usage: `drover backtest --rules PATH… --data FILE|- [--from T] [--to T] [--format text|json|markdown]
+
+Replays NDJSON (any format ingest accepts per line, normalized the same way) through the
+rules and prints the alerts and the actions that would have run. Events before --from
+build state without alerting; time stops at the last event, or at --to.
+T is an ISO 8601 time or epoch milliseconds. The file is streamed; a progress bar is drawn
+on stderr when it is a terminal. Exit 0 when no alert fired, 1 when alerts fired
+(findings), 2 on usage errors.
+
+Options:
+  --rules PATH         rule file or folder (repeatable)
+  --data FILE|-        NDJSON events; - reads standard input
+  --from T             alert only from this time
+  --to T               stop at this time
+  --format FMT         text (default), json (one alert per line) or markdown (a table)
+  --lateness DURATION  allowed lateness of events (default 5s)
+  -h, --help           this help`,
+    run: backtestCommand,
+  },
+];
+
+function topHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  return `drover — observability pipeline with an auto-remediation rules engine
+
+Usage: drover COMMAND [options]
+
+Commands:
+${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join('\n')}
+
+Run "drover COMMAND --help" for a command's options.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    (argv.length === 0 ? process.stderr : process.stdout).write(`${topHelp()}\n`);
+    return argv.length === 0 ? EXIT_USAGE : EXIT_OK;
+  }
+  if (argv[0] === '--version') {
+    process.stdout.write('drover 0.1.0\n');
+    return EXIT_OK;
+  }
+  const command =
+    COMMANDS.find((c) => c.name.includes(' ') && `${argv[0]} ${argv[1]}` === c.name) ??
+    COMMANDS.find((c) => c.name === argv[0]);
+  if (!command) {
+    const group = COMMANDS.filter((c) => c.name.startsWith(`${argv[0]} `));
+    if (group.length > 0 && (argv[1] === undefined || argv[1] === '--help' || argv[1] === '-h')) {
+      process.stdout.write(
+        `Usage:\n${group.map((c) => `  drover ${c.name}  ${c.summary}`).join('\n')}\n`,
+      );
+      return argv[1] === undefined ? EXIT_USAGE : EXIT_OK;
+    }
+    process.stderr.write(
+      `drover: unknown command "${argv.slice(0, 2).join(' ')}"\n\n${topHelp()}\n`,
+    );
+    return EXIT_USAGE;
+  }
+  const rest = argv.slice(command.name.split(' ').length);
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(`${command.usage}\n`);
+    return EXIT_OK;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (
+      err instanceof UsageError ||
+      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+    ) {
+      process.stderr.write(
+        `drover ${command.name}: ${(err as Error).message}\n\n${command.usage}\n`,
+      );
+      return EXIT_USAGE;
+    }
+    throw err;
+  }
+}

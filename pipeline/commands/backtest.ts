@@ -1,0 +1,147 @@
+import { parseArgs } from 'node:util';
+import { toEpochMs } from '../../ingest/index.ts';
+import {
+  type Alert,
+  backtest,
+  formatDiagnostic,
+  loadRules,
+  openData,
+  parseDuration,
+} from '../../rules/index.ts';
+import { EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './common.ts';
+
+export async function backtestCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      rules: { type: 'string', multiple: true },
+      data: { type: 'string' },
+      from: { type: 'string' },
+      to: { type: 'string' },
+      format: { type: 'string', default: 'text' },
+      lateness: { type: 'string' },
+    },
+    allowPositionals: false,
+  });
+  if (!values.rules || values.rules.length === 0) throw new UsageError('--rules is required');
+  if (!values.data) throw new UsageError('--data is required (a file, or - for standard input)');
+  const format = values.format;
+  if (format !== 'text' && format !== 'json' && format !== 'markdown') {
+    throw new UsageError('--format is text, json or markdown');
+  }
+  const from = values.from === undefined ? undefined : time('--from', values.from);
+  const to = values.to === undefined ? undefined : time('--to', values.to);
+  let lateness: number | undefined;
+  if (values.lateness !== undefined) {
+    try {
+      lateness = parseDuration(values.lateness);
+    } catch (err) {
+      throw new UsageError(`--lateness: ${(err as Error).message}`);
+    }
+  }
+
+  const { rules, diagnostics } = await loadRules(values.rules);
+  const errors = diagnostics.filter((d) => d.severity === 'error');
+  if (errors.length > 0) {
+    for (const d of errors) process.stderr.write(`${formatDiagnostic(d)}\n`);
+    process.stderr.write(
+      'drover backtest: the rules have errors; fix them first (drover rules lint)\n',
+    );
+    return EXIT_USAGE;
+  }
+
+  let data: ReturnType<typeof openData>;
+  try {
+    data = openData(values.data);
+  } catch (err) {
+    throw new UsageError(`--data: ${(err as Error).message}`);
+  }
+  const progress = process.stderr.isTTY && data.size ? progressBar(data.size) : undefined;
+  const out = process.stdout;
+  if (format === 'markdown') {
+    out.write('| at | rule | type | key | figures | actions |\n|---|---|---|---|---|---|\n');
+  }
+  const summary = await backtest(data.stream, {
+    rules,
+    from,
+    to,
+    allowedLatenessMs: lateness,
+    onAlert: (alert) => out.write(render(alert, format)),
+    onBadLine: (line, error) => {
+      progress?.clear();
+      process.stderr.write(`${values.data}:${line}: skipped: ${error}\n`);
+    },
+    onProgress: progress?.update,
+  });
+  progress?.clear();
+  if (format === 'markdown' && summary.alerts.length === 0)
+    out.write('| | _no alerts_ | | | | |\n');
+  const span =
+    summary.first === undefined
+      ? 'no events'
+      : `${new Date(summary.first).toISOString()} .. ${new Date(summary.last!).toISOString()}`;
+  process.stderr.write(
+    `${summary.events} events (${span}), ${summary.alerts.length} alerts, ${summary.badLines} bad lines, ${summary.lateEvents} late events\n`,
+  );
+  return summary.alerts.length > 0 ? EXIT_FINDINGS : EXIT_OK;
+}
+
+function time(flag: string, v: string): number {
+  const ms = toEpochMs(v);
+  if (ms === undefined)
+    throw new UsageError(`${flag}: "${v}" is not an ISO 8601 time or epoch milliseconds`);
+  return ms;
+}
+
+function keyText(key: Record<string, unknown>): string {
+  const parts = Object.entries(key).map(
+    ([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`,
+  );
+  return parts.length > 0 ? parts.join(',') : '-';
+}
+
+function figuresText(figures: Record<string, unknown>): string {
+  return Object.entries(figures)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+    .join(' ');
+}
+
+function actionsText(alert: Alert): string {
+  return alert.actions
+    .map((a) =>
+      typeof a === 'string' ? a : `${a.adapter}:${a.operation}${a.target ? ` ${a.target}` : ''}`,
+    )
+    .join('; ');
+}
+
+function render(alert: Alert, format: 'text' | 'json' | 'markdown'): string {
+  if (format === 'json') return `${JSON.stringify(alert)}\n`;
+  const actions = actionsText(alert);
+  if (format === 'markdown') {
+    const cell = (s: string) => s.replace(/\|/g, '\\|');
+    return `| ${alert.at} | ${cell(alert.rule)} | ${alert.type} | ${cell(keyText(alert.key))} | ${cell(figuresText(alert.figures))} | ${cell(actions || '-')} |\n`;
+  }
+  const line = `${alert.at}  ${alert.rule}  ${alert.type}  ${keyText(alert.key)}  ${figuresText(alert.figures)}\n`;
+  return actions ? `${line}    would run: ${actions}\n` : line;
+}
+
+function progressBar(total: number) {
+  const width = 30;
+  let last = -1;
+  return {
+    update(bytes: number) {
+      const pct = Math.min(100, Math.floor((bytes / total) * 100));
+      if (pct === last) return;
+      last = pct;
+      const filled = Math.round((pct / 100) * width);
+      const mib = (n: number) => (n / 1048576).toFixed(1);
+      process.stderr.write(
+        `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct}% ${mib(bytes)}/${mib(total)} MiB`,
+      );
+    },
+    clear() {
+      if (last >= 0) process.stderr.write('\r\x1b[K');
+      last = -1;
+    },
+  };
+}

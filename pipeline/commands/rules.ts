@@ -1,0 +1,78 @@
+import { readdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { formatDiagnostic, loadRules, runTestFile } from '../../rules/index.ts';
+import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
+
+export async function lintCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: { format: { type: 'string', default: 'text' } },
+    allowPositionals: true,
+  });
+  if (positionals.length === 0) throw new UsageError('give at least one rule file or folder');
+  if (values.format !== 'text' && values.format !== 'json')
+    throw new UsageError('--format is text or json');
+  const { rules, diagnostics, files } = await loadRules(positionals);
+  const errors = diagnostics.filter((d) => d.severity === 'error');
+  if (values.format === 'json') {
+    process.stdout.write(
+      `${JSON.stringify({ files: files.length, rules: rules.length, diagnostics })}\n`,
+    );
+  } else {
+    for (const d of diagnostics) process.stdout.write(`${formatDiagnostic(d)}\n`);
+    const summary = `${files.length} file${files.length === 1 ? '' : 's'}, ${rules.length} rule${rules.length === 1 ? '' : 's'}, ${errors.length} error${errors.length === 1 ? '' : 's'}`;
+    process.stderr.write(`${summary}\n`);
+  }
+  return errors.length > 0 ? EXIT_FINDINGS : EXIT_OK;
+}
+
+export async function testCommand(args: string[]): Promise<number> {
+  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true });
+  if (positionals.length === 0)
+    throw new UsageError('give at least one *.test.yaml file or folder');
+  const files: string[] = [];
+  for (const p of positionals) files.push(...(await findTestFiles(p)));
+  if (files.length === 0)
+    throw new UsageError(`no *.test.yaml files under ${positionals.join(', ')}`);
+  let passed = 0;
+  let failed = 0;
+  for (const file of files) {
+    const report = await runTestFile(file);
+    for (const d of report.diagnostics) {
+      process.stdout.write(`${formatDiagnostic(d)}\n`);
+      failed++;
+    }
+    for (const r of report.results) {
+      if (r.passed) {
+        passed++;
+        process.stdout.write(`ok    ${file}:${r.line} ${r.name}\n`);
+      } else {
+        failed++;
+        process.stdout.write(`FAIL  ${file}:${r.line} ${r.name}\n`);
+        for (const f of r.failures) process.stdout.write(`        ${f}\n`);
+      }
+    }
+  }
+  process.stdout.write(`${passed} passed, ${failed} failed\n`);
+  return failed > 0 ? EXIT_FINDINGS : EXIT_OK;
+}
+
+async function findTestFiles(path: string): Promise<string[]> {
+  let s: Awaited<ReturnType<typeof stat>>;
+  try {
+    s = await stat(path);
+  } catch {
+    throw new UsageError(`${path}: no such file or folder`);
+  }
+  if (s.isFile()) return [path];
+  const out: string[] = [];
+  const entries = await readdir(path, { withFileTypes: true });
+  entries.sort((a, b) => a.name.localeCompare(b.name));
+  for (const e of entries) {
+    const full = join(path, e.name);
+    if (e.isDirectory()) out.push(...(await findTestFiles(full)));
+    else if (/\.test\.ya?ml$/.test(e.name)) out.push(full);
+  }
+  return out;
+}

@@ -1,0 +1,363 @@
+import type { Event } from '../ingest/index.ts';
+import { compileFilter, requiredValues } from './filter/index.ts';
+import { AnyRunner } from './kinds/any.ts';
+import { CardinalityRunner } from './kinds/cardinality.ts';
+import { ChangeRunner } from './kinds/change.ts';
+import { ExpiryRunner } from './kinds/expiry.ts';
+import { FlatlineRunner } from './kinds/flatline.ts';
+import { FrequencyRunner } from './kinds/frequency.ts';
+import { MetricAggregationRunner } from './kinds/metric-aggregation.ts';
+import { NewTermRunner } from './kinds/new-term.ts';
+import { SpikeRunner } from './kinds/spike.ts';
+import type { EngineContext, RuleRunner, RunnerSnapshot } from './runner.ts';
+import { TimerHeap } from './timers.ts';
+import type { Alert, RuleSpec } from './types.ts';
+
+export interface EngineOptions {
+  /** How far behind the newest event the watermark trails, for late events. Default 5 s. */
+  allowedLatenessMs?: number;
+  /**
+   * Live mode: a wall clock (epoch ms). When no event has arrived for `idleMs`, the
+   * watermark follows the clock, so a silent fleet still trips flatline and expiry.
+   * Without a clock (backtest) time advances only with the data.
+   */
+  clock?: () => number;
+  /** Wall-clock quiet time before the clock drives the watermark. Default: allowedLatenessMs. */
+  idleMs?: number;
+  /** Alerts before this event time build state but are not emitted (backtest `--from`). */
+  alertFrom?: number;
+  /** Receives every alert, synchronously, in firing order. */
+  onAlert: (alert: Alert) => void;
+  /** Event time observation starts at; default: the first event (or the clock at start). */
+  observedFrom?: number;
+}
+
+export const SNAPSHOT_VERSION = 1;
+
+export interface EngineSnapshot {
+  version: number;
+  watermark: number;
+  maxEventTime: number;
+  observedFrom: number | null;
+  rules: Record<string, { fingerprint: string; state: RunnerSnapshot }>;
+  timers: Array<[number, string, string, number]>;
+}
+
+export interface RuleStats {
+  rule: string;
+  type: string;
+  keys: number;
+  /** new_term's remembered terms. */
+  terms?: number;
+  bytes: number;
+  alerts: number;
+  lastAlertAt: string | undefined;
+}
+
+interface Compiled {
+  runner: RuleRunner;
+  filter: (event: Event) => boolean;
+}
+
+const SWEEP_EVERY_MS = 1_000;
+
+/**
+ * Evaluates rules on a stream of events in event time (DESIGN.md §3 "Time"). Events
+ * are dispatched only to rules whose filter could match them: each rule is indexed
+ * under one field its filter pins to a finite set of values, so the cost per event
+ * follows the rules that concern it, not the number of rules.
+ */
+export class Engine {
+  private readonly compiled: Compiled[] = [];
+  private readonly byName = new Map<string, Compiled>();
+  /** field → value → rules indexed under it. */
+  private readonly index = new Map<string, Map<unknown, Compiled[]>>();
+  private readonly indexFields: string[] = [];
+  private readonly unindexed: Compiled[] = [];
+  private readonly timers = new TimerHeap<RuleRunner>();
+  private readonly lateness: number;
+  private readonly idleMs: number;
+  private readonly onAlert: (alert: Alert) => void;
+  private readonly clock: (() => number) | undefined;
+  private readonly context: EngineContext;
+  private maxEventTime = Number.NEGATIVE_INFINITY;
+  private wm = Number.NEGATIVE_INFINITY;
+  private observed: number | undefined;
+  private lastSweep = Number.NEGATIVE_INFINITY;
+  private lastEventWall = 0;
+  private readonly alertFrom: number;
+  lateEvents = 0;
+
+  constructor(
+    readonly rules: RuleSpec[],
+    options: EngineOptions,
+  ) {
+    this.lateness = options.allowedLatenessMs ?? 5_000;
+    this.idleMs = options.idleMs ?? this.lateness;
+    this.onAlert = options.onAlert;
+    this.clock = options.clock;
+    this.alertFrom = options.alertFrom ?? Number.NEGATIVE_INFINITY;
+    const engine = this;
+    this.context = {
+      get watermark() {
+        return engine.wm;
+      },
+      get observedFrom() {
+        return engine.observed ?? Number.POSITIVE_INFINITY;
+      },
+      alertFrom: this.alertFrom,
+      schedule: (runner, key, at, tag) => this.timers.push(at, runner, key, tag),
+      emit: (alert) => this.onAlert(alert),
+    };
+    for (const rule of rules) {
+      if (!rule.enabled) continue;
+      const c: Compiled = {
+        runner: createRunner(rule, this.context),
+        filter: compileFilter(rule.filter),
+      };
+      this.compiled.push(c);
+      this.byName.set(rule.name, c);
+    }
+    this.buildIndex();
+    if (options.observedFrom !== undefined) this.startObserving(options.observedFrom);
+    else if (this.clock) this.startObserving(this.clock());
+  }
+
+  /** Picks, per rule, the pinned field most rules share, so an event does few lookups. */
+  private buildIndex(): void {
+    const constraints = this.compiled.map((c) => requiredValues(c.runner.spec.filter));
+    const popularity = new Map<string, number>();
+    for (const list of constraints)
+      for (const { field } of list) popularity.set(field, (popularity.get(field) ?? 0) + 1);
+    this.compiled.forEach((c, i) => {
+      const list = constraints[i]!;
+      if (list.length === 0) {
+        this.unindexed.push(c);
+        return;
+      }
+      const best = list.reduce((a, b) =>
+        (popularity.get(b.field) ?? 0) > (popularity.get(a.field) ?? 0) ? b : a,
+      );
+      let byValue = this.index.get(best.field);
+      if (!byValue) {
+        byValue = new Map();
+        this.index.set(best.field, byValue);
+        this.indexFields.push(best.field);
+      }
+      for (const value of new Set(best.values)) {
+        const list2 = byValue.get(value);
+        if (list2) list2.push(c);
+        else byValue.set(value, [c]);
+      }
+    });
+  }
+
+  get watermark(): number {
+    return this.wm;
+  }
+
+  get observedFrom(): number | undefined {
+    return this.observed;
+  }
+
+  private startObserving(t: number): void {
+    if (this.observed !== undefined) return;
+    this.observed = t;
+    for (const c of this.compiled) if (c.runner instanceof FlatlineRunner) c.runner.start();
+  }
+
+  /** Feeds one normalized event. Alerts go to `onAlert` before this returns. */
+  process(event: Event): void {
+    const t = event['@timestamp'];
+    if (this.observed === undefined) this.startObserving(t);
+    if (this.clock) this.lastEventWall = this.clock();
+    if (t > this.maxEventTime) {
+      this.maxEventTime = t;
+      if (t - this.lateness > this.wm) this.advance(t - this.lateness);
+    } else if (t <= this.wm) {
+      this.lateEvents++;
+    }
+    for (let i = 0; i < this.unindexed.length; i++) this.offer(this.unindexed[i]!, event, t);
+    const fields = this.indexFields;
+    for (let f = 0; f < fields.length; f++) {
+      const field = fields[f]!;
+      const value = event[field];
+      if (value === undefined) continue;
+      const candidates = this.index.get(field)!.get(value);
+      if (candidates === undefined) continue;
+      for (let i = 0; i < candidates.length; i++) this.offer(candidates[i]!, event, t);
+    }
+  }
+
+  private offer(c: Compiled, event: Event, t: number): void {
+    if (!c.filter(event)) return;
+    const key = c.runner.keyOf(event);
+    if (key === undefined) return;
+    c.runner.onEvent(event, key, t);
+  }
+
+  /**
+   * Moves the watermark forward to t, firing deadlines in time order: those before t,
+   * since an event at exactly t may still arrive — or up to and including t when the
+   * data has ended (`finish`).
+   */
+  advance(t: number, inclusive = false): void {
+    if (t < this.wm || (t === this.wm && !inclusive)) return;
+    while (this.timers.peekTime() < t || (inclusive && this.timers.peekTime() === t)) {
+      const timer = this.timers.pop()!;
+      // Runners read the watermark while handling a timer: it is the timer's instant.
+      this.wm = Math.max(this.wm, timer.at);
+      timer.target.onTimer(timer.key, timer.at, timer.tag);
+    }
+    this.wm = t;
+    if (t - this.lastSweep >= SWEEP_EVERY_MS) {
+      this.lastSweep = t;
+      for (const c of this.compiled) c.runner.sweep(t);
+    }
+  }
+
+  /** Live: lets the wall clock drive the watermark once sources have gone quiet. */
+  tick(): void {
+    if (!this.clock) return;
+    const now = this.clock();
+    if (now - this.lastEventWall < this.idleMs) return;
+    this.advance(now - this.lateness);
+  }
+
+  /**
+   * Backtest end: time stops at the last event (or `to`). Deadlines up to then fire;
+   * nothing fires for deadlines after the data ends.
+   */
+  finish(to?: number): void {
+    const end = to ?? this.maxEventTime;
+    if (Number.isFinite(end)) this.advance(end, true);
+  }
+
+  /** Seeds new_term terms learned elsewhere (the index, a previous run). */
+  seedTerm(
+    rule: string,
+    key: Record<string, unknown>,
+    values: Record<string, unknown>,
+    lastSeen: number,
+  ): void {
+    const c = this.byName.get(rule);
+    if (!(c?.runner instanceof NewTermRunner)) throw new Error(`${rule} is not a new_term rule`);
+    const keyString = c.runner.keyOf({ '@timestamp': lastSeen, ...key }) ?? '';
+    c.runner.seed(keyString, values, lastSeen);
+  }
+
+  stats(): RuleStats[] {
+    return this.compiled.map(({ runner }) => {
+      let bytes = 0;
+      for (const state of runner.keys.values()) bytes += runner.keyBytes(state as never);
+      const s: RuleStats = {
+        rule: runner.spec.name,
+        type: runner.spec.type,
+        keys: runner.keys.size,
+        bytes,
+        alerts: runner.alertCount,
+        lastAlertAt: runner.lastAlertAt,
+      };
+      if (runner instanceof NewTermRunner) {
+        s.terms = runner.termCount();
+        s.bytes += runner.termCount() * 64;
+      }
+      return s;
+    });
+  }
+
+  /** Plain, versioned data: JSON-serializable, restorable into an engine with the same rules. */
+  snapshot(): EngineSnapshot {
+    const rules: EngineSnapshot['rules'] = {};
+    for (const c of this.compiled) {
+      rules[c.runner.spec.name] = {
+        fingerprint: ruleFingerprint(c.runner.spec),
+        state: c.runner.snapshot(),
+      };
+    }
+    return {
+      version: SNAPSHOT_VERSION,
+      watermark: this.wm,
+      maxEventTime: this.maxEventTime,
+      observedFrom: this.observed ?? null,
+      rules,
+      timers: this.timers.entries().map((t) => [t.at, t.target.spec.name, t.key, t.tag]),
+    };
+  }
+
+  /**
+   * Restores a snapshot taken by an engine with these rules. A rule whose definition
+   * changed since starts fresh (its old windows would mean something else); the names
+   * of such rules are returned.
+   */
+  restore(snapshot: EngineSnapshot): { reset: string[] } {
+    if (snapshot.version !== SNAPSHOT_VERSION) {
+      throw new Error(
+        `snapshot version ${snapshot.version} is not supported (expected ${SNAPSHOT_VERSION})`,
+      );
+    }
+    const reset: string[] = [];
+    const restored = new Set<string>();
+    for (const c of this.compiled) {
+      const saved = snapshot.rules[c.runner.spec.name];
+      if (saved && saved.fingerprint === ruleFingerprint(c.runner.spec)) {
+        c.runner.restore(saved.state);
+        restored.add(c.runner.spec.name);
+      } else reset.push(c.runner.spec.name);
+    }
+    // JSON turns ±Infinity into null.
+    this.wm = snapshot.watermark ?? Number.NEGATIVE_INFINITY;
+    this.maxEventTime = snapshot.maxEventTime ?? Number.NEGATIVE_INFINITY;
+    this.lastSweep = this.wm;
+    this.timers.clear();
+    for (const [at, rule, key, tag] of snapshot.timers) {
+      if (restored.has(rule)) this.timers.push(at, this.byName.get(rule)!.runner, key, tag);
+    }
+    if (snapshot.observedFrom !== null) {
+      this.observed = undefined;
+      this.startObserving(snapshot.observedFrom);
+    }
+    return { reset };
+  }
+}
+
+function createRunner(rule: RuleSpec, ctx: EngineContext): RuleRunner {
+  switch (rule.type) {
+    case 'any':
+      return new AnyRunner(rule, ctx);
+    case 'frequency':
+      return new FrequencyRunner(rule, ctx);
+    case 'spike':
+      return new SpikeRunner(rule, ctx);
+    case 'flatline':
+      return new FlatlineRunner(rule, ctx);
+    case 'new_term':
+      return new NewTermRunner(rule, ctx);
+    case 'expiry':
+      return new ExpiryRunner(rule, ctx);
+    case 'change':
+      return new ChangeRunner(rule, ctx);
+    case 'cardinality':
+      return new CardinalityRunner(rule, ctx);
+    case 'metric_aggregation':
+      return new MetricAggregationRunner(rule, ctx);
+  }
+}
+
+/** What a rule's state depends on: everything but presentation (labels, actions, description). */
+function ruleFingerprint(rule: RuleSpec): string {
+  const { labels: _l, actions: _a, description: _d, source: _s, enabled: _e, ...semantic } = rule;
+  return stableStringify(semantic);
+}
+
+function stableStringify(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableStringify).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.keys(value)
+      .sort()
+      .filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => `${JSON.stringify(k)}:${stableStringify((value as Record<string, unknown>)[k])}`);
+    return `{${entries.join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}

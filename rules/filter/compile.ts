@@ -1,0 +1,135 @@
+import type { Condition, FactCondition } from '../types.ts';
+import { numberValidator, parseRegex, pathSegments, resolvePath } from './operators.ts';
+
+export type Filter = (event: Record<string, unknown>) => boolean;
+
+/**
+ * Compiles a json-rules-engine condition into one plain synchronous function, by
+ * generating straight-line JavaScript: constants hoisted, regexes compiled once,
+ * small `in` lists unrolled and large ones turned into Sets. The verdicts are those of
+ * json-rules-engine (with allowUndefinedFacts) on every input, quirks included:
+ * numeric operators take any fact that parseFloat accepts and then compare with JS
+ * coercion, `contains` only looks into arrays, an empty `any` is true, and a `path`
+ * on a non-object returns the fact itself. The differential test holds it to that.
+ */
+export function compileFilter(condition: Condition | undefined): Filter {
+  if (condition === undefined) return () => true;
+  const constants: unknown[] = [];
+  const constant = (v: unknown) => {
+    constants.push(v);
+    return `c[${constants.length - 1}]`;
+  };
+  const body = compileNode(condition, constant);
+  const fn = new Function(
+    'c',
+    'nv',
+    'rp',
+    `"use strict"; return function filter(e) { return ${body}; };`,
+  );
+  return fn(constants, numberValidator, resolvePath) as Filter;
+}
+
+type Hoist = (v: unknown) => string;
+
+function compileNode(node: Condition, hoist: Hoist): string {
+  if ('all' in node) return junction(node.all, '&&', hoist);
+  if ('any' in node) return junction(node.any, '||', hoist);
+  if ('not' in node) return `!(${compileNode(node.not, hoist)})`;
+  return compileFact(node, hoist);
+}
+
+function junction(children: Condition[], op: '&&' | '||', hoist: Hoist): string {
+  // json-rules-engine: an empty all and an empty any are both true.
+  if (children.length === 0) return 'true';
+  return `(${children.map((c) => compileNode(c, hoist)).join(` ${op} `)})`;
+}
+
+/** The expression reading a fact (with its path). */
+function read(fact: string, path: string | undefined, hoist: Hoist): string {
+  const access = `e[${JSON.stringify(fact)}]`;
+  if (path === undefined || path === '$') return access;
+  return `rp(${access}, ${hoist(pathSegments(path))})`;
+}
+
+function isPrimitive(v: unknown): boolean {
+  return v === null || (typeof v !== 'object' && typeof v !== 'function');
+}
+
+function literal(v: unknown, hoist: Hoist): string {
+  if (typeof v === 'string' || typeof v === 'boolean' || v === null) return JSON.stringify(v);
+  if (typeof v === 'number' && Number.isFinite(v) && !Object.is(v, -0)) return String(v);
+  return hoist(v);
+}
+
+function compileFact(c: FactCondition, hoist: Hoist): string {
+  const a = read(c.fact, c.path, hoist);
+  const ref = c.value as { fact?: unknown; path?: string } | null;
+  // A value `{ fact: other }` compares with another fact, as json-rules-engine does.
+  const isFactRef = ref !== null && typeof ref === 'object' && Object.hasOwn(ref, 'fact');
+  const b = isFactRef ? read(String(ref.fact), ref.path, hoist) : literal(c.value, hoist);
+  // Plain reads and literals are substituted in place; a path lookup is bound once.
+  const simple = (x: string) => !x.startsWith('rp(');
+  const op = (f: (x: string, y: string) => string) =>
+    simple(a) && simple(b) ? `(${f(a, b)})` : `((a, b) => ${f('a', 'b')})(${a}, ${b})`;
+  switch (c.operator) {
+    case 'equal':
+      return `(${a} === ${b})`;
+    case 'notEqual':
+      return `(${a} !== ${b})`;
+    case 'in':
+    case 'notIn': {
+      const hit =
+        !isFactRef && Array.isArray(c.value)
+          ? membership(a, c.value, hoist)
+          : op((x, y) => `${y}.indexOf(${x}) > -1`);
+      return c.operator === 'in' ? hit : `!${hit}`;
+    }
+    case 'contains':
+      return op((x, y) => `Array.isArray(${x}) && ${x}.indexOf(${y}) > -1`);
+    case 'doesNotContain':
+      return op((x, y) => `Array.isArray(${x}) && ${x}.indexOf(${y}) === -1`);
+    case 'lessThan':
+      return op((x, y) => `${numeric(x)} && ${x} < ${y}`);
+    case 'lessThanInclusive':
+      return op((x, y) => `${numeric(x)} && ${x} <= ${y}`);
+    case 'greaterThan':
+      return op((x, y) => `${numeric(x)} && ${x} > ${y}`);
+    case 'greaterThanInclusive':
+      return op((x, y) => `${numeric(x)} && ${x} >= ${y}`);
+    case 'matches': {
+      const re = isFactRef ? null : hoist(parseRegex(c.value));
+      const parse = hoist(parseRegex);
+      return op((x, y) => `typeof ${x} === "string" && ${re ?? `${parse}(${y})`}.test(${x})`);
+    }
+    case 'exists':
+      if (isFactRef)
+        return op((x, y) => `${y} === false ? ${x} === undefined : ${x} !== undefined`);
+      return c.value === false ? `(${a} === undefined)` : `(${a} !== undefined)`;
+    case 'startsWith':
+      return op(
+        (x, y) => `typeof ${x} === "string" && typeof ${y} === "string" && ${x}.startsWith(${y})`,
+      );
+    case 'endsWith':
+      return op(
+        (x, y) => `typeof ${x} === "string" && typeof ${y} === "string" && ${x}.endsWith(${y})`,
+      );
+    default:
+      throw new Error(`unknown operator ${JSON.stringify((c as FactCondition).operator)}`);
+  }
+}
+
+/** Numbers take the fast path; anything else goes through json-rules-engine's own validator. */
+function numeric(v: string): string {
+  return `(typeof ${v} === "number" ? ${v} === ${v} : nv(${v}))`;
+}
+
+/** `indexOf` semantics (===): unrolled for a few values, a Set for many (same result without NaN). */
+function membership(a: string, values: unknown[], hoist: Hoist): string {
+  if (values.length <= 4 || !values.every(isPrimitive) || values.some((v) => Number.isNaN(v))) {
+    if (values.length === 0) return 'false';
+    if (!a.startsWith('rp('))
+      return `(${values.map((v) => `${a} === ${literal(v, hoist)}`).join(' || ')})`;
+    return `((a) => ${values.map((v) => `a === ${literal(v, hoist)}`).join(' || ')})(${a})`;
+  }
+  return `${hoist(new Set(values))}.has(${a})`;
+}

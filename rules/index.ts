@@ -1,0 +1,18 @@
+export { type BacktestOptions, type BacktestSummary, backtest, openData } from './backtest.ts';
+export { parseDuration } from './duration.ts';
+export {
+  Engine,
+  type EngineOptions,
+  type EngineSnapshot,
+  type RuleStats,
+  SNAPSHOT_VERSION,
+} from './engine.ts';
+export {
+  compileFilter,
+  createReferenceEngine,
+  evaluateReference,
+  requiredValues,
+} from './filter/index.ts';
+export { type Diagnostic, formatDiagnostic, loadRules, parseRuleFile } from './load.ts';
+export { runTestFile, type TestFileReport, type TestResult } from './ruletest.ts';
+export * from './types.ts';

@@ -1,0 +1,22 @@
+import type { Event } from '../../ingest/index.ts';
+import { RuleRunner } from '../runner.ts';
+import type { AnyRule } from '../types.ts';
+
+/** Fires on every event that passes the filter, subject to `realert`. Holds no windows. */
+export class AnyRunner extends RuleRunner<AnyRule, never> {
+  onEvent(event: Event, key: string, t: number): void {
+    this.rememberKey(key, event);
+    this.fire(key, t, { figures: {}, sample: event });
+    this.forgetKey(key);
+  }
+
+  keyBytes(): number {
+    return 0;
+  }
+  protected encodeKey(): unknown {
+    return null;
+  }
+  protected decodeKey(): never {
+    throw new Error('any rules hold no key state');
+  }
+}

@@ -1,0 +1,67 @@
+import type { Event } from '../../ingest/index.ts';
+import { RuleRunner } from '../runner.ts';
+import type { ChangeRule } from '../types.ts';
+
+interface KeyState {
+  value: string;
+  values: Record<string, unknown>;
+  t: number;
+}
+
+/**
+ * The compared value for a key differs from its previous value (within `timeframe`
+ * when set). With `ignore_null`, events missing a compare field are skipped; without
+ * it, a missing field is the value null.
+ */
+export class ChangeRunner extends RuleRunner<ChangeRule, KeyState> {
+  onEvent(event: Event, key: string, t: number): void {
+    const values: Record<string, unknown> = {};
+    let value = '';
+    for (const f of this.spec.compare_key) {
+      const v = event[f] ?? null;
+      if (v === null && this.spec.ignore_null) return;
+      values[f] = v;
+      value += `${JSON.stringify(v)}\u0000`;
+    }
+    const previous = this.keys.get(key);
+    if (previous && t < previous.t) return; // a late event does not rewrite history
+    if (!previous) this.rememberKey(key, event);
+    this.keys.set(key, { value, values, t });
+    if (!previous || previous.value === value) return;
+    const tf = this.spec.timeframe;
+    if (tf !== undefined && t - previous.t > tf) return;
+    this.fire(key, t, {
+      figures: {
+        compare_key: this.spec.compare_key,
+        old_value: unwrap(previous.values),
+        new_value: unwrap(values),
+        previous_at: new Date(previous.t).toISOString(),
+      },
+      sample: event,
+      discriminator: value,
+    });
+  }
+
+  override sweep(watermark: number): void {
+    super.sweep(watermark);
+    const tf = this.spec.timeframe;
+    if (tf === undefined) return; // without a timeframe every key's last value matters
+    for (const [key, state] of this.keys) if (state.t <= watermark - tf) this.forgetKey(key);
+  }
+
+  keyBytes(): number {
+    return 96;
+  }
+  protected encodeKey(s: KeyState): unknown {
+    return s;
+  }
+  protected decodeKey(data: unknown): KeyState {
+    return data as KeyState;
+  }
+}
+
+/** A single compare field reports its bare value; a list reports an object. */
+function unwrap(values: Record<string, unknown>): unknown {
+  const keys = Object.keys(values);
+  return keys.length === 1 ? values[keys[0]!] : values;
+}

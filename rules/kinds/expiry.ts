@@ -1,0 +1,63 @@
+import type { Event } from '../../ingest/index.ts';
+import { RuleRunner, TAG_KIND } from '../runner.ts';
+import type { ExpiryRule } from '../types.ts';
+
+interface KeyState {
+  lastSeen: number;
+  deadline: number;
+  ttl: number;
+  sample: Event;
+}
+
+/**
+ * Riemann's expired event: a key that reported goes silent for its ttl. An event's
+ * numeric `ttl` field (seconds) overrides the rule's. Fires once per silence; the key
+ * is then dropped, and re-arms when it reports again.
+ */
+export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
+  onEvent(event: Event, key: string, t: number): void {
+    const eventTtl = event.ttl;
+    const ttl = typeof eventTtl === 'number' && eventTtl > 0 ? eventTtl * 1000 : this.spec.ttl;
+    let state = this.keys.get(key);
+    if (!state) {
+      state = { lastSeen: t, deadline: t + ttl, ttl, sample: event };
+      this.keys.set(key, state);
+      this.rememberKey(key, event);
+      this.ctx.schedule(this, key, state.deadline, TAG_KIND);
+      return;
+    }
+    if (t < state.lastSeen) return; // a late event says nothing about the silence after lastSeen
+    state.lastSeen = t;
+    state.ttl = ttl;
+    state.sample = event;
+    const deadline = t + ttl;
+    if (deadline !== state.deadline) {
+      state.deadline = deadline;
+      this.ctx.schedule(this, key, deadline, TAG_KIND);
+    }
+  }
+
+  override onTimer(key: string, at: number, tag: number): void {
+    if (tag !== TAG_KIND) {
+      super.onTimer(key, at, tag);
+      return;
+    }
+    const state = this.keys.get(key);
+    if (!state || state.deadline !== at) return;
+    this.fire(key, at, {
+      figures: { last_seen: new Date(state.lastSeen).toISOString(), ttl_ms: state.ttl },
+      sample: state.sample,
+    });
+    this.forgetKey(key);
+  }
+
+  keyBytes(): number {
+    return 64;
+  }
+  protected encodeKey(s: KeyState): unknown {
+    return s;
+  }
+  protected decodeKey(data: unknown): KeyState {
+    return data as KeyState;
+  }
+}

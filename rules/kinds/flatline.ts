@@ -1,0 +1,152 @@
+import type { Event } from '../../ingest/index.ts';
+import { type EngineContext, RuleRunner, TAG_KIND } from '../runner.ts';
+import type { FlatlineRule } from '../types.ts';
+import { Timestamps } from '../window.ts';
+
+interface KeyState {
+  times: Timestamps;
+  /** When the count next falls below threshold (the timer this key waits on). */
+  deadline: number;
+  /** No deadline before this: past instants are decided, realert silences the rest. */
+  from: number;
+  sample: Event | undefined;
+  expected: boolean;
+}
+
+/**
+ * Fewer than `threshold` events for a key within `timeframe`, once a full timeframe
+ * has been observed. The count over (D−tf, D] is at least k exactly when D lies in
+ * [tsᵢ, tsᵢ₋ₖ₊₁ + tf) for some i, so the next low instant is the first gap in that
+ * union of intervals: an exact event-time deadline, found without polling. Keys in
+ * `expect` are watched from the start, even if they never report.
+ */
+export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
+  constructor(spec: FlatlineRule, ctx: EngineContext) {
+    super(spec, ctx);
+  }
+
+  /** Called once the engine knows when observation started. */
+  start(): void {
+    for (const values of this.spec.expect) {
+      const key = this.keyOfValues(values);
+      if (this.keys.has(key)) continue;
+      this.rememberKey(key, undefined, values);
+      const state: KeyState = {
+        times: new Timestamps(),
+        deadline: Number.POSITIVE_INFINITY,
+        from: Number.NEGATIVE_INFINITY,
+        sample: undefined,
+        expected: true,
+      };
+      this.keys.set(key, state);
+      this.reschedule(key, state);
+    }
+  }
+
+  private keyOfValues(values: Record<string, unknown>): string {
+    const event = { '@timestamp': 0, ...values } as Event;
+    return this.keyOf(event) ?? '';
+  }
+
+  onEvent(event: Event, key: string, t: number): void {
+    let state = this.keys.get(key);
+    if (!state) {
+      state = {
+        times: new Timestamps(),
+        deadline: Number.POSITIVE_INFINITY,
+        from: Number.NEGATIVE_INFINITY,
+        sample: undefined,
+        expected: false,
+      };
+      this.keys.set(key, state);
+      this.rememberKey(key, event);
+    }
+    if (t >= (state.times.newest() ?? Number.NEGATIVE_INFINITY)) state.sample = event;
+    state.times.add(t);
+    this.reschedule(key, state);
+  }
+
+  override onTimer(key: string, at: number, tag: number): void {
+    if (tag !== TAG_KIND) {
+      super.onTimer(key, at, tag);
+      return;
+    }
+    const state = this.keys.get(key);
+    if (!state || state.deadline !== at) return;
+    state.deadline = Number.POSITIVE_INFINITY;
+    const count = state.times.countIn(at - this.spec.timeframe, at);
+    const fired = this.fire(key, at, {
+      figures: { count, threshold: this.spec.threshold, timeframe_ms: this.spec.timeframe },
+      sample: state.sample,
+    });
+    if (fired && this.spec.forget_keys && !state.expected) {
+      this.forgetKey(key);
+      return;
+    }
+    // While it stays low, the next alert comes once realert has passed.
+    state.from = Math.max(at + 1, this.silencedUntil(key));
+    this.reschedule(key, state);
+  }
+
+  private reschedule(key: string, state: KeyState): void {
+    const from = Math.max(
+      state.from,
+      this.ctx.watermark,
+      this.ctx.observedFrom + this.spec.timeframe,
+    );
+    const deadline = this.firstLow(state.times, from);
+    if (deadline === state.deadline) return;
+    state.deadline = deadline;
+    this.ctx.schedule(this, key, deadline, TAG_KIND);
+  }
+
+  /** The first instant ≥ from at which fewer than threshold events lie in (D−tf, D]. */
+  private firstLow(times: Timestamps, from: number): number {
+    const k = this.spec.threshold;
+    const tf = this.spec.timeframe;
+    let cursor = from;
+    for (let i = k - 1; i < times.length; i++) {
+      const start = times.at(i);
+      if (start > cursor) return cursor;
+      const end = times.at(i - k + 1) + tf;
+      if (end > cursor) cursor = end;
+    }
+    return cursor;
+  }
+
+  override sweep(watermark: number): void {
+    super.sweep(watermark);
+    // Instants before the watermark are decided; events that old cannot cover later ones.
+    const horizon = watermark - this.spec.timeframe;
+    for (const state of this.keys.values()) state.times.dropThrough(horizon);
+  }
+
+  keyBytes(state: KeyState): number {
+    return state.times.bytes() + 96;
+  }
+  protected encodeKey(s: KeyState): unknown {
+    return {
+      times: s.times.toArray(),
+      deadline: s.deadline,
+      from: s.from,
+      sample: s.sample,
+      expected: s.expected,
+    };
+  }
+  protected decodeKey(data: unknown): KeyState {
+    const d = data as {
+      times: number[];
+      deadline: number | null;
+      from: number | null;
+      sample: Event;
+      expected: boolean;
+    };
+    return {
+      times: Timestamps.from(d.times),
+      deadline: d.deadline ?? Number.POSITIVE_INFINITY,
+      from: d.from ?? Number.NEGATIVE_INFINITY,
+      sample: d.sample,
+      expected: d.expected,
+    };
+  }
+}

@@ -1,0 +1,65 @@
+import type { Event } from '../../ingest/index.ts';
+import { type Evaluation, RuleRunner } from '../runner.ts';
+import type { FrequencyRule } from '../types.ts';
+import { Timestamps } from '../window.ts';
+
+interface KeyState {
+  times: Timestamps;
+  sample: Event | undefined;
+}
+
+/**
+ * At least `num_events` events for a key within `timeframe`. Only the newest
+ * num_events timestamps matter for an in-order event, so that is all a key keeps.
+ */
+export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
+  onEvent(event: Event, key: string, t: number): void {
+    let state = this.keys.get(key);
+    if (!state) {
+      state = { times: new Timestamps(), sample: undefined };
+      this.keys.set(key, state);
+      this.rememberKey(key, event);
+    }
+    const inOrder = t >= (state.times.newest() ?? Number.NEGATIVE_INFINITY);
+    state.times.add(t);
+    if (inOrder) {
+      state.times.keepNewest(this.spec.num_events);
+      state.sample = event;
+    }
+    this.condition(key, t, this.evaluateState(state, t, event));
+  }
+
+  protected override evaluate(key: string, t: number): Evaluation | undefined {
+    const state = this.keys.get(key);
+    return state ? this.evaluateState(state, t, state.sample) : { holds: false, figures: {} };
+  }
+
+  private evaluateState(state: KeyState, t: number, sample: Event | undefined): Evaluation {
+    const count = state.times.countIn(t - this.spec.timeframe, t);
+    return {
+      holds: count >= this.spec.num_events,
+      figures: { count, num_events: this.spec.num_events, timeframe_ms: this.spec.timeframe },
+      sample,
+    };
+  }
+
+  override sweep(watermark: number): void {
+    super.sweep(watermark);
+    const horizon = watermark - this.spec.timeframe;
+    for (const [key, state] of this.keys) {
+      state.times.dropThrough(horizon);
+      if (state.times.length === 0) this.forgetKey(key);
+    }
+  }
+
+  keyBytes(state: KeyState): number {
+    return state.times.bytes() + 64;
+  }
+  protected encodeKey(state: KeyState): unknown {
+    return { times: state.times.toArray(), sample: state.sample };
+  }
+  protected decodeKey(data: unknown): KeyState {
+    const d = data as { times: number[]; sample: Event | undefined };
+    return { times: Timestamps.from(d.times), sample: d.sample };
+  }
+}

@@ -1,0 +1,87 @@
+import type { Event } from '../../ingest/index.ts';
+import { RuleRunner } from '../runner.ts';
+import type { NewTermRule } from '../types.ts';
+
+/**
+ * A value (or tuple of values, for composite `fields`) never seen within
+ * `terms_window_size`. Terms live in a Map — a set, not ElastAlert's top-50 list —
+ * scoped per query_key when one is given, and pruned once they age out of the window.
+ */
+export class NewTermRunner extends RuleRunner<NewTermRule, never> {
+  /** scope key + term → last seen (event time). */
+  readonly terms = new Map<string, number>();
+
+  onEvent(event: Event, key: string, t: number): void {
+    const fields = this.spec.fields;
+    const values: Record<string, unknown> = {};
+    let term = key;
+    for (const f of fields) {
+      const v = event[f];
+      if (v === undefined || v === null) {
+        if (this.spec.alert_on_missing_field) {
+          this.rememberKey(key, event);
+          this.fire(
+            key,
+            t,
+            { figures: { missing_field: f }, sample: event, discriminator: `missing:${f}` },
+            `${key}\u0003${f}`,
+          );
+        }
+        return;
+      }
+      values[f] = v;
+      term += `\u0002${typeof v === 'string' ? v : JSON.stringify(v)}`;
+    }
+    const seen = this.terms.get(term);
+    if (seen === undefined || seen <= t - this.spec.terms_window_size) {
+      this.rememberKey(key, event);
+      this.fire(
+        key,
+        t,
+        { figures: { term: values, fields }, sample: event, discriminator: term },
+        term,
+      );
+    }
+    if (seen === undefined || t > seen) this.terms.set(term, t);
+  }
+
+  /** Seeds terms learned elsewhere (the index, a previous run) without alerting. */
+  seed(key: string, values: Record<string, unknown>, lastSeen: number): void {
+    let term = key;
+    for (const f of this.spec.fields) {
+      const v = values[f];
+      term += `\u0002${typeof v === 'string' ? v : JSON.stringify(v)}`;
+    }
+    const seen = this.terms.get(term);
+    if (seen === undefined || lastSeen > seen) this.terms.set(term, lastSeen);
+  }
+
+  override sweep(watermark: number): void {
+    super.sweep(watermark);
+    const horizon = watermark - this.spec.terms_window_size;
+    for (const [term, seen] of this.terms) if (seen <= horizon) this.terms.delete(term);
+    // Key objects are only needed while an alert is built.
+    this.keyValues.clear();
+  }
+
+  termCount(): number {
+    return this.terms.size;
+  }
+
+  keyBytes(): number {
+    return 0;
+  }
+  protected encodeKey(): unknown {
+    return null;
+  }
+  protected decodeKey(): never {
+    throw new Error('new_term rules hold terms, not key state');
+  }
+  protected override encodeExtra(): unknown {
+    return [...this.terms];
+  }
+  protected override decodeExtra(data: unknown): void {
+    this.terms.clear();
+    for (const [term, seen] of (data as Array<[string, number]>) ?? []) this.terms.set(term, seen);
+  }
+}

@@ -1,0 +1,133 @@
+import type { Event } from '../../ingest/index.ts';
+import { type Evaluation, RuleRunner, TAG_KIND } from '../runner.ts';
+import type { SpikeRule } from '../types.ts';
+import { Timestamps } from '../window.ts';
+
+interface KeyState {
+  times: Timestamps;
+  firstSeen: number;
+  /** The next instant an event leaves a window, when a down spike may appear. */
+  nextCheck: number;
+  sample: Event | undefined;
+}
+
+/**
+ * Current window (t−tf, t] against the reference window (t−2tf, t−tf]. Evaluated at
+ * every event of the key and, for down spikes, whenever an event leaves a window —
+ * a count can only fall then — so a key that goes quiet still trips a down spike.
+ */
+export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
+  onEvent(event: Event, key: string, t: number): void {
+    let state = this.keys.get(key);
+    if (!state) {
+      state = {
+        times: new Timestamps(),
+        firstSeen: t,
+        nextCheck: Number.POSITIVE_INFINITY,
+        sample: event,
+      };
+      this.keys.set(key, state);
+      this.rememberKey(key, event);
+    }
+    if (t < state.firstSeen) state.firstSeen = t;
+    if (t >= (state.times.newest() ?? Number.NEGATIVE_INFINITY)) state.sample = event;
+    state.times.add(t);
+    this.condition(key, t, this.evaluateState(state, t, event));
+    this.scheduleNext(key, state, t);
+  }
+
+  override onTimer(key: string, at: number, tag: number): void {
+    if (tag !== TAG_KIND) {
+      super.onTimer(key, at, tag);
+      return;
+    }
+    const state = this.keys.get(key);
+    if (!state || state.nextCheck !== at) return;
+    state.nextCheck = Number.POSITIVE_INFINITY;
+    this.condition(key, at, this.evaluateState(state, at, state.sample));
+    this.scheduleNext(key, state, at);
+  }
+
+  protected override evaluate(key: string, t: number): Evaluation | undefined {
+    const state = this.keys.get(key);
+    return state ? this.evaluateState(state, t, state.sample) : { holds: false, figures: {} };
+  }
+
+  private evaluateState(state: KeyState, t: number, sample: Event | undefined): Evaluation {
+    const s = this.spec;
+    const tf = s.timeframe;
+    const cur = state.times.countIn(t - tf, t);
+    const ref = state.times.countIn(t - 2 * tf, t - tf);
+    const figures = {
+      spike_count: cur,
+      reference_count: ref,
+      spike_height: s.spike_height,
+      timeframe_ms: tf,
+    };
+    const enoughHistory = s.alert_on_new_data || t - state.firstSeen >= 2 * tf;
+    if (!enoughHistory || cur < s.threshold_cur || ref < s.threshold_ref)
+      return { holds: false, figures };
+    if (s.spike_type !== 'down' && cur >= s.spike_height * ref) {
+      return { holds: true, figures: { ...figures, direction: 'up' }, sample, discriminator: 'up' };
+    }
+    if (s.spike_type !== 'up' && cur <= ref / s.spike_height) {
+      return {
+        holds: true,
+        figures: { ...figures, direction: 'down' },
+        sample,
+        discriminator: 'down',
+      };
+    }
+    return { holds: false, figures };
+  }
+
+  /** Counts change only when an event crosses t−tf or t−2tf; check then. */
+  private scheduleNext(key: string, state: KeyState, t: number): void {
+    if (this.spec.spike_type === 'up') return;
+    const tf = this.spec.timeframe;
+    const times = state.times;
+    const iCur = times.upperBound(t - tf);
+    const iRef = times.upperBound(t - 2 * tf);
+    let next = Number.POSITIVE_INFINITY;
+    if (iCur < times.length) next = times.at(iCur) + tf;
+    if (iRef < times.length) next = Math.min(next, times.at(iRef) + 2 * tf);
+    if (next <= t || next >= state.nextCheck) return;
+    state.nextCheck = next;
+    this.ctx.schedule(this, key, next, TAG_KIND);
+  }
+
+  override sweep(watermark: number): void {
+    super.sweep(watermark);
+    const horizon = watermark - 2 * this.spec.timeframe;
+    for (const [key, state] of this.keys) {
+      state.times.dropThrough(horizon);
+      if (state.times.length === 0) this.forgetKey(key);
+    }
+  }
+
+  keyBytes(state: KeyState): number {
+    return state.times.bytes() + 80;
+  }
+  protected encodeKey(s: KeyState): unknown {
+    return {
+      times: s.times.toArray(),
+      firstSeen: s.firstSeen,
+      nextCheck: s.nextCheck,
+      sample: s.sample,
+    };
+  }
+  protected decodeKey(data: unknown): KeyState {
+    const d = data as {
+      times: number[];
+      firstSeen: number;
+      nextCheck: number | null;
+      sample: Event | undefined;
+    };
+    return {
+      times: Timestamps.from(d.times),
+      firstSeen: d.firstSeen,
+      nextCheck: d.nextCheck ?? Number.POSITIVE_INFINITY,
+      sample: d.sample,
+    };
+  }
+}

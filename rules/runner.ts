@@ -1,0 +1,256 @@
+import { createHash } from 'node:crypto';
+import type { Event } from '../ingest/index.ts';
+import type { Alert, RuleSpec } from './types.ts';
+
+/** What a rule runner needs from the engine: time, timers and the alert sink. */
+export interface EngineContext {
+  /** Highest event time seen minus the allowed lateness (or the live clock's). */
+  readonly watermark: number;
+  /** Event time from which the engine has been observing (for "a full timeframe observed"). */
+  readonly observedFrom: number;
+  /** Alerts before this event time update state but are not emitted (backtest `--from`). */
+  readonly alertFrom: number;
+  schedule(runner: RuleRunner, key: string, at: number, tag: number): void;
+  emit(alert: Alert): void;
+}
+
+interface Silence {
+  until: number;
+  exponent: number;
+}
+
+/** Timer tags shared by all runners; kinds use TAG_KIND for their own deadlines. */
+export const TAG_FOR = 1;
+export const TAG_KIND = 2;
+
+export interface Evaluation {
+  holds: boolean;
+  figures: Record<string, unknown>;
+  sample?: Event;
+  /** Distinguishes alerts of one key at one instant (e.g. spike up vs down). */
+  discriminator?: string;
+}
+
+/**
+ * One class per rule type extends this. The base owns what every type shares: keys,
+ * `realert` / `exponential_realert`, `for`, alert ids, and the plain-data snapshot of
+ * that shared state. Kinds own their windows.
+ */
+export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
+  readonly keys = new Map<string, K>();
+  /** Key string → key object for the alert (`{ 'service.name': 'web' }`). */
+  protected readonly keyValues = new Map<string, Record<string, unknown>>();
+  private readonly silences = new Map<string, Silence>();
+  private readonly pendingSince = new Map<string, number>();
+  private readonly keyFields: string[];
+  lastAlertAt: string | undefined;
+  alertCount = 0;
+
+  constructor(
+    readonly spec: S,
+    protected readonly ctx: EngineContext,
+  ) {
+    this.keyFields = spec.query_key;
+  }
+
+  /** The key string of an event, or undefined when it lacks a query_key field. */
+  keyOf(event: Event): string | undefined {
+    const fields = this.keyFields;
+    if (fields.length === 0) return '';
+    if (fields.length === 1) {
+      const v = event[fields[0]!];
+      if (v === undefined || v === null) return undefined;
+      return typeof v === 'string' ? v : `\u0001${JSON.stringify(v)}`;
+    }
+    let key = '';
+    for (let i = 0; i < fields.length; i++) {
+      const v = event[fields[i]!];
+      if (v === undefined || v === null) return undefined;
+      key += (i === 0 ? '' : '\u0000') + (typeof v === 'string' ? v : `\u0001${JSON.stringify(v)}`);
+    }
+    return key;
+  }
+
+  protected rememberKey(
+    key: string,
+    event: Event | undefined,
+    values?: Record<string, unknown>,
+  ): void {
+    if (this.keyValues.has(key)) return;
+    if (values) {
+      this.keyValues.set(key, values);
+      return;
+    }
+    const obj: Record<string, unknown> = {};
+    for (const f of this.keyFields) obj[f] = event?.[f];
+    this.keyValues.set(key, obj);
+  }
+
+  protected forgetKey(key: string): void {
+    this.keys.delete(key);
+    this.keyValues.delete(key);
+    this.pendingSince.delete(key);
+  }
+
+  /** An event that passed the filter, with its key and event time. */
+  abstract onEvent(event: Event, key: string, t: number): void;
+
+  /** A deadline this runner scheduled has been passed by the watermark. */
+  onTimer(key: string, at: number, tag: number): void {
+    if (tag !== TAG_FOR) return;
+    const since = this.pendingSince.get(key);
+    if (since === undefined || since + this.spec.for! !== at) return;
+    const evaluation = this.evaluate(key, at);
+    if (evaluation) this.condition(key, at, evaluation);
+  }
+
+  /** Condition types re-evaluate at a given time for `for`. */
+  protected evaluate(_key: string, _t: number): Evaluation | undefined {
+    return undefined;
+  }
+
+  /**
+   * Reports a condition's value at time t. Without `for` a holding condition fires;
+   * with it, the condition must hold from its first holding evaluation until `for`
+   * has passed, checked at every event and at the deadline.
+   */
+  protected condition(key: string, t: number, e: Evaluation): void {
+    if (!e.holds) {
+      this.pendingSince.delete(key);
+      return;
+    }
+    const hold = this.spec.for;
+    if (!hold) {
+      this.fire(key, t, e);
+      return;
+    }
+    const since = this.pendingSince.get(key);
+    if (since === undefined) {
+      this.pendingSince.set(key, t);
+      this.ctx.schedule(this, key, t + hold, TAG_FOR);
+      return;
+    }
+    if (t - since >= hold) {
+      this.fire(key, t, {
+        ...e,
+        figures: { ...e.figures, pending_since: new Date(since).toISOString() },
+      });
+    }
+  }
+
+  /**
+   * Emits an alert unless `realert` silences it. The silence is per rule and key by
+   * default; new_term silences per term (`silenceKey`). Returns whether it fired.
+   */
+  protected fire(key: string, t: number, e: Omit<Evaluation, 'holds'>, silenceKey = key): boolean {
+    const silence = this.silences.get(silenceKey);
+    if (silence && t < silence.until) return false;
+    if (this.spec.realert > 0) this.silences.set(silenceKey, this.nextSilence(silence, t));
+    if (t < this.ctx.alertFrom) return true;
+    const at = new Date(t).toISOString();
+    const alert: Alert = {
+      id: alertId(this.spec.name, silenceKey, t, e.discriminator ?? ''),
+      rule: this.spec.name,
+      type: this.spec.type,
+      key: this.keyValues.get(key) ?? {},
+      at,
+      figures: e.figures,
+      labels: this.spec.labels,
+      actions: this.spec.actions,
+    };
+    if (this.spec.description !== undefined) alert.description = this.spec.description;
+    if (e.sample !== undefined) alert.sample = e.sample;
+    this.lastAlertAt = at;
+    this.alertCount++;
+    this.ctx.emit(alert);
+    return true;
+  }
+
+  /** End of the realert silence of a key, or -Infinity. */
+  protected silencedUntil(silenceKey: string): number {
+    return this.silences.get(silenceKey)?.until ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** ElastAlert's next_alert_time: the silence doubles while alerts keep coming, up to the cap. */
+  private nextSilence(previous: Silence | undefined, t: number): Silence {
+    const realert = this.spec.realert;
+    const cap = this.spec.exponential_realert;
+    if (!previous || cap === undefined) return { until: t + realert, exponent: 0 };
+    let exponent = previous.exponent;
+    let diff = t - previous.until;
+    if (diff < realert * 2 ** exponent) exponent++;
+    else {
+      while (diff > realert * 2 ** exponent && exponent > 0) {
+        diff -= realert * 2 ** exponent;
+        exponent--;
+      }
+    }
+    const wait = realert * 2 ** exponent;
+    if (wait >= cap) return { until: t + cap, exponent: exponent - 1 };
+    return { until: t + wait, exponent };
+  }
+
+  /** Drops state the watermark has made irrelevant. Kinds extend it for their windows. */
+  sweep(watermark: number): void {
+    const { realert, exponential_realert: cap } = this.spec;
+    for (const [key, s] of this.silences) {
+      // With exponential realert a past silence still sets the next one's length, until
+      // enough quiet time has passed for its exponent to decay back to zero.
+      const remembered = cap === undefined ? 0 : realert * (2 ** (s.exponent + 1) - 1);
+      if (s.until + remembered <= watermark) this.silences.delete(key);
+    }
+  }
+
+  /** Approximate bytes per key, for the memory report. */
+  abstract keyBytes(key: K): number;
+
+  // --- snapshots: plain JSON data, versioned by the engine ---
+
+  protected abstract encodeKey(state: K): unknown;
+  protected abstract decodeKey(data: unknown): K;
+  /** Kind-level state beyond keys (new_term's terms, flatline's expected keys...). */
+  protected encodeExtra(): unknown {
+    return undefined;
+  }
+  protected decodeExtra(_data: unknown): void {}
+
+  snapshot(): RunnerSnapshot {
+    return {
+      keys: [...this.keys].map(([k, s]) => [k, this.encodeKey(s)]),
+      keyValues: [...this.keyValues],
+      silences: [...this.silences].map(([k, s]) => [k, s.until, s.exponent]),
+      pending: [...this.pendingSince],
+      extra: this.encodeExtra(),
+      lastAlertAt: this.lastAlertAt,
+      alertCount: this.alertCount,
+    };
+  }
+
+  restore(s: RunnerSnapshot): void {
+    this.keys.clear();
+    for (const [k, data] of s.keys) this.keys.set(k, this.decodeKey(data));
+    for (const [k, v] of s.keyValues) this.keyValues.set(k, v);
+    for (const [k, until, exponent] of s.silences) this.silences.set(k, { until, exponent });
+    for (const [k, since] of s.pending) this.pendingSince.set(k, since);
+    this.decodeExtra(s.extra);
+    this.lastAlertAt = s.lastAlertAt;
+    this.alertCount = s.alertCount;
+  }
+}
+
+export interface RunnerSnapshot {
+  keys: Array<[string, unknown]>;
+  keyValues: Array<[string, Record<string, unknown>]>;
+  silences: Array<[string, number, number]>;
+  pending: Array<[string, number]>;
+  extra: unknown;
+  lastAlertAt: string | undefined;
+  alertCount: number;
+}
+
+export function alertId(rule: string, key: string, t: number, discriminator: string): string {
+  return createHash('sha1')
+    .update(`${rule}\n${key}\n${t}\n${discriminator}`)
+    .digest('hex')
+    .slice(0, 24);
+}
