@@ -31,6 +31,12 @@ export interface Evaluation {
   discriminator?: string;
 }
 
+/** A condition that does not hold carries no figures: one shared object, no garbage per event. */
+export const NOT_HOLDING: Evaluation = Object.freeze({
+  holds: false,
+  figures: Object.freeze({}),
+}) as Evaluation;
+
 /**
  * One class per rule type extends this. The base owns what every type shares: keys,
  * `realert` / `exponential_realert`, `for`, alert ids, and the plain-data snapshot of

@@ -125,6 +125,11 @@ export class Samples {
     this.values[rel] = v;
   }
 
+  /** The i-th oldest value. */
+  valueAt(i: number): number {
+    return this.values[this.head + i]!;
+  }
+
   dropThrough(t: number): void {
     const before = this.times.length;
     this.times.dropThrough(t);

@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/index.ts';
-import { type Evaluation, RuleRunner, TAG_KIND } from '../runner.ts';
+import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { CardinalityRule } from '../types.ts';
 
 interface KeyState {
@@ -46,18 +46,17 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
 
   protected override evaluate(key: string, t: number): Evaluation | undefined {
     const state = this.keys.get(key);
-    return state ? this.evaluateState(state, t) : { holds: false, figures: {} };
+    return state ? this.evaluateState(state, t) : NOT_HOLDING;
   }
 
   private evaluateState(state: KeyState, t: number): Evaluation {
     const { max_cardinality: max, min_cardinality: min, timeframe } = this.spec;
     let cardinality = 0;
     for (const seen of state.values.values()) if (seen > t - timeframe && seen <= t) cardinality++;
-    const figures = { cardinality, timeframe_ms: timeframe };
     if (max !== undefined && cardinality > max) {
       return {
         holds: true,
-        figures: { ...figures, max_cardinality: max },
+        figures: { cardinality, timeframe_ms: timeframe, max_cardinality: max },
         sample: state.sample,
         discriminator: 'max',
       };
@@ -66,12 +65,12 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     if (min !== undefined && cardinality < min && observedFullWindow) {
       return {
         holds: true,
-        figures: { ...figures, min_cardinality: min },
+        figures: { cardinality, timeframe_ms: timeframe, min_cardinality: min },
         sample: state.sample,
         discriminator: 'min',
       };
     }
-    return { holds: false, figures };
+    return NOT_HOLDING;
   }
 
   /** With a minimum, the count can fall below it only when a value ages out. */

@@ -15,31 +15,54 @@ interface KeyState {
  */
 export class ChangeRunner extends RuleRunner<ChangeRule, KeyState> {
   onEvent(event: Event, key: string, t: number): void {
-    const values: Record<string, unknown> = {};
-    let value = '';
-    for (const f of this.spec.compare_key) {
-      const v = event[f] ?? null;
+    const fields = this.spec.compare_key;
+    let value: string;
+    if (fields.length === 1) {
+      // The common case costs no allocation: a single field, usually a string.
+      const v = event[fields[0]!] ?? null;
       if (v === null && this.spec.ignore_null) return;
-      values[f] = v;
-      value += `${JSON.stringify(v)}\u0000`;
+      value = typeof v === 'string' ? v : `\u0001${JSON.stringify(v)}`;
+    } else {
+      value = '';
+      for (const f of fields) {
+        const v = event[f] ?? null;
+        if (v === null && this.spec.ignore_null) return;
+        value += `${JSON.stringify(v)}\u0000`;
+      }
     }
     const previous = this.keys.get(key);
-    if (previous && t < previous.t) return; // a late event does not rewrite history
-    if (!previous) this.rememberKey(key, event);
-    this.keys.set(key, { value, values, t });
-    if (!previous || previous.value === value) return;
+    if (!previous) {
+      this.rememberKey(key, event);
+      this.keys.set(key, { value, values: this.valuesOf(event), t });
+      return;
+    }
+    if (t < previous.t) return; // a late event does not rewrite history
+    if (previous.value === value) {
+      previous.t = t;
+      return;
+    }
+    const old = previous.values;
     const tf = this.spec.timeframe;
-    if (tf !== undefined && t - previous.t > tf) return;
+    const withinTimeframe = tf === undefined || t - previous.t <= tf;
+    const values = this.valuesOf(event);
+    this.keys.set(key, { value, values, t });
+    if (!withinTimeframe) return;
     this.fire(key, t, {
       figures: {
-        compare_key: this.spec.compare_key,
-        old_value: unwrap(previous.values),
+        compare_key: fields,
+        old_value: unwrap(old),
         new_value: unwrap(values),
         previous_at: new Date(previous.t).toISOString(),
       },
       sample: event,
       discriminator: value,
     });
+  }
+
+  private valuesOf(event: Event): Record<string, unknown> {
+    const values: Record<string, unknown> = {};
+    for (const f of this.spec.compare_key) values[f] = event[f] ?? null;
+    return values;
   }
 
   override sweep(watermark: number): void {

@@ -5,6 +5,8 @@ import type { ExpiryRule } from '../types.ts';
 interface KeyState {
   lastSeen: number;
   deadline: number;
+  /** The pending timer; it may be earlier than the deadline, which moved on since. */
+  scheduled: number;
   ttl: number;
   sample: Event;
 }
@@ -12,7 +14,8 @@ interface KeyState {
 /**
  * Riemann's expired event: a key that reported goes silent for its ttl. An event's
  * numeric `ttl` field (seconds) overrides the rule's. Fires once per silence; the key
- * is then dropped, and re-arms when it reports again.
+ * is then dropped, and re-arms when it reports again. A busy key does not push a timer
+ * per event: the pending one, when due, re-arms itself at the deadline that has moved.
  */
 export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
   onEvent(event: Event, key: string, t: number): void {
@@ -20,7 +23,7 @@ export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
     const ttl = typeof eventTtl === 'number' && eventTtl > 0 ? eventTtl * 1000 : this.spec.ttl;
     let state = this.keys.get(key);
     if (!state) {
-      state = { lastSeen: t, deadline: t + ttl, ttl, sample: event };
+      state = { lastSeen: t, deadline: t + ttl, scheduled: t + ttl, ttl, sample: event };
       this.keys.set(key, state);
       this.rememberKey(key, event);
       this.ctx.schedule(this, key, state.deadline, TAG_KIND);
@@ -30,10 +33,10 @@ export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
     state.lastSeen = t;
     state.ttl = ttl;
     state.sample = event;
-    const deadline = t + ttl;
-    if (deadline !== state.deadline) {
-      state.deadline = deadline;
-      this.ctx.schedule(this, key, deadline, TAG_KIND);
+    state.deadline = t + ttl;
+    if (state.deadline < state.scheduled) {
+      state.scheduled = state.deadline;
+      this.ctx.schedule(this, key, state.deadline, TAG_KIND);
     }
   }
 
@@ -43,7 +46,12 @@ export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
       return;
     }
     const state = this.keys.get(key);
-    if (!state || state.deadline !== at) return;
+    if (!state || state.scheduled !== at) return;
+    if (at < state.deadline) {
+      state.scheduled = state.deadline;
+      this.ctx.schedule(this, key, state.deadline, TAG_KIND);
+      return;
+    }
     this.fire(key, at, {
       figures: { last_seen: new Date(state.lastSeen).toISOString(), ttl_ms: state.ttl },
       sample: state.sample,

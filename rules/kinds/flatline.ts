@@ -5,7 +5,7 @@ import { Timestamps } from '../window.ts';
 
 interface KeyState {
   times: Timestamps;
-  /** When the count next falls below threshold (the timer this key waits on). */
+  /** The timer this key waits on: at or before the instant its count next falls low. */
   deadline: number;
   /** No deadline before this: past instants are decided, realert silences the rest. */
   from: number;
@@ -63,7 +63,9 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     }
     if (t >= (state.times.newest() ?? Number.NEGATIVE_INFINITY)) state.sample = event;
     state.times.add(t);
-    this.reschedule(key, state);
+    // An event can only remove low instants, never add one: the pending timer, when
+    // due, finds the deadline that moved on. A new key needs its first timer.
+    if (state.deadline === Number.POSITIVE_INFINITY) this.reschedule(key, state);
   }
 
   override onTimer(key: string, at: number, tag: number): void {
@@ -73,6 +75,12 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     }
     const state = this.keys.get(key);
     if (!state || state.deadline !== at) return;
+    const due = this.firstLow(state.times, Math.max(state.from, at));
+    if (due > at) {
+      state.deadline = due;
+      this.ctx.schedule(this, key, due, TAG_KIND);
+      return;
+    }
     state.deadline = Number.POSITIVE_INFINITY;
     const count = state.times.countIn(at - this.spec.timeframe, at);
     const fired = this.fire(key, at, {

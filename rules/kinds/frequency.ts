@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/index.ts';
-import { type Evaluation, RuleRunner } from '../runner.ts';
+import { type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
 import type { FrequencyRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
 
@@ -31,13 +31,14 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
 
   protected override evaluate(key: string, t: number): Evaluation | undefined {
     const state = this.keys.get(key);
-    return state ? this.evaluateState(state, t, state.sample) : { holds: false, figures: {} };
+    return state ? this.evaluateState(state, t, state.sample) : NOT_HOLDING;
   }
 
   private evaluateState(state: KeyState, t: number, sample: Event | undefined): Evaluation {
     const count = state.times.countIn(t - this.spec.timeframe, t);
+    if (count < this.spec.num_events) return NOT_HOLDING;
     return {
-      holds: count >= this.spec.num_events,
+      holds: true,
       figures: { count, num_events: this.spec.num_events, timeframe_ms: this.spec.timeframe },
       sample,
     };

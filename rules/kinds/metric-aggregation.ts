@@ -1,10 +1,66 @@
 import type { Event } from '../../ingest/index.ts';
-import { type Evaluation, RuleRunner } from '../runner.ts';
+import { type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
 import type { MetricAggregationRule, MetricAggType } from '../types.ts';
 import { Samples } from '../window.ts';
 
+/**
+ * The samples of one key with their aggregate kept up to date as samples enter and
+ * leave: a running sum, and a sorted copy for min, max and percentiles (binary
+ * insertion), so an in-order event costs a search and a short move, not a sort.
+ */
+class AggregateWindow {
+  readonly samples = new Samples();
+  sum = 0;
+  readonly sorted: number[] | undefined;
+  private drops = 0;
+
+  constructor(type: MetricAggType) {
+    this.sorted = type === 'sum' || type === 'avg' || type === 'count' ? undefined : [];
+  }
+
+  add(t: number, v: number): void {
+    this.samples.add(t, v);
+    this.sum += v;
+    if (this.sorted) insertSorted(this.sorted, v);
+  }
+
+  dropThrough(t: number): void {
+    const { samples, sorted } = this;
+    let n = 0;
+    while (n < samples.length && samples.times.at(n) <= t) {
+      const v = samples.valueAt(n);
+      this.sum -= v;
+      if (sorted) removeSorted(sorted, v);
+      n++;
+    }
+    if (n === 0) return;
+    samples.dropThrough(t);
+    // A running sum drifts with floating-point error: recompute it now and then.
+    this.drops += n;
+    if (samples.length === 0) this.sum = 0;
+    else if (this.drops > 4096) {
+      this.drops = 0;
+      this.sum = 0;
+      for (let i = 0; i < samples.length; i++) this.sum += samples.valueAt(i);
+    }
+  }
+
+  /** The aggregate of everything held (the window, when events come in order). */
+  current(type: MetricAggType): number | undefined {
+    const n = this.samples.length;
+    if (type === 'count') return n;
+    if (n === 0) return undefined;
+    if (type === 'sum') return this.sum;
+    if (type === 'avg') return this.sum / n;
+    const sorted = this.sorted!;
+    if (type === 'min') return sorted[0];
+    if (type === 'max') return sorted[n - 1];
+    return sorted[nearestRank(type, n)];
+  }
+}
+
 interface KeyState {
-  samples: Samples;
+  window: AggregateWindow;
   sample: Event | undefined;
 }
 
@@ -19,79 +75,122 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     if (typeof v !== 'number' || Number.isNaN(v)) return;
     let state = this.keys.get(key);
     if (!state) {
-      state = { samples: new Samples(), sample: undefined };
+      state = { window: new AggregateWindow(this.spec.metric_agg_type), sample: undefined };
       this.keys.set(key, state);
       this.rememberKey(key, event);
     }
-    const inOrder = t >= (state.samples.times.newest() ?? Number.NEGATIVE_INFINITY);
-    state.samples.add(t, v);
+    const inOrder = t >= (state.window.samples.times.newest() ?? Number.NEGATIVE_INFINITY);
+    state.window.add(t, v);
     if (inOrder) {
-      state.samples.dropThrough(t - this.spec.timeframe);
+      state.window.dropThrough(t - this.spec.timeframe);
       state.sample = event;
+      this.condition(
+        key,
+        t,
+        this.judge(
+          state.window.current(this.spec.metric_agg_type),
+          state.window.samples.length,
+          event,
+        ),
+      );
+    } else {
+      this.condition(key, t, this.evaluateAt(state, t, event));
     }
-    this.condition(key, t, this.evaluateState(state, t, event));
   }
 
   protected override evaluate(key: string, t: number): Evaluation | undefined {
     const state = this.keys.get(key);
-    return state ? this.evaluateState(state, t, state.sample) : { holds: false, figures: {} };
+    return state ? this.evaluateAt(state, t, state.sample) : NOT_HOLDING;
   }
 
-  private evaluateState(state: KeyState, t: number, sample: Event | undefined): Evaluation {
+  /** The aggregate over (t−tf, t] computed from scratch: for late events and `for` checks. */
+  private evaluateAt(state: KeyState, t: number, sample: Event | undefined): Evaluation {
+    const { samples } = state.window;
+    const lo = samples.times.upperBound(t - this.spec.timeframe);
+    const hi = samples.times.upperBound(t);
+    const values: number[] = [];
+    for (let i = lo; i < hi; i++) values.push(samples.valueAt(i));
+    return this.judge(aggregate(this.spec.metric_agg_type, values), values.length, sample);
+  }
+
+  private judge(value: number | undefined, n: number, sample: Event | undefined): Evaluation {
     const s = this.spec;
-    const { times } = state.samples;
-    const lo = times.upperBound(t - s.timeframe);
-    const hi = times.upperBound(t);
-    const head = state.samples.values.length - times.length;
-    const window = state.samples.values.slice(head + lo, head + hi);
-    const value = aggregate(s.metric_agg_type, window);
+    if (value === undefined) return NOT_HOLDING;
+    const above = s.max_threshold !== undefined && value > s.max_threshold;
+    if (!above && !(s.min_threshold !== undefined && value < s.min_threshold)) return NOT_HOLDING;
     const figures: Record<string, unknown> = {
       value,
       metric_agg_type: s.metric_agg_type,
       metric_agg_key: s.metric_agg_key,
-      samples: window.length,
+      samples: n,
       timeframe_ms: s.timeframe,
     };
-    if (value === undefined) return { holds: false, figures };
-    if (s.max_threshold !== undefined && value > s.max_threshold) {
-      return {
-        holds: true,
-        figures: { ...figures, max_threshold: s.max_threshold },
-        sample,
-        discriminator: 'above',
-      };
-    }
-    if (s.min_threshold !== undefined && value < s.min_threshold) {
-      return {
-        holds: true,
-        figures: { ...figures, min_threshold: s.min_threshold },
-        sample,
-        discriminator: 'below',
-      };
-    }
-    return { holds: false, figures };
+    if (above) figures.max_threshold = s.max_threshold;
+    else figures.min_threshold = s.min_threshold;
+    return { holds: true, figures, sample, discriminator: above ? 'above' : 'below' };
   }
 
   override sweep(watermark: number): void {
     super.sweep(watermark);
     for (const [key, state] of this.keys) {
-      state.samples.dropThrough(watermark - this.spec.timeframe);
-      if (state.samples.length === 0) this.forgetKey(key);
+      state.window.dropThrough(watermark - this.spec.timeframe);
+      if (state.window.samples.length === 0) this.forgetKey(key);
     }
   }
 
   keyBytes(state: KeyState): number {
-    return state.samples.times.bytes() + state.samples.values.length * 8 + 64;
+    return (
+      state.window.samples.times.bytes() +
+      state.window.samples.values.length * 8 * (state.window.sorted ? 2 : 1) +
+      64
+    );
   }
   protected encodeKey(s: KeyState): unknown {
-    return { times: s.samples.times.toArray(), values: s.samples.live(), sample: s.sample };
+    return {
+      times: s.window.samples.times.toArray(),
+      values: s.window.samples.live(),
+      sample: s.sample,
+    };
   }
   protected decodeKey(data: unknown): KeyState {
     const d = data as { times: number[]; values: number[]; sample: Event | undefined };
-    const samples = new Samples();
-    for (let i = 0; i < d.times.length; i++) samples.add(d.times[i]!, d.values[i]!);
-    return { samples, sample: d.sample };
+    const window = new AggregateWindow(this.spec.metric_agg_type);
+    for (let i = 0; i < d.times.length; i++) window.add(d.times[i]!, d.values[i]!);
+    return { window, sample: d.sample };
   }
+}
+
+// Hand-written moves: Array#splice allocates its result on every call.
+function insertSorted(sorted: number[], v: number): void {
+  let i = sorted.length;
+  const at = lowerBound(sorted, v);
+  sorted.push(v);
+  while (i > at) {
+    sorted[i] = sorted[i - 1]!;
+    i--;
+  }
+  sorted[at] = v;
+}
+
+function removeSorted(sorted: number[], v: number): void {
+  const at = lowerBound(sorted, v);
+  for (let i = at; i < sorted.length - 1; i++) sorted[i] = sorted[i + 1]!;
+  sorted.pop();
+}
+
+function lowerBound(sorted: number[], v: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function nearestRank(type: MetricAggType, n: number): number {
+  return Math.max(0, Math.ceil((Number(type.slice(1)) / 100) * n) - 1);
 }
 
 export function aggregate(type: MetricAggType, values: number[]): number | undefined {
@@ -106,13 +205,10 @@ export function aggregate(type: MetricAggType, values: number[]): number | undef
       return type === 'sum' ? sum : sum / n;
     }
     case 'min':
-      return values.reduce((a, b) => Math.min(b, a));
+      return values.reduce((a, b) => Math.min(a, b));
     case 'max':
-      return values.reduce((a, b) => Math.max(b, a));
-    default: {
-      const p = Number(type.slice(1)) / 100;
-      const sorted = [...values].sort((a, b) => a - b);
-      return sorted[Math.max(0, Math.ceil(p * n) - 1)];
-    }
+      return values.reduce((a, b) => Math.max(a, b));
+    default:
+      return [...values].sort((a, b) => a - b)[nearestRank(type, n)];
   }
 }

@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/index.ts';
-import { type Evaluation, RuleRunner, TAG_KIND } from '../runner.ts';
+import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { SpikeRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
 
@@ -50,7 +50,7 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
 
   protected override evaluate(key: string, t: number): Evaluation | undefined {
     const state = this.keys.get(key);
-    return state ? this.evaluateState(state, t, state.sample) : { holds: false, figures: {} };
+    return state ? this.evaluateState(state, t, state.sample) : NOT_HOLDING;
   }
 
   private evaluateState(state: KeyState, t: number, sample: Event | undefined): Evaluation {
@@ -78,7 +78,7 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
         discriminator: 'down',
       };
     }
-    return { holds: false, figures };
+    return NOT_HOLDING;
   }
 
   /** Counts change only when an event crosses t−tf or t−2tf; check then. */
