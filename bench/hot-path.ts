@@ -30,20 +30,20 @@ function parseOptions(args: string[]): Options {
   };
 }
 
-function timeIt(fn: () => void, minMs = 1_500): number {
-  // Warm up, then repeat until the measurement is long enough to trust; best of three.
-  fn();
-  let best = Number.POSITIVE_INFINITY;
-  for (let round = 0; round < 3; round++) {
-    let runs = 0;
-    const start = process.hrtime.bigint();
-    let elapsed = 0;
-    do {
-      fn();
-      runs++;
-      elapsed = Number(process.hrtime.bigint() - start) / 1e6;
-    } while (elapsed < minMs / 3);
-    best = Math.min(best, elapsed / runs);
+/**
+ * Times several passes side by side: each round runs every pass once, in turn, and
+ * each pass keeps its best round. Interleaving exposes all of them to the same noise
+ * of a shared machine, so their ratios hold even when absolute figures wander.
+ */
+function timeInterleaved(passes: Array<() => void>, rounds = 7): number[] {
+  for (const pass of passes) pass(); // warm up
+  const best = passes.map(() => Number.POSITIVE_INFINITY);
+  for (let round = 0; round < rounds; round++) {
+    passes.forEach((pass, i) => {
+      const start = process.hrtime.bigint();
+      pass();
+      best[i] = Math.min(best[i]!, Number(process.hrtime.bigint() - start) / 1e6);
+    });
   }
   return best;
 }
@@ -69,7 +69,17 @@ interface Measured {
   heap_used_mib: number;
 }
 
-async function measure(ruleCount: number, options: Options): Promise<Measured> {
+interface Setup {
+  rules: RuleSpec[];
+  events: Event[];
+  lines: string[];
+  engine?: Engine;
+  alerts: number;
+  parsePass: () => void;
+  droverPass: () => void;
+}
+
+function prepare(ruleCount: number, options: Options): Setup {
   const rules = ruleMix(ruleCount);
   const raw = generateFleet({
     services: servicesFor(ruleCount),
@@ -77,24 +87,36 @@ async function measure(ruleCount: number, options: Options): Promise<Measured> {
     events: options.events,
     seed: 7,
   });
-  const lines = raw.map((r) => JSON.stringify(r));
   const events: Event[] = raw.map((r) => normalize(r));
+  // JSON.parse of the same events, serialized as they were normalized; and Drover with
+  // every rule and its windows on the whole stream, a fresh engine per pass.
+  const lines = events.map((e) => JSON.stringify(e));
+  const setup: Setup = {
+    rules,
+    events,
+    lines,
+    alerts: 0,
+    parsePass: () => {
+      for (let i = 0; i < lines.length; i++) JSON.parse(lines[i]!);
+    },
+    droverPass: () => {
+      setup.alerts = 0;
+      const engine = new Engine(rules, { allowedLatenessMs: 5_000, onAlert: () => setup.alerts++ });
+      for (let i = 0; i < events.length; i++) engine.process(events[i]!);
+      setup.engine = engine;
+    },
+  };
+  return setup;
+}
 
-  // JSON.parse of the same events, serialized as they were normalized.
-  const normalizedLines = events.map((e) => JSON.stringify(e));
-  const parseMs = timeIt(() => {
-    for (let i = 0; i < normalizedLines.length; i++) JSON.parse(normalizedLines[i]!);
-  });
-
-  // Drover: every rule, with its windows, on the whole stream; a fresh engine per pass.
-  let alerts = 0;
-  let engine: Engine | undefined;
-  const droverMs = timeIt(() => {
-    alerts = 0;
-    engine = new Engine(rules, { allowedLatenessMs: 5_000, onAlert: () => alerts++ });
-    for (let i = 0; i < events.length; i++) engine.process(events[i]!);
-  });
-  const stats = engine!.stats();
+async function measure(
+  setup: Setup,
+  parseMs: number,
+  droverMs: number,
+  options: Options,
+): Promise<Measured> {
+  const { rules, events } = setup;
+  const stats = setup.engine!.stats();
   const keys = stats.reduce((n, r) => n + r.keys + (r.terms ?? 0), 0);
   const bytes = stats.reduce((n, r) => n + r.bytes, 0);
 
@@ -130,7 +152,7 @@ async function measure(ruleCount: number, options: Options): Promise<Measured> {
   const perS = (n: number, ms: number) => Math.round((n / ms) * 1000);
   const drover = perS(events.length, droverMs);
   const jre = perS(sample.length, refMs);
-  const parse = perS(lines.length, parseMs);
+  const parse = perS(setup.lines.length, parseMs);
   return {
     rules: rules.length,
     events: events.length,
@@ -141,7 +163,7 @@ async function measure(ruleCount: number, options: Options): Promise<Measured> {
     drover_vs_json_parse: Math.round((drover / parse) * 100) / 100,
     agree,
     verdicts_compared: compared,
-    alerts,
+    alerts: setup.alerts,
     keys,
     bytes_per_key: keys === 0 ? 0 : Math.round(bytes / keys),
     heap_used_mib: Math.round(process.memoryUsage().heapUsed / 1048576),
@@ -158,8 +180,13 @@ function toTopLevel(rule: RuleSpec) {
 
 export async function hotPath(args: string[]): Promise<number> {
   const options = parseOptions(args);
+  const setups = options.ruleCounts.map((count) => prepare(count, options));
+  // Every pass of every rule count in one interleaved timing, so their ratios compare.
+  const times = timeInterleaved(setups.flatMap((s) => [s.parsePass, s.droverPass]));
   const results: Measured[] = [];
-  for (const count of options.ruleCounts) results.push(await measure(count, options));
+  for (const [i, setup] of setups.entries()) {
+    results.push(await measure(setup, times[2 * i]!, times[2 * i + 1]!, options));
+  }
   const [at100, at1000] = results as [Measured, Measured];
   const summary = {
     ...at100,

@@ -12,22 +12,47 @@ export type Filter = (event: Record<string, unknown>) => boolean;
  * coercion, `contains` only looks into arrays, an empty `any` is true, and a `path`
  * on a non-object returns the fact itself. The differential test holds it to that.
  */
+const compiled = new Map<string, Filter>();
+const CACHE_LIMIT = 10_000;
+
 export function compileFilter(condition: Condition | undefined): Filter {
   if (condition === undefined) return () => true;
+  // Engines are rebuilt on every rule reload: the same filter keeps its compiled (and
+  // by then optimized) function instead of starting cold in the interpreter.
+  const cacheKey = JSON.stringify(condition);
+  const hit = compiled.get(cacheKey);
+  if (hit) return hit;
+  const filter = compileUncached(condition);
+  if (compiled.size >= CACHE_LIMIT) compiled.clear();
+  compiled.set(cacheKey, filter);
+  return filter;
+}
+
+function compileUncached(condition: Condition): Filter {
   const constants: unknown[] = [];
   const constant = (v: unknown) => {
     constants.push(v);
     return `c[${constants.length - 1}]`;
   };
   const body = compileNode(condition, constant);
-  const fn = new Function(
-    'c',
-    'nv',
-    'rp',
-    `"use strict"; return function filter(e) { return ${body}; };`,
-  );
-  return fn(constants, numberValidator, resolvePath) as Filter;
+  // Constants live outside the code, so rules that differ only in their values (the
+  // same filter for each service) share one function: less code, warmer caches.
+  let factory = factories.get(body);
+  if (!factory) {
+    factory = new Function(
+      'c',
+      'nv',
+      'rp',
+      `"use strict"; return function filter(e) { return ${body}; };`,
+    ) as Factory;
+    if (factories.size >= CACHE_LIMIT) factories.clear();
+    factories.set(body, factory);
+  }
+  return factory(constants, numberValidator, resolvePath);
 }
+
+type Factory = (c: unknown[], nv: typeof numberValidator, rp: typeof resolvePath) => Filter;
+const factories = new Map<string, Factory>();
 
 type Hoist = (v: unknown) => string;
 
@@ -56,8 +81,7 @@ function isPrimitive(v: unknown): boolean {
 }
 
 function literal(v: unknown, hoist: Hoist): string {
-  if (typeof v === 'string' || typeof v === 'boolean' || v === null) return JSON.stringify(v);
-  if (typeof v === 'number' && Number.isFinite(v) && !Object.is(v, -0)) return String(v);
+  if (typeof v === 'boolean' || v === null) return String(v);
   return hoist(v);
 }
 
