@@ -194,14 +194,13 @@ function reportSchemaErrors(
 ): void {
   const seen = new Set<string>();
   for (const e of errors) {
-    // Conditions, durations and actions get clearer messages from the semantic checks.
-    if (
-      /\$defs\/(condition|duration|action)/.test(e.schemaPath) ||
-      e.keyword === 'oneOf' ||
-      e.keyword === 'if'
-    )
-      continue;
     const path = pathOf(e.instancePath);
+    // Conditions, durations and actions get clearer messages from the semantic checks;
+    // the branches of anyOf are summed up by the anyOf error itself.
+    if (path[0] === 'filter' || path[0] === 'actions' || DURATIONS.includes(String(path[0])))
+      continue;
+    if (e.keyword === 'oneOf' || e.keyword === 'if' || /\/anyOf\/\d+\//.test(e.schemaPath))
+      continue;
     const where = path.length > 0 ? `"${path.join('.')}"` : '';
     let message: string;
     let onKey = false;
