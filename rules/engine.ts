@@ -102,13 +102,14 @@ export class Engine {
     this.onAlert = options.onAlert;
     this.clock = options.clock;
     this.alertFrom = options.alertFrom ?? Number.NEGATIVE_INFINITY;
-    const engine = this;
+    const watermark = () => this.wm;
+    const observedFrom = () => this.observed ?? Number.POSITIVE_INFINITY;
     this.context = {
       get watermark() {
-        return engine.wm;
+        return watermark();
       },
       get observedFrom() {
-        return engine.observed ?? Number.POSITIVE_INFINITY;
+        return observedFrom();
       },
       alertFrom: this.alertFrom,
       schedule: (runner, key, at, tag) => this.timers.push(at, runner, key, tag),

@@ -131,13 +131,11 @@ describe('compiled filters agree with json-rules-engine', () => {
         scalar,
         fc.array(scalar, { maxLength: 3 }),
       )
-      .map(
-        ([fact, operator, one, many]): Condition => ({
-          fact,
-          operator,
-          value: operator === 'equal' ? one : many,
-        }),
-      );
+      .map(([fact, operator, one, many]): Condition => ({
+        fact,
+        operator,
+        value: operator === 'equal' ? one : many,
+      }));
     const pinned = fc.oneof(
       condition,
       fc.tuple(pin, condition).map(([p, c]): Condition => ({ all: [p, c] })),

@@ -130,8 +130,10 @@ describe('rule files: positions of every error', () => {
   });
 
   it('normalizes list forms: fields, compare_key, expect scalars', () => {
-    const nt = parseRuleFile('name: a\ntype: new_term\nfields: error.fingerprint\n', 'r.yaml')
-      .rule!;
+    const nt = parseRuleFile(
+      'name: a\ntype: new_term\nfields: error.fingerprint\n',
+      'r.yaml',
+    ).rule!;
     expect(nt).toMatchObject({
       fields: ['error.fingerprint'],
       terms_window_size: 30 * 86_400_000,
