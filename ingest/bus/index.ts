@@ -5,4 +5,5 @@ export {
   keyOf,
   openEmbeddedBus,
 } from './embedded.ts';
+export { createKafkaBus, KafkaBus, type KafkaBusOptions } from './kafka.ts';
 export * from './types.ts';

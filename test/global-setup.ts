@@ -1,0 +1,59 @@
+import type { TestProject } from 'vitest/node';
+
+/**
+ * Starts the real servers the integration tests talk to, once per run, and hands their
+ * addresses to the tests (`inject('kafkaBrokers')`). KAFKA_BROKERS points at a server
+ * of your own instead. A server that cannot be had is reported as null with the reason,
+ * and its tests skip with that reason — except in CI, where that fails the run.
+ * DROVER_SERVERS=off starts none (quick local runs of the unit tests).
+ */
+declare module 'vitest' {
+  export interface ProvidedContext {
+    kafkaBrokers: string | null;
+    serverSkipReasons: Record<string, string>;
+  }
+}
+
+const stops: Array<() => Promise<void>> = [];
+
+async function bring(
+  name: string,
+  envVar: string,
+  start: () => Promise<{ url: string; stop(): Promise<void> }>,
+  reasons: Record<string, string>,
+) {
+  if (process.env[envVar]) return process.env[envVar]!;
+  if (process.env.DROVER_SERVERS === 'off') {
+    reasons[name] = `DROVER_SERVERS=off and ${envVar} is not set`;
+    return null;
+  }
+  const began = Date.now();
+  try {
+    const server = await start();
+    stops.push(server.stop);
+    process.stderr.write(
+      `[servers] ${name} at ${server.url} in ${((Date.now() - began) / 1000).toFixed(1)}s\n`,
+    );
+    return server.url;
+  } catch (err) {
+    if (process.env.CI) throw err;
+    reasons[name] = `${name} could not be started: ${(err as Error).message}`;
+    return null;
+  }
+}
+
+export async function setup(project: TestProject) {
+  const reasons: Record<string, string> = {};
+  const kafka = await bring(
+    'kafka',
+    'KAFKA_BROKERS',
+    async () => (await import('./servers/kafka.ts')).startKafka(),
+    reasons,
+  );
+  project.provide('kafkaBrokers', kafka);
+  project.provide('serverSkipReasons', reasons);
+}
+
+export async function teardown() {
+  await Promise.allSettled(stops.map((stop) => stop()));
+}

@@ -1,0 +1,110 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { createServer, Socket } from 'node:net';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
+/** Downloads live outside the repository, shared by every checkout on the machine. */
+export function cacheDir(name: string): string {
+  const dir = join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'drover', name);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function run(command: string, args: string[], cwd: string): void {
+  const r = spawnSync(command, args, { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });
+  if (r.error) throw new Error(`${command} could not run: ${r.error.message}`);
+  if (r.status !== 0)
+    throw new Error(
+      `${command} ${args.join(' ')} failed (${r.status}): ${(r.stderr || r.stdout).slice(-2000)}`,
+    );
+}
+
+/** Fetches Maven artifacts once into dir/libs, through a generated pom. */
+export function mavenFetch(dir: string, dependencies: string, marker: string): void {
+  if (existsSync(join(dir, marker))) return;
+  writeFileSync(
+    join(dir, 'pom.xml'),
+    `<project xmlns="http://maven.apache.org/POM/4.0.0"><modelVersion>4.0.0</modelVersion>
+  <groupId>dev.drover.test</groupId><artifactId>servers</artifactId><version>1</version>
+  <dependencies>${dependencies}</dependencies></project>`,
+  );
+  run(
+    'mvn',
+    [
+      '-q',
+      '-B',
+      'dependency:copy-dependencies',
+      '-DoutputDirectory=libs',
+      '-DincludeScope=runtime',
+    ],
+    dir,
+  );
+  if (!existsSync(join(dir, marker))) throw new Error(`maven did not produce ${marker}`);
+}
+
+export function portOpen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    socket.setTimeout(500);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+    socket.once('timeout', () => {
+      socket.destroy();
+      resolve(false);
+    });
+    socket.connect(port, '127.0.0.1');
+  });
+}
+
+export async function waitFor(
+  what: string,
+  check: () => Promise<boolean>,
+  timeoutMs: number,
+  child?: ChildProcess,
+): Promise<void> {
+  const start = Date.now();
+  while (Date.now() - start < timeoutMs) {
+    if (child && child.exitCode !== null)
+      throw new Error(`${what}: the process exited with ${child.exitCode}`);
+    if (await check().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`${what}: not ready after ${timeoutMs / 1000}s`);
+}
+
+export function startProcess(
+  command: string,
+  args: string[],
+  options: { cwd: string; logFile: string; env?: NodeJS.ProcessEnv },
+): ChildProcess {
+  const out = openSync(options.logFile, 'a');
+  return spawn(command, args, {
+    cwd: options.cwd,
+    stdio: ['ignore', out, out],
+    env: { ...process.env, ...options.env },
+  });
+}
+
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}

@@ -1,0 +1,108 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import {
+  cacheDir,
+  freePort,
+  mavenFetch,
+  run,
+  startProcess,
+  stopProcess,
+  waitFor,
+} from './common.ts';
+
+/**
+ * A real single-node Kafka in KRaft mode (no ZooKeeper), from the broker jars on
+ * Maven Central. 3.9 because kafkajs speaks protocol versions Kafka 4 removed.
+ */
+const VERSION = '3.9.1';
+
+export async function startKafka(): Promise<{ url: string; stop(): Promise<void> }> {
+  const home = cacheDir(`kafka-${VERSION}`);
+  mavenFetch(
+    home,
+    `<dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>${VERSION}</version></dependency>`,
+    join('libs', `kafka_2.13-${VERSION}.jar`),
+  );
+  const data = mkdtempSync(join(tmpdir(), 'drover-kafka-'));
+  const [broker, controller] = [await freePort(), await freePort()];
+  const config = join(data, 'server.properties');
+  writeFileSync(
+    config,
+    [
+      'process.roles=broker,controller',
+      'node.id=1',
+      `controller.quorum.voters=1@127.0.0.1:${controller}`,
+      `listeners=PLAINTEXT://127.0.0.1:${broker},CONTROLLER://127.0.0.1:${controller}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${broker}`,
+      'controller.listener.names=CONTROLLER',
+      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      'inter.broker.listener.name=PLAINTEXT',
+      `log.dirs=${join(data, 'logs')}`,
+      'num.partitions=1',
+      'offsets.topic.replication.factor=1',
+      'transaction.state.log.replication.factor=1',
+      'transaction.state.log.min.isr=1',
+      'group.initial.rebalance.delay.ms=0',
+      'auto.create.topics.enable=false',
+    ].join('\n'),
+  );
+  const classpath = join(home, 'libs', '*');
+  run(
+    'java',
+    [
+      '-cp',
+      classpath,
+      'kafka.tools.StorageTool',
+      'format',
+      '-t',
+      randomBytes(16).toString('base64url'),
+      '-c',
+      config,
+    ],
+    data,
+  );
+  const child = startProcess(
+    'java',
+    ['-Xms256m', '-Xmx512m', '-cp', classpath, 'kafka.Kafka', config],
+    {
+      cwd: data,
+      logFile: join(data, 'kafka.log'),
+    },
+  );
+  const url = `127.0.0.1:${broker}`;
+  try {
+    await waitFor(
+      `Kafka on ${url} (log: ${join(data, 'kafka.log')})`,
+      async () => {
+        const admin = new Kafka({
+          clientId: 'drover-test-setup',
+          brokers: [url],
+          logLevel: logLevel.NOTHING,
+          retry: { retries: 0 },
+        }).admin();
+        await admin.connect();
+        try {
+          const cluster = await admin.describeCluster();
+          return cluster.brokers.length > 0;
+        } finally {
+          await admin.disconnect();
+        }
+      },
+      120_000,
+      child,
+    );
+  } catch (err) {
+    await stopProcess(child);
+    throw err;
+  }
+  return {
+    url,
+    async stop() {
+      await stopProcess(child);
+      rmSync(data, { recursive: true, force: true });
+    },
+  };
+}
