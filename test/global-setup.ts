@@ -2,14 +2,15 @@ import type { TestProject } from 'vitest/node';
 
 /**
  * Starts the real servers the integration tests talk to, once per run, and hands their
- * addresses to the tests (`inject('kafkaBrokers')`). KAFKA_BROKERS points at a server
- * of your own instead. A server that cannot be had is reported as null with the reason,
+ * addresses to the tests (`inject('kafkaBrokers')`, `inject('elasticsearchUrl')`).
+ * KAFKA_BROKERS / ELASTICSEARCH_URL point at servers of your own instead. A server that cannot be had is reported as null with the reason,
  * and its tests skip with that reason — except in CI, where that fails the run.
  * DROVER_SERVERS=off starts none (quick local runs of the unit tests).
  */
 declare module 'vitest' {
   export interface ProvidedContext {
     kafkaBrokers: string | null;
+    elasticsearchUrl: string | null;
     serverSkipReasons: Record<string, string>;
   }
 }
@@ -44,13 +45,22 @@ async function bring(
 
 export async function setup(project: TestProject) {
   const reasons: Record<string, string> = {};
-  const kafka = await bring(
-    'kafka',
-    'KAFKA_BROKERS',
-    async () => (await import('./servers/kafka.ts')).startKafka(),
-    reasons,
-  );
+  const [kafka, elasticsearch] = await Promise.all([
+    bring(
+      'kafka',
+      'KAFKA_BROKERS',
+      async () => (await import('./servers/kafka.ts')).startKafka(),
+      reasons,
+    ),
+    bring(
+      'elasticsearch',
+      'ELASTICSEARCH_URL',
+      async () => (await import('./servers/elasticsearch.ts')).startElasticsearch(),
+      reasons,
+    ),
+  ]);
   project.provide('kafkaBrokers', kafka);
+  project.provide('elasticsearchUrl', elasticsearch);
   project.provide('serverSkipReasons', reasons);
 }
 

@@ -90,13 +90,14 @@ export async function waitFor(
 export function startProcess(
   command: string,
   args: string[],
-  options: { cwd: string; logFile: string; env?: NodeJS.ProcessEnv },
+  options: { cwd: string; logFile: string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number },
 ): ChildProcess {
   const out = openSync(options.logFile, 'a');
   return spawn(command, args, {
     cwd: options.cwd,
     stdio: ['ignore', out, out],
     env: { ...process.env, ...options.env },
+    ...(options.uid !== undefined && { uid: options.uid, gid: options.gid }),
   });
 }
 

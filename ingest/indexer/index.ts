@@ -1,0 +1,23 @@
+export {
+  type Capabilities,
+  ElasticsearchIndexer,
+  type ElasticsearchIndexerOptions,
+  IndexingError,
+  type IndexerMetrics,
+} from './elasticsearch.ts';
+export { EmbeddedIndex, openEmbeddedIndex, toFtsQuery } from './embedded.ts';
+export {
+  documentId,
+  parseSearchParams,
+  type SearchIndex,
+  type SearchParams,
+  SearchParamsError,
+  type SearchResult,
+} from './search.ts';
+export {
+  dailyIndex,
+  type IndexFamily,
+  indexPattern,
+  indexTemplate,
+  MAPPINGS,
+} from './templates.ts';
