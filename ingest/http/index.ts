@@ -1,0 +1,7 @@
+export {
+  createIngestServer,
+  type IngestMetrics,
+  type IngestServer,
+  type IngestServerOptions,
+  PayloadTooLarge,
+} from './server.ts';

@@ -1,0 +1,301 @@
+import { timingSafeEqual } from 'node:crypto';
+import { gunzipSync, inflateSync } from 'node:zlib';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { decodeBulk } from '../decoders/bulk.ts';
+import { decodeNdjson } from '../decoders/ndjson.ts';
+import { type Bus, BusBackpressureError, type PublishResult } from '../bus/types.ts';
+import type { Event } from '../event.ts';
+import { parseSearchParams, type SearchIndex, SearchParamsError } from '../indexer/search.ts';
+import { normalize } from '../normalize.ts';
+import { registerElasticsearchCompat } from './elasticsearch-compat.ts';
+
+/**
+ * The log-shipper endpoint: one HTTP server for every protocol Drover speaks, so the
+ * shippers an operator already runs can point at it unchanged. Each route decodes,
+ * normalizes (the same code the rules engine uses) and publishes to the bus; the
+ * response acknowledges only what the bus made durable.
+ */
+export interface IngestServerOptions {
+  bus: Bus;
+  host?: string;
+  port?: number;
+  /** Accepted `Authorization: Bearer <token>` values. */
+  tokens?: string[];
+  /** Accepted `Authorization: ApiKey <base64(id:key)>` values (base64 or `id:key`). */
+  apiKeys?: string[];
+  /** Listening beyond loopback without tokens or keys must be asked for explicitly. */
+  allowUnauthenticated?: boolean;
+  /** Limit on a request body after decompression. Default 16 MiB. */
+  maxBodyBytes?: number;
+  tls?: { key: string | Buffer; cert: string | Buffer };
+  search?: SearchIndex;
+  logger?: Logger;
+  onIngest?: (m: IngestMetrics) => void;
+}
+
+export interface IngestMetrics {
+  protocol: 'ndjson' | 'bulk' | 'otlp' | 'remote_write' | 'statsd';
+  events: number;
+  bytes: number;
+  decodeErrors: number;
+  rejected: number;
+  throttled: boolean;
+}
+
+export class PayloadTooLarge extends Error {
+  readonly statusCode = 413;
+}
+
+export interface IngestServer {
+  app: FastifyInstance;
+  url: string;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+export async function createIngestServer(options: IngestServerOptions): Promise<IngestServer> {
+  const host = options.host ?? '127.0.0.1';
+  const maxBodyBytes = options.maxBodyBytes ?? 16 << 20;
+  const credentials = [
+    ...(options.tokens ?? []).map((t) => `Bearer ${t}`),
+    ...(options.apiKeys ?? []).map(apiKeyHeader),
+  ];
+  if (credentials.length === 0 && !LOOPBACK.test(host) && !options.allowUnauthenticated) {
+    throw new Error(
+      `refusing to listen on ${host} without tokens or API keys (set allowUnauthenticated to do it anyway)`,
+    );
+  }
+  const app = Fastify({
+    bodyLimit: maxBodyBytes,
+    logger: false,
+    // HEAD routes are declared where shippers use them (existence checks answer 200).
+    exposeHeadRoutes: false,
+    ...(options.tls && { https: { key: options.tls.key, cert: options.tls.cert } }),
+  }) as unknown as FastifyInstance;
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  if (credentials.length > 0) {
+    app.addHook('onRequest', async (req, reply) => {
+      const given = req.headers.authorization ?? '';
+      if (!credentials.some((c) => safeEqual(c, given))) {
+        await reply
+          .code(401)
+          .header('www-authenticate', 'Bearer, ApiKey')
+          .send({ error: 'missing or invalid credentials' });
+      }
+    });
+  }
+  // Elasticsearch clients check this header on every response.
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('x-elastic-product', 'Elasticsearch');
+  });
+  app.setErrorHandler(async (err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    const status =
+      err instanceof PayloadTooLarge || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? 413
+        : (err.statusCode ?? 500);
+    if (status >= 500) options.logger?.error({ err }, 'ingest request failed');
+    await reply
+      .code(status)
+      .send({ error: status === 413 ? `request body exceeds ${maxBodyBytes} bytes` : err.message });
+  });
+
+  const body = (req: FastifyRequest): string => decompress(req, maxBodyBytes).toString('utf8');
+
+  /** Publishes, answering 429 with Retry-After when the bus pushes back. */
+  const publish = async (
+    reply: FastifyReply,
+    events: Event[],
+  ): Promise<PublishResult | undefined> => {
+    if (events.length === 0) return { accepted: [], rejected: [] };
+    try {
+      return await options.bus.publish(events);
+    } catch (err) {
+      if (err instanceof BusBackpressureError) {
+        await reply
+          .code(429)
+          .header('retry-after', String(err.retryAfterSeconds))
+          .send({ error: err.message });
+        return undefined;
+      }
+      throw err;
+    }
+  };
+
+  app.post('/ingest', async (req, reply) => {
+    const text = body(req);
+    const service = (req.query as Record<string, string | undefined>).service;
+    const decoded = decodeNdjson(text);
+    const rejected = [...decoded.errors];
+    const events: Event[] = [];
+    const lines: number[] = [];
+    const receivedAt = Date.now();
+    for (const { line, value } of decoded.records) {
+      try {
+        events.push(normalize(value, { receivedAt, service }));
+        lines.push(line);
+      } catch (err) {
+        rejected.push({ line, error: (err as Error).message });
+      }
+    }
+    const result = await publish(reply, events);
+    if (!result) {
+      options.onIngest?.({
+        protocol: 'ndjson',
+        events: 0,
+        bytes: text.length,
+        decodeErrors: decoded.errors.length,
+        rejected: 0,
+        throttled: true,
+      });
+      return reply;
+    }
+    for (const r of result.rejected) rejected.push({ line: lines[r.index]!, error: r.reason });
+    rejected.sort((a, b) => a.line - b.line);
+    options.onIngest?.({
+      protocol: 'ndjson',
+      events: result.accepted.length,
+      bytes: text.length,
+      decodeErrors: decoded.errors.length,
+      rejected: result.rejected.length,
+      throttled: false,
+    });
+    const status = result.accepted.length === 0 && rejected.length > 0 ? 400 : 200;
+    return reply.code(status).send({ accepted: result.accepted.length, rejected });
+  });
+
+  const bulk = async (req: FastifyRequest, reply: FastifyReply) => {
+    const started = Date.now();
+    const text = body(req);
+    const defaultIndex = (req.params as { index?: string }).index;
+    const items = decodeBulk(text, defaultIndex);
+    const events: Event[] = [];
+    const positions: number[] = [];
+    const receivedAt = Date.now();
+    items.forEach((item, i) => {
+      if (item.error) return;
+      try {
+        events.push(normalize(item.document, { receivedAt }));
+        positions.push(i);
+      } catch (err) {
+        item.error = {
+          type: 'document_parsing_exception',
+          reason: (err as Error).message,
+          status: 400,
+        };
+      }
+    });
+    let throttled = false;
+    let result: PublishResult = { accepted: [], rejected: [] };
+    try {
+      result = events.length > 0 ? await options.bus.publish(events) : result;
+    } catch (err) {
+      if (!(err instanceof BusBackpressureError)) throw err;
+      // Per item, as Elasticsearch does: shippers retry exactly these.
+      throttled = true;
+      for (const p of positions)
+        items[p]!.error = {
+          type: 'es_rejected_execution_exception',
+          reason: err.message,
+          status: 429,
+        };
+    }
+    for (const r of result.rejected)
+      items[positions[r.index]!]!.error = {
+        type: 'document_parsing_exception',
+        reason: r.reason,
+        status: 400,
+      };
+    const responseItems = items.map((item, i) => {
+      const action = item.action === 'unknown' ? 'index' : item.action;
+      const common = {
+        _index: item.index ?? 'drover',
+        _id: item.id ?? `drover-${receivedAt}-${i}`,
+      };
+      if (item.error) {
+        return {
+          [action]: {
+            ...common,
+            status: item.error.status,
+            error: { type: item.error.type, reason: item.error.reason },
+          },
+        };
+      }
+      return {
+        [action]: {
+          ...common,
+          _version: 1,
+          result: 'created',
+          _shards: { total: 1, successful: 1, failed: 0 },
+          _seq_no: i,
+          _primary_term: 1,
+          status: 201,
+        },
+      };
+    });
+    const failed = items.filter((i) => i.error).length;
+    options.onIngest?.({
+      protocol: 'bulk',
+      events: items.length - failed,
+      bytes: text.length,
+      decodeErrors: failed,
+      rejected: result.rejected.length,
+      throttled,
+    });
+    return reply.send({ took: Date.now() - started, errors: failed > 0, items: responseItems });
+  };
+  app.post('/_bulk', bulk);
+  app.put('/_bulk', bulk);
+  app.post('/:index/_bulk', bulk);
+  app.put('/:index/_bulk', bulk);
+  registerElasticsearchCompat(app);
+
+  app.get('/v1/search', async (req, reply) => {
+    if (!options.search) return reply.code(404).send({ error: 'no index is configured' });
+    try {
+      return await options.search.search(parseSearchParams(req.query as Record<string, string>));
+    } catch (err) {
+      if (err instanceof SearchParamsError) return reply.code(400).send({ error: err.message });
+      throw err;
+    }
+  });
+
+  await app.listen({ host, port: options.port ?? 4280 });
+  const address = app.server.address() as { port: number };
+  const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  return { app, url, close: () => app.close() };
+}
+
+/** Gunzip / inflate with the limit applied to the output, so a small bomb cannot blow up. */
+function decompress(req: FastifyRequest, limit: number): Buffer {
+  const raw = (req.body as Buffer | undefined) ?? Buffer.alloc(0);
+  const encoding = String(req.headers['content-encoding'] ?? '').toLowerCase();
+  try {
+    if (encoding === 'gzip' || encoding === 'x-gzip')
+      return gunzipSync(raw, { maxOutputLength: limit });
+    if (encoding === 'deflate') return inflateSync(raw, { maxOutputLength: limit });
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE')
+      throw new PayloadTooLarge('decompressed body too large');
+    throw Object.assign(new Error(`could not decompress the body: ${(err as Error).message}`), {
+      statusCode: 400,
+    });
+  }
+  if (encoding !== '' && encoding !== 'identity') {
+    throw Object.assign(new Error(`unsupported content-encoding ${encoding}`), { statusCode: 415 });
+  }
+  return raw;
+}
+
+function apiKeyHeader(key: string): string {
+  return `ApiKey ${key.includes(':') ? Buffer.from(key).toString('base64') : key}`;
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}

@@ -1,0 +1,314 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type EmbeddedBus, openEmbeddedBus } from '../../ingest/bus/index.ts';
+import { createIngestServer, type IngestServer } from '../../ingest/http/index.ts';
+import { openEmbeddedIndex } from '../../ingest/indexer/index.ts';
+
+const opened: Array<{ server: IngestServer; bus: EmbeddedBus }> = [];
+
+async function start(
+  options: Parameters<typeof createIngestServer>[0] extends infer O ? Partial<O> : never = {},
+  busOptions = {},
+) {
+  const bus = openEmbeddedBus({
+    path: join(mkdtempSync(join(tmpdir(), 'drover-http-')), 'bus.db'),
+    ...busOptions,
+  });
+  const server = await createIngestServer({ bus, port: 0, ...options });
+  opened.push({ server, bus });
+  return { server, bus, url: server.url };
+}
+
+afterEach(async () => {
+  for (const { server, bus } of opened.splice(0)) {
+    await server.close();
+    await bus.close();
+  }
+});
+
+const ndjson = (objects: unknown[]) => `${objects.map((o) => JSON.stringify(o)).join('\n')}\n`;
+
+describe('NDJSON at /ingest', () => {
+  it('accepts pino lines, reports a malformed line by number and keeps the rest', async () => {
+    const { url, bus } = await start();
+    const body = [
+      JSON.stringify({
+        level: 50,
+        time: 1_700_000_000_000,
+        hostname: 'web-1',
+        name: 'web',
+        msg: 'boom',
+      }),
+      '{"level": 30, "time": oops}',
+      JSON.stringify({ level: 30, time: 1_700_000_000_001, hostname: 'web-2', msg: 'ok' }),
+      '[1,2]',
+    ].join('\n');
+    const res = await fetch(`${url}/ingest?service=fallback`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/x-ndjson' },
+    });
+    expect(res.status).toBe(200);
+    const json = (await res.json()) as {
+      accepted: number;
+      rejected: Array<{ line: number; error: string }>;
+    };
+    expect(json.accepted).toBe(2);
+    expect(json.rejected.map((r) => r.line)).toEqual([2, 4]);
+    expect(json.rejected[0]!.error).toMatch(/invalid JSON/);
+    expect(json.rejected[1]!.error).toMatch(/expected a JSON object, got an array/);
+    const stored = bus.read('logs', 0, 10).map((m) => m.event);
+    expect(stored.map((e) => [e['service.name'], e['host.name'], e['log.level']])).toEqual([
+      ['web', 'web-1', 'error'],
+      ['fallback', 'web-2', 'info'],
+    ]);
+  });
+
+  it('accepts a JSON array and gzip', async () => {
+    const { url, bus } = await start();
+    const res = await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: gzipSync(
+        JSON.stringify([{ message: 'a', '@timestamp': '2024-01-01T00:00:00Z' }, { message: 'b' }]),
+      ),
+      headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+    });
+    expect(((await res.json()) as { accepted: number }).accepted).toBe(2);
+    expect(bus.read('logs', 0, 10).map((m) => m.event.message)).toEqual(['a', 'b']);
+  });
+
+  it('answers 413 when the body exceeds the limit after decompression (a gzip bomb), and stores nothing', async () => {
+    const { url, bus } = await start({ maxBodyBytes: 64 * 1024 });
+    const bomb = gzipSync(Buffer.alloc(10 * 1024 * 1024, 'a'));
+    expect(bomb.length).toBeLessThan(64 * 1024);
+    const res = await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: bomb,
+      headers: { 'content-encoding': 'gzip' },
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: string }).error).toMatch(/exceeds 65536 bytes/);
+    const raw = await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: Buffer.alloc(100 * 1024, 'a'),
+    });
+    expect(raw.status).toBe(413);
+    expect(bus.read('logs', 0, 10)).toEqual([]);
+  });
+
+  it('answers 429 with Retry-After when the bus pushes back', async () => {
+    const { url, bus } = await start({}, { maxLag: 2 });
+    let release = () => {};
+    const stuck = new Promise<void>((r) => (release = r));
+    const consumer = await bus.consume({ group: 'slow', topics: ['logs'], handler: () => stuck });
+    await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: ndjson([{ message: 'a' }, { message: 'b' }]),
+    });
+    const res = await fetch(`${url}/ingest`, { method: 'POST', body: ndjson([{ message: 'c' }]) });
+    expect(res.status).toBe(429);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    release();
+    await consumer.stop();
+  });
+});
+
+describe('authentication', () => {
+  it('requires a bearer token or an API key when configured', async () => {
+    const { url } = await start({ tokens: ['s3cret'], apiKeys: ['id1:key1'] });
+    const body = ndjson([{ message: 'x' }]);
+    expect((await fetch(`${url}/ingest`, { method: 'POST', body })).status).toBe(401);
+    expect(
+      (
+        await fetch(`${url}/ingest`, {
+          method: 'POST',
+          body,
+          headers: { authorization: 'Bearer wrong' },
+        })
+      ).status,
+    ).toBe(401);
+    expect(
+      (
+        await fetch(`${url}/ingest`, {
+          method: 'POST',
+          body,
+          headers: { authorization: 'Bearer s3cret' },
+        })
+      ).status,
+    ).toBe(200);
+    const apiKey = Buffer.from('id1:key1').toString('base64');
+    expect(
+      (
+        await fetch(`${url}/_bulk`, {
+          method: 'POST',
+          body: '{"index":{}}\n{"message":"x"}\n',
+          headers: { authorization: `ApiKey ${apiKey}` },
+        })
+      ).status,
+    ).toBe(200);
+  });
+
+  it('refuses to listen beyond loopback without credentials', async () => {
+    const bus = openEmbeddedBus({
+      path: join(mkdtempSync(join(tmpdir(), 'drover-http-')), 'bus.db'),
+    });
+    await expect(createIngestServer({ bus, host: '0.0.0.0', port: 0 })).rejects.toThrow(
+      /refusing to listen on 0.0.0.0/,
+    );
+    await bus.close();
+  });
+});
+
+describe('Elasticsearch _bulk, as shippers speak it', () => {
+  it('Filebeat 8: start-up calls, then a gzipped bulk of create actions', async () => {
+    const { url, bus } = await start();
+    const root = await fetch(`${url}/`);
+    expect(root.headers.get('x-elastic-product')).toBe('Elasticsearch');
+    expect(((await root.json()) as { version: { number: string } }).version.number).toMatch(/^8\./);
+    expect(
+      (
+        (await (await fetch(`${url}/_license?human=false`)).json()) as {
+          license: { status: string };
+        }
+      ).license.status,
+    ).toBe('active');
+    expect((await fetch(`${url}/_ilm/policy/filebeat`)).status).toBe(200);
+    expect((await fetch(`${url}/_index_template/filebeat-8.15.0`, { method: 'HEAD' })).status).toBe(
+      200,
+    );
+    expect(
+      (
+        await fetch(`${url}/_index_template/filebeat-8.15.0`, {
+          method: 'PUT',
+          body: '{}',
+          headers: { 'content-type': 'application/json' },
+        })
+      ).status,
+    ).toBe(200);
+    const docs = [
+      {
+        '@timestamp': '2024-05-01T10:00:00.000Z',
+        message: 'GET /health 200',
+        log: { level: 'info' },
+        host: { name: 'web-1' },
+        service: { name: 'web' },
+        agent: { type: 'filebeat', version: '8.15.0' },
+        ecs: { version: '8.0.0' },
+      },
+      {
+        '@timestamp': '2024-05-01T10:00:01.000Z',
+        message: 'upstream timed out',
+        log: { level: 'error' },
+        host: { name: 'web-1' },
+        service: { name: 'web' },
+      },
+    ];
+    const body = `${docs.flatMap((d) => [JSON.stringify({ create: { _index: 'filebeat-8.15.0' } }), JSON.stringify(d)]).join('\n')}\n`;
+    const res = await fetch(`${url}/_bulk`, {
+      method: 'POST',
+      body: gzipSync(body),
+      headers: { 'content-type': 'application/json; charset=UTF-8', 'content-encoding': 'gzip' },
+    });
+    const json = (await res.json()) as {
+      errors: boolean;
+      took: number;
+      items: Array<{ create: { status: number; _index: string } }>;
+    };
+    expect(json.errors).toBe(false);
+    expect(json.items.map((i) => [i.create.status, i.create._index])).toEqual([
+      [201, 'filebeat-8.15.0'],
+      [201, 'filebeat-8.15.0'],
+    ]);
+    const stored = bus.read('logs', 0, 10).map((m) => m.event);
+    expect(stored.map((e) => [e['service.name'], e['log.level'], e['agent.type']])).toEqual([
+      ['web', 'info', 'filebeat'],
+      ['web', 'error', undefined],
+    ]);
+  });
+
+  it('Vector and Fluent Bit: health check, then index actions on /{index}/_bulk; bad items fail alone, in order', async () => {
+    const { url, bus } = await start();
+    expect(
+      ((await (await fetch(`${url}/_cluster/health`)).json()) as { status: string }).status,
+    ).toBe('green');
+    const body = [
+      JSON.stringify({ index: { _id: 'a1' } }),
+      JSON.stringify({ timestamp: '2024-05-01T10:00:00Z', message: 'one', host: 'vec-1' }),
+      JSON.stringify({ index: {} }),
+      '{"message": "broken',
+      JSON.stringify({ delete: { _id: 'x' } }),
+      JSON.stringify({ create: {} }),
+      JSON.stringify({ message: 'three' }),
+    ].join('\n');
+    const res = await fetch(`${url}/vector-logs/_bulk`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/x-ndjson' },
+    });
+    const json = (await res.json()) as {
+      errors: boolean;
+      items: Array<
+        Record<string, { status: number; _id: string; _index: string; error?: { type: string } }>
+      >;
+    };
+    expect(json.errors).toBe(true);
+    expect(
+      json.items.map(
+        (i) =>
+          Object.entries(i).map(([action, r]) => [action, r.status, r._index, r.error?.type])[0],
+      ),
+    ).toEqual([
+      ['index', 201, 'vector-logs', undefined],
+      ['index', 400, 'vector-logs', 'document_parsing_exception'],
+      ['delete', 400, 'vector-logs', 'illegal_argument_exception'],
+      ['create', 201, 'vector-logs', undefined],
+    ]);
+    expect(json.items[0]!.index!._id).toBe('a1');
+    expect(bus.read('logs', 0, 10).map((m) => m.event.message)).toEqual(['one', 'three']);
+  });
+
+  it('throttles per item with 429 when the bus pushes back, so shippers retry exactly those', async () => {
+    const { url, bus } = await start({}, { maxLag: 1 });
+    let release = () => {};
+    const stuck = new Promise<void>((r) => (release = r));
+    const consumer = await bus.consume({ group: 'slow', topics: ['logs'], handler: () => stuck });
+    await fetch(`${url}/ingest`, { method: 'POST', body: ndjson([{ message: 'a' }]) });
+    const res = await fetch(`${url}/_bulk`, {
+      method: 'POST',
+      body: '{"create":{"_index":"x"}}\n{"message":"b"}\n',
+    });
+    const json = (await res.json()) as {
+      errors: boolean;
+      items: Array<{ create: { status: number; error: { type: string } } }>;
+    };
+    expect(res.status).toBe(200);
+    expect(json.items[0]!.create.status).toBe(429);
+    expect(json.items[0]!.create.error.type).toBe('es_rejected_execution_exception');
+    release();
+    await consumer.stop();
+  });
+});
+
+describe('search', () => {
+  it('GET /v1/search queries the configured index and validates its parameters', async () => {
+    const index = openEmbeddedIndex(join(mkdtempSync(join(tmpdir(), 'drover-idx-')), 'i.db'));
+    const { url, bus } = await start({ search: index });
+    await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: ndjson([
+        { message: 'disk full on db-1', 'service.name': 'db', time: 1_700_000_000_000 },
+        { message: 'all good', 'service.name': 'db', time: 1_700_000_000_001 },
+      ]),
+    });
+    await index.indexBatch({ topic: 'logs', partition: 0, messages: bus.read('logs', 0, 10) });
+    const res = await fetch(`${url}/v1/search?q=disk&service=db&size=5`);
+    const json = (await res.json()) as { total: number; events: Array<{ message: string }> };
+    expect(json.total).toBe(1);
+    expect(json.events[0]!.message).toBe('disk full on db-1');
+    expect((await fetch(`${url}/v1/search?size=0`)).status).toBe(400);
+    index.close();
+  });
+});
