@@ -4,6 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from 'pino';
 import { decodeBulk } from '../decoders/bulk.ts';
 import { decodeNdjson } from '../decoders/ndjson.ts';
+import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otlp.ts';
 import { type Bus, BusBackpressureError, type PublishResult } from '../bus/types.ts';
 import type { Event } from '../event.ts';
 import { parseSearchParams, type SearchIndex, SearchParamsError } from '../indexer/search.ts';
@@ -252,6 +253,45 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   app.post('/:index/_bulk', bulk);
   app.put('/:index/_bulk', bulk);
   registerElasticsearchCompat(app);
+
+  for (const signal of ['logs', 'metrics'] as const) {
+    app.post(`/v1/${signal}`, async (req, reply) => {
+      const raw = decompress(req, maxBodyBytes);
+      const contentType = String(req.headers['content-type'] ?? 'application/x-protobuf');
+      const json = /json/i.test(contentType);
+      let records: Record<string, unknown>[];
+      try {
+        records = decodeOtlp(signal, raw, contentType);
+      } catch (err) {
+        if (err instanceof OtlpDecodeError)
+          return reply.code(400).send({ code: 3, message: err.message });
+        throw err;
+      }
+      const events: Event[] = [];
+      const errors: string[] = [];
+      const receivedAt = Date.now();
+      for (const record of records) {
+        try {
+          events.push(normalize(record, { receivedAt }));
+        } catch (err) {
+          errors.push((err as Error).message);
+        }
+      }
+      const result = await publish(reply, events);
+      if (!result) return reply;
+      for (const r of result.rejected) errors.push(r.reason);
+      options.onIngest?.({
+        protocol: 'otlp',
+        events: result.accepted.length,
+        bytes: raw.length,
+        decodeErrors: records.length - events.length,
+        rejected: result.rejected.length,
+        throttled: false,
+      });
+      const response = encodeOtlpResponse(signal, json, errors.length, errors[0] ?? '');
+      return reply.code(200).header('content-type', response.contentType).send(response.body);
+    });
+  }
 
   app.get('/v1/search', async (req, reply) => {
     if (!options.search) return reply.code(404).send({ error: 'no index is configured' });
