@@ -5,6 +5,9 @@ import type { Logger } from 'pino';
 import { decodeBulk } from '../decoders/bulk.ts';
 import { decodeNdjson } from '../decoders/ndjson.ts';
 import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otlp.ts';
+import { decodeRemoteWrite, RemoteWriteDecodeError } from '../decoders/remote-write.ts';
+import { StatsdDecoder } from '../decoders/statsd.ts';
+import { createSocket, type Socket } from 'node:dgram';
 import { type Bus, BusBackpressureError, type PublishResult } from '../bus/types.ts';
 import type { Event } from '../event.ts';
 import { parseSearchParams, type SearchIndex, SearchParamsError } from '../indexer/search.ts';
@@ -31,6 +34,8 @@ export interface IngestServerOptions {
   maxBodyBytes?: number;
   tls?: { key: string | Buffer; cert: string | Buffer };
   search?: SearchIndex;
+  /** statsd over UDP on this port (default 8125); false turns it off. */
+  statsd?: { port?: number } | false;
   logger?: Logger;
   onIngest?: (m: IngestMetrics) => void;
 }
@@ -51,6 +56,7 @@ export class PayloadTooLarge extends Error {
 export interface IngestServer {
   app: FastifyInstance;
   url: string;
+  statsdPort: number | undefined;
   close(): Promise<void>;
 }
 
@@ -293,6 +299,35 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     });
   }
 
+  app.post('/api/v1/write', async (req, reply) => {
+    const raw = (req.body as Buffer | undefined) ?? Buffer.alloc(0);
+    let decoded: ReturnType<typeof decodeRemoteWrite>;
+    try {
+      decoded = decodeRemoteWrite(raw, maxBodyBytes);
+    } catch (err) {
+      if (err instanceof RemoteWriteDecodeError) {
+        // Prometheus retries 5xx and drops 4xx: a body it cannot fix is a 400.
+        return reply
+          .code(/exceeds|length/i.test(err.message) ? 413 : 400)
+          .send({ error: err.message });
+      }
+      throw err;
+    }
+    const events: Event[] = [];
+    for (const sample of decoded.samples) events.push(normalize(sample));
+    const result = await publish(reply, events);
+    if (!result) return reply;
+    options.onIngest?.({
+      protocol: 'remote_write',
+      events: result.accepted.length,
+      bytes: raw.length,
+      decodeErrors: 0,
+      rejected: result.rejected.length,
+      throttled: false,
+    });
+    return reply.code(204).send();
+  });
+
   app.get('/v1/search', async (req, reply) => {
     if (!options.search) return reply.code(404).send({ error: 'no index is configured' });
     try {
@@ -303,10 +338,58 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     }
   });
 
+  const statsd = options.statsd === false ? undefined : await listenStatsd(options, host);
+
   await app.listen({ host, port: options.port ?? 4280 });
   const address = app.server.address() as { port: number };
   const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
-  return { app, url, close: () => app.close() };
+  return {
+    app,
+    url,
+    statsdPort: statsd ? (statsd.address() as { port: number }).port : undefined,
+    close: async () => {
+      if (statsd) await new Promise<void>((r) => statsd.close(() => r()));
+      await app.close();
+    },
+  };
+}
+
+/**
+ * statsd over UDP. A datagram cannot be retried, so when the bus pushes back its samples
+ * are dropped and counted (throttled), never half-acknowledged.
+ */
+async function listenStatsd(options: IngestServerOptions, host: string): Promise<Socket> {
+  const decoder = new StatsdDecoder();
+  const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  socket.on('message', (packet) => {
+    const { samples, errors } = decoder.decode(packet.toString('utf8'));
+    const events = samples.map((s) => normalize(s));
+    const report = (accepted: number, throttled: boolean) =>
+      options.onIngest?.({
+        protocol: 'statsd',
+        events: accepted,
+        bytes: packet.length,
+        decodeErrors: errors.length,
+        rejected: 0,
+        throttled,
+      });
+    if (events.length === 0) return report(0, false);
+    options.bus.publish(events).then(
+      (r) => report(r.accepted.length, false),
+      (err: unknown) => {
+        report(0, err instanceof BusBackpressureError);
+        if (!(err instanceof BusBackpressureError))
+          options.logger?.error({ err }, 'statsd samples could not be published');
+      },
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind((options.statsd as { port?: number } | undefined)?.port ?? 8125, host, () =>
+      resolve(),
+    );
+  });
+  return socket;
 }
 
 /** Gunzip / inflate with the limit applied to the output, so a small bomb cannot blow up. */

@@ -12,7 +12,7 @@ let bus: EmbeddedBus;
 let server: IngestServer;
 beforeAll(async () => {
   bus = openEmbeddedBus({ path: join(mkdtempSync(join(tmpdir(), 'drover-otlp-')), 'bus.db') });
-  server = await createIngestServer({ bus, port: 0 });
+  server = await createIngestServer({ bus, port: 0, statsd: false });
 });
 afterAll(async () => {
   await server.close();

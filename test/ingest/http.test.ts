@@ -17,7 +17,7 @@ async function start(
     path: join(mkdtempSync(join(tmpdir(), 'drover-http-')), 'bus.db'),
     ...busOptions,
   });
-  const server = await createIngestServer({ bus, port: 0, ...options });
+  const server = await createIngestServer({ bus, port: 0, statsd: false, ...options });
   opened.push({ server, bus });
   return { server, bus, url: server.url };
 }
@@ -155,9 +155,9 @@ describe('authentication', () => {
     const bus = openEmbeddedBus({
       path: join(mkdtempSync(join(tmpdir(), 'drover-http-')), 'bus.db'),
     });
-    await expect(createIngestServer({ bus, host: '0.0.0.0', port: 0 })).rejects.toThrow(
-      /refusing to listen on 0.0.0.0/,
-    );
+    await expect(
+      createIngestServer({ bus, host: '0.0.0.0', port: 0, statsd: false }),
+    ).rejects.toThrow(/refusing to listen on 0.0.0.0/);
     await bus.close();
   });
 });
