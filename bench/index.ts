@@ -4,6 +4,7 @@
  */
 const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<number>>> = {
   'hot-path': async () => (await import('./hot-path.ts')).hotPath,
+  ingest: async () => (await import('./ingest.ts')).ingest,
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -108,7 +108,27 @@ function isInternal(frame: Frame): boolean {
   return INTERNAL_FRAME.some((re) => re.test(frame.file) || re.test(frame.fn));
 }
 
+const cache = new Map<string, string>();
+const CACHE_LIMIT = 10_000;
+
+/**
+ * The same bug throws the same frames over and over: the fingerprint of a frame list
+ * is remembered, keyed without the first line (which carries the varying message).
+ */
 export function fingerprint(stack: string, errorType?: string): string {
+  const newline = stack.indexOf('\n');
+  if (newline < 0) return computeFingerprint(stack, errorType);
+  const key = `${errorType ?? stack.slice(0, stack.search(/[:\n]/))}\u0000${stack.slice(newline)}`;
+  let hit = cache.get(key);
+  if (hit === undefined) {
+    hit = computeFingerprint(stack, errorType);
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    cache.set(key, hit);
+  }
+  return hit;
+}
+
+function computeFingerprint(stack: string, errorType?: string): string {
   const parsed = parseStack(stack);
   const type = errorType ?? parsed.type ?? '';
   const parts: string[] = [mask(type)];

@@ -134,9 +134,33 @@ function take(flat: Record<string, unknown>, sources: string[]): unknown {
   return undefined;
 }
 
-function drop(flat: Record<string, unknown>, keys: string[]) {
-  for (const k of keys) delete flat[k];
-}
+/** Source fields normalize maps onto the model; they are not copied as sent. */
+const CONSUMED = new Set([
+  '@timestamp',
+  'time',
+  'timeUnixNano',
+  'timestamp',
+  'message',
+  'msg',
+  'level',
+  'log.level',
+  'severityNumber',
+  'severityText',
+  'name',
+  'service.name',
+  'resource.service.name',
+  'hostname',
+  'host.name',
+  'resource.host.name',
+  'error.type',
+  'error.message',
+  'error.stack_trace',
+  'error.stack',
+  'error.fingerprint',
+  'metric.name',
+  'metric.value',
+  'metric.type',
+]);
 
 export function normalize(input: unknown, options: NormalizeOptions = {}): Event {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
@@ -145,49 +169,40 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
     );
   }
   const flat = flatten(input as Record<string, unknown>);
+  // The result is built fresh, model fields first, rather than by deleting from the
+  // input: deletes leave slow dictionary-mode objects, and the rules engine reads
+  // fields of every event many times.
 
   // @timestamp: `@timestamp`, pino `time`, OTLP `timeUnixNano`, `timestamp`, receipt time.
-  const timeSources = ['@timestamp', 'time', 'timeUnixNano', 'timestamp'];
   let ts: number | undefined;
-  for (const s of timeSources) {
+  for (const s of ['@timestamp', 'time', 'timeUnixNano', 'timestamp']) {
     if (flat[s] === undefined) continue;
     ts = toEpochMs(flat[s]);
     if (ts !== undefined) break;
   }
-  drop(flat, timeSources);
-  const event = flat as Event;
-  event['@timestamp'] = ts ?? options.receivedAt ?? Date.now();
+  const event: Event = { '@timestamp': ts ?? options.receivedAt ?? Date.now() };
 
-  // message: `message`, pino `msg`, OTLP body.
+  // message: `message`, pino `msg`.
   const message = take(flat, ['message', 'msg']);
-  drop(flat, ['msg']);
   if (message !== undefined)
     event.message = typeof message === 'string' ? message : JSON.stringify(message);
 
   // log.level: `log.level`, pino numeric `level`, `level` string, OTLP severity.
   let level = toLevel(flat['log.level']) ?? toLevel(flat.level);
   if (level === undefined && flat.severityNumber !== undefined)
-    level = toLevel(levelFromOtlpSeverity(Number(flat.severityNumber)));
+    level = levelFromOtlpSeverity(Number(flat.severityNumber));
   if (level === undefined && typeof flat.severityText === 'string')
     level = levelFromString(flat.severityText);
   if (level === undefined && typeof flat.severity === 'string')
     level = levelFromString(flat.severity);
-  drop(flat, ['level', 'severityNumber', 'severityText']);
   if (level !== undefined) event['log.level'] = level;
-  else delete flat['log.level'];
 
   // service.name / host.name: ECS, pino `name` / `hostname`, OTLP resource attributes.
   const service = take(flat, ['service.name', 'name', 'resource.service.name']);
-  drop(flat, ['name', 'resource.service.name']);
   if (service !== undefined) event['service.name'] = String(service);
   else if (options.service !== undefined) event['service.name'] = options.service;
   const host = take(flat, ['host.name', 'hostname', 'resource.host.name', 'host.hostname']);
-  drop(flat, ['hostname', 'resource.host.name']);
   if (host !== undefined) event['host.name'] = String(host);
-  if (typeof flat.pid === 'number' && flat['process.pid'] === undefined) {
-    flat['process.pid'] = flat.pid;
-    delete flat.pid;
-  }
 
   // error.*: ECS fields, pino `err`, OpenTelemetry `exception.*`.
   const errType = take(flat, ['error.type', 'err.type', 'exception.type']);
@@ -198,18 +213,17 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
     'error.stack',
     'exception.stacktrace',
   ]);
-  for (const k of Object.keys(flat))
-    if (k.startsWith('err.') || k.startsWith('exception.')) delete flat[k];
-  delete flat['error.stack'];
-  if (errStack !== undefined) event['error.stack_trace'] = String(errStack);
-  if (errMessage !== undefined) event['error.message'] = String(errMessage);
   if (errType !== undefined) event['error.type'] = String(errType);
   else if (errStack !== undefined) {
     const parsed = parseStack(String(errStack)).type;
     if (parsed !== undefined) event['error.type'] = parsed;
   }
-  if (event['error.stack_trace'] !== undefined) {
+  if (errMessage !== undefined) event['error.message'] = String(errMessage);
+  if (errStack !== undefined) {
+    event['error.stack_trace'] = String(errStack);
     event['error.fingerprint'] = fingerprint(event['error.stack_trace'], event['error.type']);
+  } else if (flat['error.fingerprint'] !== undefined) {
+    event['error.fingerprint'] = String(flat['error.fingerprint']);
   }
 
   // metric.*: an input object carrying `metric.name` and `metric.value`.
@@ -221,10 +235,16 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
     if (Number.isNaN(num))
       throw new NormalizeError(`metric.value must be a number, got ${JSON.stringify(v)}`);
     event['metric.value'] = num;
-    if (event['metric.type'] === undefined) event['metric.type'] = 'gauge';
+    event['metric.type'] =
+      flat['metric.type'] === undefined ? 'gauge' : String(flat['metric.type']);
   }
 
-  // The deletes above left a slow dictionary-mode object; a copy is a fast-mode one,
-  // and the rules engine reads fields of every event many times.
-  return { ...event };
+  // Everything else, kept as sent (pino's pid under its ECS name).
+  for (const k in flat) {
+    if (CONSUMED.has(k) || k.startsWith('err.') || k.startsWith('exception.')) continue;
+    if (k === 'pid' && typeof flat.pid === 'number' && flat['process.pid'] === undefined)
+      event['process.pid'] = flat.pid;
+    else event[k] = flat[k];
+  }
+  return event;
 }

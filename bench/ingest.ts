@@ -1,0 +1,171 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { Agent, request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Bus, createKafkaBus, openEmbeddedBus } from '../ingest/bus/index.ts';
+import { createIngestServer } from '../ingest/http/index.ts';
+import { ElasticsearchIndexer } from '../ingest/indexer/index.ts';
+import { generateFleet } from './fleet.ts';
+
+/**
+ * Ingest throughput, side by side in one run: NDJSON over HTTP into the embedded bus,
+ * the same into Kafka (KAFKA_BROKERS), bus-to-Elasticsearch indexing
+ * (ELASTICSEARCH_URL), and JSON.parse of the same lines as the ceiling.
+ * Kafka and Elasticsearch parts run only when their servers are given.
+ */
+interface Options {
+  events: number;
+  batch: number;
+  concurrency: number;
+  json: boolean;
+}
+
+function parseOptions(args: string[]): Options {
+  const get = (flag: string, fallback: number) => {
+    const i = args.indexOf(flag);
+    return i >= 0 ? Number(args[i + 1]) : fallback;
+  };
+  return {
+    events: get('--events', 200_000),
+    batch: get('--batch', 500),
+    concurrency: get('--concurrency', 4),
+    json: args.includes('--json'),
+  };
+}
+
+const keepAlive = new Agent({ keepAlive: true, maxSockets: 64 });
+
+function post(port: number, body: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: 'POST',
+        path: '/ingest',
+        headers: {
+          'content-type': 'application/x-ndjson',
+          'content-length': Buffer.byteLength(body),
+        },
+        agent: keepAlive,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function httpInto(bus: Bus, bodies: string[], concurrency: number): Promise<number> {
+  const server = await createIngestServer({ bus, port: 0, statsd: false });
+  const port = Number(new URL(server.url).port);
+  const started = performance.now();
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < bodies.length) {
+        const body = bodies[next++]!;
+        const status = await post(port, body);
+        if (status !== 200) throw new Error(`ingest answered ${status}`);
+      }
+    }),
+  );
+  const ms = performance.now() - started;
+  await server.close();
+  return ms;
+}
+
+export async function ingest(args: string[]): Promise<number> {
+  const options = parseOptions(args);
+  const lines = generateFleet({ services: 20, replicas: 5, events: options.events, seed: 3 }).map(
+    (o) => JSON.stringify(o),
+  );
+  const bytes = lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
+  const bodies: string[] = [];
+  for (let i = 0; i < lines.length; i += options.batch)
+    bodies.push(`${lines.slice(i, i + options.batch).join('\n')}\n`);
+
+  const results: Record<string, { events_per_s: number; mib_per_s: number }> = {};
+  const record = (name: string, ms: number) => {
+    results[name] = {
+      events_per_s: Math.round((lines.length / ms) * 1000),
+      mib_per_s: Math.round((bytes / 1048576 / ms) * 1000 * 10) / 10,
+    };
+  };
+
+  // The ceiling: JSON.parse of the same lines, best of three.
+  let parseMs = Number.POSITIVE_INFINITY;
+  for (let r = 0; r < 3; r++) {
+    const t = performance.now();
+    for (const l of lines) JSON.parse(l);
+    parseMs = Math.min(parseMs, performance.now() - t);
+  }
+  record('json_parse', parseMs);
+
+  const dir = mkdtempSync(join(tmpdir(), 'drover-bench-'));
+  const embedded = openEmbeddedBus({ path: join(dir, 'bus.db'), maxLag: Number.MAX_SAFE_INTEGER });
+  record('http_ndjson_to_embedded_bus', await httpInto(embedded, bodies, options.concurrency));
+
+  if (process.env.ELASTICSEARCH_URL) {
+    const indexer = new ElasticsearchIndexer({
+      node: process.env.ELASTICSEARCH_URL,
+      prefix: `bench${Date.now()}`,
+    });
+    await indexer.start();
+    const started = performance.now();
+    for (let from = 0; from < lines.length; from += 2_000) {
+      await indexer.indexBatch({
+        topic: 'logs',
+        partition: 0,
+        messages: embedded.read('logs', from, 2_000),
+      });
+    }
+    record('embedded_bus_to_elasticsearch', performance.now() - started);
+    await indexer.client.indices.delete({ index: `${indexer.prefix}-*` });
+    await indexer.close();
+  }
+  await embedded.close();
+  rmSync(dir, { recursive: true, force: true });
+
+  if (process.env.KAFKA_BROKERS) {
+    const kafka = await createKafkaBus({
+      brokers: process.env.KAFKA_BROKERS.split(','),
+      topicPrefix: `bench${Date.now()}.`,
+    });
+    record('http_ndjson_to_kafka', await httpInto(kafka, bodies, options.concurrency));
+    await kafka.close();
+  }
+
+  const ratio =
+    results.http_ndjson_to_embedded_bus!.events_per_s / results.json_parse!.events_per_s;
+  const summary = {
+    events: lines.length,
+    mib: Math.round((bytes / 1048576) * 10) / 10,
+    batch: options.batch,
+    ...results,
+    embedded_vs_json_parse: Math.round(ratio * 100) / 100,
+    target_quarter_of_json_parse: ratio >= 0.25,
+    node: process.version,
+  };
+  if (options.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else {
+    process.stdout.write(
+      `ingest, ${summary.events} events (${summary.mib} MiB), ${options.batch} per request, ${options.concurrency} in flight\n`,
+    );
+    for (const [name, r] of Object.entries(results))
+      process.stdout.write(
+        `  ${name.padEnd(32)} ${String(r.events_per_s).padStart(9)} events/s  ${String(r.mib_per_s).padStart(7)} MiB/s\n`,
+      );
+    process.stdout.write(
+      `  embedded bus ingest runs at ${summary.embedded_vs_json_parse}× JSON.parse (target ≥ 0.25)\n`,
+    );
+    if (!process.env.KAFKA_BROKERS)
+      process.stdout.write(
+        '  (set KAFKA_BROKERS to include Kafka, ELASTICSEARCH_URL to include indexing)\n',
+      );
+  }
+  return 0;
+}
