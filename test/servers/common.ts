@@ -79,7 +79,7 @@ export async function waitFor(
 ): Promise<void> {
   const start = Date.now();
   while (Date.now() - start < timeoutMs) {
-    if (child && child.exitCode !== null)
+    if (child && (child.exitCode !== null || child.signalCode !== null))
       throw new Error(`${what}: the process exited with ${child.exitCode}`);
     if (await check().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 250));
@@ -102,7 +102,7 @@ export function startProcess(
 }
 
 export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
-  if (child.exitCode !== null) return;
+  if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGTERM');
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
