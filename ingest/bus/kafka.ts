@@ -71,10 +71,12 @@ export class KafkaBus implements Bus {
       maxEventBytes: options.maxEventBytes ?? 1 << 20,
       maxQueued: options.maxQueued ?? 100_000,
     };
+    // The Java-compatible murmur2 partitioner: a key lands where Kafka's own clients put it.
     this.producer = this.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
     });
   }
 
