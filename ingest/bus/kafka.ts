@@ -3,6 +3,7 @@ import {
   type Consumer as KafkaConsumer,
   Kafka,
   logLevel,
+  Partitioners,
   type Producer,
 } from 'kafkajs';
 import type { Event } from '../event.ts';
