@@ -1,0 +1,17 @@
+export {
+  default as processAdapterFactory,
+  ProcessAdapter,
+  type Replica,
+  type ServiceSpec,
+} from './adapters/process.ts';
+export * from './adapters/types.ts';
+export { type Budget, DEFAULT_GUARDS, type GuardConfig, type MaintenanceWindow } from './guards.ts';
+export { type ActionObject, Remediator, type RemediatorOptions } from './remediator.ts';
+export {
+  ActionStore,
+  type Decision,
+  type DecisionKind,
+  openActionStore,
+  type Silence,
+} from './store.ts';
+export { alertFacts, render, TemplateError } from './template.ts';
