@@ -4,7 +4,10 @@ export {
   type Replica,
   type ServiceSpec,
 } from './adapters/process.ts';
+export { ExecAdapter, type ExecOptions } from './adapters/exec.ts';
+export { createAdapters, loadAdapterFactory } from './adapters/registry.ts';
 export * from './adapters/types.ts';
+export { WebhookAdapter, type WebhookOptions } from './adapters/webhook.ts';
 export { type Budget, DEFAULT_GUARDS, type GuardConfig, type MaintenanceWindow } from './guards.ts';
 export { type ActionObject, Remediator, type RemediatorOptions } from './remediator.ts';
 export {

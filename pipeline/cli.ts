@@ -1,3 +1,4 @@
+import { actionsListCommand, killSwitchCommand } from './commands/actions.ts';
 import { backtestCommand } from './commands/backtest.ts';
 import { type Command, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
 import { lintCommand, testCommand } from './commands/rules.ts';
@@ -52,6 +53,32 @@ Options:
   --lateness DURATION  allowed lateness of events (default 5s)
   -h, --help           this help`,
     run: backtestCommand,
+  },
+  {
+    name: 'actions list',
+    summary: 'read the journal of remediation decisions',
+    usage: `drover actions list [--since T|DURATION] [--rule NAME] [--format text|json] [--limit N] [--db PATH]
+
+Lists decisions newest first: executed (with the adapter's result), suppressed (with the
+guard that stopped it), dry-run, failed (with the error). --since takes a time or a
+duration back from now (1h). The journal is .drover/actions.db unless --db or
+DROVER_STATE_DIR says otherwise.
+
+Options:
+  -h, --help           this help`,
+    run: actionsListCommand,
+  },
+  {
+    name: 'actions kill-switch',
+    summary: 'stop (on) or allow (off) every remediation action',
+    usage: `drover actions kill-switch on|off|status [--db PATH]
+
+The global kill switch: while on, every decision is journaled as suppressed and no
+adapter acts. It is stored with the journal, so every worker sharing it obeys.
+
+Options:
+  -h, --help           this help`,
+    run: killSwitchCommand,
   },
 ];
 

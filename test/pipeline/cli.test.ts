@@ -224,3 +224,67 @@ tests:
     expect(r.stderr).toContain('0 bad lines');
   });
 });
+
+describe('drover actions', () => {
+  it('kill-switch flips the stored switch; list reads the journal with filters', async () => {
+    const { openActionStore } = await import('../../actions/index.ts');
+    const db = join(dir, 'actions.db');
+    expect(drover(['actions', 'kill-switch', 'on', '--db', db]).stdout).toContain(
+      'kill switch is on',
+    );
+    const store = openActionStore(db);
+    expect(store.killSwitch()).toBe(true);
+    const base = {
+      alertId: 'a1',
+      key: { 'host.name': 'web-1' },
+      adapter: 'fleet',
+      operation: 'kill-and-replace',
+      target: 'web-1',
+    };
+    store.record({
+      ...base,
+      id: 'a1#0',
+      at: Date.parse('2024-01-01T00:00:00Z'),
+      rule: 'r1',
+      decision: 'executed',
+      result: { ok: true },
+    });
+    store.record({
+      ...base,
+      id: 'a2#0',
+      at: Date.parse('2024-01-01T01:00:00Z'),
+      rule: 'r2',
+      decision: 'suppressed',
+      guard: 'cooldown',
+      reason: 'too soon',
+    });
+    store.close();
+    const text = drover(['actions', 'list', '--db', db]).stdout.trim().split('\n');
+    expect(text[0]).toContain('suppressed');
+    expect(text[0]).toContain('[cooldown] too soon');
+    const json = drover(['actions', 'list', '--db', db, '--rule', 'r1', '--format', 'json'])
+      .stdout.trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(json.map((d) => [d.id, d.decision, d.result])).toEqual([
+      ['a1#0', 'executed', { ok: true }],
+    ]);
+    const since = drover([
+      'actions',
+      'list',
+      '--db',
+      db,
+      '--since',
+      '2024-01-01T00:30:00Z',
+      '--format',
+      'json',
+    ])
+      .stdout.trim()
+      .split('\n');
+    expect(since).toHaveLength(1);
+    expect(drover(['actions', 'kill-switch', 'maybe', '--db', db]).code).toBe(2);
+    expect(drover(['actions', 'kill-switch', 'off', '--db', db]).stdout).toContain(
+      'kill switch is off',
+    );
+  });
+});

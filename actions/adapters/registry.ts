@@ -1,0 +1,52 @@
+import { pathToFileURL } from 'node:url';
+import { isAbsolute, resolve } from 'node:path';
+import exec from './exec.ts';
+import processFactory from './process.ts';
+import type { Adapter, AdapterFactory } from './types.ts';
+import webhook from './webhook.ts';
+
+/**
+ * Adapters by type. The built-in ones are here; a third party ships one as an npm
+ * package or a local module whose default export is an AdapterFactory, and names it in
+ * the config as `type: "@acme/drover-nomad"` or `type: "./adapters/nomad.js"`.
+ */
+const BUILT_IN: Record<string, AdapterFactory> = {
+  [processFactory.type]: processFactory,
+  [webhook.type]: webhook,
+  [exec.type]: exec,
+};
+
+export async function loadAdapterFactory(
+  type: string,
+  baseDir = process.cwd(),
+): Promise<AdapterFactory> {
+  const builtIn = BUILT_IN[type];
+  if (builtIn) return builtIn;
+  const specifier =
+    type.startsWith('.') || isAbsolute(type) ? pathToFileURL(resolve(baseDir, type)).href : type;
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(specifier)) as { default?: unknown };
+  } catch (err) {
+    throw new Error(
+      `adapter type "${type}" is neither built in (${Object.keys(BUILT_IN).join(', ')}) nor a module that loads: ${(err as Error).message}`,
+    );
+  }
+  const factory = mod.default as AdapterFactory | undefined;
+  if (!factory || typeof factory.create !== 'function' || typeof factory.type !== 'string') {
+    throw new Error(`module "${type}" does not export default { type, create(name, options) }`);
+  }
+  return factory;
+}
+
+export async function createAdapters(
+  config: Record<string, { type: string; [option: string]: unknown }>,
+  baseDir?: string,
+): Promise<Map<string, Adapter>> {
+  const adapters = new Map<string, Adapter>();
+  for (const [name, { type, ...options }] of Object.entries(config)) {
+    const factory = await loadAdapterFactory(type, baseDir);
+    adapters.set(name, await factory.create(name, options));
+  }
+  return adapters;
+}
