@@ -5,6 +5,7 @@ export {
   type ServiceSpec,
 } from './adapters/process.ts';
 export { ExecAdapter, type ExecOptions } from './adapters/exec.ts';
+export { KubernetesAdapter, type KubernetesOptions } from './adapters/kubernetes.ts';
 export { createAdapters, loadAdapterFactory } from './adapters/registry.ts';
 export * from './adapters/types.ts';
 export { WebhookAdapter, type WebhookOptions } from './adapters/webhook.ts';

@@ -1,6 +1,7 @@
 import { pathToFileURL } from 'node:url';
 import { isAbsolute, resolve } from 'node:path';
 import exec from './exec.ts';
+import kubernetes from './kubernetes.ts';
 import processFactory from './process.ts';
 import type { Adapter, AdapterFactory } from './types.ts';
 import webhook from './webhook.ts';
@@ -14,6 +15,7 @@ const BUILT_IN: Record<string, AdapterFactory> = {
   [processFactory.type]: processFactory,
   [webhook.type]: webhook,
   [exec.type]: exec,
+  [kubernetes.type]: kubernetes,
 };
 
 export async function loadAdapterFactory(
