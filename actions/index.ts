@@ -4,6 +4,7 @@ export {
   type Replica,
   type ServiceSpec,
 } from './adapters/process.ts';
+export { AwsAsgAdapter, type AwsAsgOptions } from './adapters/aws-asg.ts';
 export { ExecAdapter, type ExecOptions } from './adapters/exec.ts';
 export { KubernetesAdapter, type KubernetesOptions } from './adapters/kubernetes.ts';
 export { createAdapters, loadAdapterFactory } from './adapters/registry.ts';

@@ -11,6 +11,7 @@ declare module 'vitest' {
   export interface ProvidedContext {
     kafkaBrokers: string | null;
     elasticsearchUrl: string | null;
+    awsEndpoint: string | null;
     serverSkipReasons: Record<string, string>;
   }
 }
@@ -45,7 +46,7 @@ async function bring(
 
 export async function setup(project: TestProject) {
   const reasons: Record<string, string> = {};
-  const [kafka, elasticsearch] = await Promise.all([
+  const [kafka, elasticsearch, moto] = await Promise.all([
     bring(
       'kafka',
       'KAFKA_BROKERS',
@@ -58,9 +59,16 @@ export async function setup(project: TestProject) {
       async () => (await import('./servers/elasticsearch.ts')).startElasticsearch(),
       reasons,
     ),
+    bring(
+      'moto',
+      'AWS_ENDPOINT_URL',
+      async () => (await import('./servers/moto.ts')).startMoto(),
+      reasons,
+    ),
   ]);
   project.provide('kafkaBrokers', kafka);
   project.provide('elasticsearchUrl', elasticsearch);
+  project.provide('awsEndpoint', moto);
   project.provide('serverSkipReasons', reasons);
 }
 

@@ -1,5 +1,6 @@
 import { pathToFileURL } from 'node:url';
 import { isAbsolute, resolve } from 'node:path';
+import awsAsg from './aws-asg.ts';
 import exec from './exec.ts';
 import kubernetes from './kubernetes.ts';
 import processFactory from './process.ts';
@@ -16,6 +17,7 @@ const BUILT_IN: Record<string, AdapterFactory> = {
   [webhook.type]: webhook,
   [exec.type]: exec,
   [kubernetes.type]: kubernetes,
+  [awsAsg.type]: awsAsg,
 };
 
 export async function loadAdapterFactory(
