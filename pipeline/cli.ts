@@ -1,6 +1,7 @@
 import { actionsListCommand, killSwitchCommand } from './commands/actions.ts';
 import { backtestCommand } from './commands/backtest.ts';
-import { type Command, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
+import { type Command, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
+import { createLogger } from './logger.ts';
 import { lintCommand, testCommand } from './commands/rules.ts';
 
 const COMMANDS: Command[] = [
@@ -136,6 +137,8 @@ export async function main(argv: string[]): Promise<number> {
       );
       return EXIT_USAGE;
     }
-    throw err;
+    // Anything else is Drover's own failure: logged as such, with its stack.
+    createLogger().fatal({ err, command: command.name }, 'command failed');
+    return EXIT_FINDINGS;
   }
 }

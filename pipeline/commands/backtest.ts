@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { render as renderTarget } from '../../actions/index.ts';
 import { toEpochMs } from '../../ingest/index.ts';
 import {
   type Alert,
@@ -106,11 +107,22 @@ function figuresText(figures: Record<string, unknown>): string {
     .join(' ');
 }
 
+/** The actions the alert would have triggered, targets rendered as the remediator would. */
 function actionsText(alert: Alert): string {
   return alert.actions
-    .map((a) =>
-      typeof a === 'string' ? a : `${a.adapter}:${a.operation}${a.target ? ` ${a.target}` : ''}`,
-    )
+    .map((a) => {
+      if (typeof a === 'string') return `action set ${a}`;
+      let target = '';
+      if (a.target !== undefined) {
+        try {
+          target = ` ${renderTarget(a.target, alert)}`;
+        } catch (err) {
+          target = ` <${(err as Error).message}>`;
+        }
+      }
+      const params = a.params ? ` ${JSON.stringify(a.params)}` : '';
+      return `${a.adapter}:${a.operation}${target}${params}${a.when ? ' (if its when holds)' : ''}`;
+    })
     .join('; ');
 }
 

@@ -45,8 +45,11 @@ class RecordingAdapter implements Adapter {
   health: GroupHealth = { group: 'web', size: 4, healthy: 4 };
   decline: AdapterDeclined | undefined;
   fail: Error | undefined;
+  /** While set, actions wait on it: a slow orchestrator. */
+  gate: Promise<void> | undefined;
   constructor(readonly name: string) {}
-  private act(op: string, target: string, params?: unknown): Promise<ActionResult> {
+  private async act(op: string, target: string, params?: unknown): Promise<ActionResult> {
+    if (this.gate) await this.gate;
     if (this.decline) return Promise.reject(this.decline);
     if (this.fail) return Promise.reject(this.fail);
     this.calls.push({ op, target, params });
@@ -265,6 +268,18 @@ describe('guard rails', () => {
     const { remediator, fleet } = setup({ minHealthy: '75%' });
     fleet.health = { group: 'web', size: 4, healthy: 3 };
     expect((await remediator.handle(alert()))[0]).toMatchObject({ guard: 'min-healthy' });
+  });
+
+  it('concurrency cap: actions beyond it are suppressed while others run', async () => {
+    const { remediator, fleet } = setup({ concurrency: 1 });
+    let release = () => {};
+    fleet.gate = new Promise<void>((r) => (release = r));
+    const first = remediator.handle(alert({ key: { 'host.name': 'a' } }));
+    await new Promise((r) => setTimeout(r, 20));
+    const [second] = await remediator.handle(alert({ key: { 'host.name': 'b' } }));
+    expect(second).toMatchObject({ guard: 'concurrency' });
+    release();
+    expect((await first)[0]!.decision).toBe('executed');
   });
 
   it('circuit breaker: after N remediations of one key it stops and escalates once', async () => {

@@ -198,7 +198,8 @@ tests:
     expect(rows[0]).toBe('| at | rule | type | key | figures | actions |');
     expect(rows).toHaveLength(4);
     expect(rows[2]).toContain('| web-error-burst | frequency | host.name=web-1 |');
-    expect(rows[2]).toContain('fleet:kill-and-replace {{ host.name }}');
+    // The target is rendered from the alert, as the remediator would.
+    expect(rows[2]).toContain('fleet:kill-and-replace web-1');
   });
 
   it('backtest reports a malformed line with its number and keeps the rest', () => {
@@ -211,6 +212,22 @@ tests:
     expect(r.stderr).toMatch(/-:3: skipped: .*JSON/);
     expect(r.stdout.trim().split('\n')).toHaveLength(2);
     expect(r.stderr).toContain('1 bad lines');
+  });
+
+  it("Drover's own failures are logged with pino, as one JSON object on stderr", () => {
+    const r = spawnSync(process.execPath, [BIN, 'backtest', '--rules', RULE, '--data', dir], {
+      encoding: 'utf8',
+      env: { ...process.env, DROVER_LOG_LEVEL: 'info' },
+    });
+    expect(r.status).toBe(1);
+    const log = JSON.parse(r.stderr.trim().split('\n').at(-1)!);
+    expect(log).toMatchObject({
+      level: 60,
+      msg: 'command failed',
+      command: 'backtest',
+      'service.name': 'drover',
+    });
+    expect(log.err.message).toMatch(/EISDIR/);
   });
 
   it('backtest replays a captured Elasticsearch _bulk body as is', () => {
