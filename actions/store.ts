@@ -66,6 +66,13 @@ export class ActionStore {
     );
   }
 
+  /** Claims with no journal entry: the process stopped between deciding and journaling. */
+  interruptedClaims(): Array<{ id: string; at: number }> {
+    return this.db
+      .prepare('SELECT id, at FROM claims WHERE id NOT IN (SELECT id FROM journal)')
+      .all() as Array<{ id: string; at: number }>;
+  }
+
   record(d: Decision): void {
     this.db
       .prepare(

@@ -1,5 +1,6 @@
 import { actionsListCommand, killSwitchCommand } from './commands/actions.ts';
 import { backtestCommand } from './commands/backtest.ts';
+import { serveCommand } from './commands/serve.ts';
 import { type Command, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
 import { createLogger } from './logger.ts';
 import { lintCommand, testCommand } from './commands/rules.ts';
@@ -54,6 +55,22 @@ Options:
   --lateness DURATION  allowed lateness of events (default 5s)
   -h, --help           this help`,
     run: backtestCommand,
+  },
+  {
+    name: 'serve',
+    summary: 'run the pipeline: ingest, bus, index, rules and remediation',
+    usage: `drover serve [--config drover.yaml]
+
+Runs the endpoint (default 127.0.0.1:4280, statsd on UDP 8125), the bus, the indexer,
+the rules engine and remediation in one process, on the embedded back ends unless the
+configuration (or KAFKA_BROKERS / ELASTICSEARCH_URL) selects Kafka and Elasticsearch.
+SIGHUP or POST /v1/rules/reload reloads the rules; SIGTERM drains, snapshots and stops.
+The configuration is documented in README.md.
+
+Options:
+  --config FILE        the configuration (default: built-in defaults)
+  -h, --help           this help`,
+    run: serveCommand,
   },
   {
     name: 'actions list',

@@ -34,6 +34,8 @@ export interface IngestServerOptions {
   maxBodyBytes?: number;
   tls?: { key: string | Buffer; cert: string | Buffer };
   search?: SearchIndex;
+  /** More routes on the same server (the pipeline's API), registered before it listens. */
+  routes?: (app: FastifyInstance) => void;
   /** statsd over UDP on this port (default 8125); false turns it off. */
   statsd?: { port?: number } | false;
   logger?: Logger;
@@ -338,6 +340,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     }
   });
 
+  options.routes?.(app);
   const statsd = options.statsd === false ? undefined : await listenStatsd(options, host);
 
   await app.listen({ host, port: options.port ?? 4280 });

@@ -352,6 +352,24 @@ describe('guard rails', () => {
     expect((await one.remediator.handle(a))[0]).toMatchObject({ guard: 'idempotency' });
   });
 
+  it('a claim left without a journal entry (a crash mid-action) is reported, not hidden', () => {
+    const store = openActionStore(dbPath());
+    store.claim('a9#0', 1);
+    store.claim('a8#0', 2);
+    store.record({
+      id: 'a8#0',
+      at: 2,
+      alertId: 'a8',
+      rule: 'r',
+      key: {},
+      adapter: 'fleet',
+      operation: 'scale',
+      target: 'web',
+      decision: 'executed',
+    });
+    expect(store.interruptedClaims()).toEqual([{ id: 'a9#0', at: 1 }]);
+  });
+
   it('cooldowns, budgets and idempotency hold across a restart', async () => {
     const path = dbPath();
     const a = alert();

@@ -1,0 +1,226 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { ActionObject, GuardConfig } from '../actions/index.ts';
+import { parseDuration } from '../rules/index.ts';
+
+/**
+ * `drover serve --config drover.yaml`. Every field has a default that works on a laptop
+ * with nothing installed (embedded back ends under `.drover/`); environment variables
+ * override the connection settings.
+ */
+export interface DroverConfig {
+  /** Where embedded state lives (bus, index, journal, snapshots). */
+  stateDir: string;
+  listen: {
+    host: string;
+    port: number;
+    statsdPort: number | false;
+    tokens: string[];
+    apiKeys: string[];
+    maxBodyBytes: number;
+  };
+  bus: { kind: 'embedded' } | { kind: 'kafka'; brokers: string[]; topicPrefix: string };
+  index:
+    | { kind: 'embedded' }
+    | { kind: 'elasticsearch'; url: string; prefix: string }
+    | { kind: 'none' };
+  rules: { paths: string[]; allowedLatenessMs: number };
+  adapters: Record<string, { type: string; [option: string]: unknown }>;
+  actionSets: Record<string, ActionObject[]>;
+  guards: GuardConfig;
+  ruleGuards: Record<string, GuardConfig>;
+  snapshotEveryMs: number;
+  /** The directory relative paths in the file are resolved against. */
+  baseDir: string;
+}
+
+export class ConfigError extends Error {}
+
+const TOP = [
+  'stateDir',
+  'listen',
+  'bus',
+  'index',
+  'rules',
+  'adapters',
+  'actionSets',
+  'guards',
+  'ruleGuards',
+  'snapshotEvery',
+];
+
+export function loadConfig(
+  path: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): DroverConfig {
+  let raw: Record<string, unknown> = {};
+  const baseDir = path ? dirname(resolve(path)) : process.cwd();
+  if (path) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`${path}: ${(err as Error).message}`);
+    }
+    const parsed = parseYaml(text) as unknown;
+    if (parsed !== null && (typeof parsed !== 'object' || Array.isArray(parsed)))
+      throw new ConfigError(`${path}: the configuration is a mapping`);
+    raw = (parsed ?? {}) as Record<string, unknown>;
+  }
+  const where = path ?? 'configuration';
+  for (const key of Object.keys(raw))
+    if (!TOP.includes(key))
+      throw new ConfigError(`${where}: unknown field "${key}" (known: ${TOP.join(', ')})`);
+  const obj = (v: unknown, name: string): Record<string, unknown> => {
+    if (v === undefined) return {};
+    if (v === null || typeof v !== 'object' || Array.isArray(v))
+      throw new ConfigError(`${where}: ${name} must be a mapping`);
+    return v as Record<string, unknown>;
+  };
+  const duration = (v: unknown, name: string, fallback: number) => {
+    if (v === undefined) return fallback;
+    try {
+      return parseDuration(v);
+    } catch (err) {
+      throw new ConfigError(`${where}: ${name}: ${(err as Error).message}`);
+    }
+  };
+  const listen = obj(raw.listen, 'listen');
+  const bus = obj(raw.bus, 'bus');
+  const index = obj(raw.index, 'index');
+  const rules = obj(raw.rules, 'rules');
+  const port = Number(env.DROVER_PORT ?? listen.port ?? 4280);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ConfigError(`${where}: listen.port must be a port number`);
+
+  const brokers = env.KAFKA_BROKERS ?? (bus.brokers as string | string[] | undefined);
+  const busKind = env.KAFKA_BROKERS ? 'kafka' : ((bus.kind as string | undefined) ?? 'embedded');
+  if (busKind !== 'embedded' && busKind !== 'kafka')
+    throw new ConfigError(`${where}: bus.kind is embedded or kafka`);
+  if (busKind === 'kafka' && !brokers)
+    throw new ConfigError(`${where}: bus.kind kafka needs bus.brokers (or KAFKA_BROKERS)`);
+  const esUrl = env.ELASTICSEARCH_URL ?? (index.url as string | undefined);
+  const indexKind = env.ELASTICSEARCH_URL
+    ? 'elasticsearch'
+    : ((index.kind as string | undefined) ?? 'embedded');
+  if (!['embedded', 'elasticsearch', 'none'].includes(indexKind))
+    throw new ConfigError(`${where}: index.kind is embedded, elasticsearch or none`);
+  if (indexKind === 'elasticsearch' && !esUrl)
+    throw new ConfigError(
+      `${where}: index.kind elasticsearch needs index.url (or ELASTICSEARCH_URL)`,
+    );
+
+  const rulePaths = (rules.paths ?? ['rules']) as unknown;
+  if (!Array.isArray(rulePaths) || rulePaths.some((p) => typeof p !== 'string'))
+    throw new ConfigError(`${where}: rules.paths is a list of files or folders`);
+  const adapters = obj(raw.adapters, 'adapters') as DroverConfig['adapters'];
+  for (const [name, a] of Object.entries(adapters)) {
+    if (a === null || typeof a !== 'object' || typeof a.type !== 'string')
+      throw new ConfigError(`${where}: adapters.${name} needs a type`);
+  }
+  const guards = parseGuards(obj(raw.guards, 'guards'), 'guards', duration);
+  const ruleGuards: Record<string, GuardConfig> = {};
+  for (const [rule, g] of Object.entries(obj(raw.ruleGuards, 'ruleGuards')))
+    ruleGuards[rule] = parseGuards(obj(g, `ruleGuards.${rule}`), `ruleGuards.${rule}`, duration);
+
+  return {
+    stateDir: resolve(
+      baseDir,
+      env.DROVER_STATE_DIR ?? (raw.stateDir as string | undefined) ?? '.drover',
+    ),
+    listen: {
+      host: (listen.host as string | undefined) ?? '127.0.0.1',
+      port,
+      statsdPort: listen.statsdPort === false ? false : Number(listen.statsdPort ?? 8125),
+      tokens: ((listen.tokens as string[] | undefined) ?? []).concat(
+        env.DROVER_TOKEN ? [env.DROVER_TOKEN] : [],
+      ),
+      apiKeys: (listen.apiKeys as string[] | undefined) ?? [],
+      maxBodyBytes: Number(listen.maxBodyBytes ?? 16 << 20),
+    },
+    bus:
+      busKind === 'kafka'
+        ? {
+            kind: 'kafka',
+            brokers: (Array.isArray(brokers) ? brokers : String(brokers).split(',')).map((b) =>
+              b.trim(),
+            ),
+            topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
+          }
+        : { kind: 'embedded' },
+    index:
+      indexKind === 'elasticsearch'
+        ? {
+            kind: 'elasticsearch',
+            url: esUrl!,
+            prefix: (index.prefix as string | undefined) ?? 'drover',
+          }
+        : indexKind === 'none'
+          ? { kind: 'none' }
+          : { kind: 'embedded' },
+    rules: {
+      paths: (rulePaths as string[]).map((p) => resolve(baseDir, p)),
+      allowedLatenessMs: duration(rules.allowedLateness, 'rules.allowedLateness', 5_000),
+    },
+    adapters,
+    actionSets: obj(raw.actionSets, 'actionSets') as DroverConfig['actionSets'],
+    guards,
+    ruleGuards,
+    snapshotEveryMs: duration(raw.snapshotEvery, 'snapshotEvery', 10_000),
+    baseDir,
+  };
+}
+
+const GUARD_FIELDS = [
+  'dryRun',
+  'cooldown',
+  'budget',
+  'globalBudget',
+  'concurrency',
+  'minHealthy',
+  'maxBlastRadius',
+  'blastWindow',
+  'breaker',
+  'maintenance',
+  'inhibit',
+];
+
+function parseGuards(
+  g: Record<string, unknown>,
+  name: string,
+  duration: (v: unknown, n: string, f: number) => number,
+): GuardConfig {
+  for (const key of Object.keys(g))
+    if (!GUARD_FIELDS.includes(key))
+      throw new ConfigError(`${name}: unknown guard "${key}" (known: ${GUARD_FIELDS.join(', ')})`);
+  const budget = (v: unknown, n: string) => {
+    if (v === undefined) return undefined;
+    const b = v as { max?: unknown; window?: unknown };
+    if (typeof b.max !== 'number') throw new ConfigError(`${n}.max must be a number`);
+    return { max: b.max, windowMs: duration(b.window, `${n}.window`, 3_600_000) };
+  };
+  const out: GuardConfig = {};
+  if (g.dryRun !== undefined) out.dryRun = g.dryRun === true;
+  if (g.cooldown !== undefined) out.cooldownMs = duration(g.cooldown, `${name}.cooldown`, 0);
+  if (g.budget !== undefined) out.budget = budget(g.budget, `${name}.budget`);
+  if (g.globalBudget !== undefined)
+    out.globalBudget = budget(g.globalBudget, `${name}.globalBudget`);
+  if (g.concurrency !== undefined) out.concurrency = Number(g.concurrency);
+  if (g.minHealthy !== undefined) out.minHealthy = g.minHealthy as number | string;
+  if (g.maxBlastRadius !== undefined) out.maxBlastRadius = g.maxBlastRadius as number | string;
+  if (g.blastWindow !== undefined)
+    out.blastWindowMs = duration(g.blastWindow, `${name}.blastWindow`, 600_000);
+  if (g.breaker !== undefined) {
+    const b = budget(g.breaker, `${name}.breaker`)!;
+    out.breaker = {
+      ...b,
+      ...((g.breaker as { notify?: string }).notify && {
+        notify: (g.breaker as { notify: string }).notify,
+      }),
+    };
+  }
+  if (g.maintenance !== undefined) out.maintenance = g.maintenance as GuardConfig['maintenance'];
+  if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
+  return out;
+}

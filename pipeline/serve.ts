@@ -1,0 +1,401 @@
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import {
+  type Adapter,
+  createAdapters,
+  type Decision,
+  openActionStore,
+  Remediator,
+} from '../actions/index.ts';
+import {
+  type Bus,
+  createKafkaBus,
+  type Consumer,
+  type EmbeddedBus,
+  openEmbeddedBus,
+  type Topic,
+} from '../ingest/bus/index.ts';
+import { createIngestServer, type IngestServer } from '../ingest/http/index.ts';
+import {
+  ElasticsearchIndexer,
+  openEmbeddedIndex,
+  type SearchIndex,
+} from '../ingest/indexer/index.ts';
+import {
+  type Alert,
+  type Diagnostic,
+  Engine,
+  type EngineSnapshot,
+  formatDiagnostic,
+  loadRules,
+} from '../rules/index.ts';
+import { ConfigError, type DroverConfig } from './config.ts';
+import type { Logger } from './logger.ts';
+import { createTelemetry, type Telemetry } from './telemetry.ts';
+
+/**
+ * One process: the endpoint, the bus, the indexer, the rules engine and remediation.
+ * Rule state is snapshotted with the bus positions it reflects; on start the engine is
+ * restored and the bus replayed from those positions, so no window is lost, and a
+ * replayed alert keeps its id, which the remediator's idempotency claims turn away.
+ */
+const RULES_GROUP = 'drover-rules';
+const INDEX_GROUP = 'drover-indexer';
+const TOPICS: Topic[] = ['logs', 'metrics'];
+
+interface Snapshot {
+  engine: EngineSnapshot;
+  /** Next offset per topic (embedded bus, one partition). */
+  offsets: Record<string, number>;
+  at: number;
+}
+
+export class Pipeline {
+  server!: IngestServer;
+  readonly telemetry: Telemetry = createTelemetry();
+  private bus!: Bus;
+  private engine!: Engine;
+  private remediator!: Remediator;
+  private adapters = new Map<string, Adapter>();
+  private search: SearchIndex | undefined;
+  private closers: Array<() => Promise<void> | void> = [];
+  private consumers: Consumer[] = [];
+  private offsets: Record<string, number> = {};
+  private readonly recentAlerts: Alert[] = [];
+  private ready = false;
+  private snapshotTimer: NodeJS.Timeout | undefined;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private pendingActions = new Set<Promise<unknown>>();
+
+  constructor(
+    readonly config: DroverConfig,
+    private readonly logger: Logger,
+  ) {}
+
+  private get snapshotPath(): string {
+    return join(this.config.stateDir, 'rules-snapshot.json');
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    mkdirSync(c.stateDir, { recursive: true });
+    const { rules, diagnostics } = await loadRules(c.rules.paths);
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length > 0)
+      throw new ConfigError(`the rules have errors:\n${errors.map(formatDiagnostic).join('\n')}`);
+
+    this.bus =
+      c.bus.kind === 'kafka'
+        ? await createKafkaBus({ brokers: c.bus.brokers, topicPrefix: c.bus.topicPrefix })
+        : openEmbeddedBus({ path: join(c.stateDir, 'bus.db') });
+    this.closers.push(() => this.bus.close());
+
+    const store = openActionStore(join(c.stateDir, 'actions.db'));
+    this.closers.push(() => store.close());
+    this.adapters = await createAdapters(c.adapters, c.baseDir);
+    for (const adapter of this.adapters.values()) {
+      const startable = adapter as Adapter & { start?: () => Promise<void> };
+      if (typeof startable.start === 'function') await startable.start();
+      this.closers.push(() => adapter.close?.());
+    }
+    // A claim without a journal entry means a crash mid-action: say so, don't guess.
+    for (const claim of store.interruptedClaims()) {
+      store.record({
+        id: claim.id,
+        at: claim.at,
+        alertId: claim.id.replace(/#\d+$/, ''),
+        rule: '-',
+        key: {},
+        adapter: '-',
+        operation: '-',
+        target: '-',
+        decision: 'failed',
+        error:
+          'interrupted: Drover stopped between deciding and journaling; the action may or may not have run',
+      });
+    }
+    this.remediator = new Remediator({
+      store,
+      adapters: this.adapters,
+      actionSets: c.actionSets,
+      guards: c.guards,
+      ruleGuards: c.ruleGuards,
+    });
+
+    this.engine = this.newEngine(rules);
+    const snapshot = this.readSnapshot();
+    if (snapshot) {
+      const { reset } = this.engine.restore(snapshot.engine);
+      this.offsets = snapshot.offsets;
+      this.logger.info(
+        { offsets: snapshot.offsets, reset, at: new Date(snapshot.at).toISOString() },
+        'rule state restored',
+      );
+    }
+
+    await this.startIndexer();
+    await this.startRules();
+    this.server = await createIngestServer({
+      bus: this.bus,
+      host: c.listen.host,
+      port: c.listen.port,
+      tokens: c.listen.tokens,
+      apiKeys: c.listen.apiKeys,
+      maxBodyBytes: c.listen.maxBodyBytes,
+      statsd: c.listen.statsdPort === false ? false : { port: c.listen.statsdPort },
+      search: this.search,
+      logger: this.logger,
+      onIngest: (m) => {
+        this.telemetry.ingestEvents.inc({ protocol: m.protocol }, m.events);
+        this.telemetry.ingestBytes.inc({ protocol: m.protocol }, m.bytes);
+        if (m.decodeErrors)
+          this.telemetry.decodeErrors.inc({ protocol: m.protocol }, m.decodeErrors);
+        if (m.throttled) this.telemetry.throttled.inc({ protocol: m.protocol });
+      },
+      routes: (app) => this.routes(app),
+    });
+    this.snapshotTimer = setInterval(() => this.writeSnapshot(), c.snapshotEveryMs);
+    this.tickTimer = setInterval(() => this.engine.tick(), 1_000);
+    this.ready = true;
+    this.logger.info(
+      { url: this.server.url, rules: rules.length, bus: c.bus.kind, index: c.index.kind },
+      'drover is serving',
+    );
+  }
+
+  private newEngine(rules: Awaited<ReturnType<typeof loadRules>>['rules']): Engine {
+    return new Engine(rules, {
+      allowedLatenessMs: this.config.rules.allowedLatenessMs,
+      clock: Date.now,
+      onAlert: (alert) => this.onAlert(alert),
+    });
+  }
+
+  private onAlert(alert: Alert): void {
+    this.telemetry.alerts.inc({ rule: alert.rule });
+    this.recentAlerts.push(alert);
+    if (this.recentAlerts.length > 1_000) this.recentAlerts.shift();
+    this.logger.info(
+      {
+        alert: {
+          id: alert.id,
+          rule: alert.rule,
+          key: alert.key,
+          at: alert.at,
+          figures: alert.figures,
+        },
+      },
+      'alert',
+    );
+    const p = this.remediator
+      .handle(alert)
+      .then((decisions) => decisions.forEach((d) => this.countDecision(d)))
+      .catch((err: unknown) => this.logger.error({ err, alert: alert.id }, 'remediation failed'))
+      .finally(() => this.pendingActions.delete(p));
+    this.pendingActions.add(p);
+  }
+
+  private countDecision(d: Decision): void {
+    this.telemetry.actions.inc({ adapter: d.adapter, outcome: d.decision });
+    if (d.decision === 'suppressed')
+      this.telemetry.suppressions.inc({ reason: d.guard ?? 'unknown' });
+    this.logger.info(
+      {
+        decision: d.decision,
+        rule: d.rule,
+        adapter: d.adapter,
+        operation: d.operation,
+        target: d.target,
+        guard: d.guard,
+        reason: d.reason,
+        error: d.error,
+      },
+      'remediation decision',
+    );
+  }
+
+  private async startIndexer(): Promise<void> {
+    const c = this.config;
+    if (c.index.kind === 'none') return;
+    let index: (batch: Parameters<ElasticsearchIndexer['indexBatch']>[0]) => Promise<void>;
+    if (c.index.kind === 'elasticsearch') {
+      const es = new ElasticsearchIndexer({
+        node: c.index.url,
+        prefix: c.index.prefix,
+        onMetrics: (m) => this.telemetry.indexFailures.inc({ kind: 'dead-letter' }, m.deadLettered),
+      });
+      await es.start();
+      this.search = es;
+      this.closers.push(() => es.close());
+      index = (b) => es.indexBatch(b);
+    } else {
+      const embedded = openEmbeddedIndex(join(c.stateDir, 'index.db'));
+      this.search = embedded;
+      this.closers.push(() => embedded.close());
+      index = (b) => embedded.indexBatch(b);
+    }
+    this.consumers.push(
+      await this.bus.consume({
+        group: INDEX_GROUP,
+        topics: TOPICS,
+        handler: async (batch) => {
+          const end = this.telemetry.indexLatency.startTimer();
+          try {
+            await index(batch);
+            this.telemetry.indexed.inc(batch.messages.length);
+          } catch (err) {
+            this.telemetry.indexFailures.inc({ kind: 'batch' });
+            this.logger.warn({ err }, 'indexing a batch failed; it will be redelivered');
+            throw err;
+          } finally {
+            end();
+          }
+        },
+      }),
+    );
+  }
+
+  private async startRules(): Promise<void> {
+    // Replay from the positions the restored state reflects (embedded bus).
+    if (this.bus.kind === 'embedded') {
+      for (const topic of TOPICS)
+        (this.bus as EmbeddedBus).commit(RULES_GROUP, topic, this.offsets[topic] ?? 0);
+    }
+    this.consumers.push(
+      await this.bus.consume({
+        group: RULES_GROUP,
+        topics: TOPICS,
+        handler: async (batch) => {
+          const end = this.telemetry.ruleEvaluation.startTimer();
+          for (const m of batch.messages) this.engine.process(m.event);
+          end();
+          this.telemetry.ruleEvents.inc(batch.messages.length);
+          this.offsets[batch.topic] = Number(batch.messages.at(-1)!.offset) + 1;
+        },
+      }),
+    );
+  }
+
+  private readSnapshot(): Snapshot | undefined {
+    if (!existsSync(this.snapshotPath) || this.bus.kind !== 'embedded') return undefined;
+    try {
+      return JSON.parse(readFileSync(this.snapshotPath, 'utf8')) as Snapshot;
+    } catch (err) {
+      this.logger.warn(
+        { err },
+        'the rule snapshot could not be read; starting from the beginning of the bus',
+      );
+      return undefined;
+    }
+  }
+
+  /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
+  writeSnapshot(): void {
+    if (this.bus.kind !== 'embedded') return;
+    const snapshot: Snapshot = {
+      engine: this.engine.snapshot(),
+      offsets: { ...this.offsets },
+      at: Date.now(),
+    };
+    const tmp = `${this.snapshotPath}.tmp`;
+    writeFileSync(tmp, JSON.stringify(snapshot));
+    renameSync(tmp, this.snapshotPath);
+    for (const s of this.engine.stats())
+      this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
+  }
+
+  /** Hot reload: a rule set that fails validation is rejected and the running one stays. */
+  async reload(): Promise<{ ok: boolean; errors: Diagnostic[]; rules: number }> {
+    const { rules, diagnostics } = await loadRules(this.config.rules.paths);
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    if (errors.length > 0) {
+      this.logger.warn(
+        { errors: errors.map(formatDiagnostic) },
+        'rule reload rejected; the running rules stay',
+      );
+      return { ok: false, errors, rules: this.engine.rules.length };
+    }
+    const next = this.newEngine(rules);
+    next.restore(this.engine.snapshot());
+    this.engine = next;
+    this.logger.info({ rules: rules.length }, 'rules reloaded');
+    return { ok: true, errors: [], rules: rules.length };
+  }
+
+  private routes(app: FastifyInstance): void {
+    app.get('/healthz', async () => ({ status: 'ok' }));
+    app.get('/readyz', async (_req, reply) =>
+      reply.code(this.ready ? 200 : 503).send({ ready: this.ready }),
+    );
+    app.get('/metrics', async (_req, reply) => {
+      if (this.bus.kind === 'embedded') {
+        for (const group of [RULES_GROUP, INDEX_GROUP]) {
+          const lag = (this.bus as EmbeddedBus).lag(group);
+          for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);
+        }
+      }
+      return reply
+        .header('content-type', this.telemetry.registry.contentType)
+        .send(await this.telemetry.registry.metrics());
+    });
+    app.get('/v1/rules', async () => ({ rules: this.engine.stats() }));
+    app.post('/v1/rules/reload', async (_req, reply) => {
+      const r = await this.reload();
+      return reply
+        .code(r.ok ? 200 : 422)
+        .send({ ok: r.ok, rules: r.rules, errors: r.errors.map(formatDiagnostic) });
+    });
+    app.get('/v1/alerts', async () => ({ alerts: [...this.recentAlerts].reverse() }));
+    app.get('/v1/actions', async (req) => {
+      const q = req.query as { rule?: string; limit?: string };
+      return {
+        decisions: this.remediator.store.list({
+          rule: q.rule,
+          limit: q.limit ? Number(q.limit) : 100,
+        }),
+      };
+    });
+    app.get('/v1/kill-switch', async () => ({ on: this.remediator.store.killSwitch() }));
+    app.put('/v1/kill-switch', async (req, reply) => {
+      const body = JSON.parse(
+        ((req.body as Buffer | undefined) ?? Buffer.from('{}')).toString() || '{}',
+      ) as { on?: unknown };
+      if (typeof body.on !== 'boolean')
+        return reply.code(400).send({ error: 'send { "on": true } or { "on": false }' });
+      this.remediator.store.setKillSwitch(body.on);
+      return { on: body.on };
+    });
+    app.get('/v1/silences', async () => ({ silences: this.remediator.store.silences(Date.now()) }));
+    app.post('/v1/silences', async (req, reply) => {
+      const body = JSON.parse(
+        ((req.body as Buffer | undefined) ?? Buffer.from('{}')).toString() || '{}',
+      ) as { matchers?: Record<string, string>; until?: string; comment?: string };
+      const until = body.until ? Date.parse(body.until) : Number.NaN;
+      if (!body.matchers || Number.isNaN(until))
+        return reply.code(400).send({
+          error: 'send { matchers: { rule | labels.x | key.x: value }, until: ISO time, comment? }',
+        });
+      return reply
+        .code(201)
+        .send({ id: this.remediator.store.addSilence(body.matchers, until, body.comment ?? '') });
+    });
+    app.delete('/v1/silences/:id', async (req, reply) => {
+      const ok = this.remediator.store.removeSilence(Number((req.params as { id: string }).id));
+      return reply.code(ok ? 204 : 404).send();
+    });
+  }
+
+  /** SIGTERM: stop accepting, drain, snapshot, close. */
+  async stop(): Promise<void> {
+    this.ready = false;
+    clearInterval(this.snapshotTimer);
+    clearInterval(this.tickTimer);
+    await this.server?.close();
+    for (const c of this.consumers) await c.stop();
+    await Promise.allSettled([...this.pendingActions]);
+    this.writeSnapshot();
+    for (const close of this.closers.reverse()) await close();
+    this.logger.info('drover stopped');
+  }
+}

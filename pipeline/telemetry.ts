@@ -1,0 +1,98 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * Drover's own metrics (DESIGN.md §6), all `drover_*`, each with help text and label
+ * sets bounded by configuration (protocols, rules, adapters, guards), never by data.
+ */
+export function createTelemetry() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const m = {
+    registry,
+    ingestEvents: new Counter({
+      name: 'drover_ingest_events_total',
+      help: 'Events accepted by ingest, by protocol.',
+      labelNames: ['protocol'],
+      registers: [registry],
+    }),
+    ingestBytes: new Counter({
+      name: 'drover_ingest_bytes_total',
+      help: 'Bytes received by ingest (after decompression), by protocol.',
+      labelNames: ['protocol'],
+      registers: [registry],
+    }),
+    decodeErrors: new Counter({
+      name: 'drover_ingest_decode_errors_total',
+      help: 'Lines, items or records ingest could not decode or normalize, by protocol.',
+      labelNames: ['protocol'],
+      registers: [registry],
+    }),
+    throttled: new Counter({
+      name: 'drover_ingest_throttled_total',
+      help: 'Requests answered 429 (or datagrams dropped) because the bus pushed back, by protocol.',
+      labelNames: ['protocol'],
+      registers: [registry],
+    }),
+    busLag: new Gauge({
+      name: 'drover_bus_lag_messages',
+      help: 'Messages a consumer group has yet to process, by group and topic.',
+      labelNames: ['group', 'topic'],
+      registers: [registry],
+    }),
+    indexLatency: new Histogram({
+      name: 'drover_index_batch_seconds',
+      help: 'Time to index one bus batch.',
+      buckets: [0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    indexed: new Counter({
+      name: 'drover_index_documents_total',
+      help: 'Documents indexed.',
+      registers: [registry],
+    }),
+    indexFailures: new Counter({
+      name: 'drover_index_failures_total',
+      help: 'Documents sent to the dead-letter index, and failed batches.',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
+    ruleEvaluation: new Histogram({
+      name: 'drover_rule_evaluation_seconds',
+      help: 'Time the rules engine spends on one bus batch.',
+      buckets: [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
+      registers: [registry],
+    }),
+    ruleEvents: new Counter({
+      name: 'drover_rule_events_total',
+      help: 'Events evaluated by the rules engine.',
+      registers: [registry],
+    }),
+    alerts: new Counter({
+      name: 'drover_alerts_total',
+      help: 'Alerts fired, by rule.',
+      labelNames: ['rule'],
+      registers: [registry],
+    }),
+    actions: new Counter({
+      name: 'drover_actions_total',
+      help: 'Remediation decisions, by adapter and outcome (executed, suppressed, dry-run, failed).',
+      labelNames: ['adapter', 'outcome'],
+      registers: [registry],
+    }),
+    suppressions: new Counter({
+      name: 'drover_guard_suppressions_total',
+      help: 'Actions a guard rail stopped, by guard.',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
+    ruleKeys: new Gauge({
+      name: 'drover_rule_keys',
+      help: 'Keys each rule holds state for.',
+      labelNames: ['rule'],
+      registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type Telemetry = ReturnType<typeof createTelemetry>;
