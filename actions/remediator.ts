@@ -206,11 +206,17 @@ export class Remediator {
         }
         if (guards.minHealthy !== undefined) {
           const floor = share(guards.minHealthy, health.size);
-          const after =
+          // Replacing a member that is already unhealthy takes no health away: that is
+          // the sick instance all this is for.
+          const member = health.members?.find((m) => m.id === target);
+          const lost =
             action.operation === 'kill-and-replace'
-              ? health.healthy - 1
-              : health.healthy + Math.min(0, Number(action.params?.by ?? 0));
-          if (after < floor)
+              ? member && !member.healthy
+                ? 0
+                : 1
+              : -Math.min(0, Number(action.params?.by ?? 0));
+          const after = health.healthy - lost;
+          if (lost > 0 && after < floor)
             return suppress(
               'min-healthy',
               `${health.group} has ${health.healthy} healthy of ${health.size}; acting would leave ${after}, below the floor of ${floor}`,

@@ -1,5 +1,6 @@
 import { actionsListCommand, killSwitchCommand } from './commands/actions.ts';
 import { backtestCommand } from './commands/backtest.ts';
+import { demoCommand } from './commands/demo.ts';
 import { serveCommand } from './commands/serve.ts';
 import { type Command, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
 import { createLogger } from './logger.ts';
@@ -55,6 +56,23 @@ Options:
   --lateness DURATION  allowed lateness of events (default 5s)
   -h, --help           this help`,
     run: backtestCommand,
+  },
+  {
+    name: 'demo',
+    summary: 'see what Drover is for: a real fleet, scripted faults, real remediation',
+    usage: `drover demo [--keep-running]
+
+Starts Drover on the embedded back ends and a small fleet of real Node.js servers (web x3,
+api x2, worker x1) logging with pino into it, drives traffic at them, and scripts four
+faults: a new stack trace on an api replica, a web replica that hangs and goes silent, a
+traffic surge on web, and a worker that crash-loops. Each is detected by a rule from
+examples/rules and remediated by the process adapter behind the guard rails; a timeline
+and a summary are printed. Exit 0 only if every fault was handled as expected.
+
+Options:
+  --keep-running       leave the fleet and pipeline up, and print the URLs
+  -h, --help           this help`,
+    run: demoCommand,
   },
   {
     name: 'serve',

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -54,6 +55,8 @@ interface Snapshot {
 export class Pipeline {
   server!: IngestServer;
   readonly telemetry: Telemetry = createTelemetry();
+  /** 'alert' and 'decision', for the demo's timeline and embedding code. */
+  readonly events = new EventEmitter();
   private bus!: Bus;
   private engine!: Engine;
   private remediator!: Remediator;
@@ -97,7 +100,6 @@ export class Pipeline {
     for (const adapter of this.adapters.values()) {
       const startable = adapter as Adapter & { start?: () => Promise<void> };
       if (typeof startable.start === 'function') await startable.start();
-      this.closers.push(() => adapter.close?.());
     }
     // A claim without a journal entry means a crash mid-action: say so, don't guess.
     for (const claim of store.interruptedClaims()) {
@@ -164,6 +166,15 @@ export class Pipeline {
     );
   }
 
+  /** The journal, newest first. */
+  decisions(limit = 100): Decision[] {
+    return this.remediator.store.list({ limit });
+  }
+
+  adapter(name: string): Adapter | undefined {
+    return this.adapters.get(name);
+  }
+
   private newEngine(rules: Awaited<ReturnType<typeof loadRules>>['rules']): Engine {
     return new Engine(rules, {
       allowedLatenessMs: this.config.rules.allowedLatenessMs,
@@ -174,6 +185,7 @@ export class Pipeline {
 
   private onAlert(alert: Alert): void {
     this.telemetry.alerts.inc({ rule: alert.rule });
+    this.events.emit('alert', alert);
     this.recentAlerts.push(alert);
     if (this.recentAlerts.length > 1_000) this.recentAlerts.shift();
     this.logger.info(
@@ -198,6 +210,7 @@ export class Pipeline {
 
   private countDecision(d: Decision): void {
     this.telemetry.actions.inc({ adapter: d.adapter, outcome: d.decision });
+    this.events.emit('decision', d);
     if (d.decision === 'suppressed')
       this.telemetry.suppressions.inc({ reason: d.guard ?? 'unknown' });
     this.logger.info(
@@ -391,6 +404,8 @@ export class Pipeline {
     this.ready = false;
     clearInterval(this.snapshotTimer);
     clearInterval(this.tickTimer);
+    // The supervised fleet goes first, while the endpoint can still take its last logs.
+    for (const adapter of this.adapters.values()) await adapter.close?.();
     await this.server?.close();
     for (const c of this.consumers) await c.stop();
     await Promise.allSettled([...this.pendingActions]);

@@ -63,8 +63,15 @@ function reconcileLedger(order) {
 }
 
 if (crashFile && existsSync(crashFile)) {
-  log.fatal({ err: new Error(`invalid configuration in ${crashFile}`) }, 'boot failed');
-  setTimeout(() => process.exit(1), 150);
+  // Crash-looping: the worker inside keeps failing to boot and retrying, serving nothing.
+  const fail = () =>
+    log.fatal({ err: new Error(`invalid configuration in ${crashFile}`) }, 'boot failed');
+  fail();
+  setInterval(fail, 1_000);
+  process.on('SIGTERM', () => {
+    destination.end?.();
+    setTimeout(() => process.exit(0), 200);
+  });
 } else {
   let served = 0;
   const server = createServer((req, res) => {
@@ -90,7 +97,7 @@ if (crashFile && existsSync(crashFile)) {
     try {
       if (service === 'api') {
         if (faults.newStack && served % 2 === 0) reconcileLedger(order);
-        else if (served % 50 === 0) chargeCard(order);
+        else if (faults.newStack && served % 7 === 0) chargeCard(order);
       }
       log.info(
         {

@@ -135,29 +135,34 @@ describe('remediation end to end with real processes', () => {
     expect(store.list()[0]).toMatchObject({ decision: 'executed', alertId: decision!.alertId });
   });
 
-  it('the min-healthy floor reads real health: it refuses to kill when replicas are unhealthy', async () => {
+  it('the min-healthy floor reads real health over HTTP: a healthy replica is kept, a sick one replaced', async () => {
     const fleet = new ProcessAdapter('fleet', {
-      web: {
+      web: { command: process.execPath, args: [REPLICA], replicas: 2, healthPath: '/healthz' },
+      sick: {
         command: process.execPath,
         args: [REPLICA],
-        replicas: 2,
+        replicas: 1,
         healthPath: '/healthz',
         env: { UNHEALTHY: '1' },
       },
     });
     opened.push(fleet);
     await fleet.start();
-    await new Promise((r) => setTimeout(r, 300));
+    await waitHealthy(fleet, 'web', 2);
     const remediator = new Remediator({
       store: openActionStore(dbPath()),
       adapters: new Map([['fleet', fleet as Adapter]]),
-      guards: { minHealthy: 1 },
+      guards: { minHealthy: 2 },
     });
-    const [decision] = await remediator.handle(
-      alert({ key: { 'host.name': fleet.replicas()[0]!.id } }),
+    const [kept] = await remediator.handle(
+      alert({ key: { 'host.name': fleet.replicas('web')[0]!.id } }),
     );
-    expect(decision).toMatchObject({ decision: 'suppressed', guard: 'min-healthy' });
-    expect(decision!.reason).toMatch(/has 0 healthy of 2/);
+    expect(kept).toMatchObject({ decision: 'suppressed', guard: 'min-healthy' });
+    expect(kept!.reason).toMatch(/has 2 healthy of 2; acting would leave 1/);
+    const [replaced] = await remediator.handle(
+      alert({ key: { 'host.name': fleet.replicas('sick')[0]!.id } }),
+    );
+    expect(replaced!.decision).toBe('executed');
   });
 
   it('scales a service within its bounds and restarts a replica that crashes', async () => {
@@ -264,10 +269,21 @@ describe('guard rails', () => {
     ]);
   });
 
-  it('min-healthy floor', async () => {
+  it('min-healthy floor: never below it, but a sick member can always be replaced', async () => {
     const { remediator, fleet } = setup({ minHealthy: '75%' });
-    fleet.health = { group: 'web', size: 4, healthy: 3 };
+    fleet.health = {
+      group: 'web',
+      size: 4,
+      healthy: 3,
+      members: [
+        { id: 'web-1', healthy: true },
+        { id: 'web-2', healthy: false },
+      ],
+    };
     expect((await remediator.handle(alert()))[0]).toMatchObject({ guard: 'min-healthy' });
+    expect((await remediator.handle(alert({ key: { 'host.name': 'web-2' } })))[0]!.decision).toBe(
+      'executed',
+    );
   });
 
   it('concurrency cap: actions beyond it are suppressed while others run', async () => {
