@@ -1,5 +1,6 @@
 export {
   default as processAdapterFactory,
+  freePort,
   ProcessAdapter,
   type Replica,
   type ServiceSpec,

@@ -1,9 +1,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import type { Decision, ProcessAdapter } from '../actions/index.ts';
+import { type Decision, freePort, type ProcessAdapter } from '../actions/index.ts';
 import type { Alert } from '../rules/index.ts';
 import type { DroverConfig } from './config.ts';
 import type { Logger } from './logger.ts';
@@ -284,15 +283,4 @@ async function post(fleet: ProcessAdapter, id: string, path: string): Promise<vo
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }

@@ -243,7 +243,8 @@ async function httpOk(port: number, path: string): Promise<boolean> {
   }
 }
 
-function freePort(): Promise<number> {
+/** A free loopback port (the $PORT a replica gets). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
