@@ -19,6 +19,14 @@ import {
  */
 const VERSION = '3.9.1';
 
+/** A KRaft cluster id: 16 random bytes, base64url — never starting with "-", which the tool would read as an option. */
+function clusterId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (/^[A-Za-z0-9]/.test(id)) return id;
+  }
+}
+
 export async function startKafka(): Promise<{ url: string; stop(): Promise<void> }> {
   const home = cacheDir(`kafka-${VERSION}`);
   mavenFetch(
@@ -52,16 +60,7 @@ export async function startKafka(): Promise<{ url: string; stop(): Promise<void>
   const classpath = join(home, 'libs', '*');
   run(
     'java',
-    [
-      '-cp',
-      classpath,
-      'kafka.tools.StorageTool',
-      'format',
-      '-t',
-      randomBytes(16).toString('base64url'),
-      '-c',
-      config,
-    ],
+    ['-cp', classpath, 'kafka.tools.StorageTool', 'format', '-t', clusterId(), '-c', config],
     data,
   );
   const child = startProcess(
