@@ -158,12 +158,25 @@ export class Pipeline {
       routes: (app) => this.routes(app),
     });
     this.snapshotTimer = setInterval(() => this.writeSnapshot(), c.snapshotEveryMs);
-    this.tickTimer = setInterval(() => this.engine.tick(), 1_000);
+    this.tickTimer = setInterval(() => this.tick(), 1_000);
     this.ready = true;
     this.logger.info(
       { url: this.server.url, rules: rules.length, bus: c.bus.kind, index: c.index.kind },
       'drover is serving',
     );
+  }
+
+  /**
+   * The wall clock may drive the watermark only once the rules have caught up with the
+   * bus: while a backlog (a replay after restart) is pending, its events still carry the
+   * time, and a clock-driven watermark would fire absences for keys that did report.
+   */
+  private tick(): void {
+    if (this.bus.kind === 'embedded') {
+      const lag = (this.bus as EmbeddedBus).lag(RULES_GROUP);
+      if (TOPICS.some((t) => lag[t] > 0)) return;
+    }
+    this.engine.tick();
   }
 
   /** The journal, newest first. */

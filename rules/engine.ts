@@ -127,6 +127,8 @@ export class Engine {
     this.buildIndex();
     if (options.observedFrom !== undefined) this.startObserving(options.observedFrom);
     else if (this.clock) this.startObserving(this.clock());
+    // Sources get their idle period after a start before the clock takes over.
+    if (this.clock) this.lastEventWall = this.clock();
   }
 
   /** Picks, per rule, the pinned field most rules share, so an event does few lookups. */
