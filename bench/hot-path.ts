@@ -1,5 +1,11 @@
 import { type Event, normalize } from '../ingest/index.ts';
-import { compileFilter, createReferenceEngine, Engine, type RuleSpec } from '../rules/index.ts';
+import {
+  compileFilter,
+  createReferenceEngine,
+  Engine,
+  type RuleSpec,
+  toRuleConditions,
+} from '../rules/index.ts';
 import { generateFleet } from './fleet.ts';
 import { ruleMix } from './rule-mix.ts';
 
@@ -123,7 +129,11 @@ async function measure(
   // json-rules-engine evaluating only the filters, one engine holding every rule.
   const reference = createReferenceEngine();
   rules.forEach((rule, i) => {
-    reference.addRule({ conditions: toTopLevel(rule), event: { type: String(i) }, priority: 1 });
+    reference.addRule({
+      conditions: toRuleConditions(rule.filter) as never,
+      event: { type: String(i) },
+      priority: 1,
+    });
   });
   // The same number of rule evaluations at every rule count keeps the reference run short.
   const sample = events.slice(
@@ -168,14 +178,6 @@ async function measure(
     bytes_per_key: keys === 0 ? 0 : Math.round(bytes / keys),
     heap_used_mib: Math.round(process.memoryUsage().heapUsed / 1048576),
   };
-}
-
-/** json-rules-engine wants `all` or `any` at the top; a rule without a filter matches everything. */
-function toTopLevel(rule: RuleSpec) {
-  const f = rule.filter;
-  if (!f) return { all: [] };
-  if ('all' in f || 'any' in f) return f as never;
-  return { all: [f] } as never;
 }
 
 export async function hotPath(args: string[]): Promise<number> {

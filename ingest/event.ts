@@ -24,8 +24,3 @@ export interface Event {
   'metric.type'?: string;
   [field: string]: unknown;
 }
-
-/** Reads a dotted field of an event; events are flat, so this is one lookup. */
-export function field(event: Event, name: string): unknown {
-  return event[name];
-}

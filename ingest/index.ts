@@ -1,4 +1,4 @@
-export { type Event, field, LEVELS, type Level } from './event.ts';
+export { type Event, LEVELS, type Level } from './event.ts';
 export { fingerprint, parseStack } from './fingerprint.ts';
 export {
   flatten,

@@ -12,6 +12,7 @@ export {
   createReferenceEngine,
   evaluateReference,
   requiredValues,
+  toRuleConditions,
 } from './filter/index.ts';
 export { type Diagnostic, formatDiagnostic, loadRules, parseRuleFile } from './load.ts';
 export { runTestFile, type TestFileReport, type TestResult } from './ruletest.ts';

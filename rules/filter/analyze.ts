@@ -54,21 +54,3 @@ function collect(node: Condition): Map<string, Set<unknown>> {
   }
   return out;
 }
-
-/** Every field a condition reads. */
-export function referencedFields(condition: Condition | undefined): string[] {
-  const fields = new Set<string>();
-  const walk = (node: Condition) => {
-    if ('all' in node) node.all.forEach(walk);
-    else if ('any' in node) node.any.forEach(walk);
-    else if ('not' in node) walk(node.not);
-    else {
-      fields.add(node.fact);
-      const v = node.value as { fact?: unknown } | null;
-      if (v !== null && typeof v === 'object' && Object.hasOwn(v, 'fact'))
-        fields.add(String(v.fact));
-    }
-  };
-  if (condition) walk(condition);
-  return [...fields];
-}
