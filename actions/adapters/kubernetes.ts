@@ -1,7 +1,7 @@
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { KubeConfig } from '@kubernetes/client-node';
+import { KubeApi, KubeApiError, labelSelectorString, MERGE_PATCH } from './kubernetes-api.ts';
 import {
+  type ActionContext,
   type ActionResult,
   type Adapter,
   AdapterDeclined,
@@ -15,258 +15,431 @@ import {
  * Kubernetes: kill-and-replace through the Eviction API, so PodDisruptionBudgets are
  * respected (the API's 429 is a suppression, not a failure), with DELETE as a fallback
  * only where the eviction subresource does not exist; scale through the Deployment or
- * StatefulSet `scale` subresource with a merge patch; and when a HorizontalPodAutoscaler
- * owns the workload, raise its minReplicas instead of fighting it. Credentials and TLS
+ * StatefulSet `scale` subresource with a merge patch, and when a HorizontalPodAutoscaler
+ * owns the workload, move its minReplicas instead of fighting it. Credentials and TLS
  * come from a kubeconfig through @kubernetes/client-node's KubeConfig.
  */
 export interface KubernetesOptions {
+  /** Path of a kubeconfig; without it and without `server`, the default (KUBECONFIG, ~/.kube/config, in-cluster). */
   kubeconfig?: string;
   context?: string;
-  /** Without a kubeconfig: the API server URL (and an optional bearer token). */
+  /** Without a kubeconfig: the API server URL and an optional bearer token. */
   server?: string;
   token?: string;
+  /** Default: the context's namespace, else `default`. */
   namespace?: string;
+  /** The pod label that groups pods without a Deployment/StatefulSet owner (e.g. `app`), for describe. */
+  selectorLabel?: string;
+  /** `delete`: DELETE the pod where the API has no eviction subresource. Never used to get past a PDB. Default `none`. */
   evictionFallback?: 'delete' | 'none';
   gracePeriodSeconds?: number;
 }
 
-interface Status {
-  kind?: string;
-  status?: string;
-  message?: string;
-  reason?: string;
-  code?: number;
+type WorkloadKind = 'deployment' | 'statefulset';
+const WORKLOAD_KINDS: Record<string, WorkloadKind> = {
+  deployment: 'deployment',
+  deployments: 'deployment',
+  deploy: 'deployment',
+  statefulset: 'statefulset',
+  statefulsets: 'statefulset',
+  sts: 'statefulset',
+};
+const POD_KINDS = new Set(['pod', 'pods', 'po']);
+/** An object name: a DNS subdomain (RFC 1123). Catches unrendered templates and typos early. */
+const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+
+interface Workload {
+  kind: WorkloadKind;
+  name: string;
 }
 
-class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly body: Status,
-  ) {
-    super(
-      `Kubernetes API ${status}${body.reason ? ` ${body.reason}` : ''}: ${body.message ?? 'request failed'}`,
-    );
-  }
+interface PodObject {
+  metadata: {
+    name: string;
+    uid?: string;
+    labels?: Record<string, string>;
+    deletionTimestamp?: string;
+    ownerReferences?: Array<{ kind: string; name: string; controller?: boolean }>;
+  };
+  status?: { phase?: string; conditions?: Array<{ type: string; status: string }> };
+}
+
+interface LabelSelector {
+  matchLabels?: Record<string, string>;
+  matchExpressions?: Array<{ key: string; operator: string; values?: string[] }>;
+}
+
+interface HpaObject {
+  metadata: { name: string };
+  spec: {
+    minReplicas?: number;
+    maxReplicas: number;
+    scaleTargetRef: { apiVersion?: string; kind: string; name: string };
+  };
+}
+
+function checkName(name: string, target: string): string {
+  if (!NAME.test(name))
+    throw new Error(`"${target}": "${name}" is not a valid Kubernetes object name`);
+  return name;
+}
+
+/** `pod/NAME` or a bare pod name. */
+export function parsePodTarget(target: string): string {
+  const slash = target.indexOf('/');
+  if (slash < 0) return checkName(target, target);
+  const kind = target.slice(0, slash).toLowerCase();
+  if (!POD_KINDS.has(kind))
+    throw new Error(`kill-and-replace acts on pods: "${target}" is not pod/NAME or a pod name`);
+  return checkName(target.slice(slash + 1), target);
+}
+
+/** `deployment/NAME`, `statefulset/NAME` or a bare deployment name. */
+export function parseWorkloadTarget(target: string): Workload {
+  const slash = target.indexOf('/');
+  if (slash < 0) return { kind: 'deployment', name: checkName(target, target) };
+  const kind = WORKLOAD_KINDS[target.slice(0, slash).toLowerCase()];
+  if (!kind) throw new Error(`"${target}" is not deployment/NAME or statefulset/NAME`);
+  return { kind, name: checkName(target.slice(slash + 1), target) };
+}
+
+const OPTION_NAMES = new Set([
+  'kubeconfig',
+  'context',
+  'server',
+  'token',
+  'namespace',
+  'selectorLabel',
+  'evictionFallback',
+  'gracePeriodSeconds',
+]);
+
+/** Checks the configured options, so a typo fails at start-up and not at the first incident. */
+export function validateKubernetesOptions(name: string, raw: Record<string, unknown>): void {
+  const where = `kubernetes adapter "${name}"`;
+  for (const key of Object.keys(raw))
+    if (!OPTION_NAMES.has(key))
+      throw new Error(`${where}: unknown option "${key}" (known: ${[...OPTION_NAMES].join(', ')})`);
+  for (const key of ['kubeconfig', 'context', 'server', 'token', 'namespace', 'selectorLabel'])
+    if (raw[key] !== undefined && (typeof raw[key] !== 'string' || raw[key] === ''))
+      throw new Error(`${where}: ${key} must be a non-empty string`);
+  if (
+    raw.evictionFallback !== undefined &&
+    !['delete', 'none'].includes(raw.evictionFallback as string)
+  )
+    throw new Error(`${where}: evictionFallback must be "delete" or "none"`);
+  const grace = raw.gracePeriodSeconds;
+  if (grace !== undefined && !(Number.isInteger(grace) && (grace as number) >= 0))
+    throw new Error(`${where}: gracePeriodSeconds must be a whole number of seconds, 0 or more`);
+  if (raw.namespace !== undefined && !NAME.test(raw.namespace as string))
+    throw new Error(`${where}: namespace "${raw.namespace}" is not a valid namespace name`);
+  if (raw.kubeconfig !== undefined && raw.server !== undefined)
+    throw new Error(`${where}: give either kubeconfig or server, not both`);
+}
+
+/** `kubectl proxy` serves plain HTTP on loopback; nothing else should get a token in clear. */
+function plainLoopback(server: string): boolean {
+  const url = new URL(server);
+  return url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+}
+
+function checkScaleParams(params: ScaleParams): void {
+  const whole = (v: unknown) => v === undefined || Number.isInteger(v);
+  if (params.to === undefined && params.by === undefined)
+    throw new Error('scale needs params.to (replicas) or params.by (a change)');
+  for (const key of ['to', 'by', 'min', 'max'] as const)
+    if (!whole(params[key])) throw new Error(`scale: params.${key} must be a whole number`);
+  if (params.to !== undefined && params.to < 0)
+    throw new Error('scale: params.to must be 0 or more');
+  if (params.min !== undefined && params.max !== undefined && params.min > params.max)
+    throw new Error(`scale: params.min (${params.min}) is above params.max (${params.max})`);
 }
 
 export class KubernetesAdapter implements Adapter {
   readonly type = 'kubernetes';
-  private readonly kc = new KubeConfig();
-  private readonly namespace: string;
+  readonly namespace: string;
+  private readonly api: KubeApi;
 
   constructor(
     readonly name: string,
     private readonly options: KubernetesOptions,
   ) {
-    if (options.kubeconfig) {
-      this.kc.loadFromFile(options.kubeconfig);
-      if (options.context) this.kc.setCurrentContext(options.context);
-    } else if (options.server) {
-      this.kc.loadFromOptions({
-        clusters: [{ name: 'drover', server: options.server, skipTLSVerify: false }],
-        users: [{ name: 'drover', token: options.token }],
+    validateKubernetesOptions(name, options as Record<string, unknown>);
+    const kc = new KubeConfig();
+    if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
+    else if (options.server) {
+      kc.loadFromOptions({
+        clusters: [
+          { name: 'drover', server: options.server, skipTLSVerify: plainLoopback(options.server) },
+        ],
+        users: [{ name: 'drover', ...(options.token && { token: options.token }) }],
         contexts: [{ name: 'drover', cluster: 'drover', user: 'drover' }],
         currentContext: 'drover',
       });
-    } else {
-      this.kc.loadFromDefault();
+    } else kc.loadFromDefault();
+    if (options.context) {
+      if (!kc.getContextObject(options.context))
+        throw new Error(
+          `kubernetes adapter "${name}": no context "${options.context}" in the kubeconfig (has: ${kc.contexts.map((c) => c.name).join(', ') || 'none'})`,
+        );
+      kc.setCurrentContext(options.context);
     }
-    this.namespace =
-      options.namespace ??
-      this.kc.getContextObject(this.kc.getCurrentContext())?.namespace ??
-      'default';
-  }
-
-  private async call<T>(
-    method: string,
-    path: string,
-    body?: unknown,
-    contentType = 'application/json',
-  ): Promise<T> {
-    const cluster = this.kc.getCurrentCluster();
+    const cluster = kc.getCurrentCluster();
     if (!cluster)
-      throw new Error(`kubernetes adapter ${this.name}: no current cluster in the kubeconfig`);
-    const url = new URL(path, cluster.server);
-    const opts: RequestOptions = { method, headers: { accept: 'application/json' } };
-    await this.kc.applyToHTTPSOptions(opts);
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    if (payload !== undefined)
-      Object.assign(opts.headers!, {
-        'content-type': contentType,
-        'content-length': Buffer.byteLength(payload),
-      });
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const { status, text } = await new Promise<{ status: number; text: string }>(
-      (resolve, reject) => {
-        const req = send(url, opts, (res) => {
-          let data = '';
-          res.on('data', (d: Buffer) => (data += d.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, text: data }));
-        });
-        req.on('error', reject);
-        req.setTimeout(15_000, () => req.destroy(new Error(`${method} ${path} timed out`)));
-        req.end(payload);
-      },
-    );
-    const parsed = text ? (JSON.parse(text) as unknown) : {};
-    if (status >= 400) throw new ApiError(status, parsed as Status);
-    return parsed as T;
+      throw new Error(`kubernetes adapter "${name}": the kubeconfig has no current cluster`);
+    // @kubernetes/client-node refuses plain HTTP unless the cluster opts in, so that a
+    // token is never sent in clear by accident; say so at start-up rather than per call.
+    if (cluster.server.startsWith('http:') && !cluster.skipTLSVerify)
+      throw new Error(
+        options.server
+          ? `kubernetes adapter "${name}": plain HTTP is only allowed to a loopback address (kubectl proxy); use https for ${cluster.server}`
+          : `kubernetes adapter "${name}": cluster "${cluster.name}" is plain HTTP (${cluster.server}); set insecure-skip-tls-verify: true on it in the kubeconfig to allow that`,
+      );
+    this.namespace =
+      options.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+    this.api = new KubeApi(kc);
   }
 
-  /** Targets: `pod/NAME` or a bare pod name; `deployment/NAME`, `statefulset/NAME` or a bare deployment name. */
-  private workload(target: string): { kind: 'deployments' | 'statefulsets'; name: string } {
-    const [kind, name] = target.includes('/') ? target.split('/', 2) : ['deployment', target];
-    if (kind === 'deployment' || kind === 'deploy') return { kind: 'deployments', name: name! };
-    if (kind === 'statefulset' || kind === 'sts') return { kind: 'statefulsets', name: name! };
-    throw new Error(`"${target}" is not a deployment/NAME or statefulset/NAME`);
+  private ns(path: string): string {
+    return `/namespaces/${this.namespace}/${path}`;
   }
 
-  async killAndReplace(target: string): Promise<ActionResult> {
-    const pod = target.startsWith('pod/') ? target.slice(4) : target;
-    const base = `/api/v1/namespaces/${this.namespace}/pods/${encodeURIComponent(pod)}`;
+  private workloadPath(w: Workload): string {
+    return `/apis/apps/v1${this.ns(`${w.kind}s/${w.name}`)}`;
+  }
+
+  async killAndReplace(target: string, ctx?: ActionContext): Promise<ActionResult> {
+    const pod = parsePodTarget(target);
+    const podPath = `/api/v1${this.ns(`pods/${pod}`)}`;
+    const grace = this.options.gracePeriodSeconds;
     const eviction = {
       apiVersion: 'policy/v1',
       kind: 'Eviction',
       metadata: { name: pod, namespace: this.namespace },
-      ...(this.options.gracePeriodSeconds !== undefined && {
-        deleteOptions: { gracePeriodSeconds: this.options.gracePeriodSeconds },
-      }),
+      ...(grace !== undefined && { deleteOptions: { gracePeriodSeconds: grace } }),
     };
     try {
-      await this.call('POST', `${base}/eviction`, eviction);
+      await this.api.request('POST', `${podPath}/eviction`, {
+        body: eviction,
+        signal: ctx?.signal,
+      });
       return { detail: { pod, namespace: this.namespace, via: 'eviction' } };
     } catch (err) {
-      if (!(err instanceof ApiError)) throw err;
-      if (err.status === 429)
-        throw new AdapterDeclined(err.body.message ?? 'eviction refused', 'pod-disruption-budget');
+      if (!(err instanceof KubeApiError)) throw err;
+      if (err.status === 429) throw declined(err);
       if (err.status !== 404 && err.status !== 405) throw err;
-      // 404 is also "no such pod": only a pod that exists means the subresource is missing.
-      await this.call('GET', base);
-      if (this.options.evictionFallback !== 'delete') {
-        throw new Error(
-          `the API server has no eviction subresource and evictionFallback is not "delete": ${err.message}`,
-        );
-      }
-      const query =
-        this.options.gracePeriodSeconds !== undefined
-          ? `?gracePeriodSeconds=${this.options.gracePeriodSeconds}`
-          : '';
-      await this.call('DELETE', `${base}${query}`);
-      return { detail: { pod, namespace: this.namespace, via: 'delete' } };
     }
-  }
-
-  async scale(target: string, params: ScaleParams): Promise<ActionResult> {
-    const { kind, name } = this.workload(target);
-    const scalePath = `/apis/apps/v1/namespaces/${this.namespace}/${kind}/${encodeURIComponent(name)}/scale`;
-    const current =
-      (await this.call<{ spec?: { replicas?: number } }>('GET', scalePath)).spec?.replicas ?? 0;
-    const wanted = params.to ?? current + (params.by ?? 0);
-    const to = Math.max(params.min ?? 0, Math.min(params.max ?? Number.POSITIVE_INFINITY, wanted));
-    const hpa = await this.hpaFor(kind, name);
-    if (hpa) {
-      // The autoscaler owns replicas: move its floor (and ceiling, within max) instead.
-      const min = hpa.spec.minReplicas ?? 1;
-      const max = hpa.spec.maxReplicas;
-      const patch = {
-        spec: { minReplicas: Math.min(to, params.max ?? to), ...(to > max && { maxReplicas: to }) },
-      };
-      await this.call(
-        'PATCH',
-        `/apis/autoscaling/v2/namespaces/${this.namespace}/horizontalpodautoscalers/${hpa.metadata.name}`,
-        patch,
-        'application/merge-patch+json',
+    // 404 is also the answer for a pod that does not exist: only a pod that does means the
+    // cluster lacks the eviction subresource. Its uid guards the delete against a
+    // StatefulSet pod recreated under the same name in between.
+    const existing = await this.api.request<PodObject>('GET', podPath, { signal: ctx?.signal });
+    if (this.options.evictionFallback !== 'delete')
+      throw new Error(
+        `the API server has no eviction subresource for pods and evictionFallback is not "delete": pod ${pod} left running`,
       );
-      return {
-        detail: {
-          workload: `${kind}/${name}`,
-          via: 'hpa',
-          hpa: hpa.metadata.name,
-          minReplicas: { from: min, to: patch.spec.minReplicas },
-          replicas: current,
-        },
-      };
-    }
-    await this.call('PATCH', scalePath, { spec: { replicas: to } }, 'application/merge-patch+json');
+    await this.api.request('DELETE', podPath, {
+      body: {
+        apiVersion: 'v1',
+        kind: 'DeleteOptions',
+        preconditions: { uid: existing.metadata.uid },
+        ...(grace !== undefined && { gracePeriodSeconds: grace }),
+      },
+      signal: ctx?.signal,
+    });
     return {
-      detail: { workload: `${kind}/${name}`, via: 'scale', from: current, to, requested: wanted },
+      detail: { pod, namespace: this.namespace, via: 'delete', uid: existing.metadata.uid },
     };
   }
 
-  private async hpaFor(kind: string, name: string) {
-    const list = await this.call<{
-      items?: Array<{
-        metadata: { name: string };
-        spec: {
-          minReplicas?: number;
-          maxReplicas: number;
-          scaleTargetRef: { kind: string; name: string };
-        };
-      }>;
-    }>('GET', `/apis/autoscaling/v2/namespaces/${this.namespace}/horizontalpodautoscalers`);
-    const wantedKind = kind === 'deployments' ? 'Deployment' : 'StatefulSet';
+  async scale(target: string, params: ScaleParams, ctx?: ActionContext): Promise<ActionResult> {
+    checkScaleParams(params);
+    const workload = parseWorkloadTarget(target);
+    const label = `${workload.kind}/${workload.name}`;
+    const scalePath = `${this.workloadPath(workload)}/scale`;
+    const scale = await this.api.request<{ spec?: { replicas?: number } }>('GET', scalePath, {
+      signal: ctx?.signal,
+    });
+    const current = scale.spec?.replicas ?? 0;
+    const requested = params.to ?? current + (params.by ?? 0);
+    const to = Math.max(
+      params.min ?? 0,
+      Math.min(params.max ?? Number.POSITIVE_INFINITY, requested),
+    );
+
+    const hpa = await this.hpaFor(workload, ctx?.signal);
+    if (hpa) return this.moveHpaFloor(hpa, label, current, requested, to, ctx?.signal);
+    if (to === current)
+      return {
+        detail: { workload: label, via: 'scale', from: current, to, requested, changed: false },
+      };
+    await this.api.request('PATCH', scalePath, {
+      body: { spec: { replicas: to } },
+      contentType: MERGE_PATCH,
+      signal: ctx?.signal,
+    });
+    return {
+      detail: { workload: label, via: 'scale', from: current, to, requested, changed: true },
+    };
+  }
+
+  /**
+   * The autoscaler owns the replica count: setting it on the scale subresource would be
+   * undone at the HPA's next sync. Its floor is what Drover moves (the API requires at
+   * least 1), raising maxReplicas too when the floor would pass it; `to` is already within
+   * the rule's max.
+   */
+  private async moveHpaFloor(
+    hpa: HpaObject,
+    workload: string,
+    replicas: number,
+    requested: number,
+    to: number,
+    signal?: AbortSignal,
+  ): Promise<ActionResult> {
+    const fromMin = hpa.spec.minReplicas ?? 1;
+    const fromMax = hpa.spec.maxReplicas;
+    const minReplicas = Math.max(1, to);
+    const spec: { minReplicas: number; maxReplicas?: number } = { minReplicas };
+    if (minReplicas > fromMax) spec.maxReplicas = minReplicas;
+    const detail = {
+      workload,
+      via: 'hpa',
+      hpa: hpa.metadata.name,
+      replicas,
+      requested,
+      minReplicas: { from: fromMin, to: minReplicas },
+      maxReplicas: { from: fromMax, to: spec.maxReplicas ?? fromMax },
+      changed: minReplicas !== fromMin || spec.maxReplicas !== undefined,
+    };
+    if (!detail.changed) return { detail };
+    await this.api.request(
+      'PATCH',
+      `/apis/autoscaling/v2${this.ns(`horizontalpodautoscalers/${hpa.metadata.name}`)}`,
+      { body: { spec }, contentType: MERGE_PATCH, signal },
+    );
+    return { detail };
+  }
+
+  private async hpaFor(w: Workload, signal?: AbortSignal): Promise<HpaObject | undefined> {
+    const list = await this.api.request<{ items?: HpaObject[] }>(
+      'GET',
+      `/apis/autoscaling/v2${this.ns('horizontalpodautoscalers')}`,
+      { signal },
+    );
+    const kind = w.kind === 'deployment' ? 'Deployment' : 'StatefulSet';
     return list.items?.find(
-      (h) => h.spec.scaleTargetRef.kind === wantedKind && h.spec.scaleTargetRef.name === name,
+      (h) =>
+        h.spec.scaleTargetRef.kind === kind &&
+        h.spec.scaleTargetRef.name === w.name &&
+        (h.spec.scaleTargetRef.apiVersion ?? 'apps/v1').startsWith('apps/'),
     );
   }
 
+  /**
+   * The group a target belongs to. A pod (`pod/NAME`, or a bare name naming a pod) is
+   * traced through its controller owner (ReplicaSet → Deployment, or StatefulSet); a bare
+   * name that is no pod is a Deployment.
+   */
   async describe(target: string): Promise<GroupHealth> {
-    let workload: { kind: 'deployments' | 'statefulsets'; name: string };
-    if (target.startsWith('pod/') || !target.includes('/')) {
-      // A pod: its group is the workload owning it, found through its labels.
-      const pod = await this.call<{
-        metadata: {
-          labels?: Record<string, string>;
-          ownerReferences?: Array<{ kind: string; name: string }>;
-        };
-      }>(
+    const slash = target.indexOf('/');
+    const kind = slash < 0 ? '' : target.slice(0, slash).toLowerCase();
+    if (slash < 0 || POD_KINDS.has(kind)) {
+      const name = parsePodTarget(target);
+      const pod = await this.api
+        .request<PodObject>('GET', `/api/v1${this.ns(`pods/${name}`)}`)
+        .catch((err: unknown) => {
+          if (slash < 0 && err instanceof KubeApiError && err.status === 404) return undefined;
+          throw err;
+        });
+      if (pod) return this.describePodGroup(pod);
+    }
+    return this.describeWorkload(parseWorkloadTarget(target));
+  }
+
+  private async describePodGroup(pod: PodObject): Promise<GroupHealth> {
+    const owner = pod.metadata.ownerReferences?.find((o) => o.controller);
+    if (owner?.kind === 'StatefulSet')
+      return this.describeWorkload({ kind: 'statefulset', name: owner.name });
+    if (owner?.kind === 'ReplicaSet') {
+      const rs = await this.api.request<PodObject>(
         'GET',
-        `/api/v1/namespaces/${this.namespace}/pods/${encodeURIComponent(target.replace(/^pod\//, ''))}`,
-      ).catch((err: unknown) => {
-        if (err instanceof ApiError && err.status === 404 && !target.startsWith('pod/'))
-          return undefined;
-        throw err;
-      });
-      const app = pod?.metadata.labels?.app;
-      workload = pod && app ? { kind: 'deployments', name: app } : this.workload(target);
-    } else workload = this.workload(target);
-    const w = await this.call<{
-      spec: { replicas?: number; selector: { matchLabels?: Record<string, string> } };
-    }>(
+        `/apis/apps/v1${this.ns(`replicasets/${owner.name}`)}`,
+      );
+      const deployment = rs.metadata.ownerReferences?.find(
+        (o) => o.controller && o.kind === 'Deployment',
+      );
+      if (deployment) return this.describeWorkload({ kind: 'deployment', name: deployment.name });
+    }
+    const label = this.options.selectorLabel;
+    const value = label ? pod.metadata.labels?.[label] : undefined;
+    if (!label || value === undefined)
+      throw new Error(
+        `pod ${pod.metadata.name} is owned by no Deployment or StatefulSet${owner ? ` (its controller is ${owner.kind}/${owner.name})` : ''}${label ? ` and has no "${label}" label` : '; set selectorLabel to group such pods by a label'}`,
+      );
+    return this.describePods(`${label}=${value}`, `${label}=${value}`);
+  }
+
+  private async describeWorkload(w: Workload): Promise<GroupHealth> {
+    const object = await this.api.request<{ spec: { replicas?: number; selector: LabelSelector } }>(
       'GET',
-      `/apis/apps/v1/namespaces/${this.namespace}/${workload.kind}/${encodeURIComponent(workload.name)}`,
+      this.workloadPath(w),
     );
-    const selector = Object.entries(w.spec.selector.matchLabels ?? {})
-      .map(([k, v]) => `${k}=${v}`)
-      .join(',');
-    const pods = await this.call<{
-      items: Array<{
-        metadata: { name: string };
-        status?: { conditions?: Array<{ type: string; status: string }> };
-      }>;
-    }>(
+    return this.describePods(
+      labelSelectorString(object.spec.selector),
+      `${w.kind}/${w.name}`,
+      object.spec.replicas,
+    );
+  }
+
+  private async describePods(
+    selector: string,
+    group: string,
+    desired?: number,
+  ): Promise<GroupHealth> {
+    const pods = await this.api.request<{ items: PodObject[] }>(
       'GET',
-      `/api/v1/namespaces/${this.namespace}/pods?labelSelector=${encodeURIComponent(selector)}`,
+      `/api/v1${this.ns('pods')}?labelSelector=${encodeURIComponent(selector)}`,
     );
-    const members = pods.items.map((p) => ({
-      id: p.metadata.name,
-      healthy:
-        p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
-    }));
+    // Finished pods are no longer members; terminating ones are members that are not healthy.
+    const members = pods.items
+      .filter((p) => p.status?.phase !== 'Succeeded' && p.status?.phase !== 'Failed')
+      .map((p) => ({
+        id: p.metadata.name,
+        healthy:
+          !p.metadata.deletionTimestamp &&
+          (p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false),
+      }));
     return {
-      group: `${workload.kind}/${workload.name}`,
+      group,
       size: members.length,
       healthy: members.filter((m) => m.healthy).length,
-      desired: w.spec.replicas,
+      ...(desired !== undefined && { desired }),
       members,
     };
   }
 
   async notify(_n: Notification): Promise<ActionResult> {
     throw new Error(
-      `the kubernetes adapter ${this.name} cannot notify: configure a webhook or exec adapter for notify`,
+      `the kubernetes adapter "${this.name}" cannot notify: configure a webhook or exec adapter for notify`,
     );
   }
+}
+
+/**
+ * A 429 on eviction: a PodDisruptionBudget that would be violated (the API names it in
+ * the Status causes), or API priority and fairness throttling. Either way the cluster
+ * said "not now".
+ */
+function declined(err: KubeApiError): AdapterDeclined {
+  const causes = err.body.details?.causes ?? [];
+  const budget =
+    causes.some((c) => c.reason === 'DisruptionBudget') ||
+    /disruption budget/i.test(err.body.message ?? '');
+  const because = causes.map((c) => c.message).filter(Boolean);
+  return new AdapterDeclined(
+    `${err.body.message ?? 'eviction refused'}${because.length ? ` (${because.join('; ')})` : ''}`,
+    budget ? 'pod-disruption-budget' : 'api-throttled',
+  );
 }
 
 const factory: AdapterFactory = {

@@ -1,156 +1,469 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { AdapterDeclined } from '../../actions/index.ts';
-import { KubernetesAdapter } from '../../actions/adapters/kubernetes.ts';
-import { type FakeCluster, startK8sApi } from './fixtures/k8s-api-server.ts';
+import { type ActionContext, AdapterDeclined } from '../../actions/index.ts';
+import kubernetesFactory, { KubernetesAdapter } from '../../actions/adapters/kubernetes.ts';
+import { type FakeKubeApi, startKubeApi } from './fixtures/k8s-api-server.ts';
 
-const servers: Server[] = [];
-afterEach(() => {
-  for (const s of servers.splice(0)) s.close();
+const TOKEN = 'drover-sa-token';
+const ctx: ActionContext = { idempotencyKey: 'alert-1', rule: 'web-crashloop' };
+const running: FakeKubeApi[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((api) => api.close()));
 });
 
-function cluster(overrides: Partial<FakeCluster> = {}): FakeCluster {
-  return {
-    pods: [
-      { name: 'web-a', app: 'web', ready: true },
-      { name: 'web-b', app: 'web', ready: true },
-      { name: 'web-c', app: 'web', ready: true },
-    ],
-    deployments: { web: { replicas: 3 }, api: { replicas: 2 } },
-    statefulsets: { db: { replicas: 1 } },
-    hpas: [],
-    pdbs: {},
-    requests: [],
-    ...overrides,
-  };
-}
-
-/** The adapter reads a real kubeconfig file pointing at the local API server. */
-async function adapter(c: FakeCluster, options: Record<string, unknown> = {}) {
-  const { url, server } = await startK8sApi(c);
-  servers.push(server);
-  const kubeconfig = join(mkdtempSync(join(tmpdir(), 'drover-kube-')), 'config');
+/** A kubeconfig file as kubectl writes it: the local server, a token user, two contexts. */
+function kubeconfig(url: string, token = TOKEN, insecure = true): string {
+  const file = join(mkdtempSync(join(tmpdir(), 'drover-kube-')), 'config');
   writeFileSync(
-    kubeconfig,
+    file,
     `apiVersion: v1
 kind: Config
-clusters: [{ name: local, cluster: { server: "${url}", insecure-skip-tls-verify: true } }]
-users: [{ name: drover, user: { token: t0ken } }]
-contexts: [{ name: local, context: { cluster: local, user: drover, namespace: default } }]
+clusters:
+  - name: local
+    cluster: { server: "${url}", insecure-skip-tls-verify: ${insecure} }
+users:
+  - name: drover
+    user: { token: ${token} }
+contexts:
+  - name: local
+    context: { cluster: local, user: drover, namespace: default }
+  - name: staging
+    context: { cluster: local, user: drover, namespace: staging }
 current-context: local
 `,
   );
-  return new KubernetesAdapter('k8s', { kubeconfig, ...options });
+  return file;
 }
 
-describe('kubernetes adapter against a local API server', () => {
-  it('kill-and-replace posts a policy/v1 Eviction with the kubeconfig credentials', async () => {
-    const c = cluster();
-    const k8s = await adapter(c);
-    const result = await k8s.killAndReplace('web-a');
-    expect(result.detail).toEqual({ pod: 'web-a', namespace: 'default', via: 'eviction' });
-    expect(c.requests[0]).toMatchObject({
-      method: 'POST',
-      path: '/api/v1/namespaces/default/pods/web-a/eviction',
-      contentType: 'application/json',
-      body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name: 'web-a' } },
-    });
-    expect(c.requests[0]!.authorization).toBe('Bearer t0ken');
-    expect(c.pods.map((p) => p.name)).not.toContain('web-a');
+/** web: a Deployment of 3, db: a StatefulSet of 2, the adapter reading a real kubeconfig file. */
+async function cluster(options: Record<string, unknown> = {}) {
+  const api = await startKubeApi({ token: TOKEN });
+  running.push(api);
+  api.addDeployment('web', 3);
+  api.addStatefulSet('db', 2);
+  const k8s = new KubernetesAdapter('k8s', { kubeconfig: kubeconfig(api.url), ...options });
+  return { api, k8s };
+}
+
+const calls = (api: FakeKubeApi) => api.requests.map((r) => `${r.method} ${r.path}`);
+
+describe('kubernetes adapter: kill-and-replace', () => {
+  it('posts a policy/v1 Eviction with the kubeconfig credentials; the ReplicaSet replaces the pod', async () => {
+    const { api, k8s } = await cluster({ gracePeriodSeconds: 20 });
+    const [victim, ...others] = api.podNames('web-');
+    const result = await k8s.killAndReplace(`pod/${victim}`, ctx);
+    expect(result.detail).toEqual({ pod: victim, namespace: 'default', via: 'eviction' });
+    expect(api.requests).toEqual([
+      {
+        method: 'POST',
+        path: `/api/v1/namespaces/default/pods/${victim}/eviction`,
+        query: {},
+        contentType: 'application/json',
+        authorization: `Bearer ${TOKEN}`,
+        body: {
+          apiVersion: 'policy/v1',
+          kind: 'Eviction',
+          metadata: { name: victim, namespace: 'default' },
+          deleteOptions: { gracePeriodSeconds: 20 },
+        },
+      },
+    ]);
+    const now = api.podNames('web-');
+    expect(now).not.toContain(victim);
+    expect(now).toEqual(expect.arrayContaining(others));
+    expect(now).toHaveLength(3);
   });
 
-  it('a PodDisruptionBudget 429 is a suppression (AdapterDeclined), not a failure, and nothing is deleted', async () => {
-    const c = cluster({ pdbs: { web: 3 } });
-    const k8s = await adapter(c, { evictionFallback: 'delete' });
-    const err = await k8s.killAndReplace('pod/web-b').catch((e: unknown) => e);
+  it('a PodDisruptionBudget 429 is a suppression (AdapterDeclined), and never falls back to delete', async () => {
+    const { api, k8s } = await cluster({ evictionFallback: 'delete' });
+    api.addPdb('web-pdb', { matchLabels: { app: 'web' } }, { minAvailable: 3 });
+    const victim = api.podNames('web-')[1]!;
+    const err = await k8s.killAndReplace(victim, ctx).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(AdapterDeclined);
     expect((err as AdapterDeclined).reason).toBe('pod-disruption-budget');
-    expect(c.pods).toHaveLength(3);
-    expect(c.requests.map((r) => r.method)).toEqual(['POST']);
-  });
-
-  it('falls back to DELETE only where the eviction subresource is missing, and only when configured', async () => {
-    const c = cluster({ evictionUnsupported: true });
-    const strict = await adapter(c);
-    await expect(strict.killAndReplace('web-a')).rejects.toThrow(/no eviction subresource/);
-    const lenient = await adapter(c, { evictionFallback: 'delete', gracePeriodSeconds: 10 });
-    expect((await lenient.killAndReplace('web-a')).detail).toMatchObject({ via: 'delete' });
-    expect(c.requests.at(-1)).toMatchObject({
-      method: 'DELETE',
-      path: '/api/v1/namespaces/default/pods/web-a?gracePeriodSeconds=10',
-    });
-    await expect(lenient.killAndReplace('no-such-pod')).rejects.toThrow(
-      /pods "no-such-pod" not found/,
+    expect((err as Error).message).toBe(
+      "Cannot evict pod as it would violate the pod's disruption budget. (The disruption budget web-pdb needs 3 healthy pods and has 3 currently)",
     );
+    expect(calls(api)).toEqual([`POST /api/v1/namespaces/default/pods/${victim}/eviction`]);
+    expect(api.podNames('web-')).toContain(victim);
   });
 
-  it('scales through the scale subresource with a merge patch, within min and max', async () => {
-    const c = cluster();
-    const k8s = await adapter(c);
-    expect((await k8s.scale('deployment/web', { by: 5, max: 6 })).detail).toEqual({
-      workload: 'deployments/web',
+  it('a budget allowing one disruption: the first eviction passes, the next waits for the replacement to be Ready', async () => {
+    const { api, k8s } = await cluster();
+    api.addPdb('web-pdb', { matchLabels: { app: 'web' } }, { maxUnavailable: 1 });
+    api.replacementsReady = false;
+    const before = api.podNames('web-');
+    const [first, second] = before;
+    await k8s.killAndReplace(first!, ctx);
+    const [replacement] = api.podNames('web-').filter((n) => !before.includes(n));
+    expect(api.pod(replacement!)!.status.conditions).toContainEqual({
+      type: 'Ready',
+      status: 'False',
+    });
+    await expect(k8s.killAndReplace(second!, ctx)).rejects.toBeInstanceOf(AdapterDeclined);
+    // The replacement that is not Ready yet may itself go: the budget is met without it.
+    await expect(k8s.killAndReplace(replacement!, ctx)).resolves.toMatchObject({
+      detail: { via: 'eviction' },
+    });
+  });
+
+  it('API throttling (429 without a disruption budget) is also a suppression', async () => {
+    const { api, k8s } = await cluster();
+    api.faults.push({
+      method: 'POST',
+      path: /\/eviction$/,
+      code: 429,
+      reason: 'TooManyRequests',
+      message: 'Too many requests, please try again later.',
+    });
+    const err = await k8s.killAndReplace(api.podNames('web-')[0]!, ctx).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AdapterDeclined);
+    expect((err as AdapterDeclined).reason).toBe('api-throttled');
+  });
+
+  it.each(['not-found', 'method-not-allowed'] as const)(
+    'falls back to DELETE (uid precondition, grace period) where the eviction subresource is missing (%s)',
+    async (mode) => {
+      const { api, k8s } = await cluster({ evictionFallback: 'delete', gracePeriodSeconds: 5 });
+      api.eviction = mode;
+      const victim = api.podNames('web-')[0]!;
+      const uid = api.pod(victim)!.metadata.uid;
+      const result = await k8s.killAndReplace(victim, ctx);
+      expect(result.detail).toEqual({ pod: victim, namespace: 'default', via: 'delete', uid });
+      expect(calls(api)).toEqual([
+        `POST /api/v1/namespaces/default/pods/${victim}/eviction`,
+        `GET /api/v1/namespaces/default/pods/${victim}`,
+        `DELETE /api/v1/namespaces/default/pods/${victim}`,
+      ]);
+      expect(api.requests[2]!.body).toEqual({
+        apiVersion: 'v1',
+        kind: 'DeleteOptions',
+        preconditions: { uid },
+        gracePeriodSeconds: 5,
+      });
+      expect(api.podNames('web-')).not.toContain(victim);
+      expect(api.podNames('web-')).toHaveLength(3);
+    },
+  );
+
+  it('without evictionFallback: delete, a missing eviction subresource is a failure and the pod stays', async () => {
+    const { api, k8s } = await cluster();
+    api.eviction = 'not-found';
+    const victim = api.podNames('web-')[0]!;
+    await expect(k8s.killAndReplace(victim, ctx)).rejects.toThrow(
+      `the API server has no eviction subresource for pods and evictionFallback is not "delete": pod ${victim} left running`,
+    );
+    expect(api.requests.map((r) => r.method)).not.toContain('DELETE');
+    expect(api.podNames('web-')).toContain(victim);
+  });
+
+  it('a pod that does not exist is a failure, not a reason to delete', async () => {
+    const { api, k8s } = await cluster({ evictionFallback: 'delete' });
+    await expect(k8s.killAndReplace('web-gone', ctx)).rejects.toThrow(
+      'Kubernetes API GET /api/v1/namespaces/default/pods/web-gone: 404 NotFound: pods "web-gone" not found',
+    );
+    expect(api.requests.map((r) => r.method)).toEqual(['POST', 'GET']);
+  });
+
+  it('a StatefulSet pod is evicted and recreated under the same name', async () => {
+    const { api, k8s } = await cluster();
+    const uid = api.pod('db-1')!.metadata.uid;
+    await k8s.killAndReplace('pod/db-1', ctx);
+    expect(api.pod('db-1')!.metadata.uid).not.toBe(uid);
+  });
+
+  it('targets that are not pods, or not names, are refused before any request', async () => {
+    const { api, k8s } = await cluster();
+    await expect(k8s.killAndReplace('deployment/web', ctx)).rejects.toThrow(
+      'kill-and-replace acts on pods: "deployment/web" is not pod/NAME or a pod name',
+    );
+    await expect(k8s.killAndReplace('{{ host.name }}', ctx)).rejects.toThrow(
+      'is not a valid Kubernetes object name',
+    );
+    expect(api.requests).toEqual([]);
+  });
+});
+
+describe('kubernetes adapter: scale', () => {
+  it('PATCHes the scale subresource with a merge patch, clamped to max', async () => {
+    const { api, k8s } = await cluster();
+    const result = await k8s.scale('deployment/web', { by: 5, max: 6 }, ctx);
+    expect(result.detail).toEqual({
+      workload: 'deployment/web',
       via: 'scale',
       from: 3,
       to: 6,
       requested: 8,
+      changed: true,
     });
-    expect(c.deployments.web!.replicas).toBe(6);
-    const patch = c.requests.find((r) => r.method === 'PATCH')!;
+    const patch = api.requests.find((r) => r.method === 'PATCH')!;
     expect(patch).toMatchObject({
       path: '/apis/apps/v1/namespaces/default/deployments/web/scale',
       contentType: 'application/merge-patch+json',
       body: { spec: { replicas: 6 } },
     });
-    await k8s.scale('statefulset/db', { to: 0, min: 1 });
-    expect(c.statefulsets.db!.replicas).toBe(1);
+    expect(api.podNames('web-')).toHaveLength(6);
+    expect(await k8s.describe('deployment/web')).toMatchObject({ size: 6, desired: 6 });
   });
 
-  it('raises an HPA floor instead of fighting the autoscaler, leaving the scale subresource alone', async () => {
-    const c = cluster({
-      hpas: [
-        {
-          name: 'web-hpa',
-          target: { kind: 'Deployment', name: 'web' },
-          minReplicas: 2,
-          maxReplicas: 5,
-        },
-      ],
+  it('to and by are clamped to min; a StatefulSet scales the same way', async () => {
+    const { api, k8s } = await cluster();
+    expect((await k8s.scale('statefulset/db', { to: 0, min: 1 }, ctx)).detail).toMatchObject({
+      workload: 'statefulset/db',
+      from: 2,
+      to: 1,
     });
-    const k8s = await adapter(c);
-    const result = await k8s.scale('web', { by: 4 });
-    expect(result.detail).toMatchObject({
+    expect(api.podNames('db-')).toEqual(['db-0']);
+    expect((await k8s.scale('web', { by: -5, min: 2 }, ctx)).detail).toMatchObject({ to: 2 });
+    expect((await k8s.scale('web', { by: -5 }, ctx)).detail).toMatchObject({ to: 0 });
+  });
+
+  it('no PATCH when the workload is already at the target', async () => {
+    const { api, k8s } = await cluster();
+    expect((await k8s.scale('web', { to: 5, max: 3 }, ctx)).detail).toMatchObject({
+      from: 3,
+      to: 3,
+      changed: false,
+    });
+    expect(api.requests.map((r) => r.method)).not.toContain('PATCH');
+  });
+
+  it('with an HPA on the workload, raises its minReplicas and leaves the scale subresource alone', async () => {
+    const { api, k8s } = await cluster();
+    const hpa = api.addHpa('web-hpa', { kind: 'Deployment', name: 'web' }, 2, 10);
+    const result = await k8s.scale('web', { by: 2 }, ctx);
+    expect(result.detail).toEqual({
+      workload: 'deployment/web',
       via: 'hpa',
       hpa: 'web-hpa',
-      minReplicas: { from: 2, to: 7 },
+      replicas: 3,
+      requested: 5,
+      minReplicas: { from: 2, to: 5 },
+      maxReplicas: { from: 10, to: 10 },
+      changed: true,
     });
-    expect(c.hpas[0]).toMatchObject({ minReplicas: 7, maxReplicas: 7 });
-    expect(c.requests.filter((r) => r.method === 'PATCH').map((r) => r.path)).toEqual([
-      '/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web-hpa',
+    const patches = api.requests.filter((r) => r.method === 'PATCH');
+    expect(patches).toEqual([
+      expect.objectContaining({
+        path: '/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web-hpa',
+        contentType: 'application/merge-patch+json',
+        body: { spec: { minReplicas: 5 } },
+      }),
     ]);
-    expect(c.deployments.web!.replicas).toBe(3);
+    expect(hpa.spec).toMatchObject({ minReplicas: 5, maxReplicas: 10 });
+    expect(api.deployments[0]!.spec.replicas).toBe(3);
   });
 
-  it('describes a workload from its pods Ready conditions, also when given a pod', async () => {
-    const c = cluster();
-    c.pods[1]!.ready = false;
-    const k8s = await adapter(c);
-    expect(await k8s.describe('deployment/web')).toMatchObject({
-      group: 'deployments/web',
-      size: 3,
-      healthy: 2,
-      desired: 3,
+  it('raises the HPA maxReplicas too when the new floor passes it, within the rule max', async () => {
+    const { api, k8s } = await cluster();
+    const hpa = api.addHpa('web-hpa', { kind: 'Deployment', name: 'web' }, 2, 5);
+    expect((await k8s.scale('web', { by: 10, max: 8 }, ctx)).detail).toMatchObject({
+      minReplicas: { from: 2, to: 8 },
+      maxReplicas: { from: 5, to: 8 },
     });
-    expect(await k8s.describe('web-a')).toMatchObject({ group: 'deployments/web', healthy: 2 });
+    expect(hpa.spec).toMatchObject({ minReplicas: 8, maxReplicas: 8 });
+    // A scale-down lowers the floor again, never below the API's minimum of 1.
+    expect((await k8s.scale('web', { to: 0 }, ctx)).detail).toMatchObject({
+      minReplicas: { from: 8, to: 1 },
+    });
+    expect(hpa.spec.minReplicas).toBe(1);
   });
 
-  it('API errors surface with the API message', async () => {
-    const k8s = await adapter(cluster({ forbidden: true }));
-    await expect(k8s.scale('web', { by: 1 })).rejects.toThrow(/403 Forbidden: .*cannot GET/);
-    await expect((await adapter(cluster())).scale('deployment/nope', { by: 1 })).rejects.toThrow(
-      /404 NotFound: deployments.apps "nope" not found/,
+  it('an HPA on another workload is not touched', async () => {
+    const { api, k8s } = await cluster();
+    api.addHpa('db-hpa', { kind: 'Deployment', name: 'db' }, 1, 4);
+    expect((await k8s.scale('web', { by: 1 }, ctx)).detail).toMatchObject({ via: 'scale', to: 4 });
+  });
+
+  it('rejects scale parameters that make no sense, before any request', async () => {
+    const { api, k8s } = await cluster();
+    await expect(k8s.scale('web', {}, ctx)).rejects.toThrow(/needs params.to .* or params.by/);
+    await expect(k8s.scale('web', { by: 1.5 }, ctx)).rejects.toThrow(
+      'params.by must be a whole number',
     );
+    await expect(k8s.scale('web', { to: 3, min: 5, max: 2 }, ctx)).rejects.toThrow(
+      'params.min (5) is above params.max (2)',
+    );
+    await expect(k8s.scale('daemonset/agent', { to: 1 }, ctx)).rejects.toThrow(
+      'is not deployment/NAME or statefulset/NAME',
+    );
+    expect(api.requests).toEqual([]);
+  });
+});
+
+describe('kubernetes adapter: describe', () => {
+  it('counts a workload’s pods and their Ready conditions through its selector', async () => {
+    const { api, k8s } = await cluster();
+    const [a, b, c] = api.podNames('web-');
+    api.setReady(b!, false);
+    api.pod(c!)!.metadata.deletionTimestamp = new Date().toISOString();
+    const health = await k8s.describe('deployment/web');
+    expect(health).toEqual({
+      group: 'deployment/web',
+      size: 3,
+      healthy: 1,
+      desired: 3,
+      members: [
+        { id: a, healthy: true },
+        { id: b, healthy: false },
+        { id: c, healthy: false },
+      ],
+    });
+    expect(api.requests.at(-1)).toMatchObject({
+      path: '/api/v1/namespaces/default/pods',
+      query: { labelSelector: 'app=web' },
+    });
+  });
+
+  it('finds a pod’s group through its owners: ReplicaSet → Deployment, or StatefulSet', async () => {
+    const { api, k8s } = await cluster();
+    const pod = api.podNames('web-')[0]!;
+    expect(await k8s.describe(pod)).toMatchObject({ group: 'deployment/web', size: 3, healthy: 3 });
+    expect(calls(api).slice(0, 3)).toEqual([
+      `GET /api/v1/namespaces/default/pods/${pod}`,
+      'GET /apis/apps/v1/namespaces/default/replicasets/web-7d9f8b6c5d',
+      'GET /apis/apps/v1/namespaces/default/deployments/web',
+    ]);
+    expect(await k8s.describe('pod/db-0')).toMatchObject({ group: 'statefulset/db', size: 2 });
+    // A bare name that is no pod is a Deployment.
+    expect(await k8s.describe('web')).toMatchObject({ group: 'deployment/web' });
+  });
+
+  it('a selector with matchExpressions is sent as set-based requirements', async () => {
+    const { api, k8s } = await cluster();
+    api.addDeployment('api', 2, {
+      labels: { app: 'api', tier: 'backend' },
+      selector: {
+        matchLabels: { app: 'api' },
+        matchExpressions: [{ key: 'tier', operator: 'In', values: ['backend', 'edge'] }],
+      },
+    });
+    expect(await k8s.describe('deployment/api')).toMatchObject({ size: 2, healthy: 2 });
+    expect(api.requests.at(-1)!.query.labelSelector).toBe('app=api,tier in (backend,edge)');
+  });
+
+  it('pods without a workload owner are grouped by selectorLabel, or refused without it', async () => {
+    const { api, k8s } = await cluster({ selectorLabel: 'app' });
+    api.addBarePod('batch-1', { app: 'batch' });
+    api.addBarePod('batch-2', { app: 'batch' }, false);
+    expect(await k8s.describe('batch-1')).toMatchObject({
+      group: 'app=batch',
+      size: 2,
+      healthy: 1,
+    });
+    const strict = new KubernetesAdapter('k8s', { kubeconfig: kubeconfig(api.url) });
+    await expect(strict.describe('batch-1')).rejects.toThrow(
+      'pod batch-1 is owned by no Deployment or StatefulSet; set selectorLabel to group such pods by a label',
+    );
+  });
+});
+
+describe('kubernetes adapter: API errors and configuration', () => {
+  it('a 403 from RBAC is a failure carrying the API message', async () => {
+    const { api, k8s } = await cluster({ evictionFallback: 'delete' });
+    api.denied.push({ verb: 'create', resource: 'pods/eviction' });
+    const victim = api.podNames('web-')[0]!;
+    const err = await k8s.killAndReplace(victim, ctx).catch((e: unknown) => e);
+    expect(err).not.toBeInstanceOf(AdapterDeclined);
+    expect((err as Error).message).toBe(
+      `Kubernetes API POST /api/v1/namespaces/default/pods/${victim}/eviction: 403 Forbidden: pods "${victim}" is forbidden: User "system:serviceaccount:drover:drover" cannot create resource "pods/eviction" in API group "" in the namespace "default"`,
+    );
+    expect(api.requests).toHaveLength(1);
+  });
+
+  it('a 500 is a failure carrying the API message', async () => {
+    const { api, k8s } = await cluster();
+    api.faults.push({
+      method: 'PATCH',
+      path: /\/scale$/,
+      code: 500,
+      reason: 'InternalError',
+      message: 'Internal error occurred: etcdserver: request timed out',
+    });
+    await expect(k8s.scale('web', { by: 1 }, ctx)).rejects.toThrow(
+      '500 InternalError: Internal error occurred: etcdserver: request timed out',
+    );
+    expect(api.deployments[0]!.spec.replicas).toBe(3);
+  });
+
+  it('two budgets over one pod: the API refuses with 500, a failure and not a suppression', async () => {
+    const { api, k8s } = await cluster();
+    api.addPdb('a', { matchLabels: { app: 'web' } }, { minAvailable: 1 });
+    api.addPdb('b', { matchLabels: { app: 'web' } }, { maxUnavailable: 1 });
+    const err = await k8s.killAndReplace(api.podNames('web-')[0]!, ctx).catch((e: unknown) => e);
+    expect(err).not.toBeInstanceOf(AdapterDeclined);
+    expect((err as Error).message).toMatch(
+      /500 InternalError: This pod has more than one PodDisruptionBudget/,
+    );
+  });
+
+  it('a wrong token is a 401 failure; unknown workloads are 404s', async () => {
+    const { api, k8s } = await cluster();
+    const intruder = new KubernetesAdapter('k8s', { kubeconfig: kubeconfig(api.url, 'stolen') });
+    await expect(intruder.describe('deployment/web')).rejects.toThrow(
+      '401 Unauthorized: Unauthorized',
+    );
+    await expect(k8s.scale('deployment/nope', { by: 1 }, ctx)).rejects.toThrow(
+      '404 NotFound: deployments.apps "nope" not found',
+    );
+  });
+
+  it('an unreachable API server is a failure naming the request', async () => {
+    const { api } = await cluster();
+    await api.close();
+    const k8s = new KubernetesAdapter('k8s', { kubeconfig: kubeconfig(api.url) });
+    await expect(k8s.describe('deployment/web')).rejects.toThrow(
+      /Kubernetes API GET \/apis\/apps\/v1\/namespaces\/default\/deployments\/web: .*ECONNREFUSED/,
+    );
+  });
+
+  it('context picks the namespace; namespace overrides it; server + token work without a kubeconfig', async () => {
+    const api = await startKubeApi({ token: TOKEN });
+    running.push(api);
+    api.addDeployment('web', 2, { namespace: 'staging' });
+    const file = kubeconfig(api.url);
+    const staging = new KubernetesAdapter('k8s', { kubeconfig: file, context: 'staging' });
+    expect(staging.namespace).toBe('staging');
+    expect(await staging.describe('deployment/web')).toMatchObject({ size: 2 });
+    const explicit = new KubernetesAdapter('k8s', { kubeconfig: file, namespace: 'staging' });
+    await explicit.scale('web', { to: 4 }, ctx);
+    expect(api.podNames('web-')).toHaveLength(4);
+    const direct = kubernetesFactory.create('k8s', {
+      server: api.url,
+      token: TOKEN,
+      namespace: 'staging',
+    }) as KubernetesAdapter;
+    expect(await direct.describe('web')).toMatchObject({ size: 4, desired: 4 });
+  });
+
+  it('the factory is the default export and refuses bad options with a clear error', () => {
+    expect(kubernetesFactory.type).toBe('kubernetes');
+    expect(() =>
+      kubernetesFactory.create('k8s', { server: 'http://127.0.0.1:1', evictionFalback: 'delete' }),
+    ).toThrow('kubernetes adapter "k8s": unknown option "evictionFalback"');
+    expect(() =>
+      kubernetesFactory.create('k8s', { server: 'http://127.0.0.1:1', evictionFallback: 'force' }),
+    ).toThrow('evictionFallback must be "delete" or "none"');
+    expect(() =>
+      kubernetesFactory.create('k8s', { server: 'http://127.0.0.1:1', gracePeriodSeconds: -1 }),
+    ).toThrow('gracePeriodSeconds must be a whole number');
+    expect(() =>
+      kubernetesFactory.create('k8s', {
+        kubeconfig: kubeconfig('http://127.0.0.1:1'),
+        context: 'prod',
+      }),
+    ).toThrow('no context "prod" in the kubeconfig (has: local, staging)');
+    expect(() =>
+      kubernetesFactory.create('k8s', {
+        kubeconfig: kubeconfig('http://127.0.0.1:1', TOKEN, false),
+      }),
+    ).toThrow(
+      'cluster "local" is plain HTTP (http://127.0.0.1:1); set insecure-skip-tls-verify: true',
+    );
+    expect(() =>
+      kubernetesFactory.create('k8s', { server: 'http://10.0.0.1:8080', token: TOKEN }),
+    ).toThrow('plain HTTP is only allowed to a loopback address');
   });
 });
