@@ -1,26 +1,80 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { cacheDir, freePort, run, startProcess, stopProcess, waitFor } from './common.ts';
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { freePort, run, startProcess, stopProcess, waitFor } from './common.ts';
 
-/** moto's AWS server, from PyPI into a virtualenv outside the repository. */
-export async function startMoto(): Promise<{ url: string; stop(): Promise<void> }> {
-  const home = cacheDir('moto');
-  const venv = join(home, 'venv');
-  const server = join(venv, 'bin', 'moto_server');
-  if (!existsSync(server)) {
-    run('python3', ['-m', 'venv', venv], home);
-    run(join(venv, 'bin', 'pip'), ['install', '-q', 'moto[server]'], home);
+/**
+ * moto's AWS server, installed from PyPI into a virtualenv outside the repository
+ * (`${XDG_CACHE_HOME:-~/.cache}/drover/moto-venv`) once, then reused by every run.
+ */
+const REQUIREMENT = 'moto[server]>=5,<6';
+
+function venvDir(): string {
+  return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'drover', 'moto-venv');
+}
+
+/**
+ * Several test runs start at once on a shared machine (every vitest invocation runs the
+ * global setup): one installs while the others wait, so pip never writes a venv twice.
+ */
+async function withInstallLock<T>(lock: string, work: () => T): Promise<T> {
+  const staleMs = 15 * 60_000;
+  const began = Date.now();
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // An installer that died leaves its lock behind; after the longest install, take it over.
+      if (Date.now() - statSync(lock, { throwIfNoEntry: false })!.mtimeMs > staleMs)
+        rmSync(lock, { recursive: true, force: true });
+      if (Date.now() - began > staleMs) throw new Error(`${lock} held for over 15 minutes`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
   }
+  try {
+    return work();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
+}
+
+/** Creates the venv and installs moto unless a previous install completed (its marker exists). */
+export async function ensureMoto(): Promise<string> {
+  const venv = venvDir();
+  const server = join(venv, 'bin', 'moto_server');
+  const marker = join(venv, '.drover-installed');
+  if (existsSync(marker)) return server;
+  mkdirSync(dirname(venv), { recursive: true });
+  await withInstallLock(`${venv}.lock`, () => {
+    if (existsSync(marker)) return;
+    run('python3', ['-m', 'venv', venv], dirname(venv));
+    run(
+      join(venv, 'bin', 'python'),
+      ['-m', 'pip', 'install', '-q', '--disable-pip-version-check', REQUIREMENT],
+      dirname(venv),
+    );
+    if (!existsSync(server)) throw new Error(`pip installed moto but ${server} is missing`);
+    writeFileSync(marker, `${REQUIREMENT}\n`);
+  });
+  return server;
+}
+
+export async function startMoto(): Promise<{ url: string; stop(): Promise<void> }> {
+  const server = await ensureMoto();
   const port = await freePort();
+  const logDir = dirname(venvDir());
   const child = startProcess(server, ['-H', '127.0.0.1', '-p', String(port)], {
-    cwd: home,
-    logFile: join(home, 'moto.log'),
+    cwd: logDir,
+    logFile: join(logDir, 'moto.log'),
   });
   const url = `http://127.0.0.1:${port}`;
   try {
+    // moto's own API answers once the server is up; any AWS call would too.
     await waitFor(
       `moto on ${url}`,
-      async () => (await fetch(`${url}/moto-api/`)).status < 500,
+      async () => (await fetch(`${url}/moto-api/`)).ok,
       60_000,
       child,
     );
