@@ -1,10 +1,13 @@
 import {
+  type AutoScalingGroup,
   AutoScalingClient,
   DescribeAutoScalingGroupsCommand,
+  DescribeAutoScalingInstancesCommand,
   SetDesiredCapacityCommand,
   TerminateInstanceInAutoScalingGroupCommand,
 } from '@aws-sdk/client-auto-scaling';
 import {
+  type ActionContext,
   type ActionResult,
   type Adapter,
   AdapterDeclined,
@@ -19,20 +22,72 @@ import {
  * ShouldDecrementDesiredCapacity=false, so the group launches a replacement; scale sets
  * the desired capacity within the group's own MinSize/MaxSize and the rule's bounds.
  * AWS saying "not now" (a scaling activity in progress, contention) is a suppression.
+ * Credentials come from the options or the SDK's default chain (env, profile, IMDS).
  */
 export interface AwsAsgOptions {
   region?: string;
+  /** Another endpoint than AWS's own (moto, LocalStack, a VPC endpoint). */
   endpoint?: string;
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /** Pass HonorCooldown to SetDesiredCapacity: AWS refuses while the group's cooldown runs. Default false. */
   honorCooldown?: boolean;
 }
 
-const DECLINED = new Set([
-  'ScalingActivityInProgress',
-  'ScalingActivityInProgressFault',
-  'ResourceContention',
-  'ResourceContentionFault',
-]);
+/** AWS's "not now" errors, by SDK exception name and by wire code. */
+const DECLINED: Record<string, string> = {
+  ScalingActivityInProgressFault: 'scaling-activity-in-progress',
+  ScalingActivityInProgress: 'scaling-activity-in-progress',
+  ResourceContentionFault: 'resource-contention',
+  ResourceContention: 'resource-contention',
+};
+
+const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
+/** Auto Scaling group names: 1-255 characters, no colon (that would be an ARN). */
+const GROUP_NAME = /^[^:\s]{1,255}$/;
+const OPTION_NAMES = new Set(['region', 'endpoint', 'credentials', 'honorCooldown']);
+
+/** Checks the configured options, so a typo fails at start-up and not at the first incident. */
+export function validateAwsAsgOptions(name: string, raw: Record<string, unknown>): void {
+  const where = `aws-asg adapter "${name}"`;
+  for (const key of Object.keys(raw))
+    if (!OPTION_NAMES.has(key))
+      throw new Error(`${where}: unknown option "${key}" (known: ${[...OPTION_NAMES].join(', ')})`);
+  if (
+    raw.region !== undefined &&
+    (typeof raw.region !== 'string' || !/^[a-z0-9-]+$/.test(raw.region))
+  )
+    throw new Error(`${where}: region must be a region name such as us-east-1`);
+  if (raw.endpoint !== undefined) {
+    if (typeof raw.endpoint !== 'string' || !URL.canParse(raw.endpoint))
+      throw new Error(`${where}: endpoint must be a URL`);
+  }
+  const c = raw.credentials as Record<string, unknown> | undefined;
+  if (
+    c !== undefined &&
+    (c === null ||
+      typeof c !== 'object' ||
+      typeof c.accessKeyId !== 'string' ||
+      typeof c.secretAccessKey !== 'string' ||
+      (c.sessionToken !== undefined && typeof c.sessionToken !== 'string'))
+  )
+    throw new Error(
+      `${where}: credentials must be { accessKeyId, secretAccessKey, sessionToken? } strings`,
+    );
+  if (raw.honorCooldown !== undefined && typeof raw.honorCooldown !== 'boolean')
+    throw new Error(`${where}: honorCooldown must be true or false`);
+}
+
+function checkScaleParams(params: ScaleParams): void {
+  if (params.to === undefined && params.by === undefined)
+    throw new Error('scale needs params.to (capacity) or params.by (a change)');
+  for (const key of ['to', 'by', 'min', 'max'] as const)
+    if (params[key] !== undefined && !Number.isInteger(params[key]))
+      throw new Error(`scale: params.${key} must be a whole number`);
+  if (params.to !== undefined && params.to < 0)
+    throw new Error('scale: params.to must be 0 or more');
+  if (params.min !== undefined && params.max !== undefined && params.min > params.max)
+    throw new Error(`scale: params.min (${params.min}) is above params.max (${params.max})`);
+}
 
 export class AwsAsgAdapter implements Adapter {
   readonly type = 'aws-asg';
@@ -40,8 +95,9 @@ export class AwsAsgAdapter implements Adapter {
 
   constructor(
     readonly name: string,
-    private readonly options: AwsAsgOptions,
+    private readonly options: AwsAsgOptions = {},
   ) {
+    validateAwsAsgOptions(name, options as Record<string, unknown>);
     this.client = new AutoScalingClient({
       region: options.region ?? process.env.AWS_REGION ?? 'us-east-1',
       ...(options.endpoint && { endpoint: options.endpoint }),
@@ -49,38 +105,66 @@ export class AwsAsgAdapter implements Adapter {
     });
   }
 
-  /** Runs an AWS call, turning AWS's "not now" into a suppression. */
-  private async call<T>(request: () => Promise<T>): Promise<T> {
+  /** Runs one AWS call: "not now" becomes a suppression, anything else a failure naming the call. */
+  private async call<T>(what: string, request: () => Promise<T>): Promise<T> {
     try {
       return await request();
     } catch (err) {
-      const name = (err as { name?: string }).name ?? '';
-      if (DECLINED.has(name)) throw new AdapterDeclined((err as Error).message, name);
-      throw err;
+      const e = err as { name?: string; Code?: string; message?: string };
+      const code = e.name && e.name !== 'Error' ? e.name : (e.Code ?? 'Error');
+      const reason = DECLINED[code] ?? (e.Code ? DECLINED[e.Code] : undefined);
+      if (reason) throw new AdapterDeclined(`${what}: ${e.message}`, reason);
+      throw new Error(`aws-asg adapter "${this.name}": ${what}: ${code}: ${e.message}`, {
+        cause: err,
+      });
     }
   }
 
-  private async group(name: string) {
-    const out = await this.call(() =>
-      this.client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] })),
+  private async group(name: string, signal?: AbortSignal): Promise<AutoScalingGroup> {
+    if (!GROUP_NAME.test(name)) throw new Error(`"${name}" is not an Auto Scaling group name`);
+    const out = await this.call(`DescribeAutoScalingGroups ${name}`, () =>
+      this.client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }), {
+        abortSignal: signal,
+      }),
     );
     const group = out.AutoScalingGroups?.[0];
-    if (!group) throw new Error(`no auto scaling group "${name}"`);
+    if (!group) throw new Error(`aws-asg adapter "${this.name}": no Auto Scaling group "${name}"`);
     return group;
   }
 
-  async killAndReplace(target: string): Promise<ActionResult> {
-    const out = await this.call(() =>
+  /** The group an instance belongs to. */
+  private async groupOf(instanceId: string, signal?: AbortSignal): Promise<string> {
+    if (!INSTANCE_ID.test(instanceId))
+      throw new Error(`"${instanceId}" is not an EC2 instance id (i-0123456789abcdef0)`);
+    const out = await this.call(`DescribeAutoScalingInstances ${instanceId}`, () =>
+      this.client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [instanceId] }), {
+        abortSignal: signal,
+      }),
+    );
+    const group = out.AutoScalingInstances?.[0]?.AutoScalingGroupName;
+    if (!group)
+      throw new Error(
+        `aws-asg adapter "${this.name}": instance ${instanceId} is in no Auto Scaling group`,
+      );
+    return group;
+  }
+
+  async killAndReplace(target: string, ctx?: ActionContext): Promise<ActionResult> {
+    // Asking for the group first gives a clear error for a stray id and names the group in the journal.
+    const group = await this.groupOf(target, ctx?.signal);
+    const out = await this.call(`TerminateInstanceInAutoScalingGroup ${target}`, () =>
       this.client.send(
         new TerminateInstanceInAutoScalingGroupCommand({
           InstanceId: target,
           ShouldDecrementDesiredCapacity: false,
         }),
+        { abortSignal: ctx?.signal },
       ),
     );
     return {
       detail: {
         instance: target,
+        group,
         activity: out.Activity?.ActivityId,
         description: out.Activity?.Description,
         status: out.Activity?.StatusCode,
@@ -88,45 +172,51 @@ export class AwsAsgAdapter implements Adapter {
     };
   }
 
-  async scale(target: string, params: ScaleParams): Promise<ActionResult> {
-    const group = await this.group(target);
+  async scale(target: string, params: ScaleParams, ctx?: ActionContext): Promise<ActionResult> {
+    checkScaleParams(params);
+    const group = await this.group(target, ctx?.signal);
     const current = group.DesiredCapacity ?? 0;
-    const wanted = params.to ?? current + (params.by ?? 0);
-    const min = Math.max(group.MinSize ?? 0, params.min ?? 0);
-    const max = Math.min(
-      group.MaxSize ?? Number.POSITIVE_INFINITY,
-      params.max ?? Number.POSITIVE_INFINITY,
-    );
-    const to = Math.max(min, Math.min(max, wanted));
-    await this.call(() =>
+    const requested = params.to ?? current + (params.by ?? 0);
+    const groupMin = group.MinSize ?? 0;
+    const groupMax = group.MaxSize ?? Number.POSITIVE_INFINITY;
+    const lo = Math.max(groupMin, params.min ?? 0);
+    const hi = Math.min(groupMax, params.max ?? Number.POSITIVE_INFINITY);
+    // Where the rule's bounds and the group's disagree, the group's win: AWS refuses a
+    // capacity outside MinSize..MaxSize.
+    const to = Math.max(groupMin, Math.min(groupMax, Math.min(hi, Math.max(lo, requested))));
+    const detail = {
+      group: target,
+      from: current,
+      to,
+      requested,
+      groupBounds: { min: group.MinSize, max: group.MaxSize },
+      changed: to !== current,
+    };
+    if (!detail.changed) return { detail };
+    await this.call(`SetDesiredCapacity ${target} ${to}`, () =>
       this.client.send(
         new SetDesiredCapacityCommand({
           AutoScalingGroupName: target,
           DesiredCapacity: to,
           HonorCooldown: this.options.honorCooldown ?? false,
         }),
+        { abortSignal: ctx?.signal },
       ),
     );
-    return { detail: { group: target, from: current, to, requested: wanted } };
+    return { detail };
   }
 
+  /** A target is a group name or one of its instances' ids. */
   async describe(target: string): Promise<GroupHealth> {
-    // A target may be the group or one of its instances.
-    let group;
-    if (target.startsWith('i-')) {
-      const all = await this.call(() => this.client.send(new DescribeAutoScalingGroupsCommand({})));
-      const owner = all.AutoScalingGroups?.find((g) =>
-        g.Instances?.some((i) => i.InstanceId === target),
-      )?.AutoScalingGroupName;
-      if (!owner) throw new Error(`instance ${target} is in no auto scaling group`);
-      group = await this.group(owner);
-    } else group = await this.group(target);
+    const name = INSTANCE_ID.test(target) ? await this.groupOf(target) : target;
+    const group = await this.group(name);
     const members = (group.Instances ?? []).map((i) => ({
       id: i.InstanceId ?? '',
-      healthy: i.LifecycleState === 'InService' && i.HealthStatus === 'Healthy',
+      // AWS reports Healthy; some tools and moto have sent HEALTHY.
+      healthy: i.LifecycleState === 'InService' && i.HealthStatus?.toLowerCase() === 'healthy',
     }));
     return {
-      group: group.AutoScalingGroupName ?? target,
+      group: name,
       size: members.length,
       healthy: members.filter((m) => m.healthy).length,
       desired: group.DesiredCapacity,
@@ -136,7 +226,7 @@ export class AwsAsgAdapter implements Adapter {
 
   async notify(_n: Notification): Promise<ActionResult> {
     throw new Error(
-      `the aws-asg adapter ${this.name} cannot notify: configure a webhook or exec adapter for notify`,
+      `the aws-asg adapter "${this.name}" cannot notify: configure a webhook or exec adapter for notify`,
     );
   }
 
