@@ -338,7 +338,8 @@ export class KubernetesAdapter implements Adapter {
   /**
    * The group a target belongs to. A pod (`pod/NAME`, or a bare name naming a pod) is
    * traced through its controller owner (ReplicaSet → Deployment, or StatefulSet); a bare
-   * name that is no pod is a Deployment.
+   * name that is no pod is a Deployment. Members are named the way the target names its
+   * pod (`pod/NAME` or NAME), so a caller finds the target among them.
    */
   async describe(target: string): Promise<GroupHealth> {
     const slash = target.indexOf('/');
@@ -351,7 +352,12 @@ export class KubernetesAdapter implements Adapter {
           if (slash < 0 && err instanceof KubeApiError && err.status === 404) return undefined;
           throw err;
         });
-      if (pod) return this.describePodGroup(pod);
+      if (pod) {
+        const health = await this.describePodGroup(pod);
+        if (slash < 0) return health;
+        const prefix = target.slice(0, slash + 1);
+        return { ...health, members: health.members?.map((m) => ({ ...m, id: prefix + m.id })) };
+      }
     }
     return this.describeWorkload(parseWorkloadTarget(target));
   }

@@ -326,7 +326,15 @@ describe('kubernetes adapter: describe', () => {
       'GET /apis/apps/v1/namespaces/default/replicasets/web-7d9f8b6c5d',
       'GET /apis/apps/v1/namespaces/default/deployments/web',
     ]);
-    expect(await k8s.describe('pod/db-0')).toMatchObject({ group: 'statefulset/db', size: 2 });
+    // Members are named as the target names its pod, so the caller finds it among them.
+    expect(await k8s.describe('pod/db-0')).toMatchObject({
+      group: 'statefulset/db',
+      size: 2,
+      members: [
+        { id: 'pod/db-0', healthy: true },
+        { id: 'pod/db-1', healthy: true },
+      ],
+    });
     // A bare name that is no pod is a Deployment.
     expect(await k8s.describe('web')).toMatchObject({ group: 'deployment/web' });
   });
