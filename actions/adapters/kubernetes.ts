@@ -208,47 +208,62 @@ export class KubernetesAdapter implements Adapter {
     return `/apis/apps/v1${this.ns(`${w.kind}s/${w.name}`)}`;
   }
 
+  /**
+   * Evicts the pod so its controller replaces it. The pod is read first: one without a
+   * controller (a bare pod) would be killed and never replaced, so it is refused, and its
+   * uid goes along as a precondition so a StatefulSet pod recreated under the same name
+   * in the meantime is not the one that goes.
+   */
   async killAndReplace(target: string, ctx?: ActionContext): Promise<ActionResult> {
     const pod = parsePodTarget(target);
     const podPath = `/api/v1${this.ns(`pods/${pod}`)}`;
+    const signal = ctx?.signal;
+    const existing = await this.api.request<PodObject>('GET', podPath, { signal });
+    const { uid } = existing.metadata;
+    const controller = existing.metadata.ownerReferences?.find((o) => o.controller);
+    if (!controller)
+      throw new Error(
+        `pod ${pod} has no controller (ReplicaSet, StatefulSet, DaemonSet...) that would replace it: not killing it`,
+      );
     const grace = this.options.gracePeriodSeconds;
-    const eviction = {
-      apiVersion: 'policy/v1',
-      kind: 'Eviction',
-      metadata: { name: pod, namespace: this.namespace },
-      ...(grace !== undefined && { deleteOptions: { gracePeriodSeconds: grace } }),
+    const deleteOptions = {
+      preconditions: { uid },
+      ...(grace !== undefined && { gracePeriodSeconds: grace }),
+    };
+    const detail = {
+      pod,
+      namespace: this.namespace,
+      uid,
+      owner: `${controller.kind}/${controller.name}`,
     };
     try {
       await this.api.request('POST', `${podPath}/eviction`, {
-        body: eviction,
-        signal: ctx?.signal,
+        body: {
+          apiVersion: 'policy/v1',
+          kind: 'Eviction',
+          metadata: { name: pod, namespace: this.namespace },
+          deleteOptions,
+        },
+        signal,
       });
-      return { detail: { pod, namespace: this.namespace, via: 'eviction' } };
+      return { detail: { ...detail, via: 'eviction' } };
     } catch (err) {
       if (!(err instanceof KubeApiError)) throw err;
       if (err.status === 429) throw declined(err);
+      // The pod existed a moment ago: a 404 naming it means it went meanwhile; one that does
+      // not, like a 405, means the API server has no eviction subresource.
       if (err.status !== 404 && err.status !== 405) throw err;
+      if (err.status === 404 && err.body.details?.name === pod) throw err;
+      if (this.options.evictionFallback !== 'delete')
+        throw new Error(
+          `the API server has no eviction subresource for pods (${err.status}) and evictionFallback is not "delete": pod ${pod} left running`,
+        );
     }
-    // 404 is also the answer for a pod that does not exist: only a pod that does means the
-    // cluster lacks the eviction subresource. Its uid guards the delete against a
-    // StatefulSet pod recreated under the same name in between.
-    const existing = await this.api.request<PodObject>('GET', podPath, { signal: ctx?.signal });
-    if (this.options.evictionFallback !== 'delete')
-      throw new Error(
-        `the API server has no eviction subresource for pods and evictionFallback is not "delete": pod ${pod} left running`,
-      );
     await this.api.request('DELETE', podPath, {
-      body: {
-        apiVersion: 'v1',
-        kind: 'DeleteOptions',
-        preconditions: { uid: existing.metadata.uid },
-        ...(grace !== undefined && { gracePeriodSeconds: grace }),
-      },
-      signal: ctx?.signal,
+      body: { apiVersion: 'v1', kind: 'DeleteOptions', ...deleteOptions },
+      signal,
     });
-    return {
-      detail: { pod, namespace: this.namespace, via: 'delete', uid: existing.metadata.uid },
-    };
+    return { detail: { ...detail, via: 'delete' } };
   }
 
   async scale(target: string, params: ScaleParams, ctx?: ActionContext): Promise<ActionResult> {

@@ -53,9 +53,22 @@ describe('kubernetes adapter: kill-and-replace', () => {
   it('posts a policy/v1 Eviction with the kubeconfig credentials; the ReplicaSet replaces the pod', async () => {
     const { api, k8s } = await cluster({ gracePeriodSeconds: 20 });
     const [victim, ...others] = api.podNames('web-');
+    const uid = api.pod(victim!)!.metadata.uid;
     const result = await k8s.killAndReplace(`pod/${victim}`, ctx);
-    expect(result.detail).toEqual({ pod: victim, namespace: 'default', via: 'eviction' });
+    expect(result.detail).toEqual({
+      pod: victim,
+      namespace: 'default',
+      uid,
+      owner: 'ReplicaSet/web-7d9f8b6c5d',
+      via: 'eviction',
+    });
     expect(api.requests).toEqual([
+      {
+        method: 'GET',
+        path: `/api/v1/namespaces/default/pods/${victim}`,
+        query: {},
+        authorization: `Bearer ${TOKEN}`,
+      },
       {
         method: 'POST',
         path: `/api/v1/namespaces/default/pods/${victim}/eviction`,
@@ -66,7 +79,7 @@ describe('kubernetes adapter: kill-and-replace', () => {
           apiVersion: 'policy/v1',
           kind: 'Eviction',
           metadata: { name: victim, namespace: 'default' },
-          deleteOptions: { gracePeriodSeconds: 20 },
+          deleteOptions: { preconditions: { uid }, gracePeriodSeconds: 20 },
         },
       },
     ]);
@@ -86,7 +99,10 @@ describe('kubernetes adapter: kill-and-replace', () => {
     expect((err as Error).message).toBe(
       "Cannot evict pod as it would violate the pod's disruption budget. (The disruption budget web-pdb needs 3 healthy pods and has 3 currently)",
     );
-    expect(calls(api)).toEqual([`POST /api/v1/namespaces/default/pods/${victim}/eviction`]);
+    expect(calls(api)).toEqual([
+      `GET /api/v1/namespaces/default/pods/${victim}`,
+      `POST /api/v1/namespaces/default/pods/${victim}/eviction`,
+    ]);
     expect(api.podNames('web-')).toContain(victim);
   });
 
@@ -131,10 +147,16 @@ describe('kubernetes adapter: kill-and-replace', () => {
       const victim = api.podNames('web-')[0]!;
       const uid = api.pod(victim)!.metadata.uid;
       const result = await k8s.killAndReplace(victim, ctx);
-      expect(result.detail).toEqual({ pod: victim, namespace: 'default', via: 'delete', uid });
+      expect(result.detail).toEqual({
+        pod: victim,
+        namespace: 'default',
+        uid,
+        owner: 'ReplicaSet/web-7d9f8b6c5d',
+        via: 'delete',
+      });
       expect(calls(api)).toEqual([
-        `POST /api/v1/namespaces/default/pods/${victim}/eviction`,
         `GET /api/v1/namespaces/default/pods/${victim}`,
+        `POST /api/v1/namespaces/default/pods/${victim}/eviction`,
         `DELETE /api/v1/namespaces/default/pods/${victim}`,
       ]);
       expect(api.requests[2]!.body).toEqual({
@@ -153,7 +175,7 @@ describe('kubernetes adapter: kill-and-replace', () => {
     api.eviction = 'not-found';
     const victim = api.podNames('web-')[0]!;
     await expect(k8s.killAndReplace(victim, ctx)).rejects.toThrow(
-      `the API server has no eviction subresource for pods and evictionFallback is not "delete": pod ${victim} left running`,
+      `the API server has no eviction subresource for pods (404) and evictionFallback is not "delete": pod ${victim} left running`,
     );
     expect(api.requests.map((r) => r.method)).not.toContain('DELETE');
     expect(api.podNames('web-')).toContain(victim);
@@ -164,7 +186,17 @@ describe('kubernetes adapter: kill-and-replace', () => {
     await expect(k8s.killAndReplace('web-gone', ctx)).rejects.toThrow(
       'Kubernetes API GET /api/v1/namespaces/default/pods/web-gone: 404 NotFound: pods "web-gone" not found',
     );
-    expect(api.requests.map((r) => r.method)).toEqual(['POST', 'GET']);
+    expect(api.requests.map((r) => r.method)).toEqual(['GET']);
+  });
+
+  it('a pod without a controller is not killed: nothing would replace it', async () => {
+    const { api, k8s } = await cluster({ evictionFallback: 'delete' });
+    api.addBarePod('debug-shell', { app: 'web' });
+    await expect(k8s.killAndReplace('debug-shell', ctx)).rejects.toThrow(
+      'pod debug-shell has no controller (ReplicaSet, StatefulSet, DaemonSet...) that would replace it: not killing it',
+    );
+    expect(calls(api)).toEqual(['GET /api/v1/namespaces/default/pods/debug-shell']);
+    expect(api.pod('debug-shell')).toBeDefined();
   });
 
   it('a StatefulSet pod is evicted and recreated under the same name', async () => {
@@ -172,6 +204,17 @@ describe('kubernetes adapter: kill-and-replace', () => {
     const uid = api.pod('db-1')!.metadata.uid;
     await k8s.killAndReplace('pod/db-1', ctx);
     expect(api.pod('db-1')!.metadata.uid).not.toBe(uid);
+  });
+
+  it('a StatefulSet pod recreated between the read and the eviction is left alone (uid precondition)', async () => {
+    const { api, k8s } = await cluster();
+    api.beforeRequest = (r) => {
+      if (r.method === 'POST') api.restartPod('db-0');
+    };
+    await expect(k8s.killAndReplace('db-0', ctx)).rejects.toThrow(
+      /409 Conflict: Operation cannot be fulfilled on Pod "db-0": Precondition failed: UID in precondition/,
+    );
+    expect(api.pod('db-0')).toBeDefined();
   });
 
   it('targets that are not pods, or not names, are refused before any request', async () => {
@@ -378,7 +421,7 @@ describe('kubernetes adapter: API errors and configuration', () => {
     expect((err as Error).message).toBe(
       `Kubernetes API POST /api/v1/namespaces/default/pods/${victim}/eviction: 403 Forbidden: pods "${victim}" is forbidden: User "system:serviceaccount:drover:drover" cannot create resource "pods/eviction" in API group "" in the namespace "default"`,
     );
-    expect(api.requests).toHaveLength(1);
+    expect(api.requests.map((r) => r.method)).toEqual(['GET', 'POST']);
   });
 
   it('a 500 is a failure carrying the API message', async () => {
