@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ActionContext, AdapterDeclined } from '../../actions/index.ts';
 import kubernetesFactory, { KubernetesAdapter } from '../../actions/adapters/kubernetes.ts';
-import { type FakeKubeApi, startKubeApi } from './fixtures/k8s-api-server.ts';
+import { type FakeKubeApi, startKubeApi, TEST_TLS } from './fixtures/k8s-api-server.ts';
 
 const TOKEN = 'drover-sa-token';
 const ctx: ActionContext = { idempotencyKey: 'alert-1', rule: 'web-crashloop' };
@@ -68,6 +68,7 @@ describe('kubernetes adapter: kill-and-replace', () => {
         path: `/api/v1/namespaces/default/pods/${victim}`,
         query: {},
         authorization: `Bearer ${TOKEN}`,
+        user: 'token',
       },
       {
         method: 'POST',
@@ -75,6 +76,7 @@ describe('kubernetes adapter: kill-and-replace', () => {
         query: {},
         contentType: 'application/json',
         authorization: `Bearer ${TOKEN}`,
+        user: 'token',
         body: {
           apiVersion: 'policy/v1',
           kind: 'Eviction',
@@ -516,5 +518,62 @@ describe('kubernetes adapter: API errors and configuration', () => {
     expect(() =>
       kubernetesFactory.create('k8s', { server: 'http://10.0.0.1:8080', token: TOKEN }),
     ).toThrow('plain HTTP is only allowed to a loopback address');
+  });
+});
+
+describe('kubernetes adapter over TLS', () => {
+  const b64 = (pem: string) => Buffer.from(pem).toString('base64');
+  /** A kubeconfig as a cloud provider hands out: the cluster CA inline, a token or a client certificate. */
+  function tlsKubeconfig(url: string, user: 'token' | 'certificate', ca = TEST_TLS.ca): string {
+    const file = join(mkdtempSync(join(tmpdir(), 'drover-kube-')), 'config');
+    const credentials =
+      user === 'token'
+        ? `{ token: ${TOKEN} }`
+        : `{ client-certificate-data: ${b64(TEST_TLS.clientCert)}, client-key-data: ${b64(TEST_TLS.clientKey)} }`;
+    writeFileSync(
+      file,
+      `apiVersion: v1
+kind: Config
+clusters: [{ name: prod, cluster: { server: "${url}", certificate-authority-data: ${b64(ca)} } }]
+users: [{ name: drover, user: ${credentials} }]
+contexts: [{ name: prod, context: { cluster: prod, user: drover, namespace: default } }]
+current-context: prod
+`,
+    );
+    return file;
+  }
+
+  async function tlsCluster() {
+    const api = await startKubeApi({ token: TOKEN, tls: true });
+    running.push(api);
+    api.addDeployment('web', 3);
+    return api;
+  }
+
+  it('verifies the API server against the kubeconfig CA and sends the token', async () => {
+    const api = await tlsCluster();
+    expect(api.url).toMatch(/^https:/);
+    const k8s = new KubernetesAdapter('k8s', { kubeconfig: tlsKubeconfig(api.url, 'token') });
+    await k8s.killAndReplace(api.podNames('web-')[0]!, ctx);
+    expect(api.requests.map((r) => r.user)).toEqual(['token', 'token']);
+  });
+
+  it('authenticates with a client certificate from the kubeconfig', async () => {
+    const api = await tlsCluster();
+    const k8s = new KubernetesAdapter('k8s', { kubeconfig: tlsKubeconfig(api.url, 'certificate') });
+    expect(await k8s.describe('deployment/web')).toMatchObject({ size: 3, healthy: 3 });
+    expect(api.requests[0]).toMatchObject({ user: 'drover' });
+    expect(api.requests[0]!.authorization).toBeUndefined();
+  });
+
+  it('refuses an API server whose certificate the configured CA did not sign', async () => {
+    const api = await tlsCluster();
+    const k8s = new KubernetesAdapter('k8s', {
+      kubeconfig: tlsKubeconfig(api.url, 'token', TEST_TLS.otherCa),
+    });
+    await expect(k8s.describe('deployment/web')).rejects.toThrow(
+      /Kubernetes API GET \/apis\/apps\/v1\/namespaces\/default\/deployments\/web: .*(certificate|self[- ]signed)/i,
+    );
+    expect(api.requests).toEqual([]);
   });
 });
