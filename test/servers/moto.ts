@@ -27,8 +27,8 @@ async function withInstallLock<T>(lock: string, work: () => T): Promise<T> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       // An installer that died leaves its lock behind; after the longest install, take it over.
-      if (Date.now() - statSync(lock, { throwIfNoEntry: false })!.mtimeMs > staleMs)
-        rmSync(lock, { recursive: true, force: true });
+      const since = statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
+      if (Date.now() - since > staleMs) rmSync(lock, { recursive: true, force: true });
       if (Date.now() - began > staleMs) throw new Error(`${lock} held for over 15 minutes`);
       await new Promise((r) => setTimeout(r, 1000));
     }
