@@ -98,8 +98,10 @@ export class AwsAsgAdapter implements Adapter {
     private readonly options: AwsAsgOptions = {},
   ) {
     validateAwsAsgOptions(name, options as Record<string, unknown>);
+    // Without a region the SDK's own chain decides (AWS_REGION, the profile); never a guess,
+    // which could act on a same-named group elsewhere.
     this.client = new AutoScalingClient({
-      region: options.region ?? process.env.AWS_REGION ?? 'us-east-1',
+      ...(options.region && { region: options.region }),
       ...(options.endpoint && { endpoint: options.endpoint }),
       ...(options.credentials && { credentials: options.credentials }),
     });
@@ -132,8 +134,11 @@ export class AwsAsgAdapter implements Adapter {
     return group;
   }
 
-  /** The group an instance belongs to. */
-  private async groupOf(instanceId: string, signal?: AbortSignal): Promise<string> {
+  /** The group an instance belongs to, and where it is in its lifecycle. */
+  private async groupOf(
+    instanceId: string,
+    signal?: AbortSignal,
+  ): Promise<{ group: string; lifecycle?: string }> {
     if (!INSTANCE_ID.test(instanceId))
       throw new Error(`"${instanceId}" is not an EC2 instance id (i-0123456789abcdef0)`);
     const out = await this.call(`DescribeAutoScalingInstances ${instanceId}`, () =>
@@ -141,17 +146,20 @@ export class AwsAsgAdapter implements Adapter {
         abortSignal: signal,
       }),
     );
-    const group = out.AutoScalingInstances?.[0]?.AutoScalingGroupName;
-    if (!group)
+    const instance = out.AutoScalingInstances?.[0];
+    if (!instance?.AutoScalingGroupName)
       throw new Error(
         `aws-asg adapter "${this.name}": instance ${instanceId} is in no Auto Scaling group`,
       );
-    return group;
+    return { group: instance.AutoScalingGroupName, lifecycle: instance.LifecycleState };
   }
 
   async killAndReplace(target: string, ctx?: ActionContext): Promise<ActionResult> {
     // Asking for the group first gives a clear error for a stray id and names the group in the journal.
-    const group = await this.groupOf(target, ctx?.signal);
+    const { group, lifecycle } = await this.groupOf(target, ctx?.signal);
+    // Already on its way out (a replay, or someone else's action): the replacement is coming.
+    if (lifecycle?.startsWith('Terminating'))
+      return { detail: { instance: target, group, lifecycle, via: 'already-terminating' } };
     const out = await this.call(`TerminateInstanceInAutoScalingGroup ${target}`, () =>
       this.client.send(
         new TerminateInstanceInAutoScalingGroupCommand({
@@ -165,6 +173,7 @@ export class AwsAsgAdapter implements Adapter {
       detail: {
         instance: target,
         group,
+        via: 'terminate',
         activity: out.Activity?.ActivityId,
         description: out.Activity?.Description,
         status: out.Activity?.StatusCode,
@@ -208,7 +217,7 @@ export class AwsAsgAdapter implements Adapter {
 
   /** A target is a group name or one of its instances' ids. */
   async describe(target: string): Promise<GroupHealth> {
-    const name = INSTANCE_ID.test(target) ? await this.groupOf(target) : target;
+    const name = INSTANCE_ID.test(target) ? (await this.groupOf(target)).group : target;
     const group = await this.group(name);
     const members = (group.Instances ?? []).map((i) => ({
       id: i.InstanceId ?? '',

@@ -6,8 +6,8 @@ import {
   CreateLaunchConfigurationCommand,
 } from '@aws-sdk/client-auto-scaling';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { type ActionContext, AdapterDeclined, AwsAsgAdapter } from '../../actions/index.ts';
-import awsAsgFactory from '../../actions/adapters/aws-asg.ts';
+import awsAsgFactory, { AwsAsgAdapter } from '../../actions/adapters/aws-asg.ts';
+import { type ActionContext, AdapterDeclined } from '../../actions/adapters/types.ts';
 
 const endpoint = inject('awsEndpoint');
 const reason = inject('serverSkipReasons').moto;
@@ -77,6 +77,7 @@ describe.skipIf(!endpoint)(
       expect(result.detail).toMatchObject({
         instance: victim,
         group,
+        via: 'terminate',
         activity: expect.any(String),
       });
       const after = await asg.describe(group);
@@ -213,6 +214,26 @@ describe('aws-asg adapter: AWS errors through the query protocol', () => {
       DesiredCapacity: '4',
       HonorCooldown: 'true',
     });
+  });
+
+  it('an instance already terminating is not terminated again', async () => {
+    const describeInstances = answers.get('DescribeAutoScalingInstances')!;
+    answers.set('DescribeAutoScalingInstances', {
+      ...describeInstances,
+      xml: describeInstances.xml.replace('InService', 'Terminating:Wait'),
+    });
+    const before = actions.length;
+    try {
+      expect((await asg.killAndReplace('i-0123456789abcdef0', ctx)).detail).toEqual({
+        instance: 'i-0123456789abcdef0',
+        group: 'web',
+        lifecycle: 'Terminating:Wait',
+        via: 'already-terminating',
+      });
+      expect(actions.slice(before).map((a) => a.Action)).toEqual(['DescribeAutoScalingInstances']);
+    } finally {
+      answers.set('DescribeAutoScalingInstances', describeInstances);
+    }
   });
 
   it('any other AWS error is a failure carrying its code and message', async () => {

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ActionContext, AdapterDeclined } from '../../actions/index.ts';
+import { type ActionContext, AdapterDeclined } from '../../actions/adapters/types.ts';
 import kubernetesFactory, { KubernetesAdapter } from '../../actions/adapters/kubernetes.ts';
 import { type FakeKubeApi, startKubeApi, TEST_TLS } from './fixtures/k8s-api-server.ts';
 
