@@ -49,6 +49,8 @@ const POD_KINDS = new Set(['pod', 'pods', 'po']);
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 
 interface Workload {
+  /** Absent: the adapter's namespace. */
+  namespace?: string;
   kind: WorkloadKind;
   name: string;
 }
@@ -78,29 +80,42 @@ interface HpaObject {
   };
 }
 
-function checkName(name: string, target: string): string {
-  if (!NAME.test(name))
-    throw new Error(`"${target}": "${name}" is not a valid Kubernetes object name`);
+function checkName(name: string, target: string, what = 'object name'): string {
+  if (!NAME.test(name)) throw new Error(`"${target}": "${name}" is not a valid Kubernetes ${what}`);
   return name;
 }
 
-/** `pod/NAME` or a bare pod name. */
-export function parsePodTarget(target: string): string {
-  const slash = target.indexOf('/');
-  if (slash < 0) return checkName(target, target);
-  const kind = target.slice(0, slash).toLowerCase();
-  if (!POD_KINDS.has(kind))
-    throw new Error(`kill-and-replace acts on pods: "${target}" is not pod/NAME or a pod name`);
-  return checkName(target.slice(slash + 1), target);
+/** `NAME`, `KIND/NAME` or `NAMESPACE/KIND/NAME`. */
+function splitTarget(target: string): { namespace?: string; kind?: string; name: string } {
+  const parts = target.split('/');
+  if (parts.length > 3)
+    throw new Error(`"${target}" is not NAME, KIND/NAME or NAMESPACE/KIND/NAME`);
+  const name = checkName(parts.at(-1)!, target);
+  if (parts.length === 1) return { name };
+  const kind = parts.at(-2)!.toLowerCase();
+  if (parts.length === 2) return { kind, name };
+  return { namespace: checkName(parts[0]!, target, 'namespace name'), kind, name };
 }
 
-/** `deployment/NAME`, `statefulset/NAME` or a bare deployment name. */
+/** `pod/NAME`, `NAMESPACE/pod/NAME` or a bare pod name. */
+export function parsePodTarget(target: string): { namespace?: string; name: string } {
+  const { namespace, kind, name } = splitTarget(target);
+  if (kind !== undefined && !POD_KINDS.has(kind))
+    throw new Error(
+      `kill-and-replace acts on pods: "${target}" is not pod/NAME, NAMESPACE/pod/NAME or a pod name`,
+    );
+  return { ...(namespace && { namespace }), name };
+}
+
+/** `deployment/NAME`, `statefulset/NAME` (either after `NAMESPACE/`) or a bare deployment name. */
 export function parseWorkloadTarget(target: string): Workload {
-  const slash = target.indexOf('/');
-  if (slash < 0) return { kind: 'deployment', name: checkName(target, target) };
-  const kind = WORKLOAD_KINDS[target.slice(0, slash).toLowerCase()];
-  if (!kind) throw new Error(`"${target}" is not deployment/NAME or statefulset/NAME`);
-  return { kind, name: checkName(target.slice(slash + 1), target) };
+  const { namespace, kind, name } = splitTarget(target);
+  const workloadKind = kind === undefined ? 'deployment' : WORKLOAD_KINDS[kind];
+  if (!workloadKind)
+    throw new Error(
+      `"${target}" is not deployment/NAME or statefulset/NAME (optionally after NAMESPACE/)`,
+    );
+  return { ...(namespace && { namespace }), kind: workloadKind, name };
 }
 
 const OPTION_NAMES = new Set([
@@ -200,12 +215,17 @@ export class KubernetesAdapter implements Adapter {
     this.api = new KubeApi(kc);
   }
 
-  private ns(path: string): string {
-    return `/namespaces/${this.namespace}/${path}`;
+  private ns(namespace: string | undefined, path: string): string {
+    return `/namespaces/${namespace ?? this.namespace}/${path}`;
   }
 
   private workloadPath(w: Workload): string {
-    return `/apis/apps/v1${this.ns(`${w.kind}s/${w.name}`)}`;
+    return `/apis/apps/v1${this.ns(w.namespace, `${w.kind}s/${w.name}`)}`;
+  }
+
+  /** `kind/name`, prefixed with the namespace when it is not the adapter's. */
+  private label(namespace: string | undefined, kindAndName: string): string {
+    return namespace && namespace !== this.namespace ? `${namespace}/${kindAndName}` : kindAndName;
   }
 
   /**
@@ -215,8 +235,8 @@ export class KubernetesAdapter implements Adapter {
    * in the meantime is not the one that goes.
    */
   async killAndReplace(target: string, ctx?: ActionContext): Promise<ActionResult> {
-    const pod = parsePodTarget(target);
-    const podPath = `/api/v1${this.ns(`pods/${pod}`)}`;
+    const { namespace = this.namespace, name: pod } = parsePodTarget(target);
+    const podPath = `/api/v1${this.ns(namespace, `pods/${pod}`)}`;
     const signal = ctx?.signal;
     const existing = await this.api.request<PodObject>('GET', podPath, { signal });
     const { uid } = existing.metadata;
@@ -232,7 +252,7 @@ export class KubernetesAdapter implements Adapter {
     };
     const detail = {
       pod,
-      namespace: this.namespace,
+      namespace,
       uid,
       owner: `${controller.kind}/${controller.name}`,
     };
@@ -241,7 +261,7 @@ export class KubernetesAdapter implements Adapter {
         body: {
           apiVersion: 'policy/v1',
           kind: 'Eviction',
-          metadata: { name: pod, namespace: this.namespace },
+          metadata: { name: pod, namespace },
           deleteOptions,
         },
         signal,
@@ -269,7 +289,7 @@ export class KubernetesAdapter implements Adapter {
   async scale(target: string, params: ScaleParams, ctx?: ActionContext): Promise<ActionResult> {
     checkScaleParams(params);
     const workload = parseWorkloadTarget(target);
-    const label = `${workload.kind}/${workload.name}`;
+    const label = this.label(workload.namespace, `${workload.kind}/${workload.name}`);
     const scalePath = `${this.workloadPath(workload)}/scale`;
     const scale = await this.api.request<{ spec?: { replicas?: number } }>('GET', scalePath, {
       signal: ctx?.signal,
@@ -282,7 +302,7 @@ export class KubernetesAdapter implements Adapter {
     );
 
     const hpa = await this.hpaFor(workload, ctx?.signal);
-    if (hpa) return this.moveHpaFloor(hpa, label, current, requested, to, ctx?.signal);
+    if (hpa) return this.moveHpaFloor(hpa, workload, label, current, requested, to, ctx?.signal);
     if (to === current)
       return {
         detail: { workload: label, via: 'scale', from: current, to, requested, changed: false },
@@ -305,6 +325,7 @@ export class KubernetesAdapter implements Adapter {
    */
   private async moveHpaFloor(
     hpa: HpaObject,
+    target: Workload,
     workload: string,
     replicas: number,
     requested: number,
@@ -329,7 +350,7 @@ export class KubernetesAdapter implements Adapter {
     if (!detail.changed) return { detail };
     await this.api.request(
       'PATCH',
-      `/apis/autoscaling/v2${this.ns(`horizontalpodautoscalers/${hpa.metadata.name}`)}`,
+      `/apis/autoscaling/v2${this.ns(target.namespace, `horizontalpodautoscalers/${hpa.metadata.name}`)}`,
       { body: { spec }, contentType: MERGE_PATCH, signal },
     );
     return { detail };
@@ -338,7 +359,7 @@ export class KubernetesAdapter implements Adapter {
   private async hpaFor(w: Workload, signal?: AbortSignal): Promise<HpaObject | undefined> {
     const list = await this.api.request<{ items?: HpaObject[] }>(
       'GET',
-      `/apis/autoscaling/v2${this.ns('horizontalpodautoscalers')}`,
+      `/apis/autoscaling/v2${this.ns(w.namespace, 'horizontalpodautoscalers')}`,
       { signal },
     );
     const kind = w.kind === 'deployment' ? 'Deployment' : 'StatefulSet';
@@ -354,42 +375,42 @@ export class KubernetesAdapter implements Adapter {
    * The group a target belongs to. A pod (`pod/NAME`, or a bare name naming a pod) is
    * traced through its controller owner (ReplicaSet → Deployment, or StatefulSet); a bare
    * name that is no pod is a Deployment. Members are named the way the target names its
-   * pod (`pod/NAME` or NAME), so a caller finds the target among them.
+   * pod (`NAME`, `pod/NAME`, `NAMESPACE/pod/NAME`), so a caller finds the target among them.
    */
   async describe(target: string): Promise<GroupHealth> {
-    const slash = target.indexOf('/');
-    const kind = slash < 0 ? '' : target.slice(0, slash).toLowerCase();
-    if (slash < 0 || POD_KINDS.has(kind)) {
-      const name = parsePodTarget(target);
+    const { kind } = splitTarget(target);
+    if (kind === undefined || POD_KINDS.has(kind)) {
+      const { namespace, name } = parsePodTarget(target);
       const pod = await this.api
-        .request<PodObject>('GET', `/api/v1${this.ns(`pods/${name}`)}`)
+        .request<PodObject>('GET', `/api/v1${this.ns(namespace, `pods/${name}`)}`)
         .catch((err: unknown) => {
-          if (slash < 0 && err instanceof KubeApiError && err.status === 404) return undefined;
+          if (kind === undefined && err instanceof KubeApiError && err.status === 404)
+            return undefined;
           throw err;
         });
       if (pod) {
-        const health = await this.describePodGroup(pod);
-        if (slash < 0) return health;
-        const prefix = target.slice(0, slash + 1);
+        const health = await this.describePodGroup(pod, namespace);
+        const prefix = target.slice(0, target.lastIndexOf('/') + 1);
         return { ...health, members: health.members?.map((m) => ({ ...m, id: prefix + m.id })) };
       }
     }
     return this.describeWorkload(parseWorkloadTarget(target));
   }
 
-  private async describePodGroup(pod: PodObject): Promise<GroupHealth> {
+  private async describePodGroup(pod: PodObject, namespace?: string): Promise<GroupHealth> {
     const owner = pod.metadata.ownerReferences?.find((o) => o.controller);
     if (owner?.kind === 'StatefulSet')
-      return this.describeWorkload({ kind: 'statefulset', name: owner.name });
+      return this.describeWorkload({ namespace, kind: 'statefulset', name: owner.name });
     if (owner?.kind === 'ReplicaSet') {
       const rs = await this.api.request<PodObject>(
         'GET',
-        `/apis/apps/v1${this.ns(`replicasets/${owner.name}`)}`,
+        `/apis/apps/v1${this.ns(namespace, `replicasets/${owner.name}`)}`,
       );
       const deployment = rs.metadata.ownerReferences?.find(
         (o) => o.controller && o.kind === 'Deployment',
       );
-      if (deployment) return this.describeWorkload({ kind: 'deployment', name: deployment.name });
+      if (deployment)
+        return this.describeWorkload({ namespace, kind: 'deployment', name: deployment.name });
     }
     const label = this.options.selectorLabel;
     const value = label ? pod.metadata.labels?.[label] : undefined;
@@ -397,7 +418,8 @@ export class KubernetesAdapter implements Adapter {
       throw new Error(
         `pod ${pod.metadata.name} is owned by no Deployment or StatefulSet${owner ? ` (its controller is ${owner.kind}/${owner.name})` : ''}${label ? ` and has no "${label}" label` : '; set selectorLabel to group such pods by a label'}`,
       );
-    return this.describePods(`${label}=${value}`, `${label}=${value}`);
+    const selector = `${label}=${value}`;
+    return this.describePods(namespace, selector, this.label(namespace, selector));
   }
 
   private async describeWorkload(w: Workload): Promise<GroupHealth> {
@@ -406,20 +428,22 @@ export class KubernetesAdapter implements Adapter {
       this.workloadPath(w),
     );
     return this.describePods(
+      w.namespace,
       labelSelectorString(object.spec.selector),
-      `${w.kind}/${w.name}`,
+      this.label(w.namespace, `${w.kind}/${w.name}`),
       object.spec.replicas,
     );
   }
 
   private async describePods(
+    namespace: string | undefined,
     selector: string,
     group: string,
     desired?: number,
   ): Promise<GroupHealth> {
     const pods = await this.api.request<{ items: PodObject[] }>(
       'GET',
-      `/api/v1${this.ns('pods')}?labelSelector=${encodeURIComponent(selector)}`,
+      `/api/v1${this.ns(namespace, 'pods')}?labelSelector=${encodeURIComponent(selector)}`,
     );
     // Finished pods are no longer members; terminating ones are members that are not healthy.
     const members = pods.items

@@ -222,7 +222,7 @@ describe('kubernetes adapter: kill-and-replace', () => {
   it('targets that are not pods, or not names, are refused before any request', async () => {
     const { api, k8s } = await cluster();
     await expect(k8s.killAndReplace('deployment/web', ctx)).rejects.toThrow(
-      'kill-and-replace acts on pods: "deployment/web" is not pod/NAME or a pod name',
+      'kill-and-replace acts on pods: "deployment/web" is not pod/NAME, NAMESPACE/pod/NAME or a pod name',
     );
     await expect(k8s.killAndReplace('{{ host.name }}', ctx)).rejects.toThrow(
       'is not a valid Kubernetes object name',
@@ -489,6 +489,38 @@ describe('kubernetes adapter: API errors and configuration', () => {
       namespace: 'staging',
     }) as KubernetesAdapter;
     expect(await direct.describe('web')).toMatchObject({ size: 4, desired: 4 });
+  });
+
+  it('NAMESPACE/KIND/NAME targets act in that namespace, whatever the adapter’s own', async () => {
+    const { api, k8s } = await cluster();
+    api.addDeployment('web', 2, { namespace: 'staging' });
+    const victim = api.pods.find((p) => p.metadata.namespace === 'staging')!.metadata.name;
+    expect((await k8s.killAndReplace(`staging/pod/${victim}`, ctx)).detail).toMatchObject({
+      pod: victim,
+      namespace: 'staging',
+      via: 'eviction',
+    });
+    expect(api.requests.at(-1)!.path).toBe(`/api/v1/namespaces/staging/pods/${victim}/eviction`);
+    expect((await k8s.scale('staging/deployment/web', { by: 1 }, ctx)).detail).toMatchObject({
+      workload: 'staging/deployment/web',
+      from: 2,
+      to: 3,
+    });
+    const inStaging = api.pods.filter((p) => p.metadata.namespace === 'staging');
+    expect(inStaging).toHaveLength(3);
+    const health = await k8s.describe(`staging/pod/${inStaging[0]!.metadata.name}`);
+    expect(health).toMatchObject({ group: 'staging/deployment/web', size: 3, desired: 3 });
+    expect(health.members!.map((m) => m.id)).toEqual(
+      inStaging.map((p) => `staging/pod/${p.metadata.name}`),
+    );
+    // The default namespace's web is untouched.
+    expect(await k8s.describe('deployment/web')).toMatchObject({
+      group: 'deployment/web',
+      size: 3,
+    });
+    await expect(k8s.scale('a/b/deployment/web', { by: 1 }, ctx)).rejects.toThrow(
+      'is not NAME, KIND/NAME or NAMESPACE/KIND/NAME',
+    );
   });
 
   it('the factory is the default export and refuses bad options with a clear error', () => {
