@@ -8,16 +8,34 @@ export {
 export { AwsAsgAdapter, type AwsAsgOptions } from './adapters/aws-asg.ts';
 export { ExecAdapter, type ExecOptions } from './adapters/exec.ts';
 export { KubernetesAdapter, type KubernetesOptions } from './adapters/kubernetes.ts';
-export { createAdapters, loadAdapterFactory } from './adapters/registry.ts';
+export { BUILT_IN_ADAPTERS, createAdapters, loadAdapterFactory } from './adapters/registry.ts';
 export * from './adapters/types.ts';
 export { WebhookAdapter, type WebhookOptions } from './adapters/webhook.ts';
-export { type Budget, DEFAULT_GUARDS, type GuardConfig, type MaintenanceWindow } from './guards.ts';
-export { type ActionObject, Remediator, type RemediatorOptions } from './remediator.ts';
+export { killSwitchCommand, silenceCommand } from './admin.ts';
+export {
+  type Budget,
+  DEFAULT_GUARDS,
+  type GuardConfig,
+  GuardConfigError,
+  type GuardName,
+  INSTANCE_FIELDS,
+  type MaintenanceWindow,
+  type Silence,
+  SilenceError,
+  type Suppression,
+} from './guards/index.ts';
+export {
+  createElasticsearchStore,
+  ElasticsearchStore,
+  type ElasticsearchStoreOptions,
+} from './journal/elasticsearch.ts';
+export { formatDecision, formatJournal, type JournalFormat, listJournal } from './journal/list.ts';
 export {
   ActionStore,
-  type Decision,
-  type DecisionKind,
-  openActionStore,
-  type Silence,
-} from './store.ts';
+  openSqliteStore,
+  openSqliteStore as openActionStore,
+} from './journal/sqlite.ts';
+export type { Decision, DecisionKind, ListOptions, RemediationStore } from './journal/types.ts';
+export { type ActionObject, OPERATIONS, plan, validateAction } from './policy.ts';
+export { createRemediator, type Logger, Remediator, type RemediatorOptions } from './remediator.ts';
 export { alertFacts, render, TemplateError } from './template.ts';

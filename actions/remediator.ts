@@ -1,259 +1,308 @@
-import type { Alert, Condition, Operation } from '../rules/index.ts';
-import { evaluateReference } from '../rules/index.ts';
-import { type Adapter, AdapterDeclined, type ScaleParams } from './adapters/types.ts';
-import { DEFAULT_GUARDS, type GuardConfig, inMaintenance, merge, share } from './guards.ts';
-import type { ActionStore, Decision } from './store.ts';
-import { alertFacts, render, TemplateError } from './template.ts';
+import { EventEmitter } from 'node:events';
+import type { Alert, Operation } from '../rules/index.ts';
+import {
+  type ActionContext,
+  type ActionResult,
+  type Adapter,
+  AdapterDeclined,
+  type GroupHealth,
+  type Notification,
+  type ScaleParams,
+} from './adapters/types.ts';
+import {
+  type Attempt,
+  checkBlastRadius,
+  checkBreakers,
+  checkBudgets,
+  checkCooldown,
+  checkInhibition,
+  checkKillSwitch,
+  checkMaintenance,
+  checkMinHealthy,
+  checkSilences,
+  ConcurrencyGate,
+  type EffectiveGuards,
+  effectiveGuards,
+  type GuardConfig,
+  healthyLoss,
+  instanceService,
+  keyId,
+  type LedgerCounts,
+  type LedgerQuery,
+  type Suppression,
+  serviceWide,
+  validateWindow,
+} from './guards/index.ts';
+import type { ActionStore } from './journal/sqlite.ts';
+import type { Decision, RemediationStore } from './journal/types.ts';
+import { type ActionObject, type PlannedAction, plan } from './policy.ts';
 
 /**
- * Turns alerts into actions: each action of the alert's rule passes its `when`
- * condition, then every guard rail, before its adapter acts; every outcome — executed,
- * suppressed (by which guard, and why), dry-run or failed — goes to the journal.
+ * Turns alerts into actions. Each action of the alert's rule goes through policy (its
+ * action set, its target template, its `when` condition), claims its idempotency key,
+ * then passes every guard rail before its adapter acts. Every outcome — executed,
+ * suppressed (by which guard, and why), dry-run or failed — goes to the journal, and is
+ * returned and emitted as a `decision` event.
+ *
+ * Guard order: idempotency, kill switch, maintenance, silences, then for remediations
+ * (not notify) inhibition, circuit breaker, cooldown, budgets, concurrency, min-healthy
+ * floor and blast radius; the ledger guards are checked again, atomically with
+ * recording the attempt, right before the adapter runs.
  */
-export interface ActionObject {
-  adapter: string;
-  operation: Operation;
-  target?: string;
-  params?: Record<string, unknown>;
-  when?: Condition;
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
 }
 
-export interface RemediatorOptions {
-  store: ActionStore;
+export interface RemediatorOptions<S extends RemediationStore = ActionStore> {
+  store: S;
   adapters: Map<string, Adapter>;
   /** Named action sets, so a rule can say `actions: [replace]`. */
   actionSets?: Record<string, ActionObject[]>;
   guards?: GuardConfig;
+  /** Per rule name: settings that tighten the global guards. */
   ruleGuards?: Record<string, GuardConfig>;
+  /** Epoch ms; injectable so guards are testable without sleeping. */
   clock?: () => number;
+  logger?: Logger;
+  /** An adapter call that takes longer fails (its signal is aborted). Default 5 min. */
+  actionTimeoutMs?: number;
 }
 
-export class Remediator {
+export class Remediator<S extends RemediationStore = ActionStore> extends EventEmitter {
   private readonly clock: () => number;
-  private inFlight = 0;
-  /** service → until: service-wide alerts that inhibit per-instance actions. */
-  private readonly serviceWide = new Map<string, number>();
+  private readonly gate = new ConcurrencyGate();
+  private readonly effective = new Map<string, EffectiveGuards>();
 
-  constructor(private readonly options: RemediatorOptions) {
+  constructor(private readonly options: RemediatorOptions<S>) {
+    super();
     this.clock = options.clock ?? Date.now;
+    // Bad guard settings are a configuration error now, not a surprise at 3 a.m.
+    for (const rule of [undefined, ...Object.keys(options.ruleGuards ?? {})]) {
+      const g = this.guardsFor(rule ?? '');
+      g.maintenance.forEach(validateWindow);
+      for (const b of g.breakers)
+        if (b.notify && !options.adapters.has(b.notify))
+          throw new Error(`breaker.notify names "${b.notify}", which is not a configured adapter`);
+    }
   }
 
-  get store(): ActionStore {
+  get store(): S {
     return this.options.store;
   }
 
+  /** The run-time half of the kill switch (the configured half is `guards.killSwitch`). */
+  async setKillSwitch(on: boolean): Promise<void> {
+    await this.options.store.setKillSwitch(on);
+    this.options.logger?.warn({ killSwitch: on }, `kill switch turned ${on ? 'on' : 'off'}`);
+  }
+
+  async killSwitch(): Promise<boolean> {
+    return (this.options.guards?.killSwitch ?? false) || (await this.options.store.killSwitch());
+  }
+
   async handle(alert: Alert): Promise<Decision[]> {
-    const guards = merge(this.options.guards ?? {}, this.options.ruleGuards?.[alert.rule]);
-    const now = this.clock();
-    const service = alert.key['service.name'];
-    if (typeof service === 'string' && alert.key['host.name'] === undefined) {
-      this.serviceWide.set(service, now + (guards.inhibitMs ?? DEFAULT_GUARDS.inhibitMs));
-    }
+    const guards = this.guardsFor(alert.rule);
+    const service = serviceWide(alert);
+    if (service !== undefined)
+      await this.options.store.inhibit(service, this.clock() + guards.inhibitMs);
     const decisions: Decision[] = [];
-    const actions = this.resolve(alert);
-    for (const [index, action] of actions.entries()) {
-      decisions.push(await this.decide(alert, index, action, guards));
-    }
+    for (const planned of await plan(alert, this.options.actionSets))
+      decisions.push(await this.decide(alert, planned, guards));
     return decisions;
   }
 
-  private resolve(alert: Alert): Array<ActionObject | { missing: string }> {
-    return alert.actions.flatMap((a): Array<ActionObject | { missing: string }> => {
-      if (typeof a !== 'string') return [a as ActionObject];
-      return this.options.actionSets?.[a] ?? [{ missing: a }];
-    });
+  private guardsFor(rule: string): EffectiveGuards {
+    let g = this.effective.get(rule);
+    if (!g) {
+      g = effectiveGuards(this.options.guards, this.options.ruleGuards?.[rule]);
+      this.effective.set(rule, g);
+    }
+    return g;
   }
 
-  private async decide(
-    alert: Alert,
-    index: number,
-    action: ActionObject | { missing: string },
-    guards: GuardConfig,
-  ): Promise<Decision> {
+  private async decide(alert: Alert, p: PlannedAction, guards: EffectiveGuards): Promise<Decision> {
     const started = this.clock();
-    const base = {
-      id: `${alert.id}#${index}`,
+    const entry: Decision = {
+      id: `${alert.id}#${p.index}`,
       at: started,
       alertId: alert.id,
       rule: alert.rule,
       key: alert.key,
+      adapter: p.adapter,
+      operation: p.operation,
+      target: p.target,
+      ...(p.params && { params: p.params }),
+      decision: 'failed',
+      alert,
     };
-    if ('missing' in action) {
-      return this.journal({
-        ...base,
-        adapter: '-',
-        operation: '-',
-        target: '-',
-        decision: 'failed',
-        error: `no action set named "${action.missing}" is configured`,
-      });
-    }
-    let target: string;
-    try {
-      target = action.target === undefined ? alert.rule : render(action.target, alert);
-    } catch (err) {
-      if (!(err instanceof TemplateError)) throw err;
-      return this.journal({
-        ...base,
-        adapter: action.adapter,
-        operation: action.operation,
-        target: action.target ?? '-',
-        decision: 'failed',
-        error: err.message,
-      });
-    }
-    const entry = { ...base, adapter: action.adapter, operation: action.operation, target };
-    const suppress = (guard: string, reason: string) =>
-      this.journal({ ...entry, decision: 'suppressed', guard, reason });
-
-    if (action.when && !(await evaluateReference(action.when, alertFacts(alert)))) {
-      return suppress('when', 'the action\'s "when" condition does not hold for this alert');
-    }
-    const adapter = this.options.adapters.get(action.adapter);
+    if (p.kind !== 'act')
+      return p.kind === 'failed'
+        ? this.journal({ ...entry, error: p.why })
+        : this.journal({ ...entry, decision: 'suppressed', guard: 'when', reason: p.why });
+    const adapter = this.options.adapters.get(p.adapter);
     if (!adapter)
       return this.journal({
         ...entry,
-        decision: 'failed',
-        error: `no adapter named "${action.adapter}" is configured`,
+        error: `no adapter named "${p.adapter}" is configured (known: ${[...this.options.adapters.keys()].join(', ') || 'none'})`,
       });
-    if (!this.options.store.claim(base.id, started)) {
-      return suppress(
-        'idempotency',
-        `alert ${alert.id} already led to this action (a replay, or another worker)`,
-      );
-    }
-    if (this.options.store.killSwitch())
-      return suppress('kill-switch', 'the global kill switch is on');
-    const window = inMaintenance(guards.maintenance, started);
-    if (window)
-      return suppress('maintenance', `a maintenance window is open (${JSON.stringify(window)})`);
-    const silence = this.options.store.silences(started).find((s) => matches(s.matchers, alert));
-    if (silence)
-      return suppress(
-        'silenced',
-        `silence ${silence.id} until ${new Date(silence.until).toISOString()}${silence.comment ? `: ${silence.comment}` : ''}`,
-      );
-
-    if (action.operation !== 'notify') {
-      const service = alert.key['service.name'] ?? alert.sample?.['service.name'];
-      const inhibitedUntil =
-        typeof service === 'string' ? this.serviceWide.get(service) : undefined;
-      if (
-        alert.key['host.name'] !== undefined &&
-        inhibitedUntil !== undefined &&
-        inhibitedUntil > started
-      ) {
-        return suppress('inhibited', `a service-wide alert for ${String(service)} is active`);
-      }
-      if (guards.breaker) {
-        const count = this.options.store.executedForKey(
-          alert.rule,
-          alert.key,
-          started - guards.breaker.windowMs,
-        );
-        if (count >= guards.breaker.max) {
-          await this.escalate(alert, guards, count);
-          return suppress(
-            'circuit-breaker',
-            `${count} remediations of this key within ${guards.breaker.windowMs / 1000}s: stopped acting, escalated`,
-          );
-        }
-      }
-      const cooldown = guards.cooldownMs ?? DEFAULT_GUARDS.cooldownMs;
-      const last = this.options.store.lastExecuted(action.adapter, target);
-      if (last !== undefined && started - last < cooldown) {
-        return suppress(
-          'cooldown',
-          `${target} was acted on ${Math.round((started - last) / 1000)}s ago (cooldown ${cooldown / 1000}s)`,
-        );
-      }
-      if (
-        guards.budget &&
-        this.options.store.executedSince(started - guards.budget.windowMs, alert.rule) >=
-          guards.budget.max
-      ) {
-        return suppress(
-          'budget',
-          `rule ${alert.rule} used its budget of ${guards.budget.max} actions per ${guards.budget.windowMs / 1000}s`,
-        );
-      }
-      if (
-        guards.globalBudget &&
-        this.options.store.executedSince(started - guards.globalBudget.windowMs) >=
-          guards.globalBudget.max
-      ) {
-        return suppress(
-          'budget',
-          `the global budget of ${guards.globalBudget.max} actions per ${guards.globalBudget.windowMs / 1000}s is used`,
-        );
-      }
-      if (this.inFlight >= (guards.concurrency ?? DEFAULT_GUARDS.concurrency)) {
-        return suppress('concurrency', `${this.inFlight} actions are already running`);
-      }
-      const shrinks =
-        action.operation === 'kill-and-replace' ||
-        (action.operation === 'scale' && scalesDown(action.params));
-      if (shrinks && (guards.minHealthy !== undefined || guards.maxBlastRadius !== undefined)) {
-        let health: Awaited<ReturnType<Adapter['describe']>>;
-        try {
-          health = await adapter.describe(target);
-        } catch (err) {
-          return this.journal({
-            ...entry,
-            decision: 'failed',
-            error: `describe failed: ${(err as Error).message}`,
-          });
-        }
-        if (guards.minHealthy !== undefined) {
-          const floor = share(guards.minHealthy, health.size);
-          // Replacing a member that is already unhealthy takes no health away: that is
-          // the sick instance all this is for.
-          const member = health.members?.find((m) => m.id === target);
-          const lost =
-            action.operation === 'kill-and-replace'
-              ? member && !member.healthy
-                ? 0
-                : 1
-              : -Math.min(0, Number(action.params?.by ?? 0));
-          const after = health.healthy - lost;
-          if (lost > 0 && after < floor)
-            return suppress(
-              'min-healthy',
-              `${health.group} has ${health.healthy} healthy of ${health.size}; acting would leave ${after}, below the floor of ${floor}`,
-            );
-        }
-        if (guards.maxBlastRadius !== undefined && action.operation === 'kill-and-replace') {
-          const since = started - (guards.blastWindowMs ?? DEFAULT_GUARDS.blastWindowMs);
-          const touched = new Set([
-            ...this.options.store.targetsSince(action.adapter, since),
-            target,
-          ]);
-          const limit = share(guards.maxBlastRadius, health.size);
-          if (touched.size > limit)
-            return suppress(
-              'blast-radius',
-              `${touched.size} of ${health.size} members of ${health.group} would be replaced within the window (limit ${limit})`,
-            );
-        }
-      }
-    }
-    if (guards.dryRun)
-      return this.journal({ ...entry, decision: 'dry-run', reason: 'dry-run: decided, not acted' });
-
-    this.inFlight++;
+    const store = this.options.store;
+    if (!(await store.claim(entry.id, started)))
+      return this.journal({
+        ...entry,
+        decision: 'suppressed',
+        guard: 'idempotency',
+        reason: `alert ${alert.id} already led to this action (a replay, or another worker)`,
+      });
+    const suppress = (s: Suppression) =>
+      this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
     try {
-      const ctx = { idempotencyKey: base.id, rule: alert.rule };
-      const result =
-        action.operation === 'kill-and-replace'
-          ? await adapter.killAndReplace(target, ctx)
-          : action.operation === 'scale'
-            ? await adapter.scale(target, (action.params ?? {}) as ScaleParams, ctx)
-            : await adapter.notify(notification(alert, target), ctx);
+      const early =
+        checkKillSwitch(guards.killSwitch, await store.killSwitch()) ??
+        checkMaintenance(guards.maintenance, started) ??
+        checkSilences(await store.silences(started), alert, started);
+      if (early) return suppress(early);
+      if (p.operation === 'notify') {
+        if (guards.dryRun) return this.dryRun(entry);
+        return await this.execute(adapter, entry, p, alert);
+      }
+      const service = instanceService(alert);
+      const inhibited =
+        service === undefined
+          ? undefined
+          : checkInhibition(service, await store.inhibitedUntil(service), started);
+      if (inhibited) return suppress(inhibited);
+
+      const query: LedgerQuery = {
+        now: started,
+        shadow: guards.dryRun,
+        rule: alert.rule,
+        keyId: keyId(alert.rule, alert.key),
+        adapter: p.adapter,
+        target: p.target,
+        ruleWindows: guards.ruleBudgets.map((b) => b.windowMs),
+        globalWindows: guards.globalBudgets.map((b) => b.windowMs),
+        breakerWindows: guards.breakers.map((b) => b.windowMs),
+        blastWindowMs: guards.blastWindowMs,
+      };
+      // A pre-check on the ledger as it stands, before asking the orchestrator anything.
+      const pre = await this.ledgerVerdict(alert, guards, await store.ledger(query), p.target);
+      if (pre) return suppress(pre);
+
+      const release = this.gate.tryAcquire(guards.concurrency);
+      if (typeof release !== 'function') return suppress(release);
+      try {
+        let health: GroupHealth | undefined;
+        if (
+          mayShrink(p.operation, p.params) &&
+          (guards.minHealthy.length > 0 || guards.maxBlastRadius.length > 0)
+        ) {
+          try {
+            health = await adapter.describe(p.target);
+          } catch (err) {
+            return this.journal({ ...entry, error: `describe failed: ${(err as Error).message}` });
+          }
+          const floor = checkMinHealthy(
+            guards.minHealthy,
+            health,
+            healthyLoss(p.operation, p.target, p.params as ScaleParams, health),
+          );
+          if (floor) return suppress(floor);
+        }
+        const attempt: Attempt = {
+          id: entry.id,
+          at: started,
+          rule: alert.rule,
+          keyId: query.keyId,
+          adapter: p.adapter,
+          target: p.target,
+          operation: p.operation,
+          ...(health && { group: health.group }),
+          shadow: guards.dryRun,
+        };
+        let breakerTripped: ReturnType<typeof checkBreakers>;
+        const verdict = await store.reserve(
+          attempt,
+          { ...query, ...(health && { group: health.group }) },
+          (counts) => {
+            breakerTripped = checkBreakers(counts, guards.breakers);
+            return (
+              breakerTripped ??
+              checkCooldown(counts, guards.cooldownMs, p.target, started) ??
+              checkBudgets(counts, alert.rule, guards.ruleBudgets, guards.globalBudgets) ??
+              (health && p.operation === 'kill-and-replace'
+                ? checkBlastRadius(guards.maxBlastRadius, counts, p.target, health)
+                : undefined)
+            );
+          },
+        );
+        if (verdict) {
+          if (breakerTripped) await this.escalate(alert, breakerTripped, guards.dryRun);
+          return suppress(verdict);
+        }
+        if (guards.dryRun) return this.dryRun(entry);
+        return await this.execute(adapter, entry, p, alert);
+      } finally {
+        release();
+      }
+    } catch (err) {
+      // Drover's own failure (the store, a bug): journaled, so the claim is accounted for.
+      return this.journal({ ...entry, error: `remediation error: ${(err as Error).message}` });
+    }
+  }
+
+  private async ledgerVerdict(
+    alert: Alert,
+    guards: EffectiveGuards,
+    counts: LedgerCounts,
+    target: string,
+  ): Promise<Suppression | undefined> {
+    const breaker = checkBreakers(counts, guards.breakers);
+    if (breaker) {
+      await this.escalate(alert, breaker, guards.dryRun);
+      return breaker;
+    }
+    return (
+      checkCooldown(counts, guards.cooldownMs, target, this.clock()) ??
+      checkBudgets(counts, alert.rule, guards.ruleBudgets, guards.globalBudgets)
+    );
+  }
+
+  private dryRun(entry: Decision): Promise<Decision> {
+    return this.journal({ ...entry, decision: 'dry-run', reason: 'dry-run: decided, not acted' });
+  }
+
+  private async execute(
+    adapter: Adapter,
+    entry: Decision,
+    p: Extract<PlannedAction, { kind: 'act' }>,
+    alert: Alert,
+  ): Promise<Decision> {
+    const timeoutMs = this.options.actionTimeoutMs ?? 5 * 60_000;
+    const controller = new AbortController();
+    const ctx: ActionContext = {
+      idempotencyKey: entry.id,
+      rule: alert.rule,
+      alertId: alert.id,
+      alert,
+      signal: controller.signal,
+    };
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        controller.abort();
+        reject(new Error(`the adapter did not answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    const began = this.clock();
+    try {
+      const result = await Promise.race([call(adapter, p.operation, p, alert, ctx), timeout]);
       return this.journal({
         ...entry,
         decision: 'executed',
         result: result.detail,
-        durationMs: this.clock() - started,
+        durationMs: this.clock() - began,
       });
     } catch (err) {
       if (err instanceof AdapterDeclined)
@@ -262,29 +311,32 @@ export class Remediator {
           decision: 'suppressed',
           guard: 'adapter',
           reason: `${err.reason}: ${err.message}`,
-          durationMs: this.clock() - started,
+          durationMs: this.clock() - began,
         });
       return this.journal({
         ...entry,
-        decision: 'failed',
         error: (err as Error).message,
-        durationMs: this.clock() - started,
+        durationMs: this.clock() - began,
       });
     } finally {
-      this.inFlight--;
+      clearTimeout(timer);
     }
   }
 
-  /** Once per open breaker: tell a person, through the configured notify adapter. */
-  private async escalate(alert: Alert, guards: GuardConfig, count: number): Promise<void> {
-    const breaker = guards.breaker!;
-    const name = breaker.notify;
+  /** Once per open breaker: tell a person, through the breaker's notify adapter. */
+  private async escalate(
+    alert: Alert,
+    tripped: NonNullable<ReturnType<typeof checkBreakers>>,
+    dryRun: boolean,
+  ): Promise<void> {
+    const name = tripped.breaker.notify;
     if (!name) return;
     const now = this.clock();
-    const key = `${alert.rule}\u0000${JSON.stringify(alert.key)}`;
-    if (!this.options.store.noticeOnce(key, now, now + breaker.windowMs)) return;
-    const adapter = this.options.adapters.get(name);
-    const entry = {
+    const id = keyId(alert.rule, alert.key);
+    const noticeKey = `${dryRun ? 'shadow ' : ''}${tripped.breaker.max}/${tripped.breaker.windowMs} ${id}`;
+    if (!(await this.options.store.noticeOnce(noticeKey, now, now + tripped.breaker.windowMs)))
+      return;
+    const entry: Decision = {
       id: `${alert.id}#breaker`,
       at: now,
       alertId: alert.id,
@@ -293,55 +345,96 @@ export class Remediator {
       adapter: name,
       operation: 'notify',
       target: 'escalation',
+      decision: 'failed',
+      alert,
     };
-    if (!adapter) {
-      this.journal({
-        ...entry,
-        decision: 'failed',
-        error: `no adapter named "${name}" for escalation`,
-      });
+    if (dryRun) {
+      await this.dryRun(entry);
       return;
     }
+    const adapter = this.options.adapters.get(name)!;
+    const notification: Notification = {
+      title: `Drover stopped remediating ${alert.rule} ${JSON.stringify(alert.key)}`,
+      text: `${tripped.count} remediations within ${tripped.breaker.windowMs / 1000}s did not fix it; automation is paused for this key until the window passes. A person should look.`,
+      severity: 'critical',
+      alert: alert as unknown as Record<string, unknown>,
+    };
     try {
-      const result = await adapter.notify(
-        {
-          title: `Drover stopped remediating ${alert.rule} ${JSON.stringify(alert.key)}`,
-          text: `${count} remediations within ${breaker.windowMs / 1000}s did not fix it; a person should look.`,
-          severity: 'critical',
-          alert: alert as unknown as Record<string, unknown>,
-        },
-        { idempotencyKey: entry.id, rule: alert.rule },
-      );
-      this.journal({ ...entry, decision: 'executed', result: result.detail });
+      const result = await adapter.notify(notification, {
+        idempotencyKey: entry.id,
+        rule: alert.rule,
+        alertId: alert.id,
+        alert,
+      });
+      await this.journal({ ...entry, decision: 'executed', result: result.detail });
     } catch (err) {
-      this.journal({ ...entry, decision: 'failed', error: (err as Error).message });
+      await this.journal({ ...entry, error: (err as Error).message });
     }
   }
 
-  private journal(d: Decision): Decision {
-    this.options.store.record(d);
+  private async journal(d: Decision): Promise<Decision> {
+    const log = this.options.logger;
+    try {
+      await this.options.store.record(d);
+    } catch (err) {
+      // The decision stands (it may have acted); losing its record must be loud.
+      log?.error({ err, decision: d.id }, 'could not write the journal');
+    }
+    if (log) {
+      const fields = {
+        decision: d.decision,
+        rule: d.rule,
+        alert: d.alertId,
+        adapter: d.adapter,
+        operation: d.operation,
+        target: d.target,
+        ...(d.guard && { guard: d.guard, reason: d.reason }),
+        ...(d.error && { error: d.error }),
+      };
+      if (d.decision === 'failed') log.warn(fields, 'remediation failed');
+      else log.info(fields, `remediation ${d.decision}`);
+    }
+    this.emit('decision', d);
     return d;
   }
 }
 
-function scalesDown(params: Record<string, unknown> | undefined): boolean {
-  return typeof params?.by === 'number' && params.by < 0;
+/** Whether an action may take healthy members away (then the group's health is asked for). */
+function mayShrink(operation: Operation, params: Record<string, unknown> | undefined): boolean {
+  if (operation === 'kill-and-replace') return true;
+  if (operation !== 'scale') return false;
+  return params?.to !== undefined || (typeof params?.by === 'number' && params.by < 0);
 }
 
-function matches(matchers: Record<string, string>, alert: Alert): boolean {
-  return Object.entries(matchers).every(([field, value]) => {
-    if (field === 'rule') return alert.rule === value;
-    if (field.startsWith('labels.')) return alert.labels[field.slice(7)] === value;
-    if (field.startsWith('key.')) return String(alert.key[field.slice(4)]) === value;
-    return false;
-  });
+function call(
+  adapter: Adapter,
+  operation: Operation,
+  p: Extract<PlannedAction, { kind: 'act' }>,
+  alert: Alert,
+  ctx: ActionContext,
+): Promise<ActionResult> {
+  if (operation === 'kill-and-replace') return adapter.killAndReplace(p.target, ctx);
+  if (operation === 'scale') return adapter.scale(p.target, (p.params ?? {}) as ScaleParams, ctx);
+  return adapter.notify(notification(alert, p.target), ctx);
 }
 
-function notification(alert: Alert, target: string) {
+function notification(alert: Alert, target: string): Notification {
+  const severity = alert.labels.severity;
   return {
     title: `${alert.rule}: ${alert.description ?? alert.type} (${target})`,
     text: `${alert.type} alert at ${alert.at} for ${JSON.stringify(alert.key)}: ${JSON.stringify(alert.figures)}`,
-    severity: (alert.labels.severity === 'page' ? 'critical' : 'warning') as 'critical' | 'warning',
+    severity:
+      severity === 'page' || severity === 'critical'
+        ? 'critical'
+        : severity === 'info'
+          ? 'info'
+          : 'warning',
     alert: alert as unknown as Record<string, unknown>,
   };
+}
+
+export function createRemediator<S extends RemediationStore = ActionStore>(
+  options: RemediatorOptions<S>,
+): Remediator<S> {
+  return new Remediator(options);
 }

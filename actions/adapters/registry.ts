@@ -12,7 +12,7 @@ import webhook from './webhook.ts';
  * package or a local module whose default export is an AdapterFactory, and names it in
  * the config as `type: "@acme/drover-nomad"` or `type: "./adapters/nomad.js"`.
  */
-const BUILT_IN: Record<string, AdapterFactory> = {
+export const BUILT_IN_ADAPTERS: Readonly<Record<string, AdapterFactory>> = {
   [processFactory.type]: processFactory,
   [webhook.type]: webhook,
   [exec.type]: exec,
@@ -24,7 +24,7 @@ export async function loadAdapterFactory(
   type: string,
   baseDir = process.cwd(),
 ): Promise<AdapterFactory> {
-  const builtIn = BUILT_IN[type];
+  const builtIn = BUILT_IN_ADAPTERS[type];
   if (builtIn) return builtIn;
   const specifier =
     type.startsWith('.') || isAbsolute(type) ? pathToFileURL(resolve(baseDir, type)).href : type;
@@ -33,7 +33,7 @@ export async function loadAdapterFactory(
     mod = (await import(specifier)) as { default?: unknown };
   } catch (err) {
     throw new Error(
-      `adapter type "${type}" is neither built in (${Object.keys(BUILT_IN).join(', ')}) nor a module that loads: ${(err as Error).message}`,
+      `adapter type "${type}" is neither built in (${Object.keys(BUILT_IN_ADAPTERS).join(', ')}) nor a module that loads: ${(err as Error).message}`,
     );
   }
   const factory = mod.default as AdapterFactory | undefined;
@@ -43,14 +43,31 @@ export async function loadAdapterFactory(
   return factory;
 }
 
+/**
+ * Creates the configured adapter instances (name → `{ type, ...options }`). An adapter
+ * that cannot be created fails the whole set with its name in the message, and the
+ * ones already created are closed again.
+ */
 export async function createAdapters(
   config: Record<string, { type: string; [option: string]: unknown }>,
   baseDir?: string,
 ): Promise<Map<string, Adapter>> {
   const adapters = new Map<string, Adapter>();
-  for (const [name, { type, ...options }] of Object.entries(config)) {
-    const factory = await loadAdapterFactory(type, baseDir);
-    adapters.set(name, await factory.create(name, options));
+  try {
+    for (const [name, entry] of Object.entries(config)) {
+      if (!entry || typeof entry.type !== 'string' || !entry.type)
+        throw new Error('needs a type (a built-in adapter, a package or a module path)');
+      const { type, ...options } = entry;
+      try {
+        const factory = await loadAdapterFactory(type, baseDir);
+        adapters.set(name, await factory.create(name, options));
+      } catch (err) {
+        throw new Error(`adapter ${name}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+  } catch (err) {
+    await Promise.allSettled([...adapters.values()].map((a) => a.close?.()));
+    throw err;
   }
   return adapters;
 }

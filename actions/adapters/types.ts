@@ -3,6 +3,8 @@
  * so a third party can ship one as an npm package or a local module.
  */
 
+import type { Alert } from '../../rules/index.ts';
+
 export interface ScaleParams {
   /** Absolute replica count. */
   to?: number;
@@ -20,9 +22,13 @@ export interface Notification {
 }
 
 export interface ActionContext {
-  /** The alert id: the idempotency key for this action. */
+  /** The alert id plus the action's position: the idempotency key for this action. */
   idempotencyKey: string;
   rule: string;
+  /** The alert that led to the action (PagerDuty's dedup_key, an exec's environment). */
+  alertId?: string;
+  alert?: Alert;
+  /** Aborted when the remediator stops waiting for the adapter. */
   signal?: AbortSignal;
 }
 

@@ -1,0 +1,147 @@
+/**
+ * Guard-rail settings, global and per rule. A rule's settings can only tighten the
+ * global ones: the stricter of two values wins, and limits that are not comparable
+ * (budgets over different windows, two floors) both apply. A rule may opt into
+ * dry-run; it cannot opt out of the global one.
+ */
+export interface Budget {
+  max: number;
+  windowMs: number;
+}
+
+export interface MaintenanceWindow {
+  /** A one-off window, epoch ms or ISO 8601. */
+  start?: number | string;
+  end?: number | string;
+  /** A weekly window: days 0 (Sunday) to 6, times `HH:MM`, in `timezone` (default UTC). */
+  days?: number[];
+  from?: string;
+  to?: string;
+  timezone?: string;
+  /** Shown in the journal when the window suppresses an action. */
+  name?: string;
+}
+
+export interface GuardConfig {
+  /** Decide and journal, but do not act (shadow mode). */
+  dryRun?: boolean;
+  /** No action at all while set (the configured half of the kill switch). */
+  killSwitch?: boolean;
+  /** Per target: no second action on the same target within this. Default 5 min. */
+  cooldownMs?: number;
+  /** Per rule: at most `max` actions per window. */
+  budget?: Budget;
+  /** Across all rules. */
+  globalBudget?: Budget;
+  /** Actions running at once in this process. Default 4. */
+  concurrency?: number;
+  /** Never take a group below this many healthy members (a count, or "50%" of its size). */
+  minHealthy?: number | string;
+  /** Never act on more than this share of a group ("25%" or a count) within blastWindowMs. */
+  maxBlastRadius?: number | string;
+  blastWindowMs?: number;
+  /** After `max` remediations of one key within the window, stop and escalate through `notify`. */
+  breaker?: Budget & { notify?: string };
+  maintenance?: MaintenanceWindow[];
+  /** How long a service-wide alert inhibits per-instance actions for its service. Default 5 min. */
+  inhibitMs?: number;
+}
+
+export const DEFAULT_GUARDS = {
+  cooldownMs: 5 * 60_000,
+  concurrency: 4,
+  blastWindowMs: 10 * 60_000,
+  inhibitMs: 5 * 60_000,
+} as const;
+
+/** The guards in force for one rule: global and rule settings combined, limits as lists. */
+export interface EffectiveGuards {
+  dryRun: boolean;
+  killSwitch: boolean;
+  cooldownMs: number;
+  ruleBudgets: Budget[];
+  globalBudgets: Budget[];
+  concurrency: number;
+  minHealthy: Array<number | string>;
+  maxBlastRadius: Array<number | string>;
+  blastWindowMs: number;
+  breakers: Array<Budget & { notify?: string }>;
+  maintenance: MaintenanceWindow[];
+  inhibitMs: number;
+}
+
+export class GuardConfigError extends Error {}
+
+const list = <T>(...values: Array<T | undefined>): T[] =>
+  values.filter((v): v is T => v !== undefined);
+
+export function effectiveGuards(global: GuardConfig = {}, rule: GuardConfig = {}): EffectiveGuards {
+  for (const [where, g] of [
+    ['guards', global],
+    ['rule guards', rule],
+  ] as const)
+    validate(g, where);
+  const stricterMax = (a: number | undefined, b: number | undefined, fallback: number) =>
+    Math.max(a ?? fallback, b ?? a ?? fallback);
+  return {
+    dryRun: global.dryRun === true || rule.dryRun === true,
+    killSwitch: global.killSwitch === true || rule.killSwitch === true,
+    cooldownMs: stricterMax(global.cooldownMs, rule.cooldownMs, DEFAULT_GUARDS.cooldownMs),
+    ruleBudgets: list(global.budget, rule.budget),
+    globalBudgets: list(global.globalBudget, rule.globalBudget),
+    concurrency: Math.min(
+      global.concurrency ?? DEFAULT_GUARDS.concurrency,
+      rule.concurrency ?? Number.POSITIVE_INFINITY,
+    ),
+    minHealthy: list(global.minHealthy, rule.minHealthy),
+    maxBlastRadius: list(global.maxBlastRadius, rule.maxBlastRadius),
+    blastWindowMs: stricterMax(
+      global.blastWindowMs,
+      rule.blastWindowMs,
+      DEFAULT_GUARDS.blastWindowMs,
+    ),
+    breakers: list(global.breaker, rule.breaker),
+    maintenance: [...(global.maintenance ?? []), ...(rule.maintenance ?? [])],
+    inhibitMs: stricterMax(global.inhibitMs, rule.inhibitMs, DEFAULT_GUARDS.inhibitMs),
+  };
+}
+
+/** "30%" of size, or a plain count. */
+export function share(value: number | string, size: number): number {
+  if (typeof value === 'number') return value;
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(value.trim());
+  if (!m) throw new GuardConfigError(`"${value}" is neither a count nor a percentage`);
+  return (Number(m[1]) / 100) * size;
+}
+
+function validate(g: GuardConfig, where: string): void {
+  const nonNegative = (v: number | undefined, name: string) => {
+    if (v !== undefined && !(Number.isFinite(v) && v >= 0))
+      throw new GuardConfigError(`${where}.${name} must be a number ≥ 0, not ${String(v)}`);
+  };
+  nonNegative(g.cooldownMs, 'cooldown');
+  nonNegative(g.blastWindowMs, 'blastWindow');
+  nonNegative(g.inhibitMs, 'inhibit');
+  if (g.concurrency !== undefined && !(Number.isInteger(g.concurrency) && g.concurrency >= 1))
+    throw new GuardConfigError(`${where}.concurrency must be an integer ≥ 1`);
+  for (const [name, b] of [
+    ['budget', g.budget],
+    ['globalBudget', g.globalBudget],
+    ['breaker', g.breaker],
+  ] as const) {
+    if (b === undefined) continue;
+    if (!(Number.isInteger(b.max) && b.max >= 0) || !(b.windowMs > 0))
+      throw new GuardConfigError(`${where}.${name} needs an integer max ≥ 0 and a window > 0`);
+  }
+  for (const [name, v] of [
+    ['minHealthy', g.minHealthy],
+    ['maxBlastRadius', g.maxBlastRadius],
+  ] as const) {
+    if (v === undefined) continue;
+    try {
+      if (share(v, 100) < 0) throw new GuardConfigError('negative');
+    } catch {
+      throw new GuardConfigError(`${where}.${name} must be a count or a percentage like "25%"`);
+    }
+  }
+}

@@ -1,0 +1,27 @@
+export { checkBudgets } from './budget.ts';
+export { checkBreakers } from './breaker.ts';
+export { ConcurrencyGate } from './concurrency.ts';
+export {
+  type Budget,
+  DEFAULT_GUARDS,
+  type EffectiveGuards,
+  effectiveGuards,
+  type GuardConfig,
+  GuardConfigError,
+  type MaintenanceWindow,
+  share,
+} from './config.ts';
+export { checkCooldown } from './cooldown.ts';
+export { checkBlastRadius, checkMinHealthy, healthyLoss } from './health.ts';
+export { checkInhibition, INSTANCE_FIELDS, instanceService, serviceWide } from './inhibition.ts';
+export { checkKillSwitch } from './kill-switch.ts';
+export { type Attempt, keyId, type LedgerCounts, type LedgerQuery } from './ledger.ts';
+export { checkMaintenance, isOpen, validateWindow } from './maintenance.ts';
+export {
+  checkSilences,
+  type Silence,
+  SilenceError,
+  silenceMatches,
+  validateMatchers,
+} from './silence.ts';
+export type { GuardName, Suppression } from './types.ts';

@@ -1,0 +1,279 @@
+import Database from 'better-sqlite3';
+import type { Alert } from '../../rules/index.ts';
+import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
+import { validateMatchers } from '../guards/index.ts';
+import type { Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
+
+/**
+ * The embedded store: one SQLite file (WAL, synchronous=FULL), shared safely by several
+ * workers. Claims are `INSERT … ON CONFLICT DO NOTHING`; reservations run in a
+ * `BEGIN IMMEDIATE` transaction, so the check and the append are one step even across
+ * processes.
+ */
+export class ActionStore implements RemediationStore {
+  private readonly db: Database.Database;
+  private readonly statements: ReturnType<ActionStore['prepare']>;
+
+  constructor(readonly path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 10000');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS journal (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, at INTEGER NOT NULL, alert_id TEXT NOT NULL,
+        rule TEXT NOT NULL, key TEXT NOT NULL, adapter TEXT NOT NULL, operation TEXT NOT NULL, target TEXT NOT NULL,
+        decision TEXT NOT NULL, guard TEXT, reason TEXT, result TEXT, error TEXT, duration_ms REAL);
+      CREATE INDEX IF NOT EXISTS journal_at ON journal (at);
+      CREATE INDEX IF NOT EXISTS journal_rule ON journal (rule, at);
+      CREATE INDEX IF NOT EXISTS journal_id ON journal (id);
+      CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS attempts (
+        id TEXT PRIMARY KEY, at INTEGER NOT NULL, rule TEXT NOT NULL, key_id TEXT NOT NULL,
+        adapter TEXT NOT NULL, target TEXT NOT NULL, operation TEXT NOT NULL, grp TEXT,
+        shadow INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE INDEX IF NOT EXISTS attempts_target ON attempts (adapter, target, shadow, at);
+      CREATE INDEX IF NOT EXISTS attempts_rule ON attempts (rule, shadow, at);
+      CREATE INDEX IF NOT EXISTS attempts_key ON attempts (key_id, shadow, at);
+      CREATE INDEX IF NOT EXISTS attempts_at ON attempts (shadow, at);
+      CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS silences (id INTEGER PRIMARY KEY AUTOINCREMENT, matchers TEXT NOT NULL, until INTEGER NOT NULL, comment TEXT NOT NULL);
+      CREATE TABLE IF NOT EXISTS notices (key TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS inhibitions (service TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
+    `);
+    // Journals written before params and the alert were kept gain the columns.
+    const columns = new Set(
+      (this.db.prepare('PRAGMA table_info(journal)').all() as Array<{ name: string }>).map(
+        (c) => c.name,
+      ),
+    );
+    for (const c of ['params', 'alert'])
+      if (!columns.has(c)) this.db.exec(`ALTER TABLE journal ADD COLUMN ${c} TEXT`);
+    this.statements = this.prepare();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      claim: db.prepare('INSERT INTO claims (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING'),
+      record: db.prepare(
+        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      lastOnTarget: db.prepare(
+        'SELECT MAX(at) AS at FROM attempts WHERE adapter = ? AND target = ? AND shadow = ?',
+      ),
+      ruleCount: db.prepare(
+        'SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ?',
+      ),
+      globalCount: db.prepare('SELECT COUNT(*) AS n FROM attempts WHERE shadow = ? AND at > ?'),
+      keyCount: db.prepare(
+        'SELECT COUNT(*) AS n FROM attempts WHERE key_id = ? AND shadow = ? AND at > ?',
+      ),
+      groupTargets: db.prepare(
+        "SELECT DISTINCT target FROM attempts WHERE adapter = ? AND grp = ? AND shadow = ? AND operation = 'kill-and-replace' AND at > ?",
+      ),
+      attempt: db.prepare(
+        'INSERT INTO attempts (id, at, rule, key_id, adapter, target, operation, grp, shadow) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
+      ),
+    };
+  }
+
+  claim(id: string, at: number): boolean {
+    return this.statements.claim.run(id, at).changes === 1;
+  }
+
+  interruptedClaims(): Array<{ id: string; at: number }> {
+    return this.db
+      .prepare('SELECT id, at FROM claims WHERE id NOT IN (SELECT id FROM journal) ORDER BY at')
+      .all() as Array<{ id: string; at: number }>;
+  }
+
+  record(d: Decision): void {
+    const json = (v: unknown) => (v === undefined ? null : JSON.stringify(v));
+    this.statements.record.run(
+      d.id,
+      d.at,
+      d.alertId,
+      d.rule,
+      JSON.stringify(d.key),
+      d.adapter,
+      d.operation,
+      d.target,
+      json(d.params),
+      d.decision,
+      d.guard ?? null,
+      d.reason ?? null,
+      json(d.result),
+      d.error ?? null,
+      d.durationMs ?? null,
+      json(d.alert),
+    );
+  }
+
+  ledger(q: LedgerQuery): LedgerCounts {
+    const s = this.statements;
+    const shadow = q.shadow ? 1 : 0;
+    const n = (row: unknown) => (row as { n: number }).n;
+    return {
+      lastOnTarget:
+        (s.lastOnTarget.get(q.adapter, q.target, shadow) as { at: number | null }).at ?? undefined,
+      rule: q.ruleWindows.map((w) => n(s.ruleCount.get(q.rule, shadow, q.now - w))),
+      global: q.globalWindows.map((w) => n(s.globalCount.get(shadow, q.now - w))),
+      key: q.breakerWindows.map((w) => n(s.keyCount.get(q.keyId, shadow, q.now - w))),
+      groupTargets:
+        q.group === undefined
+          ? []
+          : (
+              s.groupTargets.all(q.adapter, q.group, shadow, q.now - q.blastWindowMs) as Array<{
+                target: string;
+              }>
+            ).map((r) => r.target),
+    };
+  }
+
+  reserve(
+    attempt: Attempt,
+    query: LedgerQuery,
+    check: (counts: LedgerCounts) => Suppression | undefined,
+  ): Suppression | undefined {
+    return this.db
+      .transaction(() => {
+        const verdict = check(this.ledger(query));
+        if (verdict) return verdict;
+        this.statements.attempt.run(
+          attempt.id,
+          attempt.at,
+          attempt.rule,
+          attempt.keyId,
+          attempt.adapter,
+          attempt.target,
+          attempt.operation,
+          attempt.group ?? null,
+          attempt.shadow ? 1 : 0,
+        );
+        return undefined;
+      })
+      .immediate();
+  }
+
+  list(options: ListOptions = {}): Decision[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (options.since !== undefined) {
+      where.push('at >= ?');
+      args.push(options.since);
+    }
+    if (options.rule !== undefined) {
+      where.push('rule = ?');
+      args.push(options.rule);
+    }
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM journal ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, seq DESC LIMIT ?`,
+      )
+      .all(...args, options.limit ?? 100) as Array<Record<string, unknown>>;
+    return rows.map(fromRow);
+  }
+
+  killSwitch(): boolean {
+    const row = this.db.prepare("SELECT value FROM settings WHERE name = 'kill_switch'").get() as
+      { value: string } | undefined;
+    return row?.value === 'on';
+  }
+
+  setKillSwitch(on: boolean): void {
+    this.db
+      .prepare(
+        "INSERT INTO settings (name, value) VALUES ('kill_switch', ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+      )
+      .run(on ? 'on' : 'off');
+  }
+
+  addSilence(matchers: Record<string, string>, until: number, comment = ''): number {
+    validateMatchers(matchers);
+    if (!Number.isFinite(until)) throw new Error('a silence needs an expiry time');
+    return Number(
+      this.db
+        .prepare('INSERT INTO silences (matchers, until, comment) VALUES (?, ?, ?)')
+        .run(JSON.stringify(matchers), until, comment).lastInsertRowid,
+    );
+  }
+
+  silences(now: number): Silence[] {
+    const rows = this.db
+      .prepare('SELECT * FROM silences WHERE until > ? ORDER BY id')
+      .all(now) as Array<{ id: number; matchers: string; until: number; comment: string }>;
+    return rows.map((r) => ({ ...r, matchers: JSON.parse(r.matchers) as Record<string, string> }));
+  }
+
+  removeSilence(id: number | string): boolean {
+    return this.db.prepare('DELETE FROM silences WHERE id = ?').run(Number(id)).changes === 1;
+  }
+
+  noticeOnce(key: string, now: number, until: number): boolean {
+    return this.db
+      .transaction(() => {
+        const row = this.db.prepare('SELECT until FROM notices WHERE key = ?').get(key) as
+          { until: number } | undefined;
+        if (row && row.until > now) return false;
+        this.db
+          .prepare(
+            'INSERT INTO notices (key, until) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET until = excluded.until',
+          )
+          .run(key, until);
+        return true;
+      })
+      .immediate();
+  }
+
+  inhibit(service: string, until: number): void {
+    this.db
+      .prepare(
+        'INSERT INTO inhibitions (service, until) VALUES (?, ?) ON CONFLICT (service) DO UPDATE SET until = MAX(until, excluded.until)',
+      )
+      .run(service, until);
+  }
+
+  inhibitedUntil(service: string): number | undefined {
+    const row = this.db.prepare('SELECT until FROM inhibitions WHERE service = ?').get(service) as
+      { until: number } | undefined;
+    return row?.until;
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function fromRow(r: Record<string, unknown>): Decision {
+  const parse = (v: unknown) =>
+    v === null || v === undefined ? undefined : JSON.parse(v as string);
+  const d: Decision = {
+    id: r.id as string,
+    at: r.at as number,
+    alertId: r.alert_id as string,
+    rule: r.rule as string,
+    key: JSON.parse(r.key as string) as Record<string, unknown>,
+    adapter: r.adapter as string,
+    operation: r.operation as string,
+    target: r.target as string,
+    decision: r.decision as DecisionKind,
+  };
+  const params = parse(r.params) as Record<string, unknown> | undefined;
+  if (params) d.params = params;
+  if (r.guard !== null) d.guard = r.guard as string;
+  if (r.reason !== null) d.reason = r.reason as string;
+  const result = parse(r.result) as Record<string, unknown> | undefined;
+  if (result) d.result = result;
+  if (r.error !== null) d.error = r.error as string;
+  if (r.duration_ms !== null) d.durationMs = r.duration_ms as number;
+  const alert = parse(r.alert) as Alert | undefined;
+  if (alert) d.alert = alert;
+  return d;
+}
+
+/** Opens (creating if needed) the embedded store at `path`. */
+export function openSqliteStore(path: string): ActionStore {
+  return new ActionStore(path);
+}

@@ -1,0 +1,81 @@
+import type { Alert } from '../../rules/index.ts';
+import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
+
+/**
+ * The journal entry: one decision on one action of one alert. `executed` carries the
+ * adapter's result, `suppressed` the guard that stopped it and why, `failed` the
+ * error; `dry-run` what would have run.
+ */
+export type DecisionKind = 'executed' | 'suppressed' | 'dry-run' | 'failed';
+
+export interface Decision {
+  /** alert id + `#` + the action's position: the idempotency key. */
+  id: string;
+  /** When the decision was taken (epoch ms). */
+  at: number;
+  alertId: string;
+  rule: string;
+  key: Record<string, unknown>;
+  adapter: string;
+  operation: string;
+  target: string;
+  params?: Record<string, unknown>;
+  decision: DecisionKind;
+  guard?: string;
+  reason?: string;
+  result?: Record<string, unknown>;
+  error?: string;
+  /** From the decision to the adapter's answer. */
+  durationMs?: number;
+  /** The alert as it arrived. */
+  alert?: Alert;
+}
+
+export interface ListOptions {
+  since?: number;
+  rule?: string;
+  limit?: number;
+}
+
+type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * Durable remediation state: the journal, idempotency claims, the ledger behind
+ * cooldowns, budgets, breakers and blast radius, the kill switch, silences, breaker
+ * notices and inhibitions. The SQLite store answers synchronously, the Elasticsearch
+ * store asynchronously; the remediator awaits both.
+ */
+export interface RemediationStore {
+  /** Claims an idempotency key; false when it was claimed before (a replay, another worker). */
+  claim(id: string, at: number): MaybePromise<boolean>;
+  /** Claims that never got a journal entry: a crash between deciding and journaling. */
+  interruptedClaims(): MaybePromise<Array<{ id: string; at: number }>>;
+  record(d: Decision): MaybePromise<void>;
+  list(options?: ListOptions): MaybePromise<Decision[]>;
+  /** The ledger as it stands (a pre-check, to skip needless work). */
+  ledger(query: LedgerQuery): MaybePromise<LedgerCounts>;
+  /**
+   * Checks the ledger and appends the attempt if the check passes, as one step where
+   * the back end allows (SQLite: one transaction across processes).
+   */
+  reserve(
+    attempt: Attempt,
+    query: LedgerQuery,
+    check: (counts: LedgerCounts) => Suppression | undefined,
+  ): MaybePromise<Suppression | undefined>;
+  killSwitch(): MaybePromise<boolean>;
+  setKillSwitch(on: boolean): MaybePromise<void>;
+  addSilence(
+    matchers: Record<string, string>,
+    until: number,
+    comment?: string,
+  ): MaybePromise<number | string>;
+  /** Silences still in force at `now`. */
+  silences(now: number): MaybePromise<Silence[]>;
+  removeSilence(id: number | string): MaybePromise<boolean>;
+  /** True only the first time for `key` until `until`: one escalation per open breaker. */
+  noticeOnce(key: string, now: number, until: number): MaybePromise<boolean>;
+  inhibit(service: string, until: number): MaybePromise<void>;
+  inhibitedUntil(service: string): MaybePromise<number | undefined>;
+  close(): MaybePromise<void>;
+}
