@@ -609,3 +609,50 @@ current-context: prod
     expect(api.requests).toEqual([]);
   });
 });
+
+/** The test server must hold the adapter to the API's rules, or the tests above prove little. */
+describe('the local Kubernetes API server', () => {
+  it('answers a PATCH in plain JSON with 415 and a Status, and unknown paths with 404', async () => {
+    const api = await startKubeApi({ token: TOKEN });
+    running.push(api);
+    api.addDeployment('web', 3);
+    const headers = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+    const patch = await fetch(`${api.url}/apis/apps/v1/namespaces/default/deployments/web/scale`, {
+      method: 'PATCH',
+      headers,
+      body: JSON.stringify({ spec: { replicas: 9 } }),
+    });
+    expect(patch.status).toBe(415);
+    expect(await patch.json()).toMatchObject({
+      kind: 'Status',
+      apiVersion: 'v1',
+      status: 'Failure',
+      reason: 'UnsupportedMediaType',
+      code: 415,
+    });
+    expect(api.deployments[0]!.spec.replicas).toBe(3);
+    const unknown = await fetch(`${api.url}/apis/apps/v1/namespaces/default/daemonsets/agent`, {
+      headers,
+    });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ kind: 'Status', reason: 'NotFound', code: 404 });
+  });
+
+  it('refuses an HPA patch that would put minReplicas above maxReplicas (422)', async () => {
+    const api = await startKubeApi();
+    running.push(api);
+    api.addHpa('web', { kind: 'Deployment', name: 'web' }, 2, 5);
+    const res = await fetch(
+      `${api.url}/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web`,
+      {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/merge-patch+json' },
+        body: JSON.stringify({ spec: { minReplicas: 8 } }),
+      },
+    );
+    expect(res.status).toBe(422);
+    expect(((await res.json()) as { message: string }).message).toContain(
+      'spec.maxReplicas: Invalid value: 5: must be greater than or equal to `minReplicas`',
+    );
+  });
+});
