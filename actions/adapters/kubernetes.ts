@@ -71,8 +71,12 @@ interface LabelSelector {
   matchExpressions?: Array<{ key: string; operator: string; values?: string[] }>;
 }
 
+/** Where the HPA bounds the operator configured are kept while Drover has moved them. */
+const ORIGINAL_MIN = 'drover.dev/original-min-replicas';
+const ORIGINAL_MAX = 'drover.dev/original-max-replicas';
+
 interface HpaObject {
-  metadata: { name: string };
+  metadata: { name: string; annotations?: Record<string, string> };
   spec: {
     minReplicas?: number;
     maxReplicas: number;
@@ -319,9 +323,10 @@ export class KubernetesAdapter implements Adapter {
 
   /**
    * The autoscaler owns the replica count: setting it on the scale subresource would be
-   * undone at the HPA's next sync. Its floor is what Drover moves (the API requires at
-   * least 1), raising maxReplicas too when the floor would pass it; `to` is already within
-   * the rule's max.
+   * undone at the HPA's next sync. Its floor is what Drover moves, raising maxReplicas too
+   * when the floor would pass it (`to` is already within the rule's max). The bounds the
+   * operator configured are kept in annotations the first time Drover moves them, so a
+   * later scale-down returns to them and never goes below the operator's own floor.
    */
   private async moveHpaFloor(
     hpa: HpaObject,
@@ -332,11 +337,17 @@ export class KubernetesAdapter implements Adapter {
     to: number,
     signal?: AbortSignal,
   ): Promise<ActionResult> {
+    const annotations = hpa.metadata.annotations ?? {};
     const fromMin = hpa.spec.minReplicas ?? 1;
     const fromMax = hpa.spec.maxReplicas;
-    const minReplicas = Math.max(1, to);
-    const spec: { minReplicas: number; maxReplicas?: number } = { minReplicas };
-    if (minReplicas > fromMax) spec.maxReplicas = minReplicas;
+    const saved = (key: string, current: number) => {
+      const n = Number(annotations[key]);
+      return Number.isInteger(n) && n >= 1 ? n : current;
+    };
+    const configuredMin = saved(ORIGINAL_MIN, fromMin);
+    const configuredMax = saved(ORIGINAL_MAX, fromMax);
+    const minReplicas = Math.max(1, configuredMin, to);
+    const maxReplicas = Math.max(configuredMax, minReplicas);
     const detail = {
       workload,
       via: 'hpa',
@@ -344,14 +355,31 @@ export class KubernetesAdapter implements Adapter {
       replicas,
       requested,
       minReplicas: { from: fromMin, to: minReplicas },
-      maxReplicas: { from: fromMax, to: spec.maxReplicas ?? fromMax },
-      changed: minReplicas !== fromMin || spec.maxReplicas !== undefined,
+      maxReplicas: { from: fromMax, to: maxReplicas },
+      configured: { minReplicas: configuredMin, maxReplicas: configuredMax },
+      changed: minReplicas !== fromMin || maxReplicas !== fromMax,
     };
     if (!detail.changed) return { detail };
+    // Remember the operator's bound while it is moved, forget it once it is back.
+    const note: Record<string, string | null> = {};
+    const remember = (key: string, configured: number, now: number) => {
+      const want = now === configured ? null : String(configured);
+      if ((annotations[key] ?? null) !== want) note[key] = want;
+    };
+    remember(ORIGINAL_MIN, configuredMin, minReplicas);
+    remember(ORIGINAL_MAX, configuredMax, maxReplicas);
+    const spec = {
+      minReplicas,
+      ...(maxReplicas !== fromMax && { maxReplicas }),
+    };
     await this.api.request(
       'PATCH',
       `/apis/autoscaling/v2${this.ns(target.namespace, `horizontalpodautoscalers/${hpa.metadata.name}`)}`,
-      { body: { spec }, contentType: MERGE_PATCH, signal },
+      {
+        body: { ...(Object.keys(note).length > 0 && { metadata: { annotations: note } }), spec },
+        contentType: MERGE_PATCH,
+        signal,
+      },
     );
     return { detail };
   }

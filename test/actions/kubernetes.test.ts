@@ -287,6 +287,7 @@ describe('kubernetes adapter: scale', () => {
       requested: 5,
       minReplicas: { from: 2, to: 5 },
       maxReplicas: { from: 10, to: 10 },
+      configured: { minReplicas: 2, maxReplicas: 10 },
       changed: true,
     });
     const patches = api.requests.filter((r) => r.method === 'PATCH');
@@ -294,7 +295,10 @@ describe('kubernetes adapter: scale', () => {
       expect.objectContaining({
         path: '/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers/web-hpa',
         contentType: 'application/merge-patch+json',
-        body: { spec: { minReplicas: 5 } },
+        body: {
+          metadata: { annotations: { 'drover.dev/original-min-replicas': '2' } },
+          spec: { minReplicas: 5 },
+        },
       }),
     ]);
     expect(hpa.spec).toMatchObject({ minReplicas: 5, maxReplicas: 10 });
@@ -309,11 +313,41 @@ describe('kubernetes adapter: scale', () => {
       maxReplicas: { from: 5, to: 8 },
     });
     expect(hpa.spec).toMatchObject({ minReplicas: 8, maxReplicas: 8 });
-    // A scale-down lowers the floor again, never below the API's minimum of 1.
-    expect((await k8s.scale('web', { to: 0 }, ctx)).detail).toMatchObject({
-      minReplicas: { from: 8, to: 1 },
+    expect(hpa.metadata.annotations).toEqual({
+      'drover.dev/original-min-replicas': '2',
+      'drover.dev/original-max-replicas': '5',
     });
-    expect(hpa.spec.minReplicas).toBe(1);
+    // A second raise keeps the operator's bounds, not Drover's.
+    await k8s.scale('web', { to: 9 }, ctx);
+    expect(hpa.spec).toMatchObject({ minReplicas: 9, maxReplicas: 9 });
+    expect(hpa.metadata.annotations).toEqual({
+      'drover.dev/original-min-replicas': '2',
+      'drover.dev/original-max-replicas': '5',
+    });
+  });
+
+  it('a scale-down returns the HPA to the bounds the operator configured, never below them', async () => {
+    const { api, k8s } = await cluster();
+    const hpa = api.addHpa('web-hpa', { kind: 'Deployment', name: 'web' }, 2, 5);
+    await k8s.scale('web', { to: 7 }, ctx);
+    expect((await k8s.scale('web', { by: -2 }, ctx)).detail).toMatchObject({
+      minReplicas: { from: 7, to: 2 },
+      maxReplicas: { from: 7, to: 5 },
+    });
+    expect(hpa.spec).toMatchObject({ minReplicas: 2, maxReplicas: 5 });
+    expect(hpa.metadata.annotations).toEqual({});
+    expect(api.requests.at(-1)!.body).toEqual({
+      metadata: {
+        annotations: {
+          'drover.dev/original-min-replicas': null,
+          'drover.dev/original-max-replicas': null,
+        },
+      },
+      spec: { minReplicas: 2, maxReplicas: 5 },
+    });
+    // Already at the operator's floor: nothing to patch.
+    expect((await k8s.scale('web', { to: 0 }, ctx)).detail).toMatchObject({ changed: false });
+    expect(api.requests.at(-1)!.method).toBe('GET');
   });
 
   it('an HPA on another workload is not touched', async () => {
