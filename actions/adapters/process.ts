@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
+import { parseDuration } from '../../rules/index.ts';
 import type {
   ActionResult,
   Adapter,
@@ -12,10 +13,18 @@ import type {
 
 /**
  * The embedded default: a local supervisor. Each service runs N replicas of a command,
- * each on its own `PORT` (the $PORT pattern) with `DROVER_SERVICE` and
- * `DROVER_REPLICA_ID` in its environment. Replicas that exit are restarted with
- * backoff; kill-and-replace starts a fresh replica on a new port, then stops the old
- * one (SIGTERM, SIGKILL after the grace period), so capacity never dips.
+ * each on its own free loopback `PORT` (the $PORT pattern) with `DROVER_SERVICE` and
+ * `DROVER_REPLICA_ID` in its environment. A replica that exits unexpectedly is
+ * restarted with exponential backoff; three exits within a minute is a crash loop,
+ * reported as an event (and by `crashLooping`). Kill-and-replace starts a fresh replica
+ * on a new port, waits until it is ready (see `readiness`), then stops the old one
+ * (SIGTERM, SIGKILL after the grace period), so capacity never dips.
+ *
+ * Events: `started` (a Replica), `exited` ({ id, service, code, signal, expected }),
+ * `health` (a Replica whose health changed), `crash-loop` ({ service, exits }),
+ * `unready` and `restart-failed` (with the error), and `change` (the service whose
+ * replica list or health changed) after any of them. None is named `error`, so an
+ * unwatched adapter never throws from an event.
  */
 export interface ServiceSpec {
   command: string;
@@ -27,7 +36,20 @@ export interface ServiceSpec {
   cwd?: string;
   /** HTTP path answering 2xx when a replica is healthy; without it, alive = healthy. */
   healthPath?: string;
+  /** SIGTERM to SIGKILL: a duration (`5s`) or ms. Default 5 s. */
+  gracePeriod?: string | number;
+  /** @deprecated the same as gracePeriod, in ms. */
   graceMs?: number;
+  /**
+   * When a fresh replica counts as ready: `listen` (it accepts connections on $PORT),
+   * `health` (it answers healthPath with 2xx) or `none` (it was started; the default,
+   * for workers that serve nothing). With `listen` or `health`, kill-and-replace stops
+   * the old replica only once the fresh one is ready, and keeps it if the fresh one
+   * never is.
+   */
+  readiness?: 'none' | 'listen' | 'health';
+  /** How long a fresh replica has to become ready. Default 10 s. */
+  startTimeout?: string | number;
 }
 
 export interface Replica {
@@ -35,46 +57,84 @@ export interface Replica {
   service: string;
   pid: number | undefined;
   port: number;
+  /** Epoch ms. */
   started: number;
+  /** How many times this slot was restarted after unexpected exits. */
   restarts: number;
+  /** The last health check's verdict; undefined before the first. */
+  healthy: boolean | undefined;
+}
+
+export interface ProcessAdapterOptions {
+  services: Record<string, ServiceSpec>;
+  /** How often replicas' health is checked. Default 2 s; 0 turns the checker off. */
+  healthInterval?: string | number;
 }
 
 interface Running extends Replica {
   child: ChildProcess;
   stopping: boolean;
+  exit: Promise<void>;
 }
+
+const CRASH_WINDOW_MS = 60_000;
+const CRASH_LOOP_EXITS = 3;
 
 export class ProcessAdapter extends EventEmitter implements Adapter {
   readonly type = 'process';
+  private readonly services: Record<string, ServiceSpec>;
   private readonly running = new Map<string, Running>();
   private readonly sequence = new Map<string, number>();
   private readonly recentExits = new Map<string, number[]>();
+  private readonly pendingRestarts = new Set<NodeJS.Timeout>();
+  private healthTimer: NodeJS.Timeout | undefined;
+  private readonly healthIntervalMs: number;
   private closed = false;
 
   constructor(
     readonly name: string,
-    private readonly services: Record<string, ServiceSpec>,
+    options: ProcessAdapterOptions | Record<string, ServiceSpec>,
   ) {
     super();
+    const opts = (
+      'services' in options &&
+      typeof options.services === 'object' &&
+      !('command' in options.services)
+        ? options
+        : { services: options }
+    ) as ProcessAdapterOptions;
+    this.services = opts.services;
+    this.healthIntervalMs = ms(opts.healthInterval, 2_000, `${name}.healthInterval`);
+    for (const [service, spec] of Object.entries(this.services)) validateSpec(name, service, spec);
   }
 
+  /** Starts every service's replicas and waits until each listens on its port. */
   async start(): Promise<void> {
     for (const [service, spec] of Object.entries(this.services)) {
-      for (let i = 0; i < spec.replicas; i++) await this.startReplica(service);
+      const replicas = await Promise.all(
+        Array.from({ length: spec.replicas }, () => this.startReplica(service)),
+      );
+      // A replica that is slow or broken at start-up is reported, not fatal: the
+      // supervisor restarts what exits, and health checks tell the guards the rest.
+      await Promise.all(
+        replicas.map((r) =>
+          this.waitReady(r).catch((err: Error) =>
+            this.emit('unready', { id: r.id, service, error: err.message }),
+          ),
+        ),
+      );
+    }
+    if (this.healthIntervalMs > 0 && !this.healthTimer) {
+      this.healthTimer = setInterval(() => void this.checkAll(), this.healthIntervalMs);
+      this.healthTimer.unref();
     }
   }
 
+  /** The live replicas (not those being stopped), of one service or all. */
   replicas(service?: string): Replica[] {
     return [...this.running.values()]
       .filter((r) => !r.stopping && (service === undefined || r.service === service))
-      .map(({ id, service: s, pid, port, started, restarts }) => ({
-        id,
-        service: s,
-        pid,
-        port,
-        started,
-        restarts,
-      }));
+      .map(publicView);
   }
 
   private spec(service: string): ServiceSpec {
@@ -88,7 +148,7 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
     const n = (this.sequence.get(service) ?? 0) + 1;
     this.sequence.set(service, n);
     const id = `${service}-${n}`;
-    const port = await freePort();
+    const port = await this.newPort();
     const child = spawn(spec.command, spec.args ?? [], {
       cwd: spec.cwd,
       env: {
@@ -107,16 +167,31 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
       port,
       started: Date.now(),
       restarts,
+      healthy: undefined,
       child,
       stopping: false,
+      exit: new Promise((resolve) => child.once('exit', () => resolve())),
     };
+    if (child.pid === undefined) {
+      // spawn reports a missing command asynchronously, as an 'error' event.
+      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      throw new Error(`${this.name}: ${service} could not start ${spec.command}: ${err.message}`);
+    }
+    child.on('error', (err) => this.emit('warning', { id, service, error: err.message }));
     this.running.set(id, replica);
     child.once('exit', (code, signal) => this.exited(replica, code, signal));
-    this.emit(
-      'started',
-      this.replicas(service).find((r) => r.id === id),
-    );
+    this.emit('started', publicView(replica));
+    this.emit('change', service);
     return replica;
+  }
+
+  /** A free port no replica of this adapter holds, so a replacement never reuses one. */
+  private async newPort(): Promise<number> {
+    const taken = new Set([...this.running.values()].map((r) => r.port));
+    for (;;) {
+      const port = await freePort();
+      if (!taken.has(port)) return port;
+    }
   }
 
   private exited(replica: Running, code: number | null, signal: NodeJS.Signals | null): void {
@@ -128,63 +203,149 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
       signal,
       expected: replica.stopping,
     });
+    this.emit('change', replica.service);
     if (replica.stopping || this.closed) return;
     // Unexpected: restart, backing off while it keeps crashing.
     const now = Date.now();
-    const exits = (this.recentExits.get(replica.service) ?? []).filter((t) => now - t < 60_000);
+    const exits = (this.recentExits.get(replica.service) ?? []).filter(
+      (t) => now - t < CRASH_WINDOW_MS,
+    );
     exits.push(now);
     this.recentExits.set(replica.service, exits);
     const delay = Math.min(30_000, 250 * 2 ** (exits.length - 1));
-    if (exits.length >= 3)
-      this.emit('crash-loop', { service: replica.service, exits: exits.length });
-    setTimeout(() => {
+    if (exits.length >= CRASH_LOOP_EXITS)
+      this.emit('crash-loop', {
+        service: replica.service,
+        exits: exits.length,
+        withinMs: CRASH_WINDOW_MS,
+        nextRestartMs: delay,
+      });
+    const timer = setTimeout(() => {
+      this.pendingRestarts.delete(timer);
       if (!this.closed)
-        void this.startReplica(replica.service, replica.restarts + 1).catch((err) =>
-          this.emit('error', err),
+        this.startReplica(replica.service, replica.restarts + 1).catch((err: Error) =>
+          this.emit('restart-failed', { service: replica.service, error: err.message }),
         );
-    }, delay).unref();
+    }, delay);
+    timer.unref();
+    this.pendingRestarts.add(timer);
+  }
+
+  /** Whether a service restarted replicas CRASH_LOOP_EXITS times within the last minute. */
+  crashLooping(service: string): boolean {
+    const now = Date.now();
+    return (
+      (this.recentExits.get(service) ?? []).filter((t) => now - t < CRASH_WINDOW_MS).length >=
+      CRASH_LOOP_EXITS
+    );
   }
 
   private find(target: string): Running | undefined {
     for (const r of this.running.values()) {
+      if (r.stopping) continue;
       if (
-        !r.stopping &&
-        (r.id === target || String(r.pid) === target || `127.0.0.1:${r.port}` === target)
+        r.id === target ||
+        String(r.pid) === target ||
+        `127.0.0.1:${r.port}` === target ||
+        `localhost:${r.port}` === target
       )
         return r;
     }
     return undefined;
   }
 
-  private async stop(replica: Running): Promise<void> {
-    if (replica.child.exitCode !== null || replica.child.signalCode !== null) return;
+  private serviceOf(target: string): string | undefined {
+    return this.services[target] ? target : this.find(target)?.service;
+  }
+
+  private async stop(replica: Running): Promise<{ signal: 'SIGTERM' | 'SIGKILL' }> {
     replica.stopping = true;
-    const exited = new Promise((r) => replica.child.once('exit', r));
+    if (replica.child.exitCode !== null || replica.child.signalCode !== null)
+      return { signal: 'SIGTERM' };
+    let escalated = false;
     replica.child.kill('SIGTERM');
-    const timer = setTimeout(
-      () => replica.child.kill('SIGKILL'),
-      this.spec(replica.service).graceMs ?? 5_000,
-    );
-    await exited;
+    const grace = gracePeriod(this.spec(replica.service));
+    const timer = setTimeout(() => {
+      escalated = true;
+      replica.child.kill('SIGKILL');
+    }, grace);
+    await replica.exit;
     clearTimeout(timer);
+    return { signal: escalated ? 'SIGKILL' : 'SIGTERM' };
+  }
+
+  /** Resolves once the replica listens on its port (and passes healthPath, if any). */
+  private async waitReady(replica: Running): Promise<void> {
+    const spec = this.spec(replica.service);
+    const readiness = spec.readiness ?? 'none';
+    if (readiness === 'none') return;
+    const timeoutMs = ms(spec.startTimeout, 10_000, `${replica.service}.startTimeout`);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (replica.child.exitCode !== null || replica.child.signalCode !== null)
+        throw new Error(
+          `${replica.id} exited (${replica.child.exitCode ?? replica.child.signalCode}) before it was ready`,
+        );
+      const ok =
+        readiness === 'health'
+          ? await httpOk(replica.port, spec.healthPath!)
+          : await listening(replica.port);
+      if (ok) {
+        this.setHealth(replica, true);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(
+      `${replica.id} did not ${readiness === 'health' ? `answer ${spec.healthPath}` : 'listen'} on port ${replica.port} within ${timeoutMs} ms`,
+    );
+  }
+
+  private setHealth(replica: Running, healthy: boolean): void {
+    if (replica.healthy === healthy) return;
+    replica.healthy = healthy;
+    this.emit('health', publicView(replica));
+    this.emit('change', replica.service);
+  }
+
+  private async check(replica: Running): Promise<boolean> {
+    const spec = this.spec(replica.service);
+    const alive = replica.child.exitCode === null && replica.child.signalCode === null;
+    const healthy = alive && (spec.healthPath ? await httpOk(replica.port, spec.healthPath) : true);
+    if (!replica.stopping) this.setHealth(replica, healthy);
+    return healthy;
+  }
+
+  private async checkAll(): Promise<void> {
+    await Promise.all([...this.running.values()].map((r) => this.check(r)));
   }
 
   async killAndReplace(target: string): Promise<ActionResult> {
     const old = this.find(target);
-    if (!old) throw new Error(`no running replica "${target}" in ${this.name}`);
+    if (!old)
+      throw new Error(
+        `no running replica "${target}" in ${this.name} (give a replica id, pid or 127.0.0.1:port)`,
+      );
     const fresh = await this.startReplica(old.service);
-    await this.stop(old);
+    try {
+      await this.waitReady(fresh);
+    } catch (err) {
+      // Keep the old replica: a sick one serves better than none.
+      await this.stop(fresh);
+      throw new Error(`the replacement for ${old.id} failed: ${(err as Error).message}`);
+    }
+    const { signal } = await this.stop(old);
     return {
       detail: {
         service: old.service,
-        killed: { id: old.id, pid: old.pid, port: old.port },
+        killed: { id: old.id, pid: old.pid, port: old.port, signal },
         started: { id: fresh.id, pid: fresh.pid, port: fresh.port },
       },
     };
   }
 
   async scale(target: string, params: ScaleParams): Promise<ActionResult> {
-    const service = this.services[target] ? target : this.find(target)?.service;
+    const service = this.serviceOf(target);
     if (!service) throw new Error(`no service or replica "${target}" in ${this.name}`);
     const spec = this.spec(service);
     const current = this.replicas(service).length;
@@ -194,11 +355,29 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
       params.max ?? Number.POSITIVE_INFINITY,
       spec.max ?? Number.POSITIVE_INFINITY,
     );
+    if (min > max)
+      throw new Error(`${service}: the bounds do not meet (min ${min} is above max ${max})`);
     const to = Math.max(min, Math.min(max, wanted));
-    for (let i = current; i < to; i++) await this.startReplica(service);
-    const extra = this.replicas(service).slice(0, Math.max(0, current - to));
+    const started = await Promise.all(
+      Array.from({ length: Math.max(0, to - current) }, () => this.startReplica(service)),
+    );
+    await Promise.all(started.map((r) => this.waitReady(r)));
+    // Scale down the newest first: the oldest have proven themselves.
+    const extra = this.replicas(service)
+      .sort((a, b) => b.started - a.started)
+      .slice(0, Math.max(0, current - to));
     await Promise.all(extra.map((r) => this.stop(this.running.get(r.id)!)));
-    return { detail: { service, from: current, to, requested: wanted, clamped: to !== wanted } };
+    return {
+      detail: {
+        service,
+        from: current,
+        to,
+        requested: wanted,
+        clamped: to !== wanted,
+        started: started.map((r) => r.id),
+        stopped: extra.map((r) => r.id),
+      },
+    };
   }
 
   async notify(_n: Notification): Promise<ActionResult> {
@@ -208,28 +387,70 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
   }
 
   async describe(target: string): Promise<GroupHealth> {
-    const service = this.services[target] ? target : this.find(target)?.service;
+    const service = this.serviceOf(target);
     if (!service) throw new Error(`no service or replica "${target}" in ${this.name}`);
-    const spec = this.spec(service);
+    const replicas = [...this.running.values()].filter((r) => r.service === service && !r.stopping);
     const members = await Promise.all(
-      this.replicas(service).map(async (r) => ({
-        id: r.id,
-        healthy: spec.healthPath ? await httpOk(r.port, spec.healthPath) : true,
-      })),
+      replicas.map(async (r) => ({ id: r.id, healthy: await this.check(r) })),
     );
     return {
       group: service,
       size: members.length,
       healthy: members.filter((m) => m.healthy).length,
-      desired: spec.replicas,
+      desired: this.spec(service).replicas,
       members,
     };
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearInterval(this.healthTimer);
+    for (const t of this.pendingRestarts) clearTimeout(t);
+    this.pendingRestarts.clear();
     await Promise.all([...this.running.values()].map((r) => this.stop(r)));
   }
+}
+
+function publicView(r: Running): Replica {
+  const { id, service, pid, port, started, restarts, healthy } = r;
+  return { id, service, pid, port, started, restarts, healthy };
+}
+
+function validateSpec(adapter: string, service: string, spec: ServiceSpec): void {
+  const where = `process adapter ${adapter}, service ${service}`;
+  if (!spec || typeof spec.command !== 'string' || !spec.command)
+    throw new Error(`${where}: needs a command`);
+  if (!Number.isInteger(spec.replicas) || spec.replicas < 0)
+    throw new Error(`${where}: replicas must be an integer ≥ 0`);
+  if (spec.min !== undefined && spec.max !== undefined && spec.min > spec.max)
+    throw new Error(`${where}: min is above max`);
+  if (spec.args !== undefined && !Array.isArray(spec.args))
+    throw new Error(`${where}: args must be a list`);
+  if (spec.readiness !== undefined && !['none', 'listen', 'health'].includes(spec.readiness))
+    throw new Error(`${where}: readiness is none, listen or health`);
+  if (spec.readiness === 'health' && !spec.healthPath)
+    throw new Error(`${where}: readiness: health needs a healthPath`);
+  gracePeriod(spec);
+  ms(spec.startTimeout, 10_000, `${where}: startTimeout`);
+}
+
+function gracePeriod(spec: ServiceSpec): number {
+  return spec.gracePeriod !== undefined
+    ? ms(spec.gracePeriod, 5_000, 'gracePeriod')
+    : (spec.graceMs ?? 5_000);
+}
+
+function ms(value: string | number | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  if (typeof value === 'number' && Number.isFinite(value) && value >= 0) return value;
+  if (typeof value === 'string') {
+    try {
+      return parseDuration(value);
+    } catch {
+      /* reported below */
+    }
+  }
+  throw new Error(`${name}: "${String(value)}" is not a duration`);
 }
 
 async function httpOk(port: number, path: string): Promise<boolean> {
@@ -237,10 +458,22 @@ async function httpOk(port: number, path: string): Promise<boolean> {
     const res = await fetch(`http://127.0.0.1:${port}${path}`, {
       signal: AbortSignal.timeout(1_000),
     });
+    await res.body?.cancel();
     return res.ok;
   } catch {
     return false;
   }
+}
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ port, host: '127.0.0.1' });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
 
 /** A free loopback port (the $PORT a replica gets). */
@@ -257,7 +490,15 @@ export function freePort(): Promise<number> {
 
 const factory: AdapterFactory = {
   type: 'process',
-  create: (name, options) =>
-    new ProcessAdapter(name, (options.services ?? {}) as Record<string, ServiceSpec>),
+  create: (name, options) => {
+    if (typeof options.services !== 'object' || options.services === null)
+      throw new Error(`process adapter ${name} needs services: { NAME: { command, replicas } }`);
+    return new ProcessAdapter(name, {
+      services: options.services as Record<string, ServiceSpec>,
+      ...(options.healthInterval !== undefined && {
+        healthInterval: options.healthInterval as string | number,
+      }),
+    });
+  },
 };
 export default factory;
