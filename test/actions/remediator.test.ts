@@ -1,20 +1,20 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
+  type ActionContext,
   type ActionResult,
   type Adapter,
   AdapterDeclined,
   type GroupHealth,
   type GuardConfig,
+  type Notification,
   openActionStore,
-  ProcessAdapter,
   Remediator,
 } from '../../actions/index.ts';
 import type { Alert } from '../../rules/index.ts';
 
-const REPLICA = join(import.meta.dirname, 'fixtures', 'replica.js');
 const dbPath = () => join(mkdtempSync(join(tmpdir(), 'drover-actions-')), 'actions.db');
 
 let seq = 0;
@@ -41,30 +41,37 @@ function alert(overrides: Partial<Alert> = {}): Alert {
  */
 class RecordingAdapter implements Adapter {
   readonly type = 'recording';
-  calls: Array<{ op: string; target: string; params?: unknown }> = [];
+  calls: Array<{ op: string; target: string; params?: unknown; ctx?: ActionContext }> = [];
   health: GroupHealth = { group: 'web', size: 4, healthy: 4 };
   decline: AdapterDeclined | undefined;
   fail: Error | undefined;
   /** While set, actions wait on it: a slow orchestrator. */
   gate: Promise<void> | undefined;
   constructor(readonly name: string) {}
-  private async act(op: string, target: string, params?: unknown): Promise<ActionResult> {
+  private async act(
+    op: string,
+    target: string,
+    params?: unknown,
+    ctx?: ActionContext,
+  ): Promise<ActionResult> {
     if (this.gate) await this.gate;
     if (this.decline) return Promise.reject(this.decline);
     if (this.fail) return Promise.reject(this.fail);
-    this.calls.push({ op, target, params });
+    this.calls.push({ op, target, params, ctx });
     return Promise.resolve({ detail: { op, target } });
   }
-  killAndReplace(target: string) {
-    return this.act('kill-and-replace', target);
+  killAndReplace(target: string, ctx: ActionContext) {
+    return this.act('kill-and-replace', target, undefined, ctx);
   }
-  scale(target: string, params: unknown) {
-    return this.act('scale', target, params);
+  scale(target: string, params: unknown, ctx: ActionContext) {
+    return this.act('scale', target, params, ctx);
   }
-  notify(n: { title: string }) {
-    return this.act('notify', n.title);
+  notify(n: Notification, ctx: ActionContext) {
+    return this.act('notify', n.title, n, ctx);
   }
+  describeFails: Error | undefined;
   async describe(): Promise<GroupHealth> {
+    if (this.describeFails) throw this.describeFails;
     return this.health;
   }
 }
@@ -89,131 +96,6 @@ function setup(
   });
   return { remediator, store, fleet, pager, advance: (ms: number) => (now += ms) };
 }
-
-const opened: ProcessAdapter[] = [];
-afterEach(async () => {
-  await Promise.all(opened.splice(0).map((a) => a.close()));
-});
-
-describe('remediation end to end with real processes', () => {
-  it('an alert kills and replaces a real replica: new pid, new port answering HTTP, journaled', async () => {
-    const fleet = new ProcessAdapter('fleet', {
-      web: {
-        command: process.execPath,
-        args: [REPLICA],
-        replicas: 2,
-        healthPath: '/healthz',
-        graceMs: 2_000,
-      },
-    });
-    opened.push(fleet);
-    await fleet.start();
-    await waitHealthy(fleet, 'web', 2);
-    const victim = fleet.replicas('web')[0]!;
-    const store = openActionStore(dbPath());
-    const remediator = new Remediator({
-      store,
-      adapters: new Map([['fleet', fleet as Adapter]]),
-      guards: { minHealthy: 1 },
-    });
-    const [decision] = await remediator.handle(alert({ key: { 'host.name': victim.id } }));
-    expect(decision).toMatchObject({
-      decision: 'executed',
-      target: victim.id,
-      adapter: 'fleet',
-      operation: 'kill-and-replace',
-    });
-    const started = (decision!.result as { started: { id: string; pid: number; port: number } })
-      .started;
-    expect(started.pid).not.toBe(victim.pid);
-    expect(started.port).not.toBe(victim.port);
-    expect(fleet.replicas('web').map((r) => r.id)).not.toContain(victim.id);
-    await waitHealthy(fleet, 'web', 2);
-    const res = await fetch(`http://127.0.0.1:${started.port}/`);
-    expect(((await res.json()) as { id: string }).id).toBe(started.id);
-    expect(() => process.kill(victim.pid!, 0)).toThrow(); // the old process is gone
-    expect(store.list()[0]).toMatchObject({ decision: 'executed', alertId: decision!.alertId });
-  });
-
-  it('the min-healthy floor reads real health over HTTP: a healthy replica is kept, a sick one replaced', async () => {
-    const fleet = new ProcessAdapter('fleet', {
-      web: { command: process.execPath, args: [REPLICA], replicas: 2, healthPath: '/healthz' },
-      sick: {
-        command: process.execPath,
-        args: [REPLICA],
-        replicas: 1,
-        healthPath: '/healthz',
-        env: { UNHEALTHY: '1' },
-      },
-    });
-    opened.push(fleet);
-    await fleet.start();
-    await waitHealthy(fleet, 'web', 2);
-    const remediator = new Remediator({
-      store: openActionStore(dbPath()),
-      adapters: new Map([['fleet', fleet as Adapter]]),
-      guards: { minHealthy: 2 },
-    });
-    const [kept] = await remediator.handle(
-      alert({ key: { 'host.name': fleet.replicas('web')[0]!.id } }),
-    );
-    expect(kept).toMatchObject({ decision: 'suppressed', guard: 'min-healthy' });
-    expect(kept!.reason).toMatch(/has 2 healthy of 2; acting would leave 1/);
-    const [replaced] = await remediator.handle(
-      alert({ key: { 'host.name': fleet.replicas('sick')[0]!.id } }),
-    );
-    expect(replaced!.decision).toBe('executed');
-  });
-
-  it('scales a service within its bounds and restarts a replica that crashes', async () => {
-    const fleet = new ProcessAdapter('fleet', {
-      web: { command: process.execPath, args: [REPLICA], replicas: 1, max: 3 },
-    });
-    opened.push(fleet);
-    await fleet.start();
-    const result = await fleet.scale('web', { by: 5 });
-    expect(result.detail).toMatchObject({ from: 1, to: 3, requested: 6, clamped: true });
-    expect(fleet.replicas('web')).toHaveLength(3);
-    await fleet.scale('web', { to: 1 });
-    expect(fleet.replicas('web')).toHaveLength(1);
-    const crashing = new ProcessAdapter('crashy', {
-      api: {
-        command: process.execPath,
-        args: [REPLICA],
-        replicas: 1,
-        env: { CRASH_AFTER_MS: '100' },
-      },
-    });
-    opened.push(crashing);
-    const loops: unknown[] = [];
-    crashing.on('crash-loop', (e) => loops.push(e));
-    await crashing.start();
-    const first = crashing.replicas()[0]!.id;
-    await new Promise((r) => setTimeout(r, 2_500));
-    expect(crashing.replicas()[0]?.id ?? 'restarting').not.toBe(first);
-    expect(loops.length).toBeGreaterThan(0);
-  });
-
-  it('SIGKILLs a replica that ignores SIGTERM after the grace period', async () => {
-    const fleet = new ProcessAdapter('fleet', {
-      web: {
-        command: process.execPath,
-        args: [REPLICA],
-        replicas: 1,
-        graceMs: 300,
-        env: { IGNORE_SIGTERM: '1' },
-      },
-    });
-    opened.push(fleet);
-    await fleet.start();
-    await new Promise((r) => setTimeout(r, 200));
-    const old = fleet.replicas()[0]!;
-    const t = Date.now();
-    await fleet.killAndReplace(old.id);
-    expect(Date.now() - t).toBeGreaterThanOrEqual(250);
-    expect(() => process.kill(old.pid!, 0)).toThrow();
-  });
-});
 
 describe('guard rails', () => {
   it('dry-run decides and journals but does not act', async () => {
@@ -460,11 +342,184 @@ describe('guard rails', () => {
   });
 });
 
-async function waitHealthy(fleet: ProcessAdapter, service: string, n: number): Promise<void> {
-  const start = Date.now();
-  while (Date.now() - start < 10_000) {
-    if ((await fleet.describe(service)).healthy >= n) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`${service} did not become healthy`);
-}
+describe('guard rails, further', () => {
+  it('dry-run counts its own would-be actions, apart from real ones', async () => {
+    const path = dbPath();
+    const shadow = setup(
+      { dryRun: true, budget: { max: 1, windowMs: 60_000 } },
+      { store: openActionStore(path) },
+    );
+    const host = (h: string) => alert({ key: { 'host.name': h } });
+    expect((await shadow.remediator.handle(host('a')))[0]!.decision).toBe('dry-run');
+    expect((await shadow.remediator.handle(host('b')))[0]).toMatchObject({ guard: 'budget' });
+    expect(shadow.fleet.calls).toEqual([]);
+    // The live remediator on the same store has its whole budget.
+    const live = setup({ budget: { max: 1, windowMs: 60_000 } }, { store: openActionStore(path) });
+    expect((await live.remediator.handle(host('c')))[0]!.decision).toBe('executed');
+  });
+
+  it('a rule opts into dry-run and tightens the cooldown; other rules keep the global guards', async () => {
+    const { remediator, fleet, advance } = setup(
+      { cooldownMs: 10_000 },
+      {
+        ruleGuards: { 'web-replica-silent': { dryRun: true }, 'api-down': { cooldownMs: 60_000 } },
+      },
+    );
+    expect((await remediator.handle(alert()))[0]!.decision).toBe('dry-run');
+    const api = (h: string) => alert({ rule: 'api-down', key: { 'host.name': h } });
+    expect((await remediator.handle(api('api-1')))[0]!.decision).toBe('executed');
+    advance(30_000);
+    expect((await remediator.handle(api('api-1')))[0]).toMatchObject({
+      guard: 'cooldown',
+      reason: expect.stringMatching(/cooldown 60s/),
+    });
+    expect(fleet.calls).toHaveLength(1);
+  });
+
+  it('the kill switch from configuration and from the API', async () => {
+    const configured = setup({ killSwitch: true });
+    expect((await configured.remediator.handle(alert()))[0]).toMatchObject({
+      guard: 'kill-switch',
+      reason: expect.stringMatching(/configuration/),
+    });
+    const { remediator, fleet } = setup();
+    await remediator.setKillSwitch(true);
+    expect(await remediator.killSwitch()).toBe(true);
+    expect((await remediator.handle(alert()))[0]).toMatchObject({ guard: 'kill-switch' });
+    await remediator.setKillSwitch(false);
+    expect((await remediator.handle(alert()))[0]!.decision).toBe('executed');
+    expect(fleet.calls).toHaveLength(1);
+  });
+
+  it('min-healthy also holds a scale-down', async () => {
+    const { remediator, fleet } = setup({ minHealthy: 3 });
+    const scale = (params: Record<string, unknown>) =>
+      alert({
+        key: { 'service.name': 'web' },
+        actions: [{ adapter: 'fleet', operation: 'scale', target: '{{ service.name }}', params }],
+      });
+    expect((await remediator.handle(scale({ by: -2 })))[0]).toMatchObject({
+      guard: 'min-healthy',
+      reason: 'web has 4 healthy of 4; acting would leave 2, below the floor of 3',
+    });
+    expect((await remediator.handle(scale({ to: 3 })))[0]!.decision).toBe('executed');
+    expect((await remediator.handle(scale({ by: 2 })))[0]!.decision).toBe('executed');
+    expect(fleet.calls.map((c) => c.params)).toEqual([{ to: 3 }, { by: 2 }]);
+  });
+
+  it('a describe that fails stops a shrinking action as failed', async () => {
+    const { remediator, fleet } = setup({ minHealthy: 1 });
+    fleet.describeFails = new Error('API server unreachable');
+    expect((await remediator.handle(alert()))[0]).toMatchObject({
+      decision: 'failed',
+      error: 'describe failed: API server unreachable',
+    });
+    expect(fleet.calls).toEqual([]);
+  });
+
+  it('an adapter that does not answer in time fails the action and is told to abort', async () => {
+    const { remediator, fleet } = setup({}, { actionTimeoutMs: 50 });
+    fleet.gate = new Promise(() => {});
+    const started = Date.now();
+    const [d] = await remediator.handle(alert());
+    expect(d).toMatchObject({
+      decision: 'failed',
+      error: 'the adapter did not answer within 50 ms',
+    });
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('the breaker escalates once per open breaker, and again once it closed and reopened', async () => {
+    const { remediator, fleet, pager, advance, store } = setup({
+      breaker: { max: 1, windowMs: 60_000, notify: 'pager' },
+    });
+    expect((await remediator.handle(alert()))[0]!.decision).toBe('executed');
+    for (let i = 0; i < 3; i++) {
+      advance(1_000);
+      expect((await remediator.handle(alert()))[0]).toMatchObject({ guard: 'circuit-breaker' });
+    }
+    expect(pager.calls).toHaveLength(1);
+    const note = pager.calls[0]!.params as Notification;
+    expect(note).toMatchObject({ severity: 'critical' });
+    expect(note.text).toMatch(/1 remediations within 60s did not fix it/);
+    expect(pager.calls[0]!.ctx).toMatchObject({ alertId: expect.stringMatching(/^alert-/) });
+    advance(60_000); // the window slid: the breaker closed
+    expect((await remediator.handle(alert()))[0]!.decision).toBe('executed');
+    advance(1_000);
+    expect((await remediator.handle(alert()))[0]!.guard).toBe('circuit-breaker');
+    expect(pager.calls).toHaveLength(2);
+    expect(fleet.calls).toHaveLength(2);
+    expect(
+      store
+        .list()
+        .filter((d) => d.target === 'escalation')
+        .map((d) => d.decision),
+    ).toEqual(['executed', 'executed']);
+  });
+
+  it('inhibition is durable: another worker on the same store sees it, and it expires', async () => {
+    const path = dbPath();
+    const one = setup({ inhibitMs: 60_000 }, { store: openActionStore(path) });
+    const two = setup({ inhibitMs: 60_000 }, { store: openActionStore(path) });
+    await one.remediator.handle(
+      alert({ rule: 'web-down', key: { 'service.name': 'web' }, actions: [] }),
+    );
+    expect((await two.remediator.handle(alert()))[0]).toMatchObject({
+      guard: 'inhibited',
+      reason: expect.stringMatching(/service-wide alert for web/),
+    });
+    two.advance(60_000);
+    expect((await two.remediator.handle(alert()))[0]!.decision).toBe('executed');
+  });
+
+  it('notify is not held by cooldowns or budgets, but is by silences and the kill switch', async () => {
+    const { remediator, pager, store } = setup({
+      cooldownMs: 600_000,
+      globalBudget: { max: 1, windowMs: 600_000 },
+    });
+    const page = () =>
+      alert({ actions: [{ adapter: 'pager', operation: 'notify', target: '#{{ labels.team }}' }] });
+    for (let i = 0; i < 3; i++)
+      expect((await remediator.handle(page()))[0]!.decision).toBe('executed');
+    expect(pager.calls).toHaveLength(3);
+    expect(pager.calls[0]!.target).toBe('web-replica-silent: expiry (#platform)');
+    store.addSilence({ 'labels.team': 'platform' }, Date.parse('2024-01-02T00:00:00Z'));
+    expect((await remediator.handle(page()))[0]!.guard).toBe('silenced');
+  });
+
+  it('emits and logs every decision, and passes the alert to the adapter', async () => {
+    const logged: Array<{ level: string; obj: Record<string, unknown> }> = [];
+    const log = (level: string) => (obj: object) =>
+      logged.push({ level, obj: obj as Record<string, unknown> });
+    const { remediator, fleet } = setup(
+      { cooldownMs: 60_000 },
+      { logger: { info: log('info'), warn: log('warn'), error: log('error') } },
+    );
+    const seen: string[] = [];
+    remediator.on('decision', (d: { decision: string }) => seen.push(d.decision));
+    const a = alert();
+    await remediator.handle(a);
+    await remediator.handle(alert());
+    await remediator.handle(alert({ actions: ['missing'] }));
+    expect(seen).toEqual(['executed', 'suppressed', 'failed']);
+    expect(logged.map((l) => `${l.level} ${String(l.obj.guard ?? l.obj.decision)}`)).toEqual([
+      'info executed',
+      'info cooldown',
+      'warn failed',
+    ]);
+    expect(fleet.calls[0]!.ctx).toMatchObject({
+      idempotencyKey: `${a.id}#0`,
+      alertId: a.id,
+      alert: a,
+      rule: a.rule,
+    });
+  });
+
+  it('refuses a configuration that could only fail later', () => {
+    expect(() => setup({ breaker: { max: 2, windowMs: 60_000, notify: 'nobody' } })).toThrow(
+      /breaker.notify names "nobody"/,
+    );
+    expect(() => setup({ maintenance: [{ days: [1], from: '9', to: '10' }] })).toThrow(/HH:MM/);
+    expect(() => setup({}, { ruleGuards: { r: { concurrency: 0 } } })).toThrow(/concurrency/);
+  });
+});
