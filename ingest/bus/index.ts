@@ -2,8 +2,16 @@ export {
   type DeadLetter,
   EmbeddedBus,
   type EmbeddedBusOptions,
-  keyOf,
+  type EmbeddedBusStats,
+  type GroupPosition,
   openEmbeddedBus,
 } from './embedded.ts';
-export { createKafkaBus, KafkaBus, type KafkaBusOptions } from './kafka.ts';
+export { keyOf } from './encode.ts';
+export {
+  createKafkaBus,
+  KafkaBus,
+  type KafkaBusOptions,
+  type KafkaBusStats,
+  type KafkaGroupLag,
+} from './kafka.ts';
 export * from './types.ts';

@@ -1,16 +1,20 @@
 import {
+  type Admin,
   CompressionTypes,
   type Consumer as KafkaConsumer,
   Kafka,
+  type KafkaConfig,
   logLevel,
   Partitioners,
   type Producer,
 } from 'kafkajs';
+import kafkajs from 'kafkajs';
 import type { Event } from '../event.ts';
-import { keyOf } from './embedded.ts';
+import { Batcher } from './batcher.ts';
+import { DEAD_LETTER_BODY_CHARS, encode, keyOf } from './encode.ts';
 import {
   type Bus,
-  BusBackpressureError,
+  type BusMessage,
   type Consumer,
   type ConsumeOptions,
   type PublishResult,
@@ -21,62 +25,100 @@ import {
 /**
  * The Kafka bus: a topic per kind (`<prefix>logs`, `<prefix>metrics`), messages keyed
  * by service so a service's events keep their order on one partition, the idempotent
- * producer with acks=-1 and gzip. kafkajs sends what it is given, so Drover batches:
- * publishes arriving within `lingerMs` go out in one sendBatch, and each caller learns
- * the fate of its own events. Consumers commit offsets only after their handler is done.
+ * producer with acks=-1 and gzip. kafkajs sends what it is given, so Drover batches (see
+ * batcher.ts). Refused events go to `<prefix>deadletter`, keyed like the event, with
+ * the reason in the `drover.reason` header. Consumers commit offsets only after their
+ * handler is done; delivery is at-least-once.
  */
 export interface KafkaBusOptions {
   brokers: string[];
   clientId?: string;
+  /** Default `drover.`. */
   topicPrefix?: string;
   /** Partitions of topics Drover creates. Default 3. */
   partitions?: number;
+  /** Replication factor of topics Drover creates. Default: the broker's default. */
+  replicationFactor?: number;
+  /** How long a publish waits for others to share its send. Default 5 ms. */
   lingerMs?: number;
+  /** Most messages per send. Default 5,000. */
   maxBatchMessages?: number;
-  /** Larger events are refused and sent to `<prefix>deadletter` with the reason. Default 1 MiB. */
+  /**
+   * Larger events are refused and dead-lettered. Default 1 MiB, lowered to what the
+   * topics' `max.message.bytes` lets through.
+   */
   maxEventBytes?: number;
-  /** Events waiting to be sent before publish pushes back. Default 100,000. */
+  /** Events queued or in flight before publish pushes back. Default 100,000. */
   maxQueued?: number;
+  /** Failures the bus recovers from on its own (a handler that threw, an unreadable message). */
+  onError?: (err: Error, context: string) => void;
+  /** More kafkajs client settings: `ssl`, `sasl`, `connectionTimeout`, `retry`... */
+  client?: Omit<KafkaConfig, 'brokers' | 'clientId'>;
 }
 
-interface Queued {
-  messages: Array<{ topic: string; key: string; value: string; index: number }>;
-  result: PublishResult;
-  resolve: (r: PublishResult) => void;
-  reject: (e: Error) => void;
+export interface KafkaGroupLag {
+  topic: Topic;
+  partition: number;
+  /** The group's committed offset; -1 when it has committed none. */
+  committed: string;
+  /** The partition's high watermark (the next offset to be written). */
+  end: string;
+  lag: number;
 }
+
+export interface KafkaBusStats {
+  queued: number;
+  sentBatches: number;
+  sentMessages: number;
+}
+
+interface Outgoing {
+  topic: string;
+  key: string;
+  value: string;
+  headers?: Record<string, string>;
+  bytes: number;
+}
+
+/** Room left in a record batch for its header and the records' framing. */
+const BATCH_OVERHEAD = 16 * 1024;
+/** Kafka's default `max.message.bytes`, if the topic's cannot be read. */
+const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+const REASON_HEADER = 'drover.reason';
+// Not among the names Node can see in kafkajs' CommonJS exports, so taken from the default one.
+const { ConfigResourceTypes } = kafkajs;
 
 export class KafkaBus implements Bus {
   readonly kind = 'kafka' as const;
   private readonly kafka: Kafka;
   private readonly producer: Producer;
   private readonly prefix: string;
-  private readonly options: Required<Omit<KafkaBusOptions, 'brokers' | 'clientId' | 'topicPrefix'>>;
-  private queue: Queued[] = [];
-  private queuedMessages = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private sending: Promise<void> = Promise.resolve();
+  private readonly options: KafkaBusOptions;
+  private readonly onError: (err: Error, context: string) => void;
+  private batcher: Batcher<Outgoing> | undefined;
+  private maxEventBytes = 0;
+  private admin: Admin | undefined;
   private readonly consumers = new Set<KafkaConsumer>();
+  private closed = false;
 
   constructor(options: KafkaBusOptions) {
+    if (options.brokers.length === 0) throw new Error('the Kafka bus needs at least one broker');
+    this.options = options;
     this.kafka = new Kafka({
+      logLevel: logLevel.WARN,
+      ...options.client,
       clientId: options.clientId ?? 'drover',
       brokers: options.brokers,
-      logLevel: logLevel.WARN,
     });
     this.prefix = options.topicPrefix ?? 'drover.';
-    this.options = {
-      partitions: options.partitions ?? 3,
-      lingerMs: options.lingerMs ?? 5,
-      maxBatchMessages: options.maxBatchMessages ?? 5_000,
-      maxEventBytes: options.maxEventBytes ?? 1 << 20,
-      maxQueued: options.maxQueued ?? 100_000,
-    };
-    // The Java-compatible murmur2 partitioner: a key lands where Kafka's own clients put it.
+    this.onError =
+      options.onError ??
+      ((err, context) => process.emitWarning(`${context}: ${err.message}`, 'DroverBusWarning'));
     this.producer = this.kafka.producer({
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
+      // The Java-compatible murmur2 partitioner: a key lands where Kafka's own clients put it.
       createPartitioner: Partitioners.DefaultPartitioner,
     });
   }
@@ -85,141 +127,193 @@ export class KafkaBus implements Bus {
     return `${this.prefix}${kind}`;
   }
 
-  /** Creates the topics if missing and connects the producer. */
+  /** Creates the topics if missing, learns their size limit and connects the producer. */
   async start(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      const existing = new Set(await admin.listTopics());
-      const wanted = (['logs', 'metrics', 'deadletter'] as const)
-        .map((k) => this.topic(k))
-        .filter((t) => !existing.has(t));
-      if (wanted.length > 0) {
-        await admin.createTopics({
-          waitForLeaders: true,
-          topics: wanted.map((topic) => ({ topic, numPartitions: this.options.partitions })),
-        });
-      }
-    } finally {
-      await admin.disconnect();
+    const admin = await this.connectedAdmin();
+    const names = (['logs', 'metrics', 'deadletter'] as const).map((k) => this.topic(k));
+    const existing = new Set(await admin.listTopics());
+    const missing = names.filter((t) => !existing.has(t));
+    if (missing.length > 0) {
+      // false when another process created them first: fine either way.
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((topic) => ({
+          topic,
+          numPartitions: this.options.partitions ?? 3,
+          replicationFactor: this.options.replicationFactor ?? -1,
+        })),
+      });
     }
+    const topicLimit = await this.maxMessageBytes(admin, names.slice(0, 2));
+    this.maxEventBytes = Math.min(this.options.maxEventBytes ?? 1 << 20, topicLimit - 1024);
+    this.batcher = new Batcher<Outgoing>(
+      {
+        lingerMs: this.options.lingerMs ?? 5,
+        maxMessages: this.options.maxBatchMessages ?? 5_000,
+        maxBytes: topicLimit - BATCH_OVERHEAD,
+        maxQueued: this.options.maxQueued ?? 100_000,
+      },
+      (messages) => this.send(messages),
+    );
     await this.producer.connect();
   }
 
-  publish(events: Event[]): Promise<PublishResult> {
-    if (this.queuedMessages + events.length > this.options.maxQueued) {
-      return Promise.reject(
-        new BusBackpressureError(`${this.queuedMessages} events are waiting for Kafka`, 1),
+  /** The smallest `max.message.bytes` of the topics: one record batch may not exceed it. */
+  private async maxMessageBytes(admin: Admin, topics: string[]): Promise<number> {
+    try {
+      const { resources } = await admin.describeConfigs({
+        includeSynonyms: false,
+        resources: topics.map((name) => ({
+          type: ConfigResourceTypes.TOPIC,
+          name,
+          configNames: ['max.message.bytes'],
+        })),
+      });
+      const limits = resources
+        .flatMap((r) => r.configEntries)
+        .map((e) => Number(e.configValue))
+        .filter((n) => Number.isFinite(n) && n > 0);
+      return limits.length > 0 ? Math.min(...limits) : KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+    } catch (err) {
+      // Reading configs may be denied by ACLs: assume Kafka's default.
+      this.onError(err as Error, "reading the topics' max.message.bytes");
+      return KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
+    }
+  }
+
+  private async connectedAdmin(): Promise<Admin> {
+    if (!this.admin) {
+      const admin = this.kafka.admin();
+      await admin.connect();
+      this.admin = admin;
+    }
+    return this.admin;
+  }
+
+  /** The largest event publish accepts, after the topics' own limit. */
+  get eventSizeLimit(): number {
+    return this.maxEventBytes;
+  }
+
+  async publish(events: Event[]): Promise<PublishResult> {
+    if (this.closed) throw new Error('the bus is closed');
+    if (!this.batcher) throw new Error('the Kafka bus is not started (use createKafkaBus)');
+    if (!Array.isArray(events)) throw new TypeError('publish takes an array of events');
+    const result: PublishResult = { accepted: [], rejected: [] };
+    const messages: Outgoing[] = [];
+    events.forEach((event, index) => {
+      const e = encode(event, this.maxEventBytes);
+      if (!e.ok) {
+        result.rejected.push({ index, reason: e.reason });
+        messages.push({
+          topic: this.topic('deadletter'),
+          key: e.reason.startsWith('not an event') ? '' : keyOf(event),
+          value: e.body,
+          headers: { [REASON_HEADER]: e.reason },
+          bytes: e.body.length + e.reason.length,
+        });
+        return;
+      }
+      result.accepted.push(index);
+      messages.push({
+        topic: this.topic(topicOf(event)),
+        key: keyOf(event),
+        value: e.body,
+        bytes: e.bytes,
+      });
+    });
+    await this.batcher.add(messages);
+    return result;
+  }
+
+  private async send(messages: Outgoing[]): Promise<void> {
+    const byTopic = new Map<
+      string,
+      Array<{ key: string; value: string; headers?: Record<string, string> }>
+    >();
+    for (const m of messages) {
+      let list = byTopic.get(m.topic);
+      if (!list) byTopic.set(m.topic, (list = []));
+      list.push(
+        m.headers
+          ? { key: m.key, value: m.value, headers: m.headers }
+          : { key: m.key, value: m.value },
       );
     }
-    return new Promise((resolve, reject) => {
-      const result: PublishResult = { accepted: [], rejected: [] };
-      const messages: Queued['messages'] = [];
-      events.forEach((event, index) => {
-        const value = JSON.stringify(event);
-        const bytes = Buffer.byteLength(value);
-        if (bytes > this.options.maxEventBytes) {
-          const reason = `event of ${bytes} bytes exceeds the limit of ${this.options.maxEventBytes}`;
-          result.rejected.push({ index, reason });
-          messages.push({
-            topic: this.topic('deadletter'),
-            key: reason,
-            value: value.slice(0, 65_536),
-            index: -1,
-          });
-          return;
-        }
-        messages.push({ topic: this.topic(topicOf(event)), key: keyOf(event), value, index });
-      });
-      this.queue.push({ messages, result, resolve, reject });
-      this.queuedMessages += messages.length;
-      if (this.queuedMessages >= this.options.maxBatchMessages) this.flushSoon(0);
-      else this.flushSoon(this.options.lingerMs);
+    await this.producer.sendBatch({
+      acks: -1,
+      compression: CompressionTypes.GZIP,
+      topicMessages: [...byTopic].map(([topic, list]) => ({ topic, messages: list })),
     });
-  }
-
-  private flushSoon(ms: number): void {
-    if (this.timer && ms > 0) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      // One batch in flight at a time keeps the idempotent producer's order.
-      this.sending = this.sending.then(() => this.flush());
-    }, ms);
-  }
-
-  private async flush(): Promise<void> {
-    const batch = this.queue;
-    this.queue = [];
-    this.queuedMessages -= batch.reduce((n, q) => n + q.messages.length, 0);
-    if (batch.length === 0) return;
-    const byTopic = new Map<string, Array<{ key: string; value: string }>>();
-    for (const q of batch) {
-      for (const m of q.messages) {
-        let list = byTopic.get(m.topic);
-        if (!list) byTopic.set(m.topic, (list = []));
-        list.push({ key: m.key, value: m.value });
-      }
-    }
-    try {
-      await this.producer.sendBatch({
-        acks: -1,
-        compression: CompressionTypes.GZIP,
-        topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })),
-      });
-    } catch (err) {
-      // Nothing of this batch is acknowledged: the callers answer with a retryable error.
-      for (const q of batch) q.reject(err as Error);
-      return;
-    }
-    for (const q of batch) {
-      for (const m of q.messages) if (m.index >= 0) q.result.accepted.push(m.index);
-      q.resolve(q.result);
-    }
   }
 
   async consume(options: ConsumeOptions): Promise<Consumer> {
+    if (this.closed) throw new Error('the bus is closed');
+    if (options.topics.length === 0) throw new Error('consume needs at least one topic');
     const consumer = this.kafka.consumer({ groupId: options.group, allowAutoTopicCreation: false });
     await consumer.connect();
-    await consumer.subscribe({
-      topics: options.topics.map((t) => this.topic(t)),
-      fromBeginning: true,
-    });
-    this.consumers.add(consumer);
     let stopping = false;
-    await consumer.run({
-      autoCommit: false,
-      eachBatchAutoResolve: false,
-      eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
-        if (batch.messages.length === 0) return;
-        const topic = batch.topic.slice(this.prefix.length) as Topic;
-        const messages = batch.messages.map((m) => ({
-          topic,
-          partition: batch.partition,
-          offset: m.offset,
-          key: m.key?.toString() ?? '',
-          event: JSON.parse(m.value!.toString()) as Event,
-        }));
-        // Retry in place until the handler succeeds: the batch is redelivered, never skipped.
-        for (let attempt = 0; ; attempt++) {
-          if (stopping || !isRunning() || isStale()) return;
-          try {
-            await options.handler({ topic, partition: batch.partition, messages });
-            break;
-          } catch {
-            await heartbeat();
-            await new Promise((r) =>
-              setTimeout(r, Math.min(5_000, 50 * 2 ** Math.min(attempt, 7))),
-            );
+    try {
+      await consumer.subscribe({
+        topics: options.topics.map((t) => this.topic(t)),
+        fromBeginning: true,
+      });
+      await consumer.run({
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
+          if (batch.messages.length === 0) return;
+          const topic = batch.topic.slice(this.prefix.length) as Topic;
+          const messages: BusMessage[] = [];
+          for (const m of batch.messages) {
+            try {
+              const event = JSON.parse(m.value?.toString() ?? '') as Event;
+              if (typeof event !== 'object' || event === null || Array.isArray(event))
+                throw new Error('not an event object');
+              messages.push({
+                topic,
+                partition: batch.partition,
+                offset: m.offset,
+                key: m.key?.toString() ?? '',
+                event,
+              });
+            } catch (err) {
+              // Something else wrote to our topic: keep it aside rather than stall the partition.
+              await this.deadLetterUnreadable(batch.topic, batch.partition, m, err as Error);
+            }
           }
-        }
-        resolveOffset(batch.lastOffset());
-        const next = (BigInt(batch.lastOffset()) + 1n).toString();
-        await consumer.commitOffsets([
-          { topic: batch.topic, partition: batch.partition, offset: next },
-        ]);
-      },
-    });
+          for (let attempt = 1; messages.length > 0; attempt++) {
+            if (stopping || !isRunning() || isStale()) return;
+            try {
+              await options.handler({ topic, partition: batch.partition, messages });
+              break;
+            } catch (err) {
+              // Retried in place until it succeeds: the batch is redelivered, never skipped.
+              this.onError(
+                err instanceof Error ? err : new Error(String(err)),
+                `consumer group "${options.group}" failed a batch of ${messages.length} from ${batch.topic}/${batch.partition} at offset ${messages[0]!.offset} (attempt ${attempt}); it will be redelivered`,
+              );
+              await heartbeat();
+              await new Promise((r) =>
+                setTimeout(r, Math.min(5_000, 50 * 2 ** Math.min(attempt, 7))),
+              );
+            }
+          }
+          resolveOffset(batch.lastOffset());
+          await consumer.commitOffsets([
+            {
+              topic: batch.topic,
+              partition: batch.partition,
+              offset: (BigInt(batch.lastOffset()) + 1n).toString(),
+            },
+          ]);
+        },
+      });
+    } catch (err) {
+      await consumer.disconnect();
+      throw err;
+    }
+    this.consumers.add(consumer);
     return {
       stop: async () => {
         stopping = true;
@@ -229,21 +323,92 @@ export class KafkaBus implements Bus {
     };
   }
 
-  async close(): Promise<void> {
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-      this.sending = this.sending.then(() => this.flush());
+  private async deadLetterUnreadable(
+    topic: string,
+    partition: number,
+    message: { offset: string; key: Buffer | null; value: Buffer | null },
+    err: Error,
+  ): Promise<void> {
+    const reason = `unreadable message at ${topic}/${partition}@${message.offset}: ${err.message}`;
+    this.onError(err, reason);
+    await this.producer.send({
+      topic: this.topic('deadletter'),
+      acks: -1,
+      compression: CompressionTypes.GZIP,
+      messages: [
+        {
+          key: message.key,
+          value: (message.value?.toString() ?? '').slice(0, DEAD_LETTER_BODY_CHARS),
+          headers: { [REASON_HEADER]: reason },
+        },
+      ],
+    });
+  }
+
+  /** A group's committed offset, end and lag per partition: the bus lag for metrics. */
+  async groupLag(group: string, topics: Topic[] = ['logs', 'metrics']): Promise<KafkaGroupLag[]> {
+    const admin = await this.connectedAdmin();
+    const committed = await admin.fetchOffsets({
+      groupId: group,
+      topics: topics.map((t) => this.topic(t)),
+    });
+    const out: KafkaGroupLag[] = [];
+    for (const { topic, partitions } of committed) {
+      const ends = await admin.fetchTopicOffsets(topic);
+      for (const p of partitions) {
+        const end = ends.find((e) => e.partition === p.partition);
+        if (!end) continue;
+        // With nothing committed the group starts at the earliest retained offset.
+        const from = p.offset === '-1' ? end.low : p.offset;
+        out.push({
+          topic: topic.slice(this.prefix.length) as Topic,
+          partition: p.partition,
+          committed: p.offset,
+          end: end.high,
+          lag: Math.max(0, Number(BigInt(end.high) - BigInt(from))),
+        });
+      }
     }
-    await this.sending;
+    return out;
+  }
+
+  /** Messages a group has yet to consume, per topic. */
+  async lag(group: string): Promise<Record<Topic, number>> {
+    const out: Record<Topic, number> = { logs: 0, metrics: 0 };
+    for (const p of await this.groupLag(group)) out[p.topic] += p.lag;
+    return out;
+  }
+
+  stats(): KafkaBusStats {
+    return {
+      queued: this.batcher?.queued ?? 0,
+      sentBatches: this.batcher?.sent.batches ?? 0,
+      sentMessages: this.batcher?.sent.messages ?? 0,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    // Publishes already queued are sent (and their callers answered) before disconnecting.
+    await this.batcher?.flush();
     await Promise.all([...this.consumers].map((c) => c.disconnect()));
     this.consumers.clear();
+    await this.admin?.disconnect();
     await this.producer.disconnect();
   }
 }
 
 export async function createKafkaBus(options: KafkaBusOptions): Promise<KafkaBus> {
   const bus = new KafkaBus(options);
-  await bus.start();
+  try {
+    await bus.start();
+  } catch (err) {
+    await bus.close().catch(() => {});
+    throw new Error(
+      `the Kafka bus could not start (brokers ${options.brokers.join(',')}): ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
   return bus;
 }
