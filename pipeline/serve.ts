@@ -14,6 +14,7 @@ import {
   createKafkaBus,
   type Consumer,
   type EmbeddedBus,
+  type KafkaBus,
   openEmbeddedBus,
   type Topic,
 } from '../ingest/bus/index.ts';
@@ -62,6 +63,8 @@ export class Pipeline {
   private remediator!: Remediator;
   private adapters = new Map<string, Adapter>();
   private search: SearchIndex | undefined;
+  /** Where alerts are indexed for Kibana (with an Elasticsearch index). */
+  private alertIndexer: ElasticsearchIndexer | undefined;
   private closers: Array<() => Promise<void> | void> = [];
   private consumers: Consumer[] = [];
   private offsets: Record<string, number> = {};
@@ -219,6 +222,15 @@ export class Pipeline {
       .catch((err: unknown) => this.logger.error({ err, alert: alert.id }, 'remediation failed'))
       .finally(() => this.pendingActions.delete(p));
     this.pendingActions.add(p);
+    if (this.alertIndexer) {
+      const indexed = this.alertIndexer
+        .indexAlerts([alert])
+        .catch((err: unknown) =>
+          this.logger.warn({ err, alert: alert.id }, 'could not index the alert'),
+        )
+        .finally(() => this.pendingActions.delete(indexed));
+      this.pendingActions.add(indexed);
+    }
   }
 
   private countDecision(d: Decision): void {
@@ -253,6 +265,7 @@ export class Pipeline {
       });
       await es.start();
       this.search = es;
+      this.alertIndexer = es;
       this.closers.push(() => es.close());
       index = (b) => es.indexBatch(b);
     } else {
@@ -327,8 +340,6 @@ export class Pipeline {
     const tmp = `${this.snapshotPath}.tmp`;
     writeFileSync(tmp, JSON.stringify(snapshot));
     renameSync(tmp, this.snapshotPath);
-    for (const s of this.engine.stats())
-      this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
   }
 
   /** Hot reload: a rule set that fails validation is rejected and the running one stays. */
@@ -355,12 +366,18 @@ export class Pipeline {
       reply.code(this.ready ? 200 : 503).send({ ready: this.ready }),
     );
     app.get('/metrics', async (_req, reply) => {
-      if (this.bus.kind === 'embedded') {
-        for (const group of [RULES_GROUP, INDEX_GROUP]) {
-          const lag = (this.bus as EmbeddedBus).lag(group);
+      // Gauges read at scrape time, so they are as fresh as the scrape.
+      const bus = this.bus as EmbeddedBus | KafkaBus;
+      for (const group of [RULES_GROUP, INDEX_GROUP]) {
+        try {
+          const lag = await bus.lag(group);
           for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);
+        } catch (err) {
+          this.logger.warn({ err, group }, 'could not read the bus lag');
         }
       }
+      for (const s of this.engine.stats())
+        this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
       return reply
         .header('content-type', this.telemetry.registry.contentType)
         .send(await this.telemetry.registry.metrics());
