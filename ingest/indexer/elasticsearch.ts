@@ -3,6 +3,7 @@ import { Client, type estypes } from '@elastic/elasticsearch';
 type QueryDslQueryContainer = estypes.QueryDslQueryContainer;
 import type { BusBatch } from '../bus/types.ts';
 import type { Event } from '../event.ts';
+import type { Alert } from '../../rules/index.ts';
 import { documentId, type SearchParams, type SearchResult } from './search.ts';
 import { dailyIndex, type IndexFamily, indexTemplate } from './templates.ts';
 
@@ -174,6 +175,26 @@ export class ElasticsearchIndexer {
     });
   }
 
+  /**
+   * Alerts into the alerts index family, where the Kibana alerts dashboard reads them.
+   * The alert id is the document id, so an alert replayed after a restart is a no-op.
+   */
+  async indexAlerts(alerts: Alert[]): Promise<void> {
+    if (alerts.length === 0) return;
+    const operations = alerts.flatMap((a) => [
+      { create: { _index: this.indexFor('alerts', Date.parse(a.at)), _id: a.id } },
+      alertDocument(a),
+    ]);
+    const response = await this.client.bulk({ operations });
+    const failed = response.items.filter(
+      (i) => i.create!.status >= 300 && i.create!.status !== 409,
+    );
+    if (failed.length > 0)
+      throw new IndexingError(
+        `could not index ${failed.length} alerts: ${failed[0]!.create!.error?.reason}`,
+      );
+  }
+
   private async deadLetter(
     items: Array<{ id: string; index: string; reason: string; document: Record<string, unknown> }>,
   ) {
@@ -249,6 +270,23 @@ export class ElasticsearchIndexer {
   async close(): Promise<void> {
     await this.client.close();
   }
+}
+
+/** The alert as indexed: its service lifted out of key or sample, so it can be charted. */
+function alertDocument(a: Alert): Record<string, unknown> {
+  const service = a.key['service.name'] ?? a.sample?.['service.name'];
+  return {
+    '@timestamp': a.at,
+    id: a.id,
+    rule: a.rule,
+    type: a.type,
+    ...(a.description && { description: a.description }),
+    ...(typeof service === 'string' && { service: { name: service } }),
+    key: a.key,
+    figures: a.figures,
+    labels: a.labels,
+    ...(a.sample && { sample: a.sample }),
+  };
 }
 
 function toDocument(event: Event): Record<string, unknown> {

@@ -45,6 +45,7 @@ export const MAPPINGS: Record<IndexFamily, Record<string, unknown>> = {
       rule: keyword,
       type: keyword,
       description: text,
+      service: { properties: { name: keyword } },
       key: { type: 'flattened' },
       figures: { type: 'flattened' },
       labels: { type: 'flattened' },
