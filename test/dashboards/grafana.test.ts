@@ -1,0 +1,226 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parser } from '@prometheus-io/lezer-promql';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  GRAFANA_SCHEMA_VERSION,
+  grafanaDashboard,
+  grafanaQueries,
+  renderArtifacts,
+} from '../../dashboards/index.ts';
+
+const DASHBOARDS = join(import.meta.dirname, '..', '..', 'dashboards');
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
+
+/** What Grafana substitutes before a query reaches Prometheus. */
+function interpolate(expr: string): string {
+  return expr
+    .replaceAll('$__rate_interval', '1m')
+    .replaceAll('$__interval', '15s')
+    .replaceAll('$__range', '1h')
+    .replaceAll('$job', '.*')
+    .replaceAll('$instance', '.*');
+}
+
+interface Parsed {
+  errors: string[];
+  metrics: string[];
+  /** Label names the query groups by or matches on. */
+  labels: Array<{ metric?: string; label: string }>;
+}
+
+function parsePromql(expr: string): Parsed {
+  const text = interpolate(expr);
+  const tree = parser.parse(text);
+  const out: Parsed = { errors: [], metrics: [], labels: [] };
+  const slice = (n: { from: number; to: number }) => text.slice(n.from, n.to);
+  tree.iterate({
+    enter(ref) {
+      const n = ref.node;
+      if (n.type.isError)
+        out.errors.push(`syntax error at ${n.from}: "${text.slice(n.from, n.from + 20)}"`);
+      if (n.name === 'VectorSelector') {
+        const id = n.getChild('Identifier');
+        const metric = id ? slice(id) : undefined;
+        if (metric) out.metrics.push(metric);
+        const matchers = n.getChild('LabelMatchers');
+        for (let c = matchers?.firstChild; c; c = c.nextSibling) {
+          const name = c.getChild('LabelName');
+          if (name) out.labels.push({ metric, label: slice(name) });
+        }
+      }
+      if (n.name === 'GroupingLabels') {
+        for (let c = n.firstChild; c; c = c.nextSibling)
+          if (c.name === 'LabelName') out.labels.push({ label: slice(c) });
+      }
+    },
+  });
+  return out;
+}
+
+describe('the Grafana dashboard', () => {
+  const dashboard = grafanaDashboard();
+
+  it('is the committed file, with provisioning beside it', () => {
+    for (const [path, content] of Object.entries(renderArtifacts()))
+      expect(
+        readFileSync(join(DASHBOARDS, path), 'utf8'),
+        `dashboards/${path} is stale: npm run dashboards`,
+      ).toBe(content);
+  });
+
+  it('has a current schema, a Prometheus data-source variable every panel uses, and a tidy grid', () => {
+    expect(dashboard.schemaVersion).toBe(GRAFANA_SCHEMA_VERSION);
+    const ds = dashboard.templating.list.find((v) => v.type === 'datasource');
+    expect(ds).toMatchObject({ name: 'datasource', query: 'prometheus' });
+    const panels = dashboard.panels as Array<{
+      id: number;
+      type: string;
+      title: string;
+      datasource?: { uid: string };
+      gridPos: { x: number; y: number; w: number; h: number };
+    }>;
+    expect(new Set(panels.map((p) => p.id)).size).toBe(panels.length);
+    const cells = new Set<string>();
+    for (const p of panels) {
+      if (p.type !== 'row') expect(p.datasource?.uid, p.title).toBe('${datasource}');
+      expect(p.gridPos.x + p.gridPos.w, p.title).toBeLessThanOrEqual(24);
+      for (let x = p.gridPos.x; x < p.gridPos.x + p.gridPos.w; x++)
+        for (let y = p.gridPos.y; y < p.gridPos.y + p.gridPos.h; y++) {
+          expect(cells.has(`${x},${y}`), `${p.title} overlaps another panel`).toBe(false);
+          cells.add(`${x},${y}`);
+        }
+    }
+    // Each area DESIGN.md §6 names has a panel.
+    const titles = panels.map((p) => p.title.toLowerCase()).join('\n');
+    for (const area of [
+      'ingested by protocol',
+      'errors by protocol',
+      'bus lag',
+      'indexing latency',
+      'failures',
+      'rule evaluation',
+      'alerts by rule',
+      'actions by adapter and outcome',
+      'suppressions by reason',
+    ])
+      expect(titles).toContain(area);
+  });
+
+  it('every query parses as PromQL (and the check does catch a broken one)', () => {
+    expect(parsePromql('sum by (le) (rate(x_bucket[5m])').errors).not.toEqual([]);
+    expect(parsePromql('rate(x{job=~"a"}[$__rate_interval]) +').errors).not.toEqual([]);
+    const queries = grafanaQueries(dashboard);
+    expect(queries.length).toBeGreaterThan(15);
+    for (const q of queries)
+      expect(parsePromql(q.expr).errors, `${q.where}: ${q.expr}`).toEqual([]);
+  });
+});
+
+/** A running `drover serve`, driven through ingest, alerts, actions and a suppression. */
+describe('the Grafana dashboard against a running Drover', () => {
+  let child: ChildProcess;
+  let url: string;
+  let exposition = '';
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-dash-'));
+    mkdirSync(join(dir, 'rules'));
+    writeFileSync(
+      join(dir, 'rules', 'errors.yaml'),
+      `name: host-errors
+type: frequency
+query_key: host.name
+num_events: 2
+timeframe: 10m
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+actions:
+  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
+`,
+    );
+    writeFileSync(
+      join(dir, 'drover.yaml'),
+      `stateDir: state
+listen: { port: 0, statsdPort: false }
+rules: { paths: [rules], allowedLateness: 1s }
+adapters:
+  script: { type: exec, command: /bin/sh, args: ["-c", "true"] }
+guards: { cooldown: 0s, budget: { max: 1, window: 1h } }
+`,
+    );
+    child = spawn(process.execPath, [BIN, 'serve', '--config', join(dir, 'drover.yaml')], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let log = '';
+    url = await new Promise<string>((resolve, reject) => {
+      child.stderr!.on('data', (d: Buffer) => {
+        log += d.toString();
+        const m = /"url":"(http:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
+        if (m) resolve(m[1]!);
+      });
+      child.once('exit', (code) => reject(new Error(`drover serve exited with ${code}:\n${log}`)));
+    });
+    const t = Date.now();
+    const line = (host: string, i: number) =>
+      JSON.stringify({ level: 50, time: t + i, hostname: host, name: 'web', msg: 'failed' });
+    // Two hosts trip the rule: one action runs, the budget of one suppresses the other.
+    const body = [line('a', 0), line('a', 1), 'not json', line('b', 2), line('b', 3)].join('\n');
+    const r = await fetch(`${url}/ingest`, { method: 'POST', body });
+    expect(r.status).toBe(200);
+    for (let i = 0; i < 200; i++) {
+      exposition = await (await fetch(`${url}/metrics`)).text();
+      if (
+        /drover_guard_suppressions_total\{/.test(exposition) &&
+        /drover_index_batch_seconds_count [1-9]/.test(exposition)
+      )
+        break;
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }, 60_000);
+
+  afterAll(() => {
+    child?.kill('SIGKILL');
+  });
+
+  it('uses only metrics and labels that Drover exports', () => {
+    const families = new Map<string, string>();
+    for (const m of exposition.matchAll(/^# TYPE (\S+) (\S+)$/gm)) families.set(m[1]!, m[2]!);
+    const samples = new Map<string, Set<string>>();
+    for (const m of exposition.matchAll(/^([a-zA-Z_:][\w:]*)(?:\{([^}]*)\})? /gm)) {
+      const labels = samples.get(m[1]!) ?? new Set<string>();
+      for (const l of (m[2] ?? '').matchAll(/(\w+)="/g)) labels.add(l[1]!);
+      samples.set(m[1]!, labels);
+    }
+    expect(families.size).toBeGreaterThan(20);
+    const familyOf = (name: string) =>
+      families.has(name) ? name : name.replace(/_(bucket|sum|count)$/, '');
+    // Labels Prometheus adds to every scraped series.
+    const targetLabels = new Set(['job', 'instance']);
+    const unsampled: string[] = [];
+    for (const q of grafanaQueries()) {
+      const parsed = parsePromql(q.expr);
+      expect(parsed.metrics.length, q.where).toBeGreaterThan(0);
+      for (const metric of parsed.metrics) {
+        expect(
+          families.has(familyOf(metric)),
+          `${q.where} uses ${metric}, which Drover does not export`,
+        ).toBe(true);
+        if (!samples.has(metric)) {
+          unsampled.push(metric);
+          continue;
+        }
+        const known = samples.get(metric)!;
+        const used = parsed.labels.filter(
+          (l) => (l.metric ?? metric) === metric && !targetLabels.has(l.label),
+        );
+        for (const { label } of used)
+          if (label !== 'le')
+            expect(known.has(label), `${q.where}: ${metric} has no label ${label}`).toBe(true);
+      }
+    }
+    // Only failure counters nothing here provoked may lack samples.
+    expect(unsampled.filter((m) => !/failures|throttled/.test(m))).toEqual([]);
+  });
+});
