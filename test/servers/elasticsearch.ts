@@ -10,7 +10,7 @@ import { cacheDir, freePort, run, startProcess, stopProcess, waitFor } from './c
  * off for loopback tests. Elasticsearch refuses to run as root, so as root it runs as
  * a dedicated system user from a world-readable home.
  */
-const VERSION = '8.19.2';
+export const VERSION = '8.19.2';
 const ES_USER = 'drover-es';
 
 function javaHome(): string {

@@ -17,7 +17,7 @@ import {
  * A real single-node Kafka in KRaft mode (no ZooKeeper), from the broker jars on
  * Maven Central. 3.9 because kafkajs speaks protocol versions Kafka 4 removed.
  */
-const VERSION = '3.9.1';
+export const VERSION = '3.9.1';
 
 /** A KRaft cluster id: 16 random bytes, base64url — never starting with "-", which the tool would read as an option. */
 function clusterId(): string {
