@@ -5,6 +5,7 @@
 const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<number>>> = {
   'hot-path': async () => (await import('./hot-path.ts')).hotPath,
   ingest: async () => (await import('./ingest.ts')).ingest,
+  e2e: async () => (await import('./e2e.ts')).e2e,
 };
 
 const [name, ...args] = process.argv.slice(2);
