@@ -14,10 +14,16 @@ import type { Decision, DecisionKind, ListOptions, RemediationStore } from './ty
  * in one state index, `<prefix>-remediation-state`.
  *
  * Idempotency is as strict as with SQLite: a claim is a document created with
- * `op_type: create`, which exactly one writer wins. Reservations are not: the ledger is
- * read (refreshed) and then appended, so two workers deciding in the same instant may
- * both take the last unit of a budget. Writes wait for a refresh, so a decision is
- * visible to the next one.
+ * `op_type: create`, which exactly one writer wins. Reservations are serialized across
+ * workers by a lease (`lock:reserve`, also created with `op_type: create`): the ledger
+ * is read and the attempt appended (and refreshed) while the lease is held, so two
+ * workers cannot both take the last unit of a budget. A worker that dies holding the
+ * lease blocks the others for at most `lockLeaseMs`, after which its lease is taken
+ * over. Everything a later search must see is refreshed before the write returns.
+ *
+ * A claim is marked journaled when its decision is recorded, so a claim reported as
+ * interrupted means a crash between claiming and journaling — not a journal index that
+ * retention has since deleted.
  */
 export interface ElasticsearchStoreOptions {
   /** The server, e.g. http://localhost:9200 (or pass a client). */
@@ -25,6 +31,12 @@ export interface ElasticsearchStoreOptions {
   client?: Client;
   /** Index name prefix, default `drover`. */
   prefix?: string;
+  /** How long a reservation lease lasts before another worker may take it over (30 s). */
+  lockLeaseMs?: number;
+  /** How long reserve() waits for the lease before failing (30 s). */
+  lockWaitMs?: number;
+  /** Claims checked per request by interruptedClaims() (1000). */
+  pageSize?: number;
 }
 
 type StateDoc = Record<string, unknown> & { kind: string };
@@ -43,15 +55,27 @@ const STATE_MAPPING = {
     group: { type: 'keyword' },
     shadow: { type: 'boolean' },
     claim_id: { type: 'keyword' },
+    journaled: { type: 'boolean' },
+    silence_id: { type: 'keyword' },
     service: { type: 'keyword' },
   },
 };
+
+const RESERVE_LOCK = 'lock:reserve';
+
+const isStatus = (err: unknown, ...codes: number[]) =>
+  err instanceof errors.ResponseError && codes.includes(err.statusCode ?? 0);
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export class ElasticsearchStore implements RemediationStore {
   private readonly client: Client;
   private readonly ownsClient: boolean;
   readonly prefix: string;
   private dataStreams = false;
+  private readonly lockLeaseMs: number;
+  private readonly lockWaitMs: number;
+  private readonly pageSize: number;
 
   constructor(options: ElasticsearchStoreOptions) {
     if (!options.client && !options.node)
@@ -59,6 +83,9 @@ export class ElasticsearchStore implements RemediationStore {
     this.client = options.client ?? new Client({ node: options.node!, requestTimeout: 30_000 });
     this.ownsClient = !options.client;
     this.prefix = options.prefix ?? 'drover';
+    this.lockLeaseMs = options.lockLeaseMs ?? 30_000;
+    this.lockWaitMs = options.lockWaitMs ?? 30_000;
+    this.pageSize = options.pageSize ?? 1_000;
   }
 
   get stateIndex(): string {
@@ -74,8 +101,11 @@ export class ElasticsearchStore implements RemediationStore {
     try {
       await this.client.transport.request({ method: 'GET', path: '/_data_stream' });
       this.dataStreams = true;
-    } catch {
-      this.dataStreams = false; // a minimal server answers 405
+    } catch (err) {
+      // A server without data streams has no such endpoint (400, 404 or 405); anything
+      // else (no server at all) is an error, not a missing feature.
+      if (!isStatus(err, 400, 404, 405)) throw err;
+      this.dataStreams = false;
     }
     await this.client.indices.putIndexTemplate({
       name: `${this.prefix}-actions`,
@@ -93,6 +123,11 @@ export class ElasticsearchStore implements RemediationStore {
         err.body?.error?.type === 'resource_already_exists_exception'
       ))
         throw err;
+      // A state index from an earlier version gains the fields added since.
+      await this.client.indices.putMapping({
+        index: this.stateIndex,
+        properties: STATE_MAPPING.properties as never,
+      });
     }
     return this;
   }
@@ -101,19 +136,47 @@ export class ElasticsearchStore implements RemediationStore {
     return this.dataStreams ? `${this.prefix}-actions` : dailyIndex(this.prefix, 'actions', at);
   }
 
-  /** Creates a state document; false when it exists already. */
-  private async create(id: string, doc: StateDoc): Promise<boolean> {
+  /**
+   * Creates a state document; undefined when it exists already. `searchable` when a later
+   * search must find it (a get by id always does).
+   */
+  private async create(
+    id: string,
+    doc: StateDoc,
+    searchable = false,
+  ): Promise<{ seq: number; term: number } | undefined> {
     try {
-      await this.client.index({
+      const res = await this.client.index({
         index: this.stateIndex,
         id,
         op_type: 'create',
         document: doc,
-        refresh: 'wait_for',
+        refresh: searchable,
       });
-      return true;
+      return { seq: res._seq_no!, term: res._primary_term! };
     } catch (err) {
-      if (err instanceof errors.ResponseError && err.statusCode === 409) return false;
+      if (isStatus(err, 409)) return undefined;
+      throw err;
+    }
+  }
+
+  /** Replaces a state document only if it is still the version read; undefined if not. */
+  private async replace(
+    id: string,
+    doc: StateDoc,
+    version: { seq: number; term: number },
+  ): Promise<{ seq: number; term: number } | undefined> {
+    try {
+      const res = await this.client.index({
+        index: this.stateIndex,
+        id,
+        document: doc,
+        if_seq_no: version.seq,
+        if_primary_term: version.term,
+      });
+      return { seq: res._seq_no!, term: res._primary_term! };
+    } catch (err) {
+      if (isStatus(err, 409)) return undefined;
       throw err;
     }
   }
@@ -125,40 +188,58 @@ export class ElasticsearchStore implements RemediationStore {
       const res = await this.client.get<StateDoc>({ index: this.stateIndex, id });
       return { doc: res._source!, seq: res._seq_no!, term: res._primary_term! };
     } catch (err) {
-      if (err instanceof errors.ResponseError && err.statusCode === 404) return undefined;
+      if (isStatus(err, 404)) return undefined;
       throw err;
     }
   }
 
   async claim(id: string, at: number): Promise<boolean> {
-    return this.create(`claim:${id}`, { kind: 'claim', claim_id: id, at });
+    return (await this.create(`claim:${id}`, { kind: 'claim', claim_id: id, at })) !== undefined;
   }
 
   async interruptedClaims(): Promise<Array<{ id: string; at: number }>> {
-    const claims = await this.client.search<StateDoc>({
-      index: this.stateIndex,
-      size: 10_000,
-      query: { term: { kind: 'claim' } },
-      sort: [{ at: 'asc' }],
-    });
-    const ids = claims.hits.hits.map((h) => h._source!.claim_id as string);
-    if (ids.length === 0) return [];
-    const journaled = await this.client.search<{ id: string }>({
-      index: this.journalPattern,
-      ignore_unavailable: true,
-      allow_no_indices: true,
-      size: 0,
-      query: { terms: { id: ids } },
-      aggs: { ids: { terms: { field: 'id', size: ids.length } } },
-    });
-    const seen = new Set(
-      (journaled.aggregations?.ids as { buckets: Array<{ key: string }> } | undefined)?.buckets.map(
-        (b) => b.key,
-      ) ?? [],
-    );
-    return claims.hits.hits
-      .map((h) => ({ id: h._source!.claim_id as string, at: h._source!.at as number }))
-      .filter((c) => !seen.has(c.id));
+    await this.client.indices.refresh({ index: this.stateIndex });
+    const interrupted: Array<{ id: string; at: number }> = [];
+    let after: unknown[] | undefined;
+    // Every claim not marked journaled, a page at a time, checked against the journal
+    // (claims from before the mark existed, or a crash between journaling and marking).
+    for (;;) {
+      const page = await this.client.search<StateDoc>({
+        index: this.stateIndex,
+        size: this.pageSize,
+        query: {
+          bool: {
+            filter: [{ term: { kind: 'claim' } }],
+            must_not: [{ term: { journaled: true } }],
+          },
+        },
+        sort: [{ at: 'asc' }, { claim_id: 'asc' }],
+        ...(after && { search_after: after as never }),
+      });
+      const hits = page.hits.hits;
+      if (hits.length === 0) break;
+      const claims = hits.map((h) => ({
+        id: h._source!.claim_id as string,
+        at: h._source!.at as number,
+      }));
+      const journaled = await this.client.search({
+        index: this.journalPattern,
+        ignore_unavailable: true,
+        allow_no_indices: true,
+        size: 0,
+        query: { terms: { id: claims.map((c) => c.id) } },
+        aggs: { ids: { terms: { field: 'id', size: claims.length } } },
+      });
+      const seen = new Set(
+        (
+          journaled.aggregations?.ids as { buckets: Array<{ key: string }> } | undefined
+        )?.buckets.map((b) => b.key) ?? [],
+      );
+      interrupted.push(...claims.filter((c) => !seen.has(c.id)));
+      if (hits.length < this.pageSize) break;
+      after = hits.at(-1)!.sort;
+    }
+    return interrupted;
   }
 
   async record(d: Decision): Promise<void> {
@@ -168,6 +249,17 @@ export class ElasticsearchStore implements RemediationStore {
       document: toDocument(d),
       refresh: 'wait_for',
     });
+    // The claim's decision is on record (not every decision has a claim).
+    try {
+      await this.client.update({
+        index: this.stateIndex,
+        id: `claim:${d.id}`,
+        doc: { journaled: true },
+        retry_on_conflict: 3,
+      });
+    } catch (err) {
+      if (!isStatus(err, 404)) throw err;
+    }
   }
 
   async list(options: ListOptions = {}): Promise<Decision[]> {
@@ -248,20 +340,68 @@ export class ElasticsearchStore implements RemediationStore {
     query: LedgerQuery,
     check: (counts: LedgerCounts) => Suppression | undefined,
   ): Promise<Suppression | undefined> {
-    const verdict = check(await this.ledger(query));
-    if (verdict) return verdict;
-    await this.create(`attempt:${attempt.id}`, {
-      kind: 'attempt',
-      at: attempt.at,
-      rule: attempt.rule,
-      key_id: attempt.keyId,
-      adapter: attempt.adapter,
-      target: attempt.target,
-      operation: attempt.operation,
-      ...(attempt.group !== undefined && { group: attempt.group }),
-      shadow: attempt.shadow,
+    return this.withReserveLock(async () => {
+      const verdict = check(await this.ledger(query));
+      if (verdict) return verdict;
+      await this.create(
+        `attempt:${attempt.id}`,
+        {
+          kind: 'attempt',
+          at: attempt.at,
+          rule: attempt.rule,
+          key_id: attempt.keyId,
+          adapter: attempt.adapter,
+          target: attempt.target,
+          operation: attempt.operation,
+          ...(attempt.group !== undefined && { group: attempt.group }),
+          shadow: attempt.shadow,
+        },
+        true, // the next reservation's ledger must count it
+      );
+      return undefined;
     });
-    return undefined;
+  }
+
+  /**
+   * Runs `fn` holding the reservation lease: one worker at a time checks the ledger and
+   * appends to it. A lease past its expiry (its holder died) is taken over.
+   */
+  private async withReserveLock<T>(fn: () => Promise<T>): Promise<T> {
+    const owner = randomUUID();
+    const deadline = Date.now() + this.lockWaitMs;
+    const lease = () => ({ kind: 'lock', owner, until: Date.now() + this.lockLeaseMs });
+    let held: { seq: number; term: number } | undefined;
+    for (let round = 0; !held; round++) {
+      held = await this.create(RESERVE_LOCK, lease());
+      if (held) break;
+      const current = await this.getState(RESERVE_LOCK);
+      if (!current) continue; // released meanwhile
+      if ((current.doc.until as number) <= Date.now()) {
+        held = await this.replace(RESERVE_LOCK, lease(), current);
+        if (held) break;
+        continue;
+      }
+      if (Date.now() >= deadline)
+        throw new Error(
+          `waited ${this.lockWaitMs} ms for the reservation lock of ${this.stateIndex}, held by another worker`,
+        );
+      await sleep(Math.min(5 * 2 ** round, 100) * (0.5 + Math.random()));
+    }
+    try {
+      return await fn();
+    } finally {
+      // Only our own lease: if it expired and was taken over, it is not ours to delete.
+      await this.client
+        .delete({
+          index: this.stateIndex,
+          id: RESERVE_LOCK,
+          if_seq_no: held.seq,
+          if_primary_term: held.term,
+        })
+        .catch((err: unknown) => {
+          if (!isStatus(err, 404, 409)) throw err;
+        });
+    }
   }
 
   async killSwitch(): Promise<boolean> {
@@ -273,7 +413,6 @@ export class ElasticsearchStore implements RemediationStore {
       index: this.stateIndex,
       id: 'setting:kill_switch',
       document: { kind: 'setting', on },
-      refresh: 'wait_for',
     });
   }
 
@@ -281,13 +420,11 @@ export class ElasticsearchStore implements RemediationStore {
     validateMatchers(matchers);
     if (!Number.isFinite(until)) throw new Error('a silence needs an expiry time');
     const id = randomUUID();
-    await this.create(`silence:${id}`, {
-      kind: 'silence',
-      silence_id: id,
-      matchers,
-      until,
-      comment,
-    });
+    await this.create(
+      `silence:${id}`,
+      { kind: 'silence', silence_id: id, at: Date.now(), matchers, until, comment },
+      true,
+    );
     return id;
   }
 
@@ -298,6 +435,11 @@ export class ElasticsearchStore implements RemediationStore {
       query: {
         bool: { filter: [{ term: { kind: 'silence' } }, { range: { until: { gt: now } } }] },
       },
+      // In the order they were added, as with SQLite.
+      sort: [
+        { at: { order: 'asc', unmapped_type: 'long' } },
+        { silence_id: { order: 'asc', unmapped_type: 'keyword' } },
+      ],
     });
     return res.hits.hits.map((h) => ({
       id: h._source!.silence_id as string,
@@ -312,11 +454,11 @@ export class ElasticsearchStore implements RemediationStore {
       await this.client.delete({
         index: this.stateIndex,
         id: `silence:${id}`,
-        refresh: 'wait_for',
+        refresh: true,
       });
       return true;
     } catch (err) {
-      if (err instanceof errors.ResponseError && err.statusCode === 404) return false;
+      if (isStatus(err, 404)) return false;
       throw err;
     }
   }
@@ -324,35 +466,25 @@ export class ElasticsearchStore implements RemediationStore {
   async noticeOnce(key: string, now: number, until: number): Promise<boolean> {
     const id = `notice:${createHash('sha256').update(key).digest('hex')}`;
     const existing = await this.getState(id);
-    if (!existing) return this.create(id, { kind: 'notice', until });
+    if (!existing) return (await this.create(id, { kind: 'notice', until })) !== undefined;
     if ((existing.doc.until as number) > now) return false;
-    try {
-      // Only the writer that saw this version reopens the notice.
-      await this.client.index({
-        index: this.stateIndex,
-        id,
-        document: { kind: 'notice', until },
-        if_seq_no: existing.seq,
-        if_primary_term: existing.term,
-        refresh: 'wait_for',
-      });
-      return true;
-    } catch (err) {
-      if (err instanceof errors.ResponseError && err.statusCode === 409) return false;
-      throw err;
-    }
+    // Only the writer that saw this version reopens the notice.
+    return (await this.replace(id, { kind: 'notice', until }, existing)) !== undefined;
   }
 
   async inhibit(service: string, until: number): Promise<void> {
     const id = `inhibit:${service}`;
-    const existing = await this.getState(id);
-    if (existing && (existing.doc.until as number) >= until) return;
-    await this.client.index({
-      index: this.stateIndex,
-      id,
-      document: { kind: 'inhibition', service, until },
-      refresh: 'wait_for',
-    });
+    const doc = { kind: 'inhibition', service, until };
+    // Compare and set: of two workers inhibiting at once, the later expiry stands.
+    for (;;) {
+      const existing = await this.getState(id);
+      if (!existing) {
+        if (await this.create(id, doc)) return;
+        continue;
+      }
+      if ((existing.doc.until as number) >= until) return;
+      if (await this.replace(id, doc, existing)) return;
+    }
   }
 
   async inhibitedUntil(service: string): Promise<number | undefined> {
