@@ -26,6 +26,13 @@ export interface DroverConfig {
     | { kind: 'elasticsearch'; url: string; prefix: string }
     | { kind: 'none' };
   rules: { paths: string[]; allowedLatenessMs: number };
+  /**
+   * Where remediation state lives (journal, claims, ledger, kill switch, silences):
+   * SQLite for one host (default `<stateDir>/actions.db`), Elasticsearch for workers on
+   * several hosts. Absent means SQLite in the state directory.
+   */
+  actions?:
+    { store: 'sqlite'; path: string } | { store: 'elasticsearch'; url: string; prefix: string };
   adapters: Record<string, { type: string; [option: string]: unknown }>;
   actionSets: Record<string, ActionObject[]>;
   guards: GuardConfig;
@@ -43,6 +50,7 @@ const TOP = [
   'bus',
   'index',
   'rules',
+  'actions',
   'adapters',
   'actionSets',
   'guards',
@@ -111,6 +119,11 @@ export function loadConfig(
       `${where}: index.kind elasticsearch needs index.url (or ELASTICSEARCH_URL)`,
     );
 
+  const actions = parseActions(obj(raw.actions, 'actions'), where, {
+    url: esUrl,
+    prefix: index.prefix,
+  });
+
   const rulePaths = (rules.paths ?? ['rules']) as unknown;
   if (!Array.isArray(rulePaths) || rulePaths.some((p) => typeof p !== 'string'))
     throw new ConfigError(`${where}: rules.paths is a list of files or folders`);
@@ -124,11 +137,12 @@ export function loadConfig(
   for (const [rule, g] of Object.entries(obj(raw.ruleGuards, 'ruleGuards')))
     ruleGuards[rule] = parseGuards(obj(g, `ruleGuards.${rule}`), `ruleGuards.${rule}`, duration);
 
+  const stateDir = resolve(
+    baseDir,
+    env.DROVER_STATE_DIR ?? (raw.stateDir as string | undefined) ?? '.drover',
+  );
   return {
-    stateDir: resolve(
-      baseDir,
-      env.DROVER_STATE_DIR ?? (raw.stateDir as string | undefined) ?? '.drover',
-    ),
+    stateDir,
     listen: {
       host: (listen.host as string | undefined) ?? '127.0.0.1',
       port,
@@ -163,6 +177,10 @@ export function loadConfig(
       paths: (rulePaths as string[]).map((p) => resolve(baseDir, p)),
       allowedLatenessMs: duration(rules.allowedLateness, 'rules.allowedLateness', 5_000),
     },
+    actions:
+      actions.store === 'elasticsearch'
+        ? actions
+        : { store: 'sqlite', path: resolve(stateDir, actions.path ?? 'actions.db') },
     adapters,
     actionSets: obj(raw.actionSets, 'actionSets') as DroverConfig['actionSets'],
     guards,
@@ -170,6 +188,73 @@ export function loadConfig(
     snapshotEveryMs: duration(raw.snapshotEvery, 'snapshotEvery', 10_000),
     baseDir,
   };
+}
+
+const ACTIONS_FIELDS = ['store', 'path', 'url', 'prefix'];
+/** What Elasticsearch accepts in an index name, and what cannot be mistaken for a pattern. */
+const INDEX_PREFIX = /^[a-z0-9][a-z0-9_.-]*$/;
+
+/**
+ * `actions.store`: `sqlite` (default; `path`, relative to the state directory) or
+ * `elasticsearch` (`url` and `prefix`, by default those of the index, or
+ * ELASTICSEARCH_URL).
+ */
+function parseActions(
+  a: Record<string, unknown>,
+  where: string,
+  index: { url: string | undefined; prefix: unknown },
+): { store: 'sqlite'; path?: string } | { store: 'elasticsearch'; url: string; prefix: string } {
+  for (const key of Object.keys(a))
+    if (!ACTIONS_FIELDS.includes(key))
+      throw new ConfigError(
+        `${where}: unknown field "actions.${key}" (known: ${ACTIONS_FIELDS.join(', ')})`,
+      );
+  const store = a.store ?? 'sqlite';
+  const text = (name: string): string | undefined => {
+    const v = a[name];
+    if (v !== undefined && (typeof v !== 'string' || v === ''))
+      throw new ConfigError(`${where}: actions.${name} must be a non-empty string`);
+    return v;
+  };
+  if (store === 'sqlite') {
+    for (const name of ['url', 'prefix'])
+      if (a[name] !== undefined)
+        throw new ConfigError(
+          `${where}: actions.${name} is for actions.store elasticsearch; the sqlite store takes actions.path`,
+        );
+    const path = text('path');
+    return path === undefined ? { store } : { store, path };
+  }
+  if (store === 'elasticsearch') {
+    if (a.path !== undefined)
+      throw new ConfigError(
+        `${where}: actions.path is for actions.store sqlite; the elasticsearch store takes actions.url and actions.prefix`,
+      );
+    const url = text('url') ?? index.url;
+    if (!url)
+      throw new ConfigError(
+        `${where}: actions.store elasticsearch needs an Elasticsearch URL: actions.url, index.url or ELASTICSEARCH_URL`,
+      );
+    try {
+      const u = new URL(url);
+      if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('not http(s)');
+    } catch {
+      throw new ConfigError(
+        `${where}: actions.store elasticsearch: "${url}" is not an http(s) URL`,
+      );
+    }
+    if (index.prefix !== undefined && typeof index.prefix !== 'string')
+      throw new ConfigError(`${where}: index.prefix must be a string`);
+    const prefix = text('prefix') ?? index.prefix ?? 'drover';
+    if (!INDEX_PREFIX.test(prefix))
+      throw new ConfigError(
+        `${where}: actions.prefix "${prefix}" is not a valid index name prefix (lowercase letters, digits, _ . -; not starting with _ . -)`,
+      );
+    return { store, url, prefix };
+  }
+  throw new ConfigError(
+    `${where}: actions.store is sqlite or elasticsearch, not ${JSON.stringify(store)}`,
+  );
 }
 
 const GUARD_FIELDS = [

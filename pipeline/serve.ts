@@ -1,12 +1,15 @@
 import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import {
+  ActionStore,
   type Adapter,
   createAdapters,
   type Decision,
+  ElasticsearchStore,
   openActionStore,
+  type RemediationStore,
   Remediator,
 } from '../actions/index.ts';
 import {
@@ -60,7 +63,7 @@ export class Pipeline {
   readonly events = new EventEmitter();
   private bus!: Bus;
   private engine!: Engine;
-  private remediator!: Remediator;
+  private remediator!: Remediator<RemediationStore>;
   private adapters = new Map<string, Adapter>();
   private search: SearchIndex | undefined;
   /** Where alerts are indexed for Kibana (with an Elasticsearch index). */
@@ -97,7 +100,7 @@ export class Pipeline {
         : openEmbeddedBus({ path: join(c.stateDir, 'bus.db') });
     this.closers.push(() => this.bus.close());
 
-    const store = openActionStore(join(c.stateDir, 'actions.db'));
+    const store = await this.openStore();
     this.closers.push(() => store.close());
     this.adapters = await createAdapters(c.adapters, c.baseDir);
     for (const adapter of this.adapters.values()) {
@@ -105,8 +108,8 @@ export class Pipeline {
       if (typeof startable.start === 'function') await startable.start();
     }
     // A claim without a journal entry means a crash mid-action: say so, don't guess.
-    for (const claim of store.interruptedClaims()) {
-      store.record({
+    for (const claim of await store.interruptedClaims()) {
+      await store.record({
         id: claim.id,
         at: claim.at,
         alertId: claim.id.replace(/#\d+$/, ''),
@@ -120,7 +123,7 @@ export class Pipeline {
           'interrupted: Drover stopped between deciding and journaling; the action may or may not have run',
       });
     }
-    this.remediator = new Remediator({
+    this.remediator = new Remediator<RemediationStore>({
       store,
       adapters: this.adapters,
       actionSets: c.actionSets,
@@ -164,7 +167,13 @@ export class Pipeline {
     this.tickTimer = setInterval(() => this.tick(), 1_000);
     this.ready = true;
     this.logger.info(
-      { url: this.server.url, rules: rules.length, bus: c.bus.kind, index: c.index.kind },
+      {
+        url: this.server.url,
+        rules: rules.length,
+        bus: c.bus.kind,
+        index: c.index.kind,
+        actions: c.actions?.store ?? 'sqlite',
+      },
       'drover is serving',
     );
   }
@@ -182,8 +191,41 @@ export class Pipeline {
     this.engine.tick();
   }
 
-  /** The journal, newest first. */
+  /**
+   * The remediation store `actions.store` selects: SQLite in the state directory by
+   * default, or Elasticsearch (its journal template and state index installed here).
+   */
+  private async openStore(): Promise<RemediationStore> {
+    const a = this.config.actions ?? {
+      store: 'sqlite' as const,
+      path: join(this.config.stateDir, 'actions.db'),
+    };
+    if (a.store === 'sqlite') {
+      mkdirSync(dirname(a.path), { recursive: true });
+      return openActionStore(a.path);
+    }
+    const store = new ElasticsearchStore({ node: a.url, prefix: a.prefix });
+    try {
+      return await store.init();
+    } catch (err) {
+      await store.close();
+      throw new Error(
+        `the Elasticsearch action store (${a.url}, prefix ${a.prefix}) could not be opened: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /** The journal, newest first (the SQLite store; any store: listDecisions). */
   decisions(limit = 100): Decision[] {
+    const store = this.remediator.store;
+    if (!(store instanceof ActionStore))
+      throw new Error('decisions() reads the SQLite journal; use listDecisions()');
+    return store.list({ limit });
+  }
+
+  /** The journal, newest first, from whichever store is configured. */
+  async listDecisions(limit = 100): Promise<Decision[]> {
     return this.remediator.store.list({ limit });
   }
 
@@ -393,23 +435,25 @@ export class Pipeline {
     app.get('/v1/actions', async (req) => {
       const q = req.query as { rule?: string; limit?: string };
       return {
-        decisions: this.remediator.store.list({
+        decisions: await this.remediator.store.list({
           rule: q.rule,
           limit: q.limit ? Number(q.limit) : 100,
         }),
       };
     });
-    app.get('/v1/kill-switch', async () => ({ on: this.remediator.store.killSwitch() }));
+    app.get('/v1/kill-switch', async () => ({ on: await this.remediator.store.killSwitch() }));
     app.put('/v1/kill-switch', async (req, reply) => {
       const body = JSON.parse(
         ((req.body as Buffer | undefined) ?? Buffer.from('{}')).toString() || '{}',
       ) as { on?: unknown };
       if (typeof body.on !== 'boolean')
         return reply.code(400).send({ error: 'send { "on": true } or { "on": false }' });
-      this.remediator.store.setKillSwitch(body.on);
+      await this.remediator.store.setKillSwitch(body.on);
       return { on: body.on };
     });
-    app.get('/v1/silences', async () => ({ silences: this.remediator.store.silences(Date.now()) }));
+    app.get('/v1/silences', async () => ({
+      silences: await this.remediator.store.silences(Date.now()),
+    }));
     app.post('/v1/silences', async (req, reply) => {
       const body = JSON.parse(
         ((req.body as Buffer | undefined) ?? Buffer.from('{}')).toString() || '{}',
@@ -419,12 +463,13 @@ export class Pipeline {
         return reply.code(400).send({
           error: 'send { matchers: { rule | labels.x | key.x: value }, until: ISO time, comment? }',
         });
-      return reply
-        .code(201)
-        .send({ id: this.remediator.store.addSilence(body.matchers, until, body.comment ?? '') });
+      return reply.code(201).send({
+        id: await this.remediator.store.addSilence(body.matchers, until, body.comment ?? ''),
+      });
     });
     app.delete('/v1/silences/:id', async (req, reply) => {
-      const ok = this.remediator.store.removeSilence(Number((req.params as { id: string }).id));
+      // SQLite's ids are numbers, Elasticsearch's are UUIDs: each store reads its own.
+      const ok = await this.remediator.store.removeSilence((req.params as { id: string }).id);
       return reply.code(ok ? 204 : 404).send();
     });
   }

@@ -1,0 +1,224 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from '@elastic/elasticsearch';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
+import { ElasticsearchStore } from '../../actions/index.ts';
+import { ConfigError, loadConfig } from '../../pipeline/config.ts';
+
+const url = inject('elasticsearchUrl');
+const reason = inject('serverSkipReasons').elasticsearch;
+
+/** Writes a configuration file and loads it, with the environment given (none by default). */
+function load(yaml: string, env: NodeJS.ProcessEnv = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'drover-config-'));
+  const path = join(dir, 'drover.yaml');
+  writeFileSync(path, yaml);
+  return { dir, config: loadConfig(path, env) };
+}
+
+const refused = (yaml: string, env: NodeJS.ProcessEnv = {}) => {
+  try {
+    load(yaml, env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as Error).message;
+  }
+  throw new Error('the configuration was accepted');
+};
+
+describe('configuration: actions.store', () => {
+  it('is SQLite in the state directory by default, as before', () => {
+    const { dir, config } = load('stateDir: state\n');
+    expect(config.actions).toEqual({ store: 'sqlite', path: join(dir, 'state', 'actions.db') });
+    expect(load('').config.actions).toMatchObject({ store: 'sqlite' });
+  });
+
+  it('sqlite takes a path, relative to the state directory', () => {
+    const { dir, config } = load('stateDir: state\nactions: { store: sqlite, path: j/a.db }\n');
+    expect(config.actions).toEqual({ store: 'sqlite', path: join(dir, 'state', 'j', 'a.db') });
+    expect(load('actions: { path: /var/lib/drover/a.db }\n').config.actions).toEqual({
+      store: 'sqlite',
+      path: '/var/lib/drover/a.db',
+    });
+  });
+
+  it('elasticsearch uses the index URL and prefix, ELASTICSEARCH_URL, or its own', () => {
+    expect(
+      load(
+        'index: { kind: elasticsearch, url: "http://es:9200", prefix: prod }\nactions: { store: elasticsearch }\n',
+      ).config.actions,
+    ).toEqual({ store: 'elasticsearch', url: 'http://es:9200', prefix: 'prod' });
+    expect(
+      load('actions: { store: elasticsearch }\n', { ELASTICSEARCH_URL: 'https://es.internal:9200' })
+        .config.actions,
+    ).toEqual({ store: 'elasticsearch', url: 'https://es.internal:9200', prefix: 'drover' });
+    expect(
+      load(
+        'index: { kind: embedded }\nactions: { store: elasticsearch, url: "http://state:9200", prefix: drover-state }\n',
+      ).config.actions,
+    ).toEqual({ store: 'elasticsearch', url: 'http://state:9200', prefix: 'drover-state' });
+  });
+
+  it('refuses what it cannot use, saying what it takes', () => {
+    expect(refused('actions: { store: postgres }\n')).toMatch(
+      /actions.store is sqlite or elasticsearch, not "postgres"/,
+    );
+    expect(refused('actions: { store: elasticsearch }\n')).toMatch(
+      /actions.store elasticsearch needs an Elasticsearch URL: actions.url, index.url or ELASTICSEARCH_URL/,
+    );
+    expect(refused('actions: { store: elasticsearch, url: "es:9200" }\n')).toMatch(
+      /"es:9200" is not an http\(s\) URL/,
+    );
+    expect(
+      refused('actions: { store: elasticsearch, url: "http://es:9200", prefix: Prod }\n'),
+    ).toMatch(/actions.prefix "Prod" is not a valid index name prefix/);
+    expect(
+      refused('actions: { store: elasticsearch, url: "http://es:9200", path: a.db }\n'),
+    ).toMatch(/actions.path is for actions.store sqlite/);
+    expect(refused('actions: { url: "http://es:9200" }\n')).toMatch(
+      /actions.url is for actions.store elasticsearch/,
+    );
+    expect(refused('actions: { store: sqlite, path: 3 }\n')).toMatch(
+      /actions.path must be a non-empty string/,
+    );
+    expect(refused('actions: { stroe: sqlite }\n')).toMatch(
+      /unknown field "actions.stroe" \(known: store, path, url, prefix\)/,
+    );
+    expect(refused('actions: sqlite\n')).toMatch(/actions must be a mapping/);
+  });
+});
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+});
+
+describe.skipIf(!url)(
+  `drover serve with actions.store elasticsearch${reason ? ` (skipped: ${reason})` : ''}`,
+  () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    const es = url ? new Client({ node: url }) : undefined;
+    afterAll(async () => {
+      await es?.indices.delete({ index: `${prefix}-*` }).catch(() => {});
+      await es?.indices.deleteIndexTemplate({ name: `${prefix}-*` }).catch(() => {});
+      await es?.close();
+    });
+
+    function serve(config: string): Promise<{ child: ChildProcess; url: string }> {
+      const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        // The store's URL comes from the file alone here, not from the environment.
+        env: Object.fromEntries(
+          Object.entries(process.env).filter(([k]) => k !== 'ELASTICSEARCH_URL'),
+        ),
+      });
+      children.push(child);
+      let log = '';
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`drover serve did not start:\n${log}`)),
+          30_000,
+        );
+        child.stderr!.on('data', (d: Buffer) => {
+          log += d.toString();
+          const m =
+            /"url":"(http:\/\/[^"]+)".*"actions":"elasticsearch".*"msg":"drover is serving"/.exec(
+              log,
+            );
+          if (m) {
+            clearTimeout(timer);
+            resolve({ child, url: m[1]! });
+          }
+        });
+        child.once('exit', (code) =>
+          reject(new Error(`drover serve exited with ${code}:\n${log}`)),
+        );
+      });
+    }
+
+    it('acts, journals to Elasticsearch, reports an interrupted claim, and serves the store over its API', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'drover-serve-es-'));
+      mkdirSync(join(dir, 'rules'));
+      writeFileSync(
+        join(dir, 'rules', 'errors.yaml'),
+        `name: host-error-burst
+type: frequency
+query_key: host.name
+num_events: 3
+timeframe: 10m
+realert: 1h
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+actions:
+  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
+`,
+      );
+      const acted = join(dir, 'acted.txt');
+      const config = join(dir, 'drover.yaml');
+      writeFileSync(
+        config,
+        `stateDir: state
+listen: { port: 0, statsdPort: false }
+index: { kind: none }
+actions: { store: elasticsearch, url: "${url}", prefix: ${prefix} }
+rules: { paths: [rules], allowedLateness: 1s }
+adapters:
+  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
+guards: { cooldown: 0s }
+`,
+      );
+      // A worker died between claiming and journaling.
+      const other = await new ElasticsearchStore({ node: url!, prefix }).init();
+      await other.claim('lost-alert#0', Date.now());
+
+      const run = await serve(config);
+      type Journal = { decisions: Array<{ id: string; decision: string; error?: string }> };
+      const journal = async () =>
+        ((await (await fetch(`${run.url}/v1/actions`)).json()) as Journal).decisions;
+      expect(await journal()).toMatchObject([
+        { id: 'lost-alert#0', decision: 'failed', error: expect.stringMatching(/^interrupted/) },
+      ]);
+
+      const t = Date.now();
+      const body = [0, 1, 2]
+        .map((i) =>
+          JSON.stringify({ level: 50, time: t + i, hostname: 'web-7', name: 'web', msg: 'failed' }),
+        )
+        .join('\n');
+      expect((await fetch(`${run.url}/ingest`, { method: 'POST', body })).status).toBe(200);
+      for (let start = Date.now(); ;) {
+        if ((await journal()).some((d) => d.decision === 'executed')) break;
+        if (Date.now() - start > 20_000) throw new Error('no executed action');
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(readFileSync(acted, 'utf8').trim()).toBe('web-7');
+      // Another worker on the same prefix sees the decision.
+      expect((await other.list()).map((d) => d.decision).sort()).toEqual(['executed', 'failed']);
+
+      const put = await fetch(`${run.url}/v1/kill-switch`, { method: 'PUT', body: '{"on":true}' });
+      expect(await put.json()).toEqual({ on: true });
+      expect(await other.killSwitch()).toBe(true);
+      expect(await (await fetch(`${run.url}/v1/kill-switch`)).json()).toEqual({ on: true });
+
+      const added = await fetch(`${run.url}/v1/silences`, {
+        method: 'POST',
+        body: JSON.stringify({
+          matchers: { rule: 'host-error-burst' },
+          until: '2999-01-01T00:00:00Z',
+        }),
+      });
+      expect(added.status).toBe(201);
+      const { id } = (await added.json()) as { id: string };
+      const listed = (await (await fetch(`${run.url}/v1/silences`)).json()) as {
+        silences: Array<{ id: string }>;
+      };
+      expect(listed.silences.map((s) => s.id)).toEqual([id]);
+      expect((await fetch(`${run.url}/v1/silences/${id}`, { method: 'DELETE' })).status).toBe(204);
+      expect((await fetch(`${run.url}/v1/silences/${id}`, { method: 'DELETE' })).status).toBe(404);
+      await other.close();
+    }, 60_000);
+  },
+);
