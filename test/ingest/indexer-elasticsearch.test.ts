@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type BusBatch, openEmbeddedBus } from '../../ingest/bus/index.ts';
 import type { Event } from '../../ingest/index.ts';
-import { ElasticsearchIndexer } from '../../ingest/indexer/index.ts';
+import { ElasticsearchIndexer, type IndexerMetrics } from '../../ingest/indexer/index.ts';
 
 const url = inject('elasticsearchUrl');
 const reason = inject('serverSkipReasons').elasticsearch;
@@ -112,6 +112,64 @@ describe.skipIf(!url)(
         /document_parsing_exception|mapper_parsing_exception/,
       );
       expect(JSON.parse(dead.hits.hits[0]!._source!.document)['host.name']).toBe('h200');
+    });
+
+    it('retries items the server throttles (a real 429: the flood-stage write block) until they go in, dead-lettering none', async () => {
+      // The block Elasticsearch sets itself when a disk passes the flood-stage watermark;
+      // writes to the index then fail per item with 429 TOO_MANY_REQUESTS.
+      const index = `${prefix}-events-2024.03.11`;
+      const day = Date.parse('2024-03-11T12:00:00Z');
+      const events = [0, 1, 2].map((i) => ({ ...ev(400 + i), '@timestamp': day + i }));
+      await indexer.client.indices.create({ index });
+      await indexer.client.indices.putSettings({
+        index,
+        settings: { 'index.blocks.read_only_allow_delete': true },
+      });
+      const metrics: IndexerMetrics[] = [];
+      const slow = new ElasticsearchIndexer({
+        node: url!,
+        prefix,
+        backoffMs: 100,
+        retries: 8,
+        onMetrics: (m) => metrics.push(m),
+      });
+      await slow.start();
+      const indexing = slow.indexBatch(batch(events, 400));
+      await new Promise((r) => setTimeout(r, 600));
+      // Disk space freed: the block is lifted and the retries go through.
+      await indexer.client.indices.putSettings({
+        index,
+        settings: { 'index.blocks.read_only_allow_delete': null },
+      });
+      await indexing;
+      await slow.close();
+      await indexer.refresh();
+      expect((await indexer.client.count({ index })).count).toBe(3);
+      expect(metrics[0]).toMatchObject({ indexed: 3, deadLettered: 0 });
+      expect(metrics[0]!.retried).toBeGreaterThanOrEqual(3);
+
+      // Blocked for longer than the retries last: the batch fails, so the bus redelivers
+      // it (offsets are committed only after indexing); nothing is dead-lettered.
+      await indexer.client.indices.putSettings({
+        index,
+        settings: { 'index.blocks.read_only_allow_delete': true },
+      });
+      const impatient = new ElasticsearchIndexer({ node: url!, prefix, backoffMs: 10, retries: 2 });
+      await impatient.start();
+      await expect(
+        impatient.indexBatch(batch([{ ...ev(410), '@timestamp': day + 10 }], 410)),
+      ).rejects.toThrow(/still failing after 2 retries/);
+      await impatient.close();
+      await indexer.client.indices.putSettings({
+        index,
+        settings: { 'index.blocks.read_only_allow_delete': null },
+      });
+      await indexer.refresh();
+      const dead = await indexer.client.count({
+        index: `${prefix}-deadletter-*`,
+        query: { match: { index } },
+      });
+      expect(dead.count).toBe(0);
     });
 
     it('end to end: events published to the embedded bus reach the index, committed only after indexing', async () => {
