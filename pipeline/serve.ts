@@ -45,13 +45,11 @@ import { createTelemetry, type Telemetry } from './telemetry.ts';
  * restored and the bus replayed from those positions, so no window is lost, and a
  * replayed alert keeps its id, which the remediator's idempotency claims turn away.
  */
-const RULES_GROUP = 'drover-rules';
-const INDEX_GROUP = 'drover-indexer';
 const TOPICS: Topic[] = ['logs', 'metrics'];
 
 interface Snapshot {
   engine: EngineSnapshot;
-  /** Next offset per topic (embedded bus, one partition). */
+  /** Next offset per `topic/partition` (the embedded bus has partition 0 only). */
   offsets: Record<string, number>;
   at: number;
 }
@@ -135,7 +133,10 @@ export class Pipeline {
     const snapshot = this.readSnapshot();
     if (snapshot) {
       const { reset } = this.engine.restore(snapshot.engine);
-      this.offsets = snapshot.offsets;
+      // Snapshots before partitions were recorded name the topic alone (partition 0).
+      this.offsets = Object.fromEntries(
+        Object.entries(snapshot.offsets).map(([k, v]) => [k.includes('/') ? k : `${k}/0`, v]),
+      );
       this.logger.info(
         { offsets: snapshot.offsets, reset, at: new Date(snapshot.at).toISOString() },
         'rule state restored',
@@ -164,7 +165,10 @@ export class Pipeline {
       routes: (app) => this.routes(app),
     });
     this.snapshotTimer = setInterval(() => this.writeSnapshot(), c.snapshotEveryMs);
-    this.tickTimer = setInterval(() => this.tick(), 1_000);
+    this.tickTimer = setInterval(
+      () => void this.tick().catch((err: unknown) => this.logger.error({ err }, 'tick failed')),
+      1_000,
+    );
     this.ready = true;
     this.logger.info(
       {
@@ -183,12 +187,24 @@ export class Pipeline {
    * bus: while a backlog (a replay after restart) is pending, its events still carry the
    * time, and a clock-driven watermark would fire absences for keys that did report.
    */
-  private tick(): void {
-    if (this.bus.kind === 'embedded') {
-      const lag = (this.bus as EmbeddedBus).lag(RULES_GROUP);
+  private async tick(): Promise<void> {
+    try {
+      const lag = await (this.bus as EmbeddedBus | KafkaBus).lag(this.group('rules'));
       if (TOPICS.some((t) => lag[t] > 0)) return;
+    } catch (err) {
+      this.logger.warn({ err }, 'could not read the rules lag; the clock waits');
+      return;
     }
     this.engine.tick();
+  }
+
+  /**
+   * Consumer groups. On Kafka they carry the topic prefix, so several Drover
+   * deployments can share a cluster without sharing positions.
+   */
+  private group(role: 'rules' | 'indexer'): string {
+    const bus = this.config.bus;
+    return bus.kind === 'kafka' ? `${bus.topicPrefix}${role}` : `drover-${role}`;
   }
 
   /**
@@ -318,7 +334,7 @@ export class Pipeline {
     }
     this.consumers.push(
       await this.bus.consume({
-        group: INDEX_GROUP,
+        group: this.group('indexer'),
         topics: TOPICS,
         handler: async (batch) => {
           const end = this.telemetry.indexLatency.startTimer();
@@ -338,28 +354,36 @@ export class Pipeline {
   }
 
   private async startRules(): Promise<void> {
-    // Replay from the positions the restored state reflects (embedded bus).
+    // Replay from the positions the restored state reflects (from the start without a
+    // snapshot): the snapshot, not the group's commits, owns the rules' position.
     if (this.bus.kind === 'embedded') {
       for (const topic of TOPICS)
-        (this.bus as EmbeddedBus).commit(RULES_GROUP, topic, this.offsets[topic] ?? 0);
+        (this.bus as EmbeddedBus).commit(
+          this.group('rules'),
+          topic,
+          this.offsets[`${topic}/0`] ?? 0,
+        );
+    } else {
+      await (this.bus as KafkaBus).rewind(this.group('rules'), this.offsets, TOPICS);
     }
     this.consumers.push(
       await this.bus.consume({
-        group: RULES_GROUP,
+        group: this.group('rules'),
         topics: TOPICS,
         handler: async (batch) => {
           const end = this.telemetry.ruleEvaluation.startTimer();
           for (const m of batch.messages) this.engine.process(m.event);
           end();
           this.telemetry.ruleEvents.inc(batch.messages.length);
-          this.offsets[batch.topic] = Number(batch.messages.at(-1)!.offset) + 1;
+          this.offsets[`${batch.topic}/${batch.partition}`] =
+            Number(batch.messages.at(-1)!.offset) + 1;
         },
       }),
     );
   }
 
   private readSnapshot(): Snapshot | undefined {
-    if (!existsSync(this.snapshotPath) || this.bus.kind !== 'embedded') return undefined;
+    if (!existsSync(this.snapshotPath)) return undefined;
     try {
       return JSON.parse(readFileSync(this.snapshotPath, 'utf8')) as Snapshot;
     } catch (err) {
@@ -373,7 +397,6 @@ export class Pipeline {
 
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
   writeSnapshot(): void {
-    if (this.bus.kind !== 'embedded') return;
     const snapshot: Snapshot = {
       engine: this.engine.snapshot(),
       offsets: { ...this.offsets },
@@ -410,7 +433,7 @@ export class Pipeline {
     app.get('/metrics', async (_req, reply) => {
       // Gauges read at scrape time, so they are as fresh as the scrape.
       const bus = this.bus as EmbeddedBus | KafkaBus;
-      for (const group of [RULES_GROUP, INDEX_GROUP]) {
+      for (const group of [this.group('rules'), this.group('indexer')]) {
         try {
           const lag = await bus.lag(group);
           for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);

@@ -37,6 +37,8 @@ export interface KafkaBusOptions {
   topicPrefix?: string;
   /** Partitions of topics Drover creates. Default 3. */
   partitions?: number;
+  /** How long rewind() waits for a group's departed members to time out. Default 60 s. */
+  rewindTimeoutMs?: number;
   /** Replication factor of topics Drover creates. Default: the broker's default. */
   replicationFactor?: number;
   /** How long a publish waits for others to share its send. Default 5 ms. */
@@ -370,6 +372,42 @@ export class KafkaBus implements Bus {
       }
     }
     return out;
+  }
+
+  /**
+   * Moves a group, while none of its members runs, to the given positions
+   * (`"topic/partition"` → next offset to consume); partitions not named go back to their
+   * earliest retained offset. The rules engine uses it to replay from the offsets its
+   * restored snapshot reflects, whatever the group committed after that snapshot.
+   */
+  async rewind(group: string, positions: Record<string, number>, topics: Topic[]): Promise<void> {
+    const admin = await this.connectedAdmin();
+    for (const topic of topics) {
+      const ends = await admin.fetchTopicOffsets(this.topic(topic));
+      const request = {
+        groupId: group,
+        topic: this.topic(topic),
+        partitions: ends.map((e) => {
+          const at = positions[`${topic}/${e.partition}`];
+          // Retention may have dropped what the snapshot still wanted: start at the earliest.
+          const offset = at === undefined ? e.low : String(Math.max(at, Number(e.low)));
+          return { partition: e.partition, offset };
+        }),
+      };
+      // A member of a killed process stays in the group until its session times out
+      // (30 s by default); the group can only be moved once it is empty.
+      const deadline = Date.now() + (this.options.rewindTimeoutMs ?? 60_000);
+      for (;;) {
+        try {
+          await admin.setOffsets(request);
+          break;
+        } catch (err) {
+          if (!/no running instances/i.test((err as Error).message) || Date.now() > deadline)
+            throw err;
+          await new Promise((r) => setTimeout(r, 1_000));
+        }
+      }
+    }
   }
 
   /** Messages a group has yet to consume, per topic. */
