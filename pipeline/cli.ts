@@ -93,12 +93,13 @@ Options:
   {
     name: 'actions list',
     summary: 'read the journal of remediation decisions',
-    usage: `drover actions list [--since T|DURATION] [--rule NAME] [--format text|json] [--limit N] [--db PATH]
+    usage: `drover actions list [--since T|DURATION] [--rule NAME] [--format text|json] [--limit N] [--config FILE | --db PATH]
 
 Lists decisions newest first: executed (with the adapter's result), suppressed (with the
 guard that stopped it), dry-run, failed (with the error). --since takes a time or a
-duration back from now (1h). The journal is .drover/actions.db unless --db or
-DROVER_STATE_DIR says otherwise.
+duration back from now (1h). --config reads the store drover serve's configuration
+names (SQLite or Elasticsearch); otherwise the journal is .drover/actions.db unless
+--db or DROVER_STATE_DIR says otherwise.
 
 Options:
   -h, --help           this help`,
@@ -107,10 +108,11 @@ Options:
   {
     name: 'actions kill-switch',
     summary: 'stop (on) or allow (off) every remediation action',
-    usage: `drover actions kill-switch on|off|status [--db PATH]
+    usage: `drover actions kill-switch on|off|status [--config FILE | --db PATH]
 
 The global kill switch: while on, every decision is journaled as suppressed and no
-adapter acts. It is stored with the journal, so every worker sharing it obeys.
+adapter acts. It is stored with the journal, so every worker sharing it obeys
+(--config: the store drover serve's configuration names, SQLite or Elasticsearch).
 
 Options:
   -h, --help           this help`,

@@ -1,9 +1,15 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { type Decision, openActionStore } from '../../actions/index.ts';
+import {
+  createElasticsearchStore,
+  type Decision,
+  openActionStore,
+  type RemediationStore,
+} from '../../actions/index.ts';
 import { toEpochMs } from '../../ingest/index.ts';
 import { parseDuration } from '../../rules/index.ts';
+import { loadConfig } from '../config.ts';
 import { EXIT_OK, UsageError } from './common.ts';
 
 /** Where Drover keeps its embedded state unless told otherwise. */
@@ -11,10 +17,25 @@ export function defaultStatePath(file: string): string {
   return join(process.env.DROVER_STATE_DIR ?? '.drover', file);
 }
 
-function openStore(path: string | undefined, create: boolean) {
-  const file = path ?? defaultStatePath('actions.db');
+/**
+ * The store `drover serve` uses: the one its configuration names (`--config`: SQLite or
+ * Elasticsearch), else the SQLite file `--db` or the default state directory names.
+ */
+async function openStore(
+  options: { db?: string; config?: string },
+  create: boolean,
+): Promise<RemediationStore> {
+  let file = options.db;
+  if (options.config) {
+    if (options.db) throw new UsageError('--db and --config name the store twice: give one');
+    const actions = loadConfig(options.config).actions;
+    if (actions?.store === 'elasticsearch')
+      return createElasticsearchStore({ node: actions.url, prefix: actions.prefix });
+    file = actions?.path;
+  }
+  file ??= defaultStatePath('actions.db');
   if (!create && !existsSync(file))
-    throw new UsageError(`no action journal at ${file} (use --db PATH)`);
+    throw new UsageError(`no action journal at ${file} (use --db PATH or --config FILE)`);
   mkdirSync(dirname(file), { recursive: true });
   return openActionStore(file);
 }
@@ -28,6 +49,7 @@ export async function actionsListCommand(args: string[]): Promise<number> {
       format: { type: 'string', default: 'text' },
       limit: { type: 'string', default: '100' },
       db: { type: 'string' },
+      config: { type: 'string' },
     },
   });
   if (values.format !== 'text' && values.format !== 'json')
@@ -47,9 +69,9 @@ export async function actionsListCommand(args: string[]): Promise<number> {
   const limit = Number(values.limit);
   if (!Number.isInteger(limit) || limit < 1)
     throw new UsageError('--limit must be a positive integer');
-  const store = openStore(values.db, false);
-  const entries = store.list({ since, rule: values.rule, limit });
-  store.close();
+  const store = await openStore(values, false);
+  const entries = await store.list({ since, rule: values.rule, limit });
+  await store.close();
   for (const d of entries)
     process.stdout.write(values.format === 'json' ? `${JSON.stringify(d)}\n` : `${line(d)}\n`);
   return EXIT_OK;
@@ -63,15 +85,19 @@ function line(d: Decision): string {
 export async function killSwitchCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { db: { type: 'string' } },
+    options: { db: { type: 'string' }, config: { type: 'string' } },
     allowPositionals: true,
   });
   const state = positionals[0];
   if (state !== 'on' && state !== 'off' && state !== 'status')
     throw new UsageError('say on, off or status');
-  const store = openStore(values.db, true);
-  if (state !== 'status') store.setKillSwitch(state === 'on');
-  process.stdout.write(`kill switch is ${store.killSwitch() ? 'on: no action will run' : 'off'}\n`);
-  store.close();
+  const store = await openStore(values, true);
+  try {
+    if (state !== 'status') await store.setKillSwitch(state === 'on');
+    const on = await store.killSwitch();
+    process.stdout.write(`kill switch is ${on ? 'on: no action will run' : 'off'}\n`);
+  } finally {
+    await store.close();
+  }
   return EXIT_OK;
 }
