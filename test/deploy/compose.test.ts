@@ -109,6 +109,11 @@ describe('deploy/docker-compose.yaml', () => {
     expect(config.bus).toMatchObject({ kind: 'kafka' });
     const brokers = (config.bus as { brokers: string[] }).brokers;
     expect(String(services.kafka!.environment!.KAFKA_ADVERTISED_LISTENERS)).toContain(brokers[0]);
+    // The journal goes where Kibana reads it.
+    expect(config.actions).toMatchObject({
+      store: 'elasticsearch',
+      url: 'http://elasticsearch:9200',
+    });
     const es = new URL((config.index as { url: string }).url);
     expect(es.hostname).toBe('elasticsearch');
     expect(es.port).toBe('9200');
