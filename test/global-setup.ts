@@ -12,6 +12,9 @@ declare module 'vitest' {
     kafkaBrokers: string | null;
     elasticsearchUrl: string | null;
     awsEndpoint: string | null;
+    /** rsyslogd with omelasticsearch, and a Python with Elastic's client: real shippers. */
+    rsyslogd: string | null;
+    esPython: string | null;
     serverSkipReasons: Record<string, string>;
   }
 }
@@ -44,6 +47,25 @@ async function bring(
   }
 }
 
+/** A tool the tests run (not a server): installed once, its path handed over. */
+async function obtain(
+  name: string,
+  install: () => Promise<string>,
+  reasons: Record<string, string>,
+) {
+  if (process.env.DROVER_SERVERS === 'off') {
+    reasons[name] = 'DROVER_SERVERS=off';
+    return null;
+  }
+  try {
+    return await install();
+  } catch (err) {
+    if (process.env.CI) throw err;
+    reasons[name] = `${name} could not be installed: ${(err as Error).message}`;
+    return null;
+  }
+}
+
 export async function setup(project: TestProject) {
   const reasons: Record<string, string> = {};
   const [kafka, elasticsearch, moto] = await Promise.all([
@@ -66,6 +88,16 @@ export async function setup(project: TestProject) {
       reasons,
     ),
   ]);
+  const [rsyslogd, esPython] = await Promise.all([
+    obtain('rsyslog', async () => (await import('./servers/shippers.ts')).ensureRsyslog(), reasons),
+    obtain(
+      'python-elasticsearch',
+      async () => (await import('./servers/shippers.ts')).ensurePythonElasticsearch(),
+      reasons,
+    ),
+  ]);
+  project.provide('rsyslogd', rsyslogd);
+  project.provide('esPython', esPython);
   project.provide('kafkaBrokers', kafka);
   project.provide('elasticsearchUrl', elasticsearch);
   project.provide('awsEndpoint', moto);

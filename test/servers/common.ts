@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -108,4 +108,31 @@ export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promis
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * Several test runs start at once on a shared machine (every vitest invocation runs the
+ * global setup): one installs while the others wait, so pip never writes a venv twice.
+ */
+export async function withInstallLock<T>(lock: string, work: () => T): Promise<T> {
+  const staleMs = 15 * 60_000;
+  const began = Date.now();
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // An installer that died leaves its lock behind; after the longest install, take it over.
+      const since = statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
+      if (Date.now() - since > staleMs) rmSync(lock, { recursive: true, force: true });
+      if (Date.now() - began > staleMs) throw new Error(`${lock} held for over 15 minutes`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+  try {
+    return work();
+  } finally {
+    rmSync(lock, { recursive: true, force: true });
+  }
 }

@@ -1,7 +1,7 @@
-import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { freePort, run, startProcess, stopProcess, waitFor } from './common.ts';
+import { freePort, run, startProcess, stopProcess, waitFor, withInstallLock } from './common.ts';
 
 /**
  * moto's AWS server, installed from PyPI into a virtualenv outside the repository
@@ -11,33 +11,6 @@ const REQUIREMENT = 'moto[server]>=5,<6';
 
 function venvDir(): string {
   return join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'drover', 'moto-venv');
-}
-
-/**
- * Several test runs start at once on a shared machine (every vitest invocation runs the
- * global setup): one installs while the others wait, so pip never writes a venv twice.
- */
-async function withInstallLock<T>(lock: string, work: () => T): Promise<T> {
-  const staleMs = 15 * 60_000;
-  const began = Date.now();
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      // An installer that died leaves its lock behind; after the longest install, take it over.
-      const since = statSync(lock, { throwIfNoEntry: false })?.mtimeMs ?? Date.now();
-      if (Date.now() - since > staleMs) rmSync(lock, { recursive: true, force: true });
-      if (Date.now() - began > staleMs) throw new Error(`${lock} held for over 15 minutes`);
-      await new Promise((r) => setTimeout(r, 1000));
-    }
-  }
-  try {
-    return work();
-  } finally {
-    rmSync(lock, { recursive: true, force: true });
-  }
 }
 
 /** Creates the venv and installs moto unless a previous install completed (its marker exists). */

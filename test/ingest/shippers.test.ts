@@ -1,0 +1,262 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { freePort } from '../servers/common.ts';
+
+/**
+ * Real shippers, unchanged, pointed at `drover serve` as if it were Elasticsearch:
+ * rsyslog's omelasticsearch (bulk mode, its own retry and error file) and Elastic's
+ * official Python client (product check on first call, helpers.bulk with per-item
+ * errors). What they send is what Drover must take; what Drover answers is what their
+ * success and retry logic reads.
+ */
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
+const rsyslogd = inject('rsyslogd');
+const esPython = inject('esPython');
+const reasons = inject('serverSkipReasons');
+
+interface Drover {
+  child: ChildProcess;
+  url: string;
+}
+
+async function startDrover(dir: string, port: number): Promise<Drover> {
+  writeFileSync(
+    join(dir, 'drover.yaml'),
+    `stateDir: state\nlisten: { port: ${port}, statsdPort: false }\nrules: { paths: [rules] }\n`,
+  );
+  mkdirSync(join(dir, 'rules'), { recursive: true });
+  const child = spawn(process.execPath, [BIN, 'serve', '--config', join(dir, 'drover.yaml')], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let log = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+      const m = /"url":"(http:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
+      if (m) resolve(m[1]!);
+    });
+    child.once('exit', (code) => reject(new Error(`drover serve exited with ${code}:\n${log}`)));
+  });
+  return { child, url };
+}
+
+async function stopDrover(d: Drover): Promise<void> {
+  if (d.child.exitCode !== null) return;
+  d.child.kill('SIGTERM');
+  await new Promise((r) => d.child.once('exit', r));
+}
+
+async function search(url: string, q: string): Promise<Array<Record<string, unknown>>> {
+  const r = await fetch(`${url}/v1/search?q=${encodeURIComponent(q)}&size=100`);
+  return ((await r.json()) as { events: Array<Record<string, unknown>> }).events;
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+function sendSyslog(port: number, lines: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1', () =>
+      socket.end(lines.map((l) => `${l}\n`).join('')),
+    );
+    socket.on('close', () => resolve());
+    socket.on('error', reject);
+  });
+}
+
+describe.skipIf(!rsyslogd)(
+  `rsyslog's omelasticsearch into Drover${reasons.rsyslog ? ` (skipped: ${reasons.rsyslog})` : ''}`,
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-rsyslog-'));
+    let drover: Drover;
+    let rsyslog: ChildProcess;
+    let droverPort: number;
+    let syslogPort: number;
+
+    beforeAll(async () => {
+      droverPort = await freePort();
+      syslogPort = await freePort();
+      drover = await startDrover(dir, droverPort);
+      // An ECS-shaped JSON document per message, shipped in bulk mode; rsyslog retries
+      // every second while its Elasticsearch is away and writes refused items to a file.
+      writeFileSync(
+        join(dir, 'rsyslog.conf'),
+        `global(workDirectory="${dir}")
+module(load="imtcp")
+module(load="omelasticsearch")
+input(type="imtcp" port="${syslogPort}" ruleset="toDrover")
+template(name="ecs" type="list" option.jsonf="on") {
+  property(outname="@timestamp" name="timereported" dateFormat="rfc3339" format="jsonf")
+  property(outname="host.name" name="hostname" format="jsonf")
+  property(outname="service.name" name="programname" format="jsonf")
+  property(outname="log.level" name="syslogseverity-text" format="jsonf")
+  property(outname="message" name="msg" format="jsonf")
+}
+ruleset(name="toDrover") {
+  action(type="omelasticsearch" server="127.0.0.1" serverport="${droverPort}" template="ecs"
+         searchIndex="logs-rsyslog" bulkmode="on" errorfile="${dir}/refused.json"
+         queue.type="linkedlist" action.resumeRetryCount="-1" action.resumeInterval="1")
+}
+`,
+      );
+      const check = spawnSync(rsyslogd!, ['-N1', '-f', join(dir, 'rsyslog.conf')], {
+        encoding: 'utf8',
+      });
+      expect(check.status, check.stderr).toBe(0);
+      rsyslog = spawn(rsyslogd!, ['-n', '-f', join(dir, 'rsyslog.conf'), '-i', join(dir, 'pid')], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      await until(
+        'rsyslog to listen',
+        async () =>
+          new Promise<true | undefined>((resolve) => {
+            const s = connect(syslogPort, '127.0.0.1', () => {
+              s.destroy();
+              resolve(true);
+            });
+            s.on('error', () => resolve(undefined));
+          }),
+      );
+    }, 60_000);
+
+    afterAll(async () => {
+      rsyslog?.kill('SIGTERM');
+      if (drover) await stopDrover(drover);
+    });
+
+    it('ships syslog messages in bulk: each arrives as an event with its host, service and level', async () => {
+      await sendSyslog(syslogPort, [
+        '<11>Nov 22 10:00:01 web-3 checkout[123]: payment failed for order 1',
+        '<14>Nov 22 10:00:02 web-3 checkout[123]: order 2 accepted',
+        '<12>Nov 22 10:00:03 db-1 postgres[77]: slow query rsyslogcheck',
+      ]);
+      const events = await until('three events', async () => {
+        const found = [
+          ...(await search(drover.url, 'payment')),
+          ...(await search(drover.url, 'accepted')),
+          ...(await search(drover.url, 'rsyslogcheck')),
+        ];
+        return found.length === 3 ? found : undefined;
+      });
+      const byMessage = Object.fromEntries(events.map((e) => [String(e.message).trim(), e]));
+      expect(byMessage['payment failed for order 1']).toMatchObject({
+        'host.name': 'web-3',
+        'service.name': 'checkout',
+        'log.level': 'error',
+      });
+      expect(byMessage['order 2 accepted']).toMatchObject({ 'log.level': 'info' });
+      expect(byMessage['slow query rsyslogcheck']).toMatchObject({
+        'service.name': 'postgres',
+        // syslog's "warning" normalized to the event model's level (DESIGN.md §2).
+        'log.level': 'warn',
+      });
+      expect(existsSync(join(dir, 'refused.json'))).toBe(false);
+    });
+
+    it('loses nothing while Drover is away: rsyslog retries until it is back', async () => {
+      await stopDrover(drover);
+      await sendSyslog(syslogPort, [
+        '<11>Nov 22 10:01:01 web-4 checkout[9]: while away 1',
+        '<11>Nov 22 10:01:02 web-4 checkout[9]: while away 2',
+      ]);
+      await new Promise((r) => setTimeout(r, 1_500));
+      drover = await startDrover(dir, droverPort);
+      const events = await until(
+        'the messages sent while Drover was down',
+        async () => {
+          const found = await search(drover.url, 'away');
+          return found.length === 2 ? found : undefined;
+        },
+        60_000,
+      );
+      expect(events.map((e) => String(e.message).trim()).sort()).toEqual([
+        'while away 1',
+        'while away 2',
+      ]);
+    }, 90_000);
+  },
+);
+
+const SCRIPT = `
+import json, sys
+from elasticsearch import Elasticsearch, helpers
+from elasticsearch.helpers import BulkIndexError
+
+es = Elasticsearch(sys.argv[1], request_timeout=10)
+out = {"info": es.info().body, "health": es.cluster.health().body["status"]}
+docs = [
+    {"_index": "app-logs", "_source": {"@timestamp": "2024-06-01T10:00:00Z", "service": {"name": "billing"}, "log": {"level": "info"}, "message": "pyclient invoice 1 sent"}},
+    {"_index": "app-logs", "_op_type": "create", "_source": {"@timestamp": "2024-06-01T10:00:01Z", "service": {"name": "billing"}, "log": {"level": "error"}, "message": "pyclient invoice 2 failed"}},
+    {"_index": "app-logs", "_op_type": "delete", "_id": "x"},
+    {"_index": "app-logs", "_source": {"@timestamp": "2024-06-01T10:00:02Z", "service": {"name": "billing"}, "message": "pyclient invoice 3 sent"}},
+]
+try:
+    helpers.bulk(es, docs)
+    out["bulk"] = "no error"
+except BulkIndexError as e:
+    out["bulk"] = [{k: {"status": v["status"], "error": v.get("error")}} for item in e.errors for k, v in item.items()]
+ok, errors = helpers.bulk(es, [d for d in docs if d.get("_op_type") != "delete"], stats_only=True)
+out["retry"] = [ok, errors]
+print(json.dumps(out))
+`;
+
+describe.skipIf(!esPython)(
+  `Elastic's Python client against Drover${reasons['python-elasticsearch'] ? ` (skipped: ${reasons['python-elasticsearch']})` : ''}`,
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-pyclient-'));
+    let drover: Drover;
+    beforeAll(async () => {
+      drover = await startDrover(dir, await freePort());
+    }, 30_000);
+    afterAll(async () => {
+      if (drover) await stopDrover(drover);
+    });
+
+    it('passes the product check, and bulk errors are per item: the refused one reported, the rest stored', async () => {
+      writeFileSync(join(dir, 'client.py'), SCRIPT);
+      const r = spawnSync(esPython!, [join(dir, 'client.py'), drover.url], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      const out = JSON.parse(r.stdout) as {
+        info: { version: { number: string }; tagline: string };
+        health: string;
+        bulk: Array<Record<string, { status: number; error: { reason: string } }>>;
+        retry: [number, number];
+      };
+      expect(out.info.version.number).toMatch(/^8\./);
+      expect(['green', 'yellow']).toContain(out.health);
+      // helpers.bulk raises with exactly the refused item; the others went in.
+      expect(out.bulk).toHaveLength(1);
+      expect(out.bulk[0]!.delete).toMatchObject({ status: 400 });
+      expect(out.bulk[0]!.delete!.error.reason).toMatch(/does not delete/);
+      expect(out.retry).toEqual([3, 0]);
+      const stored = await until('the client documents', async () => {
+        const found = await search(drover.url, 'pyclient');
+        return found.length >= 3 ? found : undefined;
+      });
+      // Sent twice without ids: stored twice, as Elasticsearch would.
+      const all = await until('both sends', async () => {
+        const found = await search(drover.url, 'pyclient');
+        return found.length === 6 ? found : undefined;
+      });
+      expect(all).toHaveLength(6);
+      expect(stored.find((e) => String(e.message).includes('invoice 2'))).toMatchObject({
+        'service.name': 'billing',
+        'log.level': 'error',
+      });
+    }, 90_000);
+  },
+);
