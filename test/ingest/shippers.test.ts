@@ -260,3 +260,74 @@ describe.skipIf(!esPython)(
     }, 90_000);
   },
 );
+
+const OTEL_SCRIPT = `
+import json, logging, sys
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+url = sys.argv[1]
+resource = Resource.create({"service.name": "otel-py", "host.name": "py-1"})
+logs = LoggerProvider(resource=resource)
+logs.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=url + "/v1/logs")))
+log = logging.getLogger("checkout")
+log.addHandler(LoggingHandler(level=logging.INFO, logger_provider=logs))
+log.setLevel(logging.INFO)
+log.error("otelpy card declined", extra={"order.id": "o-17"})
+log.info("otelpy order placed")
+reader = PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=url + "/v1/metrics"), export_interval_millis=3600000)
+meters = MeterProvider(resource=resource, metric_readers=[reader])
+meters.get_meter("checkout").create_counter("otelpy_orders_total").add(3, {"region": "eu"})
+out = {"logs": logs.force_flush(), "metrics": meters.force_flush()}
+logs.shutdown()
+meters.shutdown()
+print(json.dumps(out))
+`;
+
+describe.skipIf(!esPython)(
+  `OpenTelemetry's Python SDK exporting OTLP/HTTP to Drover${reasons['python-elasticsearch'] ? ` (skipped: ${reasons['python-elasticsearch']})` : ''}`,
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-otel-'));
+    let drover: Drover;
+    beforeAll(async () => {
+      drover = await startDrover(dir, await freePort());
+    }, 30_000);
+    afterAll(async () => {
+      if (drover) await stopDrover(drover);
+    });
+
+    it('its log records and metric points arrive as events with the resource service and host', async () => {
+      writeFileSync(join(dir, 'otel.py'), OTEL_SCRIPT);
+      const r = spawnSync(esPython!, [join(dir, 'otel.py'), drover.url], {
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      expect(r.status, r.stderr).toBe(0);
+      // The exporters log failed exports rather than raising: none may appear.
+      expect(r.stderr).not.toMatch(/Failed to export|error/i);
+      expect(JSON.parse(r.stdout)).toEqual({ logs: true, metrics: true });
+      const events = await until('the OTLP events', async () => {
+        const res = await fetch(`${drover.url}/v1/search?service=otel-py&size=100`);
+        const found = ((await res.json()) as { events: Array<Record<string, unknown>> }).events;
+        return found.length >= 3 ? found : undefined;
+      });
+      const declined = events.find((e) => e.message === 'otelpy card declined');
+      expect(declined).toMatchObject({ 'host.name': 'py-1', 'log.level': 'error' });
+      expect(events.find((e) => e.message === 'otelpy order placed')).toMatchObject({
+        'log.level': 'info',
+      });
+      expect(declined!['order.id']).toBe('o-17');
+      expect(events.filter((e) => e.message !== undefined)).toHaveLength(2);
+      // A cumulative counter: force_flush exports it, and shutdown once more, same total.
+      const points = events.filter((e) => e['metric.name'] === 'otelpy_orders_total');
+      expect(points.length).toBeGreaterThanOrEqual(1);
+      for (const p of points)
+        expect(p).toMatchObject({ 'metric.value': 3, 'metric.type': 'counter', region: 'eu' });
+    }, 90_000);
+  },
+);

@@ -1,16 +1,22 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { cacheDir, run, withInstallLock } from './common.ts';
 
 /**
  * Real log shippers for the wire-protocol tests, from the registries this machine
- * reaches: rsyslog's omelasticsearch output (Debian's rsyslog-elasticsearch), and
- * Elastic's official Python client (PyPI `elasticsearch` 8.x), which does the product
- * check and bulk error handling applications and Python shippers rely on.
+ * reaches: rsyslog's omelasticsearch output (Debian's rsyslog-elasticsearch), Elastic's
+ * official Python client (PyPI `elasticsearch` 8.x), which does the product check and
+ * bulk error handling applications and Python shippers rely on, and OpenTelemetry's
+ * Python SDK with its OTLP/HTTP exporters.
  */
 const RSYSLOG_MODULE_DIRS = ['/usr/lib/x86_64-linux-gnu/rsyslog', '/usr/lib/rsyslog'];
-const PY_REQUIREMENT = 'elasticsearch>=8.15,<9';
+const PY_REQUIREMENTS = [
+  'elasticsearch>=8.15,<9',
+  // OpenTelemetry's own SDK and OTLP/HTTP (protobuf) exporter, for /v1/logs and /v1/metrics.
+  'opentelemetry-sdk>=1.27,<2',
+  'opentelemetry-exporter-otlp-proto-http>=1.27,<2',
+];
 
 function omelasticsearchInstalled(): boolean {
   return RSYSLOG_MODULE_DIRS.some((d) => existsSync(join(d, 'omelasticsearch.so')));
@@ -47,17 +53,19 @@ export async function ensurePythonElasticsearch(): Promise<string> {
   const venv = join(cacheDir('python-elasticsearch'), 'venv');
   const python = join(venv, 'bin', 'python');
   const marker = join(venv, '.drover-installed');
-  if (existsSync(marker)) return python;
+  const wanted = `${PY_REQUIREMENTS.join('\n')}\n`;
+  const installed = () => existsSync(marker) && readFileSync(marker, 'utf8') === wanted;
+  if (installed()) return python;
   mkdirSync(dirname(venv), { recursive: true });
   await withInstallLock(`${venv}.lock`, () => {
-    if (existsSync(marker)) return;
-    run('python3', ['-m', 'venv', venv], dirname(venv));
+    if (installed()) return;
+    if (!existsSync(python)) run('python3', ['-m', 'venv', venv], dirname(venv));
     run(
       python,
-      ['-m', 'pip', 'install', '-q', '--disable-pip-version-check', PY_REQUIREMENT],
+      ['-m', 'pip', 'install', '-q', '--disable-pip-version-check', ...PY_REQUIREMENTS],
       dirname(venv),
     );
-    writeFileSync(marker, `${PY_REQUIREMENT}\n`);
+    writeFileSync(marker, wanted);
   });
   return python;
 }
