@@ -139,6 +139,59 @@ describe('drover serve', () => {
     expect(await good.json()).toMatchObject({ ok: true, rules: 2 });
   });
 
+  it('SIGHUP reloads the rules; SIGTERM drains, snapshots the state and exits 0', async () => {
+    const w = workspace();
+    // No periodic snapshot: the one found after SIGTERM is the shutdown's own.
+    const yaml = readFileSync(w.config, 'utf8');
+    expect(yaml).toContain('snapshotEvery: 200ms');
+    writeFileSync(w.config, yaml.replace('snapshotEvery: 200ms', 'snapshotEvery: 1h'));
+    let run = await serve(w.config);
+    writeFileSync(
+      join(w.dir, 'rules', 'fatal.yaml'),
+      'name: any-fatal\ntype: any\nfilter: { all: [ { fact: log.level, operator: equal, value: fatal } ] }\n',
+    );
+    run.child.kill('SIGHUP');
+    const names = await until('the reloaded rules', async () => {
+      const r = (await (await fetch(`${run.url}/v1/rules`)).json()) as {
+        rules: Array<{ rule: string }>;
+      };
+      return r.rules.length === 2 ? r.rules.map((x) => x.rule).sort() : undefined;
+    });
+    expect(names).toEqual(['any-fatal', 'host-error-burst']);
+
+    // Two of the three errors, then SIGTERM.
+    const t = Date.now();
+    await fetch(`${run.url}/ingest`, {
+      method: 'POST',
+      body: [errorLine('web-2', t), errorLine('web-2', t + 1)].join('\n'),
+    });
+    await until('the events to reach the rules', async () => {
+      const r = (await (await fetch(`${run.url}/v1/rules`)).json()) as {
+        rules: Array<{ rule: string; keys: number }>;
+      };
+      return r.rules.find((x) => x.rule === 'host-error-burst')!.keys > 0 ? true : undefined;
+    });
+    run.child.kill('SIGTERM');
+    const code = await new Promise((r) => run.child.once('exit', r));
+    expect(code).toBe(0);
+    expect(run.log()).toMatch(/"msg":"drover stopped"/);
+    const snapshot = JSON.parse(readFileSync(join(w.dir, 'state', 'rules-snapshot.json'), 'utf8'));
+    expect(snapshot.offsets['logs/0']).toBe(2);
+
+    // Restored from the shutdown's snapshot: the third error completes the window.
+    run = await serve(w.config);
+    expect(run.log()).toMatch(/rule state restored/);
+    await fetch(`${run.url}/ingest`, { method: 'POST', body: errorLine('web-2', t + 2) });
+    await until('the executed action', async () => {
+      const r = (await (await fetch(`${run.url}/v1/actions`)).json()) as {
+        decisions: Array<{ decision: string; target: string }>;
+      };
+      return r.decisions.some((d) => d.decision === 'executed' && d.target === 'web-2')
+        ? true
+        : undefined;
+    });
+  });
+
   it('a kill -9 in the middle of an incident loses no window and repeats no action', async () => {
     const w = workspace();
     let run = await serve(w.config);
