@@ -10,27 +10,46 @@ export async function serveCommand(args: string[]): Promise<number> {
   let pipeline: Pipeline;
   try {
     pipeline = new Pipeline(loadConfig(values.config), logger);
-    await pipeline.start();
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) return;
-      stopping = true;
-      logger.info({ signal }, 'stopping: draining, snapshotting, closing');
-      pipeline.stop().then(
-        () => resolve(0),
-        (err: unknown) => {
-          logger.error({ err }, 'shutdown failed');
-          resolve(EXIT_FINDINGS);
-        },
-      );
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => void pipeline.reload());
-  });
+  // Handlers go in before start: "drover is serving" is logged inside start(), and a
+  // signal sent on seeing it must not meet the default action (which kills).
+  let started = false;
+  let stopping = false;
+  let resolveExit: (code: number) => void = () => {};
+  const exit = new Promise<number>((resolve) => (resolveExit = resolve));
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'stopping: draining, snapshotting, closing');
+    pipeline.stop().then(
+      () => resolveExit(0),
+      (err: unknown) => {
+        logger.error({ err }, 'shutdown failed');
+        resolveExit(EXIT_FINDINGS);
+      },
+    );
+  };
+  const onTerm = () => stop('SIGTERM');
+  const onInt = () => stop('SIGINT');
+  const onHup = () => {
+    if (started && !stopping) void pipeline.reload();
+    else logger.warn('SIGHUP before start-up finished: the rules load at start anyway');
+  };
+  process.once('SIGTERM', onTerm);
+  process.once('SIGINT', onInt);
+  process.on('SIGHUP', onHup);
+  try {
+    await pipeline.start();
+    started = true;
+  } catch (err) {
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.off('SIGHUP', onHup);
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  return exit;
 }
