@@ -123,6 +123,29 @@ export function flatten(
   return out;
 }
 
+/** No nested object and nothing flatten would drop or convert: read it as it is. */
+function isFlat(obj: Record<string, unknown>): boolean {
+  for (const key in obj) {
+    const value = obj[key];
+    if (value === undefined) return false;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) return false;
+  }
+  return true;
+}
+
+const TIME_FIELDS = ['@timestamp', 'time', 'timeUnixNano', 'timestamp'];
+const MESSAGE_FIELDS = ['message', 'msg'];
+const SERVICE_FIELDS = ['service.name', 'name', 'resource.service.name'];
+const HOST_FIELDS = ['host.name', 'hostname', 'resource.host.name', 'host.hostname'];
+const ERROR_TYPE_FIELDS = ['error.type', 'err.type', 'exception.type'];
+const ERROR_MESSAGE_FIELDS = ['error.message', 'err.message', 'exception.message'];
+const ERROR_STACK_FIELDS = [
+  'error.stack_trace',
+  'err.stack',
+  'error.stack',
+  'exception.stacktrace',
+];
+
 /** The first of `sources` that is present and non-empty. */
 function take(flat: Record<string, unknown>, sources: string[]): unknown {
   for (const s of sources) {
@@ -168,14 +191,16 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
       `expected a JSON object, got ${Array.isArray(input) ? 'an array' : input === null ? 'null' : typeof input}`,
     );
   }
-  const flat = flatten(input as Record<string, unknown>);
+  const flat = isFlat(input as Record<string, unknown>)
+    ? (input as Record<string, unknown>)
+    : flatten(input as Record<string, unknown>);
   // The result is built fresh, model fields first, rather than by deleting from the
   // input: deletes leave slow dictionary-mode objects, and the rules engine reads
   // fields of every event many times.
 
   // @timestamp: `@timestamp`, pino `time`, OTLP `timeUnixNano`, `timestamp`, receipt time.
   let ts: number | undefined;
-  for (const s of ['@timestamp', 'time', 'timeUnixNano', 'timestamp']) {
+  for (const s of TIME_FIELDS) {
     if (flat[s] === undefined) continue;
     ts = toEpochMs(flat[s]);
     if (ts !== undefined) break;
@@ -183,7 +208,7 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
   const event: Event = { '@timestamp': ts ?? options.receivedAt ?? Date.now() };
 
   // message: `message`, pino `msg`.
-  const message = take(flat, ['message', 'msg']);
+  const message = take(flat, MESSAGE_FIELDS);
   if (message !== undefined)
     event.message = typeof message === 'string' ? message : JSON.stringify(message);
 
@@ -198,21 +223,16 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
   if (level !== undefined) event['log.level'] = level;
 
   // service.name / host.name: ECS, pino `name` / `hostname`, OTLP resource attributes.
-  const service = take(flat, ['service.name', 'name', 'resource.service.name']);
+  const service = take(flat, SERVICE_FIELDS);
   if (service !== undefined) event['service.name'] = String(service);
   else if (options.service !== undefined) event['service.name'] = options.service;
-  const host = take(flat, ['host.name', 'hostname', 'resource.host.name', 'host.hostname']);
+  const host = take(flat, HOST_FIELDS);
   if (host !== undefined) event['host.name'] = String(host);
 
   // error.*: ECS fields, pino `err`, OpenTelemetry `exception.*`.
-  const errType = take(flat, ['error.type', 'err.type', 'exception.type']);
-  const errMessage = take(flat, ['error.message', 'err.message', 'exception.message']);
-  const errStack = take(flat, [
-    'error.stack_trace',
-    'err.stack',
-    'error.stack',
-    'exception.stacktrace',
-  ]);
+  const errType = take(flat, ERROR_TYPE_FIELDS);
+  const errMessage = take(flat, ERROR_MESSAGE_FIELDS);
+  const errStack = take(flat, ERROR_STACK_FIELDS);
   if (errType !== undefined) event['error.type'] = String(errType);
   else if (errStack !== undefined) {
     const parsed = parseStack(String(errStack)).type;
