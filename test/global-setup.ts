@@ -15,6 +15,8 @@ declare module 'vitest' {
     /** rsyslogd with omelasticsearch, and a Python with Elastic's client: real shippers. */
     rsyslogd: string | null;
     esPython: string | null;
+    /** A Prometheus binary (tests start their own, with their own scrape config). */
+    prometheus: string | null;
     serverSkipReasons: Record<string, string>;
   }
 }
@@ -88,14 +90,20 @@ export async function setup(project: TestProject) {
       reasons,
     ),
   ]);
-  const [rsyslogd, esPython] = await Promise.all([
+  const [rsyslogd, esPython, prometheus] = await Promise.all([
     obtain('rsyslog', async () => (await import('./servers/shippers.ts')).ensureRsyslog(), reasons),
     obtain(
       'python-elasticsearch',
       async () => (await import('./servers/shippers.ts')).ensurePythonElasticsearch(),
       reasons,
     ),
+    obtain(
+      'prometheus',
+      async () => (await import('./servers/shippers.ts')).ensurePrometheus(),
+      reasons,
+    ),
   ]);
+  project.provide('prometheus', prometheus);
   project.provide('rsyslogd', rsyslogd);
   project.provide('esPython', esPython);
   project.provide('kafkaBrokers', kafka);

@@ -3,21 +3,35 @@ import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parser } from '@prometheus-io/lezer-promql';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   GRAFANA_SCHEMA_VERSION,
   grafanaDashboard,
   grafanaQueries,
   renderArtifacts,
 } from '../../dashboards/index.ts';
+import { startPrometheus } from '../servers/shippers.ts';
 
 const DASHBOARDS = join(import.meta.dirname, '..', '..', 'dashboards');
+const prometheusBin = inject('prometheus');
+const prometheusReason = inject('serverSkipReasons').prometheus;
+const prometheusSkip = prometheusReason ? ` (skipped: ${prometheusReason})` : '';
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
 
 /** What Grafana substitutes before a query reaches Prometheus. */
-function interpolate(expr: string): string {
+function interpolate(expr: string, rateInterval = '1m'): string {
   return expr
-    .replaceAll('$__rate_interval', '1m')
+    .replaceAll('$__rate_interval', rateInterval)
     .replaceAll('$__interval', '15s')
     .replaceAll('$__range', '1h')
     .replaceAll('$job', '.*')
@@ -223,4 +237,41 @@ guards: { cooldown: 0s, budget: { max: 1, window: 1h } }
     // Only failure counters nothing here provoked may lack samples.
     expect(unsampled.filter((m) => !/failures|throttled/.test(m))).toEqual([]);
   });
+
+  it.skipIf(!prometheusBin)(
+    `every query runs on a real Prometheus scraping this Drover, and the panels have data${prometheusSkip}`,
+    async () => {
+      const target = new URL(url).host;
+      const prometheus = await startPrometheus(
+        prometheusBin!,
+        `global: { scrape_interval: 1s }
+scrape_configs:
+  - job_name: drover
+    static_configs: [{ targets: ['${target}'] }]
+`,
+      );
+      try {
+        // Enough scrapes for rates over a 10 s window (Grafana's rate interval is at
+        // least four scrape intervals).
+        await until('five scrapes', async () => {
+          const r = await prometheus.query('count_over_time(up{job="drover"}[1m])');
+          return Number(r[0]?.value[1] ?? 0) >= 5 ? true : undefined;
+        });
+        const empty: string[] = [];
+        for (const q of grafanaQueries()) {
+          const result = await prometheus.query(interpolate(q.expr, '10s'));
+          if (result.length === 0) empty.push(`${q.where}: ${q.expr}`);
+        }
+        // Only the failure counters nothing here provoked may come back empty.
+        expect(empty.filter((e) => !/failures_total|throttled_total/.test(e))).toEqual([]);
+        const [events] = await prometheus.query(
+          'sum(drover_ingest_events_total{job="drover", protocol="ndjson"})',
+        );
+        expect(Number(events!.value[1])).toBe(4);
+      } finally {
+        await prometheus.stop();
+      }
+    },
+    60_000,
+  );
 });

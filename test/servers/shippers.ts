@@ -1,7 +1,24 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { cacheDir, run, withInstallLock } from './common.ts';
+import {
+  cacheDir,
+  freePort,
+  run,
+  startProcess,
+  stopProcess,
+  waitFor,
+  withInstallLock,
+} from './common.ts';
 
 /**
  * Real log shippers for the wire-protocol tests, from the registries this machine
@@ -68,4 +85,86 @@ export async function ensurePythonElasticsearch(): Promise<string> {
     writeFileSync(marker, wanted);
   });
   return python;
+}
+
+/**
+ * Prometheus, built from source (Go module proxy: github.com/prometheus/prometheus at
+ * PROMETHEUS_MODULE_VERSION, i.e. v3.1.0) into the cache once: it scrapes a running
+ * Drover for the dashboard tests and remote_writes to it for the ingest tests.
+ */
+const PROMETHEUS_MODULE_VERSION = 'v0.301.0';
+
+export async function ensurePrometheus(): Promise<string> {
+  const dir = cacheDir('prometheus');
+  const binary = join(dir, 'prometheus');
+  const marker = join(dir, `.built-${PROMETHEUS_MODULE_VERSION}`);
+  if (existsSync(marker) && existsSync(binary)) return binary;
+  await withInstallLock(join(dir, 'build.lock'), () => {
+    if (existsSync(marker) && existsSync(binary)) return;
+    // `go install pkg@version` refuses modules with replace directives, as Prometheus
+    // has: build the downloaded module as the main module instead.
+    const download = spawnSync(
+      'go',
+      ['mod', 'download', '-json', `github.com/prometheus/prometheus@${PROMETHEUS_MODULE_VERSION}`],
+      { encoding: 'utf8', maxBuffer: 16 << 20 },
+    );
+    if (download.status !== 0)
+      throw new Error(`go mod download prometheus failed: ${download.stderr.slice(-1000)}`);
+    const source = (JSON.parse(download.stdout) as { Dir: string }).Dir;
+    const work = join(dir, 'src');
+    rmSync(work, { recursive: true, force: true });
+    cpSync(source, work, { recursive: true });
+    run('chmod', ['-R', 'u+w', work], dir);
+    run('go', ['build', '-o', binary, './cmd/prometheus'], work);
+    rmSync(work, { recursive: true, force: true });
+    writeFileSync(marker, '');
+  });
+  return binary;
+}
+
+export interface RunningPrometheus {
+  url: string;
+  /** Runs an instant query; rejects with Prometheus's own error for a bad one. */
+  query(expr: string): Promise<Array<{ metric: Record<string, string>; value: [number, string] }>>;
+  stop(): Promise<void>;
+}
+
+/** Starts a Prometheus of its own with the given configuration (YAML), in a temp dir. */
+export async function startPrometheus(binary: string, config: string): Promise<RunningPrometheus> {
+  const dir = mkdtempSync(join(tmpdir(), 'drover-prometheus-'));
+  writeFileSync(join(dir, 'prometheus.yml'), config);
+  const port = await freePort();
+  const child = startProcess(
+    binary,
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${port}`,
+    ],
+    { cwd: dir, logFile: join(dir, 'prometheus.log') },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  await waitFor(
+    `Prometheus on ${url}`,
+    async () => (await fetch(`${url}/-/ready`)).ok,
+    60_000,
+    child,
+  );
+  return {
+    url,
+    async query(expr) {
+      const r = await fetch(`${url}/api/v1/query?query=${encodeURIComponent(expr)}`);
+      const body = (await r.json()) as {
+        status: string;
+        error?: string;
+        data?: { result: Array<{ metric: Record<string, string>; value: [number, string] }> };
+      };
+      if (body.status !== 'success') throw new Error(`${expr}: ${body.error}`);
+      return body.data!.result;
+    },
+    async stop() {
+      await stopProcess(child);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
