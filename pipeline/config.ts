@@ -19,6 +19,8 @@ export interface DroverConfig {
     tokens: string[];
     apiKeys: string[];
     maxBodyBytes: number;
+    /** PEM files; when set the endpoint speaks HTTPS only. */
+    tls?: { cert: string; key: string };
   };
   bus: { kind: 'embedded' } | { kind: 'kafka'; brokers: string[]; topicPrefix: string };
   index:
@@ -98,6 +100,18 @@ export function loadConfig(
   const bus = obj(raw.bus, 'bus');
   const index = obj(raw.index, 'index');
   const rules = obj(raw.rules, 'rules');
+  const known: Array<[string, Record<string, unknown>, string[]]> = [
+    ['listen', listen, ['host', 'port', 'statsdPort', 'tokens', 'apiKeys', 'maxBodyBytes', 'tls']],
+    ['bus', bus, ['kind', 'brokers', 'topicPrefix']],
+    ['index', index, ['kind', 'url', 'prefix']],
+    ['rules', rules, ['paths', 'allowedLateness']],
+  ];
+  for (const [section, value, fields] of known)
+    for (const key of Object.keys(value))
+      if (!fields.includes(key))
+        throw new ConfigError(
+          `${where}: unknown field "${section}.${key}" (known: ${fields.join(', ')})`,
+        );
   const port = Number(env.DROVER_PORT ?? listen.port ?? 4280);
   if (!Number.isInteger(port) || port < 0 || port > 65535)
     throw new ConfigError(`${where}: listen.port must be a port number`);
@@ -152,6 +166,7 @@ export function loadConfig(
       ),
       apiKeys: (listen.apiKeys as string[] | undefined) ?? [],
       maxBodyBytes: Number(listen.maxBodyBytes ?? 16 << 20),
+      ...(listen.tls !== undefined && { tls: parseTls(listen.tls, where, baseDir) }),
     },
     bus:
       busKind === 'kafka'
@@ -308,4 +323,17 @@ function parseGuards(
   if (g.maintenance !== undefined) out.maintenance = g.maintenance as GuardConfig['maintenance'];
   if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
   return out;
+}
+
+/** `listen.tls: { cert, key }`: PEM files, relative to the configuration, read at start. */
+function parseTls(v: unknown, where: string, baseDir: string): { cert: string; key: string } {
+  const t = v as { cert?: unknown; key?: unknown } | null;
+  if (t === null || typeof t !== 'object' || Array.isArray(t))
+    throw new ConfigError(`${where}: listen.tls is { cert: FILE, key: FILE }`);
+  for (const k of Object.keys(t))
+    if (k !== 'cert' && k !== 'key')
+      throw new ConfigError(`${where}: unknown field "listen.tls.${k}" (known: cert, key)`);
+  if (typeof t.cert !== 'string' || typeof t.key !== 'string')
+    throw new ConfigError(`${where}: listen.tls needs both cert and key (PEM file paths)`);
+  return { cert: resolve(baseDir, t.cert), key: resolve(baseDir, t.key) };
 }

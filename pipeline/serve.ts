@@ -152,6 +152,7 @@ export class Pipeline {
       tokens: c.listen.tokens,
       apiKeys: c.listen.apiKeys,
       maxBodyBytes: c.listen.maxBodyBytes,
+      ...(c.listen.tls && { tls: readTls(c.listen.tls) }),
       statsd: c.listen.statsdPort === false ? false : { port: c.listen.statsdPort },
       search: this.search,
       logger: this.logger,
@@ -510,5 +511,13 @@ export class Pipeline {
     this.writeSnapshot();
     for (const close of this.closers.reverse()) await close();
     this.logger.info('drover stopped');
+  }
+}
+
+function readTls(files: { cert: string; key: string }): { cert: Buffer; key: Buffer } {
+  try {
+    return { cert: readFileSync(files.cert), key: readFileSync(files.key) };
+  } catch (err) {
+    throw new ConfigError(`listen.tls: ${(err as Error).message}`);
   }
 }

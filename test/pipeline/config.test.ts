@@ -222,3 +222,28 @@ guards: { cooldown: 0s }
     }, 60_000);
   },
 );
+
+describe('configuration: listen, bus, index and rules', () => {
+  it('refuses unknown fields in each section, naming the known ones', () => {
+    expect(refused('listen: { prot: 4280 }\n')).toMatch(
+      /unknown field "listen.prot" \(known: host, port, statsdPort/,
+    );
+    expect(refused('bus: { kind: kafka, broker: [k:9092] }\n')).toMatch(
+      /unknown field "bus.broker"/,
+    );
+    expect(refused('index: { kind: embedded, path: x }\n')).toMatch(/unknown field "index.path"/);
+    expect(refused('rules: { path: [rules] }\n')).toMatch(/unknown field "rules.path"/);
+  });
+
+  it('listen.tls names a cert and a key, resolved against the configuration', () => {
+    const { dir, config } = load('listen: { tls: { cert: tls/c.pem, key: tls/k.pem } }\n');
+    expect(config.listen.tls).toEqual({
+      cert: join(dir, 'tls/c.pem'),
+      key: join(dir, 'tls/k.pem'),
+    });
+    expect(refused('listen: { tls: { cert: c.pem } }\n')).toMatch(/needs both cert and key/);
+    expect(refused('listen: { tls: { cert: c, key: k, ca: x } }\n')).toMatch(
+      /unknown field "listen.tls.ca"/,
+    );
+  });
+});

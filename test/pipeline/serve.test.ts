@@ -1,4 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,7 +50,10 @@ guards: { cooldown: 0s }
 }
 
 /** Starts `drover serve` and resolves with its URL from the log line that announces it. */
-function serve(config: string): Promise<{ child: ChildProcess; url: string; log: () => string }> {
+function serve(
+  config: string,
+  announced = /"url":"(http:\/\/[^"]+)"/,
+): Promise<{ child: ChildProcess; url: string; log: () => string }> {
   const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
@@ -62,7 +66,7 @@ function serve(config: string): Promise<{ child: ChildProcess; url: string; log:
     );
     child.stderr!.on('data', (d: Buffer) => {
       log += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
+      const m = new RegExp(`${announced.source}.*"msg":"drover is serving"`).exec(log);
       if (m) {
         clearTimeout(timer);
         resolve({ child, url: m[1]!, log: () => log });
@@ -228,5 +232,63 @@ describe('drover serve', () => {
     const decisions = store.list();
     store.close();
     expect(decisions.filter((d) => d.decision === 'executed')).toHaveLength(1);
+  });
+});
+
+describe('drover serve over TLS', () => {
+  it('speaks HTTPS only with listen.tls, verified against its certificate', async () => {
+    const w = workspace();
+    const tls = join(w.dir, 'tls');
+    mkdirSync(tls);
+    const openssl = spawnSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        join(tls, 'key.pem'),
+        '-out',
+        join(tls, 'cert.pem'),
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(openssl.status, openssl.stderr).toBe(0);
+    const yaml = readFileSync(w.config, 'utf8');
+    writeFileSync(
+      w.config,
+      yaml.replace(
+        'listen: { port: 0, statsdPort: false }',
+        'listen: { port: 0, statsdPort: false, tls: { cert: tls/cert.pem, key: tls/key.pem } }',
+      ),
+    );
+    const { url } = await serve(w.config, /"url":"(https:\/\/[^"]+)"/);
+    expect(url).toMatch(/^https:\/\//);
+    const ca = readFileSync(join(tls, 'cert.pem'));
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpsRequest(
+        `${url}/ingest`,
+        { method: 'POST', ca, headers: { 'content-type': 'application/x-ndjson' } },
+        (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        },
+      );
+      req.on('error', reject);
+      req.end(errorLine('web-tls', Date.now()));
+    });
+    expect(status).toBe(200);
+    // Plain HTTP on the same port is not answered as HTTP.
+    await expect(fetch(url.replace('https:', 'http:') + '/healthz')).rejects.toThrow();
+    // And a client that does not trust the certificate is refused.
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
   });
 });
