@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,22 +11,12 @@ import {
   renderArtifacts,
 } from '../../dashboards/index.ts';
 import { startPrometheus } from '../servers/shippers.ts';
+import { errorLine, startServe, until } from '../support/drover.ts';
 
 const DASHBOARDS = join(import.meta.dirname, '..', '..', 'dashboards');
 const prometheusBin = inject('prometheus');
 const prometheusReason = inject('serverSkipReasons').prometheus;
 const prometheusSkip = prometheusReason ? ` (skipped: ${prometheusReason})` : '';
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
 
 /** What Grafana substitutes before a query reaches Prometheus. */
 function interpolate(expr: string, rateInterval = '1m'): string {
@@ -164,21 +154,11 @@ adapters:
 guards: { cooldown: 0s, budget: { max: 1, window: 1h } }
 `,
     );
-    child = spawn(process.execPath, [BIN, 'serve', '--config', join(dir, 'drover.yaml')], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let log = '';
-    url = await new Promise<string>((resolve, reject) => {
-      child.stderr!.on('data', (d: Buffer) => {
-        log += d.toString();
-        const m = /"url":"(http:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
-        if (m) resolve(m[1]!);
-      });
-      child.once('exit', (code) => reject(new Error(`drover serve exited with ${code}:\n${log}`)));
-    });
+    const served = await startServe(join(dir, 'drover.yaml'));
+    child = served.child;
+    url = served.url;
     const t = Date.now();
-    const line = (host: string, i: number) =>
-      JSON.stringify({ level: 50, time: t + i, hostname: host, name: 'web', msg: 'failed' });
+    const line = (host: string, i: number) => errorLine(host, t + i);
     // Two hosts trip the rule: one action runs, the budget of one suppresses the other.
     const body = [line('a', 0), line('a', 1), 'not json', line('b', 2), line('b', 3)].join('\n');
     const r = await fetch(`${url}/ingest`, { method: 'POST', body });

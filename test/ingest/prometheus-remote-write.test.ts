@@ -1,28 +1,16 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RunningPrometheus, startPrometheus } from '../servers/shippers.ts';
+import { startServe, until, workdir } from '../support/drover.ts';
 
 /**
  * A real Prometheus scraping `drover serve` and remote_writing what it scraped back
  * into it: Prometheus's own remote_write client (snappy protobuf, its batching and
  * retries), unchanged, against Drover's /api/v1/write.
  */
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
 const prometheusBin = inject('prometheus');
 const reason = inject('serverSkipReasons').prometheus;
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 60_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 describe.skipIf(!prometheusBin)(
   `Prometheus remote_write into Drover${reason ? ` (skipped: ${reason})` : ''}`,
@@ -32,24 +20,14 @@ describe.skipIf(!prometheusBin)(
     let prometheus: RunningPrometheus;
 
     beforeAll(async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'drover-remote-write-'));
-      mkdirSync(join(dir, 'rules'));
-      writeFileSync(
-        join(dir, 'drover.yaml'),
-        'stateDir: state\nlisten: { port: 0, statsdPort: false }\nrules: { paths: [rules] }\n',
-      );
-      drover = spawn(process.execPath, [BIN, 'serve', '--config', join(dir, 'drover.yaml')], {
-        stdio: ['ignore', 'ignore', 'pipe'],
+      const dir = workdir('drover-remote-write-', {
+        'rules/.keep': '',
+        'drover.yaml':
+          'stateDir: state\nlisten: { port: 0, statsdPort: false }\nrules: { paths: [rules] }\n',
       });
-      let log = '';
-      url = await new Promise<string>((resolve, reject) => {
-        drover.stderr!.on('data', (d: Buffer) => {
-          log += d.toString();
-          const m = /"url":"(http:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
-          if (m) resolve(m[1]!);
-        });
-        drover.once('exit', (c) => reject(new Error(`drover serve exited with ${c}:\n${log}`)));
-      });
+      const served = await startServe(join(dir, 'drover.yaml'));
+      drover = served.child;
+      url = served.url;
       prometheus = await startPrometheus(
         prometheusBin!,
         `global: { scrape_interval: 1s }

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort } from '../servers/common.ts';
+import { killServes, type Served, startServe, stopServe, until } from '../support/drover.ts';
 
 /**
  * Real shippers, unchanged, pointed at `drover serve` as if it were Elasticsearch:
@@ -13,56 +14,28 @@ import { freePort } from '../servers/common.ts';
  * errors). What they send is what Drover must take; what Drover answers is what their
  * success and retry logic reads.
  */
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
 const rsyslogd = inject('rsyslogd');
 const esPython = inject('esPython');
 const reasons = inject('serverSkipReasons');
 
-interface Drover {
-  child: ChildProcess;
-  url: string;
-}
+afterAll(killServes);
 
-async function startDrover(dir: string, port: number): Promise<Drover> {
+type Drover = Served;
+
+function startDrover(dir: string, port: number): Promise<Drover> {
   writeFileSync(
     join(dir, 'drover.yaml'),
     `stateDir: state\nlisten: { port: ${port}, statsdPort: false }\nrules: { paths: [rules] }\n`,
   );
   mkdirSync(join(dir, 'rules'), { recursive: true });
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', join(dir, 'drover.yaml')], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let log = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
-      if (m) resolve(m[1]!);
-    });
-    child.once('exit', (code) => reject(new Error(`drover serve exited with ${code}:\n${log}`)));
-  });
-  return { child, url };
+  return startServe(join(dir, 'drover.yaml'));
 }
 
-async function stopDrover(d: Drover): Promise<void> {
-  if (d.child.exitCode !== null) return;
-  d.child.kill('SIGTERM');
-  await new Promise((r) => d.child.once('exit', r));
-}
+const stopDrover = async (d: Drover) => void (await stopServe(d));
 
 async function search(url: string, q: string): Promise<Array<Record<string, unknown>>> {
   const r = await fetch(`${url}/v1/search?q=${encodeURIComponent(q)}&size=100`);
   return ((await r.json()) as { events: Array<Record<string, unknown>> }).events;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
 }
 
 function sendSyslog(port: number, lines: string[]): Promise<void> {

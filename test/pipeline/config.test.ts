@@ -1,12 +1,19 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from '@elastic/elasticsearch';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { ElasticsearchStore } from '../../actions/index.ts';
 import { ConfigError, loadConfig } from '../../pipeline/config.ts';
+import {
+  errorLine,
+  HOST_ERROR_BURST_RULE,
+  killServes,
+  startServe,
+  until,
+  workdir,
+} from '../support/drover.ts';
 
 const url = inject('elasticsearchUrl');
 const reason = inject('serverSkipReasons').elasticsearch;
@@ -91,11 +98,7 @@ describe('configuration: actions.store', () => {
   });
 });
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) c.kill('SIGKILL');
-});
+afterEach(killServes);
 
 describe.skipIf(!url)(
   `drover serve with actions.store elasticsearch${reason ? ` (skipped: ${reason})` : ''}`,
@@ -108,54 +111,15 @@ describe.skipIf(!url)(
       await es?.close();
     });
 
-    function serve(config: string): Promise<{ child: ChildProcess; url: string }> {
-      const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
-        stdio: ['ignore', 'ignore', 'pipe'],
-        // The store's URL comes from the file alone here, not from the environment.
-        env: Object.fromEntries(
-          Object.entries(process.env).filter(([k]) => k !== 'ELASTICSEARCH_URL'),
-        ),
-      });
-      children.push(child);
-      let log = '';
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`drover serve did not start:\n${log}`)),
-          30_000,
-        );
-        child.stderr!.on('data', (d: Buffer) => {
-          log += d.toString();
-          const m =
-            /"url":"(http:\/\/[^"]+)".*"actions":"elasticsearch".*"msg":"drover is serving"/.exec(
-              log,
-            );
-          if (m) {
-            clearTimeout(timer);
-            resolve({ child, url: m[1]! });
-          }
-        });
-        child.once('exit', (code) =>
-          reject(new Error(`drover serve exited with ${code}:\n${log}`)),
-        );
-      });
-    }
+    // The store's URL comes from the file alone here, not from the environment.
+    const serve = async (config: string) => {
+      const run = await startServe(config, { env: { ELASTICSEARCH_URL: undefined } });
+      expect(run.log()).toMatch(/"actions":"elasticsearch"/);
+      return run;
+    };
 
     it('acts, journals to Elasticsearch, reports an interrupted claim, and serves the store over its API', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'drover-serve-es-'));
-      mkdirSync(join(dir, 'rules'));
-      writeFileSync(
-        join(dir, 'rules', 'errors.yaml'),
-        `name: host-error-burst
-type: frequency
-query_key: host.name
-num_events: 3
-timeframe: 10m
-realert: 1h
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`,
-      );
+      const dir = workdir('drover-serve-es-', { 'rules/errors.yaml': HOST_ERROR_BURST_RULE });
       const acted = join(dir, 'acted.txt');
       const config = join(dir, 'drover.yaml');
       writeFileSync(
@@ -183,17 +147,11 @@ guards: { cooldown: 0s }
       ]);
 
       const t = Date.now();
-      const body = [0, 1, 2]
-        .map((i) =>
-          JSON.stringify({ level: 50, time: t + i, hostname: 'web-7', name: 'web', msg: 'failed' }),
-        )
-        .join('\n');
+      const body = [0, 1, 2].map((i) => errorLine('web-7', t + i)).join('\n');
       expect((await fetch(`${run.url}/ingest`, { method: 'POST', body })).status).toBe(200);
-      for (let start = Date.now(); ;) {
-        if ((await journal()).some((d) => d.decision === 'executed')) break;
-        if (Date.now() - start > 20_000) throw new Error('no executed action');
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      await until('an executed action', async () =>
+        (await journal()).some((d) => d.decision === 'executed'),
+      );
       expect(readFileSync(acted, 'utf8').trim()).toBe('web-7');
       // Another worker on the same prefix sees the decision.
       expect((await other.list()).map((d) => d.decision).sort()).toEqual(['executed', 'failed']);

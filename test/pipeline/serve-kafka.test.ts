@@ -1,60 +1,31 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@elastic/elasticsearch';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
+import {
+  errorLine,
+  HOST_ERROR_BURST_RULE,
+  killServes,
+  startServe,
+  until,
+  workdir,
+} from '../support/drover.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
 const brokers = inject('kafkaBrokers');
 const esUrl = inject('elasticsearchUrl');
 const reasons = inject('serverSkipReasons');
 const skip = [reasons.kafka, reasons.elasticsearch].filter(Boolean).join('; ');
 
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) c.kill('SIGKILL');
-});
+afterEach(killServes);
 
-function serve(config: string): Promise<{ child: ChildProcess; url: string; log: () => string }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, KAFKA_BROKERS: brokers!, ELASTICSEARCH_URL: esUrl! },
+// Kafka start-up may wait out a killed member's session (30 s) before rewinding.
+const serve = (config: string) =>
+  startServe(config, {
+    env: { KAFKA_BROKERS: brokers!, ELASTICSEARCH_URL: esUrl! },
+    timeoutMs: 90_000,
   });
-  children.push(child);
-  let log = '';
-  return new Promise((resolve, reject) => {
-    // Kafka start-up may wait out a killed member's session (30 s) before rewinding.
-    const timer = setTimeout(
-      () => reject(new Error(`drover serve did not start:\n${log}`)),
-      90_000,
-    );
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      const m = /"url":"(http:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1]!, log: () => log });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`drover serve exited with ${code}:\n${log}`)));
-  });
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-const errorLine = (host: string, t: number) =>
-  JSON.stringify({ level: 50, time: t, hostname: host, name: 'web', msg: 'failed' });
 
 describe.skipIf(!brokers || !esUrl)(
   `drover serve on Kafka and Elasticsearch${skip ? ` (skipped: ${skip})` : ''}`,
@@ -67,21 +38,7 @@ describe.skipIf(!brokers || !esUrl)(
     });
 
     it('a kill -9 mid-incident replays from Kafka: no window lost, no action repeated, the alert indexed once', async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'drover-serve-kafka-'));
-      mkdirSync(join(dir, 'rules'));
-      writeFileSync(
-        join(dir, 'rules', 'errors.yaml'),
-        `name: host-error-burst
-type: frequency
-query_key: host.name
-num_events: 3
-timeframe: 10m
-realert: 1h
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`,
-      );
+      const dir = workdir('drover-serve-kafka-', { 'rules/errors.yaml': HOST_ERROR_BURST_RULE });
       const acted = join(dir, 'acted.txt');
       const config = join(dir, 'drover.yaml');
       // No snapshot is taken before the kills: the state must come back from Kafka alone.

@@ -1,34 +1,23 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
+import {
+  errorLine,
+  HOST_ERROR_BURST_RULE,
+  killServes,
+  startServe,
+  until,
+  workdir,
+} from '../support/drover.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) c.kill('SIGKILL');
-});
+afterEach(killServes);
 
 /** A state dir, a rule whose action runs a real command, and a config pointing at them. */
 function workspace() {
-  const dir = mkdtempSync(join(tmpdir(), 'drover-serve-'));
-  mkdirSync(join(dir, 'rules'));
-  writeFileSync(
-    join(dir, 'rules', 'errors.yaml'),
-    `name: host-error-burst
-type: frequency
-query_key: host.name
-num_events: 3
-timeframe: 10m
-realert: 1h
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`,
-  );
+  const dir = workdir('drover-serve-', { 'rules/errors.yaml': HOST_ERROR_BURST_RULE });
   const acted = join(dir, 'acted.txt');
   writeFileSync(
     join(dir, 'drover.yaml'),
@@ -49,49 +38,7 @@ guards: { cooldown: 0s }
   };
 }
 
-/** Starts `drover serve` and resolves with its URL from the log line that announces it. */
-function serve(
-  config: string,
-  announced = /"url":"(http:\/\/[^"]+)"/,
-): Promise<{ child: ChildProcess; url: string; log: () => string }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.push(child);
-  let log = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`drover serve did not start:\n${log}`)),
-      30_000,
-    );
-    child.stderr!.on('data', (d: Buffer) => {
-      log += d.toString();
-      const m = new RegExp(`${announced.source}.*"msg":"drover is serving"`).exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ child, url: m[1]!, log: () => log });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`drover serve exited with ${code}:\n${log}`)));
-  });
-}
-
-const errorLine = (host: string, t: number) =>
-  JSON.stringify({ level: 50, time: t, hostname: host, name: 'web', msg: 'failed' });
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined> | T | undefined,
-  ms = 15_000,
-): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const serve = (config: string) => startServe(config);
 
 describe('drover serve', () => {
   it('ingests, detects, remediates for real, and exposes its API and drover_* metrics', async () => {
@@ -270,7 +217,7 @@ describe('drover serve over TLS', () => {
         'listen: { port: 0, statsdPort: false, tls: { cert: tls/cert.pem, key: tls/key.pem } }',
       ),
     );
-    const { url } = await serve(w.config, /"url":"(https:\/\/[^"]+)"/);
+    const { url } = await serve(w.config);
     expect(url).toMatch(/^https:\/\//);
     const ca = readFileSync(join(tls, 'cert.pem'));
     const status = await new Promise<number>((resolve, reject) => {

@@ -1,0 +1,106 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+/** What the tests share to run `drover serve` as a real child process and wait on it. */
+export const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
+
+export interface Served {
+  child: ChildProcess;
+  /** From the log line that announces it (http or https). */
+  url: string;
+  log(): string;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Starts `drover serve --config FILE` and resolves once it announces its URL. */
+export function startServe(
+  config: string,
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<Served> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  let log = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`drover serve did not start:\n${log}`)),
+      options.timeoutMs ?? 30_000,
+    );
+    child.stderr!.on('data', (d: Buffer) => {
+      log += d.toString();
+      const m = /"url":"(https?:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ child, url: m[1]!, log: () => log });
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`drover serve exited with ${code}:\n${log}`));
+    });
+  });
+}
+
+/** SIGKILLs every `drover serve` a test left running (for afterEach / afterAll). */
+export function killServes(): void {
+  for (const child of running) child.kill('SIGKILL');
+  running.clear();
+}
+
+/** Sends a signal and resolves with the exit code once the process is gone. */
+export async function stopServe(
+  s: Served,
+  signal: NodeJS.Signals = 'SIGTERM',
+): Promise<number | null> {
+  if (s.child.exitCode !== null || s.child.signalCode !== null) return s.child.exitCode;
+  const exited = new Promise<number | null>((r) => s.child.once('exit', (code) => r(code)));
+  s.child.kill(signal);
+  return exited;
+}
+
+/** Polls until `fn` gives something other than undefined or false. */
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false> | T | undefined | false,
+  ms = 30_000,
+): Promise<T> {
+  const start = Date.now();
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** A pino error line from service `web` on `host`. */
+export const errorLine = (host: string, t: number) =>
+  JSON.stringify({ level: 50, time: t, hostname: host, name: 'web', msg: 'failed' });
+
+/** Three errors from one host within ten minutes replace it, through adapter `script`. */
+export const HOST_ERROR_BURST_RULE = `name: host-error-burst
+type: frequency
+query_key: host.name
+num_events: 3
+timeframe: 10m
+realert: 1h
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+actions:
+  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
+`;
+
+/** A temporary folder with the given files (relative paths; folders made as needed). */
+export function workdir(prefix: string, files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), content);
+  }
+  return dir;
+}
