@@ -139,6 +139,12 @@ export function registerElasticsearchCompat(app: FastifyInstance): void {
     };
   });
   app.head('/_alias/:name', exists);
+  // Filebeat 7.x asks for its ILM rollover alias and, if missing, whether an index of
+  // that name exists (HEAD /:index answers yes): the alias must be there, as a write alias.
+  app.get('/_alias/:name', async (req) => {
+    const { name } = req.params as { name: string };
+    return { [`${name}-000001`]: { aliases: { [name]: { is_write_index: true } } } };
+  });
   app.put('/:index', async (req) => ({
     acknowledged: true,
     shards_acknowledged: true,
