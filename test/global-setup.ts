@@ -17,6 +17,7 @@ declare module 'vitest' {
     esPython: string | null;
     /** A Prometheus binary (tests start their own, with their own scrape config). */
     prometheus: string | null;
+    filebeat: string | null;
     serverSkipReasons: Record<string, string>;
   }
 }
@@ -90,7 +91,7 @@ export async function setup(project: TestProject) {
       reasons,
     ),
   ]);
-  const [rsyslogd, esPython, prometheus] = await Promise.all([
+  const [rsyslogd, esPython, prometheus, filebeat] = await Promise.all([
     obtain('rsyslog', async () => (await import('./servers/shippers.ts')).ensureRsyslog(), reasons),
     obtain(
       'python-elasticsearch',
@@ -102,7 +103,13 @@ export async function setup(project: TestProject) {
       async () => (await import('./servers/shippers.ts')).ensurePrometheus(),
       reasons,
     ),
+    obtain(
+      'filebeat',
+      async () => (await import('./servers/shippers.ts')).ensureFilebeat(),
+      reasons,
+    ),
   ]);
+  project.provide('filebeat', filebeat);
   project.provide('prometheus', prometheus);
   project.provide('rsyslogd', rsyslogd);
   project.provide('esPython', esPython);

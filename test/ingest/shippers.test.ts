@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -301,6 +301,103 @@ describe.skipIf(!esPython)(
       expect(points.length).toBeGreaterThanOrEqual(1);
       for (const p of points)
         expect(p).toMatchObject({ 'metric.value': 3, 'metric.type': 'counter', region: 'eu' });
+    }, 90_000);
+  },
+);
+
+const filebeat = inject('filebeat');
+
+describe.skipIf(!filebeat)(
+  `Filebeat's Elasticsearch output into Drover${reasons.filebeat ? ` (skipped: ${reasons.filebeat})` : ''}`,
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-filebeat-'));
+    let drover: Drover;
+    let beat: ChildProcess;
+    let droverPort: number;
+    const logFile = join(dir, 'app.log');
+    const pino = (i: number, level = 30) =>
+      `${JSON.stringify({ level, time: Date.now(), pid: 1, hostname: 'fb-host', name: 'checkout', msg: `filebeat line ${i}` })}\n`;
+
+    beforeAll(async () => {
+      droverPort = await freePort();
+      drover = await startDrover(dir, droverPort);
+      writeFileSync(logFile, pino(1) + pino(2, 50));
+      // Filebeat's own start-up against "Elasticsearch": version check, ILM policy and
+      // rollover alias, index template; then _bulk with its retry and backoff.
+      writeFileSync(
+        join(dir, 'filebeat.yml'),
+        `filebeat.inputs:
+  - type: log
+    paths: ["${logFile}"]
+    json.keys_under_root: true
+    json.add_error_key: true
+output.elasticsearch:
+  hosts: ["http://127.0.0.1:${droverPort}"]
+  backoff.init: 200ms
+  backoff.max: 1s
+queue.mem.flush.timeout: 100ms
+path.data: ${dir}/data
+path.logs: ${dir}/logs
+path.home: ${dir}
+logging.to_stderr: true
+`,
+      );
+      beat = spawn(filebeat!, ['-e', '-c', join(dir, 'filebeat.yml'), '--strict.perms=false'], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      let log = '';
+      beat.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+      beat.once('exit', (code) => {
+        if (code !== null && code !== 0) process.stderr.write(`filebeat exited ${code}:\n${log}\n`);
+      });
+    }, 60_000);
+
+    afterAll(async () => {
+      beat?.kill('SIGTERM');
+      if (drover) await stopDrover(drover);
+    });
+
+    it('starts against Drover as against Elasticsearch and ships pino lines as events', async () => {
+      const events = await until(
+        'the two lines',
+        async () => {
+          const found = await search(drover.url, 'filebeat');
+          return found.length === 2 ? found : undefined;
+        },
+        60_000,
+      );
+      const second = events.find((e) => e.message === 'filebeat line 2')!;
+      expect(second).toMatchObject({
+        'log.level': 'error',
+        'service.name': 'checkout',
+        'agent.type': 'filebeat',
+        'log.file.path': logFile,
+      });
+      // Filebeat's own host.name (the shipper's host) wins over pino's `hostname`, and its
+      // @timestamp is when the line was read (see the README on Filebeat).
+      expect(typeof second['host.name']).toBe('string');
+    }, 90_000);
+
+    it('loses no line while Drover is down: Filebeat retries until it is back', async () => {
+      await stopDrover(drover);
+      appendFileSync(logFile, pino(3) + pino(4));
+      await new Promise((r) => setTimeout(r, 1_500));
+      drover = await startDrover(dir, droverPort);
+      const events = await until(
+        'the lines written while Drover was down',
+        async () => {
+          const found = (await search(drover.url, 'filebeat')).filter((e) =>
+            /line [34]$/.test(String(e.message)),
+          );
+          return found.length >= 2 ? found : undefined;
+        },
+        60_000,
+      );
+      // At least once: a retried batch may come twice; each line must be there.
+      expect([...new Set(events.map((e) => e.message))].sort()).toEqual([
+        'filebeat line 3',
+        'filebeat line 4',
+      ]);
     }, 90_000);
   },
 );

@@ -95,27 +95,62 @@ export async function ensurePythonElasticsearch(): Promise<string> {
 const PROMETHEUS_MODULE_VERSION = 'v0.301.0';
 
 export async function ensurePrometheus(): Promise<string> {
-  const dir = cacheDir('prometheus');
-  const binary = join(dir, 'prometheus');
-  const marker = join(dir, `.built-${PROMETHEUS_MODULE_VERSION}`);
+  // `go install pkg@version` refuses modules with replace directives, as Prometheus has.
+  return buildGoModule(
+    'prometheus',
+    'github.com/prometheus/prometheus',
+    PROMETHEUS_MODULE_VERSION,
+    './cmd/prometheus',
+  );
+}
+
+/**
+ * Filebeat, built from source like Prometheus (the Go module proxy serves the beats
+ * repository's 7.x tags only: github.com/elastic/beats/v7), into the cache once.
+ */
+const FILEBEAT_MODULE_VERSION = 'v7.17.29';
+
+export async function ensureFilebeat(): Promise<string> {
+  return buildGoModule(
+    'filebeat',
+    'github.com/elastic/beats/v7',
+    FILEBEAT_MODULE_VERSION,
+    './filebeat',
+  );
+}
+
+/** Downloads a Go module and builds one of its commands as the main module (replace directives apply). */
+async function buildGoModule(
+  name: string,
+  module: string,
+  version: string,
+  command: string,
+): Promise<string> {
+  const dir = cacheDir(name);
+  const binary = join(dir, name);
+  const marker = join(dir, `.built-${version}`);
   if (existsSync(marker) && existsSync(binary)) return binary;
   await withInstallLock(join(dir, 'build.lock'), () => {
     if (existsSync(marker) && existsSync(binary)) return;
-    // `go install pkg@version` refuses modules with replace directives, as Prometheus
-    // has: build the downloaded module as the main module instead.
-    const download = spawnSync(
-      'go',
-      ['mod', 'download', '-json', `github.com/prometheus/prometheus@${PROMETHEUS_MODULE_VERSION}`],
-      { encoding: 'utf8', maxBuffer: 16 << 20 },
-    );
+    const download = spawnSync('go', ['mod', 'download', '-json', `${module}@${version}`], {
+      encoding: 'utf8',
+      maxBuffer: 16 << 20,
+    });
     if (download.status !== 0)
-      throw new Error(`go mod download prometheus failed: ${download.stderr.slice(-1000)}`);
+      throw new Error(`go mod download ${module} failed: ${download.stderr.slice(-1000)}`);
     const source = (JSON.parse(download.stdout) as { Dir: string }).Dir;
     const work = join(dir, 'src');
     rmSync(work, { recursive: true, force: true });
     cpSync(source, work, { recursive: true });
     run('chmod', ['-R', 'u+w', work], dir);
-    run('go', ['build', '-o', binary, './cmd/prometheus'], work);
+    const build = spawnSync('go', ['build', '-o', binary, command], {
+      cwd: work,
+      encoding: 'utf8',
+      env: { ...process.env, CGO_ENABLED: '0' },
+      maxBuffer: 64 << 20,
+    });
+    if (build.status !== 0)
+      throw new Error(`go build ${module} ${command} failed: ${build.stderr.slice(-2000)}`);
     rmSync(work, { recursive: true, force: true });
     writeFileSync(marker, '');
   });
