@@ -18,6 +18,7 @@ declare module 'vitest' {
     /** A Prometheus binary (tests start their own, with their own scrape config). */
     prometheus: string | null;
     filebeat: string | null;
+    otelcol: string | null;
     serverSkipReasons: Record<string, string>;
   }
 }
@@ -91,7 +92,7 @@ export async function setup(project: TestProject) {
       reasons,
     ),
   ]);
-  const [rsyslogd, esPython, prometheus, filebeat] = await Promise.all([
+  const [rsyslogd, esPython, prometheus, filebeat, otelcol] = await Promise.all([
     obtain('rsyslog', async () => (await import('./servers/shippers.ts')).ensureRsyslog(), reasons),
     obtain(
       'python-elasticsearch',
@@ -108,7 +109,13 @@ export async function setup(project: TestProject) {
       async () => (await import('./servers/shippers.ts')).ensureFilebeat(),
       reasons,
     ),
+    obtain(
+      'otelcol',
+      async () => (await import('./servers/shippers.ts')).ensureOtelCollector(),
+      reasons,
+    ),
   ]);
+  project.provide('otelcol', otelcol);
   project.provide('filebeat', filebeat);
   project.provide('prometheus', prometheus);
   project.provide('rsyslogd', rsyslogd);

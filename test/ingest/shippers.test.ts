@@ -401,3 +401,101 @@ logging.to_stderr: true
     }, 90_000);
   },
 );
+
+const otelcol = inject('otelcol');
+
+describe.skipIf(!otelcol)(
+  `the OpenTelemetry Collector's otlphttp exporter into Drover${reasons.otelcol ? ` (skipped: ${reasons.otelcol})` : ''}`,
+  () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-otelcol-'));
+    let drover: Drover;
+    let collector: ChildProcess;
+    let droverPort: number;
+    const logFile = join(dir, 'app.log');
+    // An app time well before the run, so the test sees it is the line's time, not the read's.
+    const APP_TIME = Date.parse('2026-01-02T03:04:05.678Z');
+    const pino = (i: number, level = 30) =>
+      `${JSON.stringify({ level, time: APP_TIME + i, hostname: 'oc-host', name: 'billing', msg: `collector line ${i}` })}\n`;
+
+    beforeAll(async () => {
+      droverPort = await freePort();
+      drover = await startDrover(dir, droverPort);
+      writeFileSync(logFile, pino(1) + pino(2, 50));
+      // filelog tails pino lines, parses them and exports OTLP/HTTP (protobuf, gzip)
+      // with the exporter's own retries.
+      writeFileSync(
+        join(dir, 'otelcol.yaml'),
+        `receivers:
+  filelog:
+    include: ["${logFile}"]
+    start_at: beginning
+    poll_interval: 100ms
+    operators:
+      - type: json_parser
+        timestamp: { parse_from: attributes.time, layout_type: epoch, layout: ms }
+      - type: move
+        from: attributes.msg
+        to: body
+processors:
+  batch: { timeout: 100ms }
+exporters:
+  otlphttp:
+    endpoint: http://127.0.0.1:${droverPort}
+    compression: gzip
+    retry_on_failure: { initial_interval: 200ms, max_interval: 1s }
+service:
+  pipelines:
+    logs: { receivers: [filelog], processors: [batch], exporters: [otlphttp] }
+  telemetry: { metrics: { level: none } }
+`,
+      );
+      collector = spawn(otelcol!, ['--config', join(dir, 'otelcol.yaml')], {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      collector.stderr!.resume();
+    }, 60_000);
+
+    afterAll(async () => {
+      collector?.kill('SIGTERM');
+      if (drover) await stopDrover(drover);
+    });
+
+    it('its log records arrive as events with the time, level, service and host of the pino line', async () => {
+      const events = await until(
+        'the two records',
+        async () => {
+          const found = await search(drover.url, 'collector');
+          return found.length === 2 ? found : undefined;
+        },
+        60_000,
+      );
+      expect(events.find((e) => e.message === 'collector line 2')).toMatchObject({
+        '@timestamp': APP_TIME + 2,
+        'log.level': 'error',
+        'service.name': 'billing',
+        'host.name': 'oc-host',
+      });
+    }, 90_000);
+
+    it('loses no record while Drover is down: the exporter retries until it is back', async () => {
+      await stopDrover(drover);
+      appendFileSync(logFile, pino(3) + pino(4));
+      await new Promise((r) => setTimeout(r, 1_500));
+      drover = await startDrover(dir, droverPort);
+      const events = await until(
+        'the records written while Drover was down',
+        async () => {
+          const found = (await search(drover.url, 'collector')).filter((e) =>
+            /line [34]$/.test(String(e.message)),
+          );
+          return found.length >= 2 ? found : undefined;
+        },
+        60_000,
+      );
+      expect([...new Set(events.map((e) => e.message))].sort()).toEqual([
+        'collector line 3',
+        'collector line 4',
+      ]);
+    }, 90_000);
+  },
+);
