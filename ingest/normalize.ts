@@ -259,8 +259,20 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
       flat['metric.type'] === undefined ? 'gauge' : String(flat['metric.type']);
   }
 
-  // Everything else, kept as sent (pino's pid under its ECS name).
+  // Everything else, kept as sent (pino's pid under its ECS name). pino's `hostname`
+  // and `name` go only when they filled the model: a shipper's own host.name (Filebeat's
+  // node) must not erase the app's hostname (its pod), which remediation may target.
+  const keepHostname = flat['host.name'] !== undefined && flat.hostname !== event['host.name'];
+  const keepName = flat['service.name'] !== undefined && flat.name !== event['service.name'];
   for (const k in flat) {
+    if (k === 'hostname' && keepHostname) {
+      event.hostname = flat.hostname;
+      continue;
+    }
+    if (k === 'name' && keepName) {
+      event.name = flat.name;
+      continue;
+    }
     if (CONSUMED.has(k) || k.startsWith('err.') || k.startsWith('exception.')) continue;
     if (k === 'pid' && typeof flat.pid === 'number' && flat['process.pid'] === undefined)
       event['process.pid'] = flat.pid;

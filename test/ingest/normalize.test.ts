@@ -47,6 +47,27 @@ describe('normalize: the event model of DESIGN.md §2', () => {
     }
   });
 
+  it("keeps pino's hostname and name when a shipper's ECS fields filled the model", () => {
+    // Filebeat on a Kubernetes node: host.name is the node, hostname the app's pod.
+    const e = normalize({
+      '@timestamp': '2024-11-22T10:00:00.000Z',
+      host: { name: 'node-3' },
+      service: { name: 'checkout' },
+      hostname: 'checkout-7d9f-abcde',
+      name: 'checkout-api',
+      msg: 'failed',
+    });
+    expect(e).toMatchObject({
+      'host.name': 'node-3',
+      hostname: 'checkout-7d9f-abcde',
+      'service.name': 'checkout',
+      name: 'checkout-api',
+    });
+    // The same value adds nothing: it is not repeated.
+    const same = normalize({ 'host.name': 'web-1', hostname: 'web-1', msg: 'x' });
+    expect(same).not.toHaveProperty(['hostname']);
+  });
+
   it('maps pino levels 10..60 and values between them', () => {
     const levels = [10, 20, 30, 40, 50, 60, 35].map(
       (level) => normalize({ level, time: 1 })['log.level'],

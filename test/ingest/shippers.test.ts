@@ -373,9 +373,10 @@ logging.to_stderr: true
         'agent.type': 'filebeat',
         'log.file.path': logFile,
       });
-      // Filebeat's own host.name (the shipper's host) wins over pino's `hostname`, and its
-      // @timestamp is when the line was read (see the README on Filebeat).
+      // Filebeat's own host.name (the shipper's host) fills the model, and pino's
+      // `hostname` stays beside it; @timestamp is when the line was read (README).
       expect(typeof second['host.name']).toBe('string');
+      expect(second.hostname).toBe('fb-host');
     }, 90_000);
 
     it('loses no line while Drover is down: Filebeat retries until it is back', async () => {
