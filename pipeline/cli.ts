@@ -1,4 +1,4 @@
-import { actionsListCommand, killSwitchCommand } from './commands/actions.ts';
+import { actionsListCommand, killSwitchCommand, silenceCliCommand } from './commands/actions.ts';
 import { backtestCommand } from './commands/backtest.ts';
 import { demoCommand } from './commands/demo.ts';
 import { serveCommand } from './commands/serve.ts';
@@ -117,6 +117,24 @@ adapter acts. It is stored with the journal, so every worker sharing it obeys
 Options:
   -h, --help           this help`,
     run: killSwitchCommand,
+  },
+  {
+    name: 'actions silence',
+    summary: 'silence remediation for matching alerts until a time, list or remove silences',
+    usage: `drover actions silence add FIELD=VALUE... (--for DURATION | --until TIME) [--comment TEXT]
+drover actions silence list [--format text|json]
+drover actions silence remove ID
+  (each also takes --config FILE | --db PATH)
+
+A silence stops actions (they are journaled as suppressed) for alerts whose fields all
+match: rule=NAME, labels.team=payments, key.host.name=web-3; a value starting with ~
+is a regular expression (key.host.name=~web-.*). It expires on its own. Stored with the
+journal, so every worker sharing it obeys (--config: the store drover serve's
+configuration names, SQLite or Elasticsearch).
+
+Options:
+  -h, --help           this help`,
+    run: silenceCliCommand,
   },
 ];
 

@@ -2,15 +2,18 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import {
+  silenceCommand as addSilence,
   createElasticsearchStore,
   type Decision,
+  killSwitchCommand as setKillSwitch,
   openActionStore,
   type RemediationStore,
+  SilenceError,
 } from '../../actions/index.ts';
 import { toEpochMs } from '../../ingest/index.ts';
 import { parseDuration } from '../../rules/index.ts';
 import { loadConfig } from '../config.ts';
-import { EXIT_OK, UsageError } from './common.ts';
+import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
 
 /** Where Drover keeps its embedded state unless told otherwise. */
 export function defaultStatePath(file: string): string {
@@ -89,13 +92,90 @@ export async function killSwitchCommand(args: string[]): Promise<number> {
     allowPositionals: true,
   });
   const state = positionals[0];
-  if (state !== 'on' && state !== 'off' && state !== 'status')
+  if (positionals.length !== 1 || (state !== 'on' && state !== 'off' && state !== 'status'))
     throw new UsageError('say on, off or status');
   const store = await openStore(values, true);
   try {
-    if (state !== 'status') await store.setKillSwitch(state === 'on');
-    const on = await store.killSwitch();
-    process.stdout.write(`kill switch is ${on ? 'on: no action will run' : 'off'}\n`);
+    process.stdout.write(`${(await setKillSwitch(store, positionals)).message}\n`);
+  } finally {
+    await store.close();
+  }
+  return EXIT_OK;
+}
+
+/** `drover actions silence add MATCHER... --for D | --until T`, `list`, `remove ID`. */
+export async function silenceCliCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: {
+      db: { type: 'string' },
+      config: { type: 'string' },
+      for: { type: 'string' },
+      until: { type: 'string' },
+      comment: { type: 'string' },
+      format: { type: 'string', default: 'text' },
+    },
+    allowPositionals: true,
+  });
+  const [verb, ...rest] = positionals;
+  if (verb !== 'add' && verb !== 'list' && verb !== 'remove')
+    throw new UsageError('say add, list or remove');
+  if (values.format !== 'text' && values.format !== 'json')
+    throw new UsageError('--format is text or json');
+  let forMs: number | undefined;
+  let until: number | undefined;
+  if (verb === 'add') {
+    if (rest.length === 0) throw new UsageError('add needs at least one matcher: field=value');
+    if ((values.for === undefined) === (values.until === undefined))
+      throw new UsageError('add needs one of --for DURATION or --until TIME');
+    if (values.for !== undefined) {
+      try {
+        forMs = parseDuration(values.for);
+      } catch (err) {
+        throw new UsageError(`--for: ${(err as Error).message}`);
+      }
+    } else {
+      until = toEpochMs(values.until);
+      if (until === undefined) throw new UsageError(`--until: "${values.until}" is not a time`);
+    }
+  }
+  if (verb === 'remove' && rest.length !== 1) throw new UsageError('remove takes one silence id');
+  const store = await openStore(values, verb === 'add');
+  try {
+    if (verb === 'add') {
+      try {
+        const added = await addSilence(store, {
+          matchers: rest,
+          forMs,
+          until,
+          comment: values.comment,
+        });
+        process.stdout.write(
+          values.format === 'json' ? `${JSON.stringify(added)}\n` : `${added.message}\n`,
+        );
+      } catch (err) {
+        if (err instanceof SilenceError) throw new UsageError(err.message);
+        throw err;
+      }
+    } else if (verb === 'list') {
+      for (const silence of await store.silences(Date.now()))
+        process.stdout.write(
+          values.format === 'json'
+            ? `${JSON.stringify(silence)}\n`
+            : `${silence.id}  until ${new Date(silence.until).toISOString()}  ${Object.entries(
+                silence.matchers,
+              )
+                .map(([k, v]) => `${k}=${v}`)
+                .join(' ')}${silence.comment ? `  # ${silence.comment}` : ''}\n`,
+        );
+    } else {
+      // SQLite's ids are numbers, Elasticsearch's are strings: each store reads its own.
+      if (!(await store.removeSilence(rest[0]!))) {
+        process.stderr.write(`no silence ${rest[0]} in force\n`);
+        return EXIT_FINDINGS;
+      }
+      process.stdout.write(`silence ${rest[0]} removed\n`);
+    }
   } finally {
     await store.close();
   }

@@ -350,3 +350,51 @@ describe.skipIf(!esUrl)(
     }, 60_000);
   },
 );
+
+describe('drover actions silence', () => {
+  it('adds, lists and removes silences in the store the remediator reads', async () => {
+    const { openActionStore } = await import('../../actions/index.ts');
+    const db = join(dir, 'silences.db');
+    const added = drover([
+      'actions',
+      'silence',
+      'add',
+      'rule=web-errors',
+      'key.host.name=~web-.*',
+      '--for',
+      '1h',
+      '--comment',
+      'deploy',
+      '--db',
+      db,
+      '--format',
+      'json',
+    ]);
+    expect(added.code, added.stderr).toBe(0);
+    const { id, until } = JSON.parse(added.stdout) as { id: number; until: number };
+    expect(until).toBeGreaterThan(Date.now() + 3_500_000);
+    const store = openActionStore(db);
+    expect(await store.silences(Date.now())).toMatchObject([
+      { id, matchers: { rule: 'web-errors', 'key.host.name': '~web-.*' }, comment: 'deploy' },
+    ]);
+    store.close();
+    expect(drover(['actions', 'silence', 'list', '--db', db]).stdout).toContain(
+      `${id}  until ${new Date(until).toISOString()}  rule=web-errors key.host.name=~web-.*  # deploy`,
+    );
+    // Bad input is a usage error (2) with the reason; an unknown id is a finding (1).
+    const noExpiry = drover(['actions', 'silence', 'add', 'rule=x', '--db', db]);
+    expect(noExpiry.code).toBe(2);
+    expect(noExpiry.stderr).toMatch(/--for DURATION or --until TIME/);
+    expect(
+      drover(['actions', 'silence', 'add', 'nonsense', '--for', '1h', '--db', db]).stderr,
+    ).toMatch(/matcher "nonsense" is not field=value/);
+    expect(drover(['actions', 'silence', 'add', 'key.x=~(', '--for', '1h', '--db', db]).code).toBe(
+      2,
+    );
+    expect(drover(['actions', 'silence', 'remove', String(id), '--db', db]).stdout).toContain(
+      `silence ${id} removed`,
+    );
+    expect(drover(['actions', 'silence', 'remove', String(id), '--db', db]).code).toBe(1);
+    expect(drover(['actions', 'silence', 'list', '--db', db]).stdout).toBe('');
+  });
+});
