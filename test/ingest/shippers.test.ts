@@ -38,6 +38,35 @@ async function search(url: string, q: string): Promise<Array<Record<string, unkn
   return ((await r.json()) as { events: Array<Record<string, unknown>> }).events;
 }
 
+/**
+ * Stops Drover, lets `write` run while it is down, restarts it on the same port and
+ * state, and waits for `count` events whose message matches `pattern` to arrive: what the
+ * shipper's own retries delivered.
+ */
+async function shippedWhileDown(
+  running: Drover,
+  dir: string,
+  port: number,
+  write: () => Promise<void> | void,
+  q: string,
+  pattern: RegExp,
+  count: number,
+): Promise<{ drover: Drover; events: Array<Record<string, unknown>> }> {
+  await stopServe(running);
+  await write();
+  await new Promise((r) => setTimeout(r, 1_500));
+  const drover = await startDrover(dir, port);
+  const events = await until(
+    'what was shipped while Drover was down',
+    async () => {
+      const found = (await search(drover.url, q)).filter((e) => pattern.test(String(e.message)));
+      return found.length >= count ? found : undefined;
+    },
+    60_000,
+  );
+  return { drover, events };
+}
+
 function sendSyslog(port: number, lines: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1', () =>
@@ -138,21 +167,20 @@ ruleset(name="toDrover") {
     });
 
     it('loses nothing while Drover is away: rsyslog retries until it is back', async () => {
-      await stopDrover(drover);
-      await sendSyslog(syslogPort, [
-        '<11>Nov 22 10:01:01 web-4 checkout[9]: while away 1',
-        '<11>Nov 22 10:01:02 web-4 checkout[9]: while away 2',
-      ]);
-      await new Promise((r) => setTimeout(r, 1_500));
-      drover = await startDrover(dir, droverPort);
-      const events = await until(
-        'the messages sent while Drover was down',
-        async () => {
-          const found = await search(drover.url, 'away');
-          return found.length === 2 ? found : undefined;
-        },
-        60_000,
-      );
+      let events: Array<Record<string, unknown>>;
+      ({ drover, events } = await shippedWhileDown(
+        drover,
+        dir,
+        droverPort,
+        () =>
+          sendSyslog(syslogPort, [
+            '<11>Nov 22 10:01:01 web-4 checkout[9]: while away 1',
+            '<11>Nov 22 10:01:02 web-4 checkout[9]: while away 2',
+          ]),
+        'away',
+        /while away/,
+        2,
+      ));
       expect(events.map((e) => String(e.message).trim()).sort()).toEqual([
         'while away 1',
         'while away 2',
@@ -380,20 +408,16 @@ logging.to_stderr: true
     }, 90_000);
 
     it('loses no line while Drover is down: Filebeat retries until it is back', async () => {
-      await stopDrover(drover);
-      appendFileSync(logFile, pino(3) + pino(4));
-      await new Promise((r) => setTimeout(r, 1_500));
-      drover = await startDrover(dir, droverPort);
-      const events = await until(
-        'the lines written while Drover was down',
-        async () => {
-          const found = (await search(drover.url, 'filebeat')).filter((e) =>
-            /line [34]$/.test(String(e.message)),
-          );
-          return found.length >= 2 ? found : undefined;
-        },
-        60_000,
-      );
+      let events: Array<Record<string, unknown>>;
+      ({ drover, events } = await shippedWhileDown(
+        drover,
+        dir,
+        droverPort,
+        () => appendFileSync(logFile, pino(3) + pino(4)),
+        'filebeat',
+        /line [34]$/,
+        2,
+      ));
       // At least once: a retried batch may come twice; each line must be there.
       expect([...new Set(events.map((e) => e.message))].sort()).toEqual([
         'filebeat line 3',
@@ -479,20 +503,16 @@ service:
     }, 90_000);
 
     it('loses no record while Drover is down: the exporter retries until it is back', async () => {
-      await stopDrover(drover);
-      appendFileSync(logFile, pino(3) + pino(4));
-      await new Promise((r) => setTimeout(r, 1_500));
-      drover = await startDrover(dir, droverPort);
-      const events = await until(
-        'the records written while Drover was down',
-        async () => {
-          const found = (await search(drover.url, 'collector')).filter((e) =>
-            /line [34]$/.test(String(e.message)),
-          );
-          return found.length >= 2 ? found : undefined;
-        },
-        60_000,
-      );
+      let events: Array<Record<string, unknown>>;
+      ({ drover, events } = await shippedWhileDown(
+        drover,
+        dir,
+        droverPort,
+        () => appendFileSync(logFile, pino(3) + pino(4)),
+        'collector',
+        /line [34]$/,
+        2,
+      ));
       expect([...new Set(events.map((e) => e.message))].sort()).toEqual([
         'collector line 3',
         'collector line 4',
