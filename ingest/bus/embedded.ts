@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import type { Event } from '../event.ts';
-import { type Encoded, encode, keyOf, RateMeter, retryAfterSeconds } from './encode.ts';
+import { keyOf, RateMeter, retryAfterSeconds, type Serialized, serialize } from './encode.ts';
 import {
   type Bus,
   BusBackpressureError,
@@ -16,6 +16,9 @@ import {
 /**
  * The embedded bus: a durable append-only log in SQLite (WAL, synchronous=FULL), with
  * per-topic offsets, consumer-group positions, retention and a dead-letter table.
+ *
+ * Messages are stored in chunks, a row per run of consecutive offsets of one topic (as
+ * Kafka stores record batches): a row per message cost more than parsing the message.
  *
  * Publishes that arrive while a commit is under way share the next transaction (a group
  * commit), and each resolves only after that transaction is on disk: what is
@@ -77,7 +80,30 @@ interface Pending {
 }
 
 const TOPICS: Topic[] = ['logs', 'metrics'];
+/** Chunks looked at per retention transaction. */
 const RETENTION_CHUNK = 5_000;
+/** Bounds on one stored chunk, so a consumer's read never has to load a huge row. */
+const CHUNK_MESSAGES = 1_000;
+const CHUNK_CHARS = 1 << 20;
+
+/** A chunk's bookkeeping: offsets `last - count + 1` to `last`, all received at once. */
+interface ChunkMeta {
+  last: number;
+  count: number;
+  bytes: number;
+  received: number;
+}
+
+/** The consumed part of a chunk, as retention sees it. */
+interface ConsumedChunk extends ChunkMeta {
+  /** Leading messages of the chunk every group has consumed. */
+  consumed: number;
+}
+
+/** UTF-8 bytes of the messages of a chunk body, not counting the separators. */
+function chunkBytes(body: string, count: number): number {
+  return Buffer.byteLength(body) - (count - 1);
+}
 
 export class EmbeddedBus implements Bus {
   readonly kind = 'embedded' as const;
@@ -96,6 +122,7 @@ export class EmbeddedBus implements Bus {
   private storedBytes = 0;
   private storedMessages = 0;
   private readonly stmts: ReturnType<EmbeddedBus['prepare']>;
+  private readonly chunks: Record<Topic, ReturnType<EmbeddedBus['prepareChunks']>>;
   private readonly append: Database.Transaction<EmbeddedBus['appendAll']>;
 
   constructor(options: EmbeddedBusOptions) {
@@ -118,10 +145,6 @@ export class EmbeddedBus implements Bus {
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(`
-      CREATE TABLE IF NOT EXISTS messages (
-        topic TEXT NOT NULL, offset INTEGER NOT NULL, key TEXT NOT NULL,
-        received INTEGER NOT NULL, bytes INTEGER NOT NULL, body TEXT NOT NULL,
-        PRIMARY KEY (topic, offset)) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS topics (
         topic TEXT PRIMARY KEY, next_offset INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS positions (
@@ -130,17 +153,27 @@ export class EmbeddedBus implements Bus {
       CREATE TABLE IF NOT EXISTS deadletter (
         id INTEGER PRIMARY KEY AUTOINCREMENT, received INTEGER NOT NULL, reason TEXT NOT NULL, body TEXT NOT NULL);
     `);
+    for (const topic of TOPICS) {
+      // body: the chunk's messages as JSON, one per line (JSON never holds a raw newline).
+      this.db.exec(`
+        CREATE TABLE IF NOT EXISTS chunks_${topic} (
+          last INTEGER PRIMARY KEY, count INTEGER NOT NULL, received INTEGER NOT NULL,
+          bytes INTEGER NOT NULL, body TEXT NOT NULL);
+      `);
+    }
     this.wakeups.setMaxListeners(0);
     this.stmts = this.prepare();
+    this.chunks = { logs: this.prepareChunks('logs'), metrics: this.prepareChunks('metrics') };
     this.append = this.db.transaction((batch, received) => this.appendAll(batch, received));
     this.db
       .transaction(() => {
+        this.migrateMessageRows();
         for (const topic of TOPICS) {
           // The next offset is stored, not derived from the messages: after retention has
           // dropped every message of a topic, offsets must still not restart below positions.
           const derived = this.db
             .prepare(
-              `SELECT MAX(COALESCE((SELECT MAX(offset) + 1 FROM messages WHERE topic = @topic), 0),
+              `SELECT MAX(COALESCE((SELECT MAX(last) + 1 FROM chunks_${topic}), 0),
                         COALESCE((SELECT MAX(offset) FROM positions WHERE topic = @topic), 0)) AS next`,
             )
             .get({ topic }) as { next: number };
@@ -151,11 +184,11 @@ export class EmbeddedBus implements Bus {
       })
       .immediate();
     for (const topic of TOPICS) this.nextOffset.set(topic, this.stmts.next.get(topic) as number);
-    const totals = this.db
-      .prepare('SELECT COUNT(*) AS n, COALESCE(SUM(bytes), 0) AS b FROM messages')
-      .get() as { n: number; b: number };
-    this.storedMessages = totals.n;
-    this.storedBytes = totals.b;
+    for (const topic of TOPICS) {
+      const totals = this.chunks[topic].totals.get() as { n: number; b: number };
+      this.storedMessages += totals.n;
+      this.storedBytes += totals.b;
+    }
     if (this.options.retentionIntervalMs > 0) {
       this.retentionTimer = setInterval(() => {
         try {
@@ -168,19 +201,28 @@ export class EmbeddedBus implements Bus {
     }
   }
 
+  /** A log written with a row per message (before chunks) is read into chunks of one. */
+  private migrateMessageRows(): void {
+    const old = this.db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'")
+      .get();
+    if (!old) return;
+    for (const topic of TOPICS)
+      this.db
+        .prepare(
+          `INSERT INTO chunks_${topic} (last, count, received, bytes, body)
+           SELECT offset, 1, received, bytes, body FROM messages WHERE topic = ? ORDER BY offset`,
+        )
+        .run(topic);
+    this.db.exec('DROP TABLE messages');
+  }
+
   private prepare() {
     const db = this.db;
     return {
       next: db.prepare('SELECT next_offset FROM topics WHERE topic = ?').pluck(),
       setNext: db.prepare('UPDATE topics SET next_offset = ? WHERE topic = ?'),
-      insert: db.prepare(
-        'INSERT INTO messages (topic, offset, key, received, bytes, body) VALUES (?, ?, ?, ?, ?, ?)',
-      ),
       deadletter: db.prepare('INSERT INTO deadletter (received, reason, body) VALUES (?, ?, ?)'),
-      read: db.prepare(
-        'SELECT offset, key, body FROM messages WHERE topic = ? AND offset >= ? ORDER BY offset LIMIT ?',
-      ),
-      earliest: db.prepare('SELECT MIN(offset) FROM messages WHERE topic = ?').pluck(),
       position: db.prepare('SELECT offset FROM positions WHERE grp = ? AND topic = ?').pluck(),
       positions: db.prepare('SELECT grp, topic, offset FROM positions ORDER BY grp, topic'),
       commit: db.prepare(
@@ -188,17 +230,27 @@ export class EmbeddedBus implements Bus {
       ),
       deleteGroup: db.prepare('DELETE FROM positions WHERE grp = ?'),
       slowest: db.prepare('SELECT MIN(offset) FROM positions WHERE topic = ?').pluck(),
-      oldestConsumed: db
-        .prepare(
-          'SELECT received FROM messages WHERE topic = ? AND offset < ? ORDER BY offset LIMIT 1',
-        )
-        .pluck(),
-      consumed: db.prepare(
-        'SELECT offset, bytes, received FROM messages WHERE topic = ? AND offset < ? ORDER BY offset LIMIT ?',
-      ),
-      deleteUpTo: db.prepare('DELETE FROM messages WHERE topic = ? AND offset <= ?'),
       deleteDeadLetters: db.prepare('DELETE FROM deadletter WHERE received < ?'),
       countDeadLetters: db.prepare('SELECT COUNT(*) FROM deadletter').pluck(),
+    };
+  }
+
+  private prepareChunks(topic: Topic) {
+    const db = this.db;
+    const table = `chunks_${topic}`;
+    return {
+      insert: db.prepare(
+        `INSERT INTO ${table} (last, count, received, bytes, body) VALUES (?, ?, ?, ?, ?)`,
+      ),
+      // Every chunk holding an offset at or after the one asked for, in order.
+      readFrom: db.prepare(`SELECT last, count, body FROM ${table} WHERE last >= ? ORDER BY last`),
+      head: db.prepare(`SELECT last, count, bytes, received FROM ${table} ORDER BY last LIMIT ?`),
+      body: db.prepare(`SELECT body FROM ${table} WHERE last = ?`).pluck(),
+      trim: db.prepare(`UPDATE ${table} SET count = ?, bytes = ?, body = ? WHERE last = ?`),
+      deleteUpTo: db.prepare(`DELETE FROM ${table} WHERE last <= ?`),
+      totals: db.prepare(
+        `SELECT COALESCE(SUM(count), 0) AS n, COALESCE(SUM(bytes), 0) AS b FROM ${table}`,
+      ),
     };
   }
 
@@ -253,14 +305,14 @@ export class EmbeddedBus implements Bus {
     this.pending = [];
     if (batch.length === 0) return;
     // Serialization happens outside the transaction, so the write lock is held briefly.
-    const encoded = batch.map((p) => ({
+    const serialized = batch.map((p) => ({
       events: p.events,
-      encoded: p.events.map((e) => encode(e, this.options.maxEventBytes)),
+      serialized: p.events.map((e) => serialize(e, this.options.maxEventBytes)),
     }));
     let appended: ReturnType<EmbeddedBus['appendAll']>;
     try {
       // IMMEDIATE: another process writing the same file waits for us rather than failing mid-way.
-      appended = this.append.immediate(encoded, this.clock());
+      appended = this.append.immediate(serialized, this.clock());
     } catch (err) {
       for (const p of batch) p.reject(err as Error);
       return;
@@ -274,34 +326,51 @@ export class EmbeddedBus implements Bus {
   }
 
   /** One transaction for every publish of the flush; each caller hears only of its own events. */
-  private appendAll(batch: Array<{ events: Event[]; encoded: Encoded[] }>, received: number) {
-    const next = new Map<Topic, number>();
+  private appendAll(batch: Array<{ events: Event[]; serialized: Serialized[] }>, received: number) {
     // Read inside the transaction: another process may have appended since our last flush.
-    for (const topic of TOPICS) next.set(topic, this.stmts.next.get(topic) as number);
-    const start = new Map(next);
+    const open = new Map<Topic, { next: number; lines: string[]; chars: number }>();
+    for (const topic of TOPICS)
+      open.set(topic, { next: this.stmts.next.get(topic) as number, lines: [], chars: 0 });
+    const start = new Map([...open].map(([topic, o]) => [topic, o.next]));
     let bytes = 0;
     let messages = 0;
-    const results = batch.map(({ events, encoded }) => {
+    const writeChunk = (topic: Topic) => {
+      const o = open.get(topic)!;
+      if (o.lines.length === 0) return;
+      const body = o.lines.join('\n');
+      const size = chunkBytes(body, o.lines.length);
+      this.chunks[topic].insert.run(o.next - 1, o.lines.length, received, size, body);
+      bytes += size;
+      messages += o.lines.length;
+      o.lines = [];
+      o.chars = 0;
+    };
+    const results = batch.map(({ events, serialized }) => {
       const result: PublishResult = { accepted: [], rejected: [] };
-      encoded.forEach((e, index) => {
+      for (let index = 0; index < serialized.length; index++) {
+        const e = serialized[index]!;
         if (!e.ok) {
           this.stmts.deadletter.run(received, e.reason, e.body);
           result.rejected.push({ index, reason: e.reason });
-          return;
+          continue;
         }
-        const event = events[index]!;
-        const topic = topicOf(event);
-        const offset = next.get(topic)!;
-        next.set(topic, offset + 1);
-        this.stmts.insert.run(topic, offset, keyOf(event), received, e.bytes, e.body);
-        bytes += e.bytes;
-        messages++;
+        const topic = topicOf(events[index]!);
+        const o = open.get(topic)!;
+        if (o.lines.length >= CHUNK_MESSAGES || o.chars + e.body.length > CHUNK_CHARS)
+          writeChunk(topic);
+        o.lines.push(e.body);
+        o.chars += e.body.length;
+        o.next++;
         result.accepted.push(index);
-      });
+      }
       return result;
     });
-    for (const [topic, offset] of next)
-      if (offset !== start.get(topic)) this.stmts.setNext.run(offset, topic);
+    for (const topic of TOPICS) writeChunk(topic);
+    const next = new Map<Topic, number>();
+    for (const [topic, o] of open) {
+      next.set(topic, o.next);
+      if (o.next !== start.get(topic)) this.stmts.setNext.run(o.next, topic);
+    }
     return { results, next, bytes, messages };
   }
 
@@ -333,30 +402,50 @@ export class EmbeddedBus implements Bus {
     }
     for (const [topic, consumed] of consumedUpTo) {
       for (;;) {
-        const n = this.drop(topic, consumed, (rows) => {
-          const young = rows.findIndex((r) => r.received >= horizon);
-          return young === -1 ? rows.length : young;
+        let whole = 0;
+        const n = this.drop(topic, consumed, (chunks) => {
+          let count = 0;
+          for (const c of chunks) {
+            if (c.received >= horizon) break;
+            count += c.consumed;
+            if (c.consumed === c.count) whole++;
+          }
+          return count;
         });
         dropped += n;
-        if (n < RETENTION_CHUNK) break;
+        // Another pass only when a full window of chunks went whole.
+        if (whole < RETENTION_CHUNK) break;
       }
     }
     // By size, the oldest consumed message across topics goes first.
     while (this.storedBytes > this.options.retentionBytes) {
       const oldest: Array<{ topic: Topic; received: number }> = [];
       for (const [topic, consumed] of consumedUpTo) {
-        const received = this.stmts.oldestConsumed.get(topic, consumed) as number | undefined;
-        if (received !== undefined) oldest.push({ topic, received });
+        const head = this.chunks[topic].head.get(1) as ChunkMeta | undefined;
+        if (head && head.last - head.count + 1 < consumed)
+          oldest.push({ topic, received: head.received });
       }
       if (oldest.length === 0) break;
       oldest.sort((a, b) => a.received - b.received);
       // Take from the oldest topic only what is older than the next topic's oldest.
       const until = oldest[1]?.received ?? Number.POSITIVE_INFINITY;
-      const n = this.drop(oldest[0]!.topic, consumedUpTo.get(oldest[0]!.topic)!, (rows) => {
+      const n = this.drop(oldest[0]!.topic, consumedUpTo.get(oldest[0]!.topic)!, (chunks) => {
         let excess = this.storedBytes - this.options.retentionBytes;
         let count = 0;
-        while (count < rows.length && excess > 0 && (count === 0 || rows[count]!.received <= until))
-          excess -= rows[count++]!.bytes;
+        for (const c of chunks) {
+          if (excess <= 0 || (count > 0 && c.received > until)) break;
+          if (c.consumed === c.count && c.bytes <= excess) {
+            count += c.count;
+            excess -= c.bytes;
+            continue;
+          }
+          // Part of a chunk: its messages are taken at their mean size, and the loop
+          // above comes back for more if that fell short.
+          const perMessage = c.bytes / c.count;
+          const take = Math.min(c.consumed, Math.max(1, Math.ceil(excess / perMessage)));
+          count += take;
+          break;
+        }
         return count;
       });
       if (n === 0) break;
@@ -367,25 +456,51 @@ export class EmbeddedBus implements Bus {
   }
 
   /**
-   * Deletes, in one transaction, the leading run of a topic's consumed messages that
-   * `howMany` chooses from the first RETENTION_CHUNK of them.
+   * Drops, in one transaction, the leading `howMany` messages of a topic, which `howMany`
+   * chooses among the consumed ones of its first RETENTION_CHUNK chunks. A chunk dropped
+   * in part is rewritten with the rest of its messages.
    */
   private drop(
     topic: Topic,
     consumedUpTo: number,
-    howMany: (rows: Array<{ offset: number; bytes: number; received: number }>) => number,
+    howMany: (chunks: ConsumedChunk[]) => number,
   ): number {
+    const statements = this.chunks[topic];
     const { count, bytes } = this.db
       .transaction(() => {
-        const rows = this.stmts.consumed.all(topic, consumedUpTo, RETENTION_CHUNK) as Array<{
-          offset: number;
-          bytes: number;
-          received: number;
-        }>;
-        const count = howMany(rows);
-        if (count === 0) return { count: 0, bytes: 0 };
-        this.stmts.deleteUpTo.run(topic, rows[count - 1]!.offset);
-        return { count, bytes: rows.slice(0, count).reduce((sum, r) => sum + r.bytes, 0) };
+        const chunks: ConsumedChunk[] = [];
+        for (const c of statements.head.all(RETENTION_CHUNK) as ChunkMeta[]) {
+          const first = c.last - c.count + 1;
+          if (first >= consumedUpTo) break;
+          const consumed = Math.min(c.count, consumedUpTo - first);
+          chunks.push({ ...c, consumed });
+          if (consumed < c.count) break;
+        }
+        let left = howMany(chunks);
+        let count = 0;
+        let bytes = 0;
+        let deleteUpTo: number | undefined;
+        for (const c of chunks) {
+          if (left <= 0) break;
+          if (left >= c.count) {
+            deleteUpTo = c.last;
+            count += c.count;
+            bytes += c.bytes;
+            left -= c.count;
+            continue;
+          }
+          const body = statements.body.get(c.last) as string;
+          let cut = -1;
+          for (let i = 0; i < left; i++) cut = body.indexOf('\n', cut + 1);
+          const rest = body.slice(cut + 1);
+          const restBytes = chunkBytes(rest, c.count - left);
+          statements.trim.run(c.count - left, restBytes, rest, c.last);
+          count += left;
+          bytes += c.bytes - restBytes;
+          left = 0;
+        }
+        if (deleteUpTo !== undefined) statements.deleteUpTo.run(deleteUpTo);
+        return { count, bytes };
       })
       .immediate();
     this.storedMessages -= count;
@@ -395,18 +510,29 @@ export class EmbeddedBus implements Bus {
 
   /** Reads messages of a topic from an offset, for consumers and tools. */
   read(topic: Topic, from: number, limit: number): BusMessage[] {
-    const rows = this.stmts.read.all(topic, from, limit) as Array<{
-      offset: number;
-      key: string;
+    const out: BusMessage[] = [];
+    if (limit <= 0) return out;
+    for (const row of this.chunks[topic].readFrom.iterate(from) as Iterable<{
+      last: number;
+      count: number;
       body: string;
-    }>;
-    return rows.map((r) => ({
-      topic,
-      partition: 0,
-      offset: String(r.offset),
-      key: r.key,
-      event: JSON.parse(r.body) as Event,
-    }));
+    }>) {
+      let offset = row.last - row.count + 1;
+      const body = row.body;
+      let start = 0;
+      while (start < body.length) {
+        let end = body.indexOf('\n', start);
+        if (end === -1) end = body.length;
+        if (offset >= from) {
+          const event = JSON.parse(body.slice(start, end)) as Event;
+          out.push({ topic, partition: 0, offset: String(offset), key: keyOf(event), event });
+          if (out.length >= limit) return out;
+        }
+        offset++;
+        start = end + 1;
+      }
+    }
+    return out;
   }
 
   /** The next offset a group will consume on a topic (0 for a group never seen). */
@@ -450,7 +576,8 @@ export class EmbeddedBus implements Bus {
     const topics = {} as EmbeddedBusStats['topics'];
     for (const topic of TOPICS) {
       const next = this.nextOffset.get(topic)!;
-      topics[topic] = { earliest: (this.stmts.earliest.get(topic) as number | null) ?? next, next };
+      const head = this.chunks[topic].head.get(1) as ChunkMeta | undefined;
+      topics[topic] = { earliest: head ? head.last - head.count + 1 : next, next };
     }
     return {
       topics,

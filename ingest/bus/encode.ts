@@ -9,9 +9,18 @@ export type Encoded =
 
 /**
  * Serializes one event for the log, or says why it cannot go there. A bad event is
- * refused on its own: it never fails the publish of the events around it.
+ * refused on its own: it never fails the publish of the events around it. `bytes` is
+ * the UTF-8 size of the body.
  */
 export function encode(event: Event, maxEventBytes: number): Encoded {
+  const e = serialize(event, maxEventBytes);
+  return e.ok ? { ok: true, body: e.body, bytes: Buffer.byteLength(e.body) } : e;
+}
+
+export type Serialized = { ok: true; body: string } | { ok: false; reason: string; body: string };
+
+/** As `encode`, without counting the bytes of a body that is certainly within the limit. */
+export function serialize(event: Event, maxEventBytes: number): Serialized {
   if (typeof event !== 'object' || event === null || Array.isArray(event))
     return { ok: false, reason: 'not an event object', body: preview(event) };
   let body: string;
@@ -24,14 +33,17 @@ export function encode(event: Event, maxEventBytes: number): Encoded {
       body: preview(event),
     };
   }
-  const bytes = Buffer.byteLength(body);
-  if (bytes > maxEventBytes)
-    return {
-      ok: false,
-      reason: `event of ${bytes} bytes exceeds the limit of ${maxEventBytes}`,
-      body: body.slice(0, DEAD_LETTER_BODY_CHARS),
-    };
-  return { ok: true, body, bytes };
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: most bodies need no count.
+  if (body.length * 3 > maxEventBytes) {
+    const bytes = Buffer.byteLength(body);
+    if (bytes > maxEventBytes)
+      return {
+        ok: false,
+        reason: `event of ${bytes} bytes exceeds the limit of ${maxEventBytes}`,
+        body: body.slice(0, DEAD_LETTER_BODY_CHARS),
+      };
+  }
+  return { ok: true, body };
 }
 
 function preview(value: unknown): string {

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import type { Event } from '../../ingest/index.ts';
 import {
@@ -200,6 +201,131 @@ describe('embedded bus: publish and consume', () => {
     const reopened = openEmbeddedBus({ path });
     expect(reopened.read('logs', 0, 10).map((m) => m.event.seq)).toEqual([0]);
     await reopened.close();
+  });
+});
+
+describe('embedded bus: chunks', () => {
+  it('stores a large publish in several chunks and reads any offset range of it exactly', async () => {
+    const bus = open();
+    const events = Array.from({ length: 2_500 }, (_, i) =>
+      i % 5 === 0 ? metric(i) : log(i, `svc-${i % 3}`),
+    );
+    await bus.publish(events);
+    const logs = events.filter((e) => e['metric.name'] === undefined);
+    expect(bus.stats().topics.logs).toEqual({ earliest: 0, next: logs.length });
+    expect(bus.stats().storedMessages).toBe(2_500);
+    // Windows starting and ending inside chunks, and across chunk boundaries.
+    for (const [from, limit] of [
+      [0, 1],
+      [999, 2],
+      [1_337, 700],
+      [1_999, 5],
+      [logs.length - 1, 10],
+      [logs.length, 10],
+    ] as const) {
+      const read = bus.read('logs', from, limit);
+      const expected = logs.slice(from, from + limit);
+      expect(read.map((m) => m.offset)).toEqual(expected.map((_, i) => String(from + i)));
+      expect(read.map((m) => m.event)).toEqual(expected);
+      expect(read.map((m) => m.key)).toEqual(expected.map((e) => e['service.name']));
+    }
+    await bus.close();
+  });
+
+  it('a consumer with a batch smaller than a chunk resumes inside the chunk after a restart', async () => {
+    const path = fresh();
+    let bus = openEmbeddedBus({ path, pollMs: 10, batchSize: 7 });
+    await bus.publish(Array.from({ length: 50 }, (_, i) => log(i)));
+    const seen: number[] = [];
+    let consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      handler: async (b) => {
+        if (seen.length >= 21) throw new Error('stop after three batches');
+        seen.push(...seqs(b));
+      },
+    });
+    await until(() => seen.length === 21);
+    await consumer.stop();
+    await bus.close();
+    bus = openEmbeddedBus({ path, pollMs: 10, batchSize: 7 });
+    expect(bus.position('g', 'logs')).toBe(21);
+    consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      handler: async (b) => void seen.push(...seqs(b)),
+    });
+    await until(() => seen.length === 50);
+    expect(seen).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    await consumer.stop();
+    await bus.close();
+  });
+
+  it('retention by size trims a chunk that is consumed in part, and keeps its byte count exact', async () => {
+    let now = 0;
+    const bus = open({ retentionBytes: 2_000, clock: () => now });
+    const events = Array.from({ length: 60 }, (_, i) => log(i));
+    await bus.publish(events);
+    const total = events.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e)), 0);
+    expect(bus.stats().storedBytes).toBe(total);
+    bus.commit('g', 'logs', 40);
+    now = 1;
+    bus.applyRetention();
+    const left = bus.read('logs', 0, 100).map((m) => m.event);
+    const leftBytes = left.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e)), 0);
+    // Only consumed messages went, the oldest first, and the count matches what is left.
+    expect(left.map((e) => e.seq)).toEqual(
+      Array.from({ length: left.length }, (_, i) => 60 - left.length + i),
+    );
+    expect(left.length).toBeGreaterThan(20);
+    expect(left.length).toBeLessThan(40);
+    expect(bus.stats()).toMatchObject({ storedBytes: leftBytes, storedMessages: left.length });
+    // It fits, and no more than one message's worth went beyond what fitting needed.
+    expect(leftBytes).toBeLessThanOrEqual(2_000);
+    expect(leftBytes).toBeGreaterThan(2_000 - Buffer.byteLength(JSON.stringify(log(59))));
+    expect(bus.stats().topics.logs.earliest).toBe(60 - left.length);
+    await bus.close();
+  });
+
+  it('opens a log written with a row per message and keeps its offsets, positions and bodies', async () => {
+    const path = fresh();
+    const old = new Database(path);
+    old.exec(`
+      CREATE TABLE messages (
+        topic TEXT NOT NULL, offset INTEGER NOT NULL, key TEXT NOT NULL,
+        received INTEGER NOT NULL, bytes INTEGER NOT NULL, body TEXT NOT NULL,
+        PRIMARY KEY (topic, offset)) WITHOUT ROWID;
+      CREATE TABLE topics (topic TEXT PRIMARY KEY, next_offset INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE positions (
+        grp TEXT NOT NULL, topic TEXT NOT NULL, offset INTEGER NOT NULL,
+        PRIMARY KEY (grp, topic)) WITHOUT ROWID;
+    `);
+    const insert = old.prepare('INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?)');
+    for (const i of [3, 4, 5]) {
+      const body = JSON.stringify(log(i));
+      insert.run('logs', i, 'web', 1, Buffer.byteLength(body), body);
+    }
+    old.exec(`INSERT INTO topics VALUES ('logs', 6), ('metrics', 0);
+              INSERT INTO positions VALUES ('g', 'logs', 4);`);
+    old.close();
+    const bus = openEmbeddedBus({ path, pollMs: 10 });
+    expect(bus.stats().topics.logs).toEqual({ earliest: 3, next: 6 });
+    expect(bus.read('logs', 0, 10).map((m) => [m.offset, m.event.seq])).toEqual([
+      ['3', 3],
+      ['4', 4],
+      ['5', 5],
+    ]);
+    await bus.publish([log(6)]);
+    const seen: number[] = [];
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      handler: async (b) => void seen.push(...seqs(b)),
+    });
+    await until(() => seen.length === 3);
+    expect(seen).toEqual([4, 5, 6]);
+    await consumer.stop();
+    await bus.close();
   });
 });
 
