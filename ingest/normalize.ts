@@ -1,5 +1,6 @@
 import type { Event, Level } from './event.ts';
 import { fingerprint, parseStack } from './fingerprint.ts';
+import { parseRfc3339 } from './iso-time.ts';
 
 /**
  * Normalizes one decoded JSON object into the event model (DESIGN.md §2). The same
@@ -85,6 +86,8 @@ export function toEpochMs(v: unknown): number | undefined {
   }
   if (typeof v === 'bigint') return Number(v / 1_000_000n);
   if (typeof v === 'string' && v !== '') {
+    const rfc3339 = parseRfc3339(v);
+    if (rfc3339 !== undefined) return rfc3339;
     if (/^\d+(\.\d+)?$/.test(v)) {
       if (v.length >= 18 && !v.includes('.')) return Number(BigInt(v) / 1_000_000n);
       return toEpochMs(Number(v));
@@ -106,84 +109,175 @@ export function flatten(
 ) {
   for (const key of Object.keys(obj)) {
     const value = obj[key];
-    const name = prefix === '' ? key : `${prefix}.${key}`;
-    if (
-      value !== null &&
-      typeof value === 'object' &&
-      !Array.isArray(value) &&
-      !(value instanceof Date)
-    ) {
-      const keys = Object.keys(value);
-      if (keys.length === 0) continue;
-      flatten(value as Record<string, unknown>, out, name);
-    } else if (value !== undefined) {
-      out[name] = value instanceof Date ? value.toISOString() : value;
-    }
+    const name = prefix === '' ? key : dotted(prefix, key);
+    if (isNested(value)) flatten(value, out, name);
+    else if (value !== undefined)
+      setField(out, name, value instanceof Date ? value.toISOString() : value);
   }
   return out;
 }
 
-/** No nested object and nothing flatten would drop or convert: read it as it is. */
-function isFlat(obj: Record<string, unknown>): boolean {
-  for (const key in obj) {
-    const value = obj[key];
-    if (value === undefined) return false;
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) return false;
-  }
-  return true;
+function isNested(value: unknown): value is Record<string, unknown> {
+  return (
+    value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date)
+  );
 }
 
-const TIME_FIELDS = ['@timestamp', 'time', 'timeUnixNano', 'timestamp'];
-const MESSAGE_FIELDS = ['message', 'msg'];
-const SERVICE_FIELDS = ['service.name', 'name', 'resource.service.name'];
-const HOST_FIELDS = ['host.name', 'hostname', 'resource.host.name', 'host.hostname'];
-const ERROR_TYPE_FIELDS = ['error.type', 'err.type', 'exception.type'];
-const ERROR_MESSAGE_FIELDS = ['error.message', 'err.message', 'exception.message'];
-const ERROR_STACK_FIELDS = [
-  'error.stack_trace',
-  'err.stack',
-  'error.stack',
-  'exception.stacktrace',
-];
-
-/** The first of `sources` that is present and non-empty. */
-function take(flat: Record<string, unknown>, sources: string[]): unknown {
-  for (const s of sources) {
-    const v = flat[s];
-    if (v !== undefined && v !== null && v !== '') {
-      return v;
-    }
-  }
-  return undefined;
+/** `__proto__` is data here, never the object's prototype. */
+function setField(out: Record<string, unknown>, name: string, value: unknown): void {
+  if (name === '__proto__')
+    Object.defineProperty(out, name, {
+      value,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
+  else out[name] = value;
 }
 
-/** Source fields normalize maps onto the model; they are not copied as sent. */
-const CONSUMED = new Set([
+// Dotted names are built once per (prefix, key) and kept internalized: a fresh
+// concatenation used as a property key would be hashed and looked up every time.
+const DOTTED = new Map<string, Map<string, string>>();
+const DOTTED_LIMIT = 20_000;
+let dottedNames = 0;
+
+function dotted(prefix: string, key: string): string {
+  let byKey = DOTTED.get(prefix);
+  const known = byKey?.get(key);
+  if (known !== undefined) return known;
+  const name = `${prefix}.${key}`;
+  if (dottedNames >= DOTTED_LIMIT) return name;
+  if (byKey === undefined) DOTTED.set(prefix, (byKey = new Map()));
+  const internalized = Object.keys({ [name]: 0 })[0]!;
+  byKey.set(key, internalized);
+  dottedNames++;
+  return internalized;
+}
+
+// The source fields normalize maps onto the model, each with a slot in `found`.
+const SOURCES = [
   '@timestamp',
   'time',
   'timeUnixNano',
   'timestamp',
   'message',
   'msg',
-  'level',
   'log.level',
+  'level',
   'severityNumber',
   'severityText',
-  'name',
+  'severity',
   'service.name',
+  'name',
   'resource.service.name',
-  'hostname',
   'host.name',
+  'hostname',
   'resource.host.name',
+  'host.hostname',
   'error.type',
+  'err.type',
+  'exception.type',
   'error.message',
+  'err.message',
+  'exception.message',
   'error.stack_trace',
+  'err.stack',
   'error.stack',
+  'exception.stacktrace',
   'error.fingerprint',
   'metric.name',
   'metric.value',
   'metric.type',
-]);
+  'pid',
+  'process.pid',
+] as const;
+type Source = (typeof SOURCES)[number];
+const SLOT = new Map<string, number>(SOURCES.map((s, i) => [s, i]));
+const at = (s: Source) => SLOT.get(s)!;
+const TIME_SLOTS = (['@timestamp', 'time', 'timeUnixNano', 'timestamp'] as const).map(at);
+const MESSAGE_SLOTS = (['message', 'msg'] as const).map(at);
+const SERVICE_SLOTS = (['service.name', 'name', 'resource.service.name'] as const).map(at);
+const HOST_SLOTS = (['host.name', 'hostname', 'resource.host.name', 'host.hostname'] as const).map(
+  at,
+);
+const ERROR_TYPE_SLOTS = (['error.type', 'err.type', 'exception.type'] as const).map(at);
+const ERROR_MESSAGE_SLOTS = (['error.message', 'err.message', 'exception.message'] as const).map(
+  at,
+);
+const ERROR_STACK_SLOTS = (
+  ['error.stack_trace', 'err.stack', 'error.stack', 'exception.stacktrace'] as const
+).map(at);
+const [LOG_LEVEL, LEVEL, SEVERITY_NUMBER, SEVERITY_TEXT, SEVERITY] = (
+  ['log.level', 'level', 'severityNumber', 'severityText', 'severity'] as const
+).map(at) as [number, number, number, number, number];
+const [SERVICE_NAME, NAME, HOST_NAME, HOSTNAME] = (
+  ['service.name', 'name', 'host.name', 'hostname'] as const
+).map(at) as [number, number, number, number];
+const [ERROR_FINGERPRINT, METRIC_NAME, METRIC_VALUE, METRIC_TYPE, PID, PROCESS_PID] = (
+  ['error.fingerprint', 'metric.name', 'metric.value', 'metric.type', 'pid', 'process.pid'] as const
+).map(at) as [number, number, number, number, number, number];
+
+/**
+ * Source fields that are also kept as sent (the rest are mapped, not copied), and how:
+ * pino's `hostname` and `name` only when they did not fill the model, `pid` under its
+ * ECS name.
+ */
+const KEPT = 1;
+const KEPT_IF_HOSTNAME_DIFFERS = 2;
+const KEPT_IF_NAME_DIFFERS = 3;
+const KEPT_AS_PROCESS_PID = 4;
+const DROPPED = -1;
+const KEEP: number[] = SOURCES.map(() => DROPPED);
+KEEP[SEVERITY] = KEPT;
+KEEP[at('host.hostname')] = KEPT;
+KEEP[HOSTNAME] = KEPT_IF_HOSTNAME_DIFFERS;
+KEEP[NAME] = KEPT_IF_NAME_DIFFERS;
+KEEP[PID] = KEPT_AS_PROCESS_PID;
+KEEP[PROCESS_PID] = KEPT;
+
+// One event at a time (normalize is synchronous), so the walk's output lives in
+// reused arrays instead of an intermediate flat object per event.
+const found: unknown[] = new Array(SOURCES.length).fill(undefined);
+const restNames: string[] = [];
+const restValues: unknown[] = [];
+const restHow: number[] = [];
+let rest = 0;
+
+/** Walks the input once: source fields into `found`, everything else into the rest. */
+function collect(obj: Record<string, unknown>, prefix: string): void {
+  for (const key in obj) {
+    let value = obj[key];
+    const name = prefix === '' ? key : dotted(prefix, key);
+    if (value === undefined) continue;
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      if (!(value instanceof Date)) {
+        collect(value as Record<string, unknown>, name);
+        continue;
+      }
+      value = value.toISOString();
+    }
+    const slot = SLOT.get(name);
+    let how = 0;
+    if (slot !== undefined) {
+      found[slot] = value;
+      how = KEEP[slot]!;
+      if (how === DROPPED) continue;
+    } else if (name.startsWith('err.') || name.startsWith('exception.')) continue;
+    restNames[rest] = name;
+    restValues[rest] = value;
+    restHow[rest] = how;
+    rest++;
+  }
+}
+
+/** The first of `slots` that is present and non-empty. */
+function first(slots: readonly number[]): unknown {
+  for (const s of slots) {
+    const v = found[s];
+    if (v !== undefined && v !== null && v !== '') return v;
+  }
+  return undefined;
+}
 
 export function normalize(input: unknown, options: NormalizeOptions = {}): Event {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
@@ -191,48 +285,59 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
       `expected a JSON object, got ${Array.isArray(input) ? 'an array' : input === null ? 'null' : typeof input}`,
     );
   }
-  const flat = isFlat(input as Record<string, unknown>)
-    ? (input as Record<string, unknown>)
-    : flatten(input as Record<string, unknown>);
-  // The result is built fresh, model fields first, rather than by deleting from the
-  // input: deletes leave slow dictionary-mode objects, and the rules engine reads
-  // fields of every event many times.
+  found.fill(undefined);
+  rest = 0;
+  try {
+    collect(input as Record<string, unknown>, '');
+    return build(options);
+  } finally {
+    // Nothing of this event stays reachable from the scratch arrays.
+    found.fill(undefined);
+    restValues.fill(undefined, 0, rest);
+  }
+}
 
+/**
+ * The event, built fresh with the model fields first rather than by deleting from the
+ * input: deletes leave slow dictionary-mode objects, and the rules engine reads fields
+ * of every event many times.
+ */
+function build(options: NormalizeOptions): Event {
   // @timestamp: `@timestamp`, pino `time`, OTLP `timeUnixNano`, `timestamp`, receipt time.
   let ts: number | undefined;
-  for (const s of TIME_FIELDS) {
-    if (flat[s] === undefined) continue;
-    ts = toEpochMs(flat[s]);
+  for (const s of TIME_SLOTS) {
+    if (found[s] === undefined) continue;
+    ts = toEpochMs(found[s]);
     if (ts !== undefined) break;
   }
   const event: Event = { '@timestamp': ts ?? options.receivedAt ?? Date.now() };
 
   // message: `message`, pino `msg`.
-  const message = take(flat, MESSAGE_FIELDS);
+  const message = first(MESSAGE_SLOTS);
   if (message !== undefined)
     event.message = typeof message === 'string' ? message : JSON.stringify(message);
 
   // log.level: `log.level`, pino numeric `level`, `level` string, OTLP severity.
-  let level = toLevel(flat['log.level']) ?? toLevel(flat.level);
-  if (level === undefined && flat.severityNumber !== undefined)
-    level = levelFromOtlpSeverity(Number(flat.severityNumber));
-  if (level === undefined && typeof flat.severityText === 'string')
-    level = levelFromString(flat.severityText);
-  if (level === undefined && typeof flat.severity === 'string')
-    level = levelFromString(flat.severity);
+  let level = toLevel(found[LOG_LEVEL]) ?? toLevel(found[LEVEL]);
+  if (level === undefined && found[SEVERITY_NUMBER] !== undefined)
+    level = levelFromOtlpSeverity(Number(found[SEVERITY_NUMBER]));
+  if (level === undefined && typeof found[SEVERITY_TEXT] === 'string')
+    level = levelFromString(found[SEVERITY_TEXT]);
+  if (level === undefined && typeof found[SEVERITY] === 'string')
+    level = levelFromString(found[SEVERITY]);
   if (level !== undefined) event['log.level'] = level;
 
   // service.name / host.name: ECS, pino `name` / `hostname`, OTLP resource attributes.
-  const service = take(flat, SERVICE_FIELDS);
+  const service = first(SERVICE_SLOTS);
   if (service !== undefined) event['service.name'] = String(service);
   else if (options.service !== undefined) event['service.name'] = options.service;
-  const host = take(flat, HOST_FIELDS);
+  const host = first(HOST_SLOTS);
   if (host !== undefined) event['host.name'] = String(host);
 
   // error.*: ECS fields, pino `err`, OpenTelemetry `exception.*`.
-  const errType = take(flat, ERROR_TYPE_FIELDS);
-  const errMessage = take(flat, ERROR_MESSAGE_FIELDS);
-  const errStack = take(flat, ERROR_STACK_FIELDS);
+  const errType = first(ERROR_TYPE_SLOTS);
+  const errMessage = first(ERROR_MESSAGE_SLOTS);
+  const errStack = first(ERROR_STACK_SLOTS);
   if (errType !== undefined) event['error.type'] = String(errType);
   else if (errStack !== undefined) {
     const parsed = parseStack(String(errStack)).type;
@@ -242,41 +347,42 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
   if (errStack !== undefined) {
     event['error.stack_trace'] = String(errStack);
     event['error.fingerprint'] = fingerprint(event['error.stack_trace'], event['error.type']);
-  } else if (flat['error.fingerprint'] !== undefined) {
-    event['error.fingerprint'] = String(flat['error.fingerprint']);
+  } else if (found[ERROR_FINGERPRINT] !== undefined) {
+    event['error.fingerprint'] = String(found[ERROR_FINGERPRINT]);
   }
 
   // metric.*: an input object carrying `metric.name` and `metric.value`.
-  if (flat['metric.name'] !== undefined) {
-    event['metric.name'] = String(flat['metric.name']);
-    const v = flat['metric.value'];
+  if (found[METRIC_NAME] !== undefined) {
+    event['metric.name'] = String(found[METRIC_NAME]);
+    const v = found[METRIC_VALUE];
     const num =
       typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : Number.NaN;
     if (Number.isNaN(num))
       throw new NormalizeError(`metric.value must be a number, got ${JSON.stringify(v)}`);
     event['metric.value'] = num;
-    event['metric.type'] =
-      flat['metric.type'] === undefined ? 'gauge' : String(flat['metric.type']);
+    event['metric.type'] = found[METRIC_TYPE] === undefined ? 'gauge' : String(found[METRIC_TYPE]);
   }
 
-  // Everything else, kept as sent (pino's pid under its ECS name). pino's `hostname`
-  // and `name` go only when they filled the model: a shipper's own host.name (Filebeat's
-  // node) must not erase the app's hostname (its pod), which remediation may target.
-  const keepHostname = flat['host.name'] !== undefined && flat.hostname !== event['host.name'];
-  const keepName = flat['service.name'] !== undefined && flat.name !== event['service.name'];
-  for (const k in flat) {
-    if (k === 'hostname' && keepHostname) {
-      event.hostname = flat.hostname;
-      continue;
+  // Everything else, kept as sent. pino's `hostname` and `name` go only when they
+  // filled the model: a shipper's own host.name (Filebeat's node) must not erase the
+  // app's hostname (its pod), which remediation may target.
+  const keepHostname = found[HOST_NAME] !== undefined && found[HOSTNAME] !== event['host.name'];
+  const keepName = found[SERVICE_NAME] !== undefined && found[NAME] !== event['service.name'];
+  const pidAsProcessPid = typeof found[PID] === 'number' && found[PROCESS_PID] === undefined;
+  for (let i = 0; i < rest; i++) {
+    let name = restNames[i]!;
+    switch (restHow[i]) {
+      case KEPT_IF_HOSTNAME_DIFFERS:
+        if (!keepHostname) continue;
+        break;
+      case KEPT_IF_NAME_DIFFERS:
+        if (!keepName) continue;
+        break;
+      case KEPT_AS_PROCESS_PID:
+        if (pidAsProcessPid) name = 'process.pid';
+        break;
     }
-    if (k === 'name' && keepName) {
-      event.name = flat.name;
-      continue;
-    }
-    if (CONSUMED.has(k) || k.startsWith('err.') || k.startsWith('exception.')) continue;
-    if (k === 'pid' && typeof flat.pid === 'number' && flat['process.pid'] === undefined)
-      event['process.pid'] = flat.pid;
-    else event[k] = flat[k];
+    setField(event, name, restValues[i]);
   }
   return event;
 }
