@@ -109,7 +109,7 @@ export function flatten(
 ) {
   for (const key of Object.keys(obj)) {
     const value = obj[key];
-    const name = prefix === '' ? key : dotted(prefix, key);
+    const name = prefix === '' ? key : internalize(`${prefix}.${key}`);
     if (isNested(value)) flatten(value, out, name);
     else if (value !== undefined)
       setField(out, name, value instanceof Date ? value.toISOString() : value);
@@ -135,23 +135,12 @@ function setField(out: Record<string, unknown>, name: string, value: unknown): v
   else out[name] = value;
 }
 
-// Dotted names are built once per (prefix, key) and kept internalized: a fresh
-// concatenation used as a property key would be hashed and looked up every time.
-const DOTTED = new Map<string, Map<string, string>>();
-const DOTTED_LIMIT = 20_000;
-let dottedNames = 0;
-
-function dotted(prefix: string, key: string): string {
-  let byKey = DOTTED.get(prefix);
-  const known = byKey?.get(key);
-  if (known !== undefined) return known;
-  const name = `${prefix}.${key}`;
-  if (dottedNames >= DOTTED_LIMIT) return name;
-  if (byKey === undefined) DOTTED.set(prefix, (byKey = new Map()));
-  const internalized = Object.keys({ [name]: 0 })[0]!;
-  byKey.set(key, internalized);
-  dottedNames++;
-  return internalized;
+/**
+ * The same string as a property key would be: a fresh concatenation used as a key is
+ * hashed and looked up in V8's string table at every use, an internalized one is not.
+ */
+function internalize(name: string): string {
+  return Object.keys({ [name]: 0 })[0]!;
 }
 
 // The source fields normalize maps onto the model, each with a slot in `found`.
@@ -235,6 +224,46 @@ KEEP[NAME] = KEPT_IF_NAME_DIFFERS;
 KEEP[PID] = KEPT_AS_PROCESS_PID;
 KEEP[PROCESS_PID] = KEPT;
 
+/**
+ * What normalize needs to know of a field, worked out once per (parent, key): its
+ * dotted name, its source slot, whether it is kept. Shippers send the same few shapes
+ * over and over, so a walk costs one lookup per field. Bounded, so that a stream of
+ * ever-new keys costs time, not memory.
+ */
+interface Field {
+  readonly name: string;
+  /** Its slot among SOURCES, or -1. */
+  readonly slot: number;
+  /** DROPPED, AS_SENT, or one of the KEPT modes. */
+  readonly how: number;
+  /** The fields of an object nested under this one. */
+  children: FieldTable | undefined;
+}
+type FieldTable = Map<string, Field>;
+const AS_SENT = 0;
+const ROOT: FieldTable = new Map();
+const FIELDS_LIMIT = 20_000;
+let fieldsKnown = 0;
+
+function fieldOf(table: FieldTable, parent: string, key: string): Field {
+  const known = table.get(key);
+  if (known !== undefined) return known;
+  const name = parent === '' ? key : internalize(`${parent}.${key}`);
+  const slot = SLOT.get(name) ?? -1;
+  const how =
+    slot >= 0
+      ? KEEP[slot]!
+      : name.startsWith('err.') || name.startsWith('exception.')
+        ? DROPPED
+        : AS_SENT;
+  const field: Field = { name, slot, how, children: undefined };
+  if (fieldsKnown < FIELDS_LIMIT) {
+    table.set(key, field);
+    fieldsKnown++;
+  }
+  return field;
+}
+
 // One event at a time (normalize is synchronous), so the walk's output lives in
 // reused arrays instead of an intermediate flat object per event.
 const found: unknown[] = new Array(SOURCES.length).fill(undefined);
@@ -244,28 +273,23 @@ const restHow: number[] = [];
 let rest = 0;
 
 /** Walks the input once: source fields into `found`, everything else into the rest. */
-function collect(obj: Record<string, unknown>, prefix: string): void {
+function collect(obj: Record<string, unknown>, table: FieldTable, parent: string): void {
   for (const key in obj) {
     let value = obj[key];
-    const name = prefix === '' ? key : dotted(prefix, key);
     if (value === undefined) continue;
+    const field = fieldOf(table, parent, key);
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       if (!(value instanceof Date)) {
-        collect(value as Record<string, unknown>, name);
+        collect(value as Record<string, unknown>, (field.children ??= new Map()), field.name);
         continue;
       }
       value = value.toISOString();
     }
-    const slot = SLOT.get(name);
-    let how = 0;
-    if (slot !== undefined) {
-      found[slot] = value;
-      how = KEEP[slot]!;
-      if (how === DROPPED) continue;
-    } else if (name.startsWith('err.') || name.startsWith('exception.')) continue;
-    restNames[rest] = name;
+    if (field.slot >= 0) found[field.slot] = value;
+    if (field.how === DROPPED) continue;
+    restNames[rest] = field.name;
     restValues[rest] = value;
-    restHow[rest] = how;
+    restHow[rest] = field.how;
     rest++;
   }
 }
@@ -285,15 +309,15 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
       `expected a JSON object, got ${Array.isArray(input) ? 'an array' : input === null ? 'null' : typeof input}`,
     );
   }
-  found.fill(undefined);
   rest = 0;
   try {
-    collect(input as Record<string, unknown>, '');
+    collect(input as Record<string, unknown>, ROOT, '');
     return build(options);
   } finally {
-    // Nothing of this event stays reachable from the scratch arrays.
-    found.fill(undefined);
-    restValues.fill(undefined, 0, rest);
+    // Nothing of this event stays reachable from the scratch arrays. (Loops: fill()
+    // on an array is a call into the runtime, dearer than the whole walk.)
+    for (let i = 0; i < found.length; i++) found[i] = undefined;
+    for (let i = 0; i < rest; i++) restValues[i] = undefined;
   }
 }
 
