@@ -1,13 +1,14 @@
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import type { Event } from '../event.ts';
-import { keyOf, RateMeter, retryAfterSeconds, type Serialized, serialize } from './encode.ts';
+import { keyOf, RateMeter, retryAfterSeconds, serialize } from './encode.ts';
 import {
   type Bus,
   BusBackpressureError,
   type BusMessage,
   type Consumer,
   type ConsumeOptions,
+  type Prepared,
   type PublishResult,
   type Topic,
   topicOf,
@@ -74,7 +75,7 @@ export interface EmbeddedBusStats {
 }
 
 interface Pending {
-  events: Event[];
+  items: Prepared[];
   resolve: (r: PublishResult) => void;
   reject: (e: Error) => void;
 }
@@ -121,7 +122,7 @@ export class EmbeddedBus implements Bus {
   private closed = false;
   private storedBytes = 0;
   private storedMessages = 0;
-  private readonly stmts: ReturnType<EmbeddedBus['prepare']>;
+  private readonly stmts: ReturnType<EmbeddedBus['prepareStatements']>;
   private readonly chunks: Record<Topic, ReturnType<EmbeddedBus['prepareChunks']>>;
   private readonly append: Database.Transaction<EmbeddedBus['appendAll']>;
 
@@ -162,7 +163,7 @@ export class EmbeddedBus implements Bus {
       `);
     }
     this.wakeups.setMaxListeners(0);
-    this.stmts = this.prepare();
+    this.stmts = this.prepareStatements();
     this.chunks = { logs: this.prepareChunks('logs'), metrics: this.prepareChunks('metrics') };
     this.append = this.db.transaction((batch, received) => this.appendAll(batch, received));
     this.db
@@ -217,7 +218,7 @@ export class EmbeddedBus implements Bus {
     this.db.exec('DROP TABLE messages');
   }
 
-  private prepare() {
+  private prepareStatements() {
     const db = this.db;
     return {
       next: db.prepare('SELECT next_offset FROM topics WHERE topic = ?').pluck(),
@@ -255,13 +256,25 @@ export class EmbeddedBus implements Bus {
   }
 
   publish(events: Event[]): Promise<PublishResult> {
-    if (this.closed) return Promise.reject(new Error('the bus is closed'));
     if (!Array.isArray(events))
       return Promise.reject(new TypeError('publish takes an array of events'));
+    return this.publishPrepared(events.map((e) => this.prepare(e)));
+  }
+
+  prepare(event: Event): Prepared {
+    const s = serialize(event, this.options.maxEventBytes);
+    if (!s.ok) return { ...s, key: '' };
+    return { ok: true, body: s.body, topic: topicOf(event), key: keyOf(event) };
+  }
+
+  publishPrepared(items: Prepared[]): Promise<PublishResult> {
+    if (this.closed) return Promise.reject(new Error('the bus is closed'));
+    if (!Array.isArray(items))
+      return Promise.reject(new TypeError('publishPrepared takes an array of prepared events'));
     const refusal = this.refusal();
     if (refusal) return Promise.reject(refusal);
     return new Promise((resolve, reject) => {
-      this.pending.push({ events, resolve, reject });
+      this.pending.push({ items, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // Whatever arrives while this tick's commit is fsyncing joins the next one.
@@ -304,15 +317,13 @@ export class EmbeddedBus implements Bus {
     const batch = this.pending;
     this.pending = [];
     if (batch.length === 0) return;
-    // Serialization happens outside the transaction, so the write lock is held briefly.
-    const serialized = batch.map((p) => ({
-      events: p.events,
-      serialized: p.events.map((e) => serialize(e, this.options.maxEventBytes)),
-    }));
     let appended: ReturnType<EmbeddedBus['appendAll']>;
     try {
       // IMMEDIATE: another process writing the same file waits for us rather than failing mid-way.
-      appended = this.append.immediate(serialized, this.clock());
+      appended = this.append.immediate(
+        batch.map((p) => p.items),
+        this.clock(),
+      );
     } catch (err) {
       for (const p of batch) p.reject(err as Error);
       return;
@@ -326,7 +337,7 @@ export class EmbeddedBus implements Bus {
   }
 
   /** One transaction for every publish of the flush; each caller hears only of its own events. */
-  private appendAll(batch: Array<{ events: Event[]; serialized: Serialized[] }>, received: number) {
+  private appendAll(batch: Prepared[][], received: number) {
     // Read inside the transaction: another process may have appended since our last flush.
     const open = new Map<Topic, { next: number; lines: string[]; chars: number }>();
     for (const topic of TOPICS)
@@ -345,16 +356,16 @@ export class EmbeddedBus implements Bus {
       o.lines = [];
       o.chars = 0;
     };
-    const results = batch.map(({ events, serialized }) => {
+    const results = batch.map((items) => {
       const result: PublishResult = { accepted: [], rejected: [] };
-      for (let index = 0; index < serialized.length; index++) {
-        const e = serialized[index]!;
+      for (let index = 0; index < items.length; index++) {
+        const e = items[index]!;
         if (!e.ok) {
           this.stmts.deadletter.run(received, e.reason, e.body);
           result.rejected.push({ index, reason: e.reason });
           continue;
         }
-        const topic = topicOf(events[index]!);
+        const topic = e.topic;
         const o = open.get(topic)!;
         if (o.lines.length >= CHUNK_MESSAGES || o.chars + e.body.length > CHUNK_CHARS)
           writeChunk(topic);

@@ -4,22 +4,12 @@ import type { Event } from '../event.ts';
 /** How much of a refused event the dead-letter store keeps: enough to see what it was. */
 export const DEAD_LETTER_BODY_CHARS = 65_536;
 
-export type Encoded =
-  { ok: true; body: string; bytes: number } | { ok: false; reason: string; body: string };
+export type Serialized = { ok: true; body: string } | { ok: false; reason: string; body: string };
 
 /**
  * Serializes one event for the log, or says why it cannot go there. A bad event is
- * refused on its own: it never fails the publish of the events around it. `bytes` is
- * the UTF-8 size of the body.
+ * refused on its own: it never fails the publish of the events around it.
  */
-export function encode(event: Event, maxEventBytes: number): Encoded {
-  const e = serialize(event, maxEventBytes);
-  return e.ok ? { ok: true, body: e.body, bytes: Buffer.byteLength(e.body) } : e;
-}
-
-export type Serialized = { ok: true; body: string } | { ok: false; reason: string; body: string };
-
-/** As `encode`, without counting the bytes of a body that is certainly within the limit. */
 export function serialize(event: Event, maxEventBytes: number): Serialized {
   if (typeof event !== 'object' || event === null || Array.isArray(event))
     return { ok: false, reason: 'not an event object', body: preview(event) };

@@ -11,12 +11,13 @@ import {
 import kafkajs from 'kafkajs';
 import type { Event } from '../event.ts';
 import { Batcher } from './batcher.ts';
-import { DEAD_LETTER_BODY_CHARS, encode, keyOf } from './encode.ts';
+import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import {
   type Bus,
   type BusMessage,
   type Consumer,
   type ConsumeOptions,
+  type Prepared,
   type PublishResult,
   type Topic,
   topicOf,
@@ -198,18 +199,29 @@ export class KafkaBus implements Bus {
   }
 
   async publish(events: Event[]): Promise<PublishResult> {
+    if (!Array.isArray(events)) throw new TypeError('publish takes an array of events');
+    return this.publishPrepared(events.map((e) => this.prepare(e)));
+  }
+
+  prepare(event: Event): Prepared {
+    const s = serialize(event, this.maxEventBytes);
+    if (!s.ok) return { ...s, key: s.reason.startsWith('not an event') ? '' : keyOf(event) };
+    return { ok: true, body: s.body, topic: topicOf(event), key: keyOf(event) };
+  }
+
+  async publishPrepared(items: Prepared[]): Promise<PublishResult> {
     if (this.closed) throw new Error('the bus is closed');
     if (!this.batcher) throw new Error('the Kafka bus is not started (use createKafkaBus)');
-    if (!Array.isArray(events)) throw new TypeError('publish takes an array of events');
+    if (!Array.isArray(items))
+      throw new TypeError('publishPrepared takes an array of prepared events');
     const result: PublishResult = { accepted: [], rejected: [] };
     const messages: Outgoing[] = [];
-    events.forEach((event, index) => {
-      const e = encode(event, this.maxEventBytes);
+    items.forEach((e, index) => {
       if (!e.ok) {
         result.rejected.push({ index, reason: e.reason });
         messages.push({
           topic: this.topic('deadletter'),
-          key: e.reason.startsWith('not an event') ? '' : keyOf(event),
+          key: e.key,
           value: e.body,
           headers: { [REASON_HEADER]: e.reason },
           bytes: e.body.length + e.reason.length,
@@ -218,10 +230,10 @@ export class KafkaBus implements Bus {
       }
       result.accepted.push(index);
       messages.push({
-        topic: this.topic(topicOf(event)),
-        key: keyOf(event),
+        topic: this.topic(e.topic),
+        key: e.key,
         value: e.body,
-        bytes: e.bytes,
+        bytes: Buffer.byteLength(e.body),
       });
     });
     await this.batcher.add(messages);

@@ -55,10 +55,26 @@ export interface Consumer {
   stop(): Promise<void>;
 }
 
+/**
+ * An event serialized for a bus, or why that bus refuses it (it then goes to the
+ * dead-letter store when published).
+ */
+export type Prepared =
+  | { ok: true; body: string; topic: Topic; key: string }
+  | { ok: false; reason: string; body: string; key: string };
+
 export interface Bus {
   readonly kind: 'embedded' | 'kafka';
   /** Resolves once the accepted events are durable (fsync'd / acks=-1). */
   publish(events: Event[]): Promise<PublishResult>;
+  /**
+   * Serializes an event for `publishPrepared` against this bus's limits. Ingest prepares
+   * each event as it decodes it, so the objects die young instead of waiting for the
+   * commit.
+   */
+  prepare(event: Event): Prepared;
+  /** `publish` for prepared events; indexes in the result are into `items`. */
+  publishPrepared(items: Prepared[]): Promise<PublishResult>;
   consume(options: ConsumeOptions): Promise<Consumer>;
   close(): Promise<void>;
 }

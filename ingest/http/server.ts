@@ -3,12 +3,12 @@ import { gunzipSync, inflateSync } from 'node:zlib';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { decodeBulk } from '../decoders/bulk.ts';
-import { decodeNdjson } from '../decoders/ndjson.ts';
+import { eachNdjsonRecord } from '../decoders/ndjson.ts';
 import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otlp.ts';
 import { decodeRemoteWrite, RemoteWriteDecodeError } from '../decoders/remote-write.ts';
 import { StatsdDecoder } from '../decoders/statsd.ts';
 import { createSocket, type Socket } from 'node:dgram';
-import { type Bus, BusBackpressureError, type PublishResult } from '../bus/types.ts';
+import { type Bus, BusBackpressureError, type Prepared, type PublishResult } from '../bus/types.ts';
 import type { Event } from '../event.ts';
 import { parseSearchParams, type SearchIndex, SearchParamsError } from '../indexer/search.ts';
 import { normalize } from '../normalize.ts';
@@ -115,13 +115,19 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   const body = (req: FastifyRequest): string => decompress(req, maxBodyBytes).toString('utf8');
 
   /** Publishes, answering 429 with Retry-After when the bus pushes back. */
-  const publish = async (
+  const publish = (reply: FastifyReply, events: Event[]): Promise<PublishResult | undefined> =>
+    publishPrepared(
+      reply,
+      events.map((e) => options.bus.prepare(e)),
+    );
+
+  const publishPrepared = async (
     reply: FastifyReply,
-    events: Event[],
+    prepared: Prepared[],
   ): Promise<PublishResult | undefined> => {
-    if (events.length === 0) return { accepted: [], rejected: [] };
+    if (prepared.length === 0) return { accepted: [], rejected: [] };
     try {
-      return await options.bus.publish(events);
+      return await options.bus.publishPrepared(prepared);
     } catch (err) {
       if (err instanceof BusBackpressureError) {
         await reply
@@ -137,26 +143,33 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   app.post('/ingest', async (req, reply) => {
     const text = body(req);
     const service = (req.query as Record<string, string | undefined>).service;
-    const decoded = decodeNdjson(text);
-    const rejected = [...decoded.errors];
-    const events: Event[] = [];
+    const rejected: Array<{ line: number; error: string }> = [];
+    const prepared: Prepared[] = [];
     const lines: number[] = [];
     const receivedAt = Date.now();
-    for (const { line, value } of decoded.records) {
-      try {
-        events.push(normalize(value, { receivedAt, service }));
-        lines.push(line);
-      } catch (err) {
-        rejected.push({ line, error: (err as Error).message });
-      }
-    }
-    const result = await publish(reply, events);
+    let decodeErrors = 0;
+    eachNdjsonRecord(
+      text,
+      (line, value) => {
+        try {
+          prepared.push(options.bus.prepare(normalize(value, { receivedAt, service })));
+          lines.push(line);
+        } catch (err) {
+          rejected.push({ line, error: (err as Error).message });
+        }
+      },
+      (line, error) => {
+        decodeErrors++;
+        rejected.push({ line, error });
+      },
+    );
+    const result = await publishPrepared(reply, prepared);
     if (!result) {
       options.onIngest?.({
         protocol: 'ndjson',
         events: 0,
         bytes: text.length,
-        decodeErrors: decoded.errors.length,
+        decodeErrors,
         rejected: 0,
         throttled: true,
       });
@@ -168,7 +181,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
       protocol: 'ndjson',
       events: result.accepted.length,
       bytes: text.length,
-      decodeErrors: decoded.errors.length,
+      decodeErrors,
       rejected: result.rejected.length,
       throttled: false,
     });
@@ -181,13 +194,15 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     const text = body(req);
     const defaultIndex = (req.params as { index?: string }).index;
     const items = decodeBulk(text, defaultIndex);
-    const events: Event[] = [];
+    const prepared: Prepared[] = [];
     const positions: number[] = [];
     const receivedAt = Date.now();
     items.forEach((item, i) => {
       if (item.error) return;
       try {
-        events.push(normalize(item.document, { receivedAt }));
+        prepared.push(options.bus.prepare(normalize(item.document, { receivedAt })));
+        // The decoded document is not needed past here; let it go before the commit.
+        item.document = undefined;
         positions.push(i);
       } catch (err) {
         item.error = {
@@ -200,7 +215,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     let throttled = false;
     let result: PublishResult = { accepted: [], rejected: [] };
     try {
-      result = events.length > 0 ? await options.bus.publish(events) : result;
+      result = prepared.length > 0 ? await options.bus.publishPrepared(prepared) : result;
     } catch (err) {
       if (!(err instanceof BusBackpressureError)) throw err;
       // Per item, as Elasticsearch does: shippers retry exactly these.
