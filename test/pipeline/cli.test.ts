@@ -72,7 +72,8 @@ const DATA = join(dir, 'events.ndjson');
 writeFileSync(DATA, pinoLines());
 
 describe('drover command line', () => {
-  it('has help on every command and exits 2 on usage errors', () => {
+  // Eight cold starts of the command, one after another: slow on a loaded machine.
+  it('has help on every command and exits 2 on usage errors', { timeout: 120_000 }, () => {
     expect(drover(['--help']).code).toBe(0);
     for (const cmd of [['rules', 'lint'], ['rules', 'test'], ['backtest']]) {
       const r = drover([...cmd, '--help']);
