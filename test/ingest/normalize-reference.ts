@@ -2,6 +2,14 @@
 // reference it is tested against (as json-rules-engine is for compiled filters).
 import type { Event, Level } from '../../ingest/event.ts';
 import { fingerprint, parseStack } from '../../ingest/fingerprint.ts';
+// The leaf readers are shared: what is tested here is the walk and the mapping.
+import {
+  levelFromNumber,
+  levelFromOtlpSeverity,
+  levelFromString,
+  NormalizeError,
+  toEpochMs,
+} from '../../ingest/normalize.ts';
 
 /**
  * Normalizes one decoded JSON object into the event model (DESIGN.md §2). The same
@@ -15,84 +23,11 @@ export interface NormalizeOptions {
   service?: string;
 }
 
-export class NormalizeError extends Error {}
-
-const PINO_LEVELS: Array<[number, Level]> = [
-  [60, 'fatal'],
-  [50, 'error'],
-  [40, 'warn'],
-  [30, 'info'],
-  [20, 'debug'],
-  [10, 'trace'],
-];
-
-const LEVEL_ALIASES: Record<string, Level> = {
-  trace: 'trace',
-  finest: 'trace',
-  finer: 'trace',
-  debug: 'debug',
-  fine: 'debug',
-  verbose: 'debug',
-  info: 'info',
-  information: 'info',
-  informational: 'info',
-  notice: 'info',
-  config: 'info',
-  warn: 'warn',
-  warning: 'warn',
-  error: 'error',
-  err: 'error',
-  severe: 'error',
-  fatal: 'fatal',
-  critical: 'fatal',
-  crit: 'fatal',
-  alert: 'fatal',
-  emerg: 'fatal',
-  emergency: 'fatal',
-  panic: 'fatal',
-};
-
-export function levelFromNumber(n: number): Level | undefined {
-  for (const [min, name] of PINO_LEVELS) if (n >= min) return name;
-  return n > 0 ? 'trace' : undefined;
-}
-
-/** OTLP SeverityNumber: 1–4 trace, 5–8 debug, 9–12 info, 13–16 warn, 17–20 error, 21–24 fatal. */
-export function levelFromOtlpSeverity(n: number): Level | undefined {
-  if (!(n >= 1)) return undefined;
-  const names: Level[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
-  return names[Math.min(5, Math.floor((n - 1) / 4))];
-}
-
-export function levelFromString(s: string): Level | undefined {
-  return LEVEL_ALIASES[s.trim().toLowerCase()];
-}
-
 function toLevel(v: unknown): Level | undefined {
   if (typeof v === 'number') return levelFromNumber(v);
   if (typeof v === 'string') {
     if (/^\d+$/.test(v)) return levelFromNumber(Number(v));
     return levelFromString(v);
-  }
-  return undefined;
-}
-
-/** Accepts epoch ms, epoch seconds (as pino's `time` never is but others are), ISO strings, ns strings. */
-export function toEpochMs(v: unknown): number | undefined {
-  if (typeof v === 'number' && Number.isFinite(v)) {
-    if (v > 1e17) return Math.floor(v / 1e6); // nanoseconds
-    if (v > 1e14) return Math.floor(v / 1e3); // microseconds
-    if (v < 1e11) return Math.round(v * 1000); // seconds
-    return v;
-  }
-  if (typeof v === 'bigint') return Number(v / 1_000_000n);
-  if (typeof v === 'string' && v !== '') {
-    if (/^\d+(\.\d+)?$/.test(v)) {
-      if (v.length >= 18 && !v.includes('.')) return Number(BigInt(v) / 1_000_000n);
-      return toEpochMs(Number(v));
-    }
-    const ms = Date.parse(v);
-    return Number.isNaN(ms) ? undefined : ms;
   }
   return undefined;
 }
