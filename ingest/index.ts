@@ -1,7 +1,6 @@
 export { type Event, LEVELS, type Level } from './event.ts';
 export { fingerprint, parseStack } from './fingerprint.ts';
 export {
-  flatten,
   levelFromNumber,
   levelFromOtlpSeverity,
   levelFromString,

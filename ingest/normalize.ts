@@ -98,31 +98,6 @@ export function toEpochMs(v: unknown): number | undefined {
   return undefined;
 }
 
-/**
- * Flattens nested objects into dotted keys. Arrays are values, not objects: their
- * elements are kept as sent. A key written both nested and dotted keeps the later one.
- */
-export function flatten(
-  obj: Record<string, unknown>,
-  out: Record<string, unknown> = {},
-  prefix = '',
-) {
-  for (const key of Object.keys(obj)) {
-    const value = obj[key];
-    const name = prefix === '' ? key : internalize(`${prefix}.${key}`);
-    if (isNested(value)) flatten(value, out, name);
-    else if (value !== undefined)
-      setField(out, name, value instanceof Date ? value.toISOString() : value);
-  }
-  return out;
-}
-
-function isNested(value: unknown): value is Record<string, unknown> {
-  return (
-    value !== null && typeof value === 'object' && !Array.isArray(value) && !(value instanceof Date)
-  );
-}
-
 /** `__proto__` is data here, never the object's prototype. */
 function setField(out: Record<string, unknown>, name: string, value: unknown): void {
   if (name === '__proto__')
@@ -292,7 +267,6 @@ const PROCESS_PID_FIELD = fieldOf(ROOT, '', 'process.pid');
 const found: unknown[] = new Array(SOURCES.length).fill(undefined);
 const restFields: Field[] = [];
 const restValues: unknown[] = [];
-const restHow: number[] = [];
 let rest = 0;
 
 /** Walks the input once: source fields into `found`, everything else into the rest. */
@@ -312,7 +286,6 @@ function collect(obj: Record<string, unknown>, table: FieldTable, parent: string
     if (field.how === DROPPED) continue;
     restFields[rest] = field;
     restValues[rest] = value;
-    restHow[rest] = field.how;
     rest++;
   }
 }
@@ -418,7 +391,7 @@ function build(options: NormalizeOptions): Event {
   const pidAsProcessPid = typeof found[PID] === 'number' && found[PROCESS_PID] === undefined;
   for (let i = 0; i < rest; i++) {
     let field = restFields[i]!;
-    switch (restHow[i]) {
+    switch (field.how) {
       case KEPT_IF_HOSTNAME_DIFFERS:
         if (!keepHostname) continue;
         break;

@@ -1,27 +1,10 @@
 /**
  * NDJSON (one JSON object per line) or a JSON array. A malformed line is reported with
  * its number and does not stop the rest.
- */
-export interface Decoded {
-  /** 1-based line (or array position) of each object. */
-  records: Array<{ line: number; value: unknown }>;
-  errors: Array<{ line: number; error: string }>;
-}
-
-export function decodeNdjson(body: string): Decoded {
-  const records: Decoded['records'] = [];
-  const errors: Decoded['errors'] = [];
-  eachNdjsonRecord(
-    body,
-    (line, value) => records.push({ line, value }),
-    (line, error) => errors.push({ line, error }),
-  );
-  return { records, errors };
-}
-
-/**
- * Calls `onRecord` for each object as it is parsed (ingest normalizes and serializes it
- * there, so the parsed objects die young) and `onError` for each malformed line.
+ *
+ * Calls `onRecord` for each object (1-based line, or array position) as it is parsed:
+ * ingest normalizes and serializes it there, so the parsed objects die young. Calls
+ * `onError` for each malformed line.
  */
 export function eachNdjsonRecord(
   body: string,

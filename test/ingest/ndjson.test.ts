@@ -1,5 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { decodeNdjson } from '../../ingest/decoders/ndjson.ts';
+import { eachNdjsonRecord } from '../../ingest/decoders/ndjson.ts';
+
+function decodeNdjson(body: string) {
+  const records: Array<{ line: number; value: unknown }> = [];
+  const errors: Array<{ line: number; error: string }> = [];
+  eachNdjsonRecord(
+    body,
+    (line, value) => records.push({ line, value }),
+    (line, error) => errors.push({ line, error }),
+  );
+  return { records, errors };
+}
 
 describe('NDJSON decoding', () => {
   it('numbers lines as sent, skips blank ones of any whitespace, and reports each bad line', () => {
