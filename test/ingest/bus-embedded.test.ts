@@ -232,6 +232,38 @@ describe('embedded bus: chunks', () => {
     await bus.close();
   });
 
+  it('keeps multi-byte text exact, counts UTF-8 bytes, and cuts chunks at the byte bound', async () => {
+    const path = fresh();
+    const bus = openEmbeddedBus({ path, maxEventBytes: 600_000 });
+    const texts = ['é', 'ü', '日本語', '🚀 launch', 'ascii', '\u2028 separator', '"quoted"\n'];
+    // Large multi-byte events: three of them overflow one 1 MiB chunk.
+    const big = (i: number): Event => ({ ...log(i), message: '語'.repeat(150_000) });
+    const events = [
+      ...Array.from({ length: 40 }, (_, i) => ({ ...log(i), message: texts[i % texts.length]! })),
+      big(40),
+      big(41),
+      big(42),
+    ];
+    await bus.publish(events);
+    const read = bus.read('logs', 0, 100);
+    expect(read.map((m) => m.event)).toEqual(events);
+    const bytes = events.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e)), 0);
+    expect(bus.stats()).toMatchObject({ storedBytes: bytes, storedMessages: events.length });
+    await bus.close();
+    // Stored as text, one chunk per ≤ 1 MiB of UTF-8, readable by any SQLite client.
+    const db = new Database(path, { readonly: true });
+    const rows = db
+      .prepare(
+        'SELECT typeof(body) AS type, length(CAST(body AS BLOB)) AS size, count FROM chunks_logs',
+      )
+      .all() as Array<{ type: string; size: number; count: number }>;
+    db.close();
+    expect(rows.every((r) => r.type === 'text')).toBe(true);
+    expect(rows.every((r) => r.size <= 1 << 20)).toBe(true);
+    expect(rows.map((r) => r.count).reduce((a, b) => a + b)).toBe(events.length);
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+  });
+
   it('a consumer with a batch smaller than a chunk resumes inside the chunk after a restart', async () => {
     const path = fresh();
     let bus = openEmbeddedBus({ path, pollMs: 10, batchSize: 7 });
