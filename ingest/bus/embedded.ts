@@ -396,11 +396,11 @@ export class EmbeddedBus implements Bus {
         }
         const topic = e.topic;
         const o = open.get(topic)!;
-        // A UTF-16 unit takes at most 3 UTF-8 bytes; an empty chunk always has room, as
-        // the buffer is at least as large as the largest event serialize lets through.
+        // A UTF-16 unit takes at most 3 UTF-8 bytes. A chunk stops at CHUNK_BYTES, but an
+        // empty one takes any event: the buffer holds the largest serialize lets through.
         if (
           o.count >= CHUNK_MESSAGES ||
-          (o.count > 0 && o.used + 1 + e.body.length * 3 > o.buffer.length)
+          (o.count > 0 && o.used + 1 + e.body.length * 3 > CHUNK_BYTES)
         )
           writeChunk(topic);
         if (o.count > 0) o.buffer[o.used++] = NEWLINE;

@@ -234,7 +234,8 @@ describe('embedded bus: chunks', () => {
 
   it('keeps multi-byte text exact, counts UTF-8 bytes, and cuts chunks at the byte bound', async () => {
     const path = fresh();
-    const bus = openEmbeddedBus({ path, maxEventBytes: 600_000 });
+    // A limit above the chunk bound: chunks must still stop at 1 MiB.
+    const bus = openEmbeddedBus({ path, maxEventBytes: 2 << 20 });
     const texts = ['é', 'ü', '日本語', '🚀 launch', 'ascii', '\u2028 separator', '"quoted"\n'];
     // Large multi-byte events: three of them overflow one 1 MiB chunk.
     const big = (i: number): Event => ({ ...log(i), message: '語'.repeat(150_000) });
