@@ -582,6 +582,30 @@ describe('embedded bus: retention', () => {
     await bus.close();
   });
 
+  it('keeps offsets increasing after retention emptied a topic and its only group was deleted', async () => {
+    const path = fresh();
+    let now = 0;
+    let bus = openEmbeddedBus({ path, retentionMs: 1, clock: () => now });
+    await bus.publish([log(0), log(1), log(2)]);
+    bus.commit('g', 'logs', 3);
+    now = 100;
+    expect(bus.applyRetention()).toBe(3);
+    // No chunk and no position is left to tell where the topic was.
+    bus.deleteGroup('g');
+    await bus.publish([log(3)]);
+    expect(bus.read('logs', 0, 10).map((m) => [m.offset, m.event.seq])).toEqual([['3', 3]]);
+    bus.commit('h', 'logs', 4);
+    now = 200;
+    expect(bus.applyRetention()).toBe(1);
+    bus.deleteGroup('h');
+    await bus.close();
+    bus = openEmbeddedBus({ path, clock: () => now });
+    expect(bus.stats().topics.logs).toEqual({ earliest: 4, next: 4 });
+    await bus.publish([log(4)]);
+    expect(bus.read('logs', 0, 10).map((m) => [m.offset, m.event.seq])).toEqual([['4', 4]]);
+    await bus.close();
+  });
+
   it('runs retention on its own every retentionIntervalMs', async () => {
     let now = 0;
     const bus = open({ retentionMs: 10, retentionIntervalMs: 20, clock: () => now });
