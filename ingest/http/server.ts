@@ -1,9 +1,10 @@
 import { timingSafeEqual } from 'node:crypto';
-import { gunzipSync, inflateSync } from 'node:zlib';
+import type { Transform } from 'node:stream';
+import { createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { decodeBulk } from '../decoders/bulk.ts';
-import { eachNdjsonRecord } from '../decoders/ndjson.ts';
+import { NdjsonStream } from '../decoders/ndjson.ts';
 import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otlp.ts';
 import { decodeRemoteWrite, RemoteWriteDecodeError } from '../decoders/remote-write.ts';
 import { StatsdDecoder } from '../decoders/statsd.ts';
@@ -140,53 +141,74 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     }
   };
 
-  app.post('/ingest', async (req, reply) => {
-    const text = body(req);
-    const service = (req.query as Record<string, string | undefined>).service;
-    const rejected: Array<{ line: number; error: string }> = [];
-    const prepared: Prepared[] = [];
-    const lines: number[] = [];
-    const receivedAt = Date.now();
-    let decodeErrors = 0;
-    eachNdjsonRecord(
-      text,
-      (line, value) => {
-        try {
-          prepared.push(options.bus.prepare(normalize(value, { receivedAt, service })));
-          lines.push(line);
-        } catch (err) {
-          rejected.push({ line, error: (err as Error).message });
-        }
-      },
-      (line, error) => {
-        decodeErrors++;
-        rejected.push({ line, error });
-      },
-    );
-    const result = await publishPrepared(reply, prepared);
-    if (!result) {
+  // NDJSON is decoded, normalized and serialized as the body streams in, so a request
+  // never holds its whole body nor a string the size of it.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (req, payload, done) => {
+      const service = (req.query as Record<string, string | undefined>).service;
+      const receivedAt = Date.now();
+      const parsed: ParsedNdjson = {
+        prepared: [],
+        lines: [],
+        rejected: [],
+        decodeErrors: 0,
+        bytes: 0,
+      };
+      const decoder = new NdjsonStream(
+        (line, value) => {
+          try {
+            parsed.prepared.push(options.bus.prepare(normalize(value, { receivedAt, service })));
+            parsed.lines.push(line);
+          } catch (err) {
+            parsed.rejected.push({ line, error: (err as Error).message });
+          }
+        },
+        (line, error) => {
+          parsed.decodeErrors++;
+          parsed.rejected.push({ line, error });
+        },
+      );
+      readBody(req, payload, maxBodyBytes, {
+        data: (chunk) => {
+          parsed.bytes += chunk.length;
+          decoder.push(chunk);
+        },
+        end: () => {
+          decoder.end();
+          done(null, parsed);
+        },
+        error: (err) => done(err, undefined),
+      });
+    });
+
+    scope.post('/ingest', async (req, reply) => {
+      const { prepared, lines, rejected, decodeErrors, bytes } = req.body as ParsedNdjson;
+      const result = await publishPrepared(reply, prepared);
+      if (!result) {
+        options.onIngest?.({
+          protocol: 'ndjson',
+          events: 0,
+          bytes,
+          decodeErrors,
+          rejected: 0,
+          throttled: true,
+        });
+        return reply;
+      }
+      for (const r of result.rejected) rejected.push({ line: lines[r.index]!, error: r.reason });
+      rejected.sort((a, b) => a.line - b.line);
       options.onIngest?.({
         protocol: 'ndjson',
-        events: 0,
-        bytes: text.length,
+        events: result.accepted.length,
+        bytes,
         decodeErrors,
-        rejected: 0,
-        throttled: true,
+        rejected: result.rejected.length,
+        throttled: false,
       });
-      return reply;
-    }
-    for (const r of result.rejected) rejected.push({ line: lines[r.index]!, error: r.reason });
-    rejected.sort((a, b) => a.line - b.line);
-    options.onIngest?.({
-      protocol: 'ndjson',
-      events: result.accepted.length,
-      bytes: text.length,
-      decodeErrors,
-      rejected: result.rejected.length,
-      throttled: false,
+      const status = result.accepted.length === 0 && rejected.length > 0 ? 400 : 200;
+      return reply.code(status).send({ accepted: result.accepted.length, rejected });
     });
-    const status = result.accepted.length === 0 && rejected.length > 0 ? 400 : 200;
-    return reply.code(status).send({ accepted: result.accepted.length, rejected });
   });
 
   const bulk = async (req: FastifyRequest, reply: FastifyReply) => {
@@ -429,6 +451,100 @@ function decompress(req: FastifyRequest, limit: number): Buffer {
     throw Object.assign(new Error(`unsupported content-encoding ${encoding}`), { statusCode: 415 });
   }
   return raw;
+}
+
+/** An NDJSON body, decoded and prepared for the bus while it arrived. */
+interface ParsedNdjson {
+  prepared: Prepared[];
+  /** The line of each prepared event. */
+  lines: number[];
+  rejected: Array<{ line: number; error: string }>;
+  decodeErrors: number;
+  /** Bytes after decompression. */
+  bytes: number;
+}
+
+/**
+ * Streams a request body through its content-encoding, chunk by chunk, with the limit
+ * applied to the bytes received and to the bytes decompressed (413 past either).
+ */
+function readBody(
+  req: FastifyRequest,
+  payload: NodeJS.ReadableStream & { destroy?: () => void },
+  limit: number,
+  on: { data: (chunk: Buffer) => void; end: () => void; error: (err: Error) => void },
+): void {
+  if (Number(req.headers['content-length']) > limit) {
+    on.error(new PayloadTooLarge('request body too large'));
+    return;
+  }
+  const encoding = String(req.headers['content-encoding'] ?? '').toLowerCase();
+  let inflate: Transform | undefined;
+  if (encoding === 'gzip' || encoding === 'x-gzip') inflate = createGunzip();
+  else if (encoding === 'deflate') inflate = createInflate();
+  else if (encoding !== '' && encoding !== 'identity') {
+    on.error(
+      Object.assign(new Error(`unsupported content-encoding ${encoding}`), { statusCode: 415 }),
+    );
+    return;
+  }
+  let settled = false;
+  const fail = (err: Error) => {
+    if (settled) return;
+    settled = true;
+    inflate?.destroy();
+    payload.removeAllListeners('data');
+    // Keep draining what the client still sends, so the error reply can be read.
+    payload.resume();
+    on.error(err);
+  };
+  let received = 0;
+  let decoded = 0;
+  const take = (chunk: Buffer) => {
+    if (settled) return;
+    decoded += chunk.length;
+    if (decoded > limit) return fail(new PayloadTooLarge('decompressed body too large'));
+    try {
+      on.data(chunk);
+    } catch (err) {
+      fail(err as Error);
+    }
+  };
+  const finish = () => {
+    if (settled) return;
+    settled = true;
+    try {
+      on.end();
+    } catch (err) {
+      on.error(err as Error);
+    }
+  };
+  payload.on('error', (err: Error) =>
+    fail(Object.assign(err, { statusCode: (err as { statusCode?: number }).statusCode ?? 400 })),
+  );
+  if (inflate) {
+    inflate.on('data', take);
+    inflate.on('end', finish);
+    inflate.on('error', (err: Error) =>
+      fail(
+        Object.assign(new Error(`could not decompress the body: ${err.message}`), {
+          statusCode: 400,
+        }),
+      ),
+    );
+  }
+  payload.on('data', (chunk: Buffer) => {
+    if (settled) return;
+    received += chunk.length;
+    if (received > limit) return fail(new PayloadTooLarge('request body too large'));
+    if (inflate) inflate.write(chunk);
+    else take(chunk);
+  });
+  payload.on('end', () => {
+    if (settled) return;
+    if (inflate) inflate.end();
+    else finish();
+  });
 }
 
 function apiKeyHeader(key: string): string {

@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -96,6 +97,100 @@ describe('NDJSON at /ingest', () => {
       body: Buffer.alloc(100 * 1024, 'a'),
     });
     expect(raw.status).toBe(413);
+    expect(bus.read('logs', 0, 10)).toEqual([]);
+  });
+
+  it('decodes a body as it streams in: lines cut by writes, even inside a character, keep their numbers and text', async () => {
+    const { url, bus } = await start();
+    const lines = Array.from({ length: 3_000 }, (_, i) =>
+      i % 1_000 === 999 ? '{"message": oops}' : JSON.stringify({ message: `é語 ${i}`, n: i }),
+    );
+    const bytes = Buffer.from(`${lines.join('\r\n')}\r\n`);
+    // Sent in pieces of odd sizes with pauses, so the server reads many partial lines.
+    const { port } = new URL(url);
+    const status = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/ingest' }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      let at = 0;
+      const step = () => {
+        if (at >= bytes.length) return req.end();
+        const size = 1 + ((at * 7919) % 4_001);
+        req.write(bytes.subarray(at, at + size));
+        at += size;
+        setTimeout(step, 1);
+      };
+      step();
+    });
+    expect(status.status).toBe(200);
+    const json = JSON.parse(status.body) as { accepted: number; rejected: Array<{ line: number }> };
+    expect(json.accepted).toBe(2_997);
+    expect(json.rejected.map((r) => r.line)).toEqual([1_000, 2_000, 3_000]);
+    const stored = bus.read('logs', 0, 5_000).map((m) => m.event);
+    expect(stored.map((e) => e.message)).toEqual(
+      lines
+        .filter((_, i) => i % 1_000 !== 999)
+        .map((l) => (JSON.parse(l) as { message: string }).message),
+    );
+  });
+
+  it('streams a gzip body of many chunks, and reports a corrupt one or an unknown encoding without storing it', async () => {
+    const { url, bus } = await start();
+    const events = Array.from({ length: 20_000 }, (_, i) => ({
+      message: `m${i}`,
+      pad: 'x'.repeat(50),
+    }));
+    const res = await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: gzipSync(ndjson(events)),
+      headers: { 'content-encoding': 'gzip' },
+    });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { accepted: number }).accepted).toBe(20_000);
+    expect(bus.read('logs', 19_999, 1)[0]!.event.message).toBe('m19999');
+
+    const whole = gzipSync(ndjson([{ message: 'never stored' }]));
+    const corrupt = Buffer.concat([
+      whole.subarray(0, 12),
+      Buffer.from('garbage'),
+      whole.subarray(12),
+    ]);
+    const bad = await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: corrupt,
+      headers: { 'content-encoding': 'gzip' },
+    });
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { error: string }).error).toMatch(/could not decompress/);
+    const unknown = await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: ndjson([{ message: 'never stored' }]),
+      headers: { 'content-encoding': 'br' },
+    });
+    expect(unknown.status).toBe(415);
+    expect(((await unknown.json()) as { error: string }).error).toMatch(
+      /unsupported content-encoding br/,
+    );
+    expect(bus.stats().topics.logs.next).toBe(20_000);
+  });
+
+  it('answers 413 to a chunked body with no length once it passes the limit', async () => {
+    const { url, bus } = await start({ maxBodyBytes: 64 * 1024 });
+    const line = `${JSON.stringify({ message: 'x'.repeat(1_000) })}\n`;
+    const res = await fetch(`${url}/ingest`, {
+      method: 'POST',
+      // A stream: fetch sends it chunked, without content-length.
+      body: new ReadableStream({
+        pull(controller) {
+          controller.enqueue(new TextEncoder().encode(line.repeat(10)));
+        },
+      }),
+      duplex: 'half',
+    } as RequestInit);
+    expect(res.status).toBe(413);
     expect(bus.read('logs', 0, 10)).toEqual([]);
   });
 
