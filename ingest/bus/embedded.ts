@@ -1,17 +1,17 @@
 import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import type { Event } from '../event.ts';
-import { keyOf, RateMeter, retryAfterSeconds, serialize } from './encode.ts';
+import { BufferPool, EmbeddedBatch } from './embedded-batch.ts';
+import { keyOf, RateMeter, retryAfterSeconds } from './encode.ts';
 import {
   type Bus,
   BusBackpressureError,
   type BusMessage,
   type Consumer,
   type ConsumeOptions,
-  type Prepared,
+  type PublishBatch,
   type PublishResult,
   type Topic,
-  topicOf,
 } from './types.ts';
 
 /**
@@ -75,7 +75,7 @@ export interface EmbeddedBusStats {
 }
 
 interface Pending {
-  items: Prepared[];
+  batch: EmbeddedBatch;
   resolve: (r: PublishResult) => void;
   reject: (e: Error) => void;
 }
@@ -87,6 +87,8 @@ const RETENTION_CHUNK = 5_000;
 const CHUNK_MESSAGES = 1_000;
 const CHUNK_BYTES = 1 << 20;
 const NEWLINE = 0x0a;
+/** Staging buffers of batches: a request of a few hundred events fits one. */
+const STAGING_BYTES = 256 << 10;
 /** Page size of a new log file. */
 const PAGE_BYTES = 65_536;
 
@@ -138,6 +140,7 @@ export class EmbeddedBus implements Bus {
   private readonly chunks: Record<Topic, ReturnType<EmbeddedBus['prepareChunks']>>;
   private readonly append: Database.Transaction<EmbeddedBus['appendAll']>;
   private readonly chunkBuffers: Record<Topic, Buffer>;
+  private readonly staging = new BufferPool(STAGING_BYTES, 8);
 
   constructor(options: EmbeddedBusOptions) {
     this.options = {
@@ -293,23 +296,28 @@ export class EmbeddedBus implements Bus {
   publish(events: Event[]): Promise<PublishResult> {
     if (!Array.isArray(events))
       return Promise.reject(new TypeError('publish takes an array of events'));
-    return this.publishPrepared(events.map((e) => this.prepare(e)));
+    const batch = this.batch();
+    for (const event of events) batch.add(event);
+    return this.publishBatch(batch);
   }
 
-  prepare(event: Event): Prepared {
-    const s = serialize(event, this.options.maxEventBytes);
-    if (!s.ok) return { ...s, key: '' };
-    return { ok: true, body: s.body, topic: topicOf(event), key: keyOf(event) };
+  batch(): EmbeddedBatch {
+    return new EmbeddedBatch(this, this.options.maxEventBytes, this.staging);
   }
 
-  publishPrepared(items: Prepared[]): Promise<PublishResult> {
+  publishBatch(batch: PublishBatch): Promise<PublishResult> {
     if (this.closed) return Promise.reject(new Error('the bus is closed'));
-    if (!Array.isArray(items))
-      return Promise.reject(new TypeError('publishPrepared takes an array of prepared events'));
+    if (!(batch instanceof EmbeddedBatch) || batch.owner !== this)
+      return Promise.reject(new TypeError('publishBatch takes a batch made by this bus'));
+    if (batch.published) return Promise.reject(new Error('this batch was published already'));
     const refusal = this.refusal();
-    if (refusal) return Promise.reject(refusal);
+    if (refusal) {
+      batch.release();
+      return Promise.reject(refusal);
+    }
+    batch.published = true;
     return new Promise((resolve, reject) => {
-      this.pending.push({ items, resolve, reject });
+      this.pending.push({ batch, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         // Whatever arrives while this tick's commit is fsyncing joins the next one.
@@ -356,12 +364,14 @@ export class EmbeddedBus implements Bus {
     try {
       // IMMEDIATE: another process writing the same file waits for us rather than failing mid-way.
       appended = this.append.immediate(
-        batch.map((p) => p.items),
+        batch.map((p) => p.batch),
         this.clock(),
       );
     } catch (err) {
       for (const p of batch) p.reject(err as Error);
       return;
+    } finally {
+      for (const p of batch) p.batch.release();
     }
     const { results, next, bytes, messages } = appended;
     for (const [topic, offset] of next) this.nextOffset.set(topic, offset);
@@ -372,7 +382,7 @@ export class EmbeddedBus implements Bus {
   }
 
   /** One transaction for every publish of the flush; each caller hears only of its own events. */
-  private appendAll(batch: Prepared[][], received: number) {
+  private appendAll(batches: EmbeddedBatch[], received: number) {
     // Read inside the transaction: another process may have appended since our last flush.
     const open = new Map<Topic, OpenChunk>();
     for (const topic of TOPICS)
@@ -402,31 +412,42 @@ export class EmbeddedBus implements Bus {
       o.count = 0;
       o.used = 0;
     };
-    const results = batch.map((items) => {
-      const result: PublishResult = { accepted: [], rejected: [] };
-      for (let index = 0; index < items.length; index++) {
-        const e = items[index]!;
-        if (!e.ok) {
-          this.stmts.deadletter.run(received, e.reason, e.body);
-          result.rejected.push({ index, reason: e.reason });
-          continue;
-        }
-        const topic = e.topic;
+    const results = batches.map((batch) => {
+      for (const r of batch.refused) this.stmts.deadletter.run(received, r.reason, r.body);
+      for (const topic of TOPICS) {
+        const staged = batch.staged[topic];
+        if (!staged) continue;
         const o = open.get(topic)!;
-        // A UTF-16 unit takes at most 3 UTF-8 bytes. A chunk stops at CHUNK_BYTES, but an
-        // empty one takes any event: the buffer holds the largest serialize lets through.
-        if (
-          o.count >= CHUNK_MESSAGES ||
-          (o.count > 0 && o.used + 1 + e.body.length * 3 > CHUNK_BYTES)
-        )
-          writeChunk(topic);
-        if (o.count > 0) o.buffer[o.used++] = NEWLINE;
-        o.used += o.buffer.write(e.body, o.used);
-        o.count++;
-        o.next++;
-        result.accepted.push(index);
+        const ends = staged.ends;
+        let from = 0;
+        for (let i = 0; i < ends.length;) {
+          // The run of messages i..j-1 that fits the open chunk: at most CHUNK_MESSAGES and
+          // CHUNK_BYTES, but an empty chunk takes any one event (its buffer holds the
+          // largest a batch lets through).
+          let j = i;
+          while (
+            j < ends.length &&
+            o.count + (j - i) < CHUNK_MESSAGES &&
+            (o.count + (j - i) === 0 || o.used + 1 + (ends[j]! - from) <= CHUNK_BYTES)
+          )
+            j++;
+          if (j === i) {
+            writeChunk(topic);
+            continue;
+          }
+          if (o.count > 0) o.buffer[o.used++] = NEWLINE;
+          const to = ends[j - 1]!;
+          o.used += staged.buffer.copy(o.buffer, o.used, from, to);
+          o.count += j - i;
+          o.next += j - i;
+          from = to + 1;
+          i = j;
+        }
       }
-      return result;
+      return {
+        accepted: batch.accepted(),
+        rejected: batch.refused.map((r) => ({ index: r.index, reason: r.reason })),
+      };
     });
     for (const topic of TOPICS) writeChunk(topic);
     const next = new Map<Topic, number>();

@@ -36,7 +36,7 @@ export function serialize(event: Event, maxEventBytes: number): Serialized {
   return { ok: true, body };
 }
 
-function preview(value: unknown): string {
+export function preview(value: unknown): string {
   return inspect(value, { depth: 3, breakLength: Number.POSITIVE_INFINITY }).slice(
     0,
     DEAD_LETTER_BODY_CHARS,

@@ -17,7 +17,7 @@ import {
   type BusMessage,
   type Consumer,
   type ConsumeOptions,
-  type Prepared,
+  type PublishBatch,
   type PublishResult,
   type Topic,
   topicOf,
@@ -73,6 +73,29 @@ export interface KafkaBusStats {
   queued: number;
   sentBatches: number;
   sentMessages: number;
+}
+
+/**
+ * An event serialized for Kafka (a string value and its key), or why Kafka refuses it
+ * (it then goes to the dead-letter topic).
+ */
+type Prepared =
+  | { ok: true; body: string; topic: Topic; key: string }
+  | { ok: false; reason: string; body: string; key: string };
+
+/** Kafka takes its messages as strings with their keys: a batch is those, in order. */
+class KafkaBatch implements PublishBatch {
+  readonly items: Prepared[] = [];
+
+  constructor(readonly bus: KafkaBus) {}
+
+  add(event: Event): void {
+    this.items.push(this.bus.prepare(event));
+  }
+
+  get length(): number {
+    return this.items.length;
+  }
 }
 
 interface Outgoing {
@@ -203,13 +226,23 @@ export class KafkaBus implements Bus {
     return this.publishPrepared(events.map((e) => this.prepare(e)));
   }
 
+  batch(): PublishBatch {
+    return new KafkaBatch(this);
+  }
+
+  publishBatch(batch: PublishBatch): Promise<PublishResult> {
+    if (!(batch instanceof KafkaBatch) || batch.bus !== this)
+      return Promise.reject(new TypeError('publishBatch takes a batch made by this bus'));
+    return this.publishPrepared(batch.items);
+  }
+
   prepare(event: Event): Prepared {
     const s = serialize(event, this.maxEventBytes);
     if (!s.ok) return { ...s, key: s.reason.startsWith('not an event') ? '' : keyOf(event) };
     return { ok: true, body: s.body, topic: topicOf(event), key: keyOf(event) };
   }
 
-  async publishPrepared(items: Prepared[]): Promise<PublishResult> {
+  private async publishPrepared(items: Prepared[]): Promise<PublishResult> {
     if (this.closed) throw new Error('the bus is closed');
     if (!this.batcher) throw new Error('the Kafka bus is not started (use createKafkaBus)');
     if (!Array.isArray(items))

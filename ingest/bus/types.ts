@@ -56,25 +56,25 @@ export interface Consumer {
 }
 
 /**
- * An event serialized for a bus, or why that bus refuses it (it then goes to the
- * dead-letter store when published).
+ * The events of one publish, serialized as they are added: ingest adds each event as it
+ * decodes it, so the parsed objects die young instead of waiting for the commit. An
+ * event the bus refuses (too large, not serializable) is reported by its index in the
+ * publish result and goes to the dead-letter store.
  */
-export type Prepared =
-  | { ok: true; body: string; topic: Topic; key: string }
-  | { ok: false; reason: string; body: string; key: string };
+export interface PublishBatch {
+  add(event: Event): void;
+  /** Events added so far; result indexes count from 0 in the order they were added. */
+  readonly length: number;
+}
 
 export interface Bus {
   readonly kind: 'embedded' | 'kafka';
   /** Resolves once the accepted events are durable (fsync'd / acks=-1). */
   publish(events: Event[]): Promise<PublishResult>;
-  /**
-   * Serializes an event for `publishPrepared` against this bus's limits. Ingest prepares
-   * each event as it decodes it, so the objects die young instead of waiting for the
-   * commit.
-   */
-  prepare(event: Event): Prepared;
-  /** `publish` for prepared events; indexes in the result are into `items`. */
-  publishPrepared(items: Prepared[]): Promise<PublishResult>;
+  /** A batch for `publishBatch`, serialized against this bus's limits. */
+  batch(): PublishBatch;
+  /** `publish` for a batch of this bus's; indexes in the result are in order of `add`. */
+  publishBatch(batch: PublishBatch): Promise<PublishResult>;
   consume(options: ConsumeOptions): Promise<Consumer>;
   close(): Promise<void>;
 }

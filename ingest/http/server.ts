@@ -9,7 +9,12 @@ import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otl
 import { decodeRemoteWrite, RemoteWriteDecodeError } from '../decoders/remote-write.ts';
 import { StatsdDecoder } from '../decoders/statsd.ts';
 import { createSocket, type Socket } from 'node:dgram';
-import { type Bus, BusBackpressureError, type Prepared, type PublishResult } from '../bus/types.ts';
+import {
+  type Bus,
+  BusBackpressureError,
+  type PublishBatch,
+  type PublishResult,
+} from '../bus/types.ts';
 import type { Event } from '../event.ts';
 import { parseSearchParams, type SearchIndex, SearchParamsError } from '../indexer/search.ts';
 import { normalize } from '../normalize.ts';
@@ -116,19 +121,19 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   const body = (req: FastifyRequest): string => decompress(req, maxBodyBytes).toString('utf8');
 
   /** Publishes, answering 429 with Retry-After when the bus pushes back. */
-  const publish = (reply: FastifyReply, events: Event[]): Promise<PublishResult | undefined> =>
-    publishPrepared(
-      reply,
-      events.map((e) => options.bus.prepare(e)),
-    );
+  const publish = (reply: FastifyReply, events: Event[]): Promise<PublishResult | undefined> => {
+    const batch = options.bus.batch();
+    for (const event of events) batch.add(event);
+    return publishBatch(reply, batch);
+  };
 
-  const publishPrepared = async (
+  const publishBatch = async (
     reply: FastifyReply,
-    prepared: Prepared[],
+    batch: PublishBatch,
   ): Promise<PublishResult | undefined> => {
-    if (prepared.length === 0) return { accepted: [], rejected: [] };
+    if (batch.length === 0) return { accepted: [], rejected: [] };
     try {
-      return await options.bus.publishPrepared(prepared);
+      return await options.bus.publishBatch(batch);
     } catch (err) {
       if (err instanceof BusBackpressureError) {
         await reply
@@ -149,7 +154,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
       const service = (req.query as Record<string, string | undefined>).service;
       const receivedAt = Date.now();
       const parsed: ParsedNdjson = {
-        prepared: [],
+        batch: options.bus.batch(),
         lines: [],
         rejected: [],
         decodeErrors: 0,
@@ -158,7 +163,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
       const decoder = new NdjsonStream(
         (line, value) => {
           try {
-            parsed.prepared.push(options.bus.prepare(normalize(value, { receivedAt, service })));
+            parsed.batch.add(normalize(value, { receivedAt, service }));
             parsed.lines.push(line);
           } catch (err) {
             parsed.rejected.push({ line, error: (err as Error).message });
@@ -183,8 +188,8 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     });
 
     scope.post('/ingest', async (req, reply) => {
-      const { prepared, lines, rejected, decodeErrors, bytes } = req.body as ParsedNdjson;
-      const result = await publishPrepared(reply, prepared);
+      const { batch, lines, rejected, decodeErrors, bytes } = req.body as ParsedNdjson;
+      const result = await publishBatch(reply, batch);
       if (!result) {
         options.onIngest?.({
           protocol: 'ndjson',
@@ -216,13 +221,13 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     const text = body(req);
     const defaultIndex = (req.params as { index?: string }).index;
     const items = decodeBulk(text, defaultIndex);
-    const prepared: Prepared[] = [];
+    const batch = options.bus.batch();
     const positions: number[] = [];
     const receivedAt = Date.now();
     items.forEach((item, i) => {
       if (item.error) return;
       try {
-        prepared.push(options.bus.prepare(normalize(item.document, { receivedAt })));
+        batch.add(normalize(item.document, { receivedAt }));
         // The decoded document is not needed past here; let it go before the commit.
         item.document = undefined;
         positions.push(i);
@@ -237,7 +242,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     let throttled = false;
     let result: PublishResult = { accepted: [], rejected: [] };
     try {
-      result = prepared.length > 0 ? await options.bus.publishPrepared(prepared) : result;
+      result = batch.length > 0 ? await options.bus.publishBatch(batch) : result;
     } catch (err) {
       if (!(err instanceof BusBackpressureError)) throw err;
       // Per item, as Elasticsearch does: shippers retry exactly these.
@@ -453,10 +458,10 @@ function decompress(req: FastifyRequest, limit: number): Buffer {
   return raw;
 }
 
-/** An NDJSON body, decoded and prepared for the bus while it arrived. */
+/** An NDJSON body, decoded and serialized for the bus while it arrived. */
 interface ParsedNdjson {
-  prepared: Prepared[];
-  /** The line of each prepared event. */
+  batch: PublishBatch;
+  /** The line of each event in the batch. */
   lines: number[];
   rejected: Array<{ line: number; error: string }>;
   decodeErrors: number;

@@ -206,7 +206,8 @@ describe('embedded bus: publish and consume', () => {
 
 describe('embedded bus: chunks', () => {
   it('stores a large publish in several chunks and reads any offset range of it exactly', async () => {
-    const bus = open();
+    const path = fresh();
+    const bus = openEmbeddedBus({ path });
     const events = Array.from({ length: 2_500 }, (_, i) =>
       i % 5 === 0 ? metric(i) : log(i, `svc-${i % 3}`),
     );
@@ -230,6 +231,11 @@ describe('embedded bus: chunks', () => {
       expect(read.map((m) => m.key)).toEqual(expected.map((e) => e['service.name']));
     }
     await bus.close();
+    // Chunks of at most 1,000 messages, as full as that allows.
+    const db = new Database(path, { readonly: true });
+    const counts = db.prepare('SELECT count FROM chunks_logs ORDER BY last').pluck().all();
+    db.close();
+    expect(counts).toEqual([1_000, 1_000]);
   });
 
   it('keeps multi-byte text exact, counts UTF-8 bytes, and cuts chunks at the byte bound', async () => {
@@ -403,6 +409,57 @@ describe('embedded bus: refusals and dead letters', () => {
     ]);
     expect(bus.read('logs', 0, 10).map((m) => m.event.seq)).toEqual([0, 3]);
     await bus.close();
+  });
+
+  it('publishes batches filled event by event: topics apart, beyond their first buffer, a refusal in the middle', async () => {
+    const bus = open({ maxEventBytes: 8_000 });
+    const batches = [bus.batch(), bus.batch()];
+    const sent: Event[][] = [[], []];
+    // Each batch holds ~1.5 MiB of logs: several times the staging buffer it starts with.
+    for (let i = 0; i < 1_500; i++) {
+      const b = i % 2;
+      const event =
+        i === 701
+          ? { ...log(i), message: 'y'.repeat(9_000) }
+          : i % 3 === 0
+            ? { ...metric(i), seq: i }
+            : { ...log(i), message: `${'é語'.repeat(i % 700)} ${i}` };
+      batches[b]!.add(event);
+      sent[b]!.push(event);
+    }
+    const [first, second] = await Promise.all(batches.map((b) => bus.publishBatch(b)));
+    expect(first!.rejected).toEqual([]);
+    expect(first!.accepted).toEqual(sent[0]!.map((_, i) => i));
+    // Event 701 is the 351st of the second batch.
+    expect(second!.rejected).toEqual([
+      {
+        index: 350,
+        reason: expect.stringMatching(/^event of 9\d{3} bytes exceeds the limit of 8000$/),
+      },
+    ]);
+    expect(second!.accepted).toEqual(sent[1]!.map((_, i) => i).filter((i) => i !== 350));
+    // Published together, stored batch after batch, each topic in order.
+    const expected = [...sent[0]!, ...sent[1]!].filter((e) => e.seq !== 701);
+    const logs = bus.read('logs', 0, 5_000).map((m) => m.event);
+    const metrics = bus.read('metrics', 0, 5_000).map((m) => m.event);
+    expect(logs).toEqual(expected.filter((e) => e['metric.name'] === undefined));
+    expect(metrics).toEqual(expected.filter((e) => e['metric.name'] !== undefined));
+    expect(bus.stats().storedBytes).toBe(
+      expected.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e)), 0),
+    );
+    await bus.close();
+  });
+
+  it('takes only its own batches, once each', async () => {
+    const bus = open();
+    const other = open();
+    const batch = bus.batch();
+    batch.add(log(0));
+    await expect(other.publishBatch(batch)).rejects.toThrow(/a batch made by this bus/);
+    await expect(bus.publishBatch(batch)).resolves.toEqual({ accepted: [0], rejected: [] });
+    await expect(bus.publishBatch(batch)).rejects.toThrow(/published already/);
+    expect(bus.read('logs', 0, 10)).toHaveLength(1);
+    await Promise.all([bus.close(), other.close()]);
   });
 });
 
