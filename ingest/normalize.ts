@@ -156,19 +156,20 @@ const SOURCES = [
   'process.pid',
 ] as const;
 type Source = (typeof SOURCES)[number];
+export const SOURCE_COUNT = SOURCES.length;
 const SLOT = new Map<string, number>(SOURCES.map((s, i) => [s, i]));
 const at = (s: Source) => SLOT.get(s)!;
-const TIME_SLOTS = (['@timestamp', 'time', 'timeUnixNano', 'timestamp'] as const).map(at);
-const MESSAGE_SLOTS = (['message', 'msg'] as const).map(at);
-const SERVICE_SLOTS = (['service.name', 'name', 'resource.service.name'] as const).map(at);
-const HOST_SLOTS = (['host.name', 'hostname', 'resource.host.name', 'host.hostname'] as const).map(
-  at,
-);
-const ERROR_TYPE_SLOTS = (['error.type', 'err.type', 'exception.type'] as const).map(at);
-const ERROR_MESSAGE_SLOTS = (['error.message', 'err.message', 'exception.message'] as const).map(
-  at,
-);
-const ERROR_STACK_SLOTS = (
+export const TIME_SLOTS = (['@timestamp', 'time', 'timeUnixNano', 'timestamp'] as const).map(at);
+export const MESSAGE_SLOTS = (['message', 'msg'] as const).map(at);
+export const SERVICE_SLOTS = (['service.name', 'name', 'resource.service.name'] as const).map(at);
+export const HOST_SLOTS = (
+  ['host.name', 'hostname', 'resource.host.name', 'host.hostname'] as const
+).map(at);
+export const ERROR_TYPE_SLOTS = (['error.type', 'err.type', 'exception.type'] as const).map(at);
+export const ERROR_MESSAGE_SLOTS = (
+  ['error.message', 'err.message', 'exception.message'] as const
+).map(at);
+export const ERROR_STACK_SLOTS = (
   ['error.stack_trace', 'err.stack', 'error.stack', 'exception.stacktrace'] as const
 ).map(at);
 const [LOG_LEVEL, LEVEL, SEVERITY_NUMBER, SEVERITY_TEXT, SEVERITY] = (
@@ -177,7 +178,7 @@ const [LOG_LEVEL, LEVEL, SEVERITY_NUMBER, SEVERITY_TEXT, SEVERITY] = (
 const [SERVICE_NAME, NAME, HOST_NAME, HOSTNAME] = (
   ['service.name', 'name', 'host.name', 'hostname'] as const
 ).map(at) as [number, number, number, number];
-const [ERROR_FINGERPRINT, METRIC_NAME, METRIC_VALUE, METRIC_TYPE, PID, PROCESS_PID] = (
+export const [ERROR_FINGERPRINT, METRIC_NAME, METRIC_VALUE, METRIC_TYPE, PID, PROCESS_PID] = (
   ['error.fingerprint', 'metric.name', 'metric.value', 'metric.type', 'pid', 'process.pid'] as const
 ).map(at) as [number, number, number, number, number, number];
 
@@ -186,11 +187,11 @@ const [ERROR_FINGERPRINT, METRIC_NAME, METRIC_VALUE, METRIC_TYPE, PID, PROCESS_P
  * pino's `hostname` and `name` only when they did not fill the model, `pid` under its
  * ECS name.
  */
-const KEPT = 1;
+export const KEPT = 1;
 const KEPT_IF_HOSTNAME_DIFFERS = 2;
 const KEPT_IF_NAME_DIFFERS = 3;
 const KEPT_AS_PROCESS_PID = 4;
-const DROPPED = -1;
+export const DROPPED = -1;
 const KEEP: number[] = SOURCES.map(() => DROPPED);
 KEEP[SEVERITY] = KEPT;
 KEEP[at('host.hostname')] = KEPT;
@@ -205,7 +206,7 @@ KEEP[PROCESS_PID] = KEPT;
  * over and over, so a walk costs one lookup per field. Bounded, so that a stream of
  * ever-new keys costs time, not memory.
  */
-interface Field {
+export interface Field {
   readonly name: string;
   /** Writes the field into an event. */
   readonly set: Setter;
@@ -215,10 +216,30 @@ interface Field {
   readonly how: number;
   /** The fields of an object nested under this one. */
   children: FieldTable | undefined;
+  /** False past FIELDS_LIMIT: the field is made anew at every use. */
+  readonly cached: boolean;
+  /** Shared by every field of the same dotted name (a flat and a nested spelling). */
+  readonly same: { stamp: number };
+  /**
+   * The byte path's (normalize-json.ts): the key's UTF-8 bytes, the field's name as a
+   * JSON key (`"name":`), the line that last saw it, and its children by key bytes.
+   */
+  keyBytes: Uint8Array | undefined;
+  nameJson: Uint8Array | undefined;
+  stamp: number;
+  childBytes: ByteTable | undefined;
+  /** The key that followed this one last time, and the first key of its object. */
+  nextKey: Field | undefined;
+  firstKey: Field | undefined;
 }
-type FieldTable = Map<string, Field>;
-const AS_SENT = 0;
-const ROOT: FieldTable = new Map();
+export type FieldTable = Map<string, Field>;
+/** Fields by the hash of their key's bytes (see normalize-json.ts). */
+export type ByteTable = Map<number, Field[]>;
+export const AS_SENT = 0;
+export const ROOT: FieldTable = new Map();
+export const ROOT_BYTES: ByteTable = new Map();
+/** Fields of the same name share one of these. */
+const NAMES = new Map<string, { stamp: number }>();
 const FIELDS_LIMIT = 20_000;
 let fieldsKnown = 0;
 
@@ -237,7 +258,7 @@ function setterFor(name: string): Setter {
   return new Function('o', 'v', `o[${JSON.stringify(name)}] = v;`) as Setter;
 }
 
-function fieldOf(table: FieldTable, parent: string, key: string): Field {
+export function fieldOf(table: FieldTable, parent: string, key: string): Field {
   const known = table.get(key);
   if (known !== undefined) return known;
   const name = parent === '' ? key : internalize(`${parent}.${key}`);
@@ -252,7 +273,26 @@ function fieldOf(table: FieldTable, parent: string, key: string): Field {
   // Past the limit, fields are not kept, and compiling a setter for each would cost more
   // than it saves.
   const set: Setter = cached ? setterFor(name) : (event, value) => setField(event, name, value);
-  const field: Field = { name, set, slot, how, children: undefined };
+  let same = NAMES.get(name);
+  if (same === undefined) {
+    same = { stamp: 0 };
+    if (cached) NAMES.set(name, same);
+  }
+  const field: Field = {
+    name,
+    set,
+    slot,
+    how,
+    children: undefined,
+    cached,
+    same,
+    keyBytes: undefined,
+    nameJson: undefined,
+    stamp: 0,
+    childBytes: undefined,
+    nextKey: undefined,
+    firstKey: undefined,
+  };
   if (cached) {
     table.set(key, field);
     fieldsKnown++;
@@ -291,7 +331,7 @@ function collect(obj: Record<string, unknown>, table: FieldTable, parent: string
 }
 
 /** The first of `slots` that is present and non-empty. */
-function first(slots: readonly number[]): unknown {
+function first(found: unknown[], slots: readonly number[]): unknown {
   for (const s of slots) {
     const v = found[s];
     if (v !== undefined && v !== null && v !== '') return v;
@@ -308,7 +348,7 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
   rest = 0;
   try {
     collect(input as Record<string, unknown>, ROOT, '');
-    return build(options);
+    return build(modelOf(found, options));
   } finally {
     // Nothing of this event stays reachable from the scratch arrays. (Loops: fill()
     // on an array is a call into the runtime, dearer than the whole walk.)
@@ -318,11 +358,49 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
 }
 
 /**
- * The event, built fresh with the model fields first rather than by deleting from the
- * input: deletes leave slow dictionary-mode objects, and the rules engine reads fields
- * of every event many times.
+ * The model fields of an event (DESIGN.md §2), worked out from its source fields, in
+ * the order the event carries them; and which kept source fields go out and how. One
+ * object reused: normalize is synchronous.
  */
-function build(options: NormalizeOptions): Event {
+export interface Model {
+  timestamp: number;
+  message: string | undefined;
+  level: Level | undefined;
+  service: string | undefined;
+  host: string | undefined;
+  errorType: string | undefined;
+  errorMessage: string | undefined;
+  errorStack: string | undefined;
+  fingerprint: string | undefined;
+  metricName: string | undefined;
+  metricValue: number;
+  metricType: string | undefined;
+  keepHostname: boolean;
+  keepName: boolean;
+  pidAsProcessPid: boolean;
+}
+
+const model: Model = {
+  timestamp: 0,
+  message: undefined,
+  level: undefined,
+  service: undefined,
+  host: undefined,
+  errorType: undefined,
+  errorMessage: undefined,
+  errorStack: undefined,
+  fingerprint: undefined,
+  metricName: undefined,
+  metricValue: 0,
+  metricType: undefined,
+  keepHostname: false,
+  keepName: false,
+  pidAsProcessPid: false,
+};
+
+/** The model of the event whose source fields are `found` (indexed by SOURCES). */
+export function modelOf(found: unknown[], options: NormalizeOptions): Model {
+  const m = model;
   // @timestamp: `@timestamp`, pino `time`, OTLP `timeUnixNano`, `timestamp`, receipt time.
   let ts: number | undefined;
   for (const s of TIME_SLOTS) {
@@ -330,12 +408,12 @@ function build(options: NormalizeOptions): Event {
     ts = toEpochMs(found[s]);
     if (ts !== undefined) break;
   }
-  const event: Event = { '@timestamp': ts ?? options.receivedAt ?? Date.now() };
+  m.timestamp = ts ?? options.receivedAt ?? Date.now();
 
   // message: `message`, pino `msg`.
-  const message = first(MESSAGE_SLOTS);
-  if (message !== undefined)
-    event.message = typeof message === 'string' ? message : JSON.stringify(message);
+  const message = first(found, MESSAGE_SLOTS);
+  m.message =
+    message === undefined || typeof message === 'string' ? message : JSON.stringify(message);
 
   // log.level: `log.level`, pino numeric `level`, `level` string, OTLP severity.
   let level = toLevel(found[LOG_LEVEL]) ?? toLevel(found[LEVEL]);
@@ -345,64 +423,97 @@ function build(options: NormalizeOptions): Event {
     level = levelFromString(found[SEVERITY_TEXT]);
   if (level === undefined && typeof found[SEVERITY] === 'string')
     level = levelFromString(found[SEVERITY]);
-  if (level !== undefined) event['log.level'] = level;
+  m.level = level;
 
   // service.name / host.name: ECS, pino `name` / `hostname`, OTLP resource attributes.
-  const service = first(SERVICE_SLOTS);
-  if (service !== undefined) event['service.name'] = String(service);
-  else if (options.service !== undefined) event['service.name'] = options.service;
-  const host = first(HOST_SLOTS);
-  if (host !== undefined) event['host.name'] = String(host);
+  const service = first(found, SERVICE_SLOTS);
+  m.service = service !== undefined ? String(service) : options.service;
+  const host = first(found, HOST_SLOTS);
+  m.host = host !== undefined ? String(host) : undefined;
 
   // error.*: ECS fields, pino `err`, OpenTelemetry `exception.*`.
-  const errType = first(ERROR_TYPE_SLOTS);
-  const errMessage = first(ERROR_MESSAGE_SLOTS);
-  const errStack = first(ERROR_STACK_SLOTS);
-  if (errType !== undefined) event['error.type'] = String(errType);
-  else if (errStack !== undefined) {
-    const parsed = parseStack(String(errStack)).type;
-    if (parsed !== undefined) event['error.type'] = parsed;
-  }
-  if (errMessage !== undefined) event['error.message'] = String(errMessage);
-  if (errStack !== undefined) {
-    event['error.stack_trace'] = String(errStack);
-    event['error.fingerprint'] = fingerprint(event['error.stack_trace'], event['error.type']);
-  } else if (found[ERROR_FINGERPRINT] !== undefined) {
-    event['error.fingerprint'] = String(found[ERROR_FINGERPRINT]);
-  }
+  const errType = first(found, ERROR_TYPE_SLOTS);
+  const errMessage = first(found, ERROR_MESSAGE_SLOTS);
+  const errStack = first(found, ERROR_STACK_SLOTS);
+  m.errorType =
+    errType !== undefined
+      ? String(errType)
+      : errStack !== undefined
+        ? parseStack(String(errStack)).type
+        : undefined;
+  m.errorMessage = errMessage !== undefined ? String(errMessage) : undefined;
+  m.errorStack = errStack !== undefined ? String(errStack) : undefined;
+  m.fingerprint =
+    m.errorStack !== undefined
+      ? fingerprint(m.errorStack, m.errorType)
+      : found[ERROR_FINGERPRINT] !== undefined
+        ? String(found[ERROR_FINGERPRINT])
+        : undefined;
 
   // metric.*: an input object carrying `metric.name` and `metric.value`.
+  m.metricName = undefined;
+  m.metricType = undefined;
   if (found[METRIC_NAME] !== undefined) {
-    event['metric.name'] = String(found[METRIC_NAME]);
+    m.metricName = String(found[METRIC_NAME]);
     const v = found[METRIC_VALUE];
     const num =
       typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : Number.NaN;
     if (Number.isNaN(num))
       throw new NormalizeError(`metric.value must be a number, got ${JSON.stringify(v)}`);
-    event['metric.value'] = num;
-    event['metric.type'] = found[METRIC_TYPE] === undefined ? 'gauge' : String(found[METRIC_TYPE]);
+    m.metricValue = num;
+    m.metricType = found[METRIC_TYPE] === undefined ? 'gauge' : String(found[METRIC_TYPE]);
   }
 
-  // Everything else, kept as sent. pino's `hostname` and `name` go only when they
+  // Everything else is kept as sent. pino's `hostname` and `name` go only when they
   // filled the model: a shipper's own host.name (Filebeat's node) must not erase the
   // app's hostname (its pod), which remediation may target.
-  const keepHostname = found[HOST_NAME] !== undefined && found[HOSTNAME] !== event['host.name'];
-  const keepName = found[SERVICE_NAME] !== undefined && found[NAME] !== event['service.name'];
-  const pidAsProcessPid = typeof found[PID] === 'number' && found[PROCESS_PID] === undefined;
+  m.keepHostname = found[HOST_NAME] !== undefined && found[HOSTNAME] !== m.host;
+  m.keepName = found[SERVICE_NAME] !== undefined && found[NAME] !== m.service;
+  m.pidAsProcessPid = typeof found[PID] === 'number' && found[PROCESS_PID] === undefined;
+  return m;
+}
+
+/**
+ * The field a kept source field goes out as, or undefined when it does not: pino's
+ * `hostname` / `name` only when they did not fill the model, `pid` as process.pid.
+ */
+export function keptAs(field: Field, m: Model): Field | undefined {
+  switch (field.how) {
+    case KEPT_IF_HOSTNAME_DIFFERS:
+      return m.keepHostname ? field : undefined;
+    case KEPT_IF_NAME_DIFFERS:
+      return m.keepName ? field : undefined;
+    case KEPT_AS_PROCESS_PID:
+      return m.pidAsProcessPid ? PROCESS_PID_FIELD : field;
+    default:
+      return field;
+  }
+}
+
+/**
+ * The event, built fresh with the model fields first rather than by deleting from the
+ * input: deletes leave slow dictionary-mode objects, and the rules engine reads fields
+ * of every event many times.
+ */
+function build(m: Model): Event {
+  const event: Event = { '@timestamp': m.timestamp };
+  if (m.message !== undefined) event.message = m.message;
+  if (m.level !== undefined) event['log.level'] = m.level;
+  if (m.service !== undefined) event['service.name'] = m.service;
+  if (m.host !== undefined) event['host.name'] = m.host;
+  if (m.errorType !== undefined) event['error.type'] = m.errorType;
+  if (m.errorMessage !== undefined) event['error.message'] = m.errorMessage;
+  if (m.errorStack !== undefined) event['error.stack_trace'] = m.errorStack;
+  if (m.fingerprint !== undefined) event['error.fingerprint'] = m.fingerprint;
+  if (m.metricName !== undefined) {
+    event['metric.name'] = m.metricName;
+    event['metric.value'] = m.metricValue;
+    event['metric.type'] = m.metricType;
+  }
   for (let i = 0; i < rest; i++) {
-    let field = restFields[i]!;
-    switch (field.how) {
-      case KEPT_IF_HOSTNAME_DIFFERS:
-        if (!keepHostname) continue;
-        break;
-      case KEPT_IF_NAME_DIFFERS:
-        if (!keepName) continue;
-        break;
-      case KEPT_AS_PROCESS_PID:
-        if (pidAsProcessPid) field = PROCESS_PID_FIELD;
-        break;
-    }
-    field.set(event, restValues[i]);
+    const field = restFields[i]!;
+    const out = field.how > KEPT ? keptAs(field, m) : field;
+    if (out !== undefined) out.set(event, restValues[i]);
   }
   return event;
 }

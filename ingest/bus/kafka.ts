@@ -93,6 +93,12 @@ class KafkaBatch implements PublishBatch {
     this.items.push(this.bus.prepare(event));
   }
 
+  addJson(topic: Topic, key: string, json: Buffer, start: number, end: number): void {
+    this.items.push(
+      this.bus.prepareJson(topic, key, json.toString('utf8', start, end), end - start),
+    );
+  }
+
   get length(): number {
     return this.items.length;
   }
@@ -234,6 +240,17 @@ export class KafkaBus implements Bus {
     if (!(batch instanceof KafkaBatch) || batch.bus !== this)
       return Promise.reject(new TypeError('publishBatch takes a batch made by this bus'));
     return this.publishPrepared(batch.items);
+  }
+
+  prepareJson(topic: Topic, key: string, body: string, bytes: number): Prepared {
+    if (bytes > this.maxEventBytes)
+      return {
+        ok: false,
+        reason: `event of ${bytes} bytes exceeds the limit of ${this.maxEventBytes}`,
+        body: body.slice(0, DEAD_LETTER_BODY_CHARS),
+        key,
+      };
+    return { ok: true, body, topic, key };
   }
 
   prepare(event: Event): Prepared {

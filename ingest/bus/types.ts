@@ -63,6 +63,12 @@ export interface Consumer {
  */
 export interface PublishBatch {
   add(event: Event): void;
+  /**
+   * An event already written as JSON (UTF-8 `json[start, end)`, exactly what
+   * JSON.stringify gives), with its topic and partition key: ingest's byte path writes
+   * events without building them.
+   */
+  addJson(topic: Topic, key: string, json: Buffer, start: number, end: number): void;
   /** Events added so far; result indexes count from 0 in the order they were added. */
   readonly length: number;
 }

@@ -42,32 +42,38 @@ function eachLine(text: string, line: number, onRecord: OnRecord, onError: OnErr
   while (start <= text.length) {
     let end = text.indexOf('\n', start);
     if (end === -1) end = text.length;
-    line++;
-    let lineText = text.slice(start, end);
+    oneLine(text.slice(start, end), ++line, onRecord, onError);
     start = end + 1;
-    // JSON.parse skips JSON's own whitespace; trim only where a line may be blank or
-    // carry other whitespace.
-    if (
-      lineText === '' ||
-      isSpace(lineText.charCodeAt(0)) ||
-      isSpace(lineText.charCodeAt(lineText.length - 1))
-    ) {
-      lineText = lineText.trim();
-      if (lineText === '') continue;
-    }
-    let value: unknown;
-    try {
-      value = JSON.parse(lineText);
-    } catch (err) {
-      onError(line, `invalid JSON: ${(err as Error).message}`);
-      continue;
-    }
-    onRecord(line, value);
   }
   return line;
 }
 
+function oneLine(text: string, line: number, onRecord: OnRecord, onError: OnError): void {
+  // JSON.parse skips JSON's own whitespace; trim only where a line may be blank or
+  // carry other whitespace.
+  if (text === '' || isSpace(text.charCodeAt(0)) || isSpace(text.charCodeAt(text.length - 1))) {
+    text = text.trim();
+    if (text === '') return;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    onError(line, `invalid JSON: ${(err as Error).message}`);
+    return;
+  }
+  onRecord(line, value);
+}
+
+/**
+ * Takes a whole line as bytes, `buf[start]` up to a newline that is there, before it is
+ * decoded: returns the newline's position when it dealt with the line, or -1 to have it
+ * decoded and parsed as text.
+ */
+export type LineReader = (buf: Buffer, start: number, line: number) => number;
+
 const NEWLINE = 0x0a;
+const LF = Buffer.from('\n');
 
 /**
  * NDJSON decoded as its bytes arrive, with the same records, line numbers and errors as
@@ -90,6 +96,7 @@ export class NdjsonStream {
   constructor(
     private readonly onRecord: OnRecord,
     private readonly onError: OnError,
+    private readonly readLine?: LineReader,
   ) {}
 
   push(chunk: Buffer): void {
@@ -115,7 +122,7 @@ export class NdjsonStream {
       this.held = [];
       return;
     }
-    if (this.partial.length > 0) this.finishLine(Buffer.concat(this.partial));
+    if (this.partial.length > 0) this.finishLine(Buffer.concat([...this.partial, LF]));
     this.partial = [];
   }
 
@@ -127,27 +134,52 @@ export class NdjsonStream {
         this.partial.push(chunk);
         return;
       }
-      this.partial.push(chunk.subarray(0, newline));
+      this.partial.push(chunk.subarray(0, newline + 1));
       this.finishLine(Buffer.concat(this.partial));
       this.partial = [];
       from = newline + 1;
     }
     const last = chunk.lastIndexOf(NEWLINE);
     if (last >= from) {
-      this.line = eachLine(
-        chunk.toString('utf8', from, last),
-        this.line,
-        this.onRecord,
-        this.onError,
-      );
+      if (this.readLine) this.eachLineOf(chunk, from, last);
+      else
+        this.line = eachLine(
+          chunk.toString('utf8', from, last),
+          this.line,
+          this.onRecord,
+          this.onError,
+        );
       from = last + 1;
     }
     // The socket's chunks are not reused by Node: holding a view of one is safe.
     if (from < chunk.length) this.partial.push(chunk.subarray(from));
   }
 
+  /** A line cut by chunks, put together, its newline included. */
   private finishLine(bytes: Buffer): void {
-    this.line = eachLine(bytes.toString('utf8'), this.line, this.onRecord, this.onError);
+    if (this.readLine) this.eachLineOf(bytes, 0, bytes.length - 1);
+    else
+      this.line = eachLine(
+        bytes.toString('utf8', 0, bytes.length - 1),
+        this.line,
+        this.onRecord,
+        this.onError,
+      );
+  }
+
+  /** The lines of `buf[from, last]`, `last` a newline: each to readLine, else as text. */
+  private eachLineOf(buf: Buffer, from: number, last: number): void {
+    let start = from;
+    while (start <= last) {
+      const line = ++this.line;
+      let end = this.readLine!(buf, start, line);
+      if (end < 0) {
+        end = buf.indexOf(NEWLINE, start);
+        if (end === -1 || end > last) end = last;
+        oneLine(buf.toString('utf8', start, end), line, this.onRecord, this.onError);
+      }
+      start = end + 1;
+    }
   }
 }
 

@@ -18,6 +18,7 @@ import {
 import type { Event } from '../event.ts';
 import { parseSearchParams, type SearchIndex, SearchParamsError } from '../indexer/search.ts';
 import { normalize } from '../normalize.ts';
+import { JsonLineNormalizer } from '../normalize-json.ts';
 import { registerElasticsearchCompat } from './elasticsearch-compat.ts';
 
 /**
@@ -148,6 +149,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
 
   // NDJSON is decoded, normalized and serialized as the body streams in, so a request
   // never holds its whole body nor a string the size of it.
+  const lines = new JsonLineNormalizer();
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (req, payload, done) => {
@@ -160,10 +162,11 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
         decodeErrors: 0,
         bytes: 0,
       };
+      const normalizeOptions = { receivedAt, service };
       const decoder = new NdjsonStream(
         (line, value) => {
           try {
-            parsed.batch.add(normalize(value, { receivedAt, service }));
+            parsed.batch.add(normalize(value, normalizeOptions));
             parsed.lines.push(line);
           } catch (err) {
             parsed.rejected.push({ line, error: (err as Error).message });
@@ -172,6 +175,27 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
         (line, error) => {
           parsed.decodeErrors++;
           parsed.rejected.push({ line, error });
+        },
+        // Most lines go from their bytes straight to the event's JSON; what that cannot
+        // read exactly comes back to the two callbacks above.
+        (buf, start, line) => {
+          const end = lines.scan(buf, start);
+          if (end < 0 || lines.blank) return end;
+          try {
+            lines.emit(normalizeOptions);
+          } catch (err) {
+            parsed.rejected.push({ line, error: (err as Error).message });
+            return end;
+          }
+          parsed.batch.addJson(
+            lines.metric ? 'metrics' : 'logs',
+            lines.key,
+            lines.out,
+            0,
+            lines.length,
+          );
+          parsed.lines.push(line);
+          return end;
         },
       );
       readBody(req, payload, maxBodyBytes, {

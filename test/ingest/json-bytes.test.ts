@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { writeJson } from '../../ingest/bus/json-bytes.ts';
+import { writeJson } from '../../ingest/json-bytes.ts';
 
 /** What writeJson writes, or what it throws. */
 function written(

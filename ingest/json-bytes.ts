@@ -49,20 +49,20 @@ function put(buf: Buffer, p: number, byte: number): number {
   return p + 1;
 }
 
-function writeAscii(s: string, buf: Buffer, p: number): number {
+export function writeAscii(s: string, buf: Buffer, p: number): number {
   for (let i = 0; i < s.length; i++) buf[p++] = s.charCodeAt(i);
   return p;
 }
 
 /** Text that is already JSON. */
-function writeText(s: string, buf: Buffer, p: number): number {
+export function writeText(s: string, buf: Buffer, p: number): number {
   const bytes = Buffer.byteLength(s);
   if (p + bytes <= buf.length) buf.write(s, p, bytes, 'utf8');
   return p + bytes;
 }
 
 /** A JSON string literal, escaped as JSON.stringify escapes it, encoded as UTF-8. */
-function writeString(s: string, buf: Buffer, p: number): number {
+export function writeString(s: string, buf: Buffer, p: number): number {
   buf[p++] = QUOTE;
   const n = s.length;
   for (let i = 0; i < n; i++) {

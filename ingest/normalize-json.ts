@@ -1,0 +1,559 @@
+import { writeAscii, writeString } from './json-bytes.ts';
+import {
+  type ByteTable,
+  DROPPED,
+  ERROR_MESSAGE_SLOTS,
+  ERROR_STACK_SLOTS,
+  ERROR_TYPE_SLOTS,
+  type Field,
+  HOST_SLOTS,
+  fieldOf,
+  KEPT,
+  keptAs,
+  MESSAGE_SLOTS,
+  METRIC_NAME,
+  METRIC_TYPE,
+  METRIC_VALUE,
+  type Model,
+  modelOf,
+  type NormalizeOptions,
+  ROOT,
+  ROOT_BYTES,
+  SERVICE_SLOTS,
+  SOURCE_COUNT,
+  TIME_SLOTS,
+} from './normalize.ts';
+
+/**
+ * normalize() for an NDJSON line read from its bytes and written out as the event's
+ * JSON: byte for byte what `JSON.stringify(normalize(JSON.parse(line)))` gives, without
+ * building the parsed object, the event or either string. Values kept as sent are
+ * copied from the line when their text is already what JSON.stringify would write;
+ * only the model's source fields are decoded. Ingest's cost per event was parsing,
+ * rebuilding and re-encoding everything; this reads the line once.
+ *
+ * It is an accelerator, not a second definition: the model comes from the same
+ * `modelOf` and the fields from the same tables as normalize(). A line it cannot prove
+ * it reads exactly as JSON.parse would (duplicate keys, array-index keys, `__proto__`,
+ * deep nesting, anything that is not plain JSON on one line) is left to the caller,
+ * who normalizes it the object way, so invalid JSON gets JSON.parse's own message.
+ */
+export class JsonLineNormalizer {
+  /** The event's JSON after `emit`: `out[0, length)`. */
+  out = Buffer.allocUnsafe(64 << 10);
+  length = 0;
+  /** After `emit`: the bus topic and partition key, as topicOf / keyOf would give. */
+  metric = false;
+  key = '';
+  /** After `scan`: the line held no JSON at all, only blanks. */
+  blank = false;
+
+  private src: Buffer = this.out;
+  private pos = 0;
+  private stamp = 0;
+  private depth = 0;
+  private readonly found: unknown[] = new Array(SOURCE_COUNT).fill(undefined);
+  /** Where a source field's value is in the line when its text is JSON.stringify's, else -1. */
+  private readonly foundStart: number[] = new Array(SOURCE_COUNT).fill(-1);
+  private readonly foundEnd: number[] = new Array(SOURCE_COUNT).fill(-1);
+  // The fields kept as sent, in order, each with its value: bytes of the line to copy
+  // (start, end), or a value to write when the line's text is not canonical.
+  private rest = 0;
+  private readonly restFields: Field[] = [];
+  private readonly restStarts: number[] = [];
+  private readonly restEnds: number[] = [];
+  private readonly restValues: unknown[] = [];
+  // What scanString learnt of the string it scanned.
+  private escaped = false;
+  private nonAscii = false;
+  private rootFirstKey: Field | undefined;
+
+  /**
+   * Reads the line starting at `start` up to its newline, which must be there
+   * (`src[end] === 0x0a`). Returns the newline's position, or -1 when the line must go
+   * the object way.
+   */
+  scan(src: Buffer, start: number): number {
+    this.src = src;
+    this.pos = start;
+    this.rest = 0;
+    this.depth = 0;
+    this.stamp++;
+    const found = this.found;
+    for (let i = 0; i < found.length; i++) {
+      found[i] = undefined;
+      this.foundStart[i] = -1;
+    }
+    this.skipBlanks();
+    if (src[this.pos] === NEWLINE) {
+      this.blank = true;
+      return this.pos;
+    }
+    this.blank = false;
+    if (src[this.pos] !== OPEN_BRACE || !this.object(ROOT_BYTES, undefined, undefined)) return -1;
+    this.skipBlanks();
+    return src[this.pos] === NEWLINE ? this.pos : -1;
+  }
+
+  /**
+   * Writes the scanned line's event into `out`. Throws what normalize() throws for it
+   * (a NormalizeError for a metric without a numeric value).
+   */
+  emit(options: NormalizeOptions): void {
+    const m = modelOf(this.found, options);
+    this.metric = m.metricName !== undefined;
+    this.key = m.service ?? m.host ?? '';
+    let end = this.write(m, this.out);
+    if (end > this.out.length) {
+      this.out = Buffer.allocUnsafe(Math.max(end, this.out.length * 2));
+      end = this.write(m, this.out);
+    }
+    this.length = end;
+    // Nothing of the line stays reachable.
+    for (let i = 0; i < this.rest; i++) this.restValues[i] = undefined;
+    for (let i = 0; i < this.found.length; i++) this.found[i] = undefined;
+  }
+
+  /** The event as build() lays it out: the model first, then the rest as sent. */
+  private write(m: Model, out: Buffer): number {
+    let p = writeAscii('{"@timestamp":', out, 0);
+    p = this.model(m.timestamp, TIME_SLOTS, out, p);
+    if (m.message !== undefined)
+      p = this.model(m.message, MESSAGE_SLOTS, out, writeAscii(',"message":', out, p));
+    if (m.level !== undefined) p = writeString(m.level, out, writeAscii(',"log.level":', out, p));
+    if (m.service !== undefined)
+      p = this.model(m.service, SERVICE_SLOTS, out, writeAscii(',"service.name":', out, p));
+    if (m.host !== undefined)
+      p = this.model(m.host, HOST_SLOTS, out, writeAscii(',"host.name":', out, p));
+    if (m.errorType !== undefined)
+      p = this.model(m.errorType, ERROR_TYPE_SLOTS, out, writeAscii(',"error.type":', out, p));
+    if (m.errorMessage !== undefined)
+      p = this.model(
+        m.errorMessage,
+        ERROR_MESSAGE_SLOTS,
+        out,
+        writeAscii(',"error.message":', out, p),
+      );
+    if (m.errorStack !== undefined)
+      p = this.model(
+        m.errorStack,
+        ERROR_STACK_SLOTS,
+        out,
+        writeAscii(',"error.stack_trace":', out, p),
+      );
+    if (m.fingerprint !== undefined)
+      p = writeString(m.fingerprint, out, writeAscii(',"error.fingerprint":', out, p));
+    if (m.metricName !== undefined) {
+      p = this.model(m.metricName, METRIC_NAME_SLOTS, out, writeAscii(',"metric.name":', out, p));
+      p = this.model(
+        m.metricValue,
+        METRIC_VALUE_SLOTS,
+        out,
+        writeAscii(',"metric.value":', out, p),
+      );
+      p = this.model(m.metricType!, METRIC_TYPE_SLOTS, out, writeAscii(',"metric.type":', out, p));
+    }
+    const src = this.src;
+    for (let i = 0; i < this.rest; i++) {
+      const field = this.restFields[i]!;
+      const as = field.how > KEPT ? keptAs(field, m) : field;
+      if (as === undefined) continue;
+      out[p++] = COMMA;
+      const name = (as.nameJson ??= Buffer.from(`${JSON.stringify(as.name)}:`));
+      for (let j = 0; j < name.length; j++) out[p++] = name[j]!;
+      const start = this.restStarts[i]!;
+      if (start >= 0) {
+        const end = this.restEnds[i]!;
+        if (end - start > 64 && p + end - start <= out.length) p += src.copy(out, p, start, end);
+        else for (let j = start; j < end; j++) out[p++] = src[j]!;
+      } else p = writeValue(this.restValues[i], out, p);
+    }
+    out[p++] = CLOSE_BRACE;
+    return p;
+  }
+
+  /**
+   * A model value: copied from the line when it is a source field's value as sent and
+   * that text is JSON.stringify's (most are), written out otherwise.
+   */
+  private model(value: string | number, slots: readonly number[], out: Buffer, p: number): number {
+    for (const s of slots) {
+      if (this.found[s] !== value) continue;
+      const start = this.foundStart[s]!;
+      if (start < 0) break;
+      const end = this.foundEnd[s]!;
+      const src = this.src;
+      if (end - start > 64 && p + end - start <= out.length)
+        return p + src.copy(out, p, start, end);
+      for (let j = start; j < end; j++) out[p++] = src[j]!;
+      return p;
+    }
+    return typeof value === 'string' ? writeString(value, out, p) : writeNumber(value, out, p);
+  }
+
+  /** An object's members, from its `{` to past its `}`. False: the line goes the object way. */
+  private object(
+    bytes: ByteTable,
+    table: Map<string, Field> | undefined,
+    owner: Field | undefined,
+  ): boolean {
+    const src = this.src;
+    // Shippers send the same shapes: the key that came next last time usually does again.
+    let expected = owner === undefined ? this.rootFirstKey : owner.firstKey;
+    let previous: Field | undefined;
+    if (++this.depth > MAX_DEPTH) return false;
+    this.pos++;
+    this.skipBlanks();
+    if (src[this.pos] === CLOSE_BRACE) {
+      this.pos++;
+      this.depth--;
+      return true;
+    }
+    for (;;) {
+      if (src[this.pos] !== QUOTE) return false;
+      const field = this.readKey(bytes, table, owner === undefined ? '' : owner.name, expected);
+      if (field === undefined) return false;
+      if (previous !== undefined) previous.nextKey = field;
+      else if (owner !== undefined) owner.firstKey = field;
+      else this.rootFirstKey = field;
+      previous = field;
+      expected = field.nextKey;
+      this.skipBlanks();
+      if (src[this.pos] !== COLON) return false;
+      this.pos++;
+      this.skipBlanks();
+      if (!this.member(field)) return false;
+      this.skipBlanks();
+      const c = src[this.pos];
+      this.pos++;
+      if (c === COMMA) {
+        this.skipBlanks();
+        continue;
+      }
+      if (c === CLOSE_BRACE) {
+        this.depth--;
+        return true;
+      }
+      return false;
+    }
+  }
+
+  /** A key, as its field; undefined for one the byte path does not take. */
+  private readKey(
+    bytes: ByteTable,
+    table: Map<string, Field> | undefined,
+    parent: string,
+    expected: Field | undefined,
+  ): Field | undefined {
+    const src = this.src;
+    const start = this.pos + 1;
+    if (expected !== undefined) {
+      const k = expected.keyBytes!;
+      const length = k.length;
+      let j = 0;
+      while (j < length && k[j] === src[start + j]) j++;
+      if (j === length && src[start + length] === QUOTE) {
+        this.pos = start + length + 1;
+        return this.once(expected);
+      }
+    }
+    let hash = 0;
+    let i = start;
+    for (;;) {
+      const c = src[i]!;
+      if (c === QUOTE) break;
+      // Escaped or non-ASCII keys are rare: the object way reads them.
+      if (c === BACKSLASH || c < 0x20 || c >= 0x80 || c === undefined) return undefined;
+      hash = (Math.imul(hash, 31) + c) | 0;
+      i++;
+    }
+    this.pos = i + 1;
+    const length = i - start;
+    let field: Field | undefined;
+    const candidates = bytes.get(hash);
+    if (candidates !== undefined) {
+      for (const f of candidates) {
+        const k = f.keyBytes!;
+        if (k.length !== length) continue;
+        let j = 0;
+        while (j < length && k[j] === src[start + j]) j++;
+        if (j === length) {
+          field = f;
+          break;
+        }
+      }
+    }
+    if (field === undefined) {
+      const key = latin1(src, start, i);
+      // Array-index keys come first in a parsed object whatever their place in the text,
+      // and `__proto__` is special to JavaScript: the object way orders them as it must.
+      if (key === '__proto__' || ARRAY_INDEX.test(key)) return undefined;
+      field = fieldOf(table ?? ROOT, parent, key);
+      if (!field.cached) return undefined;
+      field.keyBytes = Buffer.from(key, 'latin1');
+      if (candidates !== undefined) candidates.push(field);
+      else bytes.set(hash, [field]);
+    }
+    return this.once(field);
+  }
+
+  /** A key twice in one object: JSON.parse keeps the last value at the first place. */
+  private once(field: Field): Field | undefined {
+    if (field.stamp === this.stamp) return undefined;
+    field.stamp = this.stamp;
+    return field;
+  }
+
+  /** A member's value: nested objects are walked, leaves go to the model or the rest. */
+  private member(field: Field): boolean {
+    const src = this.src;
+    const c = src[this.pos]!;
+    if (c === OPEN_BRACE) {
+      if (field.children === undefined) field.children = new Map();
+      return this.object((field.childBytes ??= new Map()), field.children, field);
+    }
+    const start = this.pos;
+    let value: unknown;
+    // Whether the line's text of the value is what JSON.stringify would write for it.
+    let canonical = true;
+    if (c === QUOTE) {
+      if (!this.scanString()) return false;
+      canonical = !this.escaped && !this.nonAscii;
+      if (field.slot >= 0 || !canonical) value = this.decodeString(start, this.pos);
+    } else if (c === MINUS || (c >= DIGIT_0 && c <= DIGIT_9)) {
+      const integer = this.scanNumber();
+      if (integer === undefined) return false;
+      // Up to 15 digits an integer is exact and prints as written (but -0 prints as 0).
+      canonical =
+        integer && this.pos - start <= 15 && !(src[start] === MINUS && src[start + 1] === DIGIT_0);
+      if (field.slot >= 0 || !canonical)
+        value = canonical ? integerAt(src, start, this.pos) : Number(latin1(src, start, this.pos));
+    } else if (c === OPEN_BRACKET) {
+      if (!this.skipValue()) return false;
+      // Arrays are kept as sent: as JSON.parse reads them and JSON.stringify writes them.
+      try {
+        value = JSON.parse(src.toString('utf8', start, this.pos));
+      } catch {
+        return false;
+      }
+      canonical = false;
+    } else if (this.literal(TRUE)) value = true;
+    else if (this.literal(FALSE)) value = false;
+    else if (this.literal(NULL)) value = null;
+    else return false;
+    if (field.slot >= 0) {
+      this.found[field.slot] = value;
+      this.foundStart[field.slot] = canonical ? start : -1;
+      this.foundEnd[field.slot] = this.pos;
+    }
+    if (field.how === DROPPED) return true;
+    // A name twice (a flat and a nested spelling): the event keeps one property.
+    if (field.same.stamp === this.stamp) return false;
+    field.same.stamp = this.stamp;
+    const r = this.rest++;
+    this.restFields[r] = field;
+    if (canonical) {
+      this.restStarts[r] = start;
+      this.restEnds[r] = this.pos;
+    } else {
+      this.restStarts[r] = -1;
+      this.restValues[r] = value;
+    }
+    return true;
+  }
+
+  /** From an opening quote to past the closing one; notes escapes and non-ASCII bytes. */
+  private scanString(): boolean {
+    const src = this.src;
+    let i = this.pos + 1;
+    let escaped = false;
+    let nonAscii = false;
+    for (;;) {
+      const c = src[i]!;
+      if (c === QUOTE) break;
+      if (c === BACKSLASH) {
+        escaped = true;
+        const e = src[i + 1];
+        if (e === U) {
+          for (let k = 2; k < 6; k++) if (!isHex(src[i + k]!)) return false;
+          i += 6;
+        } else if (
+          e === QUOTE ||
+          e === BACKSLASH ||
+          e === SLASH ||
+          e === 0x62 ||
+          e === 0x66 ||
+          e === 0x6e ||
+          e === 0x72 ||
+          e === 0x74
+        )
+          i += 2;
+        else return false;
+        continue;
+      }
+      // Raw controls (the newline among them) are not JSON; a missing byte ends the line.
+      if (!(c >= 0x20)) return false;
+      if (c >= 0x80) nonAscii = true;
+      i++;
+    }
+    this.pos = i + 1;
+    this.escaped = escaped;
+    this.nonAscii = nonAscii;
+    return true;
+  }
+
+  /** The string scanned from `start` to `end` (past its closing quote), as JSON.parse reads it. */
+  private decodeString(start: number, end: number): string {
+    if (this.escaped) return JSON.parse(this.src.toString('utf8', start, end)) as string;
+    return this.nonAscii
+      ? this.src.toString('utf8', start + 1, end - 1)
+      : latin1(this.src, start + 1, end - 1);
+  }
+
+  /** A JSON number. True: an integer; false: it has a fraction or exponent; undefined: not a number. */
+  private scanNumber(): boolean | undefined {
+    const src = this.src;
+    let i = this.pos;
+    if (src[i] === MINUS) i++;
+    if (src[i] === DIGIT_0) i++;
+    else if (isDigit(src[i]!)) while (isDigit(src[++i]!));
+    else return undefined;
+    let integer = true;
+    if (src[i] === DOT) {
+      integer = false;
+      if (!isDigit(src[++i]!)) return undefined;
+      while (isDigit(src[++i]!));
+    }
+    if (src[i] === 0x65 || src[i] === 0x45) {
+      integer = false;
+      i++;
+      if (src[i] === PLUS || src[i] === MINUS) i++;
+      if (!isDigit(src[i]!)) return undefined;
+      while (isDigit(src[++i]!));
+    }
+    this.pos = i;
+    return integer;
+  }
+
+  /** Any JSON value, checked and stepped over (for arrays, which are kept whole). */
+  private skipValue(): boolean {
+    const src = this.src;
+    const c = src[this.pos]!;
+    if (c === QUOTE) return this.scanString();
+    if (c === MINUS || (c >= DIGIT_0 && c <= DIGIT_9)) return this.scanNumber() !== undefined;
+    if (c === OPEN_BRACKET || c === OPEN_BRACE) {
+      if (++this.depth > MAX_DEPTH) return false;
+      const close = c === OPEN_BRACKET ? CLOSE_BRACKET : CLOSE_BRACE;
+      this.pos++;
+      this.skipBlanks();
+      if (src[this.pos] === close) {
+        this.pos++;
+        this.depth--;
+        return true;
+      }
+      for (;;) {
+        if (close === CLOSE_BRACE) {
+          if (src[this.pos] !== QUOTE || !this.scanString()) return false;
+          this.skipBlanks();
+          if (src[this.pos++] !== COLON) return false;
+          this.skipBlanks();
+        }
+        if (!this.skipValue()) return false;
+        this.skipBlanks();
+        const d = src[this.pos++];
+        if (d === COMMA) {
+          this.skipBlanks();
+          continue;
+        }
+        if (d === close) {
+          this.depth--;
+          return true;
+        }
+        return false;
+      }
+    }
+    return this.literal(TRUE) || this.literal(FALSE) || this.literal(NULL);
+  }
+
+  private literal(word: Uint8Array): boolean {
+    const src = this.src;
+    for (let k = 0; k < word.length; k++) if (src[this.pos + k] !== word[k]) return false;
+    this.pos += word.length;
+    return true;
+  }
+
+  /** JSON's blanks but the newline, which ends the line. */
+  private skipBlanks(): void {
+    const src = this.src;
+    let c = src[this.pos];
+    while (c === SPACE || c === TAB || c === RETURN) c = src[++this.pos];
+  }
+}
+
+const METRIC_NAME_SLOTS = [METRIC_NAME];
+const METRIC_VALUE_SLOTS = [METRIC_VALUE];
+const METRIC_TYPE_SLOTS = [METRIC_TYPE];
+
+/** An integer of at most 15 digits, which is exact: read without making a string. */
+function integerAt(src: Buffer, start: number, end: number): number {
+  const negative = src[start] === MINUS;
+  let n = 0;
+  for (let i = negative ? start + 1 : start; i < end; i++) n = n * 10 + (src[i]! - DIGIT_0);
+  return negative ? -n : n;
+}
+
+/**
+ * Bytes as Latin-1 text (ASCII here): Buffer's own decoder, called directly, without
+ * toString's argument handling, which cost as much as decoding the short strings of a
+ * log line. (Buffer.prototype.latin1Slice is what toString('latin1') calls.)
+ */
+function latin1(src: Buffer, start: number, end: number): string {
+  return (src as Buffer & { latin1Slice(start: number, end: number): string }).latin1Slice(
+    start,
+    end,
+  );
+}
+
+/** A number as JSON.stringify writes it. */
+function writeNumber(n: number, out: Buffer, p: number): number {
+  return writeAscii(Number.isFinite(n) ? String(n) : 'null', out, p);
+}
+
+/** A value of the rest whose text in the line was not JSON.stringify's. */
+function writeValue(value: unknown, out: Buffer, p: number): number {
+  if (typeof value === 'string') return writeString(value, out, p);
+  if (typeof value === 'number') return writeNumber(value, out, p);
+  const text = JSON.stringify(value);
+  const bytes = Buffer.byteLength(text);
+  if (p + bytes <= out.length) out.write(text, p, bytes, 'utf8');
+  return p + bytes;
+}
+
+const isDigit = (c: number) => c >= DIGIT_0 && c <= DIGIT_9;
+const isHex = (c: number) =>
+  (c >= DIGIT_0 && c <= DIGIT_9) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
+
+const MAX_DEPTH = 64;
+const ARRAY_INDEX = /^(?:0|[1-9]\d{0,9})$/;
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+const TAB = 0x09;
+const RETURN = 0x0d;
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const SLASH = 0x2f;
+const U = 0x75;
+const COMMA = 0x2c;
+const COLON = 0x3a;
+const DOT = 0x2e;
+const PLUS = 0x2b;
+const MINUS = 0x2d;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+const OPEN_BRACE = 0x7b;
+const CLOSE_BRACE = 0x7d;
+const OPEN_BRACKET = 0x5b;
+const CLOSE_BRACKET = 0x5d;
+const TRUE = Buffer.from('true');
+const FALSE = Buffer.from('false');
+const NULL = Buffer.from('null');
