@@ -50,6 +50,7 @@ export class JsonLineNormalizer {
 
   private src: Buffer = this.out;
   private pos = 0;
+  /** This line's mark on the fields it meets (see `lineStamp`). */
   private stamp = 0;
   private depth = 0;
   private readonly found: unknown[] = new Array(SOURCE_COUNT).fill(undefined);
@@ -78,7 +79,7 @@ export class JsonLineNormalizer {
     this.pos = start;
     this.rest = 0;
     this.depth = 0;
-    this.stamp++;
+    this.stamp = ++lineStamp;
     const found = this.found;
     for (let i = 0; i < found.length; i++) {
       found[i] = undefined;
@@ -489,6 +490,12 @@ export class JsonLineNormalizer {
     while (c === SPACE || c === TAB || c === RETURN) c = src[++this.pos];
   }
 }
+
+/**
+ * Numbers the lines read by every JsonLineNormalizer: fields are shared by all, so a
+ * field marked by one reader's line must never look marked by another's.
+ */
+let lineStamp = 0;
 
 const METRIC_NAME_SLOTS = [METRIC_NAME];
 const METRIC_VALUE_SLOTS = [METRIC_VALUE];

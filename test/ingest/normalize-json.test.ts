@@ -394,3 +394,16 @@ describe('the byte path of normalize', () => {
     );
   });
 });
+
+describe('several byte readers in one process', () => {
+  it('do not take one another’s marks on the shared fields for duplicate keys', () => {
+    const a = new JsonLineNormalizer();
+    const b = new JsonLineNormalizer();
+    const withUser = Buffer.from('{"msg":"x","user":"u"}\n');
+    const without = Buffer.from('{"msg":"x"}\n');
+    // Reader a marks "user" on its 50th line; reader b meets it again on its own 50th.
+    for (let i = 0; i < 50; i++) expect(a.scan(withUser, 0)).toBeGreaterThan(0);
+    for (let i = 0; i < 49; i++) expect(b.scan(without, 0)).toBeGreaterThan(0);
+    expect(b.scan(withUser, 0)).toBeGreaterThan(0);
+  });
+});
