@@ -1,12 +1,14 @@
 // The load generator of `npm run bench -- ingest`, in its own process so that the
-// server's measured CPU is the server's alone. Usage: ingest-client.ts PORT BODIES.json N
+// server's measured CPU is the server's alone.
+// Usage: ingest-client.ts PORT BODIES.json N [PATH (default /ingest)]
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 
-const [port, file, concurrency] = [
+const [port, file, concurrency, path] = [
   Number(process.argv[2]),
   process.argv[3]!,
   Number(process.argv[4]),
+  process.argv[5] ?? '/ingest',
 ];
 const bodies = JSON.parse(readFileSync(file, 'utf8')) as string[];
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
@@ -18,7 +20,7 @@ function post(body: string): Promise<number> {
         host: '127.0.0.1',
         port,
         method: 'POST',
-        path: '/ingest',
+        path,
         headers: {
           'content-type': 'application/x-ndjson',
           'content-length': Buffer.byteLength(body),

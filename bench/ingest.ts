@@ -14,7 +14,7 @@ import { generateFleet } from './fleet.ts';
 
 /**
  * Ingest throughput, side by side in one run: NDJSON over HTTP into the embedded bus,
- * the same into Kafka (KAFKA_BROKERS), bus-to-Elasticsearch indexing
+ * the same events as Elasticsearch _bulk bodies, the same NDJSON into Kafka (KAFKA_BROKERS), bus-to-Elasticsearch indexing
  * (ELASTICSEARCH_URL), and JSON.parse of the same lines as the ceiling.
  * Kafka and Elasticsearch parts run only when their servers are given.
  */
@@ -48,6 +48,7 @@ async function httpInto(
   bus: Bus,
   bodiesFile: string,
   concurrency: number,
+  path = '/ingest',
 ): Promise<{ ms: number; cpuMs: number; sysMs: number }> {
   const server = await createIngestServer({ bus, port: 0, statsd: false });
   const port = new URL(server.url).port;
@@ -61,6 +62,7 @@ async function httpInto(
       port,
       bodiesFile,
       String(concurrency),
+      path,
     ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
@@ -102,6 +104,17 @@ export async function ingest(args: string[]): Promise<number> {
   };
   const bodiesFile = join(mkdtempSync(join(tmpdir(), 'drover-bench-bodies-')), 'bodies.json');
   writeFileSync(bodiesFile, JSON.stringify(bodies));
+  // The same events as Elasticsearch _bulk bodies, as Filebeat sends them.
+  const bulkBodies: string[] = [];
+  for (let i = 0; i < lines.length; i += options.batch)
+    bulkBodies.push(
+      lines
+        .slice(i, i + options.batch)
+        .map((l) => `{"create":{"_index":"logs"}}\n${l}\n`)
+        .join(''),
+    );
+  const bulkFile = join(dirname(bodiesFile), 'bulk.json');
+  writeFileSync(bulkFile, JSON.stringify(bulkBodies));
 
   // The ceiling, JSON.parse of the same lines, and HTTP ingest into the embedded bus,
   // taken in turns: each round's ratio compares two figures measured under the same noise.
@@ -113,6 +126,7 @@ export async function ingest(args: string[]): Promise<number> {
     sysMs: number;
     ratio: number;
   }> = [];
+  const bulkRounds: typeof rounds = [];
   let embedded: EmbeddedBus | undefined;
   for (let r = 0; r < Math.max(1, options.rounds); r++) {
     const t = performance.now();
@@ -125,11 +139,22 @@ export async function ingest(args: string[]): Promise<number> {
     });
     const viaHttp = await httpInto(embedded, bodiesFile, options.concurrency);
     rounds.push({ parseMs, ...viaHttp, ratio: parseMs / viaHttp.cpuMs });
+    const bulkBus = openEmbeddedBus({
+      path: join(dir, `bulk-${r}.db`),
+      maxLag: Number.MAX_SAFE_INTEGER,
+    });
+    const viaBulk = await httpInto(bulkBus, bulkFile, options.concurrency, '/_bulk');
+    await bulkBus.close();
+    bulkRounds.push({ parseMs, ...viaBulk, ratio: parseMs / viaBulk.cpuMs });
   }
   // The round of the median ratio stands for the run.
-  const median = [...rounds].sort((a, b) => a.ratio - b.ratio)[Math.floor(rounds.length / 2)]!;
+  const medianOf = (all: typeof rounds) =>
+    [...all].sort((a, b) => a.ratio - b.ratio)[Math.floor(all.length / 2)]!;
+  const median = medianOf(rounds);
+  const bulkMedian = medianOf(bulkRounds);
   record('json_parse', median.parseMs);
   record('http_ndjson_to_embedded_bus', median.ms, median.cpuMs);
+  record('http_bulk_to_embedded_bus', bulkMedian.ms, bulkMedian.cpuMs);
 
   if (process.env.ELASTICSEARCH_URL) {
     const indexer = new ElasticsearchIndexer({
@@ -173,6 +198,8 @@ export async function ingest(args: string[]): Promise<number> {
     batch: options.batch,
     ...results,
     embedded_vs_json_parse: Math.round(ratio * 100) / 100,
+    bulk_vs_json_parse: Math.round(bulkMedian.ratio * 100) / 100,
+    bulk_rounds: bulkRounds.map((r) => Math.round(r.ratio * 100) / 100),
     rounds: rounds.map((r) => Math.round(r.ratio * 100) / 100),
     round_details: rounds.map((r) => ({
       json_parse_us_per_event: Math.round((r.parseMs / lines.length) * 1e5) / 100,
@@ -194,6 +221,9 @@ export async function ingest(args: string[]): Promise<number> {
       );
     process.stdout.write(
       `  embedded bus ingest: ${summary.embedded_vs_json_parse}× JSON.parse per server core (target ≥ 0.25; median of rounds ${summary.rounds.join(', ')}); wall clock ${summary.embedded_wall_vs_json_parse}×\n`,
+    );
+    process.stdout.write(
+      `  the same as _bulk (as Filebeat sends it): ${summary.bulk_vs_json_parse}× JSON.parse per server core (rounds ${summary.bulk_rounds.join(', ')})\n`,
     );
     if (!process.env.KAFKA_BROKERS)
       process.stdout.write(

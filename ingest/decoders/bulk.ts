@@ -1,3 +1,5 @@
+import { LineSplitter, lineEnd } from './lines.ts';
+
 /**
  * The Elasticsearch `_bulk` body: action lines (`index` / `create`, with `_index` and
  * `_id`) each followed by a document. Every action becomes an item of the response, in
@@ -7,40 +9,79 @@ export interface BulkItem {
   action: 'index' | 'create' | 'update' | 'delete' | 'unknown';
   index: string | undefined;
   id: string | undefined;
-  document?: unknown;
   /** Why this item cannot be accepted, as an Elasticsearch error. */
   error?: { type: string; reason: string; status: number };
 }
 
-export function decodeBulk(body: string, defaultIndex: string | undefined): BulkItem[] {
-  const lines = body.split('\n');
-  const items: BulkItem[] = [];
-  for (let i = 0; i < lines.length; i++) {
-    const text = lines[i]!.trim();
-    if (text === '') continue;
+/** What becomes of the document lines of `index` and `create` actions. */
+export interface BulkDocuments {
+  /** A document line, parsed. */
+  parsed(item: BulkItem, value: unknown): void;
+  /**
+   * A document line while it is still bytes (`buf[start]` up to a newline that is
+   * there): its newline's position if it dealt with the line, or -1 to have it parsed.
+   */
+  read?(item: BulkItem, buf: Buffer, start: number): number;
+}
+
+/** Decodes a `_bulk` body as its bytes arrive; the items are in `items`, in order. */
+export class BulkStream {
+  readonly items: BulkItem[] = [];
+  /** The action whose document is the next line, and its line. */
+  private awaiting: BulkItem | undefined;
+  private awaitingLine = 0;
+  private readonly lines: LineSplitter;
+
+  constructor(
+    private readonly defaultIndex: string | undefined,
+    private readonly documents: BulkDocuments,
+  ) {
+    this.lines = new LineSplitter((buf, start, line) =>
+      this.awaiting ? this.document(buf, start, line) : this.action(buf, start, line),
+    );
+  }
+
+  push(chunk: Buffer): void {
+    this.lines.push(chunk);
+  }
+
+  end(): void {
+    this.lines.end();
+    const item = this.awaiting;
+    if (item) {
+      this.awaiting = undefined;
+      if (!item.error) item.error = noDocument(item, this.awaitingLine + 1);
+    }
+  }
+
+  private action(buf: Buffer, start: number, line: number): number {
+    const end = lineEnd(buf, start);
+    const text = buf.toString('utf8', start, end).trim();
+    if (text === '') return end;
     let action: unknown;
     try {
       action = JSON.parse(text);
     } catch (err) {
-      items.push({
+      this.items.push({
         action: 'unknown',
-        index: defaultIndex,
+        index: this.defaultIndex,
         id: undefined,
         error: {
           type: 'parse_exception',
-          reason: `line ${i + 1}: malformed action/metadata line: ${(err as Error).message}`,
+          reason: `line ${line}: malformed action/metadata line: ${(err as Error).message}`,
           status: 400,
         },
       });
-      continue;
+      return end;
     }
     const name = action && typeof action === 'object' ? Object.keys(action)[0] : undefined;
     const meta =
       (name ? (action as Record<string, Record<string, unknown>>)[name] : undefined) ?? {};
-    const index = typeof meta._index === 'string' ? meta._index : defaultIndex;
+    const index = typeof meta._index === 'string' ? meta._index : this.defaultIndex;
     const id = typeof meta._id === 'string' ? meta._id : undefined;
+    let item: BulkItem;
     if (name === 'delete') {
-      items.push({
+      this.items.push({
         action: 'delete',
         index,
         id,
@@ -50,50 +91,61 @@ export function decodeBulk(body: string, defaultIndex: string | undefined): Bulk
           status: 400,
         },
       });
-      continue;
+      return end;
     }
-    // Every other action carries a document on the next line.
-    const docLine = lines[++i];
-    if (name !== 'index' && name !== 'create') {
-      items.push({
+    if (name === 'index' || name === 'create') item = { action: name, index, id };
+    else
+      // Its document line is still read past (every action but delete carries one).
+      item = {
         action: name === 'update' ? 'update' : 'unknown',
         index,
         id,
         error: {
           type: 'illegal_argument_exception',
-          reason: `line ${i}: unsupported bulk action ${JSON.stringify(name)}; use index or create`,
+          reason: `line ${line}: unsupported bulk action ${JSON.stringify(name)}; use index or create`,
           status: 400,
         },
-      });
-      continue;
-    }
-    if (docLine === undefined || docLine.trim() === '') {
-      items.push({
-        action: name,
-        index,
-        id,
-        error: {
-          type: 'parse_exception',
-          reason: `line ${i + 1}: the ${name} action has no document`,
-          status: 400,
-        },
-      });
-      continue;
-    }
-    try {
-      items.push({ action: name, index, id, document: JSON.parse(docLine) });
-    } catch (err) {
-      items.push({
-        action: name,
-        index,
-        id,
-        error: {
-          type: 'document_parsing_exception',
-          reason: `line ${i + 1}: failed to parse the document: ${(err as Error).message}`,
-          status: 400,
-        },
-      });
-    }
+      };
+    this.items.push(item);
+    this.awaiting = item;
+    this.awaitingLine = line;
+    return end;
   }
-  return items;
+
+  private document(buf: Buffer, start: number, line: number): number {
+    const item = this.awaiting!;
+    this.awaiting = undefined;
+    if (!item.error && this.documents.read) {
+      const end = this.documents.read(item, buf, start);
+      if (end >= 0) return end;
+    }
+    const end = lineEnd(buf, start);
+    if (item.error) return end;
+    const text = buf.toString('utf8', start, end);
+    if (text.trim() === '') {
+      item.error = noDocument(item, line);
+      return end;
+    }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      item.error = {
+        type: 'document_parsing_exception',
+        reason: `line ${line}: failed to parse the document: ${(err as Error).message}`,
+        status: 400,
+      };
+      return end;
+    }
+    this.documents.parsed(item, value);
+    return end;
+  }
+}
+
+function noDocument(item: BulkItem, line: number): BulkItem['error'] {
+  return {
+    type: 'parse_exception',
+    reason: `line ${line}: the ${item.action} action has no document`,
+    status: 400,
+  };
 }

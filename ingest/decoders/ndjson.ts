@@ -1,3 +1,5 @@
+import { LineSplitter, lineEnd } from './lines.ts';
+
 /**
  * NDJSON (one JSON object per line) or a JSON array. A malformed line is reported with
  * its number and does not stop the rest.
@@ -72,23 +74,18 @@ function oneLine(text: string, line: number, onRecord: OnRecord, onError: OnErro
  */
 export type LineReader = (buf: Buffer, start: number, line: number) => number;
 
-const NEWLINE = 0x0a;
-const LF = Buffer.from('\n');
-
 /**
  * NDJSON decoded as its bytes arrive, with the same records, line numbers and errors as
- * `eachNdjsonRecord` over the whole body. Each chunk's run of whole lines is decoded at
- * once; only a line cut by a chunk boundary is copied. No string the size of the body is
- * built: beyond 128 KiB a string is a large object in V8, a mapping of its own with page
- * faults to fill and an munmap to free, which cost more than decoding it.
+ * `eachNdjsonRecord` over the whole body. Lines are handled as bytes (see LineSplitter);
+ * no string the size of the body is built: beyond 128 KiB a string is a large object in
+ * V8, a mapping of its own with page faults to fill and an munmap to free, which cost
+ * more than decoding it.
  *
  * A body whose first non-blank byte is `[` (or not ASCII) may be a JSON array and is
  * held whole until `end`.
  */
 export class NdjsonStream {
-  private line = 0;
-  /** Bytes of a line not finished yet. */
-  private partial: Buffer[] = [];
+  private readonly lines: LineSplitter;
   /** Until the body's first non-blank byte: chunks seen; in array mode, all of them. */
   private held: Buffer[] | undefined = [];
   private array = false;
@@ -96,8 +93,16 @@ export class NdjsonStream {
   constructor(
     private readonly onRecord: OnRecord,
     private readonly onError: OnError,
-    private readonly readLine?: LineReader,
-  ) {}
+    readLine?: LineReader,
+  ) {
+    this.lines = new LineSplitter((buf, start, line) => {
+      const end = readLine ? readLine(buf, start, line) : -1;
+      if (end >= 0) return end;
+      const lf = lineEnd(buf, start);
+      oneLine(buf.toString('utf8', start, lf), line, this.onRecord, this.onError);
+      return lf;
+    });
+  }
 
   push(chunk: Buffer): void {
     if (this.held !== undefined) {
@@ -109,10 +114,10 @@ export class NdjsonStream {
       if (this.array) return;
       const held = this.held;
       this.held = undefined;
-      for (const c of held) this.pushLines(c);
+      for (const c of held) this.lines.push(c);
       return;
     }
-    this.pushLines(chunk);
+    this.lines.push(chunk);
   }
 
   end(): void {
@@ -122,64 +127,7 @@ export class NdjsonStream {
       this.held = [];
       return;
     }
-    if (this.partial.length > 0) this.finishLine(Buffer.concat([...this.partial, LF]));
-    this.partial = [];
-  }
-
-  private pushLines(chunk: Buffer): void {
-    let from = 0;
-    if (this.partial.length > 0) {
-      const newline = chunk.indexOf(NEWLINE);
-      if (newline === -1) {
-        this.partial.push(chunk);
-        return;
-      }
-      this.partial.push(chunk.subarray(0, newline + 1));
-      this.finishLine(Buffer.concat(this.partial));
-      this.partial = [];
-      from = newline + 1;
-    }
-    const last = chunk.lastIndexOf(NEWLINE);
-    if (last >= from) {
-      if (this.readLine) this.eachLineOf(chunk, from, last);
-      else
-        this.line = eachLine(
-          chunk.toString('utf8', from, last),
-          this.line,
-          this.onRecord,
-          this.onError,
-        );
-      from = last + 1;
-    }
-    // The socket's chunks are not reused by Node: holding a view of one is safe.
-    if (from < chunk.length) this.partial.push(chunk.subarray(from));
-  }
-
-  /** A line cut by chunks, put together, its newline included. */
-  private finishLine(bytes: Buffer): void {
-    if (this.readLine) this.eachLineOf(bytes, 0, bytes.length - 1);
-    else
-      this.line = eachLine(
-        bytes.toString('utf8', 0, bytes.length - 1),
-        this.line,
-        this.onRecord,
-        this.onError,
-      );
-  }
-
-  /** The lines of `buf[from, last]`, `last` a newline: each to readLine, else as text. */
-  private eachLineOf(buf: Buffer, from: number, last: number): void {
-    let start = from;
-    while (start <= last) {
-      const line = ++this.line;
-      let end = this.readLine!(buf, start, line);
-      if (end < 0) {
-        end = buf.indexOf(NEWLINE, start);
-        if (end === -1 || end > last) end = last;
-        oneLine(buf.toString('utf8', start, end), line, this.onRecord, this.onError);
-      }
-      start = end + 1;
-    }
+    this.lines.end();
   }
 }
 

@@ -3,7 +3,7 @@ import type { Transform } from 'node:stream';
 import { createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { decodeBulk } from '../decoders/bulk.ts';
+import { BulkStream, type BulkItem } from '../decoders/bulk.ts';
 import { NdjsonStream } from '../decoders/ndjson.ts';
 import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otlp.ts';
 import { decodeRemoteWrite, RemoteWriteDecodeError } from '../decoders/remote-write.ts';
@@ -118,8 +118,6 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
       .code(status)
       .send({ error: status === 413 ? `request body exceeds ${maxBodyBytes} bytes` : err.message });
   });
-
-  const body = (req: FastifyRequest): string => decompress(req, maxBodyBytes).toString('utf8');
 
   /** Publishes, answering 429 with Retry-After when the bus pushes back. */
   const publish = (reply: FastifyReply, events: Event[]): Promise<PublishResult | undefined> => {
@@ -240,92 +238,128 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     });
   });
 
-  const bulk = async (req: FastifyRequest, reply: FastifyReply) => {
-    const started = Date.now();
-    const text = body(req);
-    const defaultIndex = (req.params as { index?: string }).index;
-    const items = decodeBulk(text, defaultIndex);
-    const batch = options.bus.batch();
-    const positions: number[] = [];
-    const receivedAt = Date.now();
-    items.forEach((item, i) => {
-      if (item.error) return;
+  // _bulk is decoded as it streams in too: each document line goes the byte path where
+  // it can, and the items keep their order for the response.
+  app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (req, payload, done) => {
+      const receivedAt = Date.now();
+      const normalizeOptions = { receivedAt };
+      const batch = options.bus.batch();
+      const positions: number[] = [];
+      const stream: BulkStream = new BulkStream((req.params as { index?: string }).index, {
+        parsed: (item, value) => {
+          try {
+            batch.add(normalize(value, normalizeOptions));
+            positions.push(stream.items.length - 1);
+          } catch (err) {
+            item.error = {
+              type: 'document_parsing_exception',
+              reason: (err as Error).message,
+              status: 400,
+            };
+          }
+        },
+        read: (item, buf, start) => {
+          const end = lines.scan(buf, start);
+          // A blank document line is the stream's to report.
+          if (end < 0 || lines.blank) return -1;
+          try {
+            lines.emit(normalizeOptions);
+          } catch (err) {
+            item.error = {
+              type: 'document_parsing_exception',
+              reason: (err as Error).message,
+              status: 400,
+            };
+            return end;
+          }
+          batch.addJson(lines.metric ? 'metrics' : 'logs', lines.key, lines.out, 0, lines.length);
+          positions.push(stream.items.length - 1);
+          return end;
+        },
+      });
+      let bytes = 0;
+      readBody(req, payload, maxBodyBytes, {
+        data: (chunk) => {
+          bytes += chunk.length;
+          stream.push(chunk);
+        },
+        end: () => {
+          stream.end();
+          done(null, { items: stream.items, batch, positions, receivedAt, bytes } as ParsedBulk);
+        },
+        error: (err) => done(err, undefined),
+      });
+    });
+
+    const bulk = async (req: FastifyRequest, reply: FastifyReply) => {
+      const started = Date.now();
+      const { items, batch, positions, receivedAt, bytes } = req.body as ParsedBulk;
+      let throttled = false;
+      let result: PublishResult = { accepted: [], rejected: [] };
       try {
-        batch.add(normalize(item.document, { receivedAt }));
-        // The decoded document is not needed past here; let it go before the commit.
-        item.document = undefined;
-        positions.push(i);
+        result = batch.length > 0 ? await options.bus.publishBatch(batch) : result;
       } catch (err) {
-        item.error = {
+        if (!(err instanceof BusBackpressureError)) throw err;
+        // Per item, as Elasticsearch does: shippers retry exactly these.
+        throttled = true;
+        for (const p of positions)
+          items[p]!.error = {
+            type: 'es_rejected_execution_exception',
+            reason: err.message,
+            status: 429,
+          };
+      }
+      for (const r of result.rejected)
+        items[positions[r.index]!]!.error = {
           type: 'document_parsing_exception',
-          reason: (err as Error).message,
+          reason: r.reason,
           status: 400,
         };
-      }
-    });
-    let throttled = false;
-    let result: PublishResult = { accepted: [], rejected: [] };
-    try {
-      result = batch.length > 0 ? await options.bus.publishBatch(batch) : result;
-    } catch (err) {
-      if (!(err instanceof BusBackpressureError)) throw err;
-      // Per item, as Elasticsearch does: shippers retry exactly these.
-      throttled = true;
-      for (const p of positions)
-        items[p]!.error = {
-          type: 'es_rejected_execution_exception',
-          reason: err.message,
-          status: 429,
+      const responseItems = items.map((item, i) => {
+        const action = item.action === 'unknown' ? 'index' : item.action;
+        const common = {
+          _index: item.index ?? 'drover',
+          _id: item.id ?? `drover-${receivedAt}-${i}`,
         };
-    }
-    for (const r of result.rejected)
-      items[positions[r.index]!]!.error = {
-        type: 'document_parsing_exception',
-        reason: r.reason,
-        status: 400,
-      };
-    const responseItems = items.map((item, i) => {
-      const action = item.action === 'unknown' ? 'index' : item.action;
-      const common = {
-        _index: item.index ?? 'drover',
-        _id: item.id ?? `drover-${receivedAt}-${i}`,
-      };
-      if (item.error) {
+        if (item.error) {
+          return {
+            [action]: {
+              ...common,
+              status: item.error.status,
+              error: { type: item.error.type, reason: item.error.reason },
+            },
+          };
+        }
         return {
           [action]: {
             ...common,
-            status: item.error.status,
-            error: { type: item.error.type, reason: item.error.reason },
+            _version: 1,
+            result: 'created',
+            _shards: { total: 1, successful: 1, failed: 0 },
+            _seq_no: i,
+            _primary_term: 1,
+            status: 201,
           },
         };
-      }
-      return {
-        [action]: {
-          ...common,
-          _version: 1,
-          result: 'created',
-          _shards: { total: 1, successful: 1, failed: 0 },
-          _seq_no: i,
-          _primary_term: 1,
-          status: 201,
-        },
-      };
-    });
-    const failed = items.filter((i) => i.error).length;
-    options.onIngest?.({
-      protocol: 'bulk',
-      events: items.length - failed,
-      bytes: text.length,
-      decodeErrors: failed,
-      rejected: result.rejected.length,
-      throttled,
-    });
-    return reply.send({ took: Date.now() - started, errors: failed > 0, items: responseItems });
-  };
-  app.post('/_bulk', bulk);
-  app.put('/_bulk', bulk);
-  app.post('/:index/_bulk', bulk);
-  app.put('/:index/_bulk', bulk);
+      });
+      const failed = items.filter((i) => i.error).length;
+      options.onIngest?.({
+        protocol: 'bulk',
+        events: items.length - failed,
+        bytes,
+        decodeErrors: failed,
+        rejected: result.rejected.length,
+        throttled,
+      });
+      return reply.send({ took: Date.now() - started, errors: failed > 0, items: responseItems });
+    };
+    scope.post('/_bulk', bulk);
+    scope.put('/_bulk', bulk);
+    scope.post('/:index/_bulk', bulk);
+    scope.put('/:index/_bulk', bulk);
+  });
   registerElasticsearchCompat(app);
 
   for (const signal of ['logs', 'metrics'] as const) {
@@ -489,6 +523,17 @@ interface ParsedNdjson {
   lines: number[];
   rejected: Array<{ line: number; error: string }>;
   decodeErrors: number;
+  /** Bytes after decompression. */
+  bytes: number;
+}
+
+/** A `_bulk` body, decoded and serialized for the bus while it arrived. */
+interface ParsedBulk {
+  items: BulkItem[];
+  batch: PublishBatch;
+  /** The item of each event in the batch. */
+  positions: number[];
+  receivedAt: number;
   /** Bytes after decompression. */
   bytes: number;
 }
