@@ -3,7 +3,7 @@ import type { Transform } from 'node:stream';
 import { createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { BulkStream, type BulkItem } from '../decoders/bulk.ts';
+import { type BulkItem, BulkStream, encodeBulkResponse } from '../decoders/bulk.ts';
 import { NdjsonStream } from '../decoders/ndjson.ts';
 import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otlp.ts';
 import { decodeRemoteWrite, RemoteWriteDecodeError } from '../decoders/remote-write.ts';
@@ -317,33 +317,6 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           reason: r.reason,
           status: 400,
         };
-      const responseItems = items.map((item, i) => {
-        const action = item.action === 'unknown' ? 'index' : item.action;
-        const common = {
-          _index: item.index ?? 'drover',
-          _id: item.id ?? `drover-${receivedAt}-${i}`,
-        };
-        if (item.error) {
-          return {
-            [action]: {
-              ...common,
-              status: item.error.status,
-              error: { type: item.error.type, reason: item.error.reason },
-            },
-          };
-        }
-        return {
-          [action]: {
-            ...common,
-            _version: 1,
-            result: 'created',
-            _shards: { total: 1, successful: 1, failed: 0 },
-            _seq_no: i,
-            _primary_term: 1,
-            status: 201,
-          },
-        };
-      });
       const failed = items.filter((i) => i.error).length;
       options.onIngest?.({
         protocol: 'bulk',
@@ -353,7 +326,9 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
         rejected: result.rejected.length,
         throttled,
       });
-      return reply.send({ took: Date.now() - started, errors: failed > 0, items: responseItems });
+      return reply
+        .type('application/json')
+        .send(encodeBulkResponse(items, Date.now() - started, receivedAt));
     };
     scope.post('/_bulk', bulk);
     scope.put('/_bulk', bulk);

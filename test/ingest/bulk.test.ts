@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BulkStream } from '../../ingest/decoders/bulk.ts';
+import { type BulkItem, BulkStream, encodeBulkResponse } from '../../ingest/decoders/bulk.ts';
 import { normalize } from '../../ingest/index.ts';
 import { JsonLineNormalizer } from '../../ingest/normalize-json.ts';
 import { decodeBulk } from './bulk-reference.ts';
@@ -152,6 +152,68 @@ describe('_bulk decoded as it streams in', () => {
     expect(byBytes).toBe(3);
     expect(stream.items.map((i) => [i.action, i.index, i.error])).toEqual(
       Array(3).fill(['create', 'filebeat-8.11.0', undefined]),
+    );
+  });
+});
+
+describe('the _bulk response', () => {
+  /** The response as the server built it before, object by object. */
+  function asObjects(items: BulkItem[], took: number, receivedAt: number) {
+    return {
+      took,
+      errors: items.some((i) => i.error),
+      items: items.map((item, i) => {
+        const action = item.action === 'unknown' ? 'index' : item.action;
+        const common = {
+          _index: item.index ?? 'drover',
+          _id: item.id ?? `drover-${receivedAt}-${i}`,
+        };
+        if (item.error)
+          return {
+            [action]: {
+              ...common,
+              status: item.error.status,
+              error: { type: item.error.type, reason: item.error.reason },
+            },
+          };
+        return {
+          [action]: {
+            ...common,
+            _version: 1,
+            result: 'created',
+            _shards: { total: 1, successful: 1, failed: 0 },
+            _seq_no: i,
+            _primary_term: 1,
+            status: 201,
+          },
+        };
+      }),
+    };
+  }
+
+  it('is, as JSON, the response Elasticsearch gives: each item under its action, in order', () => {
+    const item: fc.Arbitrary<BulkItem> = fc.record(
+      {
+        action: fc.constantFrom('index', 'create', 'update', 'delete', 'unknown'),
+        index: fc.option(fc.string({ unit: 'grapheme' }), { nil: undefined }),
+        id: fc.option(fc.string({ unit: 'binary' }), { nil: undefined }),
+        error: fc.option(
+          fc.record({
+            type: fc.constantFrom('parse_exception', 'es_rejected_execution_exception'),
+            reason: fc.string({ unit: 'binary' }),
+            status: fc.constantFrom(400, 429),
+          }),
+          { nil: undefined },
+        ),
+      },
+      { requiredKeys: ['action', 'index', 'id'] },
+    );
+    fc.assert(
+      fc.property(fc.array(item, { maxLength: 6 }), fc.nat(), (items, took) => {
+        const text = encodeBulkResponse(items, took, 1700000000000);
+        expect(JSON.parse(text)).toEqual(asObjects(items, took, 1700000000000));
+      }),
+      { numRuns: 1_000 },
     );
   });
 });
