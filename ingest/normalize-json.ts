@@ -39,16 +39,14 @@ import {
  * who normalizes it the object way, so invalid JSON gets JSON.parse's own message.
  */
 export class JsonLineNormalizer {
-  /** The event's JSON after `emit`: `out[0, length)`. */
-  out = Buffer.allocUnsafe(64 << 10);
-  length = 0;
-  /** After `emit`: the bus topic and partition key, as topicOf / keyOf would give. */
+  /** After `model`: the bus topic and partition key, as topicOf / keyOf would give. */
   metric = false;
   key = '';
   /** After `scan`: the line held no JSON at all, only blanks. */
   blank = false;
 
-  private src: Buffer = this.out;
+  private src: Buffer = EMPTY;
+  private m: Model | undefined;
   private pos = 0;
   /** This line's mark on the fields it meets (see `lineStamp`). */
   private stamp = 0;
@@ -97,46 +95,45 @@ export class JsonLineNormalizer {
   }
 
   /**
-   * Writes the scanned line's event into `out`. Throws what normalize() throws for it
-   * (a NormalizeError for a metric without a numeric value).
+   * Works out the scanned line's model fields, topic and key. Throws what normalize()
+   * throws for it (a NormalizeError for a metric without a numeric value).
    */
-  emit(options: NormalizeOptions): void {
-    const m = modelOf(this.found, options);
-    this.metric = m.metricName !== undefined;
-    this.key = m.service ?? m.host ?? '';
-    let end = this.write(m, this.out);
-    if (end > this.out.length) {
-      this.out = Buffer.allocUnsafe(Math.max(end, this.out.length * 2));
-      end = this.write(m, this.out);
-    }
-    this.length = end;
-    // Nothing of the line stays reachable.
-    for (let i = 0; i < this.rest; i++) this.restValues[i] = undefined;
-    for (let i = 0; i < this.found.length; i++) this.found[i] = undefined;
+  model(options: NormalizeOptions): void {
+    this.m = modelOf(this.found, options);
+    this.metric = this.m.metricName !== undefined;
+    this.key = this.m.service ?? this.m.host ?? '';
   }
 
+  /**
+   * Writes the event of the line last scanned and modelled into `out` from `at`, and
+   * returns where it ends: past `out.length` when it needed more room (nothing is
+   * written past the end; call again with a larger buffer). A JsonWriter, for
+   * PublishBatch.addJson, which writes it straight into the batch.
+   */
+  readonly write = (out: Buffer, at: number): number => this.writeEvent(this.m!, out, at);
+
   /** The event as build() lays it out: the model first, then the rest as sent. */
-  private write(m: Model, out: Buffer): number {
-    let p = writeAscii('{"@timestamp":', out, 0);
-    p = this.model(m.timestamp, TIME_SLOTS, out, p);
+  private writeEvent(m: Model, out: Buffer, at: number): number {
+    let p = writeAscii('{"@timestamp":', out, at);
+    p = this.modelValue(m.timestamp, TIME_SLOTS, out, p);
     if (m.message !== undefined)
-      p = this.model(m.message, MESSAGE_SLOTS, out, writeAscii(',"message":', out, p));
+      p = this.modelValue(m.message, MESSAGE_SLOTS, out, writeAscii(',"message":', out, p));
     if (m.level !== undefined) p = writeString(m.level, out, writeAscii(',"log.level":', out, p));
     if (m.service !== undefined)
-      p = this.model(m.service, SERVICE_SLOTS, out, writeAscii(',"service.name":', out, p));
+      p = this.modelValue(m.service, SERVICE_SLOTS, out, writeAscii(',"service.name":', out, p));
     if (m.host !== undefined)
-      p = this.model(m.host, HOST_SLOTS, out, writeAscii(',"host.name":', out, p));
+      p = this.modelValue(m.host, HOST_SLOTS, out, writeAscii(',"host.name":', out, p));
     if (m.errorType !== undefined)
-      p = this.model(m.errorType, ERROR_TYPE_SLOTS, out, writeAscii(',"error.type":', out, p));
+      p = this.modelValue(m.errorType, ERROR_TYPE_SLOTS, out, writeAscii(',"error.type":', out, p));
     if (m.errorMessage !== undefined)
-      p = this.model(
+      p = this.modelValue(
         m.errorMessage,
         ERROR_MESSAGE_SLOTS,
         out,
         writeAscii(',"error.message":', out, p),
       );
     if (m.errorStack !== undefined)
-      p = this.model(
+      p = this.modelValue(
         m.errorStack,
         ERROR_STACK_SLOTS,
         out,
@@ -145,14 +142,24 @@ export class JsonLineNormalizer {
     if (m.fingerprint !== undefined)
       p = writeString(m.fingerprint, out, writeAscii(',"error.fingerprint":', out, p));
     if (m.metricName !== undefined) {
-      p = this.model(m.metricName, METRIC_NAME_SLOTS, out, writeAscii(',"metric.name":', out, p));
-      p = this.model(
+      p = this.modelValue(
+        m.metricName,
+        METRIC_NAME_SLOTS,
+        out,
+        writeAscii(',"metric.name":', out, p),
+      );
+      p = this.modelValue(
         m.metricValue,
         METRIC_VALUE_SLOTS,
         out,
         writeAscii(',"metric.value":', out, p),
       );
-      p = this.model(m.metricType!, METRIC_TYPE_SLOTS, out, writeAscii(',"metric.type":', out, p));
+      p = this.modelValue(
+        m.metricType!,
+        METRIC_TYPE_SLOTS,
+        out,
+        writeAscii(',"metric.type":', out, p),
+      );
     }
     const src = this.src;
     for (let i = 0; i < this.rest; i++) {
@@ -177,7 +184,12 @@ export class JsonLineNormalizer {
    * A model value: copied from the line when it is a source field's value as sent and
    * that text is JSON.stringify's (most are), written out otherwise.
    */
-  private model(value: string | number, slots: readonly number[], out: Buffer, p: number): number {
+  private modelValue(
+    value: string | number,
+    slots: readonly number[],
+    out: Buffer,
+    p: number,
+  ): number {
     for (const s of slots) {
       if (this.found[s] !== value) continue;
       const start = this.foundStart[s]!;
@@ -540,6 +552,7 @@ const isDigit = (c: number) => c >= DIGIT_0 && c <= DIGIT_9;
 const isHex = (c: number) =>
   (c >= DIGIT_0 && c <= DIGIT_9) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 
+const EMPTY = Buffer.alloc(0);
 const MAX_DEPTH = 64;
 const ARRAY_INDEX = /^(?:0|[1-9]\d{0,9})$/;
 const NEWLINE = 0x0a;

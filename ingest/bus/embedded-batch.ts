@@ -1,7 +1,7 @@
 import type { Event } from '../event.ts';
 import { DEAD_LETTER_BODY_CHARS, preview } from './encode.ts';
 import { writeJson } from '../json-bytes.ts';
-import { type PublishBatch, type Topic, topicOf } from './types.ts';
+import { type JsonWriter, type PublishBatch, type Topic, topicOf } from './types.ts';
 
 /**
  * A publish for the embedded bus: each event is written as UTF-8 JSON into its topic's
@@ -58,30 +58,29 @@ export class EmbeddedBatch implements PublishBatch {
     staged.used = end + 1;
   }
 
-  addJson(topic: Topic, _key: string, json: Buffer, start: number, end: number): void {
+  addJson(topic: Topic, _key: string, write: JsonWriter): void {
     const index = this.length++;
+    const staged = (this.staged[topic] ??= new Staged(this.pool.take()));
+    const start = staged.used;
+    let end = write(staged.buffer, start);
     const size = end - start;
     if (size > this.maxEventBytes) {
+      const whole = Buffer.allocUnsafe(size);
+      write(whole, 0);
       this.refused.push({
         index,
         reason: `event of ${size} bytes exceeds the limit of ${this.maxEventBytes}`,
-        body: json
-          .toString('utf8', start, Math.min(end, start + DEAD_LETTER_BODY_CHARS * 3))
-          .slice(0, DEAD_LETTER_BODY_CHARS),
+        body: whole.toString('utf8').slice(0, DEAD_LETTER_BODY_CHARS),
       });
       return;
     }
-    const staged = (this.staged[topic] ??= new Staged(this.pool.take()));
-    if (staged.used + size + 1 > staged.buffer.length)
-      staged.grow(staged.used + size + 1, this.pool);
-    const buffer = staged.buffer;
-    let p = staged.used;
-    // Most events are a few hundred bytes: a loop costs less than a call into copy.
-    if (size > 256) p += json.copy(buffer, p, start, end);
-    else for (let i = start; i < end; i++) buffer[p++] = json[i]!;
-    buffer[p] = NEWLINE;
-    staged.ends.push(p);
-    staged.used = p + 1;
+    if (end + 1 > staged.buffer.length) {
+      staged.grow(end + 1, this.pool);
+      end = write(staged.buffer, start);
+    }
+    staged.buffer[end] = NEWLINE;
+    staged.ends.push(end);
+    staged.used = end + 1;
   }
 
   /** Indexes of the events not refused, ascending. */

@@ -17,6 +17,7 @@ import {
   type BusMessage,
   type Consumer,
   type ConsumeOptions,
+  type JsonWriter,
   type PublishBatch,
   type PublishResult,
   type Topic,
@@ -83,6 +84,9 @@ type Prepared =
   | { ok: true; body: string; topic: Topic; key: string }
   | { ok: false; reason: string; body: string; key: string };
 
+/** Where Kafka batches have events written, to turn them into strings. */
+let scratch = Buffer.allocUnsafe(64 << 10);
+
 /** Kafka takes its messages as strings with their keys: a batch is those, in order. */
 class KafkaBatch implements PublishBatch {
   readonly items: Prepared[] = [];
@@ -93,10 +97,13 @@ class KafkaBatch implements PublishBatch {
     this.items.push(this.bus.prepare(event));
   }
 
-  addJson(topic: Topic, key: string, json: Buffer, start: number, end: number): void {
-    this.items.push(
-      this.bus.prepareJson(topic, key, json.toString('utf8', start, end), end - start),
-    );
+  addJson(topic: Topic, key: string, write: JsonWriter): void {
+    let end = write(scratch, 0);
+    if (end > scratch.length) {
+      scratch = Buffer.allocUnsafe(Math.max(end, scratch.length * 2));
+      end = write(scratch, 0);
+    }
+    this.items.push(this.bus.prepareJson(topic, key, scratch.toString('utf8', 0, end), end));
   }
 
   get length(): number {

@@ -61,14 +61,21 @@ export interface Consumer {
  * event the bus refuses (too large, not serializable) is reported by its index in the
  * publish result and goes to the dead-letter store.
  */
+/**
+ * Writes an event's JSON into `buf` from `at` and returns where it ends: past
+ * `buf.length` when it needs more room (it writes nothing past the end, and is called
+ * again with a larger buffer).
+ */
+export type JsonWriter = (buf: Buffer, at: number) => number;
+
 export interface PublishBatch {
   add(event: Event): void;
   /**
-   * An event already written as JSON (UTF-8 `json[start, end)`, exactly what
-   * JSON.stringify gives), with its topic and partition key: ingest's byte path writes
-   * events without building them.
+   * An event its caller writes as JSON (UTF-8, exactly what JSON.stringify gives), with
+   * its topic and partition key: ingest's byte path writes events without building
+   * them, straight into the batch's buffer.
    */
-  addJson(topic: Topic, key: string, json: Buffer, start: number, end: number): void;
+  addJson(topic: Topic, key: string, write: JsonWriter): void;
   /** Events added so far; result indexes count from 0 in the order they were added. */
   readonly length: number;
 }

@@ -180,18 +180,12 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           const end = lines.scan(buf, start);
           if (end < 0 || lines.blank) return end;
           try {
-            lines.emit(normalizeOptions);
+            lines.model(normalizeOptions);
           } catch (err) {
             parsed.rejected.push({ line, error: (err as Error).message });
             return end;
           }
-          parsed.batch.addJson(
-            lines.metric ? 'metrics' : 'logs',
-            lines.key,
-            lines.out,
-            0,
-            lines.length,
-          );
+          parsed.batch.addJson(lines.metric ? 'metrics' : 'logs', lines.key, lines.write);
           parsed.lines.push(line);
           return end;
         },
@@ -265,7 +259,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           // A blank document line is the stream's to report.
           if (end < 0 || lines.blank) return -1;
           try {
-            lines.emit(normalizeOptions);
+            lines.model(normalizeOptions);
           } catch (err) {
             item.error = {
               type: 'document_parsing_exception',
@@ -274,7 +268,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
             };
             return end;
           }
-          batch.addJson(lines.metric ? 'metrics' : 'logs', lines.key, lines.out, 0, lines.length);
+          batch.addJson(lines.metric ? 'metrics' : 'logs', lines.key, lines.write);
           positions.push(stream.items.length - 1);
           return end;
         },

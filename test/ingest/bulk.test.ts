@@ -27,7 +27,7 @@ function streamed(body: Buffer, cuts: number[], index: string | undefined, byteP
           const end = reader.scan(buf, start);
           if (end < 0 || reader.blank) return -1;
           try {
-            reader.emit(options);
+            reader.model(options);
           } catch (err) {
             item.error = {
               type: 'document_parsing_exception',
@@ -36,7 +36,8 @@ function streamed(body: Buffer, cuts: number[], index: string | undefined, byteP
             };
             return end;
           }
-          events.push([stream.items.length - 1, reader.out.toString('utf8', 0, reader.length)]);
+          const out = Buffer.alloc(1 << 16);
+          events.push([stream.items.length - 1, out.toString('utf8', 0, reader.write(out, 0))]);
           return end;
         }
       : undefined,

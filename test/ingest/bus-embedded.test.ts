@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import type { Event } from '../../ingest/index.ts';
+import { writeJson } from '../../ingest/json-bytes.ts';
 import {
   BusBackpressureError,
   type BusBatch,
@@ -447,6 +448,35 @@ describe('embedded bus: refusals and dead letters', () => {
     expect(bus.stats().storedBytes).toBe(
       expected.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e)), 0),
     );
+    await bus.close();
+  });
+
+  it('takes events written into the batch by their caller: grown into, or refused past the limit', async () => {
+    const bus = open({ maxEventBytes: 600_000 });
+    const batch = bus.batch();
+    const events = [
+      log(0),
+      // Larger than the staging buffer a batch starts with.
+      { ...log(1), message: 'é'.repeat(200_000) },
+      { ...log(2), message: 'z'.repeat(700_000) },
+      metric(3),
+    ];
+    for (const e of events)
+      batch.addJson(e['metric.name'] ? 'metrics' : 'logs', 'web', (buf, at) =>
+        writeJson(e, buf, at),
+      );
+    const result = await bus.publishBatch(batch);
+    expect(result.accepted).toEqual([0, 1, 3]);
+    expect(result.rejected).toEqual([
+      {
+        index: 2,
+        reason: expect.stringMatching(/^event of 7000\d\d bytes exceeds the limit of 600000$/),
+      },
+    ]);
+    expect(bus.read('logs', 0, 10).map((m) => m.event)).toEqual([events[0], events[1]]);
+    expect(bus.read('metrics', 0, 10).map((m) => m.event)).toEqual([events[3]]);
+    const [letter] = bus.deadLetters();
+    expect(letter!.body).toBe(JSON.stringify(events[2]).slice(0, 65_536));
     await bus.close();
   });
 
