@@ -17,7 +17,7 @@ import {
 } from '../bus/types.ts';
 import type { Event } from '../event.ts';
 import { parseSearchParams, type SearchIndex, SearchParamsError } from '../indexer/search.ts';
-import { normalize } from '../normalize.ts';
+import { type NormalizeOptions, normalize } from '../normalize.ts';
 import { JsonLineNormalizer } from '../normalize-json.ts';
 import { registerElasticsearchCompat } from './elasticsearch-compat.ts';
 
@@ -148,6 +148,31 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   // NDJSON is decoded, normalized and serialized as the body streams in, so a request
   // never holds its whole body nor a string the size of it.
   const lines = new JsonLineNormalizer();
+  /** Why byteLine's last line was refused (normalize's error), or undefined. */
+  let refusal: string | undefined;
+  /**
+   * Ingest's byte path for one line of NDJSON or one _bulk document: read, modelled and
+   * written into the batch. Returns the line's newline, or -1 to have the line read as
+   * text (it is blank, or not JSON the byte path reads exactly as JSON.parse would).
+   */
+  const byteLine = (
+    buf: Buffer,
+    start: number,
+    normalizeOptions: NormalizeOptions,
+    batch: PublishBatch,
+  ): number => {
+    refusal = undefined;
+    const end = lines.scan(buf, start);
+    if (end < 0 || lines.blank) return -1;
+    try {
+      lines.model(normalizeOptions);
+    } catch (err) {
+      refusal = (err as Error).message;
+      return end;
+    }
+    batch.addJson(lines.metric ? 'metrics' : 'logs', lines.key, lines.write);
+    return end;
+  };
   app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
     scope.addContentTypeParser('*', (req, payload, done) => {
@@ -177,16 +202,11 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
         // Most lines go from their bytes straight to the event's JSON; what that cannot
         // read exactly comes back to the two callbacks above.
         (buf, start, line) => {
-          const end = lines.scan(buf, start);
-          if (end < 0 || lines.blank) return end;
-          try {
-            lines.model(normalizeOptions);
-          } catch (err) {
-            parsed.rejected.push({ line, error: (err as Error).message });
-            return end;
+          const end = byteLine(buf, start, normalizeOptions, parsed.batch);
+          if (end >= 0) {
+            if (refusal === undefined) parsed.lines.push(line);
+            else parsed.rejected.push({ line, error: refusal });
           }
-          parsed.batch.addJson(lines.metric ? 'metrics' : 'logs', lines.key, lines.write);
-          parsed.lines.push(line);
           return end;
         },
       );
@@ -255,21 +275,11 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           }
         },
         read: (item, buf, start) => {
-          const end = lines.scan(buf, start);
-          // A blank document line is the stream's to report.
-          if (end < 0 || lines.blank) return -1;
-          try {
-            lines.model(normalizeOptions);
-          } catch (err) {
-            item.error = {
-              type: 'document_parsing_exception',
-              reason: (err as Error).message,
-              status: 400,
-            };
-            return end;
+          const end = byteLine(buf, start, normalizeOptions, batch);
+          if (end >= 0) {
+            if (refusal === undefined) positions.push(stream.items.length - 1);
+            else item.error = { type: 'document_parsing_exception', reason: refusal, status: 400 };
           }
-          batch.addJson(lines.metric ? 'metrics' : 'logs', lines.key, lines.write);
-          positions.push(stream.items.length - 1);
           return end;
         },
       });

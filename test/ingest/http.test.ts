@@ -68,6 +68,26 @@ describe('NDJSON at /ingest', () => {
     ]);
   });
 
+  it('rejects by line what normalize refuses, whichever way the line was read', async () => {
+    const { url, bus } = await start();
+    const body = [
+      '{"metric.name":"cpu","metric.value":"high","service.name":"web"}', // the byte path
+      '{"metric.name":"cpu","metric.value":"high","clé":1}', // a non-ASCII key: the object path
+      '{"metric.name":"cpu","metric.value":0.5,"service.name":"web"}',
+    ].join('\n');
+    const res = await fetch(`${url}/ingest`, { method: 'POST', body });
+    const json = (await res.json()) as {
+      accepted: number;
+      rejected: Array<{ line: number; error: string }>;
+    };
+    expect(json.accepted).toBe(1);
+    expect(json.rejected).toEqual([
+      { line: 1, error: 'metric.value must be a number, got "high"' },
+      { line: 2, error: 'metric.value must be a number, got "high"' },
+    ]);
+    expect(bus.read('metrics', 0, 10).map((m) => m.event['metric.value'])).toEqual([0.5]);
+  });
+
   it('accepts a JSON array and gzip', async () => {
     const { url, bus } = await start();
     const res = await fetch(`${url}/ingest`, {

@@ -2,52 +2,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { NormalizeError, normalize } from '../../ingest/index.ts';
 import { parseRfc3339 } from '../../ingest/iso-time.ts';
+import { FIELD_NAMES } from './field-names.ts';
 import { normalize as reference } from './normalize-reference.ts';
 
-/** Field names a shipper may send, the model's sources among them, nested or dotted. */
-const NAMES = [
-  '@timestamp',
-  'time',
-  'timeUnixNano',
-  'timestamp',
-  'message',
-  'msg',
-  'level',
-  'severity',
-  'severityNumber',
-  'severityText',
-  'name',
-  'hostname',
-  'pid',
-  'service',
-  'host',
-  'log',
-  'error',
-  'err',
-  'exception',
-  'metric',
-  'process',
-  'resource',
-  'req',
-  'type',
-  'stack',
-  'stack_trace',
-  'stacktrace',
-  'fingerprint',
-  'value',
-  'hostname',
-  'id',
-  'url',
-  'a.b',
-  'service.name',
-  'host.name',
-  'log.level',
-  'error.type',
-  'err.stack',
-  'metric.name',
-  'metric.value',
-  'process.pid',
-];
+const NAMES = FIELD_NAMES;
 // "__proto__" is not among them: the reference set it as the prototype (its own test below).
 
 const STACK = `TypeError: boom for order 12

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { NdjsonStream } from '../../ingest/decoders/ndjson.ts';
 import { normalize } from '../../ingest/index.ts';
 import { JsonLineNormalizer } from '../../ingest/normalize-json.ts';
+import { FIELD_NAMES } from './field-names.ts';
 
 /**
  * The byte path must give, for every line it takes, exactly what the object path gives
@@ -12,43 +13,9 @@ import { JsonLineNormalizer } from '../../ingest/normalize-json.ts';
  */
 
 const NAMES = [
-  '@timestamp',
-  'time',
-  'timestamp',
-  'message',
-  'msg',
-  'level',
-  'severity',
-  'severityText',
-  'name',
-  'hostname',
-  'pid',
-  'service',
-  'host',
-  'log',
-  'error',
-  'err',
-  'exception',
-  'metric',
-  'process',
-  'req',
-  'type',
-  'stack',
-  'stack_trace',
-  'value',
-  'id',
-  'url',
-  'a.b',
+  ...FIELD_NAMES,
   'a',
   'b',
-  'service.name',
-  'host.name',
-  'log.level',
-  'error.type',
-  'err.stack',
-  'metric.name',
-  'metric.value',
-  'process.pid',
   '',
   ' spaced key ',
   'tags',
