@@ -24,15 +24,23 @@ export function writeJson(event: object, buf: Buffer, pos: number): number {
     first = false;
     p = writeString(key, buf, p);
     p = put(buf, p, COLON);
-    if (typeof value === 'string') p = writeString(value, buf, p);
-    else if (typeof value === 'number')
-      p = writeAscii(Number.isFinite(value) ? String(value) : 'null', buf, p);
-    else if (typeof value === 'boolean') p = writeAscii(value ? 'true' : 'false', buf, p);
-    else if (value === null) p = writeAscii('null', buf, p);
-    // Nested values are rare in events (normalize flattens objects): JSON.stringify them.
-    else p = writeText(JSON.stringify(value) ?? 'null', buf, p);
+    p = writeValue(value, buf, p);
   }
   return put(buf, p, CLOSE_BRACE);
+}
+
+/** A property's value as JSON.stringify writes it (undefined, functions and symbols aside). */
+export function writeValue(value: unknown, buf: Buffer, p: number): number {
+  if (typeof value === 'string') return writeString(value, buf, p);
+  if (typeof value === 'number') return writeNumber(value, buf, p);
+  if (typeof value === 'boolean') return writeAscii(value ? 'true' : 'false', buf, p);
+  if (value === null) return writeAscii('null', buf, p);
+  // Nested values are rare in events (normalize flattens objects): JSON.stringify them.
+  return writeText(JSON.stringify(value) ?? 'null', buf, p);
+}
+
+export function writeNumber(n: number, buf: Buffer, p: number): number {
+  return writeAscii(Number.isFinite(n) ? String(n) : 'null', buf, p);
 }
 
 const OPEN_BRACE = 0x7b;
@@ -55,7 +63,7 @@ export function writeAscii(s: string, buf: Buffer, p: number): number {
 }
 
 /** Text that is already JSON. */
-export function writeText(s: string, buf: Buffer, p: number): number {
+function writeText(s: string, buf: Buffer, p: number): number {
   const bytes = Buffer.byteLength(s);
   if (p + bytes <= buf.length) buf.write(s, p, bytes, 'utf8');
   return p + bytes;

@@ -1,4 +1,4 @@
-import { writeAscii, writeString } from './json-bytes.ts';
+import { writeAscii, writeNumber, writeString, writeValue } from './json-bytes.ts';
 import {
   type ByteTable,
   DROPPED,
@@ -531,21 +531,6 @@ function latin1(src: Buffer, start: number, end: number): string {
     start,
     end,
   );
-}
-
-/** A number as JSON.stringify writes it. */
-function writeNumber(n: number, out: Buffer, p: number): number {
-  return writeAscii(Number.isFinite(n) ? String(n) : 'null', out, p);
-}
-
-/** A value of the rest whose text in the line was not JSON.stringify's. */
-function writeValue(value: unknown, out: Buffer, p: number): number {
-  if (typeof value === 'string') return writeString(value, out, p);
-  if (typeof value === 'number') return writeNumber(value, out, p);
-  const text = JSON.stringify(value);
-  const bytes = Buffer.byteLength(text);
-  if (p + bytes <= out.length) out.write(text, p, bytes, 'utf8');
-  return p + bytes;
 }
 
 const isDigit = (c: number) => c >= DIGIT_0 && c <= DIGIT_9;

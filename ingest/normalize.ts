@@ -178,9 +178,12 @@ const [LOG_LEVEL, LEVEL, SEVERITY_NUMBER, SEVERITY_TEXT, SEVERITY] = (
 const [SERVICE_NAME, NAME, HOST_NAME, HOSTNAME] = (
   ['service.name', 'name', 'host.name', 'hostname'] as const
 ).map(at) as [number, number, number, number];
-export const [ERROR_FINGERPRINT, METRIC_NAME, METRIC_VALUE, METRIC_TYPE, PID, PROCESS_PID] = (
-  ['error.fingerprint', 'metric.name', 'metric.value', 'metric.type', 'pid', 'process.pid'] as const
-).map(at) as [number, number, number, number, number, number];
+const [ERROR_FINGERPRINT, PID, PROCESS_PID] = (
+  ['error.fingerprint', 'pid', 'process.pid'] as const
+).map(at) as [number, number, number];
+export const [METRIC_NAME, METRIC_VALUE, METRIC_TYPE] = (
+  ['metric.name', 'metric.value', 'metric.type'] as const
+).map(at) as [number, number, number];
 
 /**
  * Source fields that are also kept as sent (the rest are mapped, not copied), and how:
@@ -235,7 +238,7 @@ export interface Field {
 export type FieldTable = Map<string, Field>;
 /** Fields by the hash of their key's bytes (see normalize-json.ts). */
 export type ByteTable = Map<number, Field[]>;
-export const AS_SENT = 0;
+const AS_SENT = 0;
 export const ROOT: FieldTable = new Map();
 export const ROOT_BYTES: ByteTable = new Map();
 /** Fields of the same name share one of these. */

@@ -22,40 +22,24 @@ export class EmbeddedBatch implements PublishBatch {
   ) {}
 
   add(event: Event): void {
-    const index = this.length++;
     if (typeof event !== 'object' || event === null || Array.isArray(event)) {
-      this.refused.push({ index, reason: 'not an event object', body: preview(event) });
-      return;
-    }
-    const topic = topicOf(event);
-    const staged = (this.staged[topic] ??= new Staged(this.pool.take()));
-    const start = staged.used;
-    let end: number;
-    try {
-      end = writeJson(event, staged.buffer, start);
-      if (end - start <= this.maxEventBytes && end + 1 > staged.buffer.length) {
-        staged.grow(end + 1, this.pool);
-        end = writeJson(event, staged.buffer, start);
-      }
-    } catch (err) {
       this.refused.push({
-        index,
-        reason: `event cannot be serialized as JSON: ${(err as Error).message}`,
+        index: this.length++,
+        reason: 'not an event object',
         body: preview(event),
       });
       return;
     }
-    if (end - start > this.maxEventBytes) {
+    try {
+      this.addJson(topicOf(event), '', (buf, at) => writeJson(event, buf, at));
+    } catch (err) {
+      // writeJson throws what JSON.stringify throws, before anything is staged.
       this.refused.push({
-        index,
-        reason: `event of ${end - start} bytes exceeds the limit of ${this.maxEventBytes}`,
-        body: JSON.stringify(event).slice(0, DEAD_LETTER_BODY_CHARS),
+        index: this.length - 1,
+        reason: `event cannot be serialized as JSON: ${(err as Error).message}`,
+        body: preview(event),
       });
-      return;
     }
-    staged.buffer[end] = NEWLINE;
-    staged.ends.push(end);
-    staged.used = end + 1;
   }
 
   addJson(topic: Topic, _key: string, write: JsonWriter): void {

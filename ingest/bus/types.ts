@@ -56,18 +56,18 @@ export interface Consumer {
 }
 
 /**
- * The events of one publish, serialized as they are added: ingest adds each event as it
- * decodes it, so the parsed objects die young instead of waiting for the commit. An
- * event the bus refuses (too large, not serializable) is reported by its index in the
- * publish result and goes to the dead-letter store.
- */
-/**
  * Writes an event's JSON into `buf` from `at` and returns where it ends: past
  * `buf.length` when it needs more room (it writes nothing past the end, and is called
  * again with a larger buffer).
  */
 export type JsonWriter = (buf: Buffer, at: number) => number;
 
+/**
+ * The events of one publish, serialized as they are added: ingest adds each event as it
+ * decodes it, so the parsed objects die young instead of waiting for the commit. An
+ * event the bus refuses (too large, not serializable) is reported by its index in the
+ * publish result and goes to the dead-letter store.
+ */
 export interface PublishBatch {
   add(event: Event): void;
   /**
