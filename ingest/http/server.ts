@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { Transform } from 'node:stream';
-import { createGunzip, createInflate, gunzipSync, inflateSync } from 'node:zlib';
+import { createGunzip, createInflate } from 'node:zlib';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { type BulkItem, BulkStream, encodeBulkResponse } from '../decoders/bulk.ts';
@@ -145,9 +145,31 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     }
   };
 
-  // NDJSON is decoded, normalized and serialized as the body streams in, so a request
-  // never holds its whole body nor a string the size of it.
-  const lines = new JsonLineNormalizer();
+  /**
+   * Routes whose bodies are read as they stream in, through their content-encoding and
+   * within the limit (413): `decoder(req)` takes the chunks, and what its `end` returns
+   * is the handler's `req.body`.
+   */
+  const streamed = (
+    decoder: (req: FastifyRequest) => { push(chunk: Buffer): void; end(): unknown },
+    routes: (scope: FastifyInstance) => void,
+  ) =>
+    app.register(async (scope) => {
+      scope.removeAllContentTypeParsers();
+      scope.addContentTypeParser('*', (req, payload, done) => {
+        const body = decoder(req);
+        readBody(req, payload, maxBodyBytes, {
+          data: (chunk) => body.push(chunk),
+          end: () => done(null, body.end()),
+          error: (err) => done(err, undefined),
+        });
+      });
+      routes(scope);
+    });
+
+  // NDJSON and _bulk are decoded, normalized and serialized as the body streams in, so a
+  // request never holds its whole body nor a string the size of it.
+  const byteReader = new JsonLineNormalizer();
   /** Why byteLine's last line was refused (normalize's error), or undefined. */
   let refusal: string | undefined;
   /**
@@ -162,20 +184,19 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     batch: PublishBatch,
   ): number => {
     refusal = undefined;
-    const end = lines.scan(buf, start);
-    if (end < 0 || lines.blank) return -1;
+    const end = byteReader.scan(buf, start);
+    if (end < 0 || byteReader.blank) return -1;
     try {
-      lines.model(normalizeOptions);
+      byteReader.model(normalizeOptions);
     } catch (err) {
       refusal = (err as Error).message;
       return end;
     }
-    batch.addJson(lines.metric ? 'metrics' : 'logs', lines.key, lines.write);
+    batch.addJson(byteReader.metric ? 'metrics' : 'logs', byteReader.key, byteReader.write);
     return end;
   };
-  app.register(async (scope) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (req, payload, done) => {
+  streamed(
+    (req) => {
       const service = (req.query as Record<string, string | undefined>).service;
       const receivedAt = Date.now();
       const parsed: ParsedNdjson = {
@@ -210,53 +231,52 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           return end;
         },
       );
-      readBody(req, payload, maxBodyBytes, {
-        data: (chunk) => {
+      return {
+        push: (chunk: Buffer) => {
           parsed.bytes += chunk.length;
           decoder.push(chunk);
         },
         end: () => {
           decoder.end();
-          done(null, parsed);
+          return parsed;
         },
-        error: (err) => done(err, undefined),
-      });
-    });
-
-    scope.post('/ingest', async (req, reply) => {
-      const { batch, lines, rejected, decodeErrors, bytes } = req.body as ParsedNdjson;
-      const result = await publishBatch(reply, batch);
-      if (!result) {
+      };
+    },
+    (scope) => {
+      scope.post('/ingest', async (req, reply) => {
+        const { batch, lines, rejected, decodeErrors, bytes } = req.body as ParsedNdjson;
+        const result = await publishBatch(reply, batch);
+        if (!result) {
+          options.onIngest?.({
+            protocol: 'ndjson',
+            events: 0,
+            bytes,
+            decodeErrors,
+            rejected: 0,
+            throttled: true,
+          });
+          return reply;
+        }
+        for (const r of result.rejected) rejected.push({ line: lines[r.index]!, error: r.reason });
+        rejected.sort((a, b) => a.line - b.line);
         options.onIngest?.({
           protocol: 'ndjson',
-          events: 0,
+          events: result.accepted.length,
           bytes,
           decodeErrors,
-          rejected: 0,
-          throttled: true,
+          rejected: result.rejected.length,
+          throttled: false,
         });
-        return reply;
-      }
-      for (const r of result.rejected) rejected.push({ line: lines[r.index]!, error: r.reason });
-      rejected.sort((a, b) => a.line - b.line);
-      options.onIngest?.({
-        protocol: 'ndjson',
-        events: result.accepted.length,
-        bytes,
-        decodeErrors,
-        rejected: result.rejected.length,
-        throttled: false,
+        const status = result.accepted.length === 0 && rejected.length > 0 ? 400 : 200;
+        return reply.code(status).send({ accepted: result.accepted.length, rejected });
       });
-      const status = result.accepted.length === 0 && rejected.length > 0 ? 400 : 200;
-      return reply.code(status).send({ accepted: result.accepted.length, rejected });
-    });
-  });
+    },
+  );
 
   // _bulk is decoded as it streams in too: each document line goes the byte path where
   // it can, and the items keep their order for the response.
-  app.register(async (scope) => {
-    scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('*', (req, payload, done) => {
+  streamed(
+    (req) => {
       const receivedAt = Date.now();
       const normalizeOptions = { receivedAt };
       const batch = options.bus.batch();
@@ -284,101 +304,110 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
         },
       });
       let bytes = 0;
-      readBody(req, payload, maxBodyBytes, {
-        data: (chunk) => {
+      return {
+        push: (chunk: Buffer) => {
           bytes += chunk.length;
           stream.push(chunk);
         },
-        end: () => {
+        end: (): ParsedBulk => {
           stream.end();
-          done(null, { items: stream.items, batch, positions, receivedAt, bytes } as ParsedBulk);
+          return { items: stream.items, batch, positions, receivedAt, bytes };
         },
-        error: (err) => done(err, undefined),
-      });
-    });
-
-    const bulk = async (req: FastifyRequest, reply: FastifyReply) => {
-      const started = Date.now();
-      const { items, batch, positions, receivedAt, bytes } = req.body as ParsedBulk;
-      let throttled = false;
-      let result: PublishResult = { accepted: [], rejected: [] };
-      try {
-        result = batch.length > 0 ? await options.bus.publishBatch(batch) : result;
-      } catch (err) {
-        if (!(err instanceof BusBackpressureError)) throw err;
-        // Per item, as Elasticsearch does: shippers retry exactly these.
-        throttled = true;
-        for (const p of positions)
-          items[p]!.error = {
-            type: 'es_rejected_execution_exception',
-            reason: err.message,
-            status: 429,
+      };
+    },
+    (scope) => {
+      const bulk = async (req: FastifyRequest, reply: FastifyReply) => {
+        const started = Date.now();
+        const { items, batch, positions, receivedAt, bytes } = req.body as ParsedBulk;
+        let throttled = false;
+        let result: PublishResult = { accepted: [], rejected: [] };
+        try {
+          result = batch.length > 0 ? await options.bus.publishBatch(batch) : result;
+        } catch (err) {
+          if (!(err instanceof BusBackpressureError)) throw err;
+          // Per item, as Elasticsearch does: shippers retry exactly these.
+          throttled = true;
+          for (const p of positions)
+            items[p]!.error = {
+              type: 'es_rejected_execution_exception',
+              reason: err.message,
+              status: 429,
+            };
+        }
+        for (const r of result.rejected)
+          items[positions[r.index]!]!.error = {
+            type: 'document_parsing_exception',
+            reason: r.reason,
+            status: 400,
           };
-      }
-      for (const r of result.rejected)
-        items[positions[r.index]!]!.error = {
-          type: 'document_parsing_exception',
-          reason: r.reason,
-          status: 400,
-        };
-      const failed = items.filter((i) => i.error).length;
-      options.onIngest?.({
-        protocol: 'bulk',
-        events: items.length - failed,
-        bytes,
-        decodeErrors: failed,
-        rejected: result.rejected.length,
-        throttled,
-      });
-      return reply
-        .type('application/json')
-        .send(encodeBulkResponse(items, Date.now() - started, receivedAt));
-    };
-    scope.post('/_bulk', bulk);
-    scope.put('/_bulk', bulk);
-    scope.post('/:index/_bulk', bulk);
-    scope.put('/:index/_bulk', bulk);
-  });
+        const failed = items.filter((i) => i.error).length;
+        options.onIngest?.({
+          protocol: 'bulk',
+          events: items.length - failed,
+          bytes,
+          decodeErrors: failed,
+          rejected: result.rejected.length,
+          throttled,
+        });
+        return reply
+          .type('application/json')
+          .send(encodeBulkResponse(items, Date.now() - started, receivedAt));
+      };
+      scope.post('/_bulk', bulk);
+      scope.put('/_bulk', bulk);
+      scope.post('/:index/_bulk', bulk);
+      scope.put('/:index/_bulk', bulk);
+    },
+  );
   registerElasticsearchCompat(app);
 
-  for (const signal of ['logs', 'metrics'] as const) {
-    app.post(`/v1/${signal}`, async (req, reply) => {
-      const raw = decompress(req, maxBodyBytes);
-      const contentType = String(req.headers['content-type'] ?? 'application/x-protobuf');
-      const json = /json/i.test(contentType);
-      let records: Record<string, unknown>[];
-      try {
-        records = decodeOtlp(signal, raw, contentType);
-      } catch (err) {
-        if (err instanceof OtlpDecodeError)
-          return reply.code(400).send({ code: 3, message: err.message });
-        throw err;
+  // OTLP decodes a whole message: its body is gathered (inflated within the limit first).
+  streamed(
+    () => {
+      const chunks: Buffer[] = [];
+      return { push: (chunk: Buffer) => chunks.push(chunk), end: () => Buffer.concat(chunks) };
+    },
+    (scope) => {
+      for (const signal of ['logs', 'metrics'] as const) {
+        scope.post(`/v1/${signal}`, async (req, reply) => {
+          const raw = req.body as Buffer;
+          const contentType = String(req.headers['content-type'] ?? 'application/x-protobuf');
+          const json = /json/i.test(contentType);
+          let records: Record<string, unknown>[];
+          try {
+            records = decodeOtlp(signal, raw, contentType);
+          } catch (err) {
+            if (err instanceof OtlpDecodeError)
+              return reply.code(400).send({ code: 3, message: err.message });
+            throw err;
+          }
+          const events: Event[] = [];
+          const errors: string[] = [];
+          const receivedAt = Date.now();
+          for (const record of records) {
+            try {
+              events.push(normalize(record, { receivedAt }));
+            } catch (err) {
+              errors.push((err as Error).message);
+            }
+          }
+          const result = await publish(reply, events);
+          if (!result) return reply;
+          for (const r of result.rejected) errors.push(r.reason);
+          options.onIngest?.({
+            protocol: 'otlp',
+            events: result.accepted.length,
+            bytes: raw.length,
+            decodeErrors: records.length - events.length,
+            rejected: result.rejected.length,
+            throttled: false,
+          });
+          const response = encodeOtlpResponse(signal, json, errors.length, errors[0] ?? '');
+          return reply.code(200).header('content-type', response.contentType).send(response.body);
+        });
       }
-      const events: Event[] = [];
-      const errors: string[] = [];
-      const receivedAt = Date.now();
-      for (const record of records) {
-        try {
-          events.push(normalize(record, { receivedAt }));
-        } catch (err) {
-          errors.push((err as Error).message);
-        }
-      }
-      const result = await publish(reply, events);
-      if (!result) return reply;
-      for (const r of result.rejected) errors.push(r.reason);
-      options.onIngest?.({
-        protocol: 'otlp',
-        events: result.accepted.length,
-        bytes: raw.length,
-        decodeErrors: records.length - events.length,
-        rejected: result.rejected.length,
-        throttled: false,
-      });
-      const response = encodeOtlpResponse(signal, json, errors.length, errors[0] ?? '');
-      return reply.code(200).header('content-type', response.contentType).send(response.body);
-    });
-  }
+    },
+  );
 
   app.post('/api/v1/write', async (req, reply) => {
     const raw = (req.body as Buffer | undefined) ?? Buffer.alloc(0);
@@ -472,27 +501,6 @@ async function listenStatsd(options: IngestServerOptions, host: string): Promise
     );
   });
   return socket;
-}
-
-/** Gunzip / inflate with the limit applied to the output, so a small bomb cannot blow up. */
-function decompress(req: FastifyRequest, limit: number): Buffer {
-  const raw = (req.body as Buffer | undefined) ?? Buffer.alloc(0);
-  const encoding = String(req.headers['content-encoding'] ?? '').toLowerCase();
-  try {
-    if (encoding === 'gzip' || encoding === 'x-gzip')
-      return gunzipSync(raw, { maxOutputLength: limit });
-    if (encoding === 'deflate') return inflateSync(raw, { maxOutputLength: limit });
-  } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE')
-      throw new PayloadTooLarge('decompressed body too large');
-    throw Object.assign(new Error(`could not decompress the body: ${(err as Error).message}`), {
-      statusCode: 400,
-    });
-  }
-  if (encoding !== '' && encoding !== 'identity') {
-    throw Object.assign(new Error(`unsupported content-encoding ${encoding}`), { statusCode: 415 });
-  }
-  return raw;
 }
 
 /** An NDJSON body, decoded and serialized for the bus while it arrived. */
