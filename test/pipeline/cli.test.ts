@@ -4,6 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
+import { serverEnv } from '../support/drover.ts';
 
 const BIN = join(import.meta.dirname, '..', '..', 'bin', 'drover.js');
 
@@ -11,7 +12,7 @@ function drover(args: string[], input?: string) {
   const r = spawnSync(process.execPath, [BIN, ...args], {
     input,
     encoding: 'utf8',
-    env: { ...process.env, DROVER_LOG_LEVEL: 'silent' },
+    env: { ...serverEnv(), DROVER_LOG_LEVEL: 'silent' },
     timeout: 60_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
@@ -219,7 +220,7 @@ tests:
   it("Drover's own failures are logged with pino, as one JSON object on stderr", () => {
     const r = spawnSync(process.execPath, [BIN, 'backtest', '--rules', RULE, '--data', dir], {
       encoding: 'utf8',
-      env: { ...process.env, DROVER_LOG_LEVEL: 'info' },
+      env: { ...serverEnv(), DROVER_LOG_LEVEL: 'info' },
     });
     expect(r.status).toBe(1);
     const log = JSON.parse(r.stderr.trim().split('\n').at(-1)!);

@@ -15,6 +15,18 @@ export interface Served {
 
 const running = new Set<ChildProcess>();
 
+/**
+ * The environment a `drover serve` under test inherits: the test run's own, less the
+ * variables that point the test setup at a developer's servers (KAFKA_BROKERS,
+ * ELASTICSEARCH_URL select the back end in `drover serve` too). A test that wants a
+ * back end passes it in `env`, so a developer's broker changes which servers the tests
+ * use, not which back end every other test's Drover runs on.
+ */
+export function serverEnv(): NodeJS.ProcessEnv {
+  const { KAFKA_BROKERS: _k, ELASTICSEARCH_URL: _e, ...env } = process.env;
+  return env;
+}
+
 /** Starts `drover serve --config FILE` and resolves once it announces its URL. */
 export function startServe(
   config: string,
@@ -22,7 +34,7 @@ export function startServe(
 ): Promise<Served> {
   const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, ...options.env },
+    env: { ...serverEnv(), ...options.env },
   });
   running.add(child);
   child.once('exit', () => running.delete(child));
