@@ -1,28 +1,66 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cacheDir, freePort, run, startProcess, stopProcess, waitFor } from './common.ts';
 
 /**
- * A real Elasticsearch 8 from Maven Central's integ-test-zip: a minimal server (core,
+ * A real Elasticsearch from Maven Central's integ-test-zip: a minimal server (core,
  * x-pack-core and security, no ILM, no data streams, no `GET /`). Security is switched
  * off for loopback tests. Elasticsearch refuses to run as root, so as root it runs as
- * a dedicated system user from a world-readable home.
+ * a dedicated system user from a world-readable home. The current major by default;
+ * DROVER_TEST_ES_VERSION picks another (CI's compatibility run uses 8.19.2).
  */
-export const VERSION = '8.19.2';
+export const VERSION = process.env.DROVER_TEST_ES_VERSION ?? '9.1.0';
 const ES_USER = 'drover-es';
 
+/** Elasticsearch 9 needs Java 21 or newer, 8 runs on 17. */
+function requiredJava(version: string): number {
+  return Number(version.split('.')[0]) >= 9 ? 21 : 17;
+}
+
+/** A JDK's feature version from its `release` file (JAVA_VERSION="21.0.3"), or undefined. */
+function jdkVersion(home: string): number | undefined {
+  try {
+    const m = /^JAVA_VERSION="(\d+)/m.exec(readFileSync(join(home, 'release'), 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * ES_JAVA_HOME if set; otherwise the oldest JDK on the machine (JAVA_HOME, then
+ * /usr/lib/jvm/*) that this Elasticsearch supports. Which one was picked is printed,
+ * since a wrong JDK shows up only as a start-up failure in Elasticsearch's own log.
+ */
 function javaHome(): string {
   if (process.env.ES_JAVA_HOME) return process.env.ES_JAVA_HOME;
-  for (const candidate of [
-    '/usr/lib/jvm/java-17-openjdk-amd64',
-    '/usr/lib/jvm/java-21-openjdk-amd64',
-  ]) {
-    if (existsSync(join(candidate, 'bin', 'java'))) return candidate;
+  const need = requiredJava(VERSION);
+  const candidates = [process.env.JAVA_HOME, ...listJvms()].filter(
+    (h): h is string => !!h && existsSync(join(h, 'bin', 'java')),
+  );
+  const usable = candidates
+    .map((home) => ({ home, version: jdkVersion(home) }))
+    .filter((c): c is { home: string; version: number } => (c.version ?? 0) >= need)
+    .sort((a, b) => a.version - b.version);
+  const pick = usable[0];
+  if (!pick)
+    throw new Error(
+      `Elasticsearch ${VERSION} needs Java ${need} or newer; found ${candidates.join(', ') || 'none'}: set ES_JAVA_HOME`,
+    );
+  process.stderr.write(
+    `[servers] elasticsearch ${VERSION} runs on Java ${pick.version} (${pick.home})\n`,
+  );
+  return pick.home;
+}
+
+function listJvms(): string[] {
+  try {
+    return readdirSync('/usr/lib/jvm').map((d) => join('/usr/lib/jvm', d));
+  } catch {
+    return [];
   }
-  if (process.env.JAVA_HOME) return process.env.JAVA_HOME;
-  throw new Error('no JDK found for Elasticsearch: set ES_JAVA_HOME');
 }
 
 function ensureUser(): { uid: number; gid: number } {

@@ -15,9 +15,14 @@ import {
 
 /**
  * A real single-node Kafka in KRaft mode (no ZooKeeper), from the broker jars on
- * Maven Central. 3.9 because kafkajs speaks protocol versions Kafka 4 removed.
+ * Maven Central. The current major by default; DROVER_TEST_KAFKA_VERSION picks another
+ * (CI's compatibility run uses the previous major, 3.9.1). kafkajs negotiates each API
+ * below its own maxima, and `test/ingest/kafka-api-versions.test.ts` fails when a
+ * version it sends falls below a broker's minimum.
  */
-export const VERSION = '3.9.1';
+export const VERSION = process.env.DROVER_TEST_KAFKA_VERSION ?? '4.4.0';
+/** The SLF4J API both 3.9 and 4.x brokers are built against. */
+const SLF4J = '1.7.36';
 
 /** A KRaft cluster id: 16 random bytes, base64url — never starting with "-", which the tool would read as an option. */
 function clusterId(): string {
@@ -29,10 +34,14 @@ function clusterId(): string {
 
 export async function startKafka(): Promise<{ url: string; stop(): Promise<void> }> {
   const home = cacheDir(`kafka-${VERSION}`);
+  // The broker logs through SLF4J 1.7 and ships no binding: without one it logs nothing
+  // at all, and a failed start is a mute timeout. slf4j-simple writes to its stderr,
+  // which goes to kafka.log (named in every start-up error).
   mavenFetch(
     home,
-    `<dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>${VERSION}</version></dependency>`,
-    join('libs', `kafka_2.13-${VERSION}.jar`),
+    `<dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>${VERSION}</version></dependency>
+    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId><version>${SLF4J}</version></dependency>`,
+    join('libs', `slf4j-simple-${SLF4J}.jar`),
   );
   const data = mkdtempSync(join(tmpdir(), 'drover-kafka-'));
   const [broker, controller] = [await freePort(), await freePort()];
@@ -65,7 +74,16 @@ export async function startKafka(): Promise<{ url: string; stop(): Promise<void>
   );
   const child = startProcess(
     'java',
-    ['-Xms256m', '-Xmx512m', '-cp', classpath, 'kafka.Kafka', config],
+    [
+      '-Xms256m',
+      '-Xmx512m',
+      '-Dorg.slf4j.simpleLogger.defaultLogLevel=info',
+      '-Dorg.slf4j.simpleLogger.showDateTime=true',
+      '-cp',
+      classpath,
+      'kafka.Kafka',
+      config,
+    ],
     {
       cwd: data,
       logFile: join(data, 'kafka.log'),
