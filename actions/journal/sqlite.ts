@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import { openSqlite, type SqliteDatabase } from '../../ingest/sqlite.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
@@ -11,11 +11,11 @@ import type { Decision, DecisionKind, ListOptions, RemediationStore } from './ty
  * processes.
  */
 export class ActionStore implements RemediationStore {
-  private readonly db: Database.Database;
+  private readonly db: SqliteDatabase;
   private readonly statements: ReturnType<ActionStore['prepare']>;
 
   constructor(readonly path: string) {
-    this.db = new Database(path);
+    this.db = openSqlite(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 10000');

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import Database from 'better-sqlite3';
+import { openSqlite, type SqliteDatabase, type SqliteTransaction } from '../sqlite.ts';
 import type { Event } from '../event.ts';
 import { BufferPool, EmbeddedBatch } from './embedded-batch.ts';
 import { keyOf, RateMeter, retryAfterSeconds } from './encode.ts';
@@ -122,7 +122,7 @@ function chunkBytes(body: string, count: number): number {
 
 export class EmbeddedBus implements Bus {
   readonly kind = 'embedded' as const;
-  private readonly db: Database.Database;
+  private readonly db: SqliteDatabase;
   private readonly options: Required<Omit<EmbeddedBusOptions, 'path' | 'clock' | 'onError'>>;
   private readonly clock: () => number;
   private readonly onError: (err: Error, context: string) => void;
@@ -138,7 +138,7 @@ export class EmbeddedBus implements Bus {
   private storedMessages = 0;
   private readonly stmts: ReturnType<EmbeddedBus['prepareStatements']>;
   private readonly chunks: Record<Topic, ReturnType<EmbeddedBus['prepareChunks']>>;
-  private readonly append: Database.Transaction<EmbeddedBus['appendAll']>;
+  private readonly append: SqliteTransaction<EmbeddedBus['appendAll']>;
   private readonly chunkBuffers: Record<Topic, Buffer>;
   private readonly staging = new BufferPool(STAGING_BYTES, 8);
 
@@ -162,7 +162,7 @@ export class EmbeddedBus implements Bus {
     this.onError =
       options.onError ??
       ((err, context) => process.emitWarning(`${context}: ${err.message}`, 'DroverBusWarning'));
-    this.db = new Database(options.path);
+    this.db = openSqlite(options.path);
     // Large pages for a new log (an existing one keeps its own): a commit writes each
     // page to the WAL and a checkpoint copies it to the database, a few syscalls per page,
     // and with 4 KiB pages those syscalls cost more than the bytes they move.

