@@ -140,7 +140,7 @@ export async function startElasticsearch(): Promise<{ url: string; stop(): Promi
         const res = await fetch(`${url}/_cluster/health?wait_for_status=yellow&timeout=1s`);
         return res.ok;
       },
-      180_000,
+      300_000,
       child,
     );
   } catch (err) {
