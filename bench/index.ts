@@ -6,6 +6,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   'hot-path': async () => (await import('./hot-path.ts')).hotPath,
   ingest: async () => (await import('./ingest.ts')).ingest,
   e2e: async () => (await import('./e2e.ts')).e2e,
+  runtimes: async () => (await import('./runtimes.ts')).runtimesBench,
 };
 
 const [name, ...args] = process.argv.slice(2);

