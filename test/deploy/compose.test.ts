@@ -6,8 +6,8 @@ import { createAdapters } from '../../actions/index.ts';
 import { renderArtifacts } from '../../dashboards/index.ts';
 import { loadConfig } from '../../pipeline/config.ts';
 import { loadRules } from '../../rules/index.ts';
-import { VERSION as ES_VERSION } from '../servers/elasticsearch.ts';
-import { VERSION as KAFKA_VERSION } from '../servers/kafka.ts';
+import { DEFAULT_VERSION as ES_VERSION } from '../servers/elasticsearch.ts';
+import { DEFAULT_VERSION as KAFKA_VERSION } from '../servers/kafka.ts';
 
 /**
  * Docker does not run on this machine, so the compose set-up is checked for

@@ -11,7 +11,9 @@ import { cacheDir, freePort, run, startProcess, stopProcess, waitFor } from './c
  * a dedicated system user from a world-readable home. The current major by default;
  * DROVER_TEST_ES_VERSION picks another (CI's compatibility run uses 8.19.2).
  */
-export const VERSION = process.env.DROVER_TEST_ES_VERSION ?? '9.1.0';
+/** The version `npm test` runs and `deploy/` ships. */
+export const DEFAULT_VERSION = '9.1.0';
+export const VERSION = process.env.DROVER_TEST_ES_VERSION ?? DEFAULT_VERSION;
 const ES_USER = 'drover-es';
 
 /** Elasticsearch 9 needs Java 21 or newer, 8 runs on 17. */

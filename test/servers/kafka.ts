@@ -20,7 +20,9 @@ import {
  * below its own maxima, and `test/ingest/kafka-api-versions.test.ts` fails when a
  * version it sends falls below a broker's minimum.
  */
-export const VERSION = process.env.DROVER_TEST_KAFKA_VERSION ?? '4.4.0';
+/** The version `npm test` runs and `deploy/` ships. */
+export const DEFAULT_VERSION = '4.4.0';
+export const VERSION = process.env.DROVER_TEST_KAFKA_VERSION ?? DEFAULT_VERSION;
 /** The SLF4J API both 3.9 and 4.x brokers are built against. */
 const SLF4J = '1.7.36';
 
