@@ -246,67 +246,72 @@ tests:
 });
 
 describe('drover actions', () => {
-  it('kill-switch flips the stored switch; list reads the journal with filters', async () => {
-    const { openActionStore } = await import('../../actions/index.ts');
-    const db = join(dir, 'actions.db');
-    expect(drover(['actions', 'kill-switch', 'on', '--db', db]).stdout).toContain(
-      'kill switch is on',
-    );
-    const store = openActionStore(db);
-    expect(store.killSwitch()).toBe(true);
-    const base = {
-      alertId: 'a1',
-      key: { 'host.name': 'web-1' },
-      adapter: 'fleet',
-      operation: 'kill-and-replace',
-      target: 'web-1',
-    };
-    store.record({
-      ...base,
-      id: 'a1#0',
-      at: Date.parse('2024-01-01T00:00:00Z'),
-      rule: 'r1',
-      decision: 'executed',
-      result: { ok: true },
-    });
-    store.record({
-      ...base,
-      id: 'a2#0',
-      at: Date.parse('2024-01-01T01:00:00Z'),
-      rule: 'r2',
-      decision: 'suppressed',
-      guard: 'cooldown',
-      reason: 'too soon',
-    });
-    store.close();
-    const text = drover(['actions', 'list', '--db', db]).stdout.trim().split('\n');
-    expect(text[0]).toContain('suppressed');
-    expect(text[0]).toContain('[cooldown] too soon');
-    const json = drover(['actions', 'list', '--db', db, '--rule', 'r1', '--format', 'json'])
-      .stdout.trim()
-      .split('\n')
-      .map((l) => JSON.parse(l));
-    expect(json.map((d) => [d.id, d.decision, d.result])).toEqual([
-      ['a1#0', 'executed', { ok: true }],
-    ]);
-    const since = drover([
-      'actions',
-      'list',
-      '--db',
-      db,
-      '--since',
-      '2024-01-01T00:30:00Z',
-      '--format',
-      'json',
-    ])
-      .stdout.trim()
-      .split('\n');
-    expect(since).toHaveLength(1);
-    expect(drover(['actions', 'kill-switch', 'maybe', '--db', db]).code).toBe(2);
-    expect(drover(['actions', 'kill-switch', 'off', '--db', db]).stdout).toContain(
-      'kill switch is off',
-    );
-  });
+  // Seven cold starts of the command, as the help test: slow on a loaded machine.
+  it(
+    'kill-switch flips the stored switch; list reads the journal with filters',
+    { timeout: 120_000 },
+    async () => {
+      const { openActionStore } = await import('../../actions/index.ts');
+      const db = join(dir, 'actions.db');
+      expect(drover(['actions', 'kill-switch', 'on', '--db', db]).stdout).toContain(
+        'kill switch is on',
+      );
+      const store = openActionStore(db);
+      expect(store.killSwitch()).toBe(true);
+      const base = {
+        alertId: 'a1',
+        key: { 'host.name': 'web-1' },
+        adapter: 'fleet',
+        operation: 'kill-and-replace',
+        target: 'web-1',
+      };
+      store.record({
+        ...base,
+        id: 'a1#0',
+        at: Date.parse('2024-01-01T00:00:00Z'),
+        rule: 'r1',
+        decision: 'executed',
+        result: { ok: true },
+      });
+      store.record({
+        ...base,
+        id: 'a2#0',
+        at: Date.parse('2024-01-01T01:00:00Z'),
+        rule: 'r2',
+        decision: 'suppressed',
+        guard: 'cooldown',
+        reason: 'too soon',
+      });
+      store.close();
+      const text = drover(['actions', 'list', '--db', db]).stdout.trim().split('\n');
+      expect(text[0]).toContain('suppressed');
+      expect(text[0]).toContain('[cooldown] too soon');
+      const json = drover(['actions', 'list', '--db', db, '--rule', 'r1', '--format', 'json'])
+        .stdout.trim()
+        .split('\n')
+        .map((l) => JSON.parse(l));
+      expect(json.map((d) => [d.id, d.decision, d.result])).toEqual([
+        ['a1#0', 'executed', { ok: true }],
+      ]);
+      const since = drover([
+        'actions',
+        'list',
+        '--db',
+        db,
+        '--since',
+        '2024-01-01T00:30:00Z',
+        '--format',
+        'json',
+      ])
+        .stdout.trim()
+        .split('\n');
+      expect(since).toHaveLength(1);
+      expect(drover(['actions', 'kill-switch', 'maybe', '--db', db]).code).toBe(2);
+      expect(drover(['actions', 'kill-switch', 'off', '--db', db]).stdout).toContain(
+        'kill switch is off',
+      );
+    },
+  );
 });
 
 const esUrl = inject('elasticsearchUrl');
@@ -354,49 +359,54 @@ describe.skipIf(!esUrl)(
 );
 
 describe('drover actions silence', () => {
-  it('adds, lists and removes silences in the store the remediator reads', async () => {
-    const { openActionStore } = await import('../../actions/index.ts');
-    const db = join(dir, 'silences.db');
-    const added = drover([
-      'actions',
-      'silence',
-      'add',
-      'rule=web-errors',
-      'key.host.name=~web-.*',
-      '--for',
-      '1h',
-      '--comment',
-      'deploy',
-      '--db',
-      db,
-      '--format',
-      'json',
-    ]);
-    expect(added.code, added.stderr).toBe(0);
-    const { id, until } = JSON.parse(added.stdout) as { id: number; until: number };
-    expect(until).toBeGreaterThan(Date.now() + 3_500_000);
-    const store = openActionStore(db);
-    expect(await store.silences(Date.now())).toMatchObject([
-      { id, matchers: { rule: 'web-errors', 'key.host.name': '~web-.*' }, comment: 'deploy' },
-    ]);
-    store.close();
-    expect(drover(['actions', 'silence', 'list', '--db', db]).stdout).toContain(
-      `${id}  until ${new Date(until).toISOString()}  rule=web-errors key.host.name=~web-.*  # deploy`,
-    );
-    // Bad input is a usage error (2) with the reason; an unknown id is a finding (1).
-    const noExpiry = drover(['actions', 'silence', 'add', 'rule=x', '--db', db]);
-    expect(noExpiry.code).toBe(2);
-    expect(noExpiry.stderr).toMatch(/--for DURATION or --until TIME/);
-    expect(
-      drover(['actions', 'silence', 'add', 'nonsense', '--for', '1h', '--db', db]).stderr,
-    ).toMatch(/matcher "nonsense" is not field=value/);
-    expect(drover(['actions', 'silence', 'add', 'key.x=~(', '--for', '1h', '--db', db]).code).toBe(
-      2,
-    );
-    expect(drover(['actions', 'silence', 'remove', String(id), '--db', db]).stdout).toContain(
-      `silence ${id} removed`,
-    );
-    expect(drover(['actions', 'silence', 'remove', String(id), '--db', db]).code).toBe(1);
-    expect(drover(['actions', 'silence', 'list', '--db', db]).stdout).toBe('');
-  });
+  // Nine cold starts of the command.
+  it(
+    'adds, lists and removes silences in the store the remediator reads',
+    { timeout: 120_000 },
+    async () => {
+      const { openActionStore } = await import('../../actions/index.ts');
+      const db = join(dir, 'silences.db');
+      const added = drover([
+        'actions',
+        'silence',
+        'add',
+        'rule=web-errors',
+        'key.host.name=~web-.*',
+        '--for',
+        '1h',
+        '--comment',
+        'deploy',
+        '--db',
+        db,
+        '--format',
+        'json',
+      ]);
+      expect(added.code, added.stderr).toBe(0);
+      const { id, until } = JSON.parse(added.stdout) as { id: number; until: number };
+      expect(until).toBeGreaterThan(Date.now() + 3_500_000);
+      const store = openActionStore(db);
+      expect(await store.silences(Date.now())).toMatchObject([
+        { id, matchers: { rule: 'web-errors', 'key.host.name': '~web-.*' }, comment: 'deploy' },
+      ]);
+      store.close();
+      expect(drover(['actions', 'silence', 'list', '--db', db]).stdout).toContain(
+        `${id}  until ${new Date(until).toISOString()}  rule=web-errors key.host.name=~web-.*  # deploy`,
+      );
+      // Bad input is a usage error (2) with the reason; an unknown id is a finding (1).
+      const noExpiry = drover(['actions', 'silence', 'add', 'rule=x', '--db', db]);
+      expect(noExpiry.code).toBe(2);
+      expect(noExpiry.stderr).toMatch(/--for DURATION or --until TIME/);
+      expect(
+        drover(['actions', 'silence', 'add', 'nonsense', '--for', '1h', '--db', db]).stderr,
+      ).toMatch(/matcher "nonsense" is not field=value/);
+      expect(
+        drover(['actions', 'silence', 'add', 'key.x=~(', '--for', '1h', '--db', db]).code,
+      ).toBe(2);
+      expect(drover(['actions', 'silence', 'remove', String(id), '--db', db]).stdout).toContain(
+        `silence ${id} removed`,
+      );
+      expect(drover(['actions', 'silence', 'remove', String(id), '--db', db]).code).toBe(1);
+      expect(drover(['actions', 'silence', 'list', '--db', db]).stdout).toBe('');
+    },
+  );
 });
