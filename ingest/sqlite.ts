@@ -74,13 +74,27 @@ interface NodeStatement {
   iterate(...params: unknown[]): IterableIterator<unknown>;
 }
 
+let loaded: NodeSqlite | null | undefined;
+
 function nodeSqlite(): NodeSqlite | undefined {
+  if (loaded !== undefined) return loaded ?? undefined;
+  // Node.js 22 marks node:sqlite experimental and says so on stderr when it first loads;
+  // the stores use the part of it that 24 ships as a release candidate, so that one
+  // warning is left out (any other warning still goes through).
+  const emit = process.emitWarning;
+  process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
+    if (String(warning).startsWith('SQLite is an experimental feature')) return;
+    return (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
+  } as typeof process.emitWarning;
   try {
     // Absent on Node.js 20, and behind --experimental-sqlite before 22.13.
-    return process.getBuiltinModule?.('node:sqlite') as NodeSqlite | undefined;
+    loaded = (process.getBuiltinModule?.('node:sqlite') as NodeSqlite | undefined) ?? null;
   } catch {
-    return undefined;
+    loaded = null;
+  } finally {
+    process.emitWarning = emit;
   }
+  return loaded ?? undefined;
 }
 
 /** The driver `openSqlite` uses in this process. */
