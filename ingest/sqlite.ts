@@ -100,7 +100,14 @@ function nodeSqlite(): NodeSqlite | undefined {
 /** The driver `openSqlite` uses in this process. */
 export function sqliteDriver(): SqliteDriver {
   const asked = process.env.DROVER_SQLITE;
-  if (asked === 'better-sqlite3') return 'better-sqlite3';
+  if (asked === 'better-sqlite3') {
+    // The abort above reaches users at shutdown and in worker threads: not offered there.
+    if (Number(process.versions.node.split('.')[0]) >= 24)
+      throw new Error(
+        `DROVER_SQLITE=better-sqlite3: better-sqlite3 12 aborts Node.js ${process.version} when it tears down; use node:sqlite (unset DROVER_SQLITE)`,
+      );
+    return 'better-sqlite3';
+  }
   if (asked === 'node') {
     if (!nodeSqlite())
       throw new Error(`DROVER_SQLITE=node: this Node.js (${process.version}) has no node:sqlite`);
