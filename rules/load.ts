@@ -406,6 +406,11 @@ function checkCondition(ctx: FileContext, node: unknown, path: Path): void {
       if (k !== 'fact' && k !== 'path')
         ctx.error([...path, 'value', k], `unknown key "${k}" in a fact reference`, true);
     if (ref.path !== undefined) checkPath(ctx, ref.path, [...path, 'value', 'path']);
+    if (c.operator === 'matches')
+      ctx.error(
+        [...path, 'value'],
+        '"matches" takes a literal pattern, not a fact reference: a pattern written by the sender could be catastrophic',
+      );
   } else {
     switch (c.operator) {
       case 'in':
