@@ -11,7 +11,7 @@ import {
   parseAllDocuments,
 } from 'yaml';
 import { parseDuration } from './duration.ts';
-import { parseRegex, pathSegments } from './filter/index.ts';
+import { parseRegex, pathSegments, UnsafeRegexError } from './filter/index.ts';
 import schema from './schema.json' with { type: 'json' };
 import { type Condition, OPERATORS, RULE_TYPES, type RuleSpec, type RuleType } from './types.ts';
 
@@ -429,7 +429,12 @@ function checkCondition(ctx: FileContext, node: unknown, path: Path): void {
         try {
           parseRegex(value);
         } catch (err) {
-          ctx.error([...path, 'value'], `invalid regular expression: ${(err as Error).message}`);
+          ctx.error(
+            [...path, 'value'],
+            err instanceof UnsafeRegexError
+              ? err.message
+              : `invalid regular expression: ${(err as Error).message}`,
+          );
         }
         break;
       case 'lessThan':

@@ -1,14 +1,30 @@
+import { regexHazard } from './regex-safety.ts';
+
 /**
  * The operators Drover adds to json-rules-engine's own, with the exact semantics both
  * the reference engine and the compiled filters use.
  */
 
-/** A `matches` value: `"pattern"` or a literal `"/pattern/flags"` with flags from imsu. */
+/**
+ * A `matches` value: `"pattern"` or a literal `"/pattern/flags"` with flags from imsu.
+ * A pattern that could backtrack catastrophically on the sender's text is refused
+ * (see regexHazard): it never runs, whoever built the rule.
+ */
 export function parseRegex(value: unknown): RegExp {
   if (typeof value !== 'string')
     throw new Error(`matches needs a string pattern, got ${JSON.stringify(value)}`);
   const literal = /^\/(.*)\/([imsu]*)$/s.exec(value);
-  return literal ? new RegExp(literal[1]!, literal[2]) : new RegExp(value);
+  const re = literal ? new RegExp(literal[1]!, literal[2]) : new RegExp(value);
+  const hazard = regexHazard(re.source, re.flags);
+  if (hazard !== undefined) throw new UnsafeRegexError(hazard);
+  return re;
+}
+
+export class UnsafeRegexError extends Error {
+  constructor(reason: string) {
+    super(`unsafe regular expression: ${reason}`);
+    this.name = 'UnsafeRegexError';
+  }
 }
 
 /**
