@@ -45,6 +45,7 @@ const COMMON = [
   'for',
   'labels',
   'actions',
+  'max_keys',
 ];
 const TYPE_OPTIONS: Record<RuleType, string[]> = {
   any: [],
@@ -58,7 +59,7 @@ const TYPE_OPTIONS: Record<RuleType, string[]> = {
     'alert_on_new_data',
   ],
   flatline: ['timeframe', 'threshold', 'expect', 'forget_keys'],
-  new_term: ['fields', 'terms_window_size', 'alert_on_missing_field'],
+  new_term: ['fields', 'terms_window_size', 'alert_on_missing_field', 'max_terms'],
   expiry: ['ttl'],
   change: ['compare_key', 'ignore_null', 'timeframe'],
   cardinality: ['cardinality_field', 'timeframe', 'max_cardinality', 'min_cardinality'],
@@ -562,6 +563,7 @@ function toRuleSpec(raw: Record<string, unknown>, file: string): RuleSpec {
       exponential_realert: parseDuration(raw.exponential_realert),
     }),
     ...(raw.for !== undefined && { for: parseDuration(raw.for) }),
+    ...(raw.max_keys !== undefined && { max_keys: raw.max_keys as number }),
   };
   const type = raw.type as RuleType;
   switch (type) {
@@ -605,6 +607,7 @@ function toRuleSpec(raw: Record<string, unknown>, file: string): RuleSpec {
         fields: toList(raw.fields),
         terms_window_size: durationOr(raw.terms_window_size, 30 * 86_400_000),
         alert_on_missing_field: raw.alert_on_missing_field === true,
+        ...(raw.max_terms !== undefined && { max_terms: raw.max_terms as number }),
       };
     case 'expiry':
       return { ...common, type, ttl: durationOr(raw.ttl, 60_000) };
