@@ -2,8 +2,8 @@
  * A parser for JavaScript regular expressions, enough to reason about their backtracking:
  * every construct is read, but only what matters for that is kept (which characters an
  * atom matches, groups, alternations, quantifiers, lookarounds, backreferences). It runs
- * on patterns `new RegExp` has already accepted, so it does not re-validate them. Linear
- * in the pattern's length (a class's ranges are merged once per class).
+ * on patterns `new RegExp` has already accepted, so it does not re-validate them. The
+ * patterns come from rule files (trusted), never from events.
  */
 
 /** Sorted, disjoint, inclusive code point ranges: [lo0, hi0, lo1, hi1, ...]. */
