@@ -27,7 +27,14 @@ export interface DroverConfig {
     | { kind: 'embedded' }
     | { kind: 'elasticsearch'; url: string; prefix: string }
     | { kind: 'none' };
-  rules: { paths: string[]; allowedLatenessMs: number };
+  rules: {
+    paths: string[];
+    allowedLatenessMs: number;
+    /** Keys a rule without max_keys holds at most (absent: the engine's, 100,000). */
+    maxKeysPerRule?: number;
+    /** Terms a new_term rule without max_terms holds at most (absent: 100,000). */
+    maxTermsPerRule?: number;
+  };
   /**
    * Where remediation state lives (journal, claims, ledger, kill switch, silences):
    * SQLite for one host (default `<stateDir>/actions.db`), Elasticsearch for workers on
@@ -96,6 +103,12 @@ export function loadConfig(
       throw new ConfigError(`${where}: ${name}: ${(err as Error).message}`);
     }
   };
+  const positiveInteger = (v: unknown, name: string, fallback: number) => {
+    if (v === undefined) return fallback;
+    if (!Number.isSafeInteger(v) || (v as number) < 1)
+      throw new ConfigError(`${where}: ${name} must be a whole number ≥ 1`);
+    return v as number;
+  };
   const listen = obj(raw.listen, 'listen');
   const bus = obj(raw.bus, 'bus');
   const index = obj(raw.index, 'index');
@@ -104,7 +117,7 @@ export function loadConfig(
     ['listen', listen, ['host', 'port', 'statsdPort', 'tokens', 'apiKeys', 'maxBodyBytes', 'tls']],
     ['bus', bus, ['kind', 'brokers', 'topicPrefix']],
     ['index', index, ['kind', 'url', 'prefix']],
-    ['rules', rules, ['paths', 'allowedLateness']],
+    ['rules', rules, ['paths', 'allowedLateness', 'maxKeysPerRule', 'maxTermsPerRule']],
   ];
   for (const [section, value, fields] of known)
     for (const key of Object.keys(value))
@@ -191,6 +204,8 @@ export function loadConfig(
     rules: {
       paths: (rulePaths as string[]).map((p) => resolve(baseDir, p)),
       allowedLatenessMs: duration(rules.allowedLateness, 'rules.allowedLateness', 5_000),
+      maxKeysPerRule: positiveInteger(rules.maxKeysPerRule, 'rules.maxKeysPerRule', 100_000),
+      maxTermsPerRule: positiveInteger(rules.maxTermsPerRule, 'rules.maxTermsPerRule', 100_000),
     },
     actions:
       actions.store === 'elasticsearch'

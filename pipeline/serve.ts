@@ -37,6 +37,7 @@ import {
 } from '../rules/index.ts';
 import { ConfigError, type DroverConfig } from './config.ts';
 import type { Logger } from './logger.ts';
+import { createRefusalReporter } from './rule-refusals.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 
 /**
@@ -74,11 +75,15 @@ export class Pipeline {
   private snapshotTimer: NodeJS.Timeout | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private pendingActions = new Set<Promise<unknown>>();
+  /** One for the process, so the log's rate limit holds across rule reloads. */
+  private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
 
   constructor(
     readonly config: DroverConfig,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.reportRefusal = createRefusalReporter({ telemetry: this.telemetry, logger });
+  }
 
   private get snapshotPath(): string {
     return join(this.config.stateDir, 'rules-snapshot.json');
@@ -255,6 +260,9 @@ export class Pipeline {
       allowedLatenessMs: this.config.rules.allowedLatenessMs,
       clock: Date.now,
       onAlert: (alert) => this.onAlert(alert),
+      maxKeysPerRule: this.config.rules.maxKeysPerRule,
+      maxTermsPerRule: this.config.rules.maxTermsPerRule,
+      onRefused: this.reportRefusal,
     });
   }
 

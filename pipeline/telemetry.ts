@@ -91,6 +91,18 @@ export function createTelemetry() {
       labelNames: ['rule'],
       registers: [registry],
     }),
+    ruleKeysRefused: new Counter({
+      name: 'drover_rule_keys_refused_total',
+      help: 'New keys a rule refused because it held max_keys keys already, by rule.',
+      labelNames: ['rule'],
+      registers: [registry],
+    }),
+    ruleTermsRefused: new Counter({
+      name: 'drover_rule_terms_refused_total',
+      help: 'New terms a new_term rule refused because it held max_terms terms already, by rule.',
+      labelNames: ['rule'],
+      registers: [registry],
+    }),
   };
   return m;
 }

@@ -30,7 +30,16 @@ export interface EngineOptions {
   onAlert: (alert: Alert) => void;
   /** Event time observation starts at; default: the first event (or the clock at start). */
   observedFrom?: number;
+  /** Keys a rule without `max_keys` holds at most. Default 100,000. */
+  maxKeysPerRule?: number;
+  /** Terms a new_term rule without `max_terms` holds at most. Default 100,000. */
+  maxTermsPerRule?: number;
+  /** Called for each new key or term a rule refuses at its cap (metrics, logs). */
+  onRefused?: (rule: string, what: 'key' | 'term', cap: number) => void;
 }
+
+export const DEFAULT_MAX_KEYS_PER_RULE = 100_000;
+export const DEFAULT_MAX_TERMS_PER_RULE = 100_000;
 
 export const SNAPSHOT_VERSION = 1;
 
@@ -49,6 +58,10 @@ export interface RuleStats {
   keys: number;
   /** new_term's remembered terms. */
   terms?: number;
+  /** New keys refused at the rule's max_keys since the rules were loaded. */
+  keysRefused: number;
+  /** new_term: new terms refused at max_terms since the rules were loaded. */
+  termsRefused?: number;
   bytes: number;
   alerts: number;
   lastAlertAt: string | undefined;
@@ -102,6 +115,7 @@ export class Engine {
     this.onAlert = options.onAlert;
     this.clock = options.clock;
     this.alertFrom = options.alertFrom ?? Number.NEGATIVE_INFINITY;
+    const onRefused = options.onRefused;
     const watermark = () => this.wm;
     const observedFrom = () => this.observed ?? Number.POSITIVE_INFINITY;
     this.context = {
@@ -114,6 +128,9 @@ export class Engine {
       alertFrom: this.alertFrom,
       schedule: (runner, key, at, tag) => this.timers.push(at, runner, key, tag),
       emit: (alert) => this.onAlert(alert),
+      maxKeysPerRule: options.maxKeysPerRule ?? DEFAULT_MAX_KEYS_PER_RULE,
+      maxTermsPerRule: options.maxTermsPerRule ?? DEFAULT_MAX_TERMS_PER_RULE,
+      refused: (runner, what, cap) => onRefused?.(runner.spec.name, what, cap),
     };
     for (const rule of rules) {
       if (!rule.enabled) continue;
@@ -202,7 +219,7 @@ export class Engine {
   private offer(c: Compiled, event: Event, t: number): void {
     if (!c.filter(event)) return;
     const key = c.runner.keyOf(event);
-    if (key === undefined) return;
+    if (key === undefined || !c.runner.admit(key)) return;
     c.runner.onEvent(event, key, t);
   }
 
@@ -269,9 +286,11 @@ export class Engine {
         bytes,
         alerts: runner.alertCount,
         lastAlertAt: runner.lastAlertAt,
+        keysRefused: runner.keysRefused,
       };
       if (runner instanceof NewTermRunner) {
         s.terms = runner.termCount();
+        s.termsRefused = runner.termsRefused;
         s.bytes += runner.termCount() * 64;
       }
       return s;
@@ -358,8 +377,18 @@ function createRunner(rule: RuleSpec, ctx: EngineContext): RuleRunner {
 
 /** What a rule's state depends on: everything but presentation (labels, actions, description). */
 function ruleFingerprint(rule: RuleSpec): string {
-  const { labels: _l, actions: _a, description: _d, source: _s, enabled: _e, ...semantic } = rule;
-  return stableStringify(semantic);
+  // A cap bounds how many keys are held, not what a held key's state means: raising
+  // it keeps the state.
+  const {
+    labels: _l,
+    actions: _a,
+    description: _d,
+    source: _s,
+    enabled: _e,
+    max_keys: _k,
+    ...semantic
+  } = rule;
+  return stableStringify({ ...semantic, max_terms: undefined });
 }
 
 function stableStringify(value: unknown): string {

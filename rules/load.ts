@@ -11,7 +11,7 @@ import {
   parseAllDocuments,
 } from 'yaml';
 import { parseDuration } from './duration.ts';
-import { parseRegex, pathSegments } from './filter/index.ts';
+import { parseRegex, pathSegments, UnsafeRegexError } from './filter/index.ts';
 import schema from './schema.json' with { type: 'json' };
 import { type Condition, OPERATORS, RULE_TYPES, type RuleSpec, type RuleType } from './types.ts';
 
@@ -45,6 +45,7 @@ const COMMON = [
   'for',
   'labels',
   'actions',
+  'max_keys',
 ];
 const TYPE_OPTIONS: Record<RuleType, string[]> = {
   any: [],
@@ -58,7 +59,7 @@ const TYPE_OPTIONS: Record<RuleType, string[]> = {
     'alert_on_new_data',
   ],
   flatline: ['timeframe', 'threshold', 'expect', 'forget_keys'],
-  new_term: ['fields', 'terms_window_size', 'alert_on_missing_field'],
+  new_term: ['fields', 'terms_window_size', 'alert_on_missing_field', 'max_terms'],
   expiry: ['ttl'],
   change: ['compare_key', 'ignore_null', 'timeframe'],
   cardinality: ['cardinality_field', 'timeframe', 'max_cardinality', 'min_cardinality'],
@@ -406,6 +407,11 @@ function checkCondition(ctx: FileContext, node: unknown, path: Path): void {
       if (k !== 'fact' && k !== 'path')
         ctx.error([...path, 'value', k], `unknown key "${k}" in a fact reference`, true);
     if (ref.path !== undefined) checkPath(ctx, ref.path, [...path, 'value', 'path']);
+    if (c.operator === 'matches')
+      ctx.error(
+        [...path, 'value'],
+        '"matches" takes a literal pattern, not a fact reference: a pattern written by the sender could be catastrophic',
+      );
   } else {
     switch (c.operator) {
       case 'in':
@@ -424,7 +430,12 @@ function checkCondition(ctx: FileContext, node: unknown, path: Path): void {
         try {
           parseRegex(value);
         } catch (err) {
-          ctx.error([...path, 'value'], `invalid regular expression: ${(err as Error).message}`);
+          ctx.error(
+            [...path, 'value'],
+            err instanceof UnsafeRegexError
+              ? err.message
+              : `invalid regular expression: ${(err as Error).message}`,
+          );
         }
         break;
       case 'lessThan':
@@ -552,6 +563,7 @@ function toRuleSpec(raw: Record<string, unknown>, file: string): RuleSpec {
       exponential_realert: parseDuration(raw.exponential_realert),
     }),
     ...(raw.for !== undefined && { for: parseDuration(raw.for) }),
+    ...(raw.max_keys !== undefined && { max_keys: raw.max_keys as number }),
   };
   const type = raw.type as RuleType;
   switch (type) {
@@ -595,6 +607,7 @@ function toRuleSpec(raw: Record<string, unknown>, file: string): RuleSpec {
         fields: toList(raw.fields),
         terms_window_size: durationOr(raw.terms_window_size, 30 * 86_400_000),
         alert_on_missing_field: raw.alert_on_missing_field === true,
+        ...(raw.max_terms !== undefined && { max_terms: raw.max_terms as number }),
       };
     case 'expiry':
       return { ...common, type, ttl: durationOr(raw.ttl, 60_000) };

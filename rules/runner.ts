@@ -12,6 +12,11 @@ export interface EngineContext {
   readonly alertFrom: number;
   schedule(runner: RuleRunner, key: string, at: number, tag: number): void;
   emit(alert: Alert): void;
+  /** Caps for rules that set no max_keys / max_terms of their own. */
+  readonly maxKeysPerRule: number;
+  readonly maxTermsPerRule: number;
+  /** A new key or term was refused at the rule's cap. */
+  refused(runner: RuleRunner, what: 'key' | 'term', cap: number): void;
 }
 
 interface Silence {
@@ -51,12 +56,43 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   private readonly keyFields: string[];
   lastAlertAt: string | undefined;
   alertCount = 0;
+  /** Keys most of the rule's state is keyed by: `max_keys`, or the engine's default. */
+  readonly maxKeys: number;
+  /** New keys refused at maxKeys since this runner was built. */
+  keysRefused = 0;
 
   constructor(
     readonly spec: S,
     protected readonly ctx: EngineContext,
   ) {
     this.keyFields = spec.query_key;
+    this.maxKeys = spec.max_keys ?? ctx.maxKeysPerRule;
+  }
+
+  /**
+   * Key admission, before `onEvent`: keys are values the sender picks, so a rule holds
+   * state for at most maxKeys of them. `keys` (windows) and `silences` (realert, which
+   * outlive a forgotten key's window) are each bounded by it; `keyValues` and
+   * `pendingSince` hold only keys that are in one of them. A key already held is always
+   * admitted. Past the cap a new key is refused, not made room for: evicting the least
+   * recently seen key would let a flood of new keys push out the keys that matter
+   * (and, for flatline, fire a false alert for each key evicted).
+   */
+  admit(key: string): boolean {
+    if (this.keys.has(key) || this.silences.has(key)) return true;
+    if (this.keys.size < this.maxKeys && this.silences.size < this.maxKeys) return true;
+    this.keysRefused++;
+    this.ctx.refused(this, 'key', this.maxKeys);
+    return false;
+  }
+
+  /** Silences held (new_term bounds its per-term silences with its term cap). */
+  protected silenceCount(): number {
+    return this.silences.size;
+  }
+
+  protected isSilenced(silenceKey: string): boolean {
+    return this.silences.has(silenceKey);
   }
 
   /** The key string of an event, or undefined when it lacks a query_key field. */

@@ -78,6 +78,8 @@ export interface CommonOptions {
   exponential_realert?: number;
   /** ms; how long the condition must hold before the alert fires. */
   for?: number;
+  /** Keys (and realert silences) the rule holds at most; default `rules.maxKeysPerRule`. */
+  max_keys?: number;
   labels: Record<string, string>;
   actions: ActionSpec[];
   enabled: boolean;
@@ -115,6 +117,8 @@ export interface NewTermRule extends CommonOptions {
   fields: string[];
   terms_window_size: number;
   alert_on_missing_field: boolean;
+  /** Terms the rule holds at most; default `rules.maxTermsPerRule`. */
+  max_terms?: number;
 }
 export interface ExpiryRule extends CommonOptions {
   type: 'expiry';

@@ -1,5 +1,13 @@
 import type { Condition, FactCondition } from '../types.ts';
-import { numberValidator, parseRegex, pathSegments, resolvePath } from './operators.ts';
+import {
+  coercible,
+  includes,
+  numberValidator,
+  parseRegex,
+  pathSegments,
+  resolvePath,
+  testCapped,
+} from './operators.ts';
 
 export type Filter = (event: Record<string, unknown>) => boolean;
 
@@ -11,6 +19,11 @@ export type Filter = (event: Record<string, unknown>) => boolean;
  * numeric operators take any fact that parseFloat accepts and then compare with JS
  * coercion, `contains` only looks into arrays, an empty `any` is true, and a `path`
  * on a non-object returns the fact itself. The differential test holds it to that.
+ *
+ * Where json-rules-engine would throw on an event value (`in` against a fact that is not
+ * a list, a comparison with `{"toString": 1}`), the compiled filter answers false
+ * instead: a throw in the rules consumer would fail the batch on every retry. `matches`
+ * takes a literal pattern only and reads the first MATCH_INPUT_LIMIT units of a value.
  */
 const compiled = new Map<string, Filter>();
 const CACHE_LIMIT = 10_000;
@@ -41,17 +54,23 @@ function compileUncached(condition: Condition): Filter {
   if (!factory) {
     factory = new Function(
       'c',
-      'nv',
-      'rp',
-      `"use strict"; return function filter(e) { return ${body}; };`,
+      'h',
+      `"use strict"; const { nv, rp, inc, ok, mt } = h; return function filter(e) { return ${body}; };`,
     ) as Factory;
     if (factories.size >= CACHE_LIMIT) factories.clear();
     factories.set(body, factory);
   }
-  return factory(constants, numberValidator, resolvePath);
+  return factory(constants, HELPERS);
 }
 
-type Factory = (c: unknown[], nv: typeof numberValidator, rp: typeof resolvePath) => Filter;
+const HELPERS = {
+  nv: numberValidator,
+  rp: resolvePath,
+  inc: includes,
+  ok: coercible,
+  mt: testCapped,
+};
+type Factory = (c: unknown[], helpers: typeof HELPERS) => Filter;
 const factories = new Map<string, Factory>();
 
 type Hoist = (v: unknown) => string;
@@ -105,7 +124,7 @@ function compileFact(c: FactCondition, hoist: Hoist): string {
       const hit =
         !isFactRef && Array.isArray(c.value)
           ? membership(a, c.value, hoist)
-          : op((x, y) => `${y}.indexOf(${x}) > -1`);
+          : op((x, y) => `inc(${y}, ${x})`);
       return c.operator === 'in' ? hit : `!${hit}`;
     }
     case 'contains':
@@ -113,17 +132,19 @@ function compileFact(c: FactCondition, hoist: Hoist): string {
     case 'doesNotContain':
       return op((x, y) => `Array.isArray(${x}) && ${x}.indexOf(${y}) === -1`);
     case 'lessThan':
-      return op((x, y) => `${numeric(x)} && ${x} < ${y}`);
+      return compare(op, isFactRef, c.value, '<');
     case 'lessThanInclusive':
-      return op((x, y) => `${numeric(x)} && ${x} <= ${y}`);
+      return compare(op, isFactRef, c.value, '<=');
     case 'greaterThan':
-      return op((x, y) => `${numeric(x)} && ${x} > ${y}`);
+      return compare(op, isFactRef, c.value, '>');
     case 'greaterThanInclusive':
-      return op((x, y) => `${numeric(x)} && ${x} >= ${y}`);
+      return compare(op, isFactRef, c.value, '>=');
     case 'matches': {
-      const re = isFactRef ? null : hoist(parseRegex(c.value));
-      const parse = hoist(parseRegex);
-      return op((x, y) => `typeof ${x} === "string" && ${re ?? `${parse}(${y})`}.test(${x})`);
+      // A pattern from the event could be catastrophic, or not a pattern at all.
+      if (isFactRef)
+        throw new Error(`matches takes a literal pattern, not a fact reference (${c.fact})`);
+      const re = hoist(parseRegex(c.value));
+      return op((x) => `typeof ${x} === "string" && mt(${re}, ${x})`);
     }
     case 'exists':
       if (isFactRef)
@@ -140,6 +161,14 @@ function compileFact(c: FactCondition, hoist: Hoist): string {
     default:
       throw new Error(`unknown operator ${JSON.stringify((c as FactCondition).operator)}`);
   }
+}
+
+type Op = (f: (x: string, y: string) => string) => string;
+
+/** A numeric comparison; a value that cannot become a primitive compares false. */
+function compare(op: Op, isFactRef: boolean, literalValue: unknown, cmp: string): string {
+  if (!isFactRef && !coercible(literalValue)) return 'false';
+  return op((x, y) => `${numeric(x)} && ${isFactRef ? `ok(${y}) && ` : ''}${x} ${cmp} ${y}`);
 }
 
 /** Numbers take the fast path; anything else goes through json-rules-engine's own validator. */

@@ -1,30 +1,88 @@
+import { regexHazard } from './regex-safety.ts';
+
 /**
  * The operators Drover adds to json-rules-engine's own, with the exact semantics both
  * the reference engine and the compiled filters use.
  */
 
-/** A `matches` value: `"pattern"` or a literal `"/pattern/flags"` with flags from imsu. */
+/**
+ * A `matches` value: `"pattern"` or a literal `"/pattern/flags"` with flags from imsu.
+ * A pattern that could backtrack catastrophically on the sender's text is refused
+ * (see regexHazard): it never runs, whoever built the rule.
+ */
 export function parseRegex(value: unknown): RegExp {
   if (typeof value !== 'string')
     throw new Error(`matches needs a string pattern, got ${JSON.stringify(value)}`);
   const literal = /^\/(.*)\/([imsu]*)$/s.exec(value);
-  return literal ? new RegExp(literal[1]!, literal[2]) : new RegExp(value);
+  const re = literal ? new RegExp(literal[1]!, literal[2]) : new RegExp(value);
+  const hazard = regexHazard(re.source, re.flags);
+  if (hazard !== undefined) throw new UnsafeRegexError(hazard);
+  return re;
 }
 
+export class UnsafeRegexError extends Error {
+  constructor(reason: string) {
+    super(`unsafe regular expression: ${reason}`);
+    this.name = 'UnsafeRegexError';
+  }
+}
+
+/**
+ * `matches` reads at most this many UTF-16 units of a value: a pattern that passed lint
+ * is safe from catastrophic backtracking, but even a linear or quadratic scan should
+ * not be as long as the sender likes. A match past the first 8 KiB is not seen.
+ */
+export const MATCH_INPUT_LIMIT = 8192;
+
+/** `re.test` on the first MATCH_INPUT_LIMIT units of a string. */
+export function testCapped(re: RegExp, s: string): boolean {
+  return re.test(s.length > MATCH_INPUT_LIMIT ? s.slice(0, MATCH_INPUT_LIMIT) : s);
+}
+
+/** Bounded by the number of distinct literal patterns in the loaded rules (trusted). */
 const regexCache = new Map<string, RegExp>();
-function cachedRegex(value: unknown): RegExp {
-  const key = String(value);
-  let re = regexCache.get(key);
+const REGEX_CACHE_LIMIT = 10_000;
+function cachedRegex(value: string): RegExp {
+  let re = regexCache.get(value);
   if (!re) {
     re = parseRegex(value);
-    regexCache.set(key, re);
+    if (regexCache.size >= REGEX_CACHE_LIMIT) regexCache.clear();
+    regexCache.set(value, re);
   }
   return re;
 }
 
-/** json-rules-engine's numeric operators accept a fact only if this holds. */
+/**
+ * Whether a value can become a primitive without throwing. JSON has no functions, so
+ * an object whose own `toString` is data (`{"toString": 1}`) cannot: `String(v)`, `<`
+ * and `indexOf` on it throw. Linear in the value's size (Array#join walks it once).
+ */
+export function coercible(v: unknown): boolean {
+  if (v === null || typeof v !== 'object') return true;
+  try {
+    String(v);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * json-rules-engine's numeric operators accept a fact only if this holds. A value that
+ * cannot be coerced is not a number (json-rules-engine would throw instead).
+ */
 export function numberValidator(factValue: unknown): boolean {
-  return Number.parseFloat(factValue as string).toString() !== 'NaN';
+  return coercible(factValue) && Number.parseFloat(factValue as string).toString() !== 'NaN';
+}
+
+/**
+ * `in` against a fact reference: json-rules-engine calls `b.indexOf(a)`, which throws
+ * when b is neither a list nor a string. Such a b contains nothing.
+ */
+export function includes(list: unknown, v: unknown): boolean {
+  if (Array.isArray(list)) return list.indexOf(v) > -1;
+  if (typeof list === 'string') return coercible(v) && list.indexOf(v as string) > -1;
+  return false;
 }
 
 export interface CustomOperator {
@@ -33,7 +91,15 @@ export interface CustomOperator {
 }
 
 export const CUSTOM_OPERATORS: CustomOperator[] = [
-  { name: 'matches', evaluate: (a, b) => typeof a === 'string' && cachedRegex(b).test(a) },
+  {
+    // The pattern is a literal of the rule file (lint refuses a fact reference); any
+    // other value matches nothing rather than throwing.
+    name: 'matches',
+    evaluate: (a, b) => {
+      if (typeof a !== 'string' || typeof b !== 'string') return false;
+      return testCapped(cachedRegex(b), a);
+    },
+  },
   // A field that is present with the value null exists; only an absent field does not.
   { name: 'exists', evaluate: (a, b) => (b === false ? a === undefined : a !== undefined) },
   {
@@ -70,7 +136,8 @@ export function resolvePath(value: unknown, segments: Array<string | number>): u
   if (value === null || typeof value !== 'object') return value;
   let cur: unknown = value;
   for (const s of segments) {
-    if (cur === null || typeof cur !== 'object') return undefined;
+    // Own properties only: `$.toString` names a field, never Object.prototype's method.
+    if (cur === null || typeof cur !== 'object' || !Object.hasOwn(cur, s)) return undefined;
     cur = (cur as Record<string | number, unknown>)[s];
   }
   return cur;

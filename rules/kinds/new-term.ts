@@ -8,8 +8,28 @@ import type { NewTermRule } from '../types.ts';
  * scoped per query_key when one is given, and pruned once they age out of the window.
  */
 export class NewTermRunner extends RuleRunner<NewTermRule, never> {
-  /** scope key + term → last seen (event time). */
+  /**
+   * scope key + term → last seen (event time). Bounded by maxTerms; the per-term and
+   * per-missing-field realert silences are bounded by it too.
+   */
   readonly terms = new Map<string, number>();
+  readonly maxTerms = this.spec.max_terms ?? this.ctx.maxTermsPerRule;
+  /** New terms refused at maxTerms since this runner was built. */
+  termsRefused = 0;
+
+  /** Holds no state per key: what grows is terms, admitted by admitTerm. */
+  override admit(): boolean {
+    return true;
+  }
+
+  /** A term (or missing-field silence) not held yet is refused once the rule holds maxTerms. */
+  private admitTerm(term: string, silenceKey: string): boolean {
+    if (this.terms.has(term) || this.isSilenced(silenceKey)) return true;
+    if (this.terms.size < this.maxTerms && this.silenceCount() < this.maxTerms) return true;
+    this.termsRefused++;
+    this.ctx.refused(this, 'term', this.maxTerms);
+    return false;
+  }
 
   onEvent(event: Event, key: string, t: number): void {
     const fields = this.spec.fields;
@@ -19,12 +39,15 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
       const v = event[f];
       if (v === undefined || v === null) {
         if (this.spec.alert_on_missing_field) {
+          const silenceKey = `${key}\u0003${f}`;
+          // Without realert nothing is kept per missing field.
+          if (this.spec.realert > 0 && !this.admitTerm(silenceKey, silenceKey)) return;
           this.rememberKey(key, event);
           this.fire(
             key,
             t,
             { figures: { missing_field: f }, sample: event, discriminator: `missing:${f}` },
-            `${key}\u0003${f}`,
+            silenceKey,
           );
         }
         return;
@@ -33,6 +56,7 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
       term += `\u0002${typeof v === 'string' ? v : JSON.stringify(v)}`;
     }
     const seen = this.terms.get(term);
+    if (seen === undefined && !this.admitTerm(term, term)) return;
     if (seen === undefined || seen <= t - this.spec.terms_window_size) {
       this.rememberKey(key, event);
       this.fire(
@@ -53,6 +77,7 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
       term += `\u0002${typeof v === 'string' ? v : JSON.stringify(v)}`;
     }
     const seen = this.terms.get(term);
+    if (seen === undefined && !this.admitTerm(term, term)) return;
     if (seen === undefined || lastSeen > seen) this.terms.set(term, lastSeen);
   }
 

@@ -100,6 +100,18 @@ describe('drover command line', () => {
     expect(r.stdout).toContain(`${bad}:4:12 "timeframe": invalid duration "1 minute"`);
   });
 
+  it('rules lint: a catastrophic matches pattern is an error at its position', () => {
+    const unsafe = join(dir, 'unsafe', 'unsafe.yaml');
+    spawnSync('mkdir', ['-p', join(dir, 'unsafe')]);
+    writeFileSync(
+      unsafe,
+      'name: unsafe\ntype: any\nfilter:\n  fact: message\n  operator: matches\n  value: "^(a+)+$"\n',
+    );
+    const r = drover(['rules', 'lint', join(dir, 'unsafe')]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toContain(`${unsafe}:6:10 unsafe regular expression: "(a+)+": a repetition`);
+  });
+
   it('rules test: the example rules pass, and a wrong expectation fails with its reason', () => {
     const ok = drover(['rules', 'test', 'examples/rules']);
     expect(ok.code).toBe(0);

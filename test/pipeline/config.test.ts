@@ -193,6 +193,22 @@ describe('configuration: listen, bus, index and rules', () => {
     expect(refused('rules: { path: [rules] }\n')).toMatch(/unknown field "rules.path"/);
   });
 
+  it('rules.maxKeysPerRule and rules.maxTermsPerRule: 100,000 by default, whole numbers ≥ 1', () => {
+    expect(load('').config.rules).toMatchObject({
+      maxKeysPerRule: 100_000,
+      maxTermsPerRule: 100_000,
+    });
+    expect(
+      load('rules: { maxKeysPerRule: 5000, maxTermsPerRule: 20 }\n').config.rules,
+    ).toMatchObject({ maxKeysPerRule: 5000, maxTermsPerRule: 20 });
+    expect(refused('rules: { maxKeysPerRule: 0 }\n')).toMatch(
+      /rules.maxKeysPerRule must be a whole number ≥ 1/,
+    );
+    expect(refused('rules: { maxTermsPerRule: 1.5 }\n')).toMatch(
+      /rules.maxTermsPerRule must be a whole number ≥ 1/,
+    );
+  });
+
   it('listen.tls names a cert and a key, resolved against the configuration', () => {
     const { dir, config } = load('listen: { tls: { cert: tls/c.pem, key: tls/k.pem } }\n');
     expect(config.listen.tls).toEqual({
