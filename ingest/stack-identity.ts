@@ -109,16 +109,11 @@ const UUID_GROUPS = [
   [24, 36],
 ] as const;
 
-// Classes generated at run time: their names carry counters and hashes, and whether they
-// appear at all depends on proxies and JIT, not on the code that failed.
-const JVM_GENERATED = [
+// Plumbing generated at run time: lambda and reflection glue whose presence depends on the
+// JDK and on JIT inflation, not on the code that failed. Left out.
+const JVM_PLUMBING = [
   '$$Lambda',
-  '$$EnhancerBy',
   '$$FastClassBy',
-  '$$SpringCGLIB$$',
-  '$ByteBuddy$',
-  '$HibernateProxy$',
-  '$MockitoMock$',
   'GeneratedMethodAccessor',
   'GeneratedConstructorAccessor',
   'GeneratedSerializationConstructorAccessor',
@@ -134,11 +129,22 @@ const JVM_RUNTIME = [
   'kotlinx.coroutines.',
   '_COROUTINE.',
 ];
+// Proxy classes (CGLIB, Spring 6, Guice; ByteBuddy, Hibernate, Mockito) carry the proxied
+// method, which may be the only frame naming it: kept, with the generated id dropped.
+const CGLIB_ID = /\$\$([A-Za-z]+)\$\$[0-9A-Za-z_]+/g;
+const PROXY_ID = /\$(ByteBuddy|HibernateProxy|MockitoMock)\$[0-9A-Za-z_]+/g;
 
 function isProxyClass(fn: string): boolean {
   const at = fn.indexOf('$Proxy');
-  if (at < 0) return false;
+  if (at < 0 || !isDigit(fn.charCodeAt(at + 6))) return false;
   return at === 0 || fn.charCodeAt(at - 1) === 46; // "$Proxy45.save", "com.sun.proxy.$Proxy45.save"
+}
+
+/** "x.Svc$$EnhancerBySpringCGLIB$$8f2a1c3d.m" → "x.Svc$$EnhancerBySpringCGLIB.m"; "jdk.proxy2.$Proxy45.m" → "$Proxy.m". */
+function jvmGenerated(fn: string): string {
+  if (isProxyClass(fn)) return `$Proxy.${fn.slice(fn.lastIndexOf('.') + 1)}`;
+  if (!fn.includes('$')) return fn;
+  return fn.replace(CGLIB_ID, '$$$$$1').replace(PROXY_ID, '$$$1');
 }
 
 /** A frame of the runtime itself, a generated class or a builtin: not part of the identity. */
@@ -146,12 +152,12 @@ export function isInternal(frame: Frame): boolean {
   const { fn, file } = frame;
   switch (frame.runtime) {
     case 'jvm':
-      return (
-        file === '<generated>' ||
-        JVM_RUNTIME.some((p) => fn.startsWith(p)) ||
-        ((fn.includes('$') || fn.includes('Generated')) &&
-          (JVM_GENERATED.some((g) => fn.includes(g)) || isProxyClass(fn)))
-      );
+      if (
+        (fn.includes('$') || fn.includes('Generated')) &&
+        JVM_PLUMBING.some((g) => fn.includes(g))
+      )
+        return true;
+      return !isProxyClass(fn) && JVM_RUNTIME.some((p) => fn.startsWith(p));
     case 'v8':
       return (
         file.startsWith('node:') ||
@@ -199,7 +205,7 @@ export function frameFunction(frame: Frame): string {
   let fn = frame.fn;
   switch (frame.runtime) {
     case 'jvm':
-      fn = kotlinContinuation(fn);
+      fn = jvmGenerated(kotlinContinuation(fn));
       break;
     case 'dotnet':
       fn = dotnetStateMachine(fn);
@@ -309,9 +315,8 @@ function withoutContentHash(name: string): string {
 }
 
 function isContentHash(token: string, dashed: boolean): boolean {
-  const digits = hasDigit(token);
-  const letters = /[A-Za-z]/.test(token);
-  if (digits && letters) return true;
+  if (hasDigit(token)) return true; // "8f2a1c3d", "5XHZ3KQH", "20261201"
+  if (token.length >= 8 && isHexToken(token, 0, token.length)) return true; // "deadbeef"
   // Vite names chunks "index-DiwrgTda.js": eight base64url characters, mixed case.
   return dashed && token.length === 8 && /[a-z]/.test(token) && /[A-Z]/.test(token.slice(1));
 }
