@@ -5,6 +5,7 @@ import {
   exceptionType,
   MAX_LINE_CHARS,
   MAX_STACK_CHARS,
+  MAX_TYPE_CHARS,
   parseStack,
 } from './stack-parse.ts';
 
@@ -34,9 +35,8 @@ export {
  * The same bug throws the same frames over and over, each time with another message: a
  * fingerprint is remembered keyed by the event's error type, the first line's type and
  * the text after the first line. Only stacks whose fingerprint cannot depend on the rest
- * of the first line are remembered (frames found; the first line no frame and no .NET
- * inner type), and only stacks within MAX_STACK_CHARS, so a key never holds more than
- * its stack. Bounded by CACHE_CHARS characters of keys in all, then emptied.
+ * of the first line are remembered (frames found, the first line a plain header), and
+ * only stacks within MAX_STACK_CHARS, so a key never holds more than its stack. Bounded by CACHE_CHARS characters of keys in all, then emptied.
  */
 const cache = new Map<string, string>();
 /** Characters of cache keys held at most (~8 MB as UTF-16). */
@@ -49,9 +49,19 @@ export function fingerprint(stack: string, errorType?: string): string {
   if (newline < 0 || stack.length > MAX_STACK_CHARS || newline > MAX_LINE_CHARS) {
     return compute(stack, errorType).id;
   }
+  // Remembered only when the first line is a plain "Type: message" header: then it adds its
+  // type and nothing else (a Ruby or Go first line is a frame, a .NET one may hold inner types).
   const first = stack.slice(0, newline);
-  if (first.includes(':in ') || first.includes(' ---> ')) return compute(stack, errorType).id;
-  const key = `${errorType ?? ''}\u0000${exceptionType(first.trimStart()) ?? ''}\u0000${stack.slice(newline)}`;
+  const type = exceptionType(first);
+  if (
+    type === undefined ||
+    indentOf(first) > 0 ||
+    first.includes(':in ') ||
+    first.includes(' ---> ')
+  )
+    return compute(stack, errorType).id;
+  const given = errorType === undefined ? '-' : `+${errorType.slice(0, MAX_TYPE_CHARS)}`;
+  const key = `${given}\u0000${type}\u0000${stack.slice(newline)}`;
   const hit = cache.get(key);
   if (hit !== undefined) return hit;
   const { id, frames } = compute(stack, errorType);
@@ -64,6 +74,11 @@ export function fingerprint(stack: string, errorType?: string): string {
     cacheChars += key.length;
   }
   return id;
+}
+
+function indentOf(line: string): number {
+  const c = line.charCodeAt(0);
+  return c === 32 || c === 9 ? 1 : 0;
 }
 
 function compute(stack: string, errorType: string | undefined): { id: string; frames: number } {

@@ -150,3 +150,32 @@ describe('Java generated class names are ids, not frames', () => {
     );
   });
 });
+
+describe('remembered fingerprints', () => {
+  it('a stack whose first line is a frame is not answered from the cache for another first frame', () => {
+    const rest = '\n\t/app/main.go:10 +0x1d\nmain.main()\n\t/app/main.go:20 +0x25';
+    const charge = fingerprint(`main.charge(0xc000012345)${rest}`);
+    expect(fingerprint(`main.refund(0xc000012345)${rest}`)).not.toBe(charge);
+    const node = '\n    at main (/app/index.js:1:1)';
+    expect(fingerprint(`    at charge (/app/pay.js:1:1)${node}`)).not.toBe(
+      fingerprint(`    at refund (/app/pay.js:1:1)${node}`),
+    );
+  });
+
+  it('answers the same as a fresh computation for a long error type', () => {
+    const stack = 'Error: x\n    at charge (/app/pay.js:1:1)';
+    expect(fingerprint(stack, `${'T'.repeat(300)}a`)).toBe(
+      fingerprint(stack, `${'T'.repeat(300)}b`),
+    );
+  });
+});
+
+describe('the error type given with the event', () => {
+  it('stands for the raised error type, also when empty, whether or not remembered', () => {
+    const stack = 'TypeError: x\n    at charge (/app/pay.js:1:1)';
+    const given = fingerprint(stack, '');
+    expect(fingerprint(stack)).not.toBe(given);
+    expect(fingerprint(stack, '')).toBe(given);
+    expect(fingerprint(stack, 'TypeError')).toBe(fingerprint(stack));
+  });
+});
