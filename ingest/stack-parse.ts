@@ -87,8 +87,10 @@ function isDigits(s: string, from: number, to = s.length): boolean {
 function goFile(line: string | undefined): string | undefined {
   if (line === undefined || line.charCodeAt(0) !== 9 || line.length > MAX_LINE_CHARS) return;
   let s = line.slice(1).trimEnd();
+  // " +0x1d", then with GOTRACEBACK=system " fp=0x… sp=0x… pc=0x…"
   const offset = s.lastIndexOf(' +0x');
   if (offset > 0) s = s.slice(0, offset);
+  else if (s.lastIndexOf(' fp=') > 0) s = s.slice(0, s.lastIndexOf(' fp='));
   const colon = s.lastIndexOf(':');
   return colon > 0 && isDigits(s, colon + 1) ? s.slice(0, colon) : undefined;
 }

@@ -108,6 +108,12 @@ describe('Go tracebacks as Go 1.17+ prints them', () => {
     );
   });
 
+  it('reads file lines with GOTRACEBACK=system frame pointers and no offset', () => {
+    const stack =
+      'fatal error: x\n\ngoroutine 1 gp=0xc000002380 m=0 mp=0x9f2a40 [running]:\nmain.flush(...)\n\t/app/main.go:10 fp=0xc000057e58 sp=0xc000057e28 pc=0x4383fc';
+    expect(parseStack(stack).frames.map((f) => f.fn)).toEqual(['main.flush']);
+  });
+
   it('parses the frames with any argument form, and the creator', () => {
     const fns = parseStack(panicAt('Charge', 41, '012345', 88)).frames.map((f) => f.fn);
     expect(fns).toEqual([
