@@ -41,6 +41,14 @@ describe('fingerprints of hostile stacks take linear time', () => {
     'a long hex run': `Error: x\n    at f (/app/${fill('0123456789abcdef', MB)}g.js:1:1)`,
     'a .NET line of " in "': `System.X: y\n   at A.B(${fill(') in ', MB)}`,
     'one long line with no newline': fill('at x ', MB),
+    'Ruby labels of nested blocks': Array.from(
+      { length: MB / 4000 },
+      (_, i) => `/a.rb:1:in '${'block in '.repeat(440)}m${i}'`,
+    ).join('\n'),
+    '.NET names of nested state machines': Array.from(
+      { length: MB / 4000 },
+      (_, i) => `   at ${'.<a>d__1'.repeat(490)}${i}.MoveNext()`,
+    ).join('\n'),
   };
   for (const [name, stack] of Object.entries(shapes)) {
     it(`1 MB of ${name} takes under ${BOUND_MS} ms`, () => {
@@ -81,9 +89,14 @@ describe('fingerprints consider a bounded part of the stack', () => {
   });
 
   it('a huge error type or message is bounded too', () => {
-    const t0 = performance.now();
-    const a = fingerprint(`${'E'.repeat(MB)}: x`, 'T'.repeat(MB));
-    expect(performance.now() - t0).toBeLessThan(BOUND_MS);
-    expect(a).toMatch(/^[0-9a-f]{16}$/);
+    const stack = `${'E'.repeat(MB)}: x`;
+    const type = 'T'.repeat(MB);
+    let best = Number.POSITIVE_INFINITY;
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      expect(fingerprint(stack, type)).toMatch(/^[0-9a-f]{16}$/);
+      best = Math.min(best, performance.now() - t0);
+    }
+    expect(best).toBeLessThan(BOUND_MS);
   });
 });
