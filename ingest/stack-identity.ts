@@ -193,11 +193,7 @@ const PYTHON_LIB = /[/\\]python\d+\.\d+[/\\]/;
 /** "/usr/local/lib/ruby/3.3.0/net/http.rb", not ".../lib/ruby/gems/…". */
 function isRubyStdlib(file: string): boolean {
   const at = file.indexOf('/lib/ruby/');
-  return at >= 0 && isDigitCode(file.charCodeAt(at + 10));
-}
-
-function isDigitCode(c: number): boolean {
-  return c >= 48 && c <= 57;
+  return at >= 0 && isDigit(file.charCodeAt(at + 10));
 }
 
 /** The function, with per-build and per-call parts normalized. */
@@ -300,7 +296,7 @@ function withoutVersion(dir: string): string {
     const c = dir[i];
     if (c !== '-' && c !== '@' && c !== '_') continue;
     const next = dir.charCodeAt(i + 1) === 118 ? i + 2 : i + 1; // "v1.2"
-    if (isDigitCode(dir.charCodeAt(next))) return dir.slice(0, i);
+    if (isDigit(dir.charCodeAt(next))) return dir.slice(0, i);
   }
   return dir;
 }
