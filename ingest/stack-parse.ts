@@ -190,6 +190,29 @@ function pythonFrame(body: string): Frame | undefined {
   };
 }
 
+const GROUP_HEADER = '+ Exception Group Traceback';
+
+/**
+ * A line of a Python 3.11+ exception group without its margins: "  |   File …" → "  File …"
+ * (Python's own indentation after "| " kept), "  + Exception Group Traceback…" and
+ * "+-+---- 1 ----" → what follows the margin characters.
+ */
+function withoutGroupMargin(line: string): string {
+  let end = 0;
+  let bar = -1;
+  for (; end < line.length; end++) {
+    const c = line.charCodeAt(end);
+    if (c === 124)
+      bar = end; // |
+    else if (c === 43)
+      bar = -1; // + after the last |: a header or separator follows
+    else if (c !== 32 && c !== 45) break;
+  }
+  if (bar >= 0 && line.charCodeAt(bar + 1) === 32) return line.slice(bar + 2);
+  if (bar >= 0) return line.slice(bar + 1);
+  return line.slice(end);
+}
+
 function indentOf(line: string): number {
   let i = 0;
   while (i < line.length && (line.charCodeAt(i) === 32 || line.charCodeAt(i) === 9)) i++;
@@ -204,6 +227,8 @@ export function parseStack(stack: string): ParsedStack {
   let pythonFrames = false; // inside a traceback's frames; the next unindented line is the type
   let suppressed = -1; // indent of a Java "Suppressed:" block being skipped, or -1
   let goroutines = 0;
+  let inGroup = false; // inside a Python exception group's "  | " margins
+  let raisedGroup: Section | undefined; // the outermost exception group: the raised error
   let header = true; // the first non-blank line may name the type
 
   const open = (type: string | undefined) => {
@@ -223,6 +248,10 @@ export function parseStack(stack: string): ParsedStack {
       continue;
     }
     if (raw.endsWith('\r')) raw = raw.slice(0, -1);
+    if (inGroup || raw.trimStart().startsWith(GROUP_HEADER)) {
+      inGroup = true;
+      raw = withoutGroupMargin(raw);
+    }
     const indent = indentOf(raw);
     const body = raw.slice(indent).trimEnd();
     if (body === '') continue;
@@ -238,8 +267,10 @@ export function parseStack(stack: string): ParsedStack {
     }
 
     // Python
-    if (body.startsWith('Traceback (most recent call last):')) {
+    const groupHeader = body.startsWith('Exception Group Traceback (most recent call last):');
+    if (groupHeader || body.startsWith('Traceback (most recent call last):')) {
       if (current.frames.length > 0 || current.type !== undefined) open(undefined);
+      if (groupHeader && raisedGroup === undefined) raisedGroup = current;
       python = true;
       pythonFrames = true;
       continue;
@@ -327,7 +358,14 @@ export function parseStack(stack: string): ParsedStack {
   const kept = sections.filter((s) => s.frames.length > 0 || s.type !== undefined);
   // Python prints the raised error last, the others first.
   const typed = kept.findLastIndex((s) => s.type !== undefined);
-  const primary = !python ? 0 : typed >= 0 ? typed : Math.max(0, kept.length - 1);
+  const group = raisedGroup === undefined ? -1 : kept.indexOf(raisedGroup);
+  const primary = !python
+    ? 0
+    : group >= 0
+      ? group
+      : typed >= 0
+        ? typed
+        : Math.max(0, kept.length - 1);
   return {
     type: kept[primary]?.type,
     frames: kept.flatMap((s) => s.frames),

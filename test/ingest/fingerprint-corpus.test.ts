@@ -28,6 +28,7 @@ const THROWING: Record<string, string> = {
   'python-chained-payment': 'capture_payment',
   'python-chained-refund': 'refund_payment',
   'python-during-handling-config': 'get_setting',
+  'python-taskgroup-fetch': 'fetch_account',
   'ruby-rails-checkout': 'shipping_for',
   'ruby-rails-coupon': 'discount_for',
 };

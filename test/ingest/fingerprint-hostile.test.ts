@@ -41,6 +41,7 @@ describe('fingerprints of hostile stacks take linear time', () => {
     'a long hex run': `Error: x\n    at f (/app/${fill('0123456789abcdef', MB)}g.js:1:1)`,
     'a .NET line of " in "': `System.X: y\n   at A.B(${fill(') in ', MB)}`,
     'one long line with no newline': fill('at x ', MB),
+    'Python exception group margins': `  + Exception Group Traceback (most recent call last):\n${fill('  | + |-+ | ', MB)}`,
     'Ruby labels of nested blocks': Array.from(
       { length: MB / 4000 },
       (_, i) => `/a.rb:1:in '${'block in '.repeat(440)}m${i}'`,

@@ -185,3 +185,16 @@ describe('the error type given with the event', () => {
     expect(fingerprint(stack, 'TypeError')).toBe(fingerprint(stack));
   });
 });
+
+describe('Python 3.11+ exception groups', () => {
+  it('reads frames inside the margins; the group is the raised error', () => {
+    const text = readFileSync(
+      new URL('./fingerprint-corpus/python-taskgroup-fetch/sync-1.txt', import.meta.url),
+      'utf8',
+    );
+    const parsed = parseStack(text);
+    expect(parsed.type).toBe('ExceptionGroup');
+    expect(parsed.sections.map((s) => s.type)).toEqual(['ExceptionGroup', 'httpx.HTTPStatusError']);
+    expect(parsed.frames.map((f) => f.fn)).toContain('fetch_account');
+  });
+});
