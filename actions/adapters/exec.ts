@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { childEnv, validateInheritEnv } from './child-env.ts';
 import type {
   ActionContext,
   ActionResult,
@@ -22,7 +23,10 @@ export interface ExecOptions {
   args?: string[];
   describeCommand?: string;
   describeArgs?: string[];
+  /** Added to the child's minimal environment (see child-env.ts). */
   env?: Record<string, string>;
+  /** Names of Drover's environment variables the child also gets (never Drover's own secrets). */
+  inheritEnv?: string[];
   cwd?: string;
   timeoutMs?: number;
 }
@@ -44,6 +48,7 @@ export class ExecAdapter implements Adapter {
     private readonly options: ExecOptions,
   ) {
     if (!options.command) throw new Error(`exec adapter ${name} needs a command`);
+    validateInheritEnv(`exec adapter ${name}`, options.inheritEnv);
   }
 
   killAndReplace(target: string, ctx: ActionContext): Promise<ActionResult> {
@@ -126,7 +131,7 @@ export class ExecAdapter implements Adapter {
     return new Promise((resolve, reject) => {
       const child = spawn(command, args, {
         cwd: this.options.cwd,
-        env: { ...process.env, ...this.options.env, ...env },
+        env: childEnv(this.options.env, env, this.options.inheritEnv),
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let stdout = '';

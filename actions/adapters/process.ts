@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { parseDuration } from '../../rules/index.ts';
+import { childEnv, validateInheritEnv } from './child-env.ts';
 import type {
   ActionResult,
   Adapter,
@@ -32,7 +33,10 @@ export interface ServiceSpec {
   replicas: number;
   min?: number;
   max?: number;
+  /** Added to the replica's minimal environment (see child-env.ts). */
   env?: Record<string, string>;
+  /** Names of Drover's environment variables the replica also gets (never Drover's own secrets). */
+  inheritEnv?: string[];
   cwd?: string;
   /** HTTP path answering 2xx when a replica is healthy; without it, alive = healthy. */
   healthPath?: string;
@@ -151,13 +155,11 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
     const port = await this.newPort();
     const child = spawn(spec.command, spec.args ?? [], {
       cwd: spec.cwd,
-      env: {
-        ...process.env,
-        ...spec.env,
-        PORT: String(port),
-        DROVER_SERVICE: service,
-        DROVER_REPLICA_ID: id,
-      },
+      env: childEnv(
+        spec.env,
+        { PORT: String(port), DROVER_SERVICE: service, DROVER_REPLICA_ID: id },
+        spec.inheritEnv,
+      ),
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     const replica: Running = {
@@ -426,6 +428,7 @@ function validateSpec(adapter: string, service: string, spec: ServiceSpec): void
     throw new Error(`${where}: min is above max`);
   if (spec.args !== undefined && !Array.isArray(spec.args))
     throw new Error(`${where}: args must be a list`);
+  validateInheritEnv(where, spec.inheritEnv);
   if (spec.readiness !== undefined && !['none', 'listen', 'health'].includes(spec.readiness))
     throw new Error(`${where}: readiness is none, listen or health`);
   if (spec.readiness === 'health' && !spec.healthPath)
