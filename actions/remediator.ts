@@ -179,16 +179,6 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           : checkInhibition(service, await store.inhibitedUntil(service), started);
       if (inhibited) return suppress(inhibited);
 
-      // The target must be one the adapter may act on, and exist, before anything is
-      // spent on it: a forged alert for a made-up host costs no budget or cooldown.
-      const refused = await admit(
-        adapter,
-        p.operation,
-        p.target,
-        this.options.actionTimeoutMs ?? 5 * 60_000,
-      );
-      if (refused) return this.journal({ ...entry, ...refused });
-
       const query: LedgerQuery = {
         now: started,
         shadow: guards.dryRun,
@@ -204,6 +194,17 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       // A pre-check on the ledger as it stands, before asking the orchestrator anything.
       const pre = await this.ledgerVerdict(alert, guards, await store.ledger(query), p.target);
       if (pre) return suppress(pre);
+
+      // The target must be one the adapter may act on, and exist, before anything is
+      // spent on it (the pre-check above only reads): a forged alert for a made-up host
+      // costs no budget, cooldown or breaker count.
+      const refused = await admit(
+        adapter,
+        p.operation,
+        p.target,
+        this.options.actionTimeoutMs ?? 5 * 60_000,
+      );
+      if (refused) return this.journal({ ...entry, ...refused });
 
       const release = this.gate.tryAcquire(guards.concurrency);
       if (typeof release !== 'function') return suppress(release);
