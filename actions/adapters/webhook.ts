@@ -1,4 +1,5 @@
 import { createHmac } from 'node:crypto';
+import { createRedactor, redactUrl } from './redact.ts';
 import type {
   ActionContext,
   ActionResult,
@@ -15,6 +16,12 @@ import type {
  * check origin and refuse replays. 5xx and network errors are retried with backoff;
  * 4xx are not (the receiver said no). `format: slack` or `pagerduty` shapes notify
  * for a Slack incoming webhook or PagerDuty Events v2 (dedup_key = the idempotency key).
+ *
+ * The URL is configuration, never rendered from an event. It is often a credential
+ * itself (a Slack webhook's path, `?token=`), so errors name it by scheme, host and port
+ * only, and the URL's parts, the signing secret, the routing key and header values are
+ * redacted from any text that reaches the journal or a log (a receiver's answer too).
+ * Credentials in the URL (`https://user:pass@host/`) are sent as Basic authorization.
  */
 export interface WebhookOptions {
   url: string;
@@ -30,6 +37,11 @@ export interface WebhookOptions {
 
 export class WebhookAdapter implements Adapter {
   readonly type = 'webhook';
+  /** The URL without user:password (fetch refuses those), and the header carrying them. */
+  private readonly target: string;
+  private readonly basicAuth: string | undefined;
+  private readonly redact: (text: string) => string;
+  private readonly shownUrl: string;
 
   constructor(
     readonly name: string,
@@ -38,6 +50,27 @@ export class WebhookAdapter implements Adapter {
     if (!options.url) throw new Error(`webhook adapter ${name} needs a url`);
     if (options.format === 'pagerduty' && !options.routingKey)
       throw new Error(`webhook adapter ${name}: pagerduty needs a routingKey`);
+    this.shownUrl = redactUrl(options.url);
+    this.redact = createRedactor(options.url, [
+      options.secret,
+      options.routingKey,
+      ...Object.values(options.headers ?? {}),
+    ]);
+    let url: URL;
+    try {
+      url = new URL(options.url);
+    } catch {
+      throw new Error(`webhook adapter ${name}: url is not a URL (${this.shownUrl})`);
+    }
+    if (url.protocol !== 'https:' && url.protocol !== 'http:')
+      throw new Error(`webhook adapter ${name}: url must be http(s), not ${url.protocol}`);
+    this.basicAuth =
+      url.username || url.password
+        ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`
+        : undefined;
+    url.username = '';
+    url.password = '';
+    this.target = url.href;
   }
 
   killAndReplace(target: string, ctx: ActionContext): Promise<ActionResult> {
@@ -110,6 +143,7 @@ export class WebhookAdapter implements Adapter {
       const headers: Record<string, string> = {
         'content-type': 'application/json',
         'user-agent': 'drover',
+        ...(this.basicAuth && { authorization: this.basicAuth }),
         ...this.options.headers,
       };
       if (this.options.secret) {
@@ -118,7 +152,7 @@ export class WebhookAdapter implements Adapter {
           `sha256=${createHmac('sha256', this.options.secret).update(`${timestamp}.${body}`).digest('hex')}`;
       }
       try {
-        const res = await fetch(this.options.url, {
+        const res = await fetch(this.target, {
           method: 'POST',
           headers,
           body,
@@ -127,13 +161,23 @@ export class WebhookAdapter implements Adapter {
         const text = await res.text();
         if (res.ok)
           return {
-            detail: { status: res.status, attempts: attempt + 1, response: text.slice(0, 2_000) },
+            detail: {
+              status: res.status,
+              attempts: attempt + 1,
+              response: this.redact(text.slice(0, 2_000)),
+            },
           };
-        lastError = new Error(`${this.options.url} answered ${res.status}: ${text.slice(0, 500)}`);
+        lastError = new Error(
+          `${this.shownUrl} answered ${res.status}: ${this.redact(text.slice(0, 500))}`,
+        );
         if (res.status < 500 && res.status !== 429) throw lastError;
       } catch (err) {
         if (err === lastError) throw err;
-        lastError = err as Error;
+        const e = err as Error & { cause?: { message?: string } };
+        // fetch says only "fetch failed"; the cause says why (ECONNREFUSED, a TLS error).
+        lastError = new Error(
+          `${this.shownUrl}: ${this.redact(e.message)}${e.cause?.message ? `: ${this.redact(e.cause.message)}` : ''}`,
+        );
       }
     }
     throw new Error(`webhook failed after ${retries + 1} attempts: ${lastError?.message}`);
