@@ -112,6 +112,35 @@ describe('exec: an event value is never an option or shell text', () => {
   });
 });
 
+describe('exec: describeCommand is the inventory', () => {
+  it('a host the describe command does not list is refused before the budget', async () => {
+    const out = join(dir, 'exec-inventory.txt');
+    const fleet = new ExecAdapter('fleet', {
+      command: '/bin/sh',
+      args: ['-c', `echo "$1" >> ${out}`, 'sh', '{{ target }}'],
+      describeCommand: '/bin/sh',
+      // Knows web-1 and web-2; exits 1 for anything that is in no group.
+      describeArgs: [
+        '-c',
+        'case "$1" in web-*) echo \'{"group":"web","size":2,"healthy":2,"members":[{"id":"web-1","healthy":true},{"id":"web-2","healthy":true}]}\' ;; *) echo "unknown host $1" >&2; exit 1 ;; esac',
+        'sh',
+        '{{ target }}',
+      ],
+    });
+    const r = remediator({ fleet }, { budget: { max: 2, windowMs: 3_600_000 } });
+    const replace = [{ adapter: 'fleet', operation: 'kill-and-replace' as const }];
+    for (const host of ['ghost-1', 'web-9', 'ghost-2']) {
+      const [d] = await r.handle(alert({ 'host.name': host }, replace));
+      expect(d).toMatchObject({ decision: 'failed', guard: 'inventory' });
+    }
+    for (const host of ['web-1', 'web-2'])
+      expect((await r.handle(alert({ 'host.name': host }, replace)))[0]).toMatchObject({
+        decision: 'executed',
+      });
+    expect(readFileSync(out, 'utf8')).toBe('web-1\nweb-2\n');
+  });
+});
+
 describe('kubernetes: a target stays inside the adapter’s namespaces', () => {
   async function prod(): Promise<{ api: FakeKubeApi; k8s: KubernetesAdapter }> {
     const api = await startKubeApi();
