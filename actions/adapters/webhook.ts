@@ -1,13 +1,15 @@
 import { createHmac } from 'node:crypto';
 import { createRedactor, redactUrl } from './redact.ts';
-import type {
-  ActionContext,
-  ActionResult,
-  Adapter,
-  AdapterFactory,
-  GroupHealth,
-  Notification,
-  ScaleParams,
+import { shown } from './target-checks.ts';
+import {
+  type ActionContext,
+  type ActionResult,
+  type Adapter,
+  type AdapterFactory,
+  type GroupHealth,
+  type Notification,
+  type ScaleParams,
+  TargetRefused,
 } from './types.ts';
 
 /**
@@ -17,7 +19,11 @@ import type {
  * 4xx are not (the receiver said no). `format: slack` or `pagerduty` shapes notify
  * for a Slack incoming webhook or PagerDuty Events v2 (dedup_key = the idempotency key).
  *
- * The URL is configuration, never rendered from an event. It is often a credential
+ * The URL may hold `{{ target }}`, `{{ operation }}`, `{{ rule }}` and
+ * `{{ idempotency_key }}` in its path or query, never in its scheme, host or port (a
+ * start-up error). Each value is percent-encoded as one URL component (`/`, `?`, `#`,
+ * `&`, `@` included) and a value of only dots is refused, so no value changes where the
+ * request goes or which path it names beyond its own segment. The URL is often a credential
  * itself (a Slack webhook's path, `?token=`), so errors name it by scheme, host and port
  * only, and the URL's parts, the signing secret, the routing key and header values are
  * redacted from any text that reaches the journal or a log (a receiver's answer too).
@@ -35,10 +41,12 @@ export interface WebhookOptions {
   backoffMs?: number;
 }
 
+const URL_VARIABLE = /\{\{\s*(\w+)\s*\}\}/g;
+
 export class WebhookAdapter implements Adapter {
   readonly type = 'webhook';
-  /** The URL without user:password (fetch refuses those), and the header carrying them. */
-  private readonly target: string;
+  /** The URL's origin, which no rendered URL may leave. */
+  private readonly origin: string;
   private readonly basicAuth: string | undefined;
   private readonly redact: (text: string) => string;
   private readonly shownUrl: string;
@@ -56,9 +64,14 @@ export class WebhookAdapter implements Adapter {
       options.routingKey,
       ...Object.values(options.headers ?? {}),
     ]);
+    const first = options.url.indexOf('{{');
+    if (first !== -1 && !/^https?:\/\/[^/?#{}]+\//i.test(options.url.slice(0, first)))
+      throw new Error(
+        `webhook adapter ${name}: a template may only fill the url's path or query; its scheme, host and port must be written out`,
+      );
     let url: URL;
     try {
-      url = new URL(options.url);
+      url = new URL(options.url.replace(URL_VARIABLE, 'x'));
     } catch {
       throw new Error(`webhook adapter ${name}: url is not a URL (${this.shownUrl})`);
     }
@@ -68,13 +81,39 @@ export class WebhookAdapter implements Adapter {
       url.username || url.password
         ? `Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}`
         : undefined;
+    this.origin = url.origin;
+  }
+
+  /**
+   * The URL to call: templates filled with encoded values, user:password taken out
+   * (fetch refuses them; they travel as Basic authorization).
+   */
+  private urlFor(vars: Record<string, string>): string {
+    const rendered = this.options.url.replace(URL_VARIABLE, (_, name: string) => {
+      const value = vars[name];
+      if (value === undefined)
+        throw new Error(`the webhook url's "${name}" is not set for this decision`);
+      if (/^(\.|%2e)*$/i.test(value))
+        throw new TargetRefused(
+          `${shown(value)} would be an empty, "." or ".." path segment in the webhook url`,
+          'target',
+        );
+      try {
+        return encodeURIComponent(value);
+      } catch {
+        throw new TargetRefused(`${shown(value)} cannot be encoded into a URL`, 'target');
+      }
+    });
+    const url = new URL(rendered);
+    if (url.origin !== this.origin)
+      throw new TargetRefused(`the webhook url would leave ${this.origin}`, 'target');
     url.username = '';
     url.password = '';
-    this.target = url.href;
+    return url.href;
   }
 
   killAndReplace(target: string, ctx: ActionContext): Promise<ActionResult> {
-    return this.post({
+    return this.post(urlVars('kill-and-replace', ctx, target), {
       operation: 'kill-and-replace',
       target,
       idempotency_key: ctx.idempotencyKey,
@@ -83,7 +122,7 @@ export class WebhookAdapter implements Adapter {
   }
 
   scale(target: string, params: ScaleParams, ctx: ActionContext): Promise<ActionResult> {
-    return this.post({
+    return this.post(urlVars('scale', ctx, target), {
       operation: 'scale',
       target,
       params,
@@ -93,8 +132,9 @@ export class WebhookAdapter implements Adapter {
   }
 
   notify(n: Notification, ctx: ActionContext): Promise<ActionResult> {
+    const vars = urlVars('notify', ctx);
     if (this.options.format === 'slack') {
-      return this.post({
+      return this.post(vars, {
         text: `*${n.title}*\n${n.text}`,
         blocks: [
           { type: 'header', text: { type: 'plain_text', text: n.title.slice(0, 150) } },
@@ -103,7 +143,7 @@ export class WebhookAdapter implements Adapter {
       });
     }
     if (this.options.format === 'pagerduty') {
-      return this.post({
+      return this.post(vars, {
         routing_key: this.options.routingKey,
         event_action: 'trigger',
         dedup_key: ctx.idempotencyKey,
@@ -115,7 +155,7 @@ export class WebhookAdapter implements Adapter {
         },
       });
     }
-    return this.post({
+    return this.post(vars, {
       operation: 'notify',
       title: n.title,
       text: n.text,
@@ -130,7 +170,11 @@ export class WebhookAdapter implements Adapter {
     throw new Error(`the webhook adapter ${this.name} cannot report the health of ${target}`);
   }
 
-  private async post(payload: Record<string, unknown>): Promise<ActionResult> {
+  private async post(
+    vars: Record<string, string>,
+    payload: Record<string, unknown>,
+  ): Promise<ActionResult> {
+    const url = this.urlFor(vars);
     const body = JSON.stringify(payload);
     const retries = this.options.retries ?? 3;
     let lastError: Error | undefined;
@@ -152,7 +196,7 @@ export class WebhookAdapter implements Adapter {
           `sha256=${createHmac('sha256', this.options.secret).update(`${timestamp}.${body}`).digest('hex')}`;
       }
       try {
-        const res = await fetch(this.target, {
+        const res = await fetch(url, {
           method: 'POST',
           headers,
           body,
@@ -182,6 +226,16 @@ export class WebhookAdapter implements Adapter {
     }
     throw new Error(`webhook failed after ${retries + 1} attempts: ${lastError?.message}`);
   }
+}
+
+/** What a webhook url's templates may name (notify has no target). */
+function urlVars(operation: string, ctx: ActionContext, target?: string): Record<string, string> {
+  return {
+    operation,
+    rule: ctx.rule,
+    idempotency_key: ctx.idempotencyKey,
+    ...(target !== undefined && { target }),
+  };
 }
 
 const factory: AdapterFactory = {

@@ -89,3 +89,47 @@ describe('webhook secrets stay out of the journal', () => {
     }
   });
 });
+
+describe('a webhook URL with templates', () => {
+  async function recording(): Promise<{ port: number; urls: string[] }> {
+    const urls: string[] = [];
+    const server = createServer((req, res) => {
+      urls.push(req.url!);
+      req.resume();
+      req.on('end', () => res.writeHead(200).end('ok'));
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { port: (server.address() as { port: number }).port, urls };
+  }
+  const ctx = { idempotencyKey: 'a#0', rule: 'web-down' };
+
+  it('encodes each value into its URL component, so no value changes the URL’s structure', async () => {
+    const { port, urls } = await recording();
+    const hook = new WebhookAdapter('hook', {
+      url: `http://127.0.0.1:${port}/hooks/{{ target }}/restart?rule={{ rule }}&op={{ operation }}`,
+      retries: 0,
+    });
+    await hook.killAndReplace('web-1', ctx);
+    await hook.killAndReplace('a/../../admin?x=1&y=2#frag', ctx);
+    await hook.scale('@evil.example.com:80', { by: 1 }, ctx);
+    expect(urls).toEqual([
+      '/hooks/web-1/restart?rule=web-down&op=kill-and-replace',
+      '/hooks/a%2F..%2F..%2Fadmin%3Fx%3D1%26y%3D2%23frag/restart?rule=web-down&op=kill-and-replace',
+      '/hooks/%40evil.example.com%3A80/restart?rule=web-down&op=scale',
+    ]);
+    for (const dots of ['..', '.', '%2e%2e'])
+      await expect(hook.killAndReplace(dots, ctx)).rejects.toThrow(/path segment/);
+    expect(urls).toHaveLength(3);
+  });
+
+  it('refuses at start-up a template in the scheme, host or port', () => {
+    for (const url of [
+      'http://{{ target }}.example.com/hook',
+      'http://hooks.example.com:{{ target }}/hook',
+      '{{ target }}://hooks.example.com/',
+      'http://hooks.example.com{{ target }}',
+    ])
+      expect(() => new WebhookAdapter('hook', { url })).toThrow(/scheme, host and port/);
+  });
+});
