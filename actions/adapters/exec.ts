@@ -50,12 +50,14 @@ const EXEC_TARGET = /^[A-Za-z0-9_.:@+=,%][A-Za-z0-9_.:@+=,%/-]{0,252}$/;
 const SHELLS = new Set(['sh', 'bash', 'dash', 'zsh', 'ksh', 'mksh', 'ash', 'fish', 'csh', 'tcsh']);
 
 /**
- * For a command that is a shell, the position of its script (the argument after `-c`,
- * or after a flag group holding `c`, as in `-ec`); -1 for anything else.
+ * For a command that is a shell, or that runs one (`env bash -c`, `sudo sh -c`), the
+ * position of its script: the argument after `-c`, or after a flag group holding `c`
+ * (`-ec`); -1 for anything else.
  */
 function scriptIndex(command: string, args: string[]): number {
-  if (!SHELLS.has(basename(command))) return -1;
-  const flag = args.findIndex((a) => /^-[a-zA-Z]*c[a-zA-Z]*$/.test(a));
+  const shell = SHELLS.has(basename(command)) ? -1 : args.findIndex((a) => SHELLS.has(basename(a)));
+  if (shell === -1 && !SHELLS.has(basename(command))) return -1;
+  const flag = args.findIndex((a, i) => i > shell && /^-[a-zA-Z]*c[a-zA-Z]*$/.test(a));
   return flag === -1 ? -1 : flag + 1;
 }
 

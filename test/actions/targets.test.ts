@@ -100,6 +100,13 @@ describe('exec: an event value is never an option or shell text', () => {
   });
 
   it('refuses at start-up a template spliced into a shell script', () => {
+    expect(
+      () =>
+        new ExecAdapter('x', {
+          command: '/usr/bin/env',
+          args: ['bash', '-c', 'ssh {{ target }} reboot'],
+        }),
+    ).toThrow(/would make a value shell text/);
     for (const args of [
       ['-c', 'kubectl delete pod {{ target }}'],
       ['-ec', 'ssh {{ target }} reboot'],
