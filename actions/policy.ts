@@ -1,7 +1,8 @@
 import type { Alert, Condition, Operation } from '../rules/index.ts';
 import { evaluateReference } from '../rules/index.ts';
-import type { ScaleParams } from './adapters/types.ts';
-import { alertFacts, render, TemplateError } from './template.ts';
+import { type ScaleParams, TargetRefused } from './adapters/types.ts';
+import { renderTarget } from './target.ts';
+import { alertFacts, TemplateError } from './template.ts';
 
 /**
  * Policy: which actions an alert asks for, and against what. Each entry of the rule's
@@ -43,6 +44,8 @@ export type PlannedAction =
       target: string;
       params?: Record<string, unknown>;
       why: string;
+      /** Set when the rendered target itself was refused (`target`). */
+      guard?: string;
     };
 
 /** The alert's actions with action sets expanded, numbered as their idempotency keys are. */
@@ -89,8 +92,16 @@ async function planOne(alert: Alert, index: number, action: ActionObject): Promi
   if (invalid) return { ...base, kind: 'failed', target: action.target ?? '-', why: invalid };
   let target: string;
   try {
-    target = render(action.target ?? DEFAULT_TARGETS[action.operation], alert);
+    target = renderTarget(action.target ?? DEFAULT_TARGETS[action.operation], alert);
   } catch (err) {
+    if (err instanceof TargetRefused)
+      return {
+        ...base,
+        kind: 'failed',
+        target: action.target ?? DEFAULT_TARGETS[action.operation],
+        why: err.message,
+        guard: err.guard,
+      };
     if (!(err instanceof TemplateError)) throw err;
     return { ...base, kind: 'failed', target: action.target ?? '-', why: err.message };
   }

@@ -8,6 +8,7 @@ import {
   type GroupHealth,
   type Notification,
   type ScaleParams,
+  TargetRefused,
 } from './adapters/types.ts';
 import {
   type Attempt,
@@ -139,7 +140,11 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     };
     if (p.kind !== 'act')
       return p.kind === 'failed'
-        ? this.journal({ ...entry, error: p.why })
+        ? this.journal({
+            ...entry,
+            error: p.why,
+            ...(p.guard && { guard: p.guard, reason: p.why }),
+          })
         : this.journal({ ...entry, decision: 'suppressed', guard: 'when', reason: p.why });
     const adapter = this.options.adapters.get(p.adapter);
     if (!adapter)
@@ -189,6 +194,17 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       // A pre-check on the ledger as it stands, before asking the orchestrator anything.
       const pre = await this.ledgerVerdict(alert, guards, await store.ledger(query), p.target);
       if (pre) return suppress(pre);
+
+      // The target must be one the adapter may act on, and exist, before anything is
+      // spent on it (the pre-check above only reads): a forged alert for a made-up host
+      // costs no budget, cooldown or breaker count.
+      const refused = await admit(
+        adapter,
+        p.operation,
+        p.target,
+        this.options.actionTimeoutMs ?? 5 * 60_000,
+      );
+      if (refused) return this.journal({ ...entry, ...refused });
 
       const release = this.gate.tryAcquire(guards.concurrency);
       if (typeof release !== 'function') return suppress(release);
@@ -316,6 +332,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       return this.journal({
         ...entry,
         error: (err as Error).message,
+        ...(err instanceof TargetRefused && { guard: err.guard, reason: err.message }),
         durationMs: this.clock() - began,
       });
     } finally {
@@ -396,6 +413,23 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     }
     this.emit('decision', d);
     return d;
+  }
+}
+
+/** The adapter's refusal of a target, as journal fields; undefined when it may act. */
+async function admit(
+  adapter: Adapter,
+  operation: 'kill-and-replace' | 'scale',
+  target: string,
+  timeoutMs: number,
+): Promise<Pick<Decision, 'guard' | 'reason' | 'error'> | undefined> {
+  try {
+    await adapter.admit?.(operation, target, AbortSignal.timeout(timeoutMs));
+    return undefined;
+  } catch (err) {
+    if (!(err instanceof TargetRefused))
+      return { error: `could not check the target: ${(err as Error).message}` };
+    return { guard: err.guard, reason: err.message, error: `refused: ${err.message}` };
   }
 }
 

@@ -60,14 +60,24 @@ export function lookup(alert: Alert, name: string): unknown {
 
 const VARIABLE = /\{\{\s*([^{}\s]+)\s*\}\}/g;
 
-export function render(template: string, alert: Alert): string {
+/**
+ * Renders a template over the alert. `check`, if given, sees each value before it is
+ * spliced in (with the variable's name), and throws to refuse it.
+ */
+export function render(
+  template: string,
+  alert: Alert,
+  check?: (name: string, value: string) => void,
+): string {
   const out = template.replace(VARIABLE, (_, name: string) => {
     const value = lookup(alert, name);
     if (value === undefined || value === null || value === '')
       throw new TemplateError(`"${name}" is not set in alert ${alert.id} of ${alert.rule}`);
     if (typeof value === 'object')
       throw new TemplateError(`"${name}" is an object in alert ${alert.id}, not a value`);
-    return String(value);
+    const text = String(value);
+    check?.(name, text);
+    return text;
   });
   if (out.includes('{{') || out.includes('}}'))
     throw new TemplateError(`unbalanced braces in template "${template}"`);

@@ -15,7 +15,10 @@ import {
   type GroupHealth,
   type Notification,
   type ScaleParams,
+  type TargetOperation,
+  TargetRefused,
 } from './types.ts';
+import { expectTarget, shown } from './target-checks.ts';
 
 /**
  * AWS Auto Scaling groups: kill-and-replace terminates an instance with
@@ -31,6 +34,8 @@ export interface AwsAsgOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** Pass HonorCooldown to SetDesiredCapacity: AWS refuses while the group's cooldown runs. Default false. */
   honorCooldown?: boolean;
+  /** The groups this adapter may act on (by name); default: any group the credentials reach. */
+  groups?: string[];
 }
 
 /** AWS's "not now" errors, by SDK exception name and by wire code. */
@@ -42,9 +47,12 @@ const DECLINED: Record<string, string> = {
 };
 
 const INSTANCE_ID = /^i-[0-9a-f]{8,17}$/;
-/** Auto Scaling group names: 1-255 characters, no colon (that would be an ARN). */
-const GROUP_NAME = /^[^:\s]{1,255}$/;
-const OPTION_NAMES = new Set(['region', 'endpoint', 'credentials', 'honorCooldown']);
+/**
+ * Auto Scaling group names: 1-255 characters, no colon (that would be an ARN), no
+ * whitespace or control character, not starting with `-`.
+ */
+const GROUP_NAME = /^(?!-)[^:\s\p{Cc}]{1,255}$/u;
+const OPTION_NAMES = new Set(['region', 'endpoint', 'credentials', 'honorCooldown', 'groups']);
 
 /** Checks the configured options, so a typo fails at start-up and not at the first incident. */
 export function validateAwsAsgOptions(name: string, raw: Record<string, unknown>): void {
@@ -75,6 +83,14 @@ export function validateAwsAsgOptions(name: string, raw: Record<string, unknown>
     );
   if (raw.honorCooldown !== undefined && typeof raw.honorCooldown !== 'boolean')
     throw new Error(`${where}: honorCooldown must be true or false`);
+  const groups = raw.groups;
+  if (
+    groups !== undefined &&
+    (!Array.isArray(groups) ||
+      groups.length === 0 ||
+      !groups.every((g) => typeof g === 'string' && GROUP_NAME.test(g)))
+  )
+    throw new Error(`${where}: groups must be a non-empty list of Auto Scaling group names`);
 }
 
 function checkScaleParams(params: ScaleParams): void {
@@ -122,8 +138,48 @@ export class AwsAsgAdapter implements Adapter {
     }
   }
 
+  /** Refuses a group outside the configured `groups`. */
+  private inBoundary(group: string): void {
+    if (this.options.groups && !this.options.groups.includes(group))
+      throw new TargetRefused(
+        `Auto Scaling group ${shown(group)} is not one of the aws-asg adapter "${this.name}"'s groups`,
+        'target',
+      );
+  }
+
+  /**
+   * The target's form, then the inventory: kill-and-replace needs an instance that is in
+   * an Auto Scaling group (one of `groups`, if set), scale a group that exists.
+   */
+  async admit(operation: TargetOperation, target: string, signal?: AbortSignal): Promise<void> {
+    if (operation === 'kill-and-replace') {
+      expectTarget(target, INSTANCE_ID, 'an EC2 instance id (i-0123456789abcdef0)');
+      const out = await this.call(`DescribeAutoScalingInstances ${target}`, () =>
+        this.client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [target] }), {
+          abortSignal: signal,
+        }),
+      );
+      const group = out.AutoScalingInstances?.[0]?.AutoScalingGroupName;
+      if (!group)
+        throw new TargetRefused(`instance ${target} is in no Auto Scaling group`, 'inventory');
+      this.inBoundary(group);
+      return;
+    }
+    expectTarget(target, GROUP_NAME, 'an Auto Scaling group name');
+    this.inBoundary(target);
+    const out = await this.call(`DescribeAutoScalingGroups ${target}`, () =>
+      this.client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [target] }), {
+        abortSignal: signal,
+      }),
+    );
+    if (!out.AutoScalingGroups?.length)
+      throw new TargetRefused(`no Auto Scaling group ${shown(target)}`, 'inventory');
+  }
+
   private async group(name: string, signal?: AbortSignal): Promise<AutoScalingGroup> {
-    if (!GROUP_NAME.test(name)) throw new Error(`"${name}" is not an Auto Scaling group name`);
+    if (!GROUP_NAME.test(name))
+      throw new TargetRefused(`${shown(name)} is not an Auto Scaling group name`, 'target');
+    this.inBoundary(name);
     const out = await this.call(`DescribeAutoScalingGroups ${name}`, () =>
       this.client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }), {
         abortSignal: signal,
@@ -140,7 +196,10 @@ export class AwsAsgAdapter implements Adapter {
     signal?: AbortSignal,
   ): Promise<{ group: string; lifecycle?: string }> {
     if (!INSTANCE_ID.test(instanceId))
-      throw new Error(`"${instanceId}" is not an EC2 instance id (i-0123456789abcdef0)`);
+      throw new TargetRefused(
+        `${shown(instanceId)} is not an EC2 instance id (i-0123456789abcdef0)`,
+        'target',
+      );
     const out = await this.call(`DescribeAutoScalingInstances ${instanceId}`, () =>
       this.client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [instanceId] }), {
         abortSignal: signal,
@@ -151,6 +210,7 @@ export class AwsAsgAdapter implements Adapter {
       throw new Error(
         `aws-asg adapter "${this.name}": instance ${instanceId} is in no Auto Scaling group`,
       );
+    this.inBoundary(instance.AutoScalingGroupName);
     return { group: instance.AutoScalingGroupName, lifecycle: instance.LifecycleState };
   }
 

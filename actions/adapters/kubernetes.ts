@@ -9,7 +9,10 @@ import {
   type GroupHealth,
   type Notification,
   type ScaleParams,
+  type TargetOperation,
+  TargetRefused,
 } from './types.ts';
+import { shown } from './target-checks.ts';
 
 /**
  * Kubernetes: kill-and-replace through the Eviction API, so PodDisruptionBudgets are
@@ -28,6 +31,11 @@ export interface KubernetesOptions {
   token?: string;
   /** Default: the context's namespace, else `default`. */
   namespace?: string;
+  /**
+   * The namespaces a target may name (`NAMESPACE/pod/NAME`); `["*"]` for any. Default:
+   * the adapter's own namespace only. A target naming another is refused.
+   */
+  namespaces?: string[];
   /** The pod label that groups pods without a Deployment/StatefulSet owner (e.g. `app`), for describe. */
   selectorLabel?: string;
   /** `delete`: DELETE the pod where the API has no eviction subresource. Never used to get past a PDB. Default `none`. */
@@ -47,6 +55,8 @@ const WORKLOAD_KINDS: Record<string, WorkloadKind> = {
 const POD_KINDS = new Set(['pod', 'pods', 'po']);
 /** An object name: a DNS subdomain (RFC 1123). Catches unrendered templates and typos early. */
 const NAME = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+/** A namespace name: a DNS label (RFC 1123), 63 characters at most, no dots. */
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 interface Workload {
   /** Absent: the adapter's namespace. */
@@ -84,8 +94,12 @@ interface HpaObject {
   };
 }
 
-function checkName(name: string, target: string, what = 'object name'): string {
-  if (!NAME.test(name)) throw new Error(`"${target}": "${name}" is not a valid Kubernetes ${what}`);
+function checkName(name: string, target: string, what = 'object name', pattern = NAME): string {
+  if (!pattern.test(name))
+    throw new TargetRefused(
+      `${shown(target)}: ${shown(name)} is not a valid Kubernetes ${what}`,
+      'target',
+    );
   return name;
 }
 
@@ -93,20 +107,24 @@ function checkName(name: string, target: string, what = 'object name'): string {
 function splitTarget(target: string): { namespace?: string; kind?: string; name: string } {
   const parts = target.split('/');
   if (parts.length > 3)
-    throw new Error(`"${target}" is not NAME, KIND/NAME or NAMESPACE/KIND/NAME`);
+    throw new TargetRefused(
+      `${shown(target)} is not NAME, KIND/NAME or NAMESPACE/KIND/NAME`,
+      'target',
+    );
   const name = checkName(parts.at(-1)!, target);
   if (parts.length === 1) return { name };
   const kind = parts.at(-2)!.toLowerCase();
   if (parts.length === 2) return { kind, name };
-  return { namespace: checkName(parts[0]!, target, 'namespace name'), kind, name };
+  return { namespace: checkName(parts[0]!, target, 'namespace name', NAMESPACE), kind, name };
 }
 
 /** `pod/NAME`, `NAMESPACE/pod/NAME` or a bare pod name. */
 export function parsePodTarget(target: string): { namespace?: string; name: string } {
   const { namespace, kind, name } = splitTarget(target);
   if (kind !== undefined && !POD_KINDS.has(kind))
-    throw new Error(
-      `kill-and-replace acts on pods: "${target}" is not pod/NAME, NAMESPACE/pod/NAME or a pod name`,
+    throw new TargetRefused(
+      `kill-and-replace acts on pods: ${shown(target)} is not pod/NAME, NAMESPACE/pod/NAME or a pod name`,
+      'target',
     );
   return { ...(namespace && { namespace }), name };
 }
@@ -116,8 +134,9 @@ export function parseWorkloadTarget(target: string): Workload {
   const { namespace, kind, name } = splitTarget(target);
   const workloadKind = kind === undefined ? 'deployment' : WORKLOAD_KINDS[kind];
   if (!workloadKind)
-    throw new Error(
-      `"${target}" is not deployment/NAME or statefulset/NAME (optionally after NAMESPACE/)`,
+    throw new TargetRefused(
+      `${shown(target)} is not deployment/NAME or statefulset/NAME (optionally after NAMESPACE/)`,
+      'target',
     );
   return { ...(namespace && { namespace }), kind: workloadKind, name };
 }
@@ -128,6 +147,7 @@ const OPTION_NAMES = new Set([
   'server',
   'token',
   'namespace',
+  'namespaces',
   'selectorLabel',
   'evictionFallback',
   'gracePeriodSeconds',
@@ -150,8 +170,16 @@ export function validateKubernetesOptions(name: string, raw: Record<string, unkn
   const grace = raw.gracePeriodSeconds;
   if (grace !== undefined && !(Number.isInteger(grace) && (grace as number) >= 0))
     throw new Error(`${where}: gracePeriodSeconds must be a whole number of seconds, 0 or more`);
-  if (raw.namespace !== undefined && !NAME.test(raw.namespace as string))
+  if (raw.namespace !== undefined && !NAMESPACE.test(raw.namespace as string))
     throw new Error(`${where}: namespace "${raw.namespace}" is not a valid namespace name`);
+  const list = raw.namespaces;
+  if (
+    list !== undefined &&
+    (!Array.isArray(list) ||
+      list.length === 0 ||
+      !list.every((n) => typeof n === 'string' && (n === '*' || NAMESPACE.test(n))))
+  )
+    throw new Error(`${where}: namespaces must be a non-empty list of namespace names, or ["*"]`);
   if (raw.kubeconfig !== undefined && raw.server !== undefined)
     throw new Error(`${where}: give either kubeconfig or server, not both`);
 }
@@ -177,6 +205,8 @@ function checkScaleParams(params: ScaleParams): void {
 export class KubernetesAdapter implements Adapter {
   readonly type = 'kubernetes';
   readonly namespace: string;
+  /** Undefined: any namespace (`namespaces: ["*"]`). */
+  private readonly namespaces: ReadonlySet<string> | undefined;
   private readonly api: KubeApi;
 
   constructor(
@@ -216,11 +246,40 @@ export class KubernetesAdapter implements Adapter {
       );
     this.namespace =
       options.namespace ?? kc.getContextObject(kc.getCurrentContext())?.namespace ?? 'default';
+    this.namespaces = options.namespaces?.includes('*')
+      ? undefined
+      : new Set(options.namespaces ?? [this.namespace]);
     this.api = new KubeApi(kc);
   }
 
+  /** Every API path is built here, so no call reaches a namespace outside the boundary. */
   private ns(namespace: string | undefined, path: string): string {
-    return `/namespaces/${namespace ?? this.namespace}/${path}`;
+    const ns = namespace ?? this.namespace;
+    if (this.namespaces && !this.namespaces.has(ns))
+      throw new TargetRefused(
+        `namespace ${shown(ns)} is outside the kubernetes adapter "${this.name}"'s namespaces (${[...this.namespaces].join(', ')})`,
+        'target',
+      );
+    return `/namespaces/${ns}/${path}`;
+  }
+
+  /**
+   * The target's form and namespace, then the inventory: the pod (kill-and-replace) or
+   * the workload (scale) must exist there. A 404 is a refusal; other API errors fail.
+   */
+  async admit(operation: TargetOperation, target: string, signal?: AbortSignal): Promise<void> {
+    let path: string;
+    if (operation === 'kill-and-replace') {
+      const { namespace, name } = parsePodTarget(target);
+      path = `/api/v1${this.ns(namespace, `pods/${name}`)}`;
+    } else path = this.workloadPath(parseWorkloadTarget(target));
+    try {
+      await this.api.request('GET', path, { signal });
+    } catch (err) {
+      if (err instanceof KubeApiError && err.status === 404)
+        throw new TargetRefused(`${shown(target)} does not exist (${path})`, 'inventory');
+      throw err;
+    }
   }
 
   private workloadPath(w: Workload): string {

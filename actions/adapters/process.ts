@@ -2,13 +2,17 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { connect, createServer } from 'node:net';
 import { parseDuration } from '../../rules/index.ts';
-import type {
-  ActionResult,
-  Adapter,
-  AdapterFactory,
-  GroupHealth,
-  Notification,
-  ScaleParams,
+import { childEnv, validateInheritEnv } from './child-env.ts';
+import { expectTarget, shown } from './target-checks.ts';
+import {
+  type ActionResult,
+  type Adapter,
+  type AdapterFactory,
+  type GroupHealth,
+  type Notification,
+  type ScaleParams,
+  type TargetOperation,
+  TargetRefused,
 } from './types.ts';
 
 /**
@@ -32,7 +36,10 @@ export interface ServiceSpec {
   replicas: number;
   min?: number;
   max?: number;
+  /** Added to the replica's minimal environment (see child-env.ts). */
   env?: Record<string, string>;
+  /** Names of Drover's environment variables the replica also gets (never Drover's own secrets). */
+  inheritEnv?: string[];
   cwd?: string;
   /** HTTP path answering 2xx when a replica is healthy; without it, alive = healthy. */
   healthPath?: string;
@@ -76,6 +83,12 @@ interface Running extends Replica {
   stopping: boolean;
   exit: Promise<void>;
 }
+
+/**
+ * What a process target can be: a service name, a replica id (`SERVICE-N`), a pid, or
+ * `127.0.0.1:PORT` / `localhost:PORT`.
+ */
+const PROCESS_TARGET = /^[A-Za-z0-9_][A-Za-z0-9_.:-]{0,252}$/;
 
 const CRASH_WINDOW_MS = 60_000;
 const CRASH_LOOP_EXITS = 3;
@@ -138,7 +151,7 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
   }
 
   private spec(service: string): ServiceSpec {
-    const spec = this.services[service];
+    const spec = Object.hasOwn(this.services, service) ? this.services[service] : undefined;
     if (!spec) throw new Error(`no service "${service}" in the process adapter ${this.name}`);
     return spec;
   }
@@ -151,13 +164,11 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
     const port = await this.newPort();
     const child = spawn(spec.command, spec.args ?? [], {
       cwd: spec.cwd,
-      env: {
-        ...process.env,
-        ...spec.env,
-        PORT: String(port),
-        DROVER_SERVICE: service,
-        DROVER_REPLICA_ID: id,
-      },
+      env: childEnv(
+        spec.env,
+        { PORT: String(port), DROVER_SERVICE: service, DROVER_REPLICA_ID: id },
+        spec.inheritEnv,
+      ),
       stdio: ['ignore', 'inherit', 'inherit'],
     });
     const replica: Running = {
@@ -240,6 +251,20 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
     );
   }
 
+  /**
+   * The target's form, then the inventory: kill-and-replace needs a live replica this
+   * adapter supervises, scale one of its services (or a replica of one).
+   */
+  async admit(operation: TargetOperation, target: string): Promise<void> {
+    expectTarget(target, PROCESS_TARGET, 'a service, replica id, pid or 127.0.0.1:port');
+    const known = operation === 'kill-and-replace' ? this.find(target) : this.serviceOf(target);
+    if (!known)
+      throw new TargetRefused(
+        `${this.name} supervises no ${operation === 'kill-and-replace' ? 'live replica' : 'service or replica'} ${shown(target)}`,
+        'inventory',
+      );
+  }
+
   private find(target: string): Running | undefined {
     for (const r of this.running.values()) {
       if (r.stopping) continue;
@@ -255,7 +280,8 @@ export class ProcessAdapter extends EventEmitter implements Adapter {
   }
 
   private serviceOf(target: string): string | undefined {
-    return this.services[target] ? target : this.find(target)?.service;
+    // Own keys only: a target of "constructor" or "__proto__" names no service.
+    return Object.hasOwn(this.services, target) ? target : this.find(target)?.service;
   }
 
   private async stop(replica: Running): Promise<{ signal: 'SIGTERM' | 'SIGKILL' }> {
@@ -426,6 +452,7 @@ function validateSpec(adapter: string, service: string, spec: ServiceSpec): void
     throw new Error(`${where}: min is above max`);
   if (spec.args !== undefined && !Array.isArray(spec.args))
     throw new Error(`${where}: args must be a list`);
+  validateInheritEnv(where, spec.inheritEnv);
   if (spec.readiness !== undefined && !['none', 'listen', 'health'].includes(spec.readiness))
     throw new Error(`${where}: readiness is none, listen or health`);
   if (spec.readiness === 'health' && !spec.healthPath)

@@ -60,6 +60,25 @@ export class AdapterDeclined extends Error {
   }
 }
 
+/**
+ * Thrown when a target is not one this adapter may act on: `target` when its form is
+ * wrong (charset, length, an option-like `-`, a namespace outside the boundary),
+ * `inventory` when it names nothing the adapter knows (no such pod, instance or
+ * replica). The journal records a failure with that guard, and nothing is spent: no
+ * budget, cooldown or breaker counts it.
+ */
+export class TargetRefused extends Error {
+  constructor(
+    message: string,
+    readonly guard: 'target' | 'inventory',
+  ) {
+    super(message);
+  }
+}
+
+/** The operations that act on a target (notify only reports). */
+export type TargetOperation = 'kill-and-replace' | 'scale';
+
 export interface Adapter {
   /** The configured instance name rules refer to (`adapter: fleet`). */
   readonly name: string;
@@ -69,6 +88,12 @@ export interface Adapter {
   scale(target: string, params: ScaleParams, ctx: ActionContext): Promise<ActionResult>;
   notify(notification: Notification, ctx: ActionContext): Promise<ActionResult>;
   describe(target: string): Promise<GroupHealth>;
+  /**
+   * Checks a rendered target before any guard spends budget on it: its form, and that
+   * it exists in the adapter's inventory. Throws TargetRefused; resolves when the
+   * adapter may act. Adapters without it are only held to the generic checks.
+   */
+  admit?(operation: TargetOperation, target: string, signal?: AbortSignal): Promise<void>;
   close?(): Promise<void>;
 }
 

@@ -124,6 +124,43 @@ describe.skipIf(!endpoint)(
         'instance i-00000000000000000 is in no Auto Scaling group',
       );
     });
+
+    it('admits only an instance of an allowed group, or an existing allowed group', async () => {
+      const group = await newGroup();
+      const other = await newGroup();
+      const bounded = new AwsAsgAdapter('asg', {
+        region,
+        endpoint: endpoint!,
+        credentials,
+        groups: [group],
+      });
+      try {
+        const mine = (await asg.describe(group)).members![0]!.id;
+        const theirs = (await asg.describe(other)).members![0]!.id;
+        await expect(bounded.admit('kill-and-replace', mine)).resolves.toBeUndefined();
+        await expect(bounded.admit('scale', group)).resolves.toBeUndefined();
+        await expect(
+          bounded.admit('kill-and-replace', 'i-00000000000000000'),
+        ).rejects.toMatchObject({
+          guard: 'inventory',
+        });
+        await expect(bounded.admit('kill-and-replace', theirs)).rejects.toMatchObject({
+          guard: 'target',
+        });
+        await expect(bounded.killAndReplace(theirs, ctx)).rejects.toThrow(/is not one of/);
+        await expect(bounded.admit('scale', other)).rejects.toMatchObject({ guard: 'target' });
+        await expect(asg.admit('scale', 'no-such-group')).rejects.toMatchObject({
+          guard: 'inventory',
+        });
+        await expect(asg.admit('kill-and-replace', '-i-0123456789')).rejects.toMatchObject({
+          guard: 'target',
+        });
+        // Nothing was terminated by any of it.
+        expect((await asg.describe(other)).members!.map((m) => m.id)).toContain(theirs);
+      } finally {
+        await bounded.close();
+      }
+    });
   },
 );
 

@@ -526,7 +526,7 @@ describe('kubernetes adapter: API errors and configuration', () => {
   });
 
   it('NAMESPACE/KIND/NAME targets act in that namespace, whatever the adapter’s own', async () => {
-    const { api, k8s } = await cluster();
+    const { api, k8s } = await cluster({ namespaces: ['default', 'staging'] });
     api.addDeployment('web', 2, { namespace: 'staging' });
     const victim = api.pods.find((p) => p.metadata.namespace === 'staging')!.metadata.name;
     expect((await k8s.killAndReplace(`staging/pod/${victim}`, ctx)).detail).toMatchObject({
