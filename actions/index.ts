@@ -15,11 +15,13 @@ export { killSwitchCommand, silenceCommand } from './admin.ts';
 export {
   type Budget,
   DEFAULT_GUARDS,
+  DEFAULT_NOTIFY_GUARDS,
   type GuardConfig,
   GuardConfigError,
   type GuardName,
   INSTANCE_FIELDS,
   type MaintenanceWindow,
+  type NotifyGuardConfig,
   type Silence,
   SilenceError,
   type Suppression,

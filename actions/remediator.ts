@@ -45,9 +45,10 @@ import { type ActionObject, type PlannedAction, plan } from './policy.ts';
  * returned and emitted as a `decision` event.
  *
  * Guard order: idempotency, kill switch, maintenance, silences, then for remediations
- * (not notify) inhibition, circuit breaker, cooldown, budgets, concurrency, min-healthy
- * floor and blast radius; the ledger guards are checked again, atomically with
- * recording the attempt, right before the adapter runs.
+ * inhibition, circuit breaker, cooldown, budgets, concurrency, min-healthy floor and
+ * blast radius; for notifications their own cooldown, budgets and concurrency
+ * (guards.notify). The ledger guards are checked again, atomically with recording the
+ * attempt, right before the adapter runs.
  */
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -73,6 +74,8 @@ export interface RemediatorOptions<S extends RemediationStore = ActionStore> {
 export class Remediator<S extends RemediationStore = ActionStore> extends EventEmitter {
   private readonly clock: () => number;
   private readonly gate = new ConcurrencyGate();
+  /** Notifications have slots of their own: a slow webhook never holds up a remediation. */
+  private readonly notifyGate = new ConcurrencyGate();
   private readonly effective = new Map<string, EffectiveGuards>();
 
   constructor(private readonly options: RemediatorOptions<S>) {
@@ -163,10 +166,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         checkMaintenance(guards.maintenance, started) ??
         checkSilences(await store.silences(started), alert, started);
       if (early) return suppress(early);
-      if (p.operation === 'notify') {
-        if (guards.dryRun) return this.dryRun(entry);
-        return await this.execute(adapter, entry, p, alert);
-      }
+      if (p.operation === 'notify') return await this.notify(adapter, entry, p, alert, guards);
       const service = instanceService(alert);
       const inhibited =
         service === undefined
@@ -249,6 +249,65 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     } catch (err) {
       // Drover's own failure (the store, a bug): journaled, so the claim is accounted for.
       return this.journal({ ...entry, error: `remediation error: ${(err as Error).message}` });
+    }
+  }
+
+  /**
+   * A notification passes its own guards (guards.notify): cooldown per adapter and
+   * target, budgets per rule and across rules, and its own concurrency slots, counted
+   * apart from remediations; the check and the ledger append are one step.
+   */
+  private async notify(
+    adapter: Adapter,
+    entry: Decision,
+    p: Extract<PlannedAction, { kind: 'act' }>,
+    alert: Alert,
+    guards: EffectiveGuards,
+  ): Promise<Decision> {
+    const n = guards.notify;
+    const store = this.options.store;
+    const suppress = (s: Suppression) =>
+      this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
+    const query: LedgerQuery = {
+      now: entry.at,
+      shadow: guards.dryRun,
+      notify: true,
+      rule: alert.rule,
+      keyId: keyId(alert.rule, alert.key),
+      adapter: p.adapter,
+      target: p.target,
+      ruleWindows: n.ruleBudgets.map((b) => b.windowMs),
+      globalWindows: n.globalBudgets.map((b) => b.windowMs),
+      breakerWindows: [],
+      blastWindowMs: 0,
+    };
+    const check = (counts: LedgerCounts) =>
+      checkCooldown(counts, n.cooldownMs, p.target, entry.at) ??
+      checkBudgets(counts, alert.rule, n.ruleBudgets, n.globalBudgets, 'notifications');
+    const pre = check(await store.ledger(query));
+    if (pre) return suppress(pre);
+    const release = this.notifyGate.tryAcquire(n.concurrency, 'notifications');
+    if (typeof release !== 'function') return suppress(release);
+    try {
+      const verdict = await store.reserve(
+        {
+          id: entry.id,
+          at: entry.at,
+          rule: alert.rule,
+          keyId: query.keyId,
+          adapter: p.adapter,
+          target: p.target,
+          operation: 'notify',
+          shadow: guards.dryRun,
+        },
+        query,
+        check,
+      );
+      if (verdict) return suppress(verdict);
+      if (guards.dryRun) return this.dryRun(entry);
+      return await this.execute(adapter, entry, p, alert);
+    } finally {
+      release();
     }
   }
 

@@ -284,7 +284,10 @@ const GUARD_FIELDS = [
   'breaker',
   'maintenance',
   'inhibit',
+  'notify',
 ];
+
+const NOTIFY_GUARD_FIELDS = ['cooldown', 'budget', 'globalBudget', 'concurrency'];
 
 function parseGuards(
   g: Record<string, unknown>,
@@ -322,6 +325,23 @@ function parseGuards(
   }
   if (g.maintenance !== undefined) out.maintenance = g.maintenance as GuardConfig['maintenance'];
   if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
+  if (g.notify !== undefined) {
+    const n = g.notify as Record<string, unknown> | null;
+    if (n === null || typeof n !== 'object' || Array.isArray(n))
+      throw new ConfigError(`${name}.notify must be a mapping`);
+    for (const key of Object.keys(n))
+      if (!NOTIFY_GUARD_FIELDS.includes(key))
+        throw new ConfigError(
+          `${name}.notify: unknown guard "${key}" (known: ${NOTIFY_GUARD_FIELDS.join(', ')})`,
+        );
+    out.notify = {};
+    if (n.cooldown !== undefined)
+      out.notify.cooldownMs = duration(n.cooldown, `${name}.notify.cooldown`, 0);
+    if (n.budget !== undefined) out.notify.budget = budget(n.budget, `${name}.notify.budget`);
+    if (n.globalBudget !== undefined)
+      out.notify.globalBudget = budget(n.globalBudget, `${name}.notify.globalBudget`);
+    if (n.concurrency !== undefined) out.notify.concurrency = Number(n.concurrency);
+  }
   return out;
 }
 

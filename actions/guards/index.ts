@@ -4,11 +4,13 @@ export { ConcurrencyGate } from './concurrency.ts';
 export {
   type Budget,
   DEFAULT_GUARDS,
+  DEFAULT_NOTIFY_GUARDS,
   type EffectiveGuards,
   effectiveGuards,
   type GuardConfig,
   GuardConfigError,
   type MaintenanceWindow,
+  type NotifyGuardConfig,
   share,
 } from './config.ts';
 export { checkCooldown } from './cooldown.ts';

@@ -23,6 +23,11 @@ export interface Attempt {
 export interface LedgerQuery {
   now: number;
   shadow: boolean;
+  /**
+   * Which attempts count: notifications (true) or remediations (false, the default).
+   * The two are guarded apart, so a page never spends a remediation's budget.
+   */
+  notify?: boolean;
   rule: string;
   keyId: string;
   adapter: string;
@@ -35,7 +40,7 @@ export interface LedgerQuery {
 }
 
 export interface LedgerCounts {
-  /** When this adapter last acted on this target. */
+  /** When this adapter last acted on this target (notifications and remediations apart). */
   lastOnTarget: number | undefined;
   /** Attempts of the rule within each of `ruleWindows`. */
   rule: number[];

@@ -315,7 +315,17 @@ export class ElasticsearchStore implements RemediationStore {
     const res = await this.client.search({
       index: this.stateIndex,
       size: 0,
-      query: { bool: { filter: [term('kind', 'attempt'), term('shadow', q.shadow)] } },
+      query: {
+        bool: {
+          filter: [
+            term('kind', 'attempt'),
+            term('shadow', q.shadow),
+            ...(q.notify ? [term('operation', 'notify')] : []),
+          ],
+          // Notifications and remediations are counted apart.
+          must_not: q.notify ? [] : [term('operation', 'notify')],
+        },
+      },
       aggs: aggs as never,
     });
     const a = res.aggregations as Record<string, { doc_count: number } & Record<string, never>>;

@@ -60,15 +60,18 @@ export class ActionStore implements RemediationStore {
         `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      // `(operation = 'notify') = ?`: notifications and remediations are counted apart.
       lastOnTarget: db.prepare(
-        'SELECT MAX(at) AS at FROM attempts WHERE adapter = ? AND target = ? AND shadow = ?',
+        "SELECT MAX(at) AS at FROM attempts WHERE adapter = ? AND target = ? AND shadow = ? AND (operation = 'notify') = ?",
       ),
       ruleCount: db.prepare(
-        'SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ?',
+        "SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND (operation = 'notify') = ?",
       ),
-      globalCount: db.prepare('SELECT COUNT(*) AS n FROM attempts WHERE shadow = ? AND at > ?'),
+      globalCount: db.prepare(
+        "SELECT COUNT(*) AS n FROM attempts WHERE shadow = ? AND at > ? AND (operation = 'notify') = ?",
+      ),
       keyCount: db.prepare(
-        'SELECT COUNT(*) AS n FROM attempts WHERE key_id = ? AND shadow = ? AND at > ?',
+        "SELECT COUNT(*) AS n FROM attempts WHERE key_id = ? AND shadow = ? AND at > ? AND (operation = 'notify') = ?",
       ),
       groupTargets: db.prepare(
         "SELECT DISTINCT target FROM attempts WHERE adapter = ? AND grp = ? AND shadow = ? AND operation = 'kill-and-replace' AND at > ?",
@@ -114,13 +117,15 @@ export class ActionStore implements RemediationStore {
   ledger(q: LedgerQuery): LedgerCounts {
     const s = this.statements;
     const shadow = q.shadow ? 1 : 0;
+    const notify = q.notify ? 1 : 0;
     const n = (row: unknown) => (row as { n: number }).n;
     return {
       lastOnTarget:
-        (s.lastOnTarget.get(q.adapter, q.target, shadow) as { at: number | null }).at ?? undefined,
-      rule: q.ruleWindows.map((w) => n(s.ruleCount.get(q.rule, shadow, q.now - w))),
-      global: q.globalWindows.map((w) => n(s.globalCount.get(shadow, q.now - w))),
-      key: q.breakerWindows.map((w) => n(s.keyCount.get(q.keyId, shadow, q.now - w))),
+        (s.lastOnTarget.get(q.adapter, q.target, shadow, notify) as { at: number | null }).at ??
+        undefined,
+      rule: q.ruleWindows.map((w) => n(s.ruleCount.get(q.rule, shadow, q.now - w, notify))),
+      global: q.globalWindows.map((w) => n(s.globalCount.get(shadow, q.now - w, notify))),
+      key: q.breakerWindows.map((w) => n(s.keyCount.get(q.keyId, shadow, q.now - w, notify))),
       groupTargets:
         q.group === undefined
           ? []

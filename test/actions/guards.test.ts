@@ -72,6 +72,27 @@ describe('guard configuration', () => {
     });
   });
 
+  it('notifications have guards of their own, with defaults, which a rule can only tighten', () => {
+    expect(effectiveGuards({}, {}).notify).toEqual({
+      cooldownMs: 60_000,
+      ruleBudgets: [{ max: 20, windowMs: 3_600_000 }],
+      globalBudgets: [{ max: 100, windowMs: 3_600_000 }],
+      concurrency: 4,
+    });
+    const g = effectiveGuards(
+      { notify: { cooldownMs: 300_000, budget: { max: 10, windowMs: 3_600_000 } } },
+      { notify: { cooldownMs: 1_000, budget: { max: 2, windowMs: 600_000 }, concurrency: 1 } },
+    );
+    expect(g.notify).toMatchObject({ cooldownMs: 300_000, concurrency: 1 });
+    expect(g.notify.ruleBudgets).toEqual([
+      { max: 10, windowMs: 3_600_000 },
+      { max: 2, windowMs: 600_000 },
+    ]);
+    expect(() => effectiveGuards({ notify: { concurrency: 0 } })).toThrow(
+      /guards\.notify\.concurrency/,
+    );
+  });
+
   it('rejects nonsense with a message naming the setting', () => {
     expect(() => effectiveGuards({ concurrency: 0 })).toThrow(/concurrency must be an integer/);
     expect(() => effectiveGuards({}, { budget: { max: -1, windowMs: 1 } })).toThrow(

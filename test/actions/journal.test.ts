@@ -123,6 +123,36 @@ describe('SQLite store', () => {
     store.close();
   });
 
+  it('notifications and remediations are counted apart', () => {
+    const store = openSqliteStore(join(dir(), 'a.db'));
+    const base = {
+      rule: 'web-errors',
+      keyId: 'k',
+      adapter: 'fleet',
+      target: 'web-1',
+      shadow: false,
+    };
+    store.reserve(
+      { ...base, id: 'r', at: T - 10, operation: 'kill-and-replace' },
+      query(),
+      () => undefined,
+    );
+    store.reserve({ ...base, id: 'n', at: T - 5, operation: 'notify' }, query(), () => undefined);
+    expect(store.ledger(query())).toMatchObject({
+      lastOnTarget: T - 10,
+      rule: [1],
+      global: [1],
+      key: [1],
+    });
+    expect(store.ledger(query({ notify: true }))).toMatchObject({
+      lastOnTarget: T - 5,
+      rule: [1],
+      global: [1],
+      key: [1],
+    });
+    store.close();
+  });
+
   it('a reservation that fails its check appends nothing', () => {
     const store = openSqliteStore(join(dir(), 'a.db'));
     const base = {

@@ -472,19 +472,73 @@ describe('guard rails, further', () => {
     expect((await two.remediator.handle(alert()))[0]!.decision).toBe('executed');
   });
 
-  it('notify is not held by cooldowns or budgets, but is by silences and the kill switch', async () => {
-    const { remediator, pager, store } = setup({
+  it('notify has its own cooldown and budgets, apart from remediations; silences hold it too', async () => {
+    const { remediator, pager, fleet, store, advance } = setup({
       cooldownMs: 600_000,
       globalBudget: { max: 1, windowMs: 600_000 },
     });
     const page = () =>
       alert({ actions: [{ adapter: 'pager', operation: 'notify', target: '#{{ labels.team }}' }] });
-    for (let i = 0; i < 3; i++)
-      expect((await remediator.handle(page()))[0]!.decision).toBe('executed');
-    expect(pager.calls).toHaveLength(3);
+    expect((await remediator.handle(page()))[0]!.decision).toBe('executed');
     expect(pager.calls[0]!.target).toBe('web-replica-silent: expiry (#platform)');
+    // The same target within the notify cooldown (default 1 min): held, and journaled.
+    expect((await remediator.handle(page()))[0]).toMatchObject({
+      decision: 'suppressed',
+      guard: 'cooldown',
+    });
+    // The page spent none of the remediations' global budget of 1, nor they its.
+    expect((await remediator.handle(alert()))[0]!.decision).toBe('executed');
+    advance(60_000);
+    expect((await remediator.handle(page()))[0]!.decision).toBe('executed');
+    expect(pager.calls).toHaveLength(2);
+    expect(fleet.calls).toHaveLength(1);
     store.addSilence({ 'labels.team': 'platform' }, Date.parse('2024-01-02T00:00:00Z'));
     expect((await remediator.handle(page()))[0]!.guard).toBe('silenced');
+  });
+
+  it('300 fatal lines from 300 hosts page once, not 300 times; every one is journaled', async () => {
+    const { remediator, pager, store } = setup();
+    const notify = [{ adapter: 'pager', operation: 'notify' as const }];
+    const decisions = [];
+    for (let i = 0; i < 300; i++)
+      decisions.push(
+        ...(await remediator.handle(alert({ key: { 'host.name': `h${i}` }, actions: notify }))),
+      );
+    expect(pager.calls).toHaveLength(1);
+    expect(decisions.filter((d) => d.decision === 'executed')).toHaveLength(1);
+    expect(decisions.filter((d) => d.guard === 'cooldown')).toHaveLength(299);
+    expect(store.list({ limit: 1_000 })).toHaveLength(300);
+  });
+
+  it('notify budgets per rule and across rules, and notify concurrency', async () => {
+    const { remediator, pager } = setup({
+      notify: { globalBudget: { max: 30, windowMs: 3_600_000 } },
+    });
+    const perHost = [{ adapter: 'pager', operation: 'notify' as const, target: '{{ host.name }}' }];
+    const page = (i: number, rule = 'web-replica-silent') =>
+      alert({ rule, key: { 'host.name': `h${i}` }, actions: perHost });
+    const outcomes: string[] = [];
+    for (let i = 0; i < 25; i++)
+      outcomes.push(...(await remediator.handle(page(i))).map((d) => d.guard ?? d.decision));
+    // Default: 20 per rule per hour.
+    expect(outcomes.filter((o) => o === 'executed')).toHaveLength(20);
+    expect(outcomes.slice(20)).toEqual(Array(5).fill('budget'));
+    for (let i = 100; i < 115; i++) await remediator.handle(page(i, 'other-rule'));
+    expect(pager.calls).toHaveLength(30); // the global 30 per hour
+    const [d] = await remediator.handle(page(99, 'third-rule'));
+    expect(d).toMatchObject({ guard: 'budget' });
+    expect(d!.reason).toMatch(/global budget of 30 notifications/);
+
+    const slow = setup({ notify: { concurrency: 1 } });
+    let open!: () => void;
+    slow.pager.gate = new Promise<void>((r) => (open = r));
+    const first = slow.remediator.handle(page(1));
+    await new Promise((r) => setTimeout(r, 20));
+    // A notification in flight takes the only notify slot; a remediation is not held.
+    expect((await slow.remediator.handle(page(2)))[0]).toMatchObject({ guard: 'concurrency' });
+    expect((await slow.remediator.handle(alert()))[0]!.decision).toBe('executed');
+    open();
+    expect((await first)[0]!.decision).toBe('executed');
   });
 
   it('emits and logs every decision, and passes the alert to the adapter', async () => {

@@ -278,6 +278,29 @@ describe.skipIf(!url)(
       });
     });
 
+    it('reserve: notifications and remediations are counted apart', async () => {
+      const store = await open(fresh());
+      await store.reserve(attempt(), query(), () => undefined);
+      await store.reserve(
+        attempt({ id: 'n#0', operation: 'notify', at: T + 5 }),
+        query({ notify: true }),
+        () => undefined,
+      );
+      const now = T + 10;
+      expect(await store.ledger(query({ now }))).toMatchObject({
+        lastOnTarget: T,
+        rule: [1],
+        global: [1],
+        key: [1],
+      });
+      expect(await store.ledger(query({ now, notify: true }))).toMatchObject({
+        lastOnTarget: T + 5,
+        rule: [1],
+        global: [1],
+        key: [1],
+      });
+    });
+
     it('reserve: three workers racing for a budget of one spend it once', async () => {
       const p = fresh();
       const workers = [await open(p), await open(p), await open(p)];

@@ -205,3 +205,29 @@ describe('configuration: listen, bus, index and rules', () => {
     );
   });
 });
+
+describe('configuration: guards', () => {
+  it('guards.notify: cooldown, budgets and concurrency of notifications, per rule too', () => {
+    const { config } = load(
+      [
+        'guards:',
+        '  notify: { cooldown: 2m, budget: { max: 5, window: 1h }, concurrency: 2 }',
+        'ruleGuards:',
+        '  noisy: { notify: { globalBudget: { max: 50, window: 1d } } }',
+        '',
+      ].join('\n'),
+    );
+    expect(config.guards.notify).toEqual({
+      cooldownMs: 120_000,
+      budget: { max: 5, windowMs: 3_600_000 },
+      concurrency: 2,
+    });
+    expect(config.ruleGuards.noisy!.notify).toEqual({
+      globalBudget: { max: 50, windowMs: 86_400_000 },
+    });
+    expect(refused('guards: { notify: { cooldwn: 1m } }\n')).toMatch(
+      /guards.notify: unknown guard "cooldwn" \(known: cooldown, budget/,
+    );
+    expect(refused('guards: { notify: 5 }\n')).toMatch(/guards.notify must be a mapping/);
+  });
+});
