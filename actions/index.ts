@@ -16,6 +16,7 @@ export {
   type Budget,
   DEFAULT_GUARDS,
   DEFAULT_NOTIFY_GUARDS,
+  DEFAULT_STORM_CAP,
   type GuardConfig,
   GuardConfigError,
   type GuardName,
@@ -24,6 +25,7 @@ export {
   type NotifyGuardConfig,
   type Silence,
   SilenceError,
+  type StormCap,
   type Suppression,
 } from './guards/index.ts';
 export {

@@ -20,6 +20,7 @@ import {
   checkMaintenance,
   checkMinHealthy,
   checkSilences,
+  checkStorm,
   ConcurrencyGate,
   type EffectiveGuards,
   effectiveGuards,
@@ -45,8 +46,8 @@ import { type ActionObject, type PlannedAction, plan } from './policy.ts';
  * returned and emitted as a `decision` event.
  *
  * Guard order: idempotency, kill switch, maintenance, silences, then for remediations
- * inhibition, circuit breaker, cooldown, budgets, concurrency, min-healthy floor and
- * blast radius; for notifications their own cooldown, budgets and concurrency
+ * inhibition, circuit breaker, storm cap, cooldown, budgets, concurrency, min-healthy floor and
+ * blast radius; for notifications the storm cap and their own cooldown, budgets and concurrency
  * (guards.notify). The ledger guards are checked again, atomically with recording the
  * attempt, right before the adapter runs.
  */
@@ -88,6 +89,11 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       for (const b of g.breakers)
         if (b.notify && !options.adapters.has(b.notify))
           throw new Error(`breaker.notify names "${b.notify}", which is not a configured adapter`);
+      for (const c of g.storm)
+        if (c.notify && !options.adapters.has(c.notify))
+          throw new Error(
+            `maxKeysPerRule.notify names "${c.notify}", which is not a configured adapter`,
+          );
     }
   }
 
@@ -185,6 +191,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         globalWindows: guards.globalBudgets.map((b) => b.windowMs),
         breakerWindows: guards.breakers.map((b) => b.windowMs),
         blastWindowMs: guards.blastWindowMs,
+        stormWindows: guards.storm.map((b) => b.windowMs),
       };
       // A pre-check on the ledger as it stands, before asking the orchestrator anything.
       const pre = await this.ledgerVerdict(alert, guards, await store.ledger(query), p.target);
@@ -222,13 +229,16 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           shadow: guards.dryRun,
         };
         let breakerTripped: ReturnType<typeof checkBreakers>;
+        let storm: ReturnType<typeof checkStorm>;
         const verdict = await store.reserve(
           attempt,
           { ...query, ...(health && { group: health.group }) },
           (counts) => {
             breakerTripped = checkBreakers(counts, guards.breakers);
+            storm = breakerTripped ? undefined : checkStorm(counts, alert.rule, guards.storm);
             return (
               breakerTripped ??
+              storm ??
               checkCooldown(counts, guards.cooldownMs, p.target, started) ??
               checkBudgets(counts, alert.rule, guards.ruleBudgets, guards.globalBudgets) ??
               (health && p.operation === 'kill-and-replace'
@@ -239,6 +249,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         );
         if (verdict) {
           if (breakerTripped) await this.escalate(alert, breakerTripped, guards.dryRun);
+          if (storm) await this.stormNotice(alert, storm, guards.dryRun);
           return suppress(verdict);
         }
         if (guards.dryRun) return this.dryRun(entry);
@@ -280,12 +291,19 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       globalWindows: n.globalBudgets.map((b) => b.windowMs),
       breakerWindows: [],
       blastWindowMs: 0,
+      stormWindows: guards.storm.map((b) => b.windowMs),
     };
+    let storm: ReturnType<typeof checkStorm>;
     const check = (counts: LedgerCounts) =>
+      (storm = checkStorm(counts, alert.rule, guards.storm)) ??
       checkCooldown(counts, n.cooldownMs, p.target, entry.at) ??
       checkBudgets(counts, alert.rule, n.ruleBudgets, n.globalBudgets, 'notifications');
+    const stopped = async (s: Suppression) => {
+      if (storm) await this.stormNotice(alert, storm, guards.dryRun, p.adapter);
+      return suppress(s);
+    };
     const pre = check(await store.ledger(query));
-    if (pre) return suppress(pre);
+    if (pre) return stopped(pre);
     const release = this.notifyGate.tryAcquire(n.concurrency, 'notifications');
     if (typeof release !== 'function') return suppress(release);
     try {
@@ -303,7 +321,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         query,
         check,
       );
-      if (verdict) return suppress(verdict);
+      if (verdict) return stopped(verdict);
       if (guards.dryRun) return this.dryRun(entry);
       return await this.execute(adapter, entry, p, alert);
     } finally {
@@ -321,6 +339,11 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     if (breaker) {
       await this.escalate(alert, breaker, guards.dryRun);
       return breaker;
+    }
+    const storm = checkStorm(counts, alert.rule, guards.storm);
+    if (storm) {
+      await this.stormNotice(alert, storm, guards.dryRun);
+      return storm;
     }
     return (
       checkCooldown(counts, guards.cooldownMs, target, this.clock()) ??
@@ -425,6 +448,59 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         alertId: alert.id,
         alert,
       });
+      await this.journal({ ...entry, decision: 'executed', result: result.detail });
+    } catch (err) {
+      await this.journal({ ...entry, error: (err as Error).message });
+    }
+  }
+
+  /**
+   * Once per rule and storm window: tell a person that the rule is storming and its
+   * actions on further keys are suspended, through the cap's `notify` adapter, else the
+   * adapter of the notify action the storm just suppressed. Without either, the log
+   * and the journal's suppressions are the record.
+   */
+  private async stormNotice(
+    alert: Alert,
+    storm: NonNullable<ReturnType<typeof checkStorm>>,
+    dryRun: boolean,
+    fallback?: string,
+  ): Promise<void> {
+    const name = storm.cap.notify ?? fallback;
+    const now = this.clock();
+    const noticeKey = `${dryRun ? 'shadow ' : ''}storm ${storm.cap.max}/${storm.cap.windowMs} ${alert.rule}`;
+    if (!(await this.options.store.noticeOnce(noticeKey, now, now + storm.cap.windowMs))) return;
+    const minutes = Math.round(storm.cap.windowMs / 60_000);
+    const title = `Drover suspended the actions of ${alert.rule}: a storm`;
+    const text = `rule ${alert.rule} alerted for more than ${storm.keys} distinct keys in ${minutes} min (cap ${storm.cap.max}); actions on further keys are suspended until the window passes. Each suppressed action is in the journal (guard storm).`;
+    this.options.logger?.warn({ rule: alert.rule, keys: storm.keys, cap: storm.cap.max }, title);
+    if (!name) return;
+    const entry: Decision = {
+      id: `${alert.id}#storm`,
+      at: now,
+      alertId: alert.id,
+      rule: alert.rule,
+      key: alert.key,
+      adapter: name,
+      operation: 'notify',
+      target: 'storm',
+      decision: 'failed',
+      alert,
+    };
+    if (dryRun) {
+      await this.dryRun(entry);
+      return;
+    }
+    const adapter = this.options.adapters.get(name);
+    if (!adapter) {
+      await this.journal({ ...entry, error: `no adapter named "${name}" is configured` });
+      return;
+    }
+    try {
+      const result = await adapter.notify(
+        { title, text, severity: 'critical' },
+        { idempotencyKey: entry.id, rule: alert.rule, alertId: alert.id, alert },
+      );
       await this.journal({ ...entry, decision: 'executed', result: result.detail });
     } catch (err) {
       await this.journal({ ...entry, error: (err as Error).message });

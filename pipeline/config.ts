@@ -285,6 +285,7 @@ const GUARD_FIELDS = [
   'maintenance',
   'inhibit',
   'notify',
+  'maxKeysPerRule',
 ];
 
 const NOTIFY_GUARD_FIELDS = ['cooldown', 'budget', 'globalBudget', 'concurrency'];
@@ -297,11 +298,11 @@ function parseGuards(
   for (const key of Object.keys(g))
     if (!GUARD_FIELDS.includes(key))
       throw new ConfigError(`${name}: unknown guard "${key}" (known: ${GUARD_FIELDS.join(', ')})`);
-  const budget = (v: unknown, n: string) => {
+  const budget = (v: unknown, n: string, window = 3_600_000) => {
     if (v === undefined) return undefined;
     const b = v as { max?: unknown; window?: unknown };
     if (typeof b.max !== 'number') throw new ConfigError(`${n}.max must be a number`);
-    return { max: b.max, windowMs: duration(b.window, `${n}.window`, 3_600_000) };
+    return { max: b.max, windowMs: duration(b.window, `${n}.window`, window) };
   };
   const out: GuardConfig = {};
   if (g.dryRun !== undefined) out.dryRun = g.dryRun === true;
@@ -325,6 +326,13 @@ function parseGuards(
   }
   if (g.maintenance !== undefined) out.maintenance = g.maintenance as GuardConfig['maintenance'];
   if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
+  if (g.maxKeysPerRule !== undefined) {
+    const m = g.maxKeysPerRule as { notify?: unknown } | null;
+    out.maxKeysPerRule = {
+      ...budget(m ?? {}, `${name}.maxKeysPerRule`, 600_000)!,
+      ...(typeof m?.notify === 'string' && { notify: m.notify }),
+    };
+  }
   if (g.notify !== undefined) {
     const n = g.notify as Record<string, unknown> | null;
     if (n === null || typeof n !== 'object' || Array.isArray(n))

@@ -52,6 +52,13 @@ export interface GuardConfig {
    * concurrency slots. Defaults in DEFAULT_NOTIFY_GUARDS.
    */
   notify?: NotifyGuardConfig;
+  /**
+   * The storm cap: at most `max` distinct keys acted on per rule within the window;
+   * beyond, actions on new keys are suppressed and a person is told once per window
+   * (through `notify`, else through the adapter of the suppressed notify action).
+   * Default 50 keys per 10 min.
+   */
+  maxKeysPerRule?: Budget & { notify?: string };
 }
 
 export interface NotifyGuardConfig {
@@ -73,6 +80,8 @@ export const DEFAULT_GUARDS = {
  * often than that), 20 per rule and 100 across rules per hour (a person cannot read
  * more), 4 sent at once. Each default applies unless configured.
  */
+export const DEFAULT_STORM_CAP = { max: 50, windowMs: 10 * 60_000 } as const;
+
 export const DEFAULT_NOTIFY_GUARDS = {
   cooldownMs: 60_000,
   budget: { max: 20, windowMs: 3_600_000 },
@@ -100,6 +109,7 @@ export interface EffectiveGuards {
     globalBudgets: Budget[];
     concurrency: number;
   };
+  storm: Array<Budget & { notify?: string }>;
 }
 
 export class GuardConfigError extends Error {}
@@ -136,6 +146,10 @@ export function effectiveGuards(global: GuardConfig = {}, rule: GuardConfig = {}
     maintenance: [...(global.maintenance ?? []), ...(rule.maintenance ?? [])],
     inhibitMs: stricterMax(global.inhibitMs, rule.inhibitMs, DEFAULT_GUARDS.inhibitMs),
     notify: effectiveNotify(global.notify ?? {}, rule.notify ?? {}),
+    storm: list<Budget & { notify?: string }>(
+      global.maxKeysPerRule ?? DEFAULT_STORM_CAP,
+      rule.maxKeysPerRule,
+    ),
   };
 }
 
@@ -179,6 +193,7 @@ function validate(g: GuardConfig | NotifyGuardConfig, where: string): void {
     ['budget', g.budget],
     ['globalBudget', g.globalBudget],
     ['breaker', gg.breaker],
+    ['maxKeysPerRule', gg.maxKeysPerRule],
   ] as const) {
     if (b === undefined) continue;
     if (!(Number.isInteger(b.max) && b.max >= 0) || !(b.windowMs > 0))

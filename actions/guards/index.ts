@@ -5,6 +5,7 @@ export {
   type Budget,
   DEFAULT_GUARDS,
   DEFAULT_NOTIFY_GUARDS,
+  DEFAULT_STORM_CAP,
   type EffectiveGuards,
   effectiveGuards,
   type GuardConfig,
@@ -27,3 +28,4 @@ export {
   validateMatchers,
 } from './silence.ts';
 export type { GuardName, Suppression } from './types.ts';
+export { checkStorm, type StormCap } from './storm.ts';

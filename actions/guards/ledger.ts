@@ -37,6 +37,8 @@ export interface LedgerQuery {
   globalWindows: number[];
   breakerWindows: number[];
   blastWindowMs: number;
+  /** Storm caps' windows: distinct keys the rule acted on (any operation). */
+  stormWindows?: number[];
 }
 
 export interface LedgerCounts {
@@ -50,6 +52,11 @@ export interface LedgerCounts {
   key: number[];
   /** Distinct targets of the group replaced within `blastWindowMs` (empty without a group). */
   groupTargets: string[];
+  /**
+   * Per storm window: distinct keys other than this one the rule acted on (any
+   * operation), and whether this key was acted on too.
+   */
+  storm?: Array<{ otherKeys: number; thisKey: boolean }>;
 }
 
 export function keyId(rule: string, key: Record<string, unknown>): string {

@@ -283,20 +283,38 @@ export class ElasticsearchStore implements RemediationStore {
   async ledger(q: LedgerQuery): Promise<LedgerCounts> {
     const since = (w: number) => ({ range: { at: { gt: q.now - w } } });
     const term = (field: string, value: unknown) => ({ term: { [field]: value } });
+    // Notifications and remediations are counted apart (the storm cap counts both).
+    const notify = term('operation', 'notify');
+    const ofClass = (...filter: unknown[]) => ({
+      bool: q.notify ? { filter: [...filter, notify] } : { filter, must_not: [notify] },
+    });
     const aggs: Record<string, unknown> = {
       last: {
-        filter: { bool: { filter: [term('adapter', q.adapter), term('target', q.target)] } },
+        filter: ofClass(term('adapter', q.adapter), term('target', q.target)),
         aggs: { at: { max: { field: 'at' } } },
       },
     };
     q.ruleWindows.forEach((w, i) => {
-      aggs[`rule${i}`] = { filter: { bool: { filter: [term('rule', q.rule), since(w)] } } };
+      aggs[`rule${i}`] = { filter: ofClass(term('rule', q.rule), since(w)) };
     });
     q.globalWindows.forEach((w, i) => {
-      aggs[`global${i}`] = { filter: since(w) };
+      aggs[`global${i}`] = { filter: ofClass(since(w)) };
     });
     q.breakerWindows.forEach((w, i) => {
-      aggs[`key${i}`] = { filter: { bool: { filter: [term('key_id', q.keyId), since(w)] } } };
+      aggs[`key${i}`] = { filter: ofClass(term('key_id', q.keyId), since(w)) };
+    });
+    // Bounded by the storm cap itself: at most its max distinct keys per rule and window,
+    // well under the precision threshold, below which the count is exact in practice.
+    (q.stormWindows ?? []).forEach((w, i) => {
+      aggs[`stormOthers${i}`] = {
+        filter: {
+          bool: { filter: [term('rule', q.rule), since(w)], must_not: [term('key_id', q.keyId)] },
+        },
+        aggs: { keys: { cardinality: { field: 'key_id', precision_threshold: 10_000 } } },
+      };
+      aggs[`stormThis${i}`] = {
+        filter: { bool: { filter: [term('rule', q.rule), term('key_id', q.keyId), since(w)] } },
+      };
     });
     if (q.group !== undefined)
       aggs.group = {
@@ -316,15 +334,7 @@ export class ElasticsearchStore implements RemediationStore {
       index: this.stateIndex,
       size: 0,
       query: {
-        bool: {
-          filter: [
-            term('kind', 'attempt'),
-            term('shadow', q.shadow),
-            ...(q.notify ? [term('operation', 'notify')] : []),
-          ],
-          // Notifications and remediations are counted apart.
-          must_not: q.notify ? [] : [term('operation', 'notify')],
-        },
+        bool: { filter: [term('kind', 'attempt'), term('shadow', q.shadow)] },
       },
       aggs: aggs as never,
     });
@@ -336,6 +346,12 @@ export class ElasticsearchStore implements RemediationStore {
       rule: q.ruleWindows.map((_, i) => count(`rule${i}`)),
       global: q.globalWindows.map((_, i) => count(`global${i}`)),
       key: q.breakerWindows.map((_, i) => count(`key${i}`)),
+      ...(q.stormWindows && {
+        storm: q.stormWindows.map((_, i) => ({
+          otherKeys: (a[`stormOthers${i}`] as unknown as { keys: { value: number } }).keys.value,
+          thisKey: count(`stormThis${i}`) > 0,
+        })),
+      }),
       groupTargets:
         q.group === undefined
           ? []

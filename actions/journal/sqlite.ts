@@ -73,6 +73,13 @@ export class ActionStore implements RemediationStore {
       keyCount: db.prepare(
         "SELECT COUNT(*) AS n FROM attempts WHERE key_id = ? AND shadow = ? AND at > ? AND (operation = 'notify') = ?",
       ),
+      // Both bounded by the storm cap: at most its max distinct keys per rule and window.
+      stormOthers: db.prepare(
+        'SELECT COUNT(DISTINCT key_id) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND key_id != ?',
+      ),
+      stormThis: db.prepare(
+        'SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND key_id = ?',
+      ),
       groupTargets: db.prepare(
         "SELECT DISTINCT target FROM attempts WHERE adapter = ? AND grp = ? AND shadow = ? AND operation = 'kill-and-replace' AND at > ?",
       ),
@@ -126,6 +133,12 @@ export class ActionStore implements RemediationStore {
       rule: q.ruleWindows.map((w) => n(s.ruleCount.get(q.rule, shadow, q.now - w, notify))),
       global: q.globalWindows.map((w) => n(s.globalCount.get(shadow, q.now - w, notify))),
       key: q.breakerWindows.map((w) => n(s.keyCount.get(q.keyId, shadow, q.now - w, notify))),
+      ...(q.stormWindows && {
+        storm: q.stormWindows.map((w) => ({
+          otherKeys: n(s.stormOthers.get(q.rule, shadow, q.now - w, q.keyId)),
+          thisKey: n(s.stormThis.get(q.rule, shadow, q.now - w, q.keyId)) > 0,
+        })),
+      }),
       groupTargets:
         q.group === undefined
           ? []

@@ -9,6 +9,7 @@ import {
   checkMaintenance,
   checkMinHealthy,
   checkSilences,
+  checkStorm,
   ConcurrencyGate,
   effectiveGuards,
   GuardConfigError,
@@ -138,6 +139,34 @@ describe('cooldown, budgets, breaker', () => {
       count: 3,
       reason: expect.stringMatching(/3 remediations .* escalated through pager/),
     });
+  });
+
+  it('the storm cap holds new keys beyond N per window; known keys go on', () => {
+    const caps = [{ max: 3, windowMs: 600_000 }];
+    const storm = (otherKeys: number, thisKey = false) =>
+      checkStorm(counts({ storm: [{ otherKeys, thisKey }] }), 'web-errors', caps);
+    expect(storm(2)).toBeUndefined();
+    expect(storm(3, true)).toBeUndefined();
+    expect(storm(3)).toMatchObject({
+      guard: 'storm',
+      reason: expect.stringMatching(
+        /rule web-errors acted on 3 distinct keys within 600s \(cap 3\)/,
+      ),
+      keys: 3,
+    });
+    expect(checkStorm(counts(), 'web-errors', caps)).toBeUndefined(); // not asked for
+    expect(effectiveGuards().storm).toEqual([{ max: 50, windowMs: 600_000 }]);
+    expect(
+      effectiveGuards(
+        { maxKeysPerRule: { max: 20, windowMs: 60_000 } },
+        {
+          maxKeysPerRule: { max: 5, windowMs: 60_000 },
+        },
+      ).storm,
+    ).toEqual([
+      { max: 20, windowMs: 60_000 },
+      { max: 5, windowMs: 60_000 },
+    ]);
   });
 
   it('key ids do not depend on the order of key fields', () => {

@@ -153,6 +153,38 @@ describe('SQLite store', () => {
     store.close();
   });
 
+  it('storm counts: distinct other keys of the rule in the window, any operation', () => {
+    const store = openSqliteStore(join(dir(), 'a.db'));
+    const at = (id: string, keyId: string, t: number, operation = 'kill-and-replace') =>
+      store.reserve(
+        {
+          id,
+          at: t,
+          rule: 'web-errors',
+          keyId,
+          adapter: 'fleet',
+          target: id,
+          operation,
+          shadow: false,
+        },
+        query(),
+        () => undefined,
+      );
+    at('1', 'k', T - 10);
+    at('2', 'a', T - 10);
+    at('3', 'a', T - 9, 'notify');
+    at('4', 'b', T - 8, 'notify');
+    at('5', 'c', T - 60_000); // outside the window
+    expect(store.ledger(query({ stormWindows: [60_000] })).storm).toEqual([
+      { otherKeys: 2, thisKey: true },
+    ]);
+    expect(store.ledger(query({ keyId: 'z', stormWindows: [60_000, 120_000] })).storm).toEqual([
+      { otherKeys: 3, thisKey: false },
+      { otherKeys: 4, thisKey: false },
+    ]);
+    store.close();
+  });
+
   it('a reservation that fails its check appends nothing', () => {
     const store = openSqliteStore(join(dir(), 'a.db'));
     const base = {

@@ -541,6 +541,52 @@ describe('guard rails, further', () => {
     expect((await first)[0]!.decision).toBe('executed');
   });
 
+  it('storm cap: a rule acts on at most N distinct keys per window, then tells a person once', async () => {
+    const { remediator, fleet, pager, store, advance } = setup({
+      maxKeysPerRule: { max: 50, windowMs: 600_000, notify: 'pager' },
+    });
+    const decisions = [];
+    for (let i = 0; i < 60; i++)
+      decisions.push(...(await remediator.handle(alert({ key: { 'host.name': `h${i}` } }))));
+    expect(fleet.calls).toHaveLength(50);
+    const stormed = decisions.filter((d) => d.guard === 'storm');
+    expect(stormed).toHaveLength(10);
+    expect(stormed[0]!.reason).toMatch(/acted on 50 distinct keys within 600s \(cap 50\)/);
+    // One notice about the storm itself, journaled, however many keys it held back.
+    expect(pager.calls).toHaveLength(1);
+    expect(pager.calls[0]!.target).toMatch(/suspended the actions of web-replica-silent/);
+    expect(store.list({ limit: 1_000 }).filter((d) => d.target === 'storm')).toHaveLength(1);
+    // A key acted on within the window goes on; a new one waits for the window to pass.
+    advance(1_000);
+    expect((await remediator.handle(alert({ key: { 'host.name': 'h0' } })))[0]!.decision).toBe(
+      'executed',
+    );
+    advance(600_000);
+    expect((await remediator.handle(alert({ key: { 'host.name': 'new' } })))[0]!.decision).toBe(
+      'executed',
+    );
+  });
+
+  it('storm cap on by default (50 keys per 10 min), also for notify, noticed through its adapter', async () => {
+    const { remediator, pager } = setup({ notify: { budget: { max: 1_000, windowMs: 60_000 } } });
+    const perHost = [{ adapter: 'pager', operation: 'notify' as const, target: '{{ host.name }}' }];
+    const guards: string[] = [];
+    for (let i = 0; i < 300; i++)
+      guards.push(
+        ...(
+          await remediator.handle(alert({ key: { 'host.name': `h${i}` }, actions: perHost }))
+        ).map((d) => d.guard ?? d.decision),
+      );
+    expect(guards.filter((g) => g === 'executed')).toHaveLength(50);
+    expect(guards.filter((g) => g === 'storm')).toHaveLength(250);
+    expect(pager.calls).toHaveLength(51);
+    expect(pager.calls[50]!.target).toMatch(/a storm/);
+    const notice = pager.calls[50]!.params as { text: string };
+    expect(notice.text).toMatch(
+      /rule web-replica-silent alerted for more than 50 distinct keys in 10 min/,
+    );
+  });
+
   it('emits and logs every decision, and passes the alert to the adapter', async () => {
     const logged: Array<{ level: string; obj: Record<string, unknown> }> = [];
     const log = (level: string) => (obj: object) =>
@@ -575,5 +621,8 @@ describe('guard rails, further', () => {
     );
     expect(() => setup({ maintenance: [{ days: [1], from: '9', to: '10' }] })).toThrow(/HH:MM/);
     expect(() => setup({}, { ruleGuards: { r: { concurrency: 0 } } })).toThrow(/concurrency/);
+    expect(() => setup({ maxKeysPerRule: { max: 5, windowMs: 1, notify: 'nobody' } })).toThrow(
+      /maxKeysPerRule.notify names "nobody"/,
+    );
   });
 });

@@ -301,6 +301,26 @@ describe.skipIf(!url)(
       });
     });
 
+    it('storm counts: distinct other keys of the rule in the window, any operation', async () => {
+      const store = await open(fresh());
+      const add = (id: string, keyId: string, at: number, operation = 'kill-and-replace') =>
+        store.reserve(attempt({ id, keyId, at, operation, target: id }), query(), () => undefined);
+      await add('1', 'k', T - 10);
+      await add('2', 'a', T - 10);
+      await add('3', 'a', T - 9, 'notify');
+      await add('4', 'b', T - 8, 'notify');
+      await add('5', 'c', T - 60_000);
+      expect((await store.ledger(query({ stormWindows: [60_000] }))).storm).toEqual([
+        { otherKeys: 2, thisKey: true },
+      ]);
+      expect(
+        (await store.ledger(query({ keyId: 'z', stormWindows: [60_000, 120_000] }))).storm,
+      ).toEqual([
+        { otherKeys: 3, thisKey: false },
+        { otherKeys: 4, thisKey: false },
+      ]);
+    });
+
     it('reserve: three workers racing for a budget of one spend it once', async () => {
       const p = fresh();
       const workers = [await open(p), await open(p), await open(p)];

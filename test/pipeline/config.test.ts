@@ -230,4 +230,12 @@ describe('configuration: guards', () => {
     );
     expect(refused('guards: { notify: 5 }\n')).toMatch(/guards.notify must be a mapping/);
   });
+
+  it('guards.maxKeysPerRule: the storm cap, 10 min by default', () => {
+    const { config } = load(
+      'guards: { maxKeysPerRule: { max: 20, notify: pager } }\nruleGuards: { r: { maxKeysPerRule: { max: 5, window: 1h } } }\n',
+    );
+    expect(config.guards.maxKeysPerRule).toEqual({ max: 20, windowMs: 600_000, notify: 'pager' });
+    expect(config.ruleGuards.r!.maxKeysPerRule).toEqual({ max: 5, windowMs: 3_600_000 });
+  });
 });
