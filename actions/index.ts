@@ -33,6 +33,12 @@ export {
   ElasticsearchStore,
   type ElasticsearchStoreOptions,
 } from './journal/elasticsearch.ts';
+export {
+  boundDecision,
+  DEFAULT_JOURNAL_BOUNDS,
+  type JournalBounds,
+  type PruneResult,
+} from './journal/bounds.ts';
 export { formatDecision, formatJournal, type JournalFormat, listJournal } from './journal/list.ts';
 export {
   ActionStore,

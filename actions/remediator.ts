@@ -34,6 +34,7 @@ import {
   serviceWide,
   validateWindow,
 } from './guards/index.ts';
+import { boundDecision, DEFAULT_JOURNAL_BOUNDS } from './journal/bounds.ts';
 import type { ActionStore } from './journal/sqlite.ts';
 import type { Decision, RemediationStore } from './journal/types.ts';
 import { type ActionObject, type PlannedAction, plan } from './policy.ts';
@@ -70,6 +71,8 @@ export interface RemediatorOptions<S extends RemediationStore = ActionStore> {
   logger?: Logger;
   /** An adapter call that takes longer fails (its signal is aborted). Default 5 min. */
   actionTimeoutMs?: number;
+  /** The alert kept with each journal entry, at most this many bytes of JSON. Default 16 KiB. */
+  maxAlertBytes?: number;
 }
 
 export class Remediator<S extends RemediationStore = ActionStore> extends EventEmitter {
@@ -507,8 +510,13 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     }
   }
 
-  private async journal(d: Decision): Promise<Decision> {
+  private async journal(full: Decision): Promise<Decision> {
     const log = this.options.logger;
+    // The alert's sample and figures are the sender's: bounded before they are stored.
+    const d = boundDecision(
+      full,
+      this.options.maxAlertBytes ?? DEFAULT_JOURNAL_BOUNDS.maxAlertBytes,
+    );
     try {
       await this.options.store.record(d);
     } catch (err) {

@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { ActionObject, GuardConfig } from '../actions/index.ts';
+import {
+  type ActionObject,
+  DEFAULT_JOURNAL_BOUNDS,
+  type GuardConfig,
+  type JournalBounds,
+} from '../actions/index.ts';
 import { parseDuration } from '../rules/index.ts';
 
 /**
@@ -35,6 +40,8 @@ export interface DroverConfig {
    */
   actions?:
     { store: 'sqlite'; path: string } | { store: 'elasticsearch'; url: string; prefix: string };
+  /** Journal bounds (`actions.retention`, `actions.maxAlertBytes`) and how often to prune. */
+  journal?: JournalBounds & { pruneEveryMs: number };
   adapters: Record<string, { type: string; [option: string]: unknown }>;
   actionSets: Record<string, ActionObject[]>;
   guards: GuardConfig;
@@ -133,6 +140,7 @@ export function loadConfig(
       `${where}: index.kind elasticsearch needs index.url (or ELASTICSEARCH_URL)`,
     );
 
+  const journal = parseJournal(obj(raw.actions, 'actions'), where, duration);
   const actions = parseActions(obj(raw.actions, 'actions'), where, {
     url: esUrl,
     prefix: index.prefix,
@@ -196,6 +204,7 @@ export function loadConfig(
       actions.store === 'elasticsearch'
         ? actions
         : { store: 'sqlite', path: resolve(stateDir, actions.path ?? 'actions.db') },
+    journal,
     adapters,
     actionSets: obj(raw.actionSets, 'actionSets') as DroverConfig['actionSets'],
     guards,
@@ -205,7 +214,43 @@ export function loadConfig(
   };
 }
 
-const ACTIONS_FIELDS = ['store', 'path', 'url', 'prefix'];
+const ACTIONS_FIELDS = ['store', 'path', 'url', 'prefix', 'retention', 'maxAlertBytes'];
+const RETENTION_FIELDS = ['maxAge', 'maxEntries', 'every'];
+
+/**
+ * `actions.retention: { maxAge: 30d, maxEntries: 1000000, every: 1h }` and
+ * `actions.maxAlertBytes: 16384`: how much journal the store keeps, pruned `every`.
+ */
+function parseJournal(
+  a: Record<string, unknown>,
+  where: string,
+  duration: (v: unknown, n: string, f: number) => number,
+): NonNullable<DroverConfig['journal']> {
+  const r = (a.retention ?? {}) as Record<string, unknown>;
+  if (r === null || typeof r !== 'object' || Array.isArray(r))
+    throw new ConfigError(`${where}: actions.retention must be a mapping`);
+  for (const key of Object.keys(r))
+    if (!RETENTION_FIELDS.includes(key))
+      throw new ConfigError(
+        `${where}: unknown field "actions.retention.${key}" (known: ${RETENTION_FIELDS.join(', ')})`,
+      );
+  const count = (v: unknown, name: string, fallback: number) => {
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new ConfigError(`${where}: ${name} must be an integer ≥ 1`);
+    return v;
+  };
+  const d = DEFAULT_JOURNAL_BOUNDS;
+  const out = {
+    maxAgeMs: duration(r.maxAge, 'actions.retention.maxAge', d.maxAgeMs),
+    maxEntries: count(r.maxEntries, 'actions.retention.maxEntries', d.maxEntries),
+    maxAlertBytes: count(a.maxAlertBytes, 'actions.maxAlertBytes', d.maxAlertBytes),
+    pruneEveryMs: duration(r.every, 'actions.retention.every', 3_600_000),
+  };
+  if (!(out.maxAgeMs > 0) || !(out.pruneEveryMs > 0))
+    throw new ConfigError(`${where}: actions.retention maxAge and every must be > 0`);
+  return out;
+}
 /** What Elasticsearch accepts in an index name, and what cannot be mistaken for a pattern. */
 const INDEX_PREFIX = /^[a-z0-9][a-z0-9_.-]*$/;
 

@@ -4,6 +4,7 @@ import { dailyIndex, indexTemplate } from '../../ingest/indexer/index.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
+import type { PruneResult } from './bounds.ts';
 import type { Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
 
 /**
@@ -515,6 +516,93 @@ export class ElasticsearchStore implements RemediationStore {
 
   async inhibitedUntil(service: string): Promise<number | undefined> {
     return (await this.getState(`inhibit:${service}`))?.doc.until as number | undefined;
+  }
+
+  /**
+   * Retention: the journal's entries older than `maxAgeMs`, then the oldest beyond
+   * `maxEntries`, found a slice at a time (oldest first by `seq`) and deleted by id with
+   * _bulk, so no request handles more than a slice and no server module beyond the
+   * core is needed (delete_by_query lives in the reindex module, which a slim server may
+   * lack). Works alike on daily indices and on a data stream's backing indices.
+   */
+  async prune(options: {
+    now: number;
+    maxAgeMs: number;
+    maxEntries: number;
+    slice?: number;
+  }): Promise<PruneResult> {
+    const slice = Math.min(options.slice ?? 10_000, 10_000);
+    const cutoff = options.now - options.maxAgeMs;
+    const journal = {
+      index: this.journalPattern,
+      ignore_unavailable: true,
+      allow_no_indices: true,
+    };
+    /** Deletes up to `size` hits of the query, oldest first; how many it deleted. */
+    const removeSlice = async (index: string, query: unknown, size: number, sort: string) => {
+      const res = await this.client.search({
+        index,
+        ignore_unavailable: true,
+        allow_no_indices: true,
+        size,
+        query: query as never,
+        sort: [{ [sort]: { order: 'asc', unmapped_type: 'long' } }],
+        _source: false,
+      });
+      const hits = res.hits.hits;
+      if (hits.length === 0) return 0;
+      const bulk = await this.client.bulk({
+        refresh: true,
+        operations: hits.map((h) => ({ delete: { _index: h._index, _id: h._id! } })),
+      });
+      return bulk.items.filter((it) => it.delete?.status === 200).length;
+    };
+    let entries = 0;
+    for (;;) {
+      const n = await removeSlice(
+        this.journalPattern,
+        { range: { at: { lt: cutoff } } },
+        slice,
+        'seq',
+      );
+      entries += n;
+      if (n === 0) break;
+    }
+    for (;;) {
+      const excess = (await this.client.count(journal)).count - options.maxEntries;
+      if (excess <= 0) break;
+      const n = await removeSlice(
+        this.journalPattern,
+        { match_all: {} },
+        Math.min(excess, slice),
+        'seq',
+      );
+      entries += n;
+      if (n === 0) break;
+    }
+    // Claims go with their entries (older than the oldest kept); attempts by age only.
+    const oldest = await this.client.search<{ at: number }>({
+      ...journal,
+      size: 1,
+      sort: [{ at: { order: 'asc', unmapped_type: 'long' } }],
+      _source: ['at'],
+    });
+    const claimsBefore = oldest.hits.hits[0]?._source?.at ?? cutoff;
+    const stale = {
+      bool: {
+        should: [
+          { bool: { filter: [{ term: { kind: 'attempt' } }, { range: { at: { lt: cutoff } } }] } },
+          {
+            bool: {
+              filter: [{ term: { kind: 'claim' } }, { range: { at: { lt: claimsBefore } } }],
+            },
+          },
+        ],
+        minimum_should_match: 1,
+      },
+    };
+    while ((await removeSlice(this.stateIndex, stale, slice, 'at')) > 0);
+    return { entries };
   }
 
   async close(): Promise<void> {

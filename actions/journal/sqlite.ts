@@ -259,6 +259,46 @@ export class ActionStore implements RemediationStore {
     return row?.until;
   }
 
+  /**
+   * Retention, in slices of `slice` rows (one short write transaction each), so a large
+   * backlog never holds the write lock long enough to stall a reservation.
+   */
+  prune(options: { now: number; maxAgeMs: number; maxEntries: number; slice?: number }): {
+    entries: number;
+  } {
+    const slice = options.slice ?? 10_000;
+    const cutoff = options.now - options.maxAgeMs;
+    let entries = 0;
+    const deleteSlice = this.db.prepare(
+      'DELETE FROM journal WHERE seq IN (SELECT seq FROM journal WHERE at < ? OR seq <= ? ORDER BY seq LIMIT ?)',
+    );
+    // The newest entry beyond the count: it and everything before it go.
+    const beyond = this.db
+      .prepare('SELECT seq FROM journal ORDER BY seq DESC LIMIT 1 OFFSET ?')
+      .get(options.maxEntries) as { seq: number } | undefined;
+    const lastSeq = beyond?.seq ?? -1;
+    for (;;) {
+      const n = deleteSlice.run(cutoff, lastSeq, slice).changes;
+      entries += n;
+      if (n < slice) break;
+    }
+    // Claims go with their entries: those older than the oldest entry kept (a claim in
+    // flight is newer). Attempts by age only, since budgets count them within windows.
+    const oldest = (
+      this.db.prepare('SELECT MIN(at) AS at FROM journal').get() as { at: number | null }
+    ).at;
+    for (const [table, before] of [
+      ['claims', oldest ?? cutoff],
+      ['attempts', cutoff],
+    ] as const) {
+      const del = this.db.prepare(
+        `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE at < ? LIMIT ?)`,
+      );
+      while (del.run(before, slice).changes === slice);
+    }
+    return { entries };
+  }
+
   close(): void {
     if (this.db.open) this.db.close();
   }

@@ -185,6 +185,45 @@ describe('SQLite store', () => {
     store.close();
   });
 
+  it('retention: by age, then by count, in slices; claims go with their entries', () => {
+    const store = openSqliteStore(join(dir(), 'a.db'));
+    const day = 86_400_000;
+    for (let i = 0; i < 50; i++) {
+      const at = T - (49 - i) * day; // one a day, the newest at T
+      store.claim(`a${i}#0`, at);
+      store.record(decision({ id: `a${i}#0`, alertId: `a${i}`, at }));
+      store.reserve(
+        {
+          id: `a${i}#0`,
+          at,
+          rule: 'r',
+          keyId: 'k',
+          adapter: 'fleet',
+          target: 't',
+          operation: 'scale',
+          shadow: false,
+        },
+        query(),
+        () => undefined,
+      );
+    }
+    // 30 days: the 19 older than that go; then at most 25 entries: 6 more, 3 a slice.
+    expect(store.prune({ now: T, maxAgeMs: 30 * day + 1, maxEntries: 25, slice: 3 })).toEqual({
+      entries: 25,
+    });
+    const left = store.list({ limit: 100 });
+    expect(left.map((d) => d.id)).toEqual(Array.from({ length: 25 }, (_, i) => `a${49 - i}#0`));
+    expect(store.interruptedClaims()).toEqual([]); // no claim outlives its entry
+    expect(store.claim('a10#0', T)).toBe(true); // its claim went with it
+    expect(store.claim('a40#0', T)).toBe(false);
+    // Attempts by age only: the count does not shorten a budget's window.
+    expect(store.ledger(query({ rule: 'r', ruleWindows: [100 * day] })).rule).toEqual([31]);
+    expect(store.prune({ now: T, maxAgeMs: 30 * day + 1, maxEntries: 25 })).toEqual({
+      entries: 0,
+    });
+    store.close();
+  });
+
   it('a reservation that fails its check appends nothing', () => {
     const store = openSqliteStore(join(dir(), 'a.db'));
     const base = {

@@ -587,6 +587,29 @@ describe('guard rails, further', () => {
     );
   });
 
+  it('the alert kept with a journal entry is capped in bytes, with a marker', async () => {
+    const { remediator, store } = setup({}, { maxAlertBytes: 4_096 });
+    const huge = alert({
+      sample: { message: 'x'.repeat(100_000), 'host.name': 'web-1' },
+      figures: { count: 3 },
+    });
+    const [d] = await remediator.handle(huge);
+    expect(d!.decision).toBe('executed'); // the action itself saw the whole alert
+    const [kept] = store.list();
+    expect(Buffer.byteLength(JSON.stringify(kept!.alert))).toBeLessThanOrEqual(4_096);
+    expect(kept!.alert).toMatchObject({
+      id: huge.id,
+      rule: huge.rule,
+      key: huge.key,
+      figures: { count: 3 },
+      sample: { truncated: expect.stringMatching(/^sample of 1000\d\d bytes dropped/) },
+    });
+    // An alert within the cap is kept whole.
+    const small = alert();
+    await remediator.handle(small);
+    expect(store.list()[0]!.alert).toEqual(small);
+  });
+
   it('emits and logs every decision, and passes the alert to the adapter', async () => {
     const logged: Array<{ level: string; obj: Record<string, unknown> }> = [];
     const log = (level: string) => (obj: object) =>

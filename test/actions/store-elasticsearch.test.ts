@@ -321,6 +321,34 @@ describe.skipIf(!url)(
       ]);
     });
 
+    it('retention: by age, then by count in slices; claims go with their entries, attempts by age', async () => {
+      const store = await open(fresh());
+      const day = 86_400_000;
+      for (let i = 0; i < 20; i++) {
+        const at = T - (19 - i) * day; // one a day, the newest at T: daily indices
+        const id = `a${i}#0`;
+        await store.claim(id, at);
+        await store.record(decision({ id, alertId: `a${i}`, at }));
+        await store.reserve(attempt({ id, at, rule: 'r' }), query(), () => undefined);
+      }
+      // 15 days: the 4 older go; then at most 10 entries: 6 more, 4 a slice.
+      expect(
+        await store.prune({ now: T, maxAgeMs: 15 * day + 1, maxEntries: 10, slice: 4 }),
+      ).toEqual({ entries: 10 });
+      const left = await store.list({ limit: 100 });
+      expect(left.map((d) => d.id)).toEqual(Array.from({ length: 10 }, (_, i) => `a${19 - i}#0`));
+      expect(await store.interruptedClaims()).toEqual([]);
+      expect(await store.claim('a7#0', T)).toBe(true); // its claim went with its entry
+      expect(await store.claim('a12#0', T)).toBe(false);
+      await es.indices.refresh({ index: store.stateIndex });
+      expect((await store.ledger(query({ rule: 'r', ruleWindows: [100 * day] }))).rule).toEqual([
+        16,
+      ]);
+      expect(await store.prune({ now: T, maxAgeMs: 15 * day + 1, maxEntries: 10 })).toEqual({
+        entries: 0,
+      });
+    }, 120_000);
+
     it('reserve: three workers racing for a budget of one spend it once', async () => {
       const p = fresh();
       const workers = [await open(p), await open(p), await open(p)];

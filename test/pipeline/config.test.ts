@@ -92,7 +92,7 @@ describe('configuration: actions.store', () => {
       /actions.path must be a non-empty string/,
     );
     expect(refused('actions: { stroe: sqlite }\n')).toMatch(
-      /unknown field "actions.stroe" \(known: store, path, url, prefix\)/,
+      /unknown field "actions.stroe" \(known: store, path, url, prefix, retention, maxAlertBytes\)/,
     );
     expect(refused('actions: sqlite\n')).toMatch(/actions must be a mapping/);
   });
@@ -237,5 +237,29 @@ describe('configuration: guards', () => {
     );
     expect(config.guards.maxKeysPerRule).toEqual({ max: 20, windowMs: 600_000, notify: 'pager' });
     expect(config.ruleGuards.r!.maxKeysPerRule).toEqual({ max: 5, windowMs: 3_600_000 });
+  });
+
+  it('actions.retention and actions.maxAlertBytes bound the journal; defaults stated', () => {
+    expect(load('{}\n').config.journal).toEqual({
+      maxAgeMs: 30 * 86_400_000,
+      maxEntries: 1_000_000,
+      maxAlertBytes: 16_384,
+      pruneEveryMs: 3_600_000,
+    });
+    const { config } = load(
+      'actions: { retention: { maxAge: 7d, maxEntries: 5000, every: 10m }, maxAlertBytes: 4096 }\n',
+    );
+    expect(config.journal).toEqual({
+      maxAgeMs: 7 * 86_400_000,
+      maxEntries: 5_000,
+      maxAlertBytes: 4_096,
+      pruneEveryMs: 600_000,
+    });
+    expect(refused('actions: { retention: { maxAge: 7d, keep: 5 } }\n')).toMatch(
+      /unknown field "actions.retention.keep" \(known: maxAge, maxEntries, every\)/,
+    );
+    expect(refused('actions: { retention: { maxEntries: 0 } }\n')).toMatch(
+      /maxEntries must be an integer ≥ 1/,
+    );
   });
 });
