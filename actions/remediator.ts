@@ -34,6 +34,7 @@ import {
   serviceWide,
   validateWindow,
 } from './guards/index.ts';
+import { clip } from './adapters/slack-text.ts';
 import { boundDecision, DEFAULT_JOURNAL_BOUNDS } from './journal/bounds.ts';
 import type { ActionStore } from './journal/sqlite.ts';
 import type { Decision, RemediationStore } from './journal/types.ts';
@@ -439,7 +440,10 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     }
     const adapter = this.options.adapters.get(name)!;
     const notification: Notification = {
-      title: `Drover stopped remediating ${alert.rule} ${JSON.stringify(alert.key)}`,
+      title: clip(
+        `Drover stopped remediating ${alert.rule} ${JSON.stringify(alert.key)}`,
+        NOTIFICATION_TITLE_MAX,
+      ),
       text: `${tripped.count} remediations within ${tripped.breaker.windowMs / 1000}s did not fix it; automation is paused for this key until the window passes. A person should look.`,
       severity: 'critical',
       alert: alert as unknown as Record<string, unknown>,
@@ -561,11 +565,26 @@ function call(
   return adapter.notify(notification(alert, p.target), ctx);
 }
 
+/**
+ * A notification's title and text carry the target, key and figures, which event values
+ * wrote: each is clipped (NOTIFICATION_TITLE_MAX, NOTIFICATION_TEXT_MAX characters, with
+ * a marker), so one event cannot make a page megabytes long. Escaping for the medium is
+ * the adapter's (Slack mrkdwn in the webhook adapter).
+ */
+export const NOTIFICATION_TITLE_MAX = 300;
+export const NOTIFICATION_TEXT_MAX = 4_000;
+
 function notification(alert: Alert, target: string): Notification {
   const severity = alert.labels.severity;
   return {
-    title: `${alert.rule}: ${alert.description ?? alert.type} (${target})`,
-    text: `${alert.type} alert at ${alert.at} for ${JSON.stringify(alert.key)}: ${JSON.stringify(alert.figures)}`,
+    title: clip(
+      `${alert.rule}: ${alert.description ?? alert.type} (${target})`,
+      NOTIFICATION_TITLE_MAX,
+    ),
+    text: clip(
+      `${alert.type} alert at ${alert.at} for ${JSON.stringify(alert.key)}: ${JSON.stringify(alert.figures)}`,
+      NOTIFICATION_TEXT_MAX,
+    ),
     severity:
       severity === 'page' || severity === 'critical'
         ? 'critical'

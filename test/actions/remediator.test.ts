@@ -587,6 +587,21 @@ describe('guard rails, further', () => {
     );
   });
 
+  it('a notification built from event values is clipped, whatever the values', async () => {
+    const { remediator, pager } = setup();
+    await remediator.handle(
+      alert({
+        key: { 'host.name': `h${'x'.repeat(50_000)}` },
+        figures: { term: 'y'.repeat(50_000) },
+        actions: [{ adapter: 'pager', operation: 'notify', target: '{{ host.name }}' }],
+      }),
+    );
+    const sent = pager.calls[0]!.params as { title: string; text: string };
+    expect(sent.title.length).toBeLessThanOrEqual(300);
+    expect(sent.text.length).toBeLessThanOrEqual(4_000);
+    expect(sent.text).toMatch(/…$/);
+  });
+
   it('the alert kept with a journal entry is capped in bytes, with a marker', async () => {
     const { remediator, store } = setup({}, { maxAlertBytes: 4_096 });
     const huge = alert({
