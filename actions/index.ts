@@ -15,13 +15,17 @@ export { killSwitchCommand, silenceCommand } from './admin.ts';
 export {
   type Budget,
   DEFAULT_GUARDS,
+  DEFAULT_NOTIFY_GUARDS,
+  DEFAULT_STORM_CAP,
   type GuardConfig,
   GuardConfigError,
   type GuardName,
   INSTANCE_FIELDS,
   type MaintenanceWindow,
+  type NotifyGuardConfig,
   type Silence,
   SilenceError,
+  type StormCap,
   type Suppression,
 } from './guards/index.ts';
 export {
@@ -29,6 +33,12 @@ export {
   ElasticsearchStore,
   type ElasticsearchStoreOptions,
 } from './journal/elasticsearch.ts';
+export {
+  boundDecision,
+  DEFAULT_JOURNAL_BOUNDS,
+  type JournalBounds,
+  type PruneResult,
+} from './journal/bounds.ts';
 export { formatDecision, formatJournal, type JournalFormat, listJournal } from './journal/list.ts';
 export {
   ActionStore,

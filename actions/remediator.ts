@@ -21,6 +21,7 @@ import {
   checkMaintenance,
   checkMinHealthy,
   checkSilences,
+  checkStorm,
   ConcurrencyGate,
   type EffectiveGuards,
   effectiveGuards,
@@ -34,6 +35,8 @@ import {
   serviceWide,
   validateWindow,
 } from './guards/index.ts';
+import { clip } from './adapters/slack-text.ts';
+import { boundDecision, DEFAULT_JOURNAL_BOUNDS } from './journal/bounds.ts';
 import type { ActionStore } from './journal/sqlite.ts';
 import type { Decision, RemediationStore } from './journal/types.ts';
 import { type ActionObject, type PlannedAction, plan } from './policy.ts';
@@ -46,9 +49,10 @@ import { type ActionObject, type PlannedAction, plan } from './policy.ts';
  * returned and emitted as a `decision` event.
  *
  * Guard order: idempotency, kill switch, maintenance, silences, then for remediations
- * (not notify) inhibition, circuit breaker, cooldown, budgets, concurrency, min-healthy
- * floor and blast radius; the ledger guards are checked again, atomically with
- * recording the attempt, right before the adapter runs.
+ * inhibition, circuit breaker, storm cap, cooldown, budgets, concurrency, min-healthy floor and
+ * blast radius; for notifications the storm cap and their own cooldown, budgets and concurrency
+ * (guards.notify). The ledger guards are checked again, atomically with recording the
+ * attempt, right before the adapter runs.
  */
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -69,11 +73,15 @@ export interface RemediatorOptions<S extends RemediationStore = ActionStore> {
   logger?: Logger;
   /** An adapter call that takes longer fails (its signal is aborted). Default 5 min. */
   actionTimeoutMs?: number;
+  /** The alert kept with each journal entry, at most this many bytes of JSON. Default 16 KiB. */
+  maxAlertBytes?: number;
 }
 
 export class Remediator<S extends RemediationStore = ActionStore> extends EventEmitter {
   private readonly clock: () => number;
   private readonly gate = new ConcurrencyGate();
+  /** Notifications have slots of their own: a slow webhook never holds up a remediation. */
+  private readonly notifyGate = new ConcurrencyGate();
   private readonly effective = new Map<string, EffectiveGuards>();
 
   constructor(private readonly options: RemediatorOptions<S>) {
@@ -86,6 +94,11 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       for (const b of g.breakers)
         if (b.notify && !options.adapters.has(b.notify))
           throw new Error(`breaker.notify names "${b.notify}", which is not a configured adapter`);
+      for (const c of g.storm)
+        if (c.notify && !options.adapters.has(c.notify))
+          throw new Error(
+            `maxKeysPerRule.notify names "${c.notify}", which is not a configured adapter`,
+          );
     }
   }
 
@@ -168,10 +181,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         checkMaintenance(guards.maintenance, started) ??
         checkSilences(await store.silences(started), alert, started);
       if (early) return suppress(early);
-      if (p.operation === 'notify') {
-        if (guards.dryRun) return this.dryRun(entry);
-        return await this.execute(adapter, entry, p, alert);
-      }
+      if (p.operation === 'notify') return await this.notify(adapter, entry, p, alert, guards);
       const service = instanceService(alert);
       const inhibited =
         service === undefined
@@ -190,6 +200,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         globalWindows: guards.globalBudgets.map((b) => b.windowMs),
         breakerWindows: guards.breakers.map((b) => b.windowMs),
         blastWindowMs: guards.blastWindowMs,
+        stormWindows: guards.storm.map((b) => b.windowMs),
       };
       // A pre-check on the ledger as it stands, before asking the orchestrator anything.
       const pre = await this.ledgerVerdict(alert, guards, await store.ledger(query), p.target);
@@ -238,13 +249,16 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           shadow: guards.dryRun,
         };
         let breakerTripped: ReturnType<typeof checkBreakers>;
+        let storm: ReturnType<typeof checkStorm>;
         const verdict = await store.reserve(
           attempt,
           { ...query, ...(health && { group: health.group }) },
           (counts) => {
             breakerTripped = checkBreakers(counts, guards.breakers);
+            storm = breakerTripped ? undefined : checkStorm(counts, alert.rule, guards.storm);
             return (
               breakerTripped ??
+              storm ??
               checkCooldown(counts, guards.cooldownMs, p.target, started) ??
               checkBudgets(counts, alert.rule, guards.ruleBudgets, guards.globalBudgets) ??
               (health && p.operation === 'kill-and-replace'
@@ -255,6 +269,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         );
         if (verdict) {
           if (breakerTripped) await this.escalate(alert, breakerTripped, guards.dryRun);
+          if (storm) await this.stormNotice(alert, storm, guards.dryRun);
           return suppress(verdict);
         }
         if (guards.dryRun) return this.dryRun(entry);
@@ -268,6 +283,72 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     }
   }
 
+  /**
+   * A notification passes its own guards (guards.notify): cooldown per adapter and
+   * target, budgets per rule and across rules, and its own concurrency slots, counted
+   * apart from remediations; the check and the ledger append are one step.
+   */
+  private async notify(
+    adapter: Adapter,
+    entry: Decision,
+    p: Extract<PlannedAction, { kind: 'act' }>,
+    alert: Alert,
+    guards: EffectiveGuards,
+  ): Promise<Decision> {
+    const n = guards.notify;
+    const store = this.options.store;
+    const suppress = (s: Suppression) =>
+      this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
+    const query: LedgerQuery = {
+      now: entry.at,
+      shadow: guards.dryRun,
+      notify: true,
+      rule: alert.rule,
+      keyId: keyId(alert.rule, alert.key),
+      adapter: p.adapter,
+      target: p.target,
+      ruleWindows: n.ruleBudgets.map((b) => b.windowMs),
+      globalWindows: n.globalBudgets.map((b) => b.windowMs),
+      breakerWindows: [],
+      blastWindowMs: 0,
+      stormWindows: guards.storm.map((b) => b.windowMs),
+    };
+    let storm: ReturnType<typeof checkStorm>;
+    const check = (counts: LedgerCounts) =>
+      (storm = checkStorm(counts, alert.rule, guards.storm)) ??
+      checkCooldown(counts, n.cooldownMs, p.target, entry.at) ??
+      checkBudgets(counts, alert.rule, n.ruleBudgets, n.globalBudgets, 'notifications');
+    const stopped = async (s: Suppression) => {
+      if (storm) await this.stormNotice(alert, storm, guards.dryRun, p.adapter);
+      return suppress(s);
+    };
+    const pre = check(await store.ledger(query));
+    if (pre) return stopped(pre);
+    const release = this.notifyGate.tryAcquire(n.concurrency, 'notifications');
+    if (typeof release !== 'function') return suppress(release);
+    try {
+      const verdict = await store.reserve(
+        {
+          id: entry.id,
+          at: entry.at,
+          rule: alert.rule,
+          keyId: query.keyId,
+          adapter: p.adapter,
+          target: p.target,
+          operation: 'notify',
+          shadow: guards.dryRun,
+        },
+        query,
+        check,
+      );
+      if (verdict) return stopped(verdict);
+      if (guards.dryRun) return this.dryRun(entry);
+      return await this.execute(adapter, entry, p, alert);
+    } finally {
+      release();
+    }
+  }
+
   private async ledgerVerdict(
     alert: Alert,
     guards: EffectiveGuards,
@@ -278,6 +359,11 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     if (breaker) {
       await this.escalate(alert, breaker, guards.dryRun);
       return breaker;
+    }
+    const storm = checkStorm(counts, alert.rule, guards.storm);
+    if (storm) {
+      await this.stormNotice(alert, storm, guards.dryRun);
+      return storm;
     }
     return (
       checkCooldown(counts, guards.cooldownMs, target, this.clock()) ??
@@ -371,7 +457,10 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     }
     const adapter = this.options.adapters.get(name)!;
     const notification: Notification = {
-      title: `Drover stopped remediating ${alert.rule} ${JSON.stringify(alert.key)}`,
+      title: clip(
+        `Drover stopped remediating ${alert.rule} ${JSON.stringify(alert.key)}`,
+        NOTIFICATION_TITLE_MAX,
+      ),
       text: `${tripped.count} remediations within ${tripped.breaker.windowMs / 1000}s did not fix it; automation is paused for this key until the window passes. A person should look.`,
       severity: 'critical',
       alert: alert as unknown as Record<string, unknown>,
@@ -389,8 +478,66 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     }
   }
 
-  private async journal(d: Decision): Promise<Decision> {
+  /**
+   * Once per rule and storm window: tell a person that the rule is storming and its
+   * actions on further keys are suspended, through the cap's `notify` adapter, else the
+   * adapter of the notify action the storm just suppressed. Without either, the log
+   * and the journal's suppressions are the record.
+   */
+  private async stormNotice(
+    alert: Alert,
+    storm: NonNullable<ReturnType<typeof checkStorm>>,
+    dryRun: boolean,
+    fallback?: string,
+  ): Promise<void> {
+    const name = storm.cap.notify ?? fallback;
+    const now = this.clock();
+    const noticeKey = `${dryRun ? 'shadow ' : ''}storm ${storm.cap.max}/${storm.cap.windowMs} ${alert.rule}`;
+    if (!(await this.options.store.noticeOnce(noticeKey, now, now + storm.cap.windowMs))) return;
+    const minutes = Math.round(storm.cap.windowMs / 60_000);
+    const title = `Drover suspended the actions of ${alert.rule}: a storm`;
+    const text = `rule ${alert.rule} alerted for more than ${storm.keys} distinct keys in ${minutes} min (cap ${storm.cap.max}); actions on further keys are suspended until the window passes. Each suppressed action is in the journal (guard storm).`;
+    this.options.logger?.warn({ rule: alert.rule, keys: storm.keys, cap: storm.cap.max }, title);
+    if (!name) return;
+    const entry: Decision = {
+      id: `${alert.id}#storm`,
+      at: now,
+      alertId: alert.id,
+      rule: alert.rule,
+      key: alert.key,
+      adapter: name,
+      operation: 'notify',
+      target: 'storm',
+      decision: 'failed',
+      alert,
+    };
+    if (dryRun) {
+      await this.dryRun(entry);
+      return;
+    }
+    const adapter = this.options.adapters.get(name);
+    if (!adapter) {
+      await this.journal({ ...entry, error: `no adapter named "${name}" is configured` });
+      return;
+    }
+    try {
+      const result = await adapter.notify(
+        { title, text, severity: 'critical' },
+        { idempotencyKey: entry.id, rule: alert.rule, alertId: alert.id, alert },
+      );
+      await this.journal({ ...entry, decision: 'executed', result: result.detail });
+    } catch (err) {
+      await this.journal({ ...entry, error: (err as Error).message });
+    }
+  }
+
+  private async journal(full: Decision): Promise<Decision> {
     const log = this.options.logger;
+    // The alert's sample and figures are the sender's: bounded before they are stored.
+    const d = boundDecision(
+      full,
+      this.options.maxAlertBytes ?? DEFAULT_JOURNAL_BOUNDS.maxAlertBytes,
+    );
     try {
       await this.options.store.record(d);
     } catch (err) {
@@ -452,11 +599,26 @@ function call(
   return adapter.notify(notification(alert, p.target), ctx);
 }
 
+/**
+ * A notification's title and text carry the target, key and figures, which event values
+ * wrote: each is clipped (NOTIFICATION_TITLE_MAX, NOTIFICATION_TEXT_MAX characters, with
+ * a marker), so one event cannot make a page megabytes long. Escaping for the medium is
+ * the adapter's (Slack mrkdwn in the webhook adapter).
+ */
+export const NOTIFICATION_TITLE_MAX = 300;
+export const NOTIFICATION_TEXT_MAX = 4_000;
+
 function notification(alert: Alert, target: string): Notification {
   const severity = alert.labels.severity;
   return {
-    title: `${alert.rule}: ${alert.description ?? alert.type} (${target})`,
-    text: `${alert.type} alert at ${alert.at} for ${JSON.stringify(alert.key)}: ${JSON.stringify(alert.figures)}`,
+    title: clip(
+      `${alert.rule}: ${alert.description ?? alert.type} (${target})`,
+      NOTIFICATION_TITLE_MAX,
+    ),
+    text: clip(
+      `${alert.type} alert at ${alert.at} for ${JSON.stringify(alert.key)}: ${JSON.stringify(alert.figures)}`,
+      NOTIFICATION_TEXT_MAX,
+    ),
     severity:
       severity === 'page' || severity === 'critical'
         ? 'critical'

@@ -21,7 +21,7 @@ import { createRequire } from 'node:module';
  * by either driver with an error.
  */
 export interface RunResult {
-  changes: number | bigint;
+  changes: number;
   lastInsertRowid: number | bigint;
 }
 

@@ -1,7 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import type { ActionObject, GuardConfig } from '../actions/index.ts';
+import {
+  type ActionObject,
+  DEFAULT_JOURNAL_BOUNDS,
+  type GuardConfig,
+  type JournalBounds,
+} from '../actions/index.ts';
 import { parseDuration } from '../rules/index.ts';
 
 /**
@@ -42,6 +47,8 @@ export interface DroverConfig {
    */
   actions?:
     { store: 'sqlite'; path: string } | { store: 'elasticsearch'; url: string; prefix: string };
+  /** Journal bounds (`actions.retention`, `actions.maxAlertBytes`) and how often to prune. */
+  journal?: JournalBounds & { pruneEveryMs: number };
   adapters: Record<string, { type: string; [option: string]: unknown }>;
   actionSets: Record<string, ActionObject[]>;
   guards: GuardConfig;
@@ -146,6 +153,7 @@ export function loadConfig(
       `${where}: index.kind elasticsearch needs index.url (or ELASTICSEARCH_URL)`,
     );
 
+  const journal = parseJournal(obj(raw.actions, 'actions'), where, duration);
   const actions = parseActions(obj(raw.actions, 'actions'), where, {
     url: esUrl,
     prefix: index.prefix,
@@ -211,6 +219,7 @@ export function loadConfig(
       actions.store === 'elasticsearch'
         ? actions
         : { store: 'sqlite', path: resolve(stateDir, actions.path ?? 'actions.db') },
+    journal,
     adapters,
     actionSets: obj(raw.actionSets, 'actionSets') as DroverConfig['actionSets'],
     guards,
@@ -220,7 +229,43 @@ export function loadConfig(
   };
 }
 
-const ACTIONS_FIELDS = ['store', 'path', 'url', 'prefix'];
+const ACTIONS_FIELDS = ['store', 'path', 'url', 'prefix', 'retention', 'maxAlertBytes'];
+const RETENTION_FIELDS = ['maxAge', 'maxEntries', 'every'];
+
+/**
+ * `actions.retention: { maxAge: 30d, maxEntries: 1000000, every: 1h }` and
+ * `actions.maxAlertBytes: 16384`: how much journal the store keeps, pruned `every`.
+ */
+function parseJournal(
+  a: Record<string, unknown>,
+  where: string,
+  duration: (v: unknown, n: string, f: number) => number,
+): NonNullable<DroverConfig['journal']> {
+  const r = (a.retention ?? {}) as Record<string, unknown>;
+  if (r === null || typeof r !== 'object' || Array.isArray(r))
+    throw new ConfigError(`${where}: actions.retention must be a mapping`);
+  for (const key of Object.keys(r))
+    if (!RETENTION_FIELDS.includes(key))
+      throw new ConfigError(
+        `${where}: unknown field "actions.retention.${key}" (known: ${RETENTION_FIELDS.join(', ')})`,
+      );
+  const count = (v: unknown, name: string, fallback: number) => {
+    if (v === undefined) return fallback;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1)
+      throw new ConfigError(`${where}: ${name} must be an integer ≥ 1`);
+    return v;
+  };
+  const d = DEFAULT_JOURNAL_BOUNDS;
+  const out = {
+    maxAgeMs: duration(r.maxAge, 'actions.retention.maxAge', d.maxAgeMs),
+    maxEntries: count(r.maxEntries, 'actions.retention.maxEntries', d.maxEntries),
+    maxAlertBytes: count(a.maxAlertBytes, 'actions.maxAlertBytes', d.maxAlertBytes),
+    pruneEveryMs: duration(r.every, 'actions.retention.every', 3_600_000),
+  };
+  if (!(out.maxAgeMs > 0) || !(out.pruneEveryMs > 0))
+    throw new ConfigError(`${where}: actions.retention maxAge and every must be > 0`);
+  return out;
+}
 /** What Elasticsearch accepts in an index name, and what cannot be mistaken for a pattern. */
 const INDEX_PREFIX = /^[a-z0-9][a-z0-9_.-]*$/;
 
@@ -299,7 +344,11 @@ const GUARD_FIELDS = [
   'breaker',
   'maintenance',
   'inhibit',
+  'notify',
+  'maxKeysPerRule',
 ];
+
+const NOTIFY_GUARD_FIELDS = ['cooldown', 'budget', 'globalBudget', 'concurrency'];
 
 function parseGuards(
   g: Record<string, unknown>,
@@ -309,11 +358,11 @@ function parseGuards(
   for (const key of Object.keys(g))
     if (!GUARD_FIELDS.includes(key))
       throw new ConfigError(`${name}: unknown guard "${key}" (known: ${GUARD_FIELDS.join(', ')})`);
-  const budget = (v: unknown, n: string) => {
+  const budget = (v: unknown, n: string, window = 3_600_000) => {
     if (v === undefined) return undefined;
     const b = v as { max?: unknown; window?: unknown };
     if (typeof b.max !== 'number') throw new ConfigError(`${n}.max must be a number`);
-    return { max: b.max, windowMs: duration(b.window, `${n}.window`, 3_600_000) };
+    return { max: b.max, windowMs: duration(b.window, `${n}.window`, window) };
   };
   const out: GuardConfig = {};
   if (g.dryRun !== undefined) out.dryRun = g.dryRun === true;
@@ -337,6 +386,30 @@ function parseGuards(
   }
   if (g.maintenance !== undefined) out.maintenance = g.maintenance as GuardConfig['maintenance'];
   if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
+  if (g.maxKeysPerRule !== undefined) {
+    const m = g.maxKeysPerRule as { notify?: unknown } | null;
+    out.maxKeysPerRule = {
+      ...budget(m ?? {}, `${name}.maxKeysPerRule`, 600_000)!,
+      ...(typeof m?.notify === 'string' && { notify: m.notify }),
+    };
+  }
+  if (g.notify !== undefined) {
+    const n = g.notify as Record<string, unknown> | null;
+    if (n === null || typeof n !== 'object' || Array.isArray(n))
+      throw new ConfigError(`${name}.notify must be a mapping`);
+    for (const key of Object.keys(n))
+      if (!NOTIFY_GUARD_FIELDS.includes(key))
+        throw new ConfigError(
+          `${name}.notify: unknown guard "${key}" (known: ${NOTIFY_GUARD_FIELDS.join(', ')})`,
+        );
+    out.notify = {};
+    if (n.cooldown !== undefined)
+      out.notify.cooldownMs = duration(n.cooldown, `${name}.notify.cooldown`, 0);
+    if (n.budget !== undefined) out.notify.budget = budget(n.budget, `${name}.notify.budget`);
+    if (n.globalBudget !== undefined)
+      out.notify.globalBudget = budget(n.globalBudget, `${name}.notify.globalBudget`);
+    if (n.concurrency !== undefined) out.notify.concurrency = Number(n.concurrency);
+  }
   return out;
 }
 

@@ -6,6 +6,7 @@ import {
   ActionStore,
   type Adapter,
   createAdapters,
+  DEFAULT_JOURNAL_BOUNDS,
   type Decision,
   ElasticsearchStore,
   openActionStore,
@@ -74,6 +75,7 @@ export class Pipeline {
   private ready = false;
   private snapshotTimer: NodeJS.Timeout | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
+  private pruneTimer: NodeJS.Timeout | undefined;
   private pendingActions = new Set<Promise<unknown>>();
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
@@ -126,13 +128,25 @@ export class Pipeline {
           'interrupted: Drover stopped between deciding and journaling; the action may or may not have run',
       });
     }
+    const journal = c.journal ?? { ...DEFAULT_JOURNAL_BOUNDS, pruneEveryMs: 3_600_000 };
     this.remediator = new Remediator<RemediationStore>({
       store,
       adapters: this.adapters,
       actionSets: c.actionSets,
       guards: c.guards,
       ruleGuards: c.ruleGuards,
+      maxAlertBytes: journal.maxAlertBytes,
     });
+    // Journal retention: at start, then periodically; a failed prune is retried next time.
+    const prune = () =>
+      void Promise.resolve(store.prune({ now: Date.now(), ...journal }))
+        .then((r) => {
+          if (r.entries > 0) this.logger.info(r, 'journal pruned');
+        })
+        .catch((err: unknown) => this.logger.error({ err }, 'journal prune failed'));
+    prune();
+    this.pruneTimer = setInterval(prune, journal.pruneEveryMs);
+    this.pruneTimer.unref();
 
     this.engine = this.newEngine(rules);
     const snapshot = this.readSnapshot();
@@ -511,6 +525,7 @@ export class Pipeline {
     this.ready = false;
     clearInterval(this.snapshotTimer);
     clearInterval(this.tickTimer);
+    clearInterval(this.pruneTimer);
     // The supervised fleet goes first, while the endpoint can still take its last logs.
     for (const adapter of this.adapters.values()) await adapter.close?.();
     await this.server?.close();

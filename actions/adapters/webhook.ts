@@ -11,13 +11,20 @@ import {
   type ScaleParams,
   TargetRefused,
 } from './types.ts';
+import { clip, escapeMrkdwn } from './slack-text.ts';
+
+/** Slack's limits: a header's text, a section's text, a message's top-level text. */
+const SLACK_HEADER_MAX = 150;
+const SLACK_SECTION_MAX = 3_000;
+const SLACK_TEXT_MAX = 40_000;
 
 /**
  * POSTs each decision as JSON, signed: `X-Drover-Timestamp` (unix seconds) and
  * `X-Drover-Signature: sha256=HMAC(secret, "<timestamp>.<body>")`, so a receiver can
  * check origin and refuse replays. 5xx and network errors are retried with backoff;
  * 4xx are not (the receiver said no). `format: slack` or `pagerduty` shapes notify
- * for a Slack incoming webhook or PagerDuty Events v2 (dedup_key = the idempotency key).
+ * for a Slack incoming webhook or PagerDuty Events v2 (dedup_key = the idempotency key);
+ * Slack text is escaped for mrkdwn and clipped to Slack's limits.
  *
  * The URL may hold `{{ target }}`, `{{ operation }}`, `{{ rule }}` and
  * `{{ idempotency_key }}` in its path or query, never in its scheme, host or port (a
@@ -134,12 +141,18 @@ export class WebhookAdapter implements Adapter {
   notify(n: Notification, ctx: ActionContext): Promise<ActionResult> {
     const vars = urlVars('notify', ctx);
     if (this.options.format === 'slack') {
+      // Title and text carry event values: escaped wherever Slack reads mrkdwn. A header
+      // is plain_text, never parsed for mentions or links, so it is shown as written.
+      const text = clip(escapeMrkdwn(n.text), SLACK_SECTION_MAX);
       return this.post(vars, {
-        text: `*${n.title}*\n${n.text}`,
+        text: clip(`*${escapeMrkdwn(n.title)}*\n${text}`, SLACK_TEXT_MAX),
         blocks: [
-          { type: 'header', text: { type: 'plain_text', text: n.title.slice(0, 150) } },
-          { type: 'section', text: { type: 'mrkdwn', text: n.text } },
+          { type: 'header', text: { type: 'plain_text', text: clip(n.title, SLACK_HEADER_MAX) } },
+          { type: 'section', text: { type: 'mrkdwn', text } },
         ],
+        // No previews fetched from a URL an event value put in the text.
+        unfurl_links: false,
+        unfurl_media: false,
       });
     }
     if (this.options.format === 'pagerduty') {

@@ -9,19 +9,20 @@ export function checkBudgets(
   rule: string,
   ruleBudgets: Budget[],
   globalBudgets: Budget[],
+  what = 'actions',
 ): Suppression | undefined {
   for (const [i, b] of ruleBudgets.entries()) {
     if ((counts.rule[i] ?? 0) >= b.max)
       return {
         guard: 'budget',
-        reason: `rule ${rule} used its budget of ${b.max} actions per ${seconds(b.windowMs)}`,
+        reason: `rule ${rule} used its budget of ${b.max} ${what} per ${seconds(b.windowMs)}`,
       };
   }
   for (const [i, b] of globalBudgets.entries()) {
     if ((counts.global[i] ?? 0) >= b.max)
       return {
         guard: 'budget',
-        reason: `the global budget of ${b.max} actions per ${seconds(b.windowMs)} is used`,
+        reason: `the global budget of ${b.max} ${what} per ${seconds(b.windowMs)} is used`,
       };
   }
   return undefined;

@@ -12,11 +12,11 @@ export class ConcurrencyGate {
   }
 
   /** A release function, or the suppression when the cap is reached. */
-  tryAcquire(cap: number): (() => void) | Suppression {
+  tryAcquire(cap: number, what = 'actions'): (() => void) | Suppression {
     if (this.running >= cap)
       return {
         guard: 'concurrency',
-        reason: `${this.running} actions are already running (cap ${cap})`,
+        reason: `${this.running} ${what} are already running (cap ${cap})`,
       };
     this.running++;
     let released = false;

@@ -45,6 +45,27 @@ export interface GuardConfig {
   maintenance?: MaintenanceWindow[];
   /** How long a service-wide alert inhibits per-instance actions for its service. Default 5 min. */
   inhibitMs?: number;
+  /**
+   * Guards of `notify` actions, which are counted apart from remediations (a page does
+   * not spend a remediation's budget, nor a remediation a page's): per target (adapter
+   * and rendered target) a cooldown, budgets per rule and across rules, and their own
+   * concurrency slots. Defaults in DEFAULT_NOTIFY_GUARDS.
+   */
+  notify?: NotifyGuardConfig;
+  /**
+   * The storm cap: at most `max` distinct keys acted on per rule within the window;
+   * beyond, actions on new keys are suppressed and a person is told once per window
+   * (through `notify`, else through the adapter of the suppressed notify action).
+   * Default 50 keys per 10 min.
+   */
+  maxKeysPerRule?: Budget & { notify?: string };
+}
+
+export interface NotifyGuardConfig {
+  cooldownMs?: number;
+  budget?: Budget;
+  globalBudget?: Budget;
+  concurrency?: number;
 }
 
 export const DEFAULT_GUARDS = {
@@ -52,6 +73,20 @@ export const DEFAULT_GUARDS = {
   concurrency: 4,
   blastWindowMs: 10 * 60_000,
   inhibitMs: 5 * 60_000,
+} as const;
+
+/**
+ * Notifications: one per target per minute (a grouped notification repeats far less
+ * often than that), 20 per rule and 100 across rules per hour (a person cannot read
+ * more), 4 sent at once. Each default applies unless configured.
+ */
+export const DEFAULT_STORM_CAP = { max: 50, windowMs: 10 * 60_000 } as const;
+
+export const DEFAULT_NOTIFY_GUARDS = {
+  cooldownMs: 60_000,
+  budget: { max: 20, windowMs: 3_600_000 },
+  globalBudget: { max: 100, windowMs: 3_600_000 },
+  concurrency: 4,
 } as const;
 
 /** The guards in force for one rule: global and rule settings combined, limits as lists. */
@@ -68,6 +103,13 @@ export interface EffectiveGuards {
   breakers: Array<Budget & { notify?: string }>;
   maintenance: MaintenanceWindow[];
   inhibitMs: number;
+  notify: {
+    cooldownMs: number;
+    ruleBudgets: Budget[];
+    globalBudgets: Budget[];
+    concurrency: number;
+  };
+  storm: Array<Budget & { notify?: string }>;
 }
 
 export class GuardConfigError extends Error {}
@@ -103,6 +145,27 @@ export function effectiveGuards(global: GuardConfig = {}, rule: GuardConfig = {}
     breakers: list(global.breaker, rule.breaker),
     maintenance: [...(global.maintenance ?? []), ...(rule.maintenance ?? [])],
     inhibitMs: stricterMax(global.inhibitMs, rule.inhibitMs, DEFAULT_GUARDS.inhibitMs),
+    notify: effectiveNotify(global.notify ?? {}, rule.notify ?? {}),
+    storm: list<Budget & { notify?: string }>(
+      global.maxKeysPerRule ?? DEFAULT_STORM_CAP,
+      rule.maxKeysPerRule,
+    ),
+  };
+}
+
+function effectiveNotify(
+  global: NotifyGuardConfig,
+  rule: NotifyGuardConfig,
+): EffectiveGuards['notify'] {
+  const d = DEFAULT_NOTIFY_GUARDS;
+  return {
+    cooldownMs: Math.max(global.cooldownMs ?? d.cooldownMs, rule.cooldownMs ?? 0),
+    ruleBudgets: list<Budget>(global.budget ?? d.budget, rule.budget),
+    globalBudgets: list<Budget>(global.globalBudget ?? d.globalBudget, rule.globalBudget),
+    concurrency: Math.min(
+      global.concurrency ?? d.concurrency,
+      rule.concurrency ?? Number.POSITIVE_INFINITY,
+    ),
   };
 }
 
@@ -114,28 +177,31 @@ export function share(value: number | string, size: number): number {
   return (Number(m[1]) / 100) * size;
 }
 
-function validate(g: GuardConfig, where: string): void {
+function validate(g: GuardConfig | NotifyGuardConfig, where: string): void {
+  if ('notify' in g && g.notify !== undefined) validate(g.notify, `${where}.notify`);
+  const gg = g as GuardConfig;
   const nonNegative = (v: number | undefined, name: string) => {
     if (v !== undefined && !(Number.isFinite(v) && v >= 0))
       throw new GuardConfigError(`${where}.${name} must be a number ≥ 0, not ${String(v)}`);
   };
   nonNegative(g.cooldownMs, 'cooldown');
-  nonNegative(g.blastWindowMs, 'blastWindow');
-  nonNegative(g.inhibitMs, 'inhibit');
+  nonNegative(gg.blastWindowMs, 'blastWindow');
+  nonNegative(gg.inhibitMs, 'inhibit');
   if (g.concurrency !== undefined && !(Number.isInteger(g.concurrency) && g.concurrency >= 1))
     throw new GuardConfigError(`${where}.concurrency must be an integer ≥ 1`);
   for (const [name, b] of [
     ['budget', g.budget],
     ['globalBudget', g.globalBudget],
-    ['breaker', g.breaker],
+    ['breaker', gg.breaker],
+    ['maxKeysPerRule', gg.maxKeysPerRule],
   ] as const) {
     if (b === undefined) continue;
     if (!(Number.isInteger(b.max) && b.max >= 0) || !(b.windowMs > 0))
       throw new GuardConfigError(`${where}.${name} needs an integer max ≥ 0 and a window > 0`);
   }
   for (const [name, v] of [
-    ['minHealthy', g.minHealthy],
-    ['maxBlastRadius', g.maxBlastRadius],
+    ['minHealthy', gg.minHealthy],
+    ['maxBlastRadius', gg.maxBlastRadius],
   ] as const) {
     if (v === undefined) continue;
     try {

@@ -4,11 +4,14 @@ export { ConcurrencyGate } from './concurrency.ts';
 export {
   type Budget,
   DEFAULT_GUARDS,
+  DEFAULT_NOTIFY_GUARDS,
+  DEFAULT_STORM_CAP,
   type EffectiveGuards,
   effectiveGuards,
   type GuardConfig,
   GuardConfigError,
   type MaintenanceWindow,
+  type NotifyGuardConfig,
   share,
 } from './config.ts';
 export { checkCooldown } from './cooldown.ts';
@@ -25,3 +28,4 @@ export {
   validateMatchers,
 } from './silence.ts';
 export type { GuardName, Suppression } from './types.ts';
+export { checkStorm, type StormCap } from './storm.ts';

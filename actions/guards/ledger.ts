@@ -23,6 +23,11 @@ export interface Attempt {
 export interface LedgerQuery {
   now: number;
   shadow: boolean;
+  /**
+   * Which attempts count: notifications (true) or remediations (false, the default).
+   * The two are guarded apart, so a page never spends a remediation's budget.
+   */
+  notify?: boolean;
   rule: string;
   keyId: string;
   adapter: string;
@@ -32,10 +37,12 @@ export interface LedgerQuery {
   globalWindows: number[];
   breakerWindows: number[];
   blastWindowMs: number;
+  /** Storm caps' windows: distinct keys the rule acted on (any operation). */
+  stormWindows?: number[];
 }
 
 export interface LedgerCounts {
-  /** When this adapter last acted on this target. */
+  /** When this adapter last acted on this target (notifications and remediations apart). */
   lastOnTarget: number | undefined;
   /** Attempts of the rule within each of `ruleWindows`. */
   rule: number[];
@@ -45,6 +52,11 @@ export interface LedgerCounts {
   key: number[];
   /** Distinct targets of the group replaced within `blastWindowMs` (empty without a group). */
   groupTargets: string[];
+  /**
+   * Per storm window: distinct keys other than this one the rule acted on (any
+   * operation), and whether this key was acted on too.
+   */
+  storm?: Array<{ otherKeys: number; thisKey: boolean }>;
 }
 
 export function keyId(rule: string, key: Record<string, unknown>): string {

@@ -12,6 +12,7 @@ export type GuardName =
   | 'concurrency'
   | 'min-healthy'
   | 'blast-radius'
+  | 'storm'
   | 'adapter';
 
 export interface Suppression {

@@ -4,6 +4,7 @@ import { dailyIndex, indexTemplate } from '../../ingest/indexer/index.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
+import type { PruneResult } from './bounds.ts';
 import type { Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
 
 /**
@@ -283,20 +284,38 @@ export class ElasticsearchStore implements RemediationStore {
   async ledger(q: LedgerQuery): Promise<LedgerCounts> {
     const since = (w: number) => ({ range: { at: { gt: q.now - w } } });
     const term = (field: string, value: unknown) => ({ term: { [field]: value } });
+    // Notifications and remediations are counted apart (the storm cap counts both).
+    const notify = term('operation', 'notify');
+    const ofClass = (...filter: unknown[]) => ({
+      bool: q.notify ? { filter: [...filter, notify] } : { filter, must_not: [notify] },
+    });
     const aggs: Record<string, unknown> = {
       last: {
-        filter: { bool: { filter: [term('adapter', q.adapter), term('target', q.target)] } },
+        filter: ofClass(term('adapter', q.adapter), term('target', q.target)),
         aggs: { at: { max: { field: 'at' } } },
       },
     };
     q.ruleWindows.forEach((w, i) => {
-      aggs[`rule${i}`] = { filter: { bool: { filter: [term('rule', q.rule), since(w)] } } };
+      aggs[`rule${i}`] = { filter: ofClass(term('rule', q.rule), since(w)) };
     });
     q.globalWindows.forEach((w, i) => {
-      aggs[`global${i}`] = { filter: since(w) };
+      aggs[`global${i}`] = { filter: ofClass(since(w)) };
     });
     q.breakerWindows.forEach((w, i) => {
-      aggs[`key${i}`] = { filter: { bool: { filter: [term('key_id', q.keyId), since(w)] } } };
+      aggs[`key${i}`] = { filter: ofClass(term('key_id', q.keyId), since(w)) };
+    });
+    // Bounded by the storm cap itself: at most its max distinct keys per rule and window,
+    // well under the precision threshold, below which the count is exact in practice.
+    (q.stormWindows ?? []).forEach((w, i) => {
+      aggs[`stormOthers${i}`] = {
+        filter: {
+          bool: { filter: [term('rule', q.rule), since(w)], must_not: [term('key_id', q.keyId)] },
+        },
+        aggs: { keys: { cardinality: { field: 'key_id', precision_threshold: 10_000 } } },
+      };
+      aggs[`stormThis${i}`] = {
+        filter: { bool: { filter: [term('rule', q.rule), term('key_id', q.keyId), since(w)] } },
+      };
     });
     if (q.group !== undefined)
       aggs.group = {
@@ -315,7 +334,9 @@ export class ElasticsearchStore implements RemediationStore {
     const res = await this.client.search({
       index: this.stateIndex,
       size: 0,
-      query: { bool: { filter: [term('kind', 'attempt'), term('shadow', q.shadow)] } },
+      query: {
+        bool: { filter: [term('kind', 'attempt'), term('shadow', q.shadow)] },
+      },
       aggs: aggs as never,
     });
     const a = res.aggregations as Record<string, { doc_count: number } & Record<string, never>>;
@@ -326,6 +347,12 @@ export class ElasticsearchStore implements RemediationStore {
       rule: q.ruleWindows.map((_, i) => count(`rule${i}`)),
       global: q.globalWindows.map((_, i) => count(`global${i}`)),
       key: q.breakerWindows.map((_, i) => count(`key${i}`)),
+      ...(q.stormWindows && {
+        storm: q.stormWindows.map((_, i) => ({
+          otherKeys: (a[`stormOthers${i}`] as unknown as { keys: { value: number } }).keys.value,
+          thisKey: count(`stormThis${i}`) > 0,
+        })),
+      }),
       groupTargets:
         q.group === undefined
           ? []
@@ -489,6 +516,93 @@ export class ElasticsearchStore implements RemediationStore {
 
   async inhibitedUntil(service: string): Promise<number | undefined> {
     return (await this.getState(`inhibit:${service}`))?.doc.until as number | undefined;
+  }
+
+  /**
+   * Retention: the journal's entries older than `maxAgeMs`, then the oldest beyond
+   * `maxEntries`, found a slice at a time (oldest first by `seq`) and deleted by id with
+   * _bulk, so no request handles more than a slice and no server module beyond the
+   * core is needed (delete_by_query lives in the reindex module, which a slim server may
+   * lack). Works alike on daily indices and on a data stream's backing indices.
+   */
+  async prune(options: {
+    now: number;
+    maxAgeMs: number;
+    maxEntries: number;
+    slice?: number;
+  }): Promise<PruneResult> {
+    const slice = Math.min(options.slice ?? 10_000, 10_000);
+    const cutoff = options.now - options.maxAgeMs;
+    const journal = {
+      index: this.journalPattern,
+      ignore_unavailable: true,
+      allow_no_indices: true,
+    };
+    /** Deletes up to `size` hits of the query, oldest first; how many it deleted. */
+    const removeSlice = async (index: string, query: unknown, size: number, sort: string) => {
+      const res = await this.client.search({
+        index,
+        ignore_unavailable: true,
+        allow_no_indices: true,
+        size,
+        query: query as never,
+        sort: [{ [sort]: { order: 'asc', unmapped_type: 'long' } }],
+        _source: false,
+      });
+      const hits = res.hits.hits;
+      if (hits.length === 0) return 0;
+      const bulk = await this.client.bulk({
+        refresh: true,
+        operations: hits.map((h) => ({ delete: { _index: h._index, _id: h._id! } })),
+      });
+      return bulk.items.filter((it) => it.delete?.status === 200).length;
+    };
+    let entries = 0;
+    for (;;) {
+      const n = await removeSlice(
+        this.journalPattern,
+        { range: { at: { lt: cutoff } } },
+        slice,
+        'seq',
+      );
+      entries += n;
+      if (n === 0) break;
+    }
+    for (;;) {
+      const excess = (await this.client.count(journal)).count - options.maxEntries;
+      if (excess <= 0) break;
+      const n = await removeSlice(
+        this.journalPattern,
+        { match_all: {} },
+        Math.min(excess, slice),
+        'seq',
+      );
+      entries += n;
+      if (n === 0) break;
+    }
+    // Claims go with their entries (older than the oldest kept); attempts by age only.
+    const oldest = await this.client.search<{ at: number }>({
+      ...journal,
+      size: 1,
+      sort: [{ at: { order: 'asc', unmapped_type: 'long' } }],
+      _source: ['at'],
+    });
+    const claimsBefore = oldest.hits.hits[0]?._source?.at ?? cutoff;
+    const stale = {
+      bool: {
+        should: [
+          { bool: { filter: [{ term: { kind: 'attempt' } }, { range: { at: { lt: cutoff } } }] } },
+          {
+            bool: {
+              filter: [{ term: { kind: 'claim' } }, { range: { at: { lt: claimsBefore } } }],
+            },
+          },
+        ],
+        minimum_should_match: 1,
+      },
+    };
+    while ((await removeSlice(this.stateIndex, stale, slice, 'at')) > 0);
+    return { entries };
   }
 
   async close(): Promise<void> {

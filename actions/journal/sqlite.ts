@@ -60,15 +60,25 @@ export class ActionStore implements RemediationStore {
         `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
+      // `(operation = 'notify') = ?`: notifications and remediations are counted apart.
       lastOnTarget: db.prepare(
-        'SELECT MAX(at) AS at FROM attempts WHERE adapter = ? AND target = ? AND shadow = ?',
+        "SELECT MAX(at) AS at FROM attempts WHERE adapter = ? AND target = ? AND shadow = ? AND (operation = 'notify') = ?",
       ),
       ruleCount: db.prepare(
-        'SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ?',
+        "SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND (operation = 'notify') = ?",
       ),
-      globalCount: db.prepare('SELECT COUNT(*) AS n FROM attempts WHERE shadow = ? AND at > ?'),
+      globalCount: db.prepare(
+        "SELECT COUNT(*) AS n FROM attempts WHERE shadow = ? AND at > ? AND (operation = 'notify') = ?",
+      ),
       keyCount: db.prepare(
-        'SELECT COUNT(*) AS n FROM attempts WHERE key_id = ? AND shadow = ? AND at > ?',
+        "SELECT COUNT(*) AS n FROM attempts WHERE key_id = ? AND shadow = ? AND at > ? AND (operation = 'notify') = ?",
+      ),
+      // Both bounded by the storm cap: at most its max distinct keys per rule and window.
+      stormOthers: db.prepare(
+        'SELECT COUNT(DISTINCT key_id) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND key_id != ?',
+      ),
+      stormThis: db.prepare(
+        'SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND key_id = ?',
       ),
       groupTargets: db.prepare(
         "SELECT DISTINCT target FROM attempts WHERE adapter = ? AND grp = ? AND shadow = ? AND operation = 'kill-and-replace' AND at > ?",
@@ -114,13 +124,21 @@ export class ActionStore implements RemediationStore {
   ledger(q: LedgerQuery): LedgerCounts {
     const s = this.statements;
     const shadow = q.shadow ? 1 : 0;
+    const notify = q.notify ? 1 : 0;
     const n = (row: unknown) => (row as { n: number }).n;
     return {
       lastOnTarget:
-        (s.lastOnTarget.get(q.adapter, q.target, shadow) as { at: number | null }).at ?? undefined,
-      rule: q.ruleWindows.map((w) => n(s.ruleCount.get(q.rule, shadow, q.now - w))),
-      global: q.globalWindows.map((w) => n(s.globalCount.get(shadow, q.now - w))),
-      key: q.breakerWindows.map((w) => n(s.keyCount.get(q.keyId, shadow, q.now - w))),
+        (s.lastOnTarget.get(q.adapter, q.target, shadow, notify) as { at: number | null }).at ??
+        undefined,
+      rule: q.ruleWindows.map((w) => n(s.ruleCount.get(q.rule, shadow, q.now - w, notify))),
+      global: q.globalWindows.map((w) => n(s.globalCount.get(shadow, q.now - w, notify))),
+      key: q.breakerWindows.map((w) => n(s.keyCount.get(q.keyId, shadow, q.now - w, notify))),
+      ...(q.stormWindows && {
+        storm: q.stormWindows.map((w) => ({
+          otherKeys: n(s.stormOthers.get(q.rule, shadow, q.now - w, q.keyId)),
+          thisKey: n(s.stormThis.get(q.rule, shadow, q.now - w, q.keyId)) > 0,
+        })),
+      }),
       groupTargets:
         q.group === undefined
           ? []
@@ -239,6 +257,46 @@ export class ActionStore implements RemediationStore {
     const row = this.db.prepare('SELECT until FROM inhibitions WHERE service = ?').get(service) as
       { until: number } | undefined;
     return row?.until;
+  }
+
+  /**
+   * Retention, in slices of `slice` rows (one short write transaction each), so a large
+   * backlog never holds the write lock long enough to stall a reservation.
+   */
+  prune(options: { now: number; maxAgeMs: number; maxEntries: number; slice?: number }): {
+    entries: number;
+  } {
+    const slice = options.slice ?? 10_000;
+    const cutoff = options.now - options.maxAgeMs;
+    let entries = 0;
+    const deleteSlice = this.db.prepare(
+      'DELETE FROM journal WHERE seq IN (SELECT seq FROM journal WHERE at < ? OR seq <= ? ORDER BY seq LIMIT ?)',
+    );
+    // The newest entry beyond the count: it and everything before it go.
+    const beyond = this.db
+      .prepare('SELECT seq FROM journal ORDER BY seq DESC LIMIT 1 OFFSET ?')
+      .get(options.maxEntries) as { seq: number } | undefined;
+    const lastSeq = beyond?.seq ?? -1;
+    for (;;) {
+      const n = deleteSlice.run(cutoff, lastSeq, slice).changes;
+      entries += n;
+      if (n < slice) break;
+    }
+    // Claims go with their entries: those older than the oldest entry kept (a claim in
+    // flight is newer). Attempts by age only, since budgets count them within windows.
+    const oldest = (
+      this.db.prepare('SELECT MIN(at) AS at FROM journal').get() as { at: number | null }
+    ).at;
+    for (const [table, before] of [
+      ['claims', oldest ?? cutoff],
+      ['attempts', cutoff],
+    ] as const) {
+      const del = this.db.prepare(
+        `DELETE FROM ${table} WHERE id IN (SELECT id FROM ${table} WHERE at < ? LIMIT ?)`,
+      );
+      while (del.run(before, slice).changes === slice);
+    }
+    return { entries };
   }
 
   close(): void {

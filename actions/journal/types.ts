@@ -1,4 +1,5 @@
 import type { Alert } from '../../rules/index.ts';
+import type { PruneResult } from './bounds.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 
 /**
@@ -77,5 +78,11 @@ export interface RemediationStore {
   noticeOnce(key: string, now: number, until: number): MaybePromise<boolean>;
   inhibit(service: string, until: number): MaybePromise<void>;
   inhibitedUntil(service: string): MaybePromise<number | undefined>;
+  /**
+   * Deletes journal entries older than `maxAgeMs` before `now`, then the oldest beyond
+   * `maxEntries`, in slices; with them the claims older than the oldest entry kept, and
+   * ledger attempts older than `maxAgeMs` (budgets count them within their windows).
+   */
+  prune(options: { now: number; maxAgeMs: number; maxEntries: number }): MaybePromise<PruneResult>;
   close(): MaybePromise<void>;
 }

@@ -104,6 +104,43 @@ describe('webhook adapter', () => {
       },
     });
   });
+  it('escapes Slack mrkdwn: an event value cannot mention the channel or disguise a link', async () => {
+    const slack = await receiver([200]);
+    const hostile = '<!channel> web-1 <http://evil.example|click here> & <@U123>';
+    await new WebhookAdapter('slack', { url: slack.url, format: 'slack' }).notify(
+      { title: `fatal on ${hostile}`, text: `key ${hostile}`, severity: 'critical' },
+      ctx,
+    );
+    const body = JSON.parse(slack.received[0]!.body) as {
+      text: string;
+      blocks: Array<{ type: string; text: { type: string; text: string } }>;
+      unfurl_links: boolean;
+    };
+    const escaped =
+      '&lt;!channel&gt; web-1 &lt;http://evil.example|click here&gt; &amp; &lt;@U123&gt;';
+    expect(body.text).toBe(`*fatal on ${escaped}*\nkey ${escaped}`);
+    expect(body.blocks[1]!.text).toEqual({ type: 'mrkdwn', text: `key ${escaped}` });
+    // plain_text is never parsed for mentions or links: shown as written.
+    expect(body.blocks[0]!.text).toEqual({ type: 'plain_text', text: `fatal on ${hostile}` });
+    for (const text of [body.text, body.blocks[1]!.text.text]) expect(text).not.toMatch(/[<>]/);
+    expect(body.unfurl_links).toBe(false);
+  });
+
+  it('clips Slack text to what Slack accepts, on a character boundary, with a marker', async () => {
+    const slack = await receiver([200]);
+    await new WebhookAdapter('slack', { url: slack.url, format: 'slack' }).notify(
+      { title: '😀'.repeat(100), text: `${'x'.repeat(2_990)}&&&&&`, severity: 'info' },
+      ctx,
+    );
+    const body = JSON.parse(slack.received[0]!.body) as {
+      blocks: Array<{ text: { text: string } }>;
+    };
+    const [header, section] = body.blocks.map((b) => b.text.text) as [string, string];
+    expect(header.length).toBeLessThanOrEqual(150);
+    expect(header).toMatch(/^(😀)+…$/u);
+    expect(section.length).toBeLessThanOrEqual(3_000);
+    expect(section).toMatch(/^x{2990}(&amp;)*…$/);
+  });
 });
 
 describe('exec adapter', () => {

@@ -9,6 +9,7 @@ import {
   checkMaintenance,
   checkMinHealthy,
   checkSilences,
+  checkStorm,
   ConcurrencyGate,
   effectiveGuards,
   GuardConfigError,
@@ -72,6 +73,27 @@ describe('guard configuration', () => {
     });
   });
 
+  it('notifications have guards of their own, with defaults, which a rule can only tighten', () => {
+    expect(effectiveGuards({}, {}).notify).toEqual({
+      cooldownMs: 60_000,
+      ruleBudgets: [{ max: 20, windowMs: 3_600_000 }],
+      globalBudgets: [{ max: 100, windowMs: 3_600_000 }],
+      concurrency: 4,
+    });
+    const g = effectiveGuards(
+      { notify: { cooldownMs: 300_000, budget: { max: 10, windowMs: 3_600_000 } } },
+      { notify: { cooldownMs: 1_000, budget: { max: 2, windowMs: 600_000 }, concurrency: 1 } },
+    );
+    expect(g.notify).toMatchObject({ cooldownMs: 300_000, concurrency: 1 });
+    expect(g.notify.ruleBudgets).toEqual([
+      { max: 10, windowMs: 3_600_000 },
+      { max: 2, windowMs: 600_000 },
+    ]);
+    expect(() => effectiveGuards({ notify: { concurrency: 0 } })).toThrow(
+      /guards\.notify\.concurrency/,
+    );
+  });
+
   it('rejects nonsense with a message naming the setting', () => {
     expect(() => effectiveGuards({ concurrency: 0 })).toThrow(/concurrency must be an integer/);
     expect(() => effectiveGuards({}, { budget: { max: -1, windowMs: 1 } })).toThrow(
@@ -117,6 +139,34 @@ describe('cooldown, budgets, breaker', () => {
       count: 3,
       reason: expect.stringMatching(/3 remediations .* escalated through pager/),
     });
+  });
+
+  it('the storm cap holds new keys beyond N per window; known keys go on', () => {
+    const caps = [{ max: 3, windowMs: 600_000 }];
+    const storm = (otherKeys: number, thisKey = false) =>
+      checkStorm(counts({ storm: [{ otherKeys, thisKey }] }), 'web-errors', caps);
+    expect(storm(2)).toBeUndefined();
+    expect(storm(3, true)).toBeUndefined();
+    expect(storm(3)).toMatchObject({
+      guard: 'storm',
+      reason: expect.stringMatching(
+        /rule web-errors acted on 3 distinct keys within 600s \(cap 3\)/,
+      ),
+      keys: 3,
+    });
+    expect(checkStorm(counts(), 'web-errors', caps)).toBeUndefined(); // not asked for
+    expect(effectiveGuards().storm).toEqual([{ max: 50, windowMs: 600_000 }]);
+    expect(
+      effectiveGuards(
+        { maxKeysPerRule: { max: 20, windowMs: 60_000 } },
+        {
+          maxKeysPerRule: { max: 5, windowMs: 60_000 },
+        },
+      ).storm,
+    ).toEqual([
+      { max: 20, windowMs: 60_000 },
+      { max: 5, windowMs: 60_000 },
+    ]);
   });
 
   it('key ids do not depend on the order of key fields', () => {

@@ -123,6 +123,107 @@ describe('SQLite store', () => {
     store.close();
   });
 
+  it('notifications and remediations are counted apart', () => {
+    const store = openSqliteStore(join(dir(), 'a.db'));
+    const base = {
+      rule: 'web-errors',
+      keyId: 'k',
+      adapter: 'fleet',
+      target: 'web-1',
+      shadow: false,
+    };
+    store.reserve(
+      { ...base, id: 'r', at: T - 10, operation: 'kill-and-replace' },
+      query(),
+      () => undefined,
+    );
+    store.reserve({ ...base, id: 'n', at: T - 5, operation: 'notify' }, query(), () => undefined);
+    expect(store.ledger(query())).toMatchObject({
+      lastOnTarget: T - 10,
+      rule: [1],
+      global: [1],
+      key: [1],
+    });
+    expect(store.ledger(query({ notify: true }))).toMatchObject({
+      lastOnTarget: T - 5,
+      rule: [1],
+      global: [1],
+      key: [1],
+    });
+    store.close();
+  });
+
+  it('storm counts: distinct other keys of the rule in the window, any operation', () => {
+    const store = openSqliteStore(join(dir(), 'a.db'));
+    const at = (id: string, keyId: string, t: number, operation = 'kill-and-replace') =>
+      store.reserve(
+        {
+          id,
+          at: t,
+          rule: 'web-errors',
+          keyId,
+          adapter: 'fleet',
+          target: id,
+          operation,
+          shadow: false,
+        },
+        query(),
+        () => undefined,
+      );
+    at('1', 'k', T - 10);
+    at('2', 'a', T - 10);
+    at('3', 'a', T - 9, 'notify');
+    at('4', 'b', T - 8, 'notify');
+    at('5', 'c', T - 60_000); // outside the window
+    expect(store.ledger(query({ stormWindows: [60_000] })).storm).toEqual([
+      { otherKeys: 2, thisKey: true },
+    ]);
+    expect(store.ledger(query({ keyId: 'z', stormWindows: [60_000, 120_000] })).storm).toEqual([
+      { otherKeys: 3, thisKey: false },
+      { otherKeys: 4, thisKey: false },
+    ]);
+    store.close();
+  });
+
+  it('retention: by age, then by count, in slices; claims go with their entries', () => {
+    const store = openSqliteStore(join(dir(), 'a.db'));
+    const day = 86_400_000;
+    for (let i = 0; i < 50; i++) {
+      const at = T - (49 - i) * day; // one a day, the newest at T
+      store.claim(`a${i}#0`, at);
+      store.record(decision({ id: `a${i}#0`, alertId: `a${i}`, at }));
+      store.reserve(
+        {
+          id: `a${i}#0`,
+          at,
+          rule: 'r',
+          keyId: 'k',
+          adapter: 'fleet',
+          target: 't',
+          operation: 'scale',
+          shadow: false,
+        },
+        query(),
+        () => undefined,
+      );
+    }
+    // 30 days: the 19 older than that go; then at most 25 entries: 6 more, 3 a slice.
+    expect(store.prune({ now: T, maxAgeMs: 30 * day + 1, maxEntries: 25, slice: 3 })).toEqual({
+      entries: 25,
+    });
+    const left = store.list({ limit: 100 });
+    expect(left.map((d) => d.id)).toEqual(Array.from({ length: 25 }, (_, i) => `a${49 - i}#0`));
+    expect(store.interruptedClaims()).toEqual([]); // no claim outlives its entry
+    expect(store.claim('a10#0', T)).toBe(true); // its claim went with it
+    expect(store.claim('a40#0', T)).toBe(false);
+    // Attempts by age only: the count does not shorten a budget's window.
+    expect(store.ledger(query({ rule: 'r', ruleWindows: [100 * day] })).rule).toEqual([31]);
+    expect(store.prune({ now: T, maxAgeMs: 30 * day + 1, maxEntries: 25 })).toEqual({
+      entries: 0,
+    });
+    store.close();
+  });
+
   it('a reservation that fails its check appends nothing', () => {
     const store = openSqliteStore(join(dir(), 'a.db'));
     const base = {

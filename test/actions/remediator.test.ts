@@ -472,19 +472,157 @@ describe('guard rails, further', () => {
     expect((await two.remediator.handle(alert()))[0]!.decision).toBe('executed');
   });
 
-  it('notify is not held by cooldowns or budgets, but is by silences and the kill switch', async () => {
-    const { remediator, pager, store } = setup({
+  it('notify has its own cooldown and budgets, apart from remediations; silences hold it too', async () => {
+    const { remediator, pager, fleet, store, advance } = setup({
       cooldownMs: 600_000,
       globalBudget: { max: 1, windowMs: 600_000 },
     });
     const page = () =>
       alert({ actions: [{ adapter: 'pager', operation: 'notify', target: '#{{ labels.team }}' }] });
-    for (let i = 0; i < 3; i++)
-      expect((await remediator.handle(page()))[0]!.decision).toBe('executed');
-    expect(pager.calls).toHaveLength(3);
+    expect((await remediator.handle(page()))[0]!.decision).toBe('executed');
     expect(pager.calls[0]!.target).toBe('web-replica-silent: expiry (#platform)');
+    // The same target within the notify cooldown (default 1 min): held, and journaled.
+    expect((await remediator.handle(page()))[0]).toMatchObject({
+      decision: 'suppressed',
+      guard: 'cooldown',
+    });
+    // The page spent none of the remediations' global budget of 1, nor they its.
+    expect((await remediator.handle(alert()))[0]!.decision).toBe('executed');
+    advance(60_000);
+    expect((await remediator.handle(page()))[0]!.decision).toBe('executed');
+    expect(pager.calls).toHaveLength(2);
+    expect(fleet.calls).toHaveLength(1);
     store.addSilence({ 'labels.team': 'platform' }, Date.parse('2024-01-02T00:00:00Z'));
     expect((await remediator.handle(page()))[0]!.guard).toBe('silenced');
+  });
+
+  it('300 fatal lines from 300 hosts page once, not 300 times; every one is journaled', async () => {
+    const { remediator, pager, store } = setup();
+    const notify = [{ adapter: 'pager', operation: 'notify' as const }];
+    const decisions = [];
+    for (let i = 0; i < 300; i++)
+      decisions.push(
+        ...(await remediator.handle(alert({ key: { 'host.name': `h${i}` }, actions: notify }))),
+      );
+    expect(pager.calls).toHaveLength(1);
+    expect(decisions.filter((d) => d.decision === 'executed')).toHaveLength(1);
+    expect(decisions.filter((d) => d.guard === 'cooldown')).toHaveLength(299);
+    expect(store.list({ limit: 1_000 })).toHaveLength(300);
+  });
+
+  it('notify budgets per rule and across rules, and notify concurrency', async () => {
+    const { remediator, pager } = setup({
+      notify: { globalBudget: { max: 30, windowMs: 3_600_000 } },
+    });
+    const perHost = [{ adapter: 'pager', operation: 'notify' as const, target: '{{ host.name }}' }];
+    const page = (i: number, rule = 'web-replica-silent') =>
+      alert({ rule, key: { 'host.name': `h${i}` }, actions: perHost });
+    const outcomes: string[] = [];
+    for (let i = 0; i < 25; i++)
+      outcomes.push(...(await remediator.handle(page(i))).map((d) => d.guard ?? d.decision));
+    // Default: 20 per rule per hour.
+    expect(outcomes.filter((o) => o === 'executed')).toHaveLength(20);
+    expect(outcomes.slice(20)).toEqual(Array(5).fill('budget'));
+    for (let i = 100; i < 115; i++) await remediator.handle(page(i, 'other-rule'));
+    expect(pager.calls).toHaveLength(30); // the global 30 per hour
+    const [d] = await remediator.handle(page(99, 'third-rule'));
+    expect(d).toMatchObject({ guard: 'budget' });
+    expect(d!.reason).toMatch(/global budget of 30 notifications/);
+
+    const slow = setup({ notify: { concurrency: 1 } });
+    let open!: () => void;
+    slow.pager.gate = new Promise<void>((r) => (open = r));
+    const first = slow.remediator.handle(page(1));
+    await new Promise((r) => setTimeout(r, 20));
+    // A notification in flight takes the only notify slot; a remediation is not held.
+    expect((await slow.remediator.handle(page(2)))[0]).toMatchObject({ guard: 'concurrency' });
+    expect((await slow.remediator.handle(alert()))[0]!.decision).toBe('executed');
+    open();
+    expect((await first)[0]!.decision).toBe('executed');
+  });
+
+  it('storm cap: a rule acts on at most N distinct keys per window, then tells a person once', async () => {
+    const { remediator, fleet, pager, store, advance } = setup({
+      maxKeysPerRule: { max: 50, windowMs: 600_000, notify: 'pager' },
+    });
+    const decisions = [];
+    for (let i = 0; i < 60; i++)
+      decisions.push(...(await remediator.handle(alert({ key: { 'host.name': `h${i}` } }))));
+    expect(fleet.calls).toHaveLength(50);
+    const stormed = decisions.filter((d) => d.guard === 'storm');
+    expect(stormed).toHaveLength(10);
+    expect(stormed[0]!.reason).toMatch(/acted on 50 distinct keys within 600s \(cap 50\)/);
+    // One notice about the storm itself, journaled, however many keys it held back.
+    expect(pager.calls).toHaveLength(1);
+    expect(pager.calls[0]!.target).toMatch(/suspended the actions of web-replica-silent/);
+    expect(store.list({ limit: 1_000 }).filter((d) => d.target === 'storm')).toHaveLength(1);
+    // A key acted on within the window goes on; a new one waits for the window to pass.
+    advance(1_000);
+    expect((await remediator.handle(alert({ key: { 'host.name': 'h0' } })))[0]!.decision).toBe(
+      'executed',
+    );
+    advance(600_000);
+    expect((await remediator.handle(alert({ key: { 'host.name': 'new' } })))[0]!.decision).toBe(
+      'executed',
+    );
+  });
+
+  it('storm cap on by default (50 keys per 10 min), also for notify, noticed through its adapter', async () => {
+    const { remediator, pager } = setup({ notify: { budget: { max: 1_000, windowMs: 60_000 } } });
+    const perHost = [{ adapter: 'pager', operation: 'notify' as const, target: '{{ host.name }}' }];
+    const guards: string[] = [];
+    for (let i = 0; i < 300; i++)
+      guards.push(
+        ...(
+          await remediator.handle(alert({ key: { 'host.name': `h${i}` }, actions: perHost }))
+        ).map((d) => d.guard ?? d.decision),
+      );
+    expect(guards.filter((g) => g === 'executed')).toHaveLength(50);
+    expect(guards.filter((g) => g === 'storm')).toHaveLength(250);
+    expect(pager.calls).toHaveLength(51);
+    expect(pager.calls[50]!.target).toMatch(/a storm/);
+    const notice = pager.calls[50]!.params as { text: string };
+    expect(notice.text).toMatch(
+      /rule web-replica-silent alerted for more than 50 distinct keys in 10 min/,
+    );
+  });
+
+  it('a notification built from event values is clipped, whatever the values', async () => {
+    const { remediator, pager } = setup();
+    await remediator.handle(
+      alert({
+        key: { 'host.name': `h${'x'.repeat(50_000)}` },
+        figures: { term: 'y'.repeat(50_000) },
+        actions: [{ adapter: 'pager', operation: 'notify', target: '{{ host.name }}' }],
+      }),
+    );
+    const sent = pager.calls[0]!.params as { title: string; text: string };
+    expect(sent.title.length).toBeLessThanOrEqual(300);
+    expect(sent.text.length).toBeLessThanOrEqual(4_000);
+    expect(sent.text).toMatch(/…$/);
+  });
+
+  it('the alert kept with a journal entry is capped in bytes, with a marker', async () => {
+    const { remediator, store } = setup({}, { maxAlertBytes: 4_096 });
+    const huge = alert({
+      sample: { message: 'x'.repeat(100_000), 'host.name': 'web-1' },
+      figures: { count: 3 },
+    });
+    const [d] = await remediator.handle(huge);
+    expect(d!.decision).toBe('executed'); // the action itself saw the whole alert
+    const [kept] = store.list();
+    expect(Buffer.byteLength(JSON.stringify(kept!.alert))).toBeLessThanOrEqual(4_096);
+    expect(kept!.alert).toMatchObject({
+      id: huge.id,
+      rule: huge.rule,
+      key: huge.key,
+      figures: { count: 3 },
+      sample: { truncated: expect.stringMatching(/^sample of 1000\d\d bytes dropped/) },
+    });
+    // An alert within the cap is kept whole.
+    const small = alert();
+    await remediator.handle(small);
+    expect(store.list()[0]!.alert).toEqual(small);
   });
 
   it('emits and logs every decision, and passes the alert to the adapter', async () => {
@@ -521,5 +659,8 @@ describe('guard rails, further', () => {
     );
     expect(() => setup({ maintenance: [{ days: [1], from: '9', to: '10' }] })).toThrow(/HH:MM/);
     expect(() => setup({}, { ruleGuards: { r: { concurrency: 0 } } })).toThrow(/concurrency/);
+    expect(() => setup({ maxKeysPerRule: { max: 5, windowMs: 1, notify: 'nobody' } })).toThrow(
+      /maxKeysPerRule.notify names "nobody"/,
+    );
   });
 });

@@ -278,6 +278,77 @@ describe.skipIf(!url)(
       });
     });
 
+    it('reserve: notifications and remediations are counted apart', async () => {
+      const store = await open(fresh());
+      await store.reserve(attempt(), query(), () => undefined);
+      await store.reserve(
+        attempt({ id: 'n#0', operation: 'notify', at: T + 5 }),
+        query({ notify: true }),
+        () => undefined,
+      );
+      const now = T + 10;
+      expect(await store.ledger(query({ now }))).toMatchObject({
+        lastOnTarget: T,
+        rule: [1],
+        global: [1],
+        key: [1],
+      });
+      expect(await store.ledger(query({ now, notify: true }))).toMatchObject({
+        lastOnTarget: T + 5,
+        rule: [1],
+        global: [1],
+        key: [1],
+      });
+    });
+
+    it('storm counts: distinct other keys of the rule in the window, any operation', async () => {
+      const store = await open(fresh());
+      const add = (id: string, keyId: string, at: number, operation = 'kill-and-replace') =>
+        store.reserve(attempt({ id, keyId, at, operation, target: id }), query(), () => undefined);
+      await add('1', 'k', T - 10);
+      await add('2', 'a', T - 10);
+      await add('3', 'a', T - 9, 'notify');
+      await add('4', 'b', T - 8, 'notify');
+      await add('5', 'c', T - 60_000);
+      expect((await store.ledger(query({ stormWindows: [60_000] }))).storm).toEqual([
+        { otherKeys: 2, thisKey: true },
+      ]);
+      expect(
+        (await store.ledger(query({ keyId: 'z', stormWindows: [60_000, 120_000] }))).storm,
+      ).toEqual([
+        { otherKeys: 3, thisKey: false },
+        { otherKeys: 4, thisKey: false },
+      ]);
+    });
+
+    it('retention: by age, then by count in slices; claims go with their entries, attempts by age', async () => {
+      const store = await open(fresh());
+      const day = 86_400_000;
+      for (let i = 0; i < 20; i++) {
+        const at = T - (19 - i) * day; // one a day, the newest at T: daily indices
+        const id = `a${i}#0`;
+        await store.claim(id, at);
+        await store.record(decision({ id, alertId: `a${i}`, at }));
+        await store.reserve(attempt({ id, at, rule: 'r' }), query(), () => undefined);
+      }
+      // 15 days: the 4 older go; then at most 10 entries: 6 more, 4 a slice.
+      expect(
+        await store.prune({ now: T, maxAgeMs: 15 * day + 1, maxEntries: 10, slice: 4 }),
+      ).toEqual({ entries: 10 });
+      const left = await store.list({ limit: 100 });
+      expect(left.map((d) => d.id)).toEqual(Array.from({ length: 10 }, (_, i) => `a${19 - i}#0`));
+      expect(await store.interruptedClaims()).toEqual([]);
+      expect(await store.claim('a7#0', T)).toBe(true); // its claim went with its entry
+      expect(await store.claim('a12#0', T)).toBe(false);
+      await es.indices.refresh({ index: store.stateIndex });
+      expect((await store.ledger(query({ rule: 'r', ruleWindows: [100 * day] }))).rule).toEqual([
+        16,
+      ]);
+      expect(await store.prune({ now: T, maxAgeMs: 15 * day + 1, maxEntries: 10 })).toEqual({
+        entries: 0,
+      });
+    }, 120_000);
+
     it('reserve: three workers racing for a budget of one spend it once', async () => {
       const p = fresh();
       const workers = [await open(p), await open(p), await open(p)];

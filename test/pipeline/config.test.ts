@@ -92,7 +92,7 @@ describe('configuration: actions.store', () => {
       /actions.path must be a non-empty string/,
     );
     expect(refused('actions: { stroe: sqlite }\n')).toMatch(
-      /unknown field "actions.stroe" \(known: store, path, url, prefix\)/,
+      /unknown field "actions.stroe" \(known: store, path, url, prefix, retention, maxAlertBytes\)/,
     );
     expect(refused('actions: sqlite\n')).toMatch(/actions must be a mapping/);
   });
@@ -218,6 +218,64 @@ describe('configuration: listen, bus, index and rules', () => {
     expect(refused('listen: { tls: { cert: c.pem } }\n')).toMatch(/needs both cert and key/);
     expect(refused('listen: { tls: { cert: c, key: k, ca: x } }\n')).toMatch(
       /unknown field "listen.tls.ca"/,
+    );
+  });
+});
+
+describe('configuration: guards', () => {
+  it('guards.notify: cooldown, budgets and concurrency of notifications, per rule too', () => {
+    const { config } = load(
+      [
+        'guards:',
+        '  notify: { cooldown: 2m, budget: { max: 5, window: 1h }, concurrency: 2 }',
+        'ruleGuards:',
+        '  noisy: { notify: { globalBudget: { max: 50, window: 1d } } }',
+        '',
+      ].join('\n'),
+    );
+    expect(config.guards.notify).toEqual({
+      cooldownMs: 120_000,
+      budget: { max: 5, windowMs: 3_600_000 },
+      concurrency: 2,
+    });
+    expect(config.ruleGuards.noisy!.notify).toEqual({
+      globalBudget: { max: 50, windowMs: 86_400_000 },
+    });
+    expect(refused('guards: { notify: { cooldwn: 1m } }\n')).toMatch(
+      /guards.notify: unknown guard "cooldwn" \(known: cooldown, budget/,
+    );
+    expect(refused('guards: { notify: 5 }\n')).toMatch(/guards.notify must be a mapping/);
+  });
+
+  it('guards.maxKeysPerRule: the storm cap, 10 min by default', () => {
+    const { config } = load(
+      'guards: { maxKeysPerRule: { max: 20, notify: pager } }\nruleGuards: { r: { maxKeysPerRule: { max: 5, window: 1h } } }\n',
+    );
+    expect(config.guards.maxKeysPerRule).toEqual({ max: 20, windowMs: 600_000, notify: 'pager' });
+    expect(config.ruleGuards.r!.maxKeysPerRule).toEqual({ max: 5, windowMs: 3_600_000 });
+  });
+
+  it('actions.retention and actions.maxAlertBytes bound the journal; defaults stated', () => {
+    expect(load('{}\n').config.journal).toEqual({
+      maxAgeMs: 30 * 86_400_000,
+      maxEntries: 1_000_000,
+      maxAlertBytes: 16_384,
+      pruneEveryMs: 3_600_000,
+    });
+    const { config } = load(
+      'actions: { retention: { maxAge: 7d, maxEntries: 5000, every: 10m }, maxAlertBytes: 4096 }\n',
+    );
+    expect(config.journal).toEqual({
+      maxAgeMs: 7 * 86_400_000,
+      maxEntries: 5_000,
+      maxAlertBytes: 4_096,
+      pruneEveryMs: 600_000,
+    });
+    expect(refused('actions: { retention: { maxAge: 7d, keep: 5 } }\n')).toMatch(
+      /unknown field "actions.retention.keep" \(known: maxAge, maxEntries, every\)/,
+    );
+    expect(refused('actions: { retention: { maxEntries: 0 } }\n')).toMatch(
+      /maxEntries must be an integer ≥ 1/,
     );
   });
 });
