@@ -17,16 +17,23 @@ import type { BusBatch, BusMessage, InputFlow, InputRef } from '../ingest/bus/in
  * - An input with nothing queued holds the others back until it delivers, unless it is
  *   idle: its consumer found nothing pending after what it delivered (the embedded bus
  *   read its topic's end; on Kafka the batch reached the partition's high watermark, or
- *   the group had no lag when the partition was assigned). An input not yet heard from
- *   since it was assigned holds the others back too. An idle input that delivers again
- *   holds again; what it delivers late is the engine's allowed lateness's concern.
+ *   the group had no lag when the partition was assigned), and nothing came for
+ *   `idleAfterMs` since. Caught up is not enough: under a steady stream an input is
+ *   caught up between every two deliveries, and on Kafka the batches of one fetch are
+ *   handed over one after another, so a partition caught up a moment ago usually has
+ *   its next batch on the way (the idle timeout of Flink's idleness and Kafka Streams'
+ *   max.task.idle.ms). An input not yet heard from since it was assigned holds the
+ *   others back too. An idle input that delivers again holds again; what it delivers
+ *   late is the engine's allowed lateness's concern.
  * - The handler returns once a batch is queued, so the bus never waits on the merge
  *   (blocking the handler until another input delivered would stall the embedded
  *   consumer's single loop and kafkajs's fetch, which waits for every batch it handed
  *   out). Instead an input holding `maxHeldPerInput` messages or more is paused: the
  *   consumer stops reading it until the merge has processed it below the limit.
- *   Bound: held messages are at most inputs × (maxHeldPerInput + one delivered batch).
- *   The number of inputs is the partitions assigned (configuration, not data).
+ *   Bound: held messages are at most inputs × (maxHeldPerInput + one delivered batch);
+ *   a delivered batch is at most 1,000 messages on the embedded bus and one fetch of a
+ *   partition on Kafka (kafkajs's maxBytesPerPartition, 1 MiB). The number of inputs is
+ *   the partitions assigned (configuration, not data).
  * - `process` receives each message as the engine takes it, so the caller records the
  *   processed offset per input for its snapshot: messages held here but not processed
  *   are after that offset and are replayed after a crash; nothing processed is replayed.
@@ -39,6 +46,14 @@ export interface RulesInputOptions {
   process: (message: BusMessage) => void;
   /** Messages held per input before it is paused. Default 10,000. */
   maxHeldPerInput?: number;
+  /**
+   * How long an input must stay caught up, with nothing delivered, before it stops
+   * holding the others back. Default 1,000 ms: a fraction of the default allowed
+   * lateness (5 s), and the most a quiet input delays the others by.
+   */
+  idleAfterMs?: number;
+  /** Default Date.now. */
+  clock?: () => number;
   /**
    * `process` threw on a message: it is reported here and counted as processed, so one
    * event the engine cannot take does not wedge the rules or replay what came before it.
@@ -63,7 +78,8 @@ interface InputState {
   held: number;
   /** The offset after the last message delivered; undefined until one is. */
   delivered: number | undefined;
-  idle: boolean;
+  /** When the consumer found it caught up, if it has delivered nothing since. */
+  caughtUpSince: number | undefined;
   paused: boolean;
 }
 
@@ -79,24 +95,34 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
   const maxHeld = options.maxHeldPerInput ?? 10_000;
   if (!Number.isInteger(maxHeld) || maxHeld < 1)
     throw new RangeError('maxHeldPerInput must be a positive integer');
+  if (!(options.idleAfterMs === undefined || options.idleAfterMs >= 0))
+    throw new RangeError('idleAfterMs must be 0 or more');
   // Keyed by topic/partition: bounded by the partitions assigned, not by data.
   const inputs = new Map<string, InputState>();
   let order: InputState[] = [];
   let assigned = false;
   let held = 0;
   const wakers = new Set<() => void>();
+  const idleAfterMs = options.idleAfterMs ?? 1_000;
+  const clock = options.clock ?? Date.now;
+  let timer: NodeJS.Timeout | undefined;
+  let timerAt = Number.POSITIVE_INFINITY;
 
   const stateOf = (ref: InputRef): InputState | undefined => inputs.get(keyOf(ref));
 
   /** Processes while every input either has something queued or is idle. */
   function drain(): void {
     if (!assigned) return;
+    const now = clock();
     for (;;) {
       let next: InputState | undefined;
       let nextTime = 0;
       for (const s of order) {
         if (s.held === 0) {
-          if (s.idle) continue;
+          const since = s.caughtUpSince;
+          if (since !== undefined && now - since >= idleAfterMs) continue;
+          // Caught up a moment ago: look again once it has been quiet long enough.
+          if (since !== undefined) wakeAt(since + idleAfterMs);
           next = undefined;
           break;
         }
@@ -131,6 +157,21 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
     if (resumed) for (const wake of wakers) wake();
   }
 
+  function wakeAt(at: number): void {
+    if (timer && timerAt <= at) return;
+    if (timer) clearTimeout(timer);
+    timerAt = at;
+    timer = setTimeout(
+      () => {
+        timer = undefined;
+        timerAt = Number.POSITIVE_INFINITY;
+        drain();
+      },
+      Math.max(0, at - clock()),
+    );
+    timer.unref();
+  }
+
   const flow: InputFlow = {
     assigned(refs) {
       const next = new Map<string, InputState>();
@@ -145,7 +186,7 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
             at: 0,
             held: 0,
             delivered: undefined,
-            idle: false,
+            caughtUpSince: undefined,
             paused: false,
           },
         );
@@ -161,10 +202,12 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
     },
     caughtUp(ref, at) {
       const s = stateOf(ref);
-      // A look at the log end older than what was delivered since says nothing.
-      if (!s || s.held > 0 || (s.delivered !== undefined && s.delivered > at)) return;
-      if (!s.idle) {
-        s.idle = true;
+      // A look at the log end older than what was delivered since says nothing. One
+      // that is current counts even while the input still holds events (Kafka reports
+      // it with the batch that reached the end): once they are processed, it is idle.
+      if (!s || (s.delivered !== undefined && s.delivered > at)) return;
+      if (s.caughtUpSince === undefined) {
+        s.caughtUpSince = clock();
         drain();
       }
     },
@@ -190,7 +233,7 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
           at: 0,
           held: 0,
           delivered: undefined,
-          idle: false,
+          caughtUpSince: undefined,
           paused: false,
         };
         inputs.set(keyOf(batch), s);
@@ -200,7 +243,7 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
       s.held += batch.messages.length;
       held += batch.messages.length;
       s.delivered = Number(batch.messages.at(-1)!.offset) + 1;
-      s.idle = false;
+      s.caughtUpSince = undefined;
       // A consumer that hands over several inputs' batches at once (a pass of the
       // embedded bus, concurrent kafkajs partitions) has them all queued before the
       // merge decides which input is ahead.

@@ -374,11 +374,12 @@ export class Pipeline {
     }
     // The engine sees the inputs merged in event time (rules-input.ts); the snapshot's
     // offsets are what it has processed per input, not what the bus has delivered.
+    let processed = 0;
     const input = createRulesInput({
       process: (m) => {
         this.engine.process(m.event);
         this.offsets[`${m.topic}/${m.partition}`] = Number(m.offset) + 1;
-        this.telemetry.ruleEvents.inc();
+        processed++;
       },
       onError: (err, m) =>
         this.logger.error(
@@ -404,6 +405,8 @@ export class Pipeline {
           const end = this.telemetry.ruleEvaluation.startTimer();
           await input.handler(batch);
           end();
+          this.telemetry.ruleEvents.inc(processed);
+          processed = 0;
         },
       }),
     );

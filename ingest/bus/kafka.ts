@@ -26,6 +26,9 @@ import {
   topicOf,
 } from './types.ts';
 
+/** Partitions handed to a merging handler at once: more than Drover's topics have. */
+const FLOW_CONCURRENCY = 64;
+
 /**
  * The Kafka bus: a topic per kind (`<prefix>logs`, `<prefix>metrics`), messages keyed
  * by service so a service's events keep their order on one partition, the idempotent
@@ -336,6 +339,9 @@ export class KafkaBus implements Bus {
         fromBeginning: true,
       });
       await consumer.run({
+        // A merging handler gets every batch of a fetch at once (it never blocks, see
+        // InputFlow), so it sees all inputs before deciding which is ahead.
+        ...(flow && { partitionsConsumedConcurrently: FLOW_CONCURRENCY }),
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
@@ -442,17 +448,19 @@ export class KafkaBus implements Bus {
         for (const partition of partitions)
           refs.push({ topic: name.slice(this.prefix.length) as Topic, partition });
       generation++;
-      paused.clear();
       flow.assigned(refs);
+      // A partition paused before the rebalance that the flow no longer holds goes again.
+      resume();
       void probe(refs, generation);
     });
-    const offResume = flow.onResume(() => {
+    const resume = () => {
       for (const [key, ref] of paused) {
         if (flow.isPaused(ref)) continue;
         paused.delete(key);
         consumer.resume([{ topic: name(ref.topic), partitions: [ref.partition] }]);
       }
-    });
+    };
+    const offResume = flow.onResume(resume);
     return {
       /** After a batch is handled: `next` is the offset after it, `end` the high watermark. */
       delivered(ref: InputRef, next: bigint, end: bigint) {

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Event } from '../../ingest/event.ts';
-import { type BusMessage, type EmbeddedBus, openEmbeddedBus } from '../../ingest/bus/index.ts';
+import {
+  type BusMessage,
+  type EmbeddedBus,
+  type InputRef,
+  openEmbeddedBus,
+} from '../../ingest/bus/index.ts';
 import { createRulesInput } from '../../pipeline/rules-input.ts';
 import { until } from '../support/drover.ts';
 
@@ -151,6 +156,50 @@ describe('rules input: the event-time merge of the bus inputs', () => {
       ['logs', 6_000],
       ['logs', 7_000],
     ]);
+  });
+
+  it('an input caught up a moment ago holds the others until it has been quiet for idleAfterMs', async () => {
+    let now = 0;
+    const processed: string[] = [];
+    const input = createRulesInput({
+      idleAfterMs: 1_000,
+      clock: () => now,
+      process: (m) => processed.push(`${m.topic}@${m.event['@timestamp']}`),
+    });
+    const logs = { topic: 'logs' as const, partition: 0 };
+    const metrics = { topic: 'metrics' as const, partition: 0 };
+    const batch = (ref: InputRef, times: number[], from: number) => ({
+      ...ref,
+      messages: times.map((t, i) => ({
+        ...ref,
+        offset: String(from + i),
+        key: '',
+        event: { '@timestamp': t },
+      })),
+    });
+    input.flow.assigned([logs, metrics]);
+    input.flow.caughtUp(metrics, 0);
+    // Metrics were at their end a moment ago: the logs wait for them.
+    await input.handler(batch(logs, [10, 20, 30], 0));
+    expect(processed).toEqual([]);
+    // Their next batch came (as a fetch's batches come, one after another): merged.
+    await input.handler(batch(metrics, [15], 0));
+    expect(processed).toEqual(['logs@10', 'metrics@15']);
+    // The metrics' next batch: the logs before it go, then the logs hold it.
+    await input.handler(batch(metrics, [45], 1));
+    expect(processed).toEqual(['logs@10', 'metrics@15', 'logs@20', 'logs@30']);
+    // Reported caught up while its event is still held (Kafka reports it with the batch
+    // that reached the end): it counts once the event is processed.
+    input.flow.caughtUp(metrics, 2);
+    now = 999;
+    await input.handler(batch(logs, [50], 3));
+    expect(processed).toEqual(['logs@10', 'metrics@15', 'logs@20', 'logs@30', 'metrics@45']);
+    expect(input.held()).toBe(1);
+    // Quiet for a second: idle, and the logs go on without them.
+    now = 2_000;
+    await until('the timer', () => processed.length === 6);
+    expect(processed.at(-1)).toBe('logs@50');
+    expect(input.held()).toBe(0);
   });
 
   it('an event the rules cannot take is reported and skipped; the rest goes on', async () => {
