@@ -19,9 +19,9 @@ import type { BusBatch, BusMessage, InputFlow, InputRef } from '../ingest/bus/in
  *   read its topic's end; on Kafka the batch reached the partition's high watermark, or
  *   the group had no lag when the partition was assigned), and nothing came for
  *   `idleAfterMs` since. Caught up is not enough: under a steady stream an input is
- *   caught up between every two deliveries, and on Kafka the batches of one fetch are
- *   handed over one after another, so a partition caught up a moment ago usually has
- *   its next batch on the way (the idle timeout of Flink's idleness and Kafka Streams'
+ *   caught up between every two deliveries, and on Kafka the next fetch of a partition
+ *   caught up a moment ago may come in a later handler call than the other inputs'
+ *   batches, so such a partition usually has its next batch on the way (the idle timeout of Flink's idleness and Kafka Streams'
  *   max.task.idle.ms). An input not yet heard from since it was assigned holds the
  *   others back too. An idle input that delivers again holds again; what it delivers
  *   late is the engine's allowed lateness's concern.
@@ -36,7 +36,8 @@ import type { BusBatch, BusMessage, InputFlow, InputRef } from '../ingest/bus/in
  *   the partitions assigned (configuration, not data).
  * - `process` receives each message as the engine takes it, so the caller records the
  *   processed offset per input for its snapshot: messages held here but not processed
- *   are after that offset and are replayed after a crash; nothing processed is replayed.
+ *   are after that offset and are replayed after a crash, and what was processed
+ *   before the snapshot is not processed again.
  *
  * Cost: each message is chosen by a scan over the inputs (O(inputs) per message, a few
  * inputs); the work is linear in the messages delivered.
