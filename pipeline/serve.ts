@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { Gauge } from 'prom-client';
 import {
   ActionStore,
   type Adapter,
@@ -39,6 +40,7 @@ import {
 import { ConfigError, type DroverConfig } from './config.ts';
 import type { Logger } from './logger.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
+import { createRulesInput, type RulesInput } from './rules-input.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 
 /**
@@ -71,6 +73,7 @@ export class Pipeline {
   private closers: Array<() => Promise<void> | void> = [];
   private consumers: Consumer[] = [];
   private offsets: Record<string, number> = {};
+  private rulesInput: RulesInput | undefined;
   private readonly recentAlerts: Alert[] = [];
   private ready = false;
   private snapshotTimer: NodeJS.Timeout | undefined;
@@ -211,6 +214,8 @@ export class Pipeline {
     try {
       const lag = await (this.bus as EmbeddedBus | KafkaBus).lag(this.group('rules'));
       if (TOPICS.some((t) => lag[t] > 0)) return;
+      // Read but held back in the merge: still a backlog.
+      if (this.rulesInput && this.rulesInput.held() > 0) return;
     } catch (err) {
       this.logger.warn({ err }, 'could not read the rules lag; the clock waits');
       return;
@@ -389,17 +394,41 @@ export class Pipeline {
     } else {
       await (this.bus as KafkaBus).rewind(this.group('rules'), this.offsets, TOPICS);
     }
+    // The engine sees the inputs merged in event time (rules-input.ts); the snapshot's
+    // offsets are what it has processed per input, not what the bus has delivered.
+    let processed = 0;
+    const input = createRulesInput({
+      process: (m) => {
+        this.engine.process(m.event);
+        this.offsets[`${m.topic}/${m.partition}`] = Number(m.offset) + 1;
+        processed++;
+      },
+      onError: (err, m) =>
+        this.logger.error(
+          { err, topic: m.topic, partition: m.partition, offset: m.offset },
+          'the rules could not process an event; it is skipped',
+        ),
+    });
+    this.rulesInput = input;
+    new Gauge({
+      name: 'drover_rules_held_events',
+      help: 'Events the rules consumer has read from the bus and holds until the other inputs catch up in event time.',
+      registers: [this.telemetry.registry],
+      collect() {
+        this.set(input.held());
+      },
+    });
     this.consumers.push(
       await this.bus.consume({
         group: this.group('rules'),
         topics: TOPICS,
+        flow: input.flow,
         handler: async (batch) => {
           const end = this.telemetry.ruleEvaluation.startTimer();
-          for (const m of batch.messages) this.engine.process(m.event);
+          await input.handler(batch);
           end();
-          this.telemetry.ruleEvents.inc(batch.messages.length);
-          this.offsets[`${batch.topic}/${batch.partition}`] =
-            Number(batch.messages.at(-1)!.offset) + 1;
+          this.telemetry.ruleEvents.inc(processed);
+          processed = 0;
         },
       }),
     );

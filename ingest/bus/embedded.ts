@@ -728,8 +728,10 @@ interface ConsumerSettings {
 
 class EmbeddedConsumer {
   private stopped = false;
+  private failures = 0;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
   private readonly onPublished = () => this.wake?.();
 
   constructor(
@@ -743,39 +745,74 @@ class EmbeddedConsumer {
     this.loop = this.run();
   }
 
+  /**
+   * Without a flow, topics are read and handled in turns. With one (a merging handler),
+   * each pass reads every topic the flow has not paused and hands their batches over
+   * together, then reports the topics it found empty as caught up: the merge sees what
+   * each input has before it decides which is ahead, and the handler never has to wait
+   * for another topic's batch, which this one loop could not deliver while it waited.
+   */
   private async run(): Promise<void> {
-    const { group, topics, handler } = this.options;
-    let failures = 0;
+    const { group, topics, flow } = this.options;
+    if (flow) {
+      flow.assigned(topics.map((topic) => ({ topic, partition: 0 })));
+      this.unsubscribe = flow.onResume(() => this.wake?.());
+    }
     while (!this.stopped) {
       let delivered = false;
-      for (const topic of topics) {
-        if (this.stopped) break;
-        const messages = this.bus.read(
-          topic,
-          this.bus.position(group, topic),
-          this.settings.batchSize,
-        );
-        if (messages.length === 0) continue;
-        try {
-          await handler({ topic, partition: 0, messages });
-        } catch (err) {
-          // Redelivered after a backoff, never skipped.
-          failures++;
-          this.settings.onError(
-            err instanceof Error ? err : new Error(String(err)),
-            `consumer group "${group}" failed a batch of ${messages.length} from ${topic} at offset ${messages[0]!.offset} (attempt ${failures}); it will be redelivered`,
-          );
-          await this.sleep(Math.min(5_000, 50 * 2 ** Math.min(failures, 7)));
-          continue;
+      let failed = false;
+      if (flow) {
+        const reads: Array<{ topic: Topic; messages: BusMessage[] }> = [];
+        const empty: Array<{ topic: Topic; position: number }> = [];
+        for (const topic of topics) {
+          if (flow.isPaused({ topic, partition: 0 })) continue;
+          const position = this.bus.position(group, topic);
+          const messages = this.bus.read(topic, position, this.settings.batchSize);
+          if (messages.length === 0) empty.push({ topic, position });
+          else reads.push({ topic, messages });
         }
-        // The position moves only once the handler is done with the batch.
-        this.bus.commit(group, topic, Number(messages.at(-1)!.offset) + 1);
-        this.settings.handled(messages.length);
-        failures = 0;
-        delivered = true;
+        const results = await Promise.all(reads.map((r) => this.deliver(r.topic, r.messages)));
+        for (const e of empty) flow.caughtUp({ topic: e.topic, partition: 0 }, e.position);
+        delivered = results.includes(true);
+        failed = results.includes(false);
+      } else {
+        for (const topic of topics) {
+          if (this.stopped) break;
+          const position = this.bus.position(group, topic);
+          const messages = this.bus.read(topic, position, this.settings.batchSize);
+          if (messages.length === 0) continue;
+          if (await this.deliver(topic, messages)) delivered = true;
+          else {
+            failed = true;
+            break;
+          }
+        }
       }
-      if (!delivered && !this.stopped) await this.sleep(this.settings.pollMs);
+      if (failed && !this.stopped)
+        await this.sleep(Math.min(5_000, 50 * 2 ** Math.min(this.failures, 7)));
+      else if (!delivered && !this.stopped) await this.sleep(this.settings.pollMs);
     }
+  }
+
+  /** Hands a batch to the handler; true once it is done and the position has moved. */
+  private async deliver(topic: Topic, messages: BusMessage[]): Promise<boolean> {
+    const { group, handler } = this.options;
+    try {
+      await handler({ topic, partition: 0, messages });
+    } catch (err) {
+      // Redelivered after a backoff, never skipped.
+      this.failures++;
+      this.settings.onError(
+        err instanceof Error ? err : new Error(String(err)),
+        `consumer group "${group}" failed a batch of ${messages.length} from ${topic} at offset ${messages[0]!.offset} (attempt ${this.failures}); it will be redelivered`,
+      );
+      return false;
+    }
+    // The position moves only once the handler is done with the batch.
+    this.bus.commit(group, topic, Number(messages.at(-1)!.offset) + 1);
+    this.settings.handled(messages.length);
+    this.failures = 0;
+    return true;
   }
 
   private sleep(ms: number): Promise<void> {
@@ -793,6 +830,7 @@ class EmbeddedConsumer {
   async stop(): Promise<void> {
     this.stopped = true;
     this.settings.wakeups.off('published', this.onPublished);
+    this.unsubscribe?.();
     this.wake?.();
     await this.loop;
   }

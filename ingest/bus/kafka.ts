@@ -17,12 +17,17 @@ import {
   type BusMessage,
   type Consumer,
   type ConsumeOptions,
+  type InputFlow,
+  type InputRef,
   type JsonWriter,
   type PublishBatch,
   type PublishResult,
   type Topic,
   topicOf,
 } from './types.ts';
+
+/** Partitions handed to a merging handler at once: more than Drover's topics have. */
+const FLOW_CONCURRENCY = 64;
 
 /**
  * The Kafka bus: a topic per kind (`<prefix>logs`, `<prefix>metrics`), messages keyed
@@ -324,12 +329,19 @@ export class KafkaBus implements Bus {
     const consumer = this.kafka.consumer({ groupId: options.group, allowAutoTopicCreation: false });
     await consumer.connect();
     let stopping = false;
+    const flow = options.flow;
+    const follow = flow
+      ? this.followFlow(consumer, options.group, flow, () => stopping)
+      : undefined;
     try {
       await consumer.subscribe({
         topics: options.topics.map((t) => this.topic(t)),
         fromBeginning: true,
       });
       await consumer.run({
+        // A merging handler gets every batch of a fetch at once (it never blocks, see
+        // InputFlow), so it sees all inputs before deciding which is ahead.
+        ...(flow && { partitionsConsumedConcurrently: FLOW_CONCURRENCY }),
         autoCommit: false,
         eachBatchAutoResolve: false,
         eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
@@ -371,16 +383,19 @@ export class KafkaBus implements Bus {
             }
           }
           resolveOffset(batch.lastOffset());
+          const next = BigInt(batch.lastOffset()) + 1n;
           await consumer.commitOffsets([
-            {
-              topic: batch.topic,
-              partition: batch.partition,
-              offset: (BigInt(batch.lastOffset()) + 1n).toString(),
-            },
+            { topic: batch.topic, partition: batch.partition, offset: next.toString() },
           ]);
+          follow?.delivered(
+            { topic, partition: batch.partition },
+            next,
+            BigInt(batch.highWatermark),
+          );
         },
       });
     } catch (err) {
+      follow?.stop();
       await consumer.disconnect();
       throw err;
     }
@@ -388,8 +403,77 @@ export class KafkaBus implements Bus {
     return {
       stop: async () => {
         stopping = true;
+        follow?.stop();
         await consumer.disconnect();
         this.consumers.delete(consumer);
+      },
+    };
+  }
+
+  /**
+   * Drives an InputFlow from a kafkajs consumer: the partitions of each assignment, the
+   * ones with no lag when assigned (found through the admin client, retried each second
+   * until it answers) and the ones a batch brought to their high watermark are caught
+   * up, and a partition the flow pauses is paused in kafkajs (its fetch skips it) until
+   * the flow lets it go.
+   */
+  private followFlow(
+    consumer: KafkaConsumer,
+    group: string,
+    flow: InputFlow,
+    stopping: () => boolean,
+  ) {
+    const name = (topic: Topic) => this.topic(topic);
+    // Partitions paused here: bounded by the partitions assigned.
+    const paused = new Map<string, InputRef>();
+    let generation = 0;
+    const probe = async (refs: InputRef[], gen: number) => {
+      while (!stopping() && gen === generation) {
+        try {
+          const lags = await this.groupLag(group, [...new Set(refs.map((r) => r.topic))]);
+          if (stopping() || gen !== generation) return;
+          for (const l of lags)
+            if (l.lag === 0 && refs.some((r) => r.topic === l.topic && r.partition === l.partition))
+              flow.caughtUp({ topic: l.topic, partition: l.partition }, Number(l.end));
+          return;
+        } catch (err) {
+          this.onError(err as Error, `consumer group "${group}" could not read its lag`);
+          await new Promise((r) => setTimeout(r, 1_000));
+        }
+      }
+    };
+    const offJoin = consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      const refs: InputRef[] = [];
+      for (const [name, partitions] of Object.entries(payload.memberAssignment))
+        for (const partition of partitions)
+          refs.push({ topic: name.slice(this.prefix.length) as Topic, partition });
+      generation++;
+      flow.assigned(refs);
+      // A partition paused before the rebalance that the flow no longer holds goes again.
+      resume();
+      void probe(refs, generation);
+    });
+    const resume = () => {
+      for (const [key, ref] of paused) {
+        if (flow.isPaused(ref)) continue;
+        paused.delete(key);
+        consumer.resume([{ topic: name(ref.topic), partitions: [ref.partition] }]);
+      }
+    };
+    const offResume = flow.onResume(resume);
+    return {
+      /** After a batch is handled: `next` is the offset after it, `end` the high watermark. */
+      delivered(ref: InputRef, next: bigint, end: bigint) {
+        if (next >= end) flow.caughtUp(ref, Number(end));
+        if (flow.isPaused(ref)) {
+          paused.set(`${ref.topic}/${ref.partition}`, ref);
+          consumer.pause([{ topic: name(ref.topic), partitions: [ref.partition] }]);
+        }
+      },
+      stop() {
+        generation++;
+        offJoin();
+        offResume();
       },
     };
   }

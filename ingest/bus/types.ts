@@ -43,12 +43,38 @@ export interface BusBatch {
   messages: BusMessage[];
 }
 
+/** One input of a consumer: a partition of a topic (the embedded bus has partition 0 only). */
+export interface InputRef {
+  topic: Topic;
+  partition: number;
+}
+
+/**
+ * How a consumer that merges its inputs (the rules' event-time merge) steers delivery:
+ * it is told which inputs it reads and when one has nothing pending, and it pauses an
+ * input it holds enough of instead of blocking the handler (a handler that blocked on
+ * one input until another delivered would stall a consumer that reads its inputs from
+ * one loop or one fetch, as both buses do).
+ */
+export interface InputFlow {
+  /** The inputs this consumer now reads: at start and after each rebalance. */
+  assigned(inputs: InputRef[]): void;
+  /** The input had nothing pending when looked at: its log end was `at` (next offset). */
+  caughtUp(input: InputRef, at: number): void;
+  /** Asked before an input is read: while true, the consumer does not read it. */
+  isPaused(input: InputRef): boolean;
+  /** `wake` is called whenever a paused input may be read again; returns an unsubscribe. */
+  onResume(wake: () => void): () => void;
+}
+
 export interface ConsumeOptions {
   /** Consumer group: each group sees every message once, and resumes at its committed offset. */
   group: string;
   topics: Topic[];
   /** Processes a batch; offsets are committed only after it resolves. */
   handler: (batch: BusBatch) => Promise<void>;
+  /** For a handler that merges its inputs: see InputFlow. */
+  flow?: InputFlow;
 }
 
 export interface Consumer {
