@@ -4,6 +4,7 @@ import { demoCommand } from './commands/demo.ts';
 import { serveCommand } from './commands/serve.ts';
 import { type Command, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
 import { createLogger } from './logger.ts';
+import { redact } from './redact.ts';
 import { lintCommand, testCommand } from './commands/rules.ts';
 
 const COMMANDS: Command[] = [
@@ -188,7 +189,7 @@ export async function main(argv: string[]): Promise<number> {
       (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
     ) {
       process.stderr.write(
-        `drover ${command.name}: ${(err as Error).message}\n\n${command.usage}\n`,
+        `drover ${command.name}: ${redact((err as Error).message)}\n\n${command.usage}\n`,
       );
       return EXIT_USAGE;
     }
