@@ -36,6 +36,8 @@ import {
   loadRules,
 } from '../rules/index.ts';
 import { ConfigError, type DroverConfig } from './config.ts';
+import { ensureAdminToken } from './admin-token.ts';
+import { createControlApi } from './control-api.ts';
 import type { Logger } from './logger.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 
@@ -46,6 +48,7 @@ import { createTelemetry, type Telemetry } from './telemetry.ts';
  * replayed alert keeps its id, which the remediator's idempotency claims turn away.
  */
 const TOPICS: Topic[] = ['logs', 'metrics'];
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 interface Snapshot {
   engine: EngineSnapshot;
@@ -145,15 +148,23 @@ export class Pipeline {
 
     await this.startIndexer();
     await this.startRules();
+    // Configured admin tokens, or the one generated into the state directory.
+    const adminTokens = c.listen.adminTokens?.length
+      ? c.listen.adminTokens
+      : [ensureAdminToken(c.stateDir)];
     this.server = await createIngestServer({
       bus: this.bus,
       host: c.listen.host,
       port: c.listen.port,
       tokens: c.listen.tokens,
       apiKeys: c.listen.apiKeys,
+      extraTokens: adminTokens,
       maxBodyBytes: c.listen.maxBodyBytes,
       ...(c.listen.tls && { tls: readTls(c.listen.tls) }),
-      statsd: c.listen.statsdPort === false ? false : { port: c.listen.statsdPort },
+      statsd:
+        c.listen.statsdPort === false
+          ? false
+          : { port: c.listen.statsdPort, host: c.listen.statsdHost ?? '127.0.0.1' },
       search: this.search,
       logger: this.logger,
       onIngest: (m) => {
@@ -163,7 +174,7 @@ export class Pipeline {
           this.telemetry.decodeErrors.inc({ protocol: m.protocol }, m.decodeErrors);
         if (m.throttled) this.telemetry.throttled.inc({ protocol: m.protocol });
       },
-      routes: (app) => this.routes(app),
+      routes: this.routes(adminTokens),
     });
     this.snapshotTimer = setInterval(() => this.writeSnapshot(), c.snapshotEveryMs);
     this.tickTimer = setInterval(
@@ -426,76 +437,48 @@ export class Pipeline {
     return { ok: true, errors: [], rules: rules.length };
   }
 
-  private routes(app: FastifyInstance): void {
-    app.get('/healthz', async () => ({ status: 'ok' }));
-    app.get('/readyz', async (_req, reply) =>
-      reply.code(this.ready ? 200 : 503).send({ ready: this.ready }),
-    );
-    app.get('/metrics', async (_req, reply) => {
-      // Gauges read at scrape time, so they are as fresh as the scrape.
-      const bus = this.bus as EmbeddedBus | KafkaBus;
-      for (const group of [this.group('rules'), this.group('indexer')]) {
-        try {
-          const lag = await bus.lag(group);
-          for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);
-        } catch (err) {
-          this.logger.warn({ err, group }, 'could not read the bus lag');
-        }
+  private routes(adminTokens: string[]): (app: FastifyInstance) => void {
+    const l = this.config.listen;
+    return createControlApi({
+      access: {
+        host: l.host,
+        allowedHosts: l.allowedHosts ?? [],
+        readTokens: l.readTokens ?? [],
+        adminTokens,
+        // As open as ingest is: loopback with no credential configured for either.
+        openReads:
+          (l.readTokens ?? []).length === 0 &&
+          l.tokens.length === 0 &&
+          l.apiKeys.length === 0 &&
+          LOOPBACK.test(l.host),
+      },
+      logger: this.logger,
+      ready: () => this.ready,
+      metrics: async () => ({
+        contentType: this.telemetry.registry.contentType,
+        body: await this.scrape(),
+      }),
+      rules: () => this.engine.stats(),
+      reload: () => this.reload(),
+      alerts: () => [...this.recentAlerts].reverse(),
+      store: () => this.remediator.store,
+    });
+  }
+
+  /** Gauges read at scrape time, so they are as fresh as the scrape. */
+  private async scrape(): Promise<string> {
+    const bus = this.bus as EmbeddedBus | KafkaBus;
+    for (const group of [this.group('rules'), this.group('indexer')]) {
+      try {
+        const lag = await bus.lag(group);
+        for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);
+      } catch (err) {
+        this.logger.warn({ err, group }, 'could not read the bus lag');
       }
-      for (const s of this.engine.stats())
-        this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
-      return reply
-        .header('content-type', this.telemetry.registry.contentType)
-        .send(await this.telemetry.registry.metrics());
-    });
-    app.get('/v1/rules', async () => ({ rules: this.engine.stats() }));
-    app.post('/v1/rules/reload', async (_req, reply) => {
-      const r = await this.reload();
-      return reply
-        .code(r.ok ? 200 : 422)
-        .send({ ok: r.ok, rules: r.rules, errors: r.errors.map(formatDiagnostic) });
-    });
-    app.get('/v1/alerts', async () => ({ alerts: [...this.recentAlerts].reverse() }));
-    app.get('/v1/actions', async (req) => {
-      const q = req.query as { rule?: string; limit?: string };
-      return {
-        decisions: await this.remediator.store.list({
-          rule: q.rule,
-          limit: q.limit ? Number(q.limit) : 100,
-        }),
-      };
-    });
-    app.get('/v1/kill-switch', async () => ({ on: await this.remediator.store.killSwitch() }));
-    app.put('/v1/kill-switch', async (req, reply) => {
-      const body = JSON.parse(
-        ((req.body as Buffer | undefined) ?? Buffer.from('{}')).toString() || '{}',
-      ) as { on?: unknown };
-      if (typeof body.on !== 'boolean')
-        return reply.code(400).send({ error: 'send { "on": true } or { "on": false }' });
-      await this.remediator.store.setKillSwitch(body.on);
-      return { on: body.on };
-    });
-    app.get('/v1/silences', async () => ({
-      silences: await this.remediator.store.silences(Date.now()),
-    }));
-    app.post('/v1/silences', async (req, reply) => {
-      const body = JSON.parse(
-        ((req.body as Buffer | undefined) ?? Buffer.from('{}')).toString() || '{}',
-      ) as { matchers?: Record<string, string>; until?: string; comment?: string };
-      const until = body.until ? Date.parse(body.until) : Number.NaN;
-      if (!body.matchers || Number.isNaN(until))
-        return reply.code(400).send({
-          error: 'send { matchers: { rule | labels.x | key.x: value }, until: ISO time, comment? }',
-        });
-      return reply.code(201).send({
-        id: await this.remediator.store.addSilence(body.matchers, until, body.comment ?? ''),
-      });
-    });
-    app.delete('/v1/silences/:id', async (req, reply) => {
-      // SQLite's ids are numbers, Elasticsearch's are UUIDs: each store reads its own.
-      const ok = await this.remediator.store.removeSilence((req.params as { id: string }).id);
-      return reply.code(ok ? 204 : 404).send();
-    });
+    }
+    for (const s of this.engine.stats())
+      this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
+    return this.telemetry.registry.metrics();
   }
 
   /** SIGTERM: stop accepting, drain, snapshot, close. */

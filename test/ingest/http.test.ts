@@ -275,6 +275,33 @@ describe('authentication', () => {
     ).rejects.toThrow(/refusing to listen on 0.0.0.0/);
     await bus.close();
   });
+
+  it('keeps statsd on loopback when HTTP listens on every interface (UDP has no credential)', async () => {
+    const { server } = await start({ host: '0.0.0.0', tokens: ['s3cret'], statsd: { port: 0 } });
+    expect(server.statsdAddress).toBe('127.0.0.1');
+    const open = await start({ tokens: ['s3cret'], statsd: { port: 0, host: '0.0.0.0' } });
+    expect(open.server.statsdAddress).toBe('0.0.0.0');
+  });
+
+  it('admits extra tokens for ingest only when ingest is authenticated, and skips routes that authorize themselves', async () => {
+    const { url } = await start({
+      tokens: ['s3cret'],
+      extraTokens: ['admin'],
+      routes: (app) => {
+        app.get('/own', { config: { access: 'open' } }, async () => ({ ok: true }));
+      },
+    });
+    const body = ndjson([{ message: 'x' }]);
+    const ingest = (token: string) =>
+      fetch(`${url}/ingest`, {
+        method: 'POST',
+        body,
+        headers: { authorization: `Bearer ${token}` },
+      });
+    expect((await ingest('admin')).status).toBe(200);
+    expect((await ingest('other')).status).toBe(401);
+    expect((await fetch(`${url}/own`)).status).toBe(200);
+  });
 });
 
 describe('Elasticsearch _bulk, as shippers speak it', () => {
