@@ -87,7 +87,20 @@ export class Pipeline {
     return join(this.config.stateDir, 'rules-snapshot.json');
   }
 
+  /**
+   * Starts every part, or none: a part that fails to start stops those started before it
+   * (consumers, supervised replicas, servers, stores), and the error is thrown.
+   */
   async start(): Promise<void> {
+    try {
+      await this.open();
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  private async open(): Promise<void> {
     const c = this.config;
     mkdirSync(c.stateDir, { recursive: true });
     const { rules, diagnostics } = await loadRules(c.rules.paths);
@@ -176,7 +189,8 @@ export class Pipeline {
       },
       routes: this.routes(adminTokens),
     });
-    this.snapshotTimer = setInterval(() => this.writeSnapshot(), c.snapshotEveryMs);
+    // A failed write (disk full) is logged and counted; the next interval tries again.
+    this.snapshotTimer = setInterval(() => this.trySnapshot(), c.snapshotEveryMs);
     this.tickTimer = setInterval(
       () => void this.tick().catch((err: unknown) => this.logger.error({ err }, 'tick failed')),
       1_000,
@@ -407,6 +421,21 @@ export class Pipeline {
     }
   }
 
+  /** writeSnapshot, with a failure logged and counted instead of thrown. */
+  private trySnapshot(): boolean {
+    try {
+      this.writeSnapshot();
+      return true;
+    } catch (err) {
+      this.telemetry.faults.inc({ kind: 'snapshot' });
+      this.logger.error(
+        { err },
+        'the rule snapshot could not be written; retrying at the next interval',
+      );
+      return false;
+    }
+  }
+
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
   writeSnapshot(): void {
     const snapshot: Snapshot = {
@@ -421,9 +450,24 @@ export class Pipeline {
 
   /** Hot reload: a rule set that fails validation is rejected and the running one stays. */
   async reload(): Promise<{ ok: boolean; errors: Diagnostic[]; rules: number }> {
-    const { rules, diagnostics } = await loadRules(this.config.rules.paths);
+    let loaded: Awaited<ReturnType<typeof loadRules>>;
+    try {
+      loaded = await loadRules(this.config.rules.paths);
+    } catch (err) {
+      // A folder that cannot be listed, say: the running rules stay.
+      this.telemetry.faults.inc({ kind: 'reload' });
+      this.logger.error({ err }, 'rule reload failed; the running rules stay');
+      const message = (err as Error).message;
+      return {
+        ok: false,
+        errors: [{ file: '-', line: 1, col: 1, message, severity: 'error' }],
+        rules: this.engine.rules.length,
+      };
+    }
+    const { rules, diagnostics } = loaded;
     const errors = diagnostics.filter((d) => d.severity === 'error');
     if (errors.length > 0) {
+      this.telemetry.faults.inc({ kind: 'reload' });
       this.logger.warn(
         { errors: errors.map(formatDiagnostic) },
         'rule reload rejected; the running rules stay',
@@ -462,6 +506,7 @@ export class Pipeline {
       reload: () => this.reload(),
       alerts: () => [...this.recentAlerts].reverse(),
       store: () => this.remediator.store,
+      onBusy: () => this.telemetry.faults.inc({ kind: 'store-busy' }),
     });
   }
 
@@ -483,17 +528,35 @@ export class Pipeline {
 
   /** SIGTERM: stop accepting, drain, snapshot, close. */
   async stop(): Promise<void> {
+    await this.close();
+    this.logger.info('drover stopped');
+  }
+
+  /**
+   * Stops whatever has been started, each part even when another fails to stop (logged):
+   * after a full start, at SIGTERM; after a failed one, whatever it got to.
+   */
+  private async close(): Promise<void> {
     this.ready = false;
     clearInterval(this.snapshotTimer);
     clearInterval(this.tickTimer);
+    const step = async (what: string, fn: () => Promise<unknown> | unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        this.logger.error({ err }, `${what} failed while stopping`);
+      }
+    };
     // The supervised fleet goes first, while the endpoint can still take its last logs.
-    for (const adapter of this.adapters.values()) await adapter.close?.();
-    await this.server?.close();
-    for (const c of this.consumers) await c.stop();
+    for (const [name, adapter] of this.adapters)
+      await step(`closing adapter ${name}`, () => adapter.close?.());
+    await step('closing the endpoint', () => this.server?.close());
+    for (const c of this.consumers) await step('stopping a consumer', () => c.stop());
     await Promise.allSettled([...this.pendingActions]);
-    this.writeSnapshot();
-    for (const close of this.closers.reverse()) await close();
-    this.logger.info('drover stopped');
+    if (this.engine) this.trySnapshot();
+    for (const close of this.closers.reverse()) await step('closing', close);
+    this.closers = [];
+    this.consumers = [];
   }
 }
 
