@@ -127,6 +127,16 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     reply.header('x-elastic-product', 'Elasticsearch');
   });
   app.setErrorHandler(async (err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    if (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED') {
+      // Another process holds the embedded bus's lock: nothing was acknowledged, and the
+      // same request a moment later succeeds. Shippers retry 503s.
+      options.logger?.warn({ err }, 'the bus is busy; the shipper was told to retry');
+      await reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ error: 'the bus is busy; retry shortly' });
+      return;
+    }
     const status =
       err instanceof PayloadTooLarge || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
         ? 413

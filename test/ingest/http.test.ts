@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -229,6 +230,22 @@ describe('NDJSON at /ingest', () => {
     release();
     await consumer.stop();
   });
+});
+
+describe('a busy bus', () => {
+  it('answers 503 with Retry-After while another process holds the lock, and accepts after', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-http-'));
+    const { url } = await start({}, { path: join(dir, 'bus.db') });
+    const other = new Database(join(dir, 'bus.db'));
+    other.exec('BEGIN EXCLUSIVE');
+    const body = ndjson([{ message: 'while locked' }]);
+    const busy = await fetch(`${url}/ingest`, { method: 'POST', body });
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toBe('1');
+    other.exec('COMMIT');
+    other.close();
+    expect((await fetch(`${url}/ingest`, { method: 'POST', body })).status).toBe(200);
+  }, 30_000);
 });
 
 describe('authentication', () => {

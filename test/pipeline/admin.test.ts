@@ -1,4 +1,5 @@
 import { readFileSync, statSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -176,6 +177,21 @@ describe('the control API on loopback with no credentials configured', () => {
     expect(await (await s.call('GET', '/v1/silences')).json()).toEqual({ silences: [] });
     expect(await (await s.call('GET', '/v1/kill-switch')).json()).toEqual({ on: false });
   });
+
+  it('answers 503 with Retry-After while another process holds the journal, then acts', async () => {
+    const other = new Database(join(s.dir, 'state', 'actions.db'));
+    other.exec('BEGIN EXCLUSIVE');
+    const put = () =>
+      s.call('PUT', '/v1/kill-switch', { token: admin, body: '{"on":false}', type: JSON_TYPE });
+    const busy = await put();
+    other.exec('COMMIT');
+    other.close();
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toBe('1');
+    expect((await put()).status).toBe(200);
+    const metrics = await (await s.call('GET', '/metrics')).text();
+    expect(metrics).toMatch(/drover_faults_total\{kind="store-busy"\} 1/);
+  }, 40_000);
 
   it('bounds the journal listing: limit is 1..1000, 100 by default', async () => {
     for (const limit of ['-1', '0', '1001', 'abc', '1e3', ''])
