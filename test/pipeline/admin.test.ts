@@ -1,12 +1,15 @@
+import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  BIN,
   errorLine,
   HOST_ERROR_BURST_RULE,
   killServes,
+  serverEnv,
   startServe,
   workdir,
 } from '../support/drover.ts';
@@ -192,6 +195,26 @@ describe('the control API on loopback with no credentials configured', () => {
     const metrics = await (await s.call('GET', '/metrics')).text();
     expect(metrics).toMatch(/drover_faults_total\{kind="store-busy"\} 1/);
   }, 40_000);
+
+  it('drover rules reload finds the generated token in the state directory', () => {
+    const reload = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      spawnSync(process.execPath, [BIN, 'rules', 'reload', '--url', s.run.url, ...args], {
+        encoding: 'utf8',
+        env: { ...serverEnv(), DROVER_LOG_LEVEL: 'silent', ...env },
+        timeout: 60_000,
+      });
+    const ok = reload(['--config', join(s.dir, 'drover.yaml')]);
+    expect(ok.stderr).toBe('');
+    expect(ok.status).toBe(0);
+    expect(ok.stdout).toBe('rules reloaded: 1\n');
+    expect(reload(['--state-dir', join(s.dir, 'state')]).status).toBe(0);
+    const none = reload(['--state-dir', join(s.dir, 'elsewhere')]);
+    expect(none.status).toBe(2);
+    expect(none.stderr).toMatch(/no admin token/);
+    const wrong = reload([], { DROVER_ADMIN_TOKEN: 'not-the-token' });
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/answered 401: this route needs an admin token/);
+  }, 120_000);
 
   it('bounds the journal listing: limit is 1..1000, 100 by default', async () => {
     for (const limit of ['-1', '0', '1001', 'abc', '1e3', ''])
