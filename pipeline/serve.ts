@@ -77,6 +77,13 @@ export class Pipeline {
   private snapshotTimer: NodeJS.Timeout | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private pendingActions = new Set<Promise<unknown>>();
+  /**
+   * Alerts whose remediation has not finished (claim, guards, action, journal). While
+   * any is pending no periodic snapshot is written: the last one stays behind the
+   * alert, so a crash replays it and the remediator's idempotent claim turns away what
+   * was already done. Bounded by the remediations in flight.
+   */
+  private remediating = 0;
 
   constructor(
     readonly config: DroverConfig,
@@ -190,7 +197,9 @@ export class Pipeline {
       routes: this.routes(adminTokens),
     });
     // A failed write (disk full) is logged and counted; the next interval tries again.
-    this.snapshotTimer = setInterval(() => this.trySnapshot(), c.snapshotEveryMs);
+    this.snapshotTimer = setInterval(() => {
+      if (this.remediating === 0) this.trySnapshot();
+    }, c.snapshotEveryMs);
     this.tickTimer = setInterval(
       () => void this.tick().catch((err: unknown) => this.logger.error({ err }, 'tick failed')),
       1_000,
@@ -304,7 +313,11 @@ export class Pipeline {
       .handle(alert)
       .then((decisions) => decisions.forEach((d) => this.countDecision(d)))
       .catch((err: unknown) => this.logger.error({ err, alert: alert.id }, 'remediation failed'))
-      .finally(() => this.pendingActions.delete(p));
+      .finally(() => {
+        this.remediating--;
+        this.pendingActions.delete(p);
+      });
+    this.remediating++;
     this.pendingActions.add(p);
     if (this.alertIndexer) {
       const indexed = this.alertIndexer

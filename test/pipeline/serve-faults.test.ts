@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   BIN,
+  errorLine,
   HOST_ERROR_BURST_RULE,
   killServes,
   serverEnv,
@@ -84,7 +85,7 @@ adapters:
     services:
       web: { command: ${JSON.stringify(process.execPath)}, args: ['-e', ${JSON.stringify(replica)}], replicas: 1, readiness: listen }
 `;
-    (await import('node:fs')).writeFileSync(config, yaml);
+    writeFileSync(config, yaml);
     const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: serverEnv(),
@@ -109,5 +110,49 @@ adapters:
     const gone = await until('the replica to be gone', () => !alive(pid), 5_000).catch(() => false);
     if (!gone) process.kill(pid, 'SIGKILL');
     expect(gone).toBe(true);
+  }, 90_000);
+
+  it('a snapshot stays behind an alert whose remediation is in flight, so a crash replays it once', async () => {
+    const dir = workdir('drover-faults-', { 'rules/errors.yaml': HOST_ERROR_BURST_RULE });
+    const acted = join(dir, 'acted.txt');
+    const config = join(dir, 'drover.yaml');
+    writeFileSync(
+      config,
+      `stateDir: state
+listen: { port: 0, statsdPort: false }
+rules: { paths: [rules], allowedLateness: 1s }
+snapshotEvery: 100ms
+adapters:
+  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}; sleep 5"] }
+guards: { cooldown: 0s }
+`,
+    );
+    let run = await startServe(config);
+    const t = Date.now();
+    const body = [0, 1, 2].map((i) => errorLine('web-1', t + i)).join('\n');
+    expect((await fetch(`${run.url}/ingest`, { method: 'POST', body })).status).toBe(200);
+    // The action has started (and sleeps): the claim is made, the journal entry is not.
+    await until('the action to start', () => existsSync(acted));
+    await new Promise((r) => setTimeout(r, 600));
+    run.child.kill('SIGKILL');
+    await new Promise((r) => run.child.once('exit', r));
+    const snapshot = join(dir, 'state', 'rules-snapshot.json');
+    const offset = existsSync(snapshot)
+      ? (JSON.parse(readFileSync(snapshot, 'utf8')) as { offsets: Record<string, number> }).offsets[
+          'logs/0'
+        ]
+      : undefined;
+    // Six intervals passed while the action ran: none of them moved past the alert.
+    expect(offset ?? 0).toBeLessThan(3);
+
+    // Restarted: the alert is replayed, and the claim turns the duplicate away.
+    run = await startServe(config);
+    await new Promise((r) => setTimeout(r, 2_000));
+    expect(readFileSync(acted, 'utf8').trim().split('\n')).toEqual(['web-1']);
+    const journal = (await (await fetch(`${run.url}/v1/actions`)).json()) as {
+      decisions: Array<{ decision: string; guard?: string; error?: string }>;
+    };
+    expect(journal.decisions.filter((d) => d.decision === 'executed')).toEqual([]);
+    expect(journal.decisions.some((d) => /^interrupted/.test(d.error ?? ''))).toBe(true);
   }, 90_000);
 });
