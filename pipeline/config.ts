@@ -21,7 +21,7 @@ export interface DroverConfig {
     /** Ingest credentials: they publish events, nothing else. */
     tokens: string[];
     apiKeys: string[];
-    /** May read the control API (rules, alerts, journal, silences, /metrics). */
+    /** May read the control API (rules, alerts, journal, silences, /metrics); also DROVER_READ_TOKEN. */
     readTokens?: string[];
     /**
      * May act (kill switch, silences, reload), read and ingest. Empty: a token is
@@ -202,7 +202,9 @@ export function loadConfig(
       statsdHost,
       tokens: strings(listen.tokens, 'tokens').concat(env.DROVER_TOKEN ? [env.DROVER_TOKEN] : []),
       apiKeys: strings(listen.apiKeys, 'apiKeys'),
-      readTokens: strings(listen.readTokens, 'readTokens'),
+      readTokens: strings(listen.readTokens, 'readTokens').concat(
+        env.DROVER_READ_TOKEN ? [env.DROVER_READ_TOKEN] : [],
+      ),
       adminTokens: strings(listen.adminTokens, 'adminTokens').concat(
         env.DROVER_ADMIN_TOKEN ? [env.DROVER_ADMIN_TOKEN] : [],
       ),
