@@ -4,7 +4,8 @@ import { demoCommand } from './commands/demo.ts';
 import { serveCommand } from './commands/serve.ts';
 import { type Command, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
 import { createLogger } from './logger.ts';
-import { lintCommand, testCommand } from './commands/rules.ts';
+import { redact } from './redact.ts';
+import { lintCommand, reloadCommand, testCommand } from './commands/rules.ts';
 
 const COMMANDS: Command[] = [
   {
@@ -34,6 +35,22 @@ Exit 0 when all pass, 1 on any failure, 2 on usage errors.
 Options:
   -h, --help           this help`,
     run: testCommand,
+  },
+  {
+    name: 'rules reload',
+    summary: 'ask a running drover serve to reload its rules',
+    usage: `drover rules reload [--url URL] [--config FILE] [--state-dir DIR]
+
+POSTs /v1/rules/reload to a running drover serve with its admin token. The URL is --url,
+else the listen address of the configuration (--config). The token is DROVER_ADMIN_TOKEN,
+else the configuration's first listen.adminTokens, else the one drover serve generated
+into its state directory (--state-dir, the configuration's stateDir, DROVER_STATE_DIR or
+.drover). A rule set that fails validation is rejected with its errors and the running
+one stays. Exit 0 when reloaded, 1 when rejected or refused, 2 on usage errors.
+
+Options:
+  -h, --help           this help`,
+    run: reloadCommand,
   },
   {
     name: 'backtest',
@@ -188,7 +205,7 @@ export async function main(argv: string[]): Promise<number> {
       (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
     ) {
       process.stderr.write(
-        `drover ${command.name}: ${(err as Error).message}\n\n${command.usage}\n`,
+        `drover ${command.name}: ${redact((err as Error).message)}\n\n${command.usage}\n`,
       );
       return EXIT_USAGE;
     }

@@ -21,8 +21,20 @@ export interface DroverConfig {
     host: string;
     port: number;
     statsdPort: number | false;
+    /** Where statsd binds (UDP has no authentication): 127.0.0.1 unless configured. */
+    statsdHost?: string;
+    /** Ingest credentials: they publish events, nothing else. */
     tokens: string[];
     apiKeys: string[];
+    /** May read the control API (rules, alerts, journal, silences, /metrics); also DROVER_READ_TOKEN. */
+    readTokens?: string[];
+    /**
+     * May act (kill switch, silences, reload), read and ingest. Empty: a token is
+     * generated into the state directory at start (pipeline/admin-token.ts).
+     */
+    adminTokens?: string[];
+    /** More Host names the control API answers to besides the listen host and localhost. */
+    allowedHosts?: string[];
     maxBodyBytes: number;
     /** PEM files; when set the endpoint speaks HTTPS only. */
     tls?: { cert: string; key: string };
@@ -121,7 +133,23 @@ export function loadConfig(
   const index = obj(raw.index, 'index');
   const rules = obj(raw.rules, 'rules');
   const known: Array<[string, Record<string, unknown>, string[]]> = [
-    ['listen', listen, ['host', 'port', 'statsdPort', 'tokens', 'apiKeys', 'maxBodyBytes', 'tls']],
+    [
+      'listen',
+      listen,
+      [
+        'host',
+        'port',
+        'statsdPort',
+        'statsdHost',
+        'tokens',
+        'apiKeys',
+        'readTokens',
+        'adminTokens',
+        'allowedHosts',
+        'maxBodyBytes',
+        'tls',
+      ],
+    ],
     ['bus', bus, ['kind', 'brokers', 'topicPrefix']],
     ['index', index, ['kind', 'url', 'prefix']],
     ['rules', rules, ['paths', 'allowedLateness', 'maxKeysPerRule', 'maxTermsPerRule']],
@@ -172,6 +200,16 @@ export function loadConfig(
   for (const [rule, g] of Object.entries(obj(raw.ruleGuards, 'ruleGuards')))
     ruleGuards[rule] = parseGuards(obj(g, `ruleGuards.${rule}`), `ruleGuards.${rule}`, duration);
 
+  const strings = (v: unknown, name: string): string[] => {
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || v.some((t) => typeof t !== 'string' || t === ''))
+      throw new ConfigError(`${where}: listen.${name} is a list of non-empty strings`);
+    return v as string[];
+  };
+  const statsdHost = listen.statsdHost ?? '127.0.0.1';
+  if (typeof statsdHost !== 'string' || statsdHost === '')
+    throw new ConfigError(`${where}: listen.statsdHost is a host name or address`);
+
   const stateDir = resolve(
     baseDir,
     env.DROVER_STATE_DIR ?? (raw.stateDir as string | undefined) ?? '.drover',
@@ -182,10 +220,16 @@ export function loadConfig(
       host: (listen.host as string | undefined) ?? '127.0.0.1',
       port,
       statsdPort: listen.statsdPort === false ? false : Number(listen.statsdPort ?? 8125),
-      tokens: ((listen.tokens as string[] | undefined) ?? []).concat(
-        env.DROVER_TOKEN ? [env.DROVER_TOKEN] : [],
+      statsdHost,
+      tokens: strings(listen.tokens, 'tokens').concat(env.DROVER_TOKEN ? [env.DROVER_TOKEN] : []),
+      apiKeys: strings(listen.apiKeys, 'apiKeys'),
+      readTokens: strings(listen.readTokens, 'readTokens').concat(
+        env.DROVER_READ_TOKEN ? [env.DROVER_READ_TOKEN] : [],
       ),
-      apiKeys: (listen.apiKeys as string[] | undefined) ?? [],
+      adminTokens: strings(listen.adminTokens, 'adminTokens').concat(
+        env.DROVER_ADMIN_TOKEN ? [env.DROVER_ADMIN_TOKEN] : [],
+      ),
+      allowedHosts: strings(listen.allowedHosts, 'allowedHosts'),
       maxBodyBytes: Number(listen.maxBodyBytes ?? 16 << 20),
       ...(listen.tls !== undefined && { tls: parseTls(listen.tls, where, baseDir) }),
     },

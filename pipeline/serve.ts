@@ -38,6 +38,8 @@ import {
   loadRules,
 } from '../rules/index.ts';
 import { ConfigError, type DroverConfig } from './config.ts';
+import { ensureAdminToken } from './admin-token.ts';
+import { createControlApi } from './control-api.ts';
 import type { Logger } from './logger.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
@@ -50,6 +52,7 @@ import { createTelemetry, type Telemetry } from './telemetry.ts';
  * replayed alert keeps its id, which the remediator's idempotency claims turn away.
  */
 const TOPICS: Topic[] = ['logs', 'metrics'];
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 interface Snapshot {
   engine: EngineSnapshot;
@@ -82,6 +85,13 @@ export class Pipeline {
   private pendingActions = new Set<Promise<unknown>>();
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
+  /**
+   * Alerts whose remediation has not finished (claim, guards, action, journal). While
+   * any is pending no periodic snapshot is written: the last one stays behind the
+   * alert, so a crash replays it and the remediator's idempotent claim turns away what
+   * was already done. Bounded by the remediations in flight.
+   */
+  private remediating = 0;
 
   constructor(
     readonly config: DroverConfig,
@@ -94,7 +104,20 @@ export class Pipeline {
     return join(this.config.stateDir, 'rules-snapshot.json');
   }
 
+  /**
+   * Starts every part, or none: a part that fails to start stops those started before it
+   * (consumers, supervised replicas, servers, stores), and the error is thrown.
+   */
   async start(): Promise<void> {
+    try {
+      await this.open();
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  private async open(): Promise<void> {
     const c = this.config;
     mkdirSync(c.stateDir, { recursive: true });
     const { rules, diagnostics } = await loadRules(c.rules.paths);
@@ -167,15 +190,23 @@ export class Pipeline {
 
     await this.startIndexer();
     await this.startRules();
+    // Configured admin tokens, or the one generated into the state directory.
+    const adminTokens = c.listen.adminTokens?.length
+      ? c.listen.adminTokens
+      : [ensureAdminToken(c.stateDir)];
     this.server = await createIngestServer({
       bus: this.bus,
       host: c.listen.host,
       port: c.listen.port,
       tokens: c.listen.tokens,
       apiKeys: c.listen.apiKeys,
+      extraTokens: adminTokens,
       maxBodyBytes: c.listen.maxBodyBytes,
       ...(c.listen.tls && { tls: readTls(c.listen.tls) }),
-      statsd: c.listen.statsdPort === false ? false : { port: c.listen.statsdPort },
+      statsd:
+        c.listen.statsdPort === false
+          ? false
+          : { port: c.listen.statsdPort, host: c.listen.statsdHost ?? '127.0.0.1' },
       search: this.search,
       logger: this.logger,
       onIngest: (m) => {
@@ -185,9 +216,12 @@ export class Pipeline {
           this.telemetry.decodeErrors.inc({ protocol: m.protocol }, m.decodeErrors);
         if (m.throttled) this.telemetry.throttled.inc({ protocol: m.protocol });
       },
-      routes: (app) => this.routes(app),
+      routes: this.routes(adminTokens),
     });
-    this.snapshotTimer = setInterval(() => this.writeSnapshot(), c.snapshotEveryMs);
+    // A failed write (disk full) is logged and counted; the next interval tries again.
+    this.snapshotTimer = setInterval(() => {
+      if (this.remediating === 0) this.trySnapshot();
+    }, c.snapshotEveryMs);
     this.tickTimer = setInterval(
       () => void this.tick().catch((err: unknown) => this.logger.error({ err }, 'tick failed')),
       1_000,
@@ -306,7 +340,11 @@ export class Pipeline {
       .handle(alert)
       .then((decisions) => decisions.forEach((d) => this.countDecision(d)))
       .catch((err: unknown) => this.logger.error({ err, alert: alert.id }, 'remediation failed'))
-      .finally(() => this.pendingActions.delete(p));
+      .finally(() => {
+        this.remediating--;
+        this.pendingActions.delete(p);
+      });
+    this.remediating++;
     this.pendingActions.add(p);
     if (this.alertIndexer) {
       const indexed = this.alertIndexer
@@ -447,6 +485,21 @@ export class Pipeline {
     }
   }
 
+  /** writeSnapshot, with a failure logged and counted instead of thrown. */
+  private trySnapshot(): boolean {
+    try {
+      this.writeSnapshot();
+      return true;
+    } catch (err) {
+      this.telemetry.faults.inc({ kind: 'snapshot' });
+      this.logger.error(
+        { err },
+        'the rule snapshot could not be written; retrying at the next interval',
+      );
+      return false;
+    }
+  }
+
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
   writeSnapshot(): void {
     const snapshot: Snapshot = {
@@ -461,9 +514,24 @@ export class Pipeline {
 
   /** Hot reload: a rule set that fails validation is rejected and the running one stays. */
   async reload(): Promise<{ ok: boolean; errors: Diagnostic[]; rules: number }> {
-    const { rules, diagnostics } = await loadRules(this.config.rules.paths);
+    let loaded: Awaited<ReturnType<typeof loadRules>>;
+    try {
+      loaded = await loadRules(this.config.rules.paths);
+    } catch (err) {
+      // A folder that cannot be listed, say: the running rules stay.
+      this.telemetry.faults.inc({ kind: 'reload' });
+      this.logger.error({ err }, 'rule reload failed; the running rules stay');
+      const message = (err as Error).message;
+      return {
+        ok: false,
+        errors: [{ file: '-', line: 1, col: 1, message, severity: 'error' }],
+        rules: this.engine.rules.length,
+      };
+    }
+    const { rules, diagnostics } = loaded;
     const errors = diagnostics.filter((d) => d.severity === 'error');
     if (errors.length > 0) {
+      this.telemetry.faults.inc({ kind: 'reload' });
       this.logger.warn(
         { errors: errors.map(formatDiagnostic) },
         'rule reload rejected; the running rules stay',
@@ -477,92 +545,83 @@ export class Pipeline {
     return { ok: true, errors: [], rules: rules.length };
   }
 
-  private routes(app: FastifyInstance): void {
-    app.get('/healthz', async () => ({ status: 'ok' }));
-    app.get('/readyz', async (_req, reply) =>
-      reply.code(this.ready ? 200 : 503).send({ ready: this.ready }),
-    );
-    app.get('/metrics', async (_req, reply) => {
-      // Gauges read at scrape time, so they are as fresh as the scrape.
-      const bus = this.bus as EmbeddedBus | KafkaBus;
-      for (const group of [this.group('rules'), this.group('indexer')]) {
-        try {
-          const lag = await bus.lag(group);
-          for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);
-        } catch (err) {
-          this.logger.warn({ err, group }, 'could not read the bus lag');
-        }
+  private routes(adminTokens: string[]): (app: FastifyInstance) => void {
+    const l = this.config.listen;
+    return createControlApi({
+      access: {
+        host: l.host,
+        allowedHosts: l.allowedHosts ?? [],
+        readTokens: l.readTokens ?? [],
+        adminTokens,
+        // As open as ingest is: loopback with no credential configured for either.
+        openReads:
+          (l.readTokens ?? []).length === 0 &&
+          l.tokens.length === 0 &&
+          l.apiKeys.length === 0 &&
+          LOOPBACK.test(l.host),
+      },
+      logger: this.logger,
+      ready: () => this.ready,
+      metrics: async () => ({
+        contentType: this.telemetry.registry.contentType,
+        body: await this.scrape(),
+      }),
+      rules: () => this.engine.stats(),
+      reload: () => this.reload(),
+      alerts: () => [...this.recentAlerts].reverse(),
+      store: () => this.remediator.store,
+      onBusy: () => this.telemetry.faults.inc({ kind: 'store-busy' }),
+    });
+  }
+
+  /** Gauges read at scrape time, so they are as fresh as the scrape. */
+  private async scrape(): Promise<string> {
+    const bus = this.bus as EmbeddedBus | KafkaBus;
+    for (const group of [this.group('rules'), this.group('indexer')]) {
+      try {
+        const lag = await bus.lag(group);
+        for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);
+      } catch (err) {
+        this.logger.warn({ err, group }, 'could not read the bus lag');
       }
-      for (const s of this.engine.stats())
-        this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
-      return reply
-        .header('content-type', this.telemetry.registry.contentType)
-        .send(await this.telemetry.registry.metrics());
-    });
-    app.get('/v1/rules', async () => ({ rules: this.engine.stats() }));
-    app.post('/v1/rules/reload', async (_req, reply) => {
-      const r = await this.reload();
-      return reply
-        .code(r.ok ? 200 : 422)
-        .send({ ok: r.ok, rules: r.rules, errors: r.errors.map(formatDiagnostic) });
-    });
-    app.get('/v1/alerts', async () => ({ alerts: [...this.recentAlerts].reverse() }));
-    app.get('/v1/actions', async (req) => {
-      const q = req.query as { rule?: string; limit?: string };
-      return {
-        decisions: await this.remediator.store.list({
-          rule: q.rule,
-          limit: q.limit ? Number(q.limit) : 100,
-        }),
-      };
-    });
-    app.get('/v1/kill-switch', async () => ({ on: await this.remediator.store.killSwitch() }));
-    app.put('/v1/kill-switch', async (req, reply) => {
-      const body = JSON.parse(
-        ((req.body as Buffer | undefined) ?? Buffer.from('{}')).toString() || '{}',
-      ) as { on?: unknown };
-      if (typeof body.on !== 'boolean')
-        return reply.code(400).send({ error: 'send { "on": true } or { "on": false }' });
-      await this.remediator.store.setKillSwitch(body.on);
-      return { on: body.on };
-    });
-    app.get('/v1/silences', async () => ({
-      silences: await this.remediator.store.silences(Date.now()),
-    }));
-    app.post('/v1/silences', async (req, reply) => {
-      const body = JSON.parse(
-        ((req.body as Buffer | undefined) ?? Buffer.from('{}')).toString() || '{}',
-      ) as { matchers?: Record<string, string>; until?: string; comment?: string };
-      const until = body.until ? Date.parse(body.until) : Number.NaN;
-      if (!body.matchers || Number.isNaN(until))
-        return reply.code(400).send({
-          error: 'send { matchers: { rule | labels.x | key.x: value }, until: ISO time, comment? }',
-        });
-      return reply.code(201).send({
-        id: await this.remediator.store.addSilence(body.matchers, until, body.comment ?? ''),
-      });
-    });
-    app.delete('/v1/silences/:id', async (req, reply) => {
-      // SQLite's ids are numbers, Elasticsearch's are UUIDs: each store reads its own.
-      const ok = await this.remediator.store.removeSilence((req.params as { id: string }).id);
-      return reply.code(ok ? 204 : 404).send();
-    });
+    }
+    for (const s of this.engine.stats())
+      this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
+    return this.telemetry.registry.metrics();
   }
 
   /** SIGTERM: stop accepting, drain, snapshot, close. */
   async stop(): Promise<void> {
+    await this.close();
+    this.logger.info('drover stopped');
+  }
+
+  /**
+   * Stops whatever has been started, each part even when another fails to stop (logged):
+   * after a full start, at SIGTERM; after a failed one, whatever it got to.
+   */
+  private async close(): Promise<void> {
     this.ready = false;
     clearInterval(this.snapshotTimer);
     clearInterval(this.tickTimer);
     clearInterval(this.pruneTimer);
+    const step = async (what: string, fn: () => Promise<unknown> | unknown) => {
+      try {
+        await fn();
+      } catch (err) {
+        this.logger.error({ err }, `${what} failed while stopping`);
+      }
+    };
     // The supervised fleet goes first, while the endpoint can still take its last logs.
-    for (const adapter of this.adapters.values()) await adapter.close?.();
-    await this.server?.close();
-    for (const c of this.consumers) await c.stop();
+    for (const [name, adapter] of this.adapters)
+      await step(`closing adapter ${name}`, () => adapter.close?.());
+    await step('closing the endpoint', () => this.server?.close());
+    for (const c of this.consumers) await step('stopping a consumer', () => c.stop());
     await Promise.allSettled([...this.pendingActions]);
-    this.writeSnapshot();
-    for (const close of this.closers.reverse()) await close();
-    this.logger.info('drover stopped');
+    if (this.engine) this.trySnapshot();
+    for (const close of this.closers.reverse()) await step('closing', close);
+    this.closers = [];
+    this.consumers = [];
   }
 }
 

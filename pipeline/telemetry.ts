@@ -85,6 +85,12 @@ export function createTelemetry() {
       labelNames: ['reason'],
       registers: [registry],
     }),
+    faults: new Counter({
+      name: 'drover_faults_total',
+      help: 'Faults Drover survived and retries (snapshot writes, rule reloads, a busy store), by kind.',
+      labelNames: ['kind'],
+      registers: [registry],
+    }),
     ruleKeys: new Gauge({
       name: 'drover_rule_keys',
       help: 'Keys each rule holds state for.',

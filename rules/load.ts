@@ -1,5 +1,5 @@
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import {
   type Document,
@@ -675,30 +675,58 @@ function editDistance(a: string, b: string): number {
   return row[b.length]!;
 }
 
-async function collectFiles(path: string, diagnostics: Diagnostic[]): Promise<string[]> {
+/**
+ * The rule files under `path`, each once. Entries whose names start with a dot are
+ * skipped: `.git`, editors' `.x.yaml.swp`, and the `..data` / `..2026_…` folders a
+ * Kubernetes ConfigMap mount keeps beside the symlinks that name its keys. Symlinks are
+ * followed, and files and folders are told apart by their real paths, so a file reached
+ * twice (a symlink, a folder named twice, a cycle) is read once.
+ */
+async function collectFiles(
+  path: string,
+  diagnostics: Diagnostic[],
+  seen: Set<string>,
+  top = false,
+): Promise<string[]> {
   let s: Awaited<ReturnType<typeof stat>>;
+  let real: string;
   try {
     s = await stat(path);
-  } catch {
+    real = await realpath(path);
+  } catch (err) {
+    // A dangling link that could not have been a rule file is none of the rules' business.
+    if (!top && !isRuleFileName(basename(path))) return [];
+    const code = (err as NodeJS.ErrnoException).code;
     diagnostics.push({
       file: path,
       line: 1,
       col: 1,
-      message: 'no such file or folder',
+      message:
+        code === 'ENOENT' && top
+          ? 'no such file or folder'
+          : `cannot read: ${(err as Error).message}`,
       severity: 'error',
     });
     return [];
   }
-  if (s.isFile()) return [path];
+  // A file named on the command line or in rules.paths is read whatever its name.
+  if (!s.isDirectory() && !top && !isRuleFileName(basename(path))) return [];
+  if (seen.has(real)) return [];
+  seen.add(real);
+  if (!s.isDirectory()) return [path];
   const out: string[] = [];
   const entries = await readdir(path, { withFileTypes: true });
   entries.sort((a, b) => a.name.localeCompare(b.name));
   for (const e of entries) {
-    const full = join(path, e.name);
-    if (e.isDirectory()) out.push(...(await collectFiles(full, diagnostics)));
-    else if (/\.ya?ml$/.test(e.name) && !/\.test\.ya?ml$/.test(e.name)) out.push(full);
+    if (e.name.startsWith('.')) continue;
+    if (e.isDirectory() || e.isSymbolicLink() || isRuleFileName(e.name))
+      out.push(...(await collectFiles(join(path, e.name), diagnostics, seen)));
   }
   return out;
+}
+
+function isRuleFileName(name: string): boolean {
+  return /\.ya?ml$/.test(name) && !/\.test\.ya?ml$/.test(name);
 }
 
 export async function loadRules(
@@ -706,12 +734,25 @@ export async function loadRules(
 ): Promise<{ rules: RuleSpec[]; diagnostics: Diagnostic[]; files: string[] }> {
   const diagnostics: Diagnostic[] = [];
   const files: string[] = [];
-  for (const p of paths)
-    for (const f of await collectFiles(p, diagnostics)) if (!files.includes(f)) files.push(f);
+  const seen = new Set<string>();
+  for (const p of paths) files.push(...(await collectFiles(p, diagnostics, seen, true)));
   const rules: RuleSpec[] = [];
   const byName = new Map<string, { file: string; line: number }>();
   for (const file of files) {
-    const text = await readFile(file, 'utf8');
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      // Unreadable now (removed, permissions): the set is refused, the running one stays.
+      diagnostics.push({
+        file,
+        line: 1,
+        col: 1,
+        message: `cannot read: ${(err as Error).message}`,
+        severity: 'error',
+      });
+      continue;
+    }
     const result = parseRuleFile(text, file);
     diagnostics.push(...result.diagnostics);
     if (!result.rule) continue;

@@ -35,16 +35,29 @@ export interface IngestServerOptions {
   tokens?: string[];
   /** Accepted `Authorization: ApiKey <base64(id:key)>` values (base64 or `id:key`). */
   apiKeys?: string[];
+  /**
+   * Bearer tokens that may ingest besides `tokens` (the pipeline's admin tokens). They do
+   * not make an endpoint "authenticated": without `tokens` or `apiKeys` ingest is open.
+   */
+  extraTokens?: string[];
   /** Listening beyond loopback without tokens or keys must be asked for explicitly. */
   allowUnauthenticated?: boolean;
   /** Limit on a request body after decompression. Default 16 MiB. */
   maxBodyBytes?: number;
   tls?: { key: string | Buffer; cert: string | Buffer };
   search?: SearchIndex;
-  /** More routes on the same server (the pipeline's API), registered before it listens. */
+  /**
+   * More routes on the same server (the pipeline's API), registered before it listens.
+   * A route whose config has an `access` field authorizes itself: the ingest credential
+   * check skips it.
+   */
   routes?: (app: FastifyInstance) => void;
-  /** statsd over UDP on this port (default 8125); false turns it off. */
-  statsd?: { port?: number } | false;
+  /**
+   * statsd over UDP on this port (default 8125) and host (default 127.0.0.1: UDP
+   * carries no credential, so statsd leaves loopback only when configured to); false
+   * turns it off.
+   */
+  statsd?: { port?: number; host?: string } | false;
   logger?: Logger;
   onIngest?: (m: IngestMetrics) => void;
 }
@@ -66,6 +79,8 @@ export interface IngestServer {
   app: FastifyInstance;
   url: string;
   statsdPort: number | undefined;
+  /** The address statsd is bound to. */
+  statsdAddress: string | undefined;
   close(): Promise<void>;
 }
 
@@ -94,7 +109,10 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   if (credentials.length > 0) {
+    credentials.push(...(options.extraTokens ?? []).map((t) => `Bearer ${t}`));
     app.addHook('onRequest', async (req, reply) => {
+      if ((req.routeOptions.config as { access?: unknown } | undefined)?.access !== undefined)
+        return;
       const given = req.headers.authorization ?? '';
       if (!credentials.some((c) => safeEqual(c, given))) {
         await reply
@@ -109,6 +127,16 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     reply.header('x-elastic-product', 'Elasticsearch');
   });
   app.setErrorHandler(async (err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    if (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED') {
+      // Another process holds the embedded bus's lock: nothing was acknowledged, and the
+      // same request a moment later succeeds. Shippers retry 503s.
+      options.logger?.warn({ err }, 'the bus is busy; the shipper was told to retry');
+      await reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ error: 'the bus is busy; retry shortly' });
+      return;
+    }
     const status =
       err instanceof PayloadTooLarge || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
         ? 413
@@ -449,7 +477,10 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   });
 
   options.routes?.(app);
-  const statsd = options.statsd === false ? undefined : await listenStatsd(options, host);
+  const statsd =
+    options.statsd === false
+      ? undefined
+      : await listenStatsd(options, options.statsd?.host ?? '127.0.0.1');
 
   await app.listen({ host, port: options.port ?? 4280 });
   const address = app.server.address() as { port: number };
@@ -457,7 +488,8 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   return {
     app,
     url,
-    statsdPort: statsd ? (statsd.address() as { port: number }).port : undefined,
+    statsdPort: statsd ? statsd.address().port : undefined,
+    statsdAddress: statsd ? statsd.address().address : undefined,
     close: async () => {
       if (statsd) await new Promise<void>((r) => statsd.close(() => r()));
       await app.close();

@@ -12,7 +12,7 @@ import {
 } from '../../actions/index.ts';
 import { toEpochMs } from '../../ingest/index.ts';
 import { parseDuration } from '../../rules/index.ts';
-import { loadConfig } from '../config.ts';
+import { ConfigError, loadConfig } from '../config.ts';
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
 
 /** Where Drover keeps its embedded state unless told otherwise. */
@@ -31,7 +31,13 @@ async function openStore(
   let file = options.db;
   if (options.config) {
     if (options.db) throw new UsageError('--db and --config name the store twice: give one');
-    const actions = loadConfig(options.config).actions;
+    let actions: ReturnType<typeof loadConfig>['actions'];
+    try {
+      actions = loadConfig(options.config).actions;
+    } catch (err) {
+      if (err instanceof ConfigError) throw new UsageError(err.message);
+      throw err;
+    }
     if (actions?.store === 'elasticsearch')
       return createElasticsearchStore({ node: actions.url, prefix: actions.prefix });
     file = actions?.path;

@@ -2,6 +2,8 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatDiagnostic, loadRules, runTestFile } from '../../rules/index.ts';
+import { ConfigError } from '../config.ts';
+import { adminClient, callAdmin } from './admin-client.ts';
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
 
 export async function lintCommand(args: string[]): Promise<number> {
@@ -75,4 +77,35 @@ async function findTestFiles(path: string): Promise<string[]> {
     else if (/\.test\.ya?ml$/.test(e.name)) out.push(full);
   }
   return out;
+}
+
+/** `drover rules reload`: asks a running drover serve to reload its rules (admin route). */
+export async function reloadCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      url: { type: 'string' },
+      config: { type: 'string' },
+      'state-dir': { type: 'string' },
+    },
+  });
+  let client: { url: string; token: string };
+  try {
+    client = adminClient({ url: values.url, config: values.config, stateDir: values['state-dir'] });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  const { status, body } = await callAdmin(client, 'POST', '/v1/rules/reload');
+  if (status === 200) {
+    process.stdout.write(`rules reloaded: ${String(body.rules)}\n`);
+    return EXIT_OK;
+  }
+  if (status === 422) {
+    for (const e of (body.errors as string[] | undefined) ?? []) process.stdout.write(`${e}\n`);
+    process.stderr.write(`reload rejected; the running rules (${String(body.rules)}) stay\n`);
+    return EXIT_FINDINGS;
+  }
+  process.stderr.write(`drover serve answered ${status}: ${String(body.error ?? '')}\n`);
+  return EXIT_FINDINGS;
 }

@@ -35,7 +35,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   const onTerm = () => stop('SIGTERM');
   const onInt = () => stop('SIGINT');
   const onHup = () => {
-    if (started && !stopping) void pipeline.reload();
+    if (started && !stopping)
+      pipeline.reload().catch((err: unknown) => logger.error({ err }, 'rule reload failed'));
     else logger.warn('SIGHUP before start-up finished: the rules load at start anyway');
   };
   process.once('SIGTERM', onTerm);

@@ -165,6 +165,12 @@ describe('deploy/docker-compose.yaml', () => {
     expect(job.static_configs[0]!.targets).toEqual([`drover:${config.listen.port}`]);
     expect(services.prometheus!.volumes).toContain('drover-secrets:/run/drover:ro');
     expect(job.authorization.credentials_file).toBe('/run/drover/token');
+    // /metrics needs a read token: the scrape's secret is one.
+    const entrypoint = String(services.drover!.entrypoint);
+    expect(entrypoint).toContain('DROVER_READ_TOKEN="$$(cat /run/drover/token)"');
+    expect(
+      loadConfig(join(DEPLOY, 'drover.yaml'), { DROVER_READ_TOKEN: 'x' }).listen.readTokens,
+    ).toEqual(['x']);
 
     // Grafana: provisioning where Grafana reads it, the dashboards folder where the
     // provider looks, and the data source at the Prometheus service.

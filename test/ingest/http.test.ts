@@ -1,4 +1,5 @@
 import { mkdtempSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -231,6 +232,22 @@ describe('NDJSON at /ingest', () => {
   });
 });
 
+describe('a busy bus', () => {
+  it('answers 503 with Retry-After while another process holds the lock, and accepts after', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-http-'));
+    const { url } = await start({}, { path: join(dir, 'bus.db') });
+    const other = new Database(join(dir, 'bus.db'));
+    other.exec('BEGIN EXCLUSIVE');
+    const body = ndjson([{ message: 'while locked' }]);
+    const busy = await fetch(`${url}/ingest`, { method: 'POST', body });
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toBe('1');
+    other.exec('COMMIT');
+    other.close();
+    expect((await fetch(`${url}/ingest`, { method: 'POST', body })).status).toBe(200);
+  }, 30_000);
+});
+
 describe('authentication', () => {
   it('requires a bearer token or an API key when configured', async () => {
     const { url } = await start({ tokens: ['s3cret'], apiKeys: ['id1:key1'] });
@@ -274,6 +291,33 @@ describe('authentication', () => {
       createIngestServer({ bus, host: '0.0.0.0', port: 0, statsd: false }),
     ).rejects.toThrow(/refusing to listen on 0.0.0.0/);
     await bus.close();
+  });
+
+  it('keeps statsd on loopback when HTTP listens on every interface (UDP has no credential)', async () => {
+    const { server } = await start({ host: '0.0.0.0', tokens: ['s3cret'], statsd: { port: 0 } });
+    expect(server.statsdAddress).toBe('127.0.0.1');
+    const open = await start({ tokens: ['s3cret'], statsd: { port: 0, host: '0.0.0.0' } });
+    expect(open.server.statsdAddress).toBe('0.0.0.0');
+  });
+
+  it('admits extra tokens for ingest only when ingest is authenticated, and skips routes that authorize themselves', async () => {
+    const { url } = await start({
+      tokens: ['s3cret'],
+      extraTokens: ['admin'],
+      routes: (app) => {
+        app.get('/own', { config: { access: 'open' } }, async () => ({ ok: true }));
+      },
+    });
+    const body = ndjson([{ message: 'x' }]);
+    const ingest = (token: string) =>
+      fetch(`${url}/ingest`, {
+        method: 'POST',
+        body,
+        headers: { authorization: `Bearer ${token}` },
+      });
+    expect((await ingest('admin')).status).toBe(200);
+    expect((await ingest('other')).status).toBe(401);
+    expect((await fetch(`${url}/own`)).status).toBe(200);
   });
 });
 

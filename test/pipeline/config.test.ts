@@ -7,6 +7,7 @@ import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { ElasticsearchStore } from '../../actions/index.ts';
 import { ConfigError, loadConfig } from '../../pipeline/config.ts';
 import {
+  adminHeaders,
   errorLine,
   HOST_ERROR_BURST_RULE,
   killServes,
@@ -156,16 +157,22 @@ guards: { cooldown: 0s }
       // Another worker on the same prefix sees the decision.
       expect((await other.list()).map((d) => d.decision).sort()).toEqual(['executed', 'failed']);
 
-      const put = await fetch(`${run.url}/v1/kill-switch`, { method: 'PUT', body: '{"on":true}' });
+      const headers = adminHeaders(join(dir, 'state'));
+      const put = await fetch(`${run.url}/v1/kill-switch`, {
+        method: 'PUT',
+        headers,
+        body: '{"on":true}',
+      });
       expect(await put.json()).toEqual({ on: true });
       expect(await other.killSwitch()).toBe(true);
       expect(await (await fetch(`${run.url}/v1/kill-switch`)).json()).toEqual({ on: true });
 
       const added = await fetch(`${run.url}/v1/silences`, {
         method: 'POST',
+        headers,
         body: JSON.stringify({
           matchers: { rule: 'host-error-burst' },
-          until: '2999-01-01T00:00:00Z',
+          until: new Date(Date.now() + 86_400_000).toISOString(),
         }),
       });
       expect(added.status).toBe(201);
@@ -174,8 +181,9 @@ guards: { cooldown: 0s }
         silences: Array<{ id: string }>;
       };
       expect(listed.silences.map((s) => s.id)).toEqual([id]);
-      expect((await fetch(`${run.url}/v1/silences/${id}`, { method: 'DELETE' })).status).toBe(204);
-      expect((await fetch(`${run.url}/v1/silences/${id}`, { method: 'DELETE' })).status).toBe(404);
+      const remove = { method: 'DELETE', headers: { authorization: headers.authorization! } };
+      expect((await fetch(`${run.url}/v1/silences/${id}`, remove)).status).toBe(204);
+      expect((await fetch(`${run.url}/v1/silences/${id}`, remove)).status).toBe(404);
       await other.close();
     }, 60_000);
   },

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
 import {
+  adminHeaders,
   errorLine,
   HOST_ERROR_BURST_RULE,
   killServes,
@@ -77,7 +78,8 @@ describe('drover serve', () => {
     const w = workspace();
     const { url } = await serve(w.config);
     writeFileSync(join(w.dir, 'rules', 'broken.yaml'), 'name: broken\ntype: frequency\n');
-    const bad = await fetch(`${url}/v1/rules/reload`, { method: 'POST' });
+    const admin = { method: 'POST', headers: adminHeaders(join(w.dir, 'state')) };
+    const bad = await fetch(`${url}/v1/rules/reload`, admin);
     expect(bad.status).toBe(422);
     expect(((await bad.json()) as { errors: string[] }).errors[0]).toMatch(
       /broken.yaml:2:7 frequency rules need "num_events"/,
@@ -86,7 +88,7 @@ describe('drover serve', () => {
       join(w.dir, 'rules', 'broken.yaml'),
       'name: fixed\ntype: any\nfilter: { all: [ { fact: log.level, operator: equal, value: fatal } ] }\n',
     );
-    const good = await fetch(`${url}/v1/rules/reload`, { method: 'POST' });
+    const good = await fetch(`${url}/v1/rules/reload`, admin);
     expect(await good.json()).toMatchObject({ ok: true, rules: 2 });
   });
 

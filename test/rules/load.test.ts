@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -160,6 +160,37 @@ describe('loading folders', () => {
     expect(rules.map((r) => r.name)).toEqual(['web-errors']);
     expect(diagnostics.map(formatDiagnostic)).toEqual([
       `${join(dir, 'team', 'b.yml')}:1:7 duplicate rule name "web-errors" (first defined at ${join(dir, 'a.yaml')}:1)`,
+    ]);
+  });
+
+  it('a Kubernetes ConfigMap folder (..data symlinks) loads each rule once; dot-entries are skipped', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-rules-'));
+    // What the kubelet mounts: the files in a timestamped folder, ..data pointing at it,
+    // and one symlink per key through ..data.
+    mkdirSync(join(dir, '..2026_12_02_16_00_00.123456789'));
+    writeFileSync(join(dir, '..2026_12_02_16_00_00.123456789', 'errors.yaml'), VALID);
+    symlinkSync('..2026_12_02_16_00_00.123456789', join(dir, '..data'));
+    symlinkSync(join('..data', 'errors.yaml'), join(dir, 'errors.yaml'));
+    mkdirSync(join(dir, '.git'));
+    writeFileSync(join(dir, '.git', 'config.yaml'), 'not: a rule\n');
+    writeFileSync(join(dir, '.hidden.yaml'), 'not: a rule\n');
+    // The same folder named twice, once through a symlink: still one file.
+    symlinkSync(dir, `${dir}-link`);
+    const { rules, diagnostics, files } = await loadRules([dir, `${dir}-link`]);
+    expect(diagnostics.map(formatDiagnostic)).toEqual([]);
+    expect(rules.map((r) => r.name)).toEqual(['web-errors']);
+    expect(files).toEqual([join(dir, 'errors.yaml')]);
+  });
+
+  it('a rule file that cannot be read is a diagnostic, not a crash', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-rules-'));
+    writeFileSync(join(dir, 'a.yaml'), VALID);
+    // A symlink whose target is gone (a ConfigMap mid-update, a deleted file).
+    symlinkSync(join(dir, 'gone.yaml'), join(dir, 'b.yaml'));
+    const { rules, diagnostics } = await loadRules([dir]);
+    expect(rules.map((r) => r.name)).toEqual(['web-errors']);
+    expect(diagnostics.map(formatDiagnostic)).toEqual([
+      `${join(dir, 'b.yaml')}:1:1 cannot read: ENOENT: no such file or directory, stat '${join(dir, 'b.yaml')}'`,
     ]);
   });
 

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 
@@ -115,4 +115,13 @@ export function workdir(prefix: string, files: Record<string, string>): string {
     writeFileSync(join(dir, path), content);
   }
   return dir;
+}
+
+/**
+ * Headers for the control API's admin routes: the token `drover serve` generated into
+ * its state directory, and a JSON content type.
+ */
+export function adminHeaders(stateDir: string): Record<string, string> {
+  const token = readFileSync(join(stateDir, 'admin-token'), 'utf8').trim();
+  return { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
 }
