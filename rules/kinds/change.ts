@@ -36,9 +36,14 @@ export class ChangeRunner extends RuleRunner<ChangeRule, KeyState> {
       this.keys.set(key, { value, values: this.valuesOf(event), t });
       return;
     }
-    if (t < previous.t) return; // a late event does not rewrite history
+    if (t < previous.t) return; // an event out of order does not rewrite history
     if (previous.value === value) {
       previous.t = t;
+      return;
+    }
+    if (this.isLate(t)) {
+      // Its instant is decided: no alert, but later events compare with it.
+      this.keys.set(key, { value, values: this.valuesOf(event), t });
       return;
     }
     const old = previous.values;

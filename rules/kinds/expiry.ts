@@ -21,6 +21,8 @@ export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
   onEvent(event: Event, key: string, t: number): void {
     const eventTtl = event.ttl;
     const ttl = typeof eventTtl === 'number' && eventTtl > 0 ? eventTtl * 1000 : this.spec.ttl;
+    // A late event whose deadline the watermark has passed can no longer decide anything.
+    if (this.isLate(t) && t + ttl < this.ctx.watermark) return;
     let state = this.keys.get(key);
     if (!state) {
       state = { lastSeen: t, deadline: t + ttl, scheduled: t + ttl, ttl, sample: event };

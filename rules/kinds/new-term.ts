@@ -12,13 +12,15 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
   readonly terms = new Map<string, number>();
 
   onEvent(event: Event, key: string, t: number): void {
+    // A late event teaches its term (windows still open will know it) but alerts nowhere.
+    const late = this.isLate(t);
     const fields = this.spec.fields;
     const values: Record<string, unknown> = {};
     let term = key;
     for (const f of fields) {
       const v = event[f];
       if (v === undefined || v === null) {
-        if (this.spec.alert_on_missing_field) {
+        if (this.spec.alert_on_missing_field && !late) {
           this.rememberKey(key, event);
           this.fire(
             key,
@@ -33,7 +35,7 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
       term += `\u0002${typeof v === 'string' ? v : JSON.stringify(v)}`;
     }
     const seen = this.terms.get(term);
-    if (seen === undefined || seen <= t - this.spec.terms_window_size) {
+    if (!late && (seen === undefined || seen <= t - this.spec.terms_window_size)) {
       this.rememberKey(key, event);
       this.fire(
         key,
