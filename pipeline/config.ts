@@ -27,7 +27,12 @@ export interface DroverConfig {
     | { kind: 'embedded' }
     | { kind: 'elasticsearch'; url: string; prefix: string }
     | { kind: 'none' };
-  rules: { paths: string[]; allowedLatenessMs: number };
+  /**
+   * `maxFutureSkewMs`: how far past the wall clock an event's time may lie before the
+   * rules engine refuses it (it would drag the watermark, and every deadline, ahead).
+   * Parsed configs always set it; absent, the engine's default (5m) holds.
+   */
+  rules: { paths: string[]; allowedLatenessMs: number; maxFutureSkewMs?: number };
   /**
    * Where remediation state lives (journal, claims, ledger, kill switch, silences):
    * SQLite for one host (default `<stateDir>/actions.db`), Elasticsearch for workers on
@@ -104,7 +109,7 @@ export function loadConfig(
     ['listen', listen, ['host', 'port', 'statsdPort', 'tokens', 'apiKeys', 'maxBodyBytes', 'tls']],
     ['bus', bus, ['kind', 'brokers', 'topicPrefix']],
     ['index', index, ['kind', 'url', 'prefix']],
-    ['rules', rules, ['paths', 'allowedLateness']],
+    ['rules', rules, ['paths', 'allowedLateness', 'maxFutureSkew']],
   ];
   for (const [section, value, fields] of known)
     for (const key of Object.keys(value))
@@ -191,6 +196,7 @@ export function loadConfig(
     rules: {
       paths: (rulePaths as string[]).map((p) => resolve(baseDir, p)),
       allowedLatenessMs: duration(rules.allowedLateness, 'rules.allowedLateness', 5_000),
+      maxFutureSkewMs: duration(rules.maxFutureSkew, 'rules.maxFutureSkew', 5 * 60_000),
     },
     actions:
       actions.store === 'elasticsearch'

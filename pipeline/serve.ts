@@ -73,6 +73,8 @@ export class Pipeline {
   private ready = false;
   private snapshotTimer: NodeJS.Timeout | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
+  /** The engine counts already added to the telemetry counters. */
+  private counted = { late: 0, future: 0 };
   private pendingActions = new Set<Promise<unknown>>();
 
   constructor(
@@ -142,6 +144,9 @@ export class Pipeline {
         'rule state restored',
       );
     }
+    // A restored engine's counts are history: this process's counters start from them.
+    const restored = this.engine.counts();
+    this.counted = { late: restored.lateEvents, future: restored.futureEvents };
 
     await this.startIndexer();
     await this.startRules();
@@ -253,9 +258,20 @@ export class Pipeline {
   private newEngine(rules: Awaited<ReturnType<typeof loadRules>>['rules']): Engine {
     return new Engine(rules, {
       allowedLatenessMs: this.config.rules.allowedLatenessMs,
+      maxFutureSkewMs: this.config.rules.maxFutureSkewMs,
       clock: Date.now,
       onAlert: (alert) => this.onAlert(alert),
     });
+  }
+
+  /** The engine's late and refused counts (carried across reloads) as counters. */
+  private countEngineEvents(): void {
+    const { lateEvents, futureEvents } = this.engine.counts();
+    if (lateEvents > this.counted.late)
+      this.telemetry.ruleLateEvents.inc(lateEvents - this.counted.late);
+    if (futureEvents > this.counted.future)
+      this.telemetry.ruleFutureEvents.inc(futureEvents - this.counted.future);
+    this.counted = { late: lateEvents, future: futureEvents };
   }
 
   private onAlert(alert: Alert): void {
@@ -376,6 +392,7 @@ export class Pipeline {
           for (const m of batch.messages) this.engine.process(m.event);
           end();
           this.telemetry.ruleEvents.inc(batch.messages.length);
+          this.countEngineEvents();
           this.offsets[`${batch.topic}/${batch.partition}`] =
             Number(batch.messages.at(-1)!.offset) + 1;
         },
