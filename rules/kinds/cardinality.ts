@@ -10,16 +10,14 @@ interface KeyState {
    * reported with gaps longer than the timeframe within the allowed lateness.
    */
   values: Map<string, number[]>;
-  /** The key's observation start: its first event (a new key is not low at once). */
-  since: number;
   nextCheck: number;
   sample: Event | undefined;
 }
 
 /**
  * Distinct values of `cardinality_field` within (t−timeframe, t] for a key: above
- * `max_cardinality` at an event that brings a new value, or below `min_cardinality`
- * (once a full timeframe of the key is observed) at an event or at the instant a value
+ * `max_cardinality` at an event, or below `min_cardinality` (once a full timeframe
+ * has been observed) at an event or at the instant a value
  * leaves the window. A value counts at t if it has any event in the window — not only
  * its newest, which may already lie after t. State is bounded by the distinct values
  * seen within the timeframe plus the allowed lateness (the per-rule key cap bounds keys).
@@ -30,13 +28,12 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     if (raw === undefined || raw === null) return;
     const late = this.isLate(t);
     // A late event's own window is decided; it can still cover instants from the watermark on.
-    if (late && t + this.spec.timeframe <= this.ctx.watermark) return;
+    if (late && t + this.spec.timeframe < this.ctx.watermark) return;
     const value = typeof raw === 'string' ? raw : JSON.stringify(raw);
     let state = this.keys.get(key);
     if (!state) {
       state = {
         values: new Map(),
-        since: t,
         nextCheck: Number.POSITIVE_INFINITY,
         sample: undefined,
       };
@@ -66,7 +63,11 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     const state = this.keys.get(key);
     if (!state || state.nextCheck !== at) return;
     state.nextCheck = Number.POSITIVE_INFINITY;
-    this.condition(key, at, this.evaluateState(state, at));
+    // A later report may have extended the cover that was to end here: no value leaves.
+    let leaves = false;
+    for (const cover of state.values.values())
+      for (let i = 1; i < cover.length && !leaves; i += 2) leaves = cover[i] === at;
+    if (leaves) this.condition(key, at, this.evaluateState(state, at));
     this.scheduleNext(key, state, at, false);
   }
 
@@ -87,7 +88,7 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
         discriminator: 'max',
       };
     }
-    const observedFullWindow = t - Math.max(state.since, this.ctx.observedFrom) >= timeframe;
+    const observedFullWindow = t - this.ctx.observedFrom >= timeframe;
     if (min !== undefined && cardinality < min && observedFullWindow) {
       return {
         holds: true,
@@ -121,9 +122,10 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     super.sweep(watermark);
     for (const [key, state] of this.keys) {
       for (const [value, cover] of state.values) {
-        // Intervals ending at or before the watermark cover no instant still open.
+        // Intervals ending before the watermark cover no instant still open (one ending
+        // at it still marks the instant its value leaves).
         let drop = 0;
-        while (drop < cover.length && cover[drop + 1]! <= watermark) drop += 2;
+        while (drop < cover.length && cover[drop + 1]! < watermark) drop += 2;
         if (drop === cover.length) state.values.delete(value);
         else if (drop > 0) cover.splice(0, drop);
       }
@@ -138,12 +140,11 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     return bytes;
   }
   protected encodeKey(s: KeyState): unknown {
-    return { values: [...s.values], since: s.since, nextCheck: s.nextCheck, sample: s.sample };
+    return { values: [...s.values], nextCheck: s.nextCheck, sample: s.sample };
   }
   protected decodeKey(data: unknown, version: number): KeyState {
     const d = data as {
       values: Array<[string, number[] | number]>;
-      since?: number | null;
       nextCheck: number | null;
       sample: Event | undefined;
     };
@@ -156,7 +157,6 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     );
     return {
       values,
-      since: d.since ?? Number.NEGATIVE_INFINITY,
       nextCheck: d.nextCheck ?? Number.POSITIVE_INFINITY,
       sample: d.sample,
     };

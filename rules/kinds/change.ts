@@ -74,7 +74,8 @@ export class ChangeRunner extends RuleRunner<ChangeRule, KeyState> {
     super.sweep(watermark);
     const tf = this.spec.timeframe;
     if (tf === undefined) return; // without a timeframe every key's last value matters
-    for (const [key, state] of this.keys) if (state.t <= watermark - tf) this.forgetKey(key);
+    // An event at the watermark still compares with one exactly a timeframe before it.
+    for (const [key, state] of this.keys) if (state.t < watermark - tf) this.forgetKey(key);
   }
 
   keyBytes(): number {

@@ -109,7 +109,9 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     const horizon = watermark - 2 * this.spec.timeframe;
     for (const [key, state] of this.keys) {
       state.times.dropThrough(horizon);
-      if (state.times.length === 0) this.forgetKey(key);
+      // A pending check still decides an instant (a down spike to nothing).
+      if (state.times.length === 0 && state.nextCheck === Number.POSITIVE_INFINITY)
+        this.forgetKey(key);
     }
   }
 
