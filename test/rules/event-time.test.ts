@@ -136,7 +136,7 @@ describe('backtest', () => {
         last: new Date(T0 + s(100)).toISOString(),
       },
     });
-  });
+  }, 120_000); // two cold starts of the CLI took 26-31 s on the shared machine
 });
 
 describe('flatline for a key seen for the first time', () => {
