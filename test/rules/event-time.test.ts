@@ -251,3 +251,93 @@ describe('live', () => {
     });
   });
 });
+
+describe('snapshots of version 1', () => {
+  it('are still restored: cardinality values and expiry reports convert to the new state', () => {
+    const card = rule<CardinalityRule>({
+      name: 'c',
+      type: 'cardinality',
+      cardinality_field: 'user',
+      timeframe: m(1),
+      min_cardinality: 2,
+      realert: m(10),
+    });
+    const expiry = rule<ExpiryRule>({
+      name: 'e',
+      type: 'expiry',
+      ttl: m(2),
+      query_key: ['host.name'],
+    });
+    const probe = new Engine([card, expiry], { allowedLatenessMs: 0, onAlert: () => {} });
+    const fp = probe.snapshot().rules;
+    const shared = {
+      keyValues: [],
+      silences: [],
+      pending: [],
+      extra: undefined,
+      lastAlertAt: undefined,
+      alertCount: 0,
+    };
+    const v1: EngineSnapshot = {
+      version: 1,
+      watermark: T0 + s(10),
+      maxEventTime: T0 + s(10),
+      observedFrom: T0,
+      rules: {
+        c: {
+          fingerprint: fp.c!.fingerprint,
+          state: {
+            ...shared,
+            keyValues: [['', {}]],
+            keys: [
+              [
+                '',
+                {
+                  values: [
+                    ['u1', T0 + s(10)],
+                    ['u2', T0 + s(5)],
+                  ],
+                  nextCheck: T0 + s(65),
+                  sample: undefined,
+                },
+              ],
+            ],
+          },
+        },
+        e: {
+          fingerprint: fp.e!.fingerprint,
+          state: {
+            ...shared,
+            keyValues: [['a', { 'host.name': 'a' }]],
+            keys: [
+              [
+                'a',
+                {
+                  lastSeen: T0 + s(10),
+                  deadline: T0 + s(130),
+                  scheduled: T0 + s(130),
+                  ttl: m(2),
+                  sample: ev(s(10), { 'host.name': 'a' }),
+                },
+              ],
+            ],
+          },
+        },
+      },
+      timers: [
+        [T0 + s(65), 'c', '', 2],
+        [T0 + s(130), 'e', 'a', 2],
+      ],
+    };
+    const alerts: Alert[] = [];
+    const e = new Engine([card, expiry], { allowedLatenessMs: 0, onAlert: (a) => alerts.push(a) });
+    expect(e.restore(JSON.parse(JSON.stringify(v1))).reset).toEqual([]);
+    e.process(ev(m(3), { user: 'u1' }));
+    // u2 (seen at 5 s) leaves the window at 65 s; host a's silence ends at 130 s.
+    expect(alerts.map((a) => [a.rule, Date.parse(a.at) - T0])).toEqual([
+      ['c', s(65)],
+      ['e', s(130)],
+    ]);
+    expect(e.snapshot().version).toBe(2);
+  });
+});
