@@ -44,9 +44,15 @@ export interface DroverConfig {
     | { kind: 'embedded' }
     | { kind: 'elasticsearch'; url: string; prefix: string }
     | { kind: 'none' };
+  /**
+   * `maxFutureSkewMs`: how far past the wall clock an event's time may lie before the
+   * rules engine refuses it (it would drag the watermark, and every deadline, ahead).
+   * Parsed configs always set it; absent, the engine's default (5m) holds.
+   */
   rules: {
     paths: string[];
     allowedLatenessMs: number;
+    maxFutureSkewMs?: number;
     /** Keys a rule without max_keys holds at most (absent: the engine's, 100,000). */
     maxKeysPerRule?: number;
     /** Terms a new_term rule without max_terms holds at most (absent: 100,000). */
@@ -152,7 +158,11 @@ export function loadConfig(
     ],
     ['bus', bus, ['kind', 'brokers', 'topicPrefix']],
     ['index', index, ['kind', 'url', 'prefix']],
-    ['rules', rules, ['paths', 'allowedLateness', 'maxKeysPerRule', 'maxTermsPerRule']],
+    [
+      'rules',
+      rules,
+      ['paths', 'allowedLateness', 'maxFutureSkew', 'maxKeysPerRule', 'maxTermsPerRule'],
+    ],
   ];
   for (const [section, value, fields] of known)
     for (const key of Object.keys(value))
@@ -258,6 +268,7 @@ export function loadConfig(
       allowedLatenessMs: duration(rules.allowedLateness, 'rules.allowedLateness', 5_000),
       maxKeysPerRule: positiveInteger(rules.maxKeysPerRule, 'rules.maxKeysPerRule', 100_000),
       maxTermsPerRule: positiveInteger(rules.maxTermsPerRule, 'rules.maxTermsPerRule', 100_000),
+      maxFutureSkewMs: duration(rules.maxFutureSkew, 'rules.maxFutureSkew', 5 * 60_000),
     },
     actions:
       actions.store === 'elasticsearch'

@@ -82,6 +82,8 @@ export class Pipeline {
   private snapshotTimer: NodeJS.Timeout | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
+  /** The engine counts already added to the telemetry counters. */
+  private counted = { late: 0, future: 0 };
   private pendingActions = new Set<Promise<unknown>>();
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
@@ -187,6 +189,9 @@ export class Pipeline {
         'rule state restored',
       );
     }
+    // A restored engine's counts are history: this process's counters start from them.
+    const restored = this.engine.counts();
+    this.counted = { late: restored.lateEvents, future: restored.futureEvents };
 
     await this.startIndexer();
     await this.startRules();
@@ -311,12 +316,23 @@ export class Pipeline {
   private newEngine(rules: Awaited<ReturnType<typeof loadRules>>['rules']): Engine {
     return new Engine(rules, {
       allowedLatenessMs: this.config.rules.allowedLatenessMs,
+      maxFutureSkewMs: this.config.rules.maxFutureSkewMs,
       clock: Date.now,
       onAlert: (alert) => this.onAlert(alert),
       maxKeysPerRule: this.config.rules.maxKeysPerRule,
       maxTermsPerRule: this.config.rules.maxTermsPerRule,
       onRefused: this.reportRefusal,
     });
+  }
+
+  /** The engine's late and refused counts (carried across reloads) as counters. */
+  private countEngineEvents(): void {
+    const { lateEvents, futureEvents } = this.engine.counts();
+    if (lateEvents > this.counted.late)
+      this.telemetry.ruleLateEvents.inc(lateEvents - this.counted.late);
+    if (futureEvents > this.counted.future)
+      this.telemetry.ruleFutureEvents.inc(futureEvents - this.counted.future);
+    this.counted = { late: lateEvents, future: futureEvents };
   }
 
   private onAlert(alert: Alert): void {
@@ -467,6 +483,7 @@ export class Pipeline {
           end();
           this.telemetry.ruleEvents.inc(processed);
           processed = 0;
+          this.countEngineEvents();
         },
       }),
     );

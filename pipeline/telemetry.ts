@@ -91,6 +91,16 @@ export function createTelemetry() {
       labelNames: ['kind'],
       registers: [registry],
     }),
+    ruleLateEvents: new Counter({
+      name: 'drover_rules_late_events_total',
+      help: 'Events the rules engine received after the watermark had passed their time: they count only in windows still open.',
+      registers: [registry],
+    }),
+    ruleFutureEvents: new Counter({
+      name: 'drover_rules_future_events_total',
+      help: 'Events the rules engine refused: their time lies beyond the wall clock plus rules.maxFutureSkew.',
+      registers: [registry],
+    }),
     ruleKeys: new Gauge({
       name: 'drover_rule_keys',
       help: 'Keys each rule holds state for.',

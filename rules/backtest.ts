@@ -7,7 +7,10 @@ import type { Alert, RuleSpec } from './types.ts';
 
 export interface BacktestOptions {
   rules: RuleSpec[];
-  /** Events before this build state without alerting. */
+  /**
+   * Events before this build state without alerting; observation (a full timeframe
+   * observed) still starts at the first event.
+   */
   from?: number;
   /** Time stops here; later events are ignored. Default: the last event. */
   to?: number;
@@ -22,7 +25,10 @@ export interface BacktestSummary {
   alerts: Alert[];
   events: number;
   badLines: number;
-  /** Events older than the watermark when they arrived. */
+  /**
+   * Events whose time the watermark had passed when they arrived: they count only in
+   * windows still open then (docs/time.md).
+   */
   lateEvents: number;
   first: number | undefined;
   last: number | undefined;
@@ -42,7 +48,6 @@ export async function backtest(
   const engine = new Engine(options.rules, {
     allowedLatenessMs: options.allowedLatenessMs,
     alertFrom: options.from,
-    observedFrom: options.from,
     onAlert: (alert) => {
       alerts.push(alert);
       options.onAlert?.(alert);

@@ -28,8 +28,17 @@ export interface EngineOptions {
   alertFrom?: number;
   /** Receives every alert, synchronously, in firing order. */
   onAlert: (alert: Alert) => void;
-  /** Event time observation starts at; default: the first event (or the clock at start). */
+  /**
+   * Event time observation starts at; default: the first event. Tests and tools that
+   * know their data start pin it; a backtest does not (events before `--from` count).
+   */
   observedFrom?: number;
+  /**
+   * Live only (with `clock`): how far past the clock an event's time may lie. A later
+   * event is refused (counted in `futureEvents`), and the watermark never passes
+   * clock + skew, restored snapshots included. Default 5 minutes.
+   */
+  maxFutureSkewMs?: number;
   /** Keys a rule without `max_keys` holds at most. Default 100,000. */
   maxKeysPerRule?: number;
   /** Terms a new_term rule without `max_terms` holds at most. Default 100,000. */
@@ -41,7 +50,11 @@ export interface EngineOptions {
 export const DEFAULT_MAX_KEYS_PER_RULE = 100_000;
 export const DEFAULT_MAX_TERMS_PER_RULE = 100_000;
 
-export const SNAPSHOT_VERSION = 1;
+/**
+ * Version 2: cardinality keeps, per value, the instants it covers; the engine keeps its
+ * late and refused counts. Version 1 snapshots are read and converted.
+ */
+export const SNAPSHOT_VERSION = 2;
 
 export interface EngineSnapshot {
   version: number;
@@ -50,6 +63,17 @@ export interface EngineSnapshot {
   observedFrom: number | null;
   rules: Record<string, { fingerprint: string; state: RunnerSnapshot }>;
   timers: Array<[number, string, string, number]>;
+  /** Since version 2. */
+  lateEvents?: number;
+  futureEvents?: number;
+}
+
+/** Counts of events the engine did not take in full, for telemetry and the backtest summary. */
+export interface EngineCounts {
+  /** Arrived after the watermark passed their time: they count only in windows still open. */
+  lateEvents: number;
+  /** Live: refused, their time beyond the clock + max future skew (or not a finite number). */
+  futureEvents: number;
 }
 
 export interface RuleStats {
@@ -77,7 +101,7 @@ const SWEEP_EVERY_MS = 1_000;
 const SWEEP_SLICES = 10;
 
 /**
- * Evaluates rules on a stream of events in event time (DESIGN.md §3 "Time"). Events
+ * Evaluates rules on a stream of events in event time (docs/time.md). Events
  * are dispatched only to rules whose filter could match them: each rule is indexed
  * under one field its filter pins to a finite set of values, so the cost per event
  * follows the rules that concern it, not the number of rules.
@@ -104,7 +128,10 @@ export class Engine {
   private sweepSlice = 0;
   private lastEventWall = 0;
   private readonly alertFrom: number;
+  private readonly maxFutureSkew: number;
+  /** See EngineCounts. */
   lateEvents = 0;
+  futureEvents = 0;
 
   constructor(
     readonly rules: RuleSpec[],
@@ -116,6 +143,7 @@ export class Engine {
     this.clock = options.clock;
     this.alertFrom = options.alertFrom ?? Number.NEGATIVE_INFINITY;
     const onRefused = options.onRefused;
+    this.maxFutureSkew = options.maxFutureSkewMs ?? 5 * 60_000;
     const watermark = () => this.wm;
     const observedFrom = () => this.observed ?? Number.POSITIVE_INFINITY;
     this.context = {
@@ -142,8 +170,9 @@ export class Engine {
       this.byName.set(rule.name, c);
     }
     this.buildIndex();
+    // Live too, observation starts at event time (the first event), never at the clock:
+    // a replay or backfill whose events lie in the past must still observe full windows.
     if (options.observedFrom !== undefined) this.startObserving(options.observedFrom);
-    else if (this.clock) this.startObserving(this.clock());
     // Sources get their idle period after a start before the clock takes over.
     if (this.clock) this.lastEventWall = this.clock();
   }
@@ -192,16 +221,31 @@ export class Engine {
     for (const c of this.compiled) if (c.runner instanceof FlatlineRunner) c.runner.start();
   }
 
-  /** Feeds one normalized event. Alerts go to `onAlert` before this returns. */
+  /**
+   * Feeds one normalized event. Alerts go to `onAlert` before this returns. An event
+   * whose time the watermark has passed is late: it counts only in windows still open
+   * (instants ≥ the watermark), never at instants already decided (docs/time.md).
+   */
   process(event: Event): void {
     const t = event['@timestamp'];
+    if (this.clock) {
+      const now = this.clock();
+      // Hostile input: a time past the clock + skew would drag the watermark (and every
+      // absence deadline) into the future. Refused, counted, nothing else changes.
+      if (!(t <= now + this.maxFutureSkew)) {
+        this.futureEvents++;
+        return;
+      }
+      this.lastEventWall = now;
+    } else if (!Number.isFinite(t)) {
+      this.futureEvents++;
+      return;
+    }
     if (this.observed === undefined) this.startObserving(t);
-    if (this.clock) this.lastEventWall = this.clock();
-    if (t > this.maxEventTime) {
+    if (t < this.wm) this.lateEvents++;
+    else if (t > this.maxEventTime) {
       this.maxEventTime = t;
       if (t - this.lateness > this.wm) this.advance(t - this.lateness);
-    } else if (t <= this.wm) {
-      this.lateEvents++;
     }
     const unindexed = this.unindexed;
     for (let i = 0; i < unindexed.length; i++) this.offer(unindexed[i]!, event, t);
@@ -228,7 +272,9 @@ export class Engine {
    * since an event at exactly t may still arrive — or up to and including t when the
    * data has ended (`finish`).
    */
-  advance(t: number, inclusive = false): void {
+  advance(to: number, inclusive = false): void {
+    // Live, the watermark never passes clock + skew (whoever calls).
+    const t = this.clock ? Math.min(to, this.clock() + this.maxFutureSkew) : to;
     if (t < this.wm || (t === this.wm && !inclusive)) return;
     while (this.timers.peekTime() < t || (inclusive && this.timers.peekTime() === t)) {
       const timer = this.timers.pop()!;
@@ -247,7 +293,9 @@ export class Engine {
 
   /** Live: lets the wall clock drive the watermark once sources have gone quiet. */
   tick(): void {
-    if (!this.clock) return;
+    // Nothing observed yet: no instant to decide (and a backfill about to arrive would
+    // find the clock had already closed its windows).
+    if (!this.clock || this.observed === undefined) return;
     const now = this.clock();
     if (now - this.lastEventWall < this.idleMs) return;
     this.advance(now - this.lateness);
@@ -273,6 +321,10 @@ export class Engine {
     if (!(c?.runner instanceof NewTermRunner)) throw new Error(`${rule} is not a new_term rule`);
     const keyString = c.runner.keyOf({ '@timestamp': lastSeen, ...key }) ?? '';
     c.runner.seed(keyString, values, lastSeen);
+  }
+
+  counts(): EngineCounts {
+    return { lateEvents: this.lateEvents, futureEvents: this.futureEvents };
   }
 
   stats(): RuleStats[] {
@@ -313,6 +365,8 @@ export class Engine {
       observedFrom: this.observed ?? null,
       rules,
       timers: this.timers.entries().map((t) => [t.at, t.target.spec.name, t.key, t.tag]),
+      lateEvents: this.lateEvents,
+      futureEvents: this.futureEvents,
     };
   }
 
@@ -322,9 +376,9 @@ export class Engine {
    * of such rules are returned.
    */
   restore(snapshot: EngineSnapshot): { reset: string[] } {
-    if (snapshot.version !== SNAPSHOT_VERSION) {
+    if (snapshot.version !== SNAPSHOT_VERSION && snapshot.version !== 1) {
       throw new Error(
-        `snapshot version ${snapshot.version} is not supported (expected ${SNAPSHOT_VERSION})`,
+        `snapshot version ${snapshot.version} is not supported (expected 1 or ${SNAPSHOT_VERSION})`,
       );
     }
     const reset: string[] = [];
@@ -332,13 +386,17 @@ export class Engine {
     for (const c of this.compiled) {
       const saved = snapshot.rules[c.runner.spec.name];
       if (saved && saved.fingerprint === ruleFingerprint(c.runner.spec)) {
-        c.runner.restore(saved.state);
+        c.runner.restore(saved.state, snapshot.version);
         restored.add(c.runner.spec.name);
       } else reset.push(c.runner.spec.name);
     }
-    // JSON turns ±Infinity into null.
-    this.wm = snapshot.watermark ?? Number.NEGATIVE_INFINITY;
-    this.maxEventTime = snapshot.maxEventTime ?? Number.NEGATIVE_INFINITY;
+    // JSON turns ±Infinity into null. Live, a snapshot taken before the clock bound
+    // existed (or on a host whose clock ran ahead) is clamped to clock + skew.
+    const ceiling = this.clock ? this.clock() + this.maxFutureSkew : Number.POSITIVE_INFINITY;
+    this.wm = Math.min(snapshot.watermark ?? Number.NEGATIVE_INFINITY, ceiling);
+    this.maxEventTime = Math.min(snapshot.maxEventTime ?? Number.NEGATIVE_INFINITY, ceiling);
+    this.lateEvents = snapshot.lateEvents ?? 0;
+    this.futureEvents = snapshot.futureEvents ?? 0;
     this.lastSweep = this.wm;
     this.timers.clear();
     for (const [at, rule, key, tag] of snapshot.timers) {

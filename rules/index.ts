@@ -2,6 +2,7 @@ export { type BacktestOptions, type BacktestSummary, backtest, openData } from '
 export { parseDuration } from './duration.ts';
 export {
   Engine,
+  type EngineCounts,
   type EngineOptions,
   type EngineSnapshot,
   type RuleStats,

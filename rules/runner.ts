@@ -134,8 +134,17 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     this.pendingSince.delete(key);
   }
 
-  /** An event that passed the filter, with its key and event time. */
+  /**
+   * An event that passed the filter, with its key and event time. When the watermark
+   * has already passed t (`isLate`), the event may only change what instants still
+   * open will see: no evaluation, no alert at t.
+   */
   abstract onEvent(event: Event, key: string, t: number): void;
+
+  /** Whether instant t has already been decided: the watermark passed it. */
+  protected isLate(t: number): boolean {
+    return t < this.ctx.watermark;
+  }
 
   /** A deadline this runner scheduled has been passed by the watermark. */
   onTimer(key: string, at: number, tag: number): void {
@@ -249,7 +258,8 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   // --- snapshots: plain JSON data, versioned by the engine ---
 
   protected abstract encodeKey(state: K): unknown;
-  protected abstract decodeKey(data: unknown): K;
+  /** `version`: the engine snapshot's, for kinds whose state format changed. */
+  protected abstract decodeKey(data: unknown, version: number): K;
   /** Kind-level state beyond keys (new_term's terms, flatline's expected keys...). */
   protected encodeExtra(): unknown {
     return undefined;
@@ -268,9 +278,9 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     };
   }
 
-  restore(s: RunnerSnapshot): void {
+  restore(s: RunnerSnapshot, version: number): void {
     this.keys.clear();
-    for (const [k, data] of s.keys) this.keys.set(k, this.decodeKey(data));
+    for (const [k, data] of s.keys) this.keys.set(k, this.decodeKey(data, version));
     for (const [k, v] of s.keyValues) this.keyValues.set(k, v);
     for (const [k, until, exponent] of s.silences) this.silences.set(k, { until, exponent });
     for (const [k, since] of s.pending) this.pendingSince.set(k, since);

@@ -52,9 +52,27 @@ export class Timestamps {
     if (this.length > n) this.start = this.end - n;
   }
 
+  /** Of the timestamps ≤ t, keeps only the newest n; later ones all stay. */
+  keepNewestThrough(n: number, t: number): void {
+    const through = this.upperBound(t);
+    if (through > n) this.start += through - n;
+  }
+
   /** Number of timestamps in (from, to]. */
   countIn(from: number, to: number): number {
     return this.upperBound(to) - this.upperBound(from);
+  }
+
+  /** Index (relative) of the first timestamp ≥ t. */
+  lowerBound(t: number): number {
+    let lo = this.start;
+    let hi = this.end;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.buf[mid]! < t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo - this.start;
   }
 
   /** Index (relative) of the first timestamp > t. */

@@ -84,6 +84,22 @@ export async function backtestCommand(args: string[]): Promise<number> {
   process.stderr.write(
     `${summary.events} events (${span}), ${summary.alerts.length} alerts, ${summary.badLines} bad lines, ${summary.lateEvents} late events\n`,
   );
+  if (format === 'json') {
+    // Standard output stays one alert per line; the summary is one JSON line on stderr.
+    const iso = (t: number | undefined) => (t === undefined ? null : new Date(t).toISOString());
+    process.stderr.write(
+      `${JSON.stringify({
+        summary: {
+          events: summary.events,
+          alerts: summary.alerts.length,
+          badLines: summary.badLines,
+          lateEvents: summary.lateEvents,
+          first: iso(summary.first),
+          last: iso(summary.last),
+        },
+      })}\n`,
+    );
+  }
   return summary.alerts.length > 0 ? EXIT_FINDINGS : EXIT_OK;
 }
 

@@ -5,6 +5,7 @@ import type { AnyRule } from '../types.ts';
 /** Fires on every event that passes the filter, subject to `realert`. Holds no windows. */
 export class AnyRunner extends RuleRunner<AnyRule, never> {
   onEvent(event: Event, key: string, t: number): void {
+    if (this.isLate(t)) return; // its only instant is decided
     this.rememberKey(key, event);
     this.fire(key, t, { figures: {}, sample: event });
     this.forgetKey(key);

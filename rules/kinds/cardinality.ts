@@ -3,33 +3,56 @@ import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts
 import type { CardinalityRule } from '../types.ts';
 
 interface KeyState {
-  /** Distinct value → last seen. */
-  values: Map<string, number>;
+  /**
+   * Distinct value → the instants it counts at, as sorted disjoint half-open intervals
+   * [start, end) flattened: an event at t covers [t, t + timeframe). Only instants the
+   * watermark has not passed are kept, so a value holds one interval, or a few when it
+   * reported with gaps longer than the timeframe within the allowed lateness.
+   */
+  values: Map<string, number[]>;
   nextCheck: number;
   sample: Event | undefined;
 }
 
 /**
- * Distinct values of `cardinality_field` within `timeframe` for a key: above
- * `max_cardinality` when an event brings a new value, or below `min_cardinality`
- * (once a full timeframe is observed) — checked at events and whenever a value ages out.
+ * Distinct values of `cardinality_field` within (t−timeframe, t] for a key: above
+ * `max_cardinality` at an event, or below `min_cardinality` (once a full timeframe
+ * has been observed) at an event or at the instant a value
+ * leaves the window. A value counts at t if it has any event in the window — not only
+ * its newest, which may already lie after t. State is bounded by the distinct values
+ * seen within the timeframe plus the allowed lateness (the per-rule key cap bounds keys).
  */
 export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
   onEvent(event: Event, key: string, t: number): void {
     const raw = event[this.spec.cardinality_field];
     if (raw === undefined || raw === null) return;
+    const late = this.isLate(t);
+    // A late event's own window is decided; it can still cover instants from the watermark on.
+    if (late && t + this.spec.timeframe < this.ctx.watermark) return;
     const value = typeof raw === 'string' ? raw : JSON.stringify(raw);
     let state = this.keys.get(key);
     if (!state) {
-      state = { values: new Map(), nextCheck: Number.POSITIVE_INFINITY, sample: undefined };
+      state = {
+        values: new Map(),
+        nextCheck: Number.POSITIVE_INFINITY,
+        sample: undefined,
+      };
       this.keys.set(key, state);
       this.rememberKey(key, event);
     }
-    const seen = state.values.get(value);
-    if (seen === undefined || t > seen) state.values.set(value, t);
+    let cover = state.values.get(value);
+    if (!cover) {
+      cover = [];
+      state.values.set(value, cover);
+    }
+    addCover(cover, t, t + this.spec.timeframe);
+    if (late) {
+      this.scheduleNext(key, state, this.ctx.watermark, true);
+      return;
+    }
     state.sample = event;
     this.condition(key, t, this.evaluateState(state, t));
-    this.scheduleNext(key, state, t);
+    this.scheduleNext(key, state, t, false);
   }
 
   override onTimer(key: string, at: number, tag: number): void {
@@ -40,8 +63,12 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     const state = this.keys.get(key);
     if (!state || state.nextCheck !== at) return;
     state.nextCheck = Number.POSITIVE_INFINITY;
-    this.condition(key, at, this.evaluateState(state, at));
-    this.scheduleNext(key, state, at);
+    // A later report may have extended the cover that was to end here: no value leaves.
+    let leaves = false;
+    for (const cover of state.values.values())
+      for (let i = 1; i < cover.length && !leaves; i += 2) leaves = cover[i] === at;
+    if (leaves) this.condition(key, at, this.evaluateState(state, at));
+    this.scheduleNext(key, state, at, false);
   }
 
   protected override evaluate(key: string, t: number): Evaluation | undefined {
@@ -52,7 +79,7 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
   private evaluateState(state: KeyState, t: number): Evaluation {
     const { max_cardinality: max, min_cardinality: min, timeframe } = this.spec;
     let cardinality = 0;
-    for (const seen of state.values.values()) if (seen > t - timeframe && seen <= t) cardinality++;
+    for (const cover of state.values.values()) if (covers(cover, t)) cardinality++;
     if (max !== undefined && cardinality > max) {
       return {
         holds: true,
@@ -73,13 +100,18 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     return NOT_HOLDING;
   }
 
-  /** With a minimum, the count can fall below it only when a value ages out. */
-  private scheduleNext(key: string, state: KeyState, t: number): void {
+  /**
+   * With a minimum, the count can fall below it only when a value's cover ends: check
+   * at the first end after t (at or after t when `inclusive`).
+   */
+  private scheduleNext(key: string, state: KeyState, t: number, inclusive: boolean): void {
     if (this.spec.min_cardinality === undefined) return;
     let next = Number.POSITIVE_INFINITY;
-    for (const seen of state.values.values()) {
-      const out = seen + this.spec.timeframe;
-      if (out > t && out < next) next = out;
+    for (const cover of state.values.values()) {
+      for (let i = 1; i < cover.length; i += 2) {
+        const end = cover[i]!;
+        if ((end > t || (inclusive && end === t)) && end < next) next = end;
+      }
     }
     if (next === Number.POSITIVE_INFINITY || next >= state.nextCheck) return;
     state.nextCheck = next;
@@ -88,30 +120,85 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
 
   override sweep(watermark: number): void {
     super.sweep(watermark);
-    const horizon = watermark - this.spec.timeframe;
     for (const [key, state] of this.keys) {
-      for (const [value, seen] of state.values) if (seen <= horizon) state.values.delete(value);
+      for (const [value, cover] of state.values) {
+        // Intervals ending before the watermark cover no instant still open (one ending
+        // at it still marks the instant its value leaves).
+        let drop = 0;
+        while (drop < cover.length && cover[drop + 1]! < watermark) drop += 2;
+        if (drop === cover.length) state.values.delete(value);
+        else if (drop > 0) cover.splice(0, drop);
+      }
       if (state.values.size === 0 && state.nextCheck === Number.POSITIVE_INFINITY)
         this.forgetKey(key);
     }
   }
 
   keyBytes(state: KeyState): number {
-    return 64 + state.values.size * 48;
+    let bytes = 64;
+    for (const cover of state.values.values()) bytes += 48 + cover.length * 8;
+    return bytes;
   }
   protected encodeKey(s: KeyState): unknown {
     return { values: [...s.values], nextCheck: s.nextCheck, sample: s.sample };
   }
-  protected decodeKey(data: unknown): KeyState {
+  protected decodeKey(data: unknown, version: number): KeyState {
     const d = data as {
-      values: Array<[string, number]>;
+      values: Array<[string, number[] | number]>;
       nextCheck: number | null;
       sample: Event | undefined;
     };
+    const tf = this.spec.timeframe;
+    // Version 1 kept each value's newest event: it covers [seen, seen + tf).
+    const values = new Map(
+      d.values.map(([v, c]): [string, number[]] =>
+        version === 1 && typeof c === 'number' ? [v, [c, c + tf]] : [v, c as number[]],
+      ),
+    );
     return {
-      values: new Map(d.values),
+      values,
       nextCheck: d.nextCheck ?? Number.POSITIVE_INFINITY,
       sample: d.sample,
     };
   }
+}
+
+/** Whether instant t lies in one of the [start, end) intervals. */
+function covers(cover: number[], t: number): boolean {
+  for (let i = 0; i < cover.length; i += 2) if (cover[i]! <= t && t < cover[i + 1]!) return true;
+  return false;
+}
+
+/** Adds [start, end) to sorted disjoint intervals, merging what it touches. */
+function addCover(cover: number[], start: number, end: number): void {
+  const n = cover.length;
+  // The common case: in order, overlapping or after the last interval.
+  if (n === 0 || start > cover[n - 1]!) {
+    cover.push(start, end);
+    return;
+  }
+  if (start >= cover[n - 2]!) {
+    if (end > cover[n - 1]!) cover[n - 1] = end;
+    return;
+  }
+  let lo = start;
+  let hi = end;
+  const kept: number[] = [];
+  let placed = false;
+  for (let i = 0; i < n; i += 2) {
+    const a = cover[i]!;
+    const b = cover[i + 1]!;
+    if (b < lo) kept.push(a, b);
+    else if (a > hi) {
+      if (!placed) kept.push(lo, hi);
+      placed = true;
+      kept.push(a, b);
+    } else {
+      lo = Math.min(lo, a);
+      hi = Math.max(hi, b);
+    }
+  }
+  if (!placed) kept.push(lo, hi);
+  cover.length = 0;
+  for (const x of kept) cover.push(x);
 }

@@ -36,9 +36,14 @@ export class ChangeRunner extends RuleRunner<ChangeRule, KeyState> {
       this.keys.set(key, { value, values: this.valuesOf(event), t });
       return;
     }
-    if (t < previous.t) return; // a late event does not rewrite history
+    if (t < previous.t) return; // an event out of order does not rewrite history
     if (previous.value === value) {
       previous.t = t;
+      return;
+    }
+    if (this.isLate(t)) {
+      // Its instant is decided: no alert, but later events compare with it.
+      this.keys.set(key, { value, values: this.valuesOf(event), t });
       return;
     }
     const old = previous.values;
@@ -69,7 +74,8 @@ export class ChangeRunner extends RuleRunner<ChangeRule, KeyState> {
     super.sweep(watermark);
     const tf = this.spec.timeframe;
     if (tf === undefined) return; // without a timeframe every key's last value matters
-    for (const [key, state] of this.keys) if (state.t <= watermark - tf) this.forgetKey(key);
+    // An event at the watermark still compares with one exactly a timeframe before it.
+    for (const [key, state] of this.keys) if (state.t < watermark - tf) this.forgetKey(key);
   }
 
   keyBytes(): number {

@@ -2,41 +2,53 @@ import type { Event } from '../../ingest/index.ts';
 import { RuleRunner, TAG_KIND } from '../runner.ts';
 import type { ExpiryRule } from '../types.ts';
 
-interface KeyState {
+/**
+ * A run of reports of one key with no gap longer than the ttl: the key is silent from
+ * `lastSeen` until `deadline` = lastSeen + its ttl, where the run ends.
+ */
+interface Run {
+  start: number;
   lastSeen: number;
   deadline: number;
-  /** The pending timer; it may be earlier than the deadline, which moved on since. */
-  scheduled: number;
   ttl: number;
   sample: Event;
 }
 
+interface KeyState {
+  /**
+   * Runs in time order, disjoint. Events arriving out of order may open a run before
+   * another whose deadline the watermark has not passed yet; runs are dropped as they
+   * fire, so a key holds at most (allowed lateness / ttl) + 1 of them.
+   */
+  runs: Run[];
+  /** The pending timer: the first run's deadline. */
+  scheduled: number;
+}
+
 /**
  * Riemann's expired event: a key that reported goes silent for its ttl. An event's
- * numeric `ttl` field (seconds) overrides the rule's. Fires once per silence; the key
- * is then dropped, and re-arms when it reports again. A busy key does not push a timer
- * per event: the pending one, when due, re-arms itself at the deadline that has moved.
+ * numeric `ttl` field (seconds) overrides the rule's. Fires once per silence, at the
+ * instant it ends (last report + ttl) when no report of the key lies in between — in
+ * event time, so a report that arrives later but lies after the silence does not hide
+ * it. The key is dropped once no run is left, and re-arms when it reports again.
  */
 export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
   onEvent(event: Event, key: string, t: number): void {
     const eventTtl = event.ttl;
     const ttl = typeof eventTtl === 'number' && eventTtl > 0 ? eventTtl * 1000 : this.spec.ttl;
+    // A late event whose deadline the watermark has passed can no longer decide anything.
+    if (this.isLate(t) && t + ttl < this.ctx.watermark) return;
     let state = this.keys.get(key);
     if (!state) {
-      state = { lastSeen: t, deadline: t + ttl, scheduled: t + ttl, ttl, sample: event };
+      state = { runs: [], scheduled: Number.POSITIVE_INFINITY };
       this.keys.set(key, state);
       this.rememberKey(key, event);
-      this.ctx.schedule(this, key, state.deadline, TAG_KIND);
-      return;
     }
-    if (t < state.lastSeen) return; // a late event says nothing about the silence after lastSeen
-    state.lastSeen = t;
-    state.ttl = ttl;
-    state.sample = event;
-    state.deadline = t + ttl;
-    if (state.deadline < state.scheduled) {
-      state.scheduled = state.deadline;
-      this.ctx.schedule(this, key, state.deadline, TAG_KIND);
+    addReport(state.runs, { start: t, lastSeen: t, deadline: t + ttl, ttl, sample: event });
+    const first = state.runs[0]!.deadline;
+    if (first < state.scheduled) {
+      state.scheduled = first;
+      this.ctx.schedule(this, key, first, TAG_KIND);
     }
   }
 
@@ -47,25 +59,71 @@ export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
     }
     const state = this.keys.get(key);
     if (!state || state.scheduled !== at) return;
-    if (at < state.deadline) {
-      state.scheduled = state.deadline;
-      this.ctx.schedule(this, key, state.deadline, TAG_KIND);
+    const run = state.runs[0]!;
+    if (at < run.deadline) {
+      state.scheduled = run.deadline;
+      this.ctx.schedule(this, key, run.deadline, TAG_KIND);
       return;
     }
+    state.runs.shift();
     this.fire(key, at, {
-      figures: { last_seen: new Date(state.lastSeen).toISOString(), ttl_ms: state.ttl },
-      sample: state.sample,
+      figures: { last_seen: new Date(run.lastSeen).toISOString(), ttl_ms: run.ttl },
+      sample: run.sample,
     });
-    this.forgetKey(key);
+    const next = state.runs[0];
+    if (!next) {
+      this.forgetKey(key);
+      return;
+    }
+    state.scheduled = next.deadline;
+    this.ctx.schedule(this, key, next.deadline, TAG_KIND);
   }
 
-  keyBytes(): number {
-    return 64;
+  keyBytes(state: KeyState): number {
+    return 32 + state.runs.length * 64;
   }
   protected encodeKey(s: KeyState): unknown {
     return s;
   }
-  protected decodeKey(data: unknown): KeyState {
-    return data as KeyState;
+  protected decodeKey(data: unknown, version: number): KeyState {
+    if (version === 1) {
+      // Version 1 held one run: the newest report and its deadline.
+      const d = data as { lastSeen: number; deadline: number; ttl: number; sample: Event };
+      const run = { start: d.lastSeen, lastSeen: d.lastSeen, deadline: d.deadline, ttl: d.ttl };
+      return { runs: [{ ...run, sample: d.sample }], scheduled: d.deadline };
+    }
+    const d = data as { runs: Run[]; scheduled: number | null };
+    return { runs: d.runs, scheduled: d.scheduled ?? Number.POSITIVE_INFINITY };
   }
+}
+
+/**
+ * Adds one report to the runs. A report at or before a run's deadline (and not more
+ * than its own ttl before the run's start) joins it; runs it bridges merge.
+ */
+function addReport(runs: Run[], r: Run): void {
+  const last = runs[runs.length - 1];
+  // The common case: in order, within the newest run's silence.
+  if (last && r.lastSeen >= last.lastSeen && r.lastSeen <= last.deadline) {
+    last.lastSeen = r.lastSeen;
+    last.deadline = r.deadline;
+    last.ttl = r.ttl;
+    last.sample = r.sample;
+    return;
+  }
+  const all = [...runs, r].sort((a, b) => a.start - b.start);
+  const merged: Run[] = [];
+  for (const run of all) {
+    const prev = merged[merged.length - 1];
+    if (prev && run.start <= prev.deadline) {
+      if (run.lastSeen >= prev.lastSeen) {
+        prev.lastSeen = run.lastSeen;
+        prev.deadline = run.deadline;
+        prev.ttl = run.ttl;
+        prev.sample = run.sample;
+      }
+    } else merged.push({ ...run });
+  }
+  runs.length = 0;
+  for (const run of merged) runs.push(run);
 }

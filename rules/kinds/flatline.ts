@@ -51,10 +51,13 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
   onEvent(event: Event, key: string, t: number): void {
     let state = this.keys.get(key);
     if (!state) {
+      // A key seen for the first time is observed from its first event: it cannot be
+      // low before a full timeframe of it has passed (`expect` keys are watched from
+      // the engine's observation start instead).
       state = {
         times: new Timestamps(),
         deadline: Number.POSITIVE_INFINITY,
-        from: Number.NEGATIVE_INFINITY,
+        from: t + this.spec.timeframe,
         sample: undefined,
         expected: false,
       };

@@ -9,8 +9,10 @@ interface KeyState {
 }
 
 /**
- * At least `num_events` events for a key within `timeframe`. Only the newest
- * num_events timestamps matter for an in-order event, so that is all a key keeps.
+ * At least `num_events` events for a key within `timeframe`, evaluated at each event
+ * (not at late ones: their instant is decided). An evaluation at an instant D ≥ the
+ * watermark needs only the newest num_events timestamps at or before the watermark,
+ * plus those after it — the latter bounded by the key's rate × the allowed lateness.
  */
 export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
   onEvent(event: Event, key: string, t: number): void {
@@ -22,10 +24,9 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     }
     const inOrder = t >= (state.times.newest() ?? Number.NEGATIVE_INFINITY);
     state.times.add(t);
-    if (inOrder) {
-      state.times.keepNewest(this.spec.num_events);
-      state.sample = event;
-    }
+    state.times.keepNewestThrough(this.spec.num_events, this.ctx.watermark);
+    if (this.isLate(t)) return;
+    if (inOrder) state.sample = event;
     this.condition(key, t, this.evaluateState(state, t, event));
   }
 

@@ -4,13 +4,18 @@ import type { MetricAggregationRule, MetricAggType } from '../types.ts';
 import { Samples } from '../window.ts';
 
 /**
- * The samples of one key with their aggregate kept up to date as samples enter and
- * leave: a running sum, and a sorted copy for min, max and percentiles (binary
- * insertion), so an in-order event costs a search and a short move, not a sort.
+ * The samples of one key, and the aggregate of those after `windowStart` (the window
+ * (newest − tf, newest]) kept up to date as samples enter and leave it: a running sum,
+ * and a sorted copy for min, max and percentiles (binary insertion), so an in-order
+ * event costs a search and a short move, not a sort. Samples before the window stay
+ * held while an event still on time (at or after the watermark) may need them.
  */
 class AggregateWindow {
   readonly samples = new Samples();
   sum = 0;
+  /** Samples in the window. */
+  n = 0;
+  windowStart = Number.NEGATIVE_INFINITY;
   readonly sorted: number[] | undefined;
   private drops = 0;
 
@@ -20,34 +25,44 @@ class AggregateWindow {
 
   add(t: number, v: number): void {
     this.samples.add(t, v);
+    if (t <= this.windowStart) return;
+    this.n++;
     this.sum += v;
     if (this.sorted) insertSorted(this.sorted, v);
   }
 
-  dropThrough(t: number): void {
+  /** Moves the window's start up to `to`: samples ≤ it leave the aggregate. */
+  slide(to: number): void {
+    if (to <= this.windowStart) return;
     const { samples, sorted } = this;
-    let n = 0;
-    while (n < samples.length && samples.times.at(n) <= t) {
-      const v = samples.valueAt(n);
+    const from = samples.times.upperBound(this.windowStart);
+    const through = samples.times.upperBound(to);
+    for (let i = from; i < through; i++) {
+      const v = samples.valueAt(i);
       this.sum -= v;
       if (sorted) removeSorted(sorted, v);
-      n++;
     }
-    if (n === 0) return;
-    samples.dropThrough(t);
+    const n = through - from;
+    this.windowStart = to;
+    this.n -= n;
     // A running sum drifts with floating-point error: recompute it now and then.
     this.drops += n;
-    if (samples.length === 0) this.sum = 0;
+    if (this.n === 0) this.sum = 0;
     else if (this.drops > 4096) {
       this.drops = 0;
       this.sum = 0;
-      for (let i = 0; i < samples.length; i++) this.sum += samples.valueAt(i);
+      for (let i = through; i < samples.length; i++) this.sum += samples.valueAt(i);
     }
   }
 
-  /** The aggregate of everything held (the window, when events come in order). */
+  /** Forgets samples ≤ t (at most the window's start). */
+  prune(t: number): void {
+    this.samples.dropThrough(Math.min(t, this.windowStart));
+  }
+
+  /** The aggregate of the window. */
   current(type: MetricAggType): number | undefined {
-    const n = this.samples.length;
+    const n = this.n;
     if (type === 'count') return n;
     if (n === 0) return undefined;
     if (type === 'sum') return this.sum;
@@ -79,21 +94,22 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
       this.keys.set(key, state);
       this.rememberKey(key, event);
     }
-    const inOrder = t >= (state.window.samples.times.newest() ?? Number.NEGATIVE_INFINITY);
-    state.window.add(t, v);
+    const window = state.window;
+    const inOrder = t >= (window.samples.times.newest() ?? Number.NEGATIVE_INFINITY);
+    window.add(t, v);
+    if (this.isLate(t)) return; // counts from the watermark on, alerts at no decided instant
     if (inOrder) {
-      state.window.dropThrough(t - this.spec.timeframe);
+      window.slide(t - this.spec.timeframe);
+      window.prune(this.ctx.watermark - this.spec.timeframe);
       state.sample = event;
       this.condition(
         key,
         t,
-        this.judge(
-          state.window.current(this.spec.metric_agg_type),
-          state.window.samples.length,
-          event,
-        ),
+        this.judge(window.current(this.spec.metric_agg_type), window.n, event),
       );
     } else {
+      // Out of order but on time: from scratch over its own window (rare; bounded by
+      // the samples within timeframe + allowed lateness).
       this.condition(key, t, this.evaluateAt(state, t, event));
     }
   }
@@ -133,7 +149,8 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
   override sweep(watermark: number): void {
     super.sweep(watermark);
     for (const [key, state] of this.keys) {
-      state.window.dropThrough(watermark - this.spec.timeframe);
+      state.window.slide(watermark - this.spec.timeframe);
+      state.window.prune(watermark - this.spec.timeframe);
       if (state.window.samples.length === 0) this.forgetKey(key);
     }
   }
@@ -149,13 +166,20 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     return {
       times: s.window.samples.times.toArray(),
       values: s.window.samples.live(),
+      windowStart: s.window.windowStart,
       sample: s.sample,
     };
   }
   protected decodeKey(data: unknown): KeyState {
-    const d = data as { times: number[]; values: number[]; sample: Event | undefined };
+    const d = data as {
+      times: number[];
+      values: number[];
+      windowStart?: number | null;
+      sample: Event | undefined;
+    };
     const window = new AggregateWindow(this.spec.metric_agg_type);
     for (let i = 0; i < d.times.length; i++) window.add(d.times[i]!, d.values[i]!);
+    if (typeof d.windowStart === 'number') window.slide(d.windowStart);
     return { window, sample: d.sample };
   }
 }

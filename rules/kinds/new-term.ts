@@ -32,13 +32,15 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
   }
 
   onEvent(event: Event, key: string, t: number): void {
+    // A late event teaches its term (windows still open will know it) but alerts nowhere.
+    const late = this.isLate(t);
     const fields = this.spec.fields;
     const values: Record<string, unknown> = {};
     let term = key;
     for (const f of fields) {
       const v = event[f];
       if (v === undefined || v === null) {
-        if (this.spec.alert_on_missing_field) {
+        if (this.spec.alert_on_missing_field && !late) {
           const silenceKey = `${key}\u0003${f}`;
           // Without realert nothing is kept per missing field.
           if (this.spec.realert > 0 && !this.admitTerm(silenceKey, silenceKey)) return;
@@ -57,7 +59,7 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
     }
     const seen = this.terms.get(term);
     if (seen === undefined && !this.admitTerm(term, term)) return;
-    if (seen === undefined || seen <= t - this.spec.terms_window_size) {
+    if (!late && (seen === undefined || seen <= t - this.spec.terms_window_size)) {
       this.rememberKey(key, event);
       this.fire(
         key,

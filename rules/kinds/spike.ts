@@ -32,8 +32,13 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     if (t < state.firstSeen) state.firstSeen = t;
     if (t >= (state.times.newest() ?? Number.NEGATIVE_INFINITY)) state.sample = event;
     state.times.add(t);
+    if (this.isLate(t)) {
+      // Decided instants stay decided; a count it changes later is checked then.
+      this.scheduleNext(key, state, this.ctx.watermark, true);
+      return;
+    }
     this.condition(key, t, this.evaluateState(state, t, event));
-    this.scheduleNext(key, state, t);
+    this.scheduleNext(key, state, t, false);
   }
 
   override onTimer(key: string, at: number, tag: number): void {
@@ -45,7 +50,7 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     if (!state || state.nextCheck !== at) return;
     state.nextCheck = Number.POSITIVE_INFINITY;
     this.condition(key, at, this.evaluateState(state, at, state.sample));
-    this.scheduleNext(key, state, at);
+    this.scheduleNext(key, state, at, false);
   }
 
   protected override evaluate(key: string, t: number): Evaluation | undefined {
@@ -81,17 +86,20 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     return NOT_HOLDING;
   }
 
-  /** Counts change only when an event crosses t−tf or t−2tf; check then. */
-  private scheduleNext(key: string, state: KeyState, t: number): void {
+  /**
+   * Counts fall only when an event crosses t−tf or t−2tf; check at the first such
+   * instant after t (at or after t when `inclusive`).
+   */
+  private scheduleNext(key: string, state: KeyState, t: number, inclusive: boolean): void {
     if (this.spec.spike_type === 'up') return;
     const tf = this.spec.timeframe;
     const times = state.times;
-    const iCur = times.upperBound(t - tf);
-    const iRef = times.upperBound(t - 2 * tf);
+    const iCur = inclusive ? times.lowerBound(t - tf) : times.upperBound(t - tf);
+    const iRef = inclusive ? times.lowerBound(t - 2 * tf) : times.upperBound(t - 2 * tf);
     let next = Number.POSITIVE_INFINITY;
     if (iCur < times.length) next = times.at(iCur) + tf;
     if (iRef < times.length) next = Math.min(next, times.at(iRef) + 2 * tf);
-    if (next <= t || next >= state.nextCheck) return;
+    if (next < t || (next === t && !inclusive) || next >= state.nextCheck) return;
     state.nextCheck = next;
     this.ctx.schedule(this, key, next, TAG_KIND);
   }
@@ -101,7 +109,9 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     const horizon = watermark - 2 * this.spec.timeframe;
     for (const [key, state] of this.keys) {
       state.times.dropThrough(horizon);
-      if (state.times.length === 0) this.forgetKey(key);
+      // A pending check still decides an instant (a down spike to nothing).
+      if (state.times.length === 0 && state.nextCheck === Number.POSITIVE_INFINITY)
+        this.forgetKey(key);
     }
   }
 

@@ -217,6 +217,14 @@ describe('configuration: listen, bus, index and rules', () => {
     );
   });
 
+  it('rules.maxFutureSkew is a duration, 5m by default', () => {
+    expect(load('rules: { paths: [r] }\n').config.rules.maxFutureSkewMs).toBe(300_000);
+    expect(load('rules: { paths: [r], maxFutureSkew: 30s }\n').config.rules.maxFutureSkewMs).toBe(
+      30_000,
+    );
+    expect(refused('rules: { paths: [r], maxFutureSkew: soon }\n')).toMatch(/rules\.maxFutureSkew/);
+  });
+
   it('listen.tls names a cert and a key, resolved against the configuration', () => {
     const { dir, config } = load('listen: { tls: { cert: tls/c.pem, key: tls/k.pem } }\n');
     expect(config.listen.tls).toEqual({

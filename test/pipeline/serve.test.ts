@@ -74,6 +74,30 @@ describe('drover serve', () => {
     expect(metrics).toMatch(/process_cpu_user_seconds_total/);
   });
 
+  it('counts late events and refuses events past the clock + rules.maxFutureSkew', async () => {
+    const dir = workdir('drover-serve-time-', { 'rules/errors.yaml': HOST_ERROR_BURST_RULE });
+    const config = join(dir, 'drover.yaml');
+    writeFileSync(
+      config,
+      `stateDir: state
+listen: { port: 0, statsdPort: false }
+index: { kind: none }
+rules: { paths: [rules], allowedLateness: 1s, maxFutureSkew: 10s }
+`,
+    );
+    const { url } = await serve(config);
+    const t = Date.now();
+    // In order: now, an hour ahead (refused), an hour ago (late: the watermark is at now − 1s).
+    const body = [t, t + 3_600_000, t - 3_600_000].map((at) => errorLine('web-1', at)).join('\n');
+    expect((await fetch(`${url}/ingest`, { method: 'POST', body })).status).toBe(200);
+    const metrics = await until('the rules engine to count both', async () => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return /drover_rule_events_total 3/.test(text) ? text : undefined;
+    });
+    expect(metrics).toMatch(/drover_rules_future_events_total 1\n/);
+    expect(metrics).toMatch(/drover_rules_late_events_total 1\n/);
+  });
+
   it('hot reload rejects an invalid rule set with its errors and keeps the running one', async () => {
     const w = workspace();
     const { url } = await serve(w.config);
