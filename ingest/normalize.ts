@@ -1,4 +1,5 @@
 import type { Event, Level } from './event.ts';
+import { eventTimeError, isEventTime } from './event-time.ts';
 import { fingerprint, parseStack } from './fingerprint.ts';
 import { parseRfc3339 } from './iso-time.ts';
 
@@ -89,6 +90,9 @@ export function toEpochMs(v: unknown): number | undefined {
     const rfc3339 = parseRfc3339(v);
     if (rfc3339 !== undefined) return rfc3339;
     if (/^\d+(\.\d+)?$/.test(v)) {
+      // Past 24 digits no time is meant (nanoseconds reach 10^21 in year 33658), and
+      // BigInt would read all of an attacker's megabyte of digits: it is out of range.
+      if (v.length > 24 && !v.includes('.')) return Number.POSITIVE_INFINITY;
       if (v.length >= 18 && !v.includes('.')) return Number(BigInt(v) / 1_000_000n);
       return toEpochMs(Number(v));
     }
@@ -96,6 +100,14 @@ export function toEpochMs(v: unknown): number | undefined {
     return Number.isNaN(ms) ? undefined : ms;
   }
   return undefined;
+}
+
+/**
+ * Refuses a time no event may carry (see event-time.ts): it would wedge the consumers
+ * or pull the rules' watermark ahead of the wall clock.
+ */
+export function checkEventTime(ms: number, field: string, sent: unknown): void {
+  if (!isEventTime(ms)) throw new NormalizeError(eventTimeError(field, sent, ms));
 }
 
 /** `__proto__` is data here, never the object's prototype. */
@@ -409,7 +421,10 @@ export function modelOf(found: unknown[], options: NormalizeOptions): Model {
   for (const s of TIME_SLOTS) {
     if (found[s] === undefined) continue;
     ts = toEpochMs(found[s]);
-    if (ts !== undefined) break;
+    if (ts !== undefined) {
+      checkEventTime(ts, SOURCES[s]!, found[s]);
+      break;
+    }
   }
   m.timestamp = ts ?? options.receivedAt ?? Date.now();
 

@@ -213,6 +213,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
             parsed.batch.add(normalize(value, normalizeOptions));
             parsed.lines.push(line);
           } catch (err) {
+            parsed.decodeErrors++;
             parsed.rejected.push({ line, error: (err as Error).message });
           }
         },
@@ -226,7 +227,10 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           const end = byteLine(buf, start, normalizeOptions, parsed.batch);
           if (end >= 0) {
             if (refusal === undefined) parsed.lines.push(line);
-            else parsed.rejected.push({ line, error: refusal });
+            else {
+              parsed.decodeErrors++;
+              parsed.rejected.push({ line, error: refusal });
+            }
           }
           return end;
         },

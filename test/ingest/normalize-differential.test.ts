@@ -28,7 +28,7 @@ const leaf = fc.oneof(
     STACK,
   ),
   fc.integer({ min: -5, max: 70 }),
-  fc.constantFrom(1732272000123, 1732272000, 1.5e18, 4242, 0),
+  fc.constantFrom(1732272000123, 1732272000, 1.5e18, 4242, 0, 1e300, -1, '9'.repeat(400)),
   fc.double({ noNaN: true }),
   fc.boolean(),
   fc.constant(null),

@@ -7,6 +7,7 @@ import {
   levelFromNumber,
   levelFromOtlpSeverity,
   levelFromString,
+  checkEventTime,
   NormalizeError,
   toEpochMs,
 } from '../../ingest/normalize.ts';
@@ -140,7 +141,10 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
   for (const s of TIME_FIELDS) {
     if (flat[s] === undefined) continue;
     ts = toEpochMs(flat[s]);
-    if (ts !== undefined) break;
+    if (ts !== undefined) {
+      checkEventTime(ts, s, flat[s]);
+      break;
+    }
   }
   const event: Event = { '@timestamp': ts ?? options.receivedAt ?? Date.now() };
 
