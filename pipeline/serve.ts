@@ -371,13 +371,25 @@ export class Pipeline {
       await this.bus.consume({
         group: this.group('rules'),
         topics: TOPICS,
+        // The bus redelivers the messages of a batch that failed half-way (and dead-letters
+        // the one at fault): those already applied are skipped by offset, so no event is
+        // counted twice in rule state.
         handler: async (batch) => {
           const end = this.telemetry.ruleEvaluation.startTimer();
-          for (const m of batch.messages) this.engine.process(m.event);
-          end();
-          this.telemetry.ruleEvents.inc(batch.messages.length);
-          this.offsets[`${batch.topic}/${batch.partition}`] =
-            Number(batch.messages.at(-1)!.offset) + 1;
+          const at = `${batch.topic}/${batch.partition}`;
+          let applied = 0;
+          try {
+            for (const m of batch.messages) {
+              const offset = Number(m.offset);
+              if (offset < (this.offsets[at] ?? 0)) continue;
+              this.engine.process(m.event);
+              this.offsets[at] = offset + 1;
+              applied++;
+            }
+          } finally {
+            end();
+            this.telemetry.ruleEvents.inc(applied);
+          }
         },
       }),
     );

@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import Database from 'better-sqlite3';
 import type { Event } from '../event.ts';
 import { BufferPool, EmbeddedBatch } from './embedded-batch.ts';
-import { keyOf, RateMeter, retryAfterSeconds } from './encode.ts';
+import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
+import { DEAD_LETTER_BODY_CHARS, keyOf, RateMeter, retryAfterSeconds } from './encode.ts';
 import {
   type Bus,
   BusBackpressureError,
@@ -672,6 +673,15 @@ export class EmbeddedBus implements Bus {
     };
   }
 
+  /**
+   * Keeps a message a consumer group could not handle aside, with why (its body cut to
+   * DEAD_LETTER_BODY_CHARS, as for refused events).
+   */
+  deadLetterMessage(message: BusMessage, reason: string): void {
+    const body = JSON.stringify(message.event) ?? '';
+    this.stmts.deadletter.run(this.clock(), reason, body.slice(0, DEAD_LETTER_BODY_CHARS));
+  }
+
   /** The refused events, newest first. */
   deadLetters(limit = 100): DeadLetter[] {
     return this.db
@@ -745,7 +755,6 @@ class EmbeddedConsumer {
 
   private async run(): Promise<void> {
     const { group, topics, handler } = this.options;
-    let failures = 0;
     while (!this.stopped) {
       let delivered = false;
       for (const topic of topics) {
@@ -756,23 +765,29 @@ class EmbeddedConsumer {
           this.settings.batchSize,
         );
         if (messages.length === 0) continue;
-        try {
-          await handler({ topic, partition: 0, messages });
-        } catch (err) {
-          // Redelivered after a backoff, never skipped.
-          failures++;
-          this.settings.onError(
-            err instanceof Error ? err : new Error(String(err)),
-            `consumer group "${group}" failed a batch of ${messages.length} from ${topic} at offset ${messages[0]!.offset} (attempt ${failures}); it will be redelivered`,
-          );
-          await this.sleep(Math.min(5_000, 50 * 2 ** Math.min(failures, 7)));
-          continue;
-        }
-        // The position moves only once the handler is done with the batch.
-        this.bus.commit(group, topic, Number(messages.at(-1)!.offset) + 1);
-        this.settings.handled(messages.length);
-        failures = 0;
-        delivered = true;
+        const done = await deliver(
+          { topic, partition: 0, messages },
+          {
+            handler,
+            maxAttempts: this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+            // The position moves only once the handler is done with a message.
+            commit: (last, count) => {
+              this.bus.commit(group, topic, Number(last.offset) + 1);
+              this.settings.handled(count);
+            },
+            deadLetter: (m, reason) =>
+              this.bus.deadLetterMessage(
+                m,
+                `consumer group "${group}" at ${topic}@${m.offset}: ${reason}`,
+              ),
+            backoff: (failures) => this.sleep(Math.min(5_000, 50 * 2 ** Math.min(failures, 7))),
+            running: () => !this.stopped,
+            onError: this.settings.onError,
+            describe: (ms) =>
+              `consumer group "${group}" failed a batch of ${ms.length} from ${topic} at offset ${ms[0]!.offset}`,
+          },
+        );
+        if (done) delivered = true;
       }
       if (!delivered && !this.stopped) await this.sleep(this.settings.pollMs);
     }
