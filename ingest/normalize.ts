@@ -110,6 +110,10 @@ export function checkEventTime(ms: number, field: string, sent: unknown): void {
   if (!isEventTime(ms)) throw new NormalizeError(eventTimeError(field, sent, ms));
 }
 
+export function nestingError(): string {
+  return `objects nested more than ${MAX_NESTING} levels deep`;
+}
+
 /** `__proto__` is data here, never the object's prototype. */
 function setField(out: Record<string, unknown>, name: string, value: unknown): void {
   if (name === '__proto__')
@@ -255,8 +259,24 @@ export const ROOT: FieldTable = new Map();
 export const ROOT_BYTES: ByteTable = new Map();
 /** Fields of the same name share one of these. */
 const NAMES = new Map<string, { stamp: number }>();
+/**
+ * Bounds on what the cache keeps of the field names senders choose: at most
+ * FIELDS_LIMIT fields, none with a name longer than CACHED_NAME_CHARS, and
+ * NAME_BUDGET_CHARS of names in all (each name is held in the tables, NAMES and a
+ * compiled setter: a few times its size). Past them a field is made anew at every use:
+ * ever-new or huge keys cost time, linear in their size, not memory.
+ */
 const FIELDS_LIMIT = 20_000;
+const CACHED_NAME_CHARS = 256;
+const NAME_BUDGET_CHARS = 1 << 20;
 let fieldsKnown = 0;
+let nameChars = 0;
+/**
+ * Objects nested deeper than this (the event itself is 1) are refused: the walk is
+ * recursive, and each level's names repeat the ones above it. The byte path takes no
+ * line nested deeper either (normalize-json.ts).
+ */
+export const MAX_NESTING = 64;
 
 type Setter = (event: Record<string, unknown>, value: unknown) => void;
 
@@ -277,7 +297,10 @@ export function fieldOf(table: FieldTable, parent: string, key: string): Field {
   const known = table.get(key);
   if (known !== undefined) return known;
   const name = parent === '' ? key : internalize(`${parent}.${key}`);
-  const cached = fieldsKnown < FIELDS_LIMIT;
+  const cached =
+    fieldsKnown < FIELDS_LIMIT &&
+    name.length <= CACHED_NAME_CHARS &&
+    nameChars + name.length <= NAME_BUDGET_CHARS;
   const slot = SLOT.get(name) ?? -1;
   const how =
     slot >= 0
@@ -311,6 +334,7 @@ export function fieldOf(table: FieldTable, parent: string, key: string): Field {
   if (cached) {
     table.set(key, field);
     fieldsKnown++;
+    nameChars += name.length;
   }
   return field;
 }
@@ -325,14 +349,26 @@ const restValues: unknown[] = [];
 let rest = 0;
 
 /** Walks the input once: source fields into `found`, everything else into the rest. */
-function collect(obj: Record<string, unknown>, table: FieldTable, parent: string): void {
+function collect(
+  obj: Record<string, unknown>,
+  table: FieldTable,
+  parent: string,
+  depth: number,
+): void {
   for (const key in obj) {
+    // An empty object this deep is dropped, as everywhere else, not refused.
+    if (depth > MAX_NESTING) throw new NormalizeError(nestingError());
     let value = obj[key];
     if (value === undefined) continue;
     const field = fieldOf(table, parent, key);
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       if (!(value instanceof Date)) {
-        collect(value as Record<string, unknown>, (field.children ??= new Map()), field.name);
+        collect(
+          value as Record<string, unknown>,
+          (field.children ??= new Map()),
+          field.name,
+          depth + 1,
+        );
         continue;
       }
       value = value.toISOString();
@@ -362,7 +398,7 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
   }
   rest = 0;
   try {
-    collect(input as Record<string, unknown>, ROOT, '');
+    collect(input as Record<string, unknown>, ROOT, '', 1);
     return build(modelOf(found, options));
   } finally {
     // Nothing of this event stays reachable from the scratch arrays. (Loops: fill()

@@ -83,6 +83,23 @@ describe('normalize against the reference implementation', () => {
     );
   });
 
+  it('refuses objects nested past the limit as the reference does, and drops empty ones', () => {
+    const nest = (depth: number, leaf: Record<string, unknown>) => {
+      let o = leaf;
+      for (let i = 1; i < depth; i++) o = { k: o };
+      return o;
+    };
+    for (const depth of [63, 64, 65, 200])
+      for (const leaf of [{ v: 1 }, {}]) {
+        const input = nest(depth, leaf);
+        expect(outcome(() => normalize(input, { receivedAt: 42 }))).toEqual(
+          outcome(() => reference(input, { receivedAt: 42 })),
+        );
+      }
+    expect(() => normalize(nest(65, { v: 1 }))).toThrow(NormalizeError);
+    expect(normalize(nest(65, {}), { receivedAt: 42 })).toEqual({ '@timestamp': 42 });
+  });
+
   it('keeps "__proto__" as a field, never as the prototype', () => {
     const e = normalize(JSON.parse('{"__proto__": {"polluted": 1}, "msg": "x", "time": 1}'));
     expect(Object.getPrototypeOf(e)).toBe(Object.prototype);

@@ -8,6 +8,8 @@ import {
   levelFromOtlpSeverity,
   levelFromString,
   checkEventTime,
+  MAX_NESTING,
+  nestingError,
   NormalizeError,
   toEpochMs,
 } from '../../ingest/normalize.ts';
@@ -41,7 +43,9 @@ export function flatten(
   obj: Record<string, unknown>,
   out: Record<string, unknown> = {},
   prefix = '',
+  depth = 1,
 ) {
+  if (depth > MAX_NESTING) throw new NormalizeError(nestingError());
   for (const key of Object.keys(obj)) {
     const value = obj[key];
     const name = prefix === '' ? key : `${prefix}.${key}`;
@@ -53,7 +57,7 @@ export function flatten(
     ) {
       const keys = Object.keys(value);
       if (keys.length === 0) continue;
-      flatten(value as Record<string, unknown>, out, name);
+      flatten(value as Record<string, unknown>, out, name, depth + 1);
     } else if (value !== undefined) {
       out[name] = value instanceof Date ? value.toISOString() : value;
     }
