@@ -67,7 +67,10 @@ guards: { cooldown: 0s }
     await until(
       'the consumers to drain',
       async () => {
-        const lag = [bus.lag('drover-rules'), bus.lag('drover-indexer')];
+        // A fresh handle: one knows the log's end as of its opening.
+        const now = openEmbeddedBus({ path: join(dir, 'state', 'bus.db'), retentionIntervalMs: 0 });
+        const lag = [now.lag('drover-rules'), now.lag('drover-indexer')];
+        await now.close();
         return lag.every((l) => l.logs === 0 && l.metrics === 0) ? true : undefined;
       },
       30_000,
