@@ -337,6 +337,7 @@ export class Pipeline {
       await this.bus.consume({
         group: this.group('indexer'),
         topics: TOPICS,
+        maxAttempts: c.bus.maxAttempts,
         handler: async (batch) => {
           const end = this.telemetry.indexLatency.startTimer();
           try {
@@ -371,6 +372,7 @@ export class Pipeline {
       await this.bus.consume({
         group: this.group('rules'),
         topics: TOPICS,
+        maxAttempts: this.config.bus.maxAttempts,
         // The bus redelivers the messages of a batch that failed half-way (and dead-letters
         // the one at fault): those already applied are skipped by offset, so no event is
         // counted twice in rule state.
