@@ -15,7 +15,18 @@ export interface NormalizeOptions {
   service?: string;
 }
 
-export class NormalizeError extends Error {}
+/**
+ * Why an event is refused. It carries no stack trace: it is a message for the sender,
+ * and capturing one cost more than normalizing the event (a body of refused lines).
+ */
+export class NormalizeError extends Error {
+  constructor(message: string) {
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = stackTraceLimit;
+  }
+}
 
 const PINO_LEVELS: Array<[number, Level]> = [
   [60, 'fatal'],
