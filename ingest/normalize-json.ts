@@ -15,6 +15,7 @@ import {
   METRIC_TYPE,
   METRIC_VALUE,
   type Model,
+  MAX_NESTING,
   modelOf,
   type NormalizeOptions,
   ROOT,
@@ -301,6 +302,9 @@ export class JsonLineNormalizer {
       // Array-index keys come first in a parsed object whatever their place in the text,
       // and `__proto__` is special to JavaScript: the object way orders them as it must.
       if (key === '__proto__' || ARRAY_INDEX.test(key)) return undefined;
+      // Keys whose hashes collide share a list, walked at every lookup: a sender could
+      // make it long (the hash is not seeded); past a few, the object way reads the line.
+      if (candidates !== undefined && candidates.length >= MAX_COLLISIONS) return undefined;
       field = fieldOf(table ?? ROOT, parent, key);
       if (!field.cached) return undefined;
       field.keyBytes = Buffer.from(key, 'latin1');
@@ -538,7 +542,9 @@ const isHex = (c: number) =>
   (c >= DIGIT_0 && c <= DIGIT_9) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 
 const EMPTY = Buffer.alloc(0);
-const MAX_DEPTH = 64;
+/** Nesting the byte path reads (objects and arrays); deeper lines go the object way. */
+const MAX_DEPTH = MAX_NESTING;
+const MAX_COLLISIONS = 8;
 const ARRAY_INDEX = /^(?:0|[1-9]\d{0,9})$/;
 const NEWLINE = 0x0a;
 const SPACE = 0x20;

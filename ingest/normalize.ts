@@ -1,4 +1,5 @@
 import type { Event, Level } from './event.ts';
+import { eventTimeError, isEventTime } from './event-time.ts';
 import { fingerprint, parseStack } from './fingerprint.ts';
 import { parseRfc3339 } from './iso-time.ts';
 
@@ -14,7 +15,18 @@ export interface NormalizeOptions {
   service?: string;
 }
 
-export class NormalizeError extends Error {}
+/**
+ * Why an event is refused. It carries no stack trace: it is a message for the sender,
+ * and capturing one cost more than normalizing the event (a body of refused lines).
+ */
+export class NormalizeError extends Error {
+  constructor(message: string) {
+    const stackTraceLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super(message);
+    Error.stackTraceLimit = stackTraceLimit;
+  }
+}
 
 const PINO_LEVELS: Array<[number, Level]> = [
   [60, 'fatal'],
@@ -89,6 +101,9 @@ export function toEpochMs(v: unknown): number | undefined {
     const rfc3339 = parseRfc3339(v);
     if (rfc3339 !== undefined) return rfc3339;
     if (/^\d+(\.\d+)?$/.test(v)) {
+      // Past 24 digits no time is meant (nanoseconds reach 10^21 in year 33658), and
+      // BigInt would read all of an attacker's megabyte of digits: it is out of range.
+      if (v.length > 24 && !v.includes('.')) return Number.POSITIVE_INFINITY;
       if (v.length >= 18 && !v.includes('.')) return Number(BigInt(v) / 1_000_000n);
       return toEpochMs(Number(v));
     }
@@ -96,6 +111,18 @@ export function toEpochMs(v: unknown): number | undefined {
     return Number.isNaN(ms) ? undefined : ms;
   }
   return undefined;
+}
+
+/**
+ * Refuses a time no event may carry (see event-time.ts): it would wedge the consumers
+ * or pull the rules' watermark ahead of the wall clock.
+ */
+export function checkEventTime(ms: number, field: string, sent: unknown): void {
+  if (!isEventTime(ms)) throw new NormalizeError(eventTimeError(field, sent, ms));
+}
+
+export function nestingError(): string {
+  return `objects nested more than ${MAX_NESTING} levels deep`;
 }
 
 /** `__proto__` is data here, never the object's prototype. */
@@ -243,8 +270,24 @@ export const ROOT: FieldTable = new Map();
 export const ROOT_BYTES: ByteTable = new Map();
 /** Fields of the same name share one of these. */
 const NAMES = new Map<string, { stamp: number }>();
+/**
+ * Bounds on what the cache keeps of the field names senders choose: at most
+ * FIELDS_LIMIT fields, none with a name longer than CACHED_NAME_CHARS, and
+ * NAME_BUDGET_CHARS of names in all (each name is held in the tables, NAMES and a
+ * compiled setter: a few times its size). Past them a field is made anew at every use:
+ * ever-new or huge keys cost time, linear in their size, not memory.
+ */
 const FIELDS_LIMIT = 20_000;
+const CACHED_NAME_CHARS = 256;
+const NAME_BUDGET_CHARS = 1 << 20;
 let fieldsKnown = 0;
+let nameChars = 0;
+/**
+ * Objects nested deeper than this (the event itself is 1) are refused: the walk is
+ * recursive, and each level's names repeat the ones above it. The byte path takes no
+ * line nested deeper either (normalize-json.ts).
+ */
+export const MAX_NESTING = 64;
 
 type Setter = (event: Record<string, unknown>, value: unknown) => void;
 
@@ -265,7 +308,10 @@ export function fieldOf(table: FieldTable, parent: string, key: string): Field {
   const known = table.get(key);
   if (known !== undefined) return known;
   const name = parent === '' ? key : internalize(`${parent}.${key}`);
-  const cached = fieldsKnown < FIELDS_LIMIT;
+  const cached =
+    fieldsKnown < FIELDS_LIMIT &&
+    name.length <= CACHED_NAME_CHARS &&
+    nameChars + name.length <= NAME_BUDGET_CHARS;
   const slot = SLOT.get(name) ?? -1;
   const how =
     slot >= 0
@@ -299,6 +345,7 @@ export function fieldOf(table: FieldTable, parent: string, key: string): Field {
   if (cached) {
     table.set(key, field);
     fieldsKnown++;
+    nameChars += name.length;
   }
   return field;
 }
@@ -313,14 +360,26 @@ const restValues: unknown[] = [];
 let rest = 0;
 
 /** Walks the input once: source fields into `found`, everything else into the rest. */
-function collect(obj: Record<string, unknown>, table: FieldTable, parent: string): void {
+function collect(
+  obj: Record<string, unknown>,
+  table: FieldTable,
+  parent: string,
+  depth: number,
+): void {
   for (const key in obj) {
+    // An empty object this deep is dropped, as everywhere else, not refused.
+    if (depth > MAX_NESTING) throw new NormalizeError(nestingError());
     let value = obj[key];
     if (value === undefined) continue;
     const field = fieldOf(table, parent, key);
     if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
       if (!(value instanceof Date)) {
-        collect(value as Record<string, unknown>, (field.children ??= new Map()), field.name);
+        collect(
+          value as Record<string, unknown>,
+          (field.children ??= new Map()),
+          field.name,
+          depth + 1,
+        );
         continue;
       }
       value = value.toISOString();
@@ -350,7 +409,7 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
   }
   rest = 0;
   try {
-    collect(input as Record<string, unknown>, ROOT, '');
+    collect(input as Record<string, unknown>, ROOT, '', 1);
     return build(modelOf(found, options));
   } finally {
     // Nothing of this event stays reachable from the scratch arrays. (Loops: fill()
@@ -409,7 +468,10 @@ export function modelOf(found: unknown[], options: NormalizeOptions): Model {
   for (const s of TIME_SLOTS) {
     if (found[s] === undefined) continue;
     ts = toEpochMs(found[s]);
-    if (ts !== undefined) break;
+    if (ts !== undefined) {
+      checkEventTime(ts, SOURCES[s]!, found[s]);
+      break;
+    }
   }
   m.timestamp = ts ?? options.receivedAt ?? Date.now();
 

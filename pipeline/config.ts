@@ -39,7 +39,13 @@ export interface DroverConfig {
     /** PEM files; when set the endpoint speaks HTTPS only. */
     tls?: { cert: string; key: string };
   };
-  bus: { kind: 'embedded' } | { kind: 'kafka'; brokers: string[]; topicPrefix: string };
+  /**
+   * `maxAttempts`: failures of one message, on its own, before a consumer group
+   * dead-letters it and moves on (default 3; see ingest/bus/deliver.ts).
+   */
+  bus: ({ kind: 'embedded' } | { kind: 'kafka'; brokers: string[]; topicPrefix: string }) & {
+    maxAttempts?: number;
+  };
   index:
     | { kind: 'embedded' }
     | { kind: 'elasticsearch'; url: string; prefix: string }
@@ -156,7 +162,7 @@ export function loadConfig(
         'tls',
       ],
     ],
-    ['bus', bus, ['kind', 'brokers', 'topicPrefix']],
+    ['bus', bus, ['kind', 'brokers', 'topicPrefix', 'maxAttempts']],
     ['index', index, ['kind', 'url', 'prefix']],
     [
       'rules',
@@ -180,6 +186,9 @@ export function loadConfig(
     throw new ConfigError(`${where}: bus.kind is embedded or kafka`);
   if (busKind === 'kafka' && !brokers)
     throw new ConfigError(`${where}: bus.kind kafka needs bus.brokers (or KAFKA_BROKERS)`);
+  const maxAttempts = Number(bus.maxAttempts ?? 3);
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > 100)
+    throw new ConfigError(`${where}: bus.maxAttempts is a whole number from 1 to 100`);
   const esUrl = env.ELASTICSEARCH_URL ?? (index.url as string | undefined);
   const indexKind = env.ELASTICSEARCH_URL
     ? 'elasticsearch'
@@ -251,8 +260,9 @@ export function loadConfig(
               b.trim(),
             ),
             topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
+            maxAttempts,
           }
-        : { kind: 'embedded' },
+        : { kind: 'embedded', maxAttempts },
     index:
       indexKind === 'elasticsearch'
         ? {

@@ -418,6 +418,7 @@ export class Pipeline {
       await this.bus.consume({
         group: this.group('indexer'),
         topics: TOPICS,
+        maxAttempts: c.bus.maxAttempts,
         handler: async (batch) => {
           const end = this.telemetry.indexLatency.startTimer();
           try {
@@ -453,8 +454,14 @@ export class Pipeline {
     let processed = 0;
     const input = createRulesInput({
       process: (m) => {
+        // A message the bus delivers again (a batch redelivered after a failure, a
+        // rebalance) that the engine already processed is skipped by its offset: no
+        // event counts twice in rule state.
+        const at = `${m.topic}/${m.partition}`;
+        const offset = Number(m.offset);
+        if (offset < (this.offsets[at] ?? 0)) return;
         this.engine.process(m.event);
-        this.offsets[`${m.topic}/${m.partition}`] = Number(m.offset) + 1;
+        this.offsets[at] = offset + 1;
         processed++;
       },
       onError: (err, m) =>
@@ -476,6 +483,7 @@ export class Pipeline {
       await this.bus.consume({
         group: this.group('rules'),
         topics: TOPICS,
+        maxAttempts: this.config.bus.maxAttempts,
         flow: input.flow,
         handler: async (batch) => {
           const end = this.telemetry.ruleEvaluation.startTimer();

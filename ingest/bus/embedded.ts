@@ -2,7 +2,8 @@ import { EventEmitter } from 'node:events';
 import { openSqlite, type SqliteDatabase, type SqliteTransaction } from '../sqlite.ts';
 import type { Event } from '../event.ts';
 import { BufferPool, EmbeddedBatch } from './embedded-batch.ts';
-import { keyOf, RateMeter, retryAfterSeconds } from './encode.ts';
+import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
+import { DEAD_LETTER_BODY_CHARS, keyOf, RateMeter, retryAfterSeconds } from './encode.ts';
 import {
   type Bus,
   BusBackpressureError,
@@ -672,6 +673,15 @@ export class EmbeddedBus implements Bus {
     };
   }
 
+  /**
+   * Keeps a message a consumer group could not handle aside, with why (its body cut to
+   * DEAD_LETTER_BODY_CHARS, as for refused events).
+   */
+  deadLetterMessage(message: BusMessage, reason: string): void {
+    const body = JSON.stringify(message.event) ?? '';
+    this.stmts.deadletter.run(this.clock(), reason, body.slice(0, DEAD_LETTER_BODY_CHARS));
+  }
+
   /** The refused events, newest first. */
   deadLetters(limit = 100): DeadLetter[] {
     return this.db
@@ -728,7 +738,6 @@ interface ConsumerSettings {
 
 class EmbeddedConsumer {
   private stopped = false;
-  private failures = 0;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -760,7 +769,6 @@ class EmbeddedConsumer {
     }
     while (!this.stopped) {
       let delivered = false;
-      let failed = false;
       if (flow) {
         const reads: Array<{ topic: Topic; messages: BusMessage[] }> = [];
         const empty: Array<{ topic: Topic; position: number }> = [];
@@ -771,48 +779,53 @@ class EmbeddedConsumer {
           if (messages.length === 0) empty.push({ topic, position });
           else reads.push({ topic, messages });
         }
-        const results = await Promise.all(reads.map((r) => this.deliver(r.topic, r.messages)));
+        const results = await Promise.all(reads.map((r) => this.hand(r.topic, r.messages)));
         for (const e of empty) flow.caughtUp({ topic: e.topic, partition: 0 }, e.position);
         delivered = results.includes(true);
-        failed = results.includes(false);
       } else {
         for (const topic of topics) {
           if (this.stopped) break;
           const position = this.bus.position(group, topic);
           const messages = this.bus.read(topic, position, this.settings.batchSize);
           if (messages.length === 0) continue;
-          if (await this.deliver(topic, messages)) delivered = true;
-          else {
-            failed = true;
-            break;
-          }
+          // hand() retries until done; false only when the consumer is stopping.
+          if (await this.hand(topic, messages)) delivered = true;
+          else break;
         }
       }
-      if (failed && !this.stopped)
-        await this.sleep(Math.min(5_000, 50 * 2 ** Math.min(this.failures, 7)));
-      else if (!delivered && !this.stopped) await this.sleep(this.settings.pollMs);
+      if (!delivered && !this.stopped) await this.sleep(this.settings.pollMs);
     }
   }
 
-  /** Hands a batch to the handler; true once it is done and the position has moved. */
-  private async deliver(topic: Topic, messages: BusMessage[]): Promise<boolean> {
+  /**
+   * Hands a batch to the handler through the shared delivery (deliver.ts: retries, then
+   * halves, then the dead-letter store for a message that keeps failing); true once it
+   * is done and the position has moved, false when the consumer stopped first.
+   */
+  private hand(topic: Topic, messages: BusMessage[]): Promise<boolean> {
     const { group, handler } = this.options;
-    try {
-      await handler({ topic, partition: 0, messages });
-    } catch (err) {
-      // Redelivered after a backoff, never skipped.
-      this.failures++;
-      this.settings.onError(
-        err instanceof Error ? err : new Error(String(err)),
-        `consumer group "${group}" failed a batch of ${messages.length} from ${topic} at offset ${messages[0]!.offset} (attempt ${this.failures}); it will be redelivered`,
-      );
-      return false;
-    }
-    // The position moves only once the handler is done with the batch.
-    this.bus.commit(group, topic, Number(messages.at(-1)!.offset) + 1);
-    this.settings.handled(messages.length);
-    this.failures = 0;
-    return true;
+    return deliver(
+      { topic, partition: 0, messages },
+      {
+        handler,
+        maxAttempts: this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        // The position moves only once the handler is done with a message.
+        commit: (last, count) => {
+          this.bus.commit(group, topic, Number(last.offset) + 1);
+          this.settings.handled(count);
+        },
+        deadLetter: (m, reason) =>
+          this.bus.deadLetterMessage(
+            m,
+            `consumer group "${group}" at ${topic}@${m.offset}: ${reason}`,
+          ),
+        backoff: (failures) => this.sleep(Math.min(5_000, 50 * 2 ** Math.min(failures, 7))),
+        running: () => !this.stopped,
+        onError: this.settings.onError,
+        describe: (ms) =>
+          `consumer group "${group}" failed a batch of ${ms.length} from ${topic} at offset ${ms[0]!.offset}`,
+      },
+    );
   }
 
   private sleep(ms: number): Promise<void> {

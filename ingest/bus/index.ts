@@ -6,6 +6,7 @@ export {
   type GroupPosition,
   openEmbeddedBus,
 } from './embedded.ts';
+export { DEFAULT_MAX_ATTEMPTS, isTransient, transient } from './deliver.ts';
 export { keyOf } from './encode.ts';
 export {
   createKafkaBus,

@@ -11,6 +11,7 @@ import {
 import kafkajs from 'kafkajs';
 import type { Event } from '../event.ts';
 import { Batcher } from './batcher.ts';
+import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import {
   type Bus,
@@ -365,31 +366,47 @@ export class KafkaBus implements Bus {
               await this.deadLetterUnreadable(batch.topic, batch.partition, m, err as Error);
             }
           }
-          for (let attempt = 1; messages.length > 0; attempt++) {
-            if (stopping || !isRunning() || isStale()) return;
-            try {
-              await options.handler({ topic, partition: batch.partition, messages });
-              break;
-            } catch (err) {
-              // Retried in place until it succeeds: the batch is redelivered, never skipped.
-              this.onError(
-                err instanceof Error ? err : new Error(String(err)),
-                `consumer group "${options.group}" failed a batch of ${messages.length} from ${batch.topic}/${batch.partition} at offset ${messages[0]!.offset} (attempt ${attempt}); it will be redelivered`,
-              );
-              await heartbeat();
-              await new Promise((r) =>
-                setTimeout(r, Math.min(5_000, 50 * 2 ** Math.min(attempt, 7))),
-              );
-            }
+          const commit = async (offset: string) => {
+            resolveOffset(offset);
+            await consumer.commitOffsets([
+              {
+                topic: batch.topic,
+                partition: batch.partition,
+                offset: (BigInt(offset) + 1n).toString(),
+              },
+            ]);
+          };
+          if (messages.length > 0) {
+            const done = await deliver(
+              { topic, partition: batch.partition, messages },
+              {
+                handler: options.handler,
+                maxAttempts: options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+                commit: (last) => commit(last.offset),
+                deadLetter: (m, reason) =>
+                  this.deadLetterFailed(
+                    m,
+                    `consumer group "${options.group}" at ${batch.topic}/${batch.partition}@${m.offset}: ${reason}`,
+                  ),
+                backoff: async (failures) => {
+                  await heartbeat();
+                  await new Promise((r) =>
+                    setTimeout(r, Math.min(5_000, 50 * 2 ** Math.min(failures, 7))),
+                  );
+                },
+                running: () => !stopping && isRunning() && !isStale(),
+                onError: this.onError,
+                describe: (ms) =>
+                  `consumer group "${options.group}" failed a batch of ${ms.length} from ${batch.topic}/${batch.partition} at offset ${ms[0]!.offset}`,
+              },
+            );
+            if (!done) return;
           }
-          resolveOffset(batch.lastOffset());
-          const next = BigInt(batch.lastOffset()) + 1n;
-          await consumer.commitOffsets([
-            { topic: batch.topic, partition: batch.partition, offset: next.toString() },
-          ]);
+          // Past unreadable messages at the end of the batch too.
+          await commit(batch.lastOffset());
           follow?.delivered(
             { topic, partition: batch.partition },
-            next,
+            BigInt(batch.lastOffset()) + 1n,
             BigInt(batch.highWatermark),
           );
         },
@@ -476,6 +493,22 @@ export class KafkaBus implements Bus {
         offResume();
       },
     };
+  }
+
+  /** A message a consumer group failed `maxAttempts` times, with why (see deliver.ts). */
+  private async deadLetterFailed(message: BusMessage, reason: string): Promise<void> {
+    await this.producer.send({
+      topic: this.topic('deadletter'),
+      acks: -1,
+      compression: CompressionTypes.GZIP,
+      messages: [
+        {
+          key: message.key,
+          value: (JSON.stringify(message.event) ?? '').slice(0, DEAD_LETTER_BODY_CHARS),
+          headers: { [REASON_HEADER]: reason },
+        },
+      ],
+    });
   }
 
   private async deadLetterUnreadable(

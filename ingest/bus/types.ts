@@ -71,10 +71,18 @@ export interface ConsumeOptions {
   /** Consumer group: each group sees every message once, and resumes at its committed offset. */
   group: string;
   topics: Topic[];
-  /** Processes a batch; offsets are committed only after it resolves. */
+  /**
+   * Processes a batch; offsets are committed only after it resolves. A batch it fails
+   * is retried in halves, and a message it fails `maxAttempts` times on its own goes to
+   * the dead-letter store (see deliver.ts): a handler must apply nothing of a batch it
+   * fails, or skip the offsets it already applied. An error marked `transient` is
+   * retried as long as it takes.
+   */
   handler: (batch: BusBatch) => Promise<void>;
   /** For a handler that merges its inputs: see InputFlow. */
   flow?: InputFlow;
+  /** Failures of one message before it is dead-lettered. Default 3. */
+  maxAttempts?: number;
 }
 
 export interface Consumer {

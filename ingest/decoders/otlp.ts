@@ -85,22 +85,73 @@ function list(v: unknown): Obj[] {
 }
 
 function anyValue(v: unknown): unknown {
+  return anyValueAt(v, 0);
+}
+
+/**
+ * Bounds on what one request may make the decoder build (the sender picks every count):
+ * attributes per resource, scope, record or data point (OpenTelemetry SDKs' own default
+ * limit), nesting of kvlist/array values, and fields over all records. Each record
+ * carries its resource's attributes, so the work is records × attributes: past
+ * MAX_FIELDS the request is refused (413: split the batch) before any is built.
+ */
+export const MAX_ATTRIBUTES = 128;
+export const MAX_VALUE_DEPTH = 16;
+export const MAX_FIELDS = 1_000_000;
+
+/** A request beyond MAX_FIELDS: the exporter should send smaller batches. */
+export class OtlpTooLargeError extends OtlpDecodeError {
+  readonly statusCode = 413;
+}
+
+function anyValueAt(v: unknown, depth: number): unknown {
   if (v === null || typeof v !== 'object') return v;
   const a = v as Obj;
   if ('stringValue' in a) return a.stringValue;
   if ('boolValue' in a) return a.boolValue;
   if ('intValue' in a) return Number(a.intValue);
   if ('doubleValue' in a) return Number(a.doubleValue);
-  if ('arrayValue' in a) return list((a.arrayValue as Obj).values).map(anyValue);
-  if ('kvlistValue' in a) return attributes((a.kvlistValue as Obj).values);
+  if (depth >= MAX_VALUE_DEPTH && ('arrayValue' in a || 'kvlistValue' in a))
+    throw new OtlpDecodeError(`attribute values nested more than ${MAX_VALUE_DEPTH} levels deep`);
+  if ('arrayValue' in a) {
+    const values = list((a.arrayValue as Obj).values);
+    if (values.length > MAX_FIELDS)
+      throw new OtlpTooLargeError(`an array value of ${values.length} items (limit ${MAX_FIELDS})`);
+    return values.map((x) => anyValueAt(x, depth + 1));
+  }
+  if ('kvlistValue' in a) return attributesAt((a.kvlistValue as Obj).values, depth + 1);
   if ('bytesValue' in a) return hex(a.bytesValue);
   return undefined;
 }
 
 function attributes(kvs: unknown): Obj {
+  return attributesAt(kvs, 0);
+}
+
+function attributesAt(kvs: unknown, depth: number): Obj {
   const out: Obj = {};
-  for (const kv of list(kvs)) if (typeof kv.key === 'string') out[kv.key] = anyValue(kv.value);
+  const all = list(kvs);
+  if (all.length > MAX_ATTRIBUTES)
+    throw new OtlpDecodeError(`${all.length} attributes in one list (limit ${MAX_ATTRIBUTES})`);
+  for (const kv of all)
+    if (typeof kv.key === 'string')
+      // `__proto__` is data, never the object's prototype.
+      Object.defineProperty(out, kv.key, {
+        value: anyValueAt(kv.value, depth),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
   return out;
+}
+
+/** Refuses a request whose records would carry more than MAX_FIELDS fields in all. */
+function checkFields(records: number, perRecord: number, sofar: { fields: number }): void {
+  sofar.fields += records * perRecord;
+  if (sofar.fields > MAX_FIELDS)
+    throw new OtlpTooLargeError(
+      `the request would make more than ${MAX_FIELDS} fields (records × attributes); send smaller batches`,
+    );
 }
 
 /** Ids are bytes in protobuf (here arrays) and hex strings in OTLP JSON. */
@@ -121,11 +172,16 @@ function nanos(v: unknown): string | undefined {
 
 function logRecords(request: Obj): Obj[] {
   const out: Obj[] = [];
+  const sofar = { fields: 0 };
   for (const rl of list(request.resourceLogs)) {
     const resource = attributes((rl.resource as Obj | undefined)?.attributes);
+    const resourceFields = Object.keys(resource).length;
     for (const sl of list(rl.scopeLogs)) {
       const scope = sl.scope as Obj | undefined;
-      for (const r of list(sl.logRecords)) {
+      const records = list(sl.logRecords);
+      // Before any is built: the resource's attributes go into each of them.
+      checkFields(records.length, resourceFields + 10, sofar);
+      for (const r of records) {
         const body = anyValue(r.body);
         const record: Obj = {
           ...resource,
@@ -150,10 +206,16 @@ function logRecords(request: Obj): Obj[] {
 
 function metricPoints(request: Obj): Obj[] {
   const out: Obj[] = [];
+  const sofar = { fields: 0 };
   for (const rm of list(request.resourceMetrics)) {
     const resource = attributes((rm.resource as Obj | undefined)?.attributes);
+    const resourceFields = Object.keys(resource).length;
     for (const sm of list(rm.scopeMetrics)) {
       for (const m of list(sm.metrics)) {
+        const data = (m.gauge ?? m.sum ?? m.histogram ?? m.exponentialHistogram ?? m.summary) as
+          Obj | undefined;
+        // Before any is built: the resource's attributes go into each data point.
+        checkFields(list(data?.dataPoints).length, resourceFields + 8, sofar);
         const base = {
           ...resource,
           'metric.name': m.name,

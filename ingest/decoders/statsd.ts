@@ -18,9 +18,20 @@ const TYPES: Record<string, string> = {
   s: 'set',
 };
 
+/** Gauge series remembered for deltas by default. */
+export const MAX_GAUGES = 10_000;
+
 export class StatsdDecoder {
-  /** Last gauge value per series, for deltas. */
+  /**
+   * Last gauge value per series, for deltas. Series are names and tags the sender
+   * picks: at most `maxGauges` are kept, the least recently set evicted first (a delta
+   * on an evicted series starts again from 0), and evictions are counted.
+   */
   private readonly gauges = new Map<string, number>();
+  /** Series evicted so far. */
+  evicted = 0;
+
+  constructor(private readonly maxGauges = MAX_GAUGES) {}
 
   decode(packet: string, receivedAt = Date.now()): StatsdResult {
     const result: StatsdResult = { samples: [], errors: [] };
@@ -74,6 +85,11 @@ export class StatsdDecoder {
     else if (type === 'gauge') {
       const series = `${name}|${JSON.stringify(tags)}`;
       const next = /^[+-]/.test(rawValue) ? (this.gauges.get(series) ?? 0) + value : value;
+      // Re-inserted, so the map's order is the order of last use.
+      if (!this.gauges.delete(series) && this.gauges.size >= this.maxGauges) {
+        this.gauges.delete(this.gauges.keys().next().value!);
+        this.evicted++;
+      }
       this.gauges.set(series, next);
       sample['metric.value'] = next;
     } else sample['metric.value'] = value;

@@ -5,7 +5,12 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from 'pino';
 import { type BulkItem, BulkStream, encodeBulkResponse } from '../decoders/bulk.ts';
 import { NdjsonStream } from '../decoders/ndjson.ts';
-import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otlp.ts';
+import {
+  decodeOtlp,
+  encodeOtlpResponse,
+  OtlpDecodeError,
+  OtlpTooLargeError,
+} from '../decoders/otlp.ts';
 import { decodeRemoteWrite, RemoteWriteDecodeError } from '../decoders/remote-write.ts';
 import { StatsdDecoder } from '../decoders/statsd.ts';
 import { createSocket, type Socket } from 'node:dgram';
@@ -20,6 +25,7 @@ import { parseSearchParams, type SearchIndex, SearchParamsError } from '../index
 import { type NormalizeOptions, normalize } from '../normalize.ts';
 import { JsonLineNormalizer } from '../normalize-json.ts';
 import { registerElasticsearchCompat } from './elasticsearch-compat.ts';
+import { createRejections, type Rejections } from './rejections.ts';
 
 /**
  * The log-shipper endpoint: one HTTP server for every protocol Drover speaks, so the
@@ -55,9 +61,10 @@ export interface IngestServerOptions {
   /**
    * statsd over UDP on this port (default 8125) and host (default 127.0.0.1: UDP
    * carries no credential, so statsd leaves loopback only when configured to); false
-   * turns it off.
+   * turns it off. `maxGauges` bounds the gauge series remembered for deltas (default
+   * 10,000; see StatsdDecoder).
    */
-  statsd?: { port?: number; host?: string } | false;
+  statsd?: { port?: number; host?: string; maxGauges?: number } | false;
   logger?: Logger;
   onIngest?: (m: IngestMetrics) => void;
 }
@@ -69,6 +76,8 @@ export interface IngestMetrics {
   decodeErrors: number;
   rejected: number;
   throttled: boolean;
+  /** statsd: gauge series evicted from the delta memory by this packet. */
+  evicted?: number;
 }
 
 export class PayloadTooLarge extends Error {
@@ -230,7 +239,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
       const parsed: ParsedNdjson = {
         batch: options.bus.batch(),
         lines: [],
-        rejected: [],
+        rejected: createRejections(),
         decodeErrors: 0,
         bytes: 0,
       };
@@ -241,12 +250,13 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
             parsed.batch.add(normalize(value, normalizeOptions));
             parsed.lines.push(line);
           } catch (err) {
-            parsed.rejected.push({ line, error: (err as Error).message });
+            parsed.decodeErrors++;
+            parsed.rejected.add(line, (err as Error).message);
           }
         },
         (line, error) => {
           parsed.decodeErrors++;
-          parsed.rejected.push({ line, error });
+          parsed.rejected.add(line, error);
         },
         // Most lines go from their bytes straight to the event's JSON; what that cannot
         // read exactly comes back to the two callbacks above.
@@ -254,7 +264,10 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           const end = byteLine(buf, start, normalizeOptions, parsed.batch);
           if (end >= 0) {
             if (refusal === undefined) parsed.lines.push(line);
-            else parsed.rejected.push({ line, error: refusal });
+            else {
+              parsed.decodeErrors++;
+              parsed.rejected.add(line, refusal);
+            }
           }
           return end;
         },
@@ -285,8 +298,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           });
           return reply;
         }
-        for (const r of result.rejected) rejected.push({ line: lines[r.index]!, error: r.reason });
-        rejected.sort((a, b) => a.line - b.line);
+        for (const r of result.rejected) rejected.add(lines[r.index]!, r.reason);
         options.onIngest?.({
           protocol: 'ndjson',
           events: result.accepted.length,
@@ -295,8 +307,14 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           rejected: result.rejected.length,
           throttled: false,
         });
-        const status = result.accepted.length === 0 && rejected.length > 0 ? 400 : 200;
-        return reply.code(status).send({ accepted: result.accepted.length, rejected });
+        const status = result.accepted.length === 0 && rejected.total > 0 ? 400 : 200;
+        // At most ECHOED_REJECTIONS lines are echoed, then how many more there were.
+        const shown = rejected.shown();
+        return reply.code(status).send({
+          accepted: result.accepted.length,
+          rejected: shown,
+          ...(rejected.total > shown.length && { omitted: rejected.total - shown.length }),
+        });
       });
     },
   );
@@ -405,8 +423,11 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           try {
             records = decodeOtlp(signal, raw, contentType);
           } catch (err) {
+            // 413 for a request past the decoder's bounds (the exporter splits it), 400 else.
             if (err instanceof OtlpDecodeError)
-              return reply.code(400).send({ code: 3, message: err.message });
+              return reply
+                .code(err instanceof OtlpTooLargeError ? 413 : 400)
+                .send({ code: 3, message: err.message });
             throw err;
           }
           const events: Event[] = [];
@@ -452,17 +473,31 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
       throw err;
     }
     const events: Event[] = [];
-    for (const sample of decoded.samples) events.push(normalize(sample));
+    // A sample normalize refuses (a time out of range) is dropped and counted; the rest
+    // are kept, and the answer says so (400: Prometheus does not resend it).
+    let refused = 0;
+    let firstRefusal = '';
+    for (const sample of decoded.samples) {
+      try {
+        events.push(normalize(sample));
+      } catch (err) {
+        if (refused++ === 0) firstRefusal = (err as Error).message;
+      }
+    }
     const result = await publish(reply, events);
     if (!result) return reply;
     options.onIngest?.({
       protocol: 'remote_write',
       events: result.accepted.length,
       bytes: raw.length,
-      decodeErrors: 0,
+      decodeErrors: refused,
       rejected: result.rejected.length,
       throttled: false,
     });
+    if (refused > 0)
+      return reply
+        .code(400)
+        .send({ error: `${refused} samples refused, the first: ${firstRefusal}` });
     return reply.code(204).send();
   });
 
@@ -502,11 +537,22 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
  * are dropped and counted (throttled), never half-acknowledged.
  */
 async function listenStatsd(options: IngestServerOptions, host: string): Promise<Socket> {
-  const decoder = new StatsdDecoder();
+  const decoder = new StatsdDecoder(
+    (options.statsd as { maxGauges?: number } | undefined)?.maxGauges,
+  );
   const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4');
   socket.on('message', (packet) => {
+    const evictedBefore = decoder.evicted;
     const { samples, errors } = decoder.decode(packet.toString('utf8'));
-    const events = samples.map((s) => normalize(s));
+    const evicted = decoder.evicted - evictedBefore;
+    const events: Event[] = [];
+    for (const s of samples) {
+      try {
+        events.push(normalize(s));
+      } catch (err) {
+        errors.push({ line: String(s['metric.name']), error: (err as Error).message });
+      }
+    }
     const report = (accepted: number, throttled: boolean) =>
       options.onIngest?.({
         protocol: 'statsd',
@@ -515,6 +561,7 @@ async function listenStatsd(options: IngestServerOptions, host: string): Promise
         decodeErrors: errors.length,
         rejected: 0,
         throttled,
+        ...(evicted > 0 && { evicted }),
       });
     if (events.length === 0) return report(0, false);
     options.bus.publish(events).then(
@@ -540,7 +587,7 @@ interface ParsedNdjson {
   batch: PublishBatch;
   /** The line of each event in the batch. */
   lines: number[];
-  rejected: Array<{ line: number; error: string }>;
+  rejected: Rejections;
   decodeErrors: number;
   /** Bytes after decompression. */
   bytes: number;

@@ -1,6 +1,7 @@
 import { Client, type estypes } from '@elastic/elasticsearch';
 
 type QueryDslQueryContainer = estypes.QueryDslQueryContainer;
+import { transient } from '../bus/deliver.ts';
 import type { BusBatch } from '../bus/types.ts';
 import type { Event } from '../event.ts';
 import type { Alert } from '../../rules/index.ts';
@@ -126,9 +127,13 @@ export class ElasticsearchIndexer {
     let retried = 0;
     let deadLettered = 0;
     for (let attempt = 0; pending.length > 0; attempt++) {
+      // Retries exhausted on 429s, 5xx or an unreachable server: the server is at fault,
+      // not the documents, so the bus redelivers the batch without dead-lettering it.
       if (attempt > this.retries) {
-        throw new IndexingError(
-          `${pending.length} documents still failing after ${this.retries} retries`,
+        throw transient(
+          new IndexingError(
+            `${pending.length} documents still failing after ${this.retries} retries`,
+          ),
         );
       }
       if (attempt > 0) await sleep(this.backoffMs * 2 ** (attempt - 1));
@@ -138,7 +143,7 @@ export class ElasticsearchIndexer {
       ]);
       const response = await this.client.bulk({ operations }).catch((err: unknown) => {
         // The whole request failed (unreachable, 429 on the request): retry all of it.
-        if (attempt >= this.retries) throw err;
+        if (attempt >= this.retries) throw transient(err as Error);
         return undefined;
       });
       if (!response) {
@@ -161,7 +166,9 @@ export class ElasticsearchIndexer {
       if (dead.length > 0) {
         await this.deadLetter(
           dead.map(({ p, reason }) => ({ id: p.id, index: p.index, reason, document: p.doc })),
-        );
+        ).catch((err: unknown) => {
+          throw transient(err as Error);
+        });
         deadLettered += dead.length;
       }
       retried += again.length;

@@ -11,6 +11,7 @@ import {
   type BusBatch,
   type EmbeddedBusOptions,
   openEmbeddedBus,
+  transient,
 } from '../../ingest/bus/index.ts';
 
 const fresh = () => join(mkdtempSync(join(tmpdir(), 'drover-bus-')), 'bus.db');
@@ -109,6 +110,69 @@ describe('embedded bus: publish and consume', () => {
     await consumer.stop();
     await bus.close();
   });
+
+  it('a message the handler keeps failing goes to the dead-letter store and the group moves on', async () => {
+    const errors: string[] = [];
+    const bus = open({ onError: (err, context) => errors.push(`${context}: ${err.message}`) });
+    await bus.publish(Array.from({ length: 30 }, (_, i) => log(i)));
+    const applied: number[] = [];
+    const tries = new Map<number, number>();
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      maxAttempts: 2,
+      // Atomic, as the contract asks: checks every message before applying any.
+      handler: async (b) => {
+        for (const s of seqs(b)) tries.set(s, (tries.get(s) ?? 0) + 1);
+        if (seqs(b).includes(13)) throw new Error('poison at 13');
+        applied.push(...seqs(b));
+      },
+    });
+    await until(() => bus.lag('g').logs === 0, 10_000);
+    await consumer.stop();
+    // Every other message is applied exactly once, in order.
+    expect(applied).toEqual(Array.from({ length: 30 }, (_, i) => i).filter((i) => i !== 13));
+    const dead = bus.deadLetters();
+    expect(dead).toHaveLength(1);
+    expect(dead[0]!.reason).toMatch(/consumer group "g" at logs@13: failed 2 times: poison at 13/);
+    expect(JSON.parse(dead[0]!.body)).toMatchObject({ seq: 13 });
+    // log2(30) halvings, each tried maxAttempts times, then 13 on its own.
+    expect(tries.get(13)).toBeLessThanOrEqual(2 * 6);
+    expect(errors.at(-1)).toMatch(/at offset 13 2 times; it goes to the dead-letter store/);
+    // A new consumer of the group starts past it.
+    const again: number[] = [];
+    const next = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      handler: async (b) => void again.push(...seqs(b)),
+    });
+    await bus.publish([log(30)]);
+    await until(() => again.length === 1);
+    expect(again).toEqual([30]);
+    await next.stop();
+    await bus.close();
+  }, 20_000);
+
+  it('a transient failure is retried as long as it takes, and nothing is dead-lettered', async () => {
+    const bus = open({ onError: () => {} });
+    await bus.publish([log(0), log(1)]);
+    let attempts = 0;
+    const delivered: number[] = [];
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      maxAttempts: 1,
+      handler: async (b) => {
+        if (++attempts < 4) throw transient(new Error('server down'));
+        delivered.push(...seqs(b));
+      },
+    });
+    await until(() => delivered.length === 2, 10_000);
+    expect(delivered).toEqual([0, 1]);
+    expect(bus.deadLetters()).toHaveLength(0);
+    await consumer.stop();
+    await bus.close();
+  }, 15_000);
 
   it('a stopped consumer leaves its failed batch uncommitted', async () => {
     const bus = open({ onError: () => {} });

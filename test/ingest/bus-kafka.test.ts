@@ -111,6 +111,45 @@ describe.skipIf(!brokers)(
       await consumer.stop();
     });
 
+    it('dead-letters a message the handler keeps failing, with why, and moves on past it', async () => {
+      await bus.publish([200, 201, 202, 203, 204].map((i) => log(i, 'poison')));
+      const handled: number[] = [];
+      const consumer = await bus.consume({
+        group: `${prefix}g3`,
+        topics: ['logs'],
+        maxAttempts: 2,
+        // Atomic, as the contract asks: checks every message before applying any.
+        handler: async (b) => {
+          const mine = b.messages.filter((m) => m.key === 'poison');
+          if (mine.some((m) => m.event.seq === 202)) throw new Error('poison at 202');
+          handled.push(...mine.map((m) => m.event.seq as number));
+        },
+      });
+      await until(() => handled.length === 4);
+      await new Promise((r) => setTimeout(r, 500));
+      await consumer.stop();
+      expect(handled).toEqual([200, 201, 203, 204]);
+      const kafka = new Kafka({ brokers: [brokers!], logLevel: logLevel.NOTHING });
+      const reader = kafka.consumer({ groupId: `${prefix}dl-check-2` });
+      await reader.connect();
+      await reader.subscribe({ topic: `${prefix}deadletter`, fromBeginning: true });
+      const letters: Array<{ reason: string; value: string }> = [];
+      await reader.run({
+        eachMessage: async ({ message }) =>
+          void letters.push({
+            reason: String(message.headers?.['drover.reason']),
+            value: String(message.value),
+          }),
+      });
+      await until(() => letters.some((l) => /poison at 202/.test(l.reason)));
+      await reader.disconnect();
+      const letter = letters.find((l) => /poison at 202/.test(l.reason))!;
+      expect(letter.reason).toMatch(
+        /consumer group ".*g3" at .*logs\/\d@\d+: failed 2 times: poison at 202/,
+      );
+      expect(JSON.parse(letter.value)).toMatchObject({ seq: 202 });
+    });
+
     it('refuses an oversized event with its reason and sends it to the dead-letter topic', async () => {
       const big = { ...log(1), message: 'x'.repeat(10_000) };
       const result = await bus.publish([log(0, 'dl'), big]);

@@ -28,7 +28,7 @@ const leaf = fc.oneof(
     STACK,
   ),
   fc.integer({ min: -5, max: 70 }),
-  fc.constantFrom(1732272000123, 1732272000, 1.5e18, 4242, 0),
+  fc.constantFrom(1732272000123, 1732272000, 1.5e18, 4242, 0, 1e300, -1, '9'.repeat(400)),
   fc.double({ noNaN: true }),
   fc.boolean(),
   fc.constant(null),
@@ -81,6 +81,23 @@ describe('normalize against the reference implementation', () => {
       }),
       { numRuns: 3_000 },
     );
+  });
+
+  it('refuses objects nested past the limit as the reference does, and drops empty ones', () => {
+    const nest = (depth: number, leaf: Record<string, unknown>) => {
+      let o = leaf;
+      for (let i = 1; i < depth; i++) o = { k: o };
+      return o;
+    };
+    for (const depth of [63, 64, 65, 200])
+      for (const leaf of [{ v: 1 }, {}]) {
+        const input = nest(depth, leaf);
+        expect(outcome(() => normalize(input, { receivedAt: 42 }))).toEqual(
+          outcome(() => reference(input, { receivedAt: 42 })),
+        );
+      }
+    expect(() => normalize(nest(65, { v: 1 }))).toThrow(NormalizeError);
+    expect(normalize(nest(65, {}), { receivedAt: 42 })).toEqual({ '@timestamp': 42 });
   });
 
   it('keeps "__proto__" as a field, never as the prototype', () => {

@@ -7,6 +7,9 @@ import {
   levelFromNumber,
   levelFromOtlpSeverity,
   levelFromString,
+  checkEventTime,
+  MAX_NESTING,
+  nestingError,
   NormalizeError,
   toEpochMs,
 } from '../../ingest/normalize.ts';
@@ -40,7 +43,9 @@ export function flatten(
   obj: Record<string, unknown>,
   out: Record<string, unknown> = {},
   prefix = '',
+  depth = 1,
 ) {
+  if (depth > MAX_NESTING) throw new NormalizeError(nestingError());
   for (const key of Object.keys(obj)) {
     const value = obj[key];
     const name = prefix === '' ? key : `${prefix}.${key}`;
@@ -52,7 +57,7 @@ export function flatten(
     ) {
       const keys = Object.keys(value);
       if (keys.length === 0) continue;
-      flatten(value as Record<string, unknown>, out, name);
+      flatten(value as Record<string, unknown>, out, name, depth + 1);
     } else if (value !== undefined) {
       out[name] = value instanceof Date ? value.toISOString() : value;
     }
@@ -140,7 +145,10 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
   for (const s of TIME_FIELDS) {
     if (flat[s] === undefined) continue;
     ts = toEpochMs(flat[s]);
-    if (ts !== undefined) break;
+    if (ts !== undefined) {
+      checkEventTime(ts, s, flat[s]);
+      break;
+    }
   }
   const event: Event = { '@timestamp': ts ?? options.receivedAt ?? Date.now() };
 

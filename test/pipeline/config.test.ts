@@ -225,6 +225,12 @@ describe('configuration: listen, bus, index and rules', () => {
     expect(refused('rules: { paths: [r], maxFutureSkew: soon }\n')).toMatch(/rules\.maxFutureSkew/);
   });
 
+  it('bus.maxAttempts: failures of a message before it is dead-lettered, 3 by default', () => {
+    expect(load('').config.bus.maxAttempts).toBe(3);
+    expect(load('bus: { maxAttempts: 5 }\n').config.bus.maxAttempts).toBe(5);
+    expect(refused('bus: { maxAttempts: 0 }\n')).toMatch(/bus.maxAttempts is a whole number/);
+  });
+
   it('listen.tls names a cert and a key, resolved against the configuration', () => {
     const { dir, config } = load('listen: { tls: { cert: tls/c.pem, key: tls/k.pem } }\n');
     expect(config.listen.tls).toEqual({

@@ -1,0 +1,46 @@
+/**
+ * The lines of a request that were refused, as its response reports them: at most
+ * `limit` (the first by line number), and how many more there were. A body of bad lines
+ * can be millions of lines long (16 MiB of "x\n" is 8 million), and echoing each one
+ * made the response many times the size of the request.
+ */
+export interface Rejection {
+  line: number;
+  error: string;
+}
+
+export interface Rejections {
+  add(line: number, error: string): void;
+  /** How many were added. */
+  readonly total: number;
+  /** The first `limit` by line number, in line order. */
+  shown(): Rejection[];
+}
+
+/** Rejected lines a response echoes by default. */
+export const ECHOED_REJECTIONS = 100;
+
+export function createRejections(limit = ECHOED_REJECTIONS): Rejections {
+  // Kept: at most 2 × limit; sorting drops the later half (those cannot be among the
+  // first `limit`), once every `limit` additions, so adding stays linear.
+  let kept: Rejection[] = [];
+  let total = 0;
+  const trim = () => {
+    kept.sort((a, b) => a.line - b.line);
+    kept = kept.slice(0, limit);
+  };
+  return {
+    add(line, error) {
+      total++;
+      if (kept.length >= 2 * limit) trim();
+      kept.push({ line, error });
+    },
+    get total() {
+      return total;
+    },
+    shown() {
+      trim();
+      return kept;
+    },
+  };
+}
