@@ -84,6 +84,8 @@ export class Pipeline {
   private pruneTimer: NodeJS.Timeout | undefined;
   /** The engine counts already added to the telemetry counters. */
   private counted = { late: 0, future: 0 };
+  /** Events the rules processed since the counter was last brought up to date. */
+  private processed = 0;
   private pendingActions = new Set<Promise<unknown>>();
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
@@ -325,8 +327,16 @@ export class Pipeline {
     });
   }
 
-  /** The engine's late and refused counts (carried across reloads) as counters. */
+  /**
+   * The events the rules processed, and the engine's late and refused counts (carried
+   * across reloads), as counters: after each delivered batch and at every scrape, since
+   * the merge also processes held events from its idle timer, between batches.
+   */
   private countEngineEvents(): void {
+    if (this.processed > 0) {
+      this.telemetry.ruleEvents.inc(this.processed);
+      this.processed = 0;
+    }
     const { lateEvents, futureEvents } = this.engine.counts();
     if (lateEvents > this.counted.late)
       this.telemetry.ruleLateEvents.inc(lateEvents - this.counted.late);
@@ -451,7 +461,6 @@ export class Pipeline {
     }
     // The engine sees the inputs merged in event time (rules-input.ts); the snapshot's
     // offsets are what it has processed per input, not what the bus has delivered.
-    let processed = 0;
     const input = createRulesInput({
       process: (m) => {
         // A message the bus delivers again (a batch redelivered after a failure, a
@@ -462,7 +471,7 @@ export class Pipeline {
         if (offset < (this.offsets[at] ?? 0)) return;
         this.engine.process(m.event);
         this.offsets[at] = offset + 1;
-        processed++;
+        this.processed++;
       },
       onError: (err, m) =>
         this.logger.error(
@@ -489,8 +498,6 @@ export class Pipeline {
           const end = this.telemetry.ruleEvaluation.startTimer();
           await input.handler(batch);
           end();
-          this.telemetry.ruleEvents.inc(processed);
-          processed = 0;
           this.countEngineEvents();
         },
       }),
@@ -612,6 +619,7 @@ export class Pipeline {
     }
     for (const s of this.engine.stats())
       this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
+    this.countEngineEvents();
     return this.telemetry.registry.metrics();
   }
 
