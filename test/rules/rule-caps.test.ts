@@ -178,3 +178,18 @@ describe('max_keys and max_terms in rule files', () => {
     ]);
   });
 });
+
+describe('per-key bounds on what a sender can pile up', () => {
+  it('a frequency key keeps at most 10,000 event times past the watermark, and still alerts', () => {
+    const alerts: Alert[] = [];
+    // An hour of allowed lateness: every event stays past the watermark.
+    const e = new Engine(
+      [rule<FrequencyRule>({ name: 'burst', type: 'frequency', num_events: 3, timeframe: m(10) })],
+      { allowedLatenessMs: m(60), observedFrom: T0, onAlert: (a) => alerts.push(a) },
+    );
+    for (let i = 0; i < 30_000; i++) e.process(ev(T0 + i));
+    expect(alerts.length).toBeGreaterThan(0);
+    // 8 bytes a time, in a buffer that at most doubles past what it holds.
+    expect(e.stats()[0]!.bytes).toBeLessThanOrEqual(2 * 8 * 10_003 + 64);
+  });
+});
