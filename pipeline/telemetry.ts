@@ -120,7 +120,7 @@ export function createTelemetry() {
     }),
     ruleTermsRefused: new Counter({
       name: 'drover_rule_terms_refused_total',
-      help: 'New terms a new_term rule refused because it held max_terms terms already, by rule.',
+      help: 'New terms a new_term rule refused at max_terms, or new distinct values a cardinality key refused at its cap (10,000), by rule.',
       labelNames: ['rule'],
       registers: [registry],
     }),
