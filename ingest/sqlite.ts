@@ -234,3 +234,14 @@ export function describeSqlite(): string {
   const driver = sqliteDriver();
   return `${driver} on Node.js ${process.version}`;
 }
+
+/**
+ * SQLite says another connection holds a lock (SQLITE_BUSY, SQLITE_LOCKED, or one of
+ * their extended codes), as either driver reports it: better-sqlite3 in `code`,
+ * `node:sqlite` in `errcode`. The same statement a moment later may succeed.
+ */
+export function isSqliteBusy(err: unknown): boolean {
+  const e = err as { code?: unknown; errcode?: unknown } | null;
+  if (typeof e?.code === 'string' && /^SQLITE_(BUSY|LOCKED)(_|$)/.test(e.code)) return true;
+  return typeof e?.errcode === 'number' && ((e.errcode & 0xff) === 5 || (e.errcode & 0xff) === 6);
+}

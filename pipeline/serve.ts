@@ -222,6 +222,7 @@ export class Pipeline {
         if (m.decodeErrors)
           this.telemetry.decodeErrors.inc({ protocol: m.protocol }, m.decodeErrors);
         if (m.throttled) this.telemetry.throttled.inc({ protocol: m.protocol });
+        if (m.evicted) this.telemetry.statsdEvicted.inc(m.evicted);
       },
       routes: this.routes(adminTokens),
     });
@@ -237,6 +238,7 @@ export class Pipeline {
     this.logger.info(
       {
         url: this.server.url,
+        statsdPort: this.server.statsdPort ?? false,
         rules: rules.length,
         bus: c.bus.kind,
         index: c.index.kind,

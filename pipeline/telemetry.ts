@@ -33,6 +33,11 @@ export function createTelemetry() {
       labelNames: ['protocol'],
       registers: [registry],
     }),
+    statsdEvicted: new Counter({
+      name: 'drover_statsd_gauges_evicted_total',
+      help: 'statsd gauge series forgotten because 10,000 newer ones were set since (a delta on one starts again from 0).',
+      registers: [registry],
+    }),
     busLag: new Gauge({
       name: 'drover_bus_lag_messages',
       help: 'Messages a consumer group has yet to process, by group and topic.',
@@ -115,7 +120,7 @@ export function createTelemetry() {
     }),
     ruleTermsRefused: new Counter({
       name: 'drover_rule_terms_refused_total',
-      help: 'New terms a new_term rule refused because it held max_terms terms already, by rule.',
+      help: 'New terms a new_term rule refused at max_terms, or new distinct values a cardinality key refused at its cap (10,000), by rule.',
       labelNames: ['rule'],
       registers: [registry],
     }),

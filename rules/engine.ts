@@ -84,7 +84,10 @@ export interface RuleStats {
   terms?: number;
   /** New keys refused at the rule's max_keys since the rules were loaded. */
   keysRefused: number;
-  /** new_term: new terms refused at max_terms since the rules were loaded. */
+  /**
+   * new_term: new terms refused at max_terms; cardinality: new distinct values refused
+   * at a key's cap; since the rules were loaded.
+   */
   termsRefused?: number;
   bytes: number;
   alerts: number;
@@ -345,6 +348,7 @@ export class Engine {
         s.termsRefused = runner.termsRefused;
         s.bytes += runner.termCount() * 64;
       }
+      if (runner instanceof CardinalityRunner) s.termsRefused = runner.termsRefused;
       return s;
     });
   }

@@ -16,7 +16,9 @@ import type { BusBatch, BusMessage } from './types.ts';
  *
  * An error marked transient (`transient(err)`: the handler's server is down, not the
  * message bad) says nothing about the messages: the same batch is retried after a
- * backoff, as long as it takes, and nothing is dead-lettered for it.
+ * backoff, as long as it takes, and nothing is dead-lettered for it. A commit that
+ * fails with a transient error (the bus's file is locked) is retried on its own, as
+ * long as it takes: the handler is not given the batch again.
  */
 export interface DeliverOptions {
   handler: (batch: BusBatch) => Promise<void>;
@@ -61,15 +63,27 @@ async function deliverRun(
   options: DeliverOptions,
 ): Promise<boolean> {
   let failures = 0;
+  // Once the handler is done, only the commit is retried: handing the batch over again
+  // would apply it twice.
+  let handled = false;
   for (;;) {
     if (!options.running()) return false;
     try {
-      await options.handler({ topic: batch.topic, partition: batch.partition, messages });
+      if (!handled) {
+        await options.handler({ topic: batch.topic, partition: batch.partition, messages });
+        handled = true;
+      }
       await options.commit(messages.at(-1)!, messages.length);
       return true;
     } catch (e) {
       const err = e instanceof Error ? e : new Error(String(e));
       const where = options.describe(messages);
+      if (handled && isTransient(err)) {
+        options.onError(err, `${where}: handled, but its commit failed; the commit is retried`);
+        await options.backoff(Math.min(++failures, options.maxAttempts));
+        continue;
+      }
+      handled = false;
       if (isTransient(err)) {
         options.onError(err, `${where} (a transient failure); it will be redelivered`);
         await options.backoff(Math.min(++failures, options.maxAttempts));

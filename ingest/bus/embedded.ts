@@ -1,8 +1,13 @@
 import { EventEmitter } from 'node:events';
-import { openSqlite, type SqliteDatabase, type SqliteTransaction } from '../sqlite.ts';
+import {
+  isSqliteBusy,
+  openSqlite,
+  type SqliteDatabase,
+  type SqliteTransaction,
+} from '../sqlite.ts';
 import type { Event } from '../event.ts';
 import { BufferPool, EmbeddedBatch } from './embedded-batch.ts';
-import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
+import { DEFAULT_MAX_ATTEMPTS, deliver, transient } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, RateMeter, retryAfterSeconds } from './encode.ts';
 import {
   type Bus,
@@ -767,34 +772,55 @@ class EmbeddedConsumer {
       flow.assigned(topics.map((topic) => ({ topic, partition: 0 })));
       this.unsubscribe = flow.onResume(() => this.wake?.());
     }
+    let failures = 0;
     while (!this.stopped) {
-      let delivered = false;
-      if (flow) {
-        const reads: Array<{ topic: Topic; messages: BusMessage[] }> = [];
-        const empty: Array<{ topic: Topic; position: number }> = [];
-        for (const topic of topics) {
-          if (flow.isPaused({ topic, partition: 0 })) continue;
-          const position = this.bus.position(group, topic);
-          const messages = this.bus.read(topic, position, this.settings.batchSize);
-          if (messages.length === 0) empty.push({ topic, position });
-          else reads.push({ topic, messages });
-        }
-        const results = await Promise.all(reads.map((r) => this.hand(r.topic, r.messages)));
-        for (const e of empty) flow.caughtUp({ topic: e.topic, partition: 0 }, e.position);
-        delivered = results.includes(true);
-      } else {
-        for (const topic of topics) {
-          if (this.stopped) break;
-          const position = this.bus.position(group, topic);
-          const messages = this.bus.read(topic, position, this.settings.batchSize);
-          if (messages.length === 0) continue;
-          // hand() retries until done; false only when the consumer is stopping.
-          if (await this.hand(topic, messages)) delivered = true;
-          else break;
-        }
+      try {
+        const delivered = await this.pass();
+        failures = 0;
+        if (!delivered && !this.stopped) await this.sleep(this.settings.pollMs);
+      } catch (e) {
+        // Reading the log or a position failed (the file is locked past the busy
+        // timeout): nothing was handed over for it; the pass is tried again after a
+        // backoff, and an error never ends the loop (it would stop the group silently).
+        const err = e instanceof Error ? e : new Error(String(e));
+        this.settings.onError(
+          err,
+          `consumer group "${group}" could not read ${topics.join(', ')}; retrying`,
+        );
+        await this.sleep(Math.min(5_000, 50 * 2 ** Math.min(++failures, 7)));
       }
-      if (!delivered && !this.stopped) await this.sleep(this.settings.pollMs);
     }
+  }
+
+  /** Reads each topic once and hands what it found over; true if anything was handled. */
+  private async pass(): Promise<boolean> {
+    const { group, topics, flow } = this.options;
+    let delivered = false;
+    if (flow) {
+      const reads: Array<{ topic: Topic; messages: BusMessage[] }> = [];
+      const empty: Array<{ topic: Topic; position: number }> = [];
+      for (const topic of topics) {
+        if (flow.isPaused({ topic, partition: 0 })) continue;
+        const position = this.bus.position(group, topic);
+        const messages = this.bus.read(topic, position, this.settings.batchSize);
+        if (messages.length === 0) empty.push({ topic, position });
+        else reads.push({ topic, messages });
+      }
+      const results = await Promise.all(reads.map((r) => this.hand(r.topic, r.messages)));
+      for (const e of empty) flow.caughtUp({ topic: e.topic, partition: 0 }, e.position);
+      delivered = results.includes(true);
+    } else {
+      for (const topic of topics) {
+        if (this.stopped) break;
+        const position = this.bus.position(group, topic);
+        const messages = this.bus.read(topic, position, this.settings.batchSize);
+        if (messages.length === 0) continue;
+        // hand() retries until done; false only when the consumer is stopping.
+        if (await this.hand(topic, messages)) delivered = true;
+        else break;
+      }
+    }
+    return delivered;
   }
 
   /**
@@ -811,7 +837,13 @@ class EmbeddedConsumer {
         maxAttempts: this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
         // The position moves only once the handler is done with a message.
         commit: (last, count) => {
-          this.bus.commit(group, topic, Number(last.offset) + 1);
+          try {
+            this.bus.commit(group, topic, Number(last.offset) + 1);
+          } catch (err) {
+            // Another connection holds the file's lock past the busy timeout: the
+            // handler is done, so the commit alone is retried (deliver.ts).
+            throw isSqliteBusy(err) ? transient(err as Error) : err;
+          }
           this.settings.handled(count);
         },
         deadLetter: (m, reason) =>

@@ -172,13 +172,49 @@ function noDocument(item: BulkItem, line: number): BulkItem['error'] {
   };
 }
 
+/** Characters of an item's error reason a `_bulk` response echoes, by default. */
+export const BULK_REASON_CHARS = 200;
+/** Characters of error reasons, all items together, a `_bulk` response echoes by default. */
+export const BULK_REASON_BUDGET = 64 * 1024;
+/** An item's reason once the response's budget for reasons is spent. */
+export const BULK_REASON_OMITTED = 'too many errors to list';
+
+export interface BulkResponseLimits {
+  /** Characters of one reason echoed; past it the reason is clipped and its length said. */
+  reasonChars?: number;
+  /** Characters of reasons echoed in all; past it each reason is BULK_REASON_OMITTED. */
+  reasonBudget?: number;
+}
+
 /**
  * The `_bulk` response, in request order, as Elasticsearch writes it: each item under its
  * action, with its status and, when it failed, the error. Written as text: a shipper's
  * bulk has hundreds of items, and building an object per item (keyed by its action) cost
  * more than decoding their documents.
+ *
+ * The protocol needs one item per document, but not every reason in full: a reason may
+ * quote what the sender wrote (a refused value), and a megabyte of bad lines is half a
+ * million failed items. Each reason is clipped to `reasonChars`, and once `reasonBudget`
+ * characters of reasons are written the rest say only BULK_REASON_OMITTED (their type
+ * and status still say what failed).
  */
-export function encodeBulkResponse(items: BulkItem[], took: number, receivedAt: number): string {
+export function encodeBulkResponse(
+  items: BulkItem[],
+  took: number,
+  receivedAt: number,
+  limits: BulkResponseLimits = {},
+): string {
+  const reasonChars = limits.reasonChars ?? BULK_REASON_CHARS;
+  let budget = limits.reasonBudget ?? BULK_REASON_BUDGET;
+  const reason = (text: string) => {
+    if (budget <= 0) return BULK_REASON_OMITTED;
+    const shown =
+      text.length > reasonChars
+        ? `${text.slice(0, reasonChars)}… (${text.length} characters)`
+        : text;
+    budget -= shown.length;
+    return shown;
+  };
   const parts: string[] = [];
   let errors = false;
   const quoted = new Map<string, string>();
@@ -196,7 +232,7 @@ export function encodeBulkResponse(items: BulkItem[], took: number, receivedAt: 
     if (item.error) {
       errors = true;
       parts.push(
-        `${head}"status":${item.error.status},"error":{"type":${JSON.stringify(item.error.type)},"reason":${JSON.stringify(item.error.reason)}}}}`,
+        `${head}"status":${item.error.status},"error":{"type":${JSON.stringify(item.error.type)},"reason":${JSON.stringify(reason(item.error.reason))}}}}`,
       );
     } else
       parts.push(

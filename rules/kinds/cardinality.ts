@@ -2,6 +2,13 @@ import type { Event } from '../../ingest/index.ts';
 import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { CardinalityRule } from '../types.ts';
 
+/**
+ * Distinct values one cardinality key holds by default (at least max_cardinality + 1
+ * and min_cardinality): values are what the sender picks, and each event is evaluated
+ * over all of them.
+ */
+export const MAX_CARDINALITY_VALUES = 10_000;
+
 interface KeyState {
   /**
    * Distinct value → the instants it counts at, as sorted disjoint half-open intervals
@@ -23,6 +30,14 @@ interface KeyState {
  * seen within the timeframe plus the allowed lateness (the per-rule key cap bounds keys).
  */
 export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
+  /** Distinct values a key holds: MAX_CARDINALITY_VALUES, or what the rule's bounds need. */
+  private get maxValues(): number {
+    const { max_cardinality: max, min_cardinality: min } = this.spec;
+    return Math.max(MAX_CARDINALITY_VALUES, (max ?? 0) + 1, min ?? 0);
+  }
+  /** New distinct values refused at maxValues since this runner was built. */
+  termsRefused = 0;
+
   onEvent(event: Event, key: string, t: number): void {
     const raw = event[this.spec.cardinality_field];
     if (raw === undefined || raw === null) return;
@@ -42,6 +57,13 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     }
     let cover = state.values.get(value);
     if (!cover) {
+      // Past the cap a new value is refused (counted, reported as a refused term): the
+      // values held keep working, and above max_cardinality the cap changes no alert.
+      if (state.values.size >= this.maxValues) {
+        this.termsRefused++;
+        this.ctx.refused(this, 'term', this.maxValues);
+        return;
+      }
       cover = [];
       state.values.set(value, cover);
     }

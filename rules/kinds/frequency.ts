@@ -3,6 +3,9 @@ import { type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
 import type { FrequencyRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
 
+/** Event times of one key a frequency rule keeps past the watermark (see onEvent). */
+export const MAX_TIMES_AHEAD = 10_000;
+
 interface KeyState {
   times: Timestamps;
   sample: Event | undefined;
@@ -23,7 +26,12 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
       this.rememberKey(key, event);
     }
     const inOrder = t >= (state.times.newest() ?? Number.NEGATIVE_INFINITY);
-    state.times.add(t);
+    // Times past the watermark are as many as the sender sends within the allowed
+    // lateness: a key keeps at most MAX_TIMES_AHEAD of them (num_events if larger).
+    // Past it, an event is still evaluated at its instant but its time is not kept.
+    const ahead = state.times.length - state.times.upperBound(this.ctx.watermark);
+    if (t <= this.ctx.watermark || ahead < Math.max(MAX_TIMES_AHEAD, this.spec.num_events))
+      state.times.add(t);
     state.times.keepNewestThrough(this.spec.num_events, this.ctx.watermark);
     if (this.isLate(t)) return;
     if (inOrder) state.sample = event;

@@ -174,6 +174,36 @@ describe('embedded bus: publish and consume', () => {
     await bus.close();
   }, 15_000);
 
+  it('a commit the bus file is too busy for is retried alone: nothing lost, nothing doubled', async () => {
+    const path = fresh();
+    const errors: string[] = [];
+    const bus = openEmbeddedBus({ path, pollMs: 20, onError: (e) => errors.push(e.message) });
+    await bus.publish([log(0), log(1), log(2)]);
+    bus.commit('g', 'logs', 0);
+    // Another connection holds the write lock past the bus's 5 s busy timeout.
+    const other = openSqlite(path);
+    other.exec('BEGIN IMMEDIATE');
+    const release = setTimeout(() => other.exec('COMMIT'), 6_500);
+    const delivered: number[] = [];
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      handler: async (b) => {
+        delivered.push(...seqs(b));
+      },
+    });
+    await until(() => bus.position('g', 'logs') === 3, 20_000);
+    await bus.publish([log(3)]);
+    await until(() => delivered.length === 4, 5_000);
+    expect(delivered).toEqual([0, 1, 2, 3]);
+    expect(errors.join('\n')).toMatch(/database is locked/);
+    expect(bus.deadLetters()).toHaveLength(0);
+    clearTimeout(release);
+    await consumer.stop();
+    await bus.close();
+    other.close();
+  }, 30_000);
+
   it('a stopped consumer leaves its failed batch uncommitted', async () => {
     const bus = open({ onError: () => {} });
     await bus.publish([log(0), log(1)]);

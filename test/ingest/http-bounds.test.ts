@@ -95,6 +95,53 @@ describe('NDJSON', () => {
   }, 60_000);
 });
 
+describe('_bulk', () => {
+  type BulkAnswer = {
+    errors: boolean;
+    items: Array<Record<string, { error?: { reason: string } }>>;
+  };
+  const reasons = (answer: BulkAnswer) =>
+    answer.items.map((item) => Object.values(item)[0]!.error?.reason);
+
+  it('clips the error reason of each item to 200 characters, saying how long it was', async () => {
+    // normalize's refusal quotes the value it refused: here 300,000 characters of it.
+    const huge = 'y'.repeat(300_000);
+    const doc = JSON.stringify({ '@timestamp': T, 'metric.name': 'm', 'metric.value': huge });
+    const ok = JSON.stringify({ '@timestamp': T, message: 'ok' });
+    const body = `{"index":{}}\n${doc}\n{"index":{}}\n${ok}\n{"index":{}}\n${doc}\n`;
+    const res = await post('/_bulk', body, { 'content-type': 'application/x-ndjson' });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text.length).toBeLessThan(2_000);
+    const answer = JSON.parse(text) as BulkAnswer;
+    expect(answer.items).toHaveLength(3);
+    const [first, second, third] = reasons(answer);
+    expect(second).toBeUndefined();
+    expect(third).toBe(first);
+    expect(first).toMatch(/^metric\.value must be a number, got "y+… \(300037 characters\)$/);
+    expect(first!.length).toBeLessThan(240);
+  });
+
+  it('keeps one item per line of a megabyte of bad lines, within a bounded answer', async () => {
+    // 524,288 lines, each an item that failed; the answer was 15 times the body.
+    const body = 'x\n'.repeat(1 << 19);
+    const res = await post('/_bulk', body, { 'content-type': 'application/x-ndjson' });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    const answer = JSON.parse(text) as BulkAnswer;
+    expect(answer.errors).toBe(true);
+    expect(answer.items).toHaveLength(1 << 19);
+    const all = reasons(answer);
+    // The first reasons in full, then a short fixed text once the reason budget is spent.
+    expect(all[0]).toMatch(/^line 1: malformed action\/metadata line: Unexpected token/);
+    expect(all.at(-1)).toBe('too many errors to list');
+    const full = all.filter((r) => r!.startsWith('line ')).length;
+    expect(full).toBeGreaterThan(100);
+    expect(full).toBeLessThan(2_000);
+    expect(text.length).toBeLessThan(150 * (1 << 19));
+  });
+});
+
 describe('OTLP', () => {
   const attrs = (n: number) =>
     Array.from({ length: n }, (_, i) => ({ key: `a${i}`, value: { stringValue: 'v' } }));

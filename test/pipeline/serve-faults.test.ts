@@ -1,7 +1,9 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { Client } from '@elastic/elasticsearch';
+import { afterAll, describe, expect, inject, it } from 'vitest';
 import {
   BIN,
   errorLine,
@@ -15,6 +17,9 @@ import {
 
 afterAll(killServes);
 
+const esUrl = inject('elasticsearchUrl');
+const esSkip = inject('serverSkipReasons').elasticsearch;
+
 const alive = (pid: number) => {
   try {
     process.kill(pid, 0);
@@ -23,6 +28,55 @@ const alive = (pid: number) => {
     return false;
   }
 };
+
+/**
+ * Runs an alert whose action sleeps, kills drover serve while it runs, and restarts it:
+ * the snapshot must have stayed behind the alert, and the replay must not act again.
+ * `store` is a line of configuration for the action store (none: SQLite).
+ */
+async function snapshotBehindRemediation(store = '', env: NodeJS.ProcessEnv = {}) {
+  const dir = workdir('drover-faults-', { 'rules/errors.yaml': HOST_ERROR_BURST_RULE });
+  const acted = join(dir, 'acted.txt');
+  const config = join(dir, 'drover.yaml');
+  writeFileSync(
+    config,
+    `stateDir: state
+listen: { port: 0, statsdPort: false }
+rules: { paths: [rules], allowedLateness: 1s }
+snapshotEvery: 100ms${store}
+adapters:
+  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}; sleep 5"] }
+guards: { cooldown: 0s }
+`,
+  );
+  let run = await startServe(config, { env });
+  const t = Date.now();
+  const body = [0, 1, 2].map((i) => errorLine('web-1', t + i)).join('\n');
+  expect((await fetch(`${run.url}/ingest`, { method: 'POST', body })).status).toBe(200);
+  // The action has started (and sleeps): the claim is made, the journal entry is not.
+  await until('the action to start', () => existsSync(acted));
+  await new Promise((r) => setTimeout(r, 600));
+  run.child.kill('SIGKILL');
+  await new Promise((r) => run.child.once('exit', r));
+  const snapshot = join(dir, 'state', 'rules-snapshot.json');
+  const offset = existsSync(snapshot)
+    ? (JSON.parse(readFileSync(snapshot, 'utf8')) as { offsets: Record<string, number> }).offsets[
+        'logs/0'
+      ]
+    : undefined;
+  // Six intervals passed while the action ran: none of them moved past the alert.
+  expect(offset ?? 0).toBeLessThan(3);
+
+  // Restarted: the alert is replayed, and the claim turns the duplicate away.
+  run = await startServe(config, { env });
+  await new Promise((r) => setTimeout(r, 2_000));
+  expect(readFileSync(acted, 'utf8').trim().split('\n')).toEqual(['web-1']);
+  const journal = (await (await fetch(`${run.url}/v1/actions`)).json()) as {
+    decisions: Array<{ decision: string; guard?: string; error?: string }>;
+  };
+  expect(journal.decisions.filter((d) => d.decision === 'executed')).toEqual([]);
+  expect(journal.decisions.some((d) => /^interrupted/.test(d.error ?? ''))).toBe(true);
+}
 
 describe('faults degrade, never crash', () => {
   it('a failed snapshot write or an unreadable rule file is logged, counted and survived', async () => {
@@ -113,46 +167,27 @@ adapters:
   }, 90_000);
 
   it('a snapshot stays behind an alert whose remediation is in flight, so a crash replays it once', async () => {
-    const dir = workdir('drover-faults-', { 'rules/errors.yaml': HOST_ERROR_BURST_RULE });
-    const acted = join(dir, 'acted.txt');
-    const config = join(dir, 'drover.yaml');
-    writeFileSync(
-      config,
-      `stateDir: state
-listen: { port: 0, statsdPort: false }
-rules: { paths: [rules], allowedLateness: 1s }
-snapshotEvery: 100ms
-adapters:
-  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}; sleep 5"] }
-guards: { cooldown: 0s }
-`,
-    );
-    let run = await startServe(config);
-    const t = Date.now();
-    const body = [0, 1, 2].map((i) => errorLine('web-1', t + i)).join('\n');
-    expect((await fetch(`${run.url}/ingest`, { method: 'POST', body })).status).toBe(200);
-    // The action has started (and sleeps): the claim is made, the journal entry is not.
-    await until('the action to start', () => existsSync(acted));
-    await new Promise((r) => setTimeout(r, 600));
-    run.child.kill('SIGKILL');
-    await new Promise((r) => run.child.once('exit', r));
-    const snapshot = join(dir, 'state', 'rules-snapshot.json');
-    const offset = existsSync(snapshot)
-      ? (JSON.parse(readFileSync(snapshot, 'utf8')) as { offsets: Record<string, number> }).offsets[
-          'logs/0'
-        ]
-      : undefined;
-    // Six intervals passed while the action ran: none of them moved past the alert.
-    expect(offset ?? 0).toBeLessThan(3);
-
-    // Restarted: the alert is replayed, and the claim turns the duplicate away.
-    run = await startServe(config);
-    await new Promise((r) => setTimeout(r, 2_000));
-    expect(readFileSync(acted, 'utf8').trim().split('\n')).toEqual(['web-1']);
-    const journal = (await (await fetch(`${run.url}/v1/actions`)).json()) as {
-      decisions: Array<{ decision: string; guard?: string; error?: string }>;
-    };
-    expect(journal.decisions.filter((d) => d.decision === 'executed')).toEqual([]);
-    expect(journal.decisions.some((d) => /^interrupted/.test(d.error ?? ''))).toBe(true);
+    await snapshotBehindRemediation();
   }, 90_000);
 });
+
+describe.skipIf(!esUrl)(
+  `faults with actions.store elasticsearch${esSkip ? ` (skipped: ${esSkip})` : ''}`,
+  () => {
+    const prefix = `t${randomUUID().slice(0, 8)}`;
+    afterAll(async () => {
+      const es = new Client({ node: esUrl! });
+      await es.indices.delete({ index: `${prefix}-*` }).catch(() => {});
+      await es.indices.deleteIndexTemplate({ name: `${prefix}-*` }).catch(() => {});
+      await es.close();
+    });
+
+    it('a snapshot stays behind an alert whose remediation is in flight, so a crash replays it once', async () => {
+      // The store's URL comes from the file alone, not from the environment.
+      await snapshotBehindRemediation(
+        `\nactions: { store: elasticsearch, url: "${esUrl}", prefix: ${prefix} }`,
+        { ELASTICSEARCH_URL: undefined },
+      );
+    }, 90_000);
+  },
+);

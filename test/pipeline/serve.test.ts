@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
@@ -97,6 +98,46 @@ rules: { paths: [rules], allowedLateness: 1s, maxFutureSkew: 10s }
     });
     expect(metrics).toMatch(/drover_rules_future_events_total 1\n/);
     expect(metrics).toMatch(/drover_rules_late_events_total 1\n/);
+  });
+
+  it('counts statsd gauge series forgotten past its 10,000 in /metrics', async () => {
+    const dir = workdir('drover-serve-statsd-', { 'rules/errors.yaml': HOST_ERROR_BURST_RULE });
+    const config = join(dir, 'drover.yaml');
+    writeFileSync(
+      config,
+      `stateDir: state
+listen: { port: 0, statsdPort: 0 }
+index: { kind: none }
+rules: { paths: [rules] }
+`,
+    );
+    const served = await serve(config);
+    const port = Number(/"statsdPort":(\d+)/.exec(served.log())![1]);
+    const socket = createSocket('udp4');
+    const send = (text: string) =>
+      new Promise<void>((resolve, reject) =>
+        socket.send(text, port, '127.0.0.1', (err) => (err ? reject(err) : resolve())),
+      );
+    const statsdLines = async () => {
+      const text = await (await fetch(`${served.url}/metrics`)).text();
+      const events = /drover_ingest_events_total\{protocol="statsd"\} (\d+)\n/.exec(text);
+      return { text, events: Number(events?.[1] ?? 0) };
+    };
+    // 10,100 series in 5 datagrams: the first 100 are forgotten for the last 100. A
+    // datagram UDP lost is sent again (setting a series twice evicts nothing).
+    let metrics = '';
+    for (let p = 0; p < 5; p++) {
+      const datagram = Array.from({ length: 2_020 }, (_, i) => `g${p * 2_020 + i}:1|g`).join('\n');
+      metrics = await until(`datagram ${p} to be taken`, async () => {
+        await send(datagram);
+        await new Promise((r) => setTimeout(r, 200));
+        const { text, events } = await statsdLines();
+        return events >= (p + 1) * 2_020 ? text : undefined;
+      });
+    }
+    socket.close();
+    expect(metrics).toMatch(/# HELP drover_statsd_gauges_evicted_total /);
+    expect(metrics).toMatch(/drover_statsd_gauges_evicted_total 100\n/);
   });
 
   it('hot reload rejects an invalid rule set with its errors and keeps the running one', async () => {

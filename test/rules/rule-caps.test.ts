@@ -3,6 +3,7 @@ import {
   type Alert,
   Engine,
   type FlatlineRule,
+  type CardinalityRule,
   type FrequencyRule,
   type NewTermRule,
   parseRuleFile,
@@ -176,5 +177,45 @@ describe('max_keys and max_terms in rule files', () => {
     expect(lint(`${base}max_terms: 10\n`)).toEqual([
       '6:1 "max_terms" is not an option of frequency rules (it belongs to new_term)',
     ]);
+  });
+});
+
+describe('per-key bounds on what a sender can pile up', () => {
+  it('a frequency key keeps at most 10,000 event times past the watermark, and still alerts', () => {
+    const alerts: Alert[] = [];
+    // An hour of allowed lateness: every event stays past the watermark.
+    const e = new Engine(
+      [rule<FrequencyRule>({ name: 'burst', type: 'frequency', num_events: 3, timeframe: m(10) })],
+      { allowedLatenessMs: m(60), observedFrom: T0, onAlert: (a) => alerts.push(a) },
+    );
+    for (let i = 0; i < 30_000; i++) e.process(ev(i));
+    expect(alerts.length).toBeGreaterThan(0);
+    // 8 bytes a time, in a buffer that at most doubles past what it holds.
+    expect(e.stats()[0]!.bytes).toBeLessThanOrEqual(2 * 8 * 10_003 + 64);
+  });
+
+  it('a cardinality key holds at most 10,000 distinct values; past it one is refused and counted', () => {
+    const { e, alerts, refused } = engine([
+      rule<CardinalityRule>({
+        name: 'many-users',
+        type: 'cardinality',
+        cardinality_field: 'user',
+        max_cardinality: 5,
+        timeframe: m(60),
+        realert: m(120),
+      }),
+    ]);
+    for (let i = 0; i < 12_000; i++) e.process(ev(i, { user: `u${i}` }));
+    // Above the maximum at the 6th value: the alert does not need the values past the cap.
+    expect(alerts).toHaveLength(1);
+    expect(alerts[0]!.figures).toMatchObject({ cardinality: 6, max_cardinality: 5 });
+    const stats = e.stats()[0]!;
+    expect(stats.termsRefused).toBe(2_000);
+    expect(refused).toHaveLength(2_000);
+    expect(refused[0]).toEqual(['many-users', 'term', 10_000]);
+    // A value already held still counts.
+    e.process(ev(20_000, { user: 'u1' }));
+    expect(e.stats()[0]!.termsRefused).toBe(2_000);
+    expect(stats.bytes).toBeLessThanOrEqual(64 + 10_000 * (48 + 16));
   });
 });
