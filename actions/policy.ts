@@ -19,8 +19,8 @@ export interface ActionObject {
   when?: Condition;
   /** notify only: Alertmanager-style grouping (see notify-groups.ts). */
   group_by?: string[];
-  group_wait?: string | number;
-  group_interval?: string | number;
+  group_wait?: string | number | Record<string, number>;
+  group_interval?: string | number | Record<string, number>;
 }
 
 export const OPERATIONS: readonly Operation[] = ['kill-and-replace', 'scale', 'notify'];
