@@ -637,6 +637,10 @@ export class Pipeline {
         this.logger.error({ err }, `${what} failed while stopping`);
       }
     };
+    // Notification groups still waiting go out now, while their adapters are open
+    // (bounded: Remediator.close() waits at most 10 s for them).
+    const remediator = this.remediator as Remediator<RemediationStore> | undefined;
+    if (remediator) await step('sending notification groups', () => remediator.close());
     // The supervised fleet goes first, while the endpoint can still take its last logs.
     for (const [name, adapter] of this.adapters)
       await step(`closing adapter ${name}`, () => adapter.close?.());
