@@ -44,10 +44,11 @@ import {
   createNotifyGroups,
   DEFAULT_GROUP_FLUSH_MS,
   type GroupTimers,
+  groupSpec,
   groupText,
   type NotifyGroups,
 } from './notify-groups.ts';
-import { type ActionObject, type PlannedAction, plan, validateAction } from './policy.ts';
+import { type ActionObject, type PlannedAction, plan } from './policy.ts';
 
 /**
  * Turns alerts into actions. Each action of the alert's rule goes through policy (its
@@ -107,10 +108,14 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       ...(options.groupTimers && { timers: options.groupTimers }),
       ...(options.maxNotifyGroups !== undefined && { maxGroups: options.maxNotifyGroups }),
     });
+    // Grouping options of action sets are settings: wrong ones refuse to start.
     for (const [name, set] of Object.entries(options.actionSets ?? {}))
-      for (const [i, action] of (Array.isArray(set) ? set : []).entries()) {
-        const invalid = validateAction(action);
-        if (invalid) throw new Error(`actionSets.${name}[${i}]: ${invalid}`);
+      for (const [i, action] of (Array.isArray(set) ? set : [set]).entries()) {
+        try {
+          groupSpec(action as unknown as Record<string, unknown>);
+        } catch (err) {
+          throw new Error(`actionSets.${name}[${i}]: ${(err as Error).message}`);
+        }
       }
     // Bad guard settings are a configuration error now, not a surprise at 3 a.m.
     for (const rule of [undefined, ...Object.keys(options.ruleGuards ?? {})]) {
