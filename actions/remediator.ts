@@ -151,6 +151,11 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     return this.groups.overflow;
   }
 
+  /** Notification groups alive now (at most maxNotifyGroups). */
+  get groupCount(): number {
+    return this.groups.size;
+  }
+
   /** Resolves when the grouped notifications started so far are done. */
   settled(): Promise<void> {
     return this.groups.settled();

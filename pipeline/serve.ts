@@ -69,6 +69,8 @@ export class Pipeline {
   private bus!: Bus;
   private engine!: Engine;
   private remediator!: Remediator<RemediationStore>;
+  /** Group overflow already counted in drover_notification_group_overflow_total. */
+  private groupOverflowSeen = 0;
   private adapters = new Map<string, Adapter>();
   private search: SearchIndex | undefined;
   /** Where alerts are indexed for Kibana (with an Elasticsearch index). */
@@ -612,6 +614,10 @@ export class Pipeline {
     }
     for (const s of this.engine.stats())
       this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
+    this.telemetry.notificationGroups.set(this.remediator.groupCount);
+    const overflow = this.remediator.groupOverflow;
+    this.telemetry.notificationGroupOverflow.inc(overflow - this.groupOverflowSeen);
+    this.groupOverflowSeen = overflow;
     return this.telemetry.registry.metrics();
   }
 

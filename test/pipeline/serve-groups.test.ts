@@ -60,6 +60,9 @@ adapters:
       return r.decisions.filter((d) => d.guard === 'group').length === 30;
     });
     expect(pages).toHaveLength(0); // group_wait is an hour
+    const metrics = await (await fetch(`${served.url}/metrics`)).text();
+    expect(metrics).toMatch(/^drover_notification_groups 1$/m);
+    expect(metrics).toMatch(/^drover_notification_group_overflow_total 0$/m);
     expect(await stopServe(served)).toBe(0);
     expect(pages).toHaveLength(1);
     expect(pages[0]!.title).toMatch(/^\[host-fatal\] 30 alerts \(web-1, .* and 10 more\)$/);
