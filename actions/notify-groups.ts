@@ -60,6 +60,15 @@ function validField(f: unknown): boolean {
   return f === 'rule' || (typeof f === 'string' && /^(labels|key)\.\S/.test(f) && f.length <= 200);
 }
 
+/**
+ * An event value as one line of a page: control characters (newlines included, which
+ * could forge lines such as "and 0 more") become spaces, then it is clipped.
+ */
+function oneLine(text: string, max: number): string {
+  // eslint-disable-next-line no-control-regex
+  return clip(text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, ' '), max);
+}
+
 /** The alert's value for one group_by field, clipped. */
 function fieldValue(alert: Alert, field: string): string {
   const v =
@@ -69,7 +78,7 @@ function fieldValue(alert: Alert, field: string): string {
         ? alert.labels[field.slice('labels.'.length)]
         : alert.key[field.slice('key.'.length)];
   const text = v === undefined ? '' : typeof v === 'string' ? v : JSON.stringify(v);
-  return clip(text ?? '', GROUP_VALUE_MAX);
+  return oneLine(text ?? '', GROUP_VALUE_MAX);
 }
 
 /** How an alert is named in a grouped notification: its key values, else its id. */
@@ -77,7 +86,7 @@ function keyLabel(alert: Alert): string {
   const values = Object.values(alert.key).map((v) =>
     typeof v === 'string' ? v : JSON.stringify(v),
   );
-  return clip(values.length > 0 ? values.join(' ') : alert.id, KEY_LABEL_MAX);
+  return oneLine(values.length > 0 ? values.join(' ') : alert.id, KEY_LABEL_MAX);
 }
 
 /** The alerts one grouped notification covers. */
@@ -211,7 +220,7 @@ export function groupText<T>(
   textMax: number,
 ): { title: string; text: string } {
   const n = batch.count;
-  const head = `[${clip(batch.first.alert.rule, 100)}] ${n} alert${n === 1 ? '' : 's'}`;
+  const head = `[${oneLine(batch.first.alert.rule, 100)}] ${n} alert${n === 1 ? '' : 's'}`;
   const names: string[] = [];
   let length = head.length + 3;
   for (const k of batch.listed) {

@@ -852,3 +852,25 @@ describe('notification groups', () => {
     ).toThrow(/group_by.*rule, labels\.X or key\.FIELD/);
   });
 });
+
+describe('notification groups: hostile keys', () => {
+  it('long or multi-line keys cannot push the count out of the page or forge its lines', async () => {
+    let clock = Date.parse('2024-01-01T00:00:00Z');
+    const t = manualTimers((ms) => (clock += ms));
+    const { remediator, pager } = setup({}, { clock: () => clock, groupTimers: t.timers });
+    const actions = [{ adapter: 'pager', operation: 'notify' as const, group_wait: '30s' }];
+    for (let i = 0; i < 300; i++)
+      await remediator.handle(
+        alert({ key: { 'host.name': `h${i}\nand 0 more\n${'x'.repeat(10_000)}` }, actions }),
+      );
+    t.run(30_000);
+    await remediator.settled();
+    const page = pager.calls[0]!.params as Notification;
+    expect(page.title.length).toBeLessThanOrEqual(300);
+    expect(page.title).toMatch(/^\[web-replica-silent\] 300 alerts \(h0 .* and \d+ more\)$/);
+    expect(page.text.split('\n').filter((l) => l.startsWith('and '))).toEqual(['and 280 more']);
+    expect(page.text.split('\n').every((l) => l.length <= 64 || l.startsWith('grouped by'))).toBe(
+      true,
+    );
+  });
+});
