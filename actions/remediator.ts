@@ -445,6 +445,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       target: p.target,
       decision: 'failed',
       result: { alerts: batch.count },
+      reason: `a grouped notification of ${batch.count} alert${batch.count === 1 ? '' : 's'}`,
       alert,
     };
     try {

@@ -7,6 +7,7 @@ import {
   type ActionResult,
   type Adapter,
   AdapterDeclined,
+  formatDecision,
   type GroupHealth,
   type GuardConfig,
   type Notification,
@@ -748,6 +749,10 @@ describe('notification groups', () => {
       operation: 'notify',
       result: { alerts: 300 },
     });
+    // `drover actions list` shows the count on the notification's line.
+    expect(formatDecision(entries.find((e) => e.id === groupId)!)).toMatch(
+      /executed +web-replica-silent {2}pager:notify web-replica-silent .* {2}a grouped notification of 300 alerts$/,
+    );
   });
 
   it('a second wave after group_wait goes out at group_interval, not before', async () => {
