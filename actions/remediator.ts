@@ -62,6 +62,11 @@ import { type ActionObject, type PlannedAction, plan } from './policy.ts';
  * blast radius; for notifications the storm cap and their own cooldown, budgets and concurrency
  * (guards.notify). The ledger guards are checked again, atomically with recording the
  * attempt, right before the adapter runs.
+ *
+ * A notify action with group_by/group_wait/group_interval does not page per alert: after
+ * the kill switch, maintenance and silences, the alert joins its group (journaled, guard
+ * `group`), and each batch of a group later goes through the notify guards as one
+ * notification (notify-groups.ts).
  */
 export interface Logger {
   info(obj: object, msg?: string): void;
