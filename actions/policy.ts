@@ -1,6 +1,7 @@
 import type { Alert, Condition, Operation } from '../rules/index.ts';
 import { evaluateReference } from '../rules/index.ts';
 import { type ScaleParams, TargetRefused } from './adapters/types.ts';
+import { type GroupSpec, groupSpec } from './notify-groups.ts';
 import { renderTarget } from './target.ts';
 import { alertFacts, TemplateError } from './template.ts';
 
@@ -16,6 +17,10 @@ export interface ActionObject {
   target?: string;
   params?: Record<string, unknown>;
   when?: Condition;
+  /** notify only: Alertmanager-style grouping (see notify-groups.ts). */
+  group_by?: string[];
+  group_wait?: string | number | Record<string, number>;
+  group_interval?: string | number | Record<string, number>;
 }
 
 export const OPERATIONS: readonly Operation[] = ['kill-and-replace', 'scale', 'notify'];
@@ -35,6 +40,8 @@ export type PlannedAction =
       operation: Operation;
       target: string;
       params?: Record<string, unknown>;
+      /** Set when a notify action groups its alerts. */
+      group?: GroupSpec;
     }
   | {
       kind: 'skip' | 'failed';
@@ -120,7 +127,8 @@ async function planOne(alert: Alert, index: number, action: ActionObject): Promi
         why: `the action's "when" condition does not hold for this alert`,
       };
   }
-  return { ...base, kind: 'act', operation: action.operation, target };
+  const group = groupSpec(action as unknown as Record<string, unknown>);
+  return { ...base, kind: 'act', operation: action.operation, target, ...(group && { group }) };
 }
 
 /** A clear message for an action that cannot be run as written, else undefined. */
@@ -138,6 +146,11 @@ export function validateAction(action: ActionObject): string | undefined {
     if (p.to !== undefined && p.to < 0) return 'scale params.to must be ≥ 0';
     if (p.min !== undefined && p.max !== undefined && p.min > p.max)
       return `scale params.min (${p.min}) is above params.max (${p.max})`;
+  }
+  try {
+    groupSpec(action as unknown as Record<string, unknown>);
+  } catch (err) {
+    return (err as Error).message;
   }
   return undefined;
 }

@@ -39,6 +39,15 @@ import { clip } from './adapters/slack-text.ts';
 import { boundDecision, DEFAULT_JOURNAL_BOUNDS } from './journal/bounds.ts';
 import type { ActionStore } from './journal/sqlite.ts';
 import type { Decision, RemediationStore } from './journal/types.ts';
+import {
+  type Batch,
+  createNotifyGroups,
+  DEFAULT_GROUP_FLUSH_MS,
+  type GroupTimers,
+  groupSpec,
+  groupText,
+  type NotifyGroups,
+} from './notify-groups.ts';
 import { type ActionObject, type PlannedAction, plan } from './policy.ts';
 
 /**
@@ -53,6 +62,11 @@ import { type ActionObject, type PlannedAction, plan } from './policy.ts';
  * blast radius; for notifications the storm cap and their own cooldown, budgets and concurrency
  * (guards.notify). The ledger guards are checked again, atomically with recording the
  * attempt, right before the adapter runs.
+ *
+ * A notify action with group_by/group_wait/group_interval does not page per alert: after
+ * the kill switch, maintenance and silences, the alert joins its group (journaled, guard
+ * `group`), and each batch of a group later goes through the notify guards as one
+ * notification (notify-groups.ts).
  */
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -75,7 +89,13 @@ export interface RemediatorOptions<S extends RemediationStore = ActionStore> {
   actionTimeoutMs?: number;
   /** The alert kept with each journal entry, at most this many bytes of JSON. Default 16 KiB. */
   maxAlertBytes?: number;
+  /** Timers of notification groups (wall clock); injectable for tests. */
+  groupTimers?: GroupTimers;
+  /** Notification groups alive at once, across actions. Default 1,000. */
+  maxNotifyGroups?: number;
 }
+
+type Act = Extract<PlannedAction, { kind: 'act' }>;
 
 export class Remediator<S extends RemediationStore = ActionStore> extends EventEmitter {
   private readonly clock: () => number;
@@ -83,10 +103,25 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   /** Notifications have slots of their own: a slow webhook never holds up a remediation. */
   private readonly notifyGate = new ConcurrencyGate();
   private readonly effective = new Map<string, EffectiveGuards>();
+  private readonly groups: NotifyGroups<Act>;
 
   constructor(private readonly options: RemediatorOptions<S>) {
     super();
     this.clock = options.clock ?? Date.now;
+    this.groups = createNotifyGroups<Act>({
+      send: (batch) => this.sendGroup(batch),
+      ...(options.groupTimers && { timers: options.groupTimers }),
+      ...(options.maxNotifyGroups !== undefined && { maxGroups: options.maxNotifyGroups }),
+    });
+    // Grouping options of action sets are settings: wrong ones refuse to start.
+    for (const [name, set] of Object.entries(options.actionSets ?? {}))
+      for (const [i, action] of (Array.isArray(set) ? set : [set]).entries()) {
+        try {
+          groupSpec(action as unknown as Record<string, unknown>);
+        } catch (err) {
+          throw new Error(`actionSets.${name}[${i}]: ${(err as Error).message}`);
+        }
+      }
     // Bad guard settings are a configuration error now, not a surprise at 3 a.m.
     for (const rule of [undefined, ...Object.keys(options.ruleGuards ?? {})]) {
       const g = this.guardsFor(rule ?? '');
@@ -114,6 +149,41 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
 
   async killSwitch(): Promise<boolean> {
     return (this.options.guards?.killSwitch ?? false) || (await this.options.store.killSwitch());
+  }
+
+  /** Alerts that found the cap on notification groups and took the cooldown path instead. */
+  get groupOverflow(): number {
+    return this.groups.overflow;
+  }
+
+  /** Notification groups alive now (at most maxNotifyGroups). */
+  get groupCount(): number {
+    return this.groups.size;
+  }
+
+  /** Resolves when the grouped notifications started so far are done. */
+  settled(): Promise<void> {
+    return this.groups.settled();
+  }
+
+  /**
+   * At shutdown: sends every notification group still waiting, now, waiting at most
+   * `timeoutMs` (default 10 s) for them; alerts handled afterwards are not grouped.
+   */
+  async close(timeoutMs = DEFAULT_GROUP_FLUSH_MS): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), timeoutMs);
+    });
+    try {
+      if ((await Promise.race([this.groups.flush(), late])) === 'late')
+        this.options.logger?.warn(
+          { timeoutMs },
+          'notification groups still sending at shutdown; their journal entries may be missing',
+        );
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   async handle(alert: Alert): Promise<Decision[]> {
@@ -181,6 +251,17 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         checkMaintenance(guards.maintenance, started) ??
         checkSilences(await store.silences(started), alert, started);
       if (early) return suppress(early);
+      if (p.operation === 'notify' && p.group) {
+        const id = this.groups.add(alert, `${p.adapter}\u0000${p.target}`, p.group, entry.id, p);
+        if (id !== undefined)
+          return this.journal({
+            ...entry,
+            decision: 'suppressed',
+            guard: 'group',
+            reason: `grouped: goes out in notification ${id} with the other alerts of its group`,
+          });
+        // At the cap on groups: this alert takes the per-target cooldown path below.
+      }
       if (p.operation === 'notify') return await this.notify(adapter, entry, p, alert, guards);
       const service = instanceService(alert);
       const inhibited =
@@ -291,9 +372,10 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   private async notify(
     adapter: Adapter,
     entry: Decision,
-    p: Extract<PlannedAction, { kind: 'act' }>,
+    p: Act,
     alert: Alert,
     guards: EffectiveGuards,
+    message?: Notification,
   ): Promise<Decision> {
     const n = guards.notify;
     const store = this.options.store;
@@ -343,9 +425,54 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       );
       if (verdict) return stopped(verdict);
       if (guards.dryRun) return this.dryRun(entry);
-      return await this.execute(adapter, entry, p, alert);
+      return await this.execute(adapter, entry, p, alert, message);
     } finally {
       release();
+    }
+  }
+
+  /**
+   * One notification for a group's batch of alerts, journaled under the batch's id with
+   * the count (`result.alerts`). It passes the kill switch and the notify guards as one
+   * notification: a budget counts notifications sent, not the alerts they list.
+   */
+  private async sendGroup(batch: Batch<Act>): Promise<void> {
+    const { alert, item: p } = batch.first;
+    const guards = this.guardsFor(alert.rule);
+    const entry: Decision = {
+      id: batch.id,
+      at: this.clock(),
+      alertId: alert.id,
+      rule: alert.rule,
+      key: batch.labels,
+      adapter: p.adapter,
+      operation: 'notify',
+      target: p.target,
+      decision: 'failed',
+      result: { alerts: batch.count },
+      reason: `a grouped notification of ${batch.count} alert${batch.count === 1 ? '' : 's'}`,
+      alert,
+    };
+    try {
+      const off = checkKillSwitch(guards.killSwitch, await this.options.store.killSwitch());
+      if (off) {
+        await this.journal({
+          ...entry,
+          decision: 'suppressed',
+          guard: off.guard,
+          reason: off.reason,
+        });
+        return;
+      }
+      const adapter = this.options.adapters.get(p.adapter)!;
+      const { title, text } = groupText(batch, NOTIFICATION_TITLE_MAX, NOTIFICATION_TEXT_MAX);
+      await this.notify(adapter, entry, p, alert, guards, {
+        ...notification(alert, p.target),
+        title,
+        text,
+      });
+    } catch (err) {
+      await this.journal({ ...entry, error: `remediation error: ${(err as Error).message}` });
     }
   }
 
@@ -378,8 +505,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   private async execute(
     adapter: Adapter,
     entry: Decision,
-    p: Extract<PlannedAction, { kind: 'act' }>,
+    p: Act,
     alert: Alert,
+    message?: Notification,
   ): Promise<Decision> {
     const timeoutMs = this.options.actionTimeoutMs ?? 5 * 60_000;
     const controller = new AbortController();
@@ -399,11 +527,14 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     });
     const began = this.clock();
     try {
-      const result = await Promise.race([call(adapter, p.operation, p, alert, ctx), timeout]);
+      const result = await Promise.race([
+        message ? adapter.notify(message, ctx) : call(adapter, p.operation, p, alert, ctx),
+        timeout,
+      ]);
       return this.journal({
         ...entry,
         decision: 'executed',
-        result: result.detail,
+        result: entry.result ? { ...result.detail, ...entry.result } : result.detail,
         durationMs: this.clock() - began,
       });
     } catch (err) {

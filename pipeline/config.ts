@@ -7,6 +7,7 @@ import {
   type GuardConfig,
   type JournalBounds,
 } from '../actions/index.ts';
+import { groupSpec } from '../actions/notify-groups.ts';
 import { parseDuration } from '../rules/index.ts';
 
 /**
@@ -286,7 +287,7 @@ export function loadConfig(
         : { store: 'sqlite', path: resolve(stateDir, actions.path ?? 'actions.db') },
     journal,
     adapters,
-    actionSets: obj(raw.actionSets, 'actionSets') as DroverConfig['actionSets'],
+    actionSets: actionSets(obj(raw.actionSets, 'actionSets'), where),
     guards,
     ruleGuards,
     snapshotEveryMs: duration(raw.snapshotEvery, 'snapshotEvery', 10_000),
@@ -489,4 +490,19 @@ function parseTls(v: unknown, where: string, baseDir: string): { cert: string; k
   if (typeof t.cert !== 'string' || typeof t.key !== 'string')
     throw new ConfigError(`${where}: listen.tls needs both cert and key (PEM file paths)`);
   return { cert: resolve(baseDir, t.cert), key: resolve(baseDir, t.key) };
+}
+
+/** Action sets as written; the notify grouping options of each action are checked here. */
+function actionSets(sets: Record<string, unknown>, where: string): DroverConfig['actionSets'] {
+  for (const [name, set] of Object.entries(sets)) {
+    (Array.isArray(set) ? set : [set]).forEach((action: unknown, i) => {
+      if (action === null || typeof action !== 'object') return;
+      try {
+        groupSpec(action as Record<string, unknown>);
+      } catch (err) {
+        throw new ConfigError(`${where}: actionSets.${name}[${i}]: ${(err as Error).message}`);
+      }
+    });
+  }
+  return sets as DroverConfig['actionSets'];
 }

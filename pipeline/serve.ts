@@ -69,6 +69,8 @@ export class Pipeline {
   private bus!: Bus;
   private engine!: Engine;
   private remediator!: Remediator<RemediationStore>;
+  /** Group overflow already counted in drover_notification_group_overflow_total. */
+  private groupOverflowSeen = 0;
   private adapters = new Map<string, Adapter>();
   private search: SearchIndex | undefined;
   /** Where alerts are indexed for Kibana (with an Elasticsearch index). */
@@ -622,6 +624,10 @@ export class Pipeline {
     for (const s of this.engine.stats())
       this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
     this.countEngineEvents();
+    this.telemetry.notificationGroups.set(this.remediator.groupCount);
+    const overflow = this.remediator.groupOverflow;
+    this.telemetry.notificationGroupOverflow.inc(overflow - this.groupOverflowSeen);
+    this.groupOverflowSeen = overflow;
     return this.telemetry.registry.metrics();
   }
 
@@ -647,6 +653,10 @@ export class Pipeline {
         this.logger.error({ err }, `${what} failed while stopping`);
       }
     };
+    // Notification groups still waiting go out now, while their adapters are open
+    // (bounded: Remediator.close() waits at most 10 s for them).
+    const remediator = this.remediator as Remediator<RemediationStore> | undefined;
+    if (remediator) await step('sending notification groups', () => remediator.close());
     // The supervised fleet goes first, while the endpoint can still take its last logs.
     for (const [name, adapter] of this.adapters)
       await step(`closing adapter ${name}`, () => adapter.close?.());

@@ -106,6 +106,16 @@ export function createTelemetry() {
       help: 'Events the rules engine refused: their time lies beyond the wall clock plus rules.maxFutureSkew.',
       registers: [registry],
     }),
+    notificationGroups: new Gauge({
+      name: 'drover_notification_groups',
+      help: 'Notification groups alive (waiting to send, or within group_interval of their last page).',
+      registers: [registry],
+    }),
+    notificationGroupOverflow: new Counter({
+      name: 'drover_notification_group_overflow_total',
+      help: 'Alerts of grouped notify actions that found the cap on groups and paged through the cooldown path.',
+      registers: [registry],
+    }),
     ruleKeys: new Gauge({
       name: 'drover_rule_keys',
       help: 'Keys each rule holds state for.',

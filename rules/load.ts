@@ -464,7 +464,17 @@ function checkPath(ctx: FileContext, p: unknown, at: Path): void {
   }
 }
 
-const ACTION_KEYS = ['adapter', 'operation', 'target', 'params', 'when'];
+const ACTION_KEYS = [
+  'adapter',
+  'operation',
+  'target',
+  'params',
+  'when',
+  'group_by',
+  'group_wait',
+  'group_interval',
+];
+const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval'];
 
 function checkAction(ctx: FileContext, a: unknown, path: Path): void {
   if (typeof a === 'string') return;
@@ -510,6 +520,37 @@ function checkAction(ctx: FileContext, a: unknown, path: Path): void {
     }
   }
   if (action.when !== undefined) checkCondition(ctx, action.when, [...path, 'when']);
+  checkGrouping(ctx, action, path);
+}
+
+/** A notify action's grouping options (the remediator's groupSpec checks them again). */
+function checkGrouping(ctx: FileContext, action: Record<string, unknown>, path: Path): void {
+  for (const k of GROUP_KEYS) {
+    if (action[k] === undefined) continue;
+    if (action.operation !== 'notify') {
+      ctx.error([...path, k], `${k} applies to notify actions only`);
+      continue;
+    }
+    if (k !== 'group_by') {
+      try {
+        if (!(parseDuration(action[k]) > 0)) ctx.error([...path, k], `${k} must be above 0`);
+      } catch (err) {
+        ctx.error([...path, k], `${k}: ${(err as Error).message}`);
+      }
+      continue;
+    }
+    if (!Array.isArray(action[k])) {
+      ctx.error([...path, k], 'group_by is a list of rule, labels.X or key.FIELD');
+      continue;
+    }
+    (action[k] as unknown[]).forEach((f, i) => {
+      if (f !== 'rule' && !(typeof f === 'string' && /^(labels|key)\.\S/.test(f)))
+        ctx.error(
+          [...path, k, i],
+          `group_by lists rule, labels.X or key.FIELD, got ${JSON.stringify(f)}`,
+        );
+    });
+  }
 }
 
 function checkExpect(ctx: FileContext, raw: Record<string, unknown>): void {

@@ -64,6 +64,10 @@ export type ActionSpec =
       target?: string;
       params?: Record<string, unknown>;
       when?: Condition;
+      /** notify: Alertmanager-style grouping of the alerts it pages for. */
+      group_by?: string[];
+      group_wait?: string | number | Record<string, number>;
+      group_interval?: string | number | Record<string, number>;
     };
 
 export interface CommonOptions {

@@ -7,6 +7,7 @@ import {
   type ActionResult,
   type Adapter,
   AdapterDeclined,
+  formatDecision,
   type GroupHealth,
   type GuardConfig,
   type Notification,
@@ -663,6 +664,218 @@ describe('guard rails, further', () => {
     expect(() => setup({}, { ruleGuards: { r: { concurrency: 0 } } })).toThrow(/concurrency/);
     expect(() => setup({ maxKeysPerRule: { max: 5, windowMs: 1, notify: 'nobody' } })).toThrow(
       /maxKeysPerRule.notify names "nobody"/,
+    );
+  });
+});
+
+/**
+ * Timers the test fires by hand: notification groups wait on wall-clock timers, and
+ * these move the remediator's clock and run what fell due, in order.
+ */
+function manualTimers(advance: (ms: number) => number) {
+  let now = advance(0);
+  let next = 0;
+  const due = new Map<number, { at: number; fn: () => void }>();
+  return {
+    timers: {
+      setTimeout: (fn: () => void, ms: number) => {
+        const id = ++next;
+        due.set(id, { at: now + ms, fn });
+        return id;
+      },
+      clearTimeout: (id: unknown) => void due.delete(id as number),
+    },
+    pending: () => due.size,
+    /** Moves time by `ms`, firing each timer that falls due at its own instant. */
+    run(ms: number) {
+      const end = now + ms;
+      for (;;) {
+        const [id, t] = [...due.entries()].sort((a, b) => a[1].at - b[1].at)[0] ?? [];
+        if (id === undefined || t!.at > end) break;
+        due.delete(id);
+        now = advance(t!.at - now);
+        t!.fn();
+      }
+      now = advance(end - now);
+    },
+  };
+}
+
+describe('notification groups', () => {
+  const grouped = (extra: Record<string, unknown> = {}) => [
+    { adapter: 'pager', operation: 'notify' as const, group_wait: '30s', ...extra },
+  ];
+  function groupSetup(extra: Partial<ConstructorParameters<typeof Remediator>[0]> = {}) {
+    let clock = Date.parse('2024-01-01T00:00:00Z');
+    const advance = (ms: number) => (clock += ms);
+    const t = manualTimers(advance);
+    const s = setup({}, { clock: () => clock, groupTimers: t.timers, ...extra });
+    /** Fires due timers, then waits for the notifications they started. */
+    const run = async (ms: number) => {
+      t.run(ms);
+      await s.remediator.settled();
+    };
+    return { ...s, ...t, run };
+  }
+
+  it('300 alerts for 300 hosts within group_wait: one page listing them, 301 journal entries', async () => {
+    const { remediator, pager, store, run } = groupSetup();
+    const decisions = [];
+    for (let i = 0; i < 300; i++)
+      decisions.push(
+        ...(await remediator.handle(
+          alert({ key: { 'host.name': `web-${i + 1}` }, actions: grouped() }),
+        )),
+      );
+    expect(pager.calls).toHaveLength(0); // waiting for group_wait
+    expect(decisions.every((d) => d.decision === 'suppressed' && d.guard === 'group')).toBe(true);
+    const groupId = `${decisions[0]!.alertId}#0/group`;
+    expect(decisions.every((d) => d.reason!.includes(groupId))).toBe(true);
+    await run(29_000);
+    expect(pager.calls).toHaveLength(0);
+    await run(1_000);
+    expect(pager.calls).toHaveLength(1);
+    const page = pager.calls[0]!.params as Notification;
+    expect(page.title).toMatch(
+      /^\[web-replica-silent\] 300 alerts \(web-1, web-2, .*web-20 and 280 more\)$/,
+    );
+    for (let i = 1; i <= 20; i++) expect(page.text).toContain(`web-${i}\n`);
+    expect(page.text).not.toContain('web-21');
+    expect(page.text).toMatch(/and 280 more/);
+    const entries = store.list({ limit: 1_000 });
+    expect(entries).toHaveLength(301);
+    expect(entries.find((e) => e.id === groupId)).toMatchObject({
+      decision: 'executed',
+      operation: 'notify',
+      result: { alerts: 300 },
+    });
+    // `drover actions list` shows the count on the notification's line.
+    expect(formatDecision(entries.find((e) => e.id === groupId)!)).toMatch(
+      /executed +web-replica-silent {2}pager:notify web-replica-silent .* {2}a grouped notification of 300 alerts$/,
+    );
+  });
+
+  it('a second wave after group_wait goes out at group_interval, not before', async () => {
+    const { remediator, pager, run } = groupSetup();
+    const actions = grouped({ group_interval: '5m' });
+    await remediator.handle(alert({ key: { 'host.name': 'a' }, actions }));
+    await run(30_000);
+    expect(pager.calls).toHaveLength(1);
+    await run(60_000);
+    await remediator.handle(alert({ key: { 'host.name': 'b' }, actions }));
+    await remediator.handle(alert({ key: { 'host.name': 'c' }, actions }));
+    await run(30_000); // group_wait is for new groups only
+    expect(pager.calls).toHaveLength(1);
+    await run(60_000 * 5 - 90_000 - 1);
+    expect(pager.calls).toHaveLength(1);
+    await run(1);
+    expect(pager.calls).toHaveLength(2);
+    expect((pager.calls[1]!.params as Notification).title).toMatch(/2 alerts \(b, c\)$/);
+  });
+
+  it('two rules make two groups; group_by key.host.name makes one group per host', async () => {
+    const { remediator, pager, run } = groupSetup();
+    for (let i = 0; i < 10; i++) {
+      await remediator.handle(
+        alert({ rule: 'r1', key: { 'host.name': `h${i}` }, actions: grouped() }),
+      );
+      await remediator.handle(
+        alert({ rule: 'r2', key: { 'host.name': `h${i}` }, actions: grouped() }),
+      );
+    }
+    await run(30_000);
+    expect(pager.calls.map((c) => c.target).sort()).toEqual([
+      '[r1] 10 alerts (h0, h1, h2, h3, h4, h5, h6, h7, h8, h9)',
+      '[r2] 10 alerts (h0, h1, h2, h3, h4, h5, h6, h7, h8, h9)',
+    ]);
+    pager.calls = [];
+    const perHost = grouped({ group_by: ['key.host.name'], target: '{{ host.name }}' });
+    for (const h of ['x', 'y', 'x', 'x'])
+      await remediator.handle(alert({ rule: 'r3', key: { 'host.name': h }, actions: perHost }));
+    await run(30_000);
+    expect(pager.calls.map((c) => c.target).sort()).toEqual([
+      '[r3] 1 alert (y)',
+      '[r3] 3 alerts (x, x, x)',
+    ]);
+  });
+
+  it('close() sends the groups still waiting', async () => {
+    const { remediator, pager, store, pending } = groupSetup();
+    await remediator.handle(alert({ key: { 'host.name': 'a' }, actions: grouped() }));
+    await remediator.handle(alert({ key: { 'host.name': 'b' }, actions: grouped() }));
+    expect(pager.calls).toHaveLength(0);
+    await remediator.close();
+    expect(pager.calls).toHaveLength(1);
+    expect(pager.calls[0]!.target).toMatch(/2 alerts \(a, b\)$/);
+    expect(pending()).toBe(0);
+    expect(store.list().filter((d) => d.decision === 'executed')).toHaveLength(1);
+  });
+
+  it('groups are capped per remediator; beyond, alerts take the cooldown path, counted', async () => {
+    const { remediator, pager, store, run } = groupSetup({ maxNotifyGroups: 3 });
+    const perHost = grouped({ group_by: ['key.host.name'], target: '{{ host.name }}' });
+    const decisions = [];
+    for (let i = 0; i < 10; i++)
+      decisions.push(
+        ...(await remediator.handle(alert({ key: { 'host.name': `h${i}` }, actions: perHost }))),
+      );
+    expect(decisions.filter((d) => d.guard === 'group')).toHaveLength(3);
+    expect(decisions.filter((d) => d.decision === 'executed')).toHaveLength(7);
+    expect(remediator.groupOverflow).toBe(7);
+    await run(30_000);
+    expect(pager.calls).toHaveLength(10);
+    expect(store.list({ limit: 100 })).toHaveLength(13);
+  });
+
+  it('the grouped page passes the notify guards as one notification', async () => {
+    const { remediator, pager, store, run } = groupSetup({
+      guards: { cooldownMs: 0, notify: { budget: { max: 1, windowMs: 3_600_000 } } },
+    });
+    const perHost = grouped({ group_by: ['key.host.name'], target: '{{ host.name }}' });
+    for (let i = 0; i < 50; i++)
+      await remediator.handle(alert({ key: { 'host.name': `h${i % 2}` }, actions: perHost }));
+    await run(30_000);
+    // Two groups, one notification allowed by the budget: the other is journaled held.
+    expect(pager.calls).toHaveLength(1);
+    const held = store
+      .list({ limit: 100 })
+      .filter((d) => d.id.endsWith('/group') && d.decision === 'suppressed');
+    expect(held).toHaveLength(1);
+    expect(held[0]).toMatchObject({ guard: 'budget', result: { alerts: 25 } });
+  });
+
+  it('group options are checked before anything runs', () => {
+    expect(() =>
+      setup(
+        {},
+        {
+          actionSets: {
+            bad: [{ adapter: 'pager', operation: 'notify', group_by: ['host'] } as never],
+          },
+        },
+      ),
+    ).toThrow(/group_by.*rule, labels\.X or key\.FIELD/);
+  });
+});
+
+describe('notification groups: hostile keys', () => {
+  it('long or multi-line keys cannot push the count out of the page or forge its lines', async () => {
+    let clock = Date.parse('2024-01-01T00:00:00Z');
+    const t = manualTimers((ms) => (clock += ms));
+    const { remediator, pager } = setup({}, { clock: () => clock, groupTimers: t.timers });
+    const actions = [{ adapter: 'pager', operation: 'notify' as const, group_wait: '30s' }];
+    for (let i = 0; i < 300; i++)
+      await remediator.handle(
+        alert({ key: { 'host.name': `h${i}\nand 0 more\n${'x'.repeat(10_000)}` }, actions }),
+      );
+    t.run(30_000);
+    await remediator.settled();
+    const page = pager.calls[0]!.params as Notification;
+    expect(page.title.length).toBeLessThanOrEqual(300);
+    expect(page.title).toMatch(/^\[web-replica-silent\] 300 alerts \(h0 .* and \d+ more\)$/);
+    expect(page.text.split('\n').filter((l) => l.startsWith('and '))).toEqual(['and 280 more']);
+    expect(page.text.split('\n').every((l) => l.length <= 64 || l.startsWith('grouped by'))).toBe(
+      true,
     );
   });
 });

@@ -37,6 +37,30 @@ const refused = (yaml: string, env: NodeJS.ProcessEnv = {}) => {
   throw new Error('the configuration was accepted');
 };
 
+describe('configuration: action sets', () => {
+  it('take the notify grouping options, checked at load', () => {
+    const { config } = load(
+      'actionSets:\n  page:\n    - { adapter: pager, operation: notify, group_by: [rule, labels.team], group_wait: 10s, group_interval: 1m }\n',
+    );
+    expect(config.actionSets.page![0]).toMatchObject({ group_by: ['rule', 'labels.team'] });
+    expect(
+      refused(
+        'actionSets:\n  page:\n    - { adapter: pager, operation: notify, group_by: [host] }\n',
+      ),
+    ).toMatch(/actionSets.page\[0\]: group_by is a list of rule, labels.X or key.FIELD/);
+    expect(
+      refused(
+        'actionSets:\n  page:\n    - { adapter: pager, operation: notify, group_wait: soon }\n',
+      ),
+    ).toMatch(/actionSets.page\[0\]: invalid duration "soon"/);
+    expect(
+      refused('actionSets:\n  fix:\n    - { adapter: fleet, operation: scale, group_wait: 5s }\n'),
+    ).toMatch(
+      /actionSets.fix\[0\]: group_by, group_wait, group_interval apply to notify actions only/,
+    );
+  });
+});
+
 describe('configuration: actions.store', () => {
   it('is SQLite in the state directory by default, as before', () => {
     const { dir, config } = load('stateDir: state\n');

@@ -122,6 +122,32 @@ describe('rule files: positions of every error', () => {
     ).toEqual(['rule.yaml:4:34 "operation" must be one of kill-and-replace, scale, notify']);
   });
 
+  it('notification grouping options: notify only, group_by fields, durations', () => {
+    const rule = (action: string) => `name: a\ntype: any\nactions:\n  - ${action}\n`;
+    expect(
+      lint(
+        rule(
+          '{ adapter: pager, operation: notify, group_by: [rule, labels.team, key.host.name], group_wait: 10s, group_interval: 2m }',
+        ),
+      ),
+    ).toEqual([]);
+    expect(
+      parseRuleFile(rule('{ adapter: pager, operation: notify, group_wait: 10s }'), 'r.yaml').rule!
+        .actions,
+    ).toEqual([{ adapter: 'pager', operation: 'notify', group_wait: '10s' }]);
+    expect(lint(rule('{ adapter: pager, operation: notify, group_by: [host.name] }'))).toEqual([
+      'rule.yaml:4:53 group_by lists rule, labels.X or key.FIELD, got "host.name"',
+    ]);
+    expect(lint(rule('{ adapter: pager, operation: notify, group_wait: soon }'))).toEqual([
+      expect.stringMatching(/^rule.yaml:4:\d+ .*group_wait/),
+    ]);
+    expect(
+      lint(rule('{ adapter: fleet, operation: scale, params: { to: 1 }, group_wait: 5s }')),
+    ).toEqual([
+      expect.stringMatching(/^rule.yaml:4:\d+ group_wait applies to notify actions only/),
+    ]);
+  });
+
   it('YAML syntax errors and several documents', () => {
     expect(lint('name: a\ntype: [any\n')[0]).toMatch(/^rule.yaml:\d+:\d+ /);
     expect(lint('name: a\ntype: any\n---\nname: b\ntype: any\n')).toEqual([

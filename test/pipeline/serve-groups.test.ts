@@ -1,0 +1,75 @@
+import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { openActionStore } from '../../actions/index.ts';
+import { errorLine, killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+
+let hook: Server | undefined;
+afterEach(async () => {
+  killServes();
+  if (hook) await new Promise((r) => hook!.close(r));
+  hook = undefined;
+});
+
+/** A real receiver: every page the webhook adapter posts. */
+async function receiver(): Promise<{ url: string; pages: Array<{ title: string; text: string }> }> {
+  const pages: Array<{ title: string; text: string }> = [];
+  hook = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c: Buffer) => (raw += c.toString()));
+    req.on('end', () => {
+      pages.push(JSON.parse(raw) as { title: string; text: string });
+      res.writeHead(202).end('{}');
+    });
+  });
+  await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`, pages };
+}
+
+describe('drover serve: notification groups', () => {
+  it('alerts of 30 hosts wait in one group; stopping sends it as one page', async () => {
+    const { url: hookUrl, pages } = await receiver();
+    const dir = workdir('drover-serve-groups-', {
+      'rules/fatal.yaml': `name: host-fatal
+type: any
+query_key: host.name
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+actions:
+  - { adapter: pager, operation: notify, group_wait: 1h }
+`,
+    });
+    const config = join(dir, 'drover.yaml');
+    writeFileSync(
+      config,
+      `stateDir: state
+listen: { port: 0, statsdPort: false }
+rules: { paths: [rules], allowedLateness: 1s }
+adapters:
+  pager: { type: webhook, url: "${hookUrl}" }
+`,
+    );
+    const served = await startServe(config);
+    const t = Date.now();
+    const body = Array.from({ length: 30 }, (_, i) => errorLine(`web-${i + 1}`, t + i)).join('\n');
+    expect((await fetch(`${served.url}/ingest`, { method: 'POST', body })).status).toBe(200);
+    await until('30 grouped alerts in the journal', async () => {
+      const r = (await (await fetch(`${served.url}/v1/actions?limit=100`)).json()) as {
+        decisions: Array<{ guard?: string }>;
+      };
+      return r.decisions.filter((d) => d.guard === 'group').length === 30;
+    });
+    expect(pages).toHaveLength(0); // group_wait is an hour
+    const metrics = await (await fetch(`${served.url}/metrics`)).text();
+    expect(metrics).toMatch(/^drover_notification_groups 1$/m);
+    expect(metrics).toMatch(/^drover_notification_group_overflow_total 0$/m);
+    expect(await stopServe(served)).toBe(0);
+    expect(pages).toHaveLength(1);
+    expect(pages[0]!.title).toMatch(/^\[host-fatal\] 30 alerts \(web-1, .* and 10 more\)$/);
+    const journal = openActionStore(join(dir, 'state', 'actions.db'));
+    const sent = journal.list({ limit: 100 }).filter((d) => d.id.endsWith('/group'));
+    journal.close();
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({ decision: 'executed', result: { alerts: 30 } });
+  }, 60_000);
+});
