@@ -16,6 +16,7 @@ import {
 } from './control-input.ts';
 import type { Logger } from './logger.ts';
 import { redact } from './redact.ts';
+import { isSqliteBusy } from '../ingest/sqlite.ts';
 
 /**
  * The pipeline's own HTTP API on the ingest server, as a Fastify plugin with its own
@@ -149,8 +150,5 @@ export function createControlApi(options: ControlApiOptions): (app: FastifyInsta
   }
 }
 
-/** SQLite says a lock is held elsewhere: a moment later the same request succeeds. */
-export function isBusy(err: unknown): boolean {
-  const code = (err as { code?: unknown } | null)?.code;
-  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED';
-}
+/** SQLite says a lock is held elsewhere (either driver): a moment later the same request succeeds. */
+export const isBusy = isSqliteBusy;

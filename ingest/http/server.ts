@@ -26,6 +26,7 @@ import { type NormalizeOptions, normalize } from '../normalize.ts';
 import { JsonLineNormalizer } from '../normalize-json.ts';
 import { registerElasticsearchCompat } from './elasticsearch-compat.ts';
 import { createRejections, type Rejections } from './rejections.ts';
+import { isSqliteBusy } from '../sqlite.ts';
 
 /**
  * The log-shipper endpoint: one HTTP server for every protocol Drover speaks, so the
@@ -136,7 +137,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     reply.header('x-elastic-product', 'Elasticsearch');
   });
   app.setErrorHandler(async (err: Error & { statusCode?: number; code?: string }, _req, reply) => {
-    if (err.code === 'SQLITE_BUSY' || err.code === 'SQLITE_LOCKED') {
+    if (isSqliteBusy(err)) {
       // Another process holds the embedded bus's lock: nothing was acknowledged, and the
       // same request a moment later succeeds. Shippers retry 503s.
       options.logger?.warn({ err }, 'the bus is busy; the shipper was told to retry');

@@ -1,5 +1,5 @@
 import { mkdtempSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../ingest/sqlite.ts';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -236,7 +236,7 @@ describe('a busy bus', () => {
   it('answers 503 with Retry-After while another process holds the lock, and accepts after', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'drover-http-'));
     const { url } = await start({}, { path: join(dir, 'bus.db') });
-    const other = new Database(join(dir, 'bus.db'));
+    const other = openSqlite(join(dir, 'bus.db'));
     other.exec('BEGIN EXCLUSIVE');
     const body = ndjson([{ message: 'while locked' }]);
     const busy = await fetch(`${url}/ingest`, { method: 'POST', body });

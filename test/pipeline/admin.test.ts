@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
-import Database from 'better-sqlite3';
+import { openSqlite } from '../../ingest/sqlite.ts';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -182,7 +182,7 @@ describe('the control API on loopback with no credentials configured', () => {
   });
 
   it('answers 503 with Retry-After while another process holds the journal, then acts', async () => {
-    const other = new Database(join(s.dir, 'state', 'actions.db'));
+    const other = openSqlite(join(s.dir, 'state', 'actions.db'));
     other.exec('BEGIN EXCLUSIVE');
     const put = () =>
       s.call('PUT', '/v1/kill-switch', { token: admin, body: '{"on":false}', type: JSON_TYPE });
