@@ -222,11 +222,16 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return this.silences.get(silenceKey)?.until ?? Number.NEGATIVE_INFINITY;
   }
 
-  /** ElastAlert's next_alert_time: the silence doubles while alerts keep coming, up to the cap. */
+  /**
+   * ElastAlert's next_alert_time: the silence doubles while alerts keep coming, up to the
+   * cap. A cap below realert caps every silence, the first too, and the exponent never
+   * goes below zero: a silence dropped by the sweep and one kept then give the same next.
+   */
   private nextSilence(previous: Silence | undefined, t: number): Silence {
     const realert = this.spec.realert;
     const cap = this.spec.exponential_realert;
-    if (!previous || cap === undefined) return { until: t + realert, exponent: 0 };
+    if (cap === undefined) return { until: t + realert, exponent: 0 };
+    if (!previous) return { until: t + Math.min(realert, cap), exponent: 0 };
     let exponent = previous.exponent;
     let diff = t - previous.until;
     if (diff < realert * 2 ** exponent) exponent++;
@@ -237,7 +242,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       }
     }
     const wait = realert * 2 ** exponent;
-    if (wait >= cap) return { until: t + cap, exponent: exponent - 1 };
+    if (wait >= cap) return { until: t + cap, exponent: Math.max(0, exponent - 1) };
     return { until: t + wait, exponent };
   }
 

@@ -33,6 +33,23 @@ describe('any', () => {
     ]);
     expect(alerts[0]!.sample?.['host.name']).toBe('a');
   });
+  it('an exponential_realert ceiling below realert caps every silence, the first too', () => {
+    // Found by the differential test: the first silence lasted realert (30 s) and later
+    // ones the ceiling (3 s), so how long a key stayed silent depended on whether a
+    // sweep had dropped its silence state in between.
+    const capped = rule<AnyRule>({
+      name: 'capped',
+      type: 'any',
+      realert: s(30),
+      exponential_realert: s(3),
+    });
+    const { alerts } = run([capped], [ev(0), ev(s(2)), ev(s(5)), ev(s(6)), ev(s(9))]);
+    expect(alerts.map((a) => Date.parse(a.at) - Date.parse(alerts[0]!.at))).toEqual([
+      0,
+      s(5),
+      s(9),
+    ]);
+  });
   it('skips events without the query_key field', () => {
     expect(run([r], [ev(0, {})]).alerts).toHaveLength(0);
   });
