@@ -10,7 +10,7 @@ import type {
   NewTermRule,
   SpikeRule,
 } from '../../rules/index.ts';
-import { ev, every, m, offsets, rule, run, s } from './helpers.ts';
+import { ev, every, m, offsets, rule, run, s, T0 } from './helpers.ts';
 
 describe('any', () => {
   const r = rule<AnyRule>({ name: 'errors', type: 'any', query_key: ['host.name'], realert: m(1) });
@@ -142,6 +142,30 @@ describe('spike', () => {
     expect(
       run([rule<SpikeRule>({ ...base, spike_type: 'up', alert_on_new_data: true })], burst).alerts,
     ).toHaveLength(1);
+  });
+  it("counts a key's history from its first event, even after it was quiet for 2 × timeframe", () => {
+    // Found by the differential test: the sweep dropped a quiet key with its first-seen
+    // time, so whether `a` (first seen at 0) had history at 140 s depended on whether a
+    // sweep had run in between.
+    const r = rule<SpikeRule>({
+      ...base,
+      spike_type: 'up',
+      timeframe: m(1),
+      spike_height: 2,
+      threshold_ref: 0,
+      realert: 0,
+      query_key: ['host.name'],
+    });
+    const events = [
+      ev(0, { 'host.name': 'a' }),
+      // Another key moves the watermark one second at a time: sweeps run in between.
+      ...every(s(121), 12, s(1), { 'host.name': 'b' }),
+      ev(s(140), { 'host.name': 'a' }),
+    ];
+    const { alerts } = run([r], events);
+    expect(alerts.filter((a) => a.key['host.name'] === 'a').map((a) => a.at)).toEqual([
+      new Date(T0 + s(140)).toISOString(),
+    ]);
   });
   it('fires down when a busy key goes quiet, without any event arriving', () => {
     const r = rule<SpikeRule>({ ...base, spike_type: 'down', threshold_cur: 0 });
