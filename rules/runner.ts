@@ -128,6 +128,17 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     this.keyValues.set(key, obj);
   }
 
+  /**
+   * The sweep's forgetKey, for a key whose windows have emptied. A key whose `for`
+   * condition is pending keeps its state: the condition is checked at evaluations only,
+   * so it stays pending until one finds it false, and dropping it would make the next
+   * evaluation depend on when the sweep ran. Such keys stay bounded by max_keys.
+   */
+  protected forgetIdleKey(key: string): void {
+    if (this.pendingSince.has(key)) return;
+    this.forgetKey(key);
+  }
+
   protected forgetKey(key: string): void {
     this.keys.delete(key);
     this.keyValues.delete(key);

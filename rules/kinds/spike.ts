@@ -118,7 +118,7 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
         state.nextCheck === Number.POSITIVE_INFINITY &&
         this.spec.alert_on_new_data
       )
-        this.forgetKey(key);
+        this.forgetIdleKey(key);
     }
   }
 

@@ -109,6 +109,31 @@ describe('frequency', () => {
   });
 });
 
+describe('`for` across the sweep', () => {
+  it('a pending condition is not lost when the sweep drops the key', () => {
+    // Found by the differential test: the sweep forgot a key whose window had emptied,
+    // its pending `for` state with it, so whether a later holding evaluation fired at
+    // once or started a new pending period depended on whether a sweep had run between.
+    const r = rule<FrequencyRule>({
+      name: 'f',
+      type: 'frequency',
+      num_events: 1,
+      timeframe: s(2),
+      for: s(1),
+      query_key: ['host.name'],
+    });
+    const events = [
+      ev(0, { 'host.name': 'a' }),
+      // Another key moves the watermark one second at a time: sweeps run in between.
+      ...every(s(3), 12, s(1), { 'host.name': 'b' }),
+      ev(s(15), { 'host.name': 'a' }),
+    ];
+    const { alerts } = run([r], events);
+    // Held at 0 and at the deadline (1 s), and holds at 15 s: checked at each evaluation.
+    expect(offsets(alerts.filter((a) => a.key['host.name'] === 'a'))).toEqual([s(1), s(15)]);
+  });
+});
+
 describe('spike', () => {
   const base = {
     name: 'sp',
