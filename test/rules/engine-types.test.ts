@@ -329,6 +329,19 @@ describe('expiry', () => {
     const { alerts } = run([r], [ev(0, { 'host.name': 'a', ttl: 10 })], { end: m(1) });
     expect(offsets(alerts)).toEqual([s(10)]);
   });
+  it('per-event ttls: the last of two reports at one instant decides; out of order, known runs do', () => {
+    const a = { 'host.name': 'a' };
+    const tie = run([r], [ev(0, { ...a, ttl: 10 }), ev(0, { ...a, ttl: 2 })], { end: m(1) });
+    expect(offsets(tie.alerts)).toEqual([s(2)]);
+    // 5 s arrives after 8 s, inside the run 0..8 s: its 1 s ttl does not end it at 6 s.
+    const events = [
+      ev(0, { ...a, ttl: 10 }),
+      ev(s(8), { ...a, ttl: 10 }),
+      ev(s(5), { ...a, ttl: 1 }),
+    ];
+    const outOfOrder = run([r], events, { end: m(1), lateness: s(20) });
+    expect(offsets(outOfOrder.alerts)).toEqual([s(18)]);
+  });
 });
 
 describe('change', () => {
