@@ -48,7 +48,7 @@ const streamArb = fc.array(eventArb, { maxLength: 50 }).map((list) =>
 );
 
 const common = {
-  query_key: fc.constantFrom<string[]>([], ['host.name']),
+  query_key: fc.constantFrom<string[]>([], ['host.name'], ['host.name', 'ver']),
   realert: fc.constantFrom(0, s(5), s(30), s(120)),
   exponential_realert: fc.option(fc.constantFrom(s(3), s(20), s(90), s(300)), {
     nil: undefined,
@@ -129,6 +129,12 @@ const ruleArb: fc.Arbitrary<RuleSpec> = fc
   )
   .map((r) => {
     const spec = Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined));
+    // With a compound key, an `expect` entry names every query_key field (the loader's rule).
+    if (r.type === 'flatline' && r.query_key.length === 2)
+      spec.expect = (r.expect as readonly Record<string, unknown>[]).map((e) => ({
+        ...e,
+        ver: 'v1',
+      }));
     return withDefaults({ name: `r-${r.type}`, ...spec } as unknown as RuleSpec & { type: 'any' });
   });
 
