@@ -71,13 +71,8 @@ const TYPE_OPTIONS: Record<RuleType, string[]> = {
     'min_threshold',
   ],
 };
-const CONDITION_TYPES: RuleType[] = [
-  'frequency',
-  'spike',
-  'flatline',
-  'cardinality',
-  'metric_aggregation',
-];
+/** Types whose condition can hold over time (`for`); flatline's timeframe already is one. */
+const CONDITION_TYPES: RuleType[] = ['frequency', 'spike', 'cardinality', 'metric_aggregation'];
 const DURATIONS = [
   'realert',
   'exponential_realert',

@@ -128,6 +128,17 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     this.keyValues.set(key, obj);
   }
 
+  /**
+   * The sweep's forgetKey, for a key whose windows have emptied. A key whose `for`
+   * condition is pending keeps its state: the condition is checked at evaluations only,
+   * so it stays pending until one finds it false, and dropping it would make the next
+   * evaluation depend on when the sweep ran. Such keys stay bounded by max_keys.
+   */
+  protected forgetIdleKey(key: string): void {
+    if (this.pendingSince.has(key)) return;
+    this.forgetKey(key);
+  }
+
   protected forgetKey(key: string): void {
     this.keys.delete(key);
     this.keyValues.delete(key);
@@ -222,11 +233,16 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return this.silences.get(silenceKey)?.until ?? Number.NEGATIVE_INFINITY;
   }
 
-  /** ElastAlert's next_alert_time: the silence doubles while alerts keep coming, up to the cap. */
+  /**
+   * ElastAlert's next_alert_time: the silence doubles while alerts keep coming, up to the
+   * cap. A cap below realert caps every silence, the first too, and the exponent never
+   * goes below zero: a silence dropped by the sweep and one kept then give the same next.
+   */
   private nextSilence(previous: Silence | undefined, t: number): Silence {
     const realert = this.spec.realert;
     const cap = this.spec.exponential_realert;
-    if (!previous || cap === undefined) return { until: t + realert, exponent: 0 };
+    if (cap === undefined) return { until: t + realert, exponent: 0 };
+    if (!previous) return { until: t + Math.min(realert, cap), exponent: 0 };
     let exponent = previous.exponent;
     let diff = t - previous.until;
     if (diff < realert * 2 ** exponent) exponent++;
@@ -237,7 +253,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       }
     }
     const wait = realert * 2 ** exponent;
-    if (wait >= cap) return { until: t + cap, exponent: exponent - 1 };
+    if (wait >= cap) return { until: t + cap, exponent: Math.max(0, exponent - 1) };
     return { until: t + wait, exponent };
   }
 

@@ -152,7 +152,7 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
         else if (drop > 0) cover.splice(0, drop);
       }
       if (state.values.size === 0 && state.nextCheck === Number.POSITIVE_INFINITY)
-        this.forgetKey(key);
+        this.forgetIdleKey(key);
     }
   }
 

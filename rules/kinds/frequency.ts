@@ -58,7 +58,7 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     const horizon = watermark - this.spec.timeframe;
     for (const [key, state] of this.keys) {
       state.times.dropThrough(horizon);
-      if (state.times.length === 0) this.forgetKey(key);
+      if (state.times.length === 0) this.forgetIdleKey(key);
     }
   }
 

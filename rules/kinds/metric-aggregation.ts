@@ -151,7 +151,7 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     for (const [key, state] of this.keys) {
       state.window.slide(watermark - this.spec.timeframe);
       state.window.prune(watermark - this.spec.timeframe);
-      if (state.window.samples.length === 0) this.forgetKey(key);
+      if (state.window.samples.length === 0) this.forgetIdleKey(key);
     }
   }
 

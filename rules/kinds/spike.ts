@@ -109,9 +109,16 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     const horizon = watermark - 2 * this.spec.timeframe;
     for (const [key, state] of this.keys) {
       state.times.dropThrough(horizon);
-      // A pending check still decides an instant (a down spike to nothing).
-      if (state.times.length === 0 && state.nextCheck === Number.POSITIVE_INFINITY)
-        this.forgetKey(key);
+      // A pending check still decides an instant (a down spike to nothing). Without
+      // alert_on_new_data a key's history runs from its first event, so a quiet key keeps
+      // its first-seen time (about 80 bytes; keys are bounded by max_keys): dropping it
+      // would make a returning key new again, depending on when the sweep ran.
+      if (
+        state.times.length === 0 &&
+        state.nextCheck === Number.POSITIVE_INFINITY &&
+        this.spec.alert_on_new_data
+      )
+        this.forgetIdleKey(key);
     }
   }
 

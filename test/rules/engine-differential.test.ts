@@ -13,8 +13,10 @@ import { type RefAlert, referenceAlerts } from './reference-engine.ts';
 
 /**
  * The engine against the plain reference evaluator (reference-engine.ts), on random
- * streams that arrive out of order, with late events, for every rule type and its main
- * options, fed whole or cut at a random point by a snapshot restored into a new engine.
+ * streams that arrive out of order, with late events, for every rule type and the options
+ * that change alerts (`for`, `realert`, `exponential_realert`, flatline `expect` and
+ * `forget_keys`, spike `alert_on_new_data`...), fed whole or cut at a random point by a
+ * snapshot restored into a new engine.
  * Times are whole seconds so that ties and window edges occur; values are integers so
  * that sums are exact.
  */
@@ -46,9 +48,14 @@ const streamArb = fc.array(eventArb, { maxLength: 50 }).map((list) =>
 );
 
 const common = {
-  query_key: fc.constantFrom<string[]>([], ['host.name']),
+  query_key: fc.constantFrom<string[]>([], ['host.name'], ['host.name', 'ver']),
   realert: fc.constantFrom(0, s(5), s(30), s(120)),
+  exponential_realert: fc.option(fc.constantFrom(s(3), s(20), s(90), s(300)), {
+    nil: undefined,
+  }),
 };
+/** `for`, on the condition types the loader accepts it for. */
+const forArb = fc.option(fc.constantFrom(s(1), s(10), s(45)), { nil: undefined });
 const tf = fc.integer({ min: 1, max: 90 }).map(s);
 
 const ruleArb: fc.Arbitrary<RuleSpec> = fc
@@ -57,18 +64,20 @@ const ruleArb: fc.Arbitrary<RuleSpec> = fc
     fc.record({
       type: fc.constant('frequency' as const),
       ...common,
+      for: forArb,
       num_events: fc.integer({ min: 1, max: 5 }),
       timeframe: tf,
     }),
     fc.record({
       type: fc.constant('spike' as const),
       ...common,
+      for: forArb,
       timeframe: tf,
       spike_height: fc.constantFrom(1.5, 2, 3),
       spike_type: fc.constantFrom('up' as const, 'down' as const, 'both' as const),
       threshold_cur: fc.integer({ min: 0, max: 3 }),
       threshold_ref: fc.integer({ min: 0, max: 3 }),
-      alert_on_new_data: fc.constant(true),
+      alert_on_new_data: fc.boolean(),
     }),
     fc.record({
       type: fc.constant('flatline' as const),
@@ -77,7 +86,7 @@ const ruleArb: fc.Arbitrary<RuleSpec> = fc
       timeframe: tf,
       threshold: fc.integer({ min: 1, max: 4 }),
       expect: fc.constantFrom([], [{ 'host.name': 'ghost' }], [{ 'host.name': 'a' }]),
-      forget_keys: fc.constant(false),
+      forget_keys: fc.boolean(),
     }),
     fc.record({
       type: fc.constant('new_term' as const),
@@ -101,6 +110,7 @@ const ruleArb: fc.Arbitrary<RuleSpec> = fc
     fc.record({
       type: fc.constant('cardinality' as const),
       ...common,
+      for: forArb,
       cardinality_field: fc.constant('user'),
       timeframe: tf,
       max_cardinality: fc.option(fc.integer({ min: 0, max: 3 }), { nil: undefined }),
@@ -109,6 +119,7 @@ const ruleArb: fc.Arbitrary<RuleSpec> = fc
     fc.record({
       type: fc.constant('metric_aggregation' as const),
       ...common,
+      for: forArb,
       metric_agg_key: fc.constant('val'),
       metric_agg_type: fc.constantFrom(...METRIC_AGG_TYPES),
       timeframe: tf,
@@ -118,6 +129,12 @@ const ruleArb: fc.Arbitrary<RuleSpec> = fc
   )
   .map((r) => {
     const spec = Object.fromEntries(Object.entries(r).filter(([, v]) => v !== undefined));
+    // With a compound key, an `expect` entry names every query_key field (the loader's rule).
+    if (r.type === 'flatline' && r.query_key.length === 2)
+      spec.expect = (r.expect as readonly Record<string, unknown>[]).map((e) => ({
+        ...e,
+        ver: 'v1',
+      }));
     return withDefaults({ name: `r-${r.type}`, ...spec } as unknown as RuleSpec & { type: 'any' });
   });
 
@@ -195,6 +212,7 @@ const order = (a: RefAlert, b: RefAlert) =>
 describe('engine against the reference evaluator', () => {
   it('gives the same alerts on random out-of-order streams, whole or cut by a snapshot', () => {
     const seen = new Map<string, number>();
+    const optionsSeen = new Set<string>();
     fc.assert(
       fc.property(
         ruleArb,
@@ -212,10 +230,19 @@ describe('engine against the reference evaluator', () => {
             .map((a) => semantic(spec, a))
             .sort(order);
           expect(split).toEqual(expected);
-          if (expected.length > 0) seen.set(spec.type, (seen.get(spec.type) ?? 0) + 1);
+          if (expected.length > 0) {
+            seen.set(spec.type, (seen.get(spec.type) ?? 0) + 1);
+            const options = [
+              spec.for !== undefined && 'for',
+              spec.exponential_realert !== undefined && spec.realert > 0 && 'exponential_realert',
+              spec.type === 'flatline' && spec.forget_keys && 'forget_keys',
+              spec.type === 'spike' && !spec.alert_on_new_data && 'no alert_on_new_data',
+            ];
+            for (const o of options) if (o) optionsSeen.add(o);
+          }
         },
       ),
-      { numRuns: 1500 },
+      { numRuns: 4000 },
     );
     // The streams are not vacuous: every type fired in some runs.
     expect([...seen.keys()].sort()).toEqual([
@@ -228,6 +255,13 @@ describe('engine against the reference evaluator', () => {
       'metric_aggregation',
       'new_term',
       'spike',
+    ]);
+    // ...and so did each option the reference models beyond the basics.
+    expect([...optionsSeen].sort()).toEqual([
+      'exponential_realert',
+      'for',
+      'forget_keys',
+      'no alert_on_new_data',
     ]);
   }, 300_000);
 });

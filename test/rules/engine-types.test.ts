@@ -10,7 +10,7 @@ import type {
   NewTermRule,
   SpikeRule,
 } from '../../rules/index.ts';
-import { ev, every, m, offsets, rule, run, s } from './helpers.ts';
+import { ev, every, m, offsets, rule, run, s, T0 } from './helpers.ts';
 
 describe('any', () => {
   const r = rule<AnyRule>({ name: 'errors', type: 'any', query_key: ['host.name'], realert: m(1) });
@@ -32,6 +32,23 @@ describe('any', () => {
       [s(61), 'a'],
     ]);
     expect(alerts[0]!.sample?.['host.name']).toBe('a');
+  });
+  it('an exponential_realert ceiling below realert caps every silence, the first too', () => {
+    // Found by the differential test: the first silence lasted realert (30 s) and later
+    // ones the ceiling (3 s), so how long a key stayed silent depended on whether a
+    // sweep had dropped its silence state in between.
+    const capped = rule<AnyRule>({
+      name: 'capped',
+      type: 'any',
+      realert: s(30),
+      exponential_realert: s(3),
+    });
+    const { alerts } = run([capped], [ev(0), ev(s(2)), ev(s(5)), ev(s(6)), ev(s(9))]);
+    expect(alerts.map((a) => Date.parse(a.at) - Date.parse(alerts[0]!.at))).toEqual([
+      0,
+      s(5),
+      s(9),
+    ]);
   });
   it('skips events without the query_key field', () => {
     expect(run([r], [ev(0, {})]).alerts).toHaveLength(0);
@@ -92,6 +109,31 @@ describe('frequency', () => {
   });
 });
 
+describe('`for` across the sweep', () => {
+  it('a pending condition is not lost when the sweep drops the key', () => {
+    // Found by the differential test: the sweep forgot a key whose window had emptied,
+    // its pending `for` state with it, so whether a later holding evaluation fired at
+    // once or started a new pending period depended on whether a sweep had run between.
+    const r = rule<FrequencyRule>({
+      name: 'f',
+      type: 'frequency',
+      num_events: 1,
+      timeframe: s(2),
+      for: s(1),
+      query_key: ['host.name'],
+    });
+    const events = [
+      ev(0, { 'host.name': 'a' }),
+      // Another key moves the watermark one second at a time: sweeps run in between.
+      ...every(s(3), 12, s(1), { 'host.name': 'b' }),
+      ev(s(15), { 'host.name': 'a' }),
+    ];
+    const { alerts } = run([r], events);
+    // Held at 0 and at the deadline (1 s), and holds at 15 s: checked at each evaluation.
+    expect(offsets(alerts.filter((a) => a.key['host.name'] === 'a'))).toEqual([s(1), s(15)]);
+  });
+});
+
 describe('spike', () => {
   const base = {
     name: 'sp',
@@ -125,6 +167,30 @@ describe('spike', () => {
     expect(
       run([rule<SpikeRule>({ ...base, spike_type: 'up', alert_on_new_data: true })], burst).alerts,
     ).toHaveLength(1);
+  });
+  it("counts a key's history from its first event, even after it was quiet for 2 × timeframe", () => {
+    // Found by the differential test: the sweep dropped a quiet key with its first-seen
+    // time, so whether `a` (first seen at 0) had history at 140 s depended on whether a
+    // sweep had run in between.
+    const r = rule<SpikeRule>({
+      ...base,
+      spike_type: 'up',
+      timeframe: m(1),
+      spike_height: 2,
+      threshold_ref: 0,
+      realert: 0,
+      query_key: ['host.name'],
+    });
+    const events = [
+      ev(0, { 'host.name': 'a' }),
+      // Another key moves the watermark one second at a time: sweeps run in between.
+      ...every(s(121), 12, s(1), { 'host.name': 'b' }),
+      ev(s(140), { 'host.name': 'a' }),
+    ];
+    const { alerts } = run([r], events);
+    expect(alerts.filter((a) => a.key['host.name'] === 'a').map((a) => a.at)).toEqual([
+      new Date(T0 + s(140)).toISOString(),
+    ]);
   });
   it('fires down when a busy key goes quiet, without any event arriving', () => {
     const r = rule<SpikeRule>({ ...base, spike_type: 'down', threshold_cur: 0 });
@@ -262,6 +328,19 @@ describe('expiry', () => {
   it("takes an event's ttl (seconds) over the rule's", () => {
     const { alerts } = run([r], [ev(0, { 'host.name': 'a', ttl: 10 })], { end: m(1) });
     expect(offsets(alerts)).toEqual([s(10)]);
+  });
+  it('per-event ttls: the last of two reports at one instant decides; out of order, known runs do', () => {
+    const a = { 'host.name': 'a' };
+    const tie = run([r], [ev(0, { ...a, ttl: 10 }), ev(0, { ...a, ttl: 2 })], { end: m(1) });
+    expect(offsets(tie.alerts)).toEqual([s(2)]);
+    // 5 s arrives after 8 s, inside the run 0..8 s: its 1 s ttl does not end it at 6 s.
+    const events = [
+      ev(0, { ...a, ttl: 10 }),
+      ev(s(8), { ...a, ttl: 10 }),
+      ev(s(5), { ...a, ttl: 1 }),
+    ];
+    const outOfOrder = run([r], events, { end: m(1), lateness: s(20) });
+    expect(offsets(outOfOrder.alerts)).toEqual([s(18)]);
   });
 });
 

@@ -98,6 +98,11 @@ describe('rule files: positions of every error', () => {
     expect(lint('name: a\ntype: any\nfor: 5m\n')[0]).toMatch(
       /^rule.yaml:3:1 "for" needs a condition that can hold over time/,
     );
+    // The flatline engine never honoured `for` (it fired at the first low instant):
+    // refused, not silently ignored. Its timeframe is how long a key must be low.
+    expect(lint('name: a\ntype: flatline\ntimeframe: 1m\nthreshold: 1\nfor: 5m\n')[0]).toMatch(
+      /^rule.yaml:5:1 "for" needs a condition that can hold over time/,
+    );
     expect(lint('name: a\ntype: expiry\nttl: 30s\n')).toEqual([
       'rule.yaml:2:7 expiry rules need "query_key"',
     ]);

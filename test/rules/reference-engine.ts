@@ -25,6 +25,8 @@ export interface RefAlert {
 interface Arrived {
   t: number;
   event: Event;
+  /** Arrival index. */
+  i: number;
 }
 
 const NONE = Number.NEGATIVE_INFINITY;
@@ -36,13 +38,20 @@ export function referenceAlerts(
 ): RefAlert[] {
   const alerts: RefAlert[] = [];
   const arrived: Arrived[] = [];
-  const silences = new Map<string, number>();
+  /** Realert silences: until when, and the exponent of exponential_realert. */
+  const silences = new Map<string, { until: number; exponent: number }>();
+  /** `for`: since when each key's condition has held (from its first holding evaluation). */
+  const pending = new Map<string, number>();
+  /** flatline `forget_keys`: a fired key's events before this arrival index are forgotten. */
+  const forgotten = new Map<string, number>();
   let maxT = NONE;
   let observedFrom: number | undefined;
   /** Flatline: the instant each key may first be low (from its first event, or expect). */
   const flatFrom = new Map<string, number>();
   /** Expiry: instants already fired per key (a silence fires once). */
   const expired = new Set<string>();
+  /** Flatline: the keys in `expect` (never forgotten). */
+  const expected = new Set<string>();
 
   const keyOf = (e: Record<string, unknown>): string | undefined => {
     const parts: string[] = [];
@@ -54,7 +63,14 @@ export function referenceAlerts(
     return parts.join('|');
   };
   const matches = (e: Event) => keyOf(e) !== undefined;
-  const ofKey = (key: string) => arrived.filter((a) => keyOf(a.event) === key);
+  const ofKey = (key: string) =>
+    arrived.filter((a) => keyOf(a.event) === key && a.i >= (forgotten.get(key) ?? 0));
+  /** expiry: an event's numeric, positive `ttl` field (seconds) overrides the rule's. */
+  const ttlOf = (e: Event): number => {
+    if (rule.type !== 'expiry') return 0;
+    const v = e.ttl;
+    return typeof v === 'number' && v > 0 ? v * 1000 : rule.ttl;
+  };
   const inWindow = (list: Arrived[], from: number, to: number) =>
     list.filter((a) => a.t > from && a.t <= to);
 
@@ -66,11 +82,57 @@ export function referenceAlerts(
     figures: Record<string, unknown>,
     silenceKey = key,
   ): boolean => {
-    const until = silences.get(silenceKey) ?? NONE;
-    if (at < until) return false;
-    if (rule.realert > 0) silences.set(silenceKey, at + rule.realert);
+    const previous = silences.get(silenceKey);
+    if (previous && at < previous.until) return false;
+    if (rule.realert > 0) silences.set(silenceKey, nextSilence(previous, at));
     alerts.push({ rule: rule.name, key, at, discriminator, figures });
     return true;
+  };
+
+  /**
+   * ElastAlert's exponential realert: each alert that comes within the current period of
+   * the silence's end doubles the period, up to the ceiling; quiet time halves it back
+   * once per period it spans.
+   */
+  const nextSilence = (previous: { until: number; exponent: number } | undefined, at: number) => {
+    const r = rule.realert;
+    const cap = rule.exponential_realert;
+    if (cap === undefined) return { until: at + r, exponent: 0 };
+    // A ceiling below realert caps every silence, the first too.
+    if (!previous) return { until: at + Math.min(r, cap), exponent: 0 };
+    let exponent = previous.exponent;
+    let diff = at - previous.until;
+    if (diff < r * 2 ** exponent) exponent++;
+    else
+      while (diff > r * 2 ** exponent && exponent > 0) {
+        diff -= r * 2 ** exponent;
+        exponent--;
+      }
+    if (r * 2 ** exponent >= cap) return { until: at + cap, exponent: Math.max(0, exponent - 1) };
+    return { until: at + r * 2 ** exponent, exponent };
+  };
+
+  /**
+   * A condition's value at instant t: without `for` a holding condition fires; with it,
+   * it must hold from its first holding evaluation until `for` has passed, checked at
+   * every evaluation and at the deadline (since + for, an instant of its own).
+   */
+  const condition = (
+    key: string,
+    t: number,
+    held: readonly [string, Record<string, unknown>] | undefined,
+  ) => {
+    if (!held) {
+      pending.delete(key);
+      return;
+    }
+    if (!rule.for) {
+      fire(key, t, held[0], held[1]);
+      return;
+    }
+    const since = pending.get(key);
+    if (since === undefined) pending.set(key, t);
+    else if (t - since >= rule.for) fire(key, t, held[0], held[1]);
   };
 
   const keys = () => {
@@ -113,12 +175,51 @@ export function referenceAlerts(
     const tf = rule.timeframe;
     const cur = inWindow(list, D - tf, D).length;
     const ref = inWindow(list, D - 2 * tf, D - tf).length;
+    // Without alert_on_new_data a key needs 2 × timeframe of history: its first event
+    // (of those arrived so far) at least 2 tf before D.
+    const first = Math.min(...list.map((a) => a.t));
+    if (!rule.alert_on_new_data && D - first < 2 * tf) return undefined;
     if (cur < rule.threshold_cur || ref < rule.threshold_ref) return undefined;
     if (rule.spike_type !== 'down' && cur >= rule.spike_height * ref)
       return ['up', cur, ref] as const;
     if (rule.spike_type !== 'up' && cur <= ref / rule.spike_height)
       return ['down', cur, ref] as const;
     return undefined;
+  };
+
+  /** A condition kind's value at instant D (a discriminator and figures when it holds). */
+  const heldAt = (key: string, D: number): [string, Record<string, unknown>] | undefined => {
+    const list = ofKey(key);
+    switch (rule.type) {
+      case 'frequency':
+        return inWindow(list, D - rule.timeframe, D).length >= rule.num_events
+          ? ['', {}]
+          : undefined;
+      case 'metric_aggregation': {
+        const values: number[] = [];
+        for (const a of inWindow(list, D - rule.timeframe, D)) {
+          const v = a.event[rule.metric_agg_key];
+          if (typeof v === 'number') values.push(v);
+        }
+        const value = agg(rule.metric_agg_type, values);
+        if (value === undefined) return undefined;
+        if (rule.max_threshold !== undefined && value > rule.max_threshold)
+          return ['above', { value, samples: values.length }];
+        if (rule.min_threshold !== undefined && value < rule.min_threshold)
+          return ['below', { value, samples: values.length }];
+        return undefined;
+      }
+      case 'cardinality': {
+        const c = cardinalityAt(key, D);
+        return c ? [c[0], { cardinality: c[1] }] : undefined;
+      }
+      case 'spike': {
+        const sp = spikeAt(key, D);
+        return sp ? [sp[0], { spike_count: sp[1], reference_count: sp[2] }] : undefined;
+      }
+      default:
+        return undefined;
+    }
   };
 
   /** Instants at which an instant-evaluated kind looks, from the events arrived so far. */
@@ -130,12 +231,12 @@ export function referenceAlerts(
         const from = flatFrom.get(key);
         if (from !== undefined) out.add(from);
         for (const a of list) out.add(a.t + rule.timeframe);
-        const until = silences.get(key);
+        const until = silences.get(key)?.until;
         if (until !== undefined) out.add(until);
         break;
       }
       case 'expiry':
-        for (const a of list) out.add(a.t + rule.ttl);
+        for (const a of list) out.add(a.t + ttlOf(a.event));
         break;
       case 'cardinality':
         // The instants a value leaves the window: covered just before, not at it.
@@ -168,48 +269,65 @@ export function referenceAlerts(
       case 'flatline':
         if (flatlineLow(key, D)) {
           const count = inWindow(ofKey(key), D - rule.timeframe, D).length;
-          if (fire(key, D, '', { count })) flatFrom.set(key, Math.max(D + 1, D + rule.realert));
+          if (fire(key, D, '', { count })) {
+            if (rule.forget_keys && !expected.has(key)) {
+              // Stops watching the key: a later report starts it afresh as a new key.
+              forgotten.set(key, arrived.length);
+              flatFrom.delete(key);
+            } else flatFrom.set(key, Math.max(D + 1, silences.get(key)?.until ?? D + 1));
+          }
         }
         break;
       case 'expiry': {
-        // Silent since its newest event at or before D, which lies exactly ttl before D.
-        let newest = NONE;
-        for (const a of ofKey(key)) if (a.t <= D && a.t > newest) newest = a.t;
-        if (newest + rule.ttl === D && !expired.has(`${key}\n${D}`)) {
+        // Silent since its newest event at or before D (the latest to arrive on a tie),
+        // whose ttl ends exactly at D.
+        let newest: Arrived | undefined;
+        for (const a of ofKey(key)) if (a.t <= D && (!newest || a.t >= newest.t)) newest = a;
+        if (newest && newest.t + ttlOf(newest.event) === D && !expired.has(`${key}\n${D}`)) {
           expired.add(`${key}\n${D}`);
           fire(key, D, '', {});
         }
         break;
       }
-      case 'cardinality': {
-        const c = cardinalityAt(key, D);
-        if (c) fire(key, D, c[0], { cardinality: c[1] });
-        break;
-      }
-      case 'spike': {
-        const sp = spikeAt(key, D);
-        if (sp) fire(key, D, sp[0], { spike_count: sp[1], reference_count: sp[2] });
-        break;
-      }
       default:
+        // Condition kinds: a window edge of their own (spike, cardinality) or a `for`
+        // deadline, at which the condition must still hold.
+        condition(key, D, heldAt(key, D));
     }
+  };
+
+  /**
+   * `for`: the deadline (first holding evaluation + for) is a check of its own, also when
+   * the kind evaluates at the same instant (both see the same state and agree).
+   */
+  const decideDeadline = (key: string, D: number) => {
+    if (rule.for && pending.get(key) === D - rule.for) condition(key, D, heldAt(key, D));
   };
 
   /** Decides every instant in [from, to) (or [from, to] when `inclusive`), in time order. */
   const decideRange = (from: number, to: number, inclusive: boolean) => {
     const done = new Set<string>();
     for (;;) {
-      let best: [number, string] | undefined;
+      let best: [number, string, boolean] | undefined;
       for (const key of keys()) {
-        for (const D of instants(key)) {
-          if (D < from || D > to || (!inclusive && D === to)) continue;
-          if (done.has(`${key}\n${D}`)) continue;
-          if (!best || D < best[0] || (D === best[0] && key < best[1])) best = [D, key];
+        const since = pending.get(key);
+        const deadline = since !== undefined && rule.for ? [since + rule.for] : [];
+        for (const [list, isDeadline] of [
+          [instants(key), false],
+          [deadline, true],
+        ] as const) {
+          for (const D of list) {
+            if (D < from || D > to || (!inclusive && D === to)) continue;
+            if (done.has(`${key}\n${D}\n${isDeadline}`)) continue;
+            if (!best || D < best[0] || (D === best[0] && key < best[1]))
+              best = [D, key, isDeadline];
+          }
         }
       }
       if (!best) return;
-      done.add(`${best[1]}\n${best[0]}`);
-      decide(best[1], best[0]);
+      done.add(`${best[1]}\n${best[0]}\n${best[2]}`);
+      if (best[2]) decideDeadline(best[1], best[0]);
+      else decide(best[1], best[0]);
     }
   };
 
@@ -220,25 +338,12 @@ export function referenceAlerts(
       case 'any':
         fire(key, t, '', {});
         break;
-      case 'frequency': {
-        const n = inWindow([...list, { t, event: e }], t - rule.timeframe, t).length;
-        if (n >= rule.num_events) fire(key, t, '', {});
+      case 'frequency':
+      case 'metric_aggregation':
+      case 'cardinality':
+      case 'spike':
+        condition(key, t, heldAt(key, t));
         break;
-      }
-      case 'metric_aggregation': {
-        const values: number[] = [];
-        for (const a of inWindow([...list, { t, event: e }], t - rule.timeframe, t)) {
-          const v = a.event[rule.metric_agg_key];
-          if (typeof v === 'number') values.push(v);
-        }
-        const value = agg(rule.metric_agg_type, values);
-        if (value === undefined) break;
-        if (rule.max_threshold !== undefined && value > rule.max_threshold)
-          fire(key, t, 'above', { value, samples: values.length });
-        else if (rule.min_threshold !== undefined && value < rule.min_threshold)
-          fire(key, t, 'below', { value, samples: values.length });
-        break;
-      }
       case 'new_term': {
         const term: unknown[] = [];
         for (const f of rule.fields) {
@@ -274,16 +379,6 @@ export function referenceAlerts(
         fire(key, t, now, { old: before, new: now });
         break;
       }
-      case 'cardinality': {
-        const c = cardinalityAt(key, t);
-        if (c) fire(key, t, c[0], { cardinality: c[1] });
-        break;
-      }
-      case 'spike': {
-        const sp = spikeAt(key, t);
-        if (sp) fire(key, t, sp[0], { spike_count: sp[1], reference_count: sp[2] });
-        break;
-      }
       default:
     }
   };
@@ -311,8 +406,10 @@ export function referenceAlerts(
     if (observedFrom === undefined) {
       observedFrom = t;
       if (rule.type === 'flatline')
-        for (const values of rule.expect)
+        for (const values of rule.expect) {
           flatFrom.set(keyOf(values)!, observedFrom + rule.timeframe);
+          expected.add(keyOf(values)!);
+        }
     }
     if (wmAfter > wmBefore) decideRange(wmBefore, wmAfter, false);
     const key = keyOf(e);
@@ -320,7 +417,7 @@ export function referenceAlerts(
     const earlier = [...arrived];
     if (rule.type === 'flatline' && !flatFrom.has(key))
       flatFrom.set(key, Math.max(t + rule.timeframe, wmAfter, observedFrom + rule.timeframe));
-    arrived.push({ t, event: e });
+    arrived.push({ t, event: e, i: arrived.length });
     if (!late) onTime(key, e, t, earlier);
   }
   if (maxT > NONE) decideRange(maxT - options.lateness, maxT, true);
