@@ -79,8 +79,9 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * (and, for flatline, fire a false alert for each key evicted).
    */
   admit(key: string): boolean {
-    if (this.keys.has(key) || this.silences.has(key)) return true;
+    // Below the cap (the usual case) no lookup: this runs per event and rule.
     if (this.keys.size < this.maxKeys && this.silences.size < this.maxKeys) return true;
+    if (this.keys.has(key) || this.silences.has(key)) return true;
     this.keysRefused++;
     this.ctx.refused(this, 'key', this.maxKeys);
     return false;
