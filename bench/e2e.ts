@@ -99,7 +99,9 @@ actions:
       },
     },
     actionSets: {},
-    guards: { cooldownMs: 0 },
+    // Every incident trips a different replica: a storm by the default cap (50 keys in
+    // 10 min), which this benchmark of latency is not about.
+    guards: { cooldownMs: 0, maxKeysPerRule: { max: 1_000_000, windowMs: 600_000 } },
     ruleGuards: {},
     snapshotEveryMs: 60_000,
   };
@@ -115,9 +117,10 @@ actions:
     if (marks.action === 0) marks.action = performance.now();
   });
   pipeline.events.on('decision', (d: Decision) => {
+    // Only an executed action is a remediation: anything else fails its incident.
     if (d.decision !== 'executed')
       process.stderr.write(`unexpected decision: ${JSON.stringify(d)}\n`);
-    marks.done.set(d.target, performance.now());
+    else marks.done.set(d.target, performance.now());
   });
 
   const lat = {
