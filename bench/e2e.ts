@@ -1,14 +1,3 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Decision, ProcessAdapter } from '../actions/index.ts';
-import { freePort } from '../actions/index.ts';
-import type { DroverConfig } from '../pipeline/config.ts';
-import { createLogger } from '../pipeline/logger.ts';
-import { Pipeline } from '../pipeline/serve.ts';
-import type { Alert } from '../rules/index.ts';
-
 /**
  * `npm run bench -- e2e`: detection-to-action latency on the embedded path. A real
  * `drover serve` pipeline (HTTP ingest, SQLite bus, embedded index, rules engine,
@@ -20,6 +9,18 @@ import type { Alert } from '../rules/index.ts';
  *   - remediated: the journal's `executed` (replacement ready, the sick replica gone).
  * Target: action p99 under 100 ms.
  */
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Decision, ProcessAdapter } from '../actions/index.ts';
+import { freePort } from '../actions/index.ts';
+import type { DroverConfig } from '../pipeline/config.ts';
+import { createLogger } from '../pipeline/logger.ts';
+import { Pipeline } from '../pipeline/serve.ts';
+import type { Alert } from '../rules/index.ts';
+
 interface Options {
   incidents: number;
   json: boolean;

@@ -1,6 +1,3 @@
-import { readFileSync } from 'node:fs';
-import protobuf from 'protobufjs';
-
 /**
  * OTLP/HTTP logs and metrics, protobuf or JSON encoded, flattened into plain records
  * ready for `normalize`: resource attributes (service.name, host.name...) and record or
@@ -8,6 +5,10 @@ import protobuf from 'protobufjs';
  * metric samples. Both encodings go through one walker over camelCase objects; they
  * differ in how ids travel (bytes vs hex strings) and how int64s are written.
  */
+
+import { readFileSync } from 'node:fs';
+import protobuf from 'protobufjs';
+
 const root = protobuf.parse(readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'), {
   keepCase: false,
 }).root;
