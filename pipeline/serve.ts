@@ -40,6 +40,7 @@ import {
 import { ConfigError, type DroverConfig } from './config.ts';
 import { ensureAdminToken } from './admin-token.ts';
 import { createControlApi } from './control-api.ts';
+import { type AccessOptions, createAccessCheck } from './control-access.ts';
 import type { Logger } from './logger.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
@@ -217,6 +218,12 @@ export class Pipeline {
           ? false
           : { port: c.listen.statsdPort, host: c.listen.statsdHost ?? '127.0.0.1' },
       search: this.search,
+      // GET /v1/search answers with what was ingested: a read or admin token, as
+      // every other read route.
+      authorizeRead: (
+        (check) => (req, reply) =>
+          check(req, reply, 'read')
+      )(createAccessCheck(this.access(adminTokens))),
       logger: this.logger,
       onIngest: (m) => {
         this.telemetry.ingestEvents.inc({ protocol: m.protocol }, m.events);
@@ -581,21 +588,26 @@ export class Pipeline {
     return { ok: true, errors: [], rules: rules.length };
   }
 
-  private routes(adminTokens: string[]): (app: FastifyInstance) => void {
+  /** Who may call the control routes and the ingest server's read routes. */
+  private access(adminTokens: string[]): AccessOptions {
     const l = this.config.listen;
+    return {
+      host: l.host,
+      allowedHosts: l.allowedHosts ?? [],
+      readTokens: l.readTokens ?? [],
+      adminTokens,
+      // As open as ingest is: loopback with no credential configured for either.
+      openReads:
+        (l.readTokens ?? []).length === 0 &&
+        l.tokens.length === 0 &&
+        l.apiKeys.length === 0 &&
+        LOOPBACK.test(l.host),
+    };
+  }
+
+  private routes(adminTokens: string[]): (app: FastifyInstance) => void {
     return createControlApi({
-      access: {
-        host: l.host,
-        allowedHosts: l.allowedHosts ?? [],
-        readTokens: l.readTokens ?? [],
-        adminTokens,
-        // As open as ingest is: loopback with no credential configured for either.
-        openReads:
-          (l.readTokens ?? []).length === 0 &&
-          l.tokens.length === 0 &&
-          l.apiKeys.length === 0 &&
-          LOOPBACK.test(l.host),
-      },
+      access: this.access(adminTokens),
       logger: this.logger,
       ready: () => this.ready,
       metrics: async () => ({
