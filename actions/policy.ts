@@ -1,5 +1,5 @@
 import type { ActionObject, Alert, Operation } from '../rules/index.ts';
-import { actionProblems, evaluateReference, OPERATIONS } from '../rules/index.ts';
+import { actionProblems, type Condition, compileFilter, OPERATIONS } from '../rules/index.ts';
 import { TargetRefused } from './adapters/types.ts';
 import { type GroupSpec, groupSpec } from './notify-groups.ts';
 import { renderTarget } from './target.ts';
@@ -104,7 +104,7 @@ async function planOne(alert: Alert, index: number, action: ActionObject): Promi
   if (action.when) {
     let holds: boolean;
     try {
-      holds = await evaluateReference(action.when, alertFacts(alert));
+      holds = whenHolds(action.when, alert);
     } catch (err) {
       return { ...base, kind: 'failed', target, why: `when: ${(err as Error).message}` };
     }
@@ -118,6 +118,16 @@ async function planOne(alert: Alert, index: number, action: ActionObject): Promi
   }
   const group = groupSpec(action as unknown as Record<string, unknown>);
   return { ...base, kind: 'act', operation: action.operation, target, ...(group && { group }) };
+}
+
+/**
+ * Whether an action's `when` holds for the alert: the condition compiled as rule filters
+ * are (rules/filter/compile.ts, cached by its text), over the alert's facts. Its verdicts
+ * are json-rules-engine's (test/actions/when-differential.test.ts holds it to that), but
+ * synchronous, and where the reference would throw on a fact it answers false.
+ */
+export function whenHolds(when: Condition, alert: Alert): boolean {
+  return compileFilter(when)(alertFacts(alert));
 }
 
 /**
