@@ -136,6 +136,8 @@ export function whenHolds(when: Condition, alert: Alert): boolean {
  * worded as one line of the journal.
  */
 export function validateAction(action: ActionObject): string | undefined {
+  // A name here is an action set that was not expanded: nothing to run.
+  if (typeof action !== 'object' || action === null) return 'the action names no adapter';
   const problem = actionProblems(action)[0];
   if (!problem) return undefined;
   switch (problem.code) {

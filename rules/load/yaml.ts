@@ -1,12 +1,4 @@
-import {
-  type Document,
-  isMap,
-  isPair,
-  isScalar,
-  LineCounter,
-  type Node,
-  parseAllDocuments,
-} from 'yaml';
+import { Document, isMap, isPair, isScalar, LineCounter, type Node, parseAllDocuments } from 'yaml';
 
 /**
  * YAML read with positions, for rule files and the configuration: every problem is a
@@ -85,7 +77,7 @@ export class FileContext {
 export function readYamlDocument(
   text: string,
   file: string,
-  what: { empty: string; several: string },
+  what: { empty: string; several: string; allowNone?: boolean },
 ): { ctx: FileContext; data: unknown } | { diagnostics: Diagnostic[] } {
   const lc = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
@@ -98,6 +90,8 @@ export function readYamlDocument(
     report(0, what.empty);
     return { diagnostics };
   }
+  if (docs.length === 0 && what.allowNone)
+    return { ctx: new FileContext(file, new Document(null), lc), data: null };
   for (const doc of docs) for (const e of doc.errors) report(e.pos[0], e.message.split('\n')[0]!);
   if (diagnostics.length > 0) return { diagnostics };
   if (docs.length !== 1) {
