@@ -1,6 +1,6 @@
-import type { Alert, Condition, Operation } from '../rules/index.ts';
-import { evaluateReference } from '../rules/index.ts';
-import { type ScaleParams, TargetRefused } from './adapters/types.ts';
+import type { ActionObject, Alert, Operation } from '../rules/index.ts';
+import { actionProblems, type Condition, compileFilter, OPERATIONS } from '../rules/index.ts';
+import { TargetRefused } from './adapters/types.ts';
 import { type GroupSpec, groupSpec } from './notify-groups.ts';
 import { renderTarget } from './target.ts';
 import { alertFacts, TemplateError } from './template.ts';
@@ -11,19 +11,8 @@ import { alertFacts, TemplateError } from './template.ts';
  * (`actions: [replace]`). Targets default by operation: kill-and-replace acts on
  * `{{ host.name }}`, scale on `{{ service.name }}`, notify on the rule.
  */
-export interface ActionObject {
-  adapter: string;
-  operation: Operation;
-  target?: string;
-  params?: Record<string, unknown>;
-  when?: Condition;
-  /** notify only: Alertmanager-style grouping (see notify-groups.ts). */
-  group_by?: string[];
-  group_wait?: string | number | Record<string, number>;
-  group_interval?: string | number | Record<string, number>;
-}
-
-export const OPERATIONS: readonly Operation[] = ['kill-and-replace', 'scale', 'notify'];
+export type { ActionObject };
+export { OPERATIONS };
 
 const DEFAULT_TARGETS: Record<Operation, string> = {
   'kill-and-replace': '{{ host.name }}',
@@ -115,7 +104,7 @@ async function planOne(alert: Alert, index: number, action: ActionObject): Promi
   if (action.when) {
     let holds: boolean;
     try {
-      holds = await evaluateReference(action.when, alertFacts(alert));
+      holds = whenHolds(action.when, alert);
     } catch (err) {
       return { ...base, kind: 'failed', target, why: `when: ${(err as Error).message}` };
     }
@@ -131,26 +120,38 @@ async function planOne(alert: Alert, index: number, action: ActionObject): Promi
   return { ...base, kind: 'act', operation: action.operation, target, ...(group && { group }) };
 }
 
-/** A clear message for an action that cannot be run as written, else undefined. */
+/**
+ * Whether an action's `when` holds for the alert: the condition compiled as rule filters
+ * are (rules/filter/compile.ts, cached by its text), over the alert's facts. Its verdicts
+ * are json-rules-engine's (test/actions/when-differential.test.ts holds it to that), but
+ * synchronous, and where the reference would throw on a fact it answers false.
+ */
+export function whenHolds(when: Condition, alert: Alert): boolean {
+  return compileFilter(when)(alertFacts(alert));
+}
+
+/**
+ * A clear message for an action that cannot be run as written, else undefined: the
+ * first problem rules/action.ts finds (the validator lint and the configuration use),
+ * worded as one line of the journal.
+ */
 export function validateAction(action: ActionObject): string | undefined {
-  if (typeof action.adapter !== 'string' || !action.adapter) return 'the action names no adapter';
-  if (!OPERATIONS.includes(action.operation))
-    return `unknown operation "${String(action.operation)}" (use ${OPERATIONS.join(', ')})`;
-  if (action.operation === 'scale') {
-    const p = (action.params ?? {}) as ScaleParams;
-    const number = (v: unknown) => v === undefined || (typeof v === 'number' && Number.isFinite(v));
-    if ((p.to === undefined) === (p.by === undefined))
+  // A name here is an action set that was not expanded: nothing to run.
+  if (typeof action !== 'object' || action === null) return 'the action names no adapter';
+  const problem = actionProblems(action)[0];
+  if (!problem) return undefined;
+  switch (problem.code) {
+    case 'adapter':
+      return 'the action names no adapter';
+    case 'operation':
+      return `unknown operation "${String(action.operation)}" (use ${OPERATIONS.join(', ')})`;
+    case 'scale-to-by':
       return 'scale needs exactly one of params.to or params.by';
-    if (!number(p.to) || !number(p.by) || !number(p.min) || !number(p.max))
+    case 'scale-number':
       return 'scale params to, by, min and max must be numbers';
-    if (p.to !== undefined && p.to < 0) return 'scale params.to must be ≥ 0';
-    if (p.min !== undefined && p.max !== undefined && p.min > p.max)
-      return `scale params.min (${p.min}) is above params.max (${p.max})`;
+    case 'when':
+      return `when: ${problem.message}`;
+    default:
+      return problem.message;
   }
-  try {
-    groupSpec(action as unknown as Record<string, unknown>);
-  } catch (err) {
-    return (err as Error).message;
-  }
-  return undefined;
 }

@@ -1,14 +1,9 @@
 import type { Event } from '../ingest/index.ts';
 import { compileFilter, requiredValues } from './filter/index.ts';
-import { AnyRunner } from './kinds/any.ts';
 import { CardinalityRunner } from './kinds/cardinality.ts';
-import { ChangeRunner } from './kinds/change.ts';
-import { ExpiryRunner } from './kinds/expiry.ts';
 import { FlatlineRunner } from './kinds/flatline.ts';
-import { FrequencyRunner } from './kinds/frequency.ts';
-import { MetricAggregationRunner } from './kinds/metric-aggregation.ts';
+import { KINDS, type KindDescriptor } from './kinds/index.ts';
 import { NewTermRunner } from './kinds/new-term.ts';
-import { SpikeRunner } from './kinds/spike.ts';
 import type { EngineContext, RuleRunner, RunnerSnapshot } from './runner.ts';
 import { TimerHeap } from './timers.ts';
 import type { Alert, RuleSpec } from './types.ts';
@@ -415,26 +410,7 @@ export class Engine {
 }
 
 function createRunner(rule: RuleSpec, ctx: EngineContext): RuleRunner {
-  switch (rule.type) {
-    case 'any':
-      return new AnyRunner(rule, ctx);
-    case 'frequency':
-      return new FrequencyRunner(rule, ctx);
-    case 'spike':
-      return new SpikeRunner(rule, ctx);
-    case 'flatline':
-      return new FlatlineRunner(rule, ctx);
-    case 'new_term':
-      return new NewTermRunner(rule, ctx);
-    case 'expiry':
-      return new ExpiryRunner(rule, ctx);
-    case 'change':
-      return new ChangeRunner(rule, ctx);
-    case 'cardinality':
-      return new CardinalityRunner(rule, ctx);
-    case 'metric_aggregation':
-      return new MetricAggregationRunner(rule, ctx);
-  }
+  return (KINDS[rule.type] as KindDescriptor).runner(rule, ctx);
 }
 
 /** What a rule's state depends on: everything but presentation (labels, actions, description). */

@@ -1,3 +1,4 @@
+export { type ActionProblem, actionProblems } from './action.ts';
 export { type BacktestOptions, type BacktestSummary, backtest, openData } from './backtest.ts';
 export { parseDuration } from './duration.ts';
 export {
@@ -16,5 +17,6 @@ export {
   toRuleConditions,
 } from './filter/index.ts';
 export { type Diagnostic, formatDiagnostic, loadRules, parseRuleFile } from './load.ts';
+export { FileContext, type Path, readYamlDocument } from './load/yaml.ts';
 export { runTestFile, type TestFileReport, type TestResult } from './ruletest.ts';
 export * from './types.ts';

@@ -53,22 +53,25 @@ export const RULE_TYPES = [
 ] as const;
 export type RuleType = (typeof RULE_TYPES)[number];
 
-export type Operation = 'kill-and-replace' | 'scale' | 'notify';
+/** What an action does; rules/schema.json's action `operation` lists the same (tested). */
+export const OPERATIONS = ['kill-and-replace', 'scale', 'notify'] as const;
+export type Operation = (typeof OPERATIONS)[number];
 
 /** One entry of a rule's `actions`: a full action, or the name of an adapter's default action set. */
-export type ActionSpec =
-  | string
-  | {
-      adapter: string;
-      operation: Operation;
-      target?: string;
-      params?: Record<string, unknown>;
-      when?: Condition;
-      /** notify: Alertmanager-style grouping of the alerts it pages for. */
-      group_by?: string[];
-      group_wait?: string | number | Record<string, number>;
-      group_interval?: string | number | Record<string, number>;
-    };
+export type ActionSpec = string | ActionObject;
+
+/** An action written out (rules/action.ts validates it for lint, configuration and policy). */
+export interface ActionObject {
+  adapter: string;
+  operation: Operation;
+  target?: string;
+  params?: Record<string, unknown>;
+  when?: Condition;
+  /** notify: Alertmanager-style grouping of the alerts it pages for (actions/notify-groups.ts). */
+  group_by?: string[];
+  group_wait?: string | number | Record<string, number>;
+  group_interval?: string | number | Record<string, number>;
+}
 
 export interface CommonOptions {
   name: string;

@@ -3,7 +3,7 @@
  * config, so a third party can ship one as an npm package or a local module.
  */
 
-import type { Alert } from '../../rules/index.ts';
+import type { Alert, Operation } from '../../rules/index.ts';
 
 export interface ScaleParams {
   /** Absolute replica count. */
@@ -77,7 +77,7 @@ export class TargetRefused extends Error {
 }
 
 /** The operations that act on a target (notify only reports). */
-export type TargetOperation = 'kill-and-replace' | 'scale';
+export type TargetOperation = Exclude<Operation, 'notify'>;
 
 export interface Adapter {
   /** The configured instance name rules refer to (`adapter: fleet`). */

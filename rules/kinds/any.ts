@@ -1,6 +1,7 @@
 import type { Event } from '../../ingest/index.ts';
 import { RuleRunner } from '../runner.ts';
 import type { AnyRule } from '../types.ts';
+import { type KindDescriptor } from './kind.ts';
 
 /** Fires on every event that passes the filter, subject to `realert`. Holds no windows. */
 export class AnyRunner extends RuleRunner<AnyRule, never> {
@@ -21,3 +22,12 @@ export class AnyRunner extends RuleRunner<AnyRule, never> {
     throw new Error('any rules hold no key state');
   }
 }
+
+export const anyKind: KindDescriptor<'any'> = {
+  type: 'any',
+  options: {},
+  required: [],
+  condition: false,
+  build: (_raw, common) => ({ ...common, type: 'any' }),
+  runner: (spec, ctx) => new AnyRunner(spec, ctx),
+};

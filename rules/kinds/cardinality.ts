@@ -1,6 +1,8 @@
 import type { Event } from '../../ingest/index.ts';
 import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { CardinalityRule } from '../types.ts';
+import { parseDuration } from '../duration.ts';
+import { type KindDescriptor } from './kind.ts';
 
 /**
  * Distinct values one cardinality key holds by default (at least max_cardinality + 1
@@ -224,3 +226,39 @@ function addCover(cover: number[], start: number, end: number): void {
   cover.length = 0;
   for (const x of kept) cover.push(x);
 }
+
+export const cardinalityKind: KindDescriptor<'cardinality'> = {
+  type: 'cardinality',
+  options: {
+    cardinality_field: 'value',
+    timeframe: 'duration',
+    max_cardinality: 'value',
+    min_cardinality: 'value',
+  },
+  required: ['cardinality_field', 'timeframe'],
+  oneOf: {
+    options: ['max_cardinality', 'min_cardinality'],
+    message: 'cardinality rules need max_cardinality or min_cardinality',
+  },
+  condition: true,
+  build: (raw, common) => ({
+    ...common,
+    type: 'cardinality',
+    cardinality_field: raw.cardinality_field as string,
+    timeframe: parseDuration(raw.timeframe),
+    ...(raw.max_cardinality !== undefined && { max_cardinality: raw.max_cardinality as number }),
+    ...(raw.min_cardinality !== undefined && { min_cardinality: raw.min_cardinality as number }),
+  }),
+  check: (raw, report) => {
+    if (
+      typeof raw.max_cardinality === 'number' &&
+      typeof raw.min_cardinality === 'number' &&
+      raw.min_cardinality > raw.max_cardinality
+    )
+      report(
+        ['min_cardinality'],
+        'min_cardinality is above max_cardinality: the rule would always fire',
+      );
+  },
+  runner: (spec, ctx) => new CardinalityRunner(spec, ctx),
+};

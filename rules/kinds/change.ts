@@ -1,6 +1,8 @@
 import type { Event } from '../../ingest/index.ts';
 import { RuleRunner } from '../runner.ts';
 import type { ChangeRule } from '../types.ts';
+import { parseDuration } from '../duration.ts';
+import { type KindDescriptor, toList } from './kind.ts';
 
 interface KeyState {
   value: string;
@@ -94,3 +96,18 @@ function unwrap(values: Record<string, unknown>): unknown {
   const keys = Object.keys(values);
   return keys.length === 1 ? values[keys[0]!] : values;
 }
+
+export const changeKind: KindDescriptor<'change'> = {
+  type: 'change',
+  options: { compare_key: 'value', ignore_null: 'value', timeframe: 'duration' },
+  required: ['compare_key'],
+  condition: false,
+  build: (raw, common) => ({
+    ...common,
+    type: 'change',
+    compare_key: toList(raw.compare_key),
+    ignore_null: raw.ignore_null !== false,
+    ...(raw.timeframe !== undefined && { timeframe: parseDuration(raw.timeframe) }),
+  }),
+  runner: (spec, ctx) => new ChangeRunner(spec, ctx),
+};

@@ -1,6 +1,7 @@
 import type { Event } from '../../ingest/index.ts';
 import { RuleRunner, TAG_KIND } from '../runner.ts';
 import type { ExpiryRule } from '../types.ts';
+import { durationOr, type KindDescriptor } from './kind.ts';
 
 /**
  * A run of reports of one key with no gap longer than the ttl: the key is silent from
@@ -127,3 +128,12 @@ function addReport(runs: Run[], r: Run): void {
   runs.length = 0;
   for (const run of merged) runs.push(run);
 }
+
+export const expiryKind: KindDescriptor<'expiry'> = {
+  type: 'expiry',
+  options: { ttl: 'duration' },
+  required: ['query_key'],
+  condition: false,
+  build: (raw, common) => ({ ...common, type: 'expiry', ttl: durationOr(raw.ttl, 60_000) }),
+  runner: (spec, ctx) => new ExpiryRunner(spec, ctx),
+};

@@ -2,6 +2,8 @@ import type { Event } from '../../ingest/index.ts';
 import { type EngineContext, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { FlatlineRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
+import { parseDuration } from '../duration.ts';
+import { type KindDescriptor, toList } from './kind.ts';
 
 interface KeyState {
   times: Timestamps;
@@ -161,3 +163,47 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     };
   }
 }
+
+export const flatlineKind: KindDescriptor<'flatline'> = {
+  type: 'flatline',
+  options: { timeframe: 'duration', threshold: 'value', expect: 'value', forget_keys: 'value' },
+  required: ['timeframe', 'threshold'],
+  condition: false,
+  build: (raw, common) => ({
+    ...common,
+    type: 'flatline',
+    timeframe: parseDuration(raw.timeframe),
+    threshold: raw.threshold as number,
+    expect: ((raw.expect ?? []) as unknown[]).map((e) =>
+      e !== null && typeof e === 'object'
+        ? (e as Record<string, unknown>)
+        : { [common.query_key[0]!]: e },
+    ),
+    forget_keys: raw.forget_keys === true,
+  }),
+  check: (raw, report) => {
+    if (!Array.isArray(raw.expect)) return;
+    const keyFields = toList(raw.query_key);
+    (raw.expect as unknown[]).forEach((entry, i) => {
+      if (keyFields.length === 0) {
+        report(['expect', i], 'expect lists keys, so the rule needs a query_key');
+        return;
+      }
+      if (entry !== null && typeof entry === 'object' && !Array.isArray(entry)) {
+        const names = Object.keys(entry).sort();
+        if (names.join() !== [...keyFields].sort().join()) {
+          report(
+            ['expect', i],
+            `an expected key names exactly the query_key fields (${keyFields.join(', ')}), got ${names.join(', ') || 'none'}`,
+          );
+        }
+      } else if (keyFields.length > 1) {
+        report(
+          ['expect', i],
+          `with a compound query_key, an expected key is a mapping of ${keyFields.join(', ')}`,
+        );
+      }
+    });
+  },
+  runner: (spec, ctx) => new FlatlineRunner(spec, ctx),
+};

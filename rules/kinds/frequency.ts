@@ -2,6 +2,8 @@ import type { Event } from '../../ingest/index.ts';
 import { type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
 import type { FrequencyRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
+import { parseDuration } from '../duration.ts';
+import { type KindDescriptor } from './kind.ts';
 
 /** Event times of one key a frequency rule keeps past the watermark (see onEvent). */
 export const MAX_TIMES_AHEAD = 10_000;
@@ -73,3 +75,17 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     return { times: Timestamps.from(d.times), sample: d.sample };
   }
 }
+
+export const frequencyKind: KindDescriptor<'frequency'> = {
+  type: 'frequency',
+  options: { num_events: 'value', timeframe: 'duration' },
+  required: ['num_events', 'timeframe'],
+  condition: true,
+  build: (raw, common) => ({
+    ...common,
+    type: 'frequency',
+    num_events: raw.num_events as number,
+    timeframe: parseDuration(raw.timeframe),
+  }),
+  runner: (spec, ctx) => new FrequencyRunner(spec, ctx),
+};

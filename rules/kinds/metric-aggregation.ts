@@ -2,6 +2,8 @@ import type { Event } from '../../ingest/index.ts';
 import { type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
 import type { MetricAggregationRule, MetricAggType } from '../types.ts';
 import { Samples } from '../window.ts';
+import { parseDuration } from '../duration.ts';
+import { type KindDescriptor } from './kind.ts';
 
 /**
  * The samples of one key, and the aggregate of those after `windowStart` (the window
@@ -236,3 +238,38 @@ export function aggregate(type: MetricAggType, values: number[]): number | undef
       return [...values].sort((a, b) => a - b)[nearestRank(type, n)];
   }
 }
+
+export const metricAggregationKind: KindDescriptor<'metric_aggregation'> = {
+  type: 'metric_aggregation',
+  options: {
+    metric_agg_key: 'value',
+    metric_agg_type: 'value',
+    timeframe: 'duration',
+    max_threshold: 'value',
+    min_threshold: 'value',
+  },
+  required: ['metric_agg_key', 'metric_agg_type', 'timeframe'],
+  oneOf: {
+    options: ['max_threshold', 'min_threshold'],
+    message: 'metric_aggregation rules need max_threshold or min_threshold',
+  },
+  condition: true,
+  build: (raw, common) => ({
+    ...common,
+    type: 'metric_aggregation',
+    metric_agg_key: raw.metric_agg_key as string,
+    metric_agg_type: raw.metric_agg_type as MetricAggType,
+    timeframe: parseDuration(raw.timeframe),
+    ...(raw.max_threshold !== undefined && { max_threshold: raw.max_threshold as number }),
+    ...(raw.min_threshold !== undefined && { min_threshold: raw.min_threshold as number }),
+  }),
+  check: (raw, report) => {
+    if (
+      typeof raw.max_threshold === 'number' &&
+      typeof raw.min_threshold === 'number' &&
+      raw.min_threshold > raw.max_threshold
+    )
+      report(['min_threshold'], 'min_threshold is above max_threshold: the rule would always fire');
+  },
+  runner: (spec, ctx) => new MetricAggregationRunner(spec, ctx),
+};

@@ -1,6 +1,7 @@
 import type { Event } from '../../ingest/index.ts';
 import { RuleRunner } from '../runner.ts';
 import type { NewTermRule } from '../types.ts';
+import { durationOr, type KindDescriptor, toList } from './kind.ts';
 
 /**
  * A value (or tuple of values, for composite `fields`) never seen within
@@ -112,3 +113,24 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
     for (const [term, seen] of (data as Array<[string, number]>) ?? []) this.terms.set(term, seen);
   }
 }
+
+export const newTermKind: KindDescriptor<'new_term'> = {
+  type: 'new_term',
+  options: {
+    fields: 'value',
+    terms_window_size: 'duration',
+    alert_on_missing_field: 'value',
+    max_terms: 'value',
+  },
+  required: ['fields'],
+  condition: false,
+  build: (raw, common) => ({
+    ...common,
+    type: 'new_term',
+    fields: toList(raw.fields),
+    terms_window_size: durationOr(raw.terms_window_size, 30 * 86_400_000),
+    alert_on_missing_field: raw.alert_on_missing_field === true,
+    ...(raw.max_terms !== undefined && { max_terms: raw.max_terms as number }),
+  }),
+  runner: (spec, ctx) => new NewTermRunner(spec, ctx),
+};

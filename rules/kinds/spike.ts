@@ -2,6 +2,8 @@ import type { Event } from '../../ingest/index.ts';
 import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { SpikeRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
+import { parseDuration } from '../duration.ts';
+import { type KindDescriptor } from './kind.ts';
 
 interface KeyState {
   times: Timestamps;
@@ -148,3 +150,28 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     };
   }
 }
+
+export const spikeKind: KindDescriptor<'spike'> = {
+  type: 'spike',
+  options: {
+    timeframe: 'duration',
+    spike_height: 'value',
+    spike_type: 'value',
+    threshold_cur: 'value',
+    threshold_ref: 'value',
+    alert_on_new_data: 'value',
+  },
+  required: ['timeframe', 'spike_height', 'spike_type'],
+  condition: true,
+  build: (raw, common) => ({
+    ...common,
+    type: 'spike',
+    timeframe: parseDuration(raw.timeframe),
+    spike_height: raw.spike_height as number,
+    spike_type: raw.spike_type as 'up' | 'down' | 'both',
+    threshold_cur: (raw.threshold_cur as number | undefined) ?? 1,
+    threshold_ref: (raw.threshold_ref as number | undefined) ?? 1,
+    alert_on_new_data: raw.alert_on_new_data === true,
+  }),
+  runner: (spec, ctx) => new SpikeRunner(spec, ctx),
+};

@@ -1,0 +1,148 @@
+import { parseDuration } from './duration.ts';
+import { checkCondition } from './load/condition.ts';
+import { suggest } from './load/suggest.ts';
+import type { Path } from './load/yaml.ts';
+import { OPERATIONS } from './types.ts';
+
+/**
+ * The one action validator: rule files (lint), action sets of the configuration and the
+ * policy at run time ask it whether an action can run as written, so they cannot
+ * disagree. Each problem has a path inside the action, a message, and a code the
+ * callers that word things their own way (the policy's one-line reasons) go by.
+ */
+export interface ActionProblem {
+  path: Path;
+  message: string;
+  code:
+    | 'shape'
+    | 'key'
+    | 'adapter'
+    | 'operation'
+    | 'target'
+    | 'params'
+    | 'scale-to-by'
+    | 'scale-number'
+    | 'scale-range'
+    | 'when'
+    | 'grouping';
+  /** The problem is at the key at `path`, not its value. */
+  onKey?: boolean;
+}
+
+export const ACTION_KEYS = [
+  'adapter',
+  'operation',
+  'target',
+  'params',
+  'when',
+  'group_by',
+  'group_wait',
+  'group_interval',
+] as const;
+const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval'] as const;
+
+/**
+ * The problems of an action entry: a string (the name of an action set) has none here;
+ * whether the set exists is the caller's to say.
+ */
+export function actionProblems(a: unknown): ActionProblem[] {
+  const out: ActionProblem[] = [];
+  const add = (path: Path, code: ActionProblem['code'], message: string, onKey = false) =>
+    out.push({ path, code, message, ...(onKey && { onKey }) });
+  if (typeof a === 'string') return out;
+  if (a === null || typeof a !== 'object' || Array.isArray(a)) {
+    add(
+      [],
+      'shape',
+      'an action is the name of an action set, or { adapter, operation, target, params, when }',
+    );
+    return out;
+  }
+  const action = a as Record<string, unknown>;
+  for (const k of Object.keys(action)) {
+    if (!(ACTION_KEYS as readonly string[]).includes(k))
+      add([k], 'key', `unknown action key "${k}"${suggest(k, [...ACTION_KEYS])}`, true);
+  }
+  if (typeof action.adapter !== 'string' || action.adapter === '')
+    add([], 'adapter', 'an action needs "adapter": a configured adapter instance');
+  if (!(OPERATIONS as readonly unknown[]).includes(action.operation)) {
+    add(
+      'operation' in action ? ['operation'] : [],
+      'operation',
+      `"operation" must be one of ${OPERATIONS.join(', ')}`,
+    );
+  }
+  if (action.target !== undefined && typeof action.target !== 'string')
+    add(['target'], 'target', '"target" must be a string template');
+  const paramsOk =
+    action.params === undefined ||
+    (action.params !== null && typeof action.params === 'object' && !Array.isArray(action.params));
+  if (!paramsOk) add(['params'], 'params', '"params" must be a mapping');
+  if (action.operation === 'scale' && paramsOk) scaleProblems(action, add);
+  if (action.when !== undefined)
+    checkCondition((path, message, key) => add(path, 'when', message, key), action.when, ['when']);
+  groupingProblems(action, add);
+  return out;
+}
+
+function scaleProblems(
+  action: Record<string, unknown>,
+  add: (path: Path, code: ActionProblem['code'], message: string) => void,
+): void {
+  const params = (action.params ?? {}) as Record<string, unknown>;
+  const at = 'params' in action ? ['params'] : [];
+  if (params.to === undefined && params.by === undefined)
+    add(at, 'scale-to-by', 'scale needs params.to or params.by');
+  else if (params.to !== undefined && params.by !== undefined)
+    add(at, 'scale-to-by', 'scale takes params.to or params.by, not both');
+  let numbers = true;
+  for (const k of ['to', 'by', 'min', 'max']) {
+    if (params[k] !== undefined && !Number.isInteger(params[k])) {
+      add(['params', k], 'scale-number', `params.${k} must be an integer`);
+      numbers = false;
+    }
+  }
+  if (!numbers) return;
+  const { to, min, max } = params as { to?: number; min?: number; max?: number };
+  if (to !== undefined && to < 0)
+    add(['params', 'to'], 'scale-range', 'scale params.to must be ≥ 0');
+  if (min !== undefined && max !== undefined && min > max)
+    add(['params', 'min'], 'scale-range', `scale params.min (${min}) is above params.max (${max})`);
+}
+
+/** A notify action's grouping options (notify-groups.ts builds the grouping from them). */
+function groupingProblems(
+  action: Record<string, unknown>,
+  add: (path: Path, code: ActionProblem['code'], message: string) => void,
+): void {
+  for (const k of GROUP_KEYS) {
+    if (action[k] === undefined) continue;
+    if (action.operation !== 'notify') {
+      add([k], 'grouping', `${k} applies to notify actions only`);
+      continue;
+    }
+    if (k !== 'group_by') {
+      try {
+        if (!(parseDuration(action[k]) > 0)) add([k], 'grouping', `${k} must be above 0`);
+      } catch (err) {
+        add([k], 'grouping', `${k}: ${(err as Error).message}`);
+      }
+      continue;
+    }
+    if (!Array.isArray(action[k])) {
+      add([k], 'grouping', 'group_by is a list of rule, labels.X or key.FIELD');
+      continue;
+    }
+    (action[k] as unknown[]).forEach((f, i) => {
+      if (
+        f !== 'rule' &&
+        !(typeof f === 'string' && /^(labels|key)\.\S/.test(f) && f.length <= 200)
+      )
+        add(
+          [k, i],
+          'grouping',
+          `group_by lists rule, labels.X or key.FIELD, got ${JSON.stringify(f)}`,
+        );
+    });
+  }
+}
