@@ -17,6 +17,9 @@ export interface Rejections {
   shown(): Rejection[];
 }
 
+/** Characters of one line's reason a response echoes, as for a `_bulk` item. */
+export const REASON_CHARS = 200;
+
 /** Rejected lines a response echoes by default. */
 export const ECHOED_REJECTIONS = 100;
 
@@ -33,6 +36,9 @@ export function createRejections(limit = ECHOED_REJECTIONS): Rejections {
     add(line, error) {
       total++;
       if (kept.length >= 2 * limit) trim();
+      // A reason may quote a refused value of any size: clipped, its length said.
+      if (error.length > REASON_CHARS)
+        error = `${error.slice(0, REASON_CHARS)}… (${error.length} characters)`;
       kept.push({ line, error });
     },
     get total() {
