@@ -149,6 +149,21 @@ export async function ingest(args: string[]): Promise<number> {
     await bulkBus.close();
     bulkRounds.push({ parseMs, ...viaBulk, ratio: parseMs / viaBulk.cpuMs });
   }
+  // Bad lines cost about what good ones do (docs/security.md): bodies of the same size
+  // made of lines JSON.parse refuses ("x", after one good line, so the answer is 200),
+  // NDJSON into the embedded bus, server CPU per MiB beside the good lines'.
+  const badFile = join(dirname(bodiesFile), 'bad.json');
+  writeFileSync(
+    badFile,
+    JSON.stringify(
+      bodies.map((b) => `${lines[0]}\n${'x\n'.repeat(Math.floor(Buffer.byteLength(b) / 2))}`),
+    ),
+  );
+  const badBus = openEmbeddedBus({ path: join(dir, 'bad.db'), maxLag: Number.MAX_SAFE_INTEGER });
+  const viaBad = await httpInto(badBus, badFile, options.concurrency);
+  await badBus.close();
+  const badMib =
+    bodies.reduce((n, b) => n + Buffer.byteLength(b) + lines[0]!.length + 1, 0) / 1048576;
   // The round of the median ratio stands for the run.
   const medianOf = (all: typeof rounds) =>
     [...all].sort((a, b) => a.ratio - b.ratio)[Math.floor(all.length / 2)]!;
@@ -209,6 +224,8 @@ export async function ingest(args: string[]): Promise<number> {
       of_which_kernel_us: Math.round((r.sysMs / lines.length) * 1e5) / 100,
     })),
     embedded_wall_vs_json_parse: Math.round(wallRatio * 100) / 100,
+    good_lines_server_cpu_ms_per_mib: Math.round(median.cpuMs / (bytes / 1048576)),
+    bad_lines_server_cpu_ms_per_mib: Math.round(viaBad.cpuMs / badMib),
     target_quarter_of_json_parse: ratio >= 0.25,
     node: process.version,
     sqlite: sqliteDriver(),
@@ -227,6 +244,9 @@ export async function ingest(args: string[]): Promise<number> {
     );
     process.stdout.write(
       `  the same as _bulk (as Filebeat sends it): ${summary.bulk_vs_json_parse}× JSON.parse per server core (rounds ${summary.bulk_rounds.join(', ')})\n`,
+    );
+    process.stdout.write(
+      `  a body of bad lines ("x"): ${summary.bad_lines_server_cpu_ms_per_mib} ms server CPU per MiB; good lines ${summary.good_lines_server_cpu_ms_per_mib} ms\n`,
     );
     if (!process.env.KAFKA_BROKERS)
       process.stdout.write(

@@ -1,3 +1,4 @@
+import { INVALID, JsonLineParser } from './json-syntax.ts';
 import { LineSplitter, lineEnd } from './lines.ts';
 
 /**
@@ -65,6 +66,8 @@ export class BulkStream {
   /** The last `index` / `create` action line read, and what it said. */
   private lastAction: { bytes: Buffer; item: BulkItem } | undefined;
   private readonly lines: LineSplitter;
+  /** JSON.parse's messages for the first bad documents, short ones after. */
+  private readonly parser = new JsonLineParser();
 
   constructor(
     private readonly defaultIndex: string | undefined,
@@ -185,13 +188,12 @@ export class BulkStream {
       item.error = noDocument(item, line);
       return end;
     }
-    let value: unknown;
-    try {
-      value = JSON.parse(text);
-    } catch (err) {
+    // A bad document is found without a thrown SyntaxError (json-syntax.ts).
+    const value = this.parser.parse(text);
+    if (value === INVALID) {
       item.error = {
         type: 'document_parsing_exception',
-        reason: `line ${line}: failed to parse the document: ${(err as Error).message}`,
+        reason: `line ${line}: failed to parse the document: ${this.parser.error}`,
         status: 400,
       };
       return end;

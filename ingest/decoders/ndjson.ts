@@ -1,3 +1,4 @@
+import { INVALID, JsonLineParser } from './json-syntax.ts';
 import { LineSplitter, lineEnd } from './lines.ts';
 
 /**
@@ -15,7 +16,7 @@ export type OnError = (line: number, error: string) => void;
 export function eachNdjsonRecord(body: string, onRecord: OnRecord, onError: OnError): void {
   const trimmed = body.trimStart();
   if (trimmed.startsWith('[') && eachArrayElement(trimmed, onRecord)) return;
-  eachLine(body, 0, onRecord, onError);
+  eachLine(body, 0, onRecord, onError, new JsonLineParser());
 }
 
 /**
@@ -39,39 +40,40 @@ function eachArrayElement(body: string, onRecord: OnRecord): boolean {
  * Every line of `text` (the last one need not end with a newline), numbered after
  * `line`. Returns the number of the last line read.
  */
-function eachLine(text: string, line: number, onRecord: OnRecord, onError: OnError): number {
+function eachLine(
+  text: string,
+  line: number,
+  onRecord: OnRecord,
+  onError: OnError,
+  parser: JsonLineParser,
+): number {
   let start = 0;
   while (start <= text.length) {
     let end = text.indexOf('\n', start);
     if (end === -1) end = text.length;
-    oneLine(text.slice(start, end), ++line, onRecord, onError);
+    oneLine(text.slice(start, end), ++line, onRecord, onError, parser);
     start = end + 1;
   }
   return line;
 }
 
-function oneLine(text: string, line: number, onRecord: OnRecord, onError: OnError): void {
+function oneLine(
+  text: string,
+  line: number,
+  onRecord: OnRecord,
+  onError: OnError,
+  parser: JsonLineParser,
+): void {
   // JSON.parse skips JSON's own whitespace; trim only where a line may be blank or
   // carry other whitespace.
   if (text === '' || isSpace(text.charCodeAt(0)) || isSpace(text.charCodeAt(text.length - 1))) {
     text = text.trim();
     if (text === '') return;
   }
-  let value: unknown;
-  // A malformed line costs a thrown SyntaxError, most of it the stack trace nobody reads:
-  // without one, a body of bad lines costs a third less.
-  const stackTraceLimit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    Error.stackTraceLimit = stackTraceLimit;
-    onError(line, `invalid JSON: ${(err as Error).message}`);
-    return;
-  } finally {
-    Error.stackTraceLimit = stackTraceLimit;
-  }
-  onRecord(line, value);
+  // A bad line is found without a thrown SyntaxError (json-syntax.ts).
+  const value = parser.parse(text);
+  if (value === INVALID) onError(line, `invalid JSON: ${parser.error}`);
+  else onRecord(line, value);
 }
 
 /**
@@ -96,6 +98,8 @@ export class NdjsonStream {
   /** Until the body's first non-blank byte: chunks seen; in array mode, all of them. */
   private held: Buffer[] | undefined = [];
   private array = false;
+  /** JSON.parse's messages for the first bad lines of the body, short ones after. */
+  private readonly parser = new JsonLineParser();
 
   constructor(
     private readonly onRecord: OnRecord,
@@ -106,7 +110,7 @@ export class NdjsonStream {
       const end = readLine ? readLine(buf, start, line) : -1;
       if (end >= 0) return end;
       const lf = lineEnd(buf, start);
-      oneLine(buf.toString('utf8', start, lf), line, this.onRecord, this.onError);
+      oneLine(buf.toString('utf8', start, lf), line, this.onRecord, this.onError, this.parser);
       return lf;
     });
   }

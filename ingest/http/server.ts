@@ -3,7 +3,12 @@ import type { Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { type BulkItem, BulkStream, encodeBulkResponse } from '../decoders/bulk.ts';
+import {
+  BULK_REASON_CHARS,
+  type BulkItem,
+  BulkStream,
+  encodeBulkResponse,
+} from '../decoders/bulk.ts';
 import { NdjsonStream } from '../decoders/ndjson.ts';
 import {
   decodeOtlp,
@@ -492,18 +497,24 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
             throw err;
           }
           const events: Event[] = [];
-          const errors: string[] = [];
+          // The answer carries how many were rejected and the first reason only, clipped
+          // as a _bulk reason is: a reason may quote a refused value of any size.
+          let rejected = 0;
+          let firstReason = '';
+          const reject = (reason: string) => {
+            if (rejected++ === 0) firstReason = clipReason(reason);
+          };
           const receivedAt = Date.now();
           for (const record of records) {
             try {
               events.push(normalize(record, { receivedAt }));
             } catch (err) {
-              errors.push((err as Error).message);
+              reject((err as Error).message);
             }
           }
           const result = await publish(reply, events);
           if (!result) return reply;
-          for (const r of result.rejected) errors.push(r.reason);
+          for (const r of result.rejected) reject(r.reason);
           options.onIngest?.({
             protocol: 'otlp',
             events: result.accepted.length,
@@ -512,7 +523,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
             rejected: result.rejected.length,
             throttled: false,
           });
-          const response = encodeOtlpResponse(signal, json, errors.length, errors[0] ?? '');
+          const response = encodeOtlpResponse(signal, json, rejected, firstReason);
           return reply.code(200).header('content-type', response.contentType).send(response.body);
         });
       }
@@ -674,6 +685,13 @@ interface ParsedBulk {
   bytes: number;
   /** Why the whole request is refused (a malformed action line), if it is. */
   malformed: string | undefined;
+}
+
+/** A reason clipped as a `_bulk` item's is, saying how long it was. */
+function clipReason(reason: string): string {
+  return reason.length > BULK_REASON_CHARS
+    ? `${reason.slice(0, BULK_REASON_CHARS)}… (${reason.length} characters)`
+    : reason;
 }
 
 /** The longest index name in a `_bulk` URL, in bytes. */

@@ -56,6 +56,24 @@ describe('NDJSON', () => {
     expect(metrics.at(-1)).toMatchObject({ protocol: 'ndjson', decodeErrors: 10_000 });
   });
 
+  it('clips each echoed reason: a megabyte of refused values is answered in a few KB', async () => {
+    // normalize quotes the value it refused, here 300,000 characters of it, three times.
+    const doc = JSON.stringify({
+      '@timestamp': T,
+      'metric.name': 'm',
+      'metric.value': 'y'.repeat(300_000),
+    });
+    const res = await post('/ingest', `${doc}\n${doc}\n${doc}\n`);
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    expect(text.length).toBeLessThan(2_000);
+    const json = JSON.parse(text) as { rejected: Array<{ line: number; error: string }> };
+    expect(json.rejected.map((r) => r.line)).toEqual([1, 2, 3]);
+    expect(json.rejected[0]!.error).toMatch(
+      /^metric\.value must be a number, got "y+… \(300037 characters\)$/,
+    );
+  });
+
   it('refuses an event nested more than 64 objects deep, by line, and keeps the rest', async () => {
     // Written as text: JSON.stringify itself recurses.
     const nest = (depth: number) =>
@@ -229,6 +247,41 @@ describe('OTLP', () => {
     const res = await post('/v1/logs', logs(100, 20_000), json);
     expect(res.status).toBe(413);
     expect(((await res.json()) as { message: string }).message).toMatch(/send smaller batches/);
+  });
+
+  const records = (n: number, record: (i: number) => unknown) =>
+    JSON.stringify({
+      resourceLogs: [
+        { scopeLogs: [{ logRecords: Array.from({ length: n }, (_, i) => record(i)) }] },
+      ],
+    });
+  type Partial = { partialSuccess: { rejectedLogRecords: number; errorMessage: string } };
+
+  it('answers a megabyte of refused records with their count and one clipped reason', async () => {
+    // A time out of range, then a metric whose value (300,000 characters) is quoted.
+    const late = { timeUnixNano: '9'.repeat(24), body: { stringValue: 'x' } };
+    const quoted = {
+      timeUnixNano: '1714557600123456789',
+      attributes: [
+        { key: 'metric.name', value: { stringValue: 'm' } },
+        { key: 'metric.value', value: { stringValue: 'y'.repeat(300_000) } },
+      ],
+    };
+    for (const [body, reason] of [
+      [records(14_000, () => late), /time/],
+      [
+        records(3, () => quoted),
+        /^metric\.value must be a number, got "y+… \(300037 characters\)$/,
+      ],
+    ] as const) {
+      expect(body.length).toBeGreaterThan(900_000);
+      const res = await post('/v1/logs', body, json);
+      expect(res.status).toBe(200);
+      const text = await res.text();
+      expect(text.length).toBeLessThan(1_000);
+      const answer = JSON.parse(text) as Partial;
+      expect(answer.partialSuccess.errorMessage).toMatch(reason);
+    }
   });
 
   it('answers 400, not 500, for attribute values nested without end', async () => {
