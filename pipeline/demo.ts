@@ -1,7 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { type Decision, freePort, type ProcessAdapter } from '../actions/index.ts';
 import type { Alert } from '../rules/index.ts';
 import type { DroverConfig } from './config.ts';
@@ -15,7 +15,15 @@ import { Pipeline } from './serve.ts';
  * adapter, behind the guard rails. Prints a timeline and a summary; exits 0 only if every
  * fault was handled as expected.
  */
-const ROOT = resolve(import.meta.dirname, '..');
+/** The package's root, which holds examples/: above the sources, or above dist/ when compiled. */
+const ROOT = packageRoot(import.meta.dirname);
+
+function packageRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return dirname(from);
+  }
+}
 
 interface Expectation {
   fault: string;
