@@ -1,6 +1,6 @@
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import {
   type Document,
   isMap,
@@ -83,8 +83,28 @@ const DURATIONS = [
 ];
 const ALL_OPTIONS = Object.keys(schema.properties);
 
-const ajv = new Ajv2020({ allErrors: true, strict: false });
-const validateSchema = ajv.compile(schema);
+const validateSchema = await schemaValidator();
+
+/**
+ * The compiled package has the validator as code, written by the build (see
+ * schema-standalone.ts); from the sources it is compiled here, with the same options.
+ */
+async function schemaValidator(): Promise<ValidateFunction> {
+  if (import.meta.url.endsWith('.js')) {
+    const built = './schema-validator.cjs';
+    try {
+      return ((await import(built)) as { default: ValidateFunction }).default;
+    } catch (err) {
+      // Not built (a build without its last step): compile it as the sources do.
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    }
+  }
+  const [{ Ajv2020 }, { SCHEMA_OPTIONS }] = await Promise.all([
+    import('ajv/dist/2020.js'),
+    import('./schema-standalone.ts'),
+  ]);
+  return new Ajv2020(SCHEMA_OPTIONS).compile(schema);
+}
 
 type Path = Array<string | number>;
 

@@ -34,6 +34,7 @@ describe('the npm package', () => {
       'bin/drover.js',
       'dist/pipeline/cli.js',
       'dist/rules/schema.json',
+      'dist/rules/schema-validator.cjs',
       'dist/ingest/otlp/otlp.proto',
       'examples/rules/worker-crash-loop.yaml',
       'examples/demo/app.js',
