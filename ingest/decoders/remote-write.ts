@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type * as ProtobufJs from 'protobufjs';
+import type { Type } from 'protobufjs';
 import snappy from 'snappyjs';
 
 /**
@@ -8,10 +10,14 @@ import snappy from 'snappyjs';
  * `job` and `instance` filling service and host when the series has none. NaN samples
  * are staleness markers, not values, and are skipped.
  */
-const root = protobuf.parse(
-  readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'),
-).root;
-const WriteRequest = root.lookupType('opentelemetry.proto.WriteRequest');
+// protobufjs and the parsed proto are loaded at the first remote_write request.
+const requireLib = createRequire(import.meta.url);
+let writeRequestType: Type | undefined;
+function writeRequest(): Type {
+  return (writeRequestType ??= (requireLib('protobufjs') as typeof ProtobufJs)
+    .parse(readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'))
+    .root.lookupType('opentelemetry.proto.WriteRequest'));
+}
 
 export class RemoteWriteDecodeError extends Error {}
 
@@ -32,7 +38,7 @@ export function decodeRemoteWrite(
   }
   let request: { timeseries?: Series[] };
   try {
-    request = WriteRequest.toObject(WriteRequest.decode(raw), {
+    request = writeRequest().toObject(writeRequest().decode(raw), {
       longs: String,
       defaults: false,
     }) as typeof request;
@@ -71,6 +77,6 @@ export function decodeRemoteWrite(
 
 export function encodeRemoteWrite(request: { timeseries: Series[] }): Buffer {
   return Buffer.from(
-    snappy.compress(WriteRequest.encode(WriteRequest.fromObject(request)).finish()),
+    snappy.compress(writeRequest().encode(writeRequest().fromObject(request)).finish()),
   );
 }
