@@ -7,6 +7,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   ingest: async () => (await import('./ingest.ts')).ingest,
   e2e: async () => (await import('./e2e.ts')).e2e,
   runtimes: async () => (await import('./runtimes.ts')).runtimesBench,
+  startup: async () => (await import('./startup.ts')).startup,
 };
 
 const [name, ...args] = process.argv.slice(2);

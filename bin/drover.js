@@ -1,7 +1,5 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources directly through tsx, so `npx drover` works right after `npm ci`.
-import { register } from 'tsx/esm/api';
-
-register();
-const { main } = await import('../pipeline/cli.ts');
+// Runs the compiled CLI (dist/, built by `npm run build`, which `npm ci` and `npm pack` run
+// through the prepare script). Only the command asked for is loaded.
+const { main } = await import('../dist/pipeline/cli.js');
 process.exitCode = await main(process.argv.slice(2));

@@ -1,13 +1,21 @@
-import { actionsListCommand, killSwitchCommand, silenceCliCommand } from './commands/actions.ts';
-import { backtestCommand } from './commands/backtest.ts';
-import { demoCommand } from './commands/demo.ts';
-import { serveCommand } from './commands/serve.ts';
 import { type Command, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
-import { createLogger } from './logger.ts';
+import {
+  ACTIONS_LIST_OPTIONS,
+  BACKTEST_OPTIONS,
+  DEMO_OPTIONS,
+  KILL_SWITCH_OPTIONS,
+  LINT_OPTIONS,
+  RELOAD_OPTIONS,
+  SERVE_OPTIONS,
+  SILENCE_OPTIONS,
+  TEST_OPTIONS,
+} from './commands/options.ts';
 import { redact } from './redact.ts';
-import { lintCommand, reloadCommand, testCommand } from './commands/rules.ts';
 
-const COMMANDS: Command[] = [
+// Each command's module (and what it imports: the rules engine, the pipeline, the client
+// libraries) is loaded only when that command runs, so `drover --version` and `--help`
+// start at once.
+export const COMMANDS: Command[] = [
   {
     name: 'rules lint',
     summary: 'check rule files against the schema and semantics',
@@ -20,7 +28,8 @@ file:line:col message. Exit 0 when clean, 1 on any error, 2 on usage errors.
 Options:
   --format text|json   output format (default text)
   -h, --help           this help`,
-    run: lintCommand,
+    options: LINT_OPTIONS,
+    run: async (args) => (await import('./commands/rules.ts')).lintCommand(args),
   },
   {
     name: 'rules test',
@@ -34,7 +43,8 @@ Exit 0 when all pass, 1 on any failure, 2 on usage errors.
 
 Options:
   -h, --help           this help`,
-    run: testCommand,
+    options: TEST_OPTIONS,
+    run: async (args) => (await import('./commands/rules.ts')).testCommand(args),
   },
   {
     name: 'rules reload',
@@ -49,8 +59,12 @@ into its state directory (--state-dir, the configuration's stateDir, DROVER_STAT
 one stays. Exit 0 when reloaded, 1 when rejected or refused, 2 on usage errors.
 
 Options:
+  --url URL            drover serve's address (default: the configuration's listen)
+  --config FILE        drover serve's configuration
+  --state-dir DIR      drover serve's state directory (for its admin token)
   -h, --help           this help`,
-    run: reloadCommand,
+    options: RELOAD_OPTIONS,
+    run: async (args) => (await import('./commands/rules.ts')).reloadCommand(args),
   },
   {
     name: 'backtest',
@@ -72,7 +86,8 @@ Options:
   --format FMT         text (default), json (one alert per line) or markdown (a table)
   --lateness DURATION  allowed lateness of events (default 5s)
   -h, --help           this help`,
-    run: backtestCommand,
+    options: BACKTEST_OPTIONS,
+    run: async (args) => (await import('./commands/backtest.ts')).backtestCommand(args),
   },
   {
     name: 'demo',
@@ -89,7 +104,8 @@ and a summary are printed. Exit 0 only if every fault was handled as expected.
 Options:
   --keep-running       leave the fleet and pipeline up, and print the URLs
   -h, --help           this help`,
-    run: demoCommand,
+    options: DEMO_OPTIONS,
+    run: async (args) => (await import('./commands/demo.ts')).demoCommand(args),
   },
   {
     name: 'serve',
@@ -100,12 +116,13 @@ Runs the endpoint (default 127.0.0.1:4280, statsd on UDP 8125), the bus, the ind
 the rules engine and remediation in one process, on the embedded back ends unless the
 configuration (or KAFKA_BROKERS / ELASTICSEARCH_URL) selects Kafka and Elasticsearch.
 SIGHUP or POST /v1/rules/reload reloads the rules; SIGTERM drains, snapshots and stops.
-The configuration is documented in README.md.
+The configuration is documented in docs/configuration.md.
 
 Options:
   --config FILE        the configuration (default: built-in defaults)
   -h, --help           this help`,
-    run: serveCommand,
+    options: SERVE_OPTIONS,
+    run: async (args) => (await import('./commands/serve.ts')).serveCommand(args),
   },
   {
     name: 'actions list',
@@ -119,8 +136,15 @@ names (SQLite or Elasticsearch); otherwise the journal is .drover/actions.db unl
 --db or DROVER_STATE_DIR says otherwise.
 
 Options:
+  --since T|DURATION   only decisions from this time, or this long ago (1h)
+  --rule NAME          only this rule's decisions
+  --format FMT         text (default) or json (one decision per line)
+  --limit N            at most N decisions (default 100)
+  --config FILE        the store drover serve's configuration names
+  --db PATH            the SQLite journal (default .drover/actions.db)
   -h, --help           this help`,
-    run: actionsListCommand,
+    options: ACTIONS_LIST_OPTIONS,
+    run: async (args) => (await import('./commands/actions.ts')).actionsListCommand(args),
   },
   {
     name: 'actions kill-switch',
@@ -132,8 +156,11 @@ adapter acts. It is stored with the journal, so every worker sharing it obeys
 (--config: the store drover serve's configuration names, SQLite or Elasticsearch).
 
 Options:
+  --config FILE        the store drover serve's configuration names
+  --db PATH            the SQLite journal (default .drover/actions.db)
   -h, --help           this help`,
-    run: killSwitchCommand,
+    options: KILL_SWITCH_OPTIONS,
+    run: async (args) => (await import('./commands/actions.ts')).killSwitchCommand(args),
   },
   {
     name: 'actions silence',
@@ -150,8 +177,15 @@ journal, so every worker sharing it obeys (--config: the store drover serve's
 configuration names, SQLite or Elasticsearch).
 
 Options:
+  --for DURATION       add: how long the silence lasts (1h)
+  --until TIME         add: when it ends (ISO 8601 or epoch milliseconds)
+  --comment TEXT       add: why, shown by list
+  --format FMT         list, add: text (default) or json
+  --config FILE        the store drover serve's configuration names
+  --db PATH            the SQLite journal (default .drover/actions.db)
   -h, --help           this help`,
-    run: silenceCliCommand,
+    options: SILENCE_OPTIONS,
+    run: async (args) => (await import('./commands/actions.ts')).silenceCliCommand(args),
   },
 ];
 
@@ -210,6 +244,7 @@ export async function main(argv: string[]): Promise<number> {
       return EXIT_USAGE;
     }
     // Anything else is Drover's own failure: logged as such, with its stack.
+    const { createLogger } = await import('./logger.ts');
     createLogger().fatal({ err, command: command.name }, 'command failed');
     return EXIT_FINDINGS;
   }

@@ -68,6 +68,11 @@ export interface DroverConfig {
    */
   rules: {
     paths: string[];
+    /**
+     * True when the configuration names no rules.paths and the default (./rules) is used:
+     * a missing folder then means no rules yet, and drover serve starts without any.
+     */
+    defaultPaths?: boolean;
     allowedLatenessMs: number;
     maxFutureSkewMs?: number;
     /** Keys a rule without max_keys holds at most (absent: the engine's, 100,000). */
@@ -245,6 +250,7 @@ function build(
           : { kind: 'embedded' },
     rules: {
       paths: rulePaths.map((p) => resolve(baseDir, p)),
+      ...(rules.paths === undefined && { defaultPaths: true }),
       allowedLatenessMs: duration(rules.allowedLateness, 'rules.allowedLateness', 5_000),
       maxKeysPerRule: positiveInteger(rules.maxKeysPerRule, 'rules.maxKeysPerRule', 100_000),
       maxTermsPerRule: positiveInteger(rules.maxTermsPerRule, 'rules.maxTermsPerRule', 100_000),

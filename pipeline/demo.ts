@@ -1,11 +1,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { type Decision, freePort, type ProcessAdapter } from '../actions/index.ts';
 import type { Alert } from '../rules/index.ts';
 import type { DroverConfig } from './config.ts';
 import type { Logger } from './logger.ts';
+import { packageRoot } from './package-root.ts';
 import { Pipeline } from './serve.ts';
 
 /**
@@ -15,7 +16,8 @@ import { Pipeline } from './serve.ts';
  * adapter, behind the guard rails. Prints a timeline and a summary; exits 0 only if every
  * fault was handled as expected.
  */
-const ROOT = resolve(import.meta.dirname, '..');
+/** The package's root, which holds examples/. */
+const ROOT = packageRoot();
 
 interface Expectation {
   fault: string;

@@ -45,6 +45,7 @@ import type { Logger } from './logger.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
+import { packageRoot } from './package-root.ts';
 
 /**
  * One process: the endpoint, the bus, the indexer, the rules engine and remediation.
@@ -127,10 +128,15 @@ export class Pipeline {
   private async open(): Promise<void> {
     const c = this.config;
     mkdirSync(c.stateDir, { recursive: true });
-    const { rules, diagnostics } = await loadRules(c.rules.paths);
+    const { rules, diagnostics } = await this.loadRuleSet();
     const errors = diagnostics.filter((d) => d.severity === 'error');
     if (errors.length > 0)
       throw new ConfigError(`the rules have errors:\n${errors.map(formatDiagnostic).join('\n')}`);
+    if (this.noRulesYet())
+      this.logger.warn(
+        { rules: c.rules.paths[0], examples: join(packageRoot(), 'examples', 'rules') },
+        `no rules yet: put rule files in ${c.rules.paths[0]} (see the examples) and reload (SIGHUP or drover rules reload)`,
+      );
 
     this.bus =
       c.bus.kind === 'kafka'
@@ -555,11 +561,25 @@ export class Pipeline {
     renameSync(tmp, this.snapshotPath);
   }
 
+  /**
+   * Without rules.paths in the configuration, a missing ./rules folder means no rules yet:
+   * drover serve starts (or reloads) with none rather than refusing.
+   */
+  private noRulesYet(): boolean {
+    const r = this.config.rules;
+    return r.defaultPaths === true && r.paths.every((p) => !existsSync(p));
+  }
+
+  private async loadRuleSet(): Promise<Awaited<ReturnType<typeof loadRules>>> {
+    if (this.noRulesYet()) return { rules: [], diagnostics: [], files: [] };
+    return loadRules(this.config.rules.paths);
+  }
+
   /** Hot reload: a rule set that fails validation is rejected and the running one stays. */
   async reload(): Promise<{ ok: boolean; errors: Diagnostic[]; rules: number }> {
     let loaded: Awaited<ReturnType<typeof loadRules>>;
     try {
-      loaded = await loadRules(this.config.rules.paths);
+      loaded = await this.loadRuleSet();
     } catch (err) {
       // A folder that cannot be listed, say: the running rules stay.
       this.telemetry.faults.inc({ kind: 'reload' });

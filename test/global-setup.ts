@@ -1,4 +1,5 @@
 import type { TestProject } from 'vitest/node';
+import { ensureBuilt } from './support/build.ts';
 
 /**
  * Starts the real servers the integration tests talk to, once per run, and hands their
@@ -71,6 +72,8 @@ async function obtain(
 }
 
 export async function setup(project: TestProject) {
+  // The CLI tests spawn bin/drover.js, which runs dist/: rebuilt here when stale.
+  ensureBuilt();
   const reasons: Record<string, string> = {};
   const [kafka, elasticsearch, moto] = await Promise.all([
     bring(

@@ -6,14 +6,9 @@
  * Credentials come from the options or the SDK's default chain (env, profile, IMDS).
  */
 
-import {
-  type AutoScalingGroup,
-  AutoScalingClient,
-  DescribeAutoScalingGroupsCommand,
-  DescribeAutoScalingInstancesCommand,
-  SetDesiredCapacityCommand,
-  TerminateInstanceInAutoScalingGroupCommand,
-} from '@aws-sdk/client-auto-scaling';
+import { createRequire } from 'node:module';
+import type { AutoScalingClient, AutoScalingGroup } from '@aws-sdk/client-auto-scaling';
+import type * as AwsAutoScaling from '@aws-sdk/client-auto-scaling';
 import {
   type ActionContext,
   type ActionResult,
@@ -106,6 +101,15 @@ function checkScaleParams(params: ScaleParams): void {
     throw new Error(`scale: params.min (${params.min}) is above params.max (${params.max})`);
 }
 
+// The AWS SDK is loaded when an aws-asg adapter is first made, not when Drover starts.
+const requireLib = createRequire(import.meta.url);
+let awsAutoScalingLib: typeof AwsAutoScaling | undefined;
+function awsAutoScaling(): typeof AwsAutoScaling {
+  return (awsAutoScalingLib ??= requireLib(
+    '@aws-sdk/client-auto-scaling',
+  ) as typeof AwsAutoScaling);
+}
+
 export class AwsAsgAdapter implements Adapter {
   readonly type = 'aws-asg';
   private readonly client: AutoScalingClient;
@@ -117,7 +121,7 @@ export class AwsAsgAdapter implements Adapter {
     validateAwsAsgOptions(name, options as Record<string, unknown>);
     // Without a region the SDK's own chain decides (AWS_REGION, the profile); never a guess,
     // which could act on a same-named group elsewhere.
-    this.client = new AutoScalingClient({
+    this.client = new (awsAutoScaling().AutoScalingClient)({
       ...(options.region && { region: options.region }),
       ...(options.endpoint && { endpoint: options.endpoint }),
       ...(options.credentials && { credentials: options.credentials }),
@@ -156,9 +160,12 @@ export class AwsAsgAdapter implements Adapter {
     if (operation === 'kill-and-replace') {
       expectTarget(target, INSTANCE_ID, 'an EC2 instance id (i-0123456789abcdef0)');
       const out = await this.call(`DescribeAutoScalingInstances ${target}`, () =>
-        this.client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [target] }), {
-          abortSignal: signal,
-        }),
+        this.client.send(
+          new (awsAutoScaling().DescribeAutoScalingInstancesCommand)({ InstanceIds: [target] }),
+          {
+            abortSignal: signal,
+          },
+        ),
       );
       const group = out.AutoScalingInstances?.[0]?.AutoScalingGroupName;
       if (!group)
@@ -169,9 +176,14 @@ export class AwsAsgAdapter implements Adapter {
     expectTarget(target, GROUP_NAME, 'an Auto Scaling group name');
     this.inBoundary(target);
     const out = await this.call(`DescribeAutoScalingGroups ${target}`, () =>
-      this.client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [target] }), {
-        abortSignal: signal,
-      }),
+      this.client.send(
+        new (awsAutoScaling().DescribeAutoScalingGroupsCommand)({
+          AutoScalingGroupNames: [target],
+        }),
+        {
+          abortSignal: signal,
+        },
+      ),
     );
     if (!out.AutoScalingGroups?.length)
       throw new TargetRefused(`no Auto Scaling group ${shown(target)}`, 'inventory');
@@ -182,9 +194,12 @@ export class AwsAsgAdapter implements Adapter {
       throw new TargetRefused(`${shown(name)} is not an Auto Scaling group name`, 'target');
     this.inBoundary(name);
     const out = await this.call(`DescribeAutoScalingGroups ${name}`, () =>
-      this.client.send(new DescribeAutoScalingGroupsCommand({ AutoScalingGroupNames: [name] }), {
-        abortSignal: signal,
-      }),
+      this.client.send(
+        new (awsAutoScaling().DescribeAutoScalingGroupsCommand)({ AutoScalingGroupNames: [name] }),
+        {
+          abortSignal: signal,
+        },
+      ),
     );
     const group = out.AutoScalingGroups?.[0];
     if (!group) throw new Error(`aws-asg adapter "${this.name}": no Auto Scaling group "${name}"`);
@@ -202,9 +217,12 @@ export class AwsAsgAdapter implements Adapter {
         'target',
       );
     const out = await this.call(`DescribeAutoScalingInstances ${instanceId}`, () =>
-      this.client.send(new DescribeAutoScalingInstancesCommand({ InstanceIds: [instanceId] }), {
-        abortSignal: signal,
-      }),
+      this.client.send(
+        new (awsAutoScaling().DescribeAutoScalingInstancesCommand)({ InstanceIds: [instanceId] }),
+        {
+          abortSignal: signal,
+        },
+      ),
     );
     const instance = out.AutoScalingInstances?.[0];
     if (!instance?.AutoScalingGroupName)
@@ -223,7 +241,7 @@ export class AwsAsgAdapter implements Adapter {
       return { detail: { instance: target, group, lifecycle, via: 'already-terminating' } };
     const out = await this.call(`TerminateInstanceInAutoScalingGroup ${target}`, () =>
       this.client.send(
-        new TerminateInstanceInAutoScalingGroupCommand({
+        new (awsAutoScaling().TerminateInstanceInAutoScalingGroupCommand)({
           InstanceId: target,
           ShouldDecrementDesiredCapacity: false,
         }),
@@ -265,7 +283,7 @@ export class AwsAsgAdapter implements Adapter {
     if (!detail.changed) return { detail };
     await this.call(`SetDesiredCapacity ${target} ${to}`, () =>
       this.client.send(
-        new SetDesiredCapacityCommand({
+        new (awsAutoScaling().SetDesiredCapacityCommand)({
           AutoScalingGroupName: target,
           DesiredCapacity: to,
           HonorCooldown: this.options.honorCooldown ?? false,

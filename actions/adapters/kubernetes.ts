@@ -7,7 +7,8 @@
  * come from a kubeconfig through @kubernetes/client-node's KubeConfig.
  */
 
-import { KubeConfig } from '@kubernetes/client-node';
+import { createRequire } from 'node:module';
+import type * as KubeClient from '@kubernetes/client-node';
 import { KubeApi, KubeApiError, labelSelectorString, MERGE_PATCH } from './kubernetes-api.ts';
 import {
   type ActionContext,
@@ -203,6 +204,14 @@ function checkScaleParams(params: ScaleParams): void {
     throw new Error(`scale: params.min (${params.min}) is above params.max (${params.max})`);
 }
 
+// The client library takes about a second to import: it is loaded when a Kubernetes
+// adapter is first made, not when Drover starts.
+const requireLib = createRequire(import.meta.url);
+let kubeClientLib: typeof KubeClient | undefined;
+function kubeClient(): typeof KubeClient {
+  return (kubeClientLib ??= requireLib('@kubernetes/client-node') as typeof KubeClient);
+}
+
 export class KubernetesAdapter implements Adapter {
   readonly type = 'kubernetes';
   readonly namespace: string;
@@ -215,7 +224,7 @@ export class KubernetesAdapter implements Adapter {
     private readonly options: KubernetesOptions,
   ) {
     validateKubernetesOptions(name, options as Record<string, unknown>);
-    const kc = new KubeConfig();
+    const kc = new (kubeClient().KubeConfig)();
     if (options.kubeconfig) kc.loadFromFile(options.kubeconfig);
     else if (options.server) {
       kc.loadFromOptions({

@@ -1,5 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { Client, errors } from '@elastic/elasticsearch';
+import { createRequire } from 'node:module';
+import type { Client } from '@elastic/elasticsearch';
+import type * as Elastic from '@elastic/elasticsearch';
 import { dailyIndex, indexTemplate } from '../../ingest/indexer/index.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
@@ -65,9 +67,17 @@ const STATE_MAPPING = {
 const RESERVE_LOCK = 'lock:reserve';
 
 const isStatus = (err: unknown, ...codes: number[]) =>
-  err instanceof errors.ResponseError && codes.includes(err.statusCode ?? 0);
+  err instanceof elastic().errors.ResponseError && codes.includes(err.statusCode ?? 0);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// The client library is loaded when an Elasticsearch store or indexer is first made, not
+// when Drover starts (most configurations use the embedded back ends).
+const requireLib = createRequire(import.meta.url);
+let elasticLib: typeof Elastic | undefined;
+function elastic(): typeof Elastic {
+  return (elasticLib ??= requireLib('@elastic/elasticsearch') as typeof Elastic);
+}
 
 export class ElasticsearchStore implements RemediationStore {
   private readonly client: Client;
@@ -81,7 +91,8 @@ export class ElasticsearchStore implements RemediationStore {
   constructor(options: ElasticsearchStoreOptions) {
     if (!options.client && !options.node)
       throw new Error('the Elasticsearch store needs a node URL or a client');
-    this.client = options.client ?? new Client({ node: options.node!, requestTimeout: 30_000 });
+    this.client =
+      options.client ?? new (elastic().Client)({ node: options.node!, requestTimeout: 30_000 });
     this.ownsClient = !options.client;
     this.prefix = options.prefix ?? 'drover';
     this.lockLeaseMs = options.lockLeaseMs ?? 30_000;
@@ -120,7 +131,7 @@ export class ElasticsearchStore implements RemediationStore {
       });
     } catch (err) {
       if (!(
-        err instanceof errors.ResponseError &&
+        err instanceof elastic().errors.ResponseError &&
         err.body?.error?.type === 'resource_already_exists_exception'
       ))
         throw err;

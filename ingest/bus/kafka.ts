@@ -1,14 +1,6 @@
-import {
-  type Admin,
-  CompressionTypes,
-  type Consumer as KafkaConsumer,
-  Kafka,
-  type KafkaConfig,
-  logLevel,
-  Partitioners,
-  type Producer,
-} from 'kafkajs';
-import kafkajs from 'kafkajs';
+import { createRequire } from 'node:module';
+import type { Admin, Consumer as KafkaConsumer, Kafka, KafkaConfig, Producer } from 'kafkajs';
+import type * as KafkaJs from 'kafkajs';
 import type { Event } from '../event.ts';
 import { Batcher } from './batcher.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
@@ -130,8 +122,13 @@ const BATCH_OVERHEAD = 16 * 1024;
 /** Kafka's default `max.message.bytes`, if the topic's cannot be read. */
 const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 const REASON_HEADER = 'drover.reason';
-// Not among the names Node can see in kafkajs' CommonJS exports, so taken from the default one.
-const { ConfigResourceTypes } = kafkajs;
+// kafkajs is loaded when a Kafka bus is first made, not when Drover starts (most
+// configurations use the embedded bus).
+const requireLib = createRequire(import.meta.url);
+let kafkaLib: typeof KafkaJs | undefined;
+function kafkajs(): typeof KafkaJs {
+  return (kafkaLib ??= requireLib('kafkajs') as typeof KafkaJs);
+}
 
 export class KafkaBus implements Bus {
   readonly kind = 'kafka' as const;
@@ -149,6 +146,7 @@ export class KafkaBus implements Bus {
   constructor(options: KafkaBusOptions) {
     if (options.brokers.length === 0) throw new Error('the Kafka bus needs at least one broker');
     this.options = options;
+    const { Kafka, logLevel } = kafkajs();
     this.kafka = new Kafka({
       logLevel: logLevel.WARN,
       ...options.client,
@@ -164,7 +162,7 @@ export class KafkaBus implements Bus {
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
       // The Java-compatible murmur2 partitioner: a key lands where Kafka's own clients put it.
-      createPartitioner: Partitioners.DefaultPartitioner,
+      createPartitioner: kafkajs().Partitioners.DefaultPartitioner,
     });
   }
 
@@ -209,7 +207,7 @@ export class KafkaBus implements Bus {
       const { resources } = await admin.describeConfigs({
         includeSynonyms: false,
         resources: topics.map((name) => ({
-          type: ConfigResourceTypes.TOPIC,
+          type: kafkajs().ConfigResourceTypes.TOPIC,
           name,
           configNames: ['max.message.bytes'],
         })),
@@ -319,7 +317,7 @@ export class KafkaBus implements Bus {
     }
     await this.producer.sendBatch({
       acks: -1,
-      compression: CompressionTypes.GZIP,
+      compression: kafkajs().CompressionTypes.GZIP,
       topicMessages: [...byTopic].map(([topic, list]) => ({ topic, messages: list })),
     });
   }
@@ -500,7 +498,7 @@ export class KafkaBus implements Bus {
     await this.producer.send({
       topic: this.topic('deadletter'),
       acks: -1,
-      compression: CompressionTypes.GZIP,
+      compression: kafkajs().CompressionTypes.GZIP,
       messages: [
         {
           key: message.key,
@@ -522,7 +520,7 @@ export class KafkaBus implements Bus {
     await this.producer.send({
       topic: this.topic('deadletter'),
       acks: -1,
-      compression: CompressionTypes.GZIP,
+      compression: kafkajs().CompressionTypes.GZIP,
       messages: [
         {
           key: message.key,

@@ -7,15 +7,31 @@
  */
 
 import { readFileSync } from 'node:fs';
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type * as ProtobufJs from 'protobufjs';
+import type { Type } from 'protobufjs';
 
-const root = protobuf.parse(readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'), {
-  keepCase: false,
-}).root;
-const LogsRequest = root.lookupType('opentelemetry.proto.ExportLogsServiceRequest');
-const LogsResponse = root.lookupType('opentelemetry.proto.ExportLogsServiceResponse');
-const MetricsRequest = root.lookupType('opentelemetry.proto.ExportMetricsServiceRequest');
-const MetricsResponse = root.lookupType('opentelemetry.proto.ExportMetricsServiceResponse');
+// protobufjs and the parsed proto are loaded at the first protobuf request, not when
+// Drover starts.
+const requireLib = createRequire(import.meta.url);
+let otlpTypes:
+  Record<'LogsRequest' | 'LogsResponse' | 'MetricsRequest' | 'MetricsResponse', Type> | undefined;
+function types() {
+  if (otlpTypes) return otlpTypes;
+  const protobuf = requireLib('protobufjs') as typeof ProtobufJs;
+  const root = protobuf.parse(
+    readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'),
+    {
+      keepCase: false,
+    },
+  ).root;
+  return (otlpTypes = {
+    LogsRequest: root.lookupType('opentelemetry.proto.ExportLogsServiceRequest'),
+    LogsResponse: root.lookupType('opentelemetry.proto.ExportLogsServiceResponse'),
+    MetricsRequest: root.lookupType('opentelemetry.proto.ExportMetricsServiceRequest'),
+    MetricsResponse: root.lookupType('opentelemetry.proto.ExportMetricsServiceResponse'),
+  });
+}
 
 export type OtlpSignal = 'logs' | 'metrics';
 
@@ -41,7 +57,7 @@ export function decodeOtlp(signal: OtlpSignal, body: Buffer, contentType: string
     }
   } else {
     try {
-      const type = signal === 'logs' ? LogsRequest : MetricsRequest;
+      const type = signal === 'logs' ? types().LogsRequest : types().MetricsRequest;
       message = type.toObject(type.decode(body), TO_OBJECT) as Obj;
     } catch (err) {
       throw new OtlpDecodeError(`invalid OTLP protobuf: ${(err as Error).message}`);
@@ -67,7 +83,7 @@ export function encodeOtlpResponse(
         }
       : {};
   if (json) return { body: JSON.stringify(partial), contentType: 'application/json' };
-  const type = signal === 'logs' ? LogsResponse : MetricsResponse;
+  const type = signal === 'logs' ? types().LogsResponse : types().MetricsResponse;
   return {
     body: Buffer.from(type.encode(type.fromObject(partial)).finish()),
     contentType: 'application/x-protobuf',
@@ -76,7 +92,7 @@ export function encodeOtlpResponse(
 
 /** Encodes a request (for tests and tools): the same schema the decoder reads. */
 export function encodeOtlpRequest(signal: OtlpSignal, request: Obj): Buffer {
-  const type = signal === 'logs' ? LogsRequest : MetricsRequest;
+  const type = signal === 'logs' ? types().LogsRequest : types().MetricsRequest;
   // fromObject, not verify: it takes int64s as decimal strings, as OTLP JSON writes them.
   return Buffer.from(type.encode(type.fromObject(request)).finish());
 }

@@ -6,13 +6,19 @@
  */
 
 import { readFileSync } from 'node:fs';
-import protobuf from 'protobufjs';
+import { createRequire } from 'node:module';
+import type * as ProtobufJs from 'protobufjs';
+import type { Type } from 'protobufjs';
 import snappy from 'snappyjs';
 
-const root = protobuf.parse(
-  readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'),
-).root;
-const WriteRequest = root.lookupType('opentelemetry.proto.WriteRequest');
+// protobufjs and the parsed proto are loaded at the first remote_write request.
+const requireLib = createRequire(import.meta.url);
+let writeRequestType: Type | undefined;
+function writeRequest(): Type {
+  return (writeRequestType ??= (requireLib('protobufjs') as typeof ProtobufJs)
+    .parse(readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'))
+    .root.lookupType('opentelemetry.proto.WriteRequest'));
+}
 
 export class RemoteWriteDecodeError extends Error {}
 
@@ -33,7 +39,7 @@ export function decodeRemoteWrite(
   }
   let request: { timeseries?: Series[] };
   try {
-    request = WriteRequest.toObject(WriteRequest.decode(raw), {
+    request = writeRequest().toObject(writeRequest().decode(raw), {
       longs: String,
       defaults: false,
     }) as typeof request;
@@ -72,6 +78,6 @@ export function decodeRemoteWrite(
 
 export function encodeRemoteWrite(request: { timeseries: Series[] }): Buffer {
   return Buffer.from(
-    snappy.compress(WriteRequest.encode(WriteRequest.fromObject(request)).finish()),
+    snappy.compress(writeRequest().encode(writeRequest().fromObject(request)).finish()),
   );
 }

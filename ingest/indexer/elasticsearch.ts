@@ -1,4 +1,6 @@
-import { Client, type estypes } from '@elastic/elasticsearch';
+import { createRequire } from 'node:module';
+import type { Client, estypes } from '@elastic/elasticsearch';
+import type * as Elastic from '@elastic/elasticsearch';
 
 type QueryDslQueryContainer = estypes.QueryDslQueryContainer;
 import { transient } from '../bus/deliver.ts';
@@ -47,6 +49,14 @@ export interface Capabilities {
 
 export class IndexingError extends Error {}
 
+// The client library is loaded when an Elasticsearch store or indexer is first made, not
+// when Drover starts (most configurations use the embedded back ends).
+const requireLib = createRequire(import.meta.url);
+let elasticLib: typeof Elastic | undefined;
+function elastic(): typeof Elastic {
+  return (elasticLib ??= requireLib('@elastic/elasticsearch') as typeof Elastic);
+}
+
 export class ElasticsearchIndexer {
   readonly client: Client;
   readonly prefix: string;
@@ -55,7 +65,7 @@ export class ElasticsearchIndexer {
   private readonly backoffMs: number;
 
   constructor(private readonly options: ElasticsearchIndexerOptions) {
-    this.client = new Client({ node: options.node, requestTimeout: 30_000 });
+    this.client = new (elastic().Client)({ node: options.node, requestTimeout: 30_000 });
     this.prefix = options.prefix ?? 'drover';
     this.retries = options.retries ?? 5;
     this.backoffMs = options.backoffMs ?? 200;

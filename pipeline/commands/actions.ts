@@ -14,6 +14,7 @@ import { toEpochMs } from '../../ingest/index.ts';
 import { parseDuration } from '../../rules/index.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
+import { ACTIONS_LIST_OPTIONS, KILL_SWITCH_OPTIONS, SILENCE_OPTIONS } from './options.ts';
 
 /** Where Drover keeps its embedded state unless told otherwise. */
 export function defaultStatePath(file: string): string {
@@ -52,14 +53,7 @@ async function openStore(
 export async function actionsListCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: {
-      since: { type: 'string' },
-      rule: { type: 'string' },
-      format: { type: 'string', default: 'text' },
-      limit: { type: 'string', default: '100' },
-      db: { type: 'string' },
-      config: { type: 'string' },
-    },
+    options: ACTIONS_LIST_OPTIONS,
   });
   if (values.format !== 'text' && values.format !== 'json')
     throw new UsageError('--format is text or json');
@@ -94,7 +88,7 @@ function line(d: Decision): string {
 export async function killSwitchCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { db: { type: 'string' }, config: { type: 'string' } },
+    options: KILL_SWITCH_OPTIONS,
     allowPositionals: true,
   });
   const state = positionals[0];
@@ -113,14 +107,7 @@ export async function killSwitchCommand(args: string[]): Promise<number> {
 export async function silenceCliCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: {
-      db: { type: 'string' },
-      config: { type: 'string' },
-      for: { type: 'string' },
-      until: { type: 'string' },
-      comment: { type: 'string' },
-      format: { type: 'string', default: 'text' },
-    },
+    options: SILENCE_OPTIONS,
     allowPositionals: true,
   });
   const [verb, ...rest] = positionals;

@@ -10,18 +10,12 @@ import {
   parseDuration,
 } from '../../rules/index.ts';
 import { EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './common.ts';
+import { BACKTEST_OPTIONS } from './options.ts';
 
 export async function backtestCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: {
-      rules: { type: 'string', multiple: true },
-      data: { type: 'string' },
-      from: { type: 'string' },
-      to: { type: 'string' },
-      format: { type: 'string', default: 'text' },
-      lateness: { type: 'string' },
-    },
+    options: BACKTEST_OPTIONS,
     allowPositionals: false,
   });
   if (!values.rules || values.rules.length === 0) throw new UsageError('--rules is required');

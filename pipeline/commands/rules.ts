@@ -2,14 +2,13 @@ import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { formatDiagnostic, loadRules, runTestFile } from '../../rules/index.ts';
-import { ConfigError } from '../config.ts';
-import { adminClient, callAdmin } from './admin-client.ts';
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
+import { LINT_OPTIONS, RELOAD_OPTIONS, TEST_OPTIONS } from './options.ts';
 
 export async function lintCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
-    options: { format: { type: 'string', default: 'text' } },
+    options: LINT_OPTIONS,
     allowPositionals: true,
   });
   if (positionals.length === 0) throw new UsageError('give at least one rule file or folder');
@@ -30,7 +29,7 @@ export async function lintCommand(args: string[]): Promise<number> {
 }
 
 export async function testCommand(args: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args, options: {}, allowPositionals: true });
+  const { positionals } = parseArgs({ args, options: TEST_OPTIONS, allowPositionals: true });
   if (positionals.length === 0)
     throw new UsageError('give at least one *.test.yaml file or folder');
   const files: string[] = [];
@@ -83,12 +82,11 @@ async function findTestFiles(path: string): Promise<string[]> {
 export async function reloadCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
-    options: {
-      url: { type: 'string' },
-      config: { type: 'string' },
-      'state-dir': { type: 'string' },
-    },
+    options: RELOAD_OPTIONS,
   });
+  // The configuration's and the admin client's modules are loaded here, not by lint and test.
+  const { ConfigError } = await import('../config.ts');
+  const { adminClient, callAdmin } = await import('./admin-client.ts');
   let client: { url: string; token: string };
   try {
     client = adminClient({ url: values.url, config: values.config, stateDir: values['state-dir'] });

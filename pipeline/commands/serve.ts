@@ -3,9 +3,10 @@ import { ConfigError, loadConfig } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { Pipeline } from '../serve.ts';
 import { EXIT_FINDINGS, UsageError } from './common.ts';
+import { SERVE_OPTIONS } from './options.ts';
 
 export async function serveCommand(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { config: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: SERVE_OPTIONS });
   const logger = createLogger({ sync: false });
   let pipeline: Pipeline;
   try {

@@ -1,6 +1,15 @@
-import { Engine } from 'json-rules-engine';
+import { createRequire } from 'node:module';
+import type { Engine } from 'json-rules-engine';
+import type * as RulesEngine from 'json-rules-engine';
 import type { Condition } from '../types.ts';
 import { CUSTOM_OPERATORS } from './operators.ts';
+
+// Loaded on first use, not when Drover starts: the compiled filters do not need it.
+const requireLib = createRequire(import.meta.url);
+let rulesEngineLib: typeof RulesEngine | undefined;
+function rulesEngine(): typeof RulesEngine {
+  return (rulesEngineLib ??= requireLib('json-rules-engine') as typeof RulesEngine);
+}
 
 /**
  * json-rules-engine configured the way Drover means its conditions: undefined facts
@@ -8,7 +17,7 @@ import { CUSTOM_OPERATORS } from './operators.ts';
  * compiled filters are tested against, and it evaluates actions' `when` conditions.
  */
 export function createReferenceEngine(): Engine {
-  const engine = new Engine([], { allowUndefinedFacts: true });
+  const engine = new (rulesEngine().Engine)([], { allowUndefinedFacts: true });
   for (const op of CUSTOM_OPERATORS) engine.addOperator(op.name, op.evaluate);
   return engine;
 }

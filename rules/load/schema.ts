@@ -1,4 +1,4 @@
-import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import type { ErrorObject, ValidateFunction } from 'ajv/dist/2020.js';
 import { KINDS } from '../kinds/index.ts';
 import type { KindDescriptor } from '../kinds/kind.ts';
 import schema from '../schema.json' with { type: 'json' };
@@ -9,8 +9,28 @@ import { type FileContext, getIn, pathOf } from './yaml.ts';
 /** A rule file against rules/schema.json, its errors worded for people. */
 export const ALL_OPTIONS = Object.keys(schema.properties);
 
-const ajv = new Ajv2020({ allErrors: true, strict: false });
-export const validateSchema = ajv.compile(schema);
+export const validateSchema = await schemaValidator();
+
+/**
+ * The compiled package has the validator as code, written by the build (see
+ * schema-standalone.ts); from the sources it is compiled here, with the same options.
+ */
+async function schemaValidator(): Promise<ValidateFunction> {
+  if (import.meta.url.endsWith('.js')) {
+    const built = '../schema-validator.cjs';
+    try {
+      return ((await import(built)) as { default: ValidateFunction }).default;
+    } catch (err) {
+      // Not built (a build without its last step): compile it as the sources do.
+      if ((err as NodeJS.ErrnoException).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+    }
+  }
+  const [{ Ajv2020 }, { SCHEMA_OPTIONS }] = await Promise.all([
+    import('ajv/dist/2020.js'),
+    import('../schema-standalone.ts'),
+  ]);
+  return new Ajv2020(SCHEMA_OPTIONS).compile(schema);
+}
 
 function kindOf(type: unknown): KindDescriptor | undefined {
   return typeof type === 'string' && Object.hasOwn(KINDS, type)

@@ -84,7 +84,8 @@ describe('deploy/docker-compose.yaml', () => {
         const context = resolve(DEPLOY, s.build.context);
         expect(existsSync(join(context, s.build.dockerfile)), `${name}: Dockerfile`).toBe(true);
         const dockerfile = readFileSync(join(context, s.build.dockerfile), 'utf8');
-        for (const m of dockerfile.matchAll(/^COPY (.+) \S+$/gm))
+        // COPY --from=STAGE copies from an earlier stage of the build, not the context.
+        for (const m of dockerfile.matchAll(/^COPY (?!--from=)(.+) \S+$/gm))
           for (const src of m[1]!.split(' '))
             expect(existsSync(join(context, src)), `${name}: COPY ${src}`).toBe(true);
       }

@@ -73,8 +73,8 @@ const DATA = join(dir, 'events.ndjson');
 writeFileSync(DATA, pinoLines());
 
 describe('drover command line', () => {
-  // Eight cold starts of the command, one after another: slow on a loaded machine.
-  it('has help on every command and exits 2 on usage errors', { timeout: 120_000 }, () => {
+  // Eight cold starts of the command, one after another: the help ones load no command.
+  it('has help on every command and exits 2 on usage errors', { timeout: 30_000 }, () => {
     expect(drover(['--help']).code).toBe(0);
     for (const cmd of [['rules', 'lint'], ['rules', 'test'], ['backtest']]) {
       const r = drover([...cmd, '--help']);
@@ -258,10 +258,10 @@ tests:
 });
 
 describe('drover actions', () => {
-  // Seven cold starts of the command, as the help test: slow on a loaded machine.
+  // Seven cold starts of the command (compiled, each loading only its own modules).
   it(
     'kill-switch flips the stored switch; list reads the journal with filters',
-    { timeout: 120_000 },
+    { timeout: 60_000 },
     async () => {
       const { openActionStore } = await import('../../actions/index.ts');
       const db = join(dir, 'actions.db');
@@ -374,7 +374,7 @@ describe('drover actions silence', () => {
   // Nine cold starts of the command.
   it(
     'adds, lists and removes silences in the store the remediator reads',
-    { timeout: 120_000 },
+    { timeout: 60_000 },
     async () => {
       const { openActionStore } = await import('../../actions/index.ts');
       const db = join(dir, 'silences.db');
