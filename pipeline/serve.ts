@@ -18,8 +18,6 @@ import {
   type Bus,
   createKafkaBus,
   type Consumer,
-  type EmbeddedBus,
-  type KafkaBus,
   openEmbeddedBus,
   type Topic,
 } from '../ingest/bus/index.ts';
@@ -257,7 +255,7 @@ export class Pipeline {
    */
   private async tick(): Promise<void> {
     try {
-      const lag = await (this.bus as EmbeddedBus | KafkaBus).lag(this.group('rules'));
+      const lag = await this.bus.lag(this.group('rules'));
       if (TOPICS.some((t) => lag[t] > 0)) return;
       // Read but held back in the merge: still a backlog.
       if (this.rulesInput && this.rulesInput.held() > 0) return;
@@ -453,16 +451,7 @@ export class Pipeline {
   private async startRules(): Promise<void> {
     // Replay from the positions the restored state reflects (from the start without a
     // snapshot): the snapshot, not the group's commits, owns the rules' position.
-    if (this.bus.kind === 'embedded') {
-      for (const topic of TOPICS)
-        (this.bus as EmbeddedBus).commit(
-          this.group('rules'),
-          topic,
-          this.offsets[`${topic}/0`] ?? 0,
-        );
-    } else {
-      await (this.bus as KafkaBus).rewind(this.group('rules'), this.offsets, TOPICS);
-    }
+    await this.bus.rewind(this.group('rules'), this.offsets, TOPICS);
     // The engine sees the inputs merged in event time (rules-input.ts); the snapshot's
     // offsets are what it has processed per input, not what the bus has delivered.
     const input = createRulesInput({
@@ -612,7 +601,7 @@ export class Pipeline {
 
   /** Gauges read at scrape time, so they are as fresh as the scrape. */
   private async scrape(): Promise<string> {
-    const bus = this.bus as EmbeddedBus | KafkaBus;
+    const bus = this.bus;
     for (const group of [this.group('rules'), this.group('indexer')]) {
       try {
         const lag = await bus.lag(group);

@@ -635,6 +635,14 @@ export class EmbeddedBus implements Bus {
     this.stmts.commit.run(group, topic, nextOffset);
   }
 
+  /**
+   * Moves a group to the given positions (`"topic/0"` → next offset to consume); a topic
+   * not named goes back to 0, which reads from the earliest retained message.
+   */
+  async rewind(group: string, positions: Record<string, number>, topics: Topic[]): Promise<void> {
+    for (const topic of topics) this.commit(group, topic, positions[`${topic}/0`] ?? 0);
+  }
+
   /** Forgets a group, so its lag no longer holds back retention or publishing. */
   deleteGroup(group: string): void {
     this.stmts.deleteGroup.run(group);
