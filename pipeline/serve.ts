@@ -29,6 +29,7 @@ import {
 } from '../ingest/indexer/index.ts';
 import {
   type Alert,
+  alertDocument,
   type Diagnostic,
   Engine,
   type EngineSnapshot,
@@ -376,7 +377,7 @@ export class Pipeline {
     this.pendingActions.add(p);
     if (this.alertIndexer) {
       const indexed = this.alertIndexer
-        .indexAlerts([alert])
+        .indexAlerts([alertDocument(alert)])
         .catch((err: unknown) =>
           this.logger.warn({ err, alert: alert.id }, 'could not index the alert'),
         )

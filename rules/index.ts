@@ -1,3 +1,4 @@
+export { type AlertDocument, alertDocument } from './alert-document.ts';
 export { type BacktestOptions, type BacktestSummary, backtest, openData } from './backtest.ts';
 export { parseDuration } from './duration.ts';
 export {
