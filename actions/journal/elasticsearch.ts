@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { Client, errors } from '@elastic/elasticsearch';
-import { dailyIndex, indexTemplate } from '../../ingest/indexer/index.ts';
+import { dailyIndex, indexTemplate } from '../../ingest/indexer/templates.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
