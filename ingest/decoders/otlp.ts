@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
+import { HttpError } from '../errors.ts';
 
 /**
  * OTLP/HTTP logs and metrics, protobuf or JSON encoded, flattened into plain records
@@ -18,7 +19,12 @@ const MetricsResponse = root.lookupType('opentelemetry.proto.ExportMetricsServic
 
 export type OtlpSignal = 'logs' | 'metrics';
 
-export class OtlpDecodeError extends Error {}
+/** A request that is not OTLP, or past the decoder's bounds: 400, the exporter drops it. */
+export class OtlpDecodeError extends HttpError {
+  constructor(message: string, statusCode = 400, code = 'DROVER_OTLP_INVALID') {
+    super(message, statusCode, code);
+  }
+}
 
 type Obj = Record<string, unknown>;
 
@@ -101,7 +107,9 @@ export const MAX_FIELDS = 1_000_000;
 
 /** A request beyond MAX_FIELDS: the exporter should send smaller batches. */
 export class OtlpTooLargeError extends OtlpDecodeError {
-  readonly statusCode = 413;
+  constructor(message: string) {
+    super(message, 413, 'DROVER_OTLP_TOO_LARGE');
+  }
 }
 
 function anyValueAt(v: unknown, depth: number): unknown {

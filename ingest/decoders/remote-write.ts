@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import snappy from 'snappyjs';
+import { HttpError } from '../errors.ts';
 
 /**
  * Prometheus remote_write: a snappy-compressed `WriteRequest`. Each sample becomes a
@@ -13,7 +14,28 @@ const root = protobuf.parse(
 ).root;
 const WriteRequest = root.lookupType('opentelemetry.proto.WriteRequest');
 
-export class RemoteWriteDecodeError extends Error {}
+/** A body that is not a snappy WriteRequest (400), or one that inflates past the limit (413). */
+export class RemoteWriteDecodeError extends HttpError {
+  constructor(message: string, statusCode = 400, code = 'DROVER_REMOTE_WRITE_INVALID') {
+    super(message, statusCode, code);
+  }
+}
+
+/**
+ * The uncompressed length a snappy block declares (its leading varint), as snappyjs
+ * reads it; -1 when it cannot be read. At most 5 bytes are looked at.
+ */
+function declaredLength(block: Buffer): number {
+  let result = 0;
+  for (let i = 0, shift = 0; i < block.length && shift < 32; i++, shift += 7) {
+    const c = block[i]!;
+    const val = c & 0x7f;
+    if ((val << shift) >>> shift !== val) return -1;
+    result |= val << shift;
+    if (c < 128) return result >>> 0;
+  }
+  return -1;
+}
 
 interface Series {
   labels?: Array<{ name?: string; value?: string }>;
@@ -28,7 +50,10 @@ export function decodeRemoteWrite(
   try {
     raw = snappy.uncompress(body, maxBytes);
   } catch (err) {
-    throw new RemoteWriteDecodeError(`invalid snappy block: ${(err as Error).message}`);
+    const message = `invalid snappy block: ${(err as Error).message}`;
+    if (declaredLength(body) > maxBytes)
+      throw new RemoteWriteDecodeError(message, 413, 'DROVER_BODY_TOO_LARGE');
+    throw new RemoteWriteDecodeError(message);
   }
   let request: { timeseries?: Series[] };
   try {

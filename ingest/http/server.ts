@@ -5,12 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Logger } from 'pino';
 import { type BulkItem, BulkStream, encodeBulkResponse } from '../decoders/bulk.ts';
 import { NdjsonStream } from '../decoders/ndjson.ts';
-import {
-  decodeOtlp,
-  encodeOtlpResponse,
-  OtlpDecodeError,
-  OtlpTooLargeError,
-} from '../decoders/otlp.ts';
+import { decodeOtlp, encodeOtlpResponse, OtlpDecodeError } from '../decoders/otlp.ts';
 import { decodeRemoteWrite, RemoteWriteDecodeError } from '../decoders/remote-write.ts';
 import { StatsdDecoder } from '../decoders/statsd.ts';
 import { createSocket, type Socket } from 'node:dgram';
@@ -27,6 +22,7 @@ import { JsonLineNormalizer } from '../normalize-json.ts';
 import { registerElasticsearchCompat } from './elasticsearch-compat.ts';
 import { createRejections, type Rejections } from './rejections.ts';
 import { isSqliteBusy } from '../sqlite.ts';
+import { HttpError, PayloadTooLarge } from '../errors.ts';
 
 /**
  * The log-shipper endpoint: one HTTP server for every protocol Drover speaks, so the
@@ -79,10 +75,6 @@ export interface IngestMetrics {
   throttled: boolean;
   /** statsd: gauge series evicted from the delta memory by this packet. */
   evicted?: number;
-}
-
-export class PayloadTooLarge extends Error {
-  readonly statusCode = 413;
 }
 
 export interface IngestServer {
@@ -426,9 +418,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
           } catch (err) {
             // 413 for a request past the decoder's bounds (the exporter splits it), 400 else.
             if (err instanceof OtlpDecodeError)
-              return reply
-                .code(err instanceof OtlpTooLargeError ? 413 : 400)
-                .send({ code: 3, message: err.message });
+              return reply.code(err.statusCode).send({ code: 3, message: err.message });
             throw err;
           }
           const events: Event[] = [];
@@ -467,9 +457,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     } catch (err) {
       if (err instanceof RemoteWriteDecodeError) {
         // Prometheus retries 5xx and drops 4xx: a body it cannot fix is a 400.
-        return reply
-          .code(/exceeds|length/i.test(err.message) ? 413 : 400)
-          .send({ error: err.message });
+        return reply.code(err.statusCode).send({ error: err.message });
       }
       throw err;
     }
@@ -625,7 +613,7 @@ function readBody(
   else if (encoding === 'deflate') inflate = createInflate();
   else if (encoding !== '' && encoding !== 'identity') {
     on.error(
-      Object.assign(new Error(`unsupported content-encoding ${encoding}`), { statusCode: 415 }),
+      new HttpError(`unsupported content-encoding ${encoding}`, 415, 'DROVER_UNSUPPORTED_ENCODING'),
     );
     return;
   }
@@ -668,9 +656,7 @@ function readBody(
     inflate.on('end', finish);
     inflate.on('error', (err: Error) =>
       fail(
-        Object.assign(new Error(`could not decompress the body: ${err.message}`), {
-          statusCode: 400,
-        }),
+        new HttpError(`could not decompress the body: ${err.message}`, 400, 'DROVER_BAD_ENCODING'),
       ),
     );
   }
