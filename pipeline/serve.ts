@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Gauge } from 'prom-client';
@@ -32,14 +32,15 @@ import {
   alertDocument,
   type Diagnostic,
   Engine,
-  type EngineSnapshot,
   formatDiagnostic,
   loadRules,
 } from '../rules/index.ts';
 import { ConfigError, type DroverConfig } from './config.ts';
 import { ensureAdminToken } from './admin-token.ts';
+import { accessOptions } from './control-access.ts';
 import { createControlApi } from './control-api.ts';
 import type { Logger } from './logger.ts';
+import { Checkpoints, partitionedOffsets } from './checkpoint.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
@@ -51,14 +52,6 @@ import { createTelemetry, type Telemetry } from './telemetry.ts';
  * replayed alert keeps its id, which the remediator's idempotency claims turn away.
  */
 const TOPICS: Topic[] = ['logs', 'metrics'];
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
-
-interface Snapshot {
-  engine: EngineSnapshot;
-  /** Next offset per `topic/partition` (the embedded bus has partition 0 only). */
-  offsets: Record<string, number>;
-  at: number;
-}
 
 export class Pipeline {
   server!: IngestServer;
@@ -90,6 +83,7 @@ export class Pipeline {
   private pendingActions = new Set<Promise<unknown>>();
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
+  private readonly checkpoints: Checkpoints;
   /**
    * Alerts whose remediation has not finished (claim, guards, action, journal). While
    * any is pending no periodic snapshot is written: the last one stays behind the
@@ -103,10 +97,9 @@ export class Pipeline {
     private readonly logger: Logger,
   ) {
     this.reportRefusal = createRefusalReporter({ telemetry: this.telemetry, logger });
-  }
-
-  private get snapshotPath(): string {
-    return join(this.config.stateDir, 'rules-snapshot.json');
+    this.checkpoints = new Checkpoints(join(config.stateDir, 'rules-snapshot.json'), logger, () =>
+      this.telemetry.faults.inc({ kind: 'snapshot' }),
+    );
   }
 
   /**
@@ -180,13 +173,10 @@ export class Pipeline {
     this.pruneTimer.unref();
 
     this.engine = this.newEngine(rules);
-    const snapshot = this.readSnapshot();
+    const snapshot = this.checkpoints.read();
     if (snapshot) {
       const { reset } = this.engine.restore(snapshot.engine);
-      // Snapshots before partitions were recorded name the topic alone (partition 0).
-      this.offsets = Object.fromEntries(
-        Object.entries(snapshot.offsets).map(([k, v]) => [k.includes('/') ? k : `${k}/0`, v]),
-      );
+      this.offsets = partitionedOffsets(snapshot.offsets);
       this.logger.info(
         { offsets: snapshot.offsets, reset, at: new Date(snapshot.at).toISOString() },
         'rule state restored',
@@ -498,44 +488,18 @@ export class Pipeline {
     );
   }
 
-  private readSnapshot(): Snapshot | undefined {
-    if (!existsSync(this.snapshotPath)) return undefined;
-    try {
-      return JSON.parse(readFileSync(this.snapshotPath, 'utf8')) as Snapshot;
-    } catch (err) {
-      this.logger.warn(
-        { err },
-        'the rule snapshot could not be read; starting from the beginning of the bus',
-      );
-      return undefined;
-    }
-  }
-
   /** writeSnapshot, with a failure logged and counted instead of thrown. */
   private trySnapshot(): boolean {
-    try {
-      this.writeSnapshot();
-      return true;
-    } catch (err) {
-      this.telemetry.faults.inc({ kind: 'snapshot' });
-      this.logger.error(
-        { err },
-        'the rule snapshot could not be written; retrying at the next interval',
-      );
-      return false;
-    }
+    return this.checkpoints.tryWrite(() => this.checkpointState());
   }
 
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
   writeSnapshot(): void {
-    const snapshot: Snapshot = {
-      engine: this.engine.snapshot(),
-      offsets: { ...this.offsets },
-      at: Date.now(),
-    };
-    const tmp = `${this.snapshotPath}.tmp`;
-    writeFileSync(tmp, JSON.stringify(snapshot));
-    renameSync(tmp, this.snapshotPath);
+    this.checkpoints.write(this.checkpointState());
+  }
+
+  private checkpointState() {
+    return { engine: this.engine.snapshot(), offsets: { ...this.offsets } };
   }
 
   /** Hot reload: a rule set that fails validation is rejected and the running one stays. */
@@ -574,18 +538,7 @@ export class Pipeline {
   private routes(adminTokens: string[]): (app: FastifyInstance) => void {
     const l = this.config.listen;
     return createControlApi({
-      access: {
-        host: l.host,
-        allowedHosts: l.allowedHosts ?? [],
-        readTokens: l.readTokens ?? [],
-        adminTokens,
-        // As open as ingest is: loopback with no credential configured for either.
-        openReads:
-          (l.readTokens ?? []).length === 0 &&
-          l.tokens.length === 0 &&
-          l.apiKeys.length === 0 &&
-          LOOPBACK.test(l.host),
-      },
+      access: accessOptions(l, adminTokens),
       logger: this.logger,
       ready: () => this.ready,
       metrics: async () => ({
