@@ -1,14 +1,3 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { Decision, ProcessAdapter } from '../actions/index.ts';
-import { freePort } from '../actions/index.ts';
-import type { DroverConfig } from '../pipeline/config.ts';
-import { createLogger } from '../pipeline/logger.ts';
-import { Pipeline } from '../pipeline/serve.ts';
-import type { Alert } from '../rules/index.ts';
-
 /**
  * `npm run bench -- e2e`: detection-to-action latency on the embedded path. A real
  * `drover serve` pipeline (HTTP ingest, SQLite bus, embedded index, rules engine,
@@ -20,6 +9,18 @@ import type { Alert } from '../rules/index.ts';
  *   - remediated: the journal's `executed` (replacement ready, the sick replica gone).
  * Target: action p99 under 100 ms.
  */
+
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Decision, ProcessAdapter } from '../actions/index.ts';
+import { freePort } from '../actions/index.ts';
+import type { DroverConfig } from '../pipeline/config.ts';
+import { createLogger } from '../pipeline/logger.ts';
+import { Pipeline } from '../pipeline/serve.ts';
+import type { Alert } from '../rules/index.ts';
+
 interface Options {
   incidents: number;
   json: boolean;
@@ -99,7 +100,9 @@ actions:
       },
     },
     actionSets: {},
-    guards: { cooldownMs: 0 },
+    // Every incident trips a different replica: a storm by the default cap (50 keys in
+    // 10 min), which this benchmark of latency is not about.
+    guards: { cooldownMs: 0, maxKeysPerRule: { max: 1_000_000, windowMs: 600_000 } },
     ruleGuards: {},
     snapshotEveryMs: 60_000,
   };
@@ -115,9 +118,10 @@ actions:
     if (marks.action === 0) marks.action = performance.now();
   });
   pipeline.events.on('decision', (d: Decision) => {
+    // Only an executed action is a remediation: anything else fails its incident.
     if (d.decision !== 'executed')
       process.stderr.write(`unexpected decision: ${JSON.stringify(d)}\n`);
-    marks.done.set(d.target, performance.now());
+    else marks.done.set(d.target, performance.now());
   });
 
   const lat = {

@@ -1,3 +1,9 @@
+/**
+ * The hot path (docs/architecture.md#performance-budget): Drover's engine evaluating a
+ * realistic mix of rules with their windows, against json-rules-engine doing only the
+ * filtering and against JSON.parse of the same events — measured side by side in one run.
+ */
+
 import { type Event, normalize } from '../ingest/index.ts';
 import {
   compileFilter,
@@ -8,12 +14,6 @@ import {
 } from '../rules/index.ts';
 import { generateFleet } from './fleet.ts';
 import { ruleMix } from './rule-mix.ts';
-
-/**
- * The hot path (DESIGN.md §8): Drover's engine evaluating a realistic mix of rules
- * with their windows, against json-rules-engine doing only the filtering and against
- * JSON.parse of the same events — measured side by side in one run.
- */
 
 interface Options {
   events: number;

@@ -1,3 +1,10 @@
+/**
+ * Ingest throughput, side by side in one run: NDJSON over HTTP into the embedded bus,
+ * the same events as Elasticsearch _bulk bodies, the same NDJSON into Kafka (KAFKA_BROKERS), bus-to-Elasticsearch indexing
+ * (ELASTICSEARCH_URL), and JSON.parse of the same lines as the ceiling.
+ * Kafka and Elasticsearch parts run only when their servers are given.
+ */
+
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,12 +20,6 @@ import { ElasticsearchIndexer } from '../ingest/indexer/index.ts';
 import { sqliteDriver } from '../ingest/sqlite.ts';
 import { generateFleet } from './fleet.ts';
 
-/**
- * Ingest throughput, side by side in one run: NDJSON over HTTP into the embedded bus,
- * the same events as Elasticsearch _bulk bodies, the same NDJSON into Kafka (KAFKA_BROKERS), bus-to-Elasticsearch indexing
- * (ELASTICSEARCH_URL), and JSON.parse of the same lines as the ceiling.
- * Kafka and Elasticsearch parts run only when their servers are given.
- */
 interface Options {
   events: number;
   batch: number;

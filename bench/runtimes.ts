@@ -1,8 +1,3 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
-
 /**
  * The embedded bus's ingest ratio (HTTP NDJSON and `_bulk` per server CPU second against
  * JSON.parse, as `bench ingest` measures it) on every Node.js runtime at hand, taken in
@@ -11,6 +6,12 @@ import { join } from 'node:path';
  * ~/.cache/drover (node:sqlite on 22.13+ and 24). Ratios compare the runtimes; each
  * runtime's own JSON.parse is its baseline.
  */
+
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+
 interface Runtime {
   node: string;
   label: string;

@@ -1,5 +1,5 @@
 /**
- * Drover's event model (DESIGN.md §2).
+ * Drover's event model (docs/architecture.md#event-model).
  *
  * An event is a flat record keyed by dotted ECS field names: `service.name`, not
  * `{ service: { name } }`. Flat keys make the hot path a single property read per

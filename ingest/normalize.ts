@@ -1,13 +1,14 @@
+/**
+ * Normalizes one decoded JSON object into the event model
+ * (docs/architecture.md#event-model). The same function serves every ingest protocol and
+ * the backtest, so a rule sees the same event whichever way it arrived.
+ */
+
 import type { Event, Level } from './event.ts';
 import { eventTimeError, isEventTime } from './event-time.ts';
 import { fingerprint, parseStack } from './fingerprint.ts';
 import { parseRfc3339 } from './iso-time.ts';
 
-/**
- * Normalizes one decoded JSON object into the event model (DESIGN.md §2). The same
- * function serves every ingest protocol and the backtest, so a rule sees the same
- * event whichever way it arrived.
- */
 export interface NormalizeOptions {
   /** Receipt time, used when the object carries no time of its own. */
   receivedAt?: number;
@@ -420,9 +421,9 @@ export function normalize(input: unknown, options: NormalizeOptions = {}): Event
 }
 
 /**
- * The model fields of an event (DESIGN.md §2), worked out from its source fields, in
- * the order the event carries them; and which kept source fields go out and how. One
- * object reused: normalize is synchronous.
+ * The model fields of an event (docs/architecture.md#event-model), worked out from its
+ * source fields, in the order the event carries them; and which kept source fields go out
+ * and how. One object reused: normalize is synchronous.
  */
 export interface Model {
   timestamp: number;

@@ -1,13 +1,14 @@
-import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-
 /**
  * The generated admin credential: when the configuration names no `listen.adminTokens`,
  * `drover serve` writes one into the state directory on first start (mode 0600, as
  * Jupyter does) and the CLI on the same host reads it from there. Whoever can read the
  * state directory can act; that is the same person who could edit the journal anyway.
  */
+
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
 export function adminTokenPath(stateDir: string): string {

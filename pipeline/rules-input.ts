@@ -1,5 +1,3 @@
-import type { BusBatch, BusMessage, InputFlow, InputRef } from '../ingest/bus/index.ts';
-
 /**
  * The rules' input: the bus's inputs (each topic/partition) merged into one stream in
  * event-time order, as Flink and Kafka Streams merge their input partitions.
@@ -42,6 +40,9 @@ import type { BusBatch, BusMessage, InputFlow, InputRef } from '../ingest/bus/in
  * Cost: each message is chosen by a scan over the inputs (O(inputs) per message, a few
  * inputs); the work is linear in the messages delivered.
  */
+
+import type { BusBatch, BusMessage, InputFlow, InputRef } from '../ingest/bus/index.ts';
+
 export interface RulesInputOptions {
   /** Receives each message in merged order. */
   process: (message: BusMessage) => void;

@@ -37,8 +37,8 @@ import {
 } from '../rules/index.ts';
 import { ConfigError, type DroverConfig } from './config.ts';
 import { ensureAdminToken } from './admin-token.ts';
-import { accessOptions } from './control-access.ts';
 import { createControlApi } from './control-api.ts';
+import { type AccessOptions, accessOptions, createAccessCheck } from './control-access.ts';
 import type { Logger } from './logger.ts';
 import { Checkpoints, partitionedOffsets } from './checkpoint.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
@@ -206,6 +206,12 @@ export class Pipeline {
           ? false
           : { port: c.listen.statsdPort, host: c.listen.statsdHost ?? '127.0.0.1' },
       search: this.search,
+      // GET /v1/search answers with what was ingested: a read or admin token, as
+      // every other read route.
+      authorizeRead: (
+        (check) => (req, reply) =>
+          check(req, reply, 'read')
+      )(createAccessCheck(this.access(adminTokens))),
       logger: this.logger,
       onIngest: (m) => {
         this.telemetry.ingestEvents.inc({ protocol: m.protocol }, m.events);
@@ -535,10 +541,14 @@ export class Pipeline {
     return { ok: true, errors: [], rules: rules.length };
   }
 
+  /** Who may call the control routes and the ingest server's read routes. */
+  private access(adminTokens: string[]): AccessOptions {
+    return accessOptions(this.config.listen, adminTokens);
+  }
+
   private routes(adminTokens: string[]): (app: FastifyInstance) => void {
-    const l = this.config.listen;
     return createControlApi({
-      access: accessOptions(l, adminTokens),
+      access: this.access(adminTokens),
       logger: this.logger,
       ready: () => this.ready,
       metrics: async () => ({

@@ -1,8 +1,9 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /**
- * Drover's own metrics (DESIGN.md §6), all `drover_*`, each with help text and label
- * sets bounded by configuration (protocols, rules, adapters, guards), never by data.
+ * Drover's own metrics (docs/architecture.md#drovers-own-telemetry), all `drover_*`, each
+ * with help text and label sets bounded by configuration (protocols, rules, adapters,
+ * guards), never by data.
  */
 export function createTelemetry() {
   const registry = new Registry();

@@ -1,5 +1,5 @@
 /**
- * The rule language (DESIGN.md §3) as types. A `RuleSpec` is what a YAML rule file
+ * The rule language (docs/rules.md) as types. A `RuleSpec` is what a YAML rule file
  * holds after validation, with durations already converted to milliseconds.
  */
 
@@ -174,8 +174,8 @@ export type RuleSpec =
   | MetricAggregationRule;
 
 /**
- * What a rule emits (DESIGN.md §3 "Alerts"). `id` is a hash of rule, key and the
- * window that fired: the same on every replay, and the idempotency key of its actions.
+ * What a rule emits (docs/rules.md#alerts). `id` is a hash of rule, key and the
+ * instant that fired: the same on every replay, and the idempotency key of its actions.
  */
 export interface Alert {
   id: string;

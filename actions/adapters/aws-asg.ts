@@ -1,3 +1,11 @@
+/**
+ * AWS Auto Scaling groups: kill-and-replace terminates an instance with
+ * ShouldDecrementDesiredCapacity=false, so the group launches a replacement; scale sets
+ * the desired capacity within the group's own MinSize/MaxSize and the rule's bounds.
+ * AWS saying "not now" (a scaling activity in progress, contention) is a suppression.
+ * Credentials come from the options or the SDK's default chain (env, profile, IMDS).
+ */
+
 import {
   type AutoScalingGroup,
   AutoScalingClient,
@@ -20,13 +28,6 @@ import {
 } from './types.ts';
 import { expectTarget, shown } from './target-checks.ts';
 
-/**
- * AWS Auto Scaling groups: kill-and-replace terminates an instance with
- * ShouldDecrementDesiredCapacity=false, so the group launches a replacement; scale sets
- * the desired capacity within the group's own MinSize/MaxSize and the rule's bounds.
- * AWS saying "not now" (a scaling activity in progress, contention) is a suppression.
- * Credentials come from the options or the SDK's default chain (env, profile, IMDS).
- */
 export interface AwsAsgOptions {
   region?: string;
   /** Another endpoint than AWS's own (moto, LocalStack, a VPC endpoint). */

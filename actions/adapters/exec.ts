@@ -1,3 +1,18 @@
+/**
+ * Runs a command per decision — no shell; arguments are templates over the decision
+ * (`{{ operation }}`, `{{ target }}`, `{{ rule }}`, `{{ params.by }}`...), and the whole
+ * decision is in the environment (DROVER_OPERATION, DROVER_TARGET, DROVER_RULE,
+ * DROVER_IDEMPOTENCY_KEY, DROVER_PARAMS_JSON, DROVER_NOTIFICATION_JSON). A non-zero exit
+ * or a timeout fails the action with the tail of stderr. `describeCommand`, if set,
+ * prints the group's health as JSON ({ group, size, healthy, members? }).
+ *
+ * An event value is never an option and never shell text: a target is EXEC_TARGET's
+ * characters only; an argument rendered to start with `-` is refused unless its
+ * template text starts with `-` itself (write `--` before values: `[--, "{{ target }}"]`);
+ * and a configuration that runs a shell (`sh -c SCRIPT`) may not put a template in the
+ * script: values go after it, as `$1`..., or are read from DROVER_TARGET.
+ */
+
 import { spawn } from 'node:child_process';
 import { basename } from 'node:path';
 import { childEnv, validateInheritEnv } from './child-env.ts';
@@ -14,20 +29,6 @@ import {
   TargetRefused,
 } from './types.ts';
 
-/**
- * Runs a command per decision — no shell; arguments are templates over the decision
- * (`{{ operation }}`, `{{ target }}`, `{{ rule }}`, `{{ params.by }}`...), and the whole
- * decision is in the environment (DROVER_OPERATION, DROVER_TARGET, DROVER_RULE,
- * DROVER_IDEMPOTENCY_KEY, DROVER_PARAMS_JSON, DROVER_NOTIFICATION_JSON). A non-zero exit
- * or a timeout fails the action with the tail of stderr. `describeCommand`, if set,
- * prints the group's health as JSON ({ group, size, healthy, members? }).
- *
- * An event value is never an option and never shell text: a target is EXEC_TARGET's
- * characters only; an argument rendered to start with `-` is refused unless its
- * template text starts with `-` itself (write `--` before values: `[--, "{{ target }}"]`);
- * and a configuration that runs a shell (`sh -c SCRIPT`) may not put a template in the
- * script: values go after it, as `$1`..., or are read from DROVER_TARGET.
- */
 export interface ExecOptions {
   command: string;
   args?: string[];

@@ -1,3 +1,12 @@
+/**
+ * Kubernetes: kill-and-replace through the Eviction API, so PodDisruptionBudgets are
+ * respected (the API's 429 is a suppression, not a failure), with DELETE as a fallback
+ * only where the eviction subresource does not exist; scale through the Deployment or
+ * StatefulSet `scale` subresource with a merge patch, and when a HorizontalPodAutoscaler
+ * owns the workload, move its minReplicas instead of fighting it. Credentials and TLS
+ * come from a kubeconfig through @kubernetes/client-node's KubeConfig.
+ */
+
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeApi, KubeApiError, labelSelectorString, MERGE_PATCH } from './kubernetes-api.ts';
 import {
@@ -14,14 +23,6 @@ import {
 } from './types.ts';
 import { shown } from './target-checks.ts';
 
-/**
- * Kubernetes: kill-and-replace through the Eviction API, so PodDisruptionBudgets are
- * respected (the API's 429 is a suppression, not a failure), with DELETE as a fallback
- * only where the eviction subresource does not exist; scale through the Deployment or
- * StatefulSet `scale` subresource with a merge patch, and when a HorizontalPodAutoscaler
- * owns the workload, move its minReplicas instead of fighting it. Credentials and TLS
- * come from a kubeconfig through @kubernetes/client-node's KubeConfig.
- */
 export interface KubernetesOptions {
   /** Path of a kubeconfig; without it and without `server`, the default (KUBECONFIG, ~/.kube/config, in-cluster). */
   kubeconfig?: string;

@@ -1,3 +1,19 @@
+/**
+ * The embedded default: a local supervisor. Each service runs N replicas of a command,
+ * each on its own free loopback `PORT` (the $PORT pattern) with `DROVER_SERVICE` and
+ * `DROVER_REPLICA_ID` in its environment. A replica that exits unexpectedly is
+ * restarted with exponential backoff; three exits within a minute is a crash loop,
+ * reported as an event (and by `crashLooping`). Kill-and-replace starts a fresh replica
+ * on a new port, waits until it is ready (see `readiness`), then stops the old one
+ * (SIGTERM, SIGKILL after the grace period), so capacity never dips.
+ *
+ * Events: `started` (a Replica), `exited` ({ id, service, code, signal, expected }),
+ * `health` (a Replica whose health changed), `crash-loop` ({ service, exits }),
+ * `unready` and `restart-failed` (with the error), and `change` (the service whose
+ * replica list or health changed) after any of them. None is named `error`, so an
+ * unwatched adapter never throws from an event.
+ */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import { connect, createServer } from 'node:net';
@@ -15,21 +31,6 @@ import {
   TargetRefused,
 } from './types.ts';
 
-/**
- * The embedded default: a local supervisor. Each service runs N replicas of a command,
- * each on its own free loopback `PORT` (the $PORT pattern) with `DROVER_SERVICE` and
- * `DROVER_REPLICA_ID` in its environment. A replica that exits unexpectedly is
- * restarted with exponential backoff; three exits within a minute is a crash loop,
- * reported as an event (and by `crashLooping`). Kill-and-replace starts a fresh replica
- * on a new port, waits until it is ready (see `readiness`), then stops the old one
- * (SIGTERM, SIGKILL after the grace period), so capacity never dips.
- *
- * Events: `started` (a Replica), `exited` ({ id, service, code, signal, expected }),
- * `health` (a Replica whose health changed), `crash-loop` ({ service, exits }),
- * `unready` and `restart-failed` (with the error), and `change` (the service whose
- * replica list or health changed) after any of them. None is named `error`, so an
- * unwatched adapter never throws from an event.
- */
 export interface ServiceSpec {
   command: string;
   args?: string[];

@@ -1,6 +1,6 @@
 /**
- * The adapter interface (DESIGN.md §4). Adapters are loaded by name from config,
- * so a third party can ship one as an npm package or a local module.
+ * The adapter interface (docs/actions.md#adapters). Adapters are loaded by name from
+ * config, so a third party can ship one as an npm package or a local module.
  */
 
 import type { Alert } from '../../rules/index.ts';

@@ -83,6 +83,12 @@ export interface RemediationStore {
    * `maxEntries`, in slices; with them the claims older than the oldest entry kept, and
    * ledger attempts older than `maxAgeMs` (budgets count them within their windows).
    */
-  prune(options: { now: number; maxAgeMs: number; maxEntries: number }): MaybePromise<PruneResult>;
+  prune(options: {
+    now: number;
+    maxAgeMs: number;
+    maxEntries: number;
+    /** Rows deleted per step, so a large retention never holds a long write. */
+    slice?: number;
+  }): MaybePromise<PruneResult>;
   close(): MaybePromise<void>;
 }

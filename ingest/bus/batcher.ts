@@ -1,6 +1,3 @@
-import { RateMeter, retryAfterSeconds } from './encode.ts';
-import { BusBackpressureError } from './types.ts';
-
 /**
  * Collects concurrent publishes into few large sends. A publish waits at most `lingerMs`
  * for company, a send carries at most `maxMessages` messages and `maxBytes` bytes (a
@@ -8,6 +5,10 @@ import { BusBackpressureError } from './types.ts';
  * producer's sequence numbers need that), and each caller resolves once all of its own
  * messages are acknowledged, or rejects with the error of the send that failed.
  */
+
+import { RateMeter, retryAfterSeconds } from './encode.ts';
+import { BusBackpressureError } from './types.ts';
+
 export interface BatcherOptions {
   lingerMs: number;
   maxMessages: number;

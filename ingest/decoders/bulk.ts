@@ -24,9 +24,41 @@ export interface BulkDocuments {
   read?(item: BulkItem, buf: Buffer, start: number): number;
 }
 
-/** Decodes a `_bulk` body as its bytes arrive; the items are in `items`, in order. */
+/** Sender text quoted in a malformed-action message, at most. */
+const QUOTED_CHARS = 64;
+
+/** Elasticsearch's name for a JSON value's first token. */
+function tokenOf(value: unknown): string {
+  if (value === null) return 'VALUE_NULL';
+  if (Array.isArray(value)) return 'START_ARRAY';
+  switch (typeof value) {
+    case 'object':
+      return 'START_OBJECT';
+    case 'string':
+      return 'VALUE_STRING';
+    case 'number':
+      return 'VALUE_NUMBER';
+    default:
+      return 'VALUE_BOOLEAN';
+  }
+}
+
+function clip(text: string): string {
+  return text.length > QUOTED_CHARS ? `${text.slice(0, QUOTED_CHARS)}…` : text;
+}
+
+/**
+ * Decodes a `_bulk` body as its bytes arrive; the items are in `items`, in order.
+ *
+ * An action line that is not an action (not JSON, not an object of one known action
+ * whose metadata is an object) makes the whole request malformed, as in Elasticsearch:
+ * `malformed` says why, and the rest of the body is not read. Nothing of a body is
+ * published before the whole of it is decoded, so refusing it loses nothing acknowledged.
+ */
 export class BulkStream {
   readonly items: BulkItem[] = [];
+  /** Why the body is refused as a whole (Elasticsearch's 400), if it is. */
+  malformed: string | undefined;
   /** The action whose document is the next line, and its line. */
   private awaiting: BulkItem | undefined;
   private awaitingLine = 0;
@@ -44,10 +76,11 @@ export class BulkStream {
   }
 
   push(chunk: Buffer): void {
-    this.lines.push(chunk);
+    if (this.malformed === undefined) this.lines.push(chunk);
   }
 
   end(): void {
+    if (this.malformed !== undefined) return;
     this.lines.end();
     const item = this.awaiting;
     if (item) {
@@ -58,6 +91,7 @@ export class BulkStream {
 
   private action(buf: Buffer, start: number, line: number): number {
     const end = lineEnd(buf, start);
+    if (this.malformed !== undefined) return end;
     // Shippers repeat one action line (Filebeat's `{"create":{"_index":…}}`): the same
     // bytes as the last one read mean the same action.
     const last = this.lastAction;
@@ -78,27 +112,30 @@ export class BulkStream {
     }
     const text = buf.toString('utf8', start, end).trim();
     if (text === '') return end;
+    const malformed = (expected: string) => {
+      this.malformed = `Malformed action/metadata line [${line}], expected ${expected}`;
+      return end;
+    };
     let action: unknown;
     try {
       action = JSON.parse(text);
     } catch (err) {
-      this.items.push({
-        action: 'unknown',
-        index: this.defaultIndex,
-        id: undefined,
-        error: {
-          type: 'parse_exception',
-          reason: `line ${line}: malformed action/metadata line: ${(err as Error).message}`,
-          status: 400,
-        },
-      });
-      return end;
+      return malformed(`START_OBJECT but found invalid JSON (${clip((err as Error).message)})`);
     }
-    const name = action && typeof action === 'object' ? Object.keys(action)[0] : undefined;
-    const meta =
-      (name ? (action as Record<string, Record<string, unknown>>)[name] : undefined) ?? {};
-    const index = typeof meta._index === 'string' ? meta._index : this.defaultIndex;
-    const id = typeof meta._id === 'string' ? meta._id : undefined;
+    if (tokenOf(action) !== 'START_OBJECT')
+      return malformed(`START_OBJECT but found [${tokenOf(action)}]`);
+    const names = Object.keys(action as object);
+    const name = names[0];
+    if (name === undefined) return malformed('FIELD_NAME but found [END_OBJECT]');
+    if (name !== 'index' && name !== 'create' && name !== 'update' && name !== 'delete')
+      return malformed(`field [create], [delete], [index] or [update] but found [${clip(name)}]`);
+    const meta = (action as Record<string, unknown>)[name];
+    if (tokenOf(meta) !== 'START_OBJECT')
+      return malformed(`START_OBJECT but found [${tokenOf(meta)}]`);
+    if (names.length > 1) return malformed('END_OBJECT but found [FIELD_NAME]');
+    const { _index, _id } = meta as Record<string, unknown>;
+    const index = typeof _index === 'string' ? _index : this.defaultIndex;
+    const id = typeof _id === 'string' ? _id : undefined;
     let item: BulkItem;
     if (name === 'delete') {
       this.items.push({
@@ -119,12 +156,12 @@ export class BulkStream {
     } else
       // Its document line is still read past (every action but delete carries one).
       item = {
-        action: name === 'update' ? 'update' : 'unknown',
+        action: 'update',
         index,
         id,
         error: {
           type: 'illegal_argument_exception',
-          reason: `line ${line}: unsupported bulk action ${JSON.stringify(name)}; use index or create`,
+          reason: `line ${line}: unsupported bulk action "update"; use index or create`,
           status: 400,
         },
       };

@@ -1,7 +1,3 @@
-import { readFileSync } from 'node:fs';
-import protobuf from 'protobufjs';
-import { HttpError } from '../errors.ts';
-
 /**
  * OTLP/HTTP logs and metrics, protobuf or JSON encoded, flattened into plain records
  * ready for `normalize`: resource attributes (service.name, host.name...) and record or
@@ -9,6 +5,11 @@ import { HttpError } from '../errors.ts';
  * metric samples. Both encodings go through one walker over camelCase objects; they
  * differ in how ids travel (bytes vs hex strings) and how int64s are written.
  */
+
+import { readFileSync } from 'node:fs';
+import protobuf from 'protobufjs';
+import { HttpError } from '../errors.ts';
+
 const root = protobuf.parse(readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'), {
   keepCase: false,
 }).root;

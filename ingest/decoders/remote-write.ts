@@ -1,14 +1,15 @@
-import { readFileSync } from 'node:fs';
-import protobuf from 'protobufjs';
-import snappy from 'snappyjs';
-import { HttpError } from '../errors.ts';
-
 /**
  * Prometheus remote_write: a snappy-compressed `WriteRequest`. Each sample becomes a
  * metric event: `__name__` is the metric name, the other labels `labels.*` fields, with
  * `job` and `instance` filling service and host when the series has none. NaN samples
  * are staleness markers, not values, and are skipped.
  */
+
+import { readFileSync } from 'node:fs';
+import protobuf from 'protobufjs';
+import snappy from 'snappyjs';
+import { HttpError } from '../errors.ts';
+
 const root = protobuf.parse(
   readFileSync(new URL('../otlp/otlp.proto', import.meta.url), 'utf8'),
 ).root;

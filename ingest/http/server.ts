@@ -1,4 +1,4 @@
-import { timingSafeEqual } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import type { Transform } from 'node:stream';
 import { createGunzip, createInflate } from 'node:zlib';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -23,6 +23,7 @@ import { registerElasticsearchCompat } from './elasticsearch-compat.ts';
 import { createRejections, type Rejections } from './rejections.ts';
 import { isSqliteBusy } from '../sqlite.ts';
 import { HttpError, PayloadTooLarge } from '../errors.ts';
+import { redact } from '../redact.ts';
 
 /**
  * The log-shipper endpoint: one HTTP server for every protocol Drover speaks, so the
@@ -43,6 +44,17 @@ export interface IngestServerOptions {
    * not make an endpoint "authenticated": without `tokens` or `apiKeys` ingest is open.
    */
   extraTokens?: string[];
+  /**
+   * Bearer tokens that may read (`GET /v1/search`) besides `extraTokens`; ingest
+   * credentials never may. Without any credential configured, reads are as open as
+   * ingest is.
+   */
+  readTokens?: string[];
+  /**
+   * Decides who may read instead (the pipeline's check, which also checks `Host`):
+   * throws an error with a `statusCode` (401, 403) to refuse.
+   */
+  authorizeRead?: (req: FastifyRequest, reply: FastifyReply) => void;
   /** Listening beyond loopback without tokens or keys must be asked for explicitly. */
   allowUnauthenticated?: boolean;
   /** Limit on a request body after decompression. Default 16 MiB. */
@@ -110,6 +122,7 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
+  const authorizeRead = options.authorizeRead ?? readCheck(options, credentials.length === 0);
   if (credentials.length > 0) {
     credentials.push(...(options.extraTokens ?? []).map((t) => `Bearer ${t}`));
     app.addHook('onRequest', async (req, reply) => {
@@ -143,7 +156,22 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
       err instanceof PayloadTooLarge || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
         ? 413
         : (err.statusCode ?? 500);
-    if (status >= 500) options.logger?.error({ err }, 'ingest request failed');
+    if (status >= 500) {
+      // What failed inside (a store's URL with its credentials, a path, a stack) is for
+      // the log, redacted there too; the caller gets an id to find it by.
+      const id = randomUUID();
+      options.logger?.error(
+        {
+          id,
+          err: { type: err.name, message: redact(err.message), stack: redact(err.stack ?? '') },
+        },
+        'ingest request failed',
+      );
+      await reply
+        .code(status)
+        .send({ error: 'internal error; the server log has the details', id });
+      return;
+    }
     await reply
       .code(status)
       .send({ error: status === 413 ? `request body exceeds ${maxBodyBytes} bytes` : err.message });
@@ -320,7 +348,8 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
       const normalizeOptions = { receivedAt };
       const batch = options.bus.batch();
       const positions: number[] = [];
-      const stream: BulkStream = new BulkStream((req.params as { index?: string }).index, {
+      const index = (req.params as { index?: string }).index;
+      const stream: BulkStream = new BulkStream(index, {
         parsed: (item, value) => {
           try {
             batch.add(normalize(value, normalizeOptions));
@@ -343,6 +372,10 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
         },
       });
       let bytes = 0;
+      // Every item echoes the index the URL names, so it bounds the answer's size per
+      // byte of body: at most 100 bytes (the router's limit, in characters), no control
+      // characters (each would be written as 6).
+      if (index !== undefined && !isEchoableIndex(index)) stream.malformed = INVALID_INDEX;
       return {
         push: (chunk: Buffer) => {
           bytes += chunk.length;
@@ -350,14 +383,41 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
         },
         end: (): ParsedBulk => {
           stream.end();
-          return { items: stream.items, batch, positions, receivedAt, bytes };
+          return {
+            items: stream.items,
+            batch,
+            positions,
+            receivedAt,
+            bytes,
+            malformed: stream.malformed,
+          };
         },
       };
     },
     (scope) => {
       const bulk = async (req: FastifyRequest, reply: FastifyReply) => {
         const started = Date.now();
-        const { items, batch, positions, receivedAt, bytes } = req.body as ParsedBulk;
+        const { items, batch, positions, receivedAt, bytes, malformed } = req.body as ParsedBulk;
+        if (malformed !== undefined) {
+          // The whole request is refused before anything of it was published, as
+          // Elasticsearch refuses it: one error, whatever the size of the body.
+          options.onIngest?.({
+            protocol: 'bulk',
+            events: 0,
+            bytes,
+            decodeErrors: 1,
+            rejected: 0,
+            throttled: false,
+          });
+          const error = {
+            type:
+              malformed === INVALID_INDEX
+                ? 'invalid_index_name_exception'
+                : 'illegal_argument_exception',
+            reason: malformed,
+          };
+          return reply.code(400).send({ error: { root_cause: [error], ...error }, status: 400 });
+        }
         let throttled = false;
         let result: PublishResult = { accepted: [], rejected: [] };
         try {
@@ -490,15 +550,24 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     return reply.code(204).send();
   });
 
-  app.get('/v1/search', async (req, reply) => {
-    if (!options.search) return reply.code(404).send({ error: 'no index is configured' });
-    try {
-      return await options.search.search(parseSearchParams(req.query as Record<string, string>));
-    } catch (err) {
-      if (err instanceof SearchParamsError) return reply.code(400).send({ error: err.message });
-      throw err;
-    }
-  });
+  // A read route: it answers with what was ingested, which an ingest credential (held by
+  // every shipper) must not open. It authorizes itself (`access`), as control routes do.
+  app.get(
+    '/v1/search',
+    {
+      config: { access: 'read' },
+      onRequest: async (req, reply) => authorizeRead(req, reply),
+    },
+    async (req, reply) => {
+      if (!options.search) return reply.code(404).send({ error: 'no index is configured' });
+      try {
+        return await options.search.search(parseSearchParams(req.query as Record<string, string>));
+      } catch (err) {
+        if (err instanceof SearchParamsError) return reply.code(400).send({ error: err.message });
+        throw err;
+      }
+    },
+  );
 
   options.routes?.(app);
   const statsd =
@@ -591,6 +660,17 @@ interface ParsedBulk {
   receivedAt: number;
   /** Bytes after decompression. */
   bytes: number;
+  /** Why the whole request is refused (a malformed action line), if it is. */
+  malformed: string | undefined;
+}
+
+/** The longest index name in a `_bulk` URL, in bytes. */
+const MAX_INDEX_BYTES = 100;
+const INVALID_INDEX = `Invalid index name: at most ${MAX_INDEX_BYTES} bytes, no control characters`;
+
+function isEchoableIndex(index: string): boolean {
+  // eslint-disable-next-line no-control-regex
+  return Buffer.byteLength(index) <= MAX_INDEX_BYTES && !/[\u0000-\u001f\u007f]/.test(index);
 }
 
 /**
@@ -672,6 +752,28 @@ function readBody(
     if (inflate) inflate.end();
     else finish();
   });
+}
+
+/**
+ * Who may read when the embedding program does not say: a read token or an extra (admin)
+ * token, or anyone when nothing at all is configured (ingest is open, on loopback).
+ */
+function readCheck(
+  options: IngestServerOptions,
+  open: boolean,
+): (req: FastifyRequest, reply: FastifyReply) => void {
+  const readers = [...(options.readTokens ?? []), ...(options.extraTokens ?? [])].map(
+    (t) => `Bearer ${t}`,
+  );
+  const openReads = open && (options.readTokens ?? []).length === 0;
+  return (req, reply) => {
+    if (openReads) return;
+    const given = req.headers.authorization ?? '';
+    if (!readers.some((c) => safeEqual(c, given))) {
+      reply.header('www-authenticate', 'Bearer');
+      throw Object.assign(new Error('this route needs a read token'), { statusCode: 401 });
+    }
+  };
 }
 
 function apiKeyHeader(key: string): string {

@@ -97,7 +97,7 @@ describe('the Grafana dashboard', () => {
           cells.add(`${x},${y}`);
         }
     }
-    // Each area DESIGN.md §6 names has a panel.
+    // Each area docs/architecture.md#drovers-own-telemetry names has a panel.
     const titles = panels.map((p) => p.title.toLowerCase()).join('\n');
     for (const area of [
       'ingested by protocol',

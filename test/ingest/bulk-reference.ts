@@ -15,33 +15,52 @@ export interface BulkItem {
   error?: { type: string; reason: string; status: number };
 }
 
-export function decodeBulk(body: string, defaultIndex: string | undefined): BulkItem[] {
+/** Why Elasticsearch refuses a whole body for its action line, as in `BulkStream`. */
+export interface Malformed {
+  malformed: string;
+}
+
+const token = (v: unknown): string =>
+  v === null
+    ? 'VALUE_NULL'
+    : Array.isArray(v)
+      ? 'START_ARRAY'
+      : typeof v === 'object'
+        ? 'START_OBJECT'
+        : typeof v === 'string'
+          ? 'VALUE_STRING'
+          : typeof v === 'number'
+            ? 'VALUE_NUMBER'
+            : 'VALUE_BOOLEAN';
+const clip = (t: string) => (t.length > 64 ? `${t.slice(0, 64)}…` : t);
+
+export function decodeBulk(body: string, defaultIndex: string | undefined): BulkItem[] | Malformed {
   const lines = body.split('\n');
   const items: BulkItem[] = [];
   for (let i = 0; i < lines.length; i++) {
     const text = lines[i]!.trim();
     if (text === '') continue;
+    const malformed = (expected: string): Malformed => ({
+      malformed: `Malformed action/metadata line [${i + 1}], expected ${expected}`,
+    });
     let action: unknown;
     try {
       action = JSON.parse(text);
     } catch (err) {
-      items.push({
-        action: 'unknown',
-        index: defaultIndex,
-        id: undefined,
-        error: {
-          type: 'parse_exception',
-          reason: `line ${i + 1}: malformed action/metadata line: ${(err as Error).message}`,
-          status: 400,
-        },
-      });
-      continue;
+      return malformed(`START_OBJECT but found invalid JSON (${clip((err as Error).message)})`);
     }
-    const name = action && typeof action === 'object' ? Object.keys(action)[0] : undefined;
-    const meta =
-      (name ? (action as Record<string, Record<string, unknown>>)[name] : undefined) ?? {};
-    const index = typeof meta._index === 'string' ? meta._index : defaultIndex;
-    const id = typeof meta._id === 'string' ? meta._id : undefined;
+    if (token(action) !== 'START_OBJECT')
+      return malformed(`START_OBJECT but found [${token(action)}]`);
+    const names = Object.keys(action as object);
+    const name = names[0];
+    if (name === undefined) return malformed('FIELD_NAME but found [END_OBJECT]');
+    if (!['index', 'create', 'update', 'delete'].includes(name))
+      return malformed(`field [create], [delete], [index] or [update] but found [${clip(name)}]`);
+    const meta = (action as Record<string, Record<string, unknown>>)[name];
+    if (token(meta) !== 'START_OBJECT') return malformed(`START_OBJECT but found [${token(meta)}]`);
+    if (names.length > 1) return malformed('END_OBJECT but found [FIELD_NAME]');
+    const index = typeof meta!._index === 'string' ? meta!._index : defaultIndex;
+    const id = typeof meta!._id === 'string' ? meta!._id : undefined;
     if (name === 'delete') {
       items.push({
         action: 'delete',
@@ -59,12 +78,12 @@ export function decodeBulk(body: string, defaultIndex: string | undefined): Bulk
     const docLine = lines[++i];
     if (name !== 'index' && name !== 'create') {
       items.push({
-        action: name === 'update' ? 'update' : 'unknown',
+        action: 'update',
         index,
         id,
         error: {
           type: 'illegal_argument_exception',
-          reason: `line ${i}: unsupported bulk action ${JSON.stringify(name)}; use index or create`,
+          reason: `line ${i}: unsupported bulk action "update"; use index or create`,
           status: 400,
         },
       });

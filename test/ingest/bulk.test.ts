@@ -49,6 +49,7 @@ function streamed(body: Buffer, cuts: number[], index: string | undefined, byteP
     from = p;
   }
   stream.end();
+  if (stream.malformed !== undefined) return { malformed: stream.malformed };
   return { items: stream.items, events };
 }
 
@@ -56,6 +57,7 @@ function streamed(body: Buffer, cuts: number[], index: string | undefined, byteP
 function reference(body: Buffer, index: string | undefined) {
   const options = { receivedAt: 7 };
   const items = decodeBulk(body.toString('utf8'), index);
+  if (!Array.isArray(items)) return items;
   const events: Array<[number, string]> = [];
   items.forEach((item, i) => {
     if (item.error) return;
@@ -84,6 +86,10 @@ const actionLine = fc.oneof(
     '{"frobnicate":{}}',
     '{"index":',
     'not json',
+    '{"index":1}',
+    '{}',
+    '[]',
+    '{"index":{},"create":{}}',
     '',
     '  ',
   ),

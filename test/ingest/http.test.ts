@@ -8,6 +8,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { type EmbeddedBus, openEmbeddedBus } from '../../ingest/bus/index.ts';
 import { createIngestServer, type IngestServer } from '../../ingest/http/index.ts';
 import { openEmbeddedIndex } from '../../ingest/indexer/index.ts';
+import type { SearchIndex } from '../../ingest/indexer/search.ts';
+import pino from 'pino';
 
 const opened: Array<{ server: IngestServer; bus: EmbeddedBus }> = [];
 
@@ -469,5 +471,65 @@ describe('search', () => {
     expect(json.events[0]!.message).toBe('disk full on db-1');
     expect((await fetch(`${url}/v1/search?size=0`)).status).toBe(400);
     index.close();
+  });
+
+  it('needs a read or admin token, never an ingest credential, once any is configured', async () => {
+    const index = openEmbeddedIndex(join(mkdtempSync(join(tmpdir(), 'drover-idx-')), 'i.db'));
+    const { url } = await start({
+      search: index,
+      tokens: ['ingest'],
+      apiKeys: ['id1:key1'],
+      readTokens: ['reader'],
+      extraTokens: ['admin'],
+    });
+    const search = (authorization?: string) =>
+      fetch(`${url}/v1/search?q=x`, authorization ? { headers: { authorization } } : {});
+    const apiKey = `ApiKey ${Buffer.from('id1:key1').toString('base64')}`;
+    for (const refused of [undefined, 'Bearer ingest', apiKey, 'Bearer other']) {
+      const res = await search(refused);
+      expect(res.status, String(refused)).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe('Bearer');
+    }
+    expect((await search('Bearer reader')).status).toBe(200);
+    expect((await search('Bearer admin')).status).toBe(200);
+    // A read token does not ingest.
+    const ingest = await fetch(`${url}/ingest`, {
+      method: 'POST',
+      body: ndjson([{ message: 'x' }]),
+      headers: { authorization: 'Bearer reader' },
+    });
+    expect(ingest.status).toBe(401);
+    // With only ingest credentials and no read token, nobody but an admin reads.
+    const { url: noReaders } = await start({ search: index, tokens: ['ingest'] });
+    const res = await fetch(`${noReaders}/v1/search`, {
+      headers: { authorization: 'Bearer ingest' },
+    });
+    expect(res.status).toBe(401);
+    index.close();
+  });
+});
+
+describe('5xx answers', () => {
+  it('say nothing of the failure but an id, which the log has with the cause redacted', async () => {
+    const lines: string[] = [];
+    const logger = pino({ level: 'error' }, { write: (line: string) => void lines.push(line) });
+    const failing: SearchIndex = {
+      search: () =>
+        Promise.reject(
+          new Error('connect ECONNREFUSED https://elastic:hunter2@es.internal:9200/_search'),
+        ),
+    } as unknown as SearchIndex;
+    const { url } = await start({ search: failing, logger });
+    const res = await fetch(`${url}/v1/search?q=x`);
+    expect(res.status).toBe(500);
+    const text = await res.text();
+    expect(text).not.toMatch(/hunter2|elastic|es\.internal|ECONNREFUSED|at /);
+    const answer = JSON.parse(text) as { error: string; id: string };
+    expect(answer.error).toMatch(/internal error/);
+    expect(answer.id).toMatch(/^[0-9a-f-]{36}$/);
+    const logged = lines.map((l) => JSON.parse(l) as { id?: string; err?: { message: string } });
+    const entry = logged.find((l) => l.id === answer.id);
+    expect(entry?.err?.message).toBe('connect ECONNREFUSED https://***@es.internal:9200/_search');
+    expect(lines.join('')).not.toContain('hunter2');
   });
 });

@@ -15,9 +15,9 @@ import {
 } from '../../ingest/normalize.ts';
 
 /**
- * Normalizes one decoded JSON object into the event model (DESIGN.md §2). The same
- * function serves every ingest protocol and the backtest, so a rule sees the same
- * event whichever way it arrived.
+ * Normalizes one decoded JSON object into the event model
+ * (docs/architecture.md#event-model). The same function serves every ingest protocol and
+ * the backtest, so a rule sees the same event whichever way it arrived.
  */
 export interface NormalizeOptions {
   /** Receipt time, used when the object carries no time of its own. */

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { NormalizeError, normalize } from '../../ingest/index.ts';
 
-describe('normalize: the event model of DESIGN.md §2', () => {
+describe('normalize: the event model of docs/architecture.md', () => {
   it("maps pino's native fields", () => {
     const stackText = readFileSync(
       new URL('./fixtures/stacks/node-checkout-123.txt', import.meta.url),

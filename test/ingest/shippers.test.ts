@@ -160,7 +160,8 @@ ruleset(name="toDrover") {
       expect(byMessage['order 2 accepted']).toMatchObject({ 'log.level': 'info' });
       expect(byMessage['slow query rsyslogcheck']).toMatchObject({
         'service.name': 'postgres',
-        // syslog's "warning" normalized to the event model's level (DESIGN.md §2).
+        // syslog's "warning" normalized to the event model's level
+        // (docs/architecture.md#event-model).
         'log.level': 'warn',
       });
       expect(existsSync(join(dir, 'refused.json'))).toBe(false);
@@ -402,7 +403,7 @@ logging.to_stderr: true
         'log.file.path': logFile,
       });
       // Filebeat's own host.name (the shipper's host) fills the model, and pino's
-      // `hostname` stays beside it; @timestamp is when the line was read (README).
+      // `hostname` stays beside it; @timestamp is when the line was read (docs/shippers.md).
       expect(typeof second['host.name']).toBe('string');
       expect(second.hostname).toBe('fb-host');
     }, 90_000);

@@ -241,7 +241,8 @@ describe('the control API with ingest, read and admin tokens', () => {
     expect((await ingest('admin-t0ken')).status).toBe(200);
     expect((await ingest('read-t0ken')).status).toBe(401);
 
-    for (const path of ['/v1/actions', '/v1/rules', '/v1/alerts', '/v1/silences', '/metrics']) {
+    const reads = ['/v1/actions', '/v1/rules', '/v1/alerts', '/v1/silences', '/metrics'];
+    for (const path of [...reads, '/v1/search?q=x']) {
       expect((await s.call('GET', path)).status, path).toBe(401);
       expect((await s.call('GET', path, { token: 'ingest-t0ken' })).status, path).toBe(401);
       expect((await s.call('GET', path, { token: 'read-t0ken' })).status, path).toBe(200);
@@ -252,6 +253,9 @@ describe('the control API with ingest, read and admin tokens', () => {
     expect((await act('ingest-t0ken')).status).toBe(401);
     expect((await act('read-t0ken')).status).toBe(401);
     expect((await act('admin-t0ken')).status).toBe(200);
+    // Search is a read route like the others: the Host check applies to it too.
+    const foreign = { authorization: 'Bearer read-t0ken' };
+    expect(await s.withHost('GET', '/v1/search?q=x', 'evil.example', foreign)).toBe(403);
     // Probes carry no credential.
     expect((await s.call('GET', '/healthz')).status).toBe(200);
     expect((await s.call('GET', '/readyz')).status).toBe(200);
