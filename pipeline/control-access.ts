@@ -25,6 +25,34 @@ export interface AccessOptions {
   openReads: boolean;
 }
 
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+/** The access options of a `listen:` configuration, with the admin tokens in force. */
+export function accessOptions(
+  listen: {
+    host: string;
+    allowedHosts?: string[];
+    readTokens?: string[];
+    tokens: string[];
+    apiKeys: string[];
+  },
+  adminTokens: string[],
+): AccessOptions {
+  const readTokens = listen.readTokens ?? [];
+  return {
+    host: listen.host,
+    allowedHosts: listen.allowedHosts ?? [],
+    readTokens,
+    adminTokens,
+    // As open as ingest is: loopback with no credential configured for either.
+    openReads:
+      readTokens.length === 0 &&
+      listen.tokens.length === 0 &&
+      listen.apiKeys.length === 0 &&
+      LOOPBACK.test(listen.host),
+  };
+}
+
 export class AccessError extends Error {
   constructor(
     readonly statusCode: 401 | 403 | 415,

@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Gauge } from 'prom-client';
@@ -18,8 +18,6 @@ import {
   type Bus,
   createKafkaBus,
   type Consumer,
-  type EmbeddedBus,
-  type KafkaBus,
   openEmbeddedBus,
   type Topic,
 } from '../ingest/bus/index.ts';
@@ -31,17 +29,18 @@ import {
 } from '../ingest/indexer/index.ts';
 import {
   type Alert,
+  alertDocument,
   type Diagnostic,
   Engine,
-  type EngineSnapshot,
   formatDiagnostic,
   loadRules,
 } from '../rules/index.ts';
 import { ConfigError, type DroverConfig } from './config.ts';
 import { ensureAdminToken } from './admin-token.ts';
 import { createControlApi } from './control-api.ts';
-import { type AccessOptions, createAccessCheck } from './control-access.ts';
+import { type AccessOptions, accessOptions, createAccessCheck } from './control-access.ts';
 import type { Logger } from './logger.ts';
+import { Checkpoints, partitionedOffsets } from './checkpoint.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
@@ -54,14 +53,6 @@ import { packageRoot } from './package-root.ts';
  * replayed alert keeps its id, which the remediator's idempotency claims turn away.
  */
 const TOPICS: Topic[] = ['logs', 'metrics'];
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
-
-interface Snapshot {
-  engine: EngineSnapshot;
-  /** Next offset per `topic/partition` (the embedded bus has partition 0 only). */
-  offsets: Record<string, number>;
-  at: number;
-}
 
 export class Pipeline {
   server!: IngestServer;
@@ -93,6 +84,7 @@ export class Pipeline {
   private pendingActions = new Set<Promise<unknown>>();
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
+  private readonly checkpoints: Checkpoints;
   /**
    * Alerts whose remediation has not finished (claim, guards, action, journal). While
    * any is pending no periodic snapshot is written: the last one stays behind the
@@ -106,10 +98,9 @@ export class Pipeline {
     private readonly logger: Logger,
   ) {
     this.reportRefusal = createRefusalReporter({ telemetry: this.telemetry, logger });
-  }
-
-  private get snapshotPath(): string {
-    return join(this.config.stateDir, 'rules-snapshot.json');
+    this.checkpoints = new Checkpoints(join(config.stateDir, 'rules-snapshot.json'), logger, () =>
+      this.telemetry.faults.inc({ kind: 'snapshot' }),
+    );
   }
 
   /**
@@ -188,13 +179,10 @@ export class Pipeline {
     this.pruneTimer.unref();
 
     this.engine = this.newEngine(rules);
-    const snapshot = this.readSnapshot();
+    const snapshot = this.checkpoints.read();
     if (snapshot) {
       const { reset } = this.engine.restore(snapshot.engine);
-      // Snapshots before partitions were recorded name the topic alone (partition 0).
-      this.offsets = Object.fromEntries(
-        Object.entries(snapshot.offsets).map(([k, v]) => [k.includes('/') ? k : `${k}/0`, v]),
-      );
+      this.offsets = partitionedOffsets(snapshot.offsets);
       this.logger.info(
         { offsets: snapshot.offsets, reset, at: new Date(snapshot.at).toISOString() },
         'rule state restored',
@@ -270,7 +258,7 @@ export class Pipeline {
    */
   private async tick(): Promise<void> {
     try {
-      const lag = await (this.bus as EmbeddedBus | KafkaBus).lag(this.group('rules'));
+      const lag = await this.bus.lag(this.group('rules'));
       if (TOPICS.some((t) => lag[t] > 0)) return;
       // Read but held back in the merge: still a backlog.
       if (this.rulesInput && this.rulesInput.held() > 0) return;
@@ -391,7 +379,7 @@ export class Pipeline {
     this.pendingActions.add(p);
     if (this.alertIndexer) {
       const indexed = this.alertIndexer
-        .indexAlerts([alert])
+        .indexAlerts([alertDocument(alert)])
         .catch((err: unknown) =>
           this.logger.warn({ err, alert: alert.id }, 'could not index the alert'),
         )
@@ -466,16 +454,7 @@ export class Pipeline {
   private async startRules(): Promise<void> {
     // Replay from the positions the restored state reflects (from the start without a
     // snapshot): the snapshot, not the group's commits, owns the rules' position.
-    if (this.bus.kind === 'embedded') {
-      for (const topic of TOPICS)
-        (this.bus as EmbeddedBus).commit(
-          this.group('rules'),
-          topic,
-          this.offsets[`${topic}/0`] ?? 0,
-        );
-    } else {
-      await (this.bus as KafkaBus).rewind(this.group('rules'), this.offsets, TOPICS);
-    }
+    await this.bus.rewind(this.group('rules'), this.offsets, TOPICS);
     // The engine sees the inputs merged in event time (rules-input.ts); the snapshot's
     // offsets are what it has processed per input, not what the bus has delivered.
     const input = createRulesInput({
@@ -521,44 +500,18 @@ export class Pipeline {
     );
   }
 
-  private readSnapshot(): Snapshot | undefined {
-    if (!existsSync(this.snapshotPath)) return undefined;
-    try {
-      return JSON.parse(readFileSync(this.snapshotPath, 'utf8')) as Snapshot;
-    } catch (err) {
-      this.logger.warn(
-        { err },
-        'the rule snapshot could not be read; starting from the beginning of the bus',
-      );
-      return undefined;
-    }
-  }
-
   /** writeSnapshot, with a failure logged and counted instead of thrown. */
   private trySnapshot(): boolean {
-    try {
-      this.writeSnapshot();
-      return true;
-    } catch (err) {
-      this.telemetry.faults.inc({ kind: 'snapshot' });
-      this.logger.error(
-        { err },
-        'the rule snapshot could not be written; retrying at the next interval',
-      );
-      return false;
-    }
+    return this.checkpoints.tryWrite(() => this.checkpointState());
   }
 
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
   writeSnapshot(): void {
-    const snapshot: Snapshot = {
-      engine: this.engine.snapshot(),
-      offsets: { ...this.offsets },
-      at: Date.now(),
-    };
-    const tmp = `${this.snapshotPath}.tmp`;
-    writeFileSync(tmp, JSON.stringify(snapshot));
-    renameSync(tmp, this.snapshotPath);
+    this.checkpoints.write(this.checkpointState());
+  }
+
+  private checkpointState() {
+    return { engine: this.engine.snapshot(), offsets: { ...this.offsets } };
   }
 
   /**
@@ -610,19 +563,7 @@ export class Pipeline {
 
   /** Who may call the control routes and the ingest server's read routes. */
   private access(adminTokens: string[]): AccessOptions {
-    const l = this.config.listen;
-    return {
-      host: l.host,
-      allowedHosts: l.allowedHosts ?? [],
-      readTokens: l.readTokens ?? [],
-      adminTokens,
-      // As open as ingest is: loopback with no credential configured for either.
-      openReads:
-        (l.readTokens ?? []).length === 0 &&
-        l.tokens.length === 0 &&
-        l.apiKeys.length === 0 &&
-        LOOPBACK.test(l.host),
-    };
+    return accessOptions(this.config.listen, adminTokens);
   }
 
   private routes(adminTokens: string[]): (app: FastifyInstance) => void {
@@ -644,7 +585,7 @@ export class Pipeline {
 
   /** Gauges read at scrape time, so they are as fresh as the scrape. */
   private async scrape(): Promise<string> {
-    const bus = this.bus as EmbeddedBus | KafkaBus;
+    const bus = this.bus;
     for (const group of [this.group('rules'), this.group('indexer')]) {
       try {
         const lag = await bus.lag(group);

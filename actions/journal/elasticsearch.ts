@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Client } from '@elastic/elasticsearch';
 import type * as Elastic from '@elastic/elasticsearch';
-import { dailyIndex, indexTemplate } from '../../ingest/indexer/index.ts';
+import { dailyIndex, indexTemplate } from '../../ingest/indexer/templates.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';

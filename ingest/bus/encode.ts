@@ -4,7 +4,11 @@ import type { Event } from '../event.ts';
 /** How much of a refused event the dead-letter store keeps: enough to see what it was. */
 export const DEAD_LETTER_BODY_CHARS = 65_536;
 
-export type Serialized = { ok: true; body: string } | { ok: false; reason: string; body: string };
+/** Why an event was refused, for code to branch on; `reason` is the sentence for people. */
+export type RefusalCode = 'not-an-event' | 'not-json' | 'too-large';
+
+export type Serialized =
+  { ok: true; body: string } | { ok: false; code: RefusalCode; reason: string; body: string };
 
 /**
  * Serializes one event for the log, or says why it cannot go there. A bad event is
@@ -12,13 +16,14 @@ export type Serialized = { ok: true; body: string } | { ok: false; reason: strin
  */
 export function serialize(event: Event, maxEventBytes: number): Serialized {
   if (typeof event !== 'object' || event === null || Array.isArray(event))
-    return { ok: false, reason: 'not an event object', body: preview(event) };
+    return { ok: false, code: 'not-an-event', reason: 'not an event object', body: preview(event) };
   let body: string;
   try {
     body = JSON.stringify(event);
   } catch (err) {
     return {
       ok: false,
+      code: 'not-json',
       reason: `event cannot be serialized as JSON: ${(err as Error).message}`,
       body: preview(event),
     };
@@ -29,6 +34,7 @@ export function serialize(event: Event, maxEventBytes: number): Serialized {
     if (bytes > maxEventBytes)
       return {
         ok: false,
+        code: 'too-large',
         reason: `event of ${bytes} bytes exceeds the limit of ${maxEventBytes}`,
         body: body.slice(0, DEAD_LETTER_BODY_CHARS),
       };

@@ -5,7 +5,7 @@ export {
   type EmbeddedBusStats,
   type GroupPosition,
   openEmbeddedBus,
-} from './embedded.ts';
+} from './embedded/index.ts';
 export { DEFAULT_MAX_ATTEMPTS, isTransient, transient } from './deliver.ts';
 export { keyOf } from './encode.ts';
 export {

@@ -266,7 +266,10 @@ export class KafkaBus implements Bus {
 
   prepare(event: Event): Prepared {
     const s = serialize(event, this.maxEventBytes);
-    if (!s.ok) return { ...s, key: s.reason.startsWith('not an event') ? '' : keyOf(event) };
+    if (!s.ok) {
+      const { code: _code, ...refused } = s;
+      return { ...refused, key: s.code === 'not-an-event' ? '' : keyOf(event) };
+    }
     return { ok: true, body: s.body, topic: topicOf(event), key: keyOf(event) };
   }
 

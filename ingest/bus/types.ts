@@ -123,5 +123,14 @@ export interface Bus {
   /** `publish` for a batch of this bus's; indexes in the result are in order of `add`. */
   publishBatch(batch: PublishBatch): Promise<PublishResult>;
   consume(options: ConsumeOptions): Promise<Consumer>;
+  /** Messages a group has yet to consume, per topic: the bus lag. */
+  lag(group: string): Record<Topic, number> | Promise<Record<Topic, number>>;
+  /**
+   * Moves a group, while none of its members runs, to the given positions
+   * (`"topic/partition"` → next offset to consume); partitions not named go back to their
+   * earliest retained offset. The rules engine replays from the offsets its restored
+   * snapshot reflects, whatever the group committed after that snapshot.
+   */
+  rewind(group: string, positions: Record<string, number>, topics: Topic[]): Promise<void>;
   close(): Promise<void>;
 }

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as ProtobufJs from 'protobufjs';
 import type { Type } from 'protobufjs';
+import { HttpError } from '../errors.ts';
 
 // protobufjs and the parsed proto are loaded at the first protobuf request, not when
 // Drover starts.
@@ -35,7 +36,12 @@ function types() {
 
 export type OtlpSignal = 'logs' | 'metrics';
 
-export class OtlpDecodeError extends Error {}
+/** A request that is not OTLP, or past the decoder's bounds: 400, the exporter drops it. */
+export class OtlpDecodeError extends HttpError {
+  constructor(message: string, statusCode = 400, code = 'DROVER_OTLP_INVALID') {
+    super(message, statusCode, code);
+  }
+}
 
 type Obj = Record<string, unknown>;
 
@@ -118,7 +124,9 @@ export const MAX_FIELDS = 1_000_000;
 
 /** A request beyond MAX_FIELDS: the exporter should send smaller batches. */
 export class OtlpTooLargeError extends OtlpDecodeError {
-  readonly statusCode = 413;
+  constructor(message: string) {
+    super(message, 413, 'DROVER_OTLP_TOO_LARGE');
+  }
 }
 
 function anyValueAt(v: unknown, depth: number): unknown {

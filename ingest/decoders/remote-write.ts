@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import type * as ProtobufJs from 'protobufjs';
 import type { Type } from 'protobufjs';
 import snappy from 'snappyjs';
+import { HttpError } from '../errors.ts';
 
 // protobufjs and the parsed proto are loaded at the first remote_write request.
 const requireLib = createRequire(import.meta.url);
@@ -20,7 +21,28 @@ function writeRequest(): Type {
     .root.lookupType('opentelemetry.proto.WriteRequest'));
 }
 
-export class RemoteWriteDecodeError extends Error {}
+/** A body that is not a snappy WriteRequest (400), or one that inflates past the limit (413). */
+export class RemoteWriteDecodeError extends HttpError {
+  constructor(message: string, statusCode = 400, code = 'DROVER_REMOTE_WRITE_INVALID') {
+    super(message, statusCode, code);
+  }
+}
+
+/**
+ * The uncompressed length a snappy block declares (its leading varint), as snappyjs
+ * reads it; -1 when it cannot be read. At most 5 bytes are looked at.
+ */
+function declaredLength(block: Buffer): number {
+  let result = 0;
+  for (let i = 0, shift = 0; i < block.length && shift < 32; i++, shift += 7) {
+    const c = block[i]!;
+    const val = c & 0x7f;
+    if ((val << shift) >>> shift !== val) return -1;
+    result |= val << shift;
+    if (c < 128) return result >>> 0;
+  }
+  return -1;
+}
 
 interface Series {
   labels?: Array<{ name?: string; value?: string }>;
@@ -35,7 +57,10 @@ export function decodeRemoteWrite(
   try {
     raw = snappy.uncompress(body, maxBytes);
   } catch (err) {
-    throw new RemoteWriteDecodeError(`invalid snappy block: ${(err as Error).message}`);
+    const message = `invalid snappy block: ${(err as Error).message}`;
+    if (declaredLength(body) > maxBytes)
+      throw new RemoteWriteDecodeError(message, 413, 'DROVER_BODY_TOO_LARGE');
+    throw new RemoteWriteDecodeError(message);
   }
   let request: { timeseries?: Series[] };
   try {

@@ -3,5 +3,5 @@ export {
   type IngestMetrics,
   type IngestServer,
   type IngestServerOptions,
-  PayloadTooLarge,
 } from './server.ts';
+export { HttpError, PayloadTooLarge } from '../errors.ts';

@@ -6,9 +6,8 @@ type QueryDslQueryContainer = estypes.QueryDslQueryContainer;
 import { transient } from '../bus/deliver.ts';
 import type { BusBatch } from '../bus/types.ts';
 import type { Event } from '../event.ts';
-import type { Alert } from '../../rules/index.ts';
 import { documentId, type SearchParams, type SearchResult } from './search.ts';
-import { dailyIndex, type IndexFamily, indexTemplate } from './templates.ts';
+import { type AlertDocument, dailyIndex, type IndexFamily, indexTemplate } from './templates.ts';
 
 /**
  * Indexes bus batches into Elasticsearch. On start it detects what the server offers
@@ -195,12 +194,13 @@ export class ElasticsearchIndexer {
   /**
    * Alerts into the alerts index family, where the Kibana alerts dashboard reads them.
    * The alert id is the document id, so an alert replayed after a restart is a no-op.
+   * The documents are built where alerts are produced (rules' `alertDocument`).
    */
-  async indexAlerts(alerts: Alert[]): Promise<void> {
+  async indexAlerts(alerts: AlertDocument[]): Promise<void> {
     if (alerts.length === 0) return;
     const operations = alerts.flatMap((a) => [
-      { create: { _index: this.indexFor('alerts', Date.parse(a.at)), _id: a.id } },
-      alertDocument(a),
+      { create: { _index: this.indexFor('alerts', Date.parse(a['@timestamp'])), _id: a.id } },
+      a,
     ]);
     const response = await this.client.bulk({ operations });
     const failed = response.items.filter(
@@ -287,23 +287,6 @@ export class ElasticsearchIndexer {
   async close(): Promise<void> {
     await this.client.close();
   }
-}
-
-/** The alert as indexed: its service lifted out of key or sample, so it can be charted. */
-function alertDocument(a: Alert): Record<string, unknown> {
-  const service = a.key['service.name'] ?? a.sample?.['service.name'];
-  return {
-    '@timestamp': a.at,
-    id: a.id,
-    rule: a.rule,
-    type: a.type,
-    ...(a.description && { description: a.description }),
-    ...(typeof service === 'string' && { service: { name: service } }),
-    key: a.key,
-    figures: a.figures,
-    labels: a.labels,
-    ...(a.sample && { sample: a.sample }),
-  };
 }
 
 function toDocument(event: Event): Record<string, unknown> {

@@ -15,6 +15,7 @@ export {
   type SearchResult,
 } from './search.ts';
 export {
+  type AlertDocument,
   dailyIndex,
   type IndexFamily,
   indexPattern,

@@ -5,6 +5,9 @@
  */
 export type IndexFamily = 'events' | 'alerts' | 'actions' | 'deadletter';
 
+/** A document of the alerts family: its id (the document id) and its time; see MAPPINGS. */
+export type AlertDocument = { '@timestamp': string; id: string } & Record<string, unknown>;
+
 const keyword = { type: 'keyword', ignore_above: 1024 };
 const text = { type: 'text' };
 

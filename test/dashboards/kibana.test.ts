@@ -9,7 +9,7 @@ import { fieldUses, kibanaSavedObjects, type SavedObject } from '../../dashboard
 import type { BusBatch } from '../../ingest/bus/index.ts';
 import { normalize } from '../../ingest/index.ts';
 import { ElasticsearchIndexer } from '../../ingest/indexer/index.ts';
-import type { Alert } from '../../rules/index.ts';
+import { type Alert, alertDocument } from '../../rules/index.ts';
 
 const NDJSON = join(import.meta.dirname, '..', '..', 'dashboards', 'kibana', 'drover.ndjson');
 const STACKS = join(import.meta.dirname, '..', 'ingest', 'fixtures', 'stacks');
@@ -157,7 +157,7 @@ describe.skipIf(!url)(
         labels: { team: 'payments' },
         actions: [],
       };
-      await indexer.indexAlerts([alert]);
+      await indexer.indexAlerts([alertDocument(alert)]);
       store = await new ElasticsearchStore({ node: url!, prefix }).init();
       const base: Omit<Decision, 'id' | 'decision'> = {
         at: now,

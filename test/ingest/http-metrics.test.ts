@@ -2,6 +2,7 @@ import { createSocket } from 'node:dgram';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import snappy from 'snappyjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type EmbeddedBus, openEmbeddedBus } from '../../ingest/bus/index.ts';
 import { encodeRemoteWrite } from '../../ingest/decoders/remote-write.ts';
@@ -81,6 +82,31 @@ describe('Prometheus remote_write', () => {
       headers: { 'content-type': 'application/x-protobuf' },
     });
     expect(res.status).toBe(400);
+  });
+
+  it('answers 413 to a snappy block that would inflate past the body limit', async () => {
+    // A snappy block declaring 1 GiB (varint 0x80 0x80 0x80 0x80 0x04) of literal data.
+    const res = await fetch(`${server.url}/api/v1/write`, {
+      method: 'POST',
+      body: Buffer.from([0x80, 0x80, 0x80, 0x80, 0x04, 0x00]),
+      headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
+    });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: string }).error).toMatch(/too big/);
+  });
+
+  it('answers 400 to a snappy block holding a WriteRequest with a broken varint', async () => {
+    // WriteRequest { timeseries { samples { timestamp: 11 bytes of 0xff } } }.
+    const sample = [0x10, ...Array<number>(11).fill(0xff)];
+    const series = [0x12, sample.length, ...sample];
+    const request = Buffer.from([0x0a, series.length, ...series]);
+    const res = await fetch(`${server.url}/api/v1/write`, {
+      method: 'POST',
+      body: Buffer.from(snappy.compress(request)),
+      headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'snappy' },
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toMatch(/invalid WriteRequest/);
   });
 });
 

@@ -1,7 +1,7 @@
-import type { Event } from '../event.ts';
-import { DEAD_LETTER_BODY_CHARS, preview } from './encode.ts';
-import { writeJson } from '../json-bytes.ts';
-import { type JsonWriter, type PublishBatch, type Topic, topicOf } from './types.ts';
+import type { Event } from '../../event.ts';
+import { DEAD_LETTER_BODY_CHARS, preview } from '../encode.ts';
+import { writeJson } from '../../json-bytes.ts';
+import { type JsonWriter, type PublishBatch, type Topic, topicOf } from '../types.ts';
 
 /**
  * A publish for the embedded bus: each event is written as UTF-8 JSON into its topic's

@@ -1,0 +1,164 @@
+/**
+ * A consumer group's member on the embedded bus: one loop that reads the group's topics
+ * from its positions and hands batches to the handler through the shared delivery.
+ */
+import type { EventEmitter } from 'node:events';
+import { isSqliteBusy } from '../../sqlite.ts';
+import { DEFAULT_MAX_ATTEMPTS, deliver, transient } from '../deliver.ts';
+import type { BusMessage, ConsumeOptions, Topic } from '../types.ts';
+
+/** What a consumer needs of the bus. */
+export interface ConsumerLog {
+  position(group: string, topic: Topic): number;
+  read(topic: Topic, from: number, limit: number): BusMessage[];
+  commit(group: string, topic: Topic, nextOffset: number): void;
+  deadLetterMessage(message: BusMessage, reason: string): void;
+}
+
+export interface ConsumerSettings {
+  batchSize: number;
+  pollMs: number;
+  wakeups: EventEmitter;
+  handled: (messages: number) => void;
+  onError: (err: Error, context: string) => void;
+}
+
+export class EmbeddedConsumer {
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private readonly onPublished = () => this.wake?.();
+
+  constructor(
+    private readonly bus: ConsumerLog,
+    private readonly options: ConsumeOptions,
+    private readonly settings: ConsumerSettings,
+  ) {}
+
+  start(): void {
+    this.settings.wakeups.on('published', this.onPublished);
+    this.loop = this.run();
+  }
+
+  /**
+   * Without a flow, topics are read and handled in turns. With one (a merging handler),
+   * each pass reads every topic the flow has not paused and hands their batches over
+   * together, then reports the topics it found empty as caught up: the merge sees what
+   * each input has before it decides which is ahead, and the handler never has to wait
+   * for another topic's batch, which this one loop could not deliver while it waited.
+   */
+  private async run(): Promise<void> {
+    const { group, topics, flow } = this.options;
+    if (flow) {
+      flow.assigned(topics.map((topic) => ({ topic, partition: 0 })));
+      this.unsubscribe = flow.onResume(() => this.wake?.());
+    }
+    let failures = 0;
+    while (!this.stopped) {
+      try {
+        const delivered = await this.pass();
+        failures = 0;
+        if (!delivered && !this.stopped) await this.sleep(this.settings.pollMs);
+      } catch (e) {
+        // Reading the log or a position failed (the file is locked past the busy
+        // timeout): nothing was handed over for it; the pass is tried again after a
+        // backoff, and an error never ends the loop (it would stop the group silently).
+        const err = e instanceof Error ? e : new Error(String(e));
+        this.settings.onError(
+          err,
+          `consumer group "${group}" could not read ${topics.join(', ')}; retrying`,
+        );
+        await this.sleep(Math.min(5_000, 50 * 2 ** Math.min(++failures, 7)));
+      }
+    }
+  }
+
+  /** Reads each topic once and hands what it found over; true if anything was handled. */
+  private async pass(): Promise<boolean> {
+    const { group, topics, flow } = this.options;
+    let delivered = false;
+    if (flow) {
+      const reads: Array<{ topic: Topic; messages: BusMessage[] }> = [];
+      const empty: Array<{ topic: Topic; position: number }> = [];
+      for (const topic of topics) {
+        if (flow.isPaused({ topic, partition: 0 })) continue;
+        const position = this.bus.position(group, topic);
+        const messages = this.bus.read(topic, position, this.settings.batchSize);
+        if (messages.length === 0) empty.push({ topic, position });
+        else reads.push({ topic, messages });
+      }
+      const results = await Promise.all(reads.map((r) => this.hand(r.topic, r.messages)));
+      for (const e of empty) flow.caughtUp({ topic: e.topic, partition: 0 }, e.position);
+      delivered = results.includes(true);
+    } else {
+      for (const topic of topics) {
+        if (this.stopped) break;
+        const position = this.bus.position(group, topic);
+        const messages = this.bus.read(topic, position, this.settings.batchSize);
+        if (messages.length === 0) continue;
+        // hand() retries until done; false only when the consumer is stopping.
+        if (await this.hand(topic, messages)) delivered = true;
+        else break;
+      }
+    }
+    return delivered;
+  }
+
+  /**
+   * Hands a batch to the handler through the shared delivery (deliver.ts: retries, then
+   * halves, then the dead-letter store for a message that keeps failing); true once it
+   * is done and the position has moved, false when the consumer stopped first.
+   */
+  private hand(topic: Topic, messages: BusMessage[]): Promise<boolean> {
+    const { group, handler } = this.options;
+    return deliver(
+      { topic, partition: 0, messages },
+      {
+        handler,
+        maxAttempts: this.options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS,
+        // The position moves only once the handler is done with a message.
+        commit: (last, count) => {
+          try {
+            this.bus.commit(group, topic, Number(last.offset) + 1);
+          } catch (err) {
+            // Another connection holds the file's lock past the busy timeout: the
+            // handler is done, so the commit alone is retried (deliver.ts).
+            throw isSqliteBusy(err) ? transient(err as Error) : err;
+          }
+          this.settings.handled(count);
+        },
+        deadLetter: (m, reason) =>
+          this.bus.deadLetterMessage(
+            m,
+            `consumer group "${group}" at ${topic}@${m.offset}: ${reason}`,
+          ),
+        backoff: (failures) => this.sleep(Math.min(5_000, 50 * 2 ** Math.min(failures, 7))),
+        running: () => !this.stopped,
+        onError: this.settings.onError,
+        describe: (ms) =>
+          `consumer group "${group}" failed a batch of ${ms.length} from ${topic} at offset ${ms[0]!.offset}`,
+      },
+    );
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        if (this.wake === done) this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.settings.wakeups.off('published', this.onPublished);
+    this.unsubscribe?.();
+    this.wake?.();
+    await this.loop;
+  }
+}

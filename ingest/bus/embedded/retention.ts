@@ -1,0 +1,156 @@
+/**
+ * Retention of the embedded bus's log: what every consumer group has consumed goes once
+ * it is older than the retention time, or oldest first while the log is over its size.
+ */
+import type { SqliteDatabase } from '../../sqlite.ts';
+import type { Topic } from '../types.ts';
+import {
+  type ChunkMeta,
+  type ChunkStatements,
+  chunkBytes,
+  type ConsumedChunk,
+  type Statements,
+  TOPICS,
+} from './log.ts';
+
+/** Chunks looked at per retention transaction. */
+const RETENTION_CHUNK = 5_000;
+
+/** The log as retention sees it; `stored` is the bus's running count, kept in step. */
+export interface RetentionLog {
+  db: SqliteDatabase;
+  stmts: Statements;
+  chunks: Record<Topic, ChunkStatements>;
+  stored: { bytes: number; messages: number };
+}
+
+/**
+ * Drops what every consumer group has consumed and retention no longer covers: first
+ * messages older than `retentionMs`, then the oldest until the log fits `retentionBytes`.
+ * Unconsumed messages are never dropped, and a topic is only ever cut at its start, so
+ * what remains is contiguous. Returns how many messages went.
+ */
+export function applyRetention(
+  log: RetentionLog,
+  now: number,
+  limits: { retentionMs: number; retentionBytes: number },
+): number {
+  const horizon = now - limits.retentionMs;
+  let dropped = 0;
+  const consumedUpTo = new Map<Topic, number>();
+  for (const topic of TOPICS) {
+    // With no group yet, nothing has been consumed: everything stays.
+    const slowest = log.stmts.slowest.get(topic) as number | null;
+    if (slowest !== null) consumedUpTo.set(topic, slowest);
+  }
+  for (const [topic, consumed] of consumedUpTo) {
+    for (;;) {
+      let whole = 0;
+      const n = drop(log, topic, consumed, (chunks) => {
+        let count = 0;
+        for (const c of chunks) {
+          if (c.received >= horizon) break;
+          count += c.consumed;
+          if (c.consumed === c.count) whole++;
+        }
+        return count;
+      });
+      dropped += n;
+      // Another pass only when a full window of chunks went whole.
+      if (whole < RETENTION_CHUNK) break;
+    }
+  }
+  // By size, the oldest consumed message across topics goes first.
+  while (log.stored.bytes > limits.retentionBytes) {
+    const oldest: Array<{ topic: Topic; received: number }> = [];
+    for (const [topic, consumed] of consumedUpTo) {
+      const head = log.chunks[topic].head.get(1) as ChunkMeta | undefined;
+      if (head && head.last - head.count + 1 < consumed)
+        oldest.push({ topic, received: head.received });
+    }
+    if (oldest.length === 0) break;
+    oldest.sort((a, b) => a.received - b.received);
+    // Take from the oldest topic only what is older than the next topic's oldest.
+    const until = oldest[1]?.received ?? Number.POSITIVE_INFINITY;
+    const n = drop(log, oldest[0]!.topic, consumedUpTo.get(oldest[0]!.topic)!, (chunks) => {
+      let excess = log.stored.bytes - limits.retentionBytes;
+      let count = 0;
+      for (const c of chunks) {
+        if (excess <= 0 || (count > 0 && c.received > until)) break;
+        if (c.consumed === c.count && c.bytes <= excess) {
+          count += c.count;
+          excess -= c.bytes;
+          continue;
+        }
+        // Part of a chunk: its messages are taken at their mean size, and the loop
+        // above comes back for more if that fell short.
+        const perMessage = c.bytes / c.count;
+        const take = Math.min(c.consumed, Math.max(1, Math.ceil(excess / perMessage)));
+        count += take;
+        break;
+      }
+      return count;
+    });
+    if (n === 0) break;
+    dropped += n;
+  }
+  log.stmts.deleteDeadLetters.run(horizon);
+  return dropped;
+}
+
+/**
+ * Drops, in one transaction, the leading `howMany` messages of a topic, which `howMany`
+ * chooses among the consumed ones of its first RETENTION_CHUNK chunks. A chunk dropped
+ * in part is rewritten with the rest of its messages.
+ */
+function drop(
+  log: RetentionLog,
+  topic: Topic,
+  consumedUpTo: number,
+  howMany: (chunks: ConsumedChunk[]) => number,
+): number {
+  const statements = log.chunks[topic];
+  const { count, bytes } = log.db
+    .transaction(() => {
+      const chunks: ConsumedChunk[] = [];
+      for (const c of statements.head.all(RETENTION_CHUNK) as ChunkMeta[]) {
+        const first = c.last - c.count + 1;
+        if (first >= consumedUpTo) break;
+        const consumed = Math.min(c.count, consumedUpTo - first);
+        chunks.push({ ...c, consumed });
+        if (consumed < c.count) break;
+      }
+      let left = howMany(chunks);
+      let count = 0;
+      let bytes = 0;
+      let deleteUpTo: number | undefined;
+      for (const c of chunks) {
+        if (left <= 0) break;
+        if (left >= c.count) {
+          deleteUpTo = c.last;
+          count += c.count;
+          bytes += c.bytes;
+          left -= c.count;
+          continue;
+        }
+        const body = statements.body.get(c.last) as string;
+        let cut = -1;
+        for (let i = 0; i < left; i++) cut = body.indexOf('\n', cut + 1);
+        const rest = body.slice(cut + 1);
+        const restBytes = chunkBytes(rest, c.count - left);
+        statements.trim.run(c.count - left, restBytes, rest, c.last);
+        count += left;
+        bytes += c.bytes - restBytes;
+        left = 0;
+      }
+      if (deleteUpTo !== undefined) {
+        statements.keepNext.run(topic);
+        statements.deleteUpTo.run(deleteUpTo);
+      }
+      return { count, bytes };
+    })
+    .immediate();
+  log.stored.messages -= count;
+  log.stored.bytes -= bytes;
+  return count;
+}
