@@ -17,10 +17,12 @@ export interface ActionObject {
   target?: string;
   params?: Record<string, unknown>;
   when?: Condition;
-  /** notify only: Alertmanager-style grouping (see notify-groups.ts). */
+  /** notify only: Alertmanager-style grouping, on unless `group: false` (notify-groups.ts). */
+  group?: boolean;
   group_by?: string[];
   group_wait?: string | number | Record<string, number>;
   group_interval?: string | number | Record<string, number>;
+  repeat_interval?: string | number | Record<string, number>;
 }
 
 export const OPERATIONS: readonly Operation[] = ['kill-and-replace', 'scale', 'notify'];
@@ -40,7 +42,7 @@ export type PlannedAction =
       operation: Operation;
       target: string;
       params?: Record<string, unknown>;
-      /** Set when a notify action groups its alerts. */
+      /** Set when a notify action groups its alerts (every one without `group: false`). */
       group?: GroupSpec;
     }
   | {

@@ -63,10 +63,10 @@ import { type ActionObject, type PlannedAction, plan } from './policy.ts';
  * (guards.notify). The ledger guards are checked again, atomically with recording the
  * attempt, right before the adapter runs.
  *
- * A notify action with group_by/group_wait/group_interval does not page per alert: after
- * the kill switch, maintenance and silences, the alert joins its group (journaled, guard
- * `group`), and each batch of a group later goes through the notify guards as one
- * notification (notify-groups.ts).
+ * A notify action does not page per alert unless it says `group: false`: after the kill
+ * switch, maintenance and silences, the alert joins its group (journaled, guard `group`),
+ * and each batch of a group later goes through the notify guards as one notification
+ * (notify-groups.ts: group_by, group_wait, group_interval, repeat_interval).
  */
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -110,6 +110,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     this.clock = options.clock ?? Date.now;
     this.groups = createNotifyGroups<Act>({
       send: (batch) => this.sendGroup(batch),
+      clock: this.clock,
       ...(options.groupTimers && { timers: options.groupTimers }),
       ...(options.maxNotifyGroups !== undefined && { maxGroups: options.maxNotifyGroups }),
     });

@@ -465,11 +465,13 @@ const ACTION_KEYS = [
   'target',
   'params',
   'when',
+  'group',
   'group_by',
   'group_wait',
   'group_interval',
+  'repeat_interval',
 ];
-const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval'];
+const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval', 'repeat_interval'];
 
 function checkAction(ctx: FileContext, a: unknown, path: Path): void {
   if (typeof a === 'string') return;
@@ -520,6 +522,16 @@ function checkAction(ctx: FileContext, a: unknown, path: Path): void {
 
 /** A notify action's grouping options (the remediator's groupSpec checks them again). */
 function checkGrouping(ctx: FileContext, action: Record<string, unknown>, path: Path): void {
+  if (action.group !== undefined) {
+    if (action.operation !== 'notify')
+      ctx.error([...path, 'group'], 'group applies to notify actions only');
+    else if (typeof action.group !== 'boolean')
+      ctx.error([...path, 'group'], 'group is true (the default) or false (page per alert)');
+    else if (action.group === false)
+      for (const k of GROUP_KEYS)
+        if (action[k] !== undefined)
+          ctx.error([...path, k], `group: false pages per alert; ${k} would be ignored`);
+  }
   for (const k of GROUP_KEYS) {
     if (action[k] === undefined) continue;
     if (action.operation !== 'notify') {

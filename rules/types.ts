@@ -64,10 +64,12 @@ export type ActionSpec =
       target?: string;
       params?: Record<string, unknown>;
       when?: Condition;
-      /** notify: Alertmanager-style grouping of the alerts it pages for. */
+      /** notify: Alertmanager-style grouping of the alerts it pages for; off with `group: false`. */
+      group?: boolean;
       group_by?: string[];
       group_wait?: string | number | Record<string, number>;
       group_interval?: string | number | Record<string, number>;
+      repeat_interval?: string | number | Record<string, number>;
     };
 
 export interface CommonOptions {
