@@ -458,6 +458,36 @@ describe('guard rails, further', () => {
     ).toEqual(['executed', 'executed']);
   });
 
+  it('a breaker trip and a storm: each notice sent, journaled and logged once', async () => {
+    const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
+    const log = (level: string) => (fields: object, msg?: string) =>
+      void lines.push({ level, msg: msg ?? '', fields: fields as Record<string, unknown> });
+    const { remediator, pager, store, advance } = setup(
+      {
+        breaker: { max: 1, windowMs: 600_000, notify: 'pager' },
+        maxKeysPerRule: { max: 2, windowMs: 600_000, notify: 'pager' },
+      },
+      { logger: { info: log('info'), warn: log('warn'), error: log('error') } },
+    );
+    for (const host of ['h1', 'h1', 'h1', 'h2', 'h3', 'h4']) {
+      await remediator.handle(alert({ key: { 'host.name': host } }));
+      advance(1_000);
+    }
+    expect(pager.calls.map((c) => c.target)).toEqual([
+      expect.stringMatching(/stopped remediating/),
+      expect.stringMatching(/a storm/),
+    ]);
+    const journal = store.list({ limit: 100 });
+    expect(journal.filter((d) => /#(breaker|storm)$/.test(d.id))).toHaveLength(2);
+    // One log line per journaled decision, notices included, and nothing else.
+    expect(lines).toHaveLength(journal.length);
+    const notices = lines.filter((l) => /storm|stopped remediating|escalation/.test(l.msg));
+    expect(notices.map((l) => [l.level, l.msg])).toEqual([
+      ['warn', 'notice executed: escalation'],
+      ['warn', 'notice executed: storm'],
+    ]);
+  });
+
   it('inhibition is durable: another worker on the same store sees it, and it expires', async () => {
     const path = dbPath();
     const one = setup({ inhibitMs: 60_000 }, { store: openActionStore(path) });

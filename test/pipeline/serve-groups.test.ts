@@ -113,6 +113,15 @@ adapters:
     expect(r.decisions.filter((d) => d.decision === 'executed')).toEqual([
       expect.objectContaining({ result: expect.objectContaining({ alerts: 300 }) }),
     ]);
+    // The grouped page is counted and logged like every journaled decision, once.
+    const metrics = await (await fetch(`${served.url}/metrics`)).text();
+    expect(metrics).toMatch(/^drover_actions_total\{adapter="pager",outcome="executed"\} 1$/m);
+    expect(metrics).toMatch(/^drover_guard_suppressions_total\{reason="group"\} 300$/m);
+    const logged = served
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"remediation executed"'));
+    expect(logged).toHaveLength(1);
     expect(await stopServe(served)).toBe(0);
     expect(pages).toHaveLength(1);
   }, 60_000);
