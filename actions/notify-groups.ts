@@ -1,42 +1,78 @@
+import { createHash } from 'node:crypto';
 import type { Alert } from '../rules/index.ts';
 import { parseDuration } from '../rules/duration.ts';
 import { clip } from './adapters/slack-text.ts';
 
 /**
- * Notification groups, as Alertmanager's: a notify action with `group_by`, `group_wait`
- * or `group_interval` does not page per alert. The first alert of a new group waits
- * `group_wait`; then one notification lists every alert that joined meanwhile. Later
- * alerts of the group go out together at most every `group_interval`; a group that
- * received nothing for a whole interval is forgotten.
+ * Notification groups, as Alertmanager's. Every notify action groups its alerts unless
+ * it says `group: false`: the first alert of a new group waits `group_wait`; then one
+ * notification lists every alert that joined meanwhile. Later alerts of the group go out
+ * together at most every `group_interval`, and only if one of them is for a key the
+ * group has not notified yet; a batch of keys already notified (a still-firing group)
+ * waits until `repeat_interval` has passed since the group's last notification, and goes
+ * out at the first group_interval tick after it. A group that received nothing since its
+ * last notification is forgotten at the first tick after repeat_interval.
+ *
+ * Defaults (DEFAULT_GROUP), for a remediation tool: `group_by: [rule]`, one page per
+ * rule and target; `group_wait: 10s`, long enough that a burst of alerts from one bus
+ * batch, or from events spread over the rules' allowed lateness (5 s by default), is one
+ * page, short enough that a single alert is not held long; `group_interval: 5m` and
+ * `repeat_interval: 4h`, Alertmanager's.
  *
  * Group state is keyed by event values (the group_by fields): at most `maxGroups` groups
  * live at once (default 1,000); an alert that would open one more is not grouped (the
  * caller takes the per-target cooldown path and counts it). Each group holds one alert
- * (its first, for the notification's context), a count, and the first `maxListed`
- * (default 20) alert keys, each clipped to KEY_LABEL_MAX characters; its identity is
- * clipped to GROUP_VALUE_MAX characters per group_by field. Nothing else grows with
- * the alerts a group receives.
+ * (its first, for the notification's context), a count, the first `maxListed`
+ * (default 20) alert keys, each clipped to KEY_LABEL_MAX characters, and a digest of at
+ * most MAX_REMEMBERED_KEYS keys it has seen (an unremembered key counts as new, so past
+ * that cap the group pages at group_interval as it would without repeat_interval); its
+ * identity is clipped to GROUP_VALUE_MAX characters per group_by field. Nothing else
+ * grows with the alerts a group receives.
  */
 export interface GroupSpec {
   by: string[];
   waitMs: number;
   intervalMs: number;
+  repeatMs: number;
 }
 
-export const DEFAULT_GROUP = { by: ['rule'], waitMs: 30_000, intervalMs: 5 * 60_000 } as const;
+export const DEFAULT_GROUP = {
+  by: ['rule'],
+  waitMs: 10_000,
+  intervalMs: 5 * 60_000,
+  repeatMs: 4 * 3_600_000,
+} as const;
 export const DEFAULT_MAX_GROUPS = 1_000;
 export const DEFAULT_MAX_LISTED = 20;
+/** Keys a group remembers as notified, for repeat_interval. */
+export const MAX_REMEMBERED_KEYS = 256;
 /** At shutdown, waiting groups are sent; this long at most is waited for them. */
 export const DEFAULT_GROUP_FLUSH_MS = 10_000;
 const KEY_LABEL_MAX = 64;
 const GROUP_VALUE_MAX = 256;
-const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval'] as const;
+const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval', 'repeat_interval'] as const;
 
-/** The action's grouping, undefined when it does not group; throws a clear error when invalid. */
+/**
+ * The action's grouping: every notify action groups, with DEFAULT_GROUP for what it does
+ * not set, unless it has `group: false`; undefined for other operations and for
+ * `group: false`. Throws a clear error when the options are invalid.
+ */
 export function groupSpec(action: Record<string, unknown>): GroupSpec | undefined {
-  if (!GROUP_KEYS.some((k) => action[k] !== undefined)) return undefined;
-  if (action.operation !== 'notify')
-    throw new Error(`${GROUP_KEYS.join(', ')} apply to notify actions only`);
+  const given = GROUP_KEYS.filter((k) => action[k] !== undefined);
+  if (action.operation !== 'notify') {
+    if (given.length > 0 || action.group !== undefined)
+      throw new Error(
+        'group_by, group_wait, group_interval apply to notify actions only (group and repeat_interval too)',
+      );
+    return undefined;
+  }
+  if (action.group !== undefined && typeof action.group !== 'boolean')
+    throw new Error(`group is true (the default) or false (page per alert)`);
+  if (action.group === false) {
+    if (given.length > 0)
+      throw new Error(`group: false pages per alert; ${given.join(', ')} would be ignored`);
+    return undefined;
+  }
   const by = action.group_by ?? DEFAULT_GROUP.by;
   if (!Array.isArray(by) || by.some((f) => !validField(f)))
     throw new Error(
@@ -53,6 +89,7 @@ export function groupSpec(action: Record<string, unknown>): GroupSpec | undefine
     by: by as string[],
     waitMs: duration('group_wait', DEFAULT_GROUP.waitMs),
     intervalMs: duration('group_interval', DEFAULT_GROUP.intervalMs),
+    repeatMs: duration('repeat_interval', DEFAULT_GROUP.repeatMs),
   };
 }
 
@@ -89,6 +126,14 @@ function keyLabel(alert: Alert): string {
   return oneLine(values.length > 0 ? values.join(' ') : alert.id, KEY_LABEL_MAX);
 }
 
+/**
+ * An alert key's identity within a group, for repeat_interval: a cryptographic digest,
+ * so a forged key cannot be made to pass for one already notified.
+ */
+function keyDigest(alert: Alert): string {
+  return createHash('sha256').update(JSON.stringify(alert.key)).digest('base64url').slice(0, 22);
+}
+
 /** The alerts one grouped notification covers. */
 export interface Batch<T> {
   /** The notification's journal id (the first alert's entry id + `/group`). */
@@ -104,6 +149,13 @@ export interface Batch<T> {
 interface Group<T> {
   batch: Batch<T> | undefined;
   timer: unknown;
+  /** Wall-clock time of the group's last notification; undefined before the first. */
+  lastSent: number | undefined;
+  /** Digests of the alert keys the group has seen, at most MAX_REMEMBERED_KEYS. */
+  seen: Set<string>;
+  /** The batch holds an alert for a key not seen before. */
+  news: boolean;
+  spec: GroupSpec;
 }
 
 export interface GroupTimers {
@@ -114,6 +166,8 @@ export interface GroupTimers {
 export interface NotifyGroupsOptions<T> {
   send: (batch: Batch<T>) => Promise<void>;
   timers?: GroupTimers;
+  /** Wall clock (epoch ms) for repeat_interval; the timers' own. Default Date.now. */
+  clock?: () => number;
   maxGroups?: number;
   maxListed?: number;
 }
@@ -145,6 +199,7 @@ export function createNotifyGroups<T>(options: NotifyGroupsOptions<T>): NotifyGr
     },
     clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
   };
+  const clock = options.clock ?? Date.now;
   const maxGroups = options.maxGroups ?? DEFAULT_MAX_GROUPS;
   const maxListed = options.maxListed ?? DEFAULT_MAX_LISTED;
   const groups = new Map<string, Group<T>>();
@@ -156,14 +211,22 @@ export function createNotifyGroups<T>(options: NotifyGroupsOptions<T>): NotifyGr
     const p = options.send(batch).finally(() => inflight.delete(p));
     inflight.add(p);
   };
-  const fire = (key: string, g: Group<T>, intervalMs: number) => {
+  const repeatDue = (g: Group<T>, now: number) =>
+    g.lastSent === undefined || now - g.lastSent >= g.spec.repeatMs;
+  /** group_wait, then each group_interval: send, hold (repeats only) or forget. */
+  const fire = (key: string, g: Group<T>, spec: GroupSpec) => {
+    const now = clock();
+    const due = repeatDue(g, now);
     const batch = g.batch;
-    if (!batch) {
-      groups.delete(key); // a whole interval without alerts: the group is over
+    if (!batch && due) {
+      groups.delete(key); // quiet since its last page, for repeat_interval: the group is over
       return;
     }
+    g.timer = timers.setTimeout(() => fire(key, g, spec), spec.intervalMs);
+    if (!batch || !(g.news || due)) return; // keys already notified: held
     g.batch = undefined;
-    g.timer = timers.setTimeout(() => fire(key, g, intervalMs), intervalMs);
+    g.news = false;
+    g.lastSent = now;
     send(batch);
   };
 
@@ -171,17 +234,35 @@ export function createNotifyGroups<T>(options: NotifyGroupsOptions<T>): NotifyGr
     add(alert, identity, spec, entryId, item) {
       if (closed) return undefined;
       const labels = Object.fromEntries(spec.by.map((f) => [f, fieldValue(alert, f)]));
-      const key = JSON.stringify([identity, spec.by, spec.intervalMs, Object.values(labels)]);
+      const key = JSON.stringify([
+        identity,
+        spec.by,
+        spec.intervalMs,
+        spec.repeatMs,
+        Object.values(labels),
+      ]);
       let g = groups.get(key);
       if (!g) {
         if (groups.size >= maxGroups) {
           overflow++;
           return undefined;
         }
-        const created: Group<T> = { batch: undefined, timer: undefined };
-        created.timer = timers.setTimeout(() => fire(key, created, spec.intervalMs), spec.waitMs);
+        const created: Group<T> = {
+          batch: undefined,
+          timer: undefined,
+          lastSent: undefined,
+          seen: new Set(),
+          news: false,
+          spec,
+        };
+        created.timer = timers.setTimeout(() => fire(key, created, spec), spec.waitMs);
         groups.set(key, created);
         g = created;
+      }
+      const digest = keyDigest(alert);
+      if (!g.seen.has(digest)) {
+        g.news = true;
+        if (g.seen.size < MAX_REMEMBERED_KEYS) g.seen.add(digest);
       }
       g.batch ??= { id: `${entryId}/group`, labels, first: { alert, item }, count: 0, listed: [] };
       g.batch.count++;
@@ -190,9 +271,11 @@ export function createNotifyGroups<T>(options: NotifyGroupsOptions<T>): NotifyGr
     },
     async flush() {
       closed = true;
+      const now = clock();
       for (const g of groups.values()) {
         timers.clearTimeout(g.timer);
-        if (g.batch) send(g.batch);
+        // A batch of keys already notified stays held: repeat_interval is not shortened.
+        if (g.batch && (g.news || repeatDue(g, now))) send(g.batch);
       }
       groups.clear();
       await this.settled();

@@ -29,7 +29,7 @@ export type PlannedAction =
       operation: Operation;
       target: string;
       params?: Record<string, unknown>;
-      /** Set when a notify action groups its alerts. */
+      /** Set when a notify action groups its alerts (every one without `group: false`). */
       group?: GroupSpec;
     }
   | {

@@ -63,10 +63,10 @@ import { type ActionObject, type PlannedAction, plan } from './policy.ts';
  * (guards.notify). The ledger guards are checked again, atomically with recording the
  * attempt, right before the adapter runs.
  *
- * A notify action with group_by/group_wait/group_interval does not page per alert: after
- * the kill switch, maintenance and silences, the alert joins its group (journaled, guard
- * `group`), and each batch of a group later goes through the notify guards as one
- * notification (notify-groups.ts).
+ * A notify action does not page per alert unless it says `group: false`: after the kill
+ * switch, maintenance and silences, the alert joins its group (journaled, guard `group`),
+ * and each batch of a group later goes through the notify guards as one notification
+ * (notify-groups.ts: group_by, group_wait, group_interval, repeat_interval).
  */
 export interface Logger {
   info(obj: object, msg?: string): void;
@@ -110,6 +110,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     this.clock = options.clock ?? Date.now;
     this.groups = createNotifyGroups<Act>({
       send: (batch) => this.sendGroup(batch),
+      clock: this.clock,
       ...(options.groupTimers && { timers: options.groupTimers }),
       ...(options.maxNotifyGroups !== undefined && { maxGroups: options.maxNotifyGroups }),
     });
@@ -628,8 +629,11 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const minutes = Math.round(storm.cap.windowMs / 60_000);
     const title = `Drover suspended the actions of ${alert.rule}: a storm`;
     const text = `rule ${alert.rule} alerted for more than ${storm.keys} distinct keys in ${minutes} min (cap ${storm.cap.max}); actions on further keys are suspended until the window passes. Each suppressed action is in the journal (guard storm).`;
-    this.options.logger?.warn({ rule: alert.rule, keys: storm.keys, cap: storm.cap.max }, title);
-    if (!name) return;
+    if (!name) {
+      // Nothing to journal: the log is the notice's record. Otherwise the journal logs it.
+      this.options.logger?.warn({ rule: alert.rule, keys: storm.keys, cap: storm.cap.max }, title);
+      return;
+    }
     const entry: Decision = {
       id: `${alert.id}#storm`,
       at: now,
@@ -686,7 +690,10 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         ...(d.guard && { guard: d.guard, reason: d.reason }),
         ...(d.error && { error: d.error }),
       };
-      if (d.decision === 'failed') log.warn(fields, 'remediation failed');
+      // A breaker or storm notice is news for whoever reads the log: a warning, once.
+      if (d.id.endsWith('#breaker') || d.id.endsWith('#storm'))
+        log.warn({ ...fields, reason: d.reason ?? d.error }, `notice ${d.decision}: ${d.target}`);
+      else if (d.decision === 'failed') log.warn(fields, 'remediation failed');
       else log.info(fields, `remediation ${d.decision}`);
     }
     this.emit('decision', d);

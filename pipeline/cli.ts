@@ -168,13 +168,18 @@ Options:
     usage: `drover actions silence add FIELD=VALUE... (--for DURATION | --until TIME) [--comment TEXT]
 drover actions silence list [--format text|json]
 drover actions silence remove ID
-  (each also takes --config FILE | --db PATH)
+  (each also takes --url URL, --config FILE, --state-dir DIR, or --db PATH)
 
 A silence stops actions (they are journaled as suppressed) for alerts whose fields all
 match: rule=NAME, labels.team=payments, key.host.name=web-3; a value starting with ~
-is a regular expression (key.host.name=~web-.*). It expires on its own. Stored with the
-journal, so every worker sharing it obeys (--config: the store drover serve's
-configuration names, SQLite or Elasticsearch).
+is a regular expression (key.host.name=~web-.*). It expires on its own.
+
+The command asks the running drover serve, through its control API with the admin
+token, as drover rules reload does: the URL is --url, else the configuration's listen
+address; the token is DROVER_ADMIN_TOKEN, else the configuration's listen.adminTokens,
+else the one drover serve generated into the state directory (--state-dir, else the
+configuration's). --db PATH is the offline mode, for a server that is not running: it
+writes that SQLite journal directly.
 
 Options:
   --for DURATION       add: how long the silence lasts (1h)

@@ -166,7 +166,11 @@ export class Pipeline {
       guards: c.guards,
       ruleGuards: c.ruleGuards,
       maxAlertBytes: journal.maxAlertBytes,
+      logger: this.logger,
     });
+    // Every journaled decision once: an alert's actions, and the breaker and storm
+    // notices and grouped pages that handle() does not return. The remediator logs each.
+    this.remediator.on('decision', (d: Decision) => this.countDecision(d));
     // Journal retention: at start, then periodically; a failed prune is retried next time.
     const prune = () =>
       void Promise.resolve(store.prune({ now: Date.now(), ...journal }))
@@ -369,7 +373,6 @@ export class Pipeline {
     );
     const p = this.remediator
       .handle(alert)
-      .then((decisions) => decisions.forEach((d) => this.countDecision(d)))
       .catch((err: unknown) => this.logger.error({ err, alert: alert.id }, 'remediation failed'))
       .finally(() => {
         this.remediating--;
@@ -393,19 +396,6 @@ export class Pipeline {
     this.events.emit('decision', d);
     if (d.decision === 'suppressed')
       this.telemetry.suppressions.inc({ reason: d.guard ?? 'unknown' });
-    this.logger.info(
-      {
-        decision: d.decision,
-        rule: d.rule,
-        adapter: d.adapter,
-        operation: d.operation,
-        target: d.target,
-        guard: d.guard,
-        reason: d.reason,
-        error: d.error,
-      },
-      'remediation decision',
-    );
   }
 
   private async startIndexer(): Promise<void> {

@@ -35,11 +35,13 @@ export const ACTION_KEYS = [
   'target',
   'params',
   'when',
+  'group',
   'group_by',
   'group_wait',
   'group_interval',
+  'repeat_interval',
 ] as const;
-const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval'] as const;
+const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval', 'repeat_interval'] as const;
 
 /**
  * The problems of an action entry: a string (the name of an action set) has none here;
@@ -115,6 +117,16 @@ function groupingProblems(
   action: Record<string, unknown>,
   add: (path: Path, code: ActionProblem['code'], message: string) => void,
 ): void {
+  if (action.group !== undefined) {
+    if (action.operation !== 'notify')
+      add(['group'], 'grouping', 'group applies to notify actions only');
+    else if (typeof action.group !== 'boolean')
+      add(['group'], 'grouping', 'group is true (the default) or false (page per alert)');
+    else if (action.group === false)
+      for (const k of GROUP_KEYS)
+        if (action[k] !== undefined)
+          add([k], 'grouping', `group: false pages per alert; ${k} would be ignored`);
+  }
   for (const k of GROUP_KEYS) {
     if (action[k] === undefined) continue;
     if (action.operation !== 'notify') {

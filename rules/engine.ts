@@ -92,6 +92,10 @@ export interface RuleStats {
 interface Compiled {
   runner: RuleRunner;
   filter: (event: Event) => boolean;
+  /** The runner's admission (see RuleRunner.admission), read per event. */
+  keys: Map<string, unknown>;
+  silences: Map<string, unknown>;
+  keyCap: number;
 }
 
 /** Every second of event time, a tenth of the rules drop state the watermark made irrelevant. */
@@ -118,7 +122,7 @@ export class Engine {
   private readonly idleMs: number;
   private readonly onAlert: (alert: Alert) => void;
   private readonly clock: (() => number) | undefined;
-  private readonly context: EngineContext;
+  private readonly context: EngineContext & { watermark: number; observedFrom: number };
   private maxEventTime = Number.NEGATIVE_INFINITY;
   private wm = Number.NEGATIVE_INFINITY;
   private observed: number | undefined;
@@ -142,15 +146,11 @@ export class Engine {
     this.alertFrom = options.alertFrom ?? Number.NEGATIVE_INFINITY;
     const onRefused = options.onRefused;
     this.maxFutureSkew = options.maxFutureSkewMs ?? 5 * 60_000;
-    const watermark = () => this.wm;
-    const observedFrom = () => this.observed ?? Number.POSITIVE_INFINITY;
+    // Plain data properties the engine keeps in step with wm and observed: runners read
+    // the watermark per event, and a getter there costs a call each time.
     this.context = {
-      get watermark() {
-        return watermark();
-      },
-      get observedFrom() {
-        return observedFrom();
-      },
+      watermark: this.wm,
+      observedFrom: Number.POSITIVE_INFINITY,
       alertFrom: this.alertFrom,
       schedule: (runner, key, at, tag) => this.timers.push(at, runner, key, tag),
       emit: (alert) => this.onAlert(alert),
@@ -160,9 +160,14 @@ export class Engine {
     };
     for (const rule of rules) {
       if (!rule.enabled) continue;
+      const runner = createRunner(rule, this.context);
+      const { keys, silences, cap } = runner.admission();
       const c: Compiled = {
-        runner: createRunner(rule, this.context),
+        runner,
         filter: compileFilter(rule.filter),
+        keys,
+        silences,
+        keyCap: cap,
       };
       this.compiled.push(c);
       this.byName.set(rule.name, c);
@@ -216,6 +221,7 @@ export class Engine {
   private startObserving(t: number): void {
     if (this.observed !== undefined) return;
     this.observed = t;
+    this.context.observedFrom = t;
     for (const c of this.compiled) if (c.runner instanceof FlatlineRunner) c.runner.start();
   }
 
@@ -243,7 +249,8 @@ export class Engine {
     if (t < this.wm) this.lateEvents++;
     else if (t > this.maxEventTime) {
       this.maxEventTime = t;
-      if (t - this.lateness > this.wm) this.advance(t - this.lateness);
+      // Live, t passed the clock + skew bound above, so the watermark stays below it.
+      if (t - this.lateness > this.wm) this.advanceTo(t - this.lateness, false);
     }
     const unindexed = this.unindexed;
     for (let i = 0; i < unindexed.length; i++) this.offer(unindexed[i]!, event, t);
@@ -260,9 +267,12 @@ export class Engine {
 
   private offer(c: Compiled, event: Event, t: number): void {
     if (!c.filter(event)) return;
-    const key = c.runner.keyOf(event);
-    if (key === undefined || !c.runner.admit(key)) return;
-    c.runner.onEvent(event, key, t);
+    const runner = c.runner;
+    const key = runner.keyOf(event);
+    if (key === undefined) return;
+    // Below the cap admit would answer yes: no call (see RuleRunner.admission).
+    if ((c.keys.size >= c.keyCap || c.silences.size >= c.keyCap) && !runner.admit(key)) return;
+    runner.onEvent(event, key, t);
   }
 
   /**
@@ -272,21 +282,29 @@ export class Engine {
    */
   advance(to: number, inclusive = false): void {
     // Live, the watermark never passes clock + skew (whoever calls).
-    const t = this.clock ? Math.min(to, this.clock() + this.maxFutureSkew) : to;
+    this.advanceTo(this.clock ? Math.min(to, this.clock() + this.maxFutureSkew) : to, inclusive);
+  }
+
+  private advanceTo(t: number, inclusive: boolean): void {
     if (t < this.wm || (t === this.wm && !inclusive)) return;
     while (this.timers.peekTime() < t || (inclusive && this.timers.peekTime() === t)) {
       const timer = this.timers.pop()!;
       // Runners read the watermark while handling a timer: it is the timer's instant.
-      this.wm = Math.max(this.wm, timer.at);
+      this.setWatermark(Math.max(this.wm, timer.at));
       timer.target.onTimer(timer.key, timer.at, timer.tag);
     }
-    this.wm = t;
+    this.setWatermark(t);
     if (t - this.lastSweep >= SWEEP_EVERY_MS) {
       this.lastSweep = t;
       const slice = this.sweepSlice++ % SWEEP_SLICES;
       for (let i = slice; i < this.compiled.length; i += SWEEP_SLICES)
         this.compiled[i]!.runner.sweep(t);
     }
+  }
+
+  private setWatermark(t: number): void {
+    this.wm = t;
+    this.context.watermark = t;
   }
 
   /** Live: lets the wall clock drive the watermark once sources have gone quiet. */
@@ -392,7 +410,7 @@ export class Engine {
     // JSON turns ±Infinity into null. Live, a snapshot taken before the clock bound
     // existed (or on a host whose clock ran ahead) is clamped to clock + skew.
     const ceiling = this.clock ? this.clock() + this.maxFutureSkew : Number.POSITIVE_INFINITY;
-    this.wm = Math.min(snapshot.watermark ?? Number.NEGATIVE_INFINITY, ceiling);
+    this.setWatermark(Math.min(snapshot.watermark ?? Number.NEGATIVE_INFINITY, ceiling));
     this.maxEventTime = Math.min(snapshot.maxEventTime ?? Number.NEGATIVE_INFINITY, ceiling);
     this.lateEvents = snapshot.lateEvents ?? 0;
     this.futureEvents = snapshot.futureEvents ?? 0;
@@ -403,6 +421,7 @@ export class Engine {
     }
     if (snapshot.observedFrom !== null) {
       this.observed = undefined;
+      this.context.observedFrom = Number.POSITIVE_INFINITY;
       this.startObserving(snapshot.observedFrom);
     }
     return { reset };

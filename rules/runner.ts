@@ -87,6 +87,15 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return false;
   }
 
+  /**
+   * What `admit` bounds, for the engine to test below the cap without a call per event
+   * and rule (a call on runners of nine kinds cannot be inlined): admit needs calling
+   * only once `keys` or `silences` holds `cap` entries.
+   */
+  admission(): { keys: Map<string, unknown>; silences: Map<string, unknown>; cap: number } {
+    return { keys: this.keys, silences: this.silences, cap: this.maxKeys };
+  }
+
   /** Silences held (new_term bounds its per-term silences with its term cap). */
   protected silenceCount(): number {
     return this.silences.size;

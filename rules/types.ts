@@ -67,10 +67,12 @@ export interface ActionObject {
   target?: string;
   params?: Record<string, unknown>;
   when?: Condition;
-  /** notify: Alertmanager-style grouping of the alerts it pages for (actions/notify-groups.ts). */
+  /** notify: Alertmanager-style grouping of the alerts it pages for, on unless `group: false` (actions/notify-groups.ts). */
+  group?: boolean;
   group_by?: string[];
   group_wait?: string | number | Record<string, number>;
   group_interval?: string | number | Record<string, number>;
+  repeat_interval?: string | number | Record<string, number>;
 }
 
 export interface CommonOptions {

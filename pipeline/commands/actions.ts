@@ -8,11 +8,13 @@ import {
   killSwitchCommand as setKillSwitch,
   openActionStore,
   type RemediationStore,
+  type Silence,
   SilenceError,
 } from '../../actions/index.ts';
 import { toEpochMs } from '../../ingest/index.ts';
 import { parseDuration } from '../../rules/index.ts';
 import { ConfigError, loadConfig } from '../config.ts';
+import { adminClient, callAdmin } from './admin-client.ts';
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
 import { ACTIONS_LIST_OPTIONS, KILL_SWITCH_OPTIONS, SILENCE_OPTIONS } from './options.ts';
 
@@ -103,7 +105,14 @@ export async function killSwitchCommand(args: string[]): Promise<number> {
   return EXIT_OK;
 }
 
-/** `drover actions silence add MATCHER... --for D | --until T`, `list`, `remove ID`. */
+/**
+ * `drover actions silence add MATCHER... --for D | --until T`, `list`, `remove ID`.
+ *
+ * Through the running `drover serve`'s control API with the admin token (as `drover rules
+ * reload`): the server authorizes the call and its view of silences is the one changed.
+ * `--db PATH` is the offline mode: it writes that SQLite journal directly, for a server
+ * that is not running (whoever may write the file may already do anything to it).
+ */
 export async function silenceCliCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args,
@@ -133,11 +142,18 @@ export async function silenceCliCommand(args: string[]): Promise<number> {
     }
   }
   if (verb === 'remove' && rest.length !== 1) throw new UsageError('remove takes one silence id');
-  const store = await openStore(values, verb === 'add');
+  const offline = values.db !== undefined;
+  if (offline && (values.url ?? values.config ?? values['state-dir']) !== undefined)
+    throw new UsageError(
+      '--db writes the journal directly: it takes no --url, --config or --state-dir',
+    );
+  const silences = offline
+    ? await offlineSilences(values.db!, verb === 'add')
+    : onlineSilences(values);
   try {
     if (verb === 'add') {
       try {
-        const added = await addSilence(store, {
+        const added = await addSilence(silences, {
           matchers: rest,
           forMs,
           until,
@@ -151,7 +167,7 @@ export async function silenceCliCommand(args: string[]): Promise<number> {
         throw err;
       }
     } else if (verb === 'list') {
-      for (const silence of await store.silences(Date.now()))
+      for (const silence of await silences.silences(Date.now()))
         process.stdout.write(
           values.format === 'json'
             ? `${JSON.stringify(silence)}\n`
@@ -163,14 +179,70 @@ export async function silenceCliCommand(args: string[]): Promise<number> {
         );
     } else {
       // SQLite's ids are numbers, Elasticsearch's are strings: each store reads its own.
-      if (!(await store.removeSilence(rest[0]!))) {
+      if (!(await silences.removeSilence(rest[0]!))) {
         process.stderr.write(`no silence ${rest[0]} in force\n`);
         return EXIT_FINDINGS;
       }
       process.stdout.write(`silence ${rest[0]} removed\n`);
     }
+  } catch (err) {
+    if (err instanceof AdminRefused) {
+      process.stderr.write(`${err.message}\n`);
+      return EXIT_FINDINGS;
+    }
+    throw err;
   } finally {
-    await store.close();
+    await silences.close();
   }
   return EXIT_OK;
+}
+
+type SilenceStore = Pick<RemediationStore, 'addSilence' | 'silences' | 'removeSilence' | 'close'>;
+
+async function offlineSilences(db: string, create: boolean): Promise<SilenceStore> {
+  return openStore({ db }, create);
+}
+
+/** drover serve answered an admin call with an error: its status and message. */
+class AdminRefused extends Error {}
+
+/** The silences of a running drover serve, through its control API and admin token. */
+function onlineSilences(values: {
+  url?: string;
+  config?: string;
+  'state-dir'?: string;
+}): SilenceStore {
+  let client: { url: string; token: string };
+  try {
+    client = adminClient({ url: values.url, config: values.config, stateDir: values['state-dir'] });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  const refused = (status: number, body: Record<string, unknown>) =>
+    new AdminRefused(`drover serve answered ${status}: ${String(body.error ?? '')}`);
+  return {
+    async addSilence(matchers, until, comment) {
+      const { status, body } = await callAdmin(client, 'POST', '/v1/silences', {
+        matchers,
+        until: new Date(until).toISOString(),
+        ...(comment && { comment }),
+      });
+      if (status !== 201) throw refused(status, body);
+      return body.id as number | string;
+    },
+    async silences() {
+      const { status, body } = await callAdmin(client, 'GET', '/v1/silences');
+      if (status !== 200) throw refused(status, body);
+      return body.silences as Silence[];
+    },
+    async removeSilence(id) {
+      const path = `/v1/silences/${encodeURIComponent(String(id))}`;
+      const { status, body } = await callAdmin(client, 'DELETE', path);
+      if (status === 404) return false;
+      if (status !== 204) throw refused(status, body);
+      return true;
+    },
+    async close() {},
+  };
 }

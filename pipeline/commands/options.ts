@@ -53,7 +53,9 @@ export const KILL_SWITCH_OPTIONS = {
 
 export const SILENCE_OPTIONS = {
   db: { type: 'string' },
+  url: { type: 'string' },
   config: { type: 'string' },
+  'state-dir': { type: 'string' },
   for: { type: 'string' },
   until: { type: 'string' },
   comment: { type: 'string' },

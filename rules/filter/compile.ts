@@ -2,6 +2,7 @@ import type { Condition, FactCondition } from '../types.ts';
 import {
   coercible,
   includes,
+  MATCH_INPUT_LIMIT,
   numberValidator,
   parseRegex,
   pathSegments,
@@ -144,7 +145,11 @@ function compileFact(c: FactCondition, hoist: Hoist): string {
       if (isFactRef)
         throw new Error(`matches takes a literal pattern, not a fact reference (${c.fact})`);
       const re = hoist(parseRegex(c.value));
-      return op((x) => `typeof ${x} === "string" && mt(${re}, ${x})`);
+      // The length test inline: most values are short, and the call costs per event.
+      return op(
+        (x) =>
+          `typeof ${x} === "string" && (${x}.length > ${MATCH_INPUT_LIMIT} ? mt(${re}, ${x}) : ${re}.test(${x}))`,
+      );
     }
     case 'exists':
       if (isFactRef)

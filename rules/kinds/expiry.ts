@@ -45,7 +45,7 @@ export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
       this.keys.set(key, state);
       this.rememberKey(key, event);
     }
-    addReport(state.runs, { start: t, lastSeen: t, deadline: t + ttl, ttl, sample: event });
+    addReport(state.runs, t, ttl, event);
     const first = state.runs[0]!.deadline;
     if (first < state.scheduled) {
       state.scheduled = first;
@@ -102,14 +102,27 @@ export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
  * Adds one report to the runs. A report at or before a run's deadline (and not more
  * than its own ttl before the run's start) joins it; runs it bridges merge.
  */
-function addReport(runs: Run[], r: Run): void {
+function addReport(runs: Run[], t: number, ttl: number, sample: Event): void {
   const last = runs[runs.length - 1];
-  // The common case: in order, within the newest run's silence.
-  if (last && r.lastSeen >= last.lastSeen && r.lastSeen <= last.deadline) {
-    last.lastSeen = r.lastSeen;
-    last.deadline = r.deadline;
-    last.ttl = r.ttl;
-    last.sample = r.sample;
+  // The common case: in order, within the newest run's silence (no allocation).
+  if (last && t >= last.lastSeen && t <= last.deadline) {
+    last.lastSeen = t;
+    last.deadline = t + ttl;
+    last.ttl = ttl;
+    last.sample = sample;
+    return;
+  }
+  // Out of order, before the last report of the run it falls in: the runs stay as they
+  // are (the merge below would rebuild them unchanged). Runs are few (see KeyState).
+  for (let i = runs.length - 1; i >= 0; i--) {
+    const run = runs[i]!;
+    if (t < run.start) continue;
+    if (t < run.lastSeen) return;
+    break;
+  }
+  const r = newRun(t, t, t + ttl, ttl, sample);
+  if (runs.length === 0) {
+    runs.push(r);
     return;
   }
   const all = [...runs, r].sort((a, b) => a.start - b.start);
@@ -123,10 +136,21 @@ function addReport(runs: Run[], r: Run): void {
         prev.ttl = run.ttl;
         prev.sample = run.sample;
       }
-    } else merged.push({ ...run });
+    } else merged.push(newRun(run.start, run.lastSeen, run.deadline, run.ttl, run.sample));
   }
   runs.length = 0;
   for (const run of merged) runs.push(run);
+}
+
+/** Every run is built here, so all have one shape (the per-event update stays fast). */
+function newRun(
+  start: number,
+  lastSeen: number,
+  deadline: number,
+  ttl: number,
+  sample: Event,
+): Run {
+  return { start, lastSeen, deadline, ttl, sample };
 }
 
 export const expiryKind: KindDescriptor<'expiry'> = {

@@ -31,10 +31,18 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     // Times past the watermark are as many as the sender sends within the allowed
     // lateness: a key keeps at most MAX_TIMES_AHEAD of them (num_events if larger).
     // Past it, an event is still evaluated at its instant but its time is not kept.
-    const ahead = state.times.length - state.times.upperBound(this.ctx.watermark);
-    if (t <= this.ctx.watermark || ahead < Math.max(MAX_TIMES_AHEAD, this.spec.num_events))
-      state.times.add(t);
-    state.times.keepNewestThrough(this.spec.num_events, this.ctx.watermark);
+    // Both searches are skipped while the key holds fewer times than they could trim.
+    const times = state.times;
+    const watermark = this.ctx.watermark;
+    const n = this.spec.num_events;
+    const aheadCap = Math.max(MAX_TIMES_AHEAD, n);
+    if (
+      t <= watermark ||
+      times.length < aheadCap ||
+      times.length - times.upperBound(watermark) < aheadCap
+    )
+      times.add(t);
+    if (times.length > n) times.keepNewestThrough(n, watermark);
     if (this.isLate(t)) return;
     if (inOrder) state.sample = event;
     this.condition(key, t, this.evaluateState(state, t, event));

@@ -37,8 +37,12 @@ class AggregateWindow {
   slide(to: number): void {
     if (to <= this.windowStart) return;
     const { samples, sorted } = this;
-    const from = samples.times.upperBound(this.windowStart);
-    const through = samples.times.upperBound(to);
+    // Samples after windowStart are the window's n, at the end of the sorted times; those
+    // leaving are found by a scan, which costs what removing them does.
+    const times = samples.times;
+    const from = times.length - this.n;
+    let through = from;
+    while (through < times.length && times.at(through) <= to) through++;
     for (let i = from; i < through; i++) {
       const v = samples.valueAt(i);
       this.sum -= v;

@@ -23,10 +23,15 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
     return true;
   }
 
+  override admission(): ReturnType<RuleRunner['admission']> {
+    return { ...super.admission(), cap: Number.POSITIVE_INFINITY };
+  }
+
   /** A term (or missing-field silence) not held yet is refused once the rule holds maxTerms. */
   private admitTerm(term: string, silenceKey: string): boolean {
-    if (this.terms.has(term) || this.isSilenced(silenceKey)) return true;
+    // Below the cap (the usual case) no lookup: new terms are frequent.
     if (this.terms.size < this.maxTerms && this.silenceCount() < this.maxTerms) return true;
+    if (this.terms.has(term) || this.isSilenced(silenceKey)) return true;
     this.termsRefused++;
     this.ctx.refused(this, 'term', this.maxTerms);
     return false;

@@ -106,7 +106,15 @@ describe('policy', () => {
         operation: 'kill-and-replace',
         target: 'checkout-7',
       },
-      { kind: 'act', index: 1, adapter: 'pager', operation: 'notify', target: '#payments' },
+      {
+        kind: 'act',
+        index: 1,
+        adapter: 'pager',
+        operation: 'notify',
+        target: '#payments',
+        // Every notify action groups its alerts unless it says `group: false`.
+        group: { by: ['rule'], waitMs: 10_000, intervalMs: 300_000, repeatMs: 14_400_000 },
+      },
       {
         kind: 'act',
         index: 2,

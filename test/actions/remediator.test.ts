@@ -458,6 +458,36 @@ describe('guard rails, further', () => {
     ).toEqual(['executed', 'executed']);
   });
 
+  it('a breaker trip and a storm: each notice sent, journaled and logged once', async () => {
+    const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
+    const log = (level: string) => (fields: object, msg?: string) =>
+      void lines.push({ level, msg: msg ?? '', fields: fields as Record<string, unknown> });
+    const { remediator, pager, store, advance } = setup(
+      {
+        breaker: { max: 1, windowMs: 600_000, notify: 'pager' },
+        maxKeysPerRule: { max: 2, windowMs: 600_000, notify: 'pager' },
+      },
+      { logger: { info: log('info'), warn: log('warn'), error: log('error') } },
+    );
+    for (const host of ['h1', 'h1', 'h1', 'h2', 'h3', 'h4']) {
+      await remediator.handle(alert({ key: { 'host.name': host } }));
+      advance(1_000);
+    }
+    expect(pager.calls.map((c) => c.target)).toEqual([
+      expect.stringMatching(/stopped remediating/),
+      expect.stringMatching(/a storm/),
+    ]);
+    const journal = store.list({ limit: 100 });
+    expect(journal.filter((d) => /#(breaker|storm)$/.test(d.id))).toHaveLength(2);
+    // One log line per journaled decision, notices included, and nothing else.
+    expect(lines).toHaveLength(journal.length);
+    const notices = lines.filter((l) => /storm|stopped remediating|escalation/.test(l.msg));
+    expect(notices.map((l) => [l.level, l.msg])).toEqual([
+      ['warn', 'notice executed: escalation'],
+      ['warn', 'notice executed: storm'],
+    ]);
+  });
+
   it('inhibition is durable: another worker on the same store sees it, and it expires', async () => {
     const path = dbPath();
     const one = setup({ inhibitMs: 60_000 }, { store: openActionStore(path) });
@@ -479,7 +509,12 @@ describe('guard rails, further', () => {
       globalBudget: { max: 1, windowMs: 600_000 },
     });
     const page = () =>
-      alert({ actions: [{ adapter: 'pager', operation: 'notify', target: '#{{ labels.team }}' }] });
+      alert({
+        actions: [
+          // Paged per alert (group: false), so the notify guards hold each alert.
+          { adapter: 'pager', operation: 'notify', target: '#{{ labels.team }}', group: false },
+        ],
+      });
     expect((await remediator.handle(page()))[0]!.decision).toBe('executed');
     expect(pager.calls[0]!.target).toBe('web-replica-silent: expiry (#platform)');
     // The same target within the notify cooldown (default 1 min): held, and journaled.
@@ -499,7 +534,8 @@ describe('guard rails, further', () => {
 
   it('300 fatal lines from 300 hosts page once, not 300 times; every one is journaled', async () => {
     const { remediator, pager, store } = setup();
-    const notify = [{ adapter: 'pager', operation: 'notify' as const }];
+    // Ungrouped, the notify cooldown is what holds them (grouped: 'notification groups').
+    const notify = [{ adapter: 'pager', operation: 'notify' as const, group: false }];
     const decisions = [];
     for (let i = 0; i < 300; i++)
       decisions.push(
@@ -515,7 +551,9 @@ describe('guard rails, further', () => {
     const { remediator, pager } = setup({
       notify: { globalBudget: { max: 30, windowMs: 3_600_000 } },
     });
-    const perHost = [{ adapter: 'pager', operation: 'notify' as const, target: '{{ host.name }}' }];
+    const perHost = [
+      { adapter: 'pager', operation: 'notify' as const, target: '{{ host.name }}', group: false },
+    ];
     const page = (i: number, rule = 'web-replica-silent') =>
       alert({ rule, key: { 'host.name': `h${i}` }, actions: perHost });
     const outcomes: string[] = [];
@@ -570,7 +608,9 @@ describe('guard rails, further', () => {
 
   it('storm cap on by default (50 keys per 10 min), also for notify, noticed through its adapter', async () => {
     const { remediator, pager } = setup({ notify: { budget: { max: 1_000, windowMs: 60_000 } } });
-    const perHost = [{ adapter: 'pager', operation: 'notify' as const, target: '{{ host.name }}' }];
+    const perHost = [
+      { adapter: 'pager', operation: 'notify' as const, target: '{{ host.name }}', group: false },
+    ];
     const guards: string[] = [];
     for (let i = 0; i < 300; i++)
       guards.push(
@@ -596,7 +636,9 @@ describe('guard rails, further', () => {
         figures: { term: 'y'.repeat(50_000) },
         // A target from the huge key would be refused (targets hold ≤ 253 characters of an
         // event value); the page's title and text still carry the key and figures.
-        actions: [{ adapter: 'pager', operation: 'notify', target: '{{ alert.rule }}' }],
+        actions: [
+          { adapter: 'pager', operation: 'notify', target: '{{ alert.rule }}', group: false },
+        ],
       }),
     );
     const sent = pager.calls[0]!.params as { title: string; text: string };
@@ -797,6 +839,83 @@ describe('notification groups', () => {
       '[r3] 1 alert (y)',
       '[r3] 3 alerts (x, x, x)',
     ]);
+  });
+
+  it('grouping is the default: 300 alerts of a plain notify action are one page after 10 s', async () => {
+    const { remediator, pager, store, run } = groupSetup();
+    const plain = [{ adapter: 'pager', operation: 'notify' as const }];
+    const decisions = [];
+    for (let i = 0; i < 300; i++)
+      decisions.push(
+        ...(await remediator.handle(
+          alert({ key: { 'host.name': `web-${i + 1}` }, actions: plain }),
+        )),
+      );
+    expect(decisions.every((d) => d.guard === 'group')).toBe(true);
+    await run(9_999);
+    expect(pager.calls).toHaveLength(0);
+    await run(1);
+    expect(pager.calls).toHaveLength(1);
+    expect(pager.calls[0]!.target).toMatch(
+      /^\[web-replica-silent\] 300 alerts \(web-1, .* and \d+ more\)$/,
+    );
+    expect(store.list({ limit: 1_000 })).toHaveLength(301);
+  });
+
+  it('repeat_interval: a group firing for keys already paged waits for it; a new key does not', async () => {
+    const { remediator, pager, run } = groupSetup();
+    const actions = [
+      {
+        adapter: 'pager',
+        operation: 'notify' as const,
+        group_interval: '5m',
+        repeat_interval: '1h',
+      },
+    ];
+    const page = (host: string) =>
+      remediator.handle(alert({ key: { 'host.name': host }, actions }));
+    await page('a');
+    await run(10_000); // group_wait (default)
+    expect(pager.calls).toHaveLength(1);
+    // `a` keeps firing: held at every group_interval tick until an hour after the page.
+    for (let i = 0; i < 11; i++) {
+      await page('a');
+      await run(5 * 60_000);
+    }
+    expect(pager.calls).toHaveLength(1);
+    await page('a');
+    await run(5 * 60_000 - 1);
+    expect(pager.calls).toHaveLength(1);
+    await run(1); // the first tick at or after repeat_interval
+    expect(pager.calls).toHaveLength(2);
+    expect(pager.calls[1]!.target).toMatch(/12 alerts \(a, a, a, .*\)$/);
+    // A key not paged yet goes out at the next group_interval tick, repeats with it.
+    await page('a');
+    await page('b');
+    await run(5 * 60_000);
+    expect(pager.calls).toHaveLength(3);
+    expect(pager.calls[2]!.target).toMatch(/2 alerts \(a, b\)$/);
+    // Quiet for repeat_interval: the group is over, and the next alert opens a new one.
+    await run(60 * 60_000);
+    expect(remediator.groupCount).toBe(0);
+    await page('a');
+    await run(10_000);
+    expect(pager.calls).toHaveLength(4);
+  });
+
+  it('close() keeps a batch of repeats held; group: false pages per alert', async () => {
+    const { remediator, pager, run } = groupSetup();
+    const actions = [{ adapter: 'pager', operation: 'notify' as const, group_wait: '10s' }];
+    await remediator.handle(alert({ key: { 'host.name': 'a' }, actions }));
+    await run(10_000);
+    await run(2 * 60_000); // past the notify cooldown: only repeat_interval holds it
+    await remediator.handle(alert({ key: { 'host.name': 'a' }, actions }));
+    await remediator.close();
+    expect(pager.calls).toHaveLength(1);
+    const [d] = await setup().remediator.handle(
+      alert({ actions: [{ adapter: 'pager', operation: 'notify', group: false }] }),
+    );
+    expect(d!.decision).toBe('executed');
   });
 
   it('close() sends the groups still waiting', async () => {

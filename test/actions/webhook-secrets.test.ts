@@ -43,8 +43,9 @@ function alert(): Alert {
     sample: { '@timestamp': 0, 'service.name': 'web' },
     labels: {},
     actions: [
-      { adapter: 'slack', operation: 'notify' },
-      { adapter: 'down', operation: 'notify' },
+      // Paged per alert, so the failures are journaled as the alert is handled.
+      { adapter: 'slack', operation: 'notify', group: false },
+      { adapter: 'down', operation: 'notify', group: false },
     ],
   };
 }

@@ -216,6 +216,47 @@ describe('the control API on loopback with no credentials configured', () => {
     expect(wrong.stderr).toMatch(/answered 401: this route needs an admin token/);
   }, 120_000);
 
+  it('drover actions silence goes through the running server, with the admin token', async () => {
+    const silence = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+      spawnSync(
+        process.execPath,
+        [
+          BIN,
+          'actions',
+          'silence',
+          ...args,
+          '--url',
+          s.run.url,
+          '--state-dir',
+          join(s.dir, 'state'),
+        ],
+        {
+          encoding: 'utf8',
+          env: { ...serverEnv(), DROVER_LOG_LEVEL: 'silent', ...env },
+          timeout: 60_000,
+        },
+      );
+    const added = silence(['add', 'rule=host-error-burst', '--for', '1h', '--format', 'json']);
+    expect(added.stderr).toBe('');
+    expect(added.status).toBe(0);
+    const { id } = JSON.parse(added.stdout) as { id: number };
+    // The server's own view has it: the API lists it, and so does the command.
+    const listed = (await (await s.call('GET', '/v1/silences')).json()) as {
+      silences: Array<{ id: number; matchers: Record<string, string> }>;
+    };
+    expect(listed.silences).toMatchObject([{ id, matchers: { rule: 'host-error-burst' } }]);
+    expect(silence(['list']).stdout).toMatch(
+      new RegExp(`^${id}  until .*  rule=host-error-burst\n$`),
+    );
+    // Without the admin token the server refuses, and nothing changes.
+    const wrong = silence(['add', 'rule=x', '--for', '1h'], { DROVER_ADMIN_TOKEN: 'not-it' });
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toMatch(/answered 401: this route needs an admin token/);
+    expect(silence(['remove', String(id)]).stdout).toBe(`silence ${id} removed\n`);
+    expect(silence(['remove', String(id)]).status).toBe(1);
+    expect(await (await s.call('GET', '/v1/silences')).json()).toEqual({ silences: [] });
+  }, 120_000);
+
   it('bounds the journal listing: limit is 1..1000, 100 by default', async () => {
     for (const limit of ['-1', '0', '1001', 'abc', '1e3', ''])
       expect((await s.call('GET', `/v1/actions?limit=${limit}`)).status, limit).toBe(400);

@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -71,5 +71,58 @@ adapters:
     journal.close();
     expect(sent).toHaveLength(1);
     expect(sent[0]).toMatchObject({ decision: 'executed', result: { alerts: 30 } });
+  }, 60_000);
+
+  it('the example fatal-anywhere rule, 300 hosts at once: one page listing them, by default', async () => {
+    const { url: hookUrl, pages } = await receiver();
+    const example = join(
+      import.meta.dirname,
+      '..',
+      '..',
+      'examples',
+      'rules',
+      'fatal-anywhere.yaml',
+    );
+    const dir = workdir('drover-serve-groups-default-', {
+      'rules/fatal-anywhere.yaml': readFileSync(example, 'utf8'),
+    });
+    const config = join(dir, 'drover.yaml');
+    writeFileSync(
+      config,
+      `stateDir: state
+listen: { port: 0, statsdPort: false }
+rules: { paths: [rules], allowedLateness: 1s }
+adapters:
+  pager: { type: webhook, url: "${hookUrl}" }
+`,
+    );
+    const served = await startServe(config);
+    const t = Date.now();
+    const body = Array.from({ length: 300 }, (_, i) =>
+      JSON.stringify({ level: 60, time: t + i, hostname: `web-${i + 1}`, name: 'web', msg: 'x' }),
+    ).join('\n');
+    expect((await fetch(`${served.url}/ingest`, { method: 'POST', body })).status).toBe(200);
+    await until('one page', () => Promise.resolve(pages.length >= 1), 30_000);
+    // group_wait is 10 s: every alert of the burst is in the page, and no other page follows.
+    expect(pages[0]!.title).toMatch(/^\[fatal-anywhere\] 300 alerts \(web-1, .* and \d+ more\)$/);
+    expect(pages[0]!.text).toMatch(/and 280 more\ngrouped by rule=fatal-anywhere/);
+    const r = (await (await fetch(`${served.url}/v1/actions?limit=1000`)).json()) as {
+      decisions: Array<{ guard?: string; decision: string; result?: { alerts?: number } }>;
+    };
+    expect(r.decisions.filter((d) => d.guard === 'group')).toHaveLength(300);
+    expect(r.decisions.filter((d) => d.decision === 'executed')).toEqual([
+      expect.objectContaining({ result: expect.objectContaining({ alerts: 300 }) }),
+    ]);
+    // The grouped page is counted and logged like every journaled decision, once.
+    const metrics = await (await fetch(`${served.url}/metrics`)).text();
+    expect(metrics).toMatch(/^drover_actions_total\{adapter="pager",outcome="executed"\} 1$/m);
+    expect(metrics).toMatch(/^drover_guard_suppressions_total\{reason="group"\} 300$/m);
+    const logged = served
+      .log()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"remediation executed"'));
+    expect(logged).toHaveLength(1);
+    expect(await stopServe(served)).toBe(0);
+    expect(pages).toHaveLength(1);
   }, 60_000);
 });

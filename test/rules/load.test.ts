@@ -153,6 +153,24 @@ describe('rule files: positions of every error', () => {
     ]);
   });
 
+  it('grouping is on unless group: false; repeat_interval is a duration; each error located', () => {
+    const rule = (action: string) => `name: a\ntype: any\nactions:\n  - ${action}\n`;
+    expect(lint(rule('{ adapter: pager, operation: notify, group: false }'))).toEqual([]);
+    expect(lint(rule('{ adapter: pager, operation: notify, repeat_interval: 2h }'))).toEqual([]);
+    expect(lint(rule('{ adapter: pager, operation: notify, group: maybe }'))).toEqual([
+      'rule.yaml:4:49 group is true (the default) or false (page per alert)',
+    ]);
+    expect(
+      lint(rule('{ adapter: pager, operation: notify, group: false, group_wait: 5s }')),
+    ).toEqual(['rule.yaml:4:68 group: false pages per alert; group_wait would be ignored']);
+    expect(lint(rule('{ adapter: pager, operation: notify, repeat_interval: 0s }'))).toEqual([
+      expect.stringMatching(/^rule.yaml:4:\d+ repeat_interval must be above 0/),
+    ]);
+    expect(lint(rule('{ adapter: fleet, operation: kill-and-replace, group: false }'))).toEqual([
+      expect.stringMatching(/^rule.yaml:4:\d+ group applies to notify actions only/),
+    ]);
+  });
+
   it('YAML syntax errors and several documents', () => {
     expect(lint('name: a\ntype: [any\n')[0]).toMatch(/^rule.yaml:\d+:\d+ /);
     expect(lint('name: a\ntype: any\n---\nname: b\ntype: any\n')).toEqual([
