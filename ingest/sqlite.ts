@@ -85,7 +85,7 @@ function nodeSqlite(): NodeSqlite | undefined {
   process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
     if (String(warning).startsWith('SQLite is an experimental feature')) return;
     return (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
-  } as typeof process.emitWarning;
+  };
   try {
     // Absent on Node.js 20, and behind --experimental-sqlite before 22.13.
     loaded = (process.getBuiltinModule?.('node:sqlite') as NodeSqlite | undefined) ?? null;

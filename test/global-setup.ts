@@ -31,7 +31,7 @@ async function bring(
   start: () => Promise<{ url: string; stop(): Promise<void> }>,
   reasons: Record<string, string>,
 ) {
-  if (process.env[envVar]) return process.env[envVar]!;
+  if (process.env[envVar]) return process.env[envVar];
   if (process.env.DROVER_SERVERS === 'off') {
     reasons[name] = `DROVER_SERVERS=off and ${envVar} is not set`;
     return null;

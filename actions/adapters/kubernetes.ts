@@ -577,6 +577,6 @@ function declined(err: KubeApiError): AdapterDeclined {
 
 const factory: AdapterFactory = {
   type: 'kubernetes',
-  create: (name, options) => new KubernetesAdapter(name, options as KubernetesOptions),
+  create: (name, options) => new KubernetesAdapter(name, options),
 };
 export default factory;

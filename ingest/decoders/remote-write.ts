@@ -36,7 +36,7 @@ export function decodeRemoteWrite(
     request = WriteRequest.toObject(WriteRequest.decode(raw), {
       longs: String,
       defaults: false,
-    }) as typeof request;
+    });
   } catch (err) {
     throw new RemoteWriteDecodeError(`invalid WriteRequest: ${(err as Error).message}`);
   }

@@ -159,7 +159,7 @@ function compileFact(c: FactCondition, hoist: Hoist): string {
         (x, y) => `typeof ${x} === "string" && typeof ${y} === "string" && ${x}.endsWith(${y})`,
       );
     default:
-      throw new Error(`unknown operator ${JSON.stringify((c as FactCondition).operator)}`);
+      throw new Error(`unknown operator ${JSON.stringify(c.operator)}`);
   }
 }
 

@@ -218,8 +218,8 @@ describe('live', () => {
       e.process(ev(0, { 'host.name': 'a' }));
       e.process(ev(m(1), { 'host.name': 'b' }));
       const before = e.watermark;
-      e.process({ '@timestamp': y2200, 'host.name': 'evil' } as Event);
-      e.process({ '@timestamp': Number.NaN, 'host.name': 'evil' } as Event);
+      e.process({ '@timestamp': y2200, 'host.name': 'evil' });
+      e.process({ '@timestamp': Number.NaN, 'host.name': 'evil' });
       e.process(ev(m(5) + s(1), { 'host.name': 'c' })); // 4m01s ahead: within the skew
       expect(e.counts()).toEqual({ lateEvents: 0, futureEvents: 2 });
       expect(e.watermark).toBe(T0 + m(5) + s(1) - s(5));
@@ -234,7 +234,7 @@ describe('live', () => {
     it('clamps a restored watermark to clock + skew; a backtest has no clock and no clamp', () => {
       const snapshotEngine = new Engine([expiry], { allowedLatenessMs: 0, onAlert: () => {} });
       snapshotEngine.process(ev(0, { 'host.name': 'a' }));
-      snapshotEngine.process({ '@timestamp': y2200, 'host.name': 'evil' } as Event);
+      snapshotEngine.process({ '@timestamp': y2200, 'host.name': 'evil' });
       const snapshot: EngineSnapshot = JSON.parse(JSON.stringify(snapshotEngine.snapshot()));
       expect(snapshot.watermark).toBe(y2200);
       const now = T0 + m(1);
