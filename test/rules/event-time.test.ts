@@ -235,7 +235,7 @@ describe('live', () => {
       const snapshotEngine = new Engine([expiry], { allowedLatenessMs: 0, onAlert: () => {} });
       snapshotEngine.process(ev(0, { 'host.name': 'a' }));
       snapshotEngine.process({ '@timestamp': y2200, 'host.name': 'evil' });
-      const snapshot: EngineSnapshot = JSON.parse(JSON.stringify(snapshotEngine.snapshot()));
+      const snapshot = JSON.parse(JSON.stringify(snapshotEngine.snapshot())) as EngineSnapshot;
       expect(snapshot.watermark).toBe(y2200);
       const now = T0 + m(1);
       const live = new Engine([expiry], {
@@ -331,7 +331,7 @@ describe('snapshots of version 1', () => {
     };
     const alerts: Alert[] = [];
     const e = new Engine([card, expiry], { allowedLatenessMs: 0, onAlert: (a) => alerts.push(a) });
-    expect(e.restore(JSON.parse(JSON.stringify(v1))).reset).toEqual([]);
+    expect(e.restore(JSON.parse(JSON.stringify(v1)) as EngineSnapshot).reset).toEqual([]);
     e.process(ev(m(3), { user: 'u1' }));
     // u2 (seen at 5 s) leaves the window at 65 s; host a's silence ends at 130 s.
     expect(alerts.map((a) => [a.rule, Date.parse(a.at) - T0])).toEqual([
