@@ -81,6 +81,7 @@ function nodeSqlite(): NodeSqlite | undefined {
   // Node.js 22 marks node:sqlite experimental and says so on stderr when it first loads;
   // the stores use the part of it that 24 ships as a release candidate, so that one
   // warning is left out (any other warning still goes through).
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- put back as is below, and called with process as this
   const emit = process.emitWarning;
   process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
     if (String(warning).startsWith('SQLite is an experimental feature')) return;

@@ -39,7 +39,7 @@ async function bring(
   const began = Date.now();
   try {
     const server = await start();
-    stops.push(server.stop);
+    stops.push(() => server.stop());
     process.stderr.write(
       `[servers] ${name} at ${server.url} in ${((Date.now() - began) / 1000).toFixed(1)}s\n`,
     );
