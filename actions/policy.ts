@@ -50,7 +50,7 @@ export function resolveActions(
   actionSets: Record<string, ActionObject[]> = {},
 ): Array<ActionObject | { missing: string }> {
   return alert.actions.flatMap((a): Array<ActionObject | { missing: string }> => {
-    if (typeof a !== 'string') return [a as ActionObject];
+    if (typeof a !== 'string') return [a];
     return actionSets[a] ?? [{ missing: a }];
   });
 }

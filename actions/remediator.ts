@@ -7,7 +7,6 @@ import {
   AdapterDeclined,
   type GroupHealth,
   type Notification,
-  type ScaleParams,
   TargetRefused,
 } from './adapters/types.ts';
 import {
@@ -315,7 +314,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           const floor = checkMinHealthy(
             guards.minHealthy,
             health,
-            healthyLoss(p.operation, p.target, p.params as ScaleParams, health),
+            healthyLoss(p.operation, p.target, p.params, health),
           );
           if (floor) return suppress(floor);
         }
@@ -733,7 +732,7 @@ function call(
   ctx: ActionContext,
 ): Promise<ActionResult> {
   if (operation === 'kill-and-replace') return adapter.killAndReplace(p.target, ctx);
-  if (operation === 'scale') return adapter.scale(p.target, (p.params ?? {}) as ScaleParams, ctx);
+  if (operation === 'scale') return adapter.scale(p.target, p.params ?? {}, ctx);
   return adapter.notify(notification(alert, p.target), ctx);
 }
 

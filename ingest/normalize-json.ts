@@ -54,8 +54,8 @@ export class JsonLineNormalizer {
   private depth = 0;
   private readonly found: unknown[] = new Array(SOURCE_COUNT).fill(undefined);
   /** Where a source field's value is in the line when its text is JSON.stringify's, else -1. */
-  private readonly foundStart: number[] = new Array(SOURCE_COUNT).fill(-1);
-  private readonly foundEnd: number[] = new Array(SOURCE_COUNT).fill(-1);
+  private readonly foundStart: number[] = new Array<number>(SOURCE_COUNT).fill(-1);
+  private readonly foundEnd: number[] = new Array<number>(SOURCE_COUNT).fill(-1);
   // The fields kept as sent, in order, each with its value: bytes of the line to copy
   // (start, end), or a value to write when the line's text is not canonical.
   private rest = 0;
@@ -327,7 +327,7 @@ export class JsonLineNormalizer {
     const c = src[this.pos]!;
     if (c === OPEN_BRACE) {
       if (field.children === undefined) field.children = new Map();
-      return this.object((field.childBytes ??= new Map()), field.children, field);
+      return this.object((field.childBytes ??= new Map<number, Field[]>()), field.children, field);
     }
     const start = this.pos;
     let value: unknown;

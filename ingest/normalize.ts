@@ -302,6 +302,7 @@ type Setter = (event: Record<string, unknown>, value: unknown) => void;
  */
 function setterFor(name: string): Setter {
   if (name === '__proto__') return (event, value) => setField(event, name, value);
+  // eslint-disable-next-line @typescript-eslint/no-implied-eval -- the name is JSON.stringify'd: a string literal, not code
   return new Function('o', 'v', `o[${JSON.stringify(name)}] = v;`) as Setter;
 }
 
@@ -377,7 +378,7 @@ function collect(
       if (!(value instanceof Date)) {
         collect(
           value as Record<string, unknown>,
-          (field.children ??= new Map()),
+          (field.children ??= new Map<string, Field>()),
           field.name,
           depth + 1,
         );

@@ -81,11 +81,12 @@ function nodeSqlite(): NodeSqlite | undefined {
   // Node.js 22 marks node:sqlite experimental and says so on stderr when it first loads;
   // the stores use the part of it that 24 ships as a release candidate, so that one
   // warning is left out (any other warning still goes through).
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- put back as is below, and called with process as this
   const emit = process.emitWarning;
   process.emitWarning = function (this: unknown, warning: string | Error, ...rest: unknown[]) {
     if (String(warning).startsWith('SQLite is an experimental feature')) return;
     return (emit as (...a: unknown[]) => void).call(process, warning, ...rest);
-  } as typeof process.emitWarning;
+  };
   try {
     // Absent on Node.js 20, and behind --experimental-sqlite before 22.13.
     loaded = (process.getBuiltinModule?.('node:sqlite') as NodeSqlite | undefined) ?? null;

@@ -381,7 +381,7 @@ function parseGuards(
   if (g.maintenance !== undefined) out.maintenance = g.maintenance as GuardConfig['maintenance'];
   if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
   if (g.maxKeysPerRule !== undefined) {
-    const m = g.maxKeysPerRule as { notify?: unknown } | null;
+    const m: { notify?: unknown } | null = g.maxKeysPerRule;
     out.maxKeysPerRule = {
       ...budget(m ?? {}, `${name}.maxKeysPerRule`, 600_000)!,
       ...(typeof m?.notify === 'string' && { notify: m.notify }),

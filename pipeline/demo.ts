@@ -252,7 +252,7 @@ export async function runDemo(options: {
 function summarize(o: Record<string, unknown>): string {
   return Object.entries(o)
     .filter(([, v]) => v !== undefined && typeof v !== 'object')
-    .map(([k, v]) => `${k}=${v}`)
+    .map(([k, v]) => `${k}=${String(v)}`)
     .join(' ');
 }
 

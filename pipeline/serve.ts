@@ -609,7 +609,7 @@ export class Pipeline {
     clearInterval(this.snapshotTimer);
     clearInterval(this.tickTimer);
     clearInterval(this.pruneTimer);
-    const step = async (what: string, fn: () => Promise<unknown> | unknown) => {
+    const step = async (what: string, fn: () => unknown) => {
       try {
         await fn();
       } catch (err) {

@@ -346,7 +346,7 @@ export class Engine {
   stats(): RuleStats[] {
     return this.compiled.map(({ runner }) => {
       let bytes = 0;
-      for (const state of runner.keys.values()) bytes += runner.keyBytes(state as never);
+      for (const state of runner.keys.values()) bytes += runner.keyBytes(state);
       const s: RuleStats = {
         rule: runner.spec.name,
         type: runner.spec.type,

@@ -40,7 +40,7 @@ export interface Evaluation {
 export const NOT_HOLDING: Evaluation = Object.freeze({
   holds: false,
   figures: Object.freeze({}),
-}) as Evaluation;
+});
 
 /**
  * One class per rule type extends this. The base owns what every type shares: keys,

@@ -32,7 +32,7 @@ async function bring(
   start: () => Promise<{ url: string; stop(): Promise<void> }>,
   reasons: Record<string, string>,
 ) {
-  if (process.env[envVar]) return process.env[envVar]!;
+  if (process.env[envVar]) return process.env[envVar];
   if (process.env.DROVER_SERVERS === 'off') {
     reasons[name] = `DROVER_SERVERS=off and ${envVar} is not set`;
     return null;
@@ -40,7 +40,7 @@ async function bring(
   const began = Date.now();
   try {
     const server = await start();
-    stops.push(server.stop);
+    stops.push(() => server.stop());
     process.stderr.write(
       `[servers] ${name} at ${server.url} in ${((Date.now() - began) / 1000).toFixed(1)}s\n`,
     );

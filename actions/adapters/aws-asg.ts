@@ -325,6 +325,6 @@ export class AwsAsgAdapter implements Adapter {
 
 const factory: AdapterFactory = {
   type: 'aws-asg',
-  create: (name, options) => new AwsAsgAdapter(name, options as AwsAsgOptions),
+  create: (name, options) => new AwsAsgAdapter(name, options),
 };
 export default factory;

@@ -173,7 +173,7 @@ export function validateKubernetesOptions(name: string, raw: Record<string, unkn
   if (grace !== undefined && !(Number.isInteger(grace) && (grace as number) >= 0))
     throw new Error(`${where}: gracePeriodSeconds must be a whole number of seconds, 0 or more`);
   if (raw.namespace !== undefined && !NAMESPACE.test(raw.namespace as string))
-    throw new Error(`${where}: namespace "${raw.namespace}" is not a valid namespace name`);
+    throw new Error(`${where}: namespace "${String(raw.namespace)}" is not a valid namespace name`);
   const list = raw.namespaces;
   if (
     list !== undefined &&
@@ -586,6 +586,6 @@ function declined(err: KubeApiError): AdapterDeclined {
 
 const factory: AdapterFactory = {
   type: 'kubernetes',
-  create: (name, options) => new KubernetesAdapter(name, options as KubernetesOptions),
+  create: (name, options) => new KubernetesAdapter(name, options),
 };
 export default factory;

@@ -66,7 +66,7 @@ export async function createAdapters(
       }
     }
   } catch (err) {
-    await Promise.allSettled([...adapters.values()].map((a) => a.close?.()));
+    await Promise.allSettled([...adapters.values()].map((a) => a.close?.() ?? Promise.resolve()));
     throw err;
   }
   return adapters;

@@ -132,7 +132,8 @@ export class ElasticsearchStore implements RemediationStore {
     } catch (err) {
       if (!(
         err instanceof elastic().errors.ResponseError &&
-        err.body?.error?.type === 'resource_already_exists_exception'
+        (err.body as { error?: { type?: unknown } } | undefined)?.error?.type ===
+          'resource_already_exists_exception'
       ))
         throw err;
       // A state index from an earlier version gains the fields added since.

@@ -306,7 +306,7 @@ export class ActionStore implements RemediationStore {
 
 function fromRow(r: Record<string, unknown>): Decision {
   const parse = (v: unknown) =>
-    v === null || v === undefined ? undefined : JSON.parse(v as string);
+    v === null || v === undefined ? undefined : (JSON.parse(v as string) as unknown);
   const d: Decision = {
     id: r.id as string,
     at: r.at as number,

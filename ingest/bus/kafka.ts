@@ -346,6 +346,7 @@ export class KafkaBus implements Bus {
         ...(flow && { partitionsConsumedConcurrently: FLOW_CONCURRENCY }),
         autoCommit: false,
         eachBatchAutoResolve: false,
+        // eslint-disable-next-line @typescript-eslint/unbound-method -- kafkajs passes these as closures, destructuring them is its documented use
         eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
           if (batch.messages.length === 0) return;
           const topic = batch.topic.slice(this.prefix.length) as Topic;

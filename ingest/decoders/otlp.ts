@@ -64,7 +64,7 @@ export function decodeOtlp(signal: OtlpSignal, body: Buffer, contentType: string
   } else {
     try {
       const type = signal === 'logs' ? types().LogsRequest : types().MetricsRequest;
-      message = type.toObject(type.decode(body), TO_OBJECT) as Obj;
+      message = type.toObject(type.decode(body), TO_OBJECT);
     } catch (err) {
       throw new OtlpDecodeError(`invalid OTLP protobuf: ${(err as Error).message}`);
     }

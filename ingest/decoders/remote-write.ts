@@ -67,7 +67,7 @@ export function decodeRemoteWrite(
     request = writeRequest().toObject(writeRequest().decode(raw), {
       longs: String,
       defaults: false,
-    }) as typeof request;
+    });
   } catch (err) {
     throw new RemoteWriteDecodeError(`invalid WriteRequest: ${(err as Error).message}`);
   }

@@ -294,7 +294,7 @@ function toDocument(event: Event): Record<string, unknown> {
 }
 
 function fromDocument(doc: Record<string, unknown>): Event {
-  return { ...doc, '@timestamp': Date.parse(String(doc['@timestamp'])) } as Event;
+  return { ...doc, '@timestamp': Date.parse(String(doc['@timestamp'])) };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -66,7 +66,7 @@ export async function backtestCommand(args: string[]): Promise<number> {
       progress?.clear();
       process.stderr.write(`${values.data}:${line}: skipped: ${error}\n`);
     },
-    onProgress: progress?.update,
+    onProgress: progress && ((bytes) => progress.update(bytes)),
   });
   progress?.clear();
   if (format === 'markdown' && summary.alerts.length === 0)

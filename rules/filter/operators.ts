@@ -87,7 +87,7 @@ export function includes(list: unknown, v: unknown): boolean {
 
 export interface CustomOperator {
   name: string;
-  evaluate(factValue: unknown, value: unknown): boolean;
+  evaluate: (factValue: unknown, value: unknown) => boolean;
 }
 
 export const CUSTOM_OPERATORS: CustomOperator[] = [

@@ -66,7 +66,7 @@ export function reportSchemaErrors(
       }
       case 'required': {
         const missing = String(e.params.missingProperty);
-        message = raw.type ? `${raw.type} rules need "${missing}"` : `missing "${missing}"`;
+        message = raw.type ? `${String(raw.type)} rules need "${missing}"` : `missing "${missing}"`;
         at = raw.type ? ['type'] : [];
         break;
       }

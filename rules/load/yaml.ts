@@ -57,10 +57,10 @@ export class FileContext {
         keyNode = undefined;
         node = (node as { items: unknown[] }).items[segment];
       } else break;
-      if (node) last = node as never;
+      if (node) last = node;
     }
-    const target = key && keyNode ? keyNode : (last as { range?: [number, number, number] | null });
-    const range = (target as { range?: [number, number, number] | null })?.range;
+    const target = key && keyNode ? keyNode : last;
+    const range = target?.range;
     return this.pos(range ? range[0] : 0);
   }
 

@@ -42,7 +42,7 @@ describe('webhook adapter', () => {
     expect(result.detail).toMatchObject({ status: 200, attempts: 1 });
     const [{ headers, body }] = received as [Received];
     const expected = createHmac('sha256', 's3cret')
-      .update(`${headers['x-drover-timestamp']}.${body}`)
+      .update(`${String(headers['x-drover-timestamp'])}.${body}`)
       .digest('hex');
     expect(headers['x-drover-signature']).toBe(`sha256=${expected}`);
     expect(JSON.parse(body)).toEqual({

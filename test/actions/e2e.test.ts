@@ -71,7 +71,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await Promise.all([...adapters.values()].map((a) => a.close?.()));
+  await Promise.all([...adapters.values()].map((a) => a.close?.() ?? Promise.resolve()));
   await new Promise((r) => hook.close(r));
 });
 

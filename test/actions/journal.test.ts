@@ -31,8 +31,8 @@ describe('SQLite store', () => {
       return store;
     },
   });
-  afterAll(() => {
-    for (const store of opened) store.close();
+  afterAll(async () => {
+    for (const store of opened) await store.close();
   });
 });
 

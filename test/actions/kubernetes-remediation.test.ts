@@ -19,7 +19,7 @@ import { type FakeKubeApi, startKubeApi } from './fixtures/k8s-api-server.ts';
 const opened: Array<{ api: FakeKubeApi; store: ActionStore }> = [];
 afterEach(async () => {
   for (const { api, store } of opened.splice(0)) {
-    await store.close();
+    store.close();
     await api.close();
   }
 });
@@ -76,7 +76,7 @@ describe('kubernetes adapter behind the remediator', () => {
       target: pod,
       result: { pod, namespace: 'default', via: 'eviction' },
     });
-    expect(await store.list()).toHaveLength(1);
+    expect(store.list()).toHaveLength(1);
     expect(api.podNames('web-')).not.toContain(pod);
   });
 

@@ -105,8 +105,8 @@ describe('process adapter', () => {
     const f = await fleet({ worker: node('crasher.js', { env: { CRASH_AFTER_MS: '50' } }) });
     const loops: Array<{ service: string; exits: number }> = [];
     const exits: Array<{ expected: boolean; code: number }> = [];
-    f.on('crash-loop', (e) => loops.push(e));
-    f.on('exited', (e) => exits.push(e));
+    f.on('crash-loop', (e: { service: string; exits: number }) => loops.push(e));
+    f.on('exited', (e: { expected: boolean; code: number }) => exits.push(e));
     await until(() => loops.length > 0);
     expect(loops[0]).toMatchObject({ service: 'worker', exits: 3 });
     expect(exits.slice(0, 3).every((e) => !e.expected && e.code === 1)).toBe(true);

@@ -66,7 +66,7 @@ describe.skipIf(!url)(
       expect(props.decision!.type).toBe('keyword');
       expect(props['@timestamp']!.type).toBe('date');
       expect(props.at!.type).toBe('long');
-      expect((await es.indices.exists({ index: `${p}-remediation-state` })) as boolean).toBe(true);
+      expect(await es.indices.exists({ index: `${p}-remediation-state` })).toBe(true);
       // init() is idempotent: a second worker (or a restart) installs the same again.
       await open(p);
     });

@@ -474,7 +474,7 @@ describe('embedded bus: refusals and dead letters', () => {
     ]);
     const [letter] = bus.deadLetters();
     expect(letter!.reason).toBe(result.rejected[0]!.reason);
-    expect(JSON.parse(letter!.body).message).toBe('x'.repeat(500));
+    expect((JSON.parse(letter!.body) as { message: string }).message).toBe('x'.repeat(500));
     expect(bus.stats().deadLetters).toBe(1);
     expect(bus.read('logs', 0, 10).map((m) => m.event.seq)).toEqual([0, 2]);
     await bus.close();

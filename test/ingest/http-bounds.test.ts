@@ -324,9 +324,7 @@ describe('statsd', () => {
     const socket = createSocket('udp4');
     const send = (text: string) =>
       new Promise<void>((resolve, reject) =>
-        socket.send(text, server.statsdPort!, '127.0.0.1', (err) =>
-          err ? reject(err) : resolve(),
-        ),
+        socket.send(text, server.statsdPort, '127.0.0.1', (err) => (err ? reject(err) : resolve())),
       );
     const from = bus.stats().topics.metrics.next;
     await send('g0:10|g');

@@ -148,7 +148,7 @@ describe('statsd', () => {
     await new Promise<void>((resolve, reject) =>
       socket.send(
         'api.latency:250|ms|#service:api\napi.errors:1|c',
-        server.statsdPort!,
+        server.statsdPort,
         '127.0.0.1',
         (err) => (err ? reject(err) : resolve()),
       ),

@@ -179,7 +179,7 @@ describe('OTLP/HTTP', () => {
       .lookupType('R')
       .toObject(root.lookupType('R').decode(new Uint8Array(await res.arrayBuffer())), {
         longs: Number,
-      });
+      }) as { partialSuccess: { rejectedDataPoints: number; errorMessage: string } };
     expect(decoded.partialSuccess.rejectedDataPoints).toBe(1);
     expect(decoded.partialSuccess.errorMessage).toMatch(/metric.value must be a number/);
   });

@@ -212,7 +212,7 @@ describe('NDJSON at /ingest', () => {
         },
       }),
       duplex: 'half',
-    } as RequestInit);
+    });
     expect(res.status).toBe(413);
     expect(bus.read('logs', 0, 10)).toEqual([]);
   });
@@ -518,7 +518,7 @@ describe('5xx answers', () => {
         Promise.reject(
           new Error('connect ECONNREFUSED https://elastic:hunter2@es.internal:9200/_search'),
         ),
-    } as unknown as SearchIndex;
+    };
     const { url } = await start({ search: failing, logger });
     const res = await fetch(`${url}/v1/search?q=x`);
     expect(res.status).toBe(500);

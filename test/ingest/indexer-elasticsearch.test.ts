@@ -111,7 +111,9 @@ describe.skipIf(!url)(
       expect(dead.hits.hits[0]!._source!.reason).toMatch(
         /document_parsing_exception|mapper_parsing_exception/,
       );
-      expect(JSON.parse(dead.hits.hits[0]!._source!.document)['host.name']).toBe('h200');
+      expect(
+        (JSON.parse(dead.hits.hits[0]!._source!.document) as Record<string, unknown>)['host.name'],
+      ).toBe('h200');
     });
 
     it('retries items the server throttles (a real 429: the flood-stage write block) until they go in, dead-lettering none', async () => {

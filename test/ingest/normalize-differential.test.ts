@@ -57,7 +57,7 @@ const object: fc.Arbitrary<Record<string, unknown>> = fc.letrec((tie) => ({
         });
       return o;
     }),
-})).obj as fc.Arbitrary<Record<string, unknown>>;
+})).obj;
 
 function outcome(f: () => unknown): unknown {
   try {

@@ -112,7 +112,7 @@ function tree(names: string[], unique: boolean): fc.Arbitrary<Json> {
       ? fc.uniqueArray(member(tie('value')), { maxLength: 8, selector: ([k]) => k })
       : fc.array(member(tie('value')), { maxLength: 8 })
     ).map((members) => ({ kind: 'object' as const, members })),
-  })).object as fc.Arbitrary<Json>;
+  })).object;
 }
 
 /** A seeded choice of spelling, so one tree is written many ways. */

@@ -166,12 +166,12 @@ tests:
     const alerts = r.stdout
       .trim()
       .split('\n')
-      .map((l) => JSON.parse(l));
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(alerts.map((a) => [a.rule, a.type, a.key, a.at])).toEqual([
       ['web-error-burst', 'frequency', { 'host.name': 'web-1' }, '2024-01-01T00:01:20.000Z'],
       ['web-error-burst', 'frequency', { 'host.name': 'web-2' }, '2024-01-01T00:05:02.000Z'],
     ]);
-    expect(alerts[0].id).toMatch(/^[0-9a-f]{24}$/);
+    expect(alerts[0]!.id).toMatch(/^[0-9a-f]{24}$/);
     expect(r.stderr).toContain('12 events');
   });
 
@@ -194,7 +194,7 @@ tests:
       fromLater.stdout
         .trim()
         .split('\n')
-        .map((l) => JSON.parse(l).key['host.name']),
+        .map((l) => (JSON.parse(l) as { key: Record<string, unknown> }).key['host.name']),
     ).toEqual(['web-2']);
     const toEarly = drover([
       'backtest',
@@ -235,7 +235,7 @@ tests:
       env: { ...serverEnv(), DROVER_LOG_LEVEL: 'info' },
     });
     expect(r.status).toBe(1);
-    const log = JSON.parse(r.stderr.trim().split('\n').at(-1)!);
+    const log = JSON.parse(r.stderr.trim().split('\n').at(-1)!) as { err: { message: string } };
     expect(log).toMatchObject({
       level: 60,
       msg: 'command failed',
@@ -301,7 +301,7 @@ describe('drover actions', () => {
       const json = drover(['actions', 'list', '--db', db, '--rule', 'r1', '--format', 'json'])
         .stdout.trim()
         .split('\n')
-        .map((l) => JSON.parse(l));
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
       expect(json.map((d) => [d.id, d.decision, d.result])).toEqual([
         ['a1#0', 'executed', { ok: true }],
       ]);
@@ -397,7 +397,7 @@ describe('drover actions silence', () => {
       const { id, until } = JSON.parse(added.stdout) as { id: number; until: number };
       expect(until).toBeGreaterThan(Date.now() + 3_500_000);
       const store = openActionStore(db);
-      expect(await store.silences(Date.now())).toMatchObject([
+      expect(store.silences(Date.now())).toMatchObject([
         { id, matchers: { rule: 'web-errors', 'key.host.name': '~web-.*' }, comment: 'deploy' },
       ]);
       store.close();

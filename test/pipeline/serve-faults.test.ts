@@ -110,7 +110,10 @@ adapters:
     // Once the disk has room again, the next interval writes it.
     rmSync(`${snapshot}.tmp`, { recursive: true });
     const before = Date.now();
-    await until('a fresh snapshot', () => JSON.parse(readFileSync(snapshot, 'utf8')).at >= before);
+    await until(
+      'a fresh snapshot',
+      () => (JSON.parse(readFileSync(snapshot, 'utf8')) as { at: number }).at >= before,
+    );
 
     // SIGHUP with a rule file that cannot be read: the running rules stay.
     symlinkSync(join(dir, 'gone.yaml'), join(dir, 'rules', 'broken.yaml'));
@@ -145,7 +148,7 @@ adapters:
       env: serverEnv(),
     });
     let log = '';
-    child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (log += d.toString()));
     const code = await new Promise<number | null>((resolve) => {
       const timer = setTimeout(() => {
         child.kill('SIGKILL');

@@ -95,8 +95,8 @@ guards: { cooldown: 0s }
 
       expect(readFileSync(acted, 'utf8').trim().split('\n')).toEqual(['web-1']);
       const store = openActionStore(join(dir, 'state', 'actions.db'));
-      const decisions = await store.list();
-      await store.close();
+      const decisions = store.list();
+      store.close();
       expect(decisions.filter((d) => d.decision === 'executed')).toHaveLength(1);
       // The alert reached Elasticsearch once, keyed by its id, for Kibana.
       await client.indices.refresh({ index: `${prefix}-alerts*` });

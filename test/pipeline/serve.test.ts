@@ -194,7 +194,9 @@ rules: { paths: [rules] }
     const code = await new Promise((r) => run.child.once('exit', r));
     expect(code).toBe(0);
     expect(run.log()).toMatch(/"msg":"drover stopped"/);
-    const snapshot = JSON.parse(readFileSync(join(w.dir, 'state', 'rules-snapshot.json'), 'utf8'));
+    const snapshot = JSON.parse(
+      readFileSync(join(w.dir, 'state', 'rules-snapshot.json'), 'utf8'),
+    ) as { offsets: Record<string, number> };
     expect(snapshot.offsets['logs/0']).toBe(2);
 
     // Restored from the shutdown's snapshot: the third error completes the window.

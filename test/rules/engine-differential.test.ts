@@ -193,7 +193,7 @@ function runEngine(spec: RuleSpec, events: Event[], lateness: number, cut?: numb
   let engine = new Engine([spec], options);
   events.forEach((e, i) => {
     if (i === cut) {
-      const snapshot: EngineSnapshot = JSON.parse(JSON.stringify(engine.snapshot()));
+      const snapshot = JSON.parse(JSON.stringify(engine.snapshot())) as EngineSnapshot;
       engine = new Engine([spec], options);
       engine.restore(snapshot);
     }

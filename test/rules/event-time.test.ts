@@ -218,8 +218,8 @@ describe('live', () => {
       e.process(ev(0, { 'host.name': 'a' }));
       e.process(ev(m(1), { 'host.name': 'b' }));
       const before = e.watermark;
-      e.process({ '@timestamp': y2200, 'host.name': 'evil' } as Event);
-      e.process({ '@timestamp': Number.NaN, 'host.name': 'evil' } as Event);
+      e.process({ '@timestamp': y2200, 'host.name': 'evil' });
+      e.process({ '@timestamp': Number.NaN, 'host.name': 'evil' });
       e.process(ev(m(5) + s(1), { 'host.name': 'c' })); // 4m01s ahead: within the skew
       expect(e.counts()).toEqual({ lateEvents: 0, futureEvents: 2 });
       expect(e.watermark).toBe(T0 + m(5) + s(1) - s(5));
@@ -234,8 +234,8 @@ describe('live', () => {
     it('clamps a restored watermark to clock + skew; a backtest has no clock and no clamp', () => {
       const snapshotEngine = new Engine([expiry], { allowedLatenessMs: 0, onAlert: () => {} });
       snapshotEngine.process(ev(0, { 'host.name': 'a' }));
-      snapshotEngine.process({ '@timestamp': y2200, 'host.name': 'evil' } as Event);
-      const snapshot: EngineSnapshot = JSON.parse(JSON.stringify(snapshotEngine.snapshot()));
+      snapshotEngine.process({ '@timestamp': y2200, 'host.name': 'evil' });
+      const snapshot = JSON.parse(JSON.stringify(snapshotEngine.snapshot())) as EngineSnapshot;
       expect(snapshot.watermark).toBe(y2200);
       const now = T0 + m(1);
       const live = new Engine([expiry], {
@@ -331,7 +331,7 @@ describe('snapshots of version 1', () => {
     };
     const alerts: Alert[] = [];
     const e = new Engine([card, expiry], { allowedLatenessMs: 0, onAlert: (a) => alerts.push(a) });
-    expect(e.restore(JSON.parse(JSON.stringify(v1))).reset).toEqual([]);
+    expect(e.restore(JSON.parse(JSON.stringify(v1)) as EngineSnapshot).reset).toEqual([]);
     e.process(ev(m(3), { user: 'u1' }));
     // u2 (seen at 5 s) leaves the window at 65 s; host a's silence ends at 130 s.
     expect(alerts.map((a) => [a.rule, Date.parse(a.at) - T0])).toEqual([

@@ -90,7 +90,7 @@ const condition: fc.Arbitrary<Condition> = fc.letrec<{ node: Condition }>((tie) 
 async function reference(c: Condition, facts: Record<string, unknown>): Promise<boolean> {
   const engine = createReferenceEngine();
   engine.addRule({
-    conditions: ('all' in c || 'any' in c ? c : { all: [c] }) as never,
+    conditions: 'all' in c || 'any' in c ? c : { all: [c] },
     event: { type: 'match' },
   });
   const { events } = await engine.run({ ...facts });

@@ -18,7 +18,7 @@ export function rule<R extends RuleSpec>(spec: Partial<R> & { name: string; type
 }
 
 export function ev(offsetMs: number, fields: Record<string, unknown> = {}): Event {
-  return { '@timestamp': T0 + offsetMs, ...fields } as Event;
+  return { '@timestamp': T0 + offsetMs, ...fields };
 }
 
 export interface Run {

@@ -61,7 +61,7 @@ describe('per-rule caps on keys and terms', () => {
   it('rules.maxKeysPerRule is the default; max_keys overrides it per rule', () => {
     const { max_keys: _, ...noCap } = perIp;
     const other = { ...noCap, name: 'other' };
-    const { e } = engine([noCap as FrequencyRule, { ...other, max_keys: 5 } as FrequencyRule], {
+    const { e } = engine([noCap, { ...other, max_keys: 5 }], {
       maxKeysPerRule: 2,
     });
     for (let i = 0; i < 10; i++) e.process(ev(s(i), { 'client.ip': `10.0.0.${i}` }));
@@ -137,7 +137,7 @@ describe('per-rule caps on keys and terms', () => {
     expect(e.stats()[0]).toMatchObject({ terms: 4, termsRefused: 6 });
 
     const { max_terms: _, ...noCap } = terms;
-    const d = engine([noCap as NewTermRule], { maxTermsPerRule: 2 });
+    const d = engine([noCap], { maxTermsPerRule: 2 });
     for (let i = 0; i < 10; i++) d.e.process(ev(s(i), { 'client.ip': `ip${i}` }));
     expect(d.e.stats()[0]).toMatchObject({ terms: 2, termsRefused: 8 });
   });

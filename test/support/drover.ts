@@ -44,7 +44,7 @@ export function startServe(
       () => reject(new Error(`drover serve did not start:\n${log}`)),
       options.timeoutMs ?? 30_000,
     );
-    child.stderr!.on('data', (d: Buffer) => {
+    child.stderr.on('data', (d: Buffer) => {
       log += d.toString();
       const m = /"url":"(https?:\/\/[^"]+)".*"msg":"drover is serving"/.exec(log);
       if (m) {
