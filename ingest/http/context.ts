@@ -16,10 +16,11 @@ export interface IngestContext {
   options: IngestServerOptions;
   /** Limit on a request body after decompression. */
   maxBodyBytes: number;
-  publish(reply: FastifyReply, events: Event[]): Promise<PublishResult | undefined>;
-  publishBatch(reply: FastifyReply, batch: PublishBatch): Promise<PublishResult | undefined>;
+  // Functions, not methods: plugins take them out of the context.
+  publish: (reply: FastifyReply, events: Event[]) => Promise<PublishResult | undefined>;
+  publishBatch: (reply: FastifyReply, batch: PublishBatch) => Promise<PublishResult | undefined>;
   /** Who may call a read route (`config: { access: 'read' }`). */
-  authorizeRead(req: FastifyRequest, reply: FastifyReply): void;
+  authorizeRead: (req: FastifyRequest, reply: FastifyReply) => void;
 }
 
 export function createPublisher(bus: Bus): Pick<IngestContext, 'publish' | 'publishBatch'> {
