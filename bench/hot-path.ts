@@ -4,7 +4,7 @@
  * filtering and against JSON.parse of the same events — measured side by side in one run.
  */
 
-import { type Event, normalize } from '../ingest/index.ts';
+import { type Event, normalize } from '../ingest/model/index.ts';
 import {
   compileFilter,
   createReferenceEngine,

@@ -15,9 +15,9 @@ import {
   type EmbeddedBus,
   openEmbeddedBus,
 } from '../ingest/bus/index.ts';
-import { createIngestServer } from '../ingest/http/index.ts';
-import { ElasticsearchIndexer } from '../ingest/indexer/index.ts';
-import { sqliteDriver } from '../ingest/sqlite.ts';
+import { createIngestServer } from '../ingest/sources/http/index.ts';
+import { ElasticsearchIndexer } from '../ingest/sinks/index.ts';
+import { sqliteDriver } from '../ingest/storage/sqlite.ts';
 import { generateFleet } from './fleet.ts';
 
 interface Options {

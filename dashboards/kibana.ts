@@ -1,5 +1,5 @@
 /**
- * Kibana saved objects over the indices Drover writes (ingest/indexer/templates.ts):
+ * Kibana saved objects over the indices Drover writes (ingest/index/templates.ts):
  * data views for events, alerts and the action journal, a logs dashboard and an
  * alerts-and-actions dashboard. Agg-based visualizations and saved searches in the 8.x
  * saved-object format, importable with `POST /api/saved_objects/_import`. Generated

@@ -16,7 +16,7 @@ import {
 } from './control-input.ts';
 import type { Logger } from './logger.ts';
 import { redact } from './redact.ts';
-import { isSqliteBusy } from '../ingest/sqlite.ts';
+import { isSqliteBusy } from '../ingest/storage/sqlite.ts';
 
 /**
  * The pipeline's own HTTP API on the ingest server, as a Fastify plugin with its own

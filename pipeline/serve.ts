@@ -21,12 +21,12 @@ import {
   openEmbeddedBus,
   type Topic,
 } from '../ingest/bus/index.ts';
-import { createIngestServer, type IngestServer } from '../ingest/http/index.ts';
+import { createIngestServer, type IngestServer } from '../ingest/sources/http/index.ts';
 import {
   ElasticsearchIndexer,
   openEmbeddedIndex,
   type SearchIndex,
-} from '../ingest/indexer/index.ts';
+} from '../ingest/sinks/index.ts';
 import {
   type Alert,
   alertDocument,

@@ -1,7 +1,7 @@
 import { createReadStream, statSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
-import { type Event, normalize } from '../ingest/index.ts';
+import { type Event, normalize } from '../ingest/model/index.ts';
 import { Engine } from './engine.ts';
 import type { Alert, RuleSpec } from './types.ts';
 

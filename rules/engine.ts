@@ -1,4 +1,4 @@
-import type { Event } from '../ingest/index.ts';
+import type { Event } from '../ingest/model/index.ts';
 import { compileFilter, requiredValues } from './filter/index.ts';
 import { CardinalityRunner } from './kinds/cardinality.ts';
 import { FlatlineRunner } from './kinds/flatline.ts';

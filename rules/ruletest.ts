@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { isMap, isSeq, LineCounter, parseDocument } from 'yaml';
-import { normalize } from '../ingest/index.ts';
+import { normalize } from '../ingest/model/index.ts';
 import { parseDuration } from './duration.ts';
 import { Engine } from './engine.ts';
 import { type Diagnostic, loadRules } from './load.ts';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Event } from '../ingest/index.ts';
+import type { Event } from '../ingest/model/index.ts';
 import type { Alert, RuleSpec } from './types.ts';
 
 /** What a rule runner needs from the engine: time, timers and the alert sink. */

@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import type { Client } from '@elastic/elasticsearch';
 import type * as Elastic from '@elastic/elasticsearch';
-import { dailyIndex, indexTemplate } from '../../ingest/indexer/templates.ts';
+import { dailyIndex, indexTemplate } from '../../ingest/index/templates.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
@@ -12,7 +12,7 @@ import type { Decision, DecisionKind, ListOptions, RemediationStore } from './ty
 /**
  * The distributed store, for workers that share an Elasticsearch cluster. The journal
  * goes to the `drover-actions` index family (daily indices, or a data stream where the
- * server has them; mapping from ingest/indexer/templates.ts), where Kibana reads it.
+ * server has them; mapping from ingest/index/templates.ts), where Kibana reads it.
  * Claims, the attempt ledger, the kill switch, silences, notices and inhibitions live
  * in one state index, `<prefix>-remediation-state`.
  *
@@ -629,7 +629,7 @@ function nextSeq(at: number): number {
   return at * 1000 + counter;
 }
 
-/** The journal entry as an ECS-flavoured document (mapping: ingest/indexer/templates.ts). */
+/** The journal entry as an ECS-flavoured document (mapping: ingest/index/templates.ts). */
 function toDocument(d: Decision): Record<string, unknown> {
   return {
     '@timestamp': new Date(d.at).toISOString(),

@@ -1,4 +1,4 @@
-import { openSqlite, type SqliteDatabase } from '../../ingest/sqlite.ts';
+import { openSqlite, type SqliteDatabase } from '../../ingest/storage/sqlite.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';

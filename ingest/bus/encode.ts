@@ -1,5 +1,5 @@
 import { inspect } from 'node:util';
-import type { Event } from '../event.ts';
+import type { Event } from '../model/event.ts';
 
 /** How much of a refused event the dead-letter store keeps: enough to see what it was. */
 export const DEAD_LETTER_BODY_CHARS = 65_536;

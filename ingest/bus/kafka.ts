@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import type { Admin, Consumer as KafkaConsumer, Kafka, KafkaConfig, Producer } from 'kafkajs';
 import type * as KafkaJs from 'kafkajs';
-import type { Event } from '../event.ts';
+import type { Event } from '../model/event.ts';
 import { Batcher } from './batcher.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';

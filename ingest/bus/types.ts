@@ -1,4 +1,4 @@
-import type { Event } from '../event.ts';
+import type { Event } from '../model/event.ts';
 
 /**
  * The bus between ingest and its consumers (indexer, rules). Two back ends share

@@ -11,7 +11,7 @@ import {
   type Silence,
   SilenceError,
 } from '../../actions/index.ts';
-import { toEpochMs } from '../../ingest/index.ts';
+import { toEpochMs } from '../../ingest/model/index.ts';
 import { parseDuration } from '../../rules/index.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { adminClient, callAdmin } from './admin-client.ts';

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { render as renderTarget } from '../../actions/index.ts';
-import { toEpochMs } from '../../ingest/index.ts';
+import { toEpochMs } from '../../ingest/model/index.ts';
 import {
   type Alert,
   backtest,

@@ -1,4 +1,4 @@
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import { RuleRunner } from '../runner.ts';
 import type { AnyRule } from '../types.ts';
 import { type KindDescriptor } from './kind.ts';

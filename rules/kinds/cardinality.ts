@@ -1,4 +1,4 @@
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { CardinalityRule } from '../types.ts';
 import { parseDuration } from '../duration.ts';

@@ -1,4 +1,4 @@
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import { RuleRunner } from '../runner.ts';
 import type { ChangeRule } from '../types.ts';
 import { parseDuration } from '../duration.ts';

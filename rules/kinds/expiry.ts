@@ -1,4 +1,4 @@
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import { RuleRunner, TAG_KIND } from '../runner.ts';
 import type { ExpiryRule } from '../types.ts';
 import { durationOr, type KindDescriptor } from './kind.ts';

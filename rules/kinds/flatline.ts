@@ -1,4 +1,4 @@
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import { type EngineContext, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { FlatlineRule } from '../types.ts';
 import { Timestamps } from '../window.ts';

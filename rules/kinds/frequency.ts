@@ -1,4 +1,4 @@
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import { type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
 import type { FrequencyRule } from '../types.ts';
 import { Timestamps } from '../window.ts';

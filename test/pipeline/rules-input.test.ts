@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Event } from '../../ingest/event.ts';
+import type { Event } from '../../ingest/model/event.ts';
 import {
   type BusMessage,
   type EmbeddedBus,

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Event } from '../../ingest/event.ts';
+import type { Event } from '../../ingest/model/event.ts';
 import { openEmbeddedBus } from '../../ingest/bus/index.ts';
 import { killServes, startServe, until, workdir } from '../support/drover.ts';
 

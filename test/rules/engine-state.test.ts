@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import { type Alert, Engine, type EngineSnapshot, type RuleSpec } from '../../rules/index.ts';
 import { ev, m, rule, s, T0 } from './helpers.ts';
 

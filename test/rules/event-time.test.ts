@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import {
   type Alert,
   backtest,

@@ -1,4 +1,4 @@
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import { type Alert, Engine, type EngineOptions, type RuleSpec } from '../../rules/index.ts';
 
 export const T0 = Date.parse('2024-01-01T00:00:00Z');

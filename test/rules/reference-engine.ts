@@ -1,4 +1,4 @@
-import type { Event } from '../../ingest/index.ts';
+import type { Event } from '../../ingest/model/index.ts';
 import type { MetricAggType, RuleSpec } from '../../rules/index.ts';
 
 /**

@@ -17,7 +17,7 @@ import {
  * A real single-node Kafka in KRaft mode (no ZooKeeper), from the broker jars on
  * Maven Central. The current major by default; DROVER_TEST_KAFKA_VERSION picks another
  * (CI's compatibility run uses the previous major, 3.9.1). kafkajs negotiates each API
- * below its own maxima, and `test/ingest/kafka-api-versions.test.ts` fails when a
+ * below its own maxima, and `test/ingest/bus/kafka-api-versions.integration.test.ts` fails when a
  * version it sends falls below a broker's minimum.
  */
 /** The version `npm test` runs and `deploy/` ships. */

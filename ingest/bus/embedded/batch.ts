@@ -1,6 +1,6 @@
-import type { Event } from '../../event.ts';
+import type { Event } from '../../model/event.ts';
 import { DEAD_LETTER_BODY_CHARS, preview } from '../encode.ts';
-import { writeJson } from '../../json-bytes.ts';
+import { writeJson } from '../../model/json-bytes.ts';
 import { type JsonWriter, type PublishBatch, type Topic, topicOf } from '../types.ts';
 
 /**

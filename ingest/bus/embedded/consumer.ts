@@ -3,7 +3,7 @@
  * from its positions and hands batches to the handler through the shared delivery.
  */
 import type { EventEmitter } from 'node:events';
-import { isSqliteBusy } from '../../sqlite.ts';
+import { isSqliteBusy } from '../../storage/sqlite.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver, transient } from '../deliver.ts';
 import type { BusMessage, ConsumeOptions, Topic } from '../types.ts';
 

@@ -16,8 +16,8 @@
  * serialized as they are added).
  */
 import { EventEmitter } from 'node:events';
-import type { SqliteDatabase, SqliteTransaction } from '../../sqlite.ts';
-import type { Event } from '../../event.ts';
+import type { SqliteDatabase, SqliteTransaction } from '../../storage/sqlite.ts';
+import type { Event } from '../../model/event.ts';
 import { DEAD_LETTER_BODY_CHARS, RateMeter, retryAfterSeconds } from '../encode.ts';
 import {
   type Bus,

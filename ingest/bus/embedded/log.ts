@@ -4,8 +4,8 @@
  * consecutive offsets of one topic (as Kafka stores record batches): a row per message
  * cost more than parsing the message.
  */
-import { openSqlite, type SqliteDatabase } from '../../sqlite.ts';
-import type { Event } from '../../event.ts';
+import { openSqlite, type SqliteDatabase } from '../../storage/sqlite.ts';
+import type { Event } from '../../model/event.ts';
 import { keyOf } from '../encode.ts';
 import type { BusMessage, Topic } from '../types.ts';
 

@@ -2,7 +2,7 @@
  * Retention of the embedded bus's log: what every consumer group has consumed goes once
  * it is older than the retention time, or oldest first while the log is over its size.
  */
-import type { SqliteDatabase } from '../../sqlite.ts';
+import type { SqliteDatabase } from '../../storage/sqlite.ts';
 import type { Topic } from '../types.ts';
 import {
   type ChunkMeta,

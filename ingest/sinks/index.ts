@@ -1,0 +1,24 @@
+export {
+  type Capabilities,
+  ElasticsearchIndexer,
+  type ElasticsearchIndexerOptions,
+  IndexingError,
+  type IndexerMetrics,
+} from './elasticsearch.ts';
+export { EmbeddedIndex, openEmbeddedIndex, toFtsQuery } from './embedded.ts';
+export {
+  documentId,
+  parseSearchParams,
+  type SearchIndex,
+  type SearchParams,
+  SearchParamsError,
+  type SearchResult,
+} from '../index/search.ts';
+export {
+  type AlertDocument,
+  dailyIndex,
+  type IndexFamily,
+  indexPattern,
+  indexTemplate,
+  MAPPINGS,
+} from '../index/templates.ts';

@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import type { Bus } from '../../bus/types.ts';
+import type { SearchIndex } from '../../index/search.ts';
+import { isSqliteBusy } from '../../storage/sqlite.ts';
+import { PayloadTooLarge } from '../errors.ts';
+import { redact } from '../../model/redact.ts';
+import { addCredentialCheck, apiKeyHeader, readCheck } from './auth.ts';
+import { bulkPlugin } from './bulk.ts';
+import { createPublisher, type IngestContext } from './context.ts';
+import { ndjsonPlugin } from './ndjson.ts';
+import { otlpPlugin } from './otlp.ts';
+import { remoteWritePlugin } from './remote-write.ts';
+import { searchPlugin } from './search.ts';
+import { listenStatsd } from '../statsd.ts';
+
+/**
+ * The log-shipper endpoint: one HTTP server for every protocol Drover speaks, so the
+ * shippers an operator already runs can point at it unchanged. Each route decodes,
+ * normalizes (the same code the rules engine uses) and publishes to the bus; the
+ * response acknowledges only what the bus made durable.
+ *
+ * The parts: a plugin per protocol (ndjson.ts, bulk.ts with the Elasticsearch
+ * compatibility routes, otlp.ts, remote-write.ts, search.ts), the body reader (body.ts),
+ * the auth hook (auth.ts), and statsd over UDP apart from HTTP (statsd.ts).
+ */
+export interface IngestServerOptions {
+  bus: Bus;
+  host?: string;
+  port?: number;
+  /** Accepted `Authorization: Bearer <token>` values. */
+  tokens?: string[];
+  /** Accepted `Authorization: ApiKey <base64(id:key)>` values (base64 or `id:key`). */
+  apiKeys?: string[];
+  /**
+   * Bearer tokens that may ingest besides `tokens` (the pipeline's admin tokens). They do
+   * not make an endpoint "authenticated": without `tokens` or `apiKeys` ingest is open.
+   */
+  extraTokens?: string[];
+  /**
+   * Bearer tokens that may read (`GET /v1/search`) besides `extraTokens`; ingest
+   * credentials never may. Without any credential configured, reads are as open as
+   * ingest is.
+   */
+  readTokens?: string[];
+  /**
+   * Decides who may read instead (the pipeline's check, which also checks `Host`):
+   * throws an error with a `statusCode` (401, 403) to refuse.
+   */
+  authorizeRead?: (req: FastifyRequest, reply: FastifyReply) => void;
+  /** Listening beyond loopback without tokens or keys must be asked for explicitly. */
+  allowUnauthenticated?: boolean;
+  /** Limit on a request body after decompression. Default 16 MiB. */
+  maxBodyBytes?: number;
+  tls?: { key: string | Buffer; cert: string | Buffer };
+  search?: SearchIndex;
+  /**
+   * More routes on the same server (the pipeline's API), registered before it listens.
+   * A route whose config has an `access` field authorizes itself: the ingest credential
+   * check skips it.
+   */
+  routes?: (app: FastifyInstance) => void;
+  /**
+   * statsd over UDP on this port (default 8125) and host (default 127.0.0.1: UDP
+   * carries no credential, so statsd leaves loopback only when configured to); false
+   * turns it off. `maxGauges` bounds the gauge series remembered for deltas (default
+   * 10,000; see StatsdDecoder).
+   */
+  statsd?: { port?: number; host?: string; maxGauges?: number } | false;
+  logger?: Logger;
+  onIngest?: (m: IngestMetrics) => void;
+}
+
+export interface IngestMetrics {
+  protocol: 'ndjson' | 'bulk' | 'otlp' | 'remote_write' | 'statsd';
+  events: number;
+  bytes: number;
+  decodeErrors: number;
+  rejected: number;
+  throttled: boolean;
+  /** statsd: gauge series evicted from the delta memory by this packet. */
+  evicted?: number;
+}
+
+export interface IngestServer {
+  app: FastifyInstance;
+  url: string;
+  statsdPort: number | undefined;
+  /** The address statsd is bound to. */
+  statsdAddress: string | undefined;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
+
+export async function createIngestServer(options: IngestServerOptions): Promise<IngestServer> {
+  const host = options.host ?? '127.0.0.1';
+  const maxBodyBytes = options.maxBodyBytes ?? 16 << 20;
+  const credentials = [
+    ...(options.tokens ?? []).map((t) => `Bearer ${t}`),
+    ...(options.apiKeys ?? []).map(apiKeyHeader),
+  ];
+  if (credentials.length === 0 && !LOOPBACK.test(host) && !options.allowUnauthenticated) {
+    throw new Error(
+      `refusing to listen on ${host} without tokens or API keys (set allowUnauthenticated to do it anyway)`,
+    );
+  }
+  const app = Fastify({
+    bodyLimit: maxBodyBytes,
+    logger: false,
+    // HEAD routes are declared where shippers use them (existence checks answer 200).
+    exposeHeadRoutes: false,
+    ...(options.tls && { https: { key: options.tls.key, cert: options.tls.cert } }),
+  }) as unknown as FastifyInstance;
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  const authorizeRead = options.authorizeRead ?? readCheck(options, credentials.length === 0);
+  addCredentialCheck(app, options, credentials);
+  // Elasticsearch clients check this header on every response.
+  app.addHook('onSend', async (_req, reply) => {
+    reply.header('x-elastic-product', 'Elasticsearch');
+  });
+  app.setErrorHandler(async (err: Error & { statusCode?: number; code?: string }, _req, reply) => {
+    if (isSqliteBusy(err)) {
+      // Another process holds the embedded bus's lock: nothing was acknowledged, and the
+      // same request a moment later succeeds. Shippers retry 503s.
+      options.logger?.warn({ err }, 'the bus is busy; the shipper was told to retry');
+      await reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ error: 'the bus is busy; retry shortly' });
+      return;
+    }
+    const status =
+      err instanceof PayloadTooLarge || err.code === 'FST_ERR_CTP_BODY_TOO_LARGE'
+        ? 413
+        : (err.statusCode ?? 500);
+    if (status >= 500) {
+      // What failed inside (a store's URL with its credentials, a path, a stack) is for
+      // the log, redacted there too; the caller gets an id to find it by.
+      const id = randomUUID();
+      options.logger?.error(
+        {
+          id,
+          err: { type: err.name, message: redact(err.message), stack: redact(err.stack ?? '') },
+        },
+        'ingest request failed',
+      );
+      await reply
+        .code(status)
+        .send({ error: 'internal error; the server log has the details', id });
+      return;
+    }
+    await reply
+      .code(status)
+      .send({ error: status === 413 ? `request body exceeds ${maxBodyBytes} bytes` : err.message });
+  });
+
+  const ctx: IngestContext = {
+    options,
+    maxBodyBytes,
+    ...createPublisher(options.bus),
+    authorizeRead,
+  };
+  // One plugin per protocol; the hooks and error handler above apply to each.
+  await app.register(ndjsonPlugin(ctx));
+  await app.register(bulkPlugin(ctx));
+  await app.register(otlpPlugin(ctx));
+  await app.register(remoteWritePlugin(ctx));
+  await app.register(searchPlugin(ctx));
+  options.routes?.(app);
+  const statsd =
+    options.statsd === false
+      ? undefined
+      : await listenStatsd(options, options.statsd?.host ?? '127.0.0.1');
+
+  await app.listen({ host, port: options.port ?? 4280 });
+  const address = app.server.address() as { port: number };
+  const url = `${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${address.port}`;
+  return {
+    app,
+    url,
+    statsdPort: statsd ? statsd.address().port : undefined,
+    statsdAddress: statsd ? statsd.address().address : undefined,
+    close: async () => {
+      if (statsd) await new Promise<void>((r) => statsd.close(() => r()));
+      await app.close();
+    },
+  };
+}

@@ -1,0 +1,218 @@
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { Event } from '../../../ingest/model/index.ts';
+import { type BusMessage, createKafkaBus, type KafkaBus } from '../../../ingest/bus/index.ts';
+
+const brokers = inject('kafkaBrokers');
+const reason = inject('serverSkipReasons').kafka;
+
+const log = (i: number, service = 'web'): Event => ({
+  '@timestamp': 1_700_000_000_000 + i,
+  'service.name': service,
+  message: `line ${i}`,
+  seq: i,
+});
+
+function until(predicate: () => boolean, ms = 30_000): Promise<void> {
+  const start = Date.now();
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      if (predicate()) resolve();
+      else if (Date.now() - start > ms) reject(new Error('timed out'));
+      else setTimeout(check, 25);
+    };
+    check();
+  });
+}
+
+describe.skipIf(!brokers)(
+  `Kafka bus against a real broker${reason ? ` (skipped: ${reason})` : ''}`,
+  () => {
+    let bus: KafkaBus;
+    let prefix: string;
+
+    beforeAll(async () => {
+      prefix = `t${randomUUID().slice(0, 8)}.`;
+      bus = await createKafkaBus({
+        brokers: [brokers!],
+        topicPrefix: prefix,
+        partitions: 3,
+        maxEventBytes: 4096,
+      });
+    });
+    afterAll(async () => {
+      await bus?.close();
+    });
+
+    it('publishes with acks from the broker and delivers per key in order, offsets committed after the handler', async () => {
+      const events = Array.from({ length: 30 }, (_, i) => log(i, `svc-${i % 3}`));
+      const result = await bus.publish(events);
+      expect(result.accepted).toHaveLength(30);
+      const seen: BusMessage[] = [];
+      const consumer = await bus.consume({
+        group: `${prefix}g1`,
+        topics: ['logs'],
+        handler: async (b) => void seen.push(...b.messages),
+      });
+      await until(() => seen.length === 30);
+      await consumer.stop();
+      for (const service of ['svc-0', 'svc-1', 'svc-2']) {
+        const mine = seen.filter((m) => m.key === service);
+        expect(new Set(mine.map((m) => m.partition)).size).toBe(1);
+        expect(mine.map((m) => m.event.seq)).toEqual(
+          [...mine.map((m) => m.event.seq as number)].sort((a, b) => a - b),
+        );
+      }
+      // The group's committed offsets cover everything it handled.
+      const admin = new Kafka({ brokers: [brokers!], logLevel: logLevel.NOTHING }).admin();
+      await admin.connect();
+      const [committed] = await admin.fetchOffsets({
+        groupId: `${prefix}g1`,
+        topics: [`${prefix}logs`],
+      });
+      await admin.disconnect();
+      const total = committed!.partitions.reduce((n, p) => n + Number(p.offset), 0);
+      expect(total).toBe(30);
+    });
+
+    it('redelivers a batch whose handler failed, and a restarted consumer resumes at its committed offset', async () => {
+      await bus.publish([100, 101].map((i) => log(i, 'redeliver')));
+      let attempts = 0;
+      const handled: number[] = [];
+      let consumer = await bus.consume({
+        group: `${prefix}g2`,
+        topics: ['logs'],
+        handler: async (b) => {
+          const mine = b.messages.filter((m) => m.key === 'redeliver');
+          if (mine.length > 0 && attempts++ < 2) throw new Error('down');
+          handled.push(...mine.map((m) => m.event.seq as number));
+        },
+      });
+      await until(() => handled.length === 2);
+      expect(attempts).toBe(3);
+      await consumer.stop();
+
+      await bus.publish([102].map((i) => log(i, 'redeliver')));
+      const after: number[] = [];
+      consumer = await bus.consume({
+        group: `${prefix}g2`,
+        topics: ['logs'],
+        handler: async (b) =>
+          void after.push(
+            ...b.messages.filter((m) => m.key === 'redeliver').map((m) => m.event.seq as number),
+          ),
+      });
+      await until(() => after.length >= 1);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(after).toEqual([102]);
+      await consumer.stop();
+    });
+
+    it('dead-letters a message the handler keeps failing, with why, and moves on past it', async () => {
+      await bus.publish([200, 201, 202, 203, 204].map((i) => log(i, 'poison')));
+      const handled: number[] = [];
+      const consumer = await bus.consume({
+        group: `${prefix}g3`,
+        topics: ['logs'],
+        maxAttempts: 2,
+        // Atomic, as the contract asks: checks every message before applying any.
+        handler: async (b) => {
+          const mine = b.messages.filter((m) => m.key === 'poison');
+          if (mine.some((m) => m.event.seq === 202)) throw new Error('poison at 202');
+          handled.push(...mine.map((m) => m.event.seq as number));
+        },
+      });
+      await until(() => handled.length === 4);
+      await new Promise((r) => setTimeout(r, 500));
+      await consumer.stop();
+      expect(handled).toEqual([200, 201, 203, 204]);
+      const kafka = new Kafka({ brokers: [brokers!], logLevel: logLevel.NOTHING });
+      const reader = kafka.consumer({ groupId: `${prefix}dl-check-2` });
+      await reader.connect();
+      await reader.subscribe({ topic: `${prefix}deadletter`, fromBeginning: true });
+      const letters: Array<{ reason: string; value: string }> = [];
+      await reader.run({
+        eachMessage: async ({ message }) =>
+          void letters.push({
+            reason: String(message.headers?.['drover.reason']),
+            value: String(message.value),
+          }),
+      });
+      await until(() => letters.some((l) => /poison at 202/.test(l.reason)));
+      await reader.disconnect();
+      const letter = letters.find((l) => /poison at 202/.test(l.reason))!;
+      expect(letter.reason).toMatch(
+        /consumer group ".*g3" at .*logs\/\d@\d+: failed 2 times: poison at 202/,
+      );
+      expect(JSON.parse(letter.value)).toMatchObject({ seq: 202 });
+    });
+
+    it('refuses an oversized event with its reason and sends it to the dead-letter topic', async () => {
+      const big = { ...log(1), message: 'x'.repeat(10_000) };
+      const result = await bus.publish([log(0, 'dl'), big]);
+      expect(result.accepted).toEqual([0]);
+      expect(result.rejected).toEqual([
+        {
+          index: 1,
+          reason: expect.stringMatching(/^event of \d+ bytes exceeds the limit of 4096$/),
+        },
+      ]);
+      // The dead-letter topic holds it, keyed like the event, with the reason in a header.
+      const kafka = new Kafka({ brokers: [brokers!], logLevel: logLevel.NOTHING });
+      const reader = kafka.consumer({ groupId: `${prefix}dl-check` });
+      await reader.connect();
+      await reader.subscribe({ topic: `${prefix}deadletter`, fromBeginning: true });
+      const letters: string[] = [];
+      await reader.run({
+        eachMessage: async ({ message }) =>
+          void letters.push(String(message.headers?.['drover.reason'])),
+      });
+      // The topic is shared with the poison test above: find this event's letter.
+      await until(() => letters.some((l) => /exceeds the limit/.test(l)));
+      await reader.disconnect();
+      expect(letters.find((l) => /exceeds the limit/.test(l))).toMatch(/exceeds the limit of 4096/);
+    });
+
+    it('loses no acknowledged event when the publisher is killed with SIGKILL', async () => {
+      const killPrefix = `k${randomUUID().slice(0, 8)}.`;
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          join(import.meta.dirname, 'fixtures', 'publish-forever.ts'),
+          `kafka://${brokers}/${killPrefix}`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      let out = '';
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      await until(() => out.split('\n').filter(Boolean).length > 1_000, 60_000);
+      child.kill('SIGKILL');
+      await new Promise((r) => child.once('exit', r));
+      const acknowledged = out
+        .slice(0, out.lastIndexOf('\n'))
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
+
+      const reader = await createKafkaBus({ brokers: [brokers!], topicPrefix: killPrefix });
+      const stored = new Set<number>();
+      const consumer = await reader.consume({
+        group: `${killPrefix}check`,
+        topics: ['logs'],
+        handler: async (b) => b.messages.forEach((m) => stored.add(m.event.seq as number)),
+      });
+      await until(() => acknowledged.every((id) => stored.has(id)), 60_000).catch(() => {});
+      await consumer.stop();
+      await reader.close();
+      expect(acknowledged.length).toBeGreaterThan(1_000);
+      expect(acknowledged.filter((id) => !stored.has(id))).toEqual([]);
+    });
+  },
+);

@@ -1,0 +1,387 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { NdjsonStream } from '../../../ingest/sources/decoders/ndjson.ts';
+import { normalize } from '../../../ingest/model/index.ts';
+import { JsonLineNormalizer } from '../../../ingest/model/normalize-json.ts';
+import { FIELD_NAMES } from './field-names.ts';
+
+/**
+ * The byte path must give, for every line it takes, exactly what the object path gives
+ * (JSON.stringify(normalize(JSON.parse(line)))), and must hand back every line it cannot
+ * read that way. These tests write JSON text in many spellings (blanks, escapes, number
+ * forms, duplicate and odd keys, broken text) and compare the two.
+ */
+
+const NAMES = [
+  ...FIELD_NAMES,
+  'a',
+  'b',
+  '',
+  ' spaced key ',
+  'tags',
+  // Read the object way: array indexes, the prototype's name, non-ASCII and escapes.
+  '0',
+  '17',
+  '__proto__',
+  'clé',
+  'quote"d',
+];
+
+const STACK = `TypeError: boom for order 12
+    at chargeCard (/srv/app/lib/pay.js:10:5)
+    at handle (/srv/app/lib/http.js:20:7)`;
+
+type Json =
+  | { kind: 'string'; value: string }
+  | { kind: 'number'; text: string }
+  | { kind: 'literal'; text: 'true' | 'false' | 'null' }
+  | { kind: 'array'; items: Json[] }
+  | { kind: 'object'; members: Array<[string, Json]> };
+
+const numberText = fc.oneof(
+  fc.integer().map(String),
+  fc.constantFrom(
+    '0',
+    '-0',
+    '1732272000123',
+    '1732272000',
+    '50',
+    '30',
+    '1.5',
+    '1.0',
+    '-12.250',
+    '1e3',
+    '1E+3',
+    '2.5e-3',
+    '-0.0',
+    '123456789012345',
+    '1234567890123456',
+    '12345678901234567890',
+    '1e400',
+    '-1e400',
+    '0.1',
+    '5e-324',
+  ),
+  fc.double({ noNaN: true, noDefaultInfinity: true }).map(String),
+);
+
+const stringValue = fc.oneof(
+  fc.constantFrom(
+    '',
+    'web-1',
+    'checkout',
+    'error',
+    'WARNING',
+    '30',
+    '2024-11-22T10:00:00.123Z',
+    '1732272000123456789',
+    STACK,
+    'é語🚀',
+    '\u2028',
+    '\ud800',
+    'a"b\\c/d',
+    '\u0000\u001f\u007f',
+  ),
+  fc.string({ unit: 'binary', maxLength: 12 }),
+  fc.string({ maxLength: 12 }),
+);
+
+/** JSON trees whose keys may repeat and include the ones the byte path hands back. */
+const json = tree(NAMES, false);
+/** Trees the byte path should read: plain keys, each once per object. */
+const plainJson = tree(
+  NAMES.filter((n) => !['0', '17', '__proto__', 'clé', 'quote"d', 'a.b'].includes(n)),
+  true,
+);
+
+function tree(names: string[], unique: boolean): fc.Arbitrary<Json> {
+  const member = (value: fc.Arbitrary<unknown>) =>
+    fc.tuple(fc.constantFrom(...names), value as fc.Arbitrary<Json>);
+  return fc.letrec((tie) => ({
+    value: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      stringValue.map((value) => ({ kind: 'string' as const, value })),
+      numberText.map((text) => ({ kind: 'number' as const, text })),
+      fc.constantFrom('true', 'false', 'null').map((text) => ({ kind: 'literal' as const, text })),
+      fc
+        .array(tie('value') as fc.Arbitrary<Json>, { maxLength: 3 })
+        .map((items) => ({ kind: 'array' as const, items })),
+      tie('object'),
+    ),
+    object: (unique
+      ? fc.uniqueArray(member(tie('value')), { maxLength: 8, selector: ([k]) => k })
+      : fc.array(member(tie('value')), { maxLength: 8 })
+    ).map((members) => ({ kind: 'object' as const, members })),
+  })).object;
+}
+
+/** A seeded choice of spelling, so one tree is written many ways. */
+function spelling(seed: number) {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const blank = () => ['', '', '', ' ', '\t', '\r', '  '][Math.floor(next() * 7)]!;
+  const str = (v: string) => {
+    if (next() < 0.7) return JSON.stringify(v);
+    // Escape some characters that need none, and write others raw where JSON allows.
+    let out = '"';
+    for (const ch of v) {
+      const c = ch.charCodeAt(0);
+      const r = next();
+      if (ch === '"' || ch === '\\' || c < 0x20) out += JSON.stringify(ch).slice(1, -1);
+      else if (ch.length === 2 || (c >= 0xd800 && c <= 0xdfff))
+        out +=
+          r < 0.5
+            ? ch
+            : JSON.stringify(ch)
+                .slice(1, -1)
+                .replace(/^(?!\\)/, '');
+      else if (r < 0.2) out += `\\u${c.toString(16).padStart(4, '0')}`;
+      else if (r < 0.3) out += `\\u${c.toString(16).padStart(4, '0').toUpperCase()}`;
+      else if (ch === '/' && r < 0.5) out += '\\/';
+      else out += ch;
+    }
+    return `${out}"`;
+  };
+  // Keys are seldom escaped by shippers (and escaped keys go the object way).
+  const key = (k: string) => (next() < 0.05 ? str(k) : JSON.stringify(k));
+  const write = (j: Json): string => {
+    switch (j.kind) {
+      case 'string':
+        return str(j.value);
+      case 'number':
+      case 'literal':
+        return j.text;
+      case 'array':
+        return `[${blank()}${j.items.map((i) => write(i) + blank()).join(`,${blank()}`)}]`;
+      case 'object':
+        return `{${blank()}${j.members
+          .map(([k, v]) => `${key(k)}${blank()}:${blank()}${write(v)}${blank()}`)
+          .join(`,${blank()}`)}}`;
+    }
+  };
+  return { write, blank, next };
+}
+
+/** What the object path makes of a line: the event's bytes and where it goes, or why not. */
+function objectWay(line: string, options: { receivedAt: number; service?: string }) {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return { invalid: true };
+  }
+  try {
+    const event = normalize(value, options);
+    return {
+      json: Buffer.from(JSON.stringify(event)),
+      metric: event['metric.name'] !== undefined,
+      key: event['service.name'] ?? event['host.name'] ?? '',
+    };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
+const reader = new JsonLineNormalizer();
+
+/**
+ * The event the reader writes for the line it last scanned and modelled. It is asked
+ * first into a buffer too small (a batch's may be), which must stay untouched past its
+ * end and learn the size needed, then into one that fits.
+ */
+function written(reader: JsonLineNormalizer): Buffer {
+  const small = Buffer.alloc(48, 0xee);
+  const room = Buffer.from(small.buffer, small.byteOffset, 48).subarray(0, 16);
+  const needed = reader.write(room, 3) - 3;
+  expect(small.subarray(16).every((b) => b === 0xee)).toBe(true);
+  const out = Buffer.alloc(needed + 5);
+  expect(reader.write(out, 5)).toBe(needed + 5);
+  return out.subarray(5);
+}
+
+/** What the byte path makes of it: the same, or undefined when it hands the line back. */
+function byteWay(bytes: Buffer, options: { receivedAt: number; service?: string }) {
+  const end = reader.scan(bytes, 0);
+  if (end < 0) return undefined;
+  expect(end).toBe(bytes.length - 1);
+  if (reader.blank) return { blank: true };
+  try {
+    reader.model(options);
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+  // Bytes, not text: invalid UTF-8 written out would decode to the same text.
+  return { json: written(reader), metric: reader.metric, key: reader.key };
+}
+
+describe('the byte path of normalize', () => {
+  it('gives exactly the object path’s event for every line it takes, and takes no invalid JSON', () => {
+    let plainTaken = 0;
+    let plainRuns = 0;
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          json.map((t) => ({ t, plain: false })),
+          plainJson.map((t) => ({ t, plain: true })),
+        ),
+        fc.integer(),
+        fc.option(fc.constantFrom('web', 'api')),
+        fc.option(fc.tuple(fc.nat(), fc.constantFrom('', '}', ',', '"', 'x', ':', '\\', ' {'))),
+        ({ t, plain }, seed, service, breakage) => {
+          const { write, blank } = spelling(seed);
+          let line = `${blank()}${write(t)}${blank()}`;
+          if (breakage) {
+            const [at, insert] = breakage;
+            const i = at % (line.length + 1);
+            line = line.slice(0, i) + insert + line.slice(i + (insert === '' ? 1 : 0));
+          }
+          const options = { receivedAt: 42, ...(service !== null && { service }) };
+          // Both read the same bytes (a cut may have split a surrogate pair: UTF-8 has
+          // no lone surrogates, so the text to compare with is the bytes decoded).
+          const bytes = Buffer.from(`${line}\n`);
+          const expected = objectWay(bytes.toString('utf8', 0, bytes.length - 1), options);
+          const got = byteWay(bytes, options);
+          if (plain && !breakage) plainRuns++;
+          if (got === undefined) return;
+          if (plain && !breakage) plainTaken++;
+          if ('blank' in got) expect(expected).toEqual({ invalid: true });
+          else expect(got).toEqual(expected);
+        },
+      ),
+      { numRuns: 5_000 },
+    );
+    // The point is speed: lines of plain keys take the byte path (but for a name spelt
+    // both flat and nested, as `log.level` and `log: {level}`).
+    expect(plainTaken / plainRuns).toBeGreaterThan(0.8);
+  });
+
+  it('reads the shapes shippers send without handing them back', () => {
+    const lines = [
+      // pino, with an error and its stack
+      '{"level":50,"time":1732272000123,"pid":42,"hostname":"web-1","name":"web","msg":"boom","err":{"type":"TypeError","message":"x","stack":"TypeError: x\\n    at f (/a.js:1:2)"},"req":{"id":"r-1","url":"/api"}}',
+      // ECS, as Filebeat writes it, nested and flat
+      '{"@timestamp":"2024-11-22T10:00:00.123Z","log.level":"warn","message":"slow","service":{"name":"api"},"host":{"name":"node-1","hostname":"pod-7"},"ecs":{"version":"8.11.0"},"tags":["beats_input"],"agent":{"type":"filebeat","version":"8.11.0"}}',
+      // a metric sample
+      '{"@timestamp":"2024-11-22T10:00:00Z","service.name":"api","metric.name":"latency","metric.value":12.5,"metric.type":"gauge"}',
+      // blanks everywhere JSON allows them, CRLF
+      ' { "msg" : "x" , "level" : 30 } \r',
+      // non-ASCII text and escapes
+      '{"msg":"café \\u2603 \\"quoted\\"","user":{"name":"Zoë"}}',
+    ];
+    for (const line of lines) {
+      const options = { receivedAt: 42 };
+      const got = byteWay(Buffer.from(`${line}\n`), options);
+      expect(got, line).toBeDefined();
+      expect(got).toEqual(objectWay(line, options));
+    }
+  });
+
+  it('hands back what JSON.parse would order or read differently', () => {
+    for (const line of [
+      '{"a":1,"b":2,"a":3}', // a key twice
+      '{"a":{"b":1},"a.b":2}', // one name, two spellings
+      '{"b":1,"7":2}', // an array index: first in a parsed object
+      '{"__proto__":{"x":1}}',
+      '{"clé":1}', // a non-ASCII key
+      '{"a\\u0062":1}', // an escaped key
+      '[{"a":1}]',
+      '"text"',
+      '{"a":1}x',
+      '{"a":01}',
+      '{"a":1,}',
+      '{"a":"\t"}', // a raw control character
+      `${'{"a":'.repeat(70)}1${'}'.repeat(70)}`, // nested deeper than the byte path goes
+    ]) {
+      expect(byteWay(Buffer.from(`${line}\n`), { receivedAt: 1 }), line).toBeUndefined();
+    }
+  });
+
+  it('decodes invalid UTF-8 inside strings as the text decoder does (U+FFFD)', () => {
+    const bytes = Buffer.concat([
+      Buffer.from('{"msg":"a'),
+      Buffer.from([0xff, 0xe2, 0x82]),
+      Buffer.from('b","x":"'),
+      Buffer.from([0xc3]),
+      Buffer.from('"}\n'),
+    ]);
+    const options = { receivedAt: 1 };
+    expect(byteWay(bytes, options)).toEqual(
+      objectWay(bytes.toString('utf8', 0, bytes.length - 1), options),
+    );
+  });
+
+  it('in a stream, gives the records and errors of the text way, line for line', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(
+            fc.tuple(json, fc.integer()).map(([t, seed]) => spelling(seed).write(t)),
+            fc.constantFrom('', '  ', 'not json', '{"a":', '[1]', '{"metric.name":"m"}'),
+          ),
+          { maxLength: 10 },
+        ),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (lines, cuts) => {
+          const body = Buffer.from(`${lines.join('\n')}\n`);
+          const options = { receivedAt: 42 };
+          const run = (bytePath: boolean) => {
+            const out: unknown[] = [];
+            const objectRecord = (line: number, value: unknown) => {
+              try {
+                out.push([line, Buffer.from(JSON.stringify(normalize(value, options)))]);
+              } catch (err) {
+                out.push([line, 'rejected', (err as Error).message]);
+              }
+            };
+            const stream = new NdjsonStream(
+              objectRecord,
+              (line, error) => out.push([line, 'invalid', error]),
+              bytePath
+                ? (buf, start, line) => {
+                    const end = reader.scan(buf, start);
+                    if (end < 0 || reader.blank) return end;
+                    try {
+                      reader.model(options);
+                      out.push([line, written(reader)]);
+                    } catch (err) {
+                      out.push([line, 'rejected', (err as Error).message]);
+                    }
+                    return end;
+                  }
+                : undefined,
+            );
+            const points = [...new Set(cuts.map((c) => c % body.length))].sort((a, b) => a - b);
+            let from = 0;
+            for (const p of [...points, body.length]) {
+              stream.push(Buffer.from(body.subarray(from, p)));
+              from = p;
+            }
+            stream.end();
+            return out;
+          };
+          expect(run(true)).toEqual(run(false));
+        },
+      ),
+      { numRuns: 1_000 },
+    );
+  });
+});
+
+describe('several byte readers in one process', () => {
+  it('do not take one another’s marks on the shared fields for duplicate keys', () => {
+    const a = new JsonLineNormalizer();
+    const b = new JsonLineNormalizer();
+    const withUser = Buffer.from('{"msg":"x","user":"u"}\n');
+    const without = Buffer.from('{"msg":"x"}\n');
+    // Reader a marks "user" on its 50th line; reader b meets it again on its own 50th.
+    for (let i = 0; i < 50; i++) expect(a.scan(withUser, 0)).toBeGreaterThan(0);
+    for (let i = 0; i < 49; i++) expect(b.scan(without, 0)).toBeGreaterThan(0);
+    expect(b.scan(withUser, 0)).toBeGreaterThan(0);
+  });
+});
