@@ -36,4 +36,4 @@ cd "$work/drover"
 # built against them fails to load on this runtime. Build against this Node's own.
 npm ci --nodedir="$dir" --no-audit --no-fund
 npx drover --version
-npm run test:unit
+npx vitest run
