@@ -13,7 +13,7 @@ import { spikeKind } from './spike.ts';
 /**
  * The rule kinds, one descriptor each (kind.ts). Adding a kind: its file under kinds/
  * with its runner and descriptor, its name and spec type in types.ts, and a line here;
- * rules/schema.json gains its options (test/rules/kinds.test.ts fails until it does).
+ * rules/schema.json gains its options (test/rules/kinds/registry.test.ts fails until it does).
  */
 export const KINDS: { readonly [T in RuleType]: KindDescriptor<T> } = {
   any: anyKind,

@@ -7,7 +7,7 @@ import {
   type FactCondition,
   OPERATORS,
   requiredValues,
-} from '../../rules/index.ts';
+} from '../../../rules/index.ts';
 
 /**
  * The compiled filters are held to json-rules-engine's verdicts on random events and

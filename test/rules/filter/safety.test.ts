@@ -6,7 +6,7 @@ import {
   type FactCondition,
   OPERATORS,
   parseRuleFile,
-} from '../../rules/index.ts';
+} from '../../../rules/index.ts';
 
 /**
  * Compiled filters run on attacker-written events in the rules consumer: a throw there

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { compileFilter, formatDiagnostic, loadRules, parseRuleFile } from '../../rules/index.ts';
+import { compileFilter, formatDiagnostic, loadRules, parseRuleFile } from '../../../rules/index.ts';
 
 /**
  * Patterns run on attacker-written text. The verdicts are lint results, not timings:

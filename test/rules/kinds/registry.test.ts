@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { actionProblems, OPERATIONS, parseRuleFile, RULE_TYPES } from '../../rules/index.ts';
-import { KINDS } from '../../rules/kinds/index.ts';
-import { COMMON, DURATIONS } from '../../rules/load/checks.ts';
-import schema from '../../rules/schema.json' with { type: 'json' };
+import { actionProblems, OPERATIONS, parseRuleFile, RULE_TYPES } from '../../../rules/index.ts';
+import { KINDS } from '../../../rules/kinds/index.ts';
+import { COMMON, DURATIONS } from '../../../rules/load/checks.ts';
+import schema from '../../../rules/schema.json' with { type: 'json' };
 
 /**
  * The kinds' descriptors are where a rule type is defined; rules/schema.json is the

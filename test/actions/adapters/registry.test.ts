@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createAdapters, ExecAdapter, WebhookAdapter } from '../../actions/index.ts';
+import { createAdapters, ExecAdapter, WebhookAdapter } from '../../../actions/index.ts';
 
 const ctx = { idempotencyKey: 'alert-1#0', rule: 'web-replica-silent' };
 

@@ -2,10 +2,10 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createAdapters, ExecAdapter, ProcessAdapter } from '../../actions/index.ts';
+import { createAdapters, ExecAdapter, ProcessAdapter } from '../../../actions/index.ts';
 
 /** Real children that print their environment: what does Drover hand them? */
-const PRINT_ENV = join(import.meta.dirname, 'fixtures', 'print-env.js');
+const PRINT_ENV = join(import.meta.dirname, '..', 'fixtures', 'print-env.js');
 const ctx = { idempotencyKey: 'alert-1#0', rule: 'web-replica-silent' };
 const SECRETS = {
   DROVER_TOKEN: 'drover-api-token',
