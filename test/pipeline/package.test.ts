@@ -35,7 +35,7 @@ describe('the npm package', () => {
       'dist/pipeline/cli.js',
       'dist/rules/schema.json',
       'dist/rules/schema-validator.cjs',
-      'dist/ingest/otlp/otlp.proto',
+      'dist/ingest/sources/otlp/otlp.proto',
       'examples/rules/worker-crash-loop.yaml',
       'examples/demo/app.js',
     ])
