@@ -42,13 +42,17 @@ function visible(ch: string): string {
   return `\\u${ch.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
 }
 
-/** Text content: `&`, `<`, `>` (so `]]>` cannot appear either) and non-XML characters. */
+/**
+ * Text content: `&`, `<`, `>` (so `]]>` cannot appear either), non-XML characters, and CR as
+ * a character reference (a parser turns a literal CR or CR LF into LF).
+ */
 export function xmlText(s: string): string {
   return s
     .replace(NOT_XML_CHAR, visible)
     .replace(/&/g, '&amp;')
     .replace(/</g, '&lt;')
-    .replace(/>/g, '&gt;');
+    .replace(/>/g, '&gt;')
+    .replace(/\r/g, '&#13;');
 }
 
 /** Attribute values: text escaping, quotes, and tab/newline kept as character references. */
@@ -57,8 +61,7 @@ export function xmlAttr(s: string): string {
     .replace(/"/g, '&quot;')
     .replace(/'/g, '&apos;')
     .replace(/\t/g, '&#9;')
-    .replace(/\n/g, '&#10;')
-    .replace(/\r/g, '&#13;');
+    .replace(/\n/g, '&#10;');
 }
 
 function attrs(pairs: Array<[string, string | number | undefined]>): string {

@@ -52,7 +52,8 @@ export function parseXml(doc: string): XmlElement {
         if (text.trim()) throw new Error('text outside the root element');
         continue;
       }
-      top.text += decode(text, `<${top.name}> text`);
+      // A parser reads a literal CR LF or CR in text as LF (end-of-line handling).
+      top.text += decode(text.replace(/\r\n?/g, '\n'), `<${top.name}> text`);
       continue;
     }
     const [, closing, name, rawAttrs, selfClosing] = m;
