@@ -25,8 +25,14 @@ Checks rule files (YAML, one rule per file; folders are searched recursively) ag
 rules/schema.json and the semantic checks of the rule language. Prints each problem as
 file:line:col message. Exit 0 when clean, 1 on any error, 2 on usage errors.
 
+--format json prints one JSON object (files, rules, diagnostics). --format junit prints
+JUnit XML for CI test reports: one testsuite per file, one testcase per rule, failures as
+file:line:col message. --format github prints GitHub Actions annotations, one
+::error file=F,line=L,col=C,title=RULE::message per problem (::warning for warnings).
+
 Options:
-  --format text|json   output format (default text)
+  --format text|json|junit|github
+                       output format (default text)
   -h, --help           this help`,
     options: LINT_OPTIONS,
     run: async (args) => (await import('./commands/rules.ts')).lintCommand(args),
@@ -41,7 +47,13 @@ of promtool test rules: input events at offsets, expected alerts with tolerances
 other alerts. Prints each failure and a closing "N passed, N failed" line.
 Exit 0 when all pass, 1 on any failure, 2 on usage errors.
 
+--format junit prints JUnit XML instead: one testsuite per test file, one testcase per
+test case, failures as file:line:col message. --format github prints a GitHub Actions
+annotation per failing test case (the summary line goes to stderr).
+
 Options:
+  --format text|junit|github
+                       output format (default text)
   -h, --help           this help`,
     options: TEST_OPTIONS,
     run: async (args) => (await import('./commands/rules.ts')).testCommand(args),

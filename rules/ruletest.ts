@@ -49,12 +49,14 @@ interface TestCase {
   expect: ExpectedAlert[];
   noOtherAlerts: boolean;
   line: number;
+  col: number;
 }
 
 export interface TestResult {
   file: string;
   name: string;
   line: number;
+  col: number;
   passed: boolean;
   failures: string[];
   alerts: Alert[];
@@ -165,7 +167,7 @@ export async function runTestFile(file: string): Promise<TestFileReport> {
   }
 
   function parseCase(node: unknown, raw: unknown, i: number): TestCase {
-    const line = at(node).line;
+    const { line, col } = at(node);
     if (raw === null || typeof raw !== 'object')
       throw new TestFileError(`tests[${i}] must be a mapping`, ...pos(node));
     const r = raw as Record<string, unknown>;
@@ -230,6 +232,7 @@ export async function runTestFile(file: string): Promise<TestFileReport> {
       expect,
       noOtherAlerts: r.no_other_alerts !== false,
       line,
+      col,
     };
   }
 
@@ -290,7 +293,15 @@ function runCase(
   if (c.noOtherAlerts) {
     for (const a of unmatched) failures.push(`unexpected alert: ${describeAlert(a, start)}`);
   }
-  return { file, name: c.name, line: c.line, passed: failures.length === 0, failures, alerts };
+  return {
+    file,
+    name: c.name,
+    line: c.line,
+    col: c.col,
+    passed: failures.length === 0,
+    failures,
+    alerts,
+  };
 }
 
 /** Replaces `{{ n }}` in a repeated event's strings with the repetition's index. */

@@ -12,7 +12,9 @@ export const LINT_OPTIONS = {
   format: { type: 'string', default: 'text' },
 } satisfies Options;
 
-export const TEST_OPTIONS = {} satisfies Options;
+export const TEST_OPTIONS = {
+  format: { type: 'string', default: 'text' },
+} satisfies Options;
 
 export const RELOAD_OPTIONS = {
   url: { type: 'string' },

@@ -1,7 +1,8 @@
 import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { formatDiagnostic, loadRules, runTestFile } from '../../rules/index.ts';
+import { type Diagnostic, formatDiagnostic, loadRules, runTestFile } from '../../rules/index.ts';
+import { type CiSuite, githubAnnotation, junitReport } from './ci-report.ts';
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
 import { LINT_OPTIONS, RELOAD_OPTIONS, TEST_OPTIONS } from './options.ts';
 
@@ -12,24 +13,76 @@ export async function lintCommand(args: string[]): Promise<number> {
     allowPositionals: true,
   });
   if (positionals.length === 0) throw new UsageError('give at least one rule file or folder');
-  if (values.format !== 'text' && values.format !== 'json')
-    throw new UsageError('--format is text or json');
+  const format = values.format;
+  if (format !== 'text' && format !== 'json' && format !== 'junit' && format !== 'github')
+    throw new UsageError('--format is text, json, junit or github');
   const { rules, diagnostics, files } = await loadRules(positionals);
   const errors = diagnostics.filter((d) => d.severity === 'error');
-  if (values.format === 'json') {
+  const summary = `${files.length} file${files.length === 1 ? '' : 's'}, ${rules.length} rule${rules.length === 1 ? '' : 's'}, ${errors.length} error${errors.length === 1 ? '' : 's'}`;
+  if (format === 'json') {
     process.stdout.write(
       `${JSON.stringify({ files: files.length, rules: rules.length, diagnostics })}\n`,
     );
+  } else if (format === 'junit') {
+    process.stdout.write(junitReport('drover rules lint', lintSuites(files, rules, diagnostics)));
+  } else if (format === 'github') {
+    const ruleOf = new Map(rules.map((r) => [r.source?.file, r.name]));
+    for (const d of diagnostics) {
+      const title = ruleOf.get(d.file) ?? 'drover rules lint';
+      process.stdout.write(`${githubAnnotation(d.severity, d, title, d.message)}\n`);
+    }
+    process.stderr.write(`${summary}\n`);
   } else {
     for (const d of diagnostics) process.stdout.write(`${formatDiagnostic(d)}\n`);
-    const summary = `${files.length} file${files.length === 1 ? '' : 's'}, ${rules.length} rule${rules.length === 1 ? '' : 's'}, ${errors.length} error${errors.length === 1 ? '' : 's'}`;
     process.stderr.write(`${summary}\n`);
   }
   return errors.length > 0 ? EXIT_FINDINGS : EXIT_OK;
 }
 
+/**
+ * One suite per rule file and one case per rule in it (a file that does not parse is one
+ * failing case named after the file); paths that are not rule files (missing, unreadable)
+ * get a suite of their own.
+ */
+function lintSuites(
+  files: string[],
+  rules: Array<{ name: string; source?: { file: string } }>,
+  diagnostics: Diagnostic[],
+): CiSuite[] {
+  const ruleOf = new Map(rules.map((r) => [r.source?.file, r.name]));
+  const byFile = new Map<string, Diagnostic[]>(files.map((f) => [f, []]));
+  for (const d of diagnostics) {
+    const list = byFile.get(d.file);
+    if (list) list.push(d);
+    else byFile.set(d.file, [d]);
+  }
+  return [...byFile].map(([file, ds]) => {
+    const first = ds[0];
+    return {
+      file,
+      cases: [
+        {
+          name: ruleOf.get(file) ?? basename(file),
+          file,
+          line: first?.line ?? 1,
+          col: first?.col ?? 1,
+          failures: ds.filter((d) => d.severity === 'error'),
+          notes: ds.filter((d) => d.severity === 'warning').map(formatDiagnostic),
+        },
+      ],
+    };
+  });
+}
+
 export async function testCommand(args: string[]): Promise<number> {
-  const { positionals } = parseArgs({ args, options: TEST_OPTIONS, allowPositionals: true });
+  const { values, positionals } = parseArgs({
+    args,
+    options: TEST_OPTIONS,
+    allowPositionals: true,
+  });
+  const format = values.format;
+  if (format !== 'text' && format !== 'junit' && format !== 'github')
+    throw new UsageError('--format is text, junit or github');
   if (positionals.length === 0)
     throw new UsageError('give at least one *.test.yaml file or folder');
   const files: string[] = [];
@@ -38,24 +91,50 @@ export async function testCommand(args: string[]): Promise<number> {
     throw new UsageError(`no *.test.yaml files under ${positionals.join(', ')}`);
   let passed = 0;
   let failed = 0;
+  const suites: CiSuite[] = [];
+  const text = (line: string) => {
+    if (format === 'text') process.stdout.write(`${line}\n`);
+  };
+  const github = (line: string) => {
+    if (format === 'github') process.stdout.write(`${line}\n`);
+  };
   for (const file of files) {
+    const began = performance.now();
     const report = await runTestFile(file);
+    const suite: CiSuite = { file, cases: [] };
+    suites.push(suite);
     for (const d of report.diagnostics) {
-      process.stdout.write(`${formatDiagnostic(d)}\n`);
+      text(formatDiagnostic(d));
+      github(githubAnnotation(d.severity, d, 'drover rules test', d.message));
+      suite.cases.push({ name: basename(file), file, line: d.line, col: d.col, failures: [d] });
       failed++;
     }
     for (const r of report.results) {
       if (r.passed) {
         passed++;
-        process.stdout.write(`ok    ${file}:${r.line} ${r.name}\n`);
+        text(`ok    ${file}:${r.line} ${r.name}`);
       } else {
         failed++;
-        process.stdout.write(`FAIL  ${file}:${r.line} ${r.name}\n`);
-        for (const f of r.failures) process.stdout.write(`        ${f}\n`);
+        text(`FAIL  ${file}:${r.line} ${r.name}`);
+        for (const f of r.failures) text(`        ${f}`);
+        github(githubAnnotation('error', r, r.name, r.failures.join('\n')));
       }
+      suite.cases.push({
+        name: r.name,
+        file,
+        line: r.line,
+        col: r.col,
+        failures: r.failures.map((message) => ({ line: r.line, col: r.col, message })),
+      });
     }
+    // The file's run time, shared among its cases: rules test runs a file's cases together.
+    const each = (performance.now() - began) / 1000 / Math.max(1, suite.cases.length);
+    for (const c of suite.cases) c.time = each;
   }
-  process.stdout.write(`${passed} passed, ${failed} failed\n`);
+  const summary = `${passed} passed, ${failed} failed`;
+  if (format === 'junit') process.stdout.write(junitReport('drover rules test', suites));
+  else if (format === 'github') process.stderr.write(`${summary}\n`);
+  else process.stdout.write(`${summary}\n`);
   return failed > 0 ? EXIT_FINDINGS : EXIT_OK;
 }
 

@@ -1,5 +1,13 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -135,4 +143,29 @@ export async function withInstallLock<T>(lock: string, work: () => T): Promise<T
   } finally {
     rmSync(lock, { recursive: true, force: true });
   }
+}
+
+/**
+ * A Python virtualenv under the cache with `requirements` installed, once: a marker holding
+ * the requirements says the install completed (and is redone when they change). Returns the
+ * venv's python.
+ */
+export async function ensurePythonVenv(name: string, requirements: string[]): Promise<string> {
+  const venv = join(cacheDir(name), 'venv');
+  const python = join(venv, 'bin', 'python');
+  const marker = join(venv, '.drover-installed');
+  const wanted = `${requirements.join('\n')}\n`;
+  const installed = () => existsSync(marker) && readFileSync(marker, 'utf8') === wanted;
+  if (installed()) return python;
+  await withInstallLock(`${venv}.lock`, () => {
+    if (installed()) return;
+    if (!existsSync(python)) run('python3', ['-m', 'venv', venv], cacheDir(name));
+    run(
+      python,
+      ['-m', 'pip', 'install', '-q', '--disable-pip-version-check', ...requirements],
+      cacheDir(name),
+    );
+    writeFileSync(marker, wanted);
+  });
+  return python;
 }
