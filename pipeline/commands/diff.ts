@@ -277,7 +277,12 @@ class EventTimers implements GroupTimers {
   }
 }
 
-/** A stand-in for a configured adapter: the remediator runs in dry-run, so it never acts. */
+/**
+ * A stand-in for a configured adapter: the remediator runs in dry-run, so it never acts.
+ * A diff has no live group health: every target is taken to be one healthy member of a
+ * large, fully healthy group (SIMULATED_GROUP_SIZE), so the min-healthy floor and the
+ * blast radius pass unless they are absolute (100%); docs/rules.md says so.
+ */
 function simulated(name: string, type: string): Adapter {
   const never = () => Promise.reject(new Error('drover rules diff never acts'));
   return {
@@ -286,14 +291,16 @@ function simulated(name: string, type: string): Adapter {
     killAndReplace: never,
     scale: never,
     notify: never,
-    describe: () =>
-      Promise.reject(
-        new Error(
-          'a diff has no live group health: min-healthy and blast radius are not simulated',
-        ),
-      ),
+    describe: (target) =>
+      Promise.resolve({
+        group: `${name}:${target}`,
+        size: SIMULATED_GROUP_SIZE,
+        healthy: SIMULATED_GROUP_SIZE,
+      }),
   };
 }
+
+export const SIMULATED_GROUP_SIZE = 1_000_000;
 
 /** Every adapter name is configured when no --config names them. */
 class AnyAdapters extends Map<string, Adapter> {

@@ -60,6 +60,8 @@ const CONFIG = `adapters:
 guards:
   budget: { max: 1, window: 1h }
   cooldown: 1m
+  minHealthy: 50%
+  maxBlastRadius: 25%
 `;
 
 const dir = mkdtempSync(join(tmpdir(), 'drover-diff-'));
