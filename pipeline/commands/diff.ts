@@ -217,9 +217,11 @@ export async function buildReport(
       const outcome =
         d.decision === 'dry-run'
           ? 'would run'
-          : d.decision === 'suppressed'
-            ? `suppressed by ${d.guard ?? 'a guard'}`
-            : d.decision;
+          : d.decision === 'suppressed' && d.guard === 'group'
+            ? 'grouped' // into a notification, counted again when the group is sent
+            : d.decision === 'suppressed'
+              ? `suppressed by ${d.guard ?? 'a guard'}`
+              : d.decision;
       row[side][outcome] = (row[side][outcome] ?? 0) + 1;
     }
   };
@@ -235,8 +237,6 @@ export async function buildReport(
     );
     return { ...d, actions, actionsChanged: actions.some((a) => !same(a.base, a.head)) };
   });
-  // Decisions of rules with no alert on either side (a breaker's escalation is journaled
-  // under the rule that tripped it, so this is only for completeness).
   return {
     base: base.label,
     head: head.label,
