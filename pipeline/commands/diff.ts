@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Adapter, type Decision, openActionStore, Remediator } from '../../actions/index.ts';
 import type { GroupTimers } from '../../actions/notify-groups.ts';
@@ -93,7 +93,8 @@ export async function diffCommand(args: string[]): Promise<number> {
     progress?.clear();
     const report = await buildReport(
       { label: base.label, rules: baseSet, alerts: b.alerts },
-      { label: headDir, rules: headSet, alerts: h.alerts },
+      // As given, or relative to here: a PR comment shows no runner's home folder.
+      { label: relative(process.cwd(), headDir) || '.', rules: headSet, alerts: h.alerts },
       config,
     );
     report.events = b.events;
