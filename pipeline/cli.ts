@@ -3,6 +3,7 @@ import {
   ACTIONS_LIST_OPTIONS,
   BACKTEST_OPTIONS,
   DEMO_OPTIONS,
+  DIFF_OPTIONS,
   KILL_SWITCH_OPTIONS,
   LINT_OPTIONS,
   RELOAD_OPTIONS,
@@ -77,6 +78,37 @@ Options:
   -h, --help           this help`,
     options: RELOAD_OPTIONS,
     run: async (args) => (await import('./commands/rules.ts')).reloadCommand(args),
+  },
+  {
+    name: 'rules diff',
+    summary: 'what a rule change would have done: alerts and actions, base against head',
+    usage: `drover rules diff --base REF|DIR [--head DIR] --data FILE|- [--from T] [--to T] [--format text|json|markdown] [--config FILE]
+
+Runs two rule sets over the same events in one pass (one read of the data, two engines)
+and reports per rule the alerts added, removed and moved (the same incident at another
+time: same rule and key, times within the rule's timeframe or realert, whichever is
+longer, and at least 1s), with counts per key and the first examples; and the actions
+each side would have run through the policy and the guard rails of --config (budgets,
+cooldowns, breaker, storm cap, inhibition, maintenance, kill switch), simulated in
+dry-run with a clock in event time. --base is a folder, or a git ref whose rule files
+under the head folder's path are read with git show (no checkout). docs/rules.md,
+"Reviewing a change", has the details. Exit 0 when nothing differs, 1 when alerts or
+actions differ, 2 on usage errors (rules with errors included).
+
+Options:
+  --base REF|DIR       the rules as they are: a git ref (HEAD~1, origin/main) or a folder
+  --head DIR           the rules as changed (default: the configuration's first rules
+                       path, else ./rules)
+  --data FILE|-        NDJSON events; - reads standard input
+  --from T             alert only from this time (earlier events warm state)
+  --to T               stop at this time
+  --format FMT         text (default), json (one line per rule) or markdown (a PR comment,
+                       under 60,000 characters)
+  --config FILE        drover serve's configuration: its adapters, actionSets and guards
+  --lateness DURATION  allowed lateness of events (default 5s)
+  -h, --help           this help`,
+    options: DIFF_OPTIONS,
+    run: async (args) => (await import('./commands/diff.ts')).diffCommand(args),
   },
   {
     name: 'backtest',

@@ -44,20 +44,46 @@ export async function backtest(
   input: Readable,
   options: BacktestOptions,
 ): Promise<BacktestSummary> {
-  const alerts: Alert[] = [];
-  const engine = new Engine(options.rules, {
-    allowedLatenessMs: options.allowedLatenessMs,
-    alertFrom: options.from,
-    onAlert: (alert) => {
-      alerts.push(alert);
-      options.onAlert?.(alert);
-    },
+  const [summary] = await backtestSets(input, { ...options, sets: [options.rules] }, (_, alert) =>
+    options.onAlert?.(alert),
+  );
+  return summary!;
+}
+
+/**
+ * One read of the input, several engines fed the same events (`drover rules diff` runs a
+ * base and a head rule set this way): one summary per rule set, in the order of `sets`.
+ * Counts of events and bad lines are the same in each; alerts and late events are the
+ * set's own.
+ */
+export async function backtestSets(
+  input: Readable,
+  options: Omit<BacktestOptions, 'rules' | 'onAlert'> & { sets: RuleSpec[][] },
+  onAlert?: (set: number, alert: Alert) => void,
+): Promise<BacktestSummary[]> {
+  const summaries: BacktestSummary[] = [];
+  const engines = options.sets.map((rules, i) => {
+    const alerts: Alert[] = [];
+    summaries.push({
+      alerts,
+      events: 0,
+      badLines: 0,
+      lateEvents: 0,
+      first: undefined,
+      last: undefined,
+    });
+    return new Engine(rules, {
+      allowedLatenessMs: options.allowedLatenessMs,
+      alertFrom: options.from,
+      onAlert: (alert) => {
+        alerts.push(alert);
+        onAlert?.(i, alert);
+      },
+    });
   });
-  const summary: BacktestSummary = {
-    alerts,
+  const summary: Omit<BacktestSummary, 'alerts' | 'lateEvents'> = {
     events: 0,
     badLines: 0,
-    lateEvents: 0,
     first: undefined,
     last: undefined,
   };
@@ -83,15 +109,18 @@ export async function backtest(
     }
     const t = event['@timestamp'];
     if (options.to !== undefined && t > options.to) continue;
-    engine.process(event);
+    // The engines only read the event (each may keep it, unchanged, as an alert sample).
+    for (const engine of engines) engine.process(event);
     summary.events++;
     if (summary.first === undefined || t < summary.first) summary.first = t;
     if (summary.last === undefined || t > summary.last) summary.last = t;
   }
   options.onProgress?.(bytes);
-  engine.finish(options.to);
-  summary.lateEvents = engine.lateEvents;
-  return summary;
+  for (const [i, engine] of engines.entries()) {
+    engine.finish(options.to);
+    Object.assign(summaries[i]!, summary, { lateEvents: engine.lateEvents });
+  }
+  return summaries;
 }
 
 /** `{"index":{...}}` / `{"create":{...}}` lines of an Elasticsearch bulk body. */

@@ -1,6 +1,12 @@
 export { type ActionProblem, actionProblems } from './action.ts';
 export { type AlertDocument, alertDocument } from './alert-document.ts';
-export { type BacktestOptions, type BacktestSummary, backtest, openData } from './backtest.ts';
+export {
+  type BacktestOptions,
+  type BacktestSummary,
+  backtest,
+  backtestSets,
+  openData,
+} from './backtest.ts';
 export { parseDuration } from './duration.ts';
 export {
   Engine,

@@ -97,14 +97,14 @@ export async function backtestCommand(args: string[]): Promise<number> {
   return summary.alerts.length > 0 ? EXIT_FINDINGS : EXIT_OK;
 }
 
-function time(flag: string, v: string): number {
+export function time(flag: string, v: string): number {
   const ms = toEpochMs(v);
   if (ms === undefined)
     throw new UsageError(`${flag}: "${v}" is not an ISO 8601 time or epoch milliseconds`);
   return ms;
 }
 
-function keyText(key: Record<string, unknown>): string {
+export function keyText(key: Record<string, unknown>): string {
   const parts = Object.entries(key).map(
     ([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`,
   );
@@ -147,7 +147,7 @@ function render(alert: Alert, format: 'text' | 'json' | 'markdown'): string {
   return actions ? `${line}    would run: ${actions}\n` : line;
 }
 
-function progressBar(total: number) {
+export function progressBar(total: number) {
   const width = 30;
   let last = -1;
   return {

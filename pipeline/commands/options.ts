@@ -31,6 +31,17 @@ export const BACKTEST_OPTIONS = {
   lateness: { type: 'string' },
 } satisfies Options;
 
+export const DIFF_OPTIONS = {
+  base: { type: 'string' },
+  head: { type: 'string' },
+  data: { type: 'string' },
+  from: { type: 'string' },
+  to: { type: 'string' },
+  format: { type: 'string', default: 'text' },
+  config: { type: 'string' },
+  lateness: { type: 'string' },
+} satisfies Options;
+
 export const DEMO_OPTIONS = {
   'keep-running': { type: 'boolean', default: false },
 } satisfies Options;
