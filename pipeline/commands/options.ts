@@ -14,6 +14,10 @@ export const LINT_OPTIONS = {
 
 export const TEST_OPTIONS = {} satisfies Options;
 
+export const IMPORT_OPTIONS = {
+  out: { type: 'string' },
+} satisfies Options;
+
 export const RELOAD_OPTIONS = {
   url: { type: 'string' },
   config: { type: 'string' },
