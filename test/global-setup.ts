@@ -20,6 +20,8 @@ declare module 'vitest' {
     prometheus: string | null;
     filebeat: string | null;
     otelcol: string | null;
+    /** A Python with ElastAlert 2 importable (test/servers/elastalert-validate.py runs on it). */
+    elastalertPython: string | null;
     serverSkipReasons: Record<string, string>;
   }
 }
@@ -95,7 +97,7 @@ export async function setup(project: TestProject) {
       reasons,
     ),
   ]);
-  const [rsyslogd, esPython, prometheus, filebeat, otelcol] = await Promise.all([
+  const [rsyslogd, esPython, prometheus, filebeat, otelcol, elastalertPython] = await Promise.all([
     obtain('rsyslog', async () => (await import('./servers/shippers.ts')).ensureRsyslog(), reasons),
     obtain(
       'python-elasticsearch',
@@ -117,7 +119,13 @@ export async function setup(project: TestProject) {
       async () => (await import('./servers/shippers.ts')).ensureOtelCollector(),
       reasons,
     ),
+    obtain(
+      'elastalert',
+      async () => (await import('./servers/elastalert.ts')).ensureElastalert(),
+      reasons,
+    ),
   ]);
+  project.provide('elastalertPython', elastalertPython);
   project.provide('otelcol', otelcol);
   project.provide('filebeat', filebeat);
   project.provide('prometheus', prometheus);
