@@ -180,13 +180,22 @@ const NOTEWORTHY = new Set([
 const NAME_UNSAFE = /[^a-z0-9._-]+/g;
 /** Query strings longer than this are not parsed (rule files are trusted; this bounds the parser). */
 const MAX_QUERY_STRING = 10_000;
+/** Parentheses and NOTs nested deeper than this are refused (the parser recurses). */
+const MAX_QUERY_DEPTH = 50;
 
 export function importElastalert(text: string, file: string): ImportResult {
-  const read = readYamlDocument(text, file, {
-    empty: 'empty rule file',
-    several: 'one rule per file: this file holds several YAML documents',
-    allowNone: true,
-  });
+  let read: ReturnType<typeof readYamlDocument>;
+  try {
+    read = readYamlDocument(text, file, {
+      empty: 'empty rule file',
+      several: 'one rule per file: this file holds several YAML documents',
+      allowNone: true,
+    });
+  } catch (err) {
+    // The YAML library throws on a document it parses but will not build (too many aliases).
+    const message = `cannot read: ${(err as Error).message}`;
+    return { rules: [], diagnostics: [{ file, line: 1, col: 1, message, severity: 'error' }] };
+  }
   if ('diagnostics' in read) return { rules: [], diagnostics: read.diagnostics };
   const { ctx, data } = read;
   const warnings: Diagnostic[] = [];
@@ -326,7 +335,11 @@ export function importElastalert(text: string, file: string): ImportResult {
 
   if (!filterComplete) {
     out.enabled = false;
-    warn(['filter'], 'rule written disabled: part of its filter was not converted', true);
+    warn(
+      [ea.filter === undefined ? 'type' : 'filter'],
+      'rule written disabled: part of its filter was not converted',
+      true,
+    );
   }
 
   const rule = orderRule(out);
@@ -659,6 +672,7 @@ export function parseQueryString(q: string): Condition {
     pos = re.lastIndex;
   }
   let i = 0;
+  let depth = 0;
   const peek = () => tokens[i];
   const orExpr = (): Condition => {
     const parts = [andExpr()];
@@ -680,7 +694,10 @@ export function parseQueryString(q: string): Condition {
     const t = peek();
     if (t === 'NOT' || t === '!' || t === '-') {
       i++;
-      return { not: notExpr() };
+      if (++depth > MAX_QUERY_DEPTH) throw new Error(`nested deeper than ${MAX_QUERY_DEPTH}`);
+      const inner = notExpr();
+      depth--;
+      return { not: inner };
     }
     return atom();
   };
@@ -688,7 +705,9 @@ export function parseQueryString(q: string): Condition {
     const t = tokens[i++];
     if (t === undefined) throw new Error('the query ends early');
     if (t === '(') {
+      if (++depth > MAX_QUERY_DEPTH) throw new Error(`nested deeper than ${MAX_QUERY_DEPTH}`);
       const inner = orExpr();
+      depth--;
       if (tokens[i++] !== ')') throw new Error('unbalanced parentheses');
       return inner;
     }
@@ -702,7 +721,7 @@ export function parseQueryString(q: string): Condition {
       if (!raw.endsWith('"') || raw.length < 2) throw new Error(`unterminated phrase in "${t}"`);
       return { fact: field, operator: 'equal', value: raw.slice(1, -1).replace(/\\(.)/g, '$1') };
     }
-    if (/[*?~^/[\]{}<>=\\]/.test(raw) || /^(AND|OR|NOT)$/.test(raw))
+    if (/[*?~^/[\]{}<>=\\+!&|]/.test(raw) || /^(AND|OR|NOT)$/.test(raw))
       throw new Error(
         `"${t}": wildcards, ranges, regular expressions, fuzziness and boosts are not converted`,
       );
@@ -765,7 +784,7 @@ function slugName(name: string): string {
   const slug = name
     .toLowerCase()
     .replace(NAME_UNSAFE, '-')
-    .replace(/^-+|-+$/g, '');
+    .replace(/^[-.]+|-+$/g, '');
   return slug === '' ? 'elastalert-rule' : slug;
 }
 

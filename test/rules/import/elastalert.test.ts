@@ -260,6 +260,31 @@ alert: [my_modules.alerts.Custom]
     expect(parse(r.rules[0]!.text)).toMatchObject({ enabled: false });
   });
 
+  it('whitelist: values outside the list, events without the field ignored with ignore_null', () => {
+    const r = importElastalert(
+      'name: Allowed Users!\ntype: whitelist\nindex: x\ncompare_key: user.name\nignore_null: true\nwhitelist: [alice, "!file /etc/users"]\nalert: debug\n',
+      'w.yaml',
+    );
+    expect(r.diagnostics.map(formatDiagnostic)).toEqual([
+      'w.yaml:1:7 warning: name "Allowed Users!" written as "allowed-users" (Drover names are [a-z0-9._-])',
+      'w.yaml:2:1 warning: rule written disabled: part of its filter was not converted',
+      'w.yaml:3:1 warning: index: does not apply to Drover (not converted)',
+      'w.yaml:6:20 warning: "!file /etc/users": values read from a file are not converted',
+    ]);
+    expectLintsClean(r.rules[0]!.text);
+    expect(parse(r.rules[0]!.text)).toMatchObject({
+      name: 'allowed-users',
+      type: 'any',
+      enabled: false,
+      filter: {
+        all: [
+          { fact: 'user.name', operator: 'exists', value: true },
+          { fact: 'user.name', operator: 'notIn', value: ['alice'] },
+        ],
+      },
+    });
+  });
+
   it('odd YAML is an error at file:line:col, never a crash', () => {
     const cases: Array<[string, string]> = [
       ['name: [unclosed\n', 'odd.yaml:2:1'],
@@ -280,6 +305,12 @@ alert: [my_modules.alerts.Custom]
       expect(r.rules, text).toEqual([]);
       expect(r.diagnostics.map(formatDiagnostic).join('\n'), text).toContain(want);
     }
+    // An alias bomb the YAML library refuses to build.
+    const bomb = importElastalert(
+      'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n',
+      'odd.yaml',
+    );
+    expect(bomb.diagnostics.map(formatDiagnostic).join('\n')).toContain('odd.yaml:1:1 cannot read');
     // Wrong shapes everywhere: converted as far as they go, reported, never thrown.
     const r = importElastalert(
       `name: a
@@ -361,6 +392,15 @@ describe('query_string in its simple forms', () => {
     ] as const)
       expect(() => parseQueryString(q), q).toThrow(msg);
     expect(() => parseQueryString(`a:x ${'OR b:y '.repeat(2000)}`)).toThrow('longer than');
+    expect(() => parseQueryString(`${'('.repeat(60)}a:x${')'.repeat(60)}`)).toThrow(
+      'nested deeper than 50',
+    );
+    expect(() => parseQueryString(`${'NOT '.repeat(60)}a:x`)).toThrow('nested deeper than 50');
+    expect(parseQueryString(`${'('.repeat(50)}a:x${')'.repeat(50)}`)).toEqual({
+      fact: 'a',
+      operator: 'equal',
+      value: 'x',
+    });
   });
 });
 
