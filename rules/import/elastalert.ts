@@ -231,6 +231,22 @@ export function importElastalert(text: string, file: string): ImportResult {
       "a spike on a field's value (field_value) has no Drover equivalent: Drover spikes count events",
       true,
     );
+  // ElastAlert's new_term `fields: [a, b]` watches each field on its own, `[[a, b]]` the
+  // pair; a Drover list is the pair. One field, or one composite, carries over.
+  let newTermFields: string | string[] | undefined;
+  if (type === 'new_term' && ea.fields !== undefined) {
+    const f = ea.fields;
+    if (typeof f === 'string') newTermFields = f;
+    else if (isStringList(f) && f.length === 1) newTermFields = f[0];
+    else if (Array.isArray(f) && f.length === 1 && isStringList(f[0])) newTermFields = f[0];
+    else
+      return fail(
+        ['fields'],
+        isStringList(f)
+          ? `new_term on several fields (${f.join(', ')}) watches each on its own: write one Drover rule per field (a Drover list of fields is one composite term)`
+          : 'fields: a field, a list of one field, or a list holding one composite list',
+      );
+  }
   const out: Record<string, unknown> = {};
   const name = slugName(ea.name);
   out.name = name;
@@ -298,7 +314,7 @@ export function importElastalert(text: string, file: string): ImportResult {
   for (const opt of type in TYPE_OPTIONS ? TYPE_OPTIONS[type]! : []) {
     if (ea[opt] === undefined) continue;
     if (DURATION_OPTIONS.has(opt)) copyDuration(opt);
-    else out[opt] = ea[opt];
+    else out[opt] = opt === 'fields' ? newTermFields : ea[opt];
   }
   if (type === 'metric_aggregation') convertMetric(ea, out, warn);
   copyDuration('realert');
@@ -343,7 +359,9 @@ export function importElastalert(text: string, file: string): ImportResult {
   }
 
   const rule = orderRule(out);
-  const text2 = `# Converted from ElastAlert rule ${file} by drover rules import elastalert.\n${stringify(rule, { lineWidth: 100 })}`;
+  // The file name is written in a comment: control characters (a newline) would end it.
+  const shown = [...file].map((c) => (c < ' ' || c === '\u007f' ? '?' : c)).join('');
+  const text2 = `# Converted from ElastAlert rule ${shown} by drover rules import elastalert.\n${stringify(rule, { lineWidth: 100 })}`;
   // What is written must lint: checked here, against the same loader as `drover rules lint`.
   const lint = parseRuleFile(text2, `${file} (converted)`);
   if (lint.diagnostics.length > 0) {

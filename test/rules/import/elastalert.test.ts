@@ -136,7 +136,7 @@ describe('drover rules import elastalert: the shared rule types and options', ()
       },
       'new-term.yaml': {
         type: 'new_term',
-        fields: ['error.stack_fingerprint'],
+        fields: 'error.stack_fingerprint',
         terms_window_size: '30d',
         alert_on_missing_field: false,
         filter: { all: [{ fact: 'error.stack_fingerprint', operator: 'exists', value: true }] },
@@ -283,6 +283,23 @@ alert: [my_modules.alerts.Custom]
         ],
       },
     });
+  });
+
+  it('new_term: one field or one composite carries over; several separate fields do not', () => {
+    const base = 'name: t\ntype: new_term\nindex: x\nalert: debug\n';
+    const fields = (f: string) => importElastalert(`${base}fields: ${f}\n`, 't.yaml');
+    expect(parse(fields('[[a, b]]').rules[0]!.text)).toMatchObject({ fields: ['a', 'b'] });
+    expect(parse(fields('a').rules[0]!.text)).toMatchObject({ fields: 'a' });
+    const several = fields('[a, b]');
+    expect(several.rules).toEqual([]);
+    expect(several.diagnostics.map(formatDiagnostic)).toContain(
+      't.yaml:5:9 new_term on several fields (a, b) watches each on its own: write one Drover rule per field (a Drover list of fields is one composite term)',
+    );
+    // A file name with a newline cannot break out of the header comment.
+    const odd = importElastalert(`${base}fields: a\n`, 'x\nname: evil.yaml');
+    expect(odd.rules[0]!.text.split('\n')[0]).toBe(
+      '# Converted from ElastAlert rule x?name: evil.yaml by drover rules import elastalert.',
+    );
   });
 
   it('odd YAML is an error at file:line:col, never a crash', () => {
