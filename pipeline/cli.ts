@@ -4,6 +4,7 @@ import {
   BACKTEST_OPTIONS,
   DEMO_OPTIONS,
   DIFF_OPTIONS,
+  IMPORT_OPTIONS,
   KILL_SWITCH_OPTIONS,
   LINT_OPTIONS,
   RELOAD_OPTIONS,
@@ -58,6 +59,30 @@ Options:
   -h, --help           this help`,
     options: TEST_OPTIONS,
     run: async (args) => (await import('./commands/rules.ts')).testCommand(args),
+  },
+  {
+    name: 'rules import',
+    summary: 'convert ElastAlert 2 rule files into Drover rules',
+    usage: `drover rules import elastalert PATHS… [--out DIR]
+
+Converts ElastAlert 2 rule files (folders are searched recursively) into Drover rules:
+the rule types both have (any, frequency, spike, flatline, new_term, change, cardinality,
+metric_aggregation; blacklist and whitelist become any with a filter), their options, with
+durations like {minutes: 5} as 5m, the filter's query DSL (term, terms, match,
+match_phrase, prefix, numeric range, exists, bool, and query_string's simple forms:
+field:value, "phrases", AND/OR/NOT, parentheses), query_key, realert, and each alerter as
+a notify action on an adapter of the alerter's name. What cannot be converted is printed
+on stderr as file:line:col; a rule whose filter was not converted whole is written with
+enabled: false. Every rule is linted before it is printed or written. Without --out the
+rules are printed as YAML documents; with it, one file per rule (NAME.yaml; an existing
+file is not overwritten). Exit 0 when every rule converted, 1 when one was not or was
+written disabled, 2 on usage errors. See docs/rules.md, "Coming from ElastAlert".
+
+Options:
+  --out DIR            write one rule file per rule into DIR (created if missing)
+  -h, --help           this help`,
+    options: IMPORT_OPTIONS,
+    run: async (args) => (await import('./commands/rules.ts')).importCommand(args),
   },
   {
     name: 'rules reload',

@@ -22,6 +22,8 @@ declare module 'vitest' {
     otelcol: string | null;
     /** A Python with junitparser, a JUnit XML reader (the CI format tests). */
     junitparser: string | null;
+    /** A Python with ElastAlert 2 importable (test/servers/elastalert-validate.py runs on it). */
+    elastalertPython: string | null;
     serverSkipReasons: Record<string, string>;
   }
 }
@@ -97,35 +99,46 @@ export async function setup(project: TestProject) {
       reasons,
     ),
   ]);
-  const [rsyslogd, esPython, prometheus, filebeat, otelcol, junitparser] = await Promise.all([
-    obtain('rsyslog', async () => (await import('./servers/shippers.ts')).ensureRsyslog(), reasons),
-    obtain(
-      'python-elasticsearch',
-      async () => (await import('./servers/shippers.ts')).ensurePythonElasticsearch(),
-      reasons,
-    ),
-    obtain(
-      'prometheus',
-      async () => (await import('./servers/shippers.ts')).ensurePrometheus(),
-      reasons,
-    ),
-    obtain(
-      'filebeat',
-      async () => (await import('./servers/shippers.ts')).ensureFilebeat(),
-      reasons,
-    ),
-    obtain(
-      'otelcol',
-      async () => (await import('./servers/shippers.ts')).ensureOtelCollector(),
-      reasons,
-    ),
-    obtain(
-      'junitparser',
-      async () => (await import('./servers/junitparser.ts')).ensureJunitparser(),
-      reasons,
-    ),
-  ]);
+  const [rsyslogd, esPython, prometheus, filebeat, otelcol, junitparser, elastalertPython] =
+    await Promise.all([
+      obtain(
+        'rsyslog',
+        async () => (await import('./servers/shippers.ts')).ensureRsyslog(),
+        reasons,
+      ),
+      obtain(
+        'python-elasticsearch',
+        async () => (await import('./servers/shippers.ts')).ensurePythonElasticsearch(),
+        reasons,
+      ),
+      obtain(
+        'prometheus',
+        async () => (await import('./servers/shippers.ts')).ensurePrometheus(),
+        reasons,
+      ),
+      obtain(
+        'filebeat',
+        async () => (await import('./servers/shippers.ts')).ensureFilebeat(),
+        reasons,
+      ),
+      obtain(
+        'otelcol',
+        async () => (await import('./servers/shippers.ts')).ensureOtelCollector(),
+        reasons,
+      ),
+      obtain(
+        'junitparser',
+        async () => (await import('./servers/junitparser.ts')).ensureJunitparser(),
+        reasons,
+      ),
+      obtain(
+        'elastalert',
+        async () => (await import('./servers/elastalert.ts')).ensureElastalert(),
+        reasons,
+      ),
+    ]);
   project.provide('junitparser', junitparser);
+  project.provide('elastalertPython', elastalertPython);
   project.provide('otelcol', otelcol);
   project.provide('filebeat', filebeat);
   project.provide('prometheus', prometheus);

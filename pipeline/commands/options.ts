@@ -16,6 +16,10 @@ export const TEST_OPTIONS = {
   format: { type: 'string', default: 'text' },
 } satisfies Options;
 
+export const IMPORT_OPTIONS = {
+  out: { type: 'string' },
+} satisfies Options;
+
 export const RELOAD_OPTIONS = {
   url: { type: 'string' },
   config: { type: 'string' },

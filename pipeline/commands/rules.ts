@@ -1,10 +1,10 @@
-import { readdir, stat } from 'node:fs/promises';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Diagnostic, formatDiagnostic, loadRules, runTestFile } from '../../rules/index.ts';
 import { type CiSuite, githubAnnotation, junitReport } from './ci-report.ts';
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
-import { LINT_OPTIONS, RELOAD_OPTIONS, TEST_OPTIONS } from './options.ts';
+import { IMPORT_OPTIONS, LINT_OPTIONS, RELOAD_OPTIONS, TEST_OPTIONS } from './options.ts';
 
 export async function lintCommand(args: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -185,4 +185,41 @@ export async function reloadCommand(args: string[]): Promise<number> {
   }
   process.stderr.write(`drover serve answered ${status}: ${String(body.error ?? '')}\n`);
   return EXIT_FINDINGS;
+}
+
+/**
+ * `drover rules import elastalert PATHS… [--out DIR]`: ElastAlert 2 rule files as Drover
+ * rules, each linted before it is printed or written (rules/import/elastalert.ts).
+ */
+export async function importCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args,
+    options: IMPORT_OPTIONS,
+    allowPositionals: true,
+  });
+  const [from, ...paths] = positionals;
+  if (from !== 'elastalert') throw new UsageError('the rules to import: elastalert');
+  if (paths.length === 0) throw new UsageError('give at least one ElastAlert rule file or folder');
+  const { importElastalertPaths } = await import('../../rules/import/elastalert.ts');
+  const { rules, diagnostics } = await importElastalertPaths(paths);
+  for (const d of diagnostics) process.stderr.write(`${formatDiagnostic(d)}\n`);
+  const failed = diagnostics.filter((d) => d.severity === 'error').length;
+  const disabled = rules.filter((r) => r.disabled).length;
+  if (values.out === undefined) {
+    process.stdout.write(rules.map((r) => r.text).join('---\n'));
+  } else {
+    await mkdir(values.out, { recursive: true });
+    // Names are [a-z0-9._-] and not "." or "..": safe as file names inside --out.
+    for (const r of rules)
+      await writeFile(join(values.out, `${r.name}.yaml`), r.text, { flag: 'wx' }).catch(
+        (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw err;
+          throw new UsageError(`${join(values.out!, `${r.name}.yaml`)} exists: not overwritten`);
+        },
+      );
+  }
+  process.stderr.write(
+    `${rules.length} rule${rules.length === 1 ? '' : 's'} converted${disabled > 0 ? ` (${disabled} written disabled)` : ''}, ${failed} not converted\n`,
+  );
+  return failed > 0 || disabled > 0 ? EXIT_FINDINGS : EXIT_OK;
 }
