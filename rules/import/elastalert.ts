@@ -184,18 +184,12 @@ const MAX_QUERY_STRING = 10_000;
 const MAX_QUERY_DEPTH = 50;
 
 export function importElastalert(text: string, file: string): ImportResult {
-  let read: ReturnType<typeof readYamlDocument>;
-  try {
-    read = readYamlDocument(text, file, {
-      empty: 'empty rule file',
-      several: 'one rule per file: this file holds several YAML documents',
-      allowNone: true,
-    });
-  } catch (err) {
-    // The YAML library throws on a document it parses but will not build (too many aliases).
-    const message = `cannot read: ${(err as Error).message}`;
-    return { rules: [], diagnostics: [{ file, line: 1, col: 1, message, severity: 'error' }] };
-  }
+  // An alias bomb is a diagnostic at its first alias (readYamlDocument), never a throw.
+  const read = readYamlDocument(text, file, {
+    empty: 'empty rule file',
+    several: 'one rule per file: this file holds several YAML documents',
+    allowNone: true,
+  });
   if ('diagnostics' in read) return { rules: [], diagnostics: read.diagnostics };
   const { ctx, data } = read;
   const warnings: Diagnostic[] = [];

@@ -1,4 +1,13 @@
-import { Document, isMap, isPair, isScalar, LineCounter, type Node, parseAllDocuments } from 'yaml';
+import {
+  Document,
+  isMap,
+  isPair,
+  isScalar,
+  LineCounter,
+  type Node,
+  parseAllDocuments,
+  visit,
+} from 'yaml';
 
 /**
  * YAML read with positions, for rule files and the configuration: every problem is a
@@ -90,8 +99,11 @@ export function readYamlDocument(
     report(0, what.empty);
     return { diagnostics };
   }
-  if (docs.length === 0 && what.allowNone)
-    return { ctx: new FileContext(file, new Document(null), lc), data: null };
+  if (docs.length === 0) {
+    if (what.allowNone) return { ctx: new FileContext(file, new Document(null), lc), data: null };
+    report(0, what.empty);
+    return { diagnostics };
+  }
   for (const doc of docs) for (const e of doc.errors) report(e.pos[0], e.message.split('\n')[0]!);
   if (diagnostics.length > 0) return { diagnostics };
   if (docs.length !== 1) {
@@ -99,7 +111,23 @@ export function readYamlDocument(
     return { diagnostics };
   }
   const doc = docs[0]!;
-  return { ctx: new FileContext(file, doc, lc), data: doc.toJS() as unknown };
+  let data: unknown;
+  try {
+    // yaml refuses aliases that expand past its limit (a "billion laughs" document) by
+    // throwing; that is a problem of the file, reported at its first alias.
+    data = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    let at = doc.range[0];
+    visit(doc, {
+      Alias(_, node) {
+        at = node.range?.[0] ?? at;
+        return visit.BREAK;
+      },
+    });
+    report(at, (err as Error).message);
+    return { diagnostics };
+  }
+  return { ctx: new FileContext(file, doc, lc), data };
 }
 
 /** An ajv instancePath as a Path. */

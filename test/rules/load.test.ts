@@ -178,6 +178,22 @@ describe('rule files: positions of every error', () => {
     ]);
   });
 
+  it('an empty file, a comment-only file and an alias bomb are errors at their place', () => {
+    expect(lint('')).toEqual(['rule.yaml:1:1 empty rule file']);
+    expect(lint('# nothing yet\n')).toEqual(['rule.yaml:1:1 empty rule file']);
+    // Nine aliases per level, seven levels: 9^7 nodes once expanded.
+    const levels = ['a: &l0 [x, x, x, x, x, x, x, x, x]'];
+    for (let i = 1; i < 7; i++)
+      levels.push(
+        `l${i}: &l${i} [${Array(9)
+          .fill(`*l${i - 1}`)
+          .join(', ')}]`,
+      );
+    expect(lint(`${levels.join('\n')}\nname: a\ntype: any\n`)).toEqual([
+      expect.stringMatching(/^rule.yaml:2:\d+ Excessive alias count/),
+    ]);
+  });
+
   it('normalizes list forms: fields, compare_key, expect scalars', () => {
     const nt = parseRuleFile(
       'name: a\ntype: new_term\nfields: error.fingerprint\n',

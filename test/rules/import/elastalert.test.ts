@@ -327,7 +327,9 @@ alert: [my_modules.alerts.Custom]
       'a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n',
       'odd.yaml',
     );
-    expect(bomb.diagnostics.map(formatDiagnostic).join('\n')).toContain('odd.yaml:1:1 cannot read');
+    expect(bomb.diagnostics.map(formatDiagnostic).join('\n')).toContain(
+      'odd.yaml:2:8 Excessive alias count',
+    );
     // Wrong shapes everywhere: converted as far as they go, reported, never thrown.
     const r = importElastalert(
       `name: a
