@@ -45,11 +45,12 @@ export async function loadRules(
   for (const p of paths) files.push(...(await collectFiles(p, diagnostics, seen, true)));
   const rules: RuleSpec[] = [];
   const byName = new Map<string, { file: string; line: number }>();
-  for (const file of files) {
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (err) {
+  // Read together (rule files are trusted and small; all are held anyway), parsed in order.
+  const texts = await Promise.allSettled(files.map((file) => readFile(file, 'utf8')));
+  for (const [i, file] of files.entries()) {
+    const read = texts[i]!;
+    if (read.status === 'rejected') {
+      const err: unknown = read.reason;
       // Unreadable now (removed, permissions): the set is refused, the running one stays.
       diagnostics.push({
         file,
@@ -60,6 +61,7 @@ export async function loadRules(
       });
       continue;
     }
+    const text = read.value;
     const result = parseRuleFile(text, file);
     diagnostics.push(...result.diagnostics);
     if (!result.rule) continue;

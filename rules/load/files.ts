@@ -15,40 +15,62 @@ export async function collectFiles(
   seen: Set<string>,
   top = false,
 ): Promise<string[]> {
-  let s: Awaited<ReturnType<typeof stat>>;
-  let real: string;
+  return visitProbed(await probe(path), diagnostics, seen, top);
+}
+
+type Probe =
+  | { path: string; isDirectory: boolean; real: string }
+  | { path: string; error: NodeJS.ErrnoException };
+
+/** stat and realpath of one path; an error is kept for the caller to report in order. */
+async function probe(path: string): Promise<Probe> {
   try {
-    s = await stat(path);
-    real = await realpath(path);
+    const [s, real] = await Promise.all([stat(path), realpath(path)]);
+    return { path, isDirectory: s.isDirectory(), real };
   } catch (err) {
+    return { path, error: err as NodeJS.ErrnoException };
+  }
+}
+
+async function visitProbed(
+  p: Probe,
+  diagnostics: Diagnostic[],
+  seen: Set<string>,
+  top: boolean,
+): Promise<string[]> {
+  const { path } = p;
+  if ('error' in p) {
     // A dangling link that could not have been a rule file is none of the rules' business.
     if (!top && !isRuleFileName(basename(path))) return [];
-    const code = (err as NodeJS.ErrnoException).code;
     diagnostics.push({
       file: path,
       line: 1,
       col: 1,
       message:
-        code === 'ENOENT' && top
+        p.error.code === 'ENOENT' && top
           ? 'no such file or folder'
-          : `cannot read: ${(err as Error).message}`,
+          : `cannot read: ${p.error.message}`,
       severity: 'error',
     });
     return [];
   }
   // A file named on the command line or in rules.paths is read whatever its name.
-  if (!s.isDirectory() && !top && !isRuleFileName(basename(path))) return [];
-  if (seen.has(real)) return [];
-  seen.add(real);
-  if (!s.isDirectory()) return [path];
-  const out: string[] = [];
+  if (!p.isDirectory && !top && !isRuleFileName(basename(path))) return [];
+  if (seen.has(p.real)) return [];
+  seen.add(p.real);
+  if (!p.isDirectory) return [path];
   const entries = await readdir(path, { withFileTypes: true });
   entries.sort((a, b) => a.name.localeCompare(b.name));
-  for (const e of entries) {
-    if (e.name.startsWith('.')) continue;
-    if (e.isDirectory() || e.isSymbolicLink() || isRuleFileName(e.name))
-      out.push(...(await collectFiles(join(path, e.name), diagnostics, seen)));
-  }
+  const wanted = entries.filter(
+    (e) =>
+      !e.name.startsWith('.') && (e.isDirectory() || e.isSymbolicLink() || isRuleFileName(e.name)),
+  );
+  // The entries of one folder are probed together (one round of file system calls, not
+  // one per file), then visited in name order, so which of two paths to the same file is
+  // kept does not depend on which probe finished first.
+  const probes = await Promise.all(wanted.map((e) => probe(join(path, e.name))));
+  const out: string[] = [];
+  for (const q of probes) out.push(...(await visitProbed(q, diagnostics, seen, false)));
   return out;
 }
 
