@@ -33,12 +33,8 @@ export {
   ElasticsearchStore,
   type ElasticsearchStoreOptions,
 } from './journal/elasticsearch.ts';
-export {
-  boundDecision,
-  DEFAULT_JOURNAL_BOUNDS,
-  type JournalBounds,
-  type PruneResult,
-} from './journal/bounds.ts';
+export { boundDecision, DEFAULT_JOURNAL_BOUNDS, type JournalBounds } from './journal/bounds.ts';
+export type { PruneResult } from './journal/types.ts';
 export { formatDecision, formatJournal, type JournalFormat, listJournal } from './journal/list.ts';
 export {
   ActionStore,

@@ -21,12 +21,6 @@ export const DEFAULT_JOURNAL_BOUNDS: JournalBounds = {
   maxAlertBytes: 16 * 1024,
 };
 
-/** What a store reports after a prune. */
-export interface PruneResult {
-  /** Journal entries deleted. */
-  entries: number;
-}
-
 /**
  * The decision with its alert within `maxBytes` of JSON: the sample event goes first,
  * then the figures, each replaced by a marker saying how large it was; the rule's own

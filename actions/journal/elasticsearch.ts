@@ -6,7 +6,7 @@ import { dailyIndex, indexTemplate } from '../../ingest/index/templates.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
-import type { PruneResult } from './bounds.ts';
+import type { PruneResult } from './types.ts';
 import type { Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
 
 /**

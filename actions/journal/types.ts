@@ -1,5 +1,4 @@
 import type { Alert } from '../../rules/index.ts';
-import type { PruneResult } from './bounds.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 
 /**
@@ -91,4 +90,10 @@ export interface RemediationStore {
     slice?: number;
   }): MaybePromise<PruneResult>;
   close(): MaybePromise<void>;
+}
+
+/** What a store reports after a prune. */
+export interface PruneResult {
+  /** Journal entries deleted. */
+  entries: number;
 }

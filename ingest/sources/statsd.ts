@@ -4,7 +4,7 @@ import { BusBackpressureError } from '../bus/types.ts';
 import { StatsdDecoder } from './decoders/statsd.ts';
 import type { Event } from '../model/event.ts';
 import { normalize } from '../model/normalize.ts';
-import type { IngestServerOptions } from './http/server.ts';
+import type { IngestServerOptions } from './http/options.ts';
 
 /**
  * statsd over UDP. A datagram cannot be retried, so when the bus pushes back its samples

@@ -5,7 +5,7 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { IngestServerOptions } from './server.ts';
+import type { IngestServerOptions } from './options.ts';
 
 /** The credential hook; `credentials` are the accepted Authorization header values. */
 export function addCredentialCheck(

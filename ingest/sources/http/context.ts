@@ -10,7 +10,7 @@ import {
   type PublishResult,
 } from '../../bus/types.ts';
 import type { Event } from '../../model/event.ts';
-import type { IngestServerOptions } from './server.ts';
+import type { IngestServerOptions } from './options.ts';
 
 export interface IngestContext {
   options: IngestServerOptions;

@@ -1,7 +1,3 @@
-export {
-  createIngestServer,
-  type IngestMetrics,
-  type IngestServer,
-  type IngestServerOptions,
-} from './server.ts';
+export { createIngestServer } from './server.ts';
+export type { IngestMetrics, IngestServer, IngestServerOptions } from './options.ts';
 export { HttpError, PayloadTooLarge } from '../errors.ts';

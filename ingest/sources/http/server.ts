@@ -1,8 +1,17 @@
+/**
+ * The log-shipper endpoint: one HTTP server for every protocol Drover speaks, so the
+ * shippers an operator already runs can point at it unchanged. Each route decodes,
+ * normalizes (the same code the rules engine uses) and publishes to the bus; the
+ * response acknowledges only what the bus made durable.
+ *
+ * The parts: a plugin per protocol (ndjson.ts, bulk.ts with the Elasticsearch
+ * compatibility routes, otlp.ts, remote-write.ts, search.ts), the body reader (body.ts),
+ * the auth hook (auth.ts), its options and results (options.ts), and statsd over UDP apart
+ * from HTTP (../statsd.ts).
+ */
+
 import { randomUUID } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { Logger } from 'pino';
-import type { Bus } from '../../bus/types.ts';
-import type { SearchIndex } from '../../index/search.ts';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { isSqliteBusy } from '../../storage/sqlite.ts';
 import { PayloadTooLarge } from '../errors.ts';
 import { redact } from '../../model/redact.ts';
@@ -14,83 +23,7 @@ import { otlpPlugin } from './otlp.ts';
 import { remoteWritePlugin } from './remote-write.ts';
 import { searchPlugin } from './search.ts';
 import { listenStatsd } from '../statsd.ts';
-
-/**
- * The log-shipper endpoint: one HTTP server for every protocol Drover speaks, so the
- * shippers an operator already runs can point at it unchanged. Each route decodes,
- * normalizes (the same code the rules engine uses) and publishes to the bus; the
- * response acknowledges only what the bus made durable.
- *
- * The parts: a plugin per protocol (ndjson.ts, bulk.ts with the Elasticsearch
- * compatibility routes, otlp.ts, remote-write.ts, search.ts), the body reader (body.ts),
- * the auth hook (auth.ts), and statsd over UDP apart from HTTP (statsd.ts).
- */
-export interface IngestServerOptions {
-  bus: Bus;
-  host?: string;
-  port?: number;
-  /** Accepted `Authorization: Bearer <token>` values. */
-  tokens?: string[];
-  /** Accepted `Authorization: ApiKey <base64(id:key)>` values (base64 or `id:key`). */
-  apiKeys?: string[];
-  /**
-   * Bearer tokens that may ingest besides `tokens` (the pipeline's admin tokens). They do
-   * not make an endpoint "authenticated": without `tokens` or `apiKeys` ingest is open.
-   */
-  extraTokens?: string[];
-  /**
-   * Bearer tokens that may read (`GET /v1/search`) besides `extraTokens`; ingest
-   * credentials never may. Without any credential configured, reads are as open as
-   * ingest is.
-   */
-  readTokens?: string[];
-  /**
-   * Decides who may read instead (the pipeline's check, which also checks `Host`):
-   * throws an error with a `statusCode` (401, 403) to refuse.
-   */
-  authorizeRead?: (req: FastifyRequest, reply: FastifyReply) => void;
-  /** Listening beyond loopback without tokens or keys must be asked for explicitly. */
-  allowUnauthenticated?: boolean;
-  /** Limit on a request body after decompression. Default 16 MiB. */
-  maxBodyBytes?: number;
-  tls?: { key: string | Buffer; cert: string | Buffer };
-  search?: SearchIndex;
-  /**
-   * More routes on the same server (the pipeline's API), registered before it listens.
-   * A route whose config has an `access` field authorizes itself: the ingest credential
-   * check skips it.
-   */
-  routes?: (app: FastifyInstance) => void;
-  /**
-   * statsd over UDP on this port (default 8125) and host (default 127.0.0.1: UDP
-   * carries no credential, so statsd leaves loopback only when configured to); false
-   * turns it off. `maxGauges` bounds the gauge series remembered for deltas (default
-   * 10,000; see StatsdDecoder).
-   */
-  statsd?: { port?: number; host?: string; maxGauges?: number } | false;
-  logger?: Logger;
-  onIngest?: (m: IngestMetrics) => void;
-}
-
-export interface IngestMetrics {
-  protocol: 'ndjson' | 'bulk' | 'otlp' | 'remote_write' | 'statsd';
-  events: number;
-  bytes: number;
-  decodeErrors: number;
-  rejected: number;
-  throttled: boolean;
-  /** statsd: gauge series evicted from the delta memory by this packet. */
-  evicted?: number;
-}
-
-export interface IngestServer {
-  app: FastifyInstance;
-  url: string;
-  statsdPort: number | undefined;
-  /** The address statsd is bound to. */
-  statsdAddress: string | undefined;
-  close(): Promise<void>;
-}
+import type { IngestServer, IngestServerOptions } from './options.ts';
 
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
