@@ -86,6 +86,17 @@ export class ActionStore implements RemediationStore {
       attempt: db.prepare(
         'INSERT INTO attempts (id, at, rule, key_id, adapter, target, operation, grp, shadow) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
       ),
+      // Read for every alert the remediator handles: prepared once, not per call.
+      killSwitch: db.prepare("SELECT value FROM settings WHERE name = 'kill_switch'"),
+      silences: db.prepare('SELECT * FROM silences WHERE until > ? ORDER BY id'),
+      noticeUntil: db.prepare('SELECT until FROM notices WHERE key = ?'),
+      setNotice: db.prepare(
+        'INSERT INTO notices (key, until) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET until = excluded.until',
+      ),
+      inhibit: db.prepare(
+        'INSERT INTO inhibitions (service, until) VALUES (?, ?) ON CONFLICT (service) DO UPDATE SET until = MAX(until, excluded.until)',
+      ),
+      inhibitedUntil: db.prepare('SELECT until FROM inhibitions WHERE service = ?'),
     };
   }
 
@@ -195,8 +206,7 @@ export class ActionStore implements RemediationStore {
   }
 
   killSwitch(): boolean {
-    const row = this.db.prepare("SELECT value FROM settings WHERE name = 'kill_switch'").get() as
-      { value: string } | undefined;
+    const row = this.statements.killSwitch.get() as { value: string } | undefined;
     return row?.value === 'on';
   }
 
@@ -219,9 +229,12 @@ export class ActionStore implements RemediationStore {
   }
 
   silences(now: number): Silence[] {
-    const rows = this.db
-      .prepare('SELECT * FROM silences WHERE until > ? ORDER BY id')
-      .all(now) as Array<{ id: number; matchers: string; until: number; comment: string }>;
+    const rows = this.statements.silences.all(now) as Array<{
+      id: number;
+      matchers: string;
+      until: number;
+      comment: string;
+    }>;
     return rows.map((r) => ({ ...r, matchers: JSON.parse(r.matchers) as Record<string, string> }));
   }
 
@@ -232,30 +245,20 @@ export class ActionStore implements RemediationStore {
   noticeOnce(key: string, now: number, until: number): boolean {
     return this.db
       .transaction(() => {
-        const row = this.db.prepare('SELECT until FROM notices WHERE key = ?').get(key) as
-          { until: number } | undefined;
+        const row = this.statements.noticeUntil.get(key) as { until: number } | undefined;
         if (row && row.until > now) return false;
-        this.db
-          .prepare(
-            'INSERT INTO notices (key, until) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET until = excluded.until',
-          )
-          .run(key, until);
+        this.statements.setNotice.run(key, until);
         return true;
       })
       .immediate();
   }
 
   inhibit(service: string, until: number): void {
-    this.db
-      .prepare(
-        'INSERT INTO inhibitions (service, until) VALUES (?, ?) ON CONFLICT (service) DO UPDATE SET until = MAX(until, excluded.until)',
-      )
-      .run(service, until);
+    this.statements.inhibit.run(service, until);
   }
 
   inhibitedUntil(service: string): number | undefined {
-    const row = this.db.prepare('SELECT until FROM inhibitions WHERE service = ?').get(service) as
-      { until: number } | undefined;
+    const row = this.statements.inhibitedUntil.get(service) as { until: number } | undefined;
     return row?.until;
   }
 
