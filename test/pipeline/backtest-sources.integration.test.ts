@@ -3,9 +3,18 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client } from '@elastic/elasticsearch';
+import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { normalize } from '../../ingest/model/index.ts';
-import { BIN, killServes, serverEnv, startServe, until, workdir } from '../support/drover.ts';
+import {
+  BIN,
+  killServes,
+  serverEnv,
+  startServe,
+  stopServe,
+  until,
+  workdir,
+} from '../support/drover.ts';
 import { generateFleetStream } from '../support/fleet-stream.ts';
 
 /**
@@ -332,5 +341,116 @@ realert: 0s
       expect(noFrom.status).toBe(2);
       expect(noFrom.stderr).toContain('--source elasticsearch needs --from');
     });
+  },
+);
+
+const brokers = inject('kafkaBrokers');
+
+describe.skipIf(!brokers)(
+  `backtest --source kafka${reasons.kafka ? ` (skipped: ${reasons.kafka})` : ''}`,
+  () => {
+    it('gives the alerts of the NDJSON the events were sent as, and moves no group', async () => {
+      const prefix = `btk${randomUUID().slice(0, 8)}.`;
+      const start = Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000;
+      const stream = generateFleetStream({ seed: 20261204, start, minutes: 15 });
+      const dir = workdir('drover-backtest-kafka-', RULES);
+      const data = join(dir, 'fleet.ndjson');
+      writeFileSync(data, `${stream.lines.join('\n')}\n`);
+      const config = join(dir, 'drover.yaml');
+      writeFileSync(
+        config,
+        `stateDir: state
+listen: { port: 0, statsdPort: false }
+bus: { kind: kafka, topicPrefix: ${prefix} }
+index: { kind: none }
+rules: { paths: [rules], allowedLateness: ${LATENESS} }
+snapshotEvery: 1h
+`,
+      );
+      const served = await startServe(config, {
+        env: { KAFKA_BROKERS: brokers! },
+        timeoutMs: 90_000,
+      });
+      for (let i = 0; i < stream.lines.length; i += 2_000) {
+        const r = await fetch(`${served.url}/ingest`, {
+          method: 'POST',
+          body: stream.lines.slice(i, i + 2_000).join('\n'),
+        });
+        expect(r.status).toBe(200);
+      }
+      const kafka = new Kafka({ brokers: brokers!.split(','), logLevel: logLevel.NOTHING });
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        const topics = [`${prefix}logs`, `${prefix}metrics`];
+        const published = async () => {
+          let n = 0;
+          for (const t of topics)
+            for (const p of await admin.fetchTopicOffsets(t)) n += Number(p.high) - Number(p.low);
+          return n;
+        };
+        expect(await published()).toBe(stream.lines.length);
+        // The rules group has read it all, then serve stops: its offsets are what they are.
+        await until(
+          'the rules to drain the bus',
+          async () => {
+            const m = await (await fetch(`${served.url}/metrics`)).text();
+            const lag = m
+              .split('\n')
+              .filter((l) => l.startsWith(`drover_bus_lag_messages{group="${prefix}rules"`));
+            return lag.length > 0 && lag.every((l) => l.endsWith(' 0')) ? true : undefined;
+          },
+          120_000,
+        );
+        await stopServe(served);
+        const groupOffsets = async () => {
+          const { groups } = await admin.listGroups();
+          const out: Record<string, unknown> = {};
+          for (const g of groups.filter((g) => !g.groupId.startsWith('drover-backtest-')))
+            for (const t of await admin.fetchOffsets({ groupId: g.groupId, topics }))
+              for (const p of t.partitions)
+                if (p.offset !== '-1') out[`${g.groupId} ${t.topic} ${p.partition}`] = p.offset;
+          return out;
+        };
+        const before = await groupOffsets();
+        expect(Object.keys(before).length).toBeGreaterThan(0);
+
+        const from = new Date(start + 5 * 60_000).toISOString();
+        const common = ['--rules', join(dir, 'rules'), '--from', from, '--lateness', LATENESS];
+        const fromFile = drover(['backtest', ...common, '--data', data, '--format', 'json']);
+        expect(fromFile.alerts.length).toBeGreaterThan(2);
+        for (const size of ['1000', '7']) {
+          const fromKafka = drover(
+            [
+              'backtest',
+              ...common,
+              '--source',
+              'kafka',
+              '--topic',
+              topics.join(','),
+              '--config',
+              config,
+              '--format',
+              'json',
+            ],
+            { KAFKA_BROKERS: brokers!, DROVER_BACKTEST_PAGE_SIZE: size },
+          );
+          expect(fromKafka.status, fromKafka.stderr).toBe(1);
+          expect(fromKafka.summary!.events).toBe(stream.lines.length);
+          expect(fromKafka.alerts).toEqual(fromFile.alerts);
+          expect(fromKafka.summary!.warmup).toEqual(fromFile.summary!.warmup);
+        }
+        expect(await groupOffsets()).toEqual(before);
+
+        const missing = drover(
+          ['backtest', ...common, '--source', 'kafka', '--topic', `${prefix}nothing`],
+          { KAFKA_BROKERS: brokers! },
+        );
+        expect(missing.status).toBe(2);
+        expect(missing.stderr).toContain(`no topic "${prefix}nothing"`);
+      } finally {
+        await admin.disconnect();
+      }
+    }, 300_000);
   },
 );
