@@ -264,6 +264,43 @@ snapshotEvery: 1h
       expect(got['service-error-spike']).toBe(got['new-stack-trace']);
       expect(got['host-error-burst']).toBe(60_000);
 
+      // rules diff reads the same source: the same rules on both sides differ in nothing,
+      // over every event of the range; a rule removed on the head shows its alerts removed.
+      const head = workdir('drover-backtest-es-head-', {
+        'rules/host-error-burst.yaml': RULES['rules/host-error-burst.yaml']!,
+      });
+      const diffArgs = [
+        'rules',
+        'diff',
+        '--base',
+        rulesDir,
+        '--from',
+        from,
+        '--lateness',
+        LATENESS,
+        '--source',
+        'elasticsearch',
+        '--config',
+        join(dir, 'drover.yaml'),
+      ];
+      const same = spawnSync(process.execPath, [BIN, ...diffArgs, '--head', rulesDir], {
+        encoding: 'utf8',
+        env: { ...serverEnv(), ...env },
+      });
+      expect(same.status, same.stderr).toBe(0);
+      expect(same.stderr).toContain(`${lines.length} events, 0 bad lines`);
+      expect(same.stderr).toContain('0 rules differ');
+      const removed = spawnSync(
+        process.execPath,
+        [BIN, ...diffArgs, '--head', join(head, 'rules'), '--format', 'json'],
+        { encoding: 'utf8', env: { ...serverEnv(), ...env } },
+      );
+      expect(removed.status, removed.stderr).toBe(1);
+      const lost = fromFile.alerts.filter((a) => a.rule !== 'host-error-burst').length;
+      expect(removed.stderr).toContain(
+        `base ${fromFile.alerts.length} alerts, head ${fromFile.alerts.length - lost} alerts`,
+      );
+
       // The text report: a table on stderr.
       const text = spawnSync(
         process.execPath,
