@@ -124,11 +124,16 @@ export async function backtestSets(
   const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
   let lineNo = 0;
   let bytes = 0;
+  const onProgress = options.onProgress;
   for await (const line of lines) {
     lineNo++;
-    bytes += Buffer.byteLength(line) + 1;
-    if (options.onProgress && (lineNo & 1023) === 0) options.onProgress(bytes);
-    if (line.trim() === '') continue;
+    // Bytes are counted only for a progress bar (a second pass over each line otherwise).
+    if (onProgress) {
+      bytes += Buffer.byteLength(line) + 1;
+      if ((lineNo & 1023) === 0) onProgress(bytes);
+    }
+    // Blank lines are skipped; trim() (a new string) only for lines that start blank.
+    if (line.length === 0 || (line.charCodeAt(0) <= 0x20 && line.trim() === '')) continue;
     let event: Event;
     try {
       const parsed: unknown = JSON.parse(line);
@@ -143,7 +148,7 @@ export async function backtestSets(
     }
     feed(event);
   }
-  options.onProgress?.(bytes);
+  onProgress?.(bytes);
   return finish();
 
   function finish(): BacktestSummary[] {
@@ -158,6 +163,10 @@ export async function backtestSets(
 /** `{"index":{...}}` / `{"create":{...}}` lines of an Elasticsearch bulk body. */
 function isBulkAction(v: unknown): boolean {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  // Most lines are events: no own `index` or `create` (JSON.parse gives plain objects, and
+  // Object.prototype has neither), so no key list is made for them.
+  const o = v as Record<string, unknown>;
+  if (o.index === undefined && o.create === undefined) return false;
   const keys = Object.keys(v);
   return (
     keys.length === 1 &&

@@ -137,29 +137,35 @@ export class ElasticsearchScan {
     }
   }
 
+  /**
+   * The next page is asked for before this one is handed out, so the server works while
+   * the rules do: two pages in memory at most.
+   */
   private async *pitPages(id: string): AsyncGenerator<Event[]> {
-    let after: estypes.SortResults | undefined;
-    let first = true;
-    while (true) {
-      const r = await this.client
+    const page = (after: estypes.SortResults | undefined) =>
+      this.client
         .search({
           pit: { id, keep_alive: this.keepAlive },
           size: this.pageSize,
           sort: [{ '@timestamp': { order: 'asc' } }, { _shard_doc: { order: 'asc' } }],
           query: this.query(),
-          track_total_hits: first,
+          track_total_hits: after === undefined,
           ...(after && { search_after: after }),
         })
         .catch((err: unknown) => {
           throw new ScanError(`search failed: ${reason(err)}`);
         });
-      if (first) this.total = totalOf(r.hits.total);
-      first = false;
+    let r = await page(undefined);
+    this.total = totalOf(r.hits.total);
+    while (true) {
       const hits = r.hits.hits;
       if (hits.length === 0) return;
-      after = hits[hits.length - 1]!.sort;
+      const next = hits.length < this.pageSize ? undefined : page(hits[hits.length - 1]!.sort);
+      // A failed prefetch is reported when awaited, not as an unhandled rejection.
+      next?.catch(() => {});
       yield hits.map((h) => fromDocument(h._source as Record<string, unknown>));
-      if (hits.length < this.pageSize) return;
+      if (!next) return;
+      r = await next;
     }
   }
 
