@@ -148,6 +148,11 @@ async function openKafka(
       pages: (async function* () {
         try {
           yield* scan.pages();
+          // Something else wrote to the topic (the live bus dead-letters these).
+          if (scan.unreadable > 0)
+            process.stderr.write(
+              `${label}: ${scan.unreadable} messages were not events with a @timestamp: skipped\n`,
+            );
         } catch (err) {
           if (err instanceof KafkaScanError)
             throw new UsageError(`${label}: ${redact(err.message)}`);

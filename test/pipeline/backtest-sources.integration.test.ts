@@ -449,6 +449,11 @@ snapshotEvery: 1h
                 if (p.offset !== '-1') out[`${g.groupId} ${t.topic} ${p.partition}`] = p.offset;
           return out;
         };
+        // Something else wrote to the topic: skipped and counted, the rest read.
+        const producer = kafka.producer();
+        await producer.connect();
+        await producer.send({ topic: `${prefix}logs`, messages: [{ value: 'not json' }] });
+        await producer.disconnect();
         const before = await groupOffsets();
         expect(Object.keys(before).length).toBeGreaterThan(0);
 
@@ -473,6 +478,7 @@ snapshotEvery: 1h
             { KAFKA_BROKERS: brokers!, DROVER_BACKTEST_PAGE_SIZE: size },
           );
           expect(fromKafka.status, fromKafka.stderr).toBe(1);
+          expect(fromKafka.stderr).toContain('messages were not events with a @timestamp: skipped');
           expect(fromKafka.summary!.events).toBe(stream.lines.length);
           expect(fromKafka.alerts).toEqual(fromFile.alerts);
           expect(fromKafka.summary!.warmup).toEqual(fromFile.summary!.warmup);
