@@ -107,7 +107,7 @@ Options:
   {
     name: 'rules diff',
     summary: 'what a rule change would have done: alerts and actions, base against head',
-    usage: `drover rules diff --base REF|DIR [--head DIR] --data FILE|- [--from T] [--to T] [--format text|json|markdown] [--config FILE]
+    usage: `drover rules diff --base REF|DIR [--head DIR] (--data FILE|- | --source elasticsearch|kafka ...) [--from T] [--to T] [--format text|json|markdown] [--config FILE]
 
 Runs two rule sets over the same events in one pass (one read of the data, two engines)
 and reports per rule the alerts added, removed and moved (the same incident at another
@@ -125,6 +125,11 @@ Options:
   --head DIR           the rules as changed (default: the configuration's first rules
                        path, else ./rules)
   --data FILE|-        NDJSON events; - reads standard input
+  --source SRC         elasticsearch or kafka instead of --data, as for drover backtest
+                       (--index, --topic, --warmup too)
+  --index PATTERN      --source elasticsearch: the indices (default PREFIX-events*)
+  --topic T            --source kafka: the topic
+  --warmup DURATION    --source elasticsearch|kafka: history read before --from
   --from T             alert only from this time (earlier events warm state)
   --to T               stop at this time
   --format FMT         text (default), json (one line per rule) or markdown (a PR comment,
@@ -139,17 +144,31 @@ Options:
     name: 'backtest',
     summary: 'replay NDJSON through rules and print the alerts and actions',
     usage: `drover backtest --rules PATH… --data FILE|- [--from T] [--to T] [--format text|json|markdown]
+       drover backtest --rules PATH… --source elasticsearch [--index PATTERN] --from T [--to T] [--warmup DURATION] [--config FILE]
+       drover backtest --rules PATH… --source kafka --topic T --from T [--to T] [--warmup DURATION] [--config FILE]
 
-Replays NDJSON (any format ingest accepts per line, normalized the same way) through the
-rules and prints the alerts and the actions that would have run. Events before --from
-build state without alerting; time stops at the last event, or at --to.
-T is an ISO 8601 time or epoch milliseconds. The file is streamed; a progress bar is drawn
-on stderr when it is a terminal. Exit 0 when no alert fired, 1 when alerts fired
-(findings), 2 on usage errors.
+Replays events through the rules and prints the alerts and the actions that would have
+run: NDJSON (any format ingest accepts per line, normalized the same way), Drover's own
+Elasticsearch event indices, or the retained Kafka bus. Events before --from build state
+without alerting; time stops at the last event, or at --to. The stores are read from
+--from minus the warm-up the rules need (their longest windows; --warmup overrides it),
+in event-time order, a page at a time; the warm-up each rule got is reported on stderr.
+The Elasticsearch URL and the Kafka brokers are taken as drover serve takes them
+(ELASTICSEARCH_URL, KAFKA_BROKERS, or --config). T is an ISO 8601 time or epoch
+milliseconds. A progress bar is drawn on stderr when it is a terminal. Exit 0 when no
+alert fired, 1 when alerts fired (findings), 2 on usage errors (a missing index, an
+unreachable server included).
 
 Options:
   --rules PATH         rule file or folder (repeatable)
   --data FILE|-        NDJSON events; - reads standard input
+  --source SRC         file (with --data; the default), elasticsearch or kafka
+  --index PATTERN      --source elasticsearch: the indices (default PREFIX-events*, PREFIX
+                       being index.prefix, drover by default)
+  --topic T            --source kafka: the topic (e.g. drover.logs)
+  --warmup DURATION    --source elasticsearch|kafka: history read before --from (default:
+                       the longest window the rules need)
+  --config FILE        drover serve's configuration (the Elasticsearch URL, the brokers)
   --from T             alert only from this time
   --to T               stop at this time
   --format FMT         text (default), json (one alert per line) or markdown (a table)

@@ -18,7 +18,8 @@ export interface BacktestOptions {
   onAlert?: (alert: Alert) => void;
   /** A line that could not be read: reported, and the rest goes on. */
   onBadLine?: (line: number, error: string) => void;
-  onProgress?: (bytesRead: number) => void;
+  /** Bytes read of NDJSON; events read of a `pages` input. */
+  onProgress?: (read: number) => void;
 }
 
 export interface BacktestSummary {
@@ -40,8 +41,15 @@ export interface BacktestSummary {
  * are skipped, so a captured bulk body replays as is. The file is streamed, never
  * loaded whole.
  */
+/**
+ * What a backtest reads: NDJSON (a file or standard input), or events already made,
+ * a page at a time, in the order they are to be processed (Elasticsearch and Kafka
+ * sources). Pages are taken one after the other, so memory is one page.
+ */
+export type BacktestInput = Readable | { pages: AsyncIterable<Event[]> };
+
 export async function backtest(
-  input: Readable,
+  input: BacktestInput,
   options: BacktestOptions,
 ): Promise<BacktestSummary> {
   const [summary] = await backtestSets(input, { ...options, sets: [options.rules] }, (_, alert) =>
@@ -57,7 +65,7 @@ export async function backtest(
  * set's own.
  */
 export async function backtestSets(
-  input: Readable,
+  input: BacktestInput,
   options: Omit<BacktestOptions, 'rules' | 'onAlert'> & { sets: RuleSpec[][] },
   onAlert?: (set: number, alert: Alert) => void,
 ): Promise<BacktestSummary[]> {
@@ -87,14 +95,45 @@ export async function backtestSets(
     first: undefined,
     last: undefined,
   };
+  const feed = (event: Event) => {
+    const t = event['@timestamp'];
+    if (options.to !== undefined && t > options.to) return;
+    // The engines only read the event (each may keep it, unchanged, as an alert sample).
+    for (const engine of engines) engine.process(event);
+    summary.events++;
+    if (summary.first === undefined || t < summary.first) summary.first = t;
+    if (summary.last === undefined || t > summary.last) summary.last = t;
+  };
+  if ('pages' in input) {
+    // Events read back from a store: the ordinal stands for the line number.
+    let n = 0;
+    for await (const page of input.pages) {
+      for (const event of page) {
+        n++;
+        if (!Number.isFinite(event['@timestamp'])) {
+          summary.badLines++;
+          options.onBadLine?.(n, 'event has no timestamp (@timestamp)');
+          continue;
+        }
+        feed(event);
+      }
+      options.onProgress?.(n);
+    }
+    return finish();
+  }
   const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
   let lineNo = 0;
   let bytes = 0;
+  const onProgress = options.onProgress;
   for await (const line of lines) {
     lineNo++;
-    bytes += Buffer.byteLength(line) + 1;
-    if (options.onProgress && (lineNo & 1023) === 0) options.onProgress(bytes);
-    if (line.trim() === '') continue;
+    // Bytes are counted only for a progress bar (a second pass over each line otherwise).
+    if (onProgress) {
+      bytes += Buffer.byteLength(line) + 1;
+      if ((lineNo & 1023) === 0) onProgress(bytes);
+    }
+    // Blank lines are skipped; trim() (a new string) only for lines that start blank.
+    if (line.length === 0 || (line.charCodeAt(0) <= 0x20 && line.trim() === '')) continue;
     let event: Event;
     try {
       const parsed: unknown = JSON.parse(line);
@@ -107,25 +146,27 @@ export async function backtestSets(
       options.onBadLine?.(lineNo, (err as Error).message);
       continue;
     }
-    const t = event['@timestamp'];
-    if (options.to !== undefined && t > options.to) continue;
-    // The engines only read the event (each may keep it, unchanged, as an alert sample).
-    for (const engine of engines) engine.process(event);
-    summary.events++;
-    if (summary.first === undefined || t < summary.first) summary.first = t;
-    if (summary.last === undefined || t > summary.last) summary.last = t;
+    feed(event);
   }
-  options.onProgress?.(bytes);
-  for (const [i, engine] of engines.entries()) {
-    engine.finish(options.to);
-    Object.assign(summaries[i]!, summary, { lateEvents: engine.lateEvents });
+  onProgress?.(bytes);
+  return finish();
+
+  function finish(): BacktestSummary[] {
+    for (const [i, engine] of engines.entries()) {
+      engine.finish(options.to);
+      Object.assign(summaries[i]!, summary, { lateEvents: engine.lateEvents });
+    }
+    return summaries;
   }
-  return summaries;
 }
 
 /** `{"index":{...}}` / `{"create":{...}}` lines of an Elasticsearch bulk body. */
 function isBulkAction(v: unknown): boolean {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return false;
+  // Most lines are events: no own `index` or `create` (JSON.parse gives plain objects, and
+  // Object.prototype has neither), so no key list is made for them.
+  const o = v as Record<string, unknown>;
+  if (o.index === undefined && o.create === undefined) return false;
   const keys = Object.keys(v);
   return (
     keys.length === 1 &&
@@ -137,4 +178,74 @@ function isBulkAction(v: unknown): boolean {
 export function openData(path: string): { stream: Readable; size: number | undefined } {
   if (path === '-') return { stream: process.stdin, size: undefined };
   return { stream: createReadStream(path), size: statSync(path).size };
+}
+
+/**
+ * How much history before `--from` a rule needs so that its state at `--from` is what a
+ * run over all the history would hold: its longest window (frequency, flatline,
+ * cardinality, metric_aggregation and change: `timeframe`; spike: the reference and the
+ * current window, 2 × `timeframe`; new_term: `terms_window_size`; expiry: `ttl`; any:
+ * nothing), plus `for`. A change rule without a timeframe compares with the last value
+ * however old: Infinity. Realert silences are not counted: an alert held back by one
+ * that began before the warm-up may fire in the backtest.
+ */
+export function warmupNeedMs(rule: RuleSpec): number {
+  let window: number;
+  switch (rule.type) {
+    case 'any':
+      window = 0;
+      break;
+    case 'spike':
+      window = 2 * rule.timeframe;
+      break;
+    case 'new_term':
+      window = rule.terms_window_size;
+      break;
+    case 'expiry':
+      window = rule.ttl;
+      break;
+    case 'change':
+      window = rule.timeframe ?? Number.POSITIVE_INFINITY;
+      break;
+    default:
+      window = rule.timeframe;
+  }
+  return window + (rule.for ?? 0);
+}
+
+/** The warm-up a backtest reads by default: the longest finite need of its rules. */
+export function defaultWarmupMs(rules: RuleSpec[]): number {
+  let most = 0;
+  for (const r of rules) {
+    if (!r.enabled) continue;
+    const need = warmupNeedMs(r);
+    if (Number.isFinite(need) && need > most) most = need;
+  }
+  return most;
+}
+
+export interface WarmupEntry {
+  rule: string;
+  /** warmupNeedMs of the rule (Infinity: all history). */
+  needMs: number;
+  /**
+   * History the rule saw before `from`: from − the first event read, at most needMs (0
+   * without `from`, or when no event came before it).
+   */
+  gotMs: number;
+}
+
+/** Per enabled rule, the warm-up it needed and got, `first` being the earliest event read. */
+export function warmupReport(
+  rules: RuleSpec[],
+  from: number | undefined,
+  first: number | undefined,
+): WarmupEntry[] {
+  const had = from === undefined || first === undefined ? 0 : Math.max(0, from - first);
+  return rules
+    .filter((r) => r.enabled)
+    .map((r) => {
+      const needMs = warmupNeedMs(r);
+      return { rule: r.name, needMs, gotMs: Math.min(had, needMs) };
+    });
 }

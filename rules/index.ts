@@ -1,11 +1,16 @@
 export { type ActionProblem, actionProblems } from './action.ts';
 export { type AlertDocument, alertDocument } from './alert-document.ts';
 export {
+  type BacktestInput,
   type BacktestOptions,
   type BacktestSummary,
   backtest,
   backtestSets,
+  defaultWarmupMs,
   openData,
+  warmupNeedMs,
+  warmupReport,
+  type WarmupEntry,
 } from './backtest.ts';
 export { parseDuration } from './duration.ts';
 export {

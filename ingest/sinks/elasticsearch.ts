@@ -295,11 +295,37 @@ export class ElasticsearchIndexer {
 }
 
 function toDocument(event: Event): Record<string, unknown> {
-  return { ...event, '@timestamp': new Date(event['@timestamp']).toISOString() };
+  return { ...event, '@timestamp': isoTime(event['@timestamp']) };
 }
 
-function fromDocument(doc: Record<string, unknown>): Event {
-  return { ...doc, '@timestamp': Date.parse(String(doc['@timestamp'])) };
+/**
+ * ISO 8601 of an event time, keeping a fraction of a millisecond (a numeric `@timestamp`
+ * of 1767225600123.7 is `…00.1237Z`): Elasticsearch indexes the millisecond and keeps
+ * the string in `_source`, so `fromDocument` gives back the very number normalize gave
+ * (its shortest decimal form, digit for digit), and a backtest from the index sees the
+ * times a replay of the NDJSON sees.
+ */
+export function isoTime(t: number): string {
+  const iso = new Date(t).toISOString();
+  if (Number.isInteger(t)) return iso;
+  const s = String(t);
+  const dot = s.indexOf('.');
+  // Event times are positive and below 10^15 ms, so String() has no exponent.
+  if (dot < 0 || s.includes('e')) return iso;
+  return `${iso.slice(0, -1)}${s.slice(dot + 1)}Z`;
+}
+
+/** Digits after the millisecond in an ISO time written by isoTime. */
+const SUB_MS = /\.\d{3}(\d+)Z$/;
+
+export function fromDocument(doc: Record<string, unknown>): Event {
+  const at = doc['@timestamp'];
+  let t = typeof at === 'number' ? at : Date.parse(String(at));
+  if (typeof at === 'string' && Number.isInteger(t)) {
+    const sub = SUB_MS.exec(at);
+    if (sub) t = Number(`${t}.${sub[1]}`);
+  }
+  return { ...doc, '@timestamp': t };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -5,6 +5,13 @@ export {
   IndexingError,
   type IndexerMetrics,
 } from './elasticsearch.ts';
+export {
+  DEFAULT_SCAN_PAGE_SIZE,
+  ElasticsearchScan,
+  ScanError,
+  type ScanMethod,
+  type ScanOptions,
+} from './elasticsearch-scan.ts';
 export { EmbeddedIndex, openEmbeddedIndex, toFtsQuery } from './embedded.ts';
 export {
   documentId,

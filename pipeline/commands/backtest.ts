@@ -6,9 +6,10 @@ import {
   backtest,
   formatDiagnostic,
   loadRules,
-  openData,
   parseDuration,
+  warmupReport,
 } from '../../rules/index.ts';
+import { openSource, warmupJson, warmupLines } from './backtest-source.ts';
 import { EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './common.ts';
 import { BACKTEST_OPTIONS } from './options.ts';
 
@@ -19,7 +20,6 @@ export async function backtestCommand(args: string[]): Promise<number> {
     allowPositionals: false,
   });
   if (!values.rules || values.rules.length === 0) throw new UsageError('--rules is required');
-  if (!values.data) throw new UsageError('--data is required (a file, or - for standard input)');
   const format = values.format;
   if (format !== 'text' && format !== 'json' && format !== 'markdown') {
     throw new UsageError('--format is text, json or markdown');
@@ -45,30 +45,40 @@ export async function backtestCommand(args: string[]): Promise<number> {
     return EXIT_USAGE;
   }
 
-  let data: ReturnType<typeof openData>;
-  try {
-    data = openData(values.data);
-  } catch (err) {
-    throw new UsageError(`--data: ${(err as Error).message}`);
-  }
-  const progress = process.stderr.isTTY && data.size ? progressBar(data.size) : undefined;
+  const source = await openSource(values, { from, to }, rules);
+  const tty = process.stderr.isTTY;
+  let progress: ReturnType<typeof progressBar> | undefined;
   const out = process.stdout;
   if (format === 'markdown') {
     out.write('| at | rule | type | key | figures | actions |\n|---|---|---|---|---|---|\n');
   }
-  const summary = await backtest(data.stream, {
-    rules,
-    from,
-    to,
-    allowedLatenessMs: lateness,
-    onAlert: (alert) => out.write(render(alert, format)),
-    onBadLine: (line, error) => {
-      progress?.clear();
-      process.stderr.write(`${values.data}:${line}: skipped: ${error}\n`);
-    },
-    onProgress: progress && ((bytes) => progress.update(bytes)),
-  });
-  progress?.clear();
+  let summary: Awaited<ReturnType<typeof backtest>>;
+  try {
+    summary = await backtest(source.input, {
+      rules,
+      from,
+      to,
+      allowedLatenessMs: lateness,
+      onAlert: (alert) => out.write(render(alert, format)),
+      onBadLine: (line, error) => {
+        progress?.clear();
+        process.stderr.write(`${source.label}:${line}: skipped: ${error}\n`);
+      },
+      onProgress: tty
+        ? (read) => {
+            // A store's total is known once its first page is read.
+            if (!progress && source.total) progress = progressBar(source.total, source.unit);
+            progress?.update(read);
+          }
+        : undefined,
+    });
+  } finally {
+    progress?.clear();
+    await source.close();
+  }
+  const warmup = warmupReport(rules, from, summary.first);
+  if (format !== 'json') process.stderr.write(warmupLines(warmup, from));
+  if (source.method) process.stderr.write(`${source.label}: read with ${source.method}\n`);
   if (format === 'markdown' && summary.alerts.length === 0)
     out.write('| | _no alerts_ | | | | |\n');
   const span =
@@ -90,6 +100,8 @@ export async function backtestCommand(args: string[]): Promise<number> {
           lateEvents: summary.lateEvents,
           first: iso(summary.first),
           last: iso(summary.last),
+          ...(source.readFrom !== undefined && { readFrom: iso(source.readFrom) }),
+          warmup: warmupJson(warmup),
         },
       })}\n`,
     );
@@ -147,7 +159,7 @@ function render(alert: Alert, format: 'text' | 'json' | 'markdown'): string {
   return actions ? `${line}    would run: ${actions}\n` : line;
 }
 
-export function progressBar(total: number) {
+export function progressBar(total: number, unit: 'bytes' | 'events' = 'bytes') {
   const width = 30;
   let last = -1;
   return {
@@ -157,8 +169,10 @@ export function progressBar(total: number) {
       last = pct;
       const filled = Math.round((pct / 100) * width);
       const mib = (n: number) => (n / 1048576).toFixed(1);
+      const figures =
+        unit === 'bytes' ? `${mib(bytes)}/${mib(total)} MiB` : `${bytes}/${total} events`;
       process.stderr.write(
-        `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct}% ${mib(bytes)}/${mib(total)} MiB`,
+        `\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${pct}% ${figures}`,
       );
     },
     clear() {

@@ -13,12 +13,13 @@ import {
   type Diagnostic,
   formatDiagnostic,
   loadRules,
-  openData,
   parseDuration,
   type RuleSpec,
+  warmupReport,
 } from '../../rules/index.ts';
 import { ConfigError, type DroverConfig, loadConfig } from '../config.ts';
 import { progressBar, time } from './backtest.ts';
+import { openSource, warmupLines } from './backtest-source.ts';
 import { EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './common.ts';
 import {
   type ActionRow,
@@ -34,7 +35,6 @@ import { DIFF_OPTIONS } from './options.ts';
 export async function diffCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: DIFF_OPTIONS, allowPositionals: false });
   if (!values.base) throw new UsageError('--base is required (a git ref or a folder)');
-  if (!values.data) throw new UsageError('--data is required (a file, or - for standard input)');
   const format = values.format;
   if (format !== 'text' && format !== 'json' && format !== 'markdown')
     throw new UsageError('--format is text, json or markdown');
@@ -72,25 +72,34 @@ export async function diffCommand(args: string[]): Promise<number> {
       );
       return EXIT_USAGE;
     }
-    let data: ReturnType<typeof openData>;
+    // Warm-up for the longer needs of either side; the store sources take the URL from
+    // --config or the environment as drover serve does.
+    const source = await openSource(values, { from, to }, [...baseSet, ...headSet], config);
+    let progress: ReturnType<typeof progressBar> | undefined;
+    let b: BacktestSummary;
+    let h: BacktestSummary;
     try {
-      data = openData(values.data);
-    } catch (err) {
-      throw new UsageError(`--data: ${(err as Error).message}`);
+      [b, h] = (await backtestSets(source.input, {
+        sets: [baseSet, headSet],
+        from,
+        to,
+        allowedLatenessMs: lateness,
+        onBadLine: (line, error) => {
+          progress?.clear();
+          process.stderr.write(`${source.label}:${line}: skipped: ${error}\n`);
+        },
+        onProgress: process.stderr.isTTY
+          ? (read) => {
+              if (!progress && source.total) progress = progressBar(source.total, source.unit);
+              progress?.update(read);
+            }
+          : undefined,
+      })) as [BacktestSummary, BacktestSummary];
+    } finally {
+      progress?.clear();
+      await source.close();
     }
-    const progress = process.stderr.isTTY && data.size ? progressBar(data.size) : undefined;
-    const [b, h] = (await backtestSets(data.stream, {
-      sets: [baseSet, headSet],
-      from,
-      to,
-      allowedLatenessMs: lateness,
-      onBadLine: (line, error) => {
-        progress?.clear();
-        process.stderr.write(`${values.data}:${line}: skipped: ${error}\n`);
-      },
-      onProgress: progress && ((bytes) => progress.update(bytes)),
-    })) as [BacktestSummary, BacktestSummary];
-    progress?.clear();
+    process.stderr.write(warmupLines(warmupReport(headSet, from, b.first), from));
     const report = await buildReport(
       { label: base.label, rules: baseSet, alerts: b.alerts },
       // As given, or relative to here: a PR comment shows no runner's home folder.

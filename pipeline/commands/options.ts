@@ -26,9 +26,19 @@ export const RELOAD_OPTIONS = {
   'state-dir': { type: 'string' },
 } satisfies Options;
 
+/** Where backtest and rules diff read events (pipeline/commands/backtest-source.ts). */
+const SOURCE_OPTIONS = {
+  data: { type: 'string' },
+  source: { type: 'string' },
+  index: { type: 'string' },
+  topic: { type: 'string' },
+  warmup: { type: 'string' },
+} satisfies Options;
+
 export const BACKTEST_OPTIONS = {
   rules: { type: 'string', multiple: true },
-  data: { type: 'string' },
+  ...SOURCE_OPTIONS,
+  config: { type: 'string' },
   from: { type: 'string' },
   to: { type: 'string' },
   format: { type: 'string', default: 'text' },
@@ -38,7 +48,7 @@ export const BACKTEST_OPTIONS = {
 export const DIFF_OPTIONS = {
   base: { type: 'string' },
   head: { type: 'string' },
-  data: { type: 'string' },
+  ...SOURCE_OPTIONS,
   from: { type: 'string' },
   to: { type: 'string' },
   format: { type: 'string', default: 'text' },

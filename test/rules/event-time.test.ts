@@ -134,6 +134,8 @@ describe('backtest', () => {
         lateEvents: 1,
         first: new Date(T0).toISOString(),
         last: new Date(T0 + s(100)).toISOString(),
+        // No --from: no warm-up, alerts from the first event.
+        warmup: [{ rule: 'two', needMs: 60_000, gotMs: 0, enough: false }],
       },
     });
   }, 120_000); // two cold starts of the CLI took 26-31 s on the shared machine
