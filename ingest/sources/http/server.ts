@@ -68,6 +68,12 @@ export interface IngestServerOptions {
    * 10,000; see StatsdDecoder).
    */
   statsd?: { port?: number; host?: string; maxGauges?: number } | false;
+  /**
+   * False: no ingest route (NDJSON, _bulk and its compatibility routes, OTLP,
+   * remote_write) and no statsd, only `/v1/search` and `routes` (a `drover serve`
+   * without the ingest role). Default true.
+   */
+  ingest?: boolean;
   logger?: Logger;
   onIngest?: (m: IngestMetrics) => void;
 }
@@ -164,15 +170,18 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     ...createPublisher(options.bus),
     authorizeRead,
   };
+  const ingest = options.ingest !== false;
   // One plugin per protocol; the hooks and error handler above apply to each.
-  await app.register(ndjsonPlugin(ctx));
-  await app.register(bulkPlugin(ctx));
-  await app.register(otlpPlugin(ctx));
-  await app.register(remoteWritePlugin(ctx));
+  if (ingest) {
+    await app.register(ndjsonPlugin(ctx));
+    await app.register(bulkPlugin(ctx));
+    await app.register(otlpPlugin(ctx));
+    await app.register(remoteWritePlugin(ctx));
+  }
   await app.register(searchPlugin(ctx));
   options.routes?.(app);
   const statsd =
-    options.statsd === false
+    options.statsd === false || !ingest
       ? undefined
       : await listenStatsd(options, options.statsd?.host ?? '127.0.0.1');
 
