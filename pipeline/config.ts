@@ -54,7 +54,16 @@ export interface DroverConfig {
    * `maxAttempts`: failures of one message, on its own, before a consumer group
    * dead-letters it and moves on (default 3; see ingest/bus/deliver.ts).
    */
-  bus: ({ kind: 'embedded' } | { kind: 'kafka'; brokers: string[]; topicPrefix: string }) & {
+  bus: (
+    | { kind: 'embedded' }
+    | {
+        kind: 'kafka';
+        brokers: string[];
+        topicPrefix: string;
+        /** How record batches are compressed (default gzip; see KafkaBusOptions). */
+        compression?: 'gzip' | 'none';
+      }
+  ) & {
     maxAttempts?: number;
   };
   index:
@@ -278,6 +287,7 @@ function build(
               b.trim(),
             ),
             topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
+            compression: (bus.compression as 'gzip' | 'none' | undefined) ?? 'gzip',
             maxAttempts,
           }
         : { kind: 'embedded', maxAttempts },

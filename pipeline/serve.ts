@@ -138,7 +138,11 @@ export class Pipeline {
 
     this.bus =
       c.bus.kind === 'kafka'
-        ? await createKafkaBus({ brokers: c.bus.brokers, topicPrefix: c.bus.topicPrefix })
+        ? await createKafkaBus({
+            brokers: c.bus.brokers,
+            topicPrefix: c.bus.topicPrefix,
+            ...(c.bus.compression && { compression: c.bus.compression }),
+          })
         : openEmbeddedBus({ path: join(c.stateDir, 'bus.db') });
     this.closers.push(() => this.bus.close());
 

@@ -262,3 +262,16 @@ describe('configuration: roles', () => {
     expect(() => withRoles(kafka, ',')).toThrow(/no role/);
   });
 });
+
+describe('configuration: bus.compression', () => {
+  it('is gzip by default on Kafka, none on request, and nothing else', () => {
+    const kafka = 'bus: { kind: kafka, brokers: [k:9092] }\n';
+    expect(load(kafka).config.bus).toMatchObject({ kind: 'kafka', compression: 'gzip' });
+    expect(
+      load('bus: { kind: kafka, brokers: [k:9092], compression: none }\n').config.bus,
+    ).toMatchObject({ compression: 'none' });
+    expect(refused('bus: { kind: kafka, brokers: [k:9092], compression: lz4 }\n')).toMatch(
+      /bus\.compression.*is gzip or none/,
+    );
+  });
+});
