@@ -8,6 +8,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   e2e: async () => (await import('./e2e.ts')).e2e,
   runtimes: async () => (await import('./runtimes.ts')).runtimesBench,
   startup: async () => (await import('./startup.ts')).startup,
+  'rules-consumer': async () => (await import('./rules-consumer.ts')).rulesConsumer,
 };
 
 const [name, ...args] = process.argv.slice(2);
