@@ -29,7 +29,7 @@ describe.skipIf(!brokers)(
       writeFileSync(
         config,
         `stateDir: state
-listen: { port: 0, statsdPort: false }
+listen: { port: 0, statsdPort: 0 }
 bus: { kind: kafka, topicPrefix: ${prefix}. }
 index: { kind: embedded }
 rules: { paths: [rules], allowedLateness: 1s }
@@ -52,6 +52,9 @@ guards: { cooldown: 0s }
         timeoutMs: 90_000,
       });
       expect(ingest.log()).toMatch(/"roles":\["ingest"\]/);
+      // statsd (a random port here) is an ingest listener: only the ingest replica has it.
+      expect(ingest.log()).toMatch(/"statsdPort":[1-9]\d*,/);
+      expect(worker.log()).toMatch(/"statsdPort":false,/);
 
       const t = Date.now();
       const posted = await fetch(`${ingest.url}/ingest`, {
