@@ -51,9 +51,12 @@ export interface KafkaBusOptions {
    */
   maxEventBytes?: number;
   /**
-   * How record batches are compressed: `gzip` (default) or `none`, which leaves it to
-   * the broker (the topic's `compression.type`) and saves Drover the CPU gzip takes,
-   * most of what an event costs on its way into Kafka (bench/README.md).
+   * How record batches are compressed: `gzip` (default) or `none`. None saves the
+   * producer gzip's latency and the consumers about a quarter of their CPU
+   * (bench/README.md), for more bytes on the wire and on disk. kafkajs decodes only
+   * gzip, so a topic's `compression.type` must stay `producer`, `uncompressed` or
+   * `gzip`: with lz4, snappy or zstd the broker would recompress into what Drover's
+   * consumers cannot read.
    */
   compression?: 'gzip' | 'none';
   /** Events queued or in flight before publish pushes back. Default 100,000. */
