@@ -9,6 +9,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   runtimes: async () => (await import('./runtimes.ts')).runtimesBench,
   startup: async () => (await import('./startup.ts')).startup,
   backtest: async () => (await import('./backtest.ts')).backtestBench,
+  'rules-consumer': async () => (await import('./rules-consumer.ts')).rulesConsumer,
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -194,14 +194,22 @@ export async function ingest(args: string[]): Promise<number> {
   await embedded!.close();
   rmSync(dir, { recursive: true, force: true });
 
+  // Kafka with each codec Drover offers (bus.compression), one after the other.
+  const kafkaRatios: Record<string, number> = {};
   if (process.env.KAFKA_BROKERS) {
-    const kafka = await createKafkaBus({
-      brokers: process.env.KAFKA_BROKERS.split(','),
-      topicPrefix: `bench${Date.now()}.`,
-    });
-    const viaKafka = await httpInto(kafka, bodiesFile, options.concurrency);
-    record('http_ndjson_to_kafka', viaKafka.ms, viaKafka.cpuMs);
-    await kafka.close();
+    for (const compression of ['gzip', 'none'] as const) {
+      const kafka = await createKafkaBus({
+        brokers: process.env.KAFKA_BROKERS.split(','),
+        topicPrefix: `bench${Date.now()}${compression}.`,
+        compression,
+      });
+      const viaKafka = await httpInto(kafka, bodiesFile, options.concurrency);
+      const name = `http_ndjson_to_kafka_${compression}`;
+      record(name, viaKafka.ms, viaKafka.cpuMs);
+      kafkaRatios[`kafka_${compression}_vs_json_parse`] =
+        Math.round((median.parseMs / viaKafka.cpuMs) * 100) / 100;
+      await kafka.close();
+    }
   }
 
   rmSync(dirname(bodiesFile), { recursive: true, force: true });
@@ -215,6 +223,7 @@ export async function ingest(args: string[]): Promise<number> {
     batch: options.batch,
     ...results,
     embedded_vs_json_parse: Math.round(ratio * 100) / 100,
+    ...kafkaRatios,
     bulk_vs_json_parse: Math.round(bulkMedian.ratio * 100) / 100,
     bulk_rounds: bulkRounds.map((r) => Math.round(r.ratio * 100) / 100),
     rounds: rounds.map((r) => Math.round(r.ratio * 100) / 100),
@@ -248,6 +257,10 @@ export async function ingest(args: string[]): Promise<number> {
     process.stdout.write(
       `  a body of bad lines ("x"): ${summary.bad_lines_server_cpu_ms_per_mib} ms server CPU per MiB; good lines ${summary.good_lines_server_cpu_ms_per_mib} ms\n`,
     );
+    for (const [name, r] of Object.entries(kafkaRatios))
+      process.stdout.write(
+        `  ${name.replace(/_/g, ' ')}: ${r}× per server core (the median round's JSON.parse)\n`,
+      );
     if (!process.env.KAFKA_BROKERS)
       process.stdout.write(
         '  (set KAFKA_BROKERS to include Kafka, ELASTICSEARCH_URL to include indexing)\n',

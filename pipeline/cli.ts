@@ -198,7 +198,7 @@ Options:
   {
     name: 'serve',
     summary: 'run the pipeline: ingest, bus, index, rules and remediation',
-    usage: `drover serve [--config drover.yaml]
+    usage: `drover serve [--config drover.yaml] [--roles ingest,index,rules,actions]
 
 Runs the endpoint (default 127.0.0.1:4280, statsd on UDP 8125), the bus, the indexer,
 the rules engine and remediation in one process, on the embedded back ends unless the
@@ -206,8 +206,14 @@ configuration (or KAFKA_BROKERS / ELASTICSEARCH_URL) selects Kafka and Elasticse
 SIGHUP or POST /v1/rules/reload reloads the rules; SIGTERM drains, snapshots and stops.
 The configuration is documented in docs/configuration.md.
 
+On the Kafka bus --roles (or the configuration's roles) runs only some parts, so ingest
+replicas, indexers and a rules worker run apart from one configuration: ingest (HTTP
+and statsd listeners), index (the indexer), rules and actions (together). The control
+API and /metrics are served whatever the roles. See docs/scale-out.md.
+
 Options:
   --config FILE        the configuration (default: built-in defaults)
+  --roles LIST         what this process runs, comma-separated (default: all four)
   -h, --help           this help`,
     options: SERVE_OPTIONS,
     run: async (args) => (await import('./commands/serve.ts')).serveCommand(args),

@@ -54,7 +54,16 @@ export interface DroverConfig {
    * `maxAttempts`: failures of one message, on its own, before a consumer group
    * dead-letters it and moves on (default 3; see ingest/bus/deliver.ts).
    */
-  bus: ({ kind: 'embedded' } | { kind: 'kafka'; brokers: string[]; topicPrefix: string }) & {
+  bus: (
+    | { kind: 'embedded' }
+    | {
+        kind: 'kafka';
+        brokers: string[];
+        topicPrefix: string;
+        /** How record batches are compressed (default gzip; see KafkaBusOptions). */
+        compression?: 'gzip' | 'none';
+      }
+  ) & {
     maxAttempts?: number;
   };
   index:
@@ -94,8 +103,51 @@ export interface DroverConfig {
   guards: GuardConfig;
   ruleGuards: Record<string, GuardConfig>;
   snapshotEveryMs: number;
+  /**
+   * What this process runs (`roles`, `drover serve --roles`; default all four): see
+   * ROLES and checkRoles, and docs/scale-out.md. Absent: all four.
+   */
+  roles?: Role[];
   /** The directory relative paths in the file are resolved against. */
   baseDir: string;
+}
+
+/**
+ * The parts of `drover serve`: `ingest` the HTTP and statsd listeners that publish to
+ * the bus, `index` the indexer consumer group (and /v1/search), `rules` the rules
+ * consumer group with its engine and snapshots, `actions` remediation (adapters, guard
+ * rails, the journal).
+ */
+export const ROLES = ['ingest', 'index', 'rules', 'actions'] as const;
+export type Role = (typeof ROLES)[number];
+
+/**
+ * Why a set of roles cannot run, or undefined when it can. The embedded bus is a file
+ * one process owns, so only Kafka lets the roles run in separate processes; alerts reach
+ * the remediator in process, not through a topic, so `rules` and `actions` go together.
+ */
+export function checkRoles(roles: readonly string[], bus: DroverConfig['bus']['kind']) {
+  const unknown = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
+  if (unknown.length > 0)
+    return `unknown role ${unknown.map((r) => JSON.stringify(r)).join(', ')}: roles are ${ROLES.join(', ')}`;
+  if (roles.length === 0) return `no role: name one or more of ${ROLES.join(', ')}`;
+  if (ROLES.some((r) => !roles.includes(r)) && bus !== 'kafka')
+    return `the roles can only be split on the Kafka bus (bus.kind kafka): the embedded bus is one process's file, so this process must run all of ${ROLES.join(', ')}`;
+  if (roles.includes('rules') !== roles.includes('actions'))
+    return 'rules and actions go together: alerts reach the remediator in the same process, not through a topic';
+  return undefined;
+}
+
+/**
+ * The configuration with the roles `drover serve --roles a,b` names instead of the
+ * file's; a set that cannot run is refused.
+ */
+export function withRoles(config: DroverConfig, flag: string | undefined): DroverConfig {
+  if (flag === undefined) return config;
+  const roles = [...new Set(flag.split(',').map((r) => r.trim()))].filter((r) => r !== '');
+  const problem = checkRoles(roles, config.bus.kind);
+  if (problem) throw new ConfigError(`--roles ${flag}: ${problem}`);
+  return { ...config, roles: roles as Role[] };
 }
 
 /** A refused configuration: its message lists every problem, one `file:line:col` line each. */
@@ -235,6 +287,7 @@ function build(
               b.trim(),
             ),
             topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
+            compression: (bus.compression as 'gzip' | 'none' | undefined) ?? 'gzip',
             maxAttempts,
           }
         : { kind: 'embedded', maxAttempts },
@@ -266,8 +319,18 @@ function build(
     guards,
     ruleGuards,
     snapshotEveryMs: duration(raw.snapshotEvery, 'snapshotEvery', 10_000),
+    roles: parseRoles(raw.roles, busKind, fail),
     baseDir,
   };
+}
+
+/** `roles: [ingest]`: the schema checked the names; checkRoles the combination. */
+function parseRoles(v: unknown, busKind: string, fail: Fail): Role[] {
+  if (v === undefined) return [...ROLES];
+  const roles = v as Role[];
+  const problem = checkRoles(roles, busKind as DroverConfig['bus']['kind']);
+  if (problem) fail(['roles'], `roles: ${problem}`);
+  return roles;
 }
 
 /**

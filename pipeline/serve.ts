@@ -35,7 +35,7 @@ import {
   formatDiagnostic,
   loadRules,
 } from '../rules/index.ts';
-import { ConfigError, type DroverConfig } from './config.ts';
+import { ConfigError, type DroverConfig, type Role, ROLES } from './config.ts';
 import { ensureAdminToken } from './admin-token.ts';
 import { createControlApi } from './control-api.ts';
 import { type AccessOptions, accessOptions, createAccessCheck } from './control-access.ts';
@@ -47,10 +47,11 @@ import { createTelemetry, type Telemetry } from './telemetry.ts';
 import { packageRoot } from './package-root.ts';
 
 /**
- * One process: the endpoint, the bus, the indexer, the rules engine and remediation.
- * Rule state is snapshotted with the bus positions it reflects; on start the engine is
- * restored and the bus replayed from those positions, so no window is lost, and a
- * replayed alert keeps its id, which the remediator's idempotency claims turn away.
+ * One process: the endpoint, the bus, the indexer, the rules engine and remediation, or
+ * on Kafka the roles the configuration names (docs/scale-out.md). Rule state is
+ * snapshotted with the bus positions it reflects; on start the engine is restored and
+ * the bus replayed from those positions, so no window is lost, and a replayed alert
+ * keeps its id, which the remediator's idempotency claims turn away.
  */
 const TOPICS: Topic[] = ['logs', 'metrics'];
 
@@ -85,6 +86,8 @@ export class Pipeline {
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
   private readonly checkpoints: Checkpoints;
+  /** What this process runs (DroverConfig.roles; checked by checkRoles). */
+  private readonly roles: ReadonlySet<Role>;
   /**
    * Alerts whose remediation has not finished (claim, guards, action, journal). While
    * any is pending no periodic snapshot is written: the last one stays behind the
@@ -97,6 +100,7 @@ export class Pipeline {
     readonly config: DroverConfig,
     private readonly logger: Logger,
   ) {
+    this.roles = new Set(config.roles ?? ROLES);
     this.reportRefusal = createRefusalReporter({ telemetry: this.telemetry, logger });
     this.checkpoints = new Checkpoints(join(config.stateDir, 'rules-snapshot.json'), logger, () =>
       this.telemetry.faults.inc({ kind: 'snapshot' }),
@@ -119,11 +123,14 @@ export class Pipeline {
   private async open(): Promise<void> {
     const c = this.config;
     mkdirSync(c.stateDir, { recursive: true });
-    const { rules, diagnostics } = await this.loadRuleSet();
+    const rulesRole = this.roles.has('rules');
+    const { rules, diagnostics } = rulesRole
+      ? await this.loadRuleSet()
+      : { rules: [], diagnostics: [] };
     const errors = diagnostics.filter((d) => d.severity === 'error');
     if (errors.length > 0)
       throw new ConfigError(`the rules have errors:\n${errors.map(formatDiagnostic).join('\n')}`);
-    if (this.noRulesYet())
+    if (rulesRole && this.noRulesYet())
       this.logger.warn(
         { rules: c.rules.paths[0], examples: join(packageRoot(), 'examples', 'rules') },
         `no rules yet: put rule files in ${c.rules.paths[0]} (see the examples) and reload (SIGHUP or drover rules reload)`,
@@ -131,10 +138,98 @@ export class Pipeline {
 
     this.bus =
       c.bus.kind === 'kafka'
-        ? await createKafkaBus({ brokers: c.bus.brokers, topicPrefix: c.bus.topicPrefix })
+        ? await createKafkaBus({
+            brokers: c.bus.brokers,
+            topicPrefix: c.bus.topicPrefix,
+            ...(c.bus.compression && { compression: c.bus.compression }),
+          })
         : openEmbeddedBus({ path: join(c.stateDir, 'bus.db') });
     this.closers.push(() => this.bus.close());
 
+    if (this.roles.has('actions')) await this.startActions();
+    if (rulesRole) {
+      this.engine = this.newEngine(rules);
+      const snapshot = this.checkpoints.read();
+      if (snapshot) {
+        const { reset } = this.engine.restore(snapshot.engine);
+        this.offsets = partitionedOffsets(snapshot.offsets);
+        this.logger.info(
+          { offsets: snapshot.offsets, reset, at: new Date(snapshot.at).toISOString() },
+          'rule state restored',
+        );
+      }
+      // A restored engine's counts are history: this process's counters start from them.
+      const restored = this.engine.counts();
+      this.counted = { late: restored.lateEvents, future: restored.futureEvents };
+    }
+
+    await this.startIndexer();
+    if (rulesRole) await this.startRules();
+    // Configured admin tokens, or the one generated into the state directory.
+    const adminTokens = c.listen.adminTokens?.length
+      ? c.listen.adminTokens
+      : [ensureAdminToken(c.stateDir)];
+    const ingest = this.roles.has('ingest');
+    this.server = await createIngestServer({
+      bus: this.bus,
+      ingest,
+      host: c.listen.host,
+      port: c.listen.port,
+      tokens: c.listen.tokens,
+      apiKeys: c.listen.apiKeys,
+      extraTokens: adminTokens,
+      maxBodyBytes: c.listen.maxBodyBytes,
+      ...(c.listen.tls && { tls: readTls(c.listen.tls) }),
+      statsd:
+        c.listen.statsdPort === false || !ingest
+          ? false
+          : { port: c.listen.statsdPort, host: c.listen.statsdHost ?? '127.0.0.1' },
+      search: this.search,
+      // GET /v1/search answers with what was ingested: a read or admin token, as
+      // every other read route.
+      authorizeRead: (
+        (check) => (req, reply) =>
+          check(req, reply, 'read')
+      )(createAccessCheck(this.access(adminTokens))),
+      logger: this.logger,
+      onIngest: (m) => {
+        this.telemetry.ingestEvents.inc({ protocol: m.protocol }, m.events);
+        this.telemetry.ingestBytes.inc({ protocol: m.protocol }, m.bytes);
+        if (m.decodeErrors)
+          this.telemetry.decodeErrors.inc({ protocol: m.protocol }, m.decodeErrors);
+        if (m.throttled) this.telemetry.throttled.inc({ protocol: m.protocol });
+        if (m.evicted) this.telemetry.statsdEvicted.inc(m.evicted);
+      },
+      routes: this.routes(adminTokens),
+    });
+    if (rulesRole) {
+      // A failed write (disk full) is logged and counted; the next interval tries again.
+      this.snapshotTimer = setInterval(() => {
+        if (this.remediating === 0) this.trySnapshot();
+      }, c.snapshotEveryMs);
+      this.tickTimer = setInterval(
+        () => void this.tick().catch((err: unknown) => this.logger.error({ err }, 'tick failed')),
+        1_000,
+      );
+    }
+    this.ready = true;
+    this.logger.info(
+      {
+        url: this.server.url,
+        statsdPort: this.server.statsdPort ?? false,
+        roles: [...this.roles],
+        rules: rules.length,
+        bus: c.bus.kind,
+        index: c.index.kind,
+        actions: c.actions?.store ?? 'sqlite',
+      },
+      'drover is serving',
+    );
+  }
+
+  /** The remediation store, the adapters, the remediator and the journal's pruning. */
+  private async startActions(): Promise<void> {
+    const c = this.config;
     const store = await this.openStore();
     this.closers.push(() => store.close());
     this.adapters = await createAdapters(c.adapters, c.baseDir);
@@ -181,78 +276,6 @@ export class Pipeline {
     prune();
     this.pruneTimer = setInterval(prune, journal.pruneEveryMs);
     this.pruneTimer.unref();
-
-    this.engine = this.newEngine(rules);
-    const snapshot = this.checkpoints.read();
-    if (snapshot) {
-      const { reset } = this.engine.restore(snapshot.engine);
-      this.offsets = partitionedOffsets(snapshot.offsets);
-      this.logger.info(
-        { offsets: snapshot.offsets, reset, at: new Date(snapshot.at).toISOString() },
-        'rule state restored',
-      );
-    }
-    // A restored engine's counts are history: this process's counters start from them.
-    const restored = this.engine.counts();
-    this.counted = { late: restored.lateEvents, future: restored.futureEvents };
-
-    await this.startIndexer();
-    await this.startRules();
-    // Configured admin tokens, or the one generated into the state directory.
-    const adminTokens = c.listen.adminTokens?.length
-      ? c.listen.adminTokens
-      : [ensureAdminToken(c.stateDir)];
-    this.server = await createIngestServer({
-      bus: this.bus,
-      host: c.listen.host,
-      port: c.listen.port,
-      tokens: c.listen.tokens,
-      apiKeys: c.listen.apiKeys,
-      extraTokens: adminTokens,
-      maxBodyBytes: c.listen.maxBodyBytes,
-      ...(c.listen.tls && { tls: readTls(c.listen.tls) }),
-      statsd:
-        c.listen.statsdPort === false
-          ? false
-          : { port: c.listen.statsdPort, host: c.listen.statsdHost ?? '127.0.0.1' },
-      search: this.search,
-      // GET /v1/search answers with what was ingested: a read or admin token, as
-      // every other read route.
-      authorizeRead: (
-        (check) => (req, reply) =>
-          check(req, reply, 'read')
-      )(createAccessCheck(this.access(adminTokens))),
-      logger: this.logger,
-      onIngest: (m) => {
-        this.telemetry.ingestEvents.inc({ protocol: m.protocol }, m.events);
-        this.telemetry.ingestBytes.inc({ protocol: m.protocol }, m.bytes);
-        if (m.decodeErrors)
-          this.telemetry.decodeErrors.inc({ protocol: m.protocol }, m.decodeErrors);
-        if (m.throttled) this.telemetry.throttled.inc({ protocol: m.protocol });
-        if (m.evicted) this.telemetry.statsdEvicted.inc(m.evicted);
-      },
-      routes: this.routes(adminTokens),
-    });
-    // A failed write (disk full) is logged and counted; the next interval tries again.
-    this.snapshotTimer = setInterval(() => {
-      if (this.remediating === 0) this.trySnapshot();
-    }, c.snapshotEveryMs);
-    this.tickTimer = setInterval(
-      () => void this.tick().catch((err: unknown) => this.logger.error({ err }, 'tick failed')),
-      1_000,
-    );
-    this.ready = true;
-    this.logger.info(
-      {
-        url: this.server.url,
-        statsdPort: this.server.statsdPort ?? false,
-        rules: rules.length,
-        bus: c.bus.kind,
-        index: c.index.kind,
-        actions: c.actions?.store ?? 'sqlite',
-      },
-      'drover is serving',
-    );
   }
 
   /**
@@ -398,9 +421,15 @@ export class Pipeline {
       this.telemetry.suppressions.inc({ reason: d.guard ?? 'unknown' });
   }
 
+  /**
+   * The indexer group with the index role; with Elasticsearch and the rules role, the
+   * index alerts go to (for Kibana) even where no indexer runs.
+   */
   private async startIndexer(): Promise<void> {
     const c = this.config;
+    const role = this.roles.has('index');
     if (c.index.kind === 'none') return;
+    if (!role && (c.index.kind !== 'elasticsearch' || !this.roles.has('rules'))) return;
     let index: (batch: Parameters<ElasticsearchIndexer['indexBatch']>[0]) => Promise<void>;
     if (c.index.kind === 'elasticsearch') {
       const es = new ElasticsearchIndexer({
@@ -409,7 +438,7 @@ export class Pipeline {
         onMetrics: (m) => this.telemetry.indexFailures.inc({ kind: 'dead-letter' }, m.deadLettered),
       });
       await es.start();
-      this.search = es;
+      if (role) this.search = es;
       this.alertIndexer = es;
       this.closers.push(() => es.close());
       index = (b) => es.indexBatch(b);
@@ -419,6 +448,7 @@ export class Pipeline {
       this.closers.push(() => embedded.close());
       index = (b) => embedded.indexBatch(b);
     }
+    if (!role) return;
     this.consumers.push(
       await this.bus.consume({
         group: this.group('indexer'),
@@ -520,6 +550,15 @@ export class Pipeline {
 
   /** Hot reload: a rule set that fails validation is rejected and the running one stays. */
   async reload(): Promise<{ ok: boolean; errors: Diagnostic[]; rules: number }> {
+    if (!this.roles.has('rules')) {
+      const message = `this drover serve runs the roles ${[...this.roles].join(', ')}: no rules to reload`;
+      this.logger.warn(message);
+      return {
+        ok: false,
+        errors: [{ file: '-', line: 1, col: 1, message, severity: 'error' }],
+        rules: 0,
+      };
+    }
     let loaded: Awaited<ReturnType<typeof loadRules>>;
     try {
       loaded = await this.loadRuleSet();
@@ -565,12 +604,24 @@ export class Pipeline {
         contentType: this.telemetry.registry.contentType,
         body: await this.scrape(),
       }),
-      rules: () => this.engine.stats(),
-      reload: () => this.reload(),
-      alerts: () => [...this.recentAlerts].reverse(),
-      store: () => this.remediator.store,
+      rules: () => this.served('rules', '/v1/rules').engine.stats(),
+      reload: () => this.served('rules', '/v1/rules/reload').reload(),
+      alerts: () => [...this.served('rules', '/v1/alerts').recentAlerts].reverse(),
+      store: () =>
+        this.served('actions', 'the journal, the kill switch and silences').remediator.store,
       onBusy: () => this.telemetry.faults.inc({ kind: 'store-busy' }),
     });
+  }
+
+  /** This pipeline, if it runs `role`; else a 404 saying where `what` is served. */
+  private served(role: Role, what: string): this {
+    if (this.roles.has(role)) return this;
+    throw Object.assign(
+      new Error(
+        `this drover serve runs the roles ${[...this.roles].join(', ')}: ${what} is served where the ${role} role runs`,
+      ),
+      { statusCode: 404 },
+    );
   }
 
   /** Gauges read at scrape time, so they are as fresh as the scrape. */
@@ -584,13 +635,17 @@ export class Pipeline {
         this.logger.warn({ err, group }, 'could not read the bus lag');
       }
     }
-    for (const s of this.engine.stats())
-      this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
-    this.countEngineEvents();
-    this.telemetry.notificationGroups.set(this.remediator.groupCount);
-    const overflow = this.remediator.groupOverflow;
-    this.telemetry.notificationGroupOverflow.inc(overflow - this.groupOverflowSeen);
-    this.groupOverflowSeen = overflow;
+    if (this.roles.has('rules')) {
+      for (const s of this.engine.stats())
+        this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
+      this.countEngineEvents();
+    }
+    if (this.roles.has('actions')) {
+      this.telemetry.notificationGroups.set(this.remediator.groupCount);
+      const overflow = this.remediator.groupOverflow;
+      this.telemetry.notificationGroupOverflow.inc(overflow - this.groupOverflowSeen);
+      this.groupOverflowSeen = overflow;
+    }
     return this.telemetry.registry.metrics();
   }
 

@@ -62,6 +62,7 @@ export const DEMO_OPTIONS = {
 
 export const SERVE_OPTIONS = {
   config: { type: 'string' },
+  roles: { type: 'string' },
 } satisfies Options;
 
 export const ACTIONS_LIST_OPTIONS = {

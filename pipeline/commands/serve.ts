@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from '../config.ts';
+import { ConfigError, loadConfig, withRoles } from '../config.ts';
 import { createLogger } from '../logger.ts';
 import { Pipeline } from '../serve.ts';
 import { EXIT_FINDINGS, UsageError } from './common.ts';
@@ -10,7 +10,7 @@ export async function serveCommand(args: string[]): Promise<number> {
   const logger = createLogger({ sync: false });
   let pipeline: Pipeline;
   try {
-    pipeline = new Pipeline(loadConfig(values.config), logger);
+    pipeline = new Pipeline(withRoles(loadConfig(values.config), values.roles), logger);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;

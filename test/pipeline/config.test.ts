@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../pipeline/config.ts';
+import { ConfigError, loadConfig, withRoles } from '../../pipeline/config.ts';
 
 /** Writes a configuration file and loads it, with the environment given (none by default). */
 function load(yaml: string, env: NodeJS.ProcessEnv = {}) {
@@ -217,6 +217,61 @@ describe('configuration: guards', () => {
     );
     expect(refused('actions: { retention: { maxEntries: 0 } }\n')).toMatch(
       /maxEntries must be an integer ≥ 1/,
+    );
+  });
+});
+
+describe('configuration: roles', () => {
+  it('default to all four; on Kafka a subset may run, rules and actions together', () => {
+    expect(load('{}\n').config.roles).toEqual(['ingest', 'index', 'rules', 'actions']);
+    const kafka = 'bus: { kind: kafka, brokers: [k:9092] }\n';
+    expect(load(`${kafka}roles: [ingest]\n`).config.roles).toEqual(['ingest']);
+    expect(load(`${kafka}roles: [index, rules, actions]\n`).config.roles).toEqual([
+      'index',
+      'rules',
+      'actions',
+    ]);
+    expect(refused(`${kafka}roles: [ingest, rules]\n`)).toMatch(
+      /drover\.yaml:2:8 roles: rules and actions go together/,
+    );
+    expect(refused(`${kafka}roles: [ingest, scheduler]\n`)).toMatch(
+      /roles\[1\].*ingest, index, rules or actions/,
+    );
+    expect(refused(`${kafka}roles: []\n`)).toMatch(/roles/);
+  });
+
+  it('are not split on the embedded bus, from the file or from --roles', () => {
+    expect(refused('roles: [ingest]\n')).toMatch(
+      /roles: the roles can only be split on the Kafka bus/,
+    );
+    const { config } = load('{}\n');
+    expect(() => withRoles(config, 'ingest')).toThrow(
+      /--roles ingest: the roles can only be split on the Kafka bus/,
+    );
+    expect(withRoles(config, 'actions,rules, ingest,index').roles).toEqual([
+      'actions',
+      'rules',
+      'ingest',
+      'index',
+    ]);
+    const kafka = load('bus: { kind: kafka, brokers: [k:9092] }\n').config;
+    expect(withRoles(kafka, 'ingest').roles).toEqual(['ingest']);
+    expect(withRoles(kafka, undefined)).toBe(kafka);
+    expect(() => withRoles(kafka, 'ingest,indexer')).toThrow(/unknown role "indexer"/);
+    expect(() => withRoles(kafka, 'actions')).toThrow(/rules and actions go together/);
+    expect(() => withRoles(kafka, ',')).toThrow(/no role/);
+  });
+});
+
+describe('configuration: bus.compression', () => {
+  it('is gzip by default on Kafka, none on request, and nothing else', () => {
+    const kafka = 'bus: { kind: kafka, brokers: [k:9092] }\n';
+    expect(load(kafka).config.bus).toMatchObject({ kind: 'kafka', compression: 'gzip' });
+    expect(
+      load('bus: { kind: kafka, brokers: [k:9092], compression: none }\n').config.bus,
+    ).toMatchObject({ compression: 'none' });
+    expect(refused('bus: { kind: kafka, brokers: [k:9092], compression: lz4 }\n')).toMatch(
+      /bus\.compression.*is gzip or none/,
     );
   });
 });

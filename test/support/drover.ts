@@ -27,15 +27,22 @@ export function serverEnv(): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Starts `drover serve --config FILE` and resolves once it announces its URL. */
+/**
+ * Starts `drover serve --config FILE` (and `args`, `--roles` say) and resolves once it
+ * announces its URL.
+ */
 export function startServe(
   config: string,
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; args?: string[] } = {},
 ): Promise<Served> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--config', config], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...serverEnv(), ...options.env },
-  });
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--config', config, ...(options.args ?? [])],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+      env: { ...serverEnv(), ...options.env },
+    },
+  );
   running.add(child);
   child.once('exit', () => running.delete(child));
   let log = '';

@@ -47,6 +47,12 @@ export interface IngestServerOptions {
    * 10,000; see StatsdDecoder).
    */
   statsd?: { port?: number; host?: string; maxGauges?: number } | false;
+  /**
+   * False: no ingest route (NDJSON, _bulk and its compatibility routes, OTLP,
+   * remote_write) and no statsd, only `/v1/search` and `routes` (a `drover serve`
+   * without the ingest role). Default true.
+   */
+  ingest?: boolean;
   logger?: Logger;
   onIngest?: (m: IngestMetrics) => void;
 }

@@ -97,15 +97,18 @@ export async function createIngestServer(options: IngestServerOptions): Promise<
     ...createPublisher(options.bus),
     authorizeRead,
   };
+  const ingest = options.ingest !== false;
   // One plugin per protocol; the hooks and error handler above apply to each.
-  await app.register(ndjsonPlugin(ctx));
-  await app.register(bulkPlugin(ctx));
-  await app.register(otlpPlugin(ctx));
-  await app.register(remoteWritePlugin(ctx));
+  if (ingest) {
+    await app.register(ndjsonPlugin(ctx));
+    await app.register(bulkPlugin(ctx));
+    await app.register(otlpPlugin(ctx));
+    await app.register(remoteWritePlugin(ctx));
+  }
   await app.register(searchPlugin(ctx));
   options.routes?.(app);
   const statsd =
-    options.statsd === false
+    options.statsd === false || !ingest
       ? undefined
       : await listenStatsd(options, options.statsd?.host ?? '127.0.0.1');
 

@@ -78,6 +78,49 @@ describe.skipIf(!brokers)(
       expect(total).toBe(30);
     });
 
+    it('sends record batches gzip-compressed by default and as they are with compression none', async () => {
+      // What each bus wrote, as a plain kafkajs consumer fetches it: the Fetch responses'
+      // sizes. The same 500 repetitive events shrink many times over with gzip.
+      const fetched: Record<string, number> = {};
+      for (const compression of ['gzip', 'none'] as const) {
+        const p = `${prefix}${compression}.`;
+        const writer = await createKafkaBus({
+          brokers: [brokers!],
+          topicPrefix: p,
+          partitions: 1,
+          ...(compression === 'none' && { compression }),
+        });
+        try {
+          const events = Array.from({ length: 500 }, (_, i) => ({
+            ...log(i),
+            message: 'the same words again and again '.repeat(8),
+          }));
+          expect((await writer.publish(events)).accepted).toHaveLength(500);
+        } finally {
+          await writer.close();
+        }
+        const consumer = new Kafka({ brokers: [brokers!], logLevel: logLevel.NOTHING }).consumer({
+          groupId: `${p}raw`,
+        });
+        let bytes = 0;
+        let seen = 0;
+        consumer.on(consumer.events.REQUEST, ({ payload }) => {
+          if (payload.apiName === 'Fetch') bytes += payload.size;
+        });
+        await consumer.connect();
+        try {
+          await consumer.subscribe({ topic: `${p}logs`, fromBeginning: true });
+          await consumer.run({ eachMessage: async () => void seen++ });
+          await until(() => seen === 500);
+        } finally {
+          await consumer.disconnect();
+        }
+        fetched[compression] = bytes;
+      }
+      expect(fetched.none).toBeGreaterThan(150_000);
+      expect(fetched.none).toBeGreaterThan(fetched.gzip! * 5);
+    });
+
     it('redelivers a batch whose handler failed, and a restarted consumer resumes at its committed offset', async () => {
       await bus.publish([100, 101].map((i) => log(i, 'redeliver')));
       let attempts = 0;
