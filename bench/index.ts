@@ -8,6 +8,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   e2e: async () => (await import('./e2e.ts')).e2e,
   runtimes: async () => (await import('./runtimes.ts')).runtimesBench,
   startup: async () => (await import('./startup.ts')).startup,
+  soak: async () => (await import('./soak.ts')).soak,
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -492,7 +492,13 @@ export class Pipeline {
 
   /** writeSnapshot, with a failure logged and counted instead of thrown. */
   private trySnapshot(): boolean {
-    return this.checkpoints.tryWrite(() => this.checkpointState());
+    return this.checkpoints.tryWrite(
+      () => this.checkpointState(),
+      (seconds, bytes) => {
+        this.telemetry.snapshotSeconds.observe(seconds);
+        this.telemetry.snapshotBytes.set(bytes);
+      },
+    );
   }
 
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
