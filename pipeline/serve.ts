@@ -414,7 +414,26 @@ export class Pipeline {
       this.closers.push(() => es.close());
       index = (b) => es.indexBatch(b);
     } else {
-      const embedded = openEmbeddedIndex(join(c.stateDir, 'index.db'));
+      // A file per UTC day of event time under stateDir/index; an index.db from before
+      // partitions is searched beside them until retention drops it.
+      const embedded = openEmbeddedIndex(join(c.stateDir, 'index'), {
+        legacyPath: join(c.stateDir, 'index.db'),
+        ...(c.index.retention && { retention: c.index.retention }),
+        onExpired: (n) => this.telemetry.indexExpired.inc(n),
+        onDropped: (partition, reason) => {
+          this.telemetry.indexPartitionsDropped.inc({ reason });
+          this.logger.info({ partition, reason }, 'index partition dropped');
+        },
+        onError: (err) => this.logger.warn({ err }, 'index retention failed; it runs again'),
+      });
+      new Gauge({
+        name: 'drover_index_bytes',
+        help: 'Bytes the embedded index holds on disk, all its day partitions together.',
+        registers: [this.telemetry.registry],
+        collect() {
+          this.set(embedded.bytes());
+        },
+      });
       this.search = embedded;
       this.closers.push(() => embedded.close());
       index = (b) => embedded.indexBatch(b);

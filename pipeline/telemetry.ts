@@ -62,6 +62,17 @@ export function createTelemetry() {
       labelNames: ['kind'],
       registers: [registry],
     }),
+    indexExpired: new Counter({
+      name: 'drover_index_expired_total',
+      help: 'Events the embedded index did not index: their day of event time is past index.retention.maxAge (or older than every partition at the cap on partitions).',
+      registers: [registry],
+    }),
+    indexPartitionsDropped: new Counter({
+      name: 'drover_index_partitions_dropped_total',
+      help: 'Day partitions of the embedded index dropped, by reason (age, size, count).',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
     ruleEvaluation: new Histogram({
       name: 'drover_rule_evaluation_seconds',
       help: 'Time the rules engine spends on one bus batch.',
