@@ -66,9 +66,11 @@ interface Open {
   insertText: SqliteStatement;
 }
 
-function dayOf(ts: number): { name: string; start: number } {
-  // Times come from the bus, where ingest has checked them; anything else is day 0.
-  const t = Number.isFinite(ts) && ts >= 0 && ts < 8.64e15 ? ts : 0;
+/** Epoch milliseconds a day can be named for: what ingest lets onto the bus, and more. */
+const validTime = (ts: unknown): ts is number =>
+  typeof ts === 'number' && Number.isFinite(ts) && ts >= 0 && ts < 8.64e15;
+
+function dayOf(t: number): { name: string; start: number } {
   const start = t - (t % DAY_MS);
   return { name: new Date(start).toISOString().slice(0, 10), start };
 }
@@ -274,8 +276,20 @@ export class EmbeddedIndex {
     return p;
   }
 
-  /** The consumer handler: one transaction per partition a batch touches. */
+  /**
+   * The consumer handler: one transaction per partition a batch touches. An event whose
+   * time is not epoch milliseconds (ingest refuses those; another producer on the bus
+   * might not) fails the batch before anything is written, so the bus dead-letters it
+   * with the reason.
+   */
   async indexBatch(batch: BusBatch): Promise<void> {
+    for (const m of batch.messages) {
+      const ts: unknown = m.event['@timestamp'];
+      if (!validTime(ts))
+        throw new Error(
+          `event time ${String(ts).slice(0, 64)} at ${m.topic}@${m.offset} is not epoch milliseconds`,
+        );
+    }
     // Bounded by the batch: one entry per day its events fall on.
     const byDay = new Map<string, { start: number; messages: BusBatch['messages'] }>();
     for (const m of batch.messages) {
