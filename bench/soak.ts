@@ -119,11 +119,17 @@ function metric(text: string, name: string, labels = ''): number | undefined {
   return sum;
 }
 
-/** Bytes of the SQLite files whose names start with `prefix` (the database, -wal, -shm). */
+/**
+ * Bytes of the files whose names start with `prefix` (a database, its -wal and -shm), and
+ * of everything in a folder of that name (the index's day partitions).
+ */
 function diskBytes(dir: string, prefix: string): number {
   let bytes = 0;
-  for (const name of readdirSync(dir))
-    if (name.startsWith(prefix)) bytes += statSync(join(dir, name)).size;
+  for (const name of readdirSync(dir)) {
+    if (!name.startsWith(prefix)) continue;
+    const s = statSync(join(dir, name));
+    bytes += s.isDirectory() ? diskBytes(join(dir, name), '') : s.size;
+  }
   return bytes;
 }
 
@@ -276,7 +282,7 @@ export async function soak(args: string[]): Promise<number> {
   const ruleKeys = metric(final, 'drover_rule_keys') ?? 0;
   const snapshotBytesPeriodic = metric(final, 'drover_snapshot_bytes') ?? 0;
   const bus = diskBytes(state, 'bus.db');
-  const index = diskBytes(state, 'index.db');
+  const index = diskBytes(state, 'index');
 
   // Restart: SIGTERM (the last snapshot), then the time to ready with it restored.
   const stopMs = await stopServer(server);
