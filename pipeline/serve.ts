@@ -22,11 +22,7 @@ import {
   type Topic,
 } from '../ingest/bus/index.ts';
 import { createIngestServer, type IngestServer } from '../ingest/sources/http/index.ts';
-import {
-  ElasticsearchIndexer,
-  openEmbeddedIndex,
-  type SearchIndex,
-} from '../ingest/sinks/index.ts';
+import { ElasticsearchIndexer, openIndexWorker, type SearchIndex } from '../ingest/sinks/index.ts';
 import {
   type Alert,
   alertDocument,
@@ -415,8 +411,9 @@ export class Pipeline {
       index = (b) => es.indexBatch(b);
     } else {
       // A file per UTC day of event time under stateDir/index; an index.db from before
-      // partitions is searched beside them until retention drops it.
-      const embedded = openEmbeddedIndex(join(c.stateDir, 'index'), {
+      // partitions is searched beside them until retention drops it. Indexed in a worker
+      // thread, off the loop ingest and the rules share.
+      const embedded = await openIndexWorker(join(c.stateDir, 'index'), {
         legacyPath: join(c.stateDir, 'index.db'),
         ...(c.index.retention && { retention: c.index.retention }),
         onExpired: (n) => this.telemetry.indexExpired.inc(n),
@@ -430,8 +427,8 @@ export class Pipeline {
         name: 'drover_index_bytes',
         help: 'Bytes the embedded index holds on disk, all its day partitions together.',
         registers: [this.telemetry.registry],
-        collect() {
-          this.set(embedded.bytes());
+        async collect() {
+          this.set(await embedded.bytes());
         },
       });
       this.search = embedded;

@@ -6,6 +6,7 @@ export {
   type IndexerMetrics,
 } from './elasticsearch.ts';
 export { EmbeddedIndex, openEmbeddedIndex, toFtsQuery } from './embedded.ts';
+export { IndexWorker, openIndexWorker } from './embedded-worker.ts';
 export {
   documentId,
   parseSearchParams,
