@@ -10,6 +10,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   startup: async () => (await import('./startup.ts')).startup,
   backtest: async () => (await import('./backtest.ts')).backtestBench,
   'rules-consumer': async () => (await import('./rules-consumer.ts')).rulesConsumer,
+  soak: async () => (await import('./soak.ts')).soak,
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -67,7 +67,11 @@ export interface DroverConfig {
     maxAttempts?: number;
   };
   index:
-    | { kind: 'embedded' }
+    | {
+        kind: 'embedded';
+        /** `index.retention`: whole day partitions go past these (ingest/sinks/embedded.ts). */
+        retention?: { maxAgeMs: number; maxBytes: number };
+      }
     | { kind: 'elasticsearch'; url: string; prefix: string }
     | { kind: 'none' };
   /**
@@ -300,7 +304,10 @@ function build(
           }
         : indexKind === 'none'
           ? { kind: 'none' }
-          : { kind: 'embedded' },
+          : {
+              kind: 'embedded',
+              retention: parseIndexRetention(obj(index.retention), duration, fail),
+            },
     rules: {
       paths: rulePaths.map((p) => resolve(baseDir, p)),
       ...(rules.paths === undefined && { defaultPaths: true }),
@@ -331,6 +338,23 @@ function parseRoles(v: unknown, busKind: string, fail: Fail): Role[] {
   const problem = checkRoles(roles, busKind as DroverConfig['bus']['kind']);
   if (problem) fail(['roles'], `roles: ${problem}`);
   return roles;
+}
+
+/** The embedded index's `index.retention` defaults: a week, 10 GiB. */
+export const DEFAULT_INDEX_RETENTION = { maxAgeMs: 7 * 86_400_000, maxBytes: 10 * 2 ** 30 };
+
+/** `index.retention: { maxAge: 7d, maxBytes: 10737418240 }` (the embedded index). */
+function parseIndexRetention(
+  r: Record<string, unknown>,
+  duration: (v: unknown, n: string, f: number) => number,
+  fail: Fail,
+): { maxAgeMs: number; maxBytes: number } {
+  const out = {
+    maxAgeMs: duration(r.maxAge, 'index.retention.maxAge', DEFAULT_INDEX_RETENTION.maxAgeMs),
+    maxBytes: (r.maxBytes as number | undefined) ?? DEFAULT_INDEX_RETENTION.maxBytes,
+  };
+  if (!(out.maxAgeMs > 0)) fail(['index', 'retention'], 'index.retention.maxAge must be > 0');
+  return out;
 }
 
 /**

@@ -22,11 +22,7 @@ import {
   type Topic,
 } from '../ingest/bus/index.ts';
 import { createIngestServer, type IngestServer } from '../ingest/sources/http/index.ts';
-import {
-  ElasticsearchIndexer,
-  openEmbeddedIndex,
-  type SearchIndex,
-} from '../ingest/sinks/index.ts';
+import { ElasticsearchIndexer, openIndexWorker, type SearchIndex } from '../ingest/sinks/index.ts';
 import {
   type Alert,
   alertDocument,
@@ -443,7 +439,27 @@ export class Pipeline {
       this.closers.push(() => es.close());
       index = (b) => es.indexBatch(b);
     } else {
-      const embedded = openEmbeddedIndex(join(c.stateDir, 'index.db'));
+      // A file per UTC day of event time under stateDir/index; an index.db from before
+      // partitions is searched beside them until retention drops it. Indexed in a worker
+      // thread, off the loop ingest and the rules share.
+      const embedded = await openIndexWorker(join(c.stateDir, 'index'), {
+        legacyPath: join(c.stateDir, 'index.db'),
+        ...(c.index.retention && { retention: c.index.retention }),
+        onExpired: (n) => this.telemetry.indexExpired.inc(n),
+        onDropped: (partition, reason) => {
+          this.telemetry.indexPartitionsDropped.inc({ reason });
+          this.logger.info({ partition, reason }, 'index partition dropped');
+        },
+        onError: (err) => this.logger.warn({ err }, 'index retention failed; it runs again'),
+      });
+      new Gauge({
+        name: 'drover_index_bytes',
+        help: 'Bytes the embedded index holds on disk, all its day partitions together.',
+        registers: [this.telemetry.registry],
+        async collect() {
+          this.set(await embedded.bytes());
+        },
+      });
       this.search = embedded;
       this.closers.push(() => embedded.close());
       index = (b) => embedded.indexBatch(b);
@@ -522,7 +538,13 @@ export class Pipeline {
 
   /** writeSnapshot, with a failure logged and counted instead of thrown. */
   private trySnapshot(): boolean {
-    return this.checkpoints.tryWrite(() => this.checkpointState());
+    return this.checkpoints.tryWrite(
+      () => this.checkpointState(),
+      (seconds, bytes) => {
+        this.telemetry.snapshotSeconds.observe(seconds);
+        this.telemetry.snapshotBytes.set(bytes);
+      },
+    );
   }
 
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */

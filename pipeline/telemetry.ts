@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry, Summary } from 'prom-client';
 
 /**
  * Drover's own metrics (docs/architecture.md#drovers-own-telemetry), all `drover_*`, each
@@ -60,6 +60,17 @@ export function createTelemetry() {
       name: 'drover_index_failures_total',
       help: 'Documents sent to the dead-letter index, and failed batches.',
       labelNames: ['kind'],
+      registers: [registry],
+    }),
+    indexExpired: new Counter({
+      name: 'drover_index_expired_total',
+      help: 'Events the embedded index did not index: their day of event time is past index.retention.maxAge (or older than every partition at the cap on partitions).',
+      registers: [registry],
+    }),
+    indexPartitionsDropped: new Counter({
+      name: 'drover_index_partitions_dropped_total',
+      help: 'Day partitions of the embedded index dropped, by reason (age, size, count).',
+      labelNames: ['reason'],
       registers: [registry],
     }),
     ruleEvaluation: new Histogram({
@@ -127,6 +138,17 @@ export function createTelemetry() {
       name: 'drover_rule_keys_refused_total',
       help: 'New keys a rule refused because it held max_keys keys already, by rule.',
       labelNames: ['rule'],
+      registers: [registry],
+    }),
+    snapshotSeconds: new Summary({
+      name: 'drover_snapshot_seconds',
+      help: 'Time one rule snapshot holds the event loop (taking the state, serializing, writing), over the process lifetime.',
+      percentiles: [0.5, 0.9, 0.99, 1],
+      registers: [registry],
+    }),
+    snapshotBytes: new Gauge({
+      name: 'drover_snapshot_bytes',
+      help: 'Size of the last rule snapshot written.',
       registers: [registry],
     }),
     ruleTermsRefused: new Counter({

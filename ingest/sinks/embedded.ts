@@ -1,60 +1,340 @@
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../storage/sqlite.ts';
 import type { BusBatch } from '../bus/types.ts';
 import type { Event } from '../model/event.ts';
 import { documentId, type SearchParams, type SearchResult } from '../index/search.ts';
 
+const DAY_MS = 86_400_000;
+/** Partitions kept open at once (3 file descriptors each); the others are opened when needed. */
+const OPEN_PARTITIONS = 8;
+/**
+ * Partitions at most by default, whatever retention allows: ten years of days. Event
+ * times are clamped at ingest to 1970..clock+5 min, so without a cap an attacker dating
+ * events a day apart could create ~20,000 files; at the cap a new day older than every
+ * partition is not indexed, and a newer one drops the oldest partition.
+ */
+export const MAX_PARTITIONS = 3_660;
+const PARTITION_FILE = /^(\d{4}-\d{2}-\d{2})\.db$/;
+
+/** Retention of the embedded index: whole partitions go, by age, then oldest first by size. */
+export interface IndexRetention {
+  /** A partition goes once its UTC day of event time ended longer ago than this. */
+  maxAgeMs: number;
+  /** Partitions go, oldest first, while all of them together hold more (the newest stays). */
+  maxBytes: number;
+}
+
+export interface EmbeddedIndexOptions {
+  /** Default: no limit by age or size (`drover serve` passes `index.retention`). */
+  retention?: Partial<IndexRetention>;
+  /** Partitions at most (default MAX_PARTITIONS). */
+  maxPartitions?: number;
+  /** How often retention runs on its own; 0 leaves it to `applyRetention()`. Default 60 s. */
+  retentionIntervalMs?: number;
+  /**
+   * An index from before partitions (one file): searched with the partitions, and dropped
+   * as a whole by retention once its newest event's day is past `maxAge`.
+   */
+  legacyPath?: string;
+  clock?: () => number;
+  /** Events not indexed: their day is past retention (or older than every partition at the cap). */
+  onExpired?: (events: number) => void;
+  /** A partition dropped, and why. */
+  onDropped?: (partition: string, reason: 'age' | 'size' | 'count') => void;
+  /** A retention pass that failed on its own timer (it is tried again at the next). */
+  onError?: (err: Error) => void;
+}
+
+/** A partition: a SQLite file holding the events of one UTC day of event time. */
+interface Partition {
+  /** `YYYY-MM-DD`, or `legacy`. */
+  name: string;
+  path: string;
+  /** Event times it may hold: [start, end); the legacy file: from 0 to its newest day's end. */
+  start: number;
+  end: number;
+  /** The newest event time it holds; -Infinity while empty. */
+  newest: number;
+  /** The order of creation, for ties in time: a later partition's rows were inserted later. */
+  rank: number;
+}
+
+interface Open {
+  db: SqliteDatabase;
+  insertEvent: SqliteStatement;
+  insertText: SqliteStatement;
+}
+
+/** Epoch milliseconds a day can be named for: what ingest lets onto the bus, and more. */
+const validTime = (ts: unknown): ts is number =>
+  typeof ts === 'number' && Number.isFinite(ts) && ts >= 0 && ts < 8.64e15;
+
+function dayOf(t: number): { name: string; start: number } {
+  const start = t - (t % DAY_MS);
+  return { name: new Date(start).toISOString().slice(0, 10), start };
+}
+
+function open(path: string): Open {
+  const db = openSqlite(path);
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = NORMAL');
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS events (
+      seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL,
+      service TEXT, host TEXT, level TEXT, fingerprint TEXT, body TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
+    CREATE INDEX IF NOT EXISTS events_service_ts ON events (service, ts);
+    CREATE VIRTUAL TABLE IF NOT EXISTS events_text USING fts5 (text, content='');
+  `);
+  return {
+    db,
+    insertEvent: db.prepare(
+      'INSERT INTO events (id, ts, service, host, level, fingerprint, body) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
+    ),
+    insertText: db.prepare('INSERT INTO events_text (rowid, text) VALUES (?, ?)'),
+  };
+}
+
+/** The database file and the WAL and shared-memory files beside it. */
+const filesOf = (path: string) => [path, `${path}-wal`, `${path}-shm`];
+
+function bytesOf(path: string): number {
+  let bytes = 0;
+  for (const f of filesOf(path)) {
+    try {
+      bytes += statSync(f).size;
+    } catch {
+      // absent
+    }
+  }
+  return bytes;
+}
+
 /**
  * The embedded index: SQLite with an FTS5 table over the text of events (message and
- * error fields), plus columns for time, service, host, level and fingerprint. Ids are
- * bus positions, so a redelivered batch does not duplicate anything.
+ * error fields), plus columns for time, service, host, level and fingerprint, partitioned
+ * by UTC day of event time (a file per day in its directory, as Elasticsearch keeps daily
+ * indices), so retention drops whole files. Ids are bus positions, so a redelivered batch
+ * does not duplicate anything (an event always lands in the partition of its own day).
  */
 export class EmbeddedIndex {
-  private readonly db: SqliteDatabase;
-  private readonly insertEvent: SqliteStatement;
-  private readonly insertText: SqliteStatement;
+  /** By name; bounded by MAX_PARTITIONS (and retention). */
+  private readonly partitions = new Map<string, Partition>();
+  /** Open connections, least recently used first; at most OPEN_PARTITIONS. */
+  private readonly open = new Map<string, Open>();
+  private readonly retention: IndexRetention;
+  private readonly clock: () => number;
+  private readonly timer: NodeJS.Timeout | undefined;
+  private ranks = 0;
 
-  constructor(path: string) {
-    this.db = openSqlite(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL,
-        service TEXT, host TEXT, level TEXT, fingerprint TEXT, body TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
-      CREATE INDEX IF NOT EXISTS events_service_ts ON events (service, ts);
-      CREATE VIRTUAL TABLE IF NOT EXISTS events_text USING fts5 (text, content='');
-    `);
-    this.insertEvent = this.db.prepare(
-      'INSERT INTO events (id, ts, service, host, level, fingerprint, body) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
-    );
-    this.insertText = this.db.prepare('INSERT INTO events_text (rowid, text) VALUES (?, ?)');
+  constructor(
+    readonly dir: string,
+    private readonly options: EmbeddedIndexOptions = {},
+  ) {
+    this.retention = {
+      maxAgeMs: options.retention?.maxAgeMs ?? Number.POSITIVE_INFINITY,
+      maxBytes: options.retention?.maxBytes ?? Number.POSITIVE_INFINITY,
+    };
+    this.clock = options.clock ?? Date.now;
+    mkdirSync(dir, { recursive: true });
+    const legacy = options.legacyPath;
+    if (legacy !== undefined && existsSync(legacy)) {
+      const o = this.connect('legacy', legacy);
+      const newest = o.db.prepare('SELECT MAX(ts) AS t FROM events').pluck().get() as number | null;
+      this.partitions.set('legacy', {
+        name: 'legacy',
+        path: legacy,
+        start: 0,
+        end: newest === null ? 0 : dayOf(newest).start + DAY_MS,
+        newest: newest ?? Number.NEGATIVE_INFINITY,
+        rank: this.ranks++,
+      });
+    }
+    for (const file of readdirSync(dir).sort()) {
+      const m = PARTITION_FILE.exec(file);
+      if (!m) continue;
+      const start = Date.parse(`${m[1]}T00:00:00Z`);
+      if (!Number.isFinite(start)) continue;
+      const o = this.connect(m[1]!, join(dir, file));
+      const newest = o.db.prepare('SELECT MAX(ts) AS t FROM events').pluck().get() as number | null;
+      this.partitions.set(m[1]!, {
+        name: m[1]!,
+        path: join(dir, file),
+        start,
+        end: start + DAY_MS,
+        newest: newest ?? Number.NEGATIVE_INFINITY,
+        rank: this.ranks++,
+      });
+    }
+    this.applyRetention();
+    const every = options.retentionIntervalMs ?? 60_000;
+    if (every > 0) {
+      this.timer = setInterval(() => {
+        try {
+          this.applyRetention();
+        } catch (err) {
+          options.onError?.(err as Error);
+        }
+      }, every);
+      this.timer.unref();
+    }
   }
 
-  private add(id: string, e: Event): void {
-    const r = this.insertEvent.run(
-      id,
-      e['@timestamp'],
-      e['service.name'] ?? null,
-      e['host.name'] ?? null,
-      e['log.level'] ?? null,
-      e['error.fingerprint'] ?? null,
-      JSON.stringify(e),
-    );
-    if (r.changes === 0) return; // redelivered: already indexed
-    const text = [e.message, e['error.type'], e['error.message'], e['error.stack_trace']]
-      .filter((v) => typeof v === 'string')
-      .join('\n');
-    this.insertText.run(r.lastInsertRowid, text);
+  /** The partitions' names, oldest first (`legacy` first when there is one). */
+  partitionNames(): string[] {
+    return this.sorted().map((p) => p.name);
   }
 
-  /** The consumer handler: one transaction per batch. */
+  /** Bytes on disk, all partitions together. */
+  bytes(): number {
+    let total = 0;
+    for (const p of this.partitions.values()) total += bytesOf(p.path);
+    return total;
+  }
+
+  private sorted(): Partition[] {
+    return [...this.partitions.values()].sort((a, b) => a.end - b.end || a.rank - b.rank);
+  }
+
+  /** The connection of a partition, opened if need be; the least recently used beyond the cap is closed. */
+  private connect(name: string, path: string): Open {
+    let o = this.open.get(name);
+    if (o) {
+      this.open.delete(name);
+      this.open.set(name, o);
+      return o;
+    }
+    o = open(path);
+    this.open.set(name, o);
+    if (this.open.size > OPEN_PARTITIONS) {
+      const [oldest, conn] = this.open.entries().next().value as [string, Open];
+      this.open.delete(oldest);
+      conn.db.close();
+    }
+    return o;
+  }
+
+  private drop(p: Partition, reason: 'age' | 'size' | 'count'): void {
+    const o = this.open.get(p.name);
+    if (o) {
+      this.open.delete(p.name);
+      o.db.close();
+    }
+    this.partitions.delete(p.name);
+    for (const f of filesOf(p.path)) rmSync(f, { force: true });
+    this.options.onDropped?.(p.name, reason);
+  }
+
+  /**
+   * Drops whole partitions: those whose day ended more than `maxAge` ago, then the
+   * oldest while all of them hold more than `maxBytes` (never the newest: it is the one
+   * being written). Returns the names dropped.
+   */
+  applyRetention(now = this.clock()): string[] {
+    const dropped: string[] = [];
+    const horizon = now - this.retention.maxAgeMs;
+    const parts = this.sorted();
+    const kept: Partition[] = [];
+    for (const p of parts) {
+      if (p.end <= horizon) {
+        this.drop(p, 'age');
+        dropped.push(p.name);
+      } else kept.push(p);
+    }
+    if (Number.isFinite(this.retention.maxBytes)) {
+      let total = kept.reduce((n, p) => n + bytesOf(p.path), 0);
+      while (total > this.retention.maxBytes && kept.length > 1) {
+        const p = kept.shift()!;
+        total -= bytesOf(p.path);
+        this.drop(p, 'size');
+        dropped.push(p.name);
+      }
+    }
+    return dropped;
+  }
+
+  /** The partition an event of this day goes to, created if need be; undefined: not indexed. */
+  private partitionFor(day: { name: string; start: number }): Partition | undefined {
+    const existing = this.partitions.get(day.name);
+    if (existing) return existing;
+    if (day.start + DAY_MS <= this.clock() - this.retention.maxAgeMs) return undefined;
+    if (this.partitions.size >= (this.options.maxPartitions ?? MAX_PARTITIONS)) {
+      const oldest = this.sorted()[0]!;
+      if (oldest.end > day.start) return undefined;
+      this.drop(oldest, 'count');
+    }
+    const p: Partition = {
+      name: day.name,
+      path: join(this.dir, `${day.name}.db`),
+      start: day.start,
+      end: day.start + DAY_MS,
+      newest: Number.NEGATIVE_INFINITY,
+      rank: this.ranks++,
+    };
+    this.partitions.set(day.name, p);
+    return p;
+  }
+
+  /**
+   * The consumer handler: one transaction per partition a batch touches. An event whose
+   * time is not epoch milliseconds (ingest refuses those; another producer on the bus
+   * might not) fails the batch before anything is written, so the bus dead-letters it
+   * with the reason.
+   */
   async indexBatch(batch: BusBatch): Promise<void> {
-    this.db.transaction(() => {
-      for (const m of batch.messages) this.add(documentId(m), m.event);
-    })();
+    for (const m of batch.messages) {
+      const ts: unknown = m.event['@timestamp'];
+      if (!validTime(ts))
+        throw new Error(
+          `event time ${String(ts).slice(0, 64)} at ${m.topic}@${m.offset} is not epoch milliseconds`,
+        );
+    }
+    // Bounded by the batch: one entry per day its events fall on.
+    const byDay = new Map<string, { start: number; messages: BusBatch['messages'] }>();
+    for (const m of batch.messages) {
+      const day = dayOf(m.event['@timestamp']);
+      let group = byDay.get(day.name);
+      if (!group) byDay.set(day.name, (group = { start: day.start, messages: [] }));
+      group.messages.push(m);
+    }
+    let expired = 0;
+    for (const [name, group] of byDay) {
+      const p = this.partitionFor({ name, start: group.start });
+      if (!p) {
+        expired += group.messages.length;
+        continue;
+      }
+      const o = this.connect(p.name, p.path);
+      o.db.transaction(() => {
+        for (const m of group.messages) {
+          const e = m.event;
+          const r = o.insertEvent.run(
+            documentId(m),
+            e['@timestamp'],
+            e['service.name'] ?? null,
+            e['host.name'] ?? null,
+            e['log.level'] ?? null,
+            e['error.fingerprint'] ?? null,
+            JSON.stringify(e),
+          );
+          if (r.changes === 0) continue; // redelivered: already indexed
+          if (e['@timestamp'] > p.newest) p.newest = e['@timestamp'];
+          const text = [e.message, e['error.type'], e['error.message'], e['error.stack_trace']]
+            .filter((v) => typeof v === 'string')
+            .join('\n');
+          o.insertText.run(r.lastInsertRowid, text);
+        }
+      })();
+    }
+    if (expired > 0) this.options.onExpired?.(expired);
   }
 
+  /**
+   * Each partition the time range touches is asked for its count and its newest `size`
+   * rows; newest partition first, stopping once no older one can hold a newer row, so
+   * the answer is the one a single table gives (ties in time: the later insert first).
+   */
   async search(params: SearchParams): Promise<SearchResult> {
     const where: string[] = [];
     const args: unknown[] = [];
@@ -79,17 +359,39 @@ export class EmbeddedIndex {
       args.push(params.level);
     }
     const clause = where.length > 0 ? `WHERE ${where.join(' AND ')}` : '';
-    const total = (
-      this.db.prepare(`SELECT COUNT(*) AS n FROM events ${clause}`).get(...args) as { n: number }
-    ).n;
-    const rows = this.db
-      .prepare(`SELECT body FROM events ${clause} ORDER BY ts DESC, seq DESC LIMIT ?`)
-      .all(...args, params.size ?? 50) as Array<{ body: string }>;
+    const size = params.size ?? 50;
+    const parts = this.sorted()
+      .reverse()
+      .filter(
+        (p) =>
+          p.newest !== Number.NEGATIVE_INFINITY &&
+          (params.from === undefined || p.end > params.from) &&
+          (params.to === undefined || p.start <= params.to),
+      );
+    let total = 0;
+    for (const p of parts)
+      total += (
+        this.connect(p.name, p.path)
+          .db.prepare(`SELECT COUNT(*) AS n FROM events ${clause}`)
+          .get(...args) as { n: number }
+      ).n;
+    let rows: Array<{ ts: number; seq: number; rank: number; body: string }> = [];
+    for (const p of parts) {
+      if (rows.length >= size && rows[size - 1]!.ts >= p.newest) continue;
+      const found = this.connect(p.name, p.path)
+        .db.prepare(`SELECT ts, seq, body FROM events ${clause} ORDER BY ts DESC, seq DESC LIMIT ?`)
+        .all(...args, size) as Array<{ ts: number; seq: number; body: string }>;
+      for (const r of found) rows.push({ ...r, rank: p.rank });
+      rows.sort((a, b) => b.ts - a.ts || b.rank - a.rank || b.seq - a.seq);
+      if (rows.length > size) rows = rows.slice(0, size);
+    }
     return { total, events: rows.map((r) => JSON.parse(r.body) as Event) };
   }
 
   close(): void {
-    this.db.close();
+    if (this.timer) clearInterval(this.timer);
+    for (const o of this.open.values()) o.db.close();
+    this.open.clear();
   }
 }
 
@@ -103,6 +405,7 @@ export function toFtsQuery(q: string): string {
     .join(' AND ');
 }
 
-export function openEmbeddedIndex(path: string): EmbeddedIndex {
-  return new EmbeddedIndex(path);
+/** The index in `dir`, a file per UTC day of event time. */
+export function openEmbeddedIndex(dir: string, options?: EmbeddedIndexOptions): EmbeddedIndex {
+  return new EmbeddedIndex(dir, options);
 }

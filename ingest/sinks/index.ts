@@ -13,6 +13,7 @@ export {
   type ScanOptions,
 } from './elasticsearch-scan.ts';
 export { EmbeddedIndex, openEmbeddedIndex, toFtsQuery } from './embedded.ts';
+export { IndexWorker, openIndexWorker } from './embedded-worker.ts';
 export {
   documentId,
   parseSearchParams,

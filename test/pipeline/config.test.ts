@@ -150,6 +150,23 @@ describe('configuration: listen, bus, index and rules', () => {
     expect(refused('bus: { maxAttempts: 0 }\n')).toMatch(/bus.maxAttempts is a whole number/);
   });
 
+  it('index.retention bounds the embedded index by age and size: 7d and 10 GiB by default', () => {
+    expect(load('').config.index).toEqual({
+      kind: 'embedded',
+      retention: { maxAgeMs: 7 * 86_400_000, maxBytes: 10 * 2 ** 30 },
+    });
+    expect(load('index: { retention: { maxAge: 2d, maxBytes: 5000 } }\n').config.index).toEqual({
+      kind: 'embedded',
+      retention: { maxAgeMs: 2 * 86_400_000, maxBytes: 5000 },
+    });
+    expect(refused('index: { retention: { maxAge: forever } }\n')).toMatch(
+      /index\.retention\.maxAge/,
+    );
+    expect(refused('index: { retention: { maxAge: 0s } }\n')).toMatch(/maxAge must be > 0/);
+    expect(refused('index: { retention: { maxBytes: 0 } }\n')).toMatch(/maxBytes/);
+    expect(refused('index: { retention: { maxFiles: 3 } }\n')).toMatch(/maxFiles/);
+  });
+
   it('listen.tls names a cert and a key, resolved against the configuration', () => {
     const { dir, config } = load('listen: { tls: { cert: tls/c.pem, key: tls/k.pem } }\n');
     expect(config.listen.tls).toEqual({

@@ -73,6 +73,13 @@ describe('drover serve', () => {
     expect(metrics).toMatch(/drover_actions_total\{adapter="script",outcome="executed"\} 1/);
     expect(metrics).toMatch(/# HELP drover_bus_lag_messages/);
     expect(metrics).toMatch(/process_cpu_user_seconds_total/);
+    // The periodic rule snapshots (every 200 ms here): the loop pause each took, and size.
+    const snapshots = await until('a periodic snapshot counted on /metrics', async () => {
+      const text = await (await fetch(`${url}/metrics`)).text();
+      return /\ndrover_snapshot_seconds_count [1-9]/.test(text) ? text : undefined;
+    });
+    expect(snapshots).toMatch(/\ndrover_snapshot_seconds\{quantile="0.99"\} \d/);
+    expect(snapshots).toMatch(/\ndrover_snapshot_bytes [1-9]\d+\n/);
   });
 
   it('counts late events and refuses events past the clock + rules.maxFutureSkew', async () => {
