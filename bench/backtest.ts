@@ -7,7 +7,7 @@ import { normalize } from '../ingest/model/index.ts';
 import { isoTime } from '../ingest/sinks/elasticsearch.ts';
 import { ElasticsearchScan } from '../ingest/sinks/elasticsearch-scan.ts';
 import { backtest, loadRules, type RuleSpec } from '../rules/index.ts';
-import { generateFleetStream } from '../test/support/fleet-stream.ts';
+import { FLEET_RULES, generateFleetStream } from '../test/support/fleet-stream.ts';
 
 /**
  * `drover backtest` against its baselines, in turns in one process (issue 17):
@@ -22,48 +22,6 @@ import { generateFleetStream } from '../test/support/fleet-stream.ts';
  *
  * `npm run bench -- backtest [--events N] [--turns N] [--json]`.
  */
-const RULES: Record<string, string> = {
-  'host-error-burst.yaml': `name: host-error-burst
-type: frequency
-query_key: host.name
-num_events: 5
-timeframe: 1m
-realert: 5m
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-`,
-  'service-error-spike.yaml': `name: service-error-spike
-type: spike
-query_key: service.name
-timeframe: 1m
-spike_height: 3
-spike_type: up
-threshold_cur: 5
-realert: 5m
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-`,
-  'replica-silent.yaml': `name: replica-silent
-type: expiry
-query_key: host.name
-ttl: 45s
-filter: { all: [ { fact: message, operator: equal, value: heartbeat } ] }
-`,
-  'latency-high.yaml': `name: latency-high
-type: metric_aggregation
-query_key: host.name
-metric_agg_key: metric.value
-metric_agg_type: avg
-timeframe: 1m
-max_threshold: 500
-realert: 5m
-filter: { all: [ { fact: metric.name, operator: equal, value: http.latency_ms } ] }
-`,
-  'new-stack-trace.yaml': `name: new-stack-trace
-type: new_term
-query_key: service.name
-fields: [error.fingerprint]
-terms_window_size: 1h
-`,
-};
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -91,7 +49,7 @@ export async function backtestBench(args: string[]): Promise<number> {
   const turns = opt('--turns', 5);
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-backtest-'));
   try {
-    for (const [f, text] of Object.entries(RULES)) writeFileSync(join(dir, f), text);
+    for (const [f, text] of Object.entries(FLEET_RULES)) writeFileSync(join(dir, f), text);
     const { rules } = await loadRules([dir]);
     const start = Date.UTC(2026, 0, 1);
     const stream = generateFleetStream({ seed: 17, start, minutes: Math.ceil(events / 1_150) });

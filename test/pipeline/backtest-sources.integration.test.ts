@@ -15,7 +15,7 @@ import {
   until,
   workdir,
 } from '../support/drover.ts';
-import { generateFleetStream } from '../support/fleet-stream.ts';
+import { FLEET_RULES, generateFleetStream } from '../support/fleet-stream.ts';
 
 /**
  * `drover backtest --source elasticsearch` over what a real `drover serve` indexed gives
@@ -23,48 +23,9 @@ import { generateFleetStream } from '../support/fleet-stream.ts';
  * (point in time, or the scroll fallback) is exact at any page size, equal timestamps
  * included; the warm-up report says what each rule got.
  */
-const RULES: Record<string, string> = {
-  'rules/host-error-burst.yaml': `name: host-error-burst
-type: frequency
-query_key: host.name
-num_events: 5
-timeframe: 1m
-realert: 5m
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-`,
-  'rules/service-error-spike.yaml': `name: service-error-spike
-type: spike
-query_key: service.name
-timeframe: 1m
-spike_height: 3
-spike_type: up
-threshold_cur: 5
-realert: 5m
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-`,
-  'rules/replica-silent.yaml': `name: replica-silent
-type: expiry
-query_key: host.name
-ttl: 45s
-filter: { all: [ { fact: message, operator: equal, value: heartbeat } ] }
-`,
-  'rules/latency-high.yaml': `name: latency-high
-type: metric_aggregation
-query_key: host.name
-metric_agg_key: metric.value
-metric_agg_type: avg
-timeframe: 1m
-max_threshold: 500
-realert: 5m
-filter: { all: [ { fact: metric.name, operator: equal, value: http.latency_ms } ] }
-`,
-  'rules/new-stack-trace.yaml': `name: new-stack-trace
-type: new_term
-query_key: service.name
-fields: [error.fingerprint]
-terms_window_size: 1h
-`,
-};
+const RULES: Record<string, string> = Object.fromEntries(
+  Object.entries(FLEET_RULES).map(([file, text]) => [`rules/${file}`, text]),
+);
 const LATENESS = '30s';
 const timeOf = (line: string) =>
   normalize(JSON.parse(line), { receivedAt: Number.NaN })['@timestamp'];

@@ -174,3 +174,52 @@ export function generateFleetStream(options: FleetStreamOptions): FleetStream {
   const batches = sends.map((s) => s.lines.map((l) => l.line));
   return { lines: batches.flat(), batches, first, last, disorderMs, incidents };
 }
+
+/**
+ * The rules the fleet stream is made for, by file name: an incident of each kind the
+ * stream scripts (an error burst per host, an error spike per service, a silent replica,
+ * high latency, a new stack trace). The live-backtest and backtest-source tests and the
+ * backtest benchmark run them.
+ */
+export const FLEET_RULES: Record<string, string> = {
+  'host-error-burst.yaml': `name: host-error-burst
+type: frequency
+query_key: host.name
+num_events: 5
+timeframe: 1m
+realert: 5m
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+`,
+  'service-error-spike.yaml': `name: service-error-spike
+type: spike
+query_key: service.name
+timeframe: 1m
+spike_height: 3
+spike_type: up
+threshold_cur: 5
+realert: 5m
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+`,
+  'replica-silent.yaml': `name: replica-silent
+type: expiry
+query_key: host.name
+ttl: 45s
+filter: { all: [ { fact: message, operator: equal, value: heartbeat } ] }
+`,
+  'latency-high.yaml': `name: latency-high
+type: metric_aggregation
+query_key: host.name
+metric_agg_key: metric.value
+metric_agg_type: avg
+timeframe: 1m
+max_threshold: 500
+realert: 5m
+filter: { all: [ { fact: metric.name, operator: equal, value: http.latency_ms } ] }
+`,
+  'new-stack-trace.yaml': `name: new-stack-trace
+type: new_term
+query_key: service.name
+fields: [error.fingerprint]
+terms_window_size: 1h
+`,
+};
