@@ -50,7 +50,10 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     return this.keyOf(event) ?? '';
   }
 
+  protected override readonly resolution = 'report';
+
   onEvent(event: Event, key: string, t: number): void {
+    this.reported(key, t); // a firing of the key resolves when it reports again
     let state = this.keys.get(key);
     if (!state) {
       // A key seen for the first time is observed from its first event: it cannot be

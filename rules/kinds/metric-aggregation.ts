@@ -125,6 +125,16 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     return state ? this.evaluateAt(state, t, state.sample) : NOT_HOLDING;
   }
 
+  /**
+   * Between events the aggregate is the one its last event saw (it is evaluated at
+   * events), until the window empties: the re-check is then, a timeframe after the
+   * newest sample. One re-check per timeframe at most while the key reports.
+   */
+  protected override nextClear(key: string, _t: number): number {
+    const newest = this.keys.get(key)?.window.samples.times.newest();
+    return newest === undefined ? Number.POSITIVE_INFINITY : newest + this.spec.timeframe;
+  }
+
   /** The aggregate over (t−tf, t] computed from scratch: for late events and `for` checks. */
   private evaluateAt(state: KeyState, t: number, sample: Event | undefined): Evaluation {
     const { samples } = state.window;

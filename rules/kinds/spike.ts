@@ -60,6 +60,19 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     return state ? this.evaluateState(state, t, state.sample) : NOT_HOLDING;
   }
 
+  /** Counts change between events only when one crosses t−tf or t−2tf: the first such instant. */
+  protected override nextClear(key: string, t: number): number {
+    const times = this.keys.get(key)?.times;
+    if (!times) return Number.POSITIVE_INFINITY;
+    const tf = this.spec.timeframe;
+    const iCur = times.upperBound(t - tf);
+    const iRef = times.upperBound(t - 2 * tf);
+    let next = Number.POSITIVE_INFINITY;
+    if (iCur < times.length) next = times.at(iCur) + tf;
+    if (iRef < times.length) next = Math.min(next, times.at(iRef) + 2 * tf);
+    return next;
+  }
+
   private evaluateState(state: KeyState, t: number, sample: Event | undefined): Evaluation {
     const s = this.spec;
     const tf = s.timeframe;
