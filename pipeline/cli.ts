@@ -138,7 +138,7 @@ Options:
   {
     name: 'backtest',
     summary: 'replay NDJSON through rules and print the alerts and actions',
-    usage: `drover backtest --rules PATH… --data FILE|- [--from T] [--to T] [--format text|json|markdown]
+    usage: `drover backtest --rules PATH… --data FILE|- [--from T] [--to T] [--format text|json|markdown] [--states]
 
 Replays NDJSON (any format ingest accepts per line, normalized the same way) through the
 rules and prints the alerts and the actions that would have run. Events before --from
@@ -154,6 +154,9 @@ Options:
   --to T               stop at this time
   --format FMT         text (default), json (one alert per line) or markdown (a table)
   --lateness DURATION  allowed lateness of events (default 5s)
+  --states             list state changes too (pending, inactive, resolved): text and
+                       markdown lines, json lines with a "state" field; the summary on
+                       stderr counts them either way
   -h, --help           this help`,
     options: BACKTEST_OPTIONS,
     run: async (args) => (await import('./commands/backtest.ts')).backtestCommand(args),
