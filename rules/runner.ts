@@ -435,16 +435,34 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (ep.check !== at) return;
     ep.check = Number.POSITIVE_INFINITY;
     if (ep.cleared !== Number.POSITIVE_INFINITY) return;
-    // A later instant was evaluated already: check again after it.
-    if (at < ep.seen) {
+    // This instant or a later one was evaluated already: check again after it.
+    if (at <= ep.seen) {
       this.scheduleCheck(key, ep, ep.seen);
       return;
     }
-    const e = this.evaluate(key, at);
-    if (!e || e.holds) {
+    if (this.holdsBetween(key, at)) {
       ep.seen = at;
       this.scheduleCheck(key, ep, at);
     } else this.evaluated(key, at, false);
+  }
+
+  /** The condition's value at a re-check between events. */
+  protected holdsBetween(key: string, at: number): boolean {
+    return this.evaluate(key, at)?.holds ?? true;
+  }
+
+  /**
+   * A late event (kinds whose condition it can end at an instant not decided yet): the
+   * re-check moves to the first such instant from the watermark on, if earlier.
+   */
+  protected recheckAfterLate(key: string): void {
+    if (this.episodes.size === 0) return;
+    const ep = this.episodes.get(key);
+    if (!ep || ep.cleared !== Number.POSITIVE_INFINITY) return;
+    const next = this.nextClear(key, this.ctx.watermark - 1);
+    if (!(next < ep.check) || !(next > ep.seen)) return;
+    ep.check = next;
+    this.ctx.schedule(this, key, next, TAG_CHECK);
   }
 
   /**

@@ -37,6 +37,7 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     if (this.isLate(t)) {
       // Decided instants stay decided; a count it changes later is checked then.
       this.scheduleNext(key, state, this.ctx.watermark, true);
+      this.recheckAfterLate(key);
       return;
     }
     this.condition(key, t, this.evaluateState(state, t, event));
