@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import type { Alert, Operation } from '../rules/index.ts';
+import type { Alert, Operation, StateChange } from '../rules/index.ts';
 import {
   type ActionContext,
   type ActionResult,
@@ -195,6 +195,94 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     for (const planned of await plan(alert, this.options.actionSets))
       decisions.push(await this.decide(alert, planned, guards));
     return decisions;
+  }
+
+  /**
+   * A firing resolved (docs/rules.md#alert-states). Each notify action of the rule with
+   * `send_resolved: true` sends one notification naming the alert it closes, through the
+   * same adapter and journal, under its own idempotency key (the resolution's id and the
+   * action's index). It passes the kill switch, maintenance, silences and the notify
+   * concurrency slots, not cooldowns or budgets: it answers a notification already counted,
+   * one per firing. It is never grouped. An action's `when` is evaluated on the resolution
+   * (rule, key, labels; its figures are `{ resolved: true }`).
+   */
+  async resolved(change: StateChange): Promise<Decision[]> {
+    if (change.state !== 'resolved' || change.alert === undefined) return [];
+    const closed: Alert = {
+      id: change.alert,
+      rule: change.rule,
+      type: change.type,
+      key: change.key,
+      at: change.at,
+      figures: { resolved: true, firing_since: change.firing_since },
+      labels: change.labels,
+      actions: change.actions,
+    };
+    const guards = this.guardsFor(change.rule);
+    const decisions: Decision[] = [];
+    for (const p of await plan(closed, this.options.actionSets)) {
+      if (p.kind !== 'act' || p.operation !== 'notify' || !p.sendResolved) continue;
+      decisions.push(await this.sendResolved(change, closed, p, guards));
+    }
+    return decisions;
+  }
+
+  private async sendResolved(
+    change: StateChange,
+    closed: Alert,
+    p: Act,
+    guards: EffectiveGuards,
+  ): Promise<Decision> {
+    const started = this.clock();
+    const entry: Decision = {
+      id: `${change.id}#${p.index}`,
+      at: started,
+      alertId: closed.id,
+      rule: closed.rule,
+      key: closed.key,
+      adapter: p.adapter,
+      operation: 'notify',
+      target: p.target,
+      decision: 'failed',
+      reason: `resolved: closes alert ${closed.id}`,
+      alert: closed,
+    };
+    const adapter = this.options.adapters.get(p.adapter);
+    if (!adapter)
+      return this.journal({ ...entry, error: `no adapter named "${p.adapter}" is configured` });
+    const store = this.options.store;
+    if (!(await store.claim(entry.id, started)))
+      return this.journal({
+        ...entry,
+        decision: 'suppressed',
+        guard: 'idempotency',
+        reason: `resolution ${change.id} was already notified (a replay, or another worker)`,
+      });
+    const suppress = (s: Suppression) =>
+      this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
+    try {
+      const early =
+        checkKillSwitch(guards.killSwitch, await store.killSwitch()) ??
+        checkMaintenance(guards.maintenance, started) ??
+        checkSilences(await store.silences(started), closed, started);
+      if (early) return suppress(early);
+      const release = this.notifyGate.tryAcquire(guards.notify.concurrency, 'notifications');
+      if (typeof release !== 'function') return suppress(release);
+      try {
+        if (guards.dryRun) return this.dryRun(entry);
+        return await this.execute(
+          adapter,
+          entry,
+          p,
+          closed,
+          resolvedNotification(change, p.target),
+        );
+      } finally {
+        release();
+      }
+    } catch (err) {
+      return this.journal({ ...entry, error: `remediation error: ${(err as Error).message}` });
+    }
   }
 
   private guardsFor(rule: string): EffectiveGuards {
@@ -763,6 +851,19 @@ function notification(alert: Alert, target: string): Notification {
           ? 'info'
           : 'warning',
     alert: alert as unknown as Record<string, unknown>,
+  };
+}
+
+/** A resolution's notification: clipped as an alert's (its key holds event values). */
+function resolvedNotification(change: StateChange, target: string): Notification {
+  return {
+    title: clip(`RESOLVED ${change.rule} (${target})`, NOTIFICATION_TITLE_MAX),
+    text: clip(
+      `${change.type} alert ${change.alert} firing since ${change.firing_since} resolved at ${change.at} for ${JSON.stringify(change.key)}`,
+      NOTIFICATION_TEXT_MAX,
+    ),
+    severity: 'info',
+    alert: change as unknown as Record<string, unknown>,
   };
 }
 

@@ -67,6 +67,8 @@ export interface ActionObject {
   target?: string;
   params?: Record<string, unknown>;
   when?: Condition;
+  /** notify: also notify when the alert's firing resolves (docs/actions.md). */
+  send_resolved?: boolean;
   /** notify: Alertmanager-style grouping of the alerts it pages for, on unless `group: false` (actions/notify-groups.ts). */
   group?: boolean;
   group_by?: string[];
