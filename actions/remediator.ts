@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Alert, Operation, StateChange } from '../rules/index.ts';
 import {
@@ -96,6 +97,13 @@ export interface RemediatorOptions<S extends RemediationStore = ActionStore> {
 
 type Act = Extract<PlannedAction, { kind: 'act' }>;
 
+/**
+ * Resolutions the remediator remembers, to skip actions of alerts that resolved while
+ * they waited. Keys are event values: each is held as a digest, at most this many,
+ * oldest forgotten first (an action of a forgotten one runs, as before resolutions).
+ */
+export const MAX_RESOLUTIONS_HELD = 10_000;
+
 export class Remediator<S extends RemediationStore = ActionStore> extends EventEmitter {
   private readonly clock: () => number;
   private readonly gate = new ConcurrencyGate();
@@ -103,6 +111,8 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   private readonly notifyGate = new ConcurrencyGate();
   private readonly effective = new Map<string, EffectiveGuards>();
   private readonly groups: NotifyGroups<Act>;
+  /** digest(rule, key) → the last firing that resolved: [since, at] (epoch ms). */
+  private readonly resolutions = new Map<string, { since: number; at: number }>();
 
   constructor(private readonly options: RemediatorOptions<S>) {
     super();
@@ -208,6 +218,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
    */
   async resolved(change: StateChange): Promise<Decision[]> {
     if (change.state !== 'resolved' || change.alert === undefined) return [];
+    this.remember(change);
     const closed: Alert = {
       id: change.alert,
       rule: change.rule,
@@ -225,6 +236,33 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       decisions.push(await this.sendResolved(change, closed, p, guards));
     }
     return decisions;
+  }
+
+  /** Remembers a resolution (bounded: MAX_RESOLUTIONS_HELD digests, oldest out first). */
+  private remember(change: StateChange): void {
+    const id = firingKey(change.rule, change.key);
+    this.resolutions.delete(id);
+    if (this.resolutions.size >= MAX_RESOLUTIONS_HELD)
+      this.resolutions.delete(this.resolutions.keys().next().value!);
+    this.resolutions.set(id, {
+      since: Date.parse(change.firing_since ?? change.at),
+      at: Date.parse(change.at),
+    });
+  }
+
+  /**
+   * The closed loop's first step: an alert whose firing resolved while its action waited
+   * (in the remediator's own steps, a slow store or adapter check) is not acted on.
+   */
+  private staleness(alert: Alert): Suppression | undefined {
+    if (this.resolutions.size === 0) return undefined;
+    const r = this.resolutions.get(firingKey(alert.rule, alert.key));
+    const at = Date.parse(alert.at);
+    if (!r || !(at >= r.since && at <= r.at)) return undefined;
+    return {
+      guard: 'resolved',
+      reason: `skipped: resolved: its firing resolved at ${new Date(r.at).toISOString()} before the action ran`,
+    };
   }
 
   private async sendResolved(
@@ -406,6 +444,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           );
           if (floor) return suppress(floor);
         }
+        // Last look before anything is spent: the alert may have resolved meanwhile.
+        const stale = this.staleness(alert);
+        if (stale) return suppress(stale);
         const attempt: Attempt = {
           id: entry.id,
           at: started,
@@ -494,6 +535,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     };
     const pre = check(await store.ledger(query));
     if (pre) return stopped(pre);
+    // A grouped page (message) lists several alerts: only a page for one alert is skipped.
+    const stale = message ? undefined : this.staleness(alert);
+    if (stale) return suppress(stale);
     const release = this.notifyGate.tryAcquire(n.concurrency, 'notifications');
     if (typeof release !== 'function') return suppress(release);
     try {
@@ -852,6 +896,10 @@ function notification(alert: Alert, target: string): Notification {
           : 'warning',
     alert: alert as unknown as Record<string, unknown>,
   };
+}
+
+function firingKey(rule: string, key: Record<string, unknown>): string {
+  return createHash('sha1').update(keyId(rule, key)).digest('hex');
 }
 
 /** A resolution's notification: clipped as an alert's (its key holds event values). */

@@ -148,3 +148,35 @@ describe('send_resolved in a rule file', () => {
     );
   });
 });
+
+describe('an alert that resolved while its action waited', () => {
+  it('is skipped and journaled as resolved; a later firing of the key acts again', async () => {
+    const { alert, change } = incident(false);
+    const r = remediator();
+    pages.length = 0;
+    // The action waits in the remediator's own steps (plan, claim, guards: each awaited);
+    // the resolution arrives meanwhile, as it does live when the store or an adapter is slow.
+    const handling = r.remediator.handle(alert);
+    await r.remediator.resolved(change);
+    const [d] = await handling;
+    expect(d).toMatchObject({
+      id: `${alert.id}#0`,
+      decision: 'suppressed',
+      guard: 'resolved',
+      reason: `skipped: resolved: its firing resolved at ${change.at} before the action ran`,
+    });
+    expect(pages).toHaveLength(0);
+    expect(r.store.list({ limit: 10 })[0]).toMatchObject({ id: d!.id, guard: 'resolved' });
+    // The same key firing again after the resolution is a new firing: it pages.
+    const later = { ...alert, id: 'later', at: new Date(T0 + 120_000).toISOString() };
+    expect((await r.remediator.handle(later))[0]).toMatchObject({ decision: 'executed' });
+    expect(pages).toHaveLength(1);
+  });
+  it('without a resolution the same alert pages (the skip above is the resolution)', async () => {
+    const { alert } = incident(false);
+    const r = remediator();
+    pages.length = 0;
+    expect((await r.remediator.handle(alert))[0]).toMatchObject({ decision: 'executed' });
+    expect(pages).toHaveLength(1);
+  });
+});
