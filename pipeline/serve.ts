@@ -332,6 +332,7 @@ export class Pipeline {
       clock: Date.now,
       onAlert: (alert) => this.onAlert(alert),
       onState: (change) => this.onState(change),
+      resolvedOnly: true,
       maxKeysPerRule: this.config.rules.maxKeysPerRule,
       maxTermsPerRule: this.config.rules.maxTermsPerRule,
       onRefused: this.reportRefusal,

@@ -28,6 +28,8 @@ export interface EngineOptions {
    * synchronously, in order with the alerts.
    */
   onState?: (change: StateChange) => void;
+  /** Only resolutions go to onState (pending and inactive are not built). */
+  resolvedOnly?: boolean;
   /**
    * Event time observation starts at; default: the first event. Tests and tools that
    * know their data start pin it; a backtest does not (events before `--from` count).
@@ -161,6 +163,7 @@ export class Engine {
       schedule: (runner, key, at, tag) => this.timers.push(at, runner, key, tag),
       emit: (alert) => this.onAlert(alert),
       transition: (change) => onState?.(change),
+      announce: onState === undefined ? 'none' : options.resolvedOnly ? 'resolved' : 'all',
       maxKeysPerRule: options.maxKeysPerRule ?? DEFAULT_MAX_KEYS_PER_RULE,
       maxTermsPerRule: options.maxTermsPerRule ?? DEFAULT_MAX_TERMS_PER_RULE,
       refused: (runner, what, cap) => onRefused?.(runner.spec.name, what, cap),

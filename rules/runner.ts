@@ -14,6 +14,12 @@ export interface EngineContext {
   emit(alert: Alert): void;
   /** A state change (docs/rules.md#alert-states), after alertFrom only. */
   transition(change: StateChange): void;
+  /**
+   * Which changes are built at all: a pending or inactive change costs a hash, and a
+   * flapping `for` condition can make one per event, so without a listener for them
+   * none is built.
+   */
+  readonly announce: 'all' | 'resolved' | 'none';
   /** Caps for rules that set no max_keys / max_terms of their own. */
   readonly maxKeysPerRule: number;
   readonly maxTermsPerRule: number;
@@ -256,7 +262,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       if (this.pendingSince.delete(key)) {
         // A pending that fired, or started while the key was firing, ends without a word.
         const quiet = this.quietPending.size !== 0 && this.quietPending.delete(key);
-        if (!quiet && !firing)
+        if (!quiet && !firing && this.ctx.announce === 'all')
           this.announce(key, t, 'inactive', alertId(this.spec.name, key, t, 'inactive'));
       }
       return;
@@ -271,7 +277,8 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       this.pendingSince.set(key, t);
       this.ctx.schedule(this, key, t + hold, TAG_FOR);
       if (this.episodes.has(key)) this.quietPending.add(key);
-      else this.announce(key, t, 'pending', alertId(this.spec.name, key, t, 'pending'));
+      else if (this.ctx.announce === 'all')
+        this.announce(key, t, 'pending', alertId(this.spec.name, key, t, 'pending'));
       return;
     }
     if (t - since >= hold) {
@@ -477,6 +484,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   /** The firing of a key ended at t: announced, and its state dropped. */
   private resolve(key: string, ep: Episode, t: number): void {
     this.episodes.delete(key);
+    if (this.ctx.announce === 'none') return;
     this.announce(
       key,
       t,

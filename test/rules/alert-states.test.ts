@@ -389,3 +389,30 @@ describe('rule files', () => {
     ]);
   });
 });
+
+describe('resolvedOnly', () => {
+  it('sends only resolutions (pending and inactive are not built), alerts unchanged', () => {
+    const r = rule<FrequencyRule>({
+      name: 'f',
+      type: 'frequency',
+      num_events: 3,
+      timeframe: s(10),
+      for: s(5),
+      realert: s(60),
+      query_key: ['host.name'],
+    });
+    const changes: StateChange[] = [];
+    const alerts: Alert[] = [];
+    const engine = new Engine([r], {
+      allowedLatenessMs: 0,
+      observedFrom: T0,
+      resolvedOnly: true,
+      onAlert: (a) => alerts.push(a),
+      onState: (c) => changes.push(c),
+    });
+    for (const e of at(0, 1, 2, 3, 4, 5, 6, 7, 8)) engine.process(e);
+    engine.finish(T0 + s(40));
+    expect(alerts.map((a) => Date.parse(a.at) - T0)).toEqual([s(7)]);
+    expect(changes.map((c) => [c.state, Date.parse(c.at) - T0])).toEqual([['resolved', s(16)]]);
+  });
+});
