@@ -361,7 +361,12 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (t < ep.seen) return true;
     ep.seen = t;
     if (holds) {
-      if (ep.cleared === Number.POSITIVE_INFINITY) return true;
+      if (ep.cleared === Number.POSITIVE_INFINITY) {
+        // An event that entered a window may leave it: with no re-check pending (the
+        // condition held with no event left to leave), the next one is from here.
+        this.scheduleCheck(key, ep, t);
+        return true;
+      }
       // Held again: within keep_firing_for the firing goes on, past it the firing
       // resolved at its deadline (the timer had not run yet) and this is a new one.
       if (t < ep.cleared + this.keep) {

@@ -169,6 +169,36 @@ describe('spike', () => {
   });
 });
 
+describe('spike: counterexamples of the differential test', () => {
+  it('a firing held with no event in its windows is re-checked once an event enters them', () => {
+    // threshold_cur and threshold_ref 0: two empty windows are an up spike (0 ≥ 1.5 × 0).
+    // Pending at 2, the for runs out at 47 with both windows empty: it fires with no
+    // event left to leave a window. 48 enters the current window and leaves it at 49,
+    // where (48, 49] is empty against (47, 48]'s one: the condition no longer holds.
+    const r = rule<SpikeRule>({
+      name: 'r-spike',
+      type: 'spike',
+      for: s(45),
+      timeframe: s(1),
+      spike_height: 1.5,
+      spike_type: 'up',
+      threshold_cur: 0,
+      threshold_ref: 0,
+      alert_on_new_data: false,
+      realert: 0,
+    });
+    const events = [0, 2, 48, 50].map((o) => ev(s(o), { 'host.name': 'a', user: 'u1', ver: 'v1' }));
+    expect(timeline([r], events, s(60)).steps).toEqual([
+      ['pending', s(2), undefined],
+      ['firing', s(47), undefined],
+      ['firing', s(48), undefined],
+      ['resolved', s(49), undefined],
+      ['firing', s(50), undefined],
+      ['resolved', s(51), undefined],
+    ]);
+  });
+});
+
 describe('metric_aggregation', () => {
   const r = rule<MetricAggregationRule>({
     name: 'ma',
