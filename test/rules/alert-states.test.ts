@@ -283,6 +283,28 @@ describe('flatline and expiry resolve when the key reports again', () => {
       ['resolved', s(23), 'a'],
     ]);
   });
+  it('a forgotten key low again while realert silences it fires again, so its firing goes on', () => {
+    // The differential test's counterexample. Low at 1: fires, realert silences the key
+    // until 6, forget_keys forgets it. Each report (2, 4, 6) clears the firing and starts
+    // the key afresh; it is low again a timeframe later (3, 5), within keep_firing_for,
+    // an alert realert silences: the firing goes on each time and never resolves by 6.
+    const r = rule<FlatlineRule>({
+      name: 'r-flatline',
+      type: 'flatline',
+      timeframe: s(1),
+      threshold: 1,
+      expect: [],
+      forget_keys: true,
+      keep_firing_for: s(2),
+      realert: s(5),
+    });
+    expect(timeline([r], at(0, 2, 4, 6), s(6)).steps).toEqual([['firing', s(1), undefined]]);
+    // Time going on: low again at 7, past the silence: an alert, within the same firing.
+    expect(timeline([r], at(0, 2, 4, 6), s(20)).steps).toEqual([
+      ['firing', s(1), undefined],
+      ['firing', s(7), undefined],
+    ]);
+  });
   it('expiry', () => {
     const r = rule<ExpiryRule>({
       name: 'exp',
