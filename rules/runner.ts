@@ -302,8 +302,11 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (silence && t < silence.until) return false;
     if (this.spec.realert > 0) this.silences.set(silenceKey, this.nextSilence(silence, t));
     const id = alertId(this.spec.name, silenceKey, t, e.discriminator ?? '');
-    if (!this.episodes.has(key)) this.open(key, t, id);
-    if (t < this.ctx.alertFrom) return true;
+    const opened = !this.episodes.has(key) && this.open(key, t, id);
+    if (t < this.ctx.alertFrom) {
+      if (opened) this.evaluateOpened(key, t);
+      return true;
+    }
     const at = new Date(t).toISOString();
     const alert: Alert = {
       id,
@@ -320,6 +323,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     this.lastAlertAt = at;
     this.alertCount++;
     this.ctx.emit(alert);
+    if (opened) this.evaluateOpened(key, t);
     return true;
   }
 
@@ -330,11 +334,11 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return this.spec.keep_firing_for ?? 0;
   }
 
-  /** An announced alert opens a firing for a key that has none. */
-  private open(key: string, t: number, id: string): void {
+  /** An announced alert opens a firing for a key that has none (false: past the cap, untracked). */
+  private open(key: string, t: number, id: string): boolean {
     if (this.episodes.size >= this.maxEpisodes) {
       this.untrackedFirings++;
-      return;
+      return false;
     }
     const ep: Episode = {
       alert: id,
@@ -347,7 +351,28 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     };
     this.episodes.set(key, ep);
     if (this.resolution === 'after') this.occurred(key, t);
-    else if (this.resolution === 'condition') this.scheduleCheck(key, ep, t);
+    return true;
+  }
+
+  /**
+   * A condition kind's new firing, once its alert is out. An on-time event out of order
+   * fires at an instant older than one the key was already evaluated at: the firing is
+   * evaluated there at once (it may no longer hold), then goes on forward from there.
+   */
+  private evaluateOpened(key: string, t: number): void {
+    if (this.resolution !== 'condition') return;
+    const ep = this.episodes.get(key)!;
+    const newest = this.newestEvaluated(key);
+    if (newest > t) this.evaluated(key, newest, this.evaluate(key, newest)?.holds ?? true);
+    else this.scheduleCheck(key, ep, t);
+  }
+
+  /**
+   * Condition kinds: the newest instant the key was evaluated at (its newest on-time
+   * event: instants decided between events all lie before the watermark).
+   */
+  protected newestEvaluated(_key: string): number {
+    return Number.NEGATIVE_INFINITY;
   }
 
   /**

@@ -53,6 +53,10 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     return state ? this.evaluateState(state, t, state.sample) : NOT_HOLDING;
   }
 
+  protected override newestEvaluated(key: string): number {
+    return this.keys.get(key)?.times.newest() ?? Number.NEGATIVE_INFINITY;
+  }
+
   /**
    * With no further event, the count over (D−tf, D] falls under num_events when the
    * oldest of the newest num_events events in (t−tf, t] leaves the window.

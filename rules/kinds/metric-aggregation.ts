@@ -146,6 +146,10 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     return s + tf > t ? s + tf : Number.POSITIVE_INFINITY;
   }
 
+  protected override newestEvaluated(key: string): number {
+    return this.keys.get(key)?.window.samples.times.newest() ?? Number.NEGATIVE_INFINITY;
+  }
+
   /** Between events only an empty window decides (see nextClear). */
   protected override holdsBetween(key: string, at: number): boolean {
     const times = this.keys.get(key)?.window.samples.times;

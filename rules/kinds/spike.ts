@@ -61,6 +61,10 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     return state ? this.evaluateState(state, t, state.sample) : NOT_HOLDING;
   }
 
+  protected override newestEvaluated(key: string): number {
+    return this.keys.get(key)?.times.newest() ?? Number.NEGATIVE_INFINITY;
+  }
+
   /** Counts change between events only when one crosses t−tf or t−2tf: the first such instant. */
   protected override nextClear(key: string, t: number): number {
     const times = this.keys.get(key)?.times;

@@ -34,14 +34,20 @@ interface Timeline {
   engine: Engine;
 }
 
-/** Feeds events in order (lateness 0) and ends time at `end`: alerts and changes in order. */
-function timeline(rules: RuleSpec[], events: Event[], end: number, cutAt?: number): Timeline {
+/** Feeds events in order (lateness 0 unless given) and ends time at `end`: alerts and changes in order. */
+function timeline(
+  rules: RuleSpec[],
+  events: Event[],
+  end: number,
+  cutAt?: number,
+  lateness = 0,
+): Timeline {
   const alerts: Alert[] = [];
   const changes: StateChange[] = [];
   const steps: Step[] = [];
   const make = () =>
     new Engine(rules, {
-      allowedLatenessMs: 0,
+      allowedLatenessMs: lateness,
       observedFrom: T0,
       onAlert: (a) => {
         alerts.push(a);
@@ -245,6 +251,35 @@ describe('cardinality', () => {
     expect(timeline([r], events, s(30)).steps).toEqual([
       ['firing', s(2), undefined],
       ['resolved', s(10), undefined],
+    ]);
+  });
+
+  it('a firing opened by an alert out of order is evaluated at once where the key was already', () => {
+    // The differential test's counterexample, lateness 20 s. Low at 3 (nothing in (0, 3]):
+    // fires. 47 (u1): still under 2 values. 49 (u4): two values, resolved at 49. 48 (u1)
+    // arrives after 49, on time: (45, 48] holds u1 only, an alert, which opens a firing
+    // after the key was evaluated at 49, where it no longer holds (u1 and u4): it is
+    // evaluated there at once, and resolves.
+    const r = rule<CardinalityRule>({
+      name: 'r-cardinality',
+      type: 'cardinality',
+      cardinality_field: 'user',
+      timeframe: s(3),
+      min_cardinality: 2,
+    });
+    const events = [
+      ev(0, { user: 'u1' }),
+      ev(s(47), { user: 'u1' }),
+      ev(s(49), { user: 'u4' }),
+      ev(s(48), { user: 'u1' }),
+      ev(s(50)),
+    ];
+    expect(timeline([r], events, s(50), undefined, s(20)).steps).toEqual([
+      ['firing', s(3), undefined],
+      ['firing', s(47), undefined],
+      ['resolved', s(49), undefined],
+      ['firing', s(48), undefined],
+      ['resolved', s(49), undefined],
     ]);
   });
 });

@@ -175,10 +175,18 @@ export function referenceAlerts(
     if (previous && at < previous.until) return false;
     if (rule.realert > 0) silences.set(silenceKey, nextSilence(previous, at));
     alerts.push({ rule: rule.name, key, at, discriminator, figures });
-    if (!firings.has(key))
+    if (!firings.has(key)) {
       firings.set(key, { since: at, seen: at, cleared: ends === 'after' ? at + after : Infinity });
+      // An alert older than an instant the key was already evaluated at (an on-time event
+      // out of order): its firing is evaluated at the newest such instant, with what is known now.
+      const newest = lastEvaluated.get(key);
+      if (ends === 'condition' && newest !== undefined && newest > at)
+        evaluatedAt(key, newest, heldAt(key, newest) !== undefined);
+    }
     return true;
   };
+  /** Condition kinds: the newest instant each key was evaluated at. */
+  const lastEvaluated = new Map<string, number>();
 
   /**
    * ElastAlert's exponential realert: each alert that comes within the current period of
@@ -214,17 +222,13 @@ export function referenceAlerts(
     held: readonly [string, Record<string, unknown>] | undefined,
   ) => {
     evaluatedAt(key, t, held !== undefined);
-    if (!held) {
-      pending.delete(key);
-      return;
-    }
-    if (!rule.for) {
-      fire(key, t, held[0], held[1]);
-      return;
-    }
-    const since = pending.get(key);
-    if (since === undefined) pending.set(key, t);
-    else if (t - since >= rule.for) fire(key, t, held[0], held[1]);
+    if (held) {
+      const since = pending.get(key);
+      if (!rule.for) fire(key, t, held[0], held[1]);
+      else if (since === undefined) pending.set(key, t);
+      else if (t - since >= rule.for) fire(key, t, held[0], held[1]);
+    } else pending.delete(key);
+    lastEvaluated.set(key, Math.max(lastEvaluated.get(key) ?? NONE, t));
   };
 
   const keys = () => {
