@@ -103,6 +103,8 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * or began while they were firing. A subset of pendingSince's keys, deleted with them.
    */
   private readonly quietPending = new Set<string>();
+  /** The `for` deadlines decided at the latest instant one was (see onTimer). */
+  private forDecided = { at: Number.NEGATIVE_INFINITY, keys: new Set<string>() };
   /** Firings not tracked (no resolution will follow) because the rule held maxEpisodes. */
   untrackedFirings = 0;
   /** How this kind's firings end; set by the kind. */
@@ -241,6 +243,12 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (tag !== TAG_FOR) return;
     const since = this.pendingSince.get(key);
     if (since === undefined || since + this.spec.for! !== at) return;
+    // A pending that ended and began again at the same instant (evaluated out of order)
+    // set its deadline twice: an instant is decided once. Timers of one instant all run
+    // in one pass, so this needs no snapshot.
+    if (this.forDecided.at !== at) this.forDecided = { at, keys: new Set() };
+    else if (this.forDecided.keys.has(key)) return;
+    this.forDecided.keys.add(key);
     const evaluation = this.evaluate(key, at);
     if (evaluation) this.condition(key, at, evaluation);
   }

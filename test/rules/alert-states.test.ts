@@ -41,6 +41,8 @@ function timeline(
   end: number,
   cutAt?: number,
   lateness = 0,
+  /** null: observation starts at the first event. */
+  observedFrom: number | null = T0,
 ): Timeline {
   const alerts: Alert[] = [];
   const changes: StateChange[] = [];
@@ -48,7 +50,7 @@ function timeline(
   const make = () =>
     new Engine(rules, {
       allowedLatenessMs: lateness,
-      observedFrom: T0,
+      observedFrom: observedFrom ?? undefined,
       onAlert: (a) => {
         alerts.push(a);
         steps.push(['firing', Date.parse(a.at) - T0, keyName(a.key)]);
@@ -280,6 +282,38 @@ describe('cardinality', () => {
       ['resolved', s(49), undefined],
       ['firing', s(48), undefined],
       ['resolved', s(49), undefined],
+    ]);
+  });
+});
+
+describe('for', () => {
+  it('a pending that ends and begins again at one instant fires once at its deadline', () => {
+    // The differential test's counterexample, lateness 20 s; observation starts at 23 (the
+    // first event, without the field). 46 (u4) holds a single value: pending, deadline 47.
+    // 42 (u1) holds too. 67 moves the watermark to 47: u1 of 22 leaves at 26, where the
+    // timeframe is not yet observed, so the pending ends there (evaluated after 46), and
+    // u1 of 42 leaves at 46, where it holds again: pending since 46 once more, and the
+    // deadline 47 was set twice. It fired twice at 47 with realert 0.
+    const r = rule<CardinalityRule>({
+      name: 'r-cardinality',
+      type: 'cardinality',
+      cardinality_field: 'user',
+      timeframe: s(4),
+      min_cardinality: 2,
+      for: s(1),
+    });
+    const events = [
+      ev(s(23)),
+      ev(s(22), { user: 'u1' }),
+      ev(s(46), { user: 'u4' }),
+      ev(s(42), { user: 'u1' }),
+      ev(s(67), { user: 'u1' }),
+    ];
+    const { steps } = timeline([r], events, s(67), undefined, s(20), null);
+    expect(steps.filter(([state]) => state === 'firing')).toEqual([
+      ['firing', s(67), undefined],
+      ['firing', s(47), undefined],
+      ['firing', s(50), undefined],
     ]);
   });
 });
