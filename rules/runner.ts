@@ -391,7 +391,12 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   private evaluated(key: string, t: number, holds: boolean): boolean {
     const ep = this.episodes.get(key);
     if (!ep) return false;
-    if (t < ep.seen) return true;
+    if (t < ep.seen) {
+      // An on-time event out of order: its instant is decided, but it may leave a window
+      // after the newest one evaluated, and before the pending re-check.
+      this.recheckFrom(key, ep, ep.seen);
+      return true;
+    }
     ep.seen = t;
     if (holds) {
       if (ep.cleared === Number.POSITIVE_INFINITY) {
@@ -503,8 +508,13 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   protected recheckAfterLate(key: string): void {
     if (this.episodes.size === 0) return;
     const ep = this.episodes.get(key);
-    if (!ep || ep.cleared !== Number.POSITIVE_INFINITY) return;
-    const next = this.nextClear(key, this.ctx.watermark - 1);
+    if (ep) this.recheckFrom(key, ep, Math.max(this.ctx.watermark - 1, ep.seen));
+  }
+
+  /** Moves a holding firing's re-check to the first instant after t it may clear at, if earlier. */
+  private recheckFrom(key: string, ep: Episode, t: number): void {
+    if (ep.cleared !== Number.POSITIVE_INFINITY) return;
+    const next = this.nextClear(key, t);
     if (!(next < ep.check) || !(next > ep.seen)) return;
     ep.check = next;
     this.ctx.schedule(this, key, next, TAG_CHECK);

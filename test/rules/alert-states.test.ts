@@ -207,6 +207,33 @@ describe('spike: counterexamples of the differential test', () => {
   });
 });
 
+describe('spike: an on-time event out of order', () => {
+  it('moves the re-check of a firing to the earlier instant it leaves a window at', () => {
+    // The differential test's counterexample, lateness 5 s. 182 fires (1 against 0) and
+    // is re-checked at 184, where it leaves the current window. 181 arrives after it, on
+    // time: it leaves the current window at 183, where (181, 183] holds 182 against
+    // (179, 181]'s 181: no longer a spike. The re-check stayed at 184, after 189 moved
+    // time on, and found a spike again: no resolution.
+    const r = rule<SpikeRule>({
+      name: 'r-spike',
+      type: 'spike',
+      timeframe: s(2),
+      spike_height: 1.5,
+      spike_type: 'up',
+      threshold_cur: 0,
+      threshold_ref: 0,
+      alert_on_new_data: false,
+    });
+    const events = [0, 182, 181, 189].map((o) => ev(s(o), { 'host.name': 'a' }));
+    expect(timeline([r], events, s(189), undefined, s(5)).steps).toEqual([
+      ['firing', s(182), undefined],
+      ['firing', s(181), undefined],
+      ['resolved', s(183), undefined],
+      ['firing', s(189), undefined],
+    ]);
+  });
+});
+
 describe('metric_aggregation', () => {
   const r = rule<MetricAggregationRule>({
     name: 'ma',
