@@ -31,6 +31,8 @@ export type PlannedAction =
       params?: Record<string, unknown>;
       /** Set when a notify action groups its alerts (every one without `group: false`). */
       group?: GroupSpec;
+      /** notify: `send_resolved: true`, a resolution is notified too. */
+      sendResolved?: boolean;
     }
   | {
       kind: 'skip' | 'failed';
@@ -117,7 +119,14 @@ async function planOne(alert: Alert, index: number, action: ActionObject): Promi
       };
   }
   const group = groupSpec(action as unknown as Record<string, unknown>);
-  return { ...base, kind: 'act', operation: action.operation, target, ...(group && { group }) };
+  return {
+    ...base,
+    kind: 'act',
+    operation: action.operation,
+    target,
+    ...(group && { group }),
+    ...(action.operation === 'notify' && action.send_resolved === true && { sendResolved: true }),
+  };
 }
 
 /**

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import type { Alert, Operation } from '../rules/index.ts';
+import type { Alert, Operation, StateChange } from '../rules/index.ts';
 import {
   type ActionContext,
   type ActionResult,
@@ -96,6 +97,13 @@ export interface RemediatorOptions<S extends RemediationStore = ActionStore> {
 
 type Act = Extract<PlannedAction, { kind: 'act' }>;
 
+/**
+ * Resolutions the remediator remembers, to skip actions of alerts that resolved while
+ * they waited. Keys are event values: each is held as a digest, at most this many,
+ * oldest forgotten first (an action of a forgotten one runs, as before resolutions).
+ */
+export const MAX_RESOLUTIONS_HELD = 10_000;
+
 export class Remediator<S extends RemediationStore = ActionStore> extends EventEmitter {
   private readonly clock: () => number;
   private readonly gate = new ConcurrencyGate();
@@ -103,6 +111,8 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   private readonly notifyGate = new ConcurrencyGate();
   private readonly effective = new Map<string, EffectiveGuards>();
   private readonly groups: NotifyGroups<Act>;
+  /** digest(rule, key) → the last firing that resolved: [since, at] (epoch ms). */
+  private readonly resolutions = new Map<string, { since: number; at: number }>();
 
   constructor(private readonly options: RemediatorOptions<S>) {
     super();
@@ -195,6 +205,122 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     for (const planned of await plan(alert, this.options.actionSets))
       decisions.push(await this.decide(alert, planned, guards));
     return decisions;
+  }
+
+  /**
+   * A firing resolved (docs/rules.md#alert-states). Each notify action of the rule with
+   * `send_resolved: true` sends one notification naming the alert it closes, through the
+   * same adapter and journal, under its own idempotency key (the resolution's id and the
+   * action's index). It passes the kill switch, maintenance, silences and the notify
+   * concurrency slots, not cooldowns or budgets: it answers a notification already counted,
+   * one per firing. It is never grouped. An action's `when` is evaluated on the resolution
+   * (rule, key, labels; its figures are `{ resolved: true }`).
+   */
+  async resolved(change: StateChange): Promise<Decision[]> {
+    if (change.state !== 'resolved' || change.alert === undefined) return [];
+    this.remember(change);
+    const closed: Alert = {
+      id: change.alert,
+      rule: change.rule,
+      type: change.type,
+      key: change.key,
+      at: change.at,
+      figures: { resolved: true, firing_since: change.firing_since },
+      labels: change.labels,
+      actions: change.actions,
+    };
+    const guards = this.guardsFor(change.rule);
+    const decisions: Decision[] = [];
+    for (const p of await plan(closed, this.options.actionSets)) {
+      if (p.kind !== 'act' || p.operation !== 'notify' || !p.sendResolved) continue;
+      decisions.push(await this.sendResolved(change, closed, p, guards));
+    }
+    return decisions;
+  }
+
+  /** Remembers a resolution (bounded: MAX_RESOLUTIONS_HELD digests, oldest out first). */
+  private remember(change: StateChange): void {
+    const id = firingKey(change.rule, change.key);
+    this.resolutions.delete(id);
+    if (this.resolutions.size >= MAX_RESOLUTIONS_HELD)
+      this.resolutions.delete(this.resolutions.keys().next().value!);
+    this.resolutions.set(id, {
+      since: Date.parse(change.firing_since ?? change.at),
+      at: Date.parse(change.at),
+    });
+  }
+
+  /**
+   * The closed loop's first step: an alert whose firing resolved while its action waited
+   * (in the remediator's own steps, a slow store or adapter check) is not acted on.
+   */
+  private staleness(alert: Alert): Suppression | undefined {
+    if (this.resolutions.size === 0) return undefined;
+    const r = this.resolutions.get(firingKey(alert.rule, alert.key));
+    const at = Date.parse(alert.at);
+    if (!r || !(at >= r.since && at <= r.at)) return undefined;
+    return {
+      guard: 'resolved',
+      reason: `skipped: resolved: its firing resolved at ${new Date(r.at).toISOString()} before the action ran`,
+    };
+  }
+
+  private async sendResolved(
+    change: StateChange,
+    closed: Alert,
+    p: Act,
+    guards: EffectiveGuards,
+  ): Promise<Decision> {
+    const started = this.clock();
+    const entry: Decision = {
+      id: `${change.id}#${p.index}`,
+      at: started,
+      alertId: closed.id,
+      rule: closed.rule,
+      key: closed.key,
+      adapter: p.adapter,
+      operation: 'notify',
+      target: p.target,
+      decision: 'failed',
+      reason: `resolved: closes alert ${closed.id}`,
+      alert: closed,
+    };
+    const adapter = this.options.adapters.get(p.adapter);
+    if (!adapter)
+      return this.journal({ ...entry, error: `no adapter named "${p.adapter}" is configured` });
+    const store = this.options.store;
+    if (!(await store.claim(entry.id, started)))
+      return this.journal({
+        ...entry,
+        decision: 'suppressed',
+        guard: 'idempotency',
+        reason: `resolution ${change.id} was already notified (a replay, or another worker)`,
+      });
+    const suppress = (s: Suppression) =>
+      this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
+    try {
+      const early =
+        checkKillSwitch(guards.killSwitch, await store.killSwitch()) ??
+        checkMaintenance(guards.maintenance, started) ??
+        checkSilences(await store.silences(started), closed, started);
+      if (early) return suppress(early);
+      const release = this.notifyGate.tryAcquire(guards.notify.concurrency, 'notifications');
+      if (typeof release !== 'function') return suppress(release);
+      try {
+        if (guards.dryRun) return this.dryRun(entry);
+        return await this.execute(
+          adapter,
+          entry,
+          p,
+          closed,
+          resolvedNotification(change, p.target),
+        );
+      } finally {
+        release();
+      }
+    } catch (err) {
+      return this.journal({ ...entry, error: `remediation error: ${(err as Error).message}` });
+    }
   }
 
   private guardsFor(rule: string): EffectiveGuards {
@@ -318,6 +444,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           );
           if (floor) return suppress(floor);
         }
+        // Last look before anything is spent: the alert may have resolved meanwhile.
+        const stale = this.staleness(alert);
+        if (stale) return suppress(stale);
         const attempt: Attempt = {
           id: entry.id,
           at: started,
@@ -406,6 +535,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     };
     const pre = check(await store.ledger(query));
     if (pre) return stopped(pre);
+    // A grouped page (message) lists several alerts: only a page for one alert is skipped.
+    const stale = message ? undefined : this.staleness(alert);
+    if (stale) return suppress(stale);
     const release = this.notifyGate.tryAcquire(n.concurrency, 'notifications');
     if (typeof release !== 'function') return suppress(release);
     try {
@@ -763,6 +895,23 @@ function notification(alert: Alert, target: string): Notification {
           ? 'info'
           : 'warning',
     alert: alert as unknown as Record<string, unknown>,
+  };
+}
+
+function firingKey(rule: string, key: Record<string, unknown>): string {
+  return createHash('sha1').update(keyId(rule, key)).digest('hex');
+}
+
+/** A resolution's notification: clipped as an alert's (its key holds event values). */
+function resolvedNotification(change: StateChange, target: string): Notification {
+  return {
+    title: clip(`RESOLVED ${change.rule} (${target})`, NOTIFICATION_TITLE_MAX),
+    text: clip(
+      `${change.type} alert ${change.alert} firing since ${change.firing_since} resolved at ${change.at} for ${JSON.stringify(change.key)}`,
+      NOTIFICATION_TEXT_MAX,
+    ),
+    severity: 'info',
+    alert: change as unknown as Record<string, unknown>,
   };
 }
 

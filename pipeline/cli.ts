@@ -142,8 +142,8 @@ Options:
   },
   {
     name: 'backtest',
-    summary: 'replay NDJSON through rules and print the alerts and actions',
-    usage: `drover backtest --rules PATH… --data FILE|- [--from T] [--to T] [--format text|json|markdown]
+    summary: 'replay history (NDJSON, Elasticsearch, Kafka) through rules: alerts and actions',
+    usage: `drover backtest --rules PATH… --data FILE|- [--from T] [--to T] [--format text|json|markdown] [--states]
        drover backtest --rules PATH… --source elasticsearch [--index PATTERN] --from T [--to T] [--warmup DURATION] [--config FILE]
        drover backtest --rules PATH… --source kafka --topic T --from T [--to T] [--warmup DURATION] [--config FILE]
 
@@ -173,6 +173,9 @@ Options:
   --to T               stop at this time
   --format FMT         text (default), json (one alert per line) or markdown (a table)
   --lateness DURATION  allowed lateness of events (default 5s)
+  --states             list state changes too (pending, inactive, resolved): text and
+                       markdown lines, json lines with a "state" field; the summary on
+                       stderr counts them either way
   -h, --help           this help`,
     options: BACKTEST_OPTIONS,
     run: async (args) => (await import('./commands/backtest.ts')).backtestCommand(args),

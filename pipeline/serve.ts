@@ -30,6 +30,7 @@ import {
   Engine,
   formatDiagnostic,
   loadRules,
+  type StateChange,
 } from '../rules/index.ts';
 import { ConfigError, type DroverConfig, type Role, ROLES } from './config.ts';
 import { ensureAdminToken } from './admin-token.ts';
@@ -349,6 +350,8 @@ export class Pipeline {
       maxFutureSkewMs: this.config.rules.maxFutureSkewMs,
       clock: Date.now,
       onAlert: (alert) => this.onAlert(alert),
+      onState: (change) => this.onState(change),
+      resolvedOnly: true,
       maxKeysPerRule: this.config.rules.maxKeysPerRule,
       maxTermsPerRule: this.config.rules.maxTermsPerRule,
       onRefused: this.reportRefusal,
@@ -408,6 +411,34 @@ export class Pipeline {
         .finally(() => this.pendingActions.delete(indexed));
       this.pendingActions.add(indexed);
     }
+  }
+
+  /** A resolution goes to the remediator (send_resolved notifications, stale alerts). */
+  private onState(change: StateChange): void {
+    if (change.state !== 'resolved') return;
+    this.logger.info(
+      {
+        resolved: {
+          id: change.id,
+          rule: change.rule,
+          key: change.key,
+          at: change.at,
+          alert: change.alert,
+        },
+      },
+      'alert resolved',
+    );
+    const p = this.remediator
+      .resolved(change)
+      .catch((err: unknown) =>
+        this.logger.error({ err, resolution: change.id }, 'resolved notification failed'),
+      )
+      .finally(() => {
+        this.remediating--;
+        this.pendingActions.delete(p);
+      });
+    this.remediating++;
+    this.pendingActions.add(p);
   }
 
   private countDecision(d: Decision): void {

@@ -35,6 +35,7 @@ export const ACTION_KEYS = [
   'target',
   'params',
   'when',
+  'send_resolved',
   'group',
   'group_by',
   'group_wait',
@@ -84,6 +85,12 @@ export function actionProblems(a: unknown): ActionProblem[] {
   if (action.when !== undefined)
     checkCondition((path, message, key) => add(path, 'when', message, key), action.when, ['when']);
   groupingProblems(action, add);
+  if (action.send_resolved !== undefined) {
+    if (action.operation !== 'notify')
+      add(['send_resolved'], 'grouping', 'send_resolved applies to notify actions only');
+    else if (typeof action.send_resolved !== 'boolean')
+      add(['send_resolved'], 'grouping', 'send_resolved is true or false (the default)');
+  }
   return out;
 }
 

@@ -3,7 +3,7 @@ import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { type Event, normalize } from '../ingest/model/index.ts';
 import { Engine } from './engine.ts';
-import type { Alert, RuleSpec } from './types.ts';
+import type { Alert, RuleSpec, StateChange } from './types.ts';
 
 export interface BacktestOptions {
   rules: RuleSpec[];
@@ -16,6 +16,8 @@ export interface BacktestOptions {
   to?: number;
   allowedLatenessMs?: number;
   onAlert?: (alert: Alert) => void;
+  /** State changes (pending, inactive, resolved), in order with the alerts. */
+  onState?: (change: StateChange) => void;
   /** A line that could not be read: reported, and the rest goes on. */
   onBadLine?: (line: number, error: string) => void;
   /** Bytes read of NDJSON; events read of a `pages` input. */
@@ -31,6 +33,8 @@ export interface BacktestSummary {
    * windows still open then (docs/time.md).
    */
   lateEvents: number;
+  /** State changes by kind (docs/rules.md#alert-states). */
+  states: Record<StateChange['state'], number>;
   first: number | undefined;
   last: number | undefined;
 }
@@ -52,8 +56,11 @@ export async function backtest(
   input: BacktestInput,
   options: BacktestOptions,
 ): Promise<BacktestSummary> {
-  const [summary] = await backtestSets(input, { ...options, sets: [options.rules] }, (_, alert) =>
-    options.onAlert?.(alert),
+  const [summary] = await backtestSets(
+    input,
+    { ...options, sets: [options.rules] },
+    (_, alert) => options.onAlert?.(alert),
+    (_, change) => options.onState?.(change),
   );
   return summary!;
 }
@@ -68,15 +75,18 @@ export async function backtestSets(
   input: BacktestInput,
   options: Omit<BacktestOptions, 'rules' | 'onAlert'> & { sets: RuleSpec[][] },
   onAlert?: (set: number, alert: Alert) => void,
+  onState?: (set: number, change: StateChange) => void,
 ): Promise<BacktestSummary[]> {
   const summaries: BacktestSummary[] = [];
   const engines = options.sets.map((rules, i) => {
     const alerts: Alert[] = [];
+    const states = { pending: 0, inactive: 0, resolved: 0 };
     summaries.push({
       alerts,
       events: 0,
       badLines: 0,
       lateEvents: 0,
+      states,
       first: undefined,
       last: undefined,
     });
@@ -87,9 +97,13 @@ export async function backtestSets(
         alerts.push(alert);
         onAlert?.(i, alert);
       },
+      onState: (change) => {
+        states[change.state]++;
+        onState?.(i, change);
+      },
     });
   });
-  const summary: Omit<BacktestSummary, 'alerts' | 'lateEvents'> = {
+  const summary: Omit<BacktestSummary, 'alerts' | 'lateEvents' | 'states'> = {
     events: 0,
     badLines: 0,
     first: undefined,

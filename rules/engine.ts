@@ -6,7 +6,7 @@ import { KINDS, type KindDescriptor } from './kinds/index.ts';
 import { NewTermRunner } from './kinds/new-term.ts';
 import type { EngineContext, RuleRunner, RunnerSnapshot } from './runner.ts';
 import { TimerHeap } from './timers.ts';
-import type { Alert, RuleSpec } from './types.ts';
+import type { Alert, RuleSpec, StateChange } from './types.ts';
 
 export interface EngineOptions {
   /** How far behind the newest event the watermark trails, for late events. Default 5 s. */
@@ -23,6 +23,13 @@ export interface EngineOptions {
   alertFrom?: number;
   /** Receives every alert, synchronously, in firing order. */
   onAlert: (alert: Alert) => void;
+  /**
+   * Receives every state change (pending, inactive, resolved; docs/rules.md#alert-states),
+   * synchronously, in order with the alerts.
+   */
+  onState?: (change: StateChange) => void;
+  /** Only resolutions go to onState (pending and inactive are not built). */
+  resolvedOnly?: boolean;
   /**
    * Event time observation starts at; default: the first event. Tests and tools that
    * know their data start pin it; a backtest does not (events before `--from` count).
@@ -145,6 +152,7 @@ export class Engine {
     this.clock = options.clock;
     this.alertFrom = options.alertFrom ?? Number.NEGATIVE_INFINITY;
     const onRefused = options.onRefused;
+    const onState = options.onState;
     this.maxFutureSkew = options.maxFutureSkewMs ?? 5 * 60_000;
     // Plain data properties the engine keeps in step with wm and observed: runners read
     // the watermark per event, and a getter there costs a call each time.
@@ -154,6 +162,8 @@ export class Engine {
       alertFrom: this.alertFrom,
       schedule: (runner, key, at, tag) => this.timers.push(at, runner, key, tag),
       emit: (alert) => this.onAlert(alert),
+      transition: (change) => onState?.(change),
+      announce: onState === undefined ? 'none' : options.resolvedOnly ? 'resolved' : 'all',
       maxKeysPerRule: options.maxKeysPerRule ?? DEFAULT_MAX_KEYS_PER_RULE,
       maxTermsPerRule: options.maxTermsPerRule ?? DEFAULT_MAX_TERMS_PER_RULE,
       refused: (runner, what, cap) => onRefused?.(runner.spec.name, what, cap),

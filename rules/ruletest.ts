@@ -5,7 +5,7 @@ import { normalize } from '../ingest/model/index.ts';
 import { parseDuration } from './duration.ts';
 import { Engine } from './engine.ts';
 import { type Diagnostic, loadRules } from './load.ts';
-import type { Alert, RuleSpec } from './types.ts';
+import type { Alert, RuleSpec, StateChange } from './types.ts';
 
 /**
  * Rule unit tests (`*.test.yaml`), in the spirit of `promtool test rules`: input
@@ -38,8 +38,12 @@ interface ExpectedAlert {
   tolerance: number;
   key?: Record<string, unknown>;
   figures?: Record<string, unknown>;
+  /** A state change expected instead of an alert (`firing`, the default, is an alert). */
+  state?: StateChange['state'];
   line: number;
 }
+
+const STATES = ['firing', 'pending', 'inactive', 'resolved'];
 
 interface TestCase {
   name: string;
@@ -215,12 +219,26 @@ export async function runTestFile(file: string): Promise<TestFileReport> {
       const e = x as Record<string, unknown>;
       if (typeof e?.rule !== 'string')
         throw new TestFileError(`${name}: expect[${j}] needs a rule name`, ...pos(xn));
+      if (e.state !== undefined && !STATES.includes(e.state as string))
+        throw new TestFileError(
+          `${name}: expect[${j}].state is one of ${STATES.join(', ')}`,
+          ...pos(
+            (xn as { get?: (k: string, keep: boolean) => unknown })?.get?.('state', true) ?? xn,
+          ),
+        );
+      if (e.state !== undefined && e.state !== 'firing' && e.figures !== undefined)
+        throw new TestFileError(
+          `${name}: expect[${j}]: figures belong to alerts, not to a ${String(e.state)} state`,
+          ...pos(xn),
+        );
       return {
         rule: e.rule,
         at: e.at === undefined ? undefined : offset(e.at, xn),
         tolerance: e.tolerance === undefined ? 0 : offset(e.tolerance, xn),
         key: e.key as Record<string, unknown> | undefined,
         figures: e.figures as Record<string, unknown> | undefined,
+        ...(e.state !== undefined &&
+          e.state !== 'firing' && { state: e.state as StateChange['state'] }),
         line: at(xn).line,
       };
     });
@@ -258,11 +276,13 @@ function runCase(
   lateness: number | undefined,
 ): TestResult {
   const alerts: Alert[] = [];
+  const changes: StateChange[] = [];
   const engine = new Engine(rules, {
     allowedLatenessMs: lateness,
     alertFrom: c.from === undefined ? undefined : start + c.from,
     observedFrom: start,
     onAlert: (a) => alerts.push(a),
+    onState: (change) => changes.push(change),
   });
   const timeline: Array<{ t: number; seq: number; event: Record<string, unknown> }> = [];
   let seq = 0;
@@ -282,7 +302,18 @@ function runCase(
 
   const failures: string[] = [];
   const unmatched = new Set(alerts);
+  // State changes are checked only where expected: no_other_alerts is about alerts.
+  const unmatchedChanges = new Set(changes);
   for (const e of c.expect) {
+    if (e.state !== undefined) {
+      const match = [...unmatchedChanges].find((a) => a.state === e.state && matches(a, e, start));
+      if (match) unmatchedChanges.delete(match);
+      else
+        failures.push(
+          `expected ${describeExpected(e, start)} (line ${e.line}), but ${nearestState(changes, e, start)}`,
+        );
+      continue;
+    }
     const match = [...unmatched].find((a) => matches(a, e, start));
     if (match) unmatched.delete(match);
     else
@@ -315,11 +346,11 @@ function withIndex(value: Record<string, unknown>, n: number): Record<string, un
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, sub(v)]));
 }
 
-function matches(a: Alert, e: ExpectedAlert, start: number): boolean {
+function matches(a: Alert | StateChange, e: ExpectedAlert, start: number): boolean {
   if (a.rule !== e.rule) return false;
   if (e.at !== undefined && Math.abs(Date.parse(a.at) - (start + e.at)) > e.tolerance) return false;
   if (e.key !== undefined && !deepEqual(a.key, e.key)) return false;
-  if (e.figures !== undefined) {
+  if (e.figures !== undefined && 'figures' in a) {
     for (const [k, v] of Object.entries(e.figures)) if (!deepEqual(a.figures[k], v)) return false;
   }
   return true;
@@ -353,6 +384,7 @@ function rel(t: number, start: number): string {
 
 function describeExpected(e: ExpectedAlert, start: number): string {
   const parts = [e.rule];
+  if (e.state) parts.push(e.state);
   if (e.at !== undefined)
     parts.push(`at ${rel(start + e.at, start)}${e.tolerance ? ` ±${e.tolerance / 1000}s` : ''}`);
   if (e.key) parts.push(`key ${JSON.stringify(e.key)}`);
@@ -362,6 +394,15 @@ function describeExpected(e: ExpectedAlert, start: number): string {
 
 function describeAlert(a: Alert, start: number): string {
   return `${a.rule} at ${rel(Date.parse(a.at), start)} key ${JSON.stringify(a.key)} figures ${JSON.stringify(a.figures)}`;
+}
+
+function nearestState(changes: StateChange[], e: ExpectedAlert, start: number): string {
+  const same = changes.filter((a) => a.rule === e.rule && a.state === e.state);
+  if (same.length === 0) return `${e.rule} was never ${e.state ?? ''}`;
+  return `${e.rule} was ${e.state} ${same
+    .map((a) => `at ${rel(Date.parse(a.at), start)} key ${JSON.stringify(a.key)}`)
+    .slice(0, 5)
+    .join('; ')}`;
 }
 
 function nearest(alerts: Alert[], e: ExpectedAlert, start: number): string {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Event } from '../ingest/model/index.ts';
-import type { Alert, RuleSpec } from './types.ts';
+import type { Alert, RuleSpec, StateChange } from './types.ts';
 
 /** What a rule runner needs from the engine: time, timers and the alert sink. */
 export interface EngineContext {
@@ -12,6 +12,14 @@ export interface EngineContext {
   readonly alertFrom: number;
   schedule(runner: RuleRunner, key: string, at: number, tag: number): void;
   emit(alert: Alert): void;
+  /** A state change (docs/rules.md#alert-states), after alertFrom only. */
+  transition(change: StateChange): void;
+  /**
+   * Which changes are built at all: a pending or inactive change costs a hash, and a
+   * flapping `for` condition can make one per event, so without a listener for them
+   * none is built.
+   */
+  readonly announce: 'all' | 'resolved' | 'none';
   /** Caps for rules that set no max_keys / max_terms of their own. */
   readonly maxKeysPerRule: number;
   readonly maxTermsPerRule: number;
@@ -27,6 +35,37 @@ interface Silence {
 /** Timer tags shared by all runners; kinds use TAG_KIND for their own deadlines. */
 export const TAG_FOR = 1;
 export const TAG_KIND = 2;
+/** A firing's resolution deadline (Episode.due). */
+export const TAG_RESOLVE = 3;
+/** A firing condition's next re-check between events (Episode.check). */
+export const TAG_CHECK = 4;
+
+/**
+ * One firing of a rule and key, from the alert that opened it until it resolves
+ * (docs/rules.md#alert-states). Held in `episodes`, at most `maxEpisodes` of them, and
+ * deleted when it resolves: what a firing costs ends with it.
+ */
+interface Episode {
+  /** The alert that opened it, its instant, and the key object (the key's own state may be gone). */
+  alert: string;
+  at: number;
+  key: Record<string, unknown>;
+  /** The newest instant it was evaluated at: older evaluations (out of order) change nothing. */
+  seen: number;
+  /**
+   * The instant its condition cleared (+Infinity while it holds): it resolves at
+   * cleared + keep_firing_for unless the condition holds again before. Event kinds
+   * (any, new_term, change) clear resolve_after after their last occurrence.
+   */
+  cleared: number;
+  /** The pending resolution timer (+Infinity: none); one per episode, moved lazily. */
+  due: number;
+  /** The pending re-check timer of a condition kind (+Infinity: none). */
+  check: number;
+}
+
+/** How a kind's firing ends (docs/rules.md#alert-states). */
+export type Resolution = 'condition' | 'report' | 'after';
 
 export interface Evaluation {
   holds: boolean;
@@ -53,6 +92,23 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   protected readonly keyValues = new Map<string, Record<string, unknown>>();
   private readonly silences = new Map<string, Silence>();
   private readonly pendingSince = new Map<string, number>();
+  /**
+   * Firing keys (see Episode). Keyed by the key string, a value the sender picks: bounded
+   * by maxEpisodes (a firing past it is announced but not tracked, counted in
+   * untrackedFirings), and each entry is deleted when it resolves.
+   */
+  private readonly episodes = new Map<string, Episode>();
+  /**
+   * Keys in pendingSince whose end is not announced as `inactive`: their pending fired,
+   * or began while they were firing. A subset of pendingSince's keys, deleted with them.
+   */
+  private readonly quietPending = new Set<string>();
+  /** The `for` deadlines decided at the latest instant one was (see onTimer). */
+  private forDecided = { at: Number.NEGATIVE_INFINITY, keys: new Set<string>() };
+  /** Firings not tracked (no resolution will follow) because the rule held maxEpisodes. */
+  untrackedFirings = 0;
+  /** How this kind's firings end; set by the kind. */
+  protected readonly resolution: Resolution = 'condition';
   private readonly keyFields: string[];
   lastAlertAt: string | undefined;
   alertCount = 0;
@@ -67,6 +123,16 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   ) {
     this.keyFields = spec.query_key;
     this.maxKeys = spec.max_keys ?? ctx.maxKeysPerRule;
+  }
+
+  /** Firings held at most: maxKeys (new_term: its term cap, since its keys are not capped). */
+  protected get maxEpisodes(): number {
+    return this.maxKeys;
+  }
+
+  /** Firing keys held now, for stats and tests. */
+  get firingCount(): number {
+    return this.episodes.size;
   }
 
   /**
@@ -153,6 +219,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     this.keys.delete(key);
     this.keyValues.delete(key);
     this.pendingSince.delete(key);
+    this.quietPending.delete(key);
   }
 
   /**
@@ -169,9 +236,19 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
 
   /** A deadline this runner scheduled has been passed by the watermark. */
   onTimer(key: string, at: number, tag: number): void {
+    if (tag === TAG_RESOLVE || tag === TAG_CHECK) {
+      this.onEpisodeTimer(key, at, tag);
+      return;
+    }
     if (tag !== TAG_FOR) return;
     const since = this.pendingSince.get(key);
     if (since === undefined || since + this.spec.for! !== at) return;
+    // A pending that ended and began again at the same instant (evaluated out of order)
+    // set its deadline twice: an instant is decided once. Timers of one instant all run
+    // in one pass, so this needs no snapshot.
+    if (this.forDecided.at !== at) this.forDecided = { at, keys: new Set() };
+    else if (this.forDecided.keys.has(key)) return;
+    this.forDecided.keys.add(key);
     const evaluation = this.evaluate(key, at);
     if (evaluation) this.condition(key, at, evaluation);
   }
@@ -187,8 +264,15 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * has passed, checked at every event and at the deadline.
    */
   protected condition(key: string, t: number, e: Evaluation): void {
+    // Without a firing key (the usual case) this costs one size test per evaluation.
+    const firing = this.episodes.size !== 0 && this.evaluated(key, t, e.holds);
     if (!e.holds) {
-      this.pendingSince.delete(key);
+      if (this.pendingSince.delete(key)) {
+        // A pending that fired, or started while the key was firing, ends without a word.
+        const quiet = this.quietPending.size !== 0 && this.quietPending.delete(key);
+        if (!quiet && !firing && this.ctx.announce === 'all')
+          this.announce(key, t, 'inactive', alertId(this.spec.name, key, t, 'inactive'));
+      }
       return;
     }
     const hold = this.spec.for;
@@ -200,13 +284,17 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (since === undefined) {
       this.pendingSince.set(key, t);
       this.ctx.schedule(this, key, t + hold, TAG_FOR);
+      if (this.episodes.has(key)) this.quietPending.add(key);
+      else if (this.ctx.announce === 'all')
+        this.announce(key, t, 'pending', alertId(this.spec.name, key, t, 'pending'));
       return;
     }
     if (t - since >= hold) {
-      this.fire(key, t, {
+      const fired = this.fire(key, t, {
         ...e,
         figures: { ...e.figures, pending_since: new Date(since).toISOString() },
       });
+      if (fired) this.quietPending.add(key);
     }
   }
 
@@ -215,13 +303,21 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * default; new_term silences per term (`silenceKey`). Returns whether it fired.
    */
   protected fire(key: string, t: number, e: Omit<Evaluation, 'holds'>, silenceKey = key): boolean {
+    // An occurrence, announced or silenced: event kinds' firings last from their last one,
+    // and a presence kind's clearing ends when it fires again.
+    if (this.resolution !== 'condition' && this.episodes.size !== 0) this.occurred(key, t);
     const silence = this.silences.get(silenceKey);
     if (silence && t < silence.until) return false;
     if (this.spec.realert > 0) this.silences.set(silenceKey, this.nextSilence(silence, t));
-    if (t < this.ctx.alertFrom) return true;
+    const id = alertId(this.spec.name, silenceKey, t, e.discriminator ?? '');
+    const opened = !this.episodes.has(key) && this.open(key, t, id);
+    if (t < this.ctx.alertFrom) {
+      if (opened) this.evaluateOpened(key, t);
+      return true;
+    }
     const at = new Date(t).toISOString();
     const alert: Alert = {
-      id: alertId(this.spec.name, silenceKey, t, e.discriminator ?? ''),
+      id,
       rule: this.spec.name,
       type: this.spec.type,
       key: this.keyValues.get(key) ?? {},
@@ -235,7 +331,240 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     this.lastAlertAt = at;
     this.alertCount++;
     this.ctx.emit(alert);
+    if (opened) this.evaluateOpened(key, t);
     return true;
+  }
+
+  // --- alert states (docs/rules.md#alert-states) ---
+
+  /** keep_firing_for, 0 without. */
+  private get keep(): number {
+    return this.spec.keep_firing_for ?? 0;
+  }
+
+  /** An announced alert opens a firing for a key that has none (false: past the cap, untracked). */
+  private open(key: string, t: number, id: string): boolean {
+    if (this.episodes.size >= this.maxEpisodes) {
+      this.untrackedFirings++;
+      return false;
+    }
+    const ep: Episode = {
+      alert: id,
+      at: t,
+      key: this.keyValues.get(key) ?? {},
+      seen: t,
+      cleared: Number.POSITIVE_INFINITY,
+      due: Number.POSITIVE_INFINITY,
+      check: Number.POSITIVE_INFINITY,
+    };
+    this.episodes.set(key, ep);
+    if (this.resolution === 'after') this.occurred(key, t);
+    return true;
+  }
+
+  /**
+   * A condition kind's new firing, once its alert is out. An on-time event out of order
+   * fires at an instant older than one the key was already evaluated at: the firing is
+   * evaluated there at once (it may no longer hold), then goes on forward from there.
+   */
+  private evaluateOpened(key: string, t: number): void {
+    if (this.resolution !== 'condition') return;
+    const ep = this.episodes.get(key)!;
+    const newest = this.newestEvaluated(key);
+    if (newest > t) this.evaluated(key, newest, this.evaluate(key, newest)?.holds ?? true);
+    else this.scheduleCheck(key, ep, t);
+  }
+
+  /**
+   * Condition kinds: the newest instant the key was evaluated at (its newest on-time
+   * event: instants decided between events all lie before the watermark).
+   */
+  protected newestEvaluated(_key: string): number {
+    return Number.NEGATIVE_INFINITY;
+  }
+
+  /**
+   * A condition kind's evaluation of a key at t (events, `for` deadlines, kind timers,
+   * re-checks). Only the newest instant counts: an on-time event out of order does not
+   * rewrite what a later one decided.
+   */
+  private evaluated(key: string, t: number, holds: boolean): boolean {
+    const ep = this.episodes.get(key);
+    if (!ep) return false;
+    if (t < ep.seen) {
+      // An on-time event out of order: its instant is decided, but it may leave a window
+      // after the newest one evaluated, and before the pending re-check.
+      this.recheckFrom(key, ep, ep.seen);
+      return true;
+    }
+    ep.seen = t;
+    if (holds) {
+      if (ep.cleared === Number.POSITIVE_INFINITY) {
+        // An event that entered a window may leave it: with no re-check pending (the
+        // condition held with no event left to leave), the next one is from here.
+        this.scheduleCheck(key, ep, t);
+        return true;
+      }
+      // Held again: within keep_firing_for the firing goes on, past it the firing
+      // resolved at its deadline (the timer had not run yet) and this is a new one.
+      if (t < ep.cleared + this.keep) {
+        ep.cleared = Number.POSITIVE_INFINITY;
+        this.scheduleCheck(key, ep, t);
+      } else this.resolve(key, ep, ep.cleared + this.keep);
+      return true;
+    }
+    if (ep.cleared === Number.POSITIVE_INFINITY) this.clear(key, ep, t);
+    return true;
+  }
+
+  /** event kinds: an occurrence (fired or silenced); presence kinds: the key is absent again. */
+  private occurred(key: string, t: number): void {
+    const ep = this.episodes.get(key);
+    if (!ep) return;
+    if (this.resolution === 'after') {
+      const after = this.spec.resolve_after ?? this.spec.realert;
+      if (ep.cleared !== Number.POSITIVE_INFINITY && t >= ep.cleared + this.keep) {
+        this.resolve(key, ep, ep.cleared + this.keep);
+        return;
+      }
+      if (t + after > ep.cleared || ep.cleared === Number.POSITIVE_INFINITY) {
+        ep.cleared = t + after;
+        this.scheduleDue(key, ep);
+      }
+      return;
+    }
+    if (ep.cleared === Number.POSITIVE_INFINITY || t < ep.cleared) return;
+    if (t < ep.cleared + this.keep) ep.cleared = Number.POSITIVE_INFINITY;
+    else this.resolve(key, ep, ep.cleared + this.keep);
+  }
+
+  /**
+   * flatline, expiry: the key reported at t. A report after the firing's instant clears
+   * it (a late report from before the silence does not).
+   */
+  protected reported(key: string, t: number): void {
+    if (this.episodes.size === 0) return;
+    const ep = this.episodes.get(key);
+    if (!ep || t < ep.at || ep.cleared !== Number.POSITIVE_INFINITY) return;
+    this.clear(key, ep, t);
+  }
+
+  private clear(key: string, ep: Episode, t: number): void {
+    ep.cleared = t;
+    if (this.keep === 0) this.resolve(key, ep, t);
+    else this.scheduleDue(key, ep);
+  }
+
+  /** One resolution timer per firing: set when none is pending, moved on when it runs early. */
+  private scheduleDue(key: string, ep: Episode): void {
+    if (ep.due !== Number.POSITIVE_INFINITY) return;
+    ep.due = ep.cleared + this.keep;
+    this.ctx.schedule(this, key, ep.due, TAG_RESOLVE);
+  }
+
+  /** A condition kind's next re-check, at the first instant after t its condition may stop holding. */
+  private scheduleCheck(key: string, ep: Episode, t: number): void {
+    if (ep.check !== Number.POSITIVE_INFINITY) return;
+    const next = this.nextClear(key, t);
+    if (!(next > t) || next === Number.POSITIVE_INFINITY) return;
+    ep.check = next;
+    this.ctx.schedule(this, key, next, TAG_CHECK);
+  }
+
+  private onEpisodeTimer(key: string, at: number, tag: number): void {
+    const ep = this.episodes.get(key);
+    if (!ep) return;
+    if (tag === TAG_RESOLVE) {
+      if (ep.due !== at) return;
+      ep.due = Number.POSITIVE_INFINITY;
+      if (ep.cleared === Number.POSITIVE_INFINITY) return; // held again meanwhile
+      if (ep.cleared + this.keep > at) this.scheduleDue(key, ep);
+      else this.resolve(key, ep, at);
+      return;
+    }
+    if (ep.check !== at) return;
+    ep.check = Number.POSITIVE_INFINITY;
+    if (ep.cleared !== Number.POSITIVE_INFINITY) return;
+    // This instant or a later one was evaluated already: check again after it.
+    if (at <= ep.seen) {
+      this.scheduleCheck(key, ep, ep.seen);
+      return;
+    }
+    if (this.holdsBetween(key, at)) {
+      ep.seen = at;
+      this.scheduleCheck(key, ep, at);
+    } else this.evaluated(key, at, false);
+  }
+
+  /** The condition's value at a re-check between events. */
+  protected holdsBetween(key: string, at: number): boolean {
+    return this.evaluate(key, at)?.holds ?? true;
+  }
+
+  /**
+   * A late event (kinds whose condition it can end at an instant not decided yet): the
+   * re-check moves to the first such instant from the watermark on, if earlier.
+   */
+  protected recheckAfterLate(key: string): void {
+    if (this.episodes.size === 0) return;
+    const ep = this.episodes.get(key);
+    if (ep) this.recheckFrom(key, ep, Math.max(this.ctx.watermark - 1, ep.seen));
+  }
+
+  /** Moves a holding firing's re-check to the first instant after t it may clear at, if earlier. */
+  private recheckFrom(key: string, ep: Episode, t: number): void {
+    if (ep.cleared !== Number.POSITIVE_INFINITY) return;
+    const next = this.nextClear(key, t);
+    if (!(next < ep.check) || !(next > ep.seen)) return;
+    ep.check = next;
+    this.ctx.schedule(this, key, next, TAG_CHECK);
+  }
+
+  /**
+   * Condition kinds: the first instant after t at which, with no further event, the
+   * condition may stop holding (an event leaving a window); +Infinity when only an event
+   * can end it. The re-check there evaluates the condition (alerts are not affected).
+   */
+  protected nextClear(_key: string, _t: number): number {
+    return Number.POSITIVE_INFINITY;
+  }
+
+  /** The firing of a key ended at t: announced, and its state dropped. */
+  private resolve(key: string, ep: Episode, t: number): void {
+    this.episodes.delete(key);
+    if (this.ctx.announce === 'none') return;
+    this.announce(
+      key,
+      t,
+      'resolved',
+      alertId(this.spec.name, key, ep.at, `resolved\u0000${ep.alert}`),
+      ep,
+    );
+  }
+
+  private announce(
+    key: string,
+    t: number,
+    state: StateChange['state'],
+    id: string,
+    ep?: Episode,
+  ): void {
+    if (t < this.ctx.alertFrom) return;
+    const change: StateChange = {
+      id,
+      rule: this.spec.name,
+      type: this.spec.type,
+      key: ep?.key ?? this.keyValues.get(key) ?? {},
+      state,
+      at: new Date(t).toISOString(),
+      labels: this.spec.labels,
+      actions: this.spec.actions,
+    };
+    if (ep) {
+      change.alert = ep.alert;
+      change.firing_since = new Date(ep.at).toISOString();
+    }
+    this.ctx.transition(change);
   }
 
   /** End of the realert silence of a key, or -Infinity. */
@@ -298,6 +627,8 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       keyValues: [...this.keyValues],
       silences: [...this.silences].map(([k, s]) => [k, s.until, s.exponent]),
       pending: [...this.pendingSince],
+      episodes: [...this.episodes],
+      quietPending: [...this.quietPending],
       extra: this.encodeExtra(),
       lastAlertAt: this.lastAlertAt,
       alertCount: this.alertCount,
@@ -310,6 +641,19 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     for (const [k, v] of s.keyValues) this.keyValues.set(k, v);
     for (const [k, until, exponent] of s.silences) this.silences.set(k, { until, exponent });
     for (const [k, since] of s.pending) this.pendingSince.set(k, since);
+    this.episodes.clear();
+    this.quietPending.clear();
+    for (const k of s.quietPending ?? []) this.quietPending.add(k);
+    // JSON turns +Infinity into null.
+    const inf = (v: number | null): number => v ?? Number.POSITIVE_INFINITY;
+    for (const [k, ep] of s.episodes ?? []) {
+      this.episodes.set(k, {
+        ...ep,
+        cleared: inf(ep.cleared),
+        due: inf(ep.due),
+        check: inf(ep.check),
+      });
+    }
     this.decodeExtra(s.extra);
     this.lastAlertAt = s.lastAlertAt;
     this.alertCount = s.alertCount;
@@ -321,6 +665,9 @@ export interface RunnerSnapshot {
   keyValues: Array<[string, Record<string, unknown>]>;
   silences: Array<[string, number, number]>;
   pending: Array<[string, number]>;
+  /** Firing keys (absent in snapshots taken before alert states). */
+  episodes?: Array<[string, Episode]>;
+  quietPending?: string[];
   extra: unknown;
   lastAlertAt: string | undefined;
   alertCount: number;

@@ -67,6 +67,8 @@ export interface ActionObject {
   target?: string;
   params?: Record<string, unknown>;
   when?: Condition;
+  /** notify: also notify when the alert's firing resolves (docs/actions.md). */
+  send_resolved?: boolean;
   /** notify: Alertmanager-style grouping of the alerts it pages for, on unless `group: false` (actions/notify-groups.ts). */
   group?: boolean;
   group_by?: string[];
@@ -87,6 +89,10 @@ export interface CommonOptions {
   exponential_realert?: number;
   /** ms; how long the condition must hold before the alert fires. */
   for?: number;
+  /** ms; a firing alert stays firing this long after its condition clears (docs/rules.md#alert-states). */
+  keep_firing_for?: number;
+  /** ms; any, new_term, change: a firing resolves this long after its last occurrence (default: realert). */
+  resolve_after?: number;
   /** Keys (and realert silences) the rule holds at most; default `rules.maxKeysPerRule`. */
   max_keys?: number;
   labels: Record<string, string>;
@@ -195,6 +201,30 @@ export interface Alert {
   figures: Record<string, unknown>;
   /** An event that contributed (absent for absence alerts with nothing seen). */
   sample?: Record<string, unknown>;
+  labels: Record<string, string>;
+  actions: ActionSpec[];
+}
+
+/** What a rule and key can be (docs/rules.md#alert-states); `firing` is announced by the Alert itself. */
+export type AlertState = 'inactive' | 'pending' | 'firing' | 'resolved';
+
+/**
+ * A change of a rule and key's state other than to `firing` (the alert is that):
+ * `pending` (its `for` started), `inactive` (a pending condition stopped holding before
+ * it fired) and `resolved` (a firing ended). `id` is a hash of rule, key and the instant
+ * or firing it belongs to: the same on every replay.
+ */
+export interface StateChange {
+  id: string;
+  rule: string;
+  type: RuleType;
+  key: Record<string, unknown>;
+  state: Exclude<AlertState, 'firing'>;
+  /** Event time of the transition, ISO 8601. */
+  at: string;
+  /** resolved: the id of the alert that opened the firing it closes, and when that was. */
+  alert?: string;
+  firing_since?: string;
   labels: Record<string, string>;
   actions: ActionSpec[];
 }

@@ -13,7 +13,9 @@ export type GuardName =
   | 'min-healthy'
   | 'blast-radius'
   | 'storm'
-  | 'adapter';
+  | 'adapter'
+  /** The alert's firing resolved before its action ran (docs/actions.md#resolved-alerts). */
+  | 'resolved';
 
 export interface Suppression {
   guard: GuardName;

@@ -4,6 +4,7 @@ import { toEpochMs } from '../../ingest/model/index.ts';
 import {
   type Alert,
   backtest,
+  type StateChange,
   formatDiagnostic,
   loadRules,
   parseDuration,
@@ -60,6 +61,7 @@ export async function backtestCommand(args: string[]): Promise<number> {
       to,
       allowedLatenessMs: lateness,
       onAlert: (alert) => out.write(render(alert, format)),
+      onState: values.states ? (change) => out.write(renderState(change, format)) : undefined,
       onBadLine: (line, error) => {
         progress?.clear();
         process.stderr.write(`${source.label}:${line}: skipped: ${error}\n`);
@@ -86,7 +88,7 @@ export async function backtestCommand(args: string[]): Promise<number> {
       ? 'no events'
       : `${new Date(summary.first).toISOString()} .. ${new Date(summary.last!).toISOString()}`;
   process.stderr.write(
-    `${summary.events} events (${span}), ${summary.alerts.length} alerts, ${summary.badLines} bad lines, ${summary.lateEvents} late events\n`,
+    `${summary.events} events (${span}), ${summary.alerts.length} alerts, ${summary.badLines} bad lines, ${summary.lateEvents} late events, ${summary.states.resolved} resolved, ${summary.states.pending} pending, ${summary.states.inactive} inactive\n`,
   );
   if (format === 'json') {
     // Standard output stays one alert per line; the summary is one JSON line on stderr.
@@ -98,6 +100,7 @@ export async function backtestCommand(args: string[]): Promise<number> {
           alerts: summary.alerts.length,
           badLines: summary.badLines,
           lateEvents: summary.lateEvents,
+          states: summary.states,
           first: iso(summary.first),
           last: iso(summary.last),
           ...(source.readFrom !== undefined && { readFrom: iso(source.readFrom) }),
@@ -157,6 +160,17 @@ function render(alert: Alert, format: 'text' | 'json' | 'markdown'): string {
   }
   const line = `${alert.at}  ${alert.rule}  ${alert.type}  ${keyText(alert.key)}  ${figuresText(alert.figures)}\n`;
   return actions ? `${line}    would run: ${actions}\n` : line;
+}
+
+/** A state change: in json its own line, told from an alert by its `state` field. */
+function renderState(change: StateChange, format: 'text' | 'json' | 'markdown'): string {
+  if (format === 'json') return `${JSON.stringify(change)}\n`;
+  const closes = change.alert === undefined ? '' : ` (closes alert ${change.alert})`;
+  if (format === 'markdown') {
+    const cell = (s: string) => s.replace(/\|/g, '\\|');
+    return `| ${change.at} | ${cell(change.rule)} | ${change.type} | ${cell(keyText(change.key))} | ${change.state}${closes} | - |\n`;
+  }
+  return `${change.at}  ${change.rule}  ${change.type}  ${keyText(change.key)}  ${change.state}${closes}\n`;
 }
 
 export function progressBar(total: number, unit: 'bytes' | 'events' = 'bytes') {

@@ -43,6 +43,7 @@ export const BACKTEST_OPTIONS = {
   to: { type: 'string' },
   format: { type: 'string', default: 'text' },
   lateness: { type: 'string' },
+  states: { type: 'boolean', default: false },
 } satisfies Options;
 
 export const DIFF_OPTIONS = {

@@ -5,6 +5,8 @@ import { type KindDescriptor } from './kind.ts';
 
 /** Fires on every event that passes the filter, subject to `realert`. Holds no windows. */
 export class AnyRunner extends RuleRunner<AnyRule, never> {
+  protected override readonly resolution = 'after';
+
   onEvent(event: Event, key: string, t: number): void {
     if (this.isLate(t)) return; // its only instant is decided
     this.rememberKey(key, event);

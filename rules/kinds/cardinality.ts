@@ -100,6 +100,29 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     return state ? this.evaluateState(state, t) : NOT_HOLDING;
   }
 
+  /** The newest event's time: a timeframe before the latest end of a value's cover. */
+  protected override newestEvaluated(key: string): number {
+    const state = this.keys.get(key);
+    let end = Number.NEGATIVE_INFINITY;
+    if (state) for (const cover of state.values.values()) end = Math.max(end, cover.at(-1)!);
+    return end - this.spec.timeframe;
+  }
+
+  /**
+   * Above max_cardinality the count falls only when a value's cover ends: the first end
+   * after t (O(values held), as an evaluation is). Below min_cardinality it rises only
+   * at events, which are evaluated.
+   */
+  protected override nextClear(key: string, t: number): number {
+    const state = this.keys.get(key);
+    let next = Number.POSITIVE_INFINITY;
+    if (!state) return next;
+    for (const cover of state.values.values())
+      for (let i = 1; i < cover.length; i += 2)
+        if (cover[i]! > t && cover[i]! < next) next = cover[i]!;
+    return next;
+  }
+
   private evaluateState(state: KeyState, t: number): Evaluation {
     const { max_cardinality: max, min_cardinality: min, timeframe } = this.spec;
     let cardinality = 0;

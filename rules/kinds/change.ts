@@ -16,6 +16,8 @@ interface KeyState {
  * it, a missing field is the value null.
  */
 export class ChangeRunner extends RuleRunner<ChangeRule, KeyState> {
+  protected override readonly resolution = 'after';
+
   onEvent(event: Event, key: string, t: number): void {
     const fields = this.spec.compare_key;
     let value: string;

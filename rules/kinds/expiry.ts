@@ -34,7 +34,10 @@ interface KeyState {
  * it. The key is dropped once no run is left, and re-arms when it reports again.
  */
 export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
+  protected override readonly resolution = 'report';
+
   onEvent(event: Event, key: string, t: number): void {
+    this.reported(key, t); // a firing of the key resolves when it reports again
     const eventTtl = event.ttl;
     const ttl = typeof eventTtl === 'number' && eventTtl > 0 ? eventTtl * 1000 : this.spec.ttl;
     // A late event whose deadline the watermark has passed can no longer decide anything.

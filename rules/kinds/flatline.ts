@@ -50,7 +50,10 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     return this.keyOf(event) ?? '';
   }
 
+  protected override readonly resolution = 'report';
+
   onEvent(event: Event, key: string, t: number): void {
+    this.reported(key, t); // a firing of the key resolves when it reports again
     let state = this.keys.get(key);
     if (!state) {
       // A key seen for the first time is observed from its first event: it cannot be
@@ -71,6 +74,14 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     // An event can only remove low instants, never add one: the pending timer, when
     // due, finds the deadline that moved on. A new key needs its first timer.
     if (state.deadline === Number.POSITIVE_INFINITY) this.reschedule(key, state);
+    else if (state.from < this.silencedUntil(key)) {
+      // A key looked at within its silence (nextLook) is looked at when this event leaves.
+      const leaves = t + this.spec.timeframe;
+      if (leaves < state.deadline && leaves >= this.ctx.watermark && leaves >= state.from) {
+        state.deadline = leaves;
+        this.ctx.schedule(this, key, leaves, TAG_KIND);
+      }
+    }
   }
 
   override onTimer(key: string, at: number, tag: number): void {
@@ -96,9 +107,27 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
       this.forgetKey(key);
       return;
     }
+    if (!fired) {
+      // Silenced (a key forget_keys forgot, low again within the silence it left): it is
+      // still looked at each instant an event leaves its window and at the silence's end,
+      // since firing again, silenced or not, keeps its firing going (docs/rules.md#alert-states).
+      this.nextLook(key, state, at);
+      return;
+    }
     // While it stays low, the next alert comes once realert has passed.
     state.from = Math.max(at + 1, this.silencedUntil(key));
     this.reschedule(key, state);
+  }
+
+  /** A silenced key's next look after t: the first event leaving its window, or the silence's end. */
+  private nextLook(key: string, state: KeyState, t: number): void {
+    const times = state.times;
+    const i = times.upperBound(t - this.spec.timeframe);
+    const leaves = i < times.length ? times.at(i) + this.spec.timeframe : Number.POSITIVE_INFINITY;
+    const next = Math.min(leaves, this.silencedUntil(key));
+    if (next === Number.POSITIVE_INFINITY) return;
+    state.deadline = next;
+    this.ctx.schedule(this, key, next, TAG_KIND);
   }
 
   private reschedule(key: string, state: KeyState): void {

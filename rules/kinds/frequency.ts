@@ -53,6 +53,23 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     return state ? this.evaluateState(state, t, state.sample) : NOT_HOLDING;
   }
 
+  protected override newestEvaluated(key: string): number {
+    return this.keys.get(key)?.times.newest() ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /**
+   * With no further event, the count over (D−tf, D] falls under num_events when the
+   * oldest of the newest num_events events in (t−tf, t] leaves the window.
+   */
+  protected override nextClear(key: string, t: number): number {
+    const times = this.keys.get(key)?.times;
+    if (!times) return Number.POSITIVE_INFINITY;
+    const from = times.upperBound(t - this.spec.timeframe);
+    const count = times.upperBound(t) - from;
+    if (count < this.spec.num_events) return t + 1;
+    return times.at(from + count - this.spec.num_events) + this.spec.timeframe;
+  }
+
   private evaluateState(state: KeyState, t: number, sample: Event | undefined): Evaluation {
     const count = state.times.countIn(t - this.spec.timeframe, t);
     if (count < this.spec.num_events) return NOT_HOLDING;

@@ -125,6 +125,38 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     return state ? this.evaluateAt(state, t, state.sample) : NOT_HOLDING;
   }
 
+  /**
+   * Between events the aggregate is the one its last event saw (it is evaluated at
+   * events), until the window empties: the re-check is then, a timeframe after the
+   * sample that starts the first gap longer than the timeframe from t on. Samples after
+   * t lie within the allowed lateness, so the walk takes at most lateness / tf + 1 steps
+   * of a binary search; one re-check per timeframe at most while the key reports.
+   */
+  protected override nextClear(key: string, t: number): number {
+    const times = this.keys.get(key)?.window.samples.times;
+    if (!times || times.length === 0) return Number.POSITIVE_INFINITY;
+    const tf = this.spec.timeframe;
+    const i = times.upperBound(t) - 1;
+    let s = i >= 0 ? times.at(i) : times.at(0);
+    for (;;) {
+      const j = times.upperBound(s + tf) - 1;
+      if (j < 0 || !(times.at(j) > s)) break;
+      s = times.at(j);
+    }
+    return s + tf > t ? s + tf : Number.POSITIVE_INFINITY;
+  }
+
+  protected override newestEvaluated(key: string): number {
+    return this.keys.get(key)?.window.samples.times.newest() ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** Between events only an empty window decides (see nextClear). */
+  protected override holdsBetween(key: string, at: number): boolean {
+    const times = this.keys.get(key)?.window.samples.times;
+    if (times && times.countIn(at - this.spec.timeframe, at) > 0) return true;
+    return super.holdsBetween(key, at);
+  }
+
   /** The aggregate over (t−tf, t] computed from scratch: for late events and `for` checks. */
   private evaluateAt(state: KeyState, t: number, sample: Event | undefined): Evaluation {
     const { samples } = state.window;

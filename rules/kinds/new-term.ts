@@ -17,6 +17,12 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
   readonly maxTerms = this.spec.max_terms ?? this.ctx.maxTermsPerRule;
   /** New terms refused at maxTerms since this runner was built. */
   termsRefused = 0;
+  protected override readonly resolution = 'after';
+
+  /** Its keys are not capped (terms are): firings are bounded by the term cap. */
+  protected override get maxEpisodes(): number {
+    return this.maxTerms;
+  }
 
   /** Holds no state per key: what grows is terms, admitted by admitTerm. */
   override admit(): boolean {

@@ -37,6 +37,7 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     if (this.isLate(t)) {
       // Decided instants stay decided; a count it changes later is checked then.
       this.scheduleNext(key, state, this.ctx.watermark, true);
+      this.recheckAfterLate(key);
       return;
     }
     this.condition(key, t, this.evaluateState(state, t, event));
@@ -58,6 +59,23 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
   protected override evaluate(key: string, t: number): Evaluation | undefined {
     const state = this.keys.get(key);
     return state ? this.evaluateState(state, t, state.sample) : NOT_HOLDING;
+  }
+
+  protected override newestEvaluated(key: string): number {
+    return this.keys.get(key)?.times.newest() ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** Counts change between events only when one crosses t−tf or t−2tf: the first such instant. */
+  protected override nextClear(key: string, t: number): number {
+    const times = this.keys.get(key)?.times;
+    if (!times) return Number.POSITIVE_INFINITY;
+    const tf = this.spec.timeframe;
+    const iCur = times.upperBound(t - tf);
+    const iRef = times.upperBound(t - 2 * tf);
+    let next = Number.POSITIVE_INFINITY;
+    if (iCur < times.length) next = times.at(iCur) + tf;
+    if (iRef < times.length) next = Math.min(next, times.at(iRef) + 2 * tf);
+    return next;
   }
 
   private evaluateState(state: KeyState, t: number, sample: Event | undefined): Evaluation {

@@ -23,11 +23,23 @@ export const COMMON = [
   'realert',
   'exponential_realert',
   'for',
+  'keep_firing_for',
+  'resolve_after',
   'labels',
   'actions',
   'max_keys',
 ];
-const COMMON_DURATIONS = ['realert', 'exponential_realert', 'for'];
+const COMMON_DURATIONS = [
+  'realert',
+  'exponential_realert',
+  'for',
+  'keep_firing_for',
+  'resolve_after',
+];
+/** Durations that may be 0. */
+const MAY_BE_ZERO = ['realert', 'keep_firing_for', 'resolve_after'];
+/** Types whose firing ends a time after its last occurrence (`resolve_after`). */
+const AFTER_TYPES: RuleType[] = ['any', 'new_term', 'change'];
 const TYPE_OPTIONS = Object.fromEntries(
   RULE_TYPES.map((t) => [t, Object.keys(KINDS[t].options)]),
 ) as Record<RuleType, string[]>;
@@ -67,12 +79,19 @@ export function semanticChecks(ctx: FileContext, raw: Record<string, unknown>): 
         true,
       );
     }
+    if (raw.resolve_after !== undefined && !AFTER_TYPES.includes(type)) {
+      ctx.error(
+        ['resolve_after'],
+        `"resolve_after" is for rules whose firing has no condition to clear (${AFTER_TYPES.join(', ')}); a ${type} rule resolves when its condition clears (see keep_firing_for)`,
+        true,
+      );
+    }
   }
   for (const key of DURATIONS) {
     if (raw[key] === undefined) continue;
     try {
       const ms = parseDuration(raw[key]);
-      if (ms <= 0 && key !== 'realert') ctx.error([key], `"${key}" must be longer than 0`);
+      if (ms <= 0 && !MAY_BE_ZERO.includes(key)) ctx.error([key], `"${key}" must be longer than 0`);
     } catch (err) {
       ctx.error([key], `"${key}": ${(err as Error).message}`);
     }

@@ -21,6 +21,10 @@ export function toRuleSpec(raw: Record<string, unknown>, file: string): RuleSpec
       exponential_realert: parseDuration(raw.exponential_realert),
     }),
     ...(raw.for !== undefined && { for: parseDuration(raw.for) }),
+    ...(raw.keep_firing_for !== undefined && {
+      keep_firing_for: parseDuration(raw.keep_firing_for),
+    }),
+    ...(raw.resolve_after !== undefined && { resolve_after: parseDuration(raw.resolve_after) }),
     ...(raw.max_keys !== undefined && { max_keys: raw.max_keys as number }),
   };
   return KINDS[raw.type as RuleType].build(raw, common);

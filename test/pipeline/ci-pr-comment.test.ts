@@ -64,7 +64,7 @@ beforeAll(() => {
      git checkout -qb change
      git rm -q examples/rules/fatal-anywhere.yaml examples/rules/fatal-anywhere.test.yaml
      sed -i 's/num_events: 50/num_events: 45/' examples/rules/checkout-error-burst.yaml
-     sed -i 's/at: 49s/at: 44s/; s/count: 50/count: 45/' examples/rules/checkout-error-burst.test.yaml
+     sed -i 's/at: 49s/at: 44s/; s/count: 50/count: 45/; s/at: 70s/at: 75s/' examples/rules/checkout-error-burst.test.yaml
      git ${GIT} commit -qam 'rules as changed'`,
   );
   expect(r.code, r.stderr).toBe(0);

@@ -7,9 +7,10 @@ import {
   type EngineSnapshot,
   METRIC_AGG_TYPES,
   type RuleSpec,
+  type StateChange,
 } from '../../rules/index.ts';
 import { rule as withDefaults, s, T0 } from './helpers.ts';
-import { type RefAlert, referenceAlerts } from './reference-engine.ts';
+import { type RefAlert, type RefResolution, referenceAlerts } from './reference-engine.ts';
 
 /**
  * The engine against the plain reference evaluator (reference-engine.ts), on random
@@ -53,14 +54,17 @@ const common = {
   exponential_realert: fc.option(fc.constantFrom(s(3), s(20), s(90), s(300)), {
     nil: undefined,
   }),
+  keep_firing_for: fc.option(fc.constantFrom(s(2), s(15), s(60)), { nil: undefined }),
 };
+/** any, new_term, change: how long a firing lasts after its last occurrence. */
+const resolveAfter = fc.option(fc.constantFrom(0, s(4), s(40)), { nil: undefined });
 /** `for`, on the condition types the loader accepts it for. */
 const forArb = fc.option(fc.constantFrom(s(1), s(10), s(45)), { nil: undefined });
 const tf = fc.integer({ min: 1, max: 90 }).map(s);
 
 const ruleArb: fc.Arbitrary<RuleSpec> = fc
   .oneof(
-    fc.record({ type: fc.constant('any' as const), ...common }),
+    fc.record({ type: fc.constant('any' as const), ...common, resolve_after: resolveAfter }),
     fc.record({
       type: fc.constant('frequency' as const),
       ...common,
@@ -94,6 +98,7 @@ const ruleArb: fc.Arbitrary<RuleSpec> = fc
       fields: fc.constantFrom(['user'], ['user', 'ver']),
       terms_window_size: tf,
       alert_on_missing_field: fc.boolean(),
+      resolve_after: resolveAfter,
     }),
     fc.record({
       type: fc.constant('expiry' as const),
@@ -106,6 +111,7 @@ const ruleArb: fc.Arbitrary<RuleSpec> = fc
       compare_key: fc.constantFrom(['ver'], ['ver', 'user']),
       ignore_null: fc.boolean(),
       timeframe: fc.option(tf, { nil: undefined }),
+      resolve_after: resolveAfter,
     }),
     fc.record({
       type: fc.constant('cardinality' as const),
@@ -187,9 +193,26 @@ function semantic(spec: RuleSpec, a: Alert): RefAlert {
   }
 }
 
-function runEngine(spec: RuleSpec, events: Event[], lateness: number, cut?: number): Alert[] {
+function runEngine(
+  spec: RuleSpec,
+  events: Event[],
+  lateness: number,
+  cut?: number,
+  resolutions: RefResolution[] = [],
+): Alert[] {
   const alerts: Alert[] = [];
-  const options = { allowedLatenessMs: lateness, onAlert: (a: Alert) => alerts.push(a) };
+  const options = {
+    allowedLatenessMs: lateness,
+    onAlert: (a: Alert) => alerts.push(a),
+    onState: (c: StateChange) => {
+      if (c.state !== 'resolved') return;
+      resolutions.push({
+        key: spec.query_key.map((f) => JSON.stringify(c.key[f])).join('|'),
+        at: Date.parse(c.at),
+        since: Date.parse(c.firing_since!),
+      });
+    },
+  };
   let engine = new Engine([spec], options);
   events.forEach((e, i) => {
     if (i === cut) {
@@ -203,6 +226,9 @@ function runEngine(spec: RuleSpec, events: Event[], lateness: number, cut?: numb
   return alerts;
 }
 
+const byResolution = (a: RefResolution, b: RefResolution) =>
+  a.at - b.at || a.key.localeCompare(b.key) || a.since - b.since;
+
 const order = (a: RefAlert, b: RefAlert) =>
   a.at - b.at ||
   a.key.localeCompare(b.key) ||
@@ -213,6 +239,7 @@ describe('engine against the reference evaluator', () => {
   it('gives the same alerts on random out-of-order streams, whole or cut by a snapshot', () => {
     const seen = new Map<string, number>();
     const optionsSeen = new Set<string>();
+    const resolvedSeen = new Set<string>();
     fc.assert(
       fc.property(
         ruleArb,
@@ -220,16 +247,26 @@ describe('engine against the reference evaluator', () => {
         fc.constantFrom(0, s(5), s(20)),
         fc.nat(),
         (spec, events, lateness, cutSeed) => {
-          const expected = referenceAlerts(spec, events, { lateness }).sort(order);
-          const whole = runEngine(spec, events, lateness)
+          const refResolved: RefResolution[] = [];
+          const expected = referenceAlerts(spec, events, {
+            lateness,
+            resolutions: refResolved,
+          }).sort(order);
+          refResolved.sort(byResolution);
+          const wholeResolved: RefResolution[] = [];
+          const whole = runEngine(spec, events, lateness, undefined, wholeResolved)
             .map((a) => semantic(spec, a))
             .sort(order);
           expect(whole).toEqual(expected);
+          expect(wholeResolved.sort(byResolution)).toEqual(refResolved);
           const cut = events.length === 0 ? 0 : cutSeed % events.length;
-          const split = runEngine(spec, events, lateness, cut)
+          const splitResolved: RefResolution[] = [];
+          const split = runEngine(spec, events, lateness, cut, splitResolved)
             .map((a) => semantic(spec, a))
             .sort(order);
           expect(split).toEqual(expected);
+          expect(splitResolved.sort(byResolution)).toEqual(refResolved);
+          if (refResolved.length > 0) resolvedSeen.add(spec.type);
           if (expected.length > 0) {
             seen.set(spec.type, (seen.get(spec.type) ?? 0) + 1);
             const options = [
@@ -256,6 +293,8 @@ describe('engine against the reference evaluator', () => {
       'new_term',
       'spike',
     ]);
+    // Every type resolved in some runs.
+    expect([...resolvedSeen].sort()).toEqual([...seen.keys()].sort());
     // ...and so did each option the reference models beyond the basics.
     expect([...optionsSeen].sort()).toEqual([
       'exponential_realert',

@@ -132,6 +132,7 @@ describe('backtest', () => {
         alerts: 0,
         badLines: 0,
         lateEvents: 1,
+        states: { pending: 0, inactive: 0, resolved: 0 },
         first: new Date(T0).toISOString(),
         last: new Date(T0 + s(100)).toISOString(),
         // No --from: no warm-up, alerts from the first event.

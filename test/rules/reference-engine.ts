@@ -22,6 +22,13 @@ export interface RefAlert {
   figures: Record<string, unknown>;
 }
 
+/** A firing's end: the key, the instant it resolved, and the instant of the alert that opened it. */
+export interface RefResolution {
+  key: string;
+  at: number;
+  since: number;
+}
+
 interface Arrived {
   t: number;
   event: Event;
@@ -34,9 +41,90 @@ const NONE = Number.NEGATIVE_INFINITY;
 export function referenceAlerts(
   rule: RuleSpec,
   events: Event[],
-  options: { lateness: number },
+  options: { lateness: number; resolutions?: RefResolution[] },
 ): RefAlert[] {
   const alerts: RefAlert[] = [];
+  const resolutions = options.resolutions ?? [];
+
+  /*
+   * Alert states, from docs/rules.md#alert-states. A firing opens with an announced alert
+   * of a key that has none. It clears: condition kinds, at the first instant evaluated
+   * (at an event, a `for` deadline, an instant of its own, or any window edge between
+   * events) that finds the condition false; metric_aggregation between events only once
+   * its window is empty; flatline and expiry, at a report of the key not before the
+   * alert; any, new_term and change, resolve_after after their last occurrence (fired or
+   * silenced). It resolves keep_firing_for after it cleared, unless the condition is
+   * found holding (or, for flatline and expiry, fires) before. Only the newest instant
+   * evaluated counts.
+   */
+  const K = rule.keep_firing_for ?? 0;
+  const after = rule.resolve_after ?? rule.realert;
+  const ends: 'condition' | 'report' | 'after' =
+    rule.type === 'flatline' || rule.type === 'expiry'
+      ? 'report'
+      : rule.type === 'any' || rule.type === 'new_term' || rule.type === 'change'
+        ? 'after'
+        : 'condition';
+  const firings = new Map<string, { since: number; seen: number; cleared: number }>();
+  const resolveAt = (key: string, at: number) => {
+    resolutions.push({ key, at, since: firings.get(key)!.since });
+    firings.delete(key);
+  };
+  /** An instant of a condition kind evaluated: whether it holds. */
+  const evaluatedAt = (key: string, t: number, holds: boolean) => {
+    const f = firings.get(key);
+    if (!f || t < f.seen) return;
+    f.seen = t;
+    if (holds) {
+      if (f.cleared === Infinity) return;
+      if (t < f.cleared + K) f.cleared = Infinity;
+      else resolveAt(key, f.cleared + K);
+      return;
+    }
+    if (f.cleared !== Infinity) return;
+    f.cleared = t;
+    if (K === 0) resolveAt(key, t);
+  };
+  /** An occurrence: `after` kinds last from their last one; a clearing report kind fires again. */
+  const occurred = (key: string, t: number) => {
+    const f = firings.get(key);
+    if (!f) return;
+    if (f.cleared !== Infinity && t >= f.cleared + K) return resolveAt(key, f.cleared + K);
+    if (ends === 'after') f.cleared = Math.max(f.cleared, t + after);
+    else if (f.cleared !== Infinity && t >= f.cleared) f.cleared = Infinity;
+  };
+  /** Instants between events at which a firing key is looked at, and resolution deadlines. */
+  const firingInstants = (key: string): Array<[number, 'check' | 'due']> => {
+    const f = firings.get(key);
+    if (!f) return [];
+    if (f.cleared !== Infinity)
+      return ends === 'condition' && K === 0 ? [] : [[f.cleared + K, 'due']];
+    if (ends !== 'condition') return [];
+    const tf = (rule as { timeframe: number }).timeframe;
+    const out: Array<[number, 'check' | 'due']> = [];
+    for (const a of ofKey(key)) {
+      out.push([a.t + tf, 'check']);
+      if (rule.type === 'spike') out.push([a.t + 2 * tf, 'check']);
+    }
+    return out;
+  };
+  const decideFiring = (key: string, D: number, what: 'check' | 'due') => {
+    const f = firings.get(key);
+    if (!f) return;
+    if (what === 'due') {
+      if (f.cleared !== Infinity && f.cleared + K <= D) resolveAt(key, f.cleared + K);
+      return;
+    }
+    if (f.cleared !== Infinity || D <= f.seen) return;
+    if (rule.type === 'metric_aggregation') {
+      const samples = inWindow(ofKey(key), D - rule.timeframe, D);
+      if (samples.some((a) => typeof a.event[rule.metric_agg_key] === 'number')) {
+        f.seen = D;
+        return;
+      }
+    }
+    evaluatedAt(key, D, heldAt(key, D) !== undefined);
+  };
   const arrived: Arrived[] = [];
   /** Realert silences: until when, and the exponent of exponential_realert. */
   const silences = new Map<string, { until: number; exponent: number }>();
@@ -82,12 +170,23 @@ export function referenceAlerts(
     figures: Record<string, unknown>,
     silenceKey = key,
   ): boolean => {
+    if (ends !== 'condition') occurred(key, at);
     const previous = silences.get(silenceKey);
     if (previous && at < previous.until) return false;
     if (rule.realert > 0) silences.set(silenceKey, nextSilence(previous, at));
     alerts.push({ rule: rule.name, key, at, discriminator, figures });
+    if (!firings.has(key)) {
+      firings.set(key, { since: at, seen: at, cleared: ends === 'after' ? at + after : Infinity });
+      // An alert older than an instant the key was already evaluated at (an on-time event
+      // out of order): its firing is evaluated at the newest such instant, with what is known now.
+      const newest = lastEvaluated.get(key);
+      if (ends === 'condition' && newest !== undefined && newest > at)
+        evaluatedAt(key, newest, heldAt(key, newest) !== undefined);
+    }
     return true;
   };
+  /** Condition kinds: the newest instant each key was evaluated at. */
+  const lastEvaluated = new Map<string, number>();
 
   /**
    * ElastAlert's exponential realert: each alert that comes within the current period of
@@ -122,17 +221,14 @@ export function referenceAlerts(
     t: number,
     held: readonly [string, Record<string, unknown>] | undefined,
   ) => {
-    if (!held) {
-      pending.delete(key);
-      return;
-    }
-    if (!rule.for) {
-      fire(key, t, held[0], held[1]);
-      return;
-    }
-    const since = pending.get(key);
-    if (since === undefined) pending.set(key, t);
-    else if (t - since >= rule.for) fire(key, t, held[0], held[1]);
+    evaluatedAt(key, t, held !== undefined);
+    if (held) {
+      const since = pending.get(key);
+      if (!rule.for) fire(key, t, held[0], held[1]);
+      else if (since === undefined) pending.set(key, t);
+      else if (t - since >= rule.for) fire(key, t, held[0], held[1]);
+    } else pending.delete(key);
+    lastEvaluated.set(key, Math.max(lastEvaluated.get(key) ?? NONE, t));
   };
 
   const keys = () => {
@@ -308,6 +404,17 @@ export function referenceAlerts(
   const decideRange = (from: number, to: number, inclusive: boolean) => {
     const done = new Set<string>();
     for (;;) {
+      // Firings first: their instants (a deadline may lie before `from`: a late report
+      // cleared it there) compete with the kinds' below.
+      let firing: [number, string, 'check' | 'due'] | undefined;
+      for (const key of firings.keys()) {
+        for (const [D, what] of firingInstants(key)) {
+          if ((what === 'check' && D < from) || D > to || (!inclusive && D === to)) continue;
+          if (what === 'check' && done.has(`${key}\n${D}\ncheck`)) continue;
+          if (!firing || D < firing[0] || (D === firing[0] && key < firing[1]))
+            firing = [D, key, what];
+        }
+      }
       let best: [number, string, boolean] | undefined;
       for (const key of keys()) {
         const since = pending.get(key);
@@ -323,6 +430,11 @@ export function referenceAlerts(
               best = [D, key, isDeadline];
           }
         }
+      }
+      if (firing && (!best || firing[0] < best[0])) {
+        if (firing[2] === 'check') done.add(`${firing[1]}\n${firing[0]}\ncheck`);
+        decideFiring(firing[1], firing[0], firing[2]);
+        continue;
       }
       if (!best) return;
       done.add(`${best[1]}\n${best[0]}\n${best[2]}`);
@@ -418,6 +530,14 @@ export function referenceAlerts(
     if (rule.type === 'flatline' && !flatFrom.has(key))
       flatFrom.set(key, Math.max(t + rule.timeframe, wmAfter, observedFrom + rule.timeframe));
     arrived.push({ t, event: e, i: arrived.length });
+    if (ends === 'report') {
+      // A report of a firing key not before its alert clears it.
+      const f = firings.get(key);
+      if (f && f.cleared === Infinity && t >= f.since) {
+        f.cleared = t;
+        if (K === 0) resolveAt(key, t);
+      }
+    }
     if (!late) onTime(key, e, t, earlier);
   }
   if (maxT > NONE) decideRange(maxT - options.lateness, maxT, true);

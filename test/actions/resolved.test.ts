@@ -1,0 +1,182 @@
+import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  type Adapter,
+  createAdapters,
+  createRemediator,
+  openSqliteStore,
+} from '../../actions/index.ts';
+import {
+  actionProblems,
+  type Alert,
+  type AnyRule,
+  Engine,
+  type StateChange,
+} from '../../rules/index.ts';
+
+/**
+ * send_resolved: a firing's resolution, as the engine emits it, is notified through a
+ * real webhook adapter to a real HTTP receiver, journaled, and naming the alert it closes.
+ */
+let hook: Server;
+let adapters: Map<string, Adapter>;
+const pages: Array<Record<string, unknown>> = [];
+
+beforeAll(async () => {
+  hook = createServer((req, res) => {
+    let raw = '';
+    req.on('data', (c: Buffer) => (raw += c.toString()));
+    req.on('end', () => {
+      pages.push(JSON.parse(raw) as Record<string, unknown>);
+      res.writeHead(202).end('{}');
+    });
+  });
+  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  adapters = await createAdapters({
+    pager: {
+      type: 'webhook',
+      url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`,
+    },
+  });
+});
+
+afterAll(async () => {
+  await Promise.all([...adapters.values()].map((a) => a.close?.() ?? Promise.resolve()));
+  await new Promise((r) => hook.close(r));
+});
+
+const T0 = Date.parse('2024-06-01T10:00:00Z');
+
+/** An alert and its resolution, from the engine: an any rule on web-1, resolved 30 s later. */
+function incident(sendResolved: boolean | undefined): { alert: Alert; change: StateChange } {
+  const rule: AnyRule = {
+    name: 'web-errors',
+    type: 'any',
+    query_key: ['host.name'],
+    realert: 30_000,
+    labels: { team: 'frontend' },
+    enabled: true,
+    actions: [
+      {
+        adapter: 'pager',
+        operation: 'notify',
+        group: false,
+        ...(sendResolved !== undefined && { send_resolved: sendResolved }),
+      },
+    ],
+  };
+  const alerts: Alert[] = [];
+  const changes: StateChange[] = [];
+  const engine = new Engine([rule], {
+    allowedLatenessMs: 0,
+    onAlert: (a) => alerts.push(a),
+    onState: (c) => changes.push(c),
+  });
+  engine.process({ '@timestamp': T0, 'host.name': 'web-1' });
+  engine.process({ '@timestamp': T0 + 60_000, message: 'time goes on' });
+  return { alert: alerts[0]!, change: changes.find((c) => c.state === 'resolved')! };
+}
+
+function remediator() {
+  const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), 'drover-resolved-')), 'a.db'));
+  return { store, remediator: createRemediator({ store, adapters, clock: () => T0 + 60_000 }) };
+}
+
+describe('send_resolved', () => {
+  it('notifies the resolution through the webhook, naming the alert it closes, journaled', async () => {
+    const { alert, change } = incident(true);
+    expect(change.alert).toBe(alert.id);
+    const r = remediator();
+    pages.length = 0;
+    expect((await r.remediator.handle(alert))[0]).toMatchObject({ decision: 'executed' });
+    const [d] = await r.remediator.resolved(change);
+    expect(d).toMatchObject({
+      id: `${change.id}#0`,
+      alertId: alert.id,
+      operation: 'notify',
+      decision: 'executed',
+      reason: `resolved: closes alert ${alert.id}`,
+    });
+    expect(pages).toHaveLength(2);
+    expect(pages[1]).toMatchObject({
+      title: 'RESOLVED web-errors (web-errors)',
+      severity: 'info',
+      alert: { id: change.id, state: 'resolved', alert: alert.id },
+    });
+    expect(String(pages[1]!.text)).toContain(`alert ${alert.id} firing since ${alert.at}`);
+    expect(r.store.list({ limit: 10 }).map((e) => [e.id, e.decision])).toEqual(
+      expect.arrayContaining([[`${change.id}#0`, 'executed']]),
+    );
+    // A replay of the resolution (a restart re-reading the bus) pages no one twice.
+    const [again] = await r.remediator.resolved(change);
+    expect(again).toMatchObject({ decision: 'suppressed', guard: 'idempotency' });
+    expect(pages).toHaveLength(2);
+  });
+  it('is off by default: no notification, nothing journaled', async () => {
+    const { change } = incident(undefined);
+    const r = remediator();
+    pages.length = 0;
+    expect(await r.remediator.resolved(change)).toEqual([]);
+    expect(pages).toHaveLength(0);
+    expect(r.store.list({ limit: 10 })).toEqual([]);
+  });
+});
+
+describe('send_resolved in a rule file', () => {
+  it('is for notify actions, and a boolean', () => {
+    expect(
+      actionProblems({
+        adapter: 'fleet',
+        operation: 'scale',
+        params: { by: 1 },
+        send_resolved: true,
+      }),
+    ).toEqual([
+      expect.objectContaining({
+        path: ['send_resolved'],
+        message: 'send_resolved applies to notify actions only',
+      }),
+    ]);
+    expect(actionProblems({ adapter: 'pager', operation: 'notify', send_resolved: 'yes' })).toEqual(
+      [expect.objectContaining({ message: 'send_resolved is true or false (the default)' })],
+    );
+    expect(actionProblems({ adapter: 'pager', operation: 'notify', send_resolved: true })).toEqual(
+      [],
+    );
+  });
+});
+
+describe('an alert that resolved while its action waited', () => {
+  it('is skipped and journaled as resolved; a later firing of the key acts again', async () => {
+    const { alert, change } = incident(false);
+    const r = remediator();
+    pages.length = 0;
+    // The action waits in the remediator's own steps (plan, claim, guards: each awaited);
+    // the resolution arrives meanwhile, as it does live when the store or an adapter is slow.
+    const handling = r.remediator.handle(alert);
+    await r.remediator.resolved(change);
+    const [d] = await handling;
+    expect(d).toMatchObject({
+      id: `${alert.id}#0`,
+      decision: 'suppressed',
+      guard: 'resolved',
+      reason: `skipped: resolved: its firing resolved at ${change.at} before the action ran`,
+    });
+    expect(pages).toHaveLength(0);
+    expect(r.store.list({ limit: 10 })[0]).toMatchObject({ id: d!.id, guard: 'resolved' });
+    // The same key firing again after the resolution is a new firing: it pages.
+    const later = { ...alert, id: 'later', at: new Date(T0 + 120_000).toISOString() };
+    expect((await r.remediator.handle(later))[0]).toMatchObject({ decision: 'executed' });
+    expect(pages).toHaveLength(1);
+  });
+  it('without a resolution the same alert pages (the skip above is the resolution)', async () => {
+    const { alert } = incident(false);
+    const r = remediator();
+    pages.length = 0;
+    expect((await r.remediator.handle(alert))[0]).toMatchObject({ decision: 'executed' });
+    expect(pages).toHaveLength(1);
+  });
+});

@@ -1,0 +1,79 @@
+import { writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { errorLine, killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+
+/**
+ * Live, a firing resolves on the wall clock's watermark and `drover serve` hands the
+ * resolution to the remediator: send_resolved pages a real receiver through the webhook
+ * adapter, and the journal (GET /v1/actions) shows both pages.
+ */
+let hook: Server | undefined;
+afterEach(async () => {
+  killServes();
+  if (hook) await new Promise((r) => hook!.close(r));
+  hook = undefined;
+});
+
+describe('drover serve: resolved notifications', () => {
+  it('an alert pages, and its resolution pages again naming it', async () => {
+    const pages: Array<{ title: string; text: string; alert: Record<string, unknown> }> = [];
+    hook = createServer((req, res) => {
+      let raw = '';
+      req.on('data', (c: Buffer) => (raw += c.toString()));
+      req.on('end', () => {
+        pages.push(JSON.parse(raw) as (typeof pages)[number]);
+        res.writeHead(202).end('{}');
+      });
+    });
+    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
+    const hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`;
+    const dir = workdir('drover-serve-resolved-', {
+      'rules/fatal.yaml': `name: host-fatal
+type: any
+query_key: host.name
+realert: 1s
+resolve_after: 1s
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+actions:
+  - { adapter: pager, operation: notify, group: false, send_resolved: true }
+`,
+    });
+    const config = join(dir, 'drover.yaml');
+    writeFileSync(
+      config,
+      `stateDir: state
+listen: { port: 0, statsdPort: false }
+rules: { paths: [rules], allowedLateness: 1s }
+adapters:
+  pager: { type: webhook, url: "${hookUrl}" }
+`,
+    );
+    const served = await startServe(config);
+    const body = errorLine('web-1', Date.now());
+    expect((await fetch(`${served.url}/ingest`, { method: 'POST', body })).status).toBe(200);
+    await until('the alert and its resolution paged', () => pages.length >= 2, 30_000);
+    const [fired, resolved] = pages;
+    expect(fired!.title).toMatch(/^host-fatal: /);
+    const alertId = (fired!.alert as { id: string }).id;
+    expect(resolved).toMatchObject({
+      title: 'RESOLVED host-fatal (host-fatal)',
+      alert: { state: 'resolved', alert: alertId, key: { 'host.name': 'web-1' } },
+    });
+    const journal = (await (await fetch(`${served.url}/v1/actions?limit=10`)).json()) as {
+      decisions: Array<{ alertId: string; decision: string; reason?: string }>;
+    };
+    expect(journal.decisions.filter((d) => d.alertId === alertId)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({
+          decision: 'executed',
+          reason: `resolved: closes alert ${alertId}`,
+        }),
+        expect.objectContaining({ decision: 'executed' }),
+      ]),
+    );
+    expect(pages).toHaveLength(2);
+    expect(await stopServe(served)).toBe(0);
+  }, 60_000);
+});
