@@ -299,10 +299,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const suppress = (s: Suppression) =>
       this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
     try {
-      const early =
-        checkKillSwitch(guards.killSwitch, await store.killSwitch()) ??
-        checkMaintenance(guards.maintenance, started) ??
-        checkSilences(await store.silences(started), closed, started);
+      const early = await this.earlyStop(guards, closed, started);
       if (early) return suppress(early);
       const release = this.notifyGate.tryAcquire(guards.notify.concurrency, 'notifications');
       if (typeof release !== 'function') return suppress(release);
@@ -321,6 +318,23 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     } catch (err) {
       return this.journal({ ...entry, error: `remediation error: ${(err as Error).message}` });
     }
+  }
+
+  /**
+   * The guards every action and notification passes first, before anything is counted:
+   * the kill switch, maintenance windows and silences.
+   */
+  private async earlyStop(
+    guards: EffectiveGuards,
+    alert: Alert,
+    now: number,
+  ): Promise<Suppression | undefined> {
+    const store = this.options.store;
+    return (
+      checkKillSwitch(guards.killSwitch, await store.killSwitch()) ??
+      checkMaintenance(guards.maintenance, now) ??
+      checkSilences(await store.silences(now), alert, now)
+    );
   }
 
   private guardsFor(rule: string): EffectiveGuards {
@@ -372,10 +386,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const suppress = (s: Suppression) =>
       this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
     try {
-      const early =
-        checkKillSwitch(guards.killSwitch, await store.killSwitch()) ??
-        checkMaintenance(guards.maintenance, started) ??
-        checkSilences(await store.silences(started), alert, started);
+      const early = await this.earlyStop(guards, alert, started);
       if (early) return suppress(early);
       if (p.operation === 'notify' && p.group) {
         const id = this.groups.add(alert, `${p.adapter}\u0000${p.target}`, p.group, entry.id, p);
