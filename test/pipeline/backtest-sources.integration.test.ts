@@ -15,7 +15,13 @@ import {
   until,
   workdir,
 } from '../support/drover.ts';
-import { FLEET_RULES, generateFleetStream } from '../support/fleet-stream.ts';
+import {
+  alertView as view,
+  type AlertView,
+  byAlert as order,
+  FLEET_RULE_FILES,
+  generateFleetStream,
+} from '../support/fleet-stream.ts';
 
 /**
  * `drover backtest --source elasticsearch` over what a real `drover serve` indexed gives
@@ -23,23 +29,10 @@ import { FLEET_RULES, generateFleetStream } from '../support/fleet-stream.ts';
  * (point in time, or the scroll fallback) is exact at any page size, equal timestamps
  * included; the warm-up report says what each rule got.
  */
-const RULES: Record<string, string> = Object.fromEntries(
-  Object.entries(FLEET_RULES).map(([file, text]) => [`rules/${file}`, text]),
-);
+const RULES = FLEET_RULE_FILES;
 const LATENESS = '30s';
 const timeOf = (line: string) =>
   normalize(JSON.parse(line), { receivedAt: Number.NaN })['@timestamp'];
-
-interface AlertView {
-  rule: string;
-  key: Record<string, unknown>;
-  at: string;
-}
-const view = (a: AlertView) => ({ rule: a.rule, key: a.key, at: a.at });
-const order = (a: AlertView, b: AlertView) =>
-  a.at.localeCompare(b.at) ||
-  a.rule.localeCompare(b.rule) ||
-  JSON.stringify(a.key).localeCompare(JSON.stringify(b.key));
 
 function drover(args: string[], env: NodeJS.ProcessEnv = {}) {
   const r = spawnSync(process.execPath, [BIN, ...args], {

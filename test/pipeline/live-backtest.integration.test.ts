@@ -4,7 +4,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { BIN, killServes, startServe, until, workdir } from '../support/drover.ts';
-import { FLEET_RULES, generateFleetStream } from '../support/fleet-stream.ts';
+import {
+  alertView as view,
+  type AlertView,
+  byAlert as order,
+  FLEET_RULE_FILES,
+  generateFleetStream,
+} from '../support/fleet-stream.ts';
 
 /**
  * Live equals backtest: a recorded fleet stream replayed into a real `drover serve` as
@@ -17,9 +23,7 @@ import { FLEET_RULES, generateFleetStream } from '../support/fleet-stream.ts';
  * are compared up to the last event's time; those after it are checked to be exactly
  * such silences.
  */
-const RULES: Record<string, string> = Object.fromEntries(
-  Object.entries(FLEET_RULES).map(([file, text]) => [`rules/${file}`, text]),
-);
+const RULES = FLEET_RULE_FILES;
 /**
  * Live, after the allowed lateness without an event and with nothing left on the bus,
  * the clock drives the watermark (the sources look quiet). A sender stalled that long
@@ -29,17 +33,6 @@ const RULES: Record<string, string> = Object.fromEntries(
  */
 const LATENESS = '30s';
 const LATENESS_MS = 30_000;
-
-interface AlertView {
-  rule: string;
-  key: Record<string, unknown>;
-  at: string;
-}
-const view = (a: AlertView) => ({ rule: a.rule, key: a.key, at: a.at });
-const order = (a: AlertView, b: AlertView) =>
-  a.at.localeCompare(b.at) ||
-  a.rule.localeCompare(b.rule) ||
-  JSON.stringify(a.key).localeCompare(JSON.stringify(b.key));
 
 afterEach(killServes);
 

@@ -223,3 +223,20 @@ fields: [error.fingerprint]
 terms_window_size: 1h
 `,
 };
+
+/** FLEET_RULES as a drover workspace holds them: under rules/. */
+export const FLEET_RULE_FILES: Record<string, string> = Object.fromEntries(
+  Object.entries(FLEET_RULES).map(([file, text]) => [`rules/${file}`, text]),
+);
+
+/** What two runs over the fleet stream are compared on: each alert's rule, key and time. */
+export interface AlertView {
+  rule: string;
+  key: Record<string, unknown>;
+  at: string;
+}
+export const alertView = (a: AlertView): AlertView => ({ rule: a.rule, key: a.key, at: a.at });
+export const byAlert = (a: AlertView, b: AlertView) =>
+  a.at.localeCompare(b.at) ||
+  a.rule.localeCompare(b.rule) ||
+  JSON.stringify(a.key).localeCompare(JSON.stringify(b.key));
