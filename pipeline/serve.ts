@@ -140,7 +140,16 @@ export class Pipeline {
             topicPrefix: c.bus.topicPrefix,
             ...(c.bus.compression && { compression: c.bus.compression }),
           })
-        : openEmbeddedBus({ path: join(c.stateDir, 'bus.db') });
+        : openEmbeddedBus({
+            path: join(c.stateDir, 'bus.db'),
+            ...(c.bus.compression && { compression: c.bus.compression }),
+            ...(c.bus.retention?.maxAgeMs !== undefined && {
+              retentionMs: c.bus.retention.maxAgeMs,
+            }),
+            ...(c.bus.retention?.maxBytes !== undefined && {
+              retentionBytes: c.bus.retention.maxBytes,
+            }),
+          });
     this.closers.push(() => this.bus.close());
 
     if (this.roles.has('actions')) await this.startActions();

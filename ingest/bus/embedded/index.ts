@@ -67,6 +67,11 @@ export interface EmbeddedBusOptions {
   pollMs?: number;
   /** Most messages per delivered batch. Default 1000. */
   batchSize?: number;
+  /**
+   * How chunks are stored: `gzip` (default; log.ts#storedBody), or `none`, as TEXT any
+   * SQLite client reads. Either reads a log written the other way.
+   */
+  compression?: 'gzip' | 'none';
   clock?: () => number;
   /** Failures the bus recovers from on its own (a handler that threw, a retention pass). */
   onError?: (err: Error, context: string) => void;
@@ -136,6 +141,7 @@ export class EmbeddedBus implements Bus {
       retentionIntervalMs: options.retentionIntervalMs ?? 60_000,
       pollMs: options.pollMs ?? 100,
       batchSize: options.batchSize ?? 1000,
+      compression: options.compression ?? 'gzip',
     };
     this.clock = options.clock ?? Date.now;
     // Reused by every flush; SQLite copies what is bound.
@@ -159,6 +165,7 @@ export class EmbeddedBus implements Bus {
       stmts: this.stmts,
       chunks: this.chunks,
       chunkBuffers: this.chunkBuffers,
+      compress: this.options.compression === 'gzip',
       stored: this.stored,
     };
     this.append = this.db.transaction((batches: EmbeddedBatch[], received: number) =>
