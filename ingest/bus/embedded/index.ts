@@ -328,8 +328,23 @@ export class EmbeddedBus implements Bus {
   }
 
   /** Moves a group's position: after a handled batch, or to replay from a snapshot's offset. */
+  /**
+   * Without an fsync of its own: a consumer group's position is written with
+   * synchronous=NORMAL, and becomes durable with the next publish or retention pass,
+   * whose FULL commit syncs the WAL and every frame before it. Power lost in between
+   * takes back at most the positions committed since, and the group is delivered those
+   * batches again (at least once, as always: the index's ids and the rules' snapshot
+   * offsets make a redelivery a no-op); never a message, since retention only drops
+   * what a durable position has passed. An fsync per consumed batch cost the ingest
+   * loop about a tenth of its time in the soak benchmark.
+   */
   commit(group: string, topic: Topic, nextOffset: number): void {
-    this.stmts.commit.run(group, topic, nextOffset);
+    this.stmts.relaxed.run();
+    try {
+      this.stmts.commit.run(group, topic, nextOffset);
+    } finally {
+      this.stmts.durable.run();
+    }
   }
 
   /**

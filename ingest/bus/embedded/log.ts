@@ -134,6 +134,9 @@ export function prepareStatements(db: SqliteDatabase) {
       'INSERT INTO positions (grp, topic, offset) VALUES (?, ?, ?) ON CONFLICT (grp, topic) DO UPDATE SET offset = excluded.offset',
     ),
     deleteGroup: db.prepare('DELETE FROM positions WHERE grp = ?'),
+    // Around position commits only (EmbeddedBus.commit); the log is FULL otherwise.
+    relaxed: db.prepare('PRAGMA synchronous = NORMAL'),
+    durable: db.prepare('PRAGMA synchronous = FULL'),
     slowest: db.prepare('SELECT MIN(offset) FROM positions WHERE topic = ?').pluck(),
     deleteDeadLetters: db.prepare('DELETE FROM deadletter WHERE received < ?'),
     countDeadLetters: db.prepare('SELECT COUNT(*) FROM deadletter').pluck(),

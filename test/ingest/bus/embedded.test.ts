@@ -205,6 +205,19 @@ describe('embedded bus: publish and consume', () => {
     other.close();
   }, 30_000);
 
+  it('commits positions without an fsync of their own, and publishes stay synchronous=FULL', async () => {
+    const bus = open();
+    const db = (bus as unknown as { db: { pragma(t: string): unknown[] } }).db;
+    const level = () => Object.values(db.pragma('synchronous')[0] as Record<string, number>)[0];
+    expect(level()).toBe(2);
+    await bus.publish([log(1), log(2)]);
+    bus.commit('g', 'logs', 1);
+    expect(bus.position('g', 'logs')).toBe(1);
+    // Back to FULL for what follows: an acknowledged publish is synced to disk.
+    expect(level()).toBe(2);
+    await bus.close();
+  });
+
   it('a stopped consumer leaves its failed batch uncommitted', async () => {
     const bus = open({ onError: () => {} });
     await bus.publish([log(0), log(1)]);
