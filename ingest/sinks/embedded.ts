@@ -357,8 +357,10 @@ export class EmbeddedIndex {
         };
         for (const m of group.messages) {
           const e = m.event;
+          // JSON.stringify never writes a raw newline: the block's lines are its bodies.
+          const body = JSON.stringify(e);
           const r = o.insertEvent.run(
-            documentId(m),
+            documentId(m, body),
             e['@timestamp'],
             e['service.name'] ?? null,
             e['host.name'] ?? null,
@@ -368,8 +370,6 @@ export class EmbeddedIndex {
             bodies.length,
           );
           if (r.changes === 0) continue; // redelivered: already indexed
-          // JSON.stringify never writes a raw newline: the block's lines are its bodies.
-          const body = JSON.stringify(e);
           bodies.push(body);
           chars += body.length;
           if (chars >= BLOCK_CHARS) writeBlock();
