@@ -54,7 +54,7 @@ export interface Verification {
   /** When the outcome was decided (epoch ms); absent while pending. */
   decidedAt?: number;
   /** What decided it: the alert's resolution, event time, or the wall clock. */
-  by?: 'resolution' | 'event-time' | 'wall-clock' | 'bound';
+  by?: 'resolution' | 'event-time' | 'wall-clock';
   /** The resolution's event time, when it resolved. */
   resolvedAt?: string;
   /** One line for the journal's reader. */
