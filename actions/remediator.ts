@@ -770,6 +770,8 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     if (v.outcome === 'ineffective' && v.onIneffective) {
       const escalation: Alert = { ...alert, actions: [v.onIneffective] };
       const [planned] = await plan(escalation, this.options.actionSets);
+      // The escalation is not verified in turn.
+      if (planned?.kind === 'act') delete planned.verify;
       if (planned)
         await this.decide(escalation, planned, guards, { id: `${entry.id}/ineffective` });
     }
