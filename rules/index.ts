@@ -32,3 +32,13 @@ export { type Diagnostic, formatDiagnostic, loadRules, parseRuleFile } from './l
 export { FileContext, type Path, readYamlDocument } from './load/yaml.ts';
 export { runTestFile, type TestFileReport, type TestResult } from './ruletest.ts';
 export * from './types.ts';
+export {
+  EVIDENCE_BYTES,
+  EVIDENCE_EVENTS,
+  EvidenceRing,
+  type Explanation,
+  explain,
+  renderEvent,
+  ruleHash,
+  windowOf,
+} from './explain.ts';
