@@ -36,6 +36,7 @@ import {
   validateWindow,
 } from './guards/index.ts';
 import { clip } from './adapters/slack-text.ts';
+import { GuardTrace } from './guard-trace.ts';
 import { boundDecision, DEFAULT_JOURNAL_BOUNDS } from './journal/bounds.ts';
 import type { ActionStore } from './journal/sqlite.ts';
 import type { Decision, RemediationStore } from './journal/types.ts';
@@ -299,9 +300,13 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const suppress = (s: Suppression) =>
       this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
     try {
-      const early = await this.earlyStop(guards, closed, started);
+      const early = await this.earlyStop(guards, closed, started, GuardTrace.of(entry));
       if (early) return suppress(early);
       const release = this.notifyGate.tryAcquire(guards.notify.concurrency, 'notifications');
+      GuardTrace.of(entry).concurrency(
+        guards.notify.concurrency,
+        typeof release === 'function' ? undefined : release,
+      );
       if (typeof release !== 'function') return suppress(release);
       try {
         if (guards.dryRun) return this.dryRun(entry);
@@ -328,13 +333,20 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     guards: EffectiveGuards,
     alert: Alert,
     now: number,
+    trace: GuardTrace,
   ): Promise<Suppression | undefined> {
     const store = this.options.store;
-    return (
-      checkKillSwitch(guards.killSwitch, await store.killSwitch()) ??
-      checkMaintenance(guards.maintenance, now) ??
-      checkSilences(await store.silences(now), alert, now)
-    );
+    const stored = await store.killSwitch();
+    const off = checkKillSwitch(guards.killSwitch, stored);
+    trace.killSwitch(guards.killSwitch, stored, off);
+    if (off) return off;
+    const window = checkMaintenance(guards.maintenance, now);
+    trace.maintenance(guards.maintenance, now, window);
+    if (window) return window;
+    const silences = await store.silences(now);
+    const silenced = checkSilences(silences, alert, now);
+    trace.silences(silences, alert, now, silenced);
+    return silenced;
   }
 
   private guardsFor(rule: string): EffectiveGuards {
@@ -386,7 +398,8 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const suppress = (s: Suppression) =>
       this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
     try {
-      const early = await this.earlyStop(guards, alert, started);
+      const trace = GuardTrace.of(entry);
+      const early = await this.earlyStop(guards, alert, started, trace);
       if (early) return suppress(early);
       if (p.operation === 'notify' && p.group) {
         const id = this.groups.add(alert, `${p.adapter}\u0000${p.target}`, p.group, entry.id, p);
@@ -401,11 +414,12 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       }
       if (p.operation === 'notify') return await this.notify(adapter, entry, p, alert, guards);
       const service = instanceService(alert);
-      const inhibited =
-        service === undefined
-          ? undefined
-          : checkInhibition(service, await store.inhibitedUntil(service), started);
-      if (inhibited) return suppress(inhibited);
+      if (service !== undefined) {
+        const until = await store.inhibitedUntil(service);
+        const inhibited = checkInhibition(service, until, started);
+        trace.inhibition(service, until === undefined ? undefined : { until }, started, inhibited);
+        if (inhibited) return suppress(inhibited);
+      }
 
       const query: LedgerQuery = {
         now: started,
@@ -421,7 +435,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         stormWindows: guards.storm.map((b) => b.windowMs),
       };
       // A pre-check on the ledger as it stands, before asking the orchestrator anything.
-      const pre = await this.ledgerVerdict(alert, guards, await store.ledger(query), p.target);
+      const counts = await store.ledger(query);
+      const pre = await this.ledgerVerdict(alert, guards, counts, p.target);
+      trace.ledger(counts, guards, started, pre);
       if (pre) return suppress(pre);
 
       // The target must be one the adapter may act on, and exist, before anything is
@@ -436,6 +452,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       if (refused) return this.journal({ ...entry, ...refused });
 
       const release = this.gate.tryAcquire(guards.concurrency);
+      trace.concurrency(guards.concurrency, typeof release === 'function' ? undefined : release);
       if (typeof release !== 'function') return suppress(release);
       try {
         let health: GroupHealth | undefined;
@@ -448,11 +465,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           } catch (err) {
             return this.journal({ ...entry, error: `describe failed: ${(err as Error).message}` });
           }
-          const floor = checkMinHealthy(
-            guards.minHealthy,
-            health,
-            healthyLoss(p.operation, p.target, p.params, health),
-          );
+          const lost = healthyLoss(p.operation, p.target, p.params, health);
+          const floor = checkMinHealthy(guards.minHealthy, health, lost);
+          trace.health(guards, health, lost, floor);
           if (floor) return suppress(floor);
         }
         // Last look before anything is spent: the alert may have resolved meanwhile.
@@ -477,15 +492,18 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           (counts) => {
             breakerTripped = checkBreakers(counts, guards.breakers);
             storm = breakerTripped ? undefined : checkStorm(counts, alert.rule, guards.storm);
-            return (
+            const ledgerStop =
               breakerTripped ??
               storm ??
               checkCooldown(counts, guards.cooldownMs, p.target, started) ??
-              checkBudgets(counts, alert.rule, guards.ruleBudgets, guards.globalBudgets) ??
-              (health && p.operation === 'kill-and-replace'
-                ? checkBlastRadius(guards.maxBlastRadius, counts, p.target, health)
-                : undefined)
-            );
+              checkBudgets(counts, alert.rule, guards.ruleBudgets, guards.globalBudgets);
+            trace.ledger(counts, guards, started, ledgerStop);
+            if (ledgerStop) return ledgerStop;
+            if (!health || p.operation !== 'kill-and-replace' || guards.maxBlastRadius.length === 0)
+              return undefined;
+            const blast = checkBlastRadius(guards.maxBlastRadius, counts, p.target, health);
+            trace.blastRadius(guards.maxBlastRadius, counts, p.target, health, blast);
+            return blast;
           },
         );
         if (verdict) {
@@ -536,10 +554,15 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       stormWindows: guards.storm.map((b) => b.windowMs),
     };
     let storm: ReturnType<typeof checkStorm>;
-    const check = (counts: LedgerCounts) =>
-      (storm = checkStorm(counts, alert.rule, guards.storm)) ??
-      checkCooldown(counts, n.cooldownMs, p.target, entry.at) ??
-      checkBudgets(counts, alert.rule, n.ruleBudgets, n.globalBudgets, 'notifications');
+    const trace = GuardTrace.of(entry);
+    const check = (counts: LedgerCounts) => {
+      const stop =
+        (storm = checkStorm(counts, alert.rule, guards.storm)) ??
+        checkCooldown(counts, n.cooldownMs, p.target, entry.at) ??
+        checkBudgets(counts, alert.rule, n.ruleBudgets, n.globalBudgets, 'notifications');
+      trace.ledger(counts, { ...n, breakers: [], storm: guards.storm }, entry.at, stop);
+      return stop;
+    };
     const stopped = async (s: Suppression) => {
       if (storm) await this.stormNotice(alert, storm, guards.dryRun, p.adapter);
       return suppress(s);
@@ -550,6 +573,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const stale = message ? undefined : this.staleness(alert);
     if (stale) return suppress(stale);
     const release = this.notifyGate.tryAcquire(n.concurrency, 'notifications');
+    trace.concurrency(n.concurrency, typeof release === 'function' ? undefined : release);
     if (typeof release !== 'function') return suppress(release);
     try {
       const verdict = await store.reserve(

@@ -279,6 +279,7 @@ export class ElasticsearchStore implements RemediationStore {
     const filter: unknown[] = [];
     if (options.since !== undefined) filter.push({ range: { at: { gte: options.since } } });
     if (options.rule !== undefined) filter.push({ term: { rule: options.rule } });
+    if (options.alertId !== undefined) filter.push({ term: { 'alert.id': options.alertId } });
     const res = await this.client.search<Record<string, unknown>>({
       index: this.journalPattern,
       ignore_unavailable: true,
@@ -652,6 +653,7 @@ function toDocument(d: Decision): Record<string, unknown> {
     key_json: JSON.stringify(d.key),
     ...(d.params && { params_json: JSON.stringify(d.params) }),
     ...(d.alert && { alert_json: JSON.stringify(d.alert) }),
+    ...(d.guards && d.guards.length > 0 && { guards_json: JSON.stringify(d.guards) }),
   };
 }
 
@@ -674,6 +676,7 @@ function fromDocument(s: Record<string, unknown>): Decision {
   if (s.error) d.error = (s.error as { message: string }).message;
   if (s.duration_ms !== undefined) d.durationMs = s.duration_ms as number;
   if (s.alert_json) d.alert = JSON.parse(s.alert_json as string) as Alert;
+  if (s.guards_json) d.guards = JSON.parse(s.guards_json as string) as Decision['guards'];
   return d;
 }
 

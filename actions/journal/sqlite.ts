@@ -27,6 +27,7 @@ export class ActionStore implements RemediationStore {
       CREATE INDEX IF NOT EXISTS journal_at ON journal (at);
       CREATE INDEX IF NOT EXISTS journal_rule ON journal (rule, at);
       CREATE INDEX IF NOT EXISTS journal_id ON journal (id);
+      CREATE INDEX IF NOT EXISTS journal_alert ON journal (alert_id, at);
       CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS attempts (
         id TEXT PRIMARY KEY, at INTEGER NOT NULL, rule TEXT NOT NULL, key_id TEXT NOT NULL,
@@ -41,13 +42,13 @@ export class ActionStore implements RemediationStore {
       CREATE TABLE IF NOT EXISTS notices (key TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS inhibitions (service TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
     `);
-    // Journals written before params and the alert were kept gain the columns.
+    // Journals written before params, the alert and the guards were kept gain the columns.
     const columns = new Set(
       (this.db.prepare('PRAGMA table_info(journal)').all() as Array<{ name: string }>).map(
         (c) => c.name,
       ),
     );
-    for (const c of ['params', 'alert'])
+    for (const c of ['params', 'alert', 'guards'])
       if (!columns.has(c)) this.db.exec(`ALTER TABLE journal ADD COLUMN ${c} TEXT`);
     this.statements = this.prepare();
   }
@@ -57,8 +58,8 @@ export class ActionStore implements RemediationStore {
     return {
       claim: db.prepare('INSERT INTO claims (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING'),
       record: db.prepare(
-        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert, guards)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       // `(operation = 'notify') = ?`: notifications and remediations are counted apart.
       lastOnTarget: db.prepare(
@@ -129,6 +130,7 @@ export class ActionStore implements RemediationStore {
       d.error ?? null,
       d.durationMs ?? null,
       json(d.alert),
+      d.guards && d.guards.length > 0 ? JSON.stringify(d.guards) : null,
     );
   }
 
@@ -196,6 +198,10 @@ export class ActionStore implements RemediationStore {
     if (options.rule !== undefined) {
       where.push('rule = ?');
       args.push(options.rule);
+    }
+    if (options.alertId !== undefined) {
+      where.push('alert_id = ?');
+      args.push(options.alertId);
     }
     const rows = this.db
       .prepare(
@@ -331,6 +337,8 @@ function fromRow(r: Record<string, unknown>): Decision {
   if (r.duration_ms !== null) d.durationMs = r.duration_ms as number;
   const alert = parse(r.alert) as Alert | undefined;
   if (alert) d.alert = alert;
+  const guards = parse(r.guards) as Decision['guards'];
+  if (guards) d.guards = guards;
   return d;
 }
 

@@ -1,4 +1,5 @@
 import type { Alert } from '../../rules/index.ts';
+import type { GuardCheck } from '../guard-trace.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 
 /**
@@ -29,11 +30,15 @@ export interface Decision {
   durationMs?: number;
   /** The alert as it arrived. */
   alert?: Alert;
+  /** Every guard evaluated, in order, with its inputs (actions/guard-trace.ts). */
+  guards?: GuardCheck[];
 }
 
 export interface ListOptions {
   since?: number;
   rule?: string;
+  /** Only the entries of this alert (its actions, notices, resolution and verification). */
+  alertId?: string;
   limit?: number;
 }
 

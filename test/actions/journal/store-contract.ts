@@ -76,7 +76,7 @@ export function storeContract(s: StoreUnderTest) {
     await s.settle?.(store);
   };
 
-  it('journal: a decision round-trips whole; list is newest first, filtered by since, rule and limit', async () => {
+  it('journal: a decision round-trips whole; list is newest first, filtered by since, rule, alert and limit', async () => {
     const store = await s.open(s.fresh());
     expect(await store.list()).toEqual([]);
     const alert: Alert = {
@@ -89,7 +89,14 @@ export function storeContract(s: StoreUnderTest) {
       labels: { team: 'platform' },
       actions: [],
     };
-    const first = decision({ params: { by: 2 }, alert });
+    const first = decision({
+      params: { by: 2 },
+      alert,
+      guards: [
+        { guard: 'kill-switch', passed: true, inputs: { configured: false, runtime: false } },
+        { guard: 'cooldown', passed: true, inputs: { cooldownMs: 60_000, remainingMs: 0 } },
+      ],
+    });
     await store.record(first);
     await store.record(
       decision({
@@ -131,6 +138,8 @@ export function storeContract(s: StoreUnderTest) {
     ]);
     expect((await store.list({ rule: 'web-errors', limit: 1 })).map((d) => d.id)).toEqual(['a2#0']);
     expect((await listJournal(store, { limit: 2 })).map((d) => d.id)).toEqual(['a4#1', 'a4#0']);
+    expect((await store.list({ alertId: 'a4' })).map((d) => d.id)).toEqual(['a4#1', 'a4#0']);
+    expect(await store.list({ alertId: 'a1' })).toEqual([first]);
   });
 
   it('claims: a key is claimed once, by one worker, even when two race for it', async () => {
