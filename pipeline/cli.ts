@@ -1,6 +1,7 @@
 import { type Command, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
 import {
   ACTIONS_LIST_OPTIONS,
+  EXPLAIN_OPTIONS,
   BACKTEST_OPTIONS,
   DEMO_OPTIONS,
   DIFF_OPTIONS,
@@ -242,6 +243,28 @@ Options:
   -h, --help           this help`,
     options: ACTIONS_LIST_OPTIONS,
     run: async (args) => (await import('./commands/actions.ts')).actionsListCommand(args),
+  },
+  {
+    name: 'explain',
+    summary: 'why an alert fired and what was decided: its events, states and journal',
+    usage: `drover explain ALERT_ID [--format text|json] [--config FILE | --db PATH]
+
+Prints the whole chain of one alert: what made it fire (its figures, the window it
+looked at in event time, the rule's content hash and file, a bounded sample of the
+events that counted), its state changes (firing, resolved), and every journal entry
+under its id in order, whatever its kind, with each guard evaluated and its inputs and
+the adapter's request and result. --config reads the store drover serve's configuration
+names (SQLite, or Elasticsearch: the journal and the alerts index); otherwise the
+journal is .drover/actions.db unless --db or DROVER_STATE_DIR says otherwise. Exits 1
+when the alert is known to neither.
+
+Options:
+  --format FMT         text (default) or json
+  --config FILE        the store drover serve's configuration names
+  --db PATH            the SQLite journal (default .drover/actions.db)
+  -h, --help           this help`,
+    options: EXPLAIN_OPTIONS,
+    run: async (args) => (await import('./commands/explain.ts')).explainCommand(args),
   },
   {
     name: 'actions kill-switch',

@@ -1,5 +1,5 @@
 export { type ActionProblem, actionProblems } from './action.ts';
-export { type AlertDocument, alertDocument } from './alert-document.ts';
+export { type AlertDocument, alertDocument, stateDocument } from './alert-document.ts';
 export {
   type BacktestInput,
   type BacktestOptions,

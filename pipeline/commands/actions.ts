@@ -27,7 +27,7 @@ export function defaultStatePath(file: string): string {
  * The store `drover serve` uses: the one its configuration names (`--config`: SQLite or
  * Elasticsearch), else the SQLite file `--db` or the default state directory names.
  */
-async function openStore(
+export async function openStore(
   options: { db?: string; config?: string },
   create: boolean,
 ): Promise<RemediationStore> {

@@ -90,3 +90,9 @@ export const SILENCE_OPTIONS = {
   comment: { type: 'string' },
   format: { type: 'string', default: 'text' },
 } satisfies Options;
+
+export const EXPLAIN_OPTIONS = {
+  format: { type: 'string', default: 'text' },
+  db: { type: 'string' },
+  config: { type: 'string' },
+} satisfies Options;
