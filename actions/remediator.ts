@@ -17,6 +17,7 @@ import {
   checkBudgets,
   checkCooldown,
   checkInhibition,
+  checkInhibitors,
   checkKillSwitch,
   checkMaintenance,
   checkMinHealthy,
@@ -33,6 +34,7 @@ import {
   type LedgerQuery,
   type Suppression,
   serviceWide,
+  silencesEndedBy,
   validateWindow,
 } from './guards/index.ts';
 import { clip } from './adapters/slack-text.ts';
@@ -200,8 +202,16 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   async handle(alert: Alert): Promise<Decision[]> {
     const guards = this.guardsFor(alert.rule);
     const service = serviceWide(alert);
-    if (service !== undefined)
-      await this.options.store.inhibit(service, this.clock() + guards.inhibitMs);
+    if (service === undefined) {
+      // Not service-wide.
+    } else if (guards.inhibitUntilResolved)
+      await this.options.store.inhibitFiring(
+        service,
+        firingKey(alert.rule, alert.key),
+        alert.id,
+        this.clock() + guards.inhibitMs,
+      );
+    else await this.options.store.inhibit(service, this.clock() + guards.inhibitMs);
     const decisions: Decision[] = [];
     for (const planned of await plan(alert, this.options.actionSets))
       decisions.push(await this.decide(alert, planned, guards));
@@ -220,6 +230,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   async resolved(change: StateChange): Promise<Decision[]> {
     if (change.state !== 'resolved' || change.alert === undefined) return [];
     this.remember(change);
+    const wide = serviceWide(change);
+    if (wide !== undefined)
+      await this.options.store.releaseFiring(wide, firingKey(change.rule, change.key));
     const closed: Alert = {
       id: change.alert,
       rule: change.rule,
@@ -230,6 +243,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       labels: change.labels,
       actions: change.actions,
     };
+    await this.endSilences(closed);
     const guards = this.guardsFor(change.rule);
     const decisions: Decision[] = [];
     for (const p of await plan(closed, this.options.actionSets)) {
@@ -237,6 +251,18 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       decisions.push(await this.sendResolved(change, closed, p, guards));
     }
     return decisions;
+  }
+
+  /** Silences with `expireOnResolve` that match the resolved alert end now. */
+  private async endSilences(closed: Alert): Promise<void> {
+    const store = this.options.store;
+    for (const s of silencesEndedBy(await store.silences(this.clock()), closed)) {
+      await store.removeSilence(s.id);
+      this.options.logger?.info(
+        { silence: s.id, alert: closed.id, rule: closed.rule },
+        'silence ended: an alert it matched resolved',
+      );
+    }
   }
 
   /** Remembers a resolution (bounded: MAX_RESOLUTIONS_HELD digests, oldest out first). */
@@ -415,9 +441,18 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       if (p.operation === 'notify') return await this.notify(adapter, entry, p, alert, guards);
       const service = instanceService(alert);
       if (service !== undefined) {
-        const until = await store.inhibitedUntil(service);
-        const inhibited = checkInhibition(service, until, started);
-        trace.inhibition(service, until === undefined ? undefined : { until }, started, inhibited);
+        // Firings in force (until resolved), else an inhibition by period (`inhibit: 5m`).
+        const [by] = await store.inhibitors(service, started);
+        const until = by ? undefined : await store.inhibitedUntil(service);
+        const inhibited =
+          checkInhibitors(service, by ? [by] : [], started) ??
+          checkInhibition(service, until, started);
+        trace.inhibition(
+          service,
+          by ?? (until === undefined ? undefined : { until }),
+          started,
+          inhibited,
+        );
         if (inhibited) return suppress(inhibited);
       }
 

@@ -285,14 +285,15 @@ Options:
   {
     name: 'actions silence',
     summary: 'silence remediation for matching alerts until a time, list or remove silences',
-    usage: `drover actions silence add FIELD=VALUE... (--for DURATION | --until TIME) [--comment TEXT]
+    usage: `drover actions silence add FIELD=VALUE... (--for DURATION | --until TIME) [--comment TEXT] [--expire-on-resolve]
 drover actions silence list [--format text|json]
 drover actions silence remove ID
   (each also takes --url URL, --config FILE, --state-dir DIR, or --db PATH)
 
 A silence stops actions (they are journaled as suppressed) for alerts whose fields all
 match: rule=NAME, labels.team=payments, key.host.name=web-3; a value starting with ~
-is a regular expression (key.host.name=~web-.*). It expires on its own.
+is a regular expression (key.host.name=~web-.*). It expires on its own; with
+--expire-on-resolve it also ends when an alert it matches resolves.
 
 The command asks the running drover serve, through its control API with the admin
 token, as drover rules reload does: the URL is --url, else the configuration's listen
@@ -305,6 +306,7 @@ Options:
   --for DURATION       add: how long the silence lasts (1h)
   --until TIME         add: when it ends (ISO 8601 or epoch milliseconds)
   --comment TEXT       add: why, shown by list
+  --expire-on-resolve  add: end the silence when an alert it matches resolves
   --format FMT         list, add: text (default) or json
   --config FILE        the store drover serve's configuration names
   --db PATH            the SQLite journal (default .drover/actions.db)

@@ -122,7 +122,9 @@ export function createControlApi(options: ControlApiOptions): (app: FastifyInsta
       scope.post('/v1/silences', route('admin'), async (req, reply) => {
         const s = parseSilence(req.body, Date.now());
         return reply.code(201).send({
-          id: await options.store().addSilence(s.matchers, s.until, s.comment),
+          id: await options.store().addSilence(s.matchers, s.until, s.comment, {
+            expireOnResolve: s.expireOnResolve,
+          }),
         });
       });
       scope.delete('/v1/silences/:id', route('admin'), async (req, reply) => {

@@ -1,6 +1,13 @@
 import { openSqlite, type SqliteDatabase } from '../../ingest/storage/sqlite.ts';
 import type { Alert } from '../../rules/index.ts';
-import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
+import type {
+  Attempt,
+  Inhibitor,
+  LedgerCounts,
+  LedgerQuery,
+  Silence,
+  Suppression,
+} from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
 import type { Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
 
@@ -41,6 +48,7 @@ export class ActionStore implements RemediationStore {
       CREATE TABLE IF NOT EXISTS silences (id INTEGER PRIMARY KEY AUTOINCREMENT, matchers TEXT NOT NULL, until INTEGER NOT NULL, comment TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS notices (key TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS inhibitions (service TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS inhibitors (service TEXT NOT NULL, firing TEXT NOT NULL, alert_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (service, firing)) WITHOUT ROWID;
     `);
     // Journals written before params, the alert and the guards were kept gain the columns.
     const columns = new Set(
@@ -50,6 +58,11 @@ export class ActionStore implements RemediationStore {
     );
     for (const c of ['params', 'alert', 'guards'])
       if (!columns.has(c)) this.db.exec(`ALTER TABLE journal ADD COLUMN ${c} TEXT`);
+    const silenceColumns = this.db.prepare('PRAGMA table_info(silences)').all() as Array<{
+      name: string;
+    }>;
+    if (!silenceColumns.some((c) => c.name === 'expire_on_resolve'))
+      this.db.exec('ALTER TABLE silences ADD COLUMN expire_on_resolve INTEGER NOT NULL DEFAULT 0');
     this.statements = this.prepare();
   }
 
@@ -224,13 +237,21 @@ export class ActionStore implements RemediationStore {
       .run(on ? 'on' : 'off');
   }
 
-  addSilence(matchers: Record<string, string>, until: number, comment = ''): number {
+  addSilence(
+    matchers: Record<string, string>,
+    until: number,
+    comment = '',
+    options: { expireOnResolve?: boolean } = {},
+  ): number {
     validateMatchers(matchers);
     if (!Number.isFinite(until)) throw new Error('a silence needs an expiry time');
     return Number(
       this.db
-        .prepare('INSERT INTO silences (matchers, until, comment) VALUES (?, ?, ?)')
-        .run(JSON.stringify(matchers), until, comment).lastInsertRowid,
+        .prepare(
+          'INSERT INTO silences (matchers, until, comment, expire_on_resolve) VALUES (?, ?, ?, ?)',
+        )
+        .run(JSON.stringify(matchers), until, comment, options.expireOnResolve ? 1 : 0)
+        .lastInsertRowid,
     );
   }
 
@@ -240,8 +261,13 @@ export class ActionStore implements RemediationStore {
       matchers: string;
       until: number;
       comment: string;
+      expire_on_resolve: number;
     }>;
-    return rows.map((r) => ({ ...r, matchers: JSON.parse(r.matchers) as Record<string, string> }));
+    return rows.map(({ expire_on_resolve, ...r }) => ({
+      ...r,
+      matchers: JSON.parse(r.matchers) as Record<string, string>,
+      ...(expire_on_resolve === 1 && { expireOnResolve: true }),
+    }));
   }
 
   removeSilence(id: number | string): boolean {
@@ -261,6 +287,28 @@ export class ActionStore implements RemediationStore {
 
   inhibit(service: string, until: number): void {
     this.statements.inhibit.run(service, until);
+  }
+
+  inhibitFiring(service: string, firing: string, alert: string, until: number): void {
+    this.db
+      .prepare(
+        'INSERT INTO inhibitors (service, firing, alert_id, until) VALUES (?, ?, ?, ?) ON CONFLICT (service, firing) DO UPDATE SET alert_id = excluded.alert_id, until = MAX(until, excluded.until)',
+      )
+      .run(service, firing, alert, until);
+  }
+
+  releaseFiring(service: string, firing: string): void {
+    this.db.prepare('DELETE FROM inhibitors WHERE service = ? AND firing = ?').run(service, firing);
+  }
+
+  inhibitors(service: string, now: number): Inhibitor[] {
+    return (
+      this.db
+        .prepare(
+          'SELECT alert_id, until FROM inhibitors WHERE service = ? AND until > ? ORDER BY until DESC LIMIT 100',
+        )
+        .all(service, now) as Array<{ alert_id: string; until: number }>
+    ).map((r) => ({ alert: r.alert_id, until: r.until }));
   }
 
   inhibitedUntil(service: string): number | undefined {
@@ -296,6 +344,8 @@ export class ActionStore implements RemediationStore {
     const oldest = (
       this.db.prepare('SELECT MIN(at) AS at FROM journal').get() as { at: number | null }
     ).at;
+    // Inhibitors whose firing never resolved, once their cap passed.
+    this.db.prepare('DELETE FROM inhibitors WHERE until <= ?').run(options.now);
     for (const [table, before] of [
       ['claims', oldest ?? cutoff],
       ['attempts', cutoff],

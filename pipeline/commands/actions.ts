@@ -158,6 +158,7 @@ export async function silenceCliCommand(args: string[]): Promise<number> {
           forMs,
           until,
           comment: values.comment,
+          expireOnResolve: values['expire-on-resolve'],
         });
         process.stdout.write(
           values.format === 'json' ? `${JSON.stringify(added)}\n` : `${added.message}\n`,
@@ -222,11 +223,12 @@ function onlineSilences(values: {
   const refused = (status: number, body: Record<string, unknown>) =>
     new AdminRefused(`drover serve answered ${status}: ${String(body.error ?? '')}`);
   return {
-    async addSilence(matchers, until, comment) {
+    async addSilence(matchers, until, comment, options) {
       const { status, body } = await callAdmin(client, 'POST', '/v1/silences', {
         matchers,
         until: new Date(until).toISOString(),
         ...(comment && { comment }),
+        ...(options?.expireOnResolve && { expire_on_resolve: true }),
       });
       if (status !== 201) throw refused(status, body);
       return body.id as number | string;

@@ -88,6 +88,7 @@ export const SILENCE_OPTIONS = {
   for: { type: 'string' },
   until: { type: 'string' },
   comment: { type: 'string' },
+  'expire-on-resolve': { type: 'boolean', default: false },
   format: { type: 'string', default: 'text' },
 } satisfies Options;
 

@@ -343,6 +343,40 @@ export function storeContract(s: StoreUnderTest) {
     expect((await store.silences(0)).map((x) => x.id)).toEqual([a]);
   });
 
+  it('silences: expire_on_resolve is kept, and absent from the others', async () => {
+    const store = await s.open(s.fresh());
+    const ends = await store.addSilence({ rule: 'a' }, T + 60_000, '', { expireOnResolve: true });
+    const plain = await store.addSilence({ rule: 'b' }, T + 60_000);
+    await settle(store);
+    const listed = await store.silences(T);
+    expect(listed.find((x) => String(x.id) === String(ends))?.expireOnResolve).toBe(true);
+    expect(listed.find((x) => String(x.id) === String(plain))).not.toHaveProperty(
+      'expireOnResolve',
+    );
+  });
+
+  it('inhibitors: one per firing, the longer cap kept, gone when released or past their cap', async () => {
+    const store = await s.open(s.fresh());
+    expect(await store.inhibitors('checkout', T)).toEqual([]);
+    await store.inhibitFiring('checkout', 'f1', 'alert-1', T + 60_000);
+    await store.inhibitFiring('checkout', 'f1', 'alert-1', T + 30_000);
+    await store.inhibitFiring('checkout', 'f2', 'alert-2', T + 10_000);
+    await store.inhibitFiring('payments', 'f3', 'alert-3', T + 60_000);
+    await settle(store);
+    expect(await store.inhibitors('checkout', T)).toEqual([
+      { alert: 'alert-1', until: T + 60_000 },
+      { alert: 'alert-2', until: T + 10_000 },
+    ]);
+    expect(await store.inhibitors('checkout', T + 10_000)).toEqual([
+      { alert: 'alert-1', until: T + 60_000 },
+    ]);
+    await store.releaseFiring('checkout', 'f1');
+    await store.releaseFiring('checkout', 'never-there');
+    await settle(store);
+    expect(await store.inhibitors('checkout', T + 10_000)).toEqual([]);
+    expect(await store.inhibitors('payments', T)).toHaveLength(1);
+  });
+
   it('noticeOnce: once per window, reopened after it, once among racing workers', async () => {
     const p = s.fresh();
     const one = await s.open(p);
