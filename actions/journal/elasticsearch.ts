@@ -681,6 +681,12 @@ export class ElasticsearchStore implements RemediationStore {
               filter: [{ term: { kind: 'claim' } }, { range: { at: { lt: claimsBefore } } }],
             },
           },
+          // Inhibitors whose firing never resolved, once their cap passed.
+          {
+            bool: {
+              filter: [{ term: { kind: 'inhibitor' } }, { range: { until: { lte: options.now } } }],
+            },
+          },
         ],
         minimum_should_match: 1,
       },

@@ -375,6 +375,10 @@ export function storeContract(s: StoreUnderTest) {
     await settle(store);
     expect(await store.inhibitors('checkout', T + 10_000)).toEqual([]);
     expect(await store.inhibitors('payments', T)).toHaveLength(1);
+    // Past its cap, an inhibitor whose firing never resolved goes with retention.
+    await store.prune({ now: T + 60_000, maxAgeMs: 86_400_000, maxEntries: 1000 });
+    await settle(store);
+    expect(await store.inhibitors('payments', T)).toEqual([]);
   });
 
   it('noticeOnce: once per window, reopened after it, once among racing workers', async () => {
