@@ -202,16 +202,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   async handle(alert: Alert): Promise<Decision[]> {
     const guards = this.guardsFor(alert.rule);
     const service = serviceWide(alert);
-    if (service === undefined) {
-      // Not service-wide.
-    } else if (guards.inhibitUntilResolved)
-      await this.options.store.inhibitFiring(
-        service,
-        firingKey(alert.rule, alert.key),
-        alert.id,
-        this.clock() + guards.inhibitMs,
-      );
-    else await this.options.store.inhibit(service, this.clock() + guards.inhibitMs);
+    if (service !== undefined) await this.inhibit(service, alert, guards);
     const decisions: Decision[] = [];
     for (const planned of await plan(alert, this.options.actionSets))
       decisions.push(await this.decide(alert, planned, guards));
@@ -251,6 +242,17 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       decisions.push(await this.sendResolved(change, closed, p, guards));
     }
     return decisions;
+  }
+
+  /**
+   * A service-wide alert inhibits its service: until its firing resolves (released in
+   * `resolved`, at most `inhibitMs`), or for `inhibitMs` with `inhibit: DURATION`.
+   */
+  private async inhibit(service: string, alert: Alert, guards: EffectiveGuards): Promise<void> {
+    const until = this.clock() + guards.inhibitMs;
+    const store = this.options.store;
+    if (!guards.inhibitUntilResolved) return store.inhibit(service, until);
+    return store.inhibitFiring(service, firingKey(alert.rule, alert.key), alert.id, until);
   }
 
   /** Silences with `expireOnResolve` that match the resolved alert end now. */

@@ -69,9 +69,10 @@ actions: { store: elasticsearch, url: "${esUrl}", prefix: ${prefix} }
       const chain = await until(
         'the alert explained, resolved and acted on',
         async () => {
-          const r = (await (await fetch(`${served.url}/v1/actions`)).json()) as {
-            decisions: Array<{ alertId: string }>;
-          };
+          const listed = await fetch(`${served.url}/v1/actions`);
+          // An error answer (a loaded Elasticsearch): ask again until the deadline.
+          if (listed.status !== 200) return undefined;
+          const r = (await listed.json()) as { decisions: Array<{ alertId: string }> };
           const id = r.decisions[0]?.alertId;
           if (!id) return undefined;
           const res = await fetch(`${served.url}/v1/alerts/${id}`, { headers: admin });
