@@ -22,6 +22,9 @@ import { workdir } from '../support/drover.ts';
  */
 afterEach(() => killServes());
 
+const READ_TOKEN = 'read-only-token-of-the-explain-test';
+const reader = { authorization: `Bearer ${READ_TOKEN}` };
+
 interface Chain {
   id: string;
   alert: { rule: string; key: Record<string, unknown> };
@@ -49,7 +52,7 @@ describe('drover explain and GET /v1/alerts/ID', () => {
     writeFileSync(
       config,
       `stateDir: state
-listen: { port: 0, statsdPort: false }
+listen: { port: 0, statsdPort: false, readTokens: [${READ_TOKEN}] }
 rules: { paths: [rules], allowedLateness: 1s }
 adapters:
   script: { type: exec, command: ${process.execPath}, args: ["-e", "0"] }
@@ -72,7 +75,7 @@ guards: { cooldown: 0s }
       (await fetch(`${served.url}/ingest`, { method: 'POST', body: lines.join('\n') })).status,
     ).toBe(200);
     const journal = await until('the action journaled', async () => {
-      const r = (await (await fetch(`${served.url}/v1/actions`)).json()) as {
+      const r = (await (await fetch(`${served.url}/v1/actions`, { headers: reader })).json()) as {
         decisions: Array<{ alertId: string; decision: string }>;
       };
       return r.decisions.find((d) => d.decision === 'executed');
@@ -81,8 +84,9 @@ guards: { cooldown: 0s }
     const url = `${served.url}/v1/alerts/${id}`;
     const stateDir = join(dir, 'state');
 
-    // Admin only: a request without the admin token is refused, even on loopback.
+    // Admin only: no token, or a read token, is refused, even on loopback.
     expect((await fetch(url)).status).toBe(401);
+    expect((await fetch(url, { headers: reader })).status).toBe(401);
     const admin = { authorization: adminHeaders(stateDir).authorization! };
     const res = await fetch(url, { headers: admin });
     expect(res.status).toBe(200);
