@@ -23,7 +23,14 @@ export async function killSwitchCommand(
  */
 export async function silenceCommand(
   store: Pick<RemediationStore, 'addSilence'>,
-  options: { matchers: string[]; forMs?: number; until?: number; comment?: string },
+  options: {
+    matchers: string[];
+    forMs?: number;
+    until?: number;
+    comment?: string;
+    /** Ends when an alert it matches resolves, if before `until`. */
+    expireOnResolve?: boolean;
+  },
   now: number = Date.now(),
 ): Promise<{ id: number | string; until: number; message: string }> {
   const matchers: Record<string, string> = {};
@@ -36,12 +43,14 @@ export async function silenceCommand(
   const until = options.until ?? (options.forMs !== undefined ? now + options.forMs : undefined);
   if (until === undefined || !Number.isFinite(until) || until <= now)
     throw new SilenceError('a silence needs an expiry in the future (a duration or a time)');
-  const id = await store.addSilence(matchers, until, options.comment ?? '');
+  const id = await store.addSilence(matchers, until, options.comment ?? '', {
+    ...(options.expireOnResolve && { expireOnResolve: true }),
+  });
   return {
     id,
     until,
     message: `silence ${id} until ${new Date(until).toISOString()}: ${Object.entries(matchers)
       .map(([k, v]) => `${k}=${v}`)
-      .join(' ')}`,
+      .join(' ')}${options.expireOnResolve ? ' (or until an alert it matches resolves)' : ''}`,
   };
 }

@@ -17,6 +17,7 @@ import {
   checkBudgets,
   checkCooldown,
   checkInhibition,
+  checkInhibitors,
   checkKillSwitch,
   checkMaintenance,
   checkMinHealthy,
@@ -33,9 +34,11 @@ import {
   type LedgerQuery,
   type Suppression,
   serviceWide,
+  silencesEndedBy,
   validateWindow,
 } from './guards/index.ts';
 import { clip } from './adapters/slack-text.ts';
+import { GuardTrace } from './guard-trace.ts';
 import { boundDecision, DEFAULT_JOURNAL_BOUNDS } from './journal/bounds.ts';
 import type { ActionStore } from './journal/sqlite.ts';
 import type { Decision, RemediationStore, Verification } from './journal/types.ts';
@@ -235,8 +238,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   async handle(alert: Alert): Promise<Decision[]> {
     const guards = this.guardsFor(alert.rule);
     const service = serviceWide(alert);
-    if (service !== undefined)
-      await this.options.store.inhibit(service, this.clock() + guards.inhibitMs);
+    if (service !== undefined) await this.inhibit(service, alert, guards);
     const decisions: Decision[] = [];
     for (const planned of await plan(alert, this.options.actionSets))
       decisions.push(await this.decide(alert, planned, guards));
@@ -256,6 +258,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     if (change.state !== 'resolved' || change.alert === undefined) return [];
     this.remember(change);
     this.verifier.resolved(change);
+    const wide = serviceWide(change);
+    if (wide !== undefined)
+      await this.options.store.releaseFiring(wide, firingKey(change.rule, change.key));
     const closed: Alert = {
       id: change.alert,
       rule: change.rule,
@@ -266,6 +271,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       labels: change.labels,
       actions: change.actions,
     };
+    await this.endSilences(closed);
     const guards = this.guardsFor(change.rule);
     const decisions: Decision[] = [];
     for (const p of await plan(closed, this.options.actionSets)) {
@@ -273,6 +279,29 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       decisions.push(await this.sendResolved(change, closed, p, guards));
     }
     return decisions;
+  }
+
+  /**
+   * A service-wide alert inhibits its service: until its firing resolves (released in
+   * `resolved`, at most `inhibitMs`), or for `inhibitMs` with `inhibit: DURATION`.
+   */
+  private async inhibit(service: string, alert: Alert, guards: EffectiveGuards): Promise<void> {
+    const until = this.clock() + guards.inhibitMs;
+    const store = this.options.store;
+    if (!guards.inhibitUntilResolved) return store.inhibit(service, until);
+    return store.inhibitFiring(service, firingKey(alert.rule, alert.key), alert.id, until);
+  }
+
+  /** Silences with `expireOnResolve` that match the resolved alert end now. */
+  private async endSilences(closed: Alert): Promise<void> {
+    const store = this.options.store;
+    for (const s of silencesEndedBy(await store.silences(this.clock()), closed)) {
+      await store.removeSilence(s.id);
+      this.options.logger?.info(
+        { silence: s.id, alert: closed.id, rule: closed.rule },
+        'silence ended: an alert it matched resolved',
+      );
+    }
   }
 
   /** Remembers a resolution (bounded: MAX_RESOLUTIONS_HELD digests, oldest out first). */
@@ -336,9 +365,13 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const suppress = (s: Suppression) =>
       this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
     try {
-      const early = await this.earlyStop(guards, closed, started);
+      const early = await this.earlyStop(guards, closed, started, GuardTrace.of(entry));
       if (early) return suppress(early);
       const release = this.notifyGate.tryAcquire(guards.notify.concurrency, 'notifications');
+      GuardTrace.of(entry).concurrency(
+        guards.notify.concurrency,
+        typeof release === 'function' ? undefined : release,
+      );
       if (typeof release !== 'function') return suppress(release);
       try {
         if (guards.dryRun) return this.dryRun(entry);
@@ -365,13 +398,20 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     guards: EffectiveGuards,
     alert: Alert,
     now: number,
+    trace: GuardTrace,
   ): Promise<Suppression | undefined> {
     const store = this.options.store;
-    return (
-      checkKillSwitch(guards.killSwitch, await store.killSwitch()) ??
-      checkMaintenance(guards.maintenance, now) ??
-      checkSilences(await store.silences(now), alert, now)
-    );
+    const stored = await store.killSwitch();
+    const off = checkKillSwitch(guards.killSwitch, stored);
+    trace.killSwitch(guards.killSwitch, stored, off);
+    if (off) return off;
+    const window = checkMaintenance(guards.maintenance, now);
+    trace.maintenance(guards.maintenance, now, window);
+    if (window) return window;
+    const silences = await store.silences(now);
+    const silenced = checkSilences(silences, alert, now);
+    trace.silences(silences, alert, now, silenced);
+    return silenced;
   }
 
   private guardsFor(rule: string): EffectiveGuards {
@@ -428,7 +468,8 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const suppress = (s: Suppression) =>
       this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });
     try {
-      const early = await this.earlyStop(guards, alert, started);
+      const trace = GuardTrace.of(entry);
+      const early = await this.earlyStop(guards, alert, started, trace);
       if (early) return suppress(early);
       if (p.operation === 'notify' && p.group) {
         const id = this.groups.add(alert, `${p.adapter}\u0000${p.target}`, p.group, entry.id, p);
@@ -443,11 +484,21 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       }
       if (p.operation === 'notify') return await this.notify(adapter, entry, p, alert, guards);
       const service = instanceService(alert);
-      const inhibited =
-        service === undefined
-          ? undefined
-          : checkInhibition(service, await store.inhibitedUntil(service), started);
-      if (inhibited) return suppress(inhibited);
+      if (service !== undefined) {
+        // Firings in force (until resolved), else an inhibition by period (`inhibit: 5m`).
+        const [by] = await store.inhibitors(service, started);
+        const until = by ? undefined : await store.inhibitedUntil(service);
+        const inhibited =
+          checkInhibitors(service, by ? [by] : [], started) ??
+          checkInhibition(service, until, started);
+        trace.inhibition(
+          service,
+          by ?? (until === undefined ? undefined : { until }),
+          started,
+          inhibited,
+        );
+        if (inhibited) return suppress(inhibited);
+      }
 
       const query: LedgerQuery = {
         now: started,
@@ -463,7 +514,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         stormWindows: guards.storm.map((b) => b.windowMs),
       };
       // A pre-check on the ledger as it stands, before asking the orchestrator anything.
-      const pre = await this.ledgerVerdict(alert, guards, await store.ledger(query), p.target);
+      const counts = await store.ledger(query);
+      const pre = await this.ledgerVerdict(alert, guards, counts, p.target);
+      trace.ledger(counts, guards, started, pre);
       if (pre) return suppress(pre);
 
       // The target must be one the adapter may act on, and exist, before anything is
@@ -478,6 +531,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       if (refused) return this.journal({ ...entry, ...refused });
 
       const release = this.gate.tryAcquire(guards.concurrency);
+      trace.concurrency(guards.concurrency, typeof release === 'function' ? undefined : release);
       if (typeof release !== 'function') return suppress(release);
       try {
         let health: GroupHealth | undefined;
@@ -490,11 +544,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           } catch (err) {
             return this.journal({ ...entry, error: `describe failed: ${(err as Error).message}` });
           }
-          const floor = checkMinHealthy(
-            guards.minHealthy,
-            health,
-            healthyLoss(p.operation, p.target, p.params, health),
-          );
+          const lost = healthyLoss(p.operation, p.target, p.params, health);
+          const floor = checkMinHealthy(guards.minHealthy, health, lost);
+          trace.health(guards, health, lost, floor);
           if (floor) return suppress(floor);
         }
         // Last look before anything is spent: the alert may have resolved meanwhile
@@ -520,15 +572,18 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           (counts) => {
             breakerTripped = checkBreakers(counts, guards.breakers);
             storm = breakerTripped ? undefined : checkStorm(counts, alert.rule, guards.storm);
-            return (
+            const ledgerStop =
               breakerTripped ??
               storm ??
               checkCooldown(counts, guards.cooldownMs, p.target, started) ??
-              checkBudgets(counts, alert.rule, guards.ruleBudgets, guards.globalBudgets) ??
-              (health && p.operation === 'kill-and-replace'
-                ? checkBlastRadius(guards.maxBlastRadius, counts, p.target, health)
-                : undefined)
-            );
+              checkBudgets(counts, alert.rule, guards.ruleBudgets, guards.globalBudgets);
+            trace.ledger(counts, guards, started, ledgerStop);
+            if (ledgerStop) return ledgerStop;
+            if (!health || p.operation !== 'kill-and-replace' || guards.maxBlastRadius.length === 0)
+              return undefined;
+            const blast = checkBlastRadius(guards.maxBlastRadius, counts, p.target, health);
+            trace.blastRadius(guards.maxBlastRadius, counts, p.target, health, blast);
+            return blast;
           },
         );
         if (verdict) {
@@ -579,10 +634,15 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       stormWindows: guards.storm.map((b) => b.windowMs),
     };
     let storm: ReturnType<typeof checkStorm>;
-    const check = (counts: LedgerCounts) =>
-      (storm = checkStorm(counts, alert.rule, guards.storm)) ??
-      checkCooldown(counts, n.cooldownMs, p.target, entry.at) ??
-      checkBudgets(counts, alert.rule, n.ruleBudgets, n.globalBudgets, 'notifications');
+    const trace = GuardTrace.of(entry);
+    const check = (counts: LedgerCounts) => {
+      const stop =
+        (storm = checkStorm(counts, alert.rule, guards.storm)) ??
+        checkCooldown(counts, n.cooldownMs, p.target, entry.at) ??
+        checkBudgets(counts, alert.rule, n.ruleBudgets, n.globalBudgets, 'notifications');
+      trace.ledger(counts, { ...n, breakers: [], storm: guards.storm }, entry.at, stop);
+      return stop;
+    };
     const stopped = async (s: Suppression) => {
       if (storm) await this.stormNotice(alert, storm, guards.dryRun, p.adapter);
       return suppress(s);
@@ -593,6 +653,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     const stale = message ? undefined : this.staleness(alert);
     if (stale) return suppress(stale);
     const release = this.notifyGate.tryAcquire(n.concurrency, 'notifications');
+    trace.concurrency(n.concurrency, typeof release === 'function' ? undefined : release);
     if (typeof release !== 'function') return suppress(release);
     try {
       const verdict = await store.reserve(

@@ -187,6 +187,23 @@ export const ROWS: RowSpec[] = [
         ],
       },
       {
+        title: 'Remediation effectiveness',
+        description:
+          'Remediations verified after they ran: effective (the alert resolved) or ineffective (it did not), from drover_remediation_verifications_total; and actions skipped (suppressed by a guard rail).',
+        unit: 'short',
+        stack: true,
+        queries: [
+          {
+            expr: `sum by (outcome) (increase(drover_remediation_verifications_total{${SEL}}[$__rate_interval]))`,
+            legend: '{{outcome}}',
+          },
+          {
+            expr: `sum(increase(drover_actions_total{${SEL}, outcome="suppressed"}[$__rate_interval]))`,
+            legend: 'skipped',
+          },
+        ],
+      },
+      {
         title: 'Failed actions (last hour)',
         description: 'Actions whose adapter call failed in the last hour.',
         unit: 'short',

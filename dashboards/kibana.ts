@@ -64,6 +64,8 @@ interface SearchSpec {
 }
 
 const SEARCH_SOURCE_REF = 'kibanaSavedObjectMeta.searchSourceJSON.index';
+/** The alerts index holds state changes beside alerts (`state`): alerts only (older ones have no state). */
+const ALERTS_ONLY = 'not state : ("pending" or "inactive" or "resolved")';
 const dataViewId = (prefix: string, v: DataView) => `${prefix}-${v}`;
 
 function aggJson(agg: Agg, id: number): Record<string, unknown> {
@@ -391,6 +393,7 @@ const VISUALIZATIONS: VisSpec[] = [
     description: 'Alerts the rules engine fired, stacked by rule.',
     dataView: 'alerts',
     kind: 'histogram',
+    query: ALERTS_ONLY,
     aggs: [
       { ...COUNT, label: 'Alerts' },
       OVER_TIME,
@@ -403,9 +406,37 @@ const VISUALIZATIONS: VisSpec[] = [
     description: 'Alerts by rule type (spike, flatline, new_term, …).',
     dataView: 'alerts',
     kind: 'pie',
+    query: ALERTS_ONLY,
     aggs: [
       { ...COUNT, label: 'Alerts' },
       { type: 'terms', schema: 'segment', field: 'type', size: 10 },
+    ],
+  },
+  {
+    id: 'alert-states',
+    title: 'Drover · Alert state over time',
+    description:
+      'Alerts firing and the state changes after them (resolved; pending and inactive where recorded), from the alerts index.',
+    dataView: 'alerts',
+    kind: 'histogram',
+    aggs: [
+      { ...COUNT, label: 'State changes' },
+      OVER_TIME,
+      { type: 'terms', schema: 'group', field: 'state', size: 4 },
+    ],
+  },
+  {
+    id: 'remediation-effectiveness',
+    title: 'Drover · Remediation effectiveness',
+    description:
+      'Remediations verified effective or ineffective after they ran, and actions skipped (suppressed by a guard rail), from the journal.',
+    dataView: 'actions',
+    kind: 'histogram',
+    query: 'decision : ("effective" or "ineffective" or "suppressed")',
+    aggs: [
+      { ...COUNT, label: 'Decisions' },
+      OVER_TIME,
+      { type: 'terms', schema: 'group', field: 'decision', size: 3 },
     ],
   },
   {
@@ -462,7 +493,7 @@ const SEARCHES: SearchSpec[] = [
     title: 'Drover · Newest alerts',
     description: 'The latest alerts, newest first.',
     dataView: 'alerts',
-    query: '',
+    query: ALERTS_ONLY,
     columns: ['rule', 'type', 'service.name', 'description'],
   },
   {
@@ -514,11 +545,15 @@ export function kibanaSavedObjects(prefix = 'drover'): SavedObject[] {
     prefix,
     'alerts-and-actions',
     'Drover · Alerts and actions',
-    'Alerts by rule and type, remediation decisions, guard-rail suppressions and the journal.',
+    'Alerts by rule and type, alert state over time, remediation effectiveness and decisions, guard-rail suppressions and the journal.',
     [
       [
         { object: get(vis, 'alerts-by-rule'), w: 32, h: 12 },
         { object: get(vis, 'alerts-by-type'), w: 16, h: 12 },
+      ],
+      [
+        { object: get(vis, 'alert-states'), w: 24, h: 12 },
+        { object: get(vis, 'remediation-effectiveness'), w: 24, h: 12 },
       ],
       [
         { object: get(vis, 'decisions-over-time'), w: 32, h: 12 },

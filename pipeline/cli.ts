@@ -1,6 +1,7 @@
 import { type Command, EXIT_FINDINGS, EXIT_OK, EXIT_USAGE, UsageError } from './commands/common.ts';
 import {
   ACTIONS_LIST_OPTIONS,
+  EXPLAIN_OPTIONS,
   BACKTEST_OPTIONS,
   DEMO_OPTIONS,
   DIFF_OPTIONS,
@@ -244,6 +245,28 @@ Options:
     run: async (args) => (await import('./commands/actions.ts')).actionsListCommand(args),
   },
   {
+    name: 'explain',
+    summary: 'why an alert fired and what was decided: its events, states and journal',
+    usage: `drover explain ALERT_ID [--format text|json] [--config FILE | --db PATH]
+
+Prints the whole chain of one alert: what made it fire (its figures, the window it
+looked at in event time, the rule's content hash and file, a bounded sample of the
+events that counted), its state changes (firing, resolved), and every journal entry
+under its id in order, whatever its kind, with each guard evaluated and its inputs and
+the adapter's request and result. --config reads the store drover serve's configuration
+names (SQLite, or Elasticsearch: the journal and the alerts index); otherwise the
+journal is .drover/actions.db unless --db or DROVER_STATE_DIR says otherwise. Exits 1
+when the alert is known to neither.
+
+Options:
+  --format FMT         text (default) or json
+  --config FILE        the store drover serve's configuration names
+  --db PATH            the SQLite journal (default .drover/actions.db)
+  -h, --help           this help`,
+    options: EXPLAIN_OPTIONS,
+    run: async (args) => (await import('./commands/explain.ts')).explainCommand(args),
+  },
+  {
     name: 'actions kill-switch',
     summary: 'stop (on) or allow (off) every remediation action',
     usage: `drover actions kill-switch on|off|status [--config FILE | --db PATH]
@@ -262,14 +285,15 @@ Options:
   {
     name: 'actions silence',
     summary: 'silence remediation for matching alerts until a time, list or remove silences',
-    usage: `drover actions silence add FIELD=VALUE... (--for DURATION | --until TIME) [--comment TEXT]
+    usage: `drover actions silence add FIELD=VALUE... (--for DURATION | --until TIME) [--comment TEXT] [--expire-on-resolve]
 drover actions silence list [--format text|json]
 drover actions silence remove ID
   (each also takes --url URL, --config FILE, --state-dir DIR, or --db PATH)
 
 A silence stops actions (they are journaled as suppressed) for alerts whose fields all
 match: rule=NAME, labels.team=payments, key.host.name=web-3; a value starting with ~
-is a regular expression (key.host.name=~web-.*). It expires on its own.
+is a regular expression (key.host.name=~web-.*). It expires on its own; with
+--expire-on-resolve it also ends when an alert it matches resolves.
 
 The command asks the running drover serve, through its control API with the admin
 token, as drover rules reload does: the URL is --url, else the configuration's listen
@@ -282,6 +306,7 @@ Options:
   --for DURATION       add: how long the silence lasts (1h)
   --until TIME         add: when it ends (ISO 8601 or epoch milliseconds)
   --comment TEXT       add: why, shown by list
+  --expire-on-resolve  add: end the silence when an alert it matches resolves
   --format FMT         list, add: text (default) or json
   --config FILE        the store drover serve's configuration names
   --db PATH            the SQLite journal (default .drover/actions.db)

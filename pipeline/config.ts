@@ -510,7 +510,9 @@ function parseGuards(
     };
   }
   if (g.maintenance !== undefined) out.maintenance = g.maintenance as GuardConfig['maintenance'];
-  if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
+  // `resolved`: while the service-wide alert fires; a duration: that long after it fired.
+  if (g.inhibit === 'resolved') out.inhibitUntilResolved = true;
+  else if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
   if (g.maxKeysPerRule !== undefined) {
     const m: { notify?: unknown } | null = g.maxKeysPerRule;
     out.maxKeysPerRule = {

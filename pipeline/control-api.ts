@@ -14,6 +14,7 @@ import {
   parseSilence,
   parseSilenceId,
 } from './control-input.ts';
+import { type AlertChain, UnknownAlert } from './explain.ts';
 import type { Logger } from './logger.ts';
 import { redact } from './redact.ts';
 import { isSqliteBusy } from '../ingest/storage/sqlite.ts';
@@ -34,6 +35,8 @@ export interface ControlApiOptions {
   /** Newest first. */
   alerts(): Alert[];
   store(): RemediationStore;
+  /** One alert's whole chain (pipeline/explain.ts); throws UnknownAlert. */
+  explain(id: string): Promise<AlertChain>;
   /** Counts a store that answered "busy" (SQLITE_BUSY), for the faults metric. */
   onBusy?(): void;
 }
@@ -92,6 +95,15 @@ export function createControlApi(options: ControlApiOptions): (app: FastifyInsta
           .send({ ok: r.ok, rules: r.rules, errors: r.errors.map(formatDiagnostic) });
       });
       scope.get('/v1/alerts', route('read'), async () => ({ alerts: options.alerts() }));
+      // Admin: an explanation shows the events that counted, whatever the logs held.
+      scope.get('/v1/alerts/:id', route('admin'), async (req, reply) => {
+        try {
+          return await options.explain(String((req.params as { id?: unknown }).id ?? ''));
+        } catch (err) {
+          if (err instanceof UnknownAlert) return reply.code(404).send({ error: err.message });
+          throw err;
+        }
+      });
       scope.get('/v1/actions', route('read'), async (req) => {
         const q = parseListQuery(req.query);
         return { decisions: await options.store().list(q) };
@@ -110,7 +122,9 @@ export function createControlApi(options: ControlApiOptions): (app: FastifyInsta
       scope.post('/v1/silences', route('admin'), async (req, reply) => {
         const s = parseSilence(req.body, Date.now());
         return reply.code(201).send({
-          id: await options.store().addSilence(s.matchers, s.until, s.comment),
+          id: await options.store().addSilence(s.matchers, s.until, s.comment, {
+            expireOnResolve: s.expireOnResolve,
+          }),
         });
       });
       scope.delete('/v1/silences/:id', route('admin'), async (req, reply) => {

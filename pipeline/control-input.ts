@@ -47,15 +47,16 @@ export interface SilenceInput {
   matchers: Record<string, string>;
   until: number;
   comment: string;
+  expireOnResolve: boolean;
 }
 
 const SILENCE_SHAPE =
-  'send { "matchers": { "rule" | "type" | "labels.NAME" | "key.FIELD": "value" }, "until": ISO time, "comment"?: text }';
+  'send { "matchers": { "rule" | "type" | "labels.NAME" | "key.FIELD": "value" }, "until": ISO time, "comment"?: text, "expire_on_resolve"?: boolean }';
 
 export function parseSilence(body: unknown, now: number): SilenceInput {
   if (!isObject(body)) throw new InputError(SILENCE_SHAPE);
   for (const key of Object.keys(body))
-    if (key !== 'matchers' && key !== 'until' && key !== 'comment')
+    if (key !== 'matchers' && key !== 'until' && key !== 'comment' && key !== 'expire_on_resolve')
       throw new InputError(`unknown field "${clip(key)}": ${SILENCE_SHAPE}`);
   const raw = body.matchers;
   if (!isObject(raw)) throw new InputError(`matchers must be an object: ${SILENCE_SHAPE}`);
@@ -90,7 +91,9 @@ export function parseSilence(body: unknown, now: number): SilenceInput {
   const comment = body.comment ?? '';
   if (typeof comment !== 'string' || comment.length > SILENCE_LIMITS.comment)
     throw new InputError(`comment is text of at most ${SILENCE_LIMITS.comment} characters`);
-  return { matchers: { ...matchers }, until, comment };
+  const expire = body.expire_on_resolve ?? false;
+  if (typeof expire !== 'boolean') throw new InputError('expire_on_resolve is true or false');
+  return { matchers: { ...matchers }, until, comment, expireOnResolve: expire };
 }
 
 /** SQLite's ids are integers, Elasticsearch's UUIDs: both fit this, nothing else need. */

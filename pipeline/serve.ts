@@ -28,6 +28,7 @@ import {
   alertDocument,
   type Diagnostic,
   Engine,
+  type Explanation,
   formatDiagnostic,
   loadRules,
   type StateChange,
@@ -42,6 +43,9 @@ import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 import { packageRoot } from './package-root.ts';
+import type { AlertHistory } from '../actions/history/types.ts';
+import { openAlertHistory } from './alert-history.ts';
+import { type AlertChain, explainAlert } from './explain.ts';
 
 /**
  * One process: the endpoint, the bus, the indexer, the rules engine and remediation, or
@@ -71,6 +75,8 @@ export class Pipeline {
   private offsets: Record<string, number> = {};
   private rulesInput: RulesInput | undefined;
   private readonly recentAlerts: Alert[] = [];
+  /** Alerts and state changes, for `drover explain` (pipeline/alert-history.ts). */
+  private history: AlertHistory | undefined;
   private ready = false;
   private snapshotTimer: NodeJS.Timeout | undefined;
   private tickTimer: NodeJS.Timeout | undefined;
@@ -238,6 +244,9 @@ export class Pipeline {
     const c = this.config;
     const store = await this.openStore();
     this.closers.push(() => store.close());
+    const history = await openAlertHistory(c);
+    this.history = history;
+    this.closers.push(() => history.close());
     this.adapters = await createAdapters(c.adapters, c.baseDir);
     for (const adapter of this.adapters.values()) {
       const startable = adapter as Adapter & { start?: () => Promise<void> };
@@ -283,8 +292,10 @@ export class Pipeline {
     // Journal retention: at start, then periodically; a failed prune is retried next time.
     const prune = () =>
       void Promise.resolve(store.prune({ now: Date.now(), ...journal }))
-        .then((r) => {
+        .then(async (r) => {
           if (r.entries > 0) this.logger.info(r, 'journal pruned');
+          const alerts = await history.prune(Date.now() - journal.maxAgeMs);
+          if (alerts > 0) this.logger.info({ alerts }, 'alert history pruned');
         })
         .catch((err: unknown) => this.logger.error({ err }, 'journal prune failed'));
     prune();
@@ -364,6 +375,12 @@ export class Pipeline {
     return store.list({ limit });
   }
 
+  /** One alert's whole chain: its explanation, state changes and journal entries. */
+  async explain(id: string): Promise<AlertChain> {
+    if (!this.history) throw new Error('this drover serve keeps no alert history');
+    return explainAlert(this.history, this.remediator.store, id);
+  }
+
   /** The journal, newest first, from whichever store is configured. */
   async listDecisions(limit = 100): Promise<Decision[]> {
     return this.remediator.store.list({ limit });
@@ -378,7 +395,8 @@ export class Pipeline {
       allowedLatenessMs: this.config.rules.allowedLatenessMs,
       maxFutureSkewMs: this.config.rules.maxFutureSkewMs,
       clock: Date.now,
-      onAlert: (alert) => this.onAlert(alert),
+      onAlert: (alert, explanation) => this.onAlert(alert, explanation),
+      explain: true,
       onState: (change) => this.onState(change),
       resolvedOnly: true,
       maxKeysPerRule: this.config.rules.maxKeysPerRule,
@@ -405,7 +423,7 @@ export class Pipeline {
     this.counted = { late: lateEvents, future: futureEvents };
   }
 
-  private onAlert(alert: Alert): void {
+  private onAlert(alert: Alert, explanation?: Explanation): void {
     this.telemetry.alerts.inc({ rule: alert.rule });
     this.events.emit('alert', alert);
     this.recentAlerts.push(alert);
@@ -431,9 +449,10 @@ export class Pipeline {
       });
     this.remediating++;
     this.pendingActions.add(p);
+    this.record('alert', alert.id, () => this.history?.recordAlert(alert, explanation));
     if (this.alertIndexer) {
       const indexed = this.alertIndexer
-        .indexAlerts([alertDocument(alert)])
+        .indexAlerts([alertDocument(alert, explanation)])
         .catch((err: unknown) =>
           this.logger.warn({ err, alert: alert.id }, 'could not index the alert'),
         )
@@ -442,9 +461,19 @@ export class Pipeline {
     }
   }
 
+  /** Writes to the alert history, tracked so a stop waits for it; a failure is logged. */
+  private record(what: string, id: string, write: () => unknown): void {
+    const p: Promise<unknown> = Promise.resolve()
+      .then(write)
+      .catch((err: unknown) => this.logger.warn({ err, id }, `could not record the ${what}`))
+      .finally(() => this.pendingActions.delete(p));
+    this.pendingActions.add(p);
+  }
+
   /** A resolution goes to the remediator (send_resolved notifications, stale alerts). */
   private onState(change: StateChange): void {
     if (change.state !== 'resolved') return;
+    this.record('state change', change.id, () => this.history?.recordState(change));
     this.logger.info(
       {
         resolved: {
@@ -691,6 +720,7 @@ export class Pipeline {
       alerts: () => [...this.served('rules', '/v1/alerts').recentAlerts].reverse(),
       store: () =>
         this.served('actions', 'the journal, the kill switch and silences').remediator.store,
+      explain: (id) => this.served('actions', 'alert explanations').explain(id),
       onBusy: () => this.telemetry.faults.inc({ kind: 'store-busy' }),
     });
   }

@@ -4,6 +4,7 @@ import { CardinalityRunner } from './kinds/cardinality.ts';
 import { FlatlineRunner } from './kinds/flatline.ts';
 import { KINDS, type KindDescriptor } from './kinds/index.ts';
 import { NewTermRunner } from './kinds/new-term.ts';
+import { EvidenceRing, type Explanation, explain } from './explain.ts';
 import type { EngineContext, RuleRunner, RunnerSnapshot } from './runner.ts';
 import { TimerHeap } from './timers.ts';
 import type { Alert, RuleSpec, StateChange } from './types.ts';
@@ -21,8 +22,13 @@ export interface EngineOptions {
   idleMs?: number;
   /** Alerts before this event time build state but are not emitted (backtest `--from`). */
   alertFrom?: number;
-  /** Receives every alert, synchronously, in firing order. */
-  onAlert: (alert: Alert) => void;
+  /**
+   * Receives every alert, synchronously, in firing order; with `explain`, what made it
+   * fire (rules/explain.ts).
+   */
+  onAlert: (alert: Alert, explanation?: Explanation) => void;
+  /** Keep a bounded ring of matched events and explain each alert (rules/explain.ts). */
+  explain?: boolean;
   /**
    * Receives every state change (pending, inactive, resolved; docs/rules.md#alert-states),
    * synchronously, in order with the alerts.
@@ -127,7 +133,9 @@ export class Engine {
   private readonly timers = new TimerHeap<RuleRunner>();
   private readonly lateness: number;
   private readonly idleMs: number;
-  private readonly onAlert: (alert: Alert) => void;
+  private readonly onAlert: (alert: Alert, explanation?: Explanation) => void;
+  /** Matched events, for explanations (rules/explain.ts bounds it); only with `explain`. */
+  private readonly evidence: EvidenceRing | undefined;
   private readonly clock: (() => number) | undefined;
   private readonly context: EngineContext & { watermark: number; observedFrom: number };
   private maxEventTime = Number.NEGATIVE_INFINITY;
@@ -149,6 +157,7 @@ export class Engine {
     this.lateness = options.allowedLatenessMs ?? 5_000;
     this.idleMs = options.idleMs ?? this.lateness;
     this.onAlert = options.onAlert;
+    this.evidence = options.explain ? new EvidenceRing() : undefined;
     this.clock = options.clock;
     this.alertFrom = options.alertFrom ?? Number.NEGATIVE_INFINITY;
     const onRefused = options.onRefused;
@@ -161,7 +170,7 @@ export class Engine {
       observedFrom: Number.POSITIVE_INFINITY,
       alertFrom: this.alertFrom,
       schedule: (runner, key, at, tag) => this.timers.push(at, runner, key, tag),
-      emit: (alert) => this.onAlert(alert),
+      emit: (alert) => this.onAlert(alert, this.explanation(alert)),
       transition: (change) => onState?.(change),
       announce: onState === undefined ? 'none' : options.resolvedOnly ? 'resolved' : 'all',
       maxKeysPerRule: options.maxKeysPerRule ?? DEFAULT_MAX_KEYS_PER_RULE,
@@ -282,7 +291,16 @@ export class Engine {
     if (key === undefined) return;
     // Below the cap admit would answer yes: no call (see RuleRunner.admission).
     if ((c.keys.size >= c.keyCap || c.silences.size >= c.keyCap) && !runner.admit(key)) return;
+    this.evidence?.push(runner.spec.name, key, event, t);
     runner.onEvent(event, key, t);
+  }
+
+  private explanation(alert: Alert): Explanation | undefined {
+    if (!this.evidence) return undefined;
+    const runner = this.byName.get(alert.rule)?.runner;
+    if (!runner) return undefined;
+    const key = runner.keyOf({ '@timestamp': 0, ...alert.key });
+    return explain(runner.spec, alert, key, this.evidence);
   }
 
   /**

@@ -1,5 +1,5 @@
 export { type ActionProblem, actionProblems } from './action.ts';
-export { type AlertDocument, alertDocument } from './alert-document.ts';
+export { type AlertDocument, alertDocument, stateDocument } from './alert-document.ts';
 export {
   type BacktestInput,
   type BacktestOptions,
@@ -32,3 +32,13 @@ export { type Diagnostic, formatDiagnostic, loadRules, parseRuleFile } from './l
 export { FileContext, type Path, readYamlDocument } from './load/yaml.ts';
 export { runTestFile, type TestFileReport, type TestResult } from './ruletest.ts';
 export * from './types.ts';
+export {
+  EVIDENCE_BYTES,
+  EVIDENCE_EVENTS,
+  EvidenceRing,
+  type Explanation,
+  explain,
+  renderEvent,
+  ruleHash,
+  windowOf,
+} from './explain.ts';

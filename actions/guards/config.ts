@@ -43,8 +43,14 @@ export interface GuardConfig {
   /** After `max` remediations of one key within the window, stop and escalate through `notify`. */
   breaker?: Budget & { notify?: string };
   maintenance?: MaintenanceWindow[];
-  /** How long a service-wide alert inhibits per-instance actions for its service. Default 5 min. */
+  /**
+   * Inhibition by period (the old behaviour, `inhibit: 5m`): a service-wide alert inhibits
+   * per-instance actions for its service this long after it fired. Unset (or
+   * `inhibit: resolved`): while its firing lasts, until it resolves (docs/actions.md#inhibition).
+   */
   inhibitMs?: number;
+  /** `inhibit: resolved`: inhibit while the service-wide alert fires (the default). */
+  inhibitUntilResolved?: boolean;
   /**
    * Guards of `notify` actions, which are counted apart from remediations (a page does
    * not spend a remediation's budget, nor a remediation a page's): per target (adapter
@@ -73,6 +79,11 @@ export const DEFAULT_GUARDS = {
   concurrency: 4,
   blastWindowMs: 10 * 60_000,
   inhibitMs: 5 * 60_000,
+  /**
+   * Inhibiting until resolved: the longest a firing inhibits when its resolution never
+   * comes (its rule removed, the firing beyond the rule's max_keys, so never tracked).
+   */
+  inhibitMaxMs: 24 * 3_600_000,
 } as const;
 
 /**
@@ -102,7 +113,10 @@ export interface EffectiveGuards {
   blastWindowMs: number;
   breakers: Array<Budget & { notify?: string }>;
   maintenance: MaintenanceWindow[];
+  /** Until resolved: the cap (DEFAULT_GUARDS.inhibitMaxMs); by period: the period. */
   inhibitMs: number;
+  /** Inhibit while the service-wide alert fires (no period configured, or `inhibit: resolved`). */
+  inhibitUntilResolved: boolean;
   notify: {
     cooldownMs: number;
     ruleBudgets: Budget[];
@@ -144,12 +158,33 @@ export function effectiveGuards(global: GuardConfig = {}, rule: GuardConfig = {}
     ),
     breakers: list(global.breaker, rule.breaker),
     maintenance: [...(global.maintenance ?? []), ...(rule.maintenance ?? [])],
-    inhibitMs: stricterMax(global.inhibitMs, rule.inhibitMs, DEFAULT_GUARDS.inhibitMs),
+    ...inhibition(global, rule),
     notify: effectiveNotify(global.notify ?? {}, rule.notify ?? {}),
     storm: list<Budget & { notify?: string }>(
       global.maxKeysPerRule ?? DEFAULT_STORM_CAP,
       rule.maxKeysPerRule,
     ),
+  };
+}
+
+/**
+ * Until resolved unless a period is configured (global or rule) and neither says
+ * `resolved`; a period, the longer of the two.
+ */
+function inhibition(
+  global: GuardConfig,
+  rule: GuardConfig,
+): Pick<EffectiveGuards, 'inhibitMs' | 'inhibitUntilResolved'> {
+  const period = global.inhibitMs ?? rule.inhibitMs;
+  if (
+    period === undefined ||
+    global.inhibitUntilResolved === true ||
+    rule.inhibitUntilResolved === true
+  )
+    return { inhibitMs: DEFAULT_GUARDS.inhibitMaxMs, inhibitUntilResolved: true };
+  return {
+    inhibitMs: Math.max(global.inhibitMs ?? 0, rule.inhibitMs ?? 0),
+    inhibitUntilResolved: false,
   };
 }
 

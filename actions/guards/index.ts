@@ -16,7 +16,14 @@ export {
 } from './config.ts';
 export { checkCooldown } from './cooldown.ts';
 export { checkBlastRadius, checkMinHealthy, healthyLoss } from './health.ts';
-export { checkInhibition, INSTANCE_FIELDS, instanceService, serviceWide } from './inhibition.ts';
+export {
+  checkInhibition,
+  checkInhibitors,
+  type Inhibitor,
+  INSTANCE_FIELDS,
+  instanceService,
+  serviceWide,
+} from './inhibition.ts';
 export { checkKillSwitch } from './kill-switch.ts';
 export {
   type Attempt,
@@ -31,6 +38,7 @@ export {
   type Silence,
   SilenceError,
   silenceMatches,
+  silencesEndedBy,
   validateMatchers,
 } from './silence.ts';
 export type { GuardName, Suppression } from './types.ts';

@@ -13,6 +13,8 @@ export interface Silence {
   until: number;
   comment: string;
   createdBy?: string;
+  /** Ends when an alert it matches resolves (docs/actions.md#silences), if not before. */
+  expireOnResolve?: boolean;
 }
 
 export class SilenceError extends Error {}
@@ -50,6 +52,14 @@ export function silenceMatches(matchers: Record<string, string>, alert: Alert): 
       ? new RegExp(`^(?:${expected.slice(1)})$`).test(text)
       : text === expected;
   });
+}
+
+/**
+ * The silences that end because `resolved` (the alert whose firing just resolved: its
+ * rule, type, key and labels) resolved: those with `expireOnResolve` that match it.
+ */
+export function silencesEndedBy(silences: Silence[], resolved: Alert): Silence[] {
+  return silences.filter((s) => s.expireOnResolve === true && silenceMatches(s.matchers, resolved));
 }
 
 export function checkSilences(

@@ -4,7 +4,14 @@ import type { Client } from '@elastic/elasticsearch';
 import type * as Elastic from '@elastic/elasticsearch';
 import { dailyIndex, indexTemplate } from '../../ingest/index/templates.ts';
 import type { Alert } from '../../rules/index.ts';
-import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
+import type {
+  Attempt,
+  Inhibitor,
+  LedgerCounts,
+  LedgerQuery,
+  Silence,
+  Suppression,
+} from '../guards/index.ts';
 import { INEFFECTIVE_OPERATION, validateMatchers } from '../guards/index.ts';
 import type { PruneResult, Verification } from './types.ts';
 import type { Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
@@ -279,6 +286,7 @@ export class ElasticsearchStore implements RemediationStore {
     const filter: unknown[] = [];
     if (options.since !== undefined) filter.push({ range: { at: { gte: options.since } } });
     if (options.rule !== undefined) filter.push({ term: { rule: options.rule } });
+    if (options.alertId !== undefined) filter.push({ term: { 'alert.id': options.alertId } });
     const res = await this.client.search<Record<string, unknown>>({
       index: this.journalPattern,
       ignore_unavailable: true,
@@ -522,13 +530,26 @@ export class ElasticsearchStore implements RemediationStore {
     });
   }
 
-  async addSilence(matchers: Record<string, string>, until: number, comment = ''): Promise<string> {
+  async addSilence(
+    matchers: Record<string, string>,
+    until: number,
+    comment = '',
+    options: { expireOnResolve?: boolean } = {},
+  ): Promise<string> {
     validateMatchers(matchers);
     if (!Number.isFinite(until)) throw new Error('a silence needs an expiry time');
     const id = randomUUID();
     await this.create(
       `silence:${id}`,
-      { kind: 'silence', silence_id: id, at: Date.now(), matchers, until, comment },
+      {
+        kind: 'silence',
+        silence_id: id,
+        at: Date.now(),
+        matchers,
+        until,
+        comment,
+        ...(options.expireOnResolve && { expire_on_resolve: true }),
+      },
       true,
     );
     return id;
@@ -552,6 +573,7 @@ export class ElasticsearchStore implements RemediationStore {
       matchers: h._source!.matchers as Record<string, string>,
       until: h._source!.until as number,
       comment: (h._source!.comment as string) ?? '',
+      ...(h._source!.expire_on_resolve === true && { expireOnResolve: true }),
     }));
   }
 
@@ -591,6 +613,56 @@ export class ElasticsearchStore implements RemediationStore {
       if ((existing.doc.until as number) >= until) return;
       if (await this.replace(id, doc, existing)) return;
     }
+  }
+
+  private inhibitorId(service: string, firing: string): string {
+    return `inhibitor:${createHash('sha256').update(`${service}\u0000${firing}`).digest('hex')}`;
+  }
+
+  async inhibitFiring(
+    service: string,
+    firing: string,
+    alert: string,
+    until: number,
+  ): Promise<void> {
+    const id = this.inhibitorId(service, firing);
+    const existing = await this.getState(id);
+    const doc = {
+      kind: 'inhibitor',
+      service,
+      alert_id: alert,
+      until: Math.max(until, (existing?.doc.until as number | undefined) ?? 0),
+    };
+    await this.client.index({ index: this.stateIndex, id, document: doc, refresh: true });
+  }
+
+  async releaseFiring(service: string, firing: string): Promise<void> {
+    await this.client
+      .delete({ index: this.stateIndex, id: this.inhibitorId(service, firing), refresh: true })
+      .catch((err: unknown) => {
+        if (!isStatus(err, 404)) throw err;
+      });
+  }
+
+  async inhibitors(service: string, now: number): Promise<Inhibitor[]> {
+    const res = await this.client.search<StateDoc>({
+      index: this.stateIndex,
+      size: 100,
+      query: {
+        bool: {
+          filter: [
+            { term: { kind: 'inhibitor' } },
+            { term: { service } },
+            { range: { until: { gt: now } } },
+          ],
+        },
+      },
+      sort: [{ until: { order: 'desc' } }],
+    });
+    return res.hits.hits.map((h) => ({
+      alert: h._source!.alert_id as string,
+      until: h._source!.until as number,
+    }));
   }
 
   async inhibitedUntil(service: string): Promise<number | undefined> {
@@ -676,6 +748,12 @@ export class ElasticsearchStore implements RemediationStore {
               filter: [{ term: { kind: 'claim' } }, { range: { at: { lt: claimsBefore } } }],
             },
           },
+          // Inhibitors whose firing never resolved, once their cap passed.
+          {
+            bool: {
+              filter: [{ term: { kind: 'inhibitor' } }, { range: { until: { lte: options.now } } }],
+            },
+          },
         ],
         minimum_should_match: 1,
       },
@@ -720,6 +798,7 @@ function toDocument(d: Decision): Record<string, unknown> {
     ...(d.params && { params_json: JSON.stringify(d.params) }),
     ...(d.alert && { alert_json: JSON.stringify(d.alert) }),
     ...(d.verification && verificationFields(d.verification)),
+    ...(d.guards && d.guards.length > 0 && { guards_json: JSON.stringify(d.guards) }),
   };
 }
 
@@ -752,6 +831,7 @@ function fromDocument(s: Record<string, unknown>): Decision {
   if (s.alert_json) d.alert = JSON.parse(s.alert_json as string) as Alert;
   if (s.verification_json)
     d.verification = JSON.parse(s.verification_json as string) as Verification;
+  if (s.guards_json) d.guards = JSON.parse(s.guards_json as string) as Decision['guards'];
   return d;
 }
 

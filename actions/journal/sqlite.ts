@@ -1,6 +1,13 @@
 import { openSqlite, type SqliteDatabase } from '../../ingest/storage/sqlite.ts';
 import type { Alert } from '../../rules/index.ts';
-import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
+import type {
+  Attempt,
+  Inhibitor,
+  LedgerCounts,
+  LedgerQuery,
+  Silence,
+  Suppression,
+} from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
 import type {
   Decision,
@@ -33,6 +40,7 @@ export class ActionStore implements RemediationStore {
       CREATE INDEX IF NOT EXISTS journal_at ON journal (at);
       CREATE INDEX IF NOT EXISTS journal_rule ON journal (rule, at);
       CREATE INDEX IF NOT EXISTS journal_id ON journal (id);
+      CREATE INDEX IF NOT EXISTS journal_alert ON journal (alert_id, at);
       CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS attempts (
         id TEXT PRIMARY KEY, at INTEGER NOT NULL, rule TEXT NOT NULL, key_id TEXT NOT NULL,
@@ -46,20 +54,26 @@ export class ActionStore implements RemediationStore {
       CREATE TABLE IF NOT EXISTS silences (id INTEGER PRIMARY KEY AUTOINCREMENT, matchers TEXT NOT NULL, until INTEGER NOT NULL, comment TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS notices (key TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
       CREATE TABLE IF NOT EXISTS inhibitions (service TEXT PRIMARY KEY, until INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS inhibitors (service TEXT NOT NULL, firing TEXT NOT NULL, alert_id TEXT NOT NULL, until INTEGER NOT NULL, PRIMARY KEY (service, firing)) WITHOUT ROWID;
     `);
-    // Journals written before params and the alert were kept gain the columns.
+    // Journals written before params, the alert and the guards were kept gain the columns.
     const columns = new Set(
       (this.db.prepare('PRAGMA table_info(journal)').all() as Array<{ name: string }>).map(
         (c) => c.name,
       ),
     );
     // …and before verifications: the outcome as a column (pending ones are looked up at
-    // start), the whole verification as JSON.
-    for (const c of ['params', 'alert', 'verification', 'verify_outcome'])
+    // start), the whole verification as JSON; and before guard traces.
+    for (const c of ['params', 'alert', 'verification', 'verify_outcome', 'guards'])
       if (!columns.has(c)) this.db.exec(`ALTER TABLE journal ADD COLUMN ${c} TEXT`);
     this.db.exec(
       "CREATE INDEX IF NOT EXISTS journal_verify_pending ON journal (at) WHERE verify_outcome = 'pending'",
     );
+    const silenceColumns = this.db.prepare('PRAGMA table_info(silences)').all() as Array<{
+      name: string;
+    }>;
+    if (!silenceColumns.some((c) => c.name === 'expire_on_resolve'))
+      this.db.exec('ALTER TABLE silences ADD COLUMN expire_on_resolve INTEGER NOT NULL DEFAULT 0');
     this.statements = this.prepare();
   }
 
@@ -68,8 +82,8 @@ export class ActionStore implements RemediationStore {
     return {
       claim: db.prepare('INSERT INTO claims (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING'),
       record: db.prepare(
-        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert, verification, verify_outcome)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert, verification, verify_outcome, guards)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       settleVerification: db.prepare(
         "UPDATE journal SET verification = ?, verify_outcome = ? WHERE id = ? AND verify_outcome = 'pending'",
@@ -149,6 +163,7 @@ export class ActionStore implements RemediationStore {
       json(d.alert),
       json(d.verification),
       d.verification?.outcome ?? null,
+      d.guards && d.guards.length > 0 ? JSON.stringify(d.guards) : null,
     );
   }
 
@@ -230,6 +245,10 @@ export class ActionStore implements RemediationStore {
       where.push('rule = ?');
       args.push(options.rule);
     }
+    if (options.alertId !== undefined) {
+      where.push('alert_id = ?');
+      args.push(options.alertId);
+    }
     const rows = this.db
       .prepare(
         `SELECT * FROM journal ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY at DESC, seq DESC LIMIT ?`,
@@ -251,13 +270,21 @@ export class ActionStore implements RemediationStore {
       .run(on ? 'on' : 'off');
   }
 
-  addSilence(matchers: Record<string, string>, until: number, comment = ''): number {
+  addSilence(
+    matchers: Record<string, string>,
+    until: number,
+    comment = '',
+    options: { expireOnResolve?: boolean } = {},
+  ): number {
     validateMatchers(matchers);
     if (!Number.isFinite(until)) throw new Error('a silence needs an expiry time');
     return Number(
       this.db
-        .prepare('INSERT INTO silences (matchers, until, comment) VALUES (?, ?, ?)')
-        .run(JSON.stringify(matchers), until, comment).lastInsertRowid,
+        .prepare(
+          'INSERT INTO silences (matchers, until, comment, expire_on_resolve) VALUES (?, ?, ?, ?)',
+        )
+        .run(JSON.stringify(matchers), until, comment, options.expireOnResolve ? 1 : 0)
+        .lastInsertRowid,
     );
   }
 
@@ -267,8 +294,13 @@ export class ActionStore implements RemediationStore {
       matchers: string;
       until: number;
       comment: string;
+      expire_on_resolve: number;
     }>;
-    return rows.map((r) => ({ ...r, matchers: JSON.parse(r.matchers) as Record<string, string> }));
+    return rows.map(({ expire_on_resolve, ...r }) => ({
+      ...r,
+      matchers: JSON.parse(r.matchers) as Record<string, string>,
+      ...(expire_on_resolve === 1 && { expireOnResolve: true }),
+    }));
   }
 
   removeSilence(id: number | string): boolean {
@@ -288,6 +320,28 @@ export class ActionStore implements RemediationStore {
 
   inhibit(service: string, until: number): void {
     this.statements.inhibit.run(service, until);
+  }
+
+  inhibitFiring(service: string, firing: string, alert: string, until: number): void {
+    this.db
+      .prepare(
+        'INSERT INTO inhibitors (service, firing, alert_id, until) VALUES (?, ?, ?, ?) ON CONFLICT (service, firing) DO UPDATE SET alert_id = excluded.alert_id, until = MAX(until, excluded.until)',
+      )
+      .run(service, firing, alert, until);
+  }
+
+  releaseFiring(service: string, firing: string): void {
+    this.db.prepare('DELETE FROM inhibitors WHERE service = ? AND firing = ?').run(service, firing);
+  }
+
+  inhibitors(service: string, now: number): Inhibitor[] {
+    return (
+      this.db
+        .prepare(
+          'SELECT alert_id, until FROM inhibitors WHERE service = ? AND until > ? ORDER BY until DESC LIMIT 100',
+        )
+        .all(service, now) as Array<{ alert_id: string; until: number }>
+    ).map((r) => ({ alert: r.alert_id, until: r.until }));
   }
 
   inhibitedUntil(service: string): number | undefined {
@@ -323,6 +377,8 @@ export class ActionStore implements RemediationStore {
     const oldest = (
       this.db.prepare('SELECT MIN(at) AS at FROM journal').get() as { at: number | null }
     ).at;
+    // Inhibitors whose firing never resolved, once their cap passed.
+    this.db.prepare('DELETE FROM inhibitors WHERE until <= ?').run(options.now);
     for (const [table, before] of [
       ['claims', oldest ?? cutoff],
       ['attempts', cutoff],
@@ -366,6 +422,8 @@ function fromRow(r: Record<string, unknown>): Decision {
   if (alert) d.alert = alert;
   const verification = parse(r.verification) as Verification | undefined;
   if (verification) d.verification = verification;
+  const guards = parse(r.guards) as Decision['guards'];
+  if (guards) d.guards = guards;
   return d;
 }
 

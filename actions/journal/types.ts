@@ -1,5 +1,13 @@
 import type { ActionObject, Alert } from '../../rules/index.ts';
-import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
+import type { GuardCheck } from '../guard-trace.ts';
+import type {
+  Attempt,
+  Inhibitor,
+  LedgerCounts,
+  LedgerQuery,
+  Silence,
+  Suppression,
+} from '../guards/index.ts';
 
 /**
  * The journal entry: one decision on one action of one alert. `executed` carries the
@@ -34,6 +42,8 @@ export interface Decision {
    * docs/actions.md#verification). `pending` until the alert resolves or the window ends.
    */
   verification?: Verification;
+  /** Every guard evaluated, in order, with its inputs (actions/guard-trace.ts). */
+  guards?: GuardCheck[];
 }
 
 /** How a remediation's verification ended; `pending` while its window is open. */
@@ -64,6 +74,8 @@ export interface Verification {
 export interface ListOptions {
   since?: number;
   rule?: string;
+  /** Only the entries of this alert (its actions, notices, resolution and verification). */
+  alertId?: string;
   limit?: number;
 }
 
@@ -106,6 +118,7 @@ export interface RemediationStore {
     matchers: Record<string, string>,
     until: number,
     comment?: string,
+    options?: { expireOnResolve?: boolean },
   ): MaybePromise<number | string>;
   /** Silences still in force at `now`. */
   silences(now: number): MaybePromise<Silence[]>;
@@ -114,6 +127,15 @@ export interface RemediationStore {
   noticeOnce(key: string, now: number, until: number): MaybePromise<boolean>;
   inhibit(service: string, until: number): MaybePromise<void>;
   inhibitedUntil(service: string): MaybePromise<number | undefined>;
+  /**
+   * A service-wide firing (`firing`: a digest of its rule and key) inhibits `service`
+   * until it is released, at most until `until`. One per firing: bounded by the firings
+   * the rules track (max_keys per rule), each gone when it resolves or expires.
+   */
+  inhibitFiring(service: string, firing: string, alert: string, until: number): MaybePromise<void>;
+  releaseFiring(service: string, firing: string): MaybePromise<void>;
+  /** The firings inhibiting `service` at `now`. */
+  inhibitors(service: string, now: number): MaybePromise<Inhibitor[]>;
   /**
    * Deletes journal entries older than `maxAgeMs` before `now`, then the oldest beyond
    * `maxEntries`, in slices; with them the claims older than the oldest entry kept, and

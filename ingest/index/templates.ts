@@ -53,6 +53,12 @@ export const MAPPINGS: Record<IndexFamily, Record<string, unknown>> = {
       figures: { type: 'flattened' },
       labels: { type: 'flattened' },
       sample: { type: 'flattened' },
+      // firing (an alert), pending, inactive or resolved (a state change).
+      state: keyword,
+      alert_id: keyword,
+      firing_since: { type: 'date' },
+      // The events in it are the sender's: kept, never mapped.
+      explanation: { type: 'object', enabled: false },
     },
   },
   actions: {

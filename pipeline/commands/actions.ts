@@ -27,7 +27,7 @@ export function defaultStatePath(file: string): string {
  * The store `drover serve` uses: the one its configuration names (`--config`: SQLite or
  * Elasticsearch), else the SQLite file `--db` or the default state directory names.
  */
-async function openStore(
+export async function openStore(
   options: { db?: string; config?: string },
   create: boolean,
 ): Promise<RemediationStore> {
@@ -158,6 +158,7 @@ export async function silenceCliCommand(args: string[]): Promise<number> {
           forMs,
           until,
           comment: values.comment,
+          expireOnResolve: values['expire-on-resolve'],
         });
         process.stdout.write(
           values.format === 'json' ? `${JSON.stringify(added)}\n` : `${added.message}\n`,
@@ -222,11 +223,12 @@ function onlineSilences(values: {
   const refused = (status: number, body: Record<string, unknown>) =>
     new AdminRefused(`drover serve answered ${status}: ${String(body.error ?? '')}`);
   return {
-    async addSilence(matchers, until, comment) {
+    async addSilence(matchers, until, comment, options) {
       const { status, body } = await callAdmin(client, 'POST', '/v1/silences', {
         matchers,
         until: new Date(until).toISOString(),
         ...(comment && { comment }),
+        ...(options?.expireOnResolve && { expire_on_resolve: true }),
       });
       if (status !== 201) throw refused(status, body);
       return body.id as number | string;

@@ -88,5 +88,12 @@ export const SILENCE_OPTIONS = {
   for: { type: 'string' },
   until: { type: 'string' },
   comment: { type: 'string' },
+  'expire-on-resolve': { type: 'boolean', default: false },
   format: { type: 'string', default: 'text' },
+} satisfies Options;
+
+export const EXPLAIN_OPTIONS = {
+  format: { type: 'string', default: 'text' },
+  db: { type: 'string' },
+  config: { type: 'string' },
 } satisfies Options;

@@ -240,11 +240,27 @@ describe('an alert remediated for real', () => {
       maintenance: [{ start: '2024-06-01T12:00:00Z', end: '2024-06-01T13:00:00Z' }],
     });
     const host = () => fleet.replicas('web')[0]!.id;
-    await r.remediator.handle(
-      alertFor('-', { rule: 'web-error-rate', key: { 'service.name': 'web' }, actions: [] }),
-    );
+    const wide = alertFor('-', {
+      rule: 'web-error-rate',
+      key: { 'service.name': 'web' },
+      actions: [],
+    });
+    await r.remediator.handle(wide);
     await expectStopped(r, alertFor(host()), 'inhibited');
-    now += 6 * 60_000; // the inhibition lapsed
+    // The service-wide alert's firing resolves: the inhibition ends with it.
+    await r.remediator.resolved({
+      id: 'resolution-1',
+      rule: wide.rule,
+      type: wide.type,
+      key: wide.key,
+      state: 'resolved',
+      at: '2024-06-01T10:05:00.000Z',
+      alert: wide.id,
+      firing_since: wide.at,
+      labels: {},
+      actions: [],
+    });
+    now += 6 * 60_000;
     const silence = r.store.addSilence({ 'labels.team': 'frontend' }, now + 60_000, 'rollout');
     await expectStopped(r, alertFor(host()), 'silenced');
     r.store.removeSilence(silence);

@@ -66,10 +66,20 @@ describe('guard configuration', () => {
     expect(
       effectiveGuards({ dryRun: true, killSwitch: true }, { dryRun: false, killSwitch: false }),
     ).toMatchObject({ dryRun: true, killSwitch: true });
+    // Inhibition lasts until the inhibiting firing resolves, at most a day, by default;
+    // a configured period keeps the older rule, the longer of two.
     expect(effectiveGuards({}, {})).toMatchObject({
       cooldownMs: 300_000,
       concurrency: 4,
+      inhibitMs: 86_400_000,
+      inhibitUntilResolved: true,
+    });
+    expect(effectiveGuards({ inhibitMs: 300_000 }, { inhibitMs: 60_000 })).toMatchObject({
       inhibitMs: 300_000,
+      inhibitUntilResolved: false,
+    });
+    expect(effectiveGuards({ inhibitMs: 300_000 }, { inhibitUntilResolved: true })).toMatchObject({
+      inhibitUntilResolved: true,
     });
   });
 

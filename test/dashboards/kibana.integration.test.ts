@@ -9,7 +9,7 @@ import { fieldUses, kibanaSavedObjects, type SavedObject } from '../../dashboard
 import type { BusBatch } from '../../ingest/bus/index.ts';
 import { normalize } from '../../ingest/model/index.ts';
 import { ElasticsearchIndexer } from '../../ingest/sinks/index.ts';
-import { type Alert, alertDocument } from '../../rules/index.ts';
+import { type Alert, alertDocument, stateDocument } from '../../rules/index.ts';
 
 const NDJSON = join(import.meta.dirname, '..', '..', 'dashboards', 'kibana', 'drover.ndjson');
 const STACKS = join(import.meta.dirname, '..', 'ingest', 'model', 'fixtures', 'stacks');
@@ -157,7 +157,22 @@ describe.skipIf(!url)(
         labels: { team: 'payments' },
         actions: [],
       };
-      await indexer.indexAlerts([alertDocument(alert)]);
+      // The alert, and its firing's resolution a minute later (alert state over time).
+      await indexer.indexAlerts([
+        alertDocument(alert),
+        stateDocument({
+          id: `r-${prefix}`,
+          rule: alert.rule,
+          type: alert.type,
+          key: alert.key,
+          state: 'resolved',
+          at: new Date(now + 60_002).toISOString(),
+          alert: alert.id,
+          firing_since: alert.at,
+          labels: alert.labels,
+          actions: [],
+        }),
+      ]);
       store = await new ElasticsearchStore({ node: url!, prefix }).init();
       const base: Omit<Decision, 'id' | 'decision'> = {
         at: now,
@@ -254,6 +269,51 @@ describe.skipIf(!url)(
         (b) => b.key,
       );
       expect(outcomes.sort()).toEqual(['executed', 'failed', 'suppressed']);
+    });
+
+    it('chart alert state over time, alerts apart from state changes, and effectiveness', async () => {
+      const vis = (id: string) => {
+        const a = kibanaSavedObjects(prefix).find((o) => o.id === `${prefix}-${id}`)!
+          .attributes as { visState: string; kibanaSavedObjectMeta: { searchSourceJSON: string } };
+        const state = JSON.parse(a.visState) as { aggs: Array<{ params: { field?: string } }> };
+        const source = JSON.parse(a.kibanaSavedObjectMeta.searchSourceJSON) as {
+          query: { query: string };
+        };
+        return { fields: state.aggs.map((g) => g.params.field), query: source.query.query };
+      };
+      const states = await client.search({
+        index: `${prefix}-alerts*`,
+        size: 0,
+        aggs: { s: { terms: { field: 'state' } } },
+      });
+      const byState = (states.aggregations!.s as { buckets: Array<{ key: string }> }).buckets;
+      expect(byState.map((b) => b.key).sort()).toEqual(['firing', 'resolved']);
+      expect(vis('alert-states').fields).toContain('state');
+      // The alert panels count alerts, not the state changes beside them.
+      for (const id of ['alerts-by-rule', 'alerts-by-type'])
+        expect(vis(id).query).toBe('not state : ("pending" or "inactive" or "resolved")');
+      const alertsOnly = await client.count({
+        index: `${prefix}-alerts*`,
+        query: {
+          bool: { must_not: [{ terms: { state: ['pending', 'inactive', 'resolved'] } }] },
+        },
+      });
+      expect(alertsOnly.count).toBe(1);
+      // Effectiveness: verified outcomes (none here: the verification is not part of
+      // this test) and actions skipped by a guard.
+      const eff = await client.search({
+        index: `${prefix}-actions*`,
+        size: 0,
+        query: { terms: { decision: ['effective', 'ineffective', 'suppressed'] } },
+        aggs: { d: { terms: { field: 'decision' } } },
+      });
+      expect(
+        (eff.aggregations!.d as { buckets: Array<{ key: string }> }).buckets.map((b) => b.key),
+      ).toEqual(['suppressed']);
+      expect(vis('remediation-effectiveness')).toEqual({
+        fields: [undefined, '@timestamp', 'decision'],
+        query: 'decision : ("effective" or "ineffective" or "suppressed")',
+      });
     });
   },
 );

@@ -181,6 +181,15 @@ describe('configuration: listen, bus, index and rules', () => {
 });
 
 describe('configuration: guards', () => {
+  it('guards.inhibit: resolved (while the alert fires) or a period, per rule too', () => {
+    const { config } = load('guards: { inhibit: resolved }\nruleGuards:\n  old: { inhibit: 5m }\n');
+    expect(config.guards.inhibitUntilResolved).toBe(true);
+    expect(config.guards.inhibitMs).toBeUndefined();
+    expect(config.ruleGuards.old!.inhibitMs).toBe(300_000);
+    expect(load('guards: { inhibit: 10m }\n').config.guards).toMatchObject({ inhibitMs: 600_000 });
+    expect(refused('guards: { inhibit: forever }\n')).toMatch(/inhibit/);
+  });
+
   it('guards.notify: cooldown, budgets and concurrency of notifications, per rule too', () => {
     const { config } = load(
       [

@@ -76,7 +76,7 @@ export function storeContract(s: StoreUnderTest) {
     await s.settle?.(store);
   };
 
-  it('journal: a decision round-trips whole; list is newest first, filtered by since, rule and limit', async () => {
+  it('journal: a decision round-trips whole; list is newest first, filtered by since, rule, alert and limit', async () => {
     const store = await s.open(s.fresh());
     expect(await store.list()).toEqual([]);
     const alert: Alert = {
@@ -89,7 +89,14 @@ export function storeContract(s: StoreUnderTest) {
       labels: { team: 'platform' },
       actions: [],
     };
-    const first = decision({ params: { by: 2 }, alert });
+    const first = decision({
+      params: { by: 2 },
+      alert,
+      guards: [
+        { guard: 'kill-switch', passed: true, inputs: { configured: false, runtime: false } },
+        { guard: 'cooldown', passed: true, inputs: { cooldownMs: 60_000, remainingMs: 0 } },
+      ],
+    });
     await store.record(first);
     await store.record(
       decision({
@@ -131,6 +138,8 @@ export function storeContract(s: StoreUnderTest) {
     ]);
     expect((await store.list({ rule: 'web-errors', limit: 1 })).map((d) => d.id)).toEqual(['a2#0']);
     expect((await listJournal(store, { limit: 2 })).map((d) => d.id)).toEqual(['a4#1', 'a4#0']);
+    expect((await store.list({ alertId: 'a4' })).map((d) => d.id)).toEqual(['a4#1', 'a4#0']);
+    expect(await store.list({ alertId: 'a1' })).toEqual([first]);
   });
 
   it('claims: a key is claimed once, by one worker, even when two race for it', async () => {
@@ -408,6 +417,44 @@ export function storeContract(s: StoreUnderTest) {
       /expiry/,
     );
     expect((await store.silences(0)).map((x) => x.id)).toEqual([a]);
+  });
+
+  it('silences: expire_on_resolve is kept, and absent from the others', async () => {
+    const store = await s.open(s.fresh());
+    const ends = await store.addSilence({ rule: 'a' }, T + 60_000, '', { expireOnResolve: true });
+    const plain = await store.addSilence({ rule: 'b' }, T + 60_000);
+    await settle(store);
+    const listed = await store.silences(T);
+    expect(listed.find((x) => String(x.id) === String(ends))?.expireOnResolve).toBe(true);
+    expect(listed.find((x) => String(x.id) === String(plain))).not.toHaveProperty(
+      'expireOnResolve',
+    );
+  });
+
+  it('inhibitors: one per firing, the longer cap kept, gone when released or past their cap', async () => {
+    const store = await s.open(s.fresh());
+    expect(await store.inhibitors('checkout', T)).toEqual([]);
+    await store.inhibitFiring('checkout', 'f1', 'alert-1', T + 60_000);
+    await store.inhibitFiring('checkout', 'f1', 'alert-1', T + 30_000);
+    await store.inhibitFiring('checkout', 'f2', 'alert-2', T + 10_000);
+    await store.inhibitFiring('payments', 'f3', 'alert-3', T + 60_000);
+    await settle(store);
+    expect(await store.inhibitors('checkout', T)).toEqual([
+      { alert: 'alert-1', until: T + 60_000 },
+      { alert: 'alert-2', until: T + 10_000 },
+    ]);
+    expect(await store.inhibitors('checkout', T + 10_000)).toEqual([
+      { alert: 'alert-1', until: T + 60_000 },
+    ]);
+    await store.releaseFiring('checkout', 'f1');
+    await store.releaseFiring('checkout', 'never-there');
+    await settle(store);
+    expect(await store.inhibitors('checkout', T + 10_000)).toEqual([]);
+    expect(await store.inhibitors('payments', T)).toHaveLength(1);
+    // Past its cap, an inhibitor whose firing never resolved goes with retention.
+    await store.prune({ now: T + 60_000, maxAgeMs: 86_400_000, maxEntries: 1000 });
+    await settle(store);
+    expect(await store.inhibitors('payments', T)).toEqual([]);
   });
 
   it('noticeOnce: once per window, reopened after it, once among racing workers', async () => {
