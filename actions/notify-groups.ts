@@ -144,6 +144,32 @@ export interface Batch<T> {
   count: number;
   /** The first `maxListed` alert keys. */
   listed: string[];
+  /**
+   * For each listed alert, what tells whether its firing resolved before the batch goes
+   * out: the caller's `firing` of the alert (NotifyGroupsOptions) and its event time.
+   * Alerts past `maxListed` are counted only, and go out as counted.
+   */
+  firings: Array<{ firing: string; at: string }>;
+}
+
+/**
+ * The batch without its listed alerts whose firing `resolved` says resolved: undefined
+ * when none is left; the batch itself when none resolved.
+ */
+export function withoutResolved<T>(
+  batch: Batch<T>,
+  resolved: (f: { firing: string; at: string }) => boolean,
+): Batch<T> | undefined {
+  const keep = batch.firings.map((f) => !resolved(f));
+  const dropped = keep.filter((k) => !k).length;
+  if (dropped === 0) return batch;
+  if (dropped >= batch.count) return undefined;
+  return {
+    ...batch,
+    count: batch.count - dropped,
+    listed: batch.listed.filter((_, i) => keep[i]),
+    firings: batch.firings.filter((_, i) => keep[i]),
+  };
 }
 
 interface Group<T> {
@@ -170,6 +196,8 @@ export interface NotifyGroupsOptions<T> {
   clock?: () => number;
   maxGroups?: number;
   maxListed?: number;
+  /** An alert's firing, for Batch.firings (default: its rule and key, digested). */
+  firing?: (alert: Alert) => string;
 }
 
 export interface NotifyGroups<T> {
@@ -202,6 +230,7 @@ export function createNotifyGroups<T>(options: NotifyGroupsOptions<T>): NotifyGr
   const clock = options.clock ?? Date.now;
   const maxGroups = options.maxGroups ?? DEFAULT_MAX_GROUPS;
   const maxListed = options.maxListed ?? DEFAULT_MAX_LISTED;
+  const firing = options.firing ?? ((a: Alert) => `${a.rule}\u0000${keyDigest(a)}`);
   const groups = new Map<string, Group<T>>();
   const inflight = new Set<Promise<void>>();
   let overflow = 0;
@@ -264,9 +293,19 @@ export function createNotifyGroups<T>(options: NotifyGroupsOptions<T>): NotifyGr
         g.news = true;
         if (g.seen.size < MAX_REMEMBERED_KEYS) g.seen.add(digest);
       }
-      g.batch ??= { id: `${entryId}/group`, labels, first: { alert, item }, count: 0, listed: [] };
+      g.batch ??= {
+        id: `${entryId}/group`,
+        labels,
+        first: { alert, item },
+        count: 0,
+        listed: [],
+        firings: [],
+      };
       g.batch.count++;
-      if (g.batch.listed.length < maxListed) g.batch.listed.push(keyLabel(alert));
+      if (g.batch.listed.length < maxListed) {
+        g.batch.listed.push(keyLabel(alert));
+        g.batch.firings.push({ firing: firing(alert), at: alert.at });
+      }
       return g.batch.id;
     },
     async flush() {
