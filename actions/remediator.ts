@@ -49,6 +49,7 @@ import {
   type NotifyGroups,
   withoutResolved,
 } from './notify-groups.ts';
+import { restoreGroups, type RestoreResult } from './notify-restore.ts';
 import { type ActionObject, type PlannedAction, plan } from './policy.ts';
 import { Verifier } from './verification.ts';
 
@@ -196,6 +197,19 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   /** Rebuilds pending verifications from the journal (at start); how many. */
   restoreVerifications(): Promise<number> {
     return this.verifier.restore();
+  }
+
+  /**
+   * At start, before any alert: notification groups that were waiting when Drover was
+   * killed go out from the journal (notify-restore.ts).
+   */
+  restoreGroups(): Promise<RestoreResult> {
+    return restoreGroups({
+      store: this.options.store,
+      actionSets: this.options.actionSets,
+      clock: this.clock,
+      add: (...args) => this.groups.add(...args),
+    });
   }
 
   /** The rules' watermark (event time, epoch ms): verification windows it passed end. */
