@@ -23,7 +23,8 @@ import { clip } from './adapters/slack-text.ts';
  * live at once (default 1,000); an alert that would open one more is not grouped (the
  * caller takes the per-target cooldown path and counts it). Each group holds one alert
  * (its first, for the notification's context), a count, the first `maxListed`
- * (default 20) alert keys, each clipped to KEY_LABEL_MAX characters, and a digest of at
+ * (default 20) alert keys, each clipped to KEY_LABEL_MAX characters, with each one's
+ * firing (a digest) and event time, for the resolution check at send, and a digest of at
  * most MAX_REMEMBERED_KEYS keys it has seen (an unremembered key counts as new, so past
  * that cap the group pages at group_interval as it would without repeat_interval); its
  * identity is clipped to GROUP_VALUE_MAX characters per group_by field. Nothing else
