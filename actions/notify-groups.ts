@@ -23,7 +23,8 @@ import { clip } from './adapters/slack-text.ts';
  * live at once (default 1,000); an alert that would open one more is not grouped (the
  * caller takes the per-target cooldown path and counts it). Each group holds one alert
  * (its first, for the notification's context), a count, the first `maxListed`
- * (default 20) alert keys, each clipped to KEY_LABEL_MAX characters, and a digest of at
+ * (default 20) alert keys, each clipped to KEY_LABEL_MAX characters, with each one's
+ * firing (a digest) and event time, for the resolution check at send, and a digest of at
  * most MAX_REMEMBERED_KEYS keys it has seen (an unremembered key counts as new, so past
  * that cap the group pages at group_interval as it would without repeat_interval); its
  * identity is clipped to GROUP_VALUE_MAX characters per group_by field. Nothing else
@@ -144,6 +145,32 @@ export interface Batch<T> {
   count: number;
   /** The first `maxListed` alert keys. */
   listed: string[];
+  /**
+   * For each listed alert, what tells whether its firing resolved before the batch goes
+   * out: the caller's `firing` of the alert (NotifyGroupsOptions) and its event time.
+   * Alerts past `maxListed` are counted only, and go out as counted.
+   */
+  firings: Array<{ firing: string; at: string }>;
+}
+
+/**
+ * The batch without its listed alerts whose firing `resolved` says resolved: undefined
+ * when none is left; the batch itself when none resolved.
+ */
+export function withoutResolved<T>(
+  batch: Batch<T>,
+  resolved: (f: { firing: string; at: string }) => boolean,
+): Batch<T> | undefined {
+  const keep = batch.firings.map((f) => !resolved(f));
+  const dropped = keep.filter((k) => !k).length;
+  if (dropped === 0) return batch;
+  if (dropped >= batch.count) return undefined;
+  return {
+    ...batch,
+    count: batch.count - dropped,
+    listed: batch.listed.filter((_, i) => keep[i]),
+    firings: batch.firings.filter((_, i) => keep[i]),
+  };
 }
 
 interface Group<T> {
@@ -170,6 +197,8 @@ export interface NotifyGroupsOptions<T> {
   clock?: () => number;
   maxGroups?: number;
   maxListed?: number;
+  /** An alert's firing, for Batch.firings (default: its rule and key, digested). */
+  firing?: (alert: Alert) => string;
 }
 
 export interface NotifyGroups<T> {
@@ -202,6 +231,7 @@ export function createNotifyGroups<T>(options: NotifyGroupsOptions<T>): NotifyGr
   const clock = options.clock ?? Date.now;
   const maxGroups = options.maxGroups ?? DEFAULT_MAX_GROUPS;
   const maxListed = options.maxListed ?? DEFAULT_MAX_LISTED;
+  const firing = options.firing ?? ((a: Alert) => `${a.rule}\u0000${keyDigest(a)}`);
   const groups = new Map<string, Group<T>>();
   const inflight = new Set<Promise<void>>();
   let overflow = 0;
@@ -264,9 +294,19 @@ export function createNotifyGroups<T>(options: NotifyGroupsOptions<T>): NotifyGr
         g.news = true;
         if (g.seen.size < MAX_REMEMBERED_KEYS) g.seen.add(digest);
       }
-      g.batch ??= { id: `${entryId}/group`, labels, first: { alert, item }, count: 0, listed: [] };
+      g.batch ??= {
+        id: `${entryId}/group`,
+        labels,
+        first: { alert, item },
+        count: 0,
+        listed: [],
+        firings: [],
+      };
       g.batch.count++;
-      if (g.batch.listed.length < maxListed) g.batch.listed.push(keyLabel(alert));
+      if (g.batch.listed.length < maxListed) {
+        g.batch.listed.push(keyLabel(alert));
+        g.batch.firings.push({ firing: firing(alert), at: alert.at });
+      }
       return g.batch.id;
     },
     async flush() {

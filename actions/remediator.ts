@@ -50,7 +50,9 @@ import {
   groupSpec,
   groupText,
   type NotifyGroups,
+  withoutResolved,
 } from './notify-groups.ts';
+import { restoreGroups, type RestoreResult } from './notify-restore.ts';
 import { type ActionObject, type PlannedAction, plan } from './policy.ts';
 import { Verifier } from './verification.ts';
 
@@ -137,6 +139,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     this.groups = createNotifyGroups<Act>({
       send: (batch) => this.sendGroup(batch),
       clock: this.clock,
+      firing: (alert) => firingKey(alert.rule, alert.key),
       ...(options.groupTimers && { timers: options.groupTimers }),
       ...(options.maxNotifyGroups !== undefined && { maxGroups: options.maxNotifyGroups }),
     });
@@ -197,6 +200,19 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   /** Rebuilds pending verifications from the journal (at start); how many. */
   restoreVerifications(): Promise<number> {
     return this.verifier.restore();
+  }
+
+  /**
+   * At start, before any alert: notification groups that were waiting when Drover was
+   * killed go out from the journal (notify-restore.ts).
+   */
+  restoreGroups(): Promise<RestoreResult> {
+    return restoreGroups({
+      store: this.options.store,
+      actionSets: this.options.actionSets,
+      clock: this.clock,
+      add: (...args) => this.groups.add(...args),
+    });
   }
 
   /** The rules' watermark (event time, epoch ms): verification windows it passed end. */
@@ -321,14 +337,20 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
    * (in the remediator's own steps, a slow store or adapter check) is not acted on.
    */
   private staleness(alert: Alert): Suppression | undefined {
-    if (this.resolutions.size === 0) return undefined;
-    const r = this.resolutions.get(firingKey(alert.rule, alert.key));
-    const at = Date.parse(alert.at);
-    if (!r || !(at >= r.since && at <= r.at)) return undefined;
+    const r = this.resolvedFiring(firingKey(alert.rule, alert.key), alert.at);
+    if (!r) return undefined;
     return {
       guard: 'resolved',
       reason: `skipped: resolved: its firing resolved at ${new Date(r.at).toISOString()} before the action ran`,
     };
+  }
+
+  /** The resolution that ended the firing (firingKey) an alert at `alertAt` belongs to. */
+  private resolvedFiring(firing: string, alertAt: string): { at: number } | undefined {
+    if (this.resolutions.size === 0) return undefined;
+    const r = this.resolutions.get(firing);
+    const at = Date.parse(alertAt);
+    return r && at >= r.since && at <= r.at ? r : undefined;
   }
 
   private async sendResolved(
@@ -683,7 +705,12 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
    * the count (`result.alerts`). It passes the kill switch and the notify guards as one
    * notification: a budget counts notifications sent, not the alerts they list.
    */
-  private async sendGroup(batch: Batch<Act>): Promise<void> {
+  private async sendGroup(whole: Batch<Act>): Promise<void> {
+    // Alerts whose firing resolved while the batch waited are not paged as firing.
+    const batch = withoutResolved(whole, (f) => !!this.resolvedFiring(f.firing, f.at)) ?? {
+      ...whole,
+      count: 0,
+    };
     const { alert, item: p } = batch.first;
     const guards = this.guardsFor(alert.rule);
     const entry: Decision = {
@@ -700,6 +727,16 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       reason: `a grouped notification of ${batch.count} alert${batch.count === 1 ? '' : 's'}`,
       alert,
     };
+    if (batch.count === 0) {
+      await this.journal({
+        ...entry,
+        decision: 'suppressed',
+        guard: 'resolved',
+        result: { alerts: 0 },
+        reason: `skipped: resolved: the firing of each of its ${whole.count} alert${whole.count === 1 ? '' : 's'} resolved before it went out`,
+      });
+      return;
+    }
     try {
       const off = checkKillSwitch(guards.killSwitch, await this.options.store.killSwitch());
       if (off) {

@@ -289,6 +289,10 @@ export class Pipeline {
     // Windows still open when Drover stopped go on from the journal, not from memory.
     const pending = await this.remediator.restoreVerifications();
     if (pending > 0) this.logger.info({ pending }, 'verifications rebuilt from the journal');
+    // Grouped pages still waiting when Drover was killed go out, late, once.
+    const groups = await this.remediator.restoreGroups();
+    if (groups.notifications > 0 || groups.skipped > 0)
+      this.logger.warn(groups, 'notification groups rebuilt from the journal');
     // Journal retention: at start, then periodically; a failed prune is retried next time.
     const prune = () =>
       void Promise.resolve(store.prune({ now: Date.now(), ...journal }))

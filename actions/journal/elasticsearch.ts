@@ -15,6 +15,7 @@ import type {
 import { INEFFECTIVE_OPERATION, validateMatchers } from '../guards/index.ts';
 import type { PruneResult, Verification } from './types.ts';
 import type { Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
+import { MAX_JOURNALED_IDS } from './types.ts';
 
 /**
  * The distributed store, for workers that share an Elasticsearch cluster. The journal
@@ -299,6 +300,46 @@ export class ElasticsearchStore implements RemediationStore {
       ],
     });
     return res.hits.hits.map((h) => fromDocument(h._source!));
+  }
+
+  async grouped(since: number, limit: number): Promise<Decision[]> {
+    const res = await this.client.search<Record<string, unknown>>({
+      index: this.journalPattern,
+      ignore_unavailable: true,
+      allow_no_indices: true,
+      size: Math.min(limit, 10_000),
+      query: {
+        bool: {
+          filter: [
+            { term: { guard: 'group' } },
+            { term: { decision: 'suppressed' } },
+            { range: { at: { gte: since } } },
+          ],
+        },
+      },
+      sort: [
+        { at: { order: 'desc', unmapped_type: 'long' } },
+        { seq: { order: 'desc', unmapped_type: 'long' } },
+      ],
+    });
+    return res.hits.hits.map((h) => fromDocument(h._source!)).reverse();
+  }
+
+  async journaled(ids: string[]): Promise<Set<string>> {
+    if (ids.length > MAX_JOURNALED_IDS)
+      throw new Error(`journaled() answers for at most ${MAX_JOURNALED_IDS} ids at once`);
+    if (ids.length === 0) return new Set();
+    const res = await this.client.search<{ id: string }>({
+      index: this.journalPattern,
+      ignore_unavailable: true,
+      allow_no_indices: true,
+      size: 0,
+      query: { bool: { filter: [{ terms: { id: ids } }] } },
+      aggs: { ids: { terms: { field: 'id', size: ids.length } } },
+    });
+    const buckets = (res.aggregations?.ids as { buckets?: Array<{ key: string }> } | undefined)
+      ?.buckets;
+    return new Set((buckets ?? []).map((b) => b.key));
   }
 
   async pendingVerifications(limit: number): Promise<Decision[]> {

@@ -16,6 +16,7 @@ import type {
   RemediationStore,
   Verification,
 } from './types.ts';
+import { MAX_JOURNALED_IDS } from './types.ts';
 
 /**
  * The embedded store: one SQLite file (WAL, synchronous=FULL), shared safely by several
@@ -87,6 +88,9 @@ export class ActionStore implements RemediationStore {
       ),
       settleVerification: db.prepare(
         "UPDATE journal SET verification = ?, verify_outcome = ? WHERE id = ? AND verify_outcome = 'pending'",
+      ),
+      grouped: db.prepare(
+        "SELECT * FROM journal WHERE guard = 'group' AND decision = 'suppressed' AND at >= ? ORDER BY at DESC, seq DESC LIMIT ?",
       ),
       pendingVerifications: db.prepare(
         "SELECT * FROM journal WHERE verify_outcome = 'pending' ORDER BY at, seq LIMIT ?",
@@ -165,6 +169,22 @@ export class ActionStore implements RemediationStore {
       d.verification?.outcome ?? null,
       d.guards && d.guards.length > 0 ? JSON.stringify(d.guards) : null,
     );
+  }
+
+  grouped(since: number, limit: number): Decision[] {
+    return (this.statements.grouped.all(since, limit) as Array<Record<string, unknown>>)
+      .map(fromRow)
+      .reverse();
+  }
+
+  journaled(ids: string[]): Set<string> {
+    if (ids.length > MAX_JOURNALED_IDS)
+      throw new Error(`journaled() answers for at most ${MAX_JOURNALED_IDS} ids at once`);
+    if (ids.length === 0) return new Set();
+    const rows = this.db
+      .prepare(`SELECT DISTINCT id FROM journal WHERE id IN (${ids.map(() => '?').join(', ')})`)
+      .all(...ids) as Array<{ id: string }>;
+    return new Set(rows.map((r) => r.id));
   }
 
   pendingVerifications(limit: number): Decision[] {

@@ -79,6 +79,9 @@ export interface ListOptions {
   limit?: number;
 }
 
+/** Ids journaled() answers for at once. */
+export const MAX_JOURNALED_IDS = 1_000;
+
 type MaybePromise<T> = T | Promise<T>;
 
 /**
@@ -94,6 +97,13 @@ export interface RemediationStore {
   interruptedClaims(): MaybePromise<Array<{ id: string; at: number }>>;
   record(d: Decision): MaybePromise<void>;
   list(options?: ListOptions): MaybePromise<Decision[]>;
+  /**
+   * Alerts waiting in a notification group: entries journaled `suppressed` with guard
+   * `group` at or after `since`, the newest `limit` of them, returned oldest first.
+   */
+  grouped(since: number, limit: number): MaybePromise<Decision[]>;
+  /** Which of `ids` have a journal entry (any decision); at most 1,000 ids are asked. */
+  journaled(ids: string[]): MaybePromise<Set<string>>;
   /** Executed entries whose verification is still `pending`, oldest first, at most `limit`. */
   pendingVerifications(limit: number): MaybePromise<Decision[]>;
   /**

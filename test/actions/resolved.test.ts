@@ -180,3 +180,82 @@ describe('an alert that resolved while its action waited', () => {
     expect(pages).toHaveLength(1);
   });
 });
+
+describe('a grouped notification whose alerts resolved while the group waited', () => {
+  /** Two hosts firing on one grouped notify action, and their resolutions, from the engine. */
+  function twoHosts() {
+    const rule: AnyRule = {
+      name: 'web-errors',
+      type: 'any',
+      query_key: ['host.name'],
+      realert: 30_000,
+      labels: {},
+      enabled: true,
+      actions: [{ adapter: 'pager', operation: 'notify', group_wait: '30s' }],
+    };
+    const alerts: Alert[] = [];
+    const changes: StateChange[] = [];
+    const engine = new Engine([rule], {
+      allowedLatenessMs: 0,
+      onAlert: (a) => alerts.push(a),
+      onState: (c) => changes.push(c),
+    });
+    engine.process({ '@timestamp': T0, 'host.name': 'web-1' });
+    engine.process({ '@timestamp': T0, 'host.name': 'web-2' });
+    engine.process({ '@timestamp': T0 + 60_000, message: 'time goes on' });
+    const resolution = (host: string) =>
+      changes.find((c) => c.state === 'resolved' && c.key['host.name'] === host)!;
+    return { alerts, resolution };
+  }
+  /** A remediator whose group timers run when told. */
+  function grouping() {
+    const due: Array<() => void> = [];
+    const store = openSqliteStore(join(mkdtempSync(join(tmpdir(), 'drover-resolved-')), 'a.db'));
+    const remediator = createRemediator({
+      store,
+      adapters,
+      clock: () => T0 + 60_000,
+      groupTimers: { setTimeout: (fn) => due.push(fn), clearTimeout: () => {} },
+    });
+    const fire = async () => {
+      due.splice(0).forEach((fn) => fn());
+      await remediator.settled();
+    };
+    return { store, remediator, fire };
+  }
+
+  it('pages only the alerts still firing', async () => {
+    const { alerts, resolution } = twoHosts();
+    const r = grouping();
+    pages.length = 0;
+    for (const a of alerts)
+      expect((await r.remediator.handle(a))[0]).toMatchObject({ guard: 'group' });
+    await r.remediator.resolved(resolution('web-1'));
+    await r.fire();
+    expect(pages).toHaveLength(1);
+    expect(pages[0]!.title).toBe('[web-errors] 1 alert (web-2)');
+    expect(String(pages[0]!.text)).not.toContain('web-1');
+    expect(r.store.list({ limit: 10 })[0]).toMatchObject({
+      id: `${alerts[0]!.id}#0/group`,
+      decision: 'executed',
+      result: { alerts: 1 },
+    });
+  });
+
+  it('with every alert resolved: no page, the notification journaled as resolved', async () => {
+    const { alerts, resolution } = twoHosts();
+    const r = grouping();
+    pages.length = 0;
+    for (const a of alerts) await r.remediator.handle(a);
+    await r.remediator.resolved(resolution('web-1'));
+    await r.remediator.resolved(resolution('web-2'));
+    await r.fire();
+    expect(pages).toHaveLength(0);
+    expect(r.store.list({ limit: 10 })[0]).toMatchObject({
+      id: `${alerts[0]!.id}#0/group`,
+      decision: 'suppressed',
+      guard: 'resolved',
+      reason: 'skipped: resolved: the firing of each of its 2 alerts resolved before it went out',
+    });
+  });
+});

@@ -125,4 +125,52 @@ adapters:
     expect(await stopServe(served)).toBe(0);
     expect(pages).toHaveLength(1);
   }, 60_000);
+  it('killed (SIGKILL) while a group waits: after the restart the page goes out, once', async () => {
+    const { url: hookUrl, pages } = await receiver();
+    const dir = workdir('drover-serve-groups-kill-', {
+      'rules/fatal.yaml': `name: host-fatal
+type: any
+query_key: host.name
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+actions:
+  - { adapter: pager, operation: notify, group_wait: 8s }
+`,
+    });
+    const config = join(dir, 'drover.yaml');
+    writeFileSync(
+      config,
+      `stateDir: state
+listen: { port: 0, statsdPort: false }
+rules: { paths: [rules], allowedLateness: 1s }
+adapters:
+  pager: { type: webhook, url: "${hookUrl}" }
+`,
+    );
+    const first = await startServe(config);
+    const t = Date.now();
+    const body = Array.from({ length: 3 }, (_, i) => errorLine(`web-${i + 1}`, t + i)).join('\n');
+    expect((await fetch(`${first.url}/ingest`, { method: 'POST', body })).status).toBe(200);
+    await until('3 grouped alerts in the journal', async () => {
+      const r = (await (await fetch(`${first.url}/v1/actions?limit=100`)).json()) as {
+        decisions: Array<{ guard?: string }>;
+      };
+      return r.decisions.filter((d) => d.guard === 'group').length === 3;
+    });
+    first.child.kill('SIGKILL');
+    await new Promise((r) => first.child.once('exit', r));
+    expect(pages).toHaveLength(0);
+
+    const second = await startServe(config);
+    await until('the page', () => Promise.resolve(pages.length >= 1), 30_000);
+    expect(pages[0]!.title).toBe('[host-fatal] 3 alerts (web-1, web-2, web-3)');
+    expect(second.log()).toContain('notification groups rebuilt from the journal');
+    // Stopping sends what still waits: nothing; the restored page went out once.
+    expect(await stopServe(second)).toBe(0);
+    expect(pages).toHaveLength(1);
+    const journal = openActionStore(join(dir, 'state', 'actions.db'));
+    const sent = journal.list({ limit: 100 }).filter((d) => d.id.endsWith('/group'));
+    journal.close();
+    expect(sent).toHaveLength(1);
+    expect(sent[0]).toMatchObject({ decision: 'executed', result: { alerts: 3 } });
+  }, 90_000);
 });

@@ -300,6 +300,55 @@ export function storeContract(s: StoreUnderTest) {
     expect(listed.verification).toMatchObject({ decidedAt: T + 30_000, rollbackTo: 3 });
   });
 
+  it('grouped: alerts waiting in a group, newest within the limit, oldest first; journaled ids', async () => {
+    const p = s.fresh();
+    const before = await s.open(p);
+    const alert: Alert = {
+      id: 'a1',
+      rule: 'web-errors',
+      type: 'frequency',
+      key: { 'host.name': 'web-1' },
+      at: '2024-01-01T00:00:00.000Z',
+      figures: { count: 3 },
+      labels: {},
+      actions: [],
+    };
+    const joined = (n: number) =>
+      decision({
+        id: `a${n}#0`,
+        alertId: `a${n}`,
+        at: T + n,
+        operation: 'notify',
+        decision: 'suppressed',
+        guard: 'group',
+        reason: 'grouped: goes out in notification a1#0/group with the other alerts of its group',
+        result: undefined,
+        durationMs: undefined,
+        alert: { ...alert, id: `a${n}` },
+      });
+    for (const n of [1, 2, 3, 4]) await before.record(joined(n));
+    // Not group entries: another guard, and a group guard on another decision.
+    await before.record(
+      decision({ id: 'a5#0', at: T + 5, decision: 'suppressed', guard: 'cooldown' }),
+    );
+    await before.record(decision({ id: 'a6#0', at: T + 6, guard: 'group' }));
+    await before.record(decision({ id: 'a1#0/group', at: T + 7, operation: 'notify' }));
+    await before.close();
+
+    const store = await s.open(p);
+    expect(await store.grouped(T, 100)).toEqual([1, 2, 3, 4].map(joined));
+    expect((await store.grouped(T + 2, 100)).map((d) => d.id)).toEqual(['a2#0', 'a3#0', 'a4#0']);
+    expect((await store.grouped(T, 2)).map((d) => d.id)).toEqual(['a3#0', 'a4#0']);
+    expect(await store.grouped(T + 8, 100)).toEqual([]);
+    expect(await store.journaled(['a1#0/group', 'a4#0/group', 'a2#0', 'nope'])).toEqual(
+      new Set(['a1#0/group', 'a2#0']),
+    );
+    expect(await store.journaled([])).toEqual(new Set());
+    await expect(
+      settled(() => store.journaled(Array.from({ length: 1_001 }, (_, i) => `x${i}`))),
+    ).rejects.toThrow(/at most 1000/);
+  });
+
   it('ledger: an ineffective verdict counts for the circuit breaker only', async () => {
     const store = await s.open(s.fresh());
     await store.reserve(attempt(), query(), () => undefined);
