@@ -186,7 +186,7 @@ export function createTelemetry() {
     }),
     fencedAlerts: new Counter({
       name: 'drover_rules_fenced_alerts_total',
-      help: 'Kafka rules workers: alerts not emitted because their task moved to another worker (reason: revoked) or the action store refused a stale generation (reason: stale-generation).',
+      help: 'Kafka rules workers: alerts not emitted because their task moved to another worker during a rebalance (reason: revoked), or dropped from the ones held during a rebalance past 10,000 per task (reason: held-overflow). Claims the action store refuses for a stale generation are journaled as suppressed (idempotency).',
       labelNames: ['reason'],
       registers: [registry],
     }),
