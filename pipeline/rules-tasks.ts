@@ -116,7 +116,11 @@ export class RulesTasks {
         handler: (batch) => this.handle(batch),
       },
       {
-        onAssigned: (ids) => this.assigned(ids),
+        onAssigned: (ids, consumer) => {
+          // Called from within consumeTasks (kafkajs joins before run() resolves).
+          this.consumer = consumer;
+          return this.assigned(ids);
+        },
         onRebalancing: () => this.onRebalancing(),
       },
     );
@@ -238,7 +242,43 @@ export class RulesTasks {
     this.rebalancing = false;
     this.o.telemetry.tasksAssigned.set(this.tasks.size);
     if (ids.length === 0) return;
+    // A restore or commit that fails (a broker away, a read that timed out) is retried
+    // until it succeeds or a newer assignment overtakes it: until then the tasks hold
+    // their alerts and the bus's handler waits.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.restoreAndCommit(epoch, ids, fresh, attempt > 0);
+        return;
+      } catch (err) {
+        if (epoch !== this.epoch || this.closing) return;
+        this.o.telemetry.faults.inc({ kind: 'task-restore' });
+        this.o.logger.warn(
+          { err, tasks: ids },
+          'restoring the assigned rules tasks failed; retrying',
+        );
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 500 * 2 ** attempt)));
+        if (epoch !== this.epoch || this.closing) return;
+      }
+    }
+  }
 
+  private async restoreAndCommit(
+    epoch: number,
+    ids: number[],
+    fresh: number[],
+    again: boolean,
+  ): Promise<void> {
+    if (again)
+      for (const id of fresh) {
+        // A restore that failed half-way starts over on an empty engine.
+        const task = this.tasks.get(id)!;
+        task.engine = this.o.newEngine(
+          (alert) => this.emit(task, { kind: 'alert', alert }),
+          (change) => this.emit(task, { kind: 'state', change }),
+        );
+        task.offsets = {};
+        task.counted = { late: 0, future: 0 };
+      }
     const began = performance.now();
     const committed = await this.o.bus.committed(this.o.group, this.o.topics);
     const earliest = await this.o.bus.earliest(this.o.topics);
@@ -293,13 +333,8 @@ export class RulesTasks {
     // Committing the tasks' positions tells the generation (and fails if it is stale).
     const positions: Record<string, number> = {};
     for (const t of this.tasks.values()) Object.assign(positions, t.offsets);
-    let generation: number;
-    try {
-      generation = await this.consumer!.commit(positions);
-    } catch (err) {
-      this.o.logger.warn({ err }, 'the rules group moved on before the assignment was committed');
-      return;
-    }
+    // Throws when the group moved on (a stale generation): the retry loop then ends.
+    const generation = await this.consumer!.commit(positions);
     if (epoch !== this.epoch) return;
     for (const t of this.tasks.values()) {
       t.generation = generation;

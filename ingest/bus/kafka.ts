@@ -95,7 +95,7 @@ export interface TaskModeOptions {
    * At each assignment (the tasks this member now holds), before any batch of it is
    * handled: the handler waits until it resolves.
    */
-  onAssigned(tasks: number[]): Promise<void>;
+  onAssigned(tasks: number[], consumer: TaskConsumer): Promise<void>;
   /** The group began a rebalance: the tasks held may move. */
   onRebalancing(): void;
 }
@@ -438,11 +438,31 @@ export class KafkaBus implements Bus {
     // Task mode: batches wait for the caller's handling of the latest assignment.
     let assignedReady: Promise<void> = Promise.resolve();
     let generation = -1;
+    const taskConsumer: TaskConsumer = {
+      stop: () => stop(),
+      commit: async (positions) => {
+        const byTopic = new Map<string, Array<{ partition: number; offset: string }>>();
+        for (const [at, offset] of Object.entries(positions)) {
+          const slash = at.lastIndexOf('/');
+          const topic = this.topic(at.slice(0, slash) as Topic);
+          let list = byTopic.get(topic);
+          if (!list) byTopic.set(topic, (list = []));
+          list.push({ partition: Number(at.slice(slash + 1)), offset: String(offset) });
+        }
+        await consumer.commitOffsets(
+          [...byTopic].flatMap(([topic, ps]) => ps.map((p) => ({ topic, ...p }))),
+        );
+        // COMMIT_OFFSETS is emitted before commitOffsets resolves, with the generation used.
+        return generation;
+      },
+      seek: (topic, partition, offset) =>
+        consumer.seek({ topic: this.topic(topic), partition, offset: String(offset) }),
+    };
     const offTaskEvents = tasks
       ? [
           consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
             assignedReady = tasks
-              .onAssigned(tasksOf(payload.memberAssignment))
+              .onAssigned(tasksOf(payload.memberAssignment), taskConsumer)
               .catch((err: unknown) =>
                 this.onError(err as Error, `consumer group "${options.group}" assignment`),
               );
@@ -553,26 +573,6 @@ export class KafkaBus implements Bus {
       this.consumers.delete(consumer);
     };
     if (!tasks) return { stop };
-    const taskConsumer: TaskConsumer = {
-      stop,
-      commit: async (positions) => {
-        const byTopic = new Map<string, Array<{ partition: number; offset: string }>>();
-        for (const [at, offset] of Object.entries(positions)) {
-          const slash = at.lastIndexOf('/');
-          const topic = this.topic(at.slice(0, slash) as Topic);
-          let list = byTopic.get(topic);
-          if (!list) byTopic.set(topic, (list = []));
-          list.push({ partition: Number(at.slice(slash + 1)), offset: String(offset) });
-        }
-        await consumer.commitOffsets(
-          [...byTopic].flatMap(([topic, ps]) => ps.map((p) => ({ topic, ...p }))),
-        );
-        // COMMIT_OFFSETS is emitted before commitOffsets resolves, with the generation used.
-        return generation;
-      },
-      seek: (topic, partition, offset) =>
-        consumer.seek({ topic: this.topic(topic), partition, offset: String(offset) }),
-    };
     return taskConsumer;
   }
 
