@@ -77,6 +77,8 @@ interface Task {
   held: Array<{ kind: 'alert'; alert: Alert } | { kind: 'state'; change: StateChange }>;
   /** Offsets below which processing is a replay (the log end when it was restored). */
   replayUntil: Record<string, number>;
+  /** The log end per `topic/partition` the bus last reported delivering up to. */
+  seenEnd: Record<string, number>;
   counted: { late: number; future: number };
 }
 
@@ -135,7 +137,15 @@ export class RulesTasks {
         for (const r of refs) byTask.set(r.partition, [...(byTask.get(r.partition) ?? []), r]);
         for (const [id, t] of this.tasks) t.input.flow.assigned(byTask.get(id) ?? []);
       },
-      caughtUp: (ref, at) => this.tasks.get(ref.partition)?.input.flow.caughtUp(ref, at),
+      caughtUp: (ref, at) => {
+        const task = this.tasks.get(ref.partition);
+        if (!task) return;
+        // The log end the bus delivered up to, unreadable messages (dead-lettered, never
+        // processed) included: with nothing held, the task is done up to there.
+        const k = `${ref.topic}/${ref.partition}`;
+        task.seenEnd[k] = Math.max(task.seenEnd[k] ?? 0, at);
+        task.input.flow.caughtUp(ref, at);
+      },
       isPaused: (ref) => this.tasks.get(ref.partition)?.input.flow.isPaused(ref) ?? false,
       onResume: (wake) => {
         wakers.add(wake);
@@ -153,6 +163,7 @@ export class RulesTasks {
       generation: undefined,
       held: [],
       replayUntil: {},
+      seenEnd: {},
       counted: { late: 0, future: 0 },
     };
     task.engine = this.o.newEngine(
@@ -323,6 +334,8 @@ export class RulesTasks {
         task.replayUntil[k] = ends[k] ?? 0;
         // The fetch starts at the group's committed offset: a different start is sought.
         if (committed[k] !== from) {
+          // A log end seen from the committed offset says nothing about the replay.
+          delete task.seenEnd[k];
           const slash = k.lastIndexOf('/');
           this.consumer?.seek(k.slice(0, slash) as Topic, id, from);
         }
@@ -399,7 +412,7 @@ export class RulesTasks {
     for (const t of this.tasks.values()) {
       if (t.generation === undefined || t.input.held() > 0) continue;
       const behind = this.o.topics.some(
-        (topic) => (ends[`${topic}/${t.id}`] ?? 0) > (t.offsets[`${topic}/${t.id}`] ?? 0),
+        (topic) => (ends[`${topic}/${t.id}`] ?? 0) > this.done(t, topic),
       );
       if (!behind) t.engine.tick();
     }
@@ -413,11 +426,18 @@ export class RulesTasks {
     for (const t of this.tasks.values())
       for (const topic of this.o.topics) {
         const k = `${topic}/${t.id}`;
-        const lag = Math.max(0, (ends[k] ?? 0) - (t.offsets[k] ?? 0)) + 0;
+        const lag = Math.max(0, (ends[k] ?? 0) - this.done(t, topic));
         out[topic] += lag;
         this.o.telemetry.taskLag.set({ topic, partition: String(t.id) }, lag);
       }
     return out;
+  }
+
+  /** Where a task's partition of `topic` is done: processed, or delivered with nothing held. */
+  private done(t: Task, topic: Topic): number {
+    const k = `${topic}/${t.id}`;
+    const processed = t.offsets[k] ?? 0;
+    return t.input.held() === 0 ? Math.max(processed, t.seenEnd[k] ?? 0) : processed;
   }
 
   held(): number {
