@@ -1,8 +1,15 @@
 import type { ActionObject, Alert, Operation } from '../rules/index.ts';
-import { actionProblems, type Condition, compileFilter, OPERATIONS } from '../rules/index.ts';
+import {
+  actionProblems,
+  type Condition,
+  compileFilter,
+  OPERATIONS,
+  parseDuration,
+} from '../rules/index.ts';
 import { TargetRefused } from './adapters/types.ts';
 import { type GroupSpec, groupSpec } from './notify-groups.ts';
 import { renderTarget } from './target.ts';
+import { DEFAULT_VERIFY_WITHIN_MS, type VerifySpec } from './verification.ts';
 import { alertFacts, TemplateError } from './template.ts';
 
 /**
@@ -33,6 +40,8 @@ export type PlannedAction =
       group?: GroupSpec;
       /** notify: `send_resolved: true`, a resolution is notified too. */
       sendResolved?: boolean;
+      /** kill-and-replace, scale: how its effect is verified (actions/verification.ts). */
+      verify?: VerifySpec;
     }
   | {
       kind: 'skip' | 'failed';
@@ -126,6 +135,20 @@ async function planOne(alert: Alert, index: number, action: ActionObject): Promi
     target,
     ...(group && { group }),
     ...(action.operation === 'notify' && action.send_resolved === true && { sendResolved: true }),
+    ...(action.operation !== 'notify' && { verify: verifySpec(action) }),
+  };
+}
+
+/** verify_within (default per operation), rollback and on_ineffective, as validated. */
+function verifySpec(action: ActionObject): VerifySpec {
+  const op = action.operation as keyof typeof DEFAULT_VERIFY_WITHIN_MS;
+  return {
+    withinMs:
+      action.verify_within === undefined
+        ? DEFAULT_VERIFY_WITHIN_MS[op]
+        : parseDuration(action.verify_within),
+    ...(action.rollback === true && { rollback: true }),
+    ...(action.on_ineffective && { onIneffective: action.on_ineffective }),
   };
 }
 

@@ -38,7 +38,7 @@ import {
 import { clip } from './adapters/slack-text.ts';
 import { boundDecision, DEFAULT_JOURNAL_BOUNDS } from './journal/bounds.ts';
 import type { ActionStore } from './journal/sqlite.ts';
-import type { Decision, RemediationStore } from './journal/types.ts';
+import type { Decision, RemediationStore, Verification } from './journal/types.ts';
 import {
   type Batch,
   createNotifyGroups,
@@ -49,6 +49,7 @@ import {
   type NotifyGroups,
 } from './notify-groups.ts';
 import { type ActionObject, type PlannedAction, plan } from './policy.ts';
+import { Verifier } from './verification.ts';
 
 /**
  * Turns alerts into actions. Each action of the alert's rule goes through policy (its
@@ -93,6 +94,8 @@ export interface RemediatorOptions<S extends RemediationStore = ActionStore> {
   groupTimers?: GroupTimers;
   /** Notification groups alive at once, across actions. Default 1,000. */
   maxNotifyGroups?: number;
+  /** Timers of verification windows' wall-clock fallback; injectable for tests. */
+  verifyTimers?: GroupTimers;
 }
 
 type Act = Extract<PlannedAction, { kind: 'act' }>;
@@ -113,10 +116,21 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   private readonly groups: NotifyGroups<Act>;
   /** digest(rule, key) → the last firing that resolved: [since, at] (epoch ms). */
   private readonly resolutions = new Map<string, { since: number; at: number }>();
+  /** The closed loop: did an executed remediation make its alert resolve? */
+  private readonly verifier: Verifier;
 
   constructor(private readonly options: RemediatorOptions<S>) {
     super();
     this.clock = options.clock ?? Date.now;
+    this.verifier = new Verifier({
+      store: options.store,
+      clock: this.clock,
+      onEnd: (entry) => this.verified(entry),
+      lastResolution: (rule, key) => this.resolutions.get(firingKey(rule, key)),
+      ...(options.verifyTimers && { timers: options.verifyTimers }),
+      onError: (err, entry) =>
+        options.logger?.error({ err, decision: entry.id }, 'could not end a verification'),
+    });
     this.groups = createNotifyGroups<Act>({
       send: (batch) => this.sendGroup(batch),
       clock: this.clock,
@@ -171,9 +185,30 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     return this.groups.size;
   }
 
-  /** Resolves when the grouped notifications started so far are done. */
-  settled(): Promise<void> {
-    return this.groups.settled();
+  /** Resolves when the grouped notifications and verifications ended so far are done. */
+  async settled(): Promise<void> {
+    await this.verifier.settled();
+    await this.groups.settled();
+  }
+
+  /** Rebuilds pending verifications from the journal (at start); how many. */
+  restoreVerifications(): Promise<number> {
+    return this.verifier.restore();
+  }
+
+  /** The rules' watermark (event time, epoch ms): verification windows it passed end. */
+  watermark(ms: number): void {
+    this.verifier.advance(ms);
+  }
+
+  /** Ends the windows whose wall-clock fallback passed (also run by its own timer). */
+  checkVerifications(): void {
+    this.verifier.check();
+  }
+
+  /** Verifications pending now. */
+  get pendingVerifications(): number {
+    return this.verifier.size;
   }
 
   /**
@@ -181,6 +216,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
    * `timeoutMs` (default 10 s) for them; alerts handled afterwards are not grouped.
    */
   async close(timeoutMs = DEFAULT_GROUP_FLUSH_MS): Promise<void> {
+    this.verifier.close();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), timeoutMs);
@@ -219,6 +255,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
   async resolved(change: StateChange): Promise<Decision[]> {
     if (change.state !== 'resolved' || change.alert === undefined) return [];
     this.remember(change);
+    this.verifier.resolved(change);
     const closed: Alert = {
       id: change.alert,
       rule: change.rule,
@@ -346,10 +383,15 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
     return g;
   }
 
-  private async decide(alert: Alert, p: PlannedAction, guards: EffectiveGuards): Promise<Decision> {
+  private async decide(
+    alert: Alert,
+    p: PlannedAction,
+    guards: EffectiveGuards,
+    follow?: { id: string; rollback?: boolean },
+  ): Promise<Decision> {
     const started = this.clock();
     const entry: Decision = {
-      id: `${alert.id}#${p.index}`,
+      id: follow?.id ?? `${alert.id}#${p.index}`,
       at: started,
       alertId: alert.id,
       rule: alert.rule,
@@ -463,8 +505,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
           );
           if (floor) return suppress(floor);
         }
-        // Last look before anything is spent: the alert may have resolved meanwhile.
-        const stale = this.staleness(alert);
+        // Last look before anything is spent: the alert may have resolved meanwhile
+        // (a rollback follows a resolution on purpose).
+        const stale = follow?.rollback ? undefined : this.staleness(alert);
         if (stale) return suppress(stale);
         const attempt: Attempt = {
           id: entry.id,
@@ -682,12 +725,19 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         message ? adapter.notify(message, ctx) : call(adapter, p.operation, p, alert, ctx),
         timeout,
       ]);
-      return this.journal({
+      const verification = message
+        ? undefined
+        : this.verifier.open(p.operation, p.verify, alert, result.detail);
+      const done = await this.journal({
         ...entry,
         decision: 'executed',
         result: entry.result ? { ...result.detail, ...entry.result } : result.detail,
         durationMs: this.clock() - began,
+        ...(verification && { verification }),
       });
+      if (verification?.outcome === 'pending') this.verifier.track(done);
+      else if (verification) this.emit('verification', done);
+      return done;
     } catch (err) {
       if (err instanceof AdapterDeclined)
         return this.journal({
@@ -705,6 +755,50 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       });
     } finally {
       clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A verification ended (journaled on the action's entry): count it, then run the
+   * action's `on_ineffective` if it was ineffective, and roll a scale back (`rollback`)
+   * either way. Each is a decision of its own through the guard rails, under the
+   * action's id and `/ineffective` or `/rollback`. A rollback is exempt from the
+   * cooldown and the breaker (it undoes an action they counted) and from the resolved
+   * check (it follows a resolution on purpose); every other guard applies.
+   */
+  private async verified(entry: Decision & { verification: Verification }): Promise<void> {
+    this.emit('verification', entry);
+    const v = entry.verification;
+    this.options.logger?.[v.outcome === 'effective' ? 'info' : 'warn'](
+      { decision: entry.id, rule: entry.rule, target: entry.target, verification: v.outcome },
+      v.reason ?? `remediation ${v.outcome}`,
+    );
+    const alert = journaledAlert(entry);
+    const guards = this.guardsFor(entry.rule);
+    if (v.outcome === 'ineffective' && v.onIneffective) {
+      const escalation: Alert = { ...alert, actions: [v.onIneffective] };
+      const [planned] = await plan(escalation, this.options.actionSets);
+      // The escalation is not verified in turn.
+      if (planned?.kind === 'act') delete planned.verify;
+      if (planned)
+        await this.decide(escalation, planned, guards, { id: `${entry.id}/ineffective` });
+    }
+    if (v.rollbackTo !== undefined) {
+      const back: PlannedAction = {
+        kind: 'act',
+        index: 0,
+        adapter: entry.adapter,
+        operation: 'scale',
+        // Already rendered and checked when the scale ran: not rendered again.
+        target: entry.target,
+        params: { to: v.rollbackTo },
+      };
+      await this.decide(
+        alert,
+        back,
+        { ...guards, cooldownMs: 0, breakers: [] },
+        { id: `${entry.id}/rollback`, rollback: true },
+      );
     }
   }
 
@@ -915,6 +1009,22 @@ function notification(alert: Alert, target: string): Notification {
           : 'warning',
     alert: alert as unknown as Record<string, unknown>,
   };
+}
+
+/** The alert a journal entry keeps (bounded), or the entry's own fields where it was dropped. */
+function journaledAlert(entry: Decision & { verification: Verification }): Alert {
+  return (
+    entry.alert ?? {
+      id: entry.alertId,
+      rule: entry.rule,
+      type: 'any',
+      key: entry.key,
+      at: entry.verification.since,
+      figures: {},
+      labels: {},
+      actions: [],
+    }
+  );
 }
 
 function firingKey(rule: string, key: Record<string, unknown>): string {

@@ -55,7 +55,13 @@ export interface DroverConfig {
    * dead-letters it and moves on (default 3; see ingest/bus/deliver.ts).
    */
   bus: (
-    | { kind: 'embedded' }
+    | {
+        kind: 'embedded';
+        /** How the log's chunks are stored (default gzip; see EmbeddedBusOptions). */
+        compression?: 'gzip' | 'none';
+        /** `bus.retention` (ingest/bus/embedded/retention.ts); the bus's defaults when absent. */
+        retention?: { maxAgeMs?: number; maxBytes?: number };
+      }
     | {
         kind: 'kafka';
         brokers: string[];
@@ -294,7 +300,16 @@ function build(
             compression: (bus.compression as 'gzip' | 'none' | undefined) ?? 'gzip',
             maxAttempts,
           }
-        : { kind: 'embedded', maxAttempts },
+        : {
+            kind: 'embedded',
+            ...(bus.compression !== undefined && {
+              compression: bus.compression as 'gzip' | 'none',
+            }),
+            ...(bus.retention !== undefined && {
+              retention: parseBusRetention(obj(bus.retention), duration, fail),
+            }),
+            maxAttempts,
+          },
     index:
       indexKind === 'elasticsearch'
         ? {
@@ -350,6 +365,27 @@ export const DEFAULT_INDEX_RETENTION = {
   maxAgeMs: Number.POSITIVE_INFINITY,
   maxBytes: 10 * 2 ** 30,
 };
+
+/**
+ * `bus.retention: { maxAge: 7d, maxBytes: 1073741824 }` (the embedded bus; what is not
+ * given keeps the bus's default, EmbeddedBusOptions). Not read with Kafka, whose topics
+ * keep their own retention (KAFKA_BROKERS may turn a file written for the embedded bus
+ * to Kafka, so it is not an error).
+ */
+function parseBusRetention(
+  r: Record<string, unknown>,
+  duration: (v: unknown, n: string, f: number) => number,
+  fail: Fail,
+): { maxAgeMs?: number; maxBytes?: number } {
+  const maxAgeMs =
+    r.maxAge === undefined ? undefined : duration(r.maxAge, 'bus.retention.maxAge', 0);
+  if (maxAgeMs !== undefined && !(maxAgeMs > 0))
+    fail(['bus', 'retention'], 'bus.retention.maxAge must be > 0');
+  return {
+    ...(maxAgeMs !== undefined && { maxAgeMs }),
+    ...(r.maxBytes !== undefined && { maxBytes: r.maxBytes as number }),
+  };
+}
 
 /** `index.retention: { maxAge: 7d, maxBytes: 10737418240 }` (the embedded index). */
 function parseIndexRetention(

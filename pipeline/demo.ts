@@ -10,11 +10,13 @@ import { packageRoot } from './package-root.ts';
 import { Pipeline } from './serve.ts';
 
 /**
- * `drover demo`: a real fleet (web ×3, api ×2, worker ×1 — Node.js HTTP servers on their
- * own $PORT, logging with pino into Drover), a load generator, and four scripted faults,
- * each detected by a rule from examples/rules and remediated for real by the process
- * adapter, behind the guard rails. Prints a timeline and a summary; exits 0 only if every
- * fault was handled as expected.
+ * `drover demo`: a real fleet (web ×3, api ×2, worker ×1, report ×1 — Node.js HTTP servers
+ * on their own $PORT, logging with pino into Drover), a load generator, and five scripted
+ * faults, each detected by a rule from examples/rules and remediated for real by the
+ * process adapter, behind the guard rails. Each remediation is verified (did its alert
+ * resolve within verify_within?): four end effective; the fifth, a replica whose database
+ * is down, ends ineffective, escalates through on_ineffective and trips the breaker.
+ * Prints a timeline and a summary; exits 0 only if every fault was handled as expected.
  */
 /** The package's root, which holds examples/. */
 const ROOT = packageRoot();
@@ -25,6 +27,10 @@ interface Expectation {
   expect: string;
   met: (journal: Decision[]) => Decision | undefined;
   at?: number;
+  /** The verification its remediation must end with. */
+  verification: 'effective' | 'ineffective';
+  /** The remediation's journal entry, once met: its verification is read from it. */
+  entry?: string;
 }
 
 export async function runDemo(options: {
@@ -38,6 +44,7 @@ export async function runDemo(options: {
     out.write(`${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s  ${line}\n`);
   const stateDir = mkdtempSync(join(tmpdir(), 'drover-demo-'));
   const crashFile = join(stateDir, 'worker.broken');
+  const databaseDown = join(stateDir, 'ledger-db.down');
   const port = await freePort();
   const app = {
     command: process.execPath,
@@ -70,6 +77,7 @@ export async function runDemo(options: {
           web: { ...app, replicas: 3, min: 2, max: 6, env },
           api: { ...app, replicas: 2, min: 1, max: 4, env },
           worker: { ...app, replicas: 1, env: { ...env, DEMO_CRASH_FILE: crashFile } },
+          report: { ...app, replicas: 1, env: { ...env, DEMO_DEPENDENCY_FILE: databaseDown } },
         },
       },
       pager: { type: 'exec', command: process.execPath, args: ['-e', 'process.exit(0)'] },
@@ -83,7 +91,9 @@ export async function runDemo(options: {
     ruleGuards: {},
     snapshotEveryMs: 5_000,
   };
-  say('starting Drover (embedded bus, index and journal) and the fleet: web ×3, api ×2, worker ×1');
+  say(
+    'starting Drover (embedded bus, index and journal) and the fleet: web ×3, api ×2, worker ×1, report ×1',
+  );
   const pipeline = new Pipeline(config, options.logger);
   await pipeline.start();
   const fleet = pipeline.adapter('fleet') as ProcessAdapter;
@@ -96,6 +106,11 @@ export async function runDemo(options: {
     else if (d.decision === 'suppressed') say(`GUARD    ${d.guard} stopped ${what}: ${d.reason}`);
     else say(`${d.decision.toUpperCase().padEnd(8)} ${what} ${d.error ?? d.reason ?? ''}`);
   });
+  pipeline.events.on('verification', (d: Decision) =>
+    say(
+      `VERIFIED ${d.adapter}:${d.operation} ${d.target}  ${d.verification?.reason ?? d.verification?.outcome}`,
+    ),
+  );
   fleet.on('started', (r: { id: string; port: number }) =>
     say(`fleet    ${r.id} up on :${r.port}`),
   );
@@ -118,6 +133,7 @@ export async function runDemo(options: {
       fault: 'api replica throws a new stack trace',
       rule: 'api-new-stack-trace',
       expect: 'kill-and-replace that replica',
+      verification: 'effective',
       met: (j) =>
         j.find(
           (d) =>
@@ -130,6 +146,7 @@ export async function runDemo(options: {
       fault: 'web replica hangs and goes silent',
       rule: 'web-replica-silent',
       expect: 'kill-and-replace that replica',
+      verification: 'effective',
       met: (j) =>
         j.find(
           (d) =>
@@ -142,6 +159,7 @@ export async function runDemo(options: {
       fault: 'traffic surge on web',
       rule: 'web-traffic-surge',
       expect: 'scale web out within 3..6',
+      verification: 'effective',
       met: (j) =>
         j.find(
           (d) =>
@@ -152,26 +170,55 @@ export async function runDemo(options: {
       fault: 'worker crash-loops',
       rule: 'worker-crash-loop',
       expect: 'breaker stops after 2 replacements, notifies',
-      met: (j) =>
-        j.filter(
+      verification: 'effective',
+      met: (j) => {
+        const replaced = j.filter(
           (d) =>
             d.rule === 'worker-crash-loop' &&
             d.decision === 'executed' &&
             d.operation === 'kill-and-replace',
-        ).length >= 2
-          ? j.find((d) => d.rule === 'worker-crash-loop' && d.guard === 'circuit-breaker') &&
-            j.find(
-              (d) =>
-                d.adapter === 'pager' && d.target === 'escalation' && d.decision === 'executed',
-            )
-          : undefined,
+        );
+        return replaced.length >= 2 &&
+          j.find((d) => d.rule === 'worker-crash-loop' && d.guard === 'circuit-breaker') &&
+          j.find(
+            (d) =>
+              d.adapter === 'pager' &&
+              d.target === 'escalation' &&
+              d.rule === 'worker-crash-loop' &&
+              d.decision === 'executed',
+          )
+          ? replaced.at(-1)
+          : undefined;
+      },
+    },
+    {
+      fault: 'report replica loses its database',
+      rule: 'report-dependency-down',
+      expect: 'replace once; on_ineffective pages; breaker',
+      verification: 'ineffective',
+      met: (j) => {
+        const replaced = j.find(
+          (d) =>
+            d.rule === 'report-dependency-down' &&
+            d.decision === 'executed' &&
+            d.operation === 'kill-and-replace',
+        );
+        return replaced &&
+          replaced.verification?.outcome === 'ineffective' &&
+          j.find((d) => d.id === `${replaced.id}/ineffective` && d.decision === 'executed') &&
+          j.find((d) => d.rule === 'report-dependency-down' && d.guard === 'circuit-breaker')
+          ? replaced
+          : undefined;
+      },
     },
   ];
   const wait = async (e: Expectation, ms: number) => {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline) {
-      if (e.met(journal())) {
+      const entry = e.met(journal());
+      if (entry) {
         e.at = Date.now();
+        e.entry = entry.id;
         return;
       }
       await sleep(250);
@@ -201,28 +248,43 @@ export async function runDemo(options: {
     const worker = fleet.replicas('worker')[0];
     if (worker?.pid) process.kill(worker.pid, 'SIGTERM');
     await wait(expectations[3]!, 25_000);
+    // The page reached a person, who fixes the configuration: the worker boots.
+    rmSync(crashFile, { force: true });
+    say('FIXED    a person fixes the worker config after the page; it boots on its next retry');
+
+    say("FAULT    report's database goes down: every replica of it fails, replaced or not");
+    writeFileSync(databaseDown, 'the ledger database is unreachable\n');
+    await wait(expectations[4]!, 30_000);
+    rmSync(databaseDown, { force: true });
+
+    // Verification windows run alongside the later faults; wait for those still open.
+    const outcome = (e: Expectation) =>
+      journal().find((d) => d.id === e.entry)?.verification?.outcome;
+    const deadline = Date.now() + 45_000;
+    while (Date.now() < deadline && expectations.some((e) => e.entry && outcome(e) === 'pending'))
+      await sleep(250);
   } finally {
     stopped = true;
     await load;
   }
 
+  const final = journal();
+  const verified = (e: Expectation) =>
+    final.find((d) => d.id === e.entry)?.verification?.outcome ?? 'none';
   const rows = expectations.map((e) => [
     e.fault,
     e.rule,
     e.expect,
     e.at ? `yes (${((e.at - started) / 1000).toFixed(1)} s)` : 'NO',
+    verified(e) === e.verification ? verified(e) : `${verified(e)} (expected ${e.verification})`,
   ]);
-  const widths = [0, 1, 2, 3].map((i) =>
-    Math.max(
-      ...rows.map((r) => r[i]!.length),
-      ['fault', 'rule', 'expected', 'remediated'][i]!.length,
-    ),
-  );
+  const header = ['fault', 'rule', 'expected', 'remediated', 'verification'];
+  const widths = header.map((h, i) => Math.max(...rows.map((r) => r[i]!.length), h.length));
   const line = (r: string[]) => `  ${r.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`;
   out.write(
-    `\n${line(['fault', 'rule', 'expected', 'remediated'])}${line(widths.map((w) => '-'.repeat(w)))}${rows.map(line).join('')}\n`,
+    `\n${line(header)}${line(widths.map((w) => '-'.repeat(w)))}${rows.map(line).join('')}\n`,
   );
-  const ok = expectations.every((e) => e.at);
+  const ok = expectations.every((e) => e.at && verified(e) === e.verification);
   const counts = journal().reduce<Record<string, number>>(
     (acc, d) => ((acc[d.decision] = (acc[d.decision] ?? 0) + 1), acc),
     {},

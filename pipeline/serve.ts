@@ -146,7 +146,16 @@ export class Pipeline {
             topicPrefix: c.bus.topicPrefix,
             ...(c.bus.compression && { compression: c.bus.compression }),
           })
-        : openEmbeddedBus({ path: join(c.stateDir, 'bus.db') });
+        : openEmbeddedBus({
+            path: join(c.stateDir, 'bus.db'),
+            ...(c.bus.compression && { compression: c.bus.compression }),
+            ...(c.bus.retention?.maxAgeMs !== undefined && {
+              retentionMs: c.bus.retention.maxAgeMs,
+            }),
+            ...(c.bus.retention?.maxBytes !== undefined && {
+              retentionBytes: c.bus.retention.maxBytes,
+            }),
+          });
     this.closers.push(() => this.bus.close());
 
     if (this.roles.has('actions')) await this.startActions();
@@ -274,6 +283,14 @@ export class Pipeline {
     // Every journaled decision once: an alert's actions, and the breaker and storm
     // notices and grouped pages that handle() does not return. The remediator logs each.
     this.remediator.on('decision', (d: Decision) => this.countDecision(d));
+    // Each verification once, when it ends (docs/actions.md#verification).
+    this.remediator.on('verification', (d: Decision) => {
+      this.telemetry.verifications.inc({ outcome: d.verification?.outcome ?? 'unknown' });
+      this.events.emit('verification', d);
+    });
+    // Windows still open when Drover stopped go on from the journal, not from memory.
+    const pending = await this.remediator.restoreVerifications();
+    if (pending > 0) this.logger.info({ pending }, 'verifications rebuilt from the journal');
     // Journal retention: at start, then periodically; a failed prune is retried next time.
     const prune = () =>
       void Promise.resolve(store.prune({ now: Date.now(), ...journal }))
@@ -287,11 +304,36 @@ export class Pipeline {
   }
 
   /**
+   * Every second: the clock's turn at the watermark, then verification windows, which
+   * are event time, end where the watermark (moved by events or the clock) passed them.
+   */
+  private async tick(): Promise<void> {
+    try {
+      await this.tickEngine();
+    } finally {
+      this.remediator?.watermark(this.rulesWatermark());
+    }
+  }
+
+  /**
+   * The watermark verification windows end at: the engine's, or on Kafka the lowest of
+   * the tasks this worker holds (each task has its own; the lowest never ends a window
+   * early for any of them).
+   */
+  private rulesWatermark(): number {
+    if (!this.rulesTasks) return this.engine.watermark;
+    const engines = this.rulesTasks.engines();
+    return engines.length > 0
+      ? Math.min(...engines.map((e) => e.watermark))
+      : Number.NEGATIVE_INFINITY;
+  }
+
+  /**
    * The wall clock may drive the watermark only once the rules have caught up with the
    * bus: while a backlog (a replay after restart) is pending, its events still carry the
    * time, and a clock-driven watermark would fire absences for keys that did report.
    */
-  private async tick(): Promise<void> {
+  private async tickEngine(): Promise<void> {
     if (this.rulesTasks) return this.rulesTasks.tick();
     try {
       const lag = await this.bus.lag(this.group('rules'));

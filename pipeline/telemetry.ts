@@ -96,6 +96,12 @@ export function createTelemetry() {
       labelNames: ['adapter', 'outcome'],
       registers: [registry],
     }),
+    verifications: new Counter({
+      name: 'drover_remediation_verifications_total',
+      help: 'Remediations verified, by outcome: effective (the alert resolved within verify_within), ineffective (it did not), skipped (nothing to verify).',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
     suppressions: new Counter({
       name: 'drover_guard_suppressions_total',
       help: 'Actions a guard rail stopped, by guard.',

@@ -24,7 +24,8 @@ export interface ActionProblem {
     | 'scale-number'
     | 'scale-range'
     | 'when'
-    | 'grouping';
+    | 'grouping'
+    | 'verification';
   /** The problem is at the key at `path`, not its value. */
   onKey?: boolean;
 }
@@ -41,6 +42,9 @@ export const ACTION_KEYS = [
   'group_wait',
   'group_interval',
   'repeat_interval',
+  'verify_within',
+  'on_ineffective',
+  'rollback',
 ] as const;
 const GROUP_KEYS = ['group_by', 'group_wait', 'group_interval', 'repeat_interval'] as const;
 
@@ -91,7 +95,57 @@ export function actionProblems(a: unknown): ActionProblem[] {
     else if (typeof action.send_resolved !== 'boolean')
       add(['send_resolved'], 'grouping', 'send_resolved is true or false (the default)');
   }
+  verificationProblems(action, add);
   return out;
+}
+
+/** Operations whose effect is verified (docs/actions.md#verification). */
+const VERIFIED: readonly unknown[] = ['kill-and-replace', 'scale'];
+
+/** verify_within, on_ineffective and rollback (actions/verification.ts runs them). */
+function verificationProblems(
+  action: Record<string, unknown>,
+  add: (path: Path, code: ActionProblem['code'], message: string, onKey?: boolean) => void,
+): void {
+  const code = 'verification';
+  for (const k of ['verify_within', 'on_ineffective'])
+    if (action[k] !== undefined && !VERIFIED.includes(action.operation))
+      add([k], code, `${k} applies to kill-and-replace and scale actions only`);
+  if (action.verify_within !== undefined && VERIFIED.includes(action.operation)) {
+    try {
+      if (!(parseDuration(action.verify_within) > 0))
+        add(['verify_within'], code, 'verify_within must be above 0');
+    } catch (err) {
+      add(['verify_within'], code, `verify_within: ${(err as Error).message}`);
+    }
+  }
+  if (action.rollback !== undefined) {
+    if (action.operation !== 'scale')
+      add(['rollback'], code, 'rollback applies to scale actions only');
+    else if (typeof action.rollback !== 'boolean')
+      add(['rollback'], code, 'rollback is true or false (the default)');
+  }
+  const escalation = action.on_ineffective;
+  if (escalation === undefined || !VERIFIED.includes(action.operation)) return;
+  if (escalation === null || typeof escalation !== 'object' || Array.isArray(escalation)) {
+    add(
+      ['on_ineffective'],
+      code,
+      'on_ineffective is an action, { adapter, operation, target, params, when } (usually a notify)',
+    );
+    return;
+  }
+  for (const k of ['verify_within', 'on_ineffective', 'rollback'])
+    if ((escalation as Record<string, unknown>)[k] !== undefined)
+      add(
+        ['on_ineffective', k],
+        code,
+        `on_ineffective's action is not verified itself: no ${k}`,
+        true,
+      );
+  for (const p of actionProblems(escalation))
+    if (!['verify_within', 'on_ineffective', 'rollback'].includes(String(p.path[0])))
+      add(['on_ineffective', ...p.path], p.code, p.message);
 }
 
 function scaleProblems(

@@ -1,9 +1,9 @@
 import { createReadStream, statSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import type { Readable } from 'node:stream';
 import { type Event, normalize } from '../ingest/model/index.ts';
 import { Engine } from './engine.ts';
 import type { Alert, RuleSpec, StateChange } from './types.ts';
+import { DEFAULT_MAX_LINE_CHARS, lineBatches } from './ndjson-lines.ts';
 
 export interface BacktestOptions {
   rules: RuleSpec[];
@@ -135,32 +135,40 @@ export async function backtestSets(
     }
     return finish();
   }
-  const lines = createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY });
   let lineNo = 0;
   let bytes = 0;
   const onProgress = options.onProgress;
-  for await (const line of lines) {
-    lineNo++;
-    // Bytes are counted only for a progress bar (a second pass over each line otherwise).
-    if (onProgress) {
-      bytes += Buffer.byteLength(line) + 1;
-      if ((lineNo & 1023) === 0) onProgress(bytes);
+  for await (const batch of lineBatches(input)) {
+    for (const line of batch) {
+      lineNo++;
+      if (typeof line !== 'string') {
+        bytes += line.tooLong + 1;
+        summary.badLines++;
+        options.onBadLine?.(
+          lineNo,
+          `line of ${line.tooLong} characters is longer than the limit of ${DEFAULT_MAX_LINE_CHARS}`,
+        );
+        continue;
+      }
+      // Bytes are counted only for a progress bar (a second pass over each line otherwise).
+      if (onProgress) bytes += Buffer.byteLength(line) + 1;
+      // Blank lines are skipped; trim() (a new string) only for lines that start blank.
+      if (line.length === 0 || (line.charCodeAt(0) <= 0x20 && line.trim() === '')) continue;
+      let event: Event;
+      try {
+        const parsed: unknown = JSON.parse(line);
+        if (isBulkAction(parsed)) continue;
+        event = normalize(parsed, { receivedAt: Number.NaN });
+        if (Number.isNaN(event['@timestamp']))
+          throw new Error('event has no timestamp (@timestamp, time, timestamp)');
+      } catch (err) {
+        summary.badLines++;
+        options.onBadLine?.(lineNo, (err as Error).message);
+        continue;
+      }
+      feed(event);
     }
-    // Blank lines are skipped; trim() (a new string) only for lines that start blank.
-    if (line.length === 0 || (line.charCodeAt(0) <= 0x20 && line.trim() === '')) continue;
-    let event: Event;
-    try {
-      const parsed: unknown = JSON.parse(line);
-      if (isBulkAction(parsed)) continue;
-      event = normalize(parsed, { receivedAt: Number.NaN });
-      if (Number.isNaN(event['@timestamp']))
-        throw new Error('event has no timestamp (@timestamp, time, timestamp)');
-    } catch (err) {
-      summary.badLines++;
-      options.onBadLine?.(lineNo, (err as Error).message);
-      continue;
-    }
-    feed(event);
+    onProgress?.(bytes);
   }
   onProgress?.(bytes);
   return finish();

@@ -75,6 +75,12 @@ export interface ActionObject {
   group_wait?: string | number | Record<string, number>;
   group_interval?: string | number | Record<string, number>;
   repeat_interval?: string | number | Record<string, number>;
+  /** kill-and-replace, scale: how long the alert has to resolve for the action to count as effective. */
+  verify_within?: string | number | Record<string, number>;
+  /** kill-and-replace, scale: the action to run when the verification ends ineffective. */
+  on_ineffective?: ActionObject;
+  /** scale: back to the previous size once the alert resolves or the window ends. */
+  rollback?: boolean;
 }
 
 export interface CommonOptions {

@@ -7,6 +7,8 @@ import type { Suppression } from './types.ts';
  * The circuit breaker: after `max` remediations of one key within the window, the
  * remediation is evidently not fixing it. Drover stops acting on that key and a person
  * is told (once per open breaker, by the remediator). It closes as the window slides.
+ * A verification that ended ineffective counts as one more failure of the key
+ * (docs/actions.md#verification; the ledger's `key` count holds both).
  */
 export function checkBreakers(
   counts: LedgerCounts,
@@ -17,7 +19,7 @@ export function checkBreakers(
     if (count >= b.max)
       return {
         guard: 'circuit-breaker',
-        reason: `${count} remediations of this key within ${seconds(b.windowMs)} did not fix it: stopped acting${b.notify ? `, escalated through ${b.notify}` : ''}`,
+        reason: `${count} remediations of this key (ineffective verdicts included) within ${seconds(b.windowMs)} did not fix it: stopped acting${b.notify ? `, escalated through ${b.notify}` : ''}`,
         breaker: b,
         count,
       };

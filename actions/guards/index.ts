@@ -18,7 +18,13 @@ export { checkCooldown } from './cooldown.ts';
 export { checkBlastRadius, checkMinHealthy, healthyLoss } from './health.ts';
 export { checkInhibition, INSTANCE_FIELDS, instanceService, serviceWide } from './inhibition.ts';
 export { checkKillSwitch } from './kill-switch.ts';
-export { type Attempt, keyId, type LedgerCounts, type LedgerQuery } from './ledger.ts';
+export {
+  type Attempt,
+  INEFFECTIVE_OPERATION,
+  keyId,
+  type LedgerCounts,
+  type LedgerQuery,
+} from './ledger.ts';
 export { checkMaintenance, isOpen, validateWindow } from './maintenance.ts';
 export {
   checkSilences,

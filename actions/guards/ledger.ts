@@ -20,6 +20,13 @@ export interface Attempt {
   shadow: boolean;
 }
 
+/**
+ * The operation of the ledger entry a verification that ended ineffective appends: the
+ * circuit breaker counts it as a failed remediation of the key; cooldowns, budgets, the
+ * storm cap and blast radius do not (nothing was done to a target).
+ */
+export const INEFFECTIVE_OPERATION = 'ineffective';
+
 export interface LedgerQuery {
   now: number;
   shadow: boolean;
@@ -48,7 +55,10 @@ export interface LedgerCounts {
   rule: number[];
   /** Attempts of all rules within each of `globalWindows`. */
   global: number[];
-  /** Remediations (not notifications) of this rule and key within each of `breakerWindows`. */
+  /**
+   * Remediations (not notifications) of this rule and key within each of `breakerWindows`,
+   * and verifications of them that ended ineffective (INEFFECTIVE_OPERATION).
+   */
   key: number[];
   /** Distinct targets of the group replaced within `blastWindowMs` (empty without a group). */
   groupTargets: string[];

@@ -5,8 +5,8 @@ import type * as Elastic from '@elastic/elasticsearch';
 import { dailyIndex, indexTemplate } from '../../ingest/index/templates.ts';
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
-import { validateMatchers } from '../guards/index.ts';
-import type { PruneResult } from './types.ts';
+import { INEFFECTIVE_OPERATION, validateMatchers } from '../guards/index.ts';
+import type { PruneResult, Verification } from './types.ts';
 import type { ClaimFence, Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
 
 /**
@@ -314,12 +314,71 @@ export class ElasticsearchStore implements RemediationStore {
     return res.hits.hits.map((h) => fromDocument(h._source!));
   }
 
+  async pendingVerifications(limit: number): Promise<Decision[]> {
+    const res = await this.client.search<Record<string, unknown>>({
+      index: this.journalPattern,
+      ignore_unavailable: true,
+      allow_no_indices: true,
+      size: Math.min(limit, 10_000),
+      query: { bool: { filter: [{ term: { 'verification.outcome': 'pending' } }] } },
+      sort: [
+        { at: { order: 'asc', unmapped_type: 'long' } },
+        { seq: { order: 'asc', unmapped_type: 'long' } },
+      ],
+    });
+    return res.hits.hits.map((h) => fromDocument(h._source!));
+  }
+
+  /**
+   * Compare and set on the entry's document (in its daily or backing index): only the
+   * writer that saw it pending ends it; a second one gets a version conflict.
+   */
+  async settleVerification(id: string, verification: Verification): Promise<boolean> {
+    const res = await this.client.search({
+      index: this.journalPattern,
+      ignore_unavailable: true,
+      allow_no_indices: true,
+      size: 10,
+      seq_no_primary_term: true,
+      query: {
+        bool: {
+          filter: [{ term: { id } }, { term: { 'verification.outcome': 'pending' } }],
+        },
+      },
+      _source: false,
+    });
+    let settled = false;
+    for (const h of res.hits.hits) {
+      try {
+        await this.client.update({
+          index: h._index,
+          id: h._id!,
+          if_seq_no: h._seq_no!,
+          if_primary_term: h._primary_term!,
+          doc: verificationFields(verification),
+          refresh: 'wait_for',
+        });
+        settled = true;
+      } catch (err) {
+        if (!isStatus(err, 404, 409)) throw err;
+      }
+    }
+    return settled;
+  }
+
   async ledger(q: LedgerQuery): Promise<LedgerCounts> {
     const since = (w: number) => ({ range: { at: { gt: q.now - w } } });
     const term = (field: string, value: unknown) => ({ term: { [field]: value } });
     // Notifications and remediations are counted apart (the storm cap counts both).
     const notify = term('operation', 'notify');
+    // Ineffective verdicts (INEFFECTIVE_OPERATION) count for the breaker (key) only.
+    const ineffective = term('operation', INEFFECTIVE_OPERATION);
     const ofClass = (...filter: unknown[]) => ({
+      bool: q.notify
+        ? { filter: [...filter, notify] }
+        : { filter, must_not: [notify, ineffective] },
+    });
+    const ofKey = (...filter: unknown[]) => ({
       bool: q.notify ? { filter: [...filter, notify] } : { filter, must_not: [notify] },
     });
     const aggs: Record<string, unknown> = {
@@ -335,19 +394,27 @@ export class ElasticsearchStore implements RemediationStore {
       aggs[`global${i}`] = { filter: ofClass(since(w)) };
     });
     q.breakerWindows.forEach((w, i) => {
-      aggs[`key${i}`] = { filter: ofClass(term('key_id', q.keyId), since(w)) };
+      aggs[`key${i}`] = { filter: ofKey(term('key_id', q.keyId), since(w)) };
     });
     // Bounded by the storm cap itself: at most its max distinct keys per rule and window,
     // well under the precision threshold, below which the count is exact in practice.
     (q.stormWindows ?? []).forEach((w, i) => {
       aggs[`stormOthers${i}`] = {
         filter: {
-          bool: { filter: [term('rule', q.rule), since(w)], must_not: [term('key_id', q.keyId)] },
+          bool: {
+            filter: [term('rule', q.rule), since(w)],
+            must_not: [term('key_id', q.keyId), ineffective],
+          },
         },
         aggs: { keys: { cardinality: { field: 'key_id', precision_threshold: 10_000 } } },
       };
       aggs[`stormThis${i}`] = {
-        filter: { bool: { filter: [term('rule', q.rule), term('key_id', q.keyId), since(w)] } },
+        filter: {
+          bool: {
+            filter: [term('rule', q.rule), term('key_id', q.keyId), since(w)],
+            must_not: [ineffective],
+          },
+        },
       };
     });
     if (q.group !== undefined)
@@ -673,7 +740,16 @@ function toDocument(d: Decision): Record<string, unknown> {
     key_json: JSON.stringify(d.key),
     ...(d.params && { params_json: JSON.stringify(d.params) }),
     ...(d.alert && { alert_json: JSON.stringify(d.alert) }),
+    ...(d.verification && verificationFields(d.verification)),
   };
+}
+
+/**
+ * A verification as document fields: its outcome searchable (pending ones are looked up
+ * at start), the rest as JSON (its `on_ineffective` action varies in shape).
+ */
+function verificationFields(v: Verification): Record<string, unknown> {
+  return { verification: { outcome: v.outcome }, verification_json: JSON.stringify(v) };
 }
 
 function fromDocument(s: Record<string, unknown>): Decision {
@@ -695,6 +771,8 @@ function fromDocument(s: Record<string, unknown>): Decision {
   if (s.error) d.error = (s.error as { message: string }).message;
   if (s.duration_ms !== undefined) d.durationMs = s.duration_ms as number;
   if (s.alert_json) d.alert = JSON.parse(s.alert_json as string) as Alert;
+  if (s.verification_json)
+    d.verification = JSON.parse(s.verification_json as string) as Verification;
   return d;
 }
 

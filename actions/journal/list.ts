@@ -23,7 +23,7 @@ export function formatJournal(entries: Decision[], format: JournalFormat = 'text
   return entries.map((d) => `${formatDecision(d)}\n`).join('');
 }
 
-/** One line: when, outcome, rule, adapter:operation target, alert, and why. */
+/** One line: when, outcome, rule, adapter:operation target, alert, verification, and why. */
 export function formatDecision(d: Decision): string {
   const why = d.guard
     ? `  [${d.guard}] ${d.reason ?? ''}`
@@ -33,5 +33,7 @@ export function formatDecision(d: Decision): string {
         ? `  ${d.reason}`
         : '';
   const took = d.durationMs === undefined ? '' : ` (${Math.round(d.durationMs)} ms)`;
-  return `${new Date(d.at).toISOString()}  ${d.decision.padEnd(10)} ${d.rule}  ${d.adapter}:${d.operation} ${d.target}  alert ${d.alertId}${took}${why}`.trimEnd();
+  // docs/actions.md#verification: whether the remediation helped, once known.
+  const verified = d.verification ? `  verification ${d.verification.outcome}` : '';
+  return `${new Date(d.at).toISOString()}  ${d.decision.padEnd(10)} ${d.rule}  ${d.adapter}:${d.operation} ${d.target}  alert ${d.alertId}${took}${verified}${why}`.trimEnd();
 }

@@ -2,7 +2,14 @@ import { openSqlite, type SqliteDatabase } from '../../ingest/storage/sqlite.ts'
 import type { Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
-import type { ClaimFence, Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
+import type {
+  ClaimFence,
+  Decision,
+  DecisionKind,
+  ListOptions,
+  RemediationStore,
+  Verification,
+} from './types.ts';
 
 /**
  * The embedded store: one SQLite file (WAL, synchronous=FULL), shared safely by several
@@ -48,8 +55,13 @@ export class ActionStore implements RemediationStore {
         (c) => c.name,
       ),
     );
-    for (const c of ['params', 'alert'])
+    // …and before verifications: the outcome as a column (pending ones are looked up at
+    // start), the whole verification as JSON.
+    for (const c of ['params', 'alert', 'verification', 'verify_outcome'])
       if (!columns.has(c)) this.db.exec(`ALTER TABLE journal ADD COLUMN ${c} TEXT`);
+    this.db.exec(
+      "CREATE INDEX IF NOT EXISTS journal_verify_pending ON journal (at) WHERE verify_outcome = 'pending'",
+    );
     this.statements = this.prepare();
   }
 
@@ -62,28 +74,35 @@ export class ActionStore implements RemediationStore {
         'INSERT INTO task_generations (task, generation) VALUES (?, ?) ON CONFLICT (task) DO UPDATE SET generation = MAX(generation, excluded.generation)',
       ),
       record: db.prepare(
-        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert, verification, verify_outcome)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      settleVerification: db.prepare(
+        "UPDATE journal SET verification = ?, verify_outcome = ? WHERE id = ? AND verify_outcome = 'pending'",
+      ),
+      pendingVerifications: db.prepare(
+        "SELECT * FROM journal WHERE verify_outcome = 'pending' ORDER BY at, seq LIMIT ?",
       ),
       // `(operation = 'notify') = ?`: notifications and remediations are counted apart.
+      // Ineffective verdicts (INEFFECTIVE_OPERATION) count for the breaker (keyCount) only.
       lastOnTarget: db.prepare(
-        "SELECT MAX(at) AS at FROM attempts WHERE adapter = ? AND target = ? AND shadow = ? AND (operation = 'notify') = ?",
+        "SELECT MAX(at) AS at FROM attempts WHERE adapter = ? AND target = ? AND shadow = ? AND (operation = 'notify') = ? AND operation != 'ineffective'",
       ),
       ruleCount: db.prepare(
-        "SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND (operation = 'notify') = ?",
+        "SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND (operation = 'notify') = ? AND operation != 'ineffective'",
       ),
       globalCount: db.prepare(
-        "SELECT COUNT(*) AS n FROM attempts WHERE shadow = ? AND at > ? AND (operation = 'notify') = ?",
+        "SELECT COUNT(*) AS n FROM attempts WHERE shadow = ? AND at > ? AND (operation = 'notify') = ? AND operation != 'ineffective'",
       ),
       keyCount: db.prepare(
         "SELECT COUNT(*) AS n FROM attempts WHERE key_id = ? AND shadow = ? AND at > ? AND (operation = 'notify') = ?",
       ),
       // Both bounded by the storm cap: at most its max distinct keys per rule and window.
       stormOthers: db.prepare(
-        'SELECT COUNT(DISTINCT key_id) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND key_id != ?',
+        "SELECT COUNT(DISTINCT key_id) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND key_id != ? AND operation != 'ineffective'",
       ),
       stormThis: db.prepare(
-        'SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND key_id = ?',
+        "SELECT COUNT(*) AS n FROM attempts WHERE rule = ? AND shadow = ? AND at > ? AND key_id = ? AND operation != 'ineffective'",
       ),
       groupTargets: db.prepare(
         "SELECT DISTINCT target FROM attempts WHERE adapter = ? AND grp = ? AND shadow = ? AND operation = 'kill-and-replace' AND at > ?",
@@ -144,6 +163,21 @@ export class ActionStore implements RemediationStore {
       d.error ?? null,
       d.durationMs ?? null,
       json(d.alert),
+      json(d.verification),
+      d.verification?.outcome ?? null,
+    );
+  }
+
+  pendingVerifications(limit: number): Decision[] {
+    return (this.statements.pendingVerifications.all(limit) as Array<Record<string, unknown>>).map(
+      fromRow,
+    );
+  }
+
+  settleVerification(id: string, verification: Verification): boolean {
+    return (
+      this.statements.settleVerification.run(JSON.stringify(verification), verification.outcome, id)
+        .changes > 0
     );
   }
 
@@ -346,6 +380,8 @@ function fromRow(r: Record<string, unknown>): Decision {
   if (r.duration_ms !== null) d.durationMs = r.duration_ms as number;
   const alert = parse(r.alert) as Alert | undefined;
   if (alert) d.alert = alert;
+  const verification = parse(r.verification) as Verification | undefined;
+  if (verification) d.verification = verification;
   return d;
 }
 

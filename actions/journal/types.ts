@@ -1,4 +1,4 @@
-import type { Alert } from '../../rules/index.ts';
+import type { ActionObject, Alert } from '../../rules/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery, Silence, Suppression } from '../guards/index.ts';
 
 /**
@@ -29,6 +29,36 @@ export interface Decision {
   durationMs?: number;
   /** The alert as it arrived. */
   alert?: Alert;
+  /**
+   * An executed kill-and-replace or scale: whether it helped (actions/verification.ts,
+   * docs/actions.md#verification). `pending` until the alert resolves or the window ends.
+   */
+  verification?: Verification;
+}
+
+/** How a remediation's verification ended; `pending` while its window is open. */
+export type VerificationOutcome = 'pending' | 'effective' | 'ineffective' | 'skipped';
+
+export interface Verification {
+  outcome: VerificationOutcome;
+  /** The window (`verify_within`), ms of event time. */
+  withinMs: number;
+  /** Event time the window opens at: the alert's (ISO 8601). */
+  since: string;
+  /** Wall clock (epoch ms) at which the window ends if event time has not ended it. */
+  deadline: number;
+  /** `rollback: true` on a scale: the size before it (the adapter's `from`). */
+  rollbackTo?: number;
+  /** The action to run when it ends ineffective (`on_ineffective`). */
+  onIneffective?: ActionObject;
+  /** When the outcome was decided (epoch ms); absent while pending. */
+  decidedAt?: number;
+  /** What decided it: the alert's resolution, event time, or the wall clock. */
+  by?: 'resolution' | 'event-time' | 'wall-clock';
+  /** The resolution's event time, when it resolved. */
+  resolvedAt?: string;
+  /** One line for the journal's reader. */
+  reason?: string;
 }
 
 export interface ListOptions {
@@ -67,6 +97,13 @@ export interface RemediationStore {
   interruptedClaims(): MaybePromise<Array<{ id: string; at: number }>>;
   record(d: Decision): MaybePromise<void>;
   list(options?: ListOptions): MaybePromise<Decision[]>;
+  /** Executed entries whose verification is still `pending`, oldest first, at most `limit`. */
+  pendingVerifications(limit: number): MaybePromise<Decision[]>;
+  /**
+   * Ends the verification of the entry `id` if it is still pending (compare and set):
+   * false when another worker, or an earlier run, ended it first, or there is no such entry.
+   */
+  settleVerification(id: string, verification: Verification): MaybePromise<boolean>;
   /** The ledger as it stands (a pre-check, to skip needless work). */
   ledger(query: LedgerQuery): MaybePromise<LedgerCounts>;
   /**

@@ -63,16 +63,32 @@ function reconcileLedger(order) {
 }
 
 if (crashFile && existsSync(crashFile)) {
-  // Crash-looping: the worker inside keeps failing to boot and retrying, serving nothing.
+  // Crash-looping: the worker inside keeps failing to boot and retrying, serving nothing,
+  // until its configuration is fixed (the file goes away); then it boots.
   const fail = () =>
     log.fatal({ err: new Error(`invalid configuration in ${crashFile}`) }, 'boot failed');
   fail();
-  setInterval(fail, 1_000);
-  process.on('SIGTERM', () => {
+  const retry = setInterval(() => {
+    if (existsSync(crashFile)) return fail();
+    clearInterval(retry);
+    process.removeListener('SIGTERM', quit);
+    boot();
+  }, 1_000);
+  const quit = () => {
     destination.end?.();
     setTimeout(() => process.exit(0), 200);
-  });
-} else {
+  };
+  process.on('SIGTERM', quit);
+} else boot();
+
+/** Serves HTTP; with DEMO_DEPENDENCY_FILE present, its dependency is down and it says so. */
+function boot() {
+  const dependencyFile = process.env.DEMO_DEPENDENCY_FILE;
+  if (dependencyFile)
+    setInterval(() => {
+      if (existsSync(dependencyFile))
+        log.error({ dependency: 'ledger-db' }, 'dependency unreachable: ledger-db');
+    }, 500).unref();
   let served = 0;
   const server = createServer((req, res) => {
     if (req.method === 'POST' && req.url?.startsWith('/fault/')) {
@@ -88,7 +104,10 @@ if (crashFile && existsSync(crashFile)) {
       return;
     }
     if (req.url === '/healthz') {
-      res.writeHead(faults.hang ? 503 : 200).end(faults.hang ? 'hung' : 'ok');
+      const down = dependencyFile && existsSync(dependencyFile);
+      res
+        .writeHead(faults.hang || down ? 503 : 200)
+        .end(faults.hang ? 'hung' : down ? 'ledger-db unreachable' : 'ok');
       return;
     }
     if (faults.hang) return; // stuck: accepts connections, never answers, logs nothing

@@ -60,15 +60,19 @@ export function parseSearchParams(query: Record<string, string | undefined>): Se
  * A document id that is the same when the bus redelivers a message (so indexing twice
  * is a no-op) and different when a recreated bus reuses an offset for another event.
  */
-export function documentId(message: {
-  topic: string;
-  partition: number;
-  offset: string;
-  event: Event;
-}): string {
+export function documentId(
+  message: {
+    topic: string;
+    partition: number;
+    offset: string;
+    event: Event;
+  },
+  /** `JSON.stringify(message.event)`, when the caller has it already. */
+  json = JSON.stringify(message.event),
+): string {
   return createHash('sha1')
     .update(`${message.topic}/${message.partition}/${message.offset}\n`)
-    .update(JSON.stringify(message.event))
+    .update(json)
     .digest('base64url')
     .slice(0, 22);
 }

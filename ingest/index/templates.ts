@@ -70,6 +70,8 @@ export const MAPPINGS: Record<IndexFamily, Record<string, unknown>> = {
       error: { properties: { message: text } },
       duration_ms: { type: 'double' },
       result: { type: 'flattened' },
+      verification: { properties: { outcome: keyword } },
+      verification_json: { type: 'keyword', index: false, doc_values: false },
     },
   },
   deadletter: {

@@ -105,6 +105,8 @@ describe('policy', () => {
         adapter: 'fleet',
         operation: 'kill-and-replace',
         target: 'checkout-7',
+        // Remediations are verified; the default window is per operation.
+        verify: { withinMs: 300_000 },
       },
       {
         kind: 'act',
@@ -122,6 +124,7 @@ describe('policy', () => {
         operation: 'scale',
         target: 'checkout',
         params: { by: 2, max: 12 },
+        verify: { withinMs: 600_000 },
       },
       expect.objectContaining({ kind: 'skip', index: 3, target: 'checkout-errors-spike' }),
       // An undefined fact is allowed: the condition is simply false.

@@ -292,3 +292,23 @@ describe('configuration: bus.compression', () => {
     );
   });
 });
+
+describe('configuration: the embedded bus', () => {
+  it('takes bus.compression and bus.retention, keeping the bus defaults for what is absent', () => {
+    expect(load('').config.bus).toEqual({ kind: 'embedded', maxAttempts: 3 });
+    expect(
+      load('bus: { compression: none, retention: { maxAge: 2d, maxBytes: 5000 } }\n').config.bus,
+    ).toEqual({
+      kind: 'embedded',
+      compression: 'none',
+      retention: { maxAgeMs: 2 * 86_400_000, maxBytes: 5000 },
+      maxAttempts: 3,
+    });
+    expect(load('bus: { retention: { maxBytes: 5000 } }\n').config.bus).toMatchObject({
+      retention: { maxBytes: 5000 },
+    });
+    expect(refused('bus: { retention: { maxAge: 0s } }\n')).toMatch(/bus\.retention\.maxAge/);
+    expect(refused('bus: { retention: { maxBytes: 0 } }\n')).toMatch(/maxBytes/);
+    expect(refused('bus: { retention: { maxMessages: 3 } }\n')).toMatch(/maxMessages/);
+  });
+});

@@ -11,6 +11,7 @@ import {
   NEWLINE,
   type OpenChunk,
   type Statements,
+  storedBody,
   TOPICS,
 } from './log.ts';
 
@@ -19,6 +20,8 @@ export interface AppendLog {
   chunks: Record<Topic, ChunkStatements>;
   /** A reused buffer per topic, as large as the largest chunk. */
   chunkBuffers: Record<Topic, Buffer>;
+  /** Chunks are stored gzipped (log.ts#storedBody). */
+  compress: boolean;
 }
 
 /** One transaction for every publish of the flush; each caller hears only of its own events. */
@@ -40,7 +43,11 @@ export function appendAll(log: AppendLog, batches: EmbeddedBatch[], received: nu
     const size = o.used - (o.count - 1);
     // Bound as UTF-8 bytes and stored as TEXT: no chunk-sized string is built, and
     // SQLite copies the bytes once instead of the binding measuring and encoding a string.
-    log.chunks[topic].insert.run(o.next - 1, o.count, received, size, o.buffer.subarray(0, o.used));
+    // Or gzipped, as a BLOB: `size` stays the text's, for retention and the metrics.
+    const text = o.buffer.subarray(0, o.used);
+    const gz = storedBody(text, log.compress);
+    if (gz) log.chunks[topic].insertCompressed.run(o.next - 1, o.count, received, size, gz);
+    else log.chunks[topic].insert.run(o.next - 1, o.count, received, size, text);
     bytes += size;
     messages += o.count;
     o.count = 0;

@@ -8,6 +8,9 @@ import {
   type ChunkMeta,
   type ChunkStatements,
   chunkBytes,
+  chunkText,
+  type StoredBody,
+  storedBody,
   type ConsumedChunk,
   type Statements,
   TOPICS,
@@ -133,12 +136,15 @@ function drop(
           left -= c.count;
           continue;
         }
-        const body = statements.body.get(c.last) as string;
+        const stored = statements.body.get(c.last) as StoredBody;
+        const body = chunkText(stored);
         let cut = -1;
         for (let i = 0; i < left; i++) cut = body.indexOf('\n', cut + 1);
         const rest = body.slice(cut + 1);
         const restBytes = chunkBytes(rest, c.count - left);
-        statements.trim.run(c.count - left, restBytes, rest, c.last);
+        // Stored again the way it was: gzipped if it was (and still large enough).
+        const gz = typeof stored === 'string' ? undefined : storedBody(Buffer.from(rest), true);
+        statements.trim.run(c.count - left, restBytes, gz ?? rest, c.last);
         count += left;
         bytes += c.bytes - restBytes;
         left = 0;

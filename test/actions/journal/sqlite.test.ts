@@ -151,6 +151,22 @@ describe('drover actions list and kill-switch', () => {
         }),
       ),
     ).toMatch(/dry-run .* alert a1 {2}dry-run: decided, not acted$/);
+    // A remediation's verification, once known, is named on its line.
+    expect(
+      formatDecision(
+        decision({
+          verification: {
+            outcome: 'ineffective',
+            withinMs: 60_000,
+            since: '2024-01-01T00:00:00.000Z',
+            deadline: T + 120_000,
+            reason: 'ineffective: not resolved within 1m of event time',
+          },
+        }),
+      ),
+    ).toBe(
+      '2024-01-01T00:00:00.000Z  executed   web-errors  fleet:kill-and-replace web-1  alert a1 (840 ms)  verification ineffective',
+    );
     store.close();
   });
 

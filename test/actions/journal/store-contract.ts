@@ -259,6 +259,82 @@ export function storeContract(s: StoreUnderTest) {
     });
   });
 
+  it('verification: a pending one survives a restart and is ended once, by one worker', async () => {
+    const p = s.fresh();
+    const before = await s.open(p);
+    const pending = {
+      outcome: 'pending' as const,
+      withinMs: 120_000,
+      since: '2024-01-01T00:00:00.000Z',
+      deadline: T + 240_000,
+      rollbackTo: 3,
+      onIneffective: { adapter: 'pager', operation: 'notify' as const, when: { all: [] } },
+    };
+    await before.record(decision({ verification: pending }));
+    await before.record(decision({ id: 'a2#0', alertId: 'a2', at: T + 1 }));
+    await before.record(
+      decision({
+        id: 'a3#0',
+        alertId: 'a3',
+        at: T + 2,
+        verification: { ...pending, since: '2024-01-01T00:00:01.000Z' },
+      }),
+    );
+    await before.close();
+
+    const one = await s.open(p);
+    const two = await s.open(p);
+    expect(await one.pendingVerifications(100)).toEqual([
+      decision({ verification: pending }),
+      decision({
+        id: 'a3#0',
+        alertId: 'a3',
+        at: T + 2,
+        verification: { ...pending, since: '2024-01-01T00:00:01.000Z' },
+      }),
+    ]);
+    expect((await one.pendingVerifications(1)).map((d) => d.id)).toEqual(['a1#0']);
+    const effective = {
+      ...pending,
+      outcome: 'effective' as const,
+      decidedAt: T + 30_000,
+      by: 'resolution' as const,
+      resolvedAt: '2024-01-01T00:00:30.000Z',
+    };
+    const results = await Promise.all([
+      settled(() => one.settleVerification('a1#0', effective)),
+      settled(() => two.settleVerification('a1#0', { ...effective, outcome: 'ineffective' })),
+    ]);
+    expect(results.filter(Boolean)).toHaveLength(1);
+    // An entry without a pending verification, or no entry at all, is not ended.
+    expect(await one.settleVerification('a2#0', effective)).toBe(false);
+    expect(await one.settleVerification('nope#0', effective)).toBe(false);
+    await settle(one);
+    expect((await two.pendingVerifications(100)).map((d) => d.id)).toEqual(['a3#0']);
+    const listed = (await two.list()).find((d) => d.id === 'a1#0')!;
+    expect(listed.verification?.outcome).toBe(results[0] ? 'effective' : 'ineffective');
+    expect(listed.verification).toMatchObject({ decidedAt: T + 30_000, rollbackTo: 3 });
+  });
+
+  it('ledger: an ineffective verdict counts for the circuit breaker only', async () => {
+    const store = await s.open(s.fresh());
+    await store.reserve(attempt(), query(), () => undefined);
+    await store.reserve(
+      attempt({ id: 'a1#0/ineffective', operation: 'ineffective', at: T + 5 }),
+      query(),
+      () => undefined,
+    );
+    await settle(store);
+    expect(await store.ledger(query({ now: T + 10, stormWindows: [60_000] }))).toEqual({
+      lastOnTarget: T,
+      rule: [1],
+      global: [1],
+      key: [2],
+      storm: [{ otherKeys: 0, thisKey: true }],
+      groupTargets: [],
+    });
+  });
+
   it('storm counts: distinct other keys of the rule in the window, any operation', async () => {
     const store = await s.open(s.fresh());
     const add = (id: string, keyId: string, at: number, operation = 'kill-and-replace') =>

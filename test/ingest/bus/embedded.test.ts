@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import { openSqlite } from '../../../ingest/storage/sqlite.ts';
 import { describe, expect, it } from 'vitest';
@@ -204,6 +205,19 @@ describe('embedded bus: publish and consume', () => {
     other.close();
   }, 30_000);
 
+  it('commits positions without an fsync of their own, and publishes stay synchronous=FULL', async () => {
+    const bus = open();
+    const db = (bus as unknown as { db: { pragma(t: string): unknown[] } }).db;
+    const level = () => Object.values(db.pragma('synchronous')[0] as Record<string, number>)[0];
+    expect(level()).toBe(2);
+    await bus.publish([log(1), log(2)]);
+    bus.commit('g', 'logs', 1);
+    expect(bus.position('g', 'logs')).toBe(1);
+    // Back to FULL for what follows: an acknowledged publish is synced to disk.
+    expect(level()).toBe(2);
+    await bus.close();
+  });
+
   it('a stopped consumer leaves its failed batch uncommitted', async () => {
     const bus = open({ onError: () => {} });
     await bus.publish([log(0), log(1)]);
@@ -333,38 +347,49 @@ describe('embedded bus: chunks', () => {
     expect(counts).toEqual([1_000, 1_000]);
   });
 
-  it('keeps multi-byte text exact, counts UTF-8 bytes, and cuts chunks at the byte bound', async () => {
-    const path = fresh();
-    // A limit above the chunk bound: chunks must still stop at 1 MiB.
-    const bus = openEmbeddedBus({ path, maxEventBytes: 2 << 20 });
-    const texts = ['é', 'ü', '日本語', '🚀 launch', 'ascii', '\u2028 separator', '"quoted"\n'];
-    // Large multi-byte events: three of them overflow one 1 MiB chunk.
-    const big = (i: number): Event => ({ ...log(i), message: '語'.repeat(150_000) });
-    const events = [
-      ...Array.from({ length: 40 }, (_, i) => ({ ...log(i), message: texts[i % texts.length]! })),
-      big(40),
-      big(41),
-      big(42),
-    ];
-    await bus.publish(events);
-    const read = bus.read('logs', 0, 100);
-    expect(read.map((m) => m.event)).toEqual(events);
-    const bytes = events.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e)), 0);
-    expect(bus.stats()).toMatchObject({ storedBytes: bytes, storedMessages: events.length });
-    await bus.close();
-    // Stored as text, one chunk per ≤ 1 MiB of UTF-8, readable by any SQLite client.
-    const db = openSqlite(path, { readonly: true });
-    const rows = db
-      .prepare(
-        'SELECT typeof(body) AS type, length(CAST(body AS BLOB)) AS size, count FROM chunks_logs',
-      )
-      .all() as Array<{ type: string; size: number; count: number }>;
-    db.close();
-    expect(rows.every((r) => r.type === 'text')).toBe(true);
-    expect(rows.every((r) => r.size <= 1 << 20)).toBe(true);
-    expect(rows.map((r) => r.count).reduce((a, b) => a + b)).toBe(events.length);
-    expect(rows.length).toBeGreaterThanOrEqual(2);
-  });
+  it.each(['gzip', 'none'] as const)(
+    'keeps multi-byte text exact, counts UTF-8 bytes, and cuts chunks at the byte bound (compression %s)',
+    async (compression) => {
+      const path = fresh();
+      // A limit above the chunk bound: chunks must still stop at 1 MiB.
+      const bus = openEmbeddedBus({ path, maxEventBytes: 2 << 20, compression });
+      const texts = ['é', 'ü', '日本語', '🚀 launch', 'ascii', '\u2028 separator', '"quoted"\n'];
+      // Large multi-byte events: three of them overflow one 1 MiB chunk.
+      const big = (i: number): Event => ({ ...log(i), message: '語'.repeat(150_000) });
+      const events = [
+        ...Array.from({ length: 40 }, (_, i) => ({ ...log(i), message: texts[i % texts.length]! })),
+        big(40),
+        big(41),
+        big(42),
+      ];
+      await bus.publish(events);
+      const read = bus.read('logs', 0, 100);
+      expect(read.map((m) => m.event)).toEqual(events);
+      const bytes = events.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e)), 0);
+      expect(bus.stats()).toMatchObject({ storedBytes: bytes, storedMessages: events.length });
+      await bus.close();
+      // One chunk per ≤ 1 MiB of UTF-8: gzipped (a BLOB gunzip reads), or with
+      // compression none as text any SQLite client reads.
+      const db = openSqlite(path, { readonly: true });
+      const rows = db
+        .prepare('SELECT typeof(body) AS type, body, count FROM chunks_logs')
+        .all() as Array<{ type: string; body: string | Uint8Array; count: number }>;
+      db.close();
+      const texts2 = rows.map((r) =>
+        typeof r.body === 'string' ? r.body : gunzipSync(r.body).toString('utf8'),
+      );
+      expect(rows.every((r) => r.type === (compression === 'gzip' ? 'blob' : 'text'))).toBe(true);
+      expect(texts2.every((t) => Buffer.byteLength(t) <= 1 << 20)).toBe(true);
+      expect(
+        texts2
+          .join('\n')
+          .split('\n')
+          .map((l) => JSON.parse(l) as Event),
+      ).toEqual(events);
+      expect(rows.map((r) => r.count).reduce((a, b) => a + b)).toBe(events.length);
+      expect(rows.length).toBeGreaterThanOrEqual(2);
+    },
+  );
 
   it('a consumer with a batch smaller than a chunk resumes inside the chunk after a restart', async () => {
     const path = fresh();
@@ -419,6 +444,53 @@ describe('embedded bus: chunks', () => {
     expect(leftBytes).toBeGreaterThan(2_000 - Buffer.byteLength(JSON.stringify(log(59))));
     expect(bus.stats().topics.logs.earliest).toBe(60 - left.length);
     await bus.close();
+  });
+
+  it('reads a log written as text and as gzip alike, and trims a gzipped chunk in place', async () => {
+    const path = fresh();
+    let now = 0;
+    const events = Array.from({ length: 90 }, (_, i) => log(i));
+    const asText = openEmbeddedBus({ path, compression: 'none', clock: () => now });
+    await asText.publish(events.slice(0, 30));
+    await asText.close();
+    const bus = openEmbeddedBus({ path, retentionBytes: 3_000, clock: () => now });
+    await bus.publish(events.slice(30));
+    expect(bus.read('logs', 0, 100).map((m) => m.event)).toEqual(events);
+    const db = openSqlite(path, { readonly: true });
+    const types = db.prepare('SELECT typeof(body) FROM chunks_logs ORDER BY last').pluck().all();
+    db.close();
+    expect(types).toEqual(['text', 'blob']);
+    // Retention cuts into the gzipped chunk: what is left reads back exact, still gzipped.
+    bus.commit('g', 'logs', 70);
+    now = 1;
+    bus.applyRetention();
+    const left = bus.read('logs', 0, 100).map((m) => m.event);
+    expect(left.length).toBeGreaterThan(20);
+    expect(left).toEqual(events.slice(90 - left.length));
+    const leftBytes = left.reduce((n, e) => n + Buffer.byteLength(JSON.stringify(e)), 0);
+    expect(bus.stats()).toMatchObject({ storedBytes: leftBytes, storedMessages: left.length });
+    await bus.close();
+    const after = openSqlite(path, { readonly: true });
+    const rest = after.prepare('SELECT typeof(body) FROM chunks_logs').pluck().all();
+    after.close();
+    expect(rest).toEqual(['blob']);
+  });
+
+  it('stores a run of events in a fraction of their bytes when gzipped', async () => {
+    const sizes: Record<string, number> = {};
+    for (const compression of ['gzip', 'none'] as const) {
+      const path = fresh();
+      const bus = openEmbeddedBus({ path, compression });
+      await bus.publish(Array.from({ length: 5_000 }, (_, i) => log(i, `svc-${i % 7}`)));
+      await bus.close();
+      const db = openSqlite(path, { readonly: true });
+      sizes[compression] = db
+        .prepare('SELECT SUM(length(CAST(body AS BLOB))) FROM chunks_logs')
+        .pluck()
+        .get() as number;
+      db.close();
+    }
+    expect(sizes.gzip!).toBeLessThan(sizes.none! / 3);
   });
 
   it('opens a log written with a row per message and keeps its offsets, positions and bodies', async () => {
