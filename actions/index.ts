@@ -41,7 +41,13 @@ export {
   openSqliteStore,
   openSqliteStore as openActionStore,
 } from './journal/sqlite.ts';
-export type { Decision, DecisionKind, ListOptions, RemediationStore } from './journal/types.ts';
+export type {
+  ClaimFence,
+  Decision,
+  DecisionKind,
+  ListOptions,
+  RemediationStore,
+} from './journal/types.ts';
 export { type ActionObject, OPERATIONS, plan, validateAction, whenHolds } from './policy.ts';
 export { createRemediator, type Logger, Remediator, type RemediatorOptions } from './remediator.ts';
 export { alertFacts, render, TemplateError } from './template.ts';

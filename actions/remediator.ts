@@ -480,12 +480,20 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         error: `no adapter named "${p.adapter}" is configured (known: ${[...this.options.adapters.keys()].join(', ') || 'none'})`,
       });
     const store = this.options.store;
-    if (!(await store.claim(entry.id, started)))
+    if (
+      !(await store.claim(
+        entry.id,
+        started,
+        alert.task && { task: alert.task.id, generation: alert.task.generation },
+      ))
+    )
       return this.journal({
         ...entry,
         decision: 'suppressed',
         guard: 'idempotency',
-        reason: `alert ${alert.id} already led to this action (a replay, or another worker)`,
+        reason: alert.task
+          ? `alert ${alert.id} already led to this action (a replay, or another worker), or rules task ${alert.task.id} has moved past generation ${alert.task.generation}`
+          : `alert ${alert.id} already led to this action (a replay, or another worker)`,
       });
     const suppress = (s: Suppression) =>
       this.journal({ ...entry, decision: 'suppressed', guard: s.guard, reason: s.reason });

@@ -17,6 +17,7 @@ import {
 import {
   type Bus,
   createKafkaBus,
+  KafkaBus,
   type Consumer,
   openEmbeddedBus,
   type Topic,
@@ -41,6 +42,7 @@ import type { Logger } from './logger.ts';
 import { Checkpoints, partitionedOffsets } from './checkpoint.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
+import { RulesTasks } from './rules-tasks.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 import { packageRoot } from './package-root.ts';
 import type { AlertHistory } from '../actions/history/types.ts';
@@ -74,6 +76,10 @@ export class Pipeline {
   private consumers: Consumer[] = [];
   private offsets: Record<string, number> = {};
   private rulesInput: RulesInput | undefined;
+  /** On Kafka: the rules' tasks this worker holds, each with its engine (rules-tasks.ts). */
+  private rulesTasks: RulesTasks | undefined;
+  /** The rules loaded, for the engines of tasks assigned later. */
+  private rules: Awaited<ReturnType<typeof loadRules>>['rules'] = [];
   private readonly recentAlerts: Alert[] = [];
   /** Alerts and state changes, for `drover explain` (pipeline/alert-history.ts). */
   private history: AlertHistory | undefined;
@@ -159,7 +165,11 @@ export class Pipeline {
     this.closers.push(() => this.bus.close());
 
     if (this.roles.has('actions')) await this.startActions();
-    if (rulesRole) {
+    this.rules = rules;
+    if (rulesRole && this.bus instanceof KafkaBus) {
+      // Kafka: an engine per task, restored from the changelog at each assignment.
+      this.engine = this.newEngine(rules);
+    } else if (rulesRole) {
       this.engine = this.newEngine(rules);
       const snapshot = this.checkpoints.read();
       if (snapshot) {
@@ -217,7 +227,8 @@ export class Pipeline {
     if (rulesRole) {
       // A failed write (disk full) is logged and counted; the next interval tries again.
       this.snapshotTimer = setInterval(() => {
-        if (this.remediating === 0) this.trySnapshot();
+        if (this.rulesTasks) this.rulesTasks.maybeSnapshot();
+        else if (this.remediating === 0) this.trySnapshot();
       }, c.snapshotEveryMs);
       this.tickTimer = setInterval(
         () => void this.tick().catch((err: unknown) => this.logger.error({ err }, 'tick failed')),
@@ -315,8 +326,21 @@ export class Pipeline {
     try {
       await this.tickEngine();
     } finally {
-      this.remediator?.watermark(this.engine.watermark);
+      this.remediator?.watermark(this.rulesWatermark());
     }
+  }
+
+  /**
+   * The watermark verification windows end at: the engine's, or on Kafka the lowest of
+   * the tasks this worker holds (each task has its own; the lowest never ends a window
+   * early for any of them).
+   */
+  private rulesWatermark(): number {
+    if (!this.rulesTasks) return this.engine.watermark;
+    const engines = this.rulesTasks.engines();
+    return engines.length > 0
+      ? Math.min(...engines.map((e) => e.watermark))
+      : Number.NEGATIVE_INFINITY;
   }
 
   /**
@@ -325,6 +349,7 @@ export class Pipeline {
    * time, and a clock-driven watermark would fire absences for keys that did report.
    */
   private async tickEngine(): Promise<void> {
+    if (this.rulesTasks) return this.rulesTasks.tick();
     try {
       const lag = await this.bus.lag(this.group('rules'));
       if (TOPICS.some((t) => lag[t] > 0)) return;
@@ -394,14 +419,19 @@ export class Pipeline {
     return this.adapters.get(name);
   }
 
-  private newEngine(rules: Awaited<ReturnType<typeof loadRules>>['rules']): Engine {
+  private newEngine(
+    rules: Awaited<ReturnType<typeof loadRules>>['rules'],
+    onAlert: (alert: Alert, explanation?: Explanation) => void = (alert, explanation) =>
+      this.onAlert(alert, explanation),
+    onState: (change: StateChange) => void = (change) => this.onState(change),
+  ): Engine {
     return new Engine(rules, {
       allowedLatenessMs: this.config.rules.allowedLatenessMs,
       maxFutureSkewMs: this.config.rules.maxFutureSkewMs,
       clock: Date.now,
-      onAlert: (alert, explanation) => this.onAlert(alert, explanation),
+      onAlert,
       explain: true,
-      onState: (change) => this.onState(change),
+      onState,
       resolvedOnly: true,
       maxKeysPerRule: this.config.rules.maxKeysPerRule,
       maxTermsPerRule: this.config.rules.maxTermsPerRule,
@@ -415,6 +445,13 @@ export class Pipeline {
    * the merge also processes held events from its idle timer, between batches.
    */
   private countEngineEvents(): void {
+    if (this.rulesTasks) {
+      const c = this.rulesTasks.takeCounts();
+      if (c.processed > 0) this.telemetry.ruleEvents.inc(c.processed);
+      if (c.late > 0) this.telemetry.ruleLateEvents.inc(c.late);
+      if (c.future > 0) this.telemetry.ruleFutureEvents.inc(c.future);
+      return;
+    }
     if (this.processed > 0) {
       this.telemetry.ruleEvents.inc(this.processed);
       this.processed = 0;
@@ -581,6 +618,7 @@ export class Pipeline {
   }
 
   private async startRules(): Promise<void> {
+    if (this.bus instanceof KafkaBus) return this.startRulesTasks(this.bus);
     // Replay from the positions the restored state reflects (from the start without a
     // snapshot): the snapshot, not the group's commits, owns the rules' position.
     await this.bus.rewind(this.group('rules'), this.offsets, TOPICS);
@@ -627,6 +665,60 @@ export class Pipeline {
         },
       }),
     );
+  }
+
+  /**
+   * Kafka: the rules group hands out tasks; any number of processes with the rules role
+   * share them (docs/scale-out.md).
+   */
+  private async startRulesTasks(bus: KafkaBus): Promise<void> {
+    const tasks = new RulesTasks({
+      bus,
+      group: this.group('rules'),
+      topics: TOPICS,
+      newEngine: (onAlert, onState) => this.newEngine(this.rules, onAlert, onState),
+      onAlert: (alert, explanation) => this.onAlert(alert, explanation),
+      onState: (change) => this.onState(change),
+      canSnapshot: () => this.remediating === 0,
+      telemetry: this.telemetry,
+      logger: this.logger,
+      maxAttempts: this.config.bus.maxAttempts,
+    });
+    this.rulesTasks = tasks;
+    new Gauge({
+      name: 'drover_rules_held_events',
+      help: 'Events the rules consumer has read from the bus and holds until the other inputs catch up in event time.',
+      registers: [this.telemetry.registry],
+      collect() {
+        this.set(tasks.held());
+      },
+    });
+    await tasks.start();
+  }
+
+  /** The rules' statistics: one engine's, or on Kafka the tasks' summed per rule. */
+  private ruleStats(): ReturnType<Engine['stats']> {
+    if (!this.rulesTasks) return this.engine.stats();
+    const byRule = new Map(
+      this.engine
+        .stats()
+        .map((s) => [s.rule, { ...s, keys: 0, bytes: 0, alerts: 0, keysRefused: 0 }]),
+    );
+    for (const e of this.rulesTasks.engines())
+      for (const s of e.stats()) {
+        const sum = byRule.get(s.rule);
+        if (!sum) continue;
+        sum.keys += s.keys;
+        sum.bytes += s.bytes;
+        sum.alerts += s.alerts;
+        sum.keysRefused += s.keysRefused;
+        if (s.terms !== undefined) sum.terms = (sum.terms ?? 0) + s.terms;
+        if (s.termsRefused !== undefined)
+          sum.termsRefused = (sum.termsRefused ?? 0) + s.termsRefused;
+        if (s.lastAlertAt && (!sum.lastAlertAt || s.lastAlertAt > sum.lastAlertAt))
+          sum.lastAlertAt = s.lastAlertAt;
+      }
+    return [...byRule.values()];
   }
 
   /** writeSnapshot, with a failure logged and counted instead of thrown. */
@@ -701,6 +793,8 @@ export class Pipeline {
     const next = this.newEngine(rules);
     next.restore(this.engine.snapshot());
     this.engine = next;
+    this.rules = rules;
+    this.rulesTasks?.reload((onAlert, onState) => this.newEngine(rules, onAlert, onState));
     this.logger.info({ rules: rules.length }, 'rules reloaded');
     return { ok: true, errors: [], rules: rules.length };
   }
@@ -719,7 +813,7 @@ export class Pipeline {
         contentType: this.telemetry.registry.contentType,
         body: await this.scrape(),
       }),
-      rules: () => this.served('rules', '/v1/rules').engine.stats(),
+      rules: () => this.served('rules', '/v1/rules').ruleStats(),
       reload: () => this.served('rules', '/v1/rules/reload').reload(),
       alerts: () => [...this.served('rules', '/v1/alerts').recentAlerts].reverse(),
       store: () =>
@@ -745,14 +839,19 @@ export class Pipeline {
     const bus = this.bus;
     for (const group of [this.group('rules'), this.group('indexer')]) {
       try {
-        const lag = await bus.lag(group);
+        // The rules' committed offsets follow their snapshots on Kafka: their lag is
+        // what this worker's tasks have yet to process.
+        const lag =
+          this.rulesTasks && group === this.group('rules')
+            ? await this.rulesTasks.lag()
+            : await bus.lag(group);
         for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);
       } catch (err) {
         this.logger.warn({ err, group }, 'could not read the bus lag');
       }
     }
     if (this.roles.has('rules')) {
-      for (const s of this.engine.stats())
+      for (const s of this.ruleStats())
         this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
       this.countEngineEvents();
     }
@@ -795,9 +894,12 @@ export class Pipeline {
     for (const [name, adapter] of this.adapters)
       await step(`closing adapter ${name}`, () => adapter.close?.());
     await step('closing the endpoint', () => this.server?.close());
+    this.rulesTasks?.quiesce();
     for (const c of this.consumers) await step('stopping a consumer', () => c.stop());
     await Promise.allSettled([...this.pendingActions]);
-    if (this.engine) this.trySnapshot();
+    const tasks = this.rulesTasks;
+    if (tasks) await step('the last rules task snapshots', () => tasks.stop());
+    else if (this.engine) this.trySnapshot();
     for (const close of this.closers.reverse()) await step('closing', close);
     this.closers = [];
     this.consumers = [];

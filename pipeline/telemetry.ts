@@ -163,6 +163,39 @@ export function createTelemetry() {
       labelNames: ['rule'],
       registers: [registry],
     }),
+    taskLag: new Gauge({
+      name: 'drover_rules_task_lag_messages',
+      help: 'Kafka rules workers: messages of each partition of a task this process holds that its engine has yet to process, by topic and partition.',
+      labelNames: ['topic', 'partition'],
+      registers: [registry],
+    }),
+    tasksAssigned: new Gauge({
+      name: 'drover_rules_tasks_assigned',
+      help: 'Kafka rules workers: tasks (partition i of logs and metrics) this process holds.',
+      registers: [registry],
+    }),
+    taskRestoreSeconds: new Summary({
+      name: 'drover_rules_task_restore_seconds',
+      help: "Kafka rules workers: time to restore an assigned task's state from the changelog.",
+      percentiles: [0.5, 0.9, 1],
+      registers: [registry],
+    }),
+    taskReplayedEvents: new Counter({
+      name: 'drover_rules_task_replayed_events_total',
+      help: 'Kafka rules workers: events processed again after a task was restored (between its snapshot and the log end at the assignment).',
+      registers: [registry],
+    }),
+    rebalances: new Counter({
+      name: 'drover_rules_rebalances_total',
+      help: 'Kafka rules workers: assignments this process received from the rules group.',
+      registers: [registry],
+    }),
+    fencedAlerts: new Counter({
+      name: 'drover_rules_fenced_alerts_total',
+      help: 'Kafka rules workers: alerts not emitted because their task moved to another worker during a rebalance (reason: revoked), or dropped from the ones held during a rebalance past 10,000 per task (reason: held-overflow). Claims the action store refuses for a stale generation are journaled as suppressed (idempotency).',
+      labelNames: ['reason'],
+      registers: [registry],
+    }),
   };
   return m;
 }

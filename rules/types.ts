@@ -209,6 +209,12 @@ export interface Alert {
   sample?: Record<string, unknown>;
   labels: Record<string, string>;
   actions: ActionSpec[];
+  /**
+   * On Kafka, the rules task that fired it and the rules group's generation the worker
+   * held the task in (docs/scale-out.md): the action store refuses a claim from a
+   * generation older than one already seen for the task.
+   */
+  task?: { id: number; generation: number };
 }
 
 /** What a rule and key can be (docs/rules.md#alert-states); `firing` is announced by the Alert itself. */

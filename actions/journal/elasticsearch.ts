@@ -14,7 +14,7 @@ import type {
 } from '../guards/index.ts';
 import { INEFFECTIVE_OPERATION, validateMatchers } from '../guards/index.ts';
 import type { PruneResult, Verification } from './types.ts';
-import type { Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
+import type { ClaimFence, Decision, DecisionKind, ListOptions, RemediationStore } from './types.ts';
 import { MAX_JOURNALED_IDS } from './types.ts';
 
 /**
@@ -214,8 +214,29 @@ export class ElasticsearchStore implements RemediationStore {
     }
   }
 
-  async claim(id: string, at: number): Promise<boolean> {
+  async claim(id: string, at: number, fence?: ClaimFence): Promise<boolean> {
+    if (fence && !(await this.seeGeneration(fence))) return false;
     return (await this.create(`claim:${id}`, { kind: 'claim', claim_id: id, at })) !== undefined;
+  }
+
+  /**
+   * Records the fence's generation as its task's latest (a `task:<n>` state document,
+   * replaced only at the version read); false when a newer one is on record. Not one
+   * step with the claim that follows: a newer generation recorded between the two lets
+   * that one stale claim through (the window is one request).
+   */
+  private async seeGeneration(fence: ClaimFence): Promise<boolean> {
+    const id = `task:${fence.task}`;
+    for (;;) {
+      const current = await this.getState(id);
+      const seen = current ? Number(current.doc.generation) : undefined;
+      if (seen !== undefined && seen > fence.generation) return false;
+      if (seen === fence.generation) return true;
+      const doc = { kind: 'task', generation: fence.generation };
+      const written = current ? await this.replace(id, doc, current) : await this.create(id, doc);
+      if (written) return true;
+      // Another worker wrote in between: read again.
+    }
   }
 
   async interruptedClaims(): Promise<Array<{ id: string; at: number }>> {

@@ -10,6 +10,7 @@ import type {
 } from '../guards/index.ts';
 import { validateMatchers } from '../guards/index.ts';
 import type {
+  ClaimFence,
   Decision,
   DecisionKind,
   ListOptions,
@@ -43,6 +44,7 @@ export class ActionStore implements RemediationStore {
       CREATE INDEX IF NOT EXISTS journal_id ON journal (id);
       CREATE INDEX IF NOT EXISTS journal_alert ON journal (alert_id, at);
       CREATE TABLE IF NOT EXISTS claims (id TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS task_generations (task INTEGER PRIMARY KEY, generation INTEGER NOT NULL);
       CREATE TABLE IF NOT EXISTS attempts (
         id TEXT PRIMARY KEY, at INTEGER NOT NULL, rule TEXT NOT NULL, key_id TEXT NOT NULL,
         adapter TEXT NOT NULL, target TEXT NOT NULL, operation TEXT NOT NULL, grp TEXT,
@@ -82,6 +84,10 @@ export class ActionStore implements RemediationStore {
     const db = this.db;
     return {
       claim: db.prepare('INSERT INTO claims (id, at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING'),
+      taskGeneration: db.prepare('SELECT generation FROM task_generations WHERE task = ?'),
+      seeGeneration: db.prepare(
+        'INSERT INTO task_generations (task, generation) VALUES (?, ?) ON CONFLICT (task) DO UPDATE SET generation = MAX(generation, excluded.generation)',
+      ),
       record: db.prepare(
         `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert, verification, verify_outcome, guards)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -136,8 +142,18 @@ export class ActionStore implements RemediationStore {
     };
   }
 
-  claim(id: string, at: number): boolean {
-    return this.statements.claim.run(id, at).changes === 1;
+  claim(id: string, at: number, fence?: ClaimFence): boolean {
+    if (!fence) return this.statements.claim.run(id, at).changes === 1;
+    // The generation check and the claim in one transaction, across processes.
+    return this.db
+      .transaction(() => {
+        const seen = this.statements.taskGeneration.get(fence.task) as
+          { generation: number } | undefined;
+        if (seen && seen.generation > fence.generation) return false;
+        this.statements.seeGeneration.run(fence.task, fence.generation);
+        return this.statements.claim.run(id, at).changes === 1;
+      })
+      .immediate();
   }
 
   interruptedClaims(): Array<{ id: string; at: number }> {

@@ -85,14 +85,29 @@ export const MAX_JOURNALED_IDS = 1_000;
 type MaybePromise<T> = T | Promise<T>;
 
 /**
+ * The rules task an alert came from and the rules group's generation it was fired in.
+ * Bound: one remembered generation per task id; task ids are partition numbers of the
+ * rules' topics (configuration, not data).
+ */
+export interface ClaimFence {
+  task: number;
+  generation: number;
+}
+
+/**
  * Durable remediation state: the journal, idempotency claims, the ledger behind
  * cooldowns, budgets, breakers and blast radius, the kill switch, silences, breaker
  * notices and inhibitions. The SQLite store answers synchronously, the Elasticsearch
  * store asynchronously; the remediator awaits both.
  */
 export interface RemediationStore {
-  /** Claims an idempotency key; false when it was claimed before (a replay, another worker). */
-  claim(id: string, at: number): MaybePromise<boolean>;
+  /**
+   * Claims an idempotency key; false when it was claimed before (a replay, another
+   * worker), or when `fence` names a rules task for which a newer generation has claimed
+   * already (a Kafka rules worker that lost the task: docs/scale-out.md). A claim with a
+   * fence records its generation as the task's latest seen.
+   */
+  claim(id: string, at: number, fence?: ClaimFence): MaybePromise<boolean>;
   /** Claims that never got a journal entry: a crash between deciding and journaling. */
   interruptedClaims(): MaybePromise<Array<{ id: string; at: number }>>;
   record(d: Decision): MaybePromise<void>;

@@ -14,5 +14,7 @@ export {
   type KafkaBusOptions,
   type KafkaBusStats,
   type KafkaGroupLag,
+  type TaskConsumer,
+  type TaskModeOptions,
 } from './kafka.ts';
 export * from './types.ts';

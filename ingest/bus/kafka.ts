@@ -5,6 +5,8 @@ import type { Event } from '../model/event.ts';
 import { Batcher } from './batcher.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
+import { KafkaChangelog } from './kafka-changelog.ts';
+import { taskAssigner, tasksOf } from './kafka-tasks.ts';
 import {
   type Bus,
   type BusMessage,
@@ -81,6 +83,31 @@ export interface KafkaBusStats {
   queued: number;
   sentBatches: number;
   sentMessages: number;
+}
+
+/**
+ * A consumer whose group hands out tasks (partition i of every topic, kafka-tasks.ts)
+ * and whose position the caller commits, not the handler (the rules workers,
+ * pipeline/rules-tasks.ts).
+ */
+export interface TaskModeOptions {
+  /**
+   * At each assignment (the tasks this member now holds), before any batch of it is
+   * handled: the handler waits until it resolves.
+   */
+  onAssigned(tasks: number[], consumer: TaskConsumer): Promise<void>;
+  /** The group began a rebalance: the tasks held may move. */
+  onRebalancing(): void;
+}
+
+export interface TaskConsumer extends Consumer {
+  /**
+   * Commits `topic/partition` → next offset with the member's current generation (the
+   * broker refuses a stale one), and returns that generation.
+   */
+  commit(positions: Record<string, number>): Promise<number>;
+  /** Moves the next fetch of a partition to `offset`. */
+  seek(topic: Topic, partition: number, offset: number): void;
 }
 
 /**
@@ -338,12 +365,114 @@ export class KafkaBus implements Bus {
     });
   }
 
-  async consume(options: ConsumeOptions): Promise<Consumer> {
+  /** The changelog of the rules' task state (`<prefix>rules-state`), created if missing. */
+  async changelog(tasks: number): Promise<KafkaChangelog> {
+    const log = new KafkaChangelog(
+      this.kafka,
+      await this.connectedAdmin(),
+      this.producer,
+      `${this.prefix}rules-state`,
+    );
+    await log.ensure(tasks, this.options.replicationFactor ?? -1);
+    return log;
+  }
+
+  /** Partitions per topic: the rules' tasks need the same count on each. */
+  async partitionCounts(topics: Topic[]): Promise<Record<Topic, number>> {
+    const admin = await this.connectedAdmin();
+    const meta = await admin.fetchTopicMetadata({ topics: topics.map((t) => this.topic(t)) });
+    const out = {} as Record<Topic, number>;
+    for (const t of meta.topics)
+      out[t.name.slice(this.prefix.length) as Topic] = t.partitions.length;
+    return out;
+  }
+
+  /** A group's committed offsets per `topic/partition` (absent where it committed none). */
+  async committed(group: string, topics: Topic[]): Promise<Record<string, number>> {
+    const admin = await this.connectedAdmin();
+    const out: Record<string, number> = {};
+    for (const { topic, partitions } of await admin.fetchOffsets({
+      groupId: group,
+      topics: topics.map((t) => this.topic(t)),
+    }))
+      for (const p of partitions)
+        if (p.offset !== '-1')
+          out[`${topic.slice(this.prefix.length)}/${p.partition}`] = Number(p.offset);
+    return out;
+  }
+
+  /** The high watermark (next offset to be written) per `topic/partition`. */
+  async latest(topics: Topic[]): Promise<Record<string, number>> {
+    const admin = await this.connectedAdmin();
+    const out: Record<string, number> = {};
+    for (const topic of topics)
+      for (const o of await admin.fetchTopicOffsets(this.topic(topic)))
+        out[`${topic}/${o.partition}`] = Number(o.high);
+    return out;
+  }
+
+  /** The earliest retained offset per `topic/partition`. */
+  async earliest(topics: Topic[]): Promise<Record<string, number>> {
+    const admin = await this.connectedAdmin();
+    const out: Record<string, number> = {};
+    for (const topic of topics)
+      for (const o of await admin.fetchTopicOffsets(this.topic(topic)))
+        out[`${topic}/${o.partition}`] = Number(o.low);
+    return out;
+  }
+
+  consumeTasks(options: ConsumeOptions, tasks: TaskModeOptions): Promise<TaskConsumer> {
+    return this.consume(options, tasks) as Promise<TaskConsumer>;
+  }
+
+  async consume(options: ConsumeOptions, tasks?: TaskModeOptions): Promise<Consumer> {
     if (this.closed) throw new Error('the bus is closed');
     if (options.topics.length === 0) throw new Error('consume needs at least one topic');
-    const consumer = this.kafka.consumer({ groupId: options.group, allowAutoTopicCreation: false });
+    const consumer = this.kafka.consumer({
+      groupId: options.group,
+      allowAutoTopicCreation: false,
+      ...(tasks && { partitionAssigners: [taskAssigner] }),
+    });
     await consumer.connect();
     let stopping = false;
+    // Task mode: batches wait for the caller's handling of the latest assignment.
+    let assignedReady: Promise<void> = Promise.resolve();
+    let generation = -1;
+    const taskConsumer: TaskConsumer = {
+      stop: () => stop(),
+      commit: async (positions) => {
+        const byTopic = new Map<string, Array<{ partition: number; offset: string }>>();
+        for (const [at, offset] of Object.entries(positions)) {
+          const slash = at.lastIndexOf('/');
+          const topic = this.topic(at.slice(0, slash) as Topic);
+          let list = byTopic.get(topic);
+          if (!list) byTopic.set(topic, (list = []));
+          list.push({ partition: Number(at.slice(slash + 1)), offset: String(offset) });
+        }
+        await consumer.commitOffsets(
+          [...byTopic].flatMap(([topic, ps]) => ps.map((p) => ({ topic, ...p }))),
+        );
+        // COMMIT_OFFSETS is emitted before commitOffsets resolves, with the generation used.
+        return generation;
+      },
+      seek: (topic, partition, offset) =>
+        consumer.seek({ topic: this.topic(topic), partition, offset: String(offset) }),
+    };
+    const offTaskEvents = tasks
+      ? [
+          consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+            assignedReady = tasks
+              .onAssigned(tasksOf(payload.memberAssignment), taskConsumer)
+              .catch((err: unknown) =>
+                this.onError(err as Error, `consumer group "${options.group}" assignment`),
+              );
+          }),
+          consumer.on(consumer.events.REBALANCING, () => tasks.onRebalancing()),
+          consumer.on(consumer.events.COMMIT_OFFSETS, ({ payload }) => {
+            generation = payload.groupGenerationId;
+          }),
+        ]
+      : [];
     const flow = options.flow;
     const follow = flow
       ? this.followFlow(consumer, options.group, flow, () => stopping)
@@ -362,6 +491,7 @@ export class KafkaBus implements Bus {
         // eslint-disable-next-line @typescript-eslint/unbound-method -- kafkajs passes these as closures, destructuring them is its documented use
         eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
           if (batch.messages.length === 0) return;
+          if (tasks) await assignedReady;
           const topic = batch.topic.slice(this.prefix.length) as Topic;
           const messages: BusMessage[] = [];
           for (const m of batch.messages) {
@@ -383,6 +513,8 @@ export class KafkaBus implements Bus {
           }
           const commit = async (offset: string) => {
             resolveOffset(offset);
+            // Task mode: the caller commits what its snapshots record.
+            if (tasks) return;
             await consumer.commitOffsets([
               {
                 topic: batch.topic,
@@ -428,18 +560,20 @@ export class KafkaBus implements Bus {
       });
     } catch (err) {
       follow?.stop();
+      for (const off of offTaskEvents) off();
       await consumer.disconnect();
       throw err;
     }
     this.consumers.add(consumer);
-    return {
-      stop: async () => {
-        stopping = true;
-        follow?.stop();
-        await consumer.disconnect();
-        this.consumers.delete(consumer);
-      },
+    const stop = async () => {
+      stopping = true;
+      follow?.stop();
+      for (const off of offTaskEvents) off();
+      await consumer.disconnect();
+      this.consumers.delete(consumer);
     };
+    if (!tasks) return { stop };
+    return taskConsumer;
   }
 
   /**

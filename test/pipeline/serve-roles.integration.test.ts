@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
   errorLine,
@@ -96,9 +97,15 @@ guards: { cooldown: 0s }
 
       expect(await stopServe(ingest)).toBe(0);
       expect(await stopServe(worker)).toBe(0);
-      // The ingest replica took no snapshot and opened no store; the worker snapshotted.
+      // The ingest replica took no snapshot and opened no store; the worker snapshotted
+      // its tasks to the changelog on Kafka (not to its state directory).
       expect(readdirSync(ingestState)).toEqual(['admin-token']);
-      expect(existsSync(join(dir, 'state', 'rules-snapshot.json'))).toBe(true);
+      expect(existsSync(join(dir, 'state', 'rules-snapshot.json'))).toBe(false);
+      const admin = new Kafka({ brokers: brokers!.split(','), logLevel: logLevel.NOTHING }).admin();
+      await admin.connect();
+      const heads = await admin.fetchTopicOffsets(`${prefix}.rules-state`);
+      await admin.disconnect();
+      expect(heads.reduce((n, p) => n + Number(p.high), 0)).toBeGreaterThan(0);
     }, 240_000);
   },
 );

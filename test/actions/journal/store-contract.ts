@@ -161,6 +161,31 @@ export function storeContract(s: StoreUnderTest) {
     }
   });
 
+  it('fences claims by rules task generation: a stale worker is turned away, a replay too', async () => {
+    const p = s.fresh();
+    const old = await s.open(p);
+    const next = await s.open(p);
+    // Task 2 in generation 4 (the worker that held it), then generation 5 (the new owner).
+    expect(await old.claim('f1#0', T, { task: 2, generation: 4 })).toBe(true);
+    expect(await next.claim('f2#0', T, { task: 2, generation: 5 })).toBe(true);
+    // The old owner's later alert for task 2: refused, from either connection.
+    expect(await old.claim('f3#0', T, { task: 2, generation: 4 })).toBe(false);
+    expect(await next.claim('f3#0', T, { task: 2, generation: 4 })).toBe(false);
+    // The new owner goes on; its replay of a claimed alert is still refused by id.
+    expect(await next.claim('f3#0', T, { task: 2, generation: 5 })).toBe(true);
+    expect(await next.claim('f2#0', T, { task: 2, generation: 5 })).toBe(false);
+    // Another task has its own generation; claims without a fence are not fenced.
+    expect(await old.claim('f4#0', T, { task: 3, generation: 4 })).toBe(true);
+    expect(await old.claim('f5#0', T)).toBe(true);
+    // Racing generations: whatever the order, once 7 is recorded 6 is refused.
+    const results = await Promise.all([
+      settled(() => old.claim('f6#0', T, { task: 9, generation: 6 })),
+      settled(() => next.claim('f7#0', T, { task: 9, generation: 7 })),
+    ]);
+    expect(results[1]).toBe(true);
+    expect(await old.claim('f8#0', T, { task: 9, generation: 6 })).toBe(false);
+  });
+
   it('reports claims that never got a journal entry (a crash mid-action)', async () => {
     const store = await s.open(s.fresh());
     await store.claim('a9#0', 1);

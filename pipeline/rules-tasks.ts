@@ -1,0 +1,500 @@
+/**
+ * Rules workers on Kafka (docs/scale-out.md, "Rules workers"): the rules group hands
+ * out tasks (partition i of `logs` and `metrics`, co-partitioned by `service.name`),
+ * and this process holds one engine, one event-time merge (rules-input.ts) and one
+ * snapshot per task it is assigned.
+ *
+ * - Position: the group's committed offsets follow processing. A task's snapshot (the
+ *   engine's state and the next offset per partition it reflects) is written to the
+ *   compacted changelog `<topicPrefix>rules-state` (ingest/bus/kafka-changelog.ts), and
+ *   only then are those offsets committed, with the member's generation (the broker
+ *   refuses a stale one). The handler commits nothing.
+ * - Assignment: a task new to this process is restored from the changelog (the head
+ *   chooseHead picks against the group's committed offsets), then replayed from the
+ *   offsets it records; messages before them are skipped by offset. Its alerts are
+ *   emitted once the generation is known (learned from the commit of its start offsets).
+ * - Revocation: at a rebalance every task stops emitting (alerts are held) and each is
+ *   snapshotted and committed while the old generation still stands; at the assignment
+ *   the held alerts of kept tasks go out and those of lost tasks are dropped (counted as
+ *   fenced): the new owner replays from the last committed snapshot and fires them.
+ * - Alerts carry `task: { id, generation }`; the action store turns away a claim from a
+ *   generation older than one it has seen for the task (actions/journal).
+ * - Event time: each task's merge has its own watermark; an idle partition stops holding
+ *   back the others after `idleAfterMs` (rules-input.ts). The clock drives a task's
+ *   watermark (its absences fire) once that task has nothing left to process.
+ */
+import type { Engine, EngineSnapshot } from '../rules/index.ts';
+import type { Alert, Explanation, StateChange } from '../rules/index.ts';
+import type {
+  BusBatch,
+  BusMessage,
+  InputFlow,
+  InputRef,
+  KafkaBus,
+  TaskConsumer,
+  Topic,
+} from '../ingest/bus/index.ts';
+import {
+  chooseHead,
+  type KafkaChangelog,
+  type TaskHistory,
+} from '../ingest/bus/kafka-changelog.ts';
+import type { Logger } from './logger.ts';
+import { createRulesInput, type RulesInput } from './rules-input.ts';
+import type { Telemetry } from './telemetry.ts';
+
+export interface RulesTasksOptions {
+  bus: KafkaBus;
+  group: string;
+  topics: Topic[];
+  /** A fresh engine; its alerts and state changes go to the callbacks given. */
+  newEngine(
+    onAlert: (alert: Alert, explanation?: Explanation) => void,
+    onState: (change: StateChange) => void,
+  ): Engine;
+  onAlert(alert: Alert, explanation?: Explanation): void;
+  onState(change: StateChange): void;
+  /** Whether a snapshot may be taken now (no remediation in flight). */
+  canSnapshot(): boolean;
+  telemetry: Telemetry;
+  logger: Logger;
+  maxAttempts?: number;
+  idleAfterMs?: number;
+}
+
+/**
+ * Alerts a task holds while it may be moving (between a rebalance's start and the
+ * assignment that follows). Bound: this many per task; past it the oldest is dropped and
+ * counted (a replay by whoever holds the task next fires it again).
+ */
+const MAX_HELD_ALERTS = 10_000;
+
+interface Task {
+  id: number;
+  engine: Engine;
+  input: RulesInput;
+  /** Next offset per `topic/partition` the engine has processed. */
+  offsets: Record<string, number>;
+  /** The member's generation once known for this assignment; undefined until then. */
+  generation: number | undefined;
+  held: Array<
+    | { kind: 'alert'; alert: Alert; explanation?: Explanation }
+    | { kind: 'state'; change: StateChange }
+  >;
+  /** Offsets below which processing is a replay (the log end when it was restored). */
+  replayUntil: Record<string, number>;
+  /** The log end per `topic/partition` the bus last reported delivering up to. */
+  seenEnd: Record<string, number>;
+  counted: { late: number; future: number };
+}
+
+export class RulesTasks {
+  private readonly tasks = new Map<number, Task>();
+  private consumer: TaskConsumer | undefined;
+  private changelog!: KafkaChangelog;
+  private rebalancing = false;
+  private closing = false;
+  /** Counts assignments, so work begun under one can tell it was overtaken. */
+  private epoch = 0;
+  /** Events processed, and engine counts, not yet added to the counters. */
+  private processed = 0;
+  private late = 0;
+  private future = 0;
+  private snapshotting: Promise<void> | undefined;
+  /** The bus's wake-ups for paused partitions (one consumer: one or two). */
+  private readonly wakers = new Set<() => void>();
+
+  constructor(private readonly o: RulesTasksOptions) {}
+
+  async start(): Promise<void> {
+    const counts = await this.o.bus.partitionCounts(this.o.topics);
+    const distinct = new Set(this.o.topics.map((t) => counts[t]));
+    if (distinct.size !== 1)
+      throw new Error(
+        `the rules' topics must have the same number of partitions (co-partitioned by service.name): ${this.o.topics.map((t) => `${t} ${counts[t]}`).join(', ')}`,
+      );
+    this.changelog = await this.o.bus.changelog(counts[this.o.topics[0]!]);
+    const flow = this.flow();
+    this.consumer = await this.o.bus.consumeTasks(
+      {
+        group: this.o.group,
+        topics: this.o.topics,
+        flow,
+        ...(this.o.maxAttempts !== undefined && { maxAttempts: this.o.maxAttempts }),
+        handler: (batch) => this.handle(batch),
+      },
+      {
+        onAssigned: (ids, consumer) => {
+          // Called from within consumeTasks (kafkajs joins before run() resolves).
+          this.consumer = consumer;
+          return this.assigned(ids);
+        },
+        onRebalancing: () => this.onRebalancing(),
+      },
+    );
+  }
+
+  /** Routes the bus's flow calls to each task's merge. */
+  private flow(): InputFlow {
+    const wakers = this.wakers;
+    return {
+      assigned: (refs) => {
+        const byTask = new Map<number, InputRef[]>();
+        for (const r of refs) byTask.set(r.partition, [...(byTask.get(r.partition) ?? []), r]);
+        for (const [id, t] of this.tasks) t.input.flow.assigned(byTask.get(id) ?? []);
+      },
+      caughtUp: (ref, at) => {
+        const task = this.tasks.get(ref.partition);
+        if (!task) return;
+        // The log end the bus delivered up to, unreadable messages (dead-lettered, never
+        // processed) included: with nothing held, the task is done up to there.
+        const k = `${ref.topic}/${ref.partition}`;
+        task.seenEnd[k] = Math.max(task.seenEnd[k] ?? 0, at);
+        task.input.flow.caughtUp(ref, at);
+      },
+      isPaused: (ref) => this.tasks.get(ref.partition)?.input.flow.isPaused(ref) ?? false,
+      onResume: (wake) => {
+        wakers.add(wake);
+        return () => wakers.delete(wake);
+      },
+    };
+  }
+
+  private newTask(id: number): Task {
+    const task: Task = {
+      id,
+      engine: undefined as unknown as Engine,
+      input: undefined as unknown as RulesInput,
+      offsets: {},
+      generation: undefined,
+      held: [],
+      replayUntil: {},
+      seenEnd: {},
+      counted: { late: 0, future: 0 },
+    };
+    task.engine = this.o.newEngine(
+      (alert, explanation) => this.emit(task, { kind: 'alert', alert, explanation }),
+      (change) => this.emit(task, { kind: 'state', change }),
+    );
+    task.input = this.inputFor(task);
+    task.input.flow.onResume(() => {
+      for (const wake of this.wakers) wake();
+    });
+    return task;
+  }
+
+  private inputFor(task: Task): RulesInput {
+    return createRulesInput({
+      ...(this.o.idleAfterMs !== undefined && { idleAfterMs: this.o.idleAfterMs }),
+      process: (m: BusMessage) => {
+        const at = `${m.topic}/${m.partition}`;
+        const offset = Number(m.offset);
+        // Already in the restored state (a redelivery, or the fetch began before it).
+        if (offset < (task.offsets[at] ?? 0)) return;
+        task.engine.process(m.event);
+        task.offsets[at] = offset + 1;
+        this.processed++;
+        if (offset < (task.replayUntil[at] ?? 0)) this.o.telemetry.taskReplayedEvents.inc();
+      },
+      onError: (err, m) =>
+        this.o.logger.error(
+          { err, topic: m.topic, partition: m.partition, offset: m.offset },
+          'the rules could not process an event; it is skipped',
+        ),
+    });
+  }
+
+  private emit(task: Task, what: Task['held'][number]): void {
+    const live =
+      !this.rebalancing && task.generation !== undefined && this.tasks.get(task.id) === task;
+    if (!live) {
+      task.held.push(what);
+      if (task.held.length > MAX_HELD_ALERTS) {
+        task.held.shift();
+        this.o.telemetry.fencedAlerts.inc({ reason: 'held-overflow' });
+      }
+      return;
+    }
+    this.deliver(task, what);
+  }
+
+  private deliver(task: Task, what: Task['held'][number]): void {
+    if (what.kind === 'alert')
+      this.o.onAlert(
+        { ...what.alert, task: { id: task.id, generation: task.generation! } },
+        what.explanation,
+      );
+    else this.o.onState(what.change);
+  }
+
+  private async handle(batch: BusBatch): Promise<void> {
+    const task = this.tasks.get(batch.partition);
+    // Not (or no longer) this process's task, or stopping: nothing is processed, and
+    // nothing is committed for it here.
+    if (!task || this.closing) return;
+    const end = this.o.telemetry.ruleEvaluation.startTimer();
+    await task.input.handler(batch);
+    end();
+  }
+
+  private onRebalancing(): void {
+    if (this.rebalancing) return;
+    this.rebalancing = true;
+    this.o.logger.info({ tasks: [...this.tasks.keys()] }, 'rules group rebalancing');
+    // The last snapshot and commit under the generation that still stands.
+    void this.snapshotAll();
+  }
+
+  private async assigned(ids: number[]): Promise<void> {
+    const epoch = ++this.epoch;
+    this.o.telemetry.rebalances.inc();
+    // Synchronously, before the bus hands the new assignment's partitions to the flow.
+    for (const [id, task] of this.tasks)
+      if (!ids.includes(id)) {
+        this.tasks.delete(id);
+        const alerts = task.held.filter((h) => h.kind === 'alert').length;
+        if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason: 'revoked' }, alerts);
+        this.o.logger.info({ task: id, dropped: alerts }, 'rules task revoked');
+      }
+    const fresh = ids.filter((id) => !this.tasks.has(id));
+    for (const id of fresh) this.tasks.set(id, this.newTask(id));
+    for (const t of this.tasks.values()) t.generation = undefined;
+    this.rebalancing = false;
+    this.o.telemetry.tasksAssigned.set(this.tasks.size);
+    if (ids.length === 0) return;
+    // A restore or commit that fails (a broker away, a read that timed out) is retried
+    // until it succeeds or a newer assignment overtakes it: until then the tasks hold
+    // their alerts and the bus's handler waits.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.restoreAndCommit(epoch, ids, fresh, attempt > 0);
+        return;
+      } catch (err) {
+        if (epoch !== this.epoch || this.closing) return;
+        this.o.telemetry.faults.inc({ kind: 'task-restore' });
+        this.o.logger.warn(
+          { err, tasks: ids },
+          'restoring the assigned rules tasks failed; retrying',
+        );
+        await new Promise((r) => setTimeout(r, Math.min(5_000, 500 * 2 ** attempt)));
+        if (epoch !== this.epoch || this.closing) return;
+      }
+    }
+  }
+
+  private async restoreAndCommit(
+    epoch: number,
+    ids: number[],
+    fresh: number[],
+    again: boolean,
+  ): Promise<void> {
+    if (again)
+      for (const id of fresh) {
+        // A restore that failed half-way starts over on an empty engine.
+        const task = this.tasks.get(id)!;
+        task.engine = this.o.newEngine(
+          (alert, explanation) => this.emit(task, { kind: 'alert', alert, explanation }),
+          (change) => this.emit(task, { kind: 'state', change }),
+        );
+        task.offsets = {};
+        task.counted = { late: 0, future: 0 };
+      }
+    const began = performance.now();
+    const committed = await this.o.bus.committed(this.o.group, this.o.topics);
+    const earliest = await this.o.bus.earliest(this.o.topics);
+    const history =
+      fresh.length > 0 ? await this.changelog.read(fresh) : new Map<number, TaskHistory>();
+    const ends = await this.o.bus.latest(this.o.topics);
+    if (epoch !== this.epoch) return;
+    const partitionsOf = (id: number) => this.o.topics.map((t) => `${t}/${id}`);
+    for (const id of fresh) {
+      const task = this.tasks.get(id)!;
+      const mine = Object.fromEntries(
+        partitionsOf(id)
+          .filter((k) => committed[k] !== undefined)
+          .map((k) => [k, committed[k]!]),
+      );
+      const h = history.get(id);
+      const head = h ? chooseHead(h.heads, mine) : undefined;
+      if (head) {
+        const { reset } = task.engine.restore(JSON.parse(h!.state(head)) as EngineSnapshot);
+        const c = task.engine.counts();
+        task.counted = { late: c.lateEvents, future: c.futureEvents };
+        task.offsets = { ...head.offsets };
+        this.o.logger.info(
+          { task: id, offsets: head.offsets, generation: head.generation, reset },
+          'rules task restored',
+        );
+        // Chunks no restore will use (older snapshots, a crashed writer's) go.
+        const keep = new Set(
+          Array.from({ length: head.chunks }, (_, n) => `${id}/${head.id}/${n}`),
+        );
+        await this.changelog
+          .dropChunks(
+            id,
+            h!.chunkKeys.filter((k: string) => !keep.has(k)),
+          )
+          .catch(() => {});
+      }
+      for (const k of partitionsOf(id)) {
+        // Retention may have dropped what the snapshot still wanted: from the earliest.
+        const from = Math.max(task.offsets[k] ?? 0, earliest[k] ?? 0);
+        task.offsets[k] = from;
+        task.replayUntil[k] = ends[k] ?? 0;
+        // The fetch starts at the group's committed offset: a different start is sought.
+        if (committed[k] !== from) {
+          // A log end seen from the committed offset says nothing about the replay.
+          delete task.seenEnd[k];
+          const slash = k.lastIndexOf('/');
+          this.consumer?.seek(k.slice(0, slash) as Topic, id, from);
+        }
+      }
+    }
+    if (fresh.length > 0)
+      this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
+    // Committing the tasks' positions tells the generation (and fails if it is stale).
+    const positions: Record<string, number> = {};
+    for (const t of this.tasks.values()) Object.assign(positions, t.offsets);
+    // Throws when the group moved on (a stale generation): the retry loop then ends.
+    const generation = await this.consumer!.commit(positions);
+    if (epoch !== this.epoch) return;
+    for (const t of this.tasks.values()) {
+      t.generation = generation;
+      const held = t.held;
+      t.held = [];
+      for (const h of held) this.deliver(t, h);
+    }
+    this.o.logger.info({ tasks: ids, restored: fresh, generation }, 'rules tasks assigned');
+  }
+
+  /**
+   * Snapshots every task held, each to the changelog and then its offsets committed.
+   * One at a time; a call while one runs waits for it.
+   */
+  snapshotAll(): Promise<void> {
+    this.snapshotting ??= this.snapshotEach().finally(() => (this.snapshotting = undefined));
+    return this.snapshotting;
+  }
+
+  private async snapshotEach(): Promise<void> {
+    for (const task of [...this.tasks.values()]) {
+      const epoch = this.epoch;
+      const generation = task.generation;
+      if (generation === undefined) continue;
+      try {
+        const began = performance.now();
+        const offsets = { ...task.offsets };
+        const state = JSON.stringify(task.engine.snapshot());
+        this.o.telemetry.snapshotSeconds.observe((performance.now() - began) / 1000);
+        const { bytes } = await this.changelog.write(
+          task.id,
+          { generation, offsets, at: Date.now() },
+          state,
+        );
+        this.o.telemetry.snapshotBytes.set(bytes);
+        // Overtaken by an assignment that no longer gives this process the task: its
+        // offsets are not committed from here (the member's new generation would carry them).
+        if (epoch !== this.epoch && this.tasks.get(task.id) !== task) continue;
+        await this.consumer!.commit(offsets);
+      } catch (err) {
+        this.o.telemetry.faults.inc({ kind: 'snapshot' });
+        this.o.logger.warn(
+          { err, task: task.id },
+          'a rules task snapshot could not be written or committed; retrying at the next interval',
+        );
+      }
+    }
+  }
+
+  /** The periodic snapshot, when no remediation is in flight. */
+  maybeSnapshot(): void {
+    if (this.o.canSnapshot() && !this.rebalancing) void this.snapshotAll();
+  }
+
+  /**
+   * The clock drives a task's watermark once it has processed every message its
+   * partitions held, and holds nothing back in its merge.
+   */
+  async tick(): Promise<void> {
+    if (this.tasks.size === 0) return;
+    const ends = await this.o.bus.latest(this.o.topics);
+    for (const t of this.tasks.values()) {
+      if (t.generation === undefined || t.input.held() > 0) continue;
+      const behind = this.o.topics.some(
+        (topic) => (ends[`${topic}/${t.id}`] ?? 0) > this.done(t, topic),
+      );
+      if (!behind) t.engine.tick();
+    }
+  }
+
+  /** Messages not yet processed per topic over the tasks held; sets the per-partition gauge. */
+  async lag(): Promise<Record<Topic, number>> {
+    const ends = await this.o.bus.latest(this.o.topics);
+    const out = { logs: 0, metrics: 0 } as Record<Topic, number>;
+    this.o.telemetry.taskLag.reset();
+    for (const t of this.tasks.values())
+      for (const topic of this.o.topics) {
+        const k = `${topic}/${t.id}`;
+        const lag = Math.max(0, (ends[k] ?? 0) - this.done(t, topic));
+        out[topic] += lag;
+        this.o.telemetry.taskLag.set({ topic, partition: String(t.id) }, lag);
+      }
+    return out;
+  }
+
+  /** Where a task's partition of `topic` is done: processed, or delivered with nothing held. */
+  private done(t: Task, topic: Topic): number {
+    const k = `${topic}/${t.id}`;
+    const processed = t.offsets[k] ?? 0;
+    return t.input.held() === 0 ? Math.max(processed, t.seenEnd[k] ?? 0) : processed;
+  }
+
+  held(): number {
+    let n = 0;
+    for (const t of this.tasks.values()) n += t.input.held();
+    return n;
+  }
+
+  engines(): Engine[] {
+    return [...this.tasks.values()].map((t) => t.engine);
+  }
+
+  /** Events processed and late/future counts since the last call (for the counters). */
+  takeCounts(): { processed: number; late: number; future: number } {
+    for (const t of this.tasks.values()) {
+      const c = t.engine.counts();
+      if (c.lateEvents > t.counted.late) this.late += c.lateEvents - t.counted.late;
+      if (c.futureEvents > t.counted.future) this.future += c.futureEvents - t.counted.future;
+      t.counted = { late: c.lateEvents, future: c.futureEvents };
+    }
+    const out = { processed: this.processed, late: this.late, future: this.future };
+    this.processed = this.late = this.future = 0;
+    return out;
+  }
+
+  /** A rule reload: each task's state carried into a fresh engine with the new rules. */
+  reload(newEngine: RulesTasksOptions['newEngine']): void {
+    this.o.newEngine = newEngine;
+    for (const task of this.tasks.values()) {
+      const next = newEngine(
+        (alert, explanation) => this.emit(task, { kind: 'alert', alert, explanation }),
+        (change) => this.emit(task, { kind: 'state', change }),
+      );
+      next.restore(task.engine.snapshot());
+      task.engine = next;
+    }
+  }
+
+  /** Stops processing (batches still delivered are left for the next owner). */
+  quiesce(): void {
+    this.closing = true;
+  }
+
+  /** The last snapshots and commits, then the consumer leaves the group. */
+  async stop(): Promise<void> {
+    this.closing = true;
+    if (this.consumer && !this.rebalancing) await this.snapshotAll();
+    await this.consumer?.stop();
+    this.consumer = undefined;
+  }
+}

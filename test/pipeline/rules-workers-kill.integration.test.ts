@@ -1,0 +1,142 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { openActionStore } from '../../actions/index.ts';
+import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
+import {
+  alertsOf,
+  backtestAlerts,
+  createTopics,
+  drained,
+  LATENESS,
+  metricsOf,
+  send,
+  settled,
+  twoFleets,
+  type WorkerAlert,
+} from '../support/rules-workers.ts';
+
+/**
+ * A rules worker killed with SIGKILL mid-stream and another joining (docs/scale-out.md):
+ * the killed worker's tasks move once its session times out, and are replayed from the
+ * start (no periodic snapshot is taken here), so every alert it fired fires again with
+ * the same id. No alert is lost (the alerts of all three, by id, equal the backtest's up
+ * to the last event) and no action runs twice (the journal the workers share, and the
+ * adapter's own record).
+ */
+const brokers = inject('kafkaBrokers');
+const reason = inject('serverSkipReasons').kafka;
+
+afterEach(killServes);
+
+// Kept firing for an hour: an alert replayed from history that had already resolved
+// would be skipped as stale, and these should act.
+const ACTION = `keep_firing_for: 1h
+actions:
+  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
+`;
+
+describe.skipIf(!brokers)(
+  `a rules worker killed on Kafka${reason ? ` (skipped: ${reason})` : ''}`,
+  () => {
+    it('SIGKILL mid-stream, another joins: no alert lost, no action run twice', async () => {
+      const began = Date.now();
+      const mark = (what: string) =>
+        console.log(`${((Date.now() - began) / 1000).toFixed(1)} s: ${what}`);
+      const { batches, lines, last } = twoFleets(
+        Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
+      );
+      const prefix = `rk${randomUUID().slice(0, 8)}.`;
+      const files = { ...FLEET_RULE_FILES };
+      for (const rule of ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'])
+        files[rule] = `${files[rule]}${ACTION}`;
+      const dir = workdir('drover-rules-kill-', files);
+      const data = join(dir, 'fleet.ndjson');
+      writeFileSync(data, `${lines.join('\n')}\n`);
+      const acted = join(dir, 'acted.txt');
+      const journal = join(dir, 'actions.db');
+      const config = join(dir, 'drover.yaml');
+      // One journal for all workers (SQLite, shared on this host), as they would share one.
+      writeFileSync(
+        config,
+        `stateDir: state
+listen: { port: 0, statsdPort: false }
+bus: { kind: kafka, topicPrefix: ${prefix} }
+index: { kind: none }
+rules: { paths: [rules], allowedLateness: ${LATENESS} }
+snapshotEvery: 1h
+actions: { store: sqlite, path: ${journal} }
+adapters:
+  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
+guards: { cooldown: 0s, inhibit: 0s }
+`,
+      );
+      const expected = backtestAlerts(join(dir, 'rules'), data).alerts;
+      await createTopics(brokers!, prefix);
+
+      const env = { KAFKA_BROKERS: brokers! };
+      let n = 0;
+      const worker = () =>
+        startServe(config, {
+          env: { ...env, DROVER_STATE_DIR: join(dir, `state-${n++}`) },
+          args: ['--roles', 'rules,actions'],
+          timeoutMs: 90_000,
+        });
+      const ingest = await startServe(config, {
+        env: { ...env, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+        args: ['--roles', 'ingest'],
+        timeoutMs: 90_000,
+      });
+      const [a, b] = await Promise.all([worker(), worker()]);
+      await settled([a, b]);
+      const part = Math.floor((batches.length * 2) / 3);
+      await send(ingest.url, batches.slice(0, part));
+      await drained([a, b]);
+      const fromB = await alertsOf([b]);
+      b.child.kill('SIGKILL');
+      await new Promise((r) => b.child.once('exit', r));
+
+      // C joins; the group rebalances once B's session has timed out.
+      const c = await worker();
+      await settled([a, c]);
+      await send(ingest.url, batches.slice(part));
+      await drained([a, c]);
+      const end = new Date(last).toISOString();
+      await until(
+        'the clock to carry the watermark past the data',
+        async () => (await alertsOf([a, c])).filter((x) => x.at > end).length >= 8,
+        90_000,
+      );
+      mark('the clock took over');
+      const all = [...fromB, ...(await alertsOf([a, c]))];
+      const byId = new Map<string, WorkerAlert>(all.map((x) => [x.id, x]));
+      const live = [...byId.values()].filter((x) => x.at <= end);
+      const replayed = (await metricsOf(c)).tasks;
+      console.log(
+        `${lines.length} events, ${expected.length} alerts in the data; B fired ${fromB.length} before the kill; alerts seen ${all.length}, distinct ${byId.size}; C holds ${replayed} tasks`,
+      );
+      expect(live.map(view).sort(order)).toEqual(expected);
+      // B's alerts fired again on C, with the same ids.
+      expect(all.length).toBeGreaterThan(byId.size);
+
+      await stopServe(a);
+      await stopServe(c);
+      await stopServe(ingest);
+      const store = openActionStore(journal);
+      const decisions = store.list({ limit: 10_000 });
+      store.close();
+      const executed = decisions.filter((d) => d.decision === 'executed');
+      expect(executed.length).toBeGreaterThan(0);
+      // Each action once: one executed entry per id, and as many runs as entries.
+      expect(new Set(executed.map((d) => d.id)).size).toBe(executed.length);
+      expect(existsSync(acted)).toBe(true);
+      expect(readFileSync(acted, 'utf8').trim().split('\n')).toHaveLength(executed.length);
+      // The replays were turned away by their claims.
+      expect(decisions.some((d) => d.decision === 'suppressed' && d.guard === 'idempotency')).toBe(
+        true,
+      );
+    }, 300_000);
+  },
+);

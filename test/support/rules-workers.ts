@@ -1,0 +1,148 @@
+import { spawnSync } from 'node:child_process';
+import { Kafka, logLevel } from 'kafkajs';
+import { BIN, type Served, until } from './drover.ts';
+import {
+  alertView as view,
+  type AlertView,
+  byAlert as order,
+  FLEET_SERVICES,
+  generateFleetStream,
+} from './fleet-stream.ts';
+
+/**
+ * What the rules-workers tests share: a stream over six services, topics of six
+ * partitions, and reading a worker's assignment, lag and alerts.
+ */
+export const TASKS = 6;
+export const LATENESS = '30s';
+
+export type WorkerAlert = AlertView & { id: string; task?: { id: number; generation: number } };
+
+function renamed(lines: string[], suffix: string): string[] {
+  let out = lines;
+  for (const s of FLEET_SERVICES)
+    out = out.map((l) =>
+      l
+        .replaceAll(`"service.name":"${s}"`, `"service.name":"${s}${suffix}"`)
+        .replaceAll(`"name":"${s}"`, `"name":"${s}${suffix}"`)
+        .replace(new RegExp(`"(host\\.name|hostname)":"${s}-`, 'g'), `"$1":"${s}${suffix}-`),
+    );
+  return out;
+}
+
+/**
+ * Two fleet streams (the second's services and hosts renamed), interleaved shipper batch
+ * by shipper batch as two fleets sending at once: six services spread over six partitions.
+ */
+export function twoFleets(start: number): { batches: string[][]; lines: string[]; last: number } {
+  const a = generateFleetStream({ seed: 20261203, start, minutes: 15 });
+  const b = generateFleetStream({ seed: 20261204, start, minutes: 15 });
+  const batches: string[][] = [];
+  for (let i = 0; i < Math.max(a.batches.length, b.batches.length); i++) {
+    if (a.batches[i]) batches.push(a.batches[i]!);
+    if (b.batches[i]) batches.push(renamed(b.batches[i]!, 'x'));
+  }
+  return { batches, lines: batches.flat(), last: Math.max(a.last, b.last) };
+}
+
+/** `drover backtest` on the NDJSON file, its alerts in the tests' view and order. */
+export function backtestAlerts(
+  rules: string,
+  data: string,
+): { stderr: string; alerts: AlertView[] } {
+  const r = spawnSync(
+    process.execPath,
+    [BIN, 'backtest', '--rules', rules, '--data', data, '--format', 'json', '--lateness', LATENESS],
+    { encoding: 'utf8', maxBuffer: 64 << 20 },
+  );
+  return {
+    stderr: r.stderr,
+    alerts: r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => view(JSON.parse(l) as AlertView))
+      .sort(order),
+  };
+}
+
+/** The bus topics with six partitions (Drover creates three by default). */
+export async function createTopics(brokers: string, prefix: string): Promise<void> {
+  const admin = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  await admin.createTopics({
+    waitForLeaders: true,
+    topics: ['logs', 'metrics', 'deadletter'].map((t) => ({
+      topic: `${prefix}${t}`,
+      numPartitions: TASKS,
+    })),
+  });
+  await admin.disconnect();
+}
+
+export async function metricsOf(w: Served): Promise<{ tasks: number; lag: number; held: number }> {
+  const text = await (await fetch(`${w.url}/metrics`)).text();
+  const one = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
+  const lag = text
+    .split('\n')
+    .filter((l) => l.startsWith('drover_bus_lag_messages{group="') && l.includes('rules"'))
+    .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+  return { tasks: one('drover_rules_tasks_assigned'), lag, held: one('drover_rules_held_events') };
+}
+
+/** Every worker assigned in one generation, the tasks all held, each worker some. */
+export async function settled(workers: Served[]): Promise<number> {
+  return until(
+    `${workers.length} workers to share the ${TASKS} tasks`,
+    async () => {
+      const generations = workers.map((w) => {
+        const lines = w
+          .log()
+          .split('\n')
+          .filter((l) => l.includes('"msg":"rules tasks assigned"'));
+        const m = /"generation":(\d+)/.exec(lines.at(-1) ?? '');
+        return m ? Number(m[1]) : -1;
+      });
+      if (generations.some((g) => g !== generations[0] || g < 0)) return false;
+      const held = await Promise.all(workers.map(metricsOf));
+      return held.reduce((n, m) => n + m.tasks, 0) === TASKS && held.every((m) => m.tasks > 0)
+        ? generations[0]!
+        : false;
+    },
+    90_000,
+  );
+}
+
+export async function drained(workers: Served[]): Promise<void> {
+  await until(
+    'the workers to process everything sent',
+    async () => {
+      const ms = await Promise.all(workers.map(metricsOf));
+      return ms.every((m) => m.lag === 0 && m.held === 0);
+    },
+    120_000,
+  );
+}
+
+export async function alertsOf(workers: Served[]): Promise<WorkerAlert[]> {
+  const all: WorkerAlert[] = [];
+  for (const w of workers) {
+    const r = (await (await fetch(`${w.url}/v1/alerts`)).json()) as { alerts: WorkerAlert[] };
+    all.push(...r.alerts);
+  }
+  return all;
+}
+
+/** Sends shipper batches to an ingest process, about 5,000 lines a request. */
+export async function send(url: string, batches: string[][]): Promise<void> {
+  let request: string[] = [];
+  const post = async () => {
+    const r = await fetch(`${url}/ingest`, { method: 'POST', body: request.join('\n') });
+    if (r.status !== 200) throw new Error(`ingest answered ${r.status}`);
+    request = [];
+  };
+  for (const batch of batches) {
+    request.push(...batch);
+    if (request.length >= 5_000) await post();
+  }
+  if (request.length > 0) await post();
+}
