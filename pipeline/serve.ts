@@ -37,7 +37,7 @@ import { ensureAdminToken } from './admin-token.ts';
 import { createControlApi } from './control-api.ts';
 import { type AccessOptions, accessOptions, createAccessCheck } from './control-access.ts';
 import type { Logger } from './logger.ts';
-import { Checkpoints, partitionedOffsets } from './checkpoint.ts';
+import { RuleCheckpoints } from './rules-checkpoints.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
@@ -82,7 +82,7 @@ export class Pipeline {
   private pendingActions = new Set<Promise<unknown>>();
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
-  private readonly checkpoints: Checkpoints;
+  private checkpoints: RuleCheckpoints | undefined;
   /** What this process runs (DroverConfig.roles; checked by checkRoles). */
   private readonly roles: ReadonlySet<Role>;
   /**
@@ -99,9 +99,6 @@ export class Pipeline {
   ) {
     this.roles = new Set(config.roles ?? ROLES);
     this.reportRefusal = createRefusalReporter({ telemetry: this.telemetry, logger });
-    this.checkpoints = new Checkpoints(join(config.stateDir, 'rules-snapshot.json'), logger, () =>
-      this.telemetry.faults.inc({ kind: 'snapshot' }),
-    );
   }
 
   /**
@@ -146,12 +143,25 @@ export class Pipeline {
     if (this.roles.has('actions')) await this.startActions();
     if (rulesRole) {
       this.engine = this.newEngine(rules);
-      const snapshot = this.checkpoints.read();
-      if (snapshot) {
-        const { reset } = this.engine.restore(snapshot.engine);
-        this.offsets = partitionedOffsets(snapshot.offsets);
+      const checkpoints = new RuleCheckpoints(c.stateDir, this.logger, {
+        onFailure: () => this.telemetry.faults.inc({ kind: 'snapshot' }),
+        onWritten: (stats, diskBytes) => {
+          this.telemetry.snapshotSeconds.observe(stats.maxPauseMs / 1000);
+          this.telemetry.snapshotBytes.set(diskBytes);
+        },
+      });
+      this.checkpoints = checkpoints;
+      this.closers.push(() => checkpoints.close());
+      const back = checkpoints.restore(this.engine);
+      if (back) {
+        this.offsets = back.offsets;
         this.logger.info(
-          { offsets: snapshot.offsets, reset, at: new Date(snapshot.at).toISOString() },
+          {
+            offsets: back.offsets,
+            reset: back.reset,
+            at: new Date(back.at).toISOString(),
+            from: back.from,
+          },
           'rule state restored',
         );
       }
@@ -567,24 +577,17 @@ export class Pipeline {
     );
   }
 
-  /** writeSnapshot, with a failure logged and counted instead of thrown. */
-  private trySnapshot(): boolean {
-    return this.checkpoints.tryWrite(
-      () => this.checkpointState(),
-      (seconds, bytes) => {
-        this.telemetry.snapshotSeconds.observe(seconds);
-        this.telemetry.snapshotBytes.set(bytes);
-      },
-    );
+  /**
+   * Starts an incremental checkpoint written in slices (pipeline/rules-checkpoints.ts),
+   * unless one is being written; a failure is logged and counted.
+   */
+  private trySnapshot(): void {
+    void this.checkpoints?.start(this.engine, this.offsets);
   }
 
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
-  writeSnapshot(): void {
-    this.checkpoints.write(this.checkpointState());
-  }
-
-  private checkpointState() {
-    return { engine: this.engine.snapshot(), offsets: { ...this.offsets } };
+  writeSnapshot(): boolean {
+    return this.checkpoints?.writeNow(this.engine, this.offsets) ?? false;
   }
 
   /**
@@ -638,6 +641,8 @@ export class Pipeline {
     }
     const next = this.newEngine(rules);
     next.restore(this.engine.snapshot());
+    // A checkpoint being written holds the old engine's state; the next is the new one's, whole.
+    next.trackChanges(true);
     this.engine = next;
     this.logger.info({ rules: rules.length }, 'rules reloaded');
     return { ok: true, errors: [], rules: rules.length };
@@ -734,7 +739,10 @@ export class Pipeline {
     await step('closing the endpoint', () => this.server?.close());
     for (const c of this.consumers) await step('stopping a consumer', () => c.stop());
     await Promise.allSettled([...this.pendingActions]);
-    if (this.engine) this.trySnapshot();
+    if (this.engine && this.checkpoints)
+      await step('writing the rule snapshot', () =>
+        this.checkpoints!.flush(this.engine, this.offsets),
+      );
     for (const close of this.closers.reverse()) await step('closing', close);
     this.closers = [];
     this.consumers = [];
