@@ -28,6 +28,9 @@ import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../ingest
 /** The store's layout; a file of another format is not read. */
 const FORMAT = 1;
 
+/** Pages of write-ahead log (4 KiB each) past which a commit folds it into the database. */
+const WAL_LIMIT = 65_536;
+
 export interface StoredCheckpoint {
   head: EngineHead;
   offsets: Record<string, number>;
@@ -80,6 +83,8 @@ export class CheckpointStore {
   private readonly timerDelete: SqliteStatement;
   private readonly metaSet: SqliteStatement;
   private writing = false;
+  /** Pages written to the write-ahead log since it was last folded in (an estimate). */
+  private logPages = 0;
 
   constructor(readonly path: string) {
     this.db = openSqlite(path);
@@ -87,6 +92,13 @@ export class CheckpointStore {
     // No fsync, as the JSON snapshot before it: a process that dies leaves the last
     // commit whole; a power loss may lose the file (the bus is then replayed from the start).
     this.db.pragma('synchronous = OFF');
+    // The write-ahead log is folded into the database at open and close, and when it has
+    // grown past WAL_LIMIT, not at each commit: that copy would hold the loop.
+    this.db.pragma('wal_autocheckpoint = 0');
+    // A small page cache spills changed pages to the log as slices run, so the commit
+    // writes few.
+    this.db.pragma('cache_size = -256');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
       CREATE TABLE IF NOT EXISTS entries (
@@ -273,6 +285,11 @@ export class CheckpointStore {
         this.metaSet.run('head', serialize({ engine: capture.head, offsets: offsetsNow, at }));
         this.db.exec('COMMIT');
         this.writing = false;
+        this.logPages += Math.ceil(stats.bytes / 4096);
+        if (this.logPages > WAL_LIMIT) {
+          this.db.pragma('wal_checkpoint(TRUNCATE)');
+          this.logPages = 0;
+        }
         return true;
       },
       paused: (ms: number) => {
@@ -307,6 +324,8 @@ export class CheckpointStore {
   }
 
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    if (!this.writing) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.close();
   }
 }
