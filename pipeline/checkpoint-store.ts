@@ -14,6 +14,7 @@
  * their size); ids and keys are BLOBs of their UTF-16 code units, so any string a sender
  * picks (NULs, lone surrogates) comes back unchanged.
  */
+import { existsSync } from 'node:fs';
 import { deserialize, serialize } from 'node:v8';
 import {
   type Capture,
@@ -68,6 +69,28 @@ function idBlob(id: string): Buffer {
 
 function idString(blob: Uint8Array): string {
   return Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength).toString('utf16le');
+}
+
+/** The offsets and time of the last checkpoint in a store file, without opening it for writing. */
+export function readCheckpointHead(
+  path: string,
+): { offsets: Record<string, number>; at: number } | undefined {
+  if (!existsSync(path)) return undefined;
+  const db = openSqlite(path, { readonly: true });
+  try {
+    const row = db.prepare("SELECT value FROM meta WHERE name = 'head'").get() as
+      { value: Uint8Array } | undefined;
+    if (row === undefined) return undefined;
+    const { offsets, at } = deserialize(row.value) as {
+      offsets: Record<string, number>;
+      at: number;
+    };
+    return { offsets, at };
+  } catch {
+    return undefined; // no table yet
+  } finally {
+    db.close();
+  }
 }
 
 /** Read each time it is iterated (restore reads a large state once, row by row). */
