@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { readCheckpointHead } from '../../pipeline/checkpoint-store.ts';
 import {
   errorLine,
   HOST_ERROR_BURST_RULE,
@@ -98,7 +99,7 @@ guards: { cooldown: 0s }
       expect(await stopServe(worker)).toBe(0);
       // The ingest replica took no snapshot and opened no store; the worker snapshotted.
       expect(readdirSync(ingestState)).toEqual(['admin-token']);
-      expect(existsSync(join(dir, 'state', 'rules-snapshot.json'))).toBe(true);
+      expect(readCheckpointHead(join(dir, 'state', 'rules-state.db'))).toBeDefined();
     }, 240_000);
   },
 );
