@@ -227,6 +227,35 @@ describe('incremental checkpoints', () => {
     store.close();
   });
 
+  it('records a window a sweep emptied in part, with no event or timer of the key since', () => {
+    const store = new CheckpointStore(storePath());
+    const rules = [
+      rule({
+        name: 'flat',
+        type: 'flatline',
+        threshold: 1,
+        timeframe: m(1),
+        expect: [],
+        forget_keys: false,
+        query_key: ['host'],
+        realert: m(30),
+      }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k <= 50; k++) e.process(ev(s(k), { host: 'a' }));
+    // a's first deadline (60 s) runs and moves on to 110 s before the first checkpoint.
+    for (let t = s(60.5); t <= s(64); t += 500) e.process(ev(t, { host: 'b' }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 59 });
+    // Only b reports now: the sweeps drop a's oldest times, and nothing else touches a.
+    for (let t = s(64.5); t <= s(108); t += 500) e.process(ev(t, { host: 'b' }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 150 });
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+  });
+
   it('a later checkpoint writes only what changed', () => {
     const store = new CheckpointStore(storePath());
     const rules = [
