@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   backtest: async () => (await import('./backtest.ts')).backtestBench,
   'rules-consumer': async () => (await import('./rules-consumer.ts')).rulesConsumer,
   soak: async () => (await import('./soak.ts')).soak,
+  snapshot: async () => (await import('./snapshot.ts')).snapshotBench,
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -286,7 +286,7 @@ export async function soak(args: string[]): Promise<number> {
 
   // Restart: SIGTERM (the last snapshot), then the time to ready with it restored.
   const stopMs = await stopServer(server);
-  const snapshotFileBytes = statSync(join(state, 'rules-snapshot.json')).size;
+  const snapshotFileBytes = diskBytes(state, 'rules-state.db');
   server = await startServer(agent, port, config);
   const restoreMs = server.readyMs;
   await stopServer(server);

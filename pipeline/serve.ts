@@ -39,7 +39,7 @@ import { ensureAdminToken } from './admin-token.ts';
 import { createControlApi } from './control-api.ts';
 import { type AccessOptions, accessOptions, createAccessCheck } from './control-access.ts';
 import type { Logger } from './logger.ts';
-import { Checkpoints, partitionedOffsets } from './checkpoint.ts';
+import { RuleCheckpoints } from './rules-checkpoints.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import { RulesTasks } from './rules-tasks.ts';
@@ -94,7 +94,7 @@ export class Pipeline {
   private pendingActions = new Set<Promise<unknown>>();
   /** One for the process, so the log's rate limit holds across rule reloads. */
   private readonly reportRefusal: ReturnType<typeof createRefusalReporter>;
-  private readonly checkpoints: Checkpoints;
+  private checkpoints: RuleCheckpoints | undefined;
   /** What this process runs (DroverConfig.roles; checked by checkRoles). */
   private readonly roles: ReadonlySet<Role>;
   /**
@@ -111,9 +111,6 @@ export class Pipeline {
   ) {
     this.roles = new Set(config.roles ?? ROLES);
     this.reportRefusal = createRefusalReporter({ telemetry: this.telemetry, logger });
-    this.checkpoints = new Checkpoints(join(config.stateDir, 'rules-snapshot.json'), logger, () =>
-      this.telemetry.faults.inc({ kind: 'snapshot' }),
-    );
   }
 
   /**
@@ -171,12 +168,25 @@ export class Pipeline {
       this.engine = this.newEngine(rules);
     } else if (rulesRole) {
       this.engine = this.newEngine(rules);
-      const snapshot = this.checkpoints.read();
-      if (snapshot) {
-        const { reset } = this.engine.restore(snapshot.engine);
-        this.offsets = partitionedOffsets(snapshot.offsets);
+      const checkpoints = new RuleCheckpoints(c.stateDir, this.logger, {
+        onFailure: () => this.telemetry.faults.inc({ kind: 'snapshot' }),
+        onWritten: (stats, diskBytes) => {
+          this.telemetry.snapshotSeconds.observe(stats.maxPauseMs / 1000);
+          this.telemetry.snapshotBytes.set(diskBytes);
+        },
+      });
+      this.checkpoints = checkpoints;
+      this.closers.push(() => checkpoints.close());
+      const back = checkpoints.restore(this.engine);
+      if (back) {
+        this.offsets = back.offsets;
         this.logger.info(
-          { offsets: snapshot.offsets, reset, at: new Date(snapshot.at).toISOString() },
+          {
+            offsets: back.offsets,
+            reset: back.reset,
+            at: new Date(back.at).toISOString(),
+            from: back.from,
+          },
           'rule state restored',
         );
       }
@@ -721,24 +731,17 @@ export class Pipeline {
     return [...byRule.values()];
   }
 
-  /** writeSnapshot, with a failure logged and counted instead of thrown. */
-  private trySnapshot(): boolean {
-    return this.checkpoints.tryWrite(
-      () => this.checkpointState(),
-      (seconds, bytes) => {
-        this.telemetry.snapshotSeconds.observe(seconds);
-        this.telemetry.snapshotBytes.set(bytes);
-      },
-    );
+  /**
+   * Starts an incremental checkpoint written in slices (pipeline/rules-checkpoints.ts),
+   * unless one is being written; a failure is logged and counted.
+   */
+  private trySnapshot(): void {
+    void this.checkpoints?.start(this.engine, this.offsets);
   }
 
   /** Atomically: a crash leaves the previous snapshot or this one, never half of one. */
-  writeSnapshot(): void {
-    this.checkpoints.write(this.checkpointState());
-  }
-
-  private checkpointState() {
-    return { engine: this.engine.snapshot(), offsets: { ...this.offsets } };
+  writeSnapshot(): boolean {
+    return this.checkpoints?.writeNow(this.engine, this.offsets) ?? false;
   }
 
   /**
@@ -792,6 +795,8 @@ export class Pipeline {
     }
     const next = this.newEngine(rules);
     next.restore(this.engine.snapshot());
+    // A checkpoint being written holds the old engine's state; the next is the new one's, whole.
+    next.trackChanges(true);
     this.engine = next;
     this.rules = rules;
     this.rulesTasks?.reload((onAlert, onState) => this.newEngine(rules, onAlert, onState));
@@ -899,7 +904,10 @@ export class Pipeline {
     await Promise.allSettled([...this.pendingActions]);
     const tasks = this.rulesTasks;
     if (tasks) await step('the last rules task snapshots', () => tasks.stop());
-    else if (this.engine) this.trySnapshot();
+    else if (this.engine && this.checkpoints)
+      await step('writing the rule snapshot', () =>
+        this.checkpoints!.flush(this.engine, this.offsets),
+      );
     for (const close of this.closers.reverse()) await step('closing', close);
     this.closers = [];
     this.consumers = [];

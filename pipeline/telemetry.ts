@@ -148,13 +148,13 @@ export function createTelemetry() {
     }),
     snapshotSeconds: new Summary({
       name: 'drover_snapshot_seconds',
-      help: 'Time one rule snapshot holds the event loop (taking the state, serializing, writing), over the process lifetime.',
+      help: 'Longest time one rule snapshot held the event loop at once (it is written in slices: taking the changed state, encoding, writing), over the process lifetime.',
       percentiles: [0.5, 0.9, 0.99, 1],
       registers: [registry],
     }),
     snapshotBytes: new Gauge({
       name: 'drover_snapshot_bytes',
-      help: 'Size of the last rule snapshot written.',
+      help: 'Size of the rule checkpoint store on disk after the last snapshot written.',
       registers: [registry],
     }),
     ruleTermsRefused: new Counter({

@@ -1,11 +1,12 @@
 import type { Event } from '../ingest/model/index.ts';
+import { Capture, ChangeLog, type EngineHead, type TimerRow } from './changes.ts';
 import { compileFilter, requiredValues } from './filter/index.ts';
 import { CardinalityRunner } from './kinds/cardinality.ts';
 import { FlatlineRunner } from './kinds/flatline.ts';
 import { KINDS, type KindDescriptor } from './kinds/index.ts';
 import { NewTermRunner } from './kinds/new-term.ts';
 import { EvidenceRing, type Explanation, explain } from './explain.ts';
-import type { EngineContext, RuleRunner, RunnerSnapshot } from './runner.ts';
+import type { EngineContext, RuleRunner, RunnerEntry, RunnerSnapshot } from './runner.ts';
 import { TimerHeap } from './timers.ts';
 import type { Alert, RuleSpec, StateChange } from './types.ts';
 
@@ -149,6 +150,8 @@ export class Engine {
   /** See EngineCounts. */
   lateEvents = 0;
   futureEvents = 0;
+  /** Incremental snapshots (trackChanges): what changed since the last capture. */
+  private changeLog: ChangeLog | undefined;
 
   constructor(
     readonly rules: RuleSpec[],
@@ -169,7 +172,10 @@ export class Engine {
       watermark: this.wm,
       observedFrom: Number.POSITIVE_INFINITY,
       alertFrom: this.alertFrom,
-      schedule: (runner, key, at, tag) => this.timers.push(at, runner, key, tag),
+      schedule: (runner, key, at, tag) => {
+        const timer = this.timers.push(at, runner, key, tag);
+        if (this.changeLog !== undefined) this.changeLog.push(timer);
+      },
       emit: (alert) => this.onAlert(alert, this.explanation(alert)),
       transition: (change) => onState?.(change),
       announce: onState === undefined ? 'none' : options.resolvedOnly ? 'resolved' : 'all',
@@ -292,6 +298,7 @@ export class Engine {
     // Below the cap admit would answer yes: no call (see RuleRunner.admission).
     if ((c.keys.size >= c.keyCap || c.silences.size >= c.keyCap) && !runner.admit(key)) return;
     this.evidence?.push(runner.spec.name, key, event, t);
+    if (this.changeLog !== undefined) runner.touched(key);
     runner.onEvent(event, key, t);
   }
 
@@ -317,6 +324,10 @@ export class Engine {
     if (t < this.wm || (t === this.wm && !inclusive)) return;
     while (this.timers.peekTime() < t || (inclusive && this.timers.peekTime() === t)) {
       const timer = this.timers.pop()!;
+      if (this.changeLog !== undefined) {
+        this.changeLog.pop(timer.seq);
+        timer.target.touched(timer.key);
+      }
       // Runners read the watermark while handling a timer: it is the timer's instant.
       this.setWatermark(Math.max(this.wm, timer.at));
       timer.target.onTimer(timer.key, timer.at, timer.tag);
@@ -451,6 +462,114 @@ export class Engine {
       this.observed = undefined;
       this.context.observedFrom = Number.POSITIVE_INFINITY;
       this.startObserving(snapshot.observedFrom);
+    }
+    return { reset };
+  }
+
+  // --- incremental snapshots (rules/changes.ts) ---
+
+  /**
+   * From now on, records what changes for `capture`. `full`: the first capture takes
+   * everything (the stored state is not this engine's: a fresh start, a full restore).
+   */
+  trackChanges(full = true): void {
+    if (this.changeLog !== undefined) {
+      if (full) this.changeLog.full = true;
+      return;
+    }
+    // Past this many timers pushed or run between captures, the next one is full.
+    this.changeLog = new ChangeLog(full, () => 2 * this.timers.size + 100_000);
+    for (const c of this.compiled) c.runner.changed ??= new Set();
+  }
+
+  /**
+   * The state now, as what changed since the previous capture (everything, the first
+   * time or after `abandonCapture`); its entries are taken by stepping it.
+   */
+  capture(encode: (entry: RunnerEntry) => Uint8Array): Capture {
+    if (this.changeLog === undefined) throw new Error('capture needs trackChanges first');
+    const rules: EngineHead['rules'] = {};
+    for (const c of this.compiled) {
+      rules[c.runner.spec.name] = {
+        fingerprint: ruleFingerprint(c.runner.spec),
+        head: c.runner.head(),
+      };
+    }
+    const head: EngineHead = {
+      version: SNAPSHOT_VERSION,
+      watermark: this.wm,
+      maxEventTime: this.maxEventTime,
+      observedFrom: this.observed ?? null,
+      lateEvents: this.lateEvents,
+      futureEvents: this.futureEvents,
+      nextTimerSeq: this.timers.nextSeq,
+      lastSweep: this.lastSweep,
+      sweepSlice: this.sweepSlice,
+      rules,
+    };
+    return new Capture(
+      {
+        head,
+        runners: this.compiled.map((c) => c.runner),
+        log: this.changeLog,
+        timers: () => this.timers.all(),
+      },
+      encode,
+    );
+  }
+
+  /** A capture that was not stored: what it took is lost, so the next one is full. */
+  abandonCapture(capture: Capture): void {
+    capture.close();
+    if (this.changeLog !== undefined) this.changeLog.full = true;
+  }
+
+  /**
+   * Restores state stored from captures, and tracks changes from there. As `restore`, a
+   * rule whose definition changed starts fresh; then, or when the state holds a rule
+   * this engine lacks, the next capture is full, replacing what is stored.
+   */
+  restoreChanges(stored: {
+    head: EngineHead;
+    entries: Iterable<[rule: string, id: string, entry: RunnerEntry]>;
+    timers: Iterable<TimerRow>;
+  }): { reset: string[] } {
+    const { head } = stored;
+    if (head.version !== SNAPSHOT_VERSION) {
+      throw new Error(
+        `snapshot version ${head.version} is not supported (expected ${SNAPSHOT_VERSION})`,
+      );
+    }
+    const reset: string[] = [];
+    const restored = new Map<string, RuleRunner>();
+    for (const c of this.compiled) {
+      const saved = head.rules[c.runner.spec.name];
+      if (saved && saved.fingerprint === ruleFingerprint(c.runner.spec)) {
+        c.runner.loadHead(saved.head);
+        restored.set(c.runner.spec.name, c.runner);
+      } else reset.push(c.runner.spec.name);
+    }
+    for (const [rule, id, entry] of stored.entries)
+      restored.get(rule)?.loadEntry(id, entry, head.version);
+    const ceiling = this.clock ? this.clock() + this.maxFutureSkew : Number.POSITIVE_INFINITY;
+    this.setWatermark(Math.min(head.watermark, ceiling));
+    this.maxEventTime = Math.min(head.maxEventTime, ceiling);
+    this.lateEvents = head.lateEvents;
+    this.futureEvents = head.futureEvents;
+    this.lastSweep = Math.min(head.lastSweep, this.wm);
+    this.sweepSlice = head.sweepSlice;
+    this.timers.clear();
+    for (const [seq, at, rule, key, tag] of stored.timers) {
+      const runner = restored.get(rule);
+      if (runner !== undefined) this.timers.load(at, seq, runner, key, tag);
+    }
+    this.timers.nextSeq = head.nextTimerSeq;
+    const dropped = Object.keys(head.rules).some((name) => !restored.has(name));
+    this.trackChanges(reset.length > 0 || dropped);
+    if (head.observedFrom !== null) {
+      this.observed = undefined;
+      this.context.observedFrom = Number.POSITIVE_INFINITY;
+      this.startObserving(head.observedFrom);
     }
     return { reset };
   }

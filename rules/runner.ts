@@ -116,6 +116,13 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   readonly maxKeys: number;
   /** New keys refused at maxKeys since this runner was built. */
   keysRefused = 0;
+  /**
+   * Incremental snapshots (rules/changes.ts): the entries (see `entry`) touched since the
+   * last capture began; undefined while changes are not tracked (backtest, tests).
+   */
+  changed: Set<string> | undefined;
+  /** While a capture runs: called with an entry before it changes (copy-on-write). */
+  beforeChange: ((id: string) => void) | undefined;
 
   constructor(
     readonly spec: S,
@@ -216,6 +223,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   }
 
   protected forgetKey(key: string): void {
+    this.touched(key);
     this.keys.delete(key);
     this.keyValues.delete(key);
     this.pendingSince.delete(key);
@@ -308,7 +316,10 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (this.resolution !== 'condition' && this.episodes.size !== 0) this.occurred(key, t);
     const silence = this.silences.get(silenceKey);
     if (silence && t < silence.until) return false;
-    if (this.spec.realert > 0) this.silences.set(silenceKey, this.nextSilence(silence, t));
+    if (this.spec.realert > 0) {
+      if (silenceKey !== key) this.touched(silenceKey);
+      this.silences.set(silenceKey, this.nextSilence(silence, t));
+    }
     const id = alertId(this.spec.name, silenceKey, t, e.discriminator ?? '');
     const opened = !this.episodes.has(key) && this.open(key, t, id);
     if (t < this.ctx.alertFrom) {
@@ -603,7 +614,10 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       // With exponential realert a past silence still sets the next one's length, until
       // enough quiet time has passed for its exponent to decay back to zero.
       const remembered = cap === undefined ? 0 : realert * (2 ** (s.exponent + 1) - 1);
-      if (s.until + remembered <= watermark) this.silences.delete(key);
+      if (s.until + remembered <= watermark) {
+        this.touched(key);
+        this.silences.delete(key);
+      }
     }
   }
 
@@ -620,6 +634,84 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return undefined;
   }
   protected decodeExtra(_data: unknown): void {}
+
+  // --- incremental snapshots (rules/changes.ts): state as entries, one per key string ---
+
+  /**
+   * An entry is about to change (or was created): recorded for the next capture, and
+   * copied first if a capture running now has not taken it yet. The engine calls it
+   * for the key of each event and timer; kinds for what else they change (sweeps,
+   * terms, silences kept under another string).
+   */
+  touched(id: string): void {
+    const changed = this.changed;
+    if (changed === undefined) return;
+    if (this.beforeChange !== undefined) this.beforeChange(id);
+    changed.add(id);
+  }
+
+  /** Every entry id held now: a live view of the maps (entries added later are touched first). */
+  *ids(): Generator<string> {
+    yield* this.keys.keys();
+    yield* this.keyValues.keys();
+    yield* this.silences.keys();
+    yield* this.pendingSince.keys();
+    yield* this.episodes.keys();
+    yield* this.quietPending;
+    yield* this.extraIds();
+  }
+
+  /**
+   * What the runner holds under one string, as plain data (undefined: nothing, a
+   * deletion). The parts are the full snapshot's, split by key.
+   */
+  entry(id: string): RunnerEntry | undefined {
+    let e: RunnerEntry | undefined;
+    const state = this.keys.get(id);
+    if (state !== undefined) (e ??= {}).k = this.encodeKey(state);
+    const values = this.keyValues.get(id);
+    if (values !== undefined) (e ??= {}).v = values;
+    const silence = this.silences.get(id);
+    if (silence !== undefined) (e ??= {}).s = [silence.until, silence.exponent];
+    const since = this.pendingSince.get(id);
+    if (since !== undefined) (e ??= {}).p = since;
+    const ep = this.episodes.get(id);
+    if (ep !== undefined) (e ??= {}).e = { ...ep };
+    if (this.quietPending.has(id)) (e ??= {}).q = 1;
+    const extra = this.encodeEntryExtra(id);
+    if (extra !== undefined) (e ??= {}).x = extra;
+    return e;
+  }
+
+  /** Restores one entry, as `entry` gave it. */
+  loadEntry(id: string, e: RunnerEntry, version: number): void {
+    if (e.k !== undefined) this.keys.set(id, this.decodeKey(e.k, version));
+    if (e.v !== undefined) this.keyValues.set(id, e.v);
+    if (e.s !== undefined) this.silences.set(id, { until: e.s[0], exponent: e.s[1] });
+    if (e.p !== undefined) this.pendingSince.set(id, e.p);
+    if (e.e !== undefined) this.episodes.set(id, e.e);
+    if (e.q !== undefined) this.quietPending.add(id);
+    if (e.x !== undefined) this.decodeEntryExtra(id, e.x);
+  }
+
+  /** The runner's state that is not per entry. */
+  head(): RunnerHead {
+    return { lastAlertAt: this.lastAlertAt, alertCount: this.alertCount };
+  }
+
+  loadHead(h: RunnerHead): void {
+    this.lastAlertAt = h.lastAlertAt;
+    this.alertCount = h.alertCount;
+  }
+
+  /** Kinds with state per string beyond the base maps (new_term's terms). */
+  protected extraIds(): Iterable<string> {
+    return [];
+  }
+  protected encodeEntryExtra(_id: string): unknown {
+    return undefined;
+  }
+  protected decodeEntryExtra(_id: string, _data: unknown): void {}
 
   snapshot(): RunnerSnapshot {
     return {
@@ -669,6 +761,26 @@ export interface RunnerSnapshot {
   episodes?: Array<[string, Episode]>;
   quietPending?: string[];
   extra: unknown;
+  lastAlertAt: string | undefined;
+  alertCount: number;
+}
+
+/** One string's state (see RuleRunner.entry); each part present only when held. */
+export interface RunnerEntry {
+  /** The kind's window state (encodeKey). */
+  k?: unknown;
+  v?: Record<string, unknown>;
+  /** realert silence: until, exponent. */
+  s?: [number, number];
+  /** pending since. */
+  p?: number;
+  e?: Episode;
+  q?: 1;
+  /** The kind's own (new_term: the term's last seen). */
+  x?: unknown;
+}
+
+export interface RunnerHead {
   lastAlertAt: string | undefined;
   alertCount: number;
 }

@@ -23,8 +23,34 @@ export class TimerHeap<T> {
     return this.heap.length > 0 ? this.heap[0]!.at : Number.POSITIVE_INFINITY;
   }
 
-  push(at: number, target: T, key: string, tag: number): void {
-    const timer = { at, seq: this.seq++, target, key, tag };
+  push(at: number, target: T, key: string, tag: number): Timer<T> {
+    return this.insert({ at, seq: this.seq++, target, key, tag });
+  }
+
+  /**
+   * A timer restored with the sequence number it was given (incremental snapshots keep
+   * it): later pushes are numbered after it.
+   */
+  load(at: number, seq: number, target: T, key: string, tag: number): void {
+    this.insert({ at, seq, target, key, tag });
+    if (seq >= this.seq) this.seq = seq + 1;
+  }
+
+  /** The sequence number the next push gets (kept by incremental snapshots). */
+  get nextSeq(): number {
+    return this.seq;
+  }
+
+  set nextSeq(seq: number) {
+    this.seq = Math.max(this.seq, seq);
+  }
+
+  /** Every pending timer, in no order (a copy: the heap moves its entries). */
+  all(): Timer<T>[] {
+    return this.heap.slice();
+  }
+
+  private insert(timer: Timer<T>): Timer<T> {
     const h = this.heap;
     h.push(timer);
     let i = h.length - 1;
@@ -34,6 +60,7 @@ export class TimerHeap<T> {
       [h[i], h[parent]] = [h[parent]!, h[i]!];
       i = parent;
     }
+    return timer;
   }
 
   pop(): Timer<T> | undefined {

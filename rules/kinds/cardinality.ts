@@ -168,11 +168,16 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
   override sweep(watermark: number): void {
     super.sweep(watermark);
     for (const [key, state] of this.keys) {
+      let touched = false;
       for (const [value, cover] of state.values) {
         // Intervals ending before the watermark cover no instant still open (one ending
         // at it still marks the instant its value leaves).
         let drop = 0;
         while (drop < cover.length && cover[drop + 1]! < watermark) drop += 2;
+        if (drop > 0 && !touched) {
+          this.touched(key);
+          touched = true;
+        }
         if (drop === cover.length) state.values.delete(value);
         else if (drop > 0) cover.splice(0, drop);
       }

@@ -32,6 +32,7 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     for (const values of this.spec.expect) {
       const key = this.keyOfValues(values);
       if (this.keys.has(key)) continue;
+      this.touched(key);
       this.rememberKey(key, undefined, values);
       const state: KeyState = {
         times: new Timestamps(),
@@ -160,7 +161,11 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     super.sweep(watermark);
     // Instants before the watermark are decided; events that old cannot cover later ones.
     const horizon = watermark - this.spec.timeframe;
-    for (const state of this.keys.values()) state.times.dropThrough(horizon);
+    for (const [key, state] of this.keys) {
+      if (state.times.length === 0 || state.times.at(0) > horizon) continue;
+      this.touched(key);
+      state.times.dropThrough(horizon);
+    }
   }
 
   keyBytes(state: KeyState): number {

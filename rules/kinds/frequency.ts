@@ -84,6 +84,8 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     super.sweep(watermark);
     const horizon = watermark - this.spec.timeframe;
     for (const [key, state] of this.keys) {
+      if (state.times.length === 0 || state.times.at(0) > horizon) continue;
+      this.touched(key);
       state.times.dropThrough(horizon);
       if (state.times.length === 0) this.forgetIdleKey(key);
     }

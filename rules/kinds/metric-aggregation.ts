@@ -187,6 +187,8 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
   override sweep(watermark: number): void {
     super.sweep(watermark);
     for (const [key, state] of this.keys) {
+      // The window's start moves at every sweep: each key changes (not incremental).
+      if (watermark - this.spec.timeframe > state.window.windowStart) this.touched(key);
       state.window.slide(watermark - this.spec.timeframe);
       state.window.prune(watermark - this.spec.timeframe);
       if (state.window.samples.length === 0) this.forgetIdleKey(key);

@@ -80,7 +80,10 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
         term,
       );
     }
-    if (seen === undefined || t > seen) this.terms.set(term, t);
+    if (seen === undefined || t > seen) {
+      this.touched(term);
+      this.terms.set(term, t);
+    }
   }
 
   /** Seeds terms learned elsewhere (the index, a previous run) without alerting. */
@@ -92,14 +95,22 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
     }
     const seen = this.terms.get(term);
     if (seen === undefined && !this.admitTerm(term, term)) return;
-    if (seen === undefined || lastSeen > seen) this.terms.set(term, lastSeen);
+    if (seen === undefined || lastSeen > seen) {
+      this.touched(term);
+      this.terms.set(term, lastSeen);
+    }
   }
 
   override sweep(watermark: number): void {
     super.sweep(watermark);
     const horizon = watermark - this.spec.terms_window_size;
-    for (const [term, seen] of this.terms) if (seen <= horizon) this.terms.delete(term);
+    for (const [term, seen] of this.terms) {
+      if (seen > horizon) continue;
+      this.touched(term);
+      this.terms.delete(term);
+    }
     // Key objects are only needed while an alert is built.
+    if (this.changed !== undefined) for (const key of this.keyValues.keys()) this.touched(key);
     this.keyValues.clear();
   }
 
@@ -115,6 +126,15 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
   }
   protected decodeKey(): never {
     throw new Error('new_term rules hold terms, not key state');
+  }
+  protected override extraIds(): Iterable<string> {
+    return this.terms.keys();
+  }
+  protected override encodeEntryExtra(id: string): unknown {
+    return this.terms.get(id);
+  }
+  protected override decodeEntryExtra(id: string, data: unknown): void {
+    this.terms.set(id, data as number);
   }
   protected override encodeExtra(): unknown {
     return [...this.terms];

@@ -128,6 +128,7 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     super.sweep(watermark);
     const horizon = watermark - 2 * this.spec.timeframe;
     for (const [key, state] of this.keys) {
+      if (state.times.length !== 0 && state.times.at(0) <= horizon) this.touched(key);
       state.times.dropThrough(horizon);
       // A pending check still decides an instant (a down spike to nothing). Without
       // alert_on_new_data a key's history runs from its first event, so a quiet key keeps

@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Client } from '@elastic/elasticsearch';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { openSqlite } from '../../ingest/storage/sqlite.ts';
+import { readCheckpointHead } from '../../pipeline/checkpoint-store.ts';
 import {
   BIN,
   errorLine,
@@ -58,12 +60,7 @@ guards: { cooldown: 0s }
   await new Promise((r) => setTimeout(r, 600));
   run.child.kill('SIGKILL');
   await new Promise((r) => run.child.once('exit', r));
-  const snapshot = join(dir, 'state', 'rules-snapshot.json');
-  const offset = existsSync(snapshot)
-    ? (JSON.parse(readFileSync(snapshot, 'utf8')) as { offsets: Record<string, number> }).offsets[
-        'logs/0'
-      ]
-    : undefined;
+  const offset = readCheckpointHead(join(dir, 'state', 'rules-state.db'))?.offsets['logs/0'];
   // Six intervals passed while the action ran: none of them moved past the alert.
   expect(offset ?? 0).toBeLessThan(3);
 
@@ -91,10 +88,13 @@ adapters:
 `,
     });
     const run = await startServe(join(dir, 'drover.yaml'));
-    const snapshot = join(dir, 'state', 'rules-snapshot.json');
-    await until('a first snapshot', () => existsSync(snapshot));
-    // The snapshot's temporary file cannot be written (as on a full disk).
-    mkdirSync(`${snapshot}.tmp`);
+    const snapshot = join(dir, 'state', 'rules-state.db');
+    await until('a first snapshot', () => readCheckpointHead(snapshot) !== undefined);
+    // The checkpoint's head cannot be written (as on a full disk): another connection
+    // makes SQLite refuse it.
+    const other = openSqlite(snapshot);
+    other.exec(`CREATE TRIGGER refuse_insert BEFORE INSERT ON meta BEGIN SELECT RAISE(ABORT, 'full'); END;
+      CREATE TRIGGER refuse_update BEFORE UPDATE ON meta BEGIN SELECT RAISE(ABORT, 'full'); END;`);
     const faults = async (kind: string) => {
       const text = await (await fetch(`${run.url}/metrics`)).text();
       return Number(
@@ -108,12 +108,10 @@ adapters:
     expect(run.child.exitCode).toBeNull();
     expect(run.log()).toMatch(/the rule snapshot could not be written; retrying/);
     // Once the disk has room again, the next interval writes it.
-    rmSync(`${snapshot}.tmp`, { recursive: true });
+    other.exec('DROP TRIGGER refuse_insert; DROP TRIGGER refuse_update;');
+    other.close();
     const before = Date.now();
-    await until(
-      'a fresh snapshot',
-      () => (JSON.parse(readFileSync(snapshot, 'utf8')) as { at: number }).at >= before,
-    );
+    await until('a fresh snapshot', () => (readCheckpointHead(snapshot)?.at ?? 0) >= before);
 
     // SIGHUP with a rule file that cannot be read: the running rules stay.
     symlinkSync(join(dir, 'gone.yaml'), join(dir, 'rules', 'broken.yaml'));

@@ -101,6 +101,7 @@ guards: { cooldown: 0s }
       // its tasks to the changelog on Kafka (not to its state directory).
       expect(readdirSync(ingestState)).toEqual(['admin-token']);
       expect(existsSync(join(dir, 'state', 'rules-snapshot.json'))).toBe(false);
+      expect(existsSync(join(dir, 'state', 'rules-state.db'))).toBe(false);
       const admin = new Kafka({ brokers: brokers!.split(','), logLevel: logLevel.NOTHING }).admin();
       await admin.connect();
       const heads = await admin.fetchTopicOffsets(`${prefix}.rules-state`);

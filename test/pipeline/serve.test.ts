@@ -5,6 +5,7 @@ import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
+import { CheckpointStore } from '../../pipeline/checkpoint-store.ts';
 import {
   adminHeaders,
   errorLine,
@@ -201,9 +202,9 @@ rules: { paths: [rules] }
     const code = await new Promise((r) => run.child.once('exit', r));
     expect(code).toBe(0);
     expect(run.log()).toMatch(/"msg":"drover stopped"/);
-    const snapshot = JSON.parse(
-      readFileSync(join(w.dir, 'state', 'rules-snapshot.json'), 'utf8'),
-    ) as { offsets: Record<string, number> };
+    const store = new CheckpointStore(join(w.dir, 'state', 'rules-state.db'));
+    const snapshot = store.read()!;
+    store.close();
     expect(snapshot.offsets['logs/0']).toBe(2);
 
     // Restored from the shutdown's snapshot: the third error completes the window.

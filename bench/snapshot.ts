@@ -1,0 +1,267 @@
+/**
+ * `npm run bench -- snapshot [--sizes 10000,100000,1000000] [--json]`: rule snapshots
+ * against state size, the incremental checkpoint store (pipeline/checkpoint-store.ts)
+ * beside the JSON snapshot earlier versions wrote, at the same sizes in the same run.
+ *
+ * Each size runs in a child process of its own (so RSS is that size's): an engine with a
+ * frequency rule keyed by a high-cardinality field (N keys) and a flatline rule keyed by
+ * host (N/10 keys), one event per key. Measured for each: the longest time one snapshot
+ * holds the event loop (JSON: all of it; incremental: its longest slice, including the
+ * capture), the whole snapshot's time, for the first (full) snapshot and for one after
+ * 1% of the keys changed; bytes on disk; restore time; RSS.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CheckpointStore, encodeEntry, type WriteStats } from '../pipeline/checkpoint-store.ts';
+import type { Event } from '../ingest/model/index.ts';
+import { Engine, type EngineSnapshot, type RuleSpec } from '../rules/index.ts';
+
+const T0 = Date.parse('2026-01-01T00:00:00Z');
+
+function rules(): RuleSpec[] {
+  const base = { realert: 0, labels: {}, actions: [], enabled: true };
+  return [
+    {
+      ...base,
+      name: 'user-burst',
+      type: 'frequency',
+      num_events: 50,
+      timeframe: 3_600_000,
+      query_key: ['user.id'],
+      filter: { all: [{ fact: 'log.level', operator: 'equal', value: 'error' }] },
+    },
+    {
+      ...base,
+      name: 'host-silent',
+      type: 'flatline',
+      threshold: 1,
+      timeframe: 3_600_000,
+      expect: [],
+      forget_keys: false,
+      query_key: ['host.name'],
+      realert: 3_600_000,
+    },
+  ] as unknown as RuleSpec[];
+}
+
+function newEngine(keys: number): Engine {
+  return new Engine(rules(), {
+    allowedLatenessMs: 5_000,
+    observedFrom: T0,
+    maxKeysPerRule: keys,
+    onAlert: () => {},
+  });
+}
+
+function event(i: number, key: number, keys: number): Event {
+  return {
+    '@timestamp': T0 + i,
+    'user.id': `u${key}`,
+    'host.name': `h${key % Math.max(1, Math.floor(keys / 10))}`,
+    'log.level': 'error',
+    message: 'payment failed',
+  };
+}
+
+interface One {
+  keys: number;
+  entries: number;
+  timers: number;
+  rss_mb: number;
+  json: { pause_ms: number; bytes: number; restore_ms: number; rss_after_restore_mb: number };
+  incremental: {
+    full: Pause;
+    one_percent: Pause;
+    bytes: number;
+    restore_ms: number;
+    rss_after_restore_mb: number;
+  };
+}
+
+interface Pause {
+  /** Longest time the loop was held at once (capture or a slice). */
+  max_pause_ms: number;
+  /** On-loop time of the whole snapshot (all slices), and wall time until committed. */
+  on_loop_ms: number;
+  wall_ms: number;
+  slices: number;
+  entries: number;
+}
+
+const round = (ms: number) => Math.round(ms * 100) / 100;
+const rssMb = () => Math.round(process.memoryUsage().rss / 2 ** 20);
+const gc = () => (globalThis as { gc?: () => void }).gc?.();
+
+async function incremental(engine: Engine, store: CheckpointStore, offset: number): Promise<Pause> {
+  const began = performance.now();
+  const capture = engine.capture(encodeEntry);
+  const captureMs = performance.now() - began;
+  const stats: WriteStats = await store.write(capture, { 'logs/0': offset }, { sliceMs: 2 });
+  return {
+    max_pause_ms: round(Math.max(captureMs, stats.maxPauseMs)),
+    on_loop_ms: round(captureMs + stats.totalMs),
+    wall_ms: round(performance.now() - began),
+    slices: stats.slices,
+    entries: stats.entries,
+  };
+}
+
+function fileBytes(path: string): number {
+  let total = 0;
+  for (const p of [path, `${path}-wal`]) {
+    try {
+      total += statSync(p).size;
+    } catch {
+      // no such file
+    }
+  }
+  return total;
+}
+
+/** One size, in this process. */
+async function one(keys: number): Promise<One> {
+  const dir = mkdtempSync(join(tmpdir(), 'drover-bench-snapshot-'));
+  try {
+    const engine = newEngine(keys);
+    engine.trackChanges(true);
+    for (let k = 0; k < keys; k++) engine.process(event(k, k, keys));
+    gc();
+    const rss = rssMb();
+    const stats = engine.stats();
+
+    // Before: the whole state as JSON, written synchronously (pipeline/checkpoint.ts).
+    const jsonPath = join(dir, 'rules-snapshot.json');
+    let began = performance.now();
+    const text = JSON.stringify({
+      engine: engine.snapshot(),
+      offsets: { 'logs/0': keys },
+      at: Date.now(),
+    });
+    writeFileSync(`${jsonPath}.tmp`, text);
+    renameSync(`${jsonPath}.tmp`, jsonPath);
+    const jsonPause = performance.now() - began;
+    const jsonBytes = Buffer.byteLength(text);
+
+    // After: the checkpoint store, full then incremental.
+    const storePath = join(dir, 'rules-state.db');
+    const store = new CheckpointStore(storePath);
+    const full = await incremental(engine, store, keys);
+    // 1% of the keys change (a new event each), as between two snapshot intervals.
+    const changed = Math.max(1, Math.floor(keys / 100));
+    for (let j = 0; j < changed; j++) engine.process(event(keys + j, (j * 7919) % keys, keys));
+    const onePercent = await incremental(engine, store, keys + changed);
+    store.close();
+    const storeBytes = fileBytes(storePath);
+
+    // Restore times, each into a fresh engine (the previous one dropped first).
+    const restoreJson = () => {
+      const t = performance.now();
+      const snapshot = (JSON.parse(readFileSync(jsonPath, 'utf8')) as { engine: EngineSnapshot })
+        .engine;
+      const e = newEngine(keys);
+      e.restore(snapshot);
+      return { ms: performance.now() - t, engine: e };
+    };
+    const restoreStore = () => {
+      const t = performance.now();
+      const s = new CheckpointStore(storePath);
+      const e = newEngine(keys);
+      e.restoreChanges(s.read()!);
+      s.close();
+      return { ms: performance.now() - t, engine: e };
+    };
+    let r1: { ms: number; engine: Engine } | undefined = restoreJson();
+    gc();
+    const rssJson = rssMb();
+    const jsonRestore = r1.ms;
+    r1 = undefined;
+    gc();
+    let r2: { ms: number; engine: Engine } | undefined = restoreStore();
+    gc();
+    const rssStore = rssMb();
+    const storeRestore = r2.ms;
+    r2 = undefined;
+    began = performance.now();
+    return {
+      keys: stats.reduce((n, s) => n + s.keys, 0),
+      entries: full.entries,
+      timers: 0,
+      rss_mb: rss,
+      json: {
+        pause_ms: round(jsonPause),
+        bytes: jsonBytes,
+        restore_ms: round(jsonRestore),
+        rss_after_restore_mb: rssJson,
+      },
+      incremental: {
+        full,
+        one_percent: onePercent,
+        bytes: storeBytes,
+        restore_ms: round(storeRestore),
+        rss_after_restore_mb: rssStore,
+      },
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function child(keys: number): Promise<One> {
+  const script = fileURLToPath(new URL('./index.ts', import.meta.url));
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      process.execPath,
+      [
+        ...process.execArgv,
+        '--expose-gc',
+        '--max-old-space-size=8192',
+        script,
+        'snapshot',
+        '--one',
+        String(keys),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`the ${keys}-key run exited with ${code}`));
+      else resolve(JSON.parse(out.trim().split('\n').pop()!) as One);
+    });
+  });
+}
+
+export async function snapshotBench(args: string[]): Promise<number> {
+  const oneAt = args.indexOf('--one');
+  if (oneAt >= 0) {
+    process.stdout.write(`${JSON.stringify(await one(Number(args[oneAt + 1])))}\n`);
+    return 0;
+  }
+  const sizesAt = args.indexOf('--sizes');
+  const sizes =
+    sizesAt >= 0 ? args[sizesAt + 1]!.split(',').map(Number) : [10_000, 100_000, 1_000_000];
+  const results: One[] = [];
+  for (const size of sizes) results.push(await child(size));
+  if (args.includes('--json')) {
+    process.stdout.write(`${JSON.stringify(results)}\n`);
+    return 0;
+  }
+  const ratio = (a: number, b: number) =>
+    b === 0 ? '-' : `${(a / b).toFixed(a / b < 10 ? 2 : 0)}×`;
+  const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
+  const lines = [
+    '| keys held | JSON: loop pause | incremental full: longest pause (on loop, wall) | after 1% changed: longest pause (on loop, wall) | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const r of results) {
+    const i = r.incremental;
+    lines.push(
+      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB |`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+  return 0;
+}

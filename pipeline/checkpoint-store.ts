@@ -1,0 +1,354 @@
+/**
+ * The rules' checkpoint store (docs/architecture.md#checkpoints): the engine's state as
+ * entries in SQLite, one row per rule and key, written incrementally from the engine's
+ * captures (rules/changes.ts), with the bus offsets the state reflects in the same
+ * transaction. A crash, or a failed write, leaves the previous checkpoint.
+ *
+ * A capture is written in slices: each takes entries from the capture and upserts them,
+ * for at most `sliceMs`, then yields the event loop until the next; the transaction
+ * stays open across slices (this connection is the file's only writer) and commits
+ * with the head and the offsets in the last one.
+ *
+ * Encoding: each entry, the head and the offsets are V8 values (`node:v8` serialize, the
+ * structured-clone format: typed numbers, ±Infinity kept, strings as they are, linear in
+ * their size); ids and keys are BLOBs of their UTF-16 code units, so any string a sender
+ * picks (NULs, lone surrogates) comes back unchanged.
+ */
+import { existsSync } from 'node:fs';
+import { deserialize, serialize } from 'node:v8';
+import {
+  type Capture,
+  type EngineHead,
+  type EntryRow,
+  type TimerRow,
+  timerRow,
+} from '../rules/changes.ts';
+import type { RunnerEntry } from '../rules/runner.ts';
+import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../ingest/storage/sqlite.ts';
+
+/** The store's layout; a file of another format is not read. */
+const FORMAT = 1;
+
+/** Pages of write-ahead log (4 KiB each) past which a commit folds it into the database. */
+const WAL_LIMIT = 65_536;
+
+export interface StoredCheckpoint {
+  head: EngineHead;
+  offsets: Record<string, number>;
+  at: number;
+  entries: Iterable<[rule: string, id: string, entry: RunnerEntry]>;
+  timers: Iterable<TimerRow>;
+}
+
+export interface WriteStats {
+  full: boolean;
+  entries: number;
+  timers: number;
+  /** Bytes of entries and timers written (encoded values and ids). */
+  bytes: number;
+  /** The longest time one slice held the event loop, and all slices together (ms). */
+  maxPauseMs: number;
+  totalMs: number;
+  slices: number;
+}
+
+export interface WriteOptions {
+  /** How long one slice may hold the event loop (ms). Default 2. */
+  sliceMs?: number;
+  /** Entries taken from the capture between two checks of the slice's time. Default 64. */
+  step?: number;
+}
+
+export function encodeEntry(entry: RunnerEntry): Uint8Array {
+  return serialize(entry);
+}
+
+function idBlob(id: string): Buffer {
+  return Buffer.from(id, 'utf16le');
+}
+
+function idString(blob: Uint8Array): string {
+  return Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength).toString('utf16le');
+}
+
+/** The offsets and time of the last checkpoint in a store file, without opening it for writing. */
+export function readCheckpointHead(
+  path: string,
+): { offsets: Record<string, number>; at: number } | undefined {
+  if (!existsSync(path)) return undefined;
+  const db = openSqlite(path, { readonly: true });
+  try {
+    const row = db.prepare("SELECT value FROM meta WHERE name = 'head'").get() as
+      { value: Uint8Array } | undefined;
+    if (row === undefined) return undefined;
+    const { offsets, at } = deserialize(row.value) as {
+      offsets: Record<string, number>;
+      at: number;
+    };
+    return { offsets, at };
+  } catch {
+    return undefined; // no table yet
+  } finally {
+    db.close();
+  }
+}
+
+/** Read each time it is iterated (restore reads a large state once, row by row). */
+function iterable<T>(rows: () => Generator<T>): Iterable<T> {
+  return { [Symbol.iterator]: rows };
+}
+
+export class CheckpointStore {
+  private readonly db: SqliteDatabase;
+  private readonly upsert: SqliteStatement;
+  private readonly remove: SqliteStatement;
+  private readonly timerInsert: SqliteStatement;
+  private readonly timerDelete: SqliteStatement;
+  private readonly metaSet: SqliteStatement;
+  private writing = false;
+  /** Pages written to the write-ahead log since it was last folded in (an estimate). */
+  private logPages = 0;
+
+  constructor(readonly path: string) {
+    this.db = openSqlite(path);
+    this.db.pragma('journal_mode = WAL');
+    // No fsync, as the JSON snapshot before it: a process that dies leaves the last
+    // commit whole; a power loss may lose the file (the bus is then replayed from the start).
+    this.db.pragma('synchronous = OFF');
+    // The write-ahead log is folded into the database at open and close, and when it has
+    // grown past WAL_LIMIT, not at each commit: that copy would hold the loop.
+    this.db.pragma('wal_autocheckpoint = 0');
+    // A small page cache spills changed pages to the log as slices run, so the commit
+    // writes few.
+    this.db.pragma('cache_size = -256');
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+      CREATE TABLE IF NOT EXISTS entries (
+        rule TEXT NOT NULL, id BLOB NOT NULL, value BLOB NOT NULL,
+        PRIMARY KEY (rule, id)) WITHOUT ROWID;
+      CREATE TABLE IF NOT EXISTS timers (
+        seq INTEGER PRIMARY KEY, at REAL NOT NULL, rule TEXT NOT NULL, key BLOB NOT NULL,
+        tag INTEGER NOT NULL);
+    `);
+    this.upsert = this.db.prepare(
+      'INSERT INTO entries (rule, id, value) VALUES (?, ?, ?) ON CONFLICT (rule, id) DO UPDATE SET value = excluded.value',
+    );
+    this.remove = this.db.prepare('DELETE FROM entries WHERE rule = ? AND id = ?');
+    this.timerInsert = this.db.prepare(
+      'INSERT OR REPLACE INTO timers (seq, at, rule, key, tag) VALUES (?, ?, ?, ?, ?)',
+    );
+    this.timerDelete = this.db.prepare('DELETE FROM timers WHERE seq = ?');
+    this.metaSet = this.db.prepare(
+      'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
+    );
+  }
+
+  /** The last checkpoint committed, or undefined when there is none. Entries are read lazily. */
+  read(): StoredCheckpoint | undefined {
+    const meta = new Map(
+      (
+        this.db.prepare('SELECT name, value FROM meta').all() as Array<{
+          name: string;
+          value: Uint8Array;
+        }>
+      ).map((r) => [r.name, r.value]),
+    );
+    const format = meta.get('format');
+    const head = meta.get('head');
+    if (format === undefined || head === undefined) return undefined;
+    if (deserialize(format) !== FORMAT)
+      throw new Error(
+        `${this.path}: checkpoint format ${String(deserialize(format))} is not ${FORMAT}`,
+      );
+    const { engine, offsets, at } = deserialize(head) as {
+      engine: EngineHead;
+      offsets: Record<string, number>;
+      at: number;
+    };
+    const db = this.db;
+    return {
+      head: engine,
+      offsets,
+      at,
+      entries: iterable(function* () {
+        const rows = db.prepare('SELECT rule, id, value FROM entries').iterate() as Iterable<{
+          rule: string;
+          id: Uint8Array;
+          value: Uint8Array;
+        }>;
+        for (const r of rows)
+          yield [r.rule, idString(r.id), deserialize(r.value) as RunnerEntry] as [
+            string,
+            string,
+            RunnerEntry,
+          ];
+      }),
+      timers: iterable(function* () {
+        const rows = db
+          .prepare('SELECT seq, at, rule, key, tag FROM timers')
+          .iterate() as Iterable<{
+          seq: number | bigint;
+          at: number;
+          rule: string;
+          key: Uint8Array;
+          tag: number | bigint;
+        }>;
+        for (const r of rows)
+          yield [Number(r.seq), r.at, r.rule, idString(r.key), Number(r.tag)] as TimerRow;
+      }),
+    };
+  }
+
+  /**
+   * Writes a capture with the offsets its state reflects, in slices (see the file's
+   * comment). Rejects, leaving the previous checkpoint, when a write fails; the caller
+   * then abandons the capture (Engine.abandonCapture).
+   */
+  async write(
+    capture: Capture,
+    offsets: Record<string, number>,
+    options: WriteOptions = {},
+  ): Promise<WriteStats> {
+    const sliceMs = options.sliceMs ?? 2;
+    const work = this.begin(capture, offsets, options.step ?? 64);
+    for (;;) {
+      const began = performance.now();
+      let done: boolean;
+      try {
+        done = work.slice(began + sliceMs);
+      } catch (err) {
+        work.fail();
+        throw err;
+      }
+      work.paused(performance.now() - began);
+      if (done) return work.stats;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** write, all at once (at shutdown, and where a caller needs the checkpoint now). */
+  writeNow(capture: Capture, offsets: Record<string, number>): WriteStats {
+    const work = this.begin(capture, offsets, 1024);
+    const began = performance.now();
+    try {
+      work.slice(Number.POSITIVE_INFINITY);
+    } catch (err) {
+      work.fail();
+      throw err;
+    }
+    work.paused(performance.now() - began);
+    return work.stats;
+  }
+
+  private begin(capture: Capture, offsets: Record<string, number>, step: number) {
+    if (this.writing) throw new Error('a checkpoint is being written already');
+    this.writing = true;
+    const stats: WriteStats = {
+      full: capture.full,
+      entries: 0,
+      timers: 0,
+      bytes: 0,
+      maxPauseMs: 0,
+      totalMs: 0,
+      slices: 0,
+    };
+    const at = Date.now();
+    const offsetsNow = { ...offsets };
+    let started = false;
+    let taken = false;
+    let added = 0;
+    let removed = 0;
+    const writeRows = (rows: EntryRow[]) => {
+      for (const [rule, id, value] of rows) {
+        const blob = idBlob(id);
+        if (value === null) this.remove.run(rule, blob);
+        else {
+          this.upsert.run(rule, blob, value);
+          stats.bytes += value.byteLength;
+        }
+        stats.bytes += blob.byteLength;
+        stats.entries++;
+      }
+    };
+    return {
+      stats,
+      /** One slice of the work, until `until` (performance.now()); true once committed. */
+      slice: (until: number): boolean => {
+        if (!started) {
+          this.db.exec('BEGIN IMMEDIATE');
+          started = true;
+          if (capture.full) this.db.exec('DELETE FROM entries; DELETE FROM timers;');
+        }
+        while (!taken) {
+          taken = capture.step(step);
+          writeRows(capture.drain());
+          if (!taken && performance.now() >= until) return false;
+        }
+        writeRows(capture.drain());
+        const rows = capture.timersAdded;
+        while (added < rows.length) {
+          const end = Math.min(rows.length, added + step * 4);
+          for (; added < end; added++) {
+            const [seq, t, rule, key, tag] = timerRow(rows[added]!);
+            const blob = idBlob(key);
+            this.timerInsert.run(seq, t, rule, blob, tag);
+            stats.bytes += 24 + blob.byteLength;
+            stats.timers++;
+          }
+          if (added < rows.length && performance.now() >= until) return false;
+        }
+        const gone = capture.timersRemoved;
+        while (removed < gone.length) {
+          const end = Math.min(gone.length, removed + step * 4);
+          for (; removed < end; removed++) this.timerDelete.run(gone[removed]!);
+          if (removed < gone.length && performance.now() >= until) return false;
+        }
+        this.metaSet.run('format', serialize(FORMAT));
+        this.metaSet.run('head', serialize({ engine: capture.head, offsets: offsetsNow, at }));
+        this.db.exec('COMMIT');
+        this.writing = false;
+        this.logPages += Math.ceil(stats.bytes / 4096);
+        if (this.logPages > WAL_LIMIT) {
+          this.db.pragma('wal_checkpoint(TRUNCATE)');
+          this.logPages = 0;
+        }
+        return true;
+      },
+      paused: (ms: number) => {
+        stats.slices++;
+        stats.totalMs += ms;
+        if (ms > stats.maxPauseMs) stats.maxPauseMs = ms;
+      },
+      fail: () => {
+        capture.close();
+        if (started) {
+          try {
+            this.db.exec('ROLLBACK');
+          } catch {
+            // SQLite rolled it back itself (a failed commit).
+          }
+        }
+        this.writing = false;
+      },
+    };
+  }
+
+  /** Whether a capture is being written now. */
+  get busy(): boolean {
+    return this.writing;
+  }
+
+  /** Bytes of the store's files on disk (the database and its write-ahead log). */
+  diskBytes(): number {
+    const pageCount = this.db.pragma('page_count') as Array<{ page_count: number }>;
+    const pageSize = this.db.pragma('page_size') as Array<{ page_size: number }>;
+    return Number(pageCount[0]!.page_count) * Number(pageSize[0]!.page_size);
+  }
+
+  close(): void {
+    if (!this.db.open) return;
+    if (!this.writing) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    this.db.close();
+  }
+}

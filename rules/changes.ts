@@ -1,0 +1,195 @@
+/**
+ * Incremental snapshots of the engine (docs/architecture.md#checkpoints). The state is
+ * split into entries, one per rule and key string (RuleRunner.entry), a small head
+ * (watermark, counts, each rule's fingerprint and alert count) and the pending timers,
+ * each timer a row of its own under its sequence number.
+ *
+ * A capture takes, at one instant, the head and what changed since the previous capture:
+ * the entries touched, the timers pushed and the timers that ran. The entries are then
+ * encoded a few at a time (`step`), between which events go on being processed: an
+ * entry about to change that the capture has not taken yet is taken first
+ * (copy-on-write, RuleRunner.beforeChange), so everything a capture yields is the state
+ * at its instant, whatever ran between its steps.
+ */
+import type { RuleRunner, RunnerHead } from './runner.ts';
+import type { Timer } from './timers.ts';
+
+export interface EngineHead {
+  version: number;
+  watermark: number;
+  maxEventTime: number;
+  observedFrom: number | null;
+  lateEvents: number;
+  futureEvents: number;
+  /** The timer heap's next sequence number. */
+  nextTimerSeq: number;
+  /** When rules were last swept, and the slice of rules swept next. */
+  lastSweep: number;
+  sweepSlice: number;
+  /** The rules whose entries and timers the state holds. */
+  rules: Record<string, { fingerprint: string; head: RunnerHead }>;
+}
+
+/** A pending timer: sequence number (its order among timers of one instant), instant, rule, key, tag. */
+export type TimerRow = [number, number, string, string, number];
+
+/** An encoded entry, or null when the rule holds nothing under the key any more. */
+export type EntryRow = [rule: string, id: string, data: Uint8Array | null];
+
+/**
+ * What the engine records between captures while changes are tracked. Timers are few
+ * next to events, and both lists are emptied at each capture; if captures stop (a
+ * checkpoint store that keeps failing), they are dropped once they pass `cap` and the
+ * next capture is a full one.
+ */
+export class ChangeLog {
+  pushed: Timer<RuleRunner>[] = [];
+  popped: number[] = [];
+  constructor(
+    /** The next capture takes everything (the stored state is not this engine's). */
+    public full: boolean,
+    private readonly cap: () => number,
+  ) {}
+
+  push(timer: Timer<RuleRunner>): void {
+    if (this.full) return;
+    this.pushed.push(timer);
+    if (this.pushed.length > this.cap()) this.overflow();
+  }
+
+  pop(seq: number): void {
+    if (this.full) return;
+    this.popped.push(seq);
+    if (this.popped.length > this.cap()) this.overflow();
+  }
+
+  private overflow(): void {
+    this.full = true;
+    this.pushed = [];
+    this.popped = [];
+  }
+}
+
+export interface CaptureSource {
+  head: EngineHead;
+  runners: RuleRunner[];
+  log: ChangeLog;
+  /** Every pending timer (a full capture). */
+  timers: () => Timer<RuleRunner>[];
+}
+
+/**
+ * One capture (see the file's comment). `encode` turns an entry into bytes at once: the
+ * entry's data shares arrays with the live state.
+ */
+export class Capture {
+  readonly full: boolean;
+  readonly head: EngineHead;
+  /**
+   * Timers to store (a full capture: all of them) and sequence numbers to delete. Timers
+   * do not change once pushed: the list is copied at the capture's instant, read later.
+   */
+  readonly timersAdded: ReadonlyArray<Timer<RuleRunner>>;
+  readonly timersRemoved: number[];
+  /** Entries taken and not yet handed on (`drain`). */
+  private out: EntryRow[] = [];
+  private readonly parts: Array<{
+    runner: RuleRunner;
+    /** Incremental: the entries still to take. Full: the ids iterator, and those taken. */
+    pending: Set<string> | undefined;
+    ids: Iterator<string> | undefined;
+    taken: Set<string> | undefined;
+  }> = [];
+  private part = 0;
+  private closed = false;
+  /** Entries taken so far. */
+  entries = 0;
+
+  constructor(
+    source: CaptureSource,
+    private readonly encode: (entry: NonNullable<ReturnType<RuleRunner['entry']>>) => Uint8Array,
+  ) {
+    const log = source.log;
+    this.full = log.full;
+    this.head = source.head;
+    if (this.full) {
+      this.timersAdded = source.timers();
+      this.timersRemoved = [];
+    } else {
+      // Stored in order: a timer that was pushed and ran since is inserted, then deleted.
+      this.timersAdded = log.pushed;
+      this.timersRemoved = log.popped;
+    }
+    log.full = false;
+    log.pushed = [];
+    log.popped = [];
+    for (const runner of source.runners) {
+      const part = this.full
+        ? { runner, pending: undefined, ids: runner.ids(), taken: new Set<string>() }
+        : { runner, pending: runner.changed!, ids: undefined, taken: undefined };
+      runner.changed = new Set();
+      runner.beforeChange = this.full
+        ? (id) => {
+            if (!part.taken!.has(id)) this.take(part.runner, id, part.taken);
+          }
+        : (id) => {
+            if (part.pending!.delete(id)) this.take(part.runner, id, undefined);
+          };
+      this.parts.push(part);
+    }
+  }
+
+  private take(runner: RuleRunner, id: string, taken: Set<string> | undefined): void {
+    taken?.add(id);
+    const entry = runner.entry(id);
+    this.out.push([runner.spec.name, id, entry === undefined ? null : this.encode(entry)]);
+    this.entries++;
+  }
+
+  /**
+   * Takes up to `count` more entries; true once every entry is taken (the capture is
+   * then closed: changes are no longer copied for it).
+   */
+  step(count: number): boolean {
+    let left = count;
+    while (this.part < this.parts.length) {
+      const p = this.parts[this.part]!;
+      if (p.pending !== undefined) {
+        for (const id of p.pending) {
+          p.pending.delete(id);
+          this.take(p.runner, id, undefined);
+          if (--left === 0) return false;
+        }
+      } else {
+        for (;;) {
+          const next = p.ids!.next();
+          if (next.done) break;
+          if (p.taken!.has(next.value)) continue;
+          this.take(p.runner, next.value, p.taken);
+          if (--left === 0) return false;
+        }
+      }
+      this.part++;
+    }
+    this.close();
+    return true;
+  }
+
+  /** The entries taken since the last drain. */
+  drain(): EntryRow[] {
+    const rows = this.out;
+    this.out = [];
+    return rows;
+  }
+
+  /** Detaches from the runners (done, or abandoned: then call ChangeLog's full). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const p of this.parts) p.runner.beforeChange = undefined;
+  }
+}
+
+export function timerRow(t: Timer<RuleRunner>): TimerRow {
+  return [t.seq, t.at, t.target.spec.name, t.key, t.tag];
+}

@@ -1,0 +1,363 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Event } from '../../ingest/model/index.ts';
+import { openSqlite } from '../../ingest/storage/sqlite.ts';
+import { CheckpointStore, encodeEntry } from '../../pipeline/checkpoint-store.ts';
+import { type Alert, Engine, type EngineSnapshot, type RuleSpec } from '../../rules/index.ts';
+import { RULES, stream } from '../rules/fleet-state.ts';
+import { ev, m, rule, s, T0 } from '../rules/helpers.ts';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+function storePath(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'drover-ckpt-'));
+  dirs.push(dir);
+  return join(dir, 'rules-state.db');
+}
+
+function engine(rules: RuleSpec[], alerts: Map<string, Alert>): Engine {
+  return new Engine(rules, {
+    allowedLatenessMs: s(2),
+    observedFrom: T0,
+    onAlert: (a) => alerts.set(a.id, a),
+  });
+}
+
+/** A snapshot with its per-key lists in one order (a restored Map holds keys in another). */
+function canonical(snapshot: EngineSnapshot): unknown {
+  const byKey = (list: unknown) =>
+    Array.isArray(list)
+      ? [...(list as unknown[])].sort((a, b) => {
+          const ka = JSON.stringify(Array.isArray(a) ? a[0] : a);
+          const kb = JSON.stringify(Array.isArray(b) ? b[0] : b);
+          return ka < kb ? -1 : ka > kb ? 1 : 0;
+        })
+      : list;
+  const rules = Object.fromEntries(
+    Object.entries(snapshot.rules).map(([name, r]) => {
+      const st = r.state;
+      return [
+        name,
+        {
+          fingerprint: r.fingerprint,
+          state: {
+            ...st,
+            keys: byKey(st.keys),
+            keyValues: byKey(st.keyValues),
+            silences: byKey(st.silences),
+            pending: byKey(st.pending),
+            episodes: byKey(st.episodes),
+            quietPending: byKey(st.quietPending),
+            extra: byKey(st.extra),
+          },
+        },
+      ];
+    }),
+  );
+  return JSON.parse(JSON.stringify({ ...snapshot, rules }));
+}
+
+interface Plan {
+  /** After how many events a checkpoint is taken. */
+  checkpoints: number[];
+  /** After how many events the process "dies" (restarted from the store). */
+  restarts: number[];
+  /** Checkpoints written in slices, events processed between them. */
+  sliced: boolean;
+  /** A restart while a sliced checkpoint is being written: its transaction is lost. */
+  crashMidWrite: boolean;
+}
+
+/**
+ * Runs the stream as `drover serve` would with checkpoints and restarts: a restarted
+ * engine is restored from the store and replays the stream from the offset the
+ * checkpoint recorded. Alerts are collected by id (a replay repeats ids).
+ */
+async function withRestarts(rules: RuleSpec[], events: Event[], plan: Plan) {
+  const path = storePath();
+  let store = new CheckpointStore(path);
+  const alerts = new Map<string, Alert>();
+  let e = engine(rules, alerts);
+  e.trackChanges(true);
+  const checkpoints = new Set(plan.checkpoints);
+  const restarts = new Set(plan.restarts);
+  let restarted = 0;
+  let i = 0;
+  /** A restart point reached (events go on while a checkpoint is written in slices). */
+  const due = () => {
+    for (const r of restarts) {
+      if (r > i) continue;
+      restarts.delete(r);
+      return true;
+    }
+    return false;
+  };
+  const restart = () => {
+    store.close();
+    store = new CheckpointStore(path);
+    e = engine(rules, alerts);
+    const stored = store.read();
+    if (stored) {
+      e.restoreChanges(stored);
+      i = stored.offsets['bus/0']!;
+    } else {
+      e.trackChanges(true);
+      i = 0;
+    }
+    restarted++;
+  };
+  while (i < events.length) {
+    e.process(structuredClone(events[i]!));
+    i++;
+    if (checkpoints.has(i)) {
+      checkpoints.delete(i);
+      const capture = e.capture(encodeEntry);
+      if (!plan.sliced) store.writeNow(capture, { 'bus/0': i });
+      else {
+        let done = false;
+        const writing = store
+          .write(capture, { 'bus/0': i }, { sliceMs: 0, step: 1 })
+          .then(() => (done = true))
+          .catch(() => (done = true));
+        // Events go on between the slices: copy-on-write keeps the capture at its instant.
+        let crashed = false;
+        while (!done && i < events.length) {
+          e.process(structuredClone(events[i]!));
+          i++;
+          if (plan.crashMidWrite && due()) {
+            restart();
+            crashed = true;
+            break;
+          }
+          await new Promise((r) => setImmediate(r));
+        }
+        await writing;
+        if (crashed) continue;
+      }
+    }
+    if (due()) restart();
+  }
+  e.finish();
+  store.close();
+  return { alerts, snapshot: e.snapshot(), restarted };
+}
+
+function uninterrupted(rules: RuleSpec[], events: Event[]) {
+  const alerts = new Map<string, Alert>();
+  const e = engine(rules, alerts);
+  for (const event of events) e.process(structuredClone(event));
+  e.finish();
+  return { alerts, snapshot: e.snapshot() };
+}
+
+describe('incremental checkpoints', () => {
+  const events = stream();
+  const expected = uninterrupted(RULES, events);
+
+  it('restored and replayed after random checkpoints and restarts, state and alerts equal an uninterrupted run', async () => {
+    expect(expected.alerts.size).toBeGreaterThan(10);
+    const point = fc.integer({ min: 1, max: events.length });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(point, { minLength: 1, maxLength: 8 }),
+        fc.uniqueArray(point, { minLength: 1, maxLength: 4 }),
+        fc.boolean(),
+        fc.boolean(),
+        async (checkpoints, restarts, sliced, crashMidWrite) => {
+          const got = await withRestarts(RULES, events, {
+            checkpoints,
+            restarts,
+            sliced,
+            crashMidWrite,
+          });
+          expect(got.restarted).toBeGreaterThan(0);
+          expect([...got.alerts.keys()].sort()).toEqual([...expected.alerts.keys()].sort());
+          expect(canonical(got.snapshot)).toEqual(canonical(expected.snapshot));
+        },
+      ),
+      { numRuns: 25 },
+    );
+  }, 120_000);
+
+  it('records what sweeps drop: keys forgotten are deleted, windows emptied are rewritten', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const rules = [
+      rule({
+        name: 'freq',
+        type: 'frequency',
+        num_events: 3,
+        timeframe: m(1),
+        query_key: ['host'],
+      }),
+      rule({
+        name: 'flat',
+        type: 'flatline',
+        threshold: 1,
+        timeframe: m(1),
+        expect: [],
+        forget_keys: false,
+        query_key: ['host'],
+        realert: m(30),
+      }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k < 50; k++) e.process(ev(s(k), { host: `h${k}` }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 50 });
+    const count = () =>
+      [...store.read()!.entries].filter(([r, , entry]) => r === 'freq' && entry.k !== undefined)
+        .length;
+    expect(count()).toBe(50);
+    // Ten minutes later every window has emptied: the sweep forgets frequency's keys,
+    // and empties flatline's (which it keeps).
+    for (let k = 0; k < 20; k++) e.process(ev(m(10) + s(k), { host: 'late-one' }));
+    const stats = store.writeNow(e.capture(encodeEntry), { 'bus/0': 70 });
+    expect(stats.full).toBe(false);
+    expect(count()).toBe(1);
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+  });
+
+  it('records a window a sweep emptied in part, with no event or timer of the key since', () => {
+    const store = new CheckpointStore(storePath());
+    const rules = [
+      rule({
+        name: 'flat',
+        type: 'flatline',
+        threshold: 1,
+        timeframe: m(1),
+        expect: [],
+        forget_keys: false,
+        query_key: ['host'],
+        realert: m(30),
+      }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k <= 50; k++) e.process(ev(s(k), { host: 'a' }));
+    // a's first deadline (60 s) runs and moves on to 110 s before the first checkpoint.
+    for (let t = s(60.5); t <= s(64); t += 500) e.process(ev(t, { host: 'b' }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 59 });
+    // Only b reports now: the sweeps drop a's oldest times, and nothing else touches a.
+    for (let t = s(64.5); t <= s(108); t += 500) e.process(ev(t, { host: 'b' }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 150 });
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+  });
+
+  it('a later checkpoint writes only what changed', () => {
+    const store = new CheckpointStore(storePath());
+    const rules = [
+      rule({
+        name: 'freq',
+        type: 'frequency',
+        num_events: 3,
+        timeframe: m(60),
+        query_key: ['host'],
+      }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k < 1000; k++) e.process(ev(k, { host: `h${k}` }));
+    const first = store.writeNow(e.capture(encodeEntry), { 'bus/0': 1000 });
+    expect(first).toMatchObject({ full: true, entries: 1000 });
+    for (let k = 0; k < 10; k++) e.process(ev(1000 + k, { host: `h${k * 7}` }));
+    const second = store.writeNow(e.capture(encodeEntry), { 'bus/0': 1010 });
+    expect(second).toMatchObject({ full: false, entries: 10 });
+    store.close();
+  });
+
+  it('a failed write leaves the previous checkpoint, and the next one is whole', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const alerts = new Map<string, Alert>();
+    const e = engine(RULES, alerts);
+    e.trackChanges(true);
+    const half = Math.floor(events.length / 2);
+    for (let k = 0; k < half; k++) e.process(structuredClone(events[k]!));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': half });
+    const atHalf = canonical(e.snapshot());
+    for (let k = half; k < half + 100; k++) e.process(structuredClone(events[k]!));
+
+    // Another connection makes every write of an entry fail, as a full disk would mid-way.
+    const other = openSqlite(path);
+    other.exec(
+      "CREATE TRIGGER refuse BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    );
+    const capture = e.capture(encodeEntry);
+    await expect(
+      store.write(capture, { 'bus/0': half + 100 }, { sliceMs: 0, step: 1 }),
+    ).rejects.toThrow(/refused/);
+    e.abandonCapture(capture);
+    const kept = store.read()!;
+    expect(kept.offsets).toEqual({ 'bus/0': half });
+    const restored = engine(RULES, new Map());
+    restored.restoreChanges(kept);
+    expect(canonical(restored.snapshot())).toEqual(atHalf);
+
+    other.exec('DROP TRIGGER refuse');
+    other.close();
+    const next = store.writeNow(e.capture(encodeEntry), { 'bus/0': half + 100 });
+    expect(next.full).toBe(true);
+    const again = engine(RULES, new Map());
+    again.restoreChanges(store.read()!);
+    expect(canonical(again.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+  });
+
+  it('a rule removed or changed behaves as with the full snapshot: reset, and gone from the store', () => {
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const e = engine(RULES, new Map());
+    e.trackChanges(true);
+    for (const event of events.slice(0, 400)) e.process(structuredClone(event));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 400 });
+    const full = e.snapshot();
+
+    // freq-errors changed (num_events), any-fatal removed, a new rule added.
+    const changed = RULES.filter((r) => r.name !== 'any-fatal').map((r) =>
+      r.name === 'freq-errors' ? { ...r, num_events: 9 } : r,
+    );
+    changed.push(rule({ name: 'added', type: 'any', query_key: ['host.name'] }));
+    const viaStore = engine(changed, new Map());
+    const viaJson = engine(changed, new Map());
+    expect(viaStore.restoreChanges(store.read()!).reset).toEqual(['freq-errors', 'added']);
+    expect(viaJson.restore(full).reset).toEqual(['freq-errors', 'added']);
+    expect(canonical(viaStore.snapshot())).toEqual(canonical(viaJson.snapshot()));
+
+    // The next checkpoint replaces what is stored: the removed rule's entries go.
+    expect(store.writeNow(viaStore.capture(encodeEntry), { 'bus/0': 400 }).full).toBe(true);
+    const rulesStored = new Set([...store.read()!.entries].map(([r]) => r));
+    expect(rulesStored.has('any-fatal')).toBe(false);
+    expect(rulesStored.has('freq-errors')).toBe(false);
+    store.close();
+  });
+
+  it('keys a sender picks come back unchanged (NULs, lone surrogates)', () => {
+    const store = new CheckpointStore(storePath());
+    const rules = [
+      rule({ name: 'freq', type: 'frequency', num_events: 9, timeframe: m(60), query_key: ['k'] }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    const hostile = ['a\u0000b', '\ud800', '\udfff\ud800x', '', 'é\u2028'];
+    for (const [n, k] of hostile.entries()) e.process(ev(n, { k }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': hostile.length });
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    expect(back.stats()[0]!.keys).toBe(hostile.length);
+    store.close();
+  });
+});
