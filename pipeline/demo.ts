@@ -6,6 +6,7 @@ import { type Decision, freePort, type ProcessAdapter } from '../actions/index.t
 import type { Alert } from '../rules/index.ts';
 import type { DroverConfig } from './config.ts';
 import type { Logger } from './logger.ts';
+import { formatChain } from './explain.ts';
 import { packageRoot } from './package-root.ts';
 import { Pipeline } from './serve.ts';
 
@@ -284,7 +285,7 @@ export async function runDemo(options: {
   out.write(
     `\n${line(header)}${line(widths.map((w) => '-'.repeat(w)))}${rows.map(line).join('')}\n`,
   );
-  const ok = expectations.every((e) => e.at && verified(e) === e.verification);
+  let ok = expectations.every((e) => e.at && verified(e) === e.verification);
   const counts = journal().reduce<Record<string, number>>(
     (acc, d) => ((acc[d.decision] = (acc[d.decision] ?? 0) + 1), acc),
     {},
@@ -295,12 +296,29 @@ export async function runDemo(options: {
       .join(', ')}\n`,
   );
 
+  // The whole chain of the fault whose remediation did not help, as `drover explain`
+  // prints it: what fired, the events that counted, the decisions and the verification.
+  const last = expectations.at(-1)!;
+  const lastEntry = final.find((d) => d.id === last.entry);
+  let explained = false;
+  if (lastEntry) {
+    try {
+      const chain = await pipeline.explain(lastEntry.alertId);
+      out.write(`\n  drover explain ${lastEntry.alertId} (the ${last.rule} alert):\n`);
+      out.write(formatChain(chain).replace(/^/gm, '    '));
+      explained = chain.alert !== undefined && chain.decisions.some((d) => d.verification);
+    } catch (err) {
+      out.write(`\n  drover explain ${lastEntry.alertId} failed: ${(err as Error).message}\n`);
+    }
+  }
+
   if (options.keepRunning) {
     out.write(
       `\n  still running: search ${pipeline.server.url}/v1/search?q=error  metrics ${pipeline.server.url}/metrics  journal ${pipeline.server.url}/v1/actions\n  Ctrl-C to stop.\n`,
     );
     await new Promise<void>((r) => process.once('SIGINT', () => r()));
   }
+  ok &&= explained;
   await pipeline.stop();
   rmSync(stateDir, { recursive: true, force: true });
   out.write(

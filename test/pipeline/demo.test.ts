@@ -26,6 +26,17 @@ describe('drover demo', () => {
     expect(out).toMatch(/ACTION\s+pager:notify report-dependency-down/);
     expect(out).toMatch(/GUARD\s+circuit-breaker stopped fleet:kill-and-replace worker-/);
     expect(out).toMatch(/GUARD\s+circuit-breaker stopped fleet:kill-and-replace report-/);
+    // drover explain on the fifth fault's alert: the firing, the events that counted, the
+    // replacement with its guards, its verification, and the page it escalated to.
+    const explain = out.slice(out.indexOf('drover explain '));
+    expect(explain).toMatch(/drover explain \S+ \(the report-dependency-down alert\)/);
+    expect(explain).toMatch(/alert \S+\s+rule report-dependency-down \(frequency\)/);
+    expect(explain).toMatch(/events that counted: [1-9]\d* shown/);
+    expect(explain).toMatch(/states:\n\s+\S+\s+firing/);
+    expect(explain).toMatch(/executed\s+report-dependency-down\s+fleet:kill-and-replace report-/);
+    expect(explain).toMatch(/pass cooldown/);
+    expect(explain).toMatch(/verification ineffective/);
+    expect(explain).toMatch(/executed\s+report-dependency-down\s+pager:notify/);
     expect(code, out).toBe(0);
   }, 180_000);
 });
