@@ -80,15 +80,24 @@ actions: { store: elasticsearch, url: "${esUrl}", prefix: ${prefix} }
           const c = (await res.json()) as {
             id: string;
             states: Array<{ state: string }>;
-            decisions: unknown[];
+            decisions: Array<{ verification?: { outcome: string } }>;
           };
-          return c.states.length === 2 ? c : undefined;
+          // Resolved, and the replacement's verification settled by that resolution (read
+          // before, the chain would change under the comparison with the CLI's below).
+          return c.states.length === 2 && c.decisions[0]?.verification?.outcome === 'effective'
+            ? c
+            : undefined;
         },
         30_000,
       );
       expect(chain.states.map((s) => s.state)).toEqual(['firing', 'resolved']);
       expect(chain.decisions).toEqual([
-        expect.objectContaining({ decision: 'executed', adapter: 'script', target: 'web-1' }),
+        expect.objectContaining({
+          decision: 'executed',
+          adapter: 'script',
+          target: 'web-1',
+          verification: expect.objectContaining({ outcome: 'effective', by: 'resolution' }),
+        }),
       ]);
       expect(await stopServe(served)).toBe(0);
 
