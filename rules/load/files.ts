@@ -25,8 +25,12 @@ type Probe =
 /** stat and realpath of one path; an error is kept for the caller to report in order. */
 async function probe(path: string): Promise<Probe> {
   try {
-    const [s, real] = await Promise.all([stat(path), realpath(path)]);
-    return { path, isDirectory: s.isDirectory(), real };
+    // Both at once, but the error reported is always stat's when both fail: whichever
+    // rejected first would make the diagnostic depend on timing.
+    const [s, real] = await Promise.allSettled([stat(path), realpath(path)]);
+    if (s.status === 'rejected') throw s.reason;
+    if (real.status === 'rejected') throw real.reason;
+    return { path, isDirectory: s.value.isDirectory(), real: real.value };
   } catch (err) {
     return { path, error: err as NodeJS.ErrnoException };
   }
