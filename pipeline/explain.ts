@@ -1,5 +1,6 @@
 import type { AlertHistory, AlertRecord, StateRecord } from '../actions/history/types.ts';
 import { type Decision, formatDecision, type RemediationStore } from '../actions/index.ts';
+import { terminalSafe } from './terminal-text.ts';
 
 /**
  * `drover explain ALERT_ID` and `GET /v1/alerts/ID`: the whole chain of one alert — what
@@ -87,7 +88,7 @@ export function formatChain(c: AlertChain): string {
   out.push('decisions:');
   if (c.decisions.length === 0) out.push('  (none journaled)');
   for (const d of c.decisions) {
-    out.push(`  ${escape(formatDecision(d))}`);
+    out.push(`  ${terminalSafe(formatDecision(d))}`);
     for (const g of d.guards ?? [])
       out.push(
         `      ${g.passed ? 'pass' : 'STOP'} ${g.guard.padEnd(15)} ${JSON.stringify(g.inputs)}`,
@@ -98,12 +99,4 @@ export function formatChain(c: AlertChain): string {
     if (d.result) out.push(`      result ${JSON.stringify(d.result)}`);
   }
   return `${out.join('\n')}\n`;
-}
-
-/** C0 and C1 control characters: what a terminal would act on. */
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
-
-function escape(s: string): string {
-  return s.replace(CONTROL, (ch) => `\\u${ch.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -16,6 +16,7 @@ import { parseDuration } from '../../rules/index.ts';
 import { ConfigError, loadConfig } from '../config.ts';
 import { adminClient, callAdmin } from './admin-client.ts';
 import { EXIT_FINDINGS, EXIT_OK, UsageError } from './common.ts';
+import { terminalSafe } from '../terminal-text.ts';
 import { ACTIONS_LIST_OPTIONS, KILL_SWITCH_OPTIONS, SILENCE_OPTIONS } from './options.ts';
 
 /** Where Drover keeps its embedded state unless told otherwise. */
@@ -84,7 +85,10 @@ export async function actionsListCommand(args: string[]): Promise<number> {
 
 function line(d: Decision): string {
   const why = d.guard ? ` [${d.guard}] ${d.reason ?? ''}` : d.error ? ` error: ${d.error}` : '';
-  return `${new Date(d.at).toISOString()}  ${d.decision.padEnd(10)} ${d.rule}  ${d.adapter}:${d.operation} ${d.target}  alert ${d.alertId}${why}`;
+  // Targets, reasons and errors may carry event values: escaped for the terminal.
+  return terminalSafe(
+    `${new Date(d.at).toISOString()}  ${d.decision.padEnd(10)} ${d.rule}  ${d.adapter}:${d.operation} ${d.target}  alert ${d.alertId}${why}`,
+  );
 }
 
 export async function killSwitchCommand(args: string[]): Promise<number> {
@@ -172,11 +176,13 @@ export async function silenceCliCommand(args: string[]): Promise<number> {
         process.stdout.write(
           values.format === 'json'
             ? `${JSON.stringify(silence)}\n`
-            : `${silence.id}  until ${new Date(silence.until).toISOString()}  ${Object.entries(
-                silence.matchers,
-              )
-                .map(([k, v]) => `${k}=${v}`)
-                .join(' ')}${silence.comment ? `  # ${silence.comment}` : ''}\n`,
+            : `${terminalSafe(
+                `${silence.id}  until ${new Date(silence.until).toISOString()}  ${Object.entries(
+                  silence.matchers,
+                )
+                  .map(([k, v]) => `${k}=${v}`)
+                  .join(' ')}${silence.comment ? `  # ${silence.comment}` : ''}`,
+              )}\n`,
         );
     } else {
       // SQLite's ids are numbers, Elasticsearch's are strings: each store reads its own.

@@ -293,10 +293,25 @@ describe('drover actions', () => {
         guard: 'cooldown',
         reason: 'too soon',
       });
+      // A target and a reason written by whoever wrote the event: a terminal escape that
+      // clears the screen, and a newline that would forge a second entry.
+      store.record({
+        ...base,
+        id: 'a3#0',
+        at: Date.parse('2024-01-01T00:10:00Z'),
+        rule: 'r3',
+        target: 'web-1\u001b[2J',
+        decision: 'failed',
+        error: 'refused\n2024-01-01T00:20:00.000Z  executed   r9',
+      });
       store.close();
       const text = drover(['actions', 'list', '--db', db]).stdout.trim().split('\n');
       expect(text[0]).toContain('suppressed');
       expect(text[0]).toContain('[cooldown] too soon');
+      expect(text).toHaveLength(3);
+      expect(text[1]).toContain('web-1\\u001b[2J');
+      expect(text[1]).toContain('error: refused\\u000a2024-01-01T00:20:00.000Z');
+      expect(text.join('\n')).not.toContain('\u001b');
       const json = drover(['actions', 'list', '--db', db, '--rule', 'r1', '--format', 'json'])
         .stdout.trim()
         .split('\n')
