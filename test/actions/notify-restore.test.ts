@@ -1,5 +1,4 @@
 import { mkdtempSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,37 +9,29 @@ import {
   openSqliteStore,
 } from '../../actions/index.ts';
 import type { Alert } from '../../rules/index.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 /**
  * A grouped page waiting when Drover is killed goes out after the restart, from the
  * journal: SQLite files, a real webhook adapter and receiver. A "kill" is a remediator
  * whose group timers never run and which is never closed (close() would send the group).
  */
-let hook: Server;
+let hook: WebhookReceiver;
 let adapters: Map<string, Adapter>;
-const pages: Array<Record<string, unknown>> = [];
 
 beforeAll(async () => {
-  hook = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      pages.push(JSON.parse(raw) as Record<string, unknown>);
-      res.writeHead(202).end('{}');
-    });
-  });
-  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  hook = await startWebhookReceiver();
   adapters = await createAdapters({
     pager: {
       type: 'webhook',
-      url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`,
+      url: hook.url,
     },
   });
 });
 
 afterAll(async () => {
   await Promise.all([...adapters.values()].map((a) => a.close?.() ?? Promise.resolve()));
-  await new Promise((r) => hook.close(r));
+  await hook.close();
 });
 
 const T0 = Date.parse('2024-06-01T10:00:00Z');
@@ -76,12 +67,12 @@ function start(file: string, now: number) {
 describe('notification groups after a kill', () => {
   it('a waiting group goes out once after the restart, under its notification id', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'drover-restore-')), 'a.db');
-    pages.length = 0;
+    hook.pages.length = 0;
     const before = start(file, T0);
     for (const host of ['web-1', 'web-2', 'web-3'])
       expect((await before.remediator.handle(alert(host)))[0]).toMatchObject({ guard: 'group' });
     // Killed while the group waits: its timer never runs, nothing is flushed.
-    expect(pages).toHaveLength(0);
+    expect(hook.pages).toHaveLength(0);
     const id = 'web-errors-web-1#0/group';
 
     const after = start(file, T0 + 10_000);
@@ -93,8 +84,8 @@ describe('notification groups after a kill', () => {
     // The rest of its group_wait: 30 s from its first alert, 10 s of which passed.
     expect(after.due.map((t) => t.ms)).toEqual([20_000]);
     await after.fire();
-    expect(pages).toHaveLength(1);
-    expect(pages[0]!.title).toBe('[web-errors] 3 alerts (web-1, web-2, web-3)');
+    expect(hook.pages).toHaveLength(1);
+    expect(hook.pages[0]!.title).toBe('[web-errors] 3 alerts (web-1, web-2, web-3)');
     expect(after.store.list({ limit: 10 })[0]).toMatchObject({
       id,
       decision: 'executed',
@@ -109,12 +100,12 @@ describe('notification groups after a kill', () => {
       skipped: 0,
     });
     await again.fire();
-    expect(pages).toHaveLength(1);
+    expect(hook.pages).toHaveLength(1);
   });
 
   it('a group past its wait goes out at once; entries beyond the look-back are left', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'drover-restore-')), 'a.db');
-    pages.length = 0;
+    hook.pages.length = 0;
     const before = start(file, T0);
     await before.remediator.handle(alert('web-1'));
     // Down 2 minutes: the page is late, and goes out at the first timer.

@@ -1,5 +1,4 @@
 import { mkdtempSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,36 +15,28 @@ import {
   Engine,
   type StateChange,
 } from '../../rules/index.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 /**
  * send_resolved: a firing's resolution, as the engine emits it, is notified through a
  * real webhook adapter to a real HTTP receiver, journaled, and naming the alert it closes.
  */
-let hook: Server;
+let hook: WebhookReceiver;
 let adapters: Map<string, Adapter>;
-const pages: Array<Record<string, unknown>> = [];
 
 beforeAll(async () => {
-  hook = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      pages.push(JSON.parse(raw) as Record<string, unknown>);
-      res.writeHead(202).end('{}');
-    });
-  });
-  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  hook = await startWebhookReceiver();
   adapters = await createAdapters({
     pager: {
       type: 'webhook',
-      url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`,
+      url: hook.url,
     },
   });
 });
 
 afterAll(async () => {
   await Promise.all([...adapters.values()].map((a) => a.close?.() ?? Promise.resolve()));
-  await new Promise((r) => hook.close(r));
+  await hook.close();
 });
 
 const T0 = Date.parse('2024-06-01T10:00:00Z');
@@ -90,7 +81,7 @@ describe('send_resolved', () => {
     const { alert, change } = incident(true);
     expect(change.alert).toBe(alert.id);
     const r = remediator();
-    pages.length = 0;
+    hook.pages.length = 0;
     expect((await r.remediator.handle(alert))[0]).toMatchObject({ decision: 'executed' });
     const [d] = await r.remediator.resolved(change);
     expect(d).toMatchObject({
@@ -100,27 +91,27 @@ describe('send_resolved', () => {
       decision: 'executed',
       reason: `resolved: closes alert ${alert.id}`,
     });
-    expect(pages).toHaveLength(2);
-    expect(pages[1]).toMatchObject({
+    expect(hook.pages).toHaveLength(2);
+    expect(hook.pages[1]).toMatchObject({
       title: 'RESOLVED web-errors (web-errors)',
       severity: 'info',
       alert: { id: change.id, state: 'resolved', alert: alert.id },
     });
-    expect(String(pages[1]!.text)).toContain(`alert ${alert.id} firing since ${alert.at}`);
+    expect(String(hook.pages[1]!.text)).toContain(`alert ${alert.id} firing since ${alert.at}`);
     expect(r.store.list({ limit: 10 }).map((e) => [e.id, e.decision])).toEqual(
       expect.arrayContaining([[`${change.id}#0`, 'executed']]),
     );
-    // A replay of the resolution (a restart re-reading the bus) pages no one twice.
+    // A replay of the resolution (a restart re-reading the bus) hook.pages no one twice.
     const [again] = await r.remediator.resolved(change);
     expect(again).toMatchObject({ decision: 'suppressed', guard: 'idempotency' });
-    expect(pages).toHaveLength(2);
+    expect(hook.pages).toHaveLength(2);
   });
   it('is off by default: no notification, nothing journaled', async () => {
     const { change } = incident(undefined);
     const r = remediator();
-    pages.length = 0;
+    hook.pages.length = 0;
     expect(await r.remediator.resolved(change)).toEqual([]);
-    expect(pages).toHaveLength(0);
+    expect(hook.pages).toHaveLength(0);
     expect(r.store.list({ limit: 10 })).toEqual([]);
   });
 });
@@ -153,7 +144,7 @@ describe('an alert that resolved while its action waited', () => {
   it('is skipped and journaled as resolved; a later firing of the key acts again', async () => {
     const { alert, change } = incident(false);
     const r = remediator();
-    pages.length = 0;
+    hook.pages.length = 0;
     // The action waits in the remediator's own steps (plan, claim, guards: each awaited);
     // the resolution arrives meanwhile, as it does live when the store or an adapter is slow.
     const handling = r.remediator.handle(alert);
@@ -165,19 +156,19 @@ describe('an alert that resolved while its action waited', () => {
       guard: 'resolved',
       reason: `skipped: resolved: its firing resolved at ${change.at} before the action ran`,
     });
-    expect(pages).toHaveLength(0);
+    expect(hook.pages).toHaveLength(0);
     expect(r.store.list({ limit: 10 })[0]).toMatchObject({ id: d!.id, guard: 'resolved' });
-    // The same key firing again after the resolution is a new firing: it pages.
+    // The same key firing again after the resolution is a new firing: it hook.pages.
     const later = { ...alert, id: 'later', at: new Date(T0 + 120_000).toISOString() };
     expect((await r.remediator.handle(later))[0]).toMatchObject({ decision: 'executed' });
-    expect(pages).toHaveLength(1);
+    expect(hook.pages).toHaveLength(1);
   });
-  it('without a resolution the same alert pages (the skip above is the resolution)', async () => {
+  it('without a resolution the same alert hook.pages (the skip above is the resolution)', async () => {
     const { alert } = incident(false);
     const r = remediator();
-    pages.length = 0;
+    hook.pages.length = 0;
     expect((await r.remediator.handle(alert))[0]).toMatchObject({ decision: 'executed' });
-    expect(pages).toHaveLength(1);
+    expect(hook.pages).toHaveLength(1);
   });
 });
 
@@ -224,17 +215,17 @@ describe('a grouped notification whose alerts resolved while the group waited', 
     return { store, remediator, fire };
   }
 
-  it('pages only the alerts still firing', async () => {
+  it('hook.pages only the alerts still firing', async () => {
     const { alerts, resolution } = twoHosts();
     const r = grouping();
-    pages.length = 0;
+    hook.pages.length = 0;
     for (const a of alerts)
       expect((await r.remediator.handle(a))[0]).toMatchObject({ guard: 'group' });
     await r.remediator.resolved(resolution('web-1'));
     await r.fire();
-    expect(pages).toHaveLength(1);
-    expect(pages[0]!.title).toBe('[web-errors] 1 alert (web-2)');
-    expect(String(pages[0]!.text)).not.toContain('web-1');
+    expect(hook.pages).toHaveLength(1);
+    expect(hook.pages[0]!.title).toBe('[web-errors] 1 alert (web-2)');
+    expect(String(hook.pages[0]!.text)).not.toContain('web-1');
     expect(r.store.list({ limit: 10 })[0]).toMatchObject({
       id: `${alerts[0]!.id}#0/group`,
       decision: 'executed',
@@ -245,12 +236,12 @@ describe('a grouped notification whose alerts resolved while the group waited', 
   it('with every alert resolved: no page, the notification journaled as resolved', async () => {
     const { alerts, resolution } = twoHosts();
     const r = grouping();
-    pages.length = 0;
+    hook.pages.length = 0;
     for (const a of alerts) await r.remediator.handle(a);
     await r.remediator.resolved(resolution('web-1'));
     await r.remediator.resolved(resolution('web-2'));
     await r.fire();
-    expect(pages).toHaveLength(0);
+    expect(hook.pages).toHaveLength(0);
     expect(r.store.list({ limit: 10 })[0]).toMatchObject({
       id: `${alerts[0]!.id}#0/group`,
       decision: 'suppressed',

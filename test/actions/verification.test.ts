@@ -1,5 +1,4 @@
 import { mkdtempSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import {
   type ProcessAdapter,
 } from '../../actions/index.ts';
 import type { Alert, StateChange } from '../../rules/index.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 /**
  * The closed loop (docs/actions.md#verification), with real parts: a fleet of real
@@ -25,19 +25,10 @@ const REPLICA = join(import.meta.dirname, 'fixtures', 'replica.js');
 
 let adapters: Map<string, Adapter>;
 let fleet: ProcessAdapter;
-let hook: Server;
-const pages: Array<Record<string, unknown>> = [];
+let hook: WebhookReceiver;
 
 beforeAll(async () => {
-  hook = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      pages.push(JSON.parse(raw) as Record<string, unknown>);
-      res.writeHead(202).end('{}');
-    });
-  });
-  await new Promise<void>((r) => hook.listen(0, '127.0.0.1', r));
+  hook = await startWebhookReceiver();
   adapters = await createAdapters({
     fleet: {
       type: 'process',
@@ -57,7 +48,7 @@ beforeAll(async () => {
     },
     pager: {
       type: 'webhook',
-      url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`,
+      url: hook.url,
     },
   });
   fleet = adapters.get('fleet') as ProcessAdapter;
@@ -66,7 +57,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([...adapters.values()].map((a) => a.close?.() ?? Promise.resolve()));
-  await new Promise((r) => hook.close(r));
+  await hook.close();
 });
 
 const AT = '2024-06-01T10:00:00.000Z';
@@ -171,7 +162,7 @@ describe('verification of a remediation', () => {
     const alert = alertFor({ 'host.name': target }, replace({ on_ineffective: onIneffective }));
     const [d] = await r.remediator.handle(alert);
     expect(d).toMatchObject({ decision: 'executed', verification: { outcome: 'pending' } });
-    pages.length = 0;
+    hook.pages.length = 0;
     // The watermark at the window's end decides nothing yet (W > D decides D) …
     r.remediator.watermark(T + 120_000);
     await r.remediator.settled();
@@ -192,7 +183,7 @@ describe('verification of a remediation', () => {
       adapter: 'pager',
       target: `ineffective ${target}`,
     });
-    expect(pages).toHaveLength(1);
+    expect(hook.pages).toHaveLength(1);
     // A resolution after the window does not make it effective.
     await r.remediator.resolved(resolution(alert, 200_000));
     await r.remediator.settled();
@@ -343,7 +334,7 @@ describe('verification of a remediation', () => {
     expect(dry).toMatchObject({ decision: 'dry-run' });
     expect(dry!.verification).toBeUndefined();
     const n = remediator();
-    pages.length = 0;
+    hook.pages.length = 0;
     const [page] = await n.remediator.handle(
       alertFor({ 'host.name': 'x' }, { adapter: 'pager', operation: 'notify', group: false }),
     );
