@@ -12,6 +12,11 @@ import {
   until,
   workdir,
 } from '../support/drover.ts';
+import {
+  FLEET_ADAPTER,
+  VERIFICATION_RULES,
+  type VerifiedEntry as Entry,
+} from '../support/verification-fleet.ts';
 
 /**
  * The closed loop on the other back ends: `drover serve` on Kafka (rules in tasks, each
@@ -22,22 +27,12 @@ import {
  * both outcomes, and `GET /v1/alerts/ID` explains the ineffective one, verification
  * included.
  */
-const REPLICA = join(import.meta.dirname, '..', 'actions', 'fixtures', 'replica.js');
 const brokers = inject('kafkaBrokers');
 const esUrl = inject('elasticsearchUrl');
 const reasons = inject('serverSkipReasons');
 const skip = [reasons.kafka, reasons.elasticsearch].filter(Boolean).join('; ');
 
 afterEach(killServes);
-
-type Entry = {
-  id: string;
-  alertId: string;
-  rule: string;
-  target: string;
-  decision: string;
-  verification?: { outcome: string; by?: string };
-};
 
 describe.skipIf(!brokers || !esUrl)(
   `drover serve on Kafka and Elasticsearch: verification${skip ? ` (skipped: ${skip})` : ''}`,
@@ -50,27 +45,7 @@ describe.skipIf(!brokers || !esUrl)(
     });
 
     it('journals effective and ineffective to Elasticsearch and explains them', async () => {
-      const rule = (
-        name: string,
-        host: string,
-        resolveAfter: string,
-        within: string,
-      ) => `name: ${name}
-type: any
-query_key: host.name
-realert: 1h
-resolve_after: ${resolveAfter}
-filter: { all: [ { fact: host.name, operator: equal, value: ${host} } ] }
-actions:
-  - adapter: fleet
-    operation: kill-and-replace
-    verify_within: ${within}
-    on_ineffective: { adapter: pager, operation: notify, group: false }
-`;
-      const dir = workdir('drover-serve-verify-kafka-', {
-        'rules/helps.yaml': rule('replace-helps', 'web-1', '1s', '20s'),
-        'rules/does-not-help.yaml': rule('replace-does-not-help', 'web-2', '1h', '5s'),
-      });
+      const dir = workdir('drover-serve-verify-kafka-', VERIFICATION_RULES);
       const config = join(dir, 'drover.yaml');
       writeFileSync(
         config,
@@ -82,11 +57,7 @@ rules: { paths: [rules], allowedLateness: 1s }
 guards: { cooldown: 0s }
 adapters:
   pager: { type: exec, command: "${process.execPath}", args: ["-e", "0"] }
-  fleet:
-    type: process
-    services:
-      web: { command: "${process.execPath}", args: ["${REPLICA}"], replicas: 2, healthPath: /healthz }
-actions: { store: elasticsearch, prefix: ${prefix} }
+${FLEET_ADAPTER}actions: { store: elasticsearch, prefix: ${prefix} }
 `,
       );
       const served = await startServe(config, {

@@ -1,8 +1,13 @@
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { errorLine, killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import {
+  FLEET_ADAPTER,
+  VERIFICATION_RULES,
+  type VerifiedEntry as Entry,
+} from '../support/verification-fleet.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 /**
  * Live verification (docs/actions.md#verification): `drover serve` replaces two real
@@ -11,57 +16,18 @@ import { errorLine, killServes, startServe, stopServe, until, workdir } from '..
  * through on_ineffective to a real webhook receiver). GET /v1/actions shows both
  * outcomes and /metrics counts them.
  */
-const REPLICA = join(import.meta.dirname, '..', 'actions', 'fixtures', 'replica.js');
-
-let hook: Server | undefined;
+let hook: WebhookReceiver | undefined;
 afterEach(async () => {
   killServes();
-  if (hook) await new Promise((r) => hook!.close(r));
+  if (hook) await hook.close();
   hook = undefined;
 });
 
-type Entry = {
-  id: string;
-  rule: string;
-  target: string;
-  decision: string;
-  verification?: { outcome: string; by?: string };
-};
-
 describe('drover serve: verification of remediations', () => {
   it('journals effective and ineffective, escalates, and counts both', async () => {
-    const pages: Array<{ title: string }> = [];
-    hook = createServer((req, res) => {
-      let raw = '';
-      req.on('data', (c: Buffer) => (raw += c.toString()));
-      req.on('end', () => {
-        pages.push(JSON.parse(raw) as (typeof pages)[number]);
-        res.writeHead(202).end('{}');
-      });
-    });
-    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
-    const hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`;
-    const rule = (
-      name: string,
-      host: string,
-      resolveAfter: string,
-      within: string,
-    ) => `name: ${name}
-type: any
-query_key: host.name
-realert: 1h
-resolve_after: ${resolveAfter}
-filter: { all: [ { fact: host.name, operator: equal, value: ${host} } ] }
-actions:
-  - adapter: fleet
-    operation: kill-and-replace
-    verify_within: ${within}
-    on_ineffective: { adapter: pager, operation: notify, group: false }
-`;
-    const dir = workdir('drover-serve-verify-', {
-      'rules/helps.yaml': rule('replace-helps', 'web-1', '1s', '20s'),
-      'rules/does-not-help.yaml': rule('replace-does-not-help', 'web-2', '1h', '5s'),
-    });
+    hook = await startWebhookReceiver();
+    const pages = hook.pages;
+    const dir = workdir('drover-serve-verify-', VERIFICATION_RULES);
     const config = join(dir, 'drover.yaml');
     writeFileSync(
       config,
@@ -70,12 +36,8 @@ listen: { port: 0, statsdPort: false }
 rules: { paths: [rules], allowedLateness: 1s }
 guards: { cooldown: 0s }
 adapters:
-  pager: { type: webhook, url: "${hookUrl}" }
-  fleet:
-    type: process
-    services:
-      web: { command: "${process.execPath}", args: ["${REPLICA}"], replicas: 2, healthPath: /healthz }
-`,
+  pager: { type: webhook, url: "${hook.url}" }
+${FLEET_ADAPTER}`,
     );
     const served = await startServe(config);
     const now = Date.now();
