@@ -1,54 +1,54 @@
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
 import { errorLine, killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
-let hook: Server | undefined;
+type Page = { title: string; text: string };
+let hook: WebhookReceiver<Page> | undefined;
 afterEach(async () => {
   killServes();
-  if (hook) await new Promise((r) => hook!.close(r));
+  if (hook) await hook.close();
   hook = undefined;
 });
 
-/** A real receiver: every page the webhook adapter posts. */
-async function receiver(): Promise<{ url: string; pages: Array<{ title: string; text: string }> }> {
-  const pages: Array<{ title: string; text: string }> = [];
-  hook = createServer((req, res) => {
-    let raw = '';
-    req.on('data', (c: Buffer) => (raw += c.toString()));
-    req.on('end', () => {
-      pages.push(JSON.parse(raw) as { title: string; text: string });
-      res.writeHead(202).end('{}');
-    });
-  });
-  await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`, pages };
+/**
+ * A real receiver for the pages, and a folder whose configuration sends the given rules'
+ * notifications to it through the webhook adapter.
+ */
+async function groupsServe(
+  prefix: string,
+  rules: Record<string, string>,
+): Promise<{ config: string; dir: string; pages: Page[] }> {
+  hook = await startWebhookReceiver<Page>();
+  const dir = workdir(prefix, rules);
+  const config = join(dir, 'drover.yaml');
+  writeFileSync(
+    config,
+    `stateDir: state
+listen: { port: 0, statsdPort: false }
+rules: { paths: [rules], allowedLateness: 1s }
+adapters:
+  pager: { type: webhook, url: "${hook.url}" }
+`,
+  );
+  return { config, dir, pages: hook.pages };
 }
 
-describe('drover serve: notification groups', () => {
-  it('alerts of 30 hosts wait in one group; stopping sends it as one page', async () => {
-    const { url: hookUrl, pages } = await receiver();
-    const dir = workdir('drover-serve-groups-', {
-      'rules/fatal.yaml': `name: host-fatal
+const hostFatal = (groupWait: string) => ({
+  'rules/fatal.yaml': `name: host-fatal
 type: any
 query_key: host.name
 filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
 actions:
-  - { adapter: pager, operation: notify, group_wait: 1h }
+  - { adapter: pager, operation: notify, group_wait: ${groupWait} }
 `,
-    });
-    const config = join(dir, 'drover.yaml');
-    writeFileSync(
-      config,
-      `stateDir: state
-listen: { port: 0, statsdPort: false }
-rules: { paths: [rules], allowedLateness: 1s }
-adapters:
-  pager: { type: webhook, url: "${hookUrl}" }
-`,
-    );
+});
+
+describe('drover serve: notification groups', () => {
+  it('alerts of 30 hosts wait in one group; stopping sends it as one page', async () => {
+    const { config, dir, pages } = await groupsServe('drover-serve-groups-', hostFatal('1h'));
     const served = await startServe(config);
     const t = Date.now();
     const body = Array.from({ length: 30 }, (_, i) => errorLine(`web-${i + 1}`, t + i)).join('\n');
@@ -74,7 +74,6 @@ adapters:
   }, 60_000);
 
   it('the example fatal-anywhere rule, 300 hosts at once: one page listing them, by default', async () => {
-    const { url: hookUrl, pages } = await receiver();
     const example = join(
       import.meta.dirname,
       '..',
@@ -83,19 +82,9 @@ adapters:
       'rules',
       'fatal-anywhere.yaml',
     );
-    const dir = workdir('drover-serve-groups-default-', {
+    const { config, pages } = await groupsServe('drover-serve-groups-default-', {
       'rules/fatal-anywhere.yaml': readFileSync(example, 'utf8'),
     });
-    const config = join(dir, 'drover.yaml');
-    writeFileSync(
-      config,
-      `stateDir: state
-listen: { port: 0, statsdPort: false }
-rules: { paths: [rules], allowedLateness: 1s }
-adapters:
-  pager: { type: webhook, url: "${hookUrl}" }
-`,
-    );
     const served = await startServe(config);
     const t = Date.now();
     const body = Array.from({ length: 300 }, (_, i) =>
@@ -126,26 +115,7 @@ adapters:
     expect(pages).toHaveLength(1);
   }, 60_000);
   it('killed (SIGKILL) while a group waits: after the restart the page goes out, once', async () => {
-    const { url: hookUrl, pages } = await receiver();
-    const dir = workdir('drover-serve-groups-kill-', {
-      'rules/fatal.yaml': `name: host-fatal
-type: any
-query_key: host.name
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: pager, operation: notify, group_wait: 8s }
-`,
-    });
-    const config = join(dir, 'drover.yaml');
-    writeFileSync(
-      config,
-      `stateDir: state
-listen: { port: 0, statsdPort: false }
-rules: { paths: [rules], allowedLateness: 1s }
-adapters:
-  pager: { type: webhook, url: "${hookUrl}" }
-`,
-    );
+    const { config, dir, pages } = await groupsServe('drover-serve-groups-kill-', hostFatal('8s'));
     const first = await startServe(config);
     const t = Date.now();
     const body = Array.from({ length: 3 }, (_, i) => errorLine(`web-${i + 1}`, t + i)).join('\n');

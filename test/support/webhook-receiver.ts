@@ -4,20 +4,22 @@ import { createServer } from 'node:http';
  * A real HTTP receiver for the webhook adapter: it answers 202 and keeps each request's
  * JSON body in `pages`, in arrival order (tests empty it with `pages.length = 0`).
  */
-export interface WebhookReceiver {
+export interface WebhookReceiver<Page = Record<string, unknown>> {
   /** The URL to give the webhook adapter. */
   url: string;
-  pages: Array<Record<string, unknown>>;
+  pages: Page[];
   close(): Promise<void>;
 }
 
-export async function startWebhookReceiver(): Promise<WebhookReceiver> {
-  const pages: Array<Record<string, unknown>> = [];
+export async function startWebhookReceiver<Page = Record<string, unknown>>(): Promise<
+  WebhookReceiver<Page>
+> {
+  const pages: Page[] = [];
   const server = createServer((req, res) => {
     let raw = '';
     req.on('data', (c: Buffer) => (raw += c.toString()));
     req.on('end', () => {
-      pages.push(JSON.parse(raw) as Record<string, unknown>);
+      pages.push(JSON.parse(raw) as Page);
       res.writeHead(202).end('{}');
     });
   });
