@@ -1,34 +1,26 @@
 import { writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { errorLine, killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 /**
  * Live, a firing resolves on the wall clock's watermark and `drover serve` hands the
  * resolution to the remediator: send_resolved pages a real receiver through the webhook
  * adapter, and the journal (GET /v1/actions) shows both pages.
  */
-let hook: Server | undefined;
+type Page = { title: string; text: string; alert: Record<string, unknown> };
+let hook: WebhookReceiver<Page> | undefined;
 afterEach(async () => {
   killServes();
-  if (hook) await new Promise((r) => hook!.close(r));
+  if (hook) await hook.close();
   hook = undefined;
 });
 
 describe('drover serve: resolved notifications', () => {
   it('an alert pages, and its resolution pages again naming it', async () => {
-    const pages: Array<{ title: string; text: string; alert: Record<string, unknown> }> = [];
-    hook = createServer((req, res) => {
-      let raw = '';
-      req.on('data', (c: Buffer) => (raw += c.toString()));
-      req.on('end', () => {
-        pages.push(JSON.parse(raw) as (typeof pages)[number]);
-        res.writeHead(202).end('{}');
-      });
-    });
-    await new Promise<void>((r) => hook!.listen(0, '127.0.0.1', r));
-    const hookUrl = `http://127.0.0.1:${(hook.address() as { port: number }).port}/hook`;
+    hook = await startWebhookReceiver<Page>();
+    const pages = hook.pages;
     const dir = workdir('drover-serve-resolved-', {
       'rules/fatal.yaml': `name: host-fatal
 type: any
@@ -47,7 +39,7 @@ actions:
 listen: { port: 0, statsdPort: false }
 rules: { paths: [rules], allowedLateness: 1s }
 adapters:
-  pager: { type: webhook, url: "${hookUrl}" }
+  pager: { type: webhook, url: "${hook.url}" }
 `,
     );
     const served = await startServe(config);
