@@ -57,8 +57,10 @@ export interface RestoreResult {
 
 /** The notification id a group entry names, if it is one. */
 function notificationOf(d: Decision): string | undefined {
-  if (d.decision !== 'suppressed' || d.guard !== 'group' || !d.reason) return undefined;
-  return GROUPED.exec(d.reason)?.[1];
+  if (d.decision !== 'suppressed' || d.guard !== 'group') return undefined;
+  if (d.notification !== undefined) return d.notification;
+  // Entries journaled before the id had its own field name it in their reason.
+  return d.reason === undefined ? undefined : GROUPED.exec(d.reason)?.[1];
 }
 
 export async function restoreGroups(deps: RestoreDeps): Promise<RestoreResult> {

@@ -508,6 +508,7 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
             ...entry,
             decision: 'suppressed',
             guard: 'group',
+            notification: id,
             reason: `grouped: goes out in notification ${id} with the other alerts of its group`,
           });
         // At the cap on groups: this alert takes the per-target cooldown path below.

@@ -846,6 +846,7 @@ function toDocument(d: Decision): Record<string, unknown> {
     decision: d.decision,
     ...(d.guard && { guard: d.guard }),
     ...(d.reason && { reason: d.reason }),
+    ...(d.notification && { notification: d.notification }),
     adapter: d.adapter,
     operation: d.operation,
     target: d.target,
@@ -887,6 +888,7 @@ function fromDocument(s: Record<string, unknown>): Decision {
   if (s.params_json) d.params = JSON.parse(s.params_json as string) as Record<string, unknown>;
   if (s.guard) d.guard = s.guard as string;
   if (s.reason) d.reason = s.reason as string;
+  if (typeof s.notification === 'string') d.notification = s.notification;
   if (s.result) d.result = s.result as Record<string, unknown>;
   if (s.error) d.error = (s.error as { message: string }).message;
   if (s.duration_ms !== undefined) d.durationMs = s.duration_ms as number;

@@ -66,8 +66,8 @@ export class ActionStore implements RemediationStore {
       ),
     );
     // …and before verifications: the outcome as a column (pending ones are looked up at
-    // start), the whole verification as JSON; and before guard traces.
-    for (const c of ['params', 'alert', 'verification', 'verify_outcome', 'guards'])
+    // start), the whole verification as JSON; and before guard traces and group ids.
+    for (const c of ['params', 'alert', 'verification', 'verify_outcome', 'guards', 'notification'])
       if (!columns.has(c)) this.db.exec(`ALTER TABLE journal ADD COLUMN ${c} TEXT`);
     this.db.exec(
       "CREATE INDEX IF NOT EXISTS journal_verify_pending ON journal (at) WHERE verify_outcome = 'pending'",
@@ -89,8 +89,8 @@ export class ActionStore implements RemediationStore {
         'INSERT INTO task_generations (task, generation) VALUES (?, ?) ON CONFLICT (task) DO UPDATE SET generation = MAX(generation, excluded.generation)',
       ),
       record: db.prepare(
-        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert, verification, verify_outcome, guards)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO journal (id, at, alert_id, rule, key, adapter, operation, target, params, decision, guard, reason, result, error, duration_ms, alert, verification, verify_outcome, guards, notification)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       settleVerification: db.prepare(
         "UPDATE journal SET verification = ?, verify_outcome = ? WHERE id = ? AND verify_outcome = 'pending'",
@@ -184,6 +184,7 @@ export class ActionStore implements RemediationStore {
       json(d.verification),
       d.verification?.outcome ?? null,
       d.guards && d.guards.length > 0 ? JSON.stringify(d.guards) : null,
+      d.notification ?? null,
     );
   }
 
@@ -460,6 +461,7 @@ function fromRow(r: Record<string, unknown>): Decision {
   if (verification) d.verification = verification;
   const guards = parse(r.guards) as Decision['guards'];
   if (guards) d.guards = guards;
+  if (typeof r.notification === 'string') d.notification = r.notification;
   return d;
 }
 

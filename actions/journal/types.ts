@@ -31,6 +31,11 @@ export interface Decision {
   decision: DecisionKind;
   guard?: string;
   reason?: string;
+  /**
+   * An alert waiting in a notification group (guard `group`): the id of the grouped
+   * notification it goes out in, which a restart rebuilds the group under.
+   */
+  notification?: string;
   result?: Record<string, unknown>;
   error?: string;
   /** From the decision to the adapter's answer. */

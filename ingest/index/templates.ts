@@ -68,6 +68,8 @@ export const MAPPINGS: Record<IndexFamily, Record<string, unknown>> = {
       decision: keyword,
       guard: keyword,
       reason: text,
+      // The grouped notification an alert waits in (guard `group`).
+      notification: keyword,
       adapter: keyword,
       operation: keyword,
       target: keyword,
