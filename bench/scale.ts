@@ -183,7 +183,7 @@ export async function scaleBench(args: string[]): Promise<number> {
     const events = raw.map((r) => normalize(r));
     const data = join(dir, 'fleet.ndjson');
     writeFileSync(data, `${raw.map((r) => JSON.stringify(r)).join('\n')}\n`);
-    const last = Math.max(...events.map((e) => e['@timestamp']));
+    const last = events.reduce((m, e) => Math.max(m, e['@timestamp']), -Infinity);
     const end = new Date(last).toISOString();
 
     const bt = spawnSync(
