@@ -12,6 +12,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   'rules-consumer': async () => (await import('./rules-consumer.ts')).rulesConsumer,
   soak: async () => (await import('./soak.ts')).soak,
   snapshot: async () => (await import('./snapshot.ts')).snapshotBench,
+  scale: async () => (await import('./scale.ts')).scaleBench,
 };
 
 const [name, ...args] = process.argv.slice(2);

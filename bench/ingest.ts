@@ -268,3 +268,47 @@ export async function ingest(args: string[]): Promise<number> {
   }
   return 0;
 }
+
+/**
+ * HTTP NDJSON into Kafka with the bus's default codec against `JSON.parse` of the same
+ * lines, in turns (`rounds`), as `ingest` measures it: events per server CPU second over
+ * JSON.parse's events per second on one core, the median round's ratio and every round's.
+ */
+export async function kafkaIngestRatio(
+  brokers: string[],
+  events: number,
+  rounds: number,
+): Promise<{ ratio: number; rounds: number[]; events_per_server_cpu_s: number }> {
+  const lines = generateFleet({ services: 20, replicas: 5, events, seed: 3 }).map((o) =>
+    JSON.stringify(o),
+  );
+  const bodies: string[] = [];
+  for (let i = 0; i < lines.length; i += 500)
+    bodies.push(`${lines.slice(i, i + 500).join('\n')}\n`);
+  const dir = mkdtempSync(join(tmpdir(), 'drover-bench-bodies-'));
+  const bodiesFile = join(dir, 'bodies.json');
+  writeFileSync(bodiesFile, JSON.stringify(bodies));
+  const out: Array<{ ratio: number; perCpuS: number }> = [];
+  try {
+    for (let r = 0; r < Math.max(1, rounds); r++) {
+      const t = performance.now();
+      for (const l of lines) JSON.parse(l);
+      const parseMs = performance.now() - t;
+      const kafka = await createKafkaBus({ brokers, topicPrefix: `benchscale${Date.now()}r${r}.` });
+      try {
+        const via = await httpInto(kafka, bodiesFile, 4);
+        out.push({ ratio: parseMs / via.cpuMs, perCpuS: (lines.length / via.cpuMs) * 1000 });
+      } finally {
+        await kafka.close();
+      }
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const median = [...out].sort((a, b) => a.ratio - b.ratio)[Math.floor(out.length / 2)]!;
+  return {
+    ratio: Math.round(median.ratio * 100) / 100,
+    rounds: out.map((o) => Math.round(o.ratio * 100) / 100),
+    events_per_server_cpu_s: Math.round(median.perCpuS),
+  };
+}

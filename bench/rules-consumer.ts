@@ -31,7 +31,7 @@ async function cpuOf(fn: () => Promise<void>): Promise<number> {
 }
 
 /** Publishes the events, then consumes them through the merge into an engine. */
-async function consumeInto(bus: Bus, events: Event[], rules: ReturnType<typeof ruleMix>) {
+export async function consumeInto(bus: Bus, events: Event[], rules: ReturnType<typeof ruleMix>) {
   for (let i = 0; i < events.length; i += 5_000) {
     const r = await bus.publish(events.slice(i, i + 5_000));
     if (r.rejected.length > 0) throw new Error(`the bus refused ${r.rejected.length} events`);

@@ -1,0 +1,474 @@
+/**
+ * Scale-out of the rules tier on Kafka (docs/scale-out.md), issue 15's benchmark:
+ *
+ * - events per CPU second of 1, 2 and 3 rules workers (real `drover serve --roles
+ *   rules,actions` processes sharing the rules group) over the same seeded fleet stream
+ *   on a 6-partition topic; the CPU is the workers' own (utime + stime from
+ *   /proc/PID/stat), counted from the moment every worker holds its tasks until every
+ *   event is processed, so start-up is left out and snapshots, heartbeats and the merge
+ *   are in. `cpu_ratio_3_vs_1` is 3 workers' total CPU per event over one worker's.
+ * - `agree`: the union of the workers' alerts equals, alert for alert (rule, key, time),
+ *   `drover backtest` on the same events, in every run.
+ * - restore time per task against its state size: the last run's workers stop (a final
+ *   snapshot of each task to the changelog), then each task's latest snapshot is read
+ *   from the changelog, parsed and restored into an engine here, timed per task; and a
+ *   fresh worker restoring all six (its `drover_rules_task_restore_seconds`).
+ * - `kafka_ingest_vs_json_parse`: HTTP NDJSON into Kafka per server CPU second against
+ *   JSON.parse on one core (bench/ingest.ts's measure), and
+ *   `rules_consumer_events_per_cpu_s`: the rules consumer from Kafka through the merge
+ *   into an engine (bench/rules-consumer.ts's measure), with the bus's default codec.
+ *
+ * Uses KAFKA_BROKERS, or starts a single-node Kafka as the tests do (test/servers/kafka.ts).
+ */
+
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import { createKafkaBus } from '../ingest/bus/index.ts';
+import { chooseHead } from '../ingest/bus/kafka-changelog.ts';
+import { normalize } from '../ingest/model/index.ts';
+import { Engine, type EngineSnapshot } from '../rules/index.ts';
+import { ensureBuilt } from '../test/support/build.ts';
+import {
+  BIN,
+  killServes,
+  type Served,
+  startServe,
+  stopServe,
+  until,
+} from '../test/support/drover.ts';
+import { type AlertView, alertView, byAlert } from '../test/support/fleet-stream.ts';
+import { generateFleet } from './fleet.ts';
+import { kafkaIngestRatio } from './ingest.ts';
+import { ruleMix } from './rule-mix.ts';
+import { consumeInto } from './rules-consumer.ts';
+
+const TASKS = 6;
+const LATENESS_MS = 5_000;
+/** How long the workers' CPU is sampled with nothing to process, after each run. */
+const IDLE_MS = 10_000;
+/** `GET /v1/alerts` answers a worker's latest 1,000 alerts. */
+const ALERTS_KEPT = 1_000;
+const DURATION_FIELDS = ['timeframe', 'realert', 'ttl', 'terms_window_size'];
+
+function option(args: string[], flag: string, fallback: string): string {
+  const i = args.indexOf(flag);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
+}
+
+/** The hot-path mix as rule files (as bench/soak.ts writes them). */
+function writeRules(dir: string, count: number): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [i, rule] of ruleMix(count).entries()) {
+    const spec: Record<string, unknown> = { ...rule };
+    for (const f of DURATION_FIELDS) if (typeof spec[f] === 'number') spec[f] = `${spec[f]}ms`;
+    if ((spec.query_key as string[]).length === 0) delete spec.query_key;
+    writeFileSync(join(dir, `${String(i).padStart(3, '0')}.yaml`), `${JSON.stringify(spec)}\n`);
+  }
+}
+
+const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU milliseconds a process has used (user + system), from /proc. */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
+
+interface WorkerMetrics {
+  tasks: number;
+  lag: number;
+  held: number;
+  events: number;
+  late: number;
+  restoreSeconds: number;
+}
+
+async function metricsOf(w: Served): Promise<WorkerMetrics> {
+  const text = await (await fetch(`${w.url}/metrics`)).text();
+  const one = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
+  const sum = (prefix: string, must?: string) =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith(prefix) && (must === undefined || l.includes(must)))
+      .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
+  return {
+    tasks: one('drover_rules_tasks_assigned'),
+    lag: sum('drover_bus_lag_messages{', 'rules"'),
+    held: one('drover_rules_held_events'),
+    events: one('drover_rule_events_total'),
+    late: sum('drover_rule_late_events_total'),
+    restoreSeconds: one('drover_rules_task_restore_seconds_sum'),
+  };
+}
+
+/** Every worker assigned in one generation, all tasks held, each worker some. */
+async function settled(workers: Served[]): Promise<void> {
+  await until(
+    `${workers.length} workers to share the ${TASKS} tasks`,
+    async () => {
+      const generations = workers.map((w) => {
+        const lines = w
+          .log()
+          .split('\n')
+          .filter((l) => l.includes('"msg":"rules tasks assigned"'));
+        return Number(/"generation":(\d+)/.exec(lines.at(-1) ?? '')?.[1] ?? -1);
+      });
+      if (generations.some((g) => g !== generations[0] || g < 0)) return false;
+      const ms = await Promise.all(workers.map(metricsOf));
+      return ms.reduce((n, m) => n + m.tasks, 0) === TASKS && ms.every((m) => m.tasks > 0);
+    },
+    120_000,
+  );
+}
+
+type WorkerAlert = AlertView & { id: string };
+
+async function alertsOf(workers: Served[]): Promise<WorkerAlert[][]> {
+  return Promise.all(
+    workers.map(
+      async (w) =>
+        ((await (await fetch(`${w.url}/v1/alerts`)).json()) as { alerts: WorkerAlert[] }).alerts,
+    ),
+  );
+}
+
+interface Run {
+  workers: number;
+  cpu_ms: number;
+  wall_ms: number;
+  events_per_cpu_s: number;
+  /** The same from when the first third of the events had been processed to the end. */
+  warm_events_per_cpu_s: number;
+  /** All the workers' CPU with nothing to process, ms per second of wall time. */
+  idle_cpu_ms_per_s: number;
+  /** cpu_ms less what idling for the run's wall time costs: the CPU the events took. */
+  busy_cpu_ms: number;
+  per_worker: Array<{ cpu_ms: number; events: number; tasks: number }>;
+  alerts: number;
+  late_events: number;
+  agree: boolean | null;
+  disagreement?: string;
+}
+
+export async function scaleBench(args: string[]): Promise<number> {
+  const count = Number(option(args, '--events', '100000'));
+  const ruleCount = Number(option(args, '--rules', '100'));
+  const workerCounts = option(args, '--workers', '1,2,3').split(',').map(Number);
+  const rounds = Number(option(args, '--rounds', '3'));
+  const json = args.includes('--json');
+  const log = (s: string) => process.stderr.write(`${s}\n`);
+  if (!Number.isInteger(count) || count < 1000) throw new RangeError('--events: 1000 or more');
+  if (workerCounts.some((n) => !Number.isInteger(n) || n < 1 || n > TASKS))
+    throw new RangeError(`--workers: counts from 1 to ${TASKS}`);
+
+  ensureBuilt();
+  let stopKafka: (() => Promise<void>) | undefined;
+  let brokersText = process.env.KAFKA_BROKERS;
+  if (!brokersText) {
+    log('scale: KAFKA_BROKERS is not set: starting a single-node Kafka as the tests do');
+    const kafka = await (await import('../test/servers/kafka.ts')).startKafka();
+    brokersText = kafka.url;
+    stopKafka = () => kafka.stop();
+  }
+  const brokers = brokersText.split(',');
+  const dir = mkdtempSync(join(tmpdir(), 'drover-bench-scale-'));
+  try {
+    writeRules(join(dir, 'rules'), ruleCount);
+    // Event times end three minutes before now: the clock then carries every task's
+    // watermark past the data once it is processed, as a backtest's end does.
+    const start = Date.now() - Math.round(count * 1.5) - 180_000;
+    const raw = generateFleet({ services: 20, replicas: 5, events: count, seed: 7, start });
+    const events = raw.map((r) => normalize(r));
+    const data = join(dir, 'fleet.ndjson');
+    writeFileSync(data, `${raw.map((r) => JSON.stringify(r)).join('\n')}\n`);
+    const last = events.reduce((m, e) => Math.max(m, e['@timestamp']), -Infinity);
+    const end = new Date(last).toISOString();
+
+    const bt = spawnSync(
+      process.execPath,
+      [
+        BIN,
+        'backtest',
+        '--rules',
+        join(dir, 'rules'),
+        '--data',
+        data,
+        '--format',
+        'json',
+        '--lateness',
+        `${LATENESS_MS}ms`,
+      ],
+      { encoding: 'utf8', maxBuffer: 256 << 20 },
+    );
+    // Exit 1: alerts fired, which this stream is made to do.
+    if (bt.status !== 0 && bt.status !== 1) throw new Error(`drover backtest failed: ${bt.stderr}`);
+    const expected = bt.stdout
+      .trim()
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => alertView(JSON.parse(l) as AlertView))
+      .sort(byAlert);
+    log(`scale: ${count} events, ${ruleCount} rules, ${expected.length} alerts in the backtest`);
+
+    const runs: Run[] = [];
+    let restore: {
+      per_task: Array<{
+        task: number;
+        state_bytes: number;
+        keys: number;
+        read_ms: number;
+        decode_restore_ms: number;
+      }>;
+      worker_restore_all_tasks_s: number;
+    } = { per_task: [], worker_restore_all_tasks_s: 0 };
+    for (const [index, k] of workerCounts.entries()) {
+      const prefix = `scale${Date.now().toString(36)}w${k}.`;
+      const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
+      await admin.connect();
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: ['logs', 'metrics', 'deadletter'].map((t) => ({
+          topic: `${prefix}${t}`,
+          numPartitions: TASKS,
+        })),
+      });
+      await admin.disconnect();
+      const config = join(dir, `drover-${k}.yaml`);
+      writeFileSync(
+        config,
+        `stateDir: state
+listen: { port: 0, statsdPort: false }
+bus: { kind: kafka, topicPrefix: ${prefix} }
+index: { kind: none }
+rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms }
+`,
+      );
+      let n = 0;
+      const worker = () =>
+        startServe(config, {
+          env: { KAFKA_BROKERS: brokersText, DROVER_STATE_DIR: join(dir, `state-${k}-${n++}`) },
+          args: ['--roles', 'rules,actions'],
+          timeoutMs: 120_000,
+        });
+      const workers = await Promise.all(Array.from({ length: k }, worker));
+      await settled(workers);
+      const cpu0 = workers.map((w) => cpuMsOf(w.child.pid!));
+      const events0 = (await Promise.all(workers.map(metricsOf))).map((m) => m.events);
+      const began = performance.now();
+      // Published from this process, while the workers consume: only their CPU counts.
+      const bus = await createKafkaBus({ brokers, topicPrefix: prefix });
+      let published = false;
+      const publishing = (async () => {
+        for (let i = 0; i < events.length; i += 5_000) {
+          const r = await bus.publish(events.slice(i, i + 5_000));
+          if (r.rejected.length > 0) throw new Error(`the bus refused ${r.rejected.length} events`);
+        }
+        published = true;
+      })();
+      let failed: Error | undefined;
+      publishing.catch(
+        (err: unknown) => (failed = err instanceof Error ? err : new Error(String(err))),
+      );
+      // Warm: the CPU from the moment the workers have processed the first third of the
+      // stream (each process's JIT warmed up on its share) until the end. Polled once a
+      // second: each poll is a scrape of every worker's /metrics, CPU the workers spend.
+      let warm: { cpu: number[]; processed: number } | undefined;
+      let metrics: WorkerMetrics[] = [];
+      for (const deadline = Date.now() + 600_000; ;) {
+        if (failed !== undefined) throw failed;
+        if (Date.now() > deadline) throw new Error('timed out waiting for the workers');
+        metrics = await Promise.all(workers.map(metricsOf));
+        const processed = metrics.reduce((n, m, i) => n + m.events - events0[i]!, 0);
+        if (!warm && processed >= count / 3)
+          warm = { cpu: workers.map((w) => cpuMsOf(w.child.pid!)), processed };
+        if (published && processed >= count && metrics.every((m) => m.lag === 0 && m.held === 0))
+          break;
+        await new Promise((r) => setTimeout(r, 1_000));
+      }
+      await publishing;
+      await bus.close();
+      const wallMs = performance.now() - began;
+      const cpu = workers.map((w, i) => cpuMsOf(w.child.pid!) - cpu0[i]!);
+      const cpuMs = cpu.reduce((a, b) => a + b, 0);
+      const warmCpuMs = workers.reduce((n, w, i) => n + cpuMsOf(w.child.pid!) - warm!.cpu[i]!, 0);
+      // What the workers spend with nothing to process (heartbeats, the clock's tick and
+      // its offset requests, metrics, periodic snapshots of unchanged tasks): a fixed
+      // cost per worker per second, which the runs above also paid while they consumed.
+      const idle0 = workers.map((w) => cpuMsOf(w.child.pid!));
+      const idleFrom = performance.now();
+      await new Promise((r) => setTimeout(r, IDLE_MS));
+      const idleMs = workers.reduce((n, w, i) => n + cpuMsOf(w.child.pid!) - idle0[i]!, 0);
+      const idlePerS = idleMs / ((performance.now() - idleFrom) / 1000);
+
+      // The clock carries each task's watermark past the data (the fleet's hosts then
+      // expire): the alerts up to the last event are complete.
+      let lists: WorkerAlert[][] = [];
+      await until(
+        'the clock to carry the watermark past the data',
+        async () => {
+          lists = await alertsOf(workers);
+          return lists.flat().some((a) => a.at > end);
+        },
+        120_000,
+      ).catch(() => undefined);
+      const live = lists.flat().filter((a) => a.at <= end);
+      let agree: boolean | null;
+      let disagreement: string | undefined;
+      if (lists.some((l) => l.length >= ALERTS_KEPT)) {
+        agree = null;
+        disagreement = `a worker holds ${ALERTS_KEPT} alerts, what GET /v1/alerts keeps: use fewer --events`;
+      } else {
+        const got = live.map(alertView).sort(byAlert);
+        const key = (a: AlertView) => JSON.stringify(a);
+        const want = new Set(expected.map(key));
+        const have = new Set(got.map(key));
+        const missing = expected.filter((a) => !have.has(key(a)));
+        const extra = got.filter((a) => !want.has(key(a)));
+        const twice = live.length - new Set(live.map((a) => a.id)).size;
+        // Alert for alert, in order: a multiset, not only the same distinct alerts.
+        agree = twice === 0 && JSON.stringify(got) === JSON.stringify(expected);
+        if (!agree)
+          disagreement = `${got.length} alerts against ${expected.length}: ${missing.length} missing (first ${JSON.stringify(missing[0])}), ${extra.length} not in the backtest (first ${JSON.stringify(extra[0])}), ${twice} twice`;
+      }
+      const run: Run = {
+        workers: k,
+        cpu_ms: Math.round(cpuMs),
+        wall_ms: Math.round(wallMs),
+        events_per_cpu_s: Math.round((count / cpuMs) * 1000),
+        warm_events_per_cpu_s: Math.round(((count - warm!.processed) / warmCpuMs) * 1000),
+        idle_cpu_ms_per_s: Math.round(idlePerS),
+        busy_cpu_ms: Math.round(Math.max(0, cpuMs - (idlePerS * wallMs) / 1000)),
+        per_worker: workers.map((_, i) => ({
+          cpu_ms: Math.round(cpu[i]!),
+          events: metrics[i]!.events - events0[i]!,
+          tasks: metrics[i]!.tasks,
+        })),
+        alerts: live.length,
+        late_events: metrics.reduce((s, m) => s + m.late, 0),
+        agree,
+        ...(disagreement !== undefined && { disagreement }),
+      };
+      runs.push(run);
+      log(
+        `scale: ${k} worker(s): ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
+      );
+      for (const w of workers) await stopServe(w);
+
+      if (index === workerCounts.length - 1) {
+        // Restore: each task's latest snapshot on the changelog (the workers' final
+        // ones, matching the group's committed offsets), read, parsed and restored here.
+        const reader = await createKafkaBus({ brokers, topicPrefix: prefix });
+        const changelog = await reader.changelog(TASKS);
+        const committed = await reader.committed(`${prefix}rules`, ['logs', 'metrics']);
+        const rules = ruleMix(ruleCount);
+        for (let task = 0; task < TASKS; task++) {
+          const t = performance.now();
+          const h = (await changelog.read([task])).get(task);
+          const mine = Object.fromEntries(
+            Object.entries(committed).filter(([p]) => p.endsWith(`/${task}`)),
+          );
+          const head = h && chooseHead(h.heads, mine);
+          if (!h || !head) throw new Error(`task ${task} has no snapshot on the changelog`);
+          const state = h.state(head);
+          const read = performance.now();
+          const engine = new Engine(rules, { allowedLatenessMs: LATENESS_MS, onAlert: () => {} });
+          engine.restore(JSON.parse(state) as EngineSnapshot);
+          const done = performance.now();
+          restore.per_task.push({
+            task,
+            state_bytes: Buffer.byteLength(state),
+            keys: engine.stats().reduce((n, r) => n + r.keys + (r.terms ?? 0), 0),
+            read_ms: Math.round((read - t) * 10) / 10,
+            decode_restore_ms: Math.round((done - read) * 10) / 10,
+          });
+        }
+        await reader.close();
+        // A fresh worker (an empty state directory) restoring all six tasks at once.
+        const fresh = await worker();
+        await settled([fresh]);
+        restore = {
+          ...restore,
+          worker_restore_all_tasks_s:
+            Math.round((await metricsOf(fresh)).restoreSeconds * 1000) / 1000,
+        };
+        await stopServe(fresh);
+        log(
+          `scale: restore per task ${restore.per_task.map((r) => `${r.state_bytes} B (${r.keys} keys): read ${r.read_ms} ms, decoded and restored ${r.decode_restore_ms} ms`).join('; ')}; a fresh worker restored all ${TASKS} in ${restore.worker_restore_all_tasks_s} s`,
+        );
+      }
+    }
+
+    log('scale: HTTP NDJSON → Kafka against JSON.parse');
+    const ingestRatio = await kafkaIngestRatio(brokers, Math.min(count, 100_000), rounds);
+    log('scale: the rules consumer from Kafka');
+    const consumer = await createKafkaBus({
+      brokers,
+      topicPrefix: `scalerc${Date.now().toString(36)}.`,
+    });
+    const consumed = await consumeInto(consumer, events, ruleMix(ruleCount));
+    await consumer.close();
+
+    const one = runs.find((r) => r.workers === 1);
+    const three = runs.find((r) => r.workers === 3);
+    const summary = {
+      events: count,
+      rules: ruleCount,
+      partitions: TASKS,
+      backtest_alerts: expected.length,
+      agree: runs.every((r) => r.agree === true)
+        ? true
+        : runs.some((r) => r.agree === false)
+          ? false
+          : null,
+      cpu_ratio_3_vs_1: one && three ? Math.round((three.cpu_ms / one.cpu_ms) * 100) / 100 : null,
+      warm_cpu_ratio_3_vs_1:
+        one && three
+          ? Math.round((one.warm_events_per_cpu_s / three.warm_events_per_cpu_s) * 100) / 100
+          : null,
+      busy_cpu_ratio_3_vs_1:
+        one && three ? Math.round((three.busy_cpu_ms / one.busy_cpu_ms) * 100) / 100 : null,
+      kafka_ingest_vs_json_parse: ingestRatio.ratio,
+      kafka_ingest_rounds: ingestRatio.rounds,
+      kafka_ingest_events_per_server_cpu_s: ingestRatio.events_per_server_cpu_s,
+      rules_consumer_events_per_cpu_s: Math.round((count / consumed.cpuMs) * 1000),
+      runs,
+      restore,
+      node: process.version,
+    };
+    if (json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+    else {
+      process.stdout.write(
+        `scale-out on Kafka, ${count} events, ${ruleCount} rules, ${TASKS} partitions\n`,
+      );
+      for (const r of runs)
+        process.stdout.write(
+          `  ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
+        );
+      process.stdout.write(
+        `  CPU per event, 3 workers vs 1: ${summary.cpu_ratio_3_vs_1} (target ≤ 1.3); less the workers' idle cost: ${summary.busy_cpu_ratio_3_vs_1}; after the first third: ${summary.warm_cpu_ratio_3_vs_1}\n`,
+      );
+      for (const r of restore.per_task)
+        process.stdout.write(
+          `  restore task ${r.task}: ${r.state_bytes} bytes of state, ${r.keys} keys: read from the changelog in ${r.read_ms} ms, decoded and restored in ${r.decode_restore_ms} ms\n`,
+        );
+      process.stdout.write(
+        `  a fresh worker restored all ${TASKS} tasks in ${restore.worker_restore_all_tasks_s} s\n`,
+      );
+      process.stdout.write(
+        `  HTTP NDJSON → Kafka: ${summary.kafka_ingest_vs_json_parse}× JSON.parse per server core (rounds ${ingestRatio.rounds.join(', ')}; target ≥ 0.2)\n`,
+      );
+      process.stdout.write(
+        `  rules consumer from Kafka: ${summary.rules_consumer_events_per_cpu_s} events per CPU second (target ≥ 100,000)\n`,
+      );
+    }
+    return 0;
+  } finally {
+    killServes();
+    rmSync(dir, { recursive: true, force: true });
+    await stopKafka?.();
+  }
+}
