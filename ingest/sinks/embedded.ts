@@ -1,5 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../storage/sqlite.ts';
@@ -98,9 +98,14 @@ const BLOCK_CHARS = 64 * 1024;
 const validTime = (ts: unknown): ts is number =>
   typeof ts === 'number' && Number.isFinite(ts) && ts >= 0 && ts < 8.64e15;
 
+/** The last day named: events come in runs of the same day, and naming one is a Date. */
+let lastDay = { name: '1970-01-01', start: 0 };
+
 function dayOf(t: number): { name: string; start: number } {
   const start = t - (t % DAY_MS);
-  return { name: new Date(start).toISOString().slice(0, 10), start };
+  if (start !== lastDay.start)
+    lastDay = { name: new Date(start).toISOString().slice(0, 10), start };
+  return lastDay;
 }
 
 const MAX_OFFSET = 2n ** 63n - 1n;
@@ -118,8 +123,7 @@ function offsetOf(m: BusBatch['messages'][number]): number | bigint {
 }
 
 /** 48 bits of the SHA-1 of an event's JSON: with its position, what makes a row unique. */
-const digestOf = (json: string): number =>
-  createHash('sha1').update(json).digest().readUIntBE(0, 6);
+const digestOf = (json: string): number => hash('sha1', json, 'buffer').readUIntBE(0, 6);
 
 /**
  * Files written since keyed rows by bus position: `(source, position, digest)` is
