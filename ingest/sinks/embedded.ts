@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { hash } from 'node:crypto';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../storage/sqlite.ts';
@@ -63,11 +64,25 @@ interface Partition {
 
 interface Open {
   db: SqliteDatabase;
+  /**
+   * How a row says which bus message it is: `position` in files written since (the bus
+   * position as integers, in the order the bus delivers), `id` in files from before (a
+   * hash of the position and the JSON, random-ordered).
+   */
+  key: 'position' | 'id';
   insertEvent: SqliteStatement;
   insertText: SqliteStatement;
   nextBlock: SqliteStatement;
   insertBlock: SqliteStatement;
   block: SqliteStatement;
+  sourceId: SqliteStatement;
+  insertSource: SqliteStatement;
+  /**
+   * (topic, bus partition) → its row in `sources`. Bounded by the bus's topics and
+   * partitions, never by event values: a message's topic and partition are where the bus
+   * put it.
+   */
+  sources: Map<string, number>;
 }
 
 /**
@@ -83,42 +98,105 @@ const BLOCK_CHARS = 64 * 1024;
 const validTime = (ts: unknown): ts is number =>
   typeof ts === 'number' && Number.isFinite(ts) && ts >= 0 && ts < 8.64e15;
 
+/** The last day named: events come in runs of the same day, and naming one is a Date. */
+let lastDay = { name: '1970-01-01', start: 0 };
+
 function dayOf(t: number): { name: string; start: number } {
   const start = t - (t % DAY_MS);
-  return { name: new Date(start).toISOString().slice(0, 10), start };
+  if (start !== lastDay.start)
+    lastDay = { name: new Date(start).toISOString().slice(0, 10), start };
+  return lastDay;
 }
 
+const MAX_OFFSET = 2n ** 63n - 1n;
+
+/** A bus offset (decimal digits, as Kafka's and the embedded bus's are) as an SQLite integer. */
+function offsetOf(m: BusBatch['messages'][number]): number | bigint {
+  const o = m.offset;
+  if (typeof o === 'string' && /^\d{1,19}$/.test(o)) {
+    const n = Number(o);
+    if (Number.isSafeInteger(n)) return n;
+    const big = BigInt(o);
+    if (big <= MAX_OFFSET) return big;
+  }
+  throw new Error(`bus offset ${String(o).slice(0, 32)} of ${m.topic} is not an integer`);
+}
+
+/** 48 bits of the SHA-1 of an event's JSON: with its position, what makes a row unique. */
+const digestOf = (json: string): number => hash('sha1', json, 'buffer').readUIntBE(0, 6);
+
+/**
+ * Files written since keyed rows by bus position: `(source, position, digest)` is
+ * UNIQUE, where source is the (topic, partition) and the digest a hash of the JSON, so a
+ * redelivered message is not indexed twice while another event at a reused position (a
+ * topic recreated) still is. The bus delivers a partition's messages in offset order, so
+ * each insert lands at the right end of that index's B-tree: the pages a batch dirties
+ * stay a handful however large the file grows. The `id` of older files (a SHA-1 of the
+ * position and the JSON, in random order) made every insert touch a page of its own
+ * once the index outgrew a batch, and the cost per event grew with the file.
+ */
 function open(path: string): Open {
   const db = openSqlite(path);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');
+  const existing = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('events');
   // body: the event's JSON, in files written before blocks; '' once it is in `blocks`
   // (block, slot: which block, which line of it).
+  if (existing.length === 0)
+    db.exec(`
+      CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, source INTEGER NOT NULL, position INTEGER NOT NULL,
+        digest INTEGER NOT NULL, ts INTEGER NOT NULL, service TEXT, host TEXT, level TEXT,
+        fingerprint TEXT, body TEXT NOT NULL, block INTEGER, slot INTEGER);
+      CREATE UNIQUE INDEX events_position ON events (source, position, digest);
+    `);
   db.exec(`
-    CREATE TABLE IF NOT EXISTS events (
-      seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, ts INTEGER NOT NULL,
-      service TEXT, host TEXT, level TEXT, fingerprint TEXT, body TEXT NOT NULL,
-      block INTEGER, slot INTEGER);
     CREATE INDEX IF NOT EXISTS events_ts ON events (ts);
     CREATE INDEX IF NOT EXISTS events_service_ts ON events (service, ts);
     CREATE VIRTUAL TABLE IF NOT EXISTS events_text USING fts5 (text, content='');
     CREATE TABLE IF NOT EXISTS blocks (id INTEGER PRIMARY KEY, body BLOB NOT NULL);
+    CREATE TABLE IF NOT EXISTS sources (
+      id INTEGER PRIMARY KEY, topic TEXT NOT NULL, partition INTEGER NOT NULL,
+      UNIQUE (topic, partition));
   `);
   const columns = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('events');
   if (!columns.includes('block'))
     db.exec(
       'ALTER TABLE events ADD COLUMN block INTEGER; ALTER TABLE events ADD COLUMN slot INTEGER;',
     );
+  const key = columns.includes('position') ? 'position' : 'id';
   return {
     db,
+    key,
     insertEvent: db.prepare(
-      "INSERT INTO events (id, ts, service, host, level, fingerprint, body, block, slot) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?) ON CONFLICT (id) DO NOTHING",
+      key === 'position'
+        ? "INSERT INTO events (source, position, digest, ts, service, host, level, fingerprint, body, block, slot) VALUES (?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?) ON CONFLICT DO NOTHING"
+        : "INSERT INTO events (id, ts, service, host, level, fingerprint, body, block, slot) VALUES (?, ?, ?, ?, ?, ?, '', ?, ?) ON CONFLICT (id) DO NOTHING",
     ),
     insertText: db.prepare('INSERT INTO events_text (rowid, text) VALUES (?, ?)'),
     nextBlock: db.prepare('SELECT COALESCE(MAX(id), 0) + 1 FROM blocks').pluck(),
     insertBlock: db.prepare('INSERT INTO blocks (id, body) VALUES (?, ?)'),
     block: db.prepare('SELECT body FROM blocks WHERE id = ?').pluck(),
+    sourceId: db.prepare('SELECT id FROM sources WHERE topic = ? AND partition = ?').pluck(),
+    insertSource: db.prepare('INSERT INTO sources (topic, partition) VALUES (?, ?)'),
+    sources: new Map(),
   };
+}
+
+/**
+ * The row in `sources` of a bus topic and partition, added if need be: outside a batch's
+ * transaction, so a batch rolled back leaves no id in the cache that the file lacks.
+ */
+function sourceOf(o: Open, topic: string, partition: number): number {
+  const k = `${topic}\u0000${partition}`;
+  let id = o.sources.get(k);
+  if (id === undefined) {
+    id =
+      (o.sourceId.get(topic, partition) as number | undefined) ??
+      Number(o.insertSource.run(topic, partition).lastInsertRowid);
+    o.sources.set(k, id);
+  }
+  return id;
 }
 
 /** A search hit before its body is read. */
@@ -342,6 +420,10 @@ export class EmbeddedIndex {
         continue;
       }
       const o = this.connect(p.name, p.path);
+      const sources =
+        o.key === 'position'
+          ? group.messages.map((m) => sourceOf(o, m.topic, m.partition))
+          : undefined;
       o.db.transaction(() => {
         // The block being filled: the rows name it before it is written, at the end of
         // the transaction (or when it is full), with only the bodies of rows inserted.
@@ -355,12 +437,11 @@ export class EmbeddedIndex {
           bodies = [];
           chars = 0;
         };
-        for (const m of group.messages) {
+        for (const [i, m] of group.messages.entries()) {
           const e = m.event;
           // JSON.stringify never writes a raw newline: the block's lines are its bodies.
           const body = JSON.stringify(e);
-          const r = o.insertEvent.run(
-            documentId(m, body),
+          const fields = [
             e['@timestamp'],
             e['service.name'] ?? null,
             e['host.name'] ?? null,
@@ -368,7 +449,11 @@ export class EmbeddedIndex {
             e['error.fingerprint'] ?? null,
             block,
             bodies.length,
-          );
+          ];
+          const r =
+            o.key === 'position'
+              ? o.insertEvent.run(sources![i], offsetOf(m), digestOf(body), ...fields)
+              : o.insertEvent.run(documentId(m, body), ...fields);
           if (r.changes === 0) continue; // redelivered: already indexed
           bodies.push(body);
           chars += body.length;

@@ -246,9 +246,29 @@ describe('embedded index (SQLite FTS5)', () => {
     db.close();
     const index = openEmbeddedIndex(dir, { retentionIntervalMs: 0 });
     await index.indexBatch(batch([ev(3), ev(4), ev(5)], 100));
+    await index.indexBatch(batch([ev(4), ev(5)], 101)); // redelivered: keyed by id in this file
     const all = await index.search({});
     expect(all.events).toEqual([5, 4, 3, 2, 1, 0].map(ev));
     expect((await index.search({ q: 'served', service: 'api' })).events).toEqual([ev(3), ev(1)]);
+    index.close();
+  });
+
+  it('keys rows by bus position: a redelivery is skipped, another event at a reused position is not', async () => {
+    const dir = tmpIndex();
+    const index = openEmbeddedIndex(dir, { retentionIntervalMs: 0 });
+    await index.indexBatch(batch([ev(0), ev(1)]));
+    const other = batch([ev(0)]); // the same offset on another topic
+    other.messages = other.messages.map((m) => ({ ...m, topic: 'metrics' }));
+    await index.indexBatch({ ...other, topic: 'metrics' });
+    // Offset 0 redelivered; offset 1 now holds another event (a topic recreated).
+    await index.indexBatch(batch([ev(0), ev(2)]));
+    const all = await index.search({});
+    expect(all.events.map((e) => e['host.name'])).toEqual(['h2', 'h1', 'h0', 'h0']);
+    // An offset that is not an integer fails the batch before anything is written.
+    await expect(index.indexBatch(batch([ev(3)], Number.NaN))).rejects.toThrow(
+      /bus offset NaN of logs is not an integer/,
+    );
+    expect((await index.search({})).total).toBe(4);
     index.close();
   });
 
