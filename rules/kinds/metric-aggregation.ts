@@ -82,6 +82,7 @@ class AggregateWindow {
 
 interface KeyState {
   window: AggregateWindow;
+  /** The key's newest event, held only with `for` (as frequency's KeyState.sample). */
   sample: Event | undefined;
 }
 
@@ -107,7 +108,7 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     if (inOrder) {
       window.slide(t - this.spec.timeframe);
       window.prune(this.ctx.watermark - this.spec.timeframe);
-      state.sample = event;
+      if (this.spec.for) state.sample = event;
       this.condition(
         key,
         t,
@@ -220,7 +221,7 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     const window = new AggregateWindow(this.spec.metric_agg_type);
     for (let i = 0; i < d.times.length; i++) window.add(d.times[i]!, d.values[i]!);
     if (typeof d.windowStart === 'number') window.slide(d.windowStart);
-    return { window, sample: d.sample };
+    return { window, sample: this.spec.for ? d.sample : undefined };
   }
 }
 
