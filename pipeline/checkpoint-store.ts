@@ -9,10 +9,17 @@
  * stays open across slices (this connection is the file's only writer) and commits
  * with the head and the offsets in the last one.
  *
- * Encoding: each entry, the head and the offsets are V8 values (`node:v8` serialize, the
- * structured-clone format: typed numbers, ±Infinity kept, strings as they are, linear in
- * their size); ids and keys are BLOBs of their UTF-16 code units, so any string a sender
- * picks (NULs, lone surrogates) comes back unchanged.
+ * Encoding (format 2): each entry is JSON text (the parts RuleRunner.entry gives, a key's
+ * values left out where its id spells them), and its id is the id as a JSON string:
+ * JSON escapes NULs and lone surrogates, so any string a sender picks comes back
+ * unchanged, and a run of rows read back is one JSON text (`id,entry,id,entry...`) that
+ * SQLite joins (group_concat) and one JSON.parse decodes, a batch at a time: no row
+ * objects, no decoder per entry. The head, the offsets and the timers (few) are V8
+ * values (`node:v8` serialize); timer keys BLOBs of their UTF-16 code units.
+ *
+ * Format 1 (earlier versions) stored entries as V8 values under BLOB ids; such a store is
+ * read row by row, and its next checkpoint must be a full one (RuleCheckpoints.restore
+ * asks the engine for it), which rewrites every row in format 2.
  */
 import { existsSync } from 'node:fs';
 import { deserialize, serialize } from 'node:v8';
@@ -26,13 +33,22 @@ import {
 import type { RunnerEntry } from '../rules/runner.ts';
 import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../ingest/storage/sqlite.ts';
 
-/** The store's layout; a file of another format is not read. */
-const FORMAT = 1;
+/** The store's layout, written with each checkpoint; a file of a format not here is not read. */
+const FORMAT = 2;
+const LEGACY_FORMAT = 1;
+
+/**
+ * Entries read back per query (restore): one joined string of at most this many rows,
+ * each bounded by what one key holds (its rule's caps), so memory per batch is bounded.
+ */
+const READ_BATCH = 2048;
 
 /** Pages of write-ahead log (4 KiB each) past which a commit folds it into the database. */
 const WAL_LIMIT = 65_536;
 
 export interface StoredCheckpoint {
+  /** The store's format: 1 (earlier versions) needs a full checkpoint next. */
+  format: number;
   head: EngineHead;
   offsets: Record<string, number>;
   at: number;
@@ -44,7 +60,7 @@ export interface WriteStats {
   full: boolean;
   entries: number;
   timers: number;
-  /** Bytes of entries and timers written (encoded values and ids). */
+  /** Bytes of entries and timers written (encoded values and ids, as UTF-8). */
   bytes: number;
   /** The longest time one slice held the event loop, and all slices together (ms). */
   maxPauseMs: number;
@@ -59,8 +75,14 @@ export interface WriteOptions {
   step?: number;
 }
 
-export function encodeEntry(entry: RunnerEntry): Uint8Array {
-  return serialize(entry);
+/** An entry as stored (format 2): JSON text. */
+export function encodeEntry(entry: RunnerEntry): string {
+  return JSON.stringify(entry);
+}
+
+/** An entry id as stored (format 2): the id as a JSON string (NULs, lone surrogates escaped). */
+function idText(id: string): string {
+  return JSON.stringify(id);
 }
 
 function idBlob(id: string): Buffer {
@@ -93,9 +115,44 @@ export function readCheckpointHead(
   }
 }
 
-/** Read each time it is iterated (restore reads a large state once, row by row). */
+/** Read each time it is iterated (restore reads a large state once, a batch at a time). */
 function iterable<T>(rows: () => Generator<T>): Iterable<T> {
   return { [Symbol.iterator]: rows };
+}
+
+type Entry = [rule: string, id: string, entry: RunnerEntry];
+
+/**
+ * Format 2: each rule's entries in id order, READ_BATCH rows per query joined by SQLite
+ * into one JSON text (`id,entry,...`), decoded by one JSON.parse. The rules are the
+ * head's: entries of any other rule would not be restored.
+ */
+function* entries(db: SqliteDatabase, head: EngineHead): Generator<Entry> {
+  const batch = db.prepare(
+    `SELECT max(id) AS last, group_concat(id || ',' || value, ',') AS body FROM (
+       SELECT id, value FROM entries WHERE rule = ? AND id > ? ORDER BY id LIMIT ${READ_BATCH})`,
+  );
+  for (const rule of Object.keys(head.rules)) {
+    let after = '';
+    for (;;) {
+      const row = batch.get(rule, after) as { last: string | null; body: string | null };
+      if (row.last === null || row.body === null) break;
+      const items = JSON.parse(`[${row.body}]`) as unknown[];
+      for (let i = 0; i + 1 < items.length; i += 2)
+        yield [rule, items[i] as string, items[i + 1] as RunnerEntry];
+      after = row.last;
+    }
+  }
+}
+
+/** Format 1: V8 values under BLOB ids, row by row. */
+function* legacyEntries(db: SqliteDatabase): Generator<Entry> {
+  const rows = db.prepare('SELECT rule, id, value FROM entries').iterate() as Iterable<{
+    rule: string;
+    id: Uint8Array;
+    value: Uint8Array;
+  }>;
+  for (const r of rows) yield [r.rule, idString(r.id), deserialize(r.value) as RunnerEntry];
 }
 
 export class CheckpointStore {
@@ -106,6 +163,8 @@ export class CheckpointStore {
   private readonly timerDelete: SqliteStatement;
   private readonly metaSet: SqliteStatement;
   private writing = false;
+  /** The format of what the file holds (undefined: no checkpoint yet). */
+  private format: number | undefined;
   /** Pages written to the write-ahead log since it was last folded in (an estimate). */
   private logPages = 0;
 
@@ -142,6 +201,9 @@ export class CheckpointStore {
     this.metaSet = this.db.prepare(
       'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
     );
+    const format = this.db.prepare("SELECT value FROM meta WHERE name = 'format'").get() as
+      { value: Uint8Array } | undefined;
+    if (format !== undefined) this.format = deserialize(format.value) as number;
   }
 
   /** The last checkpoint committed, or undefined when there is none. Entries are read lazily. */
@@ -157,10 +219,9 @@ export class CheckpointStore {
     const format = meta.get('format');
     const head = meta.get('head');
     if (format === undefined || head === undefined) return undefined;
-    if (deserialize(format) !== FORMAT)
-      throw new Error(
-        `${this.path}: checkpoint format ${String(deserialize(format))} is not ${FORMAT}`,
-      );
+    const version = deserialize(format) as number;
+    if (version !== FORMAT && version !== LEGACY_FORMAT)
+      throw new Error(`${this.path}: checkpoint format ${String(version)} is not ${FORMAT}`);
     const { engine, offsets, at } = deserialize(head) as {
       engine: EngineHead;
       offsets: Record<string, number>;
@@ -168,22 +229,13 @@ export class CheckpointStore {
     };
     const db = this.db;
     return {
+      format: version,
       head: engine,
       offsets,
       at,
-      entries: iterable(function* () {
-        const rows = db.prepare('SELECT rule, id, value FROM entries').iterate() as Iterable<{
-          rule: string;
-          id: Uint8Array;
-          value: Uint8Array;
-        }>;
-        for (const r of rows)
-          yield [r.rule, idString(r.id), deserialize(r.value) as RunnerEntry] as [
-            string,
-            string,
-            RunnerEntry,
-          ];
-      }),
+      entries: iterable(
+        version === LEGACY_FORMAT ? () => legacyEntries(db) : () => entries(db, engine),
+      ),
       timers: iterable(function* () {
         const rows = db
           .prepare('SELECT seq, at, rule, key, tag FROM timers')
@@ -243,6 +295,10 @@ export class CheckpointStore {
 
   private begin(capture: Capture, offsets: Record<string, number>, step: number) {
     if (this.writing) throw new Error('a checkpoint is being written already');
+    if (this.format === LEGACY_FORMAT && !capture.full)
+      throw new Error(
+        `${this.path}: a store of format ${LEGACY_FORMAT} takes a full checkpoint first`,
+      );
     this.writing = true;
     const stats: WriteStats = {
       full: capture.full,
@@ -261,13 +317,13 @@ export class CheckpointStore {
     let removed = 0;
     const writeRows = (rows: EntryRow[]) => {
       for (const [rule, id, value] of rows) {
-        const blob = idBlob(id);
-        if (value === null) this.remove.run(rule, blob);
+        const key = idText(id);
+        if (value === null) this.remove.run(rule, key);
         else {
-          this.upsert.run(rule, blob, value);
-          stats.bytes += value.byteLength;
+          this.upsert.run(rule, key, value);
+          stats.bytes += Buffer.byteLength(value);
         }
-        stats.bytes += blob.byteLength;
+        stats.bytes += Buffer.byteLength(key);
         stats.entries++;
       }
     };
@@ -307,6 +363,7 @@ export class CheckpointStore {
         this.metaSet.run('format', serialize(FORMAT));
         this.metaSet.run('head', serialize({ engine: capture.head, offsets: offsetsNow, at }));
         this.db.exec('COMMIT');
+        this.format = FORMAT;
         this.writing = false;
         this.logPages += Math.ceil(stats.bytes / 4096);
         if (this.logPages > WAL_LIMIT) {

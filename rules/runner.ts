@@ -670,7 +670,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     const state = this.keys.get(id);
     if (state !== undefined) (e ??= {}).k = this.encodeKey(state);
     const values = this.keyValues.get(id);
-    if (values !== undefined) (e ??= {}).v = values;
+    if (values !== undefined) (e ??= {}).v = this.spelled(id, values) ? 0 : values;
     const silence = this.silences.get(id);
     if (silence !== undefined) (e ??= {}).s = [silence.until, silence.exponent];
     const since = this.pendingSince.get(id);
@@ -683,13 +683,51 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return e;
   }
 
+  /**
+   * Whether a key's values are what its id spells (keyOf): one string per field, none
+   * holding the separator (NUL); the entry then stores 0 for them (spelledValues rebuilds
+   * them). Linear in the id's length.
+   */
+  private spelled(id: string, values: Record<string, unknown>): boolean {
+    const fields = this.keyFields;
+    const names = Object.keys(values);
+    if (names.length !== fields.length) return false;
+    for (let i = 0; i < fields.length; i++) if (names[i] !== fields[i]) return false;
+    if (fields.length === 1) return values[fields[0]!] === id;
+    let spelled = '';
+    for (let i = 0; i < fields.length; i++) {
+      const v = values[fields[i]!];
+      if (typeof v !== 'string' || v.includes('\u0000')) return false;
+      spelled += (i === 0 ? '' : '\u0000') + v;
+    }
+    return spelled === id;
+  }
+
+  /** A key's values from its id, where `spelled` holds. */
+  private spelledValues(id: string): Record<string, unknown> {
+    const fields = this.keyFields;
+    const parts = fields.length === 1 ? [id] : id.split('\u0000');
+    const values: Record<string, unknown> = {};
+    for (let i = 0; i < fields.length; i++) values[fields[i]!] = parts[i];
+    return values;
+  }
+
   /** Restores one entry, as `entry` gave it. */
   loadEntry(id: string, e: RunnerEntry, version: number): void {
     if (e.k !== undefined) this.keys.set(id, this.decodeKey(e.k, version));
-    if (e.v !== undefined) this.keyValues.set(id, e.v);
+    if (e.v !== undefined) this.keyValues.set(id, e.v === 0 ? this.spelledValues(id) : e.v);
     if (e.s !== undefined) this.silences.set(id, { until: e.s[0], exponent: e.s[1] });
     if (e.p !== undefined) this.pendingSince.set(id, e.p);
-    if (e.e !== undefined) this.episodes.set(id, e.e);
+    if (e.e !== undefined) {
+      // JSON (the store's format 2) turns +Infinity into null.
+      const inf = (v: number | null): number => v ?? Number.POSITIVE_INFINITY;
+      this.episodes.set(id, {
+        ...e.e,
+        cleared: inf(e.e.cleared),
+        due: inf(e.e.due),
+        check: inf(e.e.check),
+      });
+    }
     if (e.q !== undefined) this.quietPending.add(id);
     if (e.x !== undefined) this.decodeEntryExtra(id, e.x);
   }
@@ -769,7 +807,8 @@ export interface RunnerSnapshot {
 export interface RunnerEntry {
   /** The kind's window state (encodeKey). */
   k?: unknown;
-  v?: Record<string, unknown>;
+  /** The key's values; 0 when they are what the id spells (RuleRunner.spelled). */
+  v?: Record<string, unknown> | 0;
   /** realert silence: until, exponent. */
   s?: [number, number];
   /** pending since. */
