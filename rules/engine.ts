@@ -551,6 +551,7 @@ export class Engine {
     }
     for (const [rule, id, entry] of stored.entries)
       restored.get(rule)?.loadEntry(id, entry, head.version);
+    for (const runner of restored.values()) runner.restored();
     const ceiling = this.clock ? this.clock() + this.maxFutureSkew : Number.POSITIVE_INFINITY;
     this.setWatermark(Math.min(head.watermark, ceiling));
     this.maxEventTime = Math.min(head.maxEventTime, ceiling);

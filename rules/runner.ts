@@ -607,8 +607,16 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return { until: t + wait, exponent };
   }
 
+  /**
+   * The watermark of this runner's last sweep: part of the head, so a kind whose sweep
+   * changes every key alike (metric_aggregation's window start) can redo it at restore
+   * (`restored`) instead of rewriting every entry at each checkpoint.
+   */
+  protected sweptAt = Number.NEGATIVE_INFINITY;
+
   /** Drops state the watermark has made irrelevant. Kinds extend it for their windows. */
   sweep(watermark: number): void {
+    this.sweptAt = watermark;
     const { realert, exponential_realert: cap } = this.spec;
     for (const [key, s] of this.silences) {
       // With exponential realert a past silence still sets the next one's length, until
@@ -734,12 +742,24 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
 
   /** The runner's state that is not per entry. */
   head(): RunnerHead {
-    return { lastAlertAt: this.lastAlertAt, alertCount: this.alertCount };
+    return { lastAlertAt: this.lastAlertAt, alertCount: this.alertCount, sweptAt: this.sweptAt };
   }
 
   loadHead(h: RunnerHead): void {
     this.lastAlertAt = h.lastAlertAt;
     this.alertCount = h.alertCount;
+    this.sweptAt = h.sweptAt ?? Number.NEGATIVE_INFINITY;
+  }
+
+  /** After a restore from entries (Engine.restoreChanges): every entry is loaded. */
+  restored(): void {}
+
+  /**
+   * An entry is about to change in a way the next capture need not store (a restore
+   * redoes it, see `sweptAt`): copied first if a capture running now has not taken it.
+   */
+  protected preserve(id: string): void {
+    if (this.beforeChange !== undefined) this.beforeChange(id);
   }
 
   /** Kinds with state per string beyond the base maps (new_term's terms). */
@@ -822,6 +842,8 @@ export interface RunnerEntry {
 export interface RunnerHead {
   lastAlertAt: string | undefined;
   alertCount: number;
+  /** RuleRunner.sweptAt (absent in checkpoints of earlier versions). */
+  sweptAt?: number;
 }
 
 export function alertId(rule: string, key: string, t: number, discriminator: string): string {

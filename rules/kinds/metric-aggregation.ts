@@ -188,11 +188,27 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
   override sweep(watermark: number): void {
     super.sweep(watermark);
     for (const [key, state] of this.keys) {
-      // The window's start moves at every sweep: each key changes (not incremental).
-      if (watermark - this.spec.timeframe > state.window.windowStart) this.touched(key);
+      // The window's start moves at every sweep, for every key alike: not recorded as a
+      // change (a checkpoint would rewrite every key each time); `restored` redoes it from
+      // the head's sweptAt. A key emptied is forgotten, and that is recorded.
+      if (watermark - this.spec.timeframe > state.window.windowStart) this.preserve(key);
       state.window.slide(watermark - this.spec.timeframe);
       state.window.prune(watermark - this.spec.timeframe);
       if (state.window.samples.length === 0) this.forgetIdleKey(key);
+    }
+  }
+
+  /**
+   * Entries stored before the last sweeps hold an older window start and samples those
+   * sweeps dropped: this sweep again at the last one's watermark makes them what the
+   * sweeps made them (sliding and pruning to a point already passed change nothing).
+   */
+  override restored(): void {
+    if (this.sweptAt === Number.NEGATIVE_INFINITY) return;
+    const to = this.sweptAt - this.spec.timeframe;
+    for (const state of this.keys.values()) {
+      state.window.slide(to);
+      state.window.prune(to);
     }
   }
 
