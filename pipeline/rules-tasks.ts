@@ -308,14 +308,21 @@ export class RulesTasks {
   private async assigned(ids: number[]): Promise<void> {
     const epoch = ++this.epoch;
     this.o.telemetry.rebalances.inc();
+    // A member the group has not confirmed for this long may have been dropped and its
+    // tasks held by another meanwhile (a pause past the session timeout): a task it gets
+    // again is not its own state carried on but restored from the changelog, as new.
+    const silent = performance.now() - this.confirmedAt > this.confirmWithinMs;
     // Synchronously, before the bus hands the new assignment's partitions to the flow.
     for (const [id, task] of this.tasks)
-      if (!ids.includes(id)) {
+      if (!ids.includes(id) || silent) {
         this.tasks.delete(id);
         this.changelog.forget(id);
         const alerts = task.held.filter((h) => h.kind === 'alert').length;
         if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason: 'revoked' }, alerts);
-        this.o.logger.info({ task: id, dropped: alerts }, 'rules task revoked');
+        this.o.logger.info(
+          { task: id, dropped: alerts, ...(ids.includes(id) && { silent: true }) },
+          'rules task revoked',
+        );
       }
     const fresh = ids.filter((id) => !this.tasks.has(id));
     for (const id of fresh) this.tasks.set(id, this.newTask(id));
