@@ -116,5 +116,58 @@ describe.skipIf(!brokers)(
       expect(existsSync(setup.acted)).toBe(true);
       expect(readFileSync(setup.acted, 'utf8').trim().split('\n')).toHaveLength(executed.length);
     }, 240_000);
+
+    it('SIGCONT after the idle time: the clock fires on the paused worker, which holds and drops it', async () => {
+      const { batches, lines, last } = twoFleets(
+        Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
+      );
+      const prefix = `rq${randomUUID().slice(0, 8)}.`;
+      const setup = workersSetup({
+        name: 'rules-pause-clock',
+        prefix,
+        lines,
+        snapshotEvery: '2s',
+        acting: true,
+        bus: 'sessionTimeout: 6s',
+      });
+      const expected = backtestAlerts(join(setup.dir, 'rules'), setup.data).alerts;
+      await createTopics(brokers!, prefix);
+      const { ingest, worker } = await startIngestAndWorkers(setup, brokers!);
+      const [a, b, c] = await Promise.all([worker(), worker(), worker()]);
+      const before = await settled([a, b, c]);
+      await send(ingest.url, batches);
+      await drained([a, b, c]);
+      const idleFrom = Date.now();
+      const fromB = await alertsOf([b]);
+      b.child.kill('SIGSTOP');
+      const without = await settled([a, c], before);
+      // Past the engines' idle time (the allowed lateness, 30 s): once resumed, B's clock
+      // carries the watermark of the tasks it held on, and fires their absences at once.
+      await new Promise((r) => setTimeout(r, Math.max(0, idleFrom + 33_000 - Date.now())));
+      b.child.kill('SIGCONT');
+      await settled([a, b, c], without);
+      const end = new Date(last).toISOString();
+      await until(
+        'the clock to carry the watermark past the data',
+        async () => (await alertsOf([a, b, c])).filter((x) => x.at > end).length >= 8,
+        90_000,
+      );
+      const seen = new Set(fromB.map((x) => x.id));
+      const ofB = await alertsOf([b]);
+      // B fired on resume, and held it: the group had not confirmed it for the pause.
+      expect(b.log()).toContain('has not confirmed this worker lately');
+      expect(ofB.filter((x) => !seen.has(x.id) && (x.task?.generation ?? -1) <= before)).toEqual(
+        [],
+      );
+      const all = [...fromB, ...ofB, ...(await alertsOf([a, c]))];
+      const live = [...new Map(all.map((x) => [x.id, x])).values()].filter((x) => x.at <= end);
+      expect(live.map(view).sort(order)).toEqual(expected);
+      for (const w of [a, b, c, ingest]) await stopServe(w);
+      const store = openActionStore(setup.journal);
+      const executed = store.list({ limit: 10_000 }).filter((d) => d.decision === 'executed');
+      store.close();
+      expect(new Set(executed.map((d) => d.id)).size).toBe(executed.length);
+      expect(readFileSync(setup.acted, 'utf8').trim().split('\n')).toHaveLength(executed.length);
+    }, 240_000);
   },
 );
