@@ -118,6 +118,9 @@ describe.skipIf(!brokers)(
     }, 240_000);
 
     it('SIGCONT after the idle time: the clock fires on the paused worker, which holds and drops it', async () => {
+      const began = Date.now();
+      const mark = (what: string) =>
+        console.log(`${((Date.now() - began) / 1000).toFixed(1)} s: ${what}`);
       const { batches, lines, last } = twoFleets(
         Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
       );
@@ -135,17 +138,20 @@ describe.skipIf(!brokers)(
       const { ingest, worker } = await startIngestAndWorkers(setup, brokers!);
       const [a, b, c] = await Promise.all([worker(), worker(), worker()]);
       const before = await settled([a, b, c]);
+      mark(`three workers settled in generation ${before}`);
       await send(ingest.url, batches);
       await drained([a, b, c]);
+      mark('all the data processed');
       const idleFrom = Date.now();
       const fromB = await alertsOf([b]);
       b.child.kill('SIGSTOP');
       const without = await settled([a, c], before);
+      mark(`B paused; A and C settled in generation ${without}`);
       // Past the engines' idle time (the allowed lateness, 30 s): once resumed, B's clock
       // carries the watermark of the tasks it held on, and fires their absences at once.
       await new Promise((r) => setTimeout(r, Math.max(0, idleFrom + 33_000 - Date.now())));
       b.child.kill('SIGCONT');
-      await settled([a, b, c], without);
+      mark(`B resumed; three settled in generation ${await settled([a, b, c], without)}`);
       const end = new Date(last).toISOString();
       await until(
         'the clock to carry the watermark past the data',
