@@ -158,6 +158,82 @@ export const ROWS: RowSpec[] = [
     ],
   },
   {
+    // Only Kafka rules workers export samples for these (docs/scale-out.md); on the
+    // embedded bus the panels stay empty.
+    title: 'Rules workers (Kafka)',
+    panels: [
+      {
+        title: 'Task lag by partition',
+        description:
+          'Messages of each task partition that the worker holding it has yet to process (drover_rules_task_lag_messages). A partition whose lag keeps growing is held by a worker that falls behind or is stuck.',
+        unit: 'short',
+        queries: [
+          {
+            expr: `max by (instance, topic, partition) (drover_rules_task_lag_messages{${SEL}})`,
+            legend: '{{topic}}/{{partition}} on {{instance}}',
+          },
+        ],
+      },
+      {
+        title: 'Tasks assigned per worker',
+        description:
+          'Tasks (partition i of logs and metrics) each rules worker holds; the sum is the partition count when the group is settled.',
+        unit: 'short',
+        stack: true,
+        queries: [
+          {
+            expr: `sum by (instance) (drover_rules_tasks_assigned{${SEL}})`,
+            legend: '{{instance}}',
+          },
+        ],
+      },
+      {
+        title: 'Rebalances and fenced alerts',
+        description:
+          'Assignments each worker received, and alerts not emitted because their task moved away (revoked), the worker could not confirm it still held its tasks after a pause (unconfirmed, released or dropped once it knows), or the held queue overflowed.',
+        unit: 'short',
+        queries: [
+          {
+            expr: `sum by (instance) (increase(drover_rules_rebalances_total{${SEL}}[$__rate_interval]))`,
+            legend: 'rebalances {{instance}}',
+          },
+          {
+            expr: `sum by (reason) (increase(drover_rules_fenced_alerts_total{${SEL}}[$__rate_interval]))`,
+            legend: 'fenced {{reason}}',
+          },
+        ],
+      },
+      {
+        title: 'Task restores',
+        description:
+          "Time to restore an assigned task's state from the changelog (mean over the interval, and the slowest per worker since it started), and events replayed after a restore up to the log end at the assignment.",
+        unit: 's',
+        queries: [
+          {
+            expr: `sum(increase(drover_rules_task_restore_seconds_sum{${SEL}}[$__rate_interval])) / sum(increase(drover_rules_task_restore_seconds_count{${SEL}}[$__rate_interval]))`,
+            legend: 'mean restore',
+          },
+          {
+            expr: `max by (instance) (drover_rules_task_restore_seconds{${SEL}, quantile="1"})`,
+            legend: 'slowest restore {{instance}}',
+          },
+        ],
+      },
+      {
+        title: 'Events replayed after a restore',
+        description:
+          'Events processed again per second after a task moved (from its snapshot to the log end at the assignment); the cost of a rebalance.',
+        unit: 'ops',
+        queries: [
+          {
+            expr: `sum by (instance) (rate(drover_rules_task_replayed_events_total{${SEL}}[$__rate_interval]))`,
+            legend: '{{instance}}',
+          },
+        ],
+      },
+    ],
+  },
+  {
     title: 'Remediation',
     panels: [
       {

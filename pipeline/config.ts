@@ -68,6 +68,8 @@ export interface DroverConfig {
         topicPrefix: string;
         /** How record batches are compressed (default gzip; see KafkaBusOptions). */
         compression?: 'gzip' | 'none';
+        /** `bus.sessionTimeout`: the consumer groups' session timeout (default 30 s). */
+        sessionTimeoutMs: number;
       }
   ) & {
     maxAttempts?: number;
@@ -298,6 +300,7 @@ function build(
             ),
             topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
             compression: (bus.compression as 'gzip' | 'none' | undefined) ?? 'gzip',
+            sessionTimeoutMs: duration(bus.sessionTimeout, 'bus.sessionTimeout', 30_000),
             maxAttempts,
           }
         : {
