@@ -277,15 +277,7 @@ export class CheckpointStore {
     this.writing = true;
     const sliceMs = options.sliceMs ?? 2;
     const step = options.step ?? 64;
-    const stats: WriteStats = {
-      full: capture.full,
-      entries: 0,
-      timers: 0,
-      bytes: 0,
-      maxPauseMs: 0,
-      totalMs: 0,
-      slices: 0,
-    };
+    const stats = noStats(capture.full);
     const paused = (ms: number) => {
       stats.slices++;
       stats.totalMs += ms;
@@ -373,15 +365,7 @@ export class CheckpointStore {
         `${this.path}: a store of format ${LEGACY_FORMAT} takes a full checkpoint first`,
       );
     this.writing = true;
-    const stats: WriteStats = {
-      full: capture.full,
-      entries: 0,
-      timers: 0,
-      bytes: 0,
-      maxPauseMs: 0,
-      totalMs: 0,
-      slices: 0,
-    };
+    const stats = noStats(capture.full);
     const at = Date.now();
     const offsetsNow = { ...offsets };
     let started = false;
@@ -511,6 +495,11 @@ type WriterRequest =
   | { op: 'commit'; timers: TimerRow[]; removed: number[]; head: Uint8Array };
 
 type WriterReply = { n: number; ok: true; bytes: number } | { n: number; ok: false; error: string };
+
+/** A write's figures before it has done anything. */
+function noStats(full: boolean): WriteStats {
+  return { full, entries: 0, timers: 0, bytes: 0, maxPauseMs: 0, totalMs: 0, slices: 0 };
+}
 
 /**
  * The writer thread's handle: requests answered in order, each with the bytes it wrote.
