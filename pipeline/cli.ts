@@ -361,9 +361,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await command.run(rest);
   } catch (err) {
+    // Not every thrown value is an Error, nor every `code` a string (kafkajs's are numbers).
+    const code = (err as { code?: unknown } | null | undefined)?.code;
     if (
       err instanceof UsageError ||
-      (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')
+      (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS'))
     ) {
       process.stderr.write(
         `drover ${command.name}: ${redact((err as Error).message)}\n\n${command.usage}\n`,
