@@ -34,6 +34,21 @@ export class ActionStore implements RemediationStore {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = FULL');
     this.db.pragma('busy_timeout = 10000');
+    // Processes sharing the file (rules workers on one host) may open it at once: the
+    // schema and its migrations are one write transaction, so a second opener waits and
+    // then finds the columns the first added, instead of adding them twice.
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      this.migrate();
+      this.db.exec('COMMIT');
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      throw err;
+    }
+    this.statements = this.prepare();
+  }
+
+  private migrate(): void {
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS journal (
         seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL, at INTEGER NOT NULL, alert_id TEXT NOT NULL,
@@ -77,7 +92,6 @@ export class ActionStore implements RemediationStore {
     }>;
     if (!silenceColumns.some((c) => c.name === 'expire_on_resolve'))
       this.db.exec('ALTER TABLE silences ADD COLUMN expire_on_resolve INTEGER NOT NULL DEFAULT 0');
-    this.statements = this.prepare();
   }
 
   private prepare() {

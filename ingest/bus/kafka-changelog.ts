@@ -103,8 +103,19 @@ export class KafkaChangelog {
           },
         ],
       });
-    const meta = await this.admin.fetchTopicMetadata({ topics: [this.topic] });
-    const partitions = meta.topics[0]?.partitions.length ?? 0;
+    // Workers starting together race to create it: the loser may ask before the winner's
+    // partitions have leaders, and is told the topic is unknown (or has none) for a moment.
+    let partitions = 0;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const meta = await this.admin.fetchTopicMetadata({ topics: [this.topic] });
+        partitions = meta.topics[0]?.partitions.length ?? 0;
+        if (partitions >= tasks || attempt >= 20) break;
+      } catch (err) {
+        if (attempt >= 20) throw err;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
     if (partitions < tasks)
       throw new Error(
         `${this.topic} has ${partitions} partitions for ${tasks} tasks: it needs one per partition of the rules' topics`,
