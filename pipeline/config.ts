@@ -68,8 +68,6 @@ export interface DroverConfig {
         topicPrefix: string;
         /** How record batches are compressed (default gzip; see KafkaBusOptions). */
         compression?: 'gzip' | 'none';
-        /** `bus.sessionTimeout`: the consumer groups' session timeout (default 30 s). */
-        sessionTimeoutMs: number;
       }
   ) & {
     maxAttempts?: number;
@@ -300,7 +298,6 @@ function build(
             ),
             topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
             compression: (bus.compression as 'gzip' | 'none' | undefined) ?? 'gzip',
-            sessionTimeoutMs: duration(bus.sessionTimeout, 'bus.sessionTimeout', 30_000),
             maxAttempts,
           }
         : {

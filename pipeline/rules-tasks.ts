@@ -19,13 +19,6 @@
  *   fenced): the new owner replays from the last committed snapshot and fires them.
  * - Alerts carry `task: { id, generation }`; the action store turns away a claim from a
  *   generation older than one it has seen for the task (actions/journal).
- * - A paused worker (SIGSTOP, a VM frozen, a long GC) learns it lost its tasks only at its
- *   next heartbeat: alerts are emitted only while the group has confirmed the member
- *   (a heartbeat or commit accepted) within two thirds of the session timeout, counted
- *   from when that request was sent; past that they are held until one is accepted
- *   (then they go) or the assignment that follows drops them with the lost tasks.
- * - Commits name the snapshot they are from (the offset commit's metadata): a restore
- *   takes that snapshot, never one a stale worker wrote after the group moved on.
  * - Event time: each task's merge has its own watermark; an idle partition stops holding
  *   back the others after `idleAfterMs` (rules-input.ts). The clock drives a task's
  *   watermark (its absences fire) once that task has nothing left to process.
@@ -43,8 +36,6 @@ import type {
 } from '../ingest/bus/index.ts';
 import {
   chooseHead,
-  headMetadata,
-  headOfMetadata,
   type KafkaChangelog,
   type TaskHistory,
 } from '../ingest/bus/kafka-changelog.ts';
@@ -94,11 +85,6 @@ interface Task {
   replayUntil: Record<string, number>;
   /** The log end per `topic/partition` the bus last reported delivering up to. */
   seenEnd: Record<string, number>;
-  /**
-   * The snapshot the group's commit names for this task (id undefined: none, the task
-   * started empty) and its offsets: what a commit that is not a new snapshot's carries.
-   */
-  base: { id: string | undefined; offsets: Record<string, number> } | undefined;
   counted: { late: number; future: number };
 }
 
@@ -117,12 +103,6 @@ export class RulesTasks {
   private snapshotting: Promise<void> | undefined;
   /** The bus's wake-ups for paused partitions (one consumer: one or two). */
   private readonly wakers = new Set<() => void>();
-  /**
-   * When the last request the group accepted (a heartbeat, a commit) was sent
-   * (`performance.now()`), and whether alerts are held for want of a newer one.
-   */
-  private confirmedAt = -Infinity;
-  private unconfirmed = false;
 
   constructor(private readonly o: RulesTasksOptions) {}
 
@@ -150,7 +130,6 @@ export class RulesTasks {
           return this.assigned(ids);
         },
         onRebalancing: () => this.onRebalancing(),
-        onHeartbeat: (sentAt) => this.confirmed(sentAt),
       },
     );
   }
@@ -191,7 +170,6 @@ export class RulesTasks {
       held: [],
       replayUntil: {},
       seenEnd: {},
-      base: undefined,
       counted: { late: 0, future: 0 },
     };
     task.engine = this.o.newEngine(
@@ -226,47 +204,9 @@ export class RulesTasks {
     });
   }
 
-  /** Alerts wait for the group to confirm the member within this (see confirmed). */
-  private get confirmWithinMs(): number {
-    return (this.o.bus.sessionTimeoutMs * 2) / 3;
-  }
-
-  private live(task: Task): boolean {
-    return !this.rebalancing && task.generation !== undefined && this.tasks.get(task.id) === task;
-  }
-
-  /**
-   * The group accepted a request sent at `sentAt`: the member and its generation stood
-   * then, and no other member can hold its tasks before a session timeout from then.
-   * Alerts held for want of it go.
-   */
-  private confirmed(sentAt: number): void {
-    this.confirmedAt = Math.max(this.confirmedAt, sentAt);
-    if (!this.unconfirmed || performance.now() - this.confirmedAt > this.confirmWithinMs) return;
-    this.unconfirmed = false;
-    let released = 0;
-    for (const t of this.tasks.values())
-      if (this.live(t) && t.held.length > 0) {
-        const held = t.held;
-        t.held = [];
-        released += held.length;
-        for (const h of held) this.deliver(t, h);
-      }
-    this.o.logger.info({ released }, 'the rules group confirmed this worker again');
-  }
-
   private emit(task: Task, what: Task['held'][number]): void {
-    let live = this.live(task);
-    if (live && performance.now() - this.confirmedAt > this.confirmWithinMs) {
-      // Paused past (part of) the session timeout: the tasks may be another's by now.
-      live = false;
-      if (!this.unconfirmed)
-        this.o.logger.warn(
-          { silentMs: Math.round(performance.now() - this.confirmedAt), task: task.id },
-          'the rules group has not confirmed this worker lately (paused?): alerts are held until it does',
-        );
-      this.unconfirmed = true;
-    }
+    const live =
+      !this.rebalancing && task.generation !== undefined && this.tasks.get(task.id) === task;
     if (!live) {
       task.held.push(what);
       if (task.held.length > MAX_HELD_ALERTS) {
@@ -308,21 +248,13 @@ export class RulesTasks {
   private async assigned(ids: number[]): Promise<void> {
     const epoch = ++this.epoch;
     this.o.telemetry.rebalances.inc();
-    // A member the group has not confirmed for this long may have been dropped and its
-    // tasks held by another meanwhile (a pause past the session timeout): a task it gets
-    // again is not its own state carried on but restored from the changelog, as new.
-    const silent = performance.now() - this.confirmedAt > this.confirmWithinMs;
     // Synchronously, before the bus hands the new assignment's partitions to the flow.
     for (const [id, task] of this.tasks)
-      if (!ids.includes(id) || silent) {
+      if (!ids.includes(id)) {
         this.tasks.delete(id);
-        this.changelog.forget(id);
         const alerts = task.held.filter((h) => h.kind === 'alert').length;
         if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason: 'revoked' }, alerts);
-        this.o.logger.info(
-          { task: id, dropped: alerts, ...(ids.includes(id) && { silent: true }) },
-          'rules task revoked',
-        );
+        this.o.logger.info({ task: id, dropped: alerts }, 'rules task revoked');
       }
     const fresh = ids.filter((id) => !this.tasks.has(id));
     for (const id of fresh) this.tasks.set(id, this.newTask(id));
@@ -365,14 +297,10 @@ export class RulesTasks {
           (change) => this.emit(task, { kind: 'state', change }),
         );
         task.offsets = {};
-        task.base = undefined;
         task.counted = { late: 0, future: 0 };
       }
     const began = performance.now();
-    const { offsets: committed, metadata } = await this.o.bus.committedWithMetadata(
-      this.o.group,
-      this.o.topics,
-    );
+    const committed = await this.o.bus.committed(this.o.group, this.o.topics);
     const earliest = await this.o.bus.earliest(this.o.topics);
     const history =
       fresh.length > 0 ? await this.changelog.read(fresh) : new Map<number, TaskHistory>();
@@ -386,16 +314,8 @@ export class RulesTasks {
           .filter((k) => committed[k] !== undefined)
           .map((k) => [k, committed[k]!]),
       );
-      // The snapshot the commit names, when both partitions' commits name the same one.
-      const named = new Set(partitionsOf(id).map((k) => headOfMetadata(metadata[k])));
-      const committedHead = named.size === 1 ? [...named][0] : undefined;
       const h = history.get(id);
-      const head = h ? chooseHead(h.heads, mine, committedHead) : undefined;
-      if (!head && committedHead)
-        this.o.logger.warn(
-          { task: id, snapshot: committedHead },
-          'the snapshot the rules group committed for this task is not on the changelog: it replays from the start',
-        );
+      const head = h ? chooseHead(h.heads, mine) : undefined;
       if (head) {
         const { reset } = task.engine.restore(JSON.parse(h!.state(head)) as EngineSnapshot);
         const c = task.engine.counts();
@@ -405,12 +325,9 @@ export class RulesTasks {
           { task: id, offsets: head.offsets, generation: head.generation, reset },
           'rules task restored',
         );
-        // Chunks no restore will use (older snapshots, a crashed writer's) go; those of
-        // heads after the restored one stay (a writer's whose commit may yet come).
+        // Chunks no restore will use (older snapshots, a crashed writer's) go.
         const keep = new Set(
-          h!.heads
-            .slice(h!.heads.indexOf(head))
-            .flatMap((k) => Array.from({ length: k.chunks }, (_, n) => `${id}/${k.id}/${n}`)),
+          Array.from({ length: head.chunks }, (_, n) => `${id}/${head.id}/${n}`),
         );
         await this.changelog
           .dropChunks(
@@ -419,11 +336,9 @@ export class RulesTasks {
           )
           .catch(() => {});
       }
-      let fromHead = head !== undefined;
       for (const k of partitionsOf(id)) {
         // Retention may have dropped what the snapshot still wanted: from the earliest.
         const from = Math.max(task.offsets[k] ?? 0, earliest[k] ?? 0);
-        if (from !== task.offsets[k]) fromHead = false;
         task.offsets[k] = from;
         task.replayUntil[k] = ends[k] ?? 0;
         // The fetch starts at the group's committed offset: a different start is sought.
@@ -434,27 +349,14 @@ export class RulesTasks {
           this.consumer?.seek(k.slice(0, slash) as Topic, id, from);
         }
       }
-      task.base = { id: fromHead ? head!.id : undefined, offsets: { ...task.offsets } };
     }
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
-    // Committing the tasks' positions tells the generation (and fails if it is stale):
-    // each task's snapshot (or start) again, named in the metadata, so the commit still
-    // names a snapshot whose offsets it carries.
+    // Committing the tasks' positions tells the generation (and fails if it is stale).
     const positions: Record<string, number> = {};
-    const names: Record<string, string> = {};
-    for (const t of this.tasks.values()) {
-      const base = t.base ?? { id: undefined, offsets: t.offsets };
-      for (const k of partitionsOf(t.id)) {
-        if (base.offsets[k] === undefined) continue;
-        positions[k] = base.offsets[k];
-        names[k] = headMetadata(base.id);
-      }
-    }
-    const sent = performance.now();
+    for (const t of this.tasks.values()) Object.assign(positions, t.offsets);
     // Throws when the group moved on (a stale generation): the retry loop then ends.
-    const generation = await this.consumer!.commit(positions, names);
-    this.confirmedAt = Math.max(this.confirmedAt, sent);
+    const generation = await this.consumer!.commit(positions);
     if (epoch !== this.epoch) return;
     for (const t of this.tasks.values()) {
       t.generation = generation;
@@ -484,7 +386,7 @@ export class RulesTasks {
         const offsets = { ...task.offsets };
         const state = JSON.stringify(task.engine.snapshot());
         this.o.telemetry.snapshotSeconds.observe((performance.now() - began) / 1000);
-        const { bytes, id } = await this.changelog.write(
+        const { bytes } = await this.changelog.write(
           task.id,
           { generation, offsets, at: Date.now() },
           state,
@@ -493,12 +395,7 @@ export class RulesTasks {
         // Overtaken by an assignment that no longer gives this process the task: its
         // offsets are not committed from here (the member's new generation would carry them).
         if (epoch !== this.epoch && this.tasks.get(task.id) !== task) continue;
-        const names = Object.fromEntries(Object.keys(offsets).map((k) => [k, headMetadata(id)]));
-        const sent = performance.now();
-        await this.consumer!.commit(offsets, names);
-        this.confirmed(sent);
-        task.base = { id, offsets };
-        await this.changelog.committed(task.id, id);
+        await this.consumer!.commit(offsets);
       } catch (err) {
         this.o.telemetry.faults.inc({ kind: 'snapshot' });
         this.o.logger.warn(

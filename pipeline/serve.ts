@@ -148,7 +148,6 @@ export class Pipeline {
             brokers: c.bus.brokers,
             topicPrefix: c.bus.topicPrefix,
             ...(c.bus.compression && { compression: c.bus.compression }),
-            sessionTimeoutMs: c.bus.sessionTimeoutMs,
           })
         : openEmbeddedBus({
             path: join(c.stateDir, 'bus.db'),

@@ -14,15 +14,9 @@ import type * as KafkaJs from 'kafkajs';
  *   acknowledged (acks=-1), so a head never names a chunk that is not there.
  *
  * Compaction keeps the latest head per task; chunks of old snapshots are removed with
- * tombstones (once the group has committed a snapshot's offsets, its writer drops the
- * chunks of its snapshots before that one; a restore drops the chunks of the heads
- * before the one it restored), so the topic holds about two snapshots per task.
- *
- * Fencing: the group's commit of a task's offsets names the snapshot they are from (the
- * offset commit's metadata, `headMetadata`), and a commit from a generation that is over
- * is refused by the broker. A restore takes the head the commit names, so a snapshot a
- * stale worker wrote (its commit refused) is never restored, whatever its generation or
- * offsets (`chooseHead`).
+ * tombstones (the writer drops the chunks of the snapshot two before the one it wrote;
+ * a restore drops every chunk it read that the restored head does not name), so the
+ * topic holds about two snapshots per task.
  */
 export interface TaskHead {
   id: string;
@@ -45,27 +39,6 @@ export interface TaskHistory {
 
 /** Heads kept per task while reading, the latest ones: a restore wants one of the last. */
 const MAX_HEADS = 64;
-/** Snapshots per task a writer remembers (to drop their chunks later). */
-const MAX_WRITTEN = 4;
-const HEAD_METADATA = 'drover-head:';
-
-/**
- * The offset commit's metadata naming the snapshot a task's committed offsets are from:
- * `drover-head:<id>`, or `drover-head:` for none (the task started empty).
- */
-export function headMetadata(id: string | undefined): string {
-  return `${HEAD_METADATA}${id ?? ''}`;
-}
-
-/**
- * The snapshot id a commit's metadata names: a string ('' for none), or undefined when
- * the metadata is not Drover's (no commit, or one by an older Drover or another tool).
- */
-export function headOfMetadata(metadata: string | null | undefined): string | undefined {
-  if (typeof metadata !== 'string' || !metadata.startsWith(HEAD_METADATA)) return undefined;
-  const id = metadata.slice(HEAD_METADATA.length);
-  return /^[0-9a-f-]{0,36}$/.test(id) ? id : undefined;
-}
 const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 
 const requireLib = createRequire(import.meta.url);
@@ -73,13 +46,8 @@ const lib = () => requireLib('kafkajs') as typeof KafkaJs;
 
 export class KafkaChangelog {
   private chunkBytes = 512 << 10;
-  /**
-   * Snapshots this process wrote per task, newest last. Bound: MAX_WRITTEN per task (past
-   * it the oldest one the group has not committed to goes), and the tasks held.
-   */
+  /** Snapshot ids this process wrote per task, newest last (at most 3 kept). */
   private readonly written = new Map<number, Array<{ id: string; chunks: number }>>();
-  /** Per task, the id of the last of this process's snapshots the group committed to. */
-  private readonly committedIds = new Map<number, string>();
 
   constructor(
     private readonly kafka: Kafka,
@@ -145,15 +113,12 @@ export class KafkaChangelog {
     this.chunkBytes = Math.max(1024, Math.min(512 << 10, limit - 4096));
   }
 
-  /**
-   * Writes one task's snapshot: its chunks, then its head. Returns the bytes written and
-   * the head's id (for the commit's metadata, headMetadata).
-   */
+  /** Writes one task's snapshot: its chunks, then its head. Returns the bytes written. */
   async write(
     task: number,
     head: Omit<TaskHead, 'id' | 'chunks'>,
     state: string,
-  ): Promise<{ bytes: number; chunks: number; id: string }> {
+  ): Promise<{ bytes: number; chunks: number }> {
     const id = randomUUID().slice(0, 13);
     const body = Buffer.from(state, 'utf8');
     const chunks = Math.max(1, Math.ceil(body.length / this.chunkBytes));
@@ -180,39 +145,15 @@ export class KafkaChangelog {
     const mine = this.written.get(task) ?? [];
     mine.push({ id, chunks });
     this.written.set(task, mine);
-    // Commits keep failing (a stale worker): its uncommitted snapshots, never restored, go.
-    if (mine.length > MAX_WRITTEN) {
-      const at = mine.findIndex((w) => w.id !== this.committedIds.get(task));
-      const [old] = mine.splice(at, 1);
-      await this.drop(task, old!);
+    // The snapshot two before this one is no longer a restore's candidate here.
+    if (mine.length > 2) {
+      const old = mine.shift()!;
+      await this.dropChunks(
+        task,
+        Array.from({ length: old.chunks }, (_, n) => `${task}/${old.id}/${n}`),
+      ).catch(() => {});
     }
-    return { bytes: body.length, chunks, id };
-  }
-
-  /**
-   * The group committed offsets naming this process's snapshot `id` of `task`: its
-   * snapshots before that one are no restore's candidate any more, and go. The one the
-   * commit names stays (a stale writer's later snapshots never replace it).
-   */
-  async committed(task: number, id: string): Promise<void> {
-    this.committedIds.set(task, id);
-    const mine = this.written.get(task) ?? [];
-    const at = mine.findIndex((w) => w.id === id);
-    if (at <= 0) return;
-    for (const old of mine.splice(0, at)) await this.drop(task, old);
-  }
-
-  /** Forgets a task this process no longer holds (its snapshots stay on the topic). */
-  forget(task: number): void {
-    this.written.delete(task);
-    this.committedIds.delete(task);
-  }
-
-  private drop(task: number, w: { id: string; chunks: number }): Promise<void> {
-    return this.dropChunks(
-      task,
-      Array.from({ length: w.chunks }, (_, n) => `${task}/${w.id}/${n}`),
-    ).catch(() => {});
+    return { bytes: body.length, chunks };
   }
 
   /** Tombstones for chunk keys (compaction then removes them). */
@@ -331,35 +272,21 @@ function parseHead(value: Buffer | null): TaskHead | undefined {
 }
 
 /**
- * The snapshot a task restores.
- *
- * - The group's commit names one (`committedHead`, from the commit's metadata): that
- *   head, with the committed offsets; if it is missing (its chunks were dropped) or the
- *   commit names none (''), none: the task replays from the start. Never another head:
- *   a stale worker's snapshot, written after the group moved on, is not named by any
- *   commit the broker accepted, whatever its generation or offsets.
- * - A commit without Drover's metadata (an older Drover): the latest whose offsets are
- *   what the group committed (the group commits a task's offsets only after writing the
- *   snapshot that records them); failing that, one written after the last commit (a crash
- *   between writing and committing), the latest of the highest generation whose offsets
- *   are at or past every committed one; failing that (no snapshot, or the group
- *   committed past every snapshot, as when the changelog was lost), none.
- *
+ * The snapshot a task restores: the latest whose offsets are what the group committed
+ * for the task (the group commits a task's offsets only after writing the snapshot that
+ * records them); failing that, one written after the last commit (a crash between
+ * writing and committing), the latest of the highest generation whose offsets are at or
+ * past every committed one; failing that (no snapshot, or the group committed past every
+ * snapshot, as when the changelog was lost), none: the task replays from the start.
  * `committed` maps `topic/partition` to the group's committed offset (absent: none).
  */
 export function chooseHead(
   heads: TaskHead[],
   committed: Record<string, number>,
-  committedHead?: string,
 ): TaskHead | undefined {
   const keys = Object.keys(committed);
   const equal = (h: TaskHead) =>
     keys.length > 0 && keys.every((k) => (h.offsets[k] ?? 0) === committed[k]);
-  if (committedHead !== undefined) {
-    for (let i = heads.length - 1; i >= 0; i--)
-      if (heads[i]!.id === committedHead && equal(heads[i]!)) return heads[i];
-    return undefined;
-  }
   for (let i = heads.length - 1; i >= 0; i--) if (equal(heads[i]!)) return heads[i];
   const ahead = heads.filter((h) => keys.every((k) => (h.offsets[k] ?? 0) >= committed[k]!));
   let best: TaskHead | undefined;

@@ -61,11 +61,6 @@ export interface KafkaBusOptions {
    * consumers cannot read.
    */
   compression?: 'gzip' | 'none';
-  /**
-   * The consumer groups' session timeout (kafkajs's default 30 s); heartbeats go every
-   * third of it, at most every 3 s. A member silent this long is dropped from its group.
-   */
-  sessionTimeoutMs?: number;
   /** Events queued or in flight before publish pushes back. Default 100,000. */
   maxQueued?: number;
   /** Failures the bus recovers from on its own (a handler that threw, an unreadable message). */
@@ -103,11 +98,6 @@ export interface TaskModeOptions {
   onAssigned(tasks: number[], consumer: TaskConsumer): Promise<void>;
   /** The group began a rebalance: the tasks held may move. */
   onRebalancing(): void;
-  /**
-   * A heartbeat the group coordinator accepted (the member and its generation stood when
-   * it arrived), with when it was sent (`performance.now()` time).
-   */
-  onHeartbeat?(sentAt: number): void;
 }
 
 export interface TaskConsumer extends Consumer {
@@ -115,7 +105,7 @@ export interface TaskConsumer extends Consumer {
    * Commits `topic/partition` → next offset with the member's current generation (the
    * broker refuses a stale one), and returns that generation.
    */
-  commit(positions: Record<string, number>, metadata?: Record<string, string>): Promise<number>;
+  commit(positions: Record<string, number>): Promise<number>;
   /** Moves the next fetch of a partition to `offset`. */
   seek(topic: Topic, partition: number, offset: number): void;
 }
@@ -189,11 +179,6 @@ export class KafkaBus implements Bus {
   private readonly consumers = new Set<KafkaConsumer>();
   private closed = false;
   private readonly compression: KafkaJs.CompressionTypes;
-
-  /** The consumer groups' session timeout (KafkaBusOptions.sessionTimeoutMs). */
-  get sessionTimeoutMs(): number {
-    return this.options.sessionTimeoutMs ?? 30_000;
-  }
 
   constructor(options: KafkaBusOptions) {
     if (options.brokers.length === 0) throw new Error('the Kafka bus needs at least one broker');
@@ -404,28 +389,16 @@ export class KafkaBus implements Bus {
 
   /** A group's committed offsets per `topic/partition` (absent where it committed none). */
   async committed(group: string, topics: Topic[]): Promise<Record<string, number>> {
-    return (await this.committedWithMetadata(group, topics)).offsets;
-  }
-
-  /** A group's committed offsets and each commit's metadata, per `topic/partition`. */
-  async committedWithMetadata(
-    group: string,
-    topics: Topic[],
-  ): Promise<{ offsets: Record<string, number>; metadata: Record<string, string | null> }> {
     const admin = await this.connectedAdmin();
-    const offsets: Record<string, number> = {};
-    const metadata: Record<string, string | null> = {};
+    const out: Record<string, number> = {};
     for (const { topic, partitions } of await admin.fetchOffsets({
       groupId: group,
       topics: topics.map((t) => this.topic(t)),
     }))
       for (const p of partitions)
-        if (p.offset !== '-1') {
-          const k = `${topic.slice(this.prefix.length)}/${p.partition}`;
-          offsets[k] = Number(p.offset);
-          metadata[k] = p.metadata ?? null;
-        }
-    return { offsets, metadata };
+        if (p.offset !== '-1')
+          out[`${topic.slice(this.prefix.length)}/${p.partition}`] = Number(p.offset);
+    return out;
   }
 
   /** The high watermark (next offset to be written) per `topic/partition`. */
@@ -458,10 +431,6 @@ export class KafkaBus implements Bus {
     const consumer = this.kafka.consumer({
       groupId: options.group,
       allowAutoTopicCreation: false,
-      sessionTimeout: this.sessionTimeoutMs,
-      heartbeatInterval: Math.min(3_000, Math.floor(this.sessionTimeoutMs / 3)),
-      // An idle fetch waits no longer than a heartbeat interval, so heartbeats keep going.
-      maxWaitTimeInMs: Math.min(5_000, Math.floor(this.sessionTimeoutMs / 3)),
       ...(tasks && { partitionAssigners: [taskAssigner] }),
     });
     await consumer.connect();
@@ -469,24 +438,16 @@ export class KafkaBus implements Bus {
     // Task mode: batches wait for the caller's handling of the latest assignment.
     let assignedReady: Promise<void> = Promise.resolve();
     let generation = -1;
-    let heartbeatSentAt: number | undefined;
     const taskConsumer: TaskConsumer = {
       stop: () => stop(),
-      commit: async (positions, metadata) => {
-        const byTopic = new Map<
-          string,
-          Array<{ partition: number; offset: string; metadata: string | null }>
-        >();
+      commit: async (positions) => {
+        const byTopic = new Map<string, Array<{ partition: number; offset: string }>>();
         for (const [at, offset] of Object.entries(positions)) {
           const slash = at.lastIndexOf('/');
           const topic = this.topic(at.slice(0, slash) as Topic);
           let list = byTopic.get(topic);
           if (!list) byTopic.set(topic, (list = []));
-          list.push({
-            partition: Number(at.slice(slash + 1)),
-            offset: String(offset),
-            metadata: metadata?.[at] ?? null,
-          });
+          list.push({ partition: Number(at.slice(slash + 1)), offset: String(offset) });
         }
         await consumer.commitOffsets(
           [...byTopic].flatMap(([topic, ps]) => ps.map((p) => ({ topic, ...p }))),
@@ -509,16 +470,6 @@ export class KafkaBus implements Bus {
           consumer.on(consumer.events.REBALANCING, () => tasks.onRebalancing()),
           consumer.on(consumer.events.COMMIT_OFFSETS, ({ payload }) => {
             generation = payload.groupGenerationId;
-          }),
-          // kafkajs sends one heartbeat at a time: the request's send time is the
-          // heartbeat's (a response read after a pause confirms only that old moment).
-          consumer.on(consumer.events.REQUEST, ({ payload }) => {
-            if (payload.apiName === 'Heartbeat')
-              heartbeatSentAt = performance.now() - (Date.now() - payload.sentAt);
-          }),
-          consumer.on(consumer.events.HEARTBEAT, () => {
-            if (heartbeatSentAt !== undefined) tasks.onHeartbeat?.(heartbeatSentAt);
-            heartbeatSentAt = undefined;
           }),
         ]
       : [];

@@ -11,7 +11,6 @@ import {
   renderArtifacts,
 } from '../../dashboards/index.ts';
 import { startPrometheus } from '../servers/shippers.ts';
-import { createTelemetry } from '../../pipeline/telemetry.ts';
 import { errorLine, startServe, until } from '../support/drover.ts';
 
 const DASHBOARDS = join(import.meta.dirname, '..', '..', 'dashboards');
@@ -24,13 +23,6 @@ const DASHBOARDS = join(import.meta.dirname, '..', '..', 'dashboards');
  * the failure counters it may lack samples when nothing here verified a remediation.
  */
 const VERIFICATION = 'drover_remediation_verifications_total';
-/**
- * Metrics only Kafka rules workers give samples (docs/scale-out.md): the Drover here runs
- * on the embedded bus, which has no tasks, so their families are exported without
- * samples. Their labels are checked against the metrics' definitions instead, and their
- * queries may come back empty from Prometheus.
- */
-const KAFKA_TASKS = /drover_rules_(task_|tasks_|rebalances_|fenced_)/;
 const prometheusBin = inject('prometheus');
 const prometheusReason = inject('serverSkipReasons').prometheus;
 const prometheusSkip = prometheusReason ? ` (skipped: ${prometheusReason})` : '';
@@ -206,17 +198,6 @@ guards: { cooldown: 0s, budget: { max: 1, window: 1h } }
       samples.set(m[1]!, labels);
     }
     expect(families.size).toBeGreaterThan(20);
-    const telemetry = createTelemetry();
-    /** Label names a metric is defined with (a summary's quantile included). */
-    const definedLabels = (family: string): Set<string> => {
-      const m = telemetry.registry.getSingleMetric(family) as unknown as {
-        labelNames?: string[];
-      };
-      expect(m, `${family} is defined in pipeline/telemetry.ts`).toBeDefined();
-      const names = new Set(m.labelNames ?? []);
-      if (families.get(family) === 'summary') names.add('quantile');
-      return names;
-    };
     const familyOf = (name: string) =>
       families.has(name) ? name : name.replace(/_(bucket|sum|count)$/, '');
     // Labels Prometheus adds to every scraped series.
@@ -236,15 +217,6 @@ guards: { cooldown: 0s, budget: { max: 1, window: 1h } }
           families.has(familyOf(metric)),
           `${q.where} uses ${metric}, which Drover does not export`,
         ).toBe(true);
-        if (!samples.has(metric) && KAFKA_TASKS.test(familyOf(metric))) {
-          const defined = definedLabels(familyOf(metric));
-          for (const l of parsed.labels)
-            if ((l.metric ?? metric) === metric && !targetLabels.has(l.label))
-              expect(defined.has(l.label), `${q.where}: ${metric} has no label ${l.label}`).toBe(
-                true,
-              );
-          continue;
-        }
         if (!samples.has(metric)) {
           unsampled.push(metric);
           continue;
@@ -292,11 +264,8 @@ scrape_configs:
           const result = await prometheus.query(interpolate(q.expr, '10s'));
           if (result.length === 0) empty.push(`${q.where}: ${q.expr}`);
         }
-        // Only the failure counters nothing here provoked, and the Kafka rules workers'
-        // metrics (no tasks on the embedded bus), may come back empty.
-        expect(
-          empty.filter((e) => !/failures_total|throttled_total/.test(e) && !KAFKA_TASKS.test(e)),
-        ).toEqual([]);
+        // Only the failure counters nothing here provoked may come back empty.
+        expect(empty.filter((e) => !/failures_total|throttled_total/.test(e))).toEqual([]);
         const [events] = await prometheus.query(
           'sum(drover_ingest_events_total{job="drover", protocol="ndjson"})',
         );

@@ -321,16 +321,3 @@ describe('configuration: the embedded bus', () => {
     expect(refused('bus: { retention: { maxMessages: 3 } }\n')).toMatch(/maxMessages/);
   });
 });
-
-describe('configuration: bus.sessionTimeout', () => {
-  it('is 30 s by default on Kafka, a duration otherwise', () => {
-    const kafka = 'bus: { kind: kafka, brokers: [k:9092] }\n';
-    expect(load(kafka).config.bus).toMatchObject({ sessionTimeoutMs: 30_000 });
-    expect(
-      load('bus: { kind: kafka, brokers: [k:9092], sessionTimeout: 6s }\n').config.bus,
-    ).toMatchObject({ sessionTimeoutMs: 6_000 });
-    expect(refused('bus: { kind: kafka, brokers: [k:9092], sessionTimeout: soon }\n')).toMatch(
-      /bus\.sessionTimeout/,
-    );
-  });
-});

@@ -1,22 +1,21 @@
 import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
-import { killServes, stopServe, until } from '../support/drover.ts';
-import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
+import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
 import {
   alertsOf,
   backtestAlerts,
   createTopics,
   drained,
+  LATENESS,
   metricsOf,
   send,
   settled,
-  startIngestAndWorkers,
   twoFleets,
   type WorkerAlert,
-  workersSetup,
 } from '../support/rules-workers.ts';
 
 /**
@@ -32,6 +31,13 @@ const reason = inject('serverSkipReasons').kafka;
 
 afterEach(killServes);
 
+// Kept firing for an hour: an alert replayed from history that had already resolved
+// would be skipped as stale, and these should act.
+const ACTION = `keep_firing_for: 1h
+actions:
+  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
+`;
+
 describe.skipIf(!brokers)(
   `a rules worker killed on Kafka${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
@@ -43,17 +49,46 @@ describe.skipIf(!brokers)(
         Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
       );
       const prefix = `rk${randomUUID().slice(0, 8)}.`;
-      const setup = workersSetup({
-        name: 'rules-kill',
-        prefix,
-        lines,
-        snapshotEvery: '1h',
-        acting: true,
-      });
-      const { acted, journal } = setup;
-      const expected = backtestAlerts(join(setup.dir, 'rules'), setup.data).alerts;
+      const files = { ...FLEET_RULE_FILES };
+      for (const rule of ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'])
+        files[rule] = `${files[rule]}${ACTION}`;
+      const dir = workdir('drover-rules-kill-', files);
+      const data = join(dir, 'fleet.ndjson');
+      writeFileSync(data, `${lines.join('\n')}\n`);
+      const acted = join(dir, 'acted.txt');
+      const journal = join(dir, 'actions.db');
+      const config = join(dir, 'drover.yaml');
+      // One journal for all workers (SQLite, shared on this host), as they would share one.
+      writeFileSync(
+        config,
+        `stateDir: state
+listen: { port: 0, statsdPort: false }
+bus: { kind: kafka, topicPrefix: ${prefix} }
+index: { kind: none }
+rules: { paths: [rules], allowedLateness: ${LATENESS} }
+snapshotEvery: 1h
+actions: { store: sqlite, path: ${journal} }
+adapters:
+  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
+guards: { cooldown: 0s, inhibit: 0s }
+`,
+      );
+      const expected = backtestAlerts(join(dir, 'rules'), data).alerts;
       await createTopics(brokers!, prefix);
-      const { ingest, worker } = await startIngestAndWorkers(setup, brokers!);
+
+      const env = { KAFKA_BROKERS: brokers! };
+      let n = 0;
+      const worker = () =>
+        startServe(config, {
+          env: { ...env, DROVER_STATE_DIR: join(dir, `state-${n++}`) },
+          args: ['--roles', 'rules,actions'],
+          timeoutMs: 90_000,
+        });
+      const ingest = await startServe(config, {
+        env: { ...env, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+        args: ['--roles', 'ingest'],
+        timeoutMs: 90_000,
+      });
       const [a, b] = await Promise.all([worker(), worker()]);
       await settled([a, b]);
       const part = Math.floor((batches.length * 2) / 3);

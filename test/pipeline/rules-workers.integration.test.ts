@@ -1,19 +1,19 @@
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { killServes, stopServe, until } from '../support/drover.ts';
-import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
+import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
 import {
   alertsOf,
   backtestAlerts,
   createTopics,
   drained,
+  LATENESS,
   send,
   settled,
-  startIngestAndWorkers,
   TASKS,
   twoFleets,
-  workersSetup,
 } from '../support/rules-workers.ts';
 
 /**
@@ -38,14 +38,39 @@ describe.skipIf(!brokers)(`rules workers on Kafka${reason ? ` (skipped: ${reason
       Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
     );
     const prefix = `rw${randomUUID().slice(0, 8)}.`;
-    const setup = workersSetup({ name: 'rules-workers', prefix, lines, snapshotEvery: '2s' });
-    const backtest = backtestAlerts(join(setup.dir, 'rules'), setup.data);
+    const dir = workdir('drover-rules-workers-', FLEET_RULE_FILES);
+    const data = join(dir, 'fleet.ndjson');
+    writeFileSync(data, `${lines.join('\n')}\n`);
+    const config = join(dir, 'drover.yaml');
+    writeFileSync(
+      config,
+      `stateDir: state
+listen: { port: 0, statsdPort: false }
+bus: { kind: kafka, topicPrefix: ${prefix} }
+index: { kind: none }
+rules: { paths: [rules], allowedLateness: ${LATENESS} }
+snapshotEvery: 2s
+`,
+    );
+    const backtest = backtestAlerts(join(dir, 'rules'), data);
     expect(backtest.stderr).toMatch(/0 bad lines, 0 late events/);
     const expected = backtest.alerts;
     expect(expected.length).toBeGreaterThan(10);
     await createTopics(brokers!, prefix);
 
-    const { ingest, worker } = await startIngestAndWorkers(setup, brokers!);
+    const env = { KAFKA_BROKERS: brokers! };
+    let n = 0;
+    const worker = () =>
+      startServe(config, {
+        env: { ...env, DROVER_STATE_DIR: join(dir, `state-${n++}`) },
+        args: ['--roles', 'rules,actions'],
+        timeoutMs: 90_000,
+      });
+    const ingest = await startServe(config, {
+      env: { ...env, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+      args: ['--roles', 'ingest'],
+      timeoutMs: 90_000,
+    });
 
     const first = await Promise.all([worker(), worker(), worker()]);
     await settled(first);

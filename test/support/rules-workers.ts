@@ -1,21 +1,17 @@
 import { spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import { BIN, type Served, startServe, until, workdir } from './drover.ts';
+import { BIN, type Served, until } from './drover.ts';
 import {
   alertView as view,
   type AlertView,
   byAlert as order,
-  FLEET_RULE_FILES,
   FLEET_SERVICES,
   generateFleetStream,
 } from './fleet-stream.ts';
 
 /**
  * What the rules-workers tests share: a stream over six services, topics of six
- * partitions, the workers' configuration and start-up, and reading a worker's
- * assignment, lag and alerts.
+ * partitions, and reading a worker's assignment, lag and alerts.
  */
 export const TASKS = 6;
 export const LATENESS = '30s';
@@ -93,16 +89,20 @@ export async function metricsOf(w: Served): Promise<{ tasks: number; lag: number
   return { tasks: one('drover_rules_tasks_assigned'), lag, held: one('drover_rules_held_events') };
 }
 
-/**
- * Every worker assigned in one generation (past `after`: the tasks gauge is set before
- * the assignment's commit, its log line after), the tasks all held, each worker some.
- */
-export async function settled(workers: Served[], after = -1): Promise<number> {
+/** Every worker assigned in one generation, the tasks all held, each worker some. */
+export async function settled(workers: Served[]): Promise<number> {
   return until(
     `${workers.length} workers to share the ${TASKS} tasks`,
     async () => {
-      const generations = workers.map(lastGeneration);
-      if (generations.some((g) => g !== generations[0] || g < 0 || g <= after)) return false;
+      const generations = workers.map((w) => {
+        const lines = w
+          .log()
+          .split('\n')
+          .filter((l) => l.includes('"msg":"rules tasks assigned"'));
+        const m = /"generation":(\d+)/.exec(lines.at(-1) ?? '');
+        return m ? Number(m[1]) : -1;
+      });
+      if (generations.some((g) => g !== generations[0] || g < 0)) return false;
       const held = await Promise.all(workers.map(metricsOf));
       return held.reduce((n, m) => n + m.tasks, 0) === TASKS && held.every((m) => m.tasks > 0)
         ? generations[0]!
@@ -145,101 +145,4 @@ export async function send(url: string, batches: string[][]): Promise<void> {
     if (request.length >= 5_000) await post();
   }
   if (request.length > 0) await post();
-}
-
-// Kept firing for an hour: an alert replayed from history that had already resolved
-// would be skipped as stale, and these should act.
-const ACTION = `keep_firing_for: 1h
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`;
-
-export interface WorkersSetup {
-  dir: string;
-  /** The fleet stream's NDJSON file (for the backtest). */
-  data: string;
-  config: string;
-  /** Where the script adapter appends each target it acted on (`acting` only). */
-  acted: string;
-  /** The SQLite journal the workers share (`acting` only). */
-  journal: string;
-}
-
-/**
- * A work directory with the fleet rules (with `acting`, two of them act through a script
- * adapter that appends to `acted`, with one SQLite journal for every worker, as they
- * would share one), the stream's data, and a configuration on Kafka under `prefix`.
- */
-export function workersSetup(o: {
-  name: string;
-  prefix: string;
-  lines: string[];
-  snapshotEvery: string;
-  acting?: boolean;
-  /** More settings of `bus` (`sessionTimeout: 6s`). */
-  bus?: string;
-}): WorkersSetup {
-  const files = { ...FLEET_RULE_FILES };
-  if (o.acting)
-    for (const rule of ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'])
-      files[rule] = `${files[rule]}${ACTION}`;
-  const dir = workdir(`drover-${o.name}-`, files);
-  const data = join(dir, 'fleet.ndjson');
-  writeFileSync(data, `${o.lines.join('\n')}\n`);
-  const acted = join(dir, 'acted.txt');
-  const journal = join(dir, 'actions.db');
-  const config = join(dir, 'drover.yaml');
-  writeFileSync(
-    config,
-    `stateDir: state
-listen: { port: 0, statsdPort: false }
-bus: { kind: kafka, topicPrefix: ${o.prefix}${o.bus ? `, ${o.bus}` : ''} }
-index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS} }
-snapshotEvery: ${o.snapshotEvery}
-${
-  o.acting
-    ? `actions: { store: sqlite, path: ${journal} }
-adapters:
-  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
-guards: { cooldown: 0s, inhibit: 0s }
-`
-    : ''
-}`,
-  );
-  return { dir, data, config, acted, journal };
-}
-
-/**
- * An ingest-only serve, and a function starting rules workers (`--roles rules,actions`)
- * from the same configuration, each with a state directory of its own.
- */
-export async function startIngestAndWorkers(
-  setup: WorkersSetup,
-  brokers: string,
-): Promise<{ ingest: Served; worker: () => Promise<Served> }> {
-  const env = { KAFKA_BROKERS: brokers };
-  let n = 0;
-  const worker = () =>
-    startServe(setup.config, {
-      env: { ...env, DROVER_STATE_DIR: join(setup.dir, `state-${n++}`) },
-      args: ['--roles', 'rules,actions'],
-      timeoutMs: 90_000,
-    });
-  const ingest = await startServe(setup.config, {
-    env: { ...env, DROVER_STATE_DIR: join(setup.dir, 'state-ingest') },
-    args: ['--roles', 'ingest'],
-    timeoutMs: 90_000,
-  });
-  return { ingest, worker };
-}
-
-/** The generation of the last assignment a worker logged (-1: none yet). */
-export function lastGeneration(w: Served): number {
-  const lines = w
-    .log()
-    .split('\n')
-    .filter((l) => l.includes('"msg":"rules tasks assigned"'));
-  const m = /"generation":(\d+)/.exec(lines.at(-1) ?? '');
-  return m ? Number(m[1]) : -1;
 }

@@ -1,19 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel } from 'kafkajs';
-import { afterAll, describe, expect, inject, it, onTestFinished } from 'vitest';
-import {
-  chooseHead,
-  headMetadata,
-  headOfMetadata,
-  KafkaChangelog,
-  type TaskHead,
-} from '../../../ingest/bus/kafka-changelog.ts';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { chooseHead, KafkaChangelog, type TaskHead } from '../../../ingest/bus/kafka-changelog.ts';
 
 /**
  * The rules' task changelog on a real broker: a snapshot larger than the topic's
  * max.message.bytes goes through in chunks and reads back whole; the head a restore
- * picks follows the group's committed offsets; chunks no restore needs are tombstoned;
- * a stale writer's snapshots never win over the one the group's commit names.
+ * picks follows the group's committed offsets; chunks no restore needs are tombstoned.
  */
 const brokers = inject('kafkaBrokers');
 const reason = inject('serverSkipReasons').kafka;
@@ -92,75 +85,6 @@ describe.skipIf(!brokers)(
       expect(again.state(again.heads[0]!)).toBe(big);
       await admin.deleteTopics({ topics: [topic] });
     }, 60_000);
-
-    it('restores the snapshot the commit names, never a stale writer’s, and keeps it on the topic', async () => {
-      await admin.connect();
-      // A producer of its own: the other test's deleted topic stays in the shared one's
-      // metadata.
-      const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
-      await producer.connect();
-      onTestFinished(() => producer.disconnect());
-      const prefix = `cf${randomUUID().slice(0, 8)}.`;
-      const topic = `${prefix}rules-state`;
-      const owner = new KafkaChangelog(kafka, admin, producer, topic);
-      await owner.ensure(1);
-      const stale = new KafkaChangelog(kafka, admin, producer, topic);
-      const at = { 'logs/0': 10 };
-
-      // The owner (generation 5) writes a snapshot; the group commits its offsets with
-      // the snapshot's id in the metadata, through a real member of a real group.
-      const s1 = await owner.write(0, { generation: 5, offsets: at, at: 1 }, '{"owner":1}');
-      const group = `${prefix}rules`;
-      await admin.createTopics({ waitForLeaders: true, topics: [{ topic: `${prefix}logs` }] });
-      await producer.send({
-        topic: `${prefix}logs`,
-        messages: Array.from({ length: 12 }, (_, i) => ({ partition: 0, value: String(i) })),
-      });
-      const member = kafka.consumer({ groupId: group });
-      const joined = new Promise((r) => member.on(member.events.GROUP_JOIN, r));
-      await member.connect();
-      await member.subscribe({ topics: [`${prefix}logs`], fromBeginning: true });
-      await member.run({ autoCommit: false, eachBatch: async () => {} });
-      await joined;
-      await member.commitOffsets([
-        { topic: `${prefix}logs`, partition: 0, offset: '10', metadata: headMetadata(s1.id) },
-      ]);
-      await member.disconnect();
-      const [fetched] = await admin.fetchOffsets({ groupId: group, topics: [`${prefix}logs`] });
-      const p0 = fetched!.partitions.find((p) => p.partition === 0)!;
-      expect(p0.offset).toBe('10');
-      const named = headOfMetadata(p0.metadata);
-      expect(named).toBe(s1.id);
-      await owner.committed(0, s1.id);
-
-      // A worker that lost the task but has not noticed writes after the group moved on:
-      // one snapshot at the committed offsets (its clock fired what the owner's did not),
-      // one ahead, with an equal and a higher generation. Its commits are refused.
-      await stale.write(0, { generation: 5, offsets: at, at: 2 }, '{"stale":"equal"}');
-      await stale.write(
-        0,
-        { generation: 6, offsets: { 'logs/0': 30 }, at: 3 },
-        '{"stale":"ahead"}',
-      );
-      // The owner, stale in turn, writes on with every commit refused: its snapshots go
-      // past MAX_WRITTEN, never the committed one.
-      for (let i = 0; i < 5; i++)
-        await owner.write(0, { generation: 5, offsets: { 'logs/0': 40 + i }, at: 4 + i }, '{}');
-
-      const h = (await owner.read([0])).get(0)!;
-      const chosen = chooseHead(h.heads, { 'logs/0': 10 }, named);
-      expect(chosen?.id).toBe(s1.id);
-      expect(h.state(chosen!)).toBe('{"owner":1}');
-      // Without the commit's name (offsets alone, as before), the stale one would win.
-      expect(h.state(chooseHead(h.heads, { 'logs/0': 10 })!)).toBe('{"stale":"equal"}');
-      expect(h.state(chooseHead(h.heads, { 'logs/0': 11 })!)).toBe('{"stale":"ahead"}');
-      // A commit naming a snapshot that is gone: none (a replay), not a stale one.
-      expect(chooseHead(h.heads, { 'logs/0': 10 }, 'abcdef01-2345')).toBeUndefined();
-      // A commit naming no snapshot (the task started empty): none.
-      expect(chooseHead(h.heads, { 'logs/0': 10 }, '')).toBeUndefined();
-      await admin.deleteGroups([group]).catch(() => {});
-      await admin.deleteTopics({ topics: [topic, `${prefix}logs`] });
-    }, 90_000);
   },
 );
 
@@ -186,21 +110,5 @@ describe('chooseHead', () => {
     // The group is past every snapshot (the changelog was lost): none.
     expect(chooseHead([a, b], { 'logs/0': 40 })).toBeUndefined();
     expect(chooseHead([], {})).toBeUndefined();
-  });
-
-  it('with a commit naming a snapshot, takes that one only', () => {
-    const a = head('a', 4, { 'logs/0': 10 });
-    const stale = head('s', 9, { 'logs/0': 10 });
-    expect(chooseHead([a, stale], { 'logs/0': 10 }, 'a')).toBe(a);
-    // Named, but at other offsets than the commit's: not that snapshot's commit.
-    expect(chooseHead([a, stale], { 'logs/0': 12 }, 'a')).toBeUndefined();
-    expect(chooseHead([a, stale], { 'logs/0': 10 }, 'x')).toBeUndefined();
-  });
-
-  it('reads only Drover’s metadata', () => {
-    expect(headOfMetadata(headMetadata('0123abcd-4567'))).toBe('0123abcd-4567');
-    expect(headOfMetadata(headMetadata(undefined))).toBe('');
-    for (const other of [null, undefined, '', 'x', 'drover-head:../../etc', 'drover-head:A B'])
-      expect(headOfMetadata(other)).toBeUndefined();
   });
 });
