@@ -277,7 +277,15 @@ export class CheckpointStore {
     this.writing = true;
     const sliceMs = options.sliceMs ?? 2;
     const step = options.step ?? 64;
-    const stats = noStats(capture.full);
+    const stats: WriteStats = {
+      full: capture.full,
+      entries: 0,
+      timers: 0,
+      bytes: 0,
+      maxPauseMs: 0,
+      totalMs: 0,
+      slices: 0,
+    };
     const paused = (ms: number) => {
       stats.slices++;
       stats.totalMs += ms;
@@ -365,7 +373,15 @@ export class CheckpointStore {
         `${this.path}: a store of format ${LEGACY_FORMAT} takes a full checkpoint first`,
       );
     this.writing = true;
-    const stats = noStats(capture.full);
+    const stats: WriteStats = {
+      full: capture.full,
+      entries: 0,
+      timers: 0,
+      bytes: 0,
+      maxPauseMs: 0,
+      totalMs: 0,
+      slices: 0,
+    };
     const at = Date.now();
     const offsetsNow = { ...offsets };
     let started = false;
@@ -495,11 +511,6 @@ type WriterRequest =
   | { op: 'commit'; timers: TimerRow[]; removed: number[]; head: Uint8Array };
 
 type WriterReply = { n: number; ok: true; bytes: number } | { n: number; ok: false; error: string };
-
-/** A write's figures before it has done anything. */
-function noStats(full: boolean): WriteStats {
-  return { full, entries: 0, timers: 0, bytes: 0, maxPauseMs: 0, totalMs: 0, slices: 0 };
-}
 
 /**
  * The writer thread's handle: requests answered in order, each with the bytes it wrote.
