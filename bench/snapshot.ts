@@ -7,12 +7,10 @@
  * frequency rule keyed by a high-cardinality field (N keys) and a flatline rule keyed by
  * host (N/10 keys), one event per key. Measured for each: the longest time one snapshot
  * holds the event loop (JSON: all of it; incremental: its longest slice, including the
- * capture; and the event loop's own delay, GC included, while it is written), the whole
- * snapshot's time, for the first (full) snapshot and for one after
+ * capture), the whole snapshot's time, for the first (full) snapshot and for one after
  * 1% of the keys changed; bytes on disk; restore time; RSS.
  */
 import { spawn } from 'node:child_process';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -84,8 +82,6 @@ interface One {
 }
 
 interface Pause {
-  /** monitorEventLoopDelay's maximum while the snapshot was written (GC and all). */
-  loop_delay_max_ms: number;
   /** Longest time the loop was held at once (capture or a slice). */
   max_pause_ms: number;
   /** On-loop time of the whole snapshot (all slices), and wall time until committed. */
@@ -100,16 +96,11 @@ const rssMb = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
 async function incremental(engine: Engine, store: CheckpointStore, offset: number): Promise<Pause> {
-  // The loop's own view (GC included): how late a 1 ms timer ran, at worst, while writing.
-  const delay = monitorEventLoopDelay({ resolution: 1 });
-  delay.enable();
   const began = performance.now();
   const capture = engine.capture(encodeEntry);
   const captureMs = performance.now() - began;
   const stats: WriteStats = await store.write(capture, { 'logs/0': offset }, { sliceMs: 2 });
-  delay.disable();
   return {
-    loop_delay_max_ms: round(delay.max / 1e6),
     max_pause_ms: round(Math.max(captureMs, stats.maxPauseMs)),
     on_loop_ms: round(captureMs + stats.totalMs),
     wall_ms: round(performance.now() - began),
@@ -262,13 +253,13 @@ export async function snapshotBench(args: string[]): Promise<number> {
     b === 0 ? '-' : `${(a / b).toFixed(a / b < 10 ? 2 : 0)}×`;
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
   const lines = [
-    '| keys held | JSON: loop pause | incremental full: longest pause (on loop, wall) | after 1% changed: longest pause (on loop, wall) | loop delay max, full / 1% | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| keys held | JSON: loop pause | incremental full: longest pause (on loop, wall) | after 1% changed: longest pause (on loop, wall) | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
     const i = r.incremental;
     lines.push(
-      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${i.full.loop_delay_max_ms} / ${i.one_percent.loop_delay_max_ms} ms | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB |`,
+      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);

@@ -62,8 +62,6 @@ export class RuleCheckpoints {
     }
     if (stored) {
       const { reset } = engine.restoreChanges(stored);
-      // A store an earlier version wrote (format 1) is rewritten whole by the next checkpoint.
-      if (stored.format !== 2) engine.trackChanges(true);
       return { offsets: partitionedOffsets(stored.offsets), reset, at: stored.at, from: 'store' };
     }
     const old = this.json.read();

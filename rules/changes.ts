@@ -34,7 +34,7 @@ export interface EngineHead {
 export type TimerRow = [number, number, string, string, number];
 
 /** An encoded entry, or null when the rule holds nothing under the key any more. */
-export type EntryRow = [rule: string, id: string, data: string | null];
+export type EntryRow = [rule: string, id: string, data: Uint8Array | null];
 
 /**
  * What the engine records between captures while changes are tracked. Timers are few
@@ -79,7 +79,7 @@ export interface CaptureSource {
 }
 
 /**
- * One capture (see the file's comment). `encode` turns an entry into its stored text at once: the
+ * One capture (see the file's comment). `encode` turns an entry into bytes at once: the
  * entry's data shares arrays with the live state.
  */
 export class Capture {
@@ -107,7 +107,7 @@ export class Capture {
 
   constructor(
     source: CaptureSource,
-    private readonly encode: (entry: NonNullable<ReturnType<RuleRunner['entry']>>) => string,
+    private readonly encode: (entry: NonNullable<ReturnType<RuleRunner['entry']>>) => Uint8Array,
   ) {
     const log = source.log;
     this.full = log.full;

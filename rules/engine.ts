@@ -486,7 +486,7 @@ export class Engine {
    * The state now, as what changed since the previous capture (everything, the first
    * time or after `abandonCapture`); its entries are taken by stepping it.
    */
-  capture(encode: (entry: RunnerEntry) => string): Capture {
+  capture(encode: (entry: RunnerEntry) => Uint8Array): Capture {
     if (this.changeLog === undefined) throw new Error('capture needs trackChanges first');
     const rules: EngineHead['rules'] = {};
     for (const c of this.compiled) {
@@ -551,7 +551,6 @@ export class Engine {
     }
     for (const [rule, id, entry] of stored.entries)
       restored.get(rule)?.loadEntry(id, entry, head.version);
-    for (const runner of restored.values()) runner.restored();
     const ceiling = this.clock ? this.clock() + this.maxFutureSkew : Number.POSITIVE_INFINITY;
     this.setWatermark(Math.min(head.watermark, ceiling));
     this.maxEventTime = Math.min(head.maxEventTime, ceiling);

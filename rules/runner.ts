@@ -607,16 +607,8 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return { until: t + wait, exponent };
   }
 
-  /**
-   * The watermark of this runner's last sweep: part of the head, so a kind whose sweep
-   * changes every key alike (metric_aggregation's window start) can redo it at restore
-   * (`restored`) instead of rewriting every entry at each checkpoint.
-   */
-  protected sweptAt = Number.NEGATIVE_INFINITY;
-
   /** Drops state the watermark has made irrelevant. Kinds extend it for their windows. */
   sweep(watermark: number): void {
-    this.sweptAt = watermark;
     const { realert, exponential_realert: cap } = this.spec;
     for (const [key, s] of this.silences) {
       // With exponential realert a past silence still sets the next one's length, until
@@ -678,7 +670,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     const state = this.keys.get(id);
     if (state !== undefined) (e ??= {}).k = this.encodeKey(state);
     const values = this.keyValues.get(id);
-    if (values !== undefined) (e ??= {}).v = this.spelled(id, values) ? 0 : values;
+    if (values !== undefined) (e ??= {}).v = values;
     const silence = this.silences.get(id);
     if (silence !== undefined) (e ??= {}).s = [silence.until, silence.exponent];
     const since = this.pendingSince.get(id);
@@ -691,75 +683,25 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return e;
   }
 
-  /**
-   * Whether a key's values are what its id spells (keyOf): one string per field, none
-   * holding the separator (NUL); the entry then stores 0 for them (spelledValues rebuilds
-   * them). Linear in the id's length.
-   */
-  private spelled(id: string, values: Record<string, unknown>): boolean {
-    const fields = this.keyFields;
-    const names = Object.keys(values);
-    if (names.length !== fields.length) return false;
-    for (let i = 0; i < fields.length; i++) if (names[i] !== fields[i]) return false;
-    if (fields.length === 1) return values[fields[0]!] === id;
-    let spelled = '';
-    for (let i = 0; i < fields.length; i++) {
-      const v = values[fields[i]!];
-      if (typeof v !== 'string' || v.includes('\u0000')) return false;
-      spelled += (i === 0 ? '' : '\u0000') + v;
-    }
-    return spelled === id;
-  }
-
-  /** A key's values from its id, where `spelled` holds. */
-  private spelledValues(id: string): Record<string, unknown> {
-    const fields = this.keyFields;
-    const parts = fields.length === 1 ? [id] : id.split('\u0000');
-    const values: Record<string, unknown> = {};
-    for (let i = 0; i < fields.length; i++) values[fields[i]!] = parts[i];
-    return values;
-  }
-
   /** Restores one entry, as `entry` gave it. */
   loadEntry(id: string, e: RunnerEntry, version: number): void {
     if (e.k !== undefined) this.keys.set(id, this.decodeKey(e.k, version));
-    if (e.v !== undefined) this.keyValues.set(id, e.v === 0 ? this.spelledValues(id) : e.v);
+    if (e.v !== undefined) this.keyValues.set(id, e.v);
     if (e.s !== undefined) this.silences.set(id, { until: e.s[0], exponent: e.s[1] });
     if (e.p !== undefined) this.pendingSince.set(id, e.p);
-    if (e.e !== undefined) {
-      // JSON (the store's format 2) turns +Infinity into null.
-      const inf = (v: number | null): number => v ?? Number.POSITIVE_INFINITY;
-      this.episodes.set(id, {
-        ...e.e,
-        cleared: inf(e.e.cleared),
-        due: inf(e.e.due),
-        check: inf(e.e.check),
-      });
-    }
+    if (e.e !== undefined) this.episodes.set(id, e.e);
     if (e.q !== undefined) this.quietPending.add(id);
     if (e.x !== undefined) this.decodeEntryExtra(id, e.x);
   }
 
   /** The runner's state that is not per entry. */
   head(): RunnerHead {
-    return { lastAlertAt: this.lastAlertAt, alertCount: this.alertCount, sweptAt: this.sweptAt };
+    return { lastAlertAt: this.lastAlertAt, alertCount: this.alertCount };
   }
 
   loadHead(h: RunnerHead): void {
     this.lastAlertAt = h.lastAlertAt;
     this.alertCount = h.alertCount;
-    this.sweptAt = h.sweptAt ?? Number.NEGATIVE_INFINITY;
-  }
-
-  /** After a restore from entries (Engine.restoreChanges): every entry is loaded. */
-  restored(): void {}
-
-  /**
-   * An entry is about to change in a way the next capture need not store (a restore
-   * redoes it, see `sweptAt`): copied first if a capture running now has not taken it.
-   */
-  protected preserve(id: string): void {
-    if (this.beforeChange !== undefined) this.beforeChange(id);
   }
 
   /** Kinds with state per string beyond the base maps (new_term's terms). */
@@ -827,8 +769,7 @@ export interface RunnerSnapshot {
 export interface RunnerEntry {
   /** The kind's window state (encodeKey). */
   k?: unknown;
-  /** The key's values; 0 when they are what the id spells (RuleRunner.spelled). */
-  v?: Record<string, unknown> | 0;
+  v?: Record<string, unknown>;
   /** realert silence: until, exponent. */
   s?: [number, number];
   /** pending since. */
@@ -842,8 +783,6 @@ export interface RunnerEntry {
 export interface RunnerHead {
   lastAlertAt: string | undefined;
   alertCount: number;
-  /** RuleRunner.sweptAt (absent in checkpoints of earlier versions). */
-  sweptAt?: number;
 }
 
 export function alertId(rule: string, key: string, t: number, discriminator: string): string {

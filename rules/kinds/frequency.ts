@@ -10,11 +10,6 @@ export const MAX_TIMES_AHEAD = 10_000;
 
 interface KeyState {
   times: Timestamps;
-  /**
-   * The key's newest event, for the alert of a `for` deadline (an alert at an event
-   * carries that event): held only with `for`, so a key does not keep an event alive,
-   * nor carry it into each checkpoint, for nothing.
-   */
   sample: Event | undefined;
 }
 
@@ -49,7 +44,7 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
       times.add(t);
     if (times.length > n) times.keepNewestThrough(n, watermark);
     if (this.isLate(t)) return;
-    if (inOrder && this.spec.for) state.sample = event;
+    if (inOrder) state.sample = event;
     this.condition(key, t, this.evaluateState(state, t, event));
   }
 
@@ -104,7 +99,7 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
   }
   protected decodeKey(data: unknown): KeyState {
     const d = data as { times: number[]; sample: Event | undefined };
-    return { times: Timestamps.from(d.times), sample: this.spec.for ? d.sample : undefined };
+    return { times: Timestamps.from(d.times), sample: d.sample };
   }
 }
 

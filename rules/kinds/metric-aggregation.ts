@@ -82,7 +82,6 @@ class AggregateWindow {
 
 interface KeyState {
   window: AggregateWindow;
-  /** The key's newest event, held only with `for` (as frequency's KeyState.sample). */
   sample: Event | undefined;
 }
 
@@ -108,7 +107,7 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     if (inOrder) {
       window.slide(t - this.spec.timeframe);
       window.prune(this.ctx.watermark - this.spec.timeframe);
-      if (this.spec.for) state.sample = event;
+      state.sample = event;
       this.condition(
         key,
         t,
@@ -188,27 +187,11 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
   override sweep(watermark: number): void {
     super.sweep(watermark);
     for (const [key, state] of this.keys) {
-      // The window's start moves at every sweep, for every key alike: not recorded as a
-      // change (a checkpoint would rewrite every key each time); `restored` redoes it from
-      // the head's sweptAt. A key emptied is forgotten, and that is recorded.
-      if (watermark - this.spec.timeframe > state.window.windowStart) this.preserve(key);
+      // The window's start moves at every sweep: each key changes (not incremental).
+      if (watermark - this.spec.timeframe > state.window.windowStart) this.touched(key);
       state.window.slide(watermark - this.spec.timeframe);
       state.window.prune(watermark - this.spec.timeframe);
       if (state.window.samples.length === 0) this.forgetIdleKey(key);
-    }
-  }
-
-  /**
-   * Entries stored before the last sweeps hold an older window start and samples those
-   * sweeps dropped: this sweep again at the last one's watermark makes them what the
-   * sweeps made them (sliding and pruning to a point already passed change nothing).
-   */
-  override restored(): void {
-    if (this.sweptAt === Number.NEGATIVE_INFINITY) return;
-    const to = this.sweptAt - this.spec.timeframe;
-    for (const state of this.keys.values()) {
-      state.window.slide(to);
-      state.window.prune(to);
     }
   }
 
@@ -237,7 +220,7 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     const window = new AggregateWindow(this.spec.metric_agg_type);
     for (let i = 0; i < d.times.length; i++) window.add(d.times[i]!, d.values[i]!);
     if (typeof d.windowStart === 'number') window.slide(d.windowStart);
-    return { window, sample: this.spec.for ? d.sample : undefined };
+    return { window, sample: d.sample };
   }
 }
 

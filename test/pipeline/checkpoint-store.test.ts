@@ -256,41 +256,6 @@ describe('incremental checkpoints', () => {
     store.close();
   });
 
-  it('metric_aggregation: sweeps that only move the window start are not rewritten, and a restore redoes them', () => {
-    const store = new CheckpointStore(storePath());
-    const rules = [
-      rule({
-        name: 'agg',
-        type: 'metric_aggregation',
-        metric_agg_key: 'v',
-        metric_agg_type: 'avg',
-        timeframe: m(5),
-        max_threshold: 1_000,
-        query_key: ['host'],
-      }),
-    ];
-    const e = engine(rules, new Map());
-    e.trackChanges(true);
-    for (let k = 0; k < 50; k++) e.process(ev(s(k), { host: `h${k}`, v: k }));
-    for (let k = 0; k < 50; k++) e.process(ev(s(50 + k), { host: `h${k}`, v: k + 1 }));
-    expect(store.writeNow(e.capture(encodeEntry), { 'bus/0': 100 }).entries).toBe(50);
-    // Four minutes of one host only: every sweep moves the other windows' start and
-    // drops their oldest samples, without emptying them.
-    for (let t = s(100); t <= m(5) + s(30); t += s(1)) e.process(ev(t, { host: 'h0', v: 1 }));
-    const second = store.writeNow(e.capture(encodeEntry), { 'bus/0': 400 });
-    expect(second).toMatchObject({ full: false, entries: 1 });
-    const back = engine(rules, new Map());
-    back.restoreChanges(store.read()!);
-    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
-    // And both go on alike: a late sample inside the window, then one past the threshold.
-    for (const x of [back, e]) {
-      x.process(ev(m(5) + s(29), { host: 'h7', v: 5 }));
-      x.process(ev(m(5) + s(31), { host: 'h7', v: 50_000 }));
-    }
-    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
-    store.close();
-  });
-
   it('a later checkpoint writes only what changed', () => {
     const store = new CheckpointStore(storePath());
     const rules = [
