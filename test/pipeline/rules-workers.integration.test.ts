@@ -52,11 +52,18 @@ rules: { paths: [rules], allowedLateness: ${LATENESS} }
 snapshotEvery: 2s
 `,
     );
+    // Each phase logged with its time, so that a run that outlasts the test names its phase.
+    const t0 = Date.now();
+    const step = async <T>(what: string, fn: () => Promise<T>): Promise<T> => {
+      const v = await fn();
+      console.log(`${((Date.now() - t0) / 1_000).toFixed(1)} s: ${what}`);
+      return v;
+    };
     const backtest = backtestAlerts(join(dir, 'rules'), data);
     expect(backtest.stderr).toMatch(/0 bad lines, 0 late events/);
     const expected = backtest.alerts;
     expect(expected.length).toBeGreaterThan(10);
-    await createTopics(brokers!, prefix);
+    await step('topics created', () => createTopics(brokers!, prefix));
 
     const env = { KAFKA_BROKERS: brokers! };
     let n = 0;
@@ -66,30 +73,38 @@ snapshotEvery: 2s
         args: ['--roles', 'rules,actions'],
         timeoutMs: 90_000,
       });
-    const ingest = await startServe(config, {
-      env: { ...env, DROVER_STATE_DIR: join(dir, 'state-ingest') },
-      args: ['--roles', 'ingest'],
-      timeoutMs: 90_000,
+    const ingest = await step('ingest started', () =>
+      startServe(config, {
+        env: { ...env, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+        args: ['--roles', 'ingest'],
+        timeoutMs: 90_000,
+      }),
+    );
+
+    const first = await step('three workers started', () =>
+      Promise.all([worker(), worker(), worker()]),
+    );
+    await step('three workers assigned', () => settled(first));
+    const half = Math.floor(batches.length / 2);
+    await step('first half sent', () => send(ingest.url, batches.slice(0, half)));
+    await step('first half processed', () => drained(first));
+    const before = await alertsOf(first);
+    await step('three workers stopped', async () => {
+      for (const w of first) expect(await stopServe(w)).toBe(0);
     });
 
-    const first = await Promise.all([worker(), worker(), worker()]);
-    await settled(first);
-    const half = Math.floor(batches.length / 2);
-    await send(ingest.url, batches.slice(0, half));
-    await drained(first);
-    const before = await alertsOf(first);
-    for (const w of first) expect(await stopServe(w)).toBe(0);
-
     // A new group with new state directories: the state comes from the changelog.
-    const second = await Promise.all([worker(), worker()]);
-    await settled(second);
-    await send(ingest.url, batches.slice(half));
-    await drained(second);
+    const second = await step('two workers started', () => Promise.all([worker(), worker()]));
+    await step('two workers assigned', () => settled(second));
+    await step('second half sent', () => send(ingest.url, batches.slice(half)));
+    await step('second half processed', () => drained(second));
     const end = new Date(last).toISOString();
-    await until(
-      'the clock to carry the watermark past the data',
-      async () => (await alertsOf(second)).filter((x) => x.at > end).length >= 8,
-      90_000,
+    await step('watermark past the data', () =>
+      until(
+        'the clock to carry the watermark past the data',
+        async () => (await alertsOf(second)).filter((x) => x.at > end).length >= 8,
+        90_000,
+      ),
     );
     const after = await alertsOf(second);
     const live = [...before, ...after].filter((x) => x.at <= end);
