@@ -50,7 +50,11 @@ interface Episode {
   alert: string;
   at: number;
   key: Record<string, unknown>;
-  /** The newest instant it was evaluated at: older evaluations (out of order) change nothing. */
+  /**
+   * The newest instant it was evaluated at: older evaluations (out of order) change
+   * nothing. flatline, expiry: the newest instant it fired (again), before which a report
+   * is older news than the key being found silent, and clears nothing.
+   */
   seen: number;
   /**
    * The instant its condition cleared (+Infinity while it holds): it resolves at
@@ -444,19 +448,20 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       }
       return;
     }
+    if (t > ep.seen) ep.seen = t;
     if (ep.cleared === Number.POSITIVE_INFINITY || t < ep.cleared) return;
     if (t < ep.cleared + this.keep) ep.cleared = Number.POSITIVE_INFINITY;
     else this.resolve(key, ep, ep.cleared + this.keep);
   }
 
   /**
-   * flatline, expiry: the key reported at t. A report after the firing's instant clears
-   * it (a late report from before the silence does not).
+   * flatline, expiry: the key reported at t. A report not before the firing's newest
+   * alert clears it (a late report from before the key was last found silent does not).
    */
   protected reported(key: string, t: number): void {
     if (this.episodes.size === 0) return;
     const ep = this.episodes.get(key);
-    if (!ep || t < ep.at || ep.cleared !== Number.POSITIVE_INFINITY) return;
+    if (!ep || t < ep.seen || ep.cleared !== Number.POSITIVE_INFINITY) return;
     this.clear(key, ep, t);
   }
 
@@ -520,6 +525,21 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (this.episodes.size === 0) return;
     const ep = this.episodes.get(key);
     if (ep) this.recheckFrom(key, ep, Math.max(this.ctx.watermark - 1, ep.seen));
+  }
+
+  /**
+   * An event behind the newest instant decided or evaluated (late, or on time out of
+   * order) that changes the condition at that instant (cardinality: its value counts over
+   * [t, until)): the key's firing is evaluated there at once, with it. Between events a
+   * firing is re-checked only where the state it already holds may change.
+   */
+  protected evaluateBehind(key: string, t: number, until: number): void {
+    if (this.episodes.size === 0) return;
+    const ep = this.episodes.get(key);
+    if (!ep) return;
+    const at = Math.max(this.ctx.watermark, ep.seen);
+    if (t >= at || until <= at) return;
+    this.evaluated(key, at, this.evaluate(key, at)?.holds ?? true);
   }
 
   /** Moves a holding firing's re-check to the first instant after t it may clear at, if earlier. */

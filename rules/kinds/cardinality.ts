@@ -72,10 +72,12 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     addCover(cover, t, t + this.spec.timeframe);
     if (late) {
       this.scheduleNext(key, state, this.ctx.watermark, true);
+      this.evaluateBehind(key, t, t + this.spec.timeframe);
       return;
     }
     state.sample = event;
     this.condition(key, t, this.evaluateState(state, t));
+    this.evaluateBehind(key, t, t + this.spec.timeframe);
     this.scheduleNext(key, state, t, false);
   }
 

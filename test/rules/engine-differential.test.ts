@@ -226,6 +226,87 @@ function runEngine(
   return alerts;
 }
 
+/**
+ * Streams the random search once found the engine and the reference disagreeing on,
+ * each run before the random ones (`examples`): what the engine must keep doing.
+ */
+const ev = (t: number, fields: Record<string, unknown>): Event => ({
+  '@timestamp': T0 + s(t),
+  ...fields,
+});
+const cardinality = (fields: Record<string, unknown>) =>
+  ({
+    query_key: [],
+    realert: 0,
+    labels: {},
+    actions: [],
+    enabled: true,
+    name: 'r-cardinality',
+    type: 'cardinality',
+    cardinality_field: 'user',
+    ...fields,
+  }) as unknown as RuleSpec;
+const KNOWN: Array<[RuleSpec, Event[], number, number]> = [
+  // keep_firing_for ends at the instant the condition holds again: the firing resolves
+  // there, and the alert at that instant opens a new one (resolved at 5 and at 25).
+  [
+    cardinality({ keep_firing_for: s(2), timeframe: s(2), min_cardinality: 1 }),
+    [0, 3, 23, 26].map((t) => ev(t, { 'host.name': 'a', user: 'u1' })),
+    s(20),
+    0,
+  ],
+  // A late report older than the key's newest alert (it expired again at 3) clears nothing.
+  [
+    {
+      query_key: ['host.name'],
+      realert: 0,
+      labels: {},
+      actions: [],
+      enabled: true,
+      name: 'r-expiry',
+      type: 'expiry',
+      keep_firing_for: s(2),
+      ttl: s(1),
+    } as unknown as RuleSpec,
+    [
+      ev(0, { 'host.name': 'a' }),
+      ev(2, { 'host.name': 'a' }),
+      ev(4, {}),
+      ev(1, { 'host.name': 'a' }),
+    ],
+    0,
+    0,
+  ],
+  // A late value that counts from the watermark on ends the firing there (at 111).
+  [
+    cardinality({ timeframe: s(3), min_cardinality: 3 }),
+    [
+      ev(0, { user: 'u1' }),
+      ev(110, { user: 'u1' }),
+      ev(109, { user: 'u1' }),
+      ev(111, { user: 'u3' }),
+      ev(110, { user: 'u4' }),
+      ev(113, { user: 'u1' }),
+    ],
+    0,
+    0,
+  ],
+  // An on-time value out of order that counts at the newest instant evaluated (174) ends
+  // the firing there.
+  [
+    cardinality({ for: s(1), timeframe: s(3), min_cardinality: 2 }),
+    [
+      ev(0, { user: 'u1' }),
+      ev(174, { user: 'u2' }),
+      ev(172, { user: 'u2' }),
+      ev(173, { user: 'u1' }),
+      ev(196, { user: 'u1' }),
+    ],
+    s(20),
+    3,
+  ],
+];
+
 const byResolution = (a: RefResolution, b: RefResolution) =>
   a.at - b.at || a.key.localeCompare(b.key) || a.since - b.since;
 
@@ -279,7 +360,7 @@ describe('engine against the reference evaluator', () => {
           }
         },
       ),
-      { numRuns: 4000 },
+      { numRuns: 4000, examples: KNOWN },
     );
     // The streams are not vacuous: every type fired in some runs.
     expect([...seen.keys()].sort()).toEqual([

@@ -89,6 +89,7 @@ export function referenceAlerts(
   const occurred = (key: string, t: number) => {
     const f = firings.get(key);
     if (!f) return;
+    if (ends === 'report') f.seen = Math.max(f.seen, t);
     if (f.cleared !== Infinity && t >= f.cleared + K) return resolveAt(key, f.cleared + K);
     if (ends === 'after') f.cleared = Math.max(f.cleared, t + after);
     else if (f.cleared !== Infinity && t >= f.cleared) f.cleared = Infinity;
@@ -431,7 +432,14 @@ export function referenceAlerts(
           }
         }
       }
-      if (firing && (!best || firing[0] < best[0])) {
+      // A resolution due at an instant comes before the kinds' decisions there: the
+      // condition must hold again strictly before cleared + keep_firing_for to keep the
+      // firing going (docs/rules.md#alert-states), and what fires at that instant opens a
+      // firing of its own.
+      if (
+        firing &&
+        (!best || firing[0] < best[0] || (firing[0] === best[0] && firing[2] === 'due'))
+      ) {
         if (firing[2] === 'check') done.add(`${firing[1]}\n${firing[0]}\ncheck`);
         decideFiring(firing[1], firing[0], firing[2]);
         continue;
@@ -531,14 +539,22 @@ export function referenceAlerts(
       flatFrom.set(key, Math.max(t + rule.timeframe, wmAfter, observedFrom + rule.timeframe));
     arrived.push({ t, event: e, i: arrived.length });
     if (ends === 'report') {
-      // A report of a firing key not before its alert clears it.
+      // A report of a firing key not before its newest alert (fired again, silenced
+      // or not) clears it.
       const f = firings.get(key);
-      if (f && f.cleared === Infinity && t >= f.since) {
+      if (f && f.cleared === Infinity && t >= f.seen) {
         f.cleared = t;
         if (K === 0) resolveAt(key, t);
       }
     }
     if (!late) onTime(key, e, t, earlier);
+    const f = firings.get(key);
+    if (f && rule.type === 'cardinality') {
+      // Behind the newest instant decided or evaluated (late, or on time out of order),
+      // a value that counts there has the key's firing evaluated there at once.
+      const at = Math.max(wmAfter, f.seen);
+      if (t < at && t + rule.timeframe > at) evaluatedAt(key, at, heldAt(key, at) !== undefined);
+    }
   }
   if (maxT > NONE) decideRange(maxT - options.lateness, maxT, true);
   return alerts;
