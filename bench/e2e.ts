@@ -105,6 +105,7 @@ actions:
     guards: { cooldownMs: 0, maxKeysPerRule: { max: 1_000_000, windowMs: 600_000 } },
     ruleGuards: {},
     snapshotEveryMs: 60_000,
+    shutdownTimeoutMs: 30_000,
   };
   const pipeline = new Pipeline(config, createLogger({ level: 'warn' }));
   await pipeline.start();

@@ -113,6 +113,8 @@ export interface DroverConfig {
   guards: GuardConfig;
   ruleGuards: Record<string, GuardConfig>;
   snapshotEveryMs: number;
+  /** How long `drover serve` may take to stop (SIGTERM) before it exits anyway, non-zero. */
+  shutdownTimeoutMs: number;
   /**
    * What this process runs (`roles`, `drover serve --roles`; default all four): see
    * ROLES and checkRoles, and docs/scale-out.md. Absent: all four.
@@ -341,6 +343,7 @@ function build(
     guards,
     ruleGuards,
     snapshotEveryMs: duration(raw.snapshotEvery, 'snapshotEvery', 10_000),
+    shutdownTimeoutMs: duration(raw.shutdownTimeout, 'shutdownTimeout', 30_000),
     roles: parseRoles(raw.roles, busKind, fail),
     baseDir,
   };

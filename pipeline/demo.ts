@@ -91,6 +91,7 @@ export async function runDemo(options: {
     },
     ruleGuards: {},
     snapshotEveryMs: 5_000,
+    shutdownTimeoutMs: 30_000,
   };
   say(
     'starting Drover (embedded bus, index and journal) and the fleet: web ×3, api ×2, worker ×1, report ×1',

@@ -869,6 +869,9 @@ export class Pipeline {
     return this.telemetry.registry.metrics();
   }
 
+  /** The step a stop is in (logged when it outlasts `shutdownTimeout`). */
+  stopping: string | undefined;
+
   /** SIGTERM: stop accepting, drain, snapshot, close. */
   async stop(): Promise<void> {
     await this.close();
@@ -885,11 +888,15 @@ export class Pipeline {
     clearInterval(this.tickTimer);
     clearInterval(this.pruneTimer);
     const step = async (what: string, fn: () => unknown) => {
+      this.stopping = what;
+      const started = performance.now();
       try {
         await fn();
       } catch (err) {
         this.logger.error({ err }, `${what} failed while stopping`);
       }
+      const ms = Math.round(performance.now() - started);
+      if (ms >= 1_000) this.logger.info({ step: what, ms }, 'a slow step while stopping');
     };
     // Notification groups still waiting go out now, while their adapters are open
     // (bounded: Remediator.close() waits at most 10 s for them).
@@ -901,7 +908,9 @@ export class Pipeline {
     await step('closing the endpoint', () => this.server?.close());
     this.rulesTasks?.quiesce();
     for (const c of this.consumers) await step('stopping a consumer', () => c.stop());
-    await Promise.allSettled([...this.pendingActions]);
+    await step('waiting for actions in flight', () =>
+      Promise.allSettled([...this.pendingActions]),
+    );
     const tasks = this.rulesTasks;
     if (tasks) await step('the last rules task snapshots', () => tasks.stop());
     else if (this.engine && this.checkpoints)
@@ -911,6 +920,7 @@ export class Pipeline {
     for (const close of this.closers.reverse()) await step('closing', close);
     this.closers = [];
     this.consumers = [];
+    this.stopping = undefined;
   }
 }
 

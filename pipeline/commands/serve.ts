@@ -25,6 +25,18 @@ export async function serveCommand(args: string[]): Promise<number> {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'stopping: draining, snapshotting, closing');
+    // A stop that hangs (a broker that stopped answering, an adapter call that never
+    // returns) must not keep the process up forever: past shutdownTimeout it exits,
+    // non-zero, naming the step it was in. What was not snapshotted is replayed from the
+    // bus at the next start, as after a crash.
+    const { shutdownTimeoutMs } = pipeline.config;
+    setTimeout(() => {
+      logger.error(
+        { step: pipeline.stopping, shutdownTimeoutMs },
+        'stopping took longer than shutdownTimeout: exiting anyway',
+      );
+      logger.flush(() => process.exit(EXIT_FINDINGS));
+    }, shutdownTimeoutMs).unref();
     pipeline.stop().then(
       () => resolveExit(0),
       (err: unknown) => {

@@ -80,7 +80,16 @@ export async function stopServe(
   if (s.child.exitCode !== null || s.child.signalCode !== null) return s.child.exitCode;
   const exited = new Promise<number | null>((r) => s.child.once('exit', (code) => r(code)));
   s.child.kill(signal);
-  return exited;
+  // drover serve exits by shutdownTimeout (30 s by default) whatever hangs: past that
+  // and a margin, the test fails naming what the process logged last, not by its timeout.
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<'hung'>((r) => (timer = setTimeout(() => r('hung'), 45_000)));
+  const code = await Promise.race([exited, hung]);
+  clearTimeout(timer);
+  if (code !== 'hung') return code;
+  s.child.kill('SIGKILL');
+  const tail = s.log().trim().split('\n').slice(-5).join('\n');
+  throw new Error(`drover serve did not exit within 45 s of ${signal}; it logged last:\n${tail}`);
 }
 
 /** Polls until `fn` gives something other than undefined or false. */
