@@ -54,7 +54,7 @@ describe('configuration: every problem at once, at file:line:col', () => {
       problems('stateDir: s\nlisten:\n  host: 0.0.0.0\n  prot: 4280\nsnapshotEvry: 5s\n'),
     ).toEqual([
       '4:3 unknown field "listen.prot" (known: host, port, statsdPort, statsdHost, tokens, apiKeys, readTokens, adminTokens, allowedHosts, maxBodyBytes, tls)',
-      '5:1 unknown field "snapshotEvry" (known: stateDir, listen, bus, index, rules, actions, adapters, actionSets, guards, ruleGuards, snapshotEvery, roles)',
+      '5:1 unknown field "snapshotEvry" (known: stateDir, listen, bus, index, rules, actions, adapters, actionSets, guards, ruleGuards, snapshotEvery, shutdownTimeout, roles)',
     ]);
   });
 
