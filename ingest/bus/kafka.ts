@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type { Admin, Consumer as KafkaConsumer, Kafka, KafkaConfig, Producer } from 'kafkajs';
 import type * as KafkaJs from 'kafkajs';
 import type { Event } from '../model/event.ts';
@@ -6,6 +5,7 @@ import { Batcher } from './batcher.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
+import { kafkajs } from './kafkajs.ts';
 import { taskAssigner, tasksOf } from './kafka-tasks.ts';
 import {
   type Bus,
@@ -158,13 +158,6 @@ const BATCH_OVERHEAD = 16 * 1024;
 /** Kafka's default `max.message.bytes`, if the topic's cannot be read. */
 const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 const REASON_HEADER = 'drover.reason';
-// kafkajs is loaded when a Kafka bus is first made, not when Drover starts (most
-// configurations use the embedded bus).
-const requireLib = createRequire(import.meta.url);
-let kafkaLib: typeof KafkaJs | undefined;
-function kafkajs(): typeof KafkaJs {
-  return (kafkaLib ??= requireLib('kafkajs') as typeof KafkaJs);
-}
 
 export class KafkaBus implements Bus {
   readonly kind = 'kafka' as const;
