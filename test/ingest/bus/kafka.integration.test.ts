@@ -80,6 +80,46 @@ describe.skipIf(!brokers)(
       }
     });
 
+    it("a task consumer knows each partition's log end from its fetches, and reads the broker on asking", async () => {
+      // A bus of its own: the other tests count what their topics hold.
+      const own = await createKafkaBus({
+        brokers: [brokers!],
+        topicPrefix: `${prefix}ends.`,
+        partitions: 3,
+      });
+      const seen: BusMessage[] = [];
+      let assigned = false;
+      const consumer = await own.consumeTasks(
+        {
+          group: `${prefix}ends`,
+          topics: ['logs'],
+          handler: async (b) => void seen.push(...b.messages),
+        },
+        { onAssigned: async () => void (assigned = true), onRebalancing: () => {} },
+      );
+      try {
+        await until(() => assigned);
+        expect(
+          (await own.publish(Array.from({ length: 7 }, (_, i) => log(i, 'one')))).accepted,
+        ).toHaveLength(7);
+        await until(() => seen.length === 7);
+        const at = `logs/${seen[0]!.partition}`;
+        // From the fetch that brought the messages, with no request of its own.
+        expect(consumer.ends().get(at)?.end).toBe(7);
+        const before = consumer.ends().get(at)!.at;
+        // Two reads asked at once: the second waits for a read that starts after it asked.
+        await Promise.all([consumer.readEnds(), consumer.readEnds()]);
+        expect([...consumer.ends().keys()].sort()).toEqual(['logs/0', 'logs/1', 'logs/2']);
+        expect(consumer.ends().get(at)?.end).toBe(7);
+        expect(consumer.ends().get(at)!.at).toBeGreaterThan(before);
+        for (const p of [0, 1, 2].filter((p) => `logs/${p}` !== at))
+          expect(consumer.ends().get(`logs/${p}`)?.end).toBe(0);
+      } finally {
+        await consumer.stop();
+        await own.close();
+      }
+    });
+
     it('publishes with acks from the broker and delivers per key in order, offsets committed after the handler', async () => {
       const events = Array.from({ length: 30 }, (_, i) => log(i, `svc-${i % 3}`));
       const result = await bus.publish(events);
