@@ -11,8 +11,7 @@ import type * as KafkaJs from 'kafkajs';
  * and schedules `checkPendingRequests` after it (1 ms) even with nothing pending; that
  * check schedules the next. Every connection of a process that is doing nothing
  * (producer, consumer, admin) so wakes up about a thousand times a second; an idle
- * rules worker spent most of its CPU there (bench/README.md, "Scale-out on Kafka").
- * Upstream: kafkajs issues 1556 and 1704, unmerged pull requests 1667 and 1768.
+ * rules worker spent most of its CPU there (bench/README.md, "Idle rules worker").
  *
  * The replacement schedules a check only when it has something to do: requests are
  * pending (at the end of the throttle, or after kafkajs's own 10 ms interval when not
