@@ -110,10 +110,11 @@ export interface TaskConsumer extends Consumer {
   seek(topic: Topic, partition: number, offset: number): void;
   /**
    * The high watermark (next offset to be written) per `topic/partition` as last read,
-   * and when (`performance.now()`, monotonic): from each fetch that returned messages (kafkajs's
-   * `batch.highWatermark`), at no cost, and from readEnds(). The reading taken last wins,
-   * so a log truncated on the broker moves back. A partition whose fetches return nothing
-   * keeps its last reading: nothing was written to it since, or it is paused.
+   * and when (`performance.now()`, monotonic): from each fetch that returned messages
+   * (kafkajs's `batch.highWatermark`), at no cost, and from readEnds(). The reading taken
+   * last wins, so a log truncated on the broker moves back. A partition whose fetches
+   * return nothing keeps its last reading: nothing was written to it since, or it is
+   * paused.
    */
   ends(): ReadonlyMap<string, EndReading>;
   /** Reads every partition's high watermark from the broker (the admin client) into ends(). */
