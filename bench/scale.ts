@@ -145,6 +145,8 @@ interface Run {
   warm_events_per_cpu_s: number;
   /** All the workers' CPU with nothing to process, ms per second of wall time. */
   idle_cpu_ms_per_s: number;
+  /** The same per worker: what one idle `drover serve --roles rules,actions` costs. */
+  idle_cpu_ms_per_s_per_worker: number;
   /** cpu_ms less what idling for the run's wall time costs: the CPU the events took. */
   busy_cpu_ms: number;
   per_worker: Array<{ cpu_ms: number; events: number; tasks: number }>;
@@ -341,6 +343,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms }
         events_per_cpu_s: Math.round((count / cpuMs) * 1000),
         warm_events_per_cpu_s: Math.round(((count - warm!.processed) / warmCpuMs) * 1000),
         idle_cpu_ms_per_s: Math.round(idlePerS),
+        idle_cpu_ms_per_s_per_worker: Math.round((idlePerS / k) * 10) / 10,
         busy_cpu_ms: Math.round(Math.max(0, cpuMs - (idlePerS * wallMs) / 1000)),
         per_worker: workers.map((_, i) => ({
           cpu_ms: Math.round(cpu[i]!),
@@ -354,7 +357,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms }
       };
       runs.push(run);
       log(
-        `scale: ${k} worker(s): ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
+        `scale: ${k} worker(s): ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, ${run.idle_cpu_ms_per_s_per_worker} per worker, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
       );
       for (const w of workers) await stopServe(w);
 
@@ -446,7 +449,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms }
       );
       for (const r of runs)
         process.stdout.write(
-          `  ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
+          `  ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s, ${r.idle_cpu_ms_per_s_per_worker} per worker; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
         );
       process.stdout.write(
         `  CPU per event, 3 workers vs 1: ${summary.cpu_ratio_3_vs_1} (target ≤ 1.3); less the workers' idle cost: ${summary.busy_cpu_ratio_3_vs_1}; after the first third: ${summary.warm_cpu_ratio_3_vs_1}\n`,

@@ -69,6 +69,14 @@ export interface RulesTasksOptions {
  */
 const MAX_HELD_ALERTS = 10_000;
 
+/**
+ * The clock's tick reads the log ends the consumer's fetches bring (TaskConsumer.ends);
+ * a partition none has reported on for this long (nothing written to it, or paused) is
+ * read from the broker again, so an idle worker asks the broker twice a minute, not twice
+ * a second.
+ */
+const ENDS_READ_EVERY_MS = 30_000;
+
 interface Task {
   id: number;
   engine: Engine;
@@ -304,7 +312,9 @@ export class RulesTasks {
     const earliest = await this.o.bus.earliest(this.o.topics);
     const history =
       fresh.length > 0 ? await this.changelog.read(fresh) : new Map<number, TaskHistory>();
-    const ends = await this.o.bus.latest(this.o.topics);
+    // The log ends now: where a restored task's replay ends, and the tick's first reading.
+    await this.consumer!.readEnds();
+    const ends = this.consumer!.ends();
     if (epoch !== this.epoch) return;
     const partitionsOf = (id: number) => this.o.topics.map((t) => `${t}/${id}`);
     for (const id of fresh) {
@@ -340,7 +350,7 @@ export class RulesTasks {
         // Retention may have dropped what the snapshot still wanted: from the earliest.
         const from = Math.max(task.offsets[k] ?? 0, earliest[k] ?? 0);
         task.offsets[k] = from;
-        task.replayUntil[k] = ends[k] ?? 0;
+        task.replayUntil[k] = ends.get(k)?.end ?? 0;
         // The fetch starts at the group's committed offset: a different start is sought.
         if (committed[k] !== from) {
           // A log end seen from the committed offset says nothing about the replay.
@@ -416,26 +426,40 @@ export class RulesTasks {
    * partitions held, and holds nothing back in its merge.
    */
   async tick(): Promise<void> {
-    if (this.tasks.size === 0) return;
-    const ends = await this.o.bus.latest(this.o.topics);
+    const consumer = this.consumer;
+    if (this.tasks.size === 0 || !consumer) return;
+    // The fetches' log ends; a partition none reported on lately is read from the broker.
+    // A fetch answers as soon as a partition it asks for has messages past its offset,
+    // so a reading is behind the broker only while a fetch is being answered or handled.
+    const stale = performance.now() - ENDS_READ_EVERY_MS;
+    const keys = [...this.tasks.keys()].flatMap((id) => this.o.topics.map((t) => `${t}/${id}`));
+    if (keys.some((k) => (consumer.ends().get(k)?.at ?? -Infinity) < stale))
+      await consumer.readEnds();
+    const ends = consumer.ends();
     for (const t of this.tasks.values()) {
       if (t.generation === undefined || t.input.held() > 0) continue;
       const behind = this.o.topics.some(
-        (topic) => (ends[`${topic}/${t.id}`] ?? 0) > this.done(t, topic),
+        (topic) => (ends.get(`${topic}/${t.id}`)?.end ?? 0) > this.done(t, topic),
       );
       if (!behind) t.engine.tick();
     }
   }
 
-  /** Messages not yet processed per topic over the tasks held; sets the per-partition gauge. */
+  /**
+   * Messages not yet processed per topic over the tasks held; sets the per-partition gauge.
+   * Read from the broker at each call (a scrape): between the handling of a batch that
+   * reached its fetch's log end and the next fetch's answer, the fetches' ends alone would
+   * read 0 while messages wait (those who wait for the gauge to reach 0 act on it).
+   */
   async lag(): Promise<Record<Topic, number>> {
-    const ends = await this.o.bus.latest(this.o.topics);
     const out = { logs: 0, metrics: 0 } as Record<Topic, number>;
+    if (this.consumer) await this.consumer.readEnds();
+    const ends = this.consumer?.ends() ?? new Map<string, { end: number }>();
     this.o.telemetry.taskLag.reset();
     for (const t of this.tasks.values())
       for (const topic of this.o.topics) {
         const k = `${topic}/${t.id}`;
-        const lag = Math.max(0, (ends[k] ?? 0) - this.done(t, topic));
+        const lag = Math.max(0, (ends.get(k)?.end ?? 0) - this.done(t, topic));
         out[topic] += lag;
         this.o.telemetry.taskLag.set({ topic, partition: String(t.id) }, lag);
       }

@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { Admin, Kafka, Producer } from 'kafkajs';
-import type * as KafkaJs from 'kafkajs';
+import { kafkajs } from './kafkajs.ts';
 
 /**
  * The rules' task state on Kafka: a compacted topic (`<topicPrefix>rules-state`) with one
@@ -41,8 +40,7 @@ export interface TaskHistory {
 const MAX_HEADS = 64;
 const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 
-const requireLib = createRequire(import.meta.url);
-const lib = () => requireLib('kafkajs') as typeof KafkaJs;
+const lib = kafkajs;
 
 export class KafkaChangelog {
   private chunkBytes = 512 << 10;

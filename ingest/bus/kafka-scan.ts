@@ -1,8 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
 import type { Admin, Consumer, Kafka, KafkaConfig } from 'kafkajs';
-import type * as KafkaJs from 'kafkajs';
 import type { Event } from '../model/event.ts';
+import { kafkajs } from './kafkajs.ts';
 
 /**
  * Reads the retained Kafka bus for a backtest (`drover backtest --source kafka`): each
@@ -52,8 +51,6 @@ interface PartitionState {
   paused: boolean;
 }
 
-const requireLib = createRequire(import.meta.url);
-
 export class KafkaScan {
   /** Messages in the ranges read (end − start offsets), known after open(). */
   total: number | undefined;
@@ -69,7 +66,7 @@ export class KafkaScan {
   private readonly maxHeld: number;
 
   constructor(private readonly options: KafkaScanOptions) {
-    const { Kafka: KafkaClass, logLevel } = requireLib('kafkajs') as typeof KafkaJs;
+    const { Kafka: KafkaClass, logLevel } = kafkajs();
     this.kafka = new KafkaClass({
       ...options.client,
       brokers: options.brokers,

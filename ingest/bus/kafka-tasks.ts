@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
+import { kafkajs } from './kafkajs.ts';
 
 /**
  * The rules group's assignment by task (docs/scale-out.md, "Rules workers"): a task is
@@ -14,8 +14,7 @@ import type * as KafkaJs from 'kafkajs';
  */
 export const TASK_ASSIGNER_NAME = 'DroverTasks';
 
-const requireLib = createRequire(import.meta.url);
-const lib = () => requireLib('kafkajs') as typeof KafkaJs;
+const lib = kafkajs;
 
 export const taskAssigner: KafkaJs.PartitionAssigner = ({ cluster }) => ({
   name: TASK_ASSIGNER_NAME,

@@ -1,4 +1,3 @@
-import { createRequire } from 'node:module';
 import type { Admin, Consumer as KafkaConsumer, Kafka, KafkaConfig, Producer } from 'kafkajs';
 import type * as KafkaJs from 'kafkajs';
 import type { Event } from '../model/event.ts';
@@ -6,6 +5,7 @@ import { Batcher } from './batcher.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
+import { kafkajs } from './kafkajs.ts';
 import { taskAssigner, tasksOf } from './kafka-tasks.ts';
 import {
   type Bus,
@@ -108,6 +108,22 @@ export interface TaskConsumer extends Consumer {
   commit(positions: Record<string, number>): Promise<number>;
   /** Moves the next fetch of a partition to `offset`. */
   seek(topic: Topic, partition: number, offset: number): void;
+  /**
+   * The high watermark (next offset to be written) per `topic/partition` as last read,
+   * and when (`performance.now()`, monotonic): from each fetch that returned messages
+   * (kafkajs's `batch.highWatermark`), at no cost, and from readEnds(). The reading taken
+   * last wins, so a log truncated on the broker moves back. A partition whose fetches
+   * return nothing keeps its last reading: nothing was written to it since, or it is
+   * paused.
+   */
+  ends(): ReadonlyMap<string, EndReading>;
+  /** Reads every partition's high watermark from the broker (the admin client) into ends(). */
+  readEnds(): Promise<void>;
+}
+
+export interface EndReading {
+  end: number;
+  at: number;
 }
 
 /**
@@ -158,13 +174,6 @@ const BATCH_OVERHEAD = 16 * 1024;
 /** Kafka's default `max.message.bytes`, if the topic's cannot be read. */
 const KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 const REASON_HEADER = 'drover.reason';
-// kafkajs is loaded when a Kafka bus is first made, not when Drover starts (most
-// configurations use the embedded bus).
-const requireLib = createRequire(import.meta.url);
-let kafkaLib: typeof KafkaJs | undefined;
-function kafkajs(): typeof KafkaJs {
-  return (kafkaLib ??= requireLib('kafkajs') as typeof KafkaJs);
-}
 
 export class KafkaBus implements Bus {
   readonly kind = 'kafka' as const;
@@ -435,6 +444,34 @@ export class KafkaBus implements Bus {
     });
     await consumer.connect();
     let stopping = false;
+    // High watermarks as last read, per `topic/partition` of the topics consumed (bounded
+    // by their partition counts, which the broker decides, not the events).
+    const ends = new Map<string, EndReading>();
+    const noteEnd = (at: string, reading: EndReading) => {
+      const was = ends.get(at);
+      if (!was || reading.at >= was.at) ends.set(at, reading);
+    };
+    const readEnds = async () => {
+      const at = performance.now();
+      const latest = await this.latest(options.topics);
+      for (const [k, end] of Object.entries(latest)) noteEnd(k, { end, at });
+    };
+    // One read from the broker at a time. A call while one runs gets the next read, which
+    // starts once that one is done (shared by every call made meanwhile): what a caller
+    // gets was read after it asked.
+    let reading: Promise<void> | undefined;
+    let next: Promise<void> | undefined;
+    const startRead = (): Promise<void> =>
+      (reading = readEnds().finally(() => (reading = undefined)));
+    const readEndsOnce = (): Promise<void> => {
+      if (!reading) return startRead();
+      return (next ??= reading
+        .catch(() => {})
+        .then(() => {
+          next = undefined;
+          return startRead();
+        }));
+    };
     // Task mode: batches wait for the caller's handling of the latest assignment.
     let assignedReady: Promise<void> = Promise.resolve();
     let generation = -1;
@@ -457,6 +494,8 @@ export class KafkaBus implements Bus {
       },
       seek: (topic, partition, offset) =>
         consumer.seek({ topic: this.topic(topic), partition, offset: String(offset) }),
+      ends: () => ends,
+      readEnds: readEndsOnce,
     };
     const offTaskEvents = tasks
       ? [
@@ -491,8 +530,12 @@ export class KafkaBus implements Bus {
         // eslint-disable-next-line @typescript-eslint/unbound-method -- kafkajs passes these as closures, destructuring them is its documented use
         eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
           if (batch.messages.length === 0) return;
-          if (tasks) await assignedReady;
           const topic = batch.topic.slice(this.prefix.length) as Topic;
+          noteEnd(`${topic}/${batch.partition}`, {
+            end: Number(batch.highWatermark),
+            at: performance.now(),
+          });
+          if (tasks) await assignedReady;
           const messages: BusMessage[] = [];
           for (const m of batch.messages) {
             try {

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -45,6 +46,78 @@ describe.skipIf(!brokers)(
     });
     afterAll(async () => {
       await bus?.close();
+    });
+
+    it('leaves its broker connections asleep while idle (no timer loop per connection)', async () => {
+      // kafkajs 2.2.4 re-checks each connection's empty request queue every millisecond
+      // once the connection has answered a request (ingest/bus/kafkajs.ts fixes it).
+      const { prototype } = createRequire(import.meta.url)(
+        'kafkajs/src/network/requestQueue/index.js',
+      ) as { prototype: { checkPendingRequests: (...args: unknown[]) => void } };
+      const original = prototype.checkPendingRequests;
+      let checks = 0;
+      prototype.checkPendingRequests = function (this: unknown, ...args: unknown[]) {
+        checks++;
+        original.apply(this, args);
+      };
+      // A bus of its own: the other tests count what their topics hold.
+      const idle = await createKafkaBus({ brokers: [brokers!], topicPrefix: `${prefix}idle.` });
+      try {
+        // The producer's and the admin's connections each answer a request, then rest.
+        expect((await idle.publish([log(0)])).accepted).toHaveLength(1);
+        await idle.latest(['logs']);
+        await new Promise((r) => setTimeout(r, 100));
+        checks = 0;
+        await new Promise((r) => setTimeout(r, 1_000));
+        // An answered request (a metadata refresh, a fetch) checks once; the loop checked
+        // about a thousand times a second per connection (1,536 here without the fix).
+        expect(checks).toBeLessThan(100);
+        // Requests still go out and are answered after the rest.
+        expect((await idle.publish([log(1)])).accepted).toHaveLength(1);
+      } finally {
+        prototype.checkPendingRequests = original;
+        await idle.close();
+      }
+    });
+
+    it("a task consumer knows each partition's log end from its fetches, and reads the broker on asking", async () => {
+      // A bus of its own: the other tests count what their topics hold.
+      const own = await createKafkaBus({
+        brokers: [brokers!],
+        topicPrefix: `${prefix}ends.`,
+        partitions: 3,
+      });
+      const seen: BusMessage[] = [];
+      let assigned = false;
+      const consumer = await own.consumeTasks(
+        {
+          group: `${prefix}ends`,
+          topics: ['logs'],
+          handler: async (b) => void seen.push(...b.messages),
+        },
+        { onAssigned: async () => void (assigned = true), onRebalancing: () => {} },
+      );
+      try {
+        await until(() => assigned);
+        expect(
+          (await own.publish(Array.from({ length: 7 }, (_, i) => log(i, 'one')))).accepted,
+        ).toHaveLength(7);
+        await until(() => seen.length === 7);
+        const at = `logs/${seen[0]!.partition}`;
+        // From the fetch that brought the messages, with no request of its own.
+        expect(consumer.ends().get(at)?.end).toBe(7);
+        const before = consumer.ends().get(at)!.at;
+        // Two reads asked at once: the second waits for a read that starts after it asked.
+        await Promise.all([consumer.readEnds(), consumer.readEnds()]);
+        expect([...consumer.ends().keys()].sort()).toEqual(['logs/0', 'logs/1', 'logs/2']);
+        expect(consumer.ends().get(at)?.end).toBe(7);
+        expect(consumer.ends().get(at)!.at).toBeGreaterThan(before);
+        for (const p of [0, 1, 2].filter((p) => `logs/${p}` !== at))
+          expect(consumer.ends().get(`logs/${p}`)?.end).toBe(0);
+      } finally {
+        await consumer.stop();
+        await own.close();
+      }
     });
 
     it('publishes with acks from the broker and delivers per key in order, offsets committed after the handler', async () => {

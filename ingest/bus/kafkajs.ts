@@ -1,0 +1,78 @@
+import { createRequire } from 'node:module';
+import type * as KafkaJs from 'kafkajs';
+
+/**
+ * kafkajs, loaded when a Kafka bus (or a Kafka scan) is first made, not when Drover starts
+ * (most configurations use the embedded bus), with the fix below applied once.
+ *
+ * kafkajs 2.2.4 (its last release) re-arms a timer on every broker connection forever
+ * once the connection has answered one request: `RequestQueue.scheduleCheckPendingRequests`
+ * computes `throttledUntil - now`, which is negative when the broker never throttled,
+ * and schedules `checkPendingRequests` after it (1 ms) even with nothing pending; that
+ * check schedules the next. Every connection of a process that is doing nothing
+ * (producer, consumer, admin) so wakes up about a thousand times a second; an idle
+ * rules worker spent most of its CPU there (bench/README.md, "Idle rules worker").
+ *
+ * The replacement schedules a check only when it has something to do: requests are
+ * pending (at the end of the throttle, or after kafkajs's own 10 ms interval when not
+ * throttled), or the connection is throttled. A request that cannot be sent at once is
+ * queued by `push`, which schedules a check, and every answered request runs the check
+ * itself (`fulfillRequest`), so nothing queued is left without one. Applied only to the
+ * method kafkajs 2.2.4 has (its source is compared): another version is left as it is.
+ */
+const requireLib = createRequire(import.meta.url);
+let loaded: typeof KafkaJs | undefined;
+
+/** kafkajs's own interval for re-checking pending requests (requestQueue/index.js). */
+const CHECK_PENDING_REQUESTS_INTERVAL = 10;
+
+/** The method as kafkajs 2.2.4 ships it, whitespace and comments aside. */
+const BUGGY = [
+  'scheduleCheckPendingRequests(){letscheduleAt=this.throttledUntil-Date.now()',
+  'if(!this.throttleCheckTimeoutId){if(this.pending.length>0){scheduleAt=scheduleAt>0?scheduleAt:CHECK_PENDING_REQUESTS_INTERVAL}',
+  'this.throttleCheckTimeoutId=setTimeout(()=>{this.throttleCheckTimeoutId=nullthis.checkPendingRequests()},scheduleAt)}}',
+].join('');
+
+interface RequestQueueLike {
+  throttledUntil: number;
+  throttleCheckTimeoutId: ReturnType<typeof setTimeout> | null;
+  pending: unknown[];
+  checkPendingRequests: (this: RequestQueueLike) => void;
+  scheduleCheckPendingRequests: (this: RequestQueueLike) => void;
+}
+
+function squeeze(source: string): string {
+  return source.replace(/\/\/[^\n]*/g, '').replace(/\s+/g, '');
+}
+
+function fixIdleTimerLoop(): void {
+  let RequestQueue: { prototype: RequestQueueLike };
+  try {
+    RequestQueue = requireLib('kafkajs/src/network/requestQueue/index.js') as {
+      prototype: RequestQueueLike;
+    };
+  } catch {
+    return;
+  }
+  const proto = RequestQueue.prototype;
+  if (squeeze(String(proto.scheduleCheckPendingRequests)) !== BUGGY) return;
+  proto.scheduleCheckPendingRequests = function (this: RequestQueueLike) {
+    if (this.throttleCheckTimeoutId) return;
+    const throttled = this.throttledUntil - Date.now();
+    // Nothing waits and nothing is throttled: the next push or answer checks again.
+    if (this.pending.length === 0 && throttled <= 0) return;
+    const after = throttled > 0 ? throttled : CHECK_PENDING_REQUESTS_INTERVAL;
+    this.throttleCheckTimeoutId = setTimeout(() => {
+      this.throttleCheckTimeoutId = null;
+      this.checkPendingRequests();
+    }, after);
+  };
+}
+
+export function kafkajs(): typeof KafkaJs {
+  if (!loaded) {
+    loaded = requireLib('kafkajs') as typeof KafkaJs;
+    fixIdleTimerLoop();
+  }
+  return loaded;
+}
