@@ -908,9 +908,7 @@ export class Pipeline {
     await step('closing the endpoint', () => this.server?.close());
     this.rulesTasks?.quiesce();
     for (const c of this.consumers) await step('stopping a consumer', () => c.stop());
-    await step('waiting for actions in flight', () =>
-      Promise.allSettled([...this.pendingActions]),
-    );
+    await step('waiting for actions in flight', () => Promise.allSettled([...this.pendingActions]));
     const tasks = this.rulesTasks;
     if (tasks) await step('the last rules task snapshots', () => tasks.stop());
     else if (this.engine && this.checkpoints)
