@@ -95,6 +95,12 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   /** Key string → key object for the alert (`{ 'service.name': 'web' }`). */
   protected readonly keyValues = new Map<string, Record<string, unknown>>();
   private readonly silences = new Map<string, Silence>();
+  /**
+   * No silence is dropped by a sweep at a watermark below this (a lower bound of the
+   * earliest end of what silences hold; -Infinity: not known, after a restore). A sweep
+   * below it skips the walk over them: most sweeps of most rules find none to drop.
+   */
+  private silencesEnd = Number.NEGATIVE_INFINITY;
   private readonly pendingSince = new Map<string, number>();
   /**
    * Firing keys (see Episode). Keyed by the key string, a value the sender picks: bounded
@@ -322,7 +328,10 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (silence && t < silence.until) return false;
     if (this.spec.realert > 0) {
       if (silenceKey !== key) this.touched(silenceKey);
-      this.silences.set(silenceKey, this.nextSilence(silence, t));
+      const next = this.nextSilence(silence, t);
+      this.silences.set(silenceKey, next);
+      const end = next.until + this.remembered(next);
+      if (end < this.silencesEnd) this.silencesEnd = end;
     }
     const id = alertId(this.spec.name, silenceKey, t, e.discriminator ?? '');
     const opened = !this.episodes.has(key) && this.open(key, t, id);
@@ -629,16 +638,26 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
 
   /** Drops state the watermark has made irrelevant. Kinds extend it for their windows. */
   sweep(watermark: number): void {
-    const { realert, exponential_realert: cap } = this.spec;
+    if (watermark < this.silencesEnd || this.silences.size === 0) return;
+    let end = Number.POSITIVE_INFINITY;
     for (const [key, s] of this.silences) {
-      // With exponential realert a past silence still sets the next one's length, until
-      // enough quiet time has passed for its exponent to decay back to zero.
-      const remembered = cap === undefined ? 0 : realert * (2 ** (s.exponent + 1) - 1);
-      if (s.until + remembered <= watermark) {
+      const until = s.until + this.remembered(s);
+      if (until <= watermark) {
         this.touched(key);
         this.silences.delete(key);
-      }
+      } else if (until < end) end = until;
     }
+    this.silencesEnd = end;
+  }
+
+  /**
+   * How long past its end a silence is kept: with exponential realert a past silence
+   * still sets the next one's length, until enough quiet time has passed for its
+   * exponent to decay back to zero.
+   */
+  private remembered(s: Silence): number {
+    const cap = this.spec.exponential_realert;
+    return cap === undefined ? 0 : this.spec.realert * (2 ** (s.exponent + 1) - 1);
   }
 
   /** Approximate bytes per key, for the memory report. */
@@ -707,7 +726,10 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   loadEntry(id: string, e: RunnerEntry, version: number): void {
     if (e.k !== undefined) this.keys.set(id, this.decodeKey(e.k, version));
     if (e.v !== undefined) this.keyValues.set(id, e.v);
-    if (e.s !== undefined) this.silences.set(id, { until: e.s[0], exponent: e.s[1] });
+    if (e.s !== undefined) {
+      this.silences.set(id, { until: e.s[0], exponent: e.s[1] });
+      this.silencesEnd = Number.NEGATIVE_INFINITY;
+    }
     if (e.p !== undefined) this.pendingSince.set(id, e.p);
     if (e.e !== undefined) this.episodes.set(id, e.e);
     if (e.q !== undefined) this.quietPending.add(id);
@@ -752,6 +774,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     for (const [k, data] of s.keys) this.keys.set(k, this.decodeKey(data, version));
     for (const [k, v] of s.keyValues) this.keyValues.set(k, v);
     for (const [k, until, exponent] of s.silences) this.silences.set(k, { until, exponent });
+    this.silencesEnd = Number.NEGATIVE_INFINITY;
     for (const [k, since] of s.pending) this.pendingSince.set(k, since);
     this.episodes.clear();
     this.quietPending.clear();

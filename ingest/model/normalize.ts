@@ -38,31 +38,37 @@ const PINO_LEVELS: Array<[number, Level]> = [
   [10, 'trace'],
 ];
 
-const LEVEL_ALIASES: Record<string, Level> = {
-  trace: 'trace',
-  finest: 'trace',
-  finer: 'trace',
-  debug: 'debug',
-  fine: 'debug',
-  verbose: 'debug',
-  info: 'info',
-  information: 'info',
-  informational: 'info',
-  notice: 'info',
-  config: 'info',
-  warn: 'warn',
-  warning: 'warn',
-  error: 'error',
-  err: 'error',
-  severe: 'error',
-  fatal: 'fatal',
-  critical: 'fatal',
-  crit: 'fatal',
-  alert: 'fatal',
-  emerg: 'fatal',
-  emergency: 'fatal',
-  panic: 'fatal',
-};
+/**
+ * Level names, as sent (trimmed, lower case). A Map, not an object literal: a sender's
+ * `constructor` or `__proto__` must not find Object.prototype's members.
+ */
+const LEVEL_ALIASES = new Map<string, Level>(
+  Object.entries({
+    trace: 'trace',
+    finest: 'trace',
+    finer: 'trace',
+    debug: 'debug',
+    fine: 'debug',
+    verbose: 'debug',
+    info: 'info',
+    information: 'info',
+    informational: 'info',
+    notice: 'info',
+    config: 'info',
+    warn: 'warn',
+    warning: 'warn',
+    error: 'error',
+    err: 'error',
+    severe: 'error',
+    fatal: 'fatal',
+    critical: 'fatal',
+    crit: 'fatal',
+    alert: 'fatal',
+    emerg: 'fatal',
+    emergency: 'fatal',
+    panic: 'fatal',
+  } satisfies Record<string, Level>),
+);
 
 export function levelFromNumber(n: number): Level | undefined {
   for (const [min, name] of PINO_LEVELS) if (n >= min) return name;
@@ -77,12 +83,16 @@ export function levelFromOtlpSeverity(n: number): Level | undefined {
 }
 
 export function levelFromString(s: string): Level | undefined {
-  return LEVEL_ALIASES[s.trim().toLowerCase()];
+  // Most senders write a name as listed: no new string for trim and lower case then.
+  return LEVEL_ALIASES.get(s) ?? LEVEL_ALIASES.get(s.trim().toLowerCase());
 }
 
 function toLevel(v: unknown): Level | undefined {
   if (typeof v === 'number') return levelFromNumber(v);
   if (typeof v === 'string') {
+    // A name as listed is no number: found before the digits' regular expression runs.
+    const listed = LEVEL_ALIASES.get(v);
+    if (listed !== undefined) return listed;
     if (/^\d+$/.test(v)) return levelFromNumber(Number(v));
     return levelFromString(v);
   }

@@ -20,6 +20,12 @@ interface KeyState {
  * plus those after it — the latter bounded by the key's rate × the allowed lateness.
  */
 export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
+  /**
+   * A lower bound of the oldest time any key holds (-Infinity: not known, after a
+   * restore): a sweep whose horizon is below it would drop nothing, and skips the walk.
+   */
+  private oldest = Number.NEGATIVE_INFINITY;
+
   onEvent(event: Event, key: string, t: number): void {
     let state = this.keys.get(key);
     if (!state) {
@@ -43,6 +49,7 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     )
       times.add(t);
     if (times.length > n) times.keepNewestThrough(n, watermark);
+    if (times.length !== 0 && times.at(0) < this.oldest) this.oldest = times.at(0);
     if (this.isLate(t)) return;
     if (inOrder) state.sample = event;
     this.condition(key, t, this.evaluateState(state, t, event));
@@ -83,12 +90,20 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
   override sweep(watermark: number): void {
     super.sweep(watermark);
     const horizon = watermark - this.spec.timeframe;
+    if (horizon < this.oldest) return;
+    let oldest = Number.POSITIVE_INFINITY;
     for (const [key, state] of this.keys) {
-      if (state.times.length === 0 || state.times.at(0) > horizon) continue;
+      if (state.times.length === 0) continue;
+      if (state.times.at(0) > horizon) {
+        if (state.times.at(0) < oldest) oldest = state.times.at(0);
+        continue;
+      }
       this.touched(key);
       state.times.dropThrough(horizon);
       if (state.times.length === 0) this.forgetIdleKey(key);
+      else if (state.times.at(0) < oldest) oldest = state.times.at(0);
     }
+    this.oldest = oldest;
   }
 
   keyBytes(state: KeyState): number {
@@ -99,6 +114,7 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
   }
   protected decodeKey(data: unknown): KeyState {
     const d = data as { times: number[]; sample: Event | undefined };
+    this.oldest = Number.NEGATIVE_INFINITY;
     return { times: Timestamps.from(d.times), sample: d.sample };
   }
 }

@@ -14,6 +14,11 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
    * per-missing-field realert silences are bounded by it too.
    */
   readonly terms = new Map<string, number>();
+  /**
+   * A lower bound of the oldest last-seen time of the terms held (-Infinity: not known,
+   * after a restore): a sweep whose horizon is below it would drop none, and skips the walk.
+   */
+  private oldestSeen = Number.NEGATIVE_INFINITY;
   readonly maxTerms = this.spec.max_terms ?? this.ctx.maxTermsPerRule;
   /** New terms refused at maxTerms since this runner was built. */
   termsRefused = 0;
@@ -83,6 +88,8 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
     if (seen === undefined || t > seen) {
       this.touched(term);
       this.terms.set(term, t);
+      // A later time for a term held leaves the bound a bound.
+      if (seen === undefined && t < this.oldestSeen) this.oldestSeen = t;
     }
   }
 
@@ -98,16 +105,24 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
     if (seen === undefined || lastSeen > seen) {
       this.touched(term);
       this.terms.set(term, lastSeen);
+      if (seen === undefined && lastSeen < this.oldestSeen) this.oldestSeen = lastSeen;
     }
   }
 
   override sweep(watermark: number): void {
     super.sweep(watermark);
     const horizon = watermark - this.spec.terms_window_size;
-    for (const [term, seen] of this.terms) {
-      if (seen > horizon) continue;
-      this.touched(term);
-      this.terms.delete(term);
+    if (horizon >= this.oldestSeen) {
+      let oldest = Number.POSITIVE_INFINITY;
+      for (const [term, seen] of this.terms) {
+        if (seen > horizon) {
+          if (seen < oldest) oldest = seen;
+          continue;
+        }
+        this.touched(term);
+        this.terms.delete(term);
+      }
+      this.oldestSeen = oldest;
     }
     // Key objects are only needed while an alert is built.
     if (this.changed !== undefined) for (const key of this.keyValues.keys()) this.touched(key);
@@ -135,6 +150,7 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
   }
   protected override decodeEntryExtra(id: string, data: unknown): void {
     this.terms.set(id, data as number);
+    this.oldestSeen = Number.NEGATIVE_INFINITY;
   }
   protected override encodeExtra(): unknown {
     return [...this.terms];
@@ -142,6 +158,7 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
   protected override decodeExtra(data: unknown): void {
     this.terms.clear();
     for (const [term, seen] of (data as Array<[string, number]>) ?? []) this.terms.set(term, seen);
+    this.oldestSeen = Number.NEGATIVE_INFINITY;
   }
 }
 

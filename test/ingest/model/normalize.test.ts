@@ -75,6 +75,18 @@ describe('normalize: the event model of docs/architecture.md', () => {
     expect(levels).toEqual(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'info']);
   });
 
+  it('takes no level from a name Object.prototype carries', () => {
+    // Hostile input: an alias table with a prototype read `constructor` as a level
+    // (the Object function) and `__proto__` as Object.prototype.
+    for (const name of ['constructor', '__proto__', 'CONSTRUCTOR', ' toString ', 'valueOf']) {
+      for (const field of ['log.level', 'level', 'severityText', 'severity']) {
+        const e = normalize({ time: 1, [field]: name });
+        expect(e['log.level'], `${field}: ${name}`).toBeUndefined();
+      }
+    }
+    expect(normalize({ time: 1, 'log.level': ' Warning ' })['log.level']).toBe('warn');
+  });
+
   it('accepts ECS documents, nested and dotted alike', () => {
     const nested = normalize({
       '@timestamp': '2024-11-22T10:00:00.000Z',
