@@ -109,6 +109,8 @@ export class RulesTasks {
   private late = 0;
   private future = 0;
   private snapshotting: Promise<void> | undefined;
+  /** The latest assignment's restore and commit, while it runs (stop waits for it). */
+  private assigning: Promise<void> | undefined;
   /** The bus's wake-ups for paused partitions (one consumer: one or two). */
   private readonly wakers = new Set<() => void>();
 
@@ -135,7 +137,9 @@ export class RulesTasks {
         onAssigned: (ids, consumer) => {
           // Called from within consumeTasks (kafkajs joins before run() resolves).
           this.consumer = consumer;
-          return this.assigned(ids);
+          const assigning = this.assigned(ids);
+          this.assigning = assigning;
+          return assigning;
         },
         onRebalancing: () => this.onRebalancing(),
       },
@@ -269,7 +273,10 @@ export class RulesTasks {
     for (const t of this.tasks.values()) t.generation = undefined;
     this.rebalancing = false;
     this.o.telemetry.tasksAssigned.set(this.tasks.size);
-    if (ids.length === 0) return;
+    // A rebalance that completes while this process stops (another worker left just
+    // before): nothing is restored or committed, the generation stays unknown (no task
+    // is snapshotted), and the bus is about to close.
+    if (ids.length === 0 || this.closing) return;
     // A restore or commit that fails (a broker away, a read that timed out) is retried
     // until it succeeds or a newer assignment overtakes it: until then the tasks hold
     // their alerts and the bus's handler waits.
@@ -315,7 +322,7 @@ export class RulesTasks {
     // The log ends now: where a restored task's replay ends, and the tick's first reading.
     await this.consumer!.readEnds();
     const ends = this.consumer!.ends();
-    if (epoch !== this.epoch) return;
+    if (epoch !== this.epoch || this.closing) return;
     const partitionsOf = (id: number) => this.o.topics.map((t) => `${t}/${id}`);
     for (const id of fresh) {
       const task = this.tasks.get(id)!;
@@ -520,5 +527,11 @@ export class RulesTasks {
     if (this.consumer && !this.rebalancing) await this.snapshotAll();
     await this.consumer?.stop();
     this.consumer = undefined;
+    // An assignment or a rebalance's snapshot begun before the consumer stopped ends
+    // (each gives up on `closing`, a retry within 5 s) before the bus it uses is closed:
+    // left running, it went on with the Kafka clients after the bus had closed them, and
+    // kept the process from exiting.
+    await this.assigning;
+    await this.snapshotting;
   }
 }

@@ -274,6 +274,8 @@ export class KafkaBus implements Bus {
   }
 
   private async connectedAdmin(): Promise<Admin> {
+    // kafkajs clients are not to be used after close (a closed bus never reconnects).
+    if (this.closed) throw new Error('the bus is closed');
     if (!this.admin) {
       const admin = this.kafka.admin();
       await admin.connect();
