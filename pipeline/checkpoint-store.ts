@@ -24,7 +24,12 @@ import {
   timerRow,
 } from '../rules/changes.ts';
 import type { RunnerEntry } from '../rules/runner.ts';
-import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../ingest/storage/sqlite.ts';
+import {
+  enableWal,
+  openSqlite,
+  type SqliteDatabase,
+  type SqliteStatement,
+} from '../ingest/storage/sqlite.ts';
 
 /** The store's layout; a file of another format is not read. */
 const FORMAT = 1;
@@ -111,7 +116,7 @@ export class CheckpointStore {
 
   constructor(readonly path: string) {
     this.db = openSqlite(path);
-    this.db.pragma('journal_mode = WAL');
+    enableWal(this.db);
     // No fsync, as the JSON snapshot before it: a process that dies leaves the last
     // commit whole; a power loss may lose the file (the bus is then replayed from the start).
     this.db.pragma('synchronous = OFF');

@@ -1,4 +1,4 @@
-import { openSqlite, type SqliteDatabase } from '../../ingest/storage/sqlite.ts';
+import { enableWal, openSqlite, type SqliteDatabase } from '../../ingest/storage/sqlite.ts';
 import type { Alert, Explanation, StateChange } from '../../rules/index.ts';
 import { type AlertHistory, type AlertRecord, type StateRecord, stateRecord } from './types.ts';
 
@@ -14,7 +14,7 @@ export class SqliteAlertHistory implements AlertHistory {
 
   constructor(readonly path: string) {
     this.db = openSqlite(path);
-    this.db.pragma('journal_mode = WAL');
+    enableWal(this.db);
     this.db.pragma('busy_timeout = 10000');
     this.db.exec(`
       CREATE TABLE IF NOT EXISTS alerts (id TEXT PRIMARY KEY, at INTEGER NOT NULL, rule TEXT NOT NULL, doc TEXT NOT NULL) WITHOUT ROWID;

@@ -1,4 +1,4 @@
-import { openSqlite, type SqliteDatabase } from '../../ingest/storage/sqlite.ts';
+import { enableWal, openSqlite, type SqliteDatabase } from '../../ingest/storage/sqlite.ts';
 import type { Alert } from '../../rules/index.ts';
 import type {
   Attempt,
@@ -31,9 +31,10 @@ export class ActionStore implements RemediationStore {
 
   constructor(readonly path: string) {
     this.db = openSqlite(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
+    // The wait for a lock first: another process may be switching the new file to WAL.
     this.db.pragma('busy_timeout = 10000');
+    enableWal(this.db);
+    this.db.pragma('synchronous = FULL');
     // Processes sharing the file (rules workers on one host) may open it at once: the
     // schema and its migrations are one write transaction, so a second opener waits and
     // then finds the columns the first added, instead of adding them twice.

@@ -2,7 +2,12 @@ import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { hash } from 'node:crypto';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { openSqlite, type SqliteDatabase, type SqliteStatement } from '../storage/sqlite.ts';
+import {
+  enableWal,
+  openSqlite,
+  type SqliteDatabase,
+  type SqliteStatement,
+} from '../storage/sqlite.ts';
 import type { BusBatch } from '../bus/types.ts';
 import type { Event } from '../model/event.ts';
 import { documentId, type SearchParams, type SearchResult } from '../index/search.ts';
@@ -137,7 +142,7 @@ const digestOf = (json: string): number => hash('sha1', json, 'buffer').readUInt
  */
 function open(path: string): Open {
   const db = openSqlite(path);
-  db.pragma('journal_mode = WAL');
+  enableWal(db);
   db.pragma('synchronous = NORMAL');
   const existing = db.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('events');
   // body: the event's JSON, in files written before blocks; '' once it is in `blocks`

@@ -143,6 +143,11 @@ function openBetter(path: string, options: OpenSqliteOptions): SqliteDatabase {
 
 function openNode(path: string, options: OpenSqliteOptions): SqliteDatabase {
   const db = new (nodeSqlite()!.DatabaseSync)(path, { readOnly: options.readonly ?? false });
+  // better-sqlite3 waits up to 5 s for a lock another connection holds; node:sqlite does
+  // not wait at all unless told. The same here, so that processes or threads sharing a
+  // file (two rules workers' journal, the index writer thread) wait for each other on
+  // either driver, from the first statement (switching a new file to WAL takes a lock).
+  db.exec('PRAGMA busy_timeout = 5000');
   let open = true;
   let depth = 0;
   let savepoints = 0;
@@ -245,4 +250,24 @@ export function isSqliteBusy(err: unknown): boolean {
   const e = err as { code?: unknown; errcode?: unknown } | null;
   if (typeof e?.code === 'string' && /^SQLITE_(BUSY|LOCKED)(_|$)/.test(e.code)) return true;
   return typeof e?.errcode === 'number' && ((e.errcode & 0xff) === 5 || (e.errcode & 0xff) === 6);
+}
+
+/**
+ * Switches a file to WAL. Switching a new file takes an exclusive lock, and SQLite answers
+ * SQLITE_BUSY at once, without its busy handler, when waiting could deadlock (another
+ * connection opening the same file at the same instant): so it is retried here, every
+ * 20 ms, for up to 10 s, blocking (stores open synchronously, once, at start).
+ */
+export function enableWal(db: SqliteDatabase): void {
+  const deadline = Date.now() + 10_000;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (err) {
+      if (!isSqliteBusy(err) || Date.now() > deadline) throw err;
+      Atomics.wait(pause, 0, 0, 20);
+    }
+  }
 }

@@ -5,7 +5,7 @@
  * cost more than parsing the message.
  */
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { openSqlite, type SqliteDatabase } from '../../storage/sqlite.ts';
+import { enableWal, openSqlite, type SqliteDatabase } from '../../storage/sqlite.ts';
 import type { Event } from '../../model/event.ts';
 import { keyOf } from '../encode.ts';
 import type { BusMessage, Topic } from '../types.ts';
@@ -81,7 +81,7 @@ export function openLog(path: string): SqliteDatabase {
   // page to the WAL and a checkpoint copies it to the database, a few syscalls per page,
   // and with 4 KiB pages those syscalls cost more than the bytes they move.
   db.pragma(`page_size = ${PAGE_BYTES}`);
-  db.pragma('journal_mode = WAL');
+  enableWal(db);
   // FULL: the WAL is fsync'd at every commit, so an acknowledged publish survives power loss.
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
