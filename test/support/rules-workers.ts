@@ -65,18 +65,46 @@ export function backtestAlerts(
   };
 }
 
-/** The bus topics with six partitions (Drover creates three by default). */
+/**
+ * The bus topics with six partitions (Drover creates three by default). A broker may
+ * answer the creation's own metadata check before it knows the new topics
+ * ("This server does not host this topic-partition") though they were made: the
+ * creation is retried (an existing topic is no error) until their metadata shows every
+ * partition led, for up to 30 s.
+ */
 export async function createTopics(brokers: string, prefix: string): Promise<void> {
   const admin = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
-  await admin.createTopics({
-    waitForLeaders: true,
-    topics: ['logs', 'metrics', 'deadletter'].map((t) => ({
-      topic: `${prefix}${t}`,
-      numPartitions: TASKS,
-    })),
-  });
-  await admin.disconnect();
+  const topics = ['logs', 'metrics', 'deadletter'].map((t) => `${prefix}${t}`);
+  let lastError: unknown;
+  try {
+    await until(
+      `topics ${topics.join(', ')} with ${TASKS} led partitions each`,
+      async () => {
+        await admin
+          .createTopics({
+            waitForLeaders: true,
+            topics: topics.map((topic) => ({ topic, numPartitions: TASKS })),
+          })
+          .catch((err: unknown) => (lastError = err));
+        const meta = await admin.fetchTopicMetadata({ topics }).catch((err: unknown) => {
+          lastError = err;
+          return undefined;
+        });
+        return (
+          meta?.topics.length === topics.length &&
+          meta.topics.every(
+            (t) => t.partitions.length === TASKS && t.partitions.every((p) => p.leader >= 0),
+          )
+        );
+      },
+      30_000,
+    ).catch((err: unknown) => {
+      throw new Error(`${(err as Error).message}; last error: ${String(lastError)}`);
+    });
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 export async function metricsOf(w: Served): Promise<{ tasks: number; lag: number; held: number }> {
