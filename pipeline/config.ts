@@ -93,6 +93,11 @@ export interface DroverConfig {
      */
     defaultPaths?: boolean;
     allowedLatenessMs: number;
+    /**
+     * How long an input of the rules' event-time merge, caught up and quiet, holds the
+     * others back (`rules.idleTimeout`; pipeline/rules-input.ts). Absent: 1 s.
+     */
+    idleTimeoutMs?: number;
     maxFutureSkewMs?: number;
     /** Keys a rule without max_keys holds at most (absent: the engine's, 100,000). */
     maxKeysPerRule?: number;
@@ -329,6 +334,7 @@ function build(
       paths: rulePaths.map((p) => resolve(baseDir, p)),
       ...(rules.paths === undefined && { defaultPaths: true }),
       allowedLatenessMs: duration(rules.allowedLateness, 'rules.allowedLateness', 5_000),
+      idleTimeoutMs: duration(rules.idleTimeout, 'rules.idleTimeout', 1_000),
       maxKeysPerRule: positiveInteger(rules.maxKeysPerRule, 'rules.maxKeysPerRule', 100_000),
       maxTermsPerRule: positiveInteger(rules.maxTermsPerRule, 'rules.maxTermsPerRule', 100_000),
       maxFutureSkewMs: duration(rules.maxFutureSkew, 'rules.maxFutureSkew', 5 * 60_000),

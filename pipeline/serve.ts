@@ -635,6 +635,9 @@ export class Pipeline {
     // The engine sees the inputs merged in event time (rules-input.ts); the snapshot's
     // offsets are what it has processed per input, not what the bus has delivered.
     const input = createRulesInput({
+      ...(this.config.rules.idleTimeoutMs !== undefined && {
+        idleAfterMs: this.config.rules.idleTimeoutMs,
+      }),
       process: (m) => {
         // A message the bus delivers again (a batch redelivered after a failure, a
         // rebalance) that the engine already processed is skipped by its offset: no
@@ -693,6 +696,9 @@ export class Pipeline {
       telemetry: this.telemetry,
       logger: this.logger,
       maxAttempts: this.config.bus.maxAttempts,
+      ...(this.config.rules.idleTimeoutMs !== undefined && {
+        idleAfterMs: this.config.rules.idleTimeoutMs,
+      }),
     });
     this.rulesTasks = tasks;
     new Gauge({
