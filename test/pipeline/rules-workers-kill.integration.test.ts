@@ -65,7 +65,7 @@ describe.skipIf(!brokers)(
 listen: { port: 0, statsdPort: false }
 bus: { kind: kafka, topicPrefix: ${prefix} }
 index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS} }
+rules: { paths: [rules], allowedLateness: ${LATENESS}, idleTimeout: 5s }
 snapshotEvery: 1h
 actions: { store: sqlite, path: ${journal} }
 adapters:

@@ -48,7 +48,7 @@ describe.skipIf(!brokers)(`rules workers on Kafka${reason ? ` (skipped: ${reason
 listen: { port: 0, statsdPort: false }
 bus: { kind: kafka, topicPrefix: ${prefix} }
 index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS} }
+rules: { paths: [rules], allowedLateness: ${LATENESS}, idleTimeout: 5s }
 snapshotEvery: 2s
 `,
     );
