@@ -25,6 +25,14 @@ import {
 const FLOW_CONCURRENCY = 64;
 
 /**
+ * How long the broker holds a fetch that finds nothing new (kafkajs's maxWaitTimeInMs,
+ * 5 s by default). A consumer's stop waits for the fetch in flight, so with 5 s a rules
+ * worker took 3.4-5 s to stop and its tasks stood still meanwhile; an idle consumer
+ * fetches once per this period instead (bench/README.md, "Idle rules worker").
+ */
+const FETCH_WAIT_MS = 1_000;
+
+/**
  * The Kafka bus: a topic per kind (`<prefix>logs`, `<prefix>metrics`), messages keyed
  * by service so a service's events keep their order on one partition, the idempotent
  * producer with acks=-1 and gzip. kafkajs sends what it is given, so Drover batches (see
@@ -442,6 +450,7 @@ export class KafkaBus implements Bus {
     const consumer = this.kafka.consumer({
       groupId: options.group,
       allowAutoTopicCreation: false,
+      maxWaitTimeInMs: FETCH_WAIT_MS,
       ...(tasks && { partitionAssigners: [taskAssigner] }),
     });
     await consumer.connect();
