@@ -41,6 +41,7 @@ import { type AccessOptions, accessOptions, createAccessCheck } from './control-
 import type { Logger } from './logger.ts';
 import { RuleCheckpoints } from './rules-checkpoints.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
+import { type Periodic, startPeriodic } from './periodic.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import { RulesTasks } from './rules-tasks.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
@@ -85,7 +86,7 @@ export class Pipeline {
   private history: AlertHistory | undefined;
   private ready = false;
   private snapshotTimer: NodeJS.Timeout | undefined;
-  private tickTimer: NodeJS.Timeout | undefined;
+  private ticker: Periodic | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
   /** The engine counts already added to the telemetry counters. */
   private counted = { late: 0, future: 0 };
@@ -240,10 +241,12 @@ export class Pipeline {
         if (this.rulesTasks) this.rulesTasks.maybeSnapshot();
         else if (this.remediating === 0) this.trySnapshot();
       }, c.snapshotEveryMs);
-      this.tickTimer = setInterval(
-        () => void this.tick().catch((err: unknown) => this.logger.error({ err }, 'tick failed')),
-        1_000,
-      );
+      this.ticker = startPeriodic({
+        name: 'the rules clock tick',
+        everyMs: 1_000,
+        run: () => this.tick(),
+        logger: this.logger,
+      });
     }
     this.ready = true;
     this.logger.info(
@@ -891,7 +894,7 @@ export class Pipeline {
   private async close(): Promise<void> {
     this.ready = false;
     clearInterval(this.snapshotTimer);
-    clearInterval(this.tickTimer);
+    this.ticker?.stop();
     clearInterval(this.pruneTimer);
     const step = async (what: string, fn: () => unknown) => {
       this.stopping = what;
