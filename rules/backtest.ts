@@ -158,7 +158,7 @@ export async function backtestSets(
       try {
         const parsed: unknown = JSON.parse(line);
         if (isBulkAction(parsed)) continue;
-        event = normalize(parsed, { receivedAt: Number.NaN });
+        event = normalize(parsed, NO_RECEIPT);
         if (Number.isNaN(event['@timestamp']))
           throw new Error('event has no timestamp (@timestamp, time, timestamp)');
       } catch (err) {
@@ -181,6 +181,9 @@ export async function backtestSets(
     return summaries;
   }
 }
+
+/** A line's time is its own: no receipt time stands in for a missing one. */
+const NO_RECEIPT = { receivedAt: Number.NaN } as const;
 
 /** `{"index":{...}}` / `{"create":{...}}` lines of an Elasticsearch bulk body. */
 function isBulkAction(v: unknown): boolean {

@@ -130,6 +130,12 @@ export class Engine {
   /** The index as parallel arrays, for a tight loop per event. */
   private readonly indexFields: string[] = [];
   private readonly indexMaps: Map<unknown, Compiled[]>[] = [];
+  /**
+   * Per indexed field, the lengths of its string values as a bit mask (bit min(length,
+   * 31)): a string of no such length cannot be a key of the map, and is not hashed to
+   * find that out. Exact: equal strings have equal lengths.
+   */
+  private readonly indexLengths: number[] = [];
   private readonly unindexed: Compiled[] = [];
   private readonly timers = new TimerHeap<RuleRunner>();
   private readonly lateness: number;
@@ -226,8 +232,11 @@ export class Engine {
         this.index.set(best.field, byValue);
         this.indexFields.push(best.field);
         this.indexMaps.push(byValue);
+        this.indexLengths.push(0);
       }
+      const at = this.indexMaps.indexOf(byValue);
       for (const value of new Set(best.values)) {
+        if (typeof value === 'string') this.indexLengths[at]! |= 1 << Math.min(value.length, 31);
         const list2 = byValue.get(value);
         if (list2) list2.push(c);
         else byValue.set(value, [c]);
@@ -281,9 +290,12 @@ export class Engine {
     for (let i = 0; i < unindexed.length; i++) this.offer(unindexed[i]!, event, t);
     const fields = this.indexFields;
     const maps = this.indexMaps;
+    const lengths = this.indexLengths;
     for (let f = 0; f < fields.length; f++) {
       const value = event[fields[f]!];
       if (value === undefined) continue;
+      if (typeof value === 'string' && ((lengths[f]! >>> Math.min(value.length, 31)) & 1) === 0)
+        continue;
       const candidates = maps[f]!.get(value);
       if (candidates === undefined) continue;
       for (let i = 0; i < candidates.length; i++) this.offer(candidates[i]!, event, t);

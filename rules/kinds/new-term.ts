@@ -52,7 +52,6 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
     // A late event teaches its term (windows still open will know it) but alerts nowhere.
     const late = this.isLate(t);
     const fields = this.spec.fields;
-    const values: Record<string, unknown> = {};
     let term = key;
     for (const f of fields) {
       const v = event[f];
@@ -71,12 +70,15 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
         }
         return;
       }
-      values[f] = v;
       term += `\u0002${typeof v === 'string' ? v : JSON.stringify(v)}`;
     }
     const seen = this.terms.get(term);
     if (seen === undefined && !this.admitTerm(term, term)) return;
     if (!late && (seen === undefined || seen <= t - this.spec.terms_window_size)) {
+      // The term's values, made only when it alerts (most events lack the fields, or
+      // carry a term already known): no object per event.
+      const values: Record<string, unknown> = {};
+      for (const f of fields) values[f] = event[f];
       this.rememberKey(key, event);
       this.fire(
         key,
