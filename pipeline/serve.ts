@@ -148,6 +148,9 @@ export class Pipeline {
             brokers: c.bus.brokers,
             topicPrefix: c.bus.topicPrefix,
             ...(c.bus.compression && { compression: c.bus.compression }),
+            ...(c.bus.sessionTimeoutMs !== undefined && {
+              sessionTimeoutMs: c.bus.sessionTimeoutMs,
+            }),
           })
         : openEmbeddedBus({
             path: join(c.stateDir, 'bus.db'),
