@@ -490,6 +490,7 @@ export class Pipeline {
           key: alert.key,
           at: alert.at,
           figures: alert.figures,
+          ...(alert.task && { task: alert.task }),
         },
       },
       'alert',
@@ -696,6 +697,9 @@ export class Pipeline {
       telemetry: this.telemetry,
       logger: this.logger,
       maxAttempts: this.config.bus.maxAttempts,
+      ...(this.config.bus.sessionTimeoutMs !== undefined && {
+        sessionTimeoutMs: this.config.bus.sessionTimeoutMs,
+      }),
     });
     this.rulesTasks = tasks;
     new Gauge({
