@@ -71,6 +71,11 @@ export interface DroverConfig {
       }
   ) & {
     maxAttempts?: number;
+    /**
+     * Kafka: `bus.sessionTimeout`, the consumer groups' session timeout (absent: kafkajs's
+     * 30 s); heartbeats go every third of it, at most every 3 s (KafkaBusOptions).
+     */
+    sessionTimeoutMs?: number;
   };
   index:
     | {
@@ -135,6 +140,9 @@ export interface DroverConfig {
  * consumer group with its engine and snapshots, `actions` remediation (adapters, guard
  * rails, the journal).
  */
+/** `bus.sessionTimeout`'s range, ms: Kafka's default group.min/max.session.timeout.ms. */
+export const SESSION_TIMEOUT_BOUNDS = { min: 6_000, max: 30 * 60_000 };
+
 export const ROLES = ['ingest', 'index', 'rules', 'actions'] as const;
 export type Role = (typeof ROLES)[number];
 
@@ -253,6 +261,21 @@ function build(
   if (busKind === 'kafka' && !brokers)
     fail(['bus', 'kind'], 'bus.kind kafka needs bus.brokers (or KAFKA_BROKERS)');
   const maxAttempts = Number(bus.maxAttempts ?? 3);
+  const sessionTimeoutMs =
+    bus.sessionTimeout === undefined
+      ? undefined
+      : duration(bus.sessionTimeout, 'bus.sessionTimeout', SESSION_TIMEOUT_BOUNDS.min);
+  // Kafka's brokers refuse a session timeout outside group.min.session.timeout.ms (6 s)
+  // and group.max.session.timeout.ms (30 min) by default; the heartbeat interval, a third
+  // of it, is then at least 2 s.
+  if (
+    sessionTimeoutMs !== undefined &&
+    (sessionTimeoutMs < SESSION_TIMEOUT_BOUNDS.min || sessionTimeoutMs > SESSION_TIMEOUT_BOUNDS.max)
+  )
+    fail(
+      ['bus', 'sessionTimeout'],
+      "bus.sessionTimeout must be from 6s to 30m (Kafka's default group session bounds; heartbeats go every third of it)",
+    );
   const esUrl = env.ELASTICSEARCH_URL ?? (index.url as string | undefined);
   const indexKind = env.ELASTICSEARCH_URL
     ? 'elasticsearch'
@@ -306,6 +329,7 @@ function build(
             topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
             compression: (bus.compression as 'gzip' | 'none' | undefined) ?? 'gzip',
             maxAttempts,
+            ...(sessionTimeoutMs !== undefined && { sessionTimeoutMs }),
           }
         : {
             kind: 'embedded',

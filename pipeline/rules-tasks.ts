@@ -19,6 +19,14 @@
  *   fenced): the new owner replays from the last committed snapshot and fires them.
  * - Alerts carry `task: { id, generation }`; the action store turns away a claim from a
  *   generation older than one it has seen for the task (actions/journal).
+ * - Stalls: a process stopped, or an event loop blocked, a third of the session timeout
+ *   or longer may have been removed from the group while it could not heartbeat, its
+ *   tasks given to others. From the moment it notices (a watchdog timer that fires late,
+ *   or an emission that finds the watchdog silent) every task holds its alerts, and no
+ *   snapshot is taken, until a commit sent after the stall succeeds in the generation the
+ *   tasks were assigned in (membership confirmed: the held alerts go out) or an
+ *   assignment comes (the member may have been removed and rejoined: every task it held
+ *   is dropped with its held alerts, counted as fenced, and restored from the changelog).
  * - Event time: each task's merge has its own watermark; an idle partition stops holding
  *   back the others after `idleAfterMs` (rules-input.ts). The clock drives a task's
  *   watermark (its absences fire) once that task has nothing left to process.
@@ -39,6 +47,7 @@ import {
   type KafkaChangelog,
   type TaskHistory,
 } from '../ingest/bus/kafka-changelog.ts';
+import { DEFAULT_SESSION_TIMEOUT_MS } from '../ingest/bus/kafka.ts';
 import type { Logger } from './logger.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import type { Telemetry } from './telemetry.ts';
@@ -60,6 +69,8 @@ export interface RulesTasksOptions {
   logger: Logger;
   maxAttempts?: number;
   idleAfterMs?: number;
+  /** The group's session timeout (KafkaBusOptions.sessionTimeoutMs); sets the stall bound. */
+  sessionTimeoutMs?: number;
 }
 
 /**
@@ -76,6 +87,15 @@ const MAX_HELD_ALERTS = 10_000;
  * a second.
  */
 const ENDS_READ_EVERY_MS = 30_000;
+
+/**
+ * A stall at least this fraction of the session timeout fences the tasks. kafkajs
+ * heartbeats after each fetch, which waits at most a third of the session timeout, once
+ * a heartbeat interval (at most a third) has passed (KafkaBusOptions.sessionTimeoutMs):
+ * the broker hears from a live member at least every two thirds, so a stall shorter
+ * than a third cannot by itself cost the membership.
+ */
+const STALL_FRACTION = 1 / 3;
 
 interface Task {
   id: number;
@@ -113,10 +133,107 @@ export class RulesTasks {
   private assigning: Promise<void> | undefined;
   /** The bus's wake-ups for paused partitions (one consumer: one or two). */
   private readonly wakers = new Set<() => void>();
+  /** A gap of the monotonic clock this long between watchdog beats is a stall (ms). */
+  private readonly stallMs: number;
+  /** When the watchdog last ran (performance.now()). */
+  private lastBeat = performance.now();
+  private watchdog: NodeJS.Timeout | undefined;
+  /**
+   * Set when a stall is noticed (performance.now() then): the tasks hold their alerts
+   * until a commit sent after it succeeds, or the next assignment.
+   */
+  private stalledAt: number | undefined;
+  /** The confirming commit in flight, while the tasks are fenced after a stall. */
+  private confirming: Promise<void> | undefined;
+  /** The offsets last committed per `topic/partition` (a confirmation commits them again). */
+  private committedPositions: Record<string, number> = {};
 
-  constructor(private readonly o: RulesTasksOptions) {}
+  constructor(private readonly o: RulesTasksOptions) {
+    this.stallMs = (o.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS) * STALL_FRACTION;
+  }
+
+  /**
+   * Notices a stall: the watchdog's beat, or an emission, finding the monotonic clock
+   * past the last beat by stallMs. Returns whether the tasks are fenced.
+   */
+  private checkStall(): boolean {
+    const now = performance.now();
+    if (now - this.lastBeat >= this.stallMs && this.stalledAt === undefined) {
+      this.stalledAt = now;
+      this.o.telemetry.stalls.inc();
+      this.o.logger.warn(
+        { stalledMs: Math.round(now - this.lastBeat), tasks: [...this.tasks.keys()] },
+        'rules worker stalled past a third of the session timeout: its tasks hold their alerts until its membership is confirmed',
+      );
+      void this.confirm();
+    }
+    this.lastBeat = now;
+    return this.stalledAt !== undefined;
+  }
+
+  /**
+   * Commits the last committed offsets again, in the member's generation, until one sent
+   * after the stall succeeds (the tasks' held alerts go out) or an assignment overtakes.
+   */
+  private confirm(): Promise<void> {
+    this.confirming ??= (async () => {
+      try {
+        for (let attempt = 0; this.stalledAt !== undefined && !this.closing; attempt++) {
+          const epoch = this.epoch;
+          const generation = [...this.tasks.values()][0]?.generation;
+          const since = this.stalledAt;
+          const consumer = this.consumer;
+          // No tasks held, or an assignment in progress: the assignment's commit confirms.
+          // (A commit of nothing sends no request, so it would confirm nothing.)
+          if (generation === undefined || !consumer || this.rebalancing) return;
+          if (Object.keys(this.committedPositions).length === 0) return;
+          try {
+            const sent = performance.now();
+            const now = await consumer.commit({ ...this.committedPositions });
+            if (epoch === this.epoch && now === generation && sent >= since) {
+              this.unfence(sent);
+              return;
+            }
+          } catch (err) {
+            this.o.logger.info(
+              { err, generation },
+              'the rules worker could not confirm its membership after a stall',
+            );
+          }
+          if (epoch !== this.epoch) return;
+          await new Promise((r) => setTimeout(r, Math.min(5_000, 500 * 2 ** attempt)));
+        }
+      } finally {
+        this.confirming = undefined;
+      }
+    })();
+    return this.confirming;
+  }
+
+  /** A commit sent at `sent` succeeded: a stall noticed before it no longer fences. */
+  private unfence(sent: number): void {
+    if (this.stalledAt === undefined || sent < this.stalledAt) return;
+    this.stalledAt = undefined;
+    this.o.logger.info(
+      { tasks: [...this.tasks.keys()] },
+      'rules worker membership confirmed after a stall',
+    );
+    if (this.rebalancing) return;
+    for (const t of this.tasks.values()) {
+      if (t.generation === undefined) continue;
+      const held = t.held;
+      t.held = [];
+      for (const h of held) this.deliver(t, h);
+    }
+  }
 
   async start(): Promise<void> {
+    this.lastBeat = performance.now();
+    this.watchdog = setInterval(
+      () => this.checkStall(),
+      Math.max(50, Math.min(1_000, this.stallMs / 4)),
+    );
+    this.watchdog.unref();
     const counts = await this.o.bus.partitionCounts(this.o.topics);
     const distinct = new Set(this.o.topics.map((t) => counts[t]));
     if (distinct.size !== 1)
@@ -218,7 +335,10 @@ export class RulesTasks {
 
   private emit(task: Task, what: Task['held'][number]): void {
     const live =
-      !this.rebalancing && task.generation !== undefined && this.tasks.get(task.id) === task;
+      !this.checkStall() &&
+      !this.rebalancing &&
+      task.generation !== undefined &&
+      this.tasks.get(task.id) === task;
     if (!live) {
       task.held.push(what);
       if (task.held.length > MAX_HELD_ALERTS) {
@@ -260,14 +380,19 @@ export class RulesTasks {
   private async assigned(ids: number[]): Promise<void> {
     const epoch = ++this.epoch;
     this.o.telemetry.rebalances.inc();
+    // After a stall not confirmed, the member may have been removed and its tasks held by
+    // others meanwhile: none is kept, each assigned is restored from the changelog.
+    const stalled = this.checkStall();
     // Synchronously, before the bus hands the new assignment's partitions to the flow.
     for (const [id, task] of this.tasks)
-      if (!ids.includes(id)) {
+      if (stalled || !ids.includes(id)) {
         this.tasks.delete(id);
         const alerts = task.held.filter((h) => h.kind === 'alert').length;
-        if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason: 'revoked' }, alerts);
-        this.o.logger.info({ task: id, dropped: alerts }, 'rules task revoked');
+        const reason = stalled ? 'stalled' : 'revoked';
+        if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason }, alerts);
+        this.o.logger.info({ task: id, dropped: alerts, reason }, 'rules task revoked');
       }
+    if (stalled) this.committedPositions = {};
     const fresh = ids.filter((id) => !this.tasks.has(id));
     for (const id of fresh) this.tasks.set(id, this.newTask(id));
     for (const t of this.tasks.values()) t.generation = undefined;
@@ -373,14 +498,21 @@ export class RulesTasks {
     const positions: Record<string, number> = {};
     for (const t of this.tasks.values()) Object.assign(positions, t.offsets);
     // Throws when the group moved on (a stale generation): the retry loop then ends.
+    const sent = performance.now();
     const generation = await this.consumer!.commit(positions);
     if (epoch !== this.epoch) return;
-    for (const t of this.tasks.values()) {
-      t.generation = generation;
-      const held = t.held;
-      t.held = [];
-      for (const h of held) this.deliver(t, h);
-    }
+    this.committedPositions = positions;
+    for (const t of this.tasks.values()) t.generation = generation;
+    // A stall noticed after the commit was sent (or during it) still fences: confirmed
+    // by a later commit, or the tasks are dropped at the next assignment.
+    if (this.stalledAt !== undefined && sent >= this.stalledAt) this.stalledAt = undefined;
+    if (this.stalledAt !== undefined) void this.confirm();
+    else
+      for (const t of this.tasks.values()) {
+        const held = t.held;
+        t.held = [];
+        for (const h of held) this.deliver(t, h);
+      }
     this.o.logger.info({ tasks: ids, restored: fresh, generation }, 'rules tasks assigned');
   }
 
@@ -395,6 +527,8 @@ export class RulesTasks {
 
   private async snapshotEach(): Promise<void> {
     for (const task of [...this.tasks.values()]) {
+      // Fenced after a stall: the tasks may be another member's now.
+      if (this.checkStall()) return;
       const epoch = this.epoch;
       const generation = task.generation;
       if (generation === undefined) continue;
@@ -412,7 +546,11 @@ export class RulesTasks {
         // Overtaken by an assignment that no longer gives this process the task: its
         // offsets are not committed from here (the member's new generation would carry them).
         if (epoch !== this.epoch && this.tasks.get(task.id) !== task) continue;
-        await this.consumer!.commit(offsets);
+        const sent = performance.now();
+        const now = await this.consumer!.commit(offsets);
+        if (this.tasks.get(task.id) === task) Object.assign(this.committedPositions, offsets);
+        // Confirms the membership after a stall only in the generation the task holds.
+        if (now === generation) this.unfence(sent);
       } catch (err) {
         this.o.telemetry.faults.inc({ kind: 'snapshot' });
         this.o.logger.warn(
@@ -524,6 +662,7 @@ export class RulesTasks {
   /** The last snapshots and commits, then the consumer leaves the group. */
   async stop(): Promise<void> {
     this.closing = true;
+    clearInterval(this.watchdog);
     if (this.consumer && !this.rebalancing) await this.snapshotAll();
     await this.consumer?.stop();
     this.consumer = undefined;
@@ -533,5 +672,6 @@ export class RulesTasks {
     // kept the process from exiting.
     await this.assigning;
     await this.snapshotting;
+    await this.confirming;
   }
 }

@@ -149,6 +149,9 @@ export class Pipeline {
             brokers: c.bus.brokers,
             topicPrefix: c.bus.topicPrefix,
             ...(c.bus.compression && { compression: c.bus.compression }),
+            ...(c.bus.sessionTimeoutMs !== undefined && {
+              sessionTimeoutMs: c.bus.sessionTimeoutMs,
+            }),
           })
         : openEmbeddedBus({
             path: join(c.stateDir, 'bus.db'),
@@ -490,6 +493,7 @@ export class Pipeline {
           key: alert.key,
           at: alert.at,
           figures: alert.figures,
+          ...(alert.task && { task: alert.task }),
         },
       },
       'alert',
@@ -701,6 +705,9 @@ export class Pipeline {
       maxAttempts: this.config.bus.maxAttempts,
       ...(this.config.rules.idleTimeoutMs !== undefined && {
         idleAfterMs: this.config.rules.idleTimeoutMs,
+      }),
+      ...(this.config.bus.sessionTimeoutMs !== undefined && {
+        sessionTimeoutMs: this.config.bus.sessionTimeoutMs,
       }),
     });
     this.rulesTasks = tasks;

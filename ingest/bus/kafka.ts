@@ -71,6 +71,13 @@ export interface KafkaBusOptions {
   compression?: 'gzip' | 'none';
   /** Events queued or in flight before publish pushes back. Default 100,000. */
   maxQueued?: number;
+  /**
+   * The consumer groups' session timeout: a member unheard this long is removed and its
+   * partitions move. Default kafkajs's 30 s. Heartbeats go every third of it, at most
+   * every 3 s (kafkajs's default), and a fetch waits at most that long for messages, so
+   * an idle consumer still heartbeats on time.
+   */
+  sessionTimeoutMs?: number;
   /** Failures the bus recovers from on its own (a handler that threw, an unreadable message). */
   onError?: (err: Error, context: string) => void;
   /** More kafkajs client settings: `ssl`, `sasl`, `connectionTimeout`, `retry`... */
@@ -106,6 +113,24 @@ export interface TaskModeOptions {
   onAssigned(tasks: number[], consumer: TaskConsumer): Promise<void>;
   /** The group began a rebalance: the tasks held may move. */
   onRebalancing(): void;
+}
+
+/**
+ * kafkajs's default session timeout, and the timing derived from one (consumer()): the
+ * heartbeat and the fetch wait each at most a third of it.
+ */
+export const DEFAULT_SESSION_TIMEOUT_MS = 30_000;
+export function groupTiming(sessionTimeoutMs = DEFAULT_SESSION_TIMEOUT_MS): {
+  sessionTimeout: number;
+  heartbeatInterval: number;
+  maxWaitTimeInMs: number;
+} {
+  const third = Math.floor(sessionTimeoutMs / 3);
+  return {
+    sessionTimeout: sessionTimeoutMs,
+    heartbeatInterval: Math.min(3_000, third),
+    maxWaitTimeInMs: Math.min(FETCH_WAIT_MS, third),
+  };
 }
 
 export interface TaskConsumer extends Consumer {
@@ -450,7 +475,7 @@ export class KafkaBus implements Bus {
     const consumer = this.kafka.consumer({
       groupId: options.group,
       allowAutoTopicCreation: false,
-      maxWaitTimeInMs: FETCH_WAIT_MS,
+      ...groupTiming(this.options.sessionTimeoutMs),
       ...(tasks && { partitionAssigners: [taskAssigner] }),
     });
     await consumer.connect();

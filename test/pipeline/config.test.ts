@@ -150,6 +150,17 @@ describe('configuration: listen, bus, index and rules', () => {
     expect(refused('bus: { maxAttempts: 0 }\n')).toMatch(/bus.maxAttempts is a whole number/);
   });
 
+  it("bus.sessionTimeout: the Kafka groups' session timeout, 6s to 30m, kafkajs's when absent", () => {
+    const kafka = (more: string) => `bus: { kind: kafka, brokers: k:9092${more} }\n`;
+    const bus = (yaml: string) => load(yaml).config.bus as { sessionTimeoutMs?: number };
+    expect(bus(kafka('')).sessionTimeoutMs).toBeUndefined();
+    expect(bus(kafka(', sessionTimeout: 6s')).sessionTimeoutMs).toBe(6_000);
+    expect(bus(kafka(', sessionTimeout: 30m')).sessionTimeoutMs).toBe(1_800_000);
+    expect(refused(kafka(', sessionTimeout: 5s'))).toMatch(/bus.sessionTimeout must be from 6s/);
+    expect(refused(kafka(', sessionTimeout: 31m'))).toMatch(/bus.sessionTimeout must be from 6s/);
+    expect(refused(kafka(', sessionTimeout: soon'))).toMatch(/bus\.sessionTimeout/);
+  });
+
   it('index.retention bounds the embedded index by age and size: 7d and 10 GiB by default', () => {
     expect(load('').config.index).toEqual({
       kind: 'embedded',
