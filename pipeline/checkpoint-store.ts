@@ -9,13 +9,14 @@
  * stays open across slices (this connection is the file's only writer) and commits
  * with the head and the offsets in the last one.
  *
- * Encoding: each entry, the head and the offsets are V8 values (`node:v8` serialize, the
- * structured-clone format: typed numbers, ±Infinity kept, strings as they are, linear in
- * their size); ids and keys are BLOBs of their UTF-16 code units, so any string a sender
+ * Encoding: each entry in checkpoint-codec.ts's form (plain data, typed numbers, ±Infinity
+ * kept, strings as they are, linear in their size, no native object per entry); the head
+ * and the offsets, once per checkpoint, as V8 values (`node:v8`); ids and keys are BLOBs of their UTF-16 code units, so any string a sender
  * picks (NULs, lone surrogates) comes back unchanged.
  */
 import { existsSync } from 'node:fs';
 import { deserialize, serialize } from 'node:v8';
+import { decodeValue, encodeValue } from './checkpoint-codec.ts';
 import {
   type Capture,
   type EngineHead,
@@ -31,8 +32,13 @@ import {
   type SqliteStatement,
 } from '../ingest/storage/sqlite.ts';
 
-/** The store's layout; a file of another format is not read. */
-const FORMAT = 1;
+/**
+ * The store's layout; a file of another format is not read. Format 2 encodes entries
+ * with checkpoint-codec.ts; format 1's entries (`node:v8`) are read too, and a store's
+ * rows may hold both (a format-1 store updated since).
+ */
+const FORMAT = 2;
+const FORMATS_READ = new Set([1, 2]);
 
 /** Pages of write-ahead log (4 KiB each) past which a commit folds it into the database. */
 const WAL_LIMIT = 65_536;
@@ -65,7 +71,7 @@ export interface WriteOptions {
 }
 
 export function encodeEntry(entry: RunnerEntry): Uint8Array {
-  return serialize(entry);
+  return encodeValue(entry);
 }
 
 function idBlob(id: string): Buffer {
@@ -162,7 +168,7 @@ export class CheckpointStore {
     const format = meta.get('format');
     const head = meta.get('head');
     if (format === undefined || head === undefined) return undefined;
-    if (deserialize(format) !== FORMAT)
+    if (!FORMATS_READ.has(deserialize(format) as number))
       throw new Error(
         `${this.path}: checkpoint format ${String(deserialize(format))} is not ${FORMAT}`,
       );
@@ -183,7 +189,7 @@ export class CheckpointStore {
           value: Uint8Array;
         }>;
         for (const r of rows)
-          yield [r.rule, idString(r.id), deserialize(r.value) as RunnerEntry] as [
+          yield [r.rule, idString(r.id), decodeValue(r.value) as RunnerEntry] as [
             string,
             string,
             RunnerEntry,
