@@ -14,9 +14,10 @@
  * and the offsets, once per checkpoint, as V8 values (`node:v8`); ids and keys are BLOBs of their UTF-16 code units, so any string a sender
  * picks (NULs, lone surrogates) comes back unchanged.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { deserialize, serialize } from 'node:v8';
 import { decodeValue, encodeValue } from './checkpoint-codec.ts';
+import { LogFolder } from './checkpoint-fold.ts';
 import {
   type Capture,
   type EngineHead,
@@ -40,8 +41,13 @@ import {
 const FORMAT = 2;
 const FORMATS_READ = new Set([1, 2]);
 
-/** Pages of write-ahead log (4 KiB each) past which a commit folds it into the database. */
-const WAL_LIMIT = 65_536;
+/**
+ * Bytes of write-ahead log past which a commit has it folded into the database, by a
+ * worker thread (checkpoint-fold.ts); past FOLD_HERE_FACTOR times that (folds failing or
+ * slower than the writes), on this thread, whatever the pause: the log's bound on disk.
+ */
+const FOLD_BYTES = 64 * 2 ** 20;
+const FOLD_HERE_FACTOR = 8;
 
 export interface StoredCheckpoint {
   head: EngineHead;
@@ -117,17 +123,27 @@ export class CheckpointStore {
   private readonly timerDelete: SqliteStatement;
   private readonly metaSet: SqliteStatement;
   private writing = false;
-  /** Pages written to the write-ahead log since it was last folded in (an estimate). */
-  private logPages = 0;
+  private readonly folder: LogFolder;
+  private readonly foldBytes: number;
+  /** Folds that failed in the worker (the log is folded at a later commit). */
+  foldFailures = 0;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    options: { foldBytes?: number } = {},
+  ) {
+    this.foldBytes = options.foldBytes ?? FOLD_BYTES;
+    this.folder = new LogFolder(path, () => this.foldFailures++);
     this.db = openSqlite(path);
     enableWal(this.db);
     // No fsync, as the JSON snapshot before it: a process that dies leaves the last
     // commit whole; a power loss may lose the file (the bus is then replayed from the start).
     this.db.pragma('synchronous = OFF');
-    // The write-ahead log is folded into the database at open and close, and when it has
-    // grown past WAL_LIMIT, not at each commit: that copy would hold the loop.
+    // The write-ahead log is folded into the database at open and close, and by a worker
+    // once it has grown past foldBytes, not at each commit: that copy would hold the loop.
+    // Once folded whole, the next transaction starts it over from its beginning; the file
+    // keeps the size of the most written between two folds (no journal_size_limit: cutting
+    // a few hundred MB off it at a commit held the loop 70 ms), and is cut at close.
     this.db.pragma('wal_autocheckpoint = 0');
     // A small page cache spills changed pages to the log as slices run, so the commit
     // writes few.
@@ -319,11 +335,9 @@ export class CheckpointStore {
         this.metaSet.run('head', serialize({ engine: capture.head, offsets: offsetsNow, at }));
         this.db.exec('COMMIT');
         this.writing = false;
-        this.logPages += Math.ceil(stats.bytes / 4096);
-        if (this.logPages > WAL_LIMIT) {
-          this.db.pragma('wal_checkpoint(TRUNCATE)');
-          this.logPages = 0;
-        }
+        const log = this.logBytes();
+        if (log > this.foldBytes * FOLD_HERE_FACTOR) this.db.pragma('wal_checkpoint(TRUNCATE)');
+        else if (log > this.foldBytes) void this.folder.fold();
         return true;
       },
       paused: (ms: number) => {
@@ -357,8 +371,23 @@ export class CheckpointStore {
     return Number(pageCount[0]!.page_count) * Number(pageSize[0]!.page_size);
   }
 
+  /** The write-ahead log's size on disk. */
+  private logBytes(): number {
+    try {
+      return statSync(`${this.path}-wal`).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Resolves once no fold of the log is running (tests, benchmarks). */
+  async folded(): Promise<void> {
+    await this.folder.fold();
+  }
+
   close(): void {
     if (!this.db.open) return;
+    this.folder.close();
     if (!this.writing) this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
   }
