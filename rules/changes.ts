@@ -91,20 +91,27 @@ interface Part {
   ids: Iterator<string>;
   /** Sorted runs gathered, then merged. Holds each id of the part once per map it is in. */
   runs: string[][];
-  merge: RunMerge | undefined;
+  merge: RunMerge<string> | undefined;
 }
 
-/** The ids of sorted runs in order: a heap of the runs' heads, O(log runs) an id. */
-class RunMerge {
+/** The items of sorted runs in order: a heap of the runs' heads, O(log runs) an item. */
+class RunMerge<T> {
   private readonly heap: number[] = [];
   private readonly at: number[];
 
-  constructor(private readonly runs: string[][]) {
+  constructor(
+    private readonly runs: T[][],
+    private readonly key: (item: T) => string | number = (item) => item as string,
+  ) {
     this.at = runs.map(() => 0);
     for (let r = 0; r < runs.length; r++) if (runs[r]!.length > 0) this.push(r);
   }
 
-  private head(r: number): string {
+  private head(r: number): string | number {
+    return this.key(this.runs[r]![this.at[r]!]!);
+  }
+
+  private item(r: number): T {
     return this.runs[r]![this.at[r]!]!;
   }
 
@@ -120,11 +127,11 @@ class RunMerge {
     h[i] = r;
   }
 
-  next(): string | undefined {
+  next(): T | undefined {
     const h = this.heap;
     if (h.length === 0) return undefined;
     const r = h[0]!;
-    const id = this.head(r);
+    const id = this.item(r);
     this.at[r]!++;
     if (this.at[r]! < this.runs[r]!.length) this.down(r);
     else {
@@ -163,7 +170,12 @@ export class Capture {
    * Timers to store (a full capture: all of them) and sequence numbers to delete. Timers
    * do not change once pushed: the list is copied at the capture's instant, read later.
    */
-  readonly timersAdded: ReadonlyArray<Timer<RuleRunner>>;
+  timersAdded: ReadonlyArray<Timer<RuleRunner>>;
+  /** Full: the timers gathered into runs sorted by sequence number, then merged (as ids). */
+  private timerRuns: Array<Array<Timer<RuleRunner>>> | undefined;
+  private timerMerge: RunMerge<Timer<RuleRunner>> | undefined;
+  private timersSorted: Array<Timer<RuleRunner>> = [];
+  private timersGathered = 0;
   readonly timersRemoved: number[];
   /** Entries taken and not yet handed on (`drain`). */
   private out: EntryRow[] = [];
@@ -183,6 +195,7 @@ export class Capture {
     if (this.full) {
       this.timersAdded = source.timers();
       this.timersRemoved = [];
+      this.timerRuns = [];
     } else {
       // Stored in order: a timer that was pushed and ran since is inserted, then deleted.
       this.timersAdded = log.pushed;
@@ -265,7 +278,38 @@ export class Capture {
       }
       this.part++;
     }
+    if (this.timerRuns !== undefined && !this.sortTimers(count)) return false;
     this.close();
+    return true;
+  }
+
+  /**
+   * Full: puts the timers in sequence order (the store's table is keyed by it), in steps
+   * as the ids; true once done. Incremental captures push them in that order already.
+   */
+  private sortTimers(count: number): boolean {
+    const all = this.timersAdded;
+    if (this.timerMerge === undefined) {
+      let budget = RUN * Math.ceil(count / 64);
+      while (budget > 0 && this.timersGathered < all.length) {
+        const end = Math.min(all.length, this.timersGathered + RUN);
+        this.timerRuns!.push(all.slice(this.timersGathered, end).sort((a, b) => a.seq - b.seq));
+        this.timersGathered = end;
+        budget -= RUN;
+      }
+      if (this.timersGathered < all.length) return false;
+      this.timerMerge = new RunMerge(this.timerRuns!, (t) => t.seq);
+      this.timerRuns = [];
+    }
+    let left = RUN * Math.ceil(count / 64);
+    for (;;) {
+      const t = this.timerMerge.next();
+      if (t === undefined) break;
+      this.timersSorted.push(t);
+      if (--left === 0) return false;
+    }
+    this.timersAdded = this.timersSorted;
+    this.timerRuns = undefined;
     return true;
   }
 

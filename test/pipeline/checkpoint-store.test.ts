@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -278,33 +278,40 @@ describe('incremental checkpoints', () => {
     store.close();
   });
 
-  it('a capture hands entries on in key order, full or not (each index page written once)', () => {
-    const rules = [
+  it('a capture hands entries on in key order, and a full one timers in sequence order', () => {
+    // Two timeframes: timers pushed later fall due earlier, so the heap is not in seq order.
+    const rules = [m(60), s(30)].map((timeframe, r) =>
       rule({
-        name: 'freq',
-        type: 'frequency',
-        num_events: 3,
-        timeframe: m(60),
+        name: `silent-${r}`,
+        type: 'flatline',
+        threshold: 1,
+        timeframe,
         query_key: ['host'],
+        expect: [],
+        forget_keys: false,
       }),
-    ];
+    );
     const e = engine(rules, new Map());
     e.trackChanges(true);
     const order = (n: number) => Array.from({ length: n }, (_, k) => `h${(k * 7919) % n}`);
     order(5000).forEach((host, k) => e.process(ev(k, { host })));
-    const ids = (capture: ReturnType<Engine['capture']>) => {
-      const out: string[] = [];
-      while (!capture.step(64)) out.push(...capture.drain().map((r) => r[1]));
-      out.push(...capture.drain().map((r) => r[1]));
-      return out;
+    const sorted = (capture: ReturnType<Engine['capture']>) => {
+      const rows: string[][] = [];
+      while (!capture.step(64)) rows.push(...capture.drain().map((r) => [r[0], r[1]]));
+      rows.push(...capture.drain().map((r) => [r[0], r[1]]));
+      for (const name of ['silent-0', 'silent-1']) {
+        const ids = rows.filter((r) => r[0] === name).map((r) => r[1]!);
+        expect(ids).toEqual([...ids].sort());
+      }
+      return rows.length;
     };
-    const full = ids(e.capture(encodeEntry));
-    expect(full).toHaveLength(5000);
-    expect(full).toEqual([...full].sort());
+    const full = e.capture(encodeEntry);
+    expect(sorted(full)).toBe(10_000);
+    const seqs = full.timersAdded.map((t) => t.seq);
+    expect(seqs.length).toBeGreaterThan(5000);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     order(3000).forEach((host, k) => e.process(ev(5000 + k, { host })));
-    const some = ids(e.capture(encodeEntry));
-    expect(some).toHaveLength(3000);
-    expect(some).toEqual([...some].sort());
+    expect(sorted(e.capture(encodeEntry))).toBe(6000);
   });
 
   it('a failed write leaves the previous checkpoint, and the next one is whole', async () => {
@@ -387,6 +394,28 @@ describe('incremental checkpoints', () => {
     back.restoreChanges(store.read()!);
     expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
     expect(back.stats()[0]!.keys).toBe(hostile.length);
+    store.close();
+  });
+});
+
+describe('the write-ahead log', () => {
+  it('is folded into the database file by a worker once past its bound', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path, { foldBytes: 1 });
+    const e = engine(RULES, new Map());
+    e.trackChanges(true);
+    for (const event of stream().slice(0, 400)) e.process(structuredClone(event));
+    await store.write(e.capture(encodeEntry), { 'bus/0': 400 });
+    await store.folded();
+    expect(store.foldFailures).toBe(0);
+    // The database file alone, without its log, holds the checkpoint.
+    const copy = `${path}-copy`;
+    copyFileSync(path, copy);
+    const alone = new CheckpointStore(copy);
+    const back = engine(RULES, new Map());
+    back.restoreChanges(alone.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    alone.close();
     store.close();
   });
 });
