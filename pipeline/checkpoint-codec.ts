@@ -10,7 +10,7 @@
  *
  * Layout: FORMAT_TAG, then one value: a tag byte and its body. Numbers are int32 or
  * float64 (±Infinity, NaN and -0 kept); strings are Latin-1 when every code unit is below
- * 256, else UTF-16 code units (lone surrogates kept); lengths are uint32. Encoding and
+ * 256, else UTF-16 code units (lone surrogates kept); lengths are base-128 varints. Encoding and
  * decoding are linear in the bytes; a decoder refuses a length past the bytes left, so a
  * damaged row cannot make it allocate more than the row's size.
  */
@@ -48,6 +48,16 @@ function room(n: number): void {
   scratch = next;
 }
 
+/** A length as a base-128 varint: one byte below 128, at most five. */
+function writeLength(n: number): void {
+  room(5);
+  while (n >= 0x80) {
+    scratch[at++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  scratch[at++] = n;
+}
+
 function writeString(s: string): void {
   const n = s.length;
   let wide = false;
@@ -57,19 +67,11 @@ function writeString(s: string): void {
       break;
     }
   }
-  if (wide) {
-    room(5 + 2 * n);
-    scratch[at] = UTF16;
-    scratch.writeUInt32LE(n, at + 1);
-    at += 5;
-    at += scratch.write(s, at, 'utf16le');
-  } else {
-    room(5 + n);
-    scratch[at] = LATIN1;
-    scratch.writeUInt32LE(n, at + 1);
-    at += 5;
-    at += scratch.write(s, at, 'latin1');
-  }
+  room(1);
+  scratch[at++] = wide ? UTF16 : LATIN1;
+  writeLength(n);
+  room(wide ? 2 * n : n);
+  at += scratch.write(s, at, wide ? 'utf16le' : 'latin1');
 }
 
 function writeValue(v: unknown, depth: number): void {
@@ -112,10 +114,9 @@ function writeValue(v: unknown, depth: number): void {
   if (Array.isArray(v)) {
     if (Object.getPrototypeOf(v) !== Array.prototype) throw notPlain;
     const n = v.length;
-    room(5);
-    scratch[at] = ARRAY;
-    scratch.writeUInt32LE(n, at + 1);
-    at += 5;
+    room(1);
+    scratch[at++] = ARRAY;
+    writeLength(n);
     for (let i = 0; i < n; i++) {
       if (!(i in v)) throw notPlain; // a hole
       writeValue(v[i], depth + 1);
@@ -125,10 +126,9 @@ function writeValue(v: unknown, depth: number): void {
   const proto = Object.getPrototypeOf(v) as unknown;
   if (proto !== Object.prototype && proto !== null) throw notPlain;
   const keys = Object.keys(v);
-  room(5);
-  scratch[at] = OBJECT;
-  scratch.writeUInt32LE(keys.length, at + 1);
-  at += 5;
+  room(1);
+  scratch[at++] = OBJECT;
+  writeLength(keys.length);
   for (const k of keys) {
     writeString(k);
     writeValue((v as Record<string, unknown>)[k], depth + 1);
@@ -162,10 +162,14 @@ class Reader {
   }
 
   private length(): number {
-    this.need(4);
-    const n = this.buf.readUInt32LE(this.pos);
-    this.pos += 4;
-    return n;
+    let n = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      this.need(1);
+      const b = this.buf[this.pos++]!;
+      n += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return n;
+    }
+    throw new Error('checkpoint entry: bad length');
   }
 
   string(tag: number): string {

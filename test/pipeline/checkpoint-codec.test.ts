@@ -47,8 +47,11 @@ describe('checkpoint entry codec', () => {
     const ok = Buffer.from(encodeValue({ a: ['xy', 1] }));
     for (let cut = 1; cut < ok.length; cut++)
       expect(() => decodeValue(ok.subarray(0, cut))).toThrow(/checkpoint entry/);
-    // An array claiming 2^32-1 items in a 6-byte row.
-    expect(() => decodeValue(Buffer.from([0xd1, 8, 0xff, 0xff, 0xff, 0xff]))).toThrow(/truncated/);
+    // An array claiming 2^32-1 items in a 6-byte row; a length past five varint bytes.
+    expect(() => decodeValue(Buffer.from([0xd1, 8, 0xff, 0xff, 0xff, 0x0f]))).toThrow(/truncated/);
+    expect(() => decodeValue(Buffer.from([0xd1, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]))).toThrow(
+      /bad length/,
+    );
     expect(() => decodeValue(Buffer.from([0xd1, 42]))).toThrow(/bad tag/);
     expect(() => decodeValue(Buffer.from([0xd1, 1, 1]))).toThrow(/past the value/);
   });
