@@ -49,6 +49,9 @@ const FORMATS_READ = new Set([1, 2]);
 const FOLD_BYTES = 64 * 2 ** 20;
 const FOLD_HERE_FACTOR = 8;
 
+/** Rows a full checkpoint deletes between two checks of its slice's time. */
+const CLEAR_CHUNK = 256;
+
 export interface StoredCheckpoint {
   head: EngineHead;
   offsets: Record<string, number>;
@@ -122,6 +125,9 @@ export class CheckpointStore {
   private readonly timerInsert: SqliteStatement;
   private readonly timerDelete: SqliteStatement;
   private readonly metaSet: SqliteStatement;
+  private readonly entriesCut: SqliteStatement;
+  private readonly entriesClearTo: SqliteStatement;
+  private readonly timersClear: SqliteStatement;
   private writing = false;
   private readonly folder: LogFolder;
   private readonly foldBytes: number;
@@ -166,6 +172,14 @@ export class CheckpointStore {
       'INSERT OR REPLACE INTO timers (seq, at, rule, key, tag) VALUES (?, ?, ?, ?, ?)',
     );
     this.timerDelete = this.db.prepare('DELETE FROM timers WHERE seq = ?');
+    // A full checkpoint clears the tables in chunks of CLEAR_CHUNK rows, in key order.
+    this.entriesCut = this.db.prepare(
+      `SELECT rule, id FROM entries ORDER BY rule, id LIMIT 1 OFFSET ${CLEAR_CHUNK - 1}`,
+    );
+    this.entriesClearTo = this.db.prepare('DELETE FROM entries WHERE (rule, id) <= (?, ?)');
+    this.timersClear = this.db.prepare(
+      `DELETE FROM timers WHERE seq IN (SELECT seq FROM timers ORDER BY seq LIMIT ${CLEAR_CHUNK})`,
+    );
     this.metaSet = this.db.prepare(
       'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
     );
@@ -283,6 +297,7 @@ export class CheckpointStore {
     const at = Date.now();
     const offsetsNow = { ...offsets };
     let started = false;
+    let cleared = false;
     let taken = false;
     let added = 0;
     let removed = 0;
@@ -305,7 +320,17 @@ export class CheckpointStore {
         if (!started) {
           this.db.exec('BEGIN IMMEDIATE');
           started = true;
-          if (capture.full) this.db.exec('DELETE FROM entries; DELETE FROM timers;');
+          cleared = !capture.full;
+        }
+        // A full checkpoint replaces everything: the old rows go first, a chunk at a time.
+        while (!cleared) {
+          const cut = this.entriesCut.get() as { rule: string; id: Uint8Array } | undefined;
+          if (cut !== undefined) this.entriesClearTo.run(cut.rule, cut.id);
+          else {
+            this.db.exec('DELETE FROM entries');
+            cleared = Number(this.timersClear.run().changes) === 0;
+          }
+          if (!cleared && performance.now() >= until) return false;
         }
         while (!taken) {
           taken = capture.step(step);

@@ -314,6 +314,33 @@ describe('incremental checkpoints', () => {
     expect(sorted(e.capture(encodeEntry))).toBe(6000);
   });
 
+  it('a full checkpoint over a stored one deletes the old rows a chunk at a time, in slices', async () => {
+    const store = new CheckpointStore(storePath());
+    const rules = [
+      rule({
+        name: 'freq',
+        type: 'frequency',
+        num_events: 3,
+        timeframe: m(60),
+        query_key: ['host'],
+      }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k < 5000; k++) e.process(ev(k, { host: `h${k}` }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 5000 });
+    for (let k = 0; k < 100; k++) e.process(ev(5000 + k, { host: `g${k}` }));
+    e.trackChanges(true); // the next capture is full (as after a failed write)
+    const stats = await store.write(e.capture(encodeEntry), { 'bus/0': 5100 }, { sliceMs: 0 });
+    expect(stats).toMatchObject({ full: true, entries: 5100 });
+    // 5,100 entries at 64 a slice, after 5,000 old rows at 256 a slice.
+    expect(stats.slices).toBeGreaterThanOrEqual(Math.ceil(5100 / 64) + Math.floor(5000 / 256));
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+  });
+
   it('a failed write leaves the previous checkpoint, and the next one is whole', async () => {
     const path = storePath();
     const store = new CheckpointStore(path);
