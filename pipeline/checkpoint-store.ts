@@ -9,13 +9,15 @@
  * stays open across slices (this connection is the file's only writer) and commits
  * with the head and the offsets in the last one.
  *
- * Encoding: each entry, the head and the offsets are V8 values (`node:v8` serialize, the
- * structured-clone format: typed numbers, ±Infinity kept, strings as they are, linear in
- * their size); ids and keys are BLOBs of their UTF-16 code units, so any string a sender
+ * Encoding: each entry in checkpoint-codec.ts's form (plain data, typed numbers, ±Infinity
+ * kept, strings as they are, linear in their size, no native object per entry); the head
+ * and the offsets, once per checkpoint, as V8 values (`node:v8`); ids and keys are BLOBs of their UTF-16 code units, so any string a sender
  * picks (NULs, lone surrogates) comes back unchanged.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { deserialize, serialize } from 'node:v8';
+import { decodeValue, encodeValue } from './checkpoint-codec.ts';
+import { LogFolder } from './checkpoint-fold.ts';
 import {
   type Capture,
   type EngineHead,
@@ -31,11 +33,24 @@ import {
   type SqliteStatement,
 } from '../ingest/storage/sqlite.ts';
 
-/** The store's layout; a file of another format is not read. */
-const FORMAT = 1;
+/**
+ * The store's layout; a file of another format is not read. Format 2 encodes entries
+ * with checkpoint-codec.ts; format 1's entries (`node:v8`) are read too, and a store's
+ * rows may hold both (a format-1 store updated since).
+ */
+const FORMAT = 2;
+const FORMATS_READ = new Set([1, 2]);
 
-/** Pages of write-ahead log (4 KiB each) past which a commit folds it into the database. */
-const WAL_LIMIT = 65_536;
+/**
+ * Bytes of write-ahead log past which a commit has it folded into the database, by a
+ * worker thread (checkpoint-fold.ts); past FOLD_HERE_FACTOR times that (folds failing or
+ * slower than the writes), on this thread, whatever the pause: the log's bound on disk.
+ */
+const FOLD_BYTES = 64 * 2 ** 20;
+const FOLD_HERE_FACTOR = 8;
+
+/** Rows a full checkpoint deletes between two checks of its slice's time. */
+const CLEAR_CHUNK = 256;
 
 export interface StoredCheckpoint {
   head: EngineHead;
@@ -65,7 +80,7 @@ export interface WriteOptions {
 }
 
 export function encodeEntry(entry: RunnerEntry): Uint8Array {
-  return serialize(entry);
+  return encodeValue(entry);
 }
 
 function idBlob(id: string): Buffer {
@@ -110,18 +125,31 @@ export class CheckpointStore {
   private readonly timerInsert: SqliteStatement;
   private readonly timerDelete: SqliteStatement;
   private readonly metaSet: SqliteStatement;
+  private readonly entriesCut: SqliteStatement;
+  private readonly entriesClearTo: SqliteStatement;
+  private readonly timersClear: SqliteStatement;
   private writing = false;
-  /** Pages written to the write-ahead log since it was last folded in (an estimate). */
-  private logPages = 0;
+  private readonly folder: LogFolder;
+  private readonly foldBytes: number;
+  /** Folds that failed in the worker (the log is folded at a later commit). */
+  foldFailures = 0;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    options: { foldBytes?: number } = {},
+  ) {
+    this.foldBytes = options.foldBytes ?? FOLD_BYTES;
+    this.folder = new LogFolder(path, () => this.foldFailures++);
     this.db = openSqlite(path);
     enableWal(this.db);
     // No fsync, as the JSON snapshot before it: a process that dies leaves the last
     // commit whole; a power loss may lose the file (the bus is then replayed from the start).
     this.db.pragma('synchronous = OFF');
-    // The write-ahead log is folded into the database at open and close, and when it has
-    // grown past WAL_LIMIT, not at each commit: that copy would hold the loop.
+    // The write-ahead log is folded into the database at open and close, and by a worker
+    // once it has grown past foldBytes, not at each commit: that copy would hold the loop.
+    // Once folded whole, the next transaction starts it over from its beginning; the file
+    // keeps the size of the most written between two folds (no journal_size_limit: cutting
+    // a few hundred MB off it at a commit held the loop 70 ms), and is cut at close.
     this.db.pragma('wal_autocheckpoint = 0');
     // A small page cache spills changed pages to the log as slices run, so the commit
     // writes few.
@@ -144,6 +172,14 @@ export class CheckpointStore {
       'INSERT OR REPLACE INTO timers (seq, at, rule, key, tag) VALUES (?, ?, ?, ?, ?)',
     );
     this.timerDelete = this.db.prepare('DELETE FROM timers WHERE seq = ?');
+    // A full checkpoint clears the tables in chunks of CLEAR_CHUNK rows, in key order.
+    this.entriesCut = this.db.prepare(
+      `SELECT rule, id FROM entries ORDER BY rule, id LIMIT 1 OFFSET ${CLEAR_CHUNK - 1}`,
+    );
+    this.entriesClearTo = this.db.prepare('DELETE FROM entries WHERE (rule, id) <= (?, ?)');
+    this.timersClear = this.db.prepare(
+      `DELETE FROM timers WHERE seq IN (SELECT seq FROM timers ORDER BY seq LIMIT ${CLEAR_CHUNK})`,
+    );
     this.metaSet = this.db.prepare(
       'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
     );
@@ -162,7 +198,7 @@ export class CheckpointStore {
     const format = meta.get('format');
     const head = meta.get('head');
     if (format === undefined || head === undefined) return undefined;
-    if (deserialize(format) !== FORMAT)
+    if (!FORMATS_READ.has(deserialize(format) as number))
       throw new Error(
         `${this.path}: checkpoint format ${String(deserialize(format))} is not ${FORMAT}`,
       );
@@ -183,7 +219,7 @@ export class CheckpointStore {
           value: Uint8Array;
         }>;
         for (const r of rows)
-          yield [r.rule, idString(r.id), deserialize(r.value) as RunnerEntry] as [
+          yield [r.rule, idString(r.id), decodeValue(r.value) as RunnerEntry] as [
             string,
             string,
             RunnerEntry,
@@ -261,6 +297,7 @@ export class CheckpointStore {
     const at = Date.now();
     const offsetsNow = { ...offsets };
     let started = false;
+    let cleared = false;
     let taken = false;
     let added = 0;
     let removed = 0;
@@ -283,7 +320,17 @@ export class CheckpointStore {
         if (!started) {
           this.db.exec('BEGIN IMMEDIATE');
           started = true;
-          if (capture.full) this.db.exec('DELETE FROM entries; DELETE FROM timers;');
+          cleared = !capture.full;
+        }
+        // A full checkpoint replaces everything: the old rows go first, a chunk at a time.
+        while (!cleared) {
+          const cut = this.entriesCut.get() as { rule: string; id: Uint8Array } | undefined;
+          if (cut !== undefined) this.entriesClearTo.run(cut.rule, cut.id);
+          else {
+            this.db.exec('DELETE FROM entries');
+            cleared = Number(this.timersClear.run().changes) === 0;
+          }
+          if (!cleared && performance.now() >= until) return false;
         }
         while (!taken) {
           taken = capture.step(step);
@@ -313,11 +360,9 @@ export class CheckpointStore {
         this.metaSet.run('head', serialize({ engine: capture.head, offsets: offsetsNow, at }));
         this.db.exec('COMMIT');
         this.writing = false;
-        this.logPages += Math.ceil(stats.bytes / 4096);
-        if (this.logPages > WAL_LIMIT) {
-          this.db.pragma('wal_checkpoint(TRUNCATE)');
-          this.logPages = 0;
-        }
+        const log = this.logBytes();
+        if (log > this.foldBytes * FOLD_HERE_FACTOR) this.db.pragma('wal_checkpoint(TRUNCATE)');
+        else if (log > this.foldBytes) void this.folder.fold();
         return true;
       },
       paused: (ms: number) => {
@@ -351,8 +396,23 @@ export class CheckpointStore {
     return Number(pageCount[0]!.page_count) * Number(pageSize[0]!.page_size);
   }
 
+  /** The write-ahead log's size on disk. */
+  private logBytes(): number {
+    try {
+      return statSync(`${this.path}-wal`).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** Resolves once no fold of the log is running (tests, benchmarks). */
+  async folded(): Promise<void> {
+    await this.folder.fold();
+  }
+
   close(): void {
     if (!this.db.open) return;
+    this.folder.close();
     if (!this.writing) this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.close();
   }

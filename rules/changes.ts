@@ -78,6 +78,87 @@ export interface CaptureSource {
   timers: () => Timer<RuleRunner>[];
 }
 
+/** Ids gathered into one sorted run (a sort of this many is a fraction of a millisecond). */
+const RUN = 1024;
+
+interface Part {
+  runner: RuleRunner;
+  /** Incremental: the entries still to take (an id leaves once taken). */
+  pending: Set<string> | undefined;
+  /** Full: the ids taken. */
+  taken: Set<string> | undefined;
+  /** The ids to gather: the pending set's, or every id the runner holds (full). */
+  ids: Iterator<string>;
+  /** Sorted runs gathered, then merged. Holds each id of the part once per map it is in. */
+  runs: string[][];
+  merge: RunMerge<string> | undefined;
+}
+
+/** The items of sorted runs in order: a heap of the runs' heads, O(log runs) an item. */
+class RunMerge<T> {
+  private readonly heap: number[] = [];
+  private readonly at: number[];
+
+  constructor(
+    private readonly runs: T[][],
+    private readonly key: (item: T) => string | number = (item) => item as string,
+  ) {
+    this.at = runs.map(() => 0);
+    for (let r = 0; r < runs.length; r++) if (runs[r]!.length > 0) this.push(r);
+  }
+
+  private head(r: number): string | number {
+    return this.key(this.runs[r]![this.at[r]!]!);
+  }
+
+  private item(r: number): T {
+    return this.runs[r]![this.at[r]!]!;
+  }
+
+  private push(r: number): void {
+    const h = this.heap;
+    let i = h.push(r) - 1;
+    while (i > 0) {
+      const up = (i - 1) >> 1;
+      if (this.head(h[up]!) <= this.head(r)) break;
+      h[i] = h[up]!;
+      i = up;
+    }
+    h[i] = r;
+  }
+
+  next(): T | undefined {
+    const h = this.heap;
+    if (h.length === 0) return undefined;
+    const r = h[0]!;
+    const id = this.item(r);
+    this.at[r]!++;
+    if (this.at[r]! < this.runs[r]!.length) this.down(r);
+    else {
+      const last = h.pop()!;
+      if (h.length > 0) this.down(last);
+    }
+    return id;
+  }
+
+  /** Puts run `r` at the root and moves it down to its place. */
+  private down(r: number): void {
+    const h = this.heap;
+    const key = this.head(r);
+    let i = 0;
+    for (;;) {
+      const a = 2 * i + 1;
+      if (a >= h.length) break;
+      const b = a + 1;
+      const c = b < h.length && this.head(h[b]!) < this.head(h[a]!) ? b : a;
+      if (this.head(h[c]!) >= key) break;
+      h[i] = h[c]!;
+      i = c;
+    }
+    h[i] = r;
+  }
+}
+
 /**
  * One capture (see the file's comment). `encode` turns an entry into bytes at once: the
  * entry's data shares arrays with the live state.
@@ -89,17 +170,16 @@ export class Capture {
    * Timers to store (a full capture: all of them) and sequence numbers to delete. Timers
    * do not change once pushed: the list is copied at the capture's instant, read later.
    */
-  readonly timersAdded: ReadonlyArray<Timer<RuleRunner>>;
+  timersAdded: ReadonlyArray<Timer<RuleRunner>>;
+  /** Full: the timers gathered into runs sorted by sequence number, then merged (as ids). */
+  private timerRuns: Array<Array<Timer<RuleRunner>>> | undefined;
+  private timerMerge: RunMerge<Timer<RuleRunner>> | undefined;
+  private timersSorted: Array<Timer<RuleRunner>> = [];
+  private timersGathered = 0;
   readonly timersRemoved: number[];
   /** Entries taken and not yet handed on (`drain`). */
   private out: EntryRow[] = [];
-  private readonly parts: Array<{
-    runner: RuleRunner;
-    /** Incremental: the entries still to take. Full: the ids iterator, and those taken. */
-    pending: Set<string> | undefined;
-    ids: Iterator<string> | undefined;
-    taken: Set<string> | undefined;
-  }> = [];
+  private readonly parts: Part[] = [];
   private part = 0;
   private closed = false;
   /** Entries taken so far. */
@@ -115,6 +195,7 @@ export class Capture {
     if (this.full) {
       this.timersAdded = source.timers();
       this.timersRemoved = [];
+      this.timerRuns = [];
     } else {
       // Stored in order: a timer that was pushed and ran since is inserted, then deleted.
       this.timersAdded = log.pushed;
@@ -124,9 +205,15 @@ export class Capture {
     log.pushed = [];
     log.popped = [];
     for (const runner of source.runners) {
-      const part = this.full
-        ? { runner, pending: undefined, ids: runner.ids(), taken: new Set<string>() }
-        : { runner, pending: runner.changed!, ids: undefined, taken: undefined };
+      const pending = this.full ? undefined : runner.changed!;
+      const part: Part = {
+        runner,
+        pending,
+        taken: this.full ? new Set<string>() : undefined,
+        ids: this.full ? runner.ids() : pending!.values(),
+        runs: [],
+        merge: undefined,
+      };
       runner.changed = new Set();
       runner.beforeChange = this.full
         ? (id) => {
@@ -148,30 +235,81 @@ export class Capture {
 
   /**
    * Takes up to `count` more entries; true once every entry is taken (the capture is
-   * then closed: changes are no longer copied for it).
+   * then closed: changes are no longer copied for it). A part's ids are first gathered
+   * into sorted runs of RUN ids (a step gathers at most RUN·⌈count/64⌉), then taken
+   * merged, in key order: the store then writes each page of its index once per
+   * checkpoint, which keeps its commit short (see checkpoint-store.ts).
    */
   step(count: number): boolean {
     let left = count;
     while (this.part < this.parts.length) {
       const p = this.parts[this.part]!;
-      if (p.pending !== undefined) {
-        for (const id of p.pending) {
-          p.pending.delete(id);
+      if (p.merge === undefined) {
+        // Gathering: bounded per step; a live iterator (ids added later are taken first).
+        let budget = RUN * Math.ceil(count / 64);
+        while (budget > 0) {
+          const run: string[] = [];
+          for (let n = 0; n < RUN; n++) {
+            const next = p.ids.next();
+            if (next.done) break;
+            run.push(next.value);
+          }
+          budget -= RUN;
+          if (run.length === 0) {
+            p.merge = new RunMerge(p.runs);
+            p.runs = [];
+            break;
+          }
+          p.runs.push(run.sort());
+        }
+        if (p.merge === undefined) return false;
+      }
+      for (;;) {
+        const id = p.merge.next();
+        if (id === undefined) break;
+        if (p.pending !== undefined) {
+          if (!p.pending.delete(id)) continue;
           this.take(p.runner, id, undefined);
-          if (--left === 0) return false;
+        } else {
+          if (p.taken!.has(id)) continue;
+          this.take(p.runner, id, p.taken);
         }
-      } else {
-        for (;;) {
-          const next = p.ids!.next();
-          if (next.done) break;
-          if (p.taken!.has(next.value)) continue;
-          this.take(p.runner, next.value, p.taken);
-          if (--left === 0) return false;
-        }
+        if (--left === 0) return false;
       }
       this.part++;
     }
+    if (this.timerRuns !== undefined && !this.sortTimers(count)) return false;
     this.close();
+    return true;
+  }
+
+  /**
+   * Full: puts the timers in sequence order (the store's table is keyed by it), in steps
+   * as the ids; true once done. Incremental captures push them in that order already.
+   */
+  private sortTimers(count: number): boolean {
+    const all = this.timersAdded;
+    if (this.timerMerge === undefined) {
+      let budget = RUN * Math.ceil(count / 64);
+      while (budget > 0 && this.timersGathered < all.length) {
+        const end = Math.min(all.length, this.timersGathered + RUN);
+        this.timerRuns!.push(all.slice(this.timersGathered, end).sort((a, b) => a.seq - b.seq));
+        this.timersGathered = end;
+        budget -= RUN;
+      }
+      if (this.timersGathered < all.length) return false;
+      this.timerMerge = new RunMerge(this.timerRuns!, (t) => t.seq);
+      this.timerRuns = [];
+    }
+    let left = RUN * Math.ceil(count / 64);
+    for (;;) {
+      const t = this.timerMerge.next();
+      if (t === undefined) break;
+      this.timersSorted.push(t);
+      if (--left === 0) return false;
+    }
+    this.timersAdded = this.timersSorted;
+    this.timerRuns = undefined;
     return true;
   }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -278,6 +278,69 @@ describe('incremental checkpoints', () => {
     store.close();
   });
 
+  it('a capture hands entries on in key order, and a full one timers in sequence order', () => {
+    // Two timeframes: timers pushed later fall due earlier, so the heap is not in seq order.
+    const rules = [m(60), s(30)].map((timeframe, r) =>
+      rule({
+        name: `silent-${r}`,
+        type: 'flatline',
+        threshold: 1,
+        timeframe,
+        query_key: ['host'],
+        expect: [],
+        forget_keys: false,
+      }),
+    );
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    const order = (n: number) => Array.from({ length: n }, (_, k) => `h${(k * 7919) % n}`);
+    order(5000).forEach((host, k) => e.process(ev(k, { host })));
+    const sorted = (capture: ReturnType<Engine['capture']>) => {
+      const rows: string[][] = [];
+      while (!capture.step(64)) rows.push(...capture.drain().map((r) => [r[0], r[1]]));
+      rows.push(...capture.drain().map((r) => [r[0], r[1]]));
+      for (const name of ['silent-0', 'silent-1']) {
+        const ids = rows.filter((r) => r[0] === name).map((r) => r[1]!);
+        expect(ids).toEqual([...ids].sort());
+      }
+      return rows.length;
+    };
+    const full = e.capture(encodeEntry);
+    expect(sorted(full)).toBe(10_000);
+    const seqs = full.timersAdded.map((t) => t.seq);
+    expect(seqs.length).toBeGreaterThan(5000);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    order(3000).forEach((host, k) => e.process(ev(5000 + k, { host })));
+    expect(sorted(e.capture(encodeEntry))).toBe(6000);
+  });
+
+  it('a full checkpoint over a stored one deletes the old rows a chunk at a time, in slices', async () => {
+    const store = new CheckpointStore(storePath());
+    const rules = [
+      rule({
+        name: 'freq',
+        type: 'frequency',
+        num_events: 3,
+        timeframe: m(60),
+        query_key: ['host'],
+      }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k < 5000; k++) e.process(ev(k, { host: `h${k}` }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 5000 });
+    for (let k = 0; k < 100; k++) e.process(ev(5000 + k, { host: `g${k}` }));
+    e.trackChanges(true); // the next capture is full (as after a failed write)
+    const stats = await store.write(e.capture(encodeEntry), { 'bus/0': 5100 }, { sliceMs: 0 });
+    expect(stats).toMatchObject({ full: true, entries: 5100 });
+    // 5,100 entries at 64 a slice, after 5,000 old rows at 256 a slice.
+    expect(stats.slices).toBeGreaterThanOrEqual(Math.ceil(5100 / 64) + Math.floor(5000 / 256));
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+  });
+
   it('a failed write leaves the previous checkpoint, and the next one is whole', async () => {
     const path = storePath();
     const store = new CheckpointStore(path);
@@ -358,6 +421,28 @@ describe('incremental checkpoints', () => {
     back.restoreChanges(store.read()!);
     expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
     expect(back.stats()[0]!.keys).toBe(hostile.length);
+    store.close();
+  });
+});
+
+describe('the write-ahead log', () => {
+  it('is folded into the database file by a worker once past its bound', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path, { foldBytes: 1 });
+    const e = engine(RULES, new Map());
+    e.trackChanges(true);
+    for (const event of stream().slice(0, 400)) e.process(structuredClone(event));
+    await store.write(e.capture(encodeEntry), { 'bus/0': 400 });
+    await store.folded();
+    expect(store.foldFailures).toBe(0);
+    // The database file alone, without its log, holds the checkpoint.
+    const copy = `${path}-copy`;
+    copyFileSync(path, copy);
+    const alone = new CheckpointStore(copy);
+    const back = engine(RULES, new Map());
+    back.restoreChanges(alone.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    alone.close();
     store.close();
   });
 });

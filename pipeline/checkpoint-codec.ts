@@ -1,0 +1,261 @@
+/**
+ * The checkpoint store's encoding of one entry (docs/architecture.md#checkpoints): plain
+ * data (what RuleRunner.entry gives: objects, arrays, strings, numbers, booleans, null,
+ * undefined) in a compact tagged form written into one scratch buffer, with no native
+ * object per value. `node:v8` serialize and deserialize each make a native object that
+ * only a garbage collection frees; at 20,000 entries a checkpoint that made GC pauses of
+ * 30-90 ms on a 1 M-key heap (bench/README.md "Snapshots"). A value outside plain data (a
+ * class instance, a Map, a sparse array, nesting past MAX_DEPTH) is written with
+ * `node:v8` serialize instead, whose bytes begin with 0xFF: both kinds are read.
+ *
+ * Layout: FORMAT_TAG, then one value: a tag byte and its body. Numbers are int32 or
+ * float64 (±Infinity, NaN and -0 kept); strings are Latin-1 when every code unit is below
+ * 256, else UTF-16 code units (lone surrogates kept); lengths are base-128 varints. Encoding and
+ * decoding are linear in the bytes; a decoder refuses a length past the bytes left, so a
+ * damaged row cannot make it allocate more than the row's size.
+ */
+import { deserialize, serialize } from 'node:v8';
+
+const FORMAT_TAG = 0xd1;
+/** Nesting past this is written by `node:v8` (events are bounded well below at ingest). */
+const MAX_DEPTH = 256;
+/** The scratch buffer is kept up to this size between entries; a larger one is dropped. */
+const SCRATCH_KEEP = 1 << 20;
+
+const UNDEFINED = 0;
+const NULL = 1;
+const FALSE = 2;
+const TRUE = 3;
+const INT32 = 4;
+const FLOAT64 = 5;
+const LATIN1 = 6;
+const UTF16 = 7;
+const ARRAY = 8;
+const OBJECT = 9;
+
+class NotPlain extends Error {}
+const notPlain = new NotPlain();
+
+let scratch = Buffer.allocUnsafe(4096);
+let at = 0;
+
+function room(n: number): void {
+  if (at + n <= scratch.length) return;
+  let size = scratch.length * 2;
+  while (size < at + n) size *= 2;
+  const next = Buffer.allocUnsafe(size);
+  scratch.copy(next, 0, 0, at);
+  scratch = next;
+}
+
+/** A length as a base-128 varint: one byte below 128, at most five. */
+function writeLength(n: number): void {
+  room(5);
+  while (n >= 0x80) {
+    scratch[at++] = (n & 0x7f) | 0x80;
+    n >>>= 7;
+  }
+  scratch[at++] = n;
+}
+
+function writeString(s: string): void {
+  const n = s.length;
+  let wide = false;
+  for (let i = 0; i < n; i++) {
+    if (s.charCodeAt(i) > 0xff) {
+      wide = true;
+      break;
+    }
+  }
+  room(1);
+  scratch[at++] = wide ? UTF16 : LATIN1;
+  writeLength(n);
+  room(wide ? 2 * n : n);
+  at += scratch.write(s, at, wide ? 'utf16le' : 'latin1');
+}
+
+function writeValue(v: unknown, depth: number): void {
+  switch (typeof v) {
+    case 'string':
+      writeString(v);
+      return;
+    case 'number':
+      if ((v | 0) === v && !Object.is(v, -0)) {
+        room(5);
+        scratch[at] = INT32;
+        scratch.writeInt32LE(v, at + 1);
+        at += 5;
+      } else {
+        room(9);
+        scratch[at] = FLOAT64;
+        scratch.writeDoubleLE(v, at + 1);
+        at += 9;
+      }
+      return;
+    case 'boolean':
+      room(1);
+      scratch[at++] = v ? TRUE : FALSE;
+      return;
+    case 'undefined':
+      room(1);
+      scratch[at++] = UNDEFINED;
+      return;
+    case 'object':
+      break;
+    default:
+      throw notPlain;
+  }
+  if (v === null) {
+    room(1);
+    scratch[at++] = NULL;
+    return;
+  }
+  if (depth >= MAX_DEPTH) throw notPlain;
+  if (Array.isArray(v)) {
+    if (Object.getPrototypeOf(v) !== Array.prototype) throw notPlain;
+    const n = v.length;
+    room(1);
+    scratch[at++] = ARRAY;
+    writeLength(n);
+    for (let i = 0; i < n; i++) {
+      if (!(i in v)) throw notPlain; // a hole
+      writeValue(v[i], depth + 1);
+    }
+    return;
+  }
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) throw notPlain;
+  const keys = Object.keys(v);
+  room(1);
+  scratch[at++] = OBJECT;
+  writeLength(keys.length);
+  for (const k of keys) {
+    writeString(k);
+    writeValue((v as Record<string, unknown>)[k], depth + 1);
+  }
+}
+
+/** One entry's bytes (a copy: the scratch buffer is reused). */
+export function encodeValue(value: unknown): Uint8Array {
+  at = 0;
+  room(1);
+  scratch[at++] = FORMAT_TAG;
+  try {
+    writeValue(value, 0);
+  } catch (err) {
+    if (err !== notPlain) throw err;
+    return serialize(value);
+  }
+  // Small copies come from Node's shared pool: no native object per entry.
+  const out = Buffer.allocUnsafe(at);
+  scratch.copy(out, 0, 0, at);
+  if (scratch.length > SCRATCH_KEEP) scratch = Buffer.allocUnsafe(4096);
+  return out;
+}
+
+class Reader {
+  private pos = 1;
+  constructor(private readonly buf: Buffer) {}
+
+  private need(n: number): void {
+    if (n > this.buf.length - this.pos) throw new Error('checkpoint entry: truncated');
+  }
+
+  private length(): number {
+    let n = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      this.need(1);
+      const b = this.buf[this.pos++]!;
+      n += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return n;
+    }
+    throw new Error('checkpoint entry: bad length');
+  }
+
+  string(tag: number): string {
+    const n = this.length();
+    const bytes = tag === UTF16 ? 2 * n : n;
+    this.need(bytes);
+    const s = this.buf.toString(tag === UTF16 ? 'utf16le' : 'latin1', this.pos, this.pos + bytes);
+    this.pos += bytes;
+    return s;
+  }
+
+  value(depth: number): unknown {
+    this.need(1);
+    const tag = this.buf[this.pos++]!;
+    switch (tag) {
+      case UNDEFINED:
+        return undefined;
+      case NULL:
+        return null;
+      case FALSE:
+        return false;
+      case TRUE:
+        return true;
+      case INT32: {
+        this.need(4);
+        const v = this.buf.readInt32LE(this.pos);
+        this.pos += 4;
+        return v;
+      }
+      case FLOAT64: {
+        this.need(8);
+        const v = this.buf.readDoubleLE(this.pos);
+        this.pos += 8;
+        return v;
+      }
+      case LATIN1:
+      case UTF16:
+        return this.string(tag);
+      case ARRAY: {
+        if (depth >= MAX_DEPTH) break;
+        const n = this.length();
+        this.need(n); // each item is at least a byte
+        const out: unknown[] = [];
+        for (let i = 0; i < n; i++) out.push(this.value(depth + 1));
+        return out;
+      }
+      case OBJECT: {
+        if (depth >= MAX_DEPTH) break;
+        const n = this.length();
+        this.need(2 * n); // each key and value at least a byte
+        const out: Record<string, unknown> = {};
+        for (let i = 0; i < n; i++) {
+          this.need(1);
+          const kt = this.buf[this.pos++]!;
+          if (kt !== LATIN1 && kt !== UTF16) throw new Error(`checkpoint entry: bad key tag ${kt}`);
+          const key = this.string(kt);
+          const v = this.value(depth + 1);
+          // An own property, as JSON.parse makes it: never the prototype.
+          if (key === '__proto__')
+            Object.defineProperty(out, key, {
+              value: v,
+              writable: true,
+              enumerable: true,
+              configurable: true,
+            });
+          else out[key] = v;
+        }
+        return out;
+      }
+    }
+    throw new Error(`checkpoint entry: bad tag ${tag}`);
+  }
+
+  done(): boolean {
+    return this.pos === this.buf.length;
+  }
+}
+
+/** Reads what encodeValue wrote (or `node:v8` serialize, in stores written before). */
+export function decodeValue(bytes: Uint8Array): unknown {
+  const buf = Buffer.isBuffer(bytes)
+    ? bytes
+    : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buf.length === 0 || buf[0] !== FORMAT_TAG) return deserialize(buf);
+  const r = new Reader(buf);
+  const v = r.value(0);
+  if (!r.done()) throw new Error('checkpoint entry: bytes past the value');
+  return v;
+}

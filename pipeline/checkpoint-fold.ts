@@ -1,0 +1,94 @@
+/**
+ * Folds the checkpoint store's write-ahead log into its database in a worker thread, with
+ * a connection of its own (docs/architecture.md#checkpoints): a fold copies every page
+ * the log holds, hundreds of milliseconds at a million keys, which on the main thread
+ * held the event loop. The fold is PASSIVE: it never waits for the writer, which goes on
+ * appending to the log meanwhile; once the log is folded whole, the writer's next
+ * transaction starts it over. This file is both sides: `LogFolder` on the main thread,
+ * the loop below in the worker.
+ */
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { openSqlite } from '../ingest/storage/sqlite.ts';
+
+type Request = { op: 'fold' } | { op: 'close' };
+type Reply = { ok: true } | { ok: false; error: string };
+
+export class LogFolder {
+  private worker: Worker | undefined;
+  /** At most one fold at a time: a request while one runs gets that one. */
+  private folding: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly onError: (err: Error) => void,
+  ) {}
+
+  private start(): Worker {
+    const self = import.meta.url;
+    const data = { checkpointFold: this.path };
+    // As ingest/sinks/embedded-worker.ts: from the sources, tsx's loader reads the worker.
+    const worker = self.endsWith('.ts')
+      ? new Worker(
+          `import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(self)}); })`,
+          { eval: true, workerData: data },
+        )
+      : new Worker(new URL(self), { workerData: data });
+    worker.unref();
+    worker.on('error', (err) => this.onError(err));
+    return worker;
+  }
+
+  /** Starts a fold unless one is running; resolves when it ends (an error is reported, not thrown). */
+  fold(): Promise<void> | undefined {
+    if (this.closed) return undefined;
+    if (this.folding) return this.folding;
+    const worker = (this.worker ??= this.start());
+    this.folding = new Promise<void>((resolve) => {
+      const done = (m: Reply) => {
+        worker.off('exit', gone);
+        if (!m.ok) this.onError(new Error(m.error));
+        resolve();
+      };
+      const gone = () => {
+        worker.off('message', done);
+        this.worker = undefined;
+        resolve();
+      };
+      worker.once('message', done);
+      worker.once('exit', gone);
+      worker.postMessage({ op: 'fold' } satisfies Request);
+    }).finally(() => {
+      this.folding = undefined;
+    });
+    return this.folding;
+  }
+
+  /** Asks the worker to close its connection and end (it ends after a fold running now). */
+  close(): void {
+    this.closed = true;
+    this.worker?.postMessage({ op: 'close' } satisfies Request);
+    this.worker = undefined;
+  }
+}
+
+const fold = isMainThread
+  ? undefined
+  : (workerData as { checkpointFold?: unknown } | null)?.checkpointFold;
+if (typeof fold === 'string') {
+  const path = fold;
+  const db = openSqlite(path);
+  parentPort!.on('message', (m: Request) => {
+    if (m.op === 'close') {
+      db.close();
+      parentPort!.close();
+      return;
+    }
+    try {
+      db.pragma('wal_checkpoint(PASSIVE)');
+      parentPort!.postMessage({ ok: true } satisfies Reply);
+    } catch (err) {
+      parentPort!.postMessage({ ok: false, error: String(err) } satisfies Reply);
+    }
+  });
+}
