@@ -134,15 +134,15 @@ export interface DroverConfig {
   baseDir: string;
 }
 
+/** `bus.sessionTimeout`'s range, ms: Kafka's default group.min/max.session.timeout.ms. */
+export const SESSION_TIMEOUT_BOUNDS = { min: 6_000, max: 30 * 60_000 };
+
 /**
  * The parts of `drover serve`: `ingest` the HTTP and statsd listeners that publish to
  * the bus, `index` the indexer consumer group (and /v1/search), `rules` the rules
  * consumer group with its engine and snapshots, `actions` remediation (adapters, guard
  * rails, the journal).
  */
-/** `bus.sessionTimeout`'s range, ms: Kafka's default group.min/max.session.timeout.ms. */
-export const SESSION_TIMEOUT_BOUNDS = { min: 6_000, max: 30 * 60_000 };
-
 export const ROLES = ['ingest', 'index', 'rules', 'actions'] as const;
 export type Role = (typeof ROLES)[number];
 
