@@ -97,11 +97,16 @@ guards: { cooldown: 0s, inhibit: 0s }
       const fromB = await alertsOf([b]);
       b.child.kill('SIGKILL');
       await new Promise((r) => b.child.once('exit', r));
+      mark('B killed');
 
+      // The rest is sent at once, while B's tasks wait for its session to time out: a
+      // task A keeps must not go quiet for longer than the lateness before it (its clock
+      // would carry its watermark past these backfilled events, which are minutes old).
       // C joins; the group rebalances once B's session has timed out.
-      const c = await worker();
+      const [c] = await Promise.all([worker(), send(ingest.url, batches.slice(part))]);
+      mark('the rest sent, C started');
       await settled([a, c]);
-      await send(ingest.url, batches.slice(part));
+      mark('A and C assigned');
       await drained([a, c]);
       const end = new Date(last).toISOString();
       await until(
@@ -114,6 +119,11 @@ guards: { cooldown: 0s, inhibit: 0s }
       const byId = new Map<string, WorkerAlert>(all.map((x) => [x.id, x]));
       const live = [...byId.values()].filter((x) => x.at <= end);
       const replayed = (await metricsOf(c)).tasks;
+      const late = (await Promise.all([a, c].map(metricsOf))).map((m) => m.late);
+      console.log(`late events: A ${late[0]}, C ${late[1]}`);
+      // None late: a task that went quiet longer than the lateness before the rest came
+      // would have found these minutes-old events behind its clock-driven watermark.
+      expect(late).toEqual([0, 0]);
       console.log(
         `${lines.length} events, ${expected.length} alerts in the data; B fired ${fromB.length} before the kill; alerts seen ${all.length}, distinct ${byId.size}; C holds ${replayed} tasks`,
       );

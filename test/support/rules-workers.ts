@@ -107,14 +107,21 @@ export async function createTopics(brokers: string, prefix: string): Promise<voi
   }
 }
 
-export async function metricsOf(w: Served): Promise<{ tasks: number; lag: number; held: number }> {
+export async function metricsOf(
+  w: Served,
+): Promise<{ tasks: number; lag: number; held: number; late: number }> {
   const text = await (await fetch(`${w.url}/metrics`)).text();
   const one = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
   const lag = text
     .split('\n')
     .filter((l) => l.startsWith('drover_bus_lag_messages{group="') && l.includes('rules"'))
     .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
-  return { tasks: one('drover_rules_tasks_assigned'), lag, held: one('drover_rules_held_events') };
+  return {
+    tasks: one('drover_rules_tasks_assigned'),
+    lag,
+    held: one('drover_rules_held_events'),
+    late: one('drover_rules_late_events_total'),
+  };
 }
 
 /** Every worker assigned in one generation, the tasks all held, each worker some. */
