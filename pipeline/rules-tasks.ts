@@ -513,7 +513,23 @@ export class RulesTasks {
         t.held = [];
         for (const h of held) this.deliver(t, h);
       }
+    // A partition with nothing past its task's position is caught up, and no batch will
+    // say so (a fetch from the log end brings none); the group's lag the bus reads at the
+    // join may have come before this commit and found it behind.
+    for (const t of this.tasks.values()) this.noteCaughtUp(t);
     this.o.logger.info({ tasks: ids, restored: fresh, generation }, 'rules tasks assigned');
+  }
+
+  /** Tells a task's merge which of its partitions the last log-end reading finds done. */
+  private noteCaughtUp(t: Task): void {
+    const ends = this.consumer?.ends();
+    if (!ends) return;
+    for (const topic of this.o.topics) {
+      const k = `${topic}/${t.id}`;
+      const end = ends.get(k)?.end;
+      if (end !== undefined && (t.offsets[k] ?? 0) >= end)
+        t.input.flow.caughtUp({ topic, partition: t.id }, end);
+    }
   }
 
   /**
@@ -582,7 +598,11 @@ export class RulesTasks {
       await consumer.readEnds();
     const ends = consumer.ends();
     for (const t of this.tasks.values()) {
-      if (t.generation === undefined || t.input.held() > 0) continue;
+      if (t.generation === undefined) continue;
+      // Whatever missed its signal (a lag probe that failed or came too early) is
+      // caught up by the next reading at the latest.
+      this.noteCaughtUp(t);
+      if (t.input.held() > 0) continue;
       const behind = this.o.topics.some(
         (topic) => (ends.get(`${topic}/${t.id}`)?.end ?? 0) > this.done(t, topic),
       );

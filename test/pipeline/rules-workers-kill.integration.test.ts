@@ -63,7 +63,7 @@ describe.skipIf(!brokers)(
         config,
         `stateDir: state
 listen: { port: 0, statsdPort: false }
-bus: { kind: kafka, topicPrefix: ${prefix} }
+bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: 6s }
 index: { kind: none }
 rules: { paths: [rules], allowedLateness: ${LATENESS}, idleTimeout: 5s }
 snapshotEvery: 1h
@@ -102,7 +102,7 @@ guards: { cooldown: 0s, inhibit: 0s }
       // The rest is sent at once, while B's tasks wait for its session to time out: a
       // task A keeps must not go quiet for longer than the lateness before it (its clock
       // would carry its watermark past these backfilled events, which are minutes old).
-      // C joins; the group rebalances once B's session has timed out.
+      // C joins; the group rebalances once B's session (6 s here) has timed out.
       const [c] = await Promise.all([worker(), send(ingest.url, batches.slice(part))]);
       mark('the rest sent, C started');
       await settled([a, c]);
