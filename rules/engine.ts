@@ -108,7 +108,6 @@ interface Compiled {
   filter: (event: Event) => boolean;
   /** The runner's admission (see RuleRunner.admission), read per event. */
   keys: Map<string, unknown>;
-  silences: Map<string, unknown>;
   keyCap: number;
 }
 
@@ -192,12 +191,11 @@ export class Engine {
     for (const rule of rules) {
       if (!rule.enabled) continue;
       const runner = createRunner(rule, this.context);
-      const { keys, silences, cap } = runner.admission();
+      const { keys, cap } = runner.admission();
       const c: Compiled = {
         runner,
         filter: compileFilter(rule.filter),
         keys,
-        silences,
         keyCap: cap,
       };
       this.compiled.push(c);
@@ -308,7 +306,7 @@ export class Engine {
     const key = runner.keyOf(event);
     if (key === undefined) return;
     // Below the cap admit would answer yes: no call (see RuleRunner.admission).
-    if ((c.keys.size >= c.keyCap || c.silences.size >= c.keyCap) && !runner.admit(key)) return;
+    if ((c.keys.size >= c.keyCap || runner.silencesHeld >= c.keyCap) && !runner.admit(key)) return;
     this.evidence?.push(runner.spec.name, key, event, t);
     if (this.changeLog !== undefined) runner.touched(key);
     runner.onEvent(event, key, t);

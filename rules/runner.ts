@@ -96,6 +96,11 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   protected readonly keyValues = new Map<string, Record<string, unknown>>();
   private readonly silences = new Map<string, Silence>();
   /**
+   * `silences.size`, kept in step at each change of it: the engine reads it per event
+   * and rule from the runner (already in cache for the call) instead of the map.
+   */
+  silencesHeld = 0;
+  /**
    * No silence is dropped by a sweep at a watermark below this (a lower bound of the
    * earliest end of what silences hold; -Infinity: not known, after a restore). A sweep
    * below it skips the walk over them: most sweeps of most rules find none to drop.
@@ -120,6 +125,8 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   /** How this kind's firings end; set by the kind. */
   protected readonly resolution: Resolution = 'condition';
   private readonly keyFields: string[];
+  /** The only query_key field, or undefined with none or several (keyOf per event). */
+  private readonly keyField: string | undefined;
   lastAlertAt: string | undefined;
   alertCount = 0;
   /** Keys most of the rule's state is keyed by: `max_keys`, or the engine's default. */
@@ -139,6 +146,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     protected readonly ctx: EngineContext,
   ) {
     this.keyFields = spec.query_key;
+    this.keyField = spec.query_key.length === 1 ? spec.query_key[0] : undefined;
     this.maxKeys = spec.max_keys ?? ctx.maxKeysPerRule;
   }
 
@@ -173,10 +181,10 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   /**
    * What `admit` bounds, for the engine to test below the cap without a call per event
    * and rule (a call on runners of nine kinds cannot be inlined): admit needs calling
-   * only once `keys` or `silences` holds `cap` entries.
+   * only once `keys` holds `cap` entries or `silencesHeld` reaches it.
    */
-  admission(): { keys: Map<string, unknown>; silences: Map<string, unknown>; cap: number } {
-    return { keys: this.keys, silences: this.silences, cap: this.maxKeys };
+  admission(): { keys: Map<string, unknown>; cap: number } {
+    return { keys: this.keys, cap: this.maxKeys };
   }
 
   /** Silences held (new_term bounds its per-term silences with its term cap). */
@@ -190,13 +198,14 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
 
   /** The key string of an event, or undefined when it lacks a query_key field. */
   keyOf(event: Event): string | undefined {
-    const fields = this.keyFields;
-    if (fields.length === 0) return '';
-    if (fields.length === 1) {
-      const v = event[fields[0]!];
+    const field = this.keyField;
+    if (field !== undefined) {
+      const v = event[field];
       if (v === undefined || v === null) return undefined;
       return typeof v === 'string' ? v : `\u0001${JSON.stringify(v)}`;
     }
+    const fields = this.keyFields;
+    if (fields.length === 0) return '';
     let key = '';
     for (let i = 0; i < fields.length; i++) {
       const v = event[fields[i]!];
@@ -285,7 +294,8 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     // Without a firing key (the usual case) this costs one size test per evaluation.
     const firing = this.episodes.size !== 0 && this.evaluated(key, t, e.holds);
     if (!e.holds) {
-      if (this.pendingSince.delete(key)) {
+      // Most keys have no pending `for`: a size test, not a lookup, per evaluation.
+      if (this.pendingSince.size !== 0 && this.pendingSince.delete(key)) {
         // A pending that fired, or started while the key was firing, ends without a word.
         const quiet = this.quietPending.size !== 0 && this.quietPending.delete(key);
         if (!quiet && !firing && this.ctx.announce === 'all')
@@ -330,6 +340,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       if (silenceKey !== key) this.touched(silenceKey);
       const next = this.nextSilence(silence, t);
       this.silences.set(silenceKey, next);
+      this.silencesHeld = this.silences.size;
       const end = next.until + this.remembered(next);
       if (end < this.silencesEnd) this.silencesEnd = end;
     }
@@ -648,6 +659,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       } else if (until < end) end = until;
     }
     this.silencesEnd = end;
+    this.silencesHeld = this.silences.size;
   }
 
   /**
@@ -728,6 +740,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (e.v !== undefined) this.keyValues.set(id, e.v);
     if (e.s !== undefined) {
       this.silences.set(id, { until: e.s[0], exponent: e.s[1] });
+      this.silencesHeld = this.silences.size;
       this.silencesEnd = Number.NEGATIVE_INFINITY;
     }
     if (e.p !== undefined) this.pendingSince.set(id, e.p);
@@ -774,6 +787,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     for (const [k, data] of s.keys) this.keys.set(k, this.decodeKey(data, version));
     for (const [k, v] of s.keyValues) this.keyValues.set(k, v);
     for (const [k, until, exponent] of s.silences) this.silences.set(k, { until, exponent });
+    this.silencesHeld = this.silences.size;
     this.silencesEnd = Number.NEGATIVE_INFINITY;
     for (const [k, since] of s.pending) this.pendingSince.set(k, since);
     this.episodes.clear();

@@ -13,6 +13,13 @@ export interface Timer<T> {
 
 export class TimerHeap<T> {
   private heap: Timer<T>[] = [];
+  /**
+   * Each heap slot's `at` and `seq`, in step with `heap`: the sift loops compare these
+   * flat arrays and move the timer objects without reading them (with many keys the
+   * objects are scattered, each a cache miss).
+   */
+  private ats: number[] = [];
+  private seqs: number[] = [];
   private seq = 0;
 
   get size(): number {
@@ -20,7 +27,7 @@ export class TimerHeap<T> {
   }
 
   peekTime(): number {
-    return this.heap.length > 0 ? this.heap[0]!.at : Number.POSITIVE_INFINITY;
+    return this.ats.length > 0 ? this.ats[0]! : Number.POSITIVE_INFINITY;
   }
 
   push(at: number, target: T, key: string, tag: number): Timer<T> {
@@ -51,36 +58,56 @@ export class TimerHeap<T> {
   }
 
   private insert(timer: Timer<T>): Timer<T> {
-    const h = this.heap;
+    const { heap: h, ats, seqs } = this;
+    const at = timer.at;
+    const seq = timer.seq;
+    let i = h.length;
     h.push(timer);
-    let i = h.length - 1;
+    ats.push(at);
+    seqs.push(seq);
+    // Sift up: parents after the new timer move down a slot, then it takes the hole.
     while (i > 0) {
       const parent = (i - 1) >> 1;
-      if (!less(h[i]!, h[parent]!)) break;
-      [h[i], h[parent]] = [h[parent]!, h[i]!];
+      const pa = ats[parent]!;
+      if (!(at < pa || (at === pa && seq < seqs[parent]!))) break;
+      h[i] = h[parent]!;
+      ats[i] = pa;
+      seqs[i] = seqs[parent]!;
       i = parent;
     }
+    h[i] = timer;
+    ats[i] = at;
+    seqs[i] = seq;
     return timer;
   }
 
   pop(): Timer<T> | undefined {
-    const h = this.heap;
+    const { heap: h, ats, seqs } = this;
     if (h.length === 0) return undefined;
     const top = h[0]!;
     const last = h.pop()!;
-    if (h.length > 0) {
-      h[0] = last;
+    const at = ats.pop()!;
+    const seq = seqs.pop()!;
+    const n = h.length;
+    if (n > 0) {
+      // Sift down the last timer from the root: smaller children move up a slot.
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let m = i;
-        if (l < h.length && less(h[l]!, h[m]!)) m = l;
-        if (r < h.length && less(h[r]!, h[m]!)) m = r;
-        if (m === i) break;
-        [h[i], h[m]] = [h[m]!, h[i]!];
+        let m = l;
+        if (r < n && (ats[r]! < ats[l]! || (ats[r] === ats[l] && seqs[r]! < seqs[l]!))) m = r;
+        const ma = ats[m]!;
+        if (!(ma < at || (ma === at && seqs[m]! < seq))) break;
+        h[i] = h[m]!;
+        ats[i] = ma;
+        seqs[i] = seqs[m]!;
         i = m;
       }
+      h[i] = last;
+      ats[i] = at;
+      seqs[i] = seq;
     }
     return top;
   }
@@ -92,6 +119,8 @@ export class TimerHeap<T> {
 
   clear(): void {
     this.heap = [];
+    this.ats = [];
+    this.seqs = [];
     this.seq = 0;
   }
 }

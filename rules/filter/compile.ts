@@ -46,7 +46,7 @@ function compileUncached(condition: Condition): Filter {
   const constants: unknown[] = [];
   const constant = (v: unknown) => {
     constants.push(v);
-    return `c[${constants.length - 1}]`;
+    return `k${constants.length - 1}`;
   };
   const body = compileNode(condition, constant);
   // Constants live outside the code, so rules that differ only in their values (the
@@ -57,12 +57,21 @@ function compileUncached(condition: Condition): Filter {
     factory = new Function(
       'c',
       'h',
-      `"use strict"; const { nv, rp, inc, ok, mt } = h; return function filter(e) { return ${body}; };`,
+      `"use strict"; const { nv, rp, inc, ok, mt } = h; ${bind(constants.length)} return function filter(e) { return ${body}; };`,
     ) as Factory;
     if (factories.size >= CACHE_LIMIT) factories.clear();
     factories.set(body, factory);
   }
   return factory(constants, HELPERS);
+}
+
+/**
+ * The constants as variables of the filter's closure (`const k0 = c[0], ...`): read from
+ * its context, not through an array, one object fewer touched per event and rule.
+ */
+function bind(count: number): string {
+  if (count === 0) return '';
+  return `const ${Array.from({ length: count }, (_, i) => `k${i} = c[${i}]`).join(', ')};`;
 }
 
 const HELPERS = {

@@ -20,6 +20,8 @@ class AggregateWindow {
   windowStart = Number.NEGATIVE_INFINITY;
   readonly sorted: number[] | undefined;
   private drops = 0;
+  /** The key's newest in-order event (the key's state is this window: no holder object). */
+  sample: Event | undefined = undefined;
 
   constructor(type: MetricAggType) {
     this.sorted = type === 'sum' || type === 'avg' || type === 'count' ? undefined : [];
@@ -80,10 +82,7 @@ class AggregateWindow {
   }
 }
 
-interface KeyState {
-  window: AggregateWindow;
-  sample: Event | undefined;
-}
+type KeyState = AggregateWindow;
 
 /**
  * The aggregate of `metric_agg_key` over (t−tf, t] for a key, evaluated as each of its
@@ -96,11 +95,11 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     if (typeof v !== 'number' || Number.isNaN(v)) return;
     let state = this.keys.get(key);
     if (!state) {
-      state = { window: new AggregateWindow(this.spec.metric_agg_type), sample: undefined };
+      state = new AggregateWindow(this.spec.metric_agg_type);
       this.keys.set(key, state);
       this.rememberKey(key, event);
     }
-    const window = state.window;
+    const window = state;
     const inOrder = t >= (window.samples.times.newest() ?? Number.NEGATIVE_INFINITY);
     window.add(t, v);
     if (this.isLate(t)) return; // counts from the watermark on, alerts at no decided instant
@@ -133,7 +132,7 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
    * of a binary search; one re-check per timeframe at most while the key reports.
    */
   protected override nextClear(key: string, t: number): number {
-    const times = this.keys.get(key)?.window.samples.times;
+    const times = this.keys.get(key)?.samples.times;
     if (!times || times.length === 0) return Number.POSITIVE_INFINITY;
     const tf = this.spec.timeframe;
     const i = times.upperBound(t) - 1;
@@ -147,19 +146,19 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
   }
 
   protected override newestEvaluated(key: string): number {
-    return this.keys.get(key)?.window.samples.times.newest() ?? Number.NEGATIVE_INFINITY;
+    return this.keys.get(key)?.samples.times.newest() ?? Number.NEGATIVE_INFINITY;
   }
 
   /** Between events only an empty window decides (see nextClear). */
   protected override holdsBetween(key: string, at: number): boolean {
-    const times = this.keys.get(key)?.window.samples.times;
+    const times = this.keys.get(key)?.samples.times;
     if (times && times.countIn(at - this.spec.timeframe, at) > 0) return true;
     return super.holdsBetween(key, at);
   }
 
   /** The aggregate over (t−tf, t] computed from scratch: for late events and `for` checks. */
   private evaluateAt(state: KeyState, t: number, sample: Event | undefined): Evaluation {
-    const { samples } = state.window;
+    const { samples } = state;
     const lo = samples.times.upperBound(t - this.spec.timeframe);
     const hi = samples.times.upperBound(t);
     const values: number[] = [];
@@ -188,25 +187,23 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     super.sweep(watermark);
     for (const [key, state] of this.keys) {
       // The window's start moves at every sweep: each key changes (not incremental).
-      if (watermark - this.spec.timeframe > state.window.windowStart) this.touched(key);
-      state.window.slide(watermark - this.spec.timeframe);
-      state.window.prune(watermark - this.spec.timeframe);
-      if (state.window.samples.length === 0) this.forgetIdleKey(key);
+      if (watermark - this.spec.timeframe > state.windowStart) this.touched(key);
+      state.slide(watermark - this.spec.timeframe);
+      state.prune(watermark - this.spec.timeframe);
+      if (state.samples.length === 0) this.forgetIdleKey(key);
     }
   }
 
   keyBytes(state: KeyState): number {
     return (
-      state.window.samples.times.bytes() +
-      state.window.samples.values.length * 8 * (state.window.sorted ? 2 : 1) +
-      64
+      state.samples.times.bytes() + state.samples.values.length * 8 * (state.sorted ? 2 : 1) + 64
     );
   }
   protected encodeKey(s: KeyState): unknown {
     return {
-      times: s.window.samples.times.toArray(),
-      values: s.window.samples.live(),
-      windowStart: s.window.windowStart,
+      times: s.samples.times.toArray(),
+      values: s.samples.live(),
+      windowStart: s.windowStart,
       sample: s.sample,
     };
   }
@@ -220,7 +217,8 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     const window = new AggregateWindow(this.spec.metric_agg_type);
     for (let i = 0; i < d.times.length; i++) window.add(d.times[i]!, d.values[i]!);
     if (typeof d.windowStart === 'number') window.slide(d.windowStart);
-    return { window, sample: d.sample };
+    window.sample = d.sample;
+    return window;
   }
 }
 
