@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
+import { fastProduceRequest } from './kafka-produce.ts';
 
 /**
  * kafkajs, loaded when a Kafka bus (or a Kafka scan) is first made, not when Drover starts
@@ -69,8 +70,29 @@ function fixIdleTimerLoop(): void {
   };
 }
 
+/**
+ * kafkajs's Produce request (v3, which v4-v7 reuse) encoded by kafka-produce.ts. Set in
+ * the module cache before kafkajs loads, so the later versions' modules take it; left as
+ * it is if kafkajs's layout is not the one of 2.2.4.
+ */
+function fastProduce(): void {
+  try {
+    const path = requireLib.resolve('kafkajs/src/protocol/requests/produce/v3/request.js');
+    const original = requireLib(path) as Parameters<typeof fastProduceRequest>[0];
+    const Encoder = requireLib('kafkajs/src/protocol/encoder.js') as Parameters<
+      typeof fastProduceRequest
+    >[1];
+    const cached = requireLib.cache[path];
+    if (!cached || typeof original !== 'function' || typeof Encoder !== 'function') return;
+    cached.exports = fastProduceRequest(original, Encoder);
+  } catch {
+    return;
+  }
+}
+
 export function kafkajs(): typeof KafkaJs {
   if (!loaded) {
+    fastProduce();
     loaded = requireLib('kafkajs') as typeof KafkaJs;
     fixIdleTimerLoop();
   }
