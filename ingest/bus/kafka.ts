@@ -6,6 +6,7 @@ import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
 import { kafkajs } from './kafkajs.ts';
+import { createMurmur2Partitioner } from './kafka-partition.ts';
 import { taskAssigner, tasksOf } from './kafka-tasks.ts';
 import {
   type Bus,
@@ -243,8 +244,9 @@ export class KafkaBus implements Bus {
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
-      // The Java-compatible murmur2 partitioner: a key lands where Kafka's own clients put it.
-      createPartitioner: kafkajs().Partitioners.DefaultPartitioner,
+      // The Java-compatible murmur2 partitioner: a key lands where Kafka's own clients put
+      // it (kafkajs's DefaultPartitioner, in 32-bit arithmetic: kafka-partition.ts).
+      createPartitioner: createMurmur2Partitioner(),
     });
   }
 

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
+import { groupMessagesPerPartition } from './kafka-partition.ts';
 import { fastProduceRequest } from './kafka-produce.ts';
 
 /**
@@ -71,9 +72,10 @@ function fixIdleTimerLoop(): void {
 }
 
 /**
- * kafkajs's Produce request (v3, which v4-v7 reuse) encoded by kafka-produce.ts. Set in
- * the module cache before kafkajs loads, so the later versions' modules take it; left as
- * it is if kafkajs's layout is not the one of 2.2.4.
+ * kafkajs's Produce request (v3, which v4-v7 reuse) encoded by kafka-produce.ts, and its
+ * grouping of a send's messages per partition made linear (kafka-partition.ts). Set in
+ * the module cache before kafkajs loads, so the modules requiring them take them; left
+ * as they are if kafkajs's layout is not the one of 2.2.4.
  */
 function fastProduce(): void {
   try {
@@ -85,6 +87,14 @@ function fastProduce(): void {
     const cached = requireLib.cache[path];
     if (!cached || typeof original !== 'function' || typeof Encoder !== 'function') return;
     cached.exports = fastProduceRequest(original, Encoder);
+  } catch {
+    return;
+  }
+  try {
+    const path = requireLib.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
+    requireLib(path);
+    const cached = requireLib.cache[path];
+    if (cached && typeof cached.exports === 'function') cached.exports = groupMessagesPerPartition;
   } catch {
     return;
   }
