@@ -6,6 +6,7 @@ import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
 import { kafkajs } from './kafkajs.ts';
+import { createMurmur2Partitioner } from './kafka-partition.ts';
 import { taskAssigner, tasksOf } from './kafka-tasks.ts';
 import {
   type Bus,
@@ -164,7 +165,7 @@ export interface EndReading {
  * (it then goes to the dead-letter topic).
  */
 type Prepared =
-  | { ok: true; body: string; topic: Topic; key: string }
+  | { ok: true; body: string; topic: Topic; key: string; bytes?: number }
   | { ok: false; reason: string; body: string; key: string };
 
 /** Where Kafka batches have events written, to turn them into strings. */
@@ -243,8 +244,9 @@ export class KafkaBus implements Bus {
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
-      // The Java-compatible murmur2 partitioner: a key lands where Kafka's own clients put it.
-      createPartitioner: kafkajs().Partitioners.DefaultPartitioner,
+      // The Java-compatible murmur2 partitioner: a key lands where Kafka's own clients put
+      // it (kafkajs's DefaultPartitioner, in 32-bit arithmetic: kafka-partition.ts).
+      createPartitioner: createMurmur2Partitioner(),
     });
   }
 
@@ -345,7 +347,7 @@ export class KafkaBus implements Bus {
         body: body.slice(0, DEAD_LETTER_BODY_CHARS),
         key,
       };
-    return { ok: true, body, topic, key };
+    return { ok: true, body, topic, key, bytes };
   }
 
   prepare(event: Event): Prepared {
@@ -381,7 +383,8 @@ export class KafkaBus implements Bus {
         topic: this.topic(e.topic),
         key: e.key,
         value: e.body,
-        bytes: Buffer.byteLength(e.body),
+        // Known for events written as JSON bytes (addJson); counted for the others.
+        bytes: e.bytes ?? Buffer.byteLength(e.body),
       });
     });
     await this.batcher.add(messages);
@@ -389,18 +392,13 @@ export class KafkaBus implements Bus {
   }
 
   private async send(messages: Outgoing[]): Promise<void> {
-    const byTopic = new Map<
-      string,
-      Array<{ key: string; value: string; headers?: Record<string, string> }>
-    >();
+    // The outgoing messages are kafkajs's messages themselves (it reads key, value and
+    // headers): no second object per message.
+    const byTopic = new Map<string, Outgoing[]>();
     for (const m of messages) {
       let list = byTopic.get(m.topic);
       if (!list) byTopic.set(m.topic, (list = []));
-      list.push(
-        m.headers
-          ? { key: m.key, value: m.value, headers: m.headers }
-          : { key: m.key, value: m.value },
-      );
+      list.push(m);
     }
     await this.producer.sendBatch({
       acks: -1,

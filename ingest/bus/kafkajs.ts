@@ -1,5 +1,7 @@
 import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
+import { groupMessagesPerPartition } from './kafka-partition.ts';
+import { fastProduceRequest } from './kafka-produce.ts';
 
 /**
  * kafkajs, loaded when a Kafka bus (or a Kafka scan) is first made, not when Drover starts
@@ -69,8 +71,38 @@ function fixIdleTimerLoop(): void {
   };
 }
 
+/**
+ * kafkajs's Produce request (v3, which v4-v7 reuse) encoded by kafka-produce.ts, and its
+ * grouping of a send's messages per partition made linear (kafka-partition.ts). Set in
+ * the module cache before kafkajs loads, so the modules requiring them take them; left
+ * as they are if kafkajs's layout is not the one of 2.2.4.
+ */
+function fastProduce(): void {
+  try {
+    const path = requireLib.resolve('kafkajs/src/protocol/requests/produce/v3/request.js');
+    const original = requireLib(path) as Parameters<typeof fastProduceRequest>[0];
+    const Encoder = requireLib('kafkajs/src/protocol/encoder.js') as Parameters<
+      typeof fastProduceRequest
+    >[1];
+    const cached = requireLib.cache[path];
+    if (!cached || typeof original !== 'function' || typeof Encoder !== 'function') return;
+    cached.exports = fastProduceRequest(original, Encoder);
+  } catch {
+    return;
+  }
+  try {
+    const path = requireLib.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
+    requireLib(path);
+    const cached = requireLib.cache[path];
+    if (cached && typeof cached.exports === 'function') cached.exports = groupMessagesPerPartition;
+  } catch {
+    return;
+  }
+}
+
 export function kafkajs(): typeof KafkaJs {
   if (!loaded) {
+    fastProduce();
     loaded = requireLib('kafkajs') as typeof KafkaJs;
     fixIdleTimerLoop();
   }

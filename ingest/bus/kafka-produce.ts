@@ -1,0 +1,310 @@
+import { gzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { crc32c } from './crc32c.ts';
+
+/**
+ * The body of a Kafka Produce request (versions 3-7, which kafkajs all builds with its v3
+ * encoder), written straight into one buffer per record batch: kafkajs makes an encoder
+ * object per record and per header, grows and copies them into the batch, and checksums
+ * with a byte-at-a-time CRC-32C; that was about half of the ingest server's CPU
+ * (bench/README.md, "Ingest"). The bytes are the ones kafkajs writes (a test compares
+ * them), so kafkajs stays the client: connections, the idempotent producer's sequence
+ * numbers, retries and answers are its own.
+ *
+ * Only the messages Drover sends take this path: keys and values that are strings,
+ * Buffers or null, headers of strings or Buffers, and no `timestamp` (the broker's
+ * `CreateTime` is then the send's, as kafkajs sets it). Anything else is encoded by
+ * kafkajs as before.
+ *
+ * Bounds: a record batch's buffer is the size of its records (two passes over them: the
+ * sizes, then the bytes), and the request's is the sum of its batches, which the
+ * batcher caps at the topics' `max.message.bytes` (kafka.ts).
+ */
+
+const gzipAsync = promisify(gzip);
+
+/** kafkajs's compression codes (protocol/message/compression). */
+const CODEC_NONE = 0;
+const CODEC_GZIP = 1;
+const CODEC_MASK = 0x07;
+const TRANSACTIONAL = 0x10;
+const MAGIC = 2;
+
+export interface ProduceMessage {
+  key?: unknown;
+  value?: unknown;
+  headers?: unknown;
+  timestamp?: unknown;
+}
+
+export interface ProducePartition {
+  partition: number;
+  firstSequence?: number;
+  messages: ProduceMessage[];
+}
+
+export interface ProduceArgs {
+  acks: number;
+  timeout: number;
+  transactionalId?: string | null;
+  /** kafkajs's Long (its `.value` is a bigint), or a number. */
+  producerId?: unknown;
+  producerEpoch?: number;
+  compression?: number;
+  topicData: Array<{ topic: string; partitions: ProducePartition[] }>;
+}
+
+function isBytes(v: unknown): v is string | Buffer {
+  return typeof v === 'string' || Buffer.isBuffer(v);
+}
+
+/** Whether every message is one this encoder writes as kafkajs would. */
+export function canEncode(args: ProduceArgs): boolean {
+  const codec = (args.compression ?? CODEC_NONE) & CODEC_MASK;
+  if (codec !== CODEC_NONE && codec !== CODEC_GZIP) return false;
+  if (!Array.isArray(args.topicData)) return false;
+  for (const t of args.topicData) {
+    if (typeof t.topic !== 'string' || !Array.isArray(t.partitions)) return false;
+    for (const p of t.partitions) {
+      if (!Array.isArray(p.messages)) return false;
+      for (const m of p.messages) {
+        if (m.timestamp != null) return false;
+        if (m.key != null && !isBytes(m.key)) return false;
+        if (m.value !== null && !isBytes(m.value)) return false;
+        if (m.headers != null && !headersOk(m.headers)) return false;
+      }
+    }
+  }
+  return true;
+}
+
+function headersOk(headers: unknown): boolean {
+  if (typeof headers !== 'object') return false;
+  for (const v of Object.values(headers as Record<string, unknown>)) {
+    if (Array.isArray(v)) {
+      if (!v.every((x) => x === null || isBytes(x))) return false;
+    } else if (v !== null && !isBytes(v)) return false;
+  }
+  return true;
+}
+
+function zigzag(n: number): number {
+  return ((n << 1) ^ (n >> 31)) >>> 0;
+}
+
+function varIntSize(n: number): number {
+  let v = zigzag(n);
+  let bytes = 1;
+  while (v >= 0x80) {
+    v >>>= 7;
+    bytes++;
+  }
+  return bytes;
+}
+
+function writeVarInt(buf: Buffer, at: number, n: number): number {
+  let v = zigzag(n);
+  while (v >= 0x80) {
+    buf[at++] = (v & 0x7f) | 0x80;
+    v >>>= 7;
+  }
+  buf[at++] = v;
+  return at;
+}
+
+function byteLength(v: string | Buffer): number {
+  return typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+}
+
+/** Writes `v` (length known) at `at`, returns the end. */
+function writeBytes(buf: Buffer, at: number, v: string | Buffer, length: number): number {
+  if (typeof v === 'string') buf.write(v, at, length, 'utf8');
+  else v.copy(buf, at);
+  return at + length;
+}
+
+/** The headers as kafkajs flattens them: an array value is one header per element. */
+function headerList(headers: unknown): Array<[string, string | Buffer | null]> {
+  const out: Array<[string, string | Buffer | null]> = [];
+  if (headers == null) return out;
+  for (const [k, v] of Object.entries(headers as Record<string, unknown>)) {
+    if (Array.isArray(v)) for (const x of v) out.push([k, x as string | Buffer | null]);
+    else out.push([k, v as string | Buffer | null]);
+  }
+  return out;
+}
+
+/**
+ * The records of one batch, framed (`[Record]` without the count), offset deltas from 0
+ * and timestamp deltas 0. Sizes go into `lengths` (3 per record) in the first pass.
+ */
+function encodeRecords(messages: ProduceMessage[]): Buffer {
+  const n = messages.length;
+  const lengths = new Int32Array(n * 3);
+  const headers: Array<Array<[string, string | Buffer | null]>> = [];
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const m = messages[i]!;
+    const keyLen = m.key == null ? -1 : byteLength(m.key as string | Buffer);
+    const valueLen = m.value == null ? -1 : byteLength(m.value as string | Buffer);
+    let body =
+      1 + // attributes
+      1 + // timestamp delta 0
+      varIntSize(i) +
+      varIntSize(keyLen) +
+      Math.max(0, keyLen) +
+      varIntSize(valueLen) +
+      Math.max(0, valueLen);
+    const hs = headerList(m.headers);
+    headers.push(hs);
+    body += varIntSize(hs.length);
+    for (const [k, v] of hs) {
+      const kl = Buffer.byteLength(k);
+      const vl = v === null ? -1 : byteLength(v);
+      body += varIntSize(kl) + kl + varIntSize(vl) + Math.max(0, vl);
+    }
+    lengths[i * 3] = keyLen;
+    lengths[i * 3 + 1] = valueLen;
+    lengths[i * 3 + 2] = body;
+    total += varIntSize(body) + body;
+  }
+  const buf = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (let i = 0; i < n; i++) {
+    const m = messages[i]!;
+    const keyLen = lengths[i * 3]!;
+    const valueLen = lengths[i * 3 + 1]!;
+    at = writeVarInt(buf, at, lengths[i * 3 + 2]!);
+    buf[at++] = 0; // attributes
+    buf[at++] = 0; // timestamp delta
+    at = writeVarInt(buf, at, i);
+    at = writeVarInt(buf, at, keyLen);
+    if (keyLen >= 0) at = writeBytes(buf, at, m.key as string | Buffer, keyLen);
+    at = writeVarInt(buf, at, valueLen);
+    if (valueLen >= 0) at = writeBytes(buf, at, m.value as string | Buffer, valueLen);
+    const hs = headers[i]!;
+    at = writeVarInt(buf, at, hs.length);
+    for (const [k, v] of hs) {
+      const kl = Buffer.byteLength(k);
+      at = writeVarInt(buf, at, kl);
+      at = writeBytes(buf, at, k, kl);
+      if (v === null) at = writeVarInt(buf, at, -1);
+      else {
+        const vl = byteLength(v);
+        at = writeVarInt(buf, at, vl);
+        at = writeBytes(buf, at, v, vl);
+      }
+    }
+  }
+  if (at !== total) throw new Error(`record batch encoding wrote ${at} of ${total} bytes`);
+  return buf;
+}
+
+function int64(v: unknown): bigint {
+  if (typeof v === 'bigint') return v;
+  if (typeof v === 'number') return BigInt(v);
+  if (typeof v === 'string') return BigInt(v);
+  if (v && typeof (v as { value?: unknown }).value === 'bigint')
+    return (v as { value: bigint }).value;
+  throw new TypeError('a 64-bit integer was expected');
+}
+
+/** One partition's entry: partition, the record batch's size, the record batch. */
+async function encodePartition(
+  args: ProduceArgs,
+  p: ProducePartition,
+  now: number,
+): Promise<Buffer> {
+  const codec = (args.compression ?? CODEC_NONE) & CODEC_MASK;
+  const records = encodeRecords(p.messages);
+  const payload = codec === CODEC_GZIP ? await gzipAsync(records) : records;
+  // partition, size, firstOffset, length, leader epoch, magic, crc: 4+4+8+4+4+1+4.
+  // attributes .. records count: 2+4+8+8+8+2+4+4 = 40.
+  const headerBytes = 29;
+  const crcFrom = headerBytes;
+  const out = Buffer.allocUnsafe(headerBytes + 40 + payload.length);
+  const batchSize = out.length - 8; // after partition and size
+  out.writeInt32BE(p.partition, 0);
+  out.writeInt32BE(batchSize, 4);
+  out.writeBigInt64BE(0n, 8); // first offset
+  out.writeInt32BE(batchSize - 12, 16); // length: after first offset and itself
+  out.writeInt32BE(0, 20); // partition leader epoch
+  out.writeInt8(MAGIC, 24);
+  let at = crcFrom;
+  out.writeInt16BE(codec | (args.transactionalId ? TRANSACTIONAL : 0), at);
+  out.writeInt32BE(p.messages.length - 1, at + 2); // last offset delta
+  out.writeBigInt64BE(BigInt(now), at + 6); // first timestamp
+  out.writeBigInt64BE(BigInt(now), at + 14); // max timestamp
+  out.writeBigInt64BE(int64(args.producerId ?? -1), at + 22);
+  out.writeInt16BE(args.producerEpoch ?? 0, at + 30);
+  out.writeInt32BE(p.firstSequence ?? 0, at + 32);
+  out.writeInt32BE(p.messages.length, at + 36);
+  at += 40;
+  payload.copy(out, at);
+  out.writeUInt32BE(crc32c(out, crcFrom, out.length), 25);
+  return out;
+}
+
+function writeString(s: string | null | undefined): Buffer {
+  if (s == null) {
+    const b = Buffer.allocUnsafe(2);
+    b.writeInt16BE(-1, 0);
+    return b;
+  }
+  const len = Buffer.byteLength(s);
+  const b = Buffer.allocUnsafe(2 + len);
+  b.writeInt16BE(len, 0);
+  b.write(s, 2, len, 'utf8');
+  return b;
+}
+
+function int32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeInt32BE(n, 0);
+  return b;
+}
+
+/** The Produce request body (v3 layout), as kafkajs's v3 `encode()` writes it. */
+export async function encodeProduce(args: ProduceArgs, now = Date.now()): Promise<Buffer> {
+  const head = Buffer.allocUnsafe(6);
+  head.writeInt16BE(args.acks, 0);
+  head.writeInt32BE(args.timeout, 2);
+  const parts: Buffer[] = [writeString(args.transactionalId), head, int32(args.topicData.length)];
+  for (const t of args.topicData) {
+    parts.push(writeString(t.topic), int32(t.partitions.length));
+    for (const p of t.partitions) parts.push(await encodePartition(args, p, now));
+  }
+  return Buffer.concat(parts);
+}
+
+interface KafkaJsEncoder {
+  buf: Buffer;
+  offset: number;
+}
+
+type ProduceRequest = (args: ProduceArgs) => { encode: () => Promise<unknown> };
+
+/**
+ * kafkajs's v3 Produce request with `encode` replaced by encodeProduce() for the
+ * messages it can write (canEncode), kafkajs's own otherwise. The result is a kafkajs
+ * Encoder holding the bytes, which is what kafkajs frames the request from.
+ */
+export function fastProduceRequest(
+  original: ProduceRequest,
+  Encoder: new () => KafkaJsEncoder,
+): ProduceRequest & { original: ProduceRequest } {
+  const request = (args: ProduceArgs) => {
+    const req = original(args);
+    if (!canEncode(args)) return req;
+    return {
+      ...req,
+      encode: async () => {
+        const e = new Encoder();
+        e.buf = await encodeProduce(args);
+        e.offset = e.buf.length;
+        return e;
+      },
+    };
+  };
+  return Object.assign(request, { original });
+}

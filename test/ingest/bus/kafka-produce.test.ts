@@ -1,0 +1,113 @@
+import { createRequire } from 'node:module';
+import { gunzipSync } from 'node:zlib';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { crc32c } from '../../../ingest/bus/crc32c.ts';
+import { canEncode, type ProduceArgs } from '../../../ingest/bus/kafka-produce.ts';
+import { kafkajs } from '../../../ingest/bus/kafkajs.ts';
+
+const requireLib = createRequire(import.meta.url);
+type Request = ((args: ProduceArgs) => { encode(): Promise<{ buffer: Buffer }> }) & {
+  original?: Request;
+};
+
+function produceRequests(): { fast: Request; kafkajs: Request } {
+  kafkajs();
+  const fast = requireLib('kafkajs/src/protocol/requests/produce/v3/request.js') as Request;
+  expect(fast.original).toBeTypeOf('function');
+  return { fast, kafkajs: fast.original! };
+}
+
+function argsOf(
+  compression: number,
+  messages: ProduceArgs['topicData'][0]['partitions'][0]['messages'],
+): ProduceArgs {
+  const { Long } = {
+    Long: requireLib('kafkajs/src/utils/long.js') as { fromValue(v: unknown): unknown },
+  };
+  return {
+    acks: -1,
+    timeout: 30_000,
+    producerId: Long.fromValue(4242),
+    producerEpoch: 3,
+    compression,
+    topicData: [
+      {
+        topic: 'drover.logs',
+        partitions: [
+          { partition: 0, firstSequence: 17, messages },
+          { partition: 2, firstSequence: 0, messages: messages.slice(0, 1) },
+        ],
+      },
+      { topic: 'drover.deadletter', partitions: [{ partition: 1, firstSequence: 5, messages }] },
+    ],
+  };
+}
+
+const messages = [
+  { key: 'checkout', value: '{"message":"ok","n":1}' },
+  { key: 'ünïcode-sërvice', value: `{"message":"${'é'.repeat(300)}✓"}` },
+  { key: '', value: 'x'.repeat(20_000), headers: { 'drover.reason': 'too large' } },
+  { key: null, value: Buffer.from([0, 1, 2, 255]) },
+  { key: Buffer.from('k'), value: null, headers: { a: ['1', '2'], b: Buffer.from('bytes') } },
+];
+
+describe("the Produce request's encoding (kafka-produce.ts)", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("writes the very bytes kafkajs's own encoder writes, without compression", async () => {
+    vi.spyOn(Date, 'now').mockReturnValue(1_764_000_000_123);
+    const { fast, kafkajs: original } = produceRequests();
+    const args = argsOf(0, messages);
+    const ours = (await fast(args).encode()).buffer;
+    const theirs = (await original(args).encode()).buffer;
+    expect(ours.length).toBe(theirs.length);
+    expect(ours.equals(theirs)).toBe(true);
+  });
+
+  it('writes the same records under gzip, and a checksum kafkajs agrees with', async () => {
+    vi.spyOn(Date, 'now').mockReturnValue(1_764_000_000_123);
+    const { fast, kafkajs: original } = produceRequests();
+    const args = argsOf(1, messages);
+    const ours = (await fast(args).encode()).buffer;
+    const theirs = (await original(args).encode()).buffer;
+    // gzip's bytes may differ in their header; the layout around them and what they hold may not.
+    expect(ours.length).toBeGreaterThan(100);
+    const first = (b: Buffer) => {
+      // transactional id (-1), acks, timeout, topics, topic name, partitions, partition, size
+      let at = 2 + 2 + 4 + 4;
+      at += 2 + b.readInt16BE(at);
+      at += 4 + 4;
+      const size = b.readInt32BE(at);
+      return b.subarray(at + 4, at + 4 + size);
+    };
+    const a = first(ours);
+    const b = first(theirs);
+    expect(a.subarray(0, 17)).toEqual(b.subarray(0, 17)); // first offset, length's... epoch, magic
+    expect(a.subarray(21, 61)).toEqual(b.subarray(21, 61)); // attributes .. record count
+    expect(a.readUInt32BE(17)).toBe(crc32c(a, 21));
+    expect(gunzipSync(a.subarray(61))).toEqual(gunzipSync(b.subarray(61)));
+  });
+
+  it('leaves to kafkajs what it does not write: timestamps, other codecs, other values', () => {
+    expect(canEncode(argsOf(0, messages))).toBe(true);
+    expect(canEncode(argsOf(0, [{ key: 'a', value: 'b', timestamp: '1' }]))).toBe(false);
+    expect(canEncode(argsOf(2, messages))).toBe(false);
+    expect(canEncode(argsOf(0, [{ key: 'a', value: 42 }]))).toBe(false);
+    expect(canEncode(argsOf(0, [{ key: 1, value: 'v' }]))).toBe(false);
+    expect(canEncode(argsOf(0, [{ key: 'a', value: 'v', headers: { h: 7 } }]))).toBe(false);
+  });
+});
+
+describe('CRC-32C', () => {
+  it('gives the check value and agrees with kafkajs on every length and offset', () => {
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
+    const theirs = requireLib('kafkajs/src/protocol/recordBatch/crc32C/index.js') as (
+      b: Buffer,
+    ) => number;
+    const data = Buffer.alloc(600);
+    for (let i = 0; i < data.length; i++) data[i] = (i * 131 + 7) & 0xff;
+    for (let start = 0; start < 9; start++)
+      for (let end = start; end <= 600; end += 13)
+        expect(crc32c(data, start, end)).toBe(theirs(data.subarray(start, end)));
+  });
+});
