@@ -338,7 +338,7 @@ export class CheckpointStore {
     const work = this.begin(capture, offsets, 1024);
     const began = performance.now();
     try {
-      work.slice(Number.POSITIVE_INFINITY);
+      while (!work.slice(Number.POSITIVE_INFINITY));
     } catch (err) {
       work.fail();
       throw err;
@@ -431,7 +431,8 @@ export class CheckpointStore {
         commit();
         switched = true;
         this.current = into;
-        if (!oldCleared && performance.now() >= until) return false;
+        // A fold the switch started is waited for before the old set is cleared.
+        if (!oldCleared && (performance.now() >= until || this.folder.busy)) return false;
       }
       if (!oldCleared) {
         if (!open) {
