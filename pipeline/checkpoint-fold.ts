@@ -16,7 +16,7 @@ type Reply = { ok: true } | { ok: false; error: string };
 export class LogFolder {
   private worker: Worker | undefined;
   /** At most one fold at a time: a request while one runs gets that one. */
-  private folding: Promise<void> | undefined;
+  private folding: Promise<boolean> | undefined;
   private closed = false;
 
   constructor(
@@ -39,21 +39,34 @@ export class LogFolder {
     return worker;
   }
 
-  /** Starts a fold unless one is running; resolves when it ends (an error is reported, not thrown). */
-  fold(): Promise<void> | undefined {
+  /** Whether a fold is running. */
+  get busy(): boolean {
+    return this.folding !== undefined;
+  }
+
+  /** Resolves once no fold is running (at once when none is); starts none. */
+  async running(): Promise<void> {
+    await this.folding;
+  }
+
+  /**
+   * Starts a fold unless one is running; resolves when it ends, true when it folded (an
+   * error is reported, not thrown).
+   */
+  fold(): Promise<boolean> | undefined {
     if (this.closed) return undefined;
     if (this.folding) return this.folding;
     const worker = (this.worker ??= this.start());
-    this.folding = new Promise<void>((resolve) => {
+    this.folding = new Promise<boolean>((resolve) => {
       const done = (m: Reply) => {
         worker.off('exit', gone);
         if (!m.ok) this.onError(new Error(m.error));
-        resolve();
+        resolve(m.ok);
       };
       const gone = () => {
         worker.off('message', done);
         this.worker = undefined;
-        resolve();
+        resolve(false);
       };
       worker.once('message', done);
       worker.once('exit', gone);

@@ -5,9 +5,15 @@
  * transaction. A crash, or a failed write, leaves the previous checkpoint.
  *
  * A capture is written in slices: each takes entries from the capture and upserts them,
- * for at most `sliceMs`, then yields the event loop until the next; the transaction
- * stays open across slices (this connection is the file's only writer) and commits
- * with the head and the offsets in the last one.
+ * for at most `sliceMs`, then yields the event loop until the next. An incremental
+ * capture (bounded by what changed) is one transaction, open across slices (this
+ * connection is the file's only writer), committed with the head and the offsets in the
+ * last slice. A full one would make a transaction, and a COMMIT, the size of the whole
+ * state (~140 ms on the loop at 1 M keys), so it is written as a transaction per slice
+ * into the set of tables not in use, and becomes the checkpoint only when its last slice
+ * names that set in `meta` with the head and the offsets: a crash or a failure before
+ * leaves the previous checkpoint, and the rows written are cleared by the next full one.
+ * After the switch, the old set is cleared, a transaction per slice.
  *
  * Encoding: each entry in checkpoint-codec.ts's form (plain data, typed numbers, ±Infinity
  * kept, strings as they are, linear in their size, no native object per entry); the head
@@ -36,10 +42,15 @@ import {
 /**
  * The store's layout; a file of another format is not read. Format 2 encodes entries
  * with checkpoint-codec.ts; format 1's entries (`node:v8`) are read too, and a store's
- * rows may hold both (a format-1 store updated since).
+ * rows may hold both (a format-1 store updated since). Format 3 names the set of tables
+ * the checkpoint is in (`meta` 'tables', one of TABLE_SETS); before, always the first. A
+ * reader of format 2 would read the other set, stale or empty: it refuses format 3.
  */
-const FORMAT = 2;
-const FORMATS_READ = new Set([1, 2]);
+const FORMAT = 3;
+const FORMATS_READ = new Set([1, 2, 3]);
+
+/** The two sets of tables a checkpoint may be in: entries and timers, by suffix. */
+const TABLE_SETS = ['', '_b'] as const;
 
 /**
  * Bytes of write-ahead log past which a commit has it folded into the database, by a
@@ -49,7 +60,7 @@ const FORMATS_READ = new Set([1, 2]);
 const FOLD_BYTES = 64 * 2 ** 20;
 const FOLD_HERE_FACTOR = 8;
 
-/** Rows a full checkpoint deletes between two checks of its slice's time. */
+/** Rows a set of tables is cleared by between two checks of its slice's time. */
 const CLEAR_CHUNK = 256;
 
 export interface StoredCheckpoint {
@@ -70,6 +81,8 @@ export interface WriteStats {
   maxPauseMs: number;
   totalMs: number;
   slices: number;
+  /** Transactions committed (a full checkpoint commits one per slice). */
+  commits: number;
 }
 
 export interface WriteOptions {
@@ -118,19 +131,86 @@ function iterable<T>(rows: () => Generator<T>): Iterable<T> {
   return { [Symbol.iterator]: rows };
 }
 
+/** One set of tables (TABLE_SETS) and its statements. */
+interface Tables {
+  name: string;
+  upsert: SqliteStatement;
+  remove: SqliteStatement;
+  timerInsert: SqliteStatement;
+  timerDelete: SqliteStatement;
+  entriesCut: SqliteStatement;
+  entriesClearTo: SqliteStatement;
+  entriesClearAll: SqliteStatement;
+  timersClear: SqliteStatement;
+  entriesAll: SqliteStatement;
+  timersAll: SqliteStatement;
+}
+
+function tables(db: SqliteDatabase, name: string): Tables {
+  const entries = `entries${name}`;
+  const timers = `timers${name}`;
+  db.exec(`
+    CREATE TABLE IF NOT EXISTS ${entries} (
+      rule TEXT NOT NULL, id BLOB NOT NULL, value BLOB NOT NULL,
+      PRIMARY KEY (rule, id)) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS ${timers} (
+      seq INTEGER PRIMARY KEY, at REAL NOT NULL, rule TEXT NOT NULL, key BLOB NOT NULL,
+      tag INTEGER NOT NULL);
+  `);
+  return {
+    name,
+    upsert: db.prepare(
+      `INSERT INTO ${entries} (rule, id, value) VALUES (?, ?, ?) ON CONFLICT (rule, id) DO UPDATE SET value = excluded.value`,
+    ),
+    remove: db.prepare(`DELETE FROM ${entries} WHERE rule = ? AND id = ?`),
+    timerInsert: db.prepare(
+      `INSERT OR REPLACE INTO ${timers} (seq, at, rule, key, tag) VALUES (?, ?, ?, ?, ?)`,
+    ),
+    timerDelete: db.prepare(`DELETE FROM ${timers} WHERE seq = ?`),
+    // Tables are cleared in chunks of CLEAR_CHUNK rows, in key order.
+    entriesCut: db.prepare(
+      `SELECT rule, id FROM ${entries} ORDER BY rule, id LIMIT 1 OFFSET ${CLEAR_CHUNK - 1}`,
+    ),
+    entriesClearTo: db.prepare(`DELETE FROM ${entries} WHERE (rule, id) <= (?, ?)`),
+    entriesClearAll: db.prepare(`DELETE FROM ${entries}`),
+    timersClear: db.prepare(
+      `DELETE FROM ${timers} WHERE seq IN (SELECT seq FROM ${timers} ORDER BY seq LIMIT ${CLEAR_CHUNK})`,
+    ),
+    entriesAll: db.prepare(`SELECT rule, id, value FROM ${entries}`),
+    timersAll: db.prepare(`SELECT seq, at, rule, key, tag FROM ${timers}`),
+  };
+}
+
+/** Clears a set of tables, CLEAR_CHUNK rows at a time, until `until`; true once empty. */
+function clearTables(t: Tables, until: number): boolean {
+  for (;;) {
+    const cut = t.entriesCut.get() as { rule: string; id: Uint8Array } | undefined;
+    if (cut !== undefined) t.entriesClearTo.run(cut.rule, cut.id);
+    else {
+      t.entriesClearAll.run();
+      if (Number(t.timersClear.run().changes) === 0) return true;
+    }
+    if (performance.now() >= until) return false;
+  }
+}
+
 export class CheckpointStore {
   private readonly db: SqliteDatabase;
-  private readonly upsert: SqliteStatement;
-  private readonly remove: SqliteStatement;
-  private readonly timerInsert: SqliteStatement;
-  private readonly timerDelete: SqliteStatement;
+  private readonly sets: [Tables, Tables];
+  /** The set of tables the last checkpoint committed is in. */
+  private current: 0 | 1 = 0;
   private readonly metaSet: SqliteStatement;
-  private readonly entriesCut: SqliteStatement;
-  private readonly entriesClearTo: SqliteStatement;
-  private readonly timersClear: SqliteStatement;
   private writing = false;
   private readonly folder: LogFolder;
   private readonly foldBytes: number;
+  /**
+   * The log file's size when the last fold ended. The file is not cut after a fold: once
+   * folded whole, the log starts over from its beginning inside it, and the file grows
+   * again only once more than its size has been written since. A fold is asked for when
+   * the file grows past this (and foldBytes), so once per that many bytes written, not
+   * at every commit while the file stays large.
+   */
+  private foldedAt = 0;
   /** Folds that failed in the worker (the log is folded at a later commit). */
   foldFailures = 0;
 
@@ -155,34 +235,18 @@ export class CheckpointStore {
     // writes few.
     this.db.pragma('cache_size = -256');
     this.db.pragma('wal_checkpoint(TRUNCATE)');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);
-      CREATE TABLE IF NOT EXISTS entries (
-        rule TEXT NOT NULL, id BLOB NOT NULL, value BLOB NOT NULL,
-        PRIMARY KEY (rule, id)) WITHOUT ROWID;
-      CREATE TABLE IF NOT EXISTS timers (
-        seq INTEGER PRIMARY KEY, at REAL NOT NULL, rule TEXT NOT NULL, key BLOB NOT NULL,
-        tag INTEGER NOT NULL);
-    `);
-    this.upsert = this.db.prepare(
-      'INSERT INTO entries (rule, id, value) VALUES (?, ?, ?) ON CONFLICT (rule, id) DO UPDATE SET value = excluded.value',
-    );
-    this.remove = this.db.prepare('DELETE FROM entries WHERE rule = ? AND id = ?');
-    this.timerInsert = this.db.prepare(
-      'INSERT OR REPLACE INTO timers (seq, at, rule, key, tag) VALUES (?, ?, ?, ?, ?)',
-    );
-    this.timerDelete = this.db.prepare('DELETE FROM timers WHERE seq = ?');
-    // A full checkpoint clears the tables in chunks of CLEAR_CHUNK rows, in key order.
-    this.entriesCut = this.db.prepare(
-      `SELECT rule, id FROM entries ORDER BY rule, id LIMIT 1 OFFSET ${CLEAR_CHUNK - 1}`,
-    );
-    this.entriesClearTo = this.db.prepare('DELETE FROM entries WHERE (rule, id) <= (?, ?)');
-    this.timersClear = this.db.prepare(
-      `DELETE FROM timers WHERE seq IN (SELECT seq FROM timers ORDER BY seq LIMIT ${CLEAR_CHUNK})`,
-    );
+    this.db.exec('CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);');
+    this.sets = [tables(this.db, TABLE_SETS[0]), tables(this.db, TABLE_SETS[1])];
     this.metaSet = this.db.prepare(
       'INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value',
     );
+    const named = this.db.prepare("SELECT value FROM meta WHERE name = 'tables'").get() as
+      { value: Uint8Array } | undefined;
+    if (named !== undefined) {
+      const i = TABLE_SETS.indexOf(deserialize(named.value) as (typeof TABLE_SETS)[number]);
+      if (i < 0) throw new Error(`${this.path}: no such set of checkpoint tables`);
+      this.current = i as 0 | 1;
+    }
   }
 
   /** The last checkpoint committed, or undefined when there is none. Entries are read lazily. */
@@ -207,13 +271,13 @@ export class CheckpointStore {
       offsets: Record<string, number>;
       at: number;
     };
-    const db = this.db;
+    const t = this.sets[this.current];
     return {
       head: engine,
       offsets,
       at,
       entries: iterable(function* () {
-        const rows = db.prepare('SELECT rule, id, value FROM entries').iterate() as Iterable<{
+        const rows = t.entriesAll.iterate() as Iterable<{
           rule: string;
           id: Uint8Array;
           value: Uint8Array;
@@ -226,9 +290,7 @@ export class CheckpointStore {
           ];
       }),
       timers: iterable(function* () {
-        const rows = db
-          .prepare('SELECT seq, at, rule, key, tag FROM timers')
-          .iterate() as Iterable<{
+        const rows = t.timersAll.iterate() as Iterable<{
           seq: number | bigint;
           at: number;
           rule: string;
@@ -264,6 +326,9 @@ export class CheckpointStore {
       }
       work.paused(performance.now() - began);
       if (done) return work.stats;
+      // Between two transactions (a full checkpoint's), a fold running is waited for:
+      // the next transaction then starts the log over, which stays near foldBytes.
+      if (!work.open) await this.folder.running();
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
@@ -273,7 +338,7 @@ export class CheckpointStore {
     const work = this.begin(capture, offsets, 1024);
     const began = performance.now();
     try {
-      work.slice(Number.POSITIVE_INFINITY);
+      while (!work.slice(Number.POSITIVE_INFINITY));
     } catch (err) {
       work.fail();
       throw err;
@@ -293,77 +358,110 @@ export class CheckpointStore {
       maxPauseMs: 0,
       totalMs: 0,
       slices: 0,
+      commits: 0,
     };
     const at = Date.now();
     const offsetsNow = { ...offsets };
-    let started = false;
-    let cleared = false;
+    const full = capture.full;
+    // A full checkpoint goes into the other set of tables, an incremental one the current.
+    const old = this.current;
+    const into: 0 | 1 = full ? ((1 - old) as 0 | 1) : old;
+    const t = this.sets[into];
+    let open = false;
+    let cleared = !full;
     let taken = false;
     let added = 0;
     let removed = 0;
+    let switched = false;
+    let oldCleared = !full;
+    const db = this.db;
+    const commit = () => {
+      db.exec('COMMIT');
+      open = false;
+      stats.commits++;
+      this.committed();
+    };
     const writeRows = (rows: EntryRow[]) => {
       for (const [rule, id, value] of rows) {
         const blob = idBlob(id);
-        if (value === null) this.remove.run(rule, blob);
+        if (value === null) t.remove.run(rule, blob);
         else {
-          this.upsert.run(rule, blob, value);
+          t.upsert.run(rule, blob, value);
           stats.bytes += value.byteLength;
         }
         stats.bytes += blob.byteLength;
         stats.entries++;
       }
     };
+    /** The work up to `until`; true once the checkpoint is committed and the old set cleared. */
+    const run = (until: number): boolean => {
+      // Rows a full checkpoint that failed or crashed left in the set it goes into.
+      if (!cleared) {
+        cleared = clearTables(t, until);
+        if (!cleared) return false;
+      }
+      while (!taken) {
+        taken = capture.step(step);
+        writeRows(capture.drain());
+        if (!taken && performance.now() >= until) return false;
+      }
+      writeRows(capture.drain());
+      const rows = capture.timersAdded;
+      while (added < rows.length) {
+        const end = Math.min(rows.length, added + step * 4);
+        for (; added < end; added++) {
+          const [seq, ts, rule, key, tag] = timerRow(rows[added]!);
+          const blob = idBlob(key);
+          t.timerInsert.run(seq, ts, rule, blob, tag);
+          stats.bytes += 24 + blob.byteLength;
+          stats.timers++;
+        }
+        if (added < rows.length && performance.now() >= until) return false;
+      }
+      const gone = capture.timersRemoved;
+      while (removed < gone.length) {
+        const end = Math.min(gone.length, removed + step * 4);
+        for (; removed < end; removed++) t.timerDelete.run(gone[removed]!);
+        if (removed < gone.length && performance.now() >= until) return false;
+      }
+      if (!switched) {
+        this.metaSet.run('format', serialize(FORMAT));
+        this.metaSet.run('tables', serialize(TABLE_SETS[into]));
+        this.metaSet.run('head', serialize({ engine: capture.head, offsets: offsetsNow, at }));
+        commit();
+        switched = true;
+        this.current = into;
+        // A fold the switch started is waited for before the old set is cleared.
+        if (!oldCleared && (performance.now() >= until || this.folder.busy)) return false;
+      }
+      if (!oldCleared) {
+        if (!open) {
+          db.exec('BEGIN IMMEDIATE');
+          open = true;
+        }
+        oldCleared = clearTables(this.sets[old], until);
+        if (!oldCleared) return false;
+        commit();
+      }
+      return true;
+    };
     return {
       stats,
-      /** One slice of the work, until `until` (performance.now()); true once committed. */
+      /** Whether a transaction is open between two slices (an incremental checkpoint's). */
+      get open() {
+        return open;
+      },
+      /** One slice of the work, until `until` (performance.now()); true once done. */
       slice: (until: number): boolean => {
-        if (!started) {
-          this.db.exec('BEGIN IMMEDIATE');
-          started = true;
-          cleared = !capture.full;
+        if (!open) {
+          db.exec('BEGIN IMMEDIATE');
+          open = true;
         }
-        // A full checkpoint replaces everything: the old rows go first, a chunk at a time.
-        while (!cleared) {
-          const cut = this.entriesCut.get() as { rule: string; id: Uint8Array } | undefined;
-          if (cut !== undefined) this.entriesClearTo.run(cut.rule, cut.id);
-          else {
-            this.db.exec('DELETE FROM entries');
-            cleared = Number(this.timersClear.run().changes) === 0;
-          }
-          if (!cleared && performance.now() >= until) return false;
-        }
-        while (!taken) {
-          taken = capture.step(step);
-          writeRows(capture.drain());
-          if (!taken && performance.now() >= until) return false;
-        }
-        writeRows(capture.drain());
-        const rows = capture.timersAdded;
-        while (added < rows.length) {
-          const end = Math.min(rows.length, added + step * 4);
-          for (; added < end; added++) {
-            const [seq, t, rule, key, tag] = timerRow(rows[added]!);
-            const blob = idBlob(key);
-            this.timerInsert.run(seq, t, rule, blob, tag);
-            stats.bytes += 24 + blob.byteLength;
-            stats.timers++;
-          }
-          if (added < rows.length && performance.now() >= until) return false;
-        }
-        const gone = capture.timersRemoved;
-        while (removed < gone.length) {
-          const end = Math.min(gone.length, removed + step * 4);
-          for (; removed < end; removed++) this.timerDelete.run(gone[removed]!);
-          if (removed < gone.length && performance.now() >= until) return false;
-        }
-        this.metaSet.run('format', serialize(FORMAT));
-        this.metaSet.run('head', serialize({ engine: capture.head, offsets: offsetsNow, at }));
-        this.db.exec('COMMIT');
-        this.writing = false;
-        const log = this.logBytes();
-        if (log > this.foldBytes * FOLD_HERE_FACTOR) this.db.pragma('wal_checkpoint(TRUNCATE)');
-        else if (log > this.foldBytes) void this.folder.fold();
-        return true;
+        const done = run(until);
+        // A full checkpoint commits each slice: its transactions stay a slice's size.
+        if (open && (done || full)) commit();
+        if (done) this.writing = false;
+        return done;
       },
       paused: (ms: number) => {
         stats.slices++;
@@ -372,9 +470,10 @@ export class CheckpointStore {
       },
       fail: () => {
         capture.close();
-        if (started) {
+        if (open) {
+          open = false;
           try {
-            this.db.exec('ROLLBACK');
+            db.exec('ROLLBACK');
           } catch {
             // SQLite rolled it back itself (a failed commit).
           }
@@ -382,6 +481,19 @@ export class CheckpointStore {
         this.writing = false;
       },
     };
+  }
+
+  /** After a commit: folds the log by the worker once it has grown, here past its bound. */
+  private committed(): void {
+    const log = this.logBytes();
+    if (log > this.foldBytes * FOLD_HERE_FACTOR) {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+      this.foldedAt = 0;
+    } else if (log > this.foldBytes && log > this.foldedAt && !this.folder.busy) {
+      void this.folder.fold()?.then((ok) => {
+        if (ok) this.foldedAt = this.logBytes();
+      });
+    }
   }
 
   /** Whether a capture is being written now. */
@@ -405,9 +517,9 @@ export class CheckpointStore {
     }
   }
 
-  /** Resolves once no fold of the log is running (tests, benchmarks). */
+  /** Resolves once no fold of the log is running (tests, benchmarks); starts none. */
   async folded(): Promise<void> {
-    await this.folder.fold();
+    await this.folder.running();
   }
 
   close(): void {

@@ -1,8 +1,9 @@
-import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterEach, describe, expect, it } from 'vitest';
+import { Worker } from 'node:worker_threads';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Event } from '../../ingest/model/index.ts';
 import { openSqlite } from '../../ingest/storage/sqlite.ts';
 import { CheckpointStore, encodeEntry } from '../../pipeline/checkpoint-store.ts';
@@ -355,9 +356,10 @@ describe('incremental checkpoints', () => {
 
     // Another connection makes every write of an entry fail, as a full disk would mid-way.
     const other = openSqlite(path);
-    other.exec(
-      "CREATE TRIGGER refuse BEFORE INSERT ON entries BEGIN SELECT RAISE(ABORT, 'refused'); END",
-    );
+    for (const table of ['entries', 'entries_b'])
+      other.exec(
+        `CREATE TRIGGER refuse${table} BEFORE INSERT ON ${table} BEGIN SELECT RAISE(ABORT, 'refused'); END`,
+      );
     const capture = e.capture(encodeEntry);
     await expect(
       store.write(capture, { 'bus/0': half + 100 }, { sliceMs: 0, step: 1 }),
@@ -369,7 +371,7 @@ describe('incremental checkpoints', () => {
     restored.restoreChanges(kept);
     expect(canonical(restored.snapshot())).toEqual(atHalf);
 
-    other.exec('DROP TRIGGER refuse');
+    for (const table of ['entries', 'entries_b']) other.exec(`DROP TRIGGER refuse${table}`);
     other.close();
     const next = store.writeNow(e.capture(encodeEntry), { 'bus/0': half + 100 });
     expect(next.full).toBe(true);
@@ -425,7 +427,144 @@ describe('incremental checkpoints', () => {
   });
 });
 
+describe('a full checkpoint', () => {
+  const rules = [
+    rule({ name: 'freq', type: 'frequency', num_events: 3, timeframe: m(60), query_key: ['host'] }),
+  ];
+
+  /** The files a process killed now leaves, copied to another path (no -shm: rebuilt). */
+  function crashCopy(path: string): string {
+    const copy = `${path}-crashed`;
+    copyFileSync(path, copy);
+    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
+    return copy;
+  }
+
+  it('commits a transaction a slice, and a crash mid-way keeps the previous checkpoint', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k < 5000; k++) e.process(ev(k, { host: `h${k}` }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 5000 });
+    const before = canonical(e.snapshot());
+    for (let k = 0; k < 100; k++) e.process(ev(5000 + k, { host: `g${k}` }));
+    e.trackChanges(true); // the next capture is full
+    const writing = store.write(e.capture(encodeEntry), { 'bus/0': 5100 }, { sliceMs: 0 });
+    for (let i = 0; i < 30; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(store.busy).toBe(true);
+
+    // Mid-way, another connection sees rows of the new checkpoint committed, in the set
+    // of tables not in use, and the previous head.
+    const other = openSqlite(path, { readonly: true });
+    const count = (table: string) =>
+      Number((other.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n);
+    expect(count('entries') + count('entries_b')).toBeGreaterThan(5000);
+    other.close();
+    const crashed = new CheckpointStore(crashCopy(path));
+    const kept = crashed.read()!;
+    expect(kept.offsets).toEqual({ 'bus/0': 5000 });
+    const restored = engine(rules, new Map());
+    restored.restoreChanges(kept);
+    expect(canonical(restored.snapshot())).toEqual(before);
+
+    const stats = await writing;
+    expect(stats.full).toBe(true);
+    expect(stats.commits).toBeGreaterThan(10);
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+
+    // The crashed store's next full checkpoint clears what the crash left, and holds.
+    e.trackChanges(true);
+    await crashed.write(e.capture(encodeEntry), { 'bus/0': 5100 }, { sliceMs: 0 });
+    crashed.close();
+    const reopened = new CheckpointStore(crashed.path);
+    const again = engine(rules, new Map());
+    again.restoreChanges(reopened.read()!);
+    expect(canonical(again.snapshot())).toEqual(canonical(e.snapshot()));
+    expect(reopened.read()!.offsets).toEqual({ 'bus/0': 5100 });
+    const db = openSqlite(crashed.path, { readonly: true });
+    const rows = (table: string) =>
+      Number((db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n);
+    // One set holds the checkpoint; the other was cleared after the switch.
+    expect([rows('entries'), rows('entries_b')].sort((a, b) => a - b)).toEqual([0, 5100]);
+    db.close();
+    reopened.close();
+  });
+
+  it('failing after some slices were committed keeps the previous checkpoint', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k < 3000; k++) e.process(ev(k, { host: `h${k}` }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 3000 });
+    const before = canonical(e.snapshot());
+    for (let k = 0; k < 100; k++) e.process(ev(3000 + k, { host: `g${k}` }));
+    e.trackChanges(true);
+    // Writes into either set fail once it holds 1,000 rows (as a disk filling up).
+    const other = openSqlite(path);
+    for (const table of ['entries', 'entries_b'])
+      other.exec(
+        `CREATE TRIGGER full${table} BEFORE INSERT ON ${table} WHEN (SELECT count(*) FROM ${table}) >= 1000 BEGIN SELECT RAISE(ABORT, 'disk full'); END`,
+      );
+    const capture = e.capture(encodeEntry);
+    await expect(store.write(capture, { 'bus/0': 3100 }, { sliceMs: 0 })).rejects.toThrow(
+      /disk full/,
+    );
+    e.abandonCapture(capture);
+    for (const table of ['entries', 'entries_b']) other.exec(`DROP TRIGGER full${table}`);
+    other.close();
+    const kept = store.read()!;
+    expect(kept.offsets).toEqual({ 'bus/0': 3000 });
+    const restored = engine(rules, new Map());
+    restored.restoreChanges(kept);
+    expect(canonical(restored.snapshot())).toEqual(before);
+    store.close();
+  });
+});
+
+/** Folds asked of the worker while `run` runs. */
+async function foldsAsked(run: () => Promise<void>): Promise<number> {
+  const post = vi.spyOn(Worker.prototype, 'postMessage');
+  try {
+    await run();
+    return post.mock.calls.filter(([m]) => (m as { op?: string }).op === 'fold').length;
+  } finally {
+    post.mockRestore();
+  }
+}
+
 describe('the write-ahead log', () => {
+  it('is asked to fold once, not at every commit while its file stays large', async () => {
+    const store = new CheckpointStore(storePath(), { foldBytes: 1 });
+    const e = engine(RULES, new Map());
+    e.trackChanges(true);
+    const events = stream();
+    for (const event of events.slice(0, 400)) e.process(structuredClone(event));
+    await store.write(e.capture(encodeEntry), { 'bus/0': 400 });
+    await store.folded();
+    // The log was folded whole: small checkpoints now write over it, the file no larger.
+    const asked = await foldsAsked(async () => {
+      for (let k = 400; k < 410; k++) {
+        e.process(structuredClone(events[k]!));
+        await store.write(e.capture(encodeEntry), { 'bus/0': k + 1 });
+        await store.folded();
+      }
+    });
+    expect(asked).toBe(0);
+    expect(store.foldFailures).toBe(0);
+    store.close();
+  });
+
+  it('folded() waits for a fold running and starts none', async () => {
+    const store = new CheckpointStore(storePath(), { foldBytes: 1 });
+    expect(await foldsAsked(() => store.folded())).toBe(0);
+    store.close();
+  });
+
   it('is folded into the database file by a worker once past its bound', async () => {
     const path = storePath();
     const store = new CheckpointStore(path, { foldBytes: 1 });
