@@ -123,10 +123,15 @@ function writeBytes(buf: Buffer, at: number, v: string | Buffer, length: number)
   return at + length;
 }
 
+type HeaderList = ReadonlyArray<readonly [string, string | Buffer | null]>;
+
+/** A message without headers (most): no array made for it. */
+const NO_HEADERS: HeaderList = [];
+
 /** The headers as kafkajs flattens them: an array value is one header per element. */
-function headerList(headers: unknown): Array<[string, string | Buffer | null]> {
+function headerList(headers: unknown): HeaderList {
+  if (headers == null) return NO_HEADERS;
   const out: Array<[string, string | Buffer | null]> = [];
-  if (headers == null) return out;
   for (const [k, v] of Object.entries(headers as Record<string, unknown>)) {
     if (Array.isArray(v)) for (const x of v) out.push([k, x as string | Buffer | null]);
     else out.push([k, v as string | Buffer | null]);
@@ -141,7 +146,7 @@ function headerList(headers: unknown): Array<[string, string | Buffer | null]> {
 function encodeRecords(messages: ProduceMessage[]): Buffer {
   const n = messages.length;
   const lengths = new Int32Array(n * 3);
-  const headers: Array<Array<[string, string | Buffer | null]>> = [];
+  const headers: HeaderList[] = [];
   let total = 0;
   for (let i = 0; i < n; i++) {
     const m = messages[i]!;
