@@ -58,19 +58,20 @@ describe("Kafka's murmur2 partitioner (kafka-partition.ts)", () => {
     }
   });
 
-  it('groups a send of 50,000 messages per partition in order, in linear time', () => {
+  it('groups a send of 50,000 messages per partition in order, one partitioner call each', () => {
+    // Its speed (kafkajs copied the partition's list per message: 2.2 s for 50,000) is
+    // measured by `npm run bench -- ingest`, not timed here.
     const messages = Array.from({ length: 50_000 }, (_, i) => ({ key: `s${i % 7}`, i }));
     const partitionMetadata = [0, 1, 2].map((partitionId) => ({ partitionId, leader: 0 }));
-    const partitioner = createMurmur2Partitioner()();
-    const started = performance.now();
+    const murmur2 = createMurmur2Partitioner()();
+    let calls = 0;
     const groups = groupMessagesPerPartition({
       topic: 't',
       partitionMetadata,
       messages,
-      partitioner,
+      partitioner: (args) => (calls++, murmur2(args)),
     });
-    // kafkajs's copy per message took seconds here; this is milliseconds.
-    expect(performance.now() - started).toBeLessThan(1_000);
+    expect(calls).toBe(50_000);
     const all = Object.values(groups).flat();
     expect(all).toHaveLength(50_000);
     for (const list of Object.values(groups))
@@ -80,7 +81,7 @@ describe("Kafka's murmur2 partitioner (kafka-partition.ts)", () => {
         topic: 't',
         partitionMetadata: [],
         messages,
-        partitioner,
+        partitioner: murmur2,
       }),
     ).toEqual({});
   });
