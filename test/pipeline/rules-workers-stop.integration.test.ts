@@ -3,24 +3,20 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
-import {
-  killServes,
-  type Served,
-  startServe,
-  stopServe,
-  until,
-  workdir,
-} from '../support/drover.ts';
+import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
 import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
 import {
   alertsOf,
+  assignments,
   backtestAlerts,
   createTopics,
   drained,
   LATENESS,
+  logLines,
   metricsOf,
   send,
   settled,
+  settledPast,
   twoFleets,
   type WorkerAlert,
 } from '../support/rules-workers.ts';
@@ -49,44 +45,6 @@ const ACTION = `keep_firing_for: 1h
 actions:
   - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
 `;
-
-interface LogLine {
-  time: number;
-  msg: string;
-  alert?: { id: string; task?: { id: number; generation: number } };
-  tasks?: number[];
-  generation?: number;
-}
-
-function logLines(w: Served): LogLine[] {
-  return w
-    .log()
-    .split('\n')
-    .filter((l) => l.startsWith('{'))
-    .map((l) => JSON.parse(l) as LogLine);
-}
-
-/** The tasks a worker was assigned, per generation (its "rules tasks assigned" lines). */
-function assignments(w: Served): Map<number, number[]> {
-  const out = new Map<number, number[]>();
-  for (const l of logLines(w))
-    if (l.msg === 'rules tasks assigned' && l.generation !== undefined)
-      out.set(l.generation, l.tasks ?? []);
-  return out;
-}
-
-/**
- * settled() once each worker has logged an assignment past `generation` (the tasks gauge
- * moves at the assignment, before the assignment's line is logged).
- */
-async function settledPast(workers: Served[], generation: number): Promise<number> {
-  await until(
-    `${workers.length} workers assigned past generation ${generation}`,
-    () => workers.every((w) => [...assignments(w).keys()].some((g) => g > generation)),
-    90_000,
-  );
-  return settled(workers);
-}
 
 describe.skipIf(!brokers)(
   `a rules worker stopped on Kafka${reason ? ` (skipped: ${reason})` : ''}`,

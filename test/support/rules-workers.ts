@@ -49,10 +49,11 @@ export function twoFleets(start: number): { batches: string[][]; lines: string[]
 export function backtestAlerts(
   rules: string,
   data: string,
+  lateness = LATENESS,
 ): { stderr: string; alerts: AlertView[] } {
   const r = spawnSync(
     process.execPath,
-    [BIN, 'backtest', '--rules', rules, '--data', data, '--format', 'json', '--lateness', LATENESS],
+    [BIN, 'backtest', '--rules', rules, '--data', data, '--format', 'json', '--lateness', lateness],
     { encoding: 'utf8', maxBuffer: 64 << 20 },
   );
   return {
@@ -180,4 +181,42 @@ export async function send(url: string, batches: string[][]): Promise<void> {
     if (request.length >= 5_000) await post();
   }
   if (request.length > 0) await post();
+}
+
+export interface LogLine {
+  time: number;
+  msg: string;
+  alert?: { id: string; task?: { id: number; generation: number } };
+  tasks?: number[];
+  generation?: number;
+}
+
+export function logLines(w: Served): LogLine[] {
+  return w
+    .log()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as LogLine);
+}
+
+/** The tasks a worker was assigned, per generation (its "rules tasks assigned" lines). */
+export function assignments(w: Served): Map<number, number[]> {
+  const out = new Map<number, number[]>();
+  for (const l of logLines(w))
+    if (l.msg === 'rules tasks assigned' && l.generation !== undefined)
+      out.set(l.generation, l.tasks ?? []);
+  return out;
+}
+
+/**
+ * settled() once each worker has logged an assignment past `generation` (the tasks gauge
+ * moves at the assignment, before the assignment's line is logged).
+ */
+export async function settledPast(workers: Served[], generation: number): Promise<number> {
+  await until(
+    `${workers.length} workers assigned past generation ${generation}`,
+    () => workers.every((w) => [...assignments(w).keys()].some((g) => g > generation)),
+    90_000,
+  );
+  return settled(workers);
 }
