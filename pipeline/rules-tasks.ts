@@ -27,6 +27,10 @@
  *   tasks were assigned in (membership confirmed: the held alerts go out) or an
  *   assignment comes (the member may have been removed and rejoined: every task it held
  *   is dropped with its held alerts, counted as fenced, and restored from the changelog).
+ * - The lease: a heartbeat or commit the broker accepted in the tasks' generation proves
+ *   the membership until the session timeout after it was sent. With none for 0.9 of it
+ *   (heartbeats lost on the network while the process runs on) the worker acts as after
+ *   a stall, before the broker can have removed it.
  * - Event time: each task's merge has its own watermark; an idle partition stops holding
  *   back the others after `idleAfterMs` (rules-input.ts). The clock drives a task's
  *   watermark (its absences fire) once that task has nothing left to process.
@@ -97,6 +101,18 @@ const ENDS_READ_EVERY_MS = 30_000;
  */
 const STALL_FRACTION = 1 / 3;
 
+/**
+ * The membership lease, as a fraction of the session timeout. The broker removes a member
+ * a session timeout after it last received a heartbeat (or a join, sync or commit) from
+ * it, and received it no earlier than it was sent: a member whose request sent at S
+ * succeeded cannot have been removed before S + the session timeout. Past this fraction
+ * of it with no newer confirmation the worker may have lost its tasks without knowing
+ * (its heartbeats lost on the network, the broker unreachable), and treats that as a
+ * stall. A live member's heartbeats go out at least every two thirds (STALL_FRACTION's
+ * reasoning), so the lease lapses only when one is late or lost.
+ */
+const LEASE_FRACTION = 0.9;
+
 interface Task {
   id: number;
   engine: Engine;
@@ -135,6 +151,13 @@ export class RulesTasks {
   private readonly wakers = new Set<() => void>();
   /** A gap of the monotonic clock this long between watchdog beats is a stall (ms). */
   private readonly stallMs: number;
+  /** How long after a confirmed request was sent the membership is known to stand (ms). */
+  private readonly leaseMs: number;
+  /**
+   * When (performance.now()) the latest request that confirmed the membership in the
+   * tasks' generation was sent: a heartbeat the broker accepted or a commit.
+   */
+  private confirmedSent = performance.now();
   /** When the watchdog last ran (performance.now()). */
   private lastBeat = performance.now();
   private watchdog: NodeJS.Timeout | undefined;
@@ -149,7 +172,9 @@ export class RulesTasks {
   private committedPositions: Record<string, number> = {};
 
   constructor(private readonly o: RulesTasksOptions) {
-    this.stallMs = (o.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS) * STALL_FRACTION;
+    const session = o.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS;
+    this.stallMs = session * STALL_FRACTION;
+    this.leaseMs = session * LEASE_FRACTION;
   }
 
   /**
@@ -158,12 +183,26 @@ export class RulesTasks {
    */
   private checkStall(): boolean {
     const now = performance.now();
-    if (now - this.lastBeat >= this.stallMs && this.stalledAt === undefined) {
+    if (this.stalledAt === undefined && now - this.lastBeat >= this.stallMs) {
       this.stalledAt = now;
       this.o.telemetry.stalls.inc();
       this.o.logger.warn(
         { stalledMs: Math.round(now - this.lastBeat), tasks: [...this.tasks.keys()] },
         'rules worker stalled past a third of the session timeout: its tasks hold their alerts until its membership is confirmed',
+      );
+      void this.confirm();
+    } else if (
+      this.stalledAt === undefined &&
+      now - this.confirmedSent >= this.leaseMs &&
+      !this.rebalancing &&
+      [...this.tasks.values()].some((t) => t.generation !== undefined)
+    ) {
+      // During a rebalance the tasks hold anyway, and the assignment's commit confirms.
+      this.stalledAt = now;
+      this.o.telemetry.leaseLapses.inc();
+      this.o.logger.warn(
+        { unconfirmedMs: Math.round(now - this.confirmedSent), tasks: [...this.tasks.keys()] },
+        'rules worker membership unconfirmed for most of the session timeout (heartbeats lost?): its tasks hold their alerts until it is confirmed',
       );
       void this.confirm();
     }
@@ -210,8 +249,12 @@ export class RulesTasks {
     return this.confirming;
   }
 
-  /** A commit sent at `sent` succeeded: a stall noticed before it no longer fences. */
+  /**
+   * A commit or heartbeat sent at `sent` succeeded in the tasks' generation: the lease
+   * runs from it, and a stall noticed before it no longer fences.
+   */
   private unfence(sent: number): void {
+    if (sent > this.confirmedSent) this.confirmedSent = sent;
     if (this.stalledAt === undefined || sent < this.stalledAt) return;
     this.stalledAt = undefined;
     this.o.logger.info(
@@ -259,6 +302,10 @@ export class RulesTasks {
           return assigning;
         },
         onRebalancing: () => this.onRebalancing(),
+        onHeartbeat: (sent, generation) => {
+          const held = [...this.tasks.values()][0]?.generation;
+          if (held !== undefined && held === generation) this.unfence(sent);
+        },
       },
     );
   }
@@ -503,6 +550,7 @@ export class RulesTasks {
     if (epoch !== this.epoch) return;
     this.committedPositions = positions;
     for (const t of this.tasks.values()) t.generation = generation;
+    if (sent > this.confirmedSent) this.confirmedSent = sent;
     // A stall noticed after the commit was sent (or during it) still fences: confirmed
     // by a later commit, or the tasks are dropped at the next assignment.
     if (this.stalledAt !== undefined && sent >= this.stalledAt) this.stalledAt = undefined;

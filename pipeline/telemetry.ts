@@ -195,6 +195,11 @@ export function createTelemetry() {
       help: 'Kafka rules workers: stalls (process stopped, event loop blocked) of a third of the session timeout or longer, after which the tasks held their alerts until the membership was confirmed.',
       registers: [registry],
     }),
+    leaseLapses: new Counter({
+      name: 'drover_rules_lease_lapses_total',
+      help: 'Kafka rules workers: times no heartbeat or commit confirmed the membership for 0.9 of the session timeout (heartbeats lost, broker unreachable), after which the tasks held their alerts until it was confirmed.',
+      registers: [registry],
+    }),
     fencedAlerts: new Counter({
       name: 'drover_rules_fenced_alerts_total',
       help: 'Kafka rules workers: alerts not emitted because their task moved to another worker during a rebalance (reason: revoked), because an assignment came after a stall before the membership was confirmed (reason: stalled), or dropped from the ones held during a rebalance past 10,000 per task (reason: held-overflow). Claims the action store refuses for a stale generation are journaled as suppressed (idempotency).',

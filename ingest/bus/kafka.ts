@@ -114,6 +114,12 @@ export interface TaskModeOptions {
   onAssigned(tasks: number[], consumer: TaskConsumer): Promise<void>;
   /** The group began a rebalance: the tasks held may move. */
   onRebalancing(): void;
+  /**
+   * A heartbeat succeeded: the broker had this member in `generation` when it received
+   * it, no earlier than `sent` (performance.now() when the request went out), so it
+   * cannot have removed the member before `sent` + the session timeout.
+   */
+  onHeartbeat?(sent: number, generation: number): void;
 }
 
 /**
@@ -509,6 +515,7 @@ export class KafkaBus implements Bus {
     // Task mode: batches wait for the caller's handling of the latest assignment.
     let assignedReady: Promise<void> = Promise.resolve();
     let generation = -1;
+    let heartbeatSent: number | undefined;
     const taskConsumer: TaskConsumer = {
       stop: () => stop(),
       commit: async (positions) => {
@@ -543,6 +550,18 @@ export class KafkaBus implements Bus {
           consumer.on(consumer.events.REBALANCING, () => tasks.onRebalancing()),
           consumer.on(consumer.events.COMMIT_OFFSETS, ({ payload }) => {
             generation = payload.groupGenerationId;
+          }),
+          // kafkajs sends one heartbeat at a time per group; its request's event (on the
+          // response, before it is parsed) comes before HEARTBEAT, which only a heartbeat
+          // the broker accepted emits. sentAt is the wall clock: turned monotonic here.
+          consumer.on(consumer.events.REQUEST, ({ payload }) => {
+            if (payload.apiName === 'Heartbeat')
+              heartbeatSent = performance.now() - (Date.now() - payload.sentAt);
+          }),
+          consumer.on(consumer.events.HEARTBEAT, ({ payload }) => {
+            if (heartbeatSent !== undefined)
+              tasks.onHeartbeat?.(heartbeatSent, payload.groupGenerationId);
+            heartbeatSent = undefined;
           }),
         ]
       : [];

@@ -34,7 +34,20 @@ function clusterId(): string {
   }
 }
 
-export async function startKafka(): Promise<{ url: string; stop(): Promise<void> }> {
+export interface StartedKafka {
+  url: string;
+  stop(): Promise<void>;
+  /**
+   * With `startKafka({ cuttable: true })`: a second listener whose advertised address is
+   * `advertised` (a port nothing listens on yet) while the broker listens on `target`.
+   * A client bootstrapped at `advertised` is told to reach the broker there for every
+   * request, so a TCP relay on that port (test/support/net-cut.ts) carries all of its
+   * traffic, and cutting the relay cuts that client, and only it, off the broker.
+   */
+  cuttable?: { advertised: number; target: number };
+}
+
+export async function startKafka(options: { cuttable?: boolean } = {}): Promise<StartedKafka> {
   const home = cacheDir(`kafka-${VERSION}`);
   // The broker logs through SLF4J 1.7 and ships no binding: without one it logs nothing
   // at all, and a failed start is a mute timeout. slf4j-simple writes to its stderr,
@@ -47,6 +60,9 @@ export async function startKafka(): Promise<{ url: string; stop(): Promise<void>
   );
   const data = mkdtempSync(join(tmpdir(), 'drover-kafka-'));
   const [broker, controller] = [await freePort(), await freePort()];
+  const cuttable = options.cuttable
+    ? { advertised: await freePort(), target: await freePort() }
+    : undefined;
   const config = join(data, 'server.properties');
   writeFileSync(
     config,
@@ -54,10 +70,10 @@ export async function startKafka(): Promise<{ url: string; stop(): Promise<void>
       'process.roles=broker,controller',
       'node.id=1',
       `controller.quorum.voters=1@127.0.0.1:${controller}`,
-      `listeners=PLAINTEXT://127.0.0.1:${broker},CONTROLLER://127.0.0.1:${controller}`,
-      `advertised.listeners=PLAINTEXT://127.0.0.1:${broker}`,
+      `listeners=PLAINTEXT://127.0.0.1:${broker},CONTROLLER://127.0.0.1:${controller}${cuttable ? `,CUT://127.0.0.1:${cuttable.target}` : ''}`,
+      `advertised.listeners=PLAINTEXT://127.0.0.1:${broker}${cuttable ? `,CUT://127.0.0.1:${cuttable.advertised}` : ''}`,
       'controller.listener.names=CONTROLLER',
-      'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+      `listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT${cuttable ? ',CUT:PLAINTEXT' : ''}`,
       'inter.broker.listener.name=PLAINTEXT',
       `log.dirs=${join(data, 'logs')}`,
       'num.partitions=1',
@@ -119,6 +135,7 @@ export async function startKafka(): Promise<{ url: string; stop(): Promise<void>
   }
   return {
     url,
+    ...(cuttable && { cuttable }),
     async stop() {
       await stopProcess(child);
       rmSync(data, { recursive: true, force: true });

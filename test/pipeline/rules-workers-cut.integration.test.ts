@@ -1,0 +1,193 @@
+import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { openActionStore } from '../../actions/index.ts';
+import { startKafka, type StartedKafka } from '../servers/kafka.ts';
+import { killServes, startServe, stopServe, workdir } from '../support/drover.ts';
+import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
+import { type NetCut, startNetCut } from '../support/net-cut.ts';
+import {
+  alertsOf,
+  assignments,
+  backtestAlerts,
+  createTopics,
+  drained,
+  logLines,
+  send,
+  settled,
+  settledPast,
+  twoFleets,
+  type WorkerAlert,
+} from '../support/rules-workers.ts';
+
+/**
+ * A rules worker cut off the broker by the network while its process runs on
+ * (docs/scale-out.md, "Rebalances and fencing": the membership lease). Worker A reaches
+ * Kafka only through a relay the test cuts; nothing stalls, so only the lease can tell
+ * it that its heartbeats no longer arrive. Cut off, A sees no more events, and its
+ * clock carries its tasks' watermarks on: every replica it had seen would expire
+ * (replica-silent), though the fleet is healthy and B, which took A's tasks, sees it
+ * report. Those alerts must not go out. Past the lease A holds them; when the network
+ * heals it rejoins, drops them (fenced) and restores its tasks from the changelog. No
+ * alert is lost and none is stale: the alerts of both equal the backtest's, and every
+ * alert A logged after the cut is of a task it held in a generation after it.
+ *
+ * The test starts a broker of its own: its relayed listener must be known when the
+ * broker starts.
+ */
+const reason = inject('serverSkipReasons').kafka;
+const available = inject('kafkaBrokers') !== null;
+
+afterEach(killServes);
+
+const SESSION_TIMEOUT_MS = 6_000;
+/**
+ * Shorter than kafkajs's request timeout (30 s), after which A's client gives up on its
+ * unanswered requests and rejoins (its tasks then hold as in any rebalance): A's clock
+ * must fire its expiries before that, past the session timeout, for the lease to be what
+ * holds them.
+ */
+const LATENESS = '10s';
+
+const ACTION = `keep_firing_for: 1h
+actions:
+  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
+`;
+
+describe.skipIf(!available)(
+  `a rules worker cut off Kafka by the network${reason ? ` (skipped: ${reason})` : ''}`,
+  () => {
+    let kafka: StartedKafka;
+    let relay: NetCut;
+    beforeAll(async () => {
+      kafka = await startKafka({ cuttable: true });
+      relay = await startNetCut(kafka.cuttable!.advertised, kafka.cuttable!.target);
+    }, 180_000);
+    afterAll(async () => {
+      await relay?.close();
+      await kafka?.stop();
+    });
+
+    it('cut past the session timeout, then healed: its clock fires nothing stale, nothing lost', async () => {
+      const began = Date.now();
+      const mark = (what: string) =>
+        console.log(`${((Date.now() - began) / 1000).toFixed(1)} s: ${what}`);
+      const { batches, lines, last } = twoFleets(
+        Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
+      );
+      const prefix = `rc${randomUUID().slice(0, 8)}.`;
+      const files = { ...FLEET_RULE_FILES };
+      for (const rule of ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'])
+        files[rule] = `${files[rule]}${ACTION}`;
+      const dir = workdir('drover-rules-cut-', files);
+      const data = join(dir, 'fleet.ndjson');
+      writeFileSync(data, `${lines.join('\n')}\n`);
+      const acted = join(dir, 'acted.txt');
+      const journal = join(dir, 'actions.db');
+      const config = join(dir, 'drover.yaml');
+      writeFileSync(
+        config,
+        `stateDir: state
+listen: { port: 0, statsdPort: false }
+bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: ${SESSION_TIMEOUT_MS / 1000}s }
+index: { kind: none }
+rules: { paths: [rules], allowedLateness: ${LATENESS} }
+snapshotEvery: 1h
+actions: { store: sqlite, path: ${journal} }
+adapters:
+  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
+guards: { cooldown: 0s, inhibit: 0s }
+`,
+      );
+      const expected = backtestAlerts(join(dir, 'rules'), data, LATENESS).alerts;
+      await createTopics(kafka.url, prefix);
+
+      let n = 0;
+      const worker = (brokers: string) =>
+        startServe(config, {
+          env: { KAFKA_BROKERS: brokers, DROVER_STATE_DIR: join(dir, `state-${n++}`) },
+          args: ['--roles', 'rules,actions'],
+          timeoutMs: 90_000,
+        });
+      const ingest = await startServe(config, {
+        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+        args: ['--roles', 'ingest'],
+        timeoutMs: 90_000,
+      });
+      // A through the relay: bootstrapped there, the broker sends it back there.
+      const [a, b] = await Promise.all([
+        worker(`127.0.0.1:${kafka.cuttable!.advertised}`),
+        worker(kafka.url),
+      ]);
+      const before = await settled([a, b]);
+      const held = assignments(a).get(before) ?? [];
+      mark(`A holds ${held.join(',')} and B the rest in generation ${before}`);
+      const half = Math.floor(batches.length / 2);
+      await send(ingest.url, batches.slice(0, half));
+      await drained([a, b]);
+      const fromA = await alertsOf([a]);
+      mark('the first half processed');
+
+      const cutAt = Date.now();
+      relay.cut();
+      await send(ingest.url, batches.slice(half));
+      // B alone holds the six tasks once A's session has timed out.
+      const after = await settledPast([b], before);
+      await drained([b]);
+      mark(`A cut off; B took its tasks in generation ${after} and processed the rest`);
+      // A's tasks have had no event for the allowed lateness (10 s) when its clock
+      // carries their watermarks on: each replica it saw expires there.
+      await new Promise((r) => setTimeout(r, Math.max(0, cutAt + 25_000 - Date.now())));
+      const healAt = Date.now();
+      relay.heal();
+      const rejoined = await settledPast([a, b], after);
+      mark(`healed after ${((healAt - cutAt) / 1000).toFixed(1)} s; rejoined in ${rejoined}`);
+      await drained([a, b]);
+
+      // Every alert A logged after the cut (past its lease, which cannot outlast the
+      // session) is of a task it held in a generation after the cut.
+      const byGeneration = assignments(a);
+      const late = logLines(a).filter((l) => l.msg === 'alert' && l.time > cutAt);
+      const stale = late.filter((l) => {
+        const t = l.alert?.task;
+        return (
+          !t || t.generation <= before || !(byGeneration.get(t.generation) ?? []).includes(t.id)
+        );
+      });
+      const metrics = await (await fetch(`${a.url}/metrics`)).text();
+      const one = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? 0);
+      const lapses = one(/^drover_rules_lease_lapses_total (\S+)/m);
+      const fenced = one(/^drover_rules_fenced_alerts_total\{reason="stalled"\} (\S+)/m);
+      console.log(
+        `A logged ${late.length} alerts after the cut, ${stale.length} stale (${stale
+          .slice(0, 5)
+          .map((l) => `${l.alert?.id} task ${JSON.stringify(l.alert?.task)}`)
+          .join('; ')}); lease lapses ${lapses}; held and dropped at its rejoin ${fenced}`,
+      );
+      expect(stale).toEqual([]);
+      expect(lapses).toBeGreaterThanOrEqual(1);
+      // The scenario did produce what the lease held: A's replicas expired on its clock.
+      expect(fenced).toBeGreaterThanOrEqual(1);
+
+      const all = [...fromA, ...(await alertsOf([a, b]))];
+      const byId = new Map<string, WorkerAlert>(all.map((x) => [x.id, x]));
+      const end = new Date(last).toISOString();
+      const live = [...byId.values()].filter((x) => x.at <= end);
+      expect(live.map(view).sort(order)).toEqual(expected);
+
+      await stopServe(a);
+      await stopServe(b);
+      await stopServe(ingest);
+      const store = openActionStore(journal);
+      const decisions = store.list({ limit: 10_000 });
+      store.close();
+      const executed = decisions.filter((d) => d.decision === 'executed');
+      expect(executed.length).toBeGreaterThan(0);
+      expect(new Set(executed.map((d) => d.id)).size).toBe(executed.length);
+      expect(existsSync(acted)).toBe(true);
+      expect(readFileSync(acted, 'utf8').trim().split('\n')).toHaveLength(executed.length);
+      mark('done');
+    }, 300_000);
+  },
+);
