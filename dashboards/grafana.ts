@@ -158,6 +158,85 @@ export const ROWS: RowSpec[] = [
     ],
   },
   {
+    title: 'Rules workers (Kafka)',
+    panels: [
+      {
+        title: 'Tasks held per worker',
+        description:
+          'Tasks (partition i of logs and metrics) each rules worker holds; they move at a rebalance. The sum over workers is the partition count.',
+        unit: 'short',
+        stack: true,
+        queries: [
+          {
+            expr: `sum by (instance) (drover_rules_tasks_assigned{${SEL}})`,
+            legend: '{{instance}}',
+          },
+        ],
+      },
+      {
+        title: 'Task lag by partition',
+        description:
+          'Messages of each partition a task holds that its engine has yet to process; a partition that keeps growing here holds its task back.',
+        unit: 'short',
+        queries: [
+          {
+            expr: `max by (topic, partition) (drover_rules_task_lag_messages{${SEL}})`,
+            legend: '{{topic}}/{{partition}}',
+          },
+        ],
+      },
+      {
+        title: 'Rebalances, stalls and lease lapses',
+        description:
+          'Assignments received, stalls noticed (process stopped, event loop blocked) and membership leases lapsed (heartbeats lost): after the last two the tasks hold their alerts until the membership is confirmed.',
+        unit: 'short',
+        queries: [
+          {
+            expr: `sum(increase(drover_rules_rebalances_total{${SEL}}[$__rate_interval]))`,
+            legend: 'rebalances',
+          },
+          {
+            expr: `sum(increase(drover_rules_stalls_total{${SEL}}[$__rate_interval]))`,
+            legend: 'stalls',
+          },
+          {
+            expr: `sum(increase(drover_rules_lease_lapses_total{${SEL}}[$__rate_interval]))`,
+            legend: 'lease lapses',
+          },
+        ],
+      },
+      {
+        title: 'Task restores',
+        description:
+          'Time to restore an assigned task from the changelog (p90 over the last restores), and events processed again after it (between its snapshot and the log end).',
+        unit: 'short',
+        queries: [
+          {
+            expr: `max(drover_rules_task_restore_seconds{${SEL}, quantile="0.9"})`,
+            legend: 'restore p90 (s)',
+          },
+          {
+            expr: `sum(increase(drover_rules_task_replayed_events_total{${SEL}}[$__rate_interval]))`,
+            legend: 'replayed events',
+          },
+        ],
+      },
+      {
+        title: 'Fenced alerts by reason',
+        description:
+          'Alerts a worker did not emit because its task moved (revoked), because it may have lost its membership (stalled: after a stall or a lapsed lease), or past the held bound (held-overflow). The new owner fires them again from the changelog.',
+        unit: 'short',
+        stack: true,
+        queries: [
+          {
+            expr: `sum by (reason) (increase(drover_rules_fenced_alerts_total{${SEL}}[$__rate_interval]))`,
+            legend: '{{reason}}',
+          },
+        ],
+      },
+    ],
+  },
+  {
     title: 'Remediation',
     panels: [
       {
