@@ -216,6 +216,42 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
     expect((ours[0] as { offset: string }).offset).toBe(String((1n << 62n) + 3n));
   });
 
+  it("is what kafkajs's Fetch v11 response decodes its records with", async () => {
+    const { kafkajs: original, Decoder } = decoders();
+    const v11 = requireLib('kafkajs/src/protocol/requests/fetch/v11/response.js') as {
+      decode(
+        b: Buffer,
+      ): Promise<{ responses: Array<{ partitions: Array<{ messages: unknown[] }> }> }>;
+    };
+    const response = (set: Buffer) => {
+      const head = Buffer.alloc(4 + 2 + 4 + 4 + 2 + 7 + 4 + 4 + 2 + 8 + 8 + 8 + 4 + 4);
+      let at = 4 + 2 + 4;
+      at = head.writeInt32BE(1, at); // one topic
+      at = head.writeInt16BE(7, at);
+      at += head.write('d.logs!', at);
+      at = head.writeInt32BE(1, at); // one partition
+      at = head.writeInt32BE(0, at);
+      at = head.writeInt16BE(0, at);
+      at = head.writeBigInt64BE(1_000n, at); // high watermark
+      at = head.writeBigInt64BE(1_000n, at);
+      at = head.writeBigInt64BE(0n, at);
+      at = head.writeInt32BE(-1, at); // no aborted transactions
+      head.writeInt32BE(-1, at); // preferred read replica
+      return Buffer.concat([head, set]);
+    };
+    const set = framed(batch({ firstOffset: 3n, attributes: 1, records }));
+    const decoded = await v11.decode(response(set));
+    expectSame(decoded.responses[0]!.partitions[0]!.messages, await original(new Decoder(set)));
+    // A record claiming 2^31-1 headers: refused at once (kafkajs would iterate them).
+    const hostile = framed(
+      batch({
+        firstOffset: 9n,
+        records: [{ offsetDelta: 0, key: 'k', value: 'v', headerCount: 2 ** 31 - 1 }],
+      }),
+    );
+    await expect(v11.decode(response(hostile))).rejects.toThrow(CorruptRecordBatchError);
+  });
+
   it('stops at a batch cut short by the fetch, as kafkajs does', async () => {
     const whole = batch({ firstOffset: 0n, attributes: 1, records });
     const next = batch({ firstOffset: 9n, records });
