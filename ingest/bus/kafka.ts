@@ -63,8 +63,9 @@ export interface KafkaBusOptions {
   maxEventBytes?: number;
   /**
    * How record batches are compressed: `gzip` (default) or `none`. None saves the
-   * producer gzip's latency and the consumers about a quarter of their CPU
-   * (bench/README.md), for more bytes on the wire and on disk. kafkajs decodes only
+   * producer gzip's latency and CPU, for more bytes on the wire and on disk; consumers
+   * read either at about the same cost (kafka-fetch.ts; bench/README.md, "Rules
+   * consumer"). kafkajs decodes only
    * gzip, so a topic's `compression.type` must stay `producer`, `uncompressed` or
    * `gzip`: with lz4, snappy or zstd the broker would recompress into what Drover's
    * consumers cannot read.

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
+import { fastDecodeMessages } from './kafka-fetch.ts';
 import { groupMessagesPerPartition } from './kafka-partition.ts';
 import { fastProduceRequest } from './kafka-produce.ts';
 
@@ -100,9 +101,39 @@ function fastProduce(): void {
   }
 }
 
+/**
+ * The records of kafkajs's Fetch responses (v4-v11) decoded by kafka-fetch.ts, set in the
+ * module cache before kafkajs loads as fastProduce() does; left as it is if kafkajs's
+ * layout is not the one of 2.2.4.
+ */
+function fastFetch(): void {
+  try {
+    const path = requireLib.resolve('kafkajs/src/protocol/requests/fetch/v4/decodeMessages.js');
+    const original = requireLib(path) as Parameters<typeof fastDecodeMessages>[0];
+    const RecordBatch = requireLib('kafkajs/src/protocol/recordBatch/v0/decoder.js') as Parameters<
+      typeof fastDecodeMessages
+    >[1];
+    const Decoder = requireLib('kafkajs/src/protocol/decoder.js') as Parameters<
+      typeof fastDecodeMessages
+    >[2];
+    const cached = requireLib.cache[path];
+    if (
+      !cached ||
+      typeof original !== 'function' ||
+      typeof RecordBatch !== 'function' ||
+      typeof Decoder !== 'function'
+    )
+      return;
+    cached.exports = fastDecodeMessages(original, RecordBatch, Decoder);
+  } catch {
+    return;
+  }
+}
+
 export function kafkajs(): typeof KafkaJs {
   if (!loaded) {
     fastProduce();
+    fastFetch();
     loaded = requireLib('kafkajs') as typeof KafkaJs;
     fixIdleTimerLoop();
   }

@@ -1,0 +1,370 @@
+import { unzipSync } from 'node:zlib';
+
+/**
+ * The records of a Fetch response (versions 4-11, which kafkajs all decode with
+ * `fetch/v4/decodeMessages.js`), decoded straight from the response's buffer: kafkajs
+ * makes a Decoder and a Buffer per record, a dozen 64-bit `Long`s (BigInts) per record
+ * for its offset and timestamp, rebuilds the headers object once per header, and
+ * decompresses gzip through the thread pool in 16 KiB pieces; that was most of what a
+ * compressed topic costs a consumer beyond an uncompressed one (bench/README.md,
+ * "Rules consumer"). The messages are the objects kafkajs makes (same fields, same
+ * order, same values: a test compares them), so kafkajs stays the client: the Batch,
+ * aborted transactions and control records, offsets and commits are its own.
+ *
+ * Only record batches of magic 2, uncompressed or gzip, take this path; a record set in
+ * the older message-set format, and a batch of another magic or codec, are decoded by
+ * kafkajs as before.
+ *
+ * Hostile input (a corrupt or crafted batch from the broker): every length is checked
+ * against the bytes that hold it and a varint is at most 5 bytes (10 for a varlong), so
+ * a batch is decoded in time linear in its bytes, or refused with an error naming its
+ * offset; kafkajs's own decoder reads past a record's end as zeros and can be driven into
+ * 2^31 header iterations by one record. Memory: a record set's gzip batches together
+ * decompress to at most DECOMPRESSED_BUDGET bytes. A batch that would pass it ends the
+ * record set there (the consumer fetches the rest next time, as after a partial batch),
+ * unless it is the first, which is then refused: a gzip bomb is an error, not an
+ * allocation.
+ */
+
+/** The most a partition's fetched gzip batches may decompress to, together (64 MiB). */
+export const DECOMPRESSED_BUDGET = 64 << 20;
+
+const MAGIC = 2;
+/** firstOffset (8) + length (4) + the batch header after the length (45) + count (4). */
+const RECORD_BATCH_OVERHEAD = 49;
+/** Bytes of a batch after its length field, up to and including the records count. */
+const AFTER_LENGTH = 49;
+const MAGIC_OFFSET = 16;
+const CODEC_MASK = 0x07;
+const CODEC_NONE = 0;
+const CODEC_GZIP = 1;
+const TIMESTAMP_TYPE_FLAG = 0x08;
+const TRANSACTIONAL_FLAG = 0x10;
+const CONTROL_FLAG = 0x20;
+/** The smallest record: length, attributes, timestamp and offset deltas, key, value, headers. */
+const MIN_RECORD_BYTES = 7;
+/** The smallest header: key length and value length. */
+const MIN_HEADER_BYTES = 2;
+
+/** The batch fields kafkajs gives each record as `batchContext`, in its order. */
+export interface BatchContext {
+  firstOffset: string;
+  firstTimestamp: string;
+  partitionLeaderEpoch: number;
+  inTransaction: boolean;
+  isControlBatch: boolean;
+  lastOffsetDelta: number;
+  producerId: string;
+  producerEpoch: number;
+  firstSequence: number;
+  maxTimestamp: string;
+  timestampType: number;
+  magicByte: number;
+}
+
+/** A record as kafkajs's record decoder returns it. */
+export interface FetchedMessage {
+  magicByte: number;
+  attributes: number;
+  timestamp: string;
+  offset: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  headers: Record<string, Buffer | null | Array<Buffer | null>>;
+  isControlRecord: boolean;
+  batchContext: BatchContext;
+}
+
+export class CorruptRecordBatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CorruptRecordBatchError';
+  }
+}
+
+/** Where a decoding is in its buffer; one per record set, reused for every record. */
+interface Cursor {
+  buf: Buffer;
+  at: number;
+  end: number;
+  /** For errors: the batch's first offset. */
+  batch: string;
+}
+
+function fail(c: Cursor, what: string): never {
+  throw new CorruptRecordBatchError(
+    `corrupt Kafka record batch (first offset ${c.batch}): ${what} at byte ${c.at}`,
+  );
+}
+
+/** A zigzag varint of at most 5 bytes, as kafkajs computes it for valid ones. */
+function varInt(c: Cursor): number {
+  const { buf, end } = c;
+  let result = 0;
+  let shift = 0;
+  let byte: number;
+  do {
+    if (c.at >= end) fail(c, 'a varint runs past the end');
+    if (shift > 28) fail(c, 'a varint is longer than 5 bytes');
+    byte = buf[c.at++]!;
+    result += (byte & 0x7f) << shift;
+    shift += 7;
+  } while (byte >= 0x80);
+  return (result >>> 1) ^ -(result & 1);
+}
+
+/**
+ * A zigzag varlong of at most 10 bytes. Up to 7 bytes (|value| < 2^48) in a number;
+ * longer ones as a bigint, with kafkajs's arithmetic (no wrap at 64 bits).
+ */
+function varLong(c: Cursor): number | bigint {
+  const { buf, end } = c;
+  let raw = 0;
+  let scale = 1;
+  let n = 0;
+  for (;;) {
+    if (c.at >= end) fail(c, 'a varlong runs past the end');
+    const byte = buf[c.at++]!;
+    raw += (byte & 0x7f) * scale;
+    n++;
+    if (byte < 0x80) break;
+    if (n === 7) return varLongBig(c, raw);
+    scale *= 128;
+  }
+  return raw % 2 === 0 ? raw / 2 : -(raw + 1) / 2;
+}
+
+function varLongBig(c: Cursor, low: number): bigint {
+  const { buf, end } = c;
+  let raw = BigInt(low);
+  let shift = 49n;
+  for (;;) {
+    if (c.at >= end) fail(c, 'a varlong runs past the end');
+    if (shift > 63n) fail(c, 'a varlong is longer than 10 bytes');
+    const byte = buf[c.at++]!;
+    raw += BigInt(byte & 0x7f) << shift;
+    shift += 7n;
+    if (byte < 0x80) break;
+  }
+  return (raw >> 1n) ^ -(raw & 1n);
+}
+
+/** `length` bytes (-1: null) as a view of the buffer, as kafkajs's readVarIntBytes. */
+function bytes(c: Cursor): Buffer | null {
+  const length = varInt(c);
+  if (length === -1) return null;
+  if (length < 0 || length > c.end - c.at) fail(c, `a length of ${length} bytes`);
+  const out = c.buf.subarray(c.at, c.at + length);
+  c.at += length;
+  return out;
+}
+
+/** Adds `first + delta` as kafkajs's Long does, as a decimal string. */
+function plus(first: string, firstNumber: number, delta: number | bigint): string {
+  if (typeof delta === 'number') {
+    const sum = firstNumber + delta;
+    if (Number.isSafeInteger(firstNumber) && Number.isSafeInteger(sum)) return String(sum);
+    return String(BigInt(first) + BigInt(delta));
+  }
+  return String(BigInt(first) + delta);
+}
+
+/** Sets a header as kafkajs's reduce does: a repeated key makes an array of its values. */
+function addHeader(
+  headers: FetchedMessage['headers'],
+  key: string,
+  value: Buffer | null,
+): FetchedMessage['headers'] {
+  // Read as kafkajs reads it (an inherited `constructor` is not undefined), defined as its
+  // object spread defines it (an own property, even `__proto__`).
+  const was = (headers as Record<string, unknown>)[key];
+  if (Array.isArray(was)) {
+    // Only this object's own arrays are arrays (nothing inherited is): appended in place,
+    // so repeating a key is linear, where kafkajs copies the array each time.
+    (was as Array<Buffer | null>).push(value);
+    return headers;
+  }
+  const next = was === undefined ? value : [was as Buffer | null, value];
+  if (key === '__proto__')
+    Object.defineProperty(headers, key, {
+      value: next,
+      writable: true,
+      enumerable: true,
+      configurable: true,
+    });
+  else headers[key] = next;
+  return headers;
+}
+
+/** The records of `c.buf[c.at, c.end)`, `count` of them, pushed onto `out`. */
+function decodeRecords(
+  c: Cursor,
+  count: number,
+  context: BatchContext,
+  out: FetchedMessage[],
+): void {
+  if (count > (c.end - c.at) / MIN_RECORD_BYTES) fail(c, `${count} records in too few bytes`);
+  const logAppend =
+    context.timestampType === 1 && context.maxTimestamp ? context.maxTimestamp : undefined;
+  const firstTimestamp = context.firstTimestamp;
+  const firstTimestampNumber = Number(firstTimestamp);
+  const firstOffset = context.firstOffset;
+  const firstOffsetNumber = Number(firstOffset);
+  const magicByte = context.magicByte;
+  const isControlRecord = context.isControlBatch;
+  const setEnd = c.end;
+  for (let i = 0; i < count; i++) {
+    const length = varInt(c);
+    if (length < 0 || length > setEnd - c.at) fail(c, `a record of ${length} bytes`);
+    const recordEnd = c.at + length;
+    c.end = recordEnd;
+    if (c.at >= recordEnd) fail(c, 'an empty record');
+    const attributes = (c.buf[c.at++]! << 24) >> 24;
+    const timestampDelta = varLong(c);
+    const timestamp = logAppend ?? plus(firstTimestamp, firstTimestampNumber, timestampDelta);
+    const offset = plus(firstOffset, firstOffsetNumber, varInt(c));
+    const key = bytes(c);
+    const value = bytes(c);
+    const headerCount = varInt(c);
+    let headers: FetchedMessage['headers'] = {};
+    if (headerCount !== -1) {
+      if (headerCount < 0 || headerCount > (recordEnd - c.at) / MIN_HEADER_BYTES)
+        fail(c, `${headerCount} headers`);
+      for (let h = 0; h < headerCount; h++) {
+        const name = bytes(c);
+        headers = addHeader(headers, name === null ? 'null' : name.toString('utf8'), bytes(c));
+      }
+    }
+    out.push({
+      magicByte,
+      attributes,
+      timestamp,
+      offset,
+      key,
+      value,
+      headers,
+      isControlRecord,
+      batchContext: context,
+    });
+    // kafkajs ignores what a record holds after its headers; so does this.
+    c.at = recordEnd;
+    c.end = setEnd;
+  }
+}
+
+/** kafkajs's Decoder, as far as decodeMessages uses it. */
+export interface KafkaJsDecoder {
+  buffer: Buffer;
+  offset: number;
+  readInt32(): number;
+  canReadBytes(n: number): boolean;
+}
+
+type DecodeMessages = (decoder: KafkaJsDecoder) => Promise<unknown[]>;
+type RecordBatchDecoder = (decoder: KafkaJsDecoder) => Promise<{ records: unknown[] }>;
+
+/**
+ * The record set `buf[from, end)` (one partition's part of a Fetch response), or
+ * undefined when it is not made of magic-2 batches (kafkajs decodes it then).
+ * `fallback` decodes one batch this does not (another magic or codec) with kafkajs.
+ */
+export async function decodeRecordSet(
+  buf: Buffer,
+  from: number,
+  end: number,
+  fallback: (batch: Buffer) => Promise<unknown[]>,
+  budget = DECOMPRESSED_BUDGET,
+): Promise<unknown[] | undefined> {
+  if (end - from <= MAGIC_OFFSET || buf[from + MAGIC_OFFSET] !== MAGIC) return undefined;
+  const out: FetchedMessage[] = [];
+  const c: Cursor = { buf, at: from, end, batch: '?' };
+  let left = budget;
+  let at = from;
+  while (end - at >= RECORD_BATCH_OVERHEAD) {
+    const firstOffsetBig = buf.readBigInt64BE(at);
+    const length = buf.readInt32BE(at + 8);
+    const start = at + 12;
+    c.batch = String(firstOffsetBig);
+    c.at = at + 8;
+    // A batch cut by the fetch's size limit ends the set, as in kafkajs.
+    if (length > end - start) break;
+    if (length < AFTER_LENGTH) fail(c, `a batch of ${length} bytes`);
+    const batchEnd = start + length;
+    const magicByte = buf.readInt8(start + 4);
+    const attributes = buf.readInt16BE(start + 9);
+    const codec = attributes & CODEC_MASK;
+    if (magicByte !== MAGIC || (codec !== CODEC_NONE && codec !== CODEC_GZIP)) {
+      for (const r of await fallback(buf.subarray(at, batchEnd))) out.push(r as FetchedMessage);
+      at = batchEnd;
+      continue;
+    }
+    const context: BatchContext = {
+      firstOffset: c.batch,
+      firstTimestamp: String(buf.readBigInt64BE(start + 15)),
+      partitionLeaderEpoch: buf.readInt32BE(start),
+      inTransaction: (attributes & TRANSACTIONAL_FLAG) > 0,
+      isControlBatch: (attributes & CONTROL_FLAG) > 0,
+      lastOffsetDelta: buf.readInt32BE(start + 11),
+      producerId: String(buf.readBigInt64BE(start + 31)),
+      producerEpoch: buf.readInt16BE(start + 39),
+      firstSequence: buf.readInt32BE(start + 41),
+      maxTimestamp: String(buf.readBigInt64BE(start + 23)),
+      timestampType: (attributes & TIMESTAMP_TYPE_FLAG) > 0 ? 1 : 0,
+      magicByte,
+    };
+    const count = buf.readInt32BE(start + 45);
+    const recordsAt = start + AFTER_LENGTH;
+    c.at = start + 45;
+    if (codec === CODEC_NONE) {
+      // kafkajs reads an array: -1 is empty.
+      if (count < -1) fail(c, `a record count of ${count}`);
+      c.at = recordsAt;
+      c.end = batchEnd;
+      if (count > 0) decodeRecords(c, count, context, out);
+    } else if (count > 0) {
+      // Past the budget: the rest is fetched again later; a first batch this large is refused.
+      if (left < 1) break;
+      let records: Buffer;
+      try {
+        records = unzipSync(buf.subarray(recordsAt, batchEnd), { maxOutputLength: left });
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ERR_BUFFER_TOO_LARGE')
+          fail(c, `gzip records that do not decompress (${(err as Error).message})`);
+        if (left < budget) break;
+        fail(c, `gzip records larger than ${budget} bytes`);
+      }
+      left -= records.length;
+      const inner: Cursor = { buf: records, at: 0, end: records.length, batch: c.batch };
+      decodeRecords(inner, count, context, out);
+    }
+    at = batchEnd;
+  }
+  return out;
+}
+
+/**
+ * kafkajs's `decodeMessages` with the magic-2 record sets decoded by decodeRecordSet();
+ * anything else goes to kafkajs's own (`original`, and `RecordBatch` for one batch,
+ * given a kafkajs `Decoder`).
+ */
+export function fastDecodeMessages(
+  original: DecodeMessages,
+  RecordBatch: RecordBatchDecoder,
+  Decoder: new (buffer: Buffer) => KafkaJsDecoder,
+): DecodeMessages & { original: DecodeMessages } {
+  const fallback = async (batch: Buffer) => (await RecordBatch(new Decoder(batch))).records;
+  const decode = async (decoder: KafkaJsDecoder) => {
+    const start = decoder.offset;
+    const size = decoder.readInt32();
+    if (size <= 0 || !decoder.canReadBytes(size)) return [];
+    const from = decoder.offset;
+    const records = await decodeRecordSet(decoder.buffer, from, from + size, fallback);
+    if (records === undefined) {
+      decoder.offset = start;
+      return original(decoder);
+    }
+    decoder.offset = from + size;
+    return records;
+  };
+  return Object.assign(decode, { original });
+}

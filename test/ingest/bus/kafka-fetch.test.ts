@@ -1,0 +1,370 @@
+import { createRequire } from 'node:module';
+import { isDeepStrictEqual } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import {
+  CorruptRecordBatchError,
+  DECOMPRESSED_BUDGET,
+  decodeRecordSet,
+} from '../../../ingest/bus/kafka-fetch.ts';
+import { kafkajs } from '../../../ingest/bus/kafkajs.ts';
+
+const requireLib = createRequire(import.meta.url);
+
+interface KafkaJsDecoder {
+  offset: number;
+}
+type DecodeMessages = ((d: KafkaJsDecoder) => Promise<unknown[]>) & {
+  original?: DecodeMessages;
+};
+
+function decoders(): {
+  fast: DecodeMessages;
+  kafkajs: DecodeMessages;
+  Decoder: new (b: Buffer) => KafkaJsDecoder;
+} {
+  kafkajs();
+  const fast = requireLib(
+    'kafkajs/src/protocol/requests/fetch/v4/decodeMessages.js',
+  ) as DecodeMessages;
+  expect(fast.original).toBeTypeOf('function');
+  const Decoder = requireLib('kafkajs/src/protocol/decoder.js') as new (
+    b: Buffer,
+  ) => KafkaJsDecoder;
+  return { fast, kafkajs: fast.original!, Decoder };
+}
+
+// A record batch written field by field, so that tests can set what Drover's producer never
+// writes (control batches, log-append time, offsets past 2^53, odd varints).
+
+function varLong(v: bigint): number[] {
+  let z = v >= 0n ? v << 1n : (-v << 1n) - 1n;
+  const out: number[] = [];
+  while (z >= 0x80n) {
+    out.push(Number(z & 0x7fn) | 0x80);
+    z >>= 7n;
+  }
+  out.push(Number(z));
+  return out;
+}
+const varInt = (n: number) => varLong(BigInt(n));
+function bytesOf(v: string | Buffer | null): number[] {
+  if (v === null) return varInt(-1);
+  const b = typeof v === 'string' ? Buffer.from(v) : v;
+  return [...varInt(b.length), ...b];
+}
+
+interface TestRecord {
+  attributes?: number;
+  timestampDelta?: bigint;
+  offsetDelta: number;
+  key: string | Buffer | null;
+  value: string | Buffer | null;
+  headers?: Array<[string | null, string | Buffer | null]>;
+  /** Raw header count, instead of headers.length. */
+  headerCount?: number;
+  /** Bytes after the headers (kafkajs ignores them). */
+  trailing?: number[];
+}
+
+function record(r: TestRecord): number[] {
+  const body = [
+    r.attributes ?? 0,
+    ...varLong(r.timestampDelta ?? 0n),
+    ...varInt(r.offsetDelta),
+    ...bytesOf(r.key),
+    ...bytesOf(r.value),
+    ...varInt(r.headerCount ?? r.headers?.length ?? 0),
+    ...(r.headers ?? []).flatMap(([k, v]) => [...bytesOf(k), ...bytesOf(v)]),
+    ...(r.trailing ?? []),
+  ];
+  return [...varInt(body.length), ...body];
+}
+
+interface TestBatch {
+  firstOffset: bigint;
+  attributes?: number;
+  firstTimestamp?: bigint;
+  maxTimestamp?: bigint;
+  producerId?: bigint;
+  magic?: number;
+  records: TestRecord[];
+  /** Raw records bytes and count, instead of records. */
+  raw?: { count: number; bytes: Buffer };
+}
+
+function batch(b: TestBatch): Buffer {
+  const gzip = ((b.attributes ?? 0) & 7) === 1;
+  const plain = b.raw?.bytes ?? Buffer.from(b.records.flatMap(record));
+  const records = gzip && !b.raw ? gzipSync(plain) : plain;
+  const out = Buffer.alloc(61 + records.length);
+  out.writeBigInt64BE(b.firstOffset, 0);
+  out.writeInt32BE(out.length - 12, 8);
+  out.writeInt32BE(7, 12); // leader epoch
+  out.writeInt8(b.magic ?? 2, 16);
+  out.writeUInt32BE(0xdeadbeef, 17); // crc: neither decoder checks it
+  out.writeInt16BE(b.attributes ?? 0, 21);
+  out.writeInt32BE(Math.max(0, b.records.length - 1), 23);
+  out.writeBigInt64BE(b.firstTimestamp ?? 1_764_000_000_000n, 27);
+  out.writeBigInt64BE(b.maxTimestamp ?? 1_764_000_000_500n, 35);
+  out.writeBigInt64BE(b.producerId ?? 4242n, 43);
+  out.writeInt16BE(3, 51);
+  out.writeInt32BE(17, 53);
+  out.writeInt32BE(b.raw?.count ?? b.records.length, 57);
+  records.copy(out, 61);
+  return out;
+}
+
+/** A record set as a Fetch response holds it: its size, then its bytes. */
+function framed(...parts: Buffer[]): Buffer {
+  const set = Buffer.concat(parts);
+  const out = Buffer.alloc(4 + set.length);
+  out.writeInt32BE(set.length, 0);
+  set.copy(out, 4);
+  return out;
+}
+
+const records: TestRecord[] = [
+  { offsetDelta: 0, key: 'checkout', value: '{"message":"ok","n":1}' },
+  { offsetDelta: 1, timestampDelta: 15n, key: 'ünïcode', value: `{"m":"${'é'.repeat(300)}✓"}` },
+  { offsetDelta: 2, timestampDelta: -3n, key: '', value: 'x'.repeat(20_000) },
+  { offsetDelta: 3, key: null, value: Buffer.from([0, 1, 2, 255]) },
+  { offsetDelta: 4, key: 'k', value: null, headers: [['drover.reason', 'too large']] },
+  {
+    offsetDelta: 5,
+    key: 'h',
+    value: '',
+    headers: [
+      ['a', '1'],
+      ['a', '2'],
+      ['a', null],
+      [null, 'null key'],
+      ['b', Buffer.from('bytes')],
+      ['constructor', 'inherited name'],
+      ['__proto__', 'not a prototype'],
+      ['__proto__', 'twice'],
+      ['7', 'numeric'],
+    ],
+  },
+  { offsetDelta: 6, attributes: 5, key: 'x', value: 'y', trailing: [1, 2, 3] },
+  // A timestamp delta that needs more than 7 bytes, and the most negative one.
+  { offsetDelta: 7, timestampDelta: 1n << 60n, key: 'big', value: '1' },
+  { offsetDelta: 8, timestampDelta: -(1n << 63n), key: 'min', value: '2' },
+];
+
+async function both(buf: Buffer): Promise<{ ours: unknown[]; theirs: unknown[] }> {
+  const { fast, kafkajs: original, Decoder } = decoders();
+  const a = new Decoder(buf);
+  const b = new Decoder(buf);
+  const ours = await fast(a);
+  const theirs = await original(b);
+  expect(a.offset).toBe(b.offset);
+  return { ours, theirs };
+}
+
+/** Equal values, and the same keys in the same order (kafkajs's objects, field for field). */
+function expectSame(ours: unknown[], theirs: unknown[]): void {
+  expect(ours.length).toBe(theirs.length);
+  // Node's strict deep equality: vitest's does not see an own `__proto__` property.
+  expect(isDeepStrictEqual(ours, theirs)).toBe(true);
+  const shape = (ms: unknown[]) =>
+    ms.map((m) => {
+      const r = m as { headers: object; batchContext: object };
+      return [Object.keys(r), Object.keys(r.headers), Object.keys(r.batchContext)];
+    });
+  expect(shape(ours)).toStrictEqual(shape(theirs));
+  for (let i = 0; i < ours.length; i++) {
+    const h = (ours[i] as { headers: object }).headers;
+    expect(Object.getPrototypeOf(h)).toBe(
+      Object.getPrototypeOf((theirs[i] as { headers: object }).headers),
+    );
+  }
+}
+
+describe("the Fetch response's records (kafka-fetch.ts)", () => {
+  it("decodes uncompressed and gzip batches into kafkajs's very messages", async () => {
+    const set = framed(
+      batch({ firstOffset: 100n, records }),
+      batch({ firstOffset: 109n, attributes: 1, records }),
+      // transactional, then a control batch (a commit marker), log-append time
+      batch({ firstOffset: 118n, attributes: 0x10 | 1, producerId: 77n, records }),
+      batch({
+        firstOffset: 127n,
+        attributes: 0x20 | 0x10,
+        producerId: 77n,
+        records: [{ offsetDelta: 0, key: Buffer.from([0, 0, 0, 1]), value: 'marker' }],
+      }),
+      batch({ firstOffset: 128n, attributes: 0x08 | 1, records }),
+    );
+    const { ours, theirs } = await both(set);
+    expect(ours.length).toBe(4 * records.length + 1);
+    expectSame(ours, theirs);
+  });
+
+  it('computes offsets and timestamps past 2^53 as kafkajs does', async () => {
+    const set = framed(
+      batch({
+        firstOffset: (1n << 62n) + 3n,
+        firstTimestamp: (1n << 53n) - 2n,
+        attributes: 1,
+        records,
+      }),
+      batch({ firstOffset: (1n << 53n) - 4n, firstTimestamp: -1n, records }),
+    );
+    const { ours, theirs } = await both(set);
+    expectSame(ours, theirs);
+    expect((ours[0] as { offset: string }).offset).toBe(String((1n << 62n) + 3n));
+  });
+
+  it("is what kafkajs's Fetch v11 response decodes its records with", async () => {
+    const { kafkajs: original, Decoder } = decoders();
+    const v11 = requireLib('kafkajs/src/protocol/requests/fetch/v11/response.js') as {
+      decode(
+        b: Buffer,
+      ): Promise<{ responses: Array<{ partitions: Array<{ messages: unknown[] }> }> }>;
+    };
+    const response = (set: Buffer) => {
+      const head = Buffer.alloc(4 + 2 + 4 + 4 + 2 + 7 + 4 + 4 + 2 + 8 + 8 + 8 + 4 + 4);
+      let at = 4 + 2 + 4;
+      at = head.writeInt32BE(1, at); // one topic
+      at = head.writeInt16BE(7, at);
+      at += head.write('d.logs!', at);
+      at = head.writeInt32BE(1, at); // one partition
+      at = head.writeInt32BE(0, at);
+      at = head.writeInt16BE(0, at);
+      at = head.writeBigInt64BE(1_000n, at); // high watermark
+      at = head.writeBigInt64BE(1_000n, at);
+      at = head.writeBigInt64BE(0n, at);
+      at = head.writeInt32BE(-1, at); // no aborted transactions
+      head.writeInt32BE(-1, at); // preferred read replica
+      return Buffer.concat([head, set]);
+    };
+    const set = framed(batch({ firstOffset: 3n, attributes: 1, records }));
+    const decoded = await v11.decode(response(set));
+    expectSame(decoded.responses[0]!.partitions[0]!.messages, await original(new Decoder(set)));
+    // A record claiming 2^31-1 headers: refused at once (kafkajs would iterate them).
+    const hostile = framed(
+      batch({
+        firstOffset: 9n,
+        records: [{ offsetDelta: 0, key: 'k', value: 'v', headerCount: 2 ** 31 - 1 }],
+      }),
+    );
+    await expect(v11.decode(response(hostile))).rejects.toThrow(CorruptRecordBatchError);
+  });
+
+  it('stops at a batch cut short by the fetch, as kafkajs does', async () => {
+    const whole = batch({ firstOffset: 0n, attributes: 1, records });
+    const next = batch({ firstOffset: 9n, records });
+    const set = framed(whole, next.subarray(0, next.length - 10));
+    const { ours, theirs } = await both(set);
+    expect(ours.length).toBe(records.length);
+    expectSame(ours, theirs);
+  });
+
+  it('leaves empty record sets, message sets and other codecs to kafkajs', async () => {
+    const empty = Buffer.alloc(4);
+    expectSame(...(Object.values(await both(empty)) as [unknown[], unknown[]]));
+    // A magic-1 message set: offset, size, crc, magic 1, attributes, timestamp, key, value.
+    const m = Buffer.alloc(8 + 4 + 4 + 1 + 1 + 8 + 4 + 4 + 3);
+    m.writeBigInt64BE(5n, 0);
+    m.writeInt32BE(m.length - 12, 8);
+    m.writeInt8(1, 16);
+    m.writeBigInt64BE(1_764_000_000_000n, 18);
+    m.writeInt32BE(-1, 26);
+    m.writeInt32BE(3, 30);
+    m.write('abc', 34);
+    const old = await both(framed(m));
+    expect(old.ours.length).toBe(1);
+    expect(isDeepStrictEqual(old.ours, old.theirs)).toBe(true);
+    // Snappy: kafkajs refuses it, for this batch as before.
+    const { fast, Decoder } = decoders();
+    const snappy = framed(
+      batch({ firstOffset: 0n, records }),
+      batch({ firstOffset: 9n, attributes: 2, records }),
+    );
+    await expect(fast(new Decoder(snappy))).rejects.toThrow(/Snappy/);
+  });
+
+  it('refuses corrupt lengths and counts with an error naming the batch', async () => {
+    const { fast, Decoder } = decoders();
+    const bad: TestBatch[] = [
+      // 2^31-1 headers in a record of a few bytes
+      {
+        firstOffset: 40n,
+        records: [{ offsetDelta: 0, key: 'k', value: 'v', headerCount: 2 ** 31 - 1 }],
+      },
+      // a negative header key length
+      {
+        firstOffset: 41n,
+        records: [
+          { offsetDelta: 0, key: 'k', value: 'v', headerCount: 1, trailing: [...varInt(-5), 0] },
+        ],
+      },
+      // a value longer than its record
+      {
+        firstOffset: 42n,
+        records: [],
+        raw: { count: 1, bytes: Buffer.from([...varInt(4), 0, 0, 0, ...varInt(100), 0, 0, 0]) },
+      },
+      // more records than bytes could hold
+      {
+        firstOffset: 43n,
+        records: [],
+        raw: { count: 1_000_000, bytes: Buffer.from(record(records[0]!)) },
+      },
+      // a six-byte varint
+      {
+        firstOffset: 44n,
+        records: [],
+        raw: { count: 1, bytes: Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0]) },
+      },
+      // gzip records that are not gzip
+      {
+        firstOffset: 45n,
+        attributes: 1,
+        records: [],
+        raw: { count: 1, bytes: Buffer.from('not gzip at all') },
+      },
+    ];
+    for (const b of bad) {
+      const err = await fast(new Decoder(framed(batch(b)))).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(CorruptRecordBatchError);
+      expect((err as Error).message).toContain(`first offset ${b.firstOffset}`);
+    }
+    // A batch length shorter than a batch's header.
+    const short = batch({ firstOffset: 46n, records });
+    short.writeInt32BE(20, 8);
+    await expect(fast(new Decoder(framed(short)))).rejects.toThrow(CorruptRecordBatchError);
+  });
+
+  it('keeps repeated headers linear, each value once', async () => {
+    const n = 50_000;
+    const headers = Array.from({ length: n }, (_, i) => ['same', String(i)] as [string, string]);
+    const set = framed(
+      batch({ firstOffset: 0n, records: [{ offsetDelta: 0, key: 'k', value: 'v', headers }] }),
+    );
+    const { fast, Decoder } = decoders();
+    const [m] = (await fast(new Decoder(set))) as Array<{ headers: { same: Buffer[] } }>;
+    expect(m!.headers.same).toHaveLength(n);
+    expect(m!.headers.same[n - 1]!.toString()).toBe(String(n - 1));
+  });
+
+  it('bounds what gzip batches decompress to: a bomb is refused, the rest waits for the next fetch', async () => {
+    const bomb = { count: 1, bytes: gzipSync(Buffer.alloc(DECOMPRESSED_BUDGET + 1)) };
+    const first = batch({ firstOffset: 0n, attributes: 1, records: [], raw: bomb });
+    const { fast, Decoder } = decoders();
+    await expect(fast(new Decoder(framed(first)))).rejects.toThrow(/larger than 67108864 bytes/);
+    // After a batch that fits, one past what is left ends the record set there.
+    const fits = batch({ firstOffset: 0n, attributes: 1, records });
+    const big = batch({
+      firstOffset: 9n,
+      attributes: 1,
+      records: [],
+      raw: { count: 1, bytes: gzipSync(Buffer.alloc(64 << 10)) },
+    });
+    const fallback = () => Promise.reject(new Error('no fallback expected'));
+    const set = Buffer.concat([fits, big, fits]);
+    const got = await decodeRecordSet(set, 0, set.length, fallback, 40_000);
+    expect(got).toHaveLength(records.length);
+  });
+});
