@@ -108,6 +108,16 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   private silencesEnd = Number.NEGATIVE_INFINITY;
   private readonly pendingSince = new Map<string, number>();
   /**
+   * The sizes of pendingSince, episodes and quietPending, kept in step at each change of
+   * them (see `held`): a condition's evaluation and an event kind's occurrence test them
+   * per event and rule, and reading them here, on the runner, leaves the maps untouched
+   * while they are empty (most rules, most of the time). With 1,000 rules the maps are
+   * not in cache between a rule's events: each size read was a miss.
+   */
+  private pendingHeld = 0;
+  private episodesHeld = 0;
+  private quietHeld = 0;
+  /**
    * Firing keys (see Episode). Keyed by the key string, a value the sender picks: bounded
    * by maxEpisodes (a firing past it is announced but not tracked, counted in
    * untrackedFirings), and each entry is deleted when it resolves.
@@ -245,8 +255,18 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     this.touched(key);
     this.keys.delete(key);
     this.keyValues.delete(key);
-    this.pendingSince.delete(key);
-    this.quietPending.delete(key);
+    if (this.pendingHeld !== 0 || this.quietHeld !== 0) {
+      this.pendingSince.delete(key);
+      this.quietPending.delete(key);
+      this.held();
+    }
+  }
+
+  /** Brings pendingHeld, episodesHeld and quietHeld in step with their maps' sizes. */
+  private held(): void {
+    this.pendingHeld = this.pendingSince.size;
+    this.episodesHeld = this.episodes.size;
+    this.quietHeld = this.quietPending.size;
   }
 
   /**
@@ -292,12 +312,13 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    */
   protected condition(key: string, t: number, e: Evaluation): void {
     // Without a firing key (the usual case) this costs one size test per evaluation.
-    const firing = this.episodes.size !== 0 && this.evaluated(key, t, e.holds);
+    const firing = this.episodesHeld !== 0 && this.evaluated(key, t, e.holds);
     if (!e.holds) {
       // Most keys have no pending `for`: a size test, not a lookup, per evaluation.
-      if (this.pendingSince.size !== 0 && this.pendingSince.delete(key)) {
+      if (this.pendingHeld !== 0 && this.pendingSince.delete(key)) {
         // A pending that fired, or started while the key was firing, ends without a word.
-        const quiet = this.quietPending.size !== 0 && this.quietPending.delete(key);
+        const quiet = this.quietHeld !== 0 && this.quietPending.delete(key);
+        this.held();
         if (!quiet && !firing && this.ctx.announce === 'all')
           this.announce(key, t, 'inactive', alertId(this.spec.name, key, t, 'inactive'));
       }
@@ -315,6 +336,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       if (this.episodes.has(key)) this.quietPending.add(key);
       else if (this.ctx.announce === 'all')
         this.announce(key, t, 'pending', alertId(this.spec.name, key, t, 'pending'));
+      this.held();
       return;
     }
     if (t - since >= hold) {
@@ -322,7 +344,10 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
         ...e,
         figures: { ...e.figures, pending_since: new Date(since).toISOString() },
       });
-      if (fired) this.quietPending.add(key);
+      if (fired) {
+        this.quietPending.add(key);
+        this.held();
+      }
     }
   }
 
@@ -333,7 +358,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   protected fire(key: string, t: number, e: Omit<Evaluation, 'holds'>, silenceKey = key): boolean {
     // An occurrence, announced or silenced: event kinds' firings last from their last one,
     // and a presence kind's clearing ends when it fires again.
-    if (this.resolution !== 'condition' && this.episodes.size !== 0) this.occurred(key, t);
+    if (this.resolution !== 'condition' && this.episodesHeld !== 0) this.occurred(key, t);
     const silence = this.silences.get(silenceKey);
     if (silence && t < silence.until) return false;
     if (this.spec.realert > 0) {
@@ -393,6 +418,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       check: Number.POSITIVE_INFINITY,
     };
     this.episodes.set(key, ep);
+    this.held();
     if (this.resolution === 'after') this.occurred(key, t);
     return true;
   }
@@ -479,7 +505,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * alert clears it (a late report from before the key was last found silent does not).
    */
   protected reported(key: string, t: number): void {
-    if (this.episodes.size === 0) return;
+    if (this.episodesHeld === 0) return;
     const ep = this.episodes.get(key);
     if (!ep || t < ep.seen || ep.cleared !== Number.POSITIVE_INFINITY) return;
     this.clear(key, ep, t);
@@ -542,7 +568,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * re-check moves to the first such instant from the watermark on, if earlier.
    */
   protected recheckAfterLate(key: string): void {
-    if (this.episodes.size === 0) return;
+    if (this.episodesHeld === 0) return;
     const ep = this.episodes.get(key);
     if (ep) this.recheckFrom(key, ep, Math.max(this.ctx.watermark - 1, ep.seen));
   }
@@ -554,7 +580,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * firing is re-checked only where the state it already holds may change.
    */
   protected evaluateBehind(key: string, t: number, until: number): void {
-    if (this.episodes.size === 0) return;
+    if (this.episodesHeld === 0) return;
     const ep = this.episodes.get(key);
     if (!ep) return;
     const at = Math.max(this.ctx.watermark, ep.seen);
@@ -583,6 +609,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
   /** The firing of a key ended at t: announced, and its state dropped. */
   private resolve(key: string, ep: Episode, t: number): void {
     this.episodes.delete(key);
+    this.held();
     if (this.ctx.announce === 'none') return;
     this.announce(
       key,
@@ -746,6 +773,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     if (e.p !== undefined) this.pendingSince.set(id, e.p);
     if (e.e !== undefined) this.episodes.set(id, e.e);
     if (e.q !== undefined) this.quietPending.add(id);
+    this.held();
     if (e.x !== undefined) this.decodeEntryExtra(id, e.x);
   }
 
@@ -803,6 +831,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
         check: inf(ep.check),
       });
     }
+    this.held();
     this.decodeExtra(s.extra);
     this.lastAlertAt = s.lastAlertAt;
     this.alertCount = s.alertCount;
