@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { GLOBAL_TASK } from '../../pipeline/rules-tasks.ts';
 import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
 import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
 import {
@@ -114,9 +115,16 @@ snapshotEvery: 2s
     // Alert for alert: none missing, none twice.
     expect(live.map(view).sort(order)).toEqual(expected);
     expect(new Set(live.map((x) => x.id)).size).toBe(live.length);
-    expect(live.every((x) => x.task !== undefined && x.task.id >= 0 && x.task.id < TASKS)).toBe(
-      true,
-    );
+    // A partition task's alerts, or the global task's (the host.name rules: by default
+    // only service.name follows the partitioning).
+    expect(
+      live.every(
+        (x) =>
+          x.task !== undefined &&
+          ((x.task.id >= 0 && x.task.id < TASKS) || x.task.id === GLOBAL_TASK),
+      ),
+    ).toBe(true);
+    expect(live.some((x) => x.task?.id === GLOBAL_TASK)).toBe(true);
     await stopServe(ingest);
     for (const w of second) await stopServe(w);
     // Each phase has its bound (90 s for a group to settle, 120 s to drain, 45 s per stop):
