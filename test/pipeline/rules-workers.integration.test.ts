@@ -10,6 +10,7 @@ import {
   backtestAlerts,
   createTopics,
   drained,
+  globalOwner,
   LATENESS,
   send,
   settled,
@@ -86,6 +87,8 @@ snapshotEvery: 2s
       Promise.all([worker(), worker(), worker()]),
     );
     await step('three workers assigned', () => settled(first));
+    // The host.name rules' task too (a group of its own, which may settle later).
+    await step('the global task held', () => globalOwner(first));
     const half = Math.floor(batches.length / 2);
     await step('first half sent', () => send(ingest.url, batches.slice(0, half)));
     await step('first half processed', () => drained(first));
@@ -97,6 +100,7 @@ snapshotEvery: 2s
     // A new group with new state directories: the state comes from the changelog.
     const second = await step('two workers started', () => Promise.all([worker(), worker()]));
     await step('two workers assigned', () => settled(second));
+    await step('the global task held', () => globalOwner(second));
     await step('second half sent', () => send(ingest.url, batches.slice(half)));
     await step('second half processed', () => drained(second));
     const end = new Date(last).toISOString();
