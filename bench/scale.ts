@@ -240,13 +240,15 @@ export async function scaleBench(args: string[]): Promise<number> {
       });
       await admin.disconnect();
       const config = join(dir, `drover-${k}.yaml`);
+      // The fleet's hosts are not shared between services: host.name follows the
+      // partitioning, so every rule of the mix runs in the partition tasks (no global task).
       writeFileSync(
         config,
         `stateDir: state
 listen: { port: 0, statsdPort: false }
 bus: { kind: kafka, topicPrefix: ${prefix} }
 index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms }
+rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [service.name, host.name] }
 `,
       );
       let n = 0;

@@ -163,13 +163,17 @@ export const ROWS: RowSpec[] = [
       {
         title: 'Tasks held per worker',
         description:
-          'Tasks (partition i of logs and metrics) each rules worker holds; they move at a rebalance. The sum over workers is the partition count.',
+          'Tasks (partition i of logs and metrics) each rules worker holds; they move at a rebalance. The sum over workers is the partition count. The global task (the rules whose key does not follow the partitioning) is held by one worker, the others stand by.',
         unit: 'short',
         stack: true,
         queries: [
           {
             expr: `sum by (instance) (drover_rules_tasks_assigned{${SEL}})`,
             legend: '{{instance}}',
+          },
+          {
+            expr: `sum by (instance) (drover_rules_global_task_assigned{${SEL}})`,
+            legend: '{{instance}} global task',
           },
         ],
       },

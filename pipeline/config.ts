@@ -108,6 +108,12 @@ export interface DroverConfig {
     maxKeysPerRule?: number;
     /** Terms a new_term rule without max_terms holds at most (absent: 100,000). */
     maxTermsPerRule?: number;
+    /**
+     * On Kafka, the fields a key may include to follow the partitioning
+     * (`rules.partitionFields`, docs/scale-out.md): a rule whose query_key includes one
+     * runs in the partition tasks, the others in the global task. Absent: [service.name].
+     */
+    partitionFields?: string[];
   };
   /**
    * Where remediation state lives (journal, claims, ledger, kill switch, silences):
@@ -362,6 +368,7 @@ function build(
       maxKeysPerRule: positiveInteger(rules.maxKeysPerRule, 'rules.maxKeysPerRule', 100_000),
       maxTermsPerRule: positiveInteger(rules.maxTermsPerRule, 'rules.maxTermsPerRule', 100_000),
       maxFutureSkewMs: duration(rules.maxFutureSkew, 'rules.maxFutureSkew', 5 * 60_000),
+      partitionFields: (rules.partitionFields as string[] | undefined) ?? ['service.name'],
     },
     actions:
       actions.store === 'elasticsearch'

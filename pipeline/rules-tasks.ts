@@ -34,6 +34,11 @@
  * - Event time: each task's merge has its own watermark; an idle partition stops holding
  *   back the others after `idleAfterMs` (rules-input.ts). The clock drives a task's
  *   watermark (its absences fire) once that task has nothing left to process.
+ * - Global (`global: true`, docs/scale-out.md, "Keys that do not follow the
+ *   partitioning"): the same machinery for the rules whose key does not follow the
+ *   partitioning, in a group of its own whose one task (GLOBAL_TASK) is every partition
+ *   of every topic, held by one member while the others stand by; its snapshots go to a
+ *   changelog of their own (`<topicPrefix>rules-global-state`, one partition).
  */
 import type { Engine, EngineSnapshot } from '../rules/index.ts';
 import type { Alert, Explanation, StateChange } from '../rules/index.ts';
@@ -75,7 +80,16 @@ export interface RulesTasksOptions {
   idleAfterMs?: number;
   /** The group's session timeout (KafkaBusOptions.sessionTimeoutMs); sets the stall bound. */
   sessionTimeoutMs?: number;
+  /** One task of every partition (GLOBAL_TASK) instead of a task per partition number. */
+  global?: boolean;
 }
+
+/**
+ * The global task's id in alerts (`task.id`) and in the action store's fence: distinct
+ * from every partition task's id (partition numbers, 0 and up), since its generations
+ * are another group's and must not be compared with partition task 0's.
+ */
+export const GLOBAL_TASK = -1;
 
 /**
  * Alerts a task holds while it may be moving (between a rebalance's start and the
@@ -170,11 +184,36 @@ export class RulesTasks {
   private confirming: Promise<void> | undefined;
   /** The offsets last committed per `topic/partition` (a confirmation commits them again). */
   private committedPositions: Record<string, number> = {};
+  /** Partitions per topic (the same for each), read at start. */
+  private partitions = 0;
+  private readonly global: boolean;
+  /** How this group's logs name its tasks. */
+  private readonly what: string;
 
   constructor(private readonly o: RulesTasksOptions) {
     const session = o.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS;
     this.stallMs = session * STALL_FRACTION;
     this.leaseMs = session * LEASE_FRACTION;
+    this.global = o.global === true;
+    this.what = this.global ? 'rules global task' : 'rules tasks';
+  }
+
+  /** The task a partition's messages belong to. */
+  private taskOf(partition: number): number {
+    return this.global ? GLOBAL_TASK : partition;
+  }
+
+  /** A task's `topic/partition`s: partition id of each topic, or (global) all of them. */
+  private partitionsOf(id: number): string[] {
+    if (!this.global) return this.o.topics.map((t) => `${t}/${id}`);
+    const out: string[] = [];
+    for (const t of this.o.topics) for (let p = 0; p < this.partitions; p++) out.push(`${t}/${p}`);
+    return out;
+  }
+
+  /** The changelog partition (and key) of a task: its id, or 0 for the global task. */
+  private slot(id: number): number {
+    return this.global ? 0 : id;
   }
 
   /**
@@ -188,7 +227,7 @@ export class RulesTasks {
       this.o.telemetry.stalls.inc();
       this.o.logger.warn(
         { stalledMs: Math.round(now - this.lastBeat), tasks: [...this.tasks.keys()] },
-        'rules worker stalled past a third of the session timeout: its tasks hold their alerts until its membership is confirmed',
+        `${this.what}: the worker stalled past a third of the session timeout; its tasks hold their alerts until its membership is confirmed`,
       );
       void this.confirm();
     } else if (
@@ -202,7 +241,7 @@ export class RulesTasks {
       this.o.telemetry.leaseLapses.inc();
       this.o.logger.warn(
         { unconfirmedMs: Math.round(now - this.confirmedSent), tasks: [...this.tasks.keys()] },
-        'rules worker membership unconfirmed for most of the session timeout (heartbeats lost?): its tasks hold their alerts until it is confirmed',
+        `${this.what}: the worker's membership went unconfirmed for most of the session timeout (heartbeats lost?); its tasks hold their alerts until it is confirmed`,
       );
       void this.confirm();
     }
@@ -283,7 +322,10 @@ export class RulesTasks {
       throw new Error(
         `the rules' topics must have the same number of partitions (co-partitioned by service.name): ${this.o.topics.map((t) => `${t} ${counts[t]}`).join(', ')}`,
       );
-    this.changelog = await this.o.bus.changelog(counts[this.o.topics[0]!]);
+    this.partitions = counts[this.o.topics[0]!];
+    this.changelog = this.global
+      ? await this.o.bus.changelog(1, 'rules-global-state')
+      : await this.o.bus.changelog(this.partitions);
     const flow = this.flow();
     this.consumer = await this.o.bus.consumeTasks(
       {
@@ -294,9 +336,11 @@ export class RulesTasks {
         handler: (batch) => this.handle(batch),
       },
       {
-        onAssigned: (ids, consumer) => {
+        ...(this.global && { assigner: 'global' as const }),
+        onAssigned: (partitions, consumer) => {
           // Called from within consumeTasks (kafkajs joins before run() resolves).
           this.consumer = consumer;
+          const ids = this.global ? (partitions.length > 0 ? [GLOBAL_TASK] : []) : partitions;
           const assigning = this.assigned(ids);
           this.assigning = assigning;
           return assigning;
@@ -316,11 +360,14 @@ export class RulesTasks {
     return {
       assigned: (refs) => {
         const byTask = new Map<number, InputRef[]>();
-        for (const r of refs) byTask.set(r.partition, [...(byTask.get(r.partition) ?? []), r]);
+        for (const r of refs) {
+          const id = this.taskOf(r.partition);
+          byTask.set(id, [...(byTask.get(id) ?? []), r]);
+        }
         for (const [id, t] of this.tasks) t.input.flow.assigned(byTask.get(id) ?? []);
       },
       caughtUp: (ref, at) => {
-        const task = this.tasks.get(ref.partition);
+        const task = this.tasks.get(this.taskOf(ref.partition));
         if (!task) return;
         // The log end the bus delivered up to, unreadable messages (dead-lettered, never
         // processed) included: with nothing held, the task is done up to there.
@@ -328,7 +375,8 @@ export class RulesTasks {
         task.seenEnd[k] = Math.max(task.seenEnd[k] ?? 0, at);
         task.input.flow.caughtUp(ref, at);
       },
-      isPaused: (ref) => this.tasks.get(ref.partition)?.input.flow.isPaused(ref) ?? false,
+      isPaused: (ref) =>
+        this.tasks.get(this.taskOf(ref.partition))?.input.flow.isPaused(ref) ?? false,
       onResume: (wake) => {
         wakers.add(wake);
         return () => wakers.delete(wake);
@@ -407,7 +455,7 @@ export class RulesTasks {
   }
 
   private async handle(batch: BusBatch): Promise<void> {
-    const task = this.tasks.get(batch.partition);
+    const task = this.tasks.get(this.taskOf(batch.partition));
     // Not (or no longer) this process's task, or stopping: nothing is processed, and
     // nothing is committed for it here.
     if (!task || this.closing) return;
@@ -419,7 +467,10 @@ export class RulesTasks {
   private onRebalancing(): void {
     if (this.rebalancing) return;
     this.rebalancing = true;
-    this.o.logger.info({ tasks: [...this.tasks.keys()] }, 'rules group rebalancing');
+    this.o.logger.info(
+      { group: this.o.group, tasks: [...this.tasks.keys()] },
+      'rules group rebalancing',
+    );
     // The last snapshot and commit under the generation that still stands.
     void this.snapshotAll();
   }
@@ -437,14 +488,18 @@ export class RulesTasks {
         const alerts = task.held.filter((h) => h.kind === 'alert').length;
         const reason = stalled ? 'stalled' : 'revoked';
         if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason }, alerts);
-        this.o.logger.info({ task: id, dropped: alerts, reason }, 'rules task revoked');
+        this.o.logger.info(
+          { group: this.o.group, task: id, dropped: alerts, reason },
+          'rules task revoked',
+        );
       }
     if (stalled) this.committedPositions = {};
     const fresh = ids.filter((id) => !this.tasks.has(id));
     for (const id of fresh) this.tasks.set(id, this.newTask(id));
     for (const t of this.tasks.values()) t.generation = undefined;
     this.rebalancing = false;
-    this.o.telemetry.tasksAssigned.set(this.tasks.size);
+    if (this.global) this.o.telemetry.globalTaskAssigned.set(this.tasks.size);
+    else this.o.telemetry.tasksAssigned.set(this.tasks.size);
     // A rebalance that completes while this process stops (another worker left just
     // before): nothing is restored or committed, the generation stays unknown (no task
     // is snapshotted), and the bus is about to close.
@@ -490,12 +545,14 @@ export class RulesTasks {
     const committed = await this.o.bus.committed(this.o.group, this.o.topics);
     const earliest = await this.o.bus.earliest(this.o.topics);
     const history =
-      fresh.length > 0 ? await this.changelog.read(fresh) : new Map<number, TaskHistory>();
+      fresh.length > 0
+        ? await this.changelog.read(fresh.map((id) => this.slot(id)))
+        : new Map<number, TaskHistory>();
     // The log ends now: where a restored task's replay ends, and the tick's first reading.
     await this.consumer!.readEnds();
     const ends = this.consumer!.ends();
     if (epoch !== this.epoch || this.closing) return;
-    const partitionsOf = (id: number) => this.o.topics.map((t) => `${t}/${id}`);
+    const partitionsOf = (id: number) => this.partitionsOf(id);
     for (const id of fresh) {
       const task = this.tasks.get(id)!;
       const mine = Object.fromEntries(
@@ -503,7 +560,8 @@ export class RulesTasks {
           .filter((k) => committed[k] !== undefined)
           .map((k) => [k, committed[k]!]),
       );
-      const h = history.get(id);
+      const slot = this.slot(id);
+      const h = history.get(slot);
       const head = h ? chooseHead(h.heads, mine) : undefined;
       if (head) {
         const { reset } = task.engine.restore(JSON.parse(h!.state(head)) as EngineSnapshot);
@@ -511,16 +569,22 @@ export class RulesTasks {
         task.counted = { late: c.lateEvents, future: c.futureEvents };
         task.offsets = { ...head.offsets };
         this.o.logger.info(
-          { task: id, offsets: head.offsets, generation: head.generation, reset },
+          {
+            group: this.o.group,
+            task: id,
+            offsets: head.offsets,
+            generation: head.generation,
+            reset,
+          },
           'rules task restored',
         );
         // Chunks no restore will use (older snapshots, a crashed writer's) go.
         const keep = new Set(
-          Array.from({ length: head.chunks }, (_, n) => `${id}/${head.id}/${n}`),
+          Array.from({ length: head.chunks }, (_, n) => `${slot}/${head.id}/${n}`),
         );
         await this.changelog
           .dropChunks(
-            id,
+            slot,
             h!.chunkKeys.filter((k: string) => !keep.has(k)),
           )
           .catch(() => {});
@@ -535,7 +599,7 @@ export class RulesTasks {
           // A log end seen from the committed offset says nothing about the replay.
           delete task.seenEnd[k];
           const slash = k.lastIndexOf('/');
-          this.consumer?.seek(k.slice(0, slash) as Topic, id, from);
+          this.consumer?.seek(k.slice(0, slash) as Topic, Number(k.slice(slash + 1)), from);
         }
       }
     }
@@ -565,18 +629,21 @@ export class RulesTasks {
     // say so (a fetch from the log end brings none); the group's lag the bus reads at the
     // join may have come before this commit and found it behind.
     for (const t of this.tasks.values()) this.noteCaughtUp(t);
-    this.o.logger.info({ tasks: ids, restored: fresh, generation }, 'rules tasks assigned');
+    this.o.logger.info({ tasks: ids, restored: fresh, generation }, `${this.what} assigned`);
   }
 
   /** Tells a task's merge which of its partitions the last log-end reading finds done. */
   private noteCaughtUp(t: Task): void {
     const ends = this.consumer?.ends();
     if (!ends) return;
-    for (const topic of this.o.topics) {
-      const k = `${topic}/${t.id}`;
+    for (const k of this.partitionsOf(t.id)) {
       const end = ends.get(k)?.end;
+      const slash = k.lastIndexOf('/');
       if (end !== undefined && (t.offsets[k] ?? 0) >= end)
-        t.input.flow.caughtUp({ topic, partition: t.id }, end);
+        t.input.flow.caughtUp(
+          { topic: k.slice(0, slash) as Topic, partition: Number(k.slice(slash + 1)) },
+          end,
+        );
     }
   }
 
@@ -602,7 +669,7 @@ export class RulesTasks {
         const state = JSON.stringify(task.engine.snapshot());
         this.o.telemetry.snapshotSeconds.observe((performance.now() - began) / 1000);
         const { bytes } = await this.changelog.write(
-          task.id,
+          this.slot(task.id),
           { generation, offsets, at: Date.now() },
           state,
         );
@@ -641,7 +708,7 @@ export class RulesTasks {
     // A fetch answers as soon as a partition it asks for has messages past its offset,
     // so a reading is behind the broker only while a fetch is being answered or handled.
     const stale = performance.now() - ENDS_READ_EVERY_MS;
-    const keys = [...this.tasks.keys()].flatMap((id) => this.o.topics.map((t) => `${t}/${id}`));
+    const keys = [...this.tasks.keys()].flatMap((id) => this.partitionsOf(id));
     if (keys.some((k) => (consumer.ends().get(k)?.at ?? -Infinity) < stale))
       await consumer.readEnds();
     const ends = consumer.ends();
@@ -651,9 +718,7 @@ export class RulesTasks {
       // caught up by the next reading at the latest.
       this.noteCaughtUp(t);
       if (t.input.held() > 0) continue;
-      const behind = this.o.topics.some(
-        (topic) => (ends.get(`${topic}/${t.id}`)?.end ?? 0) > this.done(t, topic),
-      );
+      const behind = this.partitionsOf(t.id).some((k) => (ends.get(k)?.end ?? 0) > this.done(t, k));
       if (!behind) t.engine.tick();
     }
   }
@@ -668,20 +733,22 @@ export class RulesTasks {
     const out = { logs: 0, metrics: 0 } as Record<Topic, number>;
     if (this.consumer) await this.consumer.readEnds();
     const ends = this.consumer?.ends() ?? new Map<string, { end: number }>();
-    this.o.telemetry.taskLag.reset();
+    // The per-partition gauge is the partition tasks' (the global task reads them all).
+    if (!this.global) this.o.telemetry.taskLag.reset();
     for (const t of this.tasks.values())
-      for (const topic of this.o.topics) {
-        const k = `${topic}/${t.id}`;
-        const lag = Math.max(0, (ends.get(k)?.end ?? 0) - this.done(t, topic));
+      for (const k of this.partitionsOf(t.id)) {
+        const slash = k.lastIndexOf('/');
+        const topic = k.slice(0, slash) as Topic;
+        const lag = Math.max(0, (ends.get(k)?.end ?? 0) - this.done(t, k));
         out[topic] += lag;
-        this.o.telemetry.taskLag.set({ topic, partition: String(t.id) }, lag);
+        if (!this.global)
+          this.o.telemetry.taskLag.set({ topic, partition: k.slice(slash + 1) }, lag);
       }
     return out;
   }
 
-  /** Where a task's partition of `topic` is done: processed, or delivered with nothing held. */
-  private done(t: Task, topic: Topic): number {
-    const k = `${topic}/${t.id}`;
+  /** Where a task's partition `k` (`topic/partition`) is done: processed, or delivered with nothing held. */
+  private done(t: Task, k: string): number {
     const processed = t.offsets[k] ?? 0;
     return t.input.held() === 0 ? Math.max(processed, t.seenEnd[k] ?? 0) : processed;
   }
@@ -742,4 +809,28 @@ export class RulesTasks {
     await this.snapshotting;
     await this.confirming;
   }
+}
+
+/**
+ * Whether a rule follows the partitioning (docs/scale-out.md, "Keys that do not follow
+ * the partitioning"): its query_key includes one of `partitionFields` (configuration,
+ * `rules.partitionFields`, default `service.name`), so every event of one of its keys
+ * lands in one partition and one task sees them all. A rule without a key does not.
+ */
+export function followsPartitioning(
+  rule: { query_key: readonly string[] },
+  partitionFields: readonly string[],
+): boolean {
+  return rule.query_key.some((f) => partitionFields.includes(f));
+}
+
+/** Rules split into those the partition tasks run and those the global task runs. */
+export function splitRules<R extends { query_key: readonly string[] }>(
+  rules: readonly R[],
+  partitionFields: readonly string[],
+): { partitioned: R[]; global: R[] } {
+  const partitioned: R[] = [];
+  const global: R[] = [];
+  for (const r of rules) (followsPartitioning(r, partitionFields) ? partitioned : global).push(r);
+  return { partitioned, global };
 }

@@ -43,7 +43,7 @@ import { RuleCheckpoints } from './rules-checkpoints.ts';
 import { createRefusalReporter } from './rule-refusals.ts';
 import { type Periodic, startPeriodic } from './periodic.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
-import { RulesTasks } from './rules-tasks.ts';
+import { RulesTasks, splitRules } from './rules-tasks.ts';
 import { createTelemetry, type Telemetry } from './telemetry.ts';
 import { packageRoot } from './package-root.ts';
 import type { AlertHistory } from '../actions/history/types.ts';
@@ -79,6 +79,11 @@ export class Pipeline {
   private rulesInput: RulesInput | undefined;
   /** On Kafka: the rules' tasks this worker holds, each with its engine (rules-tasks.ts). */
   private rulesTasks: RulesTasks | undefined;
+  /**
+   * Kafka: the global task's group (`<group>-global`), for the rules whose key does not
+   * follow the partitioning; started when such rules are loaded (docs/scale-out.md).
+   */
+  private globalTasks: RulesTasks | undefined;
   /** The rules loaded, for the engines of tasks assigned later. */
   private rules: Awaited<ReturnType<typeof loadRules>>['rules'] = [];
   private readonly recentAlerts: Alert[] = [];
@@ -241,8 +246,10 @@ export class Pipeline {
     if (rulesRole) {
       // A failed write (disk full) is logged and counted; the next interval tries again.
       this.snapshotTimer = setInterval(() => {
-        if (this.rulesTasks) this.rulesTasks.maybeSnapshot();
-        else if (this.remediating === 0) this.trySnapshot();
+        if (this.rulesTasks) {
+          this.rulesTasks.maybeSnapshot();
+          this.globalTasks?.maybeSnapshot();
+        } else if (this.remediating === 0) this.trySnapshot();
       }, c.snapshotEveryMs);
       this.ticker = startPeriodic({
         name: 'the rules clock tick',
@@ -353,7 +360,7 @@ export class Pipeline {
    */
   private rulesWatermark(): number {
     if (!this.rulesTasks) return this.engine.watermark;
-    const engines = this.rulesTasks.engines();
+    const engines = this.taskEngines();
     return engines.length > 0
       ? Math.min(...engines.map((e) => e.watermark))
       : Number.NEGATIVE_INFINITY;
@@ -365,7 +372,10 @@ export class Pipeline {
    * time, and a clock-driven watermark would fire absences for keys that did report.
    */
   private async tickEngine(): Promise<void> {
-    if (this.rulesTasks) return this.rulesTasks.tick();
+    if (this.rulesTasks) {
+      await Promise.all([this.rulesTasks.tick(), this.globalTasks?.tick()]);
+      return;
+    }
     try {
       const lag = await this.bus.lag(this.group('rules'));
       if (TOPICS.some((t) => lag[t] > 0)) return;
@@ -463,6 +473,10 @@ export class Pipeline {
   private countEngineEvents(): void {
     if (this.rulesTasks) {
       const c = this.rulesTasks.takeCounts();
+      // The global task reads every event a second time: counted on its own, and its
+      // late and future counts left out (the partition tasks count those events).
+      const g = this.globalTasks?.takeCounts();
+      if (g && g.processed > 0) this.telemetry.globalRuleEvents.inc(g.processed);
       if (c.processed > 0) this.telemetry.ruleEvents.inc(c.processed);
       if (c.late > 0) this.telemetry.ruleLateEvents.inc(c.late);
       if (c.future > 0) this.telemetry.ruleFutureEvents.inc(c.future);
@@ -692,11 +706,46 @@ export class Pipeline {
    * share them (docs/scale-out.md).
    */
   private async startRulesTasks(bus: KafkaBus): Promise<void> {
-    const tasks = new RulesTasks({
+    const tasks = this.newRulesTasks(bus, false);
+    this.rulesTasks = tasks;
+    const global = () => this.globalTasks;
+    new Gauge({
+      name: 'drover_rules_held_events',
+      help: 'Events the rules consumer has read from the bus and holds until the other inputs catch up in event time.',
+      registers: [this.telemetry.registry],
+      collect() {
+        this.set(tasks.held() + (global()?.held() ?? 0));
+      },
+    });
+    await tasks.start();
+    await this.startGlobalTasks(bus);
+  }
+
+  /** The rules each group runs: those that follow the partitioning, or the others. */
+  private rulesFor(global: boolean, rules = this.rules): typeof rules {
+    const split = splitRules(rules, this.config.rules.partitionFields ?? ['service.name']);
+    return global ? split.global : split.partitioned;
+  }
+
+  /** The global task's group, once rules that need it are loaded (at start or a reload). */
+  private async startGlobalTasks(bus: KafkaBus): Promise<void> {
+    if (this.globalTasks || this.rulesFor(true).length === 0) return;
+    const global = this.newRulesTasks(bus, true);
+    this.globalTasks = global;
+    this.logger.info(
+      { group: `${this.group('rules')}-global`, rules: this.rulesFor(true).map((r) => r.name) },
+      'rules whose key does not follow the partitioning run in the global task',
+    );
+    await global.start();
+  }
+
+  private newRulesTasks(bus: KafkaBus, global: boolean): RulesTasks {
+    return new RulesTasks({
       bus,
-      group: this.group('rules'),
+      group: global ? `${this.group('rules')}-global` : this.group('rules'),
       topics: TOPICS,
-      newEngine: (onAlert, onState) => this.newEngine(this.rules, onAlert, onState),
+      global,
+      newEngine: (onAlert, onState) => this.newEngine(this.rulesFor(global), onAlert, onState),
       onAlert: (alert, explanation) => this.onAlert(alert, explanation),
       onState: (change) => this.onState(change),
       canSnapshot: () => this.remediating === 0,
@@ -710,16 +759,11 @@ export class Pipeline {
         sessionTimeoutMs: this.config.bus.sessionTimeoutMs,
       }),
     });
-    this.rulesTasks = tasks;
-    new Gauge({
-      name: 'drover_rules_held_events',
-      help: 'Events the rules consumer has read from the bus and holds until the other inputs catch up in event time.',
-      registers: [this.telemetry.registry],
-      collect() {
-        this.set(tasks.held());
-      },
-    });
-    await tasks.start();
+  }
+
+  /** The engines of the tasks this worker holds, partition tasks and the global one. */
+  private taskEngines(): Engine[] {
+    return [...(this.rulesTasks?.engines() ?? []), ...(this.globalTasks?.engines() ?? [])];
   }
 
   /** The rules' statistics: one engine's, or on Kafka the tasks' summed per rule. */
@@ -730,7 +774,7 @@ export class Pipeline {
         .stats()
         .map((s) => [s.rule, { ...s, keys: 0, bytes: 0, alerts: 0, keysRefused: 0 }]),
     );
-    for (const e of this.rulesTasks.engines())
+    for (const e of this.taskEngines())
       for (const s of e.stats()) {
         const sum = byRule.get(s.rule);
         if (!sum) continue;
@@ -815,7 +859,21 @@ export class Pipeline {
     next.trackChanges(true);
     this.engine = next;
     this.rules = rules;
-    this.rulesTasks?.reload((onAlert, onState) => this.newEngine(rules, onAlert, onState));
+    // A rule whose classification changed (its query_key) starts with no state in its
+    // new group: its key changed, so its old state would not apply anyway.
+    this.rulesTasks?.reload((onAlert, onState) =>
+      this.newEngine(this.rulesFor(false, rules), onAlert, onState),
+    );
+    this.globalTasks?.reload((onAlert, onState) =>
+      this.newEngine(this.rulesFor(true, rules), onAlert, onState),
+    );
+    if (this.rulesTasks && this.bus instanceof KafkaBus) {
+      const bus = this.bus;
+      void this.startGlobalTasks(bus).catch((err: unknown) => {
+        this.telemetry.faults.inc({ kind: 'reload' });
+        this.logger.error({ err }, 'the global rules task could not start');
+      });
+    }
     this.logger.info({ rules: rules.length }, 'rules reloaded');
     return { ok: true, errors: [], rules: rules.length };
   }
@@ -867,6 +925,11 @@ export class Pipeline {
             ? await this.rulesTasks.lag()
             : await bus.lag(group);
         for (const topic of TOPICS) this.telemetry.busLag.set({ group, topic }, lag[topic]);
+        if (this.globalTasks && group === this.group('rules')) {
+          const global = await this.globalTasks.lag();
+          for (const topic of TOPICS)
+            this.telemetry.busLag.set({ group: `${group}-global`, topic }, global[topic]);
+        }
       } catch (err) {
         this.logger.warn({ err, group }, 'could not read the bus lag');
       }
@@ -923,10 +986,15 @@ export class Pipeline {
       await step(`closing adapter ${name}`, () => adapter.close?.());
     await step('closing the endpoint', () => this.server?.close());
     this.rulesTasks?.quiesce();
+    this.globalTasks?.quiesce();
     for (const c of this.consumers) await step('stopping a consumer', () => c.stop());
     await step('waiting for actions in flight', () => Promise.allSettled([...this.pendingActions]));
     const tasks = this.rulesTasks;
-    if (tasks) await step('the last rules task snapshots', () => tasks.stop());
+    const global = this.globalTasks;
+    if (tasks)
+      await step('the last rules task snapshots', () =>
+        Promise.all([tasks.stop(), global?.stop()]),
+      );
     else if (this.engine && this.checkpoints)
       await step('writing the rule snapshot', () =>
         this.checkpoints!.flush(this.engine, this.offsets),

@@ -174,6 +174,16 @@ export function createTelemetry() {
       help: 'Kafka rules workers: tasks (partition i of logs and metrics) this process holds.',
       registers: [registry],
     }),
+    globalTaskAssigned: new Gauge({
+      name: 'drover_rules_global_task_assigned',
+      help: 'Kafka rules workers: 1 when this process holds the global task (the rules whose key does not follow the partitioning), 0 when it stands by.',
+      registers: [registry],
+    }),
+    globalRuleEvents: new Counter({
+      name: 'drover_rules_global_events_total',
+      help: 'Kafka rules workers: events the global task processed (each event is read a second time there, for the rules whose key does not follow the partitioning).',
+      registers: [registry],
+    }),
     taskRestoreSeconds: new Summary({
       name: 'drover_rules_task_restore_seconds',
       help: "Kafka rules workers: time to restore an assigned task's state from the changelog.",

@@ -60,6 +60,68 @@ export const taskAssigner: KafkaJs.PartitionAssigner = ({ cluster }) => ({
   },
 });
 
+/**
+ * The global rules group's assignment (docs/scale-out.md, "Keys that do not follow the
+ * partitioning"): one task made of every partition of every topic, all of it to the
+ * first member by sorted member id; the others get nothing and stand by, each ready to
+ * take the task over from the changelog when the owner leaves or dies.
+ */
+export const GLOBAL_ASSIGNER_NAME = 'DroverGlobalTask';
+
+/** Pure: the global task's assignment, every partition to the first member by id. */
+export function assignGlobal(
+  members: string[],
+  partitions: Record<string, number[]>,
+): Map<string, Record<string, number[]>> {
+  const sorted = [...members].sort();
+  const out = new Map<string, Record<string, number[]>>();
+  sorted.forEach((id, i) =>
+    out.set(
+      id,
+      Object.fromEntries(
+        Object.entries(partitions).map(([t, ps]) => [
+          t,
+          i === 0 ? [...ps].sort((a, b) => a - b) : [],
+        ]),
+      ),
+    ),
+  );
+  return out;
+}
+
+export const globalAssigner: KafkaJs.PartitionAssigner = ({ cluster }) => ({
+  name: GLOBAL_ASSIGNER_NAME,
+  version: 0,
+  assign({ members, topics }) {
+    const { MemberAssignment } = lib().AssignerProtocol;
+    const partitions = Object.fromEntries(
+      topics.map((t) => [t, cluster.findTopicPartitionMetadata(t).map((m) => m.partitionId)]),
+    );
+    return Promise.resolve(
+      [
+        ...assignGlobal(
+          members.map((m) => m.memberId),
+          partitions,
+        ),
+      ].map(([memberId, a]) => ({
+        memberId,
+        memberAssignment: MemberAssignment.encode({
+          version: 0,
+          assignment: a,
+          userData: Buffer.alloc(0),
+        }),
+      })),
+    );
+  },
+  protocol({ topics }) {
+    const { MemberMetadata } = lib().AssignerProtocol;
+    return {
+      name: GLOBAL_ASSIGNER_NAME,
+      metadata: MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }),
+    };
+  },
+});
+
 /** The tasks (partition numbers) an assignment names, in order. */
 export function tasksOf(assignment: Record<string, number[]>): number[] {
   return [...new Set(Object.values(assignment).flat())].sort((a, b) => a - b);

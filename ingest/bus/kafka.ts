@@ -7,7 +7,7 @@ import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
 import { kafkajs } from './kafkajs.ts';
 import { createMurmur2Partitioner } from './kafka-partition.ts';
-import { taskAssigner, tasksOf } from './kafka-tasks.ts';
+import { globalAssigner, taskAssigner, tasksOf } from './kafka-tasks.ts';
 import {
   type Bus,
   type BusMessage,
@@ -121,6 +121,12 @@ export interface TaskModeOptions {
    * cannot have removed the member before `sent` + the session timeout.
    */
   onHeartbeat?(sent: number, generation: number): void;
+  /**
+   * `global`: one task of every partition, to one member (kafka-tasks.ts, globalAssigner);
+   * `onAssigned` is then given the partition numbers that member holds (all, or none).
+   * Default: a task per partition number (taskAssigner).
+   */
+  assigner?: 'tasks' | 'global';
 }
 
 /**
@@ -414,13 +420,16 @@ export class KafkaBus implements Bus {
     });
   }
 
-  /** The changelog of the rules' task state (`<prefix>rules-state`), created if missing. */
-  async changelog(tasks: number): Promise<KafkaChangelog> {
+  /**
+   * The changelog of the rules' task state (`<prefix>rules-state`, or the global task's
+   * `<prefix>rules-global-state`), created if missing.
+   */
+  async changelog(tasks: number, name = 'rules-state'): Promise<KafkaChangelog> {
     const log = new KafkaChangelog(
       this.kafka,
       await this.connectedAdmin(),
       this.producer,
-      `${this.prefix}rules-state`,
+      `${this.prefix}${name}`,
     );
     await log.ensure(tasks, this.options.replicationFactor ?? -1);
     return log;
@@ -481,7 +490,9 @@ export class KafkaBus implements Bus {
       groupId: options.group,
       allowAutoTopicCreation: false,
       ...groupTiming(this.options.sessionTimeoutMs),
-      ...(tasks && { partitionAssigners: [taskAssigner] }),
+      ...(tasks && {
+        partitionAssigners: [tasks.assigner === 'global' ? globalAssigner : taskAssigner],
+      }),
     });
     await consumer.connect();
     let stopping = false;

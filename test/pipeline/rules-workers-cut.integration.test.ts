@@ -86,13 +86,15 @@ describe.skipIf(!available)(
       const acted = join(dir, 'acted.txt');
       const journal = join(dir, 'actions.db');
       const config = join(dir, 'drover.yaml');
+      // partitionFields with host.name (this fleet's hosts are not shared between
+      // services): every rule runs in the partition tasks, whose assignments A logs.
       writeFileSync(
         config,
         `stateDir: state
 listen: { port: 0, statsdPort: false }
 bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: ${SESSION_TIMEOUT_MS / 1000}s }
 index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS} }
+rules: { paths: [rules], allowedLateness: ${LATENESS}, partitionFields: [service.name, host.name] }
 snapshotEvery: 1h
 actions: { store: sqlite, path: ${journal} }
 adapters:

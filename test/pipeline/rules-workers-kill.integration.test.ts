@@ -59,13 +59,16 @@ describe.skipIf(!brokers)(
       const journal = join(dir, 'actions.db');
       const config = join(dir, 'drover.yaml');
       // One journal for all workers (SQLite, shared on this host), as they would share one.
+      // partitionFields with host.name (this fleet's hosts are not shared between
+      // services): the host.name rules stay in the partition tasks this test moves; the
+      // global task's takeover is rules-workers-global's.
       writeFileSync(
         config,
         `stateDir: state
 listen: { port: 0, statsdPort: false }
 bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: 6s }
 index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS}, idleTimeout: 5s }
+rules: { paths: [rules], allowedLateness: ${LATENESS}, partitionFields: [service.name, host.name], idleTimeout: 5s }
 snapshotEvery: 1h
 actions: { store: sqlite, path: ${journal} }
 adapters:

@@ -66,13 +66,16 @@ describe.skipIf(!brokers)(
       const acted = join(dir, 'acted.txt');
       const journal = join(dir, 'actions.db');
       const config = join(dir, 'drover.yaml');
+      // partitionFields with host.name (this fleet's hosts are not shared between
+      // services): the host.name rules stay in the partition tasks this test moves; the
+      // global task's takeover is rules-workers-global's.
       writeFileSync(
         config,
         `stateDir: state
 listen: { port: 0, statsdPort: false }
 bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: ${SESSION_TIMEOUT_MS / 1000}s }
 index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS} }
+rules: { paths: [rules], allowedLateness: ${LATENESS}, partitionFields: [service.name, host.name] }
 snapshotEvery: 1h
 actions: { store: sqlite, path: ${journal} }
 adapters:

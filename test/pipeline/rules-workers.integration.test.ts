@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { GLOBAL_TASK } from '../../pipeline/rules-tasks.ts';
 import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
 import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
 import {
@@ -9,6 +10,7 @@ import {
   backtestAlerts,
   createTopics,
   drained,
+  globalOwner,
   LATENESS,
   send,
   settled,
@@ -85,6 +87,8 @@ snapshotEvery: 2s
       Promise.all([worker(), worker(), worker()]),
     );
     await step('three workers assigned', () => settled(first));
+    // The host.name rules' task too (a group of its own, which may settle later).
+    await step('the global task held', () => globalOwner(first));
     const half = Math.floor(batches.length / 2);
     await step('first half sent', () => send(ingest.url, batches.slice(0, half)));
     await step('first half processed', () => drained(first));
@@ -96,6 +100,7 @@ snapshotEvery: 2s
     // A new group with new state directories: the state comes from the changelog.
     const second = await step('two workers started', () => Promise.all([worker(), worker()]));
     await step('two workers assigned', () => settled(second));
+    await step('the global task held', () => globalOwner(second));
     await step('second half sent', () => send(ingest.url, batches.slice(half)));
     await step('second half processed', () => drained(second));
     const end = new Date(last).toISOString();
@@ -114,9 +119,16 @@ snapshotEvery: 2s
     // Alert for alert: none missing, none twice.
     expect(live.map(view).sort(order)).toEqual(expected);
     expect(new Set(live.map((x) => x.id)).size).toBe(live.length);
-    expect(live.every((x) => x.task !== undefined && x.task.id >= 0 && x.task.id < TASKS)).toBe(
-      true,
-    );
+    // A partition task's alerts, or the global task's (the host.name rules: by default
+    // only service.name follows the partitioning).
+    expect(
+      live.every(
+        (x) =>
+          x.task !== undefined &&
+          ((x.task.id >= 0 && x.task.id < TASKS) || x.task.id === GLOBAL_TASK),
+      ),
+    ).toBe(true);
+    expect(live.some((x) => x.task?.id === GLOBAL_TASK)).toBe(true);
     await stopServe(ingest);
     for (const w of second) await stopServe(w);
     // Each phase has its bound (90 s for a group to settle, 120 s to drain, 45 s per stop):

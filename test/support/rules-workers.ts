@@ -115,7 +115,12 @@ export async function metricsOf(
   const one = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
   const lag = text
     .split('\n')
-    .filter((l) => l.startsWith('drover_bus_lag_messages{group="') && l.includes('rules"'))
+    // The partition tasks' group and the global task's (`<prefix>rules-global`).
+    .filter(
+      (l) =>
+        l.startsWith('drover_bus_lag_messages{group="') &&
+        (l.includes('rules"') || l.includes('rules-global"')),
+    )
     .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
   return {
     tasks: one('drover_rules_tasks_assigned'),
@@ -219,4 +224,23 @@ export async function settledPast(workers: Served[], generation: number): Promis
     90_000,
   );
   return settled(workers);
+}
+
+/** The global task's gauge (1 on its owner, 0 on a standby) of each worker. */
+async function globalHeld(w: Served): Promise<number> {
+  const text = await (await fetch(`${w.url}/metrics`)).text();
+  return Number(/^drover_rules_global_task_assigned (\S+)/m.exec(text)?.[1] ?? 0);
+}
+
+/** The worker holding the global task, once exactly one of them holds it. */
+export async function globalOwner(workers: Served[]): Promise<Served> {
+  return until(
+    `one of ${workers.length} workers to hold the global task`,
+    async () => {
+      const held = await Promise.all(workers.map(globalHeld));
+      const owners = workers.filter((_, i) => held[i] === 1);
+      return owners.length === 1 && held.every((h) => h === 0 || h === 1) ? owners[0]! : false;
+    },
+    90_000,
+  );
 }

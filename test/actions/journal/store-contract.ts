@@ -11,6 +11,7 @@ import { expect, it } from 'vitest';
 import { type Decision, listJournal, type RemediationStore } from '../../../actions/index.ts';
 import type { Attempt, LedgerCounts, LedgerQuery } from '../../../actions/guards/index.ts';
 import type { Alert } from '../../../rules/index.ts';
+import { GLOBAL_TASK } from '../../../pipeline/rules-tasks.ts';
 
 export const T = Date.parse('2024-01-01T00:00:00Z');
 
@@ -184,6 +185,19 @@ export function storeContract(s: StoreUnderTest) {
     ]);
     expect(results[1]).toBe(true);
     expect(await old.claim('f8#0', T, { task: 9, generation: 6 })).toBe(false);
+  });
+
+  it('fences the global rules task apart from partition task 0: its generations are another group', async () => {
+    const store = await s.open(s.fresh());
+    // Partition task 0 in the rules group's generation 5, then the global task (-1) in
+    // its own group's generation 1: not a stale claim for task 0.
+    expect(await store.claim('g1#0', T, { task: 0, generation: 5 })).toBe(true);
+    expect(await store.claim('g2#0', T, { task: GLOBAL_TASK, generation: 1 })).toBe(true);
+    expect(await store.claim('g3#0', T, { task: GLOBAL_TASK, generation: 2 })).toBe(true);
+    // Each is fenced on its own generations.
+    expect(await store.claim('g4#0', T, { task: GLOBAL_TASK, generation: 1 })).toBe(false);
+    expect(await store.claim('g5#0', T, { task: 0, generation: 5 })).toBe(true);
+    expect(await store.claim('g6#0', T, { task: 0, generation: 4 })).toBe(false);
   });
 
   it('reports claims that never got a journal entry (a crash mid-action)', async () => {
