@@ -315,6 +315,67 @@ describe('incremental checkpoints', () => {
     expect(sorted(e.capture(encodeEntry))).toBe(6000);
   });
 
+  it('a full capture stays at its instant while entries before and after its merge change', async () => {
+    const store = new CheckpointStore(storePath());
+    const rules = [
+      rule({
+        name: 'freq',
+        type: 'frequency',
+        num_events: 50,
+        timeframe: m(60),
+        query_key: ['host'],
+      }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k < 3000; k++) e.process(ev(k, { host: `h${k}` }));
+    const atInstant = canonical(e.snapshot());
+    const capture = e.capture(encodeEntry);
+    let done = false;
+    const writing = store
+      .write(capture, { 'bus/0': 3000 }, { sliceMs: 0, step: 8 })
+      .then(() => (done = true));
+    // Between slices, events for keys the merge has passed, keys it has not reached
+    // (in key order, both ends of the range), and keys new since the instant.
+    for (let j = 0; !done; j++) {
+      const k = (j * 7919) % 3000;
+      e.process(ev(3000 + j, { host: `h${k}` }));
+      e.process(ev(3000 + j, { host: `h${2999 - k}` }));
+      e.process(ev(3000 + j, { host: `new${j}` }));
+      await new Promise((r) => setImmediate(r));
+    }
+    await writing;
+    expect(canonical(e.snapshot())).not.toEqual(atInstant);
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(atInstant);
+    store.close();
+  });
+
+  it('a full capture keeps no set of every id it took (one rehashed 1 M ids at once)', () => {
+    const rules = [
+      rule({
+        name: 'freq',
+        type: 'frequency',
+        num_events: 3,
+        timeframe: m(60),
+        query_key: ['host'],
+      }),
+    ];
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let k = 0; k < 5000; k++) e.process(ev(k, { host: `h${k}` }));
+    const capture = e.capture(encodeEntry);
+    const add = vi.spyOn(Set.prototype, 'add');
+    try {
+      while (!capture.step(64)) capture.drain();
+      expect(capture.entries).toBe(5000);
+      expect(add.mock.calls.length).toBeLessThan(100);
+    } finally {
+      add.mockRestore();
+    }
+  });
+
   it('a full checkpoint over a stored one deletes the old rows a chunk at a time, in slices', async () => {
     const store = new CheckpointStore(storePath());
     const rules = [
