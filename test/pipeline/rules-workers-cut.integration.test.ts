@@ -1,13 +1,13 @@
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
 import { startKafka, type StartedKafka } from '../servers/kafka.ts';
-import { killServes, startServe, stopServe, workdir } from '../support/drover.ts';
-import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
+import { killServes, startServe, stopServe } from '../support/drover.ts';
+import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
 import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
+  actingFleet,
   alertsOf,
   assignments,
   backtestAlerts,
@@ -17,7 +17,6 @@ import {
   send,
   settled,
   settledPast,
-  twoFleets,
   type WorkerAlert,
 } from '../support/rules-workers.ts';
 
@@ -50,11 +49,6 @@ const SESSION_TIMEOUT_MS = 6_000;
  */
 const LATENESS = '10s';
 
-const ACTION = `keep_firing_for: 1h
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`;
-
 describe.skipIf(!available)(
   `a rules worker cut off Kafka by the network${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
@@ -70,38 +64,16 @@ describe.skipIf(!available)(
     });
 
     it('cut past the session timeout, then healed: its clock fires nothing stale, nothing lost', async () => {
-      const began = Date.now();
-      const mark = (what: string) =>
-        console.log(`${((Date.now() - began) / 1000).toFixed(1)} s: ${what}`);
-      const { batches, lines, last } = twoFleets(
-        Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
-      );
-      const prefix = `rc${randomUUID().slice(0, 8)}.`;
-      const files = { ...FLEET_RULE_FILES };
-      for (const rule of ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'])
-        files[rule] = `${files[rule]}${ACTION}`;
-      const dir = workdir('drover-rules-cut-', files);
-      const data = join(dir, 'fleet.ndjson');
-      writeFileSync(data, `${lines.join('\n')}\n`);
-      const acted = join(dir, 'acted.txt');
-      const journal = join(dir, 'actions.db');
-      const config = join(dir, 'drover.yaml');
       // partitionFields with host.name (this fleet's hosts are not shared between
       // services): every rule runs in the partition tasks, whose assignments A logs.
-      writeFileSync(
-        config,
-        `stateDir: state
-listen: { port: 0, statsdPort: false }
-bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: ${SESSION_TIMEOUT_MS / 1000}s }
-index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS}, partitionFields: [service.name, host.name] }
-snapshotEvery: 1h
-actions: { store: sqlite, path: ${journal} }
-adapters:
-  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
-guards: { cooldown: 0s, inhibit: 0s }
-`,
-      );
+      const { mark, batches, last, prefix, dir, data, acted, journal, config } = actingFleet({
+        tag: 'rc',
+        name: 'cut',
+        acting: ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'],
+        bus: `sessionTimeout: ${SESSION_TIMEOUT_MS / 1000}s`,
+        rules: 'partitionFields: [service.name, host.name]',
+        lateness: LATENESS,
+      });
       const expected = backtestAlerts(join(dir, 'rules'), data, LATENESS).alerts;
       await createTopics(kafka.url, prefix);
 

@@ -1,27 +1,20 @@
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
 import { GLOBAL_TASK } from '../../pipeline/rules-tasks.ts';
-import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import { killServes, startServe, stopServe, until } from '../support/drover.ts';
+import { type AlertView, alertView as view, byAlert as order } from '../support/fleet-stream.ts';
 import {
-  type AlertView,
-  alertView as view,
-  byAlert as order,
-  FLEET_RULE_FILES,
-} from '../support/fleet-stream.ts';
-import {
+  actingFleet,
   alertsOf,
   backtestAlerts,
   createTopics,
   drained,
   globalOwner,
-  LATENESS,
   send,
   settled,
   TASKS,
-  twoFleets,
   type WorkerAlert,
 } from '../support/rules-workers.ts';
 
@@ -58,13 +51,6 @@ timeframe: 3m
 realert: 2m
 filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
 `;
-// Kept firing for an hour: an alert replayed from history that had already resolved
-// would be skipped as stale, and these should act.
-const ACTION = `keep_firing_for: 1h
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`;
-
 /** An NDJSON line's event time (ECS `@timestamp` or pino's `time`), in ms. */
 function timeOf(line: string): number {
   const e = JSON.parse(line) as { '@timestamp'?: string | number; time?: number };
@@ -76,38 +62,18 @@ describe.skipIf(!brokers)(
   `rules whose key does not follow the partitioning${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
     it('two workers equal the backtest; the global task survives its owner killed', async () => {
-      const began = Date.now();
-      const mark = (what: string) =>
-        console.log(`${((Date.now() - began) / 1000).toFixed(1)} s: ${what}`);
-      const { batches, lines } = twoFleets(Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000);
-      const prefix = `rg${randomUUID().slice(0, 8)}.`;
-      const files: Record<string, string> = {
-        ...FLEET_RULE_FILES,
-        'rules/errors-anywhere.yaml': ERRORS_ANYWHERE,
-        'rules/errors-by-level.yaml': ERRORS_BY_LEVEL,
-      };
-      files['rules/host-error-burst.yaml'] = `${files['rules/host-error-burst.yaml']}${ACTION}`;
-      const dir = workdir('drover-rules-global-', files);
-      const data = join(dir, 'fleet.ndjson');
-      writeFileSync(data, `${lines.join('\n')}\n`);
-      const acted = join(dir, 'acted.txt');
-      const journal = join(dir, 'actions.db');
-      const config = join(dir, 'drover.yaml');
-      // One journal for both workers (SQLite, shared on this host), as they would share one.
-      writeFileSync(
-        config,
-        `stateDir: state
-listen: { port: 0, statsdPort: false }
-bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: 6s }
-index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS}, idleTimeout: 5s }
-snapshotEvery: 2s
-actions: { store: sqlite, path: ${journal} }
-adapters:
-  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
-guards: { cooldown: 0s, inhibit: 0s }
-`,
-      );
+      const { mark, batches, lines, prefix, dir, data, acted, journal, config } = actingFleet({
+        tag: 'rg',
+        name: 'global',
+        acting: ['rules/host-error-burst.yaml'],
+        extra: {
+          'rules/errors-anywhere.yaml': ERRORS_ANYWHERE,
+          'rules/errors-by-level.yaml': ERRORS_BY_LEVEL,
+        },
+        bus: 'sessionTimeout: 6s',
+        rules: 'idleTimeout: 5s',
+        snapshotEvery: '2s',
+      });
       const backtest = backtestAlerts(join(dir, 'rules'), data);
       expect(backtest.stderr).toMatch(/0 bad lines, 0 late events/);
       const expected = backtest.alerts;

@@ -1,20 +1,18 @@
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
-import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
-import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
+import { killServes, startServe, stopServe, until } from '../support/drover.ts';
+import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
 import {
+  actingFleet,
   alertsOf,
   backtestAlerts,
   createTopics,
   drained,
-  LATENESS,
   metricsOf,
   send,
   settled,
-  twoFleets,
   type WorkerAlert,
 } from '../support/rules-workers.ts';
 
@@ -31,50 +29,21 @@ const reason = inject('serverSkipReasons').kafka;
 
 afterEach(killServes);
 
-// Kept firing for an hour: an alert replayed from history that had already resolved
-// would be skipped as stale, and these should act.
-const ACTION = `keep_firing_for: 1h
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`;
-
 describe.skipIf(!brokers)(
   `a rules worker killed on Kafka${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
     it('SIGKILL mid-stream, another joins: no alert lost, no action run twice', async () => {
-      const began = Date.now();
-      const mark = (what: string) =>
-        console.log(`${((Date.now() - began) / 1000).toFixed(1)} s: ${what}`);
-      const { batches, lines, last } = twoFleets(
-        Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
-      );
-      const prefix = `rk${randomUUID().slice(0, 8)}.`;
-      const files = { ...FLEET_RULE_FILES };
-      for (const rule of ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'])
-        files[rule] = `${files[rule]}${ACTION}`;
-      const dir = workdir('drover-rules-kill-', files);
-      const data = join(dir, 'fleet.ndjson');
-      writeFileSync(data, `${lines.join('\n')}\n`);
-      const acted = join(dir, 'acted.txt');
-      const journal = join(dir, 'actions.db');
-      const config = join(dir, 'drover.yaml');
-      // One journal for all workers (SQLite, shared on this host), as they would share one.
       // partitionFields with host.name (this fleet's hosts are not shared between
       // services): the host.name rules stay in the partition tasks this test moves; the
       // global task's takeover is rules-workers-global's.
-      writeFileSync(
-        config,
-        `stateDir: state
-listen: { port: 0, statsdPort: false }
-bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: 6s }
-index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS}, partitionFields: [service.name, host.name], idleTimeout: 5s }
-snapshotEvery: 1h
-actions: { store: sqlite, path: ${journal} }
-adapters:
-  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
-guards: { cooldown: 0s, inhibit: 0s }
-`,
+      const { mark, batches, lines, last, prefix, dir, data, acted, journal, config } = actingFleet(
+        {
+          tag: 'rk',
+          name: 'kill',
+          acting: ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'],
+          bus: 'sessionTimeout: 6s',
+          rules: 'partitionFields: [service.name, host.name], idleTimeout: 5s',
+        },
       );
       const expected = backtestAlerts(join(dir, 'rules'), data).alerts;
       await createTopics(brokers!, prefix);

@@ -1,23 +1,21 @@
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
-import { killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
-import { alertView as view, byAlert as order, FLEET_RULE_FILES } from '../support/fleet-stream.ts';
+import { killServes, startServe, stopServe, until } from '../support/drover.ts';
+import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
 import {
+  actingFleet,
   alertsOf,
   assignments,
   backtestAlerts,
   createTopics,
   drained,
-  LATENESS,
   logLines,
   metricsOf,
   send,
   settled,
   settledPast,
-  twoFleets,
   type WorkerAlert,
 } from '../support/rules-workers.ts';
 
@@ -39,49 +37,21 @@ afterEach(killServes);
 
 const SESSION_TIMEOUT_MS = 6_000;
 
-// Kept firing for an hour: an alert replayed from history that had already resolved
-// would be skipped as stale, and these should act.
-const ACTION = `keep_firing_for: 1h
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`;
-
 describe.skipIf(!brokers)(
   `a rules worker stopped on Kafka${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
     it('SIGSTOP past the session timeout, then SIGCONT: nothing lost, nothing twice, nothing stale', async () => {
-      const began = Date.now();
-      const mark = (what: string) =>
-        console.log(`${((Date.now() - began) / 1000).toFixed(1)} s: ${what}`);
-      const { batches, lines, last } = twoFleets(
-        Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000,
-      );
-      const prefix = `rs${randomUUID().slice(0, 8)}.`;
-      const files = { ...FLEET_RULE_FILES };
-      for (const rule of ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'])
-        files[rule] = `${files[rule]}${ACTION}`;
-      const dir = workdir('drover-rules-stop-', files);
-      const data = join(dir, 'fleet.ndjson');
-      writeFileSync(data, `${lines.join('\n')}\n`);
-      const acted = join(dir, 'acted.txt');
-      const journal = join(dir, 'actions.db');
-      const config = join(dir, 'drover.yaml');
       // partitionFields with host.name (this fleet's hosts are not shared between
       // services): the host.name rules stay in the partition tasks this test moves; the
       // global task's takeover is rules-workers-global's.
-      writeFileSync(
-        config,
-        `stateDir: state
-listen: { port: 0, statsdPort: false }
-bus: { kind: kafka, topicPrefix: ${prefix}, sessionTimeout: ${SESSION_TIMEOUT_MS / 1000}s }
-index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS}, partitionFields: [service.name, host.name] }
-snapshotEvery: 1h
-actions: { store: sqlite, path: ${journal} }
-adapters:
-  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
-guards: { cooldown: 0s, inhibit: 0s }
-`,
+      const { mark, batches, lines, last, prefix, dir, data, acted, journal, config } = actingFleet(
+        {
+          tag: 'rs',
+          name: 'stop',
+          acting: ['rules/host-error-burst.yaml', 'rules/latency-high.yaml'],
+          bus: `sessionTimeout: ${SESSION_TIMEOUT_MS / 1000}s`,
+          rules: 'partitionFields: [service.name, host.name]',
+        },
       );
       const expected = backtestAlerts(join(dir, 'rules'), data).alerts;
       await createTopics(brokers!, prefix);

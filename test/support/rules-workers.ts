@@ -1,10 +1,14 @@
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import { BIN, type Served, until } from './drover.ts';
+import { BIN, type Served, until, workdir } from './drover.ts';
 import {
   alertView as view,
   type AlertView,
   byAlert as order,
+  FLEET_RULE_FILES,
   FLEET_SERVICES,
   generateFleetStream,
 } from './fleet-stream.ts';
@@ -43,6 +47,83 @@ export function twoFleets(start: number): { batches: string[][]; lines: string[]
     if (b.batches[i]) batches.push(renamed(b.batches[i]!, 'x'));
   }
   return { batches, lines: batches.flat(), last: Math.max(a.last, b.last) };
+}
+
+/**
+ * Kept firing for an hour: an alert replayed from history that had already resolved
+ * would be skipped as stale, and the acting rules' alerts should act.
+ */
+export const ACTION = `keep_firing_for: 1h
+actions:
+  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
+`;
+
+/** A rules-workers test's stream, rule files, shared journal and config, written out. */
+export interface ActingFleet {
+  /** Logs how far into the test `what` happened. */
+  mark: (what: string) => void;
+  batches: string[][];
+  lines: string[];
+  /** The last event's time, ms. */
+  last: number;
+  /** The test's own topic prefix. */
+  prefix: string;
+  dir: string;
+  /** The stream as NDJSON, for `drover backtest`. */
+  data: string;
+  /** The adapter's own record: one target per line, per action run. */
+  acted: string;
+  /** The action journal every worker shares (SQLite, on this host), as they would share one. */
+  journal: string;
+  config: string;
+}
+
+/**
+ * The two fleets' stream with the fleet's rules, `acting` of them with {@link ACTION},
+ * and `extra` rule files beside them; a config on Kafka with no index, every worker
+ * acting through an exec adapter into one journal. `bus` and `rules` are the options
+ * after `kind`/`topicPrefix` and after `paths`, `allowedLateness` (the rest of the
+ * config is the same in every such test).
+ */
+export function actingFleet(o: {
+  /** The topic prefix's first letters and the work directory's name. */
+  tag: string;
+  name: string;
+  acting: string[];
+  extra?: Record<string, string>;
+  bus: string;
+  rules: string;
+  lateness?: string;
+  snapshotEvery?: string;
+}): ActingFleet {
+  const began = Date.now();
+  const mark = (what: string) =>
+    console.log(`${((Date.now() - began) / 1000).toFixed(1)} s: ${what}`);
+  const { batches, lines, last } = twoFleets(Math.floor(Date.now() / 1_000) * 1_000 - 20 * 60_000);
+  const prefix = `${o.tag}${randomUUID().slice(0, 8)}.`;
+  const files: Record<string, string> = { ...FLEET_RULE_FILES, ...o.extra };
+  for (const rule of o.acting) files[rule] = `${files[rule]}${ACTION}`;
+  const dir = workdir(`drover-rules-${o.name}-`, files);
+  const data = join(dir, 'fleet.ndjson');
+  writeFileSync(data, `${lines.join('\n')}\n`);
+  const acted = join(dir, 'acted.txt');
+  const journal = join(dir, 'actions.db');
+  const config = join(dir, 'drover.yaml');
+  writeFileSync(
+    config,
+    `stateDir: state
+listen: { port: 0, statsdPort: false }
+bus: { kind: kafka, topicPrefix: ${prefix}, ${o.bus} }
+index: { kind: none }
+rules: { paths: [rules], allowedLateness: ${o.lateness ?? LATENESS}, ${o.rules} }
+snapshotEvery: ${o.snapshotEvery ?? '1h'}
+actions: { store: sqlite, path: ${journal} }
+adapters:
+  script: { type: exec, command: /bin/sh, args: ["-c", "echo $DROVER_TARGET >> ${acted}"] }
+guards: { cooldown: 0s, inhibit: 0s }
+`,
+  );
+  return { mark, batches, lines, last, prefix, dir, data, acted, journal, config };
 }
 
 /** `drover backtest` on the NDJSON file, its alerts in the tests' view and order. */
