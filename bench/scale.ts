@@ -19,10 +19,21 @@
  *   into an engine (bench/rules-consumer.ts's measure), with the bus's default codec.
  *
  * Uses KAFKA_BROKERS, or starts a single-node Kafka as the tests do (test/servers/kafka.ts).
+ *
+ * To compare builds and find where the CPU goes (bench/README.md, "Scale-out on Kafka"):
+ * `--before PATH` runs each worker count with another build's bin/drover.js too, just
+ * before this build's, and `--repeat N` runs the whole sequence N times, so the two
+ * builds' ratios come from the same run, side by side; `--node-args "ARGS"` passes node
+ * options to the workers (`--cpu-prof --cpu-prof-dir=DIR`: a profile per worker, written
+ * at its stop); `--pin CPUS` pins every worker's threads to those CPUs (taskset);
+ * `--warm-up` publishes the first third and waits for the workers to process it before
+ * the rest (the `warm` figure is then the last two thirds' exactly); `--workers-only`
+ * leaves out the restore, ingest and consumer figures. Each worker's CPU is also split
+ * by thread (`main`, `others`), `sys` time, and `sched` (/proc's schedstat, ns-exact).
  */
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
@@ -78,6 +89,37 @@ function cpuMsOf(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
 }
 
+/**
+ * A process's CPU milliseconds on its main thread and on the others (V8's compiler and
+ * GC helpers, libuv's pool), `sys` the system time of them all (clock ticks, as
+ * cpuMsOf), and `sched` the same total as the scheduler counts it (schedstat, in ns, not
+ * sampled at ticks), from /proc/PID/task. A thread that exited between two readings is
+ * missing from the later one.
+ */
+function threadsOf(pid: number): Record<string, number> {
+  const out: Record<string, number> = { sys: 0, sched: 0 };
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = tid === String(pid) ? 'main' : 'others';
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const user = (Number(fields[11]) * 1000) / CLK_TCK;
+      const sys = (Number(fields[12]) * 1000) / CLK_TCK;
+      out[name] = (out[name] ?? 0) + user + sys;
+      out.sys! += sys;
+      const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      out.sched! += ns / 1e6;
+    } catch {
+      // The thread exited meanwhile.
+    }
+  }
+  return out;
+}
+
+function minus(a: Record<string, number>, b: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(a).map(([k, v]) => [k, Math.round(v - (b[k] ?? 0))]));
+}
+
 interface WorkerMetrics {
   tasks: number;
   lag: number;
@@ -85,6 +127,8 @@ interface WorkerMetrics {
   events: number;
   late: number;
   restoreSeconds: number;
+  /** Bus batches (one partition's messages of one fetch) the rules handled. */
+  batches: number;
 }
 
 async function metricsOf(w: Served): Promise<WorkerMetrics> {
@@ -102,6 +146,7 @@ async function metricsOf(w: Served): Promise<WorkerMetrics> {
     events: one('drover_rule_events_total'),
     late: sum('drover_rule_late_events_total'),
     restoreSeconds: one('drover_rules_task_restore_seconds_sum'),
+    batches: one('drover_rule_evaluation_seconds_count'),
   };
 }
 
@@ -149,7 +194,18 @@ interface Run {
   idle_cpu_ms_per_s_per_worker: number;
   /** cpu_ms less what idling for the run's wall time costs: the CPU the events took. */
   busy_cpu_ms: number;
-  per_worker: Array<{ cpu_ms: number; events: number; tasks: number }>;
+  per_worker: Array<{
+    cpu_ms: number;
+    events: number;
+    tasks: number;
+    /** Bus batches handled: one partition's messages from one fetch. */
+    batches: number;
+    /** CPU ms of the run on the main thread and the others, `sys` and `sched` (threadsOf). */
+    threads: Record<string, number>;
+  }>;
+  /** `this` (this checkout's build) or `before` (`--before`). */
+  build: string;
+  repeat: number;
   alerts: number;
   late_events: number;
   agree: boolean | null;
@@ -162,8 +218,24 @@ export async function scaleBench(args: string[]): Promise<number> {
   const workerCounts = option(args, '--workers', '1,2,3').split(',').map(Number);
   const rounds = Number(option(args, '--rounds', '3'));
   const json = args.includes('--json');
+  const repeat = Number(option(args, '--repeat', '1'));
+  const before = option(args, '--before', '');
+  const nodeArgs = option(args, '--node-args', '')
+    .split(' ')
+    .filter((a) => a !== '');
+  const workersOnly = args.includes('--workers-only');
+  const pin = option(args, '--pin', '');
+  const warmUp = args.includes('--warm-up');
+  const builds: Array<{ name: string; bin?: string }> = [
+    ...(before !== '' ? [{ name: 'before', bin: before }] : []),
+    { name: 'this' },
+  ];
+  const plan = Array.from({ length: repeat }, (_, r) =>
+    workerCounts.flatMap((k) => builds.map((b) => ({ k, build: b, repeat: r }))),
+  ).flat();
   const log = (s: string) => process.stderr.write(`${s}\n`);
   if (!Number.isInteger(count) || count < 1000) throw new RangeError('--events: 1000 or more');
+  if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError('--repeat: 1 or more');
   if (workerCounts.some((n) => !Number.isInteger(n) || n < 1 || n > TASKS))
     throw new RangeError(`--workers: counts from 1 to ${TASKS}`);
 
@@ -227,7 +299,7 @@ export async function scaleBench(args: string[]): Promise<number> {
       }>;
       worker_restore_all_tasks_s: number;
     } = { per_task: [], worker_restore_all_tasks_s: 0 };
-    for (const [index, k] of workerCounts.entries()) {
+    for (const [index, { k, build, repeat: r }] of plan.entries()) {
       const prefix = `scale${Date.now().toString(36)}w${k}.`;
       const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
       await admin.connect();
@@ -239,7 +311,7 @@ export async function scaleBench(args: string[]): Promise<number> {
         })),
       });
       await admin.disconnect();
-      const config = join(dir, `drover-${k}.yaml`);
+      const config = join(dir, `drover-${k}-${index}.yaml`);
       // The fleet's hosts are not shared between services: host.name follows the
       // partitioning, so every rule of the mix runs in the partition tasks (no global task).
       writeFileSync(
@@ -254,20 +326,43 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
       let n = 0;
       const worker = () =>
         startServe(config, {
-          env: { KAFKA_BROKERS: brokersText, DROVER_STATE_DIR: join(dir, `state-${k}-${n++}`) },
+          env: {
+            KAFKA_BROKERS: brokersText,
+            DROVER_STATE_DIR: join(dir, `state-${index}-${k}-${n++}`),
+          },
           args: ['--roles', 'rules,actions'],
           timeoutMs: 120_000,
+          ...(build.bin !== undefined && { bin: build.bin }),
+          nodeArgs,
         });
       const workers = await Promise.all(Array.from({ length: k }, worker));
+      // Every thread of every worker on these CPUs: how much of 3 workers' cost is their
+      // contention for the machine's cores.
+      if (pin !== '')
+        for (const w of workers)
+          execFileSync('taskset', ['-a', '-p', '-c', pin, String(w.child.pid)], {
+            stdio: 'ignore',
+          });
       await settled(workers);
       const cpu0 = workers.map((w) => cpuMsOf(w.child.pid!));
-      const events0 = (await Promise.all(workers.map(metricsOf))).map((m) => m.events);
+      const threads0 = workers.map((w) => threadsOf(w.child.pid!));
+      const metrics0 = await Promise.all(workers.map(metricsOf));
+      const events0 = metrics0.map((m) => m.events);
       const began = performance.now();
+      const mono = () => process.hrtime.bigint() / 1000n;
+      const window = [mono()];
       // Published from this process, while the workers consume: only their CPU counts.
       const bus = await createKafkaBus({ brokers, topicPrefix: prefix });
       let published = false;
+      // --warm-up: the first third is published and processed before the rest is sent,
+      // so `warm` counts exactly the CPU of the last two thirds (the publisher does not
+      // wait on a poll of the workers' metrics to mark the moment).
+      const third = Math.ceil(count / 3 / 5_000) * 5_000;
+      let release = () => {};
+      const released = new Promise<void>((r) => (release = r));
       const publishing = (async () => {
         for (let i = 0; i < events.length; i += 5_000) {
+          if (warmUp && i === third) await released;
           const r = await bus.publish(events.slice(i, i + 5_000));
           if (r.rejected.length > 0) throw new Error(`the bus refused ${r.rejected.length} events`);
         }
@@ -287,26 +382,36 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
         if (Date.now() > deadline) throw new Error('timed out waiting for the workers');
         metrics = await Promise.all(workers.map(metricsOf));
         const processed = metrics.reduce((n, m, i) => n + m.events - events0[i]!, 0);
-        if (!warm && processed >= count / 3)
+        if (!warm && processed >= (warmUp ? Math.min(third, count) : count / 3)) {
           warm = { cpu: workers.map((w) => cpuMsOf(w.child.pid!)), processed };
+          release();
+        }
         if (published && processed >= count && metrics.every((m) => m.lag === 0 && m.held === 0))
           break;
-        await new Promise((r) => setTimeout(r, 1_000));
+        await new Promise((r) => setTimeout(r, warmUp && !warm ? 100 : 1_000));
       }
       await publishing;
       await bus.close();
       const wallMs = performance.now() - began;
       const cpu = workers.map((w, i) => cpuMsOf(w.child.pid!) - cpu0[i]!);
+      const threads = workers.map((w, i) => minus(threadsOf(w.child.pid!), threads0[i]!));
       const cpuMs = cpu.reduce((a, b) => a + b, 0);
       const warmCpuMs = workers.reduce((n, w, i) => n + cpuMsOf(w.child.pid!) - warm!.cpu[i]!, 0);
       // What the workers spend with nothing to process (heartbeats, the clock's tick and
       // its offset requests, metrics, periodic snapshots of unchanged tasks): a fixed
       // cost per worker per second, which the runs above also paid while they consumed.
+      window.push(mono());
       const idle0 = workers.map((w) => cpuMsOf(w.child.pid!));
       const idleFrom = performance.now();
       await new Promise((r) => setTimeout(r, IDLE_MS));
       const idleMs = workers.reduce((n, w, i) => n + cpuMsOf(w.child.pid!) - idle0[i]!, 0);
       const idlePerS = idleMs / ((performance.now() - idleFrom) / 1000);
+      window.push(mono());
+      // The monotonic clock a `--cpu-prof` profile's timestamps use: to cut the run out.
+      if (nodeArgs.length > 0)
+        log(
+          `scale: ${build.name}, ${k} worker(s) ${workers.map((w) => w.child.pid).join(',')}: run and idle, monotonic µs: ${window.join(' ')}`,
+        );
 
       // The clock carries each task's watermark past the data (the fleet's hosts then
       // expire): the alerts up to the last event are complete.
@@ -340,6 +445,8 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
       }
       const run: Run = {
         workers: k,
+        build: build.name,
+        repeat: r,
         cpu_ms: Math.round(cpuMs),
         wall_ms: Math.round(wallMs),
         events_per_cpu_s: Math.round((count / cpuMs) * 1000),
@@ -350,7 +457,9 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
         per_worker: workers.map((_, i) => ({
           cpu_ms: Math.round(cpu[i]!),
           events: metrics[i]!.events - events0[i]!,
+          batches: metrics[i]!.batches - metrics0[i]!.batches,
           tasks: metrics[i]!.tasks,
+          threads: threads[i]!,
         })),
         alerts: live.length,
         late_events: metrics.reduce((s, m) => s + m.late, 0),
@@ -359,11 +468,11 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
       };
       runs.push(run);
       log(
-        `scale: ${k} worker(s): ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, ${run.idle_cpu_ms_per_s_per_worker} per worker, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
+        `scale: ${build.name}, ${k} worker(s): ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, ${run.idle_cpu_ms_per_s_per_worker} per worker, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
       );
       for (const w of workers) await stopServe(w);
 
-      if (index === workerCounts.length - 1) {
+      if (index === plan.length - 1 && !workersOnly) {
         // Restore: each task's latest snapshot on the changelog (the workers' final
         // ones, matching the group's committed offsets), read, parsed and restored here.
         const reader = await createKafkaBus({ brokers, topicPrefix: prefix });
@@ -407,18 +516,51 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
       }
     }
 
-    log('scale: HTTP NDJSON → Kafka against JSON.parse');
-    const ingestRatio = await kafkaIngestRatio(brokers, Math.min(count, 100_000), rounds);
-    log('scale: the rules consumer from Kafka');
-    const consumer = await createKafkaBus({
-      brokers,
-      topicPrefix: `scalerc${Date.now().toString(36)}.`,
-    });
-    const consumed = await consumeInto(consumer, events, ruleMix(ruleCount));
-    await consumer.close();
+    let ingestRatio = { ratio: NaN, rounds: [] as number[], events_per_server_cpu_s: NaN };
+    let consumed = { cpuMs: NaN };
+    if (!workersOnly) {
+      log('scale: HTTP NDJSON → Kafka against JSON.parse');
+      ingestRatio = await kafkaIngestRatio(brokers, Math.min(count, 100_000), rounds);
+      log('scale: the rules consumer from Kafka');
+      const consumer = await createKafkaBus({
+        brokers,
+        topicPrefix: `scalerc${Date.now().toString(36)}.`,
+      });
+      consumed = await consumeInto(consumer, events, ruleMix(ruleCount));
+      await consumer.close();
+    }
 
-    const one = runs.find((r) => r.workers === 1);
-    const three = runs.find((r) => r.workers === 3);
+    // Each build's ratios, one per repetition (3 workers against 1 of the same build and
+    // repetition, run minutes apart at most); the summary's own figures are this build's
+    // medians.
+    const median = (xs: number[]) => {
+      const s = [...xs].sort((a, b) => a - b);
+      return s.length === 0
+        ? null
+        : s.length % 2
+          ? s[s.length >> 1]!
+          : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+    };
+    const round2 = (x: number | null) => (x === null ? null : Math.round(x * 100) / 100);
+    const ratios = (name: string) => {
+      const pairs = Array.from({ length: repeat }, (_, r) => {
+        const of = (w: number) =>
+          runs.find((x) => x.build === name && x.repeat === r && x.workers === w);
+        return { one: of(1), three: of(3) };
+      }).filter((p): p is { one: Run; three: Run } => p.one !== undefined && p.three !== undefined);
+      const each = (f: (p: { one: Run; three: Run }) => number) => pairs.map((p) => round2(f(p))!);
+      const cpu = each((p) => p.three.cpu_ms / p.one.cpu_ms);
+      const busy = each((p) => p.three.busy_cpu_ms / p.one.busy_cpu_ms);
+      const warm = each((p) => p.one.warm_events_per_cpu_s / p.three.warm_events_per_cpu_s);
+      return {
+        build: name,
+        cpu_ratio_3_vs_1: round2(median(cpu)),
+        busy_cpu_ratio_3_vs_1: round2(median(busy)),
+        warm_cpu_ratio_3_vs_1: round2(median(warm)),
+        each: { cpu, busy, warm },
+      };
+    };
+    const mine = ratios('this');
     const summary = {
       events: count,
       rules: ruleCount,
@@ -429,13 +571,10 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
         : runs.some((r) => r.agree === false)
           ? false
           : null,
-      cpu_ratio_3_vs_1: one && three ? Math.round((three.cpu_ms / one.cpu_ms) * 100) / 100 : null,
-      warm_cpu_ratio_3_vs_1:
-        one && three
-          ? Math.round((one.warm_events_per_cpu_s / three.warm_events_per_cpu_s) * 100) / 100
-          : null,
-      busy_cpu_ratio_3_vs_1:
-        one && three ? Math.round((three.busy_cpu_ms / one.busy_cpu_ms) * 100) / 100 : null,
+      cpu_ratio_3_vs_1: mine.cpu_ratio_3_vs_1,
+      warm_cpu_ratio_3_vs_1: mine.warm_cpu_ratio_3_vs_1,
+      busy_cpu_ratio_3_vs_1: mine.busy_cpu_ratio_3_vs_1,
+      builds: builds.map((b) => ratios(b.name)),
       kafka_ingest_vs_json_parse: ingestRatio.ratio,
       kafka_ingest_rounds: ingestRatio.rounds,
       kafka_ingest_events_per_server_cpu_s: ingestRatio.events_per_server_cpu_s,
@@ -451,11 +590,15 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
       );
       for (const r of runs)
         process.stdout.write(
-          `  ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s, ${r.idle_cpu_ms_per_s_per_worker} per worker; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
+          `  ${r.build}, ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s, ${r.idle_cpu_ms_per_s_per_worker} per worker; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
         );
       process.stdout.write(
         `  CPU per event, 3 workers vs 1: ${summary.cpu_ratio_3_vs_1} (target ≤ 1.3); less the workers' idle cost: ${summary.busy_cpu_ratio_3_vs_1}; after the first third: ${summary.warm_cpu_ratio_3_vs_1}\n`,
       );
+      for (const b of summary.builds)
+        process.stdout.write(
+          `  ${b.build}: CPU per event, 3 workers vs 1, each repetition: ${b.each.cpu.join(', ')}; less idle: ${b.each.busy.join(', ')}; after the first third: ${b.each.warm.join(', ')}\n`,
+        );
       for (const r of restore.per_task)
         process.stdout.write(
           `  restore task ${r.task}: ${r.state_bytes} bytes of state, ${r.keys} keys: read from the changelog in ${r.read_ms} ms, decoded and restored in ${r.decode_restore_ms} ms\n`,

@@ -33,11 +33,26 @@ export function serverEnv(): NodeJS.ProcessEnv {
  */
 export function startServe(
   config: string,
-  options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; args?: string[] } = {},
+  options: {
+    env?: NodeJS.ProcessEnv;
+    timeoutMs?: number;
+    args?: string[];
+    /** Another build's bin/drover.js (a benchmark comparing builds). Default: this one's. */
+    bin?: string;
+    /** Options for node itself, before the script (`--cpu-prof`, say). */
+    nodeArgs?: string[];
+  } = {},
 ): Promise<Served> {
   const child = spawn(
     process.execPath,
-    [BIN, 'serve', '--config', config, ...(options.args ?? [])],
+    [
+      ...(options.nodeArgs ?? []),
+      options.bin ?? BIN,
+      'serve',
+      '--config',
+      config,
+      ...(options.args ?? []),
+    ],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...serverEnv(), ...options.env },
