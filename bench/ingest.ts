@@ -15,6 +15,7 @@ import {
   type EmbeddedBus,
   openEmbeddedBus,
 } from '../ingest/bus/index.ts';
+import { kafkajs } from '../ingest/bus/kafkajs.ts';
 import { createIngestServer } from '../ingest/sources/http/index.ts';
 import { ElasticsearchIndexer } from '../ingest/sinks/index.ts';
 import { sqliteDriver } from '../ingest/storage/sqlite.ts';
@@ -197,10 +198,11 @@ export async function ingest(args: string[]): Promise<number> {
   // Kafka with each codec Drover offers (bus.compression), one after the other.
   const kafkaRatios: Record<string, number> = {};
   if (process.env.KAFKA_BROKERS) {
-    for (const compression of ['gzip', 'none'] as const) {
+    for (const compression of ['gzip', 'lz4', 'none'] as const) {
+      const prefix = `bench${Date.now()}${compression}.`;
       const kafka = await createKafkaBus({
         brokers: process.env.KAFKA_BROKERS.split(','),
-        topicPrefix: `bench${Date.now()}${compression}.`,
+        topicPrefix: prefix,
         compression,
       });
       const viaKafka = await httpInto(kafka, bodiesFile, options.concurrency);
@@ -209,6 +211,11 @@ export async function ingest(args: string[]): Promise<number> {
       kafkaRatios[`kafka_${compression}_vs_json_parse`] =
         Math.round((median.parseMs / viaKafka.cpuMs) * 100) / 100;
       await kafka.close();
+      // What the broker holds: the topics read back from the start by a plain consumer,
+      // its Fetch responses' bytes (the record batches as stored, the topics being of
+      // `compression.type: producer`), per event.
+      kafkaRatios[`kafka_${compression}_broker_bytes_per_event`] =
+        Math.round(((await fetchedBytes(prefix, lines.length)) / lines.length) * 10) / 10;
     }
   }
 
@@ -259,7 +266,7 @@ export async function ingest(args: string[]): Promise<number> {
     );
     for (const [name, r] of Object.entries(kafkaRatios))
       process.stdout.write(
-        `  ${name.replace(/_/g, ' ')}: ${r}× per server core (the median round's JSON.parse)\n`,
+        `  ${name.replace(/_/g, ' ')}: ${r}${name.endsWith('_per_event') ? '' : "× per server core (the median round's JSON.parse)"}\n`,
       );
     if (!process.env.KAFKA_BROKERS)
       process.stdout.write(
@@ -267,6 +274,33 @@ export async function ingest(args: string[]): Promise<number> {
       );
   }
   return 0;
+}
+
+/** The Fetch responses' bytes of a consumer reading `events` messages of the prefix's topics. */
+async function fetchedBytes(prefix: string, events: number): Promise<number> {
+  const { Kafka, logLevel } = kafkajs();
+  const consumer = new Kafka({
+    brokers: process.env.KAFKA_BROKERS!.split(','),
+    logLevel: logLevel.NOTHING,
+  }).consumer({ groupId: `${prefix}bytes` });
+  let bytes = 0;
+  let seen = 0;
+  consumer.on(consumer.events.REQUEST, ({ payload }) => {
+    if (payload.apiName === 'Fetch') bytes += payload.size;
+  });
+  await consumer.connect();
+  try {
+    await consumer.subscribe({
+      topics: [`${prefix}logs`, `${prefix}metrics`, `${prefix}deadletter`],
+      fromBeginning: true,
+    });
+    await consumer.run({ eachBatch: async ({ batch }) => void (seen += batch.messages.length) });
+    const until = Date.now() + 60_000;
+    while (seen < events && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+  } finally {
+    await consumer.disconnect();
+  }
+  return bytes;
 }
 
 /**

@@ -89,7 +89,7 @@ export async function rulesConsumer(args: string[]): Promise<number> {
   rows.push(['embedded bus → merge → engine', perCpuS(viaEmbedded.cpuMs), viaEmbedded.ms]);
 
   if (process.env.KAFKA_BROKERS)
-    for (const compression of ['gzip', 'none'] as const) {
+    for (const compression of ['gzip', 'lz4', 'none'] as const) {
       const kafka = await createKafkaBus({
         brokers: process.env.KAFKA_BROKERS.split(','),
         topicPrefix: `benchrules${Date.now()}${compression}.`,

@@ -67,7 +67,7 @@ export interface DroverConfig {
         brokers: string[];
         topicPrefix: string;
         /** How record batches are compressed (default gzip; see KafkaBusOptions). */
-        compression?: 'gzip' | 'none';
+        compression?: 'gzip' | 'lz4' | 'none';
       }
   ) & {
     maxAttempts?: number;
@@ -266,6 +266,11 @@ function build(
   const busKind = env.KAFKA_BROKERS ? 'kafka' : ((bus.kind as string | undefined) ?? 'embedded');
   if (busKind === 'kafka' && !brokers)
     fail(['bus', 'kind'], 'bus.kind kafka needs bus.brokers (or KAFKA_BROKERS)');
+  if (busKind !== 'kafka' && bus.compression === 'lz4')
+    fail(
+      ['bus', 'compression'],
+      'bus.compression lz4 is for the Kafka bus (embedded: gzip or none)',
+    );
   const maxAttempts = Number(bus.maxAttempts ?? 3);
   const sessionTimeoutMs =
     bus.sessionTimeout === undefined
@@ -333,7 +338,7 @@ function build(
               b.trim(),
             ),
             topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
-            compression: (bus.compression as 'gzip' | 'none' | undefined) ?? 'gzip',
+            compression: (bus.compression as 'gzip' | 'lz4' | 'none' | undefined) ?? 'gzip',
             maxAttempts,
             ...(sessionTimeoutMs !== undefined && { sessionTimeoutMs }),
           }

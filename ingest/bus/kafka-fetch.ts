@@ -1,4 +1,5 @@
 import { unzipSync } from 'node:zlib';
+import { Lz4TooLargeError, lz4Decompress } from './lz4.ts';
 
 /**
  * The records of a Fetch response (versions 4-11, which kafkajs all decode with
@@ -11,7 +12,7 @@ import { unzipSync } from 'node:zlib';
  * order, same values: a test compares them), so kafkajs stays the client: the Batch,
  * aborted transactions and control records, offsets and commits are its own.
  *
- * Only record batches of magic 2, uncompressed or gzip, take this path; a record set in
+ * Only record batches of magic 2, uncompressed, gzip or lz4 (lz4.ts), take this path; a record set in
  * the older message-set format, and a batch of another magic or codec, are decoded by
  * kafkajs as before.
  *
@@ -19,14 +20,14 @@ import { unzipSync } from 'node:zlib';
  * against the bytes that hold it and a varint is at most 5 bytes (10 for a varlong), so
  * a batch is decoded in time linear in its bytes, or refused with an error naming its
  * offset; kafkajs's own decoder reads past a record's end as zeros and can be driven into
- * 2^31 header iterations by one record. Memory: a record set's gzip batches together
+ * 2^31 header iterations by one record. Memory: a record set's compressed batches together
  * decompress to at most DECOMPRESSED_BUDGET bytes. A batch that would pass it ends the
  * record set there (the consumer fetches the rest next time, as after a partial batch),
- * unless it is the first, which is then refused: a gzip bomb is an error, not an
+ * unless it is the first, which is then refused: a gzip or lz4 bomb is an error, not an
  * allocation.
  */
 
-/** The most a partition's fetched gzip batches may decompress to, together (64 MiB). */
+/** The most a partition's fetched compressed batches may decompress to, together (64 MiB). */
 export const DECOMPRESSED_BUDGET = 64 << 20;
 
 const MAGIC = 2;
@@ -38,6 +39,7 @@ const MAGIC_OFFSET = 16;
 const CODEC_MASK = 0x07;
 const CODEC_NONE = 0;
 const CODEC_GZIP = 1;
+const CODEC_LZ4 = 3;
 const TIMESTAMP_TYPE_FLAG = 0x08;
 const TRANSACTIONAL_FLAG = 0x10;
 const CONTROL_FLAG = 0x20;
@@ -293,7 +295,10 @@ export async function decodeRecordSet(
     const magicByte = buf.readInt8(start + 4);
     const attributes = buf.readInt16BE(start + 9);
     const codec = attributes & CODEC_MASK;
-    if (magicByte !== MAGIC || (codec !== CODEC_NONE && codec !== CODEC_GZIP)) {
+    if (
+      magicByte !== MAGIC ||
+      (codec !== CODEC_NONE && codec !== CODEC_GZIP && codec !== CODEC_LZ4)
+    ) {
       for (const r of await fallback(buf.subarray(at, batchEnd))) out.push(r as FetchedMessage);
       at = batchEnd;
       continue;
@@ -324,14 +329,22 @@ export async function decodeRecordSet(
     } else if (count > 0) {
       // Past the budget: the rest is fetched again later; a first batch this large is refused.
       if (left < 1) break;
+      const name = codec === CODEC_GZIP ? 'gzip' : 'lz4';
       let records: Buffer;
       try {
-        records = unzipSync(buf.subarray(recordsAt, batchEnd), { maxOutputLength: left });
+        const compressed = buf.subarray(recordsAt, batchEnd);
+        records =
+          codec === CODEC_GZIP
+            ? unzipSync(compressed, { maxOutputLength: left })
+            : lz4Decompress(compressed, left);
       } catch (err) {
-        if ((err as { code?: string }).code !== 'ERR_BUFFER_TOO_LARGE')
-          fail(c, `gzip records that do not decompress (${(err as Error).message})`);
+        const tooLarge =
+          err instanceof Lz4TooLargeError ||
+          (err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE';
+        if (!tooLarge)
+          fail(c, `${name} records that do not decompress (${(err as Error).message})`);
         if (left < budget) break;
-        fail(c, `gzip records larger than ${budget} bytes`);
+        fail(c, `${name} records larger than ${budget} bytes`);
       }
       left -= records.length;
       const inner: Cursor = { buf: records, at: 0, end: records.length, batch: c.batch };

@@ -1,6 +1,7 @@
 import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { crc32c } from './crc32c.ts';
+import { lz4Compress } from './lz4.ts';
 
 /**
  * The body of a Kafka Produce request (versions 3-7, which kafkajs all builds with its v3
@@ -13,8 +14,8 @@ import { crc32c } from './crc32c.ts';
  *
  * Only the messages Drover sends take this path: keys and values that are strings,
  * Buffers or null, headers of strings or Buffers, and no `timestamp` (the broker's
- * `CreateTime` is then the send's, as kafkajs sets it). Anything else is encoded by
- * kafkajs as before.
+ * `CreateTime` is then the send's, as kafkajs sets it), compressed with none, gzip or
+ * lz4 (Kafka's LZ4 frame, lz4.ts). Anything else is encoded by kafkajs as before.
  *
  * Bounds: a record batch's buffer is the size of its records (two passes over them: the
  * sizes, then the bytes), and the request's is the sum of its batches, which the
@@ -26,6 +27,7 @@ const gzipAsync = promisify(gzip);
 /** kafkajs's compression codes (protocol/message/compression). */
 const CODEC_NONE = 0;
 const CODEC_GZIP = 1;
+const CODEC_LZ4 = 3;
 const CODEC_MASK = 0x07;
 const TRANSACTIONAL = 0x10;
 const MAGIC = 2;
@@ -61,7 +63,7 @@ function isBytes(v: unknown): v is string | Buffer {
 /** Whether every message is one this encoder writes as kafkajs would. */
 export function canEncode(args: ProduceArgs): boolean {
   const codec = (args.compression ?? CODEC_NONE) & CODEC_MASK;
-  if (codec !== CODEC_NONE && codec !== CODEC_GZIP) return false;
+  if (codec !== CODEC_NONE && codec !== CODEC_GZIP && codec !== CODEC_LZ4) return false;
   if (!Array.isArray(args.topicData)) return false;
   for (const t of args.topicData) {
     if (typeof t.topic !== 'string' || !Array.isArray(t.partitions)) return false;
@@ -222,7 +224,13 @@ async function encodePartition(
 ): Promise<Buffer> {
   const codec = (args.compression ?? CODEC_NONE) & CODEC_MASK;
   const records = encodeRecords(p.messages);
-  const payload = codec === CODEC_GZIP ? await gzipAsync(records) : records;
+  // lz4 runs on this thread (lz4.ts, linear in the records); gzip in zlib's thread pool.
+  const payload =
+    codec === CODEC_GZIP
+      ? await gzipAsync(records)
+      : codec === CODEC_LZ4
+        ? lz4Compress(records)
+        : records;
   // partition, size, firstOffset, length, leader epoch, magic, crc: 4+4+8+4+4+1+4.
   // attributes .. records count: 2+4+8+8+8+2+4+4 = 40.
   const headerBytes = 29;

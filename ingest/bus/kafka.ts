@@ -62,15 +62,14 @@ export interface KafkaBusOptions {
    */
   maxEventBytes?: number;
   /**
-   * How record batches are compressed: `gzip` (default) or `none`. None saves the
-   * producer gzip's latency and CPU, for more bytes on the wire and on disk; consumers
-   * read either at about the same cost (kafka-fetch.ts; bench/README.md, "Rules
-   * consumer"). kafkajs decodes only
-   * gzip, so a topic's `compression.type` must stay `producer`, `uncompressed` or
-   * `gzip`: with lz4, snappy or zstd the broker would recompress into what Drover's
-   * consumers cannot read.
+   * How record batches are compressed: `gzip` (default), `lz4` or `none`. Lz4 (Kafka's
+   * LZ4 frame, lz4.ts) and none save the producer gzip's latency and CPU, for more bytes
+   * on the wire and on disk; consumers read any of them (kafka-fetch.ts; bench/README.md,
+   * "Rules consumer"). Drover reads no snappy or zstd, so a topic's `compression.type`
+   * must stay `producer`, `uncompressed`, `gzip` or `lz4`: with snappy or zstd the broker
+   * would recompress into what Drover's consumers cannot read.
    */
-  compression?: 'gzip' | 'none';
+  compression?: 'gzip' | 'lz4' | 'none';
   /** Events queued or in flight before publish pushes back. Default 100,000. */
   maxQueued?: number;
   /**
@@ -249,7 +248,11 @@ export class KafkaBus implements Bus {
     this.prefix = options.topicPrefix ?? 'drover.';
     const { CompressionTypes } = kafkajs();
     this.compression =
-      options.compression === 'none' ? CompressionTypes.None : CompressionTypes.GZIP;
+      options.compression === 'none'
+        ? CompressionTypes.None
+        : options.compression === 'lz4'
+          ? CompressionTypes.LZ4
+          : CompressionTypes.GZIP;
     this.onError =
       options.onError ??
       ((err, context) => process.emitWarning(`${context}: ${err.message}`, 'DroverBusWarning'));

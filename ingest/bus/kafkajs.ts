@@ -1,8 +1,9 @@
 import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
-import { fastDecodeMessages } from './kafka-fetch.ts';
+import { DECOMPRESSED_BUDGET, fastDecodeMessages } from './kafka-fetch.ts';
 import { groupMessagesPerPartition } from './kafka-partition.ts';
 import { fastProduceRequest } from './kafka-produce.ts';
+import { lz4Compress, lz4Decompress } from './lz4.ts';
 
 /**
  * kafkajs, loaded when a Kafka bus (or a Kafka scan) is first made, not when Drover starts
@@ -130,11 +131,25 @@ function fastFetch(): void {
   }
 }
 
+/**
+ * lz4.ts as kafkajs's LZ4 codec (it ships none), for what kafka-produce.ts and
+ * kafka-fetch.ts leave to kafkajs: another client's message sets, or kafkajs's own
+ * encoder. A batch decompresses to at most DECOMPRESSED_BUDGET bytes here too.
+ */
+function registerLz4(lib: typeof KafkaJs): void {
+  const codec = {
+    compress: (encoder: { buffer: Buffer }) => Promise.resolve(lz4Compress(encoder.buffer)),
+    decompress: (buffer: Buffer) => Promise.resolve(lz4Decompress(buffer, DECOMPRESSED_BUDGET)),
+  };
+  (lib.CompressionCodecs as Record<number, () => unknown>)[lib.CompressionTypes.LZ4] = () => codec;
+}
+
 export function kafkajs(): typeof KafkaJs {
   if (!loaded) {
     fastProduce();
     fastFetch();
     loaded = requireLib('kafkajs') as typeof KafkaJs;
+    registerLz4(loaded);
     fixIdleTimerLoop();
   }
   return loaded;

@@ -301,15 +301,20 @@ describe('configuration: roles', () => {
 });
 
 describe('configuration: bus.compression', () => {
-  it('is gzip by default on Kafka, none on request, and nothing else', () => {
+  it('is gzip by default on Kafka, lz4 or none on request, and nothing else', () => {
     const kafka = 'bus: { kind: kafka, brokers: [k:9092] }\n';
     expect(load(kafka).config.bus).toMatchObject({ kind: 'kafka', compression: 'gzip' });
     expect(
       load('bus: { kind: kafka, brokers: [k:9092], compression: none }\n').config.bus,
     ).toMatchObject({ compression: 'none' });
-    expect(refused('bus: { kind: kafka, brokers: [k:9092], compression: lz4 }\n')).toMatch(
-      /bus\.compression.*is gzip or none/,
+    expect(
+      load('bus: { kind: kafka, brokers: [k:9092], compression: lz4 }\n').config.bus,
+    ).toMatchObject({ compression: 'lz4' });
+    expect(refused('bus: { kind: kafka, brokers: [k:9092], compression: zstd }\n')).toMatch(
+      /bus\.compression.*is gzip, lz4 or none/,
     );
+    // The embedded bus's chunks are gzip or text.
+    expect(refused('bus: { compression: lz4 }\n')).toMatch(/lz4 is for the Kafka bus/);
   });
 });
 

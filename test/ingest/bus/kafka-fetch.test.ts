@@ -8,6 +8,7 @@ import {
   decodeRecordSet,
 } from '../../../ingest/bus/kafka-fetch.ts';
 import { kafkajs } from '../../../ingest/bus/kafkajs.ts';
+import { lz4Compress } from '../../../ingest/bus/lz4.ts';
 
 const requireLib = createRequire(import.meta.url);
 
@@ -94,9 +95,9 @@ interface TestBatch {
 }
 
 function batch(b: TestBatch): Buffer {
-  const gzip = ((b.attributes ?? 0) & 7) === 1;
+  const codec = (b.attributes ?? 0) & 7;
   const plain = b.raw?.bytes ?? Buffer.from(b.records.flatMap(record));
-  const records = gzip && !b.raw ? gzipSync(plain) : plain;
+  const records = b.raw || codec === 0 ? plain : codec === 1 ? gzipSync(plain) : lz4Compress(plain);
   const out = Buffer.alloc(61 + records.length);
   out.writeBigInt64BE(b.firstOffset, 0);
   out.writeInt32BE(out.length - 12, 8);
@@ -199,6 +200,20 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
     const { ours, theirs } = await both(set);
     expect(ours.length).toBe(4 * records.length + 1);
     expectSame(ours, theirs);
+  });
+
+  it("decodes lz4 batches (Kafka's LZ4 frame) into kafkajs's very messages", async () => {
+    const set = framed(
+      batch({ firstOffset: 0n, attributes: 3, records }),
+      batch({ firstOffset: 9n, attributes: 0x10 | 3, producerId: 77n, records }),
+      batch({ firstOffset: 18n, records }),
+      batch({ firstOffset: 27n, attributes: 0x08 | 3, records }),
+    );
+    // kafkajs decodes lz4 with lz4.ts too (kafkajs.ts registers it): the same messages.
+    const { ours, theirs } = await both(set);
+    expect(ours.length).toBe(4 * records.length);
+    expectSame(ours, theirs);
+    expect((ours[2] as { value: Buffer }).value.toString()).toBe('x'.repeat(20_000));
   });
 
   it('computes offsets and timestamps past 2^53 as kafkajs does', async () => {
@@ -325,6 +340,19 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
         records: [],
         raw: { count: 1, bytes: Buffer.from('not gzip at all') },
       },
+      // lz4 records that are not lz4, and an lz4 frame cut short
+      {
+        firstOffset: 47n,
+        attributes: 3,
+        records: [],
+        raw: { count: 1, bytes: Buffer.from('not lz4 at all') },
+      },
+      {
+        firstOffset: 48n,
+        attributes: 3,
+        records: [],
+        raw: { count: 1, bytes: lz4Compress(Buffer.from(record(records[2]!))).subarray(0, 60) },
+      },
     ];
     for (const b of bad) {
       const err = await fast(new Decoder(framed(batch(b)))).catch((e: unknown) => e);
@@ -361,6 +389,25 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
       attributes: 1,
       records: [],
       raw: { count: 1, bytes: gzipSync(Buffer.alloc(64 << 10)) },
+    });
+    const fallback = () => Promise.reject(new Error('no fallback expected'));
+    const set = Buffer.concat([fits, big, fits]);
+    const got = await decodeRecordSet(set, 0, set.length, fallback, 40_000);
+    expect(got).toHaveLength(records.length);
+  });
+
+  it('bounds what lz4 batches decompress to, as gzip ones', async () => {
+    const bomb = { count: 1, bytes: lz4Compress(Buffer.alloc(DECOMPRESSED_BUDGET + 1)) };
+    expect(bomb.bytes.length).toBeLessThan(1 << 20);
+    const first = batch({ firstOffset: 0n, attributes: 3, records: [], raw: bomb });
+    const { fast, Decoder } = decoders();
+    await expect(fast(new Decoder(framed(first)))).rejects.toThrow(/lz4 records larger than/);
+    const fits = batch({ firstOffset: 0n, attributes: 3, records });
+    const big = batch({
+      firstOffset: 9n,
+      attributes: 3,
+      records: [],
+      raw: { count: 1, bytes: lz4Compress(Buffer.alloc(64 << 10)) },
     });
     const fallback = () => Promise.reject(new Error('no fallback expected'));
     const set = Buffer.concat([fits, big, fits]);
