@@ -1,15 +1,21 @@
 /**
- * Event timestamps of one key, sorted, in a growable Float64Array: 8 bytes per event
- * and no per-event allocation. Events mostly arrive in order, so insertion is an
+ * Event timestamps of one key, sorted, in a growable array of doubles: 8 bytes per
+ * event and no per-event allocation. Events mostly arrive in order, so insertion is an
  * append; a late event is shifted into place.
+ *
+ * A plain array, not a Float64Array: past 64 bytes a typed array's storage lives
+ * outside the JS heap, and every young-generation collection then sweeps the buffers
+ * made since the last one (with 1,000 rules, thousands of keys growing their windows).
+ * A JS array of doubles has the same layout on the heap, without that sweep. Only
+ * indices in [start, end) are ever read; the rest is capacity.
  */
 export class Timestamps {
-  private buf: Float64Array;
+  private buf: number[];
   private start = 0;
   private end = 0;
 
   constructor(capacity = 4) {
-    this.buf = new Float64Array(capacity);
+    this.buf = doubles(capacity);
   }
 
   get length(): number {
@@ -88,7 +94,7 @@ export class Timestamps {
   }
 
   toArray(): number[] {
-    return Array.from(this.buf.subarray(this.start, this.end));
+    return this.buf.slice(this.start, this.end);
   }
 
   static from(values: number[]): Timestamps {
@@ -99,20 +105,28 @@ export class Timestamps {
 
   /** Bytes held, for the memory report. */
   bytes(): number {
-    return this.buf.byteLength;
+    return this.buf.length * 8;
   }
 
   private grow(): void {
     const live = this.end - this.start;
     // Compact before growing when most of the buffer is already dropped.
-    const next = new Float64Array(
-      live * 2 > this.buf.length ? this.buf.length * 2 : this.buf.length,
-    );
-    next.set(this.buf.subarray(this.start, this.end));
+    const next = doubles(live * 2 > this.buf.length ? this.buf.length * 2 : this.buf.length);
+    const buf = this.buf;
+    for (let i = 0; i < live; i++) next[i] = buf[this.start + i]!;
     this.buf = next;
     this.start = 0;
     this.end = live;
   }
+}
+
+/**
+ * An array of `n` doubles (0.5 each), its storage exactly n doubles: filling with a
+ * non-integer makes V8 store it as unboxed doubles from the start, so the timestamps
+ * written later neither box nor change its representation.
+ */
+function doubles(n: number): number[] {
+  return new Array<number>(n).fill(0.5);
 }
 
 /** Timestamped numeric samples of one key, oldest first, for metric aggregation. */
