@@ -30,6 +30,26 @@ function engine(rules: RuleSpec[], alerts: Map<string, Alert>): Engine {
   });
 }
 
+/**
+ * A frequency rule by host over an hour, firing at `numEvents`, its changes tracked,
+ * with `hosts` keys (h0, h1...) seen once each.
+ */
+function hostEngine(numEvents: number, hosts: number): { rules: RuleSpec[]; e: Engine } {
+  const rules = [
+    rule({
+      name: 'freq',
+      type: 'frequency',
+      num_events: numEvents,
+      timeframe: m(60),
+      query_key: ['host'],
+    }),
+  ];
+  const e = engine(rules, new Map());
+  e.trackChanges(true);
+  for (let k = 0; k < hosts; k++) e.process(ev(k, { host: `h${k}` }));
+  return { rules, e };
+}
+
 /** A snapshot with its per-key lists in one order (a restored Map holds keys in another). */
 function canonical(snapshot: EngineSnapshot): unknown {
   const byKey = (list: unknown) =>
@@ -259,18 +279,7 @@ describe('incremental checkpoints', () => {
 
   it('a later checkpoint writes only what changed', () => {
     const store = new CheckpointStore(storePath());
-    const rules = [
-      rule({
-        name: 'freq',
-        type: 'frequency',
-        num_events: 3,
-        timeframe: m(60),
-        query_key: ['host'],
-      }),
-    ];
-    const e = engine(rules, new Map());
-    e.trackChanges(true);
-    for (let k = 0; k < 1000; k++) e.process(ev(k, { host: `h${k}` }));
+    const { e } = hostEngine(3, 1_000);
     const first = store.writeNow(e.capture(encodeEntry), { 'bus/0': 1000 });
     expect(first).toMatchObject({ full: true, entries: 1000 });
     for (let k = 0; k < 10; k++) e.process(ev(1000 + k, { host: `h${k * 7}` }));
@@ -317,18 +326,7 @@ describe('incremental checkpoints', () => {
 
   it('a full capture stays at its instant while entries before and after its merge change', async () => {
     const store = new CheckpointStore(storePath());
-    const rules = [
-      rule({
-        name: 'freq',
-        type: 'frequency',
-        num_events: 50,
-        timeframe: m(60),
-        query_key: ['host'],
-      }),
-    ];
-    const e = engine(rules, new Map());
-    e.trackChanges(true);
-    for (let k = 0; k < 3000; k++) e.process(ev(k, { host: `h${k}` }));
+    const { rules, e } = hostEngine(50, 3_000);
     const atInstant = canonical(e.snapshot());
     const capture = e.capture(encodeEntry);
     let done = false;
@@ -353,18 +351,7 @@ describe('incremental checkpoints', () => {
   });
 
   it('a full capture keeps no set of every id it took (one rehashed 1 M ids at once)', () => {
-    const rules = [
-      rule({
-        name: 'freq',
-        type: 'frequency',
-        num_events: 3,
-        timeframe: m(60),
-        query_key: ['host'],
-      }),
-    ];
-    const e = engine(rules, new Map());
-    e.trackChanges(true);
-    for (let k = 0; k < 5000; k++) e.process(ev(k, { host: `h${k}` }));
+    const { e } = hostEngine(3, 5_000);
     const capture = e.capture(encodeEntry);
     const add = vi.spyOn(Set.prototype, 'add');
     try {
@@ -378,18 +365,7 @@ describe('incremental checkpoints', () => {
 
   it('a full checkpoint over a stored one deletes the old rows a chunk at a time, in slices', async () => {
     const store = new CheckpointStore(storePath());
-    const rules = [
-      rule({
-        name: 'freq',
-        type: 'frequency',
-        num_events: 3,
-        timeframe: m(60),
-        query_key: ['host'],
-      }),
-    ];
-    const e = engine(rules, new Map());
-    e.trackChanges(true);
-    for (let k = 0; k < 5000; k++) e.process(ev(k, { host: `h${k}` }));
+    const { rules, e } = hostEngine(3, 5_000);
     store.writeNow(e.capture(encodeEntry), { 'bus/0': 5000 });
     for (let k = 0; k < 100; k++) e.process(ev(5000 + k, { host: `g${k}` }));
     e.trackChanges(true); // the next capture is full (as after a failed write)
