@@ -11,6 +11,7 @@
  * (copy-on-write, RuleRunner.beforeChange), so everything a capture yields is the state
  * at its instant, whatever ran between its steps.
  */
+import { IdSet } from './id-set.ts';
 import type { RuleRunner, RunnerHead } from './runner.ts';
 import type { Timer } from './timers.ts';
 
@@ -84,7 +85,7 @@ const RUN = 1024;
 interface Part {
   runner: RuleRunner;
   /** Incremental: the entries still to take (an id leaves once taken). */
-  pending: Set<string> | undefined;
+  pending: IdSet | undefined;
   /**
    * Full: the ids taken ahead of the merge (copied before a change), and the last id
    * the merge handed on: the merge goes in key order, so an id at or before it is taken
@@ -221,7 +222,7 @@ export class Capture {
         runs: [],
         merge: undefined,
       };
-      runner.changed = new Set();
+      runner.changed = new IdSet();
       runner.beforeChange = this.full
         ? (id) => {
             if (part.last !== undefined && id <= part.last) return;

@@ -6,6 +6,7 @@ import { FlatlineRunner } from './kinds/flatline.ts';
 import { KINDS, type KindDescriptor } from './kinds/index.ts';
 import { NewTermRunner } from './kinds/new-term.ts';
 import { EvidenceRing, type Explanation, explain } from './explain.ts';
+import { IdSet } from './id-set.ts';
 import type { EngineContext, RuleRunner, RunnerEntry, RunnerSnapshot } from './runner.ts';
 import { TimerHeap } from './timers.ts';
 import type { Alert, RuleSpec, StateChange } from './types.ts';
@@ -542,7 +543,7 @@ export class Engine {
     }
     // Past this many timers pushed or run between captures, the next one is full.
     this.changeLog = new ChangeLog(full, () => 2 * this.timers.size + 100_000);
-    for (const c of this.compiled) c.runner.changed ??= new Set();
+    for (const c of this.compiled) c.runner.changed ??= new IdSet();
   }
 
   /**

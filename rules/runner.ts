@@ -1,5 +1,6 @@
 import { hash } from 'node:crypto';
 import type { Event } from '../ingest/model/index.ts';
+import type { IdSet } from './id-set.ts';
 import type { Alert, RuleSpec, StateChange } from './types.ts';
 
 /** What a rule runner needs from the engine: time, timers and the alert sink. */
@@ -147,7 +148,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * Incremental snapshots (rules/changes.ts): the entries (see `entry`) touched since the
    * last capture began; undefined while changes are not tracked (backtest, tests).
    */
-  changed: Set<string> | undefined;
+  changed: IdSet | undefined;
   /** While a capture runs: called with an entry before it changes (copy-on-write). */
   beforeChange: ((id: string) => void) | undefined;
 
