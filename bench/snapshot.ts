@@ -19,6 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { CheckpointStore, encodeEntry, type WriteStats } from '../pipeline/checkpoint-store.ts';
 import type { Event } from '../ingest/model/index.ts';
 import { Engine, type EngineSnapshot, type RuleSpec } from '../rules/index.ts';
+import { IdSet } from '../rules/id-set.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 
@@ -73,6 +74,18 @@ interface One {
   timers: number;
   rss_mb: number;
   json: { pause_ms: number; bytes: number; restore_ms: number; rss_after_restore_mb: number };
+  /**
+   * Recording the ids touched between captures (the runner's `changed`): the longest
+   * single add while `keys` distinct ids go in, into a plain Set and into the IdSet
+   * that replaced it (rules/id-set.ts), three rounds each, alternating.
+   */
+  tracking: {
+    set_longest_add_ms: number[];
+    id_set_longest_add_ms: number[];
+    /** The whole loop of adds, ns per add (the timing around each add included). */
+    set_ns_per_add: number[];
+    id_set_ns_per_add: number[];
+  };
   incremental: {
     full: Pause;
     one_percent: Pause;
@@ -141,7 +154,37 @@ function fileBytes(path: string): number {
 }
 
 /** One size, in this process. */
+/** The longest single `add` of `keys` distinct ids (as the bench's keys, `u<k>`). */
+function longestAdd(set: { add(id: string): unknown }, keys: number): [number, number] {
+  let longest = 0;
+  const start = performance.now();
+  for (let k = 0; k < keys; k++) {
+    const id = `u${k}`;
+    const began = performance.now();
+    set.add(id);
+    const took = performance.now() - began;
+    if (took > longest) longest = took;
+  }
+  return [round(longest), Math.round(((performance.now() - start) * 1e6) / keys)];
+}
+
 async function one(keys: number): Promise<One> {
+  const tracking: One['tracking'] = {
+    set_longest_add_ms: [],
+    id_set_longest_add_ms: [],
+    set_ns_per_add: [],
+    id_set_ns_per_add: [],
+  };
+  for (let turn = 0; turn < 3; turn++) {
+    const [setLongest, setNs] = longestAdd(new Set<string>(), keys);
+    tracking.set_longest_add_ms.push(setLongest);
+    tracking.set_ns_per_add.push(setNs);
+    gc();
+    const [idsLongest, idsNs] = longestAdd(new IdSet(), keys);
+    tracking.id_set_longest_add_ms.push(idsLongest);
+    tracking.id_set_ns_per_add.push(idsNs);
+    gc();
+  }
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-snapshot-'));
   try {
     const engine = newEngine(keys);
@@ -209,6 +252,7 @@ async function one(keys: number): Promise<One> {
       entries: full.entries,
       timers: 0,
       rss_mb: rss,
+      tracking,
       json: {
         pause_ms: round(jsonPause),
         bytes: jsonBytes,
@@ -272,13 +316,13 @@ export async function snapshotBench(args: string[]): Promise<number> {
     b === 0 ? '-' : `${(a / b).toFixed(a / b < 10 ? 2 : 0)}×`;
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
   const lines = [
-    '| keys held | JSON: loop pause | incremental full: longest pause (on loop, wall) | after 1% changed: longest pause (on loop, wall) | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store | loop delay max full / 1% |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| keys held | JSON: loop pause | incremental full: longest pause (on loop, wall) | after 1% changed: longest pause (on loop, wall) | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store | loop delay max full / 1% | tracking: longest add, Set / IdSet |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
     const i = r.incremental;
     lines.push(
-      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB | ${i.full.loop_delay_max_ms} / ${i.one_percent.loop_delay_max_ms} ms |`,
+      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB | ${i.full.loop_delay_max_ms} / ${i.one_percent.loop_delay_max_ms} ms | ${Math.max(...r.tracking.set_longest_add_ms)} / ${Math.max(...r.tracking.id_set_longest_add_ms)} ms |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
