@@ -154,6 +154,13 @@ export class ActionStore implements RemediationStore {
         'INSERT INTO inhibitions (service, until) VALUES (?, ?) ON CONFLICT (service) DO UPDATE SET until = MAX(until, excluded.until)',
       ),
       inhibitedUntil: db.prepare('SELECT until FROM inhibitions WHERE service = ?'),
+      inhibitFiring: db.prepare(
+        'INSERT INTO inhibitors (service, firing, alert_id, until) VALUES (?, ?, ?, ?) ON CONFLICT (service, firing) DO UPDATE SET alert_id = excluded.alert_id, until = MAX(until, excluded.until)',
+      ),
+      releaseFiring: db.prepare('DELETE FROM inhibitors WHERE service = ? AND firing = ?'),
+      inhibitors: db.prepare(
+        'SELECT alert_id, until FROM inhibitors WHERE service = ? AND until > ? ORDER BY until DESC LIMIT 100',
+      ),
     };
   }
 
@@ -375,24 +382,16 @@ export class ActionStore implements RemediationStore {
   }
 
   inhibitFiring(service: string, firing: string, alert: string, until: number): void {
-    this.db
-      .prepare(
-        'INSERT INTO inhibitors (service, firing, alert_id, until) VALUES (?, ?, ?, ?) ON CONFLICT (service, firing) DO UPDATE SET alert_id = excluded.alert_id, until = MAX(until, excluded.until)',
-      )
-      .run(service, firing, alert, until);
+    this.statements.inhibitFiring.run(service, firing, alert, until);
   }
 
   releaseFiring(service: string, firing: string): void {
-    this.db.prepare('DELETE FROM inhibitors WHERE service = ? AND firing = ?').run(service, firing);
+    this.statements.releaseFiring.run(service, firing);
   }
 
   inhibitors(service: string, now: number): Inhibitor[] {
     return (
-      this.db
-        .prepare(
-          'SELECT alert_id, until FROM inhibitors WHERE service = ? AND until > ? ORDER BY until DESC LIMIT 100',
-        )
-        .all(service, now) as Array<{ alert_id: string; until: number }>
+      this.statements.inhibitors.all(service, now) as Array<{ alert_id: string; until: number }>
     ).map((r) => ({ alert: r.alert_id, until: r.until }));
   }
 
