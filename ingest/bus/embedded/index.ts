@@ -45,7 +45,7 @@ import {
   type Statements,
   TOPICS,
 } from './log.ts';
-import { applyRetention, type RetentionLog } from './retention.ts';
+import { applyRetention, LOW_WATER, type RetentionLog } from './retention.ts';
 
 /** Where the log lives and the bounds it keeps. */
 export interface EmbeddedBusOptions {
@@ -254,7 +254,7 @@ export class EmbeddedBus implements Bus {
     if (this.stored.bytes >= this.options.retentionBytes) {
       this.applyRetention();
       if (this.stored.bytes >= this.options.retentionBytes) {
-        const excess = this.stored.bytes - Math.floor(this.options.retentionBytes * 0.9);
+        const excess = this.stored.bytes - Math.floor(this.options.retentionBytes * LOW_WATER);
         const perMessage = this.stored.bytes / Math.max(1, this.stored.messages);
         return new BusBackpressureError(
           slowest
@@ -309,9 +309,10 @@ export class EmbeddedBus implements Bus {
 
   /**
    * Drops what every consumer group has consumed and retention no longer covers: first
-   * messages older than `retentionMs`, then the oldest until the log fits `retentionBytes`.
-   * Unconsumed messages are never dropped, and a topic is only ever cut at its start, so
-   * what remains is contiguous. Returns how many messages went.
+   * messages older than `retentionMs`, then, once the log has reached `retentionBytes`, the
+   * oldest until it is back to LOW_WATER of that (retention.ts). Unconsumed messages are
+   * never dropped, and a topic is only ever cut at its start, so what remains is
+   * contiguous. Returns how many messages went.
    */
   applyRetention(): number {
     return applyRetention(this.log, this.clock(), this.options);

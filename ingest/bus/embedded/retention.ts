@@ -19,6 +19,14 @@ import {
 /** Chunks looked at per retention transaction. */
 const RETENTION_CHUNK = 5_000;
 
+/**
+ * Where retention by size brings a log that reached its limit: this fraction of it. The
+ * headroom means the publishes after a full log do not each pay for a trim (a partial
+ * chunk is decompressed and rewritten), and a log is never left sitting exactly at its
+ * limit, where publish refuses (index.ts) while there is nothing over it to drop.
+ */
+export const LOW_WATER = 0.9;
+
 /** The log as retention sees it; `stored` is the bus's running count, kept in step. */
 export interface RetentionLog {
   db: SqliteDatabase;
@@ -29,8 +37,8 @@ export interface RetentionLog {
 
 /**
  * Drops what every consumer group has consumed and retention no longer covers: first
- * messages older than `retentionMs`, then the oldest until the log fits `retentionBytes`.
- * Unconsumed messages are never dropped, and a topic is only ever cut at its start, so
+ * messages older than `retentionMs`, then, once the log has reached `retentionBytes`, the
+ * oldest until it is back to LOW_WATER of that. Unconsumed messages are never dropped, and a topic is only ever cut at its start, so
  * what remains is contiguous. Returns how many messages went.
  */
 export function applyRetention(
@@ -63,8 +71,13 @@ export function applyRetention(
       if (whole < RETENTION_CHUNK) break;
     }
   }
-  // By size, the oldest consumed message across topics goes first.
-  while (log.stored.bytes > limits.retentionBytes) {
+  // By size, the oldest consumed message across topics goes first, down to the low-water
+  // mark once the log has reached its limit.
+  const target =
+    log.stored.bytes >= limits.retentionBytes
+      ? Math.floor(limits.retentionBytes * LOW_WATER)
+      : limits.retentionBytes;
+  while (log.stored.bytes > target) {
     const oldest: Array<{ topic: Topic; received: number }> = [];
     for (const [topic, consumed] of consumedUpTo) {
       const head = log.chunks[topic].head.get(1) as ChunkMeta | undefined;
@@ -76,7 +89,7 @@ export function applyRetention(
     // Take from the oldest topic only what is older than the next topic's oldest.
     const until = oldest[1]?.received ?? Number.POSITIVE_INFINITY;
     const n = drop(log, oldest[0]!.topic, consumedUpTo.get(oldest[0]!.topic)!, (chunks) => {
-      let excess = log.stored.bytes - limits.retentionBytes;
+      let excess = log.stored.bytes - target;
       let count = 0;
       for (const c of chunks) {
         if (excess <= 0 || (count > 0 && c.received > until)) break;
