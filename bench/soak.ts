@@ -30,6 +30,10 @@ const IN_FLIGHT = 4;
 const MILLION = 1_000_000;
 /** Event time per body: ~1.5 ms per event, as bench/fleet.ts spaces them. */
 const BODY_SPAN_MS = 750;
+/** How often the server's /metrics is read (RSS, the index's progress). */
+const SAMPLE_MS = 500;
+/** Refused (429) with nothing acknowledged for this long: the run stops with an error. */
+const STALL_MS = 180_000;
 
 function parseOptions(args: string[]): Options {
   const i = args.indexOf('--events');
@@ -200,19 +204,23 @@ export async function soak(args: string[]): Promise<number> {
   const coldStartMs = server.readyMs;
   log(`soak: ${options.events} events, ${rules} rules, state in ${dir}`);
 
-  // Sampling: RSS and lag from the server's own /metrics.
+  // Sampling: RSS, lag and the index's progress from the server's own /metrics.
   let rssPeak = 0;
   let stopSampling = false;
+  // [documents indexed, ms]: when the index reached each count, for its rate per million.
+  const indexed: Array<[number, number]> = [[0, performance.now()]];
   const scrape = async () => {
     const text = (await http(agent, port, 'GET', '/metrics')).text;
     const rss = metric(text, 'process_resident_memory_bytes') ?? 0;
     rssPeak = Math.max(rssPeak, rss);
+    const docs = metric(text, 'drover_index_documents_total') ?? 0;
+    if (docs > indexed.at(-1)![0]) indexed.push([docs, performance.now()]);
     return text;
   };
   const sampler = (async () => {
     while (!stopSampling) {
       await scrape().catch(() => undefined);
-      await sleep(2_000);
+      await sleep(SAMPLE_MS);
     }
   })();
 
@@ -226,6 +234,7 @@ export async function soak(args: string[]): Promise<number> {
   let throttledMs = 0;
   let nextReport = MILLION;
   let lastMark = performance.now();
+  let lastAck = performance.now();
   await Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
       while (next < bodies) {
@@ -235,6 +244,10 @@ export async function soak(args: string[]): Promise<number> {
           if (res.status === 200) break;
           if (res.status !== 429)
             throw new Error(`ingest answered ${res.status}: ${res.text.slice(0, 500)}`);
+          if (performance.now() - lastAck > STALL_MS)
+            throw new Error(
+              `ingest refused everything for ${STALL_MS / 1000} s after ${acked} events: ${res.text.slice(0, 500)}`,
+            );
           throttled++;
           const wait = Math.max(0.05, Number(res.headers['retry-after']) || 1) * 1000;
           throttledMs += wait;
@@ -242,6 +255,7 @@ export async function soak(args: string[]): Promise<number> {
         }
         acked += BODY;
         const now = performance.now();
+        lastAck = now;
         acks.push([acked, now]);
         if (acked >= nextReport) {
           log(
@@ -301,6 +315,23 @@ export async function soak(args: string[]): Promise<number> {
   for (let m = 0; m + MILLION <= total; m += MILLION) perMillion.push(rate(m, m + MILLION));
   const first = rate(0, span);
   const last = rate(total - span, total);
+  // The same per million indexed, from the samples: end to end, what the index sustained
+  // (ingest may run ahead of it by the bus's lag limit, 1 M messages, before a 429).
+  const docs = indexed.at(-1)![0];
+  const indexedAt = (count: number) => {
+    const i = indexed.findIndex(([n]) => n >= count);
+    const [n1, t1] = indexed[i]!;
+    const [n0, t0] = indexed[i - 1] ?? indexed[i]!;
+    return n1 === n0 ? t1 : t0 + ((t1 - t0) * (count - n0)) / (n1 - n0);
+  };
+  const indexRate = (from: number, to: number) =>
+    Math.round((to - from) / ((indexedAt(to) - indexedAt(from)) / 1000));
+  const indexSpan = Math.min(MILLION, docs);
+  const indexedPerMillion: number[] = [];
+  for (let m = 0; m + MILLION <= docs; m += MILLION)
+    indexedPerMillion.push(indexRate(m, m + MILLION));
+  const indexedFirst = docs > 0 ? indexRate(0, indexSpan) : 0;
+  const indexedLast = docs > 0 ? indexRate(docs - indexSpan, docs) : 0;
   const summary = {
     events: total,
     rules,
@@ -309,6 +340,13 @@ export async function soak(args: string[]): Promise<number> {
     last_vs_first: Math.round((last / first) * 100) / 100,
     events_per_s_per_million: perMillion,
     events_per_s_overall: Math.round(total / ((fedAt - acks[0]![1]) / 1000)),
+    events_per_s_end_to_end: Math.round(total / ((fedAt + caughtUpMs - acks[0]![1]) / 1000)),
+    indexed_events: docs,
+    indexed_events_per_s_first_million: indexedFirst,
+    indexed_events_per_s_last_million: indexedLast,
+    indexed_last_vs_first:
+      indexedFirst > 0 ? Math.round((indexedLast / indexedFirst) * 100) / 100 : 0,
+    indexed_events_per_s_per_million: indexedPerMillion,
     throttled_responses: throttled,
     throttled_wait_s: Math.round(throttledMs / 100) / 10,
     catch_up_after_feed_s: Math.round(caughtUpMs / 100) / 10,
@@ -339,6 +377,7 @@ export async function soak(args: string[]): Promise<number> {
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
   log(`
 rate: first ${span.toLocaleString('en')} events ${first} events/s, last ${last} events/s (${summary.last_vs_first}×), per million: ${perMillion.join(', ') || '-'}; overall ${summary.events_per_s_overall} events/s
+indexed: ${docs.toLocaleString('en')} events, first million ${indexedFirst} events/s, last ${indexedLast} events/s (${summary.indexed_last_vs_first}×), per million: ${indexedPerMillion.join(', ') || '-'}; end to end (fed and caught up) ${summary.events_per_s_end_to_end} events/s
 429s: ${throttled} (waited ${summary.throttled_wait_s} s); index and rules caught up ${summary.catch_up_after_feed_s} s after the last acknowledgement
 disk: bus ${mb(bus)} (${summary.bus_bytes_per_event} B/event), index ${mb(index)} (${summary.index_bytes_per_event} B/event)
 RSS: peak ${summary.rss_peak_mb} MB, at the end ${summary.rss_end_mb} MB
