@@ -288,6 +288,46 @@ describe('incremental checkpoints', () => {
     store.close();
   });
 
+  it('timers pushed and run between two checkpoints are neither written nor deleted', async () => {
+    // A flatline deadline moves with each event of its key: a timer pushed per event, and
+    // run (as a stale deadline) once the watermark passes it.
+    const rules = [
+      rule({
+        name: 'silent',
+        type: 'flatline',
+        threshold: 1,
+        timeframe: s(5),
+        query_key: ['host'],
+        expect: [],
+        forget_keys: false,
+      }),
+    ];
+    const alerts = new Map<string, Alert>();
+    const e = engine(rules, alerts);
+    e.trackChanges(true);
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    for (let k = 0; k < 10; k++) e.process(ev(k * 100, { host: `h${k}` }));
+    store.writeNow(e.capture(encodeEntry), { 'bus/0': 10 });
+    // 3,000 events over the same 10 hosts, 100 ms apart: 30 s of event time, past the
+    // 5 s timeframe and the 2 s lateness many times over.
+    for (let k = 10; k < 3010; k++) e.process(ev(k * 100, { host: `h${k % 10}` }));
+    const capture = e.capture(encodeEntry);
+    // At most a pending deadline per host and rule; the stored ones that ran, deleted.
+    expect(capture.timersAdded.length).toBeLessThanOrEqual(30);
+    expect(capture.timersRemoved.length).toBeLessThanOrEqual(30);
+    const written = await store.write(capture, { 'bus/0': 3010 });
+    expect(written.timers).toBeLessThanOrEqual(30);
+    store.close();
+    // What is stored restores to the state the engine holds.
+    const back = new CheckpointStore(path);
+    const restored = engine(rules, new Map());
+    const stored = back.read()!;
+    restored.restoreChanges(stored);
+    expect(canonical(restored.snapshot())).toEqual(canonical(e.snapshot()));
+    back.close();
+  });
+
   it('a capture hands entries on in key order, and a full one timers in sequence order', () => {
     // Two timeframes: timers pushed later fall due earlier, so the heap is not in seq order.
     const rules = [m(60), s(30)].map((timeframe, r) =>
