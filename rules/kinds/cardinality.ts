@@ -39,6 +39,14 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
   }
   /** New distinct values refused at maxValues since this runner was built. */
   termsRefused = 0;
+  /**
+   * A lower bound of the earliest end of any interval the keys hold (-Infinity: not
+   * known, after a restore, or a key with no values is kept for its pending check). An
+   * added interval only lowers it; a sweep at a watermark at or below it would drop
+   * nothing, and returns at once (most sweeps: a value reporting within its timeframe
+   * keeps one open interval).
+   */
+  private earliestEnd = Number.NEGATIVE_INFINITY;
 
   onEvent(event: Event, key: string, t: number): void {
     const raw = event[this.spec.cardinality_field];
@@ -69,7 +77,9 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
       cover = [];
       state.values.set(value, cover);
     }
-    addCover(cover, t, t + this.spec.timeframe);
+    const end = t + this.spec.timeframe;
+    addCover(cover, t, end);
+    if (end < this.earliestEnd) this.earliestEnd = end;
     if (late) {
       this.scheduleNext(key, state, this.ctx.watermark, true);
       this.evaluateBehind(key, t, t + this.spec.timeframe);
@@ -169,6 +179,9 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
 
   override sweep(watermark: number): void {
     super.sweep(watermark);
+    // Nothing ends before the watermark: a walk would drop no interval and forget no key.
+    if (watermark <= this.earliestEnd) return;
+    let earliest = Number.POSITIVE_INFINITY;
     for (const [key, state] of this.keys) {
       let touched = false;
       for (const [value, cover] of state.values) {
@@ -181,11 +194,18 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
           touched = true;
         }
         if (drop === cover.length) state.values.delete(value);
-        else if (drop > 0) cover.splice(0, drop);
+        else {
+          if (drop > 0) cover.splice(0, drop);
+          if (cover[1]! < earliest) earliest = cover[1]!;
+        }
       }
-      if (state.values.size === 0 && state.nextCheck === Number.POSITIVE_INFINITY)
-        this.forgetIdleKey(key);
+      if (state.values.size === 0) {
+        if (state.nextCheck === Number.POSITIVE_INFINITY) this.forgetIdleKey(key);
+        // Kept for its check: the next sweep walks again, to forget it once idle.
+        else earliest = Number.NEGATIVE_INFINITY;
+      }
     }
+    this.earliestEnd = earliest;
   }
 
   keyBytes(state: KeyState): number {
@@ -203,6 +223,7 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
       sample: Event | undefined;
     };
     const tf = this.spec.timeframe;
+    this.earliestEnd = Number.NEGATIVE_INFINITY;
     // Version 1 kept each value's newest event: it covers [seen, seen + tf).
     const values = new Map(
       d.values.map(([v, c]): [string, number[]] =>

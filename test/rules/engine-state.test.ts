@@ -149,4 +149,29 @@ describe('time and memory', () => {
     expect(fl!.keys).toBe(1000); // flatline must remember silent keys
     expect(f!.bytes).toBeGreaterThan(0);
   });
+
+  it('drops cardinality values and keys each time they go quiet, not only the first', () => {
+    // Sweeps skip their walk while no value's interval has ended: the bound must follow
+    // the values added after a walk that emptied the rule.
+    const card = rule({
+      name: 'c',
+      type: 'cardinality',
+      cardinality_field: 'user',
+      timeframe: s(10),
+      max_cardinality: 100,
+      query_key: ['host.name'],
+    });
+    const e = new Engine([card], { allowedLatenessMs: 0, observedFrom: T0, onAlert: () => {} });
+    const keys = () => e.stats()[0]!.keys;
+    // Each round: 50 keys report, then one other key reports alone for a minute of event
+    // time (past the timeframe and the sweeps' slices): only that key is still held.
+    for (let round = 0; round < 3; round++) {
+      const t0 = m(2 * round);
+      for (let i = 0; i < 50; i++) e.process(ev(t0 + i, { 'host.name': `h${i}`, user: `u${i}` }));
+      expect(keys()).toBe(50 + Math.min(round, 1));
+      for (let k = 0; k <= 60; k++)
+        e.process(ev(t0 + s(20) + s(k), { 'host.name': 'quiet', user: 'q' }));
+      expect(keys()).toBe(1);
+    }
+  });
 });
