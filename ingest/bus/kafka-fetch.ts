@@ -349,10 +349,12 @@ export async function decodeRecordSet(
 ): Promise<unknown[] | undefined> {
   if (end - from <= MAGIC_OFFSET || buf[from + MAGIC_OFFSET] !== MAGIC) return undefined;
   const out: FetchedMessage[] = [];
+  // Records of the whole batches decoded so far: none of a batch refused half-way.
+  const whole = { records: 0 };
   try {
-    await decodeInto(out, buf, from, end, fallback, budget);
+    await decodeInto(out, whole, buf, from, end, fallback, budget);
   } catch (err) {
-    if (err instanceof CorruptRecordBatchError) err.before = out;
+    if (err instanceof CorruptRecordBatchError) err.before = out.slice(0, whole.records);
     throw err;
   }
   return out;
@@ -360,6 +362,7 @@ export async function decodeRecordSet(
 
 async function decodeInto(
   out: FetchedMessage[],
+  whole: { records: number },
   buf: Buffer,
   from: number,
   end: number,
@@ -370,6 +373,7 @@ async function decodeInto(
   let left = budget;
   let at = from;
   while (end - at >= RECORD_BATCH_OVERHEAD) {
+    whole.records = out.length;
     const firstOffsetBig = buf.readBigInt64BE(at);
     const length = buf.readInt32BE(at + 8);
     const start = at + 12;

@@ -466,6 +466,19 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
     expect(corruptionOf(got)?.message).toMatch(
       /^corrupt Kafka record batch \(first offset 9, last offset 17\): CRC-32C/,
     );
+    // A batch refused half-way (its CRC matches, its third record does not decode): none
+    // of its records is given, only those of the whole batches before it.
+    const halfBad = batch({
+      firstOffset: 9n,
+      records: [
+        records[0]!,
+        { ...records[1]!, offsetDelta: 1 },
+        { offsetDelta: 2, key: 'k', value: 'v', headerCount: 2 ** 31 - 1 },
+      ],
+    });
+    const cut = await fast(new Decoder(framed(first, halfBad)));
+    expect(cut).toHaveLength(records.length);
+    expect(corruptionOf(cut)?.message).toMatch(/first offset 9, last offset 11\): .*headers/);
     // Nothing before it: no records, the mark.
     const alone = await fast(new Decoder(framed(second, first)));
     expect(alone).toEqual([]);
