@@ -87,6 +87,22 @@ export const ROWS: RowSpec[] = [
         ],
       },
       {
+        title: 'Corrupt record batches',
+        description:
+          'Kafka record batches still corrupt when fetched again (CRC-32C mismatch, undecodable), per group and partition, and the partitions a group stopped consuming at one (bus.corruptBatch: stop; /readyz names them). A stopped partition stays stopped until an operator acts.',
+        unit: 'short',
+        queries: [
+          {
+            expr: `sum by (group, topic, partition) (drover_bus_stopped_partitions{${SEL}})`,
+            legend: 'stopped {{group}} {{topic}}/{{partition}}',
+          },
+          {
+            expr: `sum by (group, topic, partition) (increase(drover_bus_corrupt_batches_total{${SEL}}[$__rate_interval]))`,
+            legend: 'corrupt {{group}} {{topic}}/{{partition}}',
+          },
+        ],
+      },
+      {
         title: 'Indexing latency',
         description: 'Time to index one bus batch (bulk request, retries included).',
         unit: 's',

@@ -76,6 +76,11 @@ export interface DroverConfig {
      * 30 s); heartbeats go every third of it, at most every 3 s (KafkaBusOptions).
      */
     sessionTimeoutMs?: number;
+    /**
+     * Kafka: `bus.corruptBatch`, what a consumer group does with a record batch still
+     * corrupt when fetched again (default `stop`; KafkaBusOptions.corruptBatch).
+     */
+    corruptBatch?: 'stop' | 'skip';
   };
   index:
     | {
@@ -271,6 +276,11 @@ function build(
       ['bus', 'compression'],
       'bus.compression lz4 is for the Kafka bus (embedded: gzip or none)',
     );
+  if (busKind !== 'kafka' && bus.corruptBatch !== undefined)
+    fail(
+      ['bus', 'corruptBatch'],
+      'bus.corruptBatch is for the Kafka bus (the embedded bus has no record batches)',
+    );
   const maxAttempts = Number(bus.maxAttempts ?? 3);
   const sessionTimeoutMs =
     bus.sessionTimeout === undefined
@@ -341,6 +351,7 @@ function build(
             compression: (bus.compression as 'gzip' | 'lz4' | 'none' | undefined) ?? 'gzip',
             maxAttempts,
             ...(sessionTimeoutMs !== undefined && { sessionTimeoutMs }),
+            corruptBatch: (bus.corruptBatch as 'stop' | 'skip' | undefined) ?? 'stop',
           }
         : {
             kind: 'embedded',

@@ -29,6 +29,13 @@ export interface ControlApiOptions {
   access: AccessOptions;
   logger?: Logger;
   ready(): boolean;
+  /**
+   * Partitions a consumer group stopped consuming at a corrupt Kafka record batch
+   * (`bus.corruptBatch: stop`): listed by /healthz and /readyz while there are any. The
+   * process stays live and ready (its other partitions, and ingest, go on): a restart
+   * would find the same batch.
+   */
+  stoppedPartitions?(): ReadonlyArray<object>;
   metrics(): Promise<{ contentType: string; body: string }>;
   rules(): RuleStats[];
   reload(): Promise<{ ok: boolean; errors: Diagnostic[]; rules: number }>;
@@ -78,10 +85,14 @@ export function createControlApi(options: ControlApiOptions): (app: FastifyInsta
       );
 
       const route = (access: Access) => ({ config: { access } satisfies ControlRouteConfig });
-      scope.get('/healthz', route('open'), async () => ({ status: 'ok' }));
+      const stopped = () => {
+        const list = options.stoppedPartitions?.() ?? [];
+        return list.length > 0 ? { stoppedPartitions: list } : {};
+      };
+      scope.get('/healthz', route('open'), async () => ({ status: 'ok', ...stopped() }));
       scope.get('/readyz', route('open'), async (_req, reply) => {
         const ready = options.ready();
-        return reply.code(ready ? 200 : 503).send({ ready });
+        return reply.code(ready ? 200 : 503).send({ ready, ...stopped() });
       });
       scope.get('/metrics', route('read'), async (_req, reply) => {
         const m = await options.metrics();

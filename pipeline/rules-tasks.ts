@@ -381,6 +381,16 @@ export class RulesTasks {
         wakers.add(wake);
         return () => wakers.delete(wake);
       },
+      skipped: (ref, next) => {
+        // A corrupt batch skipped (`bus.corruptBatch: skip`): a gap in the task's input.
+        // With nothing held in its merge no message before the gap waits to be processed,
+        // so its position (what the next snapshot records) moves past it; otherwise the
+        // next message processed past the gap moves it.
+        const task = this.tasks.get(this.taskOf(ref.partition));
+        const k = `${ref.topic}/${ref.partition}`;
+        if (task && task.input.held() === 0 && (task.offsets[k] ?? 0) < next)
+          task.offsets[k] = next;
+      },
     };
   }
 

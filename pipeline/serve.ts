@@ -157,6 +157,28 @@ export class Pipeline {
             ...(c.bus.sessionTimeoutMs !== undefined && {
               sessionTimeoutMs: c.bus.sessionTimeoutMs,
             }),
+            ...(c.bus.corruptBatch && { corruptBatch: c.bus.corruptBatch }),
+            onCorruptBatch: (r) => {
+              this.telemetry.busCorruptBatches.inc({
+                group: r.group,
+                topic: r.topic,
+                partition: String(r.partition),
+              });
+              this.logger.error(
+                {
+                  err: r.error,
+                  group: r.group,
+                  topic: r.topic,
+                  partition: r.partition,
+                  firstOffset: r.firstOffset,
+                  lastOffset: r.lastOffset,
+                  ...(r.next !== undefined && { next: r.next }),
+                },
+                r.action === 'stop'
+                  ? 'a corrupt Kafka record batch: the consumer group stopped consuming its partition (bus.corruptBatch: stop)'
+                  : 'a corrupt Kafka record batch: the consumer group skipped its offsets (bus.corruptBatch: skip)',
+              );
+            },
           })
         : openEmbeddedBus({
             path: join(c.stateDir, 'bus.db'),
@@ -888,6 +910,7 @@ export class Pipeline {
       access: this.access(adminTokens),
       logger: this.logger,
       ready: () => this.ready,
+      stoppedPartitions: () => (this.bus instanceof KafkaBus ? this.bus.stoppedPartitions() : []),
       metrics: async () => ({
         contentType: this.telemetry.registry.contentType,
         body: await this.scrape(),
@@ -933,6 +956,14 @@ export class Pipeline {
       } catch (err) {
         this.logger.warn({ err, group }, 'could not read the bus lag');
       }
+    }
+    if (bus instanceof KafkaBus) {
+      this.telemetry.busStoppedPartitions.reset();
+      for (const p of bus.stoppedPartitions())
+        this.telemetry.busStoppedPartitions.set(
+          { group: p.group, topic: p.topic, partition: String(p.partition) },
+          1,
+        );
     }
     if (this.roles.has('rules')) {
       for (const s of this.ruleStats())

@@ -45,6 +45,18 @@ export function createTelemetry() {
       labelNames: ['group', 'topic'],
       registers: [registry],
     }),
+    busCorruptBatches: new Counter({
+      name: 'drover_bus_corrupt_batches_total',
+      help: 'Kafka record batches still corrupt when fetched again (a CRC-32C mismatch, an undecodable batch), stopped at or skipped (bus.corruptBatch), once per batch and consumer group, by group, topic and partition.',
+      labelNames: ['group', 'topic', 'partition'],
+      registers: [registry],
+    }),
+    busStoppedPartitions: new Gauge({
+      name: 'drover_bus_stopped_partitions',
+      help: 'Partitions a consumer group of this process stopped consuming at a corrupt record batch (bus.corruptBatch: stop): 1 while stopped, by group, topic and partition.',
+      labelNames: ['group', 'topic', 'partition'],
+      registers: [registry],
+    }),
     indexLatency: new Histogram({
       name: 'drover_index_batch_seconds',
       help: 'Time to index one bus batch.',

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Kafka, Producer } from 'kafkajs';
+import { corruptionOf } from './kafka-fetch.ts';
 import { kafkajs } from './kafkajs.ts';
 
 /**
@@ -199,6 +200,15 @@ export class KafkaChangelog {
                 const s = state.get(batch.partition);
                 const end = ends.get(batch.partition);
                 if (!s || end === undefined) return;
+                // A corrupt record batch (kafka-fetch.ts): the restore fails, and is retried.
+                const bad = corruptionOf(
+                  (batch as unknown as { rawMessages?: unknown }).rawMessages,
+                );
+                if (bad && batch.messages.length === 0) {
+                  clearTimeout(timer);
+                  reject(bad);
+                  return;
+                }
                 for (const m of batch.messages) {
                   if (BigInt(m.offset) >= end) break;
                   const key = m.key?.toString() ?? '';

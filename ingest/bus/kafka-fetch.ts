@@ -1,4 +1,5 @@
 import { unzipSync } from 'node:zlib';
+import { crc32c } from './crc32c.ts';
 import { Lz4TooLargeError, lz4Decompress } from './lz4.ts';
 
 /**
@@ -15,6 +16,19 @@ import { Lz4TooLargeError, lz4Decompress } from './lz4.ts';
  * Only record batches of magic 2, uncompressed, gzip or lz4 (lz4.ts), take this path; a record set in
  * the older message-set format, and a batch of another magic or codec, are decoded by
  * kafkajs as before.
+ *
+ * Integrity: each magic-2 batch's CRC-32C (over its attributes to its end, as Kafka's
+ * record batch format defines it) is checked before anything in it is read, as Kafka's
+ * own consumer does (`check.crcs=true`, its default): a batch damaged on disk or on the
+ * way is refused (CorruptRecordBatchError), not decoded into wrong events. The CRC is
+ * over the compressed bytes, linear in them (crc32c.ts).
+ *
+ * A refused batch fails its partition only: fastDecodeMessages() hands kafkajs the records
+ * before it (if any) and marks the partition's record set with the error (corruptionOf()),
+ * so the other partitions of the same Fetch response are delivered as usual; the consumer
+ * decides what to do (ingest/bus/kafka.ts, `bus.corruptBatch`). Thrown from kafkajs's
+ * response decoding instead, it failed the whole response, every partition the broker
+ * leads, again at each retry (docs/scale-out.md, "A corrupt record batch").
  *
  * Hostile input (a corrupt or crafted batch from the broker): every length is checked
  * against the bytes that hold it and a varint is at most 5 bytes (10 for a varlong), so
@@ -77,11 +91,67 @@ export interface FetchedMessage {
   batchContext: BatchContext;
 }
 
+/**
+ * A record batch that cannot be decoded: a CRC-32C that does not match, a length or count
+ * its bytes cannot hold, records that do not decompress or decompress past the budget.
+ * Names the batch's offsets (the last as its header says: with a CRC mismatch the header
+ * may be what is damaged), and its topic and partition once the consumer knows them
+ * (locate()).
+ */
 export class CorruptRecordBatchError extends Error {
-  constructor(message: string) {
-    super(message);
+  topic: string | undefined;
+  partition: number | undefined;
+  /** Records of the batches before this one in its record set (their partition's fetch). */
+  before: FetchedMessage[] = [];
+
+  constructor(
+    /** What is wrong, and where. */
+    readonly detail: string,
+    /** The batch's first offset (decimal). */
+    readonly firstOffset: string,
+    /** Its header's lastOffsetDelta, when the header could be read. */
+    readonly lastOffsetDelta: number | undefined,
+  ) {
+    super('');
     this.name = 'CorruptRecordBatchError';
+    this.message = this.describe();
   }
+
+  /** The batch's last offset as its header says (decimal), or undefined. */
+  get lastOffset(): string | undefined {
+    if (this.lastOffsetDelta === undefined) return undefined;
+    return String(BigInt(this.firstOffset) + BigInt(this.lastOffsetDelta));
+  }
+
+  /** Names the topic and partition the batch was fetched from. */
+  locate(topic: string, partition: number): this {
+    this.topic = topic;
+    this.partition = partition;
+    this.message = this.describe();
+    return this;
+  }
+
+  private describe(): string {
+    const where = this.topic === undefined ? '' : ` in ${this.topic}/${this.partition}`;
+    const last = this.lastOffset;
+    const range =
+      last === undefined
+        ? `first offset ${this.firstOffset}`
+        : `first offset ${this.firstOffset}, last offset ${last}`;
+    return `corrupt Kafka record batch${where} (${range}): ${this.detail}`;
+  }
+}
+
+/** Where fastDecodeMessages() marks a record set cut short by a corrupt batch. */
+const CORRUPT = Symbol('drover.corruptRecordBatch');
+
+/**
+ * The corrupt batch that ended a partition's record set, if one did: given the messages
+ * array fastDecodeMessages() returned (kafkajs keeps it as its Batch's `rawMessages`).
+ */
+export function corruptionOf(messages: unknown): CorruptRecordBatchError | undefined {
+  if (!Array.isArray(messages)) return undefined;
+  return (messages as { [CORRUPT]?: CorruptRecordBatchError })[CORRUPT];
 }
 
 /** Where a decoding is in its buffer; one per record set, reused for every record. */
@@ -91,12 +161,12 @@ interface Cursor {
   end: number;
   /** For errors: the batch's first offset. */
   batch: string;
+  /** For errors: its header's lastOffsetDelta, once read. */
+  lastDelta: number | undefined;
 }
 
 function fail(c: Cursor, what: string): never {
-  throw new CorruptRecordBatchError(
-    `corrupt Kafka record batch (first offset ${c.batch}): ${what} at byte ${c.at}`,
-  );
+  throw new CorruptRecordBatchError(`${what} at byte ${c.at}`, c.batch, c.lastDelta);
 }
 
 /** A zigzag varint of at most 5 bytes, as kafkajs computes it for valid ones. */
@@ -279,20 +349,51 @@ export async function decodeRecordSet(
 ): Promise<unknown[] | undefined> {
   if (end - from <= MAGIC_OFFSET || buf[from + MAGIC_OFFSET] !== MAGIC) return undefined;
   const out: FetchedMessage[] = [];
-  const c: Cursor = { buf, at: from, end, batch: '?' };
+  // Records of the whole batches decoded so far: none of a batch refused half-way.
+  const whole = { records: 0 };
+  try {
+    await decodeInto(out, whole, buf, from, end, fallback, budget);
+  } catch (err) {
+    if (err instanceof CorruptRecordBatchError) err.before = out.slice(0, whole.records);
+    throw err;
+  }
+  return out;
+}
+
+async function decodeInto(
+  out: FetchedMessage[],
+  whole: { records: number },
+  buf: Buffer,
+  from: number,
+  end: number,
+  fallback: (batch: Buffer) => Promise<unknown[]>,
+  budget: number,
+): Promise<void> {
+  const c: Cursor = { buf, at: from, end, batch: '?', lastDelta: undefined };
   let left = budget;
   let at = from;
   while (end - at >= RECORD_BATCH_OVERHEAD) {
+    whole.records = out.length;
     const firstOffsetBig = buf.readBigInt64BE(at);
     const length = buf.readInt32BE(at + 8);
     const start = at + 12;
     c.batch = String(firstOffsetBig);
+    c.lastDelta = undefined;
     c.at = at + 8;
     // A batch cut by the fetch's size limit ends the set, as in kafkajs.
     if (length > end - start) break;
     if (length < AFTER_LENGTH) fail(c, `a batch of ${length} bytes`);
     const batchEnd = start + length;
     const magicByte = buf.readInt8(start + 4);
+    if (magicByte === MAGIC) {
+      c.lastDelta = buf.readInt32BE(start + 11);
+      // The CRC covers attributes to the batch's end: checked before anything is read.
+      c.at = start + 5;
+      const stored = buf.readUInt32BE(start + 5);
+      const actual = crc32c(buf, start + 9, batchEnd);
+      if (stored !== actual)
+        fail(c, `CRC-32C ${hex(actual)} of its bytes does not match the ${hex(stored)} it carries`);
+    }
     const attributes = buf.readInt16BE(start + 9);
     const codec = attributes & CODEC_MASK;
     if (
@@ -347,12 +448,21 @@ export async function decodeRecordSet(
         fail(c, `${name} records larger than ${budget} bytes`);
       }
       left -= records.length;
-      const inner: Cursor = { buf: records, at: 0, end: records.length, batch: c.batch };
+      const inner: Cursor = {
+        buf: records,
+        at: 0,
+        end: records.length,
+        batch: c.batch,
+        lastDelta: c.lastDelta,
+      };
       decodeRecords(inner, count, context, out);
     }
     at = batchEnd;
   }
-  return out;
+}
+
+function hex(n: number): string {
+  return `0x${n.toString(16).padStart(8, '0')}`;
 }
 
 /**
@@ -371,7 +481,16 @@ export function fastDecodeMessages(
     const size = decoder.readInt32();
     if (size <= 0 || !decoder.canReadBytes(size)) return [];
     const from = decoder.offset;
-    const records = await decodeRecordSet(decoder.buffer, from, from + size, fallback);
+    let records: unknown[] | undefined;
+    try {
+      records = await decodeRecordSet(decoder.buffer, from, from + size, fallback);
+    } catch (err) {
+      if (!(err instanceof CorruptRecordBatchError)) throw err;
+      // This partition's records end before the corrupt batch; the response's other
+      // partitions decode on. The consumer reads the mark (corruptionOf()).
+      records = err.before;
+      Object.defineProperty(records, CORRUPT, { value: err });
+    }
     if (records === undefined) {
       decoder.offset = start;
       return original(decoder);
@@ -380,4 +499,56 @@ export function fastDecodeMessages(
     return records;
   };
   return Object.assign(decode, { original });
+}
+
+/** kafkajs's consumer Batch (consumer/batch.js), as far as corruptAwareBatch() uses it. */
+export interface KafkaJsBatch {
+  fetchedOffset: string;
+  rawMessages: unknown[];
+  isEmpty(): boolean;
+  isEmptyIncludingFiltered(): boolean;
+  isEmptyDueToFiltering(): boolean;
+  lastOffset(): string;
+}
+
+/** Constructed with (topic, fetchedOffset, partitionData: { partition, messages, ... }). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- a mixin's base takes any[]
+type KafkaJsBatchClass = new (...args: any[]) => KafkaJsBatch;
+
+/**
+ * kafkajs's Batch, made to reach the consumer's handler when no record came before a
+ * corrupt batch in its partition's record set: kafkajs skips an empty batch without a
+ * word and fetches the same offset again at once (a loop), and a batch whose records were
+ * all filtered out it resolves past. The error is told its topic and partition here. An
+ * auto-resolving handler that ignores the mark (kafkajs's default, eachBatchAutoResolve)
+ * resolves nothing past the fetched offset: lastOffset() is the one before it.
+ */
+export function corruptAwareBatch<B extends KafkaJsBatchClass>(Batch: B): B {
+  return class CorruptAwareBatch extends Batch {
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a mixin's constructor takes any[]
+    constructor(...args: any[]) {
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-argument -- kafkajs's own arguments
+      super(...args);
+      const [topic, , partitionData] = args as [
+        string,
+        string,
+        { partition: number; messages: unknown },
+      ];
+      corruptionOf(partitionData.messages)?.locate(topic, partitionData.partition);
+    }
+
+    override isEmpty(): boolean {
+      return super.isEmpty() && corruptionOf(this.rawMessages) === undefined;
+    }
+
+    override isEmptyDueToFiltering(): boolean {
+      return corruptionOf(this.rawMessages) === undefined && super.isEmptyDueToFiltering();
+    }
+
+    override lastOffset(): string {
+      if (corruptionOf(this.rawMessages) !== undefined && this.isEmptyIncludingFiltered())
+        return String(BigInt(this.fetchedOffset) - 1n);
+      return super.lastOffset();
+    }
+  };
 }

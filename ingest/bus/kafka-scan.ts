@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Consumer, Kafka, KafkaConfig } from 'kafkajs';
 import type { Event } from '../model/event.ts';
+import { corruptionOf } from './kafka-fetch.ts';
 import { kafkajs } from './kafkajs.ts';
 
 /**
@@ -179,6 +180,14 @@ export class KafkaScan {
         eachBatch: async ({ batch }) => {
           const p = byKey.get(`${batch.partition}@${batch.topic}`);
           if (!p) return;
+          // A corrupt record batch (kafka-fetch.ts) ends the scan: its events are unknown.
+          const bad = corruptionOf((batch as unknown as { rawMessages?: unknown }).rawMessages);
+          if (bad && batch.messages.length === 0) {
+            consumer.pause([{ topic: p.topic, partitions: [p.partition] }]);
+            this.failure ??= new KafkaScanError(`Kafka: ${bad.message}`);
+            this.wake?.();
+            return;
+          }
           for (const m of batch.messages) {
             const offset = BigInt(m.offset);
             if (offset < p.next || offset >= p.end) continue;

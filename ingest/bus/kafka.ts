@@ -5,6 +5,7 @@ import { Batcher } from './batcher.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
+import { type CorruptRecordBatchError, corruptionOf } from './kafka-fetch.ts';
 import { kafkajs } from './kafkajs.ts';
 import { createMurmur2Partitioner } from './kafka-partition.ts';
 import { globalAssigner, taskAssigner, tasksOf } from './kafka-tasks.ts';
@@ -81,8 +82,47 @@ export interface KafkaBusOptions {
   sessionTimeoutMs?: number;
   /** Failures the bus recovers from on its own (a handler that threw, an unreadable message). */
   onError?: (err: Error, context: string) => void;
+  /**
+   * What a consumer group does with a record batch that is still corrupt when fetched
+   * again (kafka-fetch.ts: a CRC-32C mismatch, lengths its bytes cannot hold, records that
+   * do not decompress): `stop` (default) stops consuming that partition in that group,
+   * every other partition goes on; `skip` skips the batch's offsets. Skipping removes
+   * events, and missing events make absence rules (flatline, expiry) fire: see
+   * docs/configuration.md, `bus.corruptBatch`.
+   */
+  corruptBatch?: CorruptBatchPolicy;
+  /** Told once per corrupt batch and consumer group, when the policy is applied to it. */
+  onCorruptBatch?: (report: CorruptBatchReport) => void;
   /** More kafkajs client settings: `ssl`, `sasl`, `connectionTimeout`, `retry`... */
   client?: Omit<KafkaConfig, 'brokers' | 'clientId'>;
+}
+
+export type CorruptBatchPolicy = 'stop' | 'skip';
+
+/** A corrupt record batch a consumer group stopped at or skipped. */
+export interface CorruptBatchReport {
+  group: string;
+  topic: Topic;
+  partition: number;
+  /** The batch's first offset, and its last as its header says (undefined if unreadable). */
+  firstOffset: string;
+  lastOffset: string | undefined;
+  action: CorruptBatchPolicy;
+  /** `skip`: the offset consumption goes on from. */
+  next?: string;
+  error: CorruptRecordBatchError;
+}
+
+/** A partition a consumer group stopped consuming at a corrupt batch (`stop`). */
+export interface StoppedPartition {
+  group: string;
+  topic: Topic;
+  partition: number;
+  firstOffset: string;
+  lastOffset: string | undefined;
+  /** When it stopped (ISO 8601). */
+  since: string;
+  reason: string;
 }
 
 export interface KafkaGroupLag {
@@ -232,6 +272,8 @@ export class KafkaBus implements Bus {
   private maxEventBytes = 0;
   private admin: Admin | undefined;
   private readonly consumers = new Set<KafkaConsumer>();
+  /** Partitions stopped at a corrupt batch, per `group topic/partition`: bounded by partitions × groups. */
+  private readonly stopped = new Map<string, StoppedPartition>();
   private closed = false;
   private readonly compression: KafkaJs.CompressionTypes;
 
@@ -423,6 +465,11 @@ export class KafkaBus implements Bus {
     });
   }
 
+  /** The partitions consumer groups of this bus stopped at a corrupt batch (`bus.corruptBatch: stop`). */
+  stoppedPartitions(): StoppedPartition[] {
+    return [...this.stopped.values()];
+  }
+
   /**
    * The changelog of the rules' task state (`<prefix>rules-state`, or the global task's
    * `<prefix>rules-global-state`), created if missing.
@@ -581,9 +628,111 @@ export class KafkaBus implements Bus {
         ]
       : [];
     const flow = options.flow;
+    // Partitions this consumer stopped at a corrupt batch (`stop`), as `topic/partition`:
+    // bounded by the partitions assigned.
+    const mine = new Set<string>();
     const follow = flow
-      ? this.followFlow(consumer, options.group, flow, () => stopping)
+      ? this.followFlow(
+          consumer,
+          options.group,
+          flow,
+          () => stopping,
+          (ref) => mine.has(`${ref.topic}/${ref.partition}`),
+        )
       : undefined;
+    const policy = this.options.corruptBatch ?? 'stop';
+    // The corrupt batch last fetched at the head of each `topic/partition` (bounded by
+    // the partitions assigned), and whether the policy was reported for it.
+    const corrupt = new Map<string, { first: string; reported: boolean }>();
+    /**
+     * A partition's fetch that brought no record before a corrupt batch. The first time
+     * that batch is fetched again (nothing is resolved: a read damaged on the way heals);
+     * the second time the policy applies, reported once per batch; after that (the
+     * partition fetched again after a rebalance or a restart of kafkajs's consumer) it
+     * applies silently.
+     */
+    const onCorrupt = async (
+      batch: KafkaJs.Batch,
+      bad: CorruptRecordBatchError,
+      resolveOffset: (offset: string) => void,
+    ): Promise<void> => {
+      const topic = batch.topic.slice(this.prefix.length) as Topic;
+      const at = `${topic}/${batch.partition}`;
+      const seen = corrupt.get(at);
+      if (seen?.first !== bad.firstOffset) {
+        corrupt.set(at, { first: bad.firstOffset, reported: false });
+        return;
+      }
+      const report = !seen.reported;
+      seen.reported = true;
+      const base = {
+        group: options.group,
+        topic,
+        partition: batch.partition,
+        firstOffset: bad.firstOffset,
+        lastOffset: bad.lastOffset,
+        error: bad,
+      };
+      if (policy === 'stop') {
+        // Paused in kafkajs: its fetches leave the partition out, with no loop and no log.
+        consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
+        mine.add(at);
+        this.stopped.set(`${options.group} ${at}`, {
+          group: options.group,
+          topic,
+          partition: batch.partition,
+          firstOffset: bad.firstOffset,
+          lastOffset: bad.lastOffset,
+          since: new Date().toISOString(),
+          reason: bad.detail,
+        });
+        if (report) this.options.onCorruptBatch?.({ ...base, action: 'stop' });
+        return;
+      }
+      // Past the batch's last offset as its header says; its header may be what is
+      // damaged, so never back to or before the fetched offset, never past the log end.
+      const fetched = BigInt((batch as unknown as { fetchedOffset: string }).fetchedOffset);
+      const end = BigInt(batch.highWatermark);
+      const delta =
+        bad.lastOffsetDelta !== undefined && bad.lastOffsetDelta > 0 ? bad.lastOffsetDelta : 0;
+      let next = BigInt(bad.firstOffset) + BigInt(delta) + 1n;
+      if (next > end) next = end;
+      if (next <= fetched) next = fetched + 1n;
+      resolveOffset(String(next - 1n));
+      if (!tasks)
+        await consumer.commitOffsets([
+          { topic: batch.topic, partition: batch.partition, offset: String(next) },
+        ]);
+      if (report) this.options.onCorruptBatch?.({ ...base, action: 'skip', next: String(next) });
+      const ref = { topic, partition: batch.partition };
+      flow?.skipped?.(ref, Number(next));
+      follow?.delivered(ref, next, end);
+    };
+    // A stopped partition the group gives to another member is that member's to stop;
+    // here it is resumed (if it comes back, it is stopped again at its first fetch).
+    const offStoppedJoin = consumer.on(consumer.events.GROUP_JOIN, ({ payload }) => {
+      const assigned = new Set<string>();
+      for (const [name, partitions] of Object.entries(payload.memberAssignment))
+        for (const partition of partitions)
+          assigned.add(`${name.slice(this.prefix.length)}/${partition}`);
+      for (const at of [...mine]) {
+        if (assigned.has(at)) continue;
+        mine.delete(at);
+        this.stopped.delete(`${options.group} ${at}`);
+        const slash = at.lastIndexOf('/');
+        consumer.resume([
+          {
+            topic: this.topic(at.slice(0, slash) as Topic),
+            partitions: [Number(at.slice(slash + 1))],
+          },
+        ]);
+      }
+    });
+    const forgetStopped = () => {
+      offStoppedJoin();
+      for (const at of mine) this.stopped.delete(`${options.group} ${at}`);
+      mine.clear();
+    };
     try {
       await consumer.subscribe({
         topics: options.topics.map((t) => this.topic(t)),
@@ -597,6 +746,14 @@ export class KafkaBus implements Bus {
         eachBatchAutoResolve: false,
         // eslint-disable-next-line @typescript-eslint/unbound-method -- kafkajs passes these as closures, destructuring them is its documented use
         eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
+          // A corrupt batch with nothing before it (kafka-fetch.ts); one after records is
+          // at the head of the partition's next fetch.
+          const bad = corruptionOf((batch as unknown as { rawMessages?: unknown }).rawMessages);
+          if (bad && batch.messages.length === 0) {
+            if (tasks) await assignedReady;
+            if (!stopping && isRunning() && !isStale()) await onCorrupt(batch, bad, resolveOffset);
+            return;
+          }
           if (batch.messages.length === 0) return;
           const topic = batch.topic.slice(this.prefix.length) as Topic;
           noteEnd(`${topic}/${batch.partition}`, {
@@ -671,6 +828,7 @@ export class KafkaBus implements Bus {
       });
     } catch (err) {
       follow?.stop();
+      forgetStopped();
       for (const off of offTaskEvents) off();
       await consumer.disconnect();
       throw err;
@@ -679,6 +837,7 @@ export class KafkaBus implements Bus {
     const stop = async () => {
       stopping = true;
       follow?.stop();
+      forgetStopped();
       for (const off of offTaskEvents) off();
       await consumer.disconnect();
       this.consumers.delete(consumer);
@@ -699,6 +858,7 @@ export class KafkaBus implements Bus {
     group: string,
     flow: InputFlow,
     stopping: () => boolean,
+    stopped: (ref: InputRef) => boolean,
   ) {
     const name = (topic: Topic) => this.topic(topic);
     // Partitions paused here: bounded by the partitions assigned.
@@ -734,6 +894,8 @@ export class KafkaBus implements Bus {
       for (const [key, ref] of paused) {
         if (flow.isPaused(ref)) continue;
         paused.delete(key);
+        // Stopped at a corrupt batch: stays paused.
+        if (stopped(ref)) continue;
         consumer.resume([{ topic: name(ref.topic), partitions: [ref.partition] }]);
       }
     };

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
-import { DECOMPRESSED_BUDGET, fastDecodeMessages } from './kafka-fetch.ts';
+import { corruptAwareBatch, DECOMPRESSED_BUDGET, fastDecodeMessages } from './kafka-fetch.ts';
 import { groupMessagesPerPartition } from './kafka-partition.ts';
 import { fastProduceRequest } from './kafka-produce.ts';
 import { lz4Compress, lz4Decompress } from './lz4.ts';
@@ -104,8 +104,9 @@ function fastProduce(): void {
 
 /**
  * The records of kafkajs's Fetch responses (v4-v11) decoded by kafka-fetch.ts, set in the
- * module cache before kafkajs loads as fastProduce() does; left as it is if kafkajs's
- * layout is not the one of 2.2.4.
+ * module cache before kafkajs loads as fastProduce() does, and its consumer's Batch made
+ * to deliver a partition cut by a corrupt batch (corruptAwareBatch); left as they are if
+ * kafkajs's layout is not the one of 2.2.4.
  */
 function fastFetch(): void {
   try {
@@ -125,7 +126,13 @@ function fastFetch(): void {
       typeof Decoder !== 'function'
     )
       return;
+    const batchPath = requireLib.resolve('kafkajs/src/consumer/batch.js');
+    const Batch = requireLib(batchPath) as Parameters<typeof corruptAwareBatch>[0];
+    const cachedBatch = requireLib.cache[batchPath];
+    if (!cachedBatch || typeof Batch !== 'function') return;
+    // Both or neither: a corrupt batch marked but not delivered would be fetched in a loop.
     cached.exports = fastDecodeMessages(original, RecordBatch, Decoder);
+    cachedBatch.exports = corruptAwareBatch(Batch);
   } catch {
     return;
   }

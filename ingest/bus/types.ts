@@ -65,6 +65,11 @@ export interface InputFlow {
   isPaused(input: InputRef): boolean;
   /** `wake` is called whenever a paused input may be read again; returns an unsubscribe. */
   onResume(wake: () => void): () => void;
+  /**
+   * The consumer skipped the input's offsets before `next` (a corrupt record batch,
+   * `bus.corruptBatch: skip`): none of them will be delivered.
+   */
+  skipped?(input: InputRef, next: number): void;
 }
 
 export interface ConsumeOptions {

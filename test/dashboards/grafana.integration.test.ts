@@ -23,8 +23,13 @@ const DASHBOARDS = join(import.meta.dirname, '..', '..', 'dashboards');
  * the failure counters it may lack samples when nothing here verified a remediation.
  */
 const VERIFICATION = 'drover_remediation_verifications_total';
-/** Series only a rules worker on the Kafka bus has samples of (labelled per task or reason). */
-const KAFKA_WORKERS = /drover_rules_(task_lag_messages|fenced_alerts_total)/;
+/**
+ * Series only a rules worker on the Kafka bus has samples of (labelled per task or reason),
+ * and only a Kafka consumer that met a corrupt record batch (per partition; read from a
+ * worker in test/pipeline/rules-workers-corrupt.integration.test.ts).
+ */
+const KAFKA_WORKERS =
+  /drover_rules_(task_lag_messages|fenced_alerts_total)|drover_bus_(corrupt_batches_total|stopped_partitions)/;
 const prometheusBin = inject('prometheus');
 const prometheusReason = inject('serverSkipReasons').prometheus;
 const prometheusSkip = prometheusReason ? ` (skipped: ${prometheusReason})` : '';
@@ -114,6 +119,7 @@ describe('the Grafana dashboard', () => {
       'ingested by protocol',
       'errors by protocol',
       'bus lag',
+      'corrupt record batches',
       'indexing latency',
       'failures',
       'rule evaluation',

@@ -68,6 +68,12 @@ describe('configuration: every problem at once, at file:line:col', () => {
     ]);
   });
 
+  it('bus.corruptBatch is positioned when it is neither stop nor skip', () => {
+    expect(problems('bus:\n  kind: kafka\n  brokers: k:9092\n  corruptBatch: drop\n')).toEqual([
+      expect.stringMatching(/^4:17 bus\.corruptBatch.*stop or skip/),
+    ]);
+  });
+
   it('checks action sets with the validator of rule files and of the policy', () => {
     expect(
       problems(

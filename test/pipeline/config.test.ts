@@ -161,6 +161,17 @@ describe('configuration: listen, bus, index and rules', () => {
     expect(refused(kafka(', sessionTimeout: soon'))).toMatch(/bus\.sessionTimeout/);
   });
 
+  it('bus.corruptBatch: stop (the default) or skip, on the Kafka bus only', () => {
+    const kafka = (more: string) => `bus: { kind: kafka, brokers: k:9092${more} }\n`;
+    const bus = (yaml: string) => load(yaml).config.bus as { corruptBatch?: string };
+    expect(bus(kafka('')).corruptBatch).toBe('stop');
+    expect(bus(kafka(', corruptBatch: skip')).corruptBatch).toBe('skip');
+    expect(refused(kafka(', corruptBatch: drop'))).toMatch(/bus\.corruptBatch.*stop or skip/);
+    expect(refused('bus: { corruptBatch: skip }\n')).toMatch(
+      /bus.corruptBatch is for the Kafka bus/,
+    );
+  });
+
   it('index.retention bounds the embedded index by age and size: 7d and 10 GiB by default', () => {
     expect(load('').config.index).toEqual({
       kind: 'embedded',

@@ -1,4 +1,5 @@
 import { createServer, type Server, type Socket, connect } from 'node:net';
+import { Transform, type TransformCallback } from 'node:stream';
 
 /**
  * A TCP relay that can be cut like a network partition: while cut, nothing it holds or
@@ -6,15 +7,44 @@ import { createServer, type Server, type Socket, connect } from 'node:net';
  * requests go unanswered (a lost network, not a refused connection). Healing closes
  * every connection it held, as a partition that lasted past TCP's patience ends, and
  * relays again from then on.
+ *
+ * With `{ tamper: true }` it also reads the Kafka protocol going through (request
+ * frames for their api key and version, response frames whole) and can damage the
+ * record batches of Fetch responses (`corruptFetches`), as a disk or a network that
+ * flips a bit would: the broker's data stays intact, the client gets a bad copy.
  */
 export interface NetCut {
   cut(): void;
   heal(): void;
   close(): Promise<void>;
+  /**
+   * From now on, flips a byte (the last) of one record batch of `topic` in Fetch
+   * responses: the first batch of the topic a response brings after this call (of
+   * `partition` if given), then that same batch (by first offset) wherever a later
+   * response brings it, `times` responses in all (default: every one). Only with
+   * `{ tamper: true }`.
+   */
+  corruptFetches(target: { topic: string; partition?: number; times?: number }): FetchTamper;
 }
 
-export async function startNetCut(listen: number, target: number): Promise<NetCut> {
+/** What corruptFetches() did so far. */
+export interface FetchTamper {
+  /** The damaged batch's partition and first offset, once chosen. */
+  partition: number | undefined;
+  firstOffset: string | undefined;
+  /** Fetch responses damaged. */
+  responses: number;
+}
+
+const FETCH = 1;
+
+export async function startNetCut(
+  listen: number,
+  target: number,
+  options: { tamper?: boolean } = {},
+): Promise<NetCut> {
   let cut = false;
+  let tamper: (FetchTamper & { topic: string; wanted?: number; left: number }) | undefined;
   const pairs = new Set<[Socket, Socket | undefined]>();
   const server: Server = createServer((client) => {
     const pair: [Socket, Socket | undefined] = [client, undefined];
@@ -31,7 +61,32 @@ export async function startNetCut(listen: number, target: number): Promise<NetCu
     pair[1] = upstream;
     upstream.on('error', drop).on('close', drop);
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (!options.tamper) {
+      upstream.pipe(client);
+      return;
+    }
+    // The requests' api key and version by correlation id (answered in order, one
+    // connection's: bounded by the requests in flight on it).
+    const asked = new Map<number, { key: number; version: number }>();
+    frames(client, (frame) => {
+      if (frame.length >= 12)
+        asked.set(frame.readInt32BE(8), {
+          key: frame.readInt16BE(4),
+          version: frame.readInt16BE(6),
+        });
+    });
+    const responses = new Framer((frame) => {
+      const id = frame.readInt32BE(4);
+      const req = asked.get(id);
+      asked.delete(id);
+      if (tamper && tamper.left > 0 && req?.key === FETCH && req.version >= 4 && req.version <= 11)
+        if (damage(frame, req.version, tamper)) {
+          tamper.responses++;
+          tamper.left--;
+        }
+      return frame;
+    });
+    upstream.pipe(responses).pipe(client);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -60,6 +115,103 @@ export async function startNetCut(listen: number, target: number): Promise<NetCu
       cutter.heal();
       return new Promise((resolve) => server.close(() => resolve()));
     },
+    corruptFetches(t) {
+      if (!options.tamper) throw new Error('startNetCut(..., { tamper: true }) reads no Fetch');
+      tamper = {
+        topic: t.topic,
+        ...(t.partition !== undefined && { wanted: t.partition }),
+        left: t.times ?? Number.POSITIVE_INFINITY,
+        partition: undefined,
+        firstOffset: undefined,
+        responses: 0,
+      };
+      return tamper;
+    },
   };
   return cutter;
+}
+
+/** Calls `each` with every whole Kafka frame (size-prefixed) the socket sends, read alongside its pipe. */
+function frames(socket: Socket, each: (frame: Buffer) => void): void {
+  let held: Buffer = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    held = held.length === 0 ? chunk : Buffer.concat([held, chunk]);
+    while (held.length >= 4 && held.length >= 4 + held.readInt32BE(0)) {
+      const size = 4 + held.readInt32BE(0);
+      each(held.subarray(0, size));
+      held = held.subarray(size);
+    }
+  });
+}
+
+/** Passes Kafka frames through whole, each through `map`. */
+class Framer extends Transform {
+  private held: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly each: (frame: Buffer) => Buffer) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    let held: Buffer = this.held.length === 0 ? chunk : Buffer.concat([this.held, chunk]);
+    while (held.length >= 4 && held.length >= 4 + held.readInt32BE(0)) {
+      const size = 4 + held.readInt32BE(0);
+      this.push(this.each(Buffer.from(held.subarray(0, size))));
+      held = held.subarray(size);
+    }
+    this.held = held;
+    done();
+  }
+}
+
+/**
+ * Flips the last byte of the tampered batch in a Fetch response (v4-v11, the versions
+ * kafkajs sends), in place. Returns whether it did.
+ */
+function damage(
+  frame: Buffer,
+  version: number,
+  t: FetchTamper & { topic: string; wanted?: number },
+): boolean {
+  let at = 8; // size, correlation id
+  at += 4; // throttle time
+  if (version >= 7) at += 6; // error code, session id
+  let damaged = false;
+  const topics = frame.readInt32BE(at);
+  at += 4;
+  for (let i = 0; i < topics; i++) {
+    const nameLength = frame.readInt16BE(at);
+    const topic = frame.toString('utf8', at + 2, at + 2 + nameLength);
+    at += 2 + nameLength;
+    const partitions = frame.readInt32BE(at);
+    at += 4;
+    for (let j = 0; j < partitions; j++) {
+      const partition = frame.readInt32BE(at);
+      at += 4 + 2 + 8 + 8; // partition, error code, high watermark, last stable offset
+      if (version >= 5) at += 8; // log start offset
+      const aborted = frame.readInt32BE(at);
+      at += 4 + Math.max(0, aborted) * 16;
+      if (version >= 11) at += 4; // preferred read replica
+      const size = frame.readInt32BE(at);
+      at += 4;
+      const end = at + Math.max(0, size);
+      if (topic === t.topic && (t.wanted === undefined || t.wanted === partition))
+        for (let b = at; b + 12 <= end;) {
+          const first = String(frame.readBigInt64BE(b));
+          const length = frame.readInt32BE(b + 8);
+          if (b + 12 + length > end) break;
+          if (t.firstOffset === undefined) {
+            t.partition = partition;
+            t.firstOffset = first;
+          }
+          if (t.partition === partition && t.firstOffset === first) {
+            frame[b + 12 + length - 1]! ^= 0x01;
+            damaged = true;
+          }
+          b += 12 + length;
+        }
+      at = end;
+    }
+  }
+  return damaged;
 }

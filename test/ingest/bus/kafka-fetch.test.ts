@@ -2,8 +2,10 @@ import { createRequire } from 'node:module';
 import { isDeepStrictEqual } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
+import { crc32c } from '../../../ingest/bus/crc32c.ts';
 import {
   CorruptRecordBatchError,
+  corruptionOf,
   DECOMPRESSED_BUDGET,
   decodeRecordSet,
 } from '../../../ingest/bus/kafka-fetch.ts';
@@ -92,6 +94,8 @@ interface TestBatch {
   records: TestRecord[];
   /** Raw records bytes and count, instead of records. */
   raw?: { count: number; bytes: Buffer };
+  /** The CRC-32C to write, instead of the batch's own. */
+  crc?: number;
 }
 
 function batch(b: TestBatch): Buffer {
@@ -103,7 +107,6 @@ function batch(b: TestBatch): Buffer {
   out.writeInt32BE(out.length - 12, 8);
   out.writeInt32BE(7, 12); // leader epoch
   out.writeInt8(b.magic ?? 2, 16);
-  out.writeUInt32BE(0xdeadbeef, 17); // crc: neither decoder checks it
   out.writeInt16BE(b.attributes ?? 0, 21);
   out.writeInt32BE(Math.max(0, b.records.length - 1), 23);
   out.writeBigInt64BE(b.firstTimestamp ?? 1_764_000_000_000n, 27);
@@ -113,6 +116,8 @@ function batch(b: TestBatch): Buffer {
   out.writeInt32BE(17, 53);
   out.writeInt32BE(b.raw?.count ?? b.records.length, 57);
   records.copy(out, 61);
+  // CRC-32C over attributes .. end, as Kafka writes it.
+  out.writeUInt32BE(b.crc ?? crc32c(out, 21, out.length), 17);
   return out;
 }
 
@@ -124,6 +129,10 @@ function framed(...parts: Buffer[]): Buffer {
   set.copy(out, 4);
   return out;
 }
+
+/** Record batches as a real broker wrote them (see the test that reads them). */
+const BROKER_BATCHES =
+  '0000000000000000000000dc00000000021df47750000100000002000001a240993b17000001a240993b17ffffffffffffffff000000000000000000031f8b08000000000000ffdbc0c8c0c020909c919a9c9d5f5a3289b15ac9a1243337b5b82431b740c9cad0dcccc4000674948a538bca32935395acaa95f2127381b4124ca352ad8e12505771623a48343f5ba996e105d064268ee4c4a2924d384d35c4612a5013aa89c539f9e54a3a4a19a98929a945c54081c32b1fcd99ac54cb249552945f965aa457949a589c9fc754a1c0c0c0c2285290939899a750925a51c2000059624735e10000000000000000000003000000590000000002ccdd1329000100000000000001a240993b20000001a240993b20ffffffffffffffff000000000000000000011f8b08000000000000ff53636060604a94284e4dcecf4b51484a2c49ce600000adf5aa0b14000000';
 
 const records: TestRecord[] = [
   { offsetDelta: 0, key: 'checkout', value: '{"message":"ok","n":1}' },
@@ -264,7 +273,11 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
         records: [{ offsetDelta: 0, key: 'k', value: 'v', headerCount: 2 ** 31 - 1 }],
       }),
     );
-    await expect(v11.decode(response(hostile))).rejects.toThrow(CorruptRecordBatchError);
+    // Not thrown (that failed every partition of the response): the partition's records
+    // end there, marked with the error for the consumer.
+    const partition = (await v11.decode(response(hostile))).responses[0]!.partitions[0]!;
+    expect(partition.messages).toEqual([]);
+    expect(corruptionOf(partition.messages)).toBeInstanceOf(CorruptRecordBatchError);
   });
 
   it('stops at a batch cut short by the fetch, as kafkajs does', async () => {
@@ -355,14 +368,16 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
       },
     ];
     for (const b of bad) {
-      const err = await fast(new Decoder(framed(batch(b)))).catch((e: unknown) => e);
+      const err = corruptionOf(await fast(new Decoder(framed(batch(b)))));
       expect(err).toBeInstanceOf(CorruptRecordBatchError);
-      expect((err as Error).message).toContain(`first offset ${b.firstOffset}`);
+      expect(err!.message).toContain(`first offset ${b.firstOffset}`);
     }
     // A batch length shorter than a batch's header.
     const short = batch({ firstOffset: 46n, records });
     short.writeInt32BE(20, 8);
-    await expect(fast(new Decoder(framed(short)))).rejects.toThrow(CorruptRecordBatchError);
+    expect(corruptionOf(await fast(new Decoder(framed(short))))).toBeInstanceOf(
+      CorruptRecordBatchError,
+    );
   });
 
   it('keeps repeated headers linear, each value once', async () => {
@@ -381,7 +396,9 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
     const bomb = { count: 1, bytes: gzipSync(Buffer.alloc(DECOMPRESSED_BUDGET + 1)) };
     const first = batch({ firstOffset: 0n, attributes: 1, records: [], raw: bomb });
     const { fast, Decoder } = decoders();
-    await expect(fast(new Decoder(framed(first)))).rejects.toThrow(/larger than 67108864 bytes/);
+    expect(corruptionOf(await fast(new Decoder(framed(first))))?.message).toMatch(
+      /larger than 67108864 bytes/,
+    );
     // After a batch that fits, one past what is left ends the record set there.
     const fits = batch({ firstOffset: 0n, attributes: 1, records });
     const big = batch({
@@ -401,7 +418,9 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
     expect(bomb.bytes.length).toBeLessThan(1 << 20);
     const first = batch({ firstOffset: 0n, attributes: 3, records: [], raw: bomb });
     const { fast, Decoder } = decoders();
-    await expect(fast(new Decoder(framed(first)))).rejects.toThrow(/lz4 records larger than/);
+    expect(corruptionOf(await fast(new Decoder(framed(first))))?.message).toMatch(
+      /lz4 records larger than/,
+    );
     const fits = batch({ firstOffset: 0n, attributes: 3, records });
     const big = batch({
       firstOffset: 9n,
@@ -413,5 +432,117 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
     const set = Buffer.concat([fits, big, fits]);
     const got = await decodeRecordSet(set, 0, set.length, fallback, 40_000);
     expect(got).toHaveLength(records.length);
+  });
+  it("checks each batch's CRC-32C before decoding it: a flipped byte is refused", async () => {
+    const { fast, Decoder } = decoders();
+    const fallback = () => Promise.reject(new Error('no fallback expected'));
+    for (const attributes of [0, 1, 3]) {
+      const good = batch({ firstOffset: 500n, attributes, records });
+      // Every byte the CRC covers: attributes, offsets, timestamps, producer, records.
+      for (const at of [21, 23, 27, 43, 57, 61, 70, good.length - 1]) {
+        const bad = Buffer.from(good);
+        bad[at]! ^= 0x04;
+        const err = await decodeRecordSet(bad, 0, bad.length, fallback).catch((e: unknown) => e);
+        expect(err, `codec ${attributes}, byte ${at}`).toBeInstanceOf(CorruptRecordBatchError);
+        expect((err as Error).message).toMatch(/CRC-32C 0x[0-9a-f]{8} of its bytes does not match/);
+        const e = err as CorruptRecordBatchError;
+        expect(e.firstOffset).toBe('500');
+        // The header's last offset, unless the flip is in the lastOffsetDelta itself.
+        if (at !== 23) expect(e.lastOffset).toBe(String(500 + records.length - 1));
+      }
+      // A flipped CRC itself.
+      const crc = Buffer.from(good);
+      crc[18]! ^= 0x80;
+      expect(
+        await decodeRecordSet(crc, 0, crc.length, fallback).catch((e: unknown) => e),
+      ).toBeInstanceOf(CorruptRecordBatchError);
+    }
+    // In a record set: the records before the corrupt batch are given, marked with it.
+    const first = batch({ firstOffset: 0n, records });
+    const second = batch({ firstOffset: 9n, attributes: 1, records });
+    second[second.length - 3]! ^= 0xff;
+    const got = await fast(new Decoder(framed(first, second)));
+    expect(got).toHaveLength(records.length);
+    expect(corruptionOf(got)?.message).toMatch(
+      /^corrupt Kafka record batch \(first offset 9, last offset 17\): CRC-32C/,
+    );
+    // A batch refused half-way (its CRC matches, its third record does not decode): none
+    // of its records is given, only those of the whole batches before it.
+    const halfBad = batch({
+      firstOffset: 9n,
+      records: [
+        records[0]!,
+        { ...records[1]!, offsetDelta: 1 },
+        { offsetDelta: 2, key: 'k', value: 'v', headerCount: 2 ** 31 - 1 },
+      ],
+    });
+    const cut = await fast(new Decoder(framed(first, halfBad)));
+    expect(cut).toHaveLength(records.length);
+    expect(corruptionOf(cut)?.message).toMatch(/first offset 9, last offset 11\): .*headers/);
+    // Nothing before it: no records, the mark.
+    const alone = await fast(new Decoder(framed(second, first)));
+    expect(alone).toEqual([]);
+    expect(corruptionOf(alone)?.firstOffset).toBe('9');
+    // Not a batch of magic 2 (whose CRC is another), and a valid record set: no mark.
+    expect(corruptionOf(await fast(new Decoder(framed(first))))).toBeUndefined();
+  });
+
+  it('accepts the batches a real broker wrote, with the CRC-32C it computed', async () => {
+    // Two gzip batches as Kafka 4.4.0 stored them on disk (a topic with
+    // compression.type=gzip written uncompressed: the broker compressed them and computed
+    // their CRC-32C), 3 records and 1.
+    const stored = Buffer.from(BROKER_BATCHES, 'hex');
+    const { ours, theirs } = await both(framed(stored));
+    expect(ours).toHaveLength(4);
+    expectSame(ours, theirs);
+    const values = ours.map((m) => (m as { value: Buffer | null }).value?.toString());
+    expect(values[2]).toBe('plain text');
+    expect(values[3]).toBe('second batch');
+    // The same bytes with one flipped in the second batch: the first batch's records, and
+    // the second refused by its CRC.
+    const { fast, Decoder } = decoders();
+    const flipped = Buffer.from(stored);
+    flipped[flipped.length - 5]! ^= 0x01;
+    const got = await fast(new Decoder(framed(flipped)));
+    expect(got).toHaveLength(3);
+    expect(corruptionOf(got)?.message).toMatch(/first offset 3, last offset 3\): CRC-32C/);
+  });
+
+  it("hands kafkajs's consumer a partition cut by a corrupt batch, named, with nothing resolved past it", async () => {
+    kafkajs();
+    const Batch = requireLib('kafkajs/src/consumer/batch.js') as new (
+      topic: string,
+      fetchedOffset: string,
+      data: { partition: number; highWatermark: string; messages: unknown[] },
+    ) => {
+      isEmpty(): boolean;
+      isEmptyDueToFiltering(): boolean;
+      lastOffset(): string;
+      messages: unknown[];
+    };
+    const { fast, Decoder } = decoders();
+    const bad = batch({ firstOffset: 9n, records });
+    bad[bad.length - 1]! ^= 0x01;
+    const messages = await fast(new Decoder(framed(bad)));
+    const b = new Batch('drover.logs', '12', { partition: 4, highWatermark: '40', messages });
+    // Delivered (kafkajs skips an empty batch and fetches the same offset again at once).
+    expect(b.isEmpty()).toBe(false);
+    expect(b.isEmptyDueToFiltering()).toBe(false);
+    expect(b.messages).toEqual([]);
+    // An auto-resolving handler resolves nothing new.
+    expect(b.lastOffset()).toBe('11');
+    expect(corruptionOf(messages)?.message).toMatch(
+      /^corrupt Kafka record batch in drover\.logs\/4 \(first offset 9, last offset 17\)/,
+    );
+    // A valid one is kafkajs's Batch as before.
+    const good = new Batch('drover.logs', '9', {
+      partition: 4,
+      highWatermark: '40',
+      messages: await fast(new Decoder(framed(batch({ firstOffset: 9n, records })))),
+    });
+    expect(good.isEmpty()).toBe(false);
+    expect(good.lastOffset()).toBe('17');
+    const empty = new Batch('drover.logs', '9', { partition: 4, highWatermark: '9', messages: [] });
+    expect(empty.isEmpty()).toBe(true);
   });
 });

@@ -1,0 +1,201 @@
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { startKafka, type StartedKafka } from '../servers/kafka.ts';
+import { killServes, type Served, startServe, stopServe, until } from '../support/drover.ts';
+import { type NetCut, startNetCut } from '../support/net-cut.ts';
+import {
+  actingFleet,
+  alertsOf,
+  createTopics,
+  drained,
+  logLines,
+  send,
+  settled,
+  TASKS,
+} from '../support/rules-workers.ts';
+
+/**
+ * A corrupt Kafka record batch (docs/scale-out.md, "A corrupt record batch"): a rules
+ * worker reaches the broker only through a relay that flips a byte of one record batch
+ * of `logs` in every Fetch response that brings it, as a damaged disk would: the broker
+ * serves the same bad copy at every fetch. The batch's CRC-32C no longer matches; the
+ * worker fetches it once more, then applies `bus.corruptBatch`:
+ *
+ * - `stop`: that partition's consumption stops (its task emits nothing past it), the
+ *   other tasks go on and fire their alerts; the error is logged once, counted in
+ *   drover_bus_corrupt_batches_total and shown by /readyz and
+ *   drover_bus_stopped_partitions; the relay sees no fetch loop.
+ * - `skip`: the batch's offsets are skipped, logged once and counted; the task drains.
+ *
+ * The test starts a broker of its own: the relayed listener must be known when the
+ * broker starts (test/servers/kafka.ts, `cuttable`).
+ */
+const reason = inject('serverSkipReasons').kafka;
+const available = inject('kafkaBrokers') !== null;
+
+afterEach(killServes);
+
+const CORRUPT_LINE = /^a corrupt Kafka record batch/;
+
+/** Messages a task has yet to process per `topic/partition` (drover_rules_task_lag_messages). */
+async function taskLag(w: Served): Promise<Map<string, number>> {
+  const text = await (await fetch(`${w.url}/metrics`)).text();
+  const out = new Map<string, number>();
+  for (const m of text.matchAll(
+    /^drover_rules_task_lag_messages\{topic="(\w+)",partition="(\d+)"\} (\S+)/gm,
+  ))
+    out.set(`${m[1]}/${m[2]}`, Number(m[3]));
+  return out;
+}
+
+function metric(text: string, name: string, labels: string[]): number | undefined {
+  const line = text
+    .split('\n')
+    .find((l) => l.startsWith(`${name}{`) && labels.every((x) => l.includes(x)));
+  return line === undefined ? undefined : Number(line.split(' ').at(-1));
+}
+
+describe.skipIf(!available)(
+  `a corrupt record batch on Kafka${reason ? ` (skipped: ${reason})` : ''}`,
+  () => {
+    let kafka: StartedKafka;
+    let relay: NetCut;
+    beforeAll(async () => {
+      kafka = await startKafka({ cuttable: true });
+      relay = await startNetCut(kafka.cuttable!.advertised, kafka.cuttable!.target, {
+        tamper: true,
+      });
+    }, 180_000);
+    afterAll(async () => {
+      await relay?.close();
+      await kafka?.stop();
+    });
+
+    /** A worker through the relay, an ingest process beside it, the first half sent and processed. */
+    async function start(policy: string, tag: string) {
+      const fleet = actingFleet({
+        tag,
+        name: `corrupt-${policy}`,
+        acting: [],
+        bus: policy === 'default' ? '' : `corruptBatch: ${policy}`,
+        rules: 'partitionFields: [service.name, host.name]',
+      });
+      await createTopics(kafka.url, fleet.prefix);
+      const ingest = await startServe(fleet.config, {
+        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(fleet.dir, 'state-ingest') },
+        args: ['--roles', 'ingest'],
+        timeoutMs: 90_000,
+      });
+      const worker = await startServe(fleet.config, {
+        env: {
+          KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+          DROVER_STATE_DIR: join(fleet.dir, 'state-worker'),
+        },
+        args: ['--roles', 'rules,actions'],
+        timeoutMs: 90_000,
+      });
+      await settled([worker]);
+      const half = Math.floor(fleet.batches.length / 2);
+      await send(ingest.url, fleet.batches.slice(0, half));
+      await drained([worker]);
+      const before = new Set((await alertsOf([worker])).map((a) => a.id));
+      fleet.mark(`the first half processed: ${before.size} alerts`);
+      return { ...fleet, ingest, worker, half, before };
+    }
+
+    it('stop (the default): that partition stops, once logged and counted; the others go on', async () => {
+      const f = await start('default', 'cs');
+      const tamper = relay.corruptFetches({ topic: `${f.prefix}logs` });
+      await send(f.ingest.url, f.batches.slice(f.half));
+      const p = await until(
+        'the corrupt batch to stop its partition',
+        () =>
+          logLines(f.worker).some((l) => CORRUPT_LINE.test(l.msg)) ? tamper.partition : undefined,
+        60_000,
+      );
+      f.mark(
+        `logs/${p} stopped at ${tamper.firstOffset} after ${tamper.responses} damaged fetches`,
+      );
+      // Every other partition is processed to its end: task p's merge holds its metrics.
+      await until(
+        'the other partitions to be processed',
+        async () => {
+          const lag = await taskLag(f.worker);
+          return (
+            lag.size === 2 * TASKS &&
+            [...lag].every(([k, n]) => n === 0 || k === `logs/${p}` || k === `metrics/${p}`)
+          );
+        },
+        120_000,
+      );
+      const damaged = tamper.responses;
+      await new Promise((r) => setTimeout(r, 5_000));
+      // Fetched once more, then paused: no loop (at most the fetches in flight when it stopped).
+      expect(damaged).toBeGreaterThanOrEqual(2);
+      expect(tamper.responses).toBe(damaged);
+      expect(damaged).toBeLessThanOrEqual(4);
+      expect((await taskLag(f.worker)).get(`logs/${p}`)).toBeGreaterThan(0);
+
+      const lines = logLines(f.worker).filter((l) => CORRUPT_LINE.test(l.msg));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({
+        msg: expect.stringMatching(/stopped consuming its partition/),
+        group: `${f.prefix}rules`,
+        topic: 'logs',
+        partition: p,
+        firstOffset: tamper.firstOffset,
+        err: { message: expect.stringMatching(/CRC-32C/) },
+      });
+      const text = await (await fetch(`${f.worker.url}/metrics`)).text();
+      const labels = [`group="${f.prefix}rules"`, `topic="logs"`, `partition="${p}"`];
+      expect(metric(text, 'drover_bus_corrupt_batches_total', labels)).toBe(1);
+      expect(metric(text, 'drover_bus_stopped_partitions', labels)).toBe(1);
+      const ready = await fetch(`${f.worker.url}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({
+        ready: true,
+        stoppedPartitions: [
+          {
+            group: `${f.prefix}rules`,
+            topic: 'logs',
+            partition: p,
+            firstOffset: tamper.firstOffset,
+          },
+        ],
+      });
+      // The other tasks fired alerts on the second half; the stopped one stands still.
+      const after = (await alertsOf([f.worker])).filter((a) => !f.before.has(a.id));
+      f.mark(`${after.length} alerts after the corruption`);
+      expect(after.filter((a) => a.task?.id !== p).length).toBeGreaterThan(0);
+      await stopServe(f.worker);
+      await stopServe(f.ingest);
+    }, 300_000);
+
+    it('skip: the batch is skipped, once logged and counted, and the task drains', async () => {
+      const f = await start('skip', 'ck');
+      const tamper = relay.corruptFetches({ topic: `${f.prefix}logs` });
+      await send(f.ingest.url, f.batches.slice(f.half));
+      await drained([f.worker]);
+      const p = tamper.partition;
+      f.mark(
+        `logs/${p} batch ${tamper.firstOffset} skipped after ${tamper.responses} damaged fetches`,
+      );
+      expect(tamper.responses).toBeGreaterThanOrEqual(2);
+      const lines = logLines(f.worker).filter((l) => CORRUPT_LINE.test(l.msg));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({
+        msg: expect.stringMatching(/skipped its offsets/),
+        topic: 'logs',
+        partition: p,
+        firstOffset: tamper.firstOffset,
+      });
+      const text = await (await fetch(`${f.worker.url}/metrics`)).text();
+      const labels = [`group="${f.prefix}rules"`, `topic="logs"`, `partition="${p}"`];
+      expect(metric(text, 'drover_bus_corrupt_batches_total', labels)).toBe(1);
+      expect(metric(text, 'drover_bus_stopped_partitions', labels)).toBeUndefined();
+      expect(await (await fetch(`${f.worker.url}/readyz`)).json()).toEqual({ ready: true });
+      await stopServe(f.worker);
+      await stopServe(f.ingest);
+    }, 300_000);
+  },
+);
