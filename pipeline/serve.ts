@@ -758,6 +758,9 @@ export class Pipeline {
         this.globalTasks = undefined;
         await global.stop();
         this.telemetry.globalTaskAssigned.set(0);
+        // Its group's lag is no longer read: not left at its last value.
+        for (const topic of TOPICS)
+          this.telemetry.busLag.remove({ group: `${this.group('rules')}-global`, topic });
         this.logger.info(
           { group: `${this.group('rules')}-global` },
           'no rule needs the global task any more: it left its group',

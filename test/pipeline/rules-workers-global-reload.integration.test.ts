@@ -169,7 +169,12 @@ describe.skipIf(!brokers)(
         await send(ingest.url, parts[2]!);
         await drained(workers);
         expect(await fired()).toEqual(added);
-        for (const w of workers) expect(await globalAssigned(w)).toBe(0);
+        for (const w of workers) {
+          expect(await globalAssigned(w)).toBe(0);
+          // Its group's lag is not left at its last reading.
+          const text = await (await fetch(`${w.url}/metrics`)).text();
+          expect(text).not.toContain(`group="${group}"`);
+        }
         mark('part 3 processed: no alert of the removed rule');
 
         writeFileSync(rule, ERRORS_ANYWHERE);
