@@ -30,6 +30,14 @@
  * the rest (the `warm` figure is then the last two thirds' exactly); `--workers-only`
  * leaves out the restore, ingest and consumer figures. Each worker's CPU is also split
  * by thread (`main`, `others`), `sys` time, and `sched` (/proc's schedstat, ns-exact).
+ *
+ * `--global`: each worker count also runs with `rules.partitionFields: [service.name]`
+ * (the Kubernetes default: the mix's 50 `host.name` rules then run in the global task,
+ * docs/scale-out.md), beside the runs where every rule is partitioned, in the same
+ * sequence. With two or more workers the global task's events per CPU second is
+ * estimated: the standbys' CPU per event is the partition tasks' (they hold only
+ * those), and the owner's CPU less its partition events at that rate is the global
+ * task's (`global` in the summary).
  */
 
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -129,6 +137,10 @@ interface WorkerMetrics {
   restoreSeconds: number;
   /** Bus batches (one partition's messages of one fetch) the rules handled. */
   batches: number;
+  /** Events the global task processed here (its owner's; counted apart from `events`). */
+  globalEvents: number;
+  /** 1 on the global task's owner. */
+  globalHeld: number;
 }
 
 async function metricsOf(w: Served): Promise<WorkerMetrics> {
@@ -141,17 +153,24 @@ async function metricsOf(w: Served): Promise<WorkerMetrics> {
       .reduce((n, l) => n + Number(l.split(' ').at(-1)), 0);
   return {
     tasks: one('drover_rules_tasks_assigned'),
-    lag: sum('drover_bus_lag_messages{', 'rules"'),
+    // The partition tasks' group and the global task's.
+    lag:
+      sum('drover_bus_lag_messages{', 'rules"') + sum('drover_bus_lag_messages{', 'rules-global"'),
     held: one('drover_rules_held_events'),
     events: one('drover_rule_events_total'),
     late: sum('drover_rule_late_events_total'),
     restoreSeconds: one('drover_rules_task_restore_seconds_sum'),
     batches: one('drover_rule_evaluation_seconds_count'),
+    globalEvents: one('drover_rules_global_events_total'),
+    globalHeld: one('drover_rules_global_task_assigned'),
   };
 }
 
-/** Every worker assigned in one generation, all tasks held, each worker some. */
-async function settled(workers: Served[]): Promise<void> {
+/**
+ * Every worker assigned in one generation, all tasks held, each worker some; with
+ * `global`, one of them holding the global task.
+ */
+async function settled(workers: Served[], global = false): Promise<void> {
   await until(
     `${workers.length} workers to share the ${TASKS} tasks`,
     async () => {
@@ -164,6 +183,7 @@ async function settled(workers: Served[]): Promise<void> {
       });
       if (generations.some((g) => g !== generations[0] || g < 0)) return false;
       const ms = await Promise.all(workers.map(metricsOf));
+      if (global && ms.reduce((n, m) => n + m.globalHeld, 0) !== 1) return false;
       return ms.reduce((n, m) => n + m.tasks, 0) === TASKS && ms.every((m) => m.tasks > 0);
     },
     120_000,
@@ -183,6 +203,10 @@ async function alertsOf(workers: Served[]): Promise<WorkerAlert[][]> {
 
 interface Run {
   workers: number;
+  /** `partitioned` (every rule in the partition tasks) or `global` (`--global`). */
+  mix: string;
+  /** Rules in the global task. */
+  global_rules: number;
   cpu_ms: number;
   wall_ms: number;
   events_per_cpu_s: number;
@@ -202,7 +226,17 @@ interface Run {
     batches: number;
     /** CPU ms of the run on the main thread and the others, `sys` and `sched` (threadsOf). */
     threads: Record<string, number>;
+    /** Events the global task processed in this worker (its owner). */
+    global_events: number;
+    global_task: boolean;
   }>;
+  /**
+   * With the global task and two or more workers: the standbys' events per CPU second
+   * (partition tasks only) and the global task's, estimated as the owner's CPU less its
+   * partition events at the standbys' rate.
+   */
+  partition_events_per_cpu_s?: number;
+  global_events_per_cpu_s?: number;
   /** `this` (this checkout's build) or `before` (`--before`). */
   build: string;
   repeat: number;
@@ -226,12 +260,15 @@ export async function scaleBench(args: string[]): Promise<number> {
   const workersOnly = args.includes('--workers-only');
   const pin = option(args, '--pin', '');
   const warmUp = args.includes('--warm-up');
+  const mixes = args.includes('--global') ? ['partitioned', 'global'] : ['partitioned'];
   const builds: Array<{ name: string; bin?: string }> = [
     ...(before !== '' ? [{ name: 'before', bin: before }] : []),
     { name: 'this' },
   ];
   const plan = Array.from({ length: repeat }, (_, r) =>
-    workerCounts.flatMap((k) => builds.map((b) => ({ k, build: b, repeat: r }))),
+    workerCounts.flatMap((k) =>
+      builds.flatMap((b) => mixes.map((mix) => ({ k, build: b, repeat: r, mix }))),
+    ),
   ).flat();
   const log = (s: string) => process.stderr.write(`${s}\n`);
   if (!Number.isInteger(count) || count < 1000) throw new RangeError('--events: 1000 or more');
@@ -299,7 +336,11 @@ export async function scaleBench(args: string[]): Promise<number> {
       }>;
       worker_restore_all_tasks_s: number;
     } = { per_task: [], worker_restore_all_tasks_s: 0 };
-    for (const [index, { k, build, repeat: r }] of plan.entries()) {
+    const globalRules = ruleMix(ruleCount).filter(
+      (x) => !x.query_key.includes('service.name'),
+    ).length;
+    for (const [index, { k, build, repeat: r, mix }] of plan.entries()) {
+      const global = mix === 'global';
       const prefix = `scale${Date.now().toString(36)}w${k}.`;
       const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
       await admin.connect();
@@ -314,13 +355,15 @@ export async function scaleBench(args: string[]): Promise<number> {
       const config = join(dir, `drover-${k}-${index}.yaml`);
       // The fleet's hosts are not shared between services: host.name follows the
       // partitioning, so every rule of the mix runs in the partition tasks (no global task).
+      // `--global`'s runs leave it out: the host.name rules run in the global task.
+      const fields = global ? 'service.name' : 'service.name, host.name';
       writeFileSync(
         config,
         `stateDir: state
 listen: { port: 0, statsdPort: false }
 bus: { kind: kafka, topicPrefix: ${prefix} }
 index: { kind: none }
-rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [service.name, host.name] }
+rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${fields}] }
 `,
       );
       let n = 0;
@@ -343,7 +386,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
           execFileSync('taskset', ['-a', '-p', '-c', pin, String(w.child.pid)], {
             stdio: 'ignore',
           });
-      await settled(workers);
+      await settled(workers, global);
       const cpu0 = workers.map((w) => cpuMsOf(w.child.pid!));
       const threads0 = workers.map((w) => threadsOf(w.child.pid!));
       const metrics0 = await Promise.all(workers.map(metricsOf));
@@ -386,7 +429,15 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
           warm = { cpu: workers.map((w) => cpuMsOf(w.child.pid!)), processed };
           release();
         }
-        if (published && processed >= count && metrics.every((m) => m.lag === 0 && m.held === 0))
+        const globalDone =
+          !global ||
+          metrics.reduce((n, m, i) => n + m.globalEvents - metrics0[i]!.globalEvents, 0) >= count;
+        if (
+          published &&
+          processed >= count &&
+          globalDone &&
+          metrics.every((m) => m.lag === 0 && m.held === 0)
+        )
           break;
         await new Promise((r) => setTimeout(r, warmUp && !warm ? 100 : 1_000));
       }
@@ -443,8 +494,33 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
         if (!agree)
           disagreement = `${got.length} alerts against ${expected.length}: ${missing.length} missing (first ${JSON.stringify(missing[0])}), ${extra.length} not in the backtest (first ${JSON.stringify(extra[0])}), ${twice} twice`;
       }
+      const perWorker = workers.map((_, i) => ({
+        cpu_ms: Math.round(cpu[i]!),
+        events: metrics[i]!.events - events0[i]!,
+        batches: metrics[i]!.batches - metrics0[i]!.batches,
+        tasks: metrics[i]!.tasks,
+        threads: threads[i]!,
+        global_events: metrics[i]!.globalEvents - metrics0[i]!.globalEvents,
+        global_task: metrics[i]!.globalHeld === 1,
+      }));
+      const standbys = perWorker.filter((w) => !w.global_task);
+      const owner = perWorker.find((w) => w.global_task);
+      let split: { partition_events_per_cpu_s?: number; global_events_per_cpu_s?: number } = {};
+      if (global && owner && standbys.length > 0) {
+        const rate =
+          standbys.reduce((n, w) => n + w.events, 0) / standbys.reduce((n, w) => n + w.cpu_ms, 0);
+        const globalCpu = owner.cpu_ms - owner.events / rate;
+        split = {
+          partition_events_per_cpu_s: Math.round(rate * 1000),
+          ...(globalCpu > 0 && {
+            global_events_per_cpu_s: Math.round((owner.global_events / globalCpu) * 1000),
+          }),
+        };
+      }
       const run: Run = {
         workers: k,
+        mix,
+        global_rules: global ? globalRules : 0,
         build: build.name,
         repeat: r,
         cpu_ms: Math.round(cpuMs),
@@ -454,13 +530,8 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
         idle_cpu_ms_per_s: Math.round(idlePerS),
         idle_cpu_ms_per_s_per_worker: Math.round((idlePerS / k) * 10) / 10,
         busy_cpu_ms: Math.round(Math.max(0, cpuMs - (idlePerS * wallMs) / 1000)),
-        per_worker: workers.map((_, i) => ({
-          cpu_ms: Math.round(cpu[i]!),
-          events: metrics[i]!.events - events0[i]!,
-          batches: metrics[i]!.batches - metrics0[i]!.batches,
-          tasks: metrics[i]!.tasks,
-          threads: threads[i]!,
-        })),
+        per_worker: perWorker,
+        ...split,
         alerts: live.length,
         late_events: metrics.reduce((s, m) => s + m.late, 0),
         agree,
@@ -468,7 +539,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
       };
       runs.push(run);
       log(
-        `scale: ${build.name}, ${k} worker(s): ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, ${run.idle_cpu_ms_per_s_per_worker} per worker, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
+        `scale: ${build.name}, ${mix}, ${k} worker(s)${split.global_events_per_cpu_s !== undefined ? ` (global task ${split.global_events_per_cpu_s} events per CPU s, partition tasks ${split.partition_events_per_cpu_s})` : ''}: ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, ${run.idle_cpu_ms_per_s_per_worker} per worker, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
       );
       for (const w of workers) await stopServe(w);
 
@@ -545,7 +616,9 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
     const ratios = (name: string) => {
       const pairs = Array.from({ length: repeat }, (_, r) => {
         const of = (w: number) =>
-          runs.find((x) => x.build === name && x.repeat === r && x.workers === w);
+          runs.find(
+            (x) => x.build === name && x.repeat === r && x.workers === w && x.mix === 'partitioned',
+          );
         return { one: of(1), three: of(3) };
       }).filter((p): p is { one: Run; three: Run } => p.one !== undefined && p.three !== undefined);
       const each = (f: (p: { one: Run; three: Run }) => number) => pairs.map((p) => round2(f(p))!);
@@ -579,6 +652,38 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
       kafka_ingest_rounds: ingestRatio.rounds,
       kafka_ingest_events_per_server_cpu_s: ingestRatio.events_per_server_cpu_s,
       rules_consumer_events_per_cpu_s: Math.round((count / consumed.cpuMs) * 1000),
+      // `--global`: per build and worker count, the events per CPU second of every run of
+      // each mix, and the global task's estimate (two or more workers).
+      ...(mixes.includes('global') && {
+        global: {
+          rules: globalRules,
+          of: ruleCount,
+          runs: builds.flatMap((b) =>
+            workerCounts.map((k) => {
+              const of = (mix: string) =>
+                runs.filter((x) => x.build === b.name && x.workers === k && x.mix === mix);
+              return {
+                build: b.name,
+                workers: k,
+                partitioned_events_per_cpu_s: of('partitioned').map((x) => x.events_per_cpu_s),
+                global_mix_events_per_cpu_s: of('global').map((x) => x.events_per_cpu_s),
+                global_task_events_per_cpu_s: of('global').map(
+                  (x) => x.global_events_per_cpu_s ?? null,
+                ),
+                partition_tasks_events_per_cpu_s: of('global').map(
+                  (x) => x.partition_events_per_cpu_s ?? null,
+                ),
+                // The global task's extra CPU: the global mix's total less the partitioned
+                // mix's, same workers and repetition, in CPU µs per event.
+                extra_cpu_us_per_event: of('global').map((g) => {
+                  const p = of('partitioned').find((x) => x.repeat === g.repeat);
+                  return p ? Math.round(((g.cpu_ms - p.cpu_ms) / count) * 1000 * 10) / 10 : null;
+                }),
+              };
+            }),
+          ),
+        },
+      }),
       runs,
       restore,
       node: process.version,
@@ -590,7 +695,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [se
       );
       for (const r of runs)
         process.stdout.write(
-          `  ${r.build}, ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s, ${r.idle_cpu_ms_per_s_per_worker} per worker; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
+          `  ${r.build}, ${r.mix}${r.global_rules > 0 ? ` (${r.global_rules} rules in the global task${r.global_events_per_cpu_s !== undefined ? `: ${r.global_events_per_cpu_s} events per CPU s, the partition tasks ${r.partition_events_per_cpu_s}` : ''})` : ''}, ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s, ${r.idle_cpu_ms_per_s_per_worker} per worker; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
         );
       process.stdout.write(
         `  CPU per event, 3 workers vs 1: ${summary.cpu_ratio_3_vs_1} (target ≤ 1.3); less the workers' idle cost: ${summary.busy_cpu_ratio_3_vs_1}; after the first third: ${summary.warm_cpu_ratio_3_vs_1}\n`,

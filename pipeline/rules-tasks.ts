@@ -309,7 +309,12 @@ export class RulesTasks {
     }
   }
 
-  async start(): Promise<void> {
+  /**
+   * `seed` (the global task, started by a reload that brought its first rules): unless
+   * the group has members or a seed already ends its changelog, an empty engine at the log
+   * ends is written to the changelog first, and the task starts from there (seed()).
+   */
+  async start(o: { seed?: boolean } = {}): Promise<void> {
     this.lastBeat = performance.now();
     this.watchdog = setInterval(
       () => this.checkStall(),
@@ -326,6 +331,7 @@ export class RulesTasks {
     this.changelog = this.global
       ? await this.o.bus.changelog(1, 'rules-global-state')
       : await this.o.bus.changelog(this.partitions);
+    if (o.seed === true && this.global) await this.seed();
     const flow = this.flow();
     this.consumer = await this.o.bus.consumeTasks(
       {
@@ -351,6 +357,34 @@ export class RulesTasks {
           if (held !== undefined && held === generation) this.unfence(sent);
         },
       },
+    );
+  }
+
+  /**
+   * Where the global task starts when a reload brings its first rules (docs/scale-out.md,
+   * "Adding and removing global rules"): at the log ends read now, with no state, as a
+   * new rule judges events from its reload on. Not from the group's committed offsets:
+   * a new group has none (it would replay every retained event and alert on old
+   * incidents), and a group whose rules were removed before has those of its last run.
+   * Skipped when the group has members (the task runs: this worker joins it) or the
+   * changelog already ends with a seed (another worker's reload, not yet joined): the
+   * restore takes the earliest seed after the last snapshot (chooseHead).
+   */
+  private async seed(): Promise<void> {
+    const ends = await this.o.bus.latest(this.o.topics);
+    if ((await this.o.bus.groupMembers(this.o.group)) > 0) return;
+    const last = (await this.changelog.read([0])).get(0)?.heads.at(-1);
+    if (last?.seed === true) return;
+    const noop = () => {};
+    const state = JSON.stringify(this.o.newEngine(noop, noop).snapshot());
+    await this.changelog.write(
+      0,
+      { generation: 0, offsets: ends, at: Date.now(), seed: true },
+      state,
+    );
+    this.o.logger.info(
+      { group: this.o.group, offsets: ends },
+      'rules global task seeded at the log ends: its new rules judge events from here on',
     );
   }
 

@@ -84,6 +84,10 @@ export class Pipeline {
    * follow the partitioning; started when such rules are loaded (docs/scale-out.md).
    */
   private globalTasks: RulesTasks | undefined;
+  /** The global task's start or stop after a reload, while it runs (reconcileGlobalTasks). */
+  private globalChange: Promise<void> = Promise.resolve();
+  /** Set when the stop begins: a reload's global task change after it does nothing. */
+  private closing = false;
   /** The rules loaded, for the engines of tasks assigned later. */
   private rules: Awaited<ReturnType<typeof loadRules>>['rules'] = [];
   private readonly recentAlerts: Alert[] = [];
@@ -750,7 +754,7 @@ export class Pipeline {
   }
 
   /** The global task's group, once rules that need it are loaded (at start or a reload). */
-  private async startGlobalTasks(bus: KafkaBus): Promise<void> {
+  private async startGlobalTasks(bus: KafkaBus, seed = false): Promise<void> {
     if (this.globalTasks || this.rulesFor(true).length === 0) return;
     const global = this.newRulesTasks(bus, true);
     this.globalTasks = global;
@@ -758,7 +762,35 @@ export class Pipeline {
       { group: `${this.group('rules')}-global`, rules: this.rulesFor(true).map((r) => r.name) },
       'rules whose key does not follow the partitioning run in the global task',
     );
-    await global.start();
+    await global.start({ seed });
+  }
+
+  /**
+   * After a reload: the global task starts when the first rules that need it came (seeded
+   * at the log ends, docs/scale-out.md "Adding and removing global rules"), and stops,
+   * leaving its group, when the last went. One change at a time, in reload order.
+   */
+  private reconcileGlobalTasks(bus: KafkaBus): Promise<void> {
+    const next = this.globalChange.then(async () => {
+      if (this.closing) return;
+      const wanted = this.rulesFor(true).length > 0;
+      if (wanted && !this.globalTasks) await this.startGlobalTasks(bus, true);
+      else if (!wanted && this.globalTasks) {
+        const global = this.globalTasks;
+        this.globalTasks = undefined;
+        await global.stop();
+        this.telemetry.globalTaskAssigned.set(0);
+        // Its group's lag is no longer read: not left at its last value.
+        for (const topic of TOPICS)
+          this.telemetry.busLag.remove({ group: `${this.group('rules')}-global`, topic });
+        this.logger.info(
+          { group: `${this.group('rules')}-global` },
+          'no rule needs the global task any more: it left its group',
+        );
+      }
+    });
+    this.globalChange = next.catch(() => {});
+    return next;
   }
 
   private newRulesTasks(bus: KafkaBus, global: boolean): RulesTasks {
@@ -890,10 +922,9 @@ export class Pipeline {
       this.newEngine(this.rulesFor(true, rules), onAlert, onState),
     );
     if (this.rulesTasks && this.bus instanceof KafkaBus) {
-      const bus = this.bus;
-      void this.startGlobalTasks(bus).catch((err: unknown) => {
+      void this.reconcileGlobalTasks(this.bus).catch((err: unknown) => {
         this.telemetry.faults.inc({ kind: 'reload' });
-        this.logger.error({ err }, 'the global rules task could not start');
+        this.logger.error({ err }, 'the global rules task could not start or stop');
       });
     }
     this.logger.info({ rules: rules.length }, 'rules reloaded');
@@ -994,6 +1025,7 @@ export class Pipeline {
    */
   private async close(): Promise<void> {
     this.ready = false;
+    this.closing = true;
     clearInterval(this.snapshotTimer);
     this.ticker?.stop();
     clearInterval(this.pruneTimer);
@@ -1016,6 +1048,8 @@ export class Pipeline {
     for (const [name, adapter] of this.adapters)
       await step(`closing adapter ${name}`, () => adapter.close?.());
     await step('closing the endpoint', () => this.server?.close());
+    // A global task starting or stopping after a reload finishes first.
+    await step('the global task starting or stopping', () => this.globalChange);
     this.rulesTasks?.quiesce();
     this.globalTasks?.quiesce();
     for (const c of this.consumers) await step('stopping a consumer', () => c.stop());

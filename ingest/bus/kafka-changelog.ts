@@ -26,6 +26,11 @@ export interface TaskHead {
   /** Next offset per `topic/partition` the state reflects. */
   offsets: Record<string, number>;
   at: number;
+  /**
+   * A starting point, not a snapshot the group ran: an empty engine at the log ends when
+   * a reload brought the global task's first rule (RulesTasks, `seed`). Generation 0.
+   */
+  seed?: boolean;
 }
 
 export interface TaskHistory {
@@ -287,11 +292,20 @@ function parseHead(value: Buffer | null): TaskHead | undefined {
  * past every committed one; failing that (no snapshot, or the group committed past every
  * snapshot, as when the changelog was lost), none: the task replays from the start.
  * `committed` maps `topic/partition` to the group's committed offset (absent: none).
+ *
+ * Before all that: heads that end the history as seeds (written after the last snapshot,
+ * when a reload brought the global task's first rules) start the task afresh, whatever
+ * the group committed before (a previous run of the group, before its rules were
+ * removed): the earliest of them, so that of several workers seeding at once none
+ * misses what came after another's seed.
  */
 export function chooseHead(
   heads: TaskHead[],
   committed: Record<string, number>,
 ): TaskHead | undefined {
+  let first = heads.length;
+  while (first > 0 && heads[first - 1]!.seed === true) first--;
+  if (first < heads.length) return heads[first];
   const keys = Object.keys(committed);
   const equal = (h: TaskHead) =>
     keys.length > 0 && keys.every((k) => (h.offsets[k] ?? 0) === committed[k]);

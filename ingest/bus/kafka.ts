@@ -509,6 +509,13 @@ export class KafkaBus implements Bus {
     return out;
   }
 
+  /** Members a group has now (0 when it is empty or unknown). */
+  async groupMembers(group: string): Promise<number> {
+    const admin = await this.connectedAdmin();
+    const { groups } = await admin.describeGroups([group]);
+    return groups[0]?.members.length ?? 0;
+  }
+
   /** The high watermark (next offset to be written) per `topic/partition`. */
   async latest(topics: Topic[]): Promise<Record<string, number>> {
     const admin = await this.connectedAdmin();

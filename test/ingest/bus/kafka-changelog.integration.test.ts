@@ -111,4 +111,15 @@ describe('chooseHead', () => {
     expect(chooseHead([a, b], { 'logs/0': 40 })).toBeUndefined();
     expect(chooseHead([], {})).toBeUndefined();
   });
+  it('starts from the earliest seed after the last snapshot, whatever was committed', () => {
+    const a = head('a', 4, { 'logs/0': 10 });
+    const s1 = { ...head('s1', 0, { 'logs/0': 50 }), seed: true };
+    const s2 = { ...head('s2', 0, { 'logs/0': 52 }), seed: true };
+    // The group's last run committed 10; two workers seeded at the log end since.
+    expect(chooseHead([a, s1, s2], { 'logs/0': 10 })).toBe(s1);
+    expect(chooseHead([s1], {})).toBe(s1);
+    // A snapshot after a seed: the seed has been run from.
+    const b = head('b', 1, { 'logs/0': 60 });
+    expect(chooseHead([a, s1, b], { 'logs/0': 60 })).toBe(b);
+  });
 });
