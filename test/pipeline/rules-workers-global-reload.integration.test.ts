@@ -3,13 +3,14 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { GLOBAL_TASK } from '../../pipeline/rules-tasks.ts';
-import { killServes, type Served, startServe, stopServe, until } from '../support/drover.ts';
+import { killServes, type Served, stopServe, until } from '../support/drover.ts';
 import { type AlertView, alertView as view, byAlert as order } from '../support/fleet-stream.ts';
 import {
   actingFleet,
   alertsOf,
   backtestAlerts,
   createTopics,
+  kafkaRoles,
   drained,
   globalOwner,
   send,
@@ -83,19 +84,8 @@ describe.skipIf(!brokers)(
         });
       await createTopics(brokers!, prefix);
 
-      const env = { KAFKA_BROKERS: brokers! };
-      let n = 0;
-      const worker = () =>
-        startServe(config, {
-          env: { ...env, DROVER_STATE_DIR: join(dir, `state-${n++}`) },
-          args: ['--roles', 'rules,actions'],
-          timeoutMs: 90_000,
-        });
-      const ingest = await startServe(config, {
-        env: { ...env, DROVER_STATE_DIR: join(dir, 'state-ingest') },
-        args: ['--roles', 'ingest'],
-        timeoutMs: 90_000,
-      });
+      const { worker, ingest: startIngest } = kafkaRoles(config, dir, brokers!);
+      const ingest = await startIngest();
       const workers = await Promise.all([worker(), worker()]);
       await settled(workers);
       const admin = new Kafka({ brokers: brokers!.split(','), logLevel: logLevel.NOTHING }).admin();

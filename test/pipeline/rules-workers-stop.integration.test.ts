@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
-import { killServes, startServe, stopServe, until } from '../support/drover.ts';
+import { killServes, stopServe, until } from '../support/drover.ts';
 import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
 import {
   actingFleet,
@@ -10,6 +10,7 @@ import {
   assignments,
   backtestAlerts,
   createTopics,
+  kafkaRoles,
   drained,
   logLines,
   metricsOf,
@@ -56,19 +57,8 @@ describe.skipIf(!brokers)(
       const expected = backtestAlerts(join(dir, 'rules'), data).alerts;
       await createTopics(brokers!, prefix);
 
-      const env = { KAFKA_BROKERS: brokers! };
-      let n = 0;
-      const worker = () =>
-        startServe(config, {
-          env: { ...env, DROVER_STATE_DIR: join(dir, `state-${n++}`) },
-          args: ['--roles', 'rules,actions'],
-          timeoutMs: 90_000,
-        });
-      const ingest = await startServe(config, {
-        env: { ...env, DROVER_STATE_DIR: join(dir, 'state-ingest') },
-        args: ['--roles', 'ingest'],
-        timeoutMs: 90_000,
-      });
+      const { worker, ingest: startIngest } = kafkaRoles(config, dir, brokers!);
+      const ingest = await startIngest();
       const [a, b, c] = await Promise.all([worker(), worker(), worker()]);
       const before = await settled([a, b, c]);
       mark(`three workers share the tasks in generation ${before}`);

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
-import { BIN, type Served, until, workdir } from './drover.ts';
+import { BIN, type Served, startServe, until, workdir } from './drover.ts';
 import {
   alertView as view,
   type AlertView,
@@ -154,6 +154,29 @@ export function backtestAlerts(
  * creation is retried (an existing topic is no error) until their metadata shows every
  * partition led, for up to 30 s.
  */
+/**
+ * Starts `drover serve` processes of one fleet on Kafka by role: `worker()` a rules and
+ * actions worker (a state directory of its own each), `ingest()` the ingest replica.
+ */
+export function kafkaRoles(
+  config: string,
+  dir: string,
+  brokers: string,
+): { worker: () => Promise<Served>; ingest: () => Promise<Served> } {
+  const env = { KAFKA_BROKERS: brokers };
+  let n = 0;
+  const serve = (state: string, roles: string) =>
+    startServe(config, {
+      env: { ...env, DROVER_STATE_DIR: join(dir, state) },
+      args: ['--roles', roles],
+      timeoutMs: 90_000,
+    });
+  return {
+    worker: () => serve(`state-${n++}`, 'rules,actions'),
+    ingest: () => serve('state-ingest', 'ingest'),
+  };
+}
+
 export async function createTopics(brokers: string, prefix: string): Promise<void> {
   const admin = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
