@@ -127,9 +127,23 @@ const CANDIDATE_STRIDE = 6;
 /** A second field pinned to more values than this is left to the filter. */
 const MAX_PRECHECK_VALUES = 4;
 
-/** Every second of event time, a tenth of the rules drop state the watermark made irrelevant. */
+/**
+ * Every second of event time a tenth of the rules come up to drop state the watermark
+ * made irrelevant, so each comes up every 10 s. A rule whose state spans longer sweeps
+ * only every `sweepEvery` of its turns (sweepTurns): about half its span, at most every
+ * MAX_SWEEP_TURNS turns (60 s). A sweep drops only what no evaluation can use any more
+ * (RuleRunner.sweep), so its timing moves how long such state is held, by at most that
+ * period, never an alert; per-rule caps count it while it is held.
+ */
 const SWEEP_EVERY_MS = 1_000;
 const SWEEP_SLICES = 10;
+const MAX_SWEEP_TURNS = 6;
+
+/** Turns between a rule's sweeps: half its span in 10 s turns, from 1 to MAX_SWEEP_TURNS. */
+export function sweepTurns(spanMs: number): number {
+  const turns = Math.floor(spanMs / 2 / (SWEEP_EVERY_MS * SWEEP_SLICES));
+  return Math.max(1, Math.min(MAX_SWEEP_TURNS, Number.isNaN(turns) ? 1 : turns));
+}
 
 /**
  * Evaluates rules on a stream of events in event time (docs/time.md). Events
@@ -165,6 +179,8 @@ export class Engine {
   private observed: number | undefined;
   private lastSweep = Number.NEGATIVE_INFINITY;
   private sweepSlice = 0;
+  /** Per rule (as `compiled`), its turns between sweeps (sweepTurns). */
+  private sweepEvery = new Uint8Array(0);
   private lastEventWall = 0;
   private readonly alertFrom: number;
   private readonly maxFutureSkew: number;
@@ -212,6 +228,7 @@ export class Engine {
       this.compiled.push(c);
       this.byName.set(rule.name, c);
     }
+    this.sweepEvery = Uint8Array.from(this.compiled, (c) => sweepTurns(c.runner.sweepSpan()));
     this.buildIndex();
     // Live too, observation starts at event time (the first event), never at the clock:
     // a replay or backfill whose events lie in the past must still observe full windows.
@@ -399,9 +416,13 @@ export class Engine {
     this.setWatermark(t);
     if (t - this.lastSweep >= SWEEP_EVERY_MS) {
       this.lastSweep = t;
-      const slice = this.sweepSlice++ % SWEEP_SLICES;
-      for (let i = slice; i < this.compiled.length; i += SWEEP_SLICES)
-        this.compiled[i]!.runner.sweep(t);
+      const turn = this.sweepSlice++;
+      const slice = turn % SWEEP_SLICES;
+      const round = (turn - slice) / SWEEP_SLICES;
+      const every = this.sweepEvery;
+      // Rules of one slice with the same period take their turns in different rounds.
+      for (let i = slice, j = 0; i < this.compiled.length; i += SWEEP_SLICES, j++)
+        if ((round + j) % every[i]! === 0) this.compiled[i]!.runner.sweep(t);
     }
   }
 

@@ -675,6 +675,15 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     return { until: t + wait, exponent };
   }
 
+  /**
+   * How far back in event time the state a sweep drops reaches (the kind's longest
+   * window), which sets how often the engine sweeps the rule (engine.ts, sweepTurns).
+   * Here only silences, kept about a realert period: no span of its own.
+   */
+  sweepSpan(): number {
+    return Number.POSITIVE_INFINITY;
+  }
+
   /** Drops state the watermark has made irrelevant. Kinds extend it for their windows. */
   sweep(watermark: number): void {
     if (watermark < this.silencesEnd || this.silences.size === 0) return;

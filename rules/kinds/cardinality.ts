@@ -177,6 +177,10 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     this.ctx.schedule(this, key, next, TAG_KIND);
   }
 
+  override sweepSpan(): number {
+    return this.spec.timeframe;
+  }
+
   override sweep(watermark: number): void {
     super.sweep(watermark);
     // Nothing ends before the watermark: a walk would drop no interval and forget no key.

@@ -80,6 +80,10 @@ export class ChangeRunner extends RuleRunner<ChangeRule, KeyState> {
     return values;
   }
 
+  override sweepSpan(): number {
+    return this.spec.timeframe ?? Number.POSITIVE_INFINITY;
+  }
+
   override sweep(watermark: number): void {
     super.sweep(watermark);
     const tf = this.spec.timeframe;

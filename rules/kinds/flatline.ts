@@ -157,6 +157,10 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     return cursor;
   }
 
+  override sweepSpan(): number {
+    return this.spec.timeframe;
+  }
+
   override sweep(watermark: number): void {
     super.sweep(watermark);
     // Instants before the watermark are decided; events that old cannot cover later ones.

@@ -97,6 +97,10 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     };
   }
 
+  override sweepSpan(): number {
+    return this.spec.timeframe;
+  }
+
   override sweep(watermark: number): void {
     super.sweep(watermark);
     const horizon = watermark - this.spec.timeframe;

@@ -191,6 +191,10 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     return { holds: true, figures, sample, discriminator: above ? 'above' : 'below' };
   }
 
+  override sweepSpan(): number {
+    return this.spec.timeframe;
+  }
+
   override sweep(watermark: number): void {
     super.sweep(watermark);
     for (const [key, state] of this.keys) {

@@ -111,6 +111,10 @@ export class NewTermRunner extends RuleRunner<NewTermRule, never> {
     }
   }
 
+  override sweepSpan(): number {
+    return this.spec.terms_window_size;
+  }
+
   override sweep(watermark: number): void {
     super.sweep(watermark);
     const horizon = watermark - this.spec.terms_window_size;

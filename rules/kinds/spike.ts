@@ -124,6 +124,10 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
     this.ctx.schedule(this, key, next, TAG_KIND);
   }
 
+  override sweepSpan(): number {
+    return 2 * this.spec.timeframe;
+  }
+
   override sweep(watermark: number): void {
     super.sweep(watermark);
     const horizon = watermark - 2 * this.spec.timeframe;
