@@ -5,7 +5,7 @@ import { Batcher } from './batcher.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
-import { type CorruptRecordBatchError, corruptionOf } from './kafka-fetch.ts';
+import { type CorruptRecordBatchError, corruptionOf, skipTarget } from './kafka-fetch.ts';
 import { kafkajs } from './kafkajs.ts';
 import { createMurmur2Partitioner } from './kafka-partition.ts';
 import { globalAssigner, taskAssigner, tasksOf } from './kafka-tasks.ts';
@@ -696,15 +696,11 @@ export class KafkaBus implements Bus {
         if (report) this.options.onCorruptBatch?.({ ...base, action: 'stop' });
         return;
       }
-      // Past the batch's last offset as its header says; its header may be what is
-      // damaged, so never back to or before the fetched offset, never past the log end.
+      // Past the batch, as far as the fetch confirms its end (skipTarget): its header
+      // failed the CRC, so a damaged lastOffsetDelta cannot skip good records.
       const fetched = BigInt((batch as unknown as { fetchedOffset: string }).fetchedOffset);
       const end = BigInt(batch.highWatermark);
-      const delta =
-        bad.lastOffsetDelta !== undefined && bad.lastOffsetDelta > 0 ? bad.lastOffsetDelta : 0;
-      let next = BigInt(bad.firstOffset) + BigInt(delta) + 1n;
-      if (next > end) next = end;
-      if (next <= fetched) next = fetched + 1n;
+      const next = skipTarget(bad, fetched, end);
       resolveOffset(String(next - 1n));
       if (!tasks)
         await consumer.commitOffsets([

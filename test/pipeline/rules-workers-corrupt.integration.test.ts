@@ -197,5 +197,60 @@ describe.skipIf(!available)(
       await stopServe(f.worker);
       await stopServe(f.ingest);
     }, 300_000);
+
+    it('skip: a damaged lastOffsetDelta skips no good record, and a restart does not re-read it', async () => {
+      const f = await start('skip', 'cl');
+      // The second half goes into the log while the worker is down: its first fetch after
+      // the restart brings the damaged batch with good ones after it, below the high
+      // watermark. The damaged header says the batch ends 100 000 offsets on.
+      await stopServe(f.worker);
+      const tamper = relay.corruptFetches({ topic: `${f.prefix}logs`, lastOffsetDelta: 100_000 });
+      for (const b of f.batches.slice(f.half)) await send(f.ingest.url, [b]);
+      const env = {
+        KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+        DROVER_STATE_DIR: join(f.dir, 'state-worker'),
+      };
+      const restarted = async () => {
+        const w = await startServe(f.config, {
+          env,
+          args: ['--roles', 'rules,actions'],
+          timeoutMs: 90_000,
+        });
+        await settled([w]);
+        return w;
+      };
+      const worker = await restarted();
+      await drained([worker]);
+      const p = tamper.partition;
+      expect(tamper.lastOffsetDelta).toBeDefined();
+      const real = BigInt(tamper.firstOffset!) + BigInt(tamper.lastOffsetDelta!) + 1n;
+      f.mark(
+        `logs/${p} batch ${tamper.firstOffset}..${real - 1n} (header: +100000) skipped after ${tamper.responses} damaged fetches`,
+      );
+      const lines = logLines(worker).filter((l) => CORRUPT_LINE.test(l.msg));
+      expect(lines).toHaveLength(1);
+      // Resumed where the next batch starts, not at the high watermark its header implied.
+      expect(lines[0]).toMatchObject({
+        msg: expect.stringMatching(/skipped its offsets/),
+        topic: 'logs',
+        partition: p,
+        firstOffset: tamper.firstOffset,
+        lastOffset: String(BigInt(tamper.firstOffset!) + 100_000n),
+        next: String(real),
+      });
+      const text = await (await fetch(`${worker.url}/metrics`)).text();
+      const labels = [`group="${f.prefix}rules"`, `topic="logs"`, `partition="${p}"`];
+      expect(metric(text, 'drover_bus_corrupt_batches_total', labels)).toBe(1);
+      // Restarted again, the tamper still on: its snapshot is past the batch, not re-read.
+      const damaged = tamper.responses;
+      await stopServe(worker);
+      const again = await restarted();
+      await drained([again]);
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(tamper.responses).toBe(damaged);
+      expect(logLines(again).filter((l) => CORRUPT_LINE.test(l.msg))).toHaveLength(0);
+      await stopServe(again);
+      await stopServe(f.ingest);
+    }, 300_000);
   },
 );
