@@ -313,8 +313,10 @@ export class RulesTasks {
    * `seed` (the global task, started by a reload that brought its first rules): unless
    * the group has members or a seed already ends its changelog, an empty engine at the log
    * ends is written to the changelog first, and the task starts from there (seed()).
+   * `seed: 'new'` (the global task at a start, not a reload): the same, only for a group
+   * that never ran (no committed offset, no snapshot in its changelog).
    */
-  async start(o: { seed?: boolean } = {}): Promise<void> {
+  async start(o: { seed?: boolean | 'new' } = {}): Promise<void> {
     this.lastBeat = performance.now();
     this.watchdog = setInterval(
       () => this.checkStall(),
@@ -331,7 +333,7 @@ export class RulesTasks {
     this.changelog = this.global
       ? await this.o.bus.changelog(1, 'rules-global-state')
       : await this.o.bus.changelog(this.partitions);
-    if (o.seed === true && this.global) await this.seed();
+    if (o.seed !== undefined && o.seed !== false && this.global) await this.seed(o.seed === 'new');
     const flow = this.flow();
     this.consumer = await this.o.bus.consumeTasks(
       {
@@ -369,12 +371,19 @@ export class RulesTasks {
    * Skipped when the group has members (the task runs: this worker joins it) or the
    * changelog already ends with a seed (another worker's reload, not yet joined): the
    * restore takes the earliest seed after the last snapshot (chooseHead).
+   * `onlyNew` (a start, not a reload): also skipped when the group ran before (it has a
+   * committed offset or a snapshot): a restart resumes the task's state.
    */
-  private async seed(): Promise<void> {
+  private async seed(onlyNew = false): Promise<void> {
     const ends = await this.o.bus.latest(this.o.topics);
     if ((await this.o.bus.groupMembers(this.o.group)) > 0) return;
-    const last = (await this.changelog.read([0])).get(0)?.heads.at(-1);
-    if (last?.seed === true) return;
+    const heads = (await this.changelog.read([0])).get(0)?.heads ?? [];
+    if (heads.at(-1)?.seed === true) return;
+    if (onlyNew) {
+      if (heads.length > 0) return;
+      const committed = await this.o.bus.committed(this.o.group, this.o.topics);
+      if (Object.keys(committed).length > 0) return;
+    }
     const noop = () => {};
     const state = JSON.stringify(this.o.newEngine(noop, noop).snapshot());
     await this.changelog.write(
