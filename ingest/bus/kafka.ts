@@ -113,10 +113,14 @@ export interface CorruptBatchReport {
   error: CorruptRecordBatchError;
 }
 
-/** A partition a consumer group stopped consuming at a corrupt batch (`stop`). */
+/**
+ * A partition a consumer group stopped consuming at a corrupt batch (`stop`), or a
+ * changelog partition whose corrupt batch stopped the restore of a group's tasks
+ * (`topic` is then the changelog's, `rules-state` or `rules-global-state`).
+ */
 export interface StoppedPartition {
   group: string;
-  topic: Topic;
+  topic: string;
   partition: number;
   firstOffset: string;
   lastOffset: string | undefined;
@@ -468,6 +472,32 @@ export class KafkaBus implements Bus {
   /** The partitions consumer groups of this bus stopped at a corrupt batch (`bus.corruptBatch: stop`). */
   stoppedPartitions(): StoppedPartition[] {
     return [...this.stopped.values()];
+  }
+
+  /**
+   * Lists a changelog partition whose corrupt batch (located: its topic and partition
+   * known) stopped the restore of `group`'s tasks, until forgetStopped(): one entry per
+   * group and changelog partition, so bounded by those.
+   */
+  noteStoppedRestore(group: string, err: CorruptRecordBatchError): StoppedPartition {
+    const full = err.topic ?? '';
+    const topic = full.startsWith(this.prefix) ? full.slice(this.prefix.length) : full;
+    const entry: StoppedPartition = {
+      group,
+      topic,
+      partition: err.partition ?? -1,
+      firstOffset: err.firstOffset,
+      lastOffset: err.lastOffset,
+      since: new Date().toISOString(),
+      reason: err.detail,
+    };
+    this.stopped.set(`${group} ${topic}/${entry.partition}`, entry);
+    return entry;
+  }
+
+  /** Unlists what noteStoppedRestore() listed. */
+  forgetStopped(entry: StoppedPartition): void {
+    this.stopped.delete(`${entry.group} ${entry.topic}/${entry.partition}`);
   }
 
   /**

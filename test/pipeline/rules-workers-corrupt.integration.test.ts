@@ -26,6 +26,9 @@ import {
  *   drover_bus_corrupt_batches_total and shown by /readyz and
  *   drover_bus_stopped_partitions; the relay sees no fetch loop.
  * - `skip`: the batch's offsets are skipped, logged once and counted; the task drains.
+ *   A damaged lastOffsetDelta skips no good record past the batch.
+ * - a batch of the rules' changelog damaged at a restore: the restore stops after a
+ *   retry, logged once, counted and listed; the tasks emit nothing.
  *
  * The test starts a broker of its own: the relayed listener must be known when the
  * broker starts (test/servers/kafka.ts, `cuttable`).
@@ -250,6 +253,69 @@ describe.skipIf(!available)(
       expect(tamper.responses).toBe(damaged);
       expect(logLines(again).filter((l) => CORRUPT_LINE.test(l.msg))).toHaveLength(0);
       await stopServe(again);
+      await stopServe(f.ingest);
+    }, 300_000);
+
+    it('a corrupt changelog batch at a restore: the restore stops, once logged, counted and listed', async () => {
+      const f = await start('default', 'cr');
+      // Stopped: its tasks' final snapshots are in the changelog. The restarted worker
+      // (an empty state directory: everything from the changelog) fetches one batch of
+      // it damaged, every time.
+      await stopServe(f.worker);
+      const tamper = relay.corruptFetches({ topic: `${f.prefix}rules-state` });
+      const worker = await startServe(f.config, {
+        env: {
+          KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+          DROVER_STATE_DIR: join(f.dir, 'state-worker-2'),
+        },
+        args: ['--roles', 'rules,actions'],
+        timeoutMs: 90_000,
+      });
+      const RESTORE_LINE = /^a corrupt Kafka record batch in the rules changelog/;
+      await until(
+        'the restore to stop at the corrupt changelog batch',
+        () => logLines(worker).some((l) => RESTORE_LINE.test(l.msg)),
+        60_000,
+      );
+      const p = tamper.partition;
+      f.mark(
+        `rules-state/${p} batch ${tamper.firstOffset}: restore stopped after ${tamper.responses} damaged fetches`,
+      );
+      await send(f.ingest.url, f.batches.slice(f.half));
+      const damaged = tamper.responses;
+      await new Promise((r) => setTimeout(r, 5_000));
+      // Read twice (the first try and its retry), then no more: no restore loop.
+      expect(damaged).toBeGreaterThanOrEqual(2);
+      expect(tamper.responses).toBe(damaged);
+      const lines = logLines(worker).filter((l) => RESTORE_LINE.test(l.msg));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({
+        group: `${f.prefix}rules`,
+        topic: 'rules-state',
+        partition: p,
+        firstOffset: tamper.firstOffset,
+        err: { message: expect.stringMatching(/CRC-32C/) },
+      });
+      const text = await (await fetch(`${worker.url}/metrics`)).text();
+      const labels = [`group="${f.prefix}rules"`, `topic="rules-state"`, `partition="${p}"`];
+      expect(metric(text, 'drover_bus_corrupt_batches_total', labels)).toBe(1);
+      expect(metric(text, 'drover_bus_stopped_partitions', labels)).toBe(1);
+      const ready = await fetch(`${worker.url}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({
+        ready: true,
+        stoppedPartitions: [
+          {
+            group: `${f.prefix}rules`,
+            topic: 'rules-state',
+            partition: p,
+            firstOffset: tamper.firstOffset,
+          },
+        ],
+      });
+      // Nothing emitted from tasks that were not restored, though the second half came.
+      expect(await alertsOf([worker])).toEqual([]);
+      await stopServe(worker);
       await stopServe(f.ingest);
     }, 300_000);
   },
