@@ -56,7 +56,8 @@ import {
   type KafkaChangelog,
   type TaskHistory,
 } from '../ingest/bus/kafka-changelog.ts';
-import { DEFAULT_SESSION_TIMEOUT_MS } from '../ingest/bus/kafka.ts';
+import { DEFAULT_SESSION_TIMEOUT_MS, type StoppedPartition } from '../ingest/bus/kafka.ts';
+import { CorruptRecordBatchError } from '../ingest/bus/kafka-fetch.ts';
 import type { Logger } from './logger.ts';
 import { createRulesInput, type RulesInput } from './rules-input.ts';
 import type { Telemetry } from './telemetry.ts';
@@ -182,6 +183,8 @@ export class RulesTasks {
   private stalledAt: number | undefined;
   /** The confirming commit in flight, while the tasks are fenced after a stall. */
   private confirming: Promise<void> | undefined;
+  /** Changelog partitions a stopped restore listed: at most one per assignment. */
+  private restoreStops: StoppedPartition[] = [];
   /** The offsets last committed per `topic/partition` (a confirmation commits them again). */
   private committedPositions: Record<string, number> = {};
   /** Partitions per topic (the same for each), read at start. */
@@ -313,8 +316,10 @@ export class RulesTasks {
    * `seed` (the global task, started by a reload that brought its first rules): unless
    * the group has members or a seed already ends its changelog, an empty engine at the log
    * ends is written to the changelog first, and the task starts from there (seed()).
+   * `seed: 'new'` (the global task at a start, not a reload): the same, only for a group
+   * that never ran (no committed offset, no snapshot in its changelog).
    */
-  async start(o: { seed?: boolean } = {}): Promise<void> {
+  async start(o: { seed?: boolean | 'new' } = {}): Promise<void> {
     this.lastBeat = performance.now();
     this.watchdog = setInterval(
       () => this.checkStall(),
@@ -331,7 +336,7 @@ export class RulesTasks {
     this.changelog = this.global
       ? await this.o.bus.changelog(1, 'rules-global-state')
       : await this.o.bus.changelog(this.partitions);
-    if (o.seed === true && this.global) await this.seed();
+    if (o.seed !== undefined && o.seed !== false && this.global) await this.seed(o.seed === 'new');
     const flow = this.flow();
     this.consumer = await this.o.bus.consumeTasks(
       {
@@ -369,12 +374,19 @@ export class RulesTasks {
    * Skipped when the group has members (the task runs: this worker joins it) or the
    * changelog already ends with a seed (another worker's reload, not yet joined): the
    * restore takes the earliest seed after the last snapshot (chooseHead).
+   * `onlyNew` (a start, not a reload): also skipped when the group ran before (it has a
+   * committed offset or a snapshot): a restart resumes the task's state.
    */
-  private async seed(): Promise<void> {
+  private async seed(onlyNew = false): Promise<void> {
     const ends = await this.o.bus.latest(this.o.topics);
     if ((await this.o.bus.groupMembers(this.o.group)) > 0) return;
-    const last = (await this.changelog.read([0])).get(0)?.heads.at(-1);
-    if (last?.seed === true) return;
+    const heads = (await this.changelog.read([0])).get(0)?.heads ?? [];
+    if (heads.at(-1)?.seed === true) return;
+    if (onlyNew) {
+      if (heads.length > 0) return;
+      const committed = await this.o.bus.committed(this.o.group, this.o.topics);
+      if (Object.keys(committed).length > 0) return;
+    }
     const noop = () => {};
     const state = JSON.stringify(this.o.newEngine(noop, noop).snapshot());
     await this.changelog.write(
@@ -521,6 +533,7 @@ export class RulesTasks {
 
   private async assigned(ids: number[]): Promise<void> {
     const epoch = ++this.epoch;
+    this.forgetRestoreStops();
     this.o.telemetry.rebalances.inc();
     // After a stall not confirmed, the member may have been removed and its tasks held by
     // others meanwhile: none is kept, each assigned is restored from the changelog.
@@ -551,12 +564,23 @@ export class RulesTasks {
     // A restore or commit that fails (a broker away, a read that timed out) is retried
     // until it succeeds or a newer assignment overtakes it: until then the tasks hold
     // their alerts and the bus's handler waits.
+    // A corrupt changelog batch met twice in a row (the retry fetches it again: a read
+    // damaged on the way heals) stops the restore instead (stopRestore()).
+    let corrupt: string | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
         await this.restoreAndCommit(epoch, ids, fresh, attempt > 0);
         return;
       } catch (err) {
         if (epoch !== this.epoch || this.closing) return;
+        if (err instanceof CorruptRecordBatchError) {
+          const at = `${err.topic}/${err.partition}@${err.firstOffset}`;
+          if (at === corrupt) {
+            await this.stopRestore(epoch, ids, err);
+            return;
+          }
+          corrupt = at;
+        } else corrupt = undefined;
         this.o.telemetry.faults.inc({ kind: 'task-restore' });
         this.o.logger.warn(
           { err, tasks: ids },
@@ -566,6 +590,49 @@ export class RulesTasks {
         if (epoch !== this.epoch || this.closing) return;
       }
     }
+  }
+
+  /**
+   * The restore of this assignment's tasks met the same corrupt batch of the changelog
+   * twice: it stops there, visibly, until the next assignment (a rebalance or a restart
+   * retries it). Logged once as an error naming the changelog's topic, partition and
+   * offsets; counted in drover_bus_corrupt_batches_total; listed by /readyz, /healthz and
+   * drover_bus_stopped_partitions (KafkaBus.noteStoppedRestore()). The tasks get no
+   * generation, so they emit nothing, and the bus's handler keeps waiting for this
+   * assignment (as while a restore is retried), so no event is processed into an engine
+   * that was not restored and nothing is committed past the tasks' last snapshots.
+   */
+  private async stopRestore(
+    epoch: number,
+    ids: number[],
+    err: CorruptRecordBatchError,
+  ): Promise<void> {
+    const entry = this.o.bus.noteStoppedRestore(this.o.group, err);
+    this.restoreStops.push(entry);
+    this.o.telemetry.busCorruptBatches.inc({
+      group: entry.group,
+      topic: entry.topic,
+      partition: String(entry.partition),
+    });
+    this.o.logger.error(
+      {
+        err,
+        group: this.o.group,
+        topic: entry.topic,
+        partition: entry.partition,
+        firstOffset: entry.firstOffset,
+        lastOffset: entry.lastOffset,
+        tasks: ids,
+      },
+      'a corrupt Kafka record batch in the rules changelog: the restore of the assigned tasks stopped',
+    );
+    while (epoch === this.epoch && !this.closing) await new Promise((r) => setTimeout(r, 250));
+  }
+
+  /** Unlists the changelog partitions stopped restores listed (a new assignment, a stop). */
+  private forgetRestoreStops(): void {
+    for (const e of this.restoreStops) this.o.bus.forgetStopped(e);
+    this.restoreStops = [];
   }
 
   private async restoreAndCommit(
@@ -841,6 +908,7 @@ export class RulesTasks {
   /** The last snapshots and commits, then the consumer leaves the group. */
   async stop(): Promise<void> {
     this.closing = true;
+    this.forgetRestoreStops();
     clearInterval(this.watchdog);
     if (this.consumer && !this.rebalancing) await this.snapshotAll();
     await this.consumer?.stop();

@@ -744,7 +744,8 @@ export class Pipeline {
       },
     });
     await tasks.start();
-    await this.startGlobalTasks(bus);
+    // A global group that never ran starts at the log ends, as after a reload.
+    await this.startGlobalTasks(bus, 'new');
   }
 
   /** The rules each group runs: those that follow the partitioning, or the others. */
@@ -754,7 +755,7 @@ export class Pipeline {
   }
 
   /** The global task's group, once rules that need it are loaded (at start or a reload). */
-  private async startGlobalTasks(bus: KafkaBus, seed = false): Promise<void> {
+  private async startGlobalTasks(bus: KafkaBus, seed: boolean | 'new' = false): Promise<void> {
     if (this.globalTasks || this.rulesFor(true).length === 0) return;
     const global = this.newRulesTasks(bus, true);
     this.globalTasks = global;

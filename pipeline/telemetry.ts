@@ -47,13 +47,13 @@ export function createTelemetry() {
     }),
     busCorruptBatches: new Counter({
       name: 'drover_bus_corrupt_batches_total',
-      help: 'Kafka record batches still corrupt when fetched again (a CRC-32C mismatch, an undecodable batch), stopped at or skipped (bus.corruptBatch), once per batch and consumer group, by group, topic and partition.',
+      help: 'Kafka record batches still corrupt when fetched again (a CRC-32C mismatch, an undecodable batch), stopped at or skipped (bus.corruptBatch), or that stopped a rules restore (topic rules-state or rules-global-state), once per batch and consumer group, by group, topic and partition.',
       labelNames: ['group', 'topic', 'partition'],
       registers: [registry],
     }),
     busStoppedPartitions: new Gauge({
       name: 'drover_bus_stopped_partitions',
-      help: 'Partitions a consumer group of this process stopped consuming at a corrupt record batch (bus.corruptBatch: stop): 1 while stopped, by group, topic and partition.',
+      help: 'Partitions a consumer group of this process stopped consuming at a corrupt record batch (bus.corruptBatch: stop), or changelog partitions (rules-state, rules-global-state) whose corrupt batch stopped a rules restore: 1 while stopped, by group, topic and partition.',
       labelNames: ['group', 'topic', 'partition'],
       registers: [registry],
     }),

@@ -205,7 +205,8 @@ export class KafkaChangelog {
                 const s = state.get(batch.partition);
                 const end = ends.get(batch.partition);
                 if (!s || end === undefined) return;
-                // A corrupt record batch (kafka-fetch.ts): the restore fails, and is retried.
+                // A corrupt record batch (kafka-fetch.ts): the read fails (the restore is
+                // retried once, then stops: rules-tasks.ts, stopRestore()).
                 const bad = corruptionOf(
                   (batch as unknown as { rawMessages?: unknown }).rawMessages,
                 );

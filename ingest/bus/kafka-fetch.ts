@@ -103,6 +103,15 @@ export class CorruptRecordBatchError extends Error {
   partition: number | undefined;
   /** Records of the batches before this one in its record set (their partition's fetch). */
   before: FetchedMessage[] = [];
+  /**
+   * A CRC mismatch: the first offset of the batch after this one in the same record set,
+   * when one whose own CRC-32C matches starts where this one's length says it ends.
+   */
+  nextBase: string | undefined;
+  /** A CRC mismatch: whether this batch ended its record set (nothing fetched after it). */
+  last = false;
+  /** Whether the batch's CRC-32C matched (refused for its records): its header is as written. */
+  checked = false;
 
   constructor(
     /** What is wrong, and where. */
@@ -142,6 +151,41 @@ export class CorruptRecordBatchError extends Error {
   }
 }
 
+/**
+ * Where `bus.corruptBatch: skip` resumes a partition after the corrupt batch `bad`, fetched
+ * at offset `fetched` with the partition's high watermark at `end` (fetched < end). The
+ * batch's own header failed its CRC (its first offset, length and lastOffsetDelta may be
+ * what is damaged), so it is believed only where the fetch confirms it (a batch refused
+ * for its records after its CRC matched is skipped as its header says, up to `end`):
+ *
+ * - a batch whose CRC matches followed it in the fetch: that batch's first offset, as
+ *   the fetch saw it (every offset before it and from `fetched` on is in the bad batch);
+ * - nothing followed it and its header puts its end exactly at the high watermark: there;
+ * - otherwise (a header past the high watermark, before the fetched offset, or with no
+ *   batch after it to confirm it): one offset, `fetched + 1`. The broker then serves the
+ *   batch again from its start, and the skip goes on one offset per fetch until the fetch
+ *   is past the batch's real end. Never past a record the fetch did not show as damaged.
+ */
+export function skipTarget(bad: CorruptRecordBatchError, fetched: bigint, end: bigint): bigint {
+  const one = fetched + 1n;
+  if (bad.checked && bad.lastOffsetDelta !== undefined && bad.lastOffsetDelta >= 0) {
+    // Its CRC matched: the header is as the broker wrote it.
+    const next = BigInt(bad.firstOffset) + BigInt(bad.lastOffsetDelta) + 1n;
+    return next > end ? end : next > fetched ? next : one;
+  }
+  if (bad.nextBase !== undefined) {
+    const next = BigInt(bad.nextBase);
+    if (next > fetched && next <= end) return next;
+    return one;
+  }
+  if (bad.last && bad.lastOffsetDelta !== undefined && bad.lastOffsetDelta >= 0) {
+    const first = BigInt(bad.firstOffset);
+    const claimed = first + BigInt(bad.lastOffsetDelta) + 1n;
+    if (first <= fetched && claimed === end && claimed > fetched) return claimed;
+  }
+  return one;
+}
+
 /** Where fastDecodeMessages() marks a record set cut short by a corrupt batch. */
 const CORRUPT = Symbol('drover.corruptRecordBatch');
 
@@ -163,10 +207,14 @@ interface Cursor {
   batch: string;
   /** For errors: its header's lastOffsetDelta, once read. */
   lastDelta: number | undefined;
+  /** For errors: whether the batch's CRC-32C matched (its header is as written). */
+  checked: boolean;
 }
 
 function fail(c: Cursor, what: string): never {
-  throw new CorruptRecordBatchError(`${what} at byte ${c.at}`, c.batch, c.lastDelta);
+  const err = new CorruptRecordBatchError(`${what} at byte ${c.at}`, c.batch, c.lastDelta);
+  err.checked = c.checked;
+  throw err;
 }
 
 /** A zigzag varint of at most 5 bytes, as kafkajs computes it for valid ones. */
@@ -369,7 +417,7 @@ async function decodeInto(
   fallback: (batch: Buffer) => Promise<unknown[]>,
   budget: number,
 ): Promise<void> {
-  const c: Cursor = { buf, at: from, end, batch: '?', lastDelta: undefined };
+  const c: Cursor = { buf, at: from, end, batch: '?', lastDelta: undefined, checked: false };
   let left = budget;
   let at = from;
   while (end - at >= RECORD_BATCH_OVERHEAD) {
@@ -379,6 +427,7 @@ async function decodeInto(
     const start = at + 12;
     c.batch = String(firstOffsetBig);
     c.lastDelta = undefined;
+    c.checked = false;
     c.at = at + 8;
     // A batch cut by the fetch's size limit ends the set, as in kafkajs.
     if (length > end - start) break;
@@ -391,8 +440,17 @@ async function decodeInto(
       c.at = start + 5;
       const stored = buf.readUInt32BE(start + 5);
       const actual = crc32c(buf, start + 9, batchEnd);
-      if (stored !== actual)
-        fail(c, `CRC-32C ${hex(actual)} of its bytes does not match the ${hex(stored)} it carries`);
+      if (stored !== actual) {
+        const err = new CorruptRecordBatchError(
+          `CRC-32C ${hex(actual)} of its bytes does not match the ${hex(stored)} it carries at byte ${c.at}`,
+          c.batch,
+          c.lastDelta,
+        );
+        err.nextBase = checkedBatchAt(buf, batchEnd, end);
+        err.last = batchEnd >= end;
+        throw err;
+      }
+      c.checked = true;
     }
     const attributes = buf.readInt16BE(start + 9);
     const codec = attributes & CODEC_MASK;
@@ -454,11 +512,28 @@ async function decodeInto(
         end: records.length,
         batch: c.batch,
         lastDelta: c.lastDelta,
+        checked: c.checked,
       };
       decodeRecords(inner, count, context, out);
     }
     at = batchEnd;
   }
+}
+
+/**
+ * The first offset of the batch at `buf[at, end)` if a whole magic-2 batch whose CRC-32C
+ * matches starts there, else undefined: after a batch whose CRC failed (whose length, read
+ * outside its CRC, may be what is damaged), the offset the fetch saw the next batch at.
+ * Linear in that batch's bytes, read once.
+ */
+function checkedBatchAt(buf: Buffer, at: number, end: number): string | undefined {
+  if (end - at < RECORD_BATCH_OVERHEAD) return undefined;
+  const length = buf.readInt32BE(at + 8);
+  const start = at + 12;
+  if (length < AFTER_LENGTH || length > end - start) return undefined;
+  if (buf.readInt8(start + 4) !== MAGIC) return undefined;
+  if (buf.readUInt32BE(start + 5) !== crc32c(buf, start + 9, start + length)) return undefined;
+  return String(buf.readBigInt64BE(at));
 }
 
 function hex(n: number): string {

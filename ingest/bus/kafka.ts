@@ -5,7 +5,7 @@ import { Batcher } from './batcher.ts';
 import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
-import { type CorruptRecordBatchError, corruptionOf } from './kafka-fetch.ts';
+import { type CorruptRecordBatchError, corruptionOf, skipTarget } from './kafka-fetch.ts';
 import { kafkajs } from './kafkajs.ts';
 import { createMurmur2Partitioner } from './kafka-partition.ts';
 import { globalAssigner, taskAssigner, tasksOf } from './kafka-tasks.ts';
@@ -113,10 +113,14 @@ export interface CorruptBatchReport {
   error: CorruptRecordBatchError;
 }
 
-/** A partition a consumer group stopped consuming at a corrupt batch (`stop`). */
+/**
+ * A partition a consumer group stopped consuming at a corrupt batch (`stop`), or a
+ * changelog partition whose corrupt batch stopped the restore of a group's tasks
+ * (`topic` is then the changelog's, `rules-state` or `rules-global-state`).
+ */
 export interface StoppedPartition {
   group: string;
-  topic: Topic;
+  topic: string;
   partition: number;
   firstOffset: string;
   lastOffset: string | undefined;
@@ -471,6 +475,32 @@ export class KafkaBus implements Bus {
   }
 
   /**
+   * Lists a changelog partition whose corrupt batch (located: its topic and partition
+   * known) stopped the restore of `group`'s tasks, until forgetStopped(): one entry per
+   * group and changelog partition, so bounded by those.
+   */
+  noteStoppedRestore(group: string, err: CorruptRecordBatchError): StoppedPartition {
+    const full = err.topic ?? '';
+    const topic = full.startsWith(this.prefix) ? full.slice(this.prefix.length) : full;
+    const entry: StoppedPartition = {
+      group,
+      topic,
+      partition: err.partition ?? -1,
+      firstOffset: err.firstOffset,
+      lastOffset: err.lastOffset,
+      since: new Date().toISOString(),
+      reason: err.detail,
+    };
+    this.stopped.set(`${group} ${topic}/${entry.partition}`, entry);
+    return entry;
+  }
+
+  /** Unlists what noteStoppedRestore() listed. */
+  forgetStopped(entry: StoppedPartition): void {
+    this.stopped.delete(`${entry.group} ${entry.topic}/${entry.partition}`);
+  }
+
+  /**
    * The changelog of the rules' task state (`<prefix>rules-state`, or the global task's
    * `<prefix>rules-global-state`), created if missing.
    */
@@ -696,15 +726,11 @@ export class KafkaBus implements Bus {
         if (report) this.options.onCorruptBatch?.({ ...base, action: 'stop' });
         return;
       }
-      // Past the batch's last offset as its header says; its header may be what is
-      // damaged, so never back to or before the fetched offset, never past the log end.
+      // Past the batch, as far as the fetch confirms its end (skipTarget): its header
+      // failed the CRC, so a damaged lastOffsetDelta cannot skip good records.
       const fetched = BigInt((batch as unknown as { fetchedOffset: string }).fetchedOffset);
       const end = BigInt(batch.highWatermark);
-      const delta =
-        bad.lastOffsetDelta !== undefined && bad.lastOffsetDelta > 0 ? bad.lastOffsetDelta : 0;
-      let next = BigInt(bad.firstOffset) + BigInt(delta) + 1n;
-      if (next > end) next = end;
-      if (next <= fetched) next = fetched + 1n;
+      const next = skipTarget(bad, fetched, end);
       resolveOffset(String(next - 1n));
       if (!tasks)
         await consumer.commitOffsets([

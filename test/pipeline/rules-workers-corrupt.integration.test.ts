@@ -26,6 +26,9 @@ import {
  *   drover_bus_corrupt_batches_total and shown by /readyz and
  *   drover_bus_stopped_partitions; the relay sees no fetch loop.
  * - `skip`: the batch's offsets are skipped, logged once and counted; the task drains.
+ *   A damaged lastOffsetDelta skips no good record past the batch.
+ * - a batch of the rules' changelog damaged at a restore: the restore stops after a
+ *   retry, logged once, counted and listed; the tasks emit nothing.
  *
  * The test starts a broker of its own: the relayed listener must be known when the
  * broker starts (test/servers/kafka.ts, `cuttable`).
@@ -195,6 +198,124 @@ describe.skipIf(!available)(
       expect(metric(text, 'drover_bus_stopped_partitions', labels)).toBeUndefined();
       expect(await (await fetch(`${f.worker.url}/readyz`)).json()).toEqual({ ready: true });
       await stopServe(f.worker);
+      await stopServe(f.ingest);
+    }, 300_000);
+
+    it('skip: a damaged lastOffsetDelta skips no good record, and a restart does not re-read it', async () => {
+      const f = await start('skip', 'cl');
+      // The second half goes into the log while the worker is down: its first fetch after
+      // the restart brings the damaged batch with good ones after it, below the high
+      // watermark. The damaged header says the batch ends 100 000 offsets on.
+      await stopServe(f.worker);
+      const tamper = relay.corruptFetches({ topic: `${f.prefix}logs`, lastOffsetDelta: 100_000 });
+      for (const b of f.batches.slice(f.half)) await send(f.ingest.url, [b]);
+      const env = {
+        KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+        DROVER_STATE_DIR: join(f.dir, 'state-worker'),
+      };
+      const restarted = async () => {
+        const w = await startServe(f.config, {
+          env,
+          args: ['--roles', 'rules,actions'],
+          timeoutMs: 90_000,
+        });
+        await settled([w]);
+        return w;
+      };
+      const worker = await restarted();
+      await drained([worker]);
+      const p = tamper.partition;
+      expect(tamper.lastOffsetDelta).toBeDefined();
+      const real = BigInt(tamper.firstOffset!) + BigInt(tamper.lastOffsetDelta!) + 1n;
+      f.mark(
+        `logs/${p} batch ${tamper.firstOffset}..${real - 1n} (header: +100000) skipped after ${tamper.responses} damaged fetches`,
+      );
+      const lines = logLines(worker).filter((l) => CORRUPT_LINE.test(l.msg));
+      expect(lines).toHaveLength(1);
+      // Resumed where the next batch starts, not at the high watermark its header implied.
+      expect(lines[0]).toMatchObject({
+        msg: expect.stringMatching(/skipped its offsets/),
+        topic: 'logs',
+        partition: p,
+        firstOffset: tamper.firstOffset,
+        lastOffset: String(BigInt(tamper.firstOffset!) + 100_000n),
+        next: String(real),
+      });
+      const text = await (await fetch(`${worker.url}/metrics`)).text();
+      const labels = [`group="${f.prefix}rules"`, `topic="logs"`, `partition="${p}"`];
+      expect(metric(text, 'drover_bus_corrupt_batches_total', labels)).toBe(1);
+      // Restarted again, the tamper still on: its snapshot is past the batch, not re-read.
+      const damaged = tamper.responses;
+      await stopServe(worker);
+      const again = await restarted();
+      await drained([again]);
+      await new Promise((r) => setTimeout(r, 3_000));
+      expect(tamper.responses).toBe(damaged);
+      expect(logLines(again).filter((l) => CORRUPT_LINE.test(l.msg))).toHaveLength(0);
+      await stopServe(again);
+      await stopServe(f.ingest);
+    }, 300_000);
+
+    it('a corrupt changelog batch at a restore: the restore stops, once logged, counted and listed', async () => {
+      const f = await start('default', 'cr');
+      // Stopped: its tasks' final snapshots are in the changelog. The restarted worker
+      // (an empty state directory: everything from the changelog) fetches one batch of
+      // it damaged, every time.
+      await stopServe(f.worker);
+      const tamper = relay.corruptFetches({ topic: `${f.prefix}rules-state` });
+      const worker = await startServe(f.config, {
+        env: {
+          KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+          DROVER_STATE_DIR: join(f.dir, 'state-worker-2'),
+        },
+        args: ['--roles', 'rules,actions'],
+        timeoutMs: 90_000,
+      });
+      const RESTORE_LINE = /^a corrupt Kafka record batch in the rules changelog/;
+      await until(
+        'the restore to stop at the corrupt changelog batch',
+        () => logLines(worker).some((l) => RESTORE_LINE.test(l.msg)),
+        60_000,
+      );
+      const p = tamper.partition;
+      f.mark(
+        `rules-state/${p} batch ${tamper.firstOffset}: restore stopped after ${tamper.responses} damaged fetches`,
+      );
+      await send(f.ingest.url, f.batches.slice(f.half));
+      const damaged = tamper.responses;
+      await new Promise((r) => setTimeout(r, 5_000));
+      // Read twice (the first try and its retry), then no more: no restore loop.
+      expect(damaged).toBeGreaterThanOrEqual(2);
+      expect(tamper.responses).toBe(damaged);
+      const lines = logLines(worker).filter((l) => RESTORE_LINE.test(l.msg));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({
+        group: `${f.prefix}rules`,
+        topic: 'rules-state',
+        partition: p,
+        firstOffset: tamper.firstOffset,
+        err: { message: expect.stringMatching(/CRC-32C/) },
+      });
+      const text = await (await fetch(`${worker.url}/metrics`)).text();
+      const labels = [`group="${f.prefix}rules"`, `topic="rules-state"`, `partition="${p}"`];
+      expect(metric(text, 'drover_bus_corrupt_batches_total', labels)).toBe(1);
+      expect(metric(text, 'drover_bus_stopped_partitions', labels)).toBe(1);
+      const ready = await fetch(`${worker.url}/readyz`);
+      expect(ready.status).toBe(200);
+      expect(await ready.json()).toMatchObject({
+        ready: true,
+        stoppedPartitions: [
+          {
+            group: `${f.prefix}rules`,
+            topic: 'rules-state',
+            partition: p,
+            firstOffset: tamper.firstOffset,
+          },
+        ],
+      });
+      // Nothing emitted from tasks that were not restored, though the second half came.
+      expect(await alertsOf([worker])).toEqual([]);
+      await stopServe(worker);
       await stopServe(f.ingest);
     }, 300_000);
   },

@@ -25,7 +25,8 @@ import {
  * (the new group has no committed offsets: started from the earliest, it replayed them
  * and alerted on that old incident). Removed by a reload: the global group is left
  * empty and the rule fires no more. Added again: it starts afresh at the reload, not from
- * its group's last run.
+ * its group's last run. And a plain start (not a reload) with the rule in the rule set
+ * seeds a group that never ran in the same way; a restart of it resumes, not seeded again.
  */
 const brokers = inject('kafkaBrokers');
 const reason = inject('serverSkipReasons').kafka;
@@ -188,6 +189,106 @@ describe.skipIf(!brokers)(
         await admin.disconnect();
       }
       await Promise.all([...workers, ingest].map((w) => stopServe(w)));
+    }, 240_000);
+
+    it('a plain start with a global rule seeds a new group at the log ends; a restart resumes it', async () => {
+      const { mark, batches, prefix, dir, config } = actingFleet({
+        tag: 'rs',
+        name: 'global-start',
+        acting: [],
+        bus: 'sessionTimeout: 6s',
+        rules: 'idleTimeout: 5s, partitionFields: [service.name, host.name]',
+        snapshotEvery: '2s',
+      });
+      const cuts = [0, 0.3, 0.55, 0.8, 1].map((f) => Math.floor(batches.length * f));
+      const parts = [0, 1, 2, 3].map((i) => batches.slice(cuts[i], cuts[i + 1]));
+      const only = join(dir, 'global-only');
+      mkdirSync(only);
+      writeFileSync(join(only, `${RULE}.yaml`), ERRORS_ANYWHERE);
+      const expectedOf = (from: number, to = from): AlertView[] => {
+        const data = join(dir, `parts-${from}-${to}.ndjson`);
+        writeFileSync(
+          data,
+          `${parts
+            .slice(from, to + 1)
+            .flat()
+            .flat()
+            .join('\n')}\n`,
+        );
+        const r = backtestAlerts(only, data);
+        expect(r.stderr).toMatch(/0 bad lines, 0 late events/);
+        return r.alerts;
+      };
+      const expected = [0, 1, 2, 3].map((i) => expectedOf(i));
+      for (const e of expected) expect(e.length).toBeGreaterThan(0);
+      // The global task runs from part 2 on, through the restart.
+      const fromStart = expectedOf(1, 3);
+      const span = (i: number) => {
+        const times = parts[i]!.flat().map(timeOf);
+        return { from: Math.min(...times), to: Math.max(...times) };
+      };
+      const within = (xs: AlertView[], i: number, slack = 0, last = i) =>
+        xs.filter((x) => {
+          const at = Date.parse(x.at);
+          return at >= span(i).from && at <= span(last).to - slack;
+        });
+      await createTopics(brokers!, prefix);
+      // The rule is in the rule set from the first start.
+      writeFileSync(join(dir, 'rules', `${RULE}.yaml`), ERRORS_ANYWHERE);
+      const { worker, ingest: startIngest } = kafkaRoles(config, dir, brokers!);
+      const ingest = await startIngest();
+      const admin = new Kafka({ brokers: brokers!.split(','), logLevel: logLevel.NOTHING }).admin();
+      await admin.connect();
+      const written = async () => {
+        let n = 0;
+        for (const t of ['logs', 'metrics'])
+          for (const o of await admin.fetchTopicOffsets(`${prefix}${t}`)) n += Number(o.high);
+        return n;
+      };
+      const fired = async (ws: Served[]) =>
+        (await alertsOf(ws))
+          .filter((x) => x.rule === RULE)
+          .map(view)
+          .sort(order);
+      const seeded = (w: Served) => w.log().includes('rules global task seeded at the log ends');
+      try {
+        // Part 1 is in the log before any rules worker ever ran.
+        await send(ingest.url, parts[0]!);
+        await until('part 1 in the log', async () => (await written()) > 0, 30_000);
+        const first = await worker();
+        await settled([first]);
+        await globalOwner([first]);
+        mark('a worker started with the rule');
+        await send(ingest.url, parts[1]!);
+        await drained([first]);
+        // Part 1's incident, in the log before the start, does not fire; part 2's does.
+        const started = await fired([first]);
+        expect(started.filter((x) => within([x], 1).length === 0)).toEqual([]);
+        expect(within(started, 1, 60_000)).toEqual(within(expected[1]!, 1, 60_000));
+        expect(within(started, 1, 60_000).length).toBeGreaterThan(0);
+        expect(seeded(first)).toBe(true);
+        mark(`part 2 processed: ${started.length} alerts, as the backtest of it`);
+
+        // A restart (fresh state directory: from the changelog) is not seeded again: the
+        // events sent while it was down are judged.
+        await stopServe(first);
+        await send(ingest.url, [...parts[2]!, ...parts[3]!]);
+        const second = await worker();
+        await settled([second]);
+        await globalOwner([second]);
+        await drained([second]);
+        expect(seeded(second)).toBe(false);
+        const resumed = await fired([second]);
+        // As the backtest of parts 2 to 4 gives, over parts 3 and 4 (the restored task
+        // replays from its last snapshot: alerts of part 2 may come again, same ids).
+        expect(within(resumed, 2, 60_000, 3)).toEqual(within(fromStart, 2, 60_000, 3));
+        expect(within(resumed, 2, 60_000, 3).length).toBeGreaterThan(0);
+        mark(`restarted: parts 3 and 4, sent while down, judged (${resumed.length} alerts)`);
+        await stopServe(second);
+      } finally {
+        await admin.disconnect();
+      }
+      await stopServe(ingest);
     }, 240_000);
   },
 );

@@ -21,10 +21,17 @@ export interface NetCut {
    * From now on, flips a byte (the last) of one record batch of `topic` in Fetch
    * responses: the first batch of the topic a response brings after this call (of
    * `partition` if given), then that same batch (by first offset) wherever a later
-   * response brings it, `times` responses in all (default: every one). Only with
-   * `{ tamper: true }`.
+   * response brings it, `times` responses in all (default: every one). With
+   * `lastOffsetDelta`, that batch's header field is overwritten with it instead (the
+   * CRC covers it: the batch fails it the same way, its header now lies about its end).
+   * Only with `{ tamper: true }`.
    */
-  corruptFetches(target: { topic: string; partition?: number; times?: number }): FetchTamper;
+  corruptFetches(target: {
+    topic: string;
+    partition?: number;
+    times?: number;
+    lastOffsetDelta?: number;
+  }): FetchTamper;
 }
 
 /** What corruptFetches() did so far. */
@@ -32,6 +39,8 @@ export interface FetchTamper {
   /** The damaged batch's partition and first offset, once chosen. */
   partition: number | undefined;
   firstOffset: string | undefined;
+  /** Its lastOffsetDelta as the broker wrote it. */
+  lastOffsetDelta: number | undefined;
   /** Fetch responses damaged. */
   responses: number;
 }
@@ -44,7 +53,8 @@ export async function startNetCut(
   options: { tamper?: boolean } = {},
 ): Promise<NetCut> {
   let cut = false;
-  let tamper: (FetchTamper & { topic: string; wanted?: number; left: number }) | undefined;
+  let tamper:
+    (FetchTamper & { topic: string; wanted?: number; left: number; delta?: number }) | undefined;
   const pairs = new Set<[Socket, Socket | undefined]>();
   const server: Server = createServer((client) => {
     const pair: [Socket, Socket | undefined] = [client, undefined];
@@ -120,9 +130,11 @@ export async function startNetCut(
       tamper = {
         topic: t.topic,
         ...(t.partition !== undefined && { wanted: t.partition }),
+        ...(t.lastOffsetDelta !== undefined && { delta: t.lastOffsetDelta }),
         left: t.times ?? Number.POSITIVE_INFINITY,
         partition: undefined,
         firstOffset: undefined,
+        lastOffsetDelta: undefined,
         responses: 0,
       };
       return tamper;
@@ -166,12 +178,12 @@ class Framer extends Transform {
 
 /**
  * Flips the last byte of the tampered batch in a Fetch response (v4-v11, the versions
- * kafkajs sends), in place. Returns whether it did.
+ * kafkajs sends), or overwrites its lastOffsetDelta, in place. Returns whether it did.
  */
 function damage(
   frame: Buffer,
   version: number,
-  t: FetchTamper & { topic: string; wanted?: number },
+  t: FetchTamper & { topic: string; wanted?: number; delta?: number },
 ): boolean {
   let at = 8; // size, correlation id
   at += 4; // throttle time
@@ -203,9 +215,11 @@ function damage(
           if (t.firstOffset === undefined) {
             t.partition = partition;
             t.firstOffset = first;
+            t.lastOffsetDelta = frame.readInt32BE(b + 23);
           }
           if (t.partition === partition && t.firstOffset === first) {
-            frame[b + 12 + length - 1]! ^= 0x01;
+            if (t.delta === undefined) frame[b + 12 + length - 1]! ^= 0x01;
+            else frame.writeInt32BE(t.delta, b + 23);
             damaged = true;
           }
           b += 12 + length;

@@ -8,6 +8,7 @@ import {
   corruptionOf,
   DECOMPRESSED_BUDGET,
   decodeRecordSet,
+  skipTarget,
 } from '../../../ingest/bus/kafka-fetch.ts';
 import { kafkajs } from '../../../ingest/bus/kafkajs.ts';
 import { lz4Compress } from '../../../ingest/bus/lz4.ts';
@@ -485,6 +486,54 @@ describe("the Fetch response's records (kafka-fetch.ts)", () => {
     expect(corruptionOf(alone)?.firstOffset).toBe('9');
     // Not a batch of magic 2 (whose CRC is another), and a valid record set: no mark.
     expect(corruptionOf(await fast(new Decoder(framed(first))))).toBeUndefined();
+  });
+
+  it('skips a corrupt batch only as far as the fetch confirms its end (bus.corruptBatch: skip)', async () => {
+    const fallback = () => Promise.reject(new Error('no fallback expected'));
+    const refused = async (set: Buffer) =>
+      (await decodeRecordSet(set, 0, set.length, fallback).catch(
+        (e: unknown) => e,
+      )) as CorruptRecordBatchError;
+    // 9 records at 100..108, then a batch at 109. The bad batch's lastOffsetDelta is
+    // damaged (past the CRC): 5000, 2 (inside the batch), -7; or a record's byte is (8).
+    const next = batch({ firstOffset: 109n, records });
+    for (const delta of [5000, 2, -7, 8]) {
+      const bad = batch({ firstOffset: 100n, records });
+      if (delta === 8) bad[bad.length - 1]! ^= 0x01;
+      else bad.writeInt32BE(delta, 23);
+      const followed = await refused(Buffer.concat([bad, next]));
+      expect(followed).toBeInstanceOf(CorruptRecordBatchError);
+      expect(followed.nextBase).toBe('109');
+      // Where the next batch starts, as the fetch saw it; never the high watermark.
+      expect(skipTarget(followed, 100n, 2000n)).toBe(109n);
+      expect(skipTarget(followed, 104n, 2000n)).toBe(109n);
+      // Alone in its fetch: believed only if it ends exactly at the high watermark.
+      const alone = await refused(bad);
+      expect(alone.nextBase).toBeUndefined();
+      expect(alone.last).toBe(true);
+      expect(skipTarget(alone, 100n, 2000n)).toBe(101n);
+      expect(skipTarget(alone, 104n, 109n)).toBe(delta === 8 ? 109n : 105n);
+      // The next batch cut by the fetch's size limit (or damaged too): one offset.
+      const cut = await refused(Buffer.concat([bad, next.subarray(0, next.length - 1)]));
+      expect(cut.nextBase).toBeUndefined();
+      expect(cut.last).toBe(false);
+      expect(skipTarget(cut, 100n, 2000n)).toBe(101n);
+    }
+    // A damaged length: what follows where it says the batch ends is no checked batch.
+    const badLength = Buffer.concat([batch({ firstOffset: 100n, records }), next]);
+    badLength.writeInt32BE(badLength.readInt32BE(8) - 20, 8);
+    const shifted = await refused(badLength);
+    expect(shifted.nextBase).toBeUndefined();
+    expect(skipTarget(shifted, 100n, 2000n)).toBe(101n);
+    // Its CRC matched, its records do not decode: the header is as written, up to the end.
+    const halfBad = batch({
+      firstOffset: 100n,
+      records: [records[0]!, { offsetDelta: 1, key: 'k', value: 'v', headerCount: 2 ** 31 - 1 }],
+    });
+    const undecodable = await refused(halfBad);
+    expect(undecodable.checked).toBe(true);
+    expect(skipTarget(undecodable, 100n, 2000n)).toBe(102n);
+    expect(skipTarget(undecodable, 100n, 101n)).toBe(101n);
   });
 
   it('accepts the batches a real broker wrote, with the CRC-32C it computed', async () => {
