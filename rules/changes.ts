@@ -88,6 +88,15 @@ export interface CaptureSource {
 
 /** Ids gathered into one sorted run (a sort of this many is a fraction of a millisecond). */
 const RUN = 1024;
+/**
+ * Sorted runs are copied into arrays of at most this many slots (256 KiB), past V8's
+ * largest regular object (128 KiB): a scavenge moves such an array whole, without
+ * copying it, where it copied every run gathered since the last scavenge (they all stay
+ * alive until merged). A part's first array is a run's size, each next one twice the
+ * last, so a small capture allocates about what it gathers. Bounded as the runs were:
+ * each id the runner holds (its key caps bound them) once per map it is in.
+ */
+const CHUNK = 32 * RUN;
 
 interface Part {
   runner: RuleRunner;
@@ -111,7 +120,13 @@ interface Part {
    */
   merge: RunMerge<string>;
   gathered: boolean;
+  /** The array the runs are copied into, and the next free slot in it. */
+  chunk: string[];
+  used: number;
 }
+
+/** A sort's scratch: a run is gathered and sorted here, then copied into a chunk. */
+const sorting: string[] = [];
 
 /**
  * The items of sorted runs in order: a heap of the runs' heads, O(log runs) a run added
@@ -119,16 +134,19 @@ interface Part {
  */
 class RunMerge<T> {
   private readonly heap: number[] = [];
+  /** Run r is runs[r] from at[r] (its next item) to end[r]. */
   private readonly runs: T[][] = [];
   private readonly at: number[] = [];
+  private readonly end: number[] = [];
 
   constructor(private readonly key: (item: T) => string | number = (item) => item as string) {}
 
-  /** Adds a sorted run (kept as is, not copied). */
-  add(run: T[]): void {
-    if (run.length === 0) return;
-    this.at.push(0);
-    this.push(this.runs.push(run) - 1);
+  /** Adds the sorted run items[from, to) (kept where it is, not copied). */
+  add(items: T[], from = 0, to = items.length): void {
+    if (to <= from) return;
+    this.at.push(from);
+    this.end.push(to);
+    this.push(this.runs.push(items) - 1);
   }
 
   private head(r: number): string | number {
@@ -157,7 +175,7 @@ class RunMerge<T> {
     const r = h[0]!;
     const id = this.item(r);
     this.at[r]!++;
-    if (this.at[r]! < this.runs[r]!.length) this.down(r);
+    if (this.at[r]! < this.end[r]!) this.down(r);
     else {
       const last = h.pop()!;
       if (h.length > 0) this.down(last);
@@ -240,6 +258,8 @@ export class Capture {
         ids: this.full ? runner.ids() : pending!.values(),
         merge: new RunMerge<string>(),
         gathered: false,
+        chunk: [],
+        used: 0,
       };
       runner.changed = new IdSet();
       runner.beforeChange = this.full
@@ -277,18 +297,30 @@ export class Capture {
         // Gathering: bounded per step; a live iterator (ids added later are taken first).
         let budget = RUN * Math.ceil(count / 64);
         while (budget > 0) {
-          const run: string[] = [];
+          const run = sorting;
+          run.length = 0;
           for (let n = 0; n < RUN; n++) {
             const next = p.ids.next();
             if (next.done) break;
             run.push(next.value);
           }
           budget -= RUN;
-          if (run.length === 0) {
+          const n = run.length;
+          if (n === 0) {
             p.gathered = true;
             break;
           }
-          p.merge.add(run.sort());
+          run.sort();
+          if (p.used + n > p.chunk.length) {
+            p.chunk = new Array<string>(Math.min(CHUNK, Math.max(RUN, 2 * p.chunk.length)));
+            p.used = 0;
+          }
+          const chunk = p.chunk;
+          const from = p.used;
+          for (let i = 0; i < n; i++) chunk[from + i] = run[i]!;
+          p.used = from + n;
+          run.length = 0;
+          p.merge.add(chunk, from, from + n);
         }
         // The first entries are taken in the next step, after the caller's check of time.
         return false;
