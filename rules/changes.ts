@@ -88,6 +88,15 @@ export interface CaptureSource {
 
 /** Ids gathered into one sorted run (a sort of this many is a fraction of a millisecond). */
 const RUN = 1024;
+/**
+ * Sorted runs are copied into arrays of at most this many slots (256 KiB), past V8's
+ * largest regular object (128 KiB): a scavenge moves such an array whole, without
+ * copying it, where it copied every run gathered since the last scavenge (they all stay
+ * alive until merged). A part's first array is a run's size, each next one twice the
+ * last, so a small capture allocates about what it gathers. Bounded as the runs were:
+ * each id the runner holds (its key caps bound them) once per map it is in.
+ */
+const CHUNK = 32 * RUN;
 
 interface Part {
   runner: RuleRunner;
@@ -103,22 +112,41 @@ interface Part {
   last: string | undefined;
   /** The ids to gather: the pending set's, or every id the runner holds (full). */
   ids: Iterator<string>;
-  /** Sorted runs gathered, then merged. Holds each id of the part once per map it is in. */
-  runs: string[][];
-  merge: RunMerge<string> | undefined;
+  /**
+   * The sorted runs gathered so far, each put into the merge's heap as it is gathered
+   * (O(log runs)), so no step builds a heap of every run at once (~2,000 runs at 1 M
+   * keys: 2.4 ms in one step, growing with the keys). Holds each id of the part once
+   * per map it is in; read only once `gathered`.
+   */
+  merge: RunMerge<string>;
+  gathered: boolean;
+  /** The array the runs are copied into, and the next free slot in it. */
+  chunk: string[];
+  used: number;
 }
 
-/** The items of sorted runs in order: a heap of the runs' heads, O(log runs) an item. */
+/** A sort's scratch: a run is gathered and sorted here, then copied into a chunk. */
+const sorting: string[] = [];
+
+/**
+ * The items of sorted runs in order: a heap of the runs' heads, O(log runs) a run added
+ * and an item taken. Runs are added before the first `next`.
+ */
 class RunMerge<T> {
   private readonly heap: number[] = [];
-  private readonly at: number[];
+  /** Run r is runs[r] from at[r] (its next item) to end[r]. */
+  private readonly runs: T[][] = [];
+  private readonly at: number[] = [];
+  private readonly end: number[] = [];
 
-  constructor(
-    private readonly runs: T[][],
-    private readonly key: (item: T) => string | number = (item) => item as string,
-  ) {
-    this.at = runs.map(() => 0);
-    for (let r = 0; r < runs.length; r++) if (runs[r]!.length > 0) this.push(r);
+  constructor(private readonly key: (item: T) => string | number = (item) => item as string) {}
+
+  /** Adds the sorted run items[from, to) (kept where it is, not copied). */
+  add(items: T[], from = 0, to = items.length): void {
+    if (to <= from) return;
+    this.at.push(from);
+    this.end.push(to);
+    this.push(this.runs.push(items) - 1);
   }
 
   private head(r: number): string | number {
@@ -147,7 +175,7 @@ class RunMerge<T> {
     const r = h[0]!;
     const id = this.item(r);
     this.at[r]!++;
-    if (this.at[r]! < this.runs[r]!.length) this.down(r);
+    if (this.at[r]! < this.end[r]!) this.down(r);
     else {
       const last = h.pop()!;
       if (h.length > 0) this.down(last);
@@ -185,8 +213,10 @@ export class Capture {
    * do not change once pushed: the list is copied at the capture's instant, read later.
    */
   timersAdded: ReadonlyArray<Timer<RuleRunner>>;
-  /** Full: the timers gathered into runs sorted by sequence number, then merged (as ids). */
-  private timerRuns: Array<Array<Timer<RuleRunner>>> | undefined;
+  /**
+   * Full: the timers gathered into runs sorted by sequence number, each added to the
+   * merge as it is gathered (as ids), then merged; undefined once in order.
+   */
   private timerMerge: RunMerge<Timer<RuleRunner>> | undefined;
   private timersSorted: Array<Timer<RuleRunner>> = [];
   private timersGathered = 0;
@@ -209,7 +239,7 @@ export class Capture {
     if (this.full) {
       this.timersAdded = source.timers();
       this.timersRemoved = [];
-      this.timerRuns = [];
+      this.timerMerge = new RunMerge((t) => t.seq);
     } else {
       // Those pushed since that have not run, in sequence order; the stored ones that ran.
       this.timersAdded = Array.from(log.pushed.values());
@@ -226,8 +256,10 @@ export class Capture {
         early: this.full ? new Set<string>() : undefined,
         last: undefined,
         ids: this.full ? runner.ids() : pending!.values(),
-        runs: [],
-        merge: undefined,
+        merge: new RunMerge<string>(),
+        gathered: false,
+        chunk: [],
+        used: 0,
       };
       runner.changed = new IdSet();
       runner.beforeChange = this.full
@@ -252,33 +284,46 @@ export class Capture {
   /**
    * Takes up to `count` more entries; true once every entry is taken (the capture is
    * then closed: changes are no longer copied for it). A part's ids are first gathered
-   * into sorted runs of RUN ids (a step gathers at most RUN·⌈count/64⌉), then taken
-   * merged, in key order: the store then writes each page of its index once per
-   * checkpoint, which keeps its commit short (see checkpoint-store.ts).
+   * into sorted runs of RUN ids (a step gathers at most RUN·⌈count/64⌉; the step that
+   * finds the ids done takes none), then taken merged, in key order: the store then
+   * writes each page of its index once per checkpoint, which keeps its commit short
+   * (see checkpoint-store.ts).
    */
   step(count: number): boolean {
     let left = count;
     while (this.part < this.parts.length) {
       const p = this.parts[this.part]!;
-      if (p.merge === undefined) {
+      if (!p.gathered) {
         // Gathering: bounded per step; a live iterator (ids added later are taken first).
         let budget = RUN * Math.ceil(count / 64);
         while (budget > 0) {
-          const run: string[] = [];
+          const run = sorting;
+          run.length = 0;
           for (let n = 0; n < RUN; n++) {
             const next = p.ids.next();
             if (next.done) break;
             run.push(next.value);
           }
           budget -= RUN;
-          if (run.length === 0) {
-            p.merge = new RunMerge(p.runs);
-            p.runs = [];
+          const n = run.length;
+          if (n === 0) {
+            p.gathered = true;
             break;
           }
-          p.runs.push(run.sort());
+          run.sort();
+          if (p.used + n > p.chunk.length) {
+            p.chunk = new Array<string>(Math.min(CHUNK, Math.max(RUN, 2 * p.chunk.length)));
+            p.used = 0;
+          }
+          const chunk = p.chunk;
+          const from = p.used;
+          for (let i = 0; i < n; i++) chunk[from + i] = run[i]!;
+          p.used = from + n;
+          run.length = 0;
+          p.merge.add(chunk, from, from + n);
         }
-        if (p.merge === undefined) return false;
+        // The first entries are taken in the next step, after the caller's check of time.
+        return false;
       }
       for (;;) {
         const id = p.merge.next();
@@ -297,7 +342,7 @@ export class Capture {
       }
       this.part++;
     }
-    if (this.timerRuns !== undefined && !this.sortTimers(count)) return false;
+    if (this.timerMerge !== undefined && !this.sortTimers(count)) return false;
     this.close();
     return true;
   }
@@ -308,27 +353,26 @@ export class Capture {
    */
   private sortTimers(count: number): boolean {
     const all = this.timersAdded;
-    if (this.timerMerge === undefined) {
+    const merge = this.timerMerge!;
+    if (this.timersGathered < all.length) {
       let budget = RUN * Math.ceil(count / 64);
       while (budget > 0 && this.timersGathered < all.length) {
         const end = Math.min(all.length, this.timersGathered + RUN);
-        this.timerRuns!.push(all.slice(this.timersGathered, end).sort((a, b) => a.seq - b.seq));
+        merge.add(all.slice(this.timersGathered, end).sort((a, b) => a.seq - b.seq));
         this.timersGathered = end;
         budget -= RUN;
       }
-      if (this.timersGathered < all.length) return false;
-      this.timerMerge = new RunMerge(this.timerRuns!, (t) => t.seq);
-      this.timerRuns = [];
+      return false;
     }
     let left = RUN * Math.ceil(count / 64);
     for (;;) {
-      const t = this.timerMerge.next();
+      const t = merge.next();
       if (t === undefined) break;
       this.timersSorted.push(t);
       if (--left === 0) return false;
     }
     this.timersAdded = this.timersSorted;
-    this.timerRuns = undefined;
+    this.timerMerge = undefined;
     return true;
   }
 
