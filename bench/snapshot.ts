@@ -93,6 +93,13 @@ interface One {
     restore_ms: number;
     rss_after_restore_mb: number;
   };
+  /** The same heap taking events for as long as the full checkpoint took (processing). */
+  control: {
+    events: number;
+    longest_batch_ms: number;
+    loop_delay_max_ms: number;
+    loop_delay_p99_ms: number;
+  };
 }
 
 interface Pause {
@@ -136,6 +143,34 @@ async function incremental(engine: Engine, store: CheckpointStore, offset: numbe
     wall_ms: round(wall),
     slices: stats.slices,
     entries: stats.entries,
+    loop_delay_max_ms: round(delay.max / 1e6),
+    loop_delay_p99_ms: round(delay.percentile(99) / 1e6),
+  };
+}
+
+/**
+ * The control for loop_delay_max_ms: the same heap taking events instead of writing a
+ * checkpoint, in batches of 256 with the loop turning between them (as ingest hands the
+ * engine its batches), for `ms` of wall time. What the loop's delay is here (scavenges of
+ * this heap, the OS) is not the checkpoint's.
+ */
+async function processing(engine: Engine, keys: number, from: number, ms: number) {
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  const began = performance.now();
+  let longest = 0;
+  let n = 0;
+  while (performance.now() - began < ms) {
+    const b = performance.now();
+    for (let i = 0; i < 256; i++, n++) engine.process(event(from + n, (n * 7919) % keys, keys));
+    longest = Math.max(longest, performance.now() - b);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  delay.disable();
+  return {
+    events: n,
+    longest_batch_ms: round(longest),
     loop_delay_max_ms: round(delay.max / 1e6),
     loop_delay_p99_ms: round(delay.percentile(99) / 1e6),
   };
@@ -216,6 +251,7 @@ async function one(keys: number): Promise<One> {
     for (let j = 0; j < changed; j++) engine.process(event(keys + j, (j * 7919) % keys, keys));
     const onePercent = await incremental(engine, store, keys + changed);
     store.close();
+    const control = await processing(engine, keys, keys + changed, Math.min(full.wall_ms, 15_000));
     const storeBytes = fileBytes(storePath);
 
     // Restore times, each into a fresh engine (the previous one dropped first).
@@ -266,6 +302,7 @@ async function one(keys: number): Promise<One> {
         restore_ms: round(storeRestore),
         rss_after_restore_mb: rssStore,
       },
+      control,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -316,13 +353,13 @@ export async function snapshotBench(args: string[]): Promise<number> {
     b === 0 ? '-' : `${(a / b).toFixed(a / b < 10 ? 2 : 0)}×`;
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
   const lines = [
-    '| keys held | JSON: loop pause | incremental full: longest pause (on loop, wall) | after 1% changed: longest pause (on loop, wall) | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store | loop delay max full / 1% | tracking: longest add, Set / IdSet |',
+    '| keys held | JSON: loop pause | incremental full: longest pause (on loop, wall) | after 1% changed: longest pause (on loop, wall) | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store | loop delay max full / 1% / taking events | tracking: longest add, Set / IdSet |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
     const i = r.incremental;
     lines.push(
-      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB | ${i.full.loop_delay_max_ms} / ${i.one_percent.loop_delay_max_ms} ms | ${Math.max(...r.tracking.set_longest_add_ms)} / ${Math.max(...r.tracking.id_set_longest_add_ms)} ms |`,
+      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB | ${i.full.loop_delay_max_ms} / ${i.one_percent.loop_delay_max_ms} / ${r.control.loop_delay_max_ms} ms | ${Math.max(...r.tracking.set_longest_add_ms)} / ${Math.max(...r.tracking.id_set_longest_add_ms)} ms |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
