@@ -59,6 +59,13 @@ export class GuardTrace {
     });
   }
 
+  alertAge(alertAt: number, now: number, maxAgeMs: number, stopped: Suppression | undefined): void {
+    this.note('alert-age', stopped, {
+      ageMs: Math.max(0, now - alertAt),
+      maxAgeMs,
+    });
+  }
+
   inhibition(
     service: string,
     by: { alert?: string; until: number } | undefined,

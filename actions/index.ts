@@ -15,6 +15,7 @@ export { killSwitchCommand, silenceCommand } from './admin.ts';
 export {
   type Budget,
   DEFAULT_GUARDS,
+  DEFAULT_MAX_ALERT_AGE_MS,
   DEFAULT_NOTIFY_GUARDS,
   DEFAULT_STORM_CAP,
   type GuardConfig,

@@ -12,6 +12,7 @@ import {
 } from './adapters/types.ts';
 import {
   type Attempt,
+  checkAlertAge,
   checkBlastRadius,
   checkBreakers,
   checkBudgets,
@@ -514,6 +515,13 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
         // At the cap on groups: this alert takes the per-target cooldown path below.
       }
       if (p.operation === 'notify') return await this.notify(adapter, entry, p, alert, guards);
+      // A remediation acts on the fleet as it is now: not for an alert judged from history
+      // (a follow-up, rollback or escalation, comes from a remediation that did run).
+      if (!follow && guards.maxAlertAgeMs > 0) {
+        const aged = checkAlertAge(Date.parse(alert.at), started, guards.maxAlertAgeMs);
+        trace.alertAge(Date.parse(alert.at), started, guards.maxAlertAgeMs, aged);
+        if (aged) return suppress(aged);
+      }
       const service = instanceService(alert);
       if (service !== undefined) {
         // Firings in force (until resolved), else an inhibition by period (`inhibit: 5m`).

@@ -4,6 +4,7 @@ import { Document, LineCounter } from 'yaml';
 import {
   type ActionObject,
   DEFAULT_JOURNAL_BOUNDS,
+  DEFAULT_MAX_ALERT_AGE_MS,
   type GuardConfig,
   type JournalBounds,
 } from '../actions/index.ts';
@@ -569,6 +570,10 @@ function parseGuards(
   // `resolved`: while the service-wide alert fires; a duration: that long after it fired.
   if (g.inhibit === 'resolved') out.inhibitUntilResolved = true;
   else if (g.inhibit !== undefined) out.inhibitMs = duration(g.inhibit, `${name}.inhibit`, 300_000);
+  // Global: DEFAULT_MAX_ALERT_AGE_MS unless set; a rule's only tightens it.
+  if (g.maxAlertAge !== undefined)
+    out.maxAlertAgeMs = duration(g.maxAlertAge, `${name}.maxAlertAge`, DEFAULT_MAX_ALERT_AGE_MS);
+  else if (name === 'guards') out.maxAlertAgeMs = DEFAULT_MAX_ALERT_AGE_MS;
   if (g.maxKeysPerRule !== undefined) {
     const m: { notify?: unknown } | null = g.maxKeysPerRule;
     out.maxKeysPerRule = {

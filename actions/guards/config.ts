@@ -65,6 +65,12 @@ export interface GuardConfig {
    * Default 50 keys per 10 min.
    */
   maxKeysPerRule?: Budget & { notify?: string };
+  /**
+   * A remediation is refused for an alert that fired (in event time) longer ago than this
+   * by the wall clock: one judged from a replay of history. 0 or unset: no limit (the
+   * configuration's default is DEFAULT_MAX_ALERT_AGE_MS).
+   */
+  maxAlertAgeMs?: number;
 }
 
 export interface NotifyGuardConfig {
@@ -85,6 +91,13 @@ export const DEFAULT_GUARDS = {
    */
   inhibitMaxMs: 24 * 3_600_000,
 } as const;
+
+/**
+ * guards.maxAlertAge when the configuration does not set it (pipeline/config.ts). Code
+ * that builds a remediator itself (tests, `drover rules diff`'s simulation in event
+ * time) has no limit unless it sets one.
+ */
+export const DEFAULT_MAX_ALERT_AGE_MS = 15 * 60_000;
 
 /**
  * Notifications: one per target per minute (a grouped notification repeats far less
@@ -124,6 +137,8 @@ export interface EffectiveGuards {
     concurrency: number;
   };
   storm: Array<Budget & { notify?: string }>;
+  /** 0: no limit. */
+  maxAlertAgeMs: number;
 }
 
 export class GuardConfigError extends Error {}
@@ -164,7 +179,14 @@ export function effectiveGuards(global: GuardConfig = {}, rule: GuardConfig = {}
       global.maxKeysPerRule ?? DEFAULT_STORM_CAP,
       rule.maxKeysPerRule,
     ),
+    maxAlertAgeMs: maxAlertAge(global.maxAlertAgeMs, rule.maxAlertAgeMs),
   };
+}
+
+/** The shorter of two limits; 0 (no limit) only where neither sets one. */
+function maxAlertAge(global: number | undefined, rule: number | undefined): number {
+  const limits = [global ?? 0, rule ?? 0].filter((v) => v > 0);
+  return limits.length === 0 ? 0 : Math.min(...limits);
 }
 
 /**
@@ -222,6 +244,7 @@ function validate(g: GuardConfig | NotifyGuardConfig, where: string): void {
   nonNegative(g.cooldownMs, 'cooldown');
   nonNegative(gg.blastWindowMs, 'blastWindow');
   nonNegative(gg.inhibitMs, 'inhibit');
+  nonNegative(gg.maxAlertAgeMs, 'maxAlertAge');
   if (g.concurrency !== undefined && !(Number.isInteger(g.concurrency) && g.concurrency >= 1))
     throw new GuardConfigError(`${where}.concurrency must be an integer ≥ 1`);
   for (const [name, b] of [

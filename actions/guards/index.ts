@@ -1,9 +1,11 @@
+export { checkAlertAge } from './alert-age.ts';
 export { checkBudgets } from './budget.ts';
 export { checkBreakers } from './breaker.ts';
 export { ConcurrencyGate } from './concurrency.ts';
 export {
   type Budget,
   DEFAULT_GUARDS,
+  DEFAULT_MAX_ALERT_AGE_MS,
   DEFAULT_NOTIFY_GUARDS,
   DEFAULT_STORM_CAP,
   type EffectiveGuards,

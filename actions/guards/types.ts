@@ -15,7 +15,9 @@ export type GuardName =
   | 'storm'
   | 'adapter'
   /** The alert's firing resolved before its action ran (docs/actions.md#resolved-alerts). */
-  | 'resolved';
+  | 'resolved'
+  /** The alert fired longer ago than guards.maxAlertAge (docs/actions.md#stale-alerts). */
+  | 'alert-age';
 
 export interface Suppression {
   guard: GuardName;

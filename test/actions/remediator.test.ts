@@ -14,6 +14,7 @@ import {
   openActionStore,
   Remediator,
 } from '../../actions/index.ts';
+import { effectiveGuards } from '../../actions/guards/index.ts';
 import type { Alert } from '../../rules/index.ts';
 
 const dbPath = () => join(mkdtempSync(join(tmpdir(), 'drover-actions-')), 'actions.db');
@@ -105,6 +106,45 @@ describe('guard rails', () => {
     expect(d!.decision).toBe('dry-run');
     expect(fleet.calls).toEqual([]);
     expect(store.list()[0]!.decision).toBe('dry-run');
+  });
+
+  it('maxAlertAge: no remediation for an alert judged from history; pages still go', async () => {
+    const { remediator, fleet, pager, store, advance } = setup({ maxAlertAgeMs: 15 * 60_000 });
+    // The clock is 20 minutes past the alert's event time: a replay of history.
+    advance(20 * 60_000);
+    const [old] = await remediator.handle(alert());
+    expect(old).toMatchObject({ decision: 'suppressed', guard: 'alert-age' });
+    expect(old!.reason).toMatch(
+      /stale alert: it fired at 2024-01-01T00:00:00.000Z in event time, 20m before now \(guards.maxAlertAge 15m\)/,
+    );
+    expect(store.list()[0]!.guards).toContainEqual({
+      guard: 'alert-age',
+      passed: false,
+      inputs: { ageMs: 20 * 60_000, maxAgeMs: 15 * 60_000 },
+    });
+    expect(fleet.calls).toEqual([]);
+    // A notification of the same old alert is not a remediation: it goes.
+    const page = alert({ actions: [{ adapter: 'pager', operation: 'notify', group: false }] });
+    expect((await remediator.handle(page))[0]!.decision).toBe('executed');
+    expect(pager.calls).toHaveLength(1);
+    // An alert within the limit is acted on.
+    const fresh = alert({ at: new Date(Date.parse('2024-01-01T00:06:00Z')).toISOString() });
+    expect((await remediator.handle(fresh))[0]!.decision).toBe('executed');
+    expect(fleet.calls).toHaveLength(1);
+  });
+
+  it('maxAlertAge: 0 is no limit; a rule may only tighten it', () => {
+    expect(effectiveGuards({}).maxAlertAgeMs).toBe(0);
+    expect(effectiveGuards({ maxAlertAgeMs: 0 }, { maxAlertAgeMs: 300_000 }).maxAlertAgeMs).toBe(
+      300_000,
+    );
+    expect(
+      effectiveGuards({ maxAlertAgeMs: 900_000 }, { maxAlertAgeMs: 3_600_000 }).maxAlertAgeMs,
+    ).toBe(900_000);
+    expect(effectiveGuards({ maxAlertAgeMs: 900_000 }, { maxAlertAgeMs: 0 }).maxAlertAgeMs).toBe(
+      900_000,
+    );
+    expect(() => effectiveGuards({ maxAlertAgeMs: -1 })).toThrow(/maxAlertAge must be/);
   });
 
   it('per-target cooldown', async () => {

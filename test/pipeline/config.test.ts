@@ -348,3 +348,16 @@ describe('configuration: the embedded bus', () => {
     expect(refused('bus: { retention: { maxMessages: 3 } }\n')).toMatch(/maxMessages/);
   });
 });
+
+describe('configuration: guards.maxAlertAge', () => {
+  it('is 15 minutes unless set, 0s for no limit, and a rule may set its own', () => {
+    expect(load('{}\n').config.guards.maxAlertAgeMs).toBe(900_000);
+    const { config } = load(
+      'guards: { maxAlertAge: 0s }\nruleGuards:\n  r1: { maxAlertAge: 2m }\n',
+    );
+    expect(config.guards.maxAlertAgeMs).toBe(0);
+    expect(config.ruleGuards['r1']!.maxAlertAgeMs).toBe(120_000);
+    expect(load('guards: { maxAlertAge: 1h }\n').config.guards.maxAlertAgeMs).toBe(3_600_000);
+    expect(refused('guards: { maxAlertAge: soon }\n')).toMatch(/maxAlertAge/);
+  });
+});
