@@ -8,6 +8,7 @@ import {
   adminHeaders,
   BIN,
   errorLine,
+  hostFatalRule,
   killServes,
   serverEnv,
   startServe,
@@ -41,15 +42,10 @@ describe.skipIf(!esUrl)(
 
     it('the chain of an alert, its resolution and its action, after the server stopped', async () => {
       const dir = workdir('drover-explain-es-', {
-        'rules/fatal.yaml': `name: host-fatal
-type: any
-query_key: host.name
-realert: 1s
-resolve_after: 1s
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`,
+        'rules/fatal.yaml': hostFatalRule(
+          '{ adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }',
+          ['realert: 1s', 'resolve_after: 1s'],
+        ),
       });
       const config = join(dir, 'drover.yaml');
       writeFileSync(

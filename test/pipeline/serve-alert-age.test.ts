@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   adminHeaders,
   errorLine,
+  hostFatalRule,
   killServes,
   startServe,
   until,
@@ -21,13 +22,9 @@ afterEach(killServes);
 describe('drover serve: stale alerts are not remediated', () => {
   it('journals the hour-old alert as alert-age and replaces only the host failing now', async () => {
     const dir = workdir('drover-serve-alert-age-', {
-      'rules/fatal.yaml': `name: host-fatal
-type: any
-query_key: host.name
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }
-`,
+      'rules/fatal.yaml': hostFatalRule(
+        '{ adapter: script, operation: kill-and-replace, target: "{{ host.name }}" }',
+      ),
     });
     const acted = join(dir, 'acted');
     const config = join(dir, 'drover.yaml');

@@ -2,7 +2,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
-import { errorLine, killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import {
+  errorLine,
+  hostFatalRule,
+  killServes,
+  startServe,
+  stopServe,
+  until,
+  workdir,
+} from '../support/drover.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 type Page = { title: string; text: string };
@@ -37,13 +45,9 @@ adapters:
 }
 
 const hostFatal = (groupWait: string) => ({
-  'rules/fatal.yaml': `name: host-fatal
-type: any
-query_key: host.name
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: pager, operation: notify, group_wait: ${groupWait} }
-`,
+  'rules/fatal.yaml': hostFatalRule(
+    `{ adapter: pager, operation: notify, group_wait: ${groupWait} }`,
+  ),
 });
 
 describe('drover serve: notification groups', () => {

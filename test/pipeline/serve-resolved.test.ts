@@ -1,7 +1,15 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { errorLine, killServes, startServe, stopServe, until, workdir } from '../support/drover.ts';
+import {
+  errorLine,
+  hostFatalRule,
+  killServes,
+  startServe,
+  stopServe,
+  until,
+  workdir,
+} from '../support/drover.ts';
 import { startWebhookReceiver, type WebhookReceiver } from '../support/webhook-receiver.ts';
 
 /**
@@ -22,15 +30,10 @@ describe('drover serve: resolved notifications', () => {
     hook = await startWebhookReceiver<Page>();
     const pages = hook.pages;
     const dir = workdir('drover-serve-resolved-', {
-      'rules/fatal.yaml': `name: host-fatal
-type: any
-query_key: host.name
-realert: 1s
-resolve_after: 1s
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: pager, operation: notify, group: false, send_resolved: true }
-`,
+      'rules/fatal.yaml': hostFatalRule(
+        '{ adapter: pager, operation: notify, group: false, send_resolved: true }',
+        ['realert: 1s', 'resolve_after: 1s'],
+      ),
     });
     const config = join(dir, 'drover.yaml');
     writeFileSync(

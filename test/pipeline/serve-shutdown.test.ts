@@ -1,7 +1,14 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { errorLine, killServes, startServe, until, workdir } from '../support/drover.ts';
+import {
+  errorLine,
+  hostFatalRule,
+  killServes,
+  startServe,
+  until,
+  workdir,
+} from '../support/drover.ts';
 
 /**
  * A stop that cannot finish (here a remediation command that outlives it) ends at
@@ -13,13 +20,9 @@ afterEach(killServes);
 describe('drover serve: a bounded stop', () => {
   it('exits at shutdownTimeout, non-zero, naming the step that hung', async () => {
     const dir = workdir('drover-serve-shutdown-', {
-      'rules/fatal.yaml': `name: host-fatal
-type: any
-query_key: host.name
-filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
-actions:
-  - { adapter: slow, operation: kill-and-replace, target: "{{ host.name }}" }
-`,
+      'rules/fatal.yaml': hostFatalRule(
+        '{ adapter: slow, operation: kill-and-replace, target: "{{ host.name }}" }',
+      ),
     });
     const started = join(dir, 'started');
     const config = join(dir, 'drover.yaml');

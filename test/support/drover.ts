@@ -126,6 +126,22 @@ export async function until<T>(
 export const errorLine = (host: string, t: number) =>
   JSON.stringify({ level: 50, time: t, hostname: host, name: 'web', msg: 'failed' });
 
+/**
+ * Every error line fires for its host (an `any` rule keyed by host.name), then `action`,
+ * one flow-mapping line (`{ adapter: …, operation: … }`); `options`: more rule lines.
+ */
+export const hostFatalRule = (action: string, options: string[] = []) =>
+  [
+    'name: host-fatal',
+    'type: any',
+    'query_key: host.name',
+    ...options,
+    'filter: { all: [ { fact: log.level, operator: equal, value: error } ] }',
+    'actions:',
+    `  - ${action}`,
+    '',
+  ].join('\n');
+
 /** Three errors from one host within ten minutes replace it, through adapter `script`. */
 export const HOST_ERROR_BURST_RULE = `name: host-error-burst
 type: frequency
