@@ -23,8 +23,17 @@ interface KeyState {
  * `expect` are watched from the start, even if they never report.
  */
 export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
+  /**
+   * Spec values read per event and deadline, copied onto the runner: at 1,000 rules the
+   * spec object is out of cache between a rule's events.
+   */
+  private readonly timeframe: number;
+  private readonly threshold: number;
+
   constructor(spec: FlatlineRule, ctx: EngineContext) {
     super(spec, ctx);
+    this.timeframe = spec.timeframe;
+    this.threshold = spec.threshold;
   }
 
   /** Called once the engine knows when observation started. */
@@ -63,7 +72,7 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
       state = {
         times: new Timestamps(),
         deadline: Number.POSITIVE_INFINITY,
-        from: t + this.spec.timeframe,
+        from: t + this.timeframe,
         sample: undefined,
         expected: false,
       };
@@ -77,7 +86,7 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
     if (state.deadline === Number.POSITIVE_INFINITY) this.reschedule(key, state);
     else if (state.from < this.silencedUntil(key)) {
       // A key looked at within its silence (nextLook) is looked at when this event leaves.
-      const leaves = t + this.spec.timeframe;
+      const leaves = t + this.timeframe;
       if (leaves < state.deadline && leaves >= this.ctx.watermark && leaves >= state.from) {
         state.deadline = leaves;
         this.ctx.schedule(this, key, leaves, TAG_KIND);
@@ -145,8 +154,8 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
 
   /** The first instant ≥ from at which fewer than threshold events lie in (D−tf, D]. */
   private firstLow(times: Timestamps, from: number): number {
-    const k = this.spec.threshold;
-    const tf = this.spec.timeframe;
+    const k = this.threshold;
+    const tf = this.timeframe;
     let cursor = from;
     for (let i = k - 1; i < times.length; i++) {
       const start = times.at(i);
@@ -164,7 +173,7 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
   override sweep(watermark: number): void {
     super.sweep(watermark);
     // Instants before the watermark are decided; events that old cannot cover later ones.
-    const horizon = watermark - this.spec.timeframe;
+    const horizon = watermark - this.timeframe;
     for (const [key, state] of this.keys) {
       if (state.times.length === 0 || state.times.at(0) > horizon) continue;
       this.touched(key);

@@ -92,7 +92,7 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
     if (count < this.numEvents) return NOT_HOLDING;
     return {
       holds: true,
-      figures: { count, num_events: this.spec.num_events, timeframe_ms: this.spec.timeframe },
+      figures: { count, num_events: this.numEvents, timeframe_ms: this.timeframe },
       sample,
     };
   }
@@ -103,7 +103,7 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
 
   override sweep(watermark: number): void {
     super.sweep(watermark);
-    const horizon = watermark - this.spec.timeframe;
+    const horizon = watermark - this.timeframe;
     if (horizon < this.oldest) return;
     let oldest = Number.POSITIVE_INFINITY;
     for (const [key, times] of this.keys) {

@@ -178,16 +178,15 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     const min = this.minThreshold;
     const above = max !== undefined && value > max;
     if (!above && !(min !== undefined && value < min)) return NOT_HOLDING;
-    const s = this.spec;
     const figures: Record<string, unknown> = {
       value,
-      metric_agg_type: s.metric_agg_type,
-      metric_agg_key: s.metric_agg_key,
+      metric_agg_type: this.aggType,
+      metric_agg_key: this.aggKey,
       samples: n,
-      timeframe_ms: s.timeframe,
+      timeframe_ms: this.timeframe,
     };
-    if (above) figures.max_threshold = s.max_threshold;
-    else figures.min_threshold = s.min_threshold;
+    if (above) figures.max_threshold = max;
+    else figures.min_threshold = min;
     return { holds: true, figures, sample, discriminator: above ? 'above' : 'below' };
   }
 
@@ -197,11 +196,12 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
 
   override sweep(watermark: number): void {
     super.sweep(watermark);
+    const start = watermark - this.timeframe;
     for (const [key, state] of this.keys) {
       // The window's start moves at every sweep: each key changes (not incremental).
-      if (watermark - this.spec.timeframe > state.windowStart) this.touched(key);
-      state.slide(watermark - this.spec.timeframe);
-      state.prune(watermark - this.spec.timeframe);
+      if (start > state.windowStart) this.touched(key);
+      state.slide(start);
+      state.prune(start);
       if (state.samples.length === 0) this.forgetIdleKey(key);
     }
   }
