@@ -4,6 +4,8 @@
  * filtering and against JSON.parse of the same events — measured side by side in one run.
  */
 
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { type Event, normalize } from '../ingest/model/index.ts';
 import {
   compileFilter,
@@ -21,6 +23,8 @@ interface Options {
   referenceEvents: number;
   ruleCounts: number[];
   json: boolean;
+  /** Rounds of the per-process figure (`forked`); 0 leaves it out. */
+  forkedRounds: number;
 }
 
 function parseOptions(args: string[]): Options {
@@ -33,6 +37,7 @@ function parseOptions(args: string[]): Options {
     referenceEvents: get('--reference-events', 5_000),
     ruleCounts: [100, 1000],
     json: args.includes('--json'),
+    forkedRounds: get('--forked-rounds', 5),
   };
 }
 
@@ -180,8 +185,108 @@ async function measure(
   };
 }
 
+/**
+ * One rule count in a process of its own (`--one N`): a warm-up pass, then the best of
+ * PASSES passes by CPU time (`process.cpuUsage`: every thread of the process, so the
+ * garbage collector's helpers count) and by wall time. Printed as one JSON line.
+ */
+const PASSES = 5;
+
+async function one(ruleCount: number, options: Options): Promise<number> {
+  const setup = prepare(ruleCount, options);
+  setup.droverPass();
+  let cpu = Number.POSITIVE_INFINITY;
+  let wall = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < PASSES; i++) {
+    const c0 = process.cpuUsage();
+    const w0 = process.hrtime.bigint();
+    setup.droverPass();
+    const w = Number(process.hrtime.bigint() - w0) / 1e6;
+    const c = process.cpuUsage(c0);
+    cpu = Math.min(cpu, (c.user + c.system) / 1000);
+    wall = Math.min(wall, w);
+  }
+  process.stdout.write(
+    `${JSON.stringify({ rules: ruleCount, cpu_ms: cpu, wall_ms: wall, alerts: setup.alerts })}\n`,
+  );
+  return 0;
+}
+
+interface OneResult {
+  cpu_ms: number;
+  wall_ms: number;
+  alerts: number;
+}
+
+function child(ruleCount: number, options: Options): Promise<OneResult> {
+  const script = fileURLToPath(new URL('./index.ts', import.meta.url));
+  return new Promise((resolve, reject) => {
+    const p = spawn(
+      process.execPath,
+      [
+        ...process.execArgv,
+        script,
+        'hot-path',
+        '--one',
+        String(ruleCount),
+        '--events',
+        String(options.events),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`hot-path --one ${ruleCount} exited with ${code}`));
+      else resolve(JSON.parse(out.trim().split('\n').pop()!) as OneResult);
+    });
+  });
+}
+
+/**
+ * The scaling figure with each rule count in processes of its own, alternating (100
+ * then 1,000, then 1,000 then 100, ...): a round's ratio is the 100-rule pass's CPU time
+ * over the 1,000-rule one's (both the same events), the figure their median. In one
+ * process (the interleaved figure) each engine's passes run beside the other's heap and
+ * on code whose type feedback both shaped; separate processes measure each deployment
+ * as it runs, as JMH forks a JVM per benchmark.
+ */
+async function forked(options: Options) {
+  const rounds: Array<{
+    cpu_ms_100: number;
+    cpu_ms_1000: number;
+    ratio: number;
+    wall_ratio: number;
+  }> = [];
+  for (let r = 0; r < options.forkedRounds; r++) {
+    const order = r % 2 === 0 ? [100, 1000] : [1000, 100];
+    const got = new Map<number, OneResult>();
+    for (const n of order) got.set(n, await child(n, options));
+    const a = got.get(100)!;
+    const b = got.get(1000)!;
+    rounds.push({
+      cpu_ms_100: Math.round(a.cpu_ms),
+      cpu_ms_1000: Math.round(b.cpu_ms),
+      ratio: Math.round((a.cpu_ms / b.cpu_ms) * 100) / 100,
+      wall_ratio: Math.round((a.wall_ms / b.wall_ms) * 100) / 100,
+    });
+  }
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return s.length === 0 ? null : s[Math.floor(s.length / 2)]!;
+  };
+  return {
+    rounds,
+    scaling_1000_vs_100_cpu: median(rounds.map((x) => x.ratio)),
+    scaling_1000_vs_100_wall: median(rounds.map((x) => x.wall_ratio)),
+  };
+}
+
 export async function hotPath(args: string[]): Promise<number> {
   const options = parseOptions(args);
+  const oneAt = args.indexOf('--one');
+  if (oneAt >= 0) return one(Number(args[oneAt + 1]), options);
   const setups = options.ruleCounts.map((count) => prepare(count, options));
   // Every pass of every rule count in one interleaved timing, so their ratios compare.
   const times = timeInterleaved(setups.flatMap((s) => [s.parsePass, s.droverPass]));
@@ -195,6 +300,7 @@ export async function hotPath(args: string[]): Promise<number> {
     at_1000_rules: at1000,
     scaling_1000_vs_100:
       Math.round((at1000.drover_events_per_s / at100.drover_events_per_s) * 100) / 100,
+    forked: options.forkedRounds > 0 ? await forked(options) : null,
     targets: {
       speedup_at_least_100x: at100.speedup_vs_json_rules_engine >= 100,
       faster_than_json_parse: at100.drover_events_per_s > at100.json_parse_events_per_s,
@@ -213,6 +319,10 @@ export async function hotPath(args: string[]): Promise<number> {
     process.stdout.write(
       `1000 rules run at ${summary.scaling_1000_vs_100}× the throughput of 100\n`,
     );
+    if (summary.forked)
+      process.stdout.write(
+        `each rule count in its own processes, ${summary.forked.rounds.length} rounds: 1000 rules at ${summary.forked.scaling_1000_vs_100_cpu}× the throughput of 100 by CPU time (${summary.forked.rounds.map((r) => r.ratio).join(', ')}), ${summary.forked.scaling_1000_vs_100_wall}× by wall time\n`,
+      );
     process.stdout.write(`targets: ${JSON.stringify(summary.targets)}\n`);
   }
   return summary.targets.agree ? 0 : 1;
