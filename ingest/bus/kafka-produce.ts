@@ -129,7 +129,7 @@ function byteLength(v: string | Buffer): number {
 /** Writes `v` (length known) at `at`, returns the end. */
 function writeBytes(buf: Buffer, at: number, v: string | Buffer, length: number): number {
   if (typeof v === 'string') buf.write(v, at, length, 'utf8');
-  else v.copy(buf, at);
+  else buf.set(v, at);
   return at + length;
 }
 
