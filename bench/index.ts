@@ -5,6 +5,7 @@
 const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<number>>> = {
   'hot-path': async () => (await import('./hot-path.ts')).hotPath,
   ingest: async () => (await import('./ingest.ts')).ingest,
+  'kafka-publish': async () => (await import('./kafka-publish.ts')).kafkaPublish,
   e2e: async () => (await import('./e2e.ts')).e2e,
   runtimes: async () => (await import('./runtimes.ts')).runtimesBench,
   startup: async () => (await import('./startup.ts')).startup,

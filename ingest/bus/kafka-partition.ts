@@ -11,9 +11,16 @@ import { randomBytes } from 'node:crypto';
 const SEED = 0x9747b28c;
 const M = 0x5bd1e995;
 
+/** Whether every UTF-16 unit of `s` is ASCII: its UTF-8 bytes are then its char codes. */
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
 /** Kafka's murmur2 of the key's UTF-8 bytes (a string) or of the bytes, signed 32-bit. */
 export function murmur2(key: string | Uint8Array): number {
-  const data = typeof key === 'string' ? Buffer.from(key) : key;
+  if (typeof key === 'string') return isAscii(key) ? murmur2Ascii(key) : murmur2(Buffer.from(key));
+  const data = key;
   const length = data.length;
   let h = SEED ^ length;
   const length4 = length >>> 2;
@@ -30,6 +37,34 @@ export function murmur2(key: string | Uint8Array): number {
   if (rest === 3) h ^= data[tail + 2]! << 16;
   if (rest >= 2) h ^= data[tail + 1]! << 8;
   if (rest >= 1) h = Math.imul(h ^ data[tail]!, M);
+  h ^= h >>> 13;
+  h = Math.imul(h, M);
+  h ^= h >>> 15;
+  return h | 0;
+}
+
+/** murmur2() of an ASCII string, read by char code: no Buffer per key. */
+function murmur2Ascii(data: string): number {
+  const length = data.length;
+  let h = SEED ^ length;
+  const length4 = length >>> 2;
+  for (let i = 0; i < length4; i++) {
+    const i4 = i * 4;
+    let k =
+      data.charCodeAt(i4) |
+      (data.charCodeAt(i4 + 1) << 8) |
+      (data.charCodeAt(i4 + 2) << 16) |
+      (data.charCodeAt(i4 + 3) << 24);
+    k = Math.imul(k, M);
+    k ^= k >>> 24;
+    k = Math.imul(k, M);
+    h = Math.imul(h, M) ^ k;
+  }
+  const tail = length & ~3;
+  const rest = length & 3;
+  if (rest === 3) h ^= data.charCodeAt(tail + 2) << 16;
+  if (rest >= 2) h ^= data.charCodeAt(tail + 1) << 8;
+  if (rest >= 1) h = Math.imul(h ^ data.charCodeAt(tail), M);
   h ^= h >>> 13;
   h = Math.imul(h, M);
   h ^= h >>> 15;

@@ -129,7 +129,7 @@ function byteLength(v: string | Buffer): number {
 /** Writes `v` (length known) at `at`, returns the end. */
 function writeBytes(buf: Buffer, at: number, v: string | Buffer, length: number): number {
   if (typeof v === 'string') buf.write(v, at, length, 'utf8');
-  else v.copy(buf, at);
+  else buf.set(v, at);
   return at + length;
 }
 
@@ -328,4 +328,51 @@ export function fastProduceRequest(
     };
   };
   return Object.assign(request, { original });
+}
+
+export type RequestFramer = (args: {
+  correlationId: number;
+  clientId: string | null | undefined;
+  request: { apiKey: number; apiVersion: number; encode: () => Promise<KafkaJsEncoder> };
+}) => Promise<KafkaJsEncoder>;
+
+/**
+ * kafkajs's request framing (protocol/request.js: size, api key and version, correlation
+ * id, client id, then the request's body) in one buffer of the exact size: kafkajs copies
+ * the body into a zero-filled buffer of the next power of two, then all of it into
+ * another, for every request (a Produce request's body is its record batches). The bytes
+ * are kafkajs's (a test compares them). Applies to every request of the client.
+ */
+export function framedRequest(
+  original: RequestFramer,
+  Encoder: new () => KafkaJsEncoder,
+): RequestFramer & { original: RequestFramer } {
+  const framer: RequestFramer = async ({
+    correlationId,
+    clientId,
+    request: { apiKey, apiVersion, encode },
+  }) => {
+    const payload = await encode();
+    const body = payload.buf;
+    const bodyLength = payload.offset;
+    const idLength = clientId == null ? 0 : Buffer.byteLength(clientId, 'utf8');
+    // size, api key, api version, correlation id, client id's length and bytes, body
+    const size = 2 + 2 + 4 + 2 + idLength + bodyLength;
+    const buf = Buffer.allocUnsafe(4 + size);
+    buf.writeInt32BE(size, 0);
+    buf.writeInt16BE(apiKey, 4);
+    buf.writeInt16BE(apiVersion, 6);
+    buf.writeInt32BE(correlationId, 8);
+    if (clientId == null) buf.writeInt16BE(-1, 12);
+    else {
+      buf.writeInt16BE(idLength, 12);
+      buf.write(clientId, 14, idLength, 'utf8');
+    }
+    buf.set(bodyLength === body.length ? body : body.subarray(0, bodyLength), 14 + idLength);
+    const e = new Encoder();
+    e.buf = buf;
+    e.offset = buf.length;
+    return e;
+  };
+  return Object.assign(framer, { original });
 }

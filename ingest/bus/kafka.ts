@@ -221,40 +221,104 @@ export interface EndReading {
  * (it then goes to the dead-letter topic).
  */
 type Prepared =
-  | { ok: true; body: string; topic: Topic; key: string; bytes?: number }
+  | { ok: true; body: string; topic: Topic; key: string }
   | { ok: false; reason: string; body: string; key: string };
 
-/** Where Kafka batches have events written, to turn them into strings. */
-let scratch = Buffer.allocUnsafe(64 << 10);
+/**
+ * Bytes of the buffers batches write events into (addJson), shared by all batches of
+ * the process. An event is sent as a view of the buffer, the bytes the encoder copies
+ * into the record batch: no string per event, no second UTF-8 encoding. A buffer lives
+ * until the last send holding a view of it is done; a new one is taken when the next
+ * event does not fit in the rest, so at most one event's size is left unused per buffer
+ * and the bytes held stay within twice the queued events' (the batcher bounds those).
+ */
+const SLAB_BYTES = 64 << 10;
+let slab = Buffer.alloc(0);
+let slabUsed = 0;
 
-/** Kafka takes its messages as strings with their keys: a batch is those, in order. */
+/**
+ * A publish's messages for Kafka, made as events are added: kafkajs's messages
+ * themselves (it reads key, value and headers), one object per event. A refused event
+ * is a dead-letter message in its place, and listed in `refused`.
+ */
 class KafkaBatch implements PublishBatch {
-  readonly items: Prepared[] = [];
+  readonly messages: Outgoing[] = [];
+  /** Refused events by their index in the batch, ascending. */
+  readonly refused: Array<{ index: number; reason: string }> = [];
+  private count = 0;
 
   constructor(readonly bus: KafkaBus) {}
 
   add(event: Event): void {
-    this.items.push(this.bus.prepare(event));
+    const index = this.count++;
+    const p = this.bus.prepare(event);
+    if (p.ok) {
+      this.messages.push({
+        topic: this.bus.topicName(p.topic),
+        key: p.key,
+        value: p.body,
+        bytes: Buffer.byteLength(p.body),
+      });
+    } else this.refuse(index, p.key, p.body, p.reason);
   }
 
   addJson(topic: Topic, key: string, write: JsonWriter): void {
-    let end = write(scratch, 0);
-    if (end > scratch.length) {
-      scratch = Buffer.allocUnsafe(Math.max(end, scratch.length * 2));
-      end = write(scratch, 0);
+    const index = this.count++;
+    const limit = this.bus.eventSizeLimit;
+    let start = slabUsed;
+    let end = write(slab, start);
+    if (end > slab.length) {
+      const size = end - start;
+      if (size > limit) {
+        const whole = Buffer.allocUnsafe(size);
+        write(whole, 0);
+        this.refuseBytes(index, key, whole, limit);
+        return;
+      }
+      slab = Buffer.allocUnsafe(Math.max(SLAB_BYTES, size));
+      slabUsed = start = 0;
+      end = write(slab, 0);
     }
-    this.items.push(this.bus.prepareJson(topic, key, scratch.toString('utf8', 0, end), end));
+    if (end - start > limit) {
+      // Read at once; the next event is written over it.
+      this.refuseBytes(index, key, slab.subarray(start, end), limit);
+      return;
+    }
+    slabUsed = end;
+    this.messages.push({
+      topic: this.bus.topicName(topic),
+      key,
+      value: slab.subarray(start, end),
+      bytes: end - start,
+    });
+  }
+
+  private refuseBytes(index: number, key: string, bytes: Buffer, limit: number): void {
+    const reason = `event of ${bytes.length} bytes exceeds the limit of ${limit}`;
+    this.refuse(index, key, bytes.toString('utf8').slice(0, DEAD_LETTER_BODY_CHARS), reason);
+  }
+
+  private refuse(index: number, key: string, body: string, reason: string): void {
+    this.refused.push({ index, reason });
+    this.messages.push({
+      topic: this.bus.topicName('deadletter'),
+      key,
+      value: body,
+      headers: { [REASON_HEADER]: reason },
+      bytes: body.length + reason.length,
+    });
   }
 
   get length(): number {
-    return this.items.length;
+    return this.count;
   }
 }
 
 interface Outgoing {
   topic: string;
   key: string;
-  value: string;
+  /** A string (add), or the event's bytes in its batch's buffer (addJson). */
+  value: string | Buffer;
   headers?: Record<string, string>;
   bytes: number;
 }
@@ -270,6 +334,7 @@ export class KafkaBus implements Bus {
   private readonly kafka: Kafka;
   private readonly producer: Producer;
   private readonly prefix: string;
+  private readonly topicNames: Record<Topic | 'deadletter', string>;
   private readonly options: KafkaBusOptions;
   private readonly onError: (err: Error, context: string) => void;
   private batcher: Batcher<Outgoing> | undefined;
@@ -292,6 +357,11 @@ export class KafkaBus implements Bus {
       brokers: options.brokers,
     });
     this.prefix = options.topicPrefix ?? 'drover.';
+    this.topicNames = {
+      logs: this.topic('logs'),
+      metrics: this.topic('metrics'),
+      deadletter: this.topic('deadletter'),
+    };
     const { CompressionTypes } = kafkajs();
     this.compression =
       options.compression === 'none'
@@ -388,7 +458,9 @@ export class KafkaBus implements Bus {
 
   async publish(events: Event[]): Promise<PublishResult> {
     if (!Array.isArray(events)) throw new TypeError('publish takes an array of events');
-    return this.publishPrepared(events.map((e) => this.prepare(e)));
+    const batch = new KafkaBatch(this);
+    for (const e of events) batch.add(e);
+    return this.publishBatch(batch);
   }
 
   batch(): PublishBatch {
@@ -398,18 +470,12 @@ export class KafkaBus implements Bus {
   publishBatch(batch: PublishBatch): Promise<PublishResult> {
     if (!(batch instanceof KafkaBatch) || batch.bus !== this)
       return Promise.reject(new TypeError('publishBatch takes a batch made by this bus'));
-    return this.publishPrepared(batch.items);
+    return this.publishMessages(batch);
   }
 
-  prepareJson(topic: Topic, key: string, body: string, bytes: number): Prepared {
-    if (bytes > this.maxEventBytes)
-      return {
-        ok: false,
-        reason: `event of ${bytes} bytes exceeds the limit of ${this.maxEventBytes}`,
-        body: body.slice(0, DEAD_LETTER_BODY_CHARS),
-        key,
-      };
-    return { ok: true, body, topic, key, bytes };
+  /** `<prefix><kind>`, made once per kind. */
+  topicName(kind: Topic | 'deadletter'): string {
+    return this.topicNames[kind];
   }
 
   prepare(event: Event): Prepared {
@@ -421,35 +487,16 @@ export class KafkaBus implements Bus {
     return { ok: true, body: s.body, topic: topicOf(event), key: keyOf(event) };
   }
 
-  private async publishPrepared(items: Prepared[]): Promise<PublishResult> {
+  private async publishMessages(batch: KafkaBatch): Promise<PublishResult> {
     if (this.closed) throw new Error('the bus is closed');
     if (!this.batcher) throw new Error('the Kafka bus is not started (use createKafkaBus)');
-    if (!Array.isArray(items))
-      throw new TypeError('publishPrepared takes an array of prepared events');
-    const result: PublishResult = { accepted: [], rejected: [] };
-    const messages: Outgoing[] = [];
-    items.forEach((e, index) => {
-      if (!e.ok) {
-        result.rejected.push({ index, reason: e.reason });
-        messages.push({
-          topic: this.topic('deadletter'),
-          key: e.key,
-          value: e.body,
-          headers: { [REASON_HEADER]: e.reason },
-          bytes: e.body.length + e.reason.length,
-        });
-        return;
-      }
-      result.accepted.push(index);
-      messages.push({
-        topic: this.topic(e.topic),
-        key: e.key,
-        value: e.body,
-        // Known for events written as JSON bytes (addJson); counted for the others.
-        bytes: e.bytes ?? Buffer.byteLength(e.body),
-      });
-    });
-    await this.batcher.add(messages);
+    const result: PublishResult = { accepted: [], rejected: batch.refused };
+    let r = 0;
+    for (let index = 0; index < batch.length; index++) {
+      if (r < batch.refused.length && batch.refused[r]!.index === index) r++;
+      else result.accepted.push(index);
+    }
+    await this.batcher.add(batch.messages);
     return result;
   }
 

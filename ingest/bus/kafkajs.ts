@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import type * as KafkaJs from 'kafkajs';
 import { corruptAwareBatch, DECOMPRESSED_BUDGET, fastDecodeMessages } from './kafka-fetch.ts';
 import { groupMessagesPerPartition } from './kafka-partition.ts';
-import { fastProduceRequest } from './kafka-produce.ts';
+import { fastProduceRequest, framedRequest } from './kafka-produce.ts';
 import { lz4Compress, lz4Decompress } from './lz4.ts';
 
 /**
@@ -74,7 +74,8 @@ function fixIdleTimerLoop(): void {
 }
 
 /**
- * kafkajs's Produce request (v3, which v4-v7 reuse) encoded by kafka-produce.ts, and its
+ * kafkajs's Produce request (v3, which v4-v7 reuse) encoded by kafka-produce.ts, every
+ * request framed in one buffer of its size (framedRequest), and its
  * grouping of a send's messages per partition made linear (kafka-partition.ts). Set in
  * the module cache before kafkajs loads, so the modules requiring them take them; left
  * as they are if kafkajs's layout is not the one of 2.2.4.
@@ -89,6 +90,12 @@ function fastProduce(): void {
     const cached = requireLib.cache[path];
     if (!cached || typeof original !== 'function' || typeof Encoder !== 'function') return;
     cached.exports = fastProduceRequest(original, Encoder);
+    // Every request framed in one buffer (framedRequest).
+    const requestPath = requireLib.resolve('kafkajs/src/protocol/request.js');
+    const framer = requireLib(requestPath) as Parameters<typeof framedRequest>[0];
+    const cachedRequest = requireLib.cache[requestPath];
+    if (cachedRequest && typeof framer === 'function')
+      cachedRequest.exports = framedRequest(framer, Encoder);
   } catch {
     return;
   }

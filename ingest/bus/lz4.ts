@@ -120,8 +120,25 @@ function writeLength(dst: Uint8Array, at: number, n: number): number {
  * result would not be shorter than the input (the block is then stored as it is).
  * `dst` has room for the input's worst case.
  */
+/** `src[from, to)` at `dst[at]`; returns the end. */
+function copyLiterals(
+  src: Uint8Array,
+  from: number,
+  to: number,
+  dst: Uint8Array,
+  at: number,
+): number {
+  if (to - from < 32) {
+    for (let k = from; k < to; k++) dst[at++] = src[k]!;
+    return at;
+  }
+  dst.set(src.subarray(from, to), at);
+  return at + to - from;
+}
+
 function compressBlock(
   src: Uint8Array,
+  view: DataView,
   from: number,
   to: number,
   dst: Uint8Array,
@@ -136,11 +153,11 @@ function compressBlock(
     let i = from;
     let misses = 1 << SKIP_TRIGGER;
     while (i < searchEnd) {
-      const seq = u32le(src, i);
+      const seq = view.getUint32(i, true);
       const h = hash(seq);
       const ref = table[h]!;
       table[h] = i;
-      if (ref < from || i - ref > MAX_DISTANCE || u32le(src, ref) !== seq) {
+      if (ref < from || i - ref > MAX_DISTANCE || view.getUint32(ref, true) !== seq) {
         i += misses++ >> SKIP_TRIGGER;
         continue;
       }
@@ -154,6 +171,11 @@ function compressBlock(
       }
       let e = i + MIN_MATCH;
       let re = ref + MIN_MATCH;
+      // Four bytes at a time, then the rest one by one.
+      while (e + 4 <= matchLimit && view.getUint32(e, true) === view.getUint32(re, true)) {
+        e += 4;
+        re += 4;
+      }
       while (e < matchLimit && src[e] === src[re]) {
         e++;
         re++;
@@ -168,7 +190,7 @@ function compressBlock(
         dst[token] = 0xf0;
         at = writeLength(dst, at, literals - 15);
       } else dst[token] = literals << 4;
-      for (let k = anchor; k < s; k++) dst[at++] = src[k]!;
+      at = copyLiterals(src, anchor, s, dst, at);
       const offset = s - r;
       dst[at++] = offset & 0xff;
       dst[at++] = offset >>> 8;
@@ -178,7 +200,7 @@ function compressBlock(
       } else dst[token] |= matchLen;
       anchor = e;
       i = e;
-      if (i < searchEnd) table[hash(u32le(src, i - 2))] = i - 2;
+      if (i < searchEnd) table[hash(view.getUint32(i - 2, true))] = i - 2;
     }
   }
   const literals = to - anchor;
@@ -188,8 +210,7 @@ function compressBlock(
     dst[token] = 0xf0;
     at = writeLength(dst, at, literals - 15);
   } else dst[token] = literals << 4;
-  for (let k = anchor; k < to; k++) dst[at++] = src[k]!;
-  return at;
+  return copyLiterals(src, anchor, to, dst, at);
 }
 
 /** `src` as one Kafka LZ4 frame. */
@@ -204,9 +225,11 @@ export function lz4Compress(src: Uint8Array): Buffer {
   out[6] = (xxh32(out, 4, 6) >>> 8) & 0xff;
   let at = 7;
   table.fill(-1);
+  // Unaligned little-endian 32-bit reads, one call each (sequences, match extension).
+  const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
   for (let from = 0; from < n; from += BLOCK_SIZE) {
     const to = Math.min(n, from + BLOCK_SIZE);
-    const end = compressBlock(src, from, to, out, at + 4);
+    const end = compressBlock(src, view, from, to, out, at + 4);
     if (end < 0) {
       out.writeUInt32LE(((to - from) | UNCOMPRESSED_BIT) >>> 0, at);
       out.set(src.subarray(from, to), at + 4);

@@ -22,6 +22,9 @@ const keys = [
   'payments-api-7',
   'ünïcode-sërvice ✓',
   '\u0000\uffff',
+  '\u007f\u007f\u007f\u007f\u007f',
+  'abc\u0080',
+  'ab\ud800c',
   ...Array.from({ length: 300 }, (_, i) => `svc-${i}-${'x'.repeat(i % 37)}`),
 ];
 

@@ -128,6 +128,37 @@ describe("the Produce request's encoding (kafka-produce.ts)", () => {
   });
 });
 
+describe("every request's framing (framedRequest)", () => {
+  afterEach(() => vi.restoreAllMocks());
+
+  it("writes kafkajs's bytes in one buffer of the request's size", async () => {
+    vi.spyOn(Date, 'now').mockReturnValue(1_764_000_000_123);
+    kafkajs();
+    type Framer = ((args: unknown) => Promise<{ buf: Buffer; offset: number; buffer: Buffer }>) & {
+      original?: Framer;
+    };
+    const ours = requireLib('kafkajs/src/protocol/request.js') as Framer;
+    expect(ours.original).toBeTypeOf('function');
+    const theirs = ours.original!;
+    const metadata = (
+      requireLib('kafkajs/src/protocol/requests/metadata/v0/request.js') as (args: {
+        topics: string[];
+      }) => unknown
+    )({ topics: ['drover.logs', 'ünï'] });
+    const { fast } = produceRequests();
+    for (const request of [metadata, fast(argsOf(0, messages)), fast(argsOf(3, messages))])
+      for (const clientId of ['drover', 'ünïcode-client', null, '']) {
+        const args = { correlationId: 123_456, clientId, request };
+        const a = await ours(args);
+        const b = await theirs(args);
+        expect(a.buffer.equals(b.buffer)).toBe(true);
+        // One buffer, exactly the request: kafkajs's is the next power of two.
+        expect(a.buf.length).toBe(a.offset);
+        expect(a.buf.readInt32BE(0)).toBe(a.offset - 4);
+      }
+  });
+});
+
 describe('CRC-32C', () => {
   it('gives the check value and agrees with kafkajs on every length and offset', () => {
     expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
