@@ -47,7 +47,8 @@ function parseOptions(args: string[]): Options {
  * Posts the bodies from a separate process (the client must not eat the server's
  * core) and returns the wall time and the server's CPU time (this process) meanwhile.
  */
-async function httpInto(
+/** NDJSON bodies POSTed by a client process into an ingest server on `bus`; the server's CPU. */
+export async function httpInto(
   bus: Bus,
   bodiesFile: string,
   concurrency: number,

@@ -11,13 +11,12 @@
  * leaves out the first round (the process is still compiling).
  */
 
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createKafkaBus, type KafkaBus } from '../ingest/bus/index.ts';
-import { createIngestServer } from '../ingest/sources/http/index.ts';
 import { generateFleet } from './fleet.ts';
+import { httpInto } from './ingest.ts';
 
 type Codec = 'gzip' | 'lz4' | 'none';
 
@@ -56,28 +55,6 @@ async function publishRound(bus: KafkaBus, lines: Buffer[], keys: string[]): Pro
   return (used.user + used.system) / lines.length; // µs per event
 }
 
-async function httpRound(bus: KafkaBus, bodiesFile: string): Promise<number> {
-  const server = await createIngestServer({ bus, port: 0, statsd: false });
-  const cpu = process.cpuUsage();
-  const client = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(import.meta.dirname, 'ingest-client.ts'),
-      new URL(server.url).port,
-      bodiesFile,
-      '4',
-    ],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  const code = await new Promise<number | null>((r) => client.once('exit', r));
-  const used = process.cpuUsage(cpu);
-  await server.close();
-  if (code !== 0) throw new Error(`the ingest client failed (${code})`);
-  return (used.user + used.system) / 1000; // ms
-}
-
 export async function kafkaPublish(args: string[]): Promise<number> {
   const brokers = process.env.KAFKA_BROKERS;
   if (!brokers) {
@@ -108,7 +85,7 @@ export async function kafkaPublish(args: string[]): Promise<number> {
         const t = performance.now();
         for (const l of text) JSON.parse(l);
         const parseMs = performance.now() - t;
-        const cpuMs = await httpRound(bus, bodiesFile);
+        const { cpuMs } = await httpInto(bus, bodiesFile, 4);
         perRound.push({
           us_per_event: Math.round((cpuMs / text.length) * 1e5) / 100,
           vs_json_parse: Math.round((parseMs / cpuMs) * 1000) / 1000,
