@@ -518,8 +518,9 @@ export class Remediator<S extends RemediationStore = ActionStore> extends EventE
       // A remediation acts on the fleet as it is now: not for an alert judged from history
       // (a follow-up, rollback or escalation, comes from a remediation that did run).
       if (!follow && guards.maxAlertAgeMs > 0) {
-        const aged = checkAlertAge(Date.parse(alert.at), started, guards.maxAlertAgeMs);
-        trace.alertAge(Date.parse(alert.at), started, guards.maxAlertAgeMs, aged);
+        const firedAt = Date.parse(alert.at);
+        const aged = checkAlertAge(firedAt, started, guards.maxAlertAgeMs);
+        trace.alertAge(firedAt, started, guards.maxAlertAgeMs, aged);
         if (aged) return suppress(aged);
       }
       const service = instanceService(alert);
