@@ -66,6 +66,19 @@ export const DEFAULT_MAX_TERMS_PER_RULE = 100_000;
  */
 export const SNAPSHOT_VERSION = 2;
 
+/** A runner's state with nothing held: what a rule that starts fresh restores. */
+const EMPTY_RUNNER: RunnerSnapshot = {
+  keys: [],
+  keyValues: [],
+  silences: [],
+  pending: [],
+  episodes: [],
+  quietPending: [],
+  extra: undefined,
+  lastAlertAt: undefined,
+  alertCount: 0,
+};
+
 export interface EngineSnapshot {
   version: number;
   watermark: number;
@@ -529,7 +542,11 @@ export class Engine {
       if (saved && saved.fingerprint === ruleFingerprint(c.runner.spec)) {
         c.runner.restore(saved.state, snapshot.version);
         restored.add(c.runner.spec.name);
-      } else reset.push(c.runner.spec.name);
+      } else {
+        // Starts fresh even in an engine that held state before this restore.
+        c.runner.restore(EMPTY_RUNNER, SNAPSHOT_VERSION);
+        reset.push(c.runner.spec.name);
+      }
     }
     // JSON turns ±Infinity into null. Live, a snapshot taken before the clock bound
     // existed (or on a host whose clock ran ahead) is clamped to clock + skew.

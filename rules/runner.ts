@@ -826,8 +826,12 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     };
   }
 
+  /** Replaces this runner's state with the snapshot's (nothing held before survives). */
   restore(s: RunnerSnapshot, version: number): void {
     this.keys.clear();
+    this.keyValues.clear();
+    this.silences.clear();
+    this.pendingSince.clear();
     for (const [k, data] of s.keys) this.keys.set(k, this.decodeKey(data, version));
     for (const [k, v] of s.keyValues) this.keyValues.set(k, v);
     for (const [k, until, exponent] of s.silences) this.silences.set(k, { until, exponent });
