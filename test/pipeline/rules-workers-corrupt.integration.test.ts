@@ -1,11 +1,16 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { murmur2 } from '../../ingest/bus/kafka-partition.ts';
 import { startKafka, type StartedKafka } from '../servers/kafka.ts';
 import { killServes, type Served, startServe, stopServe, until } from '../support/drover.ts';
+import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
 import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
   actingFleet,
   alertsOf,
+  backtestAlerts,
   createTopics,
   drained,
   logLines,
@@ -27,8 +32,10 @@ import {
  *   drover_bus_stopped_partitions; the relay sees no fetch loop.
  * - `skip`: the batch's offsets are skipped, logged once and counted; the task drains.
  *   A damaged lastOffsetDelta skips no good record past the batch.
- * - a batch of the rules' changelog damaged at a restore: the restore stops after a
- *   retry, logged once, counted and listed; the tasks emit nothing.
+ * - a batch of one task's partition of the rules' changelog damaged at a restore: that
+ *   task's restore stops after a retry, logged once, counted and listed, and the task
+ *   emits nothing and commits nothing; the worker's other tasks restore and give the
+ *   backtest of their events alert for alert.
  *
  * The test starts a broker of its own: the relayed listener must be known when the
  * broker starts (test/servers/kafka.ts, `cuttable`).
@@ -49,6 +56,31 @@ async function taskLag(w: Served): Promise<Map<string, number>> {
   ))
     out.set(`${m[1]}/${m[2]}`, Number(m[3]));
   return out;
+}
+
+/** The partition (and task) of a service's events: Kafka's partitioner on its name. */
+const partitionOf = (service: string) => (murmur2(service) & 0x7fffffff) % TASKS;
+
+/** A group's committed offsets per `topic/partition` of `logs` and `metrics` (-1: none). */
+async function committedOffsets(
+  brokers: string,
+  group: string,
+  prefix: string,
+): Promise<Record<string, number>> {
+  const admin = new Kafka({ brokers: [brokers], logLevel: logLevel.NOTHING }).admin();
+  await admin.connect();
+  try {
+    const out: Record<string, number> = {};
+    for (const { topic, partitions } of await admin.fetchOffsets({
+      groupId: group,
+      topics: [`${prefix}logs`, `${prefix}metrics`],
+    }))
+      for (const p of partitions)
+        out[`${topic.slice(prefix.length)}/${p.partition}`] = Number(p.offset);
+    return out;
+  } finally {
+    await admin.disconnect();
+  }
 }
 
 function metric(text: string, name: string, labels: string[]): number | undefined {
@@ -75,11 +107,12 @@ describe.skipIf(!available)(
     });
 
     /** A worker through the relay, an ingest process beside it, the first half sent and processed. */
-    async function start(policy: string, tag: string) {
+    async function start(policy: string, tag: string, lateness?: string) {
       const fleet = actingFleet({
         tag,
         name: `corrupt-${policy}`,
         acting: [],
+        ...(lateness !== undefined && { lateness }),
         bus: policy === 'default' ? '' : `corruptBatch: ${policy}`,
         rules: 'partitionFields: [service.name, host.name]',
       });
@@ -256,13 +289,56 @@ describe.skipIf(!available)(
       await stopServe(f.ingest);
     }, 300_000);
 
-    it('a corrupt changelog batch at a restore: the restore stops, once logged, counted and listed', async () => {
-      const f = await start('default', 'cr');
-      // Stopped: its tasks' final snapshots are in the changelog. The restarted worker
-      // (an empty state directory: everything from the changelog) fetches one batch of
-      // it damaged, every time.
+    it('a corrupt changelog batch at a restore stops that task alone; the others give the backtest', async () => {
+      // A lateness of a minute: the engines' clocks take over after a minute of quiet
+      // (rules.allowedLateness), which leaves room for the restarts below on a loaded machine.
+      const lateness = '1m';
+      const f = await start('default', 'cr', lateness);
+      // Stopped at once (before its clock carries its watermark past the first half): its
+      // tasks' final snapshots are in the changelog and their offsets committed.
+      const first = await alertsOf([f.worker]);
       await stopServe(f.worker);
-      const tamper = relay.corruptFetches({ topic: `${f.prefix}rules-state` });
+      // The task damaged: the one of `search` (a replica goes silent in the second half;
+      // `searchx`, the other fleet's, has the same incident on a task that stays healthy).
+      const p = partitionOf('search');
+      const service = (line: string) => {
+        const j = JSON.parse(line) as { 'service.name'?: string; name?: string };
+        return j['service.name'] ?? j.name ?? '';
+      };
+      const timeOf = (line: string) => {
+        const j = JSON.parse(line) as { '@timestamp'?: string; time?: number };
+        return j.time ?? Date.parse(j['@timestamp'] ?? '');
+      };
+      // The backtest of the healthy tasks' events, and of the damaged task's.
+      const healthyLines = f.lines.filter((l) => partitionOf(service(l)) !== p);
+      const healthyData = join(f.dir, 'healthy.ndjson');
+      writeFileSync(healthyData, `${healthyLines.join('\n')}\n`);
+      const backtest = backtestAlerts(join(f.dir, 'rules'), healthyData, lateness);
+      expect(backtest.stderr).toMatch(/0 bad lines, 0 late events/);
+      const expected = backtest.alerts;
+      const damagedData = join(f.dir, 'damaged.ndjson');
+      writeFileSync(
+        damagedData,
+        `${f.lines.filter((l) => partitionOf(service(l)) === p).join('\n')}\n`,
+      );
+      const latest = (lines: string[]) => lines.reduce((m, l) => Math.max(m, timeOf(l)), 0);
+      const halfEnd = latest(f.batches.slice(0, f.half).flat());
+      const damagedLater = backtestAlerts(
+        join(f.dir, 'rules'),
+        damagedData,
+        lateness,
+      ).alerts.filter((a) => Date.parse(a.at) > halfEnd);
+      // The damaged task has alerts to miss in the second half.
+      expect(damagedLater.length).toBeGreaterThan(0);
+      f.mark(
+        `task ${p}: ${damagedLater.length} alerts after the half in the backtest of its events; the others' backtest: ${expected.length}`,
+      );
+      const end = new Date(latest(healthyLines)).toISOString();
+      // The restarted worker (an empty state directory: everything from the changelog)
+      // fetches the first batch of task p's changelog partition damaged, every time.
+      const group = `${f.prefix}rules`;
+      const committedBefore = await committedOffsets(kafka.url, group, f.prefix);
+      const tamper = relay.corruptFetches({ topic: `${f.prefix}rules-state`, partition: p });
       const worker = await startServe(f.config, {
         env: {
           KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
@@ -277,27 +353,66 @@ describe.skipIf(!available)(
         () => logLines(worker).some((l) => RESTORE_LINE.test(l.msg)),
         60_000,
       );
-      const p = tamper.partition;
       f.mark(
         `rules-state/${p} batch ${tamper.firstOffset}: restore stopped after ${tamper.responses} damaged fetches`,
       );
+      expect(tamper.partition).toBe(p);
       await send(f.ingest.url, f.batches.slice(f.half));
-      const damaged = tamper.responses;
-      await new Promise((r) => setTimeout(r, 5_000));
+      // The other five tasks process the second half; task p's partitions stay behind.
+      await until(
+        'the healthy tasks to process the second half',
+        async () => {
+          const lag = await taskLag(worker);
+          return (
+            lag.size === 2 * TASKS &&
+            [...lag].every(([k, n]) => n === 0 || k === `logs/${p}` || k === `metrics/${p}`)
+          );
+        },
+        120_000,
+      );
+      f.mark('the healthy tasks processed the second half');
+      const lag = await taskLag(worker);
+      expect(lag.get(`logs/${p}`)).toBeGreaterThan(0);
+      expect(lag.get(`metrics/${p}`)).toBeGreaterThan(0);
+      // Their clocks carry their watermarks past the data: every healthy task's hosts
+      // fall silent (an expiry after the last event), whatever task p's partitions hold.
+      const healthy = Array.from({ length: TASKS }, (_, i) => i).filter((i) => i !== p);
+      await until(
+        'the healthy tasks to fire past the data',
+        async () => {
+          const late = (await alertsOf([worker])).filter((a) => a.at > end);
+          return healthy.every((i) => late.some((a) => a.task?.id === i));
+        },
+        150_000,
+      );
+      const after = await alertsOf([worker]);
+      f.mark(`${after.length} alerts after the restart`);
+      // Task p emitted nothing; the others, with what they fired before the restart, give
+      // the backtest of their events alert for alert.
+      expect(after.filter((a) => a.task?.id === p)).toEqual([]);
+      const live = [...first, ...after].filter((a) => a.task?.id !== p && a.at <= end);
+      expect(live.map(view).sort(order)).toEqual(expected);
+      expect(new Set(live.map((a) => a.id)).size).toBe(live.length);
+
       // Read twice (the first try and its retry), then no more: no restore loop.
+      const damaged = tamper.responses;
       expect(damaged).toBeGreaterThanOrEqual(2);
-      expect(tamper.responses).toBe(damaged);
+      expect(damaged).toBeLessThanOrEqual(4);
       const lines = logLines(worker).filter((l) => RESTORE_LINE.test(l.msg));
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatchObject({
-        group: `${f.prefix}rules`,
+        group,
         topic: 'rules-state',
         partition: p,
+        task: p,
         firstOffset: tamper.firstOffset,
         err: { message: expect.stringMatching(/CRC-32C/) },
       });
+      expect(
+        logLines(worker).find((l) => l.msg === 'rules tasks assigned') as unknown,
+      ).toMatchObject({ stopped: [p], restored: healthy });
       const text = await (await fetch(`${worker.url}/metrics`)).text();
-      const labels = [`group="${f.prefix}rules"`, `topic="rules-state"`, `partition="${p}"`];
+      const labels = [`group="${group}"`, `topic="rules-state"`, `partition="${p}"`];
       expect(metric(text, 'drover_bus_corrupt_batches_total', labels)).toBe(1);
       expect(metric(text, 'drover_bus_stopped_partitions', labels)).toBe(1);
       const ready = await fetch(`${worker.url}/readyz`);
@@ -305,18 +420,21 @@ describe.skipIf(!available)(
       expect(await ready.json()).toMatchObject({
         ready: true,
         stoppedPartitions: [
-          {
-            group: `${f.prefix}rules`,
-            topic: 'rules-state',
-            partition: p,
-            firstOffset: tamper.firstOffset,
-          },
+          { group, topic: 'rules-state', partition: p, firstOffset: tamper.firstOffset },
         ],
       });
-      // Nothing emitted from tasks that were not restored, though the second half came.
-      expect(await alertsOf([worker])).toEqual([]);
       await stopServe(worker);
+      expect(tamper.responses).toBe(damaged);
+      // Its final snapshots committed the healthy tasks past the second half; nothing was
+      // committed for task p's partitions past its last snapshot.
+      const committedAfter = await committedOffsets(kafka.url, group, f.prefix);
+      for (const topic of ['logs', 'metrics'])
+        for (let i = 0; i < TASKS; i++) {
+          const k = `${topic}/${i}`;
+          if (i === p) expect(committedAfter[k]).toBe(committedBefore[k]);
+          else expect(committedAfter[k]).toBeGreaterThan(committedBefore[k]!);
+        }
       await stopServe(f.ingest);
-    }, 300_000);
+    }, 420_000);
   },
 );
