@@ -399,8 +399,16 @@ export class RulesTasks {
     const ends = await this.o.bus.latest(this.o.topics);
     if ((await this.o.bus.groupMembers(this.o.group)) > 0) return;
     const history = (await this.changelog.read([0])).get(0);
-    // Not seeded over a changelog that cannot be read: the start fails, visibly.
-    if (history?.corrupt) throw history.corrupt;
+    // A changelog with a corrupt batch holds records (the group ran, or was seeded): not
+    // seeded over. The task's restore meets the batch and stops the global task alone,
+    // visibly (stopTask()); the partition tasks, and this start, go on.
+    if (history?.corrupt) {
+      this.o.logger.warn(
+        { err: history.corrupt, group: this.o.group },
+        'rules global task not seeded: its changelog holds a corrupt record batch',
+      );
+      return;
+    }
     const heads = history?.heads ?? [];
     if (heads.at(-1)?.seed === true) return;
     if (onlyNew) {

@@ -4,8 +4,16 @@ import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { murmur2 } from '../../ingest/bus/kafka-partition.ts';
 import { startKafka, type StartedKafka } from '../servers/kafka.ts';
-import { killServes, type Served, startServe, stopServe, until } from '../support/drover.ts';
-import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
+import { GLOBAL_TASK } from '../../pipeline/rules-tasks.ts';
+import {
+  killServes,
+  type Served,
+  startServe,
+  stopServe,
+  until,
+  workdir,
+} from '../support/drover.ts';
+import { alertView as view, byAlert as order, FLEET_RULES } from '../support/fleet-stream.ts';
 import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
   actingFleet,
@@ -13,10 +21,12 @@ import {
   backtestAlerts,
   createTopics,
   drained,
+  globalOwner,
   logLines,
   send,
   settled,
   TASKS,
+  type WorkerAlert,
 } from '../support/rules-workers.ts';
 
 /**
@@ -36,6 +46,8 @@ import {
  *   task's restore stops after a retry, logged once, counted and listed, and the task
  *   emits nothing and commits nothing; the worker's other tasks restore and give the
  *   backtest of their events alert for alert.
+ * - a batch of the global task's changelog damaged at a restore: the global task stops
+ *   alone (the worker starts, its partition tasks give the backtest of their rules).
  *
  * The test starts a broker of its own: the relayed listener must be known when the
  * broker starts (test/servers/kafka.ts, `cuttable`).
@@ -107,14 +119,22 @@ describe.skipIf(!available)(
     });
 
     /** A worker through the relay, an ingest process beside it, the first half sent and processed. */
-    async function start(policy: string, tag: string, lateness?: string) {
+    /**
+     * `global`: rules.partitionFields left at its default, so the host.name rules run in
+     * the global task (and the worker is waited for to hold it).
+     */
+    async function start(
+      policy: string,
+      tag: string,
+      o: { lateness?: string; global?: boolean } = {},
+    ) {
       const fleet = actingFleet({
         tag,
         name: `corrupt-${policy}`,
         acting: [],
-        ...(lateness !== undefined && { lateness }),
+        ...(o.lateness !== undefined && { lateness: o.lateness }),
         bus: policy === 'default' ? '' : `corruptBatch: ${policy}`,
-        rules: 'partitionFields: [service.name, host.name]',
+        rules: o.global ? '' : 'partitionFields: [service.name, host.name]',
       });
       await createTopics(kafka.url, fleet.prefix);
       const ingest = await startServe(fleet.config, {
@@ -131,6 +151,7 @@ describe.skipIf(!available)(
         timeoutMs: 90_000,
       });
       await settled([worker]);
+      if (o.global) await globalOwner([worker]);
       const half = Math.floor(fleet.batches.length / 2);
       await send(ingest.url, fleet.batches.slice(0, half));
       await drained([worker]);
@@ -293,7 +314,7 @@ describe.skipIf(!available)(
       // A lateness of a minute: the engines' clocks take over after a minute of quiet
       // (rules.allowedLateness), which leaves room for the restarts below on a loaded machine.
       const lateness = '1m';
-      const f = await start('default', 'cr', lateness);
+      const f = await start('default', 'cr', { lateness });
       // Stopped at once (before its clock carries its watermark past the first half): its
       // tasks' final snapshots are in the changelog and their offsets committed.
       const first = await alertsOf([f.worker]);
@@ -434,6 +455,99 @@ describe.skipIf(!available)(
           if (i === p) expect(committedAfter[k]).toBe(committedBefore[k]);
           else expect(committedAfter[k]).toBeGreaterThan(committedBefore[k]!);
         }
+      await stopServe(f.ingest);
+    }, 420_000);
+
+    it('a corrupt global changelog batch at a restore stops the global task alone', async () => {
+      const lateness = '1m';
+      const f = await start('default', 'cg', { lateness, global: true });
+      const first = await alertsOf([f.worker]);
+      await stopServe(f.worker);
+      // The backtest of the rules the partition tasks run (keyed by service.name).
+      const only = workdir('drover-rules-corrupt-partitioned-', {
+        'rules/service-error-spike.yaml': FLEET_RULES['service-error-spike.yaml']!,
+        'rules/new-stack-trace.yaml': FLEET_RULES['new-stack-trace.yaml']!,
+      });
+      const partitioned = backtestAlerts(join(only, 'rules'), f.data, lateness);
+      expect(partitioned.stderr).toMatch(/0 bad lines, 0 late events/);
+      const expected = partitioned.alerts;
+      f.mark(`the partition tasks' backtest: ${expected.length} alerts`);
+      expect(expected.length).toBeGreaterThan(0);
+      const end = new Date(f.last).toISOString();
+      const globalGroup = `${f.prefix}rules-global`;
+      const committedBefore = await committedOffsets(kafka.url, globalGroup, f.prefix);
+      const tamper = relay.corruptFetches({ topic: `${f.prefix}rules-global-state` });
+      const worker = await startServe(f.config, {
+        env: {
+          KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+          DROVER_STATE_DIR: join(f.dir, 'state-worker-2'),
+        },
+        args: ['--roles', 'rules,actions'],
+        timeoutMs: 90_000,
+      });
+      const RESTORE_LINE = /^a corrupt Kafka record batch in the rules changelog/;
+      await until(
+        'the global task restore to stop at the corrupt changelog batch',
+        () => logLines(worker).some((l) => RESTORE_LINE.test(l.msg)),
+        60_000,
+      );
+      f.mark(
+        `rules-global-state batch ${tamper.firstOffset}: restore stopped after ${tamper.responses} damaged fetches`,
+      );
+      await send(f.ingest.url, f.batches.slice(f.half));
+      // The partition tasks process everything and fire as the backtest of their rules.
+      await until(
+        'the partition tasks to process the second half',
+        async () => {
+          const lag = await taskLag(worker);
+          return lag.size === 2 * TASKS && [...lag.values()].every((n) => n === 0);
+        },
+        120_000,
+      );
+      const live = async () =>
+        [...first, ...(await alertsOf([worker]))].filter(
+          (a) => a.task?.id !== GLOBAL_TASK && a.at <= end,
+        );
+      const same = (xs: WorkerAlert[]) =>
+        JSON.stringify(xs.map(view).sort(order)) === JSON.stringify(expected);
+      // Their clocks carry their watermarks past the data after a minute of quiet.
+      await until(
+        'the partition tasks to fire as the backtest',
+        async () => same(await live()),
+        150_000,
+      ).catch(() => {});
+      const got = await live();
+      expect(got.map(view).sort(order)).toEqual(expected);
+      expect(new Set(got.map((a) => a.id)).size).toBe(got.length);
+      // The global task emitted nothing after the restart.
+      const after = await alertsOf([worker]);
+      expect(after.filter((a) => a.task?.id === GLOBAL_TASK)).toEqual([]);
+      f.mark(`${after.length} alerts after the restart, none of the global task`);
+
+      const damaged = tamper.responses;
+      expect(damaged).toBeGreaterThanOrEqual(2);
+      expect(damaged).toBeLessThanOrEqual(4);
+      const lines = logLines(worker).filter((l) => RESTORE_LINE.test(l.msg));
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({
+        group: globalGroup,
+        topic: 'rules-global-state',
+        partition: 0,
+        task: GLOBAL_TASK,
+        firstOffset: tamper.firstOffset,
+      });
+      const text = await (await fetch(`${worker.url}/metrics`)).text();
+      const labels = [`group="${globalGroup}"`, `topic="rules-global-state"`, `partition="0"`];
+      expect(metric(text, 'drover_bus_corrupt_batches_total', labels)).toBe(1);
+      expect(metric(text, 'drover_bus_stopped_partitions', labels)).toBe(1);
+      expect(await (await fetch(`${worker.url}/readyz`)).json()).toMatchObject({
+        ready: true,
+        stoppedPartitions: [{ group: globalGroup, topic: 'rules-global-state', partition: 0 }],
+      });
+      await stopServe(worker);
+      expect(tamper.responses).toBe(damaged);
+      // Nothing committed for the global group past its last snapshot.
+      expect(await committedOffsets(kafka.url, globalGroup, f.prefix)).toEqual(committedBefore);
       await stopServe(f.ingest);
     }, 420_000);
   },
