@@ -18,6 +18,7 @@ import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
   actingFleet,
   alertsOf,
+  assignments,
   backtestAlerts,
   createTopics,
   drained,
@@ -25,6 +26,7 @@ import {
   logLines,
   send,
   settled,
+  settledPast,
   TASKS,
   type WorkerAlert,
 } from '../support/rules-workers.ts';
@@ -126,13 +128,14 @@ describe.skipIf(!available)(
     async function start(
       policy: string,
       tag: string,
-      o: { lateness?: string; global?: boolean } = {},
+      o: { lateness?: string; global?: boolean; snapshotEvery?: string } = {},
     ) {
       const fleet = actingFleet({
         tag,
         name: `corrupt-${policy}`,
         acting: [],
         ...(o.lateness !== undefined && { lateness: o.lateness }),
+        ...(o.snapshotEvery !== undefined && { snapshotEvery: o.snapshotEvery }),
         bus: policy === 'default' ? '' : `corruptBatch: ${policy}`,
         rules: o.global ? '' : 'partitionFields: [service.name, host.name]',
       });
@@ -314,7 +317,8 @@ describe.skipIf(!available)(
       // A lateness of a minute: the engines' clocks take over after a minute of quiet
       // (rules.allowedLateness), which leaves room for the restarts below on a loaded machine.
       const lateness = '1m';
-      const f = await start('default', 'cr', { lateness });
+      // Snapshots every 2 s: the healthy tasks commit as they go, the stopped one never.
+      const f = await start('default', 'cr', { lateness, snapshotEvery: '2s' });
       // Stopped at once (before its clock carries its watermark past the first half): its
       // tasks' final snapshots are in the changelog and their offsets committed.
       const first = await alertsOf([f.worker]);
@@ -392,6 +396,24 @@ describe.skipIf(!available)(
         120_000,
       );
       f.mark('the healthy tasks processed the second half');
+      // Their snapshots commit their offsets past the second half; nothing is committed
+      // for task p's partitions past its last snapshot.
+      const healthyKeys = ['logs', 'metrics'].flatMap((t) =>
+        Array.from({ length: TASKS }, (_, i) => i)
+          .filter((i) => i !== p)
+          .map((i) => `${t}/${i}`),
+      );
+      await until(
+        'the healthy tasks to commit past the second half',
+        async () => {
+          const now = await committedOffsets(kafka.url, group, f.prefix);
+          return healthyKeys.every((k) => now[k]! > committedBefore[k]!);
+        },
+        30_000,
+      );
+      const committedNow = await committedOffsets(kafka.url, group, f.prefix);
+      expect(committedNow[`logs/${p}`]).toBe(committedBefore[`logs/${p}`]);
+      expect(committedNow[`metrics/${p}`]).toBe(committedBefore[`metrics/${p}`]);
       const lag = await taskLag(worker);
       expect(lag.get(`logs/${p}`)).toBeGreaterThan(0);
       expect(lag.get(`metrics/${p}`)).toBeGreaterThan(0);
@@ -444,19 +466,51 @@ describe.skipIf(!available)(
           { group, topic: 'rules-state', partition: p, firstOffset: tamper.firstOffset },
         ],
       });
-      await stopServe(worker);
       expect(tamper.responses).toBe(damaged);
-      // Its final snapshots committed the healthy tasks past the second half; nothing was
-      // committed for task p's partitions past its last snapshot.
-      const committedAfter = await committedOffsets(kafka.url, group, f.prefix);
-      for (const topic of ['logs', 'metrics'])
-        for (let i = 0; i < TASKS; i++) {
-          const k = `${topic}/${i}`;
-          if (i === p) expect(committedAfter[k]).toBe(committedBefore[k]);
-          else expect(committedAfter[k]).toBeGreaterThan(committedBefore[k]!);
-        }
+      // A minute of snapshots later, still nothing committed for task p.
+      const committedLater = await committedOffsets(kafka.url, group, f.prefix);
+      expect(committedLater[`logs/${p}`]).toBe(committedBefore[`logs/${p}`]);
+      expect(committedLater[`metrics/${p}`]).toBe(committedBefore[`metrics/${p}`]);
+
+      // The next assignment retries the task. The damage ends (a tamper of no topic
+      // replaces it); a second worker joins, a rebalance, and leaves, another: task p is
+      // restored from its last snapshot, wherever it lands, and processes what its
+      // partitions held.
+      relay.corruptFetches({ topic: `${f.prefix}none`, times: 0 });
+      const second = await startServe(f.config, {
+        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(f.dir, 'state-worker-3') },
+        args: ['--roles', 'rules,actions'],
+        timeoutMs: 90_000,
+      });
+      const generation = await settled([worker, second]);
+      await drained([worker, second]);
+      f.mark(
+        `task p restored at the next assignment (tasks here: ${assignments(worker).get(generation)?.join(',')}): everything processed`,
+      );
+      await stopServe(second);
+      await settledPast([worker], generation);
+      await drained([worker]);
+      // Every alert the three processes logged, once each by id, up to the last event.
+      const logged = () => {
+        const byId = new Map<string, WorkerAlert>();
+        for (const w of [f.worker, worker, second])
+          for (const l of logLines(w))
+            if (l.msg === 'alert' && l.alert) byId.set(l.alert.id, l.alert as WorkerAlert);
+        return [...byId.values()];
+      };
+      const all = new Date(f.last).toISOString();
+      await until(
+        "task p's clock to carry its watermark past the data",
+        () => logged().some((a) => a.task?.id === p && a.at > all),
+        150_000,
+      );
+      const full = backtestAlerts(join(f.dir, 'rules'), f.data, lateness).alerts;
+      const union = logged().filter((a) => a.at <= all);
+      f.mark(`${union.length} alerts in all, the backtest of every event: ${full.length}`);
+      expect(union.map(view).sort(order)).toEqual(full);
+      await stopServe(worker);
       await stopServe(f.ingest);
-    }, 420_000);
+    }, 480_000);
 
     it('a corrupt global changelog batch at a restore stops the global task alone', async () => {
       const lateness = '1m';
