@@ -13,6 +13,9 @@
  *   chooseHead picks against the group's committed offsets), then replayed from the
  *   offsets it records; messages before them are skipped by offset. Its alerts are
  *   emitted once the generation is known (learned from the commit of its start offsets).
+ *   A task whose changelog partition holds a corrupt batch (the same one at two reads)
+ *   stops alone until the next assignment (stopTask()): its partitions are paused, and
+ *   the assignment's other tasks restore and run.
  * - Revocation: at a rebalance every task stops emitting (alerts are held) and each is
  *   snapshotted and committed while the old generation still stands; at the assignment
  *   the held alerts of kept tasks go out and those of lost tasks are dropped (counted as
@@ -145,6 +148,12 @@ interface Task {
   /** The log end per `topic/partition` the bus last reported delivering up to. */
   seenEnd: Record<string, number>;
   counted: { late: number; future: number };
+  /**
+   * Set when its restore stopped at a corrupt changelog batch (stopTask()): until the
+   * next assignment it processes, emits, snapshots and commits nothing, and its
+   * partitions are paused.
+   */
+  stopped: StoppedPartition | undefined;
 }
 
 export class RulesTasks {
@@ -183,7 +192,7 @@ export class RulesTasks {
   private stalledAt: number | undefined;
   /** The confirming commit in flight, while the tasks are fenced after a stall. */
   private confirming: Promise<void> | undefined;
-  /** Changelog partitions a stopped restore listed: at most one per assignment. */
+  /** Changelog partitions stopped restores listed: at most one per task held. */
   private restoreStops: StoppedPartition[] = [];
   /** The offsets last committed per `topic/partition` (a confirmation commits them again). */
   private committedPositions: Record<string, number> = {};
@@ -261,7 +270,7 @@ export class RulesTasks {
       try {
         for (let attempt = 0; this.stalledAt !== undefined && !this.closing; attempt++) {
           const epoch = this.epoch;
-          const generation = [...this.tasks.values()][0]?.generation;
+          const generation = this.generation();
           const since = this.stalledAt;
           const consumer = this.consumer;
           // No tasks held, or an assignment in progress: the assignment's commit confirms.
@@ -289,6 +298,15 @@ export class RulesTasks {
       }
     })();
     return this.confirming;
+  }
+
+  /**
+   * The generation the tasks run in: that of the first task that has one (a task whose
+   * restore stopped has none); undefined while none does.
+   */
+  private generation(): number | undefined {
+    for (const t of this.tasks.values()) if (t.generation !== undefined) return t.generation;
+    return undefined;
   }
 
   /**
@@ -358,7 +376,7 @@ export class RulesTasks {
         },
         onRebalancing: () => this.onRebalancing(),
         onHeartbeat: (sent, generation) => {
-          const held = [...this.tasks.values()][0]?.generation;
+          const held = this.generation();
           if (held !== undefined && held === generation) this.unfence(sent);
         },
       },
@@ -380,7 +398,18 @@ export class RulesTasks {
   private async seed(onlyNew = false): Promise<void> {
     const ends = await this.o.bus.latest(this.o.topics);
     if ((await this.o.bus.groupMembers(this.o.group)) > 0) return;
-    const heads = (await this.changelog.read([0])).get(0)?.heads ?? [];
+    const history = (await this.changelog.read([0])).get(0);
+    // A changelog with a corrupt batch holds records (the group ran, or was seeded): not
+    // seeded over. The task's restore meets the batch and stops the global task alone,
+    // visibly (stopTask()); the partition tasks, and this start, go on.
+    if (history?.corrupt) {
+      this.o.logger.warn(
+        { err: history.corrupt, group: this.o.group },
+        'rules global task not seeded: its changelog holds a corrupt record batch',
+      );
+      return;
+    }
+    const heads = history?.heads ?? [];
     if (heads.at(-1)?.seed === true) return;
     if (onlyNew) {
       if (heads.length > 0) return;
@@ -414,15 +443,18 @@ export class RulesTasks {
       },
       caughtUp: (ref, at) => {
         const task = this.tasks.get(this.taskOf(ref.partition));
-        if (!task) return;
+        // A stopped task processes nothing: what was delivered of it is not done.
+        if (!task || task.stopped) return;
         // The log end the bus delivered up to, unreadable messages (dead-lettered, never
         // processed) included: with nothing held, the task is done up to there.
         const k = `${ref.topic}/${ref.partition}`;
         task.seenEnd[k] = Math.max(task.seenEnd[k] ?? 0, at);
         task.input.flow.caughtUp(ref, at);
       },
-      isPaused: (ref) =>
-        this.tasks.get(this.taskOf(ref.partition))?.input.flow.isPaused(ref) ?? false,
+      isPaused: (ref) => {
+        const task = this.tasks.get(this.taskOf(ref.partition));
+        return task !== undefined && (task.stopped !== undefined || task.input.flow.isPaused(ref));
+      },
       onResume: (wake) => {
         wakers.add(wake);
         return () => wakers.delete(wake);
@@ -434,7 +466,7 @@ export class RulesTasks {
         // next message processed past the gap moves it.
         const task = this.tasks.get(this.taskOf(ref.partition));
         const k = `${ref.topic}/${ref.partition}`;
-        if (task && task.input.held() === 0 && (task.offsets[k] ?? 0) < next)
+        if (task && !task.stopped && task.input.held() === 0 && (task.offsets[k] ?? 0) < next)
           task.offsets[k] = next;
       },
     };
@@ -451,6 +483,7 @@ export class RulesTasks {
       replayUntil: {},
       seenEnd: {},
       counted: { late: 0, future: 0 },
+      stopped: undefined,
     };
     task.engine = this.o.newEngine(
       (alert, explanation) => this.emit(task, { kind: 'alert', alert, explanation }),
@@ -512,9 +545,10 @@ export class RulesTasks {
 
   private async handle(batch: BusBatch): Promise<void> {
     const task = this.tasks.get(this.taskOf(batch.partition));
-    // Not (or no longer) this process's task, or stopping: nothing is processed, and
+    // Not (or no longer) this process's task, its restore stopped (its partitions are
+    // paused: this is a batch fetched before), or stopping: nothing is processed, and
     // nothing is committed for it here.
-    if (!task || this.closing) return;
+    if (!task || task.stopped || this.closing) return;
     const end = this.o.telemetry.ruleEvaluation.startTimer();
     await task.input.handler(batch);
     end();
@@ -540,8 +574,10 @@ export class RulesTasks {
     const stalled = this.checkStall();
     // Synchronously, before the bus hands the new assignment's partitions to the flow.
     for (const [id, task] of this.tasks)
-      if (stalled || !ids.includes(id)) {
+      if (stalled || !ids.includes(id) || task.stopped) {
         this.tasks.delete(id);
+        // A task whose restore stopped, assigned again: restored anew (it holds nothing).
+        if (task.stopped && !stalled && ids.includes(id)) continue;
         const alerts = task.held.filter((h) => h.kind === 'alert').length;
         const reason = stalled ? 'stalled' : 'revoked';
         if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason }, alerts);
@@ -564,23 +600,16 @@ export class RulesTasks {
     // A restore or commit that fails (a broker away, a read that timed out) is retried
     // until it succeeds or a newer assignment overtakes it: until then the tasks hold
     // their alerts and the bus's handler waits.
-    // A corrupt changelog batch met twice in a row (the retry fetches it again: a read
-    // damaged on the way heals) stops the restore instead (stopRestore()).
-    let corrupt: string | undefined;
+    // A corrupt changelog batch stops the restore of its task alone (readHistories()).
+    // Per task, the corrupt batch its last read met (`topic/partition@firstOffset`):
+    // bounded by the tasks assigned.
+    const corrupt = new Map<number, string>();
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.restoreAndCommit(epoch, ids, fresh, attempt > 0);
+        await this.restoreAndCommit(epoch, ids, fresh, attempt > 0, corrupt);
         return;
       } catch (err) {
         if (epoch !== this.epoch || this.closing) return;
-        if (err instanceof CorruptRecordBatchError) {
-          const at = `${err.topic}/${err.partition}@${err.firstOffset}`;
-          if (at === corrupt) {
-            await this.stopRestore(epoch, ids, err);
-            return;
-          }
-          corrupt = at;
-        } else corrupt = undefined;
         this.o.telemetry.faults.inc({ kind: 'task-restore' });
         this.o.logger.warn(
           { err, tasks: ids },
@@ -593,21 +622,69 @@ export class RulesTasks {
   }
 
   /**
-   * The restore of this assignment's tasks met the same corrupt batch of the changelog
-   * twice: it stops there, visibly, until the next assignment (a rebalance or a restart
-   * retries it). Logged once as an error naming the changelog's topic, partition and
-   * offsets; counted in drover_bus_corrupt_batches_total; listed by /readyz, /healthz and
-   * drover_bus_stopped_partitions (KafkaBus.noteStoppedRestore()). The tasks get no
-   * generation, so they emit nothing, and the bus's handler keeps waiting for this
-   * assignment (as while a restore is retried), so no event is processed into an engine
-   * that was not restored and nothing is committed past the tasks' last snapshots.
+   * The changelog histories of the tasks `ids` (by slot). A task whose read meets a
+   * corrupt batch is read again (a read damaged on the way heals), alone, after a pause;
+   * the same batch corrupt again, its restore stops (stopTask()) and the others go on.
+   * A batch corrupt at each read but never the same one is read again, with the pause
+   * growing to 5 s, until the read succeeds or an assignment overtakes this one.
    */
-  private async stopRestore(
+  private async readHistories(
     epoch: number,
     ids: number[],
-    err: CorruptRecordBatchError,
-  ): Promise<void> {
+    corrupt: Map<number, string>,
+  ): Promise<Map<number, TaskHistory>> {
+    const out = new Map<number, TaskHistory>();
+    let pending = ids;
+    for (let attempt = 0; pending.length > 0; attempt++) {
+      const read = await this.changelog.read(pending.map((id) => this.slot(id)));
+      if (epoch !== this.epoch || this.closing) return out;
+      const again: number[] = [];
+      for (const id of pending) {
+        const h = read.get(this.slot(id));
+        const bad = h?.corrupt;
+        if (!bad) {
+          corrupt.delete(id);
+          if (h) out.set(this.slot(id), h);
+          continue;
+        }
+        const at = `${bad.topic}/${bad.partition}@${bad.firstOffset}`;
+        if (corrupt.get(id) === at) {
+          this.stopTask(this.tasks.get(id)!, bad);
+          continue;
+        }
+        corrupt.set(id, at);
+        again.push(id);
+        this.o.telemetry.faults.inc({ kind: 'task-restore' });
+        this.o.logger.warn(
+          { err: bad, task: id },
+          'a rules task changelog read met a corrupt record batch; reading it again',
+        );
+      }
+      pending = again;
+      if (pending.length === 0) break;
+      await new Promise((r) => setTimeout(r, Math.min(5_000, 500 * 2 ** attempt)));
+      if (epoch !== this.epoch || this.closing) return out;
+    }
+    return out;
+  }
+
+  /**
+   * A task's restore met the same corrupt batch of its changelog partition twice: it
+   * stops, visibly, until the next assignment (a rebalance or a restart retries it); the
+   * assignment's other tasks restore and run. Logged once as an error naming the
+   * changelog's topic, partition and offsets and the task; counted in
+   * drover_bus_corrupt_batches_total; listed by /readyz, /healthz and
+   * drover_bus_stopped_partitions (KafkaBus.noteStoppedRestore()). The task gets no
+   * generation, so it emits nothing and is neither snapshotted nor committed (nothing is
+   * committed for its partitions past its last snapshot); its partitions are paused in
+   * the consumer, and a batch of them fetched before is dropped unprocessed (handle()),
+   * so no event is processed into an engine that was not restored. Each task has its own
+   * event-time merge, so its paused partitions hold back no other task's watermark.
+   */
+  private stopTask(task: Task, err: CorruptRecordBatchError): void {
     const entry = this.o.bus.noteStoppedRestore(this.o.group, err);
+    task.stopped = entry;
+    task.seenEnd = {};
     this.restoreStops.push(entry);
     this.o.telemetry.busCorruptBatches.inc({
       group: entry.group,
@@ -622,11 +699,14 @@ export class RulesTasks {
         partition: entry.partition,
         firstOffset: entry.firstOffset,
         lastOffset: entry.lastOffset,
-        tasks: ids,
+        task: task.id,
       },
-      'a corrupt Kafka record batch in the rules changelog: the restore of the assigned tasks stopped',
+      'a corrupt Kafka record batch in the rules changelog: the restore of its task stopped',
     );
-    while (epoch === this.epoch && !this.closing) await new Promise((r) => setTimeout(r, 250));
+    for (const k of this.partitionsOf(task.id)) {
+      const slash = k.lastIndexOf('/');
+      this.consumer?.pause(k.slice(0, slash) as Topic, Number(k.slice(slash + 1)));
+    }
   }
 
   /** Unlists the changelog partitions stopped restores listed (a new assignment, a stop). */
@@ -640,9 +720,12 @@ export class RulesTasks {
     ids: number[],
     fresh: number[],
     again: boolean,
+    corrupt: Map<number, string>,
   ): Promise<void> {
+    // Tasks whose restore stopped in an earlier attempt of this assignment stay stopped.
+    const restoring = fresh.filter((id) => !this.tasks.get(id)!.stopped);
     if (again)
-      for (const id of fresh) {
+      for (const id of restoring) {
         // A restore that failed half-way starts over on an empty engine.
         const task = this.tasks.get(id)!;
         task.engine = this.o.newEngine(
@@ -656,8 +739,8 @@ export class RulesTasks {
     const committed = await this.o.bus.committed(this.o.group, this.o.topics);
     const earliest = await this.o.bus.earliest(this.o.topics);
     const history =
-      fresh.length > 0
-        ? await this.changelog.read(fresh.map((id) => this.slot(id)))
+      restoring.length > 0
+        ? await this.readHistories(epoch, restoring, corrupt)
         : new Map<number, TaskHistory>();
     // The log ends now: where a restored task's replay ends, and the tick's first reading.
     await this.consumer!.readEnds();
@@ -666,6 +749,12 @@ export class RulesTasks {
     const partitionsOf = (id: number) => this.partitionsOf(id);
     for (const id of fresh) {
       const task = this.tasks.get(id)!;
+      if (task.stopped) {
+        // Not restored, not processed: where the group stands is its position (the lag).
+        for (const k of partitionsOf(id))
+          task.offsets[k] = Math.max(committed[k] ?? 0, earliest[k] ?? 0);
+        continue;
+      }
       const mine = Object.fromEntries(
         partitionsOf(id)
           .filter((k) => committed[k] !== undefined)
@@ -717,21 +806,29 @@ export class RulesTasks {
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
     // Committing the tasks' positions tells the generation (and fails if it is stale).
+    // A stopped task's are not committed: the group keeps its last snapshot's.
+    const live = [...this.tasks.values()].filter((t) => !t.stopped);
+    const stopped = ids.filter((id) => this.tasks.get(id)?.stopped);
+    if (live.length === 0) {
+      // Every task stopped: no commit (one of nothing sends no request), no generation.
+      this.o.logger.info({ tasks: ids, restored: [], stopped }, `${this.what} assigned`);
+      return;
+    }
     const positions: Record<string, number> = {};
-    for (const t of this.tasks.values()) Object.assign(positions, t.offsets);
+    for (const t of live) Object.assign(positions, t.offsets);
     // Throws when the group moved on (a stale generation): the retry loop then ends.
     const sent = performance.now();
     const generation = await this.consumer!.commit(positions);
     if (epoch !== this.epoch) return;
     this.committedPositions = positions;
-    for (const t of this.tasks.values()) t.generation = generation;
+    for (const t of live) t.generation = generation;
     if (sent > this.confirmedSent) this.confirmedSent = sent;
     // A stall noticed after the commit was sent (or during it) still fences: confirmed
     // by a later commit, or the tasks are dropped at the next assignment.
     if (this.stalledAt !== undefined && sent >= this.stalledAt) this.stalledAt = undefined;
     if (this.stalledAt !== undefined) void this.confirm();
     else
-      for (const t of this.tasks.values()) {
+      for (const t of live) {
         const held = t.held;
         t.held = [];
         for (const h of held) this.deliver(t, h);
@@ -739,8 +836,16 @@ export class RulesTasks {
     // A partition with nothing past its task's position is caught up, and no batch will
     // say so (a fetch from the log end brings none); the group's lag the bus reads at the
     // join may have come before this commit and found it behind.
-    for (const t of this.tasks.values()) this.noteCaughtUp(t);
-    this.o.logger.info({ tasks: ids, restored: fresh, generation }, `${this.what} assigned`);
+    for (const t of live) this.noteCaughtUp(t);
+    this.o.logger.info(
+      {
+        tasks: ids,
+        restored: fresh.filter((id) => !this.tasks.get(id)?.stopped),
+        ...(stopped.length > 0 && { stopped }),
+        generation,
+      },
+      `${this.what} assigned`,
+    );
   }
 
   /** Tells a task's merge which of its partitions the last log-end reading finds done. */
@@ -870,8 +975,9 @@ export class RulesTasks {
     return n;
   }
 
+  /** The engines of the tasks that run (not one whose restore stopped: it holds nothing). */
   engines(): Engine[] {
-    return [...this.tasks.values()].map((t) => t.engine);
+    return [...this.tasks.values()].filter((t) => !t.stopped).map((t) => t.engine);
   }
 
   /** Events processed and late/future counts since the last call (for the counters). */

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Admin, Kafka, Producer } from 'kafkajs';
-import { corruptionOf } from './kafka-fetch.ts';
+import { type CorruptRecordBatchError, corruptionOf } from './kafka-fetch.ts';
 import { kafkajs } from './kafkajs.ts';
 
 /**
@@ -40,6 +40,12 @@ export interface TaskHistory {
   state(head: TaskHead): string;
   /** Chunk keys read (to drop those a restore does not use). */
   chunkKeys: string[];
+  /**
+   * The read of this task's partition stopped at a corrupt record batch (its CRC-32C,
+   * kafka-fetch.ts): `heads` and `chunkKeys` are then only what came before it, and the
+   * task is not to be restored from them. The other tasks' reads go on.
+   */
+  corrupt?: CorruptRecordBatchError;
 }
 
 /** Heads kept per task while reading, the latest ones: a restore wants one of the last. */
@@ -173,6 +179,9 @@ export class KafkaChangelog {
   /**
    * Reads the given tasks' partitions from their start to the end they had when the
    * read began, in a consumer group of its own that commits nothing.
+   * A partition whose next batch is corrupt (nothing before it in its fetch) ends its
+   * read there: the partition is paused, its history carries the error (`corrupt`), and
+   * the other partitions are read to their ends.
    * Memory: the chunks not yet removed (about two snapshots per task, more after a
    * crash loop until a restore drops them) and MAX_HEADS heads per task.
    */
@@ -182,7 +191,10 @@ export class KafkaChangelog {
     for (const o of await this.admin.fetchTopicOffsets(this.topic))
       if (tasks.includes(o.partition) && BigInt(o.high) > BigInt(o.low))
         ends.set(o.partition, BigInt(o.high));
-    const state = new Map<number, { heads: TaskHead[]; chunks: Map<string, Buffer> }>();
+    const state = new Map<
+      number,
+      { heads: TaskHead[]; chunks: Map<string, Buffer>; corrupt?: CorruptRecordBatchError }
+    >();
     for (const t of tasks) state.set(t, { heads: [], chunks: new Map() });
     if (ends.size > 0) {
       const consumer = this.kafka.consumer({
@@ -204,15 +216,21 @@ export class KafkaChangelog {
               eachBatch: async ({ batch }) => {
                 const s = state.get(batch.partition);
                 const end = ends.get(batch.partition);
-                if (!s || end === undefined) return;
-                // A corrupt record batch (kafka-fetch.ts): the read fails (the restore is
-                // retried once, then stops: rules-tasks.ts, stopRestore()).
+                if (!s || end === undefined || s.corrupt) return;
+                // A corrupt record batch (kafka-fetch.ts): this partition's read ends here
+                // (its task's restore is retried once, then stops: rules-tasks.ts,
+                // stopTask()); the others go on.
                 const bad = corruptionOf(
                   (batch as unknown as { rawMessages?: unknown }).rawMessages,
                 );
                 if (bad && batch.messages.length === 0) {
-                  clearTimeout(timer);
-                  reject(bad);
+                  s.corrupt = bad;
+                  consumer.pause([{ topic: this.topic, partitions: [batch.partition] }]);
+                  left.delete(batch.partition);
+                  if (left.size === 0) {
+                    clearTimeout(timer);
+                    resolve();
+                  }
                   return;
                 }
                 for (const m of batch.messages) {
@@ -258,6 +276,7 @@ export class KafkaChangelog {
             Array.from({ length: h.chunks }, (_, n) => s.chunks.get(`${task}/${h.id}/${n}`)!),
           ).toString('utf8'),
         chunkKeys: [...s.chunks.keys()],
+        ...(s.corrupt && { corrupt: s.corrupt }),
       });
     }
     return out;

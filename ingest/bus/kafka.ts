@@ -199,6 +199,12 @@ export interface TaskConsumer extends Consumer {
   /** Moves the next fetch of a partition to `offset`. */
   seek(topic: Topic, partition: number, offset: number): void;
   /**
+   * Stops fetching a partition (a task that cannot run: its restore stopped), as a
+   * partition the flow pauses: it is resumed once the flow no longer pauses it, looked
+   * at when the flow wakes the consumer and at each assignment.
+   */
+  pause(topic: Topic, partition: number): void;
+  /**
    * The high watermark (next offset to be written) per `topic/partition` as last read,
    * and when (`performance.now()`, monotonic): from each fetch that returned messages
    * (kafkajs's `batch.highWatermark`), at no cost, and from readEnds(). The reading taken
@@ -681,6 +687,10 @@ export class KafkaBus implements Bus {
       },
       seek: (topic, partition, offset) =>
         consumer.seek({ topic: this.topic(topic), partition, offset: String(offset) }),
+      pause: (topic, partition) => {
+        if (follow) follow.hold({ topic, partition });
+        else consumer.pause([{ topic: this.topic(topic), partitions: [partition] }]);
+      },
       ends: () => ends,
       readEnds: readEndsOnce,
     };
@@ -981,6 +991,11 @@ export class KafkaBus implements Bus {
     };
     const offResume = flow.onResume(resume);
     return {
+      /** Paused now, until the flow no longer pauses it (TaskConsumer.pause). */
+      hold(ref: InputRef) {
+        paused.set(`${ref.topic}/${ref.partition}`, ref);
+        consumer.pause([{ topic: name(ref.topic), partitions: [ref.partition] }]);
+      },
       /** After a batch is handled: `next` is the offset after it, `end` the high watermark. */
       delivered(ref: InputRef, next: bigint, end: bigint) {
         if (next >= end) flow.caughtUp(ref, Number(end));
