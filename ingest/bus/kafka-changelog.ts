@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Admin, Kafka, Producer } from 'kafkajs';
 import { type CorruptRecordBatchError, corruptionOf } from './kafka-fetch.ts';
 import { kafkajs } from './kafkajs.ts';
+import { createTopicsSettled } from './kafka-topics.ts';
 
 /**
  * The rules' task state on Kafka: a compacted topic (`<topicPrefix>rules-state`) with one
@@ -70,17 +71,14 @@ export class KafkaChangelog {
   async ensure(tasks: number, replicationFactor = -1): Promise<void> {
     const existing = new Set(await this.admin.listTopics());
     if (!existing.has(this.topic))
-      await this.admin.createTopics({
-        waitForLeaders: true,
-        topics: [
-          {
-            topic: this.topic,
-            numPartitions: tasks,
-            replicationFactor,
-            configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
-          },
-        ],
-      });
+      await createTopicsSettled(this.admin, [
+        {
+          topic: this.topic,
+          numPartitions: tasks,
+          replicationFactor,
+          configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+        },
+      ]);
     // Workers starting together race to create it: the loser may ask before the winner's
     // partitions have leaders, and is told the topic is unknown (or has none) for a moment.
     let partitions = 0;

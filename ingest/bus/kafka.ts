@@ -7,6 +7,7 @@ import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
 import { type CorruptRecordBatchError, corruptionOf, skipTarget } from './kafka-fetch.ts';
 import { kafkajs } from './kafkajs.ts';
+import { createTopicsSettled } from './kafka-topics.ts';
 import { createMurmur2Partitioner } from './kafka-partition.ts';
 import { globalAssigner, taskAssigner, tasksOf } from './kafka-tasks.ts';
 import {
@@ -399,15 +400,15 @@ export class KafkaBus implements Bus {
     const existing = new Set(await admin.listTopics());
     const missing = names.filter((t) => !existing.has(t));
     if (missing.length > 0) {
-      // false when another process created them first: fine either way.
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((topic) => ({
+      // Another process may have created them first: fine either way.
+      await createTopicsSettled(
+        admin,
+        missing.map((topic) => ({
           topic,
           numPartitions: this.options.partitions ?? 3,
           replicationFactor: this.options.replicationFactor ?? -1,
         })),
-      });
+      );
     }
     const topicLimit = await this.maxMessageBytes(admin, names.slice(0, 2));
     this.maxEventBytes = Math.min(this.options.maxEventBytes ?? 1 << 20, topicLimit - 1024);
