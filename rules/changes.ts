@@ -12,7 +12,7 @@
  * at its instant, whatever ran between its steps.
  */
 import { IdSet } from './id-set.ts';
-import type { RuleRunner, RunnerHead } from './runner.ts';
+import type { RuleRunner, RunnerEntry, RunnerHead } from './runner.ts';
 import type { Timer } from './timers.ts';
 
 export interface EngineHead {
@@ -34,8 +34,14 @@ export interface EngineHead {
 /** A pending timer: sequence number (its order among timers of one instant), instant, rule, key, tag. */
 export type TimerRow = [number, number, string, string, number];
 
-/** An encoded entry, or null when the rule holds nothing under the key any more. */
-export type EntryRow = [rule: string, id: string, data: Uint8Array | null];
+/**
+ * Where a capture puts each entry it takes. `put` must encode the entry at once: its data
+ * shares arrays with the live state (undefined: the rule holds nothing under the id any
+ * more, a deletion).
+ */
+export interface EntrySink {
+  put(rule: string, id: string, entry: RunnerEntry | undefined): void;
+}
 
 /**
  * What the engine records between captures while changes are tracked: the timers pushed
@@ -202,10 +208,10 @@ class RunMerge<T> {
 }
 
 /**
- * One capture (see the file's comment). `encode` turns an entry into bytes at once: the
- * entry's data shares arrays with the live state.
+ * One capture (see the file's comment). Each entry taken goes to `sink` (its encoding,
+ * and what holds the entries until they are written, are the sink's).
  */
-export class Capture {
+export class Capture<S extends EntrySink = EntrySink> {
   readonly full: boolean;
   readonly head: EngineHead;
   /**
@@ -221,8 +227,6 @@ export class Capture {
   private timersSorted: Array<Timer<RuleRunner>> = [];
   private timersGathered = 0;
   readonly timersRemoved: number[];
-  /** Entries taken and not yet handed on (`drain`). */
-  private out: EntryRow[] = [];
   private readonly parts: Part[] = [];
   private part = 0;
   private closed = false;
@@ -231,7 +235,7 @@ export class Capture {
 
   constructor(
     source: CaptureSource,
-    private readonly encode: (entry: NonNullable<ReturnType<RuleRunner['entry']>>) => Uint8Array,
+    readonly sink: S,
   ) {
     const log = source.log;
     this.full = log.full;
@@ -276,8 +280,7 @@ export class Capture {
 
   private take(runner: RuleRunner, id: string, taken: Set<string> | undefined): void {
     taken?.add(id);
-    const entry = runner.entry(id);
-    this.out.push([runner.spec.name, id, entry === undefined ? null : this.encode(entry)]);
+    this.sink.put(runner.spec.name, id, runner.entry(id));
     this.entries++;
   }
 
@@ -374,13 +377,6 @@ export class Capture {
     this.timersAdded = this.timersSorted;
     this.timerMerge = undefined;
     return true;
-  }
-
-  /** The entries taken since the last drain. */
-  drain(): EntryRow[] {
-    const rows = this.out;
-    this.out = [];
-    return rows;
   }
 
   /** Detaches from the runners (done, or abandoned: then call ChangeLog's full). */
