@@ -83,23 +83,37 @@ function writeString(s: string): void {
   at += scratch.write(s, at, wide ? 'utf16le' : 'latin1');
 }
 
+function writeNumber(v: number): void {
+  if ((v | 0) === v && !Object.is(v, -0)) {
+    room(5);
+    scratch[at] = INT32;
+    scratch.writeInt32LE(v, at + 1);
+    at += 5;
+  } else {
+    room(9);
+    scratch[at] = FLOAT64;
+    scratch.writeDoubleLE(v, at + 1);
+    at += 9;
+  }
+}
+
+/**
+ * An item of an array or object: a number written here, not passed on to writeValue,
+ * is never boxed (an array of timestamps holds raw doubles; passed on, each became a
+ * heap number).
+ */
+function writeItem(v: unknown, depth: number): void {
+  if (typeof v === 'number') writeNumber(v);
+  else writeValue(v, depth);
+}
+
 function writeValue(v: unknown, depth: number): void {
   switch (typeof v) {
     case 'string':
       writeString(v);
       return;
     case 'number':
-      if ((v | 0) === v && !Object.is(v, -0)) {
-        room(5);
-        scratch[at] = INT32;
-        scratch.writeInt32LE(v, at + 1);
-        at += 5;
-      } else {
-        room(9);
-        scratch[at] = FLOAT64;
-        scratch.writeDoubleLE(v, at + 1);
-        at += 9;
-      }
+      writeNumber(v);
       return;
     case 'boolean':
       room(1);
@@ -128,7 +142,7 @@ function writeValue(v: unknown, depth: number): void {
     writeLength(n);
     for (let i = 0; i < n; i++) {
       if (!(i in v)) throw notPlain; // a hole
-      writeValue(v[i], depth + 1);
+      writeItem(v[i], depth + 1);
     }
     return;
   }
@@ -155,7 +169,7 @@ function writeValue(v: unknown, depth: number): void {
   writeLength(n);
   for (const k in v) {
     writeString(k);
-    writeValue((v as Record<string, unknown>)[k], depth + 1);
+    writeItem((v as Record<string, unknown>)[k], depth + 1);
   }
 }
 

@@ -116,8 +116,9 @@ interface Part {
    */
   early: Set<string> | undefined;
   last: string | undefined;
-  /** The ids to gather: the pending set's, or every id the runner holds (full). */
-  ids: Iterator<string>;
+  /** The ids to gather: the pending set's, or every id the runner holds (full), and the source gathered now. */
+  ids: Iterator<string>[];
+  source: number;
   /**
    * The sorted runs gathered so far, each put into the merge's heap as it is gathered
    * (O(log runs)), so no step builds a heap of every run at once (~2,000 runs at 1 M
@@ -133,6 +134,36 @@ interface Part {
 
 /** A sort's scratch: a run is gathered and sorted here, then copied into a chunk. */
 const sorting: string[] = [];
+
+/**
+ * Up to RUN more of a part's ids into run[0, n), source after source; n. Written by
+ * index, the array keeps its RUN slots from one run to the next (emptied, it would grow
+ * them again each run).
+ */
+function gather(p: Part, run: string[]): number {
+  let n = 0;
+  while (p.source < p.ids.length) {
+    const ids = p.ids[p.source]!;
+    if (typeof ids.return === 'function') {
+      // A generator: leaving a for...of early would close it.
+      for (;;) {
+        const next = ids.next();
+        if (next.done === true) break;
+        run[n++] = next.value;
+        if (n === RUN) return n;
+      }
+    } else {
+      // A Map's or Set's iterator (no `return`: a for...of left early leaves it where it
+      // is, and resumes there).
+      for (const id of ids as IterableIterator<string>) {
+        run[n++] = id;
+        if (n === RUN) return n;
+      }
+    }
+    p.source++;
+  }
+  return n;
+}
 
 /**
  * The items of sorted runs in order: a heap of the runs' heads, O(log runs) a run added
@@ -259,7 +290,8 @@ export class Capture<S extends EntrySink = EntrySink> {
         pending,
         early: this.full ? new Set<string>() : undefined,
         last: undefined,
-        ids: this.full ? runner.ids() : pending!.values(),
+        ids: this.full ? runner.idSources() : [pending!.values()],
+        source: 0,
         merge: new RunMerge<string>(),
         gathered: false,
         chunk: [],
@@ -301,14 +333,9 @@ export class Capture<S extends EntrySink = EntrySink> {
         let budget = RUN * Math.ceil(count / 64);
         while (budget > 0) {
           const run = sorting;
-          run.length = 0;
-          for (let n = 0; n < RUN; n++) {
-            const next = p.ids.next();
-            if (next.done) break;
-            run.push(next.value);
-          }
+          const n = gather(p, run);
+          if (run.length !== n) run.length = n;
           budget -= RUN;
-          const n = run.length;
           if (n === 0) {
             p.gathered = true;
             break;
@@ -322,7 +349,6 @@ export class Capture<S extends EntrySink = EntrySink> {
           const from = p.used;
           for (let i = 0; i < n; i++) chunk[from + i] = run[i]!;
           p.used = from + n;
-          run.length = 0;
           p.merge.add(chunk, from, from + n);
         }
         // The first entries are taken in the next step, after the caller's check of time.
