@@ -289,6 +289,13 @@ export class CheckpointStore {
     // A small page cache spills changed pages to the log as slices run, so the commit
     // writes few.
     this.db.pragma('cache_size = -256');
+    // A statement that writes several rows keeps the original of each page it changes in
+    // a statement journal, to undo itself alone if it fails; SQLite's default spills it
+    // past 64 KiB to a temporary file (a 16-row upsert at random keys touches 16 leaf
+    // pages): at 300 k keys with 1% changed, ~2x the file writes of single-row upserts and
+    // a slower checkpoint. Here it stays in memory: at most the pages one statement of
+    // MAX_ROWS rows changes, freed when it ends.
+    this.db.pragma('temp_store = MEMORY');
     this.db.pragma('wal_checkpoint(TRUNCATE)');
     this.db.exec('CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL);');
     this.sets = [tables(this.db, TABLE_SETS[0]), tables(this.db, TABLE_SETS[1])];
