@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { CheckpointStore, encodeEntry, type WriteStats } from '../pipeline/checkpoint-store.ts';
+import { CheckpointStore, EntryBatch, type WriteStats } from '../pipeline/checkpoint-store.ts';
 import type { Event } from '../ingest/model/index.ts';
 import { Engine, type EngineSnapshot, type RuleSpec } from '../rules/index.ts';
 import { IdSet } from '../rules/id-set.ts';
@@ -129,7 +129,7 @@ async function incremental(engine: Engine, store: CheckpointStore, offset: numbe
   // The monitor's first tick starts its clock: a block before it (the capture) is not seen.
   await new Promise((resolve) => setTimeout(resolve, 5));
   const began = performance.now();
-  const capture = engine.capture(encodeEntry);
+  const capture = engine.capture(new EntryBatch());
   const captureMs = performance.now() - began;
   const stats: WriteStats = await store.write(capture, { 'logs/0': offset }, { sliceMs: 2 });
   const wall = performance.now() - began;

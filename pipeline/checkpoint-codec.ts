@@ -8,6 +8,12 @@
  * class instance, a Map, a sparse array, nesting past MAX_DEPTH) is written with
  * `node:v8` serialize instead, whose bytes begin with 0xFF: both kinds are read.
  *
+ * A checkpoint appends its entries into one buffer (`EntryBatch`): the ids and encoded
+ * values of all entries taken between two writes, back to back, with their spans in a
+ * typed array, so taking an entry makes no array, no Buffer and no copy of its own
+ * (V8's incremental marking runs in steps on the loop, driven by what is allocated: at
+ * 1.1 M keys the allocation per entry held a full checkpoint's slices past 5 ms).
+ *
  * Layout: FORMAT_TAG, then one value: a tag byte and its body. Numbers are int32 or
  * float64 (±Infinity, NaN and -0 kept); strings are Latin-1 when every code unit is below
  * 256, else UTF-16 code units (lone surrogates kept); lengths are base-128 varints. Encoding and
@@ -36,7 +42,10 @@ const OBJECT = 9;
 class NotPlain extends Error {}
 const notPlain = new NotPlain();
 
-let scratch = Buffer.allocUnsafe(4096);
+/** encodeValue's buffer, kept between entries up to SCRATCH_KEEP. */
+let own = Buffer.allocUnsafe(4096);
+/** The buffer being written (encodeValue's, or an EntryBatch's) and the next byte in it. */
+let scratch = own;
 let at = 0;
 
 function room(n: number): void {
@@ -74,23 +83,37 @@ function writeString(s: string): void {
   at += scratch.write(s, at, wide ? 'utf16le' : 'latin1');
 }
 
+function writeNumber(v: number): void {
+  if ((v | 0) === v && !Object.is(v, -0)) {
+    room(5);
+    scratch[at] = INT32;
+    scratch.writeInt32LE(v, at + 1);
+    at += 5;
+  } else {
+    room(9);
+    scratch[at] = FLOAT64;
+    scratch.writeDoubleLE(v, at + 1);
+    at += 9;
+  }
+}
+
+/**
+ * An item of an array or object: a number written here, not passed on to writeValue,
+ * is never boxed (an array of timestamps holds raw doubles; passed on, each became a
+ * heap number).
+ */
+function writeItem(v: unknown, depth: number): void {
+  if (typeof v === 'number') writeNumber(v);
+  else writeValue(v, depth);
+}
+
 function writeValue(v: unknown, depth: number): void {
   switch (typeof v) {
     case 'string':
       writeString(v);
       return;
     case 'number':
-      if ((v | 0) === v && !Object.is(v, -0)) {
-        room(5);
-        scratch[at] = INT32;
-        scratch.writeInt32LE(v, at + 1);
-        at += 5;
-      } else {
-        room(9);
-        scratch[at] = FLOAT64;
-        scratch.writeDoubleLE(v, at + 1);
-        at += 9;
-      }
+      writeNumber(v);
       return;
     case 'boolean':
       room(1);
@@ -119,38 +142,129 @@ function writeValue(v: unknown, depth: number): void {
     writeLength(n);
     for (let i = 0; i < n; i++) {
       if (!(i in v)) throw notPlain; // a hole
-      writeValue(v[i], depth + 1);
+      writeItem(v[i], depth + 1);
     }
     return;
   }
   const proto = Object.getPrototypeOf(v) as unknown;
   if (proto !== Object.prototype && proto !== null) throw notPlain;
-  const keys = Object.keys(v);
+  // Own enumerable keys in Object.keys' order, without its array per object: `for...in`
+  // walks the object's enumeration cache. It would also walk enumerable keys inherited
+  // from Object.prototype (none unless something added one: then Object.keys' way).
+  if (proto !== null && inherited()) {
+    const keys = Object.keys(v);
+    room(1);
+    scratch[at++] = OBJECT;
+    writeLength(keys.length);
+    for (const k of keys) {
+      writeString(k);
+      writeValue((v as Record<string, unknown>)[k], depth + 1);
+    }
+    return;
+  }
+  let n = 0;
+  for (const _ in v) n++;
   room(1);
   scratch[at++] = OBJECT;
-  writeLength(keys.length);
-  for (const k of keys) {
+  writeLength(n);
+  for (const k in v) {
     writeString(k);
-    writeValue((v as Record<string, unknown>)[k], depth + 1);
+    writeItem((v as Record<string, unknown>)[k], depth + 1);
   }
+}
+
+const EMPTY = {};
+/** Whether Object.prototype (or what it inherits) has an enumerable key. */
+function inherited(): boolean {
+  for (const _ in EMPTY) return true;
+  return false;
 }
 
 /** One entry's bytes (a copy: the scratch buffer is reused). */
 export function encodeValue(value: unknown): Uint8Array {
+  scratch = own;
   at = 0;
+  try {
+    writeTagged(value);
+  } finally {
+    own = scratch;
+  }
+  // Small copies come from Node's shared pool: no native object per entry.
+  const out = Buffer.allocUnsafe(at);
+  scratch.copy(out, 0, 0, at);
+  if (own.length > SCRATCH_KEEP) own = Buffer.allocUnsafe(4096);
+  scratch = own;
+  return out;
+}
+
+/** FORMAT_TAG and the value from `at`, or `node:v8`'s bytes when it is not plain data. */
+function writeTagged(value: unknown): void {
+  const start = at;
   room(1);
   scratch[at++] = FORMAT_TAG;
   try {
     writeValue(value, 0);
   } catch (err) {
     if (err !== notPlain) throw err;
-    return serialize(value);
+    const bytes = serialize(value);
+    at = start;
+    room(bytes.length);
+    at += bytes.copy(scratch, at);
   }
-  // Small copies come from Node's shared pool: no native object per entry.
-  const out = Buffer.allocUnsafe(at);
-  scratch.copy(out, 0, 0, at);
-  if (scratch.length > SCRATCH_KEEP) scratch = Buffer.allocUnsafe(4096);
-  return out;
+}
+
+/**
+ * Entries appended back to back: row i's id (its UTF-16 code units, as the store keys it)
+ * runs from span 3i to span 3i+1, its encoded value (encodeValue's bytes) from there to
+ * span 3i+2; an empty value is none (the rule holds nothing under the id any more). A
+ * checkpoint fills one between two writes of its rows and clears it after each: it holds
+ * the entries taken in that time (each entry at most once per checkpoint), and keeps at
+ * most SCRATCH_KEEP bytes once cleared.
+ */
+export class EntryBatch {
+  bytes = Buffer.allocUnsafe(4096);
+  /** Bytes used in `bytes`. */
+  end = 0;
+  spans = new Float64Array(3 * 64);
+  /** Each row's rule (names the engine holds; no string is made per row). */
+  readonly rules: string[] = [];
+  rows = 0;
+
+  /** Appends an entry, encoded now (its data may share arrays with the live state). */
+  put(rule: string, id: string, entry: unknown): void {
+    const r = this.rows;
+    if (3 * r + 3 > this.spans.length) {
+      const spans = new Float64Array(2 * this.spans.length);
+      spans.set(this.spans);
+      this.spans = spans;
+    }
+    const spans = this.spans;
+    scratch = this.bytes;
+    at = this.end;
+    try {
+      spans[3 * r] = at;
+      room(2 * id.length);
+      at += scratch.write(id, at, 'utf16le');
+      spans[3 * r + 1] = at;
+      if (entry !== undefined) writeTagged(entry);
+      spans[3 * r + 2] = at;
+    } finally {
+      this.bytes = scratch;
+      scratch = own;
+    }
+    this.end = at;
+    this.rules[r] = rule;
+    this.rows = r + 1;
+  }
+
+  /** Empties the batch, dropping a buffer grown past SCRATCH_KEEP. */
+  clear(): void {
+    this.rows = 0;
+    this.end = 0;
+    if (this.rules.length > 4096) this.rules.length = 0;
+    if (this.bytes.length > SCRATCH_KEEP) this.bytes = Buffer.allocUnsafe(4096);
+    if (this.spans.byteLength > SCRATCH_KEEP) this.spans = new Float64Array(3 * 64);
+  }
 }
 
 class Reader {

@@ -9,7 +9,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Engine } from '../rules/index.ts';
 import { Checkpoints, partitionedOffsets } from './checkpoint.ts';
-import { CheckpointStore, encodeEntry, type WriteStats } from './checkpoint-store.ts';
+import { CheckpointStore, EntryBatch, type WriteStats } from './checkpoint-store.ts';
 import type { Logger } from './logger.ts';
 
 export interface Restored {
@@ -79,7 +79,7 @@ export class RuleCheckpoints {
    */
   start(engine: Engine, offsets: Record<string, number>): Promise<boolean> | undefined {
     if (this.writing) return undefined;
-    const capture = engine.capture(encodeEntry);
+    const capture = engine.capture(new EntryBatch());
     this.writing = this.store
       .write(capture, offsets, { sliceMs: this.sliceMs })
       .then(
@@ -105,7 +105,7 @@ export class RuleCheckpoints {
   /** A checkpoint now, all at once; false (logged, counted) when it fails or one is being written. */
   writeNow(engine: Engine, offsets: Record<string, number>): boolean {
     if (this.writing) return false;
-    const capture = engine.capture(encodeEntry);
+    const capture = engine.capture(new EntryBatch());
     try {
       return this.written(this.store.writeNow(capture, offsets));
     } catch (err) {

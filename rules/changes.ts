@@ -12,7 +12,7 @@
  * at its instant, whatever ran between its steps.
  */
 import { IdSet } from './id-set.ts';
-import type { RuleRunner, RunnerHead } from './runner.ts';
+import type { RuleRunner, RunnerEntry, RunnerHead } from './runner.ts';
 import type { Timer } from './timers.ts';
 
 export interface EngineHead {
@@ -34,8 +34,14 @@ export interface EngineHead {
 /** A pending timer: sequence number (its order among timers of one instant), instant, rule, key, tag. */
 export type TimerRow = [number, number, string, string, number];
 
-/** An encoded entry, or null when the rule holds nothing under the key any more. */
-export type EntryRow = [rule: string, id: string, data: Uint8Array | null];
+/**
+ * Where a capture puts each entry it takes. `put` must encode the entry at once: its data
+ * shares arrays with the live state (undefined: the rule holds nothing under the id any
+ * more, a deletion).
+ */
+export interface EntrySink {
+  put(rule: string, id: string, entry: RunnerEntry | undefined): void;
+}
 
 /**
  * What the engine records between captures while changes are tracked: the timers pushed
@@ -110,8 +116,9 @@ interface Part {
    */
   early: Set<string> | undefined;
   last: string | undefined;
-  /** The ids to gather: the pending set's, or every id the runner holds (full). */
-  ids: Iterator<string>;
+  /** The ids to gather: the pending set's, or every id the runner holds (full), and the source gathered now. */
+  ids: Iterator<string>[];
+  source: number;
   /**
    * The sorted runs gathered so far, each put into the merge's heap as it is gathered
    * (O(log runs)), so no step builds a heap of every run at once (~2,000 runs at 1 M
@@ -127,6 +134,36 @@ interface Part {
 
 /** A sort's scratch: a run is gathered and sorted here, then copied into a chunk. */
 const sorting: string[] = [];
+
+/**
+ * Up to RUN more of a part's ids into run[0, n), source after source; n. Written by
+ * index, the array keeps its RUN slots from one run to the next (emptied, it would grow
+ * them again each run).
+ */
+function gather(p: Part, run: string[]): number {
+  let n = 0;
+  while (p.source < p.ids.length) {
+    const ids = p.ids[p.source]!;
+    if (typeof ids.return === 'function') {
+      // A generator: leaving a for...of early would close it.
+      for (;;) {
+        const next = ids.next();
+        if (next.done === true) break;
+        run[n++] = next.value;
+        if (n === RUN) return n;
+      }
+    } else {
+      // A Map's or Set's iterator (no `return`: a for...of left early leaves it where it
+      // is, and resumes there).
+      for (const id of ids as IterableIterator<string>) {
+        run[n++] = id;
+        if (n === RUN) return n;
+      }
+    }
+    p.source++;
+  }
+  return n;
+}
 
 /**
  * The items of sorted runs in order: a heap of the runs' heads, O(log runs) a run added
@@ -202,10 +239,10 @@ class RunMerge<T> {
 }
 
 /**
- * One capture (see the file's comment). `encode` turns an entry into bytes at once: the
- * entry's data shares arrays with the live state.
+ * One capture (see the file's comment). Each entry taken goes to `sink` (its encoding,
+ * and what holds the entries until they are written, are the sink's).
  */
-export class Capture {
+export class Capture<S extends EntrySink = EntrySink> {
   readonly full: boolean;
   readonly head: EngineHead;
   /**
@@ -221,8 +258,6 @@ export class Capture {
   private timersSorted: Array<Timer<RuleRunner>> = [];
   private timersGathered = 0;
   readonly timersRemoved: number[];
-  /** Entries taken and not yet handed on (`drain`). */
-  private out: EntryRow[] = [];
   private readonly parts: Part[] = [];
   private part = 0;
   private closed = false;
@@ -231,7 +266,7 @@ export class Capture {
 
   constructor(
     source: CaptureSource,
-    private readonly encode: (entry: NonNullable<ReturnType<RuleRunner['entry']>>) => Uint8Array,
+    readonly sink: S,
   ) {
     const log = source.log;
     this.full = log.full;
@@ -255,7 +290,8 @@ export class Capture {
         pending,
         early: this.full ? new Set<string>() : undefined,
         last: undefined,
-        ids: this.full ? runner.ids() : pending!.values(),
+        ids: this.full ? runner.idSources() : [pending!.values()],
+        source: 0,
         merge: new RunMerge<string>(),
         gathered: false,
         chunk: [],
@@ -276,8 +312,7 @@ export class Capture {
 
   private take(runner: RuleRunner, id: string, taken: Set<string> | undefined): void {
     taken?.add(id);
-    const entry = runner.entry(id);
-    this.out.push([runner.spec.name, id, entry === undefined ? null : this.encode(entry)]);
+    this.sink.put(runner.spec.name, id, runner.entry(id));
     this.entries++;
   }
 
@@ -298,14 +333,9 @@ export class Capture {
         let budget = RUN * Math.ceil(count / 64);
         while (budget > 0) {
           const run = sorting;
-          run.length = 0;
-          for (let n = 0; n < RUN; n++) {
-            const next = p.ids.next();
-            if (next.done) break;
-            run.push(next.value);
-          }
+          const n = gather(p, run);
+          if (run.length !== n) run.length = n;
           budget -= RUN;
-          const n = run.length;
           if (n === 0) {
             p.gathered = true;
             break;
@@ -319,7 +349,6 @@ export class Capture {
           const from = p.used;
           for (let i = 0; i < n; i++) chunk[from + i] = run[i]!;
           p.used = from + n;
-          run.length = 0;
           p.merge.add(chunk, from, from + n);
         }
         // The first entries are taken in the next step, after the caller's check of time.
@@ -374,13 +403,6 @@ export class Capture {
     this.timersAdded = this.timersSorted;
     this.timerMerge = undefined;
     return true;
-  }
-
-  /** The entries taken since the last drain. */
-  drain(): EntryRow[] {
-    const rows = this.out;
-    this.out = [];
-    return rows;
   }
 
   /** Detaches from the runners (done, or abandoned: then call ChangeLog's full). */

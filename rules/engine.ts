@@ -1,5 +1,5 @@
 import type { Event } from '../ingest/model/index.ts';
-import { Capture, ChangeLog, type EngineHead, type TimerRow } from './changes.ts';
+import { Capture, ChangeLog, type EngineHead, type EntrySink, type TimerRow } from './changes.ts';
 import { compileFilter, requiredValues } from './filter/index.ts';
 import { CardinalityRunner } from './kinds/cardinality.ts';
 import { FlatlineRunner } from './kinds/flatline.ts';
@@ -588,7 +588,7 @@ export class Engine {
    * The state now, as what changed since the previous capture (everything, the first
    * time or after `abandonCapture`); its entries are taken by stepping it.
    */
-  capture(encode: (entry: RunnerEntry) => Uint8Array): Capture {
+  capture<S extends EntrySink>(sink: S): Capture<S> {
     if (this.changeLog === undefined) throw new Error('capture needs trackChanges first');
     const rules: EngineHead['rules'] = {};
     for (const c of this.compiled) {
@@ -616,7 +616,7 @@ export class Engine {
         log: this.changeLog,
         timers: () => this.timers.all(),
       },
-      encode,
+      sink,
     );
   }
 
