@@ -79,6 +79,42 @@ export function portOpen(port: number): Promise<boolean> {
   });
 }
 
+/** Each started process's log file, so a start-up failure can quote it. */
+const logFiles = new WeakMap<ChildProcess, string>();
+
+/** The last lines of a log file (at most 4 KiB of it), or '' when it cannot be read. */
+function logTail(file: string | undefined, lines = 25): string {
+  if (!file) return '';
+  try {
+    const text = readFileSync(file, 'utf8');
+    return text.slice(-4096).split('\n').slice(-lines).join('\n').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** The process exited before it was ready (as opposed to: it never answered in time). */
+export class ExitedEarly extends Error {}
+
+/**
+ * Runs a server's start-up again, up to `tries` times, when its process exits before it is
+ * ready: ports come from freePort(), which frees a port before the server binds it, so a
+ * server starting beside another (Kafka, Elasticsearch and moto start together) can lose
+ * one of its ports to it and exit. Each try picks new ports and a new data directory.
+ */
+export async function startRetrying<T>(start: () => Promise<T>, tries = 3): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await start();
+    } catch (err) {
+      if (!(err instanceof ExitedEarly) || attempt >= tries) throw err;
+      process.stderr.write(
+        `[servers] ${err.message}\n[servers] starting it again (${attempt + 1} of ${tries})\n`,
+      );
+    }
+  }
+}
+
 export async function waitFor(
   what: string,
   check: () => Promise<boolean>,
@@ -87,8 +123,12 @@ export async function waitFor(
 ): Promise<void> {
   const start = Date.now();
   while (Date.now() - start < timeoutMs) {
-    if (child && (child.exitCode !== null || child.signalCode !== null))
-      throw new Error(`${what}: the process exited with ${child.exitCode}`);
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      const tail = logTail(logFiles.get(child));
+      throw new ExitedEarly(
+        `${what}: the process exited with ${child.exitCode ?? child.signalCode}${tail ? `; its log ends:\n${tail}` : ''}`,
+      );
+    }
     if (await check().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 250));
   }
@@ -101,12 +141,14 @@ export function startProcess(
   options: { cwd: string; logFile: string; env?: NodeJS.ProcessEnv; uid?: number; gid?: number },
 ): ChildProcess {
   const out = openSync(options.logFile, 'a');
-  return spawn(command, args, {
+  const child = spawn(command, args, {
     cwd: options.cwd,
     stdio: ['ignore', out, out],
     env: { ...process.env, ...options.env },
     ...(options.uid !== undefined && { uid: options.uid, gid: options.gid }),
   });
+  logFiles.set(child, options.logFile);
+  return child;
 }
 
 export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {

@@ -2,7 +2,15 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cacheDir, freePort, run, startProcess, stopProcess, waitFor } from './common.ts';
+import {
+  cacheDir,
+  freePort,
+  run,
+  startProcess,
+  startRetrying,
+  stopProcess,
+  waitFor,
+} from './common.ts';
 
 /**
  * A real Elasticsearch from Maven Central's integ-test-zip: a minimal server (core,
@@ -74,7 +82,11 @@ function ensureUser(): { uid: number; gid: number } {
   return { uid, gid };
 }
 
-export async function startElasticsearch(): Promise<{ url: string; stop(): Promise<void> }> {
+export function startElasticsearch(): Promise<{ url: string; stop(): Promise<void> }> {
+  return startRetrying(startOnce);
+}
+
+async function startOnce(): Promise<{ url: string; stop(): Promise<void> }> {
   const cache = cacheDir(`elasticsearch-${VERSION}`);
   const zip = join(cache, `elasticsearch-${VERSION}.zip`);
   if (!existsSync(zip)) {

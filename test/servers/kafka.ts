@@ -9,6 +9,7 @@ import {
   mavenFetch,
   run,
   startProcess,
+  startRetrying,
   stopProcess,
   waitFor,
 } from './common.ts';
@@ -47,7 +48,11 @@ export interface StartedKafka {
   cuttable?: { advertised: number; target: number };
 }
 
-export async function startKafka(options: { cuttable?: boolean } = {}): Promise<StartedKafka> {
+export function startKafka(options: { cuttable?: boolean } = {}): Promise<StartedKafka> {
+  return startRetrying(() => startOnce(options));
+}
+
+async function startOnce(options: { cuttable?: boolean }): Promise<StartedKafka> {
   const home = cacheDir(`kafka-${VERSION}`);
   // The broker logs through SLF4J 1.7 and ships no binding: without one it logs nothing
   // at all, and a failed start is a mute timeout. slf4j-simple writes to its stderr,
