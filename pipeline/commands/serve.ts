@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, withRoles } from '../config.ts';
 import { createLogger } from '../logger.ts';
+import { logRuntimeWarnings } from '../runtime-warnings.ts';
 import { Pipeline } from '../serve.ts';
 import { EXIT_FINDINGS, UsageError } from './common.ts';
 import { SERVE_OPTIONS } from './options.ts';
@@ -8,6 +9,7 @@ import { SERVE_OPTIONS } from './options.ts';
 export async function serveCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: SERVE_OPTIONS });
   const logger = createLogger({ sync: false });
+  logRuntimeWarnings(logger);
   let pipeline: Pipeline;
   try {
     pipeline = new Pipeline(withRoles(loadConfig(values.config), values.roles), logger);
