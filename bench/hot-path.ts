@@ -311,6 +311,8 @@ async function forked(options: Options) {
     cpu_ms_1000: number;
     build_cpu_ms_100: number;
     build_cpu_ms_1000: number;
+    cpu_ms_with_build_100: number;
+    cpu_ms_with_build_1000: number;
     ratio: number;
     ratio_with_build: number;
     wall_ratio: number;
@@ -326,6 +328,8 @@ async function forked(options: Options) {
       cpu_ms_1000: Math.round(b.cpu_ms),
       build_cpu_ms_100: Math.round(a.build_cpu_ms * 10) / 10,
       build_cpu_ms_1000: Math.round(b.build_cpu_ms * 10) / 10,
+      cpu_ms_with_build_100: Math.round(a.cpu_ms_with_build),
+      cpu_ms_with_build_1000: Math.round(b.cpu_ms_with_build),
       ratio: Math.round((a.cpu_ms / b.cpu_ms) * 100) / 100,
       ratio_with_build: Math.round((a.cpu_ms_with_build / b.cpu_ms_with_build) * 100) / 100,
       wall_ratio: Math.round((a.wall_ms / b.wall_ms) * 100) / 100,
