@@ -82,11 +82,25 @@ interface PartitionerArgs {
   message: { partition?: number | null; key?: string | Buffer | null };
 }
 
+/**
+ * The partitioner's function taking its arguments as they are, set on the partitioners
+ * createMurmur2Partitioner makes: groupMessagesPerPartition calls it without an object
+ * per message.
+ */
+const PLACE = Symbol('drover.place');
+
+type Place = (
+  topic: string,
+  partitionMetadata: PartitionMetadata[],
+  message: PartitionerArgs['message'],
+) => number;
+
 /** A kafkajs `createPartitioner`, placing messages as DefaultPartitioner does. */
 export function createMurmur2Partitioner(): () => (args: PartitionerArgs) => number {
   return () => {
+    // One counter per topic the producer sends to: bounded by Drover's topics.
     const counters = new Map<string, number>();
-    return ({ topic, partitionMetadata, message }) => {
+    const place: Place = (topic, partitionMetadata, message) => {
       if (message.partition !== null && message.partition !== undefined) return message.partition;
       const numPartitions = partitionMetadata.length;
       if (message.key !== null && message.key !== undefined)
@@ -100,6 +114,9 @@ export function createMurmur2Partitioner(): () => (args: PartitionerArgs) => num
       // No partition has a leader: one without, as kafkajs does.
       return (counter & 0x7fffffff) % numPartitions;
     };
+    const partitioner = ({ topic, partitionMetadata, message }: PartitionerArgs) =>
+      place(topic, partitionMetadata, message);
+    return Object.assign(partitioner, { [PLACE]: place });
   };
 }
 
@@ -125,9 +142,29 @@ export function groupMessagesPerPartition<M>({
 }): Record<number, M[]> {
   const result: Record<number, M[]> = {};
   if (partitionMetadata.length === 0) return result;
+  const place = (partitioner as { [PLACE]?: Place })[PLACE];
+  if (!place) {
+    for (const message of messages) {
+      const partition = partitioner({ topic, partitionMetadata, message });
+      (result[partition] ??= []).push(message);
+    }
+    return result;
+  }
+  // Drover's partitioner: called directly, and a key like the message before's (events
+  // come in runs of a service) placed where that one went, which is where murmur2 puts it.
+  let lastKey: unknown;
+  let lastPartition = -1;
+  let list: M[] | undefined;
   for (const message of messages) {
-    const partition = partitioner({ topic, partitionMetadata, message });
-    (result[partition] ??= []).push(message);
+    const m = message as PartitionerArgs['message'];
+    const key = m.key;
+    if (typeof key !== 'string' || key !== lastKey || (m.partition ?? null) !== null) {
+      const partition = place(topic, partitionMetadata, m);
+      if (partition !== lastPartition || !list) list = result[partition] ??= [];
+      lastPartition = partition;
+      lastKey = typeof key === 'string' && (m.partition ?? null) === null ? key : undefined;
+    }
+    list!.push(message);
   }
   return result;
 }

@@ -43,6 +43,14 @@ const MAGIC = 2;
 export interface ProduceMessage {
   key?: unknown;
   value?: unknown;
+  /**
+   * With a Buffer `value`: the message's value is `value[valueStart, valueEnd)`, a range
+   * of a buffer many messages share (kafka.ts writes events so), read without a Buffer
+   * view made per message. Only this encoder reads it: a request holding one that it
+   * cannot encode is refused, never left to kafkajs (which would send all of `value`).
+   */
+  valueStart?: number;
+  valueEnd?: number;
   headers?: unknown;
   timestamp?: unknown;
 }
@@ -68,6 +76,30 @@ function isBytes(v: unknown): v is string | Buffer {
   return typeof v === 'string' || Buffer.isBuffer(v);
 }
 
+function hasRange(m: ProduceMessage): boolean {
+  return m.valueStart !== undefined || m.valueEnd !== undefined;
+}
+
+/** Whether a message's value range (ProduceMessage.valueStart) lies within its Buffer. */
+function rangeOk(m: ProduceMessage): boolean {
+  const { valueStart: from, valueEnd: to } = m;
+  return (
+    Buffer.isBuffer(m.value) &&
+    Number.isInteger(from) &&
+    Number.isInteger(to) &&
+    from! >= 0 &&
+    from! <= to! &&
+    to! <= m.value.length
+  );
+}
+
+/** The bytes of a message's value: its range, or all of it. */
+function valueLength(m: ProduceMessage): number {
+  if (m.value == null) return -1;
+  if (m.valueEnd !== undefined) return m.valueEnd - m.valueStart!;
+  return byteLength(m.value as string | Buffer);
+}
+
 /** Whether every message is one this encoder writes as kafkajs would. */
 export function canEncode(args: ProduceArgs): boolean {
   const codec = (args.compression ?? CODEC_NONE) & CODEC_MASK;
@@ -81,6 +113,7 @@ export function canEncode(args: ProduceArgs): boolean {
         if (m.timestamp != null) return false;
         if (m.key != null && !isBytes(m.key)) return false;
         if (m.value !== null && !isBytes(m.value)) return false;
+        if (hasRange(m) && !rangeOk(m)) return false;
         if (m.headers != null && !headersOk(m.headers)) return false;
       }
     }
@@ -161,7 +194,7 @@ function encodeRecords(messages: ProduceMessage[]): Buffer {
   for (let i = 0; i < n; i++) {
     const m = messages[i]!;
     const keyLen = m.key == null ? -1 : byteLength(m.key as string | Buffer);
-    const valueLen = m.value == null ? -1 : byteLength(m.value as string | Buffer);
+    const valueLen = valueLength(m);
     let body =
       1 + // attributes
       1 + // timestamp delta 0
@@ -196,7 +229,10 @@ function encodeRecords(messages: ProduceMessage[]): Buffer {
     at = writeVarInt(buf, at, keyLen);
     if (keyLen >= 0) at = writeBytes(buf, at, m.key as string | Buffer, keyLen);
     at = writeVarInt(buf, at, valueLen);
-    if (valueLen >= 0) at = writeBytes(buf, at, m.value as string | Buffer, valueLen);
+    if (m.valueEnd !== undefined) {
+      buf.set((m.value as Buffer).subarray(m.valueStart, m.valueEnd), at);
+      at += valueLen;
+    } else if (valueLen >= 0) at = writeBytes(buf, at, m.value as string | Buffer, valueLen);
     const hs = headers[i]!;
     at = writeVarInt(buf, at, hs.length);
     for (const [k, v] of hs) {
@@ -316,7 +352,12 @@ export function fastProduceRequest(
 ): ProduceRequest & { original: ProduceRequest } {
   const request = (args: ProduceArgs) => {
     const req = original(args);
-    if (!canEncode(args)) return req;
+    if (!canEncode(args)) {
+      // kafkajs would write all of a ranged value's buffer: refuse instead.
+      if (args.topicData?.some((t) => t.partitions?.some((p) => p.messages?.some(hasRange))))
+        throw new Error('a message with a value range that the Produce encoder cannot write');
+      return req;
+    }
     return {
       ...req,
       encode: async () => {

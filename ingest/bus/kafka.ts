@@ -6,7 +6,7 @@ import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
 import { type CorruptRecordBatchError, corruptionOf, skipTarget } from './kafka-fetch.ts';
-import { kafkajs } from './kafkajs.ts';
+import { kafkajs, rangedValues } from './kafkajs.ts';
 import { createTopicsSettled } from './kafka-topics.ts';
 import { createMurmur2Partitioner } from './kafka-partition.ts';
 import { globalAssigner, taskAssigner, tasksOf } from './kafka-tasks.ts';
@@ -292,12 +292,24 @@ class KafkaBatch implements PublishBatch {
       return;
     }
     slabUsed = end;
-    this.messages.push({
-      topic: this.bus.topicName(topic),
-      key,
-      value: slab.subarray(start, end),
-      bytes: end - start,
-    });
+    // The event as a range of the slab: a Buffer view per event was a hundred bytes that
+    // lived until the broker answered, copied by every scavenge meanwhile.
+    if (rangedValues())
+      this.messages.push({
+        topic: this.bus.topicName(topic),
+        key,
+        value: slab,
+        valueStart: start,
+        valueEnd: end,
+        bytes: end - start,
+      });
+    else
+      this.messages.push({
+        topic: this.bus.topicName(topic),
+        key,
+        value: slab.subarray(start, end),
+        bytes: end - start,
+      });
   }
 
   private refuseBytes(index: number, key: string, bytes: Buffer, limit: number): void {
@@ -324,8 +336,14 @@ class KafkaBatch implements PublishBatch {
 interface Outgoing {
   topic: string;
   key: string;
-  /** A string (add), or the event's bytes in its batch's buffer (addJson). */
+  /**
+   * A string (add), or the event's bytes in its batch's buffer (addJson): the buffer
+   * itself with the event's range in `valueStart` and `valueEnd` when Drover's Produce
+   * encoder writes the requests (kafka-produce.ts, ProduceMessage), else a view of it.
+   */
   value: string | Buffer;
+  valueStart?: number;
+  valueEnd?: number;
   headers?: Record<string, string>;
   bytes: number;
 }
@@ -510,6 +528,16 @@ export class KafkaBus implements Bus {
   private async send(messages: Outgoing[]): Promise<void> {
     // The outgoing messages are kafkajs's messages themselves (it reads key, value and
     // headers): no second object per message.
+    const topic = messages[0]?.topic;
+    if (topic !== undefined && messages.every((m) => m.topic === topic)) {
+      // One topic (most sends): the list as it is, no second array.
+      await this.producer.sendBatch({
+        acks: -1,
+        compression: this.compression,
+        topicMessages: [{ topic, messages }],
+      });
+      return;
+    }
     const byTopic = new Map<string, Outgoing[]>();
     for (const m of messages) {
       let list = byTopic.get(m.topic);

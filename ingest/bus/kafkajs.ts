@@ -26,6 +26,8 @@ import { lz4Compress, lz4Decompress } from './lz4.ts';
  */
 const requireLib = createRequire(import.meta.url);
 let loaded: typeof KafkaJs | undefined;
+/** Whether kafkajs's Produce requests are encoded by kafka-produce.ts (fastProduce). */
+let produceEncoded = false;
 
 /** kafkajs's own interval for re-checking pending requests (requestQueue/index.js). */
 const CHECK_PENDING_REQUESTS_INTERVAL = 10;
@@ -90,6 +92,7 @@ function fastProduce(): void {
     const cached = requireLib.cache[path];
     if (!cached || typeof original !== 'function' || typeof Encoder !== 'function') return;
     cached.exports = fastProduceRequest(original, Encoder);
+    produceEncoded = true;
     // Every request framed in one buffer (framedRequest).
     const requestPath = requireLib.resolve('kafkajs/src/protocol/request.js');
     const framer = requireLib(requestPath) as Parameters<typeof framedRequest>[0];
@@ -167,4 +170,14 @@ export function kafkajs(): typeof KafkaJs {
     fixIdleTimerLoop();
   }
   return loaded;
+}
+
+/**
+ * Whether a produced message's value may be a range of a shared buffer
+ * (ProduceMessage.valueStart in kafka-produce.ts): only when Drover's encoder writes
+ * the Produce requests, since kafkajs's own would send the whole buffer.
+ */
+export function rangedValues(): boolean {
+  kafkajs();
+  return produceEncoded;
 }

@@ -89,6 +89,43 @@ describe("Kafka's murmur2 partitioner (kafka-partition.ts)", () => {
     ).toEqual({});
   });
 
+  it("groups with Drover's partitioner as with each message placed by itself", () => {
+    // Runs of one key, explicit partitions, null and Buffer keys, a key after a partition.
+    const seq = ['a', 'a', 'a', 'b', 'a', null, null, 'b', 'b', 'c', 'c', 'a'];
+    const messages = Array.from({ length: 3_000 }, (_, i) => ({
+      i,
+      key: i % 97 === 5 ? Buffer.from(`buf${i % 3}`) : seq[Math.floor(i / 3) % seq.length]!,
+      ...(i % 53 === 7 && { partition: (i >> 3) % 5 }),
+    }));
+    const partitionMetadata = [0, 1, 2, 3, 4].map((partitionId) => ({ partitionId, leader: 0 }));
+    const ours = createMurmur2Partitioner()();
+    const grouped = groupMessagesPerPartition({
+      topic: 't',
+      partitionMetadata,
+      messages,
+      partitioner: ours,
+    });
+    const expected: Record<number, typeof messages> = {};
+    const one = createMurmur2Partitioner()();
+    for (const message of messages) {
+      const keyed = message.key !== null || message.partition !== undefined;
+      // The same partitioner, called through an object as kafkajs calls it, message by
+      // message; unkeyed messages go round-robin, so only keyed ones are compared exactly.
+      const p = one({ topic: 't', partitionMetadata, message });
+      if (keyed) (expected[p] ??= []).push(message);
+    }
+    const keyedOnly = Object.fromEntries(
+      Object.entries(grouped).map(([p, list]) => [
+        p,
+        list.filter((m) => m.key !== null || m.partition !== undefined),
+      ]),
+    );
+    expect(keyedOnly).toEqual(expected);
+    expect(Object.values(grouped).flat()).toHaveLength(messages.length);
+    for (const list of Object.values(grouped))
+      for (let j = 1; j < list.length; j++) expect(list[j]!.i).toBeGreaterThan(list[j - 1]!.i);
+  });
+
   it("is what kafkajs's producer uses once Drover loads it", () => {
     kafkajs();
     expect(requireLib('kafkajs/src/producer/groupMessagesPerPartition.js')).toBe(

@@ -171,4 +171,44 @@ describe('CRC-32C', () => {
       for (let end = start; end <= 600; end += 13)
         expect(crc32c(data, start, end)).toBe(theirs(data.subarray(start, end)));
   });
+
+  it("writes a value given as a range of a shared buffer as that range's bytes", async () => {
+    vi.spyOn(Date, 'now').mockReturnValue(1_764_000_000_123);
+    const { fast, kafkajs: original } = produceRequests();
+    const shared = Buffer.from('{"a":1}{"message":"ünïcode"}{"b":2}');
+    const second = Buffer.byteLength('{"message":"ünïcode"}');
+    const ranged = [
+      { key: 'checkout', value: shared, valueStart: 0, valueEnd: 7 },
+      { key: 'checkout', value: shared, valueStart: 7, valueEnd: 7 + second },
+      { key: null, value: shared, valueStart: 7 + second, valueEnd: shared.length },
+      { key: 'empty', value: shared, valueStart: 3, valueEnd: 3 },
+    ];
+    const views = ranged.map(({ key, value, valueStart, valueEnd }) => ({
+      key,
+      value: value.subarray(valueStart, valueEnd),
+    }));
+    for (const codec of [0, 3]) {
+      const ours = (await fast(argsOf(codec, ranged)).encode()).buffer;
+      const theirs = (await original(argsOf(codec, views)).encode()).buffer;
+      expect(ours.equals(theirs)).toBe(true);
+    }
+  });
+
+  it('refuses a value range outside its buffer rather than let kafkajs send the buffer', () => {
+    const { fast } = produceRequests();
+    const shared = Buffer.from('0123456789');
+    for (const [valueStart, valueEnd] of [
+      [4, 11],
+      [-1, 3],
+      [5, 4],
+      [1.5, 3],
+    ]) {
+      const args = argsOf(0, [{ key: 'k', value: shared, valueStart, valueEnd }]);
+      expect(canEncode(args)).toBe(false);
+      expect(() => fast(args)).toThrow(/value range/);
+    }
+    const string = argsOf(0, [{ key: 'k', value: 'text', valueStart: 0, valueEnd: 2 }]);
+    expect(canEncode(string)).toBe(false);
+    expect(() => fast(string)).toThrow(/value range/);
+  });
 });
