@@ -89,6 +89,13 @@ export interface EngineSnapshot {
   /** Since version 2. */
   lateEvents?: number;
   futureEvents?: number;
+  /**
+   * The sweeps' phase (Engine.advanceTo), so a restored engine sweeps each rule at the
+   * instants the engine it came from would have. Absent in older snapshots: sweeps then
+   * start over from the watermark (sweeps drop only what no evaluation uses).
+   */
+  lastSweep?: number | null;
+  sweepSlice?: number;
 }
 
 /** Counts of events the engine did not take in full, for telemetry and the backtest summary. */
@@ -521,6 +528,8 @@ export class Engine {
       timers: this.timers.entries().map((t) => [t.at, t.target.spec.name, t.key, t.tag]),
       lateEvents: this.lateEvents,
       futureEvents: this.futureEvents,
+      lastSweep: this.lastSweep,
+      sweepSlice: this.sweepSlice,
     };
   }
 
@@ -555,7 +564,12 @@ export class Engine {
     this.maxEventTime = Math.min(snapshot.maxEventTime ?? Number.NEGATIVE_INFINITY, ceiling);
     this.lateEvents = snapshot.lateEvents ?? 0;
     this.futureEvents = snapshot.futureEvents ?? 0;
-    this.lastSweep = this.wm;
+    // JSON turns the -Infinity of an engine that never swept into null.
+    this.lastSweep =
+      snapshot.lastSweep === undefined
+        ? this.wm
+        : Math.min(snapshot.lastSweep ?? Number.NEGATIVE_INFINITY, this.wm);
+    this.sweepSlice = snapshot.sweepSlice ?? 0;
     this.timers.clear();
     for (const [at, rule, key, tag] of snapshot.timers) {
       if (restored.has(rule)) this.timers.push(at, this.byName.get(rule)!.runner, key, tag);

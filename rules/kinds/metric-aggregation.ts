@@ -125,9 +125,17 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
     }
   }
 
+  /**
+   * A key the sweep forgot had no samples left: its window is empty, and is judged as
+   * such (a count of 0, under a `min_threshold`, holds), exactly as with its state still
+   * held, so when a sweep runs (before a re-check at its own instant, or not, which a
+   * restore can change) never moves a verdict.
+   */
   protected override evaluate(key: string, t: number): Evaluation | undefined {
     const state = this.keys.get(key);
-    return state ? this.evaluateAt(state, t, state.sample) : NOT_HOLDING;
+    return state
+      ? this.evaluateAt(state, t, state.sample)
+      : this.judge(aggregate(this.aggType, []), 0, undefined);
   }
 
   /**
