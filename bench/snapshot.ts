@@ -230,16 +230,27 @@ async function processing(engine: Engine, keys: number, from: number, ms: number
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();
   await new Promise((resolve) => setTimeout(resolve, 5));
+  const gcs: PerformanceEntry[] = [];
+  const observer = TRACE ? new PerformanceObserver((l) => gcs.push(...l.getEntries())) : undefined;
+  observer?.observe({ entryTypes: ['gc'] });
+  const batches: Array<[number, number, number, number]> = [];
   const began = performance.now();
   let longest = 0;
   let n = 0;
   while (performance.now() - began < ms) {
     const b = performance.now();
     for (let i = 0; i < 256; i++, n++) engine.process(event(from + n, (n * 7919) % keys, keys));
-    longest = Math.max(longest, performance.now() - b);
+    const took = performance.now() - b;
+    longest = Math.max(longest, took);
+    if (TRACE) batches.push([b, took, 0, n]);
     await new Promise((resolve) => setImmediate(resolve));
   }
   delay.disable();
+  if (observer !== undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    observer.disconnect();
+    trace('control', batches, gcs);
+  }
   return {
     events: n,
     longest_batch_ms: round(longest),
