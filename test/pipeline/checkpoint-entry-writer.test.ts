@@ -5,6 +5,7 @@ import { Engine, type RuleSpec } from '../../rules/index.ts';
 import type { RuleRunner, RunnerEntry } from '../../rules/runner.ts';
 import { FlatlineRunner } from '../../rules/kinds/flatline.ts';
 import { FrequencyRunner } from '../../rules/kinds/frequency.ts';
+import { SpikeRunner } from '../../rules/kinds/spike.ts';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 const base = { labels: {}, actions: [], enabled: true };
@@ -28,6 +29,19 @@ const rules = [
     forget_keys: false,
     query_key: ['host.name'],
     realert: 60_000,
+  },
+  {
+    ...base,
+    name: 'spike',
+    type: 'spike',
+    timeframe: 30_000,
+    spike_height: 2,
+    spike_type: 'both',
+    threshold_cur: 0,
+    threshold_ref: 0,
+    alert_on_new_data: true,
+    realert: 0,
+    query_key: ['host.name'],
   },
   {
     ...base,
@@ -84,6 +98,9 @@ describe('checkpoint entries written without making them', () => {
     while (!capture.step(64));
     expect(both.made.rows).toBeGreaterThan(200);
     expect(both.written.rows).toBe(both.made.rows);
+    expect(new Set(both.made.rules.slice(0, both.made.rows))).toStrictEqual(
+      new Set(['burst', 'silent', 'spike', 'terms']),
+    );
     expect(both.written.rules).toStrictEqual(both.made.rules);
     expect(both.written.spans.subarray(0, 3 * both.made.rows)).toStrictEqual(
       both.made.spans.subarray(0, 3 * both.made.rows),
@@ -112,7 +129,7 @@ describe('checkpoint entries written without making them', () => {
     expect(batch.spans[1]).toBe(batch.spans[2]);
   });
 
-  it("makes no window-state object per entry for frequency and flatline (a capture's allocation)", () => {
+  it("makes no window-state object per entry for frequency, flatline and spike (a capture's allocation)", () => {
     const e = engine(false);
     const frequency = vi.spyOn(
       FrequencyRunner.prototype as unknown as { encodeKey: () => unknown },
@@ -122,13 +139,19 @@ describe('checkpoint entries written without making them', () => {
       FlatlineRunner.prototype as unknown as { encodeKey: () => unknown },
       'encodeKey',
     );
+    const spike = vi.spyOn(
+      SpikeRunner.prototype as unknown as { encodeKey: () => unknown },
+      'encodeKey',
+    );
     try {
       const capture = e.capture(new EntryBatch());
       while (!capture.step(64));
       expect(capture.entries).toBeGreaterThan(200);
       expect(frequency).not.toHaveBeenCalled();
       expect(flatline).not.toHaveBeenCalled();
+      expect(spike).not.toHaveBeenCalled();
     } finally {
+      spike.mockRestore();
       frequency.mockRestore();
       flatline.mockRestore();
     }
