@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { CheckpointStore, EntryBatch, type WriteStats } from '../pipeline/checkpoint-store.ts';
 import type { Event } from '../ingest/model/index.ts';
@@ -123,17 +123,89 @@ const round = (ms: number) => Math.round(ms * 100) / 100;
 const rssMb = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
-async function incremental(engine: Engine, store: CheckpointStore, offset: number): Promise<Pause> {
+/**
+ * `--trace` (SNAPSHOT_TRACE=1 in each size's process): each checkpoint's slices over
+ * TRACE_MS, the gaps between two slices over TRACE_MS (what held the loop outside the
+ * slices), and the `gc` performance entries overlapping either, to stderr, in one clock
+ * (performance.now()).
+ */
+const TRACE = process.env.SNAPSHOT_TRACE === '1';
+const TRACE_MS = 4;
+
+function trace(
+  label: string,
+  slices: Array<[began: number, ms: number, commitMs: number, entries: number]>,
+  gcs: PerformanceEntry[],
+): void {
+  const kinds: Record<number, string> = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' };
+  const during = (from: number, to: number) =>
+    gcs
+      .filter((g) => g.startTime < to && g.startTime + g.duration > from)
+      .map(
+        (g) =>
+          `${kinds[(g as unknown as { detail: { kind: number } }).detail?.kind] ?? '?'} ${g.duration.toFixed(2)}@${(g.startTime - from).toFixed(2)}`,
+      )
+      .join(' ');
+  const out: string[] = [];
+  const byKind = new Map<string, number[]>();
+  for (const g of gcs) {
+    const k = kinds[(g as unknown as { detail: { kind: number } }).detail?.kind] ?? '?';
+    (byKind.get(k) ?? byKind.set(k, []).get(k)!).push(g.duration);
+  }
+  for (const [k, d] of byKind) {
+    d.sort((a, b) => a - b);
+    out.push(
+      `${label} gc ${k}: ${d.length}, median ${d[d.length >> 1]!.toFixed(2)}, max ${d[d.length - 1]!.toFixed(2)} ms`,
+    );
+  }
+  for (let i = 0; i < slices.length; i++) {
+    const [b, ms, c, n] = slices[i]!;
+    if (ms > TRACE_MS)
+      out.push(
+        `${label} slice #${i} ${ms.toFixed(2)} ms (commit ${c.toFixed(2)}, entries ${n}) gc: ${during(b, b + ms)}`,
+      );
+    if (i > 0) {
+      const end = slices[i - 1]![0] + slices[i - 1]![1];
+      if (b - end > TRACE_MS)
+        out.push(`${label} gap before #${i} ${(b - end).toFixed(2)} ms gc: ${during(end, b)}`);
+    }
+  }
+  process.stderr.write(`${out.join('\n')}\n`);
+}
+
+async function incremental(
+  engine: Engine,
+  store: CheckpointStore,
+  offset: number,
+  label = '',
+): Promise<Pause> {
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();
   // The monitor's first tick starts its clock: a block before it (the capture) is not seen.
   await new Promise((resolve) => setTimeout(resolve, 5));
+  const gcs: PerformanceEntry[] = [];
+  const observer = TRACE ? new PerformanceObserver((l) => gcs.push(...l.getEntries())) : undefined;
+  observer?.observe({ entryTypes: ['gc'] });
+  const slices: Array<[number, number, number, number]> = [];
   const began = performance.now();
   const capture = engine.capture(new EntryBatch());
   const captureMs = performance.now() - began;
-  const stats: WriteStats = await store.write(capture, { 'logs/0': offset }, { sliceMs: 2 });
+  slices.push([began, captureMs, 0, 0]);
+  const stats: WriteStats = await store.write(
+    capture,
+    { 'logs/0': offset },
+    {
+      sliceMs: 2,
+      onSlice: TRACE ? (b, ms, c) => slices.push([b, ms, c, capture.entries]) : undefined,
+    },
+  );
   const wall = performance.now() - began;
   delay.disable();
+  if (observer !== undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    observer.disconnect();
+    trace(label, slices, gcs);
+  }
   // The write-ahead log is folded by a worker after the commit; the next interval's
   // checkpoint starts once it is done, as between two intervals.
   await store.folded();
@@ -158,16 +230,27 @@ async function processing(engine: Engine, keys: number, from: number, ms: number
   const delay = monitorEventLoopDelay({ resolution: 1 });
   delay.enable();
   await new Promise((resolve) => setTimeout(resolve, 5));
+  const gcs: PerformanceEntry[] = [];
+  const observer = TRACE ? new PerformanceObserver((l) => gcs.push(...l.getEntries())) : undefined;
+  observer?.observe({ entryTypes: ['gc'] });
+  const batches: Array<[number, number, number, number]> = [];
   const began = performance.now();
   let longest = 0;
   let n = 0;
   while (performance.now() - began < ms) {
     const b = performance.now();
     for (let i = 0; i < 256; i++, n++) engine.process(event(from + n, (n * 7919) % keys, keys));
-    longest = Math.max(longest, performance.now() - b);
+    const took = performance.now() - b;
+    longest = Math.max(longest, took);
+    if (TRACE) batches.push([b, took, 0, n]);
     await new Promise((resolve) => setImmediate(resolve));
   }
   delay.disable();
+  if (observer !== undefined) {
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    observer.disconnect();
+    trace('control', batches, gcs);
+  }
   return {
     events: n,
     longest_batch_ms: round(longest),
@@ -245,11 +328,11 @@ async function one(keys: number): Promise<One> {
     // After: the checkpoint store, full then incremental.
     const storePath = join(dir, 'rules-state.db');
     const store = new CheckpointStore(storePath);
-    const full = await incremental(engine, store, keys);
+    const full = await incremental(engine, store, keys, 'full');
     // 1% of the keys change (a new event each), as between two snapshot intervals.
     const changed = Math.max(1, Math.floor(keys / 100));
     for (let j = 0; j < changed; j++) engine.process(event(keys + j, (j * 7919) % keys, keys));
-    const onePercent = await incremental(engine, store, keys + changed);
+    const onePercent = await incremental(engine, store, keys + changed, '1%');
     store.close();
     const control = await processing(engine, keys, keys + changed, Math.min(full.wall_ms, 15_000));
     const storeBytes = fileBytes(storePath);

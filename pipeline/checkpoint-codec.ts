@@ -21,6 +21,7 @@
  * damaged row cannot make it allocate more than the row's size.
  */
 import { deserialize, serialize } from 'node:v8';
+import type { EntryWriter } from '../rules/runner.ts';
 
 const FORMAT_TAG = 0xd1;
 /** Nesting past this is written by `node:v8` (events are bounded well below at ingest). */
@@ -213,6 +214,49 @@ function writeTagged(value: unknown): void {
   }
 }
 
+/** What EntryBatch.putEntry takes an entry from (a RuleRunner). */
+export interface EntrySource {
+  writeEntry(id: string, w: EntryWriter): boolean;
+  entry(id: string): unknown;
+}
+
+/** The encoder's parts, for EntrySource.writeEntry: the bytes writeValue gives the whole. */
+const writer: EntryWriter = {
+  object(fields, depth) {
+    if (depth >= MAX_DEPTH) throw notPlain;
+    room(1);
+    scratch[at++] = OBJECT;
+    writeLength(fields);
+  },
+  array(items, depth) {
+    if (depth >= MAX_DEPTH) throw notPlain;
+    room(1);
+    scratch[at++] = ARRAY;
+    writeLength(items);
+  },
+  key: writeString,
+  number: writeNumber,
+  value: writeItem,
+};
+
+/**
+ * FORMAT_TAG and `source`'s entry from `at`, written in parts; nothing when it holds
+ * nothing under `id`. What is not plain data: the whole entry as writeTagged writes it.
+ */
+function writeFrom(source: EntrySource, id: string): void {
+  const start = at;
+  room(1);
+  scratch[at++] = FORMAT_TAG;
+  try {
+    if (!source.writeEntry(id, writer)) at = start;
+  } catch (err) {
+    if (err !== notPlain) throw err;
+    at = start;
+    const entry = source.entry(id);
+    if (entry !== undefined) writeTagged(entry);
+  }
+}
+
 /**
  * Entries appended back to back: row i's id (its UTF-16 code units, as the store keys it)
  * runs from span 3i to span 3i+1, its encoded value (encodeValue's bytes) from there to
@@ -232,6 +276,19 @@ export class EntryBatch {
 
   /** Appends an entry, encoded now (its data may share arrays with the live state). */
   put(rule: string, id: string, entry: unknown): void {
+    this.append(rule, id, entry, undefined);
+  }
+
+  /**
+   * Appends `source.entry(id)`, written by `source.writeEntry` without making it (the
+   * same bytes as `put`'s; what is not plain data is encoded from `entry(id)` as `put`
+   * does).
+   */
+  putEntry(rule: string, id: string, source: EntrySource): void {
+    this.append(rule, id, undefined, source);
+  }
+
+  private append(rule: string, id: string, entry: unknown, source: EntrySource | undefined): void {
     const r = this.rows;
     if (3 * r + 3 > this.spans.length) {
       const spans = new Float64Array(2 * this.spans.length);
@@ -246,7 +303,8 @@ export class EntryBatch {
       room(2 * id.length);
       at += scratch.write(id, at, 'utf16le');
       spans[3 * r + 1] = at;
-      if (entry !== undefined) writeTagged(entry);
+      if (source !== undefined) writeFrom(source, id);
+      else if (entry !== undefined) writeTagged(entry);
       spans[3 * r + 2] = at;
     } finally {
       this.bytes = scratch;

@@ -103,6 +103,11 @@ export interface WriteOptions {
    * so 64 overran a 2 ms slice by ~5 ms at 1.1 M keys with 1% changed.
    */
   step?: number;
+  /**
+   * Called after each slice with its start (performance.now()), its length and the part
+   * of it its COMMIT took (ms; 0 without one): the benchmark's trace of where the loop went.
+   */
+  onSlice?: (began: number, ms: number, commitMs: number) => void;
 }
 
 export { EntryBatch };
@@ -386,7 +391,9 @@ export class CheckpointStore {
         work.fail();
         throw err;
       }
-      work.paused(performance.now() - began);
+      const ms = performance.now() - began;
+      work.paused(ms);
+      options.onSlice?.(began, ms, work.commitMs);
       if (done) return work.stats;
       // Between two transactions (a full checkpoint's), a fold running is waited for:
       // the next transaction then starts the log over, which stays near foldBytes.
@@ -437,10 +444,13 @@ export class CheckpointStore {
     let switched = false;
     let oldCleared = !full;
     const db = this.db;
+    let sliceCommitMs = 0;
     const commit = () => {
       const began = performance.now();
       db.exec('COMMIT');
-      this.commitMs = 0.8 * this.commitMs + 0.2 * (performance.now() - began);
+      const took = performance.now() - began;
+      sliceCommitMs += took;
+      this.commitMs = 0.8 * this.commitMs + 0.2 * took;
       open = false;
       stats.commits++;
       this.committed();
@@ -566,8 +576,13 @@ export class CheckpointStore {
       get open() {
         return open;
       },
+      /** The time the last slice's COMMITs took (ms). */
+      get commitMs() {
+        return sliceCommitMs;
+      },
       /** One slice of the work, until `until` (performance.now()); true once done. */
       slice: (until: number): boolean => {
+        sliceCommitMs = 0;
         if (!open) {
           db.exec('BEGIN IMMEDIATE');
           open = true;

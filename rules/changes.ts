@@ -41,6 +41,11 @@ export type TimerRow = [number, number, string, string, number];
  */
 export interface EntrySink {
   put(rule: string, id: string, entry: RunnerEntry | undefined): void;
+  /**
+   * The same, given the runner to write `runner.entry(id)` from without making it
+   * (RuleRunner.writeEntry); a sink without it is given `entry(id)`.
+   */
+  putEntry?(rule: string, id: string, runner: RuleRunner): void;
 }
 
 /**
@@ -312,7 +317,9 @@ export class Capture<S extends EntrySink = EntrySink> {
 
   private take(runner: RuleRunner, id: string, taken: Set<string> | undefined): void {
     taken?.add(id);
-    this.sink.put(runner.spec.name, id, runner.entry(id));
+    const sink = this.sink;
+    if (sink.putEntry !== undefined) sink.putEntry(runner.spec.name, id, runner);
+    else sink.put(runner.spec.name, id, runner.entry(id));
     this.entries++;
   }
 

@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/model/index.ts';
-import { type EngineContext, RuleRunner, TAG_KIND } from '../runner.ts';
+import { type EngineContext, type EntryWriter, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { FlatlineRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
 import { parseDuration } from '../duration.ts';
@@ -192,6 +192,22 @@ export class FlatlineRunner extends RuleRunner<FlatlineRule, KeyState> {
       sample: s.sample,
       expected: s.expected,
     };
+  }
+  /** encodeKey's object, written without making it or its times array (RuleRunner.writeEntry). */
+  protected override writeKey(s: KeyState, w: EntryWriter): void {
+    w.object(5, 1);
+    w.key('times');
+    const n = s.times.length;
+    w.array(n, 2);
+    for (let i = 0; i < n; i++) w.number(s.times.at(i));
+    w.key('deadline');
+    w.value(s.deadline, 2);
+    w.key('from');
+    w.value(s.from, 2);
+    w.key('sample');
+    w.value(s.sample, 2);
+    w.key('expected');
+    w.value(s.expected, 2);
   }
   protected decodeKey(data: unknown): KeyState {
     const d = data as {

@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/model/index.ts';
-import { type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
+import { type EntryWriter, type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
 import type { FrequencyRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
 import { parseDuration } from '../duration.ts';
@@ -125,6 +125,16 @@ export class FrequencyRunner extends RuleRunner<FrequencyRule, KeyState> {
   }
   protected encodeKey(state: KeyState): unknown {
     return { times: state.toArray(), sample: state.sample };
+  }
+  /** encodeKey's object, written without making it or its times array (RuleRunner.writeEntry). */
+  protected override writeKey(state: KeyState, w: EntryWriter): void {
+    w.object(2, 1);
+    w.key('times');
+    const n = state.length;
+    w.array(n, 2);
+    for (let i = 0; i < n; i++) w.number(state.at(i));
+    w.key('sample');
+    w.value(state.sample, 2);
   }
   protected decodeKey(data: unknown): KeyState {
     const d = data as { times: number[]; sample: Event | undefined };

@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/model/index.ts';
-import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
+import { type EntryWriter, type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { SpikeRule } from '../types.ts';
 import { Timestamps } from '../window.ts';
 import { parseDuration } from '../duration.ts';
@@ -168,6 +168,20 @@ export class SpikeRunner extends RuleRunner<SpikeRule, KeyState> {
       nextCheck: s.nextCheck,
       sample: s.sample,
     };
+  }
+  /** encodeKey's object, written without making it or its times array (RuleRunner.writeEntry). */
+  protected override writeKey(s: KeyState, w: EntryWriter): void {
+    w.object(4, 1);
+    w.key('times');
+    const n = s.times.length;
+    w.array(n, 2);
+    for (let i = 0; i < n; i++) w.number(s.times.at(i));
+    w.key('firstSeen');
+    w.value(s.firstSeen, 2);
+    w.key('nextCheck');
+    w.value(s.nextCheck, 2);
+    w.key('sample');
+    w.value(s.sample, 2);
   }
   protected decodeKey(data: unknown): KeyState {
     const d = data as {
