@@ -8,18 +8,16 @@ import type { Logger } from './logger.ts';
  * printer. Warnings come from the runtime and the libraries, not from events: what
  * bounds them is the code's call sites (Node prints most kinds once per process).
  *
- * One is known and harmless: from Node.js 23 on, `setTimeout` with a negative delay warns
- * (TimeoutNegativeWarning) and runs after 1 ms, as earlier versions did silently, and
- * kafkajs's request queue asks for one whenever it schedules a check with nothing
- * throttled. That one is logged at debug.
+ * One to look for: a TimeoutNegativeWarning (Node.js 23 and later) from kafkajs means
+ * its request queue's idle timer loop is back, which ingest/bus/kafkajs.ts replaces
+ * when the method is the one it knows (a kafkajs that changed it is not patched).
  */
 export function logRuntimeWarnings(logger: Logger): void {
   process.removeAllListeners('warning');
   process.on('warning', (warning: Error & { code?: string }) => {
-    const fields = {
-      runtimeWarning: { name: warning.name, code: warning.code, message: warning.message },
-    };
-    if (warning.name === 'TimeoutNegativeWarning') logger.debug(fields, 'runtime warning');
-    else logger.warn(fields, 'runtime warning');
+    logger.warn(
+      { runtimeWarning: { name: warning.name, code: warning.code, message: warning.message } },
+      'runtime warning',
+    );
   });
 }
