@@ -332,14 +332,16 @@ async function fetchedBytes(prefix: string, events: number): Promise<number> {
 }
 
 /**
- * HTTP NDJSON into Kafka with the bus's default codec against `JSON.parse` of the same
- * lines, in turns (`rounds`), as `ingest` measures it: events per server CPU second over
- * JSON.parse's events per second on one core, the median round's ratio and every round's.
+ * HTTP NDJSON into Kafka with the bus's default codec (or `compression`) against
+ * `JSON.parse` of the same lines, in turns (`rounds`), as `ingest` measures it: events
+ * per server CPU second over JSON.parse's events per second on one core, the median
+ * round's ratio and every round's.
  */
 export async function kafkaIngestRatio(
   brokers: string[],
   events: number,
   rounds: number,
+  compression?: 'gzip' | 'lz4' | 'none',
 ): Promise<{ ratio: number; rounds: number[]; events_per_server_cpu_s: number }> {
   const lines = generateFleet({ services: 20, replicas: 5, events, seed: 3 }).map((o) =>
     JSON.stringify(o),
@@ -356,7 +358,11 @@ export async function kafkaIngestRatio(
       const t = performance.now();
       for (const l of lines) JSON.parse(l);
       const parseMs = performance.now() - t;
-      const kafka = await createKafkaBus({ brokers, topicPrefix: `benchscale${Date.now()}r${r}.` });
+      const kafka = await createKafkaBus({
+        brokers,
+        topicPrefix: `benchscale${Date.now()}r${r}.`,
+        ...(compression !== undefined && { compression }),
+      });
       try {
         const via = await httpInto(kafka, bodiesFile, 4);
         out.push({ ratio: parseMs / via.cpuMs, perCpuS: (lines.length / via.cpuMs) * 1000 });

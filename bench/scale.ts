@@ -16,7 +16,10 @@
  * - `kafka_ingest_vs_json_parse`: HTTP NDJSON into Kafka per server CPU second against
  *   JSON.parse on one core (bench/ingest.ts's measure), and
  *   `rules_consumer_events_per_cpu_s`: the rules consumer from Kafka through the merge
- *   into an engine (bench/rules-consumer.ts's measure), with the bus's default codec.
+ *   into an engine (bench/rules-consumer.ts's measure), with the bus's default codec
+ *   (lz4 since 2026-12-05); `kafka_ingest_gzip_vs_json_parse` and
+ *   `rules_consumer_gzip_events_per_cpu_s` are the same with gzip, the default before,
+ *   so that figures from before and after the change compare.
  *
  * Uses KAFKA_BROKERS, or starts a single-node Kafka as the tests do (test/servers/kafka.ts).
  *
@@ -588,17 +591,25 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
     }
 
     let ingestRatio = { ratio: NaN, rounds: [] as number[], events_per_server_cpu_s: NaN };
+    let gzipIngestRatio = ingestRatio;
     let consumed = { cpuMs: NaN };
+    let gzipConsumed = consumed;
     if (!workersOnly) {
-      log('scale: HTTP NDJSON → Kafka against JSON.parse');
+      log('scale: HTTP NDJSON → Kafka against JSON.parse (the default codec, then gzip)');
       ingestRatio = await kafkaIngestRatio(brokers, Math.min(count, 100_000), rounds);
-      log('scale: the rules consumer from Kafka');
-      const consumer = await createKafkaBus({
-        brokers,
-        topicPrefix: `scalerc${Date.now().toString(36)}.`,
-      });
-      consumed = await consumeInto(consumer, events, ruleMix(ruleCount));
-      await consumer.close();
+      gzipIngestRatio = await kafkaIngestRatio(brokers, Math.min(count, 100_000), rounds, 'gzip');
+      log('scale: the rules consumer from Kafka (the default codec, then gzip)');
+      for (const compression of [undefined, 'gzip'] as const) {
+        const consumer = await createKafkaBus({
+          brokers,
+          topicPrefix: `scalerc${Date.now().toString(36)}${compression ?? ''}.`,
+          ...(compression !== undefined && { compression }),
+        });
+        const used = await consumeInto(consumer, events, ruleMix(ruleCount));
+        await consumer.close();
+        if (compression === undefined) consumed = used;
+        else gzipConsumed = used;
+      }
     }
 
     // Each build's ratios, one per repetition (3 workers against 1 of the same build and
@@ -652,6 +663,9 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       kafka_ingest_rounds: ingestRatio.rounds,
       kafka_ingest_events_per_server_cpu_s: ingestRatio.events_per_server_cpu_s,
       rules_consumer_events_per_cpu_s: Math.round((count / consumed.cpuMs) * 1000),
+      kafka_ingest_gzip_vs_json_parse: gzipIngestRatio.ratio,
+      kafka_ingest_gzip_rounds: gzipIngestRatio.rounds,
+      rules_consumer_gzip_events_per_cpu_s: Math.round((count / gzipConsumed.cpuMs) * 1000),
       // `--global`: per build and worker count, the events per CPU second of every run of
       // each mix, and the global task's estimate (two or more workers).
       ...(mixes.includes('global') && {
@@ -712,10 +726,10 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
         `  a fresh worker restored all ${TASKS} tasks in ${restore.worker_restore_all_tasks_s} s\n`,
       );
       process.stdout.write(
-        `  HTTP NDJSON → Kafka: ${summary.kafka_ingest_vs_json_parse}× JSON.parse per server core (rounds ${ingestRatio.rounds.join(', ')}; target ≥ 0.2)\n`,
+        `  HTTP NDJSON → Kafka: ${summary.kafka_ingest_vs_json_parse}× JSON.parse per server core (rounds ${ingestRatio.rounds.join(', ')}; target ≥ 0.2); with gzip ${summary.kafka_ingest_gzip_vs_json_parse}× (rounds ${gzipIngestRatio.rounds.join(', ')})\n`,
       );
       process.stdout.write(
-        `  rules consumer from Kafka: ${summary.rules_consumer_events_per_cpu_s} events per CPU second (target ≥ 100,000)\n`,
+        `  rules consumer from Kafka: ${summary.rules_consumer_events_per_cpu_s} events per CPU second (target ≥ 100,000); with gzip ${summary.rules_consumer_gzip_events_per_cpu_s}\n`,
       );
     }
     return 0;

@@ -67,7 +67,7 @@ export interface DroverConfig {
         kind: 'kafka';
         brokers: string[];
         topicPrefix: string;
-        /** How record batches are compressed (default gzip; see KafkaBusOptions). */
+        /** How record batches are compressed (default lz4; see KafkaBusOptions). */
         compression?: 'gzip' | 'lz4' | 'none';
       }
   ) & {
@@ -349,7 +349,7 @@ function build(
               b.trim(),
             ),
             topicPrefix: (bus.topicPrefix as string | undefined) ?? 'drover.',
-            compression: (bus.compression as 'gzip' | 'lz4' | 'none' | undefined) ?? 'gzip',
+            compression: (bus.compression as 'gzip' | 'lz4' | 'none' | undefined) ?? 'lz4',
             maxAttempts,
             ...(sessionTimeoutMs !== undefined && { sessionTimeoutMs }),
             corruptBatch: (bus.corruptBatch as 'stop' | 'skip' | undefined) ?? 'stop',

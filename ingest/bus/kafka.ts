@@ -38,7 +38,7 @@ const FETCH_WAIT_MS = 1_000;
 /**
  * The Kafka bus: a topic per kind (`<prefix>logs`, `<prefix>metrics`), messages keyed
  * by service so a service's events keep their order on one partition, the idempotent
- * producer with acks=-1 and gzip. kafkajs sends what it is given, so Drover batches (see
+ * producer with acks=-1 and lz4. kafkajs sends what it is given, so Drover batches (see
  * batcher.ts). Refused events go to `<prefix>deadletter`, keyed like the event, with
  * the reason in the `drover.reason` header. Consumers commit offsets only after their
  * handler is done; delivery is at-least-once.
@@ -64,10 +64,11 @@ export interface KafkaBusOptions {
    */
   maxEventBytes?: number;
   /**
-   * How record batches are compressed: `gzip` (default), `lz4` or `none`. Lz4 (Kafka's
-   * LZ4 frame, lz4.ts) and none save the producer gzip's latency and CPU, for more bytes
-   * on the wire and on disk; consumers read any of them (kafka-fetch.ts; bench/README.md,
-   * "Rules consumer"). Drover reads no snappy or zstd, so a topic's `compression.type`
+   * How record batches are compressed: `lz4` (default), `gzip` or `none`. Lz4 (Kafka's
+   * LZ4 frame, lz4.ts) costs the producer less CPU than gzip (level 1) and about 1.6×
+   * its bytes on the wire and on disk; none about what lz4 costs, at about 5× its bytes;
+   * consumers read any of them (kafka-fetch.ts; bench/README.md, "The Kafka bus's
+   * default codec"). Drover reads no snappy or zstd, so a topic's `compression.type`
    * must stay `producer`, `uncompressed`, `gzip` or `lz4`: with snappy or zstd the broker
    * would recompress into what Drover's consumers cannot read.
    */
@@ -391,9 +392,9 @@ export class KafkaBus implements Bus {
     this.compression =
       options.compression === 'none'
         ? CompressionTypes.None
-        : options.compression === 'lz4'
-          ? CompressionTypes.LZ4
-          : CompressionTypes.GZIP;
+        : options.compression === 'gzip'
+          ? CompressionTypes.GZIP
+          : CompressionTypes.LZ4;
     this.onError =
       options.onError ??
       ((err, context) => process.emitWarning(`${context}: ${err.message}`, 'DroverBusWarning'));

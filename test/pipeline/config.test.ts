@@ -312,9 +312,12 @@ describe('configuration: roles', () => {
 });
 
 describe('configuration: bus.compression', () => {
-  it('is gzip by default on Kafka, lz4 or none on request, and nothing else', () => {
+  it('is lz4 by default on Kafka, gzip or none on request, and nothing else', () => {
     const kafka = 'bus: { kind: kafka, brokers: [k:9092] }\n';
-    expect(load(kafka).config.bus).toMatchObject({ kind: 'kafka', compression: 'gzip' });
+    expect(load(kafka).config.bus).toMatchObject({ kind: 'kafka', compression: 'lz4' });
+    expect(
+      load('bus: { kind: kafka, brokers: [k:9092], compression: gzip }\n').config.bus,
+    ).toMatchObject({ compression: 'gzip' });
     expect(
       load('bus: { kind: kafka, brokers: [k:9092], compression: none }\n').config.bus,
     ).toMatchObject({ compression: 'none' });
@@ -324,7 +327,7 @@ describe('configuration: bus.compression', () => {
     expect(refused('bus: { kind: kafka, brokers: [k:9092], compression: zstd }\n')).toMatch(
       /bus\.compression.*is gzip, lz4 or none/,
     );
-    // The embedded bus's chunks are gzip or text.
+    // The embedded bus's chunks are gzip (its default: it has no lz4) or text.
     expect(refused('bus: { compression: lz4 }\n')).toMatch(/lz4 is for the Kafka bus/);
   });
 });
