@@ -56,6 +56,9 @@ export class JsonLineNormalizer {
   /** Where a source field's value is in the line when its text is JSON.stringify's, else -1. */
   private readonly foundStart: number[] = new Array<number>(SOURCE_COUNT).fill(-1);
   private readonly foundEnd: number[] = new Array<number>(SOURCE_COUNT).fill(-1);
+  /** The slots this line filled, to clear before the next (at most one a member). */
+  private filled = 0;
+  private readonly filledSlots: number[] = [];
   // The fields kept as sent, in order, each with its value: bytes of the line to copy
   // (start, end), or a value to write when the line's text is not canonical.
   private rest = 0;
@@ -79,11 +82,14 @@ export class JsonLineNormalizer {
     this.rest = 0;
     this.depth = 0;
     this.stamp = ++lineStamp;
+    // Only the slots the last line filled are cleared (a line fills a few of them).
     const found = this.found;
-    for (let i = 0; i < found.length; i++) {
-      found[i] = undefined;
-      this.foundStart[i] = -1;
+    for (let i = 0; i < this.filled; i++) {
+      const slot = this.filledSlots[i]!;
+      found[slot] = undefined;
+      this.foundStart[slot] = -1;
     }
+    this.filled = 0;
     this.skipBlanks();
     if (src[this.pos] === NEWLINE) {
       this.blank = true;
@@ -167,8 +173,8 @@ export class JsonLineNormalizer {
       const field = this.restFields[i]!;
       const as = field.how > KEPT ? keptAs(field, m) : field;
       if (as === undefined) continue;
-      out[p++] = COMMA;
-      const name = (as.nameJson ??= Buffer.from(`${JSON.stringify(as.name)}:`));
+      // The comma, the name and the colon, made once per field.
+      const name = (as.nameJson ??= Buffer.from(`,${JSON.stringify(as.name)}:`));
       for (let j = 0; j < name.length; j++) out[p++] = name[j]!;
       const start = this.restStarts[i]!;
       if (start >= 0) {
@@ -359,6 +365,7 @@ export class JsonLineNormalizer {
     else if (this.literal(NULL)) value = null;
     else return false;
     if (field.slot >= 0) {
+      this.filledSlots[this.filled++] = field.slot;
       this.found[field.slot] = value;
       this.foundStart[field.slot] = canonical ? start : -1;
       this.foundEnd[field.slot] = this.pos;
@@ -424,7 +431,7 @@ export class JsonLineNormalizer {
     if (this.escaped) return JSON.parse(this.src.toString('utf8', start, end)) as string;
     return this.nonAscii
       ? this.src.toString('utf8', start + 1, end - 1)
-      : latin1(this.src, start + 1, end - 1);
+      : asciiString(this.src, start + 1, end - 1);
   }
 
   /** A JSON number. True: an integer; false: it has a fraction or exponent; undefined: not a number. */
@@ -536,6 +543,40 @@ function latin1(src: Buffer, start: number, end: number): string {
     end,
   );
 }
+
+/**
+ * The model's source values repeat from line to line (a service's name, its hosts, a
+ * message, a metric's name and type): a short ASCII one the line holds is looked up by
+ * its bytes among the strings decoded before, and that string is handed back instead of
+ * decoding a new one (a call into Buffer's decoder and a string to collect per value,
+ * three to five per event).
+ *
+ * Bounded whatever the senders write: a direct-mapped table of STRING_SLOTS strings of at
+ * most STRING_MAX_BYTES each (at most ~0.4 MB), a slot overwritten by the next value that
+ * hashes to it, no chains: values chosen to collide only make misses, each costing a
+ * decode as before. Linear in the value's bytes (one hash, one comparison).
+ */
+function asciiString(src: Buffer, start: number, end: number): string {
+  const length = end - start;
+  if (length > STRING_MAX_BYTES) return latin1(src, start, end);
+  let h = length;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ src[i]!, 0x01000193);
+  const slot = (h >>> 0) % STRING_SLOTS;
+  const known = strings[slot]!;
+  if (known.length === length) {
+    let j = 0;
+    while (j < length && known.charCodeAt(j) === src[start + j]) j++;
+    if (j === length) return known;
+  }
+  const decoded = latin1(src, start, end);
+  strings[slot] = decoded;
+  return decoded;
+}
+
+const STRING_SLOTS = 4096;
+const STRING_MAX_BYTES = 48;
+/** asciiString's table ('' in a slot not filled yet, which no lookup of length > 0 matches). */
+const strings: string[] = new Array<string>(STRING_SLOTS).fill('');
 
 const isDigit = (c: number) => c >= DIGIT_0 && c <= DIGIT_9;
 const isHex = (c: number) =>

@@ -263,7 +263,8 @@ export interface Field {
   readonly same: { stamp: number };
   /**
    * The byte path's (normalize-json.ts): the key's UTF-8 bytes, the field's name as a
-   * JSON key (`"name":`), the line that last saw it, and its children by key bytes.
+   * JSON key after a comma (`,"name":`), the line that last saw it, and its children by
+   * key bytes.
    */
   keyBytes: Uint8Array | undefined;
   nameJson: Uint8Array | undefined;

@@ -282,6 +282,22 @@ describe('the byte path of normalize', () => {
     }
   });
 
+  it("gives each line its own values when more short values pass than the reader's string table holds", () => {
+    // The byte path hands back a string it decoded before for the same bytes (a table
+    // of 4,096 by hash, normalize-json.ts): 20,000 services, hosts and messages of the
+    // same few lengths, so that many share a slot, in one order and then another, and
+    // one value of exactly the largest length taken from the table and one past it.
+    const values = Array.from({ length: 20_000 }, (_, i) => `s${String(i).padStart(5, '0')}`);
+    const order = [...values, ...values.map((_, i) => values[(i * 7919) % values.length]!)];
+    const long = ['x'.repeat(48), 'y'.repeat(49), 'x'.repeat(48), 'y'.repeat(49)];
+    for (const v of [...order, ...long]) {
+      const line = `{"level":30,"time":1732272000123,"name":"${v}","hostname":"${v}-h","msg":"m${v}"}`;
+      const options = { receivedAt: 42 };
+      const got = byteWay(Buffer.from(`${line}\n`), options);
+      expect(got, line).toEqual(objectWay(line, options));
+    }
+  });
+
   it('hands back what JSON.parse would order or read differently', () => {
     for (const line of [
       '{"a":1,"b":2,"a":3}', // a key twice
