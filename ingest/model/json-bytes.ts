@@ -40,9 +40,43 @@ export function writeValue(value: unknown, buf: Buffer, p: number): number {
 }
 
 export function writeNumber(n: number, buf: Buffer, p: number): number {
+  // Integers (epoch milliseconds above all) are written digit by digit, without the
+  // string String() would make: the same digits, since String() writes an integer of
+  // at most 2^53 in full (and -0 as 0).
+  if (Number.isSafeInteger(n)) {
+    if (n < 0) {
+      buf[p++] = MINUS;
+      n = -n;
+    }
+    // Two halves below 10^8, so the digits come from small-integer arithmetic.
+    const high = Math.floor(n / 1e8);
+    let low = n - high * 1e8;
+    if (high === 0) return writeDigits(low, buf, p);
+    p = writeDigits(high, buf, p);
+    for (let i = p + 7; i >= p; i--) {
+      const d = low % 10;
+      buf[i] = DIGIT_0 + d;
+      low = (low - d) / 10;
+    }
+    return p + 8;
+  }
   return writeAscii(Number.isFinite(n) ? String(n) : 'null', buf, p);
 }
 
+/** An integer from 0 to 10^8 - 1, its digits without leading zeros. */
+function writeDigits(n: number, buf: Buffer, p: number): number {
+  let digits = 1;
+  for (let x = n; x >= 10; x = (x / 10) | 0) digits++;
+  for (let i = p + digits - 1; i >= p; i--) {
+    const d = n % 10;
+    buf[i] = DIGIT_0 + d;
+    n = (n - d) / 10;
+  }
+  return p + digits;
+}
+
+const MINUS = 0x2d;
+const DIGIT_0 = 0x30;
 const OPEN_BRACE = 0x7b;
 const CLOSE_BRACE = 0x7d;
 const COMMA = 0x2c;

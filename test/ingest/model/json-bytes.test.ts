@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { writeJson } from '../../../ingest/model/json-bytes.ts';
+import { writeJson, writeNumber } from '../../../ingest/model/json-bytes.ts';
 
 /** What writeJson writes, or what it throws. */
 function written(
@@ -98,6 +98,28 @@ describe('writeJson', () => {
     const cycle: Record<string, unknown> = {};
     cycle.self = { cycle };
     expect(written(cycle)).toEqual({ error: 'TypeError' });
+  });
+
+  it('writes every number as JSON.stringify does, integers up to 2^53 digit by digit', () => {
+    const at = (n: number) => {
+      const buf = Buffer.alloc(40, 0xaa);
+      const end = writeNumber(n, buf, 3);
+      return buf.toString('latin1', 3, end);
+    };
+    const edges = [0, -0, 1, -1, 9, 10, 99_999_999, 1e8, 1e8 + 1, -1e8, 1_732_272_000_123];
+    edges.push(Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER, 2 ** 53, 1e21, 0.1, NaN);
+    for (const n of edges) expect(at(n), String(n)).toBe(JSON.stringify(n));
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.maxSafeInteger(), fc.integer(), fc.double()),
+        (n) => at(n) === JSON.stringify(n),
+      ),
+      { numRuns: 20_000 },
+    );
+    // Past the end of the buffer: nothing written there, the length still counted.
+    const small = Buffer.alloc(8, 0xaa);
+    expect(writeNumber(1_732_272_000_123, small.subarray(0, 4), 0)).toBe(13);
+    expect(small.subarray(4).every((b) => b === 0xaa)).toBe(true);
   });
 
   it('says how much room an event needed when the buffer is too small, and writes nothing past its end', () => {
