@@ -151,7 +151,11 @@ interface WorkerMetrics {
   globalHeld: number;
 }
 
+/** `/metrics` scrapes of each worker (by URL) so far: each costs the worker CPU. */
+const scrapes = new Map<string, number>();
+
 async function metricsOf(w: Served): Promise<WorkerMetrics> {
+  scrapes.set(w.url, (scrapes.get(w.url) ?? 0) + 1);
   const text = await (await fetch(`${w.url}/metrics`)).text();
   const one = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
   const sum = (prefix: string, must?: string) =>
@@ -247,6 +251,8 @@ interface Run {
     global_events: number;
     /** Events this worker processed in a steady run's warm-up, before the figures. */
     warm_up_events: number;
+    /** This benchmark's `/metrics` polls of the worker within `cpu_ms` (each costs it CPU). */
+    scrapes: number;
     global_task: boolean;
   }>;
   /**
@@ -492,6 +498,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
         );
       }
       const cpu0 = workers.map((w) => cpuMsOf(w.child.pid!));
+      const scrapes0 = workers.map((w) => scrapes.get(w.url) ?? 0);
       const threads0 = workers.map((w) => threadsOf(w.child.pid!));
       const metrics0 = await Promise.all(workers.map(metricsOf));
       const events0 = metrics0.map((m) => m.events);
@@ -547,6 +554,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       await bus.close();
       const wallMs = performance.now() - began;
       const cpu = workers.map((w, i) => cpuMsOf(w.child.pid!) - cpu0[i]!);
+      const scraped = workers.map((w, i) => (scrapes.get(w.url) ?? 0) - scrapes0[i]!);
       const threads = workers.map((w, i) => minus(threadsOf(w.child.pid!), threads0[i]!));
       const cpuMs = cpu.reduce((a, b) => a + b, 0);
       const warmCpuMs = workers.reduce((n, w, i) => n + cpuMsOf(w.child.pid!) - warm!.cpu[i]!, 0);
@@ -598,6 +606,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       }
       const perWorker = workers.map((_, i) => ({
         warm_up_events: metrics0[i]!.events - settledMetrics[i]!.events,
+        scrapes: scraped[i]!,
         cpu_ms: Math.round(cpu[i]!),
         events: metrics[i]!.events - events0[i]!,
         batches: metrics[i]!.batches - metrics0[i]!.batches,
