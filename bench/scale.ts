@@ -34,6 +34,14 @@
  * leaves out the restore, ingest and consumer figures. Each worker's CPU is also split
  * by thread (`main`, `others`), `sys` time, and `sched` (/proc's schedstat, ns-exact).
  *
+ * `--warm-up-per-worker W`: each worker count also runs steady: its workers first process
+ * workers × W events of the same fleet (not counted), then the `--events` measured, the
+ * same events for every count; `cpu_ratio_3_vs_1_steady` is three workers' CPU for them
+ * over one's, beside the whole-run `cpu_ratio_3_vs_1` (from the workers' start). A worker
+ * that has run a while, as in production, is the steady case. `--variant "ARGS"` runs
+ * each step a second time with these node options for the workers (build `variant`),
+ * just before this build's plain run: a V8 flag's effect, side by side in one run.
+ *
  * `--global`: each worker count also runs with `rules.partitionFields: [service.name]`
  * (the Kubernetes default: the mix's 50 `host.name` rules then run in the global task,
  * docs/scale-out.md), beside the runs where every rule is partitioned, in the same
@@ -146,7 +154,11 @@ interface WorkerMetrics {
   globalHeld: number;
 }
 
+/** `/metrics` scrapes of each worker (by URL) so far: each costs the worker CPU. */
+const scrapes = new Map<string, number>();
+
 async function metricsOf(w: Served): Promise<WorkerMetrics> {
+  scrapes.set(w.url, (scrapes.get(w.url) ?? 0) + 1);
   const text = await (await fetch(`${w.url}/metrics`)).text();
   const one = (name: string) => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? 0);
   const sum = (prefix: string, must?: string) =>
@@ -195,6 +207,15 @@ async function settled(workers: Served[], global = false): Promise<void> {
 
 type WorkerAlert = AlertView & { id: string };
 
+/** Every alert a worker logged (`"msg":"alert"`, serve.ts's onAlert), in order. */
+function alertsLogged(w: Served): WorkerAlert[] {
+  return w
+    .log()
+    .split('\n')
+    .filter((l) => l.includes('"msg":"alert"'))
+    .map((l) => (JSON.parse(l) as { alert: WorkerAlert }).alert);
+}
+
 async function alertsOf(workers: Served[]): Promise<WorkerAlert[][]> {
   return Promise.all(
     workers.map(
@@ -231,6 +252,10 @@ interface Run {
     threads: Record<string, number>;
     /** Events the global task processed in this worker (its owner). */
     global_events: number;
+    /** Events this worker processed in a steady run's warm-up, before the figures. */
+    warm_up_events: number;
+    /** This benchmark's `/metrics` polls of the worker within `cpu_ms` (each costs it CPU). */
+    scrapes: number;
     global_task: boolean;
   }>;
   /**
@@ -240,8 +265,14 @@ interface Run {
    */
   partition_events_per_cpu_s?: number;
   global_events_per_cpu_s?: number;
-  /** `this` (this checkout's build) or `before` (`--before`). */
+  /** `this` (this checkout's build), `before` (`--before`) or `variant` (`--variant`). */
   build: string;
+  /**
+   * A steady run (`--warm-up-per-worker W`): its workers processed `warm_up_events`
+   * (workers × W) before the figures above, which count only the `--events` after them.
+   */
+  steady: boolean;
+  warm_up_events: number;
   repeat: number;
   alerts: number;
   late_events: number;
@@ -263,19 +294,38 @@ export async function scaleBench(args: string[]): Promise<number> {
   const workersOnly = args.includes('--workers-only');
   const pin = option(args, '--pin', '');
   const warmUp = args.includes('--warm-up');
+  const warmUpPerWorker = Number(option(args, '--warm-up-per-worker', '0'));
+  const variantArgs = option(args, '--variant', '');
   const mixes = args.includes('--global') ? ['partitioned', 'global'] : ['partitioned'];
-  const builds: Array<{ name: string; bin?: string }> = [
+  const builds: Array<{ name: string; bin?: string; nodeArgs?: string[] }> = [
     ...(before !== '' ? [{ name: 'before', bin: before }] : []),
+    ...(variantArgs !== ''
+      ? [{ name: 'variant', nodeArgs: variantArgs.split(' ').filter((a) => a !== '') }]
+      : []),
     { name: 'this' },
   ];
+  // `--warm-up-per-worker W`: after each worker count's runs, a steady run of it too.
+  const phases = warmUpPerWorker > 0 ? [false, true] : [false];
   const plan = Array.from({ length: repeat }, (_, r) =>
     workerCounts.flatMap((k) =>
-      builds.flatMap((b) => mixes.map((mix) => ({ k, build: b, repeat: r, mix }))),
+      phases.flatMap((steady) =>
+        builds.flatMap((b) =>
+          (steady ? ['partitioned'] : mixes).map((mix) => ({
+            k,
+            build: b,
+            repeat: r,
+            mix,
+            steady,
+          })),
+        ),
+      ),
     ),
   ).flat();
   const log = (s: string) => process.stderr.write(`${s}\n`);
   if (!Number.isInteger(count) || count < 1000) throw new RangeError('--events: 1000 or more');
   if (!Number.isInteger(repeat) || repeat < 1) throw new RangeError('--repeat: 1 or more');
+  if (!Number.isInteger(warmUpPerWorker) || warmUpPerWorker < 0)
+    throw new RangeError('--warm-up-per-worker: 0 or more events');
   if (workerCounts.some((n) => !Number.isInteger(n) || n < 1 || n > TASKS))
     throw new RangeError(`--workers: counts from 1 to ${TASKS}`);
 
@@ -296,37 +346,70 @@ export async function scaleBench(args: string[]): Promise<number> {
     // watermark past the data once it is processed, as a backtest's end does.
     const start = Date.now() - Math.round(count * 1.5) - 180_000;
     const raw = generateFleet({ services: 20, replicas: 5, events: count, seed: 7, start });
-    const events = raw.map((r) => normalize(r));
-    const data = join(dir, 'fleet.ndjson');
-    writeFileSync(data, `${raw.map((r) => JSON.stringify(r)).join('\n')}\n`);
-    const last = events.reduce((m, e) => Math.max(m, e['@timestamp']), -Infinity);
-    const end = new Date(last).toISOString();
-
-    const bt = spawnSync(
-      process.execPath,
-      [
-        BIN,
-        'backtest',
-        '--rules',
-        join(dir, 'rules'),
-        '--data',
-        data,
-        '--format',
-        'json',
-        '--lateness',
-        `${LATENESS_MS}ms`,
-      ],
-      { encoding: 'utf8', maxBuffer: 256 << 20 },
+    /** Events published, the backtest's alerts over them (sorted) and the last event's time. */
+    const prepare = (stream: Record<string, unknown>[], name: string) => {
+      const events = stream.map((r) => normalize(r));
+      const data = join(dir, name);
+      writeFileSync(data, `${stream.map((r) => JSON.stringify(r)).join('\n')}\n`);
+      const last = events.reduce((m, e) => Math.max(m, e['@timestamp']), -Infinity);
+      const bt = spawnSync(
+        process.execPath,
+        [
+          BIN,
+          'backtest',
+          '--rules',
+          join(dir, 'rules'),
+          '--data',
+          data,
+          '--format',
+          'json',
+          '--lateness',
+          `${LATENESS_MS}ms`,
+        ],
+        { encoding: 'utf8', maxBuffer: 256 << 20 },
+      );
+      // Exit 1: alerts fired, which this stream is made to do.
+      if (bt.status !== 0 && bt.status !== 1)
+        throw new Error(`drover backtest failed: ${bt.stderr}`);
+      const expected = bt.stdout
+        .trim()
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => alertView(JSON.parse(l) as AlertView))
+        .sort(byAlert);
+      return { events, expected, end: new Date(last).toISOString() };
+    };
+    const base = prepare(raw, 'fleet.ndjson');
+    log(
+      `scale: ${count} events, ${ruleCount} rules, ${base.expected.length} alerts in the backtest`,
     );
-    // Exit 1: alerts fired, which this stream is made to do.
-    if (bt.status !== 0 && bt.status !== 1) throw new Error(`drover backtest failed: ${bt.stderr}`);
-    const expected = bt.stdout
-      .trim()
-      .split('\n')
-      .filter((l) => l !== '')
-      .map((l) => alertView(JSON.parse(l) as AlertView))
-      .sort(byAlert);
-    log(`scale: ${count} events, ${ruleCount} rules, ${expected.length} alerts in the backtest`);
+    // Steady runs (`--warm-up-per-worker W`): with k workers, the last count + k × W
+    // events of one longer stream of the same fleet, ending three minutes before now; the
+    // first k × W are the warm-up, the last `count` (the same events for every k) are
+    // measured. Each k's stream has its own backtest.
+    const maxWorkers = Math.max(...workerCounts);
+    const steadyRaw =
+      warmUpPerWorker > 0
+        ? generateFleet({
+            services: 20,
+            replicas: 5,
+            events: count + maxWorkers * warmUpPerWorker,
+            seed: 7,
+            start: Date.now() - Math.round((count + maxWorkers * warmUpPerWorker) * 1.5) - 180_000,
+          })
+        : [];
+    const steadyStreams = new Map<number, ReturnType<typeof prepare>>();
+    const steadyStream = (k: number) => {
+      let s = steadyStreams.get(k);
+      if (!s) {
+        s = prepare(steadyRaw.slice(-(count + k * warmUpPerWorker)), `fleet-steady-${k}.ndjson`);
+        steadyStreams.set(k, s);
+        log(
+          `scale: steady, ${k} worker(s): ${k * warmUpPerWorker} events of warm-up, then ${count}; ${s.expected.length} alerts in the backtest`,
+        );
+      }
+      return s;
+    };
 
     const runs: Run[] = [];
     let restore: {
@@ -342,8 +425,12 @@ export async function scaleBench(args: string[]): Promise<number> {
     const globalRules = ruleMix(ruleCount).filter(
       (x) => !x.query_key.includes('service.name'),
     ).length;
-    for (const [index, { k, build, repeat: r, mix }] of plan.entries()) {
+    for (const [index, { k, build, repeat: r, mix, steady }] of plan.entries()) {
       const global = mix === 'global';
+      const stream = steady ? steadyStream(k) : base;
+      const warmUpCount = steady ? k * warmUpPerWorker : 0;
+      const events = stream.events.slice(warmUpCount);
+      const { expected, end } = stream;
       const prefix = `scale${Date.now().toString(36)}w${k}.`;
       const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
       await admin.connect();
@@ -379,7 +466,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
           args: ['--roles', 'rules,actions'],
           timeoutMs: 120_000,
           ...(build.bin !== undefined && { bin: build.bin }),
-          nodeArgs,
+          nodeArgs: build.nodeArgs ?? nodeArgs,
         });
       const workers = await Promise.all(Array.from({ length: k }, worker));
       // Every thread of every worker on these CPUs: how much of 3 workers' cost is their
@@ -390,15 +477,37 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
             stdio: 'ignore',
           });
       await settled(workers, global);
+      // Published from this process, while the workers consume: only their CPU counts.
+      const bus = await createKafkaBus({ brokers, topicPrefix: prefix });
+      // A steady run: the warm-up's k × W events are published and processed before the
+      // CPU is counted from here on, so each worker has processed about W events (as the
+      // partitions divide the fleet's services) before the measured ones.
+      const settledMetrics = await Promise.all(workers.map(metricsOf));
+      if (warmUpCount > 0) {
+        for (let i = 0; i < warmUpCount; i += 5_000) {
+          const r = await bus.publish(stream.events.slice(i, Math.min(i + 5_000, warmUpCount)));
+          if (r.rejected.length > 0) throw new Error(`the bus refused ${r.rejected.length} events`);
+        }
+        await until(
+          `the workers to process the ${warmUpCount} events of the warm-up`,
+          async () => {
+            const ms = await Promise.all(workers.map(metricsOf));
+            return (
+              ms.reduce((n, m, i) => n + m.events - settledMetrics[i]!.events, 0) >= warmUpCount &&
+              ms.every((m) => m.lag === 0 && m.held === 0)
+            );
+          },
+          600_000,
+        );
+      }
       const cpu0 = workers.map((w) => cpuMsOf(w.child.pid!));
+      const scrapes0 = workers.map((w) => scrapes.get(w.url) ?? 0);
       const threads0 = workers.map((w) => threadsOf(w.child.pid!));
       const metrics0 = await Promise.all(workers.map(metricsOf));
       const events0 = metrics0.map((m) => m.events);
       const began = performance.now();
       const mono = () => process.hrtime.bigint() / 1000n;
       const window = [mono()];
-      // Published from this process, while the workers consume: only their CPU counts.
-      const bus = await createKafkaBus({ brokers, topicPrefix: prefix });
       let published = false;
       // --warm-up: the first third is published and processed before the rest is sent,
       // so `warm` counts exactly the CPU of the last two thirds (the publisher does not
@@ -448,6 +557,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       await bus.close();
       const wallMs = performance.now() - began;
       const cpu = workers.map((w, i) => cpuMsOf(w.child.pid!) - cpu0[i]!);
+      const scraped = workers.map((w, i) => (scrapes.get(w.url) ?? 0) - scrapes0[i]!);
       const threads = workers.map((w, i) => minus(threadsOf(w.child.pid!), threads0[i]!));
       const cpuMs = cpu.reduce((a, b) => a + b, 0);
       const warmCpuMs = workers.reduce((n, w, i) => n + cpuMsOf(w.child.pid!) - warm!.cpu[i]!, 0);
@@ -478,13 +588,13 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
         },
         120_000,
       ).catch(() => undefined);
+      // A worker whose GET /v1/alerts is full (its latest 1,000) may have fired more:
+      // its every alert is in its log (one `alert` line each, in order).
+      lists = lists.map((l, i) => (l.length >= ALERTS_KEPT ? alertsLogged(workers[i]!) : l));
       const live = lists.flat().filter((a) => a.at <= end);
       let agree: boolean | null;
       let disagreement: string | undefined;
-      if (lists.some((l) => l.length >= ALERTS_KEPT)) {
-        agree = null;
-        disagreement = `a worker holds ${ALERTS_KEPT} alerts, what GET /v1/alerts keeps: use fewer --events`;
-      } else {
+      {
         const got = live.map(alertView).sort(byAlert);
         const key = (a: AlertView) => JSON.stringify(a);
         const want = new Set(expected.map(key));
@@ -498,6 +608,8 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
           disagreement = `${got.length} alerts against ${expected.length}: ${missing.length} missing (first ${JSON.stringify(missing[0])}), ${extra.length} not in the backtest (first ${JSON.stringify(extra[0])}), ${twice} twice`;
       }
       const perWorker = workers.map((_, i) => ({
+        warm_up_events: metrics0[i]!.events - settledMetrics[i]!.events,
+        scrapes: scraped[i]!,
         cpu_ms: Math.round(cpu[i]!),
         events: metrics[i]!.events - events0[i]!,
         batches: metrics[i]!.batches - metrics0[i]!.batches,
@@ -525,6 +637,8 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
         mix,
         global_rules: global ? globalRules : 0,
         build: build.name,
+        steady,
+        warm_up_events: warmUpCount,
         repeat: r,
         cpu_ms: Math.round(cpuMs),
         wall_ms: Math.round(wallMs),
@@ -542,7 +656,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       };
       runs.push(run);
       log(
-        `scale: ${build.name}, ${mix}, ${k} worker(s)${split.global_events_per_cpu_s !== undefined ? ` (global task ${split.global_events_per_cpu_s} events per CPU s, partition tasks ${split.partition_events_per_cpu_s})` : ''}: ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, ${run.idle_cpu_ms_per_s_per_worker} per worker, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
+        `scale: ${build.name}, ${mix}${steady ? `, steady after ${warmUpCount} events (${perWorker.map((w) => w.warm_up_events).join(' + ')})` : ''}, ${k} worker(s)${split.global_events_per_cpu_s !== undefined ? ` (global task ${split.global_events_per_cpu_s} events per CPU s, partition tasks ${split.partition_events_per_cpu_s})` : ''}: ${run.events_per_cpu_s} events per CPU s, warm ${run.warm_events_per_cpu_s} (${run.cpu_ms} ms CPU, ${run.wall_ms} ms wall; idle ${run.idle_cpu_ms_per_s} ms CPU/s, ${run.idle_cpu_ms_per_s_per_worker} per worker, busy ${run.busy_cpu_ms} ms), ${run.alerts} alerts, agree ${agree}${disagreement ? `: ${disagreement}` : ''}`,
       );
       for (const w of workers) await stopServe(w);
 
@@ -605,7 +719,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
           topicPrefix: `scalerc${Date.now().toString(36)}${compression ?? ''}.`,
           ...(compression !== undefined && { compression }),
         });
-        const used = await consumeInto(consumer, events, ruleMix(ruleCount));
+        const used = await consumeInto(consumer, base.events, ruleMix(ruleCount));
         await consumer.close();
         if (compression === undefined) consumed = used;
         else gzipConsumed = used;
@@ -624,24 +738,38 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
           : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
     };
     const round2 = (x: number | null) => (x === null ? null : Math.round(x * 100) / 100);
-    const ratios = (name: string) => {
-      const pairs = Array.from({ length: repeat }, (_, r) => {
+    const pairsOf = (name: string, steady: boolean) =>
+      Array.from({ length: repeat }, (_, r) => {
         const of = (w: number) =>
           runs.find(
-            (x) => x.build === name && x.repeat === r && x.workers === w && x.mix === 'partitioned',
+            (x) =>
+              x.build === name &&
+              x.repeat === r &&
+              x.workers === w &&
+              x.mix === 'partitioned' &&
+              x.steady === steady,
           );
         return { one: of(1), three: of(3) };
       }).filter((p): p is { one: Run; three: Run } => p.one !== undefined && p.three !== undefined);
+    const ratios = (name: string) => {
+      const pairs = pairsOf(name, false);
       const each = (f: (p: { one: Run; three: Run }) => number) => pairs.map((p) => round2(f(p))!);
       const cpu = each((p) => p.three.cpu_ms / p.one.cpu_ms);
       const busy = each((p) => p.three.busy_cpu_ms / p.one.busy_cpu_ms);
       const warm = each((p) => p.one.warm_events_per_cpu_s / p.three.warm_events_per_cpu_s);
+      // Steady runs: the same `--events`, after each worker processed W of a warm-up.
+      const steadyCpu = pairsOf(name, true).map((p) => round2(p.three.cpu_ms / p.one.cpu_ms)!);
       return {
         build: name,
         cpu_ratio_3_vs_1: round2(median(cpu)),
         busy_cpu_ratio_3_vs_1: round2(median(busy)),
         warm_cpu_ratio_3_vs_1: round2(median(warm)),
-        each: { cpu, busy, warm },
+        cpu_ratio_3_vs_1_steady: round2(median(steadyCpu)),
+        // One worker's and three workers' CPU ms for the events, each repetition: to
+        // compare builds or variants on one worker's cost too, not only the ratio.
+        one_worker_cpu_ms: pairs.map((p) => p.one.cpu_ms),
+        three_workers_cpu_ms: pairs.map((p) => p.three.cpu_ms),
+        each: { cpu, busy, warm, steady: steadyCpu },
       };
     };
     const mine = ratios('this');
@@ -649,13 +777,17 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       events: count,
       rules: ruleCount,
       partitions: TASKS,
-      backtest_alerts: expected.length,
+      backtest_alerts: base.expected.length,
       agree: runs.every((r) => r.agree === true)
         ? true
         : runs.some((r) => r.agree === false)
           ? false
           : null,
       cpu_ratio_3_vs_1: mine.cpu_ratio_3_vs_1,
+      // `--warm-up-per-worker W` (null without): CPU for the same events once each worker
+      // has processed W events, three workers over one.
+      cpu_ratio_3_vs_1_steady: mine.cpu_ratio_3_vs_1_steady,
+      warm_up_per_worker: warmUpPerWorker,
       warm_cpu_ratio_3_vs_1: mine.warm_cpu_ratio_3_vs_1,
       busy_cpu_ratio_3_vs_1: mine.busy_cpu_ratio_3_vs_1,
       builds: builds.map((b) => ratios(b.name)),
@@ -675,7 +807,9 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
           runs: builds.flatMap((b) =>
             workerCounts.map((k) => {
               const of = (mix: string) =>
-                runs.filter((x) => x.build === b.name && x.workers === k && x.mix === mix);
+                runs.filter(
+                  (x) => x.build === b.name && x.workers === k && x.mix === mix && !x.steady,
+                );
               return {
                 build: b.name,
                 workers: k,
@@ -709,14 +843,14 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       );
       for (const r of runs)
         process.stdout.write(
-          `  ${r.build}, ${r.mix}${r.global_rules > 0 ? ` (${r.global_rules} rules in the global task${r.global_events_per_cpu_s !== undefined ? `: ${r.global_events_per_cpu_s} events per CPU s, the partition tasks ${r.partition_events_per_cpu_s}` : ''})` : ''}, ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s, ${r.idle_cpu_ms_per_s_per_worker} per worker; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
+          `  ${r.build}, ${r.mix}${r.steady ? `, steady after ${r.warm_up_events} events` : ''}${r.global_rules > 0 ? ` (${r.global_rules} rules in the global task${r.global_events_per_cpu_s !== undefined ? `: ${r.global_events_per_cpu_s} events per CPU s, the partition tasks ${r.partition_events_per_cpu_s}` : ''})` : ''}, ${r.workers} worker(s): ${r.events_per_cpu_s} events per CPU second, ${r.warm_events_per_cpu_s} after the first third (idle ${r.idle_cpu_ms_per_s} ms CPU per s, ${r.idle_cpu_ms_per_s_per_worker} per worker; ${r.cpu_ms} ms CPU: ${r.per_worker.map((w) => `${w.cpu_ms} ms / ${w.events} events / ${w.tasks} tasks`).join('; ')}), agree with the backtest: ${r.agree}${r.disagreement ? ` (${r.disagreement})` : ''}\n`,
         );
       process.stdout.write(
-        `  CPU per event, 3 workers vs 1: ${summary.cpu_ratio_3_vs_1} (target ≤ 1.3); less the workers' idle cost: ${summary.busy_cpu_ratio_3_vs_1}; after the first third: ${summary.warm_cpu_ratio_3_vs_1}\n`,
+        `  CPU per event, 3 workers vs 1: ${summary.cpu_ratio_3_vs_1} (target ≤ 1.3); less the workers' idle cost: ${summary.busy_cpu_ratio_3_vs_1}; after the first third: ${summary.warm_cpu_ratio_3_vs_1}${warmUpPerWorker > 0 ? `; steady, after ${warmUpPerWorker} events per worker: ${summary.cpu_ratio_3_vs_1_steady}` : ''}\n`,
       );
       for (const b of summary.builds)
         process.stdout.write(
-          `  ${b.build}: CPU per event, 3 workers vs 1, each repetition: ${b.each.cpu.join(', ')}; less idle: ${b.each.busy.join(', ')}; after the first third: ${b.each.warm.join(', ')}\n`,
+          `  ${b.build}: CPU per event, 3 workers vs 1, each repetition: ${b.each.cpu.join(', ')}; less idle: ${b.each.busy.join(', ')}; after the first third: ${b.each.warm.join(', ')}${b.each.steady.length > 0 ? `; steady: ${b.each.steady.join(', ')}` : ''}\n`,
         );
       for (const r of restore.per_task)
         process.stdout.write(

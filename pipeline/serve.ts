@@ -968,10 +968,19 @@ export class Pipeline {
     );
   }
 
-  /** Gauges read at scrape time, so they are as fresh as the scrape. */
+  /**
+   * Gauges read at scrape time, so they are as fresh as the scrape. A group's lag is read
+   * only where its role runs: on Kafka each read is requests to the broker (the indexer
+   * group's offsets and both topics' ends), which a rules worker scraped every second
+   * paid for a group it does not consume, as every other process would again.
+   */
   private async scrape(): Promise<string> {
     const bus = this.bus;
-    for (const group of [this.group('rules'), this.group('indexer')]) {
+    const groups = [
+      ...(this.roles.has('rules') ? [this.group('rules')] : []),
+      ...(this.roles.has('index') ? [this.group('indexer')] : []),
+    ];
+    for (const group of groups) {
       try {
         // The rules' committed offsets follow their snapshots on Kafka: their lag is
         // what this worker's tasks have yet to process.

@@ -76,7 +76,16 @@ guards: { cooldown: 0s }
         /runs the roles ingest: \/v1\/rules is served where the rules role runs/,
       );
       expect((await fetch(`${ingest.url}/v1/actions`)).status).toBe(404);
-      expect((await fetch(`${ingest.url}/metrics`)).status).toBe(200);
+      const ingestMetrics = await fetch(`${ingest.url}/metrics`);
+      expect(ingestMetrics.status).toBe(200);
+      // A group's lag is read (requests to the broker) and shown only where its role runs.
+      const lagGroups = (text: string) =>
+        [...text.matchAll(/^drover_bus_lag_messages\{group="([^"]+)"/gm)].map((m) => m[1]);
+      expect(lagGroups(await ingestMetrics.text())).toEqual([]);
+      expect(new Set(lagGroups(await (await fetch(`${worker.url}/metrics`)).text()))).toEqual(
+        // host-error-burst is keyed by host.name: the global task's group too.
+        new Set([`${prefix}.rules`, `${prefix}.rules-global`, `${prefix}.indexer`]),
+      );
 
       // Indexed by the worker.
       await until('the events indexed by the worker', async () => {
