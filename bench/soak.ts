@@ -16,7 +16,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { freePort } from '../actions/index.ts';
 import { ensureBuilt, ROOT } from '../test/support/build.ts';
 import { generateFleet } from './fleet.ts';
@@ -26,6 +26,8 @@ interface Options {
   events: number;
   json: boolean;
   keep: boolean;
+  /** The checkout whose `drover serve` runs (built already); default this one. */
+  root: string;
 }
 
 const BODY = 500;
@@ -44,7 +46,9 @@ function parseOptions(args: string[]): Options {
   const i = args.indexOf('--events');
   const events = i >= 0 ? Number(args[i + 1]) : 2_000_000;
   if (!Number.isInteger(events) || events < BODY) throw new Error(`--events must be ≥ ${BODY}`);
-  return { events, json: args.includes('--json'), keep: args.includes('--keep') };
+  const r = args.indexOf('--root');
+  const root = r >= 0 ? resolve(args[r + 1] ?? '') : ROOT;
+  return { events, json: args.includes('--json'), keep: args.includes('--keep'), root };
 }
 
 const DURATION_FIELDS = ['timeframe', 'realert', 'ttl', 'terms_window_size'];
@@ -143,6 +147,50 @@ function diskBytes(dir: string, prefix: string): number {
 }
 
 /**
+ * What a 200 took: NDJSON says how many events it accepted; `_bulk` says it per item, a
+ * 429 per item when the bus pushed back, whose action and event lines come back in
+ * `retry` to be sent again.
+ */
+export function readAnswer(
+  path: string,
+  body: string,
+  text: string,
+): { accepted: number; rejected: number; retry?: string; reason?: string } {
+  if (path !== '/_bulk') {
+    const answer = JSON.parse(text) as { accepted: number; rejected?: unknown[]; omitted?: number };
+    const rejected = (answer.rejected?.length ?? 0) + (answer.omitted ?? 0);
+    return {
+      accepted: answer.accepted,
+      rejected,
+      ...(rejected > 0 && { reason: JSON.stringify(answer.rejected?.[0]).slice(0, 300) }),
+    };
+  }
+  const answer = JSON.parse(text) as {
+    items: Array<Record<string, { status: number; error?: { reason?: string } }>>;
+  };
+  const lines = body.split('\n');
+  const again: string[] = [];
+  let accepted = 0;
+  let rejected = 0;
+  let reason: string | undefined;
+  answer.items.forEach((item, i) => {
+    const result = Object.values(item)[0]!;
+    if (result.status >= 200 && result.status < 300) accepted++;
+    else if (result.status === 429) again.push(lines[2 * i]!, lines[2 * i + 1]!);
+    else {
+      rejected++;
+      reason ??= `${result.status} ${result.error?.reason ?? ''}`.slice(0, 300);
+    }
+  });
+  return {
+    accepted,
+    rejected,
+    ...(again.length > 0 && { retry: `${again.join('\n')}\n` }),
+    ...(reason !== undefined && { reason }),
+  };
+}
+
+/**
  * When a sampled counter reached `count`, interpolated between the samples around it
  * (`series` is [count, ms] in order, from [0, start]); NaN if it never did.
  */
@@ -196,11 +244,16 @@ interface Server {
   readyMs: number;
 }
 
-async function startServer(agent: Agent, port: number, config: string): Promise<Server> {
+async function startServer(
+  root: string,
+  agent: Agent,
+  port: number,
+  config: string,
+): Promise<Server> {
   const began = performance.now();
   const child = spawn(
     process.execPath,
-    [join(ROOT, 'bin', 'drover.js'), 'serve', '--config', config],
+    [join(root, 'bin', 'drover.js'), 'serve', '--config', config],
     {
       env: { ...process.env, DROVER_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -234,7 +287,7 @@ async function stopServer(server: Server): Promise<number> {
 
 export async function soak(args: string[]): Promise<number> {
   const options = parseOptions(args);
-  ensureBuilt();
+  if (options.root === ROOT) ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-soak-'));
   const state = join(dir, 'state');
   mkdirSync(join(dir, 'rules'));
@@ -251,9 +304,9 @@ export async function soak(args: string[]): Promise<number> {
     if (!options.json) process.stdout.write(`${line}\n`);
   };
 
-  let server = await startServer(agent, port, config);
+  let server = await startServer(options.root, agent, port, config);
   const coldStartMs = server.readyMs;
-  log(`soak: ${options.events} events, ${rules} rules, state in ${dir}`);
+  log(`soak: ${options.events} events, ${rules} rules, state in ${dir}, server of ${options.root}`);
 
   // Sampling: RSS, lag and the index's and the rules' progress from the server's own /metrics.
   let rssPeak = 0;
@@ -297,6 +350,9 @@ export async function soak(args: string[]): Promise<number> {
   let next = 0;
   let throttled = 0;
   let throttledMs = 0;
+  // Events the server refused for good (not throttled), and why the first was.
+  let rejected = 0;
+  let rejectedSample: string | undefined;
   // Client side: when the first 429 came (the paced phase starts), and how long all
   // IN_FLIGHT clients waited at once (ingest idle, the server sent nothing to do).
   let firstRefusal: number | undefined;
@@ -309,17 +365,31 @@ export async function soak(args: string[]): Promise<number> {
   await Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
       while (next < bodies) {
-        const { path, body } = bodyFor(next++, start);
+        const sent = bodyFor(next++, start);
+        const path = sent.path;
+        let body = sent.body;
+        let accepted = 0;
         for (;;) {
           const res = await http(agent, port, 'POST', path, body);
-          if (res.status === 200) break;
-          if (res.status !== 429)
+          let retry: string | undefined;
+          if (res.status === 200) {
+            const answer = readAnswer(path, body, res.text);
+            accepted += answer.accepted;
+            rejected += answer.rejected;
+            rejectedSample ??= answer.reason;
+            // A throttled `_bulk` is a 200 whose items say 429 (as Elasticsearch's): those
+            // items are sent again after the wait, as a shipper does.
+            retry = answer.retry;
+            if (retry === undefined) break;
+          } else if (res.status !== 429)
             throw new Error(`ingest answered ${res.status}: ${res.text.slice(0, 500)}`);
           if (performance.now() - lastAck > STALL_MS)
             throw new Error(
               `ingest refused everything for ${STALL_MS / 1000} s after ${acked} events: ${res.text.slice(0, 500)}`,
             );
           throttled++;
+          if (retry !== undefined) body = retry;
+          // Without a Retry-After (a `_bulk` before 2026-12-05), 1 s: Filebeat's first backoff.
           const wait = Math.max(0.05, Number(res.headers['retry-after']) || 1) * 1000;
           throttledMs += wait;
           firstRefusal ??= performance.now();
@@ -327,7 +397,7 @@ export async function soak(args: string[]): Promise<number> {
           await sleep(wait);
           if (waiting-- === IN_FLIGHT) allWaitingMs += performance.now() - allWaitingSince;
         }
-        acked += BODY;
+        acked += accepted;
         const now = performance.now();
         lastAck = now;
         acks.push([acked, now]);
@@ -386,7 +456,7 @@ export async function soak(args: string[]): Promise<number> {
   // Restart: SIGTERM (the last snapshot), then the time to ready with it restored.
   const stopMs = await stopServer(server);
   const snapshotFileBytes = diskBytes(state, 'rules-state.db');
-  server = await startServer(agent, port, config);
+  server = await startServer(options.root, agent, port, config);
   const restoreMs = server.readyMs;
   await stopServer(server);
   agent.destroy();
@@ -468,6 +538,8 @@ export async function soak(args: string[]): Promise<number> {
     indexed_last_vs_first:
       indexedFirst > 0 ? Math.round((indexedLast / indexedFirst) * 100) / 100 : 0,
     indexed_events_per_s_per_million: indexedPerMillion,
+    rejected_events: rejected,
+    rejected_sample: rejectedSample ?? null,
     throttled_responses: throttled,
     throttled_wait_s: Math.round(throttledMs / 100) / 10,
     catch_up_after_feed_s: Math.round(caughtUpMs / 100) / 10,
