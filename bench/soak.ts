@@ -3,7 +3,10 @@
  * load. A real `drover serve` child (embedded bus and index, 18 rules of every type from
  * the hot-path mix) fed a seeded 40-host fleet stream over HTTP, NDJSON and `_bulk` bodies
  * in turns, 4 in flight, as fast as it accepts (a 429 waits its Retry-After and sends the
- * same body again). It reports the rate per million events acknowledged, the bytes per
+ * same body again). It reports the pipeline's rate per million events (from the moments
+ * each million had been acknowledged, indexed and evaluated by the rules), the rate per
+ * million acknowledged beside it, what the index did before and while ingest was paced
+ * by 429s (from the server's samples), the bytes per
  * event on disk (bus and index apart), the server's RSS, the loop pause of the rule
  * snapshots (the server's own `drover_snapshot_seconds`), how long the index and the
  * rules took to catch up after the last acknowledgement, and how long a restart takes
@@ -13,7 +16,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { freePort } from '../actions/index.ts';
 import { ensureBuilt, ROOT } from '../test/support/build.ts';
 import { generateFleet } from './fleet.ts';
@@ -23,6 +26,8 @@ interface Options {
   events: number;
   json: boolean;
   keep: boolean;
+  /** The checkout whose `drover serve` runs (built already); default this one. */
+  root: string;
 }
 
 const BODY = 500;
@@ -32,6 +37,8 @@ const MILLION = 1_000_000;
 const BODY_SPAN_MS = 750;
 /** How often the server's /metrics is read (RSS, the index's progress). */
 const SAMPLE_MS = 500;
+/** After the bus lag reached 0, how long to wait for the index's and rules' counts. */
+const THROUGH_MS = 10_000;
 /** Refused (429) with nothing acknowledged for this long: the run stops with an error. */
 const STALL_MS = 180_000;
 
@@ -39,7 +46,9 @@ function parseOptions(args: string[]): Options {
   const i = args.indexOf('--events');
   const events = i >= 0 ? Number(args[i + 1]) : 2_000_000;
   if (!Number.isInteger(events) || events < BODY) throw new Error(`--events must be ≥ ${BODY}`);
-  return { events, json: args.includes('--json'), keep: args.includes('--keep') };
+  const r = args.indexOf('--root');
+  const root = r >= 0 ? resolve(args[r + 1] ?? '') : ROOT;
+  return { events, json: args.includes('--json'), keep: args.includes('--keep'), root };
 }
 
 const DURATION_FIELDS = ['timeframe', 'realert', 'ttl', 'terms_window_size'];
@@ -137,7 +146,97 @@ function diskBytes(dir: string, prefix: string): number {
   return bytes;
 }
 
+/**
+ * What a 200 took: NDJSON says how many events it accepted; `_bulk` says it per item, a
+ * 429 per item when the bus pushed back, whose action and event lines come back in
+ * `retry` to be sent again.
+ */
+export function readAnswer(
+  path: string,
+  body: string,
+  text: string,
+): { accepted: number; rejected: number; retry?: string; reason?: string } {
+  if (path !== '/_bulk') {
+    const answer = JSON.parse(text) as { accepted: number; rejected?: unknown[]; omitted?: number };
+    const rejected = (answer.rejected?.length ?? 0) + (answer.omitted ?? 0);
+    return {
+      accepted: answer.accepted,
+      rejected,
+      ...(rejected > 0 && { reason: JSON.stringify(answer.rejected?.[0]).slice(0, 300) }),
+    };
+  }
+  const answer = JSON.parse(text) as {
+    items: Array<Record<string, { status: number; error?: { reason?: string } }>>;
+  };
+  const lines = body.split('\n');
+  const again: string[] = [];
+  let accepted = 0;
+  let rejected = 0;
+  let reason: string | undefined;
+  answer.items.forEach((item, i) => {
+    const result = Object.values(item)[0]!;
+    if (result.status >= 200 && result.status < 300) accepted++;
+    else if (result.status === 429) again.push(lines[2 * i]!, lines[2 * i + 1]!);
+    else {
+      rejected++;
+      reason ??= `${result.status} ${result.error?.reason ?? ''}`.slice(0, 300);
+    }
+  });
+  return {
+    accepted,
+    rejected,
+    ...(again.length > 0 && { retry: `${again.join('\n')}\n` }),
+    ...(reason !== undefined && { reason }),
+  };
+}
+
+/**
+ * When a sampled counter reached `count`, interpolated between the samples around it
+ * (`series` is [count, ms] in order, from [0, start]); NaN if it never did.
+ */
+function progressAt(series: Array<[number, number]>, count: number): number {
+  const i = series.findIndex(([n]) => n >= count);
+  if (i < 0) return Number.NaN;
+  const [n1, t1] = series[i]!;
+  const [n0, t0] = series[i - 1] ?? series[i]!;
+  return n1 === n0 ? t1 : t0 + ((t1 - t0) * (count - n0)) / (n1 - n0);
+}
+
+/**
+ * What the samples in [from, to) say of the index: the share of that time the indexer
+ * group had a batch in the index worker (its handler's time, `drover_index_batch_seconds`,
+ * so the worker idled at least the rest), the seconds whose sample found the indexer with
+ * less than one delivered batch (1,000 messages) to do, the indexer's least and median
+ * lag sampled (both topics) and the rules' greatest. The handler's time includes the
+ * batch's trips to the worker and back, so the share is an upper bound on the worker's
+ * own. Null for a phase of fewer than two samples.
+ */
+function indexPhase(samples: Sample[], from: number, to: number) {
+  const inside = samples.filter((x) => x.at >= from && x.at < to);
+  if (inside.length < 2) return null;
+  const a = inside[0]!;
+  const b = inside.at(-1)!;
+  let starved = 0;
+  for (let i = 0; i + 1 < inside.length; i++)
+    if (inside[i]!.indexerLag < 1_000) starved += inside[i + 1]!.at - inside[i]!.at;
+  return {
+    s: Math.round((to - from) / 100) / 10,
+    index_busy: Math.round(((b.indexBusyS - a.indexBusyS) * 1000 * 100) / (b.at - a.at)) / 100,
+    index_starved_s: Math.round(starved / 100) / 10,
+    indexer_lag_min: Math.min(...inside.map((x) => x.indexerLag)),
+    indexer_lag_p50: inside.map((x) => x.indexerLag).sort((x, y) => x - y)[inside.length >> 1]!,
+    rules_lag_max: Math.max(...inside.map((x) => x.rulesLag)),
+  };
+}
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Sample {
+  at: number;
+  indexerLag: number;
+  rulesLag: number;
+  indexBusyS: number;
+}
 
 interface Server {
   child: ChildProcess;
@@ -145,11 +244,16 @@ interface Server {
   readyMs: number;
 }
 
-async function startServer(agent: Agent, port: number, config: string): Promise<Server> {
+async function startServer(
+  root: string,
+  agent: Agent,
+  port: number,
+  config: string,
+): Promise<Server> {
   const began = performance.now();
   const child = spawn(
     process.execPath,
-    [join(ROOT, 'bin', 'drover.js'), 'serve', '--config', config],
+    [join(root, 'bin', 'drover.js'), 'serve', '--config', config],
     {
       env: { ...process.env, DROVER_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'ignore', 'pipe'],
@@ -183,7 +287,7 @@ async function stopServer(server: Server): Promise<number> {
 
 export async function soak(args: string[]): Promise<number> {
   const options = parseOptions(args);
-  ensureBuilt();
+  if (options.root === ROOT) ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-soak-'));
   const state = join(dir, 'state');
   mkdirSync(join(dir, 'rules'));
@@ -200,21 +304,35 @@ export async function soak(args: string[]): Promise<number> {
     if (!options.json) process.stdout.write(`${line}\n`);
   };
 
-  let server = await startServer(agent, port, config);
+  let server = await startServer(options.root, agent, port, config);
   const coldStartMs = server.readyMs;
-  log(`soak: ${options.events} events, ${rules} rules, state in ${dir}`);
+  log(`soak: ${options.events} events, ${rules} rules, state in ${dir}, server of ${options.root}`);
 
-  // Sampling: RSS, lag and the index's progress from the server's own /metrics.
+  // Sampling: RSS, lag and the index's and the rules' progress from the server's own /metrics.
   let rssPeak = 0;
   let stopSampling = false;
   // [documents indexed, ms]: when the index reached each count, for its rate per million.
   const indexed: Array<[number, number]> = [[0, performance.now()]];
+  // [events the rules evaluated, ms], the same for the rules.
+  const evaluated: Array<[number, number]> = [[0, performance.now()]];
+  // Each sample: when, the indexer's and the rules' lag (both topics), and the time the
+  // indexer group has spent in its handler so far (a batch in the index worker).
+  const samples: Sample[] = [];
   const scrape = async () => {
     const text = (await http(agent, port, 'GET', '/metrics')).text;
+    const now = performance.now();
     const rss = metric(text, 'process_resident_memory_bytes') ?? 0;
     rssPeak = Math.max(rssPeak, rss);
     const docs = metric(text, 'drover_index_documents_total') ?? 0;
-    if (docs > indexed.at(-1)![0]) indexed.push([docs, performance.now()]);
+    if (docs > indexed.at(-1)![0]) indexed.push([docs, now]);
+    const rules = metric(text, 'drover_rule_events_total') ?? 0;
+    if (rules > evaluated.at(-1)![0]) evaluated.push([rules, now]);
+    samples.push({
+      at: now,
+      indexerLag: metric(text, 'drover_bus_lag_messages', 'group="drover-indexer"') ?? 0,
+      rulesLag: metric(text, 'drover_bus_lag_messages', 'group="drover-rules"') ?? 0,
+      indexBusyS: metric(text, 'drover_index_batch_seconds_sum') ?? 0,
+    });
     return text;
   };
   const sampler = (async () => {
@@ -232,28 +350,54 @@ export async function soak(args: string[]): Promise<number> {
   let next = 0;
   let throttled = 0;
   let throttledMs = 0;
+  // Events the server refused for good (not throttled), and why the first was.
+  let rejected = 0;
+  let rejectedSample: string | undefined;
+  // Client side: when the first 429 came (the paced phase starts), and how long all
+  // IN_FLIGHT clients waited at once (ingest idle, the server sent nothing to do).
+  let firstRefusal: number | undefined;
+  let waiting = 0;
+  let allWaitingSince = 0;
+  let allWaitingMs = 0;
   let nextReport = MILLION;
   let lastMark = performance.now();
   let lastAck = performance.now();
   await Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
       while (next < bodies) {
-        const { path, body } = bodyFor(next++, start);
+        const sent = bodyFor(next++, start);
+        const path = sent.path;
+        let body = sent.body;
+        let accepted = 0;
         for (;;) {
           const res = await http(agent, port, 'POST', path, body);
-          if (res.status === 200) break;
-          if (res.status !== 429)
+          let retry: string | undefined;
+          if (res.status === 200) {
+            const answer = readAnswer(path, body, res.text);
+            accepted += answer.accepted;
+            rejected += answer.rejected;
+            rejectedSample ??= answer.reason;
+            // A throttled `_bulk` is a 200 whose items say 429 (as Elasticsearch's): those
+            // items are sent again after the wait, as a shipper does.
+            retry = answer.retry;
+            if (retry === undefined) break;
+          } else if (res.status !== 429)
             throw new Error(`ingest answered ${res.status}: ${res.text.slice(0, 500)}`);
           if (performance.now() - lastAck > STALL_MS)
             throw new Error(
               `ingest refused everything for ${STALL_MS / 1000} s after ${acked} events: ${res.text.slice(0, 500)}`,
             );
           throttled++;
+          if (retry !== undefined) body = retry;
+          // Without a Retry-After (a `_bulk` before 2026-12-05), 1 s: Filebeat's first backoff.
           const wait = Math.max(0.05, Number(res.headers['retry-after']) || 1) * 1000;
           throttledMs += wait;
+          firstRefusal ??= performance.now();
+          if (++waiting === IN_FLIGHT) allWaitingSince = performance.now();
           await sleep(wait);
+          if (waiting-- === IN_FLIGHT) allWaitingMs += performance.now() - allWaitingSince;
         }
-        acked += BODY;
+        acked += accepted;
         const now = performance.now();
         lastAck = now;
         acks.push([acked, now]);
@@ -269,18 +413,29 @@ export async function soak(args: string[]): Promise<number> {
   );
   const fedAt = performance.now();
 
-  // Catching up: until neither the indexer nor the rules lag.
+  // Catching up: until neither the indexer nor the rules lag (`caughtUpMs`, the bus's
+  // view), then until the index and the rules have counted every event acknowledged
+  // (`throughMs`): the rules' merge holds a topic's messages until the other has been
+  // idle for a second (pipeline/rules-input.ts), after the group has committed them.
+  // Bounded: THROUGH_MS after the lag reached 0 it stops with the counts it has.
   let caughtUpMs = 0;
+  let throughMs = 0;
   for (;;) {
     const text = await scrape();
     const lag =
       (metric(text, 'drover_bus_lag_messages', 'group="drover-indexer"') ?? 0) +
       (metric(text, 'drover_bus_lag_messages', 'group="drover-rules"') ?? 0);
-    if (lag === 0) {
-      caughtUpMs = performance.now() - fedAt;
-      break;
+    if (lag === 0 && caughtUpMs === 0) caughtUpMs = performance.now() - fedAt;
+    if (caughtUpMs > 0) {
+      const through =
+        (metric(text, 'drover_index_documents_total') ?? 0) >= acked &&
+        (metric(text, 'drover_rule_events_total') ?? 0) >= acked;
+      if (through || performance.now() - fedAt - caughtUpMs > THROUGH_MS) {
+        throughMs = performance.now() - fedAt;
+        break;
+      }
     }
-    await sleep(250);
+    await sleep(caughtUpMs > 0 ? 50 : 250);
   }
   stopSampling = true;
   await sampler;
@@ -301,7 +456,7 @@ export async function soak(args: string[]): Promise<number> {
   // Restart: SIGTERM (the last snapshot), then the time to ready with it restored.
   const stopMs = await stopServer(server);
   const snapshotFileBytes = diskBytes(state, 'rules-state.db');
-  server = await startServer(agent, port, config);
+  server = await startServer(options.root, agent, port, config);
   const restoreMs = server.readyMs;
   await stopServer(server);
   agent.destroy();
@@ -318,12 +473,7 @@ export async function soak(args: string[]): Promise<number> {
   // The same per million indexed, from the samples: end to end, what the index sustained
   // (ingest may run ahead of it by the bus's lag limit, 1 M messages, before a 429).
   const docs = indexed.at(-1)![0];
-  const indexedAt = (count: number) => {
-    const i = indexed.findIndex(([n]) => n >= count);
-    const [n1, t1] = indexed[i]!;
-    const [n0, t0] = indexed[i - 1] ?? indexed[i]!;
-    return n1 === n0 ? t1 : t0 + ((t1 - t0) * (count - n0)) / (n1 - n0);
-  };
+  const indexedAt = (count: number) => progressAt(indexed, count);
   const indexRate = (from: number, to: number) =>
     Math.round((to - from) / ((indexedAt(to) - indexedAt(from)) / 1000));
   const indexSpan = Math.min(MILLION, docs);
@@ -332,21 +482,64 @@ export async function soak(args: string[]): Promise<number> {
     indexedPerMillion.push(indexRate(m, m + MILLION));
   const indexedFirst = docs > 0 ? indexRate(0, indexSpan) : 0;
   const indexedLast = docs > 0 ? indexRate(docs - indexSpan, docs) : 0;
+  // The pipeline's rate per million: a million is through once it has been acknowledged,
+  // indexed and evaluated by the rules, each from its own record (the acknowledgements
+  // exact, the other two interpolated between the 0.5 s samples). Acknowledged alone, the
+  // first millions are the bus taking a burst up to its lag limit, not the pipeline's rate.
+  const throughAt = (count: number) =>
+    Math.max(at(count), indexedAt(count), progressAt(evaluated, count));
+  const pipelineRate = (from: number, to: number) => {
+    const r = Math.round((to - from) / ((throughAt(to) - throughAt(from)) / 1000));
+    // A million the index or the rules never counted in full has no rate.
+    return Number.isFinite(r) ? r : null;
+  };
+  const pipelinePerMillion: Array<number | null> = [];
+  for (let m = 0; m + MILLION <= total; m += MILLION)
+    pipelinePerMillion.push(pipelineRate(m, m + MILLION));
+  const pipelineFirst = pipelineRate(0, span);
+  const pipelineLast = pipelineRate(total - span, total);
+  const ratio = (a: number | null, b: number | null) =>
+    a !== null && b !== null && b > 0 ? Math.round((a / b) * 100) / 100 : null;
+  // The index in each phase: before the first 429 (ingest unpaced), paced, after the feed.
+  const began = acks[0]![1];
+  const paced = firstRefusal ?? fedAt;
   const summary = {
     events: total,
     rules,
-    events_per_s_first_million: first,
-    events_per_s_last_million: last,
-    last_vs_first: Math.round((last / first) * 100) / 100,
-    events_per_s_per_million: perMillion,
+    events_per_s_first_million: pipelineFirst,
+    events_per_s_last_million: pipelineLast,
+    last_vs_first: ratio(pipelineLast, pipelineFirst),
+    events_per_s_per_million: pipelinePerMillion,
+    acknowledged_events_per_s_first_million: first,
+    acknowledged_events_per_s_last_million: last,
+    acknowledged_last_vs_first: ratio(last, first),
+    acknowledged_events_per_s_per_million: perMillion,
+    rules_events_per_s_per_million: ((n) => {
+      const out: number[] = [];
+      for (let m = 0; m + MILLION <= n; m += MILLION)
+        out.push(
+          Math.round(
+            MILLION / ((progressAt(evaluated, m + MILLION) - progressAt(evaluated, m)) / 1000),
+          ),
+        );
+      return out;
+    })(evaluated.at(-1)![0]),
+    phase_unpaced: indexPhase(samples, began, paced),
+    phase_paced: indexPhase(samples, paced, fedAt),
+    phase_catch_up: indexPhase(samples, fedAt, fedAt + caughtUpMs),
+    all_clients_waiting_s: Math.round(allWaitingMs / 100) / 10,
     events_per_s_overall: Math.round(total / ((fedAt - acks[0]![1]) / 1000)),
     events_per_s_end_to_end: Math.round(total / ((fedAt + caughtUpMs - acks[0]![1]) / 1000)),
     indexed_events: docs,
+    evaluated_events: evaluated.at(-1)![0],
+    through_after_feed_s: Math.round(throughMs / 100) / 10,
     indexed_events_per_s_first_million: indexedFirst,
     indexed_events_per_s_last_million: indexedLast,
     indexed_last_vs_first:
       indexedFirst > 0 ? Math.round((indexedLast / indexedFirst) * 100) / 100 : 0,
     indexed_events_per_s_per_million: indexedPerMillion,
+    rejected_events: rejected,
+    rejected_sample: rejectedSample ?? null,
     throttled_responses: throttled,
     throttled_wait_s: Math.round(throttledMs / 100) / 10,
     catch_up_after_feed_s: Math.round(caughtUpMs / 100) / 10,
@@ -376,9 +569,11 @@ export async function soak(args: string[]): Promise<number> {
   }
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(0)} MB`;
   log(`
-rate: first ${span.toLocaleString('en')} events ${first} events/s, last ${last} events/s (${summary.last_vs_first}×), per million: ${perMillion.join(', ') || '-'}; overall ${summary.events_per_s_overall} events/s
+rate (acknowledged, indexed and evaluated): first ${span.toLocaleString('en')} events ${pipelineFirst} events/s, last ${pipelineLast} events/s (${summary.last_vs_first}×), per million: ${pipelinePerMillion.join(', ') || '-'}
+acknowledged: first ${span.toLocaleString('en')} events ${first} events/s, last ${last} events/s (${summary.acknowledged_last_vs_first}×), per million: ${perMillion.join(', ') || '-'}; overall ${summary.events_per_s_overall} events/s
 indexed: ${docs.toLocaleString('en')} events, first million ${indexedFirst} events/s, last ${indexedLast} events/s (${summary.indexed_last_vs_first}×), per million: ${indexedPerMillion.join(', ') || '-'}; end to end (fed and caught up) ${summary.events_per_s_end_to_end} events/s
-429s: ${throttled} (waited ${summary.throttled_wait_s} s); index and rules caught up ${summary.catch_up_after_feed_s} s after the last acknowledgement
+429s: ${throttled} (waited ${summary.throttled_wait_s} s, all ${IN_FLIGHT} clients at once ${summary.all_clients_waiting_s} s); index and rules caught up ${summary.catch_up_after_feed_s} s after the last acknowledgement
+index worker (busy share, s with under one batch to do, least lag): unpaced ${JSON.stringify(summary.phase_unpaced)}, paced ${JSON.stringify(summary.phase_paced)}, after the feed ${JSON.stringify(summary.phase_catch_up)}
 disk: bus ${mb(bus)} (${summary.bus_bytes_per_event} B/event), index ${mb(index)} (${summary.index_bytes_per_event} B/event)
 RSS: peak ${summary.rss_peak_mb} MB, at the end ${summary.rss_end_mb} MB
 snapshots: ${snapshots} taken, loop pause p50 ${summary.snapshot_pause_p50_ms} ms, p99 ${summary.snapshot_pause_p99_ms} ms, max ${summary.snapshot_pause_max_ms} ms; ${(summary.snapshot_bytes / 1024).toFixed(0)} KiB, ${ruleKeys} keys held

@@ -109,8 +109,13 @@ export function bulkPlugin(ctx: IngestContext) {
             result = batch.length > 0 ? await options.bus.publishBatch(batch) : result;
           } catch (err) {
             if (!(err instanceof BusBackpressureError)) throw err;
-            // Per item, as Elasticsearch does: shippers retry exactly these.
+            // Per item, as Elasticsearch does: shippers retry exactly these. The answer
+            // stays a 200, as Elasticsearch's; the bus's wait goes with it as Retry-After,
+            // as on every other 429 of this server, for a client that reads it (Filebeat
+            // and the OpenTelemetry Collector back off on the items' 429 by their own
+            // schedule).
             throttled = true;
+            reply.header('retry-after', String(err.retryAfterSeconds));
             for (const p of positions)
               items[p]!.error = {
                 type: 'es_rejected_execution_exception',

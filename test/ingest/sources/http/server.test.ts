@@ -448,6 +448,8 @@ describe('Elasticsearch _bulk, as shippers speak it', () => {
     expect(res.status).toBe(200);
     expect(json.items[0]!.create.status).toBe(429);
     expect(json.items[0]!.create.error.type).toBe('es_rejected_execution_exception');
+    // How long to wait, as on a 429 of the other endpoints, for a client that reads it.
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     release();
     await consumer.stop();
   });
