@@ -11,7 +11,16 @@
  * 1% of the keys changed; bytes on disk; restore time; RSS.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
@@ -127,16 +136,111 @@ const gc = () => (globalThis as { gc?: () => void }).gc?.();
  * `--trace` (SNAPSHOT_TRACE=1 in each size's process): each checkpoint's slices over
  * TRACE_MS, the gaps between two slices over TRACE_MS (what held the loop outside the
  * slices), and the `gc` performance entries overlapping either, to stderr, in one clock
- * (performance.now()).
+ * (performance.now()); with each, what the main thread's scheduler counters say of it
+ * (ThreadCounters): a slice that waited for a core was the OS's, one that ran throughout
+ * (no switch) was its own CPU.
  */
 const TRACE = process.env.SNAPSHOT_TRACE === '1';
 const TRACE_MS = 4;
 
-function trace(
-  label: string,
-  slices: Array<[began: number, ms: number, commitMs: number, entries: number]>,
-  gcs: PerformanceEntry[],
-): void {
+/** The store's slice length (`--slice-ms`; the store's default, 2 ms, unless given). */
+let sliceMs = 2;
+
+/**
+ * The main thread's counters from Linux (trace only, read outside the timed slices):
+ * `/proc/thread-self/schedstat`'s run-queue wait (ns, accurate at each read: a wait is
+ * added when the thread gets its core back; its run time there is only as fresh as the
+ * scheduler's last tick, so it is not used), `/proc/thread-self/sched`'s voluntary and
+ * involuntary switches, and the process's CPU (every thread: V8's helpers, SQLite's
+ * fold worker) from `process.cpuUsage`. A slice of wall time W that waited Q for a core
+ * and made no voluntary switch ran W - Q on the CPU; with a voluntary switch it also
+ * blocked (a lock, I/O, V8's helper threads joined) for part of W - Q.
+ */
+class ThreadCounters {
+  private readonly stat = openSync('/proc/thread-self/schedstat', 'r');
+  private readonly sched = openSync('/proc/thread-self/sched', 'r');
+  private readonly buf = Buffer.alloc(4096);
+  /** Wait ms, voluntary and involuntary switches, process CPU ms: at the last read. */
+  readonly now = new Float64Array(4);
+
+  read(): Float64Array {
+    let n = readSync(this.stat, this.buf, 0, this.buf.length, 0);
+    const stat = this.buf.toString('latin1', 0, n).split(' ');
+    this.now[0] = Number(stat[1]) / 1e6;
+    n = readSync(this.sched, this.buf, 0, this.buf.length, 0);
+    const sched = this.buf.toString('latin1', 0, n);
+    this.now[1] = Number(/nr_voluntary_switches\s*:\s*(\d+)/.exec(sched)?.[1] ?? NaN);
+    this.now[2] = Number(/nr_involuntary_switches\s*:\s*(\d+)/.exec(sched)?.[1] ?? NaN);
+    const cpu = process.cpuUsage();
+    this.now[3] = (cpu.user + cpu.system) / 1e3;
+    return this.now;
+  }
+}
+
+/** A slice (or a control's batch) as traced: its counters' changes over it. */
+interface Traced {
+  began: number;
+  ms: number;
+  commitMs: number;
+  entries: number;
+  /** Main thread: ms waiting for a core; voluntary, involuntary switches. Process CPU ms. */
+  waitMs: number;
+  voluntary: number;
+  involuntary: number;
+  processCpuMs: number;
+  /** The same over the gap before it (from the end of the one before). */
+  gapWaitMs: number;
+  gapVoluntary: number;
+  gapProcessCpuMs: number;
+}
+
+/** Records Traced slices from the counters read before and after each. */
+class Tracer {
+  readonly slices: Traced[] = [];
+  private readonly counters = TRACE ? new ThreadCounters() : undefined;
+  private readonly before = new Float64Array(4);
+  private readonly after = new Float64Array(4);
+
+  start(): void {
+    if (this.counters === undefined) return;
+    this.counters.read();
+    this.before.set(this.counters.now);
+  }
+
+  end(began: number, ms: number, commitMs: number, entries: number): void {
+    if (this.counters === undefined) return;
+    const now = this.counters.read();
+    const b = this.before;
+    const a = this.after;
+    const first = this.slices.length === 0;
+    this.slices.push({
+      began,
+      ms,
+      commitMs,
+      entries,
+      waitMs: now[0]! - b[0]!,
+      voluntary: now[1]! - b[1]!,
+      involuntary: now[2]! - b[2]!,
+      processCpuMs: now[3]! - b[3]!,
+      gapWaitMs: first ? 0 : b[0]! - a[0]!,
+      gapVoluntary: first ? 0 : b[1]! - a[1]!,
+      gapProcessCpuMs: first ? 0 : b[3]! - a[3]!,
+    });
+    a.set(now);
+  }
+}
+
+/**
+ * What held the loop past TRACE_MS in a slice: the OS, when the slice is under TRACE_MS
+ * without its wait for a core; blocked, when it is not and the thread switched away by
+ * itself; else its own CPU.
+ */
+function cause(ms: number, waitMs: number, voluntary: number): 'os' | 'blocked' | 'cpu' {
+  if (ms - waitMs <= TRACE_MS) return 'os';
+  return voluntary > 0 ? 'blocked' : 'cpu';
+}
+
+function trace(label: string, slices: Traced[], gcs: PerformanceEntry[]): void {
   const kinds: Record<number, string> = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' };
   const during = (from: number, to: number) =>
     gcs
@@ -158,18 +262,35 @@ function trace(
       `${label} gc ${k}: ${d.length}, median ${d[d.length >> 1]!.toFixed(2)}, max ${d[d.length - 1]!.toFixed(2)} ms`,
     );
   }
+  const over = { os: 0, blocked: 0, cpu: 0 };
+  let longestOwn = 0;
+  let waited = 0;
+  let wall = 0;
   for (let i = 0; i < slices.length; i++) {
-    const [b, ms, c, n] = slices[i]!;
-    if (ms > TRACE_MS)
+    const s = slices[i]!;
+    wall += s.ms;
+    waited += s.waitMs;
+    // The slice's time less its wait for a core: on the CPU, or blocked.
+    const own = s.ms - s.waitMs;
+    if (own > longestOwn) longestOwn = own;
+    if (s.ms > TRACE_MS) {
+      const c = cause(s.ms, s.waitMs, s.voluntary);
+      over[c]++;
       out.push(
-        `${label} slice #${i} ${ms.toFixed(2)} ms (commit ${c.toFixed(2)}, entries ${n}) gc: ${during(b, b + ms)}`,
+        `${label} slice #${i} ${s.ms.toFixed(2)} ms [${c}: waited ${s.waitMs.toFixed(2)}, switches ${s.voluntary}v/${s.involuntary}i, process cpu ${s.processCpuMs.toFixed(2)}] (commit ${s.commitMs.toFixed(2)}, entries ${s.entries}) gc: ${during(s.began, s.began + s.ms)}`,
       );
+    }
     if (i > 0) {
-      const end = slices[i - 1]![0] + slices[i - 1]![1];
-      if (b - end > TRACE_MS)
-        out.push(`${label} gap before #${i} ${(b - end).toFixed(2)} ms gc: ${during(end, b)}`);
+      const end = slices[i - 1]!.began + slices[i - 1]!.ms;
+      if (s.began - end > TRACE_MS)
+        out.push(
+          `${label} gap before #${i} ${(s.began - end).toFixed(2)} ms [waited ${s.gapWaitMs.toFixed(2)}, voluntary ${s.gapVoluntary}, process cpu ${s.gapProcessCpuMs.toFixed(2)}] gc: ${during(end, s.began)}`,
+        );
     }
   }
+  out.push(
+    `${label} slices ${slices.length}: over ${TRACE_MS} ms ${over.os + over.blocked + over.cpu} (os ${over.os}, blocked ${over.blocked}, cpu ${over.cpu}); longest less its wait ${longestOwn.toFixed(2)} ms; waited ${waited.toFixed(1)} of ${wall.toFixed(1)} ms`,
+  );
   process.stderr.write(`${out.join('\n')}\n`);
 }
 
@@ -186,17 +307,19 @@ async function incremental(
   const gcs: PerformanceEntry[] = [];
   const observer = TRACE ? new PerformanceObserver((l) => gcs.push(...l.getEntries())) : undefined;
   observer?.observe({ entryTypes: ['gc'] });
-  const slices: Array<[number, number, number, number]> = [];
+  const tracer = new Tracer();
+  tracer.start();
   const began = performance.now();
   const capture = engine.capture(new EntryBatch());
   const captureMs = performance.now() - began;
-  slices.push([began, captureMs, 0, 0]);
+  tracer.end(began, captureMs, 0, 0);
   const stats: WriteStats = await store.write(
     capture,
     { 'logs/0': offset },
     {
-      sliceMs: 2,
-      onSlice: TRACE ? (b, ms, c) => slices.push([b, ms, c, capture.entries]) : undefined,
+      sliceMs,
+      beforeSlice: TRACE ? () => tracer.start() : undefined,
+      onSlice: TRACE ? (b, ms, c) => tracer.end(b, ms, c, capture.entries) : undefined,
     },
   );
   const wall = performance.now() - began;
@@ -204,7 +327,7 @@ async function incremental(
   if (observer !== undefined) {
     await new Promise((resolve) => setTimeout(resolve, 50));
     observer.disconnect();
-    trace(label, slices, gcs);
+    trace(label, tracer.slices, gcs);
   }
   // The write-ahead log is folded by a worker after the commit; the next interval's
   // checkpoint starts once it is done, as between two intervals.
@@ -233,23 +356,24 @@ async function processing(engine: Engine, keys: number, from: number, ms: number
   const gcs: PerformanceEntry[] = [];
   const observer = TRACE ? new PerformanceObserver((l) => gcs.push(...l.getEntries())) : undefined;
   observer?.observe({ entryTypes: ['gc'] });
-  const batches: Array<[number, number, number, number]> = [];
+  const tracer = new Tracer();
   const began = performance.now();
   let longest = 0;
   let n = 0;
   while (performance.now() - began < ms) {
+    tracer.start();
     const b = performance.now();
     for (let i = 0; i < 256; i++, n++) engine.process(event(from + n, (n * 7919) % keys, keys));
     const took = performance.now() - b;
     longest = Math.max(longest, took);
-    if (TRACE) batches.push([b, took, 0, n]);
+    tracer.end(b, took, 0, n);
     await new Promise((resolve) => setImmediate(resolve));
   }
   delay.disable();
   if (observer !== undefined) {
     await new Promise((resolve) => setTimeout(resolve, 50));
     observer.disconnect();
-    trace('control', batches, gcs);
+    trace('control', tracer.slices, gcs);
   }
   return {
     events: n,
@@ -392,7 +516,7 @@ async function one(keys: number): Promise<One> {
   }
 }
 
-function child(keys: number): Promise<One> {
+function child(keys: number, slice: string[]): Promise<One> {
   const script = fileURLToPath(new URL('./index.ts', import.meta.url));
   return new Promise((resolve, reject) => {
     const p = spawn(
@@ -405,6 +529,7 @@ function child(keys: number): Promise<One> {
         'snapshot',
         '--one',
         String(keys),
+        ...slice,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -418,6 +543,10 @@ function child(keys: number): Promise<One> {
 }
 
 export async function snapshotBench(args: string[]): Promise<number> {
+  const sliceAt = args.indexOf('--slice-ms');
+  const slice = sliceAt >= 0 ? ['--slice-ms', args[sliceAt + 1]!] : [];
+  if (sliceAt >= 0) sliceMs = Number(args[sliceAt + 1]);
+  if (!(sliceMs > 0)) throw new Error('--slice-ms: a number of ms above 0');
   const oneAt = args.indexOf('--one');
   if (oneAt >= 0) {
     process.stdout.write(`${JSON.stringify(await one(Number(args[oneAt + 1])))}\n`);
@@ -427,7 +556,7 @@ export async function snapshotBench(args: string[]): Promise<number> {
   const sizes =
     sizesAt >= 0 ? args[sizesAt + 1]!.split(',').map(Number) : [10_000, 100_000, 1_000_000];
   const results: One[] = [];
-  for (const size of sizes) results.push(await child(size));
+  for (const size of sizes) results.push(await child(size, slice));
   if (args.includes('--json')) {
     process.stdout.write(`${JSON.stringify(results)}\n`);
     return 0;

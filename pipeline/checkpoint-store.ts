@@ -108,6 +108,8 @@ export interface WriteOptions {
    * of it its COMMIT took (ms; 0 without one): the benchmark's trace of where the loop went.
    */
   onSlice?: (began: number, ms: number, commitMs: number) => void;
+  /** Called just before each slice's clock starts (the benchmark reads its thread's counters). */
+  beforeSlice?: () => void;
 }
 
 export { EntryBatch };
@@ -383,6 +385,7 @@ export class CheckpointStore {
     const sliceMs = options.sliceMs ?? 2;
     const work = this.begin(capture, offsets, options.step ?? 16);
     for (;;) {
+      options.beforeSlice?.();
       const began = performance.now();
       let done: boolean;
       try {

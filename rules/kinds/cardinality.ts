@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/model/index.ts';
-import { type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
+import { type EntryWriter, type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { CardinalityRule } from '../types.ts';
 import { parseDuration } from '../duration.ts';
 import { type KindDescriptor } from './kind.ts';
@@ -232,6 +232,26 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
   protected encodeKey(s: KeyState): unknown {
     return { values: [...s.values], nextCheck: s.nextCheck, sample: s.sample };
   }
+  /**
+   * encodeKey's object, written without making it, its `values` array or a pair per
+   * value (RuleRunner.writeEntry): the map is walked by `forEach` with a function made
+   * once, not by an iterator of [value, intervals] pairs.
+   */
+  protected override writeKey(s: KeyState, w: EntryWriter): void {
+    w.object(3, 1);
+    w.key('values');
+    w.array(s.values.size, 2);
+    valuesWriter = w;
+    try {
+      s.values.forEach(writeValueIntervals);
+    } finally {
+      valuesWriter = undefined;
+    }
+    w.key('nextCheck');
+    w.value(s.nextCheck, 2);
+    w.key('sample');
+    w.value(s.sample, 2);
+  }
   protected decodeKey(data: unknown, version: number): KeyState {
     const d = data as {
       values: Array<[string, number[] | number]>;
@@ -252,6 +272,17 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
       sample: d.sample,
     };
   }
+}
+
+/** The writer CardinalityRunner.writeKey hands each value to (set only while it runs). */
+let valuesWriter: EntryWriter | undefined;
+
+/** One value and its intervals, as the pair `[value, intervals]` at depth 3 would be written. */
+function writeValueIntervals(intervals: number[], value: string): void {
+  const w = valuesWriter!;
+  w.array(2, 3);
+  w.value(value, 4);
+  w.value(intervals, 4);
 }
 
 /** Whether instant t lies in one of the [start, end) intervals. */

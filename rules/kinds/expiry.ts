@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/model/index.ts';
-import { RuleRunner, TAG_KIND } from '../runner.ts';
+import { type EntryWriter, RuleRunner, TAG_KIND } from '../runner.ts';
 import type { ExpiryRule } from '../types.ts';
 import { durationOr, type KindDescriptor } from './kind.ts';
 
@@ -137,6 +137,32 @@ export class ExpiryRunner extends RuleRunner<ExpiryRule, KeyState> {
   }
   protected encodeKey(s: KeyState): unknown {
     return { runs: runsOf(s), scheduled: s.scheduled };
+  }
+  /**
+   * encodeKey's object, written without making it, its runs' array or the newest run's
+   * copy (RuleRunner.writeEntry): the runs before the newest are written as they are,
+   * the newest from the state's own fields in newRun's order.
+   */
+  protected override writeKey(s: KeyState, w: EntryWriter): void {
+    w.object(2, 1);
+    w.key('runs');
+    const older = s.older;
+    const n = older === undefined ? 0 : older.length;
+    w.array(n + 1, 2);
+    for (let i = 0; i < n; i++) w.value(older![i], 3);
+    w.object(5, 3);
+    w.key('start');
+    w.value(s.start, 4);
+    w.key('lastSeen');
+    w.value(s.lastSeen, 4);
+    w.key('deadline');
+    w.value(s.deadline, 4);
+    w.key('ttl');
+    w.value(s.ttl, 4);
+    w.key('sample');
+    w.value(s.sample, 4);
+    w.key('scheduled');
+    w.value(s.scheduled, 2);
   }
   protected decodeKey(data: unknown, version: number): KeyState {
     if (version === 1) {

@@ -1,5 +1,5 @@
 import type { Event } from '../../ingest/model/index.ts';
-import { type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
+import { type EntryWriter, type Evaluation, NOT_HOLDING, RuleRunner } from '../runner.ts';
 import type { MetricAggregationRule, MetricAggType } from '../types.ts';
 import { Samples } from '../window.ts';
 import { parseDuration } from '../duration.ts';
@@ -226,6 +226,27 @@ export class MetricAggregationRunner extends RuleRunner<MetricAggregationRule, K
       windowStart: s.windowStart,
       sample: s.sample,
     };
+  }
+  /**
+   * encodeKey's object, written without making it or its `times` and `values` arrays
+   * (RuleRunner.writeEntry).
+   */
+  protected override writeKey(s: KeyState, w: EntryWriter): void {
+    w.object(4, 1);
+    w.key('times');
+    const times = s.samples.times;
+    const n = times.length;
+    w.array(n, 2);
+    for (let i = 0; i < n; i++) w.number(times.at(i));
+    w.key('values');
+    const samples = s.samples;
+    const m = samples.length;
+    w.array(m, 2);
+    for (let i = 0; i < m; i++) w.value(samples.valueAt(i), 3);
+    w.key('windowStart');
+    w.value(s.windowStart, 2);
+    w.key('sample');
+    w.value(s.sample, 2);
   }
   protected decodeKey(data: unknown): KeyState {
     const d = data as {
