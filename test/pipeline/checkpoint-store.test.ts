@@ -1,4 +1,12 @@
-import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -805,6 +813,27 @@ describe('the write-ahead log', () => {
   });
 
   it('is folded into the database file by a worker once past its bound', async () => {
+    const path = storePath();
+    // This checkpoint's log is 60-100 KiB: past foldBytes, and under 8 times it, so the
+    // worker folds it (past 8 times the store folds it on its own thread: below). The fold
+    // runs while later slices commit, so the file alone need not hold the whole checkpoint.
+    const store = new CheckpointStore(path, { foldBytes: 32 * 1024 });
+    const empty = statSync(path).size;
+    const e = engine(RULES, new Map());
+    e.trackChanges(true);
+    for (const event of stream().slice(0, 400)) e.process(structuredClone(event));
+    const asked = await foldsAsked(async () => {
+      await store.write(e.capture(new EntryBatch()), { 'bus/0': 400 });
+      await store.folded();
+    });
+    expect(asked).toBe(1);
+    expect(store.foldFailures).toBe(0);
+    // The worker copied the log's pages into the file.
+    expect(statSync(path).size).toBeGreaterThan(empty + 16 * 1024);
+    store.close();
+  });
+
+  it('is folded into the database file on its own thread once past 8 times its bound', async () => {
     const path = storePath();
     const store = new CheckpointStore(path, { foldBytes: 1 });
     const e = engine(RULES, new Map());
