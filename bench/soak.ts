@@ -194,7 +194,7 @@ export function readAnswer(
  * When a sampled counter reached `count`, interpolated between the samples around it
  * (`series` is [count, ms] in order, from [0, start]); NaN if it never did.
  */
-function progressAt(series: Array<[number, number]>, count: number): number {
+export function progressAt(series: Array<[number, number]>, count: number): number {
   const i = series.findIndex(([n]) => n >= count);
   if (i < 0) return Number.NaN;
   const [n1, t1] = series[i]!;
