@@ -326,7 +326,11 @@ function tables(db: SqliteDatabase, name: string): Tables {
     partsClear: db.prepare(
       `DELETE FROM ${parts} WHERE rowid IN (SELECT rowid FROM ${parts} LIMIT ${PART_DELETE})`,
     ),
-    partsOf: db.prepare(`SELECT bytes FROM ${parts} WHERE rule = ? AND id = ? ORDER BY part`),
+    // Only the parts the head counts: any past them (left by a write whose bookkeeping was
+    // lost) are not the value's.
+    partsOf: db.prepare(
+      `SELECT bytes FROM ${parts} WHERE rule = ? AND id = ? AND part < ? ORDER BY part`,
+    ),
     partedAll: db.prepare(`SELECT rule, id, count(*) AS n FROM ${parts} GROUP BY rule, id`),
   };
 }
@@ -496,7 +500,7 @@ export class CheckpointStore {
         }
         for (const { rule, id, head } of parted) {
           const { size, parts } = readPartsHead(head);
-          const chunks = t.partsOf.all(rule, id) as Array<{ bytes: Uint8Array }>;
+          const chunks = t.partsOf.all(rule, id, parts) as Array<{ bytes: Uint8Array }>;
           const value = Buffer.concat(chunks.map((c) => c.bytes));
           if (chunks.length !== parts || value.length !== size)
             throw new Error(`${path}: checkpoint entry of rule ${rule}: parts missing`);
@@ -863,8 +867,15 @@ export class CheckpointStore {
             // SQLite rolled it back itself (a failed commit).
           }
         }
-        // What was rolled back: the parted entries as the tables hold them.
-        this.readParted();
+        // What was rolled back: the parted entries as the tables hold them. Unreadable (the
+        // file failing), none are known: a later write may then leave an old value's parts
+        // behind, past its new head's count or under a row no longer parted, which reads
+        // ignore and the next full checkpoint's clearing of its set removes.
+        try {
+          this.readParted();
+        } catch {
+          for (const parted of this.parted) parted.clear();
+        }
         this.writing = false;
       },
     };
