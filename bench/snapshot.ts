@@ -288,6 +288,15 @@ function trace(label: string, slices: Traced[], gcs: PerformanceEntry[]): void {
         );
     }
   }
+  // The slices' COMMITs (a full checkpoint commits every slice, an incremental one once).
+  const commits = slices
+    .map((s) => s.commitMs)
+    .filter((ms) => ms > 0)
+    .sort((a, b) => a - b);
+  if (commits.length > 0)
+    out.push(
+      `${label} commits ${commits.length}: median ${commits[commits.length >> 1]!.toFixed(2)}, p99 ${commits[Math.floor(commits.length * 0.99)]!.toFixed(2)}, max ${commits[commits.length - 1]!.toFixed(2)} ms, over 1 ms ${commits.filter((ms) => ms > 1).length}`,
+    );
   out.push(
     `${label} slices ${slices.length}: over ${TRACE_MS} ms ${over.os + over.blocked + over.cpu} (os ${over.os}, blocked ${over.blocked}, cpu ${over.cpu}); longest less its wait ${longestOwn.toFixed(2)} ms; waited ${waited.toFixed(1)} of ${wall.toFixed(1)} ms`,
   );
@@ -542,11 +551,79 @@ function child(keys: number, slice: string[]): Promise<One> {
   });
 }
 
+/**
+ * `--large-entry [values]`: one key's entry a sender can make large, alone: a
+ * cardinality key holding `values` distinct values of 1,000 characters (default 10,000,
+ * the kind's cap: ~10 MB encoded), beside 1,000 small keys. A full checkpoint, then one
+ * after every value was seen again (the entry rewritten whole), each in the store's
+ * slices; for each, the longest slice, the slice count and, where the store reports them,
+ * the bytes written between two checks of its clock and the entry's encoded size.
+ */
+async function largeEntry(values: number): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'drover-bench-large-'));
+  try {
+    const base = { realert: 0, labels: {}, actions: [], enabled: true };
+    const engine = new Engine(
+      [
+        {
+          ...base,
+          name: 'distinct-users',
+          type: 'cardinality',
+          cardinality_field: 'user.id',
+          max_cardinality: 1_000_000,
+          timeframe: 3_600_000,
+          query_key: ['host.name'],
+        },
+      ] as unknown as RuleSpec[],
+      { allowedLatenessMs: 5_000, observedFrom: T0, onAlert: () => {} },
+    );
+    engine.trackChanges(true);
+    const at = (i: number) => T0 + i;
+    const user = (i: number) => `user-${i}-`.padEnd(1_000, 'x');
+    let t = 0;
+    for (let i = 0; i < values; i++)
+      engine.process({ '@timestamp': at(t++), 'host.name': 'big', 'user.id': user(i) });
+    for (let k = 0; k < 1_000; k++)
+      engine.process({ '@timestamp': at(t++), 'host.name': `h${k}`, 'user.id': 'u' });
+    const store = new CheckpointStore(join(dir, 'rules-state.db'));
+    const once = async () => {
+      const began = performance.now();
+      const capture = engine.capture(new EntryBatch());
+      const captureMs = performance.now() - began;
+      const stats = await store.write(capture, { 'logs/0': t }, { sliceMs });
+      await store.folded();
+      const own = stats as Partial<{ maxBytesUnchecked: number; maxEntryBytes: number }>;
+      return {
+        max_pause_ms: round(Math.max(captureMs, stats.maxPauseMs)),
+        on_loop_ms: round(captureMs + stats.totalMs),
+        slices: stats.slices,
+        bytes: stats.bytes,
+        max_bytes_unchecked: own.maxBytesUnchecked ?? null,
+        max_entry_bytes: own.maxEntryBytes ?? null,
+      };
+    };
+    const full = await once();
+    for (let i = 0; i < values; i++)
+      engine.process({ '@timestamp': at(t++), 'host.name': 'big', 'user.id': user(i) });
+    const rewritten = await once();
+    store.close();
+    return { values, full, rewritten };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 export async function snapshotBench(args: string[]): Promise<number> {
   const sliceAt = args.indexOf('--slice-ms');
   const slice = sliceAt >= 0 ? ['--slice-ms', args[sliceAt + 1]!] : [];
   if (sliceAt >= 0) sliceMs = Number(args[sliceAt + 1]);
   if (!(sliceMs > 0)) throw new Error('--slice-ms: a number of ms above 0');
+  const largeAt = args.indexOf('--large-entry');
+  if (largeAt >= 0) {
+    const n = Number(args[largeAt + 1]);
+    process.stdout.write(`${JSON.stringify(await largeEntry(n > 0 ? n : 10_000))}\n`);
+    return 0;
+  }
   const oneAt = args.indexOf('--one');
   if (oneAt >= 0) {
     process.stdout.write(`${JSON.stringify(await one(Number(args[oneAt + 1])))}\n`);

@@ -44,9 +44,30 @@ import {
  * rows may hold both (a format-1 store updated since). Format 3 names the set of tables
  * the checkpoint is in (`meta` 'tables', one of TABLE_SETS); before, always the first. A
  * reader of format 2 would read the other set, stale or empty: it refuses format 3.
+ * Format 4 stores a value longer than PART_BYTES in parts (`parts` tables, PARTS_TAG); a
+ * reader of format 3 would read such a row's head as the value: it refuses format 4.
  */
-const FORMAT = 3;
-const FORMATS_READ = new Set([1, 2, 3]);
+const FORMAT = 4;
+const FORMATS_READ = new Set([1, 2, 3, 4]);
+
+/**
+ * An entry's encoded value longer than this is written in parts of this size, each its
+ * own statement with a check of the slice's clock after it, so one large entry (a
+ * cardinality key's 10,000 values, a sample event of up to 1 MiB) is written over as
+ * many slices as it needs: a slice passes its budget by at most one part's write (~0.2
+ * ms at 64 KiB on this machine, bench/README.md "Snapshots"), where a whole entry of 10
+ * MB was one statement of 7-17 ms. The entry's row then holds a head (PARTS_TAG, the
+ * value's length and its parts' count, varints) and `parts` its bytes by part number, in
+ * the same set of tables: written by the same transactions as the rest of the
+ * checkpoint (one for an incremental one; a full one's become the checkpoint only at its
+ * switch), so a crash never leaves half an entry in the checkpoint read back. Values up
+ * to this size are stored as before, byte for byte.
+ */
+export const PART_BYTES = 64 * 1024;
+/** Parts of a replaced or removed value deleted between two checks of the clock (1 MiB). */
+const PART_DELETE = 16;
+/** A head's first byte: checkpoint-codec.ts's values begin with 0xD1, `node:v8`'s with 0xFF. */
+const PARTS_TAG = 0xd2;
 
 /** The two sets of tables a checkpoint may be in: entries and timers, by suffix. */
 const TABLE_SETS = ['', '_b'] as const;
@@ -92,6 +113,18 @@ export interface WriteStats {
   slices: number;
   /** Transactions committed (a full checkpoint commits one per slice). */
   commits: number;
+  /**
+   * The most bytes (ids, values, parts, timers' keys) written between two checks of the
+   * slice's clock: what a slice can write past its budget. A value longer than
+   * PART_BYTES is written a part between two checks.
+   */
+  maxBytesUnchecked: number;
+  /**
+   * The longest entry's encoded value (bytes). An entry is encoded whole where it is
+   * taken (one step of the capture, or an event's copy-on-write), not split across
+   * slices: that step's time grows with it (see RuleRunner.writeEntry).
+   */
+  maxEntryBytes: number;
 }
 
 export interface WriteOptions {
@@ -116,6 +149,40 @@ export { EntryBatch };
 
 function idString(blob: Uint8Array): string {
   return Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength).toString('utf16le');
+}
+
+/** A parted value's head: PARTS_TAG, its length and its parts' count (varints). */
+function partsHead(size: number, parts: number): Buffer {
+  const head = Buffer.allocUnsafe(11);
+  let at = 0;
+  head[at++] = PARTS_TAG;
+  for (let n of [size, parts]) {
+    while (n >= 0x80) {
+      head[at++] = (n & 0x7f) | 0x80;
+      n = Math.floor(n / 0x80);
+    }
+    head[at++] = n;
+  }
+  return head.subarray(0, at);
+}
+
+/** A head's length and parts' count; throws on a damaged one. */
+function readPartsHead(head: Uint8Array): { size: number; parts: number } {
+  let at = 1;
+  const varint = (): number => {
+    let n = 0;
+    for (let shift = 0; shift < 35; shift += 7) {
+      if (at >= head.length) break;
+      const b = head[at++]!;
+      n += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return n;
+    }
+    throw new Error('checkpoint entry: bad parts head');
+  };
+  const size = varint();
+  const parts = varint();
+  if (parts !== Math.ceil(size / PART_BYTES)) throw new Error('checkpoint entry: bad parts head');
+  return { size, parts };
 }
 
 /** The offsets and time of the last checkpoint in a store file, without opening it for writing. */
@@ -176,6 +243,9 @@ function rowsOf(n: number): number {
   return 1 << (31 - Math.clz32(Math.min(n, MAX_ROWS)));
 }
 
+/** Entries stored in parts in one set of tables: rule → id → parts. */
+type Parted = Map<string, Map<string, number>>;
+
 /** One set of tables (TABLE_SETS) and its statements. */
 interface Tables {
   name: string;
@@ -191,11 +261,20 @@ interface Tables {
   timersClear: SqliteStatement;
   entriesAll: SqliteStatement;
   timersAll: SqliteStatement;
+  /** One entry's row, with its id and value bound as they are (a parted value's head). */
+  upsertOne: SqliteStatement;
+  partPut: SqliteStatement;
+  /** Parts [from, to) of one entry. */
+  partsDelete: SqliteStatement;
+  partsClear: SqliteStatement;
+  partsOf: SqliteStatement;
+  partedAll: SqliteStatement;
 }
 
 function tables(db: SqliteDatabase, name: string): Tables {
   const entries = `entries${name}`;
   const timers = `timers${name}`;
+  const parts = `parts${name}`;
   db.exec(`
     CREATE TABLE IF NOT EXISTS ${entries} (
       rule TEXT NOT NULL, id BLOB NOT NULL, value BLOB NOT NULL,
@@ -203,6 +282,9 @@ function tables(db: SqliteDatabase, name: string): Tables {
     CREATE TABLE IF NOT EXISTS ${timers} (
       seq INTEGER PRIMARY KEY, at REAL NOT NULL, rule TEXT NOT NULL, key BLOB NOT NULL,
       tag INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS ${parts} (
+      rule TEXT NOT NULL, id BLOB NOT NULL, part INTEGER NOT NULL, bytes BLOB NOT NULL,
+      PRIMARY KEY (rule, id, part));
   `);
   return {
     name,
@@ -232,6 +314,24 @@ function tables(db: SqliteDatabase, name: string): Tables {
     ),
     entriesAll: db.prepare(`SELECT rule, id, value FROM ${entries}`),
     timersAll: db.prepare(`SELECT seq, at, rule, key, tag FROM ${timers}`),
+    upsertOne: db.prepare(
+      `INSERT INTO ${entries} (rule, id, value) VALUES (?, ?, ?) ON CONFLICT (rule, id) DO UPDATE SET value = excluded.value`,
+    ),
+    partPut: db.prepare(
+      `INSERT OR REPLACE INTO ${parts} (rule, id, part, bytes) VALUES (?, ?, ?, ?)`,
+    ),
+    partsDelete: db.prepare(
+      `DELETE FROM ${parts} WHERE rule = ? AND id = ? AND part >= ? AND part < ?`,
+    ),
+    partsClear: db.prepare(
+      `DELETE FROM ${parts} WHERE rowid IN (SELECT rowid FROM ${parts} LIMIT ${PART_DELETE})`,
+    ),
+    // Only the parts the head counts: any past them (left by a write whose bookkeeping was
+    // lost) are not the value's.
+    partsOf: db.prepare(
+      `SELECT bytes FROM ${parts} WHERE rule = ? AND id = ? AND part < ? ORDER BY part`,
+    ),
+    partedAll: db.prepare(`SELECT rule, id, count(*) AS n FROM ${parts} GROUP BY rule, id`),
   };
 }
 
@@ -242,7 +342,8 @@ function clearTables(t: Tables, until: number): boolean {
     if (cut !== undefined) t.entriesClearTo.run(cut.rule, cut.id);
     else {
       t.entriesClearAll.run();
-      if (Number(t.timersClear.run().changes) === 0) return true;
+      if (Number(t.timersClear.run().changes) === 0 && Number(t.partsClear.run().changes) === 0)
+        return true;
     }
     if (performance.now() >= until) return false;
   }
@@ -275,6 +376,13 @@ export class CheckpointStore {
   private foldedAt = 0;
   /** Folds that failed in the worker (the log is folded at a later commit). */
   foldFailures = 0;
+  /**
+   * The entries each set of tables holds in parts (PART_BYTES): rule → id → parts, as
+   * its `parts` table holds them, read at open and kept with each write (read again
+   * after a failed one). Bounded by the bytes stored: each is a value of more than
+   * PART_BYTES that the rules' state holds (their key and term caps bound it).
+   */
+  private readonly parted: [Parted, Parted] = [new Map() as Parted, new Map() as Parted];
 
   constructor(
     readonly path: string,
@@ -286,6 +394,12 @@ export class CheckpointStore {
     enableWal(this.db);
     // No fsync, as the JSON snapshot before it: a process that dies leaves the last
     // commit whole; a power loss may lose the file (the bus is then replayed from the start).
+    // A COMMIT so syncs nothing: it writes the transaction's last pages and its commit frame
+    // into the log (0.08-0.10 ms median, at most 1.6-4.6 ms at 1.1 M keys when the kernel
+    // made the write wait; bench/README.md "Snapshots"). `synchronous = NORMAL` would not
+    // shorten it (with a log it syncs only when the log is folded), and it cannot leave the
+    // slice to the fold worker: a transaction is its connection's, so only a writer thread
+    // of its own, holding every write of the checkpoint, would take it off the loop.
     this.db.pragma('synchronous = OFF');
     // The write-ahead log is folded into the database at open and close, and by a worker
     // once it has grown past foldBytes, not at each commit: that copy would hold the loop.
@@ -316,6 +430,24 @@ export class CheckpointStore {
       if (i < 0) throw new Error(`${this.path}: no such set of checkpoint tables`);
       this.current = i as 0 | 1;
     }
+    this.readParted();
+  }
+
+  /** The parted entries of both sets, from their `parts` tables. */
+  private readParted(): void {
+    for (let i = 0; i < 2; i++) {
+      const parted = this.parted[i]!;
+      parted.clear();
+      for (const r of this.sets[i]!.partedAll.iterate() as Iterable<{
+        rule: string;
+        id: Uint8Array;
+        n: number | bigint;
+      }>) {
+        let ids = parted.get(r.rule);
+        if (ids === undefined) parted.set(r.rule, (ids = new Map<string, number>()));
+        ids.set(idString(r.id), Number(r.n));
+      }
+    }
   }
 
   /** The last checkpoint committed, or undefined when there is none. Entries are read lazily. */
@@ -341,6 +473,7 @@ export class CheckpointStore {
       at: number;
     };
     const t = this.sets[this.current];
+    const path = this.path;
     return {
       head: engine,
       offsets,
@@ -351,12 +484,32 @@ export class CheckpointStore {
           id: Uint8Array;
           value: Uint8Array;
         }>;
-        for (const r of rows)
+        // Parted values are read once the rows' iteration ends (the connection runs one
+        // statement at a time); at most one per PART_BYTES of the store.
+        const parted: Array<{ rule: string; id: Uint8Array; head: Uint8Array }> = [];
+        for (const r of rows) {
+          if (r.value[0] === PARTS_TAG) {
+            parted.push({ rule: r.rule, id: r.id, head: r.value });
+            continue;
+          }
           yield [r.rule, idString(r.id), decodeValue(r.value) as RunnerEntry] as [
             string,
             string,
             RunnerEntry,
           ];
+        }
+        for (const { rule, id, head } of parted) {
+          const { size, parts } = readPartsHead(head);
+          const chunks = t.partsOf.all(rule, id, parts) as Array<{ bytes: Uint8Array }>;
+          const value = Buffer.concat(chunks.map((c) => c.bytes));
+          if (chunks.length !== parts || value.length !== size)
+            throw new Error(`${path}: checkpoint entry of rule ${rule}: parts missing`);
+          yield [rule, idString(id), decodeValue(value) as RunnerEntry] as [
+            string,
+            string,
+            RunnerEntry,
+          ];
+        }
       }),
       timers: iterable(function* () {
         const rows = t.timersAll.iterate() as Iterable<{
@@ -431,6 +584,8 @@ export class CheckpointStore {
       totalMs: 0,
       slices: 0,
       commits: 0,
+      maxBytesUnchecked: 0,
+      maxEntryBytes: 0,
     };
     const at = Date.now();
     const offsetsNow = { ...offsets };
@@ -458,21 +613,109 @@ export class CheckpointStore {
       stats.commits++;
       this.committed();
     };
-    /** The entries the capture put in its batch since the last call, then clears it. */
-    const writeRows = () => {
+    /** Bytes written since the clock was last checked (stats.maxBytesUnchecked). */
+    let unchecked = 0;
+    /** Whether `until` has passed: a check of the clock. */
+    const late = (until: number): boolean => {
+      if (unchecked > stats.maxBytesUnchecked) stats.maxBytesUnchecked = unchecked;
+      unchecked = 0;
+      return performance.now() >= until;
+    };
+    const parted = this.parted[into];
+    /** The batch's next row to write, and its next part (or old part to delete) once begun. */
+    let row = 0;
+    let part = -1;
+    let staleFrom = -1;
+    /**
+     * Row `row` of the batch, whose value is parted now (longer than PART_BYTES) or was
+     * (`old` parts stored): old parts past the new ones deleted, the row written, then
+     * each part, the clock checked between two steps; true once done, false when `until`
+     * passed first (the next call goes on where this one stopped).
+     */
+    const writeLarge = (old: number | undefined, until: number): boolean => {
+      const batch = capture.sink;
+      const { bytes, spans } = batch;
+      const rule = batch.rules[row]!;
+      const r = 3 * row;
+      const id = bytes.subarray(spans[r], spans[r + 1]);
+      const value = bytes.subarray(spans[r + 1], spans[r + 2]);
+      const parts = value.length > PART_BYTES ? Math.ceil(value.length / PART_BYTES) : 0;
+      if (part < 0) {
+        if (old !== undefined && old > parts) {
+          if (staleFrom < 0) staleFrom = parts;
+          while (staleFrom < old) {
+            const to = Math.min(old, staleFrom + PART_DELETE);
+            t.partsDelete.run(rule, id, staleFrom, to);
+            staleFrom = to;
+            if (staleFrom < old && late(until)) return false;
+          }
+        }
+        if (value.length === 0) t.remove.run(rule, id);
+        else t.upsertOne.run(rule, id, parts > 0 ? partsHead(value.length, parts) : value);
+        unchecked += id.length + (parts > 0 ? 0 : value.length);
+        part = 0;
+        if (parts > 0 && late(until)) return false;
+      }
+      for (; part < parts;) {
+        const from = part * PART_BYTES;
+        const chunk = value.subarray(from, Math.min(value.length, from + PART_BYTES));
+        t.partPut.run(rule, id, part, chunk);
+        unchecked += chunk.length;
+        part++;
+        if (part < parts && late(until)) return false;
+      }
+      const key = idString(id);
+      let ids = parted.get(rule);
+      if (parts > 0) {
+        if (ids === undefined) parted.set(rule, (ids = new Map<string, number>()));
+        ids.set(key, parts);
+      } else if (ids !== undefined) {
+        ids.delete(key);
+        if (ids.size === 0) parted.delete(rule);
+      }
+      part = -1;
+      staleFrom = -1;
+      return true;
+    };
+    /**
+     * The entries the capture put in its batch since the last call, then clears it; false
+     * when `until` passed while a parted value was being written (the next call goes on).
+     */
+    const writeRows = (until: number): boolean => {
       const batch = capture.sink;
       const { bytes, spans, rules } = batch;
       const rows = batch.rows;
-      let i = 0;
-      while (i < rows) {
-        if (spans[3 * i + 2] === spans[3 * i + 1]) {
+      while (row < rows) {
+        const i = row;
+        const size = spans[3 * i + 2]! - spans[3 * i + 1]!;
+        if (size > stats.maxEntryBytes) stats.maxEntryBytes = size;
+        // A rule holding parted values: its rows are looked up (their id made a string).
+        const ids = parted.size === 0 ? undefined : parted.get(rules[i]!);
+        const old =
+          ids === undefined
+            ? undefined
+            : ids.get(bytes.toString('utf16le', spans[3 * i], spans[3 * i + 1]));
+        if (size > PART_BYTES || old !== undefined) {
+          if (!writeLarge(old, until)) return false;
+          row++;
+          if (late(until)) return false;
+          continue;
+        }
+        if (size === 0) {
           // No value: the rule holds nothing under the id any more.
           t.remove.run(rules[i], bytes.subarray(spans[3 * i], spans[3 * i + 1]));
-          i++;
+          unchecked += spans[3 * i + 1]! - spans[3 * i]!;
+          row++;
           continue;
         }
         let n = 1;
-        while (n < MAX_ROWS && i + n < rows && spans[3 * (i + n) + 2]! > spans[3 * (i + n) + 1]!)
+        while (
+          n < MAX_ROWS &&
+          i + n < rows &&
+          spans[3 * (i + n) + 2]! > spans[3 * (i + n) + 1]! &&
+          spans[3 * (i + n) + 2]! - spans[3 * (i + n) + 1]! <= PART_BYTES &&
+          (parted.size === 0 || !parted.has(rules[i + n]!))
+        )
           n++;
         n = rowsOf(n);
         const { statement, args } = t.upserts(n);
@@ -488,11 +731,14 @@ export class CheckpointStore {
           args[a + 4] = spans[r + 2]! - spans[r + 1]!;
         }
         statement.run(...args);
-        i += n;
+        unchecked += to - from;
+        row += n;
       }
       stats.entries += rows;
       stats.bytes += batch.end;
       batch.clear();
+      row = 0;
+      return true;
     };
     /** Timers rows[from, to), by multi-row statements. */
     const writeTimers = (rows: ReadonlyArray<Timer<RuleRunner>>, from: number, to: number) => {
@@ -519,6 +765,7 @@ export class CheckpointStore {
         // key of the statement empty); a byte more, past the keys, is cut by no row.
         args[0] = keys.subarray(0, end + 1);
         statement.run(...args);
+        unchecked += 24 * n + end;
         stats.bytes += 24 * n + end;
         stats.timers += n;
         from += n;
@@ -532,19 +779,23 @@ export class CheckpointStore {
       if (!cleared) {
         cleared = clearTables(t, until);
         if (!cleared) return false;
+        parted.clear();
       }
       while (!taken) {
+        // A parted value left by the last slice first.
+        if (!writeRows(until)) return false;
         taken = capture.step(step);
-        writeRows();
-        if (!taken && performance.now() >= until) return false;
+        if (!writeRows(until)) return false;
+        if (!taken && late(until)) return false;
       }
-      writeRows();
+      // Entries copied on write since the last slice.
+      if (!writeRows(until)) return false;
       const rows = capture.timersAdded;
       while (added < rows.length) {
         const end = Math.min(rows.length, added + step * 4);
         writeTimers(rows, added, end);
         added = end;
-        if (added < rows.length && performance.now() >= until) return false;
+        if (added < rows.length && late(until)) return false;
       }
       const gone = capture.timersRemoved;
       while (removed < gone.length) {
@@ -569,6 +820,7 @@ export class CheckpointStore {
         }
         oldCleared = clearTables(this.sets[old], until);
         if (!oldCleared) return false;
+        this.parted[old].clear();
         commit();
       }
       return true;
@@ -600,6 +852,7 @@ export class CheckpointStore {
         return done;
       },
       paused: (ms: number) => {
+        late(0); // what the slice wrote since its last check
         stats.slices++;
         stats.totalMs += ms;
         if (ms > stats.maxPauseMs) stats.maxPauseMs = ms;
@@ -613,6 +866,15 @@ export class CheckpointStore {
           } catch {
             // SQLite rolled it back itself (a failed commit).
           }
+        }
+        // What was rolled back: the parted entries as the tables hold them. Unreadable (the
+        // file failing), none are known: a later write may then leave an old value's parts
+        // behind, past its new head's count or under a row no longer parted, which reads
+        // ignore and the next full checkpoint's clearing of its set removes.
+        try {
+          this.readParted();
+        } catch {
+          for (const parted of this.parted) parted.clear();
         }
         this.writing = false;
       },

@@ -27,6 +27,25 @@ describe('checkpoint entry codec', () => {
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
 
+  it('writes a long string as Latin-1 or UTF-16 by its widest code unit, wherever it is', () => {
+    for (const n of [63, 64, 1_000]) {
+      const latin = 'é'.repeat(n);
+      // FORMAT_TAG, LATIN1 (6) or UTF16 (7), then the length's varint.
+      expect(encodeValue(latin)[1]).toBe(6);
+      expect(encodeValue(latin).length).toBe(2 + (n < 128 ? 1 : 2) + n);
+      for (const at of [0, n >> 1, n - 1]) {
+        const wide = `${latin.slice(0, at)}\u0100${latin.slice(at + 1)}`;
+        const bytes = encodeValue(wide);
+        expect(bytes[1]).toBe(7);
+        expect(bytes.length).toBe(2 + (n < 128 ? 1 : 2) + 2 * n);
+        expect(decodeValue(bytes)).toBe(wide);
+        expect(decodeValue(encodeValue(`${wide.slice(0, at)}\ud800${wide.slice(at + 1)}`))).toBe(
+          `${wide.slice(0, at)}\ud800${wide.slice(at + 1)}`,
+        );
+      }
+    }
+  });
+
   it('writes what is not plain data with node:v8, and reads rows node:v8 wrote', () => {
     const holey: unknown[] = [1];
     holey[2] = 3;

@@ -15,7 +15,8 @@ import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Event } from '../../ingest/model/index.ts';
 import { openSqlite } from '../../ingest/storage/sqlite.ts';
-import { CheckpointStore, EntryBatch } from '../../pipeline/checkpoint-store.ts';
+import { CheckpointStore, EntryBatch, PART_BYTES } from '../../pipeline/checkpoint-store.ts';
+import type { RuleRunner } from '../../rules/runner.ts';
 import { type Alert, Engine, type EngineSnapshot, type RuleSpec } from '../../rules/index.ts';
 import type { Capture } from '../../rules/changes.ts';
 import { RULES, stream } from '../rules/fleet-state.ts';
@@ -58,6 +59,14 @@ function hostEngine(numEvents: number, hosts: number): { rules: RuleSpec[]; e: E
   e.trackChanges(true);
   for (let k = 0; k < hosts; k++) e.process(ev(k, { host: `h${k}` }));
   return { rules, e };
+}
+
+/** The files a process killed now leaves, copied to another path (no -shm: rebuilt). */
+function crashCopy(path: string): string {
+  const copy = `${path}-crashed`;
+  copyFileSync(path, copy);
+  if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
+  return copy;
 }
 
 /** A snapshot with its per-key lists in one order (a restored Map holds keys in another). */
@@ -637,18 +646,168 @@ describe('what a checkpoint writes', () => {
   });
 });
 
+describe('an entry larger than one part', () => {
+  // One key's state a sender can make large: a cardinality key holding many long values
+  // (here 2,000 of 1,000 characters, ~2 MB encoded; the kind keeps up to 10,000 values of
+  // up to an event's size). Before, such an entry was written by one statement between
+  // two checks of the slice's clock.
+  const rules = [
+    rule({
+      name: 'card',
+      type: 'cardinality',
+      cardinality_field: 'user',
+      max_cardinality: 100_000,
+      timeframe: m(10),
+      query_key: ['host'],
+    }),
+    rule({ name: 'freq', type: 'frequency', num_events: 3, timeframe: m(10), query_key: ['host'] }),
+  ];
+  const VALUES = 2_000;
+  const big = (i: number, tag: string) => `${tag}${i}`.padEnd(1_000, 'x');
+
+  function bigEngine(): Engine {
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    for (let i = 0; i < VALUES; i++) e.process(ev(i, { host: 'big', user: big(i, 'u') }));
+    for (let k = 0; k < 300; k++) e.process(ev(VALUES + k, { host: `h${k}`, user: 'x' }));
+    return e;
+  }
+
+  /** The stored value of one entry, its parts put back together (or the row's own). */
+  function storedValue(path: string, rule: string, id: string): Buffer {
+    const db = openSqlite(path, { readonly: true });
+    try {
+      const named = db.prepare("SELECT value FROM meta WHERE name = 'tables'").get() as {
+        value: Uint8Array;
+      };
+      const set = deserialize(named.value) as string;
+      const key = Buffer.from(id, 'utf16le');
+      const row = db
+        .prepare(`SELECT value FROM entries${set} WHERE rule = ? AND id = ?`)
+        .get(rule, key) as { value: Uint8Array };
+      const parts = db
+        .prepare(`SELECT bytes FROM parts${set} WHERE rule = ? AND id = ? ORDER BY part`)
+        .all(rule, key) as Array<{ bytes: Uint8Array }>;
+      return parts.length === 0 ? Buffer.from(row.value) : Buffer.concat(parts.map((r) => r.bytes));
+    } finally {
+      db.close();
+    }
+  }
+
+  /** The bytes a capture encodes for one entry (what the store must give back). */
+  function encoded(e: Engine, rule: string, id: string): Buffer {
+    const batch = new EntryBatch();
+    const runner = (e as unknown as { compiled: Array<{ runner: RuleRunner }> }).compiled.find(
+      (c) => c.runner.spec.name === rule,
+    )!.runner;
+    batch.putEntry(rule, id, runner);
+    return Buffer.from(batch.bytes.subarray(batch.spans[1], batch.spans[2]));
+  }
+
+  function count(path: string, table: string): number {
+    const db = openSqlite(path, { readonly: true });
+    try {
+      return Number((db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n);
+    } finally {
+      db.close();
+    }
+  }
+
+  it('is written a part between two checks of the clock, and restored byte for byte', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const e = bigEngine();
+    const want = encoded(e, 'card', 'big');
+    expect(want.length).toBeGreaterThan(20 * PART_BYTES);
+    const stats = await store.write(e.capture(new EntryBatch()), { 'bus/0': 1 }, { sliceMs: 0 });
+    expect(stats.full).toBe(true);
+    expect(stats.maxEntryBytes).toBe(want.length);
+    // The store's own accounting: past a slice's budget, at most one part's bytes (and a
+    // step's small rows) were written before its clock was checked again.
+    expect(stats.maxBytesUnchecked).toBeLessThanOrEqual(PART_BYTES + 16 * 512);
+    expect(stats.slices).toBeGreaterThan(Math.ceil(want.length / PART_BYTES));
+    expect(storedValue(path, 'card', 'big').equals(want)).toBe(true);
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+    // Read again by a store opened afresh.
+    const reopened = new CheckpointStore(path);
+    const again = engine(rules, new Map());
+    again.restoreChanges(reopened.read()!);
+    expect(canonical(again.snapshot())).toEqual(canonical(e.snapshot()));
+    reopened.close();
+  });
+
+  it('reads only the parts its head counts', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const e = bigEngine();
+    await store.write(e.capture(new EntryBatch()), { 'bus/0': 1 }, { sliceMs: 0 });
+    store.close();
+    // A part past the count, as a write whose bookkeeping was lost could leave.
+    const db = openSqlite(path);
+    db.prepare('INSERT INTO parts_b (rule, id, part, bytes) VALUES (?, ?, ?, ?)').run(
+      'card',
+      Buffer.from('big', 'utf16le'),
+      1_000,
+      Buffer.from('stale'),
+    );
+    db.close();
+    const reopened = new CheckpointStore(path);
+    const back = engine(rules, new Map());
+    back.restoreChanges(reopened.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    reopened.close();
+  });
+
+  it('an incremental checkpoint rewrites it in parts, and a crash mid-way keeps the previous one', async () => {
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const e = bigEngine();
+    store.writeNow(e.capture(new EntryBatch()), { 'bus/0': 1 });
+    const before = canonical(e.snapshot());
+    // The key grows: 2,500 values more.
+    for (let i = 0; i < VALUES + 500; i++)
+      e.process(ev(VALUES + 300 + i, { host: 'big', user: big(i, 'w') }));
+    const writing = store.write(e.capture(new EntryBatch()), { 'bus/0': 2 }, { sliceMs: 0 });
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+    expect(store.busy).toBe(true);
+    const crashed = new CheckpointStore(crashCopy(path));
+    const kept = crashed.read()!;
+    expect(kept.offsets).toEqual({ 'bus/0': 1 });
+    const restored = engine(rules, new Map());
+    restored.restoreChanges(kept);
+    expect(canonical(restored.snapshot())).toEqual(before);
+    crashed.close();
+
+    const stats = await writing;
+    expect(stats.full).toBe(false);
+    expect(stats.maxBytesUnchecked).toBeLessThanOrEqual(PART_BYTES + 16 * 512);
+    expect(storedValue(path, 'card', 'big').equals(encoded(e, 'card', 'big'))).toBe(true);
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+
+    // Swept past its timeframe, the key is forgotten: its row and every part deleted.
+    const parts = () => count(path, 'parts') + count(path, 'parts_b');
+    expect(parts()).toBeGreaterThan(20);
+    // (A rule is swept every minute of event time at most: two minutes of events.)
+    for (let k = 0; k < 120; k++) e.process(ev(m(30) + s(k), { host: 'h0', user: 'y' }));
+    const gone = await store.write(e.capture(new EntryBatch()), { 'bus/0': 3 }, { sliceMs: 0 });
+    expect(gone.maxBytesUnchecked).toBeLessThanOrEqual(PART_BYTES + 16 * 512);
+    expect(parts()).toBe(0);
+    const last = engine(rules, new Map());
+    last.restoreChanges(store.read()!);
+    expect(canonical(last.snapshot())).toEqual(canonical(e.snapshot()));
+    store.close();
+  });
+});
+
 describe('a full checkpoint', () => {
   const rules = [
     rule({ name: 'freq', type: 'frequency', num_events: 3, timeframe: m(60), query_key: ['host'] }),
   ];
-
-  /** The files a process killed now leaves, copied to another path (no -shm: rebuilt). */
-  function crashCopy(path: string): string {
-    const copy = `${path}-crashed`;
-    copyFileSync(path, copy);
-    if (existsSync(`${path}-wal`)) copyFileSync(`${path}-wal`, `${copy}-wal`);
-    return copy;
-  }
 
   it('commits a transaction a slice, and a crash mid-way keeps the previous checkpoint', async () => {
     const path = storePath();
