@@ -6,6 +6,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   'hot-path': async () => (await import('./hot-path.ts')).hotPath,
   ingest: async () => (await import('./ingest.ts')).ingest,
   'kafka-publish': async () => (await import('./kafka-publish.ts')).kafkaPublish,
+  lz4: async () => (await import('./lz4.ts')).lz4Bench,
   e2e: async () => (await import('./e2e.ts')).e2e,
   runtimes: async () => (await import('./runtimes.ts')).runtimesBench,
   startup: async () => (await import('./startup.ts')).startup,

@@ -183,17 +183,44 @@ function headerList(headers: unknown): HeaderList {
 }
 
 /**
- * The records of one batch, framed (`[Record]` without the count), offset deltas from 0
- * and timestamp deltas 0. Sizes go into `lengths` (3 per record) in the first pass.
+ * A string key's UTF-8 length: its length when every char is ASCII (service names, the
+ * keys Drover sends), counted here rather than by a call into Node per message.
  */
-function encodeRecords(messages: ProduceMessage[]): Buffer {
+function keyLength(k: string | Buffer): number {
+  if (typeof k !== 'string') return k.length;
+  const n = k.length;
+  if (n > ASCII_KEY_MAX) return Buffer.byteLength(k);
+  for (let i = 0; i < n; i++) if (k.charCodeAt(i) >= 0x80) return Buffer.byteLength(k);
+  return n;
+}
+
+/** Keys up to this many chars are measured and written char by char when ASCII. */
+const ASCII_KEY_MAX = 64;
+
+/** Writes a key of `length` bytes (keyLength) at `at`, returns the end. */
+function writeKey(buf: Buffer, at: number, k: string | Buffer, length: number): number {
+  if (typeof k === 'string' && length === k.length && length <= ASCII_KEY_MAX) {
+    for (let i = 0; i < length; i++) buf[at++] = k.charCodeAt(i);
+    return at;
+  }
+  return writeBytes(buf, at, k, length);
+}
+
+/**
+ * The records of one batch, framed (`[Record]` without the count), offset deltas from 0
+ * and timestamp deltas 0. Sizes go into `lengths` (3 per record) in the first pass;
+ * `headroom` bytes are left free before the records (the batch's header, when the
+ * records are sent as they are).
+ */
+function encodeRecords(messages: ProduceMessage[], headroom = 0): Buffer {
   const n = messages.length;
   const lengths = new Int32Array(n * 3);
-  const headers: HeaderList[] = [];
-  let total = 0;
+  // Messages with headers only (Drover's events have none): their lists by index.
+  let headers: Map<number, HeaderList> | undefined;
+  let total = headroom;
   for (let i = 0; i < n; i++) {
     const m = messages[i]!;
-    const keyLen = m.key == null ? -1 : byteLength(m.key as string | Buffer);
+    const keyLen = m.key == null ? -1 : keyLength(m.key as string | Buffer);
     const valueLen = valueLength(m);
     let body =
       1 + // attributes
@@ -202,14 +229,17 @@ function encodeRecords(messages: ProduceMessage[]): Buffer {
       varIntSize(keyLen) +
       Math.max(0, keyLen) +
       varIntSize(valueLen) +
-      Math.max(0, valueLen);
-    const hs = headerList(m.headers);
-    headers.push(hs);
-    body += varIntSize(hs.length);
-    for (const [k, v] of hs) {
-      const kl = Buffer.byteLength(k);
-      const vl = v === null ? -1 : byteLength(v);
-      body += varIntSize(kl) + kl + varIntSize(vl) + Math.max(0, vl);
+      Math.max(0, valueLen) +
+      1; // the header count, when 0
+    if (m.headers != null) {
+      const hs = headerList(m.headers);
+      (headers ??= new Map()).set(i, hs);
+      body += varIntSize(hs.length) - 1;
+      for (const [k, v] of hs) {
+        const kl = Buffer.byteLength(k);
+        const vl = v === null ? -1 : byteLength(v);
+        body += varIntSize(kl) + kl + varIntSize(vl) + Math.max(0, vl);
+      }
     }
     lengths[i * 3] = keyLen;
     lengths[i * 3 + 1] = valueLen;
@@ -217,7 +247,7 @@ function encodeRecords(messages: ProduceMessage[]): Buffer {
     total += varIntSize(body) + body;
   }
   const buf = Buffer.allocUnsafe(total);
-  let at = 0;
+  let at = headroom;
   for (let i = 0; i < n; i++) {
     const m = messages[i]!;
     const keyLen = lengths[i * 3]!;
@@ -227,13 +257,13 @@ function encodeRecords(messages: ProduceMessage[]): Buffer {
     buf[at++] = 0; // timestamp delta
     at = writeVarInt(buf, at, i);
     at = writeVarInt(buf, at, keyLen);
-    if (keyLen >= 0) at = writeBytes(buf, at, m.key as string | Buffer, keyLen);
+    if (keyLen >= 0) at = writeKey(buf, at, m.key as string | Buffer, keyLen);
     at = writeVarInt(buf, at, valueLen);
     if (m.valueEnd !== undefined) {
       buf.set((m.value as Buffer).subarray(m.valueStart, m.valueEnd), at);
       at += valueLen;
     } else if (valueLen >= 0) at = writeBytes(buf, at, m.value as string | Buffer, valueLen);
-    const hs = headers[i]!;
+    const hs = headers?.get(i) ?? NO_HEADERS;
     at = writeVarInt(buf, at, hs.length);
     for (const [k, v] of hs) {
       const kl = Buffer.byteLength(k);
@@ -267,19 +297,22 @@ async function encodePartition(
   now: number,
 ): Promise<Buffer> {
   const codec = (args.compression ?? CODEC_NONE) & CODEC_MASK;
-  const records = encodeRecords(p.messages);
-  // lz4 runs on this thread (lz4.ts, linear in the records); gzip in zlib's thread pool.
-  const payload =
-    codec === CODEC_GZIP
-      ? await gzipAsync(records, { level: GZIP_LEVEL })
-      : codec === CODEC_LZ4
-        ? lz4Compress(records)
-        : records;
   // partition, size, firstOffset, length, leader epoch, magic, crc: 4+4+8+4+4+1+4.
   // attributes .. records count: 2+4+8+8+8+2+4+4 = 40.
   const headerBytes = 29;
   const crcFrom = headerBytes;
-  const out = Buffer.allocUnsafe(headerBytes + 40 + payload.length);
+  let out: Buffer;
+  if (codec === CODEC_NONE) {
+    // Uncompressed records are written where they are sent, after the header.
+    out = encodeRecords(p.messages, headerBytes + 40);
+  } else {
+    const records = encodeRecords(p.messages);
+    // lz4 runs on this thread (lz4.ts, linear in the records); gzip in zlib's thread pool.
+    const payload =
+      codec === CODEC_GZIP ? await gzipAsync(records, { level: GZIP_LEVEL }) : lz4Compress(records);
+    out = Buffer.allocUnsafe(headerBytes + 40 + payload.length);
+    out.set(payload, headerBytes + 40);
+  }
   const batchSize = out.length - 8; // after partition and size
   out.writeInt32BE(p.partition, 0);
   out.writeInt32BE(batchSize, 4);
@@ -287,7 +320,7 @@ async function encodePartition(
   out.writeInt32BE(batchSize - 12, 16); // length: after first offset and itself
   out.writeInt32BE(0, 20); // partition leader epoch
   out.writeInt8(MAGIC, 24);
-  let at = crcFrom;
+  const at = crcFrom;
   out.writeInt16BE(codec | (args.transactionalId ? TRANSACTIONAL : 0), at);
   out.writeInt32BE(p.messages.length - 1, at + 2); // last offset delta
   out.writeBigInt64BE(BigInt(now), at + 6); // first timestamp
@@ -296,8 +329,6 @@ async function encodePartition(
   out.writeInt16BE(args.producerEpoch ?? 0, at + 30);
   out.writeInt32BE(p.firstSequence ?? 0, at + 32);
   out.writeInt32BE(p.messages.length, at + 36);
-  at += 40;
-  payload.copy(out, at);
   out.writeUInt32BE(crc32c(out, crcFrom, out.length), 25);
   return out;
 }

@@ -42,8 +42,13 @@ const MIN_MATCH = 4;
 /** The last 5 bytes of a block are literals, and a match starts 12 bytes before its end. */
 const LAST_LITERALS = 5;
 const MF_LIMIT = 12;
-const MAX_DISTANCE = 65535;
-const HASH_LOG = 14;
+/**
+ * The hash table holds positions relative to the block's start, 16 bits each: blocks are
+ * independent and at most 64 KiB, so every position fits and every match is within the
+ * format's 65,535-byte reach (the reference lz4 does the same for inputs under 64 KiB,
+ * with 2^13 entries: 16 KiB, which stays in the first-level cache).
+ */
+const HASH_LOG = 13;
 const HASH_SHIFT = 32 - HASH_LOG;
 /** After 2^SKIP_TRIGGER misses in a row the search step grows by one (LZ4's acceleration). */
 const SKIP_TRIGGER = 6;
@@ -99,8 +104,13 @@ export function xxh32(b: Uint8Array, from: number, to: number, seed = 0): number
   return h >>> 0;
 }
 
-/** The hash table, positions in the current input (-1: none); reused, reset per call. */
-const table = new Int32Array(1 << HASH_LOG);
+/**
+ * The hash table: for a hash of 4 bytes, the last position in the current block (relative
+ * to its start) where they were seen. Reused by every call and cleared per block (16 KiB),
+ * so the output depends on the input only. A slot of another sequence (or 0, cleared) is
+ * only a candidate: its 4 bytes are compared before it is used.
+ */
+const table = new Uint16Array(1 << HASH_LOG);
 
 function hash(seq: number): number {
   return Math.imul(seq, 2654435761) >>> HASH_SHIFT;
@@ -148,16 +158,18 @@ function compressBlock(
   const limit = to - from; // the block is stored raw if the output reaches this
   let anchor = from;
   if (to - from >= MF_LIMIT + 1) {
+    table.fill(0);
     const matchLimit = to - LAST_LITERALS;
     const searchEnd = to - MF_LIMIT;
-    let i = from;
+    // Position 0 is in the table (cleared to it); the search starts at the next one.
+    let i = from + 1;
     let misses = 1 << SKIP_TRIGGER;
     while (i < searchEnd) {
       const seq = view.getUint32(i, true);
       const h = hash(seq);
-      const ref = table[h]!;
-      table[h] = i;
-      if (ref < from || i - ref > MAX_DISTANCE || view.getUint32(ref, true) !== seq) {
+      const ref = from + table[h]!; // before i: every slot was filled at or before i - 1
+      table[h] = i - from;
+      if (view.getUint32(ref, true) !== seq) {
         i += misses++ >> SKIP_TRIGGER;
         continue;
       }
@@ -171,15 +183,22 @@ function compressBlock(
       }
       let e = i + MIN_MATCH;
       let re = ref + MIN_MATCH;
-      // Four bytes at a time, then the rest one by one.
-      while (e + 4 <= matchLimit && view.getUint32(e, true) === view.getUint32(re, true)) {
+      // Four bytes at a time; at the first word that differs, its equal low bytes.
+      while (e + 4 <= matchLimit) {
+        const diff = view.getUint32(e, true) ^ view.getUint32(re, true);
+        if (diff !== 0) {
+          e += (31 - Math.clz32(diff & -diff)) >>> 3;
+          re = -1;
+          break;
+        }
         e += 4;
         re += 4;
       }
-      while (e < matchLimit && src[e] === src[re]) {
-        e++;
-        re++;
-      }
+      if (re >= 0)
+        while (e < matchLimit && src[e] === src[re]) {
+          e++;
+          re++;
+        }
       const literals = s - anchor;
       const matchLen = e - s - MIN_MATCH;
       // token, literal length bytes, literals, offset, match length bytes (at most)
@@ -200,7 +219,7 @@ function compressBlock(
       } else dst[token] |= matchLen;
       anchor = e;
       i = e;
-      if (i < searchEnd) table[hash(view.getUint32(i - 2, true))] = i - 2;
+      if (i < searchEnd) table[hash(view.getUint32(i - 2, true))] = i - 2 - from;
     }
   }
   const literals = to - anchor;
@@ -224,7 +243,6 @@ export function lz4Compress(src: Uint8Array): Buffer {
   out[5] = BD;
   out[6] = (xxh32(out, 4, 6) >>> 8) & 0xff;
   let at = 7;
-  table.fill(-1);
   // Unaligned little-endian 32-bit reads, one call each (sequences, match extension).
   const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
   for (let from = 0; from < n; from += BLOCK_SIZE) {

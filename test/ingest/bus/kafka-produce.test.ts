@@ -50,6 +50,12 @@ const messages = [
   { key: '', value: 'x'.repeat(20_000), headers: { 'drover.reason': 'too large' } },
   { key: null, value: Buffer.from([0, 1, 2, 255]) },
   { key: Buffer.from('k'), value: null, headers: { a: ['1', '2'], b: Buffer.from('bytes') } },
+  // ASCII keys are measured and written char by char up to 64 chars, by Node past that.
+  { key: 'svc-\u007f', value: 'a key of ASCII up to its last char', headers: {} },
+  { key: `svc-${'x'.repeat(60)}`, value: 'a key of 64 chars' },
+  { key: `svc-${'x'.repeat(61)}`, value: 'a key of 65 chars' },
+  { key: `svc-${'x'.repeat(60)}\u0080`, value: 'a 65-char key, its last char not ASCII' },
+  { key: 'svc-\ud800', value: 'a lone surrogate, written as U+FFFD' },
 ];
 
 describe("the Produce request's encoding (kafka-produce.ts)", () => {

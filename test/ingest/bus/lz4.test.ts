@@ -92,6 +92,17 @@ describe('LZ4 frames as Kafka writes them (lz4.ts)', () => {
     }
   });
 
+  it('compresses an input to the same frame whatever was compressed before it', () => {
+    // The hash table is shared by every call: what an earlier input left in it must
+    // not change a later frame (nor point a match at bytes of another block).
+    const random = rng(77);
+    const input = Buffer.concat([referenceInput(), sample(random, 70_000), referenceInput()]);
+    const first = lz4Compress(input);
+    for (let k = 0; k < 5; k++) lz4Compress(sample(random, 1 + Math.floor(random() * 140_000)));
+    expect(lz4Compress(input).equals(first)).toBe(true);
+    expect(lz4Decompress(first, input.length).equals(input)).toBe(true);
+  });
+
   it('refuses every truncation and damage with an Lz4Error, never more than the limit', () => {
     const input = referenceInput();
     const frame = lz4Compress(input);
