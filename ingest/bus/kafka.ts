@@ -872,11 +872,12 @@ export class KafkaBus implements Bus {
       // consumer fetches at most one fetch old (a fetch waits at most maxWaitTimeInMs).
       const onFetch = (batches: FetchedBatch[]) => {
         const at = performance.now();
-        for (const b of batches)
-          noteEnd(`${b.topic.slice(this.prefix.length)}/${b.partition}`, {
-            end: Number(b.highWatermark),
-            at,
-          });
+        for (const b of batches) {
+          const end = Number(b.highWatermark);
+          // A broker answers -1 for a partition it could not read: no reading.
+          if (!Number.isSafeInteger(end) || end < 0) continue;
+          noteEnd(`${b.topic.slice(this.prefix.length)}/${b.partition}`, { end, at });
+        }
       };
       const eachBatch: EachBatchHandler & { [ON_FETCH]?: typeof onFetch } =
         // eslint-disable-next-line @typescript-eslint/unbound-method -- kafkajs passes these as closures, destructuring them is its documented use
