@@ -15,6 +15,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   soak: async () => (await import('./soak.ts')).soak,
   snapshot: async () => (await import('./snapshot.ts')).snapshotBench,
   scale: async () => (await import('./scale.ts')).scaleBench,
+  'worker-idle': async () => (await import('./worker-idle.ts')).workerIdle,
 };
 
 const [name, ...args] = process.argv.slice(2);

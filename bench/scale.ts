@@ -75,7 +75,7 @@ import { kafkaIngestRatio } from './ingest.ts';
 import { ruleMix } from './rule-mix.ts';
 import { consumeInto } from './rules-consumer.ts';
 
-const TASKS = 6;
+export const TASKS = 6;
 const LATENESS_MS = 5_000;
 /** How long the workers' CPU is sampled with nothing to process, after each run. */
 const IDLE_MS = 10_000;
@@ -89,7 +89,7 @@ function option(args: string[], flag: string, fallback: string): string {
 }
 
 /** The hot-path mix as rule files (as bench/soak.ts writes them). */
-function writeRules(dir: string, count: number): void {
+export function writeRules(dir: string, count: number): void {
   mkdirSync(dir, { recursive: true });
   for (const [i, rule] of ruleMix(count).entries()) {
     const spec: Record<string, unknown> = { ...rule };
@@ -102,7 +102,7 @@ function writeRules(dir: string, count: number): void {
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /** CPU milliseconds a process has used (user + system), from /proc. */
-function cpuMsOf(pid: number): number {
+export function cpuMsOf(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
@@ -185,7 +185,7 @@ async function metricsOf(w: Served): Promise<WorkerMetrics> {
  * Every worker assigned in one generation, all tasks held, each worker some; with
  * `global`, one of them holding the global task.
  */
-async function settled(workers: Served[], global = false): Promise<void> {
+export async function settled(workers: Served[], global = false): Promise<void> {
   await until(
     `${workers.length} workers to share the ${TASKS} tasks`,
     async () => {

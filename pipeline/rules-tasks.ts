@@ -104,11 +104,22 @@ const MAX_HELD_ALERTS = 10_000;
 
 /**
  * The clock's tick reads the log ends the consumer's fetches bring (TaskConsumer.ends);
- * a partition none has reported on for this long (nothing written to it, or paused) is
- * read from the broker again, so an idle worker asks the broker twice a minute, not twice
- * a second.
+ * a partition none has reported on for this long (not fetched: paused) is read from the
+ * broker again. Every fetch answers for each partition it asks for, those with nothing
+ * new too, so an idle worker's partitions have readings at most one fetch wait old and
+ * it does not ask the broker for them.
  */
 const ENDS_READ_EVERY_MS = 30_000;
+
+/**
+ * A scrape's lag (lag()) reads a partition's log end from the broker when the fetches'
+ * last reading of it is older than this. Every partition a consumer fetches is answered
+ * at least once per fetch wait (1 s by default, KafkaBusOptions.sessionTimeoutMs), and
+ * more often while messages come, so only a partition just assigned (not fetched yet)
+ * or a consumer busy with a batch for this long gets here; one not fetched (paused or
+ * stopped) is read from the broker at every scrape.
+ */
+const LAG_READING_MAX_AGE_MS = 5_000;
 
 /**
  * A stall at least this fraction of the session timeout fences the tasks. kafkajs
@@ -941,14 +952,43 @@ export class RulesTasks {
 
   /**
    * Messages not yet processed per topic over the tasks held; sets the per-partition gauge.
-   * Read from the broker at each call (a scrape): between the handling of a batch that
-   * reached its fetch's log end and the next fetch's answer, the fetches' ends alone would
-   * read 0 while messages wait (those who wait for the gauge to reach 0 act on it).
+   * The log ends are the consumer's fetches' (TaskConsumer.ends), as Kafka's own consumers
+   * report `records-lag`: a scrape asks the broker nothing while every partition held has
+   * a reading younger than LAG_READING_MAX_AGE_MS. A reading is at most one fetch old: a
+   * message written after the fetch that last answered for its partition is counted once
+   * the next fetch answers, which is at once if the consumer is waiting on one (the broker
+   * answers a waiting fetch when a message arrives), else after the batches in hand are
+   * handled. A partition the consumer does not fetch (paused by the merge, its task's
+   * restore stopped, stopped at a corrupt batch), or with no reading that young (just
+   * assigned, or a batch handled for that long) is read from the broker, all in one read.
    */
   async lag(): Promise<Record<Topic, number>> {
     const out = { logs: 0, metrics: 0 } as Record<Topic, number>;
-    if (this.consumer) await this.consumer.readEnds();
-    const ends = this.consumer?.ends() ?? new Map<string, { end: number }>();
+    const consumer = this.consumer;
+    if (consumer && this.tasks.size > 0) {
+      const stale = performance.now() - LAG_READING_MAX_AGE_MS;
+      // Partitions the consumer does not fetch: their readings stand still.
+      const stopped = new Set(
+        this.o.bus
+          .stoppedPartitions()
+          .filter((p) => p.group === this.o.group)
+          .map((p) => `${p.topic}/${p.partition}`),
+      );
+      const unfetched = (t: Task, k: string) => {
+        const slash = k.lastIndexOf('/');
+        const ref = { topic: k.slice(0, slash) as Topic, partition: Number(k.slice(slash + 1)) };
+        return t.stopped !== undefined || stopped.has(k) || t.input.flow.isPaused(ref);
+      };
+      if (
+        [...this.tasks.values()].some((t) =>
+          this.partitionsOf(t.id).some(
+            (k) => unfetched(t, k) || (consumer.ends().get(k)?.at ?? -Infinity) < stale,
+          ),
+        )
+      )
+        await consumer.readEnds();
+    }
+    const ends = consumer?.ends() ?? new Map<string, { end: number }>();
     // The per-partition gauge is the partition tasks' (the global task reads them all).
     if (!this.global) this.o.telemetry.taskLag.reset();
     for (const t of this.tasks.values())

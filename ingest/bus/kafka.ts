@@ -1,4 +1,11 @@
-import type { Admin, Consumer as KafkaConsumer, Kafka, KafkaConfig, Producer } from 'kafkajs';
+import type {
+  Admin,
+  EachBatchHandler,
+  Consumer as KafkaConsumer,
+  Kafka,
+  KafkaConfig,
+  Producer,
+} from 'kafkajs';
 import type * as KafkaJs from 'kafkajs';
 import type { Event } from '../model/event.ts';
 import { Batcher } from './batcher.ts';
@@ -6,7 +13,7 @@ import { DEFAULT_MAX_ATTEMPTS, deliver } from './deliver.ts';
 import { DEAD_LETTER_BODY_CHARS, keyOf, serialize } from './encode.ts';
 import { KafkaChangelog } from './kafka-changelog.ts';
 import { type CorruptRecordBatchError, corruptionOf, skipTarget } from './kafka-fetch.ts';
-import { kafkajs, rangedValues } from './kafkajs.ts';
+import { type FetchedBatch, kafkajs, ON_FETCH, rangedValues } from './kafkajs.ts';
 import { createTopicsSettled } from './kafka-topics.ts';
 import { createMurmur2Partitioner } from './kafka-partition.ts';
 import { globalAssigner, taskAssigner, tasksOf } from './kafka-tasks.ts';
@@ -208,11 +215,13 @@ export interface TaskConsumer extends Consumer {
   pause(topic: Topic, partition: number): void;
   /**
    * The high watermark (next offset to be written) per `topic/partition` as last read,
-   * and when (`performance.now()`, monotonic): from each fetch that returned messages
-   * (kafkajs's `batch.highWatermark`), at no cost, and from readEnds(). The reading taken
-   * last wins, so a log truncated on the broker moves back. A partition whose fetches
-   * return nothing keeps its last reading: nothing was written to it since, or it is
-   * paused.
+   * and when (`performance.now()`, monotonic): from each fetch response, for every
+   * partition it asked for, those that brought nothing too (the broker answers each with
+   * its high watermark), at no cost, and from readEnds(). The reading taken last wins, so
+   * a log truncated on the broker moves back. A fetch waits at most `maxWaitTimeInMs`
+   * (1 s by default) for messages, so a partition the consumer fetches has a reading at
+   * most one fetch old; one it does not fetch (paused, stopped at a corrupt batch, not
+   * yet fetched since the assignment) keeps its last reading or has none.
    */
   ends(): ReadonlyMap<string, EndReading>;
   /** Reads every partition's high watermark from the broker (the admin client) into ends(). */
@@ -858,14 +867,21 @@ export class KafkaBus implements Bus {
         topics: options.topics.map((t) => this.topic(t)),
         fromBeginning: true,
       });
-      await consumer.run({
-        // A merging handler gets every batch of a fetch at once (it never blocks, see
-        // InputFlow), so it sees all inputs before deciding which is ahead.
-        ...(flow && { partitionsConsumedConcurrently: FLOW_CONCURRENCY }),
-        autoCommit: false,
-        eachBatchAutoResolve: false,
+      // Task mode: every fetch response's high watermarks, the partitions with nothing new
+      // included (kafkajs.ts, ON_FETCH), so ends() has a reading of every partition the
+      // consumer fetches at most one fetch old (a fetch waits at most maxWaitTimeInMs).
+      const onFetch = (batches: FetchedBatch[]) => {
+        const at = performance.now();
+        for (const b of batches) {
+          const end = Number(b.highWatermark);
+          // A broker answers -1 for a partition it could not read: no reading.
+          if (!Number.isSafeInteger(end) || end < 0) continue;
+          noteEnd(`${b.topic.slice(this.prefix.length)}/${b.partition}`, { end, at });
+        }
+      };
+      const eachBatch: EachBatchHandler & { [ON_FETCH]?: typeof onFetch } =
         // eslint-disable-next-line @typescript-eslint/unbound-method -- kafkajs passes these as closures, destructuring them is its documented use
-        eachBatch: async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
+        async ({ batch, heartbeat, isRunning, isStale, resolveOffset }) => {
           // A corrupt batch with nothing before it (kafka-fetch.ts); one after records is
           // at the head of the partition's next fetch.
           const bad = corruptionOf((batch as unknown as { rawMessages?: unknown }).rawMessages);
@@ -944,7 +960,15 @@ export class KafkaBus implements Bus {
             BigInt(batch.lastOffset()) + 1n,
             BigInt(batch.highWatermark),
           );
-        },
+        };
+      if (tasks) eachBatch[ON_FETCH] = onFetch;
+      await consumer.run({
+        // A merging handler gets every batch of a fetch at once (it never blocks, see
+        // InputFlow), so it sees all inputs before deciding which is ahead.
+        ...(flow && { partitionsConsumedConcurrently: FLOW_CONCURRENCY }),
+        autoCommit: false,
+        eachBatchAutoResolve: false,
+        eachBatch,
       });
     } catch (err) {
       follow?.stop();

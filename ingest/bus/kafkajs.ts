@@ -161,6 +161,49 @@ function registerLz4(lib: typeof KafkaJs): void {
   (lib.CompressionCodecs as Record<number, () => unknown>)[lib.CompressionTypes.LZ4] = () => codec;
 }
 
+/**
+ * A property a consumer's `eachBatch` handler may carry: a function told every batch of
+ * each fetch response as kafkajs's consumer gets it, the empty ones too (one per
+ * partition the fetch asked for, less the paused and the seeking: kafkajs's own filter),
+ * before any is handled. kafkajs hands the handler only batches with messages, so a
+ * partition with nothing new would otherwise say nothing of its log end; each batch
+ * carries its partition's high watermark as the broker answered (KafkaBus.consume notes
+ * it in TaskConsumer.ends).
+ */
+export const ON_FETCH = Symbol('drover.onFetch');
+
+/** What ON_FETCH is told: a kafkajs consumer Batch, as far as it is read. */
+export interface FetchedBatch {
+  topic: string;
+  partition: number;
+  highWatermark: string;
+}
+
+interface RunnerLike {
+  eachBatch?: { [ON_FETCH]?: (batches: FetchedBatch[]) => void };
+  fetch: (this: RunnerLike, nodeId: number) => Promise<FetchedBatch[]>;
+}
+
+/**
+ * kafkajs's consumer Runner made to tell a handler's ON_FETCH every fetch's batches
+ * (see ON_FETCH). Left as it is if kafkajs's layout is not the one of 2.2.4.
+ */
+function tellFetches(): void {
+  let Runner: { prototype: RunnerLike };
+  try {
+    Runner = requireLib('kafkajs/src/consumer/runner.js') as { prototype: RunnerLike };
+  } catch {
+    return;
+  }
+  const original = Runner.prototype.fetch;
+  if (typeof original !== 'function' || original.length !== 1) return;
+  Runner.prototype.fetch = async function (this: RunnerLike, nodeId: number) {
+    const batches = await original.call(this, nodeId);
+    this.eachBatch?.[ON_FETCH]?.(batches);
+    return batches;
+  };
+}
+
 export function kafkajs(): typeof KafkaJs {
   if (!loaded) {
     fastProduce();
@@ -168,6 +211,7 @@ export function kafkajs(): typeof KafkaJs {
     loaded = requireLib('kafkajs') as typeof KafkaJs;
     registerLz4(loaded);
     fixIdleTimerLoop();
+    tellFetches();
   }
   return loaded;
 }

@@ -260,12 +260,21 @@ export async function settled(workers: Served[]): Promise<number> {
   );
 }
 
+/**
+ * The workers' lag gauges read 0 with nothing held, twice, at least a fetch wait (1 s)
+ * apart: a worker's lag is computed from its fetches' log ends, at most one fetch old
+ * (docs/scale-out.md, "Watermarks and the clock"), so a message written just before a
+ * reading of 0 is counted by the next fetch's, which answers within that wait.
+ */
 export async function drained(workers: Served[]): Promise<void> {
+  let zeroSince: number | undefined;
   await until(
     'the workers to process everything sent',
     async () => {
       const ms = await Promise.all(workers.map(metricsOf));
-      return ms.every((m) => m.lag === 0 && m.held === 0);
+      if (!ms.every((m) => m.lag === 0 && m.held === 0)) return (zeroSince = undefined);
+      zeroSince ??= Date.now();
+      return Date.now() - zeroSince >= 1_100;
     },
     120_000,
   );

@@ -120,6 +120,51 @@ describe.skipIf(!brokers)(
       }
     });
 
+    it("a task consumer's fetches bring every partition's log end, those with nothing new too, as the broker's", async () => {
+      // A bus of its own: the other tests count what their topics hold.
+      const own = await createKafkaBus({
+        brokers: [brokers!],
+        topicPrefix: `${prefix}fetched.`,
+        partitions: 3,
+      });
+      const seen: BusMessage[] = [];
+      let assigned = false;
+      const consumer = await own.consumeTasks(
+        {
+          group: `${prefix}fetched`,
+          topics: ['logs'],
+          handler: async (b) => void seen.push(...b.messages),
+        },
+        { onAssigned: async () => void (assigned = true), onRebalancing: () => {} },
+      );
+      const keys = ['logs/0', 'logs/1', 'logs/2'];
+      try {
+        await until(() => assigned);
+        // Nothing written and readEnds() never called: every partition's reading comes
+        // from the fetches, which the broker answers empty after the fetch wait.
+        await until(() => keys.every((k) => consumer.ends().get(k)?.end === 0), 10_000);
+        expect(
+          (await own.publish([log(0, 'one'), log(1, 'one'), log(2, 'one')])).accepted,
+        ).toHaveLength(3);
+        await until(() => seen.length === 3);
+        const busy = `logs/${seen[0]!.partition}`;
+        const quiet = keys.filter((k) => k !== busy);
+        const quietAt = quiet.map((k) => consumer.ends().get(k)!.at);
+        // Idle: the quiet partitions' readings are renewed by the fetches that bring
+        // nothing (a fetch waits at most 1 s), with no request of the consumer's own.
+        await until(() => quiet.every((k, i) => consumer.ends().get(k)!.at > quietAt[i]!), 5_000);
+        // ...and equal the broker's, as the admin client reads them.
+        const latest = await own.latest(['logs']);
+        expect(Object.fromEntries(keys.map((k) => [k, consumer.ends().get(k)?.end]))).toEqual(
+          latest,
+        );
+        expect(latest[busy]).toBe(3);
+      } finally {
+        await consumer.stop();
+        await own.close();
+      }
+    });
+
     it('publishes with acks from the broker and delivers per key in order, offsets committed after the handler', async () => {
       const events = Array.from({ length: 30 }, (_, i) => log(i, `svc-${i % 3}`));
       const result = await bus.publish(events);
