@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import {
   ActionStore,
   type Adapter,
@@ -645,6 +645,18 @@ export class Pipeline {
         registers: [this.telemetry.registry],
         async collect() {
           this.set(await embedded.bytes());
+        },
+      });
+      new Counter({
+        name: 'drover_index_worker_seconds_total',
+        help: "The index worker thread's time: active (its event loop), batch (indexing), and in batches cpu (on a CPU) and wait (runnable, waiting for a CPU; Linux only).",
+        labelNames: ['kind'] as const,
+        registers: [this.telemetry.registry],
+        collect() {
+          const used = embedded.usage();
+          this.reset();
+          for (const kind of ['active', 'batch', 'cpu', 'wait'] as const)
+            this.inc({ kind }, used[kind]);
         },
       });
       this.search = embedded;

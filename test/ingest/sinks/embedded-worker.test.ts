@@ -75,4 +75,29 @@ describe('the embedded index in a worker thread', () => {
     await expect(worker.search({})).rejects.toThrow(/closed/);
     local.close();
   });
+
+  it('reports its thread’s time: in batches, on a CPU and waiting for one, from its own clock', async () => {
+    const worker = await openIndexWorker(tmpIndex(), { retentionIntervalMs: 0 });
+    expect(worker.usage()).toEqual({ active: 0, batch: 0, cpu: 0, wait: 0 });
+    const began = performance.now();
+    await worker.indexBatch(batch(0, 5_000));
+    const first = worker.usage();
+    const wall = (performance.now() - began) / 1000;
+    expect(first.batch).toBeGreaterThan(0);
+    expect(first.batch).toBeLessThanOrEqual(wall);
+    // Its own loop was active at least for the batch (and for taking the request in).
+    expect(first.active).toBeGreaterThanOrEqual(first.batch * 0.99);
+    if (process.platform === 'linux') {
+      // The worker thread's own CPU, not the process's: within the batch's wall time.
+      expect(first.cpu).toBeGreaterThan(0);
+      expect(first.cpu + first.wait).toBeLessThanOrEqual(first.batch * 1.01 + 0.002);
+    }
+    await worker.search({ q: 'payment' });
+    expect(worker.usage()).toEqual(first);
+    await worker.indexBatch(batch(5_000, 5_000));
+    const second = worker.usage();
+    expect(second.batch).toBeGreaterThan(first.batch);
+    expect(second.active).toBeGreaterThan(first.active);
+    await worker.close();
+  });
 });
