@@ -614,6 +614,9 @@ export class Pipeline {
     if (c.index.kind === 'none') return;
     if (!role && (c.index.kind !== 'elasticsearch' || !this.roles.has('rules'))) return;
     let index: (batch: Parameters<ElasticsearchIndexer['indexBatch']>[0]) => Promise<void>;
+    // The embedded index starts on the batch the indexer group reads ahead (its rows are
+    // keyed by bus position, so one indexed and then delivered again is a no-op).
+    let readAhead: ((batch: Parameters<typeof index>[0]) => void) | undefined;
     if (c.index.kind === 'elasticsearch') {
       const es = new ElasticsearchIndexer({
         node: c.index.url,
@@ -662,6 +665,7 @@ export class Pipeline {
       this.search = embedded;
       this.closers.push(() => embedded.close());
       index = (b) => embedded.indexBatch(b);
+      readAhead = (b) => embedded.stage(b);
     }
     if (!role) return;
     this.consumers.push(
@@ -669,6 +673,7 @@ export class Pipeline {
         group: this.group('indexer'),
         topics: TOPICS,
         maxAttempts: c.bus.maxAttempts,
+        ...(readAhead && { readAhead }),
         handler: async (batch) => {
           const end = this.telemetry.indexLatency.startTimer();
           try {

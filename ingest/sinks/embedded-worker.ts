@@ -34,7 +34,7 @@ export interface WorkerUsage {
 
 type Reply =
   | { id: number; ok: true; result: unknown; usage?: WorkerUsage }
-  | { id: number; ok: false; error: string }
+  | { id: number; ok: false; error: string; usage?: WorkerUsage }
   | { event: 'ready' }
   | { event: 'failed'; error: string }
   | { event: 'expired'; events: number }
@@ -54,6 +54,11 @@ export class IndexWorker {
   private ids = 0;
   private failure: Error | undefined;
   private used: WorkerUsage = { active: 0, batch: 0, cpu: 0, wait: 0 };
+  /**
+   * The batch the indexer group read ahead and the worker was asked to start on
+   * (stage()), until the consumer hands it over: one at a time, a later one replaces it.
+   */
+  private staged: { messages: BusBatch['messages']; done: Promise<void> } | undefined;
 
   private constructor(private readonly worker: Worker) {}
 
@@ -75,7 +80,7 @@ export class IndexWorker {
         if ('id' in m) {
           const p = handle.pending.get(m.id);
           handle.pending.delete(m.id);
-          if (m.ok && m.usage) handle.used = m.usage;
+          if (m.usage) handle.used = m.usage;
           if (m.ok) p?.resolve(m.result);
           else p?.reject(new Error(m.error));
         } else if (m.event === 'ready') resolve();
@@ -109,7 +114,28 @@ export class IndexWorker {
 
   /** Resolves once the worker has committed the batch. */
   indexBatch(batch: BusBatch): Promise<void> {
+    const staged = this.staged;
+    if (staged?.messages === batch.messages) {
+      this.staged = undefined;
+      return staged.done;
+    }
     return this.call({ op: 'index', batch });
+  }
+
+  /**
+   * Starts indexing a batch the consumer read ahead (ConsumeOptions.readAhead), queued in
+   * the worker behind the batch it has: the worker goes on to it without waiting for
+   * this thread to take the answer, commit and send the next. indexBatch() of the same
+   * messages then answers with this batch's outcome (a failure counts as the handler's
+   * first attempt; the next is indexed again). A batch staged and never handed (the
+   * consumer stopped, or read it again) was indexed but not committed: the bus delivers
+   * it again, and rows keyed by bus position make that a no-op.
+   */
+  stage(batch: BusBatch): void {
+    const done = this.call<void>({ op: 'index', batch });
+    // Its failure is reported to the handler that claims it, if one does.
+    done.catch(() => undefined);
+    this.staged = { messages: batch.messages, done };
   }
 
   /** The worker thread's time as of its last batch's answer (WorkerUsage). */
@@ -204,7 +230,12 @@ if (!isMainThread && parentPort && (workerData as { dir?: unknown } | null)?.dir
         else index.close();
         post({ id: r.id, ok: true, result });
       } catch (err) {
-        post({ id: r.id, ok: false, error: (err as Error).message });
+        post({
+          id: r.id,
+          ok: false,
+          error: (err as Error).message,
+          ...(r.op === 'index' && { usage: { ...used } }),
+        });
       }
     })();
   });

@@ -130,6 +130,7 @@ export class EmbeddedConsumer {
           await handed;
           throw err;
         }
+        if (ahead) this.announce(ahead);
         // hand() retries until done; false only when the consumer is stopping: what was
         // read ahead is dropped, never committed, and read again by the next start.
         if (!(await handed)) return delivered;
@@ -172,6 +173,19 @@ export class EmbeddedConsumer {
     const position = this.bus.position(this.options.group, ahead.topic);
     if (position === ahead.from) return ahead;
     return this.readFrom(ahead.turn, undefined);
+  }
+
+  /** Tells the handler's side of a batch it will be given next (ConsumeOptions.readAhead). */
+  private announce(batch: Batch): void {
+    const { readAhead, group } = this.options;
+    if (!readAhead) return;
+    try {
+      readAhead({ topic: batch.topic, partition: 0, messages: batch.messages });
+    } catch (e) {
+      // Only a head start: the batch is handed as usual.
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.settings.onError(err, `consumer group "${group}" could not announce a batch read ahead`);
+    }
   }
 
   /**

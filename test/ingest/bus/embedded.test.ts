@@ -362,6 +362,36 @@ describe('embedded bus: reading the next batch while the handler has one', () =>
     await bus.close();
   });
 
+  it('announces each batch read ahead to readAhead, and hands the same messages next', async () => {
+    const { bus } = recording();
+    await bus.publish(Array.from({ length: 250 }, (_, i) => log(i)));
+    const gate = deferred();
+    const announced: BusBatch['messages'][] = [];
+    const handed: BusBatch['messages'][] = [];
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs', 'metrics'],
+      readAhead: (b) => announced.push(b.messages),
+      handler: async (b) => {
+        handed.push(b.messages);
+        if (handed.length === 1) await gate.done;
+      },
+    });
+    // While the first batch is out, the second is announced, not yet handed.
+    await until(() => announced.length === 1);
+    expect(handed).toHaveLength(1);
+    expect(announced[0]!.map((m) => m.offset)[0]).toBe('100');
+    gate.release();
+    await until(() => handed.length === 3);
+    // Each batch announced is the very array handed next (the first was read before
+    // anything was out, so it was not announced).
+    expect(handed[1]).toBe(announced[0]);
+    expect(handed[2]).toBe(announced[1]);
+    expect(handed.map((ms) => ms.length)).toEqual([100, 100, 50]);
+    await consumer.stop();
+    await bus.close();
+  });
+
   it('a batch the handler fails is handed again before the one read after it, which is never skipped', async () => {
     const { bus, reads } = recording({ onError: () => {} });
     await bus.publish(Array.from({ length: 300 }, (_, i) => log(i)));

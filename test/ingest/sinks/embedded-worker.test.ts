@@ -100,4 +100,34 @@ describe('the embedded index in a worker thread', () => {
     expect(second.active).toBeGreaterThan(first.active);
     await worker.close();
   });
+
+  it('starts on a staged batch, answers its handing with that outcome, and indexes anew after a failure', async () => {
+    const worker = await openIndexWorker(tmpIndex(), {
+      retention: { maxAgeMs: 10 * 365 * DAY },
+      retentionIntervalMs: 0,
+    });
+    const staged = batch(0, 2_000);
+    worker.stage(staged);
+    // The worker indexes it before it is handed: a search queued behind it sees it all.
+    expect((await worker.search({ size: 1 })).total).toBe(2_000);
+    const before = worker.usage().batch;
+    await worker.indexBatch(staged);
+    // Handed, it is not sent again: no batch ran in the worker for it.
+    expect(worker.usage().batch).toBe(before);
+    // Another batch than the one staged is sent as usual.
+    await worker.indexBatch(batch(2_000, 10));
+    expect((await worker.search({ size: 1 })).total).toBe(2_010);
+
+    const bad = batch(3_000, 3);
+    bad.messages[1] = { ...bad.messages[1]!, event: { ...ev(1), '@timestamp': 'soon' as never } };
+    worker.stage(bad);
+    await expect(worker.indexBatch(bad)).rejects.toThrow(/not epoch milliseconds/);
+    // Handed again (a retry): indexed again, failing again, not answered from the stage.
+    const runs = worker.usage().batch;
+    await expect(worker.indexBatch(bad)).rejects.toThrow(/not epoch milliseconds/);
+    expect(worker.usage().batch).toBeGreaterThan(runs);
+    // A staged batch never handed (the consumer stopped) leaves no unhandled rejection.
+    worker.stage(bad);
+    await worker.close();
+  });
 });
