@@ -332,6 +332,10 @@ function timeShares(a: Sample, b: Sample, pid: number | undefined, worker: numbe
   const bench = b.benchCpuS - a.benchCpuS;
   return {
     worker_batch: r2((b.worker.batch - a.worker.batch) / wall),
+    // Within its batches (its own metric): on a CPU, and runnable waiting for one; the
+    // rest of worker_batch is blocked (I/O, locks).
+    worker_batch_cpu: r2((b.worker.cpu - a.worker.cpu) / wall),
+    worker_batch_wait: r2((b.worker.wait - a.worker.wait) / wall),
     worker_cpu: r2(d(worker, 0) / wall),
     worker_wait: r2(d(worker, 1) / wall),
     main_cpu: r2(d(pid, 0) / wall),
