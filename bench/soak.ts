@@ -36,6 +36,8 @@ interface Options {
   keep: boolean;
   /** The checkout whose `drover serve` runs (built already); default this one. */
   root: string;
+  /** `bus.retention.maxBytes` of the server, when not its default (1 GiB). */
+  busMaxBytes: number | undefined;
 }
 
 const BODY = 500;
@@ -56,7 +58,17 @@ function parseOptions(args: string[]): Options {
   if (!Number.isInteger(events) || events < BODY) throw new Error(`--events must be ≥ ${BODY}`);
   const r = args.indexOf('--root');
   const root = r >= 0 ? resolve(args[r + 1] ?? '') : ROOT;
-  return { events, json: args.includes('--json'), keep: args.includes('--keep'), root };
+  const b = args.indexOf('--bus-max-bytes');
+  const busMaxBytes = b >= 0 ? Number(args[b + 1]) : undefined;
+  if (busMaxBytes !== undefined && !(Number.isSafeInteger(busMaxBytes) && busMaxBytes > 0))
+    throw new Error('--bus-max-bytes must be a positive integer');
+  return {
+    events,
+    json: args.includes('--json'),
+    keep: args.includes('--keep'),
+    root,
+    busMaxBytes,
+  };
 }
 
 const DURATION_FIELDS = ['timeframe', 'realert', 'ttl', 'terms_window_size'];
@@ -409,7 +421,11 @@ export async function soak(args: string[]): Promise<number> {
   const config = join(dir, 'drover.yaml');
   writeFileSync(
     config,
-    `stateDir: state\nlisten: { port: ${port}, statsdPort: false }\nrules: { paths: [rules] }\n`,
+    `stateDir: state\nlisten: { port: ${port}, statsdPort: false }\nrules: { paths: [rules] }\n${
+      options.busMaxBytes === undefined
+        ? ''
+        : `bus: { kind: embedded, retention: { maxBytes: ${options.busMaxBytes} } }\n`
+    }`,
   );
   const agent = new Agent({ keepAlive: true, maxSockets: IN_FLIGHT + 2 });
   const loadBefore = loadavg()[0]!;
