@@ -13,7 +13,15 @@
  * to restore the snapshot, beside a cold start on an empty state directory.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { Agent, request } from 'node:http';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -28,6 +36,8 @@ interface Options {
   keep: boolean;
   /** The checkout whose `drover serve` runs (built already); default this one. */
   root: string;
+  /** `bus.retention.maxBytes` of the server, when not its default (1 GiB). */
+  busMaxBytes: number | undefined;
 }
 
 const BODY = 500;
@@ -48,7 +58,17 @@ function parseOptions(args: string[]): Options {
   if (!Number.isInteger(events) || events < BODY) throw new Error(`--events must be ≥ ${BODY}`);
   const r = args.indexOf('--root');
   const root = r >= 0 ? resolve(args[r + 1] ?? '') : ROOT;
-  return { events, json: args.includes('--json'), keep: args.includes('--keep'), root };
+  const b = args.indexOf('--bus-max-bytes');
+  const busMaxBytes = b >= 0 ? Number(args[b + 1]) : undefined;
+  if (busMaxBytes !== undefined && !(Number.isSafeInteger(busMaxBytes) && busMaxBytes > 0))
+    throw new Error('--bus-max-bytes must be a positive integer');
+  return {
+    events,
+    json: args.includes('--json'),
+    keep: args.includes('--keep'),
+    root,
+    busMaxBytes,
+  };
 }
 
 const DURATION_FIELDS = ['timeframe', 'realert', 'ttl', 'terms_window_size'];
@@ -211,7 +231,13 @@ export function progressAt(series: Array<[number, number]>, count: number): numb
  * batch's trips to the worker and back, so the share is an upper bound on the worker's
  * own. Null for a phase of fewer than two samples.
  */
-function indexPhase(samples: Sample[], from: number, to: number) {
+function indexPhase(
+  samples: Sample[],
+  from: number,
+  to: number,
+  pid: number | undefined,
+  worker: number | undefined,
+) {
   const inside = samples.filter((x) => x.at >= from && x.at < to);
   if (inside.length < 2) return null;
   const a = inside[0]!;
@@ -226,6 +252,7 @@ function indexPhase(samples: Sample[], from: number, to: number) {
     indexer_lag_min: Math.min(...inside.map((x) => x.indexerLag)),
     indexer_lag_p50: inside.map((x) => x.indexerLag).sort((x, y) => x - y)[inside.length >> 1]!,
     rules_lag_max: Math.max(...inside.map((x) => x.rulesLag)),
+    ...timeShares(a, b, pid, worker),
   };
 }
 
@@ -236,6 +263,104 @@ interface Sample {
   indexerLag: number;
   rulesLag: number;
   indexBusyS: number;
+  /** Documents the index had counted. */
+  docs: number;
+  /** The index worker's own `drover_index_worker_seconds_total` (NaN on a server without it). */
+  worker: { batch: number; cpu: number; wait: number };
+  /** The server's threads as the kernel counts them: tid → [s on a CPU, s runnable waiting]. */
+  threads: Map<number, [number, number]>;
+  /** This process's CPU seconds (the load generator and the sampler). */
+  benchCpuS: number;
+  /** The machine's busy CPU seconds, all cores (/proc/stat). */
+  machineBusyS: number;
+}
+
+/**
+ * Every thread of process `pid`: seconds on a CPU and runnable waiting for one (Linux's
+ * schedstat; empty elsewhere). The server's main thread is the one whose tid is its pid;
+ * the index worker is found afterwards as the busiest of the others (workerThread()).
+ */
+function threadTimes(pid: number | undefined): Map<number, [number, number]> {
+  const out = new Map<number, [number, number]>();
+  if (pid === undefined) return out;
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    try {
+      const [cpu, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'latin1').split(' ');
+      out.set(Number(tid), [Number(cpu) / 1e9, Number(wait) / 1e9]);
+    } catch {
+      // the thread ended
+    }
+  }
+  return out;
+}
+
+/** Busy CPU seconds of the whole machine, all cores (user, nice, system, irq, softirq, steal). */
+function machineBusy(): number {
+  try {
+    const f = readFileSync('/proc/stat', 'latin1').split('\n', 1)[0]!.trim().split(/\s+/);
+    const [user, nice, system, , , irq, softirq, steal] = f.slice(1).map(Number);
+    return (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/** The index worker's tid: the server's busiest thread but its main one (over the run). */
+function workerThread(samples: Sample[], pid: number | undefined): number | undefined {
+  const last = samples.at(-1)?.threads;
+  if (!last) return undefined;
+  let best: number | undefined;
+  for (const [tid, [cpu]] of last)
+    if (tid !== pid && (best === undefined || cpu > last.get(best)![0])) best = tid;
+  return best;
+}
+
+/**
+ * Where the time of [a, b] went, as a share of its wall time (1 = one core busy): the
+ * index worker thread (on a CPU, runnable waiting; from the kernel, on any server; and
+ * its own batch time, from its metric where the server has it), the server's main thread
+ * (ingest, rules, reading the bus), its other threads (GC, libuv), this process (the load
+ * generator), and the rest of the machine (other sessions); per event indexed, the
+ * worker's CPU and wait in microseconds.
+ */
+function timeShares(a: Sample, b: Sample, pid: number | undefined, worker: number | undefined) {
+  const wall = (b.at - a.at) / 1000;
+  const docs = b.docs - a.docs;
+  const d = (tid: number | undefined, i: 0 | 1) =>
+    tid === undefined
+      ? Number.NaN
+      : (b.threads.get(tid)?.[i] ?? 0) - (a.threads.get(tid)?.[i] ?? 0);
+  let server = 0;
+  for (const tid of b.threads.keys()) server += d(tid, 0);
+  const r2 = (x: number) => (Number.isFinite(x) ? Math.round(x * 100) / 100 : null);
+  const r0 = (x: number) => (Number.isFinite(x) ? Math.round(x) : null);
+  const machine = b.machineBusyS - a.machineBusyS;
+  const bench = b.benchCpuS - a.benchCpuS;
+  return {
+    worker_batch: r2((b.worker.batch - a.worker.batch) / wall),
+    // Within its batches (its own metric): on a CPU, and runnable waiting for one; the
+    // rest of worker_batch is blocked (I/O, locks).
+    worker_batch_cpu: r2((b.worker.cpu - a.worker.cpu) / wall),
+    worker_batch_wait: r2((b.worker.wait - a.worker.wait) / wall),
+    worker_cpu: r2(d(worker, 0) / wall),
+    worker_wait: r2(d(worker, 1) / wall),
+    main_cpu: r2(d(pid, 0) / wall),
+    main_wait: r2(d(pid, 1) / wall),
+    server_other_cpu: r2((server - d(pid, 0) - d(worker, 0)) / wall),
+    bench_cpu: r2(bench / wall),
+    machine_busy: r2(machine / wall),
+    others_cpu: r2((machine - server - bench) / wall),
+    worker_cpu_us_per_event: docs > 0 ? r0((d(worker, 0) * 1e6) / docs) : null,
+    worker_wait_us_per_event: docs > 0 ? r0((d(worker, 1) * 1e6) / docs) : null,
+    worker_batch_us_per_event:
+      docs > 0 ? r0(((b.worker.batch - a.worker.batch) * 1e6) / docs) : null,
+  };
 }
 
 interface Server {
@@ -296,7 +421,11 @@ export async function soak(args: string[]): Promise<number> {
   const config = join(dir, 'drover.yaml');
   writeFileSync(
     config,
-    `stateDir: state\nlisten: { port: ${port}, statsdPort: false }\nrules: { paths: [rules] }\n`,
+    `stateDir: state\nlisten: { port: ${port}, statsdPort: false }\nrules: { paths: [rules] }\n${
+      options.busMaxBytes === undefined
+        ? ''
+        : `bus: { kind: embedded, retention: { maxBytes: ${options.busMaxBytes} } }\n`
+    }`,
   );
   const agent = new Agent({ keepAlive: true, maxSockets: IN_FLIGHT + 2 });
   const loadBefore = loadavg()[0]!;
@@ -306,6 +435,7 @@ export async function soak(args: string[]): Promise<number> {
 
   let server = await startServer(options.root, agent, port, config);
   const coldStartMs = server.readyMs;
+  const serverPid = server.child.pid;
   log(`soak: ${options.events} events, ${rules} rules, state in ${dir}, server of ${options.root}`);
 
   // Sampling: RSS, lag and the index's and the rules' progress from the server's own /metrics.
@@ -327,11 +457,19 @@ export async function soak(args: string[]): Promise<number> {
     if (docs > indexed.at(-1)![0]) indexed.push([docs, now]);
     const rules = metric(text, 'drover_rule_events_total') ?? 0;
     if (rules > evaluated.at(-1)![0]) evaluated.push([rules, now]);
+    const cpu = process.cpuUsage();
+    const worker = (kind: string) =>
+      metric(text, 'drover_index_worker_seconds_total', `kind="${kind}"`) ?? Number.NaN;
     samples.push({
       at: now,
       indexerLag: metric(text, 'drover_bus_lag_messages', 'group="drover-indexer"') ?? 0,
       rulesLag: metric(text, 'drover_bus_lag_messages', 'group="drover-rules"') ?? 0,
       indexBusyS: metric(text, 'drover_index_batch_seconds_sum') ?? 0,
+      docs,
+      worker: { batch: worker('batch'), cpu: worker('cpu'), wait: worker('wait') },
+      threads: threadTimes(server.child.pid),
+      benchCpuS: (cpu.user + cpu.system) / 1e6,
+      machineBusyS: machineBusy(),
     });
     return text;
   };
@@ -503,6 +641,17 @@ export async function soak(args: string[]): Promise<number> {
   // The index in each phase: before the first 429 (ingest unpaced), paced, after the feed.
   const began = acks[0]![1];
   const paced = firstRefusal ?? fedAt;
+  const workerTid = workerThread(samples, serverPid);
+  // Per million indexed: where the time went while the index took it (the samples
+  // nearest the moments it reached each million), and the worker's cost per event.
+  const sampleAt = (t: number) =>
+    samples.reduce((best, x) => (Math.abs(x.at - t) < Math.abs(best.at - t) ? x : best));
+  const timePerMillion: Array<ReturnType<typeof timeShares>> = [];
+  for (let m = 0; m + MILLION <= docs; m += MILLION) {
+    const a = sampleAt(indexedAt(m));
+    const b = sampleAt(indexedAt(m + MILLION));
+    if (b.at > a.at) timePerMillion.push(timeShares(a, b, serverPid, workerTid));
+  }
   const summary = {
     events: total,
     rules,
@@ -524,9 +673,10 @@ export async function soak(args: string[]): Promise<number> {
         );
       return out;
     })(evaluated.at(-1)![0]),
-    phase_unpaced: indexPhase(samples, began, paced),
-    phase_paced: indexPhase(samples, paced, fedAt),
-    phase_catch_up: indexPhase(samples, fedAt, fedAt + caughtUpMs),
+    phase_unpaced: indexPhase(samples, began, paced, serverPid, workerTid),
+    phase_paced: indexPhase(samples, paced, fedAt, serverPid, workerTid),
+    phase_catch_up: indexPhase(samples, fedAt, fedAt + caughtUpMs, serverPid, workerTid),
+    time_per_million_indexed: timePerMillion,
     all_clients_waiting_s: Math.round(allWaitingMs / 100) / 10,
     events_per_s_overall: Math.round(total / ((fedAt - acks[0]![1]) / 1000)),
     events_per_s_end_to_end: Math.round(total / ((fedAt + caughtUpMs - acks[0]![1]) / 1000)),
@@ -574,6 +724,7 @@ acknowledged: first ${span.toLocaleString('en')} events ${first} events/s, last 
 indexed: ${docs.toLocaleString('en')} events, first million ${indexedFirst} events/s, last ${indexedLast} events/s (${summary.indexed_last_vs_first}×), per million: ${indexedPerMillion.join(', ') || '-'}; end to end (fed and caught up) ${summary.events_per_s_end_to_end} events/s
 429s: ${throttled} (waited ${summary.throttled_wait_s} s, all ${IN_FLIGHT} clients at once ${summary.all_clients_waiting_s} s); index and rules caught up ${summary.catch_up_after_feed_s} s after the last acknowledgement
 index worker (busy share, s with under one batch to do, least lag): unpaced ${JSON.stringify(summary.phase_unpaced)}, paced ${JSON.stringify(summary.phase_paced)}, after the feed ${JSON.stringify(summary.phase_catch_up)}
+time per million indexed (share of wall time; worker µs per event): ${summary.time_per_million_indexed.map((t) => `worker cpu ${t.worker_cpu} wait ${t.worker_wait} (${t.worker_cpu_us_per_event} / ${t.worker_wait_us_per_event} µs), main ${t.main_cpu}, bench ${t.bench_cpu}, others ${t.others_cpu}`).join('; ') || '-'}
 disk: bus ${mb(bus)} (${summary.bus_bytes_per_event} B/event), index ${mb(index)} (${summary.index_bytes_per_event} B/event)
 RSS: peak ${summary.rss_peak_mb} MB, at the end ${summary.rss_end_mb} MB
 snapshots: ${snapshots} taken, loop pause p50 ${summary.snapshot_pause_p50_ms} ms, p99 ${summary.snapshot_pause_p99_ms} ms, max ${summary.snapshot_pause_max_ms} ms; ${(summary.snapshot_bytes / 1024).toFixed(0)} KiB, ${ruleKeys} keys held

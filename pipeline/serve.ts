@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Gauge } from 'prom-client';
+import { Counter, Gauge } from 'prom-client';
 import {
   ActionStore,
   type Adapter,
@@ -614,6 +614,9 @@ export class Pipeline {
     if (c.index.kind === 'none') return;
     if (!role && (c.index.kind !== 'elasticsearch' || !this.roles.has('rules'))) return;
     let index: (batch: Parameters<ElasticsearchIndexer['indexBatch']>[0]) => Promise<void>;
+    // The embedded index starts on the batch the indexer group reads ahead (its rows are
+    // keyed by bus position, so one indexed and then delivered again is a no-op).
+    let readAhead: ((batch: Parameters<typeof index>[0]) => void) | undefined;
     if (c.index.kind === 'elasticsearch') {
       const es = new ElasticsearchIndexer({
         node: c.index.url,
@@ -647,9 +650,22 @@ export class Pipeline {
           this.set(await embedded.bytes());
         },
       });
+      new Counter({
+        name: 'drover_index_worker_seconds_total',
+        help: "The index worker thread's time: active (its event loop), batch (indexing), and in batches cpu (on a CPU) and wait (runnable, waiting for a CPU; Linux only).",
+        labelNames: ['kind'] as const,
+        registers: [this.telemetry.registry],
+        collect() {
+          const used = embedded.usage();
+          this.reset();
+          for (const kind of ['active', 'batch', 'cpu', 'wait'] as const)
+            this.inc({ kind }, used[kind]);
+        },
+      });
       this.search = embedded;
       this.closers.push(() => embedded.close());
       index = (b) => embedded.indexBatch(b);
+      readAhead = (b) => embedded.stage(b);
     }
     if (!role) return;
     this.consumers.push(
@@ -657,6 +673,7 @@ export class Pipeline {
         group: this.group('indexer'),
         topics: TOPICS,
         maxAttempts: c.bus.maxAttempts,
+        ...(readAhead && { readAhead }),
         handler: async (batch) => {
           const end = this.telemetry.indexLatency.startTimer();
           try {

@@ -86,6 +86,15 @@ export interface ConsumeOptions {
   handler: (batch: BusBatch) => Promise<void>;
   /** For a handler that merges its inputs: see InputFlow. */
   flow?: InputFlow;
+  /**
+   * Embedded bus, without a flow: called with each batch read while the handler has the
+   * one before it. It is the batch the handler is given next (the same `messages`
+   * array), unless the consumer stops, a failure intervenes or the group's position
+   * moved; then it is read again and handed as a new array. A handler whose work is
+   * idempotent by position (the embedded index) may start on it here; nothing of it is
+   * committed before the handler has been given it and resolved.
+   */
+  readAhead?: (batch: BusBatch) => void;
   /** Failures of one message before it is dead-lettered. Default 3. */
   maxAttempts?: number;
 }

@@ -7,6 +7,8 @@
  * a slow index shows as the indexer group's lag, and the bus answers ingest with 429
  * and Retry-After once that lag reaches its limit (ingest/bus/embedded/index.ts).
  */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import type { BusBatch } from '../bus/types.ts';
 import type { SearchParams, SearchResult } from '../index/search.ts';
@@ -17,9 +19,22 @@ type Request =
   | { id: number; op: 'search'; params: SearchParams }
   | { id: number; op: 'bytes' | 'names' | 'close' };
 
+/**
+ * The worker thread's time so far, in seconds: `active` its event loop's (taking
+ * requests in, structured clones included), `batch` inside index batches, and of that
+ * `cpu` on a CPU and `wait` runnable but waiting for one (the kernel's per-thread
+ * schedstat; both 0 where there is none). Sent with each batch's answer.
+ */
+export interface WorkerUsage {
+  active: number;
+  batch: number;
+  cpu: number;
+  wait: number;
+}
+
 type Reply =
-  | { id: number; ok: true; result: unknown }
-  | { id: number; ok: false; error: string }
+  | { id: number; ok: true; result: unknown; usage?: WorkerUsage }
+  | { id: number; ok: false; error: string; usage?: WorkerUsage }
   | { event: 'ready' }
   | { event: 'failed'; error: string }
   | { event: 'expired'; events: number }
@@ -38,6 +53,12 @@ export class IndexWorker {
   >();
   private ids = 0;
   private failure: Error | undefined;
+  private used: WorkerUsage = { active: 0, batch: 0, cpu: 0, wait: 0 };
+  /**
+   * The batch the indexer group read ahead and the worker was asked to start on
+   * (stage()), until the consumer hands it over: one at a time, a later one replaces it.
+   */
+  private staged: { messages: BusBatch['messages']; done: Promise<void> } | undefined;
 
   private constructor(private readonly worker: Worker) {}
 
@@ -59,6 +80,7 @@ export class IndexWorker {
         if ('id' in m) {
           const p = handle.pending.get(m.id);
           handle.pending.delete(m.id);
+          if (m.usage) handle.used = m.usage;
           if (m.ok) p?.resolve(m.result);
           else p?.reject(new Error(m.error));
         } else if (m.event === 'ready') resolve();
@@ -92,7 +114,33 @@ export class IndexWorker {
 
   /** Resolves once the worker has committed the batch. */
   indexBatch(batch: BusBatch): Promise<void> {
+    const staged = this.staged;
+    if (staged?.messages === batch.messages) {
+      this.staged = undefined;
+      return staged.done;
+    }
     return this.call({ op: 'index', batch });
+  }
+
+  /**
+   * Starts indexing a batch the consumer read ahead (ConsumeOptions.readAhead), queued in
+   * the worker behind the batch it has: the worker goes on to it without waiting for
+   * this thread to take the answer, commit and send the next. indexBatch() of the same
+   * messages then answers with this batch's outcome (a failure counts as the handler's
+   * first attempt; the next is indexed again). A batch staged and never handed (the
+   * consumer stopped, or read it again) was indexed but not committed: the bus delivers
+   * it again, and rows keyed by bus position make that a no-op.
+   */
+  stage(batch: BusBatch): void {
+    const done = this.call<void>({ op: 'index', batch });
+    // Its failure is reported to the handler that claims it, if one does.
+    done.catch(() => undefined);
+    this.staged = { messages: batch.messages, done };
+  }
+
+  /** The worker thread's time as of its last batch's answer (WorkerUsage). */
+  usage(): WorkerUsage {
+    return this.used;
   }
 
   search(params: SearchParams): Promise<SearchResult> {
@@ -122,6 +170,23 @@ export function openIndexWorker(
   return IndexWorker.open(dir, options);
 }
 
+/**
+ * This thread's nanoseconds on a CPU and runnable waiting for one, from Linux's
+ * /proc/thread-self/schedstat (read on the calling thread: a synchronous read runs on
+ * it); [0, 0] where the file is missing.
+ */
+let schedstatMissing = false;
+function schedstat(): [number, number] {
+  if (schedstatMissing) return [0, 0];
+  try {
+    const [cpu, wait] = readFileSync('/proc/thread-self/schedstat', 'latin1').split(' ');
+    return [Number(cpu) || 0, Number(wait) || 0];
+  } catch {
+    schedstatMissing = true;
+    return [0, 0];
+  }
+}
+
 if (!isMainThread && parentPort && (workerData as { dir?: unknown } | null)?.dir !== undefined) {
   const port = parentPort;
   const { dir, options } = workerData as { dir: string; options: WorkerOptions };
@@ -138,20 +203,39 @@ if (!isMainThread && parentPort && (workerData as { dir?: unknown } | null)?.dir
   } catch (err) {
     post({ event: 'failed', error: (err as Error).message });
   }
+  const used: WorkerUsage = { active: 0, batch: 0, cpu: 0, wait: 0 };
   // Requests are handled one at a time, in order: each finishes before the next starts.
   port.on('message', (r: Request) => {
     void (async () => {
       try {
         if (!index) throw new Error('the index did not open');
         let result: unknown;
-        if (r.op === 'index') await index.indexBatch(r.batch);
-        else if (r.op === 'search') result = await index.search(r.params);
+        if (r.op === 'index') {
+          const began = performance.now();
+          const [cpu, wait] = schedstat();
+          try {
+            await index.indexBatch(r.batch);
+          } finally {
+            const [cpuEnd, waitEnd] = schedstat();
+            used.batch += (performance.now() - began) / 1000;
+            used.cpu += (cpuEnd - cpu) / 1e9;
+            used.wait += (waitEnd - wait) / 1e9;
+            used.active = performance.eventLoopUtilization().active / 1000;
+          }
+          post({ id: r.id, ok: true, result, usage: { ...used } });
+          return;
+        } else if (r.op === 'search') result = await index.search(r.params);
         else if (r.op === 'bytes') result = index.bytes();
         else if (r.op === 'names') result = index.partitionNames();
         else index.close();
         post({ id: r.id, ok: true, result });
       } catch (err) {
-        post({ id: r.id, ok: false, error: (err as Error).message });
+        post({
+          id: r.id,
+          ok: false,
+          error: (err as Error).message,
+          ...(r.op === 'index' && { usage: { ...used } }),
+        });
       }
     })();
   });

@@ -23,12 +23,27 @@ export interface ConsumerSettings {
   onError: (err: Error, context: string) => void;
 }
 
+/** A batch read for handing: its topic's turn in `topics`, and where it was read from. */
+interface Batch {
+  turn: number;
+  topic: Topic;
+  from: number;
+  messages: BusMessage[];
+}
+
 export class EmbeddedConsumer {
   private stopped = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   private readonly onPublished = () => this.wake?.();
+  /**
+   * The batch read while the one before it was with the handler, not handed yet: at most
+   * one at a time (one batch of `batchSize` messages, whatever the topics; the flow's
+   * path reads nothing ahead). Never committed by reading it; dropped when the consumer
+   * stops or a pass fails, and read again from the committed position.
+   */
+  private ahead: Batch | undefined;
 
   constructor(
     private readonly bus: ConsumerLog,
@@ -92,17 +107,85 @@ export class EmbeddedConsumer {
       for (const e of empty) flow.caughtUp({ topic: e.topic, partition: 0 }, e.position);
       delivered = results.includes(true);
     } else {
-      for (const topic of topics) {
-        if (this.stopped) break;
-        const position = this.bus.position(group, topic);
-        const messages = this.bus.read(topic, position, this.settings.batchSize);
-        if (messages.length === 0) continue;
-        // hand() retries until done; false only when the consumer is stopping.
-        if (await this.hand(topic, messages)) delivered = true;
-        else break;
+      // Topics in turns, as before; each batch is read while the one before it is with
+      // the handler (`ahead`), so a handler that works elsewhere (the index worker, a
+      // server) is not left waiting for this thread to read, decode and commit.
+      let next = this.ahead ? this.take(this.ahead) : this.readFrom(0, undefined);
+      this.ahead = undefined;
+      while (next && !this.stopped) {
+        const batch = next;
+        next = undefined;
+        const handed = this.hand(batch.topic, batch.messages);
+        // The read ahead starts after this batch (its topic's position once committed)
+        // and is checked against the committed position before it is handed (take()).
+        let ahead: Batch | undefined;
+        try {
+          ahead = this.readFrom(batch.turn + 1, {
+            topic: batch.topic,
+            from: Number(batch.messages.at(-1)!.offset) + 1,
+          });
+        } catch (err) {
+          // Reading ahead failed (the file locked past the busy timeout): the batch out
+          // is awaited, and the failure is the pass's, retried by run() as any read's.
+          await handed;
+          throw err;
+        }
+        if (ahead) this.announce(ahead);
+        // hand() retries until done; false only when the consumer is stopping: what was
+        // read ahead is dropped, never committed, and read again by the next start.
+        if (!(await handed)) return delivered;
+        delivered = true;
+        next = ahead && this.take(ahead);
+        // One pass hands at most one batch per topic more than it found at its start
+        // (the loop in run() comes back at once after a pass that delivered).
+        if (next && next.turn <= batch.turn) {
+          this.ahead = next;
+          break;
+        }
       }
     }
     return delivered;
+  }
+
+  /**
+   * The first topic from `turn` on (in turns, wrapping once) with messages to read: from
+   * its committed position, or for `after.topic` from `after.from` (the batch out to the
+   * handler ends just before it). Undefined when every topic is read to its end.
+   */
+  private readFrom(turn: number, after: { topic: Topic; from: number } | undefined) {
+    const { group, topics } = this.options;
+    for (let i = 0; i < topics.length; i++) {
+      const t = (turn + i) % topics.length;
+      const topic = topics[t]!;
+      const from = topic === after?.topic ? after.from : this.bus.position(group, topic);
+      const messages = this.bus.read(topic, from, this.settings.batchSize);
+      if (messages.length > 0) return { turn: t, topic, from, messages } satisfies Batch;
+    }
+    return undefined;
+  }
+
+  /**
+   * A batch read ahead, if its topic's position is still where it was read from (the
+   * batch before it committed, and nothing moved the group since: a rewind, another
+   * member); otherwise it is read again from the position.
+   */
+  private take(ahead: Batch): Batch | undefined {
+    const position = this.bus.position(this.options.group, ahead.topic);
+    if (position === ahead.from) return ahead;
+    return this.readFrom(ahead.turn, undefined);
+  }
+
+  /** Tells the handler's side of a batch it will be given next (ConsumeOptions.readAhead). */
+  private announce(batch: Batch): void {
+    const { readAhead, group } = this.options;
+    if (!readAhead) return;
+    try {
+      readAhead({ topic: batch.topic, partition: 0, messages: batch.messages });
+    } catch (e) {
+      // Only a head start: the batch is handed as usual.
+      const err = e instanceof Error ? e : new Error(String(e));
+      this.settings.onError(err, `consumer group "${group}" could not announce a batch read ahead`);
+    }
   }
 
   /**

@@ -313,6 +313,157 @@ describe('embedded bus: publish and consume', () => {
   });
 });
 
+describe('embedded bus: reading the next batch while the handler has one', () => {
+  /** The bus, with each read a consumer makes recorded as `topic@from`. */
+  const recording = (options: Partial<EmbeddedBusOptions> = {}) => {
+    const bus = open({ batchSize: 100, ...options });
+    const reads: string[] = [];
+    const read = bus.read.bind(bus);
+    bus.read = (topic, from, limit) => {
+      reads.push(`${topic}@${from}`);
+      return read(topic, from, limit);
+    };
+    return { bus, reads };
+  };
+  const deferred = () => {
+    let release!: (err?: Error) => void;
+    const done = new Promise<void>((resolve, reject) => {
+      release = (err) => (err ? reject(err) : resolve());
+    });
+    return { done, release };
+  };
+
+  it('reads the next batch, of the next topic in turn, while the handler holds one, and keeps the order', async () => {
+    const { bus, reads } = recording();
+    await bus.publish([...Array.from({ length: 250 }, (_, i) => log(i)), metric(250)]);
+    const gate = deferred();
+    const seen: string[] = [];
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs', 'metrics'],
+      handler: async (b) => {
+        seen.push(`${b.topic}@${b.messages[0]!.offset}+${b.messages.length}`);
+        if (seen.length === 1) await gate.done;
+      },
+    });
+    // The first batch (logs 0..99) is with the handler: the metrics batch is read
+    // meanwhile, and nothing is committed.
+    await until(() => reads.includes('metrics@0'));
+    expect(seen).toEqual(['logs@0+100']);
+    expect(bus.position('g', 'logs')).toBe(0);
+    expect(bus.position('g', 'metrics')).toBe(0);
+    gate.release();
+    await until(() => seen.length === 4);
+    // While metrics was out, logs was read from where the logs batch ended.
+    expect(reads).toContain('logs@100');
+    expect(seen).toEqual(['logs@0+100', 'metrics@0+1', 'logs@100+100', 'logs@200+50']);
+    await until(() => bus.lag('g').logs === 0 && bus.lag('g').metrics === 0);
+    await consumer.stop();
+    await bus.close();
+  });
+
+  it('announces each batch read ahead to readAhead, and hands the same messages next', async () => {
+    const { bus } = recording();
+    await bus.publish(Array.from({ length: 250 }, (_, i) => log(i)));
+    const gate = deferred();
+    const announced: BusBatch['messages'][] = [];
+    const handed: BusBatch['messages'][] = [];
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs', 'metrics'],
+      readAhead: (b) => announced.push(b.messages),
+      handler: async (b) => {
+        handed.push(b.messages);
+        if (handed.length === 1) await gate.done;
+      },
+    });
+    // While the first batch is out, the second is announced, not yet handed.
+    await until(() => announced.length === 1);
+    expect(handed).toHaveLength(1);
+    expect(announced[0]!.map((m) => m.offset)[0]).toBe('100');
+    gate.release();
+    await until(() => handed.length === 3);
+    // Each batch announced is the very array handed next (the first was read before
+    // anything was out, so it was not announced).
+    expect(handed[1]).toBe(announced[0]);
+    expect(handed[2]).toBe(announced[1]);
+    expect(handed.map((ms) => ms.length)).toEqual([100, 100, 50]);
+    await consumer.stop();
+    await bus.close();
+  });
+
+  it('a batch the handler fails is handed again before the one read after it, which is never skipped', async () => {
+    const { bus, reads } = recording({ onError: () => {} });
+    await bus.publish(Array.from({ length: 300 }, (_, i) => log(i)));
+    const handed: number[] = [];
+    const positions: number[] = [];
+    let failures = 0;
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      maxAttempts: 10,
+      handler: async (b) => {
+        const first = b.messages[0]!.offset;
+        handed.push(Number(first));
+        positions.push(bus.position('g', 'logs'));
+        // The second batch fails twice: the third was read ahead by then.
+        if (first === '100' && failures < 2) {
+          failures++;
+          await until(() => reads.includes('logs@200'));
+          throw new Error('index down');
+        }
+      },
+    });
+    await until(() => bus.lag('g').logs === 0);
+    expect(handed).toEqual([0, 100, 100, 100, 200]);
+    // Each hand saw its own batch's start committed, never one beyond it.
+    expect(positions).toEqual([0, 100, 100, 100, 200]);
+    await consumer.stop();
+    await bus.close();
+  });
+
+  it('stopped while a batch is read ahead: nothing of it is committed, and a new consumer gets it', async () => {
+    const path = fresh();
+    const bus = openEmbeddedBus({ path, pollMs: 20, batchSize: 100, onError: () => {} });
+    const reads: string[] = [];
+    const read = bus.read.bind(bus);
+    bus.read = (topic, from, limit) => {
+      reads.push(`${topic}@${from}`);
+      return read(topic, from, limit);
+    };
+    await bus.publish(Array.from({ length: 300 }, (_, i) => log(i)));
+    const gate = deferred();
+    const first: number[] = [];
+    const consumer = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      handler: async (b) => {
+        first.push(...seqs(b));
+        await gate.done;
+      },
+    });
+    await until(() => reads.includes('logs@100'));
+    const stopped = consumer.stop();
+    // The batch out succeeds after the stop was asked for: it is committed, the one
+    // read ahead is not handed.
+    gate.release();
+    await stopped;
+    expect(first).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(bus.position('g', 'logs')).toBe(100);
+
+    const again: number[] = [];
+    const second = await bus.consume({
+      group: 'g',
+      topics: ['logs'],
+      handler: async (b) => void again.push(...seqs(b)),
+    });
+    await until(() => again.length >= 200);
+    expect(again).toEqual(Array.from({ length: 200 }, (_, i) => 100 + i));
+    await second.stop();
+    await bus.close();
+  });
+});
+
 describe('embedded bus: chunks', () => {
   it('stores a large publish in several chunks and reads any offset range of it exactly', async () => {
     const path = fresh();

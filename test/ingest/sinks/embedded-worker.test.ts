@@ -75,4 +75,59 @@ describe('the embedded index in a worker thread', () => {
     await expect(worker.search({})).rejects.toThrow(/closed/);
     local.close();
   });
+
+  it('reports its thread’s time: in batches, on a CPU and waiting for one, from its own clock', async () => {
+    const worker = await openIndexWorker(tmpIndex(), { retentionIntervalMs: 0 });
+    expect(worker.usage()).toEqual({ active: 0, batch: 0, cpu: 0, wait: 0 });
+    const began = performance.now();
+    await worker.indexBatch(batch(0, 5_000));
+    const first = worker.usage();
+    const wall = (performance.now() - began) / 1000;
+    expect(first.batch).toBeGreaterThan(0);
+    expect(first.batch).toBeLessThanOrEqual(wall);
+    // Its own loop was active at least for the batch (and for taking the request in).
+    expect(first.active).toBeGreaterThanOrEqual(first.batch * 0.99);
+    if (process.platform === 'linux') {
+      // The worker thread's own CPU, not the process's: within the batch's wall time.
+      expect(first.cpu).toBeGreaterThan(0);
+      expect(first.cpu + first.wait).toBeLessThanOrEqual(first.batch * 1.01 + 0.002);
+    }
+    await worker.search({ q: 'payment' });
+    expect(worker.usage()).toEqual(first);
+    await worker.indexBatch(batch(5_000, 5_000));
+    const second = worker.usage();
+    expect(second.batch).toBeGreaterThan(first.batch);
+    expect(second.active).toBeGreaterThan(first.active);
+    await worker.close();
+  });
+
+  it('starts on a staged batch, answers its handing with that outcome, and indexes anew after a failure', async () => {
+    const worker = await openIndexWorker(tmpIndex(), {
+      retention: { maxAgeMs: 10 * 365 * DAY },
+      retentionIntervalMs: 0,
+    });
+    const staged = batch(0, 2_000);
+    worker.stage(staged);
+    // The worker indexes it before it is handed: a search queued behind it sees it all.
+    expect((await worker.search({ size: 1 })).total).toBe(2_000);
+    const before = worker.usage().batch;
+    await worker.indexBatch(staged);
+    // Handed, it is not sent again: no batch ran in the worker for it.
+    expect(worker.usage().batch).toBe(before);
+    // Another batch than the one staged is sent as usual.
+    await worker.indexBatch(batch(2_000, 10));
+    expect((await worker.search({ size: 1 })).total).toBe(2_010);
+
+    const bad = batch(3_000, 3);
+    bad.messages[1] = { ...bad.messages[1]!, event: { ...ev(1), '@timestamp': 'soon' as never } };
+    worker.stage(bad);
+    await expect(worker.indexBatch(bad)).rejects.toThrow(/not epoch milliseconds/);
+    // Handed again (a retry): indexed again, failing again, not answered from the stage.
+    const runs = worker.usage().batch;
+    await expect(worker.indexBatch(bad)).rejects.toThrow(/not epoch milliseconds/);
+    expect(worker.usage().batch).toBeGreaterThan(runs);
+    // A staged batch never handed (the consumer stopped) leaves no unhandled rejection.
+    worker.stage(bad);
+    await worker.close();
+  });
 });
