@@ -46,6 +46,25 @@ export function applyRetention(
   now: number,
   limits: { retentionMs: number; retentionBytes: number },
 ): number {
+  // One IMMEDIATE transaction for the whole pass, each drop a savepoint in it: the bus
+  // syncs each commit (synchronous=FULL), and a trim by size alternates between the topics
+  // a chunk or two at a time, so a transaction a drop was hundreds of syncs per trim on
+  // the event loop (bench/README.md, "the bus's retention by size"). On a failure the
+  // whole pass rolls back, and the running counts with it.
+  const before = { ...log.stored };
+  try {
+    return log.db.transaction(() => retain(log, now, limits)).immediate();
+  } catch (err) {
+    Object.assign(log.stored, before);
+    throw err;
+  }
+}
+
+function retain(
+  log: RetentionLog,
+  now: number,
+  limits: { retentionMs: number; retentionBytes: number },
+): number {
   const horizon = now - limits.retentionMs;
   let dropped = 0;
   const consumedUpTo = new Map<Topic, number>();
@@ -88,25 +107,41 @@ export function applyRetention(
     oldest.sort((a, b) => a.received - b.received);
     // Take from the oldest topic only what is older than the next topic's oldest.
     const until = oldest[1]?.received ?? Number.POSITIVE_INFINITY;
-    const n = drop(log, oldest[0]!.topic, consumedUpTo.get(oldest[0]!.topic)!, (chunks) => {
-      let excess = log.stored.bytes - target;
-      let count = 0;
-      for (const c of chunks) {
-        if (excess <= 0 || (count > 0 && c.received > until)) break;
-        if (c.consumed === c.count && c.bytes <= excess) {
-          count += c.count;
-          excess -= c.bytes;
-          continue;
+    const excessNow = log.stored.bytes - target;
+    // Only the chunks this drop can take are read: those older than the other topic's
+    // oldest, up to the excess (a window of RETENTION_CHUNK rows read for a chunk or two
+    // taken made a trim quadratic in the chunks it drops).
+    let seen = 0;
+    const enough = (c: ChunkMeta, read: number) => {
+      const stop = (read > 0 && c.received > until) || seen >= excessNow;
+      seen += c.bytes;
+      return stop;
+    };
+    const n = drop(
+      log,
+      oldest[0]!.topic,
+      consumedUpTo.get(oldest[0]!.topic)!,
+      (chunks) => {
+        let excess = log.stored.bytes - target;
+        let count = 0;
+        for (const c of chunks) {
+          if (excess <= 0 || (count > 0 && c.received > until)) break;
+          if (c.consumed === c.count && c.bytes <= excess) {
+            count += c.count;
+            excess -= c.bytes;
+            continue;
+          }
+          // Part of a chunk: its messages are taken at their mean size, and the loop
+          // above comes back for more if that fell short.
+          const perMessage = c.bytes / c.count;
+          const take = Math.min(c.consumed, Math.max(1, Math.ceil(excess / perMessage)));
+          count += take;
+          break;
         }
-        // Part of a chunk: its messages are taken at their mean size, and the loop
-        // above comes back for more if that fell short.
-        const perMessage = c.bytes / c.count;
-        const take = Math.min(c.consumed, Math.max(1, Math.ceil(excess / perMessage)));
-        count += take;
-        break;
-      }
-      return count;
-    });
+        return count;
+      },
+      enough,
+    );
     if (n === 0) break;
     dropped += n;
   }
@@ -115,21 +150,26 @@ export function applyRetention(
 }
 
 /**
- * Drops, in one transaction, the leading `howMany` messages of a topic, which `howMany`
- * chooses among the consumed ones of its first RETENTION_CHUNK chunks. A chunk dropped
- * in part is rewritten with the rest of its messages.
+ * Drops, in one transaction (a savepoint of the pass's), the leading `howMany` messages of
+ * a topic, which `howMany` chooses among the consumed ones of its first RETENTION_CHUNK
+ * chunks (fewer when `enough` says so before a chunk). A chunk dropped in part is
+ * rewritten with the rest of its messages.
  */
 function drop(
   log: RetentionLog,
   topic: Topic,
   consumedUpTo: number,
   howMany: (chunks: ConsumedChunk[]) => number,
+  enough?: (chunk: ChunkMeta, read: number) => boolean,
 ): number {
   const statements = log.chunks[topic];
   const { count, bytes } = log.db
     .transaction(() => {
       const chunks: ConsumedChunk[] = [];
-      for (const c of statements.head.all(RETENTION_CHUNK) as ChunkMeta[]) {
+      // Rows are read one at a time and the read stops early (`enough`): leaving the loop
+      // ends the statement before the writes below.
+      for (const c of statements.head.iterate(RETENTION_CHUNK) as Iterable<ChunkMeta>) {
+        if (enough?.(c, chunks.length)) break;
         const first = c.last - c.count + 1;
         if (first >= consumedUpTo) break;
         const consumed = Math.min(c.count, consumedUpTo - first);

@@ -994,6 +994,88 @@ describe('embedded bus: retention', () => {
     await bus.close();
   });
 
+  /** A bus whose log alternates between the topics a chunk at a time, all consumed, over its size. */
+  async function alternatingFullLog(chunks: number) {
+    let now = 0;
+    const bus = open({ retentionBytes: 100_000, retentionIntervalMs: 0, clock: () => now });
+    for (let i = 0; i < chunks; i++) {
+      now = i;
+      const events = Array.from({ length: 20 }, (_, k) =>
+        i % 2 === 0 ? log(i * 20 + k) : metric(i * 20 + k),
+      );
+      try {
+        await bus.publish(events);
+      } catch (err) {
+        if (!(err instanceof BusBackpressureError)) throw err;
+      }
+      const { topics } = bus.stats();
+      bus.commit('g', 'logs', topics.logs.next);
+      bus.commit('g', 'metrics', topics.metrics.next);
+    }
+    return bus;
+  }
+
+  it('trims by size in one transaction, however many chunks of both topics it drops', async () => {
+    // A transaction a drop synced the file a chunk or two at a time while the loop waited:
+    // hundreds of syncs per trim of a 1 GiB log, most of the main thread in the soak.
+    const bus = await alternatingFullLog(150);
+    const before = bus.stats();
+    // Over its size again: the next trim takes the oldest of both topics.
+    await bus.publish(Array.from({ length: 400 }, (_, k) => log(10_000 + k)));
+    const { topics } = bus.stats();
+    bus.commit('g', 'logs', topics.logs.next);
+    const db = (bus as unknown as { log: { db: ReturnType<typeof openSqlite> } }).log.db;
+    const transaction = db.transaction.bind(db);
+    let outermost = 0;
+    db.transaction = ((fn: (...args: unknown[]) => unknown) => {
+      const tx = transaction(fn);
+      return Object.assign((...args: unknown[]) => tx(...args), {
+        deferred: tx.deferred,
+        exclusive: tx.exclusive,
+        default: tx.default,
+        immediate: (...args: unknown[]) => {
+          if (!db.inTransaction) outermost++;
+          return tx.immediate(...args);
+        },
+      });
+    }) as typeof db.transaction;
+    const dropped = bus.applyRetention();
+    expect(dropped).toBeGreaterThan(200);
+    const after = bus.stats();
+    expect(after.storedBytes).toBeLessThanOrEqual(90_000);
+    // Both topics lost their oldest: the trim alternated between them.
+    expect(after.topics.logs.earliest).toBeGreaterThan(before.topics.logs.earliest);
+    expect(after.topics.metrics.earliest).toBeGreaterThan(before.topics.metrics.earliest);
+    expect(outermost).toBe(1);
+    await bus.close();
+  });
+
+  it('rolls a failed retention pass back whole, its running counts too', async () => {
+    const bus = await alternatingFullLog(150);
+    await bus.publish(Array.from({ length: 400 }, (_, k) => log(10_000 + k)));
+    const { topics } = bus.stats();
+    bus.commit('g', 'logs', topics.logs.next);
+    const internals = bus as unknown as {
+      log: { chunks: { metrics: { deleteUpTo: { run: (...a: unknown[]) => unknown } } } };
+    };
+    const before = bus.stats();
+    const deleteUpTo = internals.log.chunks.metrics.deleteUpTo;
+    const run = deleteUpTo.run.bind(deleteUpTo);
+    deleteUpTo.run = () => {
+      throw new Error('disk full');
+    };
+    expect(() => bus.applyRetention()).toThrow('disk full');
+    deleteUpTo.run = run;
+    expect(bus.stats()).toEqual(before);
+    expect(bus.read('logs', before.topics.logs.earliest, 1)[0]?.offset).toBe(
+      String(before.topics.logs.earliest),
+    );
+    // The next pass does the work.
+    expect(bus.applyRetention()).toBeGreaterThan(200);
+    expect(bus.stats().storedBytes).toBeLessThanOrEqual(90_000);
+    await bus.close();
+  });
+
   it('keeps offsets increasing after retention emptied a topic and the bus reopened', async () => {
     const path = fresh();
     let now = 0;
