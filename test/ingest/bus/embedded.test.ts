@@ -1027,15 +1027,18 @@ describe('embedded bus: retention', () => {
     const db = (bus as unknown as { log: { db: ReturnType<typeof openSqlite> } }).log.db;
     const transaction = db.transaction.bind(db);
     let outermost = 0;
-    db.transaction = ((fn: (...args: unknown[]) => unknown) => {
+    let depth = 0;
+    db.transaction = ((fn: (...args: never[]) => unknown) => {
       const tx = transaction(fn);
-      return Object.assign((...args: unknown[]) => tx(...args), {
-        deferred: tx.deferred,
-        exclusive: tx.exclusive,
-        default: tx.default,
-        immediate: (...args: unknown[]) => {
-          if (!db.inTransaction) outermost++;
-          return tx.immediate(...args);
+      return Object.assign((...args: never[]) => tx(...args), {
+        immediate: (...args: never[]) => {
+          if (depth === 0) outermost++;
+          depth++;
+          try {
+            return tx.immediate(...args);
+          } finally {
+            depth--;
+          }
         },
       });
     }) as typeof db.transaction;
