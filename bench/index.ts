@@ -16,6 +16,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   snapshot: async () => (await import('./snapshot.ts')).snapshotBench,
   scale: async () => (await import('./scale.ts')).scaleBench,
   'worker-idle': async () => (await import('./worker-idle.ts')).workerIdle,
+  'bus-retention': async () => (await import('./bus-retention.ts')).busRetention,
 };
 
 const [name, ...args] = process.argv.slice(2);
