@@ -20,18 +20,9 @@ import { pathToFileURL } from 'node:url';
 import * as ours from '../ingest/bus/embedded/index.ts';
 import type { Event } from '../ingest/model/index.ts';
 import { generateFleet } from './fleet.ts';
+import { option, median } from './args.ts';
 
 type Open = typeof ours.openEmbeddedBus;
-
-function option(args: string[], flag: string, fallback: string): string {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 interface Round {
   events: number;

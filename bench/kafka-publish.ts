@@ -17,18 +17,9 @@ import { join } from 'node:path';
 import { createKafkaBus, type KafkaBus } from '../ingest/bus/index.ts';
 import { generateFleet } from './fleet.ts';
 import { httpInto } from './ingest.ts';
+import { option, median } from './args.ts';
 
 type Codec = 'gzip' | 'lz4' | 'none';
-
-function option(args: string[], flag: string, fallback: string): string {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 async function publishRound(bus: KafkaBus, lines: Buffer[], keys: string[]): Promise<number> {
   const cpu = process.cpuUsage();

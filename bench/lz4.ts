@@ -15,18 +15,9 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import * as ours from '../ingest/bus/lz4.ts';
 import { generateFleet } from './fleet.ts';
+import { option, median } from './args.ts';
 
 type Compress = (src: Uint8Array) => Buffer;
-
-function option(args: string[], flag: string, fallback: string): string {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
-}
 
 function varint(n: number, out: number[]): void {
   let v = ((n << 1) ^ (n >> 31)) >>> 0;

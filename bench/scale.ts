@@ -74,6 +74,7 @@ import { generateFleet } from './fleet.ts';
 import { kafkaIngestRatio } from './ingest.ts';
 import { ruleMix } from './rule-mix.ts';
 import { consumeInto } from './rules-consumer.ts';
+import { option } from './args.ts';
 
 export const TASKS = 6;
 const LATENESS_MS = 5_000;
@@ -82,11 +83,6 @@ const IDLE_MS = 10_000;
 /** `GET /v1/alerts` answers a worker's latest 1,000 alerts. */
 const ALERTS_KEPT = 1_000;
 const DURATION_FIELDS = ['timeframe', 'realert', 'ttl', 'terms_window_size'];
-
-function option(args: string[], flag: string, fallback: string): string {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
-}
 
 /** The hot-path mix as rule files (as bench/soak.ts writes them). */
 export function writeRules(dir: string, count: number): void {

@@ -26,11 +26,7 @@ import { Kafka, logLevel } from 'kafkajs';
 import { ensureBuilt } from '../test/support/build.ts';
 import { killServes, type Served, startServe, stopServe } from '../test/support/drover.ts';
 import { cpuMsOf, settled, TASKS, writeRules } from './scale.ts';
-
-function option(args: string[], flag: string, fallback: string): string {
-  const i = args.indexOf(flag);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
-}
+import { option } from './args.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
