@@ -1024,8 +1024,19 @@ export class Pipeline {
         );
     }
     if (this.roles.has('rules')) {
-      for (const s of this.ruleStats())
-        this.telemetry.ruleKeys.set({ rule: s.rule }, s.keys + (s.terms ?? 0));
+      // Counts only: ruleStats() walks every key for its bytes, which a scrape every few
+      // seconds would pay on the loop in proportion to the state (/v1/rules still does).
+      // On Kafka, the tasks' counts summed per rule of the worker's own engine (as
+      // ruleStats()), 0 where no task holds a key.
+      const own = this.engine.keyCounts();
+      const keys = new Map(own.map((c) => [c.rule, this.rulesTasks ? 0 : c.keys]));
+      if (this.rulesTasks)
+        for (const e of this.taskEngines())
+          for (const c of e.keyCounts()) {
+            const n = keys.get(c.rule);
+            if (n !== undefined) keys.set(c.rule, n + c.keys);
+          }
+      for (const [rule, n] of keys) this.telemetry.ruleKeys.set({ rule }, n);
       this.countEngineEvents();
     }
     if (this.roles.has('actions')) {
