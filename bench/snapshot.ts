@@ -102,6 +102,12 @@ interface One {
     restore_ms: number;
     rss_after_restore_mb: number;
   };
+  /**
+   * What a metrics scrape reads of the rules (drover_rule_keys), three times each, ms:
+   * Engine.keyCounts() (the maps' sizes), and stats() (every key walked for its bytes:
+   * what /v1/rules answers, and what scrapes read before 2026-12-05).
+   */
+  scrape: { stats_ms: number[]; key_counts_ms: number[] };
   /** The same heap taking events for as long as the full checkpoint took (processing). */
   control: {
     events: number;
@@ -444,6 +450,15 @@ async function one(keys: number): Promise<One> {
     gc();
     const rss = rssMb();
     const stats = engine.stats();
+    const scrape: One['scrape'] = { stats_ms: [], key_counts_ms: [] };
+    for (let t = 0; t < 3; t++) {
+      let at = performance.now();
+      engine.stats();
+      scrape.stats_ms.push(round(performance.now() - at));
+      at = performance.now();
+      engine.keyCounts();
+      scrape.key_counts_ms.push(round(performance.now() - at));
+    }
 
     // Before: the whole state as JSON, written synchronously (pipeline/checkpoint.ts).
     const jsonPath = join(dir, 'rules-snapshot.json');
@@ -518,6 +533,7 @@ async function one(keys: number): Promise<One> {
         restore_ms: round(storeRestore),
         rss_after_restore_mb: rssStore,
       },
+      scrape,
       control,
     };
   } finally {
