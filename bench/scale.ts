@@ -84,6 +84,21 @@ const IDLE_MS = 10_000;
 const ALERTS_KEPT = 1_000;
 const DURATION_FIELDS = ['timeframe', 'realert', 'ttl', 'terms_window_size'];
 
+/**
+ * The Kafka a benchmark runs against: KAFKA_BROKERS's, or a single-node one started as
+ * the tests start it (`stopKafka` stops it; absent for one of the caller's).
+ */
+export async function kafkaForBench(
+  name: string,
+  log: (s: string) => void,
+): Promise<{ brokersText: string; stopKafka?: () => Promise<void> }> {
+  const given = process.env.KAFKA_BROKERS;
+  if (given) return { brokersText: given };
+  log(`${name}: KAFKA_BROKERS is not set: starting a single-node Kafka as the tests do`);
+  const kafka = await (await import('../test/servers/kafka.ts')).startKafka();
+  return { brokersText: kafka.url, stopKafka: () => kafka.stop() };
+}
+
 /** The hot-path mix as rule files (as bench/soak.ts writes them). */
 export function writeRules(dir: string, count: number): void {
   mkdirSync(dir, { recursive: true });
@@ -326,14 +341,7 @@ export async function scaleBench(args: string[]): Promise<number> {
     throw new RangeError(`--workers: counts from 1 to ${TASKS}`);
 
   ensureBuilt();
-  let stopKafka: (() => Promise<void>) | undefined;
-  let brokersText = process.env.KAFKA_BROKERS;
-  if (!brokersText) {
-    log('scale: KAFKA_BROKERS is not set: starting a single-node Kafka as the tests do');
-    const kafka = await (await import('../test/servers/kafka.ts')).startKafka();
-    brokersText = kafka.url;
-    stopKafka = () => kafka.stop();
-  }
+  const { brokersText, stopKafka } = await kafkaForBench('scale', log);
   const brokers = brokersText.split(',');
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-scale-'));
   try {

@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { ensureBuilt } from '../test/support/build.ts';
 import { killServes, type Served, startServe, stopServe } from '../test/support/drover.ts';
-import { cpuMsOf, settled, TASKS, writeRules } from './scale.ts';
+import { cpuMsOf, kafkaForBench, settled, TASKS, writeRules } from './scale.ts';
 import { option } from './args.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -58,14 +58,7 @@ export async function workerIdle(args: string[]): Promise<number> {
     throw new RangeError(`--workers: counts from 1 to ${TASKS}`);
   const log = (s: string) => process.stderr.write(`${s}\n`);
   ensureBuilt();
-  let stopKafka: (() => Promise<void>) | undefined;
-  let brokersText = process.env.KAFKA_BROKERS;
-  if (!brokersText) {
-    log('worker-idle: KAFKA_BROKERS is not set: starting a single-node Kafka as the tests do');
-    const kafka = await (await import('../test/servers/kafka.ts')).startKafka();
-    brokersText = kafka.url;
-    stopKafka = () => kafka.stop();
-  }
+  const { brokersText, stopKafka } = await kafkaForBench('worker-idle', log);
   const brokers = brokersText.split(',');
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-idle-'));
   const runs: IdleRun[] = [];
