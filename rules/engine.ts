@@ -640,7 +640,8 @@ export class Engine {
         head,
         runners: this.compiled.map((c) => c.runner),
         log: this.changeLog,
-        timers: () => this.timers.all(),
+        timers: () => this.timers.copy(),
+        releaseTimers: (copy) => this.timers.release(copy),
       },
       sink,
     );
