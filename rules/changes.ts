@@ -319,7 +319,13 @@ export class Capture<S extends EntrySink = EntrySink> {
         chunk: [],
         used: 0,
       };
-      runner.changed = new IdSet();
+      // The ids touched from now on: a full capture's runner starts over in its own set,
+      // an incremental one's in the set the last incremental capture drained (pending).
+      if (this.full && runner.changed !== undefined) runner.changed.clear();
+      else {
+        runner.changed = runner.spareChanged ?? new IdSet();
+        runner.spareChanged = undefined;
+      }
       runner.beforeChange = this.full
         ? (id) => {
             if (part.last !== undefined && id <= part.last) return;
@@ -399,6 +405,8 @@ export class Capture<S extends EntrySink = EntrySink> {
         }
         if (--left === 0) return false;
       }
+      // Every pending id taken (each left the set as it was): the next capture's set.
+      if (p.pending !== undefined && p.pending.size === 0) p.runner.spareChanged = p.pending;
       this.part++;
     }
     this.detach();
