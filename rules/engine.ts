@@ -607,6 +607,7 @@ export class Engine {
     }
     // Past this many timers pushed or run between captures, the next one is full.
     this.changeLog = new ChangeLog(full, () => 2 * this.timers.size + 100_000);
+    this.timers.reserveCopies();
     for (const c of this.compiled) c.runner.changed ??= new IdSet();
   }
 

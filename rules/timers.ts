@@ -101,6 +101,16 @@ export class TimerHeap<T> {
   private copying: HeapCopy<T> | undefined;
   private spare: Timer<T>[] = [];
   /**
+   * Copies are taken (reserveCopies): the spare array then grows with the heap, on the
+   * event path as the heap's own arrays do (to twice the heap's length, so amortized
+   * O(1) a push), not in a checkpoint's slice, where allocating 880 KB at once (110,000
+   * timers) brought a scavenge into that slice. Bound: at most twice the largest length
+   * the heap has had, 8 bytes a slot; it holds references only while a copy is read
+   * (released as merged). Not grown while lent to a copy.
+   */
+  private reserve = false;
+  private lent = false;
+  /**
    * Each heap slot's `at` and `seq`, in step with `heap`: the sift loops compare these
    * flat arrays and move the timer objects without reading them (with many keys the
    * objects are scattered, each a cache miss).
@@ -153,6 +163,7 @@ export class TimerHeap<T> {
     this.copying?.replaced();
     const out = this.spare;
     this.spare = [];
+    this.lent = true;
     const copy = new HeapCopy(this, this.heap.length, this.heap, out);
     if (!copy.done) this.copying = copy;
     return copy;
@@ -164,8 +175,20 @@ export class TimerHeap<T> {
    */
   release(copy: HeapCopy<T>): void {
     if (this.copying === copy) this.copying = undefined;
+    this.lent = false;
     if (copy.out.length > this.spare.length) this.spare = copy.out;
     copy.out = [];
+  }
+
+  /** From now on the array a copy goes into grows with the heap (see `reserve`). */
+  reserveCopies(): void {
+    this.reserve = true;
+    this.growSpare();
+  }
+
+  private growSpare(): void {
+    if (!this.lent && this.spare.length <= this.heap.length)
+      this.spare = new Array<Timer<T>>(2 * this.heap.length + COPY_CHUNK);
   }
 
   /** Called by a copy once every chunk is copied. */
@@ -185,6 +208,7 @@ export class TimerHeap<T> {
       copying.before(0);
     }
     h.push(timer);
+    if (this.reserve && h.length > this.spare.length) this.growSpare();
     ats.push(at);
     seqs.push(seq);
     // Sift up: parents after the new timer move down a slot, then it takes the hole.

@@ -446,6 +446,10 @@ describe('incremental checkpoints', () => {
       .sort((a, b) => a.seq - b.seq)
       .map(row);
     expect(atInstant.length).toBeGreaterThan(4 * 1024);
+    // The array the copy goes into was grown with the heap, before the checkpoint.
+    const spare = () => (heap as unknown as { spare: unknown[] }).spare;
+    const before = spare();
+    expect(before.length).toBeGreaterThan(atInstant.length);
     const path = storePath();
     const store = new CheckpointStore(path);
     const capture = e.capture(new EntryBatch());
@@ -493,6 +497,7 @@ describe('incremental checkpoints', () => {
     ]);
     db.close();
     expect(stored).toEqual(atInstant);
+    expect(spare()).toBe(before);
     store.close();
   });
 
