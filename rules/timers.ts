@@ -16,16 +16,18 @@ export const COPY_CHUNK = 1024;
 
 /**
  * The heap's timers at one instant (a full capture's, rules/changes.ts), copied a chunk
- * of COPY_CHUNK slots at a time into `out`: by the copy's owner (`ensure`, chunk by chunk), or by the
- * heap just before it writes or drops a slot of a chunk not copied yet (copy-on-write).
- * Whatever is pushed or popped after the instant, `out[0, length)` is then the heap as
- * it was: a chunk is copied whole before its first slot changes. Nothing is copied at the
- * instant (at 110,000 timers the copy was 880 KB at once, and often a scavenge with it).
+ * of COPY_CHUNK slots at a time into `out`: by the copy's owner (`ensure`, chunk by
+ * chunk), or by the heap just before it writes or drops a slot of a chunk not copied yet
+ * (copy-on-write). Whatever is pushed or popped after the instant, `out[0, length)` is
+ * then the heap as it was: a chunk is copied whole before its first slot changes. Nothing
+ * is copied at the instant (at 110,000 timers the copy was 880 KB at once, and often a
+ * scavenge with it).
  *
- * Bounds: `out` is the heap's spare array, kept between copies (a copy allocates only when
- * the heap is larger than at any copy before, once) and holding the references its owner
- * has not released yet (RunMerge releases each as it hands it on); at most the largest
- * heap copied. A write copies at most one chunk per slot it changes (a push or pop changes
+ * Bounds: `out` is the heap's spare array (TimerHeap.reserveCopies: grown with the heap,
+ * so a copy allocates nothing; without it, a copy grows it once for a heap larger than
+ * before), holding the references its owner has not released yet (RunMerge releases each
+ * as it hands it on; an abandoned copy's are overwritten by the next): at most its
+ * length. A write copies at most one chunk per slot it changes (a push or pop changes
  * O(log n) slots); every chunk is copied once.
  */
 export class HeapCopy<T> {
