@@ -265,9 +265,15 @@ function trace(label: string, slices: Traced[], gcs: PerformanceEntry[]): void {
   for (const [k, d] of byKind) {
     d.sort((a, b) => a - b);
     out.push(
-      `${label} gc ${k}: ${d.length}, median ${d[d.length >> 1]!.toFixed(2)}, max ${d[d.length - 1]!.toFixed(2)} ms`,
+      `${label} gc ${k}: ${d.length}, median ${d[d.length >> 1]!.toFixed(2)}, max ${d[d.length - 1]!.toFixed(2)}, total ${d.reduce((a, b) => a + b, 0).toFixed(2)} ms`,
     );
   }
+  // The capture (slice #0 of a checkpoint) whatever its length: its own work is the instant's.
+  const first = slices[0];
+  if (first !== undefined && label !== 'control')
+    out.push(
+      `${label} capture ${first.ms.toFixed(2)} ms [waited ${first.waitMs.toFixed(2)}, switches ${first.voluntary}v/${first.involuntary}i, process cpu ${first.processCpuMs.toFixed(2)}] gc: ${during(first.began, first.began + first.ms)}`,
+    );
   const over = { os: 0, blocked: 0, cpu: 0 };
   let longestOwn = 0;
   let waited = 0;

@@ -125,6 +125,12 @@ export interface WriteStats {
    * slices: that step's time grows with it (see RuleRunner.writeEntry).
    */
   maxEntryBytes: number;
+  /**
+   * The most pending timers a full checkpoint copied at once (rules/timers.ts HeapCopy):
+   * a chunk of at most COPY_CHUNK, in a slice or in an event's copy-on-write; none at
+   * the capture's instant. 0 for an incremental one (its timers are those pushed since).
+   */
+  maxTimersCopied: number;
 }
 
 export interface WriteOptions {
@@ -363,6 +369,8 @@ export class CheckpointStore {
   private readonly metaSet: SqliteStatement;
   /** Timers' keys, back to back, for the statement writing them (kept between checkpoints). */
   private keyBytes = Buffer.allocUnsafe(4096);
+  /** The timers one statement batch writes, taken from the capture (at most 4·step, emptied after). */
+  private readonly timerRows: Array<Timer<RuleRunner>> = [];
   private writing = false;
   private readonly folder: LogFolder;
   private readonly foldBytes: number;
@@ -586,6 +594,7 @@ export class CheckpointStore {
       commits: 0,
       maxBytesUnchecked: 0,
       maxEntryBytes: 0,
+      maxTimersCopied: 0,
     };
     const at = Date.now();
     const offsetsNow = { ...offsets };
@@ -597,7 +606,6 @@ export class CheckpointStore {
     let open = false;
     let cleared = !full;
     let taken = false;
-    let added = 0;
     let removed = 0;
     let switched = false;
     let oldCleared = !full;
@@ -790,12 +798,12 @@ export class CheckpointStore {
       }
       // Entries copied on write since the last slice.
       if (!writeRows(until)) return false;
-      const rows = capture.timersAdded;
-      while (added < rows.length) {
-        const end = Math.min(rows.length, added + step * 4);
-        writeTimers(rows, added, end);
-        added = end;
-        if (added < rows.length && late(until)) return false;
+      const rows = this.timerRows;
+      while (capture.timersLeft > 0) {
+        const n = capture.takeTimers(rows, step * 4);
+        writeTimers(rows, 0, n);
+        rows.fill(undefined as unknown as Timer<RuleRunner>, 0, n);
+        if (capture.timersLeft > 0 && late(until)) return false;
       }
       const gone = capture.timersRemoved;
       while (removed < gone.length) {
@@ -848,7 +856,11 @@ export class CheckpointStore {
           full ? until - Math.min(this.commitMs, (until - performance.now()) / 2) : until,
         );
         if (open && (done || full)) commit();
-        if (done) this.writing = false;
+        if (done) {
+          this.writing = false;
+          stats.maxTimersCopied = capture.maxTimersCopied;
+          capture.close();
+        }
         return done;
       },
       paused: (ms: number) => {

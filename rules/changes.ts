@@ -13,7 +13,7 @@
  */
 import { IdSet } from './id-set.ts';
 import type { RuleRunner, RunnerEntry, RunnerHead } from './runner.ts';
-import type { Timer } from './timers.ts';
+import { COPY_CHUNK, type HeapCopy, type Timer } from './timers.ts';
 
 export interface EngineHead {
   version: number;
@@ -93,8 +93,9 @@ export interface CaptureSource {
   head: EngineHead;
   runners: RuleRunner[];
   log: ChangeLog;
-  /** Every pending timer (a full capture). */
-  timers: () => Timer<RuleRunner>[];
+  /** Every pending timer (a full capture), copied from now on, and that copy once read. */
+  timers: () => HeapCopy<RuleRunner>;
+  releaseTimers: (copy: HeapCopy<RuleRunner>) => void;
 }
 
 /** Ids gathered into one sorted run (a sort of this many is a fraction of a millisecond). */
@@ -181,7 +182,11 @@ class RunMerge<T> {
   private readonly at: number[] = [];
   private readonly end: number[] = [];
 
-  constructor(private readonly key: (item: T) => string | number = (item) => item as string) {}
+  constructor(
+    private readonly key: (item: T) => string | number = (item) => item as string,
+    /** Each item's slot emptied as it is handed on (runs in an array kept for later use). */
+    private readonly release = false,
+  ) {}
 
   /** Adds the sorted run items[from, to) (kept where it is, not copied). */
   add(items: T[], from = 0, to = items.length): void {
@@ -216,6 +221,7 @@ class RunMerge<T> {
     if (h.length === 0) return undefined;
     const r = h[0]!;
     const id = this.item(r);
+    if (this.release) (this.runs[r] as Array<T | undefined>)[this.at[r]!] = undefined;
     this.at[r]!++;
     if (this.at[r]! < this.end[r]!) this.down(r);
     else {
@@ -251,17 +257,24 @@ export class Capture<S extends EntrySink = EntrySink> {
   readonly full: boolean;
   readonly head: EngineHead;
   /**
-   * Timers to store (a full capture: all of them) and sequence numbers to delete. Timers
-   * do not change once pushed: the list is copied at the capture's instant, read later.
+   * Timers to store (a full capture: every pending timer; incremental: those pushed since
+   * the last capture and not run), taken in sequence order by `takeTimers` once `step` is
+   * done; and sequence numbers to delete. Timers do not change once pushed.
    */
-  timersAdded: ReadonlyArray<Timer<RuleRunner>>;
+  readonly timerCount: number;
+  private timersTaken = 0;
+  /** Incremental: the timers pushed since the last capture and not run, in push (sequence) order. */
+  private readonly pushed: Iterator<Timer<RuleRunner>> | undefined;
   /**
-   * Full: the timers gathered into runs sorted by sequence number, each added to the
-   * merge as it is gathered (as ids), then merged; undefined once in order.
+   * Full: the heap at the capture's instant, copied a chunk at a time (HeapCopy: in this
+   * capture's steps, or copy-on-write as events push and pop timers), each chunk sorted
+   * by sequence number in place as a run of the merge, then merged as they are taken.
+   * Nothing is copied, sorted or allocated per timer at the instant.
    */
-  private timerMerge: RunMerge<Timer<RuleRunner>> | undefined;
-  private timersSorted: Array<Timer<RuleRunner>> = [];
-  private timersGathered = 0;
+  private timerCopy: HeapCopy<RuleRunner> | undefined;
+  private readonly timerMerge: RunMerge<Timer<RuleRunner>> | undefined;
+  /** The next chunk of the copy to sort (full). */
+  private timerChunk = 0;
   readonly timersRemoved: number[];
   private readonly parts: Part[] = [];
   private part = 0;
@@ -270,19 +283,23 @@ export class Capture<S extends EntrySink = EntrySink> {
   entries = 0;
 
   constructor(
-    source: CaptureSource,
+    private readonly source: CaptureSource,
     readonly sink: S,
   ) {
     const log = source.log;
     this.full = log.full;
     this.head = source.head;
     if (this.full) {
-      this.timersAdded = source.timers();
+      this.timerCopy = source.timers();
+      this.timerCount = this.timerCopy.length;
+      this.timerMerge = new RunMerge((t) => t.seq, true);
+      this.pushed = undefined;
       this.timersRemoved = [];
-      this.timerMerge = new RunMerge((t) => t.seq);
     } else {
       // Those pushed since that have not run, in sequence order; the stored ones that ran.
-      this.timersAdded = Array.from(log.pushed.values());
+      this.timerCount = log.pushed.size;
+      this.pushed = log.pushed.values();
+      this.timerMerge = undefined;
       this.timersRemoved = log.popped;
     }
     log.full = false;
@@ -293,7 +310,7 @@ export class Capture<S extends EntrySink = EntrySink> {
       const part: Part = {
         runner,
         pending,
-        early: this.full ? new Set<string>() : undefined,
+        early: undefined,
         last: undefined,
         ids: this.full ? runner.idSources() : [pending!.values()],
         source: 0,
@@ -302,11 +319,18 @@ export class Capture<S extends EntrySink = EntrySink> {
         chunk: [],
         used: 0,
       };
-      runner.changed = new IdSet();
+      // The ids touched from now on: a full capture's runner starts over in its own set,
+      // an incremental one's in the set the last incremental capture drained (pending).
+      if (this.full && runner.changed !== undefined) runner.changed.clear();
+      else {
+        runner.changed = runner.spareChanged ?? new IdSet();
+        runner.spareChanged = undefined;
+      }
       runner.beforeChange = this.full
         ? (id) => {
             if (part.last !== undefined && id <= part.last) return;
-            if (!part.early!.has(id)) this.take(part.runner, id, part.early);
+            if (part.early === undefined || !part.early.has(id))
+              this.take(part.runner, id, (part.early ??= new Set<string>()));
           }
         : (id) => {
             if (part.pending!.delete(id)) this.take(part.runner, id, undefined);
@@ -324,14 +348,19 @@ export class Capture<S extends EntrySink = EntrySink> {
   }
 
   /**
-   * Takes up to `count` more entries; true once every entry is taken (the capture is
-   * then closed: changes are no longer copied for it). A part's ids are first gathered
-   * into sorted runs of RUN ids (a step gathers at most RUN·⌈count/64⌉; the step that
-   * finds the ids done takes none), then taken merged, in key order: the store then
-   * writes each page of its index once per checkpoint, which keeps its commit short
+   * Takes up to `count` more entries; true once every entry is taken (the capture then no
+   * longer copies changes; its timers are then taken by `takeTimers`). A full capture
+   * first copies and sorts its timers (sortTimers), a step at a time. A part's ids are
+   * then gathered into sorted runs of RUN ids (a step gathers at most RUN·⌈count/64⌉; the
+   * step that finds the ids done takes none), then taken merged, in key order: the store
+   * then writes each page of its index once per checkpoint, which keeps its commit short
    * (see checkpoint-store.ts).
    */
   step(count: number): boolean {
+    if (this.timerCopy !== undefined && this.timerChunk < this.timerCopy.chunks) {
+      this.sortTimers(count);
+      return false;
+    }
     let left = count;
     while (this.part < this.parts.length) {
       const p = this.parts[this.part]!;
@@ -371,53 +400,110 @@ export class Capture<S extends EntrySink = EntrySink> {
           // Runs hold an id once per map it is in: the merge hands its copies on in a row.
           if (id === p.last) continue;
           p.last = id;
-          if (p.early!.has(id)) continue;
+          if (p.early !== undefined && p.early.has(id)) continue;
           this.take(p.runner, id, undefined);
         }
         if (--left === 0) return false;
       }
+      // Every pending id taken (each left the set as it was): the next capture's set.
+      if (p.pending !== undefined && p.pending.size === 0) p.runner.spareChanged = p.pending;
       this.part++;
     }
-    if (this.timerMerge !== undefined && !this.sortTimers(count)) return false;
-    this.close();
+    this.detach();
     return true;
   }
 
   /**
-   * Full: puts the timers in sequence order (the store's table is keyed by it), in steps
-   * as the ids; true once done. Incremental captures push them in that order already.
+   * Full: up to RUN·⌈count/64⌉ more of the heap's copy, chunk by chunk (copied now if
+   * no write copied it yet), each sorted in place by sequence number and added to the
+   * merge as a run: O(log runs) a run, no array per run (the copy is kept by the heap
+   * between captures, so no run is copied by a scavenge while it waits to be merged).
    */
-  private sortTimers(count: number): boolean {
-    const all = this.timersAdded;
+  private sortTimers(count: number): void {
+    const copy = this.timerCopy!;
     const merge = this.timerMerge!;
-    if (this.timersGathered < all.length) {
-      let budget = RUN * Math.ceil(count / 64);
-      while (budget > 0 && this.timersGathered < all.length) {
-        const end = Math.min(all.length, this.timersGathered + RUN);
-        merge.add(all.slice(this.timersGathered, end).sort((a, b) => a.seq - b.seq));
-        this.timersGathered = end;
-        budget -= RUN;
-      }
-      return false;
+    const run = sortingTimers;
+    let budget = RUN * Math.ceil(count / 64);
+    while (budget > 0 && this.timerChunk < copy.chunks) {
+      const c = this.timerChunk++;
+      copy.ensure(c);
+      const out = copy.out;
+      const from = c * COPY_CHUNK;
+      const to = Math.min(copy.length, from + COPY_CHUNK);
+      const n = to - from;
+      for (let i = 0; i < n; i++) run[i] = out[from + i]!;
+      if (run.length !== n) run.length = n;
+      run.sort(bySeq);
+      for (let i = 0; i < n; i++) out[from + i] = run[i]!;
+      run.fill(undefined as unknown as Timer<RuleRunner>);
+      merge.add(out, from, to);
+      budget -= COPY_CHUNK;
     }
-    let left = RUN * Math.ceil(count / 64);
-    for (;;) {
-      const t = merge.next();
-      if (t === undefined) break;
-      this.timersSorted.push(t);
-      if (--left === 0) return false;
-    }
-    this.timersAdded = this.timersSorted;
-    this.timerMerge = undefined;
-    return true;
   }
 
-  /** Detaches from the runners (done, or abandoned: then call ChangeLog's full). */
-  close(): void {
+  /**
+   * Up to `max` more timers to store into into[0, n), in sequence order; n (0 once all
+   * are taken). A full capture's are merged from its sorted chunks as they are taken.
+   */
+  takeTimers(into: Array<Timer<RuleRunner>>, max: number): number {
+    let n = 0;
+    if (this.timerMerge !== undefined) {
+      for (; n < max; n++) {
+        const t = this.timerMerge.next();
+        if (t === undefined) break;
+        into[n] = t;
+      }
+    } else if (this.pushed !== undefined) {
+      for (; n < max; n++) {
+        const next = this.pushed.next();
+        if (next.done === true) break;
+        into[n] = next.value;
+      }
+    }
+    this.timersTaken += n;
+    if (this.timersTaken === this.timerCount) this.releaseTimers();
+    return n;
+  }
+
+  /** Timers not taken yet. */
+  get timersLeft(): number {
+    return this.timerCount - this.timersTaken;
+  }
+
+  /** The most timers copied at once (HeapCopy.maxCopied): none at the capture's instant. */
+  get maxTimersCopied(): number {
+    return this.timerCopy?.maxCopied ?? this.copiedTimers;
+  }
+
+  private copiedTimers = 0;
+
+  private releaseTimers(): void {
+    const copy = this.timerCopy;
+    if (copy === undefined) return;
+    this.copiedTimers = copy.maxCopied;
+    this.timerCopy = undefined;
+    this.source.releaseTimers(copy);
+  }
+
+  /** The runners are no longer watched for changes (every entry taken). */
+  private detach(): void {
     if (this.closed) return;
     this.closed = true;
     for (const p of this.parts) p.runner.beforeChange = undefined;
   }
+
+  /** Done with (or abandoned: then call ChangeLog's full): detaches from the runners and the timers. */
+  close(): void {
+    this.detach();
+    this.releaseTimers();
+  }
+}
+
+/** A sort's scratch for timers (a chunk of the heap's copy, sorted then written back). */
+const sortingTimers: Array<Timer<RuleRunner>> = [];
+
+function bySeq(a: Timer<RuleRunner>, b: Timer<RuleRunner>): number {
+  return a.seq - b.seq;
 }
 
 export function timerRow(t: Timer<RuleRunner>): TimerRow {

@@ -607,6 +607,7 @@ export class Engine {
     }
     // Past this many timers pushed or run between captures, the next one is full.
     this.changeLog = new ChangeLog(full, () => 2 * this.timers.size + 100_000);
+    this.timers.reserveCopies();
     for (const c of this.compiled) c.runner.changed ??= new IdSet();
   }
 
@@ -640,7 +641,8 @@ export class Engine {
         head,
         runners: this.compiled.map((c) => c.runner),
         log: this.changeLog,
-        timers: () => this.timers.all(),
+        timers: () => this.timers.copy(),
+        releaseTimers: (copy) => this.timers.release(copy),
       },
       sink,
     );
@@ -707,8 +709,21 @@ function createRunner(rule: RuleSpec, ctx: EngineContext): RuleRunner {
   return (KINDS[rule.type] as KindDescriptor).runner(rule, ctx);
 }
 
+/**
+ * Fingerprints by rule object: a capture names each rule's at its instant, and a rule's
+ * spec does not change once compiled (a reload compiles new ones). Weak: held no longer
+ * than the specs.
+ */
+const fingerprints = new WeakMap<RuleSpec, string>();
+
 /** What a rule's state depends on: everything but presentation (labels, actions, description). */
 function ruleFingerprint(rule: RuleSpec): string {
+  let fingerprint = fingerprints.get(rule);
+  if (fingerprint === undefined) fingerprints.set(rule, (fingerprint = fingerprintOf(rule)));
+  return fingerprint;
+}
+
+function fingerprintOf(rule: RuleSpec): string {
   // A cap bounds how many keys are held, not what a held key's state means: raising
   // it keeps the state.
   const {

@@ -40,6 +40,12 @@ export class IdSet {
     this.size += shard.size - before;
   }
 
+  /** Empties the set (its shards dropped: made again on first use). */
+  clear(): void {
+    this.shards.fill(undefined);
+    this.size = 0;
+  }
+
   has(id: string): boolean {
     return this.shards[shardOf(id)]?.has(id) === true;
   }

@@ -175,6 +175,11 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
    * last capture began; undefined while changes are not tracked (backtest, tests).
    */
   declare changed: IdSet | undefined;
+  /**
+   * An empty IdSet for the next capture's `changed` (the last incremental capture's
+   * pending set, drained), so a capture makes none per rule.
+   */
+  declare spareChanged: IdSet | undefined;
   /** While a capture runs: called with an entry before it changes (copy-on-write). */
   declare beforeChange: ((id: string) => void) | undefined;
 
@@ -211,6 +216,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     this.hold = spec.for;
     this.keysRefused = 0;
     this.changed = undefined;
+    this.spareChanged = undefined;
     this.beforeChange = undefined;
   }
 

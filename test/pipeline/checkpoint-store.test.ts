@@ -19,6 +19,7 @@ import { CheckpointStore, EntryBatch, PART_BYTES } from '../../pipeline/checkpoi
 import type { RuleRunner } from '../../rules/runner.ts';
 import { type Alert, Engine, type EngineSnapshot, type RuleSpec } from '../../rules/index.ts';
 import type { Capture } from '../../rules/changes.ts';
+import type { Timer } from '../../rules/timers.ts';
 import { RULES, stream } from '../rules/fleet-state.ts';
 import { ev, m, rule, s, T0 } from '../rules/helpers.ts';
 
@@ -333,7 +334,7 @@ describe('incremental checkpoints', () => {
     for (let k = 10; k < 3010; k++) e.process(ev(k * 100, { host: `h${k % 10}` }));
     const capture = e.capture(new EntryBatch());
     // At most a pending deadline per host and rule; the stored ones that ran, deleted.
-    expect(capture.timersAdded.length).toBeLessThanOrEqual(30);
+    expect(capture.timerCount).toBeLessThanOrEqual(30);
     expect(capture.timersRemoved.length).toBeLessThanOrEqual(30);
     const written = await store.write(capture, { 'bus/0': 3010 });
     expect(written.timers).toBeLessThanOrEqual(30);
@@ -382,7 +383,10 @@ describe('incremental checkpoints', () => {
     };
     const full = e.capture(new EntryBatch());
     expect(sorted(full)).toBe(10_000);
-    const seqs = full.timersAdded.map((t) => t.seq);
+    const seqs: number[] = [];
+    const taken: Timer<RuleRunner>[] = [];
+    for (let n; (n = full.takeTimers(taken, 100)) > 0;)
+      for (let i = 0; i < n; i++) seqs.push(taken[i]!.seq);
     expect(seqs.length).toBeGreaterThan(5000);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
     order(3000).forEach((host, k) => e.process(ev(5000 + k, { host })));
@@ -412,6 +416,88 @@ describe('incremental checkpoints', () => {
     const back = engine(rules, new Map());
     back.restoreChanges(store.read()!);
     expect(canonical(back.snapshot())).toEqual(atInstant);
+    store.close();
+  });
+
+  it('a full capture copies its timers a chunk at a time, none at its instant, and stays at it', async () => {
+    // Flatline deadlines: a timer pushed per event, run once the watermark passes it. At
+    // 110,000 timers the capture's instant copied all of them (880 KB at once).
+    const rules = [m(10), s(30)].map((timeframe, r) =>
+      rule({
+        name: `silent-${r}`,
+        type: 'flatline',
+        threshold: 1,
+        timeframe,
+        realert: m(60),
+        query_key: ['host'],
+        expect: [],
+        forget_keys: false,
+      }),
+    );
+    const e = engine(rules, new Map());
+    e.trackChanges(true);
+    const hosts = 4000;
+    // Over 40 s: the 30 s rule's deadlines are due from the first events between slices.
+    for (let k = 0; k < hosts; k++) e.process(ev(10 * k, { host: `h${(k * 7919) % hosts}` }));
+    const heap = (e as unknown as { timers: { all(): Timer<RuleRunner>[] } }).timers;
+    const row = (t: Timer<RuleRunner>) => [t.seq, t.at, t.target.spec.name, t.key, t.tag];
+    const atInstant = heap
+      .all()
+      .sort((a, b) => a.seq - b.seq)
+      .map(row);
+    expect(atInstant.length).toBeGreaterThan(4 * 1024);
+    // The array the copy goes into was grown with the heap, before the checkpoint.
+    const spare = () => (heap as unknown as { spare: unknown[] }).spare;
+    const before = spare();
+    expect(before.length).toBeGreaterThan(atInstant.length);
+    const path = storePath();
+    const store = new CheckpointStore(path);
+    const capture = e.capture(new EntryBatch());
+    let done = false;
+    const writing = store
+      .write(capture, { 'bus/0': hosts }, { sliceMs: 0, step: 8 })
+      .then((stats) => {
+        done = true;
+        return stats;
+      });
+    // Between slices, events push timers and move the watermark past others (which run).
+    for (let j = 0; !done; j++) {
+      e.process(ev(10 * hosts + 100 * j, { host: `h${(j * 31) % hosts}` }));
+      await new Promise((r) => setImmediate(r));
+    }
+    const stats = await writing;
+    // Timers of the instant ran (popped) and others were pushed while it was copied.
+    const now = new Set(heap.all().map((t) => t.seq));
+    expect(atInstant.filter(([seq]) => !now.has(seq as number)).length).toBeGreaterThan(100);
+    expect(
+      [...now].filter((seq) => seq >= (atInstant.at(-1)![0] as number)).length,
+    ).toBeGreaterThan(100);
+    expect(stats.timers).toBe(atInstant.length);
+    expect(stats.maxTimersCopied).toBeGreaterThan(0);
+    expect(stats.maxTimersCopied).toBeLessThanOrEqual(1024);
+    const db = openSqlite(path, { readonly: true });
+    const set = deserialize(
+      (db.prepare("SELECT value FROM meta WHERE name = 'tables'").get() as { value: Uint8Array })
+        .value,
+    ) as string;
+    const stored = (
+      db.prepare(`SELECT seq, at, rule, key, tag FROM timers${set} ORDER BY seq`).all() as Array<{
+        seq: number;
+        at: number;
+        rule: string;
+        key: Uint8Array;
+        tag: number;
+      }>
+    ).map((r) => [
+      Number(r.seq),
+      r.at,
+      r.rule,
+      Buffer.from(r.key).toString('utf16le'),
+      Number(r.tag),
+    ]);
+    db.close();
+    expect(stored).toEqual(atInstant);
+    expect(spare()).toBe(before);
     store.close();
   });
 

@@ -1,5 +1,7 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { EntryBatch } from '../../pipeline/checkpoint-store.ts';
+import type { Capture } from '../../rules/changes.ts';
 import { IdSet } from '../../rules/id-set.ts';
 import { Engine } from '../../rules/index.ts';
 import { ev, m, rule, T0 } from './helpers.ts';
@@ -59,5 +61,50 @@ describe('IdSet (the ids touched between captures)', () => {
     expect(changed.size).toBe(hosts);
     // Evenly spread, a shard holds 1,000: one growth copies about that many.
     expect(changed.largestShard()).toBeLessThan(2 * (hosts / 64));
+  });
+
+  it('a capture makes no IdSet or fingerprint per rule: the drained set is the next one', () => {
+    const rules = Array.from({ length: 50 }, (_, r) =>
+      rule({
+        name: `freq-${r}`,
+        type: 'frequency',
+        num_events: 3,
+        timeframe: m(60),
+        query_key: ['host'],
+        labels: { team: 'a' },
+      }),
+    );
+    const e = new Engine(rules, { allowedLatenessMs: 2000, observedFrom: T0, onAlert: () => {} });
+    e.trackChanges(true);
+    const runners = () =>
+      (e as unknown as { compiled: { runner: { changed: IdSet } }[] }).compiled.map(
+        (c) => c.runner,
+      );
+    const drain = (c: Capture<EntryBatch>) => {
+      while (!c.step(64)) c.sink.clear();
+      c.close();
+    };
+    for (let k = 0; k < 100; k++) e.process(ev(k, { host: `h${k}` }));
+    drain(e.capture(new EntryBatch())); // full
+    for (let k = 0; k < 10; k++) e.process(ev(100 + k, { host: `h${k}` }));
+    const pending = runners().map((r) => r.changed);
+    drain(e.capture(new EntryBatch())); // incremental: takes and drains `pending`
+    for (let k = 0; k < 10; k++) e.process(ev(200 + k, { host: `h${k}` }));
+    const keys = vi.spyOn(Object, 'keys');
+    let capture;
+    try {
+      capture = e.capture(new EntryBatch());
+      // A rule's fingerprint (a stable stringify of its spec) is made once, not per capture.
+      expect(keys.mock.calls.length).toBeLessThan(10);
+    } finally {
+      keys.mockRestore();
+    }
+    const now = runners().map((r) => r.changed);
+    for (let r = 0; r < rules.length; r++) {
+      expect(now[r]).toBe(pending[r]);
+      expect(now[r]!.size).toBe(0);
+    }
+    drain(capture);
+    expect(capture.entries).toBe(rules.length * 10);
   });
 });
