@@ -4,7 +4,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vi
 import { openActionStore } from '../../actions/index.ts';
 import { startKafka, type StartedKafka } from '../servers/kafka.ts';
 import { killServes, startServe, stopServe } from '../support/drover.ts';
-import { alertView as view, byAlert as order } from '../support/fleet-stream.ts';
+import { keepLogsOnFailure } from '../support/keep-logs.ts';
+import { type AlertView, alertView as view, byAlert as order } from '../support/fleet-stream.ts';
 import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
   actingFleet,
@@ -14,6 +15,7 @@ import {
   createTopics,
   drained,
   logLines,
+  metricsOf,
   send,
   settled,
   settledPast,
@@ -94,6 +96,7 @@ describe.skipIf(!available)(
         worker(`127.0.0.1:${kafka.cuttable!.advertised}`),
         worker(kafka.url),
       ]);
+      keepLogsOnFailure(dir, { a, b, ingest });
       const before = await settled([a, b]);
       const held = assignments(a).get(before) ?? [];
       mark(`A holds ${held.join(',')} and B the rest in generation ${before}`);
@@ -133,11 +136,15 @@ describe.skipIf(!available)(
       const one = (re: RegExp) => Number(re.exec(metrics)?.[1] ?? 0);
       const lapses = one(/^drover_rules_lease_lapses_total (\S+)/m);
       const fenced = one(/^drover_rules_fenced_alerts_total\{reason="stalled"\} (\S+)/m);
+      // Late events (behind the watermark by more than the allowed lateness) would make
+      // a worker's alerts differ from the backtest's without any fault of the fencing.
+      const lateEvents = `A ${(await metricsOf(a)).late}, B ${(await metricsOf(b)).late}`;
+      const staleShown = stale
+        .slice(0, 5)
+        .map((l) => `${l.alert?.id} task ${JSON.stringify(l.alert?.task)}`)
+        .join('; ');
       console.log(
-        `A logged ${late.length} alerts after the cut, ${stale.length} stale (${stale
-          .slice(0, 5)
-          .map((l) => `${l.alert?.id} task ${JSON.stringify(l.alert?.task)}`)
-          .join('; ')}); lease lapses ${lapses}; held and dropped at its rejoin ${fenced}`,
+        `A logged ${late.length} alerts after the cut, ${stale.length} stale (${staleShown}); lease lapses ${lapses}; held and dropped at its rejoin ${fenced}; late events ${lateEvents}`,
       );
       expect(stale).toEqual([]);
       expect(lapses).toBeGreaterThanOrEqual(1);
@@ -148,6 +155,18 @@ describe.skipIf(!available)(
       const byId = new Map<string, WorkerAlert>(all.map((x) => [x.id, x]));
       const end = new Date(last).toISOString();
       const live = [...byId.values()].filter((x) => x.at <= end);
+      // Which alerts differ, with their ids and tasks (the diff below shows only views).
+      const viewed = (x: AlertView) => JSON.stringify(view(x));
+      const want = new Set(expected.map(viewed));
+      const got = new Set(live.map(viewed));
+      const extra = live
+        .filter((x) => !want.has(viewed(x)))
+        .map(({ id, rule, key, at, task }) => ({ id, rule, key, at, task }));
+      const missing = expected.filter((x) => !got.has(viewed(x)));
+      if (extra.length + missing.length > 0)
+        console.log(
+          `alerts differing from the backtest: extra ${JSON.stringify(extra)}; missing ${JSON.stringify(missing)}`,
+        );
       expect(live.map(view).sort(order)).toEqual(expected);
 
       await stopServe(a);
