@@ -610,7 +610,8 @@ export class RulesTasks {
     if (ids.length === 0 || this.closing) return;
     // A restore or commit that fails (a broker away, a read that timed out) is retried
     // until it succeeds or a newer assignment overtakes it: until then the tasks hold
-    // their alerts and the bus's handler waits.
+    // their alerts and the bus's handler waits. Except a commit the group refuses because
+    // this assignment is over (membershipLost()): see there.
     // A corrupt changelog batch stops the restore of its task alone (readHistories()).
     // Per task, the corrupt batch its last read met (`topic/partition@firstOffset`):
     // bounded by the tasks assigned.
@@ -621,6 +622,26 @@ export class RulesTasks {
         return;
       } catch (err) {
         if (epoch !== this.epoch || this.closing) return;
+        if (membershipLost(err)) {
+          // The group moved on while this assignment was restored: a rebalance began, or
+          // the member was removed (its process stalled past the session timeout, as a
+          // worker starved of CPU does). The commit cannot succeed in this generation,
+          // and no newer assignment can overtake this one while it runs: kafkajs rejoins
+          // only from its fetch loop, which waits for the batches it handed out, and those
+          // wait for this assignment (the bus's handler). Retrying here wedged the worker
+          // for good (its commit refused every 5 s, never rejoining). So the assignment
+          // ends: the tasks keep no generation (they hold their alerts and are not
+          // snapshotted), and, as after a stall, the next assignment drops every task with
+          // what it held and restores each from the changelog, since others may have held
+          // them meanwhile.
+          this.stalledAt ??= performance.now();
+          this.o.telemetry.faults.inc({ kind: 'task-restore' });
+          this.o.logger.warn(
+            { err, tasks: ids },
+            `${this.what}: the group refused this assignment's commit (a rebalance began or the worker was removed); its tasks hold until the next assignment restores them`,
+          );
+          return;
+        }
         this.o.telemetry.faults.inc({ kind: 'task-restore' });
         this.o.logger.warn(
           { err, tasks: ids },
@@ -1067,6 +1088,26 @@ export class RulesTasks {
     await this.snapshotting;
     await this.confirming;
   }
+}
+
+/**
+ * Kafka's answers to a group request from a member whose generation is over: a rebalance
+ * in progress, a generation the group left behind, a member it removed, a static member
+ * replaced. kafkajs puts the broker's error (its `type`) in the `cause` of the error it
+ * throws once it gives up.
+ */
+const MEMBERSHIP_ERRORS = new Set([
+  'REBALANCE_IN_PROGRESS',
+  'ILLEGAL_GENERATION',
+  'UNKNOWN_MEMBER_ID',
+  'FENCED_INSTANCE_ID',
+]);
+
+/** Whether `err` (or an error it was caused by) is one of MEMBERSHIP_ERRORS. */
+function membershipLost(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++)
+    if (MEMBERSHIP_ERRORS.has(String((e as Error & { type?: unknown }).type))) return true;
+  return false;
 }
 
 /**

@@ -26,6 +26,12 @@ export interface NetCut {
    * CRC covers it: the batch fails it the same way, its header now lies about its end).
    * Only with `{ tamper: true }`.
    */
+  /**
+   * Cuts (as cut()) when the next request with Kafka api key `apiKey` goes through, from
+   * any client: that request reaches the broker, its answer and everything after stay
+   * held. Resolves once it has cut. Only with `{ tamper: true }`.
+   */
+  cutAtRequest(apiKey: number): Promise<void>;
   corruptFetches(target: {
     topic: string;
     partition?: number;
@@ -53,6 +59,7 @@ export async function startNetCut(
   options: { tamper?: boolean } = {},
 ): Promise<NetCut> {
   let cut = false;
+  let cutAt: { key: number; done: () => void } | undefined;
   let tamper:
     (FetchTamper & { topic: string; wanted?: number; left: number; delta?: number }) | undefined;
   const pairs = new Set<[Socket, Socket | undefined]>();
@@ -79,11 +86,15 @@ export async function startNetCut(
     // connection's: bounded by the requests in flight on it).
     const asked = new Map<number, { key: number; version: number }>();
     frames(client, (frame) => {
-      if (frame.length >= 12)
-        asked.set(frame.readInt32BE(8), {
-          key: frame.readInt16BE(4),
-          version: frame.readInt16BE(6),
-        });
+      if (frame.length < 12) return;
+      const key = frame.readInt16BE(4);
+      asked.set(frame.readInt32BE(8), { key, version: frame.readInt16BE(6) });
+      if (key === cutAt?.key) {
+        const { done } = cutAt;
+        cutAt = undefined;
+        cutter.cut();
+        done();
+      }
     });
     const responses = new Framer((frame) => {
       const id = frame.readInt32BE(4);
@@ -124,6 +135,10 @@ export async function startNetCut(
     close() {
       cutter.heal();
       return new Promise((resolve) => server.close(() => resolve()));
+    },
+    cutAtRequest(apiKey) {
+      if (!options.tamper) throw new Error('startNetCut(..., { tamper: true }) reads no request');
+      return new Promise((done) => (cutAt = { key: apiKey, done }));
     },
     corruptFetches(t) {
       if (!options.tamper) throw new Error('startNetCut(..., { tamper: true }) reads no Fetch');
