@@ -1,4 +1,5 @@
-import { writeAscii, writeNumber, writeString, writeValue } from './json-bytes.ts';
+import type { Level } from './event.ts';
+import { writeNumber, writeString, writeValue } from './json-bytes.ts';
 import {
   type ByteTable,
   DROPPED,
@@ -119,53 +120,56 @@ export class JsonLineNormalizer {
    */
   readonly write = (out: Buffer, at: number): number => this.writeEvent(this.m!, out, at);
 
-  /** The event as build() lays it out: the model first, then the rest as sent. */
+  /**
+   * The event as build() lays it out: the model first, then the rest as sent. Names and
+   * levels are constant bytes copied in whole (`bytesInto`); values come from the line.
+   */
   private writeEvent(m: Model, out: Buffer, at: number): number {
-    let p = writeAscii('{"@timestamp":', out, at);
+    let p = bytesInto(TIMESTAMP_NAME, out, at);
     p = this.modelValue(m.timestamp, TIME_SLOTS, out, p);
     if (m.message !== undefined)
-      p = this.modelValue(m.message, MESSAGE_SLOTS, out, writeAscii(',"message":', out, p));
-    if (m.level !== undefined) p = writeString(m.level, out, writeAscii(',"log.level":', out, p));
+      p = this.modelValue(m.message, MESSAGE_SLOTS, out, bytesInto(MESSAGE_NAME, out, p));
+    if (m.level !== undefined) p = bytesInto(LEVEL_MEMBERS[m.level], out, p);
     if (m.service !== undefined)
-      p = this.modelValue(m.service, SERVICE_SLOTS, out, writeAscii(',"service.name":', out, p));
+      p = this.modelValue(m.service, SERVICE_SLOTS, out, bytesInto(SERVICE_NAME, out, p));
     if (m.host !== undefined)
-      p = this.modelValue(m.host, HOST_SLOTS, out, writeAscii(',"host.name":', out, p));
+      p = this.modelValue(m.host, HOST_SLOTS, out, bytesInto(HOST_NAME, out, p));
     if (m.errorType !== undefined)
-      p = this.modelValue(m.errorType, ERROR_TYPE_SLOTS, out, writeAscii(',"error.type":', out, p));
+      p = this.modelValue(m.errorType, ERROR_TYPE_SLOTS, out, bytesInto(ERROR_TYPE_NAME, out, p));
     if (m.errorMessage !== undefined)
       p = this.modelValue(
         m.errorMessage,
         ERROR_MESSAGE_SLOTS,
         out,
-        writeAscii(',"error.message":', out, p),
+        bytesInto(ERROR_MESSAGE_NAME, out, p),
       );
     if (m.errorStack !== undefined)
       p = this.modelValue(
         m.errorStack,
         ERROR_STACK_SLOTS,
         out,
-        writeAscii(',"error.stack_trace":', out, p),
+        bytesInto(ERROR_STACK_NAME, out, p),
       );
     if (m.fingerprint !== undefined)
-      p = writeString(m.fingerprint, out, writeAscii(',"error.fingerprint":', out, p));
+      p = writeString(m.fingerprint, out, bytesInto(FINGERPRINT_NAME, out, p));
     if (m.metricName !== undefined) {
       p = this.modelValue(
         m.metricName,
         METRIC_NAME_SLOTS,
         out,
-        writeAscii(',"metric.name":', out, p),
+        bytesInto(METRIC_NAME_NAME, out, p),
       );
       p = this.modelValue(
         m.metricValue,
         METRIC_VALUE_SLOTS,
         out,
-        writeAscii(',"metric.value":', out, p),
+        bytesInto(METRIC_VALUE_NAME, out, p),
       );
       p = this.modelValue(
         m.metricType!,
         METRIC_TYPE_SLOTS,
         out,
-        writeAscii(',"metric.type":', out, p),
+        bytesInto(METRIC_TYPE_NAME, out, p),
       );
     }
     const src = this.src;
@@ -174,8 +178,7 @@ export class JsonLineNormalizer {
       const as = field.how > KEPT ? keptAs(field, m) : field;
       if (as === undefined) continue;
       // The comma, the name and the colon, made once per field.
-      const name = (as.nameJson ??= Buffer.from(`,${JSON.stringify(as.name)}:`));
-      for (let j = 0; j < name.length; j++) out[p++] = name[j]!;
+      p = bytesInto((as.nameJson ??= Buffer.from(`,${JSON.stringify(as.name)}:`)), out, p);
       const start = this.restStarts[i]!;
       if (start >= 0) {
         const end = this.restEnds[i]!;
@@ -523,6 +526,43 @@ let lineStamp = 0;
 const METRIC_NAME_SLOTS = [METRIC_NAME];
 const METRIC_VALUE_SLOTS = [METRIC_VALUE];
 const METRIC_TYPE_SLOTS = [METRIC_TYPE];
+
+/**
+ * Constant bytes (a member's name with its comma and colon) copied into `out` at `p` in
+ * one `set`, a memmove, instead of a store a byte; like the other writers, nothing is
+ * written past `out`'s end and the position still advances, so that the caller sees the
+ * room the event needs.
+ */
+function bytesInto(bytes: Uint8Array, out: Buffer, p: number): number {
+  const n = bytes.length;
+  if (p + n <= out.length) out.set(bytes, p);
+  return p + n;
+}
+
+const TIMESTAMP_NAME = Buffer.from('{"@timestamp":');
+const MESSAGE_NAME = Buffer.from(',"message":');
+const SERVICE_NAME = Buffer.from(',"service.name":');
+const HOST_NAME = Buffer.from(',"host.name":');
+const ERROR_TYPE_NAME = Buffer.from(',"error.type":');
+const ERROR_MESSAGE_NAME = Buffer.from(',"error.message":');
+const ERROR_STACK_NAME = Buffer.from(',"error.stack_trace":');
+const FINGERPRINT_NAME = Buffer.from(',"error.fingerprint":');
+const METRIC_NAME_NAME = Buffer.from(',"metric.name":');
+const METRIC_VALUE_NAME = Buffer.from(',"metric.value":');
+const METRIC_TYPE_NAME = Buffer.from(',"metric.type":');
+/** `,"log.level":"info"` and the others: a level is one of these six, written whole. */
+const LEVEL_MEMBERS: Record<Level, Buffer> = {
+  trace: levelMember('trace'),
+  debug: levelMember('debug'),
+  info: levelMember('info'),
+  warn: levelMember('warn'),
+  error: levelMember('error'),
+  fatal: levelMember('fatal'),
+};
+
+function levelMember(level: Level): Buffer {
+  return Buffer.from(`,"log.level":${JSON.stringify(level)}`);
+}
 
 /** An integer of at most 15 digits, which is exact: read without making a string. */
 function integerAt(src: Buffer, start: number, end: number): number {

@@ -282,6 +282,36 @@ describe('the byte path of normalize', () => {
     }
   });
 
+  it('writes every level and model member byte for byte, and nothing past a buffer cut at any byte', () => {
+    // The model's names and the six levels are constant bytes copied in whole: each is
+    // checked against the object path, and written into buffers ending at every byte of
+    // the event, which must learn the size needed and keep everything outside them.
+    const lines = [
+      ...['trace', 'debug', 'info', 'warn', 'error', 'fatal'].map(
+        (level) => `{"log.level":"${level}","message":"m","service.name":"s","host.name":"h"}`,
+      ),
+      ...[10, 20, 30, 40, 50, 60].map((level) => `{"level":${level},"time":1732272000123,"pid":7}`),
+      '{"@timestamp":"2024-11-22T10:00:00Z","service.name":"api","host.name":"n","metric.name":"latency","metric.value":12.5,"metric.type":"counter","tags":["a"]}',
+      `{"time":1732272000123,"err":{"type":"TypeError","message":"x","stack":${JSON.stringify(STACK)}},"user":{"name":"${'u'.repeat(80)}"}}`,
+      '{"error.fingerprint":"f00d","message":"m"}',
+    ];
+    for (const line of lines) {
+      const options = { receivedAt: 42 };
+      const got = byteWay(Buffer.from(`${line}\n`), options);
+      expect(got, line).toEqual(objectWay(line, options));
+      const whole = (got as { json: Buffer }).json;
+      for (let size = 0; size <= whole.length; size++) {
+        // A view from an odd offset of its memory, written from an odd position in it.
+        const out = Buffer.alloc(whole.length + 12, 0xee);
+        const room = out.subarray(3, 3 + 1 + size);
+        expect(reader.write(room, 1)).toBe(1 + whole.length);
+        expect(out.subarray(0, 4).every((b) => b === 0xee)).toBe(true);
+        expect(out.subarray(4 + size).every((b) => b === 0xee)).toBe(true);
+        if (size === whole.length) expect(room.subarray(1).equals(whole)).toBe(true);
+      }
+    }
+  });
+
   it("gives each line its own values when more short values pass than the reader's string table holds", () => {
     // The byte path hands back a string it decoded before for the same bytes (a table
     // of 4,096 by hash, normalize-json.ts): 20,000 services, hosts and messages of the
