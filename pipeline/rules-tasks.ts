@@ -17,9 +17,11 @@
  *   stops alone until the next assignment (stopTask()): its partitions are paused, and
  *   the assignment's other tasks restore and run.
  * - Revocation: at a rebalance every task stops emitting (alerts are held) and each is
- *   snapshotted and committed while the old generation still stands; at the assignment
- *   the held alerts of kept tasks go out and those of lost tasks are dropped (counted as
- *   fenced): the new owner replays from the last committed snapshot and fires them.
+ *   snapshotted and committed while the old generation still stands, unless it holds
+ *   alerts by its turn (it keeps its last committed snapshot, from before them); at the
+ *   assignment the held alerts of kept tasks go out and those of lost tasks are dropped
+ *   (counted as fenced): the new owner replays from the last committed snapshot and
+ *   fires them.
  * - Alerts carry `task: { id, generation }`; the action store turns away a claim from a
  *   generation older than one it has seen for the task (actions/journal).
  * - Stalls: a process stopped, or an event loop blocked, a third of the session timeout
@@ -911,6 +913,18 @@ export class RulesTasks {
       const epoch = this.epoch;
       const generation = task.generation;
       if (generation === undefined) continue;
+      // A task that holds alerts or resolutions (a rebalance began while this loop
+      // awaited an earlier task's write and commit, and the task went on processing what
+      // its merge had queued or the batches fetched) is not snapshotted nor committed: a
+      // snapshot now would be past what it holds, and if the task moves, the old owner
+      // drops what it held (fenced, revoked) and the new owner, restoring that snapshot,
+      // would never fire it. Its last committed snapshot, from before the held alerts,
+      // stays the one a new owner restores and replays from; a task kept releases what
+      // it held at the assignment. Checked synchronously before engine.snapshot(), so
+      // nothing is processed between. Outside a rebalance only a task with no generation
+      // (skipped above) or after a stall (the loop returns) holds anything, so periodic
+      // snapshots are not held off.
+      if (task.held.length > 0) continue;
       try {
         const began = performance.now();
         const offsets = { ...task.offsets };

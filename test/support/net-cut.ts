@@ -32,6 +32,18 @@ export interface NetCut {
    * held. Resolves once it has cut. Only with `{ tamper: true }`.
    */
   cutAtRequest(apiKey: number): Promise<void>;
+  /**
+   * From now on, holds each request with Kafka api key `apiKey` (a Produce, api key 0,
+   * only if it writes to `topic`, when given) for `ms` before it goes on to the broker,
+   * while the requests after it on its connection go through: the broker answers them
+   * first, as kafkajs allows (it matches answers by correlation id). `times` requests
+   * in all (default: every one); `until` stops holding. Only with `{ tamper: true }`.
+   */
+  holdRequests(rule: { apiKey: number; ms: number; topic?: string; times?: number }): {
+    /** Requests held so far. */
+    held: number;
+    until(): void;
+  };
   corruptFetches(target: {
     topic: string;
     partition?: number;
@@ -51,7 +63,42 @@ export interface FetchTamper {
   responses: number;
 }
 
+const PRODUCE = 0;
 const FETCH = 1;
+
+/**
+ * The topics a Produce request (v3-v8, non-flexible: the versions kafkajs sends) writes
+ * to; none for another version or a frame too short for what it claims.
+ */
+function produceTopics(frame: Buffer): string[] {
+  const version = frame.readInt16BE(6);
+  if (version < 3 || version > 8) return [];
+  try {
+    let at = 12; // size, api key, version, correlation id
+    const clientId = frame.readInt16BE(at);
+    at += 2 + Math.max(0, clientId);
+    const transactionalId = frame.readInt16BE(at);
+    at += 2 + Math.max(0, transactionalId);
+    at += 2 + 4; // acks, timeout
+    const count = frame.readInt32BE(at);
+    at += 4;
+    const topics: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const length = frame.readInt16BE(at);
+      topics.push(frame.toString('utf8', at + 2, at + 2 + length));
+      at += 2 + length;
+      const partitions = frame.readInt32BE(at);
+      at += 4;
+      for (let j = 0; j < partitions; j++) {
+        const records = frame.readInt32BE(at + 4);
+        at += 8 + Math.max(0, records);
+      }
+    }
+    return topics;
+  } catch {
+    return [];
+  }
+}
 
 export async function startNetCut(
   listen: number,
@@ -60,6 +107,15 @@ export async function startNetCut(
 ): Promise<NetCut> {
   let cut = false;
   let cutAt: { key: number; done: () => void } | undefined;
+  // The hold rules armed (holdRequests): a few per test.
+  const holds: Array<{
+    apiKey: number;
+    ms: number;
+    topic?: string;
+    left: number;
+    held: number;
+    until(): void;
+  }> = [];
   let tamper:
     (FetchTamper & { topic: string; wanted?: number; left: number; delta?: number }) | undefined;
   const pairs = new Set<[Socket, Socket | undefined]>();
@@ -77,11 +133,24 @@ export async function startNetCut(
     const upstream = connect(target, '127.0.0.1');
     pair[1] = upstream;
     upstream.on('error', drop).on('close', drop);
-    client.pipe(upstream);
     if (!options.tamper) {
+      client.pipe(upstream);
       upstream.pipe(client);
       return;
     }
+    // Requests go through whole frames, a held one later (holdRequests): its timer is
+    // bounded by the requests the rules armed select.
+    const requests = new Framer((frame) => {
+      const rule = holdOf(frame);
+      if (!rule) return frame;
+      rule.held++;
+      rule.left--;
+      setTimeout(() => {
+        if (!upstream.destroyed && !cut) upstream.write(frame);
+      }, rule.ms);
+      return undefined;
+    });
+    client.pipe(requests).pipe(upstream);
     // The requests' api key and version by correlation id (answered in order, one
     // connection's: bounded by the requests in flight on it).
     const asked = new Map<number, { key: number; version: number }>();
@@ -109,6 +178,14 @@ export async function startNetCut(
     });
     upstream.pipe(responses).pipe(client);
   });
+  /** The armed rule that holds this request frame, if any. */
+  const holdOf = (frame: Buffer): (typeof holds)[number] | undefined => {
+    if (frame.length < 14) return undefined;
+    const key = frame.readInt16BE(4);
+    const rule = holds.find((h) => h.left > 0 && h.apiKey === key);
+    if (!rule || rule.topic === undefined) return rule;
+    return key === PRODUCE && produceTopics(frame).includes(rule.topic) ? rule : undefined;
+  };
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen, '127.0.0.1', () => resolve());
@@ -135,6 +212,19 @@ export async function startNetCut(
     close() {
       cutter.heal();
       return new Promise((resolve) => server.close(() => resolve()));
+    },
+    holdRequests(rule) {
+      if (!options.tamper) throw new Error('startNetCut(..., { tamper: true }) reads no request');
+      const armed = {
+        apiKey: rule.apiKey,
+        ms: rule.ms,
+        ...(rule.topic !== undefined && { topic: rule.topic }),
+        left: rule.times ?? Number.POSITIVE_INFINITY,
+        held: 0,
+        until: () => (armed.left = 0),
+      };
+      holds.push(armed);
+      return armed;
     },
     cutAtRequest(apiKey) {
       if (!options.tamper) throw new Error('startNetCut(..., { tamper: true }) reads no request');
@@ -175,7 +265,7 @@ function frames(socket: Socket, each: (frame: Buffer) => void): void {
 class Framer extends Transform {
   private held: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly each: (frame: Buffer) => Buffer) {
+  constructor(private readonly each: (frame: Buffer) => Buffer | undefined) {
     super();
   }
 
@@ -183,7 +273,8 @@ class Framer extends Transform {
     let held: Buffer = this.held.length === 0 ? chunk : Buffer.concat([this.held, chunk]);
     while (held.length >= 4 && held.length >= 4 + held.readInt32BE(0)) {
       const size = 4 + held.readInt32BE(0);
-      this.push(this.each(Buffer.from(held.subarray(0, size))));
+      const out = this.each(Buffer.from(held.subarray(0, size)));
+      if (out) this.push(out);
       held = held.subarray(size);
     }
     this.held = held;
