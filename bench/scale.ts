@@ -55,7 +55,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { kafkajs } from '../ingest/bus/kafkajs.ts';
 import { createKafkaBus } from '../ingest/bus/index.ts';
 import { chooseHead } from '../ingest/bus/kafka-changelog.ts';
 import { normalize } from '../ingest/model/index.ts';
@@ -75,6 +75,10 @@ import { kafkaIngestRatio } from './ingest.ts';
 import { ruleMix } from './rule-mix.ts';
 import { consumeInto } from './rules-consumer.ts';
 import { option } from './args.ts';
+
+// The client with Drover's fix for kafkajs's idle timer loop (a negative timeout on every
+// connection: TimeoutNegativeWarning on Node.js 24), as the product's own clients have it.
+const { Kafka, logLevel } = kafkajs();
 
 export const TASKS = 6;
 const LATENESS_MS = 5_000;

@@ -22,11 +22,15 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { kafkajs } from '../ingest/bus/kafkajs.ts';
 import { ensureBuilt } from '../test/support/build.ts';
 import { killServes, type Served, startServe, stopServe } from '../test/support/drover.ts';
 import { cpuMsOf, kafkaForBench, settled, TASKS, writeRules } from './scale.ts';
 import { option } from './args.ts';
+
+// The client with Drover's fix for kafkajs's idle timer loop (a negative timeout on every
+// connection: TimeoutNegativeWarning on Node.js 24), as the product's own clients have it.
+const { Kafka, logLevel } = kafkajs();
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -1,6 +1,6 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { kafkajs } from '../../ingest/bus/kafkajs.ts';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { murmur2 } from '../../ingest/bus/kafka-partition.ts';
 import { startKafka, type StartedKafka } from '../servers/kafka.ts';
@@ -30,6 +30,10 @@ import {
   TASKS,
   type WorkerAlert,
 } from '../support/rules-workers.ts';
+
+// The client with Drover's fix for kafkajs's idle timer loop (a negative timeout on every
+// connection: TimeoutNegativeWarning on Node.js 24), as the product's own clients have it.
+const { Kafka, logLevel } = kafkajs();
 
 /**
  * A corrupt Kafka record batch (docs/scale-out.md, "A corrupt record batch"): a rules

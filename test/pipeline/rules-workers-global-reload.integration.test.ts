@@ -1,6 +1,6 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { kafkajs } from '../../ingest/bus/kafkajs.ts';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import { GLOBAL_TASK } from '../../pipeline/rules-tasks.ts';
 import { killServes, type Served, stopServe, until } from '../support/drover.ts';
@@ -16,6 +16,10 @@ import {
   send,
   settled,
 } from '../support/rules-workers.ts';
+
+// The client with Drover's fix for kafkajs's idle timer loop (a negative timeout on every
+// connection: TimeoutNegativeWarning on Node.js 24), as the product's own clients have it.
+const { Kafka, logLevel } = kafkajs();
 
 /**
  * The global task added and removed by a rule reload (docs/scale-out.md, "Adding and

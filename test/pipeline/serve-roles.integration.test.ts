@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { kafkajs } from '../../ingest/bus/kafkajs.ts';
 import { afterEach, describe, expect, inject, it } from 'vitest';
 import {
   errorLine,
@@ -12,6 +12,10 @@ import {
   until,
   workdir,
 } from '../support/drover.ts';
+
+// The client with Drover's fix for kafkajs's idle timer loop (a negative timeout on every
+// connection: TimeoutNegativeWarning on Node.js 24), as the product's own clients have it.
+const { Kafka, logLevel } = kafkajs();
 
 const brokers = inject('kafkaBrokers');
 const reason = inject('serverSkipReasons').kafka;

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Kafka, logLevel } from 'kafkajs';
+import { kafkajs } from '../../ingest/bus/kafkajs.ts';
 import { BIN, type Served, startServe, until, workdir } from './drover.ts';
 import {
   alertView as view,
@@ -12,6 +12,10 @@ import {
   FLEET_SERVICES,
   generateFleetStream,
 } from './fleet-stream.ts';
+
+// The client with Drover's fix for kafkajs's idle timer loop (a negative timeout on every
+// connection: TimeoutNegativeWarning on Node.js 24), as the product's own clients have it.
+const { Kafka, logLevel } = kafkajs();
 
 /**
  * What the rules-workers tests share: a stream over six services, topics of six
