@@ -318,9 +318,10 @@ describe.skipIf(!available)(
     }, 300_000);
 
     it('a corrupt changelog batch at a restore stops that task alone; the others give the backtest', async () => {
-      // A lateness of a minute: the engines' clocks take over after a minute of quiet
-      // (rules.allowedLateness), which leaves room for the restarts below on a loaded machine.
-      const lateness = '1m';
+      // A lateness of 30 s: the engines' clocks take over after 30 s of quiet
+      // (rules.allowedLateness), which leaves room for the restarts below on a loaded
+      // machine (a restart to its restore took about 2 s at load 7) and costs that wait twice.
+      const lateness = '30s';
       // Snapshots every 2 s: the healthy tasks commit as they go, the stopped one never.
       const f = await start('default', 'cr', { lateness, snapshotEvery: '2s' });
       // Stopped at once (before its clock carries its watermark past the first half): its
@@ -471,7 +472,7 @@ describe.skipIf(!available)(
         ],
       });
       expect(tamper.responses).toBe(damaged);
-      // A minute of snapshots later, still nothing committed for task p.
+      // Half a minute of snapshots later (every 2 s), still nothing committed for task p.
       const committedLater = await committedOffsets(kafka.url, group, f.prefix);
       expect(committedLater[`logs/${p}`]).toBe(committedBefore[`logs/${p}`]);
       expect(committedLater[`metrics/${p}`]).toBe(committedBefore[`metrics/${p}`]);
@@ -517,7 +518,7 @@ describe.skipIf(!available)(
     }, 480_000);
 
     it('a corrupt global changelog batch at a restore stops the global task alone', async () => {
-      const lateness = '1m';
+      const lateness = '30s';
       const f = await start('default', 'cg', { lateness, global: true });
       const first = await alertsOf([f.worker]);
       await stopServe(f.worker);
@@ -568,7 +569,7 @@ describe.skipIf(!available)(
         );
       const same = (xs: WorkerAlert[]) =>
         JSON.stringify(xs.map(view).sort(order)) === JSON.stringify(expected);
-      // Their clocks carry their watermarks past the data after a minute of quiet.
+      // Their clocks carry their watermarks past the data after 30 s of quiet.
       await until(
         'the partition tasks to fire as the backtest',
         async () => same(await live()),
