@@ -125,6 +125,8 @@ interface Pause {
   wall_ms: number;
   slices: number;
   entries: number;
+  /** Pending timers written (a full checkpoint: every one the engine holds). */
+  timers: number;
   /**
    * The loop's longest delay while the snapshot ran, from perf_hooks'
    * monitorEventLoopDelay (1 ms timer): the slices and what ran between them (GC tasks,
@@ -359,6 +361,7 @@ async function incremental(
     wall_ms: round(wall),
     slices: stats.slices,
     entries: stats.entries,
+    timers: stats.timers,
     loop_delay_max_ms: round(delay.max / 1e6),
     loop_delay_p99_ms: round(delay.percentile(99) / 1e6),
   };
@@ -523,7 +526,7 @@ async function one(keys: number): Promise<One> {
     return {
       keys: stats.reduce((n, s) => n + s.keys, 0),
       entries: full.entries,
-      timers: 0,
+      timers: full.timers,
       rss_mb: rss,
       tracking,
       json: {
