@@ -12,7 +12,9 @@
  * - Assignment: a task new to this process is restored from the changelog (the head
  *   chooseHead picks against the group's committed offsets), then replayed from the
  *   offsets it records; messages before them are skipped by offset. Its alerts are
- *   emitted once the generation is known (learned from the commit of its start offsets).
+ *   emitted once the generation is known (learned from the assignment's commit, which
+ *   names each task's snapshot: the head a restored task restored, or a kept task's last
+ *   committed offsets, never a kept task's position past them).
  *   A task whose changelog partition holds a corrupt batch (the same one at two reads)
  *   stops alone until the next assignment (stopTask()): its partitions are paused, and
  *   the assignment's other tasks restore and run.
@@ -599,6 +601,7 @@ export class RulesTasks {
           'rules task revoked',
         );
       }
+    // None kept: the assignment's commit names each task's restored snapshot.
     if (stalled) this.committedPositions = {};
     const fresh = ids.filter((id) => !this.tasks.has(id));
     for (const id of fresh) this.tasks.set(id, this.newTask(id));
@@ -781,6 +784,10 @@ export class RulesTasks {
     const ends = this.consumer!.ends();
     if (epoch !== this.epoch || this.closing) return;
     const partitionsOf = (id: number) => this.partitionsOf(id);
+    // What the assignment commits for each task restored here: the offsets of the head it
+    // restored (a snapshot on the changelog, even where retention moved its start past
+    // them), or, with none, where it starts with no state.
+    const bases = new Map<number, Record<string, number>>();
     for (const id of fresh) {
       const task = this.tasks.get(id)!;
       if (task.stopped) {
@@ -823,9 +830,11 @@ export class RulesTasks {
           )
           .catch(() => {});
       }
+      const base: Record<string, number> = {};
       for (const k of partitionsOf(id)) {
         // Retention may have dropped what the snapshot still wanted: from the earliest.
         const from = Math.max(task.offsets[k] ?? 0, earliest[k] ?? 0);
+        base[k] = head?.offsets[k] ?? from;
         task.offsets[k] = from;
         task.replayUntil[k] = ends.get(k)?.end ?? 0;
         // The fetch starts at the group's committed offset: a different start is sought.
@@ -836,6 +845,7 @@ export class RulesTasks {
           this.consumer?.seek(k.slice(0, slash) as Topic, Number(k.slice(slash + 1)), from);
         }
       }
+      bases.set(id, base);
     }
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
@@ -848,8 +858,25 @@ export class RulesTasks {
       this.o.logger.info({ tasks: ids, restored: [], stopped }, `${this.what} assigned`);
       return;
     }
+    // The commit names, for every task, a snapshot on the changelog or a start with no
+    // state: a restored task's head (or its start, with none), and a kept task's last
+    // committed offsets (committedPositions: its last snapshot's, or its start's at the
+    // assignment that gave it). Not a kept task's position: it has processed past its last
+    // snapshot since (events processed during the rebalance, a rebalance snapshot skipped
+    // because it held alerts), and if it moved before its next snapshot its new owner
+    // would find no head equal to the commit, none at or past it, and replay the whole
+    // retained partition on an empty engine (a history cut at retention's edge: alerts
+    // the original run never fired). committedPositions always covers a kept task: it is
+    // set for every live task at each assignment and emptied only after a stall, whose
+    // next assignment keeps no task. Were an entry missing, the partition's earliest
+    // retained offset stands in (nothing processed past it; a restore then takes the
+    // latest snapshot at or past it, chooseHead).
     const positions: Record<string, number> = {};
-    for (const t of live) Object.assign(positions, t.offsets);
+    for (const t of live) {
+      const base = bases.get(t.id);
+      for (const k of partitionsOf(t.id))
+        positions[k] = base ? base[k]! : (this.committedPositions[k] ?? earliest[k] ?? 0);
+    }
     // Throws when the group moved on (a stale generation): the retry loop then ends.
     const sent = performance.now();
     const generation = await this.consumer!.commit(positions);
