@@ -158,6 +158,12 @@ interface Task {
     | { kind: 'alert'; alert: Alert; explanation?: Explanation }
     | { kind: 'state'; change: StateChange }
   >;
+  /**
+   * Where it was restored: the offsets of the head it restored, or, with none, where it
+   * started with no state (restoreAndCommit()). What the assignment's commit names for it
+   * until a commit of its own has succeeded (committedPositions).
+   */
+  base: Record<string, number>;
   /** Offsets below which processing is a replay (the log end when it was restored). */
   replayUntil: Record<string, number>;
   /** The log end per `topic/partition` the bus last reported delivering up to. */
@@ -493,6 +499,7 @@ export class RulesTasks {
       engine: undefined as unknown as Engine,
       input: undefined as unknown as RulesInput,
       offsets: {},
+      base: {},
       generation: undefined,
       held: [],
       replayUntil: {},
@@ -784,10 +791,6 @@ export class RulesTasks {
     const ends = this.consumer!.ends();
     if (epoch !== this.epoch || this.closing) return;
     const partitionsOf = (id: number) => this.partitionsOf(id);
-    // What the assignment commits for each task restored here: the offsets of the head it
-    // restored (a snapshot on the changelog, even where retention moved its start past
-    // them), or, with none, where it starts with no state.
-    const bases = new Map<number, Record<string, number>>();
     for (const id of fresh) {
       const task = this.tasks.get(id)!;
       if (task.stopped) {
@@ -830,6 +833,9 @@ export class RulesTasks {
           )
           .catch(() => {});
       }
+      // What the assignment commits for it: the offsets of the head it restored (a
+      // snapshot on the changelog, even where retention moved the start past them), or,
+      // with none, where it starts with no state.
       const base: Record<string, number> = {};
       for (const k of partitionsOf(id)) {
         // Retention may have dropped what the snapshot still wanted: from the earliest.
@@ -845,7 +851,7 @@ export class RulesTasks {
           this.consumer?.seek(k.slice(0, slash) as Topic, Number(k.slice(slash + 1)), from);
         }
       }
-      bases.set(id, base);
+      task.base = base;
     }
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
@@ -860,22 +866,24 @@ export class RulesTasks {
     }
     // The commit names, for every task, a snapshot on the changelog or a start with no
     // state: a restored task's head (or its start, with none), and a kept task's last
-    // committed offsets (committedPositions: its last snapshot's, or its start's at the
+    // committed offsets (committedPositions: its last snapshot's, or its base's at the
     // assignment that gave it). Not a kept task's position: it has processed past its last
     // snapshot since (events processed during the rebalance, a rebalance snapshot skipped
     // because it held alerts), and if it moved before its next snapshot its new owner
     // would find no head equal to the commit, none at or past it, and replay the whole
     // retained partition on an empty engine (a history cut at retention's edge: alerts
-    // the original run never fired). committedPositions always covers a kept task: it is
-    // set for every live task at each assignment and emptied only after a stall, whose
-    // next assignment keeps no task. Were an entry missing, the partition's earliest
-    // retained offset stands in (nothing processed past it; a restore then takes the
-    // latest snapshot at or past it, chooseHead).
+    // the original run never fired). committedPositions is set for every live task at
+    // each assignment's commit and emptied only after a stall, whose next assignment
+    // keeps no task; a kept task lacks an entry only when the assignment that gave it was
+    // overtaken before its commit succeeded: its base (the snapshot it was restored from)
+    // stands in.
     const positions: Record<string, number> = {};
     for (const t of live) {
-      const base = bases.get(t.id);
+      const restored = fresh.includes(t.id);
       for (const k of partitionsOf(t.id))
-        positions[k] = base ? base[k]! : (this.committedPositions[k] ?? earliest[k] ?? 0);
+        positions[k] = restored
+          ? t.base[k]!
+          : (this.committedPositions[k] ?? t.base[k] ?? earliest[k] ?? 0);
     }
     // Throws when the group moved on (a stale generation): the retry loop then ends.
     const sent = performance.now();
