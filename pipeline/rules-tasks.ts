@@ -12,7 +12,9 @@
  * - Assignment: a task new to this process is restored from the changelog (the head
  *   chooseHead picks against the group's committed offsets), then replayed from the
  *   offsets it records; messages before them are skipped by offset. Its alerts are
- *   emitted once the generation is known (learned from the commit of its start offsets).
+ *   emitted once the generation is known (learned from the assignment's commit, which
+ *   names each task's snapshot: the head a restored task restored, or a kept task's last
+ *   committed offsets, never a kept task's position past them).
  *   A task whose changelog partition holds a corrupt batch (the same one at two reads)
  *   stops alone until the next assignment (stopTask()): its partitions are paused, and
  *   the assignment's other tasks restore and run.
@@ -156,6 +158,12 @@ interface Task {
     | { kind: 'alert'; alert: Alert; explanation?: Explanation }
     | { kind: 'state'; change: StateChange }
   >;
+  /**
+   * Where it was restored: the offsets of the head it restored, or, with none, where it
+   * started with no state (restoreAndCommit()). What the assignment's commit names for it
+   * until a commit of its own has succeeded (committedPositions).
+   */
+  base: Record<string, number>;
   /** Offsets below which processing is a replay (the log end when it was restored). */
   replayUntil: Record<string, number>;
   /** The log end per `topic/partition` the bus last reported delivering up to. */
@@ -491,6 +499,7 @@ export class RulesTasks {
       engine: undefined as unknown as Engine,
       input: undefined as unknown as RulesInput,
       offsets: {},
+      base: {},
       generation: undefined,
       held: [],
       replayUntil: {},
@@ -599,6 +608,7 @@ export class RulesTasks {
           'rules task revoked',
         );
       }
+    // None kept: the assignment's commit names each task's restored snapshot.
     if (stalled) this.committedPositions = {};
     const fresh = ids.filter((id) => !this.tasks.has(id));
     for (const id of fresh) this.tasks.set(id, this.newTask(id));
@@ -823,9 +833,14 @@ export class RulesTasks {
           )
           .catch(() => {});
       }
+      // What the assignment commits for it: the offsets of the head it restored (a
+      // snapshot on the changelog, even where retention moved the start past them), or,
+      // with none, where it starts with no state.
+      const base: Record<string, number> = {};
       for (const k of partitionsOf(id)) {
         // Retention may have dropped what the snapshot still wanted: from the earliest.
         const from = Math.max(task.offsets[k] ?? 0, earliest[k] ?? 0);
+        base[k] = head?.offsets[k] ?? from;
         task.offsets[k] = from;
         task.replayUntil[k] = ends.get(k)?.end ?? 0;
         // The fetch starts at the group's committed offset: a different start is sought.
@@ -836,6 +851,7 @@ export class RulesTasks {
           this.consumer?.seek(k.slice(0, slash) as Topic, Number(k.slice(slash + 1)), from);
         }
       }
+      task.base = base;
     }
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
@@ -848,8 +864,27 @@ export class RulesTasks {
       this.o.logger.info({ tasks: ids, restored: [], stopped }, `${this.what} assigned`);
       return;
     }
+    // The commit names, for every task, a snapshot on the changelog or a start with no
+    // state: a restored task's head (or its start, with none), and a kept task's last
+    // committed offsets (committedPositions: its last snapshot's, or its base's at the
+    // assignment that gave it). Not a kept task's position: it has processed past its last
+    // snapshot since (events processed during the rebalance, a rebalance snapshot skipped
+    // because it held alerts), and if it moved before its next snapshot its new owner
+    // would find no head equal to the commit, none at or past it, and replay the whole
+    // retained partition on an empty engine (a history cut at retention's edge: alerts
+    // the original run never fired). committedPositions is set for every live task at
+    // each assignment's commit and emptied only after a stall, whose next assignment
+    // keeps no task; a kept task lacks an entry only when the assignment that gave it was
+    // overtaken before its commit succeeded: its base (the snapshot it was restored from)
+    // stands in.
     const positions: Record<string, number> = {};
-    for (const t of live) Object.assign(positions, t.offsets);
+    for (const t of live) {
+      const restored = fresh.includes(t.id);
+      for (const k of partitionsOf(t.id))
+        positions[k] = restored
+          ? t.base[k]!
+          : (this.committedPositions[k] ?? t.base[k] ?? earliest[k] ?? 0);
+    }
     // Throws when the group moved on (a stale generation): the retry loop then ends.
     const sent = performance.now();
     const generation = await this.consumer!.commit(positions);
