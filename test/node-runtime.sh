@@ -9,10 +9,11 @@
 # whole (the embedded default end to end: node:sqlite or better-sqlite3 built for this
 # runtime, HTTP, zlib, worker threads, child processes) and the integration project without
 # the files in `same_on_every_runtime` below: those drive Kafka consumer-group failures
-# (cuts, kills, pauses, corrupt batches, reloads) and history replays through the same
-# kafkajs and Elasticsearch client code the kept files already run on this runtime, and
-# `npm test` runs them on 20 and `npm run test:compat` on the previous server majors. They
-# are a third of the suite's time; dropping them keeps a cold CI under an hour.
+# (cuts, kills, pauses, held requests, corrupt batches, reloads) and history replays
+# through the same kafkajs and Elasticsearch client code the kept files already run on
+# this runtime, and `npm test` runs them on 20 and `npm run test:compat` on the previous
+# server majors. They are a third of the suite's time; dropping them keeps a cold CI
+# under an hour.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 major="${1:-24}"
@@ -24,6 +25,8 @@ same_on_every_runtime=(
   test/pipeline/rules-workers-corrupt.integration.test.ts
   test/pipeline/rules-workers-cut.integration.test.ts
   test/pipeline/rules-workers-global-reload.integration.test.ts
+  test/pipeline/rules-workers-held.integration.test.ts
+  test/pipeline/rules-workers-kept.integration.test.ts
   test/pipeline/rules-workers-kill.integration.test.ts
   test/pipeline/rules-workers-stop.integration.test.ts
 )
