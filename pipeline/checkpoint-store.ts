@@ -385,6 +385,14 @@ export class CheckpointStore {
   /** Folds that failed in the worker (the log is folded at a later commit). */
   foldFailures = 0;
   /**
+   * Bytes of the write-ahead log the fold worker read back after folding it whole, so
+   * that the writer, starting the log over, finds its pages in the page cache
+   * (checkpoint-fold.ts).
+   */
+  get logReadBack(): number {
+    return this.folder.readBack;
+  }
+  /**
    * The entries each set of tables holds in parts (PART_BYTES): rule → id → parts, as
    * its `parts` table holds them, read at open and kept with each write (read again
    * after a failed one). Bounded by the bytes stored: each is a value of more than

@@ -1078,6 +1078,26 @@ describe('the write-ahead log', () => {
     store.close();
   });
 
+  it('is read back by the worker once folded whole, before the writer starts it over', async () => {
+    // The writer starts a log folded whole over from the file's beginning; its frames are
+    // not aligned with the file's pages, so a page dropped from the page cache would be
+    // read from the disk in a COMMIT, on the loop. The worker reads the log back first.
+    const path = storePath();
+    const store = new CheckpointStore(path, { foldBytes: 32 * 1024 });
+    const e = engine(RULES, new Map());
+    e.trackChanges(true);
+    for (const event of stream().slice(0, 400)) e.process(structuredClone(event));
+    expect(store.logReadBack).toBe(0);
+    await store.write(e.capture(new EntryBatch()), { 'bus/0': 400 });
+    await store.folded();
+    expect(store.foldFailures).toBe(0);
+    // This checkpoint's log was 60-100 KiB when folded: read back whole, once per fold.
+    const wal = statSync(`${path}-wal`).size;
+    expect(store.logReadBack).toBeGreaterThan(32 * 1024);
+    expect(store.logReadBack % wal).toBe(0);
+    store.close();
+  });
+
   it('is folded into the database file on its own thread once past 8 times its bound', async () => {
     const path = storePath();
     const store = new CheckpointStore(path, { foldBytes: 1 });
