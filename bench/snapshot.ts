@@ -696,7 +696,8 @@ function child(keys: number, slice: string[]): Promise<One> {
  * the kind's cap: ~10 MB encoded), beside 1,000 small keys. A full checkpoint, then one
  * after every value was seen again (the entry rewritten whole), each in the store's
  * slices; for each, the longest slice, the slice count and, where the store reports them,
- * the bytes written between two checks of its clock and the entry's encoded size.
+ * the bytes written between two checks of its clock, the entry's encoded size and the
+ * most bytes one step of the capture encoded.
  */
 async function largeEntry(values: number): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-large-'));
@@ -731,7 +732,11 @@ async function largeEntry(values: number): Promise<Record<string, unknown>> {
       const captureMs = performance.now() - began;
       const stats = await store.write(capture, { 'logs/0': t }, { sliceMs });
       await store.folded();
-      const own = stats as Partial<{ maxBytesUnchecked: number; maxEntryBytes: number }>;
+      const own = stats as Partial<{
+        maxBytesUnchecked: number;
+        maxEntryBytes: number;
+        maxStepBytes: number;
+      }>;
       return {
         max_pause_ms: round(Math.max(captureMs, stats.maxPauseMs)),
         on_loop_ms: round(captureMs + stats.totalMs),
@@ -739,6 +744,7 @@ async function largeEntry(values: number): Promise<Record<string, unknown>> {
         bytes: stats.bytes,
         max_bytes_unchecked: own.maxBytesUnchecked ?? null,
         max_entry_bytes: own.maxEntryBytes ?? null,
+        max_step_bytes: own.maxStepBytes ?? null,
       };
     };
     const full = await once();
