@@ -293,6 +293,10 @@ interface InParts {
   /** The bytes not yet cut into a piece (less than PART_BYTES, and the last item written). */
   buf: Buffer;
   at: number;
+  /**
+   * The pieces cut so far: the entry's encoded value, as the batch held a whole entry
+   * before (bounded by what the rule holds under one key: its kind's caps).
+   */
   parts: Buffer[];
   size: number;
 }
