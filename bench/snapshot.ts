@@ -163,26 +163,106 @@ let sliceMs = 2;
  * fold worker) from `process.cpuUsage`. A slice of wall time W that waited Q for a core
  * and made no voluntary switch ran W - Q on the CPU; with a voluntary switch it also
  * blocked (a lock, I/O, V8's helper threads joined) for part of W - Q.
+ *
+ * What a blocked slice blocked on, told apart by: the main thread's page faults, minor and
+ * major (`/proc/thread-self/stat`; a major one waited for the disk), its read and write
+ * system calls and the bytes it sent to the disk (`/proc/thread-self/io`), and the
+ * process's (every thread's) faults, switches and block I/O from `process.resourceUsage`.
  */
 class ThreadCounters {
   private readonly stat = openSync('/proc/thread-self/schedstat', 'r');
   private readonly sched = openSync('/proc/thread-self/sched', 'r');
+  private readonly threadStat = openSync('/proc/thread-self/stat', 'r');
+  private readonly io = openSync('/proc/thread-self/io', 'r');
   private readonly buf = Buffer.alloc(4096);
-  /** Wait ms, voluntary and involuntary switches, process CPU ms: at the last read. */
-  readonly now = new Float64Array(4);
+  /**
+   * At the last read: wait ms, voluntary and involuntary switches, process CPU ms; the
+   * thread's minor and major faults, read and write calls, bytes read from and written
+   * to storage; the process's minor and major faults, voluntary and involuntary
+   * switches, block reads and writes (COUNTERS names them).
+   */
+  readonly now = new Float64Array(COUNTERS.length);
 
   read(): Float64Array {
-    let n = readSync(this.stat, this.buf, 0, this.buf.length, 0);
+    // The io file first: its own read (counted in it) and the reads after it, this
+    // method's own, are taken off the next slice's count of read calls (READS_OWN).
+    let n = readSync(this.io, this.buf, 0, this.buf.length, 0);
+    const io = this.buf.toString('latin1', 0, n);
+    this.now[6] = field(io, SYSCR);
+    this.now[7] = field(io, SYSCW);
+    this.now[8] = field(io, READ_BYTES);
+    this.now[9] = field(io, WRITE_BYTES);
+    n = readSync(this.stat, this.buf, 0, this.buf.length, 0);
     const stat = this.buf.toString('latin1', 0, n).split(' ');
     this.now[0] = Number(stat[1]) / 1e6;
     n = readSync(this.sched, this.buf, 0, this.buf.length, 0);
     const sched = this.buf.toString('latin1', 0, n);
-    this.now[1] = Number(/nr_voluntary_switches\s*:\s*(\d+)/.exec(sched)?.[1] ?? NaN);
-    this.now[2] = Number(/nr_involuntary_switches\s*:\s*(\d+)/.exec(sched)?.[1] ?? NaN);
+    this.now[1] = field(sched, VOLUNTARY);
+    this.now[2] = field(sched, INVOLUNTARY);
+    n = readSync(this.threadStat, this.buf, 0, this.buf.length, 0);
+    // Fields after the command's closing parenthesis: state is the 3rd field, minflt the
+    // 10th, majflt the 12th.
+    const text = this.buf.toString('latin1', 0, n);
+    const after = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    this.now[4] = Number(after[7]);
+    this.now[5] = Number(after[9]);
     const cpu = process.cpuUsage();
     this.now[3] = (cpu.user + cpu.system) / 1e3;
+    const usage = process.resourceUsage();
+    this.now[10] = usage.minorPageFault;
+    this.now[11] = usage.majorPageFault;
+    this.now[12] = usage.voluntaryContextSwitches;
+    this.now[13] = usage.involuntaryContextSwitches;
+    this.now[14] = usage.fsRead;
+    this.now[15] = usage.fsWrite;
     return this.now;
   }
+}
+
+const SYSCR = /syscr\s*:\s*(\d+)/;
+const SYSCW = /syscw\s*:\s*(\d+)/;
+const READ_BYTES = /\nread_bytes\s*:\s*(\d+)/;
+const WRITE_BYTES = /\nwrite_bytes\s*:\s*(\d+)/;
+const VOLUNTARY = /nr_voluntary_switches\s*:\s*(\d+)/;
+const INVOLUNTARY = /nr_involuntary_switches\s*:\s*(\d+)/;
+const field = (text: string, re: RegExp) => Number(re.exec(text)?.[1] ?? NaN);
+
+/** ThreadCounters' fields, in order. */
+const COUNTERS = [
+  'waitMs',
+  'voluntary',
+  'involuntary',
+  'processCpuMs',
+  'minflt',
+  'majflt',
+  'readCalls',
+  'writeCalls',
+  'readBytes',
+  'writeBytes',
+  'pMinflt',
+  'pMajflt',
+  'pVoluntary',
+  'pInvoluntary',
+  'pFsRead',
+  'pFsWrite',
+] as const;
+/** Read calls ThreadCounters.read makes from its read of the io file on (that one counted). */
+const READS_OWN = 4;
+
+/** A file's size in bytes, 0 when there is none. */
+function sizeOf(path: string | undefined): number {
+  if (path === undefined) return 0;
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** VmRSS of this process, in MB (/proc/self/status). */
+function vmRssMb(): number {
+  const kb = /VmRSS:\s*(\d+)/.exec(readFileSync('/proc/self/status', 'latin1'))?.[1];
+  return Number(kb) / 1024;
 }
 
 /** A slice (or a control's batch) as traced: its counters' changes over it. */
@@ -196,6 +276,12 @@ interface Traced {
   voluntary: number;
   involuntary: number;
   processCpuMs: number;
+  /** Every counter's change over the slice (COUNTERS' order). */
+  d: Float64Array;
+  /** Slices over TRACE_MS: RSS (MB), the store's file and write-ahead log (bytes) after it. */
+  rssMb: number;
+  dbBytes: number;
+  walBytes: number;
   /** The same over the gap before it (from the end of the one before). */
   gapWaitMs: number;
   gapVoluntary: number;
@@ -206,8 +292,11 @@ interface Traced {
 class Tracer {
   readonly slices: Traced[] = [];
   private readonly counters = TRACE ? new ThreadCounters() : undefined;
-  private readonly before = new Float64Array(4);
-  private readonly after = new Float64Array(4);
+  private readonly before = new Float64Array(COUNTERS.length);
+  private readonly after = new Float64Array(COUNTERS.length);
+
+  /** `db`: the store's file, whose size (and its log's) a long slice is traced with. */
+  constructor(private readonly db?: string) {}
 
   start(): void {
     if (this.counters === undefined) return;
@@ -221,21 +310,39 @@ class Tracer {
     const b = this.before;
     const a = this.after;
     const first = this.slices.length === 0;
+    const d = new Float64Array(COUNTERS.length);
+    for (let i = 0; i < d.length; i++) d[i] = now[i]! - b[i]!;
+    d[6] = d[6]! - READS_OWN;
+    const long = ms > TRACE_MS;
     this.slices.push({
       began,
       ms,
       commitMs,
       entries,
-      waitMs: now[0]! - b[0]!,
-      voluntary: now[1]! - b[1]!,
-      involuntary: now[2]! - b[2]!,
-      processCpuMs: now[3]! - b[3]!,
+      waitMs: d[0]!,
+      voluntary: d[1]!,
+      involuntary: d[2]!,
+      processCpuMs: d[3]!,
+      d,
+      rssMb: long ? vmRssMb() : 0,
+      dbBytes: long ? sizeOf(this.db) : 0,
+      walBytes: long ? sizeOf(this.db === undefined ? undefined : `${this.db}-wal`) : 0,
       gapWaitMs: first ? 0 : b[0]! - a[0]!,
       gapVoluntary: first ? 0 : b[1]! - a[1]!,
       gapProcessCpuMs: first ? 0 : b[3]! - a[3]!,
     });
     a.set(now);
   }
+}
+
+/** A traced slice's faults, I/O and the process's counters, for its line. */
+function counters(s: Traced): string {
+  const d = s.d;
+  const mb = (n: number) => (n / 2 ** 20).toFixed(1);
+  const files =
+    s.dbBytes > 0 || s.walBytes > 0 ? `; db ${mb(s.dbBytes)} MB, wal ${mb(s.walBytes)} MB` : '';
+  const rss = s.rssMb > 0 ? `; rss ${s.rssMb.toFixed(0)} MB` : '';
+  return `thread: faults ${d[4]}/${d[5]} major, calls ${d[6]}r/${d[7]}w, disk ${d[8]! / 1024}/${d[9]! / 1024} KB; process: faults ${d[10]}/${d[11]} major, switches ${d[12]}v/${d[13]}i, block io ${d[14]}/${d[15]}${rss}${files}`;
 }
 
 /**
@@ -274,7 +381,7 @@ function trace(label: string, slices: Traced[], gcs: PerformanceEntry[]): void {
   const first = slices[0];
   if (first !== undefined && label !== 'control')
     out.push(
-      `${label} capture ${first.ms.toFixed(2)} ms [waited ${first.waitMs.toFixed(2)}, switches ${first.voluntary}v/${first.involuntary}i, process cpu ${first.processCpuMs.toFixed(2)}] gc: ${during(first.began, first.began + first.ms)}`,
+      `${label} capture ${first.ms.toFixed(2)} ms [waited ${first.waitMs.toFixed(2)}, switches ${first.voluntary}v/${first.involuntary}i, process cpu ${first.processCpuMs.toFixed(2)}; ${counters(first)}] gc: ${during(first.began, first.began + first.ms)}`,
     );
   const over = { os: 0, blocked: 0, cpu: 0 };
   let longestOwn = 0;
@@ -291,7 +398,7 @@ function trace(label: string, slices: Traced[], gcs: PerformanceEntry[]): void {
       const c = cause(s.ms, s.waitMs, s.voluntary);
       over[c]++;
       out.push(
-        `${label} slice #${i} ${s.ms.toFixed(2)} ms [${c}: waited ${s.waitMs.toFixed(2)}, switches ${s.voluntary}v/${s.involuntary}i, process cpu ${s.processCpuMs.toFixed(2)}] (commit ${s.commitMs.toFixed(2)}, entries ${s.entries}) gc: ${during(s.began, s.began + s.ms)}`,
+        `${label} slice #${i} @${s.began.toFixed(2)} ${s.ms.toFixed(2)} ms [${c}: waited ${s.waitMs.toFixed(2)}, switches ${s.voluntary}v/${s.involuntary}i, process cpu ${s.processCpuMs.toFixed(2)}; ${counters(s)}] (commit ${s.commitMs.toFixed(2)}, entries ${s.entries}) gc: ${during(s.began, s.began + s.ms)}`,
       );
     }
     if (i > 0) {
@@ -311,6 +418,16 @@ function trace(label: string, slices: Traced[], gcs: PerformanceEntry[]): void {
     out.push(
       `${label} commits ${commits.length}: median ${commits[commits.length >> 1]!.toFixed(2)}, p99 ${commits[Math.floor(commits.length * 0.99)]!.toFixed(2)}, max ${commits[commits.length - 1]!.toFixed(2)} ms, over 1 ms ${commits.filter((ms) => ms > 1).length}`,
     );
+  // Over every slice: the main thread's faults and I/O, the process's major faults.
+  const sum = new Float64Array(COUNTERS.length);
+  for (const s of slices) for (let k = 0; k < sum.length; k++) sum[k] = sum[k]! + s.d[k]!;
+  out.push(
+    `${label} totals: thread faults ${sum[4]}/${sum[5]} major, calls ${sum[6]}r/${sum[7]}w, disk ${sum[8]! / 1024}/${sum[9]! / 1024} KB; process faults ${sum[10]}/${sum[11]} major, switches ${sum[12]}v/${sum[13]}i`,
+  );
+  // performance.now() to CLOCK_MONOTONIC (an external trace's clock, e.g. `perf -k mono`).
+  out.push(
+    `${label} clock: monotonic ms = performance.now() + ${(Number(process.hrtime.bigint()) / 1e6 - performance.now()).toFixed(3)}`,
+  );
   out.push(
     `${label} slices ${slices.length}: over ${TRACE_MS} ms ${over.os + over.blocked + over.cpu} (os ${over.os}, blocked ${over.blocked}, cpu ${over.cpu}); longest less its wait ${longestOwn.toFixed(2)} ms; waited ${waited.toFixed(1)} of ${wall.toFixed(1)} ms`,
   );
@@ -330,7 +447,7 @@ async function incremental(
   const gcs: PerformanceEntry[] = [];
   const observer = TRACE ? new PerformanceObserver((l) => gcs.push(...l.getEntries())) : undefined;
   observer?.observe({ entryTypes: ['gc'] });
-  const tracer = new Tracer();
+  const tracer = new Tracer(store.path);
   tracer.start();
   const began = performance.now();
   const capture = engine.capture(new EntryBatch());
@@ -582,7 +699,8 @@ function child(keys: number, slice: string[]): Promise<One> {
  * the kind's cap: ~10 MB encoded), beside 1,000 small keys. A full checkpoint, then one
  * after every value was seen again (the entry rewritten whole), each in the store's
  * slices; for each, the longest slice, the slice count and, where the store reports them,
- * the bytes written between two checks of its clock and the entry's encoded size.
+ * the bytes written between two checks of its clock, the entry's encoded size and the
+ * most bytes one step of the capture encoded.
  */
 async function largeEntry(values: number): Promise<Record<string, unknown>> {
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-large-'));
@@ -617,7 +735,11 @@ async function largeEntry(values: number): Promise<Record<string, unknown>> {
       const captureMs = performance.now() - began;
       const stats = await store.write(capture, { 'logs/0': t }, { sliceMs });
       await store.folded();
-      const own = stats as Partial<{ maxBytesUnchecked: number; maxEntryBytes: number }>;
+      const own = stats as Partial<{
+        maxBytesUnchecked: number;
+        maxEntryBytes: number;
+        maxStepBytes: number;
+      }>;
       return {
         max_pause_ms: round(Math.max(captureMs, stats.maxPauseMs)),
         on_loop_ms: round(captureMs + stats.totalMs),
@@ -625,6 +747,7 @@ async function largeEntry(values: number): Promise<Record<string, unknown>> {
         bytes: stats.bytes,
         max_bytes_unchecked: own.maxBytesUnchecked ?? null,
         max_entry_bytes: own.maxEntryBytes ?? null,
+        max_step_bytes: own.maxStepBytes ?? null,
       };
     };
     const full = await once();

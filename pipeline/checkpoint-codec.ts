@@ -23,6 +23,12 @@
 import { deserialize, serialize } from 'node:v8';
 import type { EntryWriter } from '../rules/runner.ts';
 
+/**
+ * The size of a stored part of a large value (checkpoint-store.ts), and of the pieces an
+ * entry encoded in steps (EntryBatch.beginParts) is cut into as it is encoded.
+ */
+export const PART_BYTES = 64 * 1024;
+
 const FORMAT_TAG = 0xd1;
 /** Nesting past this is written by `node:v8` (events are bounded well below at ingest). */
 const MAX_DEPTH = 256;
@@ -44,9 +50,9 @@ class NotPlain extends Error {}
 const notPlain = new NotPlain();
 
 /** encodeValue's buffer, kept between entries up to SCRATCH_KEEP. */
-let own = Buffer.allocUnsafe(4096);
+let own: Buffer = Buffer.allocUnsafe(4096);
 /** The buffer being written (encodeValue's, or an EntryBatch's) and the next byte in it. */
-let scratch = own;
+let scratch: Buffer = own;
 let at = 0;
 
 function room(n: number): void {
@@ -230,6 +236,14 @@ function writeTagged(value: unknown): void {
 export interface EntrySource {
   writeEntry(id: string, w: EntryWriter): boolean;
   entry(id: string): unknown;
+  /** writeEntry's bytes in steps (RuleRunner.writeEntryParts), for EntryBatch.beginParts. */
+  writeEntryParts?(id: string, w: EntryWriter): Generator<void, boolean>;
+}
+
+/** A value encoded in steps: its pieces of PART_BYTES (the last shorter) and its length. */
+export interface PartedValue {
+  parts: Buffer[];
+  size: number;
 }
 
 /** The encoder's parts, for EntrySource.writeEntry: the bytes writeValue gives the whole. */
@@ -249,6 +263,7 @@ const writer: EntryWriter = {
   key: writeString,
   number: writeNumber,
   value: writeItem,
+  bytes: () => at,
 };
 
 /**
@@ -269,6 +284,23 @@ function writeFrom(source: EntrySource, id: string): void {
   }
 }
 
+/** An entry being encoded in steps (EntryBatch.beginParts). */
+interface InParts {
+  rule: string;
+  id: string;
+  source: EntrySource;
+  steps: Generator<void, boolean>;
+  /** The bytes not yet cut into a piece (less than PART_BYTES, and the last item written). */
+  buf: Buffer;
+  at: number;
+  /**
+   * The pieces cut so far: the entry's encoded value, as the batch held a whole entry
+   * before (bounded by what the rule holds under one key: its kind's caps).
+   */
+  parts: Buffer[];
+  size: number;
+}
+
 /**
  * Entries appended back to back: row i's id (its UTF-16 code units, as the store keys it)
  * runs from span 3i to span 3i+1, its encoded value (encodeValue's bytes) from there to
@@ -278,13 +310,128 @@ function writeFrom(source: EntrySource, id: string): void {
  * most SCRATCH_KEEP bytes once cleared.
  */
 export class EntryBatch {
-  bytes = Buffer.allocUnsafe(4096);
+  bytes: Buffer = Buffer.allocUnsafe(4096);
   /** Bytes used in `bytes`. */
   end = 0;
   spans = new Float64Array(3 * 64);
   /** Each row's rule (names the engine holds; no string is made per row). */
   readonly rules: string[] = [];
   rows = 0;
+  /**
+   * Rows whose value was encoded in steps (beginParts): that value, in pieces, instead of
+   * the bytes of `bytes` (its span there is empty). Emptied with the rows; unset for others.
+   */
+  readonly parted: Array<PartedValue | undefined> = [];
+  /** Bytes encoded into this batch since it was made (rows and steps): the store's accounting. */
+  encoded = 0;
+  /** The entry being encoded in steps, if one is. */
+  private inParts: InParts | undefined;
+
+  /**
+   * Begins `source`'s entry under `id`, to be encoded in steps (stepParts), each about
+   * PART_BYTES of it; the row is appended once its last step is done. Until then the
+   * entry must not change (finishParts first). One at a time.
+   */
+  beginParts(rule: string, id: string, source: EntrySource): void {
+    if (this.inParts !== undefined) throw new Error('an entry is being encoded in steps already');
+    const buf = Buffer.allocUnsafe(2 * PART_BYTES);
+    buf[0] = FORMAT_TAG;
+    this.inParts = {
+      rule,
+      id,
+      source,
+      steps: source.writeEntryParts!(id, writer),
+      buf,
+      at: 1,
+      parts: [],
+      size: 0,
+    };
+  }
+
+  /** Whether an entry is being encoded in steps. */
+  get inStep(): boolean {
+    return this.inParts !== undefined;
+  }
+
+  /**
+   * One step of the entry begun (about PART_BYTES of it, and one item); true once it is
+   * done and its row appended.
+   */
+  stepParts(): boolean {
+    const p = this.inParts;
+    if (p === undefined) return true;
+    scratch = p.buf;
+    at = p.at;
+    let done: boolean;
+    let held = true;
+    const from = at;
+    try {
+      const r = p.steps.next();
+      done = r.done === true;
+      if (done) held = r.value as boolean;
+    } catch (err) {
+      if (err !== notPlain) throw err;
+      // Not plain data: the whole entry as writeTagged writes it, in one (as putEntry).
+      at = 0;
+      p.parts.length = 0;
+      p.size = 0;
+      const entry = p.source.entry(p.id);
+      if (entry !== undefined) writeTagged(entry);
+      else held = false;
+      done = true;
+    } finally {
+      p.buf = scratch;
+      p.at = at;
+      scratch = own;
+    }
+    this.encoded += Math.max(0, p.at - from);
+    this.cut(p, done);
+    if (!done) return false;
+    this.inParts = undefined;
+    this.appendParted(p, held);
+    return true;
+  }
+
+  /** The rest of the entry begun, at once (it is about to change); its row appended. */
+  finishParts(): void {
+    while (!this.stepParts());
+  }
+
+  /** Drops the entry begun (its capture abandoned). */
+  abortParts(): void {
+    this.inParts = undefined;
+  }
+
+  /**
+   * Cuts the bytes encoded into pieces of PART_BYTES, the rest moved to the buffer's start
+   * (less than a piece and one item); all of them once done.
+   */
+  private cut(p: InParts, done: boolean): void {
+    let from = 0;
+    while (p.at - from >= PART_BYTES || (done && p.at > from)) {
+      const n = Math.min(PART_BYTES, p.at - from);
+      p.parts.push(Buffer.from(p.buf.subarray(from, from + n)));
+      p.size += n;
+      from += n;
+    }
+    if (from > 0) {
+      p.buf.copy(p.buf, 0, from, p.at);
+      p.at -= from;
+    }
+    // A buffer grown for one long item is not kept.
+    if (p.buf.length > 4 * PART_BYTES && p.at < PART_BYTES) {
+      const small = Buffer.allocUnsafe(2 * PART_BYTES);
+      p.buf.copy(small, 0, 0, p.at);
+      p.buf = small;
+    }
+  }
+
+  /** The row of an entry encoded in steps: its id here, its value in pieces (none: a deletion). */
+  private appendParted(p: InParts, held: boolean): void {
+    const r = this.rows;
+    this.append(p.rule, p.id, undefined, undefined);
+    this.parted[r] = held ? { parts: p.parts, size: p.size } : undefined;
+  }
 
   /** Appends an entry, encoded now (its data may share arrays with the live state). */
   put(rule: string, id: string, entry: unknown): void {
@@ -302,6 +449,7 @@ export class EntryBatch {
 
   private append(rule: string, id: string, entry: unknown, source: EntrySource | undefined): void {
     const r = this.rows;
+    const from = this.end;
     if (3 * r + 3 > this.spans.length) {
       const spans = new Float64Array(2 * this.spans.length);
       spans.set(this.spans);
@@ -323,6 +471,7 @@ export class EntryBatch {
       scratch = own;
     }
     this.end = at;
+    this.encoded += at - from;
     this.rules[r] = rule;
     this.rows = r + 1;
   }
@@ -332,6 +481,7 @@ export class EntryBatch {
     this.rows = 0;
     this.end = 0;
     if (this.rules.length > 4096) this.rules.length = 0;
+    this.parted.length = 0;
     if (this.bytes.length > SCRATCH_KEEP) this.bytes = Buffer.allocUnsafe(4096);
     if (this.spans.byteLength > SCRATCH_KEEP) this.spans = new Float64Array(3 * 64);
   }

@@ -26,7 +26,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { deserialize, serialize } from 'node:v8';
-import { decodeValue, EntryBatch } from './checkpoint-codec.ts';
+import { decodeValue, EntryBatch, PART_BYTES } from './checkpoint-codec.ts';
 import { LogFolder } from './checkpoint-fold.ts';
 import type { Capture, EngineHead, TimerRow } from '../rules/changes.ts';
 import type { RuleRunner, RunnerEntry } from '../rules/runner.ts';
@@ -63,7 +63,7 @@ const FORMATS_READ = new Set([1, 2, 3, 4]);
  * switch), so a crash never leaves half an entry in the checkpoint read back. Values up
  * to this size are stored as before, byte for byte.
  */
-export const PART_BYTES = 64 * 1024;
+export { PART_BYTES };
 /** Parts of a replaced or removed value deleted between two checks of the clock (1 MiB). */
 const PART_DELETE = 16;
 /** A head's first byte: checkpoint-codec.ts's values begin with 0xD1, `node:v8`'s with 0xFF. */
@@ -125,6 +125,12 @@ export interface WriteStats {
    * slices: that step's time grows with it (see RuleRunner.writeEntry).
    */
   maxEntryBytes: number;
+  /**
+   * The most bytes one step of the capture encoded (entries taken, and a step of an entry
+   * encoded in steps, RuleRunner.writeEntryParts): what a slice can encode past its
+   * budget. An event's copy-on-write, between slices, is not a step.
+   */
+  maxStepBytes: number;
   /**
    * The most pending timers a full checkpoint copied at once (rules/timers.ts HeapCopy):
    * a chunk of at most COPY_CHUNK, in a slice or in an event's copy-on-write; none at
@@ -385,6 +391,14 @@ export class CheckpointStore {
   /** Folds that failed in the worker (the log is folded at a later commit). */
   foldFailures = 0;
   /**
+   * Bytes of the write-ahead log the fold worker read back after folding it whole, so
+   * that the writer, starting the log over, finds its pages in the page cache
+   * (checkpoint-fold.ts).
+   */
+  get logReadBack(): number {
+    return this.folder.readBack;
+  }
+  /**
    * The entries each set of tables holds in parts (PART_BYTES): rule → id → parts, as
    * its `parts` table holds them, read at open and kept with each write (read again
    * after a failed one). Bounded by the bytes stored: each is a value of more than
@@ -594,6 +608,7 @@ export class CheckpointStore {
       commits: 0,
       maxBytesUnchecked: 0,
       maxEntryBytes: 0,
+      maxStepBytes: 0,
       maxTimersCopied: 0,
     };
     const at = Date.now();
@@ -646,8 +661,11 @@ export class CheckpointStore {
       const rule = batch.rules[row]!;
       const r = 3 * row;
       const id = bytes.subarray(spans[r], spans[r + 1]);
-      const value = bytes.subarray(spans[r + 1], spans[r + 2]);
-      const parts = value.length > PART_BYTES ? Math.ceil(value.length / PART_BYTES) : 0;
+      // A value encoded in steps is in pieces of PART_BYTES (the last shorter): its parts.
+      const pieces = batch.parted[row];
+      const value = pieces?.parts[0] ?? bytes.subarray(spans[r + 1], spans[r + 2]);
+      const size = pieces?.size ?? value.length;
+      const parts = size > PART_BYTES ? Math.ceil(size / PART_BYTES) : 0;
       if (part < 0) {
         if (old !== undefined && old > parts) {
           if (staleFrom < 0) staleFrom = parts;
@@ -658,15 +676,16 @@ export class CheckpointStore {
             if (staleFrom < old && late(until)) return false;
           }
         }
-        if (value.length === 0) t.remove.run(rule, id);
-        else t.upsertOne.run(rule, id, parts > 0 ? partsHead(value.length, parts) : value);
-        unchecked += id.length + (parts > 0 ? 0 : value.length);
+        if (size === 0) t.remove.run(rule, id);
+        else t.upsertOne.run(rule, id, parts > 0 ? partsHead(size, parts) : value);
+        unchecked += id.length + (parts > 0 ? 0 : size);
         part = 0;
         if (parts > 0 && late(until)) return false;
       }
       for (; part < parts;) {
         const from = part * PART_BYTES;
-        const chunk = value.subarray(from, Math.min(value.length, from + PART_BYTES));
+        const chunk =
+          pieces?.parts[part] ?? value.subarray(from, Math.min(value.length, from + PART_BYTES));
         t.partPut.run(rule, id, part, chunk);
         unchecked += chunk.length;
         part++;
@@ -695,7 +714,8 @@ export class CheckpointStore {
       const rows = batch.rows;
       while (row < rows) {
         const i = row;
-        const size = spans[3 * i + 2]! - spans[3 * i + 1]!;
+        const pieces = batch.parted[i];
+        const size = pieces?.size ?? spans[3 * i + 2]! - spans[3 * i + 1]!;
         if (size > stats.maxEntryBytes) stats.maxEntryBytes = size;
         // A rule holding parted values: its rows are looked up (their id made a string).
         const ids = parted.size === 0 ? undefined : parted.get(rules[i]!);
@@ -703,7 +723,8 @@ export class CheckpointStore {
           ids === undefined
             ? undefined
             : ids.get(bytes.toString('utf16le', spans[3 * i], spans[3 * i + 1]));
-        if (size > PART_BYTES || old !== undefined) {
+        if (size > PART_BYTES || old !== undefined || pieces !== undefined) {
+          if (pieces !== undefined && part < 0 && staleFrom < 0) stats.bytes += pieces.size;
           if (!writeLarge(old, until)) return false;
           row++;
           if (late(until)) return false;
@@ -792,7 +813,10 @@ export class CheckpointStore {
       while (!taken) {
         // A parted value left by the last slice first.
         if (!writeRows(until)) return false;
+        const encoded = capture.sink.encoded;
         taken = capture.step(step);
+        const stepBytes = capture.sink.encoded - encoded;
+        if (stepBytes > stats.maxStepBytes) stats.maxStepBytes = stepBytes;
         if (!writeRows(until)) return false;
         if (!taken && late(until)) return false;
       }

@@ -46,6 +46,16 @@ export interface EntrySink {
    * (RuleRunner.writeEntry); a sink without it is given `entry(id)`.
    */
   putEntry?(rule: string, id: string, runner: RuleRunner): void;
+  /**
+   * An entry taken by a step that the runner writes in steps (RuleRunner.entryInParts):
+   * begun here, then a step of it (about PART_STEP_BYTES) each `stepParts` until true,
+   * at once by `finishParts` (before it changes); `abortParts` drops it. A sink without
+   * them is given the entry whole.
+   */
+  beginParts?(rule: string, id: string, runner: RuleRunner): void;
+  stepParts?(): boolean;
+  finishParts?(): void;
+  abortParts?(): void;
 }
 
 /**
@@ -279,6 +289,12 @@ export class Capture<S extends EntrySink = EntrySink> {
   private readonly parts: Part[] = [];
   private part = 0;
   private closed = false;
+  /**
+   * The entry the sink is encoding in steps (EntrySink.beginParts): one at a time, taken
+   * by a step and continued by the next ones; an event about to change it has the rest
+   * encoded first, as an entry not yet taken is.
+   */
+  private open: { runner: RuleRunner; id: string } | undefined;
   /** Entries taken so far. */
   entries = 0;
 
@@ -328,20 +344,46 @@ export class Capture<S extends EntrySink = EntrySink> {
       }
       runner.beforeChange = this.full
         ? (id) => {
+            if (this.open !== undefined) this.finishOpen(runner, id);
             if (part.last !== undefined && id <= part.last) return;
             if (part.early === undefined || !part.early.has(id))
               this.take(part.runner, id, (part.early ??= new Set<string>()));
           }
         : (id) => {
+            if (this.open !== undefined) this.finishOpen(runner, id);
             if (part.pending!.delete(id)) this.take(part.runner, id, undefined);
           };
       this.parts.push(part);
     }
   }
 
-  private take(runner: RuleRunner, id: string, taken: Set<string> | undefined): void {
+  /** The entry being encoded in steps, if it is `runner`'s `id`, encoded to its end now. */
+  private finishOpen(runner: RuleRunner, id: string): void {
+    const open = this.open!;
+    if (open.runner !== runner || open.id !== id) return;
+    this.open = undefined;
+    this.sink.finishParts!();
+  }
+
+  /**
+   * Takes an entry; by a step (`inStep`), one the runner writes in steps is begun in the
+   * sink (EntrySink.beginParts) and continued by the next steps. Taken on an event's
+   * copy-on-write, an entry is encoded whole.
+   */
+  private take(
+    runner: RuleRunner,
+    id: string,
+    taken: Set<string> | undefined,
+    inStep = false,
+  ): void {
     taken?.add(id);
     const sink = this.sink;
+    if (inStep && sink.beginParts !== undefined && runner.entryInParts(id)) {
+      sink.beginParts(runner.spec.name, id, runner);
+      this.open = { runner, id };
+      this.entries++;
+      return;
+    }
     if (sink.putEntry !== undefined) sink.putEntry(runner.spec.name, id, runner);
     else sink.put(runner.spec.name, id, runner.entry(id));
     this.entries++;
@@ -359,6 +401,11 @@ export class Capture<S extends EntrySink = EntrySink> {
   step(count: number): boolean {
     if (this.timerCopy !== undefined && this.timerChunk < this.timerCopy.chunks) {
       this.sortTimers(count);
+      return false;
+    }
+    // An entry encoded in steps: one more step of it, and nothing else.
+    if (this.open !== undefined) {
+      if (this.sink.stepParts!()) this.open = undefined;
       return false;
     }
     let left = count;
@@ -395,15 +442,16 @@ export class Capture<S extends EntrySink = EntrySink> {
         if (id === undefined) break;
         if (p.pending !== undefined) {
           if (!p.pending.delete(id)) continue;
-          this.take(p.runner, id, undefined);
+          this.take(p.runner, id, undefined, true);
         } else {
           // Runs hold an id once per map it is in: the merge hands its copies on in a row.
           if (id === p.last) continue;
           p.last = id;
           if (p.early !== undefined && p.early.has(id)) continue;
-          this.take(p.runner, id, undefined);
+          this.take(p.runner, id, undefined, true);
         }
-        if (--left === 0) return false;
+        // An entry begun in steps ends this step (its steps are the next ones).
+        if (--left === 0 || this.open !== undefined) return false;
       }
       // Every pending id taken (each left the set as it was): the next capture's set.
       if (p.pending !== undefined && p.pending.size === 0) p.runner.spareChanged = p.pending;
@@ -494,6 +542,10 @@ export class Capture<S extends EntrySink = EntrySink> {
 
   /** Done with (or abandoned: then call ChangeLog's full): detaches from the runners and the timers. */
   close(): void {
+    if (this.open !== undefined) {
+      this.open = undefined;
+      this.sink.abortParts?.();
+    }
     this.detach();
     this.releaseTimers();
   }

@@ -926,6 +926,93 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     w.value(this.encodeKey(state), 1);
   }
 
+  /**
+   * Whether the entry under `id` is written in steps (writeEntryParts): a key whose state
+   * a sender can make large (a cardinality key's values) and holds more than a few items.
+   * False for every kind whose `writeKeyParts` is the default.
+   */
+  entryInParts(id: string): boolean {
+    if (!this.keysInParts) return false;
+    const state = this.keys.get(id);
+    return state !== undefined && this.keyInParts(state);
+  }
+
+  /** Whether the kind writes some keys in steps (keyInParts); no lookup per entry if not. */
+  protected readonly keysInParts: boolean = false;
+
+  /** See entryInParts: a kind that writes its key state in steps says when. */
+  protected keyInParts(_state: K): boolean {
+    return false;
+  }
+
+  /**
+   * `writeKey(state, w)` in steps: the same bytes, with a `yield` where the kind may stop,
+   * about every PART_STEP_BYTES written (`w.bytes()`). The default writes it in one.
+   */
+  // eslint-disable-next-line require-yield -- in one step: the default has no place to stop
+  protected *writeKeyParts(state: K, w: EntryWriter): Generator<void, void> {
+    this.writeKey(state, w);
+  }
+
+  /**
+   * writeEntry's bytes, the entry's key state written in steps (writeKeyParts): a capture
+   * resumes it step after step, so no step encodes more than about PART_STEP_BYTES of
+   * it (and one item: a value, or the sample event, each bounded by an event's size).
+   * Between two steps the state must not change: an event about to change it first has
+   * the rest written at once (rules/changes.ts, copy-on-write), as an entry not yet taken.
+   */
+  *writeEntryParts(id: string, w: EntryWriter): Generator<void, boolean> {
+    const state = this.keys.get(id);
+    const values = this.keyValues.get(id);
+    const silence = this.silences.get(id);
+    const since = this.pendingSince.get(id);
+    const ep = this.episodes.get(id);
+    const quiet = this.quietPending.has(id);
+    const extra = this.encodeEntryExtra(id);
+    const fields =
+      (state !== undefined ? 1 : 0) +
+      (values !== undefined ? 1 : 0) +
+      (silence !== undefined ? 1 : 0) +
+      (since !== undefined ? 1 : 0) +
+      (ep !== undefined ? 1 : 0) +
+      (quiet ? 1 : 0) +
+      (extra !== undefined ? 1 : 0);
+    if (fields === 0) return false;
+    // As writeEntry, the key state in steps.
+    w.object(fields, 0);
+    if (state !== undefined) {
+      w.key('k');
+      yield* this.writeKeyParts(state, w);
+    }
+    if (values !== undefined) {
+      w.key('v');
+      w.value(values, 1);
+    }
+    if (silence !== undefined) {
+      w.key('s');
+      w.array(2, 1);
+      w.value(silence.until, 2);
+      w.value(silence.exponent, 2);
+    }
+    if (since !== undefined) {
+      w.key('p');
+      w.value(since, 1);
+    }
+    if (ep !== undefined) {
+      w.key('e');
+      w.value({ ...ep }, 1);
+    }
+    if (quiet) {
+      w.key('q');
+      w.number(1);
+    }
+    if (extra !== undefined) {
+      w.key('x');
+      w.value(extra, 1);
+    }
+    return true;
+  }
+
   /** Restores one entry, as `entry` gave it. */
   loadEntry(id: string, e: RunnerEntry, version: number): void {
     if (e.k !== undefined) this.keys.set(id, this.decodeKey(e.k, version));
@@ -1034,7 +1121,15 @@ export interface EntryWriter {
   key(name: string): void;
   number(v: number): void;
   value(v: unknown, depth: number): void;
+  /** Bytes written so far (a position: writeKeyParts yields by its growth). */
+  bytes(): number;
 }
+
+/**
+ * About how many bytes of one entry a step of a capture encodes before it stops
+ * (writeEntryParts), the size of a stored part (pipeline/checkpoint-store.ts PART_BYTES).
+ */
+export const PART_STEP_BYTES = 64 * 1024;
 
 /** One string's state (see RuleRunner.entry); each part present only when held. */
 export interface RunnerEntry {

@@ -1,5 +1,12 @@
 import type { Event } from '../../ingest/model/index.ts';
-import { type EntryWriter, type Evaluation, NOT_HOLDING, RuleRunner, TAG_KIND } from '../runner.ts';
+import {
+  type EntryWriter,
+  type Evaluation,
+  NOT_HOLDING,
+  PART_STEP_BYTES,
+  RuleRunner,
+  TAG_KIND,
+} from '../runner.ts';
 import type { CardinalityRule } from '../types.ts';
 import { parseDuration } from '../duration.ts';
 import { type KindDescriptor } from './kind.ts';
@@ -252,6 +259,36 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     w.key('sample');
     w.value(s.sample, 2);
   }
+  protected override readonly keysInParts = true;
+  /** A key of more than PART_VALUES values is written in steps (writeKeyParts). */
+  protected override keyInParts(s: KeyState): boolean {
+    return s.values.size > PART_VALUES;
+  }
+  /**
+   * writeKey's bytes in steps: a yield once PART_STEP_BYTES more have been written since
+   * the last, between two values (a value is at most an event's size). The map is walked
+   * by its iterator, which the capture resumes: the state does not change between two
+   * steps (an event about to change it has the rest written first).
+   */
+  protected override *writeKeyParts(s: KeyState, w: EntryWriter): Generator<void, void> {
+    w.object(3, 1);
+    w.key('values');
+    w.array(s.values.size, 2);
+    let mark = w.bytes();
+    for (const [value, intervals] of s.values) {
+      w.array(2, 3);
+      w.value(value, 4);
+      w.value(intervals, 4);
+      if (w.bytes() - mark >= PART_STEP_BYTES) {
+        yield;
+        mark = w.bytes();
+      }
+    }
+    w.key('nextCheck');
+    w.value(s.nextCheck, 2);
+    w.key('sample');
+    w.value(s.sample, 2);
+  }
   protected decodeKey(data: unknown, version: number): KeyState {
     const d = data as {
       values: Array<[string, number[] | number]>;
@@ -273,6 +310,12 @@ export class CardinalityRunner extends RuleRunner<CardinalityRule, KeyState> {
     };
   }
 }
+
+/**
+ * Values past which a key is written in steps (writeKeyParts): a few dozen values of a
+ * few bytes cost less than a step's generator; past this, a sender's long values may not.
+ */
+const PART_VALUES = 64;
 
 /** The writer CardinalityRunner.writeKey hands each value to (set only while it runs). */
 let valuesWriter: EntryWriter | undefined;
