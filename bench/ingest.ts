@@ -2,7 +2,8 @@
  * Ingest throughput, side by side in one run: NDJSON over HTTP into the embedded bus,
  * the same events as Elasticsearch _bulk bodies, the same NDJSON into Kafka (KAFKA_BROKERS), bus-to-Elasticsearch indexing
  * (ELASTICSEARCH_URL), and JSON.parse of the same lines as the ceiling.
- * Kafka and Elasticsearch parts run only when their servers are given.
+ * Kafka and Elasticsearch parts run only when their servers are given (or, for Kafka,
+ * with `--kafka`, which starts one).
  */
 
 import { spawn } from 'node:child_process';
@@ -83,7 +84,27 @@ export async function httpInto(
   };
 }
 
+/**
+ * `--kafka`: with KAFKA_BROKERS unset, a single-node Kafka is started for the run as the
+ * tests start one (test/servers/kafka.ts, as `scale` does), and stopped after it; without
+ * it the Kafka figures need KAFKA_BROKERS, as before.
+ */
 export async function ingest(args: string[]): Promise<number> {
+  if (!args.includes('--kafka') || process.env.KAFKA_BROKERS) return measure(args);
+  const { kafkaForBench } = await import('./scale.ts');
+  const { brokersText, stopKafka } = await kafkaForBench('ingest', (s) =>
+    process.stderr.write(`${s}\n`),
+  );
+  process.env.KAFKA_BROKERS = brokersText;
+  try {
+    return await measure(args);
+  } finally {
+    delete process.env.KAFKA_BROKERS;
+    await stopKafka?.();
+  }
+}
+
+async function measure(args: string[]): Promise<number> {
   const options = parseOptions(args);
   const lines = generateFleet({ services: 20, replicas: 5, events: options.events, seed: 3 }).map(
     (o) => JSON.stringify(o),
@@ -298,7 +319,7 @@ export async function ingest(args: string[]): Promise<number> {
       );
     if (!process.env.KAFKA_BROKERS)
       process.stdout.write(
-        '  (set KAFKA_BROKERS to include Kafka, ELASTICSEARCH_URL to include indexing)\n',
+        '  (set KAFKA_BROKERS or pass --kafka to include Kafka, ELASTICSEARCH_URL to include indexing)\n',
       );
   }
   return 0;

@@ -220,6 +220,124 @@ function byteWay(bytes: Buffer, options: { receivedAt: number; service?: string 
   return { json: written(reader), metric: reader.metric, key: reader.key };
 }
 
+describe('the byte path’s string scan, four bytes at a time', () => {
+  // scanString reads strings a 32-bit word at a time and drops to bytes at the first word
+  // holding a quote, a backslash, a control byte or a non-ASCII byte: each of those is put
+  // at every position of a word (strings of 0 to 9 plain bytes before it, lines at every
+  // offset of their buffer), in model values and kept values, and the event must be the
+  // object path's byte for byte, or the line handed back exactly when JSON.parse refuses it.
+  // (First in this file: the fields a process keeps are bounded, and past that bound a new
+  // key, such as `note` here, sends its line the object way, which would hide the scan.)
+  const specials: Array<[string, Buffer]> = [
+    ['an escaped quote', Buffer.from('\\"')],
+    ['an escaped backslash', Buffer.from('\\\\')],
+    ['an escaped slash', Buffer.from('\\/')],
+    ...['b', 'f', 'n', 'r', 't'].map((e): [string, Buffer] => [`\\${e}`, Buffer.from(`\\${e}`)]),
+    ['a \\u escape', Buffer.from('\\u00e9')],
+    ['an upper-case \\u escape', Buffer.from('\\u00E9')],
+    ['a lone high surrogate', Buffer.from('\\ud800')],
+    ['a lone low surrogate', Buffer.from('\\udc00x')],
+    ['a surrogate pair', Buffer.from('\\ud83d\\ude80')],
+    ['a reversed pair', Buffer.from('\\ude80\\ud83d')],
+    ['a bad escape', Buffer.from('\\x')],
+    ['a short \\u escape', Buffer.from('\\u12"')],
+    ['DEL, which JSON allows raw', Buffer.from([0x7f])],
+    ['a space', Buffer.from(' ')],
+    ['é', Buffer.from('é')],
+    ['語', Buffer.from('語')],
+    ['🚀', Buffer.from('🚀')],
+    ['U+2028', Buffer.from('\u2028')],
+    ['0xff', Buffer.from([0xff])],
+    ['0x80 alone', Buffer.from([0x80])],
+    ['a cut 3-byte sequence', Buffer.from([0xe2, 0x82])],
+    ['an overlong slash', Buffer.from([0xc0, 0xaf])],
+    ['an encoded surrogate', Buffer.from([0xed, 0xa0, 0x80])],
+    ['a cut 4-byte sequence', Buffer.from([0xf0, 0x9f, 0x9a])],
+    ...[0x00, 0x01, 0x09, 0x0a, 0x0d, 0x1f].map((c): [string, Buffer] => [
+      `raw control 0x${c.toString(16)}`,
+      Buffer.from([c]),
+    ]),
+  ];
+  const members = ['msg', 'service.name', 'hostname', '@timestamp', 'metric.type', 'note', 'req'];
+
+  function check(line: Buffer, offset: number, what: string) {
+    // The line at `offset` of its buffer, after bytes of another, as a body carries it.
+    const lead = Buffer.from('{"a":1}\n').subarray(0, offset);
+    const bytes = Buffer.concat([lead, line, Buffer.from('\n')]);
+    const options = { receivedAt: 42 };
+    const expected = objectWay(line.toString('utf8'), options);
+    const end = reader.scan(bytes, offset);
+    if ('invalid' in expected) {
+      expect(end, what).toBe(-1);
+      return;
+    }
+    expect(end, what).toBe(bytes.length - 1);
+    let got: { json?: Buffer; metric?: boolean; key?: string; error?: string };
+    try {
+      reader.model(options);
+      got = { json: written(reader), metric: reader.metric, key: reader.key };
+    } catch (err) {
+      got = { error: (err as Error).message };
+    }
+    // Buffers compared whole (a deep comparison of a megabyte goes element by element).
+    const { json, ...rest } = got;
+    const { json: expectedJson, ...expectedRest } = expected as typeof got;
+    expect(rest, what).toEqual(expectedRest);
+    expect(json === undefined ? json : json.equals(expectedJson!), what).toBe(
+      expectedJson === undefined ? undefined : true,
+    );
+  }
+
+  it('gives the object path’s event for every special byte at every place in a word', () => {
+    for (const [name, special] of specials)
+      for (const member of members)
+        for (let before = 0; before <= 9; before++)
+          for (const after of [0, 3]) {
+            const value = Buffer.concat([
+              Buffer.from('"'),
+              Buffer.from('abcdefghi'.slice(0, before)),
+              special,
+              Buffer.from('jklmno'.slice(0, after)),
+              Buffer.from('"'),
+            ]);
+            const line = Buffer.concat([
+              Buffer.from(`{"level":30,"time":1732272000123,"name":"web",`),
+              Buffer.from(member === 'req' ? '"req":{"url":' : `"${member}":`),
+              value,
+              Buffer.from(member === 'req' ? '},"x":"y"}' : ',"x":"y"}'),
+            ]);
+            for (const offset of [0, 1, 2, 3])
+              check(line, offset, `${name} after ${before} bytes in ${member}, at ${offset}`);
+          }
+  });
+
+  it('reads very long strings, with what ends them or must be noted at their end', () => {
+    for (const length of [4096, 65_537, 1 << 20])
+      for (const [name, special] of specials.filter((_, i) => i % (length > 65_537 ? 9 : 3) === 0))
+        for (const member of ['msg', 'note']) {
+          const value = Buffer.concat([
+            Buffer.from('"'),
+            Buffer.alloc(length, 'a'),
+            special,
+            Buffer.from('"'),
+          ]);
+          const line = Buffer.concat([Buffer.from(`{"${member}":`), value, Buffer.from('}')]);
+          check(line, 1, `${name} after ${length} bytes in ${member}`);
+        }
+  });
+
+  it('reads the same reader’s lines from buffers that change, and from one reused', () => {
+    // The four-byte view follows the buffer scan is given: a line read from a new
+    // buffer, then the old one again, must each be read from their own bytes.
+    const a = Buffer.from('{"msg":"first message","x":"aaaa"}\n');
+    const b = Buffer.from('{"msg":"other message","x":"bbbb"}\n');
+    for (const bytes of [a, b, a, Buffer.from(a), b]) {
+      const line = bytes.toString('utf8', 0, bytes.length - 1);
+      expect(byteWay(bytes, { receivedAt: 1 })).toEqual(objectWay(line, { receivedAt: 1 }));
+    }
+  });
+});
+
 describe('the byte path of normalize', () => {
   it('gives exactly the object path’s event for every line it takes, and takes no invalid JSON', () => {
     let plainTaken = 0;
