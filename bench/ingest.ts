@@ -21,6 +21,7 @@ import { createIngestServer } from '../ingest/sources/http/index.ts';
 import { ElasticsearchIndexer } from '../ingest/sinks/index.ts';
 import { sqliteDriver } from '../ingest/storage/sqlite.ts';
 import { generateFleet } from './fleet.ts';
+import { kafkaForBench } from './kafka-server.ts';
 
 interface Options {
   events: number;
@@ -91,7 +92,6 @@ export async function httpInto(
  */
 export async function ingest(args: string[]): Promise<number> {
   if (!args.includes('--kafka') || process.env.KAFKA_BROKERS) return measure(args);
-  const { kafkaForBench } = await import('./scale.ts');
   const { brokersText, stopKafka } = await kafkaForBench('ingest', (s) =>
     process.stderr.write(`${s}\n`),
   );

@@ -75,6 +75,7 @@ import { kafkaIngestRatio } from './ingest.ts';
 import { ruleMix } from './rule-mix.ts';
 import { consumeInto } from './rules-consumer.ts';
 import { option } from './args.ts';
+import { kafkaForBench } from './kafka-server.ts';
 
 // The client with Drover's fix for kafkajs's idle timer loop (a negative timeout on every
 // connection: TimeoutNegativeWarning on Node.js 24), as the product's own clients have it.
@@ -87,21 +88,6 @@ const IDLE_MS = 10_000;
 /** `GET /v1/alerts` answers a worker's latest 1,000 alerts. */
 const ALERTS_KEPT = 1_000;
 const DURATION_FIELDS = ['timeframe', 'realert', 'ttl', 'terms_window_size'];
-
-/**
- * The Kafka a benchmark runs against: KAFKA_BROKERS's, or a single-node one started as
- * the tests start it (`stopKafka` stops it; absent for one of the caller's).
- */
-export async function kafkaForBench(
-  name: string,
-  log: (s: string) => void,
-): Promise<{ brokersText: string; stopKafka?: () => Promise<void> }> {
-  const given = process.env.KAFKA_BROKERS;
-  if (given) return { brokersText: given };
-  log(`${name}: KAFKA_BROKERS is not set: starting a single-node Kafka as the tests do`);
-  const kafka = await (await import('../test/servers/kafka.ts')).startKafka();
-  return { brokersText: kafka.url, stopKafka: () => kafka.stop() };
-}
 
 /** The hot-path mix as rule files (as bench/soak.ts writes them). */
 export function writeRules(dir: string, count: number): void {

@@ -25,7 +25,8 @@ import { join } from 'node:path';
 import { kafkajs } from '../ingest/bus/kafkajs.ts';
 import { ensureBuilt } from '../test/support/build.ts';
 import { killServes, type Served, startServe, stopServe } from '../test/support/drover.ts';
-import { cpuMsOf, kafkaForBench, settled, TASKS, writeRules } from './scale.ts';
+import { kafkaForBench } from './kafka-server.ts';
+import { cpuMsOf, settled, TASKS, writeRules } from './scale.ts';
 import { option } from './args.ts';
 
 // The client with Drover's fix for kafkajs's idle timer loop (a negative timeout on every
