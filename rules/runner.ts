@@ -877,14 +877,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     const ep = this.episodes.get(id);
     const quiet = this.quietPending.has(id);
     const extra = this.encodeEntryExtra(id);
-    const fields =
-      (state !== undefined ? 1 : 0) +
-      (values !== undefined ? 1 : 0) +
-      (silence !== undefined ? 1 : 0) +
-      (since !== undefined ? 1 : 0) +
-      (ep !== undefined ? 1 : 0) +
-      (quiet ? 1 : 0) +
-      (extra !== undefined ? 1 : 0);
+    const fields = entryFields(state, values, silence, since, ep, quiet, extra);
     if (fields === 0) return false;
     // The fields in `entry`'s order, each value at depth 1 (the entry is at 0).
     w.object(fields, 0);
@@ -892,32 +885,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       w.key('k');
       this.writeKey(state, w);
     }
-    if (values !== undefined) {
-      w.key('v');
-      w.value(values, 1);
-    }
-    if (silence !== undefined) {
-      w.key('s');
-      w.array(2, 1);
-      w.value(silence.until, 2);
-      w.value(silence.exponent, 2);
-    }
-    if (since !== undefined) {
-      w.key('p');
-      w.value(since, 1);
-    }
-    if (ep !== undefined) {
-      w.key('e');
-      w.value({ ...ep }, 1);
-    }
-    if (quiet) {
-      w.key('q');
-      w.number(1);
-    }
-    if (extra !== undefined) {
-      w.key('x');
-      w.value(extra, 1);
-    }
+    writeEntryRest(w, values, silence, since, ep, quiet, extra);
     return true;
   }
 
@@ -969,14 +937,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
     const ep = this.episodes.get(id);
     const quiet = this.quietPending.has(id);
     const extra = this.encodeEntryExtra(id);
-    const fields =
-      (state !== undefined ? 1 : 0) +
-      (values !== undefined ? 1 : 0) +
-      (silence !== undefined ? 1 : 0) +
-      (since !== undefined ? 1 : 0) +
-      (ep !== undefined ? 1 : 0) +
-      (quiet ? 1 : 0) +
-      (extra !== undefined ? 1 : 0);
+    const fields = entryFields(state, values, silence, since, ep, quiet, extra);
     if (fields === 0) return false;
     // As writeEntry, the key state in steps.
     w.object(fields, 0);
@@ -984,32 +945,7 @@ export abstract class RuleRunner<S extends RuleSpec = RuleSpec, K = unknown> {
       w.key('k');
       yield* this.writeKeyParts(state, w);
     }
-    if (values !== undefined) {
-      w.key('v');
-      w.value(values, 1);
-    }
-    if (silence !== undefined) {
-      w.key('s');
-      w.array(2, 1);
-      w.value(silence.until, 2);
-      w.value(silence.exponent, 2);
-    }
-    if (since !== undefined) {
-      w.key('p');
-      w.value(since, 1);
-    }
-    if (ep !== undefined) {
-      w.key('e');
-      w.value({ ...ep }, 1);
-    }
-    if (quiet) {
-      w.key('q');
-      w.number(1);
-    }
-    if (extra !== undefined) {
-      w.key('x');
-      w.value(extra, 1);
-    }
+    writeEntryRest(w, values, silence, since, ep, quiet, extra);
     return true;
   }
 
@@ -1151,6 +1087,68 @@ export interface RunnerHead {
   alertCount: number;
 }
 
+/**
+ * How many fields `entry(id)` has (its object's length): writeEntry and writeEntryParts
+ * count with this and write what follows the key state with writeEntryRest, so the stored
+ * layout is written in one place.
+ */
+function entryFields(
+  state: unknown,
+  values: Record<string, unknown> | undefined,
+  silence: Silence | undefined,
+  since: number | undefined,
+  ep: Episode | undefined,
+  quiet: boolean,
+  extra: unknown,
+): number {
+  return (
+    (state !== undefined ? 1 : 0) +
+    (values !== undefined ? 1 : 0) +
+    (silence !== undefined ? 1 : 0) +
+    (since !== undefined ? 1 : 0) +
+    (ep !== undefined ? 1 : 0) +
+    (quiet ? 1 : 0) +
+    (extra !== undefined ? 1 : 0)
+  );
+}
+
+/** The fields of `entry(id)` after its key state (`k`), in its order, at depth 1. */
+function writeEntryRest(
+  w: EntryWriter,
+  values: Record<string, unknown> | undefined,
+  silence: Silence | undefined,
+  since: number | undefined,
+  ep: Episode | undefined,
+  quiet: boolean,
+  extra: unknown,
+): void {
+  if (values !== undefined) {
+    w.key('v');
+    w.value(values, 1);
+  }
+  if (silence !== undefined) {
+    w.key('s');
+    w.array(2, 1);
+    w.value(silence.until, 2);
+    w.value(silence.exponent, 2);
+  }
+  if (since !== undefined) {
+    w.key('p');
+    w.value(since, 1);
+  }
+  if (ep !== undefined) {
+    w.key('e');
+    w.value({ ...ep }, 1);
+  }
+  if (quiet) {
+    w.key('q');
+    w.number(1);
+  }
+  if (extra !== undefined) {
+    w.key('x');
+    w.value(extra, 1);
+  }
+}
 /**
  * The first 24 hex digits of the SHA-1 of rule, key, instant and discriminator. The
  * one-shot `hash` gives the same digest as createHash's update and digest (UTF-8 of the
