@@ -1,7 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel } from 'kafkajs';
 import { afterAll, describe, expect, inject, it } from 'vitest';
 import { chooseHead, KafkaChangelog, type TaskHead } from '../../../ingest/bus/kafka-changelog.ts';
+import { kafkajs } from '../../../ingest/bus/kafkajs.ts';
+
+// The client the rules workers' changelog is given in Drover (bus/kafka.ts), with its fix
+// for kafkajs's idle timer loop (a negative timeout on Node 24 otherwise).
+const { Kafka, logLevel } = kafkajs();
 
 /**
  * The rules' task changelog on a real broker: a snapshot larger than the topic's
