@@ -903,8 +903,9 @@ export class RulesTasks {
         for (const h of held) this.deliver(t, h);
       }
     // A partition with nothing past its task's position is caught up, and no batch will
-    // say so (a fetch from the log end brings none); the group's lag the bus reads at the
-    // join may have come before this commit and found it behind.
+    // say so (a fetch from the log end brings none). From the task's own position: the
+    // bus does not read the group's lag for task consumers (KafkaBus.followFlow), whose
+    // committed offsets a task restored behind them has yet to replay up to.
     for (const t of live) this.noteCaughtUp(t);
     this.o.logger.info(
       {
@@ -1011,8 +1012,8 @@ export class RulesTasks {
     const ends = consumer.ends();
     for (const t of this.tasks.values()) {
       if (t.generation === undefined) continue;
-      // Whatever missed its signal (a lag probe that failed or came too early) is
-      // caught up by the next reading at the latest.
+      // A partition caught up with no batch to say so (nothing new since the assignment's
+      // check, or a reading that came later) is caught up by the next reading.
       this.noteCaughtUp(t);
       if (t.input.held() > 0) continue;
       const behind = this.partitionsOf(t.id).some((k) => (ends.get(k)?.end ?? 0) > this.done(t, k));
