@@ -2,7 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, inject, it } from 'vitest';
-import { createKafkaBus, type KafkaBus, type KafkaGroupLag } from '../../ingest/bus/index.ts';
+import {
+  createKafkaBus,
+  type KafkaBus,
+  type KafkaGroupLag,
+  type TaskConsumer,
+} from '../../ingest/bus/index.ts';
 import { kafkajs } from '../../ingest/bus/kafkajs.ts';
 import type { Event } from '../../ingest/model/index.ts';
 import { RulesTasks } from '../../pipeline/rules-tasks.ts';
@@ -277,6 +282,144 @@ describe.skipIf(!brokers)(
       expect(lag).toBe(end - batches[0]!);
       expect(w.counts.late).toBe(0);
       expect([...w.alerts].sort()).toEqual(expected);
+    }, 60_000);
+
+    it('a task kept from an assignment overtaken before its commit: the next commit names its snapshot', async () => {
+      const prefix = `rb${randomUUID().slice(0, 8)}.`;
+      const group = `${prefix}rules`;
+      const services = ['api', 'web', 'db', 'cache'];
+      const b0 = await bus(prefix, 2);
+      // Three errors per service at the end of the first part: in the snapshot's state.
+      const first = stream(services, 500, []);
+      const t = Number(first.at(-1)!['@timestamp']) + 1_000;
+      const line = (s: string, at: number, level: 'error' | 'info'): Event => ({
+        '@timestamp': at,
+        'service.name': s,
+        'log.level': level,
+        message: `${level} at ${at - t}`,
+      });
+      for (let i = 0; i < 3; i++) for (const s of services) first.push(line(s, t + i, 'error'));
+      await publish(b0, first);
+      const snapshotAt = await b0.latest(['logs']);
+      expect(Object.values(snapshotAt).every((n) => n > 0)).toBe(true);
+      // A first worker processes it and stops: each task's snapshot is on the changelog
+      // and its offsets committed.
+      const w0 = tasksOn(b0, group, capture().logger);
+      await w0.tasks.start();
+      await until(
+        'the first worker to process the first part',
+        () => {
+          count(w0);
+          return w0.counts.processed === first.length && w0.tasks.held() === 0;
+        },
+        30_000,
+      );
+      await w0.tasks.stop();
+      const a = await admin();
+      const committed = async () => {
+        const out: Record<string, number> = {};
+        for (const { topic, partitions } of await a.fetchOffsets({
+          groupId: group,
+          topics: [`${prefix}logs`],
+        }))
+          for (const p of partitions)
+            out[`${topic.slice(prefix.length)}/${p.partition}`] = Number(p.offset);
+        return out;
+      };
+      expect(await committed()).toEqual(snapshotAt);
+      // A second part, then retention takes the partitions up to their end: a task
+      // restored from the snapshot starts at the retained start, past its offsets.
+      const second = services.flatMap((s) => [1, 2, 3].map((i) => line(s, t + i * 1_000, 'info')));
+      await publish(b0, second);
+      const cut = await b0.latest(['logs']);
+      for (const [k, end] of Object.entries(cut))
+        await a.deleteTopicRecords({
+          topic: `${prefix}logs`,
+          partitions: [{ partition: Number(k.split('/')[1]), offset: String(end) }],
+        });
+      expect(await b0.earliest(['logs'])).toEqual(cut);
+
+      // Worker A: the broker takes its first assignment's commit, and A gets the answer
+      // only once the gate opens; meanwhile B joins, and A's next assignment keeps one
+      // of the tasks the first restored, with no commit of A's known for it.
+      const commitGate = gate();
+      let commits = 0;
+      let held = false;
+      const gated = (c: TaskConsumer): TaskConsumer => ({
+        ...c,
+        commit: async (positions) => {
+          const generation = await c.commit(positions);
+          if (++commits === 1) {
+            held = true;
+            await commitGate.wait();
+          }
+          return generation;
+        },
+      });
+      const b1 = await bus(prefix, 2);
+      const consumeTasks = b1.consumeTasks.bind(b1);
+      b1.consumeTasks = async (options, mode) =>
+        gated(
+          await consumeTasks(options, {
+            ...mode,
+            onAssigned: (tasks, c) => mode.onAssigned(tasks, gated(c)),
+          }),
+        );
+      const logA = capture();
+      const wa = tasksOn(b1, group, logA.logger);
+      await wa.tasks.start();
+      await until('A to commit its first assignment', () => held, 30_000);
+      const restoredByA = logA.lines.filter((l) => l.msg === 'rules task restored');
+      expect(restoredByA.map((l) => l.task).sort()).toEqual([0, 1]);
+      const b2 = await bus(prefix, 2);
+      const logB = capture();
+      const wb = tasksOn(b2, group, logB.logger);
+      await wb.tasks.start();
+      type Assigned = { tasks: number[]; restored: number[]; generation: number };
+      const assigned = (lines: Array<Record<string, unknown>>) =>
+        lines.filter((l) => l.msg === 'rules tasks assigned') as unknown as Assigned[];
+      const next = await until('A and B to commit the next assignment', () => {
+        const l = assigned(logA.lines)[0];
+        return l && assigned(logB.lines).length > 0 ? l : undefined;
+      });
+      const afterNext = await committed();
+      commitGate.open();
+      // A kept one task, restored by the assignment whose commit it never saw returned.
+      expect(next.tasks).toHaveLength(1);
+      expect(next.restored).toEqual([]);
+      const kept = next.tasks[0]!;
+
+      // A goes away without a snapshot (its bus closed under it, as a crash): B takes
+      // the task A kept, and restores it from what the group's offsets name.
+      const movedAt = Date.now();
+      await b1.close();
+      const last = await until('B to hold both tasks', () =>
+        assigned(logB.lines).find((l) => l.tasks.length === 2),
+      );
+      const restoredByB = logB.lines.filter(
+        (l) => l.msg === 'rules task restored' && Number(l.time) >= movedAt,
+      );
+      // Two more errors per service: five within a minute with the snapshot's three.
+      const third = services.flatMap((s) => [0, 1].map((i) => line(s, t + 10_000 + i, 'error')));
+      await publish(b2, third);
+      const expected = expectedAlerts([...first, ...second, ...third]);
+      expect(expected).toHaveLength(services.length);
+      await until(
+        'B to process the third part',
+        () => {
+          count(wb);
+          return wb.counts.processed >= third.length && wb.tasks.held() === 0;
+        },
+        20_000,
+      );
+      console.log(
+        `A restored ${JSON.stringify(restoredByA.map((l) => ({ task: l.task, offsets: l.offsets })))} and kept task ${kept} in generation ${next.generation}; committed then ${JSON.stringify(afterNext)} (snapshot at ${JSON.stringify(snapshotAt)}, retained from ${JSON.stringify(cut)}); B in generation ${last.generation} restored ${JSON.stringify(restoredByB.map((l) => ({ task: l.task, offsets: l.offsets })))}; B's alerts ${wb.alerts.length} of ${expected.length}`,
+      );
+      // The commit named the snapshot the kept task was restored from (its offsets, not
+      // the retained start its position is at), so its next owner restores that snapshot.
+      expect(afterNext).toEqual(snapshotAt);
+      expect(restoredByB.map((l) => l.task)).toContain(kept);
+      expect([...wb.alerts].sort()).toEqual(expected);
     }, 60_000);
   },
 );
