@@ -164,6 +164,12 @@ interface Task {
    * until a commit of its own has succeeded (committedPositions).
    */
   base: Record<string, number>;
+  /**
+   * Whether its restore ran (restoreAndCommit(): engine, offsets and base from its head,
+   * or its start with none). An assignment overtaken before then leaves it unrestored:
+   * the next assignment restores it anew rather than keep it (assigned()).
+   */
+  restored: boolean;
   /** Offsets below which processing is a replay (the log end when it was restored). */
   replayUntil: Record<string, number>;
   /** The log end per `topic/partition` the bus last reported delivering up to. */
@@ -500,6 +506,7 @@ export class RulesTasks {
       input: undefined as unknown as RulesInput,
       offsets: {},
       base: {},
+      restored: false,
       generation: undefined,
       held: [],
       replayUntil: {},
@@ -596,10 +603,14 @@ export class RulesTasks {
     const stalled = this.checkStall();
     // Synchronously, before the bus hands the new assignment's partitions to the flow.
     for (const [id, task] of this.tasks)
-      if (stalled || !ids.includes(id) || task.stopped) {
+      if (stalled || !ids.includes(id) || task.stopped || !task.restored) {
         this.tasks.delete(id);
-        // A task whose restore stopped, assigned again: restored anew (it holds nothing).
-        if (task.stopped && !stalled && ids.includes(id)) continue;
+        // A task whose restore stopped, or never ran (the assignment that gave it was
+        // overtaken first), assigned again: restored anew. It holds nothing: it had no
+        // generation and processed nothing (the bus's handler waits for the assignment).
+        // Kept as it was, it ran on an empty engine from the group's offset, and the
+        // commit named no snapshot of it (its base unset: the earliest offsets).
+        if ((task.stopped || !task.restored) && !stalled && ids.includes(id)) continue;
         const alerts = task.held.filter((h) => h.kind === 'alert').length;
         const reason = stalled ? 'stalled' : 'revoked';
         if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason }, alerts);
@@ -778,6 +789,7 @@ export class RulesTasks {
         );
         task.offsets = {};
         task.counted = { late: 0, future: 0 };
+        task.restored = false;
       }
     const began = performance.now();
     const committed = await this.o.bus.committed(this.o.group, this.o.topics);
@@ -852,6 +864,7 @@ export class RulesTasks {
         }
       }
       task.base = base;
+      task.restored = true;
     }
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
