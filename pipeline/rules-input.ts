@@ -14,8 +14,9 @@
  *   order they were assigned, so a replay merges the same way).
  * - An input with nothing queued holds the others back until it delivers, unless it is
  *   idle: its consumer found nothing pending after what it delivered (the embedded bus
- *   read its topic's end; on Kafka the batch reached the partition's high watermark, or
- *   the group had no lag when the partition was assigned), and nothing came for
+ *   read its topic's end; on Kafka the batch reached the partition's high watermark, a
+ *   plain consumer's group had no lag when the partition was assigned, or a rules task's
+ *   position reached the last log end read), and nothing came for
  *   `idleAfterMs` since. Caught up is not enough: under a steady stream an input is
  *   caught up between every two deliveries, and on Kafka the next fetch of a partition
  *   caught up a moment ago may come in a later handler call than the other inputs'

@@ -164,6 +164,12 @@ interface Task {
    * until a commit of its own has succeeded (committedPositions).
    */
   base: Record<string, number>;
+  /**
+   * Whether its restore ran (restoreAndCommit(): engine, offsets and base from its head,
+   * or its start with none). An assignment overtaken before then leaves it unrestored:
+   * the next assignment restores it anew rather than keep it (assigned()).
+   */
+  restored: boolean;
   /** Offsets below which processing is a replay (the log end when it was restored). */
   replayUntil: Record<string, number>;
   /** The log end per `topic/partition` the bus last reported delivering up to. */
@@ -500,6 +506,7 @@ export class RulesTasks {
       input: undefined as unknown as RulesInput,
       offsets: {},
       base: {},
+      restored: false,
       generation: undefined,
       held: [],
       replayUntil: {},
@@ -596,10 +603,14 @@ export class RulesTasks {
     const stalled = this.checkStall();
     // Synchronously, before the bus hands the new assignment's partitions to the flow.
     for (const [id, task] of this.tasks)
-      if (stalled || !ids.includes(id) || task.stopped) {
+      if (stalled || !ids.includes(id) || task.stopped || !task.restored) {
         this.tasks.delete(id);
-        // A task whose restore stopped, assigned again: restored anew (it holds nothing).
-        if (task.stopped && !stalled && ids.includes(id)) continue;
+        // A task whose restore stopped, or never ran (the assignment that gave it was
+        // overtaken first), assigned again: restored anew. It holds nothing: it had no
+        // generation and processed nothing (the bus's handler waits for the assignment).
+        // Kept as it was, it ran on an empty engine from the group's offset, and the
+        // commit named no snapshot of it (its base unset: the earliest offsets).
+        if ((task.stopped || !task.restored) && !stalled && ids.includes(id)) continue;
         const alerts = task.held.filter((h) => h.kind === 'alert').length;
         const reason = stalled ? 'stalled' : 'revoked';
         if (alerts > 0) this.o.telemetry.fencedAlerts.inc({ reason }, alerts);
@@ -778,6 +789,7 @@ export class RulesTasks {
         );
         task.offsets = {};
         task.counted = { late: 0, future: 0 };
+        task.restored = false;
       }
     const began = performance.now();
     const committed = await this.o.bus.committed(this.o.group, this.o.topics);
@@ -852,6 +864,7 @@ export class RulesTasks {
         }
       }
       task.base = base;
+      task.restored = true;
     }
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
@@ -903,8 +916,9 @@ export class RulesTasks {
         for (const h of held) this.deliver(t, h);
       }
     // A partition with nothing past its task's position is caught up, and no batch will
-    // say so (a fetch from the log end brings none); the group's lag the bus reads at the
-    // join may have come before this commit and found it behind.
+    // say so (a fetch from the log end brings none). From the task's own position: the
+    // bus does not read the group's lag for task consumers (KafkaBus.followFlow), whose
+    // committed offsets a task restored behind them has yet to replay up to.
     for (const t of live) this.noteCaughtUp(t);
     this.o.logger.info(
       {
@@ -1011,8 +1025,8 @@ export class RulesTasks {
     const ends = consumer.ends();
     for (const t of this.tasks.values()) {
       if (t.generation === undefined) continue;
-      // Whatever missed its signal (a lag probe that failed or came too early) is
-      // caught up by the next reading at the latest.
+      // A partition caught up with no batch to say so (nothing new since the assignment's
+      // check, or a reading that came later) is caught up by the next reading.
       this.noteCaughtUp(t);
       if (t.input.held() > 0) continue;
       const behind = this.partitionsOf(t.id).some((k) => (ends.get(k)?.end ?? 0) > this.done(t, k));

@@ -771,6 +771,8 @@ export class KafkaBus implements Bus {
           flow,
           () => stopping,
           (ref) => mine.has(`${ref.topic}/${ref.partition}`),
+          // Task mode: the caller knows where each task starts (followFlow).
+          !tasks,
         )
       : undefined;
     const policy = this.options.corruptBatch ?? 'stop';
@@ -992,10 +994,20 @@ export class KafkaBus implements Bus {
 
   /**
    * Drives an InputFlow from a kafkajs consumer: the partitions of each assignment, the
-   * ones with no lag when assigned (found through the admin client, retried each second
-   * until it answers) and the ones a batch brought to their high watermark are caught
-   * up, and a partition the flow pauses is paused in kafkajs (its fetch skips it) until
-   * the flow lets it go.
+   * ones a batch brought to their high watermark are caught up, and a partition the flow
+   * pauses is paused in kafkajs (its fetch skips it) until the flow lets it go.
+   *
+   * `probeLag`: at each assignment, also the partitions the group's lag (read through the
+   * admin client, retried each second until it answers) finds at 0. Only for a plain
+   * consumer (bench/rules-consumer.ts, or any `consume` with a flow): it commits what it
+   * delivers and never seeks, so the group's committed offset is where its fetch starts,
+   * and a partition with nothing past it brings no batch to say it is caught up. Not in
+   * task mode (the rules tasks, pipeline/rules-tasks.ts): a task restored from the
+   * changelog starts at its snapshot's offsets, which may be behind the group's committed
+   * ones (no snapshot matches the commit), and a read of the committed offsets answering
+   * during its replay would set it caught up, its lag 0 and its clock going with events
+   * still to replay (docs/scale-out.md, "Watermarks and the clock"). The tasks tell their
+   * merges from their own positions against the fetches' log ends instead.
    */
   private followFlow(
     consumer: KafkaConsumer,
@@ -1003,6 +1015,7 @@ export class KafkaBus implements Bus {
     flow: InputFlow,
     stopping: () => boolean,
     stopped: (ref: InputRef) => boolean,
+    probeLag: boolean,
   ) {
     const name = (topic: Topic) => this.topic(topic);
     // Partitions paused here: bounded by the partitions assigned.
@@ -1032,7 +1045,7 @@ export class KafkaBus implements Bus {
       flow.assigned(refs);
       // A partition paused before the rebalance that the flow no longer holds goes again.
       resume();
-      void probe(refs, generation);
+      if (probeLag) void probe(refs, generation);
     });
     const resume = () => {
       for (const [key, ref] of paused) {

@@ -1,0 +1,450 @@
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import {
+  createKafkaBus,
+  type KafkaBus,
+  type KafkaGroupLag,
+  type TaskConsumer,
+} from '../../ingest/bus/index.ts';
+import { kafkajs } from '../../ingest/bus/kafkajs.ts';
+import type { Event } from '../../ingest/model/index.ts';
+import { RulesTasks } from '../../pipeline/rules-tasks.ts';
+import { createTelemetry } from '../../pipeline/telemetry.ts';
+import { type Alert, Engine, parseRuleFile, type RuleSpec } from '../../rules/index.ts';
+import { until } from '../support/drover.ts';
+
+/**
+ * Rules tasks (pipeline/rules-tasks.ts) in this process, on a real broker, where the
+ * order of two things must be forced that a worker's processes cannot make certain:
+ *
+ * - A task restored behind the group's committed offsets (no snapshot matches the
+ *   commit: the changelog lost, or a commit written by a worker from before the
+ *   assignment's commit named a snapshot) replays up to them. A read of the group's lag
+ *   at the join (the committed offsets: lag 0) that answers during that replay must not
+ *   set the task caught up (docs/scale-out.md, "Watermarks and the clock"). The read's
+ *   requests are the restore's own (OffsetFetch, ListOffsets, on the same admin
+ *   connection), so a relay cannot hold it alone, and a replay is over in a fraction of
+ *   a second: here the bus's own read answers late, held by a gate in this process
+ *   (the broker's answer, unchanged, given to the bus later), and the replay is held
+ *   between two fetches.
+ * - A task assigned again while the commit of the assignment that restored it has not
+ *   returned (overtaken by the next): the next assignment's commit names the snapshot it
+ *   was restored from (Task.base). Here the first commit's answer is held in this process
+ *   until a second member has joined and the next assignment has committed. Held at the
+ *   restore's first read instead, the task was never restored: the next assignment
+ *   restores it (Task.restored).
+ *
+ * Everything else is real: kafkajs against the broker, the changelog, the engine.
+ */
+const brokers = inject('kafkaBrokers');
+const reason = inject('serverSkipReasons').kafka;
+const { Kafka, logLevel } = kafkajs();
+
+const closers: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const close of closers.splice(0).reverse()) await close().catch(() => {});
+});
+
+function rule(yaml: string): RuleSpec {
+  const { rule, diagnostics } = parseRuleFile(yaml, 'r.yaml');
+  expect(diagnostics).toEqual([]);
+  return rule!;
+}
+
+/** Five errors of a service within a minute. */
+const RULES = [
+  rule(`name: error-burst
+type: frequency
+num_events: 5
+timeframe: 1m
+query_key: service.name
+filter: { all: [ { fact: log.level, operator: equal, value: error } ] }
+`),
+];
+const LATENESS_MS = 1_000;
+
+/** A fresh engine as the worker makes one (its clock the wall's). */
+function engine(onAlert: (a: Alert) => void): Engine {
+  return new Engine(RULES, { allowedLatenessMs: LATENESS_MS, clock: Date.now, onAlert });
+}
+
+/** The alert ids `drover backtest` would give: every event in order, in one engine. */
+function expectedAlerts(events: Event[]): string[] {
+  const ids: string[] = [];
+  const e = new Engine(RULES, { allowedLatenessMs: LATENESS_MS, onAlert: (a) => ids.push(a.id) });
+  for (const ev of events) e.process(ev);
+  return ids.sort();
+}
+
+/**
+ * `count` info lines of each service over 20 minutes that ended 5 minutes ago (a random
+ * message each, so that they compress little and a partition takes several fetches),
+ * and a burst of six errors at each of `bursts` (fractions of the stream).
+ */
+function stream(services: string[], count: number, bursts: number[]): Event[] {
+  const start = Date.now() - 25 * 60_000;
+  const step = (20 * 60_000) / count;
+  const out: Event[] = [];
+  for (let i = 0; i < count; i++) {
+    const t = Math.round(start + i * step);
+    for (const s of services)
+      out.push({
+        '@timestamp': t,
+        'service.name': s,
+        'log.level': 'info',
+        message: `${randomUUID()} ${randomUUID()}`,
+      });
+    for (const b of bursts)
+      if (i === Math.floor(b * count))
+        for (let j = 0; j < 6; j++)
+          for (const s of services)
+            out.push({
+              '@timestamp': t + j,
+              'service.name': s,
+              'log.level': 'error',
+              message: `burst ${j}`,
+            });
+  }
+  return out;
+}
+
+/** A logger whose lines the test reads (`msg` and fields). */
+function capture(): { logger: pino.Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const l of chunk.toString().split('\n'))
+        if (l.startsWith('{')) lines.push(JSON.parse(l) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'info' }, sink), lines };
+}
+
+async function bus(prefix: string, partitions: number): Promise<KafkaBus> {
+  const b = await createKafkaBus({
+    brokers: [brokers!],
+    topicPrefix: prefix,
+    partitions,
+    sessionTimeoutMs: 10_000,
+  });
+  closers.push(() => b.close());
+  return b;
+}
+
+function tasksOn(
+  b: KafkaBus,
+  group: string,
+  logger: pino.Logger,
+): { tasks: RulesTasks; alerts: string[]; counts: { processed: number; late: number } } {
+  const alerts: string[] = [];
+  const counts = { processed: 0, late: 0 };
+  const tasks = new RulesTasks({
+    bus: b,
+    group,
+    topics: ['logs', 'metrics'],
+    newEngine: (onAlert) => engine(onAlert),
+    onAlert: (a) => alerts.push(a.id),
+    onState: () => {},
+    canSnapshot: () => true,
+    telemetry: createTelemetry(),
+    logger,
+    idleAfterMs: 100,
+    sessionTimeoutMs: 10_000,
+  });
+  closers.push(() => tasks.stop());
+  return { tasks, alerts, counts };
+}
+
+/** Adds what the tasks processed and counted late since the last call. */
+function count(t: { tasks: RulesTasks; counts: { processed: number; late: number } }): void {
+  const c = t.tasks.takeCounts();
+  t.counts.processed += c.processed;
+  t.counts.late += c.late;
+}
+
+async function publish(b: KafkaBus, events: Event[]): Promise<void> {
+  for (let i = 0; i < events.length; i += 5_000) {
+    const r = await b.publish(events.slice(i, i + 5_000));
+    expect(r.rejected).toEqual([]);
+  }
+}
+
+async function admin() {
+  const a = new Kafka({ brokers: [brokers!], logLevel: logLevel.NOTHING }).admin();
+  await a.connect();
+  closers.push(() => a.disconnect());
+  return a;
+}
+
+/** A gate: `wait()` resolves once `open()` is called. */
+function gate(): { wait: () => Promise<void>; open: () => void } {
+  let open!: () => void;
+  const opened = new Promise<void>((r) => (open = r));
+  return { wait: () => opened, open };
+}
+
+describe.skipIf(!brokers)(
+  `rules tasks, with the order of their reads forced${reason ? ` (skipped: ${reason})` : ''}`,
+  () => {
+    it('a task restored behind the commit is not caught up by a late read of the group lag', async () => {
+      const prefix = `rp${randomUUID().slice(0, 8)}.`;
+      const group = `${prefix}rules`;
+      const b = await bus(prefix, 1);
+      // Bursts early and late in the stream: the late one is past the first fetch.
+      const events = stream(['web'], 30_000, [0.1, 0.9]);
+      const expected = expectedAlerts(events);
+      expect(expected).toHaveLength(2);
+      await publish(b, events);
+      const end = Number((await b.latest(['logs']))['logs/0']);
+      expect(end).toBe(events.length);
+      // The group committed at the log end, and the changelog holds nothing (lost): the
+      // task starts with no state from offset 0 and replays up to the committed offset.
+      const a = await admin();
+      for (const topic of ['logs', 'metrics'])
+        await a.setOffsets({
+          groupId: group,
+          topic: `${prefix}${topic}`,
+          partitions: [{ partition: 0, offset: topic === 'logs' ? String(end) : '0' }],
+        });
+
+      // The group's lag as the bus reads it, answered once the gate opens.
+      const probeGate = gate();
+      const probes: KafkaGroupLag[][] = [];
+      let answered = 0;
+      const groupLag = b.groupLag.bind(b);
+      b.groupLag = async (g, topics) => {
+        const read = await groupLag(g, topics);
+        if (g !== group) return read;
+        probes.push(read);
+        await probeGate.wait();
+        answered++;
+        return read;
+      };
+      // The replay held after its first batch of logs, as between two fetches.
+      const replayGate = gate();
+      const batches: number[] = [];
+      let waiting = false;
+      const consumeTasks = b.consumeTasks.bind(b);
+      b.consumeTasks = (options, mode) =>
+        consumeTasks(
+          {
+            ...options,
+            handler: async (batch) => {
+              if (batch.topic === 'logs') {
+                batches.push(batch.messages.length);
+                if (batches.length > 1) {
+                  waiting = true;
+                  await replayGate.wait();
+                }
+              }
+              return options.handler(batch);
+            },
+          },
+          mode,
+        );
+
+      const { logger } = capture();
+      const w = tasksOn(b, group, logger);
+      await w.tasks.start();
+      await until('the replay held after its first batch', () => waiting, 30_000);
+      await until(
+        'the first batch processed',
+        () => {
+          count(w);
+          return w.tasks.held() === 0 && w.counts.processed === batches[0];
+        },
+        10_000,
+      );
+      expect(batches[0]).toBeLessThan(end);
+      // The read of the group's lag answers now, during the replay.
+      probeGate.open();
+      await until('the lag read answered', () => answered === probes.length, 5_000);
+      await new Promise((r) => setTimeout(r, 100));
+      const lag = (await w.tasks.lag()).logs;
+      // The clock's tick, once the engine has seen no event for the allowed lateness (its
+      // idle time): a task caught up would have its watermark driven to the wall clock.
+      await new Promise((r) => setTimeout(r, LATENESS_MS + 200));
+      await w.tasks.tick();
+      replayGate.open();
+      await until(
+        'the replay processed',
+        () => {
+          count(w);
+          return w.counts.processed === end && w.tasks.held() === 0;
+        },
+        30_000,
+      );
+      console.log(
+        `logs batches ${JSON.stringify(batches)}; lag reads at the join ${JSON.stringify(probes.map((p) => p.map((l) => `${l.topic}/${l.partition} lag ${l.lag}`)))}; lag during the replay ${lag}; late ${w.counts.late}; alerts ${w.alerts.length} of ${expected.length}`,
+      );
+      // Behind by what the first batch did not bring, its clock waiting, no event late.
+      expect(lag).toBe(end - batches[0]!);
+      expect(w.counts.late).toBe(0);
+      expect([...w.alerts].sort()).toEqual(expected);
+    }, 60_000);
+
+    /**
+     * A first worker snapshots two tasks and stops; retention then takes the partitions
+     * past the snapshots' offsets. Worker A's first assignment (both tasks) is held at
+     * `hold`: after its commit reached the broker (`commit`: the tasks restored) or at
+     * its restore's first read (`restore`: not restored yet). Worker B joins meanwhile,
+     * and A's next assignment keeps one task. Then A goes away without a snapshot and B
+     * takes the task over from what the group's offsets name.
+     */
+    const overtaken = async (hold: 'commit' | 'restore') => {
+      const prefix = `rb${randomUUID().slice(0, 8)}.`;
+      const group = `${prefix}rules`;
+      const services = ['api', 'web', 'db', 'cache'];
+      const b0 = await bus(prefix, 2);
+      // Three errors per service at the end of the first part: in the snapshot's state.
+      const first = stream(services, 500, []);
+      const t = Number(first.at(-1)!['@timestamp']) + 1_000;
+      const line = (s: string, at: number, level: 'error' | 'info'): Event => ({
+        '@timestamp': at,
+        'service.name': s,
+        'log.level': level,
+        message: `${level} at ${at - t}`,
+      });
+      for (let i = 0; i < 3; i++) for (const s of services) first.push(line(s, t + i, 'error'));
+      await publish(b0, first);
+      const snapshotAt = await b0.latest(['logs']);
+      expect(Object.values(snapshotAt).every((n) => n > 0)).toBe(true);
+      // A first worker processes it and stops: each task's snapshot is on the changelog
+      // and its offsets committed.
+      const w0 = tasksOn(b0, group, capture().logger);
+      await w0.tasks.start();
+      await until(
+        'the first worker to process the first part',
+        () => {
+          count(w0);
+          return w0.counts.processed === first.length && w0.tasks.held() === 0;
+        },
+        30_000,
+      );
+      await w0.tasks.stop();
+      const a = await admin();
+      const committed = async () => {
+        const out: Record<string, number> = {};
+        for (const { topic, partitions } of await a.fetchOffsets({
+          groupId: group,
+          topics: [`${prefix}logs`],
+        }))
+          for (const p of partitions)
+            out[`${topic.slice(prefix.length)}/${p.partition}`] = Number(p.offset);
+        return out;
+      };
+      expect(await committed()).toEqual(snapshotAt);
+      // A second part, then retention takes the partitions up to their end: a task
+      // restored from the snapshot starts at the retained start, past its offsets.
+      const second = services.flatMap((s) => [1, 2, 3].map((i) => line(s, t + i * 1_000, 'info')));
+      await publish(b0, second);
+      const cut = await b0.latest(['logs']);
+      for (const [k, end] of Object.entries(cut))
+        await a.deleteTopicRecords({
+          topic: `${prefix}logs`,
+          partitions: [{ partition: Number(k.split('/')[1]), offset: String(end) }],
+        });
+      expect(await b0.earliest(['logs'])).toEqual(cut);
+
+      // Worker A: its first assignment held at `hold` (the broker's answer, unchanged,
+      // given to A once the gate opens); meanwhile B joins, and A's next assignment keeps
+      // one of the tasks the first was given.
+      const holdGate = gate();
+      let held = false;
+      let calls = 0;
+      const once = async <T>(answer: T): Promise<T> => {
+        if (++calls === 1) {
+          held = true;
+          await holdGate.wait();
+        }
+        return answer;
+      };
+      const b1 = await bus(prefix, 2);
+      if (hold === 'commit') {
+        const gated = (c: TaskConsumer): TaskConsumer => ({
+          ...c,
+          commit: async (positions) => once(await c.commit(positions)),
+        });
+        const consumeTasks = b1.consumeTasks.bind(b1);
+        b1.consumeTasks = async (options, mode) =>
+          gated(
+            await consumeTasks(options, {
+              ...mode,
+              onAssigned: (tasks, c) => mode.onAssigned(tasks, gated(c)),
+            }),
+          );
+      } else {
+        // The restore's first read: the group's committed offsets.
+        const committedOf = b1.committed.bind(b1);
+        b1.committed = async (g, topics) => once(await committedOf(g, topics));
+      }
+      const logA = capture();
+      const wa = tasksOn(b1, group, logA.logger);
+      await wa.tasks.start();
+      await until(`A's first assignment held at its ${hold}`, () => held, 30_000);
+      const restoredByA = logA.lines.filter((l) => l.msg === 'rules task restored');
+      expect(restoredByA.map((l) => l.task).sort()).toEqual(hold === 'commit' ? [0, 1] : []);
+      const b2 = await bus(prefix, 2);
+      const logB = capture();
+      const wb = tasksOn(b2, group, logB.logger);
+      await wb.tasks.start();
+      type Assigned = { tasks: number[]; restored: number[]; generation: number };
+      const assigned = (lines: Array<Record<string, unknown>>) =>
+        lines.filter((l) => l.msg === 'rules tasks assigned') as unknown as Assigned[];
+      const next = await until('A and B to commit the next assignment', () => {
+        const l = assigned(logA.lines)[0];
+        return l && assigned(logB.lines).length > 0 ? l : undefined;
+      });
+      const afterNext = await committed();
+      holdGate.open();
+      // A kept one task: restored by the assignment whose commit it never saw returned,
+      // or, if that assignment's restore had not run, restored now.
+      expect(next.tasks).toHaveLength(1);
+      const kept = next.tasks[0]!;
+      expect.soft(next.restored).toEqual(hold === 'commit' ? [] : [kept]);
+
+      // A goes away without a snapshot (its bus closed under it, as a crash): B takes
+      // the task A kept, and restores it from what the group's offsets name.
+      const movedAt = Date.now();
+      await b1.close();
+      const last = await until('B to hold both tasks', () =>
+        assigned(logB.lines).find((l) => l.tasks.length === 2),
+      );
+      const restoredByB = logB.lines.filter(
+        (l) => l.msg === 'rules task restored' && Number(l.time) >= movedAt,
+      );
+      // Two more errors per service: five within a minute with the snapshot's three.
+      const third = services.flatMap((s) => [0, 1].map((i) => line(s, t + 10_000 + i, 'error')));
+      await publish(b2, third);
+      const expected = expectedAlerts([...first, ...second, ...third]);
+      expect(expected).toHaveLength(services.length);
+      await until(
+        'B to process the third part',
+        () => {
+          count(wb);
+          return wb.counts.processed >= third.length && wb.tasks.held() === 0;
+        },
+        20_000,
+      );
+      console.log(
+        `${hold} held: A restored ${JSON.stringify(restoredByA.map((l) => ({ task: l.task, offsets: l.offsets })))} and kept task ${kept} in generation ${next.generation}; committed then ${JSON.stringify(afterNext)} (snapshot at ${JSON.stringify(snapshotAt)}, retained from ${JSON.stringify(cut)}); B in generation ${last.generation} restored ${JSON.stringify(restoredByB.map((l) => ({ task: l.task, offsets: l.offsets })))}; B's alerts ${wb.alerts.length} of ${expected.length}`,
+      );
+      // The commit named the snapshot the kept task was restored from (its offsets, not
+      // the retained start its position is at), so its next owner restores that snapshot.
+      expect.soft(afterNext).toEqual(snapshotAt);
+      expect.soft(restoredByB.map((l) => l.task)).toContain(kept);
+      expect([...wb.alerts].sort()).toEqual(expected);
+    };
+
+    it('a task kept from an assignment overtaken before its commit: the next commit names its snapshot', async () => {
+      await overtaken('commit');
+    }, 60_000);
+
+    it('a task kept from an assignment overtaken before its restore: restored by the next', async () => {
+      await overtaken('restore');
+    }, 60_000);
+  },
+);
