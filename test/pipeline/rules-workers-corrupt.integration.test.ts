@@ -1,9 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { kafkajs } from '../../ingest/bus/kafkajs.ts';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { murmur2 } from '../../ingest/bus/kafka-partition.ts';
-import { startKafka, type StartedKafka } from '../servers/kafka.ts';
 import { GLOBAL_TASK } from '../../pipeline/rules-tasks.ts';
 import {
   killServes,
@@ -14,7 +13,6 @@ import {
   workdir,
 } from '../support/drover.ts';
 import { alertView as view, byAlert as order, FLEET_RULES } from '../support/fleet-stream.ts';
-import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
   actingFleet,
   alertsOf,
@@ -24,6 +22,7 @@ import {
   drained,
   globalOwner,
   logLines,
+  relayedKafka,
   send,
   settled,
   settledPast,
@@ -111,18 +110,7 @@ function metric(text: string, name: string, labels: string[]): number | undefine
 describe.skipIf(!available)(
   `a corrupt record batch on Kafka${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
-    let kafka: StartedKafka;
-    let relay: NetCut;
-    beforeAll(async () => {
-      kafka = await startKafka({ cuttable: true });
-      relay = await startNetCut(kafka.cuttable!.advertised, kafka.cuttable!.target, {
-        tamper: true,
-      });
-    }, 180_000);
-    afterAll(async () => {
-      await relay?.close();
-      await kafka?.stop();
-    });
+    const relayed = relayedKafka();
 
     /** A worker through the relay, an ingest process beside it, the first half sent and processed. */
     /**
@@ -143,15 +131,18 @@ describe.skipIf(!available)(
         bus: policy === 'default' ? '' : `corruptBatch: ${policy}`,
         rules: o.global ? '' : 'partitionFields: [service.name, host.name]',
       });
-      await createTopics(kafka.url, fleet.prefix);
+      await createTopics(relayed.kafka.url, fleet.prefix);
       const ingest = await startServe(fleet.config, {
-        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(fleet.dir, 'state-ingest') },
+        env: {
+          KAFKA_BROKERS: relayed.kafka.url,
+          DROVER_STATE_DIR: join(fleet.dir, 'state-ingest'),
+        },
         args: ['--roles', 'ingest'],
         timeoutMs: 90_000,
       });
       const worker = await startServe(fleet.config, {
         env: {
-          KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+          KAFKA_BROKERS: `127.0.0.1:${relayed.kafka.cuttable!.advertised}`,
           DROVER_STATE_DIR: join(fleet.dir, 'state-worker'),
         },
         args: ['--roles', 'rules,actions'],
@@ -169,7 +160,7 @@ describe.skipIf(!available)(
 
     it('stop (the default): that partition stops, once logged and counted; the others go on', async () => {
       const f = await start('default', 'cs');
-      const tamper = relay.corruptFetches({ topic: `${f.prefix}logs` });
+      const tamper = relayed.relay.corruptFetches({ topic: `${f.prefix}logs` });
       await send(f.ingest.url, f.batches.slice(f.half));
       const p = await until(
         'the corrupt batch to stop its partition',
@@ -237,7 +228,7 @@ describe.skipIf(!available)(
 
     it('skip: the batch is skipped, once logged and counted, and the task drains', async () => {
       const f = await start('skip', 'ck');
-      const tamper = relay.corruptFetches({ topic: `${f.prefix}logs` });
+      const tamper = relayed.relay.corruptFetches({ topic: `${f.prefix}logs` });
       await send(f.ingest.url, f.batches.slice(f.half));
       await drained([f.worker]);
       const p = tamper.partition;
@@ -268,10 +259,13 @@ describe.skipIf(!available)(
       // the restart brings the damaged batch with good ones after it, below the high
       // watermark. The damaged header says the batch ends 100 000 offsets on.
       await stopServe(f.worker);
-      const tamper = relay.corruptFetches({ topic: `${f.prefix}logs`, lastOffsetDelta: 100_000 });
+      const tamper = relayed.relay.corruptFetches({
+        topic: `${f.prefix}logs`,
+        lastOffsetDelta: 100_000,
+      });
       for (const b of f.batches.slice(f.half)) await send(f.ingest.url, [b]);
       const env = {
-        KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+        KAFKA_BROKERS: `127.0.0.1:${relayed.kafka.cuttable!.advertised}`,
         DROVER_STATE_DIR: join(f.dir, 'state-worker'),
       };
       const restarted = async () => {
@@ -367,11 +361,14 @@ describe.skipIf(!available)(
       // The restarted worker (an empty state directory: everything from the changelog)
       // fetches the first batch of task p's changelog partition damaged, every time.
       const group = `${f.prefix}rules`;
-      const committedBefore = await committedOffsets(kafka.url, group, f.prefix);
-      const tamper = relay.corruptFetches({ topic: `${f.prefix}rules-state`, partition: p });
+      const committedBefore = await committedOffsets(relayed.kafka.url, group, f.prefix);
+      const tamper = relayed.relay.corruptFetches({
+        topic: `${f.prefix}rules-state`,
+        partition: p,
+      });
       const worker = await startServe(f.config, {
         env: {
-          KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+          KAFKA_BROKERS: `127.0.0.1:${relayed.kafka.cuttable!.advertised}`,
           DROVER_STATE_DIR: join(f.dir, 'state-worker-2'),
         },
         args: ['--roles', 'rules,actions'],
@@ -411,12 +408,12 @@ describe.skipIf(!available)(
       await until(
         'the healthy tasks to commit past the second half',
         async () => {
-          const now = await committedOffsets(kafka.url, group, f.prefix);
+          const now = await committedOffsets(relayed.kafka.url, group, f.prefix);
           return healthyKeys.every((k) => now[k]! > committedBefore[k]!);
         },
         30_000,
       );
-      const committedNow = await committedOffsets(kafka.url, group, f.prefix);
+      const committedNow = await committedOffsets(relayed.kafka.url, group, f.prefix);
       expect(committedNow[`logs/${p}`]).toBe(committedBefore[`logs/${p}`]);
       expect(committedNow[`metrics/${p}`]).toBe(committedBefore[`metrics/${p}`]);
       const lag = await taskLag(worker);
@@ -473,7 +470,7 @@ describe.skipIf(!available)(
       });
       expect(tamper.responses).toBe(damaged);
       // Half a minute of snapshots later (every 2 s), still nothing committed for task p.
-      const committedLater = await committedOffsets(kafka.url, group, f.prefix);
+      const committedLater = await committedOffsets(relayed.kafka.url, group, f.prefix);
       expect(committedLater[`logs/${p}`]).toBe(committedBefore[`logs/${p}`]);
       expect(committedLater[`metrics/${p}`]).toBe(committedBefore[`metrics/${p}`]);
 
@@ -481,9 +478,9 @@ describe.skipIf(!available)(
       // replaces it); a second worker joins, a rebalance, and leaves, another: task p is
       // restored from its last snapshot, wherever it lands, and processes what its
       // partitions held.
-      relay.corruptFetches({ topic: `${f.prefix}none`, times: 0 });
+      relayed.relay.corruptFetches({ topic: `${f.prefix}none`, times: 0 });
       const second = await startServe(f.config, {
-        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(f.dir, 'state-worker-3') },
+        env: { KAFKA_BROKERS: relayed.kafka.url, DROVER_STATE_DIR: join(f.dir, 'state-worker-3') },
         args: ['--roles', 'rules,actions'],
         timeoutMs: 90_000,
       });
@@ -534,11 +531,11 @@ describe.skipIf(!available)(
       expect(expected.length).toBeGreaterThan(0);
       const end = new Date(f.last).toISOString();
       const globalGroup = `${f.prefix}rules-global`;
-      const committedBefore = await committedOffsets(kafka.url, globalGroup, f.prefix);
-      const tamper = relay.corruptFetches({ topic: `${f.prefix}rules-global-state` });
+      const committedBefore = await committedOffsets(relayed.kafka.url, globalGroup, f.prefix);
+      const tamper = relayed.relay.corruptFetches({ topic: `${f.prefix}rules-global-state` });
       const worker = await startServe(f.config, {
         env: {
-          KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+          KAFKA_BROKERS: `127.0.0.1:${relayed.kafka.cuttable!.advertised}`,
           DROVER_STATE_DIR: join(f.dir, 'state-worker-2'),
         },
         args: ['--roles', 'rules,actions'],
@@ -606,7 +603,9 @@ describe.skipIf(!available)(
       await stopServe(worker);
       expect(tamper.responses).toBe(damaged);
       // Nothing committed for the global group past its last snapshot.
-      expect(await committedOffsets(kafka.url, globalGroup, f.prefix)).toEqual(committedBefore);
+      expect(await committedOffsets(relayed.kafka.url, globalGroup, f.prefix)).toEqual(
+        committedBefore,
+      );
       await stopServe(f.ingest);
     }, 420_000);
   },

@@ -1,12 +1,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { openActionStore } from '../../actions/index.ts';
-import { startKafka, type StartedKafka } from '../servers/kafka.ts';
 import { killServes, startServe, stopServe, until } from '../support/drover.ts';
 import { keepLogsOnFailure } from '../support/keep-logs.ts';
 import { type AlertView, alertView as view, byAlert as order } from '../support/fleet-stream.ts';
-import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
   actingFleet,
   alertsOf,
@@ -16,10 +14,11 @@ import {
   drained,
   logLines,
   metricsOf,
-  TASKS,
+  relayedKafka,
   send,
   settled,
   settledPast,
+  TASKS,
   type WorkerAlert,
 } from '../support/rules-workers.ts';
 
@@ -57,19 +56,8 @@ const LATENESS = '10s';
 describe.skipIf(!available)(
   `a rules worker cut off Kafka by the network${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
-    let kafka: StartedKafka;
-    let relay: NetCut;
-    beforeAll(async () => {
-      kafka = await startKafka({ cuttable: true });
-      // Reading the requests (tamper): the second test cuts at a worker's first commit.
-      relay = await startNetCut(kafka.cuttable!.advertised, kafka.cuttable!.target, {
-        tamper: true,
-      });
-    }, 180_000);
-    afterAll(async () => {
-      await relay?.close();
-      await kafka?.stop();
-    });
+    // Reading the requests (tamper): the second test cuts at a worker's first commit.
+    const relayed = relayedKafka();
 
     it('cut past the session timeout, then healed: its clock fires nothing stale, nothing lost', async () => {
       // partitionFields with host.name (this fleet's hosts are not shared between
@@ -83,7 +71,7 @@ describe.skipIf(!available)(
         lateness: LATENESS,
       });
       const expected = backtestAlerts(join(dir, 'rules'), data, LATENESS).alerts;
-      await createTopics(kafka.url, prefix);
+      await createTopics(relayed.kafka.url, prefix);
 
       let n = 0;
       const worker = (brokers: string) =>
@@ -93,14 +81,14 @@ describe.skipIf(!available)(
           timeoutMs: 90_000,
         });
       const ingest = await startServe(config, {
-        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+        env: { KAFKA_BROKERS: relayed.kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
         args: ['--roles', 'ingest'],
         timeoutMs: 90_000,
       });
       // A through the relay: bootstrapped there, the broker sends it back there.
       const [a, b] = await Promise.all([
-        worker(`127.0.0.1:${kafka.cuttable!.advertised}`),
-        worker(kafka.url),
+        worker(`127.0.0.1:${relayed.kafka.cuttable!.advertised}`),
+        worker(relayed.kafka.url),
       ]);
       keepLogsOnFailure(dir, { a, b, ingest });
       const before = await settled([a, b]);
@@ -113,7 +101,7 @@ describe.skipIf(!available)(
       mark('the first half processed');
 
       const cutAt = Date.now();
-      relay.cut();
+      relayed.relay.cut();
       await send(ingest.url, batches.slice(half));
       // B alone holds the six tasks once A's session has timed out.
       const after = await settledPast([b], before);
@@ -123,7 +111,7 @@ describe.skipIf(!available)(
       // carries their watermarks on: each replica it saw expires there.
       await new Promise((r) => setTimeout(r, Math.max(0, cutAt + 25_000 - Date.now())));
       const healAt = Date.now();
-      relay.heal();
+      relayed.relay.heal();
       const rejoined = await settledPast([a, b], after);
       mark(`healed after ${((healAt - cutAt) / 1000).toFixed(1)} s; rejoined in ${rejoined}`);
       await drained([a, b]);
@@ -204,17 +192,17 @@ describe.skipIf(!available)(
         lateness: LATENESS,
       });
       const expected = backtestAlerts(join(dir, 'rules'), data, LATENESS).alerts;
-      await createTopics(kafka.url, prefix);
+      await createTopics(relayed.kafka.url, prefix);
       const ingest = await startServe(config, {
-        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+        env: { KAFKA_BROKERS: relayed.kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
         args: ['--roles', 'ingest'],
         timeoutMs: 90_000,
       });
       await send(ingest.url, batches);
-      const commitCut = relay.cutAtRequest(OFFSET_COMMIT);
+      const commitCut = relayed.relay.cutAtRequest(OFFSET_COMMIT);
       const w = await startServe(config, {
         env: {
-          KAFKA_BROKERS: `127.0.0.1:${kafka.cuttable!.advertised}`,
+          KAFKA_BROKERS: `127.0.0.1:${relayed.kafka.cuttable!.advertised}`,
           DROVER_STATE_DIR: join(dir, 'state-w'),
         },
         args: ['--roles', 'rules,actions'],
@@ -224,7 +212,7 @@ describe.skipIf(!available)(
       await commitCut;
       mark("the relay cut at the worker's first commit");
       await new Promise((r) => setTimeout(r, SESSION_TIMEOUT_MS + 3_000));
-      relay.heal();
+      relayed.relay.heal();
       mark('healed past the session timeout');
       // On the code before, the worker retried that commit every 5 s for good, its fetched
       // batch waiting, so kafkajs never heartbeat again to learn it had to rejoin.

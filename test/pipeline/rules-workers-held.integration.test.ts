@@ -1,11 +1,9 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startKafka, type StartedKafka } from '../servers/kafka.ts';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { killServes, startServe, stopServe } from '../support/drover.ts';
 import { keepLogsOnFailure } from '../support/keep-logs.ts';
 import { type AlertView, alertView as view, byAlert as order } from '../support/fleet-stream.ts';
-import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
   actingFleet,
   alertsOf,
@@ -14,6 +12,7 @@ import {
   createTopics,
   drained,
   logLines,
+  relayedKafka,
   send,
   settled,
   settledPast,
@@ -68,18 +67,7 @@ const JOIN_HELD_MS = 23_000;
 describe.skipIf(!available)(
   `a rules worker's snapshots at a rebalance${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
-    let kafka: StartedKafka;
-    let relay: NetCut;
-    beforeAll(async () => {
-      kafka = await startKafka({ cuttable: true });
-      relay = await startNetCut(kafka.cuttable!.advertised, kafka.cuttable!.target, {
-        tamper: true,
-      });
-    }, 180_000);
-    afterAll(async () => {
-      await relay?.close();
-      await kafka?.stop();
-    });
+    const relayed = relayedKafka();
 
     it('a task that holds alerts is not snapshotted past them: moved, they fire', async () => {
       const { mark, batches, lines, last, prefix, dir, config } = actingFleet({
@@ -122,7 +110,7 @@ describe.skipIf(!available)(
       const data = join(dir, 'all.ndjson');
       writeFileSync(data, `${[...lines, ...metricLines, ...burst].join('\n')}\n`);
       const expected = backtestAlerts(join(dir, 'rules'), data).alerts;
-      await createTopics(kafka.url, prefix);
+      await createTopics(relayed.kafka.url, prefix);
       let n = 0;
       const worker = (brokers: string) =>
         startServe(config, {
@@ -131,11 +119,11 @@ describe.skipIf(!available)(
           timeoutMs: 90_000,
         });
       const ingest = await startServe(config, {
-        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+        env: { KAFKA_BROKERS: relayed.kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
         args: ['--roles', 'ingest'],
         timeoutMs: 90_000,
       });
-      const a = await worker(`127.0.0.1:${kafka.cuttable!.advertised}`);
+      const a = await worker(`127.0.0.1:${relayed.kafka.cuttable!.advertised}`);
       keepLogsOnFailure(dir, { a, ingest });
       const before = await settled([a]);
       await send(ingest.url, batches);
@@ -146,17 +134,17 @@ describe.skipIf(!available)(
       // input is then caught up, and holds back the errors that follow for IDLE.
       await send(ingest.url, [metricLines]);
       await new Promise((r) => setTimeout(r, 1_500));
-      const writes = relay.holdRequests({
+      const writes = relayed.relay.holdRequests({
         apiKey: PRODUCE,
         topic: `${prefix}rules-state`,
         ms: FIRST_WRITE_HELD_MS,
         times: 1,
       });
-      const join_ = relay.holdRequests({ apiKey: JOIN_GROUP, ms: JOIN_HELD_MS, times: 1 });
+      const join_ = relayed.relay.holdRequests({ apiKey: JOIN_GROUP, ms: JOIN_HELD_MS, times: 1 });
       await send(ingest.url, [burst]);
       const sentAt = Date.now();
       mark('the errors sent; B starts');
-      const b = await worker(kafka.url);
+      const b = await worker(relayed.kafka.url);
       keepLogsOnFailure(dir, { a, b, ingest });
       const after = await settledPast([a, b], before);
       const rebalancing = logLines(a).find((l) => l.msg === 'rules group rebalancing')?.time;

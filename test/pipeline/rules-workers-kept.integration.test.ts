@@ -1,12 +1,10 @@
 import { join } from 'node:path';
 import { writeFileSync } from 'node:fs';
 import { Kafka, logLevel } from 'kafkajs';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { startKafka, type StartedKafka } from '../servers/kafka.ts';
+import { afterEach, describe, expect, inject, it } from 'vitest';
 import { killServes, startServe, stopServe } from '../support/drover.ts';
 import { keepLogsOnFailure } from '../support/keep-logs.ts';
 import { type AlertView, alertView as view, byAlert as order } from '../support/fleet-stream.ts';
-import { type NetCut, startNetCut } from '../support/net-cut.ts';
 import {
   actingFleet,
   alertsOf,
@@ -15,6 +13,7 @@ import {
   createTopics,
   drained,
   logLines,
+  relayedKafka,
   send,
   settled,
   settledPast,
@@ -67,18 +66,7 @@ const JOIN_HELD_MS = 9_000;
 describe.skipIf(!available)(
   `a rules task kept through a rebalance${reason ? ` (skipped: ${reason})` : ''}`,
   () => {
-    let kafka: StartedKafka;
-    let relay: NetCut;
-    beforeAll(async () => {
-      kafka = await startKafka({ cuttable: true });
-      relay = await startNetCut(kafka.cuttable!.advertised, kafka.cuttable!.target, {
-        tamper: true,
-      });
-    }, 180_000);
-    afterAll(async () => {
-      await relay?.close();
-      await kafka?.stop();
-    });
+    const relayed = relayedKafka();
 
     it('processed past its snapshot, then moved: restored from that snapshot', async () => {
       const fleet = actingFleet({
@@ -124,7 +112,7 @@ describe.skipIf(!available)(
       const data = join(dir, 'all.ndjson');
       writeFileSync(data, `${[...lines, ...metricLines, ...burst].join('\n')}\n`);
       const expected = backtestAlerts(join(dir, 'rules'), data).alerts;
-      await createTopics(kafka.url, prefix);
+      await createTopics(relayed.kafka.url, prefix);
       let n = 0;
       const worker = (brokers: string) =>
         startServe(config, {
@@ -133,14 +121,14 @@ describe.skipIf(!available)(
           timeoutMs: 90_000,
         });
       const ingest = await startServe(config, {
-        env: { KAFKA_BROKERS: kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
+        env: { KAFKA_BROKERS: relayed.kafka.url, DROVER_STATE_DIR: join(dir, 'state-ingest') },
         args: ['--roles', 'ingest'],
         timeoutMs: 90_000,
       });
       const [a, b, c] = await Promise.all([
-        worker(`127.0.0.1:${kafka.cuttable!.advertised}`),
-        worker(kafka.url),
-        worker(kafka.url),
+        worker(`127.0.0.1:${relayed.kafka.cuttable!.advertised}`),
+        worker(relayed.kafka.url),
+        worker(relayed.kafka.url),
       ]);
       keepLogsOnFailure(dir, { a, b, c, ingest });
       const three = await settled([a, b, c]);
@@ -155,14 +143,14 @@ describe.skipIf(!available)(
       await new Promise((r) => setTimeout(r, 1_500));
       // Where the errors begin in each logs partition: the offsets A's snapshots at the
       // rebalance record (the errors are queued in the merges, not processed).
-      const admin = new Kafka({ brokers: [kafka.url], logLevel: logLevel.NOTHING }).admin();
+      const admin = new Kafka({ brokers: [relayed.kafka.url], logLevel: logLevel.NOTHING }).admin();
       await admin.connect();
       const before = Object.fromEntries(
         (await admin.fetchTopicOffsets(`${prefix}logs`)).map((o) => [o.partition, Number(o.high)]),
       );
       await admin.disconnect();
       await send(ingest.url, [burst]);
-      const join_ = relay.holdRequests({ apiKey: JOIN_GROUP, ms: JOIN_HELD_MS, times: 1 });
+      const join_ = relayed.relay.holdRequests({ apiKey: JOIN_GROUP, ms: JOIN_HELD_MS, times: 1 });
       mark('the errors sent; C stops');
       expect(await stopServe(c)).toBe(0);
       // C's alerts, up to its exit, from its log (its API is gone with it).

@@ -2,8 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { kafkajs } from '../../ingest/bus/kafkajs.ts';
+import { startKafka, type StartedKafka } from '../servers/kafka.ts';
 import { BIN, type Served, startServe, until, workdir } from './drover.ts';
+import { type NetCut, startNetCut } from './net-cut.ts';
 import {
   alertView as view,
   type AlertView,
@@ -363,4 +366,29 @@ export async function globalOwner(workers: Served[]): Promise<Served> {
     },
     90_000,
   );
+}
+
+/**
+ * A broker of the test file's own, started before its tests and stopped after them, with
+ * a relay reading the Kafka protocol (`tamper`) in front of its second listener: a worker
+ * given `relayed.kafka.cuttable.advertised` reaches the broker only through
+ * `relayed.relay`, which the test cuts, holds or alters. Its own broker because the
+ * relayed listener must be known when the broker starts. Both fields are set once the
+ * file's `beforeAll` has run.
+ */
+export function relayedKafka(): { kafka: StartedKafka; relay: NetCut } {
+  const relayed = {} as { kafka: StartedKafka; relay: NetCut };
+  beforeAll(async () => {
+    relayed.kafka = await startKafka({ cuttable: true });
+    relayed.relay = await startNetCut(
+      relayed.kafka.cuttable!.advertised,
+      relayed.kafka.cuttable!.target,
+      { tamper: true },
+    );
+  }, 180_000);
+  afterAll(async () => {
+    await relayed.relay?.close();
+    await relayed.kafka?.stop();
+  });
+  return relayed;
 }
