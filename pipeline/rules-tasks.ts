@@ -844,6 +844,11 @@ export class RulesTasks {
             h!.chunkKeys.filter((k: string) => !keep.has(k)),
           )
           .catch(() => {});
+        // Overtaken during that await, this assignment is over: the next one may have
+        // dropped this task (unrestored) and made its own, or given the next task of this
+        // loop a Task of its own, running. Going on would seek for, restore into and
+        // commit (in the consumer's current generation) the next assignment's tasks.
+        if (epoch !== this.epoch || this.closing) return;
       }
       // What the assignment commits for it: the offsets of the head it restored (a
       // snapshot on the changelog, even where retention moved the start past them), or,
@@ -866,6 +871,9 @@ export class RulesTasks {
       task.base = base;
       task.restored = true;
     }
+    // Every await above is followed by this check; made again before the commit, which
+    // goes out in whatever generation the consumer has joined by now.
+    if (epoch !== this.epoch || this.closing) return;
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
     // Committing the tasks' positions tells the generation (and fails if it is stale).
