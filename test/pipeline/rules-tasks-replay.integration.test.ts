@@ -36,6 +36,9 @@ import { until } from '../support/drover.ts';
  *   restore's first read instead, the task was never restored: the next assignment
  *   restores it (Task.restored). Held at the tombstones of its restore instead, the
  *   overtaken assignment must not go on to commit in the next one's generation.
+ * - A task lost by an assignment overtaken before its commit, then given back by one
+ *   overtaken after its commit was sent: the next assignment, keeping it, commits the
+ *   snapshot it was restored from, not the offsets committed before it was lost.
  *
  * Everything else is real: kafkajs against the broker, the changelog, the engine.
  */
@@ -495,6 +498,163 @@ describe.skipIf(!brokers)(
 
     it('an assignment overtaken at its restore tombstones commits nothing for the next', async () => {
       await overtaken('drop');
+    }, 60_000);
+
+    /**
+     * Two overtaken assignments in a row (docs/scale-out.md, "Position and state"): A
+     * holds both tasks and commits their snapshots; B joins and takes task 1, while A's
+     * assignment (task 0) is held at its restore's first read, so it never commits. B
+     * snapshots task 1 further on and leaves: A's next assignment gives it task 1 back and
+     * restores B's snapshot, its commit's answer held until C joins; A's next assignment
+     * keeps task 1. Its commit must name B's snapshot, the one the task was restored
+     * from, not the offsets A committed for task 1 before it lost it.
+     */
+    it('a task lost and given back by overtaken assignments: the commit names its restored snapshot', async () => {
+      const prefix = `rc${randomUUID().slice(0, 8)}.`;
+      const group = `${prefix}rules`;
+      const services = ['api', 'web', 'db', 'cache', 'auth', 'mail'];
+      // Member ids begin with the client id: C sorts first, then A, then B. Tasks are
+      // dealt round-robin in that order: with A and B, A gets task 0; with A and C, task 1.
+      const b1 = await bus(prefix, 2, 'drover-m');
+      // Each service's partition, from publishing its part alone.
+      const partitionOf = new Map<string, number>();
+      for (const s of services) {
+        const was = await b1.latest(['logs']);
+        await publish(b1, stream([s], 100, []));
+        const now = await b1.latest(['logs']);
+        partitionOf.set(s, now['logs/1']! > (was['logs/1'] ?? 0) ? 1 : 0);
+      }
+      const onOne = services.filter((s) => partitionOf.get(s) === 1);
+      expect(onOne.length).toBeGreaterThan(0);
+      expect(onOne.length).toBeLessThan(services.length);
+      const firstEnd = await b1.latest(['logs']);
+
+      // A's restore's first read (the group's committed offsets) and A's commit's answer,
+      // each held once when armed (the broker's answer, unchanged, given later).
+      let holdRead: ReturnType<typeof gate> | undefined;
+      let holdCommit: ReturnType<typeof gate> | undefined;
+      let heldRead = false;
+      let heldCommit = false;
+      const committedOf = b1.committed.bind(b1);
+      b1.committed = async (g, topics) => {
+        const read = await committedOf(g, topics);
+        const h = holdRead;
+        if (h && g === group) {
+          holdRead = undefined;
+          heldRead = true;
+          await h.wait();
+        }
+        return read;
+      };
+      const gated = (c: TaskConsumer): TaskConsumer => ({
+        ...c,
+        commit: async (positions) => {
+          const generation = await c.commit(positions);
+          const h = holdCommit;
+          if (h) {
+            holdCommit = undefined;
+            heldCommit = true;
+            await h.wait();
+          }
+          return generation;
+        },
+      });
+      let assignments = 0;
+      const consumeTasks = b1.consumeTasks.bind(b1);
+      b1.consumeTasks = async (options, mode) =>
+        gated(
+          await consumeTasks(options, {
+            ...mode,
+            onAssigned: (tasks, c) => {
+              assignments++;
+              return mode.onAssigned(tasks, gated(c));
+            },
+          }),
+        );
+      const a = await admin();
+      const committed = async () => {
+        const out: Record<string, number> = {};
+        for (const { topic, partitions } of await a.fetchOffsets({
+          groupId: group,
+          topics: [`${prefix}logs`],
+        }))
+          for (const p of partitions)
+            out[`${topic.slice(prefix.length)}/${p.partition}`] = Number(p.offset);
+        return out;
+      };
+      type Assigned = { tasks: number[]; restored: number[]; generation: number };
+      const assigned = (lines: Array<Record<string, unknown>>) =>
+        lines.filter((l) => l.msg === 'rules tasks assigned') as unknown as Assigned[];
+
+      // A alone: both tasks, processed to the end and snapshotted (their commits).
+      const logA = capture();
+      const wa = tasksOn(b1, group, logA.logger);
+      await wa.tasks.start();
+      const total = Object.values(firstEnd).reduce((x, y) => x + y, 0);
+      await until(
+        'A to process the first part',
+        () => {
+          count(wa);
+          return wa.counts.processed === total && wa.tasks.held() === 0;
+        },
+        30_000,
+      );
+      await wa.tasks.snapshotAll();
+      expect(await committed()).toEqual(firstEnd);
+
+      // B joins: A's assignment (task 0) held at its restore's first read.
+      holdRead = gate();
+      const readGate = holdRead;
+      const b2 = await bus(prefix, 2, 'drover-z');
+      const logB = capture();
+      const wb = tasksOn(b2, group, logB.logger);
+      await wb.tasks.start();
+      await until("A's second assignment held at its restore", () => heldRead, 30_000);
+      await until("B's assignment of task 1", () =>
+        assigned(logB.lines).find((l) => l.tasks.join() === '1'),
+      );
+      // B processes more of task 1 and snapshots it there.
+      const more = onOne.flatMap((s) => stream([s], 50, []));
+      await publish(b2, more);
+      await until(
+        'B to process the second part',
+        () => {
+          count(wb);
+          return wb.counts.processed === more.length && wb.tasks.held() === 0;
+        },
+        30_000,
+      );
+      await wb.tasks.snapshotAll();
+      const bSnapshot = await committed();
+      expect(bSnapshot['logs/1']).toBe(firstEnd['logs/1']! + more.length);
+
+      // B leaves: A's next assignment gives it both tasks, task 1 restored from B's
+      // snapshot; its commit reaches the broker, its answer is held.
+      holdCommit = gate();
+      const commitGate = holdCommit;
+      const before = assignments;
+      await wb.tasks.stop();
+      await until("A's third assignment", () => assignments > before, 30_000);
+      readGate.open();
+      await until("A's third assignment's commit held", () => heldCommit, 30_000);
+      const restoredByA = logA.lines.filter((l) => l.msg === 'rules task restored');
+      expect(
+        restoredByA.map((l) => [l.task, (l.offsets as Record<string, number>)['logs/1']]),
+      ).toEqual([[1, bSnapshot['logs/1']]]);
+
+      // C joins: A's next assignment keeps task 1, and commits.
+      const b3 = await bus(prefix, 2, 'drover-a');
+      const wc = tasksOn(b3, group, capture().logger);
+      await wc.tasks.start();
+      const next = await until("A's next assignment committed", () => assigned(logA.lines)[1]);
+      const afterNext = await committed();
+      commitGate.open();
+      console.log(
+        `A committed ${JSON.stringify(firstEnd)} for both tasks; B's snapshot of task 1 at ${bSnapshot['logs/1']}; A restored ${JSON.stringify(restoredByA.map((l) => ({ task: l.task, offsets: l.offsets })))}, kept ${JSON.stringify(next.tasks)} (restored ${JSON.stringify(next.restored)}) in generation ${next.generation}; committed then ${JSON.stringify(afterNext)}`,
+      );
+      expect(next.tasks).toEqual([1]);
+      expect(next.restored).toEqual([]);
+      expect(afterNext['logs/1']).toBe(bSnapshot['logs/1']);
     }, 60_000);
   },
 );
