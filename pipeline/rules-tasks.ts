@@ -221,7 +221,11 @@ export class RulesTasks {
   private confirming: Promise<void> | undefined;
   /** Changelog partitions stopped restores listed: at most one per task held. */
   private restoreStops: StoppedPartition[] = [];
-  /** The offsets last committed per `topic/partition` (a confirmation commits them again). */
+  /**
+   * The offsets last committed per `topic/partition` (a confirmation commits them again).
+   * Only of the tasks held: a task's entries go when it is revoked or restored anew
+   * (assigned()), so bounded by the partitions of the tasks held.
+   */
   private committedPositions: Record<string, number> = {};
   /** Partitions per topic (the same for each), read at start. */
   private partitions = 0;
@@ -619,8 +623,16 @@ export class RulesTasks {
           'rules task revoked',
         );
       }
-    // None kept: the assignment's commit names each task's restored snapshot.
-    if (stalled) this.committedPositions = {};
+    // Only the tasks kept keep their last committed offsets (none after a stall: the
+    // assignment's commit names each task's restored snapshot). A task revoked, or
+    // restored anew, loses them here, not at the next successful commit: after two
+    // assignments overtaken in a row, a task lost at the first and given back by the
+    // second (restored there, its commit's answer never seen) is kept by the third,
+    // which committed the offsets this process had committed for it before it lost it
+    // (an older snapshot's) instead of those of the snapshot it was restored from.
+    const keptKeys = new Set([...this.tasks.keys()].flatMap((id) => this.partitionsOf(id)));
+    for (const k of Object.keys(this.committedPositions))
+      if (!keptKeys.has(k)) delete this.committedPositions[k];
     const fresh = ids.filter((id) => !this.tasks.has(id));
     for (const id of fresh) this.tasks.set(id, this.newTask(id));
     for (const t of this.tasks.values()) t.generation = undefined;
@@ -844,6 +856,11 @@ export class RulesTasks {
             h!.chunkKeys.filter((k: string) => !keep.has(k)),
           )
           .catch(() => {});
+        // Overtaken during that await, this assignment is over: the next one may have
+        // dropped this task (unrestored) and made its own, or given the next task of this
+        // loop a Task of its own, running. Going on would seek for, restore into and
+        // commit (in the consumer's current generation) the next assignment's tasks.
+        if (epoch !== this.epoch || this.closing) return;
       }
       // What the assignment commits for it: the offsets of the head it restored (a
       // snapshot on the changelog, even where retention moved the start past them), or,
@@ -866,6 +883,9 @@ export class RulesTasks {
       task.base = base;
       task.restored = true;
     }
+    // Every await above is followed by this check; made again before the commit, which
+    // goes out in whatever generation the consumer has joined by now.
+    if (epoch !== this.epoch || this.closing) return;
     if (fresh.length > 0)
       this.o.telemetry.taskRestoreSeconds.observe((performance.now() - began) / 1000);
     // Committing the tasks' positions tells the generation (and fails if it is stale).
@@ -886,10 +906,10 @@ export class RulesTasks {
     // would find no head equal to the commit, none at or past it, and replay the whole
     // retained partition on an empty engine (a history cut at retention's edge: alerts
     // the original run never fired). committedPositions is set for every live task at
-    // each assignment's commit and emptied only after a stall, whose next assignment
-    // keeps no task; a kept task lacks an entry only when the assignment that gave it was
-    // overtaken before its commit succeeded: its base (the snapshot it was restored from)
-    // stands in.
+    // each assignment's commit and loses a task's entries when the task is revoked or
+    // restored anew (all of them after a stall, whose next assignment keeps no task); a
+    // kept task lacks an entry only when the assignment that gave it was overtaken before
+    // its commit succeeded: its base (the snapshot it was restored from) stands in.
     const positions: Record<string, number> = {};
     for (const t of live) {
       const restored = fresh.includes(t.id);

@@ -34,7 +34,11 @@ import { until } from '../support/drover.ts';
  *   was restored from (Task.base). Here the first commit's answer is held in this process
  *   until a second member has joined and the next assignment has committed. Held at the
  *   restore's first read instead, the task was never restored: the next assignment
- *   restores it (Task.restored).
+ *   restores it (Task.restored). Held at the tombstones of its restore instead, the
+ *   overtaken assignment must not go on to commit in the next one's generation.
+ * - A task lost by an assignment overtaken before its commit, then given back by one
+ *   overtaken after its commit was sent: the next assignment, keeping it, commits the
+ *   snapshot it was restored from, not the offsets committed before it was lost.
  *
  * Everything else is real: kafkajs against the broker, the changelog, the engine.
  */
@@ -123,9 +127,11 @@ function capture(): { logger: pino.Logger; lines: Array<Record<string, unknown>>
   return { logger: pino({ level: 'info' }, sink), lines };
 }
 
-async function bus(prefix: string, partitions: number): Promise<KafkaBus> {
+/** A bus; its group members' ids begin with `clientId` (the assigner sorts by them). */
+async function bus(prefix: string, partitions: number, clientId?: string): Promise<KafkaBus> {
   const b = await createKafkaBus({
     brokers: [brokers!],
+    ...(clientId !== undefined && { clientId }),
     topicPrefix: prefix,
     partitions,
     sessionTimeoutMs: 10_000,
@@ -289,12 +295,15 @@ describe.skipIf(!brokers)(
     /**
      * A first worker snapshots two tasks and stops; retention then takes the partitions
      * past the snapshots' offsets. Worker A's first assignment (both tasks) is held at
-     * `hold`: after its commit reached the broker (`commit`: the tasks restored) or at
-     * its restore's first read (`restore`: not restored yet). Worker B joins meanwhile,
-     * and A's next assignment keeps one task. Then A goes away without a snapshot and B
-     * takes the task over from what the group's offsets name.
+     * `hold`: after its commit reached the broker (`commit`: the tasks restored), at
+     * its restore's first read (`restore`: not restored yet), or at the tombstones of its
+     * last task's restore (`drop`: both restored, the last not yet marked so, nothing
+     * committed). Worker B joins meanwhile, and A's next assignment keeps one task. With
+     * `drop`, A then snapshots the task it kept (its commit names the retained start) and
+     * its first assignment goes on: it must commit nothing. Then A goes away without a
+     * snapshot and B takes the task over from what the group's offsets name.
      */
-    const overtaken = async (hold: 'commit' | 'restore') => {
+    const overtaken = async (hold: 'commit' | 'restore' | 'drop') => {
       const prefix = `rb${randomUUID().slice(0, 8)}.`;
       const group = `${prefix}rules`;
       const services = ['api', 'web', 'db', 'cache'];
@@ -362,7 +371,21 @@ describe.skipIf(!brokers)(
         }
         return answer;
       };
-      const b1 = await bus(prefix, 2);
+      // `drop`: A's member id sorts before B's, so that A keeps task 0 (restored before
+      // the held tombstones) and the first assignment, going on, would commit for it.
+      const b1 = await bus(prefix, 2, hold === 'drop' ? 'drover-a' : undefined);
+      // Each of A's assignments' restore and commit, as the bus awaits it.
+      const assignments: Array<Promise<void>> = [];
+      const consumeTasksOf = b1.consumeTasks.bind(b1);
+      b1.consumeTasks = (options, mode) =>
+        consumeTasksOf(options, {
+          ...mode,
+          onAssigned: (tasks, c) => {
+            const p = mode.onAssigned(tasks, c);
+            assignments.push(p);
+            return p;
+          },
+        });
       if (hold === 'commit') {
         const gated = (c: TaskConsumer): TaskConsumer => ({
           ...c,
@@ -376,6 +399,16 @@ describe.skipIf(!brokers)(
               onAssigned: (tasks, c) => mode.onAssigned(tasks, gated(c)),
             }),
           );
+      } else if (hold === 'drop') {
+        // The tombstones of task 1's restore, the last of the assignment's (tasks 0, 1).
+        const changelogOf = b1.changelog.bind(b1);
+        b1.changelog = async (...args) => {
+          const log = await changelogOf(...args);
+          const drop = log.dropChunks.bind(log);
+          log.dropChunks = async (slot, keys) =>
+            slot === 1 ? once(await drop(slot, keys)) : drop(slot, keys);
+          return log;
+        };
       } else {
         // The restore's first read: the group's committed offsets.
         const committedOf = b1.committed.bind(b1);
@@ -386,8 +419,8 @@ describe.skipIf(!brokers)(
       await wa.tasks.start();
       await until(`A's first assignment held at its ${hold}`, () => held, 30_000);
       const restoredByA = logA.lines.filter((l) => l.msg === 'rules task restored');
-      expect(restoredByA.map((l) => l.task).sort()).toEqual(hold === 'commit' ? [0, 1] : []);
-      const b2 = await bus(prefix, 2);
+      expect(restoredByA.map((l) => l.task).sort()).toEqual(hold === 'restore' ? [] : [0, 1]);
+      const b2 = await bus(prefix, 2, hold === 'drop' ? 'drover-z' : undefined);
       const logB = capture();
       const wb = tasksOn(b2, group, logB.logger);
       await wb.tasks.start();
@@ -399,12 +432,25 @@ describe.skipIf(!brokers)(
         return l && assigned(logB.lines).length > 0 ? l : undefined;
       });
       const afterNext = await committed();
-      holdGate.open();
-      // A kept one task: restored by the assignment whose commit it never saw returned,
-      // or, if that assignment's restore had not run, restored now.
       expect(next.tasks).toHaveLength(1);
       const kept = next.tasks[0]!;
-      expect.soft(next.restored).toEqual(hold === 'commit' ? [] : [kept]);
+      // `drop`: A snapshots the task it kept: the group's offsets for it move to the
+      // retained start (its position), past the snapshot it was restored from.
+      let afterFirst: Record<string, number> | undefined;
+      if (hold === 'drop') {
+        expect(kept).toBe(0);
+        await wa.tasks.snapshotAll();
+        const snapshotted = await committed();
+        expect(snapshotted[`logs/${kept}`]).toBe(cut[`logs/${kept}`]);
+        holdGate.open();
+        // The first assignment, overtaken, goes on from its tombstones: it must not
+        // restore, seek or commit for the next assignment's tasks in their generation.
+        await assignments[0];
+        afterFirst = await committed();
+      } else holdGate.open();
+      // A kept one task: restored by the assignment whose commit it never saw returned,
+      // or, if that assignment's restore had not run, restored now.
+      expect.soft(next.restored).toEqual(hold === 'restore' ? [kept] : []);
 
       // A goes away without a snapshot (its bus closed under it, as a crash): B takes
       // the task A kept, and restores it from what the group's offsets name.
@@ -430,8 +476,11 @@ describe.skipIf(!brokers)(
         20_000,
       );
       console.log(
-        `${hold} held: A restored ${JSON.stringify(restoredByA.map((l) => ({ task: l.task, offsets: l.offsets })))} and kept task ${kept} in generation ${next.generation}; committed then ${JSON.stringify(afterNext)} (snapshot at ${JSON.stringify(snapshotAt)}, retained from ${JSON.stringify(cut)}); B in generation ${last.generation} restored ${JSON.stringify(restoredByB.map((l) => ({ task: l.task, offsets: l.offsets })))}; B's alerts ${wb.alerts.length} of ${expected.length}`,
+        `${hold} held: A restored ${JSON.stringify(restoredByA.map((l) => ({ task: l.task, offsets: l.offsets })))} and kept task ${kept} in generation ${next.generation}; committed then ${JSON.stringify(afterNext)} (snapshot at ${JSON.stringify(snapshotAt)}, retained from ${JSON.stringify(cut)}); B in generation ${last.generation} restored ${JSON.stringify(restoredByB.map((l) => ({ task: l.task, offsets: l.offsets })))}; B's alerts ${wb.alerts.length} of ${expected.length}${afterFirst ? `; committed after the first assignment went on ${JSON.stringify(afterFirst)}` : ''}`,
       );
+      // The overtaken assignment committed nothing: the kept task's offsets are still
+      // those of A's snapshot, not rolled back to the one it was restored from.
+      if (afterFirst) expect.soft(afterFirst[`logs/${kept}`]).toBe(cut[`logs/${kept}`]);
       // The commit named the snapshot the kept task was restored from (its offsets, not
       // the retained start its position is at), so its next owner restores that snapshot.
       expect.soft(afterNext).toEqual(snapshotAt);
@@ -445,6 +494,167 @@ describe.skipIf(!brokers)(
 
     it('a task kept from an assignment overtaken before its restore: restored by the next', async () => {
       await overtaken('restore');
+    }, 60_000);
+
+    it('an assignment overtaken at its restore tombstones commits nothing for the next', async () => {
+      await overtaken('drop');
+    }, 60_000);
+
+    /**
+     * Two overtaken assignments in a row (docs/scale-out.md, "Position and state"): A
+     * holds both tasks and commits their snapshots; B joins and takes task 1, while A's
+     * assignment (task 0) is held at its restore's first read, so it never commits. B
+     * snapshots task 1 further on and leaves: A's next assignment gives it task 1 back and
+     * restores B's snapshot, its commit's answer held until C joins; A's next assignment
+     * keeps task 1. Its commit must name B's snapshot, the one the task was restored
+     * from, not the offsets A committed for task 1 before it lost it.
+     */
+    it('a task lost and given back by overtaken assignments: the commit names its restored snapshot', async () => {
+      const prefix = `rc${randomUUID().slice(0, 8)}.`;
+      const group = `${prefix}rules`;
+      const services = ['api', 'web', 'db', 'cache', 'auth', 'mail'];
+      // Member ids begin with the client id: C sorts first, then A, then B. Tasks are
+      // dealt round-robin in that order: with A and B, A gets task 0; with A and C, task 1.
+      const b1 = await bus(prefix, 2, 'drover-m');
+      // Each service's partition, from publishing its part alone.
+      const partitionOf = new Map<string, number>();
+      for (const s of services) {
+        const was = await b1.latest(['logs']);
+        await publish(b1, stream([s], 100, []));
+        const now = await b1.latest(['logs']);
+        partitionOf.set(s, now['logs/1']! > (was['logs/1'] ?? 0) ? 1 : 0);
+      }
+      const onOne = services.filter((s) => partitionOf.get(s) === 1);
+      expect(onOne.length).toBeGreaterThan(0);
+      expect(onOne.length).toBeLessThan(services.length);
+      const firstEnd = await b1.latest(['logs']);
+
+      // A's restore's first read (the group's committed offsets) and A's commit's answer,
+      // each held once when armed (the broker's answer, unchanged, given later).
+      let holdRead: ReturnType<typeof gate> | undefined;
+      let holdCommit: ReturnType<typeof gate> | undefined;
+      let heldRead = false;
+      let heldCommit = false;
+      const committedOf = b1.committed.bind(b1);
+      b1.committed = async (g, topics) => {
+        const read = await committedOf(g, topics);
+        const h = holdRead;
+        if (h && g === group) {
+          holdRead = undefined;
+          heldRead = true;
+          await h.wait();
+        }
+        return read;
+      };
+      const gated = (c: TaskConsumer): TaskConsumer => ({
+        ...c,
+        commit: async (positions) => {
+          const generation = await c.commit(positions);
+          const h = holdCommit;
+          if (h) {
+            holdCommit = undefined;
+            heldCommit = true;
+            await h.wait();
+          }
+          return generation;
+        },
+      });
+      let assignments = 0;
+      const consumeTasks = b1.consumeTasks.bind(b1);
+      b1.consumeTasks = async (options, mode) =>
+        gated(
+          await consumeTasks(options, {
+            ...mode,
+            onAssigned: (tasks, c) => {
+              assignments++;
+              return mode.onAssigned(tasks, gated(c));
+            },
+          }),
+        );
+      const a = await admin();
+      const committed = async () => {
+        const out: Record<string, number> = {};
+        for (const { topic, partitions } of await a.fetchOffsets({
+          groupId: group,
+          topics: [`${prefix}logs`],
+        }))
+          for (const p of partitions)
+            out[`${topic.slice(prefix.length)}/${p.partition}`] = Number(p.offset);
+        return out;
+      };
+      type Assigned = { tasks: number[]; restored: number[]; generation: number };
+      const assigned = (lines: Array<Record<string, unknown>>) =>
+        lines.filter((l) => l.msg === 'rules tasks assigned') as unknown as Assigned[];
+
+      // A alone: both tasks, processed to the end and snapshotted (their commits).
+      const logA = capture();
+      const wa = tasksOn(b1, group, logA.logger);
+      await wa.tasks.start();
+      const total = Object.values(firstEnd).reduce((x, y) => x + y, 0);
+      await until(
+        'A to process the first part',
+        () => {
+          count(wa);
+          return wa.counts.processed === total && wa.tasks.held() === 0;
+        },
+        30_000,
+      );
+      await wa.tasks.snapshotAll();
+      expect(await committed()).toEqual(firstEnd);
+
+      // B joins: A's assignment (task 0) held at its restore's first read.
+      holdRead = gate();
+      const readGate = holdRead;
+      const b2 = await bus(prefix, 2, 'drover-z');
+      const logB = capture();
+      const wb = tasksOn(b2, group, logB.logger);
+      await wb.tasks.start();
+      await until("A's second assignment held at its restore", () => heldRead, 30_000);
+      await until("B's assignment of task 1", () =>
+        assigned(logB.lines).find((l) => l.tasks.join() === '1'),
+      );
+      // B processes more of task 1 and snapshots it there.
+      const more = onOne.flatMap((s) => stream([s], 50, []));
+      await publish(b2, more);
+      await until(
+        'B to process the second part',
+        () => {
+          count(wb);
+          return wb.counts.processed === more.length && wb.tasks.held() === 0;
+        },
+        30_000,
+      );
+      await wb.tasks.snapshotAll();
+      const bSnapshot = await committed();
+      expect(bSnapshot['logs/1']).toBe(firstEnd['logs/1']! + more.length);
+
+      // B leaves: A's next assignment gives it both tasks, task 1 restored from B's
+      // snapshot; its commit reaches the broker, its answer is held.
+      holdCommit = gate();
+      const commitGate = holdCommit;
+      const before = assignments;
+      await wb.tasks.stop();
+      await until("A's third assignment", () => assignments > before, 30_000);
+      readGate.open();
+      await until("A's third assignment's commit held", () => heldCommit, 30_000);
+      const restoredByA = logA.lines.filter((l) => l.msg === 'rules task restored');
+      expect(
+        restoredByA.map((l) => [l.task, (l.offsets as Record<string, number>)['logs/1']]),
+      ).toEqual([[1, bSnapshot['logs/1']]]);
+
+      // C joins: A's next assignment keeps task 1, and commits.
+      const b3 = await bus(prefix, 2, 'drover-a');
+      const wc = tasksOn(b3, group, capture().logger);
+      await wc.tasks.start();
+      const next = await until("A's next assignment committed", () => assigned(logA.lines)[1]);
+      const afterNext = await committed();
+      commitGate.open();
+      console.log(
+        `A committed ${JSON.stringify(firstEnd)} for both tasks; B's snapshot of task 1 at ${bSnapshot['logs/1']}; A restored ${JSON.stringify(restoredByA.map((l) => ({ task: l.task, offsets: l.offsets })))}, kept ${JSON.stringify(next.tasks)} (restored ${JSON.stringify(next.restored)}) in generation ${next.generation}; committed then ${JSON.stringify(afterNext)}`,
+      );
+      expect(next.tasks).toEqual([1]);
+      expect(next.restored).toEqual([]);
+      expect(afterNext['logs/1']).toBe(bSnapshot['logs/1']);
     }, 60_000);
   },
 );
