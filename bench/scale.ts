@@ -41,6 +41,9 @@
  * that has run a while, as in production, is the steady case. `--variant "ARGS"` runs
  * each step a second time with these node options for the workers (build `variant`),
  * just before this build's plain run: a V8 flag's effect, side by side in one run.
+ * `--node PATH` runs every build's workers on another Node.js binary (Node.js 24 from
+ * test/node-runtime.sh's cache, say), `--variant-node PATH` only the variant's: two
+ * runtimes side by side in one run. The summary's `builds[].node` says which ran.
  *
  * `--global`: each worker count also runs with `rules.partitionFields: [service.name]`
  * (the Kubernetes default: the mix's 50 `host.name` rules then run in the global task,
@@ -297,14 +300,31 @@ export async function scaleBench(args: string[]): Promise<number> {
   const warmUp = args.includes('--warm-up');
   const warmUpPerWorker = Number(option(args, '--warm-up-per-worker', '0'));
   const variantArgs = option(args, '--variant', '');
+  // `--node PATH`: the workers of every build run on this Node.js binary (default: the one
+  // running the benchmark); `--variant-node PATH`: the variant's workers do (with or
+  // without `--variant`'s options), so two runtimes' figures come from one run.
+  const node = option(args, '--node', '') || undefined;
+  const variantNode = option(args, '--variant-node', '') || undefined;
   const mixes = args.includes('--global') ? ['partitioned', 'global'] : ['partitioned'];
-  const builds: Array<{ name: string; bin?: string; nodeArgs?: string[] }> = [
-    ...(before !== '' ? [{ name: 'before', bin: before }] : []),
-    ...(variantArgs !== ''
-      ? [{ name: 'variant', nodeArgs: variantArgs.split(' ').filter((a) => a !== '') }]
+  const builds: Array<{ name: string; bin?: string; nodeArgs?: string[]; node?: string }> = [
+    ...(before !== '' ? [{ name: 'before', bin: before, node }] : []),
+    ...(variantArgs !== '' || variantNode !== undefined
+      ? [
+          {
+            name: 'variant',
+            nodeArgs:
+              variantArgs !== '' ? variantArgs.split(' ').filter((a) => a !== '') : nodeArgs,
+            node: variantNode ?? node,
+          },
+        ]
       : []),
-    { name: 'this' },
+    { name: 'this', node },
   ];
+  /** Each build's workers' Node.js version, as that binary reports it. */
+  const versionOf = (bin: string | undefined) =>
+    bin === undefined
+      ? process.version
+      : execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim();
   // `--warm-up-per-worker W`: after each worker count's runs, a steady run of it too.
   const phases = warmUpPerWorker > 0 ? [false, true] : [false];
   const plan = Array.from({ length: repeat }, (_, r) =>
@@ -461,6 +481,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
           timeoutMs: 120_000,
           ...(build.bin !== undefined && { bin: build.bin }),
           nodeArgs: build.nodeArgs ?? nodeArgs,
+          ...(build.node !== undefined && { node: build.node }),
         });
       const workers = await Promise.all(Array.from({ length: k }, worker));
       // Every thread of every worker on these CPUs: how much of 3 workers' cost is their
@@ -755,6 +776,7 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       const steadyCpu = pairsOf(name, true).map((p) => round2(p.three.cpu_ms / p.one.cpu_ms)!);
       return {
         build: name,
+        node: versionOf(builds.find((b) => b.name === name)?.node),
         cpu_ratio_3_vs_1: round2(median(cpu)),
         busy_cpu_ratio_3_vs_1: round2(median(busy)),
         warm_cpu_ratio_3_vs_1: round2(median(warm)),

@@ -41,10 +41,12 @@ export function startServe(
     bin?: string;
     /** Options for node itself, before the script (`--cpu-prof`, say). */
     nodeArgs?: string[];
+    /** Another Node.js binary to run it with (a benchmark comparing runtimes). Default: this one. */
+    node?: string;
   } = {},
 ): Promise<Served> {
   const child = spawn(
-    process.execPath,
+    options.node ?? process.execPath,
     [
       ...(options.nodeArgs ?? []),
       options.bin ?? BIN,
