@@ -7,7 +7,12 @@
  */
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  constants as perfConstants,
+  type PerformanceEntry,
+  PerformanceObserver,
+} from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import {
@@ -55,9 +60,11 @@ export async function httpInto(
   bodiesFile: string,
   concurrency: number,
   path = '/ingest',
-): Promise<{ ms: number; cpuMs: number; sysMs: number }> {
+): Promise<{ ms: number; cpuMs: number; sysMs: number } & RoundDetail> {
   const server = await createIngestServer({ bus, port: 0, statsd: false });
   const port = new URL(server.url).port;
+  const gc = gcPauses();
+  const main = mainThreadCpuMs();
   const cpu = process.cpuUsage();
   const client = spawn(
     process.execPath,
@@ -76,12 +83,67 @@ export async function httpInto(
   client.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const code = await new Promise<number | null>((r) => client.once('exit', r));
   const used = process.cpuUsage(cpu);
+  const mainMs = main === undefined ? undefined : mainThreadCpuMs()! - main;
+  const pauses = gc.stop();
   await server.close();
   if (code !== 0) throw new Error(`the ingest client failed (${code})`);
+  const cpuMs = (used.user + used.system) / 1000;
   return {
     ms: (JSON.parse(out) as { ms: number }).ms,
-    cpuMs: (used.user + used.system) / 1000,
+    cpuMs,
     sysMs: used.system / 1000,
+    ...(mainMs !== undefined && { mainThreadMs: mainMs, otherThreadsMs: cpuMs - mainMs }),
+    ...pauses,
+  };
+}
+
+/**
+ * Where a round's server CPU went, to tell a round that read low from its neighbours:
+ * the main thread's CPU and the rest of the process's (V8's helper threads, which do
+ * the garbage collector's parallel and concurrent work and compile, and libuv's pool,
+ * which runs gzip), and the garbage collector's pauses of the main thread.
+ */
+interface RoundDetail {
+  /** Linux only (/proc), in steps of the kernel's tick (10 ms). */
+  mainThreadMs?: number;
+  otherThreadsMs?: number;
+  gcPauseMs: number;
+  majorGcs: number;
+}
+
+/** The main thread's CPU time so far (ms), from /proc; undefined where there is none. */
+function mainThreadCpuMs(): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The garbage collector's pauses from now until stop(): their sum and the major ones. */
+function gcPauses(): { stop(): { gcPauseMs: number; majorGcs: number } } {
+  let gcPauseMs = 0;
+  let majorGcs = 0;
+  const add = (entries: PerformanceEntry[]) => {
+    for (const e of entries) {
+      gcPauseMs += e.duration;
+      if (
+        (e as { detail?: { kind?: number } }).detail?.kind ===
+        perfConstants.NODE_PERFORMANCE_GC_MAJOR
+      )
+        majorGcs++;
+    }
+  };
+  const observer = new PerformanceObserver((list) => add(list.getEntries()));
+  observer.observe({ entryTypes: ['gc'] });
+  return {
+    stop: () => {
+      add(observer.takeRecords());
+      observer.disconnect();
+      return { gcPauseMs: Math.round(gcPauseMs * 10) / 10, majorGcs };
+    },
   };
 }
 
@@ -144,13 +206,15 @@ async function measure(args: string[]): Promise<number> {
   // The ceiling, JSON.parse of the same lines, and HTTP ingest into the embedded bus,
   // taken in turns: each round's ratio compares two figures measured under the same noise.
   const dir = mkdtempSync(join(tmpdir(), 'drover-bench-'));
-  const rounds: Array<{
-    parseMs: number;
-    ms: number;
-    cpuMs: number;
-    sysMs: number;
-    ratio: number;
-  }> = [];
+  const rounds: Array<
+    {
+      parseMs: number;
+      ms: number;
+      cpuMs: number;
+      sysMs: number;
+      ratio: number;
+    } & RoundDetail
+  > = [];
   const bulkRounds: typeof rounds = [];
   let embedded: EmbeddedBus | undefined;
   for (let r = 0; r < Math.max(1, options.rounds); r++) {
@@ -222,10 +286,13 @@ async function measure(args: string[]): Promise<number> {
   // round's three figures share its noise and the first round, in which the Kafka path is
   // still being compiled (a third of its CPU then: bench/README.md, "Ingest"), does not
   // stand for the run. The round of the median ratio stands for each codec.
-  const kafkaRatios: Record<string, number | number[]> = {};
+  const kafkaRatios: Record<string, number | number[] | Array<Record<string, number>>> = {};
   if (process.env.KAFKA_BROKERS) {
     const codecs = ['gzip', 'lz4', 'none'] as const;
-    const kafkaRounds: Record<string, Array<{ ms: number; cpuMs: number; ratio: number }>> = {};
+    const kafkaRounds: Record<
+      string,
+      Array<{ ms: number; cpuMs: number; ratio: number; parseMs: number } & RoundDetail>
+    > = {};
     const lastPrefix: Record<string, string> = {};
     for (let r = 0; r < Math.max(1, options.rounds); r++) {
       const t = performance.now();
@@ -240,7 +307,7 @@ async function measure(args: string[]): Promise<number> {
         });
         try {
           const via = await httpInto(kafka, bodiesFile, options.concurrency);
-          (kafkaRounds[compression] ??= []).push({ ...via, ratio: parseMs / via.cpuMs });
+          (kafkaRounds[compression] ??= []).push({ ...via, parseMs, ratio: parseMs / via.cpuMs });
         } finally {
           await kafka.close();
         }
@@ -255,6 +322,10 @@ async function measure(args: string[]): Promise<number> {
       kafkaRatios[`kafka_${compression}_rounds`] = all.map((x) => Math.round(x.ratio * 100) / 100);
       kafkaRatios[`kafka_${compression}_rounds_events_per_server_cpu_s`] = all.map((x) =>
         Math.round((lines.length / x.cpuMs) * 1000),
+      );
+      // Each round's JSON.parse, wall clock, and where its server CPU went (RoundDetail).
+      kafkaRatios[`kafka_${compression}_rounds_detail`] = all.map((x) =>
+        roundDetail(x, lines.length),
       );
       // What the broker holds: the last round's topics read back from the start by a
       // plain consumer, its Fetch responses' bytes (the record batches as stored, the
@@ -285,6 +356,7 @@ async function measure(args: string[]): Promise<number> {
       json_parse_us_per_event: Math.round((r.parseMs / lines.length) * 1e5) / 100,
       server_cpu_us_per_event: Math.round((r.cpuMs / lines.length) * 1e5) / 100,
       of_which_kernel_us: Math.round((r.sysMs / lines.length) * 1e5) / 100,
+      ...roundDetail(r, lines.length),
     })),
     embedded_wall_vs_json_parse: Math.round(wallRatio * 100) / 100,
     good_lines_server_cpu_ms_per_mib: Math.round(median.cpuMs / (bytes / 1048576)),
@@ -323,6 +395,25 @@ async function measure(args: string[]): Promise<number> {
       );
   }
   return 0;
+}
+
+/** A round's RoundDetail per event (µs), with its JSON.parse and wall clock. */
+function roundDetail(
+  r: { parseMs: number; ms: number; cpuMs: number } & RoundDetail,
+  events: number,
+): Record<string, number> {
+  const us = (ms: number) => Math.round((ms / events) * 1e5) / 100;
+  return {
+    json_parse_us: us(r.parseMs),
+    wall_us: us(r.ms),
+    server_cpu_us: us(r.cpuMs),
+    ...(r.mainThreadMs !== undefined && {
+      main_thread_us: us(r.mainThreadMs),
+      other_threads_us: us(r.otherThreadsMs!),
+    }),
+    gc_pause_us: us(r.gcPauseMs),
+    major_gcs: r.majorGcs,
+  };
 }
 
 /** The Fetch responses' bytes of a consumer reading `events` messages of the prefix's topics. */

@@ -48,8 +48,11 @@ export class JsonLineNormalizer {
   blank = false;
 
   private src: Buffer = EMPTY;
-  /** `src` read four bytes at a time (scanString). */
-  private view: DataView = new DataView(EMPTY.buffer, EMPTY.byteOffset, 0);
+  /** `src` read four bytes at a time (scanString, keys compared, values copied). */
+  private view: DataView = EMPTY_VIEW;
+  /** The buffer last written into, and its view (values and names copied a word at a time). */
+  private out: Buffer = EMPTY;
+  private outView: DataView = EMPTY_VIEW;
   private m: Model | undefined;
   private pos = 0;
   /** This line's mark on the fields it meets (see `lineStamp`). */
@@ -130,69 +133,72 @@ export class JsonLineNormalizer {
    * levels are constant bytes copied in whole (`bytesInto`); values come from the line.
    */
   private writeEvent(m: Model, out: Buffer, at: number): number {
-    let p = bytesInto(TIMESTAMP_NAME, out, at);
+    if (out !== this.out) {
+      this.out = out;
+      this.outView = new DataView(out.buffer, out.byteOffset, out.length);
+    }
+    const to = this.outView;
+    let p = bytesInto(TIMESTAMP_NAME, to, at);
     p = this.modelValue(m.timestamp, TIME_SLOTS, out, p);
     if (m.message !== undefined)
-      p = this.modelValue(m.message, MESSAGE_SLOTS, out, bytesInto(MESSAGE_NAME, out, p));
-    if (m.level !== undefined) p = bytesInto(LEVEL_MEMBERS[m.level], out, p);
+      p = this.modelValue(m.message, MESSAGE_SLOTS, out, bytesInto(MESSAGE_NAME, to, p));
+    if (m.level !== undefined) p = bytesInto(LEVEL_MEMBERS[m.level], to, p);
     if (m.service !== undefined)
-      p = this.modelValue(m.service, SERVICE_SLOTS, out, bytesInto(SERVICE_NAME, out, p));
+      p = this.modelValue(m.service, SERVICE_SLOTS, out, bytesInto(SERVICE_NAME, to, p));
     if (m.host !== undefined)
-      p = this.modelValue(m.host, HOST_SLOTS, out, bytesInto(HOST_NAME, out, p));
+      p = this.modelValue(m.host, HOST_SLOTS, out, bytesInto(HOST_NAME, to, p));
     if (m.errorType !== undefined)
-      p = this.modelValue(m.errorType, ERROR_TYPE_SLOTS, out, bytesInto(ERROR_TYPE_NAME, out, p));
+      p = this.modelValue(m.errorType, ERROR_TYPE_SLOTS, out, bytesInto(ERROR_TYPE_NAME, to, p));
     if (m.errorMessage !== undefined)
       p = this.modelValue(
         m.errorMessage,
         ERROR_MESSAGE_SLOTS,
         out,
-        bytesInto(ERROR_MESSAGE_NAME, out, p),
+        bytesInto(ERROR_MESSAGE_NAME, to, p),
       );
     if (m.errorStack !== undefined)
-      p = this.modelValue(
-        m.errorStack,
-        ERROR_STACK_SLOTS,
-        out,
-        bytesInto(ERROR_STACK_NAME, out, p),
-      );
+      p = this.modelValue(m.errorStack, ERROR_STACK_SLOTS, out, bytesInto(ERROR_STACK_NAME, to, p));
     if (m.fingerprint !== undefined)
-      p = writeString(m.fingerprint, out, bytesInto(FINGERPRINT_NAME, out, p));
+      p = writeString(m.fingerprint, out, bytesInto(FINGERPRINT_NAME, to, p));
     if (m.metricName !== undefined) {
-      p = this.modelValue(
-        m.metricName,
-        METRIC_NAME_SLOTS,
-        out,
-        bytesInto(METRIC_NAME_NAME, out, p),
-      );
+      p = this.modelValue(m.metricName, METRIC_NAME_SLOTS, out, bytesInto(METRIC_NAME_NAME, to, p));
       p = this.modelValue(
         m.metricValue,
         METRIC_VALUE_SLOTS,
         out,
-        bytesInto(METRIC_VALUE_NAME, out, p),
+        bytesInto(METRIC_VALUE_NAME, to, p),
       );
       p = this.modelValue(
         m.metricType!,
         METRIC_TYPE_SLOTS,
         out,
-        bytesInto(METRIC_TYPE_NAME, out, p),
+        bytesInto(METRIC_TYPE_NAME, to, p),
       );
     }
-    const src = this.src;
     for (let i = 0; i < this.rest; i++) {
       const field = this.restFields[i]!;
       const as = field.how > KEPT ? keptAs(field, m) : field;
       if (as === undefined) continue;
       // The comma, the name and the colon, made once per field.
-      p = bytesInto((as.nameJson ??= Buffer.from(`,${JSON.stringify(as.name)}:`)), out, p);
+      p = bytesInto((as.nameJson ??= constant(`,${JSON.stringify(as.name)}:`)), to, p);
       const start = this.restStarts[i]!;
-      if (start >= 0) {
-        const end = this.restEnds[i]!;
-        if (end - start > 64 && p + end - start <= out.length) p += src.copy(out, p, start, end);
-        else for (let j = start; j < end; j++) out[p++] = src[j]!;
-      } else p = writeValue(this.restValues[i], out, p);
+      if (start >= 0) p = this.copy(start, this.restEnds[i]!, out, p);
+      else p = writeValue(this.restValues[i], out, p);
     }
     out[p++] = CLOSE_BRACE;
     return p;
+  }
+
+  /**
+   * The line's bytes from `start` to `end` into `out` at `p` (the buffer writeEvent was
+   * given): a long run in one native copy, a short one a 32-bit word at a time. Past the
+   * end of `out` nothing is written and the position still advances (see bytesInto).
+   */
+  private copy(start: number, end: number, out: Buffer, p: number): number {
+    const n = end - start;
+    if (p + n > out.length) return p + n;
+    if (n > 64) return p + this.src.copy(out, p, start, end);
+    return copyBytes(this.view, start, end, this.outView, p);
   }
 
   /**
@@ -209,12 +215,7 @@ export class JsonLineNormalizer {
       if (this.found[s] !== value) continue;
       const start = this.foundStart[s]!;
       if (start < 0) break;
-      const end = this.foundEnd[s]!;
-      const src = this.src;
-      if (end - start > 64 && p + end - start <= out.length)
-        return p + src.copy(out, p, start, end);
-      for (let j = start; j < end; j++) out[p++] = src[j]!;
-      return p;
+      return this.copy(start, this.foundEnd[s]!, out, p);
     }
     return typeof value === 'string' ? writeString(value, out, p) : writeNumber(value, out, p);
   }
@@ -277,10 +278,13 @@ export class JsonLineNormalizer {
     const start = this.pos + 1;
     if (expected !== undefined) {
       const k = expected.keyBytes!;
-      const length = k.length;
-      let j = 0;
-      while (j < length && k[j] === src[start + j]) j++;
-      if (j === length && src[start + length] === QUOTE) {
+      const length = k.byteLength;
+      // The key and the quote after it are within the line's buffer before any is read.
+      if (
+        start + length < src.length &&
+        src[start + length] === QUOTE &&
+        sameBytes(k, 0, this.view, start, length)
+      ) {
         this.pos = start + length + 1;
         return this.once(expected);
       }
@@ -302,10 +306,7 @@ export class JsonLineNormalizer {
     if (candidates !== undefined) {
       for (const f of candidates) {
         const k = f.keyBytes!;
-        if (k.length !== length) continue;
-        let j = 0;
-        while (j < length && k[j] === src[start + j]) j++;
-        if (j === length) {
+        if (k.byteLength === length && sameBytes(k, 0, this.view, start, length)) {
           field = f;
           break;
         }
@@ -321,7 +322,7 @@ export class JsonLineNormalizer {
       if (candidates !== undefined && candidates.length >= MAX_COLLISIONS) return undefined;
       field = fieldOf(table ?? ROOT, parent, key);
       if (!field.cached) return undefined;
-      field.keyBytes = Buffer.from(key, 'latin1');
+      field.keyBytes = constant(key, 'latin1');
       if (candidates !== undefined) candidates.push(field);
       else bytes.set(hash, [field]);
     }
@@ -467,7 +468,7 @@ export class JsonLineNormalizer {
     if (this.escaped) return JSON.parse(this.src.toString('utf8', start, end)) as string;
     if (this.nonAscii) return this.src.toString('utf8', start + 1, end - 1);
     return repeats
-      ? asciiString(this.src, start + 1, end - 1)
+      ? asciiString(this.src, this.view, start + 1, end - 1)
       : latin1(this.src, start + 1, end - 1);
   }
 
@@ -570,30 +571,63 @@ const METRIC_VALUE_SLOTS = [METRIC_VALUE];
 const METRIC_TYPE_SLOTS = [METRIC_TYPE];
 
 /**
- * Constant bytes (a member's name with its comma and colon) copied into `out` at `p` in
- * one `set`, a memmove, instead of a store a byte; like the other writers, nothing is
+ * Constant bytes (a member's name with its comma and colon) copied into `out` (`to`, its
+ * view) at `p` a 32-bit word at a time: names are short (10 to 30 bytes), where a `set`
+ * per name cost more in its call than in its copy. Like the other writers, nothing is
  * written past `out`'s end and the position still advances, so that the caller sees the
  * room the event needs.
  */
-function bytesInto(bytes: Uint8Array, out: Buffer, p: number): number {
-  const n = bytes.length;
-  if (p + n <= out.length) out.set(bytes, p);
+function bytesInto(bytes: DataView, to: DataView, p: number): number {
+  const n = bytes.byteLength;
+  if (p + n <= to.byteLength) copyBytes(bytes, 0, n, to, p);
   return p + n;
 }
 
-const TIMESTAMP_NAME = Buffer.from('{"@timestamp":');
-const MESSAGE_NAME = Buffer.from(',"message":');
-const SERVICE_NAME = Buffer.from(',"service.name":');
-const HOST_NAME = Buffer.from(',"host.name":');
-const ERROR_TYPE_NAME = Buffer.from(',"error.type":');
-const ERROR_MESSAGE_NAME = Buffer.from(',"error.message":');
-const ERROR_STACK_NAME = Buffer.from(',"error.stack_trace":');
-const FINGERPRINT_NAME = Buffer.from(',"error.fingerprint":');
-const METRIC_NAME_NAME = Buffer.from(',"metric.name":');
-const METRIC_VALUE_NAME = Buffer.from(',"metric.value":');
-const METRIC_TYPE_NAME = Buffer.from(',"metric.type":');
+/**
+ * Bytes `start` to `end` of `from` into `to` at `p`, four at a time, then the last one to
+ * three; returns the position past them. The caller has checked that they fit (a
+ * DataView throws past its end where a Buffer's store would be dropped). Linear in the
+ * bytes copied.
+ */
+function copyBytes(from: DataView, start: number, end: number, to: DataView, p: number): number {
+  let j = start;
+  for (; j + 4 <= end; j += 4, p += 4) to.setInt32(p, from.getInt32(j, true), true);
+  for (; j < end; j++, p++) to.setUint8(p, from.getUint8(j));
+  return p;
+}
+
+/**
+ * Whether `length` bytes of `a` from `aAt` equal those of `b` from `bAt`, compared four
+ * at a time; the caller has checked that both ranges are within their views. Linear in
+ * `length`.
+ */
+function sameBytes(a: DataView, aAt: number, b: DataView, bAt: number, length: number): boolean {
+  let j = 0;
+  for (; j + 4 <= length; j += 4)
+    if (a.getInt32(aAt + j, true) !== b.getInt32(bAt + j, true)) return false;
+  for (; j < length; j++) if (a.getUint8(aAt + j) !== b.getUint8(bAt + j)) return false;
+  return true;
+}
+
+/** A string's bytes (UTF-8, or Latin-1 for keys read as such) as a view of their own. */
+function constant(text: string, encoding: BufferEncoding = 'utf8'): DataView {
+  const bytes = Buffer.from(text, encoding);
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+const TIMESTAMP_NAME = constant('{"@timestamp":');
+const MESSAGE_NAME = constant(',"message":');
+const SERVICE_NAME = constant(',"service.name":');
+const HOST_NAME = constant(',"host.name":');
+const ERROR_TYPE_NAME = constant(',"error.type":');
+const ERROR_MESSAGE_NAME = constant(',"error.message":');
+const ERROR_STACK_NAME = constant(',"error.stack_trace":');
+const FINGERPRINT_NAME = constant(',"error.fingerprint":');
+const METRIC_NAME_NAME = constant(',"metric.name":');
+const METRIC_VALUE_NAME = constant(',"metric.value":');
+const METRIC_TYPE_NAME = constant(',"metric.type":');
 /** `,"log.level":"info"` and the others: a level is one of these six, written whole. */
-const LEVEL_MEMBERS: Record<Level, Buffer> = {
+const LEVEL_MEMBERS: Record<Level, DataView> = {
   trace: levelMember('trace'),
   debug: levelMember('debug'),
   info: levelMember('info'),
@@ -602,8 +636,8 @@ const LEVEL_MEMBERS: Record<Level, Buffer> = {
   fatal: levelMember('fatal'),
 };
 
-function levelMember(level: Level): Buffer {
-  return Buffer.from(`,"log.level":${JSON.stringify(level)}`);
+function levelMember(level: Level): DataView {
+  return constant(`,"log.level":${JSON.stringify(level)}`);
 }
 
 /** An integer of at most 15 digits, which is exact: read without making a string. */
@@ -634,27 +668,45 @@ function latin1(src: Buffer, start: number, end: number): string {
  * three to five per event).
  *
  * Bounded whatever the senders write: a direct-mapped table of STRING_SLOTS strings of at
- * most STRING_MAX_BYTES each (at most ~0.4 MB), a slot overwritten by the next value that
- * hashes to it, no chains: values chosen to collide only make misses, each costing a
- * decode as before. Linear in the value's bytes (one hash, one comparison).
+ * most STRING_MAX_BYTES each (at most ~0.4 MB), with each string's bytes beside it in one
+ * buffer of STRING_SLOTS × STRING_MAX_BYTES (192 KiB), a slot overwritten by the next
+ * value that hashes to it, no chains: values chosen to collide only make misses, each
+ * costing a decode as before. Linear in the value's bytes (one hash and one comparison,
+ * each four bytes at a time, and a copy of the bytes on a miss).
  */
-function asciiString(src: Buffer, start: number, end: number): string {
+function asciiString(src: Buffer, view: DataView, start: number, end: number): string {
   const length = end - start;
   if (length > STRING_MAX_BYTES) return latin1(src, start, end);
-  let h = length;
-  for (let i = start; i < end; i++) h = Math.imul(h ^ src[i]!, FNV_PRIME);
-  // The top bits (FNV's best mixed), as an integer: `%` of an unsigned 32-bit value is
-  // a floating-point remainder in V8.
-  const slot = h >>> (32 - STRING_SLOT_BITS);
+  const slot = stringSlot(src, view, start, end);
   const known = strings[slot]!;
-  if (known.length === length) {
-    let j = 0;
-    while (j < length && known.charCodeAt(j) === src[start + j]) j++;
-    if (j === length) return known;
-  }
+  const at = slot * STRING_MAX_BYTES;
+  if (known.length === length && sameBytes(stringBytesView, at, view, start, length)) return known;
   const decoded = latin1(src, start, end);
   strings[slot] = decoded;
+  for (let j = 0; j < length; j++) stringBytes[at + j] = src[start + j]!;
   return decoded;
+}
+
+/** The string table's slot for bytes `start` to `end` (FNV-1a over words, then bytes). */
+function stringSlot(src: Buffer, view: DataView, start: number, end: number): number {
+  let h = end - start;
+  let i = start;
+  for (; i + 4 <= end; i += 4) h = Math.imul(h ^ view.getInt32(i, true), FNV_PRIME);
+  for (; i < end; i++) h = Math.imul(h ^ src[i]!, FNV_PRIME);
+  // The top bits (FNV's best mixed), as an integer: `%` of an unsigned 32-bit value is
+  // a floating-point remainder in V8.
+  return h >>> (32 - STRING_SLOT_BITS);
+}
+
+/** For tests: the string table's slot of an ASCII value, to find values that share one. */
+export function stringSlotOf(value: string): number {
+  const bytes = Buffer.from(value, 'latin1');
+  return stringSlot(
+    bytes,
+    new DataView(bytes.buffer, bytes.byteOffset, bytes.length),
+    0,
+    bytes.length,
+  );
 }
 
 const FNV_PRIME = 0x01000193;
@@ -663,6 +715,13 @@ const STRING_SLOTS = 1 << STRING_SLOT_BITS;
 const STRING_MAX_BYTES = 48;
 /** asciiString's table ('' in a slot not filled yet, which no lookup of length > 0 matches). */
 const strings: string[] = new Array<string>(STRING_SLOTS).fill('');
+/** The bytes of each slot's string (a slot's string of length n: its first n bytes). */
+const stringBytes = Buffer.alloc(STRING_SLOTS * STRING_MAX_BYTES);
+const stringBytesView = new DataView(
+  stringBytes.buffer,
+  stringBytes.byteOffset,
+  stringBytes.byteLength,
+);
 
 /** What a byte is inside a JSON string (scanString): one lookup instead of four comparisons. */
 const PLAIN = 0;
@@ -680,6 +739,7 @@ const isHex = (c: number) =>
   (c >= DIGIT_0 && c <= DIGIT_9) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46);
 
 const EMPTY = Buffer.alloc(0);
+const EMPTY_VIEW = new DataView(EMPTY.buffer, EMPTY.byteOffset, 0);
 /** Nesting the byte path reads (objects and arrays); deeper lines go the object way. */
 const MAX_DEPTH = MAX_NESTING;
 const MAX_COLLISIONS = 8;

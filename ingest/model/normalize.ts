@@ -266,8 +266,8 @@ export interface Field {
    * JSON key after a comma (`,"name":`), the line that last saw it, and its children by
    * key bytes.
    */
-  keyBytes: Uint8Array | undefined;
-  nameJson: Uint8Array | undefined;
+  keyBytes: DataView | undefined;
+  nameJson: DataView | undefined;
   stamp: number;
   childBytes: ByteTable | undefined;
   /** The key that followed this one last time, and the first key of its object. */
