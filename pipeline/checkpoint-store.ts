@@ -137,6 +137,12 @@ export interface WriteStats {
    * the capture's instant. 0 for an incremental one (its timers are those pushed since).
    */
   maxTimersCopied: number;
+  /**
+   * SQLite statements (and `exec`s, pragmas) this thread, the event loop's, ran on the
+   * store's connection from the write's start to its end: what of the write's SQLite work
+   * held the loop.
+   */
+  loopStatements: number;
 }
 
 export interface WriteOptions {
@@ -158,6 +164,33 @@ export interface WriteOptions {
 }
 
 export { EntryBatch };
+
+/**
+ * `db`, each statement run, `exec` and pragma on it counted by `count` (the store's
+ * accounting of what its own thread ran: WriteStats.loopStatements).
+ */
+function counted(db: SqliteDatabase, count: () => void): SqliteDatabase {
+  const statement = (st: SqliteStatement): SqliteStatement => ({
+    run: (...params) => (count(), st.run(...params)),
+    get: (...params) => (count(), st.get(...params)),
+    all: (...params) => (count(), st.all(...params)),
+    iterate: (...params) => (count(), st.iterate(...params)),
+    pluck: () => statement(st.pluck()),
+  });
+  return {
+    get driver() {
+      return db.driver;
+    },
+    get open() {
+      return db.open;
+    },
+    prepare: (sql) => statement(db.prepare(sql)),
+    exec: (sql) => (count(), db.exec(sql)),
+    pragma: (text) => (count(), db.pragma(text)),
+    transaction: (fn) => db.transaction(fn),
+    close: () => db.close(),
+  };
+}
 
 function idString(blob: Uint8Array): string {
   return Buffer.from(blob.buffer, blob.byteOffset, blob.byteLength).toString('utf16le');
@@ -378,6 +411,8 @@ export class CheckpointStore {
   /** The timers one statement batch writes, taken from the capture (at most 4·step, emptied after). */
   private readonly timerRows: Array<Timer<RuleRunner>> = [];
   private writing = false;
+  /** Statements this thread ran on the connection (counted(): WriteStats.loopStatements). */
+  private statements = 0;
   private readonly folder: LogFolder;
   private readonly foldBytes: number;
   /**
@@ -412,7 +447,7 @@ export class CheckpointStore {
   ) {
     this.foldBytes = options.foldBytes ?? FOLD_BYTES;
     this.folder = new LogFolder(path, () => this.foldFailures++);
-    this.db = openSqlite(path);
+    this.db = counted(openSqlite(path), () => this.statements++);
     enableWal(this.db);
     // No fsync, as the JSON snapshot before it: a process that dies leaves the last
     // commit whole; a power loss may lose the file (the bus is then replayed from the start).
@@ -610,7 +645,9 @@ export class CheckpointStore {
       maxEntryBytes: 0,
       maxStepBytes: 0,
       maxTimersCopied: 0,
+      loopStatements: 0,
     };
+    const statementsBefore = this.statements;
     const at = Date.now();
     const offsetsNow = { ...offsets };
     const full = capture.full;
@@ -882,6 +919,7 @@ export class CheckpointStore {
         if (open && (done || full)) commit();
         if (done) {
           this.writing = false;
+          stats.loopStatements = this.statements - statementsBefore;
           stats.maxTimersCopied = capture.maxTimersCopied;
           capture.close();
         }
