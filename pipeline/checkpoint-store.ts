@@ -114,12 +114,12 @@ export interface WriteStats {
   maxPauseMs: number;
   totalMs: number;
   slices: number;
-  /** Transactions committed (a full checkpoint commits one per slice). */
+  /** Transactions committed (a full checkpoint commits one per batch the writer is handed). */
   commits: number;
   /**
-   * The most bytes (ids, values, parts, timers' keys) written between two checks of the
-   * slice's clock: what a slice can write past its budget. A value longer than
-   * PART_BYTES is written a part between two checks.
+   * The most bytes (ids, values, parts, timers' keys) the writer wrote in one go: a batch's
+   * rows, or one part of a value longer than PART_BYTES (a part a statement). On the
+   * writer thread (write) none of it holds the loop; writeNow writes on the loop.
    */
   maxBytesUnchecked: number;
   /**
@@ -152,14 +152,15 @@ export interface WriteOptions {
   /** How long one slice may hold the event loop (ms). Default 2. */
   sliceMs?: number;
   /**
-   * Entries taken from the capture between two checks of the slice's time. Default 16:
-   * an upsert into a large table costs up to ~80 us (a page not in SQLite's small cache),
-   * so 64 overran a 2 ms slice by ~5 ms at 1.1 M keys with 1% changed.
+   * Entries taken from the capture between two checks of the slice's time. Default 16
+   * (when the loop upserted them too, 64 overran a 2 ms slice by ~5 ms at 1.1 M keys with
+   * 1% changed: an upsert into a large table cost up to ~80 us).
    */
   step?: number;
   /**
    * Called after each slice with its start (performance.now()), its length and the part
-   * of it its COMMIT took (ms; 0 without one): the benchmark's trace of where the loop went.
+   * of it a COMMIT took (ms; always 0 now: the writer thread commits): the benchmark's
+   * trace of where the loop went.
    */
   onSlice?: (began: number, ms: number, commitMs: number) => void;
   /** Called just before each slice's clock starts (the benchmark reads its thread's counters). */
@@ -375,6 +376,9 @@ export class CheckpointStore {
     this.current = this.writer.current;
     // Started now, not in a checkpoint's slice: `new Worker` holds the loop 0.5-2 ms.
     this.thread = new WriterThread(path, this.foldBytes);
+    // A thread that ends (or fails) wakes a write waiting for its answers: it then fails.
+    this.thread.worker.on('exit', () => this.wake?.());
+    this.thread.worker.on('error', () => this.wake?.());
     this.thread.worker.on('message', (m: Reply) => {
       if (m.op !== 'answer') return;
       this.inFlight--;
