@@ -119,6 +119,37 @@ const RUN = 1024;
  * each id the runner holds (its key caps bound them) once per map it is in.
  */
 const CHUNK = 32 * RUN;
+/**
+ * Chunks of parts merged whole, kept for the next gatherings, by length (RUN times a power
+ * of two, up to CHUNK): a fresh 256 KiB array's pages were faulted in by the kernel in the
+ * gathering slice that made it (bench/README.md "Snapshots"). A chunk comes back only once
+ * its part's merge has handed on every id (the merge empties each slot as it goes, so a
+ * kept chunk holds no id), and is kept while the pool holds at most POOL_SLOTS slots in
+ * all (8 bytes each: 16 MiB), else dropped. An abandoned capture's chunks are not kept.
+ */
+const POOL_SLOTS = 1 << 21;
+const chunkPool = new Map<number, string[][]>();
+let pooledSlots = 0;
+
+/** A chunk of `size` slots: a kept one, or a new one. */
+function takeChunk(size: number): string[] {
+  const kept = chunkPool.get(size)?.pop();
+  if (kept === undefined) return new Array<string>(size);
+  pooledSlots -= size;
+  return kept;
+}
+
+/** A part's chunks, every slot handed on (and emptied) by its merge, kept for reuse. */
+function keepChunks(chunks: string[][]): void {
+  for (const chunk of chunks) {
+    if (pooledSlots + chunk.length > POOL_SLOTS) break;
+    let list = chunkPool.get(chunk.length);
+    if (list === undefined) chunkPool.set(chunk.length, (list = []));
+    list.push(chunk);
+    pooledSlots += chunk.length;
+  }
+  chunks.length = 0;
+}
 
 interface Part {
   runner: RuleRunner;
@@ -146,6 +177,8 @@ interface Part {
   /** The array the runs are copied into, and the next free slot in it. */
   chunk: string[];
   used: number;
+  /** Every chunk of the part (back to the pool once merged whole). */
+  chunks: string[][];
 }
 
 /** A sort's scratch: a run is gathered and sorted here, then copied into a chunk. */
@@ -330,10 +363,12 @@ export class Capture<S extends EntrySink = EntrySink> {
         last: undefined,
         ids: this.full ? runner.idSources() : [pending!.values()],
         source: 0,
-        merge: new RunMerge<string>(),
         gathered: false,
         chunk: [],
         used: 0,
+        chunks: [],
+        // Each id's slot emptied as it is handed on: a chunk merged whole holds none.
+        merge: new RunMerge<string>(undefined, true),
       };
       // The ids touched from now on: a full capture's runner starts over in its own set,
       // an incremental one's in the set the last incremental capture drained (pending).
@@ -425,7 +460,8 @@ export class Capture<S extends EntrySink = EntrySink> {
           }
           run.sort();
           if (p.used + n > p.chunk.length) {
-            p.chunk = new Array<string>(Math.min(CHUNK, Math.max(RUN, 2 * p.chunk.length)));
+            p.chunk = takeChunk(Math.min(CHUNK, Math.max(RUN, 2 * p.chunk.length)));
+            p.chunks.push(p.chunk);
             p.used = 0;
           }
           const chunk = p.chunk;
@@ -453,6 +489,9 @@ export class Capture<S extends EntrySink = EntrySink> {
         // An entry begun in steps ends this step (its steps are the next ones).
         if (--left === 0 || this.open !== undefined) return false;
       }
+      // Every id handed on: the part's chunks are empty, for the next gatherings.
+      keepChunks(p.chunks);
+      p.chunk = [];
       // Every pending id taken (each left the set as it was): the next capture's set.
       if (p.pending !== undefined && p.pending.size === 0) p.runner.spareChanged = p.pending;
       this.part++;
