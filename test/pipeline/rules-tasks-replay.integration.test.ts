@@ -171,6 +171,23 @@ function count(t: { tasks: RulesTasks; counts: { processed: number; late: number
   t.counts.late += c.late;
 }
 
+/** Waits until `t` has processed `n` events in all and holds none back. */
+async function processedAll(
+  what: string,
+  t: { tasks: RulesTasks; counts: { processed: number; late: number } },
+  n: number,
+  ms = 30_000,
+): Promise<void> {
+  await until(
+    what,
+    () => {
+      count(t);
+      return t.counts.processed === n && t.tasks.held() === 0;
+    },
+    ms,
+  );
+}
+
 async function publish(b: KafkaBus, events: Event[]): Promise<void> {
   for (let i = 0; i < events.length; i += 5_000) {
     const r = await b.publish(events.slice(i, i + 5_000));
@@ -256,14 +273,7 @@ describe.skipIf(!brokers)(
       const w = tasksOn(b, group, logger);
       await w.tasks.start();
       await until('the replay held after its first batch', () => waiting, 30_000);
-      await until(
-        'the first batch processed',
-        () => {
-          count(w);
-          return w.tasks.held() === 0 && w.counts.processed === batches[0];
-        },
-        10_000,
-      );
+      await processedAll('the first batch processed', w, batches[0]!, 10_000);
       expect(batches[0]).toBeLessThan(end);
       // The read of the group's lag answers now, during the replay.
       probeGate.open();
@@ -275,14 +285,7 @@ describe.skipIf(!brokers)(
       await new Promise((r) => setTimeout(r, LATENESS_MS + 200));
       await w.tasks.tick();
       replayGate.open();
-      await until(
-        'the replay processed',
-        () => {
-          count(w);
-          return w.counts.processed === end && w.tasks.held() === 0;
-        },
-        30_000,
-      );
+      await processedAll('the replay processed', w, end);
       console.log(
         `logs batches ${JSON.stringify(batches)}; lag reads at the join ${JSON.stringify(probes.map((p) => p.map((l) => `${l.topic}/${l.partition} lag ${l.lag}`)))}; lag during the replay ${lag}; late ${w.counts.late}; alerts ${w.alerts.length} of ${expected.length}`,
       );
@@ -325,14 +328,7 @@ describe.skipIf(!brokers)(
       // and its offsets committed.
       const w0 = tasksOn(b0, group, capture().logger);
       await w0.tasks.start();
-      await until(
-        'the first worker to process the first part',
-        () => {
-          count(w0);
-          return w0.counts.processed === first.length && w0.tasks.held() === 0;
-        },
-        30_000,
-      );
+      await processedAll('the first worker to process the first part', w0, first.length);
       await w0.tasks.stop();
       const a = await admin();
       const committed = async () => {
@@ -591,14 +587,7 @@ describe.skipIf(!brokers)(
       const wa = tasksOn(b1, group, logA.logger);
       await wa.tasks.start();
       const total = Object.values(firstEnd).reduce((x, y) => x + y, 0);
-      await until(
-        'A to process the first part',
-        () => {
-          count(wa);
-          return wa.counts.processed === total && wa.tasks.held() === 0;
-        },
-        30_000,
-      );
+      await processedAll('A to process the first part', wa, total);
       await wa.tasks.snapshotAll();
       expect(await committed()).toEqual(firstEnd);
 
@@ -616,14 +605,7 @@ describe.skipIf(!brokers)(
       // B processes more of task 1 and snapshots it there.
       const more = onOne.flatMap((s) => stream([s], 50, []));
       await publish(b2, more);
-      await until(
-        'B to process the second part',
-        () => {
-          count(wb);
-          return wb.counts.processed === more.length && wb.tasks.held() === 0;
-        },
-        30_000,
-      );
+      await processedAll('B to process the second part', wb, more.length);
       await wb.tasks.snapshotAll();
       const bSnapshot = await committed();
       expect(bSnapshot['logs/1']).toBe(firstEnd['logs/1']! + more.length);
