@@ -46,58 +46,72 @@ export async function runDemo(options: {
   const stateDir = mkdtempSync(join(tmpdir(), 'drover-demo-'));
   const crashFile = join(stateDir, 'worker.broken');
   const databaseDown = join(stateDir, 'ledger-db.down');
-  const port = await freePort();
   const app = {
     command: process.execPath,
     args: [join(ROOT, 'examples', 'demo', 'app.js')],
     healthPath: '/healthz',
     graceMs: 2_000,
   };
-  const env = {
-    DROVER_INGEST_URL: `http://127.0.0.1:${port}/ingest`,
-    DEMO_CRASH_FILE: join(stateDir, 'none'),
-  };
-  const config: DroverConfig = {
-    stateDir,
-    baseDir: ROOT,
-    listen: {
-      host: '127.0.0.1',
-      port,
-      statsdPort: false,
-      tokens: [],
-      apiKeys: [],
-      maxBodyBytes: 16 << 20,
-    },
-    bus: { kind: 'embedded' },
-    index: { kind: 'embedded' },
-    rules: { paths: [join(ROOT, 'examples', 'rules')], allowedLatenessMs: 1_000 },
-    adapters: {
-      fleet: {
-        type: 'process',
-        services: {
-          web: { ...app, replicas: 3, min: 2, max: 6, env },
-          api: { ...app, replicas: 2, min: 1, max: 4, env },
-          worker: { ...app, replicas: 1, env: { ...env, DEMO_CRASH_FILE: crashFile } },
-          report: { ...app, replicas: 1, env: { ...env, DEMO_DEPENDENCY_FILE: databaseDown } },
-        },
+  /** The demo's config, its Drover listening on `port` (the fleet logs into it). */
+  const configFor = (port: number): DroverConfig => {
+    const env = {
+      DROVER_INGEST_URL: `http://127.0.0.1:${port}/ingest`,
+      DEMO_CRASH_FILE: join(stateDir, 'none'),
+    };
+    return {
+      stateDir,
+      baseDir: ROOT,
+      listen: {
+        host: '127.0.0.1',
+        port,
+        statsdPort: false,
+        tokens: [],
+        apiKeys: [],
+        maxBodyBytes: 16 << 20,
       },
-      pager: { type: 'exec', command: process.execPath, args: ['-e', 'process.exit(0)'] },
-    },
-    actionSets: {},
-    guards: {
-      cooldownMs: 60_000,
-      minHealthy: 1,
-      breaker: { max: 2, windowMs: 600_000, notify: 'pager' },
-    },
-    ruleGuards: {},
-    snapshotEveryMs: 5_000,
-    shutdownTimeoutMs: 30_000,
+      bus: { kind: 'embedded' },
+      index: { kind: 'embedded' },
+      rules: { paths: [join(ROOT, 'examples', 'rules')], allowedLatenessMs: 1_000 },
+      adapters: {
+        fleet: {
+          type: 'process',
+          services: {
+            web: { ...app, replicas: 3, min: 2, max: 6, env },
+            api: { ...app, replicas: 2, min: 1, max: 4, env },
+            worker: { ...app, replicas: 1, env: { ...env, DEMO_CRASH_FILE: crashFile } },
+            report: { ...app, replicas: 1, env: { ...env, DEMO_DEPENDENCY_FILE: databaseDown } },
+          },
+        },
+        pager: { type: 'exec', command: process.execPath, args: ['-e', 'process.exit(0)'] },
+      },
+      actionSets: {},
+      guards: {
+        cooldownMs: 60_000,
+        minHealthy: 1,
+        breaker: { max: 2, windowMs: 600_000, notify: 'pager' },
+      },
+      ruleGuards: {},
+      snapshotEveryMs: 5_000,
+      shutdownTimeoutMs: 30_000,
+    };
   };
   say(
     'starting Drover (embedded bus, index and journal) and the fleet: web ×3, api ×2, worker ×1, report ×1',
   );
-  const pipeline = new Pipeline(config, options.logger);
-  await pipeline.start();
+  // The port is chosen before the fleet starts (each replica is told it), and bound
+  // only after: if another process took it meanwhile, Drover and the fleet start again
+  // on another (start() stops what it started when a part fails).
+  let pipeline: Pipeline;
+  for (let attempt = 1; ; attempt++) {
+    pipeline = new Pipeline(configFor(await freePort()), options.logger);
+    try {
+      await pipeline.start();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 3) throw err;
+      say(`Drover's port was taken before it listened: starting again (${attempt + 1} of 3)`);
+    }
+  }
   const fleet = pipeline.adapter('fleet') as ProcessAdapter;
   pipeline.events.on('alert', (a: Alert) =>
     say(`ALERT    ${a.rule} ${JSON.stringify(a.key)} ${summarize(a.figures)}`),

@@ -16,6 +16,7 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { parseDuration } from '../../rules/index.ts';
 import { childEnv, validateInheritEnv } from './child-env.ts';
@@ -504,16 +505,75 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-/** A free loopback port (the $PORT a replica gets). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * The kernel's ephemeral range where it is known (Linux), else undefined: the ports it
+ * gives to a connect() and to a listen on port 0.
+ */
+function ephemeralRange(): [number, number] | undefined {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8')
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    return low! > 0 && high! >= low! ? [low!, high!] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** How many ports below the ephemeral range freePort() picks from. */
+const BELOW_RANGE = 16_384;
+/**
+ * Ports this process handed out lately, not handed out again while listed: a replica
+ * gets its port before it listens, and so does the demo's Drover. Bounded: the last 256.
+ */
+const handedOut: number[] = [];
+
+function bindable(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/**
+ * A free loopback port (the $PORT a replica gets; the demo's own). Between this answer
+ * and the bind that uses it, another socket may take the port. A port of the kernel's
+ * ephemeral range can be taken by any process's connect() or listen on port 0, and a
+ * machine running tests or a fleet makes many; so where the range is known the port is
+ * picked at random below it (16,384 ports, none under 1024), where only a socket naming
+ * that port explicitly can take it. Elsewhere, or after 32 picks already taken: the
+ * kernel's answer for port 0.
+ */
+export async function freePort(): Promise<number> {
+  const range = ephemeralRange();
+  if (range) {
+    const low = Math.max(1024, range[0] - BELOW_RANGE);
+    const span = range[0] - low;
+    for (let tries = 0; span > 0 && tries < 32; tries++) {
+      const port = low + Math.floor(Math.random() * span);
+      if (handedOut.includes(port) || !(await bindable(port))) continue;
+      return handOut(port);
+    }
+  }
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const server = createServer();
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+    if (!handedOut.includes(port)) return handOut(port);
+  }
+}
+
+function handOut(port: number): number {
+  handedOut.push(port);
+  if (handedOut.length > 256) handedOut.shift();
+  return port;
 }
 
 const factory: AdapterFactory = {

@@ -8,7 +8,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { createServer, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -19,16 +19,11 @@ export function cacheDir(name: string): string {
   return dir;
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+/**
+ * A free loopback port: Drover's own choice (below the kernel's ephemeral range, where
+ * the connections the servers and tests make cannot take it before it is bound).
+ */
+export { freePort } from '../../actions/adapters/process.ts';
 
 export function run(command: string, args: string[], cwd: string): void {
   const r = spawnSync(command, args, { cwd, encoding: 'utf8', maxBuffer: 64 << 20 });

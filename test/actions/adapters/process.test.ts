@@ -1,6 +1,12 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ProcessAdapter, processAdapterFactory, type ServiceSpec } from '../../../actions/index.ts';
+import {
+  freePort,
+  ProcessAdapter,
+  processAdapterFactory,
+  type ServiceSpec,
+} from '../../../actions/index.ts';
 
 /** The process adapter against real child processes: small Node scripts in fixtures/. */
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures');
@@ -184,4 +190,25 @@ describe('process adapter', () => {
     opened.push(missing);
     await expect(missing.start()).rejects.toThrow(/could not start \/nonexistent\/drover-cmd/);
   });
+});
+
+describe('freePort', () => {
+  // The demo's Drover and each replica get a port before they bind it. One of the
+  // kernel's ephemeral range can meanwhile go to any process's connect() or listen on
+  // port 0 (the demo once lost its port so, in CI: EADDRINUSE).
+  it.runIf(process.platform === 'linux')(
+    "picks below the kernel's ephemeral range, never the same port twice in a row",
+    async () => {
+      const low = Number(
+        readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0],
+      );
+      const ports: number[] = [];
+      for (let i = 0; i < 50; i++) ports.push(await freePort());
+      for (const port of ports) {
+        expect(port).toBeGreaterThanOrEqual(1024);
+        expect(port).toBeLessThan(low);
+      }
+      expect(new Set(ports).size).toBe(ports.length);
+    },
+  );
 });
