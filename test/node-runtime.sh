@@ -22,6 +22,7 @@ same_on_every_runtime=(
   test/actions/journal/elasticsearch.integration.test.ts
   test/pipeline/backtest-sources.integration.test.ts
   test/pipeline/live-backtest.integration.test.ts
+  test/pipeline/rules-tasks-replay.integration.test.ts
   test/pipeline/rules-workers-corrupt.integration.test.ts
   test/pipeline/rules-workers-cut.integration.test.ts
   test/pipeline/rules-workers-global-reload.integration.test.ts
