@@ -24,6 +24,17 @@
  *   max.task.idle.ms). An input not yet heard from since it was assigned holds the
  *   others back too. An idle input that delivers again holds again; what it delivers
  *   late is the engine's allowed lateness's concern.
+ * - With `confirmIdle` (Kafka's rules tasks) quiet for `idleAfterMs` by the clock is not
+ *   enough either: a log-end reading asked for after that moment (a fetch response or a
+ *   read of the ends, `InputFlow.reading`) must find the input still at its end. A
+ *   process starved of CPU, or whose loop was blocked, for longer than `idleAfterMs`
+ *   finds every quiet input past its deadline when it runs again, with the fetch that
+ *   holds their new messages not yet read: by the clock alone it released the other
+ *   inputs' events ahead of them (their events then came late, or an order-sensitive
+ *   rule such as new_term saw them in another order than a backtest), a verdict that
+ *   depended on the load of the host. A reading that finds the input's log end past
+ *   what it delivered makes it hold again until that is delivered. Until a confirming
+ *   reading comes, `confirmIdle` is called (at most once per `idleAfterMs` an input).
  * - The handler returns once a batch is queued, so the bus never waits on the merge
  *   (blocking the handler until another input delivered would stall the embedded
  *   consumer's single loop and kafkajs's fetch, which waits for every batch it handed
@@ -55,8 +66,16 @@ export interface RulesInputOptions {
    * lateness (5 s), and the most a quiet input delays the others by.
    */
   idleAfterMs?: number;
-  /** Default Date.now. */
+  /**
+   * Milliseconds, monotonic: the time `idleAfterMs` is measured in, and that of
+   * `InputFlow.reading`'s `asked`. Default performance.now.
+   */
   clock?: () => number;
+  /**
+   * Asks for a reading of these inputs' log ends (answered through `flow.reading`): given,
+   * an input is idle only once a reading asked for after its quiet period confirms it.
+   */
+  confirmIdle?: (inputs: InputRef[]) => void;
   /**
    * `process` threw on a message: it is reported here and counted as processed, so one
    * event the engine cannot take does not wedge the rules or replay what came before it.
@@ -83,7 +102,28 @@ interface InputState {
   delivered: number | undefined;
   /** When the consumer found it caught up, if it has delivered nothing since. */
   caughtUpSince: number | undefined;
+  /** The log end it was found caught up at (with caughtUpSince). */
+  caughtUpAt: number;
+  /** The latest `asked` of a reading finding it at its end since caughtUpSince. */
+  confirmedAsked: number;
+  /** When confirmIdle was last called for it. */
+  askedAt: number;
   paused: boolean;
+}
+
+function newState(ref: InputRef): InputState {
+  return {
+    ref: { topic: ref.topic, partition: ref.partition },
+    batches: [],
+    at: 0,
+    held: 0,
+    delivered: undefined,
+    caughtUpSince: undefined,
+    caughtUpAt: 0,
+    confirmedAsked: Number.NEGATIVE_INFINITY,
+    askedAt: Number.NEGATIVE_INFINITY,
+    paused: false,
+  };
 }
 
 const keyOf = (ref: InputRef) => `${ref.topic}/${ref.partition}`;
@@ -107,7 +147,8 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
   let held = 0;
   const wakers = new Set<() => void>();
   const idleAfterMs = options.idleAfterMs ?? 1_000;
-  const clock = options.clock ?? Date.now;
+  const clock = options.clock ?? (() => performance.now());
+  const confirmIdle = options.confirmIdle;
   let timer: NodeJS.Timeout | undefined;
   let timerAt = Number.POSITIVE_INFINITY;
 
@@ -123,7 +164,18 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
       for (const s of order) {
         if (s.held === 0) {
           const since = s.caughtUpSince;
-          if (since !== undefined && now - since >= idleAfterMs) continue;
+          if (since !== undefined && now - since >= idleAfterMs) {
+            if (!confirmIdle || s.confirmedAsked >= since + idleAfterMs) continue;
+            // Quiet by the clock: idle once a reading asked for from now confirms it
+            // (it calls drain), asked for again if none has in idleAfterMs.
+            if (now - s.askedAt >= idleAfterMs) {
+              s.askedAt = now;
+              confirmIdle([s.ref]);
+            }
+            wakeAt(s.askedAt + idleAfterMs);
+            next = undefined;
+            break;
+          }
           // Caught up a moment ago: look again once it has been quiet long enough.
           if (since !== undefined) wakeAt(since + idleAfterMs);
           next = undefined;
@@ -181,18 +233,7 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
       for (const ref of refs) {
         const key = keyOf(ref);
         if (next.has(key)) continue;
-        next.set(
-          key,
-          inputs.get(key) ?? {
-            ref: { topic: ref.topic, partition: ref.partition },
-            batches: [],
-            at: 0,
-            held: 0,
-            delivered: undefined,
-            caughtUpSince: undefined,
-            paused: false,
-          },
-        );
+        next.set(key, inputs.get(key) ?? newState(ref));
       }
       // An input this consumer no longer reads: what it held goes unprocessed, so the
       // snapshot's offset for it stays before it.
@@ -211,8 +252,22 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
       if (!s || (s.delivered !== undefined && s.delivered > at)) return;
       if (s.caughtUpSince === undefined) {
         s.caughtUpSince = clock();
+        s.caughtUpAt = at;
+        s.confirmedAsked = Number.NEGATIVE_INFINITY;
         drain();
+      } else s.caughtUpAt = Math.max(s.caughtUpAt, at);
+    },
+    reading(ref, end, asked) {
+      const s = stateOf(ref);
+      if (!confirmIdle || !s || s.caughtUpSince === undefined) return;
+      if (end > Math.max(s.delivered ?? 0, s.caughtUpAt)) {
+        // More was written than it delivered: not caught up, whatever the clock says.
+        s.caughtUpSince = undefined;
+        return;
       }
+      if (asked <= s.confirmedAsked) return;
+      s.confirmedAsked = asked;
+      if (asked >= s.caughtUpSince + idleAfterMs) drain();
     },
     isPaused(ref) {
       return stateOf(ref)?.paused ?? false;
@@ -230,15 +285,7 @@ export function createRulesInput(options: RulesInputOptions): RulesInput {
       let s = stateOf(batch);
       if (!s) {
         // Delivered before (or without) an assignment naming it: it joins the merge.
-        s = {
-          ref: { topic: batch.topic, partition: batch.partition },
-          batches: [],
-          at: 0,
-          held: 0,
-          delivered: undefined,
-          caughtUpSince: undefined,
-          paused: false,
-        };
+        s = newState(batch);
         inputs.set(keyOf(batch), s);
         order.push(s);
       }

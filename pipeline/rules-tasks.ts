@@ -193,6 +193,8 @@ export class RulesTasks {
   private epoch = 0;
   /** Events processed, and engine counts, not yet added to the counters. */
   private processed = 0;
+  /** When a failed read of the log ends for an idleness confirmation was last logged. */
+  private endsFailureSaid = Number.NEGATIVE_INFINITY;
   private late = 0;
   private future = 0;
   private snapshotting: Promise<void> | undefined;
@@ -490,6 +492,10 @@ export class RulesTasks {
         wakers.add(wake);
         return () => wakers.delete(wake);
       },
+      reading: (ref, end, asked) => {
+        const task = this.tasks.get(this.taskOf(ref.partition));
+        if (task && !task.stopped) task.input.flow.reading?.(ref, end, asked);
+      },
       skipped: (ref, next) => {
         // A corrupt batch skipped (`bus.corruptBatch: skip`): a gap in the task's input.
         // With nothing held in its merge no message before the gap waits to be processed,
@@ -532,6 +538,21 @@ export class RulesTasks {
   private inputFor(task: Task): RulesInput {
     return createRulesInput({
       ...(this.o.idleAfterMs !== undefined && { idleAfterMs: this.o.idleAfterMs }),
+      // Idle only once a reading of the broker's log ends asked for after the quiet
+      // period confirms it (rules-input.ts): the fetches' readings come through flow()'s
+      // `reading`, and one read of every end is asked for where none came.
+      clock: () => performance.now(),
+      confirmIdle: () => {
+        void this.consumer?.readEnds().catch((err: Error) => {
+          // Asked for at most once a second an input: said once a minute.
+          if (performance.now() - this.endsFailureSaid < 60_000) return;
+          this.endsFailureSaid = performance.now();
+          this.o.logger.warn(
+            { err, group: this.o.group },
+            'could not read the log ends: quiet partitions hold the others back until a fetch answers for them',
+          );
+        });
+      },
       process: (m: BusMessage) => {
         const at = `${m.topic}/${m.partition}`;
         const offset = Number(m.offset);

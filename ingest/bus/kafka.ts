@@ -231,6 +231,11 @@ export interface TaskConsumer extends Consumer {
 export interface EndReading {
   end: number;
   at: number;
+  /**
+   * When the request that read it was sent (`performance.now()`): the broker answered
+   * after that. Undefined for a reading taken from a handled batch.
+   */
+  asked?: number;
 }
 
 /**
@@ -681,11 +686,19 @@ export class KafkaBus implements Bus {
     const noteEnd = (at: string, reading: EndReading) => {
       const was = ends.get(at);
       if (!was || reading.at >= was.at) ends.set(at, reading);
+      if (reading.asked !== undefined && options.flow?.reading) {
+        const slash = at.lastIndexOf('/');
+        options.flow.reading(
+          { topic: at.slice(0, slash) as Topic, partition: Number(at.slice(slash + 1)) },
+          reading.end,
+          reading.asked,
+        );
+      }
     };
     const readEnds = async () => {
       const at = performance.now();
       const latest = await this.latest(options.topics);
-      for (const [k, end] of Object.entries(latest)) noteEnd(k, { end, at });
+      for (const [k, end] of Object.entries(latest)) noteEnd(k, { end, at, asked: at });
     };
     // One read from the broker at a time. A call while one runs gets the next read, which
     // starts once that one is done (shared by every call made meanwhile): what a caller
@@ -872,13 +885,13 @@ export class KafkaBus implements Bus {
       // Task mode: every fetch response's high watermarks, the partitions with nothing new
       // included (kafkajs.ts, ON_FETCH), so ends() has a reading of every partition the
       // consumer fetches at most one fetch old (a fetch waits at most maxWaitTimeInMs).
-      const onFetch = (batches: FetchedBatch[]) => {
+      const onFetch = (batches: FetchedBatch[], asked: number) => {
         const at = performance.now();
         for (const b of batches) {
           const end = Number(b.highWatermark);
           // A broker answers -1 for a partition it could not read: no reading.
           if (!Number.isSafeInteger(end) || end < 0) continue;
-          noteEnd(`${b.topic.slice(this.prefix.length)}/${b.partition}`, { end, at });
+          noteEnd(`${b.topic.slice(this.prefix.length)}/${b.partition}`, { end, at, asked });
         }
       };
       const eachBatch: EachBatchHandler & { [ON_FETCH]?: typeof onFetch } =

@@ -180,7 +180,8 @@ export interface FetchedBatch {
 }
 
 interface RunnerLike {
-  eachBatch?: { [ON_FETCH]?: (batches: FetchedBatch[]) => void };
+  /** `asked`: performance.now() before the fetch was sent (the broker answered after). */
+  eachBatch?: { [ON_FETCH]?: (batches: FetchedBatch[], asked: number) => void };
   fetch: (this: RunnerLike, nodeId: number) => Promise<FetchedBatch[]>;
 }
 
@@ -198,8 +199,9 @@ function tellFetches(): void {
   const original = Runner.prototype.fetch;
   if (typeof original !== 'function' || original.length !== 1) return;
   Runner.prototype.fetch = async function (this: RunnerLike, nodeId: number) {
+    const asked = performance.now();
     const batches = await original.call(this, nodeId);
-    this.eachBatch?.[ON_FETCH]?.(batches);
+    this.eachBatch?.[ON_FETCH]?.(batches, asked);
     return batches;
   };
 }

@@ -70,6 +70,14 @@ export interface InputFlow {
    * `bus.corruptBatch: skip`): none of them will be delivered.
    */
   skipped?(input: InputRef, next: number): void;
+  /**
+   * A reading of the input's log end (next offset to be written) from a request sent at
+   * `asked` (`performance.now()`): the broker answered after that moment. Kafka in task
+   * mode tells every reading (each fetch response, its partitions with nothing new
+   * included, and each read of the ends); a merge that wants its idleness confirmed by
+   * the broker uses them (pipeline/rules-input.ts).
+   */
+  reading?(input: InputRef, end: number, asked: number): void;
 }
 
 export interface ConsumeOptions {

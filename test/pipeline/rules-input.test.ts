@@ -202,6 +202,66 @@ describe('rules input: the event-time merge of the bus inputs', () => {
     expect(input.held()).toBe(0);
   });
 
+  it('with confirmIdle, quiet by the clock is idle only once a reading asked after confirms it', async () => {
+    // A worker starved of CPU (or its loop blocked) past idleAfterMs finds every quiet
+    // input past its deadline when it runs again, the fetch holding their new messages
+    // not yet read. By the clock alone the logs went ahead of the metrics written meanwhile.
+    let now = 0;
+    const processed: string[] = [];
+    const asked: string[] = [];
+    const input = createRulesInput({
+      idleAfterMs: 1_000,
+      clock: () => now,
+      confirmIdle: (refs) => asked.push(...refs.map((r) => `${r.topic}@${now}`)),
+      process: (m) => processed.push(`${m.topic}@${m.event['@timestamp']}`),
+    });
+    const logs = { topic: 'logs' as const, partition: 0 };
+    const metrics = { topic: 'metrics' as const, partition: 0 };
+    const batch = (ref: InputRef, times: number[], from: number) => ({
+      ...ref,
+      messages: times.map((t, i) => ({
+        ...ref,
+        offset: String(from + i),
+        key: '',
+        event: { '@timestamp': t },
+      })),
+    });
+    input.flow.assigned([logs, metrics]);
+    input.flow.caughtUp(metrics, 1);
+    await input.handler(batch(logs, [10, 20], 0));
+    expect(processed).toEqual([]);
+    // Five seconds later (starved): quiet by the clock, not confirmed. A reading asked
+    // before the quiet period ended confirms nothing.
+    now = 5_000;
+    input.flow.reading!(metrics, 1, 500);
+    await input.handler(batch(logs, [30], 2));
+    expect(processed).toEqual([]);
+    expect(asked).toEqual(['metrics@5000']);
+    // Asked for again only after idleAfterMs.
+    now = 5_500;
+    await input.handler(batch(logs, [40], 3));
+    expect(asked).toEqual(['metrics@5000']);
+    // The fetch read after the pause: the metrics' end is past what they delivered, so
+    // they hold again, and their batch merges in event time.
+    input.flow.reading!(metrics, 3, 5_001);
+    await input.handler(batch(metrics, [15, 25], 1));
+    expect(processed).toEqual(['logs@10', 'metrics@15', 'logs@20', 'metrics@25']);
+    // At their end again: idle once quiet for a second and a reading asked after says so.
+    input.flow.caughtUp(metrics, 3);
+    now = 6_600;
+    input.flow.reading!(metrics, 3, 6_000);
+    expect(processed).toHaveLength(4);
+    input.flow.reading!(metrics, 3, 6_550);
+    expect(processed).toEqual([
+      'logs@10',
+      'metrics@15',
+      'logs@20',
+      'metrics@25',
+      'logs@30',
+      'logs@40',
+    ]);
+  });
+
   it('an event the rules cannot take is reported and skipped; the rest goes on', async () => {
     const b = bus();
     const start = 1_700_000_000_000;

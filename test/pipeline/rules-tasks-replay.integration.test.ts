@@ -144,6 +144,7 @@ function tasksOn(
   b: KafkaBus,
   group: string,
   logger: pino.Logger,
+  idleAfterMs = 100,
 ): { tasks: RulesTasks; alerts: string[]; counts: { processed: number; late: number } } {
   const alerts: string[] = [];
   const counts = { processed: 0, late: 0 };
@@ -157,7 +158,7 @@ function tasksOn(
     canSnapshot: () => true,
     telemetry: createTelemetry(),
     logger,
-    idleAfterMs: 100,
+    idleAfterMs,
     sessionTimeoutMs: 10_000,
   });
   closers.push(() => tasks.stop());
@@ -293,6 +294,53 @@ describe.skipIf(!brokers)(
       expect(lag).toBe(end - batches[0]!);
       expect(w.counts.late).toBe(0);
       expect([...w.alerts].sort()).toEqual(expected);
+    }, 60_000);
+
+    it('a quiet partition is not idle by the clock alone: a worker starved past idleAfterMs waits for the fetch', async () => {
+      // A worker whose loop did not run for longer than idleAfterMs (CPU starved, a long
+      // collection) finds every quiet partition past its deadline when it runs again,
+      // the fetch holding their new messages not yet read: by the clock alone, the
+      // events it held of the other partition went first and those messages came late.
+      const prefix = `ri${randomUUID().slice(0, 8)}.`;
+      const group = `${prefix}rules`;
+      const b = await bus(prefix, 1);
+      const w = tasksOn(b, group, capture().logger, 3_000);
+      await w.tasks.start();
+      const t0 = Date.now() - 5 * 60_000;
+      const metric = (at: number): Event => ({
+        '@timestamp': at,
+        'service.name': 'web',
+        'metric.name': 'cpu',
+        'metric.value': 1,
+      });
+      const logLine: Event = {
+        '@timestamp': t0 + 60_000,
+        'service.name': 'web',
+        'log.level': 'info',
+        message: 'a minute on',
+      };
+      // The first metric is held for the logs partition, quiet but at its end only since
+      // the start; the log line, a minute later in event time, comes meanwhile: the metric
+      // goes, and the log line is held for the metrics partition, at its end a moment ago.
+      await publish(b, [metric(t0)]);
+      await until('the metric held', () => w.tasks.held() === 1, 10_000);
+      await publish(b, [logLine]);
+      await until(
+        'the metric processed, the log line held',
+        () => {
+          count(w);
+          return w.counts.processed === 1 && w.tasks.held() === 1;
+        },
+        10_000,
+      );
+      // A metric from before the log line is written, and the loop stops for 5 s (more
+      // than idleAfterMs) before the fetch answering with it is read.
+      await publish(b, [metric(t0 + 10_000)]);
+      const stopUntil = Date.now() + 5_000;
+      while (Date.now() < stopUntil);
+      await processedAll('all three', w, 3);
+      console.log(`late ${w.counts.late} of 3`);
+      expect(w.counts.late).toBe(0);
     }, 60_000);
 
     /**
