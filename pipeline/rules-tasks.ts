@@ -893,13 +893,16 @@ export class RulesTasks {
         base[k] = head?.offsets[k] ?? from;
         task.offsets[k] = from;
         task.replayUntil[k] = ends.get(k)?.end ?? 0;
-        // The fetch starts at the group's committed offset: a different start is sought.
-        if (committed[k] !== from) {
-          // A log end seen from the committed offset says nothing about the replay.
-          delete task.seenEnd[k];
-          const slash = k.lastIndexOf('/');
-          this.consumer?.seek(k.slice(0, slash) as Topic, Number(k.slice(slash + 1)), from);
-        }
+        // Sought to its start, even where that is the group's committed offset (where a
+        // new generation's fetch starts): kafkajs keeps a seek, across generations, until
+        // the partition is next fetched, so one an overtaken assignment made for this
+        // partition (docs/scale-out.md, "Position and state") would move the fetch back
+        // to where that assignment restored the task. This seek replaces it; a batch
+        // fetched before it is dropped unprocessed (stale) and fetched again from here.
+        // A log end seen before the restore says nothing about the replay from here.
+        delete task.seenEnd[k];
+        const slash = k.lastIndexOf('/');
+        this.consumer?.seek(k.slice(0, slash) as Topic, Number(k.slice(slash + 1)), from);
       }
       task.base = base;
       task.restored = true;

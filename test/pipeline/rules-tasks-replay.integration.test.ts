@@ -39,6 +39,11 @@ import { until } from '../support/drover.ts';
  * - A task lost by an assignment overtaken before its commit, then given back by one
  *   overtaken after its commit was sent: the next assignment, keeping it, commits the
  *   snapshot it was restored from, not the offsets committed before it was lost.
+ * - A seek an assignment made before it was overtaken, for a task the next assignment
+ *   gives another worker: kafkajs keeps it until the partition is next fetched. The
+ *   task given back, with its start equal to the group's offset, must be fetched from
+ *   that start (its restore seeks there too), not from the old seek's offset. The old
+ *   assignment's read of the log ends is held until the consumer has seen the rebalance.
  *
  * Everything else is real: kafkajs against the broker, the changelog, the engine.
  */
@@ -415,9 +420,10 @@ describe.skipIf(!brokers)(
         }
         return answer;
       };
-      // `drop`: A's member id sorts before B's, so that A keeps task 0 (restored before
-      // the held tombstones) and the first assignment, going on, would commit for it.
-      const b1 = await bus(prefix, 2, hold === 'drop' ? 'drover-a' : undefined);
+      // A's member id sorts before B's, so that A keeps task 0 in every run (`drop`: the
+      // task restored before the held tombstones, for which the first assignment, going
+      // on, would commit).
+      const b1 = await bus(prefix, 2, 'drover-a');
       // Each of A's assignments' restore and commit, as the bus awaits it.
       const assignments: Array<Promise<void>> = [];
       const consumeTasksOf = b1.consumeTasks.bind(b1);
@@ -464,7 +470,7 @@ describe.skipIf(!brokers)(
       await until(`A's first assignment held at its ${hold}`, () => held, 30_000);
       const restoredByA = logA.lines.filter((l) => l.msg === 'rules task restored');
       expect(restoredByA.map((l) => l.task).sort()).toEqual(hold === 'restore' ? [] : [0, 1]);
-      const b2 = await bus(prefix, 2, hold === 'drop' ? 'drover-z' : undefined);
+      const b2 = await bus(prefix, 2, 'drover-z');
       const logB = capture();
       const wb = tasksOn(b2, group, logB.logger);
       await wb.tasks.start();
@@ -478,11 +484,11 @@ describe.skipIf(!brokers)(
       const afterNext = await committed();
       expect(next.tasks).toHaveLength(1);
       const kept = next.tasks[0]!;
+      expect(kept).toBe(0);
       // `drop`: A snapshots the task it kept: the group's offsets for it move to the
       // retained start (its position), past the snapshot it was restored from.
       let afterFirst: Record<string, number> | undefined;
       if (hold === 'drop') {
-        expect(kept).toBe(0);
         await wa.tasks.snapshotAll();
         const snapshotted = await committed();
         expect(snapshotted[`logs/${kept}`]).toBe(cut[`logs/${kept}`]);
@@ -685,6 +691,148 @@ describe.skipIf(!brokers)(
       expect(next.tasks).toEqual([1]);
       expect(next.restored).toEqual([]);
       expect(afterNext['logs/1']).toBe(bSnapshot['logs/1']);
+    }, 60_000);
+
+    /**
+     * A seek left behind by an overtaken assignment (docs/scale-out.md, "Position and
+     * state"): kafkajs keeps a seek in its consumer group's seek map, across generations,
+     * until the partition is next fetched. The group committed at the log end and the
+     * changelog holds nothing (lost): A's first assignment restores task 0 with no state
+     * from offset 0 and seeks logs/0 there. Its answer to the log ends is held until A's
+     * consumer has seen the rebalance B's join began (kafkajs's REBALANCING, just before
+     * it rejoins): the seek is made then, and no fetch of logs/0 follows it in that
+     * generation. B (its member id sorts first) takes the task, processes the first part,
+     * snapshots it at the log end and leaves: A's next assignment restores B's snapshot,
+     * whose offsets equal the group's. A must fetch logs/0 from there, not from the old
+     * seek's offset 0.
+     */
+    it('a seek of an overtaken assignment: the task given back fetches from its restore', async () => {
+      const prefix = `rs${randomUUID().slice(0, 8)}.`;
+      const group = `${prefix}rules`;
+      const b0 = await bus(prefix, 1);
+      const first = stream(['web'], 2_000, [0.5]);
+      await publish(b0, first);
+      const end = Number((await b0.latest(['logs']))['logs/0']);
+      expect(end).toBe(first.length);
+      const a = await admin();
+      for (const topic of ['logs', 'metrics'])
+        await a.setOffsets({
+          groupId: group,
+          topic: `${prefix}${topic}`,
+          partitions: [{ partition: 0, offset: topic === 'logs' ? String(end) : '0' }],
+        });
+
+      // A: its first answer to the log ends held until its consumer sees a rebalance; its
+      // seeks and the batches of logs/0 its handler is given, recorded.
+      const b1 = await bus(prefix, 1, 'drover-z');
+      const rebalance = gate();
+      let heldEnds = false;
+      let assignments = 0;
+      const seeks: Array<{ at: string; offset: number; assignments: number }> = [];
+      const delivered: Array<{ first: number; count: number }> = [];
+      const gated = (c: TaskConsumer): TaskConsumer => ({
+        ...c,
+        readEnds: async () => {
+          await c.readEnds();
+          if (!heldEnds) {
+            heldEnds = true;
+            await rebalance.wait();
+          }
+        },
+        seek: (topic, partition, offset) => {
+          seeks.push({ at: `${topic}/${partition}`, offset, assignments });
+          c.seek(topic, partition, offset);
+        },
+      });
+      const consumeTasks = b1.consumeTasks.bind(b1);
+      b1.consumeTasks = async (options, mode) =>
+        gated(
+          await consumeTasks(
+            {
+              ...options,
+              handler: (batch) => {
+                if (batch.topic === 'logs')
+                  delivered.push({
+                    first: Number(batch.messages[0]?.offset ?? -1),
+                    count: batch.messages.length,
+                  });
+                return options.handler(batch);
+              },
+            },
+            {
+              ...mode,
+              onAssigned: (tasks, c) => {
+                assignments++;
+                return mode.onAssigned(tasks, gated(c));
+              },
+              onRebalancing: () => {
+                mode.onRebalancing();
+                rebalance.open();
+              },
+            },
+          ),
+        );
+      const logA = capture();
+      const wa = tasksOn(b1, group, logA.logger);
+      await wa.tasks.start();
+      await until("A's first assignment held at its log ends", () => heldEnds, 30_000);
+
+      // B joins: A's consumer sees the rebalance, its first assignment seeks and is
+      // overtaken; B holds the task.
+      const b2 = await bus(prefix, 1, 'drover-a');
+      const logB = capture();
+      const wb = tasksOn(b2, group, logB.logger);
+      await wb.tasks.start();
+      type Assigned = { tasks: number[]; restored: number[]; generation: number };
+      const assigned = (lines: Array<Record<string, unknown>>) =>
+        lines.filter((l) => l.msg === 'rules tasks assigned') as unknown as Assigned[];
+      await until("B's assignment of task 0", () =>
+        assigned(logB.lines).find((l) => l.tasks.join() === '0'),
+      );
+      await until("A's next assignment", () => assignments >= 2);
+      const overtakenSeeks = [...seeks];
+      // The first assignment sought logs/0 to 0 before the next one came.
+      expect(overtakenSeeks).toContainEqual({ at: 'logs/0', offset: 0, assignments: 1 });
+      expect(overtakenSeeks.every((s) => s.assignments === 1)).toBe(true);
+      await processedAll('B to process the first part', wb, first.length);
+      await wb.tasks.snapshotAll();
+      const assignedBefore = assigned(logA.lines).length;
+      await wb.tasks.stop();
+      const committed = (await a.fetchOffsets({ groupId: group, topics: [`${prefix}logs`] }))[0]!
+        .partitions[0]!.offset;
+      expect(Number(committed)).toBe(end);
+
+      // A's next assignment: task 0 back, restored from B's snapshot at the log end.
+      await until("A's assignment of task 0", () =>
+        assigned(logA.lines)
+          .slice(assignedBefore)
+          .find((l) => l.tasks.join() === '0'),
+      );
+      const restored = logA.lines.filter((l) => l.msg === 'rules task restored');
+      expect(restored.map((l) => (l.offsets as Record<string, number>)['logs/0'])).toEqual([end]);
+      // A second part after the first: a burst A's engine sees with B's state.
+      const t = Number(first.at(-1)!['@timestamp']) + 1_000;
+      const second: Event[] = [];
+      for (let i = 0; i < 200; i++)
+        second.push({
+          '@timestamp': t + i * 100,
+          'service.name': 'web',
+          'log.level': i >= 100 && i < 106 ? 'error' : 'info',
+          message: `second ${i}`,
+        });
+      await publish(b0, second);
+      await processedAll('A to process the second part', wa, second.length);
+      const expected = expectedAlerts([...first, ...second]);
+      expect(expected).toHaveLength(2);
+      const below = delivered.filter((d) => d.first < end);
+      console.log(
+        `A's overtaken assignment sought ${JSON.stringify(overtakenSeeks)}; B's snapshot and the group's offset at ${end}; A restored ${JSON.stringify(restored.map((l) => l.offsets))} and sought ${JSON.stringify(seeks.slice(overtakenSeeks.length))}; A's handler was given logs/0 batches from ${JSON.stringify(delivered.map((d) => d.first))} (${below.reduce((n, d) => n + d.count, 0)} messages in batches from before ${end}); alerts B ${wb.alerts.length}, A ${wa.alerts.length} of ${expected.length}; late A ${wa.counts.late}`,
+      );
+      // A's fetch of logs/0 starts where its restore put the task, not at the old seek.
+      expect.soft(below).toEqual([]);
+      expect.soft(delivered[0]?.first).toBe(end);
+      expect(wa.counts.late).toBe(0);
+      expect([...wb.alerts, ...wa.alerts].sort()).toEqual(expected);
     }, 60_000);
   },
 );
