@@ -44,6 +44,7 @@ import {
   TIMER_WIDTH,
   WriterThread,
   type Reply,
+  type WriterState,
   type WriterStats,
 } from './checkpoint-writer.ts';
 import type { Capture, EngineHead, TimerRow } from '../rules/changes.ts';
@@ -816,6 +817,11 @@ export class CheckpointStore {
         if (ok) this.foldedAt = logBytes(this.path);
       });
     }
+  }
+
+  /** The writer thread's state, 'none' before it is started (tests). */
+  get writerState(): WriterState | 'none' {
+    return this.thread.state;
   }
 
   /** Whether a capture is being written now. */

@@ -711,6 +711,19 @@ const START_FAILED = 2;
  */
 const START_WAIT_MS = 10_000;
 
+/**
+ * Writer threads this process has started, and those of them not ended yet (tests: a
+ * store only read starts none; a store closed ends its thread).
+ */
+let threadsStarted = 0;
+let threadsRunning = 0;
+export function writerThreads(): { started: number; running: number } {
+  return { started: threadsStarted, running: threadsRunning };
+}
+
+/** Where a writer thread is: opening its connection, writing, or failed to open. */
+export type WriterState = 'starting' | 'ready' | 'failed';
+
 /** The loop's handle on the writer thread. */
 export class WriterThread {
   readonly worker: Worker;
@@ -731,6 +744,9 @@ export class WriterThread {
         )
       : new Worker(new URL(self), { workerData: data });
     this.worker.unref();
+    threadsStarted++;
+    threadsRunning++;
+    this.worker.once('exit', () => threadsRunning--);
     this.ready = new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => {
         this.fatal = err;
@@ -745,6 +761,12 @@ export class WriterThread {
     });
     this.ready.catch(() => undefined);
     Atomics.wait(this.lock, 1, STARTING, START_WAIT_MS);
+  }
+
+  /** As the thread last said (tests). */
+  get state(): WriterState {
+    const at = Atomics.load(this.lock, 1);
+    return at === STARTED ? 'ready' : at === START_FAILED ? 'failed' : 'starting';
   }
 
   /** Held while a write waits for answers: the process does not end under it. */
