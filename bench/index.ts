@@ -17,6 +17,7 @@ const BENCHMARKS: Record<string, () => Promise<(args: string[]) => Promise<numbe
   scale: async () => (await import('./scale.ts')).scaleBench,
   'worker-idle': async () => (await import('./worker-idle.ts')).workerIdle,
   'bus-retention': async () => (await import('./bus-retention.ts')).busRetention,
+  'store-open': async () => (await import('./store-open.ts')).storeOpen,
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -602,6 +602,8 @@ async function one(keys: number): Promise<One> {
     // After: the checkpoint store, full then incremental.
     const storePath = join(dir, 'rules-state.db');
     const store = new CheckpointStore(storePath);
+    // The writer thread started before what is measured (the first write would start it).
+    await store.startWriter();
     const full = await incremental(engine, store, keys, 'full');
     // 1% of the keys change (a new event each), as between two snapshot intervals.
     const changed = Math.max(1, Math.floor(keys / 100));
@@ -729,6 +731,7 @@ async function largeEntry(values: number): Promise<Record<string, unknown>> {
     for (let k = 0; k < 1_000; k++)
       engine.process({ '@timestamp': at(t++), 'host.name': `h${k}`, 'user.id': 'u' });
     const store = new CheckpointStore(join(dir, 'rules-state.db'));
+    await store.startWriter();
     const once = async () => {
       const began = performance.now();
       const capture = engine.capture(new EntryBatch());

@@ -44,6 +44,7 @@ import {
   TIMER_WIDTH,
   WriterThread,
   type Reply,
+  type WriterState,
   type WriterStats,
 } from './checkpoint-writer.ts';
 import type { Capture, EngineHead, TimerRow } from '../rules/changes.ts';
@@ -314,8 +315,13 @@ export class CheckpointStore {
   private readonly db: SqliteDatabase;
   /** The loop's own writer (writeNow), and its statements for read(). */
   private readonly writer: TableWriter;
-  /** The writer thread (write). */
-  private readonly thread: WriterThread;
+  /**
+   * The writer thread (write), started by the first write (or startWriter), not by the
+   * open: a store opened to be read (a restore, a benchmark's) or written only at once
+   * (writeNow) starts none, and a process's start-up does not pay for its load (0.1-1 s
+   * of a core from the sources); see WriterThread.
+   */
+  private thread: WriterThread | undefined;
   /** The set of tables the last checkpoint committed is in. */
   private current: 0 | 1 = 0;
   /** The timers one batch takes from the capture (at most 4·step, emptied after). */
@@ -374,12 +380,20 @@ export class CheckpointStore {
       () => this.committed(logBytes(this.path), true),
     );
     this.current = this.writer.current;
-    // Started now, not in a checkpoint's slice: `new Worker` holds the loop 0.5-2 ms.
-    this.thread = new WriterThread(path, this.foldBytes);
+  }
+
+  /**
+   * The writer thread, started now if it is not yet: its start (it loads, then opens its
+   * connection) goes on beside the loop; a write waits for `ready`.
+   */
+  private writerThread(): WriterThread {
+    if (this.thread !== undefined) return this.thread;
+    const thread = new WriterThread(this.path, this.foldBytes);
+    this.thread = thread;
     // A thread that ends (or fails) wakes a write waiting for its answers: it then fails.
-    this.thread.worker.on('exit', () => this.wake?.());
-    this.thread.worker.on('error', () => this.wake?.());
-    this.thread.worker.on('message', (m: Reply) => {
+    thread.worker.on('exit', () => this.wake?.());
+    thread.worker.on('error', () => this.wake?.());
+    thread.worker.on('message', (m: Reply) => {
       if (m.op !== 'answer') return;
       this.inFlight--;
       const c = m.carrier;
@@ -395,6 +409,23 @@ export class CheckpointStore {
       this.wake = undefined;
       wake?.();
     });
+    return thread;
+  }
+
+  /**
+   * Starts the writer thread ahead of the first write (which otherwise starts it);
+   * resolves once it has opened its connection, rejects when it could not. The process
+   * does not end while this waits. A benchmark starts it before what it measures.
+   */
+  async startWriter(): Promise<void> {
+    if (this.closed || !this.db.open) throw new Error('checkpoint store closed');
+    const thread = this.writerThread();
+    thread.hold(true);
+    try {
+      await thread.ready;
+    } finally {
+      thread.hold(false);
+    }
   }
 
   /** The last checkpoint committed, or undefined when there is none. Entries are read lazily. */
@@ -567,8 +598,7 @@ export class CheckpointStore {
   }
 
   /** Batches to the writer thread, for job `job` (see Out). */
-  private toThread(job: number, names: Names): Out {
-    const thread = this.thread;
+  private toThread(thread: WriterThread, job: number, names: Names): Out {
     /** The next carrier: one back from the thread, or a new one. */
     const carrier = (): Carrier =>
       this.carriers.pop() ?? {
@@ -645,6 +675,7 @@ export class CheckpointStore {
   ): Promise<WriteStats> {
     const sliceMs = options.sliceMs ?? 2;
     if (this.writing) throw new Error('a checkpoint is being written already');
+    if (this.closed || !this.db.open) throw new Error('checkpoint store closed');
     this.writing = true;
     const stats = this.newStats(capture.full);
     const before = this.statements;
@@ -656,25 +687,34 @@ export class CheckpointStore {
       if (m.error !== undefined) error ??= new Error(m.error);
       if (m.finished !== undefined) finished = m.finished;
     };
-    this.thread.hold(true);
     const answered = () => new Promise<void>((resolve) => (this.wake = resolve));
     const sink = capture.sink;
+    let thread: WriterThread | undefined;
     try {
-      await this.thread.ready;
+      if (this.thread === undefined) {
+        // The first write starts the thread, in a turn of the loop of its own: `new
+        // Worker` holds the loop 0.5-2 ms, and the caller's turn took the capture.
+        await new Promise((resolve) => setImmediate(resolve));
+        if (this.closed) throw new Error('checkpoint store closed');
+      }
+      thread = this.writerThread();
+      thread.hold(true);
+      // Started by this write, or earlier: resolved at once once the thread has opened.
+      await thread.ready;
       if (this.closed) throw new Error('checkpoint store closed');
       this.inFlight++;
-      this.thread.post({ op: 'begin', job, full: capture.full, reload: this.threadStale });
+      thread.post({ op: 'begin', job, full: capture.full, reload: this.threadStale });
       this.threadStale = false;
       // The writer has begun (a full checkpoint's set cleared) before the first slice.
       while (this.inFlight > 0 && error === undefined && !this.closed) await answered();
       const names = new Names();
-      const out = this.toThread(job, names);
+      const out = this.toThread(thread, job, names);
       const produce = this.producer(capture, offsets, options.step ?? 16, out, names, stats);
       let done = false;
       for (;;) {
         if (error !== undefined) throw error;
         if (this.closed) throw new Error('checkpoint store closed');
-        if (this.thread.fatal !== undefined) throw this.thread.fatal;
+        if (thread.fatal !== undefined) throw thread.fatal;
         if (done) {
           if (finished !== undefined) break;
           await answered();
@@ -706,12 +746,17 @@ export class CheckpointStore {
     } catch (err) {
       capture.close();
       sink.clear();
-      if (!this.closed && error === undefined && this.thread.fatal === undefined) {
+      if (
+        thread !== undefined &&
+        !this.closed &&
+        error === undefined &&
+        thread.fatal === undefined
+      ) {
         this.inFlight++;
-        this.thread.post({ op: 'abort', job });
+        thread.post({ op: 'abort', job });
       }
       this.onAnswer = undefined;
-      this.thread.hold(false);
+      thread?.hold(false);
       this.writing = false;
       throw err;
     }
@@ -728,7 +773,7 @@ export class CheckpointStore {
     capture.close();
     stats.loopStatements = this.statements - before;
     this.onAnswer = undefined;
-    this.thread.hold(false);
+    thread.hold(false);
     this.writing = false;
     return stats;
   }
@@ -818,6 +863,11 @@ export class CheckpointStore {
     }
   }
 
+  /** The writer thread's state, 'none' before it is started (tests). */
+  get writerState(): WriterState | 'none' {
+    return this.thread?.state ?? 'none';
+  }
+
   /** Whether a capture is being written now. */
   get busy(): boolean {
     return this.writing;
@@ -840,7 +890,7 @@ export class CheckpointStore {
     this.closed = true;
     // No commit of the writer thread lands after this (a store opened again reads what
     // this one leaves).
-    this.thread.close();
+    this.thread?.close();
     this.wake?.();
     this.folder.close();
     if (!this.writing) this.db.pragma('wal_checkpoint(TRUNCATE)');

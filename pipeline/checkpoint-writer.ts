@@ -699,26 +699,50 @@ export type Reply =
 export const LOCK_IDLE = 0;
 export const LOCK_COMMITTING = 1;
 export const LOCK_CLOSED = 2;
-const STARTING = 0;
+/** The thread's start, lock[1]: 0 opening its connection, then STARTED or START_FAILED. */
 const STARTED = 1;
 const START_FAILED = 2;
-/**
- * How long opening a store waits for its writer thread to have opened its connection
- * (ms): from the sources, loading the thread takes 0.1-1 s (tsx), from dist/ less. A
- * store is opened at start-up, before its first checkpoint; waited for there, the thread
- * is writing by the first slice of the first checkpoint. Past this, write() waits for it
- * asynchronously.
- */
-const START_WAIT_MS = 10_000;
 
-/** The loop's handle on the writer thread. */
+/**
+ * Writer threads this process has started, and those of them not ended yet (tests: a
+ * store only read starts none; a store closed ends its thread).
+ */
+let threadsStarted = 0;
+let threadsRunning = 0;
+export function writerThreads(): { started: number; running: number } {
+  return { started: threadsStarted, running: threadsRunning };
+}
+
+/** Where a writer thread is: opening its connection, writing, or failed to open. */
+export type WriterState = 'starting' | 'ready' | 'failed';
+
+/**
+ * The loop's handle on the writer thread. Its start is asynchronous: the constructor
+ * makes the Worker and returns; the thread loads (0.1-1 s from the sources, through
+ * tsx's loader; less from dist/) and opens its connection while the loop goes on, and
+ * `ready` resolves once it has (a write waits for it). Opening, the thread only reads
+ * the file (the store's own connection made its tables, and set WAL, before: its
+ * CREATE TABLE IF NOT EXISTS write nothing, take no write lock), so a restore or a
+ * writeNow on the loop's connection meanwhile neither waits for it nor makes it wait
+ * (both connections have a busy_timeout, ingest/storage/sqlite.ts, should one ever).
+ * The Worker is unref'd: a process may end while its thread opens (the thread has
+ * written nothing then); a write, or startWriter, waiting for it holds it (hold()).
+ */
 export class WriterThread {
   readonly worker: Worker;
-  /** [0]: the commit lock (LOCK_*); [1]: the thread's start (STARTING, STARTED, START_FAILED). */
+  /** [0]: the commit lock (LOCK_*); [1]: the thread's start (0, STARTED, START_FAILED). */
   readonly lock = new Int32Array(new SharedArrayBuffer(8));
-  /** Resolves once the thread has opened its connection (rejects if it could not). */
+  /**
+   * Resolves once the thread has opened its connection; rejects if it could not (or
+   * ended, or the store was closed, before).
+   */
   readonly ready: Promise<void>;
   fatal: Error | undefined;
+  /** Set once `ready` has resolved or rejected. */
+  private settled = false;
+  private readonly fail: (err: Error) => void;
+  /** Callers holding the thread (hold()): referenced while any does. */
+  private holds = 0;
 
   constructor(path: string, foldBytes: number) {
     const self = import.meta.url;
@@ -731,25 +755,52 @@ export class WriterThread {
         )
       : new Worker(new URL(self), { workerData: data });
     this.worker.unref();
-    this.ready = new Promise<void>((resolve, reject) => {
-      const fail = (err: Error) => {
-        this.fatal = err;
-        reject(err);
-      };
-      this.worker.on('message', (m: Reply) => {
-        if (m.op === 'ready') resolve();
-        else if (m.op === 'fatal') fail(new Error(m.error));
-      });
-      this.worker.on('error', fail);
-      this.worker.on('exit', () => fail(new Error('checkpoint writer thread ended')));
+    threadsStarted++;
+    threadsRunning++;
+    this.worker.once('exit', () => threadsRunning--);
+    let resolve!: () => void;
+    let reject!: (err: Error) => void;
+    this.ready = new Promise<void>((yes, no) => {
+      resolve = yes;
+      reject = no;
     });
     this.ready.catch(() => undefined);
-    Atomics.wait(this.lock, 1, STARTING, START_WAIT_MS);
+    this.fail = (err) => {
+      this.fatal ??= err;
+      if (this.settled) return;
+      this.settled = true;
+      reject(err);
+    };
+    const starting = (why: string) =>
+      this.settled ? why : `checkpoint writer thread could not start: ${why}`;
+    this.worker.on('message', (m: Reply) => {
+      if (m.op === 'ready') {
+        if (this.settled) return;
+        this.settled = true;
+        resolve();
+      } else if (m.op === 'fatal') this.fail(new Error(starting(m.error)));
+    });
+    this.worker.on('error', (err: unknown) =>
+      this.fail(
+        new Error(starting(err instanceof Error ? err.message : String(err)), { cause: err }),
+      ),
+    );
+    this.worker.on('exit', () => this.fail(new Error(starting('checkpoint writer thread ended'))));
   }
 
-  /** Held while a write waits for answers: the process does not end under it. */
+  /** As the thread last said. */
+  get state(): WriterState {
+    const at = Atomics.load(this.lock, 1);
+    return at === STARTED ? 'ready' : at === START_FAILED ? 'failed' : 'starting';
+  }
+
+  /**
+   * Held while a write waits for answers (or for the thread's start): the process does
+   * not end under it. Counted: each `hold(true)` is released by one `hold(false)`.
+   */
   hold(on: boolean): void {
-    if (on) this.worker.ref();
+    this.holds = Math.max(0, this.holds + (on ? 1 : -1));
+    if (this.holds > 0) this.worker.ref();
     else this.worker.unref();
   }
 
@@ -757,12 +808,18 @@ export class WriterThread {
     this.worker.postMessage(m, transfer);
   }
 
-  /** No commit of the writer lands after this returns (see LOCK_*); the thread ends. */
+  /**
+   * No commit of the writer lands after this returns (see LOCK_*); the thread ends. A
+   * thread still starting reads the close once it has opened its connection (it commits
+   * nothing before); `ready` rejects now, so a write waiting for it fails at once.
+   */
   close(): void {
     const lock = this.lock;
     while (Atomics.compareExchange(lock, 0, LOCK_IDLE, LOCK_CLOSED) === LOCK_COMMITTING)
       Atomics.wait(lock, 0, LOCK_COMMITTING, 100);
+    this.fail(new Error('checkpoint store closed'));
     this.worker.postMessage({ op: 'close' } satisfies Request);
+    this.holds = 0;
     this.worker.unref();
   }
 }
@@ -807,9 +864,9 @@ function runWriter(path: string): void {
       },
     );
   } catch (err) {
-    port.postMessage({ op: 'fatal', error: String(err) } satisfies Reply);
+    // The state first: the loop reading it on the message sees it.
     Atomics.store(lock, 1, START_FAILED);
-    Atomics.notify(lock, 1);
+    port.postMessage({ op: 'fatal', error: String(err) } satisfies Reply);
     return;
   }
   /** The job being written, and whether it failed (its later messages are ignored). */
@@ -888,7 +945,6 @@ function runWriter(path: string): void {
       port.postMessage(answer, [m.bytes.buffer, m.spans.buffer, m.idx.buffer] as ArrayBuffer[]);
     } else port.postMessage(answer);
   });
-  port.postMessage({ op: 'ready' } satisfies Reply);
   Atomics.store(lock, 1, STARTED);
-  Atomics.notify(lock, 1);
+  port.postMessage({ op: 'ready' } satisfies Reply);
 }

@@ -128,28 +128,43 @@ const CHUNK = 32 * RUN;
  * all (8 bytes each: 16 MiB), else dropped. An abandoned capture's chunks are not kept.
  */
 const POOL_SLOTS = 1 << 21;
-const chunkPool = new Map<number, string[][]>();
-let pooledSlots = 0;
 
-/** A chunk of `size` slots: a kept one, or a new one. */
-function takeChunk(size: number): string[] {
-  const kept = chunkPool.get(size)?.pop();
-  if (kept === undefined) return new Array<string>(size);
-  pooledSlots -= size;
-  return kept;
-}
+/** Kept chunks by length, at most `bound` slots in all (see POOL_SLOTS). */
+export class ChunkPool {
+  private readonly kept = new Map<number, string[][]>();
+  /** Slots of the chunks kept now (at most `bound`). */
+  slots = 0;
 
-/** A part's chunks, every slot handed on (and emptied) by its merge, kept for reuse. */
-function keepChunks(chunks: string[][]): void {
-  for (const chunk of chunks) {
-    if (pooledSlots + chunk.length > POOL_SLOTS) break;
-    let list = chunkPool.get(chunk.length);
-    if (list === undefined) chunkPool.set(chunk.length, (list = []));
-    list.push(chunk);
-    pooledSlots += chunk.length;
+  constructor(readonly bound: number) {}
+
+  /** A chunk of `size` slots: a kept one, or a new one. */
+  take(size: number): string[] {
+    const kept = this.kept.get(size)?.pop();
+    if (kept === undefined) return new Array<string>(size);
+    this.slots -= size;
+    return kept;
   }
-  chunks.length = 0;
+
+  /** A part's chunks, every slot handed on (and emptied) by its merge, kept for reuse. */
+  keep(chunks: string[][]): void {
+    for (const chunk of chunks) {
+      if (this.slots + chunk.length > this.bound) break;
+      let list = this.kept.get(chunk.length);
+      if (list === undefined) this.kept.set(chunk.length, (list = []));
+      list.push(chunk);
+      this.slots += chunk.length;
+    }
+    chunks.length = 0;
+  }
+
+  /** The chunks kept now (tests). */
+  chunks(): string[][] {
+    return [...this.kept.values()].flat();
+  }
 }
+
+/** The captures' pool (this process's, shared by its engines). */
+export const chunkPool = new ChunkPool(POOL_SLOTS);
 
 interface Part {
   runner: RuleRunner;
@@ -460,7 +475,7 @@ export class Capture<S extends EntrySink = EntrySink> {
           }
           run.sort();
           if (p.used + n > p.chunk.length) {
-            p.chunk = takeChunk(Math.min(CHUNK, Math.max(RUN, 2 * p.chunk.length)));
+            p.chunk = chunkPool.take(Math.min(CHUNK, Math.max(RUN, 2 * p.chunk.length)));
             p.chunks.push(p.chunk);
             p.used = 0;
           }
@@ -490,7 +505,7 @@ export class Capture<S extends EntrySink = EntrySink> {
         if (--left === 0 || this.open !== undefined) return false;
       }
       // Every id handed on: the part's chunks are empty, for the next gatherings.
-      keepChunks(p.chunks);
+      chunkPool.keep(p.chunks);
       p.chunk = [];
       // Every pending id taken (each left the set as it was): the next capture's set.
       if (p.pending !== undefined && p.pending.size === 0) p.runner.spareChanged = p.pending;

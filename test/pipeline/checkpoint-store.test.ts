@@ -10,12 +10,13 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { deserialize } from 'node:v8';
+import { deserialize, serialize } from 'node:v8';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Event } from '../../ingest/model/index.ts';
 import { openSqlite } from '../../ingest/storage/sqlite.ts';
 import { CheckpointStore, EntryBatch, PART_BYTES } from '../../pipeline/checkpoint-store.ts';
+import { writerThreads } from '../../pipeline/checkpoint-writer.ts';
 import type { RuleRunner } from '../../rules/runner.ts';
 import { type Alert, Engine, type EngineSnapshot, type RuleSpec } from '../../rules/index.ts';
 import type { Capture } from '../../rules/changes.ts';
@@ -972,6 +973,8 @@ describe('a full checkpoint', () => {
     const before = canonical(e.snapshot());
     for (let k = 0; k < 100; k++) e.process(ev(5000 + k, { host: `g${k}` }));
     e.trackChanges(true); // the next capture is full
+    // The thread started ahead (else the write starts it): the turns below count its commits.
+    await store.startWriter();
     const writing = store.write(e.capture(new EntryBatch()), { 'bus/0': 5100 }, { sliceMs: 0 });
     const other = openSqlite(path, { readonly: true });
     const count = (table: string) =>
@@ -1207,6 +1210,122 @@ describe('the event loop', () => {
     back.restoreChanges(store.read()!);
     expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
     expect(store.read()!.offsets).toEqual({ 'bus/0': 5200 });
+    store.close();
+  });
+});
+
+/** Turns of the event loop (setImmediate) until `done()`, at most `max`; how many ran. */
+async function turnsUntil(done: () => boolean, max = 100_000): Promise<number> {
+  let turns = 0;
+  while (!done() && turns < max) {
+    await new Promise((resolve) => setImmediate(resolve));
+    turns++;
+  }
+  return turns;
+}
+
+describe("the writer thread's start", () => {
+  /** A store holding a checkpoint of `hosts` keys at offset `hosts`, closed. */
+  function stored(hosts: number): { path: string; rules: RuleSpec[]; e: Engine } {
+    const path = storePath();
+    const { rules, e } = hostEngine(3, hosts);
+    const store = new CheckpointStore(path);
+    store.writeNow(e.capture(new EntryBatch()), { 'bus/0': hosts });
+    store.close();
+    return { path, rules, e };
+  }
+
+  it('a store opened, read, written at once (writeNow) and closed starts no thread', () => {
+    const before = writerThreads().started;
+    const { path, rules, e } = stored(50);
+    const store = new CheckpointStore(path);
+    expect(store.writerState).toBe('none');
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    expect(canonical(back.snapshot())).toEqual(canonical(e.snapshot()));
+    for (let k = 0; k < 10; k++) back.process(ev(50 + k, { host: `h${k}` }));
+    store.writeNow(back.capture(new EntryBatch()), { 'bus/0': 60 });
+    store.close();
+    expect(writerThreads().started - before).toBe(0);
+  });
+
+  it('the first checkpoint starts it, the loop turning while it opens, and is written', async () => {
+    const { path, rules } = stored(200);
+    const store = new CheckpointStore(path);
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    for (let k = 0; k < 20; k++) back.process(ev(200 + k, { host: `h${k}` }));
+    const before = writerThreads().started;
+    const writing = store.write(back.capture(new EntryBatch()), { 'bus/0': 220 });
+    // The loop turns while the thread loads and opens its connection (not blocked for it).
+    let whileStarting = 0;
+    let done = false;
+    void writing.finally(() => (done = true));
+    while (!done) {
+      if (store.writerState === 'starting') whileStarting++;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const stats = await writing;
+    expect(writerThreads().started - before).toBe(1);
+    expect(whileStarting).toBeGreaterThan(0);
+    expect(stats).toMatchObject({ full: false, loopStatements: 0 });
+    expect(stats.entries).toBeGreaterThan(0);
+    expect(store.writerState).toBe('ready');
+    store.close();
+    const reopened = new CheckpointStore(path);
+    const again = engine(rules, new Map());
+    const read = reopened.read()!;
+    expect(read.offsets).toEqual({ 'bus/0': 220 });
+    again.restoreChanges(read);
+    expect(canonical(again.snapshot())).toEqual(canonical(back.snapshot()));
+    reopened.close();
+  });
+
+  it('closed before the thread is ready: the write fails, nothing lands, the thread ends', async () => {
+    const { path, rules } = stored(100);
+    const store = new CheckpointStore(path);
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    for (let k = 0; k < 20; k++) back.process(ev(100 + k, { host: `h${k}` }));
+    const running = writerThreads().running;
+    const capture = back.capture(new EntryBatch());
+    const writing = store.write(capture, { 'bus/0': 120 });
+    await turnsUntil(() => store.writerState !== 'none');
+    expect(store.writerState).toBe('starting');
+    store.close();
+    await expect(writing).rejects.toThrow(/checkpoint store closed/);
+    back.abandonCapture(capture);
+    // The thread opens its connection, then reads the close and ends.
+    await vi.waitFor(() => expect(writerThreads().running).toBe(running), {
+      timeout: 20_000,
+      interval: 10,
+    });
+    const reopened = new CheckpointStore(path);
+    expect(reopened.read()!.offsets).toEqual({ 'bus/0': 100 });
+    reopened.close();
+  });
+
+  it('a thread that cannot open fails the checkpoint with why, and the previous one is kept', async () => {
+    const { path, rules } = stored(100);
+    const store = new CheckpointStore(path);
+    const back = engine(rules, new Map());
+    back.restoreChanges(store.read()!);
+    for (let k = 0; k < 20; k++) back.process(ev(100 + k, { host: `h${k}` }));
+    // Another connection names a set of tables that is none: the thread's open reads it.
+    const other = openSqlite(path);
+    const tables = other.prepare("SELECT value FROM meta WHERE name = 'tables'").get() as {
+      value: Uint8Array;
+    };
+    other.prepare("UPDATE meta SET value = ? WHERE name = 'tables'").run(serialize('_none'));
+    const capture = back.capture(new EntryBatch());
+    await expect(store.write(capture, { 'bus/0': 120 })).rejects.toThrow(
+      /checkpoint writer thread could not start: .*no such set of checkpoint tables/,
+    );
+    back.abandonCapture(capture);
+    expect(store.writerState).toBe('failed');
+    other.prepare("UPDATE meta SET value = ? WHERE name = 'tables'").run(tables.value);
+    other.close();
+    expect(store.read()!.offsets).toEqual({ 'bus/0': 100 });
     store.close();
   });
 });

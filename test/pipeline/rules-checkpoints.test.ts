@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Checkpoints } from '../../pipeline/checkpoint.ts';
+import { writerThreads } from '../../pipeline/checkpoint-writer.ts';
 import { createLogger } from '../../pipeline/logger.ts';
 import { RuleCheckpoints } from '../../pipeline/rules-checkpoints.ts';
 import { Engine } from '../../rules/index.ts';
@@ -54,5 +55,32 @@ describe('rule checkpoints in drover serve', () => {
     expect(counts(again)).toEqual(counts(migrated));
     second.close();
     expect(failures).toBe(0);
+  });
+
+  it('a restore, and the checkpoint at shutdown, start no writer thread; the first interval does', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'drover-restore-'));
+    dirs.push(dir);
+    const logger = createLogger({ level: 'silent' });
+    const events = stream();
+    const before = writerThreads().started;
+    const first = new RuleCheckpoints(dir, logger, { onFailure: () => {} });
+    const e = engine();
+    expect(first.restore(e)).toBeUndefined();
+    for (const x of events.slice(0, 300)) e.process(structuredClone(x));
+    expect(await first.flush(e, { 'logs/0': 300 })).toBe(true);
+    first.close();
+
+    const second = new RuleCheckpoints(dir, logger, { onFailure: () => {} });
+    const again = engine();
+    expect(second.restore(again)).toMatchObject({ from: 'store', offsets: { 'logs/0': 300 } });
+    expect(writerThreads().started - before).toBe(0);
+    // The first checkpoint of an interval starts the thread and is written.
+    for (const x of events.slice(300, 400)) again.process(structuredClone(x));
+    expect(await second.start(again, { 'logs/0': 400 })).toBe(true);
+    expect(writerThreads().started - before).toBe(1);
+    second.close();
+    const third = new RuleCheckpoints(dir, logger, { onFailure: () => {} });
+    expect(third.restore(engine())).toMatchObject({ offsets: { 'logs/0': 400 } });
+    third.close();
   });
 });
