@@ -702,6 +702,13 @@ export class Pipeline {
       ...(this.config.rules.idleTimeoutMs !== undefined && {
         idleAfterMs: this.config.rules.idleTimeoutMs,
       }),
+      // A quiet topic is idle once a pass of the consumer that read it after the quiet
+      // period found it still at its end, not by the clock alone (rules-input.ts): a
+      // loop held past the timeout (a large request, a starved host) would otherwise
+      // release the other topic's events before reading what was written meanwhile.
+      // Nothing to ask for: the embedded consumer reads every topic it does not deliver
+      // from each pollMs (100 ms) and tells the merge (InputFlow.reading).
+      confirmIdle: () => {},
       process: (m) => {
         // A message the bus delivers again (a batch redelivered after a failure, a
         // rebalance) that the engine already processed is skipped by its offset: no

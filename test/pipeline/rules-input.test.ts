@@ -262,6 +262,38 @@ describe('rules input: the event-time merge of the bus inputs', () => {
     ]);
   });
 
+  it('the embedded consumer confirms a quiet topic idle: each pass tells what it read', async () => {
+    // serve gives the embedded merge confirmIdle with nothing to ask for: the consumer's
+    // passes (every pollMs) read the topics they deliver nothing from and say so.
+    const b = bus();
+    const start = 1_700_000_000_000;
+    await b.publish([0, 1, 2].map((i) => log(start + i, i)));
+    const processed: BusMessage[] = [];
+    const readings: string[] = [];
+    const input = createRulesInput({
+      idleAfterMs: 100,
+      confirmIdle: () => {},
+      process: (m) => processed.push(m),
+    });
+    const reading = input.flow.reading!.bind(input.flow);
+    const consumer = await b.consume({
+      group: 'rules',
+      topics: ['logs', 'metrics'],
+      handler: (batch) => input.handler(batch),
+      flow: {
+        ...input.flow,
+        reading: (ref, end, asked) => {
+          readings.push(`${ref.topic}@${end}`);
+          reading(ref, end, asked);
+        },
+      },
+    });
+    // The metrics topic, empty, is quiet: confirmed by the passes, it holds nothing back.
+    await until('the logs', () => processed.length === 3, 5_000);
+    await consumer.stop();
+    expect(readings).toContain('metrics@0');
+  });
+
   it('an event the rules cannot take is reported and skipped; the rest goes on', async () => {
     const b = bus();
     const start = 1_700_000_000_000;

@@ -59,9 +59,10 @@ export class EmbeddedConsumer {
   /**
    * Without a flow, topics are read and handled in turns. With one (a merging handler),
    * each pass reads every topic the flow has not paused and hands their batches over
-   * together, then reports the topics it found empty as caught up: the merge sees what
-   * each input has before it decides which is ahead, and the handler never has to wait
-   * for another topic's batch, which this one loop could not deliver while it waited.
+   * together, then reports the topics it found empty as caught up (and their log ends
+   * as read, InputFlow.reading): the merge sees what each input has before it decides
+   * which is ahead, and the handler never has to wait for another topic's batch, which
+   * this one loop could not deliver while it waited.
    */
   private async run(): Promise<void> {
     const { group, topics, flow } = this.options;
@@ -96,6 +97,8 @@ export class EmbeddedConsumer {
     if (flow) {
       const reads: Array<{ topic: Topic; messages: BusMessage[] }> = [];
       const empty: Array<{ topic: Topic; position: number }> = [];
+      // The reads below happen after this: a topic found empty was at its end since.
+      const asked = performance.now();
       for (const topic of topics) {
         if (flow.isPaused({ topic, partition: 0 })) continue;
         const position = this.bus.position(group, topic);
@@ -104,7 +107,12 @@ export class EmbeddedConsumer {
         else reads.push({ topic, messages });
       }
       const results = await Promise.all(reads.map((r) => this.hand(r.topic, r.messages)));
-      for (const e of empty) flow.caughtUp({ topic: e.topic, partition: 0 }, e.position);
+      for (const e of empty) {
+        const ref = { topic: e.topic, partition: 0 };
+        flow.caughtUp(ref, e.position);
+        // Its log end as read: what confirms a quiet input idle (pipeline/rules-input.ts).
+        flow.reading?.(ref, e.position, asked);
+      }
       delivered = results.includes(true);
     } else {
       // Topics in turns, as before; each batch is read while the one before it is with
