@@ -255,9 +255,6 @@ async function measure(args: string[]): Promise<number> {
     (o) => JSON.stringify(o),
   );
   const bytes = lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
-  const bodies: string[] = [];
-  for (let i = 0; i < lines.length; i += options.batch)
-    bodies.push(`${lines.slice(i, i + options.batch).join('\n')}\n`);
   const results: Record<
     string,
     { events_per_s: number; mib_per_s: number; events_per_server_cpu_s?: number }
@@ -271,19 +268,11 @@ async function measure(args: string[]): Promise<number> {
       }),
     };
   };
-  const bodiesFile = join(mkdtempSync(join(tmpdir(), 'drover-bench-bodies-')), 'bodies.json');
-  writeFileSync(bodiesFile, JSON.stringify(bodies));
-  // The same events as Elasticsearch _bulk bodies, as Filebeat sends them.
-  const bulkBodies: string[] = [];
-  for (let i = 0; i < lines.length; i += options.batch)
-    bulkBodies.push(
-      lines
-        .slice(i, i + options.batch)
-        .map((l) => `{"create":{"_index":"logs"}}\n${l}\n`)
-        .join(''),
-    );
-  const bulkFile = join(dirname(bodiesFile), 'bulk.json');
-  writeFileSync(bulkFile, JSON.stringify(bulkBodies));
+  // The request bodies go to files for the client process and are not kept here: this
+  // process is the server measured, and its heap held them (about 60 MiB of strings for
+  // 100,000 events, twice the lines), which V8 marks again at every major collection and
+  // sizes its heap's limits by (bench/README.md, issue 15, "major collections").
+  const { bodiesFile, bulkFile, badFile, badMib } = writeBodies(lines, options.batch);
 
   // The ceiling, JSON.parse of the same lines, and HTTP ingest into the embedded bus,
   // taken in turns: each round's ratio compares two figures measured under the same noise.
@@ -332,18 +321,9 @@ async function measure(args: string[]): Promise<number> {
   // Bad lines cost about what good ones do (docs/security.md): bodies of the same size
   // made of lines JSON.parse refuses ("x", after one good line, so the answer is 200),
   // NDJSON into the embedded bus, server CPU per MiB beside the good lines'.
-  const badFile = join(dirname(bodiesFile), 'bad.json');
-  writeFileSync(
-    badFile,
-    JSON.stringify(
-      bodies.map((b) => `${lines[0]}\n${'x\n'.repeat(Math.floor(Buffer.byteLength(b) / 2))}`),
-    ),
-  );
   const badBus = openEmbeddedBus({ path: join(dir, 'bad.db'), maxLag: Number.MAX_SAFE_INTEGER });
   const viaBad = await httpInto(badBus, badFile, options.concurrency);
   await badBus.close();
-  const badMib =
-    bodies.reduce((n, b) => n + Buffer.byteLength(b) + lines[0]!.length + 1, 0) / 1048576;
   // The round of the median ratio stands for the run.
   const medianOf = (all: typeof rounds) =>
     [...all].sort((a, b) => a.ratio - b.ratio)[Math.floor(all.length / 2)]!;
@@ -530,6 +510,42 @@ const round2 = (x: number) => Math.round(x * 100) / 100;
 /** The median of rounds' ratios against JSON.parse's CPU time. */
 function medianCpuRatio(all: Array<{ cpuRatio: number }>): number {
   return [...all].sort((a, b) => a.cpuRatio - b.cpuRatio)[Math.floor(all.length / 2)]!.cpuRatio;
+}
+
+/**
+ * The NDJSON bodies (`batch` lines each), the same as `_bulk` bodies (a `create` action per
+ * document, as Filebeat sends them), and bodies of bad lines of the same sizes, written to
+ * files for the client process; the bad bodies' MiB.
+ */
+function writeBodies(
+  lines: string[],
+  batch: number,
+): { bodiesFile: string; bulkFile: string; badFile: string; badMib: number } {
+  const bodies: string[] = [];
+  for (let i = 0; i < lines.length; i += batch)
+    bodies.push(`${lines.slice(i, i + batch).join('\n')}\n`);
+  const bodiesFile = join(mkdtempSync(join(tmpdir(), 'drover-bench-bodies-')), 'bodies.json');
+  writeFileSync(bodiesFile, JSON.stringify(bodies));
+  const bulkBodies: string[] = [];
+  for (let i = 0; i < lines.length; i += batch)
+    bulkBodies.push(
+      lines
+        .slice(i, i + batch)
+        .map((l) => `{"create":{"_index":"logs"}}\n${l}\n`)
+        .join(''),
+    );
+  const bulkFile = join(dirname(bodiesFile), 'bulk.json');
+  writeFileSync(bulkFile, JSON.stringify(bulkBodies));
+  const badFile = join(dirname(bodiesFile), 'bad.json');
+  writeFileSync(
+    badFile,
+    JSON.stringify(
+      bodies.map((b) => `${lines[0]}\n${'x\n'.repeat(Math.floor(Buffer.byteLength(b) / 2))}`),
+    ),
+  );
+  const badMib =
+    bodies.reduce((n, b) => n + Buffer.byteLength(b) + lines[0]!.length + 1, 0) / 1048576;
+  return { bodiesFile, bulkFile, badFile, badMib };
 }
 
 /** A round's RoundDetail per event (µs), with its JSON.parse and wall clock. */
