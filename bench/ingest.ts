@@ -60,10 +60,13 @@ export async function httpInto(
   bodiesFile: string,
   concurrency: number,
   path = '/ingest',
-): Promise<{ ms: number; cpuMs: number; sysMs: number } & RoundDetail> {
+): Promise<
+  { ms: number; cpuMs: number; sysMs: number; fromMs: number; toMs: number } & RoundDetail
+> {
   const server = await createIngestServer({ bus, port: 0, statsd: false });
   const port = new URL(server.url).port;
   const gc = gcPauses();
+  const fromMs = performance.now();
   const main = mainThreadCpuMs();
   const cpu = process.cpuUsage();
   const client = spawn(
@@ -85,6 +88,7 @@ export async function httpInto(
   const used = process.cpuUsage(cpu);
   const mainMs = main === undefined ? undefined : mainThreadCpuMs()! - main;
   const pauses = gc.stop();
+  const toMs = performance.now();
   await server.close();
   if (code !== 0) throw new Error(`the ingest client failed (${code})`);
   const cpuMs = (used.user + used.system) / 1000;
@@ -92,6 +96,8 @@ export async function httpInto(
     ms: (JSON.parse(out) as { ms: number }).ms,
     cpuMs,
     sysMs: used.system / 1000,
+    fromMs,
+    toMs,
     ...(mainMs !== undefined && { mainThreadMs: mainMs, otherThreadsMs: cpuMs - mainMs }),
     ...pauses,
   };
@@ -109,6 +115,41 @@ interface RoundDetail {
   otherThreadsMs?: number;
   gcPauseMs: number;
   majorGcs: number;
+  /** Each major collection's detail (MajorGc). */
+  majors: MajorGc[];
+}
+
+/**
+ * JSON.parse of every line, the baseline: its wall time (the figure `json_parse` has
+ * always been), and its CPU time (`json_parse_cpu`): the main thread's run time from
+ * /proc's schedstat (ns; the process's user and system time where there is none), which
+ * other load on the machine does not lengthen as it does the wall time (the time the
+ * thread waited for a core, `waitMs`, is what it adds). The ratios against the wall time
+ * are flattered on a loaded machine; those against the CPU time are not.
+ */
+function timeJsonParse(lines: string[]): { parseMs: number; parseCpuMs: number; waitMs?: number } {
+  const sched = mainThreadSchedMs();
+  const cpu = process.cpuUsage();
+  const t = performance.now();
+  for (const l of lines) JSON.parse(l);
+  const parseMs = performance.now() - t;
+  const after = mainThreadSchedMs();
+  if (sched && after)
+    return { parseMs, parseCpuMs: after.runMs - sched.runMs, waitMs: after.waitMs - sched.waitMs };
+  const used = process.cpuUsage(cpu);
+  return { parseMs, parseCpuMs: (used.user + used.system) / 1000 };
+}
+
+/** The main thread's time on a core and waiting for one so far (ms, /proc schedstat). */
+function mainThreadSchedMs(): { runMs: number; waitMs: number } | undefined {
+  try {
+    const [run, wait] = readFileSync(`/proc/self/task/${process.pid}/schedstat`, 'utf8').split(' ');
+    const runMs = Number(run) / 1e6;
+    const waitMs = Number(wait) / 1e6;
+    return Number.isFinite(runMs) && Number.isFinite(waitMs) ? { runMs, waitMs } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The main thread's CPU time so far (ms), from /proc; undefined where there is none. */
@@ -122,27 +163,69 @@ function mainThreadCpuMs(): number | undefined {
   }
 }
 
-/** The garbage collector's pauses from now until stop(): their sum and the major ones. */
-function gcPauses(): { stop(): { gcPauseMs: number; majorGcs: number } } {
+/**
+ * One major collection of the server's heap: when, its pause, its
+ * `gc` entry's flags by name, and process.memoryUsage() as the observer saw it (just after
+ * the collection, so what it left: heap used and total, external memory and, of that,
+ * ArrayBuffers, MiB), to tell which pressure started it.
+ */
+export interface MajorGc {
+  /** performance.now() at its start: the process's ms, as V8's `--trace-gc` counts them. */
+  at_ms: number;
+  pause_ms: number;
+  flags: string[];
+  heap_used_mib: number;
+  heap_total_mib: number;
+  external_mib: number;
+  array_buffers_mib: number;
+}
+
+/** The `gc` entries' flags (perf_hooks constants NODE_PERFORMANCE_GC_FLAGS_*) by name. */
+function gcFlagNames(flags: number): string[] {
+  const names: string[] = [];
+  for (const [k, v] of Object.entries(perfConstants))
+    if (k.startsWith('NODE_PERFORMANCE_GC_FLAGS_') && v !== 0 && (flags & v) === v)
+      names.push(k.slice('NODE_PERFORMANCE_GC_FLAGS_'.length).toLowerCase());
+  return names;
+}
+
+const mib = (n: number) => Math.round((n / 1048576) * 10) / 10;
+
+/**
+ * The garbage collector's pauses from now until stop(): their sum, the major ones, and
+ * each major one's detail (MajorGc; at most 64 kept a round, a bench's own bound).
+ */
+function gcPauses(): { stop(): { gcPauseMs: number; majorGcs: number; majors: MajorGc[] } } {
   let gcPauseMs = 0;
   let majorGcs = 0;
-  const add = (entries: PerformanceEntry[]) => {
+  const majors: MajorGc[] = [];
+  const add = (entries: PerformanceEntry[], live: boolean) => {
     for (const e of entries) {
       gcPauseMs += e.duration;
-      if (
-        (e as { detail?: { kind?: number } }).detail?.kind ===
-        perfConstants.NODE_PERFORMANCE_GC_MAJOR
-      )
+      const detail = (e as { detail?: { kind?: number; flags?: number } }).detail;
+      if (detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR) {
         majorGcs++;
+        if (majors.length >= 64) continue;
+        const m = live ? process.memoryUsage() : undefined;
+        majors.push({
+          at_ms: Math.round(e.startTime),
+          pause_ms: Math.round(e.duration * 10) / 10,
+          flags: gcFlagNames(detail.flags ?? 0),
+          heap_used_mib: m ? mib(m.heapUsed) : -1,
+          heap_total_mib: m ? mib(m.heapTotal) : -1,
+          external_mib: m ? mib(m.external) : -1,
+          array_buffers_mib: m ? mib(m.arrayBuffers) : -1,
+        });
+      }
     }
   };
-  const observer = new PerformanceObserver((list) => add(list.getEntries()));
+  const observer = new PerformanceObserver((list) => add(list.getEntries(), true));
   observer.observe({ entryTypes: ['gc'] });
   return {
     stop: () => {
-      add(observer.takeRecords());
+      add(observer.takeRecords(), false);
       observer.disconnect();
-      return { gcPauseMs: Math.round(gcPauseMs * 10) / 10, majorGcs };
+      return { gcPauseMs: Math.round(gcPauseMs * 10) / 10, majorGcs, majors };
     },
   };
 }
@@ -172,10 +255,6 @@ async function measure(args: string[]): Promise<number> {
     (o) => JSON.stringify(o),
   );
   const bytes = lines.reduce((n, l) => n + Buffer.byteLength(l) + 1, 0);
-  const bodies: string[] = [];
-  for (let i = 0; i < lines.length; i += options.batch)
-    bodies.push(`${lines.slice(i, i + options.batch).join('\n')}\n`);
-
   const results: Record<
     string,
     { events_per_s: number; mib_per_s: number; events_per_server_cpu_s?: number }
@@ -189,19 +268,11 @@ async function measure(args: string[]): Promise<number> {
       }),
     };
   };
-  const bodiesFile = join(mkdtempSync(join(tmpdir(), 'drover-bench-bodies-')), 'bodies.json');
-  writeFileSync(bodiesFile, JSON.stringify(bodies));
-  // The same events as Elasticsearch _bulk bodies, as Filebeat sends them.
-  const bulkBodies: string[] = [];
-  for (let i = 0; i < lines.length; i += options.batch)
-    bulkBodies.push(
-      lines
-        .slice(i, i + options.batch)
-        .map((l) => `{"create":{"_index":"logs"}}\n${l}\n`)
-        .join(''),
-    );
-  const bulkFile = join(dirname(bodiesFile), 'bulk.json');
-  writeFileSync(bulkFile, JSON.stringify(bulkBodies));
+  // The request bodies go to files for the client process and are not kept here: this
+  // process is the server measured, and its heap held them (about 60 MiB of strings for
+  // 100,000 events, twice the lines), which V8 marks again at every major collection and
+  // sizes its heap's limits by (bench/README.md, issue 15, "major collections").
+  const { bodiesFile, bulkFile, badFile, badMib } = writeBodies(lines, options.batch);
 
   // The ceiling, JSON.parse of the same lines, and HTTP ingest into the embedded bus,
   // taken in turns: each round's ratio compares two figures measured under the same noise.
@@ -209,54 +280,61 @@ async function measure(args: string[]): Promise<number> {
   const rounds: Array<
     {
       parseMs: number;
+      parseCpuMs: number;
+      waitMs?: number;
       ms: number;
       cpuMs: number;
       sysMs: number;
       ratio: number;
+      cpuRatio: number;
     } & RoundDetail
   > = [];
   const bulkRounds: typeof rounds = [];
   let embedded: EmbeddedBus | undefined;
   for (let r = 0; r < Math.max(1, options.rounds); r++) {
-    const t = performance.now();
-    for (const l of lines) JSON.parse(l);
-    const parseMs = performance.now() - t;
+    const parse = timeJsonParse(lines);
     await embedded?.close();
     embedded = openEmbeddedBus({
       path: join(dir, `bus-${r}.db`),
       maxLag: Number.MAX_SAFE_INTEGER,
     });
     const viaHttp = await httpInto(embedded, bodiesFile, options.concurrency);
-    rounds.push({ parseMs, ...viaHttp, ratio: parseMs / viaHttp.cpuMs });
+    rounds.push({
+      ...parse,
+      ...viaHttp,
+      ratio: parse.parseMs / viaHttp.cpuMs,
+      cpuRatio: parse.parseCpuMs / viaHttp.cpuMs,
+    });
     const bulkBus = openEmbeddedBus({
       path: join(dir, `bulk-${r}.db`),
       maxLag: Number.MAX_SAFE_INTEGER,
     });
     const viaBulk = await httpInto(bulkBus, bulkFile, options.concurrency, '/_bulk');
     await bulkBus.close();
-    bulkRounds.push({ parseMs, ...viaBulk, ratio: parseMs / viaBulk.cpuMs });
+    bulkRounds.push({
+      ...parse,
+      ...viaBulk,
+      ratio: parse.parseMs / viaBulk.cpuMs,
+      cpuRatio: parse.parseCpuMs / viaBulk.cpuMs,
+    });
   }
   // Bad lines cost about what good ones do (docs/security.md): bodies of the same size
   // made of lines JSON.parse refuses ("x", after one good line, so the answer is 200),
   // NDJSON into the embedded bus, server CPU per MiB beside the good lines'.
-  const badFile = join(dirname(bodiesFile), 'bad.json');
-  writeFileSync(
-    badFile,
-    JSON.stringify(
-      bodies.map((b) => `${lines[0]}\n${'x\n'.repeat(Math.floor(Buffer.byteLength(b) / 2))}`),
-    ),
-  );
   const badBus = openEmbeddedBus({ path: join(dir, 'bad.db'), maxLag: Number.MAX_SAFE_INTEGER });
   const viaBad = await httpInto(badBus, badFile, options.concurrency);
   await badBus.close();
-  const badMib =
-    bodies.reduce((n, b) => n + Buffer.byteLength(b) + lines[0]!.length + 1, 0) / 1048576;
   // The round of the median ratio stands for the run.
   const medianOf = (all: typeof rounds) =>
     [...all].sort((a, b) => a.ratio - b.ratio)[Math.floor(all.length / 2)]!;
   const median = medianOf(rounds);
   const bulkMedian = medianOf(bulkRounds);
   record('json_parse', median.parseMs);
+  // JSON.parse per second of its own CPU time (timeJsonParse), in the same median round.
+  const parseCpu = {
+    events_per_cpu_s: Math.round((lines.length / median.parseCpuMs) * 1000),
+    mib_per_cpu_s: Math.round((bytes / 1048576 / median.parseCpuMs) * 1000 * 10) / 10,
+  };
   record('http_ndjson_to_embedded_bus', median.ms, median.cpuMs);
   record('http_bulk_to_embedded_bus', bulkMedian.ms, bulkMedian.cpuMs);
 
@@ -287,17 +365,28 @@ async function measure(args: string[]): Promise<number> {
   // still being compiled (a third of its CPU then: bench/README.md, "Ingest"), does not
   // stand for the run. The round of the median ratio stands for each codec.
   const kafkaRatios: Record<string, number | number[] | Array<Record<string, number>>> = {};
+  const kafkaGcs: Record<string, Array<{ from_ms: number; to_ms: number; majors: MajorGc[] }>> = {};
   if (process.env.KAFKA_BROKERS) {
     const codecs = ['gzip', 'lz4', 'none'] as const;
     const kafkaRounds: Record<
       string,
-      Array<{ ms: number; cpuMs: number; ratio: number; parseMs: number } & RoundDetail>
+      Array<
+        {
+          ms: number;
+          cpuMs: number;
+          ratio: number;
+          parseMs: number;
+          fromMs: number;
+          toMs: number;
+          parseCpuMs: number;
+          waitMs?: number;
+          cpuRatio: number;
+        } & RoundDetail
+      >
     > = {};
     const lastPrefix: Record<string, string> = {};
     for (let r = 0; r < Math.max(1, options.rounds); r++) {
-      const t = performance.now();
-      for (const l of lines) JSON.parse(l);
-      const parseMs = performance.now() - t;
+      const parse = timeJsonParse(lines);
       for (const compression of codecs) {
         const prefix = `bench${Date.now()}${compression}r${r}.`;
         const kafka = await createKafkaBus({
@@ -307,7 +396,12 @@ async function measure(args: string[]): Promise<number> {
         });
         try {
           const via = await httpInto(kafka, bodiesFile, options.concurrency);
-          (kafkaRounds[compression] ??= []).push({ ...via, parseMs, ratio: parseMs / via.cpuMs });
+          (kafkaRounds[compression] ??= []).push({
+            ...via,
+            ...parse,
+            ratio: parse.parseMs / via.cpuMs,
+            cpuRatio: parse.parseCpuMs / via.cpuMs,
+          });
         } finally {
           await kafka.close();
         }
@@ -320,6 +414,9 @@ async function measure(args: string[]): Promise<number> {
       record(`http_ndjson_to_kafka_${compression}`, mid.ms, mid.cpuMs);
       kafkaRatios[`kafka_${compression}_vs_json_parse`] = Math.round(mid.ratio * 100) / 100;
       kafkaRatios[`kafka_${compression}_rounds`] = all.map((x) => Math.round(x.ratio * 100) / 100);
+      // The same against JSON.parse's CPU time (timeJsonParse), its own median round.
+      kafkaRatios[`kafka_${compression}_vs_json_parse_cpu`] = round2(medianCpuRatio(all));
+      kafkaRatios[`kafka_${compression}_rounds_cpu`] = all.map((x) => round2(x.cpuRatio));
       kafkaRatios[`kafka_${compression}_rounds_events_per_server_cpu_s`] = all.map((x) =>
         Math.round((lines.length / x.cpuMs) * 1000),
       );
@@ -327,6 +424,12 @@ async function measure(args: string[]): Promise<number> {
       kafkaRatios[`kafka_${compression}_rounds_detail`] = all.map((x) =>
         roundDetail(x, lines.length),
       );
+      // Each round's major collections (MajorGc), to tell what started a streak of them.
+      kafkaGcs[`kafka_${compression}_rounds_major_gc_detail`] = all.map((x) => ({
+        from_ms: Math.round(x.fromMs),
+        to_ms: Math.round(x.toMs),
+        majors: x.majors,
+      }));
       // What the broker holds: the last round's topics read back from the start by a
       // plain consumer, its Fetch responses' bytes (the record batches as stored, the
       // topics being of `compression.type: producer`), per event.
@@ -347,10 +450,15 @@ async function measure(args: string[]): Promise<number> {
     mib: Math.round((bytes / 1048576) * 10) / 10,
     batch: options.batch,
     ...results,
+    json_parse_cpu: parseCpu,
     embedded_vs_json_parse: Math.round(ratio * 100) / 100,
+    embedded_vs_json_parse_cpu: round2(medianCpuRatio(rounds)),
+    rounds_cpu: rounds.map((r) => round2(r.cpuRatio)),
     ...kafkaRatios,
+    ...kafkaGcs,
     bulk_vs_json_parse: Math.round(bulkMedian.ratio * 100) / 100,
     bulk_rounds: bulkRounds.map((r) => Math.round(r.ratio * 100) / 100),
+    bulk_vs_json_parse_cpu: round2(medianCpuRatio(bulkRounds)),
     rounds: rounds.map((r) => Math.round(r.ratio * 100) / 100),
     round_details: rounds.map((r) => ({
       json_parse_us_per_event: Math.round((r.parseMs / lines.length) * 1e5) / 100,
@@ -387,7 +495,7 @@ async function measure(args: string[]): Promise<number> {
       process.stdout.write(
         Array.isArray(r)
           ? `  ${name.replace(/_/g, ' ')}: ${r.join(', ')}\n`
-          : `  ${name.replace(/_/g, ' ')}: ${r}${name.endsWith('_per_event') ? '' : '× per server core (median round, against its JSON.parse)'}\n`,
+          : `  ${name.replace(/_/g, ' ')}: ${r}${name.endsWith('_per_event') ? '' : `× per server core (median round, against its JSON.parse${name.endsWith('_cpu') ? "'s CPU time" : ''})`}\n`,
       );
     if (!process.env.KAFKA_BROKERS)
       process.stdout.write(
@@ -397,14 +505,65 @@ async function measure(args: string[]): Promise<number> {
   return 0;
 }
 
+const round2 = (x: number) => Math.round(x * 100) / 100;
+
+/** The median of rounds' ratios against JSON.parse's CPU time. */
+function medianCpuRatio(all: Array<{ cpuRatio: number }>): number {
+  return [...all].sort((a, b) => a.cpuRatio - b.cpuRatio)[Math.floor(all.length / 2)]!.cpuRatio;
+}
+
+/**
+ * The NDJSON bodies (`batch` lines each), the same as `_bulk` bodies (a `create` action per
+ * document, as Filebeat sends them), and bodies of bad lines of the same sizes, written to
+ * files for the client process; the bad bodies' MiB.
+ */
+function writeBodies(
+  lines: string[],
+  batch: number,
+): { bodiesFile: string; bulkFile: string; badFile: string; badMib: number } {
+  const bodies: string[] = [];
+  for (let i = 0; i < lines.length; i += batch)
+    bodies.push(`${lines.slice(i, i + batch).join('\n')}\n`);
+  const bodiesFile = join(mkdtempSync(join(tmpdir(), 'drover-bench-bodies-')), 'bodies.json');
+  writeFileSync(bodiesFile, JSON.stringify(bodies));
+  const bulkBodies: string[] = [];
+  for (let i = 0; i < lines.length; i += batch)
+    bulkBodies.push(
+      lines
+        .slice(i, i + batch)
+        .map((l) => `{"create":{"_index":"logs"}}\n${l}\n`)
+        .join(''),
+    );
+  const bulkFile = join(dirname(bodiesFile), 'bulk.json');
+  writeFileSync(bulkFile, JSON.stringify(bulkBodies));
+  const badFile = join(dirname(bodiesFile), 'bad.json');
+  writeFileSync(
+    badFile,
+    JSON.stringify(
+      bodies.map((b) => `${lines[0]}\n${'x\n'.repeat(Math.floor(Buffer.byteLength(b) / 2))}`),
+    ),
+  );
+  const badMib =
+    bodies.reduce((n, b) => n + Buffer.byteLength(b) + lines[0]!.length + 1, 0) / 1048576;
+  return { bodiesFile, bulkFile, badFile, badMib };
+}
+
 /** A round's RoundDetail per event (µs), with its JSON.parse and wall clock. */
 function roundDetail(
-  r: { parseMs: number; ms: number; cpuMs: number } & RoundDetail,
+  r: {
+    parseMs: number;
+    parseCpuMs: number;
+    waitMs?: number;
+    ms: number;
+    cpuMs: number;
+  } & RoundDetail,
   events: number,
 ): Record<string, number> {
   const us = (ms: number) => Math.round((ms / events) * 1e5) / 100;
   return {
     json_parse_us: us(r.parseMs),
+    json_parse_cpu_us: us(r.parseCpuMs),
+    ...(r.waitMs !== undefined && { json_parse_wait_us: us(r.waitMs) }),
     wall_us: us(r.ms),
     server_cpu_us: us(r.cpuMs),
     ...(r.mainThreadMs !== undefined && {

@@ -1,7 +1,7 @@
 import { gzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { crc32c } from './crc32c.ts';
-import { lz4Compress } from './lz4.ts';
+import { lz4Bound, lz4CompressInto } from './lz4.ts';
 
 /**
  * The body of a Kafka Produce request (versions 3-7, which kafkajs all builds with its v3
@@ -212,7 +212,11 @@ function writeKey(buf: Buffer, at: number, k: string | Buffer, length: number): 
  * `headroom` bytes are left free before the records (the batch's header, when the
  * records are sent as they are).
  */
-function encodeRecords(messages: ProduceMessage[], headroom = 0): Buffer {
+function encodeRecords(
+  messages: ProduceMessage[],
+  headroom = 0,
+  alloc: (size: number) => Buffer = (size) => Buffer.allocUnsafe(size),
+): Buffer {
   const n = messages.length;
   const lengths = new Int32Array(n * 3);
   // Messages with headers only (Drover's events have none): their lists by index.
@@ -246,7 +250,7 @@ function encodeRecords(messages: ProduceMessage[], headroom = 0): Buffer {
     lengths[i * 3 + 2] = body;
     total += varIntSize(body) + body;
   }
-  const buf = Buffer.allocUnsafe(total);
+  const buf = alloc(total);
   let at = headroom;
   for (let i = 0; i < n; i++) {
     const m = messages[i]!;
@@ -281,6 +285,55 @@ function encodeRecords(messages: ProduceMessage[], headroom = 0): Buffer {
   return buf;
 }
 
+/**
+ * The buffers an lz4 record batch's records and frame are written in before the batch is
+ * copied out of them, reused from batch to batch: each batch allocated both anew (its
+ * records' size twice), Buffers outside V8's heap that V8 counts towards starting a major
+ * collection, in a streak of them, in the Kafka runs that read low (bench/README.md,
+ * issue 15, "major collections"). Bound: each buffer is kept only up to `max` bytes; a
+ * larger batch (a send is capped at the topics' `max.message.bytes`, kafka.ts) gets
+ * buffers of its own that are not kept. So at most 2 × `max` bytes, whatever the events.
+ * A batch reads only the bytes it wrote (lengths from this batch's own pass), never a
+ * previous batch's.
+ */
+export class ScratchBuffers {
+  private recordsBuf = Buffer.alloc(0);
+  private frameBuf = Buffer.alloc(0);
+
+  constructor(readonly max: number) {}
+
+  /** A buffer of exactly `size` bytes for the records (a view of the kept one). */
+  records(size: number): Buffer {
+    if (size > this.max) return Buffer.allocUnsafe(size);
+    if (this.recordsBuf.length < size) this.recordsBuf = Buffer.allocUnsafe(grow(size, this.max));
+    return this.recordsBuf.subarray(0, size);
+  }
+
+  /** A buffer of at least `size` bytes for the frame. */
+  frame(size: number): Buffer {
+    if (size > this.max) return Buffer.allocUnsafe(size);
+    if (this.frameBuf.length < size) this.frameBuf = Buffer.allocUnsafe(grow(size, this.max));
+    return this.frameBuf;
+  }
+
+  /** Bytes kept (both buffers). */
+  get keptBytes(): number {
+    return this.recordsBuf.length + this.frameBuf.length;
+  }
+}
+
+/** A kept buffer's next size: `size` rounded up to 64 KiB, at most `max`. */
+function grow(size: number, max: number): number {
+  return Math.min(max, Math.ceil(size / 65536) * 65536);
+}
+
+/**
+ * 4 MiB each: above a send's record batch at the topics' default `max.message.bytes`
+ * (1 MiB) and at the batcher's 5,000 events of the benchmark's (about 1.4 MiB).
+ */
+export const LZ4_SCRATCH_MAX = 4 << 20;
+export const lz4Scratch = new ScratchBuffers(LZ4_SCRATCH_MAX);
+
 function int64(v: unknown): bigint {
   if (typeof v === 'bigint') return v;
   if (typeof v === 'number') return BigInt(v);
@@ -305,11 +358,20 @@ async function encodePartition(
   if (codec === CODEC_NONE) {
     // Uncompressed records are written where they are sent, after the header.
     out = encodeRecords(p.messages, headerBytes + 40);
+  } else if (codec === CODEC_LZ4) {
+    // lz4 runs on this thread (lz4.ts, linear in the records), with no await between the
+    // records written into the scratch and the frame copied out of it: the records and
+    // the frame are written in lz4Scratch and only the batch is allocated, of its size.
+    const scratch = lz4Scratch;
+    const records = encodeRecords(p.messages, 0, (size) => scratch.records(size));
+    const frame = scratch.frame(lz4Bound(records.length));
+    const end = lz4CompressInto(records, frame, 0);
+    out = Buffer.allocUnsafe(headerBytes + 40 + end);
+    out.set(frame.subarray(0, end), headerBytes + 40);
   } else {
+    // gzip runs in zlib's thread pool, after this function's await: its input is its own.
     const records = encodeRecords(p.messages);
-    // lz4 runs on this thread (lz4.ts, linear in the records); gzip in zlib's thread pool.
-    const payload =
-      codec === CODEC_GZIP ? await gzipAsync(records, { level: GZIP_LEVEL }) : lz4Compress(records);
+    const payload = await gzipAsync(records, { level: GZIP_LEVEL });
     out = Buffer.allocUnsafe(headerBytes + 40 + payload.length);
     out.set(payload, headerBytes + 40);
   }

@@ -234,15 +234,29 @@ function compressBlock(
 
 /** `src` as one Kafka LZ4 frame. */
 export function lz4Compress(src: Uint8Array): Buffer {
-  const n = src.length;
-  const blocks = Math.max(1, Math.ceil(n / BLOCK_SIZE));
+  const out = Buffer.allocUnsafe(lz4Bound(src.length));
+  return out.subarray(0, lz4CompressInto(src, out, 0));
+}
+
+/** The most bytes lz4CompressInto() writes for `n` bytes of input. */
+export function lz4Bound(n: number): number {
   // Header 7, per block a size and at most its input (stored raw otherwise), end mark 4.
-  const out = Buffer.allocUnsafe(7 + blocks * 4 + n + 4);
-  out.writeUInt32LE(MAGIC, 0);
-  out[4] = FLG;
-  out[5] = BD;
-  out[6] = (xxh32(out, 4, 6) >>> 8) & 0xff;
-  let at = 7;
+  return 7 + Math.max(1, Math.ceil(n / BLOCK_SIZE)) * 4 + n + 4;
+}
+
+/**
+ * `src` as one Kafka LZ4 frame written into `out` from `start`, which must leave
+ * lz4Bound(src.length) bytes; returns the frame's end. Only the frame's bytes are written.
+ */
+export function lz4CompressInto(src: Uint8Array, out: Buffer, start: number): number {
+  const n = src.length;
+  if (start < 0 || start + lz4Bound(n) > out.length)
+    throw new RangeError('lz4CompressInto: the output has no room for the frame');
+  out.writeUInt32LE(MAGIC, start);
+  out[start + 4] = FLG;
+  out[start + 5] = BD;
+  out[start + 6] = (xxh32(out, start + 4, start + 6) >>> 8) & 0xff;
+  let at = start + 7;
   // Unaligned little-endian 32-bit reads, one call each (sequences, match extension).
   const view = new DataView(src.buffer, src.byteOffset, src.byteLength);
   for (let from = 0; from < n; from += BLOCK_SIZE) {
@@ -258,8 +272,7 @@ export function lz4Compress(src: Uint8Array): Buffer {
     }
   }
   out.writeUInt32LE(0, at);
-  at += 4;
-  return out.subarray(0, at);
+  return at + 4;
 }
 
 /**

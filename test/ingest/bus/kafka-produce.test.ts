@@ -2,7 +2,14 @@ import { createRequire } from 'node:module';
 import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { crc32c } from '../../../ingest/bus/crc32c.ts';
-import { canEncode, GZIP_LEVEL, type ProduceArgs } from '../../../ingest/bus/kafka-produce.ts';
+import {
+  canEncode,
+  GZIP_LEVEL,
+  LZ4_SCRATCH_MAX,
+  lz4Scratch,
+  type ProduceArgs,
+  ScratchBuffers,
+} from '../../../ingest/bus/kafka-produce.ts';
 import { kafkajs } from '../../../ingest/bus/kafkajs.ts';
 import { lz4Decompress } from '../../../ingest/bus/lz4.ts';
 
@@ -122,6 +129,42 @@ describe("the Produce request's encoding (kafka-produce.ts)", () => {
     expect(batch.readUInt32LE(61)).toBe(0x184d2204);
     const plain = lz4Decompress(batch.subarray(61), 1 << 20);
     expect(plain.toString('latin1')).toContain('x'.repeat(20_000));
+  });
+
+  it("reuses lz4's buffers from batch to batch without a byte of one batch in the next", async () => {
+    vi.spyOn(Date, 'now').mockReturnValue(1_764_000_000_123);
+    const { fast, kafkajs: original } = produceRequests();
+    // A large batch of bytes that compress poorly, then small ones, then the large again:
+    // each as kafkajs writes it alone (its own buffers every time).
+    let x = 7;
+    const noise = Buffer.alloc(300_000, 0).map(() => (x = (x * 1103515245 + 12345) & 0xff));
+    const large = [...messages, { key: 'big', value: noise }];
+    for (const batch of [large, messages.slice(0, 2), messages.slice(0, 1), large, messages]) {
+      const args = argsOf(3, batch);
+      const ours = (await fast(args).encode()).buffer;
+      expect(ours.equals((await original(args).encode()).buffer)).toBe(true);
+    }
+    expect(lz4Scratch.keptBytes).toBeGreaterThan(0);
+    expect(lz4Scratch.keptBytes).toBeLessThanOrEqual(2 * LZ4_SCRATCH_MAX);
+  });
+
+  it('keeps each lz4 buffer only up to its bound; a larger batch gets its own', () => {
+    const scratch = new ScratchBuffers(1 << 20);
+    const small = scratch.records(1000);
+    expect(small.length).toBe(1000);
+    expect(scratch.keptBytes).toBe(65536);
+    // The same memory again for the next batch of that size: reused, not allocated.
+    expect(scratch.records(2000).buffer).toBe(small.buffer);
+    const huge = scratch.records((1 << 20) + 1);
+    expect(huge.length).toBe((1 << 20) + 1);
+    expect(huge.buffer).not.toBe(small.buffer);
+    expect(scratch.keptBytes).toBe(65536);
+    expect(scratch.frame((1 << 20) + 5).length).toBe((1 << 20) + 5);
+    expect(scratch.keptBytes).toBe(65536);
+    // Up to the bound it grows, and stays at it.
+    expect(scratch.records(1 << 20).length).toBe(1 << 20);
+    expect(scratch.frame(1 << 20).length).toBe(1 << 20);
+    expect(scratch.keptBytes).toBe(2 << 20);
   });
 
   it('leaves to kafkajs what it does not write: timestamps, other codecs, other values', () => {
