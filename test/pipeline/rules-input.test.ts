@@ -62,6 +62,19 @@ async function consume(b: EmbeddedBus, maxHeldPerInput: number, fail?: (m: BusMe
   return { processed, errors, input, consumer, maxHeld: () => maxHeld };
 }
 
+const logs = { topic: 'logs' as const, partition: 0 };
+const metrics = { topic: 'metrics' as const, partition: 0 };
+/** A batch of `ref` with one event at each time, offsets from `from`. */
+const batch = (ref: InputRef, times: number[], from: number) => ({
+  ...ref,
+  messages: times.map((t, i) => ({
+    ...ref,
+    offset: String(from + i),
+    key: '',
+    event: { '@timestamp': t },
+  })),
+});
+
 describe('rules input: the event-time merge of the bus inputs', () => {
   it('hands a backlog to the rules in event-time order across topics, holding a bounded amount', async () => {
     const b = bus();
@@ -166,17 +179,6 @@ describe('rules input: the event-time merge of the bus inputs', () => {
       clock: () => now,
       process: (m) => processed.push(`${m.topic}@${m.event['@timestamp']}`),
     });
-    const logs = { topic: 'logs' as const, partition: 0 };
-    const metrics = { topic: 'metrics' as const, partition: 0 };
-    const batch = (ref: InputRef, times: number[], from: number) => ({
-      ...ref,
-      messages: times.map((t, i) => ({
-        ...ref,
-        offset: String(from + i),
-        key: '',
-        event: { '@timestamp': t },
-      })),
-    });
     input.flow.assigned([logs, metrics]);
     input.flow.caughtUp(metrics, 0);
     // Metrics were at their end a moment ago: the logs wait for them.
@@ -214,17 +216,6 @@ describe('rules input: the event-time merge of the bus inputs', () => {
       clock: () => now,
       confirmIdle: (refs) => asked.push(...refs.map((r) => `${r.topic}@${now}`)),
       process: (m) => processed.push(`${m.topic}@${m.event['@timestamp']}`),
-    });
-    const logs = { topic: 'logs' as const, partition: 0 };
-    const metrics = { topic: 'metrics' as const, partition: 0 };
-    const batch = (ref: InputRef, times: number[], from: number) => ({
-      ...ref,
-      messages: times.map((t, i) => ({
-        ...ref,
-        offset: String(from + i),
-        key: '',
-        event: { '@timestamp': t },
-      })),
     });
     input.flow.assigned([logs, metrics]);
     input.flow.caughtUp(metrics, 1);
