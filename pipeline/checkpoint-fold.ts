@@ -18,6 +18,7 @@
 import { closeSync, openSync, readSync } from 'node:fs';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { openSqlite } from '../ingest/storage/sqlite.ts';
+import { lowerThisThread } from './thread-priority.ts';
 
 type Request = { op: 'fold' } | { op: 'close' };
 type Reply = { ok: true; read: number } | { ok: false; error: string };
@@ -122,6 +123,7 @@ const fold = isMainThread
   : (workerData as { checkpointFold?: unknown } | null)?.checkpointFold;
 if (typeof fold === 'string') {
   const path = fold;
+  lowerThisThread();
   const db = openSqlite(path);
   const chunk = Buffer.allocUnsafe(READ_CHUNK);
   /**

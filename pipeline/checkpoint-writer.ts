@@ -21,6 +21,7 @@ import { statSync } from 'node:fs';
 import { deserialize } from 'node:v8';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { PART_BYTES, type PartedValue } from './checkpoint-codec.ts';
+import { lowerThisThread } from './thread-priority.ts';
 import {
   enableWal,
   openSqlite,
@@ -833,6 +834,7 @@ if (typeof writerPath === 'string') runWriter(writerPath);
 function runWriter(path: string): void {
   const { foldBytes, lock } = workerData as { foldBytes: number; lock: Int32Array };
   const port = parentPort!;
+  lowerThisThread();
   let db: SqliteDatabase;
   let writer: TableWriter;
   let committed: number | undefined;

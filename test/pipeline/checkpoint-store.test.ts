@@ -17,6 +17,7 @@ import type { Event } from '../../ingest/model/index.ts';
 import { openSqlite } from '../../ingest/storage/sqlite.ts';
 import { CheckpointStore, EntryBatch, PART_BYTES } from '../../pipeline/checkpoint-store.ts';
 import { writerThreads } from '../../pipeline/checkpoint-writer.ts';
+import { BACKGROUND_PRIORITY } from '../../pipeline/thread-priority.ts';
 import type { RuleRunner } from '../../rules/runner.ts';
 import { type Alert, Engine, type EngineSnapshot, type RuleSpec } from '../../rules/index.ts';
 import type { Capture } from '../../rules/changes.ts';
@@ -1328,4 +1329,36 @@ describe("the writer thread's start", () => {
     expect(store.read()!.offsets).toEqual({ 'bus/0': 100 });
     store.close();
   });
+});
+
+describe("the writer's and the fold's threads", () => {
+  /** A thread's nice value, from /proc/self/task/<tid>/stat (field 19). */
+  const nice = (tid: string) =>
+    Number(readFileSync(`/proc/self/task/${tid}/stat`, 'latin1').split(') ')[1]!.split(' ')[16]);
+
+  it.runIf(process.platform === 'linux')(
+    "run below the event loop's priority, the loop's own left as it was",
+    async () => {
+      // A slice the scheduler took the core from, to run the writer, held the loop for the
+      // writer's turn too (thread-priority.ts): the two threads the store starts are
+      // lowered, the loop and every other thread are not. The log of this checkpoint is
+      // past foldBytes and under 8 times it: folded by the fold's thread.
+      const threads = () => new Set(readdirSync('/proc/self/task'));
+      const before = threads();
+      const loop = nice(String(process.pid));
+      const store = new CheckpointStore(storePath(), { foldBytes: 32 * 1024 });
+      const e = engine(RULES, new Map());
+      e.trackChanges(true);
+      for (const event of stream().slice(0, 400)) e.process(structuredClone(event));
+      await store.write(e.capture(new EntryBatch()), { 'bus/0': 400 });
+      await store.folded();
+      const started = [...threads()].filter((tid) => !before.has(tid));
+      const lowered = started.filter((tid) => nice(tid) === BACKGROUND_PRIORITY);
+      expect(BACKGROUND_PRIORITY).toBeGreaterThan(loop);
+      expect(lowered).toHaveLength(2);
+      expect(nice(String(process.pid))).toBe(loop);
+      for (const tid of threads()) if (!lowered.includes(tid)) expect(nice(tid)).toBe(loop);
+      store.close();
+    },
+  );
 });
