@@ -118,8 +118,19 @@ interface One {
 }
 
 interface Pause {
-  /** Longest time the loop was held at once (capture or a slice). */
+  /** Longest time the loop was held at once (capture or a slice), wall time. */
   max_pause_ms: number;
+  /**
+   * The same less the time the loop's thread waited for a core in it (Linux, from
+   * /proc/thread-self/schedstat read before and after each slice, outside it; null
+   * elsewhere): the longest the snapshot's own work held the loop, on the CPU or blocked.
+   * What max_pause_ms holds beyond it is the OS running another thread (another process,
+   * the store's writer, V8's helpers) while the slice had the loop: what it would have
+   * done to any turn of the loop, snapshot or not (the control's batches below).
+   */
+  max_own_ms: number | null;
+  /** The loop's wait for a core, summed over the capture and the slices (null as above). */
+  waited_ms: number | null;
   /** On-loop time of the whole snapshot (all slices), and wall time until committed. */
   on_loop_ms: number;
   wall_ms: number;
@@ -155,7 +166,8 @@ const TRACE_MS = 4;
 let sliceMs = 2;
 
 /**
- * The main thread's counters from Linux (trace only, read outside the timed slices):
+ * The main thread's counters from Linux (read outside the timed slices; printed with
+ * `--trace`, and the wait for a core in every run, for max_own_ms):
  * `/proc/thread-self/schedstat`'s run-queue wait (ns, accurate at each read: a wait is
  * added when the thread gets its core back; its run time there is only as fresh as the
  * scheduler's last tick, so it is not used), `/proc/thread-self/sched`'s voluntary and
@@ -291,7 +303,7 @@ interface Traced {
 /** Records Traced slices from the counters read before and after each. */
 class Tracer {
   readonly slices: Traced[] = [];
-  private readonly counters = TRACE ? new ThreadCounters() : undefined;
+  private readonly counters = process.platform === 'linux' ? new ThreadCounters() : undefined;
   private readonly before = new Float64Array(COUNTERS.length);
   private readonly after = new Float64Array(COUNTERS.length);
 
@@ -458,8 +470,8 @@ async function incremental(
     { 'logs/0': offset },
     {
       sliceMs,
-      beforeSlice: TRACE ? () => tracer.start() : undefined,
-      onSlice: TRACE ? (b, ms, c) => tracer.end(b, ms, c, capture.entries) : undefined,
+      beforeSlice: () => tracer.start(),
+      onSlice: (b, ms, c) => tracer.end(b, ms, c, capture.entries),
     },
   );
   const wall = performance.now() - began;
@@ -472,8 +484,11 @@ async function incremental(
   // The write-ahead log is folded by a worker after the commit; the next interval's
   // checkpoint starts once it is done, as between two intervals.
   await store.folded();
+  const traced = tracer.slices;
   return {
     max_pause_ms: round(Math.max(captureMs, stats.maxPauseMs)),
+    max_own_ms: traced.length === 0 ? null : round(Math.max(...traced.map((t) => t.ms - t.waitMs))),
+    waited_ms: traced.length === 0 ? null : round(traced.reduce((a, t) => a + t.waitMs, 0)),
     on_loop_ms: round(captureMs + stats.totalMs),
     wall_ms: round(wall),
     slices: stats.slices,
@@ -793,13 +808,13 @@ export async function snapshotBench(args: string[]): Promise<number> {
     b === 0 ? '-' : `${(a / b).toFixed(a / b < 10 ? 2 : 0)}×`;
   const mb = (b: number) => `${(b / 2 ** 20).toFixed(1)} MB`;
   const lines = [
-    '| keys held | JSON: loop pause | incremental full: longest pause (on loop, wall) | after 1% changed: longest pause (on loop, wall) | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store | loop delay max full / 1% / taking events | tracking: longest add, Set / IdSet |',
+    '| keys held | JSON: loop pause | incremental full: longest pause, own (on loop, wall) | after 1% changed: longest pause, own (on loop, wall) | pause 1% vs JSON | bytes JSON / store | restore JSON / store | RSS state, after restore JSON / store | loop delay max full / 1% / taking events | tracking: longest add, Set / IdSet |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const r of results) {
     const i = r.incremental;
     lines.push(
-      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB | ${i.full.loop_delay_max_ms} / ${i.one_percent.loop_delay_max_ms} / ${r.control.loop_delay_max_ms} ms | ${Math.max(...r.tracking.set_longest_add_ms)} / ${Math.max(...r.tracking.id_set_longest_add_ms)} ms |`,
+      `| ${r.keys.toLocaleString('en')} | ${r.json.pause_ms} ms | ${i.full.max_pause_ms}, ${i.full.max_own_ms ?? '-'} ms (${i.full.on_loop_ms}, ${i.full.wall_ms} ms) | ${i.one_percent.max_pause_ms}, ${i.one_percent.max_own_ms ?? '-'} ms (${i.one_percent.on_loop_ms}, ${i.one_percent.wall_ms} ms; ${i.one_percent.entries} entries) | ${ratio(i.one_percent.max_pause_ms, r.json.pause_ms)} | ${mb(r.json.bytes)} / ${mb(i.bytes)} (${ratio(i.bytes, r.json.bytes)}) | ${r.json.restore_ms} / ${i.restore_ms} ms (${ratio(i.restore_ms, r.json.restore_ms)}) | ${r.rss_mb} MB; ${r.json.rss_after_restore_mb} / ${i.rss_after_restore_mb} MB | ${i.full.loop_delay_max_ms} / ${i.one_percent.loop_delay_max_ms} / ${r.control.loop_delay_max_ms} ms | ${Math.max(...r.tracking.set_longest_add_ms)} / ${Math.max(...r.tracking.id_set_longest_add_ms)} ms |`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
