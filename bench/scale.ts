@@ -238,8 +238,12 @@ interface Run {
   cpu_ms: number;
   wall_ms: number;
   events_per_cpu_s: number;
-  /** The same from when the first third of the events had been processed to the end. */
-  warm_events_per_cpu_s: number;
+  /**
+   * The same from when the first third of the events had been processed to the end; null
+   * when the poll that saw the third came so late that under a tenth of the events were
+   * left (a run shorter than about three polls): too few to be a figure.
+   */
+  warm_events_per_cpu_s: number | null;
   /** All the workers' CPU with nothing to process, ms per second of wall time. */
   idle_cpu_ms_per_s: number;
   /** The same per worker: what one idle `drover serve --roles rules,actions` costs. */
@@ -658,7 +662,10 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
         cpu_ms: Math.round(cpuMs),
         wall_ms: Math.round(wallMs),
         events_per_cpu_s: Math.round((count / cpuMs) * 1000),
-        warm_events_per_cpu_s: Math.round(((count - warm!.processed) / warmCpuMs) * 1000),
+        warm_events_per_cpu_s:
+          count - warm!.processed < count / 10
+            ? null
+            : Math.round(((count - warm!.processed) / warmCpuMs) * 1000),
         idle_cpu_ms_per_s: Math.round(idlePerS),
         idle_cpu_ms_per_s_per_worker: Math.round((idlePerS / k) * 10) / 10,
         busy_cpu_ms: Math.round(Math.max(0, cpuMs - (idlePerS * wallMs) / 1000)),
@@ -771,7 +778,11 @@ rules: { paths: [rules], allowedLateness: ${LATENESS_MS}ms, partitionFields: [${
       const each = (f: (p: { one: Run; three: Run }) => number) => pairs.map((p) => round2(f(p))!);
       const cpu = each((p) => p.three.cpu_ms / p.one.cpu_ms);
       const busy = each((p) => p.three.busy_cpu_ms / p.one.busy_cpu_ms);
-      const warm = each((p) => p.one.warm_events_per_cpu_s / p.three.warm_events_per_cpu_s);
+      const warm = pairs.flatMap(({ one, three }) =>
+        one.warm_events_per_cpu_s === null || three.warm_events_per_cpu_s === null
+          ? []
+          : [round2(one.warm_events_per_cpu_s / three.warm_events_per_cpu_s)!],
+      );
       // Steady runs: the same `--events`, after each worker processed W of a warm-up.
       const steadyCpu = pairsOf(name, true).map((p) => round2(p.three.cpu_ms / p.one.cpu_ms)!);
       return {
